@@ -1,0 +1,173 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fastdowntime.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one connection layer of the collection.
+
+Every module and engine reaches PostgreSQL or a pgbouncer admin console through
+``connect()`` here, with endpoints described by ``ENDPOINT_SPEC``. Errors come
+back as ``ConnectError`` carrying one line that names the endpoint and the
+cause, never the password.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+try:
+    import psycopg2
+    import psycopg2.extensions
+    HAS_PSYCOPG2 = True
+    PSYCOPG2_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - depends on the host
+    psycopg2 = None
+    HAS_PSYCOPG2 = False
+    PSYCOPG2_IMPORT_ERROR = exc
+
+# One endpoint: a PostgreSQL server or a pgbouncer admin console.
+ENDPOINT_SPEC = dict(
+    name=dict(type='str', required=False),
+    host=dict(type='str', required=True),
+    port=dict(type='int', default=5432),
+    user=dict(type='str', required=True),
+    password=dict(type='str', no_log=True),
+    dbname=dict(type='str'),
+    ssl_mode=dict(type='str', default='prefer',
+                  choices=['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']),
+    ca_cert=dict(type='path'),
+    connect_timeout=dict(type='int', default=5),
+)
+
+
+def endpoint_argument_spec(required=True, list_of=False):
+    """Argument spec entry for an option that holds one endpoint (or a list)."""
+    if list_of:
+        return dict(type='list', elements='dict', options=ENDPOINT_SPEC, default=[])
+    return dict(type='dict', options=ENDPOINT_SPEC, required=required)
+
+
+class ConnectError(Exception):
+    """A connection or query failure, already worded for the operator."""
+
+
+def endpoint_label(endpoint):
+    """'name (host:port)' or 'host:port' - how every message names an endpoint."""
+    where = '%s:%s' % (endpoint.get('host'), endpoint.get('port') or 5432)
+    name = endpoint.get('name')
+    return '%s (%s)' % (name, where) if name and name != endpoint.get('host') else where
+
+
+_PASSWORD_RE = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def one_line(text):
+    """Collapse a driver message to one line and strip anything password-like."""
+    text = ' '.join(str(text).split())
+    return _PASSWORD_RE.sub(r'\1***', text)
+
+
+def explain_connect_failure(message):
+    """Map libpq's words to what the operator should do about them."""
+    low = message.lower()
+    if 'password authentication failed' in low or 'no password supplied' in low \
+            or 'auth failed' in low or 'sasl authentication failed' in low:
+        return 'authentication failed: check the user and password (vault, .pgpass or PGPASSFILE)'
+    if 'timeout expired' in low or 'timed out' in low:
+        return 'no answer within the connect timeout: is the host up and the port open?'
+    if 'connection refused' in low:
+        return 'connection refused: nothing listens on that port'
+    if 'no route to host' in low or 'network is unreachable' in low:
+        return 'host unreachable: check the address and the network'
+    if 'could not translate host name' in low:
+        return 'unknown host name'
+    if 'does not exist' in low:
+        return one_line(message)
+    if 'not allowed' in low or 'permission denied' in low:
+        return one_line(message)
+    return one_line(message)
+
+
+def dsn_kwargs(endpoint, dbname=None, application_name='fastdowntime'):
+    """psycopg2.connect() keyword arguments for an endpoint. The password is
+    passed only when given, so libpq falls back to .pgpass / PGPASSFILE."""
+    kwargs = dict(
+        host=endpoint['host'],
+        port=int(endpoint.get('port') or 5432),
+        user=endpoint['user'],
+        dbname=dbname or endpoint.get('dbname') or 'postgres',
+        connect_timeout=int(endpoint.get('connect_timeout') or 5),
+        application_name=application_name,
+    )
+    if endpoint.get('password'):
+        kwargs['password'] = endpoint['password']
+    if endpoint.get('ssl_mode'):
+        kwargs['sslmode'] = endpoint['ssl_mode']
+    if endpoint.get('ca_cert'):
+        kwargs['sslrootcert'] = endpoint['ca_cert']
+    return kwargs
+
+
+def connect(endpoint, dbname=None, autocommit=False, async_=False, application_name='fastdowntime'):
+    """Open a psycopg2 connection to ``endpoint`` (a dict shaped like ENDPOINT_SPEC).
+
+    ``async_=True`` gives a non-blocking connection (always autocommit) whose
+    setup is finished before returning; callers use it to run commands on
+    several servers at once under one deadline.
+    """
+    if not HAS_PSYCOPG2:
+        raise ConnectError('psycopg2 is not installed for the Python that runs this task (%s)'
+                           % PSYCOPG2_IMPORT_ERROR)
+    kwargs = dsn_kwargs(endpoint, dbname=dbname, application_name=application_name)
+    try:
+        if async_:
+            conn = psycopg2.connect(async_=1, **kwargs)
+            wait(conn, timeout=kwargs['connect_timeout'])
+        else:
+            conn = psycopg2.connect(**kwargs)
+            conn.autocommit = autocommit
+    except psycopg2.Error as exc:
+        raise ConnectError('%s: cannot connect as %s to database %s: %s' % (
+            endpoint_label(endpoint), endpoint['user'], kwargs['dbname'],
+            explain_connect_failure(str(exc))))
+    except TimeoutError:
+        raise ConnectError('%s: cannot connect: no answer within %ss' % (
+            endpoint_label(endpoint), kwargs['connect_timeout']))
+    return conn
+
+
+def wait(conn, timeout=None):
+    """Drive a non-blocking psycopg2 connection until its current operation is
+    done; raise TimeoutError (leaving the operation in flight) after ``timeout``
+    seconds."""
+    import select
+    import time
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        state = conn.poll()
+        if state == psycopg2.extensions.POLL_OK:
+            return
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise TimeoutError()
+        if state == psycopg2.extensions.POLL_READ:
+            select.select([conn.fileno()], [], [], left)
+        elif state == psycopg2.extensions.POLL_WRITE:
+            select.select([], [conn.fileno()], [], left)
+        else:  # pragma: no cover - psycopg2 contract
+            raise psycopg2.OperationalError('bad state from poll: %s' % state)
+
+
+def rows_as_dicts(cursor):
+    """All remaining rows of ``cursor`` as dicts keyed by column name."""
+    names = [c[0] for c in cursor.description or []]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def query(conn, sql, params=None):
+    """Run ``sql`` on a blocking connection and return its rows as dicts."""
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        if cur.description is None:
+            return []
+        return rows_as_dicts(cur)
