@@ -1,0 +1,575 @@
+#!/usr/bin/env python3
+"""The fastdowntime lab: a real PostgreSQL topology of SSH hosts on one machine.
+
+Seven hosts, each its own Linux network namespace with its own address on a
+private bridge and its own sshd: a primary, two streaming standbys, two
+pgbouncers and two app servers running the demo app. All hosts share the
+filesystem, so each host keeps its files under LAB_DIR/hosts/<name>/.
+
+    labctl.py up        build the lab (or keep it, when it is already healthy)
+    labctl.py down      tear it down; safe after a crashed run
+    labctl.py status    one line per host; exit 1 when anything is unhealthy
+    labctl.py app start|stop|restart HOST    the demo app (its restart command)
+
+This is test and demo infrastructure, not part of the collection: it needs root,
+installs its Debian packages itself, and sends traffic only inside the
+namespaces it creates.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+LAB_DIR = os.environ.get('FDT_LAB_DIR', '/var/lib/fastdowntime-lab')
+HERE = os.path.dirname(os.path.abspath(__file__))
+BRIDGE = 'fdtlab0'
+SUBNET_PREFIX = '10.213.47.'
+BRIDGE_ADDR = SUBNET_PREFIX + '1'
+PG_BIN = '/usr/lib/postgresql/15/bin'
+SYSTEM_PYTHON = '/usr/bin/python3'
+DEBIAN_PACKAGES = ['postgresql-15', 'pgbouncer', 'openssh-server', 'openssh-client',
+                   'iproute2', 'python3-psycopg2']
+
+HOSTS = {
+    'primary': {'addr': SUBNET_PREFIX + '10', 'role': 'primary'},
+    'standby1': {'addr': SUBNET_PREFIX + '11', 'role': 'standby'},
+    'standby2': {'addr': SUBNET_PREFIX + '12', 'role': 'standby'},
+    'pgbouncer1': {'addr': SUBNET_PREFIX + '21', 'role': 'pgbouncer', 'standby': 'standby1'},
+    'pgbouncer2': {'addr': SUBNET_PREFIX + '22', 'role': 'pgbouncer', 'standby': 'standby2'},
+    'app1': {'addr': SUBNET_PREFIX + '31', 'role': 'app', 'pgbouncer': 'pgbouncer1'},
+    'app2': {'addr': SUBNET_PREFIX + '32', 'role': 'app', 'pgbouncer': 'pgbouncer2'},
+}
+PG_PORT = 5432
+PGBOUNCER_PORT = 6432
+APP_PORT = 8080
+DB_NAME = 'fdtdemo'
+# Lab-only credentials; the lab inventory carries the same values.
+USERS = {
+    'fdt_deploy': 'deploy-secret',
+    'fdt_replication': 'repl-secret',
+    'fdt_app': 'app-secret',
+    'fdt_admin': 'admin-secret',
+}
+RUN_AS = 'postgres'
+
+
+class LabError(Exception):
+    pass
+
+
+# -- small helpers -----------------------------------------------------------
+def log(msg):
+    print('lab: %s' % msg, flush=True)
+
+
+def run(cmd, check=True, env=None, input_text=None, quiet=False):
+    proc = subprocess.run(cmd, env=env, input=input_text, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if check and proc.returncode != 0:
+        raise LabError('%s failed (exit %s): %s' % (' '.join(cmd), proc.returncode,
+                                                    proc.stdout.strip()[-2000:]))
+    return proc
+
+
+def netns(name):
+    return 'fdtlab-%s' % name
+
+
+def in_ns(name, cmd, as_user=None):
+    base = ['ip', 'netns', 'exec', netns(name)]
+    if as_user:
+        base += ['runuser', '-u', as_user, '--']
+    return base + cmd
+
+
+def host_dir(name, *parts):
+    return os.path.join(LAB_DIR, 'hosts', name, *parts)
+
+
+def chown_tree(path, user=RUN_AS):
+    run(['chown', '-R', '%s:%s' % (user, user), path])
+
+
+def write(path, text, mode=0o644):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as handle:
+        handle.write(text)
+    os.chmod(path, mode)
+
+
+def port_open(addr, port, timeout=0.5):
+    try:
+        with socket.create_connection((addr, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(what, predicate, timeout=30.0, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise LabError('timed out after %.0fs waiting for %s' % (timeout, what))
+
+
+def psql(host, sql, db='postgres', user=RUN_AS):
+    """psql over the host's unix socket (lab setup only; the product never shells out)."""
+    cmd = in_ns(host, [os.path.join(PG_BIN, 'psql'), '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1',
+                       '-h', host_dir(host, 'run'), '-p', str(PG_PORT), '-U', user, '-d', db,
+                       '-c', sql], as_user=RUN_AS)
+    return run(cmd).stdout.strip()
+
+
+def pidfile_pid(path):
+    try:
+        with open(path) as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid_alive(pid):
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+# -- packages ----------------------------------------------------------------
+def ensure_root():
+    if os.geteuid() != 0:
+        raise LabError('the lab needs root (network namespaces, sshd, apt-get): run it as root, e.g. sudo make lab')
+
+
+def ensure_packages():
+    missing = [p for p in DEBIAN_PACKAGES
+               if run(['dpkg-query', '-W', '-f=${Status}', p], check=False).stdout.strip()
+               != 'install ok installed']
+    if not missing:
+        return
+    log('installing Debian packages: %s' % ' '.join(missing))
+    env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+    run(['apt-get', 'update', '-qq'], env=env)
+    run(['apt-get', 'install', '-y', '-qq', '--no-install-recommends'] + missing, env=env)
+    # Debian's packages start their own services where an init system runs; the lab
+    # runs its own instances in namespaces, so nothing else is needed here.
+
+
+# -- network -----------------------------------------------------------------
+def build_network():
+    run(['ip', 'link', 'add', BRIDGE, 'type', 'bridge'])
+    run(['ip', 'addr', 'add', BRIDGE_ADDR + '/24', 'dev', BRIDGE])
+    run(['ip', 'link', 'set', BRIDGE, 'up'])
+    for name, host in HOSTS.items():
+        ns = netns(name)
+        veth = 'fdtv-%s' % name
+        run(['ip', 'netns', 'add', ns])
+        run(['ip', 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns])
+        run(['ip', 'link', 'set', veth, 'master', BRIDGE, 'up'])
+        run(in_ns(name, ['ip', 'addr', 'add', host['addr'] + '/24', 'dev', 'eth0']))
+        run(in_ns(name, ['ip', 'link', 'set', 'eth0', 'up']))
+        run(in_ns(name, ['ip', 'link', 'set', 'lo', 'up']))
+        # No default route: a lab host can reach nothing but the lab.
+
+
+# -- sshd ----------------------------------------------------------------------
+def ssh_key_path():
+    return os.path.join(LAB_DIR, 'ssh', 'id_ed25519')
+
+
+def build_ssh_key():
+    key = ssh_key_path()
+    if not os.path.exists(key):
+        os.makedirs(os.path.dirname(key), exist_ok=True)
+        run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'fastdowntime-lab', '-f', key])
+    shutil.copy(key + '.pub', os.path.join(LAB_DIR, 'ssh', 'authorized_keys'))
+    os.chmod(os.path.join(LAB_DIR, 'ssh', 'authorized_keys'), 0o600)
+
+
+def start_sshd(name):
+    sdir = host_dir(name, 'ssh')
+    os.makedirs(sdir, exist_ok=True)
+    hostkey = os.path.join(sdir, 'ssh_host_ed25519_key')
+    if not os.path.exists(hostkey):
+        run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', hostkey])
+    config = os.path.join(sdir, 'sshd_config')
+    write(config, '\n'.join([
+        'ListenAddress %s' % HOSTS[name]['addr'],
+        'Port 22',
+        'HostKey %s' % hostkey,
+        'PidFile %s' % os.path.join(sdir, 'sshd.pid'),
+        'AuthorizedKeysFile %s' % os.path.join(LAB_DIR, 'ssh', 'authorized_keys'),
+        'PermitRootLogin prohibit-password',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'UsePAM no',
+        'StrictModes no',
+        'MaxStartups 100:30:200',
+        'MaxSessions 50',
+        'AcceptEnv LANG LC_*',
+        'Subsystem sftp /usr/lib/openssh/sftp-server',
+        'LogLevel ERROR',
+        '',
+    ]))
+    os.makedirs('/run/sshd', exist_ok=True)
+    run(in_ns(name, ['/usr/sbin/sshd', '-f', config, '-E', os.path.join(sdir, 'sshd.log')]))
+
+
+# -- PostgreSQL ----------------------------------------------------------------
+def pg_data(name):
+    return host_dir(name, 'pgdata')
+
+
+def pg_ctl(name, *args):
+    return run(in_ns(name, [os.path.join(PG_BIN, 'pg_ctl'), '-D', pg_data(name)] + list(args),
+                     as_user=RUN_AS))
+
+
+def host_conf(name):
+    """Settings that differ per host; included last by postgresql.conf."""
+    return '\n'.join([
+        "listen_addresses = '%s'" % HOSTS[name]['addr'],
+        'port = %d' % PG_PORT,
+        "unix_socket_directories = '%s'" % host_dir(name, 'run'),
+        "cluster_name = '%s'" % name,
+        '',
+    ])
+
+
+COMMON_PG_CONF = '\n'.join([
+    'wal_level = replica',
+    'max_wal_senders = 10',
+    'max_replication_slots = 10',
+    'hot_standby = on',
+    'hot_standby_feedback = on',
+    # Replay must not be cancelled by reads on a standby while the lab tests
+    # pause replay; production sets these to taste.
+    'max_standby_streaming_delay = -1',
+    'wal_receiver_status_interval = 1s',
+    'max_connections = 200',
+    'shared_buffers = 64MB',
+    # Lab only: the shared disk is slow and noisy, and the lab is disposable.
+    'fsync = off',
+    "log_line_prefix = '%m [%p] %q%u@%d '",
+    "include_if_exists = 'host.conf'",
+    '',
+])
+
+
+def build_primary():
+    name = 'primary'
+    for sub in ('run', 'log'):
+        os.makedirs(host_dir(name, sub), exist_ok=True)
+    chown_tree(host_dir(name))
+    pwfile = host_dir(name, 'initpw')
+    write(pwfile, 'postgres-lab\n', 0o600)
+    chown_tree(pwfile)
+    run(in_ns(name, [os.path.join(PG_BIN, 'initdb'), '-D', pg_data(name), '-U', RUN_AS,
+                     '--auth-local=trust', '--auth-host=scram-sha-256', '--pwfile', pwfile,
+                     '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'], as_user=RUN_AS))
+    os.unlink(pwfile)
+    with open(os.path.join(pg_data(name), 'postgresql.conf'), 'a') as handle:
+        handle.write('\n# fastdowntime lab\n' + COMMON_PG_CONF)
+    write(os.path.join(pg_data(name), 'host.conf'), host_conf(name))
+    write(os.path.join(pg_data(name), 'pg_hba.conf'), '\n'.join([
+        'local all all trust',
+        'local replication all trust',
+        'host replication fdt_replication %s0/24 scram-sha-256' % SUBNET_PREFIX,
+        'host all all %s0/24 scram-sha-256' % SUBNET_PREFIX,
+        '',
+    ]))
+    chown_tree(pg_data(name))
+    pg_ctl(name, '-l', host_dir(name, 'log', 'postgresql.log'), '-w', '-t', '60', 'start')
+    psql(name, "CREATE ROLE fdt_deploy LOGIN SUPERUSER PASSWORD '%s'" % USERS['fdt_deploy'])
+    psql(name, "CREATE ROLE fdt_replication LOGIN REPLICATION PASSWORD '%s'" % USERS['fdt_replication'])
+    psql(name, "CREATE ROLE fdt_app LOGIN PASSWORD '%s'" % USERS['fdt_app'])
+    psql(name, 'CREATE DATABASE %s OWNER fdt_app' % DB_NAME)
+    psql(name, 'CREATE TABLE fdt_item (id bigserial PRIMARY KEY, body text NOT NULL, '
+               'created timestamptz NOT NULL DEFAULT now()); ALTER TABLE fdt_item OWNER TO fdt_app',
+         db=DB_NAME)
+    for standby in [h for h, v in HOSTS.items() if v['role'] == 'standby']:
+        psql(name, "SELECT pg_create_physical_replication_slot('%s')" % standby)
+
+
+def build_standby(name):
+    for sub in ('run', 'log'):
+        os.makedirs(host_dir(name, sub), exist_ok=True)
+    chown_tree(host_dir(name))
+    conninfo = 'host=%s port=%d user=fdt_replication password=%s application_name=%s' % (
+        HOSTS['primary']['addr'], PG_PORT, USERS['fdt_replication'], name)
+    run(in_ns(name, [os.path.join(PG_BIN, 'pg_basebackup'), '-d', conninfo, '-D', pg_data(name),
+                     '-R', '-S', name, '-X', 'stream', '-c', 'fast', '--no-sync'], as_user=RUN_AS))
+    write(os.path.join(pg_data(name), 'host.conf'), host_conf(name))
+    chown_tree(pg_data(name))
+    pg_ctl(name, '-l', host_dir(name, 'log', 'postgresql.log'), '-w', '-t', '60', 'start')
+
+
+def streaming_standbys():
+    out = psql('primary', "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'")
+    return sorted(out.split()) if out else []
+
+
+# -- pgbouncer -----------------------------------------------------------------
+def build_pgbouncer(name):
+    hdir = host_dir(name)
+    for sub in ('run', 'log'):
+        os.makedirs(os.path.join(hdir, sub), exist_ok=True)
+    standby = HOSTS[name]['standby']
+    write(os.path.join(hdir, 'userlist.txt'),
+          ''.join('"%s" "%s"\n' % (u, p) for u, p in USERS.items() if u != 'fdt_replication'), 0o600)
+    write(os.path.join(hdir, 'pgbouncer.ini'), '\n'.join([
+        '[databases]',
+        '%s = host=%s port=%d dbname=%s' % (DB_NAME, HOSTS['primary']['addr'], PG_PORT, DB_NAME),
+        '%s_ro = host=%s port=%d dbname=%s' % (DB_NAME, HOSTS[standby]['addr'], PG_PORT, DB_NAME),
+        '',
+        '[pgbouncer]',
+        'listen_addr = %s' % HOSTS[name]['addr'],
+        'listen_port = %d' % PGBOUNCER_PORT,
+        'unix_socket_dir = %s' % os.path.join(hdir, 'run'),
+        'auth_type = scram-sha-256',
+        'auth_file = %s' % os.path.join(hdir, 'userlist.txt'),
+        'admin_users = fdt_admin',
+        'stats_users = fdt_admin',
+        'pool_mode = transaction',
+        'max_client_conn = 500',
+        'default_pool_size = 20',
+        'ignore_startup_parameters = extra_float_digits',
+        'pidfile = %s' % os.path.join(hdir, 'run', 'pgbouncer.pid'),
+        'logfile = %s' % os.path.join(hdir, 'log', 'pgbouncer.log'),
+        '',
+    ]))
+    chown_tree(hdir)
+    run(in_ns(name, ['pgbouncer', '-d', '-q', os.path.join(hdir, 'pgbouncer.ini')], as_user=RUN_AS))
+
+
+# -- demo app ------------------------------------------------------------------
+def app_paths(name):
+    return {
+        'pid': host_dir(name, 'run', 'app.pid'),
+        'log': host_dir(name, 'log', 'app.log'),
+        'ctl': host_dir(name, 'appctl'),
+        'app': os.path.join(LAB_DIR, 'demo_app', 'app.py'),
+    }
+
+
+def install_demo_app():
+    """Copy the demo app into the lab dir so the app hosts do not depend on the checkout."""
+    dest = os.path.join(LAB_DIR, 'demo_app')
+    os.makedirs(dest, exist_ok=True)
+    shutil.copy(os.path.join(HERE, 'demo_app', 'app.py'), os.path.join(dest, 'app.py'))
+    shutil.copy(os.path.abspath(__file__), os.path.join(LAB_DIR, 'labctl.py'))
+
+
+def app_env(name):
+    pgb = HOSTS[name]['pgbouncer']
+    return {
+        'FDT_APP_LISTEN': '%s:%d' % (HOSTS[name]['addr'], APP_PORT),
+        'FDT_APP_DSN': 'host=%s port=%d dbname=%s user=fdt_app password=%s connect_timeout=3' % (
+            HOSTS[pgb]['addr'], PGBOUNCER_PORT, DB_NAME, USERS['fdt_app']),
+        'FDT_APP_RO_DSN': 'host=%s port=%d dbname=%s_ro user=fdt_app password=%s connect_timeout=3' % (
+            HOSTS[pgb]['addr'], PGBOUNCER_PORT, DB_NAME, USERS['fdt_app']),
+        'FDT_APP_NAME': name,
+    }
+
+
+def build_app(name):
+    for sub in ('run', 'log'):
+        os.makedirs(host_dir(name, sub), exist_ok=True)
+    paths = app_paths(name)
+    # The restart command the lab inventory hands to the app_restart role: it
+    # runs over SSH inside the app host's namespace.
+    write(paths['ctl'], '#!/bin/sh\nexec %s %s app "$1" %s\n' % (
+        SYSTEM_PYTHON, os.path.join(LAB_DIR, 'labctl.py'), name), 0o755)
+    chown_tree(host_dir(name))
+    app_start(name)
+
+
+def app_start(name):
+    paths = app_paths(name)
+    if pid_alive(pidfile_pid(paths['pid'])):
+        return
+    env = dict(os.environ, **app_env(name))
+    log_handle = open(paths['log'], 'a')
+    # ip netns exec is harmless when already inside the namespace (the appctl path over SSH).
+    proc = subprocess.Popen(in_ns(name, [SYSTEM_PYTHON, paths['app']], as_user=RUN_AS),
+                            env=env, stdin=subprocess.DEVNULL, stdout=log_handle,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    write(paths['pid'], '%d\n' % proc.pid)
+    addr = HOSTS[name]['addr']
+    wait_for('demo app on %s' % name, lambda: port_open(addr, APP_PORT), timeout=15)
+
+
+def app_stop(name):
+    paths = app_paths(name)
+    pid = pidfile_pid(paths['pid'])
+    if pid_alive(pid):
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while pid_alive(pid) and time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        if pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    if os.path.exists(paths['pid']):
+        os.unlink(paths['pid'])
+
+
+def app_command(action, name):
+    if name not in HOSTS or HOSTS[name]['role'] != 'app':
+        raise LabError('unknown app host %r' % name)
+    if action in ('stop', 'restart'):
+        app_stop(name)
+    if action in ('start', 'restart'):
+        app_start(name)
+
+
+# -- up / down / status ----------------------------------------------------------
+def namespaces():
+    out = run(['ip', 'netns', 'list'], check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith('fdtlab-')]
+
+
+def down():
+    ensure_root()
+    # Stop PostgreSQL cleanly where it runs; everything else is killed with its namespace.
+    for name in ('standby1', 'standby2', 'primary'):
+        if os.path.exists(os.path.join(pg_data(name), 'postmaster.pid')) and netns(name) in namespaces():
+            run(in_ns(name, [os.path.join(PG_BIN, 'pg_ctl'), '-D', pg_data(name), '-m', 'immediate',
+                             '-w', '-t', '20', 'stop'], as_user=RUN_AS), check=False)
+    for ns in namespaces():
+        pids = run(['ip', 'netns', 'pids', ns], check=False).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+    for ns in namespaces():
+        deadline = time.monotonic() + 5
+        while run(['ip', 'netns', 'pids', ns], check=False).stdout.strip() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        run(['ip', 'netns', 'delete', ns], check=False)
+    for name in HOSTS:
+        run(['ip', 'link', 'delete', 'fdtv-%s' % name], check=False)
+    run(['ip', 'link', 'delete', BRIDGE], check=False)
+    # A stray app started outside a namespace by hand would hold its pid file.
+    for name in HOSTS:
+        if HOSTS[name]['role'] == 'app':
+            pid = pidfile_pid(app_paths(name)['pid'])
+            if pid_alive(pid):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+    shutil.rmtree(os.path.join(LAB_DIR, 'hosts'), ignore_errors=True)
+    log('down')
+
+
+def health():
+    """(name, ok, what) for every host."""
+    results = []
+    have_ns = set(namespaces())
+    for name, host in HOSTS.items():
+        checks = [('ns', netns(name) in have_ns), ('ssh', port_open(host['addr'], 22))]
+        if host['role'] in ('primary', 'standby'):
+            checks.append(('postgres', port_open(host['addr'], PG_PORT)))
+        elif host['role'] == 'pgbouncer':
+            checks.append(('pgbouncer', port_open(host['addr'], PGBOUNCER_PORT)))
+        elif host['role'] == 'app':
+            checks.append(('app', port_open(host['addr'], APP_PORT)))
+        bad = [c for c, ok in checks if not ok]
+        results.append((name, not bad, 'ok' if not bad else 'down: ' + ', '.join(bad)))
+    return results
+
+
+def healthy():
+    if not all(ok for _, ok, _ in health()):
+        return False
+    try:
+        return streaming_standbys() == ['standby1', 'standby2']
+    except LabError:
+        return False
+
+
+def up():
+    ensure_root()
+    ensure_packages()
+    if healthy():
+        log('already up and healthy (%s)' % LAB_DIR)
+        return
+    down()
+    started = time.monotonic()
+    os.makedirs(os.path.join(LAB_DIR, 'hosts'), exist_ok=True)
+    os.chmod(LAB_DIR, 0o755)
+    install_demo_app()
+    build_network()
+    build_ssh_key()
+    for name in HOSTS:
+        start_sshd(name)
+    build_primary()
+    for name in ('standby1', 'standby2'):
+        build_standby(name)
+    wait_for('both standbys streaming', lambda: streaming_standbys() == ['standby1', 'standby2'], timeout=60)
+    for name in ('pgbouncer1', 'pgbouncer2'):
+        build_pgbouncer(name)
+    for name in ('pgbouncer1', 'pgbouncer2'):
+        wait_for('pgbouncer on %s' % name, lambda n=name: port_open(HOSTS[n]['addr'], PGBOUNCER_PORT))
+    for name in ('app1', 'app2'):
+        build_app(name)
+    for name in HOSTS:
+        wait_for('sshd on %s' % name, lambda n=name: port_open(HOSTS[n]['addr'], 22))
+    log('up in %.1fs: %s' % (time.monotonic() - started,
+                              ', '.join('%s=%s' % (n, h['addr']) for n, h in HOSTS.items())))
+
+
+def status():
+    rows = health()
+    for name, ok, what in rows:
+        print('%-11s %-14s %s' % (name, HOSTS[name]['addr'], what))
+    return 0 if all(ok for _, ok, _ in rows) else 1
+
+
+def describe():
+    """The lab's topology as JSON, for tests and tools."""
+    print(json.dumps({'lab_dir': LAB_DIR, 'ssh_key': ssh_key_path(), 'hosts': HOSTS,
+                      'db_name': DB_NAME, 'users': USERS}, indent=2))
+
+
+def main(argv):
+    if not argv:
+        print(__doc__)
+        return 2
+    try:
+        if argv[0] == 'up':
+            up()
+        elif argv[0] == 'down':
+            down()
+        elif argv[0] == 'status':
+            return status()
+        elif argv[0] == 'describe':
+            describe()
+        elif argv[0] == 'app' and len(argv) == 3:
+            app_command(argv[1], argv[2])
+        else:
+            print(__doc__)
+            return 2
+    except LabError as exc:
+        print('lab: error: %s' % exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
