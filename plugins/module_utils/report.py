@@ -1,0 +1,367 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fastdowntime.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The timeline report: where the time of one deploy went.
+
+Pure logic (no database, no Ansible). Input: what fastdowntime modules return
+- ``phases`` (BudgetClock phase records), optionally ``outage``, ``outcome``,
+``deploy_id`` - gathered per task into *entries* by ``entry_from_result``.
+Output: one report dict (schema in docs/report.md, ``SCHEMA_VERSION``),
+rendered by ``render_text`` as a fixed-width table or dumped as JSON.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import time
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import one_line
+
+SCHEMA_VERSION = 1
+
+OUTCOME_DONE = 'done'
+OUTCOME_NOTHING = 'nothing to do'
+OUTCOME_REFUSED = 'refused by pre-flight'
+ABORTED_PREFIX = 'aborted in '
+
+# Keys looked for in a result's ``outage`` dict and in every phase's ``detail``.
+_WAIT_KEY = 'max_client_wait_ms'
+_REPLAY_KEY = 'standby_replay_ms'
+_PATCHES_KEY = 'patches'
+
+
+# -- entries: one per task result (per loop item) -----------------------------
+
+def entry_from_result(result, task=None, host=None, action=None, failed=False):
+    """The parts of one module result the report needs, as a list of entries.
+
+    A looped task's result carries its items under ``results``; each item that
+    looks like a fastdowntime result becomes its own entry.
+    """
+    if not isinstance(result, dict):
+        return []
+    items = result.get('results')
+    if isinstance(items, list) and 'phases' not in result:
+        entries = []
+        for item in items:
+            if isinstance(item, dict):
+                entries.extend(entry_from_result(item, task=task, host=host, action=action,
+                                                 failed=bool(item.get('failed'))))
+        return entries
+    phases = result.get('phases')
+    outage = result.get('outage') if isinstance(result.get('outage'), dict) else None
+    return [{
+        'task': task,
+        'host': host,
+        'action': action,
+        'failed': bool(failed or result.get('failed')),
+        'changed': bool(result.get('changed')),
+        'phases': [p for p in phases if isinstance(p, dict)] if isinstance(phases, list) else [],
+        'outage': outage,
+        'outcome': result.get('outcome') if isinstance(result.get('outcome'), str) else None,
+        'deploy_id': result.get('deploy_id') or (outage or {}).get('deploy_id'),
+        'budget_ms': result.get('budget_ms'),
+        'msg': one_line(result.get('msg')) if result.get('msg') else None,
+    }]
+
+
+def is_fastdowntime_result(result, action=None):
+    """Does this task result belong in the timeline?"""
+    if action and str(action).startswith('fastdowntime.postgresql.'):
+        return True
+    if not isinstance(result, dict):
+        return False
+    if 'phases' in result:
+        return True
+    items = result.get('results')
+    return isinstance(items, list) and any(isinstance(i, dict) and 'phases' in i for i in items)
+
+
+# -- phase names ---------------------------------------------------------------
+
+def _norm(name):
+    return ' '.join(str(name or '').lower().replace('_', ' ').replace('-', ' ').split())
+
+
+def is_preflight(name):
+    norm = _norm(name)
+    return norm.startswith('pre flight') or norm.startswith('preflight')
+
+
+def is_drain(name):
+    return _norm(name).startswith('drain')
+
+
+def is_resume(name):
+    return _norm(name).startswith('resume')
+
+
+# -- building the report -----------------------------------------------------------
+
+def build_report(entries, play_failed=False, check_mode=False, generated_at=None):
+    """The report dict for a list of entries (see ``entry_from_result``)."""
+    rows = _rows(entries)
+    outages = [e['outage'] for e in entries if e.get('outage')]
+    outage = _outage(outages, rows)
+    outcome, failed_phase, error = _outcome(entries, rows, outage)
+    details = [r['detail'] for r in rows if isinstance(r.get('detail'), dict)]
+    # Phase details first, so a module's summary (its ``outage`` dict) has the last word.
+    sources = details + outages
+
+    start = outage['_start']
+    for row in rows:
+        if start is not None and row['_started_at'] is not None:
+            row['start_offset_ms'] = _ms((row['_started_at'] - start) * 1000)
+
+    report = {
+        'schema_version': SCHEMA_VERSION,
+        'generated_at': _iso(time.time() if generated_at is None else generated_at),
+        'deploy_id': _first(e.get('deploy_id') for e in entries),
+        'outcome': outcome,
+        'failed_phase': failed_phase,
+        'error': error,
+        'check_mode': bool(check_mode),
+        'play_failed': bool(play_failed),
+        'budget_ms': _number(_first([o.get('budget_ms') for o in outages] + [e.get('budget_ms') for e in entries])),
+        'outage': {
+            'started_at': _iso(start),
+            'ended_at': _iso(outage['_end']),
+            'outage_ms': outage['outage_ms'],
+            'max_client_wait_ms': _max_number(s.get(_WAIT_KEY) for s in sources),
+            'estimate_ms': _number(_first(o.get('estimate_ms') for o in outages)),
+        },
+        'standby_replay_ms': _merge_replay(s.get(_REPLAY_KEY) for s in sources),
+        'patches': _merge_patches(s.get(_PATCHES_KEY) for s in sources),
+        'phases': [{k: v for k, v in row.items() if not k.startswith('_')} for row in rows],
+    }
+    return report
+
+
+def _rows(entries):
+    rows = []
+    for order, entry in enumerate(entries):
+        for record in entry.get('phases') or []:
+            started = _number(record.get('started_at'))
+            detail = record.get('detail') if isinstance(record.get('detail'), dict) else {}
+            rows.append({
+                'phase': str(record.get('phase') or 'unnamed'),
+                'host': record.get('host') or entry.get('host'),
+                'task': entry.get('task'),
+                'start_offset_ms': _number(record.get('start_offset_ms')),
+                'started_at': _iso(started),
+                'duration_ms': _number(record.get('duration_ms')),
+                'budget_left_ms': _number(record.get('budget_left_ms')),
+                'status': str(record.get('status') or 'unknown'),
+                'error': one_line(detail['error']) if detail.get('error') else None,
+                'detail': detail,
+                '_started_at': started,
+                '_order': (order, len(rows)),
+            })
+    # Chronological; records without a start time keep their task order at the end.
+    rows.sort(key=lambda r: (r['_started_at'] is None, r['_started_at'] or 0, r['_order']))
+    return rows
+
+
+def _outage(outages, rows):
+    """Drain start -> last resume end, from the modules' ``outage`` dicts if
+    any, else from the drain and resume phase records."""
+    starts = [_number(o.get('started_at')) for o in outages]
+    ends = [_number(o.get('ended_at')) for o in outages]
+    starts = [s for s in starts if s is not None]
+    ends = [e for e in ends if e is not None]
+    if not starts:
+        starts = [r['_started_at'] for r in rows if is_drain(r['phase']) and r['_started_at'] is not None]
+    if not ends:
+        ends = [r['_started_at'] + r['duration_ms'] / 1000.0 for r in rows
+                if is_resume(r['phase']) and r['_started_at'] is not None and r['duration_ms'] is not None]
+    start = min(starts) if starts else None
+    end = max(ends) if ends else None
+    if end is not None and start is not None and end < start:
+        end = None  # a resume from before this outage (an earlier play) is not its end
+    declared = [_number(o.get('outage_ms')) for o in outages]
+    declared = [d for d in declared if d is not None]
+    if len(outages) == 1 and declared:
+        # One module ran the whole outage and measured it with a monotonic clock.
+        outage_ms = _ms(declared[0])
+    elif start is not None and end is not None:
+        outage_ms = _ms((end - start) * 1000)
+    else:
+        outage_ms = None
+    return {'_start': start, '_end': end, 'outage_ms': outage_ms}
+
+
+def _outcome(entries, rows, outage):
+    """(outcome, failed_phase, error). In this order: what a module said
+    about its own abort or refusal; else the failed phase that ended first;
+    else the first failed task; else done when anything changed or an outage
+    happened; else nothing to do."""
+    for entry in entries:
+        said = entry.get('outcome') or ''
+        if said == OUTCOME_REFUSED or said.startswith(ABORTED_PREFIX):
+            phase = None if said == OUTCOME_REFUSED else said[len(ABORTED_PREFIX):]
+            own_errors = [r['error'] for r in rows if r['task'] == entry.get('task') and r['error']]
+            return said, {'phase': phase, 'host': entry.get('host'), 'task': entry.get('task')}, \
+                entry.get('msg') or _first(own_errors)
+
+    failed_rows = [r for r in rows if r['status'] == 'failed']
+    if failed_rows:
+        # The failed phase that ENDED first: when phases nest (an outer phase
+        # fails because an inner one did), the innermost one is the cause.
+        first = min(failed_rows, key=_end_key)
+        failed_phase = {'phase': first['phase'], 'host': first['host'], 'task': first['task']}
+        error = first['error'] or _first(e.get('msg') for e in entries if e.get('failed'))
+        if is_preflight(first['phase']):
+            return OUTCOME_REFUSED, failed_phase, error
+        return ABORTED_PREFIX + first['phase'], failed_phase, error
+
+    failed_entries = [e for e in entries if e.get('failed')]
+    if failed_entries:
+        entry = failed_entries[0]
+        names = [p.get('phase') for p in entry.get('phases') or [] if p.get('phase')]
+        where = names[-1] if names else (entry.get('task') or entry.get('action') or 'an unnamed task')
+        failed_phase = {'phase': where, 'host': entry.get('host'), 'task': entry.get('task')}
+        if is_preflight(where) or 'preflight' in _norm(entry.get('action')).replace(' ', ''):
+            return OUTCOME_REFUSED, failed_phase, entry.get('msg')
+        return ABORTED_PREFIX + where, failed_phase, entry.get('msg')
+
+    declared = [e.get('outcome') for e in entries]
+    if OUTCOME_DONE in declared or outage['_start'] is not None or any(e.get('changed') for e in entries):
+        return OUTCOME_DONE, None, None
+    return OUTCOME_NOTHING, None, None
+
+
+def _end_key(row):
+    if row['_started_at'] is None or row['duration_ms'] is None:
+        return (1, row['_order'])
+    return (0, row['_started_at'] + row['duration_ms'] / 1000.0, row['_order'])
+
+
+def _merge_replay(values):
+    merged = {}
+    for value in values:
+        if isinstance(value, dict):
+            for host, ms in value.items():
+                number = _number(ms)
+                if number is not None:
+                    merged[str(host)] = _ms(number)
+    return merged
+
+
+def _merge_patches(values):
+    """Per-patch durations, first-seen order, the last value for a file wins."""
+    merged = {}
+    for value in values:
+        if not isinstance(value, list):
+            continue
+        for patch in value:
+            if isinstance(patch, dict) and patch.get('file'):
+                merged[str(patch['file'])] = _number(patch.get('duration_ms'))
+    return [{'file': name, 'duration_ms': None if ms is None else _ms(ms)} for name, ms in merged.items()]
+
+
+# -- rendering -------------------------------------------------------------------
+
+def to_json(report):
+    return json.dumps(report, indent=2, sort_keys=True, default=str) + '\n'
+
+
+def render_text(report):
+    """The report as a fixed-width text table (a list of lines)."""
+    headers = ('PHASE', 'HOST', 'START', 'DURATION', 'BUDGET LEFT', 'STATUS')
+    body = [(
+        row['phase'],
+        str(row['host'] or '-'),
+        format_offset(row['start_offset_ms']),
+        format_ms(row['duration_ms']),
+        format_ms(row['budget_left_ms']),
+        row['status'],
+    ) for row in report['phases']]
+    widths = [max([len(headers[i])] + [len(r[i]) for r in body]) for i in range(len(headers))]
+    # Text columns left-aligned, numbers right-aligned.
+    align = ('<', '<', '>', '>', '>', '<')
+
+    def line(cells):
+        return '  '.join('%s' % format(cell, a + str(w)) for cell, a, w in zip(cells, align, widths)).rstrip()
+
+    title = 'fastdowntime timeline: %s' % report['outcome']
+    if report.get('deploy_id'):
+        title += '  (deploy %s)' % report['deploy_id']
+    if report.get('check_mode'):
+        title += '  [check mode]'
+    lines = [title, line(headers), line(['-' * w for w in widths])]
+    lines.extend(line(cells) for cells in body)
+    if not body:
+        lines.append('(no fastdowntime phases were recorded)')
+
+    outage = report['outage']
+    total = 'outage (drain start -> last resume): %s' % format_ms(outage['outage_ms'])
+    if outage.get('estimate_ms') is not None:
+        total += ' (estimated %s)' % format_ms(outage['estimate_ms'])
+    if report.get('budget_ms') is not None:
+        total += ' of a %s budget' % format_ms(report['budget_ms'])
+    lines.append(total)
+    lines.append('longest client wait (pgbouncer): %s' % format_ms(outage['max_client_wait_ms']))
+    replay = report['standby_replay_ms']
+    lines.append('standby replay: %s' % (', '.join('%s %s' % (host, format_ms(ms))
+                                                    for host, ms in sorted(replay.items())) or '-'))
+    patches = report['patches']
+    lines.append('patches: %s' % (', '.join('%s %s' % (p['file'], format_ms(p['duration_ms']))
+                                            for p in patches) or '-'))
+    if report.get('error'):
+        lines.append('error: %s' % report['error'])
+    return lines
+
+
+def format_ms(ms):
+    """'-', '812.4 ms' or '3.21 s'."""
+    if ms is None:
+        return '-'
+    if abs(ms) < 1000:
+        return '%.1f ms' % ms
+    return '%.2f s' % (ms / 1000.0)
+
+
+def format_offset(ms):
+    """A signed offset from the outage start ('+0.412 s', '-3.100 s')."""
+    if ms is None:
+        return '-'
+    return '%+.3f s' % (ms / 1000.0)
+
+
+# -- small helpers ---------------------------------------------------------------
+
+def _number(value):
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _ms(value):
+    return round(float(value), 1)
+
+
+def _max_number(values):
+    numbers = [n for n in (_number(v) for v in values) if n is not None]
+    return _ms(max(numbers)) if numbers else None
+
+
+def _first(values):
+    for value in values:
+        if value is not None and value != '':
+            return value
+    return None
+
+
+def _iso(epoch):
+    """Epoch seconds -> ISO 8601 UTC with milliseconds (None stays None)."""
+    epoch = _number(epoch)
+    if epoch is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc)
+    return moment.strftime('%Y-%m-%dT%H:%M:%S.') + '%03dZ' % (moment.microsecond // 1000)

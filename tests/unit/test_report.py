@@ -1,0 +1,349 @@
+"""The report model: entries from module results -> one report dict -> text/JSON."""
+
+import json
+
+import pytest
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock, BudgetExceeded
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
+    SCHEMA_VERSION,
+    build_report,
+    entry_from_result,
+    format_ms,
+    format_offset,
+    is_fastdowntime_result,
+    render_text,
+    to_json,
+)
+
+T0 = 1_780_000_000.0  # the drain starts here in every scenario below
+
+
+def phase(name, host, start, duration, budget_left=None, status='ok', **detail):
+    """A phase record shaped like BudgetClock.phase() makes it (times in s from T0)."""
+    return {
+        'phase': name, 'host': host, 'start_offset_ms': 0.0, 'started_at': T0 + start,
+        'duration_ms': duration * 1000, 'budget_left_ms': budget_left, 'status': status,
+        'detail': detail,
+    }
+
+
+def normal_run():
+    """pre-flight (before the outage), then one outage module with its outage dict."""
+    preflight = entry_from_result({'changed': False, 'phases': [
+        phase('pre-flight', 'primary', -5.0, 0.8),
+    ]}, task='Pre-flight', host='localhost', action='fastdowntime.postgresql.preflight')
+    outage = entry_from_result({
+        'changed': True,
+        'deploy_id': 'fdt-20260522-1',
+        'outcome': 'done',
+        'phases': [
+            phase('drain', 'pgbouncer1', 0.0, 0.05, 59950),
+            phase('drain', 'pgbouncer2', 0.001, 0.06, 59939),
+            phase('schema application', 'primary', 0.07, 0.2, 59730),
+            phase('replica sync', 'standby1', 0.27, 0.03, 59700),
+            phase('replica sync', 'standby2', 0.27, 0.04, 59690),
+            phase('resume', 'pgbouncer1', 0.31, 0.01, 59680, max_client_wait_ms=301.5),
+            phase('resume', 'pgbouncer2', 0.31, 0.02, 59670, max_client_wait_ms=318.25),
+        ],
+        'outage': {
+            'started_at': T0, 'ended_at': T0 + 0.33, 'outage_ms': 330.4,
+            'max_client_wait_ms': 318.25, 'estimate_ms': 400,
+            'standby_replay_ms': {'standby1': 30.0, 'standby2': 40.0},
+            'patches': [{'file': 'patch-2211-01-0.sql', 'duration_ms': 120.0},
+                        {'file': 'patch-2211-02-0.sql', 'duration_ms': 80.0}],
+            'budget_ms': 60000,
+        },
+    }, task='Outage', host='localhost', action='fastdowntime.postgresql.outage')
+    return preflight + outage
+
+
+# -- entries -------------------------------------------------------------------
+
+def test_entry_keeps_what_the_report_needs():
+    [entry] = entry_from_result({'phases': [phase('drain', 'pgbouncer1', 0, 0.1)], 'failed': True,
+                                 'msg': 'pgbouncer1 (10.213.47.21:6432): drain\n missed   deadline',
+                                 'deploy_id': 'd1'},
+                                task='Drain', host='localhost', action='fastdowntime.postgresql.pgbouncer')
+    assert entry['task'] == 'Drain'
+    assert entry['host'] == 'localhost'
+    assert entry['failed'] is True
+    assert entry['deploy_id'] == 'd1'
+    assert entry['msg'] == 'pgbouncer1 (10.213.47.21:6432): drain missed deadline'
+    assert [p['phase'] for p in entry['phases']] == ['drain']
+
+
+def test_entry_message_never_carries_a_password():
+    [entry] = entry_from_result({'msg': "connect failed: password='s3cret' host=x", 'failed': True})
+    assert 's3cret' not in entry['msg']
+
+
+def test_entry_walks_loop_items():
+    result = {'results': [
+        {'phases': [phase('resume', 'pgbouncer1', 0, 0.01)], 'changed': True},
+        {'phases': [phase('resume', 'pgbouncer2', 0, 0.01)], 'failed': True, 'msg': 'boom'},
+        'not a dict',
+    ]}
+    entries = entry_from_result(result, task='Resume', host='pgb')
+    assert [e['phases'][0]['host'] for e in entries] == ['pgbouncer1', 'pgbouncer2']
+    assert [e['failed'] for e in entries] == [False, True]
+
+
+def test_entry_ignores_garbage():
+    assert entry_from_result(None) == []
+    [entry] = entry_from_result({'phases': 'nope', 'outage': 3, 'outcome': 7})
+    assert entry['phases'] == [] and entry['outage'] is None and entry['outcome'] is None
+
+
+@pytest.mark.parametrize('result, action, expected', [
+    ({'phases': []}, None, True),
+    ({'changed': True}, 'fastdowntime.postgresql.schema_apply', True),
+    ({'changed': True}, 'ansible.builtin.command', False),
+    ({'results': [{'phases': []}]}, None, True),
+    ({'results': [{'rc': 0}]}, None, False),
+    ('x', None, False),
+])
+def test_is_fastdowntime_result(result, action, expected):
+    assert is_fastdowntime_result(result, action) is expected
+
+
+# -- a normal run -----------------------------------------------------------
+
+def test_normal_run_report():
+    report = build_report(normal_run(), generated_at=T0 + 1)
+    assert report['schema_version'] == SCHEMA_VERSION == 1
+    assert report['outcome'] == 'done'
+    assert report['failed_phase'] is None and report['error'] is None
+    assert report['deploy_id'] == 'fdt-20260522-1'
+    assert report['budget_ms'] == 60000
+    assert report['generated_at'] == '2026-05-28T20:26:41.000Z'
+    assert report['outage'] == {
+        'started_at': '2026-05-28T20:26:40.000Z',
+        'ended_at': '2026-05-28T20:26:40.330Z',
+        'outage_ms': 330.4,            # the module's own monotonic measurement
+        'max_client_wait_ms': 318.2,   # longest wait any pgbouncer reported
+        'estimate_ms': 400.0,
+    }
+    assert report['standby_replay_ms'] == {'standby1': 30.0, 'standby2': 40.0}
+    assert report['patches'] == [{'file': 'patch-2211-01-0.sql', 'duration_ms': 120.0},
+                                 {'file': 'patch-2211-02-0.sql', 'duration_ms': 80.0}]
+
+
+def test_rows_are_chronological_with_offsets_from_the_drain_start():
+    report = build_report(normal_run())
+    rows = report['phases']
+    assert [(r['phase'], r['host']) for r in rows] == [
+        ('pre-flight', 'primary'),
+        ('drain', 'pgbouncer1'), ('drain', 'pgbouncer2'),
+        ('schema application', 'primary'),
+        ('replica sync', 'standby1'), ('replica sync', 'standby2'),
+        ('resume', 'pgbouncer1'), ('resume', 'pgbouncer2'),
+    ]
+    assert [r['start_offset_ms'] for r in rows] == [-5000.0, 0.0, 1.0, 70.0, 270.0, 270.0, 310.0, 310.0]
+    assert rows[0]['budget_left_ms'] is None
+    assert rows[3] == {
+        'phase': 'schema application', 'host': 'primary', 'task': 'Outage',
+        'start_offset_ms': 70.0, 'started_at': '2026-05-28T20:26:40.070Z', 'duration_ms': 200.0,
+        'budget_left_ms': 59730.0, 'status': 'ok', 'error': None, 'detail': {},
+    }
+
+
+def test_outage_from_phases_when_no_module_reports_one():
+    """drain start -> end of the last resume, over separate tasks on several hosts."""
+    entries = (
+        entry_from_result({'phases': [phase('drain', 'pgbouncer1', 0.0, 0.05)]}, task='Pause', host='pgbouncer1')
+        + entry_from_result({'phases': [phase('drain', 'pgbouncer2', 0.02, 0.05)]}, task='Pause', host='pgbouncer2')
+        + entry_from_result({'phases': [phase('schema application', None, 0.1, 0.5)], 'changed': True},
+                            task='Cold', host='localhost')
+        + entry_from_result({'phases': [phase('resume', 'pgbouncer1', 0.7, 0.01, max_client_wait_ms=650)]},
+                            task='Resume', host='pgbouncer1')
+        + entry_from_result({'phases': [phase('resume', 'pgbouncer2', 0.72, 0.03, max_client_wait_ms=700)]},
+                            task='Resume', host='pgbouncer2')
+    )
+    report = build_report(entries)
+    assert report['outcome'] == 'done'
+    assert report['outage']['outage_ms'] == 750.0
+    assert report['outage']['ended_at'] == '2026-05-28T20:26:40.750Z'
+    assert report['outage']['max_client_wait_ms'] == 700.0
+    # A phase without its own host is attributed to the host that ran the task.
+    assert report['phases'][2]['host'] == 'localhost'
+
+
+def test_several_outage_dicts_span_first_start_to_last_end():
+    entries = (entry_from_result({'outage': {'started_at': T0, 'ended_at': T0 + 0.2, 'outage_ms': 200}})
+               + entry_from_result({'outage': {'started_at': T0 + 0.1, 'ended_at': T0 + 0.5, 'outage_ms': 400}}))
+    report = build_report(entries)
+    assert report['outage']['outage_ms'] == 500.0
+    assert report['outcome'] == 'done'
+
+
+def test_patch_durations_merge_by_file():
+    entries = entry_from_result({'phases': [
+        phase('schema application', 'primary', 0, 0.1, patches=[{'file': 'a.sql', 'duration_ms': 1},
+                                                                 {'file': 'b.sql', 'duration_ms': 2}]),
+    ], 'outage': {'patches': [{'file': 'b.sql', 'duration_ms': 5}, {'file': 'c.sql'}, {'no': 'file'}]}})
+    # First-seen order; the module's outage summary has the last word on b.sql.
+    assert build_report(entries)['patches'] == [
+        {'file': 'a.sql', 'duration_ms': 1.0},
+        {'file': 'b.sql', 'duration_ms': 5.0},
+        {'file': 'c.sql', 'duration_ms': None},
+    ]
+
+
+# -- outcomes --------------------------------------------------------------------
+
+def test_nothing_to_do():
+    entries = entry_from_result({'changed': False, 'phases': [phase('pre-flight', 'primary', 0, 0.3),
+                                                              phase('plan', 'primary', 0.3, 0.01)]})
+    report = build_report(entries)
+    assert report['outcome'] == 'nothing to do'
+    assert report['outage']['outage_ms'] is None
+
+
+def test_no_results_at_all_is_nothing_to_do():
+    assert build_report([])['outcome'] == 'nothing to do'
+
+
+def test_changed_without_an_outage_is_done():
+    entries = entry_from_result({'changed': True, 'phases': [phase('hot patches', 'primary', 0, 2)]})
+    assert build_report(entries)['outcome'] == 'done'
+
+
+def test_abort_names_the_failed_phase_and_its_error():
+    """A patch sleeping past a 3 s budget: schema application fails, then
+    rollback and resume succeed; the report names schema application."""
+    entries = entry_from_result({'failed': True, 'msg': 'aborted: budget spent in phase schema application', 'phases': [
+        phase('drain', 'pgbouncer1', 0, 0.05, 2950),
+        phase('schema application', 'primary', 0.05, 2.45, 500, status='failed',
+              error='budget spent in phase schema application: 0 ms left for work, step needs 1 ms'),
+        phase('rollback', 'primary', 2.5, 0.01, 490),
+        phase('resume', 'pgbouncer1', 2.51, 0.02, 470, max_client_wait_ms=2520),
+    ]}, task='Outage', host='localhost')
+    report = build_report(entries, play_failed=True)
+    assert report['outcome'] == 'aborted in schema application'
+    assert report['failed_phase'] == {'phase': 'schema application', 'host': 'primary', 'task': 'Outage'}
+    assert report['error'].startswith('budget spent in phase schema application')
+    assert report['play_failed'] is True
+    assert report['outage']['outage_ms'] == 2530.0
+    assert report['phases'][1]['status'] == 'failed'
+
+
+def test_nested_phases_blame_the_innermost_failure():
+    entries = entry_from_result({'failed': True, 'phases': [
+        phase('outage', 'localhost', 0, 1.0, status='failed', error='lock timeout'),
+        phase('lock wait', 'primary', 0.1, 0.5, status='failed', error='lock timeout'),
+    ]})
+    assert build_report(entries)['outcome'] == 'aborted in lock wait'
+
+
+def test_failed_preflight_phase_is_a_refusal():
+    entries = entry_from_result({'failed': True, 'msg': 'standby2 lags 30 s', 'phases': [
+        phase('pre-flight', 'standby2', 0, 0.2, status='failed', error='standby2 (10.213.47.12:5432): lags 30 s'),
+    ]})
+    report = build_report(entries)
+    assert report['outcome'] == 'refused by pre-flight'
+    assert report['failed_phase']['host'] == 'standby2'
+    assert report['error'] == 'standby2 (10.213.47.12:5432): lags 30 s'
+
+
+def test_a_module_saying_how_it_ended_wins():
+    entries = entry_from_result({'failed': True, 'outcome': 'aborted in replica sync', 'phases': [
+        phase('replica sync', 'standby1', 0, 3, status='failed', error='standby1 not caught up'),
+        phase('outage', 'localhost', 0, 3.1, status='failed', error='x'),
+    ]}, task='Outage', host='localhost')
+    report = build_report(entries)
+    assert report['outcome'] == 'aborted in replica sync'
+    assert report['failed_phase'] == {'phase': 'replica sync', 'host': 'localhost', 'task': 'Outage'}
+    assert report['error'] == 'standby1 not caught up'
+
+
+def test_module_refusal():
+    entries = entry_from_result({'failed': True, 'outcome': 'refused by pre-flight', 'msg': 'not ready'})
+    report = build_report(entries)
+    assert report['outcome'] == 'refused by pre-flight'
+    assert report['failed_phase']['phase'] is None
+    assert report['error'] == 'not ready'
+
+
+def test_failed_task_without_failed_phases():
+    entries = (entry_from_result({'phases': [phase('drain', 'pgbouncer1', 0, 0.1)]}, task='Drain')
+               + entry_from_result({'failed': True, 'msg': 'unreachable'}, task='Restart app', host='app1'))
+    report = build_report(entries)
+    assert report['outcome'] == 'aborted in Restart app'
+    assert report['failed_phase'] == {'phase': 'Restart app', 'host': 'app1', 'task': 'Restart app'}
+    assert report['error'] == 'unreachable'
+
+
+def test_failed_preflight_module_without_phases_is_a_refusal():
+    entries = entry_from_result({'failed': True, 'msg': 'no'}, task='Check', action='fastdowntime.postgresql.preflight')
+    assert build_report(entries)['outcome'] == 'refused by pre-flight'
+
+
+def test_real_budget_clock_records_feed_the_report():
+    """The records a BudgetClock makes are exactly what the report reads."""
+    now = [100.0]
+    clock = BudgetClock(3, reserve_seconds=0.5, clock=lambda: now[0], wall=lambda: T0 + now[0] - 100)
+    clock.start()
+    with clock.phase('drain', host='pgbouncer1'):
+        now[0] += 0.1
+    with pytest.raises(BudgetExceeded):
+        with clock.phase('schema application', host='primary'):
+            now[0] += 2.5
+            clock.require('schema application', 0.1)
+    with clock.phase('resume', host='pgbouncer1'):
+        now[0] += 0.05
+    report = build_report(entry_from_result({'failed': True, 'phases': clock.phases}))
+    assert report['outcome'] == 'aborted in schema application'
+    assert report['outage']['outage_ms'] == 2650.0
+    assert [r['budget_left_ms'] for r in report['phases']] == [2900.0, 400.0, 350.0]
+
+
+# -- rendering -------------------------------------------------------------------
+
+def test_render_text_table():
+    lines = render_text(build_report(normal_run()))
+    assert lines[0] == 'fastdowntime timeline: done  (deploy fdt-20260522-1)'
+    assert lines[1].split() == ['PHASE', 'HOST', 'START', 'DURATION', 'BUDGET', 'LEFT', 'STATUS']
+    # Fixed width: every cell of a column starts where its header starts.
+    host_col = lines[1].index('HOST')
+    for line in lines[3:11]:
+        assert line[host_col - 2:host_col] == '  ' and line[host_col] != ' '
+    assert lines[6] == ('schema application  primary     +0.070 s  200.0 ms      59.73 s  ok')
+    assert lines[2].startswith('------------------  ')
+    assert lines[11] == 'outage (drain start -> last resume): 330.4 ms (estimated 400.0 ms) of a 60.00 s budget'
+    assert lines[12] == 'longest client wait (pgbouncer): 318.2 ms'
+    assert lines[13] == 'standby replay: standby1 30.0 ms, standby2 40.0 ms'
+    assert lines[14] == 'patches: patch-2211-01-0.sql 120.0 ms, patch-2211-02-0.sql 80.0 ms'
+    assert len(lines) == 15
+
+
+def test_render_text_of_an_empty_report():
+    lines = render_text(build_report([], check_mode=True))
+    assert lines[0] == 'fastdowntime timeline: nothing to do  [check mode]'
+    assert '(no fastdowntime phases were recorded)' in lines
+    assert 'outage (drain start -> last resume): -' in lines
+    assert 'patches: -' in lines
+
+
+def test_render_text_shows_the_error():
+    entries = entry_from_result({'failed': True, 'phases': [phase('drain', 'pgbouncer1', 0, 1, status='failed',
+                                                                  error='client 10.0.0.5:4242 holds a transaction')]})
+    lines = render_text(build_report(entries))
+    assert lines[0] == 'fastdowntime timeline: aborted in drain'
+    assert lines[-1] == 'error: client 10.0.0.5:4242 holds a transaction'
+
+
+def test_json_round_trip():
+    report = build_report(normal_run())
+    assert json.loads(to_json(report)) == report
+
+
+@pytest.mark.parametrize('ms, text', [(None, '-'), (0, '0.0 ms'), (999.94, '999.9 ms'), (1000, '1.00 s'),
+                                      (61234.5, '61.23 s'), (-1500, '-1.50 s')])
+def test_format_ms(ms, text):
+    assert format_ms(ms) == text
+
+
+@pytest.mark.parametrize('ms, text', [(None, '-'), (0, '+0.000 s'), (70, '+0.070 s'), (-5000, '-5.000 s')])
+def test_format_offset(ms, text):
+    assert format_offset(ms) == text
