@@ -1,0 +1,714 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fastdowntime.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Schema application against PostgreSQL: revision store, hot patches, the one
+cold transaction, and the wait for every standby to replay it.
+
+Built so that one process can run drain -> apply_cold -> wait_for_replay ->
+resume with nothing in between: every function takes open connections and the
+outage's BudgetClock, and every failure is a SchemaError whose str() is the one
+line the operator reads (patch file, line, PostgreSQL's message, or the lock
+holder, or the lagging standby).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import re
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetExceeded
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
+    HOT, REVISION, LAUNCHPAD_REVISION_TABLE, format_revision)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
+    ConnectError, endpoint_label, one_line, rows_as_dicts, wait)
+
+try:
+    import psycopg2
+    import psycopg2.extensions
+except ImportError:  # pragma: no cover - postgres.connect() reports it
+    psycopg2 = None
+
+DEFAULT_REVISION_TABLE = 'fastdowntime.schema_revision'
+LOCK_NOT_AVAILABLE = '55P03'
+QUERY_CANCELED = '57014'
+# One key for "a schema deploy is running on this database" (pg_advisory_lock).
+DEPLOY_LOCK_KEY = 0x46445453  # 'FDTS'
+SAVEPOINT = 'fastdowntime_statement'
+
+
+class SchemaError(Exception):
+    """A schema step failed; str() is the operator's one line.
+
+    ``lagging`` names the standbys (endpoint labels) that do not have the new
+    schema, so the caller keeps their pgbouncer entries disabled; ``holder``
+    describes the session whose lock could not be taken.
+    """
+
+    def __init__(self, message, lagging=None, holder=None):
+        Exception.__init__(self, message)
+        self.lagging = list(lagging or [])
+        self.holder = holder
+
+
+@dataclass
+class LockRetry:
+    """How a statement that cannot get its lock is retried.
+
+    Each attempt waits at most ``timeout_ms`` for its locks (doubling by
+    ``backoff`` up to ``max_timeout_ms``), then pauses ``pause_ms`` (growing the
+    same way) so the holder can finish. Inside the outage the budget clock is
+    the only limit; for live (hot) patches ``max_attempts`` bounds the retries.
+    """
+    timeout_ms: int = 200
+    max_timeout_ms: int = 2000
+    backoff: float = 2.0
+    pause_ms: int = 20
+    max_pause_ms: int = 500
+    max_attempts: int = 8
+
+    def lock_timeout_ms(self, attempt):
+        return int(min(self.timeout_ms * self.backoff ** attempt, self.max_timeout_ms))
+
+    def pause_seconds(self, attempt):
+        return min(self.pause_ms * self.backoff ** attempt, self.max_pause_ms) / 1000.0
+
+    @classmethod
+    def from_value(cls, value):
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        return cls(**value)
+
+
+@dataclass
+class RevisionTable:
+    """Where applied revisions are recorded: the collection's own table, or
+    Launchpad's LaunchpadDatabaseRevision, which each patch fills itself."""
+    name: str
+    launchpad: bool
+    schema: str
+    table: str
+
+    @classmethod
+    def from_name(cls, name=None):
+        name = (name or DEFAULT_REVISION_TABLE).strip()
+        if name.lower() == LAUNCHPAD_REVISION_TABLE:
+            return cls(name=LAUNCHPAD_REVISION_TABLE, launchpad=True, schema=None, table=LAUNCHPAD_REVISION_TABLE)
+        parts = name.split('.')
+        if len(parts) != 2 or not all(re.match(r'^[a-z_][a-z0-9_]*$', part) for part in parts):
+            raise SchemaError('revision table %r: give schema.table in lower case (default %s) or %s'
+                              % (name, DEFAULT_REVISION_TABLE, LAUNCHPAD_REVISION_TABLE))
+        return cls(name=name, launchpad=False, schema=parts[0], table=parts[1])
+
+    @property
+    def sql_name(self):
+        # from_name() allows only [a-z0-9_] parts, so quoting is plain.
+        if self.launchpad:
+            return self.table
+        return '"%s"."%s"' % (self.schema, self.table)
+
+
+def _table(mode):
+    return mode if isinstance(mode, RevisionTable) else RevisionTable.from_name(mode)
+
+
+def _utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _ms(seconds):
+    return round(seconds * 1000, 1)
+
+
+# -- revision store ---------------------------------------------------------
+
+def revision_table_exists(conn, mode):
+    table = _table(mode)
+    rows = _query(conn, 'SELECT to_regclass(%s) IS NOT NULL AS present', (table.sql_name,))
+    return bool(rows[0]['present'])
+
+
+def ensure_revision_table(conn, mode=DEFAULT_REVISION_TABLE, check_mode=False):
+    """Create the collection's revision table if missing (call it BEFORE the
+    outage: DDL on a new table is cheap but still takes locks). Returns True
+    when it was (or, in check mode, would be) created. In Launchpad mode the
+    table belongs to Launchpad and must exist."""
+    table = _table(mode)
+    if revision_table_exists(conn, table):
+        _end_read(conn)
+        return False
+    if table.launchpad:
+        _end_read(conn)
+        raise SchemaError('database %s has no LaunchpadDatabaseRevision table: is it a Launchpad database? '
+                          'Set revision_table to %s for other databases'
+                          % (_dbname(conn), DEFAULT_REVISION_TABLE))
+    if check_mode:
+        _end_read(conn)
+        return True
+    _query(conn, 'CREATE SCHEMA IF NOT EXISTS "%s"' % table.schema)
+    _query(conn, '''CREATE TABLE IF NOT EXISTS %s (
+        major integer NOT NULL,
+        minor integer NOT NULL,
+        patch integer NOT NULL,
+        file_name text NOT NULL,
+        kind text NOT NULL,
+        sha256 text NOT NULL,
+        start_time timestamptz NOT NULL,
+        end_time timestamptz NOT NULL,
+        duration_ms numeric NOT NULL,
+        deploy_id text,
+        PRIMARY KEY (major, minor, patch))''' % table.sql_name)
+    _query(conn, "COMMENT ON TABLE %s IS 'Schema patches applied by fastdowntime.postgresql'" % table.sql_name)
+    if not conn.autocommit:
+        conn.commit()
+    return True
+
+
+def applied_revisions(conn, mode=DEFAULT_REVISION_TABLE):
+    """{(major, minor, patch): sha256 or None} of the revisions in the database.
+    A missing collection table means nothing applied yet."""
+    table = _table(mode)
+    if not revision_table_exists(conn, table):
+        _end_read(conn)
+        if table.launchpad:
+            raise SchemaError('database %s has no LaunchpadDatabaseRevision table: is it a Launchpad database?'
+                              % _dbname(conn))
+        return {}
+    sha = 'NULL' if table.launchpad else 'sha256'
+    rows = _query(conn, 'SELECT major, minor, patch, %s AS sha256 FROM %s' % (sha, table.sql_name))
+    _end_read(conn)
+    return {(row['major'], row['minor'], row['patch']): row['sha256'] for row in rows}
+
+
+def _record_revision(cur, table, patch, started, duration_seconds, deploy_id):
+    """Write (collection table) or verify (Launchpad) the patch's revision row,
+    inside whatever transaction ``cur`` is in."""
+    if table.launchpad:
+        cur.execute('SELECT 1 FROM %s WHERE major = %%s AND minor = %%s AND patch = %%s' % table.sql_name,
+                    patch.revision)
+        if cur.fetchone() is None:
+            raise SchemaError('%s: patch %s did not insert its LaunchpadDatabaseRevision row '
+                              '(add: INSERT INTO LaunchpadDatabaseRevision VALUES (%d, %d, %d);)'
+                              % ((patch.name, format_revision(patch.revision)) + patch.revision))
+        return
+    cur.execute('INSERT INTO %s (major, minor, patch, file_name, kind, sha256, start_time, end_time, '
+                'duration_ms, deploy_id) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s)' % table.sql_name,
+                patch.revision + (patch.name, patch.kind, patch.sha256, started,
+                                  started + datetime.timedelta(seconds=duration_seconds),
+                                  round(duration_seconds * 1000, 3), deploy_id))
+
+
+# -- helpers ----------------------------------------------------------------
+
+def _query(conn, sql, params=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return rows_as_dicts(cur) if cur.description else []
+
+
+def _end_read(conn):
+    """Close the implicit transaction a read opened on a non-autocommit
+    connection, so nothing holds a snapshot or locks afterwards."""
+    if not conn.autocommit and conn.status != psycopg2.extensions.STATUS_READY:
+        conn.rollback()
+
+
+def _dbname(conn):
+    try:
+        return conn.get_dsn_parameters().get('dbname', '?')
+    except Exception:  # pragma: no cover - closed connection
+        return '?'
+
+
+def _conn_label(conn):
+    params = conn.get_dsn_parameters()
+    return '%s:%s' % (params.get('host'), params.get('port'))
+
+
+def _pg_message(exc):
+    diag = getattr(exc, 'diag', None)
+    primary = diag.message_primary if diag is not None and diag.message_primary else str(exc)
+    return one_line(primary)
+
+
+def _error_line(stmt, exc, prefix_length):
+    """The patch-file line of a statement error: the statement's first line plus
+    the newlines before PostgreSQL's error position (1-based, in characters,
+    counted in the text we sent, which starts with ``prefix_length`` chars of
+    our own)."""
+    diag = getattr(exc, 'diag', None)
+    position = getattr(diag, 'statement_position', None) if diag is not None else None
+    try:
+        offset = int(position) - 1 - prefix_length
+    except (TypeError, ValueError):
+        return stmt.line
+    if offset < 0:
+        return stmt.line
+    return stmt.line + stmt.sql.count('\n', 0, offset)
+
+
+def _statement_failure(patch, stmt, exc, prefix_length=0, suffix=''):
+    code = getattr(exc, 'pgcode', None)
+    return SchemaError('%s line %d: %s%s%s' % (
+        patch.name, _error_line(stmt, exc, prefix_length), _pg_message(exc),
+        ' (SQLSTATE %s)' % code if code else '', suffix))
+
+
+class _LockWatcher:
+    """Names the session a waiting statement is blocked by.
+
+    While a statement waits for a lock, a timer samples pg_blocking_pids() of
+    our backend from a second connection, so a lock failure can name the holder
+    (pid, user, query, age). The second connection is opened only after the
+    first lock failure, so the happy path costs nothing.
+    """
+
+    def __init__(self, backend_pid, observer):
+        self.backend_pid = backend_pid
+        self._observer = observer   # a connection, a factory, or None
+        self._conn = None
+        self.holder = None
+
+    def activate(self):
+        if self._conn is not None or self._observer is None:
+            return
+        try:
+            conn = self._observer() if callable(self._observer) else self._observer
+            conn.autocommit = True
+            self._conn = conn
+        except (ConnectError, Exception):  # naming the holder is best effort
+            self._observer = None
+
+    def _sample(self):
+        try:
+            rows = _query(self._conn, '''
+                SELECT a.pid, a.usename, a.application_name, a.state, a.query,
+                       round(extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, a.query_start))::numeric, 1)
+                           AS age_seconds
+                  FROM pg_stat_activity a
+                 WHERE a.pid = ANY (pg_blocking_pids(%s))
+                 ORDER BY a.xact_start NULLS LAST''', (self.backend_pid,))
+        except Exception:  # best effort: never let the observer fail the deploy
+            return
+        if rows:
+            self.holder = rows[0]
+
+    @contextmanager
+    def watching(self, lock_timeout_ms):
+        if self._conn is None:
+            yield
+            return
+        timer = threading.Timer(max(lock_timeout_ms * 0.6, 5) / 1000.0, self._sample)
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            timer.join()
+
+    def describe(self):
+        holder = self.holder
+        if not holder:
+            return 'the lock holder could not be identified'
+        query = one_line(holder.get('query') or '')
+        if len(query) > 120:
+            query = query[:117] + '...'
+        return ('held by pid %s (user %s, application %r, %s for %ss, query: %s); end it with '
+                'SELECT pg_terminate_backend(%s) or deploy when it is done'
+                % (holder['pid'], holder['usename'], holder.get('application_name') or '',
+                   holder.get('state') or '?', holder.get('age_seconds'), query, holder['pid']))
+
+    def close(self):
+        if self._conn is not None and not (self._observer is self._conn):
+            try:
+                self._conn.close()
+            except Exception:  # pragma: no cover
+                pass
+        self._conn = None
+
+
+# -- cold: the one transaction ---------------------------------------------
+
+class _ColdRunner:
+    """Runs cold statements inside the open transaction of ``cur``, each under
+    a savepoint so a lock failure retries just that statement."""
+
+    def __init__(self, cur, clock, policy, watcher, host):
+        self.cur = cur
+        self.clock = clock
+        self.policy = policy
+        self.watcher = watcher
+        self.host = host
+        self.savepoint_open = False
+
+    def run(self, patch, stmt):
+        """Run one statement; returns how many lock retries it needed."""
+        attempt = 0
+        while True:
+            statement_ms = self.clock.timeout_ms('cold_patch')
+            # The lock wait must end before the statement timeout does, so a
+            # lock failure is told apart from a statement out of budget.
+            lock_ms = max(min(self.policy.lock_timeout_ms(attempt), int(statement_ms * 0.8)), 1)
+            # One round trip: drop the previous statement's savepoint, set the
+            # timeouts from what is left of the budget, open a new savepoint,
+            # run the statement.
+            prefix = '%sSET LOCAL statement_timeout = %d; SET LOCAL lock_timeout = %d; SAVEPOINT %s; ' % (
+                'RELEASE SAVEPOINT %s; ' % SAVEPOINT if self.savepoint_open else '',
+                statement_ms, lock_ms, SAVEPOINT)
+            try:
+                with self.watcher.watching(lock_ms):
+                    self.cur.execute(prefix + stmt.sql)
+                self.savepoint_open = True
+                return attempt
+            except psycopg2.Error as exc:
+                if getattr(exc, 'pgcode', None) not in (LOCK_NOT_AVAILABLE,):
+                    if getattr(exc, 'pgcode', None) == QUERY_CANCELED:
+                        raise SchemaError('%s line %d: still running when the budget ran out (%s); '
+                                          'nothing applied: raise budget_seconds or make the patch cheaper'
+                                          % (patch.name, stmt.line, _pg_message(exc)))
+                    raise _statement_failure(patch, stmt, exc, len(prefix), suffix='; nothing applied')
+                self.cur.execute('ROLLBACK TO SAVEPOINT %s' % SAVEPOINT)
+                self.savepoint_open = True
+                self.watcher.activate()
+                pause = self.policy.pause_seconds(attempt)
+                attempt += 1
+                # Another try must fit: the pause plus a lock wait worth trying.
+                if self.clock.usable() < pause + self.policy.timeout_ms / 1000.0:
+                    raise SchemaError(
+                        '%s line %d: could not lock within the budget after %d attempts, %s; nothing applied'
+                        % (patch.name, stmt.line, attempt, self.watcher.describe()),
+                        holder=self.watcher.holder)
+                time.sleep(pause)
+
+
+def _standbys_defined(cur):
+    cur.execute('SHOW synchronous_standby_names')
+    return bool(cur.fetchone()[0].strip())
+
+
+def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE, lock_retry=None,
+               observer=None, host=None):
+    """Apply ``patches`` (cold, in order) in ONE transaction on the primary and
+    COMMIT once; any failure rolls everything back and raises SchemaError.
+
+    ``conn``: a non-autocommit connection to the primary's database, idle.
+    ``clock``: the outage's BudgetClock (started here if it is not yet); every
+    statement's statement_timeout and lock_timeout come from its usable budget.
+    ``observer``: a connection or a zero-argument factory for one, used only to
+    name a lock holder. Returns {'patches': [...], 'transaction_ms',
+    'commit_lsn'}.
+    """
+    table = _table(mode)
+    policy = LockRetry.from_value(lock_retry)
+    host = host or _conn_label(conn)
+    clock.start()
+    if conn.autocommit:
+        raise SchemaError('%s: apply_cold needs a connection outside autocommit' % host)
+    _end_read(conn)
+    watcher = _LockWatcher(conn.get_backend_pid(), observer)
+    results = []
+    began = time.monotonic()
+    try:
+        with clock.phase('cold_transaction', host=host, detail={'patches': [p.name for p in patches]}) as record:
+            with conn.cursor() as cur:
+                cur.execute('SELECT pg_try_advisory_xact_lock(%s)', (DEPLOY_LOCK_KEY,))
+                if not cur.fetchone()[0]:
+                    raise SchemaError('%s: another schema deploy is running on database %s; wait for it to finish'
+                                      % (host, _dbname(conn)))
+                if not _standbys_defined(cur):
+                    # With no synchronous standbys the commit does not wait, but
+                    # each standby then reports replaying it at once, so the
+                    # primary's pg_stat_replication confirms it promptly.
+                    cur.execute('SET LOCAL synchronous_commit = remote_apply')
+                runner = _ColdRunner(cur, clock, policy, watcher, host)
+                for patch in patches:
+                    with clock.phase('cold_patch', host=host, detail={'patch': patch.name}) as patch_record:
+                        started = _utcnow()
+                        patch_began = time.monotonic()
+                        retries = 0
+                        for stmt in patch.statements:
+                            retries += runner.run(patch, stmt)
+                        duration = time.monotonic() - patch_began
+                        _record_revision(cur, table, patch, started, duration, deploy_id)
+                        patch_record['detail']['lock_retries'] = retries
+                    results.append({'name': patch.name, 'revision': format_revision(patch.revision),
+                                    'duration_ms': _ms(duration), 'statements': len(patch.statements),
+                                    'lock_retries': retries})
+            with clock.phase('commit', host=host):
+                clock.require('commit')
+                conn.commit()
+            record['detail']['committed'] = True
+    except SchemaError:
+        _rollback(conn)
+        raise
+    except BudgetExceeded as exc:
+        _rollback(conn)
+        raise SchemaError('%s: %s; rolled back, nothing applied' % (host, exc))
+    except psycopg2.Error as exc:
+        _rollback(conn)
+        raise SchemaError('%s: cold transaction failed: %s; rolled back, nothing applied' % (host, _pg_message(exc)))
+    finally:
+        watcher.close()
+    transaction_ms = _ms(time.monotonic() - began)
+    # The insert position is at or past the end of our commit record (even with
+    # synchronous_commit off), so a standby past it has the new schema.
+    lsn = _query(conn, 'SELECT pg_current_wal_insert_lsn()::text AS lsn')[0]['lsn']
+    _end_read(conn)
+    return {'patches': results, 'transaction_ms': transaction_ms, 'commit_lsn': lsn}
+
+
+def _rollback(conn):
+    try:
+        conn.rollback()
+    except Exception:  # the connection may be gone; the server rolls back then
+        pass
+
+
+# -- hot: live, statement by statement --------------------------------------
+
+def _index_regclass_name(index):
+    schema, name = index
+    quote = lambda part: '"%s"' % part.replace('"', '""')  # noqa: E731
+    return '%s.%s' % (quote(schema), quote(name)) if schema else quote(name)
+
+
+def _drop_invalid_index(cur, stmt):
+    """Drop the INVALID index a failed CREATE INDEX CONCURRENTLY left behind;
+    returns its name when one was dropped."""
+    if not stmt.index or not stmt.index[1]:
+        return None
+    regname = _index_regclass_name(stmt.index)
+    cur.execute('SELECT NOT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)', (regname,))
+    row = cur.fetchone()
+    if not row or not row[0]:
+        return None
+    cur.execute('DROP INDEX CONCURRENTLY IF EXISTS %s' % regname)
+    return regname
+
+
+def apply_hot(conn, patch, deploy_id=None, mode=DEFAULT_REVISION_TABLE, lock_retry=None, observer=None,
+              host=None, clock=None):
+    """Apply one hot patch live: autocommit, statement by statement, each with
+    lock_timeout retries; an INVALID index from a failed concurrent build is
+    dropped and the build retried. The revision row is recorded after the last
+    statement. ``clock`` (optional) only times the phase."""
+    table = _table(mode)
+    policy = LockRetry.from_value(lock_retry)
+    host = host or _conn_label(conn)
+    _end_read(conn)
+    conn.autocommit = True
+    watcher = _LockWatcher(conn.get_backend_pid(), observer)
+    dropped = []
+    retries = 0
+    started = _utcnow()
+    began = time.monotonic()
+    phase = clock.phase('hot_patch', host=host, detail={'patch': patch.name}) if clock else _no_phase()
+    try:
+        with phase, conn.cursor() as cur:
+            cur.execute('SELECT pg_try_advisory_lock(%s)', (DEPLOY_LOCK_KEY,))
+            if not cur.fetchone()[0]:
+                raise SchemaError('%s: another schema deploy is running on database %s; wait for it to finish'
+                                  % (host, _dbname(conn)))
+            try:
+                cur.execute('SET statement_timeout = 0')
+                for stmt in patch.statements:
+                    retries += _run_hot_statement(cur, patch, stmt, policy, watcher, dropped)
+                duration = time.monotonic() - began
+                _record_revision(cur, table, patch, started, duration, deploy_id)
+            finally:
+                _release_session_lock(conn)
+    except psycopg2.Error as exc:
+        raise SchemaError('%s: %s: %s' % (host, patch.name, _pg_message(exc)))
+    finally:
+        watcher.close()
+    return {'name': patch.name, 'revision': format_revision(patch.revision),
+            'duration_ms': _ms(time.monotonic() - began), 'statements': len(patch.statements),
+            'lock_retries': retries, 'dropped_invalid_indexes': dropped}
+
+
+def _release_session_lock(conn):
+    try:
+        _query(conn, 'RESET lock_timeout; SELECT pg_advisory_unlock(%s)', (DEPLOY_LOCK_KEY,))
+    except psycopg2.Error:  # a dead session has released it already
+        pass
+
+
+@contextmanager
+def _no_phase():
+    yield None
+
+
+def _run_hot_statement(cur, patch, stmt, policy, watcher, dropped):
+    attempt = 0
+    while True:
+        if stmt.kind == HOT:
+            name = _drop_invalid_index(cur, stmt)  # left by an earlier run or try
+            if name:
+                dropped.append(name)
+        lock_ms = policy.lock_timeout_ms(attempt)
+        # Its own round trip: a multi-statement string is an implicit
+        # transaction block, which CREATE INDEX CONCURRENTLY refuses.
+        cur.execute('SET lock_timeout = %d' % lock_ms)
+        try:
+            with watcher.watching(lock_ms):
+                cur.execute(stmt.sql)
+            return attempt
+        except psycopg2.Error as exc:
+            if getattr(exc, 'pgcode', None) != LOCK_NOT_AVAILABLE:
+                name = _drop_invalid_index(cur, stmt) if stmt.kind == HOT else None
+                if name:
+                    dropped.append(name)
+                raise _statement_failure(patch, stmt, exc,
+                                         suffix='; the patch is not recorded (statements before this one stay '
+                                                'applied: hot patches run live)%s'
+                                                % ('; dropped the INVALID index %s' % name if name else ''))
+            watcher.activate()
+            attempt += 1
+            if attempt >= policy.max_attempts:
+                name = _drop_invalid_index(cur, stmt) if stmt.kind == HOT else None
+                raise SchemaError('%s line %d: could not lock after %d attempts, %s%s'
+                                  % (patch.name, stmt.line, attempt, watcher.describe(),
+                                     '; dropped the INVALID index %s' % name if name else ''),
+                                  holder=watcher.holder)
+            time.sleep(policy.pause_seconds(attempt - 1))
+
+
+# -- standbys ---------------------------------------------------------------
+
+def check_standbys(primary_conn, standbys):
+    """Refuse standbys that are not replicas of this primary (wrong cluster or
+    promoted). Call before the outage; ``standbys`` is [(endpoint, conn)]."""
+    system_id = _query(primary_conn, 'SELECT system_identifier::text AS id FROM pg_control_system()')[0]['id']
+    _end_read(primary_conn)
+    for endpoint, conn in standbys:
+        rows = _run_on(conn, 'SELECT system_identifier::text AS id, pg_is_in_recovery() AS recovery '
+                             'FROM pg_control_system()', timeout=endpoint.get('connect_timeout') or 5,
+                       label=endpoint_label(endpoint))
+        if rows[0]['id'] != system_id:
+            raise SchemaError('%s: not a standby of this primary (system identifier %s, primary %s): '
+                              'check fastdowntime_standbys' % (endpoint_label(endpoint), rows[0]['id'], system_id),
+                              lagging=[endpoint_label(endpoint)])
+        if not rows[0]['recovery']:
+            raise SchemaError('%s: not in recovery (promoted?): it is not a standby; check fastdowntime_standbys'
+                              % endpoint_label(endpoint), lagging=[endpoint_label(endpoint)])
+
+
+def _run_on(conn, sql, params=None, timeout=5.0, label='?'):
+    """One query on a blocking or async connection, bounded by ``timeout``."""
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, params)
+        if conn.async_:
+            wait(conn, timeout)
+        return rows_as_dicts(cur)
+    except TimeoutError:
+        raise SchemaError('%s: no answer within %.1fs' % (label, timeout), lagging=[label])
+    except psycopg2.Error as exc:
+        raise SchemaError('%s: %s' % (label, _pg_message(exc)), lagging=[label])
+
+
+REPLAY_SQL = ('SELECT pg_last_wal_replay_lsn()::text AS replay_lsn, '
+              'coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false) AS caught_up')
+
+
+def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_poll_seconds=0.05):
+    """Wait until every standby has replayed ``lsn``, polling all of them each
+    round (async connections are queried in parallel). Returns
+    {'standbys': [{'name', 'replay_ms', 'replay_lsn', 'primary_replay_lsn', ...}]}.
+    A standby not caught up while the clock's usable budget lasts -> SchemaError
+    naming it, with ``lagging`` listing every standby without the schema.
+    """
+    clock.start()
+    began = time.monotonic()
+    states = [{'endpoint': endpoint, 'conn': conn, 'label': endpoint_label(endpoint), 'done': False,
+               'replay_ms': None, 'replay_lsn': None} for endpoint, conn in standbys]
+    with clock.phase('standby_replay', detail={'lsn': lsn, 'standbys': [s['label'] for s in states]}) as record:
+        interval = poll_seconds
+        while True:
+            pending = [s for s in states if not s['done']]
+            if not pending:
+                break
+            usable = clock.usable()
+            if usable <= 0:
+                raise _lagging_error(states, lsn, 'within the budget')
+            # Send to every pending standby first, then collect: one round
+            # costs the slowest standby's round trip, not the sum.
+            sent = []
+            for state in pending:
+                try:
+                    cur = state['conn'].cursor()
+                    cur.execute(REPLAY_SQL, (lsn,))
+                    sent.append((state, cur))
+                except psycopg2.Error as exc:
+                    raise _lagging_error(states, lsn, 'cannot be asked (%s)' % _pg_message(exc), state)
+            for state, cur in sent:
+                try:
+                    if state['conn'].async_:
+                        wait(state['conn'], max(clock.usable(), 0.001))
+                    row = cur.fetchone()
+                except TimeoutError:
+                    raise _lagging_error(states, lsn, 'gave no answer within the budget', state)
+                except psycopg2.Error as exc:
+                    raise _lagging_error(states, lsn, 'failed (%s)' % _pg_message(exc), state)
+                if row[0] is None:
+                    raise _lagging_error(states, lsn, 'is not in recovery (not a standby)', state)
+                state['replay_lsn'] = row[0]
+                if row[1]:
+                    state['done'] = True
+                    state['replay_ms'] = _ms(time.monotonic() - began)
+            if any(not s['done'] for s in states):
+                time.sleep(min(interval, max(clock.usable(), 0)))
+                interval = min(interval * 2, max_poll_seconds)
+        primary_view = _primary_replication_view(primary_conn, lsn)
+        results = []
+        for state in states:
+            seen = _match_replication_row(primary_view, state['endpoint'])
+            results.append({'name': state['label'], 'replay_ms': state['replay_ms'],
+                            'replay_lsn': state['replay_lsn'],
+                            'primary_replay_lsn': seen['replay_lsn'] if seen else None,
+                            'primary_confirms': bool(seen and seen['caught_up']),
+                            'primary_state': seen['state'] if seen else None})
+        record['detail']['replay_ms'] = dict((r['name'], r['replay_ms']) for r in results)
+    return {'lsn': lsn, 'standbys': results, 'total_ms': _ms(time.monotonic() - began)}
+
+
+def _lagging_error(states, lsn, why, culprit=None):
+    lagging = [s['label'] for s in states if not s['done']]
+    culprit = culprit or next(s for s in states if not s['done'])
+    others = [name for name in lagging if name != culprit['label']]
+    return SchemaError('standby %s %s: has not replayed the schema change at %s (last replayed %s)%s; '
+                       'clients must not be resumed onto it'
+                       % (culprit['label'], why, lsn, culprit['replay_lsn'] or 'unknown',
+                          '; also behind: %s' % ', '.join(others) if others else ''),
+                       lagging=lagging)
+
+
+def _primary_replication_view(primary_conn, lsn):
+    """The primary's pg_stat_replication rows (its own view of each standby's
+    replay position): a cross-check, reported per standby."""
+    try:
+        rows = _query(primary_conn, '''
+            SELECT application_name, host(client_addr) AS client_addr, state, replay_lsn::text AS replay_lsn,
+                   coalesce(replay_lsn >= %s::pg_lsn, false) AS caught_up
+              FROM pg_stat_replication''', (lsn,))
+    finally:
+        _end_read(primary_conn)
+    return rows
+
+
+def _match_replication_row(rows, endpoint):
+    """The pg_stat_replication row of ``endpoint``: by application_name equal
+    to its name, else by a client address seen only once."""
+    name = endpoint.get('name')
+    for row in rows:
+        if name and row['application_name'] == name:
+            return row
+    by_address = [row for row in rows if row['client_addr'] == endpoint.get('host')]
+    return by_address[0] if len(by_address) == 1 else None
