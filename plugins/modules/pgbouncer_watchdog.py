@@ -1,0 +1,395 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fastdowntime.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: pgbouncer_watchdog
+short_description: Dead-man switch that resumes a paused pgbouncer if the deploy dies
+description:
+  - Runs B(on the pgbouncer host) with its system python3 and python3-psycopg2.
+  - C(state=armed) starts a small daemon (double fork, new session, no terminal, standard streams
+    on /dev/null, so the SSH session does not wait for it) that polls the local admin console
+    (SHOW DATABASES, every O(poll_seconds)).
+  - Once it sees the deploy's entries paused, it counts down O(budget_seconds) + O(grace_seconds).
+    If they are still paused at the end, it sends RESUME for them itself and exits. If it sees them
+    resumed first (the normal end of the outage) it exits. Armed and never seeing a pause, it exits
+    after O(max_lifetime_seconds).
+  - It survives the death of the controller (SIGKILL of ansible-playbook, a dropped SSH connection).
+  - C(state=disarmed) stops the daemon through its pidfile and removes the pidfile.
+    Nothing is left behind once it is disarmed or has exited (pidfile, process).
+  - Every decision is logged to syslog (ident C(fastdowntime-watchdog), facility daemon) and to O(log_file).
+version_added: 0.1.0
+author: fastdowntime.postgresql contributors
+extends_documentation_fragment: fastdowntime.postgresql.connection
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  console:
+    description:
+      - The local pgbouncer admin console (shape of the collection's endpoint), usually
+        C(host=127.0.0.1) or the host's own address, C(port=6432), an admin user and its password.
+      - Its O(console.dbname) is ignored; the admin database is always C(pgbouncer).
+    type: dict
+    required: true
+  state:
+    description: Arm (start) or disarm (stop) the watchdog.
+    type: str
+    choices: [armed, disarmed]
+    default: armed
+  db_name:
+    description:
+      - The deploy's database; the watched entries are those whose target database is this one.
+    type: str
+  databases:
+    description:
+      - Entry names to watch explicitly (SHOW DATABASES C(name)); wins over O(db_name).
+      - With neither, every entry is watched.
+    type: list
+    elements: str
+    default: []
+  budget_seconds:
+    description: The deploy's outage budget; the countdown is this plus O(grace_seconds).
+    type: float
+    default: 60
+  grace_seconds:
+    description: Extra time after the budget before the watchdog resumes by itself.
+    type: float
+    default: 10
+  max_lifetime_seconds:
+    description: An armed watchdog that never sees a pause exits after this long.
+    type: float
+    default: 3600
+  poll_seconds:
+    description: How often the daemon looks at SHOW DATABASES.
+    type: float
+    default: 0.2
+  state_dir:
+    description:
+      - Directory of the pidfile C(fastdowntime-pgbouncer-watchdog-<port>.pid); created when missing.
+    type: path
+    default: /run/fastdowntime
+  log_file:
+    description: The watchdog's log file (also logged to syslog); its directory is created when missing.
+    type: path
+    default: /var/log/fastdowntime/watchdog.log
+notes:
+  - An armed watchdog with the same settings is left alone (not changed); with other settings it is
+    replaced.
+  - The pidfile records the daemon's pid and process start time, so a recycled pid is never signalled.
+seealso:
+  - module: fastdowntime.postgresql.pgbouncer
+  - role: fastdowntime.postgresql.pgbouncer_drain
+'''
+
+EXAMPLES = r'''
+- name: Arm the dead-man switch before the outage
+  fastdowntime.postgresql.pgbouncer_watchdog:
+    console:
+      host: 127.0.0.1
+      port: 6432
+      user: fdt_admin
+      password: "{{ vault_pgbouncer_admin_password }}"
+    db_name: appdb
+    budget_seconds: 30
+    grace_seconds: 10
+
+- name: Disarm it once the deploy resumed every pgbouncer
+  fastdowntime.postgresql.pgbouncer_watchdog:
+    console:
+      host: 127.0.0.1
+      port: 6432
+      user: fdt_admin
+    state: disarmed
+'''
+
+RETURN = r'''
+pid:
+  description: Pid of the running daemon (armed), or of the daemon stopped (disarmed), if any.
+  returned: always
+  type: int
+  sample: 12345
+pid_file:
+  description: The pidfile path.
+  returned: always
+  type: str
+  sample: /run/fastdowntime/fastdowntime-pgbouncer-watchdog-6432.pid
+log_file:
+  description: Where the daemon logs.
+  returned: always
+  type: str
+entries:
+  description: The pgbouncer entries watched (armed only).
+  returned: when armed
+  type: list
+  elements: str
+  sample: [appdb, appdb_ro]
+countdown_seconds:
+  description: Budget plus grace, counted from the moment the entries are seen paused.
+  returned: when armed
+  type: float
+  sample: 40.0
+'''
+
+import json
+import os
+import signal
+import syslog
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
+    Console,
+    ConsoleError,
+    open_consoles,
+)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
+    ENDPOINT_SPEC,
+    one_line,
+)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import watchdog
+
+SYSLOG_IDENT = 'fastdowntime-watchdog'
+
+
+# -- pidfile ---------------------------------------------------------------
+
+def process_start_time(pid):
+    """Start time (clock ticks since boot) of a pid from /proc, or None when it is gone."""
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            stat = handle.read()
+    except (IOError, OSError):
+        return None
+    # The command name may contain spaces: fields resume after its closing ')'.
+    fields = stat[stat.rindex(')') + 2:].split()
+    if fields[0] == 'Z':
+        return None
+    return fields[19]
+
+
+def read_pidfile(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (IOError, OSError, ValueError):
+        return None
+
+
+def live_daemon(record):
+    """True when the pidfile's process is alive and is the one that wrote it."""
+    if not record or not record.get('pid'):
+        return False
+    return process_start_time(int(record['pid'])) == record.get('start_time')
+
+
+def stop_daemon(record, timeout=5.0):
+    pid = int(record['pid'])
+    if not live_daemon(record):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not live_daemon(record):
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+def remove_file(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# -- the daemon --------------------------------------------------------------
+
+class Logger:
+    """Writes each line to syslog and to the log file."""
+
+    def __init__(self, path, label):
+        self.path = path
+        self.label = label
+        syslog.openlog(SYSLOG_IDENT, syslog.LOG_PID, syslog.LOG_DAEMON)
+
+    def __call__(self, message):
+        line = '%s [%d] %s: %s' % (time.strftime('%Y-%m-%dT%H:%M:%S%z'), os.getpid(), self.label, message)
+        syslog.syslog(syslog.LOG_WARNING, '%s: %s' % (self.label, message))
+        try:
+            with open(self.path, 'a') as handle:
+                handle.write(line + '\n')
+        except (IOError, OSError):
+            pass
+
+
+def daemon_main(endpoint, config, pid_path, log):
+    """The watchdog process: polls, decides, resumes, cleans up."""
+    console = Console(endpoint, databases=config['entries'])
+    state = {'open': False}
+
+    def read_flags():
+        try:
+            if not state['open']:
+                console.open()
+                state['open'] = True
+            return dict((entry, flag['paused']) for entry, flag in console.flags().items())
+        except Exception:
+            console.close()
+            state['open'] = False
+            return None
+
+    def resume_entries(entries):
+        if not state['open']:
+            console.open()
+            state['open'] = True
+        console.resume(entries)
+
+    def on_term(signum, frame):
+        log('disarmed (signal %d): exiting' % signum)
+        finish()
+        os._exit(0)
+
+    def finish():
+        record = read_pidfile(pid_path)
+        if record and record.get('pid') == os.getpid():
+            remove_file(pid_path)
+        console.close()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    dog = watchdog.Watchdog(config['entries'], config['budget_seconds'], config['grace_seconds'],
+                            config['max_lifetime_seconds'], started_at=time.monotonic())
+    log('armed: watching %s (countdown %.1f s once paused, lifetime %.0f s)'
+        % (', '.join(config['entries']), dog.budget + dog.grace, dog.max_lifetime))
+    try:
+        watchdog.run(dog, read_flags, resume_entries, log, time.monotonic, time.sleep, config['poll_seconds'])
+    except Exception as exc:  # the daemon has nobody to raise to: log it
+        log('crashed: %s' % one_line(exc))
+    finally:
+        finish()
+
+
+def spawn(endpoint, config, pid_path, log_path, label):
+    """Double fork a session leader-less daemon; return its pid once its pidfile is written."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(read_end)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            os.chdir('/')
+            os.umask(0o022)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            # Drop every inherited descriptor (the SSH session's pipes above all).
+            os.closerange(3, write_end)
+            os.closerange(write_end + 1, 65536)
+            record = {'pid': os.getpid(), 'start_time': process_start_time(os.getpid()), 'config': config}
+            tmp = pid_path + '.tmp'
+            with open(tmp, 'w') as handle:
+                json.dump(record, handle)
+            os.rename(tmp, pid_path)
+            os.write(write_end, str(os.getpid()).encode())
+            os.close(write_end)
+            daemon_main(endpoint, config, pid_path, Logger(log_path, label))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    chunks = []
+    while True:
+        chunk = os.read(read_end, 64)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_end)
+    text = b''.join(chunks).decode() or '0'
+    return int(text)
+
+
+# -- the module ----------------------------------------------------------------
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            console=dict(type='dict', options=ENDPOINT_SPEC, required=True),
+            state=dict(type='str', choices=['armed', 'disarmed'], default='armed'),
+            db_name=dict(type='str'),
+            databases=dict(type='list', elements='str', default=[]),
+            budget_seconds=dict(type='float', default=60.0),
+            grace_seconds=dict(type='float', default=watchdog.DEFAULT_GRACE_SECONDS),
+            max_lifetime_seconds=dict(type='float', default=watchdog.DEFAULT_MAX_LIFETIME_SECONDS),
+            poll_seconds=dict(type='float', default=watchdog.DEFAULT_POLL_SECONDS),
+            state_dir=dict(type='path', default='/run/fastdowntime'),
+            log_file=dict(type='path', default='/var/log/fastdowntime/watchdog.log'),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    endpoint = params['console']
+    pid_path = os.path.join(params['state_dir'], 'fastdowntime-pgbouncer-watchdog-%s.pid' % endpoint['port'])
+    result = dict(changed=False, pid=None, pid_file=pid_path, log_file=params['log_file'])
+    record = read_pidfile(pid_path)
+    alive = live_daemon(record)
+
+    if params['state'] == 'disarmed':
+        if record is not None:
+            result['changed'] = True
+            result['pid'] = record.get('pid')
+            if not module.check_mode:
+                if alive:
+                    stop_daemon(record)
+                remove_file(pid_path)
+        module.exit_json(**result)
+
+    for name, value in (('budget_seconds', params['budget_seconds']), ('poll_seconds', params['poll_seconds'])):
+        if value <= 0:
+            module.fail_json(msg='%s must be positive, got %s' % (name, value), **result)
+    console = Console(endpoint, db_name=params['db_name'], databases=params['databases'])
+    try:
+        open_consoles([console])
+    except ConsoleError as exc:
+        module.fail_json(msg='cannot arm the watchdog: %s' % exc, **result)
+    entries = list(console.entries)
+    console.close()
+    config = dict(entries=entries, budget_seconds=params['budget_seconds'], grace_seconds=params['grace_seconds'],
+                  max_lifetime_seconds=params['max_lifetime_seconds'], poll_seconds=params['poll_seconds'],
+                  console='%s@%s:%s' % (endpoint['user'], endpoint['host'], endpoint['port']))
+    result.update(entries=entries, countdown_seconds=params['budget_seconds'] + params['grace_seconds'])
+    if alive and record.get('config') == config:
+        result['pid'] = record['pid']
+        module.exit_json(**result)
+    result['changed'] = True
+    if module.check_mode:
+        module.exit_json(**result)
+    if alive:
+        stop_daemon(record)
+    remove_file(pid_path)
+    try:
+        for directory in (params['state_dir'], os.path.dirname(params['log_file'])):
+            if directory and not os.path.isdir(directory):
+                os.makedirs(directory, 0o755)
+    except OSError as exc:
+        module.fail_json(msg='%s: cannot create the watchdog directories: %s' % (console.label, exc), **result)
+    result['pid'] = spawn(endpoint, config, pid_path, params['log_file'], console.label)
+    if not result['pid']:
+        module.fail_json(msg='%s: the watchdog daemon did not start (see %s and syslog)'
+                         % (console.label, params['log_file']), **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
