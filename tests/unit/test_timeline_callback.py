@@ -1,0 +1,323 @@
+"""The timeline callback fed with fake Ansible objects (pure logic: mocks are fine here)."""
+
+import json
+import os
+
+import pytest
+import yaml
+from ansible.template import trust_as_template
+
+from ansible_collections.fastdowntime.postgresql.plugins.callback import timeline
+from ansible_collections.fastdowntime.postgresql.plugins.callback.timeline import CallbackModule
+
+T0 = 1_780_000_000.0
+
+
+class FakeDisplay:
+    verbosity = 0
+
+    def __init__(self):
+        self.lines = []
+        self.warnings = []
+
+    def display(self, msg, color=None, **kwargs):
+        self.lines.extend(msg.split('\n'))
+
+    def banner(self, msg, color=None, **kwargs):
+        self.lines.append('== %s ==' % msg)
+
+    def warning(self, msg, **kwargs):
+        self.warnings.append(msg)
+
+
+class FakeHost:
+    def __init__(self, name):
+        self.name = name
+
+    def get_name(self):
+        return self.name
+
+
+class FakeTask:
+    def __init__(self, name, action):
+        self._uuid = 'uuid-%s' % name
+        self.name = name
+        self.action = action
+        self.resolved_action = action
+
+    def get_name(self):
+        return self.name
+
+
+class FakeResult:
+    def __init__(self, task, host, result):
+        self.task, self.host, self.result = task, host, result
+
+
+class FakeStats:
+    def __init__(self, failures=None, dark=None):
+        self.failures = failures or {}
+        self.dark = dark or {}
+
+
+class FakeVariableManager:
+    def __init__(self, variables):
+        self.variables = variables
+        self.asked = []
+
+    def get_vars(self, play=None, host=None):
+        self.asked.append(host)
+        return dict(self.variables)
+
+
+class FakePlay:
+    def __init__(self, variables=None):
+        self.manager = FakeVariableManager(variables or {})
+
+    def get_variable_manager(self):
+        return self.manager
+
+
+def phase(name, host, start, duration, budget_left=None, status='ok', **detail):
+    return {'phase': name, 'host': host, 'start_offset_ms': 0.0, 'started_at': T0 + start,
+            'duration_ms': duration * 1000, 'budget_left_ms': budget_left, 'status': status, 'detail': detail}
+
+
+@pytest.fixture
+def display():
+    return FakeDisplay()
+
+
+def make_callback(display, report_path=None, play_vars=None):
+    callback = CallbackModule(display=display)
+    # What set_options() would load from ini/env; the real run test covers that path.
+    callback._plugin_options = {'report_path': report_path}
+    callback.v2_playbook_on_play_start(FakePlay(play_vars))
+    return callback
+
+
+LOCALHOST = FakeHost('localhost')
+OUTAGE_TASK = FakeTask('Run the outage', 'fastdowntime.postgresql.outage')
+
+ABORTED_OUTAGE = {
+    'failed': True, 'changed': False, 'deploy_id': 'fdt-1',
+    'msg': 'localhost: aborted in schema application: budget spent; rolled back and resumed',
+    'phases': [
+        phase('drain', 'pgbouncer1', 0.0, 0.05, 2950),
+        phase('schema application', 'primary', 0.05, 2.45, 500, status='failed',
+              error='budget spent in phase schema application: 0 ms left for work, step needs 1 ms'),
+        phase('rollback', 'primary', 2.5, 0.01, 490),
+        phase('resume', 'pgbouncer1', 2.51, 0.02, 470, max_client_wait_ms=2520),
+    ],
+}
+
+
+def run_outage(callback, result, failed=False):
+    callback.v2_runner_on_start(LOCALHOST, OUTAGE_TASK)
+    if failed:
+        callback.v2_runner_on_failed(FakeResult(OUTAGE_TASK, LOCALHOST, result))
+    else:
+        callback.v2_runner_on_ok(FakeResult(OUTAGE_TASK, LOCALHOST, result))
+
+
+# -- documentation ----------------------------------------------------------------
+
+def test_documentation_declares_the_report_path_option():
+    doc = yaml.safe_load(timeline.DOCUMENTATION)
+    assert doc['name'] == 'timeline' and doc['type'] == 'aggregate'
+    option = doc['options']['report_path']
+    assert option['env'] == [{'name': 'FASTDOWNTIME_REPORT_PATH'}]
+    assert option['ini'] == [{'section': 'callback_timeline', 'key': 'report_path'}]
+    assert CallbackModule.CALLBACK_NEEDS_ENABLED is True
+    assert CallbackModule.CALLBACK_NAME == 'fastdowntime.postgresql.timeline'
+
+
+# -- live lines --------------------------------------------------------------------
+
+def test_start_line_for_fastdowntime_tasks_only(display):
+    callback = make_callback(display)
+    callback.v2_runner_on_start(LOCALHOST, OUTAGE_TASK)
+    callback.v2_runner_on_start(LOCALHOST, FakeTask('Gather', 'ansible.builtin.setup'))
+    assert display.lines == ['[timeline] start Run the outage (fastdowntime.postgresql.outage) on localhost']
+
+
+def test_end_lines_one_per_phase(display):
+    callback = make_callback(display)
+    run_outage(callback, ABORTED_OUTAGE, failed=True)
+    assert display.lines[1:] == [
+        '[timeline] end drain on pgbouncer1: ok in 50.0 ms, budget left 2.95 s',
+        '[timeline] end schema application on primary: failed in 2.45 s, budget left 500.0 ms: '
+        'budget spent in phase schema application: 0 ms left for work, step needs 1 ms',
+        '[timeline] end rollback on primary: ok in 10.0 ms, budget left 490.0 ms',
+        '[timeline] end resume on pgbouncer1: ok in 20.0 ms, budget left 470.0 ms',
+    ]
+
+
+def test_phase_without_host_is_shown_on_the_task_host(display):
+    callback = make_callback(display)
+    callback.v2_runner_on_ok(FakeResult(FakeTask('Probe', 'my.own.module'), FakeHost('db1'),
+                                        {'phases': [phase('plan', None, 0, 0.001)]}))
+    assert display.lines == ['[timeline] end plan on db1: ok in 1.0 ms, budget left -']
+
+
+def test_end_line_for_a_fastdowntime_task_without_phases(display, monkeypatch):
+    now = [50.0]
+    monkeypatch.setattr(timeline.time, 'monotonic', lambda: now[0])
+    callback = make_callback(display)
+    callback.v2_runner_on_start(LOCALHOST, OUTAGE_TASK)
+    now[0] += 1.5
+    callback.v2_runner_on_failed(FakeResult(OUTAGE_TASK, LOCALHOST, {
+        'failed': True, 'msg': 'primary (10.213.47.10:5432): cannot connect\nrefused'}))
+    assert display.lines[-1] == ('[timeline] end Run the outage on localhost: failed in 1.50 s (no phases reported): '
+                                 'primary (10.213.47.10:5432): cannot connect refused')
+
+
+def test_other_tasks_print_nothing(display):
+    callback = make_callback(display)
+    task = FakeTask('Copy', 'ansible.builtin.copy')
+    callback.v2_runner_on_start(LOCALHOST, task)
+    callback.v2_runner_on_ok(FakeResult(task, LOCALHOST, {'changed': True}))
+    callback.v2_playbook_on_stats(FakeStats())
+    assert display.lines == []
+
+
+def test_loop_items_are_read(display):
+    callback = make_callback(display)
+    task = FakeTask('Resume each', 'fastdowntime.postgresql.pgbouncer')
+    callback.v2_runner_on_ok(FakeResult(task, LOCALHOST, {'results': [
+        {'phases': [phase('resume', 'pgbouncer1', 0, 0.01)]},
+        {'phases': [phase('resume', 'pgbouncer2', 0, 0.02)]},
+    ]}))
+    assert display.lines == ['[timeline] end resume on pgbouncer1: ok in 10.0 ms, budget left -',
+                             '[timeline] end resume on pgbouncer2: ok in 20.0 ms, budget left -']
+
+
+# -- the end-of-playbook report ----------------------------------------------------
+
+def test_aborted_run_prints_the_table_and_writes_json_from_the_option(display, tmp_path):
+    path = tmp_path / 'reports' / 'deploy.json'
+    callback = make_callback(display, report_path=str(path),
+                             play_vars={'fastdowntime_report_path': str(tmp_path / 'ignored.json')})
+    run_outage(callback, ABORTED_OUTAGE, failed=True)
+    del display.lines[:]
+    callback.v2_playbook_on_stats(FakeStats(failures={'localhost': 1}))
+
+    assert display.lines[0] == '== FASTDOWNTIME TIMELINE =='
+    assert display.lines[1] == 'fastdowntime timeline: aborted in schema application  (deploy fdt-1)'
+    assert any(line.startswith('schema application  primary') and line.endswith('failed')
+               for line in display.lines)
+    assert 'outage (drain start -> last resume): 2.53 s' in display.lines
+    assert 'longest client wait (pgbouncer): 2.52 s' in display.lines
+    assert display.lines[-1] == '[timeline] report written to %s' % path
+
+    report = json.loads(path.read_text())
+    assert report['schema_version'] == 1
+    assert report['outcome'] == 'aborted in schema application'
+    assert report['play_failed'] is True
+    assert report['failed_phase'] == {'phase': 'schema application', 'host': 'primary', 'task': 'Run the outage'}
+    assert [p['phase'] for p in report['phases']] == ['drain', 'schema application', 'rollback', 'resume']
+    assert [p['start_offset_ms'] for p in report['phases']] == [0.0, 50.0, 2500.0, 2510.0]
+    assert not (tmp_path / 'ignored.json').exists()
+    assert [name for name in os.listdir(path.parent)] == ['deploy.json']  # no temporary file left
+
+
+def test_report_path_from_the_play_variable_templated(display, tmp_path):
+    play_vars = {'report_dir': str(tmp_path),
+                 'fastdowntime_report_path': trust_as_template('{{ report_dir }}/timeline.json')}
+    callback = make_callback(display, play_vars=play_vars)
+    run_outage(callback, {'changed': True, 'phases': [phase('drain', 'pgbouncer1', 0, 0.1),
+                                                      phase('resume', 'pgbouncer1', 0.2, 0.1)]})
+    callback.v2_playbook_on_stats(FakeStats())
+    report = json.loads((tmp_path / 'timeline.json').read_text())
+    assert report['outcome'] == 'done'
+    assert report['outage']['outage_ms'] == 300.0
+    # The variable is read as the first host that ran a task of the play sees it.
+    assert callback._play.manager.asked == [LOCALHOST]
+
+
+def test_no_path_prints_only_the_table(display):
+    callback = make_callback(display)
+    run_outage(callback, {'changed': False, 'phases': [phase('plan', 'primary', 0, 0.01)]})
+    callback.v2_playbook_on_stats(FakeStats())
+    assert 'fastdowntime timeline: nothing to do' in display.lines
+    assert not any('report written' in line for line in display.lines)
+
+
+def test_deploy_play_that_failed_before_any_fastdowntime_task_still_reports(display, tmp_path):
+    path = tmp_path / 'r.json'
+    callback = make_callback(display, play_vars={'fastdowntime_report_path': str(path)})
+    task = FakeTask('Check the patch dir', 'ansible.builtin.stat')
+    callback.v2_runner_on_start(LOCALHOST, task)
+    callback.v2_runner_on_failed(FakeResult(task, LOCALHOST, {'failed': True, 'msg': 'no such dir'}))
+    callback.v2_playbook_on_stats(FakeStats(failures={'localhost': 1}))
+    report = json.loads(path.read_text())
+    assert report['outcome'] == 'aborted in Check the patch dir'
+    assert report['error'] == 'no such dir'
+
+
+def test_global_report_path_is_not_overwritten_by_playbooks_that_deploy_nothing(display, tmp_path):
+    path = tmp_path / 'r.json'
+    callback = make_callback(display, report_path=str(path))
+    task = FakeTask('Ping', 'ansible.builtin.ping')
+    callback.v2_runner_on_ok(FakeResult(task, LOCALHOST, {'ping': 'pong'}))
+    callback.v2_playbook_on_stats(FakeStats())
+    assert not path.exists()
+    assert display.lines == []
+
+
+def test_a_rescued_failure_of_another_module_does_not_abort(display):
+    callback = make_callback(display)
+    task = FakeTask('Try something', 'ansible.builtin.command')
+    callback.v2_runner_on_failed(FakeResult(task, LOCALHOST, {'failed': True, 'msg': 'rc 1'}))
+    run_outage(callback, {'changed': True, 'phases': [phase('drain', 'pgbouncer1', 0, 0.1),
+                                                      phase('resume', 'pgbouncer1', 0.2, 0.1)]})
+    callback.v2_playbook_on_stats(FakeStats())  # the play succeeded: the failure was rescued
+    assert 'fastdowntime timeline: done' in display.lines
+
+
+def test_ignored_errors_do_not_abort(display):
+    callback = make_callback(display)
+    task = FakeTask('Optional', 'ansible.builtin.command')
+    callback.v2_runner_on_failed(FakeResult(task, LOCALHOST, {'failed': True, 'msg': 'rc 1'}), ignore_errors=True)
+    run_outage(callback, {'changed': True, 'phases': [phase('drain', 'pgbouncer1', 0, 0.1)]})
+    callback.v2_playbook_on_stats(FakeStats(failures={'app1': 1}))
+    assert 'fastdowntime timeline: done' in display.lines
+
+
+def test_unreachable_host_aborts(display):
+    callback = make_callback(display)
+    run_outage(callback, {'changed': True, 'phases': [phase('drain', 'pgbouncer1', 0, 0.1)]})
+    task = FakeTask('Restart', 'ansible.builtin.systemd')
+    callback.v2_runner_on_unreachable(FakeResult(task, FakeHost('app1'), {'unreachable': True,
+                                                                          'msg': 'ssh: timed out'}))
+    callback.v2_playbook_on_stats(FakeStats(dark={'app1': 1}))
+    assert 'fastdowntime timeline: aborted in Restart' in display.lines
+
+
+def test_unwritable_report_path_is_a_warning_not_a_traceback(display, tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    callback = make_callback(display, report_path=str(blocker / 'r.json'))
+    run_outage(callback, {'phases': [phase('drain', 'pgbouncer1', 0, 0.1)]})
+    callback.v2_playbook_on_stats(FakeStats())
+    [warning] = display.warnings
+    assert warning.startswith('[timeline] cannot write the report to %s' % (blocker / 'r.json'))
+    assert '\n' not in warning
+
+
+def test_broken_report_variable_is_a_warning(display):
+    play_vars = {'fastdowntime_report_path': trust_as_template('{{ undefined_thing }}/r.json')}
+    callback = make_callback(display, play_vars=play_vars)
+    run_outage(callback, {'phases': [phase('drain', 'pgbouncer1', 0, 0.1)]})
+    callback.v2_playbook_on_stats(FakeStats())
+    assert len(display.warnings) == 1 and 'fastdowntime_report_path' in display.warnings[0]
+    assert 'fastdowntime timeline: done' in display.lines
+
+
+def test_check_mode_is_reported(display, monkeypatch, tmp_path):
+    monkeypatch.setattr(timeline.context, 'CLIARGS', {'check': True})
+    callback = make_callback(display, report_path=str(tmp_path / 'r.json'))
+    run_outage(callback, {'changed': True, 'phases': [phase('plan', 'primary', 0, 0.01)]})
+    callback.v2_playbook_on_stats(FakeStats())
+    assert json.loads((tmp_path / 'r.json').read_text())['check_mode'] is True
+    assert 'fastdowntime timeline: done  [check mode]' in display.lines
