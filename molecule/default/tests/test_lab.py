@@ -1,0 +1,64 @@
+"""Assertions on the real lab hosts after converge (testinfra over SSH)."""
+
+import json
+import os
+
+# Every host of the lab inventory molecule passes with --ansible-inventory.
+testinfra_hosts = ['ansible://all']
+LAB_DIR = os.environ.get('FDT_LAB_DIR', '/var/lib/fastdowntime-lab')
+PSQL = '/usr/lib/postgresql/15/bin/psql -X -At -h {lab}/hosts/{name}/run -U postgres -d fdtdemo -c "{sql}"'
+PGB = ("PGPASSWORD=admin-secret /usr/lib/postgresql/15/bin/psql -X -At -h {addr} -p 6432 "
+       "-U fdt_admin -d pgbouncer -c 'SHOW DATABASES'")
+
+
+def psql(host, sql):
+    name = host.backend.get_hostname()
+    return host.check_output('runuser -u postgres -- ' + PSQL.format(lab=LAB_DIR, name=name, sql=sql))
+
+
+def role(host):
+    name = host.backend.get_hostname()
+    return ''.join(c for c in name if not c.isdigit())
+
+
+def test_every_host_runs_its_own_sshd(host):
+    addr = host.ansible.get_variables()['ansible_host']
+    assert host.socket('tcp://%s:22' % addr).is_listening
+    assert addr in host.check_output('hostname -I').split()
+
+
+def test_database_hosts(host):
+    if role(host) == 'primary':
+        assert host.socket('tcp://10.213.47.10:5432').is_listening
+        assert psql(host, 'SELECT pg_is_in_recovery()') == 'f'
+        streaming = psql(host, "SELECT string_agg(application_name, ',' ORDER BY application_name) "
+                               "FROM pg_stat_replication WHERE state = 'streaming'")
+        assert streaming == 'standby1,standby2'
+        slots = psql(host, "SELECT count(*) FROM pg_replication_slots WHERE active")
+        assert slots == '2'
+    elif role(host) == 'standby':
+        assert psql(host, 'SELECT pg_is_in_recovery()') == 't'
+        assert psql(host, "SELECT status FROM pg_stat_wal_receiver") == 'streaming'
+
+
+def test_pgbouncer_hosts(host):
+    if role(host) != 'pgbouncer':
+        return
+    addr = host.ansible.get_variables()['ansible_host']
+    assert host.socket('tcp://%s:6432' % addr).is_listening
+    rows = [line.split('|') for line in host.check_output(PGB.format(addr=addr)).splitlines()]
+    entries = {r[0]: (r[1], r[3]) for r in rows}
+    standby = {'10.213.47.21': '10.213.47.11', '10.213.47.22': '10.213.47.12'}[addr]
+    assert entries['fdtdemo'] == ('10.213.47.10', 'fdtdemo')
+    assert entries['fdtdemo_ro'] == (standby, 'fdtdemo')
+    # Nothing may be left paused or disabled after a run.
+    assert all(r[-2:] == ['0', '0'] for r in rows), rows
+
+
+def test_app_servers_healthy(host):
+    if role(host) != 'app':
+        return
+    addr = host.ansible.get_variables()['ansible_host']
+    body = host.check_output('/usr/bin/python3 -c "import urllib.request as u; '
+                             "print(u.urlopen('http://%s:8080/health', timeout=5).read().decode())\"" % addr)
+    assert json.loads(body)['status'] == 'ok'
