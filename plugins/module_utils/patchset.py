@@ -14,7 +14,8 @@ line it starts on, and each is classified:
   ... CONCURRENTLY, VACUUM). Applied before the outage, in autocommit.
 - ``cold``: anything a transaction block accepts; applied inside the outage.
 - ``revision``: the INSERT INTO LaunchpadDatabaseRevision a Launchpad patch
-  carries; it goes with either kind.
+  carries, and ``setting``: a SET (Launchpad patches open with
+  ``SET client_min_messages=ERROR``); both go with either kind.
 
 A patch mixing hot and cold statements, a statement that cannot run in a
 transaction and is not a live operation (CREATE DATABASE, ALTER SYSTEM, ...),
@@ -50,6 +51,7 @@ LAUNCHPAD_REVISION_TABLE = 'launchpaddatabaserevision'
 HOT = 'hot'
 COLD = 'cold'
 REVISION = 'revision'
+SETTING = 'setting'
 
 
 class PatchSetError(Exception):
@@ -60,7 +62,7 @@ class PatchSetError(Exception):
 class Statement:
     sql: str
     line: int          # 1-based line of the patch file the statement starts on
-    kind: str          # HOT, COLD or REVISION
+    kind: str          # HOT, COLD, REVISION or SETTING
     command: str       # parser node name, e.g. 'IndexStmt'
     # For CREATE INDEX CONCURRENTLY: (schema or None, index name or None), so a
     # failed build's INVALID index can be found and dropped.
@@ -189,6 +191,8 @@ def _classify(node):
     if name == 'InsertStmt' and node.relation is not None \
             and node.relation.relname.lower() == LAUNCHPAD_REVISION_TABLE:
         return REVISION, None
+    if name == 'VariableSetStmt':
+        return SETTING, None
     if name in ('CreatedbStmt', 'DropdbStmt', 'CreateTableSpaceStmt', 'DropTableSpaceStmt',
                 'AlterSystemStmt', 'CreateSubscriptionStmt', 'AlterSubscriptionStmt',
                 'DropSubscriptionStmt'):

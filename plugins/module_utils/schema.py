@@ -637,7 +637,7 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
                 break
             usable = clock.usable()
             if usable <= 0:
-                raise _lagging_error(states, lsn, 'within the budget')
+                raise _lagging_error(states, lsn, 'not caught up within the budget')
             # Send to every pending standby first, then collect: one round
             # costs the slowest standby's round trip, not the sum.
             sent = []
@@ -647,18 +647,18 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
                     cur.execute(REPLAY_SQL, (lsn,))
                     sent.append((state, cur))
                 except psycopg2.Error as exc:
-                    raise _lagging_error(states, lsn, 'cannot be asked (%s)' % _pg_message(exc), state)
+                    raise _lagging_error(states, lsn, 'query failed (%s)' % _pg_message(exc), state)
             for state, cur in sent:
                 try:
                     if state['conn'].async_:
                         wait(state['conn'], max(clock.usable(), 0.001))
                     row = cur.fetchone()
                 except TimeoutError:
-                    raise _lagging_error(states, lsn, 'gave no answer within the budget', state)
+                    raise _lagging_error(states, lsn, 'no answer within the budget', state)
                 except psycopg2.Error as exc:
-                    raise _lagging_error(states, lsn, 'failed (%s)' % _pg_message(exc), state)
+                    raise _lagging_error(states, lsn, 'query failed (%s)' % _pg_message(exc), state)
                 if row[0] is None:
-                    raise _lagging_error(states, lsn, 'is not in recovery (not a standby)', state)
+                    raise _lagging_error(states, lsn, 'not in recovery (promoted? not a standby)', state)
                 state['replay_lsn'] = row[0]
                 if row[1]:
                     state['done'] = True
@@ -683,7 +683,7 @@ def _lagging_error(states, lsn, why, culprit=None):
     lagging = [s['label'] for s in states if not s['done']]
     culprit = culprit or next(s for s in states if not s['done'])
     others = [name for name in lagging if name != culprit['label']]
-    return SchemaError('standby %s %s: has not replayed the schema change at %s (last replayed %s)%s; '
+    return SchemaError('standby %s: %s: it has not replayed the schema change at %s (last replayed %s)%s; '
                        'clients must not be resumed onto it'
                        % (culprit['label'], why, lsn, culprit['replay_lsn'] or 'unknown',
                           '; also behind: %s' % ', '.join(others) if others else ''),
