@@ -145,7 +145,8 @@ def _rows(entries):
     for order, entry in enumerate(entries):
         for record in entry.get('phases') or []:
             started = _number(record.get('started_at'))
-            detail = record.get('detail') if isinstance(record.get('detail'), dict) else {}
+            detail = dict(record['detail']) if isinstance(record.get('detail'), dict) else {}
+            error = detail.pop('error', None)  # shown once, as the row's error
             rows.append({
                 'phase': str(record.get('phase') or 'unnamed'),
                 'host': record.get('host') or entry.get('host'),
@@ -155,7 +156,7 @@ def _rows(entries):
                 'duration_ms': _number(record.get('duration_ms')),
                 'budget_left_ms': _number(record.get('budget_left_ms')),
                 'status': str(record.get('status') or 'unknown'),
-                'error': one_line(detail['error']) if detail.get('error') else None,
+                'error': one_line(error) if error else None,
                 'detail': detail,
                 '_started_at': started,
                 '_order': (order, len(rows)),
