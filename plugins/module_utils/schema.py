@@ -416,7 +416,7 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
     results = []
     began = time.monotonic()
     try:
-        with clock.phase('cold_transaction', host=host, detail={'patches': [p.name for p in patches]}) as record:
+        with clock.phase('cold_transaction', host=host, detail={'patch_files': [p.name for p in patches]}) as record:
             with conn.cursor() as cur:
                 cur.execute('SELECT pg_try_advisory_xact_lock(%s)', (DEPLOY_LOCK_KEY,))
                 if not cur.fetchone()[0]:
@@ -444,7 +444,8 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
             with clock.phase('commit', host=host):
                 clock.require('commit')
                 conn.commit()
-            record['detail']['committed'] = True
+            # The keys the timeline report reads (report.py).
+            record['detail']['patches'] = [{'file': r['name'], 'duration_ms': r['duration_ms']} for r in results]
     except SchemaError:
         _rollback(conn)
         raise
@@ -511,7 +512,7 @@ def apply_hot(conn, patch, deploy_id=None, mode=DEFAULT_REVISION_TABLE, lock_ret
     began = time.monotonic()
     phase = clock.phase('hot_patch', host=host, detail={'patch': patch.name}) if clock else _no_phase()
     try:
-        with phase, conn.cursor() as cur:
+        with phase as record, conn.cursor() as cur:
             cur.execute('SELECT pg_try_advisory_lock(%s)', (DEPLOY_LOCK_KEY,))
             if not cur.fetchone()[0]:
                 raise SchemaError('%s: another schema deploy is running on database %s; wait for it to finish'
@@ -522,6 +523,8 @@ def apply_hot(conn, patch, deploy_id=None, mode=DEFAULT_REVISION_TABLE, lock_ret
                     retries += _run_hot_statement(cur, patch, stmt, policy, watcher, dropped)
                 duration = time.monotonic() - began
                 _record_revision(cur, table, patch, started, duration, deploy_id)
+                if record is not None:
+                    record['detail']['patches'] = [{'file': patch.name, 'duration_ms': _ms(duration)}]
             finally:
                 _release_session_lock(conn)
     except psycopg2.Error as exc:
@@ -629,7 +632,8 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
     began = time.monotonic()
     states = [{'endpoint': endpoint, 'conn': conn, 'label': endpoint_label(endpoint), 'done': False,
                'replay_ms': None, 'replay_lsn': None} for endpoint, conn in standbys]
-    with clock.phase('standby_replay', detail={'lsn': lsn, 'standbys': [s['label'] for s in states]}) as record:
+    names = ', '.join(endpoint.get('name') or endpoint['host'] for endpoint, _ in standbys)
+    with clock.phase('standby_replay', host=names or None, detail={'lsn': lsn}) as record:
         interval = poll_seconds
         while True:
             pending = [s for s in states if not s['done']]
@@ -675,7 +679,7 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
                             'primary_replay_lsn': seen['replay_lsn'] if seen else None,
                             'primary_confirms': bool(seen and seen['caught_up']),
                             'primary_state': seen['state'] if seen else None})
-        record['detail']['replay_ms'] = dict((r['name'], r['replay_ms']) for r in results)
+        record['detail']['standby_replay_ms'] = dict((r['name'], r['replay_ms']) for r in results)
     return {'lsn': lsn, 'standbys': results, 'total_ms': _ms(time.monotonic() - began)}
 
 

@@ -1,0 +1,368 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fastdowntime.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: schema_apply
+short_description: Plan or apply a directory of PostgreSQL schema patches, cold patches in one transaction
+description:
+  - Reads a directory of patch files named as Launchpad names them, C(patch-MMMM-mm-p.sql), ordered by
+    (major, minor, patch) as integers. Other files are listed as ignored; a file named C(patch-*.sql) that
+    does not follow the pattern (for example C(patch-2211-1-0.sql)) is an error naming it.
+  - Each patch is parsed with pglast (the PostgreSQL parser) and classified. A hot patch holds only statements
+    that cannot run in a transaction block but are built to run live (C(CREATE INDEX CONCURRENTLY),
+    C(DROP INDEX CONCURRENTLY), C(REINDEX ... CONCURRENTLY), C(DETACH PARTITION ... CONCURRENTLY), C(VACUUM));
+    a cold patch holds anything else. A patch mixing both is an error naming the file and lines.
+  - The applied revisions are read from the revision table; an applied patch whose file changed since
+    (SHA-256) is refused before anything runs; revisions in the database with no file are reported.
+  - O(state=plan) only reports. O(state=hot) applies the pending hot patches live, statement by statement in
+    autocommit with C(lock_timeout) retries; an INVALID index left by a failed concurrent build is dropped and
+    the build retried. O(state=cold) applies every pending cold patch in one transaction on the primary
+    (revision rows in the same transaction, one COMMIT), with C(statement_timeout) and C(lock_timeout) taken
+    from the remaining O(budget_seconds), lock failures retried while the budget lasts, then waits until every
+    standby has replayed the commit. Any error rolls the whole transaction back and names the patch file, the
+    line in it and PostgreSQL's message.
+  - This module does not touch pgbouncer; the outage (pause, cold patches, replay, resume) is run by the
+    collection's deploy. Use O(state=cold) directly only where a short lock on the changed tables is acceptable.
+version_added: 0.1.0
+author: fastdowntime.postgresql contributors
+extends_documentation_fragment: fastdowntime.postgresql.connection
+attributes:
+  check_mode:
+    support: full
+    details: Check mode runs the plan (pending hot and cold patches, checksums, revision table state) and
+      executes no patch; C(changed) tells whether the requested O(state) would apply anything.
+  diff_mode:
+    support: none
+options:
+  primary:
+    description: The primary PostgreSQL server, as an endpoint; its O(primary.dbname) is replaced by O(db_name).
+    type: dict
+    required: true
+  standbys:
+    description:
+      - The standbys that must replay the cold transaction before the task succeeds, as endpoints.
+      - Each is checked to be a replica of O(primary) (same system identifier, in recovery) before anything
+        is applied.
+    type: list
+    elements: dict
+    default: []
+  db_name:
+    description: The database the patches apply to.
+    type: str
+    required: true
+  patch_dir:
+    description: Directory of patch files, on the host that runs the module (the controller, in the roles).
+    type: path
+    required: true
+  revision_table:
+    description:
+      - Where applied revisions are recorded.
+      - A C(schema.table) name (default C(fastdowntime.schema_revision)) is a table owned by the collection,
+        created before the first patch runs, holding major, minor, patch, file name, kind, SHA-256,
+        start and end time, duration in ms and the deploy id.
+      - C(launchpaddatabaserevision) is Launchpad's C(LaunchpadDatabaseRevision) table. Each patch inserts
+        its own row, as Launchpad patches do; after each patch the row must be there, else the deploy fails.
+        It keeps no checksum, so applied patches are listed as unverified rather than checked for drift.
+    type: str
+    default: fastdowntime.schema_revision
+  state:
+    description:
+      - C(plan) reports what would be done. C(hot) applies the pending hot patches live. C(cold) applies the
+        pending cold patches in one transaction and waits for the standbys; it refuses to run while hot
+        patches are pending (apply them first with C(hot)).
+    type: str
+    choices: [plan, hot, cold]
+    default: plan
+  budget_seconds:
+    description:
+      - Budget of O(state=cold), from the start of the transaction to the last standby having replayed it.
+        Statement and lock timeouts come from what is left of it; lock failures are retried only while it
+        lasts.
+    type: float
+    default: 60
+  deploy_id:
+    description: Identifier of this deploy, stored with each revision row. Default, a timestamp.
+    type: str
+  lock_retry:
+    description: How a statement that cannot get its locks is retried.
+    type: dict
+    default: {}
+    suboptions:
+      timeout_ms:
+        description: C(lock_timeout) of the first try, in ms; doubled at every try.
+        type: int
+        default: 200
+      max_timeout_ms:
+        description: Largest C(lock_timeout) of a try, in ms.
+        type: int
+        default: 2000
+      pause_ms:
+        description: Pause after the first failed try, in ms; doubled at every try (at most 500 ms).
+        type: int
+        default: 20
+      max_attempts:
+        description: Tries per statement of a hot patch (cold patches are bounded by O(budget_seconds)).
+        type: int
+        default: 8
+notes:
+  - Needs pglast and psycopg2 on the host that runs it; the role runs it on the controller.
+seealso:
+  - name: Launchpad's FastDowntime
+    description: The deployment model this collection follows.
+    link: https://dev.launchpad.net/Database/LivePatching
+'''
+
+EXAMPLES = r'''
+- name: What would be applied
+  fastdowntime.postgresql.schema_apply:
+    primary: {host: 10.0.0.10, user: deploy, password: "{{ vault_deploy_password }}"}
+    db_name: appdb
+    patch_dir: "{{ playbook_dir }}/schema"
+    state: plan
+  register: schema_plan
+
+- name: Build the new indexes live
+  fastdowntime.postgresql.schema_apply:
+    primary: "{{ primary_endpoint }}"
+    db_name: appdb
+    patch_dir: "{{ playbook_dir }}/schema"
+    state: hot
+
+- name: Apply the cold patches in one transaction, wait for both standbys
+  fastdowntime.postgresql.schema_apply:
+    primary: "{{ primary_endpoint }}"
+    standbys: "{{ standby_endpoints }}"
+    db_name: appdb
+    patch_dir: "{{ playbook_dir }}/schema"
+    state: cold
+    budget_seconds: 10
+
+- name: A Launchpad database and its patch directory, as they are
+  fastdowntime.postgresql.schema_apply:
+    primary: "{{ primary_endpoint }}"
+    db_name: launchpad_prod
+    patch_dir: /srv/launchpad/database/schema
+    revision_table: launchpaddatabaserevision
+    state: plan
+'''
+
+RETURN = r'''
+plan:
+  description: The plan, computed before anything ran.
+  returned: always
+  type: dict
+  contains:
+    pending_hot:
+      description: Pending hot patches (name, revision, sha256, kind, statements).
+      type: list
+      elements: dict
+    pending_cold:
+      description: Pending cold patches, in the order they run.
+      type: list
+      elements: dict
+    applied:
+      description: Patch files already applied.
+      type: list
+      elements: str
+    drift:
+      description: Applied patches whose file changed (name, revision, applied_sha256, file_sha256).
+      type: list
+      elements: dict
+    missing_files:
+      description: Revisions recorded in the database with no patch file, as C(MMMM-mm-p).
+      type: list
+      elements: str
+    unverified:
+      description: Applied patches whose revision row holds no checksum (Launchpad's table).
+      type: list
+      elements: str
+    ignored:
+      description: Files in the patch directory that are not patches (name, reason).
+      type: list
+      elements: dict
+revision_table:
+  description: The revision table, whether it existed before this task, and whether this task created it.
+  returned: always
+  type: dict
+  sample: {name: fastdowntime.schema_revision, launchpad: false, present: true, created: false}
+hot:
+  description: Per hot patch applied - name, revision, duration_ms, statements, lock_retries, dropped_invalid_indexes.
+  returned: when state is hot
+  type: list
+  elements: dict
+cold:
+  description: The cold transaction - per-patch C(patches) (name, revision, duration_ms, statements, lock_retries),
+    C(transaction_ms) and C(commit_lsn).
+  returned: when state is cold and patches were applied
+  type: dict
+  sample: {patches: [{name: patch-2211-01-0.sql, duration_ms: 3.1, lock_retries: 0}], transaction_ms: 8.4,
+           commit_lsn: 0/3000148}
+replay:
+  description: The standbys' replay of the commit - C(standbys) (name, replay_ms, replay_lsn, primary_replay_lsn,
+    primary_confirms, primary_state) and C(total_ms).
+  returned: when state is cold and patches were applied
+  type: dict
+lagging:
+  description: Standbys without the new schema when a cold run failed waiting for them.
+  returned: on failure
+  type: list
+  elements: str
+phases:
+  description: Timed phases from the budget clock (phase, host, start_offset_ms, duration_ms, budget_left_ms, status).
+  returned: always
+  type: list
+  elements: dict
+'''
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock, BudgetExceeded
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
+    PatchSetError, load_patch_set, plan, refuse_drift)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
+    ConnectError, ENDPOINT_SPEC, connect, endpoint_label, one_line)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
+    LockRetry, RevisionTable, SchemaError, applied_revisions, apply_cold, apply_hot, check_standbys,
+    ensure_revision_table, revision_table_exists, wait_for_replay)
+
+try:
+    from psycopg2 import Error as DriverError
+except ImportError:  # pragma: no cover - connect() reports the missing driver
+    DriverError = ConnectError
+
+LOCK_RETRY_SPEC = dict(
+    timeout_ms=dict(type='int', default=200),
+    max_timeout_ms=dict(type='int', default=2000),
+    pause_ms=dict(type='int', default=20),
+    max_attempts=dict(type='int', default=8),
+)
+
+
+def argument_spec():
+    return dict(
+        primary=dict(type='dict', required=True, options=ENDPOINT_SPEC),
+        standbys=dict(type='list', elements='dict', options=ENDPOINT_SPEC, default=[]),
+        db_name=dict(type='str', required=True),
+        patch_dir=dict(type='path', required=True),
+        revision_table=dict(type='str', default='fastdowntime.schema_revision'),
+        state=dict(type='str', choices=['plan', 'hot', 'cold'], default='plan'),
+        budget_seconds=dict(type='float', default=60),
+        deploy_id=dict(type='str'),
+        lock_retry=dict(type='dict', default={}, options=LOCK_RETRY_SPEC),
+    )
+
+
+class Run:
+    """One task: its connections and the result it returns."""
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.primary = dict(module.params['primary'], dbname=module.params['db_name'])
+        self.label = endpoint_label(self.primary)
+        self.table = RevisionTable.from_name(module.params['revision_table'])
+        self.policy = LockRetry(**module.params['lock_retry'])
+        self.deploy_id = module.params['deploy_id'] or time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+        self.clock = BudgetClock(module.params['budget_seconds'])
+        self.connections = []
+        self.result = dict(changed=False, phases=self.clock.phases)
+
+    def connect(self, endpoint, **kwargs):
+        conn = connect(endpoint, dbname=self.params['db_name'], **kwargs)
+        self.connections.append(conn)
+        return conn
+
+    def close(self):
+        for conn in self.connections:
+            try:
+                conn.close()
+            except Exception:  # pragma: no cover - already gone
+                pass
+
+    def execute(self):
+        state = self.params['state']
+        patch_set = load_patch_set(self.params['patch_dir'])
+        conn = self.connect(self.primary)
+        present = revision_table_exists(conn, self.table)
+        conn.rollback()
+        self.result['revision_table'] = dict(name=self.table.name, launchpad=self.table.launchpad,
+                                             present=present, created=False)
+        applied = applied_revisions(conn, self.table)
+        the_plan = plan(patch_set, applied)
+        self.result['plan'] = the_plan.as_dict()
+        refuse_drift(the_plan)
+        if state == 'plan':
+            return
+        pending = the_plan.pending_hot if state == 'hot' else the_plan.pending_cold
+        if state == 'cold' and the_plan.pending_hot:
+            raise SchemaError('%s: hot patches pending (%s): apply them first with state=hot'
+                              % (self.label, ', '.join(p.name for p in the_plan.pending_hot)))
+        if not pending:
+            return
+        self.result['changed'] = True
+        if self.module.check_mode:
+            return
+        self.result['revision_table']['created'] = ensure_revision_table(conn, self.table)
+        if state == 'hot':
+            self.apply_hot(conn, pending)
+        else:
+            self.apply_cold(conn, pending)
+
+    def observer(self):
+        return connect(self.primary, dbname=self.params['db_name'], autocommit=True,
+                       application_name='fastdowntime-observer')
+
+    def apply_hot(self, conn, pending):
+        self.result['hot'] = []
+        for patch in pending:
+            self.result['hot'].append(apply_hot(conn, patch, deploy_id=self.deploy_id, mode=self.table,
+                                                lock_retry=self.policy, observer=self.observer,
+                                                host=self.label, clock=self.clock))
+
+    def apply_cold(self, conn, pending):
+        # Standbys are opened and checked before the clock starts: a wrong or
+        # unreachable standby fails the task before anything is applied.
+        standbys = [(endpoint, self.connect(endpoint, async_=True)) for endpoint in self.params['standbys']]
+        check_standbys(conn, standbys)
+        self.clock.start()
+        self.result['cold'] = apply_cold(conn, pending, self.clock, deploy_id=self.deploy_id, mode=self.table,
+                                         lock_retry=self.policy, observer=self.observer, host=self.label)
+        self.result['replay'] = wait_for_replay(conn, standbys, self.result['cold']['commit_lsn'], self.clock)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if module.params['budget_seconds'] <= 0:
+        module.fail_json(msg='budget_seconds must be positive, got %s' % module.params['budget_seconds'])
+    try:
+        run = Run(module)
+    except SchemaError as exc:
+        module.fail_json(msg=str(exc))
+    try:
+        run.execute()
+    except SchemaError as exc:
+        if exc.lagging:
+            run.result['lagging'] = exc.lagging
+        module.fail_json(msg=str(exc), **run.result)
+    except (PatchSetError, ConnectError) as exc:
+        module.fail_json(msg=str(exc), **run.result)
+    except BudgetExceeded as exc:
+        module.fail_json(msg='%s: %s' % (run.label, exc), **run.result)
+    except DriverError as exc:
+        module.fail_json(msg='%s: %s' % (run.label, one_line(exc)), **run.result)
+    finally:
+        run.close()
+    module.exit_json(**run.result)
+
+
+if __name__ == '__main__':
+    main()
