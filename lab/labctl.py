@@ -166,6 +166,15 @@ def ensure_packages():
 
 
 # -- network -----------------------------------------------------------------
+def fence_subnet():
+    """A blackhole route for the lab's subnet, kept after teardown: while the lab
+    is down, traffic to its addresses fails at once instead of leaving the
+    machine by the default route. The bridge's own route wins while it is up."""
+    routes = run(['ip', 'route', 'show', 'type', 'blackhole'], check=False).stdout
+    if SUBNET_PREFIX + '0/24' not in routes:
+        run(['ip', 'route', 'add', 'blackhole', SUBNET_PREFIX + '0/24', 'metric', '4000'])
+
+
 def build_network():
     run(['ip', 'link', 'add', BRIDGE, 'type', 'bridge'])
     run(['ip', 'addr', 'add', BRIDGE_ADDR + '/24', 'dev', BRIDGE])
@@ -444,6 +453,7 @@ def namespaces():
 
 def down():
     ensure_root()
+    fence_subnet()
     # Stop PostgreSQL cleanly where it runs; everything else is killed with its namespace.
     for name in ('standby1', 'standby2', 'primary'):
         if os.path.exists(os.path.join(pg_data(name), 'postmaster.pid')) and netns(name) in namespaces():
