@@ -120,7 +120,8 @@ def write_deploy_log(conn, report, deploy_id=None):
 
     def work(cur):
         cur.execute('SET LOCAL statement_timeout = %d' % WRITE_TIMEOUT_MS)
-        cur.execute('SET LOCAL lock_timeout = %d' % WRITE_TIMEOUT_MS)
+        # Shorter, so a lock held on the table is named as such.
+        cur.execute('SET LOCAL lock_timeout = %d' % (WRITE_TIMEOUT_MS // 2))
         cur.execute(UPSERT_SQL, params)
         return cur.fetchone() is not None
     return _in_transaction(conn, work, 'write')

@@ -188,7 +188,7 @@ def test_ensure_without_rights_is_one_line_naming_host_cause_and_fix():
 def test_write_runs_one_bounded_upsert_and_commits():
     conn = FakeConn(answers={UPSERT_SQL: [('fdt-20260528T202640Z-abc123',)]})
     assert write_deploy_log(conn, aborted_report()) is True
-    assert conn.statements() == ['SET LOCAL statement_timeout = 5000', 'SET LOCAL lock_timeout = 5000', UPSERT_SQL]
+    assert conn.statements() == ['SET LOCAL statement_timeout = 5000', 'SET LOCAL lock_timeout = 2500', UPSERT_SQL]
     assert conn.executed[2][1] == log_params(aborted_report())
     assert conn.commits == 1
 
