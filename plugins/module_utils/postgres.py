@@ -37,6 +37,8 @@ ENDPOINT_SPEC = dict(
                   choices=['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']),
     ca_cert=dict(type='path'),
     connect_timeout=dict(type='int', default=5),
+    # Standbys only: the pgbouncer entries that serve them ("entry" or "pgbouncer:entry").
+    pgbouncer_databases=dict(type='list', elements='str', default=[]),
 )
 
 

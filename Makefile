@@ -1,0 +1,76 @@
+# fastdowntime.postgresql - the two commands a newcomer runs: `make demo`, `make test`.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+export ANSIBLE_FORCE_COLOR ?= 0
+INVENTORY ?= inventories/lab/hosts.yml
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: help venv deps lab lab-down lab-status demo test unit lint sanity integration molecule test-faults build changelog clean
+
+help:
+	@echo "make demo        build the venv and the lab, run the fastdowntime playbook, print the timeline"
+	@echo "make test        unit tests, lint + sanity, integration tests on the lab, molecule test"
+	@echo "make test-faults every fault scenario on the lab (longer than make test)"
+	@echo "make lab / lab-down / lab-status   the lab alone (root)"
+
+# Debian packages the venv and the lab need (root on a fresh Debian 12).
+deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "make: the lab needs root (network namespaces, sshd, apt-get): run as root" >&2; exit 1; fi
+	missing=""; for p in python3-venv postgresql-15 pgbouncer openssh-server openssh-client iproute2 python3-psycopg2 curl; do
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+lab: deps venv
+	$(PY) lab/labctl.py up
+
+lab-down:
+	$(PY) lab/labctl.py down || python3 lab/labctl.py down
+
+lab-status:
+	python3 lab/labctl.py status
+
+demo: lab
+	ansible-playbook -i $(INVENTORY) playbooks/fastdowntime.yml
+
+unit: venv
+	$(PYTEST) -q tests/unit
+
+lint: venv
+	ansible-lint --profile production
+	bash tests/sanity.sh
+
+integration: lab
+	$(PYTEST) -q tests/integration
+
+molecule: deps venv
+	molecule test -s default
+
+test: unit lint integration molecule
+
+test-faults: lab
+	$(PYTEST) -q tests/integration -m "faults or not faults"
+	for s in molecule/*/; do s=$$(basename $$s); molecule test -s $$s; done
+
+build: venv
+	mkdir -p build && ansible-galaxy collection build --force --output-path build .
+
+changelog: venv
+	antsibull-changelog lint
+
+clean: lab-down
+	rm -rf build $(VENV)

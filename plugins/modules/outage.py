@@ -1,0 +1,215 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fastdowntime.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: outage
+short_description: The whole outage window in one task - drain, cold patches, standbys replayed, resume
+description:
+  - Runs the outage of a fastdowntime deploy in one process, so that no Ansible task boundary
+    (0.3-0.5 s each) lands inside it.
+  - Before the clock starts it loads the patch set, connects to the primary, every standby and every
+    pgbouncer admin console, checks the pgbouncer users are admins and resolves the deploy's entries;
+    any problem there fails the task with nothing paused.
+  - The window, timed against one budget (O(budget_seconds)) - terminate the direct connections of
+    O(killable_users); PAUSE the deploy's entries on every pgbouncer in parallel and confirm the drain;
+    apply every pending cold patch in ONE transaction on the primary (revision rows in the same
+    transaction); wait until every standby has replayed the commit; RESUME every pgbouncer.
+  - Any failure inside the window (bad patch, lock not granted, budget spent, standby behind, pgbouncer
+    lost) takes one path - ROLLBACK, RESUME of every pgbouncer - and fails with one message naming the
+    phase, the host and the cause. Entries that serve a standby without the new schema are fenced
+    (DISABLE, KILL, RESUME) and named, so no client lands on the old schema.
+  - Nothing pending means no outage at all - nothing is paused.
+  - Hot patches must be applied live before (M(fastdowntime.postgresql.schema_apply) with C(state=hot));
+    the module refuses to start an outage while any is pending.
+version_added: 0.1.0
+author: fastdowntime.postgresql contributors
+extends_documentation_fragment: fastdowntime.postgresql.connection
+attributes:
+  check_mode:
+    support: full
+    details: In check mode the module connects, computes the plan and returns it; nothing is paused or applied.
+  diff_mode:
+    support: none
+options:
+  primary:
+    description: The primary (an endpoint).
+    type: dict
+    required: true
+  standbys:
+    description:
+      - Every standby (endpoints). Each may carry C(pgbouncer_databases), the pgbouncer entries that serve it
+        (C(entry) on every pgbouncer, or C(pgbouncer:entry)), fenced when that standby cannot catch up.
+    type: list
+    elements: dict
+    default: []
+  pgbouncers:
+    description: Every pgbouncer admin console (endpoints; an admin user).
+    type: list
+    elements: dict
+    default: []
+  db_name:
+    description: The deploy's database. The pgbouncer entries drained are those whose target database is this one.
+    type: str
+    required: true
+  pgbouncer_databases:
+    description: Entry names to drain explicitly instead of those found from O(db_name).
+    type: list
+    elements: str
+    default: []
+  patch_dir:
+    description: The patch directory (C(patch-MMMM-mm-p.sql) files) on the host that runs the module.
+    type: path
+    required: true
+  revision_table:
+    description:
+      - C(fastdowntime.schema_revision) (the collection's own table, created before the first outage) or
+        C(launchpaddatabaserevision) (Launchpad's table; each patch inserts its own row).
+    type: str
+    default: fastdowntime.schema_revision
+  budget_seconds:
+    description: The longest outage allowed, from the start of the drain to the last RESUME.
+    type: float
+    default: 60
+  reserve_seconds:
+    description: Part of the budget kept back for ROLLBACK and RESUME (at most a fifth of the budget).
+    type: float
+    default: 0.5
+  drain_policy:
+    description:
+      - What to do when a client holds a server connection at the drain deadline. C(abort) resumes everything and fails
+        naming the client; C(terminate) terminates its backend on the primary and confirms the drain.
+    type: str
+    choices: [abort, terminate]
+    default: abort
+  killable_users:
+    description: Users whose direct connections to the primary (not through a pgbouncer) are terminated as the outage starts.
+    type: list
+    elements: str
+    default: []
+  deploy_id:
+    description: An identifier for this deploy, recorded with every revision row; generated when not given.
+    type: str
+requirements:
+  - psycopg2 and pglast on the host that runs the module (the roles run it on the controller)
+seealso:
+  - module: fastdowntime.postgresql.pgbouncer
+  - module: fastdowntime.postgresql.schema_apply
+  - module: fastdowntime.postgresql.pgbouncer_watchdog
+'''
+
+EXAMPLES = r'''
+- name: The outage, in one task on the controller
+  fastdowntime.postgresql.outage:
+    primary: "{{ (groups['fastdowntime_primary'] | fastdowntime.postgresql.endpoints(hostvars))[0] }}"
+    standbys: "{{ groups['fastdowntime_standbys'] | fastdowntime.postgresql.endpoints(hostvars) }}"
+    pgbouncers: "{{ groups['fastdowntime_pgbouncers'] | fastdowntime.postgresql.endpoints(hostvars, kind='pgbouncer') }}"
+    db_name: launchpad_prod
+    patch_dir: /srv/launchpad/database/schema
+    revision_table: launchpaddatabaserevision
+    budget_seconds: 30
+  delegate_to: localhost
+  run_once: true
+'''
+
+RETURN = r'''
+outcome:
+  description: C(done), C(nothing to do), or C(aborted in <phase>) (on failure).
+  type: str
+  returned: always
+deploy_id:
+  description: The deploy's identifier.
+  type: str
+  returned: always
+plan:
+  description: The plan (pending hot and cold patches, applied, drift, files missing, ignored files).
+  type: dict
+  returned: always
+phases:
+  description: Every phase timed against the budget (phase, host, start_offset_ms, duration_ms, budget_left_ms, status, detail).
+  type: list
+  elements: dict
+  returned: always
+outage:
+  description:
+    - C(started_at)/C(ended_at) (epoch seconds), C(outage_ms) (drain start to last RESUME), C(max_client_wait_ms)
+      (the longest wait pgbouncer saw), C(standby_replay_ms) per standby, C(patches) (per-patch duration_ms),
+      C(transaction_ms), C(commit_lsn).
+  type: dict
+  returned: when an outage took place
+resumed:
+  description: Per pgbouncer, what RESUME did and the longest client wait it reported.
+  type: list
+  elements: dict
+  returned: when an outage took place
+disabled_entries:
+  description: C([pgbouncer, entry]) pairs left disabled because their standby lacks the new schema.
+  type: list
+  elements: list
+  returned: when an outage took place
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
+    HAS_PSYCOPG2, endpoint_argument_spec)
+
+try:
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import Outage, OutageError
+    OUTAGE_IMPORT_ERROR = None
+except ImportError as exc:  # pglast missing on the host that runs the module
+    OUTAGE_IMPORT_ERROR = exc
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            primary=endpoint_argument_spec(),
+            standbys=endpoint_argument_spec(list_of=True),
+            pgbouncers=endpoint_argument_spec(list_of=True),
+            db_name=dict(type='str', required=True),
+            pgbouncer_databases=dict(type='list', elements='str', default=[]),
+            patch_dir=dict(type='path', required=True),
+            revision_table=dict(type='str', default='fastdowntime.schema_revision'),
+            budget_seconds=dict(type='float', default=60),
+            reserve_seconds=dict(type='float', default=0.5),
+            drain_policy=dict(type='str', choices=['abort', 'terminate'], default='abort'),
+            killable_users=dict(type='list', elements='str', default=[], no_log=False),
+            deploy_id=dict(type='str'),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_PSYCOPG2 or OUTAGE_IMPORT_ERROR is not None:
+        module.fail_json(msg='the outage needs psycopg2 and pglast on the host that runs it (%s)'
+                         % (OUTAGE_IMPORT_ERROR or 'psycopg2 missing'))
+    p = module.params
+    outage = Outage(
+        primary=p['primary'], standbys=p['standbys'], pgbouncers=p['pgbouncers'], db_name=p['db_name'],
+        patch_dir=p['patch_dir'], budget_seconds=p['budget_seconds'], revision_table=p['revision_table'],
+        deploy_id=p['deploy_id'], drain_policy=p['drain_policy'], pgbouncer_databases=p['pgbouncer_databases'],
+        killable_users=p['killable_users'], reserve_seconds=p['reserve_seconds'])
+    try:
+        plan = outage.prepare(check_mode=module.check_mode)
+        if module.check_mode:
+            module.exit_json(changed=bool(plan.pending_cold), outcome='planned', deploy_id=outage.deploy_id,
+                             plan=plan.as_dict(), phases=[])
+        result = outage.run()
+    except OutageError as exc:
+        result = dict(exc.result)
+        result.setdefault('deploy_id', outage.deploy_id)
+        result.setdefault('outcome', 'refused before the outage')
+        result.setdefault('phases', outage.clock.phases)
+        module.fail_json(msg=str(exc), **result)
+    finally:
+        outage.close()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
