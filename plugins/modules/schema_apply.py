@@ -303,7 +303,9 @@ class Run:
         if state == 'plan':
             return
         pending = the_plan.pending_hot if state == 'hot' else the_plan.pending_cold
-        if state == 'cold' and the_plan.pending_hot:
+        # In check mode the hot patches are not applied, so a cold plan after
+        # them is still worth showing.
+        if state == 'cold' and the_plan.pending_hot and not self.module.check_mode:
             raise SchemaError('%s: hot patches pending (%s): apply them first with state=hot'
                               % (self.label, ', '.join(p.name for p in the_plan.pending_hot)))
         if not pending:
