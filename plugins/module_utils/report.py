@@ -25,6 +25,7 @@ SCHEMA_VERSION = 1
 OUTCOME_DONE = 'done'
 OUTCOME_NOTHING = 'nothing to do'
 OUTCOME_REFUSED = 'refused by pre-flight'
+OUTCOME_PLANNED = 'planned'  # check mode: what would be done
 ABORTED_PREFIX = 'aborted in '
 
 # Keys looked for in a result's ``outage`` dict and in every phase's ``detail``.
@@ -197,12 +198,13 @@ def _outage(outages, rows):
 def _outcome(entries, rows, outage):
     """(outcome, failed_phase, error). In this order: what a module said
     about its own abort or refusal; else the failed phase that ended first;
-    else the first failed task; else done when anything changed or an outage
-    happened; else nothing to do."""
+    else the first failed task; else done when a module said so or an outage
+    happened; else planned (check mode) when a module said so; else done when
+    anything changed; else nothing to do."""
     for entry in entries:
         said = entry.get('outcome') or ''
-        if said == OUTCOME_REFUSED or said.startswith(ABORTED_PREFIX):
-            phase = None if said == OUTCOME_REFUSED else said[len(ABORTED_PREFIX):]
+        if said.startswith('refused') or said.startswith(ABORTED_PREFIX):
+            phase = said[len(ABORTED_PREFIX):] if said.startswith(ABORTED_PREFIX) else None
             own_errors = [r['error'] for r in rows if r['task'] == entry.get('task') and r['error']]
             return said, {'phase': phase, 'host': entry.get('host'), 'task': entry.get('task')}, \
                 entry.get('msg') or _first(own_errors)
@@ -229,7 +231,11 @@ def _outcome(entries, rows, outage):
         return ABORTED_PREFIX + where, failed_phase, entry.get('msg')
 
     declared = [e.get('outcome') for e in entries]
-    if OUTCOME_DONE in declared or outage['_start'] is not None or any(e.get('changed') for e in entries):
+    if OUTCOME_DONE in declared or outage['_start'] is not None:
+        return OUTCOME_DONE, None, None
+    if OUTCOME_PLANNED in declared:
+        return OUTCOME_PLANNED, None, None
+    if any(e.get('changed') for e in entries):
         return OUTCOME_DONE, None, None
     return OUTCOME_NOTHING, None, None
 
@@ -252,14 +258,16 @@ def _merge_replay(values):
 
 
 def _merge_patches(values):
-    """Per-patch durations, first-seen order, the last value for a file wins."""
+    """Per-patch durations, first-seen order, the last value for a file wins.
+    A patch is named by ``file`` (or ``name``, as schema.apply_cold returns it)."""
     merged = {}
     for value in values:
         if not isinstance(value, list):
             continue
         for patch in value:
-            if isinstance(patch, dict) and patch.get('file'):
-                merged[str(patch['file'])] = _number(patch.get('duration_ms'))
+            name = (patch.get('file') or patch.get('name')) if isinstance(patch, dict) else None
+            if name:
+                merged[str(name)] = _number(patch.get('duration_ms'))
     return [{'file': name, 'duration_ms': None if ms is None else _ms(ms)} for name, ms in merged.items()]
 
 

@@ -265,6 +265,52 @@ def test_module_refusal():
     assert report['error'] == 'not ready'
 
 
+def test_outage_module_abort_as_plugins_outage_returns_it():
+    """The shape plugins/module_utils/outage.py returns when a patch sleeps past the budget."""
+    error = 'primary (10.213.47.10:5432): budget spent in phase cold_patch; rolled back, nothing applied'
+    entries = entry_from_result({
+        'failed': True, 'changed': False, 'deploy_id': 'fdt-x', 'outcome': 'aborted in schema application',
+        'msg': 'outage aborted in schema application: ' + error, 'budget_ms': 3000.0,
+        'phases': [
+            phase('drain', 'pgbouncer1 (10.213.47.21:6432)', 0.0, 0.03, 2970),
+            phase('drain', 'pgbouncer2 (10.213.47.22:6432)', 0.0, 0.04, 2960),
+            phase('cold_transaction', 'primary (10.213.47.10:5432)', 0.04, 2.5, 460, status='failed', error=error),
+            phase('cold_patch', 'primary (10.213.47.10:5432)', 0.05, 2.45, 500, status='failed', error=error),
+            phase('resume', 'pgbouncer1 (10.213.47.21:6432)', 2.55, 0.01, 440),
+            phase('resume', 'pgbouncer2 (10.213.47.22:6432)', 2.55, 0.02, 430),
+        ],
+        'outage': {'started_at': T0, 'ended_at': T0 + 2.571, 'outage_ms': 2571.0, 'max_client_wait_ms': 2540,
+                   'standby_replay_ms': {}, 'patches': [], 'transaction_ms': None, 'commit_lsn': None},
+    }, task='Outage', host='localhost')
+    report = build_report(entries, play_failed=True)
+    assert report['outcome'] == 'aborted in schema application'
+    assert report['failed_phase'] == {'phase': 'schema application', 'host': 'localhost', 'task': 'Outage'}
+    assert report['error'] == 'outage aborted in schema application: ' + error
+    assert report['outage']['outage_ms'] == 2571.0
+    assert report['outage']['max_client_wait_ms'] == 2540.0
+    assert report['budget_ms'] == 3000.0
+    assert report['patches'] == []
+
+
+def test_a_refusal_worded_by_the_module_is_kept():
+    entries = entry_from_result({'failed': True, 'outcome': 'refused before the outage', 'phases': [],
+                                 'msg': 'primary (10.213.47.10:5432): cannot connect'}, task='Outage')
+    report = build_report(entries)
+    assert report['outcome'] == 'refused before the outage'
+    assert report['error'] == 'primary (10.213.47.10:5432): cannot connect'
+
+
+def test_check_mode_plan_is_planned():
+    entries = entry_from_result({'changed': True, 'outcome': 'planned', 'phases': []})
+    assert build_report(entries, check_mode=True)['outcome'] == 'planned'
+
+
+def test_patches_named_by_name_as_apply_cold_returns_them():
+    entries = entry_from_result({'outage': {'started_at': T0, 'patches': [
+        {'name': 'patch-2211-01-0.sql', 'revision': '2211-01-0', 'duration_ms': 3.25}]}})
+    assert build_report(entries)['patches'] == [{'file': 'patch-2211-01-0.sql', 'duration_ms': 3.2}]
+
+
 def test_failed_task_without_failed_phases():
     entries = (entry_from_result({'phases': [phase('drain', 'pgbouncer1', 0, 0.1)]}, task='Drain')
                + entry_from_result({'failed': True, 'msg': 'unreachable'}, task='Restart app', host='app1'))
