@@ -129,7 +129,9 @@ class CallbackModule(CallbackBase):
         self._entries.extend(entries)
         phases = [(p, e) for e in entries for p in e['phases']]
         for record, entry in phases:
-            self._display.display(self._phase_line(record, record.get('host') or host),
+            # A failed phase without its own error shows the task's message.
+            fallback = entry['msg'] if entry['failed'] else None
+            self._display.display(self._phase_line(record, record.get('host') or host, fallback),
                                   color=C.COLOR_ERROR if record.get('status') == 'failed' else None)
         if not phases:
             took = format_ms((time.monotonic() - began) * 1000) if began is not None else '-'
@@ -140,11 +142,13 @@ class CallbackModule(CallbackBase):
             self._display.display(line, color=C.COLOR_ERROR if failed else None)
 
     @staticmethod
-    def _phase_line(record, host):
+    def _phase_line(record, host, fallback_error=None):
         line = '%s end %s on %s: %s in %s, budget left %s' % (
             PREFIX, record.get('phase') or 'unnamed', host, record.get('status') or 'unknown',
             format_ms(record.get('duration_ms')), format_ms(record.get('budget_left_ms')))
         error = (record.get('detail') or {}).get('error') if isinstance(record.get('detail'), dict) else None
+        if record.get('status') == 'failed':
+            error = error or fallback_error
         if error:
             line += ': %s' % one_line(error)
         return line

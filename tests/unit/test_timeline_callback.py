@@ -160,6 +160,16 @@ def test_phase_without_host_is_shown_on_the_task_host(display):
     assert display.lines == ['[timeline] end plan on db1: ok in 1.0 ms, budget left -']
 
 
+def test_failed_phase_without_error_shows_the_task_message(display):
+    callback = make_callback(display)
+    task = FakeTask('Info', 'fastdowntime.postgresql.pgbouncer')
+    callback.v2_runner_on_failed(FakeResult(task, LOCALHOST, {
+        'failed': True, 'msg': '127.0.0.1:25999: cannot connect: connection refused',
+        'phases': [{'phase': 'info', 'host': '127.0.0.1:25999', 'duration_ms': 1.6, 'status': 'failed'}]}))
+    assert display.lines == ['[timeline] end info on 127.0.0.1:25999: failed in 1.6 ms, budget left -: '
+                             '127.0.0.1:25999: cannot connect: connection refused']
+
+
 def test_end_line_for_a_fastdowntime_task_without_phases(display, monkeypatch):
     now = [50.0]
     monkeypatch.setattr(timeline.time, 'monotonic', lambda: now[0])
