@@ -16,10 +16,13 @@ __metaclass__ = type
 
 import socket
 import time
-import uuid
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
     BudgetClock, BudgetExceeded)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.deploylog import (
+    DeployLogError, ensure_deploy_log, new_deploy_id, write_deploy_log)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
+    build_report, entry_from_result)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     Console, ConsoleError, drain, open_consoles, resume)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
@@ -36,10 +39,6 @@ class OutageError(Exception):
     def __init__(self, message, result=None):
         Exception.__init__(self, message)
         self.result = result or {}
-
-
-def new_deploy_id():
-    return time.strftime('%Y%m%dT%H%M%SZ', time.gmtime()) + '-' + uuid.uuid4().hex[:8]
 
 
 def standby_entries_by_pgbouncer(standbys, pgbouncer_names):
@@ -121,6 +120,7 @@ class Outage:
             self.observer = connect(self.primary, autocommit=True, application_name='fastdowntime-observer')
             table = self._table_kwargs()
             ensure_revision_table(self.observer, check_mode=check_mode, **table)
+            ensure_deploy_log(self.observer, check_mode=check_mode)
             applied = applied_revisions(self.observer, **table)
             self.plan = make_plan(patch_set, applied)
             refuse_drift(self.plan)
@@ -139,7 +139,7 @@ class Outage:
             # The PAUSE connections too: set-up must not count against the outage.
             for console in self.consoles:
                 console.open_pause_connections(console.entries)
-        except (ConnectError, ConsoleError, PatchSetError, SchemaError) as exc:
+        except (ConnectError, ConsoleError, PatchSetError, SchemaError, DeployLogError) as exc:
             self.close()
             raise OutageError(one_line(exc))
         except OutageError:
@@ -207,8 +207,10 @@ class Outage:
         )
         if error is None and resume_error is None:
             result['outcome'] = 'done'
+            self._log(result)
             return result
         result['outcome'] = 'aborted in %s' % (failed_phase or 'resume')
+        self._log(result, failed=True)
         parts = []
         if error is not None:
             parts.append(one_line(error))
@@ -228,6 +230,17 @@ class Outage:
                             if p['phase'] in ('drain', 'cold_transaction', 'standby_replay', 'resume'))
         raise OutageError('outage aborted in %s: %s (%s)' % (result['outcome'][11:], '; '.join(parts), timings),
                           result)
+
+    def _log(self, result, failed=False):
+        """The deploy-log row, written after RESUME so it never lengthens the outage.
+        A failure to log is reported, never turned into a failed deploy."""
+        try:
+            report = build_report(entry_from_result(result, task='outage', action='fastdowntime.postgresql.outage',
+                                                    failed=failed))
+            write_deploy_log(self.observer, report, deploy_id=self.deploy_id)
+            result['deploy_log'] = 'written'
+        except (DeployLogError, Exception) as exc:  # noqa: B014 - logging must never fail the deploy
+            result['deploy_log'] = 'not written: %s' % one_line(exc)
 
     def _table_kwargs(self, lock_retry=False):
         kwargs = {}
