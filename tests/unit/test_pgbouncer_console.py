@@ -1,0 +1,129 @@
+"""Pure parsing and decision functions of the pgbouncer admin console (no database)."""
+import pytest
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import pgbouncer_console as pc
+
+LABEL = 'pgbouncer1 (10.213.47.21:6432)'
+
+# SHOW DATABASES as pgbouncer 1.18 returns it (columns trimmed to those used).
+DATABASES = [
+    {'name': 'fdtdemo', 'database': 'fdtdemo', 'paused': 1, 'disabled': 0},
+    {'name': 'fdtdemo_ro', 'database': 'fdtdemo', 'paused': 0, 'disabled': 1},
+    {'name': 'other', 'database': 'otherdb', 'paused': 0, 'disabled': 0},
+    {'name': 'pgbouncer', 'database': 'pgbouncer', 'paused': 0, 'disabled': 0},
+]
+
+
+def test_parse_version():
+    assert pc.parse_version('PgBouncer 1.18.0') == (1, 18, 0)
+    assert pc.parse_version('PgBouncer 1.21') == (1, 21, 0)
+    assert pc.parse_version('garbage') == (0, 0, 0)
+    assert pc.version_from_rows([{'version': 'PgBouncer 1.18.0'}]) == ((1, 18, 0), 'PgBouncer 1.18.0')
+
+
+def test_show_state_only_where_the_version_has_it():
+    assert not pc.has_show_state((1, 18, 0))
+    assert pc.has_show_state((1, 19, 0))
+    assert pc.parse_state([{'key': 'active', 'value': 'yes'}, {'key': 'paused', 'value': 'no'}]) == \
+        {'active': True, 'paused': False}
+
+
+def test_normalize_rows_converts_text_numbers():
+    rows = pc.normalize_rows([{'name': 'a', 'paused': '1', 'maxwait_us': '250', 'host': 'x'}])
+    assert rows == [{'name': 'a', 'paused': 1, 'maxwait_us': 250, 'host': 'x'}]
+
+
+def test_entries_by_target_database_exclude_admin_db():
+    assert pc.deploy_entries(DATABASES, LABEL, db_name='fdtdemo') == ['fdtdemo', 'fdtdemo_ro']
+    assert pc.deploy_entries(DATABASES, LABEL) == ['fdtdemo', 'fdtdemo_ro', 'other']
+
+
+def test_explicit_entries_win_and_unknown_names_fail_naming_the_host():
+    assert pc.deploy_entries(DATABASES, LABEL, db_name='fdtdemo', explicit=['other']) == ['other']
+    with pytest.raises(pc.ConsoleError) as err:
+        pc.deploy_entries(DATABASES, LABEL, explicit=['fdtdemo', 'nope'])
+    assert 'pgbouncer1' in str(err.value) and 'nope' in str(err.value) and '\n' not in str(err.value)
+
+
+def test_unknown_db_name_fails():
+    with pytest.raises(pc.ConsoleError, match='no pgbouncer database points at database missing'):
+        pc.deploy_entries(DATABASES, LABEL, db_name='missing')
+
+
+def test_entry_flags():
+    flags = pc.entry_flags(DATABASES, ['fdtdemo', 'fdtdemo_ro'])
+    assert flags == {'fdtdemo': {'paused': True, 'disabled': False},
+                     'fdtdemo_ro': {'paused': False, 'disabled': True}}
+
+
+def test_drained_needs_paused_and_no_server_connection():
+    servers = [{'database': 'other', 'state': 'active'}]
+    assert pc.is_drained(DATABASES, servers, ['fdtdemo'])
+    assert not pc.is_drained(DATABASES, servers + [{'database': 'fdtdemo', 'state': 'idle'}], ['fdtdemo'])
+    assert not pc.is_drained(DATABASES, [], ['fdtdemo', 'fdtdemo_ro'])  # fdtdemo_ro not paused
+
+
+def test_max_wait_is_the_longest_over_the_entries_pools():
+    pools = [
+        {'database': 'fdtdemo', 'maxwait': 1, 'maxwait_us': 250000},
+        {'database': 'fdtdemo_ro', 'maxwait': 0, 'maxwait_us': 900000},
+        {'database': 'other', 'maxwait': 9, 'maxwait_us': 0},
+    ]
+    assert pc.max_wait_ms(pools, ['fdtdemo', 'fdtdemo_ro']) == 1250.0
+    assert pc.max_wait_ms(pools, ['fdtdemo_ro']) == 900.0
+    assert pc.max_wait_ms([], ['fdtdemo']) == 0.0
+
+
+SERVERS = [
+    {'database': 'fdtdemo', 'state': 'active', 'user': 'fdt_app', 'link': '0xc1',
+     'local_addr': '10.213.47.21', 'local_port': 40001, 'remote_pid': 777},
+    {'database': 'fdtdemo', 'state': 'idle', 'user': 'fdt_app', 'link': '',
+     'local_addr': '10.213.47.21', 'local_port': 40002, 'remote_pid': 778},
+    {'database': 'other', 'state': 'active', 'user': 'x', 'link': '0xc9',
+     'local_addr': '10.213.47.21', 'local_port': 40003, 'remote_pid': 779},
+]
+CLIENTS = [
+    {'ptr': '0xc1', 'user': 'fdt_app', 'addr': '10.213.47.31', 'port': 51234, 'application_name': 'demo'},
+    {'ptr': '0xc9', 'user': 'x', 'addr': '10.213.47.32', 'port': 5, 'application_name': ''},
+]
+
+
+def test_holders_join_servers_to_clients_for_the_entries_only():
+    found = pc.holders(SERVERS, CLIENTS, ['fdtdemo'], LABEL)
+    assert len(found) == 1
+    holder = found[0]
+    assert (holder['client_user'], holder['client_addr'], holder['client_port']) == ('fdt_app', '10.213.47.31', 51234)
+    assert (holder['server_local_addr'], holder['server_local_port'], holder['backend_pid']) == \
+        ('10.213.47.21', 40001, 777)
+
+
+def test_match_backends_by_server_local_address_and_port():
+    found = pc.holders(SERVERS, CLIENTS, ['fdtdemo'], LABEL)
+    activity = [
+        {'pid': 1, 'client_addr': '10.213.47.22', 'client_port': 40001, 'usename': 'wrong host'},
+        {'pid': 777, 'client_addr': '10.213.47.21', 'client_port': 40001, 'usename': 'fdt_app',
+         'state': 'idle in transaction', 'query': 'UPDATE t\n SET x = 1', 'xact_age_seconds': 12.34},
+    ]
+    pc.match_backends(found, activity)
+    assert found[0]['backend']['pid'] == 777
+    text = pc.describe_holder(found[0])
+    assert 'fdt_app@10.213.47.31:51234' in text and 'entry fdtdemo' in text
+    assert 'transaction open 12.3 s' in text and 'UPDATE t SET x = 1' in text and '\n' not in text
+
+
+def test_match_backends_leaves_unknown_holders_without_backend():
+    found = pc.match_backends(pc.holders(SERVERS, CLIENTS, ['fdtdemo'], LABEL), [])
+    assert found[0]['backend'] is None
+    assert 'backend pid' not in pc.describe_holder(found[0])
+
+
+def test_quote_entry_doubles_quotes():
+    assert pc.quote_entry('fdtdemo') == '"fdtdemo"'
+    assert pc.quote_entry('we"ird') == '"we""ird"'
+
+
+def test_drain_refuses_an_unknown_policy_and_needs_a_deadline():
+    with pytest.raises(ValueError):
+        pc.drain([], deadline_seconds=1, policy='maybe')
+    with pytest.raises(ValueError):
+        pc.drain([])

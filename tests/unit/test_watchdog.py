@@ -1,0 +1,134 @@
+"""Dead-man switch decisions, driven by a fake clock and fake SHOW DATABASES flags."""
+import pytest
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import watchdog as wd
+
+ENTRIES = ['fdtdemo', 'fdtdemo_ro']
+PAUSED = {'fdtdemo': True, 'fdtdemo_ro': True}
+ACTIVE = {'fdtdemo': False, 'fdtdemo_ro': False}
+
+
+def dog(**kw):
+    args = dict(budget_seconds=5, grace_seconds=2, max_lifetime_seconds=100, started_at=0.0)
+    args.update(kw)
+    return wd.Watchdog(ENTRIES, **args)
+
+
+def test_waits_while_nothing_is_paused_then_exits_at_end_of_lifetime():
+    d = dog()
+    assert d.observe(10, ACTIVE) == wd.WAIT
+    assert d.observe(99.9, ACTIVE) == wd.WAIT
+    assert d.observe(100, ACTIVE) == wd.EXIT_LIFETIME
+
+
+def test_countdown_starts_at_first_pause_and_fires_at_budget_plus_grace():
+    d = dog()
+    assert d.observe(3, PAUSED) == wd.COUNTDOWN_STARTED
+    assert d.deadline == 10
+    assert d.observe(9.99, PAUSED) == wd.WAIT
+    assert d.observe(10, PAUSED) == wd.FIRE
+    # still paused after firing: keep trying; resumed: exit
+    assert d.observe(10.2, PAUSED) == wd.FIRE
+    assert d.observe(10.4, ACTIVE) == wd.EXIT_FIRED
+
+
+def test_normal_resume_ends_the_watch_without_firing():
+    d = dog()
+    d.observe(1, {'fdtdemo': True})
+    assert d.observe(2, ACTIVE) == wd.EXIT_RESUMED
+
+
+def test_one_paused_entry_is_enough_and_other_entries_are_ignored():
+    d = dog()
+    assert d.observe(1, {'unrelated': True}) == wd.WAIT
+    assert d.observe(2, {'fdtdemo_ro': True, 'fdtdemo': False}) == wd.COUNTDOWN_STARTED
+    assert d.paused({'fdtdemo_ro': True, 'fdtdemo': False}) == ['fdtdemo_ro']
+
+
+def test_lifetime_never_cuts_a_running_countdown():
+    d = dog(max_lifetime_seconds=4)
+    d.observe(3, PAUSED)
+    assert d.observe(6, PAUSED) == wd.WAIT
+    assert d.observe(10, PAUSED) == wd.FIRE
+
+
+def test_unreachable_console_during_countdown_still_fires_at_deadline():
+    d = dog()
+    d.observe(0, PAUSED)
+    assert d.observe(5, None) == wd.WAIT
+    assert d.observe(7, None) == wd.FIRE
+
+
+def test_unreachable_console_before_any_pause_does_not_start_counting():
+    d = dog()
+    assert d.observe(1, None) == wd.WAIT
+    assert d.deadline is None
+
+
+def test_gives_up_after_the_retry_window():
+    d = dog(fire_retry_seconds=3)
+    d.observe(0, PAUSED)
+    assert d.observe(7, PAUSED) == wd.FIRE
+    assert d.observe(9.9, PAUSED) == wd.FIRE
+    assert d.observe(10, PAUSED) == wd.EXIT_GAVE_UP
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError):
+        wd.Watchdog([], 5)
+    with pytest.raises(ValueError):
+        wd.Watchdog(ENTRIES, 0)
+
+
+class FakeWorld:
+    """A pgbouncer whose entries get paused at t=1 and a clock that the loop's sleep advances."""
+
+    def __init__(self, resume_by_deploy_at=None, resume_fails=0):
+        self.now = 0.0
+        self.flags = dict(ACTIVE)
+        self.resume_by_deploy_at = resume_by_deploy_at
+        self.resume_fails = resume_fails
+        self.resumed = []
+        self.logs = []
+
+    def read_flags(self):
+        if self.now >= 1 and not self.resumed and (self.resume_by_deploy_at is None or self.now < self.resume_by_deploy_at):
+            self.flags = dict(PAUSED)
+        else:
+            self.flags = dict(ACTIVE)
+        return self.flags
+
+    def resume(self, entries):
+        if self.resume_fails:
+            self.resume_fails -= 1
+            raise RuntimeError('connection refused')
+        self.resumed.append(list(entries))
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def run_world(world, **kw):
+    d = dog(**kw)
+    return wd.run(d, world.read_flags, world.resume, world.logs.append, lambda: world.now, world.sleep, 0.5)
+
+
+def test_run_fires_once_and_logs_what_it_did():
+    world = FakeWorld()
+    assert run_world(world) == wd.EXIT_FIRED
+    assert world.resumed == [ENTRIES]
+    assert any('sent RESUME' in line for line in world.logs)
+    assert 8.0 <= world.now <= 9.0  # paused at 1, fired at 1 + 5 + 2
+
+
+def test_run_exits_quietly_when_the_deploy_resumes_first():
+    world = FakeWorld(resume_by_deploy_at=3)
+    assert run_world(world) == wd.EXIT_RESUMED
+    assert world.resumed == []
+
+
+def test_run_retries_a_failed_resume():
+    world = FakeWorld(resume_fails=2)
+    assert run_world(world) == wd.EXIT_FIRED
+    assert world.resumed == [ENTRIES]
+    assert sum('failed' in line for line in world.logs) == 2
