@@ -1,0 +1,162 @@
+"""The pgbouncer drain against the real lab: real pgbouncers, real clients, real primary."""
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import pgbouncer_console as pc
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import connect
+
+PGBOUNCERS = ('pgbouncer1', 'pgbouncer2')
+
+
+@pytest.fixture
+def consoles(healthy_lab):
+    opened = pc.open_consoles([pc.Console(healthy_lab.pgbouncer(name), db_name=healthy_lab.db_name)
+                               for name in PGBOUNCERS])
+    yield opened
+    # Whatever a test did, leave the lab's pgbouncers running.
+    for console in opened:
+        try:
+            console.resume()
+        finally:
+            console.close()
+
+
+@pytest.fixture
+def primary(healthy_lab):
+    conn = connect(healthy_lab.pg('primary'), autocommit=True)
+    yield conn
+    conn.close()
+
+
+def all_active(consoles):
+    return all(not flag['paused'] and not flag['disabled']
+               for console in consoles for flag in console.flags().values())
+
+
+def test_entries_found_from_the_deploy_db(consoles):
+    assert [c.entries for c in consoles] == [['fdtdemo', 'fdtdemo_ro'], ['fdtdemo', 'fdtdemo_ro']]
+    assert consoles[0].version >= (1, 18, 0)
+
+
+def test_pause_resume_under_load_loses_nothing(healthy_lab, consoles):
+    clock = BudgetClock(10).start()
+    with healthy_lab.load(writers=PGBOUNCERS, readers=PGBOUNCERS) as load:
+        time.sleep(0.5)
+        drained = pc.drain(consoles, clock=clock)
+        assert all(c.drained() for c in consoles)
+        time.sleep(0.3)  # the outage: clients queue in pgbouncer
+        resumed = pc.resume(consoles, clock=clock)
+        time.sleep(0.5)
+    assert load.errors == []
+    assert load.transactions() > 0
+    assert load.missing_commits(healthy_lab.primary_dsn()) == []
+    assert all_active(consoles)
+    assert [r['resumed'] for r in resumed] == [['fdtdemo', 'fdtdemo_ro']] * 2
+    # Clients queued through the 0.3 s outage; pgbouncer measured it before RESUME.
+    assert max(r['maxwait_ms'] for r in resumed) >= 200
+    assert drained['duration_ms'] < 5000
+    assert [p['phase'] for p in clock.phases].count('drain') == 2
+    assert [p['phase'] for p in clock.phases].count('resume') == 2
+
+
+def test_open_transaction_makes_the_drain_miss_its_deadline_and_resumes_all(healthy_lab, consoles, primary):
+    with healthy_lab.load(writers=PGBOUNCERS) as load:
+        holder = psycopg2.connect(healthy_lab.client_dsn('pgbouncer1'))
+        try:
+            cur = holder.cursor()
+            cur.execute("INSERT INTO fdt_item (body) VALUES ('held open') RETURNING id")
+            began = time.monotonic()
+            with pytest.raises(pc.DrainError) as err:
+                pc.drain(consoles, deadline_seconds=1.0, primary_conn=primary)
+            took = time.monotonic() - began
+            assert all_active(consoles)
+            holder.commit()  # the held transaction still commits: nothing was killed
+        finally:
+            holder.close()
+        time.sleep(0.3)
+    message = str(err.value)
+    assert '\n' not in message and 'deadline' in message
+    assert 'fdt_app@' in message and 'pgbouncer1' in message and 'entry fdtdemo' in message
+    assert 'transaction open' in message and 'held open' in message  # from the primary's pg_stat_activity
+    assert 'resumed' in message
+    assert len(err.value.holders) == 1
+    assert took < 3.0
+    assert load.errors == []
+    assert load.missing_commits(healthy_lab.primary_dsn()) == []
+
+
+def test_terminate_policy_ends_the_old_transaction_and_drains(healthy_lab, consoles, primary):
+    holder = psycopg2.connect(healthy_lab.client_dsn('pgbouncer2'))
+    cur = holder.cursor()
+    cur.execute("INSERT INTO fdt_item (body) VALUES ('to be terminated') RETURNING id")
+    time.sleep(0.5)
+    outcome = pc.drain(consoles, deadline_seconds=5.0, policy='terminate', primary_conn=primary,
+                       terminate_after_seconds=0.3, terminate_min_xact_age_seconds=0.2)
+    assert all(c.drained() for c in consoles)
+    assert len(outcome['terminated']) == 1 and outcome['terminated'][0]['usename'] == 'fdt_app'
+    pc.resume(consoles)
+    with pytest.raises(psycopg2.Error):
+        holder.commit()
+    holder.close()
+
+
+def test_timeout_then_resume_never_hangs(healthy_lab, consoles, primary):
+    """pgbouncer issue 715: RESUME while a PAUSE waits can hang that PAUSE forever.
+    Repeat drain-timeout-resume; every round must end in time, and a normal drain
+    must still work afterwards."""
+    holder = psycopg2.connect(healthy_lab.client_dsn('pgbouncer1'))
+    cur = holder.cursor()
+    cur.execute('SELECT 1')  # a transaction left open: every drain times out
+    try:
+        for round_number in range(20):
+            outcome = {}
+
+            def attempt():
+                try:
+                    pc.drain(consoles, deadline_seconds=0.3, primary_conn=primary)
+                except pc.DrainError as exc:
+                    outcome['error'] = exc
+
+            worker = threading.Thread(target=attempt, daemon=True)
+            began = time.monotonic()
+            worker.start()
+            worker.join(timeout=5)
+            assert not worker.is_alive(), 'round %d hung' % round_number
+            assert 'error' in outcome and time.monotonic() - began < 3
+            assert all_active(consoles), 'round %d left a pgbouncer paused' % round_number
+            assert all(not c.pause_conns for c in consoles)
+    finally:
+        holder.rollback()
+        holder.close()
+    began = time.monotonic()
+    pc.drain(consoles, deadline_seconds=2.0)
+    pc.resume(consoles)
+    assert time.monotonic() - began < 2.0
+    assert all_active(consoles)
+
+
+def test_bad_input_fails_in_one_line_before_touching_any_pool(healthy_lab):
+    good = healthy_lab.pgbouncer('pgbouncer1')
+    cases = [
+        (dict(good, password='wrong'), 'authentication failed'),
+        (dict(good, user='fdt_app', password='app-secret'), 'not allowed'),
+        (dict(good, port=6499), 'connection refused'),
+    ]
+    for endpoint, cause in cases:
+        with pytest.raises(pc.ConsoleError) as err:
+            pc.open_consoles([pc.Console(endpoint, db_name=healthy_lab.db_name),
+                              pc.Console(healthy_lab.pgbouncer('pgbouncer2'), db_name=healthy_lab.db_name)])
+        message = str(err.value)
+        assert cause in message and '10.213.47.21' in message and '\n' not in message
+        assert 'wrong' not in message and 'secret' not in message
+    with pytest.raises(pc.ConsoleError, match='unknown pgbouncer database.*nope'):
+        pc.open_consoles([pc.Console(good, databases=['nope'])])
+    with pytest.raises(pc.ConsoleError, match='no pgbouncer database points at database nodb'):
+        pc.open_consoles([pc.Console(good, db_name='nodb')])
+    check = pc.open_consoles([pc.Console(good)])[0]
+    assert not any(flag['paused'] for flag in check.flags().values())
+    check.close()
