@@ -164,6 +164,9 @@ def ensure_revision_table(conn, mode=DEFAULT_REVISION_TABLE, check_mode=False):
         end_time timestamptz NOT NULL,
         duration_ms numeric NOT NULL,
         deploy_id text,
+        -- The top-level transaction (also from inside a savepoint): every cold
+        -- patch of one deploy shows the same one.
+        transaction_id bigint NOT NULL DEFAULT txid_current(),
         PRIMARY KEY (major, minor, patch))''' % table.sql_name)
     _query(conn, "COMMENT ON TABLE %s IS 'Schema patches applied by fastdowntime.postgresql'" % table.sql_name)
     if not conn.autocommit:
@@ -551,36 +554,47 @@ def _no_phase():
 def _run_hot_statement(cur, patch, stmt, policy, watcher, dropped):
     attempt = 0
     while True:
-        if stmt.kind == HOT:
-            name = _drop_invalid_index(cur, stmt)  # left by an earlier run or try
-            if name:
-                dropped.append(name)
         lock_ms = policy.lock_timeout_ms(attempt)
         # Its own round trip: a multi-statement string is an implicit
         # transaction block, which CREATE INDEX CONCURRENTLY refuses.
         cur.execute('SET lock_timeout = %d' % lock_ms)
         try:
             with watcher.watching(lock_ms):
+                if stmt.kind == HOT:
+                    # Left by an earlier try or run; dropping it waits for locks too.
+                    name = _drop_invalid_index(cur, stmt)
+                    if name:
+                        dropped.append(name)
                 cur.execute(stmt.sql)
             return attempt
         except psycopg2.Error as exc:
             if getattr(exc, 'pgcode', None) != LOCK_NOT_AVAILABLE:
-                name = _drop_invalid_index(cur, stmt) if stmt.kind == HOT else None
-                if name:
-                    dropped.append(name)
-                raise _statement_failure(patch, stmt, exc,
-                                         suffix='; the patch is not recorded (statements before this one stay '
-                                                'applied: hot patches run live)%s'
-                                                % ('; dropped the INVALID index %s' % name if name else ''))
+                raise _statement_failure(patch, stmt, exc, suffix='; the patch is not recorded (statements '
+                                         'before this one stay applied: hot patches run live)%s'
+                                         % _cleanup_note(cur, stmt, dropped))
             watcher.activate()
             attempt += 1
             if attempt >= policy.max_attempts:
-                name = _drop_invalid_index(cur, stmt) if stmt.kind == HOT else None
                 raise SchemaError('%s line %d: could not lock after %d attempts, %s%s'
                                   % (patch.name, stmt.line, attempt, watcher.describe(),
-                                     '; dropped the INVALID index %s' % name if name else ''),
+                                     _cleanup_note(cur, stmt, dropped)),
                                   holder=watcher.holder)
             time.sleep(policy.pause_seconds(attempt - 1))
+
+
+def _cleanup_note(cur, stmt, dropped):
+    """Drop the INVALID index a failed build left, if it can be done now; the
+    words saying what happened, for the error message."""
+    if stmt.kind != HOT or not stmt.index or not stmt.index[1]:
+        return ''
+    try:
+        name = _drop_invalid_index(cur, stmt)
+    except psycopg2.Error:
+        return '; an INVALID index %s may be left: the next run drops it' % _index_regclass_name(stmt.index)
+    if not name:
+        return ''
+    dropped.append(name)
+    return '; dropped the INVALID index %s' % name
 
 
 # -- standbys ---------------------------------------------------------------

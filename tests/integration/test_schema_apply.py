@@ -1,0 +1,419 @@
+"""Schema application against a real primary and two streaming standbys.
+
+Runs on the lab (the ``lab`` fixture). Each test gets a database of its own on
+the primary (created here, replicated to the standbys, dropped afterwards), so
+the demo database is never touched. For development without the lab, set
+FDT_SCHEMA_TEST_ENDPOINTS to JSON {"primary": endpoint, "standbys": [endpoint,
+...]} of a private primary with streaming standbys.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import postgres
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
+    PatchSetError, load_patch_set, plan, refuse_drift)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
+    LockRetry, SchemaError, applied_revisions, apply_cold, apply_hot, check_standbys, ensure_revision_table,
+    wait_for_replay)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+LAB_PATCHES = os.path.join(REPO, 'lab', 'patches')
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+
+DEMO_TABLE = ('CREATE TABLE fdt_item (id bigserial PRIMARY KEY, body text NOT NULL, '
+              'created timestamptz NOT NULL DEFAULT now())')
+LAUNCHPAD_TABLE = ('CREATE TABLE LaunchpadDatabaseRevision (major integer NOT NULL, minor integer NOT NULL, '
+                   'patch integer NOT NULL, start_time timestamp without time zone DEFAULT '
+                   "(transaction_timestamp() AT TIME ZONE 'UTC'), end_time timestamp without time zone DEFAULT "
+                   "(statement_timestamp() AT TIME ZONE 'UTC'), branch_nick text, revno integer, revid text, "
+                   'PRIMARY KEY (major, minor, patch))')
+
+
+@pytest.fixture(scope='module')
+def topology(request):
+    """{'primary': endpoint, 'standbys': [endpoint, ...]}."""
+    private = os.environ.get('FDT_SCHEMA_TEST_ENDPOINTS')
+    if private:
+        return json.loads(private)
+    lab = request.getfixturevalue('lab')
+    return {'primary': lab.pg('primary'), 'standbys': [lab.pg('standby1'), lab.pg('standby2')]}
+
+
+class Cluster:
+    """A fresh database on the primary, present on every standby."""
+
+    def __init__(self, topology, db_name):
+        self.db_name = db_name
+        self.primary = dict(topology['primary'], dbname=db_name)
+        self.standbys = [dict(s, dbname=db_name) for s in topology['standbys']]
+        self._open = []
+
+    def conn(self, endpoint=None, **kwargs):
+        conn = postgres.connect(endpoint or self.primary, **kwargs)
+        self._open.append(conn)
+        return conn
+
+    def standby_conns(self):
+        return [(s, self.conn(s, async_=True)) for s in self.standbys]
+
+    def scalar(self, endpoint, sql, params=None):
+        conn = self.conn(endpoint, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchone()[0]
+        finally:
+            conn.close()
+
+    def close(self):
+        for conn in self._open:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def cluster(topology):
+    db_name = 'fdt_schema_%s' % uuid.uuid4().hex[:10]
+    admin = postgres.connect(topology['primary'], dbname='postgres', autocommit=True)
+    postgres.query(admin, 'CREATE DATABASE %s' % db_name)
+    the_cluster = Cluster(topology, db_name)
+    setup = the_cluster.conn(autocommit=True)
+    postgres.query(setup, DEMO_TABLE)
+    postgres.query(setup, "INSERT INTO fdt_item (body) SELECT 'item ' || n FROM generate_series(1, 100) n")
+    lsn = postgres.query(setup, 'SELECT pg_current_wal_insert_lsn()::text AS lsn')[0]['lsn']
+    # Until the standbys have replayed CREATE DATABASE, only 'postgres' is there.
+    standby_admins = [(s, postgres.connect(s, dbname='postgres', async_=True)) for s in topology['standbys']]
+    wait_for_replay(setup, standby_admins, lsn, BudgetClock(30))
+    for _, conn in standby_admins:
+        conn.close()
+    try:
+        yield the_cluster
+    finally:
+        the_cluster.close()
+        postgres.query(admin, 'DROP DATABASE IF EXISTS %s WITH (FORCE)' % db_name)
+        admin.close()
+
+
+def write_patches(directory, patches):
+    directory.mkdir(exist_ok=True)
+    for name, text in patches.items():
+        (directory / name).write_text(text)
+    return str(directory)
+
+
+def deploy(cluster, patch_dir, budget=10, mode='fastdowntime.schema_revision', lock_retry=None):
+    """What the outage does, minus pgbouncer: plan, cold transaction, replay."""
+    conn = cluster.conn()
+    ensure_revision_table(conn, mode)
+    the_plan = plan(load_patch_set(patch_dir), applied_revisions(conn, mode))
+    refuse_drift(the_plan)
+    standbys = cluster.standby_conns()
+    check_standbys(conn, standbys)
+    clock = BudgetClock(budget).start()
+    cold = apply_cold(conn, the_plan.pending_cold, clock, deploy_id='test', mode=mode, lock_retry=lock_retry,
+                      observer=lambda: cluster.conn(autocommit=True), host='primary')
+    replay = wait_for_replay(conn, standbys, cold['commit_lsn'], clock)
+    return the_plan, cold, replay, clock
+
+
+def columns(cluster, endpoint, table):
+    return cluster.scalar(endpoint, "SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute "
+                                    "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+                          (table,)) or []
+
+
+# -- the happy path -------------------------------------------------------------
+
+def test_lab_patches_hot_then_three_cold_in_one_transaction_visible_on_both_standbys(cluster, tmp_path):
+    patch_dir = str(tmp_path / 'patches')
+    shutil.copytree(LAB_PATCHES, patch_dir)
+    conn = cluster.conn()
+    ensure_revision_table(conn)
+    the_plan = plan(load_patch_set(patch_dir), applied_revisions(conn))
+    assert [p.name for p in the_plan.pending_hot] == ['patch-2300-00-1.sql']
+    assert [p.name for p in the_plan.pending_cold] == ['patch-2300-01-0.sql', 'patch-2300-02-0.sql',
+                                                       'patch-2300-03-0.sql']
+    assert the_plan.ignored == [{'name': 'README.md', 'reason': 'not named patch-MMMM-mm-p.sql'}]
+
+    hot = apply_hot(conn, the_plan.pending_hot[0], deploy_id='test')
+    assert hot['lock_retries'] == 0 and hot['dropped_invalid_indexes'] == []
+    assert cluster.scalar(cluster.primary, "SELECT indisvalid FROM pg_index "
+                                           "WHERE indexrelid = to_regclass('fdt_item_created_idx')") is True
+
+    _, cold, replay, clock = deploy(cluster, patch_dir)
+    assert [p['name'] for p in cold['patches']] == ['patch-2300-01-0.sql', 'patch-2300-02-0.sql',
+                                                    'patch-2300-03-0.sql']
+    assert all(p['duration_ms'] >= 0 and p['lock_retries'] == 0 for p in cold['patches'])
+    assert cold['transaction_ms'] > 0 and '/' in cold['commit_lsn']
+    # One transaction: the three revision rows share the top-level transaction.
+    assert cluster.scalar(cluster.primary, "SELECT count(DISTINCT transaction_id) FROM fastdowntime.schema_revision "
+                                           "WHERE kind = 'cold'") == 1
+    assert cluster.scalar(cluster.primary, "SELECT count(DISTINCT transaction_id) FROM fastdowntime.schema_revision"
+                          ) == 2
+    assert [s['name'] for s in replay['standbys']] == [postgres.endpoint_label(s) for s in cluster.standbys]
+    for standby, result in zip(cluster.standbys, replay['standbys']):
+        assert result['replay_ms'] is not None and result['replay_ms'] < clock.budget * 1000
+        assert 'author' in columns(cluster, standby, 'fdt_item')
+        assert cluster.scalar(standby, "SELECT to_regclass('fdt_item_tag') IS NOT NULL") is True
+        assert cluster.scalar(standby, "SELECT obj_description('fdt_item'::regclass, 'pg_class')") \
+            == "Demo items written by the lab's app servers"
+        assert cluster.scalar(standby, 'SELECT count(*) FROM fastdowntime.schema_revision') == 4
+    assert [p['phase'] for p in clock.phases] == ['cold_transaction', 'cold_patch', 'cold_patch', 'cold_patch',
+                                                  'commit', 'standby_replay']
+
+    # Nothing pending: a second deploy does nothing.
+    again = plan(load_patch_set(patch_dir), applied_revisions(cluster.conn()))
+    assert again.pending == [] and len(again.applied) == 4 and again.drift == []
+
+
+# -- failures roll everything back -------------------------------------------------
+
+THREE_WITH_BAD_SECOND = {
+    'patch-2301-01-0.sql': 'ALTER TABLE fdt_item ADD COLUMN first_one text;\n',
+    'patch-2301-02-0.sql': ('-- second patch\n'
+                            'CREATE TABLE second_one (id int);\n'
+                            '\n'
+                            'UPDATE fdt_item\n'
+                            '   SET body = no_such_column;\n'),
+    'patch-2301-03-0.sql': 'CREATE TABLE third_one (id int);\n',
+}
+
+
+def test_error_in_second_of_three_applies_nothing_and_names_file_and_line(cluster, tmp_path):
+    patch_dir = write_patches(tmp_path / 'p', THREE_WITH_BAD_SECOND)
+    with pytest.raises(SchemaError) as err:
+        deploy(cluster, patch_dir)
+    assert str(err.value) == ('patch-2301-02-0.sql line 5: column "no_such_column" does not exist '
+                              '(SQLSTATE 42703); nothing applied')
+    assert 'first_one' not in columns(cluster, cluster.primary, 'fdt_item')
+    assert cluster.scalar(cluster.primary, "SELECT to_regclass('second_one') IS NULL") is True
+    assert cluster.scalar(cluster.primary, 'SELECT count(*) FROM fastdowntime.schema_revision') == 0
+    # The connection is usable again: nothing is left open on the primary.
+    assert cluster.scalar(cluster.primary, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                           "current_database() AND state LIKE 'idle in transaction%'") == 0
+
+
+def test_syntax_error_in_second_of_three_is_refused_before_anything_runs(cluster, tmp_path):
+    patches = dict(THREE_WITH_BAD_SECOND)
+    patches['patch-2301-02-0.sql'] = 'CREATE TABLE second_one (id int);\n\nCREATE TABEL oops (id int);\n'
+    patch_dir = write_patches(tmp_path / 'p', patches)
+    with pytest.raises(PatchSetError) as err:
+        deploy(cluster, patch_dir)
+    assert str(err.value).startswith('patch-2301-02-0.sql line 3: does not parse: syntax error at or near "TABEL"')
+    assert 'first_one' not in columns(cluster, cluster.primary, 'fdt_item')
+
+
+def test_locked_table_is_retried_then_rolled_back_within_budget_naming_the_holder(cluster, tmp_path):
+    patch_dir = write_patches(tmp_path / 'p', {
+        'patch-2302-01-0.sql': 'CREATE TABLE before_lock (id int);\n',
+        'patch-2302-02-0.sql': '\nALTER TABLE fdt_item ADD COLUMN locked_out text;\n'})
+    holder = cluster.conn(application_name='schema-test-holder')
+    postgres.query(holder, 'SELECT count(*) FROM fdt_item')  # ACCESS SHARE until rollback
+    holder_pid = holder.get_backend_pid()
+    began = time.monotonic()
+    with pytest.raises(SchemaError) as err:
+        deploy(cluster, patch_dir, budget=3)
+    elapsed = time.monotonic() - began
+    holder.rollback()
+    message = str(err.value)
+    assert message.startswith('patch-2302-02-0.sql line 2: could not lock within the budget after ')
+    assert 'held by pid %d (user ' % holder_pid in message
+    assert "application 'schema-test-holder'" in message and 'SELECT count(*) FROM fdt_item' in message
+    assert message.endswith('nothing applied')
+    assert err.value.holder['pid'] == holder_pid
+    attempts = int(message.split(' after ')[1].split(' ')[0])
+    assert attempts >= 2
+    assert elapsed < 3 + 1.0  # the budget, plus set-up and connections outside it
+    assert cluster.scalar(cluster.primary, "SELECT to_regclass('before_lock') IS NULL") is True
+    assert 'locked_out' not in columns(cluster, cluster.primary, 'fdt_item')
+
+
+def test_lock_released_during_retries_lets_the_transaction_through(cluster, tmp_path):
+    patch_dir = write_patches(tmp_path / 'p', {
+        'patch-2303-01-0.sql': 'ALTER TABLE fdt_item ADD COLUMN after_wait text;\n'})
+    holder = cluster.conn()
+    postgres.query(holder, 'SELECT count(*) FROM fdt_item')
+    release = threading.Timer(0.5, holder.rollback)
+    release.start()
+    try:
+        _, cold, _, _ = deploy(cluster, patch_dir, budget=10)
+    finally:
+        release.join()
+    assert cold['patches'][0]['lock_retries'] >= 1
+    assert 'after_wait' in columns(cluster, cluster.standbys[0], 'fdt_item')
+
+
+def test_drift_is_refused_naming_the_file(cluster, tmp_path):
+    patch_dir = write_patches(tmp_path / 'p', {'patch-2304-01-0.sql': 'CREATE TABLE drifting (id int);\n'})
+    deploy(cluster, patch_dir)
+    (tmp_path / 'p' / 'patch-2304-01-0.sql').write_text('CREATE TABLE drifting (id bigint);\n')
+    with pytest.raises(PatchSetError, match=r'^patch-2304-01-0\.sql: changed since it was applied'):
+        deploy(cluster, patch_dir)
+
+
+def test_standby_that_does_not_replay_is_named_and_reported_lagging(cluster, tmp_path):
+    patch_dir = write_patches(tmp_path / 'p', {'patch-2305-01-0.sql': 'CREATE TABLE unseen (id int);\n'})
+    paused = cluster.standbys[-1]
+    control = cluster.conn(paused, autocommit=True)
+    postgres.query(control, 'SELECT pg_wal_replay_pause()')
+    try:
+        with pytest.raises(SchemaError) as err:
+            deploy(cluster, patch_dir, budget=1.5)
+    finally:
+        postgres.query(control, 'SELECT pg_wal_replay_resume()')
+    label = postgres.endpoint_label(paused)
+    assert str(err.value).startswith('standby %s: not caught up within the budget: it has not replayed' % label)
+    assert err.value.lagging == [label]
+    # The transaction itself committed on the primary: this is a replay failure.
+    assert cluster.scalar(cluster.primary, "SELECT to_regclass('unseen') IS NOT NULL") is True
+
+
+# -- hot patches ------------------------------------------------------------------
+
+def test_failed_concurrent_build_leaves_invalid_index_which_is_dropped_and_rebuilt(cluster, tmp_path):
+    patch_dir = write_patches(tmp_path / 'p', {
+        'patch-2306-00-1.sql': 'CREATE INDEX CONCURRENTLY fdt_item_body_idx ON fdt_item (body);\n'})
+    writer = cluster.conn()
+    postgres.query(writer, "INSERT INTO fdt_item (body) VALUES ('in flight')")  # CIC waits for this one
+    release = threading.Timer(0.6, writer.rollback)
+    release.start()
+    try:
+        [patch] = load_patch_set(patch_dir).patches
+        conn = cluster.conn()
+        ensure_revision_table(conn)
+        result = apply_hot(conn, patch, deploy_id='test',
+                           lock_retry=LockRetry(timeout_ms=100, max_timeout_ms=200, pause_ms=20, max_attempts=20))
+    finally:
+        release.join()
+    assert result['lock_retries'] >= 1
+    assert set(result['dropped_invalid_indexes']) == {'"fdt_item_body_idx"'}
+    assert cluster.scalar(cluster.primary, "SELECT indisvalid FROM pg_index "
+                                           "WHERE indexrelid = to_regclass('fdt_item_body_idx')") is True
+    assert applied_revisions(cluster.conn()) == {(2306, 0, 1): patch.sha256}
+
+
+# -- Launchpad layout ------------------------------------------------------------
+
+def test_launchpad_layout_with_self_inserted_revision_rows(cluster, tmp_path):
+    postgres.query(cluster.conn(autocommit=True), LAUNCHPAD_TABLE)
+    postgres.query(cluster.conn(autocommit=True), 'INSERT INTO LaunchpadDatabaseRevision VALUES (2208, 0, 0)')
+    patch_dir = write_patches(tmp_path / 'p', {
+        'trusted.sql': '-- baseline\n',
+        'patch-2209-00-1.sql': ('SET client_min_messages=ERROR;\n'
+                                'CREATE INDEX CONCURRENTLY fdt_item_lp_idx ON fdt_item (created);\n'
+                                'INSERT INTO LaunchpadDatabaseRevision VALUES (2209, 00, 1);\n'),
+        'patch-2209-01-0.sql': ('SET client_min_messages=ERROR;\n'
+                                'ALTER TABLE fdt_item ADD COLUMN lp_one text;\n'
+                                'INSERT INTO LaunchpadDatabaseRevision VALUES (2209, 01, 0);\n'),
+        'patch-2209-02-0.sql': ('SET client_min_messages=ERROR;\n'
+                                'CREATE TABLE lp_two (id int);\n'
+                                'INSERT INTO LaunchpadDatabaseRevision VALUES (2209, 02, 0);\n'),
+    })
+    mode = 'launchpaddatabaserevision'
+    conn = cluster.conn()
+    ensure_revision_table(conn, mode)
+    the_plan = plan(load_patch_set(patch_dir), applied_revisions(conn, mode))
+    assert the_plan.missing_files == [(2208, 0, 0)]
+    [hot_patch] = the_plan.pending_hot
+    apply_hot(conn, hot_patch, mode=mode)
+    the_plan, cold, replay, _ = deploy(cluster, patch_dir, mode=mode)
+    assert [p['name'] for p in cold['patches']] == ['patch-2209-01-0.sql', 'patch-2209-02-0.sql']
+    assert cluster.scalar(cluster.standbys[0], 'SELECT array_agg(ARRAY[major, minor, patch] ORDER BY 1) '
+                                               'FROM LaunchpadDatabaseRevision') == [
+        [2208, 0, 0], [2209, 0, 1], [2209, 1, 0], [2209, 2, 0]]
+    assert cluster.scalar(cluster.primary, 'SELECT to_regclass(%s) IS NULL', ('fastdowntime.schema_revision',))
+    final = plan(load_patch_set(patch_dir), applied_revisions(cluster.conn(), mode))
+    assert final.pending == [] and final.drift == []
+    assert final.unverified == ['patch-2209-00-1.sql', 'patch-2209-01-0.sql', 'patch-2209-02-0.sql']
+
+    # A patch that forgot its row fails the deploy, and takes the others with it.
+    write_patches(tmp_path / 'p', {
+        'patch-2209-03-0.sql': 'CREATE TABLE lp_three (id int);\n'
+                               'INSERT INTO LaunchpadDatabaseRevision VALUES (2209, 03, 0);\n',
+        'patch-2209-04-0.sql': 'CREATE TABLE lp_four (id int);\n'})
+    with pytest.raises(SchemaError) as err:
+        deploy(cluster, patch_dir, mode=mode)
+    assert str(err.value).startswith('patch-2209-04-0.sql: patch 2209-04-0 did not insert its '
+                                     'LaunchpadDatabaseRevision row')
+    assert cluster.scalar(cluster.primary, "SELECT to_regclass('lp_three') IS NULL") is True
+    assert cluster.scalar(cluster.primary, 'SELECT count(*) FROM LaunchpadDatabaseRevision') == 4
+
+
+# -- the module and role, through ansible-playbook ---------------------------------
+
+def run_role(cluster, tmp_path, patch_dir, *extra):
+    inventory = {'all': {
+        'vars': {'ansible_connection': 'local', 'fastdowntime_db_name': cluster.db_name,
+                 'fastdowntime_patch_dir': patch_dir, 'fastdowntime_budget_seconds': 10},
+        'children': {
+            'fastdowntime_primary': {'hosts': {'primary': _host_vars(cluster.primary)}},
+            'fastdowntime_standbys': {'hosts': {s['name'] or 'standby%d' % n: _host_vars(s)
+                                                for n, s in enumerate(cluster.standbys, 1)}}}}}
+    (tmp_path / 'hosts.json').write_text(json.dumps(inventory))
+    (tmp_path / 'play.yml').write_text(
+        '- name: Schema\n  hosts: fastdowntime_primary\n  gather_facts: false\n'
+        '  roles:\n    - fastdowntime.postgresql.schema_apply\n'
+        '  post_tasks:\n    - name: Show\n      ansible.builtin.copy:\n'
+        '        content: "{{ schema_apply_result | to_json }}"\n        dest: "%s"\n      delegate_to: localhost\n'
+        '      check_mode: false\n'
+        % (tmp_path / 'result.json'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
+    env.update(ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'), ANSIBLE_NOCOLOR='1',
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'), ANSIBLE_CONFIG=str(tmp_path / 'none.cfg'),
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    run = subprocess.run([ANSIBLE_PLAYBOOK, '-i', str(tmp_path / 'hosts.json'), str(tmp_path / 'play.yml')]
+                         + list(extra), capture_output=True, text=True, env=env, timeout=300)
+    result = json.loads((tmp_path / 'result.json').read_text()) if run.returncode == 0 else None
+    return run, result
+
+
+def _host_vars(endpoint):
+    return {'fastdowntime_pg_host': endpoint['host'], 'fastdowntime_pg_port': endpoint.get('port', 5432),
+            'fastdowntime_pg_user': endpoint['user'], 'fastdowntime_pg_password': endpoint.get('password'),
+            'fastdowntime_pg_ssl_mode': endpoint.get('ssl_mode') or 'prefer'}
+
+
+def test_role_applies_lab_patches_then_does_nothing_and_check_mode_plans_only(cluster, tmp_path):
+    patch_dir = str(tmp_path / 'patches')
+    shutil.copytree(LAB_PATCHES, patch_dir)
+
+    run, result = run_role(cluster, tmp_path, patch_dir, '--check')
+    assert run.returncode == 0, run.stdout + run.stderr
+    hot, cold = result['results']
+    assert hot['changed'] and cold['changed']
+    assert [p['name'] for p in cold['plan']['pending_cold']] == ['patch-2300-01-0.sql', 'patch-2300-02-0.sql',
+                                                                 'patch-2300-03-0.sql']
+    assert cluster.scalar(cluster.primary, "SELECT to_regclass('fastdowntime.schema_revision') IS NULL") is True
+
+    run, result = run_role(cluster, tmp_path, patch_dir)
+    assert run.returncode == 0, run.stdout + run.stderr
+    hot, cold = result['results']
+    assert [p['name'] for p in hot['hot']] == ['patch-2300-00-1.sql']
+    assert [p['name'] for p in cold['cold']['patches']] == ['patch-2300-01-0.sql', 'patch-2300-02-0.sql',
+                                                            'patch-2300-03-0.sql']
+    assert len(cold['replay']['standbys']) == len(cluster.standbys)
+    assert all(s['replay_ms'] is not None for s in cold['replay']['standbys'])
+    assert 'deploy-secret' not in run.stdout
+
+    run, result = run_role(cluster, tmp_path, patch_dir)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert [r['changed'] for r in result['results']] == [False, False]
+
+    (tmp_path / 'patches' / 'patch-2300-04-0.sql').write_text('ALTER TABLE fdt_item\n  ADD COLUMN x nosuchtype;\n')
+    run, _ = run_role(cluster, tmp_path, patch_dir, '-e', 'schema_apply_state=cold')
+    assert run.returncode != 0
+    assert 'patch-2300-04-0.sql line 2: type \\"nosuchtype\\" does not exist' in run.stdout
+    assert 'Traceback' not in run.stdout + run.stderr
