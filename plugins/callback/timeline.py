@@ -19,8 +19,9 @@ description:
     the longest client wait reported by pgbouncer, the replay time of each standby, the duration of
     each patch and the outcome (V(done), V(nothing to do), V(aborted in <phase>),
     V(refused by pre-flight)), and writes the same report as JSON (schema in C(docs/report.md)).
-  - Nothing is printed or written at the end of a playbook in which no fastdowntime task ran and
-    no report path is configured by the play.
+  - Nothing is printed or written at the end of a playbook in which no fastdowntime task started
+    (a C(fastdowntime.postgresql.*) module or a result with C(phases)), so the last deploy's report
+    is not replaced by that of an unrelated playbook.
   - Results of tasks with C(no_log) are censored by Ansible before any callback sees them, so their
     phases cannot appear in the timeline.
 requirements:
@@ -166,12 +167,12 @@ class CallbackModule(CallbackBase):
             # did not stop the deploy.
             entries = [e for e in entries if e['phases'] or e['outage'] or not e['failed']
                        or (e['action'] or '').startswith(ACTION_PREFIX)]
-        # A play that sets fastdowntime_report_path is a deploy: it gets its
-        # report even when it failed before any fastdowntime task ran.
-        play_path = self._play_report_path()
-        if not self._fastdowntime_ran and not play_path:
+        # Only a playbook that ran a fastdowntime task reports: fastdowntime_report_path
+        # is often set for every play (group_vars/all), and the last deploy's report
+        # must not be replaced by that of an unrelated playbook.
+        if not self._fastdowntime_ran:
             return
-        path = self.get_option('report_path') or play_path
+        path = self.get_option('report_path') or self._play_report_path()
         report = build_report(entries, play_failed=play_failed,
                               check_mode=bool(context.CLIARGS.get('check', False)))
         self._display.banner('FASTDOWNTIME TIMELINE')

@@ -253,16 +253,32 @@ def test_no_path_prints_only_the_table(display):
     assert not any('report written' in line for line in display.lines)
 
 
-def test_deploy_play_that_failed_before_any_fastdowntime_task_still_reports(display, tmp_path):
+def test_a_deploy_failing_in_another_module_after_a_fastdowntime_task_reports_it(display, tmp_path):
     path = tmp_path / 'r.json'
     callback = make_callback(display, play_vars={'fastdowntime_report_path': str(path)})
-    task = FakeTask('Check the patch dir', 'ansible.builtin.stat')
+    run_outage(callback, {'changed': True, 'phases': [phase('drain', 'pgbouncer1', 0, 0.1),
+                                                      phase('resume', 'pgbouncer1', 0.2, 0.1)]})
+    task = FakeTask('Restart the app', 'ansible.builtin.systemd_service')
+    callback.v2_runner_on_start(FakeHost('app1'), task)
+    callback.v2_runner_on_failed(FakeResult(task, FakeHost('app1'), {'failed': True, 'msg': 'unit not found'}))
+    callback.v2_playbook_on_stats(FakeStats(failures={'app1': 1}))
+    report = json.loads(path.read_text())
+    assert report['outcome'] == 'aborted in Restart the app'
+    assert report['failed_phase']['host'] == 'app1'
+    assert report['error'] == 'unit not found'
+
+
+def test_a_report_variable_alone_does_not_replace_the_last_report(display, tmp_path):
+    """group_vars/all often sets fastdowntime_report_path for every playbook."""
+    path = tmp_path / 'r.json'
+    path.write_text('{"outcome": "done"}')
+    callback = make_callback(display, play_vars={'fastdowntime_report_path': str(path)})
+    task = FakeTask('Set up the lab', 'ansible.builtin.stat')
     callback.v2_runner_on_start(LOCALHOST, task)
     callback.v2_runner_on_failed(FakeResult(task, LOCALHOST, {'failed': True, 'msg': 'no such dir'}))
     callback.v2_playbook_on_stats(FakeStats(failures={'localhost': 1}))
-    report = json.loads(path.read_text())
-    assert report['outcome'] == 'aborted in Check the patch dir'
-    assert report['error'] == 'no such dir'
+    assert json.loads(path.read_text()) == {'outcome': 'done'}
+    assert display.lines == []
 
 
 def test_global_report_path_is_not_overwritten_by_playbooks_that_deploy_nothing(display, tmp_path):
