@@ -36,11 +36,13 @@ _PATCHES_KEY = 'patches'
 
 # -- entries: one per task result (per loop item) -----------------------------
 
-def entry_from_result(result, task=None, host=None, action=None, failed=False):
+def entry_from_result(result, task=None, host=None, action=None, failed=None):
     """The parts of one module result the report needs, as a list of entries.
 
-    A looped task's result carries its items under ``results``; each item that
-    looks like a fastdowntime result becomes its own entry.
+    ``failed``: None reads the result's own ``failed``; False overrides it (an
+    ignored error); True marks the task failed (a loop's items keep their own
+    flag). A looped task's result carries its items under ``results``; each
+    item becomes its own entry.
     """
     if not isinstance(result, dict):
         return []
@@ -49,8 +51,8 @@ def entry_from_result(result, task=None, host=None, action=None, failed=False):
         entries = []
         for item in items:
             if isinstance(item, dict):
-                entries.extend(entry_from_result(item, task=task, host=host, action=action,
-                                                 failed=bool(item.get('failed'))))
+                item_failed = False if failed is False else bool(item.get('failed'))
+                entries.extend(entry_from_result(item, task=task, host=host, action=action, failed=item_failed))
         return entries
     phases = result.get('phases')
     outage = result.get('outage') if isinstance(result.get('outage'), dict) else None
@@ -58,7 +60,7 @@ def entry_from_result(result, task=None, host=None, action=None, failed=False):
         'task': task,
         'host': host,
         'action': action,
-        'failed': bool(failed or result.get('failed')),
+        'failed': bool(result.get('failed')) if failed is None else bool(failed),
         'changed': bool(result.get('changed')),
         'phases': [p for p in phases if isinstance(p, dict)] if isinstance(phases, list) else [],
         'outage': outage,

@@ -89,6 +89,15 @@ def test_entry_walks_loop_items():
     assert [e['failed'] for e in entries] == [False, True]
 
 
+def test_entry_failed_flag_override():
+    result = {'failed': True, 'phases': []}
+    assert entry_from_result(result)[0]['failed'] is True
+    assert entry_from_result(result, failed=False)[0]['failed'] is False  # ignore_errors
+    loop = {'failed': True, 'results': [{'failed': True, 'phases': []}, {'phases': []}]}
+    assert [e['failed'] for e in entry_from_result(loop, failed=True)] == [True, False]
+    assert [e['failed'] for e in entry_from_result(loop, failed=False)] == [False, False]
+
+
 def test_entry_ignores_garbage():
     assert entry_from_result(None) == []
     [entry] = entry_from_result({'phases': 'nope', 'outage': 3, 'outcome': 7})

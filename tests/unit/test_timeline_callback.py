@@ -310,6 +310,16 @@ def test_ignored_errors_do_not_abort(display):
     assert 'fastdowntime timeline: done' in display.lines
 
 
+def test_ignored_failure_of_a_fastdowntime_task_is_not_a_failed_task(display):
+    callback = make_callback(display)
+    task = FakeTask('Optional info', 'fastdowntime.postgresql.pgbouncer')
+    callback.v2_runner_on_failed(FakeResult(task, LOCALHOST, {'failed': True, 'msg': 'refused', 'changed': False}),
+                                 ignore_errors=True)
+    run_outage(callback, {'changed': True, 'phases': [phase('drain', 'pgbouncer1', 0, 0.1)]})
+    callback.v2_playbook_on_stats(FakeStats())
+    assert 'fastdowntime timeline: done' in display.lines
+
+
 def test_unreachable_host_aborts(display):
     callback = make_callback(display)
     run_outage(callback, {'changed': True, 'phases': [phase('drain', 'pgbouncer1', 0, 0.1)]})
