@@ -1,0 +1,758 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fastdowntime.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pre-flight: could an outage start now, and finish within its budget?
+
+Like Launchpad's preflight.py, it refuses to start an outage it could not
+finish - but it never stops at the first problem: every check runs and every
+finding is collected, so the operator fixes everything in one go.
+
+A finding is a dict: ``check`` (its name), ``host`` (the endpoint label or
+None), ``status`` (``pass``, ``warn`` or ``fail``), ``summary`` (one line),
+``evidence`` (what was seen) and ``action`` (what to do; for warn and fail).
+Only ``fail`` refuses the deploy.
+
+The ``decide_*`` functions are pure (rows in, findings out) and unit-tested
+without a database; ``Preflight`` gathers the rows, read-only, except for one
+non-transactional WAL message on the primary (pg_logical_emit_message) that
+gives the replication lag something to measure on an idle primary.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import socket
+import time
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import DEFAULT_RESERVE_SECONDS
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import standby_entries_by_pgbouncer
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
+    PatchSetError, format_revision, load_patch_set, plan as make_plan)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
+    Console, ConsoleError)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
+    ConnectError, connect, endpoint_label, one_line, query)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
+    SchemaError, applied_revisions, _match_replication_row)
+
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - postgres.connect() reports it
+    psycopg2 = None
+
+PASS, WARN, FAIL = 'pass', 'warn', 'fail'
+OUTCOME_PASSED = 'passed'
+OUTCOME_REFUSED = 'refused by pre-flight'  # the timeline report's word (report.py)
+
+# Checks, in the order the summary lists them.
+CHECKS = ('connection', 'privileges', 'patches', 'standbys', 'replication_lag', 'transactions',
+          'direct_connections', 'pgbouncer', 'budget')
+
+DEFAULT_MAX_LAG_SECONDS = 60.0
+# One WAL segment: a standby further behind replays the outage's commit late.
+DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_TRANSACTION_SECONDS = 60.0
+# What one cold statement is assumed to cost on the server besides its round
+# trip: catalog-only DDL takes about a millisecond; a rewrite is not predictable.
+DEFAULT_STATEMENT_SECONDS = 0.01
+# The drain polls SHOW DATABASES/SERVERS at this interval (pgbouncer_console.drain).
+DRAIN_POLL_SECONDS = 0.05
+# The documented privileges of a deploy user that is not a superuser.
+PRIMARY_ROLES = ('pg_monitor', 'pg_signal_backend')
+STANDBY_ROLES = ('pg_monitor',)
+RTT_SAMPLES = 3
+
+
+def finding(check, status, summary, host=None, evidence=None, action=None):
+    return {'check': check, 'host': host, 'status': status, 'summary': one_line(summary),
+            'evidence': evidence if evidence is not None else {}, 'action': action}
+
+
+# -- pure decisions ----------------------------------------------------------
+
+def decide_connection(label, error, what='PostgreSQL'):
+    if error is None:
+        return finding('connection', PASS, '%s: connected' % label, host=label)
+    return finding('connection', FAIL, one_line(error), host=label, evidence={'error': one_line(error)},
+                   action='make %s on %s answer with the inventory\'s credentials (fastdowntime_%s_* '
+                          'variables), then run the pre-flight again'
+                          % (what, label, 'pgbouncer' if what == 'pgbouncer' else 'pg'))
+
+
+def decide_privileges(label, row, is_primary, db_name):
+    """``row``: superuser, in_recovery, create_on_database and one boolean per
+    role of PRIMARY_ROLES/STANDBY_ROLES (pg_has_role ... USAGE)."""
+    user = row.get('usename')
+    evidence = dict(row)
+    if row.get('superuser'):
+        return finding('privileges', PASS, '%s: %s is a superuser' % (label, user), host=label, evidence=evidence)
+    needed = PRIMARY_ROLES if is_primary else STANDBY_ROLES
+    missing = ['member of %s' % role for role in needed if not row.get(role)]
+    if is_primary and not row.get('create_on_database'):
+        missing.append('CREATE on database %s' % db_name)
+    if not missing:
+        return finding('privileges', PASS, '%s: %s has the documented privileges (%s)'
+                       % (label, user, ', '.join(needed)), host=label, evidence=evidence)
+    grants = ['GRANT %s TO %s' % (', '.join(r for r in needed if not row.get(r)), user)] \
+        if any(not row.get(r) for r in needed) else []
+    if is_primary and not row.get('create_on_database'):
+        grants.append('GRANT CREATE ON DATABASE %s TO %s' % (db_name, user))
+    return finding('privileges', FAIL, '%s: deploy user %s is not a superuser and lacks: %s'
+                   % (label, user, ', '.join(missing)), host=label, evidence=evidence,
+                   action='%s (or make it a superuser); it must also own the objects the patches change'
+                          % '; '.join(grants))
+
+
+def decide_patches(label, the_plan=None, error=None):
+    """The patch plan as a finding: pending patches in order (hot/cold), drift
+    and revisions the database has with no file fail; a broken patch set fails."""
+    if error is not None:
+        return finding('patches', FAIL, one_line(error), host=label, evidence={'error': one_line(error)},
+                       action='fix the patch set (or fastdowntime_patch_dir) as the message says')
+    pending = sorted(the_plan.pending_hot + the_plan.pending_cold, key=lambda p: p.revision)
+    evidence = {
+        'pending': [{'name': p.name, 'kind': p.kind, 'statements': len(p.statements)} for p in pending],
+        'applied': list(the_plan.applied),
+        'drift': list(the_plan.drift),
+        'missing_files': [format_revision(r) for r in the_plan.missing_files],
+        'unverified': list(the_plan.unverified),
+        'ignored': list(the_plan.ignored),
+    }
+    problems, actions = [], []
+    if the_plan.drift:
+        problems.append('changed since applied: %s' % ', '.join(
+            '%s (database sha256 %s..., file %s...)' % (d['name'], d['applied_sha256'][:12], d['file_sha256'][:12])
+            for d in the_plan.drift))
+        actions.append('restore the applied version of each changed patch and put the change in a new patch')
+    if the_plan.missing_files:
+        problems.append('the database has revisions with no file (it is ahead of the patch set): %s'
+                        % ', '.join(evidence['missing_files']))
+        actions.append('deploy from the tree whose patch directory holds those revisions')
+    pending_text = ', '.join('%s (%s)' % (p.name, p.kind) for p in pending) or 'nothing pending'
+    if problems:
+        return finding('patches', FAIL, '%s: %s; pending: %s' % (label, '; '.join(problems), pending_text),
+                       host=label, evidence=evidence, action='; '.join(actions))
+    if not pending:
+        return finding('patches', PASS, '%s: every patch is applied: no outage needed' % label,
+                       host=label, evidence=evidence)
+    return finding('patches', PASS, '%s: pending: %s' % (label, pending_text), host=label, evidence=evidence)
+
+
+def decide_standbys(primary, standbys, replication_rows):
+    """Every inventory standby is in recovery and streaming from this primary,
+    and the primary's pg_stat_replication streams to exactly that many.
+
+    ``primary``: {'label', 'in_recovery', 'system_identifier'} (None when the
+    primary was not reached). ``standbys``: one dict per inventory standby:
+    'endpoint', 'label', 'reachable', and when reachable 'in_recovery',
+    'system_identifier', 'receiver_status'. ``replication_rows``: the
+    primary's pg_stat_replication (application_name, client_addr, state).
+    """
+    problems, actions = [], []
+    streaming = [row for row in replication_rows if row.get('state') == 'streaming']
+    evidence = {'expected': len(standbys), 'streaming': len(streaming),
+                'pg_stat_replication': [{k: row.get(k) for k in ('application_name', 'client_addr', 'state')}
+                                        for row in replication_rows],
+                'standbys': [{k: s.get(k) for k in ('label', 'reachable', 'in_recovery', 'receiver_status')}
+                             for s in standbys]}
+    if primary is None:
+        return finding('standbys', WARN, 'not checked: the primary was not reached', evidence=evidence,
+                       action='fix the connection to the primary first')
+    if primary.get('in_recovery'):
+        problems.append('%s is in recovery: it is not a primary' % primary['label'])
+        actions.append('point fastdowntime_primary at the current primary')
+    for standby in standbys:
+        label = standby['label']
+        if not standby.get('reachable'):
+            problems.append('%s: not reached, its recovery state is unknown' % label)
+            actions.append('start %s (or remove it from fastdowntime_standbys)' % label)
+            continue
+        if not standby.get('in_recovery'):
+            problems.append('%s is not in recovery (promoted?)' % label)
+            actions.append('remove %s from fastdowntime_standbys or rebuild it as a standby' % label)
+            continue
+        if primary.get('system_identifier') and standby.get('system_identifier') \
+                and standby['system_identifier'] != primary['system_identifier']:
+            problems.append('%s replicates another cluster (system identifier %s, primary %s)'
+                            % (label, standby['system_identifier'], primary['system_identifier']))
+            actions.append('check fastdowntime_standbys')
+            continue
+        if standby.get('receiver_status') != 'streaming':
+            problems.append('%s: WAL receiver is %s, not streaming' % (label, standby.get('receiver_status') or 'not running'))
+            actions.append('check primary_conninfo and the log of %s' % label)
+        if _match_replication_row(streaming, standby['endpoint']) is None:
+            problems.append('%s: no streaming row in the primary\'s pg_stat_replication' % label)
+            actions.append('set application_name=%s in the primary_conninfo of %s so it can be matched, '
+                           'or make it stream' % (standby['endpoint'].get('name') or label, label))
+    if len(streaming) != len(standbys):
+        problems.append('the primary streams to %d standby(s), the inventory lists %d'
+                        % (len(streaming), len(standbys)))
+        if len(streaming) > len(standbys):
+            actions.append('add every streaming standby to fastdowntime_standbys: a standby the deploy does not '
+                           'watch could serve clients the old schema')
+    if problems:
+        return finding('standbys', FAIL, '; '.join(problems), host=primary['label'], evidence=evidence,
+                       action='; '.join(dict.fromkeys(actions)) or 'make every standby stream')
+    return finding('standbys', PASS, '%d standby(s) in recovery and streaming, as the inventory lists'
+                   % len(standbys), host=primary['label'], evidence=evidence)
+
+
+def decide_lag(measurements, max_lag_seconds, max_lag_bytes):
+    """``measurements``: per standby reached, 'label', 'bytes_behind' (when
+    the probe was written), 'catch_up_seconds' (None: not caught up within
+    max_lag_seconds) and 'error'. One finding per standby."""
+    found = []
+    for m in measurements:
+        label = m['label']
+        evidence = dict(m, max_lag_seconds=max_lag_seconds, max_lag_bytes=max_lag_bytes)
+        if m.get('error'):
+            found.append(finding('replication_lag', FAIL, '%s: lag not measured: %s' % (label, m['error']),
+                                 host=label, evidence=evidence, action='make %s answer and stream' % label))
+            continue
+        problems = []
+        if m.get('catch_up_seconds') is None:
+            problems.append('did not replay a new WAL record within %gs' % max_lag_seconds)
+        if (m.get('bytes_behind') or 0) > max_lag_bytes:
+            problems.append('%d bytes behind (limit %d)' % (m['bytes_behind'], max_lag_bytes))
+        if problems:
+            found.append(finding('replication_lag', FAIL, '%s: %s' % (label, '; '.join(problems)), host=label,
+                                 evidence=evidence,
+                                 action='wait until %s catches up (long queries on it, I/O, network) and run '
+                                        'the pre-flight again' % label))
+        else:
+            found.append(finding('replication_lag', PASS, '%s: replayed a new WAL record in %.3fs, %d bytes behind'
+                                 % (label, m['catch_up_seconds'], m.get('bytes_behind') or 0),
+                                 host=label, evidence=evidence))
+    return found
+
+
+def _session_text(row):
+    return 'pid %s (user %s, from %s, %s, application %r, transaction open %.0fs, query: %s)' % (
+        row.get('pid'), row.get('usename'), row.get('client_addr') or 'local socket', row.get('state'),
+        row.get('application_name') or '', row.get('xact_seconds') or 0, one_line(row.get('query') or '')[:80])
+
+
+def decide_transactions(label, activity_rows, prepared_rows, max_seconds):
+    """Transactions older than ``max_seconds`` and prepared transactions older
+    than it fail (the cold patches would wait for their locks, a standby's
+    replay for its queries); younger idle-in-transaction sessions and prepared
+    transactions are warnings."""
+    long_rows = [r for r in activity_rows if (r.get('xact_seconds') or 0) > max_seconds]
+    idle = [r for r in activity_rows if (r.get('state') or '').startswith('idle in transaction') and r not in long_rows]
+    old_prepared = [r for r in prepared_rows if (r.get('age_seconds') or 0) > max_seconds]
+    young_prepared = [r for r in prepared_rows if r not in old_prepared]
+    evidence = {'long_transactions': long_rows, 'idle_in_transaction': idle, 'prepared': list(prepared_rows),
+                'max_transaction_seconds': max_seconds}
+    if long_rows or old_prepared:
+        parts = []
+        if long_rows:
+            parts.append('%d transaction(s) open longer than %gs: %s' % (
+                len(long_rows), max_seconds, '; '.join(_session_text(r) for r in long_rows)))
+        if old_prepared:
+            parts.append('%d prepared transaction(s) older than %gs: %s' % (
+                len(old_prepared), max_seconds, ', '.join('%r (owner %s, %.0fs)' % (
+                    r.get('gid'), r.get('owner'), r.get('age_seconds') or 0) for r in old_prepared)))
+        actions = []
+        if long_rows:
+            actions.append('let them finish or end them (SELECT pg_terminate_backend(%s) on %s)'
+                           % (', '.join(str(r['pid']) for r in long_rows), label))
+        if old_prepared:
+            actions.append("COMMIT PREPARED or ROLLBACK PREPARED %s" % ', '.join("'%s'" % r.get('gid')
+                                                                               for r in old_prepared))
+        return finding('transactions', FAIL, '%s: %s' % (label, '; '.join(parts)), host=label, evidence=evidence,
+                       action='; '.join(actions))
+    if idle or young_prepared:
+        parts = []
+        if idle:
+            parts.append('%d idle-in-transaction session(s): %s' % (len(idle), '; '.join(_session_text(r) for r in idle)))
+        if young_prepared:
+            parts.append('%d prepared transaction(s): %s' % (len(young_prepared), ', '.join(
+                repr(r.get('gid')) for r in young_prepared)))
+        return finding('transactions', WARN, '%s: %s' % (label, '; '.join(parts)), host=label, evidence=evidence,
+                       action='they hold locks the cold patches may need: make sure they end before the outage')
+    return finding('transactions', PASS, '%s: no transaction older than %gs, none idle in transaction, none prepared'
+                   % (label, max_seconds), host=label, evidence=evidence)
+
+
+def classify_connections(rows, pgbouncer_addresses, system_users, fragile_users, killable_users):
+    """Sort the primary's client sessions into pgbouncer's own (from a
+    pgbouncer host's address), system, fragile, killable and unknown."""
+    groups = {'pgbouncer': [], 'system': [], 'fragile': [], 'killable': [], 'unknown': []}
+    for row in rows:
+        if row.get('client_addr') and row['client_addr'] in pgbouncer_addresses:
+            groups['pgbouncer'].append(row)
+        elif row.get('usename') in system_users:
+            groups['system'].append(row)
+        elif row.get('usename') in fragile_users:
+            groups['fragile'].append(row)
+        elif row.get('usename') in killable_users:
+            groups['killable'].append(row)
+        else:
+            groups['unknown'].append(row)
+    return groups
+
+
+def _who(rows):
+    return ', '.join('%s@%s (pid %s)' % (r.get('usename'), r.get('client_addr') or 'local socket', r.get('pid'))
+                     for r in rows)
+
+
+def decide_direct_connections(label, rows, pgbouncer_addresses, system_users, fragile_users, killable_users):
+    groups = classify_connections(rows, pgbouncer_addresses, system_users, fragile_users, killable_users)
+    evidence = dict((key, [{k: r.get(k) for k in ('pid', 'usename', 'client_addr', 'application_name', 'state')}
+                           for r in value]) for key, value in groups.items())
+    evidence.update(system_users=sorted(system_users), fragile_users=sorted(fragile_users),
+                    killable_users=sorted(killable_users), pgbouncer_addresses=sorted(pgbouncer_addresses))
+    problems, actions = [], []
+    if groups['fragile']:
+        problems.append('fragile users connected directly: %s' % _who(groups['fragile']))
+        actions.append('stop them first (they must not be cut off by the outage)')
+    if groups['unknown']:
+        problems.append('unknown direct connections (not through pgbouncer): %s' % _who(groups['unknown']))
+        actions.append('stop them, or list their users in fastdowntime_killable_users (terminated as the outage '
+                       'starts) or fastdowntime_system_users (ignored)')
+    if problems:
+        return finding('direct_connections', FAIL, '%s: %s' % (label, '; '.join(problems)), host=label,
+                       evidence=evidence, action='; '.join(actions))
+    if groups['killable']:
+        return finding('direct_connections', WARN, '%s: will be terminated when the outage starts: %s'
+                       % (label, _who(groups['killable'])), host=label, evidence=evidence,
+                       action='nothing, unless they must not be cut off: then stop them yourself first')
+    return finding('direct_connections', PASS, '%s: no direct connection other than system users (%d) and '
+                   'pgbouncer\'s own (%d)' % (label, len(groups['system']), len(groups['pgbouncer'])),
+                   host=label, evidence=evidence)
+
+
+def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standby_entries=None, error=None):
+    """One pgbouncer: the console answered as an admin and resolved the deploy's
+    entries (else ``error``); none of them is paused; the entries named for the
+    standbys exist. Disabled entries are a warning (the outage enables them)."""
+    if error is not None:
+        return finding('pgbouncer', FAIL, one_line(error), host=label, evidence={'error': one_line(error)},
+                       action='make the admin console of %s answer with an admin_users user and the deploy\'s '
+                              'entries (fastdowntime_pgbouncer_*, fastdowntime_db_name)' % label)
+    flags = flags or {}
+    paused = [entry for entry in entries if flags.get(entry, {}).get('paused')]
+    disabled = [entry for entry in entries if flags.get(entry, {}).get('disabled')]
+    evidence = {'entries': list(entries), 'flags': flags, 'state': state,
+                'missing_standby_entries': list(missing_standby_entries or [])}
+    problems, actions = [], []
+    if state and state.get('paused'):
+        problems.append('the whole pgbouncer is paused (SHOW STATE)')
+    if paused:
+        problems.append('already paused: %s' % ', '.join(paused))
+    if paused or (state and state.get('paused')):
+        actions.append('another deploy is running, or one did not resume: once sure, RESUME them on %s' % label)
+    if missing_standby_entries:
+        problems.append('no such entry for fastdowntime_standby_pgbouncer_databases: %s'
+                        % ', '.join(missing_standby_entries))
+        actions.append('fix fastdowntime_standby_pgbouncer_databases or the pgbouncer [databases] section')
+    if problems:
+        return finding('pgbouncer', FAIL, '%s: %s' % (label, '; '.join(problems)), host=label, evidence=evidence,
+                       action='; '.join(actions))
+    if disabled:
+        return finding('pgbouncer', WARN, '%s: disabled (left fenced by an earlier deploy?): %s'
+                       % (label, ', '.join(disabled)), host=label, evidence=evidence,
+                       action='the outage ENABLEs them at resume: check their standby has caught up')
+    return finding('pgbouncer', PASS, '%s: admin console answers; entries %s, none paused'
+                   % (label, ', '.join(entries)), host=label, evidence=evidence)
+
+
+def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, replay_seconds, entries_per_pgbouncer,
+                    statement_seconds=DEFAULT_STATEMENT_SECONDS):
+    """The outage's expected length in seconds, per phase - a deliberately
+    simple model built from measured round trips (RTT, the slowest host of
+    each kind):
+
+    - drain: PAUSE, SHOW DATABASES, SHOW SERVERS (3 RTT of the slowest
+      pgbouncer) plus one drain poll interval;
+    - cold patches: one RTT per statement, per patch (its revision row) and 4
+      more (lock, settings, COMMIT, commit LSN), plus ``statement_seconds``
+      of server time per statement;
+    - standby replay: the slowest catch-up measured by the lag probe plus
+      2 RTT of the slowest standby;
+    - resume: SHOW POOLS, SHOW DATABASES twice and one RESUME per entry (RTT
+      of the slowest pgbouncer).
+    """
+    statements = sum(len(p.statements) for p in cold_patches)
+    pgbouncer_rtt = max(pgbouncer_rtts or [0.0])
+    drain = 3 * pgbouncer_rtt + DRAIN_POLL_SECONDS if pgbouncer_rtts else 0.0
+    cold = (statements + len(cold_patches) + 4) * primary_rtt + statements * statement_seconds
+    replay = (replay_seconds + 2 * max(standby_rtts)) if standby_rtts else 0.0
+    resume = (3 + max(entries_per_pgbouncer or [0])) * pgbouncer_rtt if pgbouncer_rtts else 0.0
+    phases = {'drain': drain, 'cold_patches': cold, 'standby_replay': replay, 'resume': resume}
+    ms = dict((name + '_ms', round(value * 1000, 1)) for name, value in phases.items())
+    ms['total_ms'] = round(sum(phases.values()) * 1000, 1)
+    ms['statements'] = statements
+    ms['patches'] = [p.name for p in cold_patches]
+    ms['statement_seconds'] = statement_seconds
+    return ms
+
+
+def decide_budget(estimate, budget_seconds, reserve_seconds=DEFAULT_RESERVE_SECONDS, incomplete=None):
+    """The estimate against the budget less the reserve the outage keeps for
+    ROLLBACK and RESUME (budget.BudgetClock: at most a fifth of the budget)."""
+    usable = budget_seconds - min(reserve_seconds, budget_seconds / 5.0)
+    evidence = dict(estimate or {}, budget_seconds=budget_seconds, usable_seconds=round(usable, 3))
+    if estimate is None:
+        return finding('budget', PASS, 'no cold patch pending: no outage needed', evidence=evidence)
+    total = estimate['total_ms'] / 1000.0
+    parts = 'drain %(drain_ms)s ms + cold patches %(cold_patches_ms)s ms + replay %(standby_replay_ms)s ms ' \
+            '+ resume %(resume_ms)s ms' % estimate
+    if total > usable:
+        return finding('budget', FAIL, 'estimated outage %.3fs (%s) exceeds the usable budget %.3fs of %gs'
+                       % (total, parts, usable, budget_seconds), evidence=evidence,
+                       action='raise fastdowntime_budget_seconds, split the cold patches over several deploys, '
+                              'or deploy when the standbys keep up')
+    if incomplete:
+        return finding('budget', WARN, 'estimated outage %.3fs (%s) within %gs, but not measured on: %s'
+                       % (total, parts, budget_seconds, ', '.join(incomplete)), evidence=evidence,
+                       action='fix the connections above, then the estimate is complete')
+    return finding('budget', PASS, 'estimated outage %.3fs (%s) within the usable budget %.3fs of %gs'
+                   % (total, parts, usable, budget_seconds), evidence=evidence)
+
+
+def verdict(findings):
+    """(passed, counts): passed unless any finding failed."""
+    counts = {PASS: 0, WARN: 0, FAIL: 0}
+    for item in findings:
+        counts[item['status']] += 1
+    return counts[FAIL] == 0, counts
+
+
+def summary_lines(findings):
+    """The readable summary: the verdict, then failures, warnings and passes,
+    each failure or warning followed by what to do."""
+    passed, counts = verdict(findings)
+    order = dict((name, index) for index, name in enumerate(CHECKS))
+    lines = ['pre-flight %s: %d failed, %d warnings, %d passed' % (
+        'PASSED' if passed else 'REFUSED the deploy', counts[FAIL], counts[WARN], counts[PASS])]
+    for status in (FAIL, WARN, PASS):
+        for item in sorted((f for f in findings if f['status'] == status), key=lambda f: order.get(f['check'], 99)):
+            lines.append('%s %s: %s' % (status.upper(), item['check'], item['summary']))
+            if item.get('action') and status != PASS:
+                lines.append('    -> %s' % item['action'])
+    return lines
+
+
+def resolve_addresses(hosts, resolver=socket.getaddrinfo):
+    """Every address the pgbouncer hosts resolve to (a name that does not
+    resolve stands for itself)."""
+    addresses = set()
+    for host in hosts:
+        try:
+            addresses |= {info[4][0] for info in resolver(host, None)}
+        except (socket.gaierror, UnicodeError):
+            addresses.add(host)
+    return addresses
+
+
+# -- gathering -----------------------------------------------------------------
+
+PRIVILEGES_SQL = """
+SELECT current_user AS usename, r.rolsuper AS superuser, pg_is_in_recovery() AS in_recovery,
+       has_database_privilege(current_database(), 'CREATE') AS create_on_database,
+       pg_has_role(current_user, 'pg_monitor', 'USAGE') AS pg_monitor,
+       pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS pg_signal_backend
+  FROM pg_roles r WHERE r.rolname = current_user
+"""
+SYSTEM_ID_SQL = 'SELECT system_identifier::text AS system_identifier FROM pg_control_system()'
+RECEIVER_SQL = 'SELECT status FROM pg_stat_wal_receiver'
+REPLICATION_SQL = """
+SELECT application_name, host(client_addr) AS client_addr, state, replay_lsn::text AS replay_lsn,
+       EXTRACT(EPOCH FROM replay_lag)::float8 AS replay_lag_seconds
+  FROM pg_stat_replication
+"""
+ACTIVITY_SQL = """
+SELECT pid, usename, datname, host(client_addr) AS client_addr, application_name, state,
+       EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8 AS xact_seconds,
+       left(query, 200) AS query
+  FROM pg_stat_activity
+ WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+"""
+PREPARED_SQL = """
+SELECT gid, owner, database, EXTRACT(EPOCH FROM now() - prepared)::float8 AS age_seconds FROM pg_prepared_xacts
+"""
+REPLICATION_USERS_SQL = 'SELECT rolname FROM pg_roles WHERE rolreplication AND NOT rolsuper'
+# Non-transactional: written at once, no transaction id spent, no data touched.
+PROBE_SQL = "SELECT pg_logical_emit_message(false, 'fastdowntime', 'preflight')::text AS lsn"
+REPLAY_SQL = ('SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn AS caught_up, '
+              'pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::float8 AS bytes_behind')
+
+
+def _round_trip(run):
+    """The slowest of a few trivial round trips, in seconds."""
+    samples = []
+    for _ in range(RTT_SAMPLES):
+        began = time.monotonic()
+        run()
+        samples.append(time.monotonic() - began)
+    return max(samples)
+
+
+class Preflight:
+    """Gather, decide, report. ``run()`` never raises for a cluster problem:
+    every problem is a finding."""
+
+    def __init__(self, primary, standbys, pgbouncers, db_name, patch_dir, budget_seconds,
+                 revision_table=None, pgbouncer_databases=None, reserve_seconds=DEFAULT_RESERVE_SECONDS,
+                 max_lag_seconds=DEFAULT_MAX_LAG_SECONDS, max_lag_bytes=DEFAULT_MAX_LAG_BYTES,
+                 max_transaction_seconds=DEFAULT_MAX_TRANSACTION_SECONDS, system_users=None,
+                 fragile_users=None, killable_users=None, statement_seconds=DEFAULT_STATEMENT_SECONDS):
+        self.primary = dict(primary, dbname=db_name)
+        self.standbys = [dict(s, dbname=db_name) for s in standbys]
+        self.pgbouncers = list(pgbouncers)
+        self.db_name = db_name
+        self.patch_dir = patch_dir
+        self.budget_seconds = float(budget_seconds)
+        self.revision_table = revision_table
+        self.pgbouncer_databases = list(pgbouncer_databases or [])
+        self.reserve_seconds = reserve_seconds
+        self.max_lag_seconds = float(max_lag_seconds)
+        self.max_lag_bytes = int(max_lag_bytes)
+        self.max_transaction_seconds = float(max_transaction_seconds)
+        self.system_users = None if system_users is None else set(system_users)
+        self.fragile_users = set(fragile_users or [])
+        self.killable_users = set(killable_users or [])
+        self.statement_seconds = float(statement_seconds)
+        self.findings = []
+        self.conns = {}       # label -> connection (autocommit)
+        self.consoles = []
+        self.plan = None
+        self.estimate = None
+
+    # -- plumbing --------------------------------------------------------------
+    def _connect(self, endpoint, what='PostgreSQL'):
+        label = endpoint_label(endpoint)
+        try:
+            conn = connect(endpoint, autocommit=True, application_name='fastdowntime-preflight')
+        except ConnectError as exc:
+            self.findings.append(decide_connection(label, exc, what))
+            return None
+        self.findings.append(decide_connection(label, None, what))
+        self.conns[label] = conn
+        return conn
+
+    def _query(self, conn, sql, params=None, label='?', check='?'):
+        """Rows, or None after recording a failed finding for ``check``."""
+        try:
+            return query(conn, sql, params)
+        except psycopg2.Error as exc:
+            self.findings.append(finding(check, FAIL, '%s: %s' % (label, one_line(exc.pgerror or exc)), host=label,
+                                         action='give the deploy user the documented privileges (see the '
+                                                'privileges check) and run the pre-flight again'))
+            return None
+
+    def close(self):
+        for conn in self.conns.values():
+            try:
+                conn.close()
+            except Exception:  # closing is best effort
+                pass
+        self.conns = {}
+        for console in self.consoles:
+            console.close()
+
+    # -- the run -------------------------------------------------------------------
+    def run(self):
+        began = time.monotonic()
+        started_at = time.time()
+        try:
+            self._run_checks()
+        finally:
+            self.close()
+        passed, counts = verdict(self.findings)
+        lines = summary_lines(self.findings)
+        failing = [f for f in self.findings if f['status'] == FAIL]
+        phase = {
+            'phase': 'preflight', 'host': endpoint_label(self.primary), 'started_at': started_at,
+            'start_offset_ms': None, 'duration_ms': round((time.monotonic() - began) * 1000, 1),
+            'budget_left_ms': None, 'status': 'ok' if passed else 'failed',
+            'detail': {'counts': counts, 'estimate_ms': (self.estimate or {}).get('total_ms')},
+        }
+        if not passed:
+            phase['detail']['error'] = '; '.join('%s: %s' % (f['check'], f['summary']) for f in failing)
+        return {
+            'changed': False,
+            'passed': passed,
+            'outcome': OUTCOME_PASSED if passed else OUTCOME_REFUSED,
+            'counts': counts,
+            'checks': self.findings,
+            'failed_checks': sorted(set(f['check'] for f in failing), key=CHECKS.index),
+            'summary': '\n'.join(lines),
+            'summary_lines': lines,
+            'estimate': self.estimate,
+            'plan': self.plan.as_dict() if self.plan is not None else None,
+            'phases': [phase],
+        }
+
+    def _run_checks(self):
+        primary_label = endpoint_label(self.primary)
+        primary = self._connect(self.primary)
+        standbys = [(s, self._connect(s)) for s in self.standbys]
+
+        # privileges, and what the standbys check needs from each host
+        primary_info = self._host_info(primary, primary_label, is_primary=True) if primary else None
+        standby_infos = []
+        for endpoint, conn in standbys:
+            label = endpoint_label(endpoint)
+            info = self._host_info(conn, label, is_primary=False) if conn else None
+            standby_infos.append(dict(info or {}, endpoint=endpoint, label=label, reachable=info is not None))
+
+        self._check_patches(primary, primary_label)
+        replication_rows = (self._query(primary, REPLICATION_SQL, label=primary_label, check='standbys') or []) \
+            if primary else []
+        self.findings.append(decide_standbys(primary_info, standby_infos, replication_rows))
+
+        lag = self._measure_lag(primary, primary_label, standbys) if primary else []
+        self.findings.extend(decide_lag(lag, self.max_lag_seconds, self.max_lag_bytes))
+
+        activity = {}
+        for endpoint, conn in [(self.primary, primary)] + standbys:
+            if conn is None:
+                continue
+            label = endpoint_label(endpoint)
+            rows = self._query(conn, ACTIVITY_SQL, label=label, check='transactions')
+            prepared = self._query(conn, PREPARED_SQL, label=label, check='transactions') \
+                if conn is primary else []
+            if rows is None or prepared is None:
+                continue
+            activity[label] = rows
+            self.findings.append(decide_transactions(label, rows, prepared, self.max_transaction_seconds))
+
+        pgbouncer_rtts, entries_counts = self._check_pgbouncers()
+        if primary is not None and primary_label in activity:
+            self._check_direct_connections(primary, primary_label, activity[primary_label])
+
+        self._check_budget(primary, primary_label, standbys, lag, pgbouncer_rtts, entries_counts)
+
+    def _host_info(self, conn, label, is_primary):
+        rows = self._query(conn, PRIVILEGES_SQL, label=label, check='privileges')
+        if not rows:
+            return None
+        info = dict(rows[0], label=label)
+        self.findings.append(decide_privileges(label, info, is_primary, self.db_name))
+        try:
+            info['system_identifier'] = query(conn, SYSTEM_ID_SQL)[0]['system_identifier']
+        except psycopg2.Error:  # pg_control_system() needs pg_monitor; the privileges check says so
+            info['system_identifier'] = None
+        if not is_primary:
+            receiver = self._query(conn, RECEIVER_SQL, label=label, check='standbys') or [{}]
+            info['receiver_status'] = receiver[0].get('status')
+        return info
+
+    def _check_patches(self, primary, label):
+        try:
+            patch_set = load_patch_set(self.patch_dir)
+        except PatchSetError as exc:
+            self.findings.append(decide_patches(label, error=exc))
+            return
+        if primary is None:
+            self.findings.append(finding('patches', WARN, 'patch set read (%d patches), but the primary was not '
+                                         'reached: pending patches and drift not checked' % len(patch_set.patches),
+                                         host=label, action='fix the connection to the primary first'))
+            return
+        kwargs = {'mode': self.revision_table} if self.revision_table else {}
+        try:
+            applied = applied_revisions(primary, **kwargs)
+        except (SchemaError, psycopg2.Error) as exc:
+            self.findings.append(decide_patches(label, error='%s: cannot read the applied revisions: %s'
+                                                % (label, one_line(exc))))
+            return
+        self.plan = make_plan(patch_set, applied)
+        self.findings.append(decide_patches(label, self.plan))
+
+    def _measure_lag(self, primary, primary_label, standbys):
+        """Write a probe to the WAL, then poll every standby reached until it
+        has replayed it (or max_lag_seconds pass)."""
+        reachable = [(endpoint_label(e), c) for e, c in standbys if c is not None]
+        if not reachable:
+            return []
+        probe = self._query(primary, PROBE_SQL, label=primary_label, check='replication_lag')
+        if not probe:
+            return []
+        lsn = probe[0]['lsn']
+        began = time.monotonic()
+        deadline = began + self.max_lag_seconds
+        states = dict((label, {'label': label, 'probe_lsn': lsn, 'bytes_behind': None,
+                               'catch_up_seconds': None, 'error': None}) for label, _ in reachable)
+        pending = dict(reachable)
+        interval = 0.002
+        while pending:
+            for label, conn in list(pending.items()):
+                state = states[label]
+                try:
+                    row = query(conn, REPLAY_SQL, (lsn, lsn))[0]
+                except psycopg2.Error as exc:
+                    state['error'] = one_line(exc.pgerror or exc)
+                    del pending[label]
+                    continue
+                if row['caught_up'] is None:
+                    state['error'] = 'not in recovery'
+                    del pending[label]
+                    continue
+                if state['bytes_behind'] is None:
+                    state['bytes_behind'] = max(int(row['bytes_behind'] or 0), 0)
+                if row['caught_up']:
+                    state['catch_up_seconds'] = round(time.monotonic() - began, 4)
+                    del pending[label]
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(interval)
+            interval = min(interval * 2, 0.1)
+        return [states[label] for label, _ in reachable]
+
+    def _check_pgbouncers(self):
+        rtts, entries_counts = [], []
+        mapping = standby_entries_by_pgbouncer(self.standbys, [p.get('name') for p in self.pgbouncers])
+        for endpoint in self.pgbouncers:
+            label = endpoint_label(endpoint)
+            console = Console(endpoint, db_name=self.db_name, databases=self.pgbouncer_databases)
+            self.consoles.append(console)
+            try:
+                console.open()
+                databases = console.show('DATABASES')
+                known = set(row.get('name') for row in databases)
+                wanted = [entry for per in mapping.values() for entry in per.get(endpoint.get('name'), [])]
+                missing = [entry for entry in wanted if entry not in known]
+                flags = console.flags()
+                state = console.state()
+                rtts.append(_round_trip(lambda: console.show('VERSION')))
+                entries_counts.append(len(console.entries))
+            except ConsoleError as exc:
+                self.findings.append(decide_pgbouncer(label, error=exc))
+                continue
+            self.findings.append(decide_pgbouncer(label, console.entries, flags, state, missing))
+        return rtts, entries_counts
+
+    def _check_direct_connections(self, primary, label, activity_rows):
+        system_users = self.system_users
+        if system_users is None:
+            replication = self._query(primary, REPLICATION_USERS_SQL, label=label, check='direct_connections')
+            system_users = set([self.primary['user']] + [row['rolname'] for row in replication or []])
+        addresses = resolve_addresses([p['host'] for p in self.pgbouncers])
+        rows = [row for row in activity_rows if row.get('datname') == self.db_name]
+        self.findings.append(decide_direct_connections(label, rows, addresses, system_users, self.fragile_users,
+                                                       self.killable_users))
+
+    def _check_budget(self, primary, label, standbys, lag, pgbouncer_rtts, entries_counts):
+        if self.plan is None:
+            self.findings.append(finding('budget', WARN, 'no estimate: the plan is unknown (see the patches check)',
+                                         action='fix the patches check first'))
+            return
+        if not self.plan.pending_cold:
+            self.findings.append(decide_budget(None, self.budget_seconds, self.reserve_seconds))
+            return
+        primary_rtt = _round_trip(lambda: query(primary, 'SELECT 1'))
+        standby_rtts = [_round_trip(lambda c=conn: query(c, 'SELECT 1')) for _, conn in standbys if conn is not None]
+        # A standby that did not catch up within max_lag_seconds needs at least that long.
+        replay = max([self.max_lag_seconds if m.get('catch_up_seconds') is None else m['catch_up_seconds']
+                      for m in lag if not m.get('error')] or [0.0])
+        measured = set(m['label'] for m in lag if not m.get('error'))
+        incomplete = [endpoint_label(e) for e, _ in standbys if endpoint_label(e) not in measured]
+        if len(pgbouncer_rtts) < len(self.pgbouncers):
+            incomplete.append('%d pgbouncer(s)' % (len(self.pgbouncers) - len(pgbouncer_rtts)))
+        self.estimate = estimate_outage(self.plan.pending_cold, primary_rtt, standby_rtts, pgbouncer_rtts, replay,
+                                        entries_counts, self.statement_seconds)
+        self.findings.append(decide_budget(self.estimate, self.budget_seconds, self.reserve_seconds, incomplete))

@@ -1,0 +1,265 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fastdowntime.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: preflight
+short_description: Refuse to start an outage the cluster is not ready for, naming every reason
+description:
+  - Runs every pre-flight check of a fastdowntime deploy and collects ALL findings (it never stops at the
+    first), each C(pass), C(warn) or C(fail) with its evidence and, for a warning or failure, what to do.
+  - C(connection) - the primary, every standby and every pgbouncer console answer with the given credentials.
+    An unreachable host or a wrong password is a failed finding, not an error of the task.
+  - C(privileges) - on the primary and every standby the deploy user is a superuser, or has the documented set -
+    membership in C(pg_monitor) and C(pg_signal_backend) and C(CREATE) on the database on the primary,
+    C(pg_monitor) on standbys (it must also own the objects the patches change; that is not checked).
+  - C(patches) - the pending patches in order, each hot or cold; an applied patch whose file changed (drift),
+    revisions in the database with no file (the database is ahead of the patch set) and a broken patch set fail.
+  - C(standbys) - every standby is in recovery, replicates this primary and its WAL receiver is streaming, and the
+    primary's C(pg_stat_replication) streams to exactly as many standbys as given (matched by C(application_name)
+    equal to the standby's name, else by address).
+  - C(replication_lag) - a small non-transactional WAL message is written on the primary
+    (C(pg_logical_emit_message), no data changes) so an idle primary does not look lagged; each standby must replay
+    it within O(max_lag_seconds) and be at most O(max_lag_bytes) behind when it is written.
+  - C(transactions) - on the primary and every standby, a transaction open longer than O(max_transaction_seconds)
+    or a prepared transaction older than that fails; younger idle-in-transaction sessions and prepared
+    transactions are warnings.
+  - C(direct_connections) - sessions on the primary's O(db_name) that do not come from a pgbouncer host's
+    address - users in O(system_users) are ignored, O(fragile_users) fail (stop them first), O(killable_users)
+    are listed (the outage terminates them as it starts), anyone else fails.
+  - C(pgbouncer) - every admin console answers as an admin, has the deploy's entries (and those named by the
+    standbys' C(pgbouncer_databases)), and none of them is already paused. pgbouncer 1.18 shows no global PAUSE;
+    from 1.19 on SHOW STATE is read as well.
+  - C(budget) - an estimate of the outage against O(budget_seconds) less the reserve the outage keeps for
+    ROLLBACK and RESUME. The model is deliberately simple, from round trips measured now (the slowest host of each
+    kind) - drain 3 pgbouncer round trips plus one 50 ms poll; cold patches one primary round trip per statement, per
+    patch and 4 more, plus O(statement_seconds) per statement; standby replay the slowest catch-up the lag probe
+    measured plus 2 standby round trips; resume 3 pgbouncer round trips plus one per entry.
+  - The result has one structured list (RV(checks)) and one readable summary (RV(summary_lines)); the phase record
+    (RV(phases)) and RV(outcome) feed the M(fastdowntime.postgresql.timeline) callback's report.
+version_added: 0.1.0
+author: fastdowntime.postgresql contributors
+extends_documentation_fragment: fastdowntime.postgresql.connection
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads (and writes one WAL message that changes no data), so it runs the same in check mode.
+  diff_mode:
+    support: none
+options:
+  primary:
+    description: The primary (an endpoint).
+    type: dict
+    required: true
+  standbys:
+    description:
+      - Every standby (endpoints). Each may carry C(pgbouncer_databases) (C(entry) or C(pgbouncer:entry)); those
+        entries must exist on their pgbouncer.
+    type: list
+    elements: dict
+    default: []
+  pgbouncers:
+    description: Every pgbouncer admin console (endpoints; an admin user).
+    type: list
+    elements: dict
+    default: []
+  db_name:
+    description: The deploy's database; the pgbouncer entries checked are those whose target database is this one.
+    type: str
+    required: true
+  pgbouncer_databases:
+    description: Entry names to check explicitly instead of those found from O(db_name).
+    type: list
+    elements: str
+    default: []
+  patch_dir:
+    description: The patch directory (C(patch-MMMM-mm-p.sql) files) on the host that runs the module.
+    type: path
+    required: true
+  revision_table:
+    description: C(fastdowntime.schema_revision) (the collection's table) or C(launchpaddatabaserevision).
+    type: str
+    default: fastdowntime.schema_revision
+  budget_seconds:
+    description: The longest outage allowed.
+    type: float
+    default: 60
+  reserve_seconds:
+    description: Part of the budget the outage keeps for ROLLBACK and RESUME (at most a fifth of the budget).
+    type: float
+    default: 0.5
+  max_lag_seconds:
+    description: How long each standby may take to replay the probe written on the primary.
+    type: float
+    default: 60
+  max_lag_bytes:
+    description: How far (WAL bytes) a standby may be behind when the probe is written. Default one WAL segment.
+    type: int
+    default: 16777216
+  max_transaction_seconds:
+    description: Transactions (and prepared transactions) open longer than this fail the check.
+    type: float
+    default: 60
+  system_users:
+    description:
+      - Users whose direct connections to the primary are ignored. Not given - the deploy user and every role with
+        the REPLICATION attribute that is not a superuser.
+    type: list
+    elements: str
+  fragile_users:
+    description: Users whose direct connections fail the pre-flight - they must be stopped before the outage.
+    type: list
+    elements: str
+    default: []
+  killable_users:
+    description: Users whose direct connections are listed (a warning); the outage terminates them as it starts.
+    type: list
+    elements: str
+    default: []
+  statement_seconds:
+    description: Server time assumed per cold statement in the budget estimate.
+    type: float
+    default: 0.01
+  fail_on_refusal:
+    description:
+      - Fail the task when any check fails. The C(preflight) role sets it to C(false), prints the summary, then
+        fails the play itself so the summary is readable.
+    type: bool
+    default: true
+requirements:
+  - psycopg2 and pglast on the host that runs the module (the roles run it on the controller)
+seealso:
+  - module: fastdowntime.postgresql.outage
+  - module: fastdowntime.postgresql.schema_apply
+'''
+
+EXAMPLES = r'''
+- name: Could we deploy now?
+  fastdowntime.postgresql.preflight:
+    primary: "{{ (groups['fastdowntime_primary'] | fastdowntime.postgresql.endpoints(hostvars))[0] }}"
+    standbys: "{{ groups['fastdowntime_standbys'] | fastdowntime.postgresql.endpoints(hostvars) }}"
+    pgbouncers: "{{ groups['fastdowntime_pgbouncers'] | fastdowntime.postgresql.endpoints(hostvars, kind='pgbouncer') }}"
+    db_name: launchpad_prod
+    patch_dir: /srv/launchpad/database/schema
+    revision_table: launchpaddatabaserevision
+    budget_seconds: 30
+    fragile_users: [librarian]
+    killable_users: [cronscripts]
+  delegate_to: localhost
+  run_once: true
+'''
+
+RETURN = r'''
+passed:
+  description: True when no check failed (warnings do not refuse).
+  type: bool
+  returned: always
+outcome:
+  description: C(passed) or C(refused by pre-flight).
+  type: str
+  returned: always
+counts:
+  description: How many findings passed, warned and failed (keys C(pass), C(warn), C(fail)).
+  type: dict
+  returned: always
+checks:
+  description:
+    - Every finding - C(check) (C(connection), C(privileges), C(patches), C(standbys), C(replication_lag),
+      C(transactions), C(direct_connections), C(pgbouncer), C(budget)), C(host), C(status) (C(pass), C(warn),
+      C(fail)), C(summary) (one line), C(evidence) (what was seen) and C(action) (what to do).
+  type: list
+  elements: dict
+  returned: always
+failed_checks:
+  description: The names of the checks that failed, in check order.
+  type: list
+  elements: str
+  returned: always
+summary_lines:
+  description: The readable summary - the verdict, then each failure and warning followed by what to do, then the passes.
+  type: list
+  elements: str
+  returned: always
+summary:
+  description: RV(summary_lines) joined by newlines.
+  type: str
+  returned: always
+estimate:
+  description: The outage estimate (C(drain_ms), C(cold_patches_ms), C(standby_replay_ms), C(resume_ms), C(total_ms)).
+  type: dict
+  returned: when cold patches are pending and the primary was reached
+plan:
+  description: The patch plan (pending hot and cold patches, applied, drift, missing files, ignored files).
+  type: dict
+  returned: when the primary was reached and the patch set loaded
+phases:
+  description: One phase record C(preflight) (host, started_at, duration_ms, status C(ok) or C(failed), detail).
+  type: list
+  elements: dict
+  returned: always
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
+    HAS_PSYCOPG2, endpoint_argument_spec)
+
+try:
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import Preflight
+    PREFLIGHT_IMPORT_ERROR = None
+except ImportError as exc:  # pglast missing on the host that runs the module
+    PREFLIGHT_IMPORT_ERROR = exc
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            primary=endpoint_argument_spec(),
+            standbys=endpoint_argument_spec(list_of=True),
+            pgbouncers=endpoint_argument_spec(list_of=True),
+            db_name=dict(type='str', required=True),
+            pgbouncer_databases=dict(type='list', elements='str', default=[]),
+            patch_dir=dict(type='path', required=True),
+            revision_table=dict(type='str', default='fastdowntime.schema_revision'),
+            budget_seconds=dict(type='float', default=60),
+            reserve_seconds=dict(type='float', default=0.5),
+            max_lag_seconds=dict(type='float', default=60),
+            max_lag_bytes=dict(type='int', default=16777216),
+            max_transaction_seconds=dict(type='float', default=60),
+            system_users=dict(type='list', elements='str'),
+            fragile_users=dict(type='list', elements='str', default=[]),
+            killable_users=dict(type='list', elements='str', default=[], no_log=False),
+            statement_seconds=dict(type='float', default=0.01),
+            fail_on_refusal=dict(type='bool', default=True),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_PSYCOPG2 or PREFLIGHT_IMPORT_ERROR is not None:
+        module.fail_json(msg='the pre-flight needs psycopg2 and pglast on the host that runs it (%s)'
+                         % (PREFLIGHT_IMPORT_ERROR or 'psycopg2 missing'))
+    p = module.params
+    if p['budget_seconds'] <= 0:
+        module.fail_json(msg='budget_seconds must be positive, got %s' % p['budget_seconds'])
+    preflight = Preflight(
+        primary=p['primary'], standbys=p['standbys'], pgbouncers=p['pgbouncers'], db_name=p['db_name'],
+        patch_dir=p['patch_dir'], budget_seconds=p['budget_seconds'], revision_table=p['revision_table'],
+        pgbouncer_databases=p['pgbouncer_databases'], reserve_seconds=p['reserve_seconds'],
+        max_lag_seconds=p['max_lag_seconds'], max_lag_bytes=p['max_lag_bytes'],
+        max_transaction_seconds=p['max_transaction_seconds'], system_users=p['system_users'],
+        fragile_users=p['fragile_users'], killable_users=p['killable_users'],
+        statement_seconds=p['statement_seconds'])
+    result = preflight.run()
+    if not result['passed'] and p['fail_on_refusal']:
+        failing = [line for line in result['summary_lines'] if line.startswith('FAIL ')]
+        module.fail_json(msg='pre-flight refused the deploy: %s' % ' | '.join(failing), **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
