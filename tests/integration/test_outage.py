@@ -1,0 +1,239 @@
+"""The outage end to end on the lab, through ansible-playbook, under a real client load.
+
+Each test writes its own patch directory with revisions no other test uses, so
+the tests can run in any order and again on the same lab.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+import psycopg2
+import pytest
+
+PLAYBOOK = os.environ.get('FDT_TEST_PLAYBOOK', 'playbooks/fastdowntime.yml')
+
+
+def unique_major():
+    return random.randint(5000, 9999)
+
+
+def write_patches(tmp_path, major, bodies):
+    """patch-MAJOR-0N-0.sql for each body, in order; returns the directory."""
+    directory = tmp_path / ('patches-%d' % major)
+    directory.mkdir()
+    for minor, body in enumerate(bodies, start=1):
+        (directory / ('patch-%d-%02d-0.sql' % (major, minor))).write_text(body)
+    return str(directory)
+
+
+def run_playbook(lab, tmp_path, patch_dir, extra=None, tags='outage', background=False):
+    report = str(tmp_path / 'report.json')
+    env = dict(os.environ, FDT_REPORT_PATH=report, ANSIBLE_CONFIG=os.path.join(lab.repo, 'ansible.cfg'),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(lab.repo, '.collections'), ANSIBLE_FORCE_COLOR='0',
+               PATH=os.path.join(lab.repo, '.venv', 'bin') + os.pathsep + os.environ['PATH'])
+    extra_vars = dict({'fastdowntime_patch_dir': patch_dir}, **(extra or {}))
+    cmd = ['ansible-playbook', '-i', lab.inventory(), PLAYBOOK, '--tags', tags, '-e', json.dumps(extra_vars)]
+    if background:
+        return subprocess.Popen(cmd, cwd=lab.repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True), report
+    proc = subprocess.run(cmd, cwd=lab.repo, env=env, capture_output=True, text=True, timeout=300)
+    return proc, report
+
+
+def pg_one(lab, host, sql, params=None):
+    conn = psycopg2.connect(lab.primary_dsn() if host == 'primary' else lab.dsn(lab.pg(host)))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def table_exists(lab, host, name):
+    return pg_one(lab, host, 'SELECT to_regclass(%s) IS NOT NULL', (name,))
+
+
+def pgbouncer_flags(lab, host):
+    conn = psycopg2.connect(lab.dsn(lab.pgbouncer(host)))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SHOW DATABASES')
+            names = [c[0] for c in cur.description]
+            return {row[0]: (row[names.index('paused')], row[names.index('disabled')]) for row in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def assert_all_resumed(lab):
+    for host in ('pgbouncer1', 'pgbouncer2'):
+        flags = pgbouncer_flags(lab, host)
+        assert all(f == (0, 0) for f in flags.values()), (host, flags)
+
+
+def assert_nothing_lost(lab, load):
+    assert load.errors == [], load.errors[:5]
+    assert load.confirmed_ids, 'the load confirmed no commit at all'
+    assert load.missing_commits(lab.primary_dsn()) == []
+
+
+def test_three_patches_under_load_in_one_short_outage(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    names = ['fdt_t%d_%d' % (major, i) for i in range(3)]
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE TABLE %s (id int PRIMARY KEY);' % names[0],
+        'CREATE TABLE %s (id int);\nCOMMENT ON TABLE %s IS $$fastdowntime test$$;' % (names[1], names[1]),
+        'ALTER TABLE %s ADD COLUMN note text;\nCREATE TABLE %s (id int);' % (names[0], names[2]),
+    ])
+    with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
+        time.sleep(0.5)
+        proc, report_path = run_playbook(lab, tmp_path, patch_dir)
+        time.sleep(0.5)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert_nothing_lost(lab, load)
+    for host in ('primary', 'standby1', 'standby2'):
+        assert all(table_exists(lab, host, name) for name in names), host
+    assert_all_resumed(lab)
+    report = json.load(open(report_path))
+    assert report['outcome'] == 'done'
+    phases = {p['phase'] for p in report['phases']}
+    assert {'drain', 'cold_transaction', 'standby_replay', 'resume'} <= phases
+    assert 0 < report['outage']['outage_ms'] < report['budget_ms']
+    assert [p['file'] for p in report['patches']][-3:] == sorted(os.listdir(patch_dir))
+    # The dead-man switch was disarmed and left nothing behind.
+    for host in ('pgbouncer1', 'pgbouncer2'):
+        run_dir = os.path.join(lab.lab_dir, 'hosts', host, 'run')
+        assert not [f for f in os.listdir(run_dir) if 'watchdog' in f], os.listdir(run_dir)
+    log = pg_one(lab, 'primary', 'SELECT outcome FROM fastdowntime.deploy_log WHERE deploy_id = %s',
+                 (report['deploy_id'],))
+    assert log == 'done'
+
+
+def test_nothing_pending_means_no_outage(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_n%d (id int);' % major])
+    first, _ = run_playbook(lab, tmp_path, patch_dir)
+    assert first.returncode == 0, first.stdout[-3000:]
+    second, report_path = run_playbook(lab, tmp_path, patch_dir)
+    assert second.returncode == 0, second.stdout[-3000:]
+    # The window's task is skipped: nothing was paused.
+    window = second.stdout.split('Drain, cold patches in one transaction, standbys replayed, resume]')[1]
+    assert 'skipping: [primary]' in window.split('TASK [')[0], window[:2000]
+    report = json.load(open(report_path))
+    assert report['outage']['outage_ms'] in (None, 0)
+
+
+def test_syntax_error_is_refused_before_any_outage(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE TABLE fdt_a%d (id int);' % major,
+        'CREATE TABLE fdt_b%d (id int);\n\nALTER TABLE fdt_b%d ADD COLUMN oops;' % (major, major),
+        'CREATE TABLE fdt_c%d (id int);' % major,
+    ])
+    proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='hot,outage')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert 'patch-%d-02-0.sql line 3' % major in out, out[-3000:]
+    assert 'Drain, cold patches' not in out  # refused before the outage: nothing paused
+    assert not table_exists(lab, 'primary', 'fdt_a%d' % major)
+    assert_all_resumed(lab)
+
+
+def test_failing_second_of_three_rolls_back_everything(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE TABLE fdt_a%d (id int);' % major,
+        'CREATE TABLE fdt_b%d (id int);\n\nALTER TABLE fdt_missing%d ADD COLUMN x int;' % (major, major),
+        'CREATE TABLE fdt_c%d (id int);' % major,
+    ])
+    with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
+        proc, report_path = run_playbook(lab, tmp_path, patch_dir)
+        time.sleep(0.3)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert 'patch-%d-02-0.sql' % major in out
+    assert 'line 3' in out, out[-3000:]
+    assert 'does not exist' in out
+    assert 'nothing applied' in out and 'every pgbouncer resumed' in out
+    assert 'Traceback' not in out and 'deploy-secret' not in out and 'admin-secret' not in out
+    for name in ('fdt_a%d', 'fdt_b%d', 'fdt_c%d'):
+        assert not table_exists(lab, 'primary', name % major)
+    assert_nothing_lost(lab, load)
+    assert_all_resumed(lab)
+    report = json.load(open(report_path))
+    assert report['outcome'].startswith('aborted in schema')
+
+
+def test_budget_spent_rolls_back_and_resumes_within_budget(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    budget = 3
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE TABLE fdt_s%d (id int);\nSELECT pg_sleep(10);' % major,
+    ])
+    with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
+        proc, report_path = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': budget})
+        time.sleep(0.3)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert 'aborted in schema application' in out, out[-3000:]
+    assert not table_exists(lab, 'primary', 'fdt_s%d' % major)
+    assert_nothing_lost(lab, load)
+    # Clients were back within the budget plus half a second.
+    assert load.max_wait('write') < budget + 0.5, load.summary()
+    assert_all_resumed(lab)
+    report = json.load(open(report_path))
+    log = pg_one(lab, 'primary', 'SELECT outcome FROM fastdowntime.deploy_log WHERE deploy_id = %s',
+                 (report['deploy_id'],))
+    assert log == 'aborted in schema application'
+
+
+def test_controller_killed_inside_outage_dead_man_switch_resumes(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    budget, grace = 4, 2
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE TABLE fdt_k%d (id int);\nSELECT pg_sleep(60);' % major,
+    ])
+    with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
+        proc, _ = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': budget,
+                                                          'fastdowntime_watchdog_grace_seconds': grace},
+                               background=True)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if pgbouncer_flags(lab, 'pgbouncer1')['fdtdemo'][0] == 1:
+                    break
+                assert proc.poll() is None, proc.stdout.read()[-3000:]
+                time.sleep(0.05)
+            else:
+                pytest.fail('the outage never paused pgbouncer1')
+            paused_at = time.monotonic()
+            # The controller dies: ansible-playbook and everything it started.
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            while time.monotonic() - paused_at < budget + grace + 5:
+                if all(pgbouncer_flags(lab, h)['fdtdemo'] == (0, 0) for h in ('pgbouncer1', 'pgbouncer2')):
+                    break
+                time.sleep(0.1)
+            resumed_after = time.monotonic() - paused_at
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        time.sleep(0.3)
+    assert resumed_after <= budget + grace + 1.5, resumed_after
+    assert_all_resumed(lab)
+    assert_nothing_lost(lab, load)
+    assert not table_exists(lab, 'primary', 'fdt_k%d' % major)
+    logs = ''.join(open(os.path.join(lab.lab_dir, 'hosts', h, 'log', 'watchdog.log')).read()
+                   for h in ('pgbouncer1', 'pgbouncer2'))
+    assert 'RESUME' in logs.upper()
