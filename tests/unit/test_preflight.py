@@ -1,0 +1,273 @@
+"""Decision logic of the pre-flight checks: pure functions over rows, no database."""
+import os
+
+import pytest
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import preflight as pf
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import load_patch_set, plan
+
+FAIL, WARN, PASS = pf.FAIL, pf.WARN, pf.PASS
+
+
+def write(directory, name, text):
+    with open(os.path.join(directory, name), 'w') as handle:
+        handle.write(text)
+
+
+@pytest.fixture
+def patch_set(tmp_path):
+    write(tmp_path, 'patch-0001-00-0.sql', 'CREATE TABLE a (id int);')
+    write(tmp_path, 'patch-0001-01-0.sql', 'CREATE INDEX CONCURRENTLY a_id ON a (id);')
+    write(tmp_path, 'patch-0001-02-0.sql', 'ALTER TABLE a ADD COLUMN b text; COMMENT ON TABLE a IS $$x$$;')
+    return load_patch_set(str(tmp_path))
+
+
+# -- connection / privileges ---------------------------------------------------
+
+def test_connection_failure_is_a_failed_finding_naming_the_host():
+    found = pf.decide_connection('standby1 (10.0.0.11:5432)', 'standby1 (10.0.0.11:5432): cannot connect: refused')
+    assert found['status'] == FAIL
+    assert 'standby1' in found['summary'] and 'fastdowntime_pg_' in found['action']
+    assert pf.decide_connection('pgb', None, 'pgbouncer')['status'] == PASS
+    assert 'fastdowntime_pgbouncer_' in pf.decide_connection('pgb', 'x', 'pgbouncer')['action']
+
+
+def test_superuser_passes_without_roles():
+    assert pf.decide_privileges('p', {'usename': 'u', 'superuser': True}, True, 'db')['status'] == PASS
+
+
+def test_documented_privileges_pass_and_missing_ones_are_named_with_grants():
+    full = {'usename': 'deploy', 'superuser': False, 'pg_monitor': True, 'pg_signal_backend': True,
+            'create_on_database': True}
+    assert pf.decide_privileges('p', full, True, 'db')['status'] == PASS
+    lacking = dict(full, pg_signal_backend=False, create_on_database=False)
+    found = pf.decide_privileges('p', lacking, True, 'db')
+    assert found['status'] == FAIL
+    assert 'pg_signal_backend' in found['summary'] and 'CREATE on database db' in found['summary']
+    assert 'GRANT pg_signal_backend TO deploy' in found['action']
+    assert 'GRANT CREATE ON DATABASE db TO deploy' in found['action']
+    # A standby needs pg_monitor only.
+    standby = {'usename': 'deploy', 'superuser': False, 'pg_monitor': True}
+    assert pf.decide_privileges('s', standby, False, 'db')['status'] == PASS
+    assert pf.decide_privileges('s', dict(standby, pg_monitor=False), False, 'db')['status'] == FAIL
+
+
+# -- patches ---------------------------------------------------------------------
+
+def test_pending_patches_listed_in_revision_order_with_kind(patch_set):
+    found = pf.decide_patches('p', plan(patch_set, {}))
+    assert found['status'] == PASS
+    assert [(p['name'], p['kind']) for p in found['evidence']['pending']] == [
+        ('patch-0001-00-0.sql', 'cold'), ('patch-0001-01-0.sql', 'hot'), ('patch-0001-02-0.sql', 'cold')]
+    assert 'patch-0001-01-0.sql (hot)' in found['summary']
+
+
+def test_drift_and_revisions_without_file_both_fail_in_one_finding(patch_set):
+    applied = {(1, 0, 0): 'f' * 64, (9, 9, 9): 'a' * 64}
+    found = pf.decide_patches('p', plan(patch_set, applied))
+    assert found['status'] == FAIL
+    assert 'patch-0001-00-0.sql' in found['summary'] and 'no file (it is ahead of the patch set): 9-09-9' in found['summary']
+    assert 'new patch' in found['action'] and 'tree' in found['action']
+
+
+def test_nothing_pending_passes_and_says_no_outage(patch_set):
+    applied = dict((p.revision, p.sha256) for p in patch_set.patches)
+    found = pf.decide_patches('p', plan(patch_set, applied))
+    assert found['status'] == PASS and 'no outage needed' in found['summary']
+
+
+def test_broken_patch_set_fails():
+    found = pf.decide_patches('p', error='patch-0001-00-0.sql line 3: does not parse')
+    assert found['status'] == FAIL and 'line 3' in found['summary']
+
+
+# -- standbys --------------------------------------------------------------------
+
+PRIMARY = {'label': 'primary', 'in_recovery': False, 'system_identifier': '42'}
+
+
+def standby(name, **over):
+    state = {'endpoint': {'name': name, 'host': '10.0.0.%d' % (len(name) + 10)}, 'label': name, 'reachable': True,
+             'in_recovery': True, 'system_identifier': '42', 'receiver_status': 'streaming'}
+    state.update(over)
+    return state
+
+
+def rep(name, state='streaming'):
+    return {'application_name': name, 'client_addr': None, 'state': state}
+
+
+def test_every_standby_streaming_and_counted_passes():
+    found = pf.decide_standbys(PRIMARY, [standby('s1'), standby('s2')], [rep('s1'), rep('s2')])
+    assert found['status'] == PASS
+
+
+def test_stopped_standby_fails_twice_over():
+    found = pf.decide_standbys(PRIMARY, [standby('s1', reachable=False), standby('s2')], [rep('s2')])
+    assert found['status'] == FAIL
+    assert 's1: not reached' in found['summary']
+    assert 'streams to 1 standby(s), the inventory lists 2' in found['summary']
+
+
+def test_promoted_foreign_and_not_streaming_standbys_fail():
+    found = pf.decide_standbys(PRIMARY, [standby('s1', in_recovery=False), standby('s2', system_identifier='7'),
+                                         standby('s3', receiver_status='waiting')],
+                               [rep('s1'), rep('s2'), rep('s3')])
+    assert found['status'] == FAIL
+    assert 's1 is not in recovery' in found['summary']
+    assert 's2 replicates another cluster' in found['summary']
+    assert 's3: WAL receiver is waiting' in found['summary']
+
+
+def test_unlisted_streaming_standby_fails():
+    found = pf.decide_standbys(PRIMARY, [standby('s1')], [rep('s1'), rep('s9')])
+    assert found['status'] == FAIL and 'add every streaming standby' in found['action']
+
+
+def test_primary_in_recovery_fails_and_unreached_primary_warns():
+    assert pf.decide_standbys(dict(PRIMARY, in_recovery=True), [], [])['status'] == FAIL
+    assert pf.decide_standbys(None, [standby('s1')], [])['status'] == WARN
+
+
+# -- replication lag ---------------------------------------------------------------
+
+def test_lag_limits_in_seconds_and_bytes():
+    ok, slow, far, broken = pf.decide_lag([
+        {'label': 'a', 'catch_up_seconds': 0.01, 'bytes_behind': 100},
+        {'label': 'b', 'catch_up_seconds': None, 'bytes_behind': 100},
+        {'label': 'c', 'catch_up_seconds': 0.5, 'bytes_behind': 2000},
+        {'label': 'd', 'error': 'not in recovery'},
+    ], max_lag_seconds=5, max_lag_bytes=1000)
+    assert ok['status'] == PASS
+    assert slow['status'] == FAIL and 'within 5s' in slow['summary']
+    assert far['status'] == FAIL and '2000 bytes behind (limit 1000)' in far['summary']
+    assert broken['status'] == FAIL and 'not in recovery' in broken['summary']
+
+
+# -- transactions --------------------------------------------------------------------
+
+def session(pid, xact, state='active', user='app'):
+    return {'pid': pid, 'usename': user, 'client_addr': '10.0.0.5', 'state': state, 'xact_seconds': xact,
+            'application_name': 'x', 'query': 'SELECT 1'}
+
+
+def test_long_transaction_fails_with_the_pid_to_terminate():
+    found = pf.decide_transactions('p', [session(7, 61.0), session(8, 1.0)], [], 60)
+    assert found['status'] == FAIL
+    assert 'pid 7' in found['summary'] and 'pid 8' not in found['summary']
+    assert 'pg_terminate_backend(7)' in found['action']
+
+
+def test_young_idle_in_transaction_and_prepared_warn_old_prepared_fails():
+    idle = pf.decide_transactions('p', [session(7, 2.0, state='idle in transaction')], [], 60)
+    assert idle['status'] == WARN and 'idle-in-transaction' in idle['summary']
+    young = pf.decide_transactions('p', [], [{'gid': 'g1', 'owner': 'o', 'age_seconds': 1.0}], 60)
+    assert young['status'] == WARN
+    old = pf.decide_transactions('p', [], [{'gid': 'g1', 'owner': 'o', 'age_seconds': 120.0}], 60)
+    assert old['status'] == FAIL and "ROLLBACK PREPARED 'g1'" in old['action']
+
+
+def test_no_transactions_pass_and_null_state_is_tolerated():
+    found = pf.decide_transactions('p', [session(7, None, state=None)], [], 60)
+    assert found['status'] == PASS
+
+
+# -- direct connections -----------------------------------------------------------------
+
+def conn(user, addr):
+    return {'pid': hash((user, addr)) % 1000, 'usename': user, 'client_addr': addr, 'state': 'idle',
+            'application_name': ''}
+
+
+BOUNCERS = {'10.0.0.21'}
+
+
+def test_connections_from_pgbouncer_and_system_users_are_ignored():
+    found = pf.decide_direct_connections('p', [conn('app', '10.0.0.21'), conn('deploy', '10.0.0.1')], BOUNCERS,
+                                         {'deploy'}, set(), set())
+    assert found['status'] == PASS
+    assert len(found['evidence']['pgbouncer']) == 1 and len(found['evidence']['system']) == 1
+
+
+def test_fragile_and_unknown_fail_killable_warns():
+    rows = [conn('librarian', '10.0.0.9'), conn('stranger', None), conn('cron', '10.0.0.8')]
+    found = pf.decide_direct_connections('p', rows, BOUNCERS, {'deploy'}, {'librarian'}, {'cron'})
+    assert found['status'] == FAIL
+    assert 'fragile users connected directly: librarian@10.0.0.9' in found['summary']
+    assert 'stranger@local socket' in found['summary']
+    assert 'stop them first' in found['action']
+    killable = pf.decide_direct_connections('p', [conn('cron', '10.0.0.8')], BOUNCERS, set(), set(), {'cron'})
+    assert killable['status'] == WARN and 'terminated' in killable['summary']
+
+
+def test_pgbouncer_address_wins_over_the_user_list():
+    groups = pf.classify_connections([conn('librarian', '10.0.0.21')], BOUNCERS, set(), {'librarian'}, set())
+    assert len(groups['pgbouncer']) == 1 and not groups['fragile']
+
+
+def test_resolve_addresses_keeps_names_that_do_not_resolve():
+    import socket
+
+    def resolver(host, port):
+        if host == 'bad':
+            raise socket.gaierror('no')
+        return [(None, None, None, None, ('10.0.0.21', 0))]
+    assert pf.resolve_addresses(['good', 'bad'], resolver) == {'10.0.0.21', 'bad'}
+
+
+# -- pgbouncer ---------------------------------------------------------------------------
+
+def test_pgbouncer_paused_entry_fails_disabled_warns():
+    flags = {'db': {'paused': True, 'disabled': False}, 'db_ro': {'paused': False, 'disabled': False}}
+    found = pf.decide_pgbouncer('pgb1', ['db', 'db_ro'], flags)
+    assert found['status'] == FAIL and 'already paused: db' in found['summary'] and 'RESUME' in found['action']
+    flags = {'db': {'paused': False, 'disabled': True}}
+    assert pf.decide_pgbouncer('pgb1', ['db'], flags)['status'] == WARN
+    assert pf.decide_pgbouncer('pgb1', ['db'], {'db': {'paused': False, 'disabled': False}})['status'] == PASS
+
+
+def test_pgbouncer_global_pause_missing_standby_entry_and_console_error_fail():
+    flags = {'db': {'paused': False, 'disabled': False}}
+    assert pf.decide_pgbouncer('pgb1', ['db'], flags, state={'paused': True})['status'] == FAIL
+    missing = pf.decide_pgbouncer('pgb1', ['db'], flags, missing_standby_entries=['db_ro'])
+    assert missing['status'] == FAIL and 'db_ro' in missing['summary']
+    error = pf.decide_pgbouncer('pgb1', error='pgb1: user x is not a pgbouncer admin')
+    assert error['status'] == FAIL and 'admin' in error['summary']
+
+
+# -- budget --------------------------------------------------------------------------------
+
+def test_estimate_model(patch_set):
+    cold = [p for p in patch_set.patches if p.kind == 'cold']   # 1 + 2 statements, 2 patches
+    estimate = pf.estimate_outage(cold, primary_rtt=0.001, standby_rtts=[0.002, 0.004], pgbouncer_rtts=[0.001, 0.003],
+                                  replay_seconds=0.1, entries_per_pgbouncer=[2, 1], statement_seconds=0.01)
+    assert estimate['drain_ms'] == pytest.approx(3 * 3 + 50)
+    assert estimate['cold_patches_ms'] == pytest.approx((3 + 2 + 4) * 1 + 3 * 10)
+    assert estimate['standby_replay_ms'] == pytest.approx(100 + 2 * 4)
+    assert estimate['resume_ms'] == pytest.approx((3 + 2) * 3)
+    assert estimate['total_ms'] == pytest.approx(59 + 39 + 108 + 15)
+
+
+def test_budget_compares_against_the_usable_budget():
+    estimate = {'drain_ms': 100, 'cold_patches_ms': 100, 'standby_replay_ms': 100, 'resume_ms': 100, 'total_ms': 400}
+    assert pf.decide_budget(estimate, 10)['status'] == PASS
+    # 0.45 s budget: the reserve is a fifth (0.09 s), 0.36 s usable < 0.4 s.
+    tight = pf.decide_budget(estimate, 0.45)
+    assert tight['status'] == FAIL and 'exceeds the usable budget 0.360s' in tight['summary']
+    assert pf.decide_budget(estimate, 10, incomplete=['standby1'])['status'] == WARN
+    assert pf.decide_budget(None, 0.001)['status'] == PASS
+
+
+# -- verdict and summary ----------------------------------------------------------------------
+
+def test_verdict_and_summary_list_failures_first_with_actions():
+    findings = [pf.finding('budget', PASS, 'fine'), pf.finding('pgbouncer', WARN, 'hmm', action='look'),
+                pf.finding('standbys', FAIL, 's1 down', action='start s1'),
+                pf.finding('connection', FAIL, 's1 refused', action='fix')]
+    passed, counts = pf.verdict(findings)
+    assert not passed and counts == {'pass': 1, 'warn': 1, 'fail': 2}
+    lines = pf.summary_lines(findings)
+    assert lines[0] == 'pre-flight REFUSED the deploy: 2 failed, 1 warnings, 1 passed'
+    assert lines[1:5] == ['FAIL connection: s1 refused', '    -> fix', 'FAIL standbys: s1 down', '    -> start s1']
+    assert lines[5:] == ['WARN pgbouncer: hmm', '    -> look', 'PASS budget: fine']
+    assert pf.verdict([pf.finding('x', WARN, 'w')])[0] is True
