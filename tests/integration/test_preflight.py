@@ -1,0 +1,225 @@
+"""Pre-flight against the real lab: each check made to fail for real, and a healthy lab passing.
+
+The lab is shared: whatever a test breaks (a stopped standby, a paused entry, an
+open transaction, a direct connection) is restored in its own ``finally``. The
+patches check reads a revision table of its own (``fdt_preflight_test``), so
+other tests' revision rows in fastdowntime.schema_revision do not matter.
+"""
+
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+
+import psycopg2
+import pytest
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import load_patch
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import connect
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import CHECKS, Preflight
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import ensure_revision_table
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+LAB_PATCHES = os.path.join(REPO, 'lab', 'patches')
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+TEST_SCHEMA = 'fdt_preflight_test'
+REVISION_TABLE = TEST_SCHEMA + '.schema_revision'
+PG_CTL = '/usr/lib/postgresql/15/bin/pg_ctl'
+
+
+@pytest.fixture
+def revision_table(lab):
+    """An empty revision table of this test's own on the primary, dropped afterwards."""
+    conn = connect(lab.pg('primary'), autocommit=True)
+    try:
+        conn.cursor().execute('DROP SCHEMA IF EXISTS %s CASCADE' % TEST_SCHEMA)
+        ensure_revision_table(conn, REVISION_TABLE)
+        yield conn
+    finally:
+        conn.cursor().execute('DROP SCHEMA IF EXISTS %s CASCADE' % TEST_SCHEMA)
+        conn.close()
+
+
+@pytest.fixture
+def patch_dir(tmp_path):
+    """A copy of the lab's patches (one hot, three cold), free to change."""
+    directory = tmp_path / 'patches'
+    shutil.copytree(LAB_PATCHES, directory)
+    return str(directory)
+
+
+def run(lab, patch_dir, **options):
+    standbys = []
+    for name in ('standby1', 'standby2'):
+        bouncer = 'pgbouncer1' if name == 'standby1' else 'pgbouncer2'
+        standbys.append(dict(lab.pg(name), pgbouncer_databases=['%s:%s_ro' % (bouncer, lab.db_name)]))
+    kwargs = dict(primary=lab.pg('primary'), standbys=standbys,
+                  pgbouncers=[lab.pgbouncer('pgbouncer1'), lab.pgbouncer('pgbouncer2')], db_name=lab.db_name,
+                  patch_dir=patch_dir, budget_seconds=10, revision_table=REVISION_TABLE, max_lag_seconds=10)
+    kwargs.update(options)
+    return Preflight(**kwargs).run()
+
+
+def findings(result, check, status=None):
+    return [f for f in result['checks'] if f['check'] == check and (status is None or f['status'] == status)]
+
+
+def assert_refused_by(result, check, text):
+    assert not result['passed'] and result['outcome'] == 'refused by pre-flight', result['summary']
+    failed = findings(result, check, 'fail')
+    assert failed, result['summary']
+    assert any(text in f['summary'] for f in failed), result['summary']
+    assert all(f['action'] for f in failed)
+    assert any(line.startswith('FAIL %s:' % check) and text in line for line in result['summary_lines'])
+    assert result['phases'][0]['phase'] == 'preflight' and result['phases'][0]['status'] == 'failed'
+
+
+def test_healthy_lab_passes_every_check(lab, revision_table, patch_dir):
+    result = run(lab, patch_dir)
+    assert result['passed'], result['summary']
+    assert result['outcome'] == 'passed' and result['counts']['fail'] == 0
+    assert {f['check'] for f in result['checks']} == set(CHECKS)
+    patches = findings(result, 'patches')[0]
+    assert [p['name'] for p in patches['evidence']['pending']] == sorted(
+        n for n in os.listdir(patch_dir) if n.endswith('.sql'))
+    assert patches['evidence']['pending'][0]['kind'] == 'hot'
+    assert len(findings(result, 'replication_lag', 'pass')) == 2
+    assert 0 < result['estimate']['total_ms'] < 10000
+    assert result['phases'][0]['status'] == 'ok' and result['phases'][0]['duration_ms'] > 0
+
+
+def _wait_streaming(lab, count, timeout=60):
+    conn = connect(lab.pg('primary'), autocommit=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            cur = conn.cursor()
+            cur.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+            if cur.fetchone()[0] >= count:
+                return
+            time.sleep(0.5)
+        raise AssertionError('the standbys did not stream again within %ss' % timeout)
+    finally:
+        conn.close()
+
+
+def test_stopped_standby_is_refused(lab, revision_table, patch_dir):
+    pgdata = os.path.join(lab.lab_dir, 'hosts', 'standby1', 'pgdata')
+    log = os.path.join(lab.lab_dir, 'hosts', 'standby1', 'log', 'postgresql.log')
+    lab.ns_exec('standby1', 'runuser', '-u', 'postgres', '--', PG_CTL, '-D', pgdata, 'stop', '-m', 'fast')
+    try:
+        result = run(lab, patch_dir)
+    finally:
+        lab.ns_exec('standby1', 'runuser', '-u', 'postgres', '--', PG_CTL, '-D', pgdata, '-l', log, '-w', 'start')
+        _wait_streaming(lab, 2)
+    assert_refused_by(result, 'standbys', 'the primary streams to 1 standby(s), the inventory lists 2')
+    assert_refused_by(result, 'connection', 'standby1')
+    assert 'connection refused' in findings(result, 'connection', 'fail')[0]['summary']
+    # The other checks still ran: every finding is collected.
+    assert findings(result, 'pgbouncer', 'pass') and findings(result, 'budget')
+
+
+def test_transaction_open_past_the_threshold_is_refused(lab, revision_table, patch_dir):
+    holder = connect(lab.pg('primary'), application_name='preflight-test-holder')
+    try:
+        cur = holder.cursor()
+        cur.execute('SELECT pg_backend_pid(), txid_current()')
+        pid = cur.fetchone()[0]
+        time.sleep(1.5)
+        result = run(lab, patch_dir, max_transaction_seconds=1)
+    finally:
+        holder.close()
+    assert_refused_by(result, 'transactions', 'pid %d' % pid)
+    failed = findings(result, 'transactions', 'fail')[0]
+    assert 'pg_terminate_backend(%d)' % pid in failed['action']
+    assert failed['host'].startswith('primary')
+
+
+def test_direct_connection_by_a_fragile_user_is_refused(lab, revision_table, patch_dir):
+    direct = connect(lab.pg('primary', user='fdt_app'), autocommit=True)
+    try:
+        fragile = run(lab, patch_dir, fragile_users=['fdt_app'])
+        unknown = run(lab, patch_dir)
+        killable = run(lab, patch_dir, killable_users=['fdt_app'])
+    finally:
+        direct.close()
+    assert_refused_by(fragile, 'direct_connections', 'fragile users connected directly: fdt_app@')
+    assert 'stop them first' in findings(fragile, 'direct_connections')[0]['action']
+    assert_refused_by(unknown, 'direct_connections', 'unknown direct connections')
+    # Killable users are listed (terminated at the start of the outage), not refused.
+    assert findings(killable, 'direct_connections', 'warn'), killable['summary']
+    # fdt_app through pgbouncer is pgbouncer's own, never a direct connection.
+    assert findings(killable, 'direct_connections')[0]['evidence']['pgbouncer'] is not None
+
+
+def test_already_paused_pgbouncer_is_refused(lab, revision_table, patch_dir):
+    entry = lab.db_name + '_ro'
+    console = Console(lab.pgbouncer('pgbouncer2'), databases=[entry]).open()
+    try:
+        console.open_pause_connections([entry])
+        console.send_pause(entry)
+        conn = console.pause_conns[entry]
+        select.select([conn.fileno()], [], [], 5)
+        result = run(lab, patch_dir)
+    finally:
+        console.resume([entry])   # closes the waiting PAUSE first (pgbouncer issue 715)
+        console.close()
+    assert_refused_by(result, 'pgbouncer', 'already paused: %s' % entry)
+    assert findings(result, 'pgbouncer', 'fail')[0]['host'].startswith('pgbouncer2')
+    assert len(findings(result, 'pgbouncer', 'pass')) == 1
+
+
+def test_drifted_patch_is_refused(lab, revision_table, patch_dir):
+    applied = load_patch(os.path.join(patch_dir, 'patch-2300-01-0.sql'))
+    revision_table.cursor().execute(
+        'INSERT INTO %s VALUES (2300, 1, 0, %%s, %%s, %%s, now(), now(), 1, %%s)' % REVISION_TABLE,
+        (applied.name, applied.kind, applied.sha256, 'preflight-test'))
+    with open(applied.path, 'a') as handle:
+        handle.write('\nCOMMENT ON COLUMN fdt_item.author IS $$changed after it was applied$$;\n')
+    result = run(lab, patch_dir)
+    assert_refused_by(result, 'patches', 'changed since applied: patch-2300-01-0.sql (database sha256 %s...'
+                      % applied.sha256[:12])
+
+
+def test_tiny_budget_is_refused(lab, revision_table, patch_dir):
+    result = run(lab, patch_dir, budget_seconds=0.001)
+    assert_refused_by(result, 'budget', 'exceeds the usable budget')
+    assert result['estimate']['total_ms'] > 1
+
+
+def test_wrong_credentials_are_findings_not_errors(lab, revision_table, patch_dir):
+    bad_bouncer = dict(lab.pgbouncer('pgbouncer1'), password='wrong')
+    result = run(lab, patch_dir, pgbouncers=[bad_bouncer, lab.pgbouncer('pgbouncer2')],
+                 primary=dict(lab.pg('primary'), password='wrong'))
+    assert_refused_by(result, 'connection', 'authentication failed')
+    assert_refused_by(result, 'pgbouncer', 'authentication failed')
+    assert 'wrong' not in result['summary']
+    # Checks that need the primary say so instead of guessing.
+    assert findings(result, 'standbys', 'warn') and findings(result, 'budget', 'warn')
+
+
+def playbook(lab, tmp_path, patch_dir, *extra):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'), ANSIBLE_FORCE_COLOR='0',
+               FDT_REPORT_PATH=str(tmp_path / 'report.json'),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''))
+    return subprocess.run([ANSIBLE_PLAYBOOK, '-i', lab.inventory(), 'fastdowntime.postgresql.preflight',
+                           '-e', 'fastdowntime_patch_dir=%s' % patch_dir,
+                           '-e', 'fastdowntime_revision_table=%s' % REVISION_TABLE] + list(extra),
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_standalone_playbook_passes_on_a_healthy_lab_and_refuses_in_check_mode(lab, revision_table, patch_dir,
+                                                                               tmp_path):
+    ok = playbook(lab, tmp_path, patch_dir)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert 'pre-flight PASSED' in ok.stdout
+    refused = playbook(lab, tmp_path, patch_dir, '--check', '-e', 'fastdowntime_budget_seconds=0.001')
+    assert refused.returncode != 0, refused.stdout
+    assert 'pre-flight REFUSED the deploy' in refused.stdout
+    assert 'pre-flight refused the deploy (budget): FAIL budget: estimated outage' in refused.stdout
+    assert 'Traceback' not in refused.stdout + refused.stderr
+    assert 'fastdowntime timeline: refused by pre-flight' in refused.stdout
