@@ -178,7 +178,8 @@ def _classify(node):
     if name == 'ReindexStmt':
         kind_name = getattr(node.kind, 'name', str(node.kind))
         if kind_name in ('REINDEX_OBJECT_SYSTEM', 'REINDEX_OBJECT_DATABASE'):
-            return None, 'REINDEX SYSTEM/DATABASE cannot run in a transaction block; use REINDEX ... CONCURRENTLY per table or index'
+            return None, ('REINDEX SYSTEM/DATABASE cannot run in a transaction block; '
+                          'use REINDEX ... CONCURRENTLY per table or index')
         return (HOT, None) if _has_concurrently_option(node.params) else (COLD, None)
     if name == 'VacuumStmt':
         # VACUUM refuses a transaction block; ANALYZE alone does not.
@@ -196,7 +197,8 @@ def _classify(node):
     if name in ('CreatedbStmt', 'DropdbStmt', 'CreateTableSpaceStmt', 'DropTableSpaceStmt',
                 'AlterSystemStmt', 'CreateSubscriptionStmt', 'AlterSubscriptionStmt',
                 'DropSubscriptionStmt'):
-        return None, '%s cannot run in a transaction block and is not a live schema change; do it outside the patch set' % name
+        return None, ('%s cannot run in a transaction block and is not a live schema change; '
+                      'do it outside the patch set' % name)
     if name == 'ClusterStmt' and node.relation is None:
         return None, 'CLUSTER without a table cannot run in a transaction block; name the table'
     return COLD, None

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetExceeded
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
-    HOT, REVISION, LAUNCHPAD_REVISION_TABLE, format_revision)
+    HOT, LAUNCHPAD_REVISION_TABLE, format_revision)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    ConnectError, endpoint_label, one_line, rows_as_dicts, wait)
+    endpoint_label, one_line, rows_as_dicts, wait)
 
 try:
     import psycopg2
@@ -286,7 +286,7 @@ class _LockWatcher:
             conn = self._observer() if callable(self._observer) else self._observer
             conn.autocommit = True
             self._conn = conn
-        except (ConnectError, Exception):  # naming the holder is best effort
+        except Exception:  # naming the holder is best effort: ConnectError or anything
             self._observer = None
 
     def _sample(self):
@@ -684,10 +684,18 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
             if any(not s['done'] for s in states):
                 time.sleep(min(interval, max(clock.usable(), 0)))
                 interval = min(interval * 2, max_poll_seconds)
-        primary_view = _primary_replication_view(primary_conn, lsn)
+        # Cross-check: the primary's own view of each standby. Its feedback
+        # trails the standby by a message, so give it a moment (not a gate: the
+        # standby's answer above is the authority).
+        grace_until = time.monotonic() + min(max(clock.usable(), 0), 0.5)
+        while True:
+            primary_view = _primary_replication_view(primary_conn, lsn)
+            seen = [_match_replication_row(primary_view, s['endpoint']) for s in states]
+            if all(row is None or row['caught_up'] for row in seen) or time.monotonic() >= grace_until:
+                break
+            time.sleep(0.005)
         results = []
-        for state in states:
-            seen = _match_replication_row(primary_view, state['endpoint'])
+        for state, seen in zip(states, seen):
             results.append({'name': state['label'], 'replay_ms': state['replay_ms'],
                             'replay_lsn': state['replay_lsn'],
                             'primary_replay_lsn': seen['replay_lsn'] if seen else None,
