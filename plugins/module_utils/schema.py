@@ -391,11 +391,6 @@ class _ColdRunner:
                 time.sleep(pause)
 
 
-def _standbys_defined(cur):
-    cur.execute('SHOW synchronous_standby_names')
-    return bool(cur.fetchone()[0].strip())
-
-
 def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE, lock_retry=None,
                observer=None, host=None):
     """Apply ``patches`` (cold, in order) in ONE transaction on the primary and
@@ -421,11 +416,13 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
     try:
         with clock.phase('cold_transaction', host=host, detail={'patch_files': [p.name for p in patches]}) as record:
             with conn.cursor() as cur:
-                cur.execute('SELECT pg_try_advisory_xact_lock(%s)', (DEPLOY_LOCK_KEY,))
-                if not cur.fetchone()[0]:
+                cur.execute("SELECT pg_try_advisory_xact_lock(%s), current_setting('synchronous_standby_names')",
+                            (DEPLOY_LOCK_KEY,))
+                locked, synchronous_standbys = cur.fetchone()
+                if not locked:
                     raise SchemaError('%s: another schema deploy is running on database %s; wait for it to finish'
                                       % (host, _dbname(conn)))
-                if not _standbys_defined(cur):
+                if not synchronous_standbys.strip():
                     # With no synchronous standbys the commit does not wait, but
                     # each standby then reports replaying it at once, so the
                     # primary's pg_stat_replication confirms it promptly.
@@ -439,14 +436,19 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
                         for stmt in patch.statements:
                             retries += runner.run(patch, stmt)
                         duration = time.monotonic() - patch_began
-                        _record_revision(cur, table, patch, started, duration, deploy_id)
+                        try:
+                            _record_revision(cur, table, patch, started, duration, deploy_id)
+                        except psycopg2.Error as exc:
+                            raise SchemaError('%s: recording revision %s in %s failed: %s; nothing applied'
+                                              % (patch.name, format_revision(patch.revision), table.name,
+                                                 _pg_message(exc)))
                         patch_record['detail']['lock_retries'] = retries
                     results.append({'name': patch.name, 'revision': format_revision(patch.revision),
                                     'duration_ms': _ms(duration), 'statements': len(patch.statements),
                                     'lock_retries': retries})
             with clock.phase('commit', host=host):
                 clock.require('commit')
-                conn.commit()
+                _commit(conn, host, patches, table)
             # The keys the timeline report reads (report.py).
             record['detail']['patches'] = [{'file': r['name'], 'duration_ms': r['duration_ms']} for r in results]
     except SchemaError:
@@ -466,6 +468,19 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
     lsn = _query(conn, 'SELECT pg_current_wal_insert_lsn()::text AS lsn')[0]['lsn']
     _end_read(conn)
     return {'patches': results, 'transaction_ms': transaction_ms, 'commit_lsn': lsn}
+
+
+def _commit(conn, host, patches, table):
+    """COMMIT; a connection lost during it leaves the outcome unknown, which
+    the operator must hear rather than "rolled back"."""
+    try:
+        conn.commit()
+    except psycopg2.OperationalError as exc:
+        if not conn.closed:
+            raise
+        raise SchemaError('%s: connection lost during COMMIT (%s): the patches %s may or may not be applied; '
+                          'check %s before deploying again'
+                          % (host, _pg_message(exc), ', '.join(p.name for p in patches), table.name))
 
 
 def _rollback(conn):
