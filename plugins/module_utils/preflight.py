@@ -62,6 +62,7 @@ DRAIN_POLL_SECONDS = 0.05
 PRIMARY_ROLES = ('pg_monitor', 'pg_signal_backend')
 STANDBY_ROLES = ('pg_monitor',)
 RTT_SAMPLES = 3
+IDLE_IN_TRANSACTION_SECONDS = 1.0
 
 
 def finding(check, status, summary, host=None, evidence=None, action=None):
@@ -71,13 +72,13 @@ def finding(check, status, summary, host=None, evidence=None, action=None):
 
 # -- pure decisions ----------------------------------------------------------
 
-def decide_connection(label, error, what='PostgreSQL'):
+def decide_connection(label, error):
+    """A database host reached or not (pgbouncer consoles: decide_pgbouncer)."""
     if error is None:
         return finding('connection', PASS, '%s: connected' % label, host=label)
     return finding('connection', FAIL, one_line(error), host=label, evidence={'error': one_line(error)},
-                   action='make %s on %s answer with the inventory\'s credentials (fastdowntime_%s_* '
-                          'variables), then run the pre-flight again'
-                          % (what, label, 'pgbouncer' if what == 'pgbouncer' else 'pg'))
+                   action='make PostgreSQL on %s answer with the inventory\'s credentials (fastdowntime_pg_* '
+                          'variables), then run the pre-flight again' % label)
 
 
 def decide_privileges(label, row, is_primary, db_name):
@@ -236,10 +237,12 @@ def _session_text(row):
 def decide_transactions(label, activity_rows, prepared_rows, max_seconds):
     """Transactions older than ``max_seconds`` and prepared transactions older
     than it fail (the cold patches would wait for their locks, a standby's
-    replay for its queries); younger idle-in-transaction sessions and prepared
-    transactions are warnings."""
+    replay for its queries); younger prepared transactions and sessions idle in
+    a transaction for over IDLE_IN_TRANSACTION_SECONDS are warnings (a shorter
+    pause between two statements of a transaction is ordinary traffic)."""
     long_rows = [r for r in activity_rows if (r.get('xact_seconds') or 0) > max_seconds]
-    idle = [r for r in activity_rows if (r.get('state') or '').startswith('idle in transaction') and r not in long_rows]
+    idle = [r for r in activity_rows if (r.get('state') or '').startswith('idle in transaction')
+            and (r.get('state_seconds') or 0) > IDLE_IN_TRANSACTION_SECONDS and r not in long_rows]
     old_prepared = [r for r in prepared_rows if (r.get('age_seconds') or 0) > max_seconds]
     young_prepared = [r for r in prepared_rows if r not in old_prepared]
     evidence = {'long_transactions': long_rows, 'idle_in_transaction': idle, 'prepared': list(prepared_rows),
@@ -413,6 +416,17 @@ def decide_budget(estimate, budget_seconds, reserve_seconds=DEFAULT_RESERVE_SECO
                    % (total, parts, usable, budget_seconds), evidence=evidence)
 
 
+def sees_everything(privileges_row):
+    """Can the deploy user see other users' sessions and the replication views?"""
+    return bool(privileges_row.get('superuser') or privileges_row.get('pg_monitor'))
+
+
+def not_checked(check, labels):
+    return finding(check, WARN, 'not checked on %s: the deploy user cannot see other sessions or the replication '
+                   'views there (see the privileges check)' % ', '.join(labels), host=labels[0] if len(labels) == 1
+                   else None, action='give the deploy user the documented privileges')
+
+
 def verdict(findings):
     """(passed, counts): passed unless any finding failed."""
     counts = {PASS: 0, WARN: 0, FAIL: 0}
@@ -467,6 +481,7 @@ SELECT application_name, host(client_addr) AS client_addr, state, replay_lsn::te
 ACTIVITY_SQL = """
 SELECT pid, usename, datname, host(client_addr) AS client_addr, application_name, state,
        EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8 AS xact_seconds,
+       EXTRACT(EPOCH FROM clock_timestamp() - state_change)::float8 AS state_seconds,
        left(query, 200) AS query
   FROM pg_stat_activity
  WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
@@ -523,14 +538,14 @@ class Preflight:
         self.estimate = None
 
     # -- plumbing --------------------------------------------------------------
-    def _connect(self, endpoint, what='PostgreSQL'):
+    def _connect(self, endpoint):
         label = endpoint_label(endpoint)
         try:
             conn = connect(endpoint, autocommit=True, application_name='fastdowntime-preflight')
         except ConnectError as exc:
-            self.findings.append(decide_connection(label, exc, what))
+            self.findings.append(decide_connection(label, exc))
             return None
-        self.findings.append(decide_connection(label, None, what))
+        self.findings.append(decide_connection(label, None))
         self.conns[label] = conn
         return conn
 
@@ -601,9 +616,16 @@ class Preflight:
             standby_infos.append(dict(info or {}, endpoint=endpoint, label=label, reachable=info is not None))
 
         self._check_patches(primary, primary_label)
-        replication_rows = (self._query(primary, REPLICATION_SQL, label=primary_label, check='standbys') or []) \
-            if primary else []
-        self.findings.append(decide_standbys(primary_info, standby_infos, replication_rows))
+        blind = [info['label'] for info in [primary_info] + standby_infos
+                 if info and info.get('reachable', True) and not sees_everything(info)]
+        if blind:
+            # Without pg_monitor, other users' sessions and the replication
+            # views show NULLs: a pass would be a guess, a failure a false alarm.
+            self.findings.append(not_checked('standbys', blind))
+        else:
+            replication_rows = (self._query(primary, REPLICATION_SQL, label=primary_label, check='standbys')
+                                or []) if primary else []
+            self.findings.append(decide_standbys(primary_info, standby_infos, replication_rows))
 
         lag = self._measure_lag(primary, primary_label, standbys) if primary else []
         self.findings.extend(decide_lag(lag, self.max_lag_seconds, self.max_lag_bytes))
@@ -613,6 +635,9 @@ class Preflight:
             if conn is None:
                 continue
             label = endpoint_label(endpoint)
+            if label in blind:
+                self.findings.append(not_checked('transactions', [label]))
+                continue
             rows = self._query(conn, ACTIVITY_SQL, label=label, check='transactions')
             prepared = self._query(conn, PREPARED_SQL, label=label, check='transactions') \
                 if conn is primary else []
@@ -622,7 +647,9 @@ class Preflight:
             self.findings.append(decide_transactions(label, rows, prepared, self.max_transaction_seconds))
 
         pgbouncer_rtts, entries_counts = self._check_pgbouncers()
-        if primary is not None and primary_label in activity:
+        if primary_label in blind:
+            self.findings.append(not_checked('direct_connections', [primary_label]))
+        elif primary is not None and primary_label in activity:
             self._check_direct_connections(primary, primary_label, activity[primary_label])
 
         self._check_budget(primary, primary_label, standbys, lag, pgbouncer_rtts, entries_counts)

@@ -28,8 +28,8 @@ description:
     (C(pg_logical_emit_message), no data changes) so an idle primary does not look lagged; each standby must replay
     it within O(max_lag_seconds) and be at most O(max_lag_bytes) behind when it is written.
   - C(transactions) - on the primary and every standby, a transaction open longer than O(max_transaction_seconds)
-    or a prepared transaction older than that fails; younger idle-in-transaction sessions and prepared
-    transactions are warnings.
+    or a prepared transaction older than that fails; younger prepared transactions and sessions idle in a
+    transaction for over a second are warnings.
   - C(direct_connections) - sessions on the primary's O(db_name) that do not come from a pgbouncer host's
     address - users in O(system_users) are ignored, O(fragile_users) fail (stop them first), O(killable_users)
     are listed (the outage terminates them as it starts), anyone else fails.
@@ -42,7 +42,7 @@ description:
     patch and 4 more, plus O(statement_seconds) per statement; standby replay the slowest catch-up the lag probe
     measured plus 2 standby round trips; resume 3 pgbouncer round trips plus one per entry.
   - The result has one structured list (RV(checks)) and one readable summary (RV(summary_lines)); the phase record
-    (RV(phases)) and RV(outcome) feed the M(fastdowntime.postgresql.timeline) callback's report.
+    (RV(phases)) and RV(outcome) feed the C(fastdowntime.postgresql.timeline) callback's report.
 version_added: 0.1.0
 author: fastdowntime.postgresql contributors
 extends_documentation_fragment: fastdowntime.postgresql.connection

@@ -223,3 +223,17 @@ def test_standalone_playbook_passes_on_a_healthy_lab_and_refuses_in_check_mode(l
     assert 'pre-flight refused the deploy (budget): FAIL budget: estimated outage' in refused.stdout
     assert 'Traceback' not in refused.stdout + refused.stderr
     assert 'fastdowntime timeline: refused by pre-flight' in refused.stdout
+
+
+def test_deploy_user_without_privileges_is_refused_naming_the_grants(lab, revision_table, patch_dir):
+    def as_app(endpoint):
+        return dict(endpoint, user='fdt_app', password=lab.users['fdt_app'])
+    result = run(lab, patch_dir, primary=as_app(lab.pg('primary')),
+                 standbys=[as_app(lab.pg('standby1')), as_app(lab.pg('standby2'))])
+    assert_refused_by(result, 'privileges', 'deploy user fdt_app is not a superuser and lacks: member of pg_monitor')
+    primary = [f for f in findings(result, 'privileges', 'fail') if f['host'].startswith('primary')][0]
+    assert 'GRANT pg_monitor, pg_signal_backend TO fdt_app' in primary['action']
+    assert len(findings(result, 'privileges', 'fail')) == 3
+    # Without pg_monitor the session and replication views are blind: not checked, never a false pass.
+    assert findings(result, 'standbys', 'warn') and not findings(result, 'transactions', 'pass')
+    assert findings(result, 'direct_connections', 'warn')

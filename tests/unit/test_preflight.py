@@ -28,8 +28,7 @@ def test_connection_failure_is_a_failed_finding_naming_the_host():
     found = pf.decide_connection('standby1 (10.0.0.11:5432)', 'standby1 (10.0.0.11:5432): cannot connect: refused')
     assert found['status'] == FAIL
     assert 'standby1' in found['summary'] and 'fastdowntime_pg_' in found['action']
-    assert pf.decide_connection('pgb', None, 'pgbouncer')['status'] == PASS
-    assert 'fastdowntime_pgbouncer_' in pf.decide_connection('pgb', 'x', 'pgbouncer')['action']
+    assert pf.decide_connection('standby1', None)['status'] == PASS
 
 
 def test_superuser_passes_without_roles():
@@ -159,8 +158,12 @@ def test_long_transaction_fails_with_the_pid_to_terminate():
 
 
 def test_young_idle_in_transaction_and_prepared_warn_old_prepared_fails():
-    idle = pf.decide_transactions('p', [session(7, 2.0, state='idle in transaction')], [], 60)
+    idle_row = dict(session(7, 2.0, state='idle in transaction'), state_seconds=1.5)
+    idle = pf.decide_transactions('p', [idle_row], [], 60)
     assert idle['status'] == WARN and 'idle-in-transaction' in idle['summary']
+    # A pause between two statements of a transaction is ordinary traffic.
+    between = pf.decide_transactions('p', [dict(idle_row, state_seconds=0.01)], [], 60)
+    assert between['status'] == PASS
     young = pf.decide_transactions('p', [], [{'gid': 'g1', 'owner': 'o', 'age_seconds': 1.0}], 60)
     assert young['status'] == WARN
     old = pf.decide_transactions('p', [], [{'gid': 'g1', 'owner': 'o', 'age_seconds': 120.0}], 60)
@@ -271,3 +274,10 @@ def test_verdict_and_summary_list_failures_first_with_actions():
     assert lines[1:5] == ['FAIL connection: s1 refused', '    -> fix', 'FAIL standbys: s1 down', '    -> start s1']
     assert lines[5:] == ['WARN pgbouncer: hmm', '    -> look', 'PASS budget: fine']
     assert pf.verdict([pf.finding('x', WARN, 'w')])[0] is True
+
+
+def test_checks_the_deploy_user_cannot_see_are_warnings_not_guesses():
+    assert pf.sees_everything({'superuser': True}) and pf.sees_everything({'superuser': False, 'pg_monitor': True})
+    assert not pf.sees_everything({'superuser': False, 'pg_monitor': False})
+    found = pf.not_checked('transactions', ['standby1'])
+    assert found['status'] == WARN and found['host'] == 'standby1' and 'privileges check' in found['summary']
