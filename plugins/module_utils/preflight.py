@@ -180,7 +180,8 @@ def decide_standbys(primary, standbys, replication_rows):
             actions.append('check fastdowntime_standbys')
             continue
         if standby.get('receiver_status') != 'streaming':
-            problems.append('%s: WAL receiver is %s, not streaming' % (label, standby.get('receiver_status') or 'not running'))
+            problems.append('%s: WAL receiver is %s, not streaming'
+                            % (label, standby.get('receiver_status') or 'not running'))
             actions.append('check primary_conninfo and the log of %s' % label)
         if _match_replication_row(streaming, standby['endpoint']) is None:
             problems.append('%s: no streaming row in the primary\'s pg_stat_replication' % label)
@@ -268,7 +269,8 @@ def decide_transactions(label, activity_rows, prepared_rows, max_seconds):
     if idle or young_prepared:
         parts = []
         if idle:
-            parts.append('%d idle-in-transaction session(s): %s' % (len(idle), '; '.join(_session_text(r) for r in idle)))
+            parts.append('%d idle-in-transaction session(s): %s'
+                         % (len(idle), '; '.join(_session_text(r) for r in idle)))
         if young_prepared:
             parts.append('%d prepared transaction(s): %s' % (len(young_prepared), ', '.join(
                 repr(r.get('gid')) for r in young_prepared)))

@@ -144,7 +144,8 @@ EXAMPLES = r'''
   fastdowntime.postgresql.preflight:
     primary: "{{ (groups['fastdowntime_primary'] | fastdowntime.postgresql.endpoints(hostvars))[0] }}"
     standbys: "{{ groups['fastdowntime_standbys'] | fastdowntime.postgresql.endpoints(hostvars) }}"
-    pgbouncers: "{{ groups['fastdowntime_pgbouncers'] | fastdowntime.postgresql.endpoints(hostvars, kind='pgbouncer') }}"
+    pgbouncers: >-
+      {{ groups['fastdowntime_pgbouncers'] | fastdowntime.postgresql.endpoints(hostvars, kind='pgbouncer') }}
     db_name: launchpad_prod
     patch_dir: /srv/launchpad/database/schema
     revision_table: launchpaddatabaserevision
@@ -182,7 +183,8 @@ failed_checks:
   elements: str
   returned: always
 summary_lines:
-  description: The readable summary - the verdict, then each failure and warning followed by what to do, then the passes.
+  description:
+    - The readable summary - the verdict, then each failure and warning followed by what to do, then the passes.
   type: list
   elements: str
   returned: always

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 
-import psycopg2
 import pytest
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import load_patch

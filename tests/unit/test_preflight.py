@@ -65,7 +65,8 @@ def test_drift_and_revisions_without_file_both_fail_in_one_finding(patch_set):
     applied = {(1, 0, 0): 'f' * 64, (9, 9, 9): 'a' * 64}
     found = pf.decide_patches('p', plan(patch_set, applied))
     assert found['status'] == FAIL
-    assert 'patch-0001-00-0.sql' in found['summary'] and 'no file (it is ahead of the patch set): 9-09-9' in found['summary']
+    assert 'patch-0001-00-0.sql' in found['summary']
+    assert 'no file (it is ahead of the patch set): 9-09-9' in found['summary']
     assert 'new patch' in found['action'] and 'tree' in found['action']
 
 
