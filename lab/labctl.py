@@ -25,10 +25,16 @@ import subprocess
 import sys
 import time
 
-LAB_DIR = os.environ.get('FDT_LAB_DIR', '/var/lib/fastdowntime-lab')
+# FDT_LAB_ID (0-9) gives a second, third... lab beside the first, with its own
+# subnet, bridge, namespaces and directory, so test runs need not share one.
+LAB_ID = int(os.environ.get('FDT_LAB_ID') or 0)
+if not 0 <= LAB_ID <= 9:
+    sys.exit('lab: FDT_LAB_ID must be 0-9')
+SUFFIX = '' if LAB_ID == 0 else str(LAB_ID)
+LAB_DIR = os.environ.get('FDT_LAB_DIR', '/var/lib/fastdowntime-lab' + SUFFIX)
 HERE = os.path.dirname(os.path.abspath(__file__))
-BRIDGE = 'fdtlab0'
-SUBNET_PREFIX = '10.213.47.'
+BRIDGE = 'fdtlab%d' % LAB_ID
+SUBNET_PREFIX = '10.213.%d.' % (47 + LAB_ID)
 BRIDGE_ADDR = SUBNET_PREFIX + '1'
 PG_BIN = '/usr/lib/postgresql/15/bin'
 SYSTEM_PYTHON = '/usr/bin/python3'
@@ -77,7 +83,11 @@ def run(cmd, check=True, env=None, input_text=None, quiet=False):
 
 
 def netns(name):
-    return 'fdtlab-%s' % name
+    return 'fdtlab%s-%s' % (SUFFIX, name)
+
+
+def veth(name):
+    return 'fdv%d-%s' % (LAB_ID, name)
 
 
 def in_ns(name, cmd, as_user=None):
@@ -181,10 +191,9 @@ def build_network():
     run(['ip', 'link', 'set', BRIDGE, 'up'])
     for name, host in HOSTS.items():
         ns = netns(name)
-        veth = 'fdtv-%s' % name
         run(['ip', 'netns', 'add', ns])
-        run(['ip', 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns])
-        run(['ip', 'link', 'set', veth, 'master', BRIDGE, 'up'])
+        run(['ip', 'link', 'add', veth(name), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns])
+        run(['ip', 'link', 'set', veth(name), 'master', BRIDGE, 'up'])
         run(in_ns(name, ['ip', 'addr', 'add', host['addr'] + '/24', 'dev', 'eth0']))
         run(in_ns(name, ['ip', 'link', 'set', 'eth0', 'up']))
         run(in_ns(name, ['ip', 'link', 'set', 'lo', 'up']))
@@ -448,7 +457,8 @@ def app_command(action, name):
 # -- up / down / status ----------------------------------------------------------
 def namespaces():
     out = run(['ip', 'netns', 'list'], check=False).stdout
-    return [line.split()[0] for line in out.splitlines() if line.startswith('fdtlab-')]
+    prefix = netns('')
+    return [line.split()[0] for line in out.splitlines() if line.startswith(prefix)]
 
 
 def down():
@@ -472,7 +482,7 @@ def down():
             time.sleep(0.1)
         run(['ip', 'netns', 'delete', ns], check=False)
     for name in HOSTS:
-        run(['ip', 'link', 'delete', 'fdtv-%s' % name], check=False)
+        run(['ip', 'link', 'delete', veth(name)], check=False)
     run(['ip', 'link', 'delete', BRIDGE], check=False)
     # A stray app started outside a namespace by hand would hold its pid file.
     for name in HOSTS:
@@ -553,14 +563,25 @@ def status():
 
 def describe():
     """The lab's topology as JSON, for tests and tools."""
-    print(json.dumps({'lab_dir': LAB_DIR, 'ssh_key': ssh_key_path(), 'hosts': HOSTS,
+    print(json.dumps({'lab_id': LAB_ID, 'lab_dir': LAB_DIR, 'netns_prefix': netns(''),
+                      'ssh_key': ssh_key_path(), 'hosts': HOSTS,
                       'db_name': DB_NAME, 'users': USERS}, indent=2))
+
+
+def lab_lock():
+    """One up/down at a time: concurrent test runs share the lab."""
+    import fcntl
+    os.makedirs(os.path.dirname(LAB_DIR.rstrip('/')) or '/', exist_ok=True)
+    handle = open(LAB_DIR.rstrip('/') + '.lock', 'w')
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
 
 
 def main(argv):
     if not argv:
         print(__doc__)
         return 2
+    lock = lab_lock() if argv[0] in ('up', 'down') else None
     try:
         if argv[0] == 'up':
             up()
@@ -578,6 +599,9 @@ def main(argv):
     except LabError as exc:
         print('lab: error: %s' % exc, file=sys.stderr)
         return 1
+    finally:
+        if lock is not None:
+            lock.close()
     return 0
 
 

@@ -1,5 +1,8 @@
 """The `lab` fixture: the real multi-host lab (lab/labctl.py), built once per session.
 
+FDT_LAB_ID=N runs the tests on lab N (its own subnet, namespaces and directory),
+so two test runs on one machine need not share a lab.
+
 Integration tests talk to real PostgreSQL, pgbouncer, sshd and the demo app in
 the lab's network namespaces. The lab needs root; run as another user, these
 tests fail with that one-line reason rather than being skipped.
@@ -65,7 +68,7 @@ class Lab:
 
     def ns_exec(self, host, *cmd, check=True):
         """Run a command inside a lab host's namespace (to stop a service, cut a link...)."""
-        return subprocess.run(['ip', 'netns', 'exec', 'fdtlab-%s' % host] + list(cmd), check=check,
+        return subprocess.run(['ip', 'netns', 'exec', self.topology['netns_prefix'] + host] + list(cmd), check=check,
                               capture_output=True, text=True)
 
     def inventory(self):

@@ -5,7 +5,9 @@ import os
 
 # Every host of the lab inventory molecule passes with --ansible-inventory.
 testinfra_hosts = ['ansible://all']
-LAB_DIR = os.environ.get('FDT_LAB_DIR', '/var/lib/fastdowntime-lab')
+LAB_ID = int(os.environ.get('FDT_LAB_ID') or 0)
+LAB_DIR = os.environ.get('FDT_LAB_DIR', '/var/lib/fastdowntime-lab' + ('' if LAB_ID == 0 else str(LAB_ID)))
+NET = '10.213.%d.' % (47 + LAB_ID)  # as lab/labctl.py
 PSQL = '/usr/lib/postgresql/15/bin/psql -X -At -h {lab}/hosts/{name}/run -U postgres -d fdtdemo -c "{sql}"'
 PGB = ("PGPASSWORD=admin-secret /usr/lib/postgresql/15/bin/psql -X -At -h {addr} -p 6432 "
        "-U fdt_admin -d pgbouncer -c 'SHOW DATABASES'")
@@ -29,7 +31,7 @@ def test_every_host_runs_its_own_sshd(host):
 
 def test_database_hosts(host):
     if role(host) == 'primary':
-        assert host.socket('tcp://10.213.47.10:5432').is_listening
+        assert host.socket('tcp://%s10:5432' % NET).is_listening
         assert psql(host, 'SELECT pg_is_in_recovery()') == 'f'
         streaming = psql(host, "SELECT string_agg(application_name, ',' ORDER BY application_name) "
                                "FROM pg_stat_replication WHERE state = 'streaming'")
@@ -48,8 +50,8 @@ def test_pgbouncer_hosts(host):
     assert host.socket('tcp://%s:6432' % addr).is_listening
     rows = [line.split('|') for line in host.check_output(PGB.format(addr=addr)).splitlines()]
     entries = {r[0]: (r[1], r[3]) for r in rows}
-    standby = {'10.213.47.21': '10.213.47.11', '10.213.47.22': '10.213.47.12'}[addr]
-    assert entries['fdtdemo'] == ('10.213.47.10', 'fdtdemo')
+    standby = {NET + '21': NET + '11', NET + '22': NET + '12'}[addr]
+    assert entries['fdtdemo'] == (NET + '10', 'fdtdemo')
     assert entries['fdtdemo_ro'] == (standby, 'fdtdemo')
     # Nothing may be left paused or disabled after a run.
     assert all(r[-2:] == ['0', '0'] for r in rows), rows

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Outage benchmark on the lab: this collection against the plain alternatives.
+
+For one trivial additive patch, under a constant client load through the
+pgbouncers (psycopg2 writers doing small insert transactions), it runs:
+
+  collection   ansible-playbook --tags outage (the collection's one-task window)
+  collection-1 the same with one pgbouncer and one standby in the inventory
+  psql-chain   a plain playbook of separate psql tasks: PAUSE, patch, poll the
+               standbys, RESUME
+  live         no pause at all: the patch runs live while a 5 s report query
+               holds a lock on the table
+
+and prints, per method, the medians over the runs of: the longest client wait,
+client errors, commits lost (must be 0), the outage (drain start -> resume as
+the method itself measures it) and the playbook's wall time. The results go to
+docs/benchmarks.md, written by this script only.
+
+    python3 benchmarks/outage_bench.py [--runs 5] [--methods collection,psql-chain,...]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'lab'))
+
+import psycopg2  # noqa: E402
+from load import ClientLoad  # noqa: E402
+
+LAB = '10.213.%d.' % (47 + int(os.environ.get('FDT_LAB_ID') or 0))  # as lab/labctl.py
+PRIMARY = 'host=%s10 port=5432 dbname=fdtdemo user=fdt_deploy password=deploy-secret' % LAB
+CLIENT = 'host=%s%d port=6432 dbname=fdtdemo user=fdt_app password=app-secret'
+PSQL = '/usr/lib/postgresql/15/bin/psql'
+VENV_BIN = os.path.join(REPO, '.venv', 'bin')
+METHODS = ('collection', 'collection-1', 'psql-chain', 'live')
+
+
+def env():
+    return dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'),
+                ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'), ANSIBLE_FORCE_COLOR='0',
+                PATH=VENV_BIN + os.pathsep + os.environ['PATH'])
+
+
+def patch_sql(tag):
+    return 'ALTER TABLE fdt_item ADD COLUMN bench_%s integer;\n' % tag
+
+
+def load_for(pgbouncers):
+    return ClientLoad(writers=[CLIENT % (LAB, 20 + n) for n in pgbouncers], per_dsn=2, pause=0.01)
+
+
+def one_inventory(tmp):
+    """The lab inventory with one pgbouncer and one standby."""
+    path = os.path.join(tmp, 'one.yml')
+    with open(path, 'w') as handle:
+        handle.write('''all:
+  children:
+    fastdowntime_primary: {hosts: {primary: {ansible_host: "{{ fdt_lab_subnet }}.10"}}}
+    fastdowntime_standbys:
+      hosts: {standby1: {ansible_host: "{{ fdt_lab_subnet }}.11", fastdowntime_standby_pgbouncer_databases: ["pgbouncer1:fdtdemo_ro"]}}
+    fastdowntime_pgbouncers: {hosts: {pgbouncer1: {ansible_host: "{{ fdt_lab_subnet }}.21"}}}
+''')
+    os.symlink(os.path.join(REPO, 'inventories', 'lab', 'group_vars'), os.path.join(tmp, 'group_vars'))
+    return path
+
+
+def run_collection(tmp, tag, inventory):
+    patch_dir = os.path.join(tmp, 'patches-' + tag)
+    os.mkdir(patch_dir)
+    with open(os.path.join(patch_dir, 'patch-%d-00-0.sql' % random.randint(3000, 9999)), 'w') as handle:
+        handle.write(patch_sql(tag))
+    report = os.path.join(tmp, 'report-%s.json' % tag)
+    began = time.monotonic()
+    proc = subprocess.run(['ansible-playbook', '-i', inventory, 'playbooks/fastdowntime.yml', '--tags', 'outage',
+                           '-e', json.dumps({'fastdowntime_patch_dir': patch_dir})],
+                          cwd=REPO, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True)
+    wall = time.monotonic() - began
+    if proc.returncode != 0:
+        raise RuntimeError('collection run failed: %s' % proc.stdout[-2000:])
+    with open(report) as handle:
+        outage_ms = json.load(handle)['outage']['outage_ms']
+    return outage_ms, wall
+
+
+CHAIN = '''---
+- name: Plain chain - PAUSE every pgbouncer
+  hosts: fastdowntime_pgbouncers
+  gather_facts: false
+  tasks:
+    - name: PAUSE
+      ansible.builtin.shell: "date +%s.%N > {stamp}/pause-$(hostname -I | tr -d ' '); PGPASSWORD=admin-secret {psql} -h {{{{ ansible_host }}}} -p 6432 -U fdt_admin pgbouncer -c 'PAUSE fdtdemo'"
+      changed_when: true
+- name: Plain chain - patch, wait for the standbys
+  hosts: fastdowntime_primary
+  gather_facts: false
+  tasks:
+    - name: Patch
+      ansible.builtin.command: "{psql} '{primary}' -v ON_ERROR_STOP=1 -f {patch}"
+      changed_when: true
+    - name: Commit LSN
+      ansible.builtin.command: "{psql} '{primary}' -Atc 'SELECT pg_current_wal_insert_lsn()'"
+      register: lsn
+      changed_when: false
+    - name: Wait for every standby
+      ansible.builtin.command: "{psql} 'host={{{{ hostvars[item].ansible_host }}}} dbname=fdtdemo user=fdt_deploy password=deploy-secret' -Atc \\"SELECT pg_last_wal_replay_lsn() >= '{{{{ lsn.stdout }}}}'\\""
+      register: replayed
+      until: replayed.stdout == 't'
+      retries: 100
+      delay: 0
+      changed_when: false
+      loop: "{{{{ groups['fastdowntime_standbys'] }}}}"
+- name: Plain chain - RESUME every pgbouncer
+  hosts: fastdowntime_pgbouncers
+  gather_facts: false
+  tasks:
+    - name: RESUME
+      ansible.builtin.shell: "PGPASSWORD=admin-secret {psql} -h {{{{ ansible_host }}}} -p 6432 -U fdt_admin pgbouncer -c 'RESUME fdtdemo'; date +%s.%N > {stamp}/resume-$(hostname -I | tr -d ' ')"
+      changed_when: true
+'''
+
+
+def run_chain(tmp, tag, inventory):
+    stamp = tempfile.mkdtemp(dir=tmp)
+    patch = os.path.join(tmp, 'chain-%s.sql' % tag)
+    with open(patch, 'w') as handle:
+        handle.write(patch_sql(tag))
+    play = os.path.join(tmp, 'chain-%s.yml' % tag)
+    with open(play, 'w') as handle:
+        handle.write(CHAIN.format(stamp=stamp, psql=PSQL, primary=PRIMARY, patch=patch))
+    began = time.monotonic()
+    proc = subprocess.run(['ansible-playbook', '-i', inventory, play], cwd=REPO, env=env(),
+                          capture_output=True, text=True)
+    wall = time.monotonic() - began
+    if proc.returncode != 0:
+        raise RuntimeError('psql chain failed: %s' % proc.stdout[-2000:])
+    stamps = {name: float(open(os.path.join(stamp, name)).read()) for name in os.listdir(stamp)}
+    pauses = [v for k, v in stamps.items() if k.startswith('pause')]
+    resumes = [v for k, v in stamps.items() if k.startswith('resume')]
+    return round((max(resumes) - min(pauses)) * 1000, 1), wall
+
+
+def run_live(tmp, tag, inventory):
+    """The patch runs live, no pause, while a report query holds the table for 5 s."""
+    report = psycopg2.connect(PRIMARY)
+    holding = threading.Event()
+
+    def report_query():
+        with report.cursor() as cur:
+            cur.execute('BEGIN')
+            cur.execute('SELECT count(*) FROM fdt_item')
+            holding.set()
+            cur.execute('SELECT pg_sleep(5)')
+        report.rollback()
+
+    thread = threading.Thread(target=report_query)
+    thread.start()
+    holding.wait(10)
+    began = time.monotonic()
+    conn = psycopg2.connect(PRIMARY)
+    with conn, conn.cursor() as cur:
+        cur.execute(patch_sql(tag))
+    conn.close()
+    outage = time.monotonic() - began  # the ALTER queued behind the report, and every client behind it
+    thread.join()
+    report.close()
+    return round(outage * 1000, 1), outage
+
+
+def measure(method, tmp, tag, one_inv):
+    inventory = one_inv if method == 'collection-1' else os.path.join(REPO, 'inventories', 'lab', 'hosts.yml')
+    pgbouncers = (1,) if method == 'collection-1' else (1, 2)
+    runner = {'collection': run_collection, 'collection-1': run_collection,
+              'psql-chain': run_chain, 'live': run_live}[method]
+    with load_for(pgbouncers) as load:
+        time.sleep(1.0)
+        outage_ms, wall = runner(tmp, tag, inventory)
+        time.sleep(1.0)
+    lost = load.missing_commits(PRIMARY)
+    return {'max_client_wait_ms': round(load.max_wait() * 1000, 1), 'client_errors': len(load.errors),
+            'commits_lost': len(lost), 'outage_ms': outage_ms, 'wall_s': round(wall, 2),
+            'transactions': load.transactions()}
+
+
+def median(values):
+    return round(statistics.median(values), 1) if values else None
+
+
+def machine():
+    cpu = 'unknown'
+    try:
+        with open('/proc/cpuinfo') as handle:
+            cpu = next(line.split(':', 1)[1].strip() for line in handle if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return '%s, %d cores, %s, Python %s' % (cpu, os.cpu_count(), platform.platform(), platform.python_version())
+
+
+def write_markdown(results, runs, path):
+    now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    base = median([r['outage_ms'] for r in results.get('collection', [])])
+    lines = [
+        '# Outage benchmark',
+        '',
+        'Written by `benchmarks/outage_bench.py` (never by hand). Run: %s. Machine: %s.' % (now, machine()),
+        '',
+        'One trivial additive patch (`ALTER TABLE fdt_item ADD COLUMN ...`) on the lab, under a constant load of',
+        'psycopg2 writers (2 per pgbouncer, small insert transactions, 10 ms apart). Medians of %d runs per' % runs,
+        'method. *Outage* is drain start to last resume as each method measures it (the collection: its report;',
+        'the psql chain: the first PAUSE to the last RESUME; live: how long the ALTER waited and ran).',
+        '',
+        '| method | longest client wait (ms) | client errors | commits lost | outage (ms) | outage vs collection | playbook wall time (s) |',
+        '|---|---|---|---|---|---|---|',
+    ]
+    labels = {
+        'collection': 'this collection (2 pgbouncers, 2 standbys)',
+        'collection-1': 'this collection (1 pgbouncer, 1 standby)',
+        'psql-chain': 'plain chain of psql tasks with PAUSE/RESUME',
+        'live': 'live migration, no pause, 5 s report query holding a lock',
+    }
+    for method in METHODS:
+        rows = results.get(method)
+        if not rows:
+            continue
+        outage = median([r['outage_ms'] for r in rows])
+        ratio = '%.1fx' % (outage / base) if base else '-'
+        lines.append('| %s | %s | %s | %s | %s | %s | %s |' % (
+            labels[method], median([r['max_client_wait_ms'] for r in rows]),
+            max(r['client_errors'] for r in rows), max(r['commits_lost'] for r in rows), outage, ratio,
+            median([r['wall_s'] for r in rows])))
+    lines += ['', 'Client errors and commits lost are the worst run, not the median.', '',
+              'Raw runs:', '', '```json', json.dumps(results, indent=1, sort_keys=True), '```', '']
+    with open(path, 'w') as handle:
+        handle.write('\n'.join(lines))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--runs', type=int, default=5)
+    parser.add_argument('--methods', default=','.join(METHODS))
+    parser.add_argument('--output', default=os.path.join(REPO, 'docs', 'benchmarks.md'))
+    args = parser.parse_args()
+    methods = [m for m in args.methods.split(',') if m]
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        parser.error('unknown methods: %s' % ', '.join(sorted(unknown)))
+    up = subprocess.run([sys.executable, os.path.join(REPO, 'lab', 'labctl.py'), 'up'], capture_output=True, text=True)
+    if up.returncode != 0:
+        sys.exit('benchmark: the lab did not come up: %s' % (up.stdout + up.stderr).strip())
+    results = {m: [] for m in methods}
+    with tempfile.TemporaryDirectory() as tmp:
+        one_inv = one_inventory(tmp)
+        # Interleave the methods run by run, so machine noise hits them alike.
+        for run in range(args.runs):
+            for method in methods:
+                tag = '%s_%d_%d' % (method.replace('-', '_'), run, random.randint(0, 10 ** 6))
+                result = measure(method, tmp, tag, one_inv)
+                results[method].append(result)
+                print('%-13s run %d: %s' % (method, run + 1, json.dumps(result)), flush=True)
+    write_markdown(results, args.runs, args.output)
+    # Drop the benchmark's columns again so the lab's table stays small.
+    conn = psycopg2.connect(PRIMARY)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'fdt_item'::regclass "
+                    "AND attname LIKE 'bench_%' AND NOT attisdropped")
+        for (name,) in cur.fetchall():
+            cur.execute('ALTER TABLE fdt_item DROP COLUMN %s' % name)
+    conn.close()
+    print('benchmark: results in %s' % args.output)
+
+
+if __name__ == '__main__':
+    main()
