@@ -151,7 +151,7 @@ def test_bad_input_fails_in_one_line_before_touching_any_pool(healthy_lab):
             pc.open_consoles([pc.Console(endpoint, db_name=healthy_lab.db_name),
                               pc.Console(healthy_lab.pgbouncer('pgbouncer2'), db_name=healthy_lab.db_name)])
         message = str(err.value)
-        assert cause in message and lab.addr('pgbouncer1') in message and '\n' not in message
+        assert cause in message and healthy_lab.addr('pgbouncer1') in message and '\n' not in message
         assert 'wrong' not in message and 'secret' not in message
     with pytest.raises(pc.ConsoleError, match='unknown pgbouncer database.*nope'):
         pc.open_consoles([pc.Console(good, databases=['nope'])])
