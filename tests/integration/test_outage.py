@@ -17,8 +17,28 @@ import pytest
 PLAYBOOK = os.environ.get('FDT_TEST_PLAYBOOK', 'playbooks/fastdowntime.yml')
 
 
+# The tests keep their revisions out of the lab's own revision table, so the
+# lab database never looks "ahead of the patch set" to a later deploy.
+REVISION_TABLE = 'fdt_outage_test.schema_revision'
+
+
 def unique_major():
     return random.randint(5000, 9999)
+
+
+@pytest.fixture(autouse=True)
+def clean_up_after(lab):
+    """Drop what a test's patches created and its revision table afterwards."""
+    yield
+    conn = psycopg2.connect(lab.primary_dsn())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+                    "WHERE schemaname = 'public' AND tablename ~ '^fdt_[a-z]+[0-9]{4}'")
+        for (table,) in cur.fetchall():
+            cur.execute('DROP TABLE IF EXISTS %s CASCADE' % table)
+        cur.execute('DROP SCHEMA IF EXISTS fdt_outage_test CASCADE')
+    conn.close()
 
 
 def write_patches(tmp_path, major, bodies):
@@ -35,7 +55,8 @@ def run_playbook(lab, tmp_path, patch_dir, extra=None, tags='outage', background
     env = dict(os.environ, FDT_REPORT_PATH=report, ANSIBLE_CONFIG=os.path.join(lab.repo, 'ansible.cfg'),
                ANSIBLE_COLLECTIONS_PATH=os.path.join(lab.repo, '.collections'), ANSIBLE_FORCE_COLOR='0',
                PATH=os.path.join(lab.repo, '.venv', 'bin') + os.pathsep + os.environ['PATH'])
-    extra_vars = dict({'fastdowntime_patch_dir': patch_dir}, **(extra or {}))
+    extra_vars = dict({'fastdowntime_patch_dir': patch_dir, 'fastdowntime_revision_table': REVISION_TABLE},
+                      **(extra or {}))
     cmd = ['ansible-playbook', '-i', lab.inventory(), PLAYBOOK, '--tags', tags, '-e', json.dumps(extra_vars)]
     if background:
         return subprocess.Popen(cmd, cwd=lab.repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
