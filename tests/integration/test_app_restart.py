@@ -5,6 +5,7 @@ checks what happened from outside: the apps' pids (from /health), HTTP probes
 running during the roll, the playbook's error and the timeline JSON report.
 """
 
+import http.client
 import json
 import os
 import subprocess
@@ -52,7 +53,7 @@ def health(lab, app, timeout=2.0):
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, None
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):  # refused, reset, cut mid-answer
         return 0, None
 
 
