@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import subprocess
+import threading
 import time
 
 import psycopg2
@@ -258,3 +259,48 @@ def test_controller_killed_inside_outage_dead_man_switch_resumes(healthy_lab, tm
     logs = ''.join(open(os.path.join(lab.lab_dir, 'hosts', h, 'log', 'watchdog.log')).read()
                    for h in ('pgbouncer1', 'pgbouncer2'))
     assert 'RESUME' in logs.upper()
+
+
+def test_standby_cut_off_inside_outage_is_named_and_fenced(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    budget = 4
+    patch_dir = write_patches(tmp_path, major, [
+        # The sleep keeps the window open long enough to cut the standby off inside it.
+        'CREATE TABLE fdt_f%d (id int);\nSELECT pg_sleep(1);' % major,
+    ])
+
+    def cut_when_paused():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if pgbouncer_flags(lab, 'pgbouncer1')['fdtdemo'][0] == 1:
+                lab.ns_exec('standby2', 'ip', 'link', 'set', 'eth0', 'down')
+                return
+            time.sleep(0.02)
+
+    cutter = threading.Thread(target=cut_when_paused)
+    try:
+        with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
+            cutter.start()
+            proc, report_path = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': budget})
+            cutter.join()
+            time.sleep(0.3)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert 'aborted in standby replay' in out, out[-3000:]
+        assert 'standby2' in out and 'fdtdemo_ro on pgbouncer2' in out, out[-3000:]
+        # The schema is committed on the primary (all of it) and on the standby still connected.
+        assert table_exists(lab, 'primary', 'fdt_f%d' % major)
+        assert table_exists(lab, 'standby1', 'fdt_f%d' % major)
+        # No client is resumed onto the standby without the schema; everything else is back.
+        assert pgbouncer_flags(lab, 'pgbouncer2')['fdtdemo_ro'] == (0, 1)
+        assert pgbouncer_flags(lab, 'pgbouncer2')['fdtdemo'] == (0, 0)
+        assert all(f == (0, 0) for f in pgbouncer_flags(lab, 'pgbouncer1').values())
+        assert_nothing_lost(lab, load)
+    finally:
+        lab.ns_exec('standby2', 'ip', 'link', 'set', 'eth0', 'up', check=False)
+        conn = psycopg2.connect(lab.dsn(lab.pgbouncer('pgbouncer2')))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute('ENABLE fdtdemo_ro')
+        conn.close()
