@@ -8,6 +8,14 @@ the window itself pays only round trips, never an Ansible task boundary or a
 connection set-up. Whatever fails inside the window takes the same path:
 ROLLBACK (apply_cold already did it) and RESUME of every pgbouncer; entries that
 serve a standby without the new schema stay disabled and are named.
+
+Two window modes. ``all``: every deploy entry on every pgbouncer is drained for
+the whole window. ``split`` (Launchpad's last FastDowntime design): WAL replay is
+paused on every standby first, so the read-only entries keep serving the old
+schema while only the read-write entries are drained and the primary is
+patched; writes come back, then the read-only entries are drained, replay is
+resumed, every standby catches up with the commit and the read-only entries
+come back. Both share one budget clock, and every failure path resumes replay.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,11 +34,22 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     Console, ConsoleError, drain, open_consoles, resume)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    ConnectError, connect, endpoint_label, one_line, query)
+    ConnectError, connect, endpoint_label, one_line, psycopg2, query, wait)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, load_patch_set, plan as make_plan, refuse_drift)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     SchemaError, applied_revisions, apply_cold, ensure_revision_table, wait_for_replay)
+
+
+WINDOW_MODES = ('all', 'split')
+
+# How long a standby may take to confirm pg_wal_replay_pause(): nothing is
+# drained yet, but a startup process stuck in a recovery conflict must not eat
+# the whole budget before the primary's outage even starts.
+REPLAY_PAUSE_SECONDS = 5.0
+REPLAY_POLL_SECONDS = 0.002
+# A standby connection lost mid-window is reopened to resume replay; this bounds it.
+REPLAY_RESUME_CONNECT_SECONDS = 3
 
 
 class OutageError(Exception):
@@ -57,6 +76,128 @@ def standby_entries_by_pgbouncer(standbys, pgbouncer_names):
                 per.setdefault(bouncer, []).append(entry)
         mapping[standby.get('name') or standby['host']] = per
     return mapping
+
+
+def split_entries(entries_by_pgbouncer, standbys):
+    """({pgbouncer: read-write entries}, {pgbouncer: read-only entries}).
+
+    ``entries_by_pgbouncer``: the deploy's entries found on each pgbouncer. An
+    entry is read-only when some standby lists it in ``pgbouncer_databases``
+    for that pgbouncer; every other deploy entry is read-write (the primary's).
+    Standby entries that are not deploy entries are ignored: they were never
+    going to be drained.
+    """
+    mapping = standby_entries_by_pgbouncer(standbys, list(entries_by_pgbouncer))
+    read_write, read_only = {}, {}
+    for bouncer, entries in entries_by_pgbouncer.items():
+        serving = {entry for per in mapping.values() for entry in per.get(bouncer, [])}
+        read_only[bouncer] = [entry for entry in entries if entry in serving]
+        read_write[bouncer] = [entry for entry in entries if entry not in serving]
+    return read_write, read_only
+
+
+def _on_standbys(standby_conns, sql, timeout):
+    """Run ``sql`` on every standby's async connection at once (send all, then
+    collect). Returns [(endpoint, first row or None, one-line error or None)]."""
+    sent = []
+    for endpoint, conn in standby_conns:
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            sent.append((endpoint, conn, cur, None))
+        except psycopg2.Error as exc:
+            sent.append((endpoint, conn, None, one_line(exc)))
+    deadline = time.monotonic() + timeout
+    results = []
+    for endpoint, conn, cur, error in sent:
+        row = None
+        if error is None:
+            try:
+                wait(conn, max(deadline - time.monotonic(), 0.001))
+                row = cur.fetchone()
+            except TimeoutError:
+                error = 'no answer within %.1f s' % timeout
+            except psycopg2.Error as exc:
+                error = one_line(exc)
+        results.append((endpoint, row, error))
+    return results
+
+
+def pause_replay(standby_conns, clock, paused, timeout=REPLAY_PAUSE_SECONDS):
+    """pg_wal_replay_pause() on every standby, confirmed by
+    pg_get_wal_replay_pause_state() = 'paused'. Every standby asked is added to
+    ``paused`` first (the caller resumes them whatever happens); a standby that
+    refuses or does not confirm within ``timeout`` -> SchemaError naming it."""
+    names = ', '.join(endpoint_label(e) for e, _ in standby_conns)
+    with clock.phase('replay_pause', host=names or None) as record:
+        deadline = time.monotonic() + min(timeout, max(clock.usable(), 0.001))
+        paused.extend(endpoint for endpoint, _ in standby_conns)
+        failed = [(e, err) for e, _, err in _on_standbys(standby_conns, 'SELECT pg_wal_replay_pause()',
+                                                             deadline - time.monotonic()) if err]
+        if failed:
+            raise SchemaError('; '.join('standby %s: pg_wal_replay_pause() failed: %s' % (endpoint_label(e), err)
+                                        for e, err in failed))
+        waiting = list(standby_conns)
+        interval = REPLAY_POLL_SECONDS
+        while waiting:
+            states = _on_standbys(waiting, 'SELECT pg_get_wal_replay_pause_state()',
+                                  max(deadline - time.monotonic(), 0.001))
+            errors = ['standby %s: %s' % (endpoint_label(e), err) for e, _, err in states if err]
+            if errors:
+                raise SchemaError('; '.join('%s: replay pause not confirmed' % text for text in errors))
+            record['detail']['states'] = dict((endpoint_label(e), row[0]) for e, row, _ in states)
+            not_yet = set(endpoint_label(e) for e, row, _ in states if row[0] != 'paused')
+            waiting = [(e, c) for e, c in waiting if endpoint_label(e) in not_yet]
+            if not waiting:
+                break
+            if time.monotonic() >= deadline:
+                raise SchemaError('standby %s: replay pause not confirmed within %.1f s (state: %s): a recovery '
+                                  'conflict may hold its startup process; check its log'
+                                  % (', '.join(sorted(not_yet)), timeout,
+                                     ', '.join(record['detail']['states'][n] for n in sorted(not_yet))))
+            time.sleep(interval)
+            interval = min(interval * 2, 0.05)
+    return record
+
+
+def resume_replay(standby_conns, clock=None):
+    """pg_wal_replay_resume() on every standby of ``standby_conns`` (endpoint,
+    async connection); a standby whose connection fails is tried once more on a
+    fresh connection. Returns [(endpoint, error or None)] - resuming replay that
+    is not paused is harmless, so this is always safe to call."""
+    def attempt():
+        outcome = []
+        for endpoint, _, error in _on_standbys(standby_conns, 'SELECT pg_wal_replay_resume()', 5.0):
+            if error is not None:
+                error = _resume_on_fresh_connection(endpoint, error)
+            outcome.append((endpoint, error))
+        return outcome
+
+    if clock is None or not standby_conns:
+        return attempt()
+    names = ', '.join(endpoint_label(e) for e, _ in standby_conns)
+    with clock.phase('replay_resume', host=names) as record:
+        outcome = attempt()
+        failed = [(e, err) for e, err in outcome if err]
+        if failed:
+            record['status'] = 'failed'
+            record['detail']['error'] = '; '.join('%s: %s' % (endpoint_label(e), err) for e, err in failed)
+    return outcome
+
+
+def _resume_on_fresh_connection(endpoint, first_error):
+    try:
+        conn = connect(dict(endpoint, connect_timeout=REPLAY_RESUME_CONNECT_SECONDS), autocommit=True,
+                       application_name='fastdowntime-replay')
+    except ConnectError as exc:
+        return '%s; reconnect failed: %s' % (first_error, one_line(exc))
+    try:
+        query(conn, 'SELECT pg_wal_replay_resume()')
+        return None
+    except psycopg2.Error as exc:
+        return '%s; on a new connection: %s' % (first_error, one_line(exc))
+    finally:
+        conn.close()
 
 
 def _addresses(host):
@@ -90,7 +231,10 @@ class Outage:
 
     def __init__(self, primary, standbys, pgbouncers, db_name, patch_dir, budget_seconds,
                  revision_table=None, deploy_id=None, drain_policy='abort', pgbouncer_databases=None,
-                 killable_users=None, reserve_seconds=None, lock_retry=None):
+                 killable_users=None, reserve_seconds=None, lock_retry=None, window_mode='all'):
+        if window_mode not in WINDOW_MODES:
+            raise ValueError('window_mode must be one of %s, got %r' % (', '.join(WINDOW_MODES), window_mode))
+        self.window_mode = window_mode
         self.primary = dict(primary, dbname=db_name)
         self.standbys = [dict(s, dbname=db_name) for s in standbys]
         self.pgbouncers = list(pgbouncers)
@@ -109,6 +253,9 @@ class Outage:
         self.observer = None      # the primary, autocommit: locks, terminate, replication
         self.standby_conns = []   # (endpoint, async connection)
         self.consoles = []
+        # split mode: the read-write entries are self.consoles' entries, the
+        # read-only ones live on consoles of their own (their own PAUSE connections).
+        self.read_consoles = []
 
     # -- before the window -------------------------------------------------
     def prepare(self, check_mode=False):
@@ -136,8 +283,10 @@ class Outage:
             self.consoles = [Console(p, db_name=self.db_name, databases=self.pgbouncer_databases)
                              for p in self.pgbouncers]
             open_consoles(self.consoles)
+            if self.window_mode == 'split':
+                self._split_consoles()
             # The PAUSE connections too: set-up must not count against the outage.
-            for console in self.consoles:
+            for console in self.consoles + self.read_consoles:
                 console.open_pause_connections(console.entries)
         except (ConnectError, ConsoleError, PatchSetError, SchemaError, DeployLogError) as exc:
             self.close()
@@ -150,10 +299,12 @@ class Outage:
     # -- the window ----------------------------------------------------------
     def run(self):
         """The window. Returns the result dict; raises OutageError (with .result) on abort."""
-        result = {'deploy_id': self.deploy_id, 'changed': False}
+        result = {'deploy_id': self.deploy_id, 'changed': False, 'window_mode': self.window_mode}
         if not self.plan.pending_cold:
             result.update(outcome='nothing to do', phases=[], outage=None)
             return result
+        if self.window_mode == 'split':
+            return self._run_split(result)
         pgbouncer_addrs = set()
         for p in self.pgbouncers:
             pgbouncer_addrs |= _addresses(p['host'])
@@ -205,11 +356,15 @@ class Outage:
             disabled_entries=disabled,
             plan=self.plan.as_dict(),
         )
-        if error is None and resume_error is None:
+        return self._finish(result, error, failed_phase, resume_error, disabled)
+
+    def _finish(self, result, error, failed_phase, resume_error, disabled, replay_errors=()):
+        """Done: log and return. Aborted: log, then raise the one-line OutageError."""
+        if error is None and resume_error is None and not replay_errors:
             result['outcome'] = 'done'
             self._log(result)
             return result
-        result['outcome'] = 'aborted in %s' % (failed_phase or 'resume')
+        result['outcome'] = 'aborted in %s' % (failed_phase or ('replay resume' if replay_errors else 'resume'))
         self._log(result, failed=True)
         parts = []
         if error is not None:
@@ -223,13 +378,143 @@ class Outage:
                          '-c "RESUME"' % one_line(resume_error))
         else:
             parts.append('every pgbouncer resumed')
+        if self.window_mode == 'split':
+            if replay_errors:
+                parts.append('REPLAY LEFT PAUSED on %s - run SELECT pg_wal_replay_resume() there (the next '
+                             'pre-flight also resumes it)' % '; '.join('%s (%s)' % (endpoint_label(e), err)
+                                                                       for e, err in replay_errors))
+            else:
+                parts.append('replay resumed on every standby')
         if disabled:
             parts.append('left DISABLED until their standby catches up: %s - then ENABLE them'
                          % ', '.join('%s on %s' % (e, b) for b, e in disabled))
+        shown = ('drain', 'drain_write', 'drain_read', 'cold_transaction', 'standby_replay', 'resume',
+                 'resume_write', 'resume_read')
         timings = ', '.join('%s %s ms' % (p['phase'], p['duration_ms']) for p in self.clock.phases
-                            if p['phase'] in ('drain', 'cold_transaction', 'standby_replay', 'resume'))
+                            if p['phase'] in shown)
         raise OutageError('outage aborted in %s: %s (%s)' % (result['outcome'][11:], '; '.join(parts), timings),
                           result)
+
+    # -- split mode ------------------------------------------------------------
+    def _split_consoles(self):
+        """Keep the read-write entries on self.consoles and open one console per
+        pgbouncer for its read-only entries (before the clock starts)."""
+        found = dict((c.endpoint.get('name') or c.label, list(c.entries)) for c in self.consoles)
+        read_write, read_only = split_entries(found, self.standbys)
+        for console in self.consoles:
+            console.entries = read_write[console.endpoint.get('name') or console.label]
+        by_name = dict((c.endpoint.get('name') or c.label, c) for c in self.consoles)
+        self.read_consoles = [Console(by_name[name].endpoint, databases=entries)
+                              for name, entries in read_only.items() if entries]
+        # A pgbouncer that serves only standbys has no read-write entry to drain.
+        self.consoles = [c for c in self.consoles if c.entries]
+        open_consoles(self.read_consoles)
+
+    def _run_split(self, result):
+        """Replay paused -> read-write drained -> cold transaction -> writes back
+        -> read-only drained -> replay resumed and caught up -> reads back."""
+        error = None
+        failed_phase = None
+        applied = None
+        replay = None
+        lagging = []
+        replay_paused = []
+        marks = {}               # monotonic times: write/read drain start and resume end
+        write = {'resumed': None, 'error': None}
+
+        def resume_writes():
+            # Runs inside the read-only drain, right after its PAUSEs are sent:
+            # a watched entry stays paused without a gap, so the dead-man switch
+            # keeps guarding the read half (it stops watching once nothing is paused).
+            if write['resumed'] is not None or write['error'] is not None:
+                return
+            try:
+                write['resumed'] = resume(self.consoles, self.clock, phase='resume_write')
+            except ConsoleError as exc:
+                write['error'] = exc
+            marks['write_end'] = time.monotonic()
+
+        self.clock.start()
+        outage_started = time.time()
+        try:
+            if self.killable_users:
+                pgbouncer_addrs = set()
+                for p in self.pgbouncers:
+                    pgbouncer_addrs |= _addresses(p['host'])
+                with self.clock.phase('terminate_killable', host=endpoint_label(self.primary)) as rec:
+                    rec['detail']['terminated'] = terminate_killable(self.observer, self.killable_users,
+                                                                     self.db_name, pgbouncer_addrs)
+            failed_phase = 'replay pause'
+            pause_replay(self.standby_conns, self.clock, replay_paused)
+            failed_phase = 'drain'
+            marks['write_start'] = time.monotonic()
+            drain(self.consoles, policy=self.drain_policy, primary_conn=self.observer, clock=self.clock,
+                  phase='drain_write')
+            failed_phase = 'schema application'
+            applied = apply_cold(self.conn, self.plan.pending_cold, self.clock, deploy_id=self.deploy_id,
+                                 observer=self.observer, host=endpoint_label(self.primary),
+                                 **self._table_kwargs(lock_retry=True))
+            result['changed'] = True
+            failed_phase = 'read drain'
+            marks['read_start'] = time.monotonic()
+            drain(self.read_consoles, policy=self.drain_policy, clock=self.clock, phase='drain_read',
+                  after_pause_sent=resume_writes)
+            failed_phase = 'replay resume'
+            replay_errors = [(e, err) for e, err in resume_replay(self.standby_conns, self.clock) if err]
+            replay_paused = [e for e, _ in replay_errors]
+            if replay_errors:
+                raise SchemaError('; '.join('standby %s: pg_wal_replay_resume() failed: %s'
+                                            % (endpoint_label(e), err) for e, err in replay_errors),
+                                  lagging=[endpoint_label(e) for e, _ in replay_errors])
+            failed_phase = 'standby replay'
+            replay = wait_for_replay(self.observer, self.standby_conns, applied['commit_lsn'], self.clock)
+            failed_phase = None
+        except (ConsoleError, SchemaError, BudgetExceeded, ConnectError) as exc:
+            error = exc
+            lagging = list(getattr(exc, 'lagging', None) or [])
+        finally:
+            # Always, in this order: writes back, replay running, reads back (a
+            # standby that cannot have the new schema has its entries fenced).
+            resume_writes()
+            replay_errors = []
+            if replay_paused:
+                left = [(e, c) for e, c in self.standby_conns if e in replay_paused]
+                replay_errors = [(e, err) for e, err in resume_replay(left, self.clock) if err]
+                if result['changed']:
+                    lagging = sorted(set(lagging) | set(endpoint_label(e) for e, _ in replay_errors))
+            resumed, resume_error, disabled = self._resume(lagging, self.read_consoles, phase='resume_read')
+        ended = time.monotonic()
+        outage_ended = time.time()
+        if write['error'] is not None:
+            resume_error = write['error'] if resume_error is None else \
+                ConsoleError('%s; %s' % (write['error'], resume_error))
+        write_resumed = write['resumed'] or []
+        read_start = marks.get('read_start')
+        result.update(
+            phases=self.clock.phases,
+            budget_ms=round(self.clock.budget * 1000, 1),
+            outage={
+                'started_at': outage_started,
+                'ended_at': outage_ended,
+                'outage_ms': round((outage_ended - outage_started) * 1000, 1),
+                'window_mode': 'split',
+                'write_outage_ms': _span_ms(marks.get('write_start'), marks.get('write_end')),
+                # Reads were drained only once the patches were committed.
+                'read_outage_ms': _span_ms(read_start, ended) if read_start is not None else 0.0,
+                'max_write_wait_ms': max([r.get('maxwait_ms') or 0 for r in write_resumed] or [0]),
+                'max_read_wait_ms': max([r.get('maxwait_ms') or 0 for r in resumed] or [0]),
+                'max_client_wait_ms': max([r.get('maxwait_ms') or 0 for r in write_resumed + resumed] or [0]),
+                'standby_replay_ms': {s['name']: s.get('replay_ms') for s in (replay or {}).get('standbys', [])},
+                'patches': (applied or {}).get('patches', []),
+                'transaction_ms': (applied or {}).get('transaction_ms'),
+                'commit_lsn': (applied or {}).get('commit_lsn'),
+            },
+            resumed=write_resumed + resumed,
+            disabled_entries=disabled,
+            replay_left_paused=[endpoint_label(e) for e, _ in replay_errors],
+            plan=self.plan.as_dict(),
+        )
+        return self._finish(result, error, failed_phase, resume_error, disabled, replay_errors)
 
     def _log(self, result, failed=False):
         """The deploy-log row, written after RESUME so it never lengthens the outage.
@@ -250,17 +535,19 @@ class Outage:
             kwargs['lock_retry'] = self.lock_retry
         return kwargs
 
-    def _resume(self, lagging):
-        """Resume everything except the entries serving a standby in ``lagging``
-        (endpoint labels): those are fenced - DISABLE (no new clients), KILL (the
-        queued and connected clients go, never onto the old schema), RESUME (KILL
-        leaves an entry paused) - and reported."""
+    def _resume(self, lagging, consoles=None, phase='resume'):
+        """Resume every entry of ``consoles`` (default: self.consoles) except the
+        entries serving a standby in ``lagging`` (endpoint labels): those are
+        fenced - DISABLE (no new clients), KILL (the queued and connected clients
+        go, never onto the old schema), RESUME (KILL leaves an entry paused) -
+        and reported."""
+        consoles = self.consoles if consoles is None else consoles
         fenced = {}
         lagging_names = {s.get('name') for s in self.standbys if endpoint_label(s) in set(lagging)}
         for standby, per in standby_entries_by_pgbouncer(
                 [s for s in self.standbys if s.get('name') in lagging_names],
-                [c.endpoint.get('name') for c in self.consoles]).items():
-            for console in self.consoles:
+                [c.endpoint.get('name') for c in consoles]).items():
+            for console in consoles:
                 for entry in per.get(console.endpoint.get('name'), []):
                     if entry in console.entries:
                         fenced.setdefault(console, []).append(entry)
@@ -276,7 +563,7 @@ class Outage:
                 except ConsoleError as exc:
                     fence_errors.append(str(exc))
         try:
-            resumed = resume(self.consoles, self.clock)
+            resumed = resume(consoles, self.clock, phase=phase)
         except ConsoleError as exc:
             return [], exc, disabled
         if fence_errors:
@@ -290,5 +577,11 @@ class Outage:
                     conn.close()
             except Exception:  # closing is best effort
                 pass
-        for console in self.consoles:
+        for console in self.consoles + self.read_consoles:
             console.close()
+
+
+def _span_ms(began, ended):
+    if began is None or ended is None:
+        return None
+    return round((ended - began) * 1000, 1)

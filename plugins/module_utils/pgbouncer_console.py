@@ -446,8 +446,9 @@ def open_consoles(consoles):
     return consoles
 
 
-def resume(consoles, clock=None):
-    """RESUME (and ENABLE) the deploy's entries on every console in parallel.
+def resume(consoles, clock=None, phase='resume'):
+    """RESUME (and ENABLE) the deploy's entries on every console in parallel;
+    each console's work is timed as ``phase`` on ``clock``.
 
     Returns one dict per console: host, resumed, enabled, maxwait_ms (the
     longest client wait, read before resuming) and duration_ms. Raises
@@ -455,7 +456,7 @@ def resume(consoles, clock=None):
     them all.
     """
     def one(console):
-        with _phase(clock, 'resume', console.label) as record:
+        with _phase(clock, phase, console.label) as record:
             if console.conn is None:
                 console.open()
             result = console.resume()
@@ -504,7 +505,7 @@ class _Drain:
     """State of one drain across consoles (single thread, select loop)."""
 
     def __init__(self, consoles, deadline_seconds, policy, primary_conn, terminate_after_seconds,
-                 terminate_min_xact_age_seconds, clock, poll_interval):
+                 terminate_min_xact_age_seconds, clock, poll_interval, phase='drain', after_pause_sent=None):
         if policy not in ('abort', 'terminate'):
             raise ValueError('policy must be abort or terminate, got %r' % (policy,))
         self.consoles = consoles
@@ -517,6 +518,8 @@ class _Drain:
                         else float(terminate_min_xact_age_seconds))
         self.clock = clock
         self.poll_interval = poll_interval
+        self.phase = phase
+        self.after_pause_sent = after_pause_sent
         self.terminated = []
         self.phases = {}
         self.results = {}
@@ -540,6 +543,8 @@ class _Drain:
                 self._start_phase(console)
                 for entry in sorted(pending[console]):
                     console.send_pause(entry)
+            if self.after_pause_sent is not None:
+                self.after_pause_sent()
             unconfirmed = set(self.consoles)
             while unconfirmed:
                 self._collect_replies(pending, deadline)
@@ -648,7 +653,7 @@ class _Drain:
     def _start_phase(self, console):
         if self.clock is None:
             return
-        manager = self.clock.phase('drain', host=console.label, detail={'entries': list(console.entries)})
+        manager = self.clock.phase(self.phase, host=console.label, detail={'entries': list(console.entries)})
         manager.__enter__()
         self.phases[console.label] = manager
 
@@ -667,7 +672,7 @@ class _Drain:
 
 def drain(consoles, deadline_seconds=None, policy='abort', primary_conn=None,
           terminate_after_seconds=None, terminate_min_xact_age_seconds=None, clock=None,
-          poll_interval=0.05):
+          poll_interval=0.05, phase='drain', after_pause_sent=None):
     """PAUSE the deploy's entries on every (open) console at once and confirm
     the drain from SHOW DATABASES/SERVERS within ``deadline_seconds`` (default:
     the usable budget of ``clock``).
@@ -681,11 +686,16 @@ def drain(consoles, deadline_seconds=None, policy='abort', primary_conn=None,
     (default half the deadline) on, the primary backends those clients hold in
     a transaction older than ``terminate_min_xact_age_seconds`` (default the
     same), then keeps waiting for the drain until the deadline.
+
+    ``phase`` names the per-console phase on ``clock``. ``after_pause_sent``
+    (no arguments; it must not raise) runs once every PAUSE has been sent and
+    before the drain is confirmed: the split window resumes the read-write
+    entries there, so some watched entry stays paused without a gap.
     """
     if deadline_seconds is None:
         if clock is None:
             raise ValueError('drain needs deadline_seconds or a budget clock')
         deadline_seconds = clock.work_timeout('drain')
     runner = _Drain(consoles, deadline_seconds, policy, primary_conn, terminate_after_seconds,
-                    terminate_min_xact_age_seconds, clock, poll_interval)
+                    terminate_min_xact_age_seconds, clock, poll_interval, phase, after_pause_sent)
     return runner.run()

@@ -25,6 +25,12 @@ description:
     lost) takes one path - ROLLBACK, RESUME of every pgbouncer - and fails with one message naming the
     phase, the host and the cause. Entries that serve a standby without the new schema are fenced
     (DISABLE, KILL, RESUME) and named, so no client lands on the old schema.
+  - With O(window_mode=split) (Launchpad's last FastDowntime design) the standbys keep serving reads while the
+    primary is patched - WAL replay is paused on every standby (confirmed with C(pg_get_wal_replay_pause_state()));
+    only the read-write entries are drained; the cold patches are applied; the read-only entries are drained as
+    the read-write ones are resumed (writes are back); replay is resumed, every standby replays the commit, and
+    the read-only entries are resumed. Every failure path resumes replay and every entry, within the same budget.
+  - Read-only entries are those a standby lists in C(pgbouncer_databases); every other deploy entry is read-write.
   - Nothing pending means no outage at all - nothing is paused.
   - Hot patches must be applied live before (M(fastdowntime.postgresql.schema_apply) with C(state=hot));
     the module refuses to start an outage while any is pending.
@@ -96,6 +102,16 @@ options:
   deploy_id:
     description: An identifier for this deploy, recorded with every revision row; generated when not given.
     type: str
+  window_mode:
+    description:
+      - C(all) drains every deploy entry on every pgbouncer for the whole window.
+      - C(split) pauses WAL replay on the standbys and drains the read-only entries (those listed in a standby's
+        C(pgbouncer_databases)) only for the standbys' catch-up after the commit, so reads wait only that long and
+        writes only for the primary's part. The deploy user needs to run C(pg_wal_replay_pause()) and
+        C(pg_wal_replay_resume()) on the standbys (a superuser, or EXECUTE granted on both).
+    type: str
+    choices: [all, split]
+    default: all
 requirements:
   - psycopg2 and pglast on the host that runs the module (the roles run it on the controller)
 seealso:
@@ -114,6 +130,18 @@ EXAMPLES = r'''
     patch_dir: /srv/launchpad/database/schema
     revision_table: launchpaddatabaserevision
     budget_seconds: 30
+  delegate_to: localhost
+  run_once: true
+
+- name: The outage with the standbys serving reads while the primary is patched
+  fastdowntime.postgresql.outage:
+    primary: "{{ (groups['fastdowntime_primary'] | fastdowntime.postgresql.endpoints(hostvars))[0] }}"
+    # each standby carries pgbouncer_databases (from fastdowntime_standby_pgbouncer_databases): its read-only entries
+    standbys: "{{ groups['fastdowntime_standbys'] | fastdowntime.postgresql.endpoints(hostvars) }}"
+    pgbouncers: "{{ groups['fastdowntime_pgbouncers'] | fastdowntime.postgresql.endpoints(hostvars, kind='pgbouncer') }}"
+    db_name: launchpad_prod
+    patch_dir: /srv/launchpad/database/schema
+    window_mode: split
   delegate_to: localhost
   run_once: true
 '''
@@ -143,6 +171,25 @@ outage:
       C(transaction_ms), C(commit_lsn).
   type: dict
   returned: when an outage took place
+  sample:
+    outage_ms: 184.2
+    window_mode: split
+    write_outage_ms: 71.3
+    read_outage_ms: 64.0
+    max_write_wait_ms: 69.1
+    max_read_wait_ms: 61.8
+window_mode:
+  description:
+    - C(all) or C(split). In split mode the C(outage) dict also has C(write_outage_ms) (read-write drain start
+      to their RESUME), C(read_outage_ms) (read-only drain start to their RESUME), C(max_write_wait_ms) and
+      C(max_read_wait_ms); C(outage_ms) then runs from the replay pause to the last RESUME.
+  type: str
+  returned: always
+replay_left_paused:
+  description: Standbys whose replay could not be resumed (split mode; the next pre-flight resumes it).
+  type: list
+  elements: str
+  returned: split mode, when an outage took place
 resumed:
   description: Per pgbouncer, what RESUME did and the longest client wait it reported.
   type: list
@@ -182,6 +229,7 @@ def main():
             drain_policy=dict(type='str', choices=['abort', 'terminate'], default='abort'),
             killable_users=dict(type='list', elements='str', default=[], no_log=False),
             deploy_id=dict(type='str'),
+            window_mode=dict(type='str', choices=['all', 'split'], default='all'),
         ),
         supports_check_mode=True,
     )
@@ -193,7 +241,7 @@ def main():
         primary=p['primary'], standbys=p['standbys'], pgbouncers=p['pgbouncers'], db_name=p['db_name'],
         patch_dir=p['patch_dir'], budget_seconds=p['budget_seconds'], revision_table=p['revision_table'],
         deploy_id=p['deploy_id'], drain_policy=p['drain_policy'], pgbouncer_databases=p['pgbouncer_databases'],
-        killable_users=p['killable_users'], reserve_seconds=p['reserve_seconds'])
+        killable_users=p['killable_users'], reserve_seconds=p['reserve_seconds'], window_mode=p['window_mode'])
     try:
         plan = outage.prepare(check_mode=module.check_mode)
         if module.check_mode:

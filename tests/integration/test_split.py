@@ -1,0 +1,118 @@
+"""The split window (fastdowntime_window_mode=split) end to end on the lab, under a load of
+writers through the read-write entry (fdtdemo) and readers through the read-only entries
+(fdtdemo_ro: standby1 behind pgbouncer1, standby2 behind pgbouncer2).
+
+Readers must not wait for the primary's part of the outage, only for the standbys' catch-up;
+writers must wait only for the primary's part. Each test uses revisions no other test uses and
+keeps them in its own revision table, which it drops afterwards with what its patches created.
+"""
+
+import json
+import random
+import time
+
+import psycopg2
+import pytest
+
+from test_outage import (assert_all_resumed, assert_nothing_lost, pg_one, run_playbook, table_exists,
+                         write_patches)
+
+REVISION_TABLE = 'fdt_outage_test.schema_revision'
+SPLIT = {'fastdowntime_window_mode': 'split'}
+STANDBYS = ('standby1', 'standby2')
+# How long the primary's part is made to last, so that "readers did not wait for it" is measurable.
+PRIMARY_PART_SECONDS = 1.5
+
+
+@pytest.fixture(autouse=True)
+def clean_up_after(lab):
+    yield
+    conn = psycopg2.connect(lab.primary_dsn())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+                    "WHERE schemaname = 'public' AND tablename ~ '^fdt_sp[a-z]*[0-9]{4}'")
+        for (table,) in cur.fetchall():
+            cur.execute('DROP TABLE IF EXISTS %s CASCADE' % table)
+        cur.execute('DROP SCHEMA IF EXISTS fdt_outage_test CASCADE')
+    conn.close()
+
+
+def replay_states(lab):
+    return {host: pg_one(lab, host, 'SELECT pg_get_wal_replay_pause_state()') for host in STANDBYS}
+
+
+def phase_rows(report, name):
+    return [p for p in report['phases'] if p['phase'] == name]
+
+
+def test_split_readers_do_not_wait_for_the_primary(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = random.randint(5000, 9999)
+    names = ['fdt_sp%d_%d' % (major, i) for i in range(2)]
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE TABLE %s (id int PRIMARY KEY);' % names[0],
+        # The primary's part takes a measurable time: readers must not see it.
+        'CREATE TABLE %s (id int);\nSELECT pg_sleep(%s);' % (names[1], PRIMARY_PART_SECONDS),
+    ])
+    with lab.load(writers=('pgbouncer1', 'pgbouncer2'), readers=('pgbouncer1', 'pgbouncer2')) as load:
+        time.sleep(0.5)
+        proc, report_path = run_playbook(lab, tmp_path, patch_dir, SPLIT)
+        time.sleep(0.5)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert_nothing_lost(lab, load)
+    assert load.transactions('read') > 0
+    # Writers waited for the primary's part; readers did not.
+    assert load.max_wait('write') >= PRIMARY_PART_SECONDS, load.summary()
+    assert load.max_wait('read') < PRIMARY_PART_SECONDS / 2, load.summary()
+    for host in ('primary',) + STANDBYS:
+        assert all(table_exists(lab, host, name) for name in names), host
+    assert replay_states(lab) == {'standby1': 'not paused', 'standby2': 'not paused'}
+    assert_all_resumed(lab)
+
+    report = json.load(open(report_path))
+    assert report['outcome'] == 'done', report.get('error')
+    order = [p['phase'] for p in report['phases'] if p['start_offset_ms'] is not None
+             and p['start_offset_ms'] >= 0]
+    for earlier, later in [('replay_pause', 'drain_write'), ('drain_write', 'cold_transaction'),
+                           ('cold_transaction', 'drain_read'), ('drain_read', 'replay_resume'),
+                           ('replay_resume', 'standby_replay'), ('standby_replay', 'resume_read')]:
+        assert order.index(earlier) < order.index(later), order
+    # Only fdtdemo was drained for writes, only fdtdemo_ro for reads, on both pgbouncers.
+    assert {p['host'].split()[0] for p in phase_rows(report, 'drain_write')} == {'pgbouncer1', 'pgbouncer2'}
+    assert all(p['detail']['entries'] == ['fdtdemo'] for p in phase_rows(report, 'drain_write'))
+    assert all(p['detail']['entries'] == ['fdtdemo_ro'] for p in phase_rows(report, 'drain_read'))
+    window = report['split_window']
+    assert window['write_outage_ms'] >= PRIMARY_PART_SECONDS * 1000, window
+    assert 0 < window['read_outage_ms'] < PRIMARY_PART_SECONDS * 1000 / 2, window
+    assert set(report['standby_replay_ms']) == set(STANDBYS)
+
+
+def test_split_bad_patch_after_replay_paused_resumes_everything(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = random.randint(5000, 9999)
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE TABLE fdt_spa%d (id int);' % major,
+        'CREATE TABLE fdt_spb%d (id int);\n\nALTER TABLE fdt_spmissing%d ADD COLUMN x int;' % (major, major),
+    ])
+    with lab.load(writers=('pgbouncer1', 'pgbouncer2'), readers=('pgbouncer1', 'pgbouncer2')) as load:
+        proc, report_path = run_playbook(lab, tmp_path, patch_dir, SPLIT)
+        time.sleep(0.3)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert 'patch-%d-02-0.sql' % major in out and 'does not exist' in out, out[-3000:]
+    assert 'nothing applied' in out and 'every pgbouncer resumed' in out, out[-3000:]
+    assert 'replay resumed on every standby' in out, out[-3000:]
+    assert 'Traceback' not in out and 'deploy-secret' not in out and 'admin-secret' not in out
+    for host in ('primary',) + STANDBYS:
+        for name in ('fdt_spa%d', 'fdt_spb%d'):
+            assert not table_exists(lab, host, name % major), host
+    assert replay_states(lab) == {'standby1': 'not paused', 'standby2': 'not paused'}
+    assert_nothing_lost(lab, load)
+    assert_all_resumed(lab)
+    report = json.load(open(report_path))
+    assert report['outcome'].startswith('aborted in schema')
+    # Replay had been paused when the patch failed; reads were never drained.
+    assert phase_rows(report, 'replay_pause')[0]['status'] == 'ok'
+    assert not phase_rows(report, 'drain_read')
+    assert phase_rows(report, 'replay_resume')[0]['status'] == 'ok'
