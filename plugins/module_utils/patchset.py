@@ -67,6 +67,8 @@ class Statement:
     # For CREATE INDEX CONCURRENTLY: (schema or None, index name or None), so a
     # failed build's INVALID index can be found and dropped.
     index: tuple = None
+    # The pglast parse tree of the statement (the lint reads it; never re-parsed).
+    node: object = field(default=None, repr=False, compare=False)
 
     def as_dict(self):
         return {'line': self.line, 'kind': self.kind, 'command': self.command}
@@ -237,7 +239,7 @@ def split_statements(text, name='<patch>'):
             raise PatchSetError('%s line %d: %s' % (name, line, refused))
         statements.append(Statement(sql=sql, line=line, kind=kind,
                                     command=type(raw.stmt).__name__,
-                                    index=_index_target(raw.stmt)))
+                                    index=_index_target(raw.stmt), node=raw.stmt))
     return statements
 
 

@@ -1,0 +1,908 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fastdowntime.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Patch lint: what each pending statement locks and how much work it does,
+priced with the live database's table sizes.
+
+Three steps, the first and last pure:
+
+1. ``references(patches)`` - the tables and functions the statements name
+   (from the pglast parse trees patchset.py already made; never a regex).
+2. ``gather_catalog(conn, refs)`` / ``measure_throughput(conn, ...)`` - on the
+   primary, read-only: each table's pg_class.reltuples, heap/index/TOAST
+   sizes, column types and validated ``CHECK (col IS NOT NULL)`` constraints,
+   the volatility of the functions used as defaults, the planner's row
+   estimate for data changes (EXPLAIN, never ANALYZE), and one bounded
+   sequential-scan sample that gives the cluster's scan throughput.
+3. ``lint_patches(patches, catalog, options)`` - one finding per statement
+   (file, line, statement, rule, lock, severity, suggested safe rewrite,
+   estimated seconds), and ``estimate`` - the statements' cost summed.
+
+The cost model (docs/lint.md) is deliberately simple: every cost is bytes
+divided by the measured scan throughput T, times a factor per kind of work
+(REWRITE_FACTOR, INDEX_BUILD_FACTOR, ...), plus the standby's replay of the WAL
+the statement writes (wal bytes / T x REPLAY_FACTOR). The factors were
+calibrated on the lab (a 250 MB table: CREATE INDEX and ALTER COLUMN TYPE
+int -> bigint, applied for real inside the outage).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+try:
+    import pglast
+    import pglast.ast
+    HAS_PGLAST = True
+except ImportError:  # pragma: no cover - patchset reports it
+    pglast = None
+    HAS_PGLAST = False
+
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - postgres.connect() reports it
+    psycopg2 = None
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import COLD, HOT
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import one_line, query
+
+ERROR, WARNING, INFO = 'error', 'warning', 'info'
+SEVERITIES = (ERROR, WARNING, INFO)
+
+# Kinds of work, each priced by the model.
+REWRITE, SCAN, INDEX_BUILD, DATA, CATALOG, CONTRACT, REFUSED = (
+    'rewrite', 'scan', 'index build', 'data change', 'catalog only', 'contract change', 'refused')
+
+# rule -> (kind of work, lock, default severity, what it is, suggested safe rewrite)
+RULES = {
+    'alter-type-rewrite': (
+        REWRITE, 'ACCESS EXCLUSIVE', WARNING,
+        'ALTER COLUMN TYPE rewrites the table and rebuilds its indexes',
+        'add a column of the new type, fill it in batches before the deploy (and keep it filled with a trigger), '
+        'then switch to it in a later deploy'),
+    'alter-type-binary-compatible': (
+        CATALOG, 'ACCESS EXCLUSIVE', INFO,
+        'ALTER COLUMN TYPE to a binary-compatible type: catalog only, no rewrite', None),
+    'add-column-volatile-default': (
+        REWRITE, 'ACCESS EXCLUSIVE', WARNING,
+        'ADD COLUMN with a volatile default (or serial/identity) rewrites the table',
+        'add the column with no default (or a constant one), fill it in batches outside the outage, '
+        'then SET DEFAULT'),
+    'add-column-generated-stored': (
+        REWRITE, 'ACCESS EXCLUSIVE', WARNING,
+        'ADD COLUMN ... GENERATED ALWAYS AS ... STORED rewrites the table',
+        'add a plain column, fill it in batches outside the outage and keep it filled with a trigger'),
+    'add-column-not-null-without-default': (
+        SCAN, 'ACCESS EXCLUSIVE', ERROR,
+        'ADD COLUMN ... NOT NULL with no default fails on a table that has rows',
+        'give the column a constant DEFAULT, or add it nullable and SET NOT NULL in a later deploy'),
+    'add-column-constraint': (
+        SCAN, 'ACCESS EXCLUSIVE', WARNING,
+        'ADD COLUMN with an inline CHECK or REFERENCES scans the table',
+        'add the column alone, then the constraint NOT VALID, and VALIDATE it outside the outage'),
+    'vacuum-full': (
+        REWRITE, 'ACCESS EXCLUSIVE', ERROR,
+        'VACUUM FULL rewrites the table under an ACCESS EXCLUSIVE lock, live',
+        'use pg_repack (or plain VACUUM) outside the deploy'),
+    'cluster': (
+        REWRITE, 'ACCESS EXCLUSIVE', WARNING,
+        'CLUSTER rewrites the table in index order and rebuilds its indexes',
+        'use pg_repack outside the deploy'),
+    'rewrite-storage': (
+        REWRITE, 'ACCESS EXCLUSIVE', WARNING,
+        'SET LOGGED/UNLOGGED or SET TABLESPACE copies the whole table',
+        'do it outside the deploy, in a maintenance window of its own'),
+    'set-not-null-scan': (
+        SCAN, 'ACCESS EXCLUSIVE', WARNING,
+        'SET NOT NULL scans the whole table (no validated CHECK (col IS NOT NULL) proves it)',
+        'ADD CONSTRAINT c CHECK (col IS NOT NULL) NOT VALID in one deploy, VALIDATE it outside the outage; '
+        'then SET NOT NULL is catalog only'),
+    'set-not-null-proven': (
+        CATALOG, 'ACCESS EXCLUSIVE', INFO,
+        'SET NOT NULL proven by a validated CHECK (col IS NOT NULL): catalog only', None),
+    'add-check-without-not-valid': (
+        SCAN, 'ACCESS EXCLUSIVE', WARNING,
+        'ADD CONSTRAINT ... CHECK without NOT VALID scans the whole table',
+        'add it NOT VALID in the outage and VALIDATE CONSTRAINT outside it'),
+    'add-foreign-key-without-not-valid': (
+        SCAN, 'SHARE ROW EXCLUSIVE (both tables)', WARNING,
+        'ADD CONSTRAINT ... FOREIGN KEY without NOT VALID scans the table and probes the referenced one',
+        'add it NOT VALID in the outage and VALIDATE CONSTRAINT outside it'),
+    'validate-constraint': (
+        SCAN, 'SHARE UPDATE EXCLUSIVE', WARNING,
+        'VALIDATE CONSTRAINT inside the outage scans the whole table while clients wait',
+        'run VALIDATE CONSTRAINT outside the outage: it takes a lock that lets reads and writes go on'),
+    'create-index': (
+        INDEX_BUILD, 'SHARE', WARNING,
+        'CREATE INDEX without CONCURRENTLY builds the index while writes wait',
+        'make it CREATE INDEX CONCURRENTLY in a hot patch (applied live, before the outage)'),
+    'add-unique-without-index': (
+        INDEX_BUILD, 'ACCESS EXCLUSIVE', WARNING,
+        'ADD UNIQUE without USING INDEX builds the index inside the outage',
+        'CREATE UNIQUE INDEX CONCURRENTLY in a hot patch, then ADD CONSTRAINT ... UNIQUE USING INDEX'),
+    'add-primary-key-without-index': (
+        INDEX_BUILD, 'ACCESS EXCLUSIVE', WARNING,
+        'ADD PRIMARY KEY without USING INDEX builds the index (and checks NOT NULL) inside the outage',
+        'CREATE UNIQUE INDEX CONCURRENTLY in a hot patch, then ADD CONSTRAINT ... PRIMARY KEY USING INDEX'),
+    'concurrently-in-transaction': (
+        REFUSED, None, ERROR,
+        'CONCURRENTLY cannot run inside the outage\'s transaction',
+        'move it to a hot patch of its own (applied live, before the outage)'),
+    'data-change': (
+        DATA, 'ROW EXCLUSIVE', INFO,
+        'a data change: rows estimated by the planner on the primary',
+        'backfill large changes in batches outside the outage'),
+    'catalog-only': (
+        CATALOG, None, INFO, 'catalog only', None),
+    'drop-column': (
+        CONTRACT, 'ACCESS EXCLUSIVE', ERROR,
+        'DROP COLUMN breaks app servers still running code that reads the column',
+        'drop it only once no running code uses it (the second half of the lockstep rule), and acknowledge '
+        'it in fastdowntime_lint_acknowledge_contract'),
+    'drop-table': (
+        CONTRACT, 'ACCESS EXCLUSIVE', ERROR,
+        'DROP TABLE breaks app servers still running code that uses the table',
+        'drop it only once no running code uses it (the second half of the lockstep rule), and acknowledge '
+        'it in fastdowntime_lint_acknowledge_contract'),
+    'rename': (
+        CONTRACT, 'ACCESS EXCLUSIVE', ERROR,
+        'RENAME breaks app servers still running code that uses the old name',
+        'add the new name alongside (a view or a new column), move the code, drop the old name in a later '
+        'deploy - or acknowledge it in fastdowntime_lint_acknowledge_contract'),
+}
+CONTRACT_RULES = tuple(rule for rule, spec in RULES.items() if spec[0] == CONTRACT)
+
+# The model's factors, in units of "time to scan the table's bytes once"
+# (calibrated on the lab, see docs/lint.md).
+REWRITE_FACTOR = 4.0        # read + write the heap, WAL-log it
+INDEX_BUILD_FACTOR = 3.0    # scan + sort + write one index
+WRITE_FACTOR = 6.0          # per byte of rows changed by UPDATE/DELETE/INSERT ... SELECT (incl. each index)
+REPLAY_FACTOR = 1.0         # a standby replaying the WAL of the statement, per byte
+# A new index: about this many bytes per row (tuple header, key, line pointer).
+INDEX_BYTES_PER_ROW = 24
+# Scan throughput when the largest touched table is too small to sample.
+DEFAULT_SCAN_BYTES_PER_SECOND = 200 * 1024 * 1024
+MIN_SAMPLE_BYTES = 4 * 1024 * 1024
+SAMPLE_PAGES = 16384        # at most 128 MiB read by the sample
+SAMPLE_TIMEOUT_MS = 1500    # ... and never longer than this
+
+# Functions known without asking the database (pg_proc.provolatile).
+KNOWN_VOLATILITY = {
+    'now': 's', 'current_timestamp': 's', 'transaction_timestamp': 's', 'statement_timestamp': 's',
+    'current_date': 's', 'localtimestamp': 's', 'current_user': 's', 'session_user': 's',
+    'random': 'v', 'nextval': 'v', 'clock_timestamp': 'v', 'timeofday': 'v', 'gen_random_uuid': 'v',
+    'uuid_generate_v1': 'v', 'uuid_generate_v1mc': 'v', 'uuid_generate_v4': 'v', 'setseed': 'v',
+    'lower': 'i', 'upper': 'i', 'md5': 'i', 'concat': 's', 'coalesce': 'i', 'length': 'i',
+}
+SERIAL_TYPES = ('serial', 'serial4', 'serial8', 'bigserial', 'smallserial', 'serial2')
+
+# pglast's type names -> format_type()'s, so the catalog's types compare.
+TYPE_NAMES = {
+    'varchar': 'character varying', 'bpchar': 'character', 'int2': 'smallint', 'int4': 'integer',
+    'int8': 'bigint', 'float4': 'real', 'float8': 'double precision', 'bool': 'boolean',
+    'timestamp': 'timestamp without time zone', 'timestamptz': 'timestamp with time zone',
+    'time': 'time without time zone', 'timetz': 'time with time zone', 'varbit': 'bit varying',
+    'decimal': 'numeric', 'int': 'integer', 'integer': 'integer', 'smallint': 'smallint', 'bigint': 'bigint',
+}
+# Same type, a typmod that only grows (or goes away): catalog only.
+TYPMOD_WIDENING_TYPES = ('character varying', 'bit varying', 'timestamp without time zone',
+                         'timestamp with time zone', 'time without time zone', 'time with time zone', 'interval')
+# (from, to) pairs PostgreSQL converts without touching a row (binary-coercible, no length check).
+BINARY_COERCIBLE = {('character varying', 'text'), ('text', 'character varying'), ('cidr', 'inet')}
+
+
+class LintError(Exception):
+    """Bad lint options (an unknown rule, a bad severity); str() is the operator message."""
+
+
+# -- parse-tree helpers --------------------------------------------------------
+
+def _name(value):
+    return getattr(value, 'name', str(value))
+
+
+def _walk(node):
+    """Every pglast node under ``node`` (itself included)."""
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _walk(item)
+        return
+    if not isinstance(node, pglast.ast.Node):
+        return
+    yield node
+    for slot in type(node).__slots__:
+        value = getattr(node, slot, None)
+        if isinstance(value, (list, tuple, pglast.ast.Node)):
+            yield from _walk(value)
+
+
+def _strings(items):
+    return [getattr(item, 'sval', None) for item in items or ()]
+
+
+def table_key(relation):
+    """(schema or None, table) of a RangeVar, as the parser case-folded it."""
+    return (relation.schemaname or None, relation.relname)
+
+
+def key_text(key):
+    return '%s.%s' % key if key[0] else key[1]
+
+
+def _func_name(node):
+    return _strings(node.funcname)[-1].lower()
+
+
+def type_of(type_name):
+    """(format_type name, modifiers) of a pglast TypeName: ('character varying', (20,))."""
+    names = [n for n in _strings(type_name.names) if n]
+    base = names[-1].lower() if names else ''
+    modifiers = []
+    for mod in type_name.typmods or ():
+        value = getattr(getattr(mod, 'val', None), 'ival', None)
+        modifiers.append(value)
+    if type_name.arrayBounds:
+        return (TYPE_NAMES.get(base, base) + '[]', tuple(modifiers))
+    return (TYPE_NAMES.get(base, base), tuple(modifiers))
+
+
+def modifiers_of(type_text, typmod):
+    """The modifiers a catalog column's atttypmod encodes (-1: none)."""
+    if typmod is None or typmod < 0:
+        return ()
+    if type_text in ('character varying', 'character'):
+        return (typmod - 4,)
+    if type_text == 'numeric':
+        return ((typmod - 4) >> 16, (typmod - 4) & 0xffff)
+    return (typmod,)
+
+
+def type_change_rewrites(current, target, using):
+    """Does ALTER COLUMN TYPE from ``current`` to ``target`` (both (type,
+    modifiers)) rewrite the table? The cases PostgreSQL skips: the same type
+    with a modifier that only widens (varchar(10) -> varchar(20), numeric(10,2)
+    -> numeric(12,2)) or goes away, varchar -> text, text -> varchar with no
+    length, cidr -> inet; never with a USING other than the column itself.
+    An unknown current type counts as a rewrite."""
+    if current is None or using:
+        return True
+    (old_type, old_mods), (new_type, new_mods) = current, target
+    if old_type == new_type:
+        if old_mods == new_mods:
+            return False
+        widening = old_type in TYPMOD_WIDENING_TYPES or old_type == 'numeric'
+        if not widening:
+            return True  # char(n), bit(n), ...: every value is padded or checked again
+        if not new_mods:
+            return False  # the limit goes away
+        if not old_mods:
+            return True  # unbounded -> bounded: every value is checked
+        if old_type == 'numeric':
+            old_scale = old_mods[1] if len(old_mods) > 1 else 0
+            new_scale = new_mods[1] if len(new_mods) > 1 else 0
+            return not (new_mods[0] >= old_mods[0] and new_scale == old_scale)
+        return new_mods[0] < old_mods[0]
+    if (old_type, new_type) in BINARY_COERCIBLE:
+        return new_type == 'character varying' and bool(new_mods)  # text -> varchar(n) checks lengths
+    return True
+
+
+def _using_is_the_column(using, column):
+    """USING col (or no USING) changes nothing; any other expression may."""
+    if using is None:
+        return True
+    return type(using).__name__ == 'ColumnRef' and _strings(using.fields)[-1:] == [column]
+
+
+def volatility(expr, catalog):
+    """'v' when evaluating ``expr`` once per row differs from once per table
+    (PostgreSQL then rewrites), else 'c' (constant) or 's' (stable/immutable
+    calls). An unknown function counts as volatile."""
+    worst = 'c'
+    for node in _walk(expr):
+        kind = type(node).__name__
+        if kind == 'SubLink':
+            return 'v'
+        if kind == 'SQLValueFunction':  # CURRENT_TIMESTAMP, CURRENT_USER...: stable
+            worst = 's'
+        elif kind == 'FuncCall':
+            if catalog.function_volatility(_func_name(node)) not in ('i', 's'):
+                return 'v'
+            worst = 's'
+    return worst
+
+
+# -- the catalog: what the live primary says about the tables --------------
+
+class Catalog:
+    """What the lint knows about the live database. ``tables``: key -> dict
+    (exists, reltuples, relpages, heap_bytes, index_bytes, toast_bytes,
+    indexes, columns {name: (type, modifiers)}, not_null_checks [columns]);
+    ``functions``: name -> provolatile; ``plan_rows``: (file, line) -> rows
+    from EXPLAIN; ``scan_bytes_per_second``: the measured throughput.
+    Pure data: unit tests build it by hand, ``gather_catalog`` from the primary."""
+
+    def __init__(self, tables=None, functions=None, plan_rows=None, scan_bytes_per_second=None,
+                 throughput_source='default'):
+        self.tables = dict(tables or {})
+        self.functions = dict(functions or {})
+        self.plan_rows = dict(plan_rows or {})
+        self.scan_bytes_per_second = scan_bytes_per_second or DEFAULT_SCAN_BYTES_PER_SECOND
+        self.throughput_source = throughput_source
+
+    def table(self, key):
+        found = self.tables.get(key)
+        if found is None and key[0] is None:
+            # Unqualified names: the first schema that has it (search_path order is the primary's).
+            found = next((info for (schema, name), info in self.tables.items() if name == key[1]), None)
+        return found
+
+    def column_type(self, key, column):
+        info = self.table(key) or {}
+        return (info.get('columns') or {}).get(column)
+
+    def proves_not_null(self, key, column):
+        info = self.table(key) or {}
+        return column in (info.get('not_null_checks') or ())
+
+    def function_volatility(self, name):
+        return self.functions.get(name, KNOWN_VOLATILITY.get(name))
+
+
+# -- classification (pure) ----------------------------------------------------
+
+class _Scope:
+    """What the patch set itself creates before a statement: new tables are
+    empty, new columns have no catalog type yet."""
+
+    def __init__(self):
+        self.new_tables = set()
+        self.new_columns = {}   # key -> {column: (type, modifiers)}
+
+
+def _work(rule, key, **extra):
+    item = {'rule': rule, 'table': key}
+    item.update(extra)
+    return item
+
+
+def _alter_table_work(node, catalog, scope):
+    key = table_key(node.relation)
+    works = []
+    for cmd in node.cmds or ():
+        sub = _name(cmd.subtype)
+        definition = cmd.def_
+        if sub == 'AT_AddColumn':
+            works.extend(_add_column_work(key, definition, catalog))
+            scope.new_columns.setdefault(key, {})[definition.colname] = type_of(definition.typeName)
+        elif sub == 'AT_AlterColumnType':
+            target = type_of(definition.typeName)
+            current = scope.new_columns.get(key, {}).get(cmd.name) or catalog.column_type(key, cmd.name)
+            using = definition.raw_default
+            changes = not _using_is_the_column(using, cmd.name)
+            rewrites = type_change_rewrites(current, target, changes)
+            works.append(_work('alter-type-rewrite' if rewrites else 'alter-type-binary-compatible', key,
+                               detail='%s: %s -> %s' % (cmd.name, _type_text(current), _type_text(target))))
+            scope.new_columns.setdefault(key, {})[cmd.name] = target
+        elif sub == 'AT_SetNotNull':
+            proven = catalog.proves_not_null(key, cmd.name)
+            works.append(_work('set-not-null-proven' if proven else 'set-not-null-scan', key, detail=cmd.name))
+        elif sub == 'AT_AddConstraint':
+            works.extend(_constraint_work(key, definition))
+        elif sub == 'AT_ValidateConstraint':
+            works.append(_work('validate-constraint', key, detail=cmd.name))
+        elif sub == 'AT_DropColumn':
+            works.append(_work('drop-column', key, detail=cmd.name))
+        elif sub in ('AT_SetLogged', 'AT_SetUnLogged', 'AT_SetTableSpace'):
+            works.append(_work('rewrite-storage', key, detail=sub[3:]))
+        elif sub == 'AT_AddIdentity':
+            works.append(_work('add-column-volatile-default', key, detail='%s identity' % cmd.name))
+        elif getattr(definition, 'concurrent', False) or sub == 'AT_DetachPartitionFinalize':
+            works.append(_work('concurrently-in-transaction', key))
+        else:
+            works.append(_work('catalog-only', key, detail=sub[3:]))
+    return works
+
+
+def _type_text(type_and_mods):
+    if type_and_mods is None:
+        return 'unknown type'
+    name, mods = type_and_mods
+    return '%s(%s)' % (name, ','.join(str(m) for m in mods)) if mods else name
+
+
+def _add_column_work(key, column, catalog):
+    type_name = type_of(column.typeName)[0]
+    constraints = list(column.constraints or ())
+    kinds = dict((_name(c.contype), c) for c in constraints)
+    name = column.colname
+    if type_name in SERIAL_TYPES:
+        return [_work('add-column-volatile-default', key, detail='%s %s (nextval)' % (name, type_name))]
+    if 'CONSTR_IDENTITY' in kinds:
+        return [_work('add-column-volatile-default', key, detail='%s identity (nextval)' % name)]
+    if 'CONSTR_GENERATED' in kinds:
+        return [_work('add-column-generated-stored', key, detail=name)]
+    works = []
+    default = kinds.get('CONSTR_DEFAULT')
+    if default is not None and volatility(default.raw_expr, catalog) == 'v':
+        works.append(_work('add-column-volatile-default', key, detail=name))
+    elif 'CONSTR_NOTNULL' in kinds and default is None:
+        works.append(_work('add-column-not-null-without-default', key, detail=name))
+    if 'CONSTR_CHECK' in kinds or 'CONSTR_FOREIGN' in kinds:
+        works.append(_work('add-column-constraint', key, detail=name,
+                           referenced=table_key(kinds['CONSTR_FOREIGN'].pktable)
+                           if 'CONSTR_FOREIGN' in kinds else None))
+    if 'CONSTR_PRIMARY' in kinds:
+        works.append(_work('add-primary-key-without-index', key, detail=name))
+    elif 'CONSTR_UNIQUE' in kinds:
+        works.append(_work('add-unique-without-index', key, detail=name))
+    return works or [_work('catalog-only', key, detail='ADD COLUMN %s' % name)]
+
+
+def _constraint_work(key, constraint):
+    kind = _name(constraint.contype)
+    label = constraint.conname or kind[7:].lower()
+    if kind == 'CONSTR_CHECK':
+        return [_work('catalog-only' if constraint.skip_validation else 'add-check-without-not-valid', key,
+                      detail=label)]
+    if kind == 'CONSTR_FOREIGN':
+        if constraint.skip_validation:
+            return [_work('catalog-only', key, detail=label)]
+        return [_work('add-foreign-key-without-not-valid', key, detail=label,
+                      referenced=table_key(constraint.pktable))]
+    if kind in ('CONSTR_PRIMARY', 'CONSTR_UNIQUE', 'CONSTR_EXCLUSION'):
+        if constraint.indexname:
+            return [_work('catalog-only', key, detail='%s USING INDEX %s' % (label, constraint.indexname))]
+        return [_work('add-primary-key-without-index' if kind == 'CONSTR_PRIMARY' else 'add-unique-without-index',
+                      key, detail=label)]
+    return [_work('catalog-only', key, detail=label)]
+
+
+def _drop_work(node):
+    kind = _name(node.removeType)
+    if node.concurrent:
+        return [_work('concurrently-in-transaction', None)]
+    if kind == 'OBJECT_TABLE':
+        return [_work('drop-table', (names[-2] if len(names) > 1 else None, names[-1]))
+                for names in (_strings(obj) for obj in node.objects or ())]
+    return [_work('catalog-only', None, detail='DROP %s' % kind[7:])]
+
+
+def classify(node, catalog, scope=None, kind=COLD):
+    """The work items of one parsed statement: dicts with ``rule``, ``table``
+    (key or None) and optional ``detail``/``referenced``. ``kind`` is the
+    patch's (HOT statements run live, outside the outage)."""
+    scope = scope or _Scope()
+    name = type(node).__name__
+    if name == 'AlterTableStmt' and _name(node.objtype) == 'OBJECT_TABLE':
+        return _alter_table_work(node, catalog, scope)
+    if name == 'IndexStmt':
+        key = table_key(node.relation)
+        if node.concurrent:
+            return [_work('concurrently-in-transaction' if kind == COLD else 'catalog-only', key,
+                          detail='CREATE INDEX CONCURRENTLY')]
+        return [_work('create-index', key, detail=node.idxname or '')]
+    if name == 'VacuumStmt':
+        options = set(getattr(o, 'defname', None) for o in node.options or ())
+        if 'full' in options:
+            return [_work('vacuum-full', table_key(r.relation)) for r in node.rels or ()] or \
+                [_work('vacuum-full', None, detail='every table')]
+        return [_work('catalog-only', None, detail='VACUUM' if node.is_vacuumcmd else 'ANALYZE')]
+    if name == 'ClusterStmt':
+        return [_work('cluster', table_key(node.relation) if node.relation is not None else None)]
+    if name == 'RenameStmt':
+        key = table_key(node.relation) if node.relation is not None else None
+        return [_work('rename', key, detail='%s -> %s' % (node.subname or key_text(key) if key else node.subname,
+                                                          node.newname))]
+    if name == 'DropStmt':
+        return _drop_work(node)
+    if name == 'CreateStmt':
+        scope.new_tables.add(table_key(node.relation))
+        return [_work('catalog-only', table_key(node.relation), detail='CREATE TABLE')]
+    if name in ('UpdateStmt', 'DeleteStmt'):
+        return [_work('data-change', table_key(node.relation), detail=name[:-4].upper())]
+    if name == 'InsertStmt':
+        select = node.selectStmt
+        if select is not None and not getattr(select, 'valuesLists', None):
+            return [_work('data-change', table_key(node.relation), detail='INSERT ... SELECT')]
+        return [_work('catalog-only', table_key(node.relation), detail='INSERT ... VALUES')]
+    return [_work('catalog-only', None, detail=name)]
+
+
+def references(patches, catalog=None):
+    """{'tables': set of keys, 'functions': set of names} the statements of
+    ``patches`` name - what gather_catalog looks up."""
+    tables, functions = set(), set()
+    for patch in patches:
+        for statement in patch.statements:
+            for node in _walk(statement.node):
+                kind = type(node).__name__
+                if kind == 'RangeVar':
+                    tables.add(table_key(node))
+                elif kind == 'FuncCall':
+                    functions.add(_func_name(node))
+                elif kind == 'DropStmt' and _name(node.removeType) == 'OBJECT_TABLE':
+                    for names in (_strings(obj) for obj in node.objects or ()):
+                        tables.add((names[-2] if len(names) > 1 else None, names[-1]))
+    return {'tables': tables, 'functions': functions}
+
+
+# -- options --------------------------------------------------------------------
+
+def parse_options(severity=None, ignore_rules=None, acknowledge_contract=None):
+    """Validate the operator's variables: ``severity`` {rule: level},
+    ``ignore_rules`` ['rule', 'rule:file', 'rule:file:line'] (an opt-out
+    always names its rule), ``acknowledge_contract`` ['file', 'file:line']."""
+    severity = dict(severity or {})
+    for rule, level in severity.items():
+        if rule not in RULES:
+            raise LintError('fastdowntime_lint_severity: unknown rule %r; rules: %s' % (rule, ', '.join(sorted(RULES))))
+        if level not in SEVERITIES:
+            raise LintError('fastdowntime_lint_severity: %s: unknown level %r (use %s)'
+                            % (rule, level, ', '.join(SEVERITIES)))
+    opt_outs = []
+    for entry in ignore_rules or ():
+        parts = str(entry).split(':')
+        if parts[0] not in RULES:
+            raise LintError('fastdowntime_lint_ignore_rules: %r does not start with a rule name '
+                            '(rule, rule:file or rule:file:line); rules: %s' % (entry, ', '.join(sorted(RULES))))
+        opt_outs.append(parts)
+    acknowledged = [str(entry).split(':') for entry in acknowledge_contract or ()]
+    return {'severity': severity, 'opt_outs': opt_outs, 'acknowledged': acknowledged}
+
+
+def _matches(parts, file_name, line):
+    """['file'] or ['file', 'line'] against a finding's place."""
+    if not parts:
+        return True
+    if parts[0] != file_name:
+        return False
+    return len(parts) < 2 or str(parts[1]) == str(line)
+
+
+# -- the cost model -----------------------------------------------------------------
+
+def _bytes(info, *names):
+    return sum(float((info or {}).get(name) or 0) for name in names)
+
+
+def cost_of(work, catalog, rows=None, new_tables=()):
+    """(seconds on the primary, WAL bytes for the standbys, what it was
+    priced on) for one work item, from the model in the module docstring."""
+    rule = work['rule']
+    kind = RULES[rule][0]
+    key = work.get('table')
+    info = catalog.table(key) if key else None
+    throughput = float(catalog.scan_bytes_per_second)
+    if key in new_tables or (key and info is None) or kind in (CATALOG, CONTRACT, REFUSED):
+        reason = 'created by this patch set' if key in new_tables else (
+            'not in the database yet' if key and info is None and kind not in (CATALOG, CONTRACT, REFUSED)
+            else 'catalog only')
+        return 0.0, 0.0, {'model': reason}
+    heap = _bytes(info, 'heap_bytes', 'toast_bytes')
+    index_bytes = _bytes(info, 'index_bytes')
+    reltuples = max(float(info.get('reltuples') or 0), 0.0)
+    indexes = int(info.get('indexes') or 0)
+    scan = heap / throughput
+    basis = {'table': key_text(key), 'heap_bytes': int(heap), 'index_bytes': int(index_bytes),
+             'reltuples': int(reltuples), 'indexes': indexes}
+    if kind == REWRITE:
+        seconds = scan * REWRITE_FACTOR + indexes * scan * INDEX_BUILD_FACTOR
+        wal = heap + index_bytes
+        basis['model'] = 'rewrite: heap/T x %g + %d index(es) x heap/T x %g' % (REWRITE_FACTOR, indexes,
+                                                                                  INDEX_BUILD_FACTOR)
+    elif kind == INDEX_BUILD:
+        seconds = scan * INDEX_BUILD_FACTOR
+        wal = reltuples * INDEX_BYTES_PER_ROW
+        basis['model'] = 'index build: heap/T x %g' % INDEX_BUILD_FACTOR
+        if rule == 'add-primary-key-without-index':
+            seconds += scan
+    elif kind == SCAN:
+        seconds, wal = scan, 0.0
+        basis['model'] = 'scan: heap/T'
+        referenced = catalog.table(work['referenced']) if work.get('referenced') else None
+        if referenced:
+            seconds += _bytes(referenced, 'heap_bytes') / throughput
+            basis['model'] += ' + referenced heap/T'
+    else:  # DATA
+        row_bytes = heap / reltuples if reltuples > 0 else 0.0
+        touched = reltuples if rows is None else float(rows)
+        changed = touched * row_bytes * (1 + indexes)
+        seconds = scan + changed / throughput * WRITE_FACTOR
+        wal = changed
+        basis.update(rows=int(touched), rows_source='planner' if rows is not None else 'reltuples (no plan)',
+                     model='data: heap/T + rows x row bytes x (1 + indexes)/T x %g' % WRITE_FACTOR)
+    return seconds, wal, basis
+
+
+# -- findings -----------------------------------------------------------------------
+
+def _statement_text(sql):
+    text = one_line(sql)
+    return text if len(text) <= 160 else text[:157] + '...'
+
+
+def lint_patches(patches, catalog, options=None):
+    """One finding per statement of every patch in ``patches`` (in order).
+    A finding: file, line, statement, rule (the costliest of the statement's
+    rules; ``rules`` lists them all), kind, lock, severity, summary,
+    suggestion, table, estimate_seconds, replay_seconds, basis, opted_out,
+    acknowledged."""
+    options = options or parse_options()
+    scope = _Scope()
+    found = []
+    for patch in patches:
+        for statement in patch.statements:
+            if statement.node is None:  # pragma: no cover - patchset always keeps it
+                continue
+            works = classify(statement.node, catalog, scope, kind=patch.kind)
+            found.append(_finding(patch, statement, works, catalog, scope, options))
+    return found
+
+
+_SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
+
+
+def _finding(patch, statement, works, catalog, scope, options):
+    rows = catalog.plan_rows.get((patch.name, statement.line))
+    priced = []
+    for work in works:
+        seconds, wal, basis = cost_of(work, catalog, rows=rows, new_tables=scope.new_tables)
+        if patch.kind == HOT:   # live, before the outage: not the outage's time
+            seconds, wal = 0.0, 0.0
+        priced.append((work, seconds, wal, basis))
+    rewrites = [p for p in priced if RULES[p[0]['rule']][0] == REWRITE]
+    # One ALTER TABLE rewrites once, checking its constraints in the same pass.
+    counted = [max(rewrites, key=lambda p: p[1])] if rewrites else priced
+    seconds = sum(p[1] for p in counted)
+    wal = sum(p[2] for p in counted)
+    replay = wal / float(catalog.scan_bytes_per_second) * REPLAY_FACTOR
+
+    def severity_of(work):
+        rule = work['rule']
+        level = options['severity'].get(rule, RULES[rule][2])
+        return level
+
+    main = min(priced, key=lambda p: (_SEVERITY_ORDER[severity_of(p[0])], -p[1]))
+    work, _, _, basis = main
+    rule = work['rule']
+    kind, lock, _, what, suggestion = RULES[rule]
+    severity = severity_of(work)
+    acknowledged = kind == CONTRACT and any(_matches(parts, patch.name, statement.line)
+                                            for parts in options['acknowledged'])
+    opted_out = any(parts[0] == rule and _matches(parts[1:], patch.name, statement.line)
+                    for parts in options['opt_outs'])
+    if acknowledged or opted_out:
+        severity = INFO
+    where = key_text(work['table']) if work.get('table') else None
+    detail = work.get('detail')
+    summary = '%s line %d: %s%s%s' % (patch.name, statement.line, what,
+                                      ' (%s%s)' % (where or '', (': ' + detail) if detail and where else
+                                                   (detail or '')) if where or detail else '',
+                                      '; estimated %.2fs' % seconds if seconds >= 0.005 else '')
+    if acknowledged:
+        summary += '; acknowledged as a contract change'
+    if opted_out:
+        summary += '; opted out (fastdowntime_lint_ignore_rules)'
+    return {
+        'file': patch.name, 'line': statement.line, 'statement': _statement_text(statement.sql),
+        'patch_kind': patch.kind, 'rule': rule, 'rules': sorted(set(p[0]['rule'] for p in priced)),
+        'kind': kind, 'lock': lock, 'severity': severity, 'summary': summary,
+        'suggestion': suggestion, 'table': where, 'estimate_seconds': round(seconds, 4),
+        'replay_seconds': round(replay, 4), 'basis': basis, 'acknowledged': acknowledged, 'opted_out': opted_out,
+    }
+
+
+def estimate(findings, top=3):
+    """The cold statements' cost summed: seconds on the primary, seconds of
+    standby replay, and the costliest statements (file:line, rule, seconds)."""
+    cold = [f for f in findings if f['patch_kind'] == COLD]
+    costly = sorted(cold, key=lambda f: -(f['estimate_seconds'] + f['replay_seconds']))
+    return {
+        'statements_seconds': round(sum(f['estimate_seconds'] for f in cold), 4),
+        'replay_seconds': round(sum(f['replay_seconds'] for f in cold), 4),
+        'costliest': ['%s:%d %s (%.2fs)' % (f['file'], f['line'], f['rule'], f['estimate_seconds']
+                                            + f['replay_seconds'])
+                      for f in costly[:top] if f['estimate_seconds'] + f['replay_seconds'] > 0],
+    }
+
+
+def per_statement_seconds(findings):
+    """(file, line) -> primary seconds + replay seconds of each cold statement."""
+    return dict(((f['file'], f['line']), f['estimate_seconds'] + f['replay_seconds'])
+                for f in findings if f['patch_kind'] == COLD)
+
+
+def counts(findings):
+    result = dict((level, 0) for level in SEVERITIES)
+    for item in findings:
+        result[item['severity']] += 1
+    return result
+
+
+def summary_lines(findings, total=None, budget_seconds=None):
+    """Readable lines: errors, then warnings (each with its suggested rewrite), then the rest."""
+    found = counts(findings)
+    lines = ['patch lint: %d error(s), %d warning(s), %d info' % (found[ERROR], found[WARNING], found[INFO])]
+    if total is not None:
+        lines[0] += '; estimated statement time %.2fs%s' % (
+            total, ' of a %gs budget' % budget_seconds if budget_seconds else '')
+    for level in SEVERITIES:
+        for item in findings:
+            if item['severity'] == level:
+                lines.append('%s %s' % (level.upper(), item['summary']))
+                if level != INFO and item['suggestion']:
+                    lines.append('    -> %s' % item['suggestion'])
+    return lines
+
+
+# -- the live database (read-only) ------------------------------------------------
+
+def _regclass_text(key):
+    return '.'.join('"%s"' % part.replace('"', '""') for part in key if part)
+
+
+TABLE_SQL = """
+SELECT c.oid, n.nspname, c.relname, c.relkind, greatest(c.reltuples, 0)::float8 AS reltuples, c.relpages,
+       pg_relation_size(c.oid)::float8 AS heap_bytes,
+       pg_indexes_size(c.oid)::float8 AS index_bytes,
+       coalesce(pg_total_relation_size(c.reltoastrelid), 0)::float8 AS toast_bytes,
+       (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)::int AS indexes
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = to_regclass(%s)
+"""
+COLUMNS_SQL = """
+SELECT a.attname, format_type(a.atttypid, NULL) AS type, a.atttypmod AS typmod
+  FROM pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+"""
+CHECKS_SQL = """
+SELECT pg_get_expr(conbin, conrelid) AS expr FROM pg_constraint
+ WHERE conrelid = %s AND contype = 'c' AND convalidated
+"""
+FUNCTIONS_SQL = """
+SELECT proname, max(CASE provolatile WHEN 'v' THEN 2 WHEN 's' THEN 1 ELSE 0 END) AS worst
+  FROM pg_proc WHERE proname = ANY(%s) GROUP BY proname
+"""
+
+
+def not_null_columns(check_expressions):
+    """Columns a validated CHECK proves NOT NULL: expressions that are exactly
+    ``col IS NOT NULL`` (parsed with pglast, like the patches)."""
+    columns = set()
+    for expr in check_expressions:
+        try:
+            target = pglast.parse_sql('SELECT %s' % expr)[0].stmt.targetList[0].val
+        except Exception:  # a constraint pglast cannot read proves nothing
+            continue
+        if type(target).__name__ == 'NullTest' and _name(target.nulltesttype) == 'IS_NOT_NULL' \
+                and type(target.arg).__name__ == 'ColumnRef':
+            columns.add(_strings(target.arg.fields)[-1])
+    return columns
+
+
+def gather_catalog(conn, patches, explain=True, lock_timeout_ms=1000):
+    """A Catalog for ``patches`` from the primary, read-only: one READ ONLY
+    transaction, rolled back. Data changes are EXPLAINed (never run); one
+    that cannot be planned yet (it needs an earlier pending patch) keeps
+    reltuples as its row count."""
+    refs = references(patches)
+    tables, functions, plan_rows = {}, {}, {}
+    with conn.cursor() as cur:
+        cur.execute('BEGIN READ ONLY')
+        try:
+            cur.execute("SET LOCAL lock_timeout = %s", ('%dms' % lock_timeout_ms,))
+            for key in sorted(refs['tables'], key=lambda k: (k[0] or '', k[1])):
+                rows = query(conn, TABLE_SQL, (_regclass_text(key),))
+                if not rows or rows[0]['relkind'] not in ('r', 'p', 'm'):
+                    continue
+                info = dict(rows[0], exists=True)
+                info['columns'] = dict((r['attname'], (r['type'], modifiers_of(r['type'], r['typmod'])))
+                                       for r in query(conn, COLUMNS_SQL, (info['oid'],)))
+                info['not_null_checks'] = sorted(not_null_columns(
+                    r['expr'] for r in query(conn, CHECKS_SQL, (info['oid'],))))
+                tables[key] = info
+            if refs['functions']:
+                for row in query(conn, FUNCTIONS_SQL, (sorted(refs['functions']),)):
+                    functions[row['proname']] = 'isv'[row['worst']]
+            if explain:
+                plan_rows = _explain_data_changes(conn, cur, patches)
+        finally:
+            cur.execute('ROLLBACK')
+    return Catalog(tables=tables, functions=functions, plan_rows=plan_rows)
+
+
+def _explain_data_changes(conn, cur, patches):
+    """(file, line) -> rows the planner expects an UPDATE/DELETE/INSERT ...
+    SELECT to touch (the row estimate of the node under ModifyTable)."""
+    found = {}
+    for patch in patches:
+        if patch.kind != COLD:
+            continue
+        for statement in patch.statements:
+            name = type(statement.node).__name__
+            if name not in ('UpdateStmt', 'DeleteStmt', 'InsertStmt'):
+                continue
+            cur.execute('SAVEPOINT fastdowntime_lint')
+            try:
+                cur.execute('EXPLAIN (FORMAT JSON) ' + statement.sql)
+                plan = cur.fetchone()[0][0]['Plan']
+                inner = (plan.get('Plans') or [plan])[0]
+                found[(patch.name, statement.line)] = float(inner.get('Plan Rows') or 0)
+                cur.execute('RELEASE SAVEPOINT fastdowntime_lint')
+            except psycopg2.Error:
+                cur.execute('ROLLBACK TO SAVEPOINT fastdowntime_lint')
+    return found
+
+
+def sample_table(catalog, patches):
+    """The largest table the cold statements rewrite, scan or index: the one
+    whose sample says most about their cost."""
+    scope = _Scope()
+    candidates = []
+    for patch in patches:
+        if patch.kind != COLD:
+            continue
+        for statement in patch.statements:
+            for work in classify(statement.node, catalog, scope, kind=patch.kind):
+                if work.get('table') and RULES[work['rule']][0] in (REWRITE, SCAN, INDEX_BUILD, DATA):
+                    info = catalog.table(work['table'])
+                    if info:
+                        candidates.append((float(info.get('heap_bytes') or 0), work['table'], info))
+    return max(candidates, key=lambda c: c[0]) if candidates else None
+
+
+SAMPLE_SQL = 'SELECT count(*) FROM (SELECT 1 FROM ONLY %s LIMIT %d) AS sample'
+
+
+def measure_throughput(conn, catalog, patches, clock=time.monotonic):
+    """Sets catalog.scan_bytes_per_second from one bounded sequential scan
+    (at most SAMPLE_PAGES pages, SAMPLE_TIMEOUT_MS, no parallel workers - a
+    rewrite is one process) of the largest table the cold statements work on.
+    Too small a table (< MIN_SAMPLE_BYTES) keeps the documented default."""
+    target = sample_table(catalog, patches)
+    if target is None or target[0] < MIN_SAMPLE_BYTES:
+        catalog.throughput_source = 'default (no table of %d MiB or more to sample)' % (MIN_SAMPLE_BYTES >> 20)
+        return catalog.scan_bytes_per_second
+    heap, key, info = target
+    pages = max(int(info.get('relpages') or 0), 1)
+    rows_per_page = max(float(info.get('reltuples') or 0) / pages, 1.0)
+    sample_pages = min(pages, SAMPLE_PAGES)
+    limit = int(rows_per_page * sample_pages)
+    sample_bytes = heap * sample_pages / pages
+    with conn.cursor() as cur:
+        cur.execute('BEGIN READ ONLY')
+        try:
+            cur.execute('SET LOCAL max_parallel_workers_per_gather = 0')
+            cur.execute("SET LOCAL statement_timeout = %s", ('%dms' % SAMPLE_TIMEOUT_MS,))
+            began = clock()
+            try:
+                cur.execute(SAMPLE_SQL % (_regclass_text((info['nspname'], info['relname'])), limit))
+                elapsed = clock() - began
+                source = 'measured: %d pages of %s in %.3fs' % (sample_pages, key_text(key), elapsed)
+            except psycopg2.extensions.QueryCanceledError:
+                # Slower than the bound: the bound gives an upper limit on throughput.
+                elapsed = SAMPLE_TIMEOUT_MS / 1000.0
+                source = 'measured (timed out): %d pages of %s in over %.1fs' % (sample_pages, key_text(key), elapsed)
+        finally:
+            cur.execute('ROLLBACK')
+    catalog.scan_bytes_per_second = sample_bytes / max(elapsed, 1e-4)
+    catalog.throughput_source = source
+    return catalog.scan_bytes_per_second
+
+
+def lint_live(conn, patches, options=None, scan_bytes_per_second=None):
+    """gather_catalog + measure_throughput (unless given) + lint_patches:
+    (findings, estimate dict, catalog)."""
+    catalog = gather_catalog(conn, patches)
+    if scan_bytes_per_second:
+        catalog.scan_bytes_per_second = float(scan_bytes_per_second)
+        catalog.throughput_source = 'given (fastdowntime_lint_scan_mb_per_second)'
+    else:
+        measure_throughput(conn, catalog, patches)
+    findings = lint_patches(patches, catalog, options)
+    summed = estimate(findings)
+    summed.update(scan_mb_per_second=round(catalog.scan_bytes_per_second / 1048576.0, 1),
+                  throughput_source=catalog.throughput_source)
+    return findings, summed, catalog

@@ -1,0 +1,288 @@
+"""Patch lint: a table of statements -> classification, the cost model, options.
+
+No database: the live catalog is a hand-built ``Catalog`` (plain data)."""
+
+import pytest
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import lint
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
+    Patch, PatchSetError, patch_kind, split_statements)
+
+MB = 1024.0 * 1024.0
+BIG = {
+    'exists': True, 'nspname': 'public', 'relname': 'big', 'reltuples': 5e6, 'relpages': 32000,
+    'heap_bytes': 250 * MB, 'index_bytes': 100 * MB, 'toast_bytes': 0, 'indexes': 1,
+    'columns': {
+        'id': ('integer', ()), 'n': ('integer', ()), 'name': ('character varying', (10,)),
+        'label': ('character varying', ()), 'body': ('text', ()), 'price': ('numeric', (10, 2)),
+        'code': ('character', (3,)), 'at': ('timestamp without time zone', (3,)), 'net': ('cidr', ()),
+    },
+    'not_null_checks': ['n'],
+}
+SMALL = dict(BIG, relname='small', reltuples=100, relpages=1, heap_bytes=8192, index_bytes=16384, indexes=1)
+
+
+def catalog(**kwargs):
+    kwargs.setdefault('tables', {('public', 'big'): BIG, ('public', 'small'): SMALL})
+    kwargs.setdefault('scan_bytes_per_second', 500 * MB)
+    return lint.Catalog(**kwargs)
+
+
+def patch(sql, name='patch-2211-01-0.sql'):
+    statements = split_statements(sql, name)
+    return Patch(name=name, path='/x/' + name, revision=(2211, 1, 0), sha256='0' * 64,
+                 kind=patch_kind(statements, name), statements=statements)
+
+
+def lint_one(sql, cat=None, **options):
+    return lint.lint_patches([patch(sql)], cat or catalog(), lint.parse_options(**options))
+
+
+# statement -> expected rule of its finding
+CLASSIFICATION = [
+    # table rewrites
+    ('ALTER TABLE big ALTER COLUMN n TYPE bigint', 'alter-type-rewrite'),
+    ('ALTER TABLE big ALTER COLUMN name TYPE varchar(20)', 'alter-type-binary-compatible'),
+    ('ALTER TABLE big ALTER COLUMN name TYPE varchar(5)', 'alter-type-rewrite'),
+    ('ALTER TABLE big ALTER COLUMN name TYPE text', 'alter-type-binary-compatible'),
+    ('ALTER TABLE big ALTER COLUMN name TYPE varchar', 'alter-type-binary-compatible'),
+    ('ALTER TABLE big ALTER COLUMN label TYPE text', 'alter-type-binary-compatible'),
+    ('ALTER TABLE big ALTER COLUMN body TYPE varchar', 'alter-type-binary-compatible'),
+    ('ALTER TABLE big ALTER COLUMN body TYPE varchar(100)', 'alter-type-rewrite'),
+    ('ALTER TABLE big ALTER COLUMN label TYPE varchar(30)', 'alter-type-rewrite'),
+    ('ALTER TABLE big ALTER COLUMN price TYPE numeric(12,2)', 'alter-type-binary-compatible'),
+    ('ALTER TABLE big ALTER COLUMN price TYPE numeric(12,3)', 'alter-type-rewrite'),
+    ('ALTER TABLE big ALTER COLUMN price TYPE numeric', 'alter-type-binary-compatible'),
+    ('ALTER TABLE big ALTER COLUMN code TYPE char(5)', 'alter-type-rewrite'),
+    ('ALTER TABLE big ALTER COLUMN code TYPE text', 'alter-type-rewrite'),
+    ('ALTER TABLE big ALTER COLUMN at TYPE timestamp(6)', 'alter-type-binary-compatible'),
+    ('ALTER TABLE big ALTER COLUMN at TYPE timestamptz', 'alter-type-rewrite'),
+    ('ALTER TABLE big ALTER COLUMN net TYPE inet', 'alter-type-binary-compatible'),
+    ('ALTER TABLE big ALTER COLUMN name TYPE varchar(20) USING lower(name)', 'alter-type-rewrite'),
+    ('ALTER TABLE big ALTER COLUMN name TYPE varchar(20) USING name', 'alter-type-binary-compatible'),
+    ('ALTER TABLE big ALTER COLUMN nosuch TYPE text', 'alter-type-rewrite'),
+    ('ALTER TABLE big ADD COLUMN r float8 DEFAULT random()', 'add-column-volatile-default'),
+    ('ALTER TABLE big ADD COLUMN s bigint DEFAULT nextval(\'big_seq\')', 'add-column-volatile-default'),
+    ('ALTER TABLE big ADD COLUMN u uuid DEFAULT gen_random_uuid()', 'add-column-volatile-default'),
+    ('ALTER TABLE big ADD COLUMN c timestamptz DEFAULT clock_timestamp()', 'add-column-volatile-default'),
+    ('ALTER TABLE big ADD COLUMN s bigserial', 'add-column-volatile-default'),
+    ('ALTER TABLE big ADD COLUMN i int GENERATED ALWAYS AS IDENTITY', 'add-column-volatile-default'),
+    ('ALTER TABLE big ADD COLUMN g int GENERATED ALWAYS AS (n * 2) STORED', 'add-column-generated-stored'),
+    ('ALTER TABLE big ADD COLUMN x int DEFAULT my_unknown_function()', 'add-column-volatile-default'),
+    ('VACUUM FULL big', 'vacuum-full'),
+    ('CLUSTER big USING big_pkey', 'cluster'),
+    ('ALTER TABLE big SET UNLOGGED', 'rewrite-storage'),
+    # full scans under a lock
+    ('ALTER TABLE big ALTER COLUMN id SET NOT NULL', 'set-not-null-scan'),
+    ('ALTER TABLE big ALTER COLUMN n SET NOT NULL', 'set-not-null-proven'),
+    ('ALTER TABLE big ADD CONSTRAINT pos CHECK (n > 0)', 'add-check-without-not-valid'),
+    ('ALTER TABLE big ADD CONSTRAINT pos CHECK (n > 0) NOT VALID', 'catalog-only'),
+    ('ALTER TABLE big ADD CONSTRAINT fk FOREIGN KEY (n) REFERENCES small (id)', 'add-foreign-key-without-not-valid'),
+    ('ALTER TABLE big ADD CONSTRAINT fk FOREIGN KEY (n) REFERENCES small (id) NOT VALID', 'catalog-only'),
+    ('ALTER TABLE big VALIDATE CONSTRAINT pos', 'validate-constraint'),
+    ('CREATE INDEX big_n ON big (n)', 'create-index'),
+    ('CREATE UNIQUE INDEX big_n ON big (n)', 'create-index'),
+    ('ALTER TABLE big ADD PRIMARY KEY (id)', 'add-primary-key-without-index'),
+    ('ALTER TABLE big ADD CONSTRAINT big_pk PRIMARY KEY USING INDEX big_id', 'catalog-only'),
+    ('ALTER TABLE big ADD CONSTRAINT u UNIQUE (n)', 'add-unique-without-index'),
+    ('ALTER TABLE big ADD CONSTRAINT u UNIQUE USING INDEX big_n', 'catalog-only'),
+    ('ALTER TABLE big ADD COLUMN k int REFERENCES small (id)', 'add-column-constraint'),
+    ('ALTER TABLE big ADD COLUMN k int NOT NULL', 'add-column-not-null-without-default'),
+    # catalog only
+    ('ALTER TABLE big ADD COLUMN note text', 'catalog-only'),
+    ('ALTER TABLE big ADD COLUMN flag boolean NOT NULL DEFAULT false', 'catalog-only'),
+    ('ALTER TABLE big ADD COLUMN t timestamptz DEFAULT now()', 'catalog-only'),
+    ('ALTER TABLE big ADD COLUMN t timestamptz DEFAULT CURRENT_TIMESTAMP', 'catalog-only'),
+    ("ALTER TABLE big ADD COLUMN t text DEFAULT 'x'::text", 'catalog-only'),
+    ('ALTER TABLE big ADD COLUMN t int DEFAULT 1 + 2', 'catalog-only'),
+    ('CREATE TABLE fresh (id int PRIMARY KEY)', 'catalog-only'),
+    ("COMMENT ON TABLE big IS 'x'", 'catalog-only'),
+    ('CREATE VIEW v AS SELECT id FROM big', 'catalog-only'),
+    ('CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$', 'catalog-only'),
+    ("INSERT INTO big (id) VALUES (1)", 'catalog-only'),
+    # data changes
+    ('UPDATE big SET n = 0 WHERE id < 10', 'data-change'),
+    ('DELETE FROM big', 'data-change'),
+    ('INSERT INTO small (id) SELECT id FROM big', 'data-change'),
+    # contract changes
+    ('ALTER TABLE big DROP COLUMN note', 'drop-column'),
+    ('DROP TABLE big', 'drop-table'),
+    ('ALTER TABLE big RENAME COLUMN n TO m', 'rename'),
+    ('ALTER TABLE big RENAME TO huge', 'rename'),
+]
+
+
+@pytest.mark.parametrize('sql,rule', CLASSIFICATION)
+def test_classification(sql, rule):
+    [finding] = lint_one(sql)
+    assert finding['rule'] == rule, finding
+    assert finding['kind'] == lint.RULES[rule][0]
+    assert finding['line'] == 1 and finding['file'] == 'patch-2211-01-0.sql'
+    assert finding['statement'].startswith(sql.split()[0])
+
+
+def test_concurrently_cannot_be_in_a_cold_patch():
+    # patchset refuses the mix; a lone CONCURRENTLY makes the patch hot...
+    with pytest.raises(PatchSetError, match='split it into a hot patch and a cold patch'):
+        patch('CREATE INDEX CONCURRENTLY i ON big (n);\nALTER TABLE big ADD COLUMN x int;')
+    hot = patch('CREATE INDEX CONCURRENTLY i ON big (n)')
+    [finding] = lint.lint_patches([hot], catalog())
+    assert hot.kind == 'hot' and finding['rule'] == 'catalog-only' and finding['estimate_seconds'] == 0
+    # ...and the classifier itself names it if one ever reached the outage's transaction.
+    works = lint.classify(hot.statements[0].node, catalog(), kind='cold')
+    assert [w['rule'] for w in works] == ['concurrently-in-transaction']
+    assert lint.RULES['concurrently-in-transaction'][2] == lint.ERROR
+
+
+def test_each_finding_names_file_line_lock_severity_and_a_rewrite():
+    found = lint.lint_patches([patch('ALTER TABLE big ADD COLUMN note text;\n\nCREATE INDEX big_n ON big (n);\n')],
+                              catalog())
+    assert [(f['line'], f['rule']) for f in found] == [(1, 'catalog-only'), (3, 'create-index')]
+    index = found[1]
+    assert index['lock'] == 'SHARE' and index['severity'] == lint.WARNING and index['table'] == 'big'
+    assert 'CONCURRENTLY' in index['suggestion'] and 'hot patch' in index['suggestion']
+    assert index['summary'].startswith('patch-2211-01-0.sql line 3: CREATE INDEX without CONCURRENTLY')
+    assert found[0]['severity'] == lint.INFO and found[0]['estimate_seconds'] == 0
+
+
+def test_costs_follow_the_model():
+    cat = catalog()
+    [index] = lint_one('CREATE INDEX big_n ON big (n)', cat)
+    scan = 250 * MB / (500 * MB)
+    assert index['estimate_seconds'] == pytest.approx(scan * lint.INDEX_BUILD_FACTOR, rel=1e-3)
+    [rewrite] = lint_one('ALTER TABLE big ALTER COLUMN n TYPE bigint', cat)
+    assert rewrite['estimate_seconds'] == pytest.approx(scan * lint.REWRITE_FACTOR + scan * lint.INDEX_BUILD_FACTOR,
+                                                        rel=1e-3)
+    # the standby replays the rewritten heap and indexes
+    assert rewrite['replay_seconds'] == pytest.approx(350 * MB / (500 * MB) * lint.REPLAY_FACTOR, rel=1e-3)
+    [small] = lint_one('CREATE INDEX s_n ON small (n)', cat)
+    assert small['estimate_seconds'] < 0.001
+    # twice the throughput, half the time
+    fast = catalog(scan_bytes_per_second=1000 * MB)
+    [quick] = lint_one('CREATE INDEX big_n ON big (n)', fast)
+    assert quick['estimate_seconds'] == pytest.approx(index['estimate_seconds'] / 2, rel=1e-3)
+
+
+def test_one_alter_table_rewrites_once():
+    [both] = lint_one('ALTER TABLE big ALTER COLUMN n TYPE bigint, ADD COLUMN r float8 DEFAULT random()')
+    [single] = lint_one('ALTER TABLE big ALTER COLUMN n TYPE bigint')
+    assert both['estimate_seconds'] == single['estimate_seconds']
+    assert both['rules'] == ['add-column-volatile-default', 'alter-type-rewrite']
+
+
+def test_data_change_uses_the_planner_rows():
+    cat = catalog(plan_rows={('patch-2211-01-0.sql', 1): 10.0})
+    [few] = lint_one('UPDATE big SET n = 0 WHERE id < 10', cat)
+    [every] = lint_one('UPDATE big SET n = 0 WHERE id < 10', catalog())
+    assert few['basis']['rows'] == 10 and few['basis']['rows_source'] == 'planner'
+    assert every['basis']['rows'] == 5000000 and every['basis']['rows_source'].startswith('reltuples')
+    assert every['estimate_seconds'] > few['estimate_seconds'] * 5
+
+
+def test_tables_created_by_the_patch_set_are_empty():
+    found = lint_one('CREATE TABLE fresh (id int, n int);\nCREATE INDEX fresh_n ON fresh (n);\n'
+                     'ALTER TABLE fresh ALTER COLUMN n TYPE bigint;')
+    assert [f['rule'] for f in found] == ['catalog-only', 'create-index', 'alter-type-rewrite']
+    assert all(f['estimate_seconds'] == 0 for f in found)
+    assert found[1]['basis']['model'] == 'created by this patch set'
+
+
+def test_a_column_added_earlier_in_the_patch_set_is_known():
+    found = lint_one('ALTER TABLE big ADD COLUMN v varchar(10);\nALTER TABLE big ALTER COLUMN v TYPE varchar(40);')
+    assert found[1]['rule'] == 'alter-type-binary-compatible'
+
+
+def test_volatility_from_the_catalog_wins():
+    cat = catalog(functions={'my_stable': 's', 'now': 'v'})
+    assert lint_one('ALTER TABLE big ADD COLUMN x int DEFAULT my_stable()', cat)[0]['rule'] == 'catalog-only'
+    assert lint_one('ALTER TABLE big ADD COLUMN x int DEFAULT now()', cat)[0]['rule'] == 'add-column-volatile-default'
+
+
+def test_contract_changes_need_an_acknowledgement():
+    sql = 'ALTER TABLE big DROP COLUMN note;\nDROP TABLE small;\n'
+    plain = lint_one(sql)
+    assert [f['severity'] for f in plain] == [lint.ERROR, lint.ERROR]
+    assert 'fastdowntime_lint_acknowledge_contract' in plain[0]['suggestion']
+    by_line = lint_one(sql, acknowledge_contract=['patch-2211-01-0.sql:2'])
+    assert [(f['severity'], f['acknowledged']) for f in by_line] == [(lint.ERROR, False), (lint.INFO, True)]
+    by_file = lint_one(sql, acknowledge_contract=['patch-2211-01-0.sql'])
+    assert all(f['severity'] == lint.INFO and 'acknowledged' in f['summary'] for f in by_file)
+    other = lint_one(sql, acknowledge_contract=['patch-2211-02-0.sql'])
+    assert all(f['severity'] == lint.ERROR for f in other)
+
+
+def test_acknowledgement_does_not_silence_other_rules():
+    [finding] = lint_one('CREATE INDEX big_n ON big (n)', acknowledge_contract=['patch-2211-01-0.sql'])
+    assert finding['severity'] == lint.WARNING and not finding['acknowledged']
+
+
+def test_opt_outs_name_the_rule():
+    sql = 'CREATE INDEX a ON big (n);\nCREATE INDEX b ON big (id);\n'
+    everywhere = lint_one(sql, ignore_rules=['create-index'])
+    assert all(f['severity'] == lint.INFO and f['opted_out'] for f in everywhere)
+    one_line = lint_one(sql, ignore_rules=['create-index:patch-2211-01-0.sql:2'])
+    assert [f['opted_out'] for f in one_line] == [False, True]
+    other_rule = lint_one(sql, ignore_rules=['alter-type-rewrite'])
+    assert not any(f['opted_out'] for f in other_rule)
+    with pytest.raises(lint.LintError, match='does not start with a rule name'):
+        lint.parse_options(ignore_rules=['patch-2211-01-0.sql'])
+    # an opt-out keeps the cost: the budget still counts it
+    assert everywhere[0]['estimate_seconds'] > 0
+
+
+def test_severity_overrides():
+    [finding] = lint_one('CREATE INDEX a ON big (n)', severity={'create-index': 'error'})
+    assert finding['severity'] == lint.ERROR
+    with pytest.raises(lint.LintError, match='unknown rule'):
+        lint.parse_options(severity={'no-such-rule': 'error'})
+    with pytest.raises(lint.LintError, match='unknown level'):
+        lint.parse_options(severity={'create-index': 'fatal'})
+
+
+def test_estimate_sums_cold_statements_and_names_the_costliest():
+    found = lint_one('ALTER TABLE big ADD COLUMN note text;\nCREATE INDEX a ON big (n);\n'
+                     'ALTER TABLE big ALTER COLUMN n TYPE bigint;\n')
+    summed = lint.estimate(found)
+    assert summed['statements_seconds'] == pytest.approx(sum(f['estimate_seconds'] for f in found), abs=1e-3)
+    assert summed['costliest'][0].startswith('patch-2211-01-0.sql:3 alter-type-rewrite')
+    assert summed['costliest'][1].startswith('patch-2211-01-0.sql:2 create-index')
+    assert len(summed['costliest']) == 2  # the catalog-only statement costs nothing
+    per = lint.per_statement_seconds(found)
+    assert per[('patch-2211-01-0.sql', 3)] == pytest.approx(found[2]['estimate_seconds'] + found[2]['replay_seconds'])
+
+
+def test_vacuum_full_in_a_hot_patch_is_an_error_but_not_outage_time():
+    hot = patch('VACUUM FULL big')
+    [finding] = lint.lint_patches([hot], catalog())
+    assert hot.kind == 'hot' and finding['rule'] == 'vacuum-full' and finding['severity'] == lint.ERROR
+    assert finding['estimate_seconds'] == 0 and lint.estimate([finding])['statements_seconds'] == 0
+
+
+def test_type_change_rules():
+    varchar = ('character varying', (10,))
+    assert not lint.type_change_rewrites(varchar, ('character varying', (20,)), False)
+    assert lint.type_change_rewrites(varchar, ('character varying', (20,)), True)  # a USING expression
+    assert lint.type_change_rewrites(('integer', ()), ('bigint', ()), False)
+    assert lint.type_change_rewrites(None, ('text', ()), False)
+    assert lint.modifiers_of('character varying', 14) == (10,)
+    assert lint.modifiers_of('numeric', ((10 << 16) | 2) + 4) == (10, 2)
+    assert lint.modifiers_of('integer', -1) == ()
+
+
+def test_references_and_not_null_proofs():
+    refs = lint.references([patch('ALTER TABLE s.big ADD COLUMN x int DEFAULT f();\nDROP TABLE old, s.gone;\n'
+                                  'UPDATE small SET n = g(n);')])
+    assert refs['tables'] >= {('s', 'big'), (None, 'old'), ('s', 'gone'), (None, 'small')}
+    assert refs['functions'] >= {'f', 'g'}
+    assert lint.not_null_columns(['(n IS NOT NULL)', '(n > 0)', '(a IS NULL)', '((b IS NOT NULL) AND (c > 0))']) \
+        == {'n'}
+
+
+def test_summary_lines_put_errors_first_with_their_rewrite():
+    found = lint_one('ALTER TABLE big ADD COLUMN note text;\nDROP TABLE small;\nCREATE INDEX a ON big (n);')
+    lines = lint.summary_lines(found, total=1.5, budget_seconds=2)
+    assert lines[0] == 'patch lint: 1 error(s), 1 warning(s), 1 info; estimated statement time 1.50s of a 2s budget'
+    assert lines[1].startswith('ERROR patch-2211-01-0.sql line 2: DROP TABLE')
+    assert lines[2].startswith('    -> drop it only once')
+    assert lines[3].startswith('WARNING patch-2211-01-0.sql line 3')
+    assert lines[-1].startswith('INFO patch-2211-01-0.sql line 1')
