@@ -136,6 +136,7 @@ def build_report(entries, play_failed=False, check_mode=False, generated_at=None
             'max_client_wait_ms': _max_number(s.get(_WAIT_KEY) for s in sources),
             'estimate_ms': _number(_first(o.get('estimate_ms') for o in outages)),
         },
+        'split_window': _split_window(outages),
         'standby_replay_ms': _merge_replay(s.get(_REPLAY_KEY) for s in sources),
         'patches': _merge_patches(s.get(_PATCHES_KEY) for s in sources),
         'phases': [{k: v for k, v in row.items() if not k.startswith('_')} for row in rows],
@@ -248,6 +249,15 @@ def _end_key(row):
     return (0, row['_started_at'] + row['duration_ms'] / 1000.0, row['_order'])
 
 
+def _split_window(outages):
+    """The write and read outages of a split window (None for an ``all`` window)."""
+    split = [o for o in outages if o.get('window_mode') == 'split']
+    if not split:
+        return None
+    return dict((key, _number(split[-1].get(key)))
+                for key in ('write_outage_ms', 'read_outage_ms', 'max_write_wait_ms', 'max_read_wait_ms'))
+
+
 def _merge_replay(values):
     merged = {}
     for value in values:
@@ -315,6 +325,11 @@ def render_text(report):
         total += ' of a %s budget' % format_ms(report['budget_ms'])
     lines.append(total)
     lines.append('longest client wait (pgbouncer): %s' % format_ms(outage['max_client_wait_ms']))
+    split = report.get('split_window')
+    if split:
+        lines.append('split window: writes out %s (longest wait %s), reads out %s (longest wait %s)' % (
+            format_ms(split['write_outage_ms']), format_ms(split['max_write_wait_ms']),
+            format_ms(split['read_outage_ms']), format_ms(split['max_read_wait_ms'])))
     replay = report['standby_replay_ms']
     lines.append('standby replay: %s' % (', '.join('%s %s' % (host, format_ms(ms))
                                                     for host, ms in sorted(replay.items())) or '-'))
