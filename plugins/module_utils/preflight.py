@@ -25,6 +25,7 @@ __metaclass__ = type
 import socket
 import time
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import lint
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import DEFAULT_RESERVE_SECONDS
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import standby_entries_by_pgbouncer
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
@@ -46,8 +47,8 @@ OUTCOME_PASSED = 'passed'
 OUTCOME_REFUSED = 'refused by pre-flight'  # the timeline report's word (report.py)
 
 # Checks, in the order the summary lists them.
-CHECKS = ('connection', 'privileges', 'patches', 'standbys', 'replication_lag', 'transactions',
-          'direct_connections', 'pgbouncer', 'budget')
+CHECKS = ('connection', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
+          'direct_connections', 'pgbouncer', 'lint', 'budget')
 
 DEFAULT_MAX_LAG_SECONDS = 60.0
 # One WAL segment: a standby further behind replays the outage's commit late.
@@ -198,6 +199,27 @@ def decide_standbys(primary, standbys, replication_rows):
                        action='; '.join(dict.fromkeys(actions)) or 'make every standby stream')
     return finding('standbys', PASS, '%d standby(s) in recovery and streaming, as the inventory lists'
                    % len(standbys), host=primary['label'], evidence=evidence)
+
+
+def decide_replay(label, state, resumed=False, error=None):
+    """WAL replay on one standby. A split window pauses it for the primary's
+    outage; a run that crashed there leaves it paused, and the standby then
+    serves an ever older snapshot and would never replay the next outage's
+    commit (as Launchpad's ensure_replication_enabled, the pre-flight resumes
+    it). ``state``: pg_get_wal_replay_pause_state() before any action;
+    ``resumed``: the pre-flight resumed it; ``error``: resuming failed."""
+    evidence = {'state_found': state, 'resumed': bool(resumed)}
+    if state == 'not paused':
+        return finding('replay_paused', PASS, '%s: WAL replay running' % label, host=label, evidence=evidence)
+    if resumed:
+        return finding('replay_paused', WARN, '%s: WAL replay was %s (left by an interrupted split-window deploy, or '
+                       'paused by hand): resumed it' % (label, state), host=label, evidence=evidence,
+                       action='if someone paused it on purpose, pause it again after the deploy')
+    why = 'resuming failed: %s' % error if error else 'not resumed (check mode, or resume_paused_replay is off)'
+    return finding('replay_paused', FAIL, '%s: WAL replay is %s: the standby serves an old snapshot and would never '
+                   'replay the outage\'s commit; %s' % (label, state, why), host=label, evidence=evidence,
+                   action='run SELECT pg_wal_replay_resume() on %s (or run the pre-flight without --check: '
+                          'it resumes it)' % label)
 
 
 def decide_lag(measurements, max_lag_seconds, max_lag_bytes):
@@ -365,7 +387,7 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
 
 
 def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, replay_seconds, entries_per_pgbouncer,
-                    statement_seconds=DEFAULT_STATEMENT_SECONDS):
+                    statement_seconds=DEFAULT_STATEMENT_SECONDS, statement_costs=None, lint_estimate=None):
     """The outage's expected length in seconds, per phase - a deliberately
     simple model built from measured round trips (RTT, the slowest host of
     each kind):
@@ -373,8 +395,9 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     - drain: PAUSE, SHOW DATABASES, SHOW SERVERS (3 RTT of the slowest
       pgbouncer) plus one drain poll interval;
     - cold patches: one RTT per statement, per patch (its revision row) and 4
-      more (lock, settings, COMMIT, commit LSN), plus ``statement_seconds``
-      of server time per statement;
+      more (lock, settings, COMMIT, commit LSN), plus per statement the
+      lint's estimate (``statement_costs``: (file, line) -> seconds, from
+      the live table sizes, lint.py) or at least ``statement_seconds``;
     - standby replay: the slowest catch-up measured by the lag probe plus
       2 RTT of the slowest standby;
     - resume: SHOW POOLS, SHOW DATABASES twice and one RESUME per entry (RTT
@@ -383,7 +406,9 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     statements = sum(len(p.statements) for p in cold_patches)
     pgbouncer_rtt = max(pgbouncer_rtts or [0.0])
     drain = 3 * pgbouncer_rtt + DRAIN_POLL_SECONDS if pgbouncer_rtts else 0.0
-    cold = (statements + len(cold_patches) + 4) * primary_rtt + statements * statement_seconds
+    costs = statement_costs or {}
+    server = sum(max(statement_seconds, costs.get((p.name, s.line), 0.0)) for p in cold_patches for s in p.statements)
+    cold = (statements + len(cold_patches) + 4) * primary_rtt + server
     replay = (replay_seconds + 2 * max(standby_rtts)) if standby_rtts else 0.0
     resume = (3 + max(entries_per_pgbouncer or [0])) * pgbouncer_rtt if pgbouncer_rtts else 0.0
     phases = {'drain': drain, 'cold_patches': cold, 'standby_replay': replay, 'resume': resume}
@@ -392,6 +417,9 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     ms['statements'] = statements
     ms['patches'] = [p.name for p in cold_patches]
     ms['statement_seconds'] = statement_seconds
+    if lint_estimate:
+        ms['lint'] = dict(lint_estimate)
+        ms['costliest'] = list(lint_estimate.get('costliest') or [])
     return ms
 
 
@@ -406,16 +434,29 @@ def decide_budget(estimate, budget_seconds, reserve_seconds=DEFAULT_RESERVE_SECO
     parts = 'drain %(drain_ms)s ms + cold patches %(cold_patches_ms)s ms + replay %(standby_replay_ms)s ms ' \
             '+ resume %(resume_ms)s ms' % estimate
     if total > usable:
-        return finding('budget', FAIL, 'estimated outage %.3fs (%s) exceeds the usable budget %.3fs of %gs'
-                       % (total, parts, usable, budget_seconds), evidence=evidence,
-                       action='raise fastdowntime_budget_seconds, split the cold patches over several deploys, '
-                              'or deploy when the standbys keep up')
+        costliest = estimate.get('costliest') or []
+        return finding('budget', FAIL, 'estimated outage %.3fs (%s) exceeds the usable budget %.3fs of %gs%s'
+                       % (total, parts, usable, budget_seconds,
+                          '; costliest: %s' % ', '.join(costliest) if costliest else ''), evidence=evidence,
+                       action='make the costliest statements cheap (see the lint findings: a hot patch, NOT VALID, '
+                              'a batched backfill), raise fastdowntime_budget_seconds, split the cold patches over '
+                              'several deploys, or deploy when the standbys keep up')
     if incomplete:
         return finding('budget', WARN, 'estimated outage %.3fs (%s) within %gs, but not measured on: %s'
                        % (total, parts, budget_seconds, ', '.join(incomplete)), evidence=evidence,
                        action='fix the connections above, then the estimate is complete')
     return finding('budget', PASS, 'estimated outage %.3fs (%s) within the usable budget %.3fs of %gs'
                    % (total, parts, usable, budget_seconds), evidence=evidence)
+
+
+_LINT_STATUS = {lint.ERROR: FAIL, lint.WARNING: WARN, lint.INFO: PASS}
+
+
+def decide_lint(label, item):
+    """A lint finding (lint.lint_patches) as a pre-flight finding."""
+    status = _LINT_STATUS[item['severity']]
+    return finding('lint', status, item['summary'], host=label, evidence=item,
+                   action=item['suggestion'] if status != PASS else None)
 
 
 def sees_everything(privileges_row):
@@ -491,6 +532,7 @@ SELECT pid, usename, datname, host(client_addr) AS client_addr, application_name
 PREPARED_SQL = """
 SELECT gid, owner, database, EXTRACT(EPOCH FROM now() - prepared)::float8 AS age_seconds FROM pg_prepared_xacts
 """
+REPLAY_STATE_SQL = 'SELECT pg_get_wal_replay_pause_state() AS state'
 REPLICATION_USERS_SQL = 'SELECT rolname FROM pg_roles WHERE rolreplication AND NOT rolsuper'
 # Non-transactional: written at once, no transaction id spent, no data touched.
 PROBE_SQL = "SELECT pg_logical_emit_message(false, 'fastdowntime', 'preflight')::text AS lsn"
@@ -516,7 +558,8 @@ class Preflight:
                  revision_table=None, pgbouncer_databases=None, reserve_seconds=DEFAULT_RESERVE_SECONDS,
                  max_lag_seconds=DEFAULT_MAX_LAG_SECONDS, max_lag_bytes=DEFAULT_MAX_LAG_BYTES,
                  max_transaction_seconds=DEFAULT_MAX_TRANSACTION_SECONDS, system_users=None,
-                 fragile_users=None, killable_users=None, statement_seconds=DEFAULT_STATEMENT_SECONDS):
+                 fragile_users=None, killable_users=None, statement_seconds=DEFAULT_STATEMENT_SECONDS,
+                 resume_paused_replay=True, lint_options=None, scan_bytes_per_second=None):
         self.primary = dict(primary, dbname=db_name)
         self.standbys = [dict(s, dbname=db_name) for s in standbys]
         self.pgbouncers = list(pgbouncers)
@@ -533,11 +576,17 @@ class Preflight:
         self.fragile_users = set(fragile_users or [])
         self.killable_users = set(killable_users or [])
         self.statement_seconds = float(statement_seconds)
+        self.resume_paused_replay = bool(resume_paused_replay)
+        self.replay_resumed = []  # standbys whose paused replay this run resumed (its only change)
         self.findings = []
         self.conns = {}       # label -> connection (autocommit)
         self.consoles = []
         self.plan = None
         self.estimate = None
+        self.lint_options = lint_options if lint_options is not None else lint.parse_options()
+        self.scan_bytes_per_second = scan_bytes_per_second
+        self.lint_findings = []
+        self.lint_estimate = None
 
     # -- plumbing --------------------------------------------------------------
     def _connect(self, endpoint):
@@ -591,7 +640,8 @@ class Preflight:
         if not passed:
             phase['detail']['error'] = '; '.join('%s: %s' % (f['check'], f['summary']) for f in failing)
         return {
-            'changed': False,
+            'changed': bool(self.replay_resumed),
+            'replay_resumed': list(self.replay_resumed),
             'passed': passed,
             'outcome': OUTCOME_PASSED if passed else OUTCOME_REFUSED,
             'counts': counts,
@@ -601,6 +651,7 @@ class Preflight:
             'summary_lines': lines,
             'estimate': self.estimate,
             'plan': self.plan.as_dict() if self.plan is not None else None,
+            'lint': self.lint_findings,
             'phases': [phase],
         }
 
@@ -618,6 +669,7 @@ class Preflight:
             standby_infos.append(dict(info or {}, endpoint=endpoint, label=label, reachable=info is not None))
 
         self._check_patches(primary, primary_label)
+        self._check_lint(primary, primary_label)
         blind = [info['label'] for info in [primary_info] + standby_infos
                  if info and info.get('reachable', True) and not sees_everything(info)]
         if blind:
@@ -629,7 +681,10 @@ class Preflight:
                                 or []) if primary else []
             self.findings.append(decide_standbys(primary_info, standby_infos, replication_rows))
 
-        lag = self._measure_lag(primary, primary_label, standbys) if primary else []
+        paused = self._check_replay(standbys)
+        # A standby whose replay stays paused cannot replay the probe: do not wait max_lag_seconds for it.
+        lag = self._measure_lag(primary, primary_label, [(e, c) for e, c in standbys
+                                                         if endpoint_label(e) not in paused]) if primary else []
         self.findings.extend(decide_lag(lag, self.max_lag_seconds, self.max_lag_bytes))
 
         activity = {}
@@ -655,6 +710,31 @@ class Preflight:
             self._check_direct_connections(primary, primary_label, activity[primary_label])
 
         self._check_budget(primary, primary_label, standbys, lag, pgbouncer_rtts, entries_counts)
+
+    def _check_replay(self, standbys):
+        """Find replay left paused and resume it (unless told not to); returns
+        the labels of the standbys whose replay stays paused."""
+        still_paused = set()
+        for endpoint, conn in standbys:
+            if conn is None:
+                continue
+            label = endpoint_label(endpoint)
+            rows = self._query(conn, REPLAY_STATE_SQL, label=label, check='replay_paused')
+            if not rows:
+                continue
+            state = rows[0]['state']
+            resumed, error = False, None
+            if state != 'not paused' and self.resume_paused_replay:
+                try:
+                    query(conn, 'SELECT pg_wal_replay_resume()')
+                    resumed = True
+                    self.replay_resumed.append(label)
+                except psycopg2.Error as exc:
+                    error = one_line(exc.pgerror or exc)
+            if state != 'not paused' and not resumed:
+                still_paused.add(label)
+            self.findings.append(decide_replay(label, state, resumed, error))
+        return still_paused
 
     def _host_info(self, conn, label, is_primary):
         rows = self._query(conn, PRIVILEGES_SQL, label=label, check='privileges')
@@ -691,6 +771,24 @@ class Preflight:
             return
         self.plan = make_plan(patch_set, applied)
         self.findings.append(decide_patches(label, self.plan))
+
+    def _check_lint(self, primary, label):
+        """One finding per pending statement (lint.py): error fails, warning
+        warns, info passes; its cost goes into the budget estimate."""
+        if primary is None or self.plan is None or not self.plan.pending:
+            return
+        pending = sorted(self.plan.pending, key=lambda p: p.revision)
+        try:
+            found, self.lint_estimate, _ = lint.lint_live(primary, pending, self.lint_options,
+                                                          self.scan_bytes_per_second)
+        except psycopg2.Error as exc:
+            self.findings.append(finding('lint', WARN, '%s: the patches were not priced: %s'
+                                         % (label, one_line(exc.pgerror or exc)), host=label,
+                                         action='give the deploy user read access to the tables the patches touch'))
+            return
+        self.lint_findings = found
+        for item in found:
+            self.findings.append(decide_lint(label, item))
 
     def _measure_lag(self, primary, primary_label, standbys):
         """Write a probe to the WAL, then poll every standby reached until it
@@ -782,6 +880,9 @@ class Preflight:
         incomplete = [endpoint_label(e) for e, _ in standbys if endpoint_label(e) not in measured]
         if len(pgbouncer_rtts) < len(self.pgbouncers):
             incomplete.append('%d pgbouncer(s)' % (len(self.pgbouncers) - len(pgbouncer_rtts)))
+        replay += (self.lint_estimate or {}).get('replay_seconds', 0.0)
         self.estimate = estimate_outage(self.plan.pending_cold, primary_rtt, standby_rtts, pgbouncer_rtts, replay,
-                                        entries_counts, self.statement_seconds)
+                                        entries_counts, self.statement_seconds,
+                                        statement_costs=lint.per_statement_seconds(self.lint_findings),
+                                        lint_estimate=self.lint_estimate)
         self.findings.append(decide_budget(self.estimate, self.budget_seconds, self.reserve_seconds, incomplete))

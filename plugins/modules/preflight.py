@@ -24,6 +24,9 @@ description:
   - C(standbys) - every standby is in recovery, replicates this primary and its WAL receiver is streaming, and the
     primary's C(pg_stat_replication) streams to exactly as many standbys as given (matched by C(application_name)
     equal to the standby's name, else by address).
+  - C(replay_paused) - WAL replay runs on every standby. Replay left paused (a split-window deploy that crashed
+    between its replay pause and resume, or a pause by hand) is resumed, as Launchpad's C(ensure_replication_enabled)
+    did, and reported as a warning; with O(resume_paused_replay=false) or in check mode it fails instead.
   - C(replication_lag) - a small non-transactional WAL message is written on the primary
     (C(pg_logical_emit_message), no data changes) so an idle primary does not look lagged; each standby must replay
     it within O(max_lag_seconds) and be at most O(max_lag_bytes) behind when it is written.
@@ -49,7 +52,9 @@ extends_documentation_fragment: fastdowntime.postgresql.connection
 attributes:
   check_mode:
     support: full
-    details: The module only reads (and writes one WAL message that changes no data), so it runs the same in check mode.
+    details:
+      - The module only reads (and writes one WAL message that changes no data), so it runs the same in check mode,
+        except that in check mode a paused WAL replay is reported (a failure), not resumed.
   diff_mode:
     support: none
 options:
@@ -126,6 +131,12 @@ options:
     description: Server time assumed per cold statement in the budget estimate.
     type: float
     default: 0.01
+  resume_paused_replay:
+    description:
+      - Resume WAL replay found paused on a standby (C(pg_wal_replay_resume()); the deploy user must be allowed to
+        run it) - the only change the pre-flight makes, reported as C(changed). C(false) fails the check instead.
+    type: bool
+    default: true
   fail_on_refusal:
     description:
       - Fail the task when any check fails. The C(preflight) role sets it to C(false), prints the summary, then
@@ -169,9 +180,14 @@ counts:
   description: How many findings passed, warned and failed (keys C(pass), C(warn), C(fail)).
   type: dict
   returned: always
+replay_resumed:
+  description: Standbys whose paused WAL replay the pre-flight resumed (then C(changed) is true).
+  type: list
+  elements: str
+  returned: always
 checks:
   description:
-    - Every finding - C(check) (C(connection), C(privileges), C(patches), C(standbys), C(replication_lag),
+    - Every finding - C(check) (C(connection), C(privileges), C(patches), C(standbys), C(replay_paused), C(replication_lag),
       C(transactions), C(direct_connections), C(pgbouncer), C(budget)), C(host), C(status) (C(pass), C(warn),
       C(fail)), C(summary) (one line), C(evidence) (what was seen) and C(action) (what to do).
   type: list
@@ -238,6 +254,7 @@ def main():
             fragile_users=dict(type='list', elements='str', default=[]),
             killable_users=dict(type='list', elements='str', default=[], no_log=False),
             statement_seconds=dict(type='float', default=0.01),
+            resume_paused_replay=dict(type='bool', default=True),
             fail_on_refusal=dict(type='bool', default=True),
         ),
         supports_check_mode=True,
@@ -255,7 +272,8 @@ def main():
         max_lag_seconds=p['max_lag_seconds'], max_lag_bytes=p['max_lag_bytes'],
         max_transaction_seconds=p['max_transaction_seconds'], system_users=p['system_users'],
         fragile_users=p['fragile_users'], killable_users=p['killable_users'],
-        statement_seconds=p['statement_seconds'])
+        statement_seconds=p['statement_seconds'],
+        resume_paused_replay=p['resume_paused_replay'] and not module.check_mode)
     result = preflight.run()
     if not result['passed'] and p['fail_on_refusal']:
         failing = [line for line in result['summary_lines'] if line.startswith('FAIL ')]

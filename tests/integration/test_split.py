@@ -8,14 +8,16 @@ keeps them in its own revision table, which it drops afterwards with what its pa
 """
 
 import json
+import os
 import random
+import signal
 import time
 
 import psycopg2
 import pytest
 
-from test_outage import (assert_all_resumed, assert_nothing_lost, pg_one, run_playbook, table_exists,
-                         write_patches)
+from test_outage import (assert_all_resumed, assert_nothing_lost, pg_one, pgbouncer_flags, run_playbook,
+                         table_exists, write_patches)
 
 REVISION_TABLE = 'fdt_outage_test.schema_revision'
 SPLIT = {'fastdowntime_window_mode': 'split'}
@@ -36,6 +38,30 @@ def clean_up_after(lab):
             cur.execute('DROP TABLE IF EXISTS %s CASCADE' % table)
         cur.execute('DROP SCHEMA IF EXISTS fdt_outage_test CASCADE')
     conn.close()
+
+
+def kill_tree(pid):
+    """SIGKILL a process and all its descendants. Ansible's workers call setsid(),
+    so killing the playbook's process group would leave the module running."""
+    children = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                stat = open('/proc/%s/stat' % entry).read()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(')', 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    for member in tree:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def replay_states(lab):
@@ -85,7 +111,7 @@ def test_split_readers_do_not_wait_for_the_primary(healthy_lab, tmp_path):
     window = report['split_window']
     assert window['write_outage_ms'] >= PRIMARY_PART_SECONDS * 1000, window
     assert 0 < window['read_outage_ms'] < PRIMARY_PART_SECONDS * 1000 / 2, window
-    assert set(report['standby_replay_ms']) == set(STANDBYS)
+    assert {name.split()[0] for name in report['standby_replay_ms']} == set(STANDBYS)
 
 
 def test_split_bad_patch_after_replay_paused_resumes_everything(healthy_lab, tmp_path):
@@ -116,3 +142,63 @@ def test_split_bad_patch_after_replay_paused_resumes_everything(healthy_lab, tmp
     assert phase_rows(report, 'replay_pause')[0]['status'] == 'ok'
     assert not phase_rows(report, 'drain_read')
     assert phase_rows(report, 'replay_resume')[0]['status'] == 'ok'
+
+
+def test_split_controller_killed_in_read_half_switch_resumes_and_preflight_resumes_replay(healthy_lab, tmp_path):
+    """The dead-man switch must still guard the read half (it would stop watching if nothing
+    stayed paused between the halves); replay left paused is resumed by the next pre-flight."""
+    lab = healthy_lab
+    major = random.randint(5000, 9999)
+    budget, grace = 4, 2
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_spk%d (id int);' % major])
+    # A reader holding a transaction on standby1 keeps the read-only drain of pgbouncer1 waiting.
+    holder = psycopg2.connect(lab.client_dsn('pgbouncer1', 'fdtdemo_ro'))
+    with holder.cursor() as cur:
+        cur.execute('SELECT 1')
+    try:
+        with lab.load(writers=('pgbouncer1', 'pgbouncer2'), readers=('pgbouncer2',)) as load:
+            proc, _ = run_playbook(lab, tmp_path, patch_dir, dict(SPLIT, fastdowntime_budget_seconds=budget,
+                                                                  fastdowntime_watchdog_grace_seconds=grace),
+                                   background=True)
+            try:
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    if pgbouncer_flags(lab, 'pgbouncer1')['fdtdemo_ro'][0] == 1:
+                        break
+                    assert proc.poll() is None, proc.stdout.read()[-3000:]
+                    time.sleep(0.02)
+                else:
+                    pytest.fail('the read half never paused pgbouncer1')
+                read_paused_at = time.monotonic()
+                kill_tree(proc.pid)
+                proc.wait()
+                while time.monotonic() - read_paused_at < budget + grace + 5:
+                    if pgbouncer_flags(lab, 'pgbouncer1')['fdtdemo_ro'] == (0, 0):
+                        break
+                    time.sleep(0.1)
+                resumed_after = time.monotonic() - read_paused_at
+            finally:
+                if proc.poll() is None:
+                    kill_tree(proc.pid)
+            holder.rollback()
+            time.sleep(0.3)
+    finally:
+        holder.close()
+    assert resumed_after <= budget + grace + 1.5, resumed_after
+    assert_all_resumed(lab)
+    assert_nothing_lost(lab, load)
+    log = open(os.path.join(lab.lab_dir, 'hosts', 'pgbouncer1', 'log', 'watchdog.log')).read()
+    assert 'fdtdemo_ro' in log.split('armed: watching')[-1] and 'sent RESUME' in log.split('armed: watching')[-1]
+    # The controller died before resuming replay: the patch is committed, the standbys do not have it.
+    assert table_exists(lab, 'primary', 'fdt_spk%d' % major)
+    assert replay_states(lab) == {'standby1': 'paused', 'standby2': 'paused'}
+
+    proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert 'WARN replay_paused: standby1' in out and 'resumed it' in out, out[-4000:]
+    assert replay_states(lab) == {'standby1': 'not paused', 'standby2': 'not paused'}
+    deadline = time.monotonic() + 10
+    while not all(table_exists(lab, h, 'fdt_spk%d' % major) for h in STANDBYS):
+        assert time.monotonic() < deadline, 'the standbys did not replay the patch after replay was resumed'
+        time.sleep(0.1)

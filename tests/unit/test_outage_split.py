@@ -90,3 +90,17 @@ def test_report_of_an_all_window_has_no_split_part():
     report = build_report(entry_from_result(_result(outage), task='outage'))
     assert report['split_window'] is None
     assert not [line for line in render_text(report) if line.startswith('split window')]
+
+
+def test_preflight_replay_running_passes_paused_and_resumed_warns_paused_and_kept_fails():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import (
+        CHECKS, FAIL, PASS, WARN, decide_replay)
+    assert 'replay_paused' in CHECKS
+    assert decide_replay('s1', 'not paused')['status'] == PASS
+    resumed = decide_replay('s1', 'paused', resumed=True)
+    assert resumed['status'] == WARN and 'resumed it' in resumed['summary']
+    kept = decide_replay('s1', 'pause requested')
+    assert kept['status'] == FAIL and 'pause requested' in kept['summary']
+    assert 'pg_wal_replay_resume()' in kept['action']
+    refused = decide_replay('s1', 'paused', error='permission denied for function pg_wal_replay_resume')
+    assert refused['status'] == FAIL and 'permission denied' in refused['summary']
