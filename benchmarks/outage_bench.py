@@ -10,6 +10,11 @@ pgbouncers (psycopg2 writers doing small insert transactions), it runs:
                standbys, RESUME
   live         no pause at all: the patch runs live while a 5 s report query
                holds a lock on the table
+  window-all   the collection, fastdowntime_window_mode=all, with readers
+               through the read-only entries too and a cold patch that keeps
+               the primary busy 300 ms
+  window-split the same with fastdowntime_window_mode=split: readers should
+               wait only for the standbys' catch-up, writers for the primary
 
 and prints, per method, the medians over the runs of: the longest client wait,
 client errors, commits lost (must be 0), the outage (drain start -> resume as
@@ -43,7 +48,12 @@ PRIMARY = 'host=%s10 port=5432 dbname=fdtdemo user=fdt_deploy password=deploy-se
 CLIENT = 'host=%s%d port=6432 dbname=fdtdemo user=fdt_app password=app-secret'
 PSQL = '/usr/lib/postgresql/15/bin/psql'
 VENV_BIN = os.path.join(REPO, '.venv', 'bin')
-METHODS = ('collection', 'collection-1', 'psql-chain', 'live')
+METHODS = ('collection', 'collection-1', 'psql-chain', 'live', 'window-all', 'window-split')
+WINDOW_METHODS = ('window-all', 'window-split')
+# The window comparison's patch keeps the primary busy this long, as a real cold patch does.
+WINDOW_PATCH_SECONDS = 0.3
+# Its revisions stay out of the lab's revision table (dropped at the end).
+WINDOW_REVISION_TABLE = 'fdt_bench.schema_revision'
 
 
 def env():
@@ -56,8 +66,11 @@ def patch_sql(tag):
     return 'ALTER TABLE fdt_item ADD COLUMN bench_%s integer;\n' % tag
 
 
-def load_for(pgbouncers):
-    return ClientLoad(writers=[CLIENT % (LAB, 20 + n) for n in pgbouncers], per_dsn=2, pause=0.01)
+def load_for(pgbouncers, readers=False):
+    return ClientLoad(writers=[CLIENT % (LAB, 20 + n) for n in pgbouncers],
+                      readers=[(CLIENT % (LAB, 20 + n)).replace('dbname=fdtdemo', 'dbname=fdtdemo_ro')
+                               for n in pgbouncers] if readers else [],
+                      per_dsn=2, pause=0.01)
 
 
 def one_inventory(tmp):
@@ -91,6 +104,26 @@ def run_collection(tmp, tag, inventory):
     with open(report) as handle:
         outage_ms = json.load(handle)['outage']['outage_ms']
     return outage_ms, wall
+
+
+def run_window(tmp, tag, inventory, mode):
+    """The collection's window in ``mode`` (all or split); returns (outage_ms, wall, split_window or None)."""
+    patch_dir = os.path.join(tmp, 'patches-' + tag)
+    os.mkdir(patch_dir)
+    with open(os.path.join(patch_dir, 'patch-%d-00-0.sql' % random.randint(3000, 9999)), 'w') as handle:
+        handle.write(patch_sql(tag) + 'SELECT pg_sleep(%s);\n' % WINDOW_PATCH_SECONDS)
+    report = os.path.join(tmp, 'report-%s.json' % tag)
+    began = time.monotonic()
+    proc = subprocess.run(['ansible-playbook', '-i', inventory, 'playbooks/fastdowntime.yml', '--tags', 'outage',
+                           '-e', json.dumps({'fastdowntime_patch_dir': patch_dir, 'fastdowntime_window_mode': mode,
+                                             'fastdowntime_revision_table': WINDOW_REVISION_TABLE})],
+                          cwd=REPO, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True)
+    wall = time.monotonic() - began
+    if proc.returncode != 0:
+        raise RuntimeError('window %s run failed: %s' % (mode, proc.stdout[-2000:]))
+    with open(report) as handle:
+        data = json.load(handle)
+    return data['outage']['outage_ms'], wall, data.get('split_window')
 
 
 CHAIN = '''---
@@ -180,6 +213,17 @@ def run_live(tmp, tag, inventory):
 def measure(method, tmp, tag, one_inv):
     inventory = one_inv if method == 'collection-1' else os.path.join(REPO, 'inventories', 'lab', 'hosts.yml')
     pgbouncers = (1,) if method == 'collection-1' else (1, 2)
+    if method in WINDOW_METHODS:
+        with load_for(pgbouncers, readers=True) as load:
+            time.sleep(1.0)
+            outage_ms, wall, split = run_window(tmp, tag, inventory, method.split('-')[1])
+            time.sleep(1.0)
+        return {'max_client_wait_ms': round(load.max_wait() * 1000, 1),
+                'max_write_wait_ms': round(load.max_wait('write') * 1000, 1),
+                'max_read_wait_ms': round(load.max_wait('read') * 1000, 1),
+                'client_errors': len(load.errors), 'commits_lost': len(load.missing_commits(PRIMARY)),
+                'outage_ms': outage_ms, 'split_window': split, 'wall_s': round(wall, 2),
+                'transactions': load.transactions()}
     runner = {'collection': run_collection, 'collection-1': run_collection,
               'psql-chain': run_chain, 'live': run_live}[method]
     with load_for(pgbouncers) as load:
@@ -230,7 +274,7 @@ def write_markdown(results, runs, path):
     }
     for method in METHODS:
         rows = results.get(method)
-        if not rows:
+        if not rows or method in WINDOW_METHODS:
             continue
         outage = median([r['outage_ms'] for r in rows])
         ratio = '%.1fx' % (outage / base) if base else '-'
@@ -238,10 +282,42 @@ def write_markdown(results, runs, path):
             labels[method], median([r['max_client_wait_ms'] for r in rows]),
             max(r['client_errors'] for r in rows), max(r['commits_lost'] for r in rows), outage, ratio,
             median([r['wall_s'] for r in rows])))
-    lines += ['', 'Client errors and commits lost are the worst run, not the median.', '',
+    lines += ['', 'Client errors and commits lost are the worst run, not the median.', '']
+    lines += window_table(results, runs)
+    lines += ['',
               'Raw runs:', '', '```json', json.dumps(results, indent=1, sort_keys=True), '```', '']
     with open(path, 'w') as handle:
         handle.write('\n'.join(lines))
+
+
+def window_table(results, runs):
+    """`all` against `split`: the readers' and the writers' longest waits side by side."""
+    present = [m for m in WINDOW_METHODS if results.get(m)]
+    if not present:
+        return []
+    lines = [
+        '## Window modes: `all` against `split`',
+        '',
+        'The same patch plus `pg_sleep(%s)` (a cold patch that keeps the primary busy), under writers through' % (
+            WINDOW_PATCH_SECONDS),
+        '`fdtdemo` and readers through `fdtdemo_ro` (each pgbouncer\'s standby), 2 of each per pgbouncer.',
+        'Medians of %d runs. The waits are what the clients measured; the write and read outages are the' % runs,
+        'split report\'s own (`split_window`).',
+        '',
+        '| mode | writers\' longest wait (ms) | readers\' longest wait (ms) | client errors | commits lost | '
+        'outage (ms) | write outage (ms) | read outage (ms) |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    for method in present:
+        rows = results[method]
+        splits = [r['split_window'] for r in rows if r.get('split_window')]
+        lines.append('| %s | %s | %s | %s | %s | %s | %s | %s |' % (
+            method.split('-')[1], median([r['max_write_wait_ms'] for r in rows]),
+            median([r['max_read_wait_ms'] for r in rows]), max(r['client_errors'] for r in rows),
+            max(r['commits_lost'] for r in rows), median([r['outage_ms'] for r in rows]),
+            median([s['write_outage_ms'] for s in splits]) if splits else '-',
+            median([s['read_outage_ms'] for s in splits]) if splits else '-'))
+    return lines + ['']
 
 
 def main():
@@ -275,6 +351,7 @@ def main():
                     "AND attname LIKE 'bench_%' AND NOT attisdropped")
         for (name,) in cur.fetchall():
             cur.execute('ALTER TABLE fdt_item DROP COLUMN %s' % name)
+        cur.execute('DROP SCHEMA IF EXISTS fdt_bench CASCADE')
     conn.close()
     print('benchmark: results in %s' % args.output)
 
