@@ -146,12 +146,13 @@ def pidfile_pid(path):
 
 
 def pid_alive(pid):
+    """True for a running process; a zombie (no init reaps it here) counts as gone."""
     if not pid:
         return False
     try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
+        with open('/proc/%d/stat' % pid) as handle:
+            return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
         return False
 
 
@@ -406,8 +407,8 @@ def build_app(name):
     paths = app_paths(name)
     # The restart command the lab inventory hands to the app_restart role: it
     # runs over SSH inside the app host's namespace.
-    write(paths['ctl'], '#!/bin/sh\nexec %s %s app "$1" %s\n' % (
-        SYSTEM_PYTHON, os.path.join(LAB_DIR, 'labctl.py'), name), 0o755)
+    write(paths['ctl'], '#!/bin/sh\nFDT_LAB_ID=%d FDT_LAB_DIR=%s exec %s %s app "$1" %s\n' % (
+        LAB_ID, LAB_DIR, SYSTEM_PYTHON, os.path.join(LAB_DIR, 'labctl.py'), name), 0o755)
     chown_tree(host_dir(name))
     app_start(name)
 

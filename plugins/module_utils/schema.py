@@ -169,6 +169,10 @@ def ensure_revision_table(conn, mode=DEFAULT_REVISION_TABLE, check_mode=False):
         transaction_id bigint NOT NULL DEFAULT txid_current(),
         PRIMARY KEY (major, minor, patch))''' % table.sql_name)
     _query(conn, "COMMENT ON TABLE %s IS 'Schema patches applied by fastdowntime.postgresql'" % table.sql_name)
+    # App servers check which revision their database has (health checks, the
+    # lockstep rule): the revision list is readable by every role.
+    _query(conn, 'GRANT USAGE ON SCHEMA "%s" TO PUBLIC' % table.schema)
+    _query(conn, 'GRANT SELECT ON %s TO PUBLIC' % table.sql_name)
     if not conn.autocommit:
         conn.commit()
     return True

@@ -64,3 +64,32 @@ def test_app_servers_healthy(host):
     body = host.check_output('/usr/bin/python3 -c "import urllib.request as u; '
                              "print(u.urlopen('http://%s:8080/health', timeout=5).read().decode())\"" % addr)
     assert json.loads(body)['status'] == 'ok'
+
+
+def test_every_database_has_the_lab_patches(host):
+    """After converge (the fastdowntime playbook) the newest lab patch is on the primary and every standby."""
+    if role(host) not in ('primary', 'standby'):
+        return
+    newest = psql(host, "SELECT format('%s-%s-%s', major, lpad(minor::text, 2, '0'), patch) "
+                        "FROM fastdowntime.schema_revision ORDER BY major DESC, minor DESC, patch DESC LIMIT 1")
+    assert newest == '2300-03-0'
+    assert psql(host, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'fdt_item'::regclass "
+                      "AND attname = 'author'") == '1'
+    assert psql(host, "SELECT to_regclass('fdt_item_tag') IS NOT NULL") == 't'
+
+
+def test_app_servers_see_the_new_revision(host):
+    if role(host) != 'app':
+        return
+    addr = host.ansible.get_variables()['ansible_host']
+    body = host.check_output('/usr/bin/python3 -c "import urllib.request as u; '
+                             "print(u.urlopen('http://%s:8080/health', timeout=5).read().decode())\"" % addr)
+    assert json.loads(body)['revision'] == '2300-03-0'
+
+
+def test_the_timeline_report_says_done(host):
+    if role(host) != 'primary':
+        return
+    report = json.loads(host.file(LAB_DIR + '/reports/fastdowntime-report.json').content_string)
+    assert report['outcome'] in ('done', 'nothing to do')
+    assert report['schema_version'] == 1
