@@ -47,7 +47,7 @@ OUTCOME_PASSED = 'passed'
 OUTCOME_REFUSED = 'refused by pre-flight'  # the timeline report's word (report.py)
 
 # Checks, in the order the summary lists them.
-CHECKS = ('connection', 'privileges', 'patches', 'standbys', 'replication_lag', 'transactions',
+CHECKS = ('connection', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
           'direct_connections', 'pgbouncer', 'lint', 'budget')
 
 DEFAULT_MAX_LAG_SECONDS = 60.0
@@ -199,6 +199,27 @@ def decide_standbys(primary, standbys, replication_rows):
                        action='; '.join(dict.fromkeys(actions)) or 'make every standby stream')
     return finding('standbys', PASS, '%d standby(s) in recovery and streaming, as the inventory lists'
                    % len(standbys), host=primary['label'], evidence=evidence)
+
+
+def decide_replay(label, state, resumed=False, error=None):
+    """WAL replay on one standby. A split window pauses it for the primary's
+    outage; a run that crashed there leaves it paused, and the standby then
+    serves an ever older snapshot and would never replay the next outage's
+    commit (as Launchpad's ensure_replication_enabled, the pre-flight resumes
+    it). ``state``: pg_get_wal_replay_pause_state() before any action;
+    ``resumed``: the pre-flight resumed it; ``error``: resuming failed."""
+    evidence = {'state_found': state, 'resumed': bool(resumed)}
+    if state == 'not paused':
+        return finding('replay_paused', PASS, '%s: WAL replay running' % label, host=label, evidence=evidence)
+    if resumed:
+        return finding('replay_paused', WARN, '%s: WAL replay was %s (left by an interrupted split-window deploy, or '
+                       'paused by hand): resumed it' % (label, state), host=label, evidence=evidence,
+                       action='if someone paused it on purpose, pause it again after the deploy')
+    why = 'resuming failed: %s' % error if error else 'not resumed (check mode, or resume_paused_replay is off)'
+    return finding('replay_paused', FAIL, '%s: WAL replay is %s: the standby serves an old snapshot and would never '
+                   'replay the outage\'s commit; %s' % (label, state, why), host=label, evidence=evidence,
+                   action='run SELECT pg_wal_replay_resume() on %s (or run the pre-flight without --check: '
+                          'it resumes it)' % label)
 
 
 def decide_lag(measurements, max_lag_seconds, max_lag_bytes):
@@ -511,6 +532,7 @@ SELECT pid, usename, datname, host(client_addr) AS client_addr, application_name
 PREPARED_SQL = """
 SELECT gid, owner, database, EXTRACT(EPOCH FROM now() - prepared)::float8 AS age_seconds FROM pg_prepared_xacts
 """
+REPLAY_STATE_SQL = 'SELECT pg_get_wal_replay_pause_state() AS state'
 REPLICATION_USERS_SQL = 'SELECT rolname FROM pg_roles WHERE rolreplication AND NOT rolsuper'
 # Non-transactional: written at once, no transaction id spent, no data touched.
 PROBE_SQL = "SELECT pg_logical_emit_message(false, 'fastdowntime', 'preflight')::text AS lsn"
@@ -537,7 +559,7 @@ class Preflight:
                  max_lag_seconds=DEFAULT_MAX_LAG_SECONDS, max_lag_bytes=DEFAULT_MAX_LAG_BYTES,
                  max_transaction_seconds=DEFAULT_MAX_TRANSACTION_SECONDS, system_users=None,
                  fragile_users=None, killable_users=None, statement_seconds=DEFAULT_STATEMENT_SECONDS,
-                 lint_options=None, scan_bytes_per_second=None):
+                 resume_paused_replay=True, lint_options=None, scan_bytes_per_second=None):
         self.primary = dict(primary, dbname=db_name)
         self.standbys = [dict(s, dbname=db_name) for s in standbys]
         self.pgbouncers = list(pgbouncers)
@@ -554,6 +576,8 @@ class Preflight:
         self.fragile_users = set(fragile_users or [])
         self.killable_users = set(killable_users or [])
         self.statement_seconds = float(statement_seconds)
+        self.resume_paused_replay = bool(resume_paused_replay)
+        self.replay_resumed = []  # standbys whose paused replay this run resumed (its only change)
         self.findings = []
         self.conns = {}       # label -> connection (autocommit)
         self.consoles = []
@@ -616,7 +640,8 @@ class Preflight:
         if not passed:
             phase['detail']['error'] = '; '.join('%s: %s' % (f['check'], f['summary']) for f in failing)
         return {
-            'changed': False,
+            'changed': bool(self.replay_resumed),
+            'replay_resumed': list(self.replay_resumed),
             'passed': passed,
             'outcome': OUTCOME_PASSED if passed else OUTCOME_REFUSED,
             'counts': counts,
@@ -656,7 +681,10 @@ class Preflight:
                                 or []) if primary else []
             self.findings.append(decide_standbys(primary_info, standby_infos, replication_rows))
 
-        lag = self._measure_lag(primary, primary_label, standbys) if primary else []
+        paused = self._check_replay(standbys)
+        # A standby whose replay stays paused cannot replay the probe: do not wait max_lag_seconds for it.
+        lag = self._measure_lag(primary, primary_label, [(e, c) for e, c in standbys
+                                                         if endpoint_label(e) not in paused]) if primary else []
         self.findings.extend(decide_lag(lag, self.max_lag_seconds, self.max_lag_bytes))
 
         activity = {}
@@ -682,6 +710,31 @@ class Preflight:
             self._check_direct_connections(primary, primary_label, activity[primary_label])
 
         self._check_budget(primary, primary_label, standbys, lag, pgbouncer_rtts, entries_counts)
+
+    def _check_replay(self, standbys):
+        """Find replay left paused and resume it (unless told not to); returns
+        the labels of the standbys whose replay stays paused."""
+        still_paused = set()
+        for endpoint, conn in standbys:
+            if conn is None:
+                continue
+            label = endpoint_label(endpoint)
+            rows = self._query(conn, REPLAY_STATE_SQL, label=label, check='replay_paused')
+            if not rows:
+                continue
+            state = rows[0]['state']
+            resumed, error = False, None
+            if state != 'not paused' and self.resume_paused_replay:
+                try:
+                    query(conn, 'SELECT pg_wal_replay_resume()')
+                    resumed = True
+                    self.replay_resumed.append(label)
+                except psycopg2.Error as exc:
+                    error = one_line(exc.pgerror or exc)
+            if state != 'not paused' and not resumed:
+                still_paused.add(label)
+            self.findings.append(decide_replay(label, state, resumed, error))
+        return still_paused
 
     def _host_info(self, conn, label, is_primary):
         rows = self._query(conn, PRIVILEGES_SQL, label=label, check='privileges')
