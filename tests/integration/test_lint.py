@@ -1,0 +1,134 @@
+"""Patch lint on the real lab: a table grown to about 250 MB makes a plain
+CREATE INDEX and an ALTER COLUMN TYPE int -> bigint exceed a small budget -
+refused by pre-flight, nothing paused - and the same patches pass with a large
+budget, are applied for real by the outage, and the estimate lands within a
+factor of 3 of the actual outage.
+
+The patches use a revision table of their own (``fdt_lint_test``), and the
+big table is dropped at the end."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import Outage
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import connect, query
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import Preflight
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import ensure_revision_table
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+TEST_SCHEMA = 'fdt_lint_test'
+REVISION_TABLE = TEST_SCHEMA + '.schema_revision'
+BIG = 'fdt_lint_big'
+ROWS = 3500000   # about 256 MB of heap
+PATCHES = {
+    'patch-2400-01-0.sql': '-- a plain index build on the big table\nCREATE INDEX %s_n ON %s (n);\n' % (BIG, BIG),
+    'patch-2400-02-0.sql': '-- int -> bigint rewrites the table\nALTER TABLE %s ALTER COLUMN id TYPE bigint;\n' % BIG,
+}
+
+
+@pytest.fixture(scope='module')
+def big_table(lab):
+    conn = connect(lab.pg('primary'), autocommit=True)
+    cur = conn.cursor()
+    try:
+        cur.execute('DROP SCHEMA IF EXISTS %s CASCADE' % TEST_SCHEMA)
+        cur.execute('DROP TABLE IF EXISTS %s' % BIG)
+        cur.execute("CREATE TABLE %s AS SELECT g AS id, (g %% 1000)::int AS n, md5(g::text) AS pad "
+                    "FROM generate_series(1, %d) g" % (BIG, ROWS))
+        cur.execute('ANALYZE %s' % BIG)
+        ensure_revision_table(conn, REVISION_TABLE)
+        yield conn
+    finally:
+        cur.execute('DROP TABLE IF EXISTS %s' % BIG)
+        cur.execute('DROP SCHEMA IF EXISTS %s CASCADE' % TEST_SCHEMA)
+        conn.close()
+
+
+@pytest.fixture
+def patch_dir(tmp_path):
+    directory = tmp_path / 'patches'
+    directory.mkdir()
+    for name, text in PATCHES.items():
+        (directory / name).write_text(text)
+    return str(directory)
+
+
+def endpoints(lab):
+    standbys = [dict(lab.pg(name), pgbouncer_databases=['%s:%s_ro' % (bouncer, lab.db_name)])
+                for name, bouncer in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
+    return dict(primary=lab.pg('primary'), standbys=standbys,
+                pgbouncers=[lab.pgbouncer('pgbouncer1'), lab.pgbouncer('pgbouncer2')], db_name=lab.db_name)
+
+
+def preflight(lab, patch_dir, budget):
+    return Preflight(patch_dir=patch_dir, budget_seconds=budget, revision_table=REVISION_TABLE, max_lag_seconds=10,
+                     **endpoints(lab)).run()
+
+
+def paused_entries(lab):
+    paused = []
+    for name in ('pgbouncer1', 'pgbouncer2'):
+        console = Console(lab.pgbouncer(name), db_name=lab.db_name)
+        try:
+            console.open()
+            paused += ['%s:%s' % (name, row['name']) for row in console.show('DATABASES')
+                       if str(row.get('paused')) not in ('0', 'False', 'false', 'None')]
+        finally:
+            console.close()
+    return paused
+
+
+def test_small_budget_refused_before_the_outage_naming_the_costliest(lab, big_table, patch_dir):
+    result = preflight(lab, patch_dir, budget=2)
+    assert not result['passed'], result['summary']
+    assert result['failed_checks'] == ['budget'], result['summary']
+    [budget] = [f for f in result['checks'] if f['check'] == 'budget']
+    assert 'costliest: patch-2400-02-0.sql:2 alter-type-rewrite' in budget['summary'], budget['summary']
+    assert 'patch-2400-01-0.sql:2 create-index' in budget['summary']
+    lint = dict((f['evidence']['file'], f) for f in result['checks'] if f['check'] == 'lint')
+    assert lint['patch-2400-01-0.sql']['status'] == 'warn' and 'CONCURRENTLY' in lint['patch-2400-01-0.sql']['action']
+    assert lint['patch-2400-02-0.sql']['evidence']['rule'] == 'alter-type-rewrite'
+    assert lint['patch-2400-02-0.sql']['evidence']['basis']['heap_bytes'] > 200 * 1024 * 1024
+    assert result['estimate']['lint']['throughput_source'].startswith('measured')
+    # nothing paused, nothing applied
+    assert paused_entries(lab) == []
+    assert query(big_table, 'SELECT count(*) AS n FROM %s' % REVISION_TABLE)[0]['n'] == 0
+
+
+def test_lint_playbook_reads_only_and_names_the_rewrite(lab, big_table, patch_dir, tmp_path):
+    env = dict(os.environ, FDT_REPORT_PATH=str(tmp_path / 'report.json'), ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'), ANSIBLE_FORCE_COLOR='0',
+               PATH=os.path.dirname(sys.executable) + ':' + os.environ['PATH'])
+    run = subprocess.run([ANSIBLE_PLAYBOOK, '-i', lab.inventory(), os.path.join(REPO, 'playbooks', 'lint.yml'),
+                          '--check', '-e', 'fastdowntime_patch_dir=%s' % patch_dir,
+                          '-e', 'fastdowntime_revision_table=%s' % REVISION_TABLE,
+                          '-e', 'fastdowntime_budget_seconds=2'],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0, out
+    assert 'ALTER COLUMN TYPE rewrites the table' in out and 'over the 2s budget' in out, out
+    assert 'Traceback' not in out and 'deploy-secret' not in out
+    assert query(big_table, "SELECT count(*) AS n FROM pg_indexes WHERE tablename = '%s'" % BIG)[0]['n'] == 0
+
+
+def test_large_budget_passes_and_the_estimate_is_within_3x_of_the_actual(lab, big_table, patch_dir):
+    result = preflight(lab, patch_dir, budget=300)
+    assert result['passed'], result['summary']
+    estimate_ms = result['estimate']['total_ms']
+    outage = Outage(patch_dir=patch_dir, budget_seconds=300, revision_table=REVISION_TABLE, **endpoints(lab))
+    outage.prepare()
+    try:
+        applied = outage.run()
+    finally:
+        outage.close()
+    actual_ms = applied['outage']['outage_ms']
+    print('estimate %.0f ms, actual %.0f ms' % (estimate_ms, actual_ms))
+    assert actual_ms / 3 <= estimate_ms <= actual_ms * 3, (estimate_ms, actual_ms, result['estimate'])
+    assert query(big_table, "SELECT format_type(atttypid, NULL) AS t FROM pg_attribute WHERE attrelid = '%s'::regclass "
+                            "AND attname = 'id'" % BIG)[0]['t'] == 'bigint'
+    assert paused_entries(lab) == []
