@@ -39,6 +39,9 @@ description:
   - C(pgbouncer) - every admin console answers as an admin, has the deploy's entries (and those named by the
     standbys' C(pgbouncer_databases)), and none of them is already paused. pgbouncer 1.18 shows no global PAUSE;
     from 1.19 on SHOW STATE is read as well.
+  - C(lint) - one finding per statement of each pending patch, classified with the PostgreSQL parser and priced
+    with the primary's live table sizes (module M(fastdowntime.postgresql.patch_lint), docs/lint.md); an C(error)
+    fails, a C(warning) warns. Its per-statement estimate replaces O(statement_seconds) when larger.
   - C(budget) - an estimate of the outage against O(budget_seconds) less the reserve the outage keeps for
     ROLLBACK and RESUME. The model is deliberately simple, from round trips measured now (the slowest host of each
     kind) - drain 3 pgbouncer round trips plus one 50 ms poll; cold patches one primary round trip per statement, per
@@ -137,6 +140,26 @@ options:
         run it) - the only change the pre-flight makes, reported as C(changed). C(false) fails the check instead.
     type: bool
     default: true
+  lint_severity:
+    description: Severity per lint rule (C(error), C(warning), C(info)) overriding its default (docs/lint.md).
+    type: dict
+    default: {}
+  lint_ignore_rules:
+    description:
+      - Lint opt-outs, each naming its rule - C(rule), C(rule:file) or C(rule:file:line); the finding becomes
+        C(info), its cost still counts.
+    type: list
+    elements: str
+    default: []
+  lint_acknowledge_contract:
+    description: Contract changes (DROP COLUMN, DROP TABLE, RENAME) known safe - C(file) or C(file:line).
+    type: list
+    elements: str
+    default: []
+  lint_scan_mb_per_second:
+    description: Scan throughput (MiB/s) the lint prices with; C(0) measures it on the primary (bounded sample).
+    type: float
+    default: 0
   fail_on_refusal:
     description:
       - Fail the task when any check fails. The C(preflight) role sets it to C(false), prints the summary, then
@@ -230,6 +253,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 
 try:
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import Preflight
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.lint import LintError, parse_options
     PREFLIGHT_IMPORT_ERROR = None
 except ImportError as exc:  # pglast missing on the host that runs the module
     PREFLIGHT_IMPORT_ERROR = exc
@@ -255,6 +279,10 @@ def main():
             killable_users=dict(type='list', elements='str', default=[], no_log=False),
             statement_seconds=dict(type='float', default=0.01),
             resume_paused_replay=dict(type='bool', default=True),
+            lint_severity=dict(type='dict', default={}),
+            lint_ignore_rules=dict(type='list', elements='str', default=[]),
+            lint_acknowledge_contract=dict(type='list', elements='str', default=[]),
+            lint_scan_mb_per_second=dict(type='float', default=0),
             fail_on_refusal=dict(type='bool', default=True),
         ),
         supports_check_mode=True,
@@ -265,6 +293,10 @@ def main():
     p = module.params
     if p['budget_seconds'] <= 0:
         module.fail_json(msg='budget_seconds must be positive, got %s' % p['budget_seconds'])
+    try:
+        lint_options = parse_options(p['lint_severity'], p['lint_ignore_rules'], p['lint_acknowledge_contract'])
+    except LintError as exc:
+        module.fail_json(msg=str(exc))
     preflight = Preflight(
         primary=p['primary'], standbys=p['standbys'], pgbouncers=p['pgbouncers'], db_name=p['db_name'],
         patch_dir=p['patch_dir'], budget_seconds=p['budget_seconds'], revision_table=p['revision_table'],
@@ -273,7 +305,9 @@ def main():
         max_transaction_seconds=p['max_transaction_seconds'], system_users=p['system_users'],
         fragile_users=p['fragile_users'], killable_users=p['killable_users'],
         statement_seconds=p['statement_seconds'],
-        resume_paused_replay=p['resume_paused_replay'] and not module.check_mode)
+        resume_paused_replay=p['resume_paused_replay'] and not module.check_mode,
+        lint_options=lint_options,
+        scan_bytes_per_second=p['lint_scan_mb_per_second'] * 1048576.0 if p['lint_scan_mb_per_second'] else None)
     result = preflight.run()
     if not result['passed'] and p['fail_on_refusal']:
         failing = [line for line in result['summary_lines'] if line.startswith('FAIL ')]
