@@ -2,29 +2,47 @@
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
 
-# Every host of the lab inventory molecule passes with --ansible-inventory.
-testinfra_hosts = ['ansible://all']
 LAB_ID = int(os.environ.get('FDT_LAB_ID') or 0)
 LAB_DIR = os.environ.get('FDT_LAB_DIR', '/var/lib/fastdowntime-lab' + ('' if LAB_ID == 0 else str(LAB_ID)))
 NET = '10.213.%d.' % (47 + LAB_ID)  # as lab/labctl.py
+PROJECT = os.environ.get('MOLECULE_PROJECT_DIRECTORY', os.path.join(os.path.dirname(__file__), '..', '..', '..'))
+TOPOLOGY = json.loads(subprocess.run([sys.executable, os.path.join(PROJECT, 'lab', 'labctl.py'), 'describe'],
+                                     capture_output=True, text=True, check=True).stdout)
+NAMES = {h['addr']: name for name, h in TOPOLOGY['hosts'].items()}
+# Every lab host over SSH, as Ansible reaches it (the lab inventory's addresses
+# are templated, which testinfra's ansible backend does not resolve).
+SSH_CONFIG = os.path.join(tempfile.mkdtemp(prefix='fdt-testinfra-'), 'ssh_config')
+with open(SSH_CONFIG, 'w') as handle:
+    handle.write('Host %s*\n  User root\n  IdentityFile %s\n  StrictHostKeyChecking no\n'
+                 '  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n' % (NET, TOPOLOGY['ssh_key']))
+testinfra_hosts = ['ssh://%s?ssh_config=%s' % (addr, SSH_CONFIG) for addr in sorted(NAMES)]
 PSQL = '/usr/lib/postgresql/15/bin/psql -X -At -h {lab}/hosts/{name}/run -U postgres -d fdtdemo -c "{sql}"'
 PGB = ("PGPASSWORD=admin-secret /usr/lib/postgresql/15/bin/psql -X -At -h {addr} -p 6432 "
        "-U fdt_admin -d pgbouncer -c 'SHOW DATABASES'")
 
 
+def addr_of(host):
+    return host.backend.get_hostname()
+
+
+def name_of(host):
+    return NAMES[addr_of(host)]
+
+
 def psql(host, sql):
-    name = host.backend.get_hostname()
-    return host.check_output('runuser -u postgres -- ' + PSQL.format(lab=LAB_DIR, name=name, sql=sql))
+    return host.check_output('runuser -u postgres -- ' + PSQL.format(lab=LAB_DIR, name=name_of(host), sql=sql))
 
 
 def role(host):
-    name = host.backend.get_hostname()
-    return ''.join(c for c in name if not c.isdigit())
+    return TOPOLOGY['hosts'][name_of(host)]['role']
 
 
 def test_every_host_runs_its_own_sshd(host):
-    addr = host.ansible.get_variables()['ansible_host']
+    addr = addr_of(host)
     assert host.socket('tcp://%s:22' % addr).is_listening
     assert addr in host.check_output('hostname -I').split()
 
@@ -46,7 +64,7 @@ def test_database_hosts(host):
 def test_pgbouncer_hosts(host):
     if role(host) != 'pgbouncer':
         return
-    addr = host.ansible.get_variables()['ansible_host']
+    addr = addr_of(host)
     assert host.socket('tcp://%s:6432' % addr).is_listening
     rows = [line.split('|') for line in host.check_output(PGB.format(addr=addr)).splitlines()]
     entries = {r[0]: (r[1], r[3]) for r in rows}
@@ -60,7 +78,7 @@ def test_pgbouncer_hosts(host):
 def test_app_servers_healthy(host):
     if role(host) != 'app':
         return
-    addr = host.ansible.get_variables()['ansible_host']
+    addr = addr_of(host)
     body = host.check_output('/usr/bin/python3 -c "import urllib.request as u; '
                              "print(u.urlopen('http://%s:8080/health', timeout=5).read().decode())\"" % addr)
     assert json.loads(body)['status'] == 'ok'
@@ -81,7 +99,7 @@ def test_every_database_has_the_lab_patches(host):
 def test_app_servers_see_the_new_revision(host):
     if role(host) != 'app':
         return
-    addr = host.ansible.get_variables()['ansible_host']
+    addr = addr_of(host)
     body = host.check_output('/usr/bin/python3 -c "import urllib.request as u; '
                              "print(u.urlopen('http://%s:8080/health', timeout=5).read().decode())\"" % addr)
     assert json.loads(body)['revision'] == '2300-03-0'
