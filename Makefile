@@ -12,12 +12,13 @@ export ANSIBLE_FORCE_COLOR ?= 0
 INVENTORY ?= inventories/lab/hosts.yml
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: help venv deps lab lab-down lab-status demo test unit lint sanity integration molecule test-faults build changelog clean
+.PHONY: help venv deps lab lab-down lab-status demo test unit lint sanity integration molecule test-faults bench build changelog clean
 
 help:
 	@echo "make demo        build the venv and the lab, run the fastdowntime playbook, print the timeline"
 	@echo "make test        unit tests, lint + sanity, integration tests on the lab, molecule test"
-	@echo "make test-faults every fault scenario on the lab (longer than make test)"
+	@echo "make test-faults only the fault scenarios on the lab"
+	@echo "make bench       the outage benchmark; writes docs/benchmarks.md"
 	@echo "make lab / lab-down / lab-status   the lab alone (root)"
 
 # Debian packages the venv and the lab need (root on a fresh Debian 12).
@@ -62,9 +63,12 @@ molecule: deps venv
 
 test: unit lint integration molecule
 
+# Every fault scenario on the lab (make test runs them too; this is the quick way to run only them).
 test-faults: lab
-	$(PYTEST) -q tests/integration -m "faults or not faults"
-	for s in molecule/*/; do s=$$(basename $$s); molecule test -s $$s; done
+	$(PYTEST) -q tests/integration -m faults
+
+bench: lab
+	$(PY) benchmarks/outage_bench.py --runs $${RUNS:-5}
 
 build: venv
 	mkdir -p build && ansible-galaxy collection build --force --output-path build .

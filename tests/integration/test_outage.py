@@ -152,6 +152,7 @@ def test_nothing_pending_means_no_outage(healthy_lab, tmp_path):
     assert report['outage']['outage_ms'] in (None, 0)
 
 
+@pytest.mark.faults
 def test_syntax_error_is_refused_before_any_outage(healthy_lab, tmp_path):
     lab = healthy_lab
     major = unique_major()
@@ -169,6 +170,7 @@ def test_syntax_error_is_refused_before_any_outage(healthy_lab, tmp_path):
     assert_all_resumed(lab)
 
 
+@pytest.mark.faults
 def test_failing_second_of_three_rolls_back_everything(healthy_lab, tmp_path):
     lab = healthy_lab
     major = unique_major()
@@ -195,6 +197,7 @@ def test_failing_second_of_three_rolls_back_everything(healthy_lab, tmp_path):
     assert report['outcome'].startswith('aborted in schema')
 
 
+@pytest.mark.faults
 def test_budget_spent_rolls_back_and_resumes_within_budget(healthy_lab, tmp_path):
     lab = healthy_lab
     major = unique_major()
@@ -219,6 +222,7 @@ def test_budget_spent_rolls_back_and_resumes_within_budget(healthy_lab, tmp_path
     assert log == 'aborted in schema application'
 
 
+@pytest.mark.faults
 def test_controller_killed_inside_outage_dead_man_switch_resumes(healthy_lab, tmp_path):
     lab = healthy_lab
     major = unique_major()
@@ -261,6 +265,7 @@ def test_controller_killed_inside_outage_dead_man_switch_resumes(healthy_lab, tm
     assert 'RESUME' in logs.upper()
 
 
+@pytest.mark.faults
 def test_standby_cut_off_inside_outage_is_named_and_fenced(healthy_lab, tmp_path):
     lab = healthy_lab
     major = unique_major()
