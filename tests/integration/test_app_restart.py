@@ -192,6 +192,7 @@ def test_rolling_restart_keeps_the_other_app_serving(apps, tmp_path):
         assert failed == [], '%s failed requests while %s restarted: %s' % (serving, restarting, failed)
 
 
+@pytest.mark.faults
 def test_failed_restart_stops_the_roll_and_names_the_host(apps, tmp_path):
     before = pids(apps)
     proc, report = run_playbook(apps, tmp_path,

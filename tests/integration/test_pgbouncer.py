@@ -63,6 +63,7 @@ def test_pause_resume_under_load_loses_nothing(healthy_lab, consoles):
     assert [p['phase'] for p in clock.phases].count('resume') == 2
 
 
+@pytest.mark.faults
 def test_open_transaction_makes_the_drain_miss_its_deadline_and_resumes_all(healthy_lab, consoles, primary):
     with healthy_lab.load(writers=PGBOUNCERS) as load:
         holder = psycopg2.connect(healthy_lab.client_dsn('pgbouncer1'))
@@ -104,6 +105,7 @@ def test_terminate_policy_ends_the_old_transaction_and_drains(healthy_lab, conso
     holder.close()
 
 
+@pytest.mark.faults
 def test_timeout_then_resume_never_hangs(healthy_lab, consoles, primary):
     """pgbouncer issue 715: RESUME while a PAUSE waits can hang that PAUSE forever.
     Repeat drain-timeout-resume; every round must end in time, and a normal drain
@@ -139,6 +141,7 @@ def test_timeout_then_resume_never_hangs(healthy_lab, consoles, primary):
     assert all_active(consoles)
 
 
+@pytest.mark.faults
 def test_bad_input_fails_in_one_line_before_touching_any_pool(healthy_lab):
     good = healthy_lab.pgbouncer('pgbouncer1')
     cases = [

@@ -104,6 +104,7 @@ DRAINER = textwrap.dedent('''\
 ''')
 
 
+@pytest.mark.faults
 def test_sigkill_of_the_controller_is_undone_by_the_watchdog(healthy_lab, consoles):
     run_role(healthy_lab, 'arm')
     pids = watchdog_pids(healthy_lab)

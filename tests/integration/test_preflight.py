@@ -106,6 +106,7 @@ def _wait_streaming(lab, count, timeout=60):
         conn.close()
 
 
+@pytest.mark.faults
 def test_stopped_standby_is_refused(lab, revision_table, patch_dir):
     pgdata = os.path.join(lab.lab_dir, 'hosts', 'standby1', 'pgdata')
     log = os.path.join(lab.lab_dir, 'hosts', 'standby1', 'log', 'postgresql.log')
@@ -122,6 +123,7 @@ def test_stopped_standby_is_refused(lab, revision_table, patch_dir):
     assert findings(result, 'pgbouncer', 'pass') and findings(result, 'budget')
 
 
+@pytest.mark.faults
 def test_transaction_open_past_the_threshold_is_refused(lab, revision_table, patch_dir):
     holder = connect(lab.pg('primary'), application_name='preflight-test-holder')
     try:
@@ -138,6 +140,7 @@ def test_transaction_open_past_the_threshold_is_refused(lab, revision_table, pat
     assert failed['host'].startswith('primary')
 
 
+@pytest.mark.faults
 def test_direct_connection_by_a_fragile_user_is_refused(lab, revision_table, patch_dir):
     direct = connect(lab.pg('primary', user='fdt_app'), autocommit=True)
     try:
@@ -155,6 +158,7 @@ def test_direct_connection_by_a_fragile_user_is_refused(lab, revision_table, pat
     assert findings(killable, 'direct_connections')[0]['evidence']['pgbouncer'] is not None
 
 
+@pytest.mark.faults
 def test_already_paused_pgbouncer_is_refused(lab, revision_table, patch_dir):
     entry = lab.db_name + '_ro'
     console = Console(lab.pgbouncer('pgbouncer2'), databases=[entry]).open()
@@ -172,6 +176,7 @@ def test_already_paused_pgbouncer_is_refused(lab, revision_table, patch_dir):
     assert len(findings(result, 'pgbouncer', 'pass')) == 1
 
 
+@pytest.mark.faults
 def test_drifted_patch_is_refused(lab, revision_table, patch_dir):
     applied = load_patch(os.path.join(patch_dir, 'patch-2300-01-0.sql'))
     revision_table.cursor().execute(
@@ -184,12 +189,14 @@ def test_drifted_patch_is_refused(lab, revision_table, patch_dir):
                       % applied.sha256[:12])
 
 
+@pytest.mark.faults
 def test_tiny_budget_is_refused(lab, revision_table, patch_dir):
     result = run(lab, patch_dir, budget_seconds=0.001)
     assert_refused_by(result, 'budget', 'exceeds the usable budget')
     assert result['estimate']['total_ms'] > 1
 
 
+@pytest.mark.faults
 def test_wrong_credentials_are_findings_not_errors(lab, revision_table, patch_dir):
     bad_bouncer = dict(lab.pgbouncer('pgbouncer1'), password='wrong')
     result = run(lab, patch_dir, pgbouncers=[bad_bouncer, lab.pgbouncer('pgbouncer2')],

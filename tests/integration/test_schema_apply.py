@@ -194,6 +194,7 @@ THREE_WITH_BAD_SECOND = {
 }
 
 
+@pytest.mark.faults
 def test_error_in_second_of_three_applies_nothing_and_names_file_and_line(cluster, tmp_path):
     patch_dir = write_patches(tmp_path / 'p', THREE_WITH_BAD_SECOND)
     with pytest.raises(SchemaError) as err:
@@ -218,6 +219,7 @@ def test_syntax_error_in_second_of_three_is_refused_before_anything_runs(cluster
     assert 'first_one' not in columns(cluster, cluster.primary, 'fdt_item')
 
 
+@pytest.mark.faults
 def test_locked_table_is_retried_then_rolled_back_within_budget_naming_the_holder(cluster, tmp_path):
     patch_dir = write_patches(tmp_path / 'p', {
         'patch-2302-01-0.sql': 'CREATE TABLE before_lock (id int);\n',
@@ -258,6 +260,7 @@ def test_lock_released_during_retries_lets_the_transaction_through(cluster, tmp_
     assert 'after_wait' in columns(cluster, cluster.standbys[0], 'fdt_item')
 
 
+@pytest.mark.faults
 def test_drift_is_refused_naming_the_file(cluster, tmp_path):
     patch_dir = write_patches(tmp_path / 'p', {'patch-2304-01-0.sql': 'CREATE TABLE drifting (id int);\n'})
     deploy(cluster, patch_dir)
@@ -266,6 +269,7 @@ def test_drift_is_refused_naming_the_file(cluster, tmp_path):
         deploy(cluster, patch_dir)
 
 
+@pytest.mark.faults
 def test_standby_that_does_not_replay_is_named_and_reported_lagging(cluster, tmp_path):
     patch_dir = write_patches(tmp_path / 'p', {'patch-2305-01-0.sql': 'CREATE TABLE unseen (id int);\n'})
     paused = cluster.standbys[-1]
