@@ -99,6 +99,11 @@ options:
     type: list
     elements: str
     default: []
+  estimate_ms:
+    description:
+      - The pre-flight's estimate of this outage (its RV(fastdowntime.postgresql.preflight#module:estimate.total_ms)),
+        copied into RV(outage.estimate_ms) so the timeline shows it next to the actual outage.
+    type: float
   deploy_id:
     description: An identifier for this deploy, recorded with every revision row; generated when not given.
     type: str
@@ -229,6 +234,7 @@ def main():
             drain_policy=dict(type='str', choices=['abort', 'terminate'], default='abort'),
             killable_users=dict(type='list', elements='str', default=[], no_log=False),
             deploy_id=dict(type='str'),
+            estimate_ms=dict(type='float'),
             window_mode=dict(type='str', choices=['all', 'split'], default='all'),
         ),
         supports_check_mode=True,
@@ -248,8 +254,12 @@ def main():
             module.exit_json(changed=bool(plan.pending_cold), outcome='planned', deploy_id=outage.deploy_id,
                              plan=plan.as_dict(), phases=[])
         result = outage.run()
+        if p['estimate_ms'] is not None and result.get('outage'):
+            result['outage']['estimate_ms'] = p['estimate_ms']
     except OutageError as exc:
         result = dict(exc.result)
+        if p['estimate_ms'] is not None and result.get('outage'):
+            result['outage']['estimate_ms'] = p['estimate_ms']
         result.setdefault('deploy_id', outage.deploy_id)
         result.setdefault('outcome', 'refused before the outage')
         result.setdefault('phases', outage.clock.phases)
