@@ -35,7 +35,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, endpoint_label, one_line, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    SchemaError, applied_revisions, _match_replication_row)
+    SchemaError, applied_revisions, match_replication_row)
 
 try:
     import psycopg2
@@ -184,7 +184,7 @@ def decide_standbys(primary, standbys, replication_rows):
             problems.append('%s: WAL receiver is %s, not streaming'
                             % (label, standby.get('receiver_status') or 'not running'))
             actions.append('check primary_conninfo and the log of %s' % label)
-        if _match_replication_row(streaming, standby['endpoint']) is None:
+        if match_replication_row(streaming, standby['endpoint']) is None:
             problems.append('%s: no streaming row in the primary\'s pg_stat_replication' % label)
             actions.append('set application_name=%s in the primary_conninfo of %s so it can be matched, '
                            'or make it stream' % (standby['endpoint'].get('name') or label, label))

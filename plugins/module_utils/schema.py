@@ -709,7 +709,7 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
         grace_until = time.monotonic() + min(max(clock.usable(), 0), 0.5)
         while True:
             primary_view = _primary_replication_view(primary_conn, lsn)
-            seen = [_match_replication_row(primary_view, s['endpoint']) for s in states]
+            seen = [match_replication_row(primary_view, s['endpoint']) for s in states]
             if all(row is None or row['caught_up'] for row in seen) or time.monotonic() >= grace_until:
                 break
             time.sleep(0.005)
@@ -748,7 +748,7 @@ def _primary_replication_view(primary_conn, lsn):
     return rows
 
 
-def _match_replication_row(rows, endpoint):
+def match_replication_row(rows, endpoint):
     """The pg_stat_replication row of ``endpoint``: by application_name equal
     to its name, else by a client address seen only once."""
     name = endpoint.get('name')

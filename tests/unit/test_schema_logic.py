@@ -173,9 +173,9 @@ def test_replication_row_matched_by_name_then_unique_address():
             {'application_name': 'standby2', 'client_addr': '10.0.0.12', 'state': 'streaming'},
             {'application_name': 'walreceiver', 'client_addr': '10.0.0.13', 'state': 'streaming'},
             {'application_name': 'walreceiver', 'client_addr': '10.0.0.13', 'state': 'streaming'}]
-    assert schema._match_replication_row(rows, {'name': 'standby2', 'host': '10.9.9.9'}) is rows[1]
-    assert schema._match_replication_row(rows, {'name': 'standby1', 'host': '10.0.0.11'}) is rows[0]
-    assert schema._match_replication_row(rows, {'name': 'x', 'host': '10.0.0.13'}) is None
+    assert schema.match_replication_row(rows, {'name': 'standby2', 'host': '10.9.9.9'}) is rows[1]
+    assert schema.match_replication_row(rows, {'name': 'standby1', 'host': '10.0.0.11'}) is rows[0]
+    assert schema.match_replication_row(rows, {'name': 'x', 'host': '10.0.0.13'}) is None
 
 
 def test_lagging_error_names_the_standby_and_lists_all_without_schema():
