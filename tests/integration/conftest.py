@@ -10,6 +10,7 @@ tests fail with that one-line reason rather than being skipped.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -20,6 +21,31 @@ LABCTL = os.path.join(REPO, 'lab', 'labctl.py')
 sys.path.insert(0, os.path.join(REPO, 'lab'))
 
 from load import ClientLoad  # noqa: E402  (lab/ is put on sys.path just above)
+
+
+def kill_tree(pid):
+    """SIGKILL a process and all its descendants. Ansible's workers call setsid(),
+    so killing the playbook's process group would leave the module running."""
+    children = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                stat = open('/proc/%s/stat' % entry).read()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(')', 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    for member in tree:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
 
 
 class Lab:

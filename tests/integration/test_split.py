@@ -10,11 +10,12 @@ keeps them in its own revision table, which it drops afterwards with what its pa
 import json
 import os
 import random
-import signal
 import time
 
 import psycopg2
 import pytest
+
+from conftest import kill_tree
 
 from test_outage import (assert_all_resumed, assert_nothing_lost, pg_one, pgbouncer_flags, run_playbook,
                          table_exists, write_patches)
@@ -38,30 +39,6 @@ def clean_up_after(lab):
             cur.execute('DROP TABLE IF EXISTS %s CASCADE' % table)
         cur.execute('DROP SCHEMA IF EXISTS fdt_outage_test CASCADE')
     conn.close()
-
-
-def kill_tree(pid):
-    """SIGKILL a process and all its descendants. Ansible's workers call setsid(),
-    so killing the playbook's process group would leave the module running."""
-    children = {}
-    for entry in os.listdir('/proc'):
-        if entry.isdigit():
-            try:
-                stat = open('/proc/%s/stat' % entry).read()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(')', 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    for member in tree:
-        try:
-            os.kill(member, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def replay_states(lab):
