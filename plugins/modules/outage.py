@@ -36,7 +36,9 @@ description:
     the module refuses to start an outage while any is pending.
 version_added: 0.1.0
 author: fastdowntime.postgresql contributors
-extends_documentation_fragment: fastdowntime.postgresql.connection
+extends_documentation_fragment:
+  - fastdowntime.postgresql.connection
+  - fastdowntime.postgresql.deploy
 attributes:
   check_mode:
     support: full
@@ -44,49 +46,6 @@ attributes:
   diff_mode:
     support: none
 options:
-  primary:
-    description: The primary (an endpoint).
-    type: dict
-    required: true
-  standbys:
-    description:
-      - Every standby (endpoints). Each may carry C(pgbouncer_databases), the pgbouncer entries that serve it
-        (C(entry) on every pgbouncer, or C(pgbouncer:entry)), fenced when that standby cannot catch up.
-    type: list
-    elements: dict
-    default: []
-  pgbouncers:
-    description: Every pgbouncer admin console (endpoints; an admin user).
-    type: list
-    elements: dict
-    default: []
-  db_name:
-    description: The deploy's database. The pgbouncer entries drained are those whose target database is this one.
-    type: str
-    required: true
-  pgbouncer_databases:
-    description: Entry names to drain explicitly instead of those found from O(db_name).
-    type: list
-    elements: str
-    default: []
-  patch_dir:
-    description: The patch directory (C(patch-MMMM-mm-p.sql) files) on the host that runs the module.
-    type: path
-    required: true
-  revision_table:
-    description:
-      - C(fastdowntime.schema_revision) (the collection's own table, created before the first outage) or
-        C(launchpaddatabaserevision) (Launchpad's table; each patch inserts its own row).
-    type: str
-    default: fastdowntime.schema_revision
-  budget_seconds:
-    description: The longest outage allowed, from the start of the drain to the last RESUME.
-    type: float
-    default: 60
-  reserve_seconds:
-    description: Part of the budget kept back for ROLLBACK and RESUME (at most a fifth of the budget).
-    type: float
-    default: 0.5
   drain_policy:
     description:
       - What to do when a client holds a server connection at the drain deadline. C(abort) resumes everything and fails
@@ -94,11 +53,6 @@ options:
     type: str
     choices: [abort, terminate]
     default: abort
-  killable_users:
-    description: Users whose direct connections to the primary (not through a pgbouncer) are terminated as the outage starts.
-    type: list
-    elements: str
-    default: []
   estimate_ms:
     description:
       - The pre-flight's estimate of this outage (its RV(fastdowntime.postgresql.preflight#module:estimate.total_ms)),
@@ -210,7 +164,7 @@ disabled_entries:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2, endpoint_argument_spec)
+    HAS_PSYCOPG2, deploy_argument_spec)
 
 try:
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import Outage, OutageError
@@ -221,18 +175,8 @@ except ImportError as exc:  # pglast missing on the host that runs the module
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            primary=endpoint_argument_spec(),
-            standbys=endpoint_argument_spec(list_of=True),
-            pgbouncers=endpoint_argument_spec(list_of=True),
-            db_name=dict(type='str', required=True),
-            pgbouncer_databases=dict(type='list', elements='str', default=[]),
-            patch_dir=dict(type='path', required=True),
-            revision_table=dict(type='str', default='fastdowntime.schema_revision'),
-            budget_seconds=dict(type='float', default=60),
-            reserve_seconds=dict(type='float', default=0.5),
+        argument_spec=deploy_argument_spec(
             drain_policy=dict(type='str', choices=['abort', 'terminate'], default='abort'),
-            killable_users=dict(type='list', elements='str', default=[], no_log=False),
             deploy_id=dict(type='str'),
             estimate_ms=dict(type='float'),
             window_mode=dict(type='str', choices=['all', 'split'], default='all'),

@@ -51,7 +51,9 @@ description:
     (RV(phases)) and RV(outcome) feed the C(fastdowntime.postgresql.timeline) callback's report.
 version_added: 0.1.0
 author: fastdowntime.postgresql contributors
-extends_documentation_fragment: fastdowntime.postgresql.connection
+extends_documentation_fragment:
+  - fastdowntime.postgresql.connection
+  - fastdowntime.postgresql.deploy
 attributes:
   check_mode:
     support: full
@@ -61,47 +63,6 @@ attributes:
   diff_mode:
     support: none
 options:
-  primary:
-    description: The primary (an endpoint).
-    type: dict
-    required: true
-  standbys:
-    description:
-      - Every standby (endpoints). Each may carry C(pgbouncer_databases) (C(entry) or C(pgbouncer:entry)); those
-        entries must exist on their pgbouncer.
-    type: list
-    elements: dict
-    default: []
-  pgbouncers:
-    description: Every pgbouncer admin console (endpoints; an admin user).
-    type: list
-    elements: dict
-    default: []
-  db_name:
-    description: The deploy's database; the pgbouncer entries checked are those whose target database is this one.
-    type: str
-    required: true
-  pgbouncer_databases:
-    description: Entry names to check explicitly instead of those found from O(db_name).
-    type: list
-    elements: str
-    default: []
-  patch_dir:
-    description: The patch directory (C(patch-MMMM-mm-p.sql) files) on the host that runs the module.
-    type: path
-    required: true
-  revision_table:
-    description: C(fastdowntime.schema_revision) (the collection's table) or C(launchpaddatabaserevision).
-    type: str
-    default: fastdowntime.schema_revision
-  budget_seconds:
-    description: The longest outage allowed.
-    type: float
-    default: 60
-  reserve_seconds:
-    description: Part of the budget the outage keeps for ROLLBACK and RESUME (at most a fifth of the budget).
-    type: float
-    default: 0.5
   max_lag_seconds:
     description: How long each standby may take to replay the probe written on the primary.
     type: float
@@ -122,11 +83,6 @@ options:
     elements: str
   fragile_users:
     description: Users whose direct connections fail the pre-flight - they must be stopped before the outage.
-    type: list
-    elements: str
-    default: []
-  killable_users:
-    description: Users whose direct connections are listed (a warning); the outage terminates them as it starts.
     type: list
     elements: str
     default: []
@@ -249,7 +205,7 @@ phases:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2, endpoint_argument_spec)
+    HAS_PSYCOPG2, deploy_argument_spec)
 
 try:
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import Preflight
@@ -261,22 +217,12 @@ except ImportError as exc:  # pglast missing on the host that runs the module
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            primary=endpoint_argument_spec(),
-            standbys=endpoint_argument_spec(list_of=True),
-            pgbouncers=endpoint_argument_spec(list_of=True),
-            db_name=dict(type='str', required=True),
-            pgbouncer_databases=dict(type='list', elements='str', default=[]),
-            patch_dir=dict(type='path', required=True),
-            revision_table=dict(type='str', default='fastdowntime.schema_revision'),
-            budget_seconds=dict(type='float', default=60),
-            reserve_seconds=dict(type='float', default=0.5),
+        argument_spec=deploy_argument_spec(
             max_lag_seconds=dict(type='float', default=60),
             max_lag_bytes=dict(type='int', default=16777216),
             max_transaction_seconds=dict(type='float', default=60),
             system_users=dict(type='list', elements='str'),
             fragile_users=dict(type='list', elements='str', default=[]),
-            killable_users=dict(type='list', elements='str', default=[], no_log=False),
             statement_seconds=dict(type='float', default=0.01),
             resume_paused_replay=dict(type='bool', default=True),
             lint_severity=dict(type='dict', default={}),
