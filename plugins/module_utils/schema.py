@@ -17,6 +17,7 @@ __metaclass__ = type
 
 import datetime
 import re
+import select
 import threading
 import time
 from contextlib import contextmanager
@@ -668,30 +669,31 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
     names = ', '.join(endpoint.get('name') or endpoint['host'] for endpoint, _ in standbys)
     with clock.phase('standby_replay', host=names or None, detail={'lsn': lsn}) as record:
         interval = poll_seconds
+        in_flight = {}  # id(state) -> (state, cursor): asked, answer not read yet
         while True:
             pending = [s for s in states if not s['done']]
             if not pending:
                 break
-            usable = clock.usable()
-            if usable <= 0:
-                raise _lagging_error(states, lsn, 'not caught up within the budget')
-            # Send to every pending standby first, then collect: one round
-            # costs the slowest standby's round trip, not the sum.
-            sent = []
+            if clock.usable() <= 0:
+                silent = [st for st, _ in in_flight.values()]
+                raise _lagging_error(states, lsn, 'no answer within the budget' if silent
+                                     else 'not caught up within the budget', silent[0] if silent else None)
+            # Ask every pending standby that has no question in flight, then read
+            # the answers as they come: one silent standby (cut off, hung) must
+            # not starve the others of their polls.
             for state in pending:
+                if id(state) in in_flight:
+                    continue
                 try:
                     cur = state['conn'].cursor()
                     cur.execute(REPLAY_SQL, (lsn,))
-                    sent.append((state, cur))
                 except psycopg2.Error as exc:
                     raise _lagging_error(states, lsn, 'query failed (%s)' % _pg_message(exc), state)
-            for state, cur in sent:
+                in_flight[id(state)] = (state, cur)
+            for state, cur in _answers(list(in_flight.values()), min(interval, max(clock.usable(), 0.001))):
+                del in_flight[id(state)]
                 try:
-                    if state['conn'].async_:
-                        wait(state['conn'], max(clock.usable(), 0.001))
                     row = cur.fetchone()
-                except TimeoutError:
-                    raise _lagging_error(states, lsn, 'no answer within the budget', state)
                 except psycopg2.Error as exc:
                     raise _lagging_error(states, lsn, 'query failed (%s)' % _pg_message(exc), state)
                 if row[0] is None:
@@ -700,7 +702,7 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
                 if row[1]:
                     state['done'] = True
                     state['replay_ms'] = _ms(time.monotonic() - began)
-            if any(not s['done'] for s in states):
+            if any(not s['done'] and id(s) not in in_flight for s in states):
                 time.sleep(min(interval, max(clock.usable(), 0)))
                 interval = min(interval * 2, max_poll_seconds)
         # Cross-check: the primary's own view of each standby. Its feedback
@@ -722,6 +724,33 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
                             'primary_state': seen['state'] if seen else None})
         record['detail']['standby_replay_ms'] = dict((r['name'], r['replay_ms']) for r in results)
     return {'lsn': lsn, 'standbys': results, 'total_ms': _ms(time.monotonic() - began)}
+
+
+def _answers(asked, timeout):
+    """The (state, cursor) pairs of ``asked`` whose answer has arrived within
+    ``timeout`` seconds. Async connections are watched together; a blocking one
+    has its answer already."""
+    ready, waiting = [], []
+    for state, cur in asked:
+        if not state['conn'].async_:
+            ready.append((state, cur))
+            continue
+        try:
+            done = state['conn'].poll() == psycopg2.extensions.POLL_OK
+        except psycopg2.Error:
+            done = True  # fetchone() reports the error
+        (ready if done else waiting).append((state, cur))
+    if ready or not waiting:
+        return ready
+    readable, _, _ = select.select([st['conn'].fileno() for st, _ in waiting], [], [], timeout)
+    for state, cur in waiting:
+        if state['conn'].fileno() in readable:
+            try:
+                if state['conn'].poll() == psycopg2.extensions.POLL_OK:
+                    ready.append((state, cur))
+            except psycopg2.Error:
+                ready.append((state, cur))
+    return ready
 
 
 def _lagging_error(states, lsn, why, culprit=None):

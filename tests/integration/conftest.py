@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 
+import psycopg2
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -122,3 +123,33 @@ def healthy_lab(lab):
         up = labctl('up')
         assert up.returncode == 0, up.stdout + up.stderr
     return lab
+
+
+@pytest.fixture
+def scratch(lab):
+    """Drop what a deploy test's patches created (tables fdt_<letters><4+ digits>) and its
+    revision table (deploy.REVISION_TABLE) afterwards."""
+    yield
+    conn = psycopg2.connect(lab.primary_dsn())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+                    "WHERE schemaname = 'public' AND tablename ~ '^fdt_[a-z]+[0-9]{4}'")
+        for (table,) in cur.fetchall():
+            cur.execute('DROP TABLE IF EXISTS %s CASCADE' % table)
+        cur.execute('DROP SCHEMA IF EXISTS fdt_outage_test CASCADE')
+    conn.close()
+
+
+@pytest.fixture
+def consoles(healthy_lab):
+    """Both pgbouncers' admin consoles, opened; resumed and closed afterwards whatever the test did."""
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import pgbouncer_console as pc
+    opened = pc.open_consoles([pc.Console(healthy_lab.pgbouncer(name), db_name=healthy_lab.db_name)
+                               for name in ('pgbouncer1', 'pgbouncer2')])
+    yield opened
+    for console in opened:
+        try:
+            console.resume()
+        finally:
+            console.close()

@@ -6,8 +6,6 @@ the tests can run in any order and again on the same lab.
 
 import json
 import os
-import random
-import subprocess
 import threading
 import time
 
@@ -15,94 +13,12 @@ import psycopg2
 import pytest
 
 from conftest import kill_tree
+from deploy import (
+    assert_all_resumed, assert_nothing_lost, pg_one, pgbouncer_flags, run_playbook, table_exists,
+    unique_major, write_patches)
 
-PLAYBOOK = os.environ.get('FDT_TEST_PLAYBOOK', 'playbooks/fastdowntime.yml')
+pytestmark = pytest.mark.usefixtures('scratch')
 
-
-# The tests keep their revisions out of the lab's own revision table, so the
-# lab database never looks "ahead of the patch set" to a later deploy.
-REVISION_TABLE = 'fdt_outage_test.schema_revision'
-
-
-def unique_major():
-    return random.randint(5000, 9999)
-
-
-@pytest.fixture(autouse=True)
-def clean_up_after(lab):
-    """Drop what a test's patches created and its revision table afterwards."""
-    yield
-    conn = psycopg2.connect(lab.primary_dsn())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-                    "WHERE schemaname = 'public' AND tablename ~ '^fdt_[a-z]+[0-9]{4}'")
-        for (table,) in cur.fetchall():
-            cur.execute('DROP TABLE IF EXISTS %s CASCADE' % table)
-        cur.execute('DROP SCHEMA IF EXISTS fdt_outage_test CASCADE')
-    conn.close()
-
-
-def write_patches(tmp_path, major, bodies):
-    """patch-MAJOR-0N-0.sql for each body, in order; returns the directory."""
-    directory = tmp_path / ('patches-%d' % major)
-    directory.mkdir()
-    for minor, body in enumerate(bodies, start=1):
-        (directory / ('patch-%d-%02d-0.sql' % (major, minor))).write_text(body)
-    return str(directory)
-
-
-def run_playbook(lab, tmp_path, patch_dir, extra=None, tags='outage', background=False):
-    report = str(tmp_path / 'report.json')
-    env = dict(os.environ, FDT_REPORT_PATH=report, ANSIBLE_CONFIG=os.path.join(lab.repo, 'ansible.cfg'),
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(lab.repo, '.collections'), ANSIBLE_FORCE_COLOR='0',
-               PATH=os.path.join(lab.repo, '.venv', 'bin') + os.pathsep + os.environ['PATH'])
-    extra_vars = dict({'fastdowntime_patch_dir': patch_dir, 'fastdowntime_revision_table': REVISION_TABLE},
-                      **(extra or {}))
-    cmd = ['ansible-playbook', '-i', lab.inventory(), PLAYBOOK, '--tags', tags, '-e', json.dumps(extra_vars)]
-    if background:
-        return subprocess.Popen(cmd, cwd=lab.repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True), report
-    proc = subprocess.run(cmd, cwd=lab.repo, env=env, capture_output=True, text=True, timeout=300)
-    return proc, report
-
-
-def pg_one(lab, host, sql, params=None):
-    conn = psycopg2.connect(lab.primary_dsn() if host == 'primary' else lab.dsn(lab.pg(host)))
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
-
-
-def table_exists(lab, host, name):
-    return pg_one(lab, host, 'SELECT to_regclass(%s) IS NOT NULL', (name,))
-
-
-def pgbouncer_flags(lab, host):
-    conn = psycopg2.connect(lab.dsn(lab.pgbouncer(host)))
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute('SHOW DATABASES')
-            names = [c[0] for c in cur.description]
-            return {row[0]: (row[names.index('paused')], row[names.index('disabled')]) for row in cur.fetchall()}
-    finally:
-        conn.close()
-
-
-def assert_all_resumed(lab):
-    for host in ('pgbouncer1', 'pgbouncer2'):
-        flags = pgbouncer_flags(lab, host)
-        assert all(f == (0, 0) for f in flags.values()), (host, flags)
-
-
-def assert_nothing_lost(lab, load):
-    assert load.errors == [], load.errors[:5]
-    assert load.confirmed_ids, 'the load confirmed no commit at all'
-    assert load.missing_commits(lab.primary_dsn()) == []
 
 
 def test_three_patches_under_load_in_one_short_outage(healthy_lab, tmp_path):
@@ -303,12 +219,14 @@ def test_standby_cut_off_inside_outage_is_named_and_fenced(healthy_lab, tmp_path
         # No client is resumed onto the standby without the schema; everything else is back.
         assert pgbouncer_flags(lab, 'pgbouncer2')['fdtdemo_ro'] == (0, 1)
         assert pgbouncer_flags(lab, 'pgbouncer2')['fdtdemo'] == (0, 0)
-        assert all(f == (0, 0) for f in pgbouncer_flags(lab, 'pgbouncer1').values())
+        flags = pgbouncer_flags(lab, 'pgbouncer1')
+        assert all(f == (0, 0) for f in flags.values()), (flags, out[-3000:])
         assert_nothing_lost(lab, load)
     finally:
         lab.ns_exec('standby2', 'ip', 'link', 'set', 'eth0', 'up', check=False)
-        conn = psycopg2.connect(lab.dsn(lab.pgbouncer('pgbouncer2')))
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute('ENABLE fdtdemo_ro')
-        conn.close()
+        for host in ('pgbouncer1', 'pgbouncer2'):
+            conn = psycopg2.connect(lab.dsn(lab.pgbouncer(host)))
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute('ENABLE fdtdemo_ro')
+            conn.close()

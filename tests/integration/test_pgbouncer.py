@@ -13,19 +13,6 @@ PGBOUNCERS = ('pgbouncer1', 'pgbouncer2')
 
 
 @pytest.fixture
-def consoles(healthy_lab):
-    opened = pc.open_consoles([pc.Console(healthy_lab.pgbouncer(name), db_name=healthy_lab.db_name)
-                               for name in PGBOUNCERS])
-    yield opened
-    # Whatever a test did, leave the lab's pgbouncers running.
-    for console in opened:
-        try:
-            console.resume()
-        finally:
-            console.close()
-
-
-@pytest.fixture
 def primary(healthy_lab):
     conn = connect(healthy_lab.pg('primary'), autocommit=True)
     yield conn

@@ -10,8 +10,6 @@ import time
 
 import pytest
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils import pgbouncer_console as pc
-
 PGBOUNCERS = ('pgbouncer1', 'pgbouncer2')
 BUDGET = 2.0
 GRACE = 1.0
@@ -68,15 +66,9 @@ def alive(pid):
 
 
 @pytest.fixture
-def consoles(healthy_lab):
-    opened = pc.open_consoles([pc.Console(healthy_lab.pgbouncer(name), db_name=healthy_lab.db_name)
-                               for name in PGBOUNCERS])
-    yield opened
-    for console in opened:
-        try:
-            console.resume()
-        finally:
-            console.close()
+def consoles(consoles, healthy_lab):
+    """conftest's consoles, and no watchdog left armed afterwards."""
+    yield consoles
     run_role(healthy_lab, 'disarm')
 
 

@@ -9,7 +9,6 @@ keeps them in its own revision table, which it drops afterwards with what its pa
 
 import json
 import os
-import random
 import time
 
 import psycopg2
@@ -17,28 +16,16 @@ import pytest
 
 from conftest import kill_tree
 
-from test_outage import (assert_all_resumed, assert_nothing_lost, pg_one, pgbouncer_flags, run_playbook,
-                         table_exists, write_patches)
+from deploy import (
+    assert_all_resumed, assert_nothing_lost, pg_one, pgbouncer_flags, run_playbook, table_exists,
+    unique_major, write_patches)
 
-REVISION_TABLE = 'fdt_outage_test.schema_revision'
+pytestmark = pytest.mark.usefixtures('scratch')
+
 SPLIT = {'fastdowntime_window_mode': 'split'}
 STANDBYS = ('standby1', 'standby2')
 # How long the primary's part is made to last, so that "readers did not wait for it" is measurable.
 PRIMARY_PART_SECONDS = 1.5
-
-
-@pytest.fixture(autouse=True)
-def clean_up_after(lab):
-    yield
-    conn = psycopg2.connect(lab.primary_dsn())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-                    "WHERE schemaname = 'public' AND tablename ~ '^fdt_sp[a-z]*[0-9]{4}'")
-        for (table,) in cur.fetchall():
-            cur.execute('DROP TABLE IF EXISTS %s CASCADE' % table)
-        cur.execute('DROP SCHEMA IF EXISTS fdt_outage_test CASCADE')
-    conn.close()
 
 
 def replay_states(lab):
@@ -51,7 +38,7 @@ def phase_rows(report, name):
 
 def test_split_readers_do_not_wait_for_the_primary(healthy_lab, tmp_path):
     lab = healthy_lab
-    major = random.randint(5000, 9999)
+    major = unique_major()
     names = ['fdt_sp%d_%d' % (major, i) for i in range(2)]
     patch_dir = write_patches(tmp_path, major, [
         'CREATE TABLE %s (id int PRIMARY KEY);' % names[0],
@@ -93,7 +80,7 @@ def test_split_readers_do_not_wait_for_the_primary(healthy_lab, tmp_path):
 
 def test_split_bad_patch_after_replay_paused_resumes_everything(healthy_lab, tmp_path):
     lab = healthy_lab
-    major = random.randint(5000, 9999)
+    major = unique_major()
     patch_dir = write_patches(tmp_path, major, [
         'CREATE TABLE fdt_spa%d (id int);' % major,
         'CREATE TABLE fdt_spb%d (id int);\n\nALTER TABLE fdt_spmissing%d ADD COLUMN x int;' % (major, major),
@@ -125,7 +112,7 @@ def test_split_controller_killed_in_read_half_switch_resumes_and_preflight_resum
     """The dead-man switch must still guard the read half (it would stop watching if nothing
     stayed paused between the halves); replay left paused is resumed by the next pre-flight."""
     lab = healthy_lab
-    major = random.randint(5000, 9999)
+    major = unique_major()
     budget, grace = 4, 2
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_spk%d (id int);' % major])
     # A reader holding a transaction on standby1 keeps the read-only drain of pgbouncer1 waiting.

@@ -1,0 +1,84 @@
+"""Helpers for the tests that run the fastdowntime playbook on the lab (outage, split window).
+
+Each test writes its own patch directory with revisions no other test uses and
+keeps them in its own revision table, so the tests run in any order, again, and
+never make the lab database look "ahead of the patch set" to a later deploy.
+"""
+
+import json
+import os
+import random
+import subprocess
+
+import psycopg2
+
+PLAYBOOK = os.environ.get('FDT_TEST_PLAYBOOK', 'playbooks/fastdowntime.yml')
+# The tests keep their revisions out of the lab's own revision table (the
+# `scratch` fixture in conftest.py drops it, with what the patches created).
+REVISION_TABLE = 'fdt_outage_test.schema_revision'
+
+
+def unique_major():
+    return random.randint(5000, 9999)
+
+
+def write_patches(tmp_path, major, bodies):
+    """patch-MAJOR-0N-0.sql for each body, in order; returns the directory."""
+    directory = tmp_path / ('patches-%d' % major)
+    directory.mkdir()
+    for minor, body in enumerate(bodies, start=1):
+        (directory / ('patch-%d-%02d-0.sql' % (major, minor))).write_text(body)
+    return str(directory)
+
+
+def run_playbook(lab, tmp_path, patch_dir, extra=None, tags='outage', background=False):
+    report = str(tmp_path / 'report.json')
+    env = dict(os.environ, FDT_REPORT_PATH=report, ANSIBLE_CONFIG=os.path.join(lab.repo, 'ansible.cfg'),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(lab.repo, '.collections'), ANSIBLE_FORCE_COLOR='0',
+               PATH=os.path.join(lab.repo, '.venv', 'bin') + os.pathsep + os.environ['PATH'])
+    extra_vars = dict({'fastdowntime_patch_dir': patch_dir, 'fastdowntime_revision_table': REVISION_TABLE},
+                      **(extra or {}))
+    cmd = ['ansible-playbook', '-i', lab.inventory(), PLAYBOOK, '--tags', tags, '-e', json.dumps(extra_vars)]
+    if background:
+        return subprocess.Popen(cmd, cwd=lab.repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True), report
+    proc = subprocess.run(cmd, cwd=lab.repo, env=env, capture_output=True, text=True, timeout=300)
+    return proc, report
+
+
+def pg_one(lab, host, sql, params=None):
+    conn = psycopg2.connect(lab.primary_dsn() if host == 'primary' else lab.dsn(lab.pg(host)))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def table_exists(lab, host, name):
+    return pg_one(lab, host, 'SELECT to_regclass(%s) IS NOT NULL', (name,))
+
+
+def pgbouncer_flags(lab, host):
+    conn = psycopg2.connect(lab.dsn(lab.pgbouncer(host)))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SHOW DATABASES')
+            names = [c[0] for c in cur.description]
+            return {row[0]: (row[names.index('paused')], row[names.index('disabled')]) for row in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def assert_all_resumed(lab):
+    for host in ('pgbouncer1', 'pgbouncer2'):
+        flags = pgbouncer_flags(lab, host)
+        assert all(f == (0, 0) for f in flags.values()), (host, flags)
+
+
+def assert_nothing_lost(lab, load):
+    assert load.errors == [], load.errors[:5]
+    assert load.confirmed_ids, 'the load confirmed no commit at all'
+    assert load.missing_commits(lab.primary_dsn()) == []
