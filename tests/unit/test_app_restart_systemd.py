@@ -95,7 +95,7 @@ def run_role(tmp_path, health, units=None, extra_vars=None, check=False):
 
     hosts = {name: {'ansible_connection': 'local',
                     'ansible_python_interpreter': sys.executable,
-                    'fastdowntime_app_systemd_unit': unit,
+                    'fastdowntime_app_service': unit,
                     'fastdowntime_app_health_url': 'http://127.0.0.1:%d/health?host=%s' % (health.port, name)}
              for name, unit in units.items()}
     (tmp_path / 'hosts.yml').write_text(json.dumps(
