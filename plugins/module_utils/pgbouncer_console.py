@@ -433,6 +433,14 @@ def _in_parallel(function, items):
     return results
 
 
+def _checked(outcome):
+    """{item: result} of an _in_parallel outcome; the first error is raised."""
+    for _, _, error in outcome:
+        if error is not None:
+            raise error
+    return dict((item, result) for item, result, _ in outcome)
+
+
 def open_consoles(consoles):
     """Open every console at once; all must answer and resolve their entries
     or a ConsoleError names every one that did not (nothing is touched)."""
@@ -529,8 +537,11 @@ class _Drain:
         deadline = began + self.deadline_seconds
         pending = {}  # console -> set of entries whose PAUSE has not returned
         try:
+            # Every console is asked at once: the window must not grow with the
+            # number of pgbouncers.
+            states = _checked(_in_parallel(lambda c: c.flags(), self.consoles))
             for console in self.consoles:
-                flags = console.flags()
+                flags = states[console]
                 to_pause = [entry for entry in console.entries if not flags[entry]['paused']]
                 self.results[console.label] = {
                     'host': console.label, 'entries': list(console.entries), 'paused': to_pause,
@@ -548,8 +559,10 @@ class _Drain:
             unconfirmed = set(self.consoles)
             while unconfirmed:
                 self._collect_replies(pending, deadline)
-                for console in list(unconfirmed):
-                    if not pending[console] and console.drained():
+                answered = [c for c in unconfirmed if not pending[c]]
+                drained = _checked(_in_parallel(lambda c: c.drained(), answered))
+                for console in answered:
+                    if drained[console]:
                         unconfirmed.discard(console)
                         console.close_pause_connections()
                         self.results[console.label]['duration_ms'] = round((time.monotonic() - began) * 1000, 1)

@@ -1,0 +1,199 @@
+"""Fault scenarios through the fastdowntime playbook (pre-flight, hot patches, the outage) on the lab,
+each under a client load through both pgbouncers. Each asserts that service is back (every pgbouncer
+entry resumed), the schema is all-or-nothing, no confirmed commit is lost, and the error text names
+the host and the cause without a traceback or a secret.
+
+The other fault scenarios live beside the feature they break: test_outage.py (a failing patch, the
+budget spent, the controller killed, a standby cut off inside the window) and test_app_restart.py
+(an app server failing its health check).
+"""
+
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from deploy import (
+    assert_all_resumed, assert_nothing_lost, pgbouncer_flags, run_playbook, table_exists, unique_major,
+    write_patches)
+
+pytestmark = [pytest.mark.faults, pytest.mark.usefixtures('scratch')]
+
+FULL = 'preflight,hot,outage'
+SECRETS = ('deploy-secret', 'admin-secret', 'app-secret', 'repl-secret')
+
+
+def assert_clean_error(out, *words):
+    assert 'Traceback' not in out, out[-3000:]
+    for secret in SECRETS:
+        assert secret not in out, secret
+    for word in words:
+        assert word in out, (word, out[-4000:])
+
+
+def deploy_under_load(lab, tmp_path, patch_dir, extra=None, tags=FULL):
+    with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
+        time.sleep(0.3)
+        proc, report = run_playbook(lab, tmp_path, patch_dir, extra, tags=tags)
+        time.sleep(0.3)
+    return proc, proc.stdout + proc.stderr, load
+
+
+def test_client_transaction_open_past_the_drain_deadline(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_d%d (id int);' % major])
+    # A client through pgbouncer1 holds its server connection in an open transaction.
+    holder = psycopg2.connect(lab.client_dsn('pgbouncer1'), application_name='stuck-client')
+    try:
+        with holder.cursor() as cur:
+            cur.execute("INSERT INTO fdt_item (body) VALUES ('held open')")
+        proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 3})
+    finally:
+        holder.rollback()
+        holder.close()
+    assert proc.returncode != 0
+    assert_clean_error(out, 'aborted in drain', 'pgbouncer1', 'fdt_app@')
+    assert not table_exists(lab, 'primary', 'fdt_d%d' % major)
+    assert_all_resumed(lab)
+    assert_nothing_lost(lab, load)
+
+
+def test_direct_connection_holding_a_lock_on_the_patched_table(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    table = 'fdt_l%d' % major
+    setup = psycopg2.connect(lab.primary_dsn())
+    setup.autocommit = True
+    with setup.cursor() as cur:
+        cur.execute('CREATE TABLE %s (id int)' % table)
+    setup.close()
+    patch_dir = write_patches(tmp_path, major, ['ALTER TABLE %s ADD COLUMN note text;' % table])
+    # The deploy user (a system user: pre-flight lets it be) holds a lock on the table.
+    holder = psycopg2.connect(lab.primary_dsn(), application_name='report-query')
+    try:
+        with holder.cursor() as cur:
+            cur.execute('LOCK TABLE %s IN ACCESS SHARE MODE' % table)
+            holder_pid = holder.get_backend_pid()
+        proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 3})
+    finally:
+        holder.rollback()
+        holder.close()
+    assert proc.returncode != 0
+    assert_clean_error(out, 'aborted in schema application', str(holder_pid), 'nothing applied')
+    assert not table_exists(lab, 'primary', 'fdt_l%d_missing' % major)
+    check = psycopg2.connect(lab.primary_dsn())
+    with check.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'note'",
+                    (table,))
+        assert cur.fetchone()[0] == 0
+    check.close()
+    assert_all_resumed(lab)
+    assert_nothing_lost(lab, load)
+
+
+def wait_streaming(lab, count=2, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = psycopg2.connect(lab.primary_dsn())
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+            streaming = cur.fetchone()[0]
+        conn.close()
+        if streaming >= count:
+            return
+        time.sleep(0.5)
+    pytest.fail('the standbys did not stream again within %ss' % timeout)
+
+
+def test_standby_cut_off_before_the_run_is_refused_by_pre_flight(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_c%d (id int);' % major])
+    lab.ns_exec('standby1', 'ip', 'link', 'set', 'eth0', 'down')
+    try:
+        proc, out, load = deploy_under_load(lab, tmp_path, patch_dir)
+    finally:
+        lab.ns_exec('standby1', 'ip', 'link', 'set', 'eth0', 'up', check=False)
+        wait_streaming(lab)
+    assert proc.returncode != 0
+    assert_clean_error(out, 'pre-flight refused', 'standby1')
+    assert 'Drain, cold patches' not in out  # refused before the outage: nothing paused
+    assert not table_exists(lab, 'primary', 'fdt_c%d' % major)
+    assert_all_resumed(lab)
+    assert_nothing_lost(lab, load)
+
+
+def test_budget_smaller_than_the_estimate_is_refused_before_the_outage(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_b%d (id int);' % major])
+    proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 0.02})
+    assert proc.returncode != 0
+    assert_clean_error(out, 'pre-flight refused', 'budget')
+    assert 'Drain, cold patches' not in out
+    assert not table_exists(lab, 'primary', 'fdt_b%d' % major)
+    assert_all_resumed(lab)
+    assert_nothing_lost(lab, load)
+
+
+def test_applied_patch_edited_is_refused(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_e%d (id int);' % major])
+    first, _ = run_playbook(lab, tmp_path, patch_dir, tags=FULL)
+    assert first.returncode == 0, first.stdout[-3000:]
+    edited = '%s/patch-%d-01-0.sql' % (patch_dir, major)
+    with open(edited, 'a') as handle:
+        handle.write('\nCREATE TABLE fdt_e%d_more (id int);\n' % major)
+    patch_2 = '%s/patch-%d-02-0.sql' % (patch_dir, major)
+    with open(patch_2, 'w') as handle:
+        handle.write('CREATE TABLE fdt_e%d_next (id int);\n' % major)
+    proc, out, load = deploy_under_load(lab, tmp_path, patch_dir)
+    assert proc.returncode != 0
+    assert_clean_error(out, 'pre-flight refused', 'patch-%d-01-0.sql' % major)
+    assert not table_exists(lab, 'primary', 'fdt_e%d_next' % major)
+    assert_all_resumed(lab)
+    assert_nothing_lost(lab, load)
+
+
+def test_wrong_pgbouncer_password_is_refused_without_showing_it(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    wrong = 'Not-The-Password-%d' % major
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_w%d (id int);' % major])
+    proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_pgbouncer_password': wrong})
+    assert proc.returncode != 0
+    assert_clean_error(out, 'pre-flight refused', 'pgbouncer1', 'authentication failed')
+    assert wrong not in out
+    assert not table_exists(lab, 'primary', 'fdt_w%d' % major)
+    assert_all_resumed(lab)
+    assert_nothing_lost(lab, load)
+
+
+def test_check_mode_runs_pre_flight_and_the_plan_and_changes_nothing(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_p%d (id int);' % major])
+    paused = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            for host in ('pgbouncer1', 'pgbouncer2'):
+                paused.extend((host, name) for name, flags in pgbouncer_flags(lab, host).items() if flags[0])
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        proc, _ = run_playbook(lab, tmp_path, patch_dir, tags=FULL + ',restart', args=['--check'])
+    finally:
+        stop.set()
+        watcher.join()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert_clean_error(out, 'pre-flight PASSED', 'patch-%d-01-0.sql' % major)
+    assert paused == []
+    assert not table_exists(lab, 'primary', 'fdt_p%d' % major)
