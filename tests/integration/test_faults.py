@@ -8,6 +8,7 @@ budget spent, the controller killed, a standby cut off inside the window) and te
 (an app server failing its health check).
 """
 
+import json
 import threading
 import time
 
@@ -172,10 +173,17 @@ def test_wrong_pgbouncer_password_is_refused_without_showing_it(healthy_lab, tmp
     assert_nothing_lost(lab, load)
 
 
-def test_check_mode_runs_pre_flight_and_the_plan_and_changes_nothing(healthy_lab, tmp_path):
+def test_check_mode_from_a_site_playbook_plans_and_changes_nothing(healthy_lab, tmp_path):
+    """--check on a site playbook that imports the deploy by its FQCN: pre-flight and the plan,
+    hot patches included, and nothing paused or applied."""
     lab = healthy_lab
     major = unique_major()
-    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_p%d (id int);' % major])
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE INDEX CONCURRENTLY fdt_item_p%d_idx ON fdt_item (body);' % major,
+        'CREATE TABLE fdt_p%d (id int);' % major,
+    ])
+    site = tmp_path / 'site.yml'
+    site.write_text('- name: A site playbook\n  ansible.builtin.import_playbook: fastdowntime.postgresql.fastdowntime\n')
     paused = []
     stop = threading.Event()
 
@@ -188,12 +196,16 @@ def test_check_mode_runs_pre_flight_and_the_plan_and_changes_nothing(healthy_lab
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        proc, _ = run_playbook(lab, tmp_path, patch_dir, tags=FULL + ',restart', args=['--check'])
+        proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags=FULL + ',restart', args=['--check'],
+                                         playbook=str(site))
     finally:
         stop.set()
         watcher.join()
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert_clean_error(out, 'pre-flight PASSED', 'patch-%d-01-0.sql' % major)
+    assert_clean_error(out, 'pre-flight PASSED', 'patch-%d-01-0.sql' % major, 'patch-%d-02-0.sql' % major)
     assert paused == []
     assert not table_exists(lab, 'primary', 'fdt_p%d' % major)
+    assert not table_exists(lab, 'primary', 'fdt_item_p%d_idx' % major)
+    assert json.load(open(report_path))['outcome'] == 'planned'
+
