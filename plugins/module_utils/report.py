@@ -135,6 +135,9 @@ def build_report(entries, play_failed=False, check_mode=False, generated_at=None
             'outage_ms': outage['outage_ms'],
             'max_client_wait_ms': _max_number(s.get(_WAIT_KEY) for s in sources),
             'estimate_ms': _number(_first(o.get('estimate_ms') for o in outages)),
+            # No window was opened because no cold patch was pending.
+            'nothing_pending': outage['outage_ms'] is None
+            and any(e.get('outcome') == 'nothing to do' for e in entries),
         },
         'split_window': _split_window(outages),
         'standby_replay_ms': _merge_replay(s.get(_REPLAY_KEY) for s in sources),
@@ -318,7 +321,10 @@ def render_text(report):
         lines.append('(no fastdowntime phases were recorded)')
 
     outage = report['outage']
-    total = 'outage (drain start -> last resume): %s' % format_ms(outage['outage_ms'])
+    if outage.get('nothing_pending'):
+        total = 'outage: none - no cold patch was pending, nothing was paused'
+    else:
+        total = 'outage (drain start -> last resume): %s' % format_ms(outage['outage_ms'])
     if outage.get('estimate_ms') is not None:
         total += ' (estimated %s)' % format_ms(outage['estimate_ms'])
     if report.get('budget_ms') is not None:

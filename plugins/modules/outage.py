@@ -195,7 +195,8 @@ def main():
     try:
         plan = outage.prepare(check_mode=module.check_mode)
         if module.check_mode:
-            module.exit_json(changed=bool(plan.pending_cold), outcome='planned', deploy_id=outage.deploy_id,
+            outcome = 'planned' if plan.pending_hot or plan.pending_cold else 'nothing to do'
+            module.exit_json(changed=bool(plan.pending_cold), outcome=outcome, deploy_id=outage.deploy_id,
                              plan=plan.as_dict(), phases=[])
         result = outage.run()
         if p['estimate_ms'] is not None and result.get('outage'):

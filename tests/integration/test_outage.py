@@ -66,7 +66,9 @@ def test_nothing_pending_means_no_outage(healthy_lab, tmp_path):
     window = second.stdout.split('Drain, cold patches in one transaction, standbys replayed, resume]')[1]
     assert 'skipping: [primary]' in window.split('TASK [')[0], window[:2000]
     report = json.load(open(report_path))
-    assert report['outage']['outage_ms'] in (None, 0)
+    assert report['outage']['outage_ms'] is None
+    assert report['outage']['nothing_pending'] is True
+    assert report['outcome'] == 'nothing to do'
 
 
 @pytest.mark.faults

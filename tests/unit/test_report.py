@@ -132,6 +132,7 @@ def test_normal_run_report():
         'outage_ms': 330.4,            # the module's own monotonic measurement
         'max_client_wait_ms': 318.2,   # longest wait any pgbouncer reported
         'estimate_ms': 400.0,
+        'nothing_pending': False,
     }
     assert report['standby_replay_ms'] == {'standby1': 30.0, 'standby2': 40.0}
     assert report['patches'] == [{'file': 'patch-2211-01-0.sql', 'duration_ms': 120.0},
@@ -402,3 +403,25 @@ def test_format_ms(ms, text):
 @pytest.mark.parametrize('ms, text', [(None, '-'), (0, '+0.000 s'), (70, '+0.070 s'), (-5000, '-5.000 s')])
 def test_format_offset(ms, text):
     assert format_offset(ms) == text
+
+
+def test_nothing_pending_says_no_outage_was_taken():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import report as rp
+    entries = rp.entry_from_result({'phases': [], 'outcome': 'nothing to do', 'deploy_id': 'd1'},
+                                   task='Plan the outage', action='fastdowntime.postgresql.outage')
+    built = rp.build_report(entries)
+    assert built['outage']['nothing_pending'] is True
+    assert built['outage']['outage_ms'] is None
+    assert 'outage: none - no cold patch was pending, nothing was paused' in rp.render_text(built)
+
+
+def test_an_outage_is_not_nothing_pending():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import report as rp
+    phase = {'phase': 'drain', 'host': 'pgbouncer1', 'started_at': 100.0, 'duration_ms': 5.0,
+             'budget_left_ms': 9990.0, 'status': 'ok', 'detail': {}}
+    resume = dict(phase, phase='resume', started_at=100.05)
+    entries = rp.entry_from_result({'phases': [phase, resume], 'outcome': 'done', 'deploy_id': 'd2'},
+                                   task='outage', action='fastdowntime.postgresql.outage')
+    built = rp.build_report(entries)
+    assert built['outage']['nothing_pending'] is False
+    assert built['outage']['outage_ms'] > 0
