@@ -373,7 +373,7 @@ class Outage:
             parts.append(one_line(error))
             if result['changed']:
                 parts.append('the patches ARE committed on the primary')
-            else:
+            elif 'nothing applied' not in parts[-1]:  # the schema engine may have said so already
                 parts.append('nothing applied')
         if resume_error is not None:
             parts.append('RESUME FAILED: %s - resume by hand: psql -h <pgbouncer> -p <port> -U <admin> pgbouncer '
