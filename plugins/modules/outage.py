@@ -164,7 +164,7 @@ disabled_entries:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2, deploy_argument_spec)
+    HAS_PSYCOPG2, deploy_argument_spec, one_line)
 
 try:
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import Outage, OutageError
@@ -209,6 +209,12 @@ def main():
         result.setdefault('outcome', 'refused before the outage')
         result.setdefault('phases', outage.clock.phases)
         module.fail_json(msg=str(exc), **result)
+    except Exception as exc:  # a bug, not an expected failure; the window resumes in its finally
+        module.fail_json(msg='outage failed unexpectedly: %s: %s - check every pgbouncer (module '
+                             'fastdowntime.postgresql.pgbouncer, action info; the dead-man switch resumes any '
+                             'left paused) and the schema revisions (schema_apply state=plan)'
+                         % (type(exc).__name__, one_line(exc)),
+                         deploy_id=outage.deploy_id, outcome='aborted', phases=outage.clock.phases)
     finally:
         outage.close()
     module.exit_json(**result)
