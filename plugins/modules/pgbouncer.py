@@ -27,21 +27,15 @@ description:
     SHOW DATABASES shows.
 version_added: 0.1.0
 author: fastdowntime.postgresql contributors
-extends_documentation_fragment: fastdowntime.postgresql.connection
+extends_documentation_fragment:
+  - fastdowntime.postgresql.connection
+  - fastdowntime.postgresql.console
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
 options:
-  console:
-    description:
-      - The pgbouncer admin console, as an endpoint of the collection's connection layer
-        (O(console.host), O(console.port) - usually 6432 -, O(console.user) - listed in C(admin_users) -,
-        O(console.password), O(console.ssl_mode), O(console.ca_cert), O(console.connect_timeout)).
-      - Its O(console.dbname) is ignored; the admin database is always C(pgbouncer).
-    type: dict
-    required: true
   action:
     description:
       - What to do with the selected entries.

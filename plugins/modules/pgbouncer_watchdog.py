@@ -26,20 +26,15 @@ description:
   - Every decision is logged to syslog (ident C(fastdowntime-watchdog), facility daemon) and to O(log_file).
 version_added: 0.1.0
 author: fastdowntime.postgresql contributors
-extends_documentation_fragment: fastdowntime.postgresql.connection
+extends_documentation_fragment:
+  - fastdowntime.postgresql.connection
+  - fastdowntime.postgresql.console
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
 options:
-  console:
-    description:
-      - The local pgbouncer admin console (shape of the collection's endpoint), usually
-        C(host=127.0.0.1) or the host's own address, C(port=6432), an admin user and its password.
-      - Its O(console.dbname) is ignored; the admin database is always C(pgbouncer).
-    type: dict
-    required: true
   state:
     description: Arm (start) or disarm (stop) the watchdog.
     type: str

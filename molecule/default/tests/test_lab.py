@@ -37,6 +37,13 @@ def psql(host, sql):
     return host.check_output('runuser -u postgres -- ' + PSQL.format(lab=LAB_DIR, name=name_of(host), sql=sql))
 
 
+def health(host):
+    """The demo app's /health answer, asked on the app host itself."""
+    body = host.check_output('/usr/bin/python3 -c "import urllib.request as u; '
+                             "print(u.urlopen('http://%s:8080/health', timeout=5).read().decode())\"" % addr_of(host))
+    return json.loads(body)
+
+
 def role(host):
     return TOPOLOGY['hosts'][name_of(host)]['role']
 
@@ -78,10 +85,7 @@ def test_pgbouncer_hosts(host):
 def test_app_servers_healthy(host):
     if role(host) != 'app':
         return
-    addr = addr_of(host)
-    body = host.check_output('/usr/bin/python3 -c "import urllib.request as u; '
-                             "print(u.urlopen('http://%s:8080/health', timeout=5).read().decode())\"" % addr)
-    assert json.loads(body)['status'] == 'ok'
+    assert health(host)['status'] == 'ok'
 
 
 def test_every_database_has_the_lab_patches(host):
@@ -99,10 +103,7 @@ def test_every_database_has_the_lab_patches(host):
 def test_app_servers_see_the_new_revision(host):
     if role(host) != 'app':
         return
-    addr = addr_of(host)
-    body = host.check_output('/usr/bin/python3 -c "import urllib.request as u; '
-                             "print(u.urlopen('http://%s:8080/health', timeout=5).read().decode())\"" % addr)
-    assert json.loads(body)['revision'] == '2300-03-0'
+    assert health(host)['revision'] == '2300-03-0'
 
 
 def test_the_timeline_report_says_done(host):
