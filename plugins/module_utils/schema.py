@@ -42,6 +42,30 @@ QUERY_CANCELED = '57014'
 DEPLOY_LOCK_KEY = 0x46445453  # 'FDTS'
 SAVEPOINT = 'fastdowntime_statement'
 
+# What a patch may change in its session, put back to the deploy session's
+# defaults after each patch (before the next one and before its revision row
+# is written): DISCARD ALL spelled out, because DISCARD ALL itself is refused
+# inside a transaction block and every part below is accepted there.
+# Session-level advisory locks a patch took are released; the deploy's own
+# lock (DEPLOY_LOCK_KEY) is kept. Transaction-level state (locks, SET
+# CONSTRAINTS, deferred triggers) belongs to the one cold transaction and ends
+# with its COMMIT.
+SESSION_RESET_SQL = (
+    'SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL; DEALLOCATE ALL; CLOSE ALL; UNLISTEN *; '
+    'DISCARD TEMP; DISCARD SEQUENCES; DISCARD PLANS; '
+    "DO $fdt_reset$ DECLARE held record; BEGIN "
+    "FOR held IN SELECT classid, objid, objsubid, mode FROM pg_locks "
+    "WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted "
+    "AND NOT (classid = 0 AND objid = %d AND objsubid = 1) LOOP "
+    "IF held.objsubid = 1 AND held.mode = 'ShareLock' THEN "
+    "WHILE pg_advisory_unlock_shared((held.classid::bigint << 32) | held.objid::bigint) LOOP END LOOP; "
+    "ELSIF held.objsubid = 1 THEN "
+    "WHILE pg_advisory_unlock((held.classid::bigint << 32) | held.objid::bigint) LOOP END LOOP; "
+    "ELSIF held.mode = 'ShareLock' THEN "
+    "WHILE pg_advisory_unlock_shared(held.classid::int, held.objid::int) LOOP END LOOP; "
+    "ELSE WHILE pg_advisory_unlock(held.classid::int, held.objid::int) LOOP END LOOP; "
+    "END IF; END LOOP; END $fdt_reset$; " % DEPLOY_LOCK_KEY)
+
 
 class SchemaError(Exception):
     """A schema step failed; str() is the operator's one line.
@@ -195,18 +219,19 @@ def applied_revisions(conn, mode=DEFAULT_REVISION_TABLE):
     return {(row['major'], row['minor'], row['patch']): row['sha256'] for row in rows}
 
 
-def _record_revision(cur, table, patch, started, duration_seconds, deploy_id):
+def _record_revision(cur, table, patch, started, duration_seconds, deploy_id, prefix=''):
     """Write (collection table) or verify (Launchpad) the patch's revision row,
-    inside whatever transaction ``cur`` is in."""
+    inside whatever transaction ``cur`` is in; ``prefix`` (SQL without ``%``,
+    e.g. the session reset) is sent in the same round trip, first."""
     if table.launchpad:
-        cur.execute('SELECT 1 FROM %s WHERE major = %%s AND minor = %%s AND patch = %%s' % table.sql_name,
+        cur.execute(prefix + 'SELECT 1 FROM %s WHERE major = %%s AND minor = %%s AND patch = %%s' % table.sql_name,
                     patch.revision)
         if cur.fetchone() is None:
             raise SchemaError('%s: patch %s did not insert its LaunchpadDatabaseRevision row '
                               '(add: INSERT INTO LaunchpadDatabaseRevision VALUES (%d, %d, %d);)'
                               % ((patch.name, format_revision(patch.revision)) + patch.revision))
         return
-    cur.execute('INSERT INTO %s (major, minor, patch, file_name, kind, sha256, start_time, end_time, '
+    cur.execute(prefix + 'INSERT INTO %s (major, minor, patch, file_name, kind, sha256, start_time, end_time, '
                 'duration_ms, deploy_id) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s)' % table.sql_name,
                 patch.revision + (patch.name, patch.kind, patch.sha256, started,
                                   started + datetime.timedelta(seconds=duration_seconds),
@@ -427,11 +452,13 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
                 if not locked:
                     raise SchemaError('%s: another schema deploy is running on database %s; wait for it to finish'
                                       % (host, _dbname(conn)))
-                if not synchronous_standbys.strip():
-                    # With no synchronous standbys the commit does not wait, but
-                    # each standby then reports replaying it at once, so the
-                    # primary's pg_stat_replication confirms it promptly.
-                    cur.execute('SET LOCAL synchronous_commit = remote_apply')
+                # With no synchronous standbys the commit does not wait, but
+                # each standby then reports replaying it at once, so the
+                # primary's pg_stat_replication confirms it promptly. Set again
+                # after each patch's session reset.
+                session_setup = '' if synchronous_standbys.strip() else 'SET LOCAL synchronous_commit = remote_apply; '
+                if session_setup:
+                    cur.execute(session_setup)
                 runner = _ColdRunner(cur, clock, policy, watcher, host)
                 for patch in patches:
                     with clock.phase('cold_patch', host=host, detail={'patch': patch.name}) as patch_record:
@@ -441,8 +468,12 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
                         for stmt in patch.statements:
                             retries += runner.run(patch, stmt)
                         duration = time.monotonic() - patch_began
+                        # The next patch, and the revision row, start from the
+                        # deploy session's defaults (SESSION_RESET_SQL).
+                        reset = '%s%sSET LOCAL statement_timeout = %d; ' % (
+                            SESSION_RESET_SQL, session_setup, clock.timeout_ms('cold_patch'))
                         try:
-                            _record_revision(cur, table, patch, started, duration, deploy_id)
+                            _record_revision(cur, table, patch, started, duration, deploy_id, prefix=reset)
                         except psycopg2.Error as exc:
                             raise SchemaError('%s: recording revision %s in %s failed: %s; nothing applied'
                                               % (patch.name, format_revision(patch.revision), table.name,
@@ -545,7 +576,7 @@ def apply_hot(conn, patch, deploy_id=None, mode=DEFAULT_REVISION_TABLE, lock_ret
                 for stmt in patch.statements:
                     retries += _run_hot_statement(cur, patch, stmt, policy, watcher, dropped)
                 duration = time.monotonic() - began
-                _record_revision(cur, table, patch, started, duration, deploy_id)
+                _record_revision(cur, table, patch, started, duration, deploy_id, prefix=SESSION_RESET_SQL)
                 if record is not None:
                     record['detail']['patches'] = [{'file': patch.name, 'duration_ms': _ms(duration)}]
             finally:

@@ -7,6 +7,7 @@ FDT_SCHEMA_TEST_ENDPOINTS to JSON {"primary": endpoint, "standbys": [endpoint,
 ...]} of a private primary with streaming standbys.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -86,6 +87,13 @@ class Cluster:
 
 @pytest.fixture
 def cluster(topology):
+    with fresh_cluster(topology) as the_cluster:
+        yield the_cluster
+
+
+@contextlib.contextmanager
+def fresh_cluster(topology):
+    """A Cluster on a database of its own, dropped afterwards."""
     db_name = 'fdt_schema_%s' % uuid.uuid4().hex[:10]
     admin = postgres.connect(topology['primary'], dbname='postgres', autocommit=True)
     postgres.query(admin, 'CREATE DATABASE %s' % db_name)
@@ -356,6 +364,103 @@ def test_launchpad_layout_with_self_inserted_revision_rows(cluster, tmp_path):
                                      'LaunchpadDatabaseRevision row')
     assert cluster.scalar(cluster.primary, "SELECT to_regclass('lp_three') IS NULL") is True
     assert cluster.scalar(cluster.primary, 'SELECT count(*) FROM LaunchpadDatabaseRevision') == 4
+
+
+# -- isolation: a patch means the same whatever it is deployed with ------------------
+
+# Each pair: what one patch leaves in its session, and the next patch that would
+# read it. Deployed together they must give what they give one by one.
+LEAKY_COLD = {
+    # The issue's example: search_path.
+    'patch-2302-01-0.sql': 'CREATE SCHEMA billing;\nSET search_path = billing, public;\nCREATE TABLE t1 (x text);\n',
+    'patch-2302-02-0.sql': 'CREATE TABLE plain (x text);\n',
+    # A pg_dump header (empty search_path), then an unqualified CREATE TABLE.
+    'patch-2302-03-0.sql': "SELECT pg_catalog.set_config('search_path', '', false);\n"
+                           'CREATE TABLE public.dumped (id int);\n',
+    'patch-2302-04-0.sql': 'CREATE TABLE t (id int);\n',
+    # Session authorization and role: the next patch's objects (and every
+    # revision row) belong to the deploy user; fdt_app may not create in public.
+    'patch-2302-05-0.sql': 'SET SESSION AUTHORIZATION fdt_app;\nSELECT 1;\n',
+    'patch-2302-06-0.sql': 'CREATE TABLE owned (id int);\n',
+    'patch-2302-07-0.sql': 'SET ROLE fdt_app;\n',
+    'patch-2302-08-0.sql': 'CREATE TABLE owned_too (id int);\n',
+    # A GUC that changes how a literal reads.
+    'patch-2302-09-0.sql': "SET datestyle = 'SQL, DMY';\n",
+    'patch-2302-10-0.sql': "CREATE TABLE dated AS SELECT '01/02/2020'::date AS d;\n",
+    # A temporary table shadowing a real one.
+    'patch-2302-11-0.sql': 'CREATE TEMP TABLE plain (x text);\n',
+    'patch-2302-12-0.sql': "INSERT INTO plain VALUES ('kept');\n",
+    # Prepared statements and cursors keep their names.
+    'patch-2302-13-0.sql': 'PREPARE q AS SELECT 1;\nDECLARE c CURSOR FOR SELECT 1;\n',
+    'patch-2302-14-0.sql': 'PREPARE q AS SELECT 2;\nDECLARE c CURSOR FOR SELECT 2;\n',
+    # Session-level advisory locks and LISTEN outlive the patch.
+    'patch-2302-15-0.sql': 'SELECT pg_advisory_lock(4242);\nSELECT pg_advisory_lock_shared(1, 2);\n'
+                           'LISTEN fdt_channel;\n',
+    # Both: a table in billing and in public with the same name, for the hot patches.
+    'patch-2302-16-0.sql': 'CREATE TABLE billing.twin (x text);\nCREATE TABLE public.twin (x text);\n',
+}
+LEAKY_HOT = {
+    'patch-2302-17-1.sql': 'SET search_path = billing, public;\nCREATE INDEX CONCURRENTLY t1_x_idx ON t1 (x);\n',
+    'patch-2302-18-1.sql': 'CREATE INDEX CONCURRENTLY twin_x_idx ON twin (x);\n',
+}
+
+SCHEMA_SNAPSHOT = """
+SELECT array_agg(format('%s.%s %s owner %s', n.nspname, c.relname, c.relkind, pg_get_userbyid(c.relowner))
+                 ORDER BY n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%'
+   AND n.nspname NOT LIKE 'pg_toast_temp%'"""
+
+
+def _outcome(cluster, endpoint):
+    return {
+        'relations': cluster.scalar(endpoint, SCHEMA_SNAPSHOT),
+        'dated': str(cluster.scalar(endpoint, 'SELECT d FROM public.dated')),
+        'plain': cluster.scalar(endpoint, 'SELECT array_agg(x) FROM public.plain'),
+        'revisions': cluster.scalar(endpoint, 'SELECT count(*) FROM fastdowntime.schema_revision'),
+    }
+
+
+def test_session_state_of_one_patch_never_reaches_the_next_same_schema_as_one_by_one(topology, tmp_path):
+    patch_dir = write_patches(tmp_path / 'p', dict(LEAKY_COLD, **LEAKY_HOT))
+    with fresh_cluster(topology) as together:
+        the_plan, cold, _, _ = deploy(together, patch_dir)
+        assert len(cold['patches']) == len(LEAKY_COLD)
+        deploy_conn = together.conn(autocommit=True)
+        for patch in the_plan.pending_hot:  # one session for both hot patches
+            apply_hot(deploy_conn, patch, deploy_id='test')
+        # Nothing the patches left is still held by the deploy's sessions.
+        assert together.scalar(together.primary, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                                 "AND database = (SELECT oid FROM pg_database "
+                                                 "WHERE datname = current_database())") == 0
+        assert postgres.query(deploy_conn, 'SELECT count(*) AS n FROM pg_listening_channels()')[0]['n'] == 0
+        assert postgres.query(deploy_conn, 'SELECT current_user AS u, current_setting(%s) AS sp',
+                              ('search_path',))[0] == {'u': 'fdt_deploy', 'sp': '"$user", public'}
+        batch = _outcome(together, together.primary)
+        on_standbys = [_outcome(together, standby) for standby in together.standbys]
+
+    with fresh_cluster(topology) as alone:
+        for name in sorted(LEAKY_COLD):
+            single = write_patches(tmp_path / ('one-' + name), {name: LEAKY_COLD[name]})
+            conn = alone.conn()
+            ensure_revision_table(conn)
+            clock = BudgetClock(10).start()
+            apply_cold(conn, load_patch_set(single).patches, clock, deploy_id='one', host='primary')
+            conn.close()
+        for name in sorted(LEAKY_HOT):
+            single = write_patches(tmp_path / ('one-' + name), {name: LEAKY_HOT[name]})
+            apply_hot(alone.conn(autocommit=True), load_patch_set(single).patches[0], deploy_id='one')
+        one_by_one = _outcome(alone, alone.primary)
+
+    assert batch == one_by_one
+    assert on_standbys == [batch, batch]
+    assert 'public.plain r owner fdt_deploy' in batch['relations']
+    assert 'billing.t1_x_idx i owner fdt_deploy' in batch['relations']
+    assert 'public.twin_x_idx i owner fdt_deploy' in batch['relations']
+    assert 'public.owned r owner fdt_deploy' in batch['relations']
+    assert 'public.owned_too r owner fdt_deploy' in batch['relations']
+    assert batch['dated'] == '2020-01-02' and batch['plain'] == ['kept']
+    assert batch['revisions'] == len(LEAKY_COLD) + len(LEAKY_HOT)
 
 
 # -- the module and role, through ansible-playbook ---------------------------------
