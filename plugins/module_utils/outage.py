@@ -331,7 +331,8 @@ class Outage:
                                  **self._table_kwargs(lock_retry=True))
             result['changed'] = True
             failed_phase = 'standby replay'
-            replay = wait_for_replay(self.observer, self.standby_conns, applied['commit_lsn'], self.clock)
+            replay = wait_for_replay(self.observer, self.standby_conns, applied['commit_lsn'], self.clock,
+                                     xid=applied['commit_xid'])
             failed_phase = None
         except (ConsoleError, SchemaError, BudgetExceeded, ConnectError) as exc:
             error = exc
@@ -353,6 +354,7 @@ class Outage:
                 'patches': (applied or {}).get('patches', []),
                 'transaction_ms': (applied or {}).get('transaction_ms'),
                 'commit_lsn': (applied or {}).get('commit_lsn'),
+                'commit_xid': (applied or {}).get('commit_xid'),
             },
             resumed=resumed,
             disabled_entries=disabled,
@@ -469,7 +471,8 @@ class Outage:
                                             % (endpoint_label(e), err) for e, err in replay_errors),
                                   lagging=[endpoint_label(e) for e, _ in replay_errors])
             failed_phase = 'standby replay'
-            replay = wait_for_replay(self.observer, self.standby_conns, applied['commit_lsn'], self.clock)
+            replay = wait_for_replay(self.observer, self.standby_conns, applied['commit_lsn'], self.clock,
+                                     xid=applied['commit_xid'])
             failed_phase = None
         except (ConsoleError, SchemaError, BudgetExceeded, ConnectError) as exc:
             error = exc
@@ -510,6 +513,7 @@ class Outage:
                 'patches': (applied or {}).get('patches', []),
                 'transaction_ms': (applied or {}).get('transaction_ms'),
                 'commit_lsn': (applied or {}).get('commit_lsn'),
+                'commit_xid': (applied or {}).get('commit_xid'),
             },
             resumed=write_resumed + resumed,
             disabled_entries=disabled,

@@ -431,7 +431,10 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
     statement's statement_timeout and lock_timeout come from its usable budget.
     ``observer``: a connection or a zero-argument factory for one, used only to
     name a lock holder. Returns {'patches': [...], 'transaction_ms',
-    'commit_lsn'}.
+    'commit_lsn', 'commit_xid'}: ``commit_xid`` is the transaction's full id
+    (xid8, as text), what wait_for_replay() waits for; ``commit_lsn`` is the WAL
+    insert position read just before COMMIT (the commit record begins at or
+    after it), for the report and the primary's cross-check only.
     """
     table = _table(mode)
     policy = LockRetry.from_value(lock_retry)
@@ -446,9 +449,11 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
     try:
         with clock.phase('cold_transaction', host=host, detail={'patch_files': [p.name for p in patches]}) as record:
             with conn.cursor() as cur:
-                cur.execute("SELECT pg_try_advisory_xact_lock(%s), current_setting('synchronous_standby_names')",
-                            (DEPLOY_LOCK_KEY,))
-                locked, synchronous_standbys = cur.fetchone()
+                # The transaction's own id, assigned here: the standbys are
+                # waited for until they report exactly this transaction committed.
+                cur.execute("SELECT pg_try_advisory_xact_lock(%s), current_setting('synchronous_standby_names'), "
+                            "pg_current_xact_id()::text", (DEPLOY_LOCK_KEY,))
+                locked, synchronous_standbys, xid = cur.fetchone()
                 if not locked:
                     raise SchemaError('%s: another schema deploy is running on database %s; wait for it to finish'
                                       % (host, _dbname(conn)))
@@ -484,6 +489,10 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
                                     'lock_retries': retries})
             with clock.phase('commit', host=host):
                 clock.require('commit')
+                with conn.cursor() as cur:
+                    # Our commit record begins at or after this position.
+                    cur.execute('SELECT pg_current_wal_insert_lsn()::text')
+                    lsn = cur.fetchone()[0]
                 _commit(conn, host, patches, table)
             # The keys the timeline report reads (report.py).
             record['detail']['patches'] = [{'file': r['name'], 'duration_ms': r['duration_ms']} for r in results]
@@ -499,11 +508,7 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
     finally:
         watcher.close()
     transaction_ms = _ms(time.monotonic() - began)
-    # The insert position is at or past the end of our commit record (even with
-    # synchronous_commit off), so a standby past it has the new schema.
-    lsn = _query(conn, 'SELECT pg_current_wal_insert_lsn()::text AS lsn')[0]['lsn']
-    _end_read(conn)
-    return {'patches': results, 'transaction_ms': transaction_ms, 'commit_lsn': lsn}
+    return {'patches': results, 'transaction_ms': transaction_ms, 'commit_lsn': lsn, 'commit_xid': xid}
 
 
 def _commit(conn, host, patches, table):
@@ -685,20 +690,53 @@ def _run_on(conn, sql, params=None, timeout=5.0, label='?'):
 REPLAY_SQL = ('SELECT pg_last_wal_replay_lsn()::text AS replay_lsn, '
               'coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false) AS caught_up')
 
+# A transaction is replayed on a standby when the standby itself reports it
+# committed. pg_xact_status() raises "transaction ID ... is in the future" for
+# an id the standby has not seen yet; the standby's snapshot xmax (its latest
+# completed transaction + 1) is never past its next id, so an id below it is
+# safe to ask about, and an id at or above it has not completed there.
+REPLAY_XACT_SQL = ('SELECT pg_last_wal_replay_lsn()::text AS replay_lsn, '
+                   'coalesce(CASE WHEN %(xid)s::xid8 < pg_snapshot_xmax(pg_current_snapshot()) '
+                   "THEN pg_xact_status(%(xid)s::xid8) = 'committed' END, false) AS caught_up")
 
-def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_poll_seconds=0.05):
-    """Wait until every standby has replayed ``lsn``, polling all of them each
-    round (async connections are queried in parallel). Returns
-    {'standbys': [{'name', 'replay_ms', 'replay_lsn', 'primary_replay_lsn', ...}]}.
-    A standby not caught up while the clock's usable budget lasts -> SchemaError
-    naming it, with ``lagging`` listing every standby without the schema.
+
+def replay_query(lsn, xid=None):
+    """(sql, params) asking a standby whether it has replayed the deploy.
+
+    With ``xid`` (the committed transaction's full id, xid8 as text) the answer
+    is exact: true once the standby has replayed that transaction's commit
+    record, whatever other sessions wrote to the WAL after it (WAL inserted
+    after our commit may stay unflushed, hence unsent, for seconds on an idle
+    primary). Without it, true once the standby has replayed up to ``lsn``:
+    only for positions known to be flushed (tests, set-up)."""
+    if xid is not None:
+        return REPLAY_XACT_SQL, {'xid': xid}
+    return REPLAY_SQL, (lsn,)
+
+
+def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_poll_seconds=0.05, xid=None):
+    """Wait until every standby has replayed the deploy, polling all of them
+    each round (async connections are queried in parallel).
+
+    ``xid``: the deploy transaction's full id (apply_cold()'s ``commit_xid``):
+    a standby is caught up when it reports that transaction committed - exactly
+    our commit, never other sessions' WAL. ``lsn``: without ``xid``, the WAL
+    position to reach; with it, only the primary's cross-check compares its
+    view of each standby with it. Returns {'lsn', 'xid', 'total_ms',
+    'standbys': [{'name', 'replay_ms', 'replay_lsn', 'primary_replay_lsn',
+    ...}]}. A standby not caught up while the clock's usable budget lasts ->
+    SchemaError naming it, with ``lagging`` listing every standby without the
+    schema.
     """
+    sql, params = replay_query(lsn, xid)
+    target = 'of transaction %s (committed after %s)' % (xid, lsn) if xid is not None else 'at %s' % lsn
     clock.start()
     began = time.monotonic()
     states = [{'endpoint': endpoint, 'conn': conn, 'label': endpoint_label(endpoint), 'done': False,
                'replay_ms': None, 'replay_lsn': None} for endpoint, conn in standbys]
     names = ', '.join(endpoint.get('name') or endpoint['host'] for endpoint, _ in standbys)
-    with clock.phase('standby_replay', host=names or None, detail={'lsn': lsn}) as record:
+    with clock.phase('standby_replay', host=names or None,
+                     detail=dict({'lsn': lsn}, **({'xid': xid} if xid is not None else {}))) as record:
         interval = poll_seconds
         in_flight = {}  # id(state) -> (state, cursor): asked, answer not read yet
         while True:
@@ -707,7 +745,7 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
                 break
             if clock.usable() <= 0:
                 silent = [st for st, _ in in_flight.values()]
-                raise _lagging_error(states, lsn, 'no answer within the budget' if silent
+                raise _lagging_error(states, target, 'no answer within the budget' if silent
                                      else 'not caught up within the budget', silent[0] if silent else None)
             # Ask every pending standby that has no question in flight, then read
             # the answers as they come: one silent standby (cut off, hung) must
@@ -717,18 +755,18 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
                     continue
                 try:
                     cur = state['conn'].cursor()
-                    cur.execute(REPLAY_SQL, (lsn,))
+                    cur.execute(sql, params)
                 except psycopg2.Error as exc:
-                    raise _lagging_error(states, lsn, 'query failed (%s)' % _pg_message(exc), state)
+                    raise _lagging_error(states, target, 'query failed (%s)' % _pg_message(exc), state)
                 in_flight[id(state)] = (state, cur)
             for state, cur in _answers(list(in_flight.values()), min(interval, max(clock.usable(), 0.001))):
                 del in_flight[id(state)]
                 try:
                     row = cur.fetchone()
                 except psycopg2.Error as exc:
-                    raise _lagging_error(states, lsn, 'query failed (%s)' % _pg_message(exc), state)
+                    raise _lagging_error(states, target, 'query failed (%s)' % _pg_message(exc), state)
                 if row[0] is None:
-                    raise _lagging_error(states, lsn, 'not in recovery (promoted? not a standby)', state)
+                    raise _lagging_error(states, target, 'not in recovery (promoted? not a standby)', state)
                 state['replay_lsn'] = row[0]
                 if row[1]:
                     state['done'] = True
@@ -754,7 +792,7 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
                             'primary_confirms': bool(seen and seen['caught_up']),
                             'primary_state': seen['state'] if seen else None})
         record['detail']['standby_replay_ms'] = dict((r['name'], r['replay_ms']) for r in results)
-    return {'lsn': lsn, 'standbys': results, 'total_ms': _ms(time.monotonic() - began)}
+    return {'lsn': lsn, 'xid': xid, 'standbys': results, 'total_ms': _ms(time.monotonic() - began)}
 
 
 def _answers(asked, timeout):
@@ -784,13 +822,13 @@ def _answers(asked, timeout):
     return ready
 
 
-def _lagging_error(states, lsn, why, culprit=None):
+def _lagging_error(states, target, why, culprit=None):
     lagging = [s['label'] for s in states if not s['done']]
     culprit = culprit or next(s for s in states if not s['done'])
     others = [name for name in lagging if name != culprit['label']]
-    return SchemaError('standby %s: %s: it has not replayed the schema change at %s (last replayed %s)%s; '
+    return SchemaError('standby %s: %s: it has not replayed the schema change %s (last replayed %s)%s; '
                        'clients must not be resumed onto it'
-                       % (culprit['label'], why, lsn, culprit['replay_lsn'] or 'unknown',
+                       % (culprit['label'], why, target, culprit['replay_lsn'] or 'unknown',
                           '; also behind: %s' % ', '.join(others) if others else ''),
                        lagging=lagging)
 

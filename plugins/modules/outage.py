@@ -127,7 +127,7 @@ outage:
   description:
     - C(started_at)/C(ended_at) (epoch seconds), C(outage_ms) (drain start to last RESUME), C(max_client_wait_ms)
       (the longest wait pgbouncer saw), C(standby_replay_ms) per standby, C(patches) (per-patch duration_ms),
-      C(transaction_ms), C(commit_lsn).
+      C(transaction_ms), C(commit_xid) (the transaction the standbys confirmed), C(commit_lsn).
   type: dict
   returned: when an outage took place
   sample:

@@ -199,14 +199,16 @@ hot:
   elements: dict
 cold:
   description: The cold transaction - per-patch C(patches) (name, revision, duration_ms, statements, lock_retries),
-    C(transaction_ms) and C(commit_lsn).
+    C(transaction_ms), C(commit_xid) (the transaction's id, what the standbys are asked about) and C(commit_lsn)
+    (the WAL position the commit record follows).
   returned: when state is cold and patches were applied
   type: dict
   sample: {patches: [{name: patch-2211-01-0.sql, duration_ms: 3.1, lock_retries: 0}], transaction_ms: 8.4,
-           commit_lsn: 0/3000148}
+           commit_xid: '7412', commit_lsn: 0/3000148}
 replay:
-  description: The standbys' replay of the commit - C(standbys) (name, replay_ms, replay_lsn, primary_replay_lsn,
-    primary_confirms, primary_state) and C(total_ms).
+  description: The standbys' replay of the commit, each done once it reports the transaction C(commit_xid)
+    committed - C(standbys) (name, replay_ms, replay_lsn, primary_replay_lsn, primary_confirms, primary_state)
+    and C(total_ms).
   returned: when state is cold and patches were applied
   type: dict
 lagging:
@@ -338,7 +340,8 @@ class Run:
         self.clock.start()
         self.result['cold'] = apply_cold(conn, pending, self.clock, deploy_id=self.deploy_id, mode=self.table,
                                          lock_retry=self.policy, observer=self.observer, host=self.label)
-        self.result['replay'] = wait_for_replay(conn, standbys, self.result['cold']['commit_lsn'], self.clock)
+        self.result['replay'] = wait_for_replay(conn, standbys, self.result['cold']['commit_lsn'], self.clock,
+                                                 xid=self.result['cold']['commit_xid'])
 
 
 def main():

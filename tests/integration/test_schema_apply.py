@@ -133,7 +133,7 @@ def deploy(cluster, patch_dir, budget=10, mode='fastdowntime.schema_revision', l
     clock = BudgetClock(budget).start()
     cold = apply_cold(conn, the_plan.pending_cold, clock, deploy_id='test', mode=mode, lock_retry=lock_retry,
                       observer=lambda: cluster.conn(autocommit=True), host='primary')
-    replay = wait_for_replay(conn, standbys, cold['commit_lsn'], clock)
+    replay = wait_for_replay(conn, standbys, cold['commit_lsn'], clock, xid=cold['commit_xid'])
     return the_plan, cold, replay, clock
 
 
@@ -293,6 +293,36 @@ def test_standby_that_does_not_replay_is_named_and_reported_lagging(cluster, tmp
     assert err.value.lagging == [label]
     # The transaction itself committed on the primary: this is a replay failure.
     assert cluster.scalar(cluster.primary, "SELECT to_regclass('unseen') IS NOT NULL") is True
+
+
+def test_replay_wait_is_for_the_commit_itself_not_wal_other_sessions_leave_unflushed(cluster, tmp_path):
+    """On an idle primary, WAL another session inserts after our COMMIT stays
+    unflushed, so unsent, until some unrelated flush (seconds): waiting for the
+    insert position read after COMMIT stalled the window on it. The wait asks
+    each standby about our transaction and needs nothing beyond its commit."""
+    patch_dir = write_patches(tmp_path / 'p', {'patch-2306-01-0.sql':
+                                               'ALTER TABLE fdt_item ADD COLUMN exact_one integer;\n'})
+    conn = cluster.conn()
+    ensure_revision_table(conn)
+    the_plan = plan(load_patch_set(patch_dir), applied_revisions(conn))
+    standbys = cluster.standby_conns()
+    clock = BudgetClock(10).start()
+    cold = apply_cold(conn, the_plan.pending_cold, clock, deploy_id='test', host='primary')
+    # Right after the commit another session writes WAL and keeps its transaction open.
+    other = cluster.conn()
+    postgres.query(other, "INSERT INTO fdt_item (body) VALUES ('after the deploy')")
+    after = postgres.query(other, 'SELECT pg_current_wal_insert_lsn()::text AS lsn, '
+                                  'pg_current_wal_insert_lsn() > pg_current_wal_flush_lsn() AS unflushed')[0]
+    assert after['unflushed'] is True
+    replay = wait_for_replay(conn, standbys, cold['commit_lsn'], clock, xid=cold['commit_xid'])
+    for standby, result in zip(cluster.standbys, replay['standbys']):
+        assert result['replay_ms'] is not None
+        # Replayed our commit without the other session's WAL: that was never needed.
+        assert cluster.scalar(standby, 'SELECT %s::pg_lsn < %s::pg_lsn', (result['replay_lsn'], after['lsn'])) is True
+        assert 'exact_one' in columns(cluster, standby, 'fdt_item')
+    assert replay['xid'] == cold['commit_xid'] == str(cluster.scalar(
+        cluster.primary, "SELECT transaction_id FROM fastdowntime.schema_revision WHERE file_name = 'patch-2306-01-0.sql'"))
+    other.rollback()
 
 
 # -- hot patches ------------------------------------------------------------------
