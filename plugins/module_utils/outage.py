@@ -22,7 +22,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import socket
 import time
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
@@ -31,8 +30,11 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.deploylog 
     DeployLogError, ensure_deploy_log, new_deploy_id, write_deploy_log)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
     build_report, entry_from_result)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import drain
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
-    Console, ConsoleError, drain, open_consoles, resume)
+    Console, ConsoleError, in_parallel, open_consoles, resume)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
+    resolve_addresses, server_pids, terminate_killable)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, endpoint_label, one_line, psycopg2, query, wait)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
@@ -200,32 +202,6 @@ def _resume_on_fresh_connection(endpoint, first_error):
         conn.close()
 
 
-def _addresses(host):
-    try:
-        return {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except socket.gaierror:
-        return {host}
-
-
-KILLABLE_SQL = """
-SELECT pid, usename, host(client_addr) AS addr
-  FROM pg_stat_activity
- WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-   AND usename = ANY(%s) AND datname = %s
-"""
-
-
-def terminate_killable(conn, users, db_name, pgbouncer_addrs):
-    """Terminate direct connections (not from a pgbouncer) of ``users``; returns them."""
-    if not users:
-        return []
-    victims = [row for row in query(conn, KILLABLE_SQL, (list(users), db_name))
-               if row['addr'] not in pgbouncer_addrs]
-    for row in victims:
-        query(conn, 'SELECT pg_terminate_backend(%s)', (row['pid'],))
-    return victims
-
-
 class Outage:
     """Prepare (outside the window), then run the window once."""
 
@@ -256,6 +232,7 @@ class Outage:
         # split mode: the read-write entries are self.consoles' entries, the
         # read-only ones live on consoles of their own (their own PAUSE connections).
         self.read_consoles = []
+        self.pgbouncer_addrs = set()
 
     # -- before the window -------------------------------------------------
     def prepare(self, check_mode=False):
@@ -285,6 +262,7 @@ class Outage:
             self.consoles = [Console(p, db_name=self.db_name, databases=self.pgbouncer_databases)
                              for p in self.pgbouncers]
             open_consoles(self.consoles)
+            self.pgbouncer_addrs = resolve_addresses([p['host'] for p in self.pgbouncers])
             if self.window_mode == 'split':
                 self._split_consoles()
             # The PAUSE connections too: set-up must not count against the outage.
@@ -307,9 +285,6 @@ class Outage:
             return result
         if self.window_mode == 'split':
             return self._run_split(result)
-        pgbouncer_addrs = set()
-        for p in self.pgbouncers:
-            pgbouncer_addrs |= _addresses(p['host'])
         error = None
         failed_phase = None
         applied = None
@@ -318,11 +293,7 @@ class Outage:
         self.clock.start()
         outage_started = time.time()
         try:
-            if self.killable_users:
-                with self.clock.phase('terminate_killable', host=endpoint_label(self.primary)) as rec:
-                    victims = terminate_killable(self.observer, self.killable_users, self.db_name,
-                                                 pgbouncer_addrs)
-                    rec['detail']['terminated'] = victims
+            self._terminate_killable()
             failed_phase = 'drain'
             drain(self.consoles, policy=self.drain_policy, primary_conn=self.observer, clock=self.clock)
             failed_phase = 'schema application'
@@ -441,13 +412,7 @@ class Outage:
         self.clock.start()
         outage_started = time.time()
         try:
-            if self.killable_users:
-                pgbouncer_addrs = set()
-                for p in self.pgbouncers:
-                    pgbouncer_addrs |= _addresses(p['host'])
-                with self.clock.phase('terminate_killable', host=endpoint_label(self.primary)) as rec:
-                    rec['detail']['terminated'] = terminate_killable(self.observer, self.killable_users,
-                                                                     self.db_name, pgbouncer_addrs)
+            self._terminate_killable()
             failed_phase = 'replay pause'
             pause_replay(self.standby_conns, self.clock, replay_paused)
             failed_phase = 'drain'
@@ -521,6 +486,21 @@ class Outage:
             plan=self.plan.as_dict(),
         )
         return self._finish(result, error, failed_phase, resume_error, disabled, replay_errors)
+
+    def _terminate_killable(self):
+        """Inside the window: terminate the killable users' direct connections,
+        never one of pgbouncer's server connections (SHOW SERVERS remote_pid on
+        every console, asked at once) nor one from a pgbouncer host."""
+        if not self.killable_users:
+            return
+        with self.clock.phase('terminate_killable', host=endpoint_label(self.primary)) as rec:
+            pids = set()
+            for _, rows, error in in_parallel(lambda c: c.show('SERVERS'), self.consoles + self.read_consoles):
+                if error is not None:
+                    raise error
+                pids |= server_pids(rows)
+            rec['detail']['terminated'] = terminate_killable(self.observer, self.killable_users, self.db_name,
+                                                             pids, self.pgbouncer_addrs)
 
     def _log(self, result, failed=False):
         """The deploy-log row, written after RESUME so it never lengthens the outage.

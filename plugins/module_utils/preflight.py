@@ -22,7 +22,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import socket
 import time
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import lint
@@ -36,6 +35,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
     ConnectError, connect, endpoint_label, one_line, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     SchemaError, applied_revisions, match_replication_row)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
+    classify_connections, server_pids)
 
 try:
     import psycopg2
@@ -302,35 +303,22 @@ def decide_transactions(label, activity_rows, prepared_rows, max_seconds):
                    % (label, max_seconds), host=label, evidence=evidence)
 
 
-def classify_connections(rows, pgbouncer_addresses, system_users, fragile_users, killable_users):
-    """Sort the primary's client sessions into pgbouncer's own (from a
-    pgbouncer host's address), system, fragile, killable and unknown."""
-    groups = {'pgbouncer': [], 'system': [], 'fragile': [], 'killable': [], 'unknown': []}
-    for row in rows:
-        if row.get('client_addr') and row['client_addr'] in pgbouncer_addresses:
-            groups['pgbouncer'].append(row)
-        elif row.get('usename') in system_users:
-            groups['system'].append(row)
-        elif row.get('usename') in fragile_users:
-            groups['fragile'].append(row)
-        elif row.get('usename') in killable_users:
-            groups['killable'].append(row)
-        else:
-            groups['unknown'].append(row)
-    return groups
-
-
 def _who(rows):
     return ', '.join('%s@%s (pid %s)' % (r.get('usename'), r.get('client_addr') or 'local socket', r.get('pid'))
                      for r in rows)
 
 
-def decide_direct_connections(label, rows, pgbouncer_addresses, system_users, fragile_users, killable_users):
-    groups = classify_connections(rows, pgbouncer_addresses, system_users, fragile_users, killable_users)
+def decide_direct_connections(label, rows, pgbouncer_pids, system_users, fragile_users, killable_users):
+    """The primary's sessions of the deploy database (pg_stat_activity rows),
+    sorted by sessions.classify_connections: pgbouncer's own server
+    connections are those whose pid a pgbouncer's SHOW SERVERS shows
+    (``pgbouncer_pids``), over TCP or a unix socket; fragile or unknown
+    direct connections fail, killable ones warn."""
+    groups = classify_connections(rows, pgbouncer_pids, system_users, fragile_users, killable_users)
     evidence = dict((key, [{k: r.get(k) for k in ('pid', 'usename', 'client_addr', 'application_name', 'state')}
                            for r in value]) for key, value in groups.items())
     evidence.update(system_users=sorted(system_users), fragile_users=sorted(fragile_users),
-                    killable_users=sorted(killable_users), pgbouncer_addresses=sorted(pgbouncer_addresses))
+                    killable_users=sorted(killable_users), pgbouncer_pids=len(pgbouncer_pids))
     problems, actions = [], []
     if groups['fragile']:
         problems.append('fragile users connected directly: %s' % _who(groups['fragile']))
@@ -493,18 +481,6 @@ def summary_lines(findings):
     return lines
 
 
-def resolve_addresses(hosts, resolver=socket.getaddrinfo):
-    """Every address the pgbouncer hosts resolve to (a name that does not
-    resolve stands for itself)."""
-    addresses = set()
-    for host in hosts:
-        try:
-            addresses |= {info[4][0] for info in resolver(host, None)}
-        except (socket.gaierror, UnicodeError):
-            addresses.add(host)
-    return addresses
-
-
 # -- gathering -----------------------------------------------------------------
 
 PRIVILEGES_SQL = """
@@ -581,6 +557,7 @@ class Preflight:
         self.findings = []
         self.conns = {}       # label -> connection (autocommit)
         self.consoles = []
+        self.pgbouncer_pids = set()  # SHOW SERVERS remote_pid over every console
         self.plan = None
         self.estimate = None
         self.lint_options = lint_options if lint_options is not None else lint.parse_options()
@@ -687,6 +664,9 @@ class Preflight:
                                                          if endpoint_label(e) not in paused]) if primary else []
         self.findings.extend(decide_lag(lag, self.max_lag_seconds, self.max_lag_bytes))
 
+        # pgbouncer first: its SHOW SERVERS before and after the activity read
+        # name every server connection the activity shows (sessions.server_pids).
+        pgbouncer_rtts, entries_counts = self._check_pgbouncers()
         activity = {}
         for endpoint, conn in [(self.primary, primary)] + standbys:
             if conn is None:
@@ -703,7 +683,6 @@ class Preflight:
             activity[label] = rows
             self.findings.append(decide_transactions(label, rows, prepared, self.max_transaction_seconds))
 
-        pgbouncer_rtts, entries_counts = self._check_pgbouncers()
         if primary_label in blind:
             self.findings.append(not_checked('direct_connections', [primary_label]))
         elif primary is not None and primary_label in activity:
@@ -846,6 +825,7 @@ class Preflight:
                 flags = console.flags()
                 state = console.state()
                 rtts.append(_round_trip(lambda: console.show('VERSION')))
+                self.pgbouncer_pids |= server_pids(console.show('SERVERS'))
                 entries_counts.append(len(console.entries))
             except ConsoleError as exc:
                 self.findings.append(decide_pgbouncer(label, error=exc))
@@ -853,14 +833,26 @@ class Preflight:
             self.findings.append(decide_pgbouncer(label, console.entries, flags, state, missing))
         return rtts, entries_counts
 
+    def _server_pids(self):
+        """The backend pids of every open console's server connections, now."""
+        pids = set()
+        for console in self.consoles:
+            if console.conn is None:
+                continue
+            try:
+                pids |= server_pids(console.show('SERVERS'))
+            except ConsoleError:
+                continue
+        return pids
+
     def _check_direct_connections(self, primary, label, activity_rows):
         system_users = self.system_users
         if system_users is None:
             replication = self._query(primary, REPLICATION_USERS_SQL, label=label, check='direct_connections')
             system_users = set([self.primary['user']] + [row['rolname'] for row in replication or []])
-        addresses = resolve_addresses([p['host'] for p in self.pgbouncers])
+        pids = self.pgbouncer_pids | self._server_pids()
         rows = [row for row in activity_rows if row.get('datname') == self.db_name]
-        self.findings.append(decide_direct_connections(label, rows, addresses, system_users, self.fragile_users,
+        self.findings.append(decide_direct_connections(label, rows, pids, system_users, self.fragile_users,
                                                        self.killable_users))
 
     def _check_budget(self, primary, label, standbys, lag, pgbouncer_rtts, entries_counts):

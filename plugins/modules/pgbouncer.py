@@ -140,11 +140,13 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import (
+    DrainError,
+    drain,
+)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     Console,
     ConsoleError,
-    DrainError,
-    drain,
     open_consoles,
 )
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (

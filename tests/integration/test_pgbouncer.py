@@ -5,6 +5,7 @@ import time
 import psycopg2
 import pytest
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import drain as dr
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import pgbouncer_console as pc
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import connect
@@ -33,7 +34,7 @@ def test_pause_resume_under_load_loses_nothing(healthy_lab, consoles):
     clock = BudgetClock(10).start()
     with healthy_lab.load(writers=PGBOUNCERS, readers=PGBOUNCERS) as load:
         time.sleep(0.5)
-        drained = pc.drain(consoles, clock=clock)
+        drained = dr.drain(consoles, clock=clock)
         assert all(c.drained() for c in consoles)
         time.sleep(0.3)  # the outage: clients queue in pgbouncer
         resumed = pc.resume(consoles, clock=clock)
@@ -58,8 +59,8 @@ def test_open_transaction_makes_the_drain_miss_its_deadline_and_resumes_all(heal
             cur = holder.cursor()
             cur.execute("INSERT INTO fdt_item (body) VALUES ('held open') RETURNING id")
             began = time.monotonic()
-            with pytest.raises(pc.DrainError) as err:
-                pc.drain(consoles, deadline_seconds=1.0, primary_conn=primary)
+            with pytest.raises(dr.DrainError) as err:
+                dr.drain(consoles, deadline_seconds=1.0, primary_conn=primary)
             took = time.monotonic() - began
             assert all_active(consoles)
             holder.commit()  # the held transaction still commits: nothing was killed
@@ -82,7 +83,7 @@ def test_terminate_policy_ends_the_old_transaction_and_drains(healthy_lab, conso
     cur = holder.cursor()
     cur.execute("INSERT INTO fdt_item (body) VALUES ('to be terminated') RETURNING id")
     time.sleep(0.5)
-    outcome = pc.drain(consoles, deadline_seconds=5.0, policy='terminate', primary_conn=primary,
+    outcome = dr.drain(consoles, deadline_seconds=5.0, policy='terminate', primary_conn=primary,
                        terminate_after_seconds=0.3, terminate_min_xact_age_seconds=0.2)
     assert all(c.drained() for c in consoles)
     assert len(outcome['terminated']) == 1 and outcome['terminated'][0]['usename'] == 'fdt_app'
@@ -106,8 +107,8 @@ def test_timeout_then_resume_never_hangs(healthy_lab, consoles, primary):
 
             def attempt():
                 try:
-                    pc.drain(consoles, deadline_seconds=0.3, primary_conn=primary)
-                except pc.DrainError as exc:
+                    dr.drain(consoles, deadline_seconds=0.3, primary_conn=primary)
+                except dr.DrainError as exc:
                     outcome['error'] = exc
 
             worker = threading.Thread(target=attempt, daemon=True)
@@ -122,7 +123,7 @@ def test_timeout_then_resume_never_hangs(healthy_lab, consoles, primary):
         holder.rollback()
         holder.close()
     began = time.monotonic()
-    pc.drain(consoles, deadline_seconds=2.0)
+    dr.drain(consoles, deadline_seconds=2.0)
     pc.resume(consoles)
     assert time.monotonic() - began < 2.0
     assert all_active(consoles)

@@ -89,8 +89,9 @@ DRAINER = textwrap.dedent('''\
     import json, sys, time
     sys.path.insert(0, %(collections)r)
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils import pgbouncer_console as pc
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import drain
     consoles = pc.open_consoles([pc.Console(e, db_name=%(db)r) for e in json.loads(sys.argv[1])])
-    pc.drain(consoles, deadline_seconds=5)
+    drain(consoles, deadline_seconds=5)
     print('paused', flush=True)
     time.sleep(600)  # the controller "hangs" holding the pause until it is killed
 ''')

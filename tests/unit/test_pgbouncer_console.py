@@ -1,7 +1,9 @@
 """Pure parsing and decision functions of the pgbouncer admin console (no database)."""
 import pytest
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import drain as dr
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import pgbouncer_console as pc
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import sessions
 
 LABEL = 'pgbouncer1 (10.213.47.21:6432)'
 
@@ -89,7 +91,7 @@ CLIENTS = [
 
 
 def test_holders_join_servers_to_clients_for_the_entries_only():
-    found = pc.holders(SERVERS, CLIENTS, ['fdtdemo'], LABEL)
+    found = dr.holders(SERVERS, CLIENTS, ['fdtdemo'], LABEL)
     assert len(found) == 1
     holder = found[0]
     assert (holder['client_user'], holder['client_addr'], holder['client_port']) == ('fdt_app', '10.213.47.31', 51234)
@@ -98,23 +100,23 @@ def test_holders_join_servers_to_clients_for_the_entries_only():
 
 
 def test_match_backends_by_server_local_address_and_port():
-    found = pc.holders(SERVERS, CLIENTS, ['fdtdemo'], LABEL)
+    found = dr.holders(SERVERS, CLIENTS, ['fdtdemo'], LABEL)
     activity = [
         {'pid': 1, 'client_addr': '10.213.47.22', 'client_port': 40001, 'usename': 'wrong host'},
         {'pid': 777, 'client_addr': '10.213.47.21', 'client_port': 40001, 'usename': 'fdt_app',
          'state': 'idle in transaction', 'query': 'UPDATE t\n SET x = 1', 'xact_age_seconds': 12.34},
     ]
-    pc.match_backends(found, activity)
+    sessions.match_backends(found, activity)
     assert found[0]['backend']['pid'] == 777
-    text = pc.describe_holder(found[0])
+    text = dr.describe_holder(found[0])
     assert 'fdt_app@10.213.47.31:51234' in text and 'entry fdtdemo' in text
     assert 'transaction open 12.3 s' in text and 'UPDATE t SET x = 1' in text and '\n' not in text
 
 
 def test_match_backends_leaves_unknown_holders_without_backend():
-    found = pc.match_backends(pc.holders(SERVERS, CLIENTS, ['fdtdemo'], LABEL), [])
+    found = sessions.match_backends(dr.holders(SERVERS, CLIENTS, ['fdtdemo'], LABEL), [])
     assert found[0]['backend'] is None
-    assert 'backend pid' not in pc.describe_holder(found[0])
+    assert 'backend pid' not in dr.describe_holder(found[0])
 
 
 def test_quote_entry_doubles_quotes():
@@ -124,6 +126,6 @@ def test_quote_entry_doubles_quotes():
 
 def test_drain_refuses_an_unknown_policy_and_needs_a_deadline():
     with pytest.raises(ValueError):
-        pc.drain([], deadline_seconds=1, policy='maybe')
+        dr.drain([], deadline_seconds=1, policy='maybe')
     with pytest.raises(ValueError):
-        pc.drain([])
+        dr.drain([])

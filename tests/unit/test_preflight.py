@@ -178,45 +178,30 @@ def test_no_transactions_pass_and_null_state_is_tolerated():
 
 # -- direct connections -----------------------------------------------------------------
 
-def conn(user, addr):
-    return {'pid': hash((user, addr)) % 1000, 'usename': user, 'client_addr': addr, 'state': 'idle',
-            'application_name': ''}
+def conn(user, addr, pid):
+    return {'pid': pid, 'usename': user, 'client_addr': addr, 'state': 'idle', 'application_name': ''}
 
 
-BOUNCERS = {'10.0.0.21'}
+# pgbouncer's server connections, by backend pid (SHOW SERVERS remote_pid).
+BOUNCER_PIDS = {101, 102}
 
 
-def test_connections_from_pgbouncer_and_system_users_are_ignored():
-    found = pf.decide_direct_connections('p', [conn('app', '10.0.0.21'), conn('deploy', '10.0.0.1')], BOUNCERS,
-                                         {'deploy'}, set(), set())
+def test_pgbouncer_server_connections_and_system_users_are_ignored():
+    rows = [conn('app', '10.0.0.21', 101), conn('app', None, 102), conn('deploy', '10.0.0.1', 7)]
+    found = pf.decide_direct_connections('p', rows, BOUNCER_PIDS, {'deploy'}, set(), set())
     assert found['status'] == PASS
-    assert len(found['evidence']['pgbouncer']) == 1 and len(found['evidence']['system']) == 1
+    assert len(found['evidence']['pgbouncer']) == 2 and len(found['evidence']['system']) == 1
 
 
 def test_fragile_and_unknown_fail_killable_warns():
-    rows = [conn('librarian', '10.0.0.9'), conn('stranger', None), conn('cron', '10.0.0.8')]
-    found = pf.decide_direct_connections('p', rows, BOUNCERS, {'deploy'}, {'librarian'}, {'cron'})
+    rows = [conn('librarian', '10.0.0.9', 1), conn('stranger', None, 2), conn('cron', '10.0.0.8', 3)]
+    found = pf.decide_direct_connections('p', rows, BOUNCER_PIDS, {'deploy'}, {'librarian'}, {'cron'})
     assert found['status'] == FAIL
     assert 'fragile users connected directly: librarian@10.0.0.9' in found['summary']
     assert 'stranger@local socket' in found['summary']
     assert 'stop them first' in found['action']
-    killable = pf.decide_direct_connections('p', [conn('cron', '10.0.0.8')], BOUNCERS, set(), set(), {'cron'})
+    killable = pf.decide_direct_connections('p', [conn('cron', '10.0.0.8', 3)], BOUNCER_PIDS, set(), set(), {'cron'})
     assert killable['status'] == WARN and 'terminated' in killable['summary']
-
-
-def test_pgbouncer_address_wins_over_the_user_list():
-    groups = pf.classify_connections([conn('librarian', '10.0.0.21')], BOUNCERS, set(), {'librarian'}, set())
-    assert len(groups['pgbouncer']) == 1 and not groups['fragile']
-
-
-def test_resolve_addresses_keeps_names_that_do_not_resolve():
-    import socket
-
-    def resolver(host, port):
-        if host == 'bad':
-            raise socket.gaierror('no')
-        return [(None, None, None, None, ('10.0.0.21', 0))]
-    assert pf.resolve_addresses(['good', 'bad'], resolver) == {'10.0.0.21', 'bad'}
 
 
 # -- pgbouncer ---------------------------------------------------------------------------

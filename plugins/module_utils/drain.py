@@ -1,0 +1,291 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fastdowntime.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The all-or-nothing drain: PAUSE the deploy's entries on every pgbouncer
+console at once, confirm from SHOW DATABASES/SERVERS, and undo every pause on
+any failure or at the deadline.
+
+pgbouncer 1.18 sets an entry's ``paused`` flag as soon as a PAUSE is *issued*,
+not when it is done: "drained" is therefore confirmed from SHOW SERVERS (the
+entry is paused and no server connection of it is left).
+
+The pure parts - who holds a server connection (``holders``) and how it is
+said (``describe_holder``) - are unit-tested without a database; the primary
+side (which backend that is, terminating it) lives in ``sessions``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import select
+import time
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
+    BUSY_SERVER_STATES, ConsoleError, checked, in_parallel, servers_of)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
+    ConnectError, one_line, psycopg2)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
+    backend_activity, match_backends, terminate_backend)
+
+
+class DrainError(ConsoleError):
+    """The drain failed or missed its deadline; every pause it made was undone
+    (or the message says which pgbouncer could not be resumed)."""
+
+    def __init__(self, message, holders=None, results=None):
+        ConsoleError.__init__(self, message)
+        self.holders = holders or []
+        self.results = results or []
+
+
+def holders(servers_rows, clients_rows, entries, label):
+    """Clients still holding a server connection of the entries.
+
+    Joins SHOW SERVERS (``link`` = the client's ``ptr``) to SHOW CLIENTS. Each
+    holder names the client (user, addr, port) and the server connection's
+    local address/port and backend pid, for matching pg_stat_activity.
+    """
+    clients = dict((row.get('ptr'), row) for row in clients_rows if row.get('ptr'))
+    found = []
+    for server in servers_of(servers_rows, entries):
+        link = server.get('link') or ''
+        if not link and server.get('state') not in BUSY_SERVER_STATES:
+            continue
+        client = clients.get(link, {})
+        found.append({
+            'pgbouncer': label,
+            'entry': server.get('database'),
+            'server_state': server.get('state'),
+            'client_user': client.get('user') or server.get('user'),
+            'client_addr': client.get('addr'),
+            'client_port': client.get('port'),
+            'application_name': client.get('application_name') or '',
+            'server_local_addr': server.get('local_addr'),
+            'server_local_port': server.get('local_port'),
+            'backend_pid': server.get('remote_pid'),
+            'backend': None,
+        })
+    return found
+
+
+def describe_holder(holder):
+    """One holder in words, for the one-line error."""
+    text = '%s@%s:%s on %s entry %s' % (holder['client_user'], holder['client_addr'], holder['client_port'],
+                                       holder['pgbouncer'], holder['entry'])
+    backend = holder.get('backend')
+    if backend:
+        age = backend.get('xact_age_seconds')
+        text += ' (backend pid %s, user %s, %s, transaction open %s, query: %s)' % (
+            backend.get('pid'), backend.get('usename'), backend.get('state'),
+            '%.1f s' % age if age is not None else 'n/a',
+            one_line(backend.get('query') or '')[:120])
+    return text
+
+
+# -- the drain -----------------------------------------------------------
+
+class _Drain:
+    """State of one drain across consoles (single thread, select loop)."""
+
+    def __init__(self, consoles, deadline_seconds, policy, primary_conn, terminate_after_seconds,
+                 terminate_min_xact_age_seconds, clock, poll_interval, phase='drain', after_pause_sent=None):
+        if policy not in ('abort', 'terminate'):
+            raise ValueError('policy must be abort or terminate, got %r' % (policy,))
+        self.consoles = consoles
+        self.deadline_seconds = float(deadline_seconds)
+        self.policy = policy
+        self.primary_conn = primary_conn
+        self.terminate_after = (self.deadline_seconds / 2.0 if terminate_after_seconds is None
+                                else float(terminate_after_seconds))
+        self.min_age = (self.terminate_after if terminate_min_xact_age_seconds is None
+                        else float(terminate_min_xact_age_seconds))
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.phase = phase
+        self.after_pause_sent = after_pause_sent
+        self.terminated = []
+        self.phases = {}
+        self.results = {}
+
+    def run(self):
+        began = time.monotonic()
+        deadline = began + self.deadline_seconds
+        pending = {}  # console -> set of entries whose PAUSE has not returned
+        try:
+            # Every console is asked at once: the window must not grow with the
+            # number of pgbouncers.
+            states = checked(in_parallel(lambda c: c.flags(), self.consoles))
+            for console in self.consoles:
+                flags = states[console]
+                to_pause = [entry for entry in console.entries if not flags[entry]['paused']]
+                self.results[console.label] = {
+                    'host': console.label, 'entries': list(console.entries), 'paused': to_pause,
+                    'already_paused': [e for e in console.entries if flags[e]['paused']],
+                    'duration_ms': None}
+                console.open_pause_connections(to_pause)
+                pending[console] = set(to_pause)
+            # Everything is connected: now touch the pools, all at once.
+            for console in self.consoles:
+                self._start_phase(console)
+                for entry in sorted(pending[console]):
+                    console.send_pause(entry)
+            if self.after_pause_sent is not None:
+                self.after_pause_sent()
+            unconfirmed = set(self.consoles)
+            while unconfirmed:
+                self._collect_replies(pending, deadline)
+                answered = [c for c in unconfirmed if not pending[c]]
+                drained = checked(in_parallel(lambda c: c.drained(), answered))
+                for console in answered:
+                    if drained[console]:
+                        unconfirmed.discard(console)
+                        console.close_pause_connections()
+                        self.results[console.label]['duration_ms'] = round((time.monotonic() - began) * 1000, 1)
+                        self._end_phase(console, None)
+                if not unconfirmed:
+                    break
+                now = time.monotonic()
+                if now >= deadline:
+                    self._missed_deadline(unconfirmed)
+                if self.policy == 'terminate' and now - began >= self.terminate_after:
+                    self._terminate(unconfirmed)
+        except DrainError as exc:
+            self._rollback(exc)
+        except (ConsoleError, ConnectError) as exc:
+            self._rollback(DrainError(str(exc)))
+        except psycopg2.Error as exc:
+            self._rollback(DrainError('drain failed: %s' % one_line(exc)))
+        return {'duration_ms': round((time.monotonic() - began) * 1000, 1),
+                'consoles': [self.results[c.label] for c in self.consoles],
+                'terminated': self.terminated}
+
+    def _collect_replies(self, pending, deadline):
+        waiting = {}
+        for console, entries in pending.items():
+            for entry in entries:
+                conn = console.pause_conns[entry]
+                waiting[conn.fileno()] = (console, entry, conn)
+        left = max(0.0, min(self.poll_interval, deadline - time.monotonic()))
+        if not waiting:
+            time.sleep(left)
+            return
+        readable, _, _ = select.select(list(waiting), [], [], left)
+        for fileno in readable:
+            console, entry, conn = waiting[fileno]
+            try:
+                if conn.poll() == psycopg2.extensions.POLL_OK:
+                    pending[console].discard(entry)
+            except psycopg2.Error as exc:
+                raise DrainError('%s: PAUSE %s failed: %s' % (console.label, entry, one_line(exc)))
+
+    def _holders(self, consoles):
+        found = []
+        for console in consoles:
+            try:
+                found.extend(holders(console.show('SERVERS'), console.show('CLIENTS'), console.entries,
+                                     console.label))
+            except ConsoleError:
+                continue
+        return match_backends(found, backend_activity(self.primary_conn))
+
+    def _missed_deadline(self, unconfirmed):
+        found = self._holders(sorted(unconfirmed, key=lambda c: c.label))
+        hosts = ', '.join(sorted(c.label for c in unconfirmed))
+        if found:
+            who = 'still holding a server connection: %s' % '; '.join(describe_holder(h) for h in found)
+        else:
+            who = 'no client holds a server connection any more (pgbouncer did not confirm in time)'
+        raise DrainError('drain missed its %.1f s deadline on %s; %s' % (self.deadline_seconds, hosts, who),
+                         holders=found)
+
+    def _terminate(self, unconfirmed):
+        """pg_terminate_backend for primary backends held in a transaction older than the threshold."""
+        if self.primary_conn is None:
+            return
+        done = set(item['pid'] for item in self.terminated)
+        for holder in self._holders(unconfirmed):
+            backend = holder.get('backend')
+            if not backend or backend.get('pid') in done:
+                continue
+            age = backend.get('xact_age_seconds')
+            if age is None or age < self.min_age:
+                continue
+            terminate_backend(self.primary_conn, backend['pid'])
+            done.add(backend['pid'])
+            self.terminated.append({'pid': backend['pid'], 'usename': backend.get('usename'),
+                                    'xact_age_seconds': age, 'query': backend.get('query'),
+                                    'client': describe_holder(holder)})
+
+    def _rollback(self, error):
+        """All or nothing: close every waiting PAUSE, resume what we paused, re-raise."""
+        for console in self.consoles:
+            console.close_pause_connections()
+        not_resumed = []
+        for console, _, exc in in_parallel(self._undo, self.consoles):
+            if exc is not None:
+                not_resumed.append(str(exc))
+            self._end_phase(console, error)
+        message = str(error)
+        if not_resumed:
+            message += '; could NOT resume: %s (the watchdog resumes it at its deadline, or run the ' \
+                       'pgbouncer_drain role resume entry point)' % '; '.join(not_resumed)
+        else:
+            message += '; every pgbouncer paused by this drain was resumed'
+        raise DrainError(message, holders=error.holders, results=list(self.results.values()))
+
+    @staticmethod
+    def _undo(console):
+        entries = sorted(console.paused_by_us)
+        if entries:
+            console.resume(entries)
+
+    def _start_phase(self, console):
+        if self.clock is None:
+            return
+        manager = self.clock.phase(self.phase, host=console.label, detail={'entries': list(console.entries)})
+        manager.__enter__()
+        self.phases[console.label] = manager
+
+    def _end_phase(self, console, error):
+        manager = self.phases.pop(console.label, None)
+        if manager is None:
+            return
+        if error is None:
+            manager.__exit__(None, None, None)
+        else:
+            try:
+                manager.__exit__(type(error), error, None)
+            except BaseException:
+                pass  # the phase recorded the failure; the drain raises its own error
+
+
+def drain(consoles, deadline_seconds=None, policy='abort', primary_conn=None,
+          terminate_after_seconds=None, terminate_min_xact_age_seconds=None, clock=None,
+          poll_interval=0.05, phase='drain', after_pause_sent=None):
+    """PAUSE the deploy's entries on every (open) console at once and confirm
+    the drain from SHOW DATABASES/SERVERS within ``deadline_seconds`` (default:
+    the usable budget of ``clock``).
+
+    All or nothing: on any failure or at the deadline, every waiting PAUSE is
+    closed and every entry this drain paused is resumed before DrainError is
+    raised. ``policy='abort'`` fails at the deadline naming each client still
+    holding a server connection (and, given ``primary_conn`` - an autocommit
+    connection to the primary - its backend's query, user and transaction
+    age). ``policy='terminate'`` terminates, from ``terminate_after_seconds``
+    (default half the deadline) on, the primary backends those clients hold in
+    a transaction older than ``terminate_min_xact_age_seconds`` (default the
+    same), then keeps waiting for the drain until the deadline.
+
+    ``phase`` names the per-console phase on ``clock``. ``after_pause_sent``
+    (no arguments; it must not raise) runs once every PAUSE has been sent and
+    before the drain is confirmed: the split window resumes the read-write
+    entries there, so some watched entry stays paused without a gap.
+    """
+    if deadline_seconds is None:
+        if clock is None:
+            raise ValueError('drain needs deadline_seconds or a budget clock')
+        deadline_seconds = clock.work_timeout('drain')
+    runner = _Drain(consoles, deadline_seconds, policy, primary_conn, terminate_after_seconds,
+                    terminate_min_xact_age_seconds, clock, poll_interval, phase, after_pause_sent)
+    return runner.run()

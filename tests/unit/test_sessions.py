@@ -1,0 +1,69 @@
+"""Primary-side sessions (no database): pgbouncer's server connections are
+recognised by their backend pid, whatever address they come from."""
+import socket
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import drain as dr
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import sessions
+
+LABEL = 'pgbouncer1 (/run/pgbouncer:6432)'
+
+
+def row(pid, user, addr):
+    return {'pid': pid, 'usename': user, 'client_addr': addr, 'state': 'idle', 'application_name': ''}
+
+
+def test_server_pids_skip_connections_still_logging_in():
+    servers = [{'remote_pid': 501}, {'remote_pid': '502'}, {'remote_pid': 0}, {'remote_pid': None}, {}]
+    assert sessions.server_pids(servers) == {501, 502}
+
+
+def test_pgbouncer_pid_wins_over_the_user_lists_over_tcp_and_unix_socket():
+    rows = [row(501, 'librarian', '10.0.0.21'), row(502, 'fdt_app', None), row(9, 'fdt_app', None)]
+    groups = sessions.classify_connections(rows, {501, 502}, set(), {'librarian'}, {'fdt_app'})
+    assert [r['pid'] for r in groups['pgbouncer']] == [501, 502]
+    assert [r['pid'] for r in groups['killable']] == [9]
+    assert not groups['fragile'] and not groups['unknown']
+
+
+def test_an_address_alone_does_not_make_a_pgbouncer_connection():
+    groups = sessions.classify_connections([row(7, 'cron', '10.0.0.21')], {501}, set(), set(), set())
+    assert [r['pid'] for r in groups['unknown']] == [7]
+
+
+def test_killable_never_includes_a_pgbouncer_server_connection_or_host():
+    rows = [{'pid': 501, 'usename': 'fdt_app', 'addr': None},        # pgbouncer over a unix socket
+            {'pid': 8, 'usename': 'fdt_app', 'addr': '10.0.0.21'},    # from a pgbouncer host
+            {'pid': 9, 'usename': 'fdt_app', 'addr': '10.0.0.50'}]
+    assert [r['pid'] for r in sessions.killable_victims(rows, {501}, {'10.0.0.21'})] == [9]
+
+
+SERVERS = [
+    # over a unix socket: pgbouncer shows local_addr "unix"; only the pid ties it to the backend
+    {'database': 'fdtdemo', 'state': 'active', 'user': 'fdt_app', 'link': '0xc1',
+     'local_addr': 'unix', 'local_port': 6432, 'remote_pid': 4242},
+]
+CLIENTS = [{'ptr': '0xc1', 'user': 'fdt_app', 'addr': '10.0.0.31', 'port': 51234, 'application_name': 'demo'}]
+
+
+def test_holder_over_a_unix_socket_is_matched_by_its_backend_pid():
+    found = dr.holders(SERVERS, CLIENTS, ['fdtdemo'], LABEL)
+    activity = [{'pid': 1, 'client_addr': None, 'client_port': -1, 'usename': 'other'},
+                {'pid': 4242, 'client_addr': None, 'client_port': -1, 'usename': 'fdt_app',
+                 'state': 'idle in transaction', 'query': 'SELECT 1', 'xact_age_seconds': 3.0}]
+    sessions.match_backends(found, activity)
+    assert found[0]['backend']['pid'] == 4242
+
+
+def test_holder_without_a_pid_falls_back_to_the_local_address():
+    servers = [dict(SERVERS[0], local_addr='10.0.0.21', local_port=40001, remote_pid=0)]
+    found = dr.holders(servers, CLIENTS, ['fdtdemo'], LABEL)
+    sessions.match_backends(found, [{'pid': 77, 'client_addr': '10.0.0.21', 'client_port': 40001}])
+    assert found[0]['backend']['pid'] == 77
+
+
+def test_resolve_addresses_keeps_names_that_do_not_resolve():
+    def resolver(host, port):
+        if host == 'bad':
+            raise socket.gaierror('no')
+        return [(None, None, None, None, ('10.0.0.21', 0))]
+    assert sessions.resolve_addresses(['good', 'bad'], resolver) == {'10.0.0.21', 'bad'}
