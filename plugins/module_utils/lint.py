@@ -46,6 +46,7 @@ except ImportError:  # pragma: no cover - postgres.connect() reports it
     psycopg2 = None
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import COLD, HOT
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import walk as _walk
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import one_line, query
 
 ERROR, WARNING, INFO = 'error', 'warning', 'info'
@@ -130,6 +131,11 @@ RULES = {
         REFUSED, None, ERROR,
         'CONCURRENTLY cannot run inside the outage\'s transaction',
         'move it to a hot patch of its own (applied live, before the outage)'),
+    'partitioned-no-transaction-block': (
+        REFUSED, None, ERROR,
+        'REINDEX TABLE/INDEX (PostgreSQL 14+) or CLUSTER (15+) of a partitioned table cannot run inside a '
+        'transaction block: the window would roll back',
+        'REINDEX ... CONCURRENTLY in a hot patch, or name each partition'),
     'data-change': (
         DATA, 'ROW EXCLUSIVE', INFO,
         'a data change: rows estimated by the planner on the primary',
@@ -181,6 +187,8 @@ KNOWN_VOLATILITY = {
     'uuid_generate_v1': 'v', 'uuid_generate_v1mc': 'v', 'uuid_generate_v4': 'v', 'setseed': 'v',
     'lower': 'i', 'upper': 'i', 'md5': 'i', 'concat': 's', 'coalesce': 'i', 'length': 'i',
 }
+# pg_class.relkind of a partitioned table and a partitioned index.
+PARTITIONED_RELKINDS = ('p', 'I')
 SERIAL_TYPES = ('serial', 'serial4', 'serial8', 'bigserial', 'smallserial', 'serial2')
 
 # pglast's type names -> format_type()'s, so the catalog's types compare.
@@ -206,21 +214,6 @@ class LintError(Exception):
 
 def _name(value):
     return getattr(value, 'name', str(value))
-
-
-def _walk(node):
-    """Every pglast node under ``node`` (itself included)."""
-    if isinstance(node, (list, tuple)):
-        for item in node:
-            yield from _walk(item)
-        return
-    if not isinstance(node, pglast.ast.Node):
-        return
-    yield node
-    for slot in type(node).__slots__:
-        value = getattr(node, slot, None)
-        if isinstance(value, (list, tuple, pglast.ast.Node)):
-            yield from _walk(value)
 
 
 def _strings(items):
@@ -495,6 +488,10 @@ def classify(node, catalog, scope=None, kind=COLD):
             return [_work('vacuum-full', table_key(r.relation)) for r in node.rels or ()] or \
                 [_work('vacuum-full', None, detail='every table')]
         return [_work('catalog-only', None, detail='VACUUM' if node.is_vacuumcmd else 'ANALYZE')]
+    if name in ('ReindexStmt', 'ClusterStmt') and kind == COLD and node.relation is not None \
+            and (catalog.table(table_key(node.relation)) or {}).get('relkind') in PARTITIONED_RELKINDS:
+        # patchset.NO_TRANSACTION_BLOCK's two entries that need the catalog.
+        return [_work('partitioned-no-transaction-block', table_key(node.relation), detail=name[:-4].upper())]
     if name == 'ClusterStmt':
         return [_work('cluster', table_key(node.relation) if node.relation is not None else None)]
     if name == 'RenameStmt':

@@ -40,7 +40,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, load_patch_set, plan as make_plan, refuse_drift)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    SchemaError, applied_revisions, apply_cold, ensure_revision_table, wait_for_replay)
+    SchemaError, applied_revisions, apply_cold, ensure_revision_table, procedure_source, wait_for_replay)
 
 
 WINDOW_MODES = ('all', 'split')
@@ -246,7 +246,8 @@ class Outage:
             ensure_revision_table(self.observer, check_mode=check_mode, **table)
             ensure_deploy_log(self.observer, check_mode=check_mode)
             applied = applied_revisions(self.observer, **table)
-            self.plan = make_plan(patch_set, applied)
+            self.plan = make_plan(patch_set, applied, revision_table=table.get('mode'),
+                                  procedure_source=procedure_source(self.observer))
             refuse_drift(self.plan)
             # In check mode the hot patches were only planned, not applied: the
             # plan shows them; a real run refuses to open a window behind them.

@@ -116,6 +116,7 @@ class Plan:
     missing_files: list  # revisions recorded in the database with no file
     unverified: list   # applied patches whose row holds no checksum (Launchpad)
     ignored: list
+    refused: list = field(default_factory=list)  # window_problems(): 'file line N: cause'
 
     @property
     def pending(self):
@@ -130,6 +131,7 @@ class Plan:
             'missing_files': [format_revision(r) for r in self.missing_files],
             'unverified': list(self.unverified),
             'ignored': list(self.ignored),
+            'refused': list(self.refused),
         }
 
 
@@ -160,6 +162,21 @@ def _line_of(text, offset):
     return text.count('\n', 0, offset) + 1
 
 
+def walk(node):
+    """Every pglast node under ``node`` (itself included)."""
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            yield from walk(item)
+        return
+    if not isinstance(node, pg_ast.Node):
+        return
+    yield node
+    for slot in type(node).__slots__:
+        value = getattr(node, slot, None)
+        if isinstance(value, (list, tuple, pg_ast.Node)):
+            yield from walk(value)
+
+
 def _has_concurrently_option(params):
     for param in params or ():
         if getattr(param, 'defname', None) == 'concurrently':
@@ -167,42 +184,183 @@ def _has_concurrently_option(params):
     return False
 
 
+def _option_is_false(options, name):
+    """True when DefElem ``name`` of ``options`` is given and false (a bare
+    option name means true)."""
+    for option in options or ():
+        if getattr(option, 'defname', None) == name and option.arg is not None:
+            value = getattr(option.arg, 'sval', None)
+            if value is None:
+                value = getattr(option.arg, 'boolval', getattr(option.arg, 'ival', None))
+            return str(value).lower() in ('false', 'off', '0', 'no')
+    return False
+
+
+def _has_option(options, name):
+    return any(getattr(option, 'defname', None) == name for option in options or ())
+
+
+def _enum_name(value):
+    return getattr(value, 'name', str(value))
+
+
+def _reindex_kind(node):
+    return _enum_name(node.kind).replace('REINDEX_OBJECT_', '')
+
+
+def _detaches_concurrently(node):
+    return any(getattr(getattr(cmd, 'def_', None), 'concurrent', False) for cmd in node.cmds or ())
+
+
+def _transaction_kind(node):
+    return _enum_name(node.kind).replace('TRANS_STMT_', '')
+
+
+@dataclass(frozen=True)
+class NoTransactionBlock:
+    """One statement PostgreSQL refuses inside a transaction block: the
+    server calls PreventInTransactionBlock(isTopLevel, "<words>") for it and
+    answers "<words> cannot run inside a transaction block" (SQLSTATE 25001).
+
+    ``live``: the statement is built to run live (a hot statement, applied
+    before the window in autocommit); otherwise a patch may not hold it and
+    ``advice`` says what to do instead. ``example`` is a statement it matches
+    (each entry has a unit test).
+    """
+    words: str
+    node: str          # pglast parse-tree node name
+    matches: object    # parse tree -> bool
+    live: bool
+    source: str        # where PostgreSQL makes the call
+    versions: str      # server versions that have the rule
+    example: str
+    advice: str = None
+
+
+# Every PreventInTransactionBlock call PostgreSQL 13-17 makes for an SQL
+# statement (replication-protocol commands aside), from its source: first match
+# wins. Two more need the catalog (the target's relkind), so the lint checks
+# them against the live database (lint.PARTITIONED_NO_TRANSACTION_BLOCK):
+# REINDEX TABLE/INDEX of a partitioned table or index (14+) and CLUSTER of a
+# partitioned table (15+). ALTER TYPE ... ADD VALUE left this list in 12; its
+# new value is unusable until COMMIT (see window_problems).
+NO_TRANSACTION_BLOCK = (
+    NoTransactionBlock('CREATE INDEX CONCURRENTLY', 'IndexStmt', lambda n: n.concurrent, True,
+                       'tcop/utility.c ProcessUtilitySlow (T_IndexStmt)', '13-17',
+                       'CREATE INDEX CONCURRENTLY i ON t (a)'),
+    NoTransactionBlock('DROP INDEX CONCURRENTLY', 'DropStmt', lambda n: n.concurrent, True,
+                       'tcop/utility.c ExecDropStmt', '13-17', 'DROP INDEX CONCURRENTLY i'),
+    NoTransactionBlock('REINDEX SYSTEM', 'ReindexStmt', lambda n: _reindex_kind(n) == 'SYSTEM', False,
+                       'commands/indexcmds.c ReindexMultipleTables', '13-17', 'REINDEX SYSTEM d',
+                       'reindex system catalogs outside the patch set'),
+    NoTransactionBlock('REINDEX CONCURRENTLY', 'ReindexStmt', lambda n: _has_concurrently_option(n.params), True,
+                       'commands/indexcmds.c ExecReindex (13: tcop/utility.c)', '13-17',
+                       'REINDEX TABLE CONCURRENTLY t'),
+    NoTransactionBlock('REINDEX SCHEMA', 'ReindexStmt', lambda n: _reindex_kind(n) == 'SCHEMA', False,
+                       'commands/indexcmds.c ReindexMultipleTables', '13-17', 'REINDEX SCHEMA public',
+                       'make it REINDEX SCHEMA ... CONCURRENTLY in a hot patch (or REINDEX TABLE per table)'),
+    NoTransactionBlock('REINDEX DATABASE', 'ReindexStmt', lambda n: _reindex_kind(n) == 'DATABASE', False,
+                       'commands/indexcmds.c ReindexMultipleTables', '13-17', 'REINDEX DATABASE d',
+                       'make it REINDEX DATABASE ... CONCURRENTLY in a hot patch (or REINDEX TABLE per table)'),
+    NoTransactionBlock('VACUUM', 'VacuumStmt', lambda n: n.is_vacuumcmd, True,
+                       'commands/vacuum.c ExecVacuum -> vacuum', '13-17', 'VACUUM t'),
+    NoTransactionBlock('CLUSTER', 'ClusterStmt', lambda n: n.relation is None, False,
+                       'commands/cluster.c cluster (no table: every clustered table)', '13-17', 'CLUSTER',
+                       'name the table: CLUSTER t USING i'),
+    NoTransactionBlock('ALTER TABLE ... DETACH CONCURRENTLY', 'AlterTableStmt', _detaches_concurrently, True,
+                       'tcop/utility.c ProcessUtilitySlow (T_AlterTableStmt)', '14-17',
+                       'ALTER TABLE p DETACH PARTITION c CONCURRENTLY'),
+    NoTransactionBlock('CREATE DATABASE', 'CreatedbStmt', lambda n: True, False,
+                       'tcop/utility.c standard_ProcessUtility', '13-17', 'CREATE DATABASE d',
+                       'databases are not schema patches: create it outside the patch set'),
+    NoTransactionBlock('DROP DATABASE', 'DropdbStmt', lambda n: True, False,
+                       'tcop/utility.c standard_ProcessUtility', '13-17', 'DROP DATABASE d',
+                       'databases are not schema patches: drop it outside the patch set'),
+    NoTransactionBlock('ALTER DATABASE SET TABLESPACE', 'AlterDatabaseStmt',
+                       lambda n: _has_option(n.options, 'tablespace'), False,
+                       'commands/dbcommands.c AlterDatabase', '13-17', 'ALTER DATABASE d SET TABLESPACE ts',
+                       'move the database outside the patch set'),
+    NoTransactionBlock('CREATE TABLESPACE', 'CreateTableSpaceStmt', lambda n: True, False,
+                       'tcop/utility.c standard_ProcessUtility', '13-17', "CREATE TABLESPACE ts LOCATION '/x'",
+                       'create tablespaces outside the patch set'),
+    NoTransactionBlock('DROP TABLESPACE', 'DropTableSpaceStmt', lambda n: True, False,
+                       'tcop/utility.c standard_ProcessUtility', '13-17', 'DROP TABLESPACE ts',
+                       'drop tablespaces outside the patch set'),
+    NoTransactionBlock('ALTER SYSTEM', 'AlterSystemStmt', lambda n: True, False,
+                       'tcop/utility.c standard_ProcessUtility', '13-17', 'ALTER SYSTEM SET work_mem = 1',
+                       'server settings are configuration, not schema: set them outside the patch set'),
+    NoTransactionBlock('CREATE SUBSCRIPTION ... WITH (create_slot = true)', 'CreateSubscriptionStmt',
+                       lambda n: not (_option_is_false(n.options, 'create_slot')
+                                      or _option_is_false(n.options, 'connect')), False,
+                       'commands/subscriptioncmds.c CreateSubscription', '13-17',
+                       "CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p",
+                       'create it WITH (create_slot = false) or outside the patch set'),
+    NoTransactionBlock('ALTER SUBSCRIPTION ... REFRESH', 'AlterSubscriptionStmt',
+                       lambda n: _enum_name(n.kind).endswith('REFRESH'), False,
+                       'commands/subscriptioncmds.c AlterSubscription', '13-17',
+                       'ALTER SUBSCRIPTION s REFRESH PUBLICATION', 'refresh it outside the patch set'),
+    NoTransactionBlock('ALTER SUBSCRIPTION with refresh', 'AlterSubscriptionStmt',
+                       lambda n: _enum_name(n.kind).endswith('PUBLICATION')
+                       and not _option_is_false(n.options, 'refresh'), False,
+                       'commands/subscriptioncmds.c AlterSubscription', '13-17',
+                       'ALTER SUBSCRIPTION s SET PUBLICATION p',
+                       'add WITH (refresh = false) and refresh outside the patch set'),
+    NoTransactionBlock('ALTER SUBSCRIPTION ... SET (failover)', 'AlterSubscriptionStmt',
+                       lambda n: _has_option(n.options, 'failover'), False,
+                       'commands/subscriptioncmds.c AlterSubscription', '17',
+                       'ALTER SUBSCRIPTION s SET (failover = true)', 'change it outside the patch set'),
+    NoTransactionBlock('DROP SUBSCRIPTION', 'DropSubscriptionStmt', lambda n: True, False,
+                       'commands/subscriptioncmds.c DropSubscription (when it has a replication slot)', '13-17',
+                       'DROP SUBSCRIPTION s',
+                       'drop it outside the patch set (a parser cannot see whether it has a slot)'),
+    NoTransactionBlock('DISCARD ALL', 'DiscardStmt', lambda n: _enum_name(n.target) == 'DISCARD_ALL', False,
+                       'commands/discard.c DiscardAll', '13-17', 'DISCARD ALL',
+                       'remove it: the tool resets the session after every patch'),
+    NoTransactionBlock('COMMIT PREPARED', 'TransactionStmt',
+                       lambda n: _transaction_kind(n) == 'COMMIT_PREPARED', False,
+                       'tcop/utility.c standard_ProcessUtility (T_TransactionStmt)', '13-17',
+                       "COMMIT PREPARED 'x'", 'prepared transactions are not schema patches'),
+    NoTransactionBlock('ROLLBACK PREPARED', 'TransactionStmt',
+                       lambda n: _transaction_kind(n) == 'ROLLBACK_PREPARED', False,
+                       'tcop/utility.c standard_ProcessUtility (T_TransactionStmt)', '13-17',
+                       "ROLLBACK PREPARED 'x'", 'prepared transactions are not schema patches'),
+)
+
+
+def no_transaction_block_rule(node):
+    """The NO_TRANSACTION_BLOCK entry a parsed statement matches, or None."""
+    name = type(node).__name__
+    for rule in NO_TRANSACTION_BLOCK:
+        if rule.node == name and rule.matches(node):
+            return rule
+    return None
+
+
+def _sets_transaction(node):
+    """SET TRANSACTION ... / SET SESSION CHARACTERISTICS is not this: the
+    window's transaction belongs to the tool."""
+    return type(node).__name__ == 'VariableSetStmt' and (node.name or '').upper() == 'TRANSACTION'
+
+
 def _classify(node):
     """(kind, why-not) for one parsed statement: why-not is None when the kind
     is acceptable, else the reason the statement may not be in a patch."""
     name = type(node).__name__
+    rule = no_transaction_block_rule(node)
+    if rule is not None:
+        if rule.live:
+            return HOT, None
+        return None, '%s cannot run inside a transaction block (the window is one); %s' % (rule.words, rule.advice)
     if name == 'TransactionStmt':
         return None, 'transaction control is not allowed in a patch: the tool runs every cold patch in one transaction'
-    if name == 'IndexStmt' and node.concurrent:
-        return HOT, None
-    if name == 'DropStmt' and node.concurrent:
-        return HOT, None
-    if name == 'ReindexStmt':
-        kind_name = getattr(node.kind, 'name', str(node.kind))
-        if kind_name in ('REINDEX_OBJECT_SYSTEM', 'REINDEX_OBJECT_DATABASE'):
-            return None, ('REINDEX SYSTEM/DATABASE cannot run in a transaction block; '
-                          'use REINDEX ... CONCURRENTLY per table or index')
-        return (HOT, None) if _has_concurrently_option(node.params) else (COLD, None)
-    if name == 'VacuumStmt':
-        # VACUUM refuses a transaction block; ANALYZE alone does not.
-        return (HOT, None) if node.is_vacuumcmd else (COLD, None)
-    if name == 'AlterTableStmt':
-        for cmd in node.cmds or ():
-            if getattr(getattr(cmd, 'def_', None), 'concurrent', False):
-                return HOT, None
-        return COLD, None
+    if _sets_transaction(node):
+        return None, ('SET TRANSACTION is not allowed in a patch: the tool owns the transaction '
+                      '(every cold patch runs in one, after other statements)')
     if name == 'InsertStmt' and node.relation is not None \
             and node.relation.relname.lower() == LAUNCHPAD_REVISION_TABLE:
         return REVISION, None
     if name == 'VariableSetStmt':
         return SETTING, None
-    if name in ('CreatedbStmt', 'DropdbStmt', 'CreateTableSpaceStmt', 'DropTableSpaceStmt',
-                'AlterSystemStmt', 'CreateSubscriptionStmt', 'AlterSubscriptionStmt',
-                'DropSubscriptionStmt'):
-        return None, ('%s cannot run in a transaction block and is not a live schema change; '
-                      'do it outside the patch set' % name)
-    if name == 'ClusterStmt' and node.relation is None:
-        return None, 'CLUSTER without a table cannot run in a transaction block; name the table'
     return COLD, None
 
 
@@ -304,13 +462,225 @@ def load_patch_set(directory):
     return PatchSet(directory=directory, patches=patches, ignored=ignored)
 
 
-def plan(patch_set, applied):
+# -- what the window would reject that the parser can see ----------------------
+
+def _func_last_name(funcname):
+    return (getattr(funcname[-1], 'sval', None) or '').lower() if funcname else ''
+
+
+def _definition(options, name):
+    for option in options or ():
+        if getattr(option, 'defname', None) == name:
+            arg = option.arg
+            if isinstance(arg, (list, tuple)):
+                return getattr(arg[0], 'sval', None) if arg else None
+            return getattr(arg, 'sval', None)
+    return None
+
+
+def _plpgsql_actions(tree):
+    """(kind, lineno, called procedure) for every COMMIT, ROLLBACK and CALL of
+    a pglast.parse_plpgsql() result (nested blocks, IFs, loops included)."""
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                if key in ('PLpgSQL_stmt_commit', 'PLpgSQL_stmt_rollback'):
+                    yield key[len('PLpgSQL_stmt_'):].upper(), value.get('lineno') or 1, None
+                elif key == 'PLpgSQL_stmt_call':
+                    query = ((value.get('expr') or {}).get('PLpgSQL_expr') or {}).get('query') or ''
+                    try:
+                        [raw] = pglast.parse_sql(query)
+                        called = _func_last_name(raw.stmt.funccall.funcname)
+                    except Exception:  # not a plain CALL: nothing to follow
+                        called = None
+                    if called:
+                        yield 'CALL', value.get('lineno') or 1, called
+                stack.append(value)
+
+
+def _plpgsql_body(sql, body, language, header):
+    """The PL/pgSQL actions of ``body`` and the line (0-based, in ``sql``) it
+    starts on; () when it is another language or does not parse (the server
+    checks those itself)."""
+    if (language or 'plpgsql').lower() != 'plpgsql' or body is None:
+        return (), 0
+    tag = '$fdt_body$'
+    try:
+        tree = pglast.parse_plpgsql('%s AS %s%s%s' % (header, tag, body, tag))
+    except Exception:  # a body PostgreSQL would refuse at creation: not ours to judge
+        return (), 0
+    start = sql.find(body)
+    return list(_plpgsql_actions(tree)), sql.count('\n', 0, start) if start >= 0 else 0
+
+
+def _transaction_control(patches, procedure_source=None):
+    """'file line N: cause' for every top-level CALL or DO that reaches COMMIT
+    or ROLLBACK: a DO body's own, or a procedure's (created in the patch set,
+    or in the database when ``procedure_source(name)`` gives its PL/pgSQL
+    source), following CALLs from procedure to procedure."""
+    created = {}   # name -> (patch, statement, actions, first body line)
+    for patch in patches:
+        for stmt in patch.statements:
+            node = stmt.node
+            if type(node).__name__ == 'CreateFunctionStmt' and node.is_procedure:
+                actions, offset = _plpgsql_body(stmt.sql, _definition(node.options, 'as'),
+                                                _definition(node.options, 'language'),
+                                                'CREATE PROCEDURE fdt_check() LANGUAGE plpgsql')
+                created[_func_last_name(node.funcname)] = ('%s line %%d' % patch.name, stmt.line + offset, actions)
+
+    looked_up = {}
+
+    def actions_of(name):
+        if name in created:
+            return created[name]
+        if procedure_source is None:
+            return None
+        if name not in looked_up:
+            source = procedure_source(name)
+            actions = _plpgsql_body(source, source, 'plpgsql', 'CREATE PROCEDURE fdt_check() LANGUAGE plpgsql')[0] \
+                if source else ()
+            looked_up[name] = ('procedure %s (in the database) line %%d' % name, 1, actions)
+        return looked_up[name]
+
+    def reaches(name, seen):
+        """'where: COMMIT' a procedure reaches, or None."""
+        found = actions_of(name)
+        if found is None or name in seen:
+            return None
+        where, first, actions = found
+        for kind, lineno, called in actions:
+            if kind != 'CALL':
+                return '%s: %s' % (where % (first + lineno - 1), kind)
+            deeper = reaches(called, seen | {name})
+            if deeper:
+                return deeper
+        return None
+
+    problems = []
+    for patch in patches:
+        for stmt in patch.statements:
+            node = stmt.node
+            name = type(node).__name__
+            if name == 'CallStmt':
+                called = _func_last_name(node.funccall.funcname)
+                reached = reaches(called, frozenset())
+                if reached:
+                    problems.append('%s line %d: CALL %s reaches transaction control (%s), which PostgreSQL refuses '
+                                    'inside the window\'s transaction ("invalid transaction termination"); '
+                                    'run it outside the patch set' % (patch.name, stmt.line, called, reached))
+            elif name == 'DoStmt':
+                actions, offset = _plpgsql_body(stmt.sql, _definition(node.args, 'as'),
+                                                _definition(node.args, 'language'),
+                                                'CREATE FUNCTION fdt_check() RETURNS void LANGUAGE plpgsql')
+                for kind, lineno, called in actions:
+                    reached = '%s line %d: %s' % (patch.name, stmt.line + offset + lineno - 1, kind) \
+                        if kind != 'CALL' else reaches(called, frozenset())
+                    if reached:
+                        problems.append('%s line %d: DO block reaches transaction control (%s), which PostgreSQL '
+                                        'refuses inside the window\'s transaction ("invalid transaction '
+                                        'termination"); remove the COMMIT/ROLLBACK: the tool commits once'
+                                        % (patch.name, stmt.line, reached))
+                        break
+    return problems
+
+
+def _enum_values_used_too_soon(patches):
+    """'file line N: cause' for a value an ALTER TYPE ... ADD VALUE adds that
+    a later statement of the same transaction names: PostgreSQL refuses it
+    ("unsafe use of new value") unless the type itself is new in it."""
+    new_types = set()
+    added = {}   # value -> (type, file, line)
+    problems = []
+    for patch in patches:
+        for stmt in patch.statements:
+            node = stmt.node
+            name = type(node).__name__
+            if name == 'CreateEnumStmt':
+                new_types.add(_func_last_name(node.typeName))
+                continue
+            if name == 'AlterEnumStmt' and node.newVal is not None and node.oldVal is None:
+                type_name = _func_last_name(node.typeName)
+                if type_name not in new_types:
+                    added[node.newVal] = (type_name, patch.name, stmt.line)
+                continue
+            if not added:
+                continue
+            for item in walk(node):
+                value = getattr(getattr(item, 'val', None), 'sval', None) \
+                    if type(item).__name__ == 'A_Const' else None
+                if value in added:
+                    type_name, where, line = added[value]
+                    problems.append(
+                        "%s line %d: uses the enum value '%s' that %s line %d adds (ALTER TYPE %s ADD VALUE) in the "
+                        'same transaction; PostgreSQL refuses a new enum value until it is committed ("unsafe use '
+                        'of new value"): deploy the ADD VALUE first, in a deploy of its own'
+                        % (patch.name, stmt.line, value, where, line, type_name))
+                    break
+    return problems
+
+
+def _revision_row(node):
+    """(major, minor, patch) an INSERT INTO LaunchpadDatabaseRevision writes,
+    or None when it is not a plain VALUES row of integers."""
+    select = node.selectStmt
+    rows = getattr(select, 'valuesLists', None) if select is not None else None
+    if not rows or len(rows) != 1:
+        return None
+    values = list(rows[0])
+    columns = [col.name.lower() for col in node.cols or ()]
+    if columns:
+        values = [values[columns.index(c)] if c in columns else None for c in ('major', 'minor', 'patch')]
+    numbers = [getattr(getattr(v, 'val', None), 'ival', None) for v in values[:3]]
+    return tuple(numbers) if len(numbers) == 3 and all(isinstance(n, int) for n in numbers) else None
+
+
+def _revision_rows(patches, launchpad):
+    """'file line N: cause' for a LaunchpadDatabaseRevision row that is not
+    its file's revision, and (Launchpad layout) a patch that writes none."""
+    problems = []
+    for patch in patches:
+        rows = [s for s in patch.statements if s.kind == REVISION]
+        for stmt in rows:
+            row = _revision_row(stmt.node)
+            if row != patch.revision:
+                problems.append('%s line %d: inserts LaunchpadDatabaseRevision row %s, but the file is revision %s; '
+                                'make it INSERT INTO LaunchpadDatabaseRevision VALUES (%d, %d, %d)'
+                                % ((patch.name, stmt.line, format_revision(row) if row else 'that is not '
+                                    '(major, minor, patch) integers', format_revision(patch.revision))
+                                   + patch.revision))
+        if launchpad and not rows:
+            problems.append('%s line %d: writes no LaunchpadDatabaseRevision row; add: INSERT INTO '
+                            'LaunchpadDatabaseRevision VALUES (%d, %d, %d);'
+                            % ((patch.name, (patch.statements[-1].line if patch.statements else 1))
+                               + patch.revision))
+    return problems
+
+
+def window_problems(pending, launchpad=False, procedure_source=None):
+    """Every reason the pending patches could not run as planned that the
+    parser can see, as 'file line N: cause' strings (empty: none): transaction
+    control reached from a DO block or a CALLed procedure, an enum value added
+    and used in the same transaction, Launchpad revision rows that do not
+    match their file (or are missing, in the Launchpad layout)."""
+    cold = [p for p in pending if p.kind == COLD]
+    return (_transaction_control(cold, procedure_source) + _enum_values_used_too_soon(cold)
+            + _revision_rows(pending, launchpad))
+
+
+def plan(patch_set, applied, revision_table=None, procedure_source=None):
     """What a deploy would do.
 
     ``applied`` maps (major, minor, patch) -> sha256 recorded in the database,
     or None when the revision table keeps no checksum (Launchpad's). Drift (an
     applied patch whose file changed) is reported here and refused by
-    ``refuse_drift``; revisions with no file are reported only.
+    ``refuse_drift``; revisions with no file are reported only. ``refused``
+    lists what the window would reject (``window_problems``; ``revision_table``
+    says whether this is Launchpad's layout, ``procedure_source`` reads a
+    database procedure's source).
     """
     pending_hot, pending_cold, applied_names, drift, unverified = [], [], [], [], []
     files = {patch.revision: patch for patch in patch_set.patches}
@@ -326,13 +696,20 @@ def plan(patch_set, applied):
             drift.append({'name': patch.name, 'revision': format_revision(patch.revision),
                           'applied_sha256': recorded, 'file_sha256': patch.sha256})
     missing = sorted(revision for revision in applied if revision not in files)
+    launchpad = (revision_table or '').strip().lower() == LAUNCHPAD_REVISION_TABLE
+    pending = sorted(pending_hot + pending_cold, key=lambda patch: patch.revision)
     return Plan(pending_hot=pending_hot, pending_cold=pending_cold, applied=applied_names,
                 drift=drift, missing_files=missing, unverified=unverified,
-                ignored=list(patch_set.ignored))
+                ignored=list(patch_set.ignored),
+                refused=window_problems(pending, launchpad, procedure_source))
 
 
 def refuse_drift(the_plan):
-    """PatchSetError when an applied patch's file has changed since."""
+    """PatchSetError when an applied patch's file has changed since, or a
+    pending patch holds something the window would reject (``refused``)."""
+    if the_plan.refused:
+        more = ' (and %d more)' % (len(the_plan.refused) - 1) if len(the_plan.refused) > 1 else ''
+        raise PatchSetError(the_plan.refused[0] + more)
     if the_plan.drift:
         first = the_plan.drift[0]
         more = ' (and %d more: %s)' % (len(the_plan.drift) - 1, ', '.join(d['name'] for d in the_plan.drift[1:])) \

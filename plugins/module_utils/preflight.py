@@ -34,7 +34,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, endpoint_label, one_line, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    SchemaError, applied_revisions, match_replication_row)
+    SchemaError, applied_revisions, match_replication_row, procedure_source)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
     classify_connections, server_pids)
 
@@ -121,8 +121,12 @@ def decide_patches(label, the_plan=None, error=None):
         'missing_files': [format_revision(r) for r in the_plan.missing_files],
         'unverified': list(the_plan.unverified),
         'ignored': list(the_plan.ignored),
+        'refused': list(the_plan.refused),
     }
     problems, actions = [], []
+    if the_plan.refused:
+        problems.append('the window would reject: %s' % '; '.join(the_plan.refused))
+        actions.append('change the patches as each message says (nothing was paused)')
     if the_plan.drift:
         problems.append('changed since applied: %s' % ', '.join(
             '%s (database sha256 %s..., file %s...)' % (d['name'], d['applied_sha256'][:12], d['file_sha256'][:12])
@@ -748,7 +752,8 @@ class Preflight:
             self.findings.append(decide_patches(label, error='%s: cannot read the applied revisions: %s'
                                                 % (label, one_line(exc))))
             return
-        self.plan = make_plan(patch_set, applied)
+        self.plan = make_plan(patch_set, applied, revision_table=self.revision_table,
+                              procedure_source=procedure_source(primary))
         self.findings.append(decide_patches(label, self.plan))
 
     def _check_lint(self, primary, label):

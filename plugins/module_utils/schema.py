@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetExceeded
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
-    HOT, LAUNCHPAD_REVISION_TABLE, format_revision)
+    HOT, LAUNCHPAD_REVISION_TABLE, REVISION, format_revision)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     endpoint_label, one_line, rows_as_dicts, wait)
 
@@ -236,6 +236,19 @@ def _record_revision(cur, table, patch, started, duration_seconds, deploy_id, pr
                 patch.revision + (patch.name, patch.kind, patch.sha256, started,
                                   started + datetime.timedelta(seconds=duration_seconds),
                                   round(duration_seconds * 1000, 3), deploy_id))
+
+
+def procedure_source(conn):
+    """A function name -> the PL/pgSQL source of a procedure of that name in
+    the database (None if there is none), for patchset.plan(): a CALL to a
+    procedure that COMMITs cannot run inside the window."""
+    def source(name):
+        rows = _query(conn, "SELECT p.prosrc FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
+                            "WHERE p.prokind = 'p' AND l.lanname = 'plpgsql' AND p.proname = %s "
+                            "ORDER BY p.oid LIMIT 1", (name,))
+        _end_read(conn)
+        return rows[0]['prosrc'] if rows else None
+    return source
 
 
 # -- helpers ----------------------------------------------------------------
@@ -578,7 +591,9 @@ def apply_hot(conn, patch, deploy_id=None, mode=DEFAULT_REVISION_TABLE, lock_ret
                                   % (host, _dbname(conn)))
             try:
                 cur.execute('SET statement_timeout = 0')
-                for stmt in patch.statements:
+                # A Launchpad revision row goes in last: a build that fails
+                # must not leave the patch recorded.
+                for stmt in sorted(patch.statements, key=lambda s: s.kind == REVISION):
                     retries += _run_hot_statement(cur, patch, stmt, policy, watcher, dropped)
                 duration = time.monotonic() - began
                 _record_revision(cur, table, patch, started, duration, deploy_id, prefix=SESSION_RESET_SQL)

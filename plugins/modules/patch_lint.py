@@ -153,7 +153,7 @@ try:
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
         PatchSetError, load_patch_set, plan, refuse_drift)
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-        SchemaError, applied_revisions)
+        SchemaError, applied_revisions, procedure_source)
     IMPORT_ERROR = None
 except ImportError as exc:  # pglast or psycopg2 missing on the host that runs the module
     IMPORT_ERROR = exc
@@ -169,7 +169,8 @@ def run(params):
     conn = connect(endpoint, autocommit=True, application_name='fastdowntime-lint')
     try:
         kwargs = {'mode': params['revision_table']} if params['revision_table'] else {}
-        the_plan = plan(patch_set, applied_revisions(conn, **kwargs))
+        the_plan = plan(patch_set, applied_revisions(conn, **kwargs), revision_table=params['revision_table'],
+                        procedure_source=procedure_source(conn))
         refuse_drift(the_plan)
         pending = sorted(the_plan.pending, key=lambda p: p.revision)
         speed = params['scan_mb_per_second'] * 1048576.0 if params['scan_mb_per_second'] else None

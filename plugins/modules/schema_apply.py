@@ -234,7 +234,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
     ConnectError, ENDPOINT_SPEC, connect, endpoint_label, one_line)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     LockRetry, RevisionTable, SchemaError, applied_revisions, apply_cold, apply_hot, check_standbys,
-    ensure_revision_table, revision_table_exists, wait_for_replay)
+    ensure_revision_table, procedure_source, revision_table_exists, wait_for_replay)
 
 try:
     from psycopg2 import Error as DriverError
@@ -299,7 +299,7 @@ class Run:
         self.result['revision_table'] = dict(name=self.table.name, launchpad=self.table.launchpad,
                                              present=present, created=False)
         applied = applied_revisions(conn, self.table)
-        the_plan = plan(patch_set, applied)
+        the_plan = plan(patch_set, applied, revision_table=self.table.name, procedure_source=procedure_source(conn))
         self.result['plan'] = the_plan.as_dict()
         refuse_drift(the_plan)
         if state == 'plan':

@@ -243,3 +243,40 @@ def test_deploy_user_without_privileges_is_refused_naming_the_grants(lab, revisi
     # Without pg_monitor the session and replication views are blind: not checked, never a false pass.
     assert findings(result, 'standbys', 'warn') and not findings(result, 'transactions', 'pass')
     assert findings(result, 'direct_connections', 'warn')
+
+
+def test_what_the_window_would_reject_is_refused_naming_file_line_and_cause(lab, revision_table, patch_dir):
+    """Issue 15's failures that opened an outage for nothing: each is now a
+    pre-flight refusal (nothing paused), naming file, line and cause."""
+    revision_table.cursor().execute(
+        "CREATE TYPE %(s)s.status AS ENUM ('one');"
+        'CREATE TABLE %(s)s.clients (id int, status %(s)s.status);'
+        'CREATE TABLE %(s)s.parted (id int) PARTITION BY RANGE (id);'
+        'CREATE PROCEDURE %(s)s.nightly() LANGUAGE plpgsql AS $$\nBEGIN\n  DELETE FROM %(s)s.clients;\n'
+        '  COMMIT;\nEND $$;' % {'s': TEST_SCHEMA})
+    for name, text in {
+        'patch-2301-01-0.sql': "ALTER TYPE %s.status ADD VALUE 'four';\n",
+        'patch-2301-02-0.sql': "ALTER TABLE %s.clients ALTER COLUMN status SET DEFAULT 'four';\n",
+        'patch-2301-03-0.sql': '-- a batch\nDO $$\nBEGIN\n  COMMIT;\nEND $$;\n',
+        'patch-2301-04-0.sql': 'CALL %s.nightly();\n',
+        'patch-2301-05-0.sql': 'REINDEX TABLE %s.parted;\n',
+    }.items():
+        with open(os.path.join(patch_dir, name), 'w') as handle:
+            handle.write(text.replace('%s', TEST_SCHEMA))
+    result = run(lab, patch_dir)
+    assert_refused_by(result, 'patches', "patch-2301-02-0.sql line 1: uses the enum value 'four' that "
+                                         'patch-2301-01-0.sql line 1 adds')
+    assert_refused_by(result, 'patches', 'patch-2301-03-0.sql line 2: DO block reaches transaction control '
+                                         '(patch-2301-03-0.sql line 4: COMMIT)')
+    assert_refused_by(result, 'patches', 'patch-2301-04-0.sql line 1: CALL nightly reaches transaction control '
+                                         '(procedure nightly (in the database) line 4: COMMIT)')
+    [parted] = [f for f in findings(result, 'lint', 'fail') if 'patch-2301-05-0.sql line 1' in f['summary']]
+    assert 'cannot run inside a transaction block' in parted['summary']
+
+    # REINDEX SCHEMA was classified cold and aborted the outage.
+    with open(os.path.join(patch_dir, 'patch-2301-06-0.sql'), 'w') as handle:
+        handle.write('SELECT 1;\nREINDEX SCHEMA public;\n')
+    result = run(lab, patch_dir)
+    assert_refused_by(result, 'patches', 'patch-2301-06-0.sql line 2: REINDEX SCHEMA cannot run inside a '
+                                         'transaction block (the window is one); make it REINDEX SCHEMA ... '
+                                         'CONCURRENTLY in a hot patch')

@@ -17,9 +17,10 @@ import threading
 import time
 import uuid
 
+import psycopg2
 import pytest
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils import postgres
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import patchset, postgres
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, load_patch_set, plan, refuse_drift)
@@ -491,6 +492,42 @@ def test_session_state_of_one_patch_never_reaches_the_next_same_schema_as_one_by
     assert 'public.owned_too r owner fdt_deploy' in batch['relations']
     assert batch['dated'] == '2020-01-02' and batch['plain'] == ['kept']
     assert batch['revisions'] == len(LEAKY_COLD) + len(LEAKY_HOT)
+
+
+# -- the table of statements PostgreSQL refuses in a transaction block, against the server --
+
+# Entries the lab cannot bring to PostgreSQL's check: ALTER SUBSCRIPTION first
+# refuses a disabled subscription, and the lab has no publisher to enable one.
+NEEDS_A_PUBLISHER = ('ALTER SUBSCRIPTION ... REFRESH', 'ALTER SUBSCRIPTION with refresh',
+                     'ALTER SUBSCRIPTION ... SET (failover)')
+
+
+def test_every_entry_of_the_no_transaction_block_table_is_refused_by_the_server_in_a_transaction(cluster):
+    setup = cluster.conn(autocommit=True)
+    postgres.query(setup, 'CREATE TABLE t (a int); CREATE INDEX i ON t (a)')
+    postgres.query(setup, "CREATE SUBSCRIPTION s CONNECTION 'host=127.0.0.1 dbname=none' PUBLICATION p "
+                          'WITH (connect = false)')
+    major = int(postgres.query(setup, 'SHOW server_version_num')[0]['server_version_num']) // 10000
+    checked = []
+    try:
+        for rule in patchset.NO_TRANSACTION_BLOCK:
+            low, _, high = rule.versions.partition('-')
+            if rule.words in NEEDS_A_PUBLISHER or not int(low) <= major <= int(high or low):
+                continue
+            example = rule.example.replace('REINDEX SYSTEM d', 'REINDEX SYSTEM ' + cluster.db_name) \
+                .replace('REINDEX DATABASE d', 'REINDEX DATABASE ' + cluster.db_name)
+            conn = cluster.conn()
+            with pytest.raises(psycopg2.Error) as err, conn.cursor() as cur:
+                cur.execute('SELECT 1')   # inside the transaction psycopg2 opened
+                cur.execute(example)
+            conn.rollback()
+            assert (err.value.pgcode, err.value.diag.message_primary) == (
+                '25001', '%s cannot run inside a transaction block' % rule.words), rule.words
+            checked.append(rule.words)
+    finally:
+        postgres.query(setup, 'ALTER SUBSCRIPTION s SET (slot_name = NONE); DROP SUBSCRIPTION s')
+    assert len(checked) == len([r for r in patchset.NO_TRANSACTION_BLOCK if r.words not in NEEDS_A_PUBLISHER
+                                and major >= int(r.versions.partition('-')[0])])
 
 
 # -- the module and role, through ansible-playbook ---------------------------------

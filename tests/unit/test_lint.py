@@ -286,3 +286,23 @@ def test_summary_lines_put_errors_first_with_their_rewrite():
     assert lines[2].startswith('    -> drop it only once')
     assert lines[3].startswith('WARNING patch-2211-01-0.sql line 3')
     assert lines[-1].startswith('INFO patch-2211-01-0.sql line 1')
+
+
+# -- statements PostgreSQL refuses in a transaction block only for partitioned targets (catalog) --
+
+PARTED = dict(SMALL, relname='parted', relkind='p')
+PARTED_INDEX = dict(SMALL, relname='parted_idx', relkind='I')
+
+
+@pytest.mark.parametrize('sql', ['REINDEX TABLE parted', 'REINDEX INDEX parted_idx', 'CLUSTER parted USING parted_idx',
+                                 'CLUSTER parted'])
+def test_reindex_or_cluster_of_a_partitioned_target_in_the_window_is_an_error(sql):
+    cat = catalog(tables={('public', 'big'): BIG, (None, 'parted'): PARTED, (None, 'parted_idx'): PARTED_INDEX})
+    [found] = lint_one(sql + ';', cat)
+    assert (found['rule'], found['severity']) == ('partitioned-no-transaction-block', 'error')
+    assert 'cannot run inside a transaction block' in found['summary']
+
+
+@pytest.mark.parametrize('sql, rule', [('REINDEX TABLE big', 'catalog-only'), ('CLUSTER big USING i', 'cluster')])
+def test_reindex_or_cluster_of_a_plain_table_is_not_that_error(sql, rule):
+    assert lint_one(sql + ';')[0]['rule'] == rule

@@ -127,16 +127,45 @@ def test_classification(sql, kind):
     ('BEGIN', 'transaction control'),
     ('COMMIT', 'transaction control'),
     ("PREPARE TRANSACTION 'x'", 'transaction control'),
-    ('CREATE DATABASE x', 'CreatedbStmt cannot run in a transaction block'),
-    ('ALTER SYSTEM SET work_mem = 1', 'AlterSystemStmt cannot run'),
-    ('REINDEX DATABASE x', 'REINDEX SYSTEM/DATABASE'),
-    ('CLUSTER', 'CLUSTER without a table'),
+    ('CREATE DATABASE x', 'CREATE DATABASE cannot run inside a transaction block'),
+    ('ALTER SYSTEM SET work_mem = 1', 'ALTER SYSTEM cannot run inside a transaction block'),
+    ('REINDEX DATABASE x', 'REINDEX DATABASE cannot run inside a transaction block'),
+    ('CLUSTER', 'CLUSTER cannot run inside a transaction block'),
+    ('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE', 'SET TRANSACTION is not allowed'),
+    ('SET TRANSACTION READ ONLY', 'SET TRANSACTION is not allowed'),
 ])
 def test_statements_that_cannot_be_patched_name_file_and_line(sql, words):
     with pytest.raises(PatchSetError) as err:
         split_statements('SELECT 1;\n\n' + sql + ';\n', 'patch-2211-01-0.sql')
     assert str(err.value).startswith('patch-2211-01-0.sql line 3: ')
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize('rule', patchset.NO_TRANSACTION_BLOCK, ids=lambda rule: rule.words)
+def test_each_statement_postgresql_refuses_in_a_transaction_block_is_hot_or_refused(rule):
+    [raw] = patchset.pglast.parse_sql(rule.example)
+    assert patchset.no_transaction_block_rule(raw.stmt) is rule
+    text = 'SELECT 1;\n' + rule.example + ';\n'
+    if rule.live:
+        assert split_statements(text, 'p.sql')[1].kind == HOT
+    else:
+        with pytest.raises(PatchSetError) as err:
+            split_statements(text, 'p.sql')
+        assert str(err.value) == 'p.sql line 2: %s cannot run inside a transaction block (the window is one); %s' % (
+            rule.words, rule.advice)
+
+
+@pytest.mark.parametrize('sql', [
+    'REINDEX TABLE t', 'REINDEX INDEX i', 'ANALYZE t', 'CLUSTER t USING i', 'DISCARD TEMP', 'DISCARD PLANS',
+    "CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p WITH (connect = false)",
+    "CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p WITH (create_slot = false)",
+    'ALTER SUBSCRIPTION s SET PUBLICATION p WITH (refresh = false)',
+    'ALTER SUBSCRIPTION s DISABLE',
+    'ALTER DATABASE d SET work_mem = 1', 'DROP INDEX i', "ALTER TYPE e ADD VALUE 'x'",
+])
+def test_the_same_commands_in_forms_a_transaction_block_accepts_are_cold(sql):
+    [statement] = split_statements(sql + ';\n', 'p.sql')
+    assert statement.kind == COLD
 
 
 def test_concurrent_index_target_is_kept_for_recovery():
@@ -249,3 +278,132 @@ def test_plan_launchpad_rows_without_checksum_are_unverified_not_drift(three_pat
 
 def test_format_revision_is_launchpad_spelling():
     assert patchset.format_revision((2211, 1, 0)) == '2211-01-0'
+
+
+# -- what the window would reject, seen before it opens --------------------------
+
+def pending_plan(tmp_path, patches, revision_table=None, procedure_source=None, applied=None):
+    for name, text in patches.items():
+        write(tmp_path, name, text)
+    return plan(load_patch_set(str(tmp_path)), applied or {}, revision_table=revision_table,
+                procedure_source=procedure_source)
+
+
+@pytest.mark.parametrize('body, line', [
+    ('BEGIN\n  COMMIT;\nEND', 4),
+    ('BEGIN\n  IF true THEN\n    ROLLBACK;\n  END IF;\nEND', 5),
+    ('DECLARE n int;\nBEGIN\n  FOR n IN 1..3 LOOP\n    INSERT INTO t VALUES (n);\n    COMMIT;\n  END LOOP;\nEND', 7),
+    ('BEGIN\n  BEGIN\n    COMMIT;\n  EXCEPTION WHEN others THEN NULL;\n  END;\nEND', 5),
+])
+def test_transaction_control_in_a_do_block_is_refused_naming_file_and_lines(tmp_path, body, line):
+    the_plan = pending_plan(tmp_path, {'patch-2211-01-0.sql': 'SELECT 1;\nDO $$\n%s\n$$;\n' % body})
+    assert len(the_plan.refused) == 1
+    assert the_plan.refused[0].startswith('patch-2211-01-0.sql line 2: DO block reaches transaction control '
+                                          '(patch-2211-01-0.sql line %d: ' % line)
+    with pytest.raises(PatchSetError, match='invalid transaction termination'):
+        refuse_drift(the_plan)
+
+
+def test_procedure_created_in_an_earlier_patch_that_commits_is_refused_where_it_is_called(tmp_path):
+    the_plan = pending_plan(tmp_path, {
+        'patch-2211-01-0.sql': ('CREATE PROCEDURE batch_fill() LANGUAGE plpgsql AS $$\nBEGIN\n'
+                                '  UPDATE t SET a = 1;\n  COMMIT;\nEND $$;\n'),
+        'patch-2211-02-0.sql': 'CREATE PROCEDURE outer_step() LANGUAGE plpgsql AS $$ BEGIN CALL batch_fill(); END $$;\n',
+        'patch-2211-03-0.sql': 'SELECT 1;\nCALL outer_step();\n',
+        'patch-2211-04-0.sql': 'DO $$ BEGIN CALL s.batch_fill(); END $$;\n',
+    })
+    assert the_plan.refused == [
+        'patch-2211-03-0.sql line 2: CALL outer_step reaches transaction control (patch-2211-01-0.sql line 4: '
+        'COMMIT), which PostgreSQL refuses inside the window\'s transaction ("invalid transaction termination"); '
+        'run it outside the patch set',
+        'patch-2211-04-0.sql line 1: DO block reaches transaction control (patch-2211-01-0.sql line 4: COMMIT), '
+        'which PostgreSQL refuses inside the window\'s transaction ("invalid transaction termination"); '
+        'remove the COMMIT/ROLLBACK: the tool commits once',
+    ]
+
+
+def test_procedure_in_the_database_that_commits_is_read_through_procedure_source(tmp_path):
+    sources = {'nightly': '\nBEGIN\n  DELETE FROM t;\n  COMMIT;\nEND\n', 'harmless': 'BEGIN PERFORM 1; END'}
+    the_plan = pending_plan(tmp_path, {'patch-2211-01-0.sql': 'CALL harmless();\nCALL nightly();\nCALL gone();\n'},
+                            procedure_source=sources.get)
+    assert the_plan.refused == [
+        'patch-2211-01-0.sql line 2: CALL nightly reaches transaction control (procedure nightly (in the database) '
+        'line 4: COMMIT), which PostgreSQL refuses inside the window\'s transaction ("invalid transaction '
+        'termination"); run it outside the patch set']
+
+
+@pytest.mark.parametrize('patches', [
+    {'patch-2211-01-0.sql': 'DO $$ BEGIN PERFORM 1; END $$;\nCALL p();\n'},
+    {'patch-2211-01-0.sql': "DO LANGUAGE plpython3u $$ plpy.execute('COMMIT') $$;\n"},
+    {'patch-2211-01-0.sql': 'CREATE PROCEDURE p() LANGUAGE plpgsql AS $$ BEGIN COMMIT; END $$;\n'},
+    {'patch-2211-01-0.sql': 'CREATE PROCEDURE p() LANGUAGE sql AS $$ SELECT 1 $$;\nCALL p();\n'},
+])
+def test_do_blocks_and_procedures_without_transaction_control_pass(tmp_path, patches):
+    assert pending_plan(tmp_path, patches).refused == []
+
+
+def test_enum_value_added_and_used_in_the_same_window_is_refused_naming_both_lines(tmp_path):
+    the_plan = pending_plan(tmp_path, {
+        'patch-2211-01-0.sql': "SELECT 1;\nALTER TYPE status ADD VALUE 'four';\n",
+        'patch-2211-02-0.sql': "ALTER TABLE clients ALTER COLUMN status SET DEFAULT 'four';\n",
+    })
+    assert the_plan.refused == [
+        "patch-2211-02-0.sql line 1: uses the enum value 'four' that patch-2211-01-0.sql line 2 adds (ALTER TYPE "
+        'status ADD VALUE) in the same transaction; PostgreSQL refuses a new enum value until it is committed '
+        '("unsafe use of new value"): deploy the ADD VALUE first, in a deploy of its own']
+
+
+@pytest.mark.parametrize('use', [
+    "UPDATE clients SET status = 'four' WHERE id = 1",
+    "INSERT INTO clients (status) VALUES ('four')",
+    "SELECT 'four'::status",
+    "CREATE INDEX clients_four ON clients (id) WHERE status = 'four'",
+])
+def test_every_later_use_of_a_new_enum_value_in_the_window_is_refused(tmp_path, use):
+    the_plan = pending_plan(tmp_path, {'patch-2211-01-0.sql': "ALTER TYPE status ADD VALUE 'four';\n%s;\n" % use})
+    assert len(the_plan.refused) == 1 and the_plan.refused[0].startswith('patch-2211-01-0.sql line 2: uses the '
+                                                                         "enum value 'four'")
+
+
+@pytest.mark.parametrize('patches', [
+    # The type is new in the same transaction: PostgreSQL accepts its new values.
+    {'patch-2211-01-0.sql': "CREATE TYPE status AS ENUM ('one');\nALTER TYPE status ADD VALUE 'four';\n"
+                            "CREATE TABLE c (s status DEFAULT 'four');\n"},
+    # Added, not used.
+    {'patch-2211-01-0.sql': "ALTER TYPE status ADD VALUE 'four';\nALTER TABLE c ADD COLUMN note text;\n"},
+    # A rename is not an added value.
+    {'patch-2211-01-0.sql': "ALTER TYPE status RENAME VALUE 'four' TO 'five';\nUPDATE c SET n = 'four';\n"},
+])
+def test_enum_changes_the_window_accepts_pass(tmp_path, patches):
+    assert pending_plan(tmp_path, patches).refused == []
+
+
+def test_launchpad_revision_row_that_is_not_the_file_name_is_refused_hot_or_cold(tmp_path):
+    the_plan = pending_plan(tmp_path, {
+        'patch-2211-01-0.sql': 'CREATE TABLE a (id int);\nINSERT INTO LaunchpadDatabaseRevision VALUES (2211, 1, 0);\n',
+        'patch-2211-02-0.sql': 'CREATE TABLE b (id int);\nINSERT INTO LaunchpadDatabaseRevision VALUES (2211, 1, 0);\n',
+        # Named columns in another order: this row is right.
+        'patch-2211-03-1.sql': ('CREATE INDEX CONCURRENTLY i ON a (id);\n'
+                                'INSERT INTO LaunchpadDatabaseRevision (major, patch, minor) VALUES (2211, 1, 3);\n'),
+        'patch-2211-04-0.sql': 'CREATE TABLE c (id int);\nINSERT INTO LaunchpadDatabaseRevision VALUES (2211, 4, 0);\n',
+        'patch-2211-05-0.sql': 'CREATE TABLE d (id int);\n',
+    }, revision_table='LaunchpadDatabaseRevision')
+    assert the_plan.refused == [
+        'patch-2211-02-0.sql line 2: inserts LaunchpadDatabaseRevision row 2211-01-0, but the file is revision '
+        '2211-02-0; make it INSERT INTO LaunchpadDatabaseRevision VALUES (2211, 2, 0)',
+        'patch-2211-05-0.sql line 1: writes no LaunchpadDatabaseRevision row; add: INSERT INTO '
+        'LaunchpadDatabaseRevision VALUES (2211, 5, 0);',
+    ]
+    # Outside the Launchpad layout a patch need not write a row (but a wrong one is still wrong).
+    assert [r.split(':')[0] for r in pending_plan(tmp_path, {}).refused] == ['patch-2211-02-0.sql line 2']
+
+
+def test_launchpad_revision_row_in_a_hot_patch_with_swapped_columns_is_refused(tmp_path):
+    the_plan = pending_plan(tmp_path, {
+        'patch-2211-03-1.sql': ('CREATE INDEX CONCURRENTLY i ON a (id);\n'
+                                'INSERT INTO LaunchpadDatabaseRevision (major, patch, minor) VALUES (2211, 3, 1);\n'),
+    }, revision_table='launchpaddatabaserevision')
+    assert the_plan.refused == [
+        'patch-2211-03-1.sql line 2: inserts LaunchpadDatabaseRevision row 2211-01-3, but the file is revision '
+        '2211-03-1; make it INSERT INTO LaunchpadDatabaseRevision VALUES (2211, 3, 1)']
+    assert the_plan.pending_hot[0].name == 'patch-2211-03-1.sql'
