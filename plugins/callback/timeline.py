@@ -58,6 +58,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report imp
     build_report,
     entry_from_result,
     format_ms,
+    is_deploy_action,
     is_fastdowntime_result,
     render_text,
     to_json,
@@ -94,7 +95,7 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_start(self, host, task):
         self._remember_host(host)
-        if not task_action(task).startswith(ACTION_PREFIX):
+        if not is_deploy_action(task_action(task)):
             return
         self._fastdowntime_ran = True
         self._task_started[(task._uuid, host.get_name())] = time.monotonic()

@@ -71,9 +71,21 @@ def entry_from_result(result, task=None, host=None, action=None, failed=None):
     }]
 
 
+# Modules of the collection that are no part of a deploy (CI checks, reports):
+# a playbook running only them must not print a timeline nor replace the report.
+NOT_DEPLOY_ACTIONS = frozenset(('fastdowntime.postgresql.change_rule', 'fastdowntime.postgresql.cycle_time'))
+
+
+def is_deploy_action(action):
+    """Is ``action`` (a module FQCN) a fastdowntime deploy module?"""
+    return bool(action) and str(action).startswith('fastdowntime.postgresql.') and str(action) not in NOT_DEPLOY_ACTIONS
+
+
 def is_fastdowntime_result(result, action=None):
     """Does this task result belong in the timeline?"""
-    if action and str(action).startswith('fastdowntime.postgresql.'):
+    if action and str(action) in NOT_DEPLOY_ACTIONS:
+        return False
+    if is_deploy_action(action):
         return True
     if not isinstance(result, dict):
         return False

@@ -108,6 +108,9 @@ def test_entry_ignores_garbage():
     ({'phases': []}, None, True),
     ({'changed': True}, 'fastdowntime.postgresql.schema_apply', True),
     ({'changed': True}, 'ansible.builtin.command', False),
+    # CI checks and reports of the collection are no deploy: no timeline, no report replaced.
+    ({'changed': False, 'passed': True}, 'fastdowntime.postgresql.change_rule', False),
+    ({'changed': False}, 'fastdowntime.postgresql.cycle_time', False),
     ({'results': [{'phases': []}]}, None, True),
     ({'results': [{'rc': 0}]}, None, False),
     ('x', None, False),
