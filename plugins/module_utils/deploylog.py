@@ -27,6 +27,13 @@ TABLE = 'fastdowntime.deploy_log'
 WRITE_TIMEOUT_MS = 5000
 
 EXISTS_SQL = "SELECT to_regclass('fastdowntime.deploy_log') IS NOT NULL AS present"
+# Columns added since the table was first created: (name, ALTER TABLE statement).
+UPGRADES = (
+    ('overrides', "ALTER TABLE fastdowntime.deploy_log ADD COLUMN IF NOT EXISTS overrides jsonb NOT NULL "
+                  "DEFAULT '[]'::jsonb"),
+)
+COLUMNS_SQL = ("SELECT attname FROM pg_attribute WHERE attrelid = 'fastdowntime.deploy_log'::regclass "
+               "AND attnum > 0 AND NOT attisdropped")
 
 CREATE_SQL = (
     'CREATE SCHEMA IF NOT EXISTS fastdowntime',
@@ -37,7 +44,8 @@ CREATE_SQL = (
     outcome text NOT NULL,
     patches jsonb NOT NULL DEFAULT '[]'::jsonb,
     phases jsonb NOT NULL DEFAULT '[]'::jsonb,
-    estimate_ms numeric
+    estimate_ms numeric,
+    overrides jsonb NOT NULL DEFAULT '[]'::jsonb
 )""",
     "COMMENT ON TABLE fastdowntime.deploy_log IS "
     "'One row per fastdowntime run that reached the outage (written after resume)'",
@@ -46,18 +54,19 @@ CREATE_SQL = (
 # ``IS DISTINCT FROM`` makes a second write of the same report a no-op, so
 # RETURNING yields a row only when something was inserted or changed.
 UPSERT_SQL = """INSERT INTO fastdowntime.deploy_log AS log
-    (deploy_id, started_at, outage_ms, outcome, patches, phases, estimate_ms)
+    (deploy_id, started_at, outage_ms, outcome, patches, phases, estimate_ms, overrides)
 VALUES (%(deploy_id)s, COALESCE(%(started_at)s::timestamptz, now()), %(outage_ms)s, %(outcome)s,
-        %(patches)s::jsonb, %(phases)s::jsonb, %(estimate_ms)s)
+        %(patches)s::jsonb, %(phases)s::jsonb, %(estimate_ms)s, %(overrides)s::jsonb)
 ON CONFLICT (deploy_id) DO UPDATE SET
     started_at = EXCLUDED.started_at, outage_ms = EXCLUDED.outage_ms, outcome = EXCLUDED.outcome,
-    patches = EXCLUDED.patches, phases = EXCLUDED.phases, estimate_ms = EXCLUDED.estimate_ms
-WHERE (log.started_at, log.outage_ms, log.outcome, log.patches, log.phases, log.estimate_ms)
+    patches = EXCLUDED.patches, phases = EXCLUDED.phases, estimate_ms = EXCLUDED.estimate_ms,
+    overrides = EXCLUDED.overrides
+WHERE (log.started_at, log.outage_ms, log.outcome, log.patches, log.phases, log.estimate_ms, log.overrides)
     IS DISTINCT FROM (EXCLUDED.started_at, EXCLUDED.outage_ms, EXCLUDED.outcome,
-                      EXCLUDED.patches, EXCLUDED.phases, EXCLUDED.estimate_ms)
+                      EXCLUDED.patches, EXCLUDED.phases, EXCLUDED.estimate_ms, EXCLUDED.overrides)
 RETURNING deploy_id"""
 
-READ_SQL = """SELECT deploy_id, started_at, outage_ms, outcome, patches, phases, estimate_ms
+READ_SQL = """SELECT deploy_id, started_at, outage_ms, outcome, patches, phases, estimate_ms, overrides
 FROM fastdowntime.deploy_log WHERE deploy_id = %(deploy_id)s"""
 
 _DB_ERRORS = (psycopg2.Error,) if psycopg2 is not None else ()
@@ -91,18 +100,27 @@ def log_params(report, deploy_id=None):
         'patches': json.dumps(report.get('patches') or [], sort_keys=True, default=str),
         'phases': json.dumps(phases, sort_keys=True, default=str),
         'estimate_ms': outage.get('estimate_ms'),
+        # What the operator overrode (a deploy window, a contract change): who, why, when.
+        'overrides': json.dumps(report.get('overrides') or [], sort_keys=True, default=str),
     }
 
 
 def ensure_deploy_log(conn, check_mode=False):
-    """Create the table if it is missing; True when it was (or would be) created.
+    """Create the table if it is missing, or add the columns an older
+    version lacks (UPGRADES); True when it was (or would be) changed.
 
-    Checks first, so a present table costs one read and no DDL lock. Commits.
+    Checks first, so an up-to-date table costs two reads and no DDL lock. Commits.
     """
     def work(cur):
         cur.execute(EXISTS_SQL)
         if cur.fetchone()[0]:
-            return False
+            cur.execute(COLUMNS_SQL)
+            present = set(row[0] for row in cur.fetchall())
+            missing = [sql for column, sql in UPGRADES if column not in present]
+            if not check_mode:
+                for statement in missing:
+                    cur.execute(statement)
+            return bool(missing)
         if not check_mode:
             for statement in CREATE_SQL:
                 cur.execute(statement)

@@ -207,7 +207,7 @@ class Outage:
 
     def __init__(self, primary, standbys, pgbouncers, db_name, patch_dir, budget_seconds,
                  revision_table=None, deploy_id=None, drain_policy='abort', pgbouncer_databases=None,
-                 killable_users=None, reserve_seconds=None, lock_retry=None, window_mode='all'):
+                 killable_users=None, reserve_seconds=None, lock_retry=None, window_mode='all', overrides=None):
         if window_mode not in WINDOW_MODES:
             raise ValueError('window_mode must be one of %s, got %r' % (', '.join(WINDOW_MODES), window_mode))
         self.window_mode = window_mode
@@ -222,6 +222,8 @@ class Outage:
         self.pgbouncer_databases = list(pgbouncer_databases or [])
         self.killable_users = list(killable_users or [])
         self.lock_retry = lock_retry
+        # The pre-flight's overrides (deploy window, contract change): kept in the deploy log row.
+        self.overrides = list(overrides or [])
         kwargs = {} if reserve_seconds is None else {'reserve_seconds': reserve_seconds}
         self.clock = BudgetClock(budget_seconds, **kwargs)
         self.plan = None
@@ -509,6 +511,7 @@ class Outage:
         try:
             report = build_report(entry_from_result(result, task='outage', action='fastdowntime.postgresql.outage',
                                                     failed=failed))
+            report['overrides'] = self.overrides
             write_deploy_log(self.observer, report, deploy_id=self.deploy_id)
             result['deploy_log'] = 'written'
         except (DeployLogError, Exception) as exc:  # noqa: B014 - logging must never fail the deploy

@@ -22,9 +22,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import time
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils import lint
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import deploywindows, lint
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import DEFAULT_RESERVE_SECONDS
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import standby_entries_by_pgbouncer
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
@@ -49,7 +50,7 @@ OUTCOME_REFUSED = 'refused by pre-flight'  # the timeline report's word (report.
 
 # Checks, in the order the summary lists them.
 CHECKS = ('connection', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
-          'direct_connections', 'pgbouncer', 'lint', 'budget')
+          'direct_connections', 'pgbouncer', 'lint', 'budget', 'deploy_window')
 
 DEFAULT_MAX_LAG_SECONDS = 60.0
 # One WAL segment: a standby further behind replays the outage's commit late.
@@ -539,7 +540,8 @@ class Preflight:
                  max_lag_seconds=DEFAULT_MAX_LAG_SECONDS, max_lag_bytes=DEFAULT_MAX_LAG_BYTES,
                  max_transaction_seconds=DEFAULT_MAX_TRANSACTION_SECONDS, system_users=None,
                  fragile_users=None, killable_users=None, statement_seconds=DEFAULT_STATEMENT_SECONDS,
-                 resume_paused_replay=True, lint_options=None, scan_bytes_per_second=None):
+                 resume_paused_replay=True, lint_options=None, scan_bytes_per_second=None,
+                 deploy_windows=None, window_override_reason=None, operator=None, now=None):
         self.primary = dict(primary, dbname=db_name)
         self.standbys = [dict(s, dbname=db_name) for s in standbys]
         self.pgbouncers = list(pgbouncers)
@@ -568,6 +570,12 @@ class Preflight:
         self.scan_bytes_per_second = scan_bytes_per_second
         self.lint_findings = []
         self.lint_estimate = None
+        # Parsed deploy windows (deploywindows.parse_windows), the override's reason and who gave it.
+        self.deploy_windows = list(deploy_windows or [])
+        self.window_override_reason = window_override_reason
+        self.operator = operator
+        self.now = now  # an aware datetime for tests; None: the clock
+        self.overrides = []  # what an operator overrode, for the deploy log: [{'check', 'who', 'why', 'at', ...}]
 
     # -- plumbing --------------------------------------------------------------
     def _connect(self, endpoint):
@@ -634,6 +642,7 @@ class Preflight:
             'plan': self.plan.as_dict() if self.plan is not None else None,
             'lint': self.lint_findings,
             'phases': [phase],
+            'overrides': list(self.overrides),
         }
 
     def _run_checks(self):
@@ -693,6 +702,19 @@ class Preflight:
             self._check_direct_connections(primary, primary_label, activity[primary_label])
 
         self._check_budget(primary, primary_label, standbys, lag, pgbouncer_rtts, entries_counts)
+        self._check_deploy_window()
+
+    def _check_deploy_window(self):
+        """Is now inside a deploy window? Refuses an outage outside every one
+        unless overridden with a reason (kept in self.overrides). With the plan
+        unknown an outage is assumed pending."""
+        now = self.now or datetime.datetime.now(datetime.timezone.utc)
+        pending = self.plan is None or bool(self.plan.pending_cold)
+        status, summary, evidence, action, override = deploywindows.decide(
+            self.deploy_windows, now, pending, self.window_override_reason, self.operator)
+        if override:
+            self.overrides.append(override)
+        self.findings.append(finding('deploy_window', status, summary, evidence=evidence, action=action))
 
     def _check_replay(self, standbys):
         """Find replay left paused and resume it (unless told not to); returns

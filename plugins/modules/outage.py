@@ -71,6 +71,13 @@ options:
     type: str
     choices: [all, split]
     default: all
+  overrides:
+    description:
+      - What the operator overrode in the pre-flight (its RV(fastdowntime.postgresql.preflight#module:overrides) - a
+        deploy window, a contract change; who, why, when), kept in the C(overrides) column of the deploy log row.
+    type: list
+    elements: dict
+    default: []
 requirements:
   - psycopg2 and pglast on the host that runs the module (the roles run it on the controller)
 seealso:
@@ -180,6 +187,7 @@ def main():
             deploy_id=dict(type='str'),
             estimate_ms=dict(type='float'),
             window_mode=dict(type='str', choices=['all', 'split'], default='all'),
+            overrides=dict(type='list', elements='dict', default=[]),
         ),
         supports_check_mode=True,
     )
@@ -191,7 +199,8 @@ def main():
         primary=p['primary'], standbys=p['standbys'], pgbouncers=p['pgbouncers'], db_name=p['db_name'],
         patch_dir=p['patch_dir'], budget_seconds=p['budget_seconds'], revision_table=p['revision_table'],
         deploy_id=p['deploy_id'], drain_policy=p['drain_policy'], pgbouncer_databases=p['pgbouncer_databases'],
-        killable_users=p['killable_users'], reserve_seconds=p['reserve_seconds'], window_mode=p['window_mode'])
+        killable_users=p['killable_users'], reserve_seconds=p['reserve_seconds'], window_mode=p['window_mode'],
+        overrides=p['overrides'])
     try:
         plan = outage.prepare(check_mode=module.check_mode)
         if module.check_mode:

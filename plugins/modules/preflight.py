@@ -116,6 +116,27 @@ options:
     description: Scan throughput (MiB/s) the lint prices with; C(0) measures it on the primary (bounded sample).
     type: float
     default: 0
+  deploy_windows:
+    description:
+      - The fixed deploy windows (C(fastdowntime_deploy_windows)) - each a string C(DAYS HH:MM[,HH:MM...] DURATION
+        [TIMEZONE]) such as C(daily 02:00,10:00,18:00 30m UTC) or C(weekdays 14:00 1h Europe/London), or a dict with
+        C(days), C(times), C(duration), C(timezone). DAYS is C(daily), C(weekdays), C(weekends), C(mon,wed,fri) or
+        C(mon-fri); a start is local wall-clock time in the zone (an IANA name, default UTC).
+      - Check C(deploy_window) - when cold patches are pending (an outage) and now is outside every window, it fails
+        naming the next window; inside a window it passes saying until when. Empty - no windows, any time.
+      - A window that cannot be read fails the task with one line before any check runs.
+    type: list
+    elements: raw
+    default: []
+  deploy_window_override:
+    description:
+      - The reason an outage must start outside the deploy windows. Set, the C(deploy_window) check warns instead of
+        failing, and the override (who, why, when) is returned in RV(overrides) for the deploy log.
+    type: str
+    default: ''
+  operator:
+    description: Who runs the deploy, recorded with an override (the role passes C(fastdowntime_operator)).
+    type: str
   fail_on_refusal:
     description:
       - Fail the task when any check fails. The C(preflight) role sets it to C(false), prints the summary, then
@@ -167,7 +188,7 @@ replay_resumed:
 checks:
   description:
     - Every finding - C(check) (C(connection), C(privileges), C(patches), C(standbys), C(replay_paused), C(replication_lag),
-      C(transactions), C(direct_connections), C(pgbouncer), C(budget)), C(host), C(status) (C(pass), C(warn),
+      C(transactions), C(direct_connections), C(pgbouncer), C(lint), C(budget), C(deploy_window)), C(host), C(status) (C(pass), C(warn),
       C(fail)), C(summary) (one line), C(evidence) (what was seen) and C(action) (what to do).
   type: list
   elements: dict
@@ -195,6 +216,13 @@ plan:
   description: The patch plan (pending hot and cold patches, applied, drift, missing files, ignored files).
   type: dict
   returned: when the primary was reached and the patch set loaded
+overrides:
+  description:
+    - What the operator overrode in this run - C(check) (C(deploy_window)), C(who), C(why), C(at) (ISO time) and
+      C(next_window); the outage module records them in the deploy log.
+  type: list
+  elements: dict
+  returned: always
 phases:
   description: One phase record C(preflight) (host, started_at, duration_ms, status C(ok) or C(failed), detail).
   type: list
@@ -210,6 +238,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 try:
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import Preflight
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.lint import LintError, parse_options
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.deploywindows import (
+        WindowError, parse_windows)
     PREFLIGHT_IMPORT_ERROR = None
 except ImportError as exc:  # pglast missing on the host that runs the module
     PREFLIGHT_IMPORT_ERROR = exc
@@ -229,6 +259,9 @@ def main():
             lint_ignore_rules=dict(type='list', elements='str', default=[]),
             lint_acknowledge_contract=dict(type='list', elements='str', default=[]),
             lint_scan_mb_per_second=dict(type='float', default=0),
+            deploy_windows=dict(type='list', elements='raw', default=[]),
+            deploy_window_override=dict(type='str', default=''),
+            operator=dict(type='str'),
             fail_on_refusal=dict(type='bool', default=True),
         ),
         supports_check_mode=True,
@@ -243,6 +276,10 @@ def main():
         lint_options = parse_options(p['lint_severity'], p['lint_ignore_rules'], p['lint_acknowledge_contract'])
     except LintError as exc:
         module.fail_json(msg=str(exc))
+    try:
+        windows = parse_windows(p['deploy_windows'])
+    except WindowError as exc:
+        module.fail_json(msg=str(exc))
     preflight = Preflight(
         primary=p['primary'], standbys=p['standbys'], pgbouncers=p['pgbouncers'], db_name=p['db_name'],
         patch_dir=p['patch_dir'], budget_seconds=p['budget_seconds'], revision_table=p['revision_table'],
@@ -253,7 +290,8 @@ def main():
         statement_seconds=p['statement_seconds'],
         resume_paused_replay=p['resume_paused_replay'] and not module.check_mode,
         lint_options=lint_options,
-        scan_bytes_per_second=p['lint_scan_mb_per_second'] * 1048576.0 if p['lint_scan_mb_per_second'] else None)
+        scan_bytes_per_second=p['lint_scan_mb_per_second'] * 1048576.0 if p['lint_scan_mb_per_second'] else None,
+        deploy_windows=windows, window_override_reason=p['deploy_window_override'], operator=p['operator'])
     result = preflight.run()
     if not result['passed'] and p['fail_on_refusal']:
         failing = [line for line in result['summary_lines'] if line.startswith('FAIL ')]

@@ -6,9 +6,11 @@ import psycopg2
 import pytest
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.deploylog import (
+    COLUMNS_SQL,
     CREATE_SQL,
     EXISTS_SQL,
     READ_SQL,
+    UPGRADES,
     UPSERT_SQL,
     DeployLogError,
     ensure_deploy_log,
@@ -37,6 +39,10 @@ class FakeCursor:
 
     def fetchone(self):
         return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self):
+        rows, self._rows = self._rows, []
+        return rows
 
     def close(self):
         self.conn.closed_cursors += 1
@@ -109,7 +115,9 @@ def test_params_from_an_aborted_report():
     assert [(p['phase'], p['status']) for p in phases] == [
         ('drain', 'ok'), ('schema application', 'failed'), ('resume', 'ok')]
     assert phases[1]['error'] == 'budget spent'
-    assert set(params) == {'deploy_id', 'started_at', 'outage_ms', 'outcome', 'patches', 'phases', 'estimate_ms'}
+    assert set(params) == {'deploy_id', 'started_at', 'outage_ms', 'outcome', 'patches', 'phases', 'estimate_ms',
+                           'overrides'}
+    assert json.loads(params['overrides']) == []
 
 
 def test_every_param_is_used_by_the_query_and_nothing_is_interpolated():
@@ -154,9 +162,19 @@ def test_ensure_creates_a_missing_table_and_commits():
 
 
 def test_ensure_does_nothing_when_the_table_exists():
-    conn = FakeConn(answers={EXISTS_SQL: [(True,)]})
+    columns = [(c,) for c in ('deploy_id', 'started_at', 'outage_ms', 'outcome', 'patches', 'phases', 'estimate_ms',
+                              'overrides')]
+    conn = FakeConn(answers={EXISTS_SQL: [(True,)], COLUMNS_SQL: columns})
     assert ensure_deploy_log(conn) is False
-    assert conn.statements() == [EXISTS_SQL]
+    assert conn.statements() == [EXISTS_SQL, COLUMNS_SQL]
+
+
+def test_ensure_adds_the_overrides_column_to_an_older_table():
+    columns = [(c,) for c in ('deploy_id', 'started_at', 'outage_ms', 'outcome', 'patches', 'phases', 'estimate_ms')]
+    conn = FakeConn(answers={EXISTS_SQL: [(True,)], COLUMNS_SQL: columns})
+    assert ensure_deploy_log(conn) is True
+    assert conn.statements() == [EXISTS_SQL, COLUMNS_SQL] + [sql for _, sql in UPGRADES]
+    assert 'ADD COLUMN IF NOT EXISTS overrides jsonb' in UPGRADES[0][1] and conn.commits == 1
 
 
 def test_ensure_in_check_mode_only_looks():
