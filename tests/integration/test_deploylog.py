@@ -50,7 +50,8 @@ def test_table_has_the_documented_columns(conn):
                           "WHERE table_schema = 'fastdowntime' AND table_name = 'deploy_log' ORDER BY ordinal_position")
     assert [(c['column_name'], c['data_type']) for c in columns] == [
         ('deploy_id', 'text'), ('started_at', 'timestamp with time zone'), ('outage_ms', 'numeric'),
-        ('outcome', 'text'), ('patches', 'jsonb'), ('phases', 'jsonb'), ('estimate_ms', 'numeric')]
+        ('outcome', 'text'), ('patches', 'jsonb'), ('phases', 'jsonb'), ('estimate_ms', 'numeric'),
+        ('overrides', 'jsonb')]
 
 
 @pytest.mark.parametrize('autocommit', [False, True])
