@@ -36,8 +36,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed
 
+# SHAPE=a,b: a lab shape (lab/labctl.py SHAPES), e.g. make lab SHAPE=cascade
 lab: deps venv
-	$(PY) lab/labctl.py up
+	$(PY) lab/labctl.py up $(if $(SHAPE),--shape $(SHAPE))
 
 lab-down:
 	$(PY) lab/labctl.py down || python3 lab/labctl.py down

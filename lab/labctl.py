@@ -6,7 +6,9 @@ private bridge and its own sshd: a primary, two streaming standbys, two
 pgbouncers and two app servers running the demo app. All hosts share the
 filesystem, so each host keeps its files under LAB_DIR/hosts/<name>/.
 
-    labctl.py up        build the lab (or keep it, when it is already healthy)
+    labctl.py up [--shape NAME[,NAME...]]
+                        build the lab in that shape (default: the default shape),
+                        or keep it when it is already healthy and of that shape
     labctl.py down      tear it down; safe after a crashed run
     labctl.py status    one line per host; exit 1 when anything is unhealthy
     labctl.py app start|stop|restart HOST    the demo app (its restart command)
@@ -62,10 +64,68 @@ USERS = {
     'fdt_admin': 'admin-secret',
 }
 RUN_AS = 'postgres'
+RELAY_PORT = 5433
+
+# Named lab shapes: each a small set of overrides of the default lab, so the
+# tests can prove the collection on clusters configured as the field has them.
+# `up --shape a,b` merges them in order; the lab records its shape and `up`
+# with another shape rebuilds. Keys (all optional):
+#   standby_application_name  False: primary_conninfo without application_name
+#                             and no cluster_name, so the upstream sees every
+#                             standby as 'walreceiver' (PostgreSQL's default)
+#   replication_relay         True: every standby streams through one TCP relay
+#                             on the primary's host, so the primary sees one
+#                             client_addr for all (several instances on a host, NAT)
+#   dns_names                 True: every host also has a name,
+#                             <host>.lab<id>.fastdowntime.test, in /etc/hosts
+#                             (`describe` gives it as hosts[h]['dns_name'])
+#   upstream                  {standby: upstream standby}: a cascade
+#   primary_conf              postgresql.conf settings of the primary
+#   standby_conf              {standby: {setting: value}}
+#   primary_conf_later        primary settings changed once the standbys stream
+#                             (reload, or restart when one needs it): synchronous
+#                             standbys, settings the standbys then have below the primary's
+SHAPES = {
+    'default': {},
+    'walreceiver_names': {'standby_application_name': False},
+    'one_address': {'replication_relay': True},
+    'dns_names': {'dns_names': True},
+    'cascade': {'upstream': {'standby2': 'standby1'}},
+    'sync_apply': {'primary_conf_later': {'synchronous_standby_names': "'standby1'",
+                                          'synchronous_commit': 'remote_apply'}},
+    # standby1 keeps max_connections 200 while the primary goes to 250: PostgreSQL
+    # pauses its replay ("If recovery is unpaused, the server will shut down").
+    'standby_below_primary': {'standby_conf': {'standby2': {'max_connections': 300}},
+                              'primary_conf_later': {'max_connections': 250}},
+}
 
 
 class LabError(Exception):
     pass
+
+
+def shape_names(spec):
+    """'a,b' -> ['a', 'b'] (known shapes, 'default' dropped); LabError names an unknown one."""
+    names = [n.strip() for n in (spec or 'default').split(',') if n.strip() and n.strip() != 'default']
+    unknown = [n for n in names if n not in SHAPES]
+    if unknown:
+        raise LabError('unknown shape %s: known shapes are %s' % (', '.join(unknown), ', '.join(sorted(SHAPES))))
+    return sorted(set(names), key=names.index)
+
+
+def merge_shapes(names):
+    """The overrides of ``names`` merged in order (dict values merged one level down)."""
+    merged = {}
+    for name in names:
+        for key, value in SHAPES[name].items():
+            if isinstance(value, dict):
+                merged[key] = dict(merged.get(key, {}), **value)
+            else:
+                merged[key] = value
+    return merged
+
+
+SHAPE = {}  # the merged overrides of the shape being built or checked (set by up)
 
 
 # -- small helpers -----------------------------------------------------------
@@ -256,13 +316,17 @@ def pg_ctl(name, *args):
 
 def host_conf(name):
     """Settings that differ per host; included last by postgresql.conf."""
-    return '\n'.join([
+    lines = [
         "listen_addresses = '%s'" % HOSTS[name]['addr'],
         'port = %d' % PG_PORT,
         "unix_socket_directories = '%s'" % host_dir(name, 'run'),
-        "cluster_name = '%s'" % name,
-        '',
-    ])
+    ]
+    if HOSTS[name]['role'] == 'primary' or SHAPE.get('standby_application_name', True):
+        lines.append("cluster_name = '%s'" % name)
+    settings = SHAPE.get('primary_conf', {}) if HOSTS[name]['role'] == 'primary' \
+        else SHAPE.get('standby_conf', {}).get(name, {})
+    lines += ['%s = %s' % item for item in settings.items()]
+    return '\n'.join(lines + [''])
 
 
 COMMON_PG_CONF = '\n'.join([
@@ -316,16 +380,32 @@ def build_primary():
     psql(name, 'CREATE TABLE fdt_item (id bigserial PRIMARY KEY, body text NOT NULL, '
                'created timestamptz NOT NULL DEFAULT now()); ALTER TABLE fdt_item OWNER TO fdt_app',
          db=DB_NAME)
-    for standby in [h for h, v in HOSTS.items() if v['role'] == 'standby']:
-        psql(name, "SELECT pg_create_physical_replication_slot('%s')" % standby)
+    for standby in STANDBYS:
+        if upstream_of(standby) == name:
+            psql(name, "SELECT pg_create_physical_replication_slot('%s')" % standby)
+
+
+STANDBYS = [h for h, v in HOSTS.items() if v['role'] == 'standby']
+
+
+def upstream_of(standby):
+    """The host a standby streams from in the current shape."""
+    return SHAPE.get('upstream', {}).get(standby, 'primary')
 
 
 def build_standby(name):
     for sub in ('run', 'log'):
         os.makedirs(host_dir(name, sub), exist_ok=True)
     chown_tree(host_dir(name))
-    conninfo = 'host=%s port=%d user=fdt_replication password=%s application_name=%s' % (
-        HOSTS['primary']['addr'], PG_PORT, USERS['fdt_replication'], name)
+    upstream = upstream_of(name)
+    port = RELAY_PORT if SHAPE.get('replication_relay') and upstream == 'primary' else PG_PORT
+    conninfo = 'host=%s port=%d user=fdt_replication password=%s' % (
+        HOSTS[upstream]['addr'], port, USERS['fdt_replication'])
+    if SHAPE.get('standby_application_name', True):
+        conninfo += ' application_name=%s' % name
+    if upstream != 'primary':  # a slot on the upstream standby, as on the primary
+        psql(upstream, "SELECT pg_create_physical_replication_slot('%s')" % name)
+        psql('primary', 'CHECKPOINT')  # a fresh restartpoint for the backup taken from a standby
     run(in_ns(name, [os.path.join(PG_BIN, 'pg_basebackup'), '-d', conninfo, '-D', pg_data(name),
                      '-R', '-S', name, '-X', 'stream', '-c', 'fast', '--no-sync'], as_user=RUN_AS))
     write(os.path.join(pg_data(name), 'host.conf'), host_conf(name))
@@ -333,9 +413,113 @@ def build_standby(name):
     pg_ctl(name, '-l', host_dir(name, 'log', 'postgresql.log'), '-w', '-t', '60', 'start')
 
 
-def streaming_standbys():
-    out = psql('primary', "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'")
-    return sorted(out.split()) if out else []
+def streams_as_expected():
+    """Every upstream (primary or, in a cascade, a standby) streams to as many
+    standbys as the shape gives it. Counts rows, since standbys may all be
+    'walreceiver' to their upstream."""
+    for upstream in sorted(set(upstream_of(s) for s in STANDBYS)):
+        expected = len([s for s in STANDBYS if upstream_of(s) == upstream])
+        out = psql(upstream, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+        if int(out or 0) != expected:
+            return False
+    return True
+
+
+def change_primary_later():
+    """Settings changed on the primary once the standbys stream (a reload, or a
+    restart when one of them needs it): each standby then replays the parameter
+    change against its own settings."""
+    settings = SHAPE.get('primary_conf_later')
+    if not settings:
+        return
+    with open(os.path.join(pg_data('primary'), 'host.conf'), 'a') as handle:
+        handle.write(''.join('%s = %s\n' % item for item in settings.items()))
+    names = ', '.join("'%s'" % name for name in settings)
+    if psql('primary', "SELECT count(*) FROM pg_settings WHERE context = 'postmaster' AND name IN (%s)" % names) == '0':
+        pg_ctl('primary', 'reload')
+        return
+    pg_ctl('primary', '-l', host_dir('primary', 'log', 'postgresql.log'), '-w', '-t', '60', '-m', 'fast', 'restart')
+    wait_for('the standbys streaming again', streams_as_expected, timeout=60)
+    # A checkpoint carries the parameter change record to the standbys at once.
+    psql('primary', 'CHECKPOINT')
+
+
+# -- the replication relay (shape one_address) --------------------------------
+def relay_paths():
+    return {'pid': host_dir('primary', 'run', 'relay.pid'), 'log': host_dir('primary', 'log', 'relay.log')}
+
+
+def start_relay():
+    """A TCP relay on the primary's host (RELAY_PORT -> the primary's port): every
+    standby streaming through it reaches the primary from one address."""
+    paths = relay_paths()
+    addr = HOSTS['primary']['addr']
+    proc = subprocess.Popen(in_ns('primary', [SYSTEM_PYTHON, os.path.abspath(__file__), 'relay',
+                                              addr, str(RELAY_PORT), addr, str(PG_PORT)]),
+                            stdin=subprocess.DEVNULL, stdout=open(paths['log'], 'a'),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    write(paths['pid'], '%d\n' % proc.pid)
+    wait_for('the replication relay', lambda: port_open(addr, RELAY_PORT), timeout=15)
+
+
+def relay(listen_addr, listen_port, target_addr, target_port):
+    """Run the relay (in the foreground): one thread pair per connection."""
+    import threading
+
+    def pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((listen_addr, int(listen_port)))
+    server.listen(64)
+    while True:
+        client, _ = server.accept()
+        try:
+            upstream = socket.create_connection((target_addr, int(target_port)), timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            client.close()
+            continue
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=pump, args=(src, dst), daemon=True).start()
+
+
+# -- host names (shape dns_names) -----------------------------------------------
+ETC_HOSTS = '/etc/hosts'
+
+
+def dns_name(name):
+    return '%s.lab%d.fastdowntime.test' % (name, LAB_ID)
+
+
+def set_dns_names(present):
+    """Add (or remove) this lab's block of names in /etc/hosts, leaving every other line alone."""
+    begin, end = '# fastdowntime lab %d begin' % LAB_ID, '# fastdowntime lab %d end' % LAB_ID
+    try:
+        with open(ETC_HOSTS) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        lines = []
+    if begin in lines and end in lines:
+        lines = lines[:lines.index(begin)] + lines[lines.index(end) + 1:]
+    if present:
+        lines += [begin] + ['%s %s' % (h['addr'], dns_name(n)) for n, h in HOSTS.items()] + [end]
+    with open(ETC_HOSTS, 'w') as handle:
+        handle.write('\n'.join(lines) + '\n')
 
 
 # -- pgbouncer -----------------------------------------------------------------
@@ -456,6 +640,18 @@ def app_command(action, name):
 
 
 # -- up / down / status ----------------------------------------------------------
+def shape_file():
+    return os.path.join(LAB_DIR, 'shape.json')
+
+
+def recorded_shape():
+    try:
+        with open(shape_file()) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
 def namespaces():
     out = run(['ip', 'netns', 'list'], check=False).stdout
     prefix = netns('')
@@ -466,7 +662,7 @@ def down():
     ensure_root()
     fence_subnet()
     # Stop PostgreSQL cleanly where it runs; everything else is killed with its namespace.
-    for name in ('standby1', 'standby2', 'primary'):
+    for name in ('standby2', 'standby1', 'primary'):
         if os.path.exists(os.path.join(pg_data(name), 'postmaster.pid')) and netns(name) in namespaces():
             run(in_ns(name, [os.path.join(PG_BIN, 'pg_ctl'), '-D', pg_data(name), '-m', 'immediate',
                              '-w', '-t', '20', 'stop'], as_user=RUN_AS), check=False)
@@ -495,6 +691,9 @@ def down():
                 except OSError:
                     pass
     shutil.rmtree(os.path.join(LAB_DIR, 'hosts'), ignore_errors=True)
+    if os.path.exists(shape_file()):
+        os.unlink(shape_file())
+    set_dns_names(False)
     log('down')
 
 
@@ -519,16 +718,19 @@ def healthy():
     if not all(ok for _, ok, _ in health()):
         return False
     try:
-        return streaming_standbys() == ['standby1', 'standby2']
+        return streams_as_expected()
     except LabError:
         return False
 
 
-def up():
+def up(spec=None):
+    names = shape_names(spec)
+    SHAPE.clear()
+    SHAPE.update(merge_shapes(names))
     ensure_root()
     ensure_packages()
-    if healthy():
-        log('already up and healthy (%s)' % LAB_DIR)
+    if recorded_shape() == names and healthy():
+        log('already up and healthy, shape %s (%s)' % (','.join(names) or 'default', LAB_DIR))
         return
     down()
     started = time.monotonic()
@@ -540,9 +742,13 @@ def up():
     for name in HOSTS:
         start_sshd(name)
     build_primary()
-    for name in ('standby1', 'standby2'):
+    if SHAPE.get('replication_relay'):
+        start_relay()
+    for name in STANDBYS:
         build_standby(name)
-    wait_for('both standbys streaming', lambda: streaming_standbys() == ['standby1', 'standby2'], timeout=60)
+    wait_for('every standby streaming', streams_as_expected, timeout=60)
+    change_primary_later()
+    set_dns_names(bool(SHAPE.get('dns_names')))
     for name in ('pgbouncer1', 'pgbouncer2'):
         build_pgbouncer(name)
     for name in ('pgbouncer1', 'pgbouncer2'):
@@ -551,8 +757,10 @@ def up():
         build_app(name)
     for name in HOSTS:
         wait_for('sshd on %s' % name, lambda n=name: port_open(HOSTS[n]['addr'], 22))
-    log('up in %.1fs: %s' % (time.monotonic() - started,
-                              ', '.join('%s=%s' % (n, h['addr']) for n, h in HOSTS.items())))
+    with open(shape_file(), 'w') as handle:
+        json.dump(names, handle)
+    log('up in %.1fs, shape %s: %s' % (time.monotonic() - started, ','.join(names) or 'default',
+                                        ', '.join('%s=%s' % (n, h['addr']) for n, h in HOSTS.items())))
 
 
 def status():
@@ -564,8 +772,17 @@ def status():
 
 def describe():
     """The lab's topology as JSON, for tests and tools."""
+    names = recorded_shape() or []
+    SHAPE.update(merge_shapes(names))
+    hosts = {}
+    for name, host in HOSTS.items():
+        hosts[name] = dict(host)
+        if SHAPE.get('dns_names'):
+            hosts[name]['dns_name'] = dns_name(name)
+        if host['role'] == 'standby':
+            hosts[name]['upstream'] = upstream_of(name)
     print(json.dumps({'lab_id': LAB_ID, 'lab_dir': LAB_DIR, 'netns_prefix': netns(''),
-                      'ssh_key': ssh_key_path(), 'hosts': HOSTS,
+                      'ssh_key': ssh_key_path(), 'hosts': hosts, 'shape': names,
                       'db_name': DB_NAME, 'users': USERS}, indent=2))
 
 
@@ -584,8 +801,8 @@ def main(argv):
         return 2
     lock = lab_lock() if argv[0] in ('up', 'down') else None
     try:
-        if argv[0] == 'up':
-            up()
+        if argv[0] == 'up' and len(argv) in (1, 3) and argv[1:2] in ([], ['--shape']):
+            up(argv[2] if len(argv) == 3 else None)
         elif argv[0] == 'down':
             down()
         elif argv[0] == 'status':
@@ -594,6 +811,8 @@ def main(argv):
             describe()
         elif argv[0] == 'app' and len(argv) == 3:
             app_command(argv[1], argv[2])
+        elif argv[0] == 'relay' and len(argv) == 5:
+            relay(*argv[1:])
         else:
             print(__doc__)
             return 2

@@ -60,6 +60,7 @@ class Lab:
         self.lab_dir = topology['lab_dir']
         self.ssh_key = topology['ssh_key']
         self.repo = REPO
+        self.shape = topology.get('shape') or []
 
     def addr(self, host):
         return self.hosts[host]['addr']
@@ -114,6 +115,26 @@ def lab():
     if up.returncode != 0:
         pytest.fail('the lab did not come up: %s%s' % (up.stdout, up.stderr), pytrace=False)
     return Lab(json.loads(labctl('describe').stdout))
+
+
+@pytest.fixture
+def lab_shape(lab):
+    """``lab_shape('cascade')`` (or 'a,b'): the lab rebuilt in that shape
+    (lab/labctl.py SHAPES), as a Lab; back to the default shape after the test.
+    Group a shape's checks in few tests: each shape costs a rebuild."""
+    shaped = []
+
+    def bring(name):
+        up = labctl('up', '--shape', name)
+        if up.returncode != 0:
+            pytest.fail('the lab did not come up in shape %s: %s%s' % (name, up.stdout, up.stderr), pytrace=False)
+        shaped.append(name)
+        return Lab(json.loads(labctl('describe').stdout))
+
+    yield bring
+    if shaped:
+        up = labctl('up')
+        assert up.returncode == 0, up.stdout + up.stderr
 
 
 @pytest.fixture
