@@ -82,3 +82,11 @@ def assert_nothing_lost(lab, load):
     assert load.errors == [], load.errors[:5]
     assert load.confirmed_ids, 'the load confirmed no commit at all'
     assert load.missing_commits(lab.primary_dsn()) == []
+
+
+def assert_disarmed(lab, hosts=('pgbouncer1', 'pgbouncer2')):
+    """No dead-man switch left armed: no watchdog pidfile in any pgbouncer host's state dir."""
+    for host in hosts:
+        run_dir = os.path.join(lab.lab_dir, 'hosts', host, 'run')
+        left = [name for name in os.listdir(run_dir) if name.startswith('fastdowntime-pgbouncer-watchdog')]
+        assert left == [], (host, left)

@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 
 from deploy import (
-    assert_all_resumed, assert_nothing_lost, pgbouncer_flags, run_playbook, table_exists, unique_major,
+    assert_all_resumed, assert_disarmed, assert_nothing_lost, pgbouncer_flags, run_playbook, table_exists, unique_major,
     write_patches)
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures('scratch')]
@@ -58,6 +58,8 @@ def test_client_transaction_open_past_the_drain_deadline(healthy_lab, tmp_path):
     assert_clean_error(out, 'aborted in drain', 'pgbouncer1', 'fdt_app@')
     assert not table_exists(lab, 'primary', 'fdt_d%d' % major)
     assert_all_resumed(lab)
+    # The failed outage task did not stop the disarm: nothing is left armed.
+    assert_disarmed(lab)
     assert_nothing_lost(lab, load)
 
 
@@ -209,3 +211,22 @@ def test_check_mode_from_a_site_playbook_plans_and_changes_nothing(healthy_lab, 
     assert not table_exists(lab, 'primary', 'fdt_item_p%d_idx' % major)
     assert json.load(open(report_path))['outcome'] == 'planned'
 
+
+
+def test_outage_failing_before_any_pause_leaves_no_switch_armed(healthy_lab, tmp_path):
+    """The outage task fails after the switch was armed and before anything was paused (its hot
+    patch was never applied: `--tags outage` alone): the switch never saw a pause, so only the
+    disarm can stop it - and it runs on every pgbouncer host although the task failed."""
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE INDEX CONCURRENTLY fdt_item_q%d_idx ON fdt_item (body);' % major,
+        'CREATE TABLE fdt_q%d (id int);' % major,
+    ])
+    proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, tags='outage')
+    assert proc.returncode != 0
+    assert_clean_error(out, 'hot patches are still pending')
+    assert_disarmed(lab)
+    assert not table_exists(lab, 'primary', 'fdt_q%d' % major)
+    assert_all_resumed(lab)
+    assert_nothing_lost(lab, load)
