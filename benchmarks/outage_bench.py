@@ -15,6 +15,9 @@ pgbouncers (psycopg2 writers doing small insert transactions), it runs:
                the primary busy 300 ms
   window-split the same with fastdowntime_window_mode=split: readers should
                wait only for the standbys' catch-up, writers for the primary
+  size-1, size-500  the collection on an idle primary for 1 and 20 x 25 cheap
+               statements, beside psql -1 of the same SQL run on the primary
+               (the server's own time: the physical limit's base)
 
 and prints, per method, the medians over the runs of: the longest client wait,
 client errors, commits lost (must be 0), the outage (drain start -> resume as
@@ -48,8 +51,11 @@ PRIMARY = 'host=%s10 port=5432 dbname=fdtdemo user=fdt_deploy password=deploy-se
 CLIENT = 'host=%s%d port=6432 dbname=fdtdemo user=fdt_app password=app-secret'
 PSQL = '/usr/lib/postgresql/15/bin/psql'
 VENV_BIN = os.path.join(REPO, '.venv', 'bin')
-METHODS = ('collection', 'collection-1', 'psql-chain', 'live', 'window-all', 'window-split')
+METHODS = ('collection', 'collection-1', 'psql-chain', 'live', 'window-all', 'window-split', 'size-1', 'size-500')
 WINDOW_METHODS = ('window-all', 'window-split')
+# Patch-set size: (files, statements per file), on an idle primary, against psql -1 of the same SQL.
+SIZES = {'size-1': (1, 1), 'size-500': (20, 25)}
+ADDED_RTT_ROUND_TRIPS = 5   # the goal: outage <= 5 RTT + the server's own time + 20 %
 # The window comparison's patch keeps the primary busy this long, as a real cold patch does.
 WINDOW_PATCH_SECONDS = 0.3
 # Its revisions stay out of the lab's revision table (dropped at the end).
@@ -86,6 +92,106 @@ def one_inventory(tmp):
 ''')
     os.symlink(os.path.join(REPO, 'inventories', 'lab', 'group_vars'), os.path.join(tmp, 'group_vars'))
     return path
+
+
+def size_patch_set(directory, tag, files, per_file):
+    """``files`` patches of ``per_file`` cheap statements each (CREATE TABLE,
+    CREATE INDEX, COMMENT, ADD COLUMN, small INSERTs) in schema fdt_bench;
+    returns the SQL of them all, in order."""
+    os.makedirs(directory, exist_ok=True)
+    major = 3000 + int(time.time() * 10) % 6000
+    everything = []
+    for number in range(files):
+        table = 'fdt_bench.t_%s_%d' % (tag, number)
+        statements = ['CREATE TABLE %s (id integer PRIMARY KEY, body text)' % table]
+        while len(statements) < per_file:
+            n = len(statements)
+            statements.append(('CREATE INDEX ON %s (body)' % table, "COMMENT ON TABLE %s IS 'bench %d'" % (table, n),
+                               'ALTER TABLE %s ADD COLUMN c%d integer' % (table, n),
+                               "INSERT INTO %s (id, body) VALUES (%d, 'row')" % (table, n))[n % 4])
+        text = ';\n'.join(statements) + ';\n'
+        everything.append(text)
+        with open(os.path.join(directory, 'patch-%d-%02d-0.sql' % (major, number + 1)), 'w') as handle:
+            handle.write(text)
+    return ''.join(everything)
+
+
+def round_trip_ms(dsn, samples=20):
+    """The controller's round trip to ``dsn``: the median of SELECT 1 on an open connection."""
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    times = []
+    with conn.cursor() as cur:
+        for _ in range(samples):
+            began = time.perf_counter()
+            cur.execute('SELECT 1')
+            cur.fetchone()
+            times.append((time.perf_counter() - began) * 1000)
+    conn.close()
+    return statistics.median(times)
+
+
+def psql_on_primary_ms(sql):
+    """The server's own time for ``sql`` as one transaction: psql -1 run on the
+    primary host itself (its namespace), in a scratch database."""
+    db = 'fdt_bench_psql_%d' % random.randint(0, 10 ** 6)
+    admin = psycopg2.connect(PRIMARY.replace('dbname=fdtdemo', 'dbname=postgres'))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute('CREATE DATABASE %s' % db)
+    try:
+        setup = psycopg2.connect(PRIMARY.replace('dbname=fdtdemo', 'dbname=%s' % db))
+        setup.autocommit = True
+        with setup.cursor() as cur:
+            cur.execute('CREATE SCHEMA fdt_bench')
+        setup.close()
+        with tempfile.NamedTemporaryFile('w', suffix='.sql') as handle:
+            handle.write(sql)
+            handle.flush()
+            ns = netns_name('primary')
+            began = time.monotonic()
+            subprocess.run(['ip', 'netns', 'exec', ns, PSQL, '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-f', handle.name,
+                            PRIMARY.replace('dbname=fdtdemo', 'dbname=%s' % db)], check=True, capture_output=True)
+            return (time.monotonic() - began) * 1000
+    finally:
+        with admin.cursor() as cur:
+            cur.execute('DROP DATABASE IF EXISTS %s WITH (FORCE)' % db)
+        admin.close()
+
+
+def netns_name(host):
+    """The lab host's network namespace (as lab/labctl.py names it)."""
+    sys.path.insert(0, os.path.join(REPO, 'lab'))
+    import labctl  # noqa: E402 - the lab's own naming
+    return labctl.netns(host)
+
+
+def run_size(tmp, tag, inventory, files, per_file):
+    """The collection's window for a patch set of files x per_file statements,
+    no client load; returns the report's outage, its transaction and replay,
+    and psql -1 of the same SQL on the primary."""
+    patch_dir = os.path.join(tmp, 'patches-' + tag)
+    sql = size_patch_set(patch_dir, tag, files, per_file)
+    report = os.path.join(tmp, 'report-%s.json' % tag)
+    began = time.monotonic()
+    proc = subprocess.run(['ansible-playbook', '-i', inventory, 'playbooks/fastdowntime.yml', '--tags', 'outage',
+                           '-e', json.dumps({'fastdowntime_patch_dir': patch_dir,
+                                             'fastdowntime_revision_table': WINDOW_REVISION_TABLE})],
+                          cwd=REPO, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True)
+    wall = time.monotonic() - began
+    if proc.returncode != 0:
+        raise RuntimeError('size run failed: %s' % proc.stdout[-2000:])
+    with open(report) as handle:
+        data = json.load(handle)
+    outage = data['outage']
+    replay = [ms for ms in (outage.get('standby_replay_ms') or {}).values() if ms is not None]
+    phases = dict((p['phase'], p) for p in data.get('phases') or [] if isinstance(p, dict))
+    return {'outage_ms': outage['outage_ms'], 'transaction_ms': outage.get('transaction_ms'),
+            'standby_replay_ms': max(replay) if replay else None,
+            'replay_phase_ms': (phases.get('standby_replay') or {}).get('duration_ms'),
+            'round_trips': ((phases.get('cold_transaction') or {}).get('detail') or {}).get('round_trips'),
+            'psql_1_on_primary_ms': round(psql_on_primary_ms(sql), 1),
+            'rtt_ms': round(round_trip_ms(PRIMARY), 3), 'wall_s': round(wall, 2)}
 
 
 def run_collection(tmp, tag, inventory):
@@ -212,6 +318,8 @@ def run_live(tmp, tag, inventory):
 
 def measure(method, tmp, tag, one_inv):
     inventory = one_inv if method == 'collection-1' else os.path.join(REPO, 'inventories', 'lab', 'hosts.yml')
+    if method in SIZES:
+        return run_size(tmp, tag, inventory, *SIZES[method])
     # The same load either way (4 writers): only the number of pgbouncers and standbys changes.
     pgbouncers = (1, 1) if method == 'collection-1' else (1, 2)
     if method in WINDOW_METHODS:
@@ -275,7 +383,7 @@ def write_markdown(results, runs, path):
     }
     for method in METHODS:
         rows = results.get(method)
-        if not rows or method in WINDOW_METHODS:
+        if not rows or method in WINDOW_METHODS or method in SIZES:
             continue
         outage = median([r['outage_ms'] for r in rows])
         ratio = '%.1fx' % (outage / base) if base else '-'
@@ -285,10 +393,45 @@ def write_markdown(results, runs, path):
             median([r['wall_s'] for r in rows])))
     lines += ['', 'Client errors and commits lost are the worst run, not the median.', '']
     lines += window_table(results, runs)
+    lines += size_table(results, runs)
     lines += ['',
               'Raw runs:', '', '```json', json.dumps(results, indent=1, sort_keys=True), '```', '']
     with open(path, 'w') as handle:
         handle.write('\n'.join(lines))
+
+
+def size_table(results, runs):
+    """Patch-set size: the outage against the physical limit (the server's own time + 5 RTT)."""
+    present = [m for m in SIZES if results.get(m)]
+    if not present:
+        return []
+    lines = [
+        '## Patch-set size, on an idle primary',
+        '',
+        'The collection\'s window (`--tags outage`, 2 pgbouncers, 2 standbys, no client load) for 1 statement and',
+        'for 20 files x 25 cheap statements (CREATE TABLE, CREATE INDEX, COMMENT, ADD COLUMN, small INSERTs).',
+        '*Physical limit*: psql -1 of the same SQL run on the primary host (the server\'s own time) plus %d'
+        % ADDED_RTT_ROUND_TRIPS,
+        'round trips between the controller and the primary (median SELECT 1). Medians of %d runs;' % runs,
+        '*replay* is the slowest standby after COMMIT; *round trips* those of the cold transaction.',
+        '',
+        '| statements | outage (ms) | cold transaction (ms) | standby replay (ms) | round trips (transaction) | '
+        'psql -1 on the primary (ms) | RTT (ms) | physical limit (ms) | outage / limit |',
+        '|---|---|---|---|---|---|---|---|---|',
+    ]
+    for method in present:
+        rows = results[method]
+        files, per_file = SIZES[method]
+        outage = median([r['outage_ms'] for r in rows])
+        server = median([r['psql_1_on_primary_ms'] for r in rows])
+        rtt = statistics.median([r['rtt_ms'] for r in rows])
+        limit = round(server + ADDED_RTT_ROUND_TRIPS * rtt, 1)
+        trips = [r['round_trips'] for r in rows if r.get('round_trips') is not None]
+        lines.append('| %d | %s | %s | %s | %s | %s | %.3f | %s | %.2f |' % (
+            files * per_file, outage, median([r['transaction_ms'] for r in rows if r.get('transaction_ms')]),
+            median([r['standby_replay_ms'] for r in rows if r.get('standby_replay_ms') is not None]),
+            median(trips) if trips else 'one per statement', server, rtt, limit, outage / limit))
+    return lines + ['']
 
 
 def window_table(results, runs):

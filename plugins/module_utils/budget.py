@@ -130,6 +130,23 @@ class BudgetClock:
             record['duration_ms'] = round((self._clock() - began) * 1000, 1)
             record['budget_left_ms'] = round(self.remaining() * 1000, 1) if self.started else None
 
+    def add_phase(self, name, host, start_offset_ms, duration_ms, detail=None):
+        """Record a phase timed elsewhere (e.g. by the server, inside one round
+        trip): offsets and durations in ms from the clock's start."""
+        start_offset_ms = max(float(start_offset_ms), 0.0)
+        record = {
+            'phase': name,
+            'host': host,
+            'start_offset_ms': round(start_offset_ms, 1),
+            'started_at': (self.started_wall or self._wall()) + start_offset_ms / 1000.0,
+            'duration_ms': round(float(duration_ms), 1),
+            'budget_left_ms': round(self.budget * 1000 - start_offset_ms - float(duration_ms), 1),
+            'status': 'ok',
+            'detail': dict(detail or {}),
+        }
+        self.phases.append(record)
+        return record
+
     def summary(self):
         return {
             'budget_ms': round(self.budget * 1000, 1),

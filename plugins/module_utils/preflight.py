@@ -387,8 +387,8 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
 
     - drain: PAUSE, SHOW DATABASES, SHOW SERVERS (3 RTT of the slowest
       pgbouncer) plus one drain poll interval;
-    - cold patches: one RTT per statement, per patch (its revision row) and 4
-      more (lock, settings, COMMIT, commit LSN), plus per statement the
+    - cold patches: one RTT for the whole transaction (it travels as one
+      string, schema.ColdBatch; docs/window.md), plus per statement the
       lint's estimate (``statement_costs``: (file, line) -> seconds, from
       the live table sizes, lint.py) or at least ``statement_seconds``;
     - standby replay: the slowest catch-up measured by the lag probe plus
@@ -401,7 +401,7 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     drain = 3 * pgbouncer_rtt + DRAIN_POLL_SECONDS if pgbouncer_rtts else 0.0
     costs = statement_costs or {}
     server = sum(max(statement_seconds, costs.get((p.name, s.line), 0.0)) for p in cold_patches for s in p.statements)
-    cold = (statements + len(cold_patches) + 4) * primary_rtt + server
+    cold = primary_rtt + server
     replay = (replay_seconds + 2 * max(standby_rtts)) if standby_rtts else 0.0
     resume = (3 + max(entries_per_pgbouncer or [0])) * pgbouncer_rtt if pgbouncer_rtts else 0.0
     phases = {'drain': drain, 'cold_patches': cold, 'standby_replay': replay, 'resume': resume}

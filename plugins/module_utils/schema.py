@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import json
 import re
 import select
 import threading
@@ -380,58 +381,184 @@ class _LockWatcher:
         self._conn = None
 
 
-# -- cold: the one transaction ---------------------------------------------
+# -- cold: the one transaction, sent in one round trip ------------------------
+#
+# The whole transaction travels as ONE simple-query string: BEGIN, the deploy
+# lock, every statement (each in its own savepoint, with its statement_timeout
+# and lock_timeout computed by the server from the budget left), each patch's
+# session reset and revision row, COMMIT, and a last SELECT that hands back the
+# transaction's id, its WAL position and the per-patch durations. A statement
+# that cannot get its lock fails only its savepoint: the controller rolls back
+# to it, waits, and sends the rest again from that statement (one more round
+# trip per retry, as before). docs/window.md says why.
 
-class _ColdRunner:
-    """Runs cold statements inside the open transaction of ``cur``, each under
-    a savepoint so a lock failure retries just that statement."""
+STEP_SETTING = 'fastdowntime.step'            # the running step's number (transaction-local)
+PATCH_START_SETTING = 'fastdowntime.patch_started'
+PATCH_MS_SETTING = 'fastdowntime.patch_ms'    # comma-separated per-patch durations so far
+RESULT_SETTING = 'fastdowntime.result'        # JSON, set just before COMMIT, read after it
+ANOTHER_DEPLOY = 'fastdowntime: another schema deploy is running'
+REVISION_MISSING = 'fastdowntime: revision row missing'
 
-    def __init__(self, cur, clock, policy, watcher, host):
-        self.cur = cur
-        self.clock = clock
+
+def _keep_settings_reset(names):
+    """SESSION_RESET_SQL whose RESET ALL keeps the batch's own settings ``names``."""
+    declare = ' '.join("v%d text := current_setting('%s', true);" % (i, n) for i, n in enumerate(names))
+    restore = ' '.join("PERFORM set_config('%s', coalesce(v%d, ''), false);" % (n, i) for i, n in enumerate(names))
+    keeping = 'DO $fdt_keep$ DECLARE %s BEGIN RESET ALL; %s END $fdt_keep$; ' % (declare, restore)
+    assert 'RESET ALL; ' in SESSION_RESET_SQL
+    return SESSION_RESET_SQL.replace('RESET ALL; ', keeping, 1)
+
+
+# With no synchronous standbys the commit does not wait, but each standby then
+# reports replaying it at once (apply feedback), so the primary's
+# pg_stat_replication confirms it promptly. Set again after each session reset.
+SYNC_SETUP_SQL = ("SELECT set_config('synchronous_commit', 'remote_apply', true) "
+                  "WHERE current_setting('synchronous_standby_names') = ''; ")
+
+
+def _budget_left_sql(budget_ms):
+    """SQL: ms left of the budget as the statement starts, by the server's
+    clock (now() is the transaction's start; never below 1)."""
+    return 'greatest(1, (%d - extract(epoch FROM clock_timestamp() - now()) * 1000))::int' % budget_ms
+
+
+class ColdBatch:
+    """The cold transaction as numbered steps, and the SQL that runs them.
+
+    Steps: 0 takes the deploy lock; then per patch one step per statement and
+    one for its session reset + revision row; the COMMIT tail is not a step.
+    ``steps[i]`` is (kind, patch index, statement index): kind 'lock',
+    'statement' or 'revision'.
+    """
+
+    def __init__(self, patches, table, deploy_id, policy, quote):
+        self.patches = list(patches)
+        self.table = table
+        self.deploy_id = deploy_id
         self.policy = policy
-        self.watcher = watcher
-        self.host = host
-        self.savepoint_open = False
+        self.quote = quote        # value -> SQL literal (cursor.mogrify)
+        self.steps = [('lock', None, None)]
+        for p, patch in enumerate(self.patches):
+            self.steps.extend(('statement', p, s) for s in range(len(patch.statements)))
+            self.steps.append(('revision', p, None))
+        self.reset = _keep_settings_reset((PATCH_START_SETTING, PATCH_MS_SETTING))
 
-    def run(self, patch, stmt):
-        """Run one statement; returns how many lock retries it needed."""
-        attempt = 0
-        while True:
-            statement_ms = self.clock.timeout_ms('cold_patch')
-            # The lock wait must end before the statement timeout does, so a
-            # lock failure is told apart from a statement out of budget.
-            lock_ms = max(min(self.policy.lock_timeout_ms(attempt), int(statement_ms * 0.8)), 1)
-            # One round trip: drop the previous statement's savepoint, set the
-            # timeouts from what is left of the budget, open a new savepoint,
-            # run the statement.
-            prefix = '%sSET LOCAL statement_timeout = %d; SET LOCAL lock_timeout = %d; SAVEPOINT %s; ' % (
-                'RELEASE SAVEPOINT %s; ' % SAVEPOINT if self.savepoint_open else '',
-                statement_ms, lock_ms, SAVEPOINT)
-            try:
-                with self.watcher.watching(lock_ms):
-                    self.cur.execute(prefix + stmt.sql)
-                self.savepoint_open = True
-                return attempt
-            except psycopg2.Error as exc:
-                if getattr(exc, 'pgcode', None) not in (LOCK_NOT_AVAILABLE,):
-                    if getattr(exc, 'pgcode', None) == QUERY_CANCELED:
-                        raise SchemaError('%s line %d: still running when the budget ran out (%s); '
-                                          'nothing applied: raise budget_seconds or make the patch cheaper'
-                                          % (patch.name, stmt.line, _pg_message(exc)))
-                    raise _statement_failure(patch, stmt, exc, len(prefix), suffix='; nothing applied')
-                self.cur.execute('ROLLBACK TO SAVEPOINT %s' % SAVEPOINT)
-                self.savepoint_open = True
-                self.watcher.activate()
-                pause = self.policy.pause_seconds(attempt)
-                attempt += 1
-                # Another try must fit: the pause plus a lock wait worth trying.
-                if self.clock.usable() < pause + self.policy.timeout_ms / 1000.0:
-                    raise SchemaError(
-                        '%s line %d: could not lock within the budget after %d attempts, %s; nothing applied'
-                        % (patch.name, stmt.line, attempt, self.watcher.describe()),
-                        holder=self.watcher.holder)
-                time.sleep(pause)
+    def sql(self, start, attempt, budget_ms):
+        """(sql, offsets) running steps ``start``.. then COMMIT. ``attempt``:
+        lock retries so far of step ``start``; ``budget_ms``: how long after the
+        transaction's start (now()) the work must be done. ``offsets``: {step:
+        character offset of its patch statement in sql}."""
+        parts = [] if start else ['BEGIN; ']
+        offsets = {}
+        length = sum(len(part) for part in parts)
+        for index in range(start, len(self.steps)):
+            kind, p, s = self.steps[index]
+            lock_ms = self.policy.lock_timeout_ms(attempt if index == start else 0)
+            text = self._step(index, kind, p, s, lock_ms, budget_ms)
+            if kind == 'statement':
+                offsets[index] = length + text.index('\x00')
+                text = text.replace('\x00', '', 1)
+            parts.append(text)
+            length += len(text)
+        parts.append(
+            "RELEASE SAVEPOINT %s; SELECT set_config('%s', json_build_object("
+            "'xid', pg_current_xact_id()::text, 'lsn', pg_current_wal_insert_lsn()::text, "
+            "'patch_ms', current_setting('%s'), 'commit_started', extract(epoch FROM clock_timestamp()))::text, false); "
+            "COMMIT; SELECT current_setting('%s', true), extract(epoch FROM clock_timestamp())"
+            % (SAVEPOINT, RESULT_SETTING, PATCH_MS_SETTING, RESULT_SETTING))
+        return ''.join(parts), offsets
+
+    @staticmethod
+    def _timeouts(lock_ms, budget_ms):
+        left = _budget_left_sql(budget_ms)
+        # The lock wait ends before the statement timeout does, so a lock
+        # failure is told apart from a statement out of budget.
+        return ("set_config('statement_timeout', t::text, true), "
+                "set_config('lock_timeout', greatest(1, least(%d, (t * 0.8)::int))::text, true) "
+                "FROM (SELECT %s AS t) AS budget" % (lock_ms, left))
+
+    def _step(self, index, kind, p, s, lock_ms, budget_ms):
+        head = '' if index == 0 else 'RELEASE SAVEPOINT %s; ' % SAVEPOINT
+        marker = "set_config('%s', '%d', true)" % (STEP_SETTING, index)
+        if kind == 'lock':
+            return ("%sSELECT %s, set_config('%s', '', false); SAVEPOINT %s; "
+                    "DO $fdt_lock$ BEGIN IF NOT pg_try_advisory_xact_lock(%d) THEN RAISE EXCEPTION '%s' "
+                    "USING ERRCODE = 'P0001'; END IF; END $fdt_lock$; %s"
+                    % (head, marker, PATCH_MS_SETTING, SAVEPOINT, DEPLOY_LOCK_KEY, ANOTHER_DEPLOY, SYNC_SETUP_SQL))
+        patch = self.patches[p]
+        if kind == 'statement':
+            started = (", set_config('%s', clock_timestamp()::text, false)" % PATCH_START_SETTING) if s == 0 else ''
+            # \x00 marks where the patch's statement starts (its error positions count from there).
+            return '%sSELECT %s%s, %s; SAVEPOINT %s; \x00%s;\n' % (
+                head, marker, started, self._timeouts(lock_ms, budget_ms), SAVEPOINT, patch.statements[s].sql)
+        # The patch's duration, then the deploy session's defaults, then its revision row.
+        started = '' if patch.statements else \
+            "SELECT set_config('%s', clock_timestamp()::text, false); " % PATCH_START_SETTING
+        duration = ("(extract(epoch FROM clock_timestamp() - current_setting('%s')::timestamptz) * 1000)"
+                    "::numeric(14, 3)::text" % PATCH_START_SETTING)
+        text = ("%s%sSELECT %s, set_config('%s', concat_ws(',', nullif(current_setting('%s'), ''), %s), false); "
+                "SAVEPOINT %s; %s%sSELECT set_config('statement_timeout', %s::text, true); "
+                % (head, started, marker, PATCH_MS_SETTING, PATCH_MS_SETTING, duration, SAVEPOINT, self.reset,
+                   SYNC_SETUP_SQL, _budget_left_sql(budget_ms)))
+        return text + self._revision_sql(patch)
+
+    def _revision_sql(self, patch):
+        table = self.table
+        if table.launchpad:
+            return ("DO $fdt_revision$ BEGIN IF NOT EXISTS (SELECT 1 FROM %s WHERE major = %d AND minor = %d "
+                    "AND patch = %d) THEN RAISE EXCEPTION '%s' USING ERRCODE = 'P0002'; END IF; END $fdt_revision$; "
+                    % ((table.sql_name,) + tuple(patch.revision) + (REVISION_MISSING,)))
+        values = ', '.join(self.quote(v) for v in (patch.name, patch.kind, patch.sha256, self.deploy_id))
+        return ("INSERT INTO %s (major, minor, patch, file_name, kind, sha256, deploy_id, start_time, end_time, "
+                "duration_ms) SELECT %d, %d, %d, %s, d.started, d.started + d.ms * interval '1 millisecond', d.ms "
+                "FROM (SELECT current_setting('%s')::timestamptz AS started, "
+                "split_part(current_setting('%s'), ',', -1)::numeric AS ms) AS d; "
+                % ((table.sql_name,) + tuple(patch.revision) + (values, PATCH_START_SETTING, PATCH_MS_SETTING)))
+
+    def locate(self, exc, offsets, step_setting):
+        """The step that failed: the server's step setting (read after ROLLBACK
+        TO SAVEPOINT), else the statement holding the error position, else None."""
+        if step_setting not in (None, ''):
+            return int(step_setting)
+        diag = getattr(exc, 'diag', None)
+        try:
+            position = int(getattr(diag, 'statement_position', None)) - 1
+        except (TypeError, ValueError):
+            return None
+        found = None
+        for index, offset in sorted(offsets.items(), key=lambda item: item[1]):
+            if offset <= position:
+                found = index
+        return found
+
+    def failure(self, index, exc, offsets, host):
+        """The SchemaError for a non-retried failure of step ``index`` (or None: unknown)."""
+        code = getattr(exc, 'pgcode', None)
+        if index is None:
+            return SchemaError('%s: cold transaction failed: %s; rolled back, nothing applied' % (host, _pg_message(exc)))
+        kind, p, s = self.steps[index]
+        if kind == 'lock':
+            if ANOTHER_DEPLOY in str(exc):
+                return SchemaError('%s: another schema deploy is running on this database; wait for it to finish'
+                                   % host)
+            return SchemaError('%s: cold transaction failed: %s; rolled back, nothing applied' % (host, _pg_message(exc)))
+        patch = self.patches[p]
+        if kind == 'revision':
+            if REVISION_MISSING in str(exc):
+                return SchemaError('%s: patch %s did not insert its LaunchpadDatabaseRevision row '
+                                   '(add: INSERT INTO LaunchpadDatabaseRevision VALUES (%d, %d, %d);)'
+                                   % ((patch.name, format_revision(patch.revision)) + tuple(patch.revision)))
+            if code == QUERY_CANCELED:
+                return SchemaError('%s: the budget ran out recording revision %s (%s); nothing applied: raise '
+                                   'budget_seconds' % (patch.name, format_revision(patch.revision), _pg_message(exc)))
+            return SchemaError('%s: recording revision %s in %s failed: %s; nothing applied'
+                               % (patch.name, format_revision(patch.revision), self.table.name, _pg_message(exc)))
+        stmt = patch.statements[s]
+        if code == QUERY_CANCELED:
+            return SchemaError('%s line %d: still running when the budget ran out (%s); '
+                               'nothing applied: raise budget_seconds or make the patch cheaper'
+                               % (patch.name, stmt.line, _pg_message(exc)))
+        return _statement_failure(patch, stmt, exc, offsets.get(index, 0), suffix='; nothing applied')
 
 
 def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE, lock_retry=None,
@@ -439,15 +566,19 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
     """Apply ``patches`` (cold, in order) in ONE transaction on the primary and
     COMMIT once; any failure rolls everything back and raises SchemaError.
 
-    ``conn``: a non-autocommit connection to the primary's database, idle.
-    ``clock``: the outage's BudgetClock (started here if it is not yet); every
-    statement's statement_timeout and lock_timeout come from its usable budget.
+    The transaction is sent as one round trip (ColdBatch), plus one per lock
+    retry. ``conn``: a non-autocommit connection to the primary's database,
+    idle (switched to autocommit while the batch, which carries its own BEGIN
+    and COMMIT, runs). ``clock``: the outage's BudgetClock (started here if it
+    is not yet); every statement's statement_timeout and lock_timeout come from
+    its usable budget, computed by the server as each statement starts.
     ``observer``: a connection or a zero-argument factory for one, used only to
     name a lock holder. Returns {'patches': [...], 'transaction_ms',
-    'commit_lsn', 'commit_xid'}: ``commit_xid`` is the transaction's full id
-    (xid8, as text), what wait_for_replay() waits for; ``commit_lsn`` is the WAL
-    insert position read just before COMMIT (the commit record begins at or
-    after it), for the report and the primary's cross-check only.
+    'commit_lsn', 'commit_xid', 'round_trips'}: ``commit_xid`` is the
+    transaction's full id (xid8, as text), what wait_for_replay() waits for;
+    ``commit_lsn`` is the WAL insert position read just before COMMIT (the
+    commit record begins at or after it), for the report and the primary's
+    cross-check only.
     """
     table = _table(mode)
     policy = LockRetry.from_value(lock_retry)
@@ -457,58 +588,65 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
         raise SchemaError('%s: apply_cold needs a connection outside autocommit' % host)
     _end_read(conn)
     watcher = _LockWatcher(conn.get_backend_pid(), observer)
-    results = []
+    retries = [0] * len(patches)
     began = time.monotonic()
+    round_trips = 0
+    conn.autocommit = True
     try:
         with clock.phase('cold_transaction', host=host, detail={'patch_files': [p.name for p in patches]}) as record:
             with conn.cursor() as cur:
-                # The transaction's own id, assigned here: the standbys are
-                # waited for until they report exactly this transaction committed.
-                cur.execute("SELECT pg_try_advisory_xact_lock(%s), current_setting('synchronous_standby_names'), "
-                            "pg_current_xact_id()::text", (DEPLOY_LOCK_KEY,))
-                locked, synchronous_standbys, xid = cur.fetchone()
-                if not locked:
-                    raise SchemaError('%s: another schema deploy is running on database %s; wait for it to finish'
-                                      % (host, _dbname(conn)))
-                # With no synchronous standbys the commit does not wait, but
-                # each standby then reports replaying it at once, so the
-                # primary's pg_stat_replication confirms it promptly. Set again
-                # after each patch's session reset.
-                session_setup = '' if synchronous_standbys.strip() else 'SET LOCAL synchronous_commit = remote_apply; '
-                if session_setup:
-                    cur.execute(session_setup)
-                runner = _ColdRunner(cur, clock, policy, watcher, host)
-                for patch in patches:
-                    with clock.phase('cold_patch', host=host, detail={'patch': patch.name}) as patch_record:
-                        started = _utcnow()
-                        patch_began = time.monotonic()
-                        retries = 0
-                        for stmt in patch.statements:
-                            retries += runner.run(patch, stmt)
-                        duration = time.monotonic() - patch_began
-                        # The next patch, and the revision row, start from the
-                        # deploy session's defaults (SESSION_RESET_SQL).
-                        reset = '%s%sSET LOCAL statement_timeout = %d; ' % (
-                            SESSION_RESET_SQL, session_setup, clock.timeout_ms('cold_patch'))
-                        try:
-                            _record_revision(cur, table, patch, started, duration, deploy_id, prefix=reset)
-                        except psycopg2.Error as exc:
-                            raise SchemaError('%s: recording revision %s in %s failed: %s; nothing applied'
-                                              % (patch.name, format_revision(patch.revision), table.name,
-                                                 _pg_message(exc)))
-                        patch_record['detail']['lock_retries'] = retries
-                    results.append({'name': patch.name, 'revision': format_revision(patch.revision),
-                                    'duration_ms': _ms(duration), 'statements': len(patch.statements),
-                                    'lock_retries': retries})
-            with clock.phase('commit', host=host):
-                clock.require('commit')
-                with conn.cursor() as cur:
-                    # Our commit record begins at or after this position.
-                    cur.execute('SELECT pg_current_wal_insert_lsn()::text')
-                    lsn = cur.fetchone()[0]
-                _commit(conn, host, patches, table)
+                batch = ColdBatch(patches, table, deploy_id, policy,
+                                  lambda value: cur.mogrify('%s', (value,)).decode())
+                budget_ms = clock.timeout_ms('cold_patch')
+                sent_at = clock.elapsed()
+                start, attempt = 0, 0
+                while True:
+                    sql, offsets = batch.sql(start, attempt, budget_ms)
+                    round_trips += 1
+                    try:
+                        with watcher.watching(policy.lock_timeout_ms(attempt)):
+                            cur.execute(sql)
+                        row = cur.fetchone()
+                        break
+                    except psycopg2.Error as exc:
+                        index, step_error = _failed_step(conn, cur, batch, exc, offsets, host, patches, table)
+                        round_trips += 1
+                        if step_error is not None:
+                            raise step_error
+                        kind, p, _ = batch.steps[index]
+                        if kind != 'statement' or getattr(exc, 'pgcode', None) != LOCK_NOT_AVAILABLE:
+                            raise batch.failure(index, exc, offsets, host)
+                        # Only this statement's savepoint was lost: wait, then
+                        # send the rest again from it with a longer lock wait.
+                        pause = policy.pause_seconds(attempt if index == start else 0)
+                        attempt = attempt + 1 if index == start else 1
+                        retries[p] += 1
+                        watcher.activate()
+                        if clock.usable() < pause + policy.timeout_ms / 1000.0:
+                            stmt = patches[p].statements[batch.steps[index][2]]
+                            raise SchemaError(
+                                '%s line %d: could not lock within the budget after %d attempts, %s; nothing applied'
+                                % (patches[p].name, stmt.line, attempt, watcher.describe()),
+                                holder=watcher.holder)
+                        time.sleep(pause)
+                        start = index
+            ended = clock.elapsed()
+            outcome = json.loads(row[0])
+            patch_ms = [float(ms) for ms in outcome['patch_ms'].split(',')] if outcome['patch_ms'] else []
+            commit_ms = max((float(row[1]) - float(outcome['commit_started'])) * 1000, 0.0)
+            # Each patch and the COMMIT as the server timed them, inside this phase.
+            offset = sent_at * 1000
+            results = []
+            for patch, ms, tries in zip(patches, patch_ms, retries):
+                clock.add_phase('cold_patch', host, offset, ms, detail={'patch': patch.name, 'lock_retries': tries})
+                offset += ms
+                results.append({'name': patch.name, 'revision': format_revision(patch.revision),
+                                'duration_ms': round(ms, 1), 'statements': len(patch.statements),
+                                'lock_retries': tries})
+            clock.add_phase('commit', host, max(ended * 1000 - commit_ms, offset), commit_ms)
             # The keys the timeline report reads (report.py).
             record['detail']['patches'] = [{'file': r['name'], 'duration_ms': r['duration_ms']} for r in results]
+            record['detail']['round_trips'] = round_trips
     except SchemaError:
         _rollback(conn)
         raise
@@ -520,25 +658,40 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
         raise SchemaError('%s: cold transaction failed: %s; rolled back, nothing applied' % (host, _pg_message(exc)))
     finally:
         watcher.close()
-    transaction_ms = _ms(time.monotonic() - began)
-    return {'patches': results, 'transaction_ms': transaction_ms, 'commit_lsn': lsn, 'commit_xid': xid}
-
-
-def _commit(conn, host, patches, table):
-    """COMMIT; a connection lost during it leaves the outcome unknown, which
-    the operator must hear rather than "rolled back"."""
-    try:
-        conn.commit()
-    except psycopg2.OperationalError as exc:
         if not conn.closed:
-            raise
-        raise SchemaError('%s: connection lost during COMMIT (%s): the patches %s may or may not be applied; '
-                          'check %s before deploying again'
-                          % (host, _pg_message(exc), ', '.join(p.name for p in patches), table.name))
+            conn.autocommit = False
+    transaction_ms = _ms(time.monotonic() - began)
+    return {'patches': results, 'transaction_ms': transaction_ms, 'commit_lsn': outcome['lsn'],
+            'commit_xid': outcome['xid'], 'round_trips': round_trips}
+
+
+def _failed_step(conn, cur, batch, exc, offsets, host, patches, table):
+    """After the batch failed: (step index or None, SchemaError to raise at once or None).
+
+    Inside the failed transaction, roll back to the failed step's savepoint and
+    read which step it was. The transaction is gone when the failure was the
+    COMMIT (rolled back) or the string never ran (a syntax error): the error
+    position names the statement then. A lost connection may have lost it
+    during COMMIT: the outcome is unknown and the operator must hear so."""
+    if conn.closed:
+        return None, SchemaError('%s: connection lost during the cold transaction (%s): the patches %s may or may '
+                                 'not be applied; check %s before deploying again'
+                                 % (host, _pg_message(exc), ', '.join(p.name for p in patches), table.name))
+    if conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INERROR:
+        try:
+            cur.execute("ROLLBACK TO SAVEPOINT %s; SELECT current_setting('%s', true)" % (SAVEPOINT, STEP_SETTING))
+            return batch.locate(exc, offsets, cur.fetchone()[0]), None
+        except psycopg2.Error:
+            return batch.locate(exc, offsets, None), None
+    return batch.locate(exc, offsets, None), None
 
 
 def _rollback(conn):
     try:
+        if conn.autocommit and conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            # A batch that carried its own BEGIN: psycopg2 does not know of it.
+            with conn.cursor() as cur:
+                cur.execute('ROLLBACK')
         conn.rollback()
     except Exception:  # the connection may be gone; the server rolls back then
         pass

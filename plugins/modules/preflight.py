@@ -44,8 +44,8 @@ description:
     fails, a C(warning) warns. Its per-statement estimate replaces O(statement_seconds) when larger.
   - C(budget) - an estimate of the outage against O(budget_seconds) less the reserve the outage keeps for
     ROLLBACK and RESUME. The model is deliberately simple, from round trips measured now (the slowest host of each
-    kind) - drain 3 pgbouncer round trips plus one 50 ms poll; cold patches one primary round trip per statement, per
-    patch and 4 more, plus O(statement_seconds) per statement; standby replay the slowest catch-up the lag probe
+    kind) - drain 3 pgbouncer round trips plus one 50 ms poll; cold patches one primary round trip for the whole
+    transaction (it travels as one string), plus O(statement_seconds) per statement; standby replay the slowest catch-up the lag probe
     measured plus 2 standby round trips; resume 3 pgbouncer round trips plus one per entry.
   - The result has one structured list (RV(checks)) and one readable summary (RV(summary_lines)); the phase record
     (RV(phases)) and RV(outcome) feed the C(fastdowntime.postgresql.timeline) callback's report.

@@ -1,8 +1,11 @@
 """Unit tests of schema.py's pure parts: revision table names, retry policy,
 error lines, the lock-retry decision against the budget clock (with a fake
 cursor standing in for PostgreSQL), standby matching and lagging messages."""
+import re
+
 import psycopg2
 import psycopg2.errors
+import psycopg2.extensions
 import pytest
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import schema
@@ -95,26 +98,78 @@ def test_error_line_without_position_is_the_statement_line():
 
 # -- the lock-retry decision ---------------------------------------------------
 
-class FakeCursor:
-    """Fails the patch statement with a lock timeout ``lock_failures`` times;
-    every lock wait advances the fake clock by the lock_timeout asked for."""
+class FakeBatchConnection:
+    """The primary as apply_cold() sees it: the first statement of each batch
+    fails with a lock timeout ``lock_failures`` times (each wait advancing the
+    fake clock by the lock_timeout the batch asked for), then the batch commits."""
+    autocommit = False
+    closed = False
 
     def __init__(self, fake_time, lock_failures):
         self.time = fake_time
         self.lock_failures = lock_failures
-        self.executed = []
+        self.status = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        self.batches = []
+        self.failed_step = None
+
+    def get_backend_pid(self):
+        return 4242
+
+    def get_transaction_status(self):
+        return self.status
+
+    def get_dsn_parameters(self):
+        return {'host': 'primary', 'port': '5432', 'dbname': 'db'}
+
+    def rollback(self):
+        pass
+
+    def cursor(self):
+        return FakeBatchCursor(self)
+
+
+class FakeBatchCursor:
+    def __init__(self, conn):
+        self.conn = conn
+        self.row = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def mogrify(self, sql, params):
+        return ("'%s'" % params[0]).encode()
 
     def execute(self, sql, params=None):
-        self.executed.append(sql)
+        conn = self.conn
         if sql.startswith('ROLLBACK TO SAVEPOINT'):
+            conn.status = psycopg2.extensions.TRANSACTION_STATUS_INTRANS
+            self.row = (str(conn.failed_step),)
             return
-        lock_ms = int(sql.split('lock_timeout = ')[1].split(';')[0])
-        statement_ms = int(sql.split('statement_timeout = ')[1].split(';')[0])
-        assert lock_ms < statement_ms, 'a lock wait must end before the statement timeout'
-        if self.lock_failures:
-            self.lock_failures -= 1
-            self.time.now += lock_ms / 1000.0
+        if sql == 'ROLLBACK':
+            conn.status = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+            return
+        conn.batches.append(sql)
+        statement_steps = re.findall(r"set_config\('fastdowntime.step', '(\d+)', true\), "
+                                     r"(?:set_config\('fastdowntime.patch_started', clock_timestamp\(\)::text, false\), )?"
+                                     r"set_config\('statement_timeout'", sql)
+        if conn.lock_failures:
+            conn.lock_failures -= 1
+            conn.time.now += lock_waits([sql])[0] / 1000.0
+            conn.failed_step = int(statement_steps[0])
+            conn.status = psycopg2.extensions.TRANSACTION_STATUS_INERROR
             raise LockError('canceling statement due to lock timeout')
+        self.row = ('{"xid": "7412", "lsn": "0/3000148", "patch_ms": "1.500", "commit_started": 100.0}', 100.002)
+
+    def fetchone(self):
+        return self.row
+
+
+def lock_waits(batches):
+    """The lock_timeout each batch asked for its first statement."""
+    return [int(re.search(r'least\((\d+), \(t \* 0.8\)', sql).group(1)) for sql in batches]
 
 
 class NoWatcher:
@@ -130,40 +185,78 @@ class NoWatcher:
     def describe(self):
         return 'the lock holder could not be identified'
 
+    def close(self):
+        pass
+
 
 @pytest.fixture
 def sleepless(monkeypatch):
     fake_time = FakeTime()
     monkeypatch.setattr(schema.time, 'sleep', lambda seconds: setattr(fake_time, 'now', fake_time.now + seconds))
+    monkeypatch.setattr(schema, '_LockWatcher', lambda pid, observer: NoWatcher())
     return fake_time
 
 
-def test_lock_failures_are_retried_while_budget_remains(sleepless):
+def test_whole_transaction_is_one_round_trip_when_nothing_waits(sleepless):
     clock = BudgetClock(10, reserve_seconds=0.5, clock=sleepless).start()
-    cursor = FakeCursor(sleepless, lock_failures=3)
-    runner = schema._ColdRunner(cursor, clock, LockRetry(), NoWatcher(), 'primary')
+    conn = FakeBatchConnection(sleepless, lock_failures=0)
+    patch = make_patch('ALTER TABLE t ADD COLUMN a int;\nCREATE TABLE u (id int);\n')
+    result = schema.apply_cold(conn, [patch], clock, deploy_id='d', host='primary')
+    assert len(conn.batches) == 1 and result['round_trips'] == 1
+    sql = conn.batches[0]
+    # BEGIN, the deploy lock, both statements in savepoints, the revision row, COMMIT: one string.
+    assert sql.startswith('BEGIN; ') and 'pg_try_advisory_xact_lock' in sql and 'COMMIT; ' in sql
+    assert sql.count('SAVEPOINT fastdowntime_statement; ALTER TABLE t ADD COLUMN a int;') == 1
+    assert 'INSERT INTO "fastdowntime"."schema_revision"' in sql
+    assert result['commit_xid'] == '7412' and result['patches'][0]['duration_ms'] == 1.5
+    assert [p['phase'] for p in clock.phases] == ['cold_transaction', 'cold_patch', 'commit']
+    assert conn.autocommit is False
+
+
+def test_lock_failures_are_retried_from_the_statement_while_budget_remains(sleepless):
+    clock = BudgetClock(10, reserve_seconds=0.5, clock=sleepless).start()
+    conn = FakeBatchConnection(sleepless, lock_failures=3)
     patch = make_patch('ALTER TABLE t ADD COLUMN a int;')
-    assert runner.run(patch, patch.statements[0]) == 3
-    assert sum(1 for sql in cursor.executed if sql.startswith('ROLLBACK TO SAVEPOINT')) == 3
-    # Each try's lock wait doubled: 200, 400, 800 ms, then the successful one.
-    waits = [int(sql.split('lock_timeout = ')[1].split(';')[0]) for sql in cursor.executed if 'lock_timeout' in sql]
-    assert waits == [200, 400, 800, 1600]
-    # The savepoint of a statement is released by the next one's round trip.
-    runner.run(patch, patch.statements[0])
-    assert cursor.executed[-1].startswith('RELEASE SAVEPOINT')
+    result = schema.apply_cold(conn, [patch], clock, deploy_id='d', host='primary')
+    assert result['patches'][0]['lock_retries'] == 3
+    # Each try's lock wait doubled: 200, 400, 800 ms, then the successful one;
+    # each retry costs a ROLLBACK TO SAVEPOINT and the rest of the batch again.
+    assert lock_waits(conn.batches) == [200, 400, 800, 1600]
+    assert result['round_trips'] == 1 + 3 * 2
+    assert conn.batches[0].startswith('BEGIN; ') and not conn.batches[1].startswith('BEGIN; ')
 
 
 def test_lock_failure_gives_up_when_budget_cannot_cover_another_try(sleepless):
     clock = BudgetClock(2, reserve_seconds=0.5, clock=sleepless).start()
-    cursor = FakeCursor(sleepless, lock_failures=100)
-    runner = schema._ColdRunner(cursor, clock, LockRetry(), NoWatcher(), 'primary')
+    conn = FakeBatchConnection(sleepless, lock_failures=100)
     patch = make_patch('\nALTER TABLE t ADD COLUMN a int;')
     with pytest.raises(SchemaError) as err:
-        runner.run(patch, patch.statements[0])
+        schema.apply_cold(conn, [patch], clock, deploy_id='d', host='primary')
     assert str(err.value).startswith('patch-2211-01-0.sql line 2: could not lock within the budget after ')
     assert 'nothing applied' in str(err.value)
     # It stopped inside the budget: never past the usable part of it.
     assert clock.elapsed() <= clock.budget - clock.reserve
+    assert conn.status == psycopg2.extensions.TRANSACTION_STATUS_IDLE  # rolled back
+
+
+def test_batch_step_is_found_from_the_server_marker_or_the_error_position():
+    first = make_patch('ALTER TABLE t ADD COLUMN a int;\nCREATE TABLE u (id int);\n')
+    second = make_patch('CREATE TABLE v (id int);\n', name='patch-2211-02-0.sql')
+    batch = schema.ColdBatch([first, second], RevisionTable.from_name(None), 'd', LockRetry(), repr)
+    assert batch.steps == [('lock', None, None), ('statement', 0, 0), ('statement', 0, 1), ('revision', 0, None),
+                           ('statement', 1, 0), ('revision', 1, None)]
+    sql, offsets = batch.sql(0, 0, 5000)
+    assert sql[offsets[4]:].startswith('CREATE TABLE v (id int);')
+    assert batch.locate(SyntaxErr('boom', None), offsets, '2') == 2
+    # No marker (the string never ran): the statement holding the error position.
+    assert batch.locate(SyntaxErr('boom', offsets[4] + 8), offsets, None) == 4
+    assert batch.locate(SyntaxErr('boom', None), offsets, None) is None
+    # A resend starts at the failed statement, without BEGIN, with its longer lock wait.
+    again, again_offsets = batch.sql(4, 2, 5000)
+    assert not again.startswith('BEGIN') and again_offsets[4] < len(again)
+    assert lock_waits([again]) == [800]
+    error = batch.failure(4, SyntaxErr('column "x" does not exist', offsets[4] + 8), offsets, 'primary')
+    assert str(error) == 'patch-2211-02-0.sql line 1: column "x" does not exist (SQLSTATE 42601); nothing applied'
 
 
 # -- standbys -------------------------------------------------------------------
