@@ -184,9 +184,9 @@ def run_size(tmp, tag, inventory, files, per_file):
     with open(report) as handle:
         data = json.load(handle)
     outage = data['outage']
-    replay = [ms for ms in (outage.get('standby_replay_ms') or {}).values() if ms is not None]
+    replay = [ms for ms in (data.get('standby_replay_ms') or {}).values() if isinstance(ms, (int, float))]
     phases = dict((p['phase'], p) for p in data.get('phases') or [] if isinstance(p, dict))
-    return {'outage_ms': outage['outage_ms'], 'transaction_ms': outage.get('transaction_ms'),
+    return {'outage_ms': outage['outage_ms'], 'transaction_ms': (phases.get('cold_transaction') or {}).get('duration_ms'),
             'standby_replay_ms': max(replay) if replay else None,
             'replay_phase_ms': (phases.get('standby_replay') or {}).get('duration_ms'),
             'round_trips': ((phases.get('cold_transaction') or {}).get('detail') or {}).get('round_trips'),
