@@ -87,9 +87,10 @@ options:
     elements: str
     default: []
   statement_seconds:
-    description: Server time assumed per cold statement in the budget estimate.
+    description: Server time assumed per cold statement in the budget estimate, when the lint prices it lower
+      (catalog-only DDL and small row changes take well under a millisecond each inside the one transaction).
     type: float
-    default: 0.01
+    default: 0.001
   resume_paused_replay:
     description:
       - Resume WAL replay found paused on a standby (C(pg_wal_replay_resume()); the deploy user must be allowed to
@@ -253,7 +254,7 @@ def main():
             max_transaction_seconds=dict(type='float', default=60),
             system_users=dict(type='list', elements='str'),
             fragile_users=dict(type='list', elements='str', default=[]),
-            statement_seconds=dict(type='float', default=0.01),
+            statement_seconds=dict(type='float', default=0.001),
             resume_paused_replay=dict(type='bool', default=True),
             lint_severity=dict(type='dict', default={}),
             lint_ignore_rules=dict(type='list', elements='str', default=[]),
