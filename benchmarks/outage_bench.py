@@ -62,9 +62,13 @@ WINDOW_PATCH_SECONDS = 0.3
 WINDOW_REVISION_TABLE = 'fdt_bench.schema_revision'
 
 
+# The checkout whose collection is measured (--engine: e.g. an older one, side by side); the lab is this one's.
+ENGINE = REPO
+
+
 def env():
-    return dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'),
-                ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'), ANSIBLE_FORCE_COLOR='0',
+    return dict(os.environ, ANSIBLE_CONFIG=os.path.join(ENGINE, 'ansible.cfg'),
+                ANSIBLE_COLLECTIONS_PATH=os.path.join(ENGINE, '.collections'), ANSIBLE_FORCE_COLOR='0',
                 PATH=VENV_BIN + os.pathsep + os.environ['PATH'])
 
 
@@ -166,18 +170,27 @@ def netns_name(host):
     return labctl.netns(host)
 
 
-def run_size(tmp, tag, inventory, files, per_file):
-    """The collection's window for a patch set of files x per_file statements,
-    no client load; returns the report's outage, its transaction and replay,
-    and psql -1 of the same SQL on the primary."""
+def run_size(tmp, tag, inventory, files, per_file, far=None):
+    """The collection's pre-flight and window for a patch set of files x
+    per_file statements, no client load; returns the report's outage, its
+    estimate, transaction and replay, and psql -1 of the same SQL on the
+    primary. ``far``: an inventory putting the controller behind the lab's
+    delaying relay (shape rtt10/rtt40)."""
     patch_dir = os.path.join(tmp, 'patches-' + tag)
     sql = size_patch_set(patch_dir, tag, files, per_file)
+    # A fresh schema (and revision table) each run: the pre-flight refuses revisions without their files.
+    conn = psycopg2.connect(PRIMARY)
+    with conn, conn.cursor() as cur:
+        cur.execute('DROP SCHEMA IF EXISTS fdt_bench CASCADE; CREATE SCHEMA fdt_bench')
+    conn.close()
     report = os.path.join(tmp, 'report-%s.json' % tag)
     began = time.monotonic()
-    proc = subprocess.run(['ansible-playbook', '-i', inventory, 'playbooks/fastdowntime.yml', '--tags', 'outage',
+    inventories = ['-i', inventory] + (['-i', far] if far else [])
+    proc = subprocess.run(['ansible-playbook'] + inventories + ['playbooks/fastdowntime.yml',
+                           '--tags', 'preflight,outage',
                            '-e', json.dumps({'fastdowntime_patch_dir': patch_dir,
                                              'fastdowntime_revision_table': WINDOW_REVISION_TABLE})],
-                          cwd=REPO, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True)
+                          cwd=ENGINE, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True)
     wall = time.monotonic() - began
     if proc.returncode != 0:
         raise RuntimeError('size run failed: %s' % proc.stdout[-2000:])
@@ -186,12 +199,41 @@ def run_size(tmp, tag, inventory, files, per_file):
     outage = data['outage']
     replay = [ms for ms in (data.get('standby_replay_ms') or {}).values() if isinstance(ms, (int, float))]
     phases = dict((p['phase'], p) for p in data.get('phases') or [] if isinstance(p, dict))
-    return {'outage_ms': outage['outage_ms'], 'transaction_ms': (phases.get('cold_transaction') or {}).get('duration_ms'),
+    return {'outage_ms': outage['outage_ms'], 'estimate_ms': outage.get('estimate_ms'),
+            'transaction_ms': (phases.get('cold_transaction') or {}).get('duration_ms'),
             'standby_replay_ms': max(replay) if replay else None,
             'replay_phase_ms': (phases.get('standby_replay') or {}).get('duration_ms'),
             'round_trips': ((phases.get('cold_transaction') or {}).get('detail') or {}).get('round_trips'),
             'psql_1_on_primary_ms': round(psql_on_primary_ms(sql), 1),
-            'rtt_ms': round(round_trip_ms(PRIMARY), 3), 'wall_s': round(wall, 2)}
+            'rtt_ms': round(round_trip_ms(far_dsn(PRIMARY) if far else PRIMARY), 3), 'wall_s': round(wall, 2)}
+
+
+def lab_describe():
+    out = subprocess.run([sys.executable, os.path.join(REPO, 'lab', 'labctl.py'), 'describe'], capture_output=True,
+                         text=True, check=True).stdout
+    return json.loads(out)
+
+
+def far_dsn(dsn):
+    """``dsn`` through the delaying relay (the host's controller address)."""
+    for host in lab_describe()['hosts'].values():
+        if host.get('controller_addr') and 'host=%s ' % host['addr'] in dsn:
+            return dsn.replace('host=%s ' % host['addr'], 'host=%s ' % host['controller_addr'])
+    return dsn
+
+
+def far_inventory(tmp):
+    """An inventory layered over the lab's: every database and pgbouncer
+    reached at its controller address (through the delaying relay)."""
+    path = os.path.join(tmp, 'far.yml')
+    hosts = dict((name, h['controller_addr']) for name, h in lab_describe()['hosts'].items()
+                 if h.get('controller_addr'))
+    with open(path, 'w') as handle:
+        handle.write('all:\n  hosts:\n')
+        for name, addr in sorted(hosts.items()):
+            key = 'fastdowntime_pgbouncer_host' if name.startswith('pgbouncer') else 'fastdowntime_pg_host'
+            handle.write('    %s:\n      %s: "%s"\n' % (name, key, addr))
+    return path
 
 
 def run_collection(tmp, tag, inventory):
@@ -203,7 +245,7 @@ def run_collection(tmp, tag, inventory):
     began = time.monotonic()
     proc = subprocess.run(['ansible-playbook', '-i', inventory, 'playbooks/fastdowntime.yml', '--tags', 'outage',
                            '-e', json.dumps({'fastdowntime_patch_dir': patch_dir})],
-                          cwd=REPO, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True)
+                          cwd=ENGINE, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True)
     wall = time.monotonic() - began
     if proc.returncode != 0:
         raise RuntimeError('collection run failed: %s' % proc.stdout[-2000:])
@@ -223,7 +265,7 @@ def run_window(tmp, tag, inventory, mode):
     proc = subprocess.run(['ansible-playbook', '-i', inventory, 'playbooks/fastdowntime.yml', '--tags', 'outage',
                            '-e', json.dumps({'fastdowntime_patch_dir': patch_dir, 'fastdowntime_window_mode': mode,
                                              'fastdowntime_revision_table': WINDOW_REVISION_TABLE})],
-                          cwd=REPO, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True)
+                          cwd=ENGINE, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True)
     wall = time.monotonic() - began
     if proc.returncode != 0:
         raise RuntimeError('window %s run failed: %s' % (mode, proc.stdout[-2000:]))
@@ -278,7 +320,7 @@ def run_chain(tmp, tag, inventory):
     with open(play, 'w') as handle:
         handle.write(CHAIN.format(stamp=stamp, psql=PSQL, primary=PRIMARY, patch=patch))
     began = time.monotonic()
-    proc = subprocess.run(['ansible-playbook', '-i', inventory, play], cwd=REPO, env=env(),
+    proc = subprocess.run(['ansible-playbook', '-i', inventory, play], cwd=ENGINE, env=env(),
                           capture_output=True, text=True)
     wall = time.monotonic() - began
     if proc.returncode != 0:
@@ -316,10 +358,10 @@ def run_live(tmp, tag, inventory):
     return round(outage * 1000, 1), outage
 
 
-def measure(method, tmp, tag, one_inv):
+def measure(method, tmp, tag, one_inv, far=None):
     inventory = one_inv if method == 'collection-1' else os.path.join(REPO, 'inventories', 'lab', 'hosts.yml')
     if method in SIZES:
-        return run_size(tmp, tag, inventory, *SIZES[method])
+        return run_size(tmp, tag, inventory, *SIZES[method], far=far)
     # The same load either way (4 writers): only the number of pgbouncers and standbys changes.
     pgbouncers = (1, 1) if method == 'collection-1' else (1, 2)
     if method in WINDOW_METHODS:
@@ -383,7 +425,7 @@ def write_markdown(results, runs, path):
     }
     for method in METHODS:
         rows = results.get(method)
-        if not rows or method in WINDOW_METHODS or method in SIZES:
+        if not rows or method in WINDOW_METHODS or method in SIZES or '@' in method:
             continue
         outage = median([r['outage_ms'] for r in rows])
         ratio = '%.1fx' % (outage / base) if base else '-'
@@ -402,33 +444,40 @@ def write_markdown(results, runs, path):
 
 def size_table(results, runs):
     """Patch-set size: the outage against the physical limit (the server's own time + 5 RTT)."""
-    present = [m for m in SIZES if results.get(m)]
+    present = sorted((k for k in results if k.split('@')[0] in SIZES),
+                     key=lambda k: (int(k.split('@rtt')[1]) if '@' in k else 0, SIZES[k.split('@')[0]]))
     if not present:
         return []
     lines = [
         '## Patch-set size, on an idle primary',
         '',
-        'The collection\'s window (`--tags outage`, 2 pgbouncers, 2 standbys, no client load) for 1 statement and',
-        'for 20 files x 25 cheap statements (CREATE TABLE, CREATE INDEX, COMMENT, ADD COLUMN, small INSERTs).',
+        'The collection\'s pre-flight and window (`--tags preflight,outage`, 2 pgbouncers, 2 standbys, no client',
+        'load) for 1 statement and for 20 files x 25 cheap statements (CREATE TABLE, CREATE INDEX, COMMENT, ADD',
+        'COLUMN, small INSERTs), with the controller on the lab (*added RTT* none) or behind the lab\'s delaying',
+        'relay (shapes rtt10, rtt40: lab/delayproxy.py). *Estimate*: the pre-flight\'s, for the same patch set.',
         '*Physical limit*: psql -1 of the same SQL run on the primary host (the server\'s own time) plus %d'
         % ADDED_RTT_ROUND_TRIPS,
         'round trips between the controller and the primary (median SELECT 1). Medians of %d runs;' % runs,
         '*replay* is the slowest standby after COMMIT; *round trips* those of the cold transaction.',
         '',
-        '| statements | outage (ms) | cold transaction (ms) | standby replay (ms) | round trips (transaction) | '
-        'psql -1 on the primary (ms) | RTT (ms) | physical limit (ms) | outage / limit |',
-        '|---|---|---|---|---|---|---|---|---|',
+        '| statements | added RTT | outage (ms) | estimate (ms) | cold transaction (ms) | standby replay (ms) | '
+        'round trips (transaction) | psql -1 on the primary (ms) | RTT measured (ms) | physical limit (ms) | '
+        'outage / limit |',
+        '|---|---|---|---|---|---|---|---|---|---|---|',
     ]
-    for method in present:
-        rows = results[method]
-        files, per_file = SIZES[method]
+    for key in present:
+        rows = results[key]
+        files, per_file = SIZES[key.split('@')[0]]
+        added = key.split('@')[1] if '@' in key else 'none'
         outage = median([r['outage_ms'] for r in rows])
         server = median([r['psql_1_on_primary_ms'] for r in rows])
         rtt = statistics.median([r['rtt_ms'] for r in rows])
         limit = round(server + ADDED_RTT_ROUND_TRIPS * rtt, 1)
         trips = [r['round_trips'] for r in rows if r.get('round_trips') is not None]
-        lines.append('| %d | %s | %s | %s | %s | %s | %.3f | %s | %.2f |' % (
-            files * per_file, outage, median([r['transaction_ms'] for r in rows if r.get('transaction_ms')]),
+        estimates = [r['estimate_ms'] for r in rows if r.get('estimate_ms') is not None]
+        lines.append('| %d | %s | %s | %s | %s | %s | %s | %s | %.3f | %s | %.2f |' % (
+            files * per_file, added, outage, median(estimates) if estimates else '-',
+            median([r['transaction_ms'] for r in rows if r.get('transaction_ms')]),
             median([r['standby_replay_ms'] for r in rows if r.get('standby_replay_ms') is not None]),
             median(trips) if trips else 'one per statement', server, rtt, limit, outage / limit))
     return lines + ['']
@@ -464,29 +513,49 @@ def window_table(results, runs):
     return lines + ['']
 
 
+def lab_up(shape):
+    up = subprocess.run([sys.executable, os.path.join(REPO, 'lab', 'labctl.py'), 'up', '--shape', shape],
+                        capture_output=True, text=True)
+    if up.returncode != 0:
+        sys.exit('benchmark: the lab did not come up (shape %s): %s' % (shape, (up.stdout + up.stderr).strip()))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--methods', default=','.join(METHODS))
     parser.add_argument('--output', default=os.path.join(REPO, 'docs', 'benchmarks.md'))
+    parser.add_argument('--rtts', default='0,10,40',
+                        help='added controller round trips (ms) for the size methods: 0, 10 (shape rtt10), 40 (rtt40)')
+    parser.add_argument('--engine', default=REPO, help='the checkout whose collection is measured')
     args = parser.parse_args()
+    global ENGINE
+    ENGINE = os.path.abspath(args.engine)
     methods = [m for m in args.methods.split(',') if m]
     unknown = set(methods) - set(METHODS)
     if unknown:
         parser.error('unknown methods: %s' % ', '.join(sorted(unknown)))
-    up = subprocess.run([sys.executable, os.path.join(REPO, 'lab', 'labctl.py'), 'up'], capture_output=True, text=True)
-    if up.returncode != 0:
-        sys.exit('benchmark: the lab did not come up: %s' % (up.stdout + up.stderr).strip())
-    results = {m: [] for m in methods}
+    rtts = [int(r) for r in args.rtts.split(',') if r.strip()]
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         one_inv = one_inventory(tmp)
-        # Interleave the methods run by run, so machine noise hits them alike.
-        for run in range(args.runs):
-            for method in methods:
-                tag = '%s_%d_%d' % (method.replace('-', '_'), run, random.randint(0, 10 ** 6))
-                result = measure(method, tmp, tag, one_inv)
-                results[method].append(result)
-                print('%-13s run %d: %s' % (method, run + 1, json.dumps(result)), flush=True)
+        for rtt in rtts:
+            # Far from the controller: only the size methods (the others compare methods, not distance).
+            chosen = methods if rtt == 0 else [m for m in methods if m in SIZES]
+            if not chosen:
+                continue
+            lab_up('rtt%d' % rtt if rtt else 'default')
+            far = far_inventory(tmp) if rtt else None
+            # Interleave the methods run by run, so machine noise hits them alike.
+            for run in range(args.runs):
+                for method in chosen:
+                    key = method if not rtt else '%s@rtt%d' % (method, rtt)
+                    tag = '%s_%d_%d' % (key.replace('-', '_').replace('@', '_'), run, random.randint(0, 10 ** 6))
+                    result = measure(method, tmp, tag, one_inv, far=far)
+                    results.setdefault(key, []).append(result)
+                    print('%-13s run %d: %s' % (key, run + 1, json.dumps(result)), flush=True)
+        if rtts != [0]:
+            lab_up('default')
     write_markdown(results, args.runs, args.output)
     # Drop the benchmark's columns again so the lab's table stays small.
     conn = psycopg2.connect(PRIMARY)

@@ -85,6 +85,11 @@ RELAY_PORT = 5433
 #   primary_conf_later        primary settings changed once the standbys stream
 #                             (reload, or restart when one needs it): synchronous
 #                             standbys, settings the standbys then have below the primary's
+#   controller_rtt_ms         N: the controller is N ms (round trip) from every
+#                             database and pgbouncer - a delaying relay
+#                             (lab/delayproxy.py) on each host's controller
+#                             address (`describe`: hosts[h]['controller_addr']);
+#                             host-to-host traffic is not delayed
 SHAPES = {
     'default': {},
     'walreceiver_names': {'standby_application_name': False},
@@ -97,6 +102,9 @@ SHAPES = {
     # pauses its replay ("If recovery is unpaused, the server will shut down").
     'standby_below_primary': {'standby_conf': {'standby2': {'max_connections': 300}},
                               'primary_conf_later': {'max_connections': 250}},
+    # A controller in another zone: the benchmark's distance dimension.
+    'rtt10': {'controller_rtt_ms': 10},
+    'rtt40': {'controller_rtt_ms': 40},
 }
 
 
@@ -462,6 +470,50 @@ def start_relay():
     wait_for('the replication relay', lambda: port_open(addr, RELAY_PORT), timeout=15)
 
 
+def controller_addr(name):
+    """Where the controller reaches ``name`` through the delaying relay
+    (shape controller_rtt_ms): .1xx for the host at .xx, on the bridge."""
+    return SUBNET_PREFIX + str(100 + int(HOSTS[name]['addr'].rsplit('.', 1)[1]))
+
+
+def delayed_ports():
+    """{host: port} of the hosts the controller talks to inside the window."""
+    ports = {'primary': PG_PORT, 'standby': PG_PORT, 'pgbouncer': PGBOUNCER_PORT}
+    return dict((name, ports[h['role']]) for name, h in HOSTS.items() if h['role'] in ports)
+
+
+def delay_paths():
+    return {'pid': os.path.join(LAB_DIR, 'delayproxy.pid'), 'log': os.path.join(LAB_DIR, 'delayproxy.log')}
+
+
+def start_delay(rtt_ms):
+    """The delaying relay in the controller's namespace: half of ``rtt_ms``
+    each way between each host's controller address and the host."""
+    routes = []
+    for name, port in delayed_ports().items():
+        run(['ip', 'addr', 'add', controller_addr(name) + '/32', 'dev', BRIDGE])
+        routes.append('%s:%d=%s:%d' % (controller_addr(name), port, HOSTS[name]['addr'], port))
+    paths = delay_paths()
+    proc = subprocess.Popen([SYSTEM_PYTHON, os.path.join(HERE, 'delayproxy.py'), '--delay-ms', str(rtt_ms / 2.0)]
+                            + routes, stdin=subprocess.DEVNULL, stdout=open(paths['log'], 'a'),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    write(paths['pid'], '%d\n' % proc.pid)
+    for name, port in delayed_ports().items():
+        wait_for('the delaying relay to %s' % name, lambda n=name, p=port: port_open(controller_addr(n), p),
+                 timeout=15)
+
+
+def stop_delay():
+    pid = pidfile_pid(delay_paths()['pid'])
+    if pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if os.path.exists(delay_paths()['pid']):
+        os.unlink(delay_paths()['pid'])
+
+
 def relay(listen_addr, listen_port, target_addr, target_port):
     """Run the relay (in the foreground): one thread pair per connection."""
     import threading
@@ -661,6 +713,7 @@ def namespaces():
 def down():
     ensure_root()
     fence_subnet()
+    stop_delay()
     # Stop PostgreSQL cleanly where it runs; everything else is killed with its namespace.
     for name in ('standby2', 'standby1', 'primary'):
         if os.path.exists(os.path.join(pg_data(name), 'postmaster.pid')) and netns(name) in namespaces():
@@ -709,6 +762,8 @@ def health():
             checks.append(('pgbouncer', port_open(host['addr'], PGBOUNCER_PORT)))
         elif host['role'] == 'app':
             checks.append(('app', port_open(host['addr'], APP_PORT)))
+        if SHAPE.get('controller_rtt_ms') and name in delayed_ports():
+            checks.append(('delaying relay', port_open(controller_addr(name), delayed_ports()[name])))
         bad = [c for c, ok in checks if not ok]
         results.append((name, not bad, 'ok' if not bad else 'down: ' + ', '.join(bad)))
     return results
@@ -757,6 +812,8 @@ def up(spec=None):
         build_app(name)
     for name in HOSTS:
         wait_for('sshd on %s' % name, lambda n=name: port_open(HOSTS[n]['addr'], 22))
+    if SHAPE.get('controller_rtt_ms'):
+        start_delay(SHAPE['controller_rtt_ms'])
     with open(shape_file(), 'w') as handle:
         json.dump(names, handle)
     log('up in %.1fs, shape %s: %s' % (time.monotonic() - started, ','.join(names) or 'default',
@@ -781,6 +838,8 @@ def describe():
             hosts[name]['dns_name'] = dns_name(name)
         if host['role'] == 'standby':
             hosts[name]['upstream'] = upstream_of(name)
+        if SHAPE.get('controller_rtt_ms') and name in delayed_ports():
+            hosts[name]['controller_addr'] = controller_addr(name)
     print(json.dumps({'lab_id': LAB_ID, 'lab_dir': LAB_DIR, 'netns_prefix': netns(''),
                       'ssh_key': ssh_key_path(), 'hosts': hosts, 'shape': names,
                       'db_name': DB_NAME, 'users': USERS}, indent=2))
