@@ -8,9 +8,13 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+# Nothing outside the checkout but the lab: Ansible's home (tmp, ssh control sockets, galaxy
+# cache), molecule's and ansible-lint's caches, pytest's temporary directories.
+export ANSIBLE_HOME := $(CURDIR)/.ansible
+export XDG_CACHE_HOME := $(CURDIR)/.cache
 export ANSIBLE_FORCE_COLOR ?= 0
 INVENTORY ?= inventories/lab/hosts.yml
-PYTEST := $(PY) -m pytest -p no:cacheprovider
+PYTEST := $(PY) -m pytest -p no:cacheprovider --basetemp=$(CURDIR)/.cache/pytest
 
 .PHONY: help venv deps lab lab-down lab-status demo test unit lint sanity integration molecule test-faults bench build changelog clean
 
@@ -46,23 +50,36 @@ lab-down:
 lab-status:
 	python3 lab/labctl.py status
 
+# Under the lab's client load: the clients' own view (errors, longest wait) follows the timeline.
 demo: lab
-	ansible-playbook -i $(INVENTORY) playbooks/fastdowntime.yml
+	$(PY) lab/demo.py -i $(INVENTORY) playbooks/fastdowntime.yml
 
 unit: venv
 	$(PYTEST) -q tests/unit
 
+# --offline: lint the checkout through ANSIBLE_COLLECTIONS_PATH instead of installing it
+# into ~/.ansible/collections (where it would shadow the checkout).
 lint: venv
-	ansible-lint --profile production
+	ansible-lint --offline --profile production
 	bash tests/sanity.sh
 
 integration: lab
 	$(PYTEST) -q tests/integration
 
+# Molecule's sequence ends with destroy (the lab down): the lab is brought back to the
+# state it was found in, up or down.
 molecule: deps venv
-	molecule test -s default
+	up=0; python3 lab/labctl.py status >/dev/null 2>&1 && up=1
+	rc=0; molecule test -s default || rc=$$?
+	if [ $$up = 1 ]; then $(PY) lab/labctl.py up; else $(PY) lab/labctl.py down; fi
+	exit $$rc
 
-test: unit lint integration molecule
+# The machine as found: the lab up or down as it was before.
+test:
+	up=0; python3 lab/labctl.py status >/dev/null 2>&1 && up=1
+	rc=0; $(MAKE) unit lint integration molecule || rc=$$?
+	if [ $$up = 1 ]; then $(PY) lab/labctl.py up; else $(PY) lab/labctl.py down; fi
+	exit $$rc
 
 # Every fault scenario on the lab (make test runs them too; this is the quick way to run only them).
 test-faults: lab

@@ -10,29 +10,38 @@ type: aggregate
 short_description: Phase-by-phase timeline of a fastdowntime deploy, as a table and as JSON
 version_added: 0.1.0
 description:
-  - While the playbook runs, prints one line when a C(fastdowntime.postgresql.*) task starts, and
-    one line per phase when it ends (phase, host, status, duration, budget left). Phases are read
-    from the C(phases) list that fastdowntime modules return, also from failed tasks; any task whose
-    result has a C(phases) key is included, whatever its module.
+  - Two ways to use it. As the B(stdout callback) (C(stdout_callback = fastdowntime.postgresql.timeline)), a
+    quiet run - one line per play, one line per phase of a fastdowntime task, the pre-flight's verdict and its
+    warnings, then the timeline, each failure once in one line, and one recap line. With C(-v) and more it
+    prints everything the C(default) callback prints as well, and the timeline.
+  - As an B(aggregate callback) next to another stdout callback
+    (C(callbacks_enabled = fastdowntime.postgresql.timeline)) it prints only the phase lines and the timeline.
+  - Phases are read from the C(phases) list that fastdowntime modules return, also from failed tasks; any task
+    whose result has a C(phases) key (or sets the fact C(fastdowntime_phases)) is included, whatever its module.
   - At the end of the playbook (also when it failed), prints a table (phase, host, start offset
     from the drain start, duration, budget left), the outage total (drain start to last resume),
     the longest client wait reported by pgbouncer, the replay time of each standby, the duration of
-    each patch and the outcome (V(done), V(nothing to do), V(aborted in <phase>),
-    V(refused by pre-flight)), and writes the same report as JSON (schema in C(docs/report.md)).
-  - Nothing is printed or written at the end of a playbook in which no fastdowntime task started
+    each patch, the schema revision of every database after the deploy, the plan in check mode, and the
+    outcome (V(done), V(nothing to do), V(planned), V(aborted in <phase>), V(refused by pre-flight)), and
+    writes the same report as JSON (schema in C(docs/report.md)).
+  - Nothing is printed or written at the end of a playbook in which no fastdowntime task ran
     (a C(fastdowntime.postgresql.*) module or a result with C(phases)), so the last deploy's report
     is not replaced by that of an unrelated playbook.
   - Results of tasks with C(no_log) are censored by Ansible before any callback sees them, so their
     phases cannot appear in the timeline.
+extends_documentation_fragment:
+  - ansible.builtin.default_callback
+  - ansible.builtin.result_format_callback
 requirements:
-  - Enable it in C(ansible.cfg) (C([defaults] callbacks_enabled = fastdowntime.postgresql.timeline))
-    or with E(ANSIBLE_CALLBACKS_ENABLED).
+  - Enable it in C(ansible.cfg) (C([defaults] stdout_callback = fastdowntime.postgresql.timeline), or
+    C(callbacks_enabled = fastdowntime.postgresql.timeline)) or with E(ANSIBLE_STDOUT_CALLBACK) or
+    E(ANSIBLE_CALLBACKS_ENABLED).
 options:
   report_path:
     description:
       - Where to write the JSON report. An existing file is replaced.
       - When not set, the variable C(fastdowntime_report_path) is used as the play sees it (for the
-        first host that ran a task of the last play, templated); when that is not set either, no
+        host that ran the last fastdowntime task, templated); when that is not set either, no
         JSON is written and only the table is printed.
       - A relative path is relative to the directory C(ansible-playbook) runs in; missing parent
         directories are created.
@@ -50,13 +59,14 @@ import time
 
 from ansible import constants as C
 from ansible import context
-from ansible.plugins.callback import CallbackBase
+from ansible.plugins.callback.default import CallbackModule as DefaultCallback
 from ansible.template import Templar
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import one_line
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
     build_report,
     entry_from_result,
+    format_budget,
     format_ms,
     is_deploy_action,
     is_fastdowntime_result,
@@ -67,6 +77,14 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report imp
 REPORT_PATH_VAR = 'fastdowntime_report_path'
 ACTION_PREFIX = 'fastdowntime.postgresql.'
 PREFIX = '[timeline]'
+NAMES = ('fastdowntime.postgresql.timeline', 'timeline')
+# The events this plugin handles itself; as the aggregate callback, or as a
+# quiet stdout callback, it receives no other (the default callback's
+# methods it inherits answer only in verbose stdout mode).
+OWN_EVENTS = frozenset((
+    'v2_playbook_on_play_start', 'v2_runner_on_start', 'v2_runner_on_ok', 'v2_runner_on_failed',
+    'v2_runner_on_unreachable', 'v2_runner_on_skipped', 'v2_playbook_on_stats',
+))
 
 
 def task_action(task):
@@ -74,44 +92,94 @@ def task_action(task):
     return getattr(task, 'resolved_action', None) or getattr(task, 'action', None) or ''
 
 
-class CallbackModule(CallbackBase):
+def loaded_as_stdout():
+    """Is this plugin the run's stdout callback (``stdout_callback`` in ansible.cfg)?"""
+    return str(getattr(C, 'DEFAULT_STDOUT_CALLBACK', '') or '') in NAMES
+
+
+class CallbackModule(DefaultCallback):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = 'aggregate'
     CALLBACK_NAME = 'fastdowntime.postgresql.timeline'
     CALLBACK_NEEDS_ENABLED = True
 
-    def __init__(self, display=None):
-        super().__init__(display=display)
+    def __init__(self, display=None, stdout=None):
+        super().__init__()
+        if display is not None:
+            self._display = display
+        # As the stdout callback it prints the whole run; as an aggregate one, only the timeline.
+        self._stdout = loaded_as_stdout() if stdout is None else stdout
         self._entries = []
         self._fastdowntime_ran = False
         self._play = None
+        self._play_title = None    # printed (quiet mode) when the play's first task runs
         self._play_hosts = []      # hosts that ran a task of the current play, in order
         self._task_started = {}    # (task uuid, host name) -> time.monotonic()
+        self._report_path = None   # fastdowntime_report_path as a play that ran a fastdowntime task saw it
+        self._failures = []        # (host, host to name or None, msg, ours) of failed tasks, in order
+        self._warned = set()
+
+    # -- modes --------------------------------------------------------------
+    @property
+    def _verbose(self):
+        return self._display.verbosity >= 1
+
+    @property
+    def _quiet(self):
+        """The quiet run: the stdout callback without -v."""
+        return self._stdout and not self._verbose
+
+    @property
+    def _chatty(self):
+        """The default callback's output too: the stdout callback with -v."""
+        return self._stdout and self._verbose
+
+    def _init_callback_methods(self):
+        super()._init_callback_methods()
+        if not self._chatty:
+            self._implemented_callback_methods = set(self._implemented_callback_methods) & OWN_EVENTS
 
     # -- live lines ------------------------------------------------------
     def v2_playbook_on_play_start(self, play):
+        if self._chatty:
+            super().v2_playbook_on_play_start(play)
         self._play = play
         self._play_hosts = []
+        self._play_title = (getattr(play, 'get_name', lambda: '')() or '').strip() or None
 
     def v2_runner_on_start(self, host, task):
+        if self._chatty:
+            super().v2_runner_on_start(host, task)
         self._remember_host(host)
+        if self._quiet and self._play_title:
+            self._display.display('== %s' % self._play_title)
+            self._play_title = None
         if not is_deploy_action(task_action(task)):
             return
         self._fastdowntime_ran = True
         self._task_started[(task._uuid, host.get_name())] = time.monotonic()
-        self._display.display('%s start %s (%s) on %s' % (
-            PREFIX, task.get_name(), task_action(task), host.get_name()))
+        if self._verbose:
+            self._display.display('%s start %s (%s) on %s' % (
+                PREFIX, task.get_name(), task_action(task), host.get_name()))
 
     def v2_runner_on_ok(self, result):
+        if self._chatty:
+            super().v2_runner_on_ok(result)
         self._task_ended(result, failed=False)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
+        if self._chatty:
+            super().v2_runner_on_failed(result, ignore_errors=ignore_errors)
         self._task_ended(result, failed=not ignore_errors)
 
     def v2_runner_on_unreachable(self, result):
+        if self._chatty:
+            super().v2_runner_on_unreachable(result)
         self._task_ended(result, failed=True)
 
     def v2_runner_on_skipped(self, result):
+        if self._chatty:
+            super().v2_runner_on_skipped(result)
         self._task_started.pop((result.task._uuid, result.host.get_name()), None)
 
     def _task_ended(self, result, failed):
@@ -120,38 +188,56 @@ class CallbackModule(CallbackBase):
         action = task_action(task)
         data = result.result
         began = self._task_started.pop((task._uuid, host), None)
-        if not is_fastdowntime_result(data, action):
+        ours = is_fastdowntime_result(data, action)
+        if failed:
+            # A run_once task failed for the play, not for the host it happened to run on.
+            where = None if getattr(task, 'run_once', False) else host
+            self._failures.append((host, where, one_line(data.get('msg') or 'failed'), ours))
+        if not ours:
             if failed:
                 # Not ours, but it stopped the deploy: the outcome must say where.
                 self._entries.extend(entry_from_result(
                     {'failed': True, 'msg': data.get('msg')}, task=task.get_name(), host=host, action=action))
             return
         self._fastdowntime_ran = True
+        self._remember_report_path(result.host)
         entries = entry_from_result(data, task=task.get_name(), host=host, action=action, failed=failed)
         self._entries.extend(entries)
         phases = [(p, e) for e in entries for p in e['phases']]
         for record, entry in phases:
-            # A failed phase without its own error shows the task's message.
+            # A failed phase without its own error shows the task's message (with -v;
+            # without it the error is printed once, at the end).
             fallback = entry['msg'] if entry['failed'] else None
-            self._display.display(self._phase_line(record, record.get('host') or host, fallback),
+            self._display.display(self._phase_line(record, record.get('host') or host, fallback,
+                                                   with_error=self._verbose or not self._stdout),
                                   color=C.COLOR_ERROR if record.get('status') == 'failed' else None)
-        if not phases:
+        if self._quiet:
+            for entry in entries:
+                for line in entry.get('notes') or []:
+                    self._display.display('  %s' % line, color=C.COLOR_WARN if line.startswith('WARN') else None)
+        if not phases and self._verbose:
             took = format_ms((time.monotonic() - began) * 1000) if began is not None else '-'
             status = 'failed' if failed else 'ok'
-            line = '%s end %s on %s: %s in %s (no phases reported)' % (PREFIX, task.get_name(), host, status, took)
+            line = '%s end %s on %s: %s in %s' % (PREFIX, task.get_name(), host, status, took)
             if failed and data.get('msg'):
                 line += ': %s' % one_line(data['msg'])
             self._display.display(line, color=C.COLOR_ERROR if failed else None)
 
     @staticmethod
-    def _phase_line(record, host, fallback_error=None):
+    def _phase_line(record, host, fallback_error=None, with_error=True):
+        name = record.get('phase') or 'unnamed'
+        detail = record.get('detail') if isinstance(record.get('detail'), dict) else {}
+        if isinstance(detail.get('patch'), str):
+            name = '%s %s' % (name, detail['patch'])
+        if record.get('status') == 'skipped':
+            return '%s %s on %s: skipped%s' % (PREFIX, name, host, ': %s' % detail['reason'] if detail.get('reason') else '')
         line = '%s end %s on %s: %s in %s, budget left %s' % (
-            PREFIX, record.get('phase') or 'unnamed', host, record.get('status') or 'unknown',
-            format_ms(record.get('duration_ms')), format_ms(record.get('budget_left_ms')))
-        error = (record.get('detail') or {}).get('error') if isinstance(record.get('detail'), dict) else None
+            PREFIX, name, host, record.get('status') or 'unknown',
+            format_ms(record.get('duration_ms')), format_budget(record.get('budget_left_ms')))
+        error = detail.get('error')
         if record.get('status') == 'failed':
             error = error or fallback_error
-        if error:
+        if error and with_error:
             line += ': %s' % one_line(error)
         return line
 
@@ -168,33 +254,87 @@ class CallbackModule(CallbackBase):
             # did not stop the deploy.
             entries = [e for e in entries if e['phases'] or e['outage'] or not e['failed']
                        or (e['action'] or '').startswith(ACTION_PREFIX)]
+        report = None
         # Only a playbook that ran a fastdowntime task reports: fastdowntime_report_path
         # is often set for every play (group_vars/all), and the last deploy's report
         # must not be replaced by that of an unrelated playbook.
-        if not self._fastdowntime_ran:
-            return
-        path = self.get_option('report_path') or self._play_report_path()
-        report = build_report(entries, play_failed=play_failed,
-                              check_mode=bool(context.CLIARGS.get('check', False)))
-        self._display.banner('FASTDOWNTIME TIMELINE')
-        for line in render_text(report):
-            self._display.display(line)
-        if path:
-            self._write(path, report)
+        if self._fastdowntime_ran:
+            report = build_report(entries, play_failed=play_failed,
+                                  check_mode=bool(context.CLIARGS.get('check', False)))
+        failures = self._failures_to_print(report) if self._quiet else []
+        if self._chatty:
+            super().v2_playbook_on_stats(stats)
+        if report is not None:
+            self._display.banner('FASTDOWNTIME TIMELINE')
+            for line in render_text(report):
+                self._display.display(line)
+            path = self.get_option('report_path') or self._report_path or self._play_report_path()
+            if path:
+                self._write(path, report)
+        if self._quiet:
+            for host, msg in failures:
+                self._display.display('FAILED %s%s' % ('%s: ' % host if host else '', msg), color=C.COLOR_ERROR)
+            self._display.display(*self._recap(stats))
 
-    def _play_report_path(self):
-        """``fastdowntime_report_path`` as the last play sees it, templated."""
+    def _failures_to_print(self, report):
+        """[(host or None, msg)]: each failure the timeline's outcome does not already say,
+        once. A failure whose message holds the outcome's error (a role's fuller account of
+        it) replaces that error in the report."""
+        covered = report is not None and report['outcome'] not in ('done', 'nothing to do', 'planned')
+        # Hosts whose fastdowntime result failed or carries a failed phase: a later
+        # failure there (a role's refusal task) restates what the outcome says.
+        failed_hosts = set(e['host'] for e in self._entries
+                           if e['failed'] or any(p.get('status') == 'failed' for p in e['phases']))
+        printed, said = [], set()
+        for host, where, msg, ours in self._failures:
+            if covered:
+                error = report.get('error') or ''
+                if error and error in msg and msg != error and not report.get('problems'):
+                    report['error'] = msg
+                    continue
+                if ours or host in failed_hosts or msg in error:
+                    continue
+            if msg not in said:
+                said.add(msg)
+                printed.append((where, msg))
+        return printed
+
+    def _recap(self, stats):
+        """One line for every host: how many ended well, which did not."""
+        hosts = sorted(stats.processed.keys())
+        bad = [h for h in hosts if stats.summarize(h)['failures'] or stats.summarize(h)['unreachable']]
+        changed = [h for h in hosts if stats.summarize(h).get('changed')]
+        line = 'hosts: %d ok' % (len(hosts) - len(bad))
+        check_mode = context.CLIARGS.get('check', False)
+        if changed and not check_mode:
+            line += ' (%d changed)' % len(changed)
+        if bad:
+            line += ', %d failed (%s); details: rerun with -v' % (len(bad), ', '.join(bad))
+        if check_mode:
+            line += ' [check mode: nothing was changed]'
+        return line, (C.COLOR_ERROR if bad else None)
+
+    def _remember_report_path(self, host):
+        path = self._play_report_path(host)
+        if path:
+            self._report_path = path
+
+    def _play_report_path(self, host=None):
+        """``fastdowntime_report_path`` as the current play sees it for ``host``, templated."""
         if self._play is None:
             return None
         try:
             manager = self._play.get_variable_manager()
-            host = self._play_hosts[0] if self._play_hosts else None
+            host = host or (self._play_hosts[0] if self._play_hosts else None)
             variables = manager.get_vars(play=self._play, host=host)
             if REPORT_PATH_VAR not in variables:
                 return None
             value = Templar(variables=variables).template(variables[REPORT_PATH_VAR])
         except Exception as exc:  # a broken variable must not hide the timeline
-            self._display.warning('%s cannot read %s: %s' % (PREFIX, REPORT_PATH_VAR, one_line(exc)))
+            warning = '%s cannot read %s: %s' % (PREFIX, REPORT_PATH_VAR, one_line(exc))
+            if warning not in self._warned:  # once, not once per task
+                self._warned.add(warning)
+                self._display.warning(warning)
             return None
         return str(value) if value else None
 

@@ -200,7 +200,9 @@ class Console:
             message = str(exc)
             if 'not allowed' in message:
                 message += ' (the user must be listed in admin_users of pgbouncer.ini)'
-            raise ConsoleError(message)
+            error = ConsoleError(message)
+            error.kind = exc.kind  # unreachable, refused, ... (postgres.CONNECT_FAILURES)
+            raise error
         self.version, self.version_text = version_from_rows(self.show('VERSION'))
         self.check_admin()
         self.entries = deploy_entries(self.show('DATABASES'), self.label, self.db_name, self.explicit)

@@ -69,7 +69,15 @@ def deploy_argument_spec(**extra):
 
 
 class ConnectError(Exception):
-    """A connection or query failure, already worded for the operator."""
+    """A connection or query failure, already worded for the operator.
+
+    ``kind``: for a failed connection, one of CONNECT_FAILURES (what went wrong,
+    so callers say the right thing: an unreachable host is not a password problem).
+    """
+
+    def __init__(self, message, kind=None):
+        super().__init__(message)
+        self.kind = kind
 
 
 def endpoint_label(endpoint):
@@ -88,25 +96,67 @@ def one_line(text):
     return _PASSWORD_RE.sub(r'\1***', text)
 
 
+# Why a connection failed: kind -> (libpq's words, lower case; what to tell the operator).
+# Checked in this order: a TLS or authentication failure also mentions the server.
+CONNECT_FAILURES = (
+    ('tls', ('ssl', 'certificate', 'tls', 'gssapi'),
+     'TLS failed (%(cause)s): check fastdowntime_pg_ssl_mode / fastdowntime_pgbouncer_ssl_mode and the CA file'),
+    ('authentication', ('password authentication failed', 'no password supplied', 'auth failed',
+                        'sasl authentication failed', 'authentication failed', 'no pg_hba.conf entry',
+                        'password is required', 'role "'),
+     'authentication failed (%(cause)s): check the user and password (vault, .pgpass or PGPASSFILE) '
+     'and pg_hba.conf'),
+    ('timeout', ('timeout expired', 'timed out'),
+     'no answer within the connect timeout: the host is down or a firewall drops the port'),
+    ('refused', ('connection refused',),
+     'connection refused: the host is up but nothing listens on that port - is the server running, on that port?'),
+    ('unreachable', ('could not translate host name', 'name or service not known'),
+     'unknown host name (%(cause)s): check the address in the inventory'),
+    # A blackhole or missing route makes connect() fail with EINVAL or EHOSTUNREACH.
+    ('unreachable', ('no route to host', 'network is unreachable', 'host is unreachable', 'invalid argument',
+                     'cannot assign requested'),
+     'host unreachable (no route to it): check the address in the inventory and that the host is up'),
+)
+
+# kind -> what to do, for a host of the inventory (%(label)s) reached with the %(vars)s variables.
+CONNECT_ACTIONS = {
+    'authentication': 'make %(label)s accept the inventory\'s user and password (%(vars)s variables, vault, '
+                      '.pgpass) and check its pg_hba.conf',
+    'tls': 'fix the TLS settings for %(label)s (%(vars)s ssl_mode and ca_cert variables) or its server certificate',
+    'refused': 'start the server on %(label)s, or fix the port in the inventory (%(vars)s variables)',
+    'timeout': 'bring %(label)s up or open its port; check its address in the inventory (%(vars)s variables)',
+    'unreachable': 'bring %(label)s up or fix its address in the inventory (%(vars)s variables)',
+}
+
+
+def connect_action(kind, label, variables='fastdowntime_pg_*'):
+    """What to do about a failed connection of ``kind`` to ``label`` (None when unknown)."""
+    text = CONNECT_ACTIONS.get(kind)
+    return text % {'label': label, 'vars': variables} if text else None
+
+
+def classify_connect_failure(message):
+    """(kind, explanation) for libpq's message about a failed connection;
+    kind is one of CONNECT_FAILURES' kinds, or ``other`` (the message itself)."""
+    low = str(message).lower()
+    for kind, words, text in CONNECT_FAILURES:
+        if any(word in low for word in words):
+            return kind, text % {'cause': _cause(message)}
+    return 'other', one_line(_cause(message) or message)
+
+
+def _cause(message):
+    """libpq's own reason, without its 'connection to server at ... failed:' prefix and hints."""
+    text = one_line(message)
+    text = re.sub(r'^(connection to server at "[^"]*"(?: \([^)]*\))?, port \d+ failed|could not connect to server):\s*',
+                  '', text, flags=re.IGNORECASE)
+    text = re.split(r'\s+Is the server running', text)[0]
+    return re.sub(r'^(FATAL|ERROR):\s*', '', text).rstrip('. ')
+
+
 def explain_connect_failure(message):
-    """Map libpq's words to what the operator should do about them."""
-    low = message.lower()
-    if 'password authentication failed' in low or 'no password supplied' in low \
-            or 'auth failed' in low or 'sasl authentication failed' in low:
-        return 'authentication failed: check the user and password (vault, .pgpass or PGPASSFILE)'
-    if 'timeout expired' in low or 'timed out' in low:
-        return 'no answer within the connect timeout: is the host up and the port open?'
-    if 'connection refused' in low:
-        return 'connection refused: nothing listens on that port'
-    if 'no route to host' in low or 'network is unreachable' in low:
-        return 'host unreachable: check the address and the network'
-    if 'could not translate host name' in low:
-        return 'unknown host name'
-    if 'does not exist' in low:
-        return one_line(message)
-    if 'not allowed' in low or 'permission denied' in low:
-        return one_line(message)
-    return one_line(message)
+    """What the operator should do about libpq's message (see classify_connect_failure)."""
+    return classify_connect_failure(message)[1]
 
 
 def dsn_kwargs(endpoint, dbname=None, application_name='fastdowntime'):
@@ -148,12 +198,12 @@ def connect(endpoint, dbname=None, autocommit=False, async_=False, application_n
             conn = psycopg2.connect(**kwargs)
             conn.autocommit = autocommit
     except psycopg2.Error as exc:
+        kind, explanation = classify_connect_failure(str(exc))
         raise ConnectError('%s: cannot connect as %s to database %s: %s' % (
-            endpoint_label(endpoint), endpoint['user'], kwargs['dbname'],
-            explain_connect_failure(str(exc))))
+            endpoint_label(endpoint), endpoint['user'], kwargs['dbname'], explanation), kind=kind)
     except TimeoutError:
-        raise ConnectError('%s: cannot connect: no answer within %ss' % (
-            endpoint_label(endpoint), kwargs['connect_timeout']))
+        raise ConnectError('%s: cannot connect: no answer within %ss: the host is down or a firewall drops the port'
+                           % (endpoint_label(endpoint), kwargs['connect_timeout']), kind='timeout')
     return conn
 
 

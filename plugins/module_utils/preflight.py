@@ -33,7 +33,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     Console, ConsoleError)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    ConnectError, connect, endpoint_label, one_line, query)
+    ConnectError, connect, connect_action, endpoint_label, one_line, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     SchemaError, applied_revisions, match_replication_row, procedure_source)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
@@ -82,9 +82,10 @@ def decide_connection(label, error):
     """A database host reached or not (pgbouncer consoles: decide_pgbouncer)."""
     if error is None:
         return finding('connection', PASS, '%s: connected' % label, host=label)
+    action = connect_action(getattr(error, 'kind', None), label) or (
+        'make PostgreSQL on %s answer with the inventory\'s credentials (fastdowntime_pg_* variables)' % label)
     return finding('connection', FAIL, one_line(error), host=label, evidence={'error': one_line(error)},
-                   action='make PostgreSQL on %s answer with the inventory\'s credentials (fastdowntime_pg_* '
-                          'variables), then run the pre-flight again' % label)
+                   action=action + ', then run the pre-flight again')
 
 
 def decide_privileges(label, row, is_primary, db_name):
@@ -352,9 +353,12 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
     entries (else ``error``); none of them is paused; the entries named for the
     standbys exist. Disabled entries are a warning (the outage enables them)."""
     if error is not None:
+        action = connect_action(getattr(error, 'kind', None), 'the admin console of %s' % label,
+                                'fastdowntime_pgbouncer_*') or (
+            'make the admin console of %s answer with an admin_users user and the deploy\'s '
+            'entries (fastdowntime_pgbouncer_*, fastdowntime_db_name)' % label)
         return finding('pgbouncer', FAIL, one_line(error), host=label, evidence={'error': one_line(error)},
-                       action='make the admin console of %s answer with an admin_users user and the deploy\'s '
-                              'entries (fastdowntime_pgbouncer_*, fastdowntime_db_name)' % label)
+                       action=action)
     flags = flags or {}
     paused = [entry for entry in entries if flags.get(entry, {}).get('paused')]
     disabled = [entry for entry in entries if flags.get(entry, {}).get('disabled')]
@@ -483,7 +487,9 @@ def summary_lines(findings):
         'PASSED' if passed else 'REFUSED the deploy', counts[FAIL], counts[WARN], counts[PASS])]
     for status in (FAIL, WARN, PASS):
         for item in sorted((f for f in findings if f['status'] == status), key=lambda f: order.get(f['check'], 99)):
-            lines.append('%s %s: %s' % (status.upper(), item['check'], item['summary']))
+            # A lint finding that passes is the lint's INFO (as playbooks/lint.yml prints it).
+            label = 'INFO' if status == PASS and item['check'] == 'lint' else status.upper()
+            lines.append('%s %s: %s' % (label, item['check'], item['summary']))
             if item.get('action') and status != PASS:
                 lines.append('    -> %s' % item['action'])
     return lines

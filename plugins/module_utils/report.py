@@ -16,6 +16,7 @@ __metaclass__ = type
 
 import datetime
 import json
+import math
 import time
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import one_line
@@ -47,15 +48,16 @@ def entry_from_result(result, task=None, host=None, action=None, failed=None):
     if not isinstance(result, dict):
         return []
     items = result.get('results')
-    if isinstance(items, list) and 'phases' not in result:
+    if isinstance(items, list) and _phases_of(result) is None:
         entries = []
         for item in items:
             if isinstance(item, dict):
                 item_failed = False if failed is False else bool(item.get('failed'))
                 entries.extend(entry_from_result(item, task=task, host=host, action=action, failed=item_failed))
         return entries
-    phases = result.get('phases')
+    phases = _phases_of(result)
     outage = result.get('outage') if isinstance(result.get('outage'), dict) else None
+    checks = [c for c in result.get('checks') or [] if isinstance(c, dict)]
     return [{
         'task': task,
         'host': host,
@@ -68,6 +70,10 @@ def entry_from_result(result, task=None, host=None, action=None, failed=None):
         'deploy_id': result.get('deploy_id') or (outage or {}).get('deploy_id'),
         'budget_ms': result.get('budget_ms'),
         'msg': one_line(result.get('msg')) if result.get('msg') else None,
+        'notes': _notes(result.get('summary_lines')),
+        'problems': ['%s: %s%s' % (c.get('check'), c.get('summary'), ' -> %s' % c['action'] if c.get('action') else '')
+                     for c in checks if c.get('status') == 'fail'],
+        'plan': _plan(result, checks),
     }]
 
 
@@ -81,6 +87,65 @@ def is_deploy_action(action):
     return bool(action) and str(action).startswith('fastdowntime.postgresql.') and str(action) not in NOT_DEPLOY_ACTIONS
 
 
+def _phases_of(result):
+    """A result's phase records: its ``phases`` key, or the fact ``fastdowntime_phases``
+    (set_fact, for a role that times a phase of its own). None when it has neither."""
+    if 'phases' in result:
+        return result['phases']
+    facts = result.get('ansible_facts')
+    if isinstance(facts, dict) and 'fastdowntime_phases' in facts:
+        return facts['fastdowntime_phases']
+    return None
+
+
+def _notes(lines):
+    """What a quiet run shows of a pre-flight summary: its verdict, each warning and what to do."""
+    if not isinstance(lines, list) or not lines:
+        return []
+    notes = [str(lines[0])]
+    keep = False
+    for line in lines[1:]:
+        line = str(line)
+        if line.startswith('    -> '):
+            if keep:
+                notes[-1] += ' -> %s' % line[len('    -> '):]
+            continue
+        keep = line.startswith('WARN')  # the pre-flight's WARN, the lint's WARNING
+        if keep:
+            notes.append(line)
+    return notes
+
+
+def _plan(result, checks):
+    """What a run would do (check mode), from a result that carries a ``plan``:
+    the pending patches per phase (every ``pending_<phase>`` key of the plan, in
+    its order), each statement's lint class and estimate, the estimate against
+    the budget and the window (pgbouncers drained, standbys waited for)."""
+    plan = result.get('plan')
+    if not isinstance(plan, dict):
+        return None
+    phases = [{'phase': key[len('pending_'):], 'patches': [p.get('name') for p in value if isinstance(p, dict)]}
+              for key, value in plan.items() if key.startswith('pending_') and isinstance(value, list)]
+    statements = [{
+        'file': f.get('file'), 'line': f.get('line'), 'phase': str(f.get('patch_kind') or '').lower() or None,
+        'class': f.get('kind'), 'lock': f.get('lock'), 'severity': f.get('severity'),
+        'estimate_ms': None if _number(f.get('estimate_seconds')) is None
+        else _ms((_number(f.get('estimate_seconds')) + (_number(f.get('replay_seconds')) or 0)) * 1000),
+        'summary': f.get('summary'),
+    } for f in result.get('lint') or [] if isinstance(f, dict)]
+    estimate = result.get('estimate') if isinstance(result.get('estimate'), dict) else {}
+    budget = [c.get('summary') for c in checks if c.get('check') == 'budget']
+    pgbouncers = [c.get('host') for c in checks if c.get('check') == 'pgbouncer' and c.get('host')]
+    standbys = [c.get('host') for c in checks if c.get('check') == 'replication_lag' and c.get('host')]
+    return {
+        'phases': phases,
+        'statements': statements,
+        'estimate_ms': _number(estimate.get('total_ms')),
+        'budget_check': budget[0] if budget else None,
+        'window': {'pgbouncers': pgbouncers, 'standbys': standbys} if checks else None,
+    }
+
+
 def is_fastdowntime_result(result, action=None):
     """Does this task result belong in the timeline?"""
     if action and str(action) in NOT_DEPLOY_ACTIONS:
@@ -89,10 +154,10 @@ def is_fastdowntime_result(result, action=None):
         return True
     if not isinstance(result, dict):
         return False
-    if 'phases' in result:
+    if _phases_of(result) is not None:
         return True
     items = result.get('results')
-    return isinstance(items, list) and any(isinstance(i, dict) and 'phases' in i for i in items)
+    return isinstance(items, list) and any(isinstance(i, dict) and _phases_of(i) is not None for i in items)
 
 
 # -- phase names ---------------------------------------------------------------
@@ -155,8 +220,18 @@ def build_report(entries, play_failed=False, check_mode=False, generated_at=None
         'standby_replay_ms': _merge_replay(s.get(_REPLAY_KEY) for s in sources),
         'patches': _merge_patches(s.get(_PATCHES_KEY) for s in sources),
         'phases': [{k: v for k, v in row.items() if not k.startswith('_')} for row in rows],
+        # One line per failed pre-flight check, with what to do.
+        'problems': [line for e in entries for line in e.get('problems') or []],
+        # What the deploy would do (the last plan seen: the pre-flight's, with the lint and the estimate).
+        'plan': _last_plan(entries),
     }
     return report
+
+
+def _last_plan(entries):
+    plans = [e['plan'] for e in entries if e.get('plan')]
+    with_lint = [p for p in plans if p.get('window') is not None]
+    return (with_lint or plans or [None])[-1]
 
 
 def _rows(entries):
@@ -168,6 +243,8 @@ def _rows(entries):
             error = detail.pop('error', None)  # shown once, as the row's error
             rows.append({
                 'phase': str(record.get('phase') or 'unnamed'),
+                # The patch file a per-patch phase (hot_patch, cold_patch) ran.
+                'patch': detail.get('patch') if isinstance(detail.get('patch'), str) else None,
                 'host': record.get('host') or entry.get('host'),
                 'task': entry.get('task'),
                 'start_offset_ms': _number(record.get('start_offset_ms')),
@@ -180,8 +257,10 @@ def _rows(entries):
                 '_started_at': started,
                 '_order': (order, len(rows)),
             })
-    # Chronological; records without a start time keep their task order at the end.
-    rows.sort(key=lambda r: (r['_started_at'] is None, r['_started_at'] or 0, r['_order']))
+    # In the order they ended, so budget left only goes down and an enclosing phase
+    # (cold_transaction) follows the phases it holds; records without times keep
+    # their task order at the end.
+    rows.sort(key=_end_key)
     return rows
 
 
@@ -305,14 +384,15 @@ def to_json(report):
 
 
 def render_text(report):
-    """The report as a fixed-width text table (a list of lines)."""
+    """The report as a fixed-width text table (a list of lines); lines with nothing
+    to say (no outage, no replay) are left out."""
     headers = ('PHASE', 'HOST', 'START', 'DURATION', 'BUDGET LEFT', 'STATUS')
     body = [(
-        row['phase'],
+        row['phase'] + (' %s' % row['patch'] if row.get('patch') else ''),
         str(row['host'] or '-'),
         format_offset(row['start_offset_ms']),
         format_ms(row['duration_ms']),
-        format_ms(row['budget_left_ms']),
+        format_budget(row['budget_left_ms']),
         row['status'],
     ) for row in report['phases']]
     widths = [max([len(headers[i])] + [len(r[i]) for r in body]) for i in range(len(headers))]
@@ -327,36 +407,76 @@ def render_text(report):
         title += '  (deploy %s)' % report['deploy_id']
     if report.get('check_mode'):
         title += '  [check mode]'
-    lines = [title, line(headers), line(['-' * w for w in widths])]
-    lines.extend(line(cells) for cells in body)
-    if not body:
+    lines = [title]
+    if body:
+        lines.extend([line(headers), line(['-' * w for w in widths])])
+        lines.extend(line(cells) for cells in body)
+    else:
         lines.append('(no fastdowntime phases were recorded)')
 
+    lines.extend(render_plan(report.get('plan')) if report.get('check_mode') else [])
     outage = report['outage']
+    total = None
     if outage.get('nothing_pending'):
         total = 'outage: none - no cold patch was pending, nothing was paused'
-    else:
+    elif outage['outage_ms'] is not None:
         total = 'outage (drain start -> last resume): %s' % format_ms(outage['outage_ms'])
-    if outage.get('estimate_ms') is not None:
-        total += ' (estimated %s)' % format_ms(outage['estimate_ms'])
-    if report.get('budget_ms') is not None:
-        total += ' of a %s budget' % format_ms(report['budget_ms'])
-    lines.append(total)
-    lines.append('longest client wait (pgbouncer): %s' % format_ms(outage['max_client_wait_ms']))
+    if total:
+        if outage.get('estimate_ms') is not None:
+            total += ' (estimated %s)' % format_ms(outage['estimate_ms'])
+        if report.get('budget_ms') is not None:
+            total += ' of a %s budget' % format_ms(report['budget_ms'])
+        lines.append(total)
+    if outage['max_client_wait_ms'] is not None:
+        lines.append('longest client wait (pgbouncer): %s' % format_ms(outage['max_client_wait_ms']))
     split = report.get('split_window')
     if split:
         lines.append('split window: writes out %s (longest wait %s), reads out %s (longest wait %s)' % (
             format_ms(split['write_outage_ms']), format_ms(split['max_write_wait_ms']),
             format_ms(split['read_outage_ms']), format_ms(split['max_read_wait_ms'])))
     replay = report['standby_replay_ms']
-    lines.append('standby replay: %s' % (', '.join('%s %s' % (host, format_ms(ms))
-                                                    for host, ms in sorted(replay.items())) or '-'))
+    if replay:
+        lines.append('standby replay: %s' % ', '.join('%s %s' % (host, format_ms(ms))
+                                                       for host, ms in sorted(replay.items())))
     patches = report['patches']
-    lines.append('patches: %s' % (', '.join('%s %s' % (p['file'], format_ms(p['duration_ms']))
-                                            for p in patches) or '-'))
-    if report.get('error'):
+    if patches:
+        lines.append('patches: %s' % ', '.join('%s %s' % (p['file'], format_ms(p['duration_ms'])) for p in patches))
+    problems = report.get('problems') or []
+    for problem in problems:
+        lines.append('problem: %s' % problem)
+    if report.get('error') and not problems:
         lines.append('error: %s' % report['error'])
     return lines
+
+
+def render_plan(plan):
+    """What a check-mode run would do, one line per phase and per statement."""
+    if not plan:
+        return []
+    lines = ['plan:']
+    for phase in plan.get('phases') or []:
+        lines.append('  %s patches: %s' % (phase['phase'], ', '.join(phase['patches']) or 'none'))
+    for st in plan.get('statements') or []:
+        lines.append('  %s line %s (%s): %s, estimated %s' % (
+            st.get('file'), st.get('line'), st.get('phase') or '-', st.get('class') or '-',
+            format_ms(st.get('estimate_ms'))))
+    window = plan.get('window') or {}
+    if window.get('pgbouncers') or window.get('standbys'):
+        lines.append('  window: drain %s -> cold patches in one transaction -> wait for %s -> resume' % (
+            ', '.join(window.get('pgbouncers') or []) or 'no pgbouncer',
+            ', '.join(window.get('standbys') or []) or 'no standby'))
+    if plan.get('budget_check'):
+        lines.append('  budget: %s' % plan['budget_check'])
+    return lines
+
+
+def format_budget(ms):
+    """Budget left, rounded down (never shows more time than is left)."""
+    if ms is None:
+        return '-'
+    if abs(ms) < 1000:
+        return '%.1f ms' % (math.floor(ms * 10) / 10.0)
+    return '%.2f s' % (math.floor(ms / 10.0) / 100.0)
 
 
 def format_ms(ms):

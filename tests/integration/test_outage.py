@@ -60,7 +60,8 @@ def test_nothing_pending_means_no_outage(healthy_lab, tmp_path):
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_n%d (id int);' % major])
     first, _ = run_playbook(lab, tmp_path, patch_dir)
     assert first.returncode == 0, first.stdout[-3000:]
-    second, report_path = run_playbook(lab, tmp_path, patch_dir)
+    # -v: every task's result, as the default callback prints them.
+    second, report_path = run_playbook(lab, tmp_path, patch_dir, args=('-v',))
     assert second.returncode == 0, second.stdout[-3000:]
     # The window's task is skipped: nothing was paused.
     window = second.stdout.split('Drain, cold patches in one transaction, standbys replayed, resume]')[1]

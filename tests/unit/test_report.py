@@ -155,7 +155,7 @@ def test_rows_are_chronological_with_offsets_from_the_drain_start():
     assert [r['start_offset_ms'] for r in rows] == [-5000.0, 0.0, 1.0, 70.0, 270.0, 270.0, 310.0, 310.0]
     assert rows[0]['budget_left_ms'] is None
     assert rows[3] == {
-        'phase': 'schema application', 'host': 'primary', 'task': 'Outage',
+        'phase': 'schema application', 'patch': None, 'host': 'primary', 'task': 'Outage',
         'start_offset_ms': 70.0, 'started_at': '2026-05-28T20:26:40.070Z', 'duration_ms': 200.0,
         'budget_left_ms': 59730.0, 'status': 'ok', 'error': None, 'detail': {},
     }
@@ -379,9 +379,8 @@ def test_render_text_table():
 def test_render_text_of_an_empty_report():
     lines = render_text(build_report([], check_mode=True))
     assert lines[0] == 'fastdowntime timeline: nothing to do  [check mode]'
-    assert '(no fastdowntime phases were recorded)' in lines
-    assert 'outage (drain start -> last resume): -' in lines
-    assert 'patches: -' in lines
+    # Nothing to say about an outage, a replay or patches: no line for them.
+    assert lines == ['fastdowntime timeline: nothing to do  [check mode]', '(no fastdowntime phases were recorded)']
 
 
 def test_render_text_shows_the_error():
@@ -428,3 +427,55 @@ def test_an_outage_is_not_nothing_pending():
     built = rp.build_report(entries)
     assert built['outage']['nothing_pending'] is False
     assert built['outage']['outage_ms'] > 0
+
+
+def test_rows_in_the_order_they_ended_so_budget_left_only_goes_down():
+    entries = entry_from_result({'phases': [
+        phase('drain', 'pgbouncer1', 0, 0.001, budget_left=9999),
+        phase('cold_transaction', 'primary', 0.001, 0.005, budget_left=9994, patch_files=['a.sql', 'b.sql']),
+        phase('cold_patch', 'primary', 0.002, 0.001, budget_left=9997, patch='a.sql'),
+        phase('cold_patch', 'primary', 0.003, 0.001, budget_left=9996, patch='b.sql'),
+    ]}, task='Outage', host='localhost')
+    lines = render_text(build_report(entries))
+    rows = [line.split() for line in lines[3:7]]
+    assert [r[0] for r in rows] == ['drain', 'cold_patch', 'cold_patch', 'cold_transaction']
+    assert [r[1] for r in rows[1:3]] == ['a.sql', 'b.sql']
+    # Rounded down: 9,996 ms left is shown as 9.99 s, never 10.00 s.
+    assert [r[-3] for r in rows] == ['9.99', '9.99', '9.99', '9.99']
+
+
+def test_check_mode_shows_the_plan():
+    result = {
+        'plan': {'pending_hot': [{'name': 'patch-1-01-0.sql'}], 'pending_cold': [{'name': 'patch-1-02-0.sql'}],
+                 'applied': ['patch-1-00-0.sql']},
+        'lint': [{'file': 'patch-1-02-0.sql', 'line': 3, 'patch_kind': 'COLD', 'kind': 'table rewrite',
+                  'estimate_seconds': 0.25, 'replay_seconds': 0.05}],
+        'estimate': {'total_ms': 420.0},
+        'checks': [{'check': 'budget', 'status': 'pass', 'summary': 'estimated outage 0.420s within 9.5s'},
+                   {'check': 'pgbouncer', 'status': 'pass', 'host': 'pgb1', 'summary': 'ok'},
+                   {'check': 'replication_lag', 'status': 'pass', 'host': 'db2', 'summary': 'ok'}],
+        'phases': [phase('preflight', 'primary', 0, 0.1)],
+    }
+    report = build_report(entry_from_result(result, task='Pre-flight', host='primary'), check_mode=True)
+    assert report['plan']['phases'] == [{'phase': 'hot', 'patches': ['patch-1-01-0.sql']},
+                                        {'phase': 'cold', 'patches': ['patch-1-02-0.sql']}]
+    assert report['plan']['statements'][0]['estimate_ms'] == 300.0
+    lines = render_text(report)
+    start = lines.index('plan:')
+    assert lines[start + 1:start + 6] == [
+        '  hot patches: patch-1-01-0.sql',
+        '  cold patches: patch-1-02-0.sql',
+        '  patch-1-02-0.sql line 3 (cold): table rewrite, estimated 300.0 ms',
+        '  window: drain pgb1 -> cold patches in one transaction -> wait for db2 -> resume',
+        '  budget: estimated outage 0.420s within 9.5s',
+    ]
+
+
+def test_a_refusal_lists_each_failed_check_with_its_fix():
+    result = {'checks': [{'check': 'connection', 'status': 'fail', 'summary': 'db2: host unreachable',
+                          'action': 'bring db2 up'},
+                         {'check': 'connection', 'status': 'pass', 'summary': 'db1: connected'}],
+              'phases': [phase('preflight', 'primary', 0, 0.1, status='failed', error='connection: db2: unreachable')]}
+    lines = render_text(build_report(entry_from_result(result, task='Pre-flight', host='primary')))
+    assert lines[-1] == 'problem: connection: db2: host unreachable -> bring db2 up'
+    assert not any(line.startswith('error: ') for line in lines)

@@ -88,8 +88,9 @@ def display():
     return FakeDisplay()
 
 
-def make_callback(display, report_path=None, play_vars=None):
-    callback = CallbackModule(display=display)
+def make_callback(display, report_path=None, play_vars=None, stdout=False):
+    """The aggregate callback (``stdout=True``: the quiet stdout callback)."""
+    callback = CallbackModule(display=display, stdout=stdout)
     # What set_options() would load from ini/env; the real run test covers that path.
     callback._plugin_options = {'report_path': report_path}
     callback.v2_playbook_on_play_start(FakePlay(play_vars))
@@ -134,7 +135,8 @@ def test_documentation_declares_the_report_path_option():
 
 # -- live lines --------------------------------------------------------------------
 
-def test_start_line_for_fastdowntime_tasks_only(display):
+def test_start_line_for_fastdowntime_tasks_only_with_v(display):
+    display.verbosity = 1
     callback = make_callback(display)
     callback.v2_runner_on_start(LOCALHOST, OUTAGE_TASK)
     callback.v2_runner_on_start(LOCALHOST, FakeTask('Gather', 'ansible.builtin.setup'))
@@ -144,7 +146,7 @@ def test_start_line_for_fastdowntime_tasks_only(display):
 def test_end_lines_one_per_phase(display):
     callback = make_callback(display)
     run_outage(callback, ABORTED_OUTAGE, failed=True)
-    assert display.lines[1:] == [
+    assert display.lines == [
         '[timeline] end drain on pgbouncer1: ok in 50.0 ms, budget left 2.95 s',
         '[timeline] end schema application on primary: failed in 2.45 s, budget left 500.0 ms: '
         'budget spent in phase schema application: 0 ms left for work, step needs 1 ms',
@@ -170,7 +172,8 @@ def test_failed_phase_without_error_shows_the_task_message(display):
                              '127.0.0.1:25999: cannot connect: connection refused']
 
 
-def test_end_line_for_a_fastdowntime_task_without_phases(display, monkeypatch):
+def test_end_line_for_a_fastdowntime_task_without_phases_with_v(display, monkeypatch):
+    display.verbosity = 1
     now = [50.0]
     monkeypatch.setattr(timeline.time, 'monotonic', lambda: now[0])
     callback = make_callback(display)
@@ -178,7 +181,7 @@ def test_end_line_for_a_fastdowntime_task_without_phases(display, monkeypatch):
     now[0] += 1.5
     callback.v2_runner_on_failed(FakeResult(OUTAGE_TASK, LOCALHOST, {
         'failed': True, 'msg': 'primary (10.213.47.10:5432): cannot connect\nrefused'}))
-    assert display.lines[-1] == ('[timeline] end Run the outage on localhost: failed in 1.50 s (no phases reported): '
+    assert display.lines[-1] == ('[timeline] end Run the outage on localhost: failed in 1.50 s: '
                                  'primary (10.213.47.10:5432): cannot connect refused')
 
 
@@ -357,3 +360,86 @@ def test_check_mode_is_reported(display, monkeypatch, tmp_path):
     callback.v2_playbook_on_stats(FakeStats())
     assert json.loads((tmp_path / 'r.json').read_text())['check_mode'] is True
     assert 'fastdowntime timeline: done  [check mode]' in display.lines
+
+
+# -- the quiet stdout callback ------------------------------------------------------
+
+class RecapStats(FakeStats):
+    def __init__(self, hosts, failures=None):
+        super().__init__(failures=failures)
+        self.processed = dict((h, 1) for h in hosts)
+
+    def summarize(self, host):
+        return {'failures': self.failures.get(host, 0), 'unreachable': 0}
+
+
+class FakePlayNamed(FakePlay):
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+    def get_name(self):
+        return self.name
+
+
+def test_quiet_run_prints_the_play_once_its_first_task_runs_and_no_start_lines(display):
+    callback = make_callback(display, stdout=True)
+    callback.v2_playbook_on_play_start(FakePlayNamed('The outage'))
+    callback.v2_runner_on_start(LOCALHOST, OUTAGE_TASK)
+    callback.v2_runner_on_start(FakeHost('pgbouncer1'), OUTAGE_TASK)
+    assert display.lines == ['== The outage']
+
+
+def test_quiet_run_prints_a_failure_once_at_the_end(display):
+    callback = make_callback(display, stdout=True)
+    run_outage(callback, ABORTED_OUTAGE, failed=True)
+    # The role's own restatement of the failure, on the same host.
+    task = FakeTask('Refuse', 'ansible.builtin.fail')
+    callback.v2_runner_on_failed(FakeResult(task, LOCALHOST, {'failed': True, 'msg': 'deploy refused: see above'}))
+    callback.v2_playbook_on_stats(RecapStats(['localhost'], failures={'localhost': 1}))
+    text = '\n'.join(display.lines)
+    # The live phase line says where; the error itself is printed once, at the end.
+    assert text.count('budget spent in phase schema application') == 1
+    assert display.lines[-2].startswith('error: ') or any(line.startswith('error: ') for line in display.lines)
+    assert 'deploy refused: see above' not in text
+    assert display.lines[-1] == 'hosts: 0 ok, 1 failed (localhost); details: rerun with -v'
+
+
+def test_quiet_run_prints_a_failure_of_another_task_once(display):
+    callback = make_callback(display, stdout=True)
+    task = FakeTask('Check the inventory', 'ansible.builtin.assert')
+    task.run_once = True
+    callback.v2_runner_on_failed(FakeResult(task, FakeHost('app1'), {
+        'failed': True, 'msg': 'inventory: the inventory has no group fastdowntime_primary'}))
+    callback.v2_playbook_on_stats(RecapStats(['app1', 'app2'], failures={'app1': 1}))
+    assert display.lines == ['FAILED inventory: the inventory has no group fastdowntime_primary',
+                             'hosts: 1 ok, 1 failed (app1); details: rerun with -v']
+
+
+def test_quiet_run_shows_the_pre_flight_verdict_and_warnings(display):
+    callback = make_callback(display, stdout=True)
+    task = FakeTask('Pre-flight checks', 'fastdowntime.postgresql.preflight')
+    callback.v2_runner_on_ok(FakeResult(task, FakeHost('primary'), {
+        'summary_lines': ['pre-flight PASSED: 0 failed, 1 warnings, 3 passed',
+                          'WARN pgbouncer: pgb1: entry fdtdemo disabled', '    -> it is enabled by the outage',
+                          'PASS connection: primary: connected'],
+        'phases': [phase('preflight', 'primary', 0, 0.1)]}))
+    assert display.lines[1:] == ['  pre-flight PASSED: 0 failed, 1 warnings, 3 passed',
+                                 '  WARN pgbouncer: pgb1: entry fdtdemo disabled -> it is enabled by the outage']
+
+
+def test_a_set_fact_with_fastdowntime_phases_is_a_timeline_row(display):
+    callback = make_callback(display)
+    task = FakeTask('Skip the restarts', 'ansible.builtin.set_fact')
+    callback.v2_runner_on_ok(FakeResult(task, FakeHost('app1'), {'ansible_facts': {'fastdowntime_phases': [
+        {'phase': 'app_restart', 'host': 'app1, app2', 'status': 'skipped', 'detail': {'reason': 'no schema change'}}]}}))
+    assert display.lines == ['[timeline] app_restart on app1, app2: skipped: no schema change']
+
+
+def test_the_report_path_comes_from_the_play_that_ran_the_deploy(display, tmp_path):
+    callback = make_callback(display, play_vars={'fastdowntime_report_path': str(tmp_path / 'r.json')})
+    run_outage(callback, {'phases': [phase('drain', 'pgbouncer1', 0, 0.1)]})
+    # A later play (restarts skipped by --skip-tags) sees no host and no variable.
+    callback.v2_playbook_on_play_start(FakePlay({}))
+    callback.v2_playbook_on_stats(FakeStats())
+    assert json.loads((tmp_path / 'r.json').read_text())['phases'][0]['phase'] == 'drain'

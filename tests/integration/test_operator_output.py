@@ -1,0 +1,170 @@
+"""What the operator reads (issue 17): real ansible-playbook runs on the lab, with the
+checkout's ansible.cfg (the timeline as the quiet stdout callback), their output asserted.
+
+Each deploy writes its own patch directory (deploy.write_patches), so the tests run in
+any order and again.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+import yaml
+
+from deploy import run_playbook, unique_major, write_patches
+
+pytestmark = pytest.mark.usefixtures('scratch')
+
+# What a default run must never show: Ansible's per-task chatter, raw results, or internals.
+NOISE = ('TASK [', 'PLAY RECAP', '"phases"', '(no phases reported)', '[timeline] start', 'changed: [',
+         'Traceback', '[ERROR]', 'fatal:', 'object of type', 'AnsibleLazyTemplateList', '\\"')
+
+
+def assert_quiet(out):
+    for noise in NOISE:
+        assert noise not in out, (noise, out)
+
+
+def lab_inventory(tmp_path, edit):
+    """A copy of the lab's inventory (with its group_vars) after ``edit(hosts_dict)``."""
+    source = os.path.join(os.path.dirname(__file__), '..', '..', 'inventories', 'lab')
+    target = tmp_path / 'inventory'
+    shutil.copytree(source, str(target))
+    hosts = yaml.safe_load((target / 'hosts.yml').read_text())
+    edit(hosts['all']['children'])
+    (target / 'hosts.yml').write_text(yaml.safe_dump(hosts))
+    return str(target / 'hosts.yml')
+
+
+def test_a_deploy_reads_on_one_screen_and_a_rerun_restarts_nothing(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE INDEX CONCURRENTLY fdt_ix%d ON fdt_item (id);' % major,
+        'CREATE TABLE fdt_o%d (id int PRIMARY KEY);' % major,
+        'ALTER TABLE fdt_o%d ADD COLUMN note text;' % major,
+    ])
+    proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='all')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    lines = proc.stdout.splitlines()
+    assert len(lines) <= 50, out
+    assert_quiet(out)
+    assert '  pre-flight PASSED: 0 failed, 0 warnings' in out
+    # Every per-patch row names its file.
+    assert '[timeline] end hot_patch patch-%d-01-0.sql on primary' % major in out
+    for minor in ('02', '03'):
+        assert sum(line.startswith('cold_patch patch-%d-%s-0.sql ' % (major, minor)) for line in lines) == 1, out
+    assert 'fastdowntime timeline: done' in out
+    assert lines[-1] == 'hosts: 7 ok (5 changed)', out
+    report = json.load(open(report_path))
+    assert [r['status'] for r in report['phases'] if r['phase'] == 'app_restart'] == ['ok', 'ok']
+    # Rows in the order they ended: the budget left only goes down.
+    budget = [r['budget_left_ms'] for r in report['phases']
+              if r['budget_left_ms'] is not None and r['phase'] != 'app_restart']
+    assert budget == sorted(budget, reverse=True)
+
+    again, report_path = run_playbook(lab, tmp_path, patch_dir, tags='all')
+    out = again.stdout + again.stderr
+    assert again.returncode == 0, out
+    assert_quiet(out)
+    assert 'fastdowntime timeline: nothing to do' in out
+    assert ('[timeline] app_restart on app1, app2: skipped: no schema change in this run and no code rollout '
+            '(--tags restart)') in out
+    # A run with nothing pending changes nothing, on any host.
+    assert again.stdout.splitlines()[-1] == 'hosts: 7 ok', out
+    report = json.load(open(report_path))
+    assert report['outcome'] == 'nothing to do'
+    assert [r['status'] for r in report['phases'] if r['phase'] == 'app_restart'] == ['skipped']
+
+
+def test_a_deploy_without_the_restarts_still_writes_its_report(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_s%d (id int);' % major])
+    proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='all', args=('--skip-tags', 'restart'))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert '[timeline] report written to %s' % report_path in proc.stdout
+    report = json.load(open(report_path))
+    assert report['outcome'] == 'done'
+    assert 'app_restart' not in [r['phase'] for r in report['phases']]
+
+
+def test_check_mode_shows_the_plan(healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE INDEX CONCURRENTLY fdt_ix%d ON fdt_item (id);' % major,
+        'CREATE TABLE fdt_c%d (id int);' % major,
+    ])
+    proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='all', args=('--check',))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert_quiet(out)
+    assert 'fastdowntime timeline: planned' in out
+    assert '  hot patches: patch-%d-01-0.sql' % major in out
+    assert '  cold patches: patch-%d-02-0.sql' % major in out
+    assert '  patch-%d-02-0.sql line 1 (cold): ' % major in out
+    assert ('  window: drain pgbouncer1 (%s:6432), pgbouncer2 (%s:6432) -> cold patches in one transaction -> '
+            'wait for standby1' % (lab.addr('pgbouncer1'), lab.addr('pgbouncer2'))) in out
+    assert '  budget: estimated outage ' in out
+    assert proc.stdout.splitlines()[-1] == 'hosts: 7 ok [check mode: nothing was changed]', out
+    report = json.load(open(report_path))
+    assert report['check_mode'] is True
+    assert report['plan']['phases'] == [{'phase': 'hot', 'patches': ['patch-%d-01-0.sql' % major]},
+                                        {'phase': 'cold', 'patches': ['patch-%d-02-0.sql' % major]}]
+    assert report['plan']['estimate_ms'] > 0
+
+
+@pytest.mark.parametrize('edit, problem', [
+    (lambda groups: groups.pop('fastdowntime_primary'),
+     'FAILED inventory: the inventory has no group fastdowntime_primary: add it with the one primary database host'),
+    (lambda groups: groups['fastdowntime_primary'].update(hosts=None),
+     'FAILED inventory: the group fastdowntime_primary must hold exactly one host, it holds 0: keep the one '
+     'primary there'),
+], ids=['no-primary-group', 'empty-primary-group'])
+def test_an_inventory_mistake_is_one_line_before_any_play(healthy_lab, tmp_path, edit, problem):
+    inventory = lab_inventory(tmp_path, edit)
+    proc, report_path = run_playbook(healthy_lab, tmp_path, str(tmp_path), tags='all', inventory=inventory)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert_quiet(out)
+    assert 'Could not match supplied host pattern' not in out
+    assert proc.stdout.splitlines() == [
+        '== Inventory - the groups and variables of the contract',
+        problem + ' (the contract: README "The public contract", inventories/example/)',
+        proc.stdout.splitlines()[-1]]
+    assert 'details: rerun with -v' in proc.stdout.splitlines()[-1]
+    assert not os.path.exists(report_path)
+
+
+def test_each_unreachable_database_is_one_clear_line(healthy_lab, tmp_path):
+    def edit(groups):
+        groups['fastdowntime_primary']['hosts']['primary']['fastdowntime_pg_password'] = 'not-the-password'
+        groups['fastdowntime_standbys']['hosts']['standby1']['fastdowntime_pg_port'] = 5999
+        # An address on the lab's bridge where no host answers.
+        groups['fastdowntime_standbys']['hosts']['standby2']['fastdowntime_pg_host'] = \
+            healthy_lab.addr('standby2').rsplit('.', 1)[0] + '.99'
+
+    inventory = lab_inventory(tmp_path, edit)
+    proc, report_path = run_playbook(healthy_lab, tmp_path, str(tmp_path), tags='all', inventory=inventory)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert_quiet(out)
+    problems = [line for line in proc.stdout.splitlines() if line.startswith('problem: ')]
+    assert len(problems) == 3, out
+    primary, standby1, standby2 = problems
+    assert 'authentication failed (password authentication failed for user "fdt_deploy")' in primary
+    assert "make primary (%s:5432) accept the inventory's user and password" % healthy_lab.addr('primary') in primary
+    assert 'connection refused: the host is up but nothing listens on that port' in standby1
+    assert 'start the server on standby1' in standby1
+    assert 'host unreachable (no route to it)' in standby2 or 'no answer within the connect timeout' in standby2
+    assert 'bring standby2' in standby2
+    for line in (standby1, standby2):
+        assert 'password' not in line and 'credentials' not in line, line
+    # Each problem once: not again as a task failure, a summary or an error line.
+    for host in ('primary (', 'standby1 (', 'standby2 ('):
+        assert sum(host in line and 'cannot connect' in line for line in out.splitlines()) == 1, (host, out)
+    assert 'fastdowntime timeline: refused by pre-flight' in out
+    assert json.load(open(report_path))['problems'] == [p[len('problem: '):] for p in problems]
