@@ -9,12 +9,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 # Nothing outside the checkout but the lab: Ansible's home (tmp, ssh control sockets, galaxy
-# cache), molecule's and ansible-lint's caches, pytest's temporary directories.
+# cache), molecule's and ansible-lint's caches.
 export ANSIBLE_HOME := $(CURDIR)/.ansible
 export XDG_CACHE_HOME := $(CURDIR)/.cache
 export ANSIBLE_FORCE_COLOR ?= 0
 INVENTORY ?= inventories/lab/hosts.yml
-PYTEST := $(PY) -m pytest -p no:cacheprovider --basetemp=$(CURDIR)/.cache/pytest
+PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help venv deps lab lab-down lab-status demo test unit lint sanity integration molecule test-faults bench build changelog clean
 
