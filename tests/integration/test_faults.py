@@ -121,7 +121,7 @@ def test_standby_cut_off_before_the_run_is_refused_by_pre_flight(healthy_lab, tm
         lab.ns_exec('standby1', 'ip', 'link', 'set', 'eth0', 'up', check=False)
         wait_streaming(lab)
     assert proc.returncode != 0
-    assert_clean_error(out, 'pre-flight refused', 'standby1')
+    assert_clean_error(out, 'refused by pre-flight', 'standby1')
     assert 'Drain, cold patches' not in out  # refused before the outage: nothing paused
     assert not table_exists(lab, 'primary', 'fdt_c%d' % major)
     assert_all_resumed(lab)
@@ -134,7 +134,7 @@ def test_budget_smaller_than_the_estimate_is_refused_before_the_outage(healthy_l
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_b%d (id int);' % major])
     proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 0.02})
     assert proc.returncode != 0
-    assert_clean_error(out, 'pre-flight refused', 'budget')
+    assert_clean_error(out, 'refused by pre-flight', 'budget')
     assert 'Drain, cold patches' not in out
     assert not table_exists(lab, 'primary', 'fdt_b%d' % major)
     assert_all_resumed(lab)
@@ -155,7 +155,7 @@ def test_applied_patch_edited_is_refused(healthy_lab, tmp_path):
         handle.write('CREATE TABLE fdt_e%d_next (id int);\n' % major)
     proc, out, load = deploy_under_load(lab, tmp_path, patch_dir)
     assert proc.returncode != 0
-    assert_clean_error(out, 'pre-flight refused', 'patch-%d-01-0.sql' % major)
+    assert_clean_error(out, 'refused by pre-flight', 'patch-%d-01-0.sql' % major)
     assert not table_exists(lab, 'primary', 'fdt_e%d_next' % major)
     assert_all_resumed(lab)
     assert_nothing_lost(lab, load)
@@ -168,7 +168,7 @@ def test_wrong_pgbouncer_password_is_refused_without_showing_it(healthy_lab, tmp
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_w%d (id int);' % major])
     proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_pgbouncer_password': wrong})
     assert proc.returncode != 0
-    assert_clean_error(out, 'pre-flight refused', 'pgbouncer1', 'authentication failed')
+    assert_clean_error(out, 'refused by pre-flight', 'pgbouncer1', 'authentication failed')
     assert wrong not in out
     assert not table_exists(lab, 'primary', 'fdt_w%d' % major)
     assert_all_resumed(lab)
