@@ -22,13 +22,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
 
 # Answers `show` like a loaded, running unit; fails restart/reload of units
-# named broken*; logs "<epoch> <args>" for every call.
+# named broken*; restarts units named slow* in FAKE_SYSTEMCTL_SLOW_SECONDS; logs "<epoch> <args>" for every call.
 FAKE_SYSTEMCTL = textwrap.dedent("""\
     #!/bin/sh
     echo "$(date +%s.%N) $*" >> "$FAKE_SYSTEMCTL_LOG"
     case "$1" in
       show) printf 'Id=%s\\nLoadState=loaded\\nActiveState=active\\nSubState=running\\n' "$2" ;;
       restart|reload)
+        case "$2" in slow*) sleep "${FAKE_SYSTEMCTL_SLOW_SECONDS:-0}" ;; esac
         case "$2" in broken*) echo "Job for $2 failed because the control process exited with error code." >&2; exit 1 ;; esac ;;
     esac
     exit 0
@@ -81,7 +82,7 @@ def health():
     server.close()
 
 
-def run_role(tmp_path, health, units=None, extra_vars=None, check=False):
+def run_role(tmp_path, health, units=None, extra_vars=None, check=False, slow_seconds=0):
     """Run the role on web1 and web2 (local connection); returns
     (process, systemctl calls as (epoch, [args]), report dict or None)."""
     units = units or {'web1': 'web1.service', 'web2': 'web2.service'}
@@ -108,6 +109,7 @@ def run_role(tmp_path, health, units=None, extra_vars=None, check=False):
         'PATH': '%s%s%s%s%s' % (bin_dir, os.pathsep, os.path.dirname(sys.executable), os.pathsep,
                                 os.environ.get('PATH', '')),
         'FAKE_SYSTEMCTL_LOG': str(log),
+        'FAKE_SYSTEMCTL_SLOW_SECONDS': str(slow_seconds),
         'ANSIBLE_CONFIG': str(tmp_path / 'none.cfg'),  # not the repo's: no lab inventory
         'ANSIBLE_COLLECTIONS_PATH': os.path.join(REPO, '.collections'),
         'ANSIBLE_CALLBACKS_ENABLED': 'fastdowntime.postgresql.timeline',
@@ -181,7 +183,8 @@ def test_failed_systemd_restart_stops_the_roll(tmp_path, health):
 def test_expected_revision_mismatch_names_both_revisions(tmp_path, health):
     proc, calls, _ = run_role(tmp_path, health, extra_vars={
         'fastdowntime_app_expected_revision_check': True, 'fastdowntime_app_expected_revision': '2300-04-0',
-        'fastdowntime_app_health_timeout_seconds': 3, 'fastdowntime_app_health_interval_seconds': 0.2})
+        # The timeout leaves room for several polls even on a loaded machine.
+        'fastdowntime_app_health_timeout_seconds': 8, 'fastdowntime_app_health_interval_seconds': 0.2})
     assert proc.returncode != 0
     assert 'last response: HTTP 200 with revision "2300-03-0", expected "2300-04-0"' in proc.stdout
     assert 'not restarted: web2' in proc.stdout
@@ -190,11 +193,14 @@ def test_expected_revision_mismatch_names_both_revisions(tmp_path, health):
 
 
 def test_no_batch_starts_once_the_budget_is_spent(tmp_path, health):
-    proc, calls, report = run_role(tmp_path, health, extra_vars={'fastdowntime_restart_budget_seconds': 0.5})
+    # web1's restart alone outlasts the budget, so the budget is spent before
+    # web2's batch whatever the machine's load adds before web1's.
+    proc, calls, report = run_role(tmp_path, health, units={'web1': 'slow1.service', 'web2': 'web2.service'},
+                                   extra_vars={'fastdowntime_restart_budget_seconds': 6}, slow_seconds=7)
     assert proc.returncode != 0
-    assert ('app restart stopped before web2: the restart budget of 0.5 s is spent; not restarted: web2'
+    assert ('app restart stopped before web2: the restart budget of 6 s is spent; not restarted: web2'
             in proc.stdout), proc.stdout[-3000:]
-    assert changes(calls) == [['restart', 'web1.service']]
+    assert changes(calls) == [['restart', 'slow1.service']]
     web1 = next(r for r in report['phases'] if r['host'] == 'web1')
     assert web1['budget_left_ms'] < 0
 
