@@ -82,6 +82,9 @@ class Patch:
     sha256: str
     kind: str          # HOT or COLD
     statements: list = field(default_factory=list)
+    # Checksums of the same text with other line endings or a BOM (and of
+    # the raw bytes): a row recorded with any of them is this patch.
+    equivalent_sha256: frozenset = frozenset()
 
     def as_dict(self):
         return {
@@ -109,6 +112,13 @@ class PatchSet:
 
 @dataclass
 class Plan:
+    """What a deploy does, in the patches' numbered order: ``pending_hot``
+    (live, before the window: the hot patches numbered before the first
+    pending cold one), ``pending_cold`` (the window: the cold patches that
+    follow, up to the next hot one), ``post_window_hot`` (live, after the
+    window: the hot patches that follow) and ``deferred`` (everything after
+    those: a cold patch numbered after a post-window hot patch waits for it, so
+    for the next deploy)."""
     pending_hot: list
     pending_cold: list
     applied: list      # patch names already in the database, checksum agreeing
@@ -117,15 +127,27 @@ class Plan:
     unverified: list   # applied patches whose row holds no checksum (Launchpad)
     ignored: list
     refused: list = field(default_factory=list)  # window_problems(): 'file line N: cause'
+    post_window_hot: list = field(default_factory=list)
+    deferred: list = field(default_factory=list)
 
     @property
     def pending(self):
-        return self.pending_hot + self.pending_cold
+        """What this deploy applies, in order."""
+        return self.pending_hot + self.pending_cold + self.post_window_hot
+
+    def phases(self):
+        """[(phase, [patch names])] in the order they run, empty ones left out."""
+        named = [('before the window (hot, live)', self.pending_hot), ('the window (cold)', self.pending_cold),
+                 ('after the window (hot, live)', self.post_window_hot), ('the next deploy', self.deferred)]
+        return [(phase, [p.name for p in patches]) for phase, patches in named if patches]
 
     def as_dict(self):
         return {
             'pending_hot': [p.as_dict() for p in self.pending_hot],
             'pending_cold': [p.as_dict() for p in self.pending_cold],
+            'post_window_hot': [p.as_dict() for p in self.post_window_hot],
+            'deferred': [p.as_dict() for p in self.deferred],
+            'phases': [{'phase': phase, 'patches': names} for phase, names in self.phases()],
             'applied': list(self.applied),
             'drift': list(self.drift),
             'missing_files': [format_revision(r) for r in self.missing_files],
@@ -402,7 +424,9 @@ def split_statements(text, name='<patch>'):
 
 
 def patch_kind(statements, name='<patch>'):
-    """HOT or COLD for a whole patch; a mix is refused, naming both lines."""
+    """HOT or COLD for a whole patch; a mix is refused, naming both lines.
+    A patch with no schema statement (comments, SETs, its own revision row)
+    is HOT: recorded live, with no drain."""
     hot = [s for s in statements if s.kind == HOT]
     cold = [s for s in statements if s.kind == COLD]
     if hot and cold:
@@ -410,7 +434,28 @@ def patch_kind(statements, name='<patch>'):
             '%s: mixes live statements (line %d: %s) with transactional ones (line %d: %s); '
             'split it into a hot patch and a cold patch'
             % (name, hot[0].line, hot[0].command, cold[0].line, cold[0].command))
-    return HOT if hot else COLD
+    return HOT if hot or not cold else COLD
+
+
+UTF8_BOM = b'\xef\xbb\xbf'
+
+
+def canonical_bytes(data):
+    """A patch file's bytes as the tool reads, checksums and sends them: a
+    leading UTF-8 BOM removed, CRLF line endings as LF (so a checkout with
+    other line endings is the same patch)."""
+    if data.startswith(UTF8_BOM):
+        data = data[len(UTF8_BOM):]
+    return data.replace(b'\r\n', b'\n')
+
+
+def equivalent_checksums(data):
+    """sha256 of ``data`` as stored and of its canonical text with LF, CRLF,
+    with and without a BOM: a revision row holding any of them (rows written
+    before checksums were canonical hold the raw bytes') is the same patch."""
+    canonical = canonical_bytes(data)
+    crlf = canonical.replace(b'\n', b'\r\n')
+    return frozenset(sha256_of(v) for v in (data, canonical, crlf, UTF8_BOM + canonical, UTF8_BOM + crlf))
 
 
 def load_patch(path, revision=None):
@@ -425,14 +470,16 @@ def load_patch(path, revision=None):
             data = handle.read()
     except OSError as exc:
         raise PatchSetError('%s: cannot read: %s' % (name, exc.strerror or exc))
+    canonical = canonical_bytes(data)
     try:
-        text = data.decode('utf-8')
+        text = canonical.decode('utf-8')
     except UnicodeDecodeError as exc:
         raise PatchSetError('%s line %d: not valid UTF-8 (byte offset %d)'
-                            % (name, data.count(b'\n', 0, exc.start) + 1, exc.start))
+                            % (name, canonical.count(b'\n', 0, exc.start) + 1, exc.start))
     statements = split_statements(text, name)
-    return Patch(name=name, path=path, revision=revision, sha256=sha256_of(data),
-                 kind=patch_kind(statements, name), statements=statements)
+    return Patch(name=name, path=path, revision=revision, sha256=sha256_of(canonical),
+                 kind=patch_kind(statements, name), statements=statements,
+                 equivalent_sha256=equivalent_checksums(data))
 
 
 def load_patch_set(directory):
@@ -660,15 +707,45 @@ def _revision_rows(patches, launchpad):
     return problems
 
 
-def window_problems(pending, launchpad=False, procedure_source=None):
+def _order_impossible(pending):
+    """'file line N: cause' for a hot patch that uses a table a cold patch
+    numbered after it creates: in numbered order it runs first and fails."""
+    created = {}
+    for patch in pending:
+        if patch.kind == COLD:
+            for stmt in patch.statements:
+                if type(stmt.node).__name__ in ('CreateStmt', 'CreateTableAsStmt'):
+                    relation = stmt.node.relation if hasattr(stmt.node, 'relation') else stmt.node.into.rel
+                    created.setdefault(relation.relname, (patch, stmt))
+    problems = []
+    for patch in pending:
+        if patch.kind != HOT:
+            continue
+        for stmt in patch.statements:
+            names = [n.relname for n in walk(stmt.node) if type(n).__name__ == 'RangeVar']
+            later = [(name, created[name]) for name in names
+                     if name in created and created[name][0].revision > patch.revision]
+            if later:
+                name, (creator, line) = later[0]
+                problems.append('%s line %d: uses %s, which %s line %d creates, but %s is numbered before it and '
+                                'runs first (hot and cold patches keep their numbered order); renumber %s after %s'
+                                % (patch.name, stmt.line, name, creator.name, line.line, patch.name, patch.name,
+                                   creator.name))
+                break
+    return problems
+
+
+def window_problems(pending, launchpad=False, procedure_source=None, window=None):
     """Every reason the pending patches could not run as planned that the
     parser can see, as 'file line N: cause' strings (empty: none): transaction
     control reached from a DO block or a CALLed procedure, an enum value added
-    and used in the same transaction, Launchpad revision rows that do not
-    match their file (or are missing, in the Launchpad layout)."""
-    cold = [p for p in pending if p.kind == COLD]
+    and used in the same transaction (``window``: the cold patches of this
+    deploy's transaction, default every pending cold patch), Launchpad revision
+    rows that do not match their file (or are missing, in the Launchpad
+    layout), a hot patch numbered before the cold patch it needs."""
+    cold = [p for p in pending if p.kind == COLD] if window is None else window
     return (_transaction_control(cold, procedure_source) + _enum_values_used_too_soon(cold)
-            + _revision_rows(pending, launchpad))
+            + _revision_rows(pending, launchpad) + _order_impossible(pending))
 
 
 def plan(patch_set, applied, revision_table=None, procedure_source=None):
@@ -682,26 +759,38 @@ def plan(patch_set, applied, revision_table=None, procedure_source=None):
     says whether this is Launchpad's layout, ``procedure_source`` reads a
     database procedure's source).
     """
-    pending_hot, pending_cold, applied_names, drift, unverified = [], [], [], [], []
+    pending, applied_names, drift, unverified = [], [], [], []
     files = {patch.revision: patch for patch in patch_set.patches}
     for patch in patch_set.patches:
         if patch.revision not in applied:
-            (pending_hot if patch.kind == HOT else pending_cold).append(patch)
+            pending.append(patch)
             continue
         recorded = applied[patch.revision]
         applied_names.append(patch.name)
         if recorded is None:
             unverified.append(patch.name)
-        elif recorded != patch.sha256:
+        elif recorded not in (patch.equivalent_sha256 or {patch.sha256}):
             drift.append({'name': patch.name, 'revision': format_revision(patch.revision),
                           'applied_sha256': recorded, 'file_sha256': patch.sha256})
     missing = sorted(revision for revision in applied if revision not in files)
     launchpad = (revision_table or '').strip().lower() == LAUNCHPAD_REVISION_TABLE
-    pending = sorted(pending_hot + pending_cold, key=lambda patch: patch.revision)
-    return Plan(pending_hot=pending_hot, pending_cold=pending_cold, applied=applied_names,
-                drift=drift, missing_files=missing, unverified=unverified,
+    phases = _in_order(pending)
+    return Plan(pending_hot=phases[0], pending_cold=phases[1], post_window_hot=phases[2], deferred=phases[3],
+                applied=applied_names, drift=drift, missing_files=missing, unverified=unverified,
                 ignored=list(patch_set.ignored),
-                refused=window_problems(pending, launchpad, procedure_source))
+                refused=window_problems(pending, launchpad, procedure_source, window=phases[1]))
+
+
+def _in_order(pending):
+    """The pending patches (in numbered order) cut into the four runs of
+    Plan: hot, cold, hot, then the rest."""
+    runs = ([], [], [], [])
+    stage = 0
+    for patch in pending:
+        while stage < 3 and patch.kind != (HOT if stage in (0, 2) else COLD):
+            stage += 1
+        runs[stage].append(patch)
+    return runs
 
 
 def refuse_drift(the_plan):

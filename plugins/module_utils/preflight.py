@@ -118,7 +118,7 @@ def decide_patches(label, the_plan=None, error=None):
     if error is not None:
         return finding('patches', FAIL, one_line(error), host=label, evidence={'error': one_line(error)},
                        action='fix the patch set (or fastdowntime_patch_dir) as the message says')
-    pending = sorted(the_plan.pending_hot + the_plan.pending_cold, key=lambda p: p.revision)
+    pending = the_plan.pending + the_plan.deferred
     evidence = {
         'pending': [{'name': p.name, 'kind': p.kind, 'statements': len(p.statements)} for p in pending],
         'applied': list(the_plan.applied),
@@ -127,6 +127,7 @@ def decide_patches(label, the_plan=None, error=None):
         'unverified': list(the_plan.unverified),
         'ignored': list(the_plan.ignored),
         'refused': list(the_plan.refused),
+        'phases': [{'phase': phase, 'patches': names} for phase, names in the_plan.phases()],
     }
     problems, actions = [], []
     if the_plan.refused:
@@ -141,7 +142,9 @@ def decide_patches(label, the_plan=None, error=None):
         problems.append('the database has revisions with no file (it is ahead of the patch set): %s'
                         % ', '.join(evidence['missing_files']))
         actions.append('deploy from the tree whose patch directory holds those revisions')
-    pending_text = ', '.join('%s (%s)' % (p.name, p.kind) for p in pending) or 'nothing pending'
+    kinds = dict((p.name, p.kind) for p in pending)
+    pending_text = '; '.join('%s: %s' % (phase, ', '.join('%s (%s)' % (name, kinds[name]) for name in names))
+                             for phase, names in the_plan.phases()) or 'nothing pending'
     if problems:
         return finding('patches', FAIL, '%s: %s; pending: %s' % (label, '; '.join(problems), pending_text),
                        host=label, evidence=evidence, action='; '.join(actions))

@@ -720,11 +720,12 @@ def _drop_invalid_index(cur, stmt):
 
 
 def apply_hot(conn, patch, deploy_id=None, mode=DEFAULT_REVISION_TABLE, lock_retry=None, observer=None,
-              host=None, clock=None):
+              host=None, clock=None, phase='hot_patch'):
     """Apply one hot patch live: autocommit, statement by statement, each with
     lock_timeout retries; an INVALID index from a failed concurrent build is
     dropped and the build retried. The revision row is recorded after the last
-    statement. ``clock`` (optional) only times the phase."""
+    statement. ``clock`` (optional) only times the phase, named ``phase``
+    (``post_window_hot_patch`` for the hot patches numbered after the window's)."""
     table = _table(mode)
     policy = LockRetry.from_value(lock_retry)
     host = host or _conn_label(conn)
@@ -735,9 +736,9 @@ def apply_hot(conn, patch, deploy_id=None, mode=DEFAULT_REVISION_TABLE, lock_ret
     retries = 0
     started = _utcnow()
     began = time.monotonic()
-    phase = clock.phase('hot_patch', host=host, detail={'patch': patch.name}) if clock else _no_phase()
+    timed = clock.phase(phase, host=host, detail={'patch': patch.name}) if clock else _no_phase()
     try:
-        with phase as record, conn.cursor() as cur:
+        with timed as record, conn.cursor() as cur:
             cur.execute('SELECT pg_try_advisory_lock(%s)', (DEPLOY_LOCK_KEY,))
             if not cur.fetchone()[0]:
                 raise SchemaError('%s: another schema deploy is running on database %s; wait for it to finish'

@@ -77,8 +77,12 @@ options:
       - C(plan) reports what would be done. C(hot) applies the pending hot patches live. C(cold) applies the
         pending cold patches in one transaction and waits for the standbys; it refuses to run while hot
         patches are pending (apply them first with C(hot)).
+      - Hot and cold patches keep their numbered order. C(hot) applies the hot patches numbered before the
+        first pending cold patch; C(cold) the cold patches that follow, up to the next hot one;
+        C(hot_after_window) the hot patches that follow those (phase C(post_window_hot_patch)); a cold patch
+        numbered after those waits for the next run. The plan lists the four (RV(plan.phases)).
     type: str
-    choices: [plan, hot, cold]
+    choices: [plan, hot, cold, hot_after_window]
     default: plan
   budget_seconds:
     description:
@@ -160,13 +164,31 @@ plan:
   type: dict
   contains:
     pending_hot:
-      description: Pending hot patches (name, revision, sha256, kind, statements).
+      description: Pending hot patches numbered before the first pending cold one (name, revision, sha256, kind,
+        statements), applied live before the window.
       type: list
       elements: dict
     pending_cold:
-      description: Pending cold patches, in the order they run.
+      description: The cold patches of the window, in the order they run.
       type: list
       elements: dict
+    post_window_hot:
+      description: Hot patches numbered after the window's cold patches, applied live after it.
+      type: list
+      elements: dict
+    deferred:
+      description: Patches numbered after the post-window hot patches (a cold patch waits for the hot one before
+        it), left for the next run.
+      type: list
+      elements: dict
+    phases:
+      description: The phases in the order they run, each C(phase) (a name) and C(patches) (file names).
+      type: list
+      elements: dict
+    refused:
+      description: What the window would reject, one line each naming the file, the line and the cause; the task fails when not empty.
+      type: list
+      elements: str
     applied:
       description: Patch files already applied.
       type: list
@@ -194,7 +216,7 @@ revision_table:
   sample: {name: fastdowntime.schema_revision, launchpad: false, present: true, created: false}
 hot:
   description: Per hot patch applied - name, revision, duration_ms, statements, lock_retries, dropped_invalid_indexes.
-  returned: when state is hot
+  returned: when state is hot or hot_after_window
   type: list
   elements: dict
 cold:
@@ -256,7 +278,7 @@ def argument_spec():
         db_name=dict(type='str', required=True),
         patch_dir=dict(type='path', required=True),
         revision_table=dict(type='str', default='fastdowntime.schema_revision'),
-        state=dict(type='str', choices=['plan', 'hot', 'cold'], default='plan'),
+        state=dict(type='str', choices=['plan', 'hot', 'cold', 'hot_after_window'], default='plan'),
         budget_seconds=dict(type='float', default=60),
         deploy_id=dict(type='str'),
         lock_retry=dict(type='dict', default={}, options=LOCK_RETRY_SPEC),
@@ -304,7 +326,11 @@ class Run:
         refuse_drift(the_plan)
         if state == 'plan':
             return
-        pending = the_plan.pending_hot if state == 'hot' else the_plan.pending_cold
+        if state == 'hot_after_window' and self.module.check_mode:
+            # Nothing was applied: the hot patches after the planned window.
+            pending = the_plan.post_window_hot
+        else:
+            pending = the_plan.pending_cold if state == 'cold' else the_plan.pending_hot
         # In check mode the hot patches are not applied, so a cold plan after
         # them is still worth showing.
         if state == 'cold' and the_plan.pending_hot and not self.module.check_mode:
@@ -316,8 +342,8 @@ class Run:
         if self.module.check_mode:
             return
         self.result['revision_table']['created'] = ensure_revision_table(conn, self.table)
-        if state == 'hot':
-            self.apply_hot(conn, pending)
+        if state in ('hot', 'hot_after_window'):
+            self.apply_hot(conn, pending, 'post_window_hot_patch' if state == 'hot_after_window' else 'hot_patch')
         else:
             self.apply_cold(conn, pending)
 
@@ -325,12 +351,12 @@ class Run:
         return connect(self.primary, dbname=self.params['db_name'], autocommit=True,
                        application_name='fastdowntime-observer')
 
-    def apply_hot(self, conn, pending):
+    def apply_hot(self, conn, pending, phase):
         self.result['hot'] = []
         for patch in pending:
             self.result['hot'].append(apply_hot(conn, patch, deploy_id=self.deploy_id, mode=self.table,
                                                 lock_retry=self.policy, observer=self.observer,
-                                                host=self.label, clock=self.clock))
+                                                host=self.label, clock=self.clock, phase=phase))
 
     def apply_cold(self, conn, pending):
         # Standbys are opened and checked before the clock starts: a wrong or

@@ -567,28 +567,41 @@ def _host_vars(endpoint):
 def test_role_applies_lab_patches_then_does_nothing_and_check_mode_plans_only(cluster, tmp_path):
     patch_dir = str(tmp_path / 'patches')
     shutil.copytree(LAB_PATCHES, patch_dir)
+    # Issue 15: a hot patch that needs the table a cold patch before it creates
+    # (the split the pre-flight advises) runs after the window, in numbered order.
+    (tmp_path / 'patches' / 'patch-2300-03-1.sql').write_text(
+        'CREATE UNIQUE INDEX CONCURRENTLY fdt_item_tag_tag_key ON fdt_item_tag (tag, item);\n')
 
     run, result = run_role(cluster, tmp_path, patch_dir, '--check')
     assert run.returncode == 0, run.stdout + run.stderr
-    hot, cold = result['results']
-    assert hot['changed'] and cold['changed']
+    hot, cold, after = result['results']
+    assert hot['changed'] and cold['changed'] and after['changed']
     assert [p['name'] for p in cold['plan']['pending_cold']] == ['patch-2300-01-0.sql', 'patch-2300-02-0.sql',
                                                                  'patch-2300-03-0.sql']
+    assert cold['plan']['phases'] == [
+        {'phase': 'before the window (hot, live)', 'patches': ['patch-2300-00-1.sql']},
+        {'phase': 'the window (cold)', 'patches': ['patch-2300-01-0.sql', 'patch-2300-02-0.sql',
+                                                   'patch-2300-03-0.sql']},
+        {'phase': 'after the window (hot, live)', 'patches': ['patch-2300-03-1.sql']}]
     assert cluster.scalar(cluster.primary, "SELECT to_regclass('fastdowntime.schema_revision') IS NULL") is True
 
     run, result = run_role(cluster, tmp_path, patch_dir)
     assert run.returncode == 0, run.stdout + run.stderr
-    hot, cold = result['results']
+    hot, cold, after = result['results']
     assert [p['name'] for p in hot['hot']] == ['patch-2300-00-1.sql']
     assert [p['name'] for p in cold['cold']['patches']] == ['patch-2300-01-0.sql', 'patch-2300-02-0.sql',
                                                             'patch-2300-03-0.sql']
+    assert [p['name'] for p in after['hot']] == ['patch-2300-03-1.sql']
+    assert [p['phase'] for p in after['phases']] == ['post_window_hot_patch']
+    assert cluster.scalar(cluster.primary, "SELECT indisvalid FROM pg_index "
+                                           "WHERE indexrelid = to_regclass('fdt_item_tag_tag_key')") is True
     assert len(cold['replay']['standbys']) == len(cluster.standbys)
     assert all(s['replay_ms'] is not None for s in cold['replay']['standbys'])
     assert 'deploy-secret' not in run.stdout
 
     run, result = run_role(cluster, tmp_path, patch_dir)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert [r['changed'] for r in result['results']] == [False, False]
+    assert [r['changed'] for r in result['results']] == [False, False, False]
 
     (tmp_path / 'patches' / 'patch-2300-04-0.sql').write_text('ALTER TABLE fdt_item\n  ADD COLUMN x nosuchtype;\n')
     run, _ = run_role(cluster, tmp_path, patch_dir, '-e', 'schema_apply_state=cold')

@@ -206,10 +206,14 @@ def test_launchpad_hot_patch_with_its_revision_insert_is_hot(tmp_path):
     assert [s.kind for s in patch.statements] == [SETTING, HOT, REVISION]
 
 
-def test_empty_patch_is_cold_with_no_statements(tmp_path):
-    write(tmp_path, 'patch-2211-01-0.sql', '-- nothing yet\n')
-    [patch] = load_patch_set(str(tmp_path)).patches
-    assert patch.kind == COLD and patch.statements == []
+@pytest.mark.parametrize('text', ['-- nothing yet\n', '', '/* a note */\n-- and another\n',
+                                  'SET client_min_messages = ERROR;\n',
+                                  'SET client_min_messages=ERROR;\n'
+                                  'INSERT INTO LaunchpadDatabaseRevision VALUES (2211, 1, 0);\n'])
+def test_patch_with_no_schema_statement_is_recorded_live_without_a_drain(tmp_path, text):
+    write(tmp_path, 'patch-2211-01-0.sql', text)
+    the_plan = plan(load_patch_set(str(tmp_path)), {})
+    assert [p.kind for p in the_plan.pending_hot] == [HOT] and the_plan.pending_cold == []
 
 
 def test_non_utf8_patch_names_the_line(tmp_path):
@@ -407,3 +411,98 @@ def test_launchpad_revision_row_in_a_hot_patch_with_swapped_columns_is_refused(t
         'patch-2211-03-1.sql line 2: inserts LaunchpadDatabaseRevision row 2211-01-3, but the file is revision '
         '2211-03-1; make it INSERT INTO LaunchpadDatabaseRevision VALUES (2211, 3, 1)']
     assert the_plan.pending_hot[0].name == 'patch-2211-03-1.sql'
+
+
+# -- files: BOM, line endings ------------------------------------------------------
+
+def test_utf8_bom_is_stripped_before_parsing(tmp_path):
+    (tmp_path / 'patch-2211-01-0.sql').write_bytes(b'\xef\xbb\xbfCREATE TABLE t (id int);\n')
+    [patch] = load_patch_set(str(tmp_path)).patches
+    assert [s.sql for s in patch.statements] == ['CREATE TABLE t (id int)']
+    assert patch.sha256 == hashlib.sha256(b'CREATE TABLE t (id int);\n').hexdigest()
+
+
+@pytest.mark.parametrize('applied_as', [
+    b'-- x\r\nCREATE TABLE t (id int);\r\n',                 # applied from a CRLF checkout (raw bytes recorded)
+    b'-- x\nCREATE TABLE t (id int);\n',                     # applied from an LF checkout
+    b'\xef\xbb\xbf-- x\r\nCREATE TABLE t (id int);\r\n',     # applied with a BOM
+])
+@pytest.mark.parametrize('checked_out_as', [
+    b'-- x\nCREATE TABLE t (id int);\n', b'-- x\r\nCREATE TABLE t (id int);\r\n',
+    b'\xef\xbb\xbf-- x\nCREATE TABLE t (id int);\n',
+])
+def test_a_patch_checked_out_with_other_line_endings_or_a_bom_is_not_drift(tmp_path, applied_as, checked_out_as):
+    (tmp_path / 'patch-2211-01-0.sql').write_bytes(checked_out_as)
+    the_plan = plan(load_patch_set(str(tmp_path)), {(2211, 1, 0): hashlib.sha256(applied_as).hexdigest()})
+    assert the_plan.drift == [] and the_plan.applied == ['patch-2211-01-0.sql']
+
+
+def test_crlf_statements_are_sent_with_lf_and_keep_their_lines(tmp_path):
+    (tmp_path / 'patch-2211-01-0.sql').write_bytes(b"-- x\r\nCOMMENT ON TABLE t IS 'a\r\nb';\r\nSELECT 1;\r\n")
+    [patch] = load_patch_set(str(tmp_path)).patches
+    assert [(s.line, s.sql) for s in patch.statements] == [(2, "COMMENT ON TABLE t IS 'a\nb'"), (4, 'SELECT 1')]
+
+
+def test_a_real_edit_is_still_drift(tmp_path):
+    write(tmp_path, 'patch-2211-01-0.sql', 'CREATE TABLE t (id bigint);\n')
+    recorded = hashlib.sha256(b'CREATE TABLE t (id int);\r\n').hexdigest()
+    assert len(plan(load_patch_set(str(tmp_path)), {(2211, 1, 0): recorded}).drift) == 1
+
+
+# -- order: hot and cold keep their numbered order ---------------------------------
+
+def test_hot_patch_numbered_after_the_cold_patch_it_needs_runs_after_the_window(tmp_path):
+    the_plan = pending_plan(tmp_path, {
+        'patch-2211-01-0.sql': 'CREATE TABLE users (id int, email text);\n',
+        'patch-2211-02-0.sql': 'CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email);\n',
+    })
+    assert the_plan.refused == []
+    assert the_plan.phases() == [('the window (cold)', ['patch-2211-01-0.sql']),
+                                 ('after the window (hot, live)', ['patch-2211-02-0.sql'])]
+    assert [p.name for p in the_plan.pending] == ['patch-2211-01-0.sql', 'patch-2211-02-0.sql']
+
+
+def test_phases_follow_the_numbered_order_and_a_cold_patch_after_a_late_hot_one_waits(tmp_path):
+    the_plan = pending_plan(tmp_path, {
+        'patch-2211-01-1.sql': 'CREATE INDEX CONCURRENTLY a_idx ON a (id);\n',
+        'patch-2211-02-0.sql': 'ALTER TABLE a ADD COLUMN b int;\n',
+        'patch-2211-03-0.sql': 'ALTER TABLE a ADD COLUMN c int;\n',
+        'patch-2211-04-1.sql': 'CREATE INDEX CONCURRENTLY a_b_idx ON a (b);\n',
+        'patch-2211-05-0.sql': 'ALTER TABLE a ADD COLUMN d int;\n',
+        'patch-2211-06-1.sql': 'CREATE INDEX CONCURRENTLY a_d_idx ON a (d);\n',
+    })
+    assert [(phase, names) for phase, names in the_plan.phases()] == [
+        ('before the window (hot, live)', ['patch-2211-01-1.sql']),
+        ('the window (cold)', ['patch-2211-02-0.sql', 'patch-2211-03-0.sql']),
+        ('after the window (hot, live)', ['patch-2211-04-1.sql']),
+        ('the next deploy', ['patch-2211-05-0.sql', 'patch-2211-06-1.sql'])]
+    assert the_plan.as_dict()['phases'][3] == {'phase': 'the next deploy',
+                                              'patches': ['patch-2211-05-0.sql', 'patch-2211-06-1.sql']}
+    # Once the window and the hot patch after it are applied, the next deploy takes the rest.
+    applied = dict((p.revision, p.sha256) for p in the_plan.pending)
+    again = plan(load_patch_set(str(tmp_path)), applied)
+    assert again.phases() == [('the window (cold)', ['patch-2211-05-0.sql']),
+                              ('after the window (hot, live)', ['patch-2211-06-1.sql'])]
+
+
+def test_enum_value_added_in_the_window_and_used_by_the_next_deploy_is_not_refused(tmp_path):
+    the_plan = pending_plan(tmp_path, {
+        'patch-2211-01-0.sql': "ALTER TYPE status ADD VALUE 'four';\n",
+        'patch-2211-02-1.sql': 'CREATE INDEX CONCURRENTLY c_idx ON clients (status);\n',
+        'patch-2211-03-0.sql': "ALTER TABLE clients ALTER COLUMN status SET DEFAULT 'four';\n",
+    })
+    assert the_plan.refused == [] and [p.name for p in the_plan.deferred] == ['patch-2211-03-0.sql']
+
+
+@pytest.mark.parametrize('creates', ['CREATE TABLE users (id int, email text)',
+                                     'CREATE TABLE users AS SELECT 1 AS id, text \'x\' AS email'])
+def test_hot_patch_numbered_before_the_cold_patch_creating_its_table_is_refused_naming_both(tmp_path, creates):
+    the_plan = pending_plan(tmp_path, {
+        'patch-2211-01-1.sql': ('SET client_min_messages = ERROR;\n'
+                                'CREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n'),
+        'patch-2211-02-0.sql': creates + ';\n',
+    })
+    assert the_plan.refused == [
+        'patch-2211-01-1.sql line 2: uses users, which patch-2211-02-0.sql line 1 creates, but patch-2211-01-1.sql '
+        'is numbered before it and runs first (hot and cold patches keep their numbered order); renumber '
+        'patch-2211-01-1.sql after patch-2211-02-0.sql']
