@@ -30,7 +30,7 @@ __metaclass__ = type
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 try:
     import pglast
@@ -86,6 +86,11 @@ class Patch:
     # the raw bytes): a row recorded with any of them is this patch.
     equivalent_sha256: frozenset = frozenset()
 
+    @property
+    def empty(self):
+        """No schema statement (comments, SETs, its own revision row only)."""
+        return all(s.kind in (SETTING, REVISION) for s in self.statements)
+
     def as_dict(self):
         return {
             'name': self.name,
@@ -137,8 +142,8 @@ class Plan:
 
     def phases(self):
         """[(phase, [patch names])] in the order they run, empty ones left out."""
-        named = [('before the window (hot, live)', self.pending_hot), ('the window (cold)', self.pending_cold),
-                 ('after the window (hot, live)', self.post_window_hot), ('the next deploy', self.deferred)]
+        named = [('hot', self.pending_hot), ('cold', self.pending_cold),
+                 ('post-window hot', self.post_window_hot), ('next deploy', self.deferred)]
         return [(phase, [p.name for p in patches]) for phase, patches in named if patches]
 
     def as_dict(self):
@@ -783,10 +788,15 @@ def plan(patch_set, applied, revision_table=None, procedure_source=None):
 
 def _in_order(pending):
     """The pending patches (in numbered order) cut into the four runs of
-    Plan: hot, cold, hot, then the rest."""
+    Plan: hot, cold, hot, then the rest. A patch with no schema statement
+    changes no run: it joins the one it is numbered in (inside the window it
+    is applied and recorded there, as a cold patch)."""
     runs = ([], [], [], [])
     stage = 0
     for patch in pending:
+        if patch.empty:
+            runs[stage].append(replace(patch, kind=COLD) if stage == 1 else patch)
+            continue
         while stage < 3 and patch.kind != (HOT if stage in (0, 2) else COLD):
             stage += 1
         runs[stage].append(patch)

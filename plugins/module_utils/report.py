@@ -118,14 +118,16 @@ def _notes(lines):
 
 def _plan(result, checks):
     """What a run would do (check mode), from a result that carries a ``plan``:
-    the pending patches per phase (every ``pending_<phase>`` key of the plan, in
-    its order), each statement's lint class and estimate, the estimate against
+    the pending patches per phase (the plan's own ``phases``, in the patches'
+    numbered order; else every ``pending_<phase>`` key of the plan), each statement's lint class and estimate, the estimate against
     the budget and the window (pgbouncers drained, standbys waited for)."""
     plan = result.get('plan')
     if not isinstance(plan, dict):
         return None
-    phases = [{'phase': key[len('pending_'):], 'patches': [p.get('name') for p in value if isinstance(p, dict)]}
-              for key, value in plan.items() if key.startswith('pending_') and isinstance(value, list)]
+    phases = [{'phase': step.get('phase'), 'patches': list(step.get('patches') or [])}
+              for step in plan.get('phases') or [] if isinstance(step, dict)] \
+        or [{'phase': key[len('pending_'):], 'patches': [p.get('name') for p in value if isinstance(p, dict)]}
+            for key, value in plan.items() if key.startswith('pending_') and isinstance(value, list)]
     statements = [{
         'file': f.get('file'), 'line': f.get('line'), 'phase': str(f.get('patch_kind') or '').lower() or None,
         'class': f.get('kind'), 'lock': f.get('lock'), 'severity': f.get('severity'),

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import kill_tree
 from deploy import (
-    assert_all_resumed, assert_nothing_lost, pg_one, pgbouncer_flags, run_playbook, table_exists,
+    REVISION_TABLE, assert_all_resumed, assert_nothing_lost, pg_one, pgbouncer_flags, run_playbook, table_exists,
     unique_major, write_patches)
 
 pytestmark = pytest.mark.usefixtures('scratch')
@@ -233,3 +233,36 @@ def test_standby_cut_off_inside_outage_is_named_and_fenced(healthy_lab, tmp_path
             with conn.cursor() as cur:
                 cur.execute('ENABLE fdtdemo_ro')
             conn.close()
+
+
+def test_patches_keep_their_numbered_order_and_a_comment_only_patch_needs_no_drain(healthy_lab, tmp_path):
+    """Issue 15: a hot patch numbered after the cold patch that creates its table (the split the
+    pre-flight advises for a mixed file) runs live after the window; a patch with nothing but
+    comments is recorded without draining anything."""
+    lab = healthy_lab
+    major = unique_major()
+    table = 'fdt_u%d' % major
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE TABLE %s (id int, email text);' % table,
+        'CREATE UNIQUE INDEX CONCURRENTLY %s_email_key ON %s (email);' % (table, table),
+    ])
+    proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='preflight,hot,outage')
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert pg_one(lab, 'primary', 'SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)',
+                  ('%s_email_key' % table,)) is True
+    report = json.load(open(report_path))
+    assert report['outcome'] == 'done'
+    order = [p['phase'] for p in report['phases']]
+    assert 'hot_patch' not in order
+    assert order.index('post_window_hot_patch') > order.index('resume') > order.index('cold_transaction')
+    assert report['plan']['phases'] == [{'phase': 'cold', 'patches': ['patch-%d-01-0.sql' % major]},
+                                        {'phase': 'post-window hot', 'patches': ['patch-%d-02-0.sql' % major]}]
+    assert_all_resumed(lab)
+
+    (tmp_path / ('patches-%d' % major) / ('patch-%d-03-0.sql' % major)).write_text('-- reserved for later\n')
+    proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='preflight,hot,outage')
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.load(open(report_path))
+    assert report['outage']['nothing_pending'] is True and report['outage']['outage_ms'] is None
+    assert not {'drain', 'resume'} & {p['phase'] for p in report['phases']}
+    assert pg_one(lab, 'primary', 'SELECT count(*) FROM %s WHERE major = %%s' % REVISION_TABLE, (major,)) == 3

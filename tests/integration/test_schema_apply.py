@@ -458,7 +458,7 @@ def test_session_state_of_one_patch_never_reaches_the_next_same_schema_as_one_by
         the_plan, cold, _, _ = deploy(together, patch_dir)
         assert len(cold['patches']) == len(LEAKY_COLD)
         deploy_conn = together.conn(autocommit=True)
-        for patch in the_plan.pending_hot:  # one session for both hot patches
+        for patch in the_plan.post_window_hot:  # one session for both hot patches
             apply_hot(deploy_conn, patch, deploy_id='test')
         # Nothing the patches left is still held by the deploy's sessions.
         assert together.scalar(together.primary, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
@@ -579,10 +579,10 @@ def test_role_applies_lab_patches_then_does_nothing_and_check_mode_plans_only(cl
     assert [p['name'] for p in cold['plan']['pending_cold']] == ['patch-2300-01-0.sql', 'patch-2300-02-0.sql',
                                                                  'patch-2300-03-0.sql']
     assert cold['plan']['phases'] == [
-        {'phase': 'before the window (hot, live)', 'patches': ['patch-2300-00-1.sql']},
-        {'phase': 'the window (cold)', 'patches': ['patch-2300-01-0.sql', 'patch-2300-02-0.sql',
+        {'phase': 'hot', 'patches': ['patch-2300-00-1.sql']},
+        {'phase': 'cold', 'patches': ['patch-2300-01-0.sql', 'patch-2300-02-0.sql',
                                                    'patch-2300-03-0.sql']},
-        {'phase': 'after the window (hot, live)', 'patches': ['patch-2300-03-1.sql']}]
+        {'phase': 'post-window hot', 'patches': ['patch-2300-03-1.sql']}]
     assert cluster.scalar(cluster.primary, "SELECT to_regclass('fastdowntime.schema_revision') IS NULL") is True
 
     run, result = run_role(cluster, tmp_path, patch_dir)

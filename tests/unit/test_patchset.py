@@ -457,8 +457,8 @@ def test_hot_patch_numbered_after_the_cold_patch_it_needs_runs_after_the_window(
         'patch-2211-02-0.sql': 'CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email);\n',
     })
     assert the_plan.refused == []
-    assert the_plan.phases() == [('the window (cold)', ['patch-2211-01-0.sql']),
-                                 ('after the window (hot, live)', ['patch-2211-02-0.sql'])]
+    assert the_plan.phases() == [('cold', ['patch-2211-01-0.sql']),
+                                 ('post-window hot', ['patch-2211-02-0.sql'])]
     assert [p.name for p in the_plan.pending] == ['patch-2211-01-0.sql', 'patch-2211-02-0.sql']
 
 
@@ -472,17 +472,17 @@ def test_phases_follow_the_numbered_order_and_a_cold_patch_after_a_late_hot_one_
         'patch-2211-06-1.sql': 'CREATE INDEX CONCURRENTLY a_d_idx ON a (d);\n',
     })
     assert [(phase, names) for phase, names in the_plan.phases()] == [
-        ('before the window (hot, live)', ['patch-2211-01-1.sql']),
-        ('the window (cold)', ['patch-2211-02-0.sql', 'patch-2211-03-0.sql']),
-        ('after the window (hot, live)', ['patch-2211-04-1.sql']),
-        ('the next deploy', ['patch-2211-05-0.sql', 'patch-2211-06-1.sql'])]
-    assert the_plan.as_dict()['phases'][3] == {'phase': 'the next deploy',
+        ('hot', ['patch-2211-01-1.sql']),
+        ('cold', ['patch-2211-02-0.sql', 'patch-2211-03-0.sql']),
+        ('post-window hot', ['patch-2211-04-1.sql']),
+        ('next deploy', ['patch-2211-05-0.sql', 'patch-2211-06-1.sql'])]
+    assert the_plan.as_dict()['phases'][3] == {'phase': 'next deploy',
                                               'patches': ['patch-2211-05-0.sql', 'patch-2211-06-1.sql']}
     # Once the window and the hot patch after it are applied, the next deploy takes the rest.
     applied = dict((p.revision, p.sha256) for p in the_plan.pending)
     again = plan(load_patch_set(str(tmp_path)), applied)
-    assert again.phases() == [('the window (cold)', ['patch-2211-05-0.sql']),
-                              ('after the window (hot, live)', ['patch-2211-06-1.sql'])]
+    assert again.phases() == [('cold', ['patch-2211-05-0.sql']),
+                              ('post-window hot', ['patch-2211-06-1.sql'])]
 
 
 def test_enum_value_added_in_the_window_and_used_by_the_next_deploy_is_not_refused(tmp_path):
@@ -506,3 +506,17 @@ def test_hot_patch_numbered_before_the_cold_patch_creating_its_table_is_refused_
         'patch-2211-01-1.sql line 2: uses users, which patch-2211-02-0.sql line 1 creates, but patch-2211-01-1.sql '
         'is numbered before it and runs first (hot and cold patches keep their numbered order); renumber '
         'patch-2211-01-1.sql after patch-2211-02-0.sql']
+
+
+def test_a_patch_with_no_schema_statement_between_cold_patches_stays_in_the_window(tmp_path):
+    the_plan = pending_plan(tmp_path, {
+        'patch-2211-01-0.sql': 'CREATE TABLE a (id int);\n',
+        'patch-2211-02-0.sql': '-- reserved\n',
+        'patch-2211-03-0.sql': "SET datestyle = 'SQL, DMY';\n",
+        'patch-2211-04-0.sql': 'CREATE TABLE b (id int);\n',
+        'patch-2211-05-1.sql': '-- nothing either\n',
+    })
+    assert the_plan.phases() == [
+        ('cold', ['patch-2211-01-0.sql', 'patch-2211-02-0.sql', 'patch-2211-03-0.sql',
+                               'patch-2211-04-0.sql', 'patch-2211-05-1.sql'])]
+    assert [p.kind for p in the_plan.pending_cold] == [COLD] * 5

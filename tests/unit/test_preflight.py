@@ -59,10 +59,10 @@ def test_pending_patches_listed_in_revision_order_with_kind(patch_set):
     assert [(p['name'], p['kind']) for p in found['evidence']['pending']] == [
         ('patch-0001-00-0.sql', 'cold'), ('patch-0001-01-0.sql', 'hot'), ('patch-0001-02-0.sql', 'cold')]
     # Numbered order: the hot patch runs after the window, the cold one after it waits for the next deploy.
-    assert found['summary'] == ('p: pending: the window (cold): patch-0001-00-0.sql (cold); after the window '
-                                '(hot, live): patch-0001-01-0.sql (hot); the next deploy: patch-0001-02-0.sql (cold)')
+    assert found['summary'] == ('p: pending: cold: patch-0001-00-0.sql (cold); post-window hot: '
+                                'patch-0001-01-0.sql (hot); next deploy: patch-0001-02-0.sql (cold)')
     assert [p['phase'] for p in found['evidence']['phases']] == [
-        'the window (cold)', 'after the window (hot, live)', 'the next deploy']
+        'cold', 'post-window hot', 'next deploy']
 
 
 def test_drift_and_revisions_without_file_both_fail_in_one_finding(patch_set):

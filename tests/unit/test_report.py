@@ -479,3 +479,18 @@ def test_a_refusal_lists_each_failed_check_with_its_fix():
     lines = render_text(build_report(entry_from_result(result, task='Pre-flight', host='primary')))
     assert lines[-1] == 'problem: connection: db2: host unreachable -> bring db2 up'
     assert not any(line.startswith('error: ') for line in lines)
+
+
+def test_the_plan_shows_the_phases_in_numbered_order_when_the_plan_gives_them():
+    phases = [{'phase': 'cold', 'patches': ['patch-1-01-0.sql']},
+              {'phase': 'post-window hot', 'patches': ['patch-1-02-0.sql']},
+              {'phase': 'next deploy', 'patches': ['patch-1-03-0.sql']}]
+    result = {'plan': {'pending_hot': [], 'pending_cold': [{'name': 'patch-1-01-0.sql'}], 'phases': phases},
+              'phases': [phase('preflight', 'primary', 0, 0.1)]}
+    report = build_report(entry_from_result(result, task='Pre-flight', host='primary'), check_mode=True)
+    assert report['plan']['phases'] == phases
+    lines = render_text(report)
+    start = lines.index('plan:')
+    assert lines[start + 1:start + 4] == ['  cold patches: patch-1-01-0.sql',
+                                          '  post-window hot patches: patch-1-02-0.sql',
+                                          '  next deploy patches: patch-1-03-0.sql']
