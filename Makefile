@@ -28,7 +28,7 @@ help:
 # Debian packages the venv and the lab need (root on a fresh Debian 12).
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make: the lab needs root (network namespaces, sshd, apt-get): run as root" >&2; exit 1; fi
-	missing=""; for p in python3-venv postgresql-15 pgbouncer openssh-server openssh-client iproute2 python3-psycopg2 curl; do
+	missing=""; for p in python3-venv postgresql-15 pgbouncer openssh-server openssh-client iproute2 python3-psycopg2 curl shellcheck; do
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
@@ -38,7 +38,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 
-venv: $(VENV)/.installed
+# Ansible finds the collection through ANSIBLE_COLLECTIONS_PATH=.collections: a link to this checkout.
+COLLECTION_LINK := .collections/ansible_collections/fastdowntime/postgresql
+$(COLLECTION_LINK):
+	mkdir -p $(@D) && ln -sfn ../../.. $@
+
+venv: $(VENV)/.installed $(COLLECTION_LINK)
 
 # SHAPE=a,b: a lab shape (lab/labctl.py SHAPES), e.g. make lab SHAPE=cascade
 lab: deps venv
@@ -59,8 +64,10 @@ unit: venv
 
 # --offline: lint the checkout through ANSIBLE_COLLECTIONS_PATH instead of installing it
 # into ~/.ansible/collections (where it would shadow the checkout).
+# ansible-test sanity on a copy of the checkout under ansible_collections/ (offline, this venv, ~2-4 min).
 lint: venv
 	ansible-lint --offline --profile production
+	$(PY) tests/sanity/run_ansible_test.py sanity --python 3.11 --local
 	bash tests/sanity.sh
 
 integration: lab

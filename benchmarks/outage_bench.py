@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Outage benchmark on the lab: this collection against the plain alternatives.
 
 For one trivial additive patch, under a constant client load through the
@@ -126,7 +126,7 @@ def round_trip_ms(dsn, samples=20):
     conn.autocommit = True
     times = []
     with conn.cursor() as cur:
-        for _ in range(samples):
+        for dummy in range(samples):
             began = time.perf_counter()
             cur.execute('SELECT 1')
             cur.fetchone()
@@ -186,11 +186,10 @@ def run_size(tmp, tag, inventory, files, per_file, far=None):
     report = os.path.join(tmp, 'report-%s.json' % tag)
     began = time.monotonic()
     inventories = ['-i', inventory] + (['-i', far] if far else [])
-    proc = subprocess.run(['ansible-playbook'] + inventories + ['playbooks/fastdowntime.yml',
-                           '--tags', 'preflight,outage',
-                           '-e', json.dumps({'fastdowntime_patch_dir': patch_dir,
-                                             'fastdowntime_revision_table': WINDOW_REVISION_TABLE})],
-                          cwd=ENGINE, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True)
+    extra = json.dumps({'fastdowntime_patch_dir': patch_dir, 'fastdowntime_revision_table': WINDOW_REVISION_TABLE})
+    proc = subprocess.run(['ansible-playbook'] + inventories
+                          + ['playbooks/fastdowntime.yml', '--tags', 'preflight,outage', '-e', extra],
+                          cwd=ENGINE, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True, check=False)
     wall = time.monotonic() - began
     if proc.returncode != 0:
         raise RuntimeError('size run failed: %s' % proc.stdout[-2000:])
@@ -245,7 +244,7 @@ def run_collection(tmp, tag, inventory):
     began = time.monotonic()
     proc = subprocess.run(['ansible-playbook', '-i', inventory, 'playbooks/fastdowntime.yml', '--tags', 'outage',
                            '-e', json.dumps({'fastdowntime_patch_dir': patch_dir})],
-                          cwd=ENGINE, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True)
+                          cwd=ENGINE, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True, check=False)
     wall = time.monotonic() - began
     if proc.returncode != 0:
         raise RuntimeError('collection run failed: %s' % proc.stdout[-2000:])
@@ -265,7 +264,7 @@ def run_window(tmp, tag, inventory, mode):
     proc = subprocess.run(['ansible-playbook', '-i', inventory, 'playbooks/fastdowntime.yml', '--tags', 'outage',
                            '-e', json.dumps({'fastdowntime_patch_dir': patch_dir, 'fastdowntime_window_mode': mode,
                                              'fastdowntime_revision_table': WINDOW_REVISION_TABLE})],
-                          cwd=ENGINE, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True)
+                          cwd=ENGINE, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True, check=False)
     wall = time.monotonic() - began
     if proc.returncode != 0:
         raise RuntimeError('window %s run failed: %s' % (mode, proc.stdout[-2000:]))
@@ -280,7 +279,8 @@ CHAIN = '''---
   gather_facts: false
   tasks:
     - name: PAUSE
-      ansible.builtin.shell: "date +%s.%N > {stamp}/pause-$(hostname -I | tr -d ' '); PGPASSWORD=admin-secret {psql} -h {{{{ ansible_host }}}} -p 6432 -U fdt_admin pgbouncer -c 'PAUSE fdtdemo'"
+      ansible.builtin.shell: "date +%s.%N > {stamp}/pause-$(hostname -I | tr -d ' ');
+        PGPASSWORD=admin-secret {psql} -h {{{{ ansible_host }}}} -p 6432 -U fdt_admin pgbouncer -c 'PAUSE fdtdemo'"
       changed_when: true
 - name: Plain chain - patch, wait for the standbys
   hosts: fastdowntime_primary
@@ -294,7 +294,8 @@ CHAIN = '''---
       register: lsn
       changed_when: false
     - name: Wait for every standby
-      ansible.builtin.command: "{psql} 'host={{{{ hostvars[item].ansible_host }}}} dbname=fdtdemo user=fdt_deploy password=deploy-secret' -Atc \\"SELECT pg_last_wal_replay_lsn() >= '{{{{ lsn.stdout }}}}'\\""
+      ansible.builtin.command: "{psql} 'host={{{{ hostvars[item].ansible_host }}}} dbname=fdtdemo user=fdt_deploy password=deploy-secret'
+        -Atc \\"SELECT pg_last_wal_replay_lsn() >= '{{{{ lsn.stdout }}}}'\\""
       register: replayed
       until: replayed.stdout == 't'
       retries: 100
@@ -306,7 +307,8 @@ CHAIN = '''---
   gather_facts: false
   tasks:
     - name: RESUME
-      ansible.builtin.shell: "PGPASSWORD=admin-secret {psql} -h {{{{ ansible_host }}}} -p 6432 -U fdt_admin pgbouncer -c 'RESUME fdtdemo'; date +%s.%N > {stamp}/resume-$(hostname -I | tr -d ' ')"
+      ansible.builtin.shell: "PGPASSWORD=admin-secret {psql} -h {{{{ ansible_host }}}} -p 6432 -U fdt_admin pgbouncer -c 'RESUME fdtdemo';
+        date +%s.%N > {stamp}/resume-$(hostname -I | tr -d ' ')"
       changed_when: true
 '''
 
@@ -321,7 +323,7 @@ def run_chain(tmp, tag, inventory):
         handle.write(CHAIN.format(stamp=stamp, psql=PSQL, primary=PRIMARY, patch=patch))
     began = time.monotonic()
     proc = subprocess.run(['ansible-playbook', '-i', inventory, play], cwd=ENGINE, env=env(),
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     wall = time.monotonic() - began
     if proc.returncode != 0:
         raise RuntimeError('psql chain failed: %s' % proc.stdout[-2000:])
@@ -515,13 +517,13 @@ def window_table(results, runs):
 
 def lab_up(shape):
     up = subprocess.run([sys.executable, os.path.join(REPO, 'lab', 'labctl.py'), 'up', '--shape', shape],
-                        capture_output=True, text=True)
+                        capture_output=True, text=True, check=False)
     if up.returncode != 0:
         sys.exit('benchmark: the lab did not come up (shape %s): %s' % (shape, (up.stdout + up.stderr).strip()))
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--methods', default=','.join(METHODS))
     parser.add_argument('--output', default=os.path.join(REPO, 'docs', 'benchmarks.md'))

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """A delaying TCP relay: the lab's stand-in for a controller far from its hosts.
 
 The kernel here has no netem, so `labctl.py up --shape rtt10` (or rtt40) starts
@@ -83,7 +83,7 @@ async def serve(routes, delay):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--delay-ms', type=float, required=True, help='added latency in each direction')
     parser.add_argument('routes', nargs='+', help='LISTEN_ADDR:PORT=TARGET_ADDR:PORT')
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """The fastdowntime lab: a real PostgreSQL topology of SSH hosts on one machine.
 
 Seven hosts, each its own Linux network namespace with its own address on a
@@ -143,7 +143,7 @@ def log(msg):
 
 def run(cmd, check=True, env=None, input_text=None, quiet=False):
     proc = subprocess.run(cmd, env=env, input=input_text, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     if check and proc.returncode != 0:
         raise LabError('%s failed (exit %s): %s' % (' '.join(cmd), proc.returncode,
                                                     proc.stdout.strip()[-2000:]))
@@ -539,7 +539,7 @@ def relay(listen_addr, listen_port, target_addr, target_port):
     server.bind((listen_addr, int(listen_port)))
     server.listen(64)
     while True:
-        client, _ = server.accept()
+        client, dummy = server.accept()
         try:
             upstream = socket.create_connection((target_addr, int(target_port)), timeout=5)
             upstream.settimeout(None)
@@ -770,7 +770,7 @@ def health():
 
 
 def healthy():
-    if not all(ok for _, ok, _ in health()):
+    if not all(ok for dummy, ok, dummy in health()):
         return False
     try:
         return streams_as_expected()
@@ -817,14 +817,14 @@ def up(spec=None):
     with open(shape_file(), 'w') as handle:
         json.dump(names, handle)
     log('up in %.1fs, shape %s: %s' % (time.monotonic() - started, ','.join(names) or 'default',
-                                        ', '.join('%s=%s' % (n, h['addr']) for n, h in HOSTS.items())))
+                                       ', '.join('%s=%s' % (n, h['addr']) for n, h in HOSTS.items())))
 
 
 def status():
     rows = health()
     for name, ok, what in rows:
         print('%-11s %-14s %s' % (name, HOSTS[name]['addr'], what))
-    return 0 if all(ok for _, ok, _ in rows) else 1
+    return 0 if all(ok for dummy, ok, dummy in rows) else 1
 
 
 def describe():

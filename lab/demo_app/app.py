@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python
 """The lab's demo app server (not part of the collection).
 
 It reads and writes through pgbouncer, like a real app server:

@@ -8,26 +8,10 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The cluster and deploy options shared by the outage and preflight modules
-    # (plugins/module_utils/postgres.py deploy_argument_spec()).
+    # The deploy options shared by the outage and preflight modules (plugins/module_utils/postgres.py
+    # deploy_argument_spec()); their endpoints come from fastdowntime.postgresql.connection.primary/standbys/pgbouncers.
     DOCUMENTATION = r'''
 options:
-  primary:
-    description: The primary (an endpoint).
-    type: dict
-    required: true
-  standbys:
-    description:
-      - Every standby (endpoints). Each may carry C(pgbouncer_databases), the pgbouncer entries that serve it
-        (C(entry) on every pgbouncer, or C(pgbouncer:entry)).
-    type: list
-    elements: dict
-    default: []
-  pgbouncers:
-    description: Every pgbouncer admin console (endpoints; an admin user).
-    type: list
-    elements: dict
-    default: []
   db_name:
     description: The deploy's database. The pgbouncer entries of the deploy are those whose target database is this one.
     type: str

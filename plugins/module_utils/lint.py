@@ -594,7 +594,7 @@ def cost_of(work, catalog, rows=None, new_tables=()):
         seconds = scan * REWRITE_FACTOR + indexes * scan * INDEX_BUILD_FACTOR
         wal = heap + index_bytes
         basis['model'] = 'rewrite: heap/T x %g + %d index(es) x heap/T x %g' % (REWRITE_FACTOR, indexes,
-                                                                                  INDEX_BUILD_FACTOR)
+                                                                                INDEX_BUILD_FACTOR)
     elif kind == INDEX_BUILD:
         seconds = scan * INDEX_BUILD_FACTOR
         wal = reltuples * INDEX_BYTES_PER_ROW
@@ -668,9 +668,9 @@ def _finding(patch, statement, works, catalog, scope, options):
         return level
 
     main = min(priced, key=lambda p: (_SEVERITY_ORDER[severity_of(p[0])], -p[1]))
-    work, _, _, basis = main
+    work, dummy, dummy, basis = main
     rule = work['rule']
-    kind, lock, _, what, suggestion = RULES[rule]
+    kind, lock, dummy, what, suggestion = RULES[rule]
     severity = severity_of(work)
     acknowledged = kind == CONTRACT and any(_matches(parts, patch.name, statement.line)
                                             for parts in options['acknowledged'])
@@ -867,7 +867,7 @@ def measure_throughput(conn, catalog, patches, clock=time.monotonic):
     if target is None or target[0] < MIN_SAMPLE_BYTES:
         catalog.throughput_source = 'default (no table of %d MiB or more to sample)' % (MIN_SAMPLE_BYTES >> 20)
         return catalog.scan_bytes_per_second
-    heap, key, info = target
+    heap, key, info = target  # pylint: disable=unpacking-non-sequence  # None returned above
     pages = max(int(info.get('relpages') or 0), 1)
     rows_per_page = max(float(info.get('reltuples') or 0) / pages, 1.0)
     sample_pages = min(pages, SAMPLE_PAGES)
@@ -880,7 +880,7 @@ def measure_throughput(conn, catalog, patches, clock=time.monotonic):
             cur.execute('SET LOCAL max_parallel_workers_per_gather = 0')
             cur.execute("SET LOCAL statement_timeout = %s", ('%dms' % SAMPLE_TIMEOUT_MS,))
             runs = []
-            for _ in range(SAMPLE_RUNS):
+            for dummy in range(SAMPLE_RUNS):
                 began = clock()
                 try:
                     cur.execute(sql)

@@ -130,11 +130,11 @@ def pause_replay(standby_conns, clock, paused, timeout=REPLAY_PAUSE_SECONDS):
     pg_get_wal_replay_pause_state() = 'paused'. Every standby asked is added to
     ``paused`` first (the caller resumes them whatever happens); a standby that
     refuses or does not confirm within ``timeout`` -> SchemaError naming it."""
-    names = ', '.join(endpoint_label(e) for e, _ in standby_conns)
+    names = ', '.join(endpoint_label(e) for e, dummy in standby_conns)
     with clock.phase('replay_pause', host=names or None) as record:
         deadline = time.monotonic() + min(timeout, max(clock.usable(), 0.001))
-        paused.extend(endpoint for endpoint, _ in standby_conns)
-        failed = [(e, err) for e, _, err in _on_standbys(standby_conns, 'SELECT pg_wal_replay_pause()',
+        paused.extend(endpoint for endpoint, dummy in standby_conns)
+        failed = [(e, err) for e, dummy, err in _on_standbys(standby_conns, 'SELECT pg_wal_replay_pause()',
                                                              deadline - time.monotonic()) if err]
         if failed:
             raise SchemaError('; '.join('standby %s: pg_wal_replay_pause() failed: %s' % (endpoint_label(e), err)
@@ -144,11 +144,11 @@ def pause_replay(standby_conns, clock, paused, timeout=REPLAY_PAUSE_SECONDS):
         while waiting:
             states = _on_standbys(waiting, 'SELECT pg_get_wal_replay_pause_state()',
                                   max(deadline - time.monotonic(), 0.001))
-            errors = ['standby %s: %s' % (endpoint_label(e), err) for e, _, err in states if err]
+            errors = ['standby %s: %s' % (endpoint_label(e), err) for e, dummy, err in states if err]
             if errors:
                 raise SchemaError('; '.join('%s: replay pause not confirmed' % text for text in errors))
-            record['detail']['states'] = dict((endpoint_label(e), row[0]) for e, row, _ in states)
-            not_yet = set(endpoint_label(e) for e, row, _ in states if row[0] != 'paused')
+            record['detail']['states'] = dict((endpoint_label(e), row[0]) for e, row, dummy in states)
+            not_yet = set(endpoint_label(e) for e, row, dummy in states if row[0] != 'paused')
             waiting = [(e, c) for e, c in waiting if endpoint_label(e) in not_yet]
             if not waiting:
                 break
@@ -169,7 +169,7 @@ def resume_replay(standby_conns, clock=None):
     is not paused is harmless, so this is always safe to call."""
     def attempt():
         outcome = []
-        for endpoint, _, error in _on_standbys(standby_conns, 'SELECT pg_wal_replay_resume()', 5.0):
+        for endpoint, dummy, error in _on_standbys(standby_conns, 'SELECT pg_wal_replay_resume()', 5.0):
             if error is not None:
                 error = _resume_on_fresh_connection(endpoint, error)
             outcome.append((endpoint, error))
@@ -177,7 +177,7 @@ def resume_replay(standby_conns, clock=None):
 
     if clock is None or not standby_conns:
         return attempt()
-    names = ', '.join(endpoint_label(e) for e, _ in standby_conns)
+    names = ', '.join(endpoint_label(e) for e, dummy in standby_conns)
     with clock.phase('replay_resume', host=names) as record:
         outcome = attempt()
         failed = [(e, err) for e, err in outcome if err]
@@ -433,11 +433,11 @@ class Outage:
                   after_pause_sent=resume_writes)
             failed_phase = 'replay resume'
             replay_errors = [(e, err) for e, err in resume_replay(self.standby_conns, self.clock) if err]
-            replay_paused = [e for e, _ in replay_errors]
+            replay_paused = [e for e, dummy in replay_errors]
             if replay_errors:
                 raise SchemaError('; '.join('standby %s: pg_wal_replay_resume() failed: %s'
                                             % (endpoint_label(e), err) for e, err in replay_errors),
-                                  lagging=[endpoint_label(e) for e, _ in replay_errors])
+                                  lagging=[endpoint_label(e) for e, dummy in replay_errors])
             failed_phase = 'standby replay'
             replay = wait_for_replay(self.observer, self.standby_conns, applied['commit_lsn'], self.clock,
                                      xid=applied['commit_xid'])
@@ -454,7 +454,7 @@ class Outage:
                 left = [(e, c) for e, c in self.standby_conns if e in replay_paused]
                 replay_errors = [(e, err) for e, err in resume_replay(left, self.clock) if err]
                 if result['changed']:
-                    lagging = sorted(set(lagging) | set(endpoint_label(e) for e, _ in replay_errors))
+                    lagging = sorted(set(lagging) | set(endpoint_label(e) for e, dummy in replay_errors))
             resumed, resume_error, disabled = self._resume(lagging, self.read_consoles, phase='resume_read')
         ended = time.monotonic()
         outage_ended = time.time()
@@ -485,7 +485,7 @@ class Outage:
             },
             resumed=write_resumed + resumed,
             disabled_entries=disabled,
-            replay_left_paused=[endpoint_label(e) for e, _ in replay_errors],
+            replay_left_paused=[endpoint_label(e) for e, dummy in replay_errors],
             plan=self.plan.as_dict(),
         )
         return self._finish(result, error, failed_phase, resume_error, disabled, replay_errors)
@@ -561,7 +561,7 @@ class Outage:
         return resumed, None, disabled
 
     def close(self):
-        for conn in [self.conn, self.observer] + [c for _, c in self.standby_conns]:
+        for conn in [self.conn, self.observer] + [c for dummy, c in self.standby_conns]:
             try:
                 if conn is not None:
                     conn.close()

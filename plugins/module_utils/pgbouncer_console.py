@@ -363,10 +363,10 @@ def in_parallel(function, items):
 
 def checked(outcome):
     """{item: result} of an in_parallel outcome; the first error is raised."""
-    for _, _, error in outcome:
+    for dummy, dummy, error in outcome:
         if error is not None:
             raise error
-    return dict((item, result) for item, result, _ in outcome)
+    return dict((item, result) for item, result, dummy in outcome)
 
 
 def open_consoles(consoles):
@@ -374,7 +374,7 @@ def open_consoles(consoles):
     or a ConsoleError names every one that did not (nothing is touched)."""
     if not HAS_PSYCOPG2:
         raise ConsoleError('psycopg2 is not installed for the Python that runs this task')
-    failed = [str(error) for _, _, error in in_parallel(lambda c: c.open(), consoles) if error]
+    failed = [str(error) for dummy, dummy, error in in_parallel(lambda c: c.open(), consoles) if error]
     if failed:
         for console in consoles:
             console.close()
@@ -401,10 +401,10 @@ def resume(consoles, clock=None, phase='resume'):
             return result
 
     outcome = in_parallel(one, consoles)
-    failed = ['%s' % error for _, _, error in outcome if error]
+    failed = ['%s' % error for dummy, dummy, error in outcome if error]
     if failed:
         raise ConsoleError('resume failed: %s' % '; '.join(failed))
-    return [result for _, result, _ in outcome]
+    return [result for dummy, result, dummy in outcome]
 
 
 @contextmanager

@@ -41,12 +41,19 @@ ENDPOINT_SPEC = dict(
     pgbouncer_databases=dict(type='list', elements='str', default=[]),
 )
 
+# A pgbouncer admin console: an endpoint on pgbouncer's port, always database "pgbouncer".
+# Documented with ENDPOINT_SPEC in the doc fragment fastdowntime.postgresql.connection.
+CONSOLE_SPEC = dict((k, v) for k, v in ENDPOINT_SPEC.items() if k != 'pgbouncer_databases')
+CONSOLE_SPEC['port'] = dict(type='int', default=6432)
 
-def endpoint_argument_spec(required=True, list_of=False):
-    """Argument spec entry for an option that holds one endpoint (or a list)."""
+
+def endpoint_argument_spec(required=True, list_of=False, console=False):
+    """Argument spec entry for an option that holds one endpoint (or a list);
+    ``console=True`` for pgbouncer admin consoles (CONSOLE_SPEC)."""
+    options = CONSOLE_SPEC if console else ENDPOINT_SPEC
     if list_of:
-        return dict(type='list', elements='dict', options=ENDPOINT_SPEC, default=[])
-    return dict(type='dict', options=ENDPOINT_SPEC, required=required)
+        return dict(type='list', elements='dict', options=options, default=[])
+    return dict(type='dict', options=options, required=required)
 
 
 def deploy_argument_spec(**extra):
@@ -55,7 +62,7 @@ def deploy_argument_spec(**extra):
     spec = dict(
         primary=endpoint_argument_spec(),
         standbys=endpoint_argument_spec(list_of=True),
-        pgbouncers=endpoint_argument_spec(list_of=True),
+        pgbouncers=endpoint_argument_spec(list_of=True, console=True),
         db_name=dict(type='str', required=True),
         pgbouncer_databases=dict(type='list', elements='str', default=[]),
         patch_dir=dict(type='path', required=True),

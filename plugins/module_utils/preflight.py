@@ -298,7 +298,7 @@ def decide_transactions(label, activity_rows, prepared_rows, max_seconds):
                            % (', '.join(str(r['pid']) for r in long_rows), label))
         if old_prepared:
             actions.append("COMMIT PREPARED or ROLLBACK PREPARED %s" % ', '.join("'%s'" % r.get('gid')
-                                                                               for r in old_prepared))
+                                                                                 for r in old_prepared))
         return finding('transactions', FAIL, '%s: %s' % (label, '; '.join(parts)), host=label, evidence=evidence,
                        action='; '.join(actions))
     if idle or young_prepared:
@@ -536,7 +536,7 @@ REPLAY_SQL = ('SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn AS caught_up, '
 def _round_trip(run):
     """The slowest of a few trivial round trips, in seconds."""
     samples = []
-    for _ in range(RTT_SAMPLES):
+    for dummy in range(RTT_SAMPLES):
         began = time.monotonic()
         run()
         samples.append(time.monotonic() - began)
@@ -797,8 +797,8 @@ class Preflight:
             return
         pending = sorted(self.plan.pending, key=lambda p: p.revision)
         try:
-            found, self.lint_estimate, _ = lint.lint_live(primary, pending, self.lint_options,
-                                                          self.scan_bytes_per_second)
+            found, self.lint_estimate, dummy = lint.lint_live(primary, pending, self.lint_options,
+                                                              self.scan_bytes_per_second)
         except psycopg2.Error as exc:
             self.findings.append(finding('lint', WARN, '%s: the patches were not priced: %s'
                                          % (label, one_line(exc.pgerror or exc)), host=label,
@@ -821,7 +821,7 @@ class Preflight:
         began = time.monotonic()
         deadline = began + self.max_lag_seconds
         states = dict((label, {'label': label, 'probe_lsn': lsn, 'bytes_behind': None,
-                               'catch_up_seconds': None, 'error': None}) for label, _ in reachable)
+                               'catch_up_seconds': None, 'error': None}) for label, dummy in reachable)
         pending = dict(reachable)
         interval = 0.002
         while pending:
@@ -846,7 +846,7 @@ class Preflight:
                 break
             time.sleep(interval)
             interval = min(interval * 2, 0.1)
-        return [states[label] for label, _ in reachable]
+        return [states[label] for label, dummy in reachable]
 
     def _check_pgbouncers(self):
         rtts, entries_counts = [], []
@@ -903,12 +903,12 @@ class Preflight:
             self.findings.append(decide_budget(None, self.budget_seconds, self.reserve_seconds))
             return
         primary_rtt = _round_trip(lambda: query(primary, 'SELECT 1'))
-        standby_rtts = [_round_trip(lambda c=conn: query(c, 'SELECT 1')) for _, conn in standbys if conn is not None]
+        standby_rtts = [_round_trip(lambda c=conn: query(c, 'SELECT 1')) for dummy, conn in standbys if conn is not None]
         # A standby that did not catch up within max_lag_seconds needs at least that long.
         replay = max([self.max_lag_seconds if m.get('catch_up_seconds') is None else m['catch_up_seconds']
                       for m in lag if not m.get('error')] or [0.0])
         measured = set(m['label'] for m in lag if not m.get('error'))
-        incomplete = [endpoint_label(e) for e, _ in standbys if endpoint_label(e) not in measured]
+        incomplete = [endpoint_label(e) for e, dummy in standbys if endpoint_label(e) not in measured]
         if len(pgbouncer_rtts) < len(self.pgbouncers):
             incomplete.append('%d pgbouncer(s)' % (len(self.pgbouncers) - len(pgbouncer_rtts)))
         replay += (self.lint_estimate or {}).get('replay_seconds', 0.0)

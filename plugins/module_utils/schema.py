@@ -699,10 +699,13 @@ def _rollback(conn):
 
 # -- hot: live, statement by statement --------------------------------------
 
+def _quote_ident(part):
+    return '"%s"' % part.replace('"', '""')
+
+
 def _index_regclass_name(index):
     schema, name = index
-    quote = lambda part: '"%s"' % part.replace('"', '""')  # noqa: E731
-    return '%s.%s' % (quote(schema), quote(name)) if schema else quote(name)
+    return '%s.%s' % (_quote_ident(schema), _quote_ident(name)) if schema else _quote_ident(name)
 
 
 def _drop_invalid_index(cur, stmt):
@@ -903,7 +906,7 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
     began = time.monotonic()
     states = [{'endpoint': endpoint, 'conn': conn, 'label': endpoint_label(endpoint), 'done': False,
                'replay_ms': None, 'replay_lsn': None} for endpoint, conn in standbys]
-    names = ', '.join(endpoint.get('name') or endpoint['host'] for endpoint, _ in standbys)
+    names = ', '.join(endpoint.get('name') or endpoint['host'] for endpoint, dummy in standbys)
     with clock.phase('standby_replay', host=names or None,
                      detail=dict({'lsn': lsn}, **({'xid': xid} if xid is not None else {}))) as record:
         interval = poll_seconds
@@ -913,7 +916,7 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
             if not pending:
                 break
             if clock.usable() <= 0:
-                silent = [st for st, _ in in_flight.values()]
+                silent = [st for st, dummy in in_flight.values()]
                 raise _lagging_error(states, target, 'no answer within the budget' if silent
                                      else 'not caught up within the budget', silent[0] if silent else None)
             # Ask every pending standby that has no question in flight, then read
@@ -980,7 +983,7 @@ def _answers(asked, timeout):
         (ready if done else waiting).append((state, cur))
     if ready or not waiting:
         return ready
-    readable, _, _ = select.select([st['conn'].fileno() for st, _ in waiting], [], [], timeout)
+    readable, dummy, dummy = select.select([st['conn'].fileno() for st, dummy in waiting], [], [], timeout)
     for state, cur in waiting:
         if state['conn'].fileno() in readable:
             try:

@@ -35,9 +35,14 @@ description:
   - Hot patches must be applied live before (M(fastdowntime.postgresql.schema_apply) with C(state=hot));
     the module refuses to start an outage while any is pending.
 version_added: 0.1.0
-author: fastdowntime.postgresql contributors
+author: fastdowntime.postgresql contributors (@fastdowntime)
 extends_documentation_fragment:
+  - fastdowntime.postgresql.attributes
   - fastdowntime.postgresql.connection
+  - fastdowntime.postgresql.attributes.schema_group
+  - fastdowntime.postgresql.connection.primary
+  - fastdowntime.postgresql.connection.standbys
+  - fastdowntime.postgresql.connection.pgbouncers
   - fastdowntime.postgresql.deploy
 attributes:
   check_mode:
@@ -56,7 +61,7 @@ options:
   estimate_ms:
     description:
       - The pre-flight's estimate of this outage (its RV(fastdowntime.postgresql.preflight#module:estimate.total_ms)),
-        copied into RV(outage.estimate_ms) so the timeline shows it next to the actual outage.
+        copied into RV(outage) (its C(estimate_ms)) so the timeline shows it next to the actual outage.
     type: float
   deploy_id:
     description: An identifier for this deploy, recorded with every revision row; generated when not given.

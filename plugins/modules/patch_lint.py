@@ -33,8 +33,12 @@ description:
   - The estimate here is the statements' time only; the pre-flight (M(fastdowntime.postgresql.preflight)) adds the
     measured drain, replay and resume round trips and refuses the deploy when the whole exceeds the budget.
 version_added: 0.2.0
-author: fastdowntime.postgresql contributors
-extends_documentation_fragment: fastdowntime.postgresql.connection
+author: fastdowntime.postgresql contributors (@fastdowntime)
+extends_documentation_fragment:
+  - fastdowntime.postgresql.attributes
+  - fastdowntime.postgresql.connection
+  - fastdowntime.postgresql.attributes.schema_group
+  - fastdowntime.postgresql.connection.primary
 attributes:
   check_mode:
     support: full
@@ -42,10 +46,6 @@ attributes:
   diff_mode:
     support: none
 options:
-  primary:
-    description: The primary (an endpoint).
-    type: dict
-    required: true
   db_name:
     description: The deploy's database.
     type: str
@@ -175,7 +175,7 @@ def run(params):
         pending = sorted(the_plan.pending, key=lambda p: p.revision)
         speed = params['scan_mb_per_second'] * 1048576.0 if params['scan_mb_per_second'] else None
         try:
-            findings, estimate, _ = lint.lint_live(conn, pending, options, speed)
+            findings, estimate, dummy = lint.lint_live(conn, pending, options, speed)
         except psycopg2.Error as exc:
             raise ConnectError('%s: cannot read the tables the patches touch: %s'
                                % (label, one_line(exc.pgerror or exc)))

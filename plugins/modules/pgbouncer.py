@@ -26,10 +26,13 @@ description:
   - pgbouncer 1.18 shows a global PAUSE nowhere; this module only ever pauses named entries, whose state
     SHOW DATABASES shows.
 version_added: 0.1.0
-author: fastdowntime.postgresql contributors
+author: fastdowntime.postgresql contributors (@fastdowntime)
 extends_documentation_fragment:
+  - fastdowntime.postgresql.attributes
   - fastdowntime.postgresql.connection
-  - fastdowntime.postgresql.console
+  - fastdowntime.postgresql.attributes.pgbouncer_group
+  - fastdowntime.postgresql.connection.console
+  - fastdowntime.postgresql.connection.primary
 attributes:
   check_mode:
     support: full
@@ -63,7 +66,7 @@ options:
       - Optional endpoint of the primary PostgreSQL server. When a pause misses its deadline, the clients
         holding server connections are matched to its C(pg_stat_activity) to name their query, user and
         transaction age.
-    type: dict
+    required: false
 '''
 
 EXAMPLES = r'''
@@ -151,8 +154,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_
 )
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError,
-    ENDPOINT_SPEC,
     connect,
+    endpoint_argument_spec,
 )
 
 ACTIONS = ['pause', 'resume', 'disable', 'enable', 'kill', 'reconnect', 'info']
@@ -216,12 +219,12 @@ def run_action(module, console, result):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            console=dict(type='dict', options=ENDPOINT_SPEC, required=True),
+            console=endpoint_argument_spec(console=True),
             action=dict(type='str', choices=ACTIONS, default='info'),
             databases=dict(type='list', elements='str', default=[]),
             db_name=dict(type='str'),
             timeout_seconds=dict(type='float', default=30.0),
-            primary=dict(type='dict', options=ENDPOINT_SPEC),
+            primary=endpoint_argument_spec(required=False),
         ),
         supports_check_mode=True,
     )

@@ -25,10 +25,12 @@ description:
     Nothing is left behind once it is disarmed or has exited (pidfile, process).
   - Every decision is logged to syslog (ident C(fastdowntime-watchdog), facility daemon) and to O(log_file).
 version_added: 0.1.0
-author: fastdowntime.postgresql contributors
+author: fastdowntime.postgresql contributors (@fastdowntime)
 extends_documentation_fragment:
+  - fastdowntime.postgresql.attributes
   - fastdowntime.postgresql.connection
-  - fastdowntime.postgresql.console
+  - fastdowntime.postgresql.attributes.pgbouncer_group
+  - fastdowntime.postgresql.connection.console
 attributes:
   check_mode:
     support: full
@@ -82,7 +84,9 @@ notes:
   - The pidfile records the daemon's pid and process start time, so a recycled pid is never signalled.
 seealso:
   - module: fastdowntime.postgresql.pgbouncer
-  - role: fastdowntime.postgresql.pgbouncer_drain
+  - name: The pgbouncer_drain role
+    description: Arms this watchdog on every pgbouncer host before the outage and disarms it after.
+    link: https://example.invalid/fastdowntime/postgresql/roles/pgbouncer_drain
 '''
 
 EXAMPLES = r'''
@@ -148,7 +152,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_
     open_consoles,
 )
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    ENDPOINT_SPEC,
+    endpoint_argument_spec,
     one_line,
 )
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import watchdog
@@ -320,7 +324,7 @@ def spawn(endpoint, config, pid_path, log_path, label):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            console=dict(type='dict', options=ENDPOINT_SPEC, required=True),
+            console=endpoint_argument_spec(console=True),
             state=dict(type='str', choices=['armed', 'disarmed'], default='armed'),
             db_name=dict(type='str'),
             databases=dict(type='list', elements='str', default=[]),

@@ -50,9 +50,14 @@ description:
   - The result has one structured list (RV(checks)) and one readable summary (RV(summary_lines)); the phase record
     (RV(phases)) and RV(outcome) feed the C(fastdowntime.postgresql.timeline) callback's report.
 version_added: 0.1.0
-author: fastdowntime.postgresql contributors
+author: fastdowntime.postgresql contributors (@fastdowntime)
 extends_documentation_fragment:
+  - fastdowntime.postgresql.attributes
   - fastdowntime.postgresql.connection
+  - fastdowntime.postgresql.attributes.schema_group
+  - fastdowntime.postgresql.connection.primary
+  - fastdowntime.postgresql.connection.standbys
+  - fastdowntime.postgresql.connection.pgbouncers
   - fastdowntime.postgresql.deploy
 attributes:
   check_mode:

@@ -31,8 +31,13 @@ description:
   - This module does not touch pgbouncer; the outage (pause, cold patches, replay, resume) is run by the
     collection's deploy. Use O(state=cold) directly only where a short lock on the changed tables is acceptable.
 version_added: 0.1.0
-author: fastdowntime.postgresql contributors
-extends_documentation_fragment: fastdowntime.postgresql.connection
+author: fastdowntime.postgresql contributors (@fastdowntime)
+extends_documentation_fragment:
+  - fastdowntime.postgresql.attributes
+  - fastdowntime.postgresql.connection
+  - fastdowntime.postgresql.attributes.schema_group
+  - fastdowntime.postgresql.connection.primary
+  - fastdowntime.postgresql.connection.standbys
 attributes:
   check_mode:
     support: full
@@ -42,17 +47,12 @@ attributes:
     support: none
 options:
   primary:
-    description: The primary PostgreSQL server, as an endpoint; its O(primary.dbname) is replaced by O(db_name).
-    type: dict
-    required: true
+    description: The primary PostgreSQL server; its O(primary.dbname) is replaced by O(db_name).
   standbys:
     description:
-      - The standbys that must replay the cold transaction before the task succeeds, as endpoints.
+      - The standbys that must replay the cold transaction before the task succeeds.
       - Each is checked to be a replica of O(primary) (same system identifier, in recovery) before anything
         is applied.
-    type: list
-    elements: dict
-    default: []
   db_name:
     description: The database the patches apply to.
     type: str
@@ -253,7 +253,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, load_patch_set, plan, refuse_drift)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    ConnectError, ENDPOINT_SPEC, connect, endpoint_label, one_line)
+    ConnectError, connect, endpoint_argument_spec, endpoint_label, one_line)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     LockRetry, RevisionTable, SchemaError, applied_revisions, apply_cold, apply_hot, check_standbys,
     ensure_revision_table, procedure_source, revision_table_exists, wait_for_replay)
@@ -261,7 +261,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema imp
 try:
     from psycopg2 import Error as DriverError
 except ImportError:  # pragma: no cover - connect() reports the missing driver
-    DriverError = ConnectError
+    class DriverError(Exception):
+        """Stands in for psycopg2.Error where psycopg2 is missing (never raised then)."""
 
 LOCK_RETRY_SPEC = dict(
     timeout_ms=dict(type='int', default=200),
@@ -273,8 +274,8 @@ LOCK_RETRY_SPEC = dict(
 
 def argument_spec():
     return dict(
-        primary=dict(type='dict', required=True, options=ENDPOINT_SPEC),
-        standbys=dict(type='list', elements='dict', options=ENDPOINT_SPEC, default=[]),
+        primary=endpoint_argument_spec(),
+        standbys=endpoint_argument_spec(list_of=True),
         db_name=dict(type='str', required=True),
         patch_dir=dict(type='path', required=True),
         revision_table=dict(type='str', default='fastdowntime.schema_revision'),

@@ -43,7 +43,7 @@ def run_playbook(lab, tmp_path, patch_dir, extra=None, tags='outage', background
     if background:
         return subprocess.Popen(cmd, cwd=lab.repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True), report
-    proc = subprocess.run(cmd, cwd=lab.repo, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=lab.repo, env=env, capture_output=True, text=True, timeout=300, check=False)
     return proc, report
 
 

@@ -97,7 +97,7 @@ def run_playbook(lab, tmp_path, play=RESTART_PLAY, extra_vars=None, host_vars=No
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''))
     env.pop('FASTDOWNTIME_REPORT_PATH', None)
     proc = subprocess.run(command + [str(tmp_path / 'play.yml')], cwd=lab.repo, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     report = json.loads(report_path.read_text()) if report_path.exists() else None
     return proc, report
 
@@ -120,7 +120,7 @@ def apps(lab, tmp_path_factory):
     lab's patches are deployed first, and fdt_app is granted read access (the
     schema engine creates the table readable by its owner only)."""
     if newest_revision(lab) is None:
-        proc, _ = run_playbook(lab, tmp_path_factory.mktemp('deploy'), play=DEPLOY_PLAY)
+        proc, dummy = run_playbook(lab, tmp_path_factory.mktemp('deploy'), play=DEPLOY_PLAY)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     with psycopg2.connect(lab.primary_dsn()) as conn, conn.cursor() as cur:
         cur.execute('GRANT USAGE ON SCHEMA fastdowntime TO fdt_app; '
@@ -145,7 +145,7 @@ class Probe(threading.Thread):
     def run(self):
         while not self.stopping.is_set():
             began = time.time()
-            status, _ = health(self.lab, self.app, timeout=10.0)
+            status, dummy = health(self.lab, self.app, timeout=10.0)
             self.samples.append((began, time.time(), status == 200, status))
             time.sleep(0.02)
 
@@ -184,7 +184,7 @@ def test_rolling_restart_keeps_the_other_app_serving(apps, tmp_path):
     for restarting, serving in (('app1', 'app2'), ('app2', 'app1')):
         # The probe can see an outage: the restarted app was down for a moment.
         own = probes[restarting].during(*windows[restarting])
-        assert any(not ok for _, _, ok, _ in own), \
+        assert any(not ok for dummy, dummy, ok, dummy in own), \
             'the probe saw no failure on %s while it restarted: is it really probing?' % restarting
         served = probes[serving].during(*windows[restarting])
         assert len(served) >= 5, 'too few requests to %s while %s restarted' % (serving, restarting)
@@ -226,7 +226,7 @@ def test_expected_revision_check_passes_with_the_deployed_revision(apps, tmp_pat
     assert {app: phases[app]['detail']['revision'] for app in APPS} == {'app1': revision, 'app2': revision}
     # All at once: both restarts began before either was healthy.
     windows = [window(phases[app]) for app in APPS]
-    assert max(start for start, _ in windows) < min(end for _, end in windows)
+    assert max(start for start, dummy in windows) < min(end for dummy, end in windows)
 
 
 def test_expected_revision_check_fails_on_an_app_that_sees_another_revision(apps, tmp_path):

@@ -145,7 +145,7 @@ def test_applied_patch_edited_is_refused(healthy_lab, tmp_path):
     lab = healthy_lab
     major = unique_major()
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_e%d (id int);' % major])
-    first, _ = run_playbook(lab, tmp_path, patch_dir, tags=FULL)
+    first, dummy = run_playbook(lab, tmp_path, patch_dir, tags=FULL)
     assert first.returncode == 0, first.stdout[-3000:]
     edited = '%s/patch-%d-01-0.sql' % (patch_dir, major)
     with open(edited, 'a') as handle:

@@ -20,7 +20,6 @@ from deploy import (
 pytestmark = pytest.mark.usefixtures('scratch')
 
 
-
 def test_three_patches_under_load_in_one_short_outage(healthy_lab, tmp_path):
     lab = healthy_lab
     major = unique_major()
@@ -58,7 +57,7 @@ def test_nothing_pending_means_no_outage(healthy_lab, tmp_path):
     lab = healthy_lab
     major = unique_major()
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_n%d (id int);' % major])
-    first, _ = run_playbook(lab, tmp_path, patch_dir)
+    first, dummy = run_playbook(lab, tmp_path, patch_dir)
     assert first.returncode == 0, first.stdout[-3000:]
     # -v: every task's result, as the default callback prints them.
     second, report_path = run_playbook(lab, tmp_path, patch_dir, args=('-v',))
@@ -81,7 +80,7 @@ def test_syntax_error_is_refused_before_any_outage(healthy_lab, tmp_path):
         'CREATE TABLE fdt_b%d (id int);\n\nALTER TABLE fdt_b%d ADD COLUMN oops;' % (major, major),
         'CREATE TABLE fdt_c%d (id int);' % major,
     ])
-    proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='hot,outage')
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='hot,outage')
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert 'patch-%d-02-0.sql line 3' % major in out, out[-3000:]
@@ -151,9 +150,9 @@ def test_controller_killed_inside_outage_dead_man_switch_resumes(healthy_lab, tm
         'CREATE TABLE fdt_k%d (id int);\nSELECT pg_sleep(60);' % major,
     ])
     with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
-        proc, _ = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': budget,
-                                                          'fastdowntime_watchdog_grace_seconds': grace},
-                               background=True)
+        proc, dummy = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': budget,
+                                                              'fastdowntime_watchdog_grace_seconds': grace},
+                                   background=True)
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:

@@ -34,8 +34,8 @@ def run_role(lab, tasks_from, extra=()):
     cmd = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', lab.inventory(), playbook,
            '-e', 'fastdowntime_budget_seconds=%s' % BUDGET, '-e', 'fastdowntime_watchdog_grace_seconds=%s' % GRACE]
     cmd += list(extra)
-    for _ in range(2):
-        proc = subprocess.run(cmd, cwd=lab.repo, env=env, capture_output=True, text=True, timeout=180)
+    for dummy in range(2):
+        proc = subprocess.run(cmd, cwd=lab.repo, env=env, capture_output=True, text=True, timeout=180, check=False)
         if proc.returncode == 0:
             return proc
     raise AssertionError('ansible-playbook %s failed:\n%s%s' % (tasks_from, proc.stdout[-3000:], proc.stderr[-2000:]))

@@ -106,7 +106,7 @@ def fresh_cluster(topology):
     # Until the standbys have replayed CREATE DATABASE, only 'postgres' is there.
     standby_admins = [(s, postgres.connect(s, dbname='postgres', async_=True)) for s in topology['standbys']]
     wait_for_replay(setup, standby_admins, lsn, BudgetClock(30))
-    for _, conn in standby_admins:
+    for dummy, conn in standby_admins:
         conn.close()
     try:
         yield the_cluster
@@ -162,7 +162,7 @@ def test_lab_patches_hot_then_three_cold_in_one_transaction_visible_on_both_stan
     assert cluster.scalar(cluster.primary, "SELECT indisvalid FROM pg_index "
                                            "WHERE indexrelid = to_regclass('fdt_item_created_idx')") is True
 
-    _, cold, replay, clock = deploy(cluster, patch_dir)
+    dummy, cold, replay, clock = deploy(cluster, patch_dir)
     assert [p['name'] for p in cold['patches']] == ['patch-2300-01-0.sql', 'patch-2300-02-0.sql',
                                                     'patch-2300-03-0.sql']
     assert all(p['duration_ms'] >= 0 and p['lock_retries'] == 0 for p in cold['patches'])
@@ -262,7 +262,7 @@ def test_lock_released_during_retries_lets_the_transaction_through(cluster, tmp_
     release = threading.Timer(0.5, holder.rollback)
     release.start()
     try:
-        _, cold, _, _ = deploy(cluster, patch_dir, budget=10)
+        dummy, cold, dummy, dummy = deploy(cluster, patch_dir, budget=10)
     finally:
         release.join()
     assert cold['patches'][0]['lock_retries'] >= 1
@@ -374,7 +374,7 @@ def test_launchpad_layout_with_self_inserted_revision_rows(cluster, tmp_path):
     assert the_plan.missing_files == [(2208, 0, 0)]
     [hot_patch] = the_plan.pending_hot
     apply_hot(conn, hot_patch, mode=mode)
-    the_plan, cold, replay, _ = deploy(cluster, patch_dir, mode=mode)
+    the_plan, cold, replay, dummy = deploy(cluster, patch_dir, mode=mode)
     assert [p['name'] for p in cold['patches']] == ['patch-2209-01-0.sql', 'patch-2209-02-0.sql']
     assert cluster.scalar(cluster.standbys[0], 'SELECT array_agg(ARRAY[major, minor, patch] ORDER BY 1) '
                                                'FROM LaunchpadDatabaseRevision') == [
@@ -553,7 +553,7 @@ def run_role(cluster, tmp_path, patch_dir, *extra):
                ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'), ANSIBLE_CONFIG=str(tmp_path / 'none.cfg'),
                ANSIBLE_PYTHON_INTERPRETER=sys.executable)
     run = subprocess.run([ANSIBLE_PLAYBOOK, '-i', str(tmp_path / 'hosts.json'), str(tmp_path / 'play.yml')]
-                         + list(extra), capture_output=True, text=True, env=env, timeout=300)
+                         + list(extra), capture_output=True, text=True, env=env, timeout=300, check=False)
     result = json.loads((tmp_path / 'result.json').read_text()) if run.returncode == 0 else None
     return run, result
 
@@ -604,7 +604,7 @@ def test_role_applies_lab_patches_then_does_nothing_and_check_mode_plans_only(cl
     assert [r['changed'] for r in result['results']] == [False, False, False]
 
     (tmp_path / 'patches' / 'patch-2300-04-0.sql').write_text('ALTER TABLE fdt_item\n  ADD COLUMN x nosuchtype;\n')
-    run, _ = run_role(cluster, tmp_path, patch_dir, '-e', 'schema_apply_state=cold')
+    run, dummy = run_role(cluster, tmp_path, patch_dir, '-e', 'schema_apply_state=cold')
     assert run.returncode != 0
     assert 'patch-2300-04-0.sql line 2: type "nosuchtype" does not exist' in run.stdout
     assert 'Traceback' not in run.stdout + run.stderr

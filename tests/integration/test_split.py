@@ -121,9 +121,9 @@ def test_split_controller_killed_in_read_half_switch_resumes_and_preflight_resum
         cur.execute('SELECT 1')
     try:
         with lab.load(writers=('pgbouncer1', 'pgbouncer2'), readers=('pgbouncer2',)) as load:
-            proc, _ = run_playbook(lab, tmp_path, patch_dir, dict(SPLIT, fastdowntime_budget_seconds=budget,
-                                                                  fastdowntime_watchdog_grace_seconds=grace),
-                                   background=True)
+            proc, dummy = run_playbook(lab, tmp_path, patch_dir, dict(SPLIT, fastdowntime_budget_seconds=budget,
+                                                                      fastdowntime_watchdog_grace_seconds=grace),
+                                       background=True)
             try:
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline:
@@ -157,7 +157,7 @@ def test_split_controller_killed_in_read_half_switch_resumes_and_preflight_resum
     assert table_exists(lab, 'primary', 'fdt_spk%d' % major)
     assert replay_states(lab) == {'standby1': 'paused', 'standby2': 'paused'}
 
-    proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight')
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='preflight')
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert 'WARN replay_paused: standby1' in out and 'resumed it' in out, out[-4000:]

@@ -122,7 +122,7 @@ def run_role(tmp_path, health, units=None, extra_vars=None, check=False, slow_se
         command += ['-e', json.dumps({name: value})]
     if check:
         command.append('--check')
-    proc = subprocess.run(command, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(command, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
     calls = [(float(line.split()[0]), line.split()[1:]) for line in log.read_text().splitlines()]
     report_path = tmp_path / 'report.json'
     report = json.loads(report_path.read_text()) if report_path.exists() else None
@@ -131,7 +131,7 @@ def run_role(tmp_path, health, units=None, extra_vars=None, check=False, slow_se
 
 def changes(calls):
     """The systemctl calls that change something: [['restart', 'web1.service'], ...]."""
-    return [args for _, args in calls if args[0] != 'show']
+    return [args for dummy, args in calls if args[0] != 'show']
 
 
 def test_rolling_systemd_restart_one_host_after_the_other(tmp_path, health):
@@ -151,20 +151,20 @@ def test_rolling_systemd_restart_one_host_after_the_other(tmp_path, health):
 
 
 def test_reload_and_all_at_once(tmp_path, health):
-    proc, calls, _ = run_role(tmp_path, health, extra_vars={
+    proc, calls, dummy = run_role(tmp_path, health, extra_vars={
         'fastdowntime_app_systemd_action': 'reload', 'fastdowntime_app_restart_batch_size': 'all'})
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert sorted(changes(calls)) == [['reload', 'web1.service'], ['reload', 'web2.service']]
     # One batch: both reloads happen before the first health poll.
     last_reload = max(at for at, args in calls if args[0] == 'reload')
-    assert last_reload < min(at for at, _ in health.requests)
+    assert last_reload < min(at for at, dummy in health.requests)
 
 
 def test_check_mode_changes_nothing_and_polls_nothing(tmp_path, health):
     proc, calls, report = run_role(tmp_path, health, check=True)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert changes(calls) == []
-    assert [args for _, args in calls] == [['show', 'web1.service'], ['show', 'web2.service']]
+    assert [args for dummy, args in calls] == [['show', 'web1.service'], ['show', 'web2.service']]
     assert health.requests == []
     assert all(r['detail']['check_mode'] for r in report['phases'])
 
@@ -181,7 +181,7 @@ def test_failed_systemd_restart_stops_the_roll(tmp_path, health):
 
 
 def test_expected_revision_mismatch_names_both_revisions(tmp_path, health):
-    proc, calls, _ = run_role(tmp_path, health, extra_vars={
+    proc, calls, dummy = run_role(tmp_path, health, extra_vars={
         'fastdowntime_app_expected_revision_check': True, 'fastdowntime_app_expected_revision': '2300-04-0',
         # The timeout leaves room for several polls even on a loaded machine.
         'fastdowntime_app_health_timeout_seconds': 8, 'fastdowntime_app_health_interval_seconds': 0.2})
@@ -189,7 +189,7 @@ def test_expected_revision_mismatch_names_both_revisions(tmp_path, health):
     assert 'last response: HTTP 200 with revision "2300-03-0", expected "2300-04-0"' in proc.stdout
     assert 'not restarted: web2' in proc.stdout
     assert changes(calls) == [['restart', 'web1.service']]
-    assert len([h for _, h in health.requests if h == 'web1']) >= 2, 'the health check must retry'
+    assert len([h for dummy, h in health.requests if h == 'web1']) >= 2, 'the health check must retry'
 
 
 def test_no_batch_starts_once_the_budget_is_spent(tmp_path, health):
@@ -215,7 +215,7 @@ def test_no_batch_starts_once_the_budget_is_spent(tmp_path, health):
      'fastdowntime_app_restart_command is empty, method command needs it'),
 ])
 def test_bad_settings_refuse_before_any_restart(tmp_path, health, extra_vars, error):
-    proc, calls, _ = run_role(tmp_path, health, extra_vars=extra_vars)
+    proc, calls, dummy = run_role(tmp_path, health, extra_vars=extra_vars)
     assert proc.returncode != 0
     assert error in proc.stdout, proc.stdout[-3000:]
     assert changes(calls) == []

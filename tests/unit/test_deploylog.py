@@ -71,7 +71,7 @@ class FakeConn:
         self.rollbacks += 1
 
     def statements(self):
-        return [sql for sql, _ in self.executed]
+        return [sql for sql, dummy in self.executed]
 
 
 class PermissionDenied(psycopg2.Error):

@@ -193,7 +193,7 @@ def test_several_outage_dicts_span_first_start_to_last_end():
 def test_patch_durations_merge_by_file():
     entries = entry_from_result({'phases': [
         phase('schema application', 'primary', 0, 0.1, patches=[{'file': 'a.sql', 'duration_ms': 1},
-                                                                 {'file': 'b.sql', 'duration_ms': 2}]),
+                                                                {'file': 'b.sql', 'duration_ms': 2}]),
     ], 'outage': {'patches': [{'file': 'b.sql', 'duration_ms': 5}, {'file': 'c.sql'}, {'no': 'file'}]}})
     # First-seen order; the module's outage summary has the last word on b.sql.
     assert build_report(entries)['patches'] == [

@@ -231,7 +231,7 @@ def test_aborted_run_prints_the_table_and_writes_json_from_the_option(display, t
     assert [p['phase'] for p in report['phases']] == ['drain', 'schema application', 'rollback', 'resume']
     assert [p['start_offset_ms'] for p in report['phases']] == [0.0, 50.0, 2500.0, 2510.0]
     assert not (tmp_path / 'ignored.json').exists()
-    assert [name for name in os.listdir(path.parent)] == ['deploy.json']  # no temporary file left
+    assert os.listdir(path.parent) == ['deploy.json']  # no temporary file left
 
 
 def test_report_path_from_the_play_variable_templated(display, tmp_path):

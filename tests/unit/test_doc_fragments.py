@@ -1,0 +1,55 @@
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The endpoint doc fragment is the one the argument specs give (tests/sanity/connection_fragment.py)."""
+import importlib.util
+import os
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(os.path.dirname(HERE), 'sanity', 'connection_fragment.py')
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location('connection_fragment', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_connection_fragment_matches_the_endpoint_specs():
+    gen = load_generator()
+    with open(gen.FRAGMENT) as f:
+        assert f.read() == gen.render(), 'run python tests/sanity/connection_fragment.py'
+
+
+def test_every_endpoint_suboption_is_documented_with_the_spec_type_default_and_choices():
+    gen = load_generator()
+    specs = gen.load_specs()
+    namespace = {}
+    exec(compile(gen.render(), gen.FRAGMENT, 'exec'), namespace)  # pylint: disable=exec-used
+    fragment = namespace['ModuleDocFragment']
+    for attr, option, spec_name in (('PRIMARY', 'primary', 'ENDPOINT_SPEC'), ('STANDBYS', 'standbys', 'ENDPOINT_SPEC'),
+                                    ('PGBOUNCERS', 'pgbouncers', 'CONSOLE_SPEC'), ('CONSOLE', 'console', 'CONSOLE_SPEC')):
+        spec = getattr(specs, spec_name)
+        subs = yaml.safe_load(getattr(fragment, attr))['options'][option]['suboptions']
+        assert sorted(subs) == sorted(spec)
+        for key, sub in spec.items():
+            doc = subs[key]
+            assert doc['type'] == sub['type'] and doc.get('elements') == sub.get('elements'), (option, key)
+            assert doc.get('default') == sub.get('default') and doc.get('choices') == sub.get('choices'), (option, key)
+            assert bool(doc.get('required')) == bool(sub.get('required')), (option, key)
+    assert yaml.safe_load(fragment.CONSOLE)['options']['console']['suboptions']['port']['default'] == 6432
+    assert yaml.safe_load(fragment.PRIMARY)['options']['primary']['suboptions']['port']['default'] == 5432
+
+
+def test_a_spec_key_without_a_description_is_refused(monkeypatch):
+    gen = load_generator()
+    specs = gen.load_specs()
+    monkeypatch.setattr(gen, 'load_specs', lambda: specs)
+    monkeypatch.setitem(specs.ENDPOINT_SPEC, 'sslkey', dict(type='path'))
+    try:
+        gen.render()
+    except SystemExit as exc:
+        assert 'no description for primary.sslkey' in str(exc)
+    else:
+        raise AssertionError('an undocumented sub-option was accepted')
