@@ -32,9 +32,9 @@ deps:
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
+# An existing venv (a fresh clone's, or a shared one) is brought up to the requirements, not rebuilt.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
+	if [ ! -x $(VENV)/bin/python ]; then python3 -m venv $(VENV); $(VENV)/bin/pip install -q --upgrade pip; fi
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 

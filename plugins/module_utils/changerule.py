@@ -145,7 +145,7 @@ def decide(changes, patch_dir, landed, neutral_globs=DEFAULT_NEUTRAL_GLOBS, rang
     passed = not problems
     if passed:
         msg = '%s is %s (%d schema, %d code, %d neutral file(s))' % (range_text, kind, len(schema), len(code),
-                                                                   len(neutral))
+                                                                     len(neutral))
     else:
         msg = 'change rule refused %s: %s' % (range_text, problems[0] + (
             ' (and %d more problem(s))' % (len(problems) - 1) if len(problems) > 1 else ''))

@@ -72,7 +72,7 @@ def holders(servers_rows, clients_rows, entries, label):
 def describe_holder(holder):
     """One holder in words, for the one-line error."""
     text = '%s@%s:%s on %s entry %s' % (holder['client_user'], holder['client_addr'], holder['client_port'],
-                                       holder['pgbouncer'], holder['entry'])
+                                        holder['pgbouncer'], holder['entry'])
     backend = holder.get('backend')
     if backend:
         age = backend.get('xact_age_seconds')
@@ -170,7 +170,7 @@ class _Drain:
         if not waiting:
             time.sleep(left)
             return
-        readable, _, _ = select.select(list(waiting), [], [], left)
+        readable, dummy, dummy = select.select(list(waiting), [], [], left)
         for fileno in readable:
             console, entry, conn = waiting[fileno]
             try:
@@ -222,7 +222,7 @@ class _Drain:
         for console in self.consoles:
             console.close_pause_connections()
         not_resumed = []
-        for console, _, exc in in_parallel(self._undo, self.consoles):
+        for console, dummy, exc in in_parallel(self._undo, self.consoles):
             if exc is not None:
                 not_resumed.append(str(exc))
             self._end_phase(console, error)

@@ -498,7 +498,7 @@ class Outage:
             return
         with self.clock.phase('terminate_killable', host=endpoint_label(self.primary)) as rec:
             pids = set()
-            for _, rows, error in in_parallel(lambda c: c.show('SERVERS'), self.consoles + self.read_consoles):
+            for dummy, rows, error in in_parallel(lambda c: c.show('SERVERS'), self.consoles + self.read_consoles):
                 if error is not None:
                     raise error
                 pids |= server_pids(rows)

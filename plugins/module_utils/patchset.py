@@ -34,11 +34,12 @@ from dataclasses import dataclass, field, replace
 
 try:
     import pglast
+    from pglast import ast as pg_ast
     from pglast.parser import ParseError
     HAS_PGLAST = True
     PGLAST_IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - depends on the controller
-    pglast = ParseError = None
+    pglast = pg_ast = ParseError = None
     HAS_PGLAST = False
     PGLAST_IMPORT_ERROR = exc
 

@@ -25,8 +25,10 @@ description:
     end in one line, never a traceback. Reads the repository only (C(git) on the host that runs the module).
   - The same check without Ansible - C(bin/fastdowntime-change-rule) (a pre-commit hook, C(.pre-commit-hooks.yaml)),
     wired into GitHub Actions and GitLab CI as the README shows.
-version_added: 0.3.0
-author: fastdowntime.postgresql contributors
+version_added: 0.1.0
+author: fastdowntime.postgresql contributors (@fastdowntime)
+extends_documentation_fragment:
+  - fastdowntime.postgresql.attributes
 attributes:
   check_mode:
     support: full

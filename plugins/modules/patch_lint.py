@@ -32,7 +32,7 @@ description:
     Tables created by the patch set itself count as empty. See docs/lint.md.
   - The estimate here is the statements' time only; the pre-flight (M(fastdowntime.postgresql.preflight)) adds the
     measured drain, replay and resume round trips and refuses the deploy when the whole exceeds the budget.
-version_added: 0.2.0
+version_added: 0.1.0
 author: fastdowntime.postgresql contributors (@fastdowntime)
 extends_documentation_fragment:
   - fastdowntime.postgresql.attributes

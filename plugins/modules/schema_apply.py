@@ -368,7 +368,7 @@ class Run:
         self.result['cold'] = apply_cold(conn, pending, self.clock, deploy_id=self.deploy_id, mode=self.table,
                                          lock_retry=self.policy, observer=self.observer, host=self.label)
         self.result['replay'] = wait_for_replay(conn, standbys, self.result['cold']['commit_lsn'], self.clock,
-                                                 xid=self.result['cold']['commit_xid'])
+                                                xid=self.result['cold']['commit_xid'])
 
 
 def main():

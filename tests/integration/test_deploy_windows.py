@@ -23,8 +23,8 @@ def test_outage_outside_every_window_is_refused_then_overridden_with_a_reason(he
     table = 'fdt_w%d' % major
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE %s (id int);' % table])
     window, opens = window_from(180)
-    proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage',
-                           extra={'fastdowntime_deploy_windows': [window]})
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage',
+                               extra={'fastdowntime_deploy_windows': [window]})
     assert proc.returncode != 0
     refusal = [line for line in proc.stdout.splitlines() if 'pre-flight refused the deploy' in line]
     assert refusal, proc.stdout[-3000:]
@@ -51,9 +51,9 @@ def test_check_mode_says_now_is_inside_a_window(healthy_lab, tmp_path):
     lab = healthy_lab
     major = unique_major()
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_w%d (id int);' % major])
-    window, _ = window_from(-5)
-    proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight', args=['--check'],
-                           extra={'fastdowntime_deploy_windows': [window]})
+    window, dummy = window_from(-5)
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='preflight', args=['--check'],
+                               extra={'fastdowntime_deploy_windows': [window]})
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert 'PASS deploy_window: now (' in proc.stdout and 'is inside the deploy window %s, open until' % window \
         in proc.stdout
@@ -62,8 +62,8 @@ def test_check_mode_says_now_is_inside_a_window(healthy_lab, tmp_path):
 def test_unknown_window_syntax_is_one_line_before_any_check(healthy_lab, tmp_path):
     lab = healthy_lab
     patch_dir = write_patches(tmp_path, unique_major(), ['SELECT 1;'])
-    proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage',
-                           extra={'fastdowntime_deploy_windows': ['every day at 2']})
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage',
+                               extra={'fastdowntime_deploy_windows': ['every day at 2']})
     assert proc.returncode != 0
     assert ("fastdowntime_deploy_windows[0] 'every day at 2': unknown days 'every': use daily, weekdays, weekends, "
             "mon,wed,fri or mon-fri") in proc.stdout

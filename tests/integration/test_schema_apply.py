@@ -455,7 +455,7 @@ def _outcome(cluster, endpoint):
 def test_session_state_of_one_patch_never_reaches_the_next_same_schema_as_one_by_one(topology, tmp_path):
     patch_dir = write_patches(tmp_path / 'p', dict(LEAKY_COLD, **LEAKY_HOT))
     with fresh_cluster(topology) as together:
-        the_plan, cold, _, _ = deploy(together, patch_dir)
+        the_plan, cold, dummy, dummy = deploy(together, patch_dir)
         assert len(cold['patches']) == len(LEAKY_COLD)
         deploy_conn = together.conn(autocommit=True)
         for patch in the_plan.post_window_hot:  # one session for both hot patches
@@ -511,7 +511,7 @@ def test_every_entry_of_the_no_transaction_block_table_is_refused_by_the_server_
     checked = []
     try:
         for rule in patchset.NO_TRANSACTION_BLOCK:
-            low, _, high = rule.versions.partition('-')
+            low, dummy, high = rule.versions.partition('-')
             if rule.words in NEEDS_A_PUBLISHER or not int(low) <= major <= int(high or low):
                 continue
             example = rule.example.replace('REINDEX SYSTEM d', 'REINDEX SYSTEM ' + cluster.db_name) \

@@ -173,7 +173,7 @@ def test_ensure_adds_the_overrides_column_to_an_older_table():
     columns = [(c,) for c in ('deploy_id', 'started_at', 'outage_ms', 'outcome', 'patches', 'phases', 'estimate_ms')]
     conn = FakeConn(answers={EXISTS_SQL: [(True,)], COLUMNS_SQL: columns})
     assert ensure_deploy_log(conn) is True
-    assert conn.statements() == [EXISTS_SQL, COLUMNS_SQL] + [sql for _, sql in UPGRADES]
+    assert conn.statements() == [EXISTS_SQL, COLUMNS_SQL] + [sql for dummy, sql in UPGRADES]
     assert 'ADD COLUMN IF NOT EXISTS overrides jsonb' in UPGRADES[0][1] and conn.commits == 1
 
 

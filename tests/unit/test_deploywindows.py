@@ -47,7 +47,7 @@ def test_inside_and_next():
     window, start, end = dw.current_window(LAUNCHPAD, at('2026-11-30 10:10'))
     assert (start, end) == (at('2026-11-30 10:00'), at('2026-11-30 10:30'))
     assert dw.current_window(LAUNCHPAD, at('2026-11-30 10:30')) is None
-    _, start, _ = dw.next_window(LAUNCHPAD, at('2026-11-30 18:31'))
+    dummy, start, dummy = dw.next_window(LAUNCHPAD, at('2026-11-30 18:31'))
     assert start == at('2026-12-01 02:00')
 
 
@@ -74,8 +74,8 @@ def test_decide_refuses_an_outage_outside_naming_the_next_window():
 
 
 def test_decide_override_is_recorded():
-    status, summary, evidence, _, override = dw.decide(LAUNCHPAD, at('2026-11-30 11:00'), True,
-                                                       override_reason='  hotfix for\nbug 123 ', who='alice')
+    status, summary, evidence, dummy, override = dw.decide(LAUNCHPAD, at('2026-11-30 11:00'), True,
+                                                           override_reason='  hotfix for\nbug 123 ', who='alice')
     assert status == 'warn'
     assert 'overridden by alice: hotfix for bug 123 (recorded in the deploy log)' in summary
     assert override == {'check': 'deploy_window', 'who': 'alice', 'why': 'hotfix for bug 123',
@@ -83,10 +83,10 @@ def test_decide_override_is_recorded():
 
 
 def test_decide_inside_no_outage_and_no_windows():
-    status, summary, _, _, _ = dw.decide(LAUNCHPAD, at('2026-11-30 02:20'), True)
+    status, summary, dummy, dummy, dummy = dw.decide(LAUNCHPAD, at('2026-11-30 02:20'), True)
     assert status == 'pass' and summary == ('now (2026-11-30 02:20 UTC) is inside the deploy window daily '
                                             '02:00,10:00,18:00 30m UTC, open until 2026-11-30 02:30 UTC (10m left)')
-    status, summary, _, _, override = dw.decide(LAUNCHPAD, at('2026-11-30 03:00'), False, 'x', 'bob')
+    status, summary, dummy, dummy, override = dw.decide(LAUNCHPAD, at('2026-11-30 03:00'), False, 'x', 'bob')
     assert status == 'pass' and 'but no outage is pending' in summary and override is None
-    status, summary, _, _, _ = dw.decide([], at('2026-11-30 03:00'), True)
+    status, summary, dummy, dummy, dummy = dw.decide([], at('2026-11-30 03:00'), True)
     assert status == 'pass' and summary.startswith('no deploy windows set')

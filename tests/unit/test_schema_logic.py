@@ -320,6 +320,6 @@ def test_wait_for_replay_by_transaction_id_is_done_when_the_standby_says_committ
     clock = BudgetClock(10)
     result = schema.wait_for_replay(None, [({'name': 's1', 'host': '10.0.0.11', 'port': 5432}, standby)],
                                     '0/4FFFF00', clock, xid='7412')
-    assert [params for _, params in standby.asked] == [{'xid': '7412'}, {'xid': '7412'}]
+    assert [params for dummy, params in standby.asked] == [{'xid': '7412'}, {'xid': '7412'}]
     assert result['xid'] == '7412' and result['standbys'][0]['replay_lsn'] == '0/5000100'
     assert clock.phases[-1]['detail']['xid'] == '7412'
