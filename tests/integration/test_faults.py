@@ -212,7 +212,6 @@ def test_check_mode_from_a_site_playbook_plans_and_changes_nothing(healthy_lab, 
     assert json.load(open(report_path))['outcome'] == 'planned'
 
 
-
 def test_outage_failing_before_any_pause_leaves_no_switch_armed(healthy_lab, tmp_path):
     """The outage task fails after the switch was armed and before anything was paused (its hot
     patch was never applied: `--tags outage` alone): the switch never saw a pause, so only the
