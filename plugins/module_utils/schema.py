@@ -405,7 +405,8 @@ def _keep_settings_reset(names):
     declare = ' '.join("v%d text := current_setting('%s', true);" % (i, n) for i, n in enumerate(names))
     restore = ' '.join("PERFORM set_config('%s', coalesce(v%d, ''), false);" % (n, i) for i, n in enumerate(names))
     keeping = 'DO $fdt_keep$ DECLARE %s BEGIN RESET ALL; %s END $fdt_keep$; ' % (declare, restore)
-    assert 'RESET ALL; ' in SESSION_RESET_SQL
+    if 'RESET ALL; ' not in SESSION_RESET_SQL:
+        raise AssertionError('SESSION_RESET_SQL has no RESET ALL to keep settings around')
     return SESSION_RESET_SQL.replace('RESET ALL; ', keeping, 1)
 
 
@@ -613,7 +614,7 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
                         round_trips += 1
                         if step_error is not None:
                             raise step_error
-                        kind, p, _ = batch.steps[index]
+                        kind, p, dummy = batch.steps[index]
                         if kind != 'statement' or getattr(exc, 'pgcode', None) != LOCK_NOT_AVAILABLE:
                             raise batch.failure(index, exc, offsets, host)
                         # Only this statement's savepoint was lost: wait, then
