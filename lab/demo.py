@@ -48,7 +48,7 @@ def main(argv):
     print('clients saw: %(transactions)d transactions, %(errors)d errors, longest wait %(max_wait_ms).1f ms '
           '(writes %(max_write_wait_ms).1f ms, reads %(max_read_wait_ms).1f ms)' % summary)
     print('confirmed commits: %d, missing on the primary: %d' % (summary['confirmed_commits'], len(lost)))
-    for label, _, message in load.errors[:5]:
+    for label, dummy, message in load.errors[:5]:
         print('client error (%s): %s' % (label, message))
     return status or (1 if lost else 0)
 

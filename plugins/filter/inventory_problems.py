@@ -60,7 +60,7 @@ class _Vars(object):
             variables = self.hostvars[host]
         except KeyError:
             return default
-        names = [prefix + 'user' for _, prefix in CREDENTIALS] + list(DEPLOY_VARS)
+        names = [prefix + 'user' for dummy, prefix in CREDENTIALS] + list(DEPLOY_VARS)
         return dict((name, variables.get(name)) for name in names)
 
 

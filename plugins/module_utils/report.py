@@ -439,7 +439,7 @@ def render_text(report):
     replay = report['standby_replay_ms']
     if replay:
         lines.append('standby replay: %s' % ', '.join('%s %s' % (host, format_ms(ms))
-                                                       for host, ms in sorted(replay.items())))
+                                                      for host, ms in sorted(replay.items())))
     patches = report['patches']
     if patches:
         lines.append('patches: %s' % ', '.join('%s %s' % (p['file'], format_ms(p['duration_ms'])) for p in patches))

@@ -34,7 +34,7 @@ def test_an_unreachable_host_is_not_called_a_credentials_problem():
     assert text == 'host unreachable (no route to it): check the address in the inventory and that the host is up'
     assert 'password' not in connect_action(kind, 'standby2')
     finding = decide_connection('standby2 (10.213.52.12:5432)', ConnectError('standby2: cannot connect: ' + text,
-                                                                              kind=kind))
+                                                                             kind=kind))
     assert finding['action'] == ('bring standby2 (10.213.52.12:5432) up or fix its address in the inventory '
                                  '(fastdowntime_pg_* variables), then run the pre-flight again')
 
