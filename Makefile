@@ -63,10 +63,11 @@ unit: venv
 	$(PYTEST) -q tests/unit
 
 # --offline: lint the checkout through ANSIBLE_COLLECTIONS_PATH instead of installing it
-# into ~/.ansible/collections (where it would shadow the checkout).
+# into ~/.ansible/collections; ANSIBLE_HOME here, so a copy some earlier run left there
+# cannot shadow the checkout either.
 # ansible-test sanity on a copy of the checkout under ansible_collections/ (offline, this venv, ~2-4 min).
 lint: venv
-	ansible-lint --offline --profile production
+	ANSIBLE_HOME=$(CURDIR)/.ansible ansible-lint --offline --profile production
 	$(PY) tests/sanity/run_ansible_test.py sanity --python 3.11 --local
 	bash tests/sanity.sh
 
