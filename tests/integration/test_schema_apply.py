@@ -581,7 +581,7 @@ def test_role_applies_lab_patches_then_does_nothing_and_check_mode_plans_only(cl
     assert cold['plan']['phases'] == [
         {'phase': 'hot', 'patches': ['patch-2300-00-1.sql']},
         {'phase': 'cold', 'patches': ['patch-2300-01-0.sql', 'patch-2300-02-0.sql',
-                                                   'patch-2300-03-0.sql']},
+                                      'patch-2300-03-0.sql']},
         {'phase': 'post-window hot', 'patches': ['patch-2300-03-1.sql']}]
     assert cluster.scalar(cluster.primary, "SELECT to_regclass('fastdowntime.schema_revision') IS NULL") is True
 

@@ -471,13 +471,13 @@ def test_phases_follow_the_numbered_order_and_a_cold_patch_after_a_late_hot_one_
         'patch-2211-05-0.sql': 'ALTER TABLE a ADD COLUMN d int;\n',
         'patch-2211-06-1.sql': 'CREATE INDEX CONCURRENTLY a_d_idx ON a (d);\n',
     })
-    assert [(phase, names) for phase, names in the_plan.phases()] == [
+    assert list(the_plan.phases()) == [
         ('hot', ['patch-2211-01-1.sql']),
         ('cold', ['patch-2211-02-0.sql', 'patch-2211-03-0.sql']),
         ('post-window hot', ['patch-2211-04-1.sql']),
         ('next deploy', ['patch-2211-05-0.sql', 'patch-2211-06-1.sql'])]
     assert the_plan.as_dict()['phases'][3] == {'phase': 'next deploy',
-                                              'patches': ['patch-2211-05-0.sql', 'patch-2211-06-1.sql']}
+                                               'patches': ['patch-2211-05-0.sql', 'patch-2211-06-1.sql']}
     # Once the window and the hot patch after it are applied, the next deploy takes the rest.
     applied = dict((p.revision, p.sha256) for p in the_plan.pending)
     again = plan(load_patch_set(str(tmp_path)), applied)
@@ -518,5 +518,5 @@ def test_a_patch_with_no_schema_statement_between_cold_patches_stays_in_the_wind
     })
     assert the_plan.phases() == [
         ('cold', ['patch-2211-01-0.sql', 'patch-2211-02-0.sql', 'patch-2211-03-0.sql',
-                               'patch-2211-04-0.sql', 'patch-2211-05-1.sql'])]
+                  'patch-2211-04-0.sql', 'patch-2211-05-1.sql'])]
     assert [p.kind for p in the_plan.pending_cold] == [COLD] * 5
