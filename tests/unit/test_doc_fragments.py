@@ -53,3 +53,27 @@ def test_a_spec_key_without_a_description_is_refused(monkeypatch):
         assert 'no description for primary.sslkey' in str(exc)
     else:
         raise AssertionError('an undocumented sub-option was accepted')
+
+
+def test_version_added_is_the_galaxy_version_or_earlier():
+    """Nothing is documented as added in a version the collection has not reached (galaxy.yml)."""
+    import ast  # pylint: disable=import-outside-toplevel
+    from ansible.module_utils.compat.version import LooseVersion  # pylint: disable=import-outside-toplevel
+    repo = os.path.dirname(os.path.dirname(HERE))
+    with open(os.path.join(repo, 'galaxy.yml')) as f:
+        version = yaml.safe_load(f)['version']
+    seen = 0
+    for kind in ('modules', 'filter', 'callback'):
+        folder = os.path.join(repo, 'plugins', kind)
+        for name in sorted(os.listdir(folder)):
+            if not name.endswith('.py') or name == '__init__.py':
+                continue
+            with open(os.path.join(folder, name)) as f:
+                tree = ast.parse(f.read())
+            for node in tree.body:
+                if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ['DOCUMENTATION']:
+                    added = yaml.safe_load(node.value.value).get('version_added')
+                    if added is not None:
+                        seen += 1
+                        assert LooseVersion(str(added)) <= LooseVersion(version), (kind, name, added, version)
+    assert seen >= 6
