@@ -59,8 +59,10 @@ lab-status:
 demo: lab
 	$(PY) lab/demo.py -i $(INVENTORY) playbooks/fastdowntime.yml
 
+# ansible-test units: tests/unit/plugins/<type>/ (module_utils, callback, doc_fragments), collection/,
+# roles/, lab/; one test alone: $(PYTEST) tests/unit/plugins/module_utils/test_budget.py
 unit: venv
-	$(PYTEST) -q tests/unit
+	$(PY) tests/sanity/run_ansible_test.py units --python 3.11 --local
 
 # --offline: lint the checkout through ANSIBLE_COLLECTIONS_PATH instead of installing it
 # into ~/.ansible/collections; ANSIBLE_HOME here, so a copy some earlier run left there

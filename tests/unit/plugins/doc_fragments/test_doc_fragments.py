@@ -2,11 +2,12 @@
 """The endpoint doc fragment is the one the argument specs give (tests/sanity/connection_fragment.py)."""
 import importlib.util
 import os
+import pathlib
 
 import yaml
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPT = os.path.join(os.path.dirname(HERE), 'sanity', 'connection_fragment.py')
+REPO = str(next(p for p in pathlib.Path(__file__).resolve().parents if (p / 'galaxy.yml').is_file()))
+SCRIPT = os.path.join(REPO, 'tests', 'sanity', 'connection_fragment.py')
 
 
 def load_generator():
@@ -59,7 +60,7 @@ def test_version_added_is_the_galaxy_version_or_earlier():
     """Nothing is documented as added in a version the collection has not reached (galaxy.yml)."""
     import ast  # pylint: disable=import-outside-toplevel
     from ansible.module_utils.compat.version import LooseVersion  # pylint: disable=import-outside-toplevel
-    repo = os.path.dirname(os.path.dirname(HERE))
+    repo = REPO
     with open(os.path.join(repo, 'galaxy.yml')) as f:
         version = yaml.safe_load(f)['version']
     seen = 0

@@ -8,6 +8,7 @@ ansible.builtin.systemd_service asks systemd to do), and a health endpoint on
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = str(next(p for p in pathlib.Path(__file__).resolve().parents if (p / 'galaxy.yml').is_file()))
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
 
 # Answers `show` like a loaded, running unit; fails restart/reload of units

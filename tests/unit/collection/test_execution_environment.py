@@ -3,13 +3,14 @@
 definition (docs/execution-environment.yml) gives a build context. No container engine is needed:
 ``ansible-builder create`` only writes the context, ``introspect`` is what the build runs inside it."""
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
 
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = str(next(p for p in pathlib.Path(__file__).resolve().parents if (p / 'galaxy.yml').is_file()))
 BUILDER = os.path.join(os.path.dirname(sys.executable), 'ansible-builder')
 
 

@@ -4,6 +4,7 @@
 Built from the checkout's files (tests/sanity/run_ansible_test.py build_tree: tracked and new, not ignored),
 so a developer's stray local files neither hide nor cause a failure."""
 import os
+import pathlib
 import subprocess
 import sys
 import tarfile
@@ -11,7 +12,7 @@ import tarfile
 import pytest
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = str(next(p for p in pathlib.Path(__file__).resolve().parents if (p / 'galaxy.yml').is_file()))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'sanity'))
 
 import run_ansible_test  # noqa: E402  pylint: disable=wrong-import-position

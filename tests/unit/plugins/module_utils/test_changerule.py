@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import changerule as cr
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO_ROOT = str(next(p for p in pathlib.Path(__file__).resolve().parents if (p / 'galaxy.yml').is_file()))
 SCRIPT = os.path.join(REPO_ROOT, 'bin', 'fastdowntime-change-rule')
 PATCH_DIR = 'database/schema'
 

@@ -5,13 +5,14 @@ The endpoints point at a closed loopback port, so each module fails with its one
 naming the endpoint it got from module_defaults (no database needed)."""
 import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
 
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = str(next(p for p in pathlib.Path(__file__).resolve().parents if (p / 'galaxy.yml').is_file()))
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
 
 PLAY = '''

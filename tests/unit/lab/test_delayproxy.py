@@ -2,10 +2,11 @@
 ways, in order, and holds each direction at least the delay asked for."""
 import asyncio
 import os
+import pathlib
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'lab'))
+sys.path.insert(0, os.path.join(str(next(p for p in pathlib.Path(__file__).resolve().parents if (p / 'galaxy.yml').is_file())), 'lab'))
 
 import delayproxy  # noqa: E402
 
