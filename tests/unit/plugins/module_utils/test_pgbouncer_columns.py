@@ -1,8 +1,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """SHOW output is read by column name, so the columns newer pgbouncers add (and their order) change nothing.
 
-Column sets: pgbouncer 1.18 (Debian 12: what the lab's pgbouncer returns, checked with psql) and the current documentation (doc/usage.md of
-pgbouncer/pgbouncer: SHOW DATABASES gained server_lifetime, load_balance_hosts, max_client_connections,
+Column sets: pgbouncer 1.18 (Debian 12: what the lab's pgbouncer returns, checked with psql) and the
+current documentation (doc/usage.md of pgbouncer/pgbouncer: SHOW DATABASES gained server_lifetime, load_balance_hosts, max_client_connections,
 current_client_connections; SHOW SERVERS and CLIENTS replication, prepared_statements, id; SHOW POOLS
 cl_active_cancel_req, cl_waiting_cancel_req, sv_active_cancel, sv_being_canceled, load_balance_hosts).
 """
@@ -82,7 +82,7 @@ def show(version, what, reverse=False):
         missing = set(values) - set(columns)
         assert not missing, (version, what, missing)  # the decisions only read columns every version has
         rows.append(dict((c, values.get(c, 0 if c.startswith(('cl_', 'sv_', 'max', 'current_', 'pool_size',
-                                                                 'prepared', 'id', 'wait')) else 'x'))
+                                                              'prepared', 'id', 'wait')) else 'x'))
                          for c in columns))
     return pc.normalize_rows(rows)
 
@@ -97,7 +97,7 @@ def test_decisions_are_the_same_on_every_column_set(version, reverse):
     entries = pc.deploy_entries(databases, LABEL, db_name='fdtdemo')
     assert entries == ['fdtdemo', 'fdtdemo_ro']
     assert pc.entry_flags(databases, entries) == {'fdtdemo': {'paused': True, 'disabled': False},
-                                                   'fdtdemo_ro': {'paused': False, 'disabled': True}}
+                                                  'fdtdemo_ro': {'paused': False, 'disabled': True}}
     assert not pc.is_drained(databases, servers, ['fdtdemo'])
     assert pc.is_drained(databases, [s for s in servers if s['database'] != 'fdtdemo'], ['fdtdemo'])
     assert pc.max_wait_ms(pools, entries) == 1250.0
