@@ -56,6 +56,8 @@ WINDOW_METHODS = ('window-all', 'window-split')
 # Patch-set size: (files, statements per file), on an idle primary, against psql -1 of the same SQL.
 SIZES = {'size-1': (1, 1), 'size-500': (20, 25)}
 ADDED_RTT_ROUND_TRIPS = 5   # the goal: outage <= 5 RTT + the server's own time + 20 %
+# Large enough for a collection that pays one round trip per statement (500 x 40 ms), so both run side by side.
+SIZE_BUDGET_SECONDS = 120
 # The window comparison's patch keeps the primary busy this long, as a real cold patch does.
 WINDOW_PATCH_SECONDS = 0.3
 # Its revisions stay out of the lab's revision table (dropped at the end).
@@ -186,10 +188,12 @@ def run_size(tmp, tag, inventory, files, per_file, far=None):
     report = os.path.join(tmp, 'report-%s.json' % tag)
     began = time.monotonic()
     inventories = ['-i', inventory] + (['-i', far] if far else [])
-    extra = json.dumps({'fastdowntime_patch_dir': patch_dir, 'fastdowntime_revision_table': WINDOW_REVISION_TABLE})
+    extra = json.dumps({'fastdowntime_patch_dir': patch_dir, 'fastdowntime_revision_table': WINDOW_REVISION_TABLE,
+                        'fastdowntime_budget_seconds': SIZE_BUDGET_SECONDS})
     proc = subprocess.run(['ansible-playbook'] + inventories
                           + ['playbooks/fastdowntime.yml', '--tags', 'preflight,outage', '-e', extra],
-                          cwd=ENGINE, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True, check=False)
+                          cwd=ENGINE, env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True,
+                          check=False)
     wall = time.monotonic() - began
     if proc.returncode != 0:
         raise RuntimeError('size run failed: %s' % proc.stdout[-2000:])
@@ -456,7 +460,8 @@ def size_table(results, runs):
         'The collection\'s pre-flight and window (`--tags preflight,outage`, 2 pgbouncers, 2 standbys, no client',
         'load) for 1 statement and for 20 files x 25 cheap statements (CREATE TABLE, CREATE INDEX, COMMENT, ADD',
         'COLUMN, small INSERTs), with the controller on the lab (*added RTT* none) or behind the lab\'s delaying',
-        'relay (shapes rtt10, rtt40: lab/delayproxy.py). *Estimate*: the pre-flight\'s, for the same patch set.',
+        'relay (shapes rtt10, rtt40: lab/delayproxy.py). *Estimate*: the pre-flight\'s, for the same patch set',
+        '(budget %d s for these runs, so that a slower collection is measured rather than refused).' % SIZE_BUDGET_SECONDS,
         '*Physical limit*: psql -1 of the same SQL run on the primary host (the server\'s own time) plus %d'
         % ADDED_RTT_ROUND_TRIPS,
         'round trips between the controller and the primary (median SELECT 1). Medians of %d runs;' % runs,

@@ -13,7 +13,10 @@ when it is done (the drain, ``drain.py``, confirms from SHOW SERVERS).
 
 pgbouncer issue 715: a RESUME sent while a PAUSE is still waiting leaves that
 PAUSE hanging forever. Every waiting PAUSE connection is closed before any
-RESUME is sent (``Console.close_pause_connections``).
+RESUME is sent (``Console.close_pause_connections``). A PAUSE that has returned
+leaves its connection idle: it is kept, and the entry's RESUME goes on it, all
+entries at once (the admin console takes one command per query, so one
+connection would cost a round trip per entry).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -32,11 +35,14 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
     endpoint_label,
     one_line,
     psycopg2,
+    wait,
 )
 
 ADMIN_DB = 'pgbouncer'
 # SHOW STATE appeared in pgbouncer 1.19; 1.18 answers "invalid command".
 SHOW_STATE_SINCE = (1, 19, 0)
+# How long the RESUMEs sent together may take to be answered.
+RESUME_TIMEOUT_SECONDS = 10.0
 # Server connection states that still hold a backend for a client.
 BUSY_SERVER_STATES = ('active', 'active_cancel', 'being_canceled')
 
@@ -188,6 +194,8 @@ class Console:
         self.paused_by_us = set()
         self.pause_conns = {}
         self.pause_cursors = {}
+        # Entries whose PAUSE returned: their idle connections, for the RESUME.
+        self.resume_conns = {}
 
     # -- plumbing --------------------------------------------------------
     def open(self):
@@ -210,6 +218,7 @@ class Console:
 
     def close(self):
         self.close_pause_connections()
+        self._close_resume_connections()
         if self.conn is not None:
             try:
                 self.conn.close()
@@ -297,8 +306,13 @@ class Console:
         self.paused_by_us.add(entry)
 
     def close_pause_connections(self):
-        """Close every PAUSE still waiting (pgbouncer issue 715) - before any RESUME."""
-        for conn in self.pause_conns.values():
+        """Close every PAUSE still waiting (pgbouncer issue 715) - before any
+        RESUME. A connection whose PAUSE has returned is idle: it is kept in
+        ``resume_conns`` for that entry's RESUME."""
+        for entry, conn in self.pause_conns.items():
+            if _answered(conn) and entry not in self.resume_conns:
+                self.resume_conns[entry] = conn
+                continue
             try:
                 conn.close()
             except Exception:
@@ -306,24 +320,71 @@ class Console:
         self.pause_conns = {}
         self.pause_cursors = {}
 
+    def _close_resume_connections(self):
+        for conn in self.resume_conns.values():
+            try:
+                conn.close()
+            except Exception:
+                pass
+        self.resume_conns = {}
+
+    def _resume_entries(self, entries, timeout=RESUME_TIMEOUT_SECONDS):
+        """RESUME every entry of ``entries`` at once: each on its idle PAUSE
+        connection, the others one by one on the console. "is not paused" is
+        the goal already reached; any other failure -> ConsoleError."""
+        sent, errors = {}, []
+        for entry in entries:
+            conn = self.resume_conns.pop(entry, None)
+            if conn is None:
+                continue
+            try:
+                cursor = conn.cursor()
+                cursor.execute('RESUME %s' % quote_entry(entry))
+                sent[entry] = (conn, cursor)
+            except psycopg2.Error:
+                conn.close()
+        deadline = time.monotonic() + timeout
+        for entry, (conn, _) in sent.items():
+            try:
+                wait(conn, max(deadline - time.monotonic(), 0.001))
+            except TimeoutError:
+                errors.append('RESUME %s: no answer within %.0f s' % (entry, timeout))
+            except psycopg2.Error as exc:
+                if 'is not paused' not in str(exc):
+                    errors.append('RESUME %s failed: %s' % (entry, one_line(exc)))
+            finally:
+                conn.close()
+        for entry in entries:
+            if entry not in sent:
+                self._resume_entry(entry)
+        if errors:
+            raise ConsoleError('%s: %s' % (self.label, '; '.join(errors)))
+
     # -- resume ----------------------------------------------------------
     def resume(self, entries=None):
-        """Close waiting PAUSEs, read the longest client wait, RESUME/ENABLE the
-        entries that need it, verify. Returns what was done and measured."""
+        """Close waiting PAUSEs, read the longest client wait, RESUME the
+        entries this console paused (all at once), verify; an entry found
+        still paused or disabled then is resumed/enabled and verified again.
+        Returns what was done and measured. Round trips: SHOW POOLS, the
+        RESUMEs together, SHOW DATABASES (two more only when the verification
+        finds something left to do)."""
         began = time.monotonic()
         entries = entries or self.entries
         self.close_pause_connections()
         waited = max_wait_ms(self.show('POOLS'), entries)
-        flags = self.flags(entries)
-        resumed, enabled = [], []
-        for entry in entries:
-            if flags[entry]['paused']:
-                self._resume_entry(entry)
-                resumed.append(entry)
-            if flags[entry]['disabled']:
-                self.command('ENABLE', entry)
-                enabled.append(entry)
+        resumed = [entry for entry in entries if entry in self.paused_by_us]
+        self._resume_entries(resumed)
+        enabled = []
         after = self.flags(entries)
+        if any(after[entry]['paused'] or after[entry]['disabled'] for entry in entries):
+            for entry in entries:
+                if after[entry]['paused']:
+                    self._resume_entry(entry)
+                    resumed.append(entry)
+                if after[entry]['disabled']:
+                    self.command('ENABLE', entry)
+                    enabled.append(entry)
+            after = self.flags(entries)
         stuck = [entry for entry in entries if after[entry]['paused'] or after[entry]['disabled']]
         if stuck:
             raise ConsoleError('%s: %s still paused or disabled after RESUME/ENABLE: check the pgbouncer log'
@@ -339,6 +400,14 @@ class Console:
             # Someone resumed it between our look and our RESUME: that is the goal.
             if 'is not paused' not in str(exc):
                 raise
+
+
+def _answered(conn):
+    """True when the async ``conn`` has nothing in flight (its PAUSE returned)."""
+    try:
+        return not conn.closed and conn.poll() == psycopg2.extensions.POLL_OK and not conn.isexecuting()
+    except psycopg2.Error:
+        return False
 
 
 # -- opening several consoles -------------------------------------------

@@ -528,7 +528,12 @@ SELECT gid, owner, database, EXTRACT(EPOCH FROM now() - prepared)::float8 AS age
 REPLAY_STATE_SQL = 'SELECT pg_get_wal_replay_pause_state() AS state'
 REPLICATION_USERS_SQL = 'SELECT rolname FROM pg_roles WHERE rolreplication AND NOT rolsuper'
 # Non-transactional: written at once, no transaction id spent, no data touched.
-PROBE_SQL = "SELECT pg_logical_emit_message(false, 'fastdowntime', 'preflight')::text AS lsn"
+# The lag probe: a transactional message, so its COMMIT flushes it and the
+# walsenders send it at once. A non-transactional one (PostgreSQL < 17 has no
+# flush argument) stays unflushed until some unrelated flush - up to
+# wal_writer_delay (200 ms) measured as "catch-up" on an idle lab, inflating
+# the outage estimate ten-fold for a one-statement patch.
+PROBE_SQL = "SELECT pg_logical_emit_message(true, 'fastdowntime', 'preflight')::text AS lsn"
 REPLAY_SQL = ('SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn AS caught_up, '
               'pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::float8 AS bytes_behind')
 

@@ -400,14 +400,19 @@ ANOTHER_DEPLOY = 'fastdowntime: another schema deploy is running'
 REVISION_MISSING = 'fastdowntime: revision row missing'
 
 
-def _keep_settings_reset(names):
-    """SESSION_RESET_SQL whose RESET ALL keeps the batch's own settings ``names``."""
+def _cold_session_reset(names):
+    """SESSION_RESET_SQL for a patch inside the cold transaction: RESET ALL
+    keeps the batch's own settings ``names``, and the session-level advisory
+    locks a patch took go with pg_advisory_unlock_all() - the deploy's lock is
+    transaction-level there, so it stays - instead of a walk over pg_locks,
+    which grows with every lock the transaction holds."""
     declare = ' '.join("v%d text := current_setting('%s', true);" % (i, n) for i, n in enumerate(names))
     restore = ' '.join("PERFORM set_config('%s', coalesce(v%d, ''), false);" % (n, i) for i, n in enumerate(names))
     keeping = 'DO $fdt_keep$ DECLARE %s BEGIN RESET ALL; %s END $fdt_keep$; ' % (declare, restore)
-    if 'RESET ALL; ' not in SESSION_RESET_SQL:
-        raise AssertionError('SESSION_RESET_SQL has no RESET ALL to keep settings around')
-    return SESSION_RESET_SQL.replace('RESET ALL; ', keeping, 1)
+    head, found, rest = SESSION_RESET_SQL.partition('DO $fdt_reset$')
+    if 'RESET ALL; ' not in head or not found or not rest.endswith('END $fdt_reset$; '):
+        raise AssertionError('SESSION_RESET_SQL changed shape: RESET ALL, then the advisory-lock DO block last')
+    return head.replace('RESET ALL; ', keeping, 1) + 'SELECT pg_advisory_unlock_all(); '
 
 
 # With no synchronous standbys the commit does not wait, but each standby then
@@ -442,7 +447,7 @@ class ColdBatch:
         for p, patch in enumerate(self.patches):
             self.steps.extend(('statement', p, s) for s in range(len(patch.statements)))
             self.steps.append(('revision', p, None))
-        self.reset = _keep_settings_reset((PATCH_START_SETTING, PATCH_MS_SETTING))
+        self.reset = _cold_session_reset((PATCH_START_SETTING, PATCH_MS_SETTING))
 
     def sql(self, start, attempt, budget_ms):
         """(sql, offsets) running steps ``start``.. then COMMIT. ``attempt``:

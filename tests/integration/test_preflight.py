@@ -91,6 +91,22 @@ def test_healthy_lab_passes_every_check(lab, revision_table, patch_dir):
     assert result['phases'][0]['status'] == 'ok' and result['phases'][0]['duration_ms'] > 0
 
 
+def test_lag_probe_is_flushed_so_the_standbys_get_it_at_once(lab):
+    """The probe the replay estimate is measured with must not sit unflushed
+    in the WAL buffers (a non-transactional message does, up to
+    wal_writer_delay, and was measured as the standbys' catch-up)."""
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import PROBE_SQL
+    conn = connect(lab.pg('primary'), autocommit=True)
+    try:
+        cur = conn.cursor()
+        cur.execute(PROBE_SQL)
+        lsn = cur.fetchone()[0]
+        cur.execute('SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn', (lsn,))
+        assert cur.fetchone()[0] is True
+    finally:
+        conn.close()
+
+
 def _wait_streaming(lab, count, timeout=60):
     conn = connect(lab.pg('primary'), autocommit=True)
     try:

@@ -1,4 +1,5 @@
 """Pure parsing and decision functions of the pgbouncer admin console (no database)."""
+import psycopg2.extensions
 import pytest
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import drain as dr
@@ -129,3 +130,46 @@ def test_drain_refuses_an_unknown_policy_and_needs_a_deadline():
         dr.drain([], deadline_seconds=1, policy='maybe')
     with pytest.raises(ValueError):
         dr.drain([])
+
+
+class FakeAsyncConsoleConn:
+    """An idle async admin connection (its PAUSE returned) that logs what happens, in order."""
+    closed = False
+
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def cursor(self):
+        conn = self
+
+        class Cursor:
+            def execute(self, sql):
+                conn.log.append(('send', conn.name, sql))
+        return Cursor()
+
+    def poll(self):
+        self.log.append(('answer', self.name))
+        return psycopg2.extensions.POLL_OK
+
+    def isexecuting(self):
+        return False
+
+    def close(self):
+        self.closed = True
+
+
+def test_resumes_are_sent_all_at_once_on_the_connections_their_pauses_used():
+    log = []
+    console = pc.Console({'host': '10.0.0.21', 'port': 6432, 'user': 'admin', 'name': 'pgb1'})
+    console.pause_conns = {'db': FakeAsyncConsoleConn('db', log), 'db_ro': FakeAsyncConsoleConn('db_ro', log)}
+    # The PAUSEs returned: their connections are kept for the RESUMEs, not closed.
+    console.close_pause_connections()
+    assert sorted(console.resume_conns) == ['db', 'db_ro'] and console.pause_conns == {}
+    del log[:]
+    console._resume_entries(['db', 'db_ro'])
+    sends = [i for i, item in enumerate(log) if item[0] == 'send']
+    answers = [i for i, item in enumerate(log) if item[0] == 'answer']
+    assert [log[i][2] for i in sends] == ['RESUME %s' % pc.quote_entry(e) for e in ('db', 'db_ro')]
+    # Both sent before either answer is awaited: one round trip for every entry.
+    assert max(sends) < min(answers)
+    assert console.resume_conns == {}
