@@ -407,7 +407,7 @@ def machine():
     return '%s, %d cores, %s, Python %s' % (cpu, os.cpu_count(), platform.platform(), platform.python_version())
 
 
-def write_markdown(results, runs, path):
+def write_markdown(results, runs, path, baseline=None):
     now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     base = median([r['outage_ms'] for r in results.get('collection', [])])
     lines = [
@@ -441,15 +441,25 @@ def write_markdown(results, runs, path):
             median([r['wall_s'] for r in rows])))
     lines += ['', 'Client errors and commits lost are the worst run, not the median.', '']
     lines += window_table(results, runs)
-    lines += size_table(results, runs)
+    lines += size_table(results, runs, baseline)
     lines += ['',
               'Raw runs:', '', '```json', json.dumps(results, indent=1, sort_keys=True), '```', '']
     with open(path, 'w') as handle:
         handle.write('\n'.join(lines))
 
 
-def size_table(results, runs):
-    """Patch-set size: the outage against the physical limit (the server's own time + 5 RTT)."""
+def load_raw(path):
+    """The raw runs a previous benchmark wrote into its markdown (``Raw runs:`` block)."""
+    with open(path) as handle:
+        text = handle.read()
+    block = text.split('Raw runs:', 1)[1].split('```json', 1)[1].split('```', 1)[0]
+    return json.loads(block)
+
+
+def size_table(results, runs, baseline=None):
+    """Patch-set size: the outage against the physical limit (the server's own
+    time + 5 RTT), and beside it a previous engine's outage (``baseline``:
+    {'label', 'results'}) measured on the same lab by the same script."""
     present = sorted((k for k in results if k.split('@')[0] in SIZES),
                      key=lambda k: (int(k.split('@rtt')[1]) if '@' in k else 0, SIZES[k.split('@')[0]]))
     if not present:
@@ -469,8 +479,9 @@ def size_table(results, runs):
         '',
         '| statements | added RTT | outage (ms) | estimate (ms) | cold transaction (ms) | standby replay (ms) | '
         'round trips (transaction) | psql -1 on the primary (ms) | RTT measured (ms) | physical limit (ms) | '
-        'outage / limit |',
-        '|---|---|---|---|---|---|---|---|---|---|---|',
+        'outage / limit |%s' % (' outage, %s (ms) | estimate, %s (ms) | outage before / now |'
+                                % (baseline['label'], baseline['label']) if baseline else ''),
+        '|---|---|---|---|---|---|---|---|---|---|---|%s' % ('---|---|---|' if baseline else ''),
     ]
     for key in present:
         rows = results[key]
@@ -487,6 +498,18 @@ def size_table(results, runs):
             median([r['transaction_ms'] for r in rows if r.get('transaction_ms')]),
             median([r['standby_replay_ms'] for r in rows if r.get('standby_replay_ms') is not None]),
             median(trips) if trips else 'one per statement', server, rtt, limit, outage / limit))
+        before = (baseline or {}).get('results', {}).get(key)
+        if baseline:
+            if before:
+                then = median([r['outage_ms'] for r in before])
+                then_estimates = [r['estimate_ms'] for r in before if r.get('estimate_ms') is not None]
+                lines[-1] += ' %s | %s | %.1fx |' % (then, median(then_estimates) if then_estimates else '-',
+                                                      then / outage)
+            else:
+                lines[-1] += ' - | - | - |'
+    if baseline:
+        lines += ['', 'The previous engine\'s columns: %s, measured by this script on the same lab (its raw runs '
+                  'are in %s).' % (baseline['label'], baseline.get('source') or 'its own output')]
     return lines + ['']
 
 
@@ -535,6 +558,9 @@ def main():
     parser.add_argument('--rtts', default='0,10,40',
                         help='added controller round trips (ms) for the size methods: 0, 10 (shape rtt10), 40 (rtt40)')
     parser.add_argument('--engine', default=REPO, help='the checkout whose collection is measured')
+    parser.add_argument('--baseline', help="a previous run's markdown (e.g. with --engine at an older commit): "
+                        'its size rows are shown beside these')
+    parser.add_argument('--baseline-label', default='previous engine')
     args = parser.parse_args()
     global ENGINE
     ENGINE = os.path.abspath(args.engine)
@@ -563,7 +589,11 @@ def main():
                     print('%-13s run %d: %s' % (key, run + 1, json.dumps(result)), flush=True)
         if rtts != [0]:
             lab_up('default')
-    write_markdown(results, args.runs, args.output)
+    baseline = None
+    if args.baseline:
+        baseline = {'label': args.baseline_label, 'results': load_raw(args.baseline),
+                    'source': os.path.basename(args.baseline)}
+    write_markdown(results, args.runs, args.output, baseline)
     # Drop the benchmark's columns again so the lab's table stays small.
     conn = psycopg2.connect(PRIMARY)
     with conn, conn.cursor() as cur:

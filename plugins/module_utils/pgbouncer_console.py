@@ -35,6 +35,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
     endpoint_label,
     one_line,
     psycopg2,
+    rows_as_dicts,
     wait,
 )
 
@@ -262,8 +263,24 @@ class Console:
         return entry_flags(self.show('DATABASES'), entries or self.entries)
 
     def drained(self, entries=None):
+        """SHOW DATABASES and SHOW SERVERS read at once when a PAUSE connection
+        is idle (its PAUSE returned): SHOW SERVERS goes on it while SHOW
+        DATABASES goes on the console, one round trip for both."""
         entries = entries or self.entries
-        return is_drained(self.show('DATABASES'), self.show('SERVERS'), entries)
+        spare = next((conn for conn in self.pause_conns.values() if _answered(conn)), None)
+        if spare is None:
+            return is_drained(self.show('DATABASES'), self.show('SERVERS'), entries)
+        try:
+            cursor = spare.cursor()
+            cursor.execute('SHOW SERVERS')
+            databases = self.show('DATABASES')
+            wait(spare, RESUME_TIMEOUT_SECONDS)
+            servers = normalize_rows(rows_as_dicts(cursor))
+        except TimeoutError:
+            raise ConsoleError('%s: SHOW SERVERS: no answer within %.0f s' % (self.label, RESUME_TIMEOUT_SECONDS))
+        except psycopg2.Error as exc:
+            raise ConsoleError('%s: SHOW SERVERS failed: %s' % (self.label, one_line(exc)))
+        return is_drained(databases, servers, entries)
 
     def state(self):
         """SHOW STATE as a dict where the version has it, else None."""

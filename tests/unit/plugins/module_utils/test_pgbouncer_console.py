@@ -173,3 +173,41 @@ def test_resumes_are_sent_all_at_once_on_the_connections_their_pauses_used():
     # Both sent before either answer is awaited: one round trip for every entry.
     assert max(sends) < min(answers)
     assert console.resume_conns == {}
+
+
+class FakeShowServers(FakeAsyncConsoleConn):
+    """An idle PAUSE connection that answers SHOW SERVERS with ``rows``."""
+
+    def __init__(self, name, log, rows):
+        FakeAsyncConsoleConn.__init__(self, name, log)
+        self.rows = rows
+
+    def cursor(self):
+        conn = self
+
+        class Cursor:
+            description = [('database',), ('state',), ('link',)]
+
+            def execute(self, sql):
+                conn.log.append(('send', conn.name, sql))
+
+            def fetchall(self):
+                return [(r['database'], r['state'], r['link']) for r in conn.rows]
+        return Cursor()
+
+
+def test_drain_confirmation_reads_databases_and_servers_in_one_round_trip(monkeypatch):
+    log = []
+    console = pc.Console({'host': '10.0.0.21', 'port': 6432, 'user': 'admin', 'name': 'pgb1'})
+    console.entries = ['db']
+    monkeypatch.setattr(console, 'show', lambda what: log.append(('show', what)) or
+                        [{'name': 'db', 'paused': 1, 'disabled': 0}])
+    console.pause_conns = {'db': FakeShowServers('db', log, [])}
+    assert console.drained() is True
+    # SHOW SERVERS sent on the idle PAUSE connection before SHOW DATABASES runs, answer read after.
+    assert [(item[0], item[-1]) for item in log] == [('answer', 'db'),  # idle: its PAUSE returned
+                                                     ('send', 'SHOW SERVERS'), ('show', 'DATABASES'),
+                                                     ('answer', 'db')]
+    # A server connection still busy: not drained.
+    console.pause_conns = {'db': FakeShowServers('db', log, [{'database': 'db', 'state': 'active', 'link': 'x'}])}
+    assert console.drained() is False
