@@ -503,8 +503,8 @@ def size_table(results, runs, baseline=None):
             if before:
                 then = median([r['outage_ms'] for r in before])
                 then_estimates = [r['estimate_ms'] for r in before if r.get('estimate_ms') is not None]
-                lines[-1] += ' %s | %s | %.1fx |' % (then, median(then_estimates) if then_estimates else '-',
-                                                      then / outage)
+                lines[-1] += ' %s | %s | %.1fx |' % (
+                    then, median(then_estimates) if then_estimates else '-', then / outage)
             else:
                 lines[-1] += ' - | - | - |'
     if baseline:

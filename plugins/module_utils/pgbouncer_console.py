@@ -361,7 +361,8 @@ class Console:
             except psycopg2.Error:
                 conn.close()
         deadline = time.monotonic() + timeout
-        for entry, (conn, _) in sent.items():
+        for entry, pair in sent.items():
+            conn = pair[0]  # pair[1], the cursor, stays referenced until answered (psycopg2 async)
             try:
                 wait(conn, max(deadline - time.monotonic(), 0.001))
             except TimeoutError:
