@@ -634,12 +634,24 @@ def app_env(name):
         'FDT_APP_RO_DSN': 'host=%s port=%d dbname=%s_ro user=fdt_app password=%s connect_timeout=3' % (
             HOSTS[pgb]['addr'], PGBOUNCER_PORT, DB_NAME, USERS['fdt_app']),
         'FDT_APP_NAME': name,
+        'FDT_APP_MANIFEST': app_manifest_path(name),
     }
 
 
+# The demo app's release manifest (lockstep convention, README "The process"): what the
+# code needs and uses. Tests write their own; a missing one is written at build.
+DEFAULT_APP_MANIFEST = {'requires_revision': None, 'uses': ['fdt_item.id', 'fdt_item.body']}
+
+
+def app_manifest_path(name):
+    return host_dir(name, 'release', 'fastdowntime.json')
+
+
 def build_app(name):
-    for sub in ('run', 'log'):
+    for sub in ('run', 'log', 'release'):
         os.makedirs(host_dir(name, sub), exist_ok=True)
+    if not os.path.exists(app_manifest_path(name)):
+        write(app_manifest_path(name), json.dumps(DEFAULT_APP_MANIFEST) + '\n', 0o644)
     paths = app_paths(name)
     # The restart command the lab inventory hands to the app_restart role: it
     # runs over SSH inside the app host's namespace.

@@ -7,7 +7,10 @@ It reads and writes through pgbouncer, like a real app server:
                 503 while it cannot reach its database.
   POST /items   inserts a row through the read-write entry, 201 {"id": N}
   GET  /items/N 200 when row N is visible on the read-write entry
-Configured by FDT_APP_LISTEN, FDT_APP_DSN, FDT_APP_RO_DSN, FDT_APP_NAME.
+The health answer also carries, under "fastdowntime", the fastdowntime manifest of the
+release it started from (the collection's lockstep convention, README "The process"):
+{"requires_revision": ..., "uses": [...]}, read once at start from FDT_APP_MANIFEST.
+Configured by FDT_APP_LISTEN, FDT_APP_DSN, FDT_APP_RO_DSN, FDT_APP_NAME, FDT_APP_MANIFEST.
 """
 
 import json
@@ -22,6 +25,18 @@ DSN = os.environ['FDT_APP_DSN']
 RO_DSN = os.environ.get('FDT_APP_RO_DSN', DSN)
 NAME = os.environ.get('FDT_APP_NAME', 'app')
 STARTED = time.time()
+
+
+def release_manifest(path):
+    """The release's manifest as it was when this process started (None: it reports nothing)."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+MANIFEST = release_manifest(os.environ.get('FDT_APP_MANIFEST'))
 
 # The newest revision in the collection's revision table (readable by PUBLIC).
 REVISION_TABLE_SQL = "SELECT to_regclass('fastdowntime.schema_revision') IS NOT NULL"
@@ -71,8 +86,10 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if self.path == '/health':
                 revision = newest_revision()
-                self.reply(200, {'status': 'ok', 'app': NAME, 'revision': revision,
-                                 'started': STARTED, 'pid': os.getpid()})
+                body = {'status': 'ok', 'app': NAME, 'revision': revision, 'started': STARTED, 'pid': os.getpid()}
+                if MANIFEST is not None:
+                    body['fastdowntime'] = MANIFEST
+                self.reply(200, body)
             elif self.path.startswith('/items/'):
                 row = run(DSN, 'SELECT id FROM fdt_item WHERE id = %s', (int(self.path[7:]),))
                 self.reply(200 if row else 404, {'id': row[0] if row else None})

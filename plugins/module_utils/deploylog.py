@@ -37,6 +37,8 @@ COLUMNS_SQL = ("SELECT attname FROM pg_attribute WHERE attrelid = 'fastdowntime.
 
 CREATE_SQL = (
     'CREATE SCHEMA IF NOT EXISTS fastdowntime',
+    # The schema is shared with the revision table, which app servers read (schema.ensure_revision_table).
+    'GRANT USAGE ON SCHEMA fastdowntime TO PUBLIC',
     """CREATE TABLE IF NOT EXISTS fastdowntime.deploy_log (
     deploy_id text PRIMARY KEY,
     started_at timestamptz NOT NULL,

@@ -692,7 +692,7 @@ def _finding(patch, statement, works, catalog, scope, options):
         'file': patch.name, 'line': statement.line, 'statement': _statement_text(statement.sql),
         'patch_kind': patch.kind, 'rule': rule, 'rules': sorted(set(p[0]['rule'] for p in priced)),
         'kind': kind, 'lock': lock, 'severity': severity, 'summary': summary,
-        'suggestion': suggestion, 'table': where, 'estimate_seconds': round(seconds, 4),
+        'suggestion': suggestion, 'table': where, 'detail': detail, 'estimate_seconds': round(seconds, 4),
         'replay_seconds': round(replay, 4), 'basis': basis, 'acknowledged': acknowledged, 'opted_out': opted_out,
     }
 

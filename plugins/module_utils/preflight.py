@@ -25,7 +25,7 @@ __metaclass__ = type
 import datetime
 import time
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils import deploywindows, lint
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import deploywindows, lint, lockstep
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import DEFAULT_RESERVE_SECONDS
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import standby_entries_by_pgbouncer
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
@@ -558,7 +558,8 @@ class Preflight:
                  max_transaction_seconds=DEFAULT_MAX_TRANSACTION_SECONDS, system_users=None,
                  fragile_users=None, killable_users=None, statement_seconds=DEFAULT_STATEMENT_SECONDS,
                  resume_paused_replay=True, lint_options=None, scan_bytes_per_second=None,
-                 deploy_windows=None, window_override_reason=None, operator=None, now=None):
+                 deploy_windows=None, window_override_reason=None, operator=None, now=None,
+                 app_servers=None, app_health_key=lockstep.HEALTH_KEY, contract_acknowledge_reason=None):
         self.primary = dict(primary, dbname=db_name)
         self.standbys = [dict(s, dbname=db_name) for s in standbys]
         self.pgbouncers = list(pgbouncers)
@@ -593,6 +594,10 @@ class Preflight:
         self.operator = operator
         self.now = now  # an aware datetime for tests; None: the clock
         self.overrides = []  # what an operator overrode, for the deploy log: [{'check', 'who', 'why', 'at', ...}]
+        # App servers asked about a contract change: [{'name', 'health_url'}] (lockstep.py).
+        self.app_servers = list(app_servers or [])
+        self.app_health_key = app_health_key
+        self.contract_acknowledge_reason = contract_acknowledge_reason
 
     # -- plumbing --------------------------------------------------------------
     def _connect(self, endpoint):
@@ -809,9 +814,43 @@ class Preflight:
                                          % (label, one_line(exc.pgerror or exc)), host=label,
                                          action='give the deploy user read access to the tables the patches touch'))
             return
+        found = self._contract_after_disuse(found)
         self.lint_findings = found
         for item in found:
             self.findings.append(decide_lint(label, item))
+
+    def _contract_after_disuse(self, found):
+        """Lockstep's second half: a contract finding (DROP COLUMN/TABLE, RENAME)
+        passes when every app server's running code reports it no longer uses
+        the object (lockstep.decide_contract, asked once per run), else stays an
+        error saying who still uses it or reports nothing. An acknowledged one
+        is the operator's override, recorded (who, why) for the deploy log."""
+        reports = None
+        checked = []
+        for item in found:
+            if item['kind'] != lint.CONTRACT:
+                checked.append(item)
+                continue
+            obj = lockstep.contract_object(item)
+            if item['acknowledged']:
+                self.overrides.append({
+                    'check': 'contract', 'who': self.operator or 'unknown',
+                    'why': ' '.join(str(self.contract_acknowledge_reason or '').split())
+                    or 'acknowledged in fastdowntime_lint_acknowledge_contract, no reason given',
+                    'at': (self.now or datetime.datetime.now(datetime.timezone.utc)).isoformat(),
+                    'patch': '%s:%d' % (item['file'], item['line']),
+                    'object': lockstep.object_text(obj) if obj else None})
+                checked.append(item)
+                continue
+            if reports is None:
+                reports = [dict(zip(('manifest', 'error'), lockstep.fetch_running_manifest(
+                    app.get('health_url'), self.app_health_key)), name=app['name']) for app in self.app_servers]
+            disused, text = lockstep.decide_contract(item, reports)
+            item = dict(item, summary='%s; %s' % (item['summary'], text), lockstep_disused=disused)
+            if disused:
+                item['severity'] = lint.INFO
+            checked.append(item)
+        return checked
 
     def _measure_lag(self, primary, primary_label, standbys):
         """Write a probe to the WAL, then poll every standby reached until it

@@ -143,6 +143,26 @@ options:
   operator:
     description: Who runs the deploy, recorded with an override (the role passes C(fastdowntime_operator)).
     type: str
+  app_servers:
+    description:
+      - The app servers asked about a contract change (lockstep, contract after disuse) - each C(name) and
+        C(health_url). A pending C(drop-column), C(drop-table) or C(rename) lint finding passes when every one of them
+        answers its health URL with a JSON object whose O(app_health_key) holds a manifest whose C(uses) list does not
+        name the object (README "The process"); otherwise it stays an error naming who still uses it or reports
+        nothing. Asked only when such a patch is pending.
+    type: list
+    elements: dict
+    default: []
+  app_health_key:
+    description: The key of the health response that holds the running code's manifest.
+    type: str
+    default: fastdowntime
+  contract_acknowledge_reason:
+    description:
+      - Why the contract changes acknowledged in O(lint_acknowledge_contract) are safe (the manual override of
+        contract after disuse); recorded with O(operator) in RV(overrides) for the deploy log.
+    type: str
+    default: ''
   fail_on_refusal:
     description:
       - Fail the task when any check fails. The C(preflight) role sets it to C(false), prints the summary, then
@@ -224,8 +244,8 @@ plan:
   returned: when the primary was reached and the patch set loaded
 overrides:
   description:
-    - What the operator overrode in this run - C(check) (C(deploy_window)), C(who), C(why), C(at) (ISO time) and
-      C(next_window); the outage module records them in the deploy log.
+    - What the operator overrode in this run - C(check) (C(deploy_window) with C(next_window), or C(contract) with
+      C(patch) and C(object)), C(who), C(why), C(at) (ISO time); the outage module records them in the deploy log.
   type: list
   elements: dict
   returned: always
@@ -268,6 +288,9 @@ def main():
             deploy_windows=dict(type='list', elements='raw', default=[]),
             deploy_window_override=dict(type='str', default=''),
             operator=dict(type='str'),
+            app_servers=dict(type='list', elements='dict', default=[]),
+            app_health_key=dict(type='str', default='fastdowntime'),
+            contract_acknowledge_reason=dict(type='str', default=''),
             fail_on_refusal=dict(type='bool', default=True),
         ),
         supports_check_mode=True,
@@ -297,7 +320,9 @@ def main():
         resume_paused_replay=p['resume_paused_replay'] and not module.check_mode,
         lint_options=lint_options,
         scan_bytes_per_second=p['lint_scan_mb_per_second'] * 1048576.0 if p['lint_scan_mb_per_second'] else None,
-        deploy_windows=windows, window_override_reason=p['deploy_window_override'], operator=p['operator'])
+        deploy_windows=windows, window_override_reason=p['deploy_window_override'], operator=p['operator'],
+        app_servers=p['app_servers'], app_health_key=p['app_health_key'],
+        contract_acknowledge_reason=p['contract_acknowledge_reason'])
     result = preflight.run()
     if not result['passed'] and p['fail_on_refusal']:
         failing = [line for line in result['summary_lines'] if line.startswith('FAIL ')]
