@@ -14,7 +14,8 @@ short_description: Refuse a code rollout that needs a schema revision some datab
 description:
   - The first half of the lockstep rule - an app server may run code that uses a new column only once every database
     (the primary and every standby) has it.
-  - Each app given in O(apps) carries its release's I(fastdowntime manifest), a JSON object
+  - >-
+    Each app given in O(apps) carries its release's I(fastdowntime manifest), a JSON object
     C({"requires_revision": "MMMM-mm-p" or null, "uses": ["table", "table.column"]}) - the role
     C(fastdowntime.postgresql.app_restart) reads it from C(fastdowntime_app_manifest_path) on each app server before
     any restart. The module reads the applied revisions of the primary and of every standby and fails, in one line,

@@ -155,7 +155,8 @@ def test_ensure_creates_a_missing_table_and_commits():
     assert ensure_deploy_log(conn) is True
     assert conn.statements() == [EXISTS_SQL] + list(CREATE_SQL)
     assert conn.commits == 1 and conn.rollbacks == 0 and conn.closed_cursors == 1
-    table = CREATE_SQL[1]
+    table = CREATE_SQL[2]
+    assert CREATE_SQL[1] == 'GRANT USAGE ON SCHEMA fastdowntime TO PUBLIC'  # app servers read the revision table
     for column in ('deploy_id text PRIMARY KEY', 'started_at timestamptz', 'outage_ms numeric', 'outcome text',
                    'patches jsonb', 'phases jsonb', 'estimate_ms numeric'):
         assert column in table
