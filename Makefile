@@ -28,7 +28,7 @@ help:
 # Debian packages the venv and the lab need (root on a fresh Debian 12).
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make: the lab needs root (network namespaces, sshd, apt-get): run as root" >&2; exit 1; fi
-	missing=""; for p in python3-venv postgresql-15 pgbouncer openssh-server openssh-client iproute2 python3-psycopg2 curl shellcheck; do
+	missing=""; for p in python3-venv postgresql-15 pgbouncer openssh-server openssh-client iproute2 python3-psycopg2 curl shellcheck git chromium; do
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 

@@ -155,7 +155,7 @@ def decide(changes, patch_dir, landed, neutral_globs=DEFAULT_NEUTRAL_GLOBS, rang
 
 # -- git -------------------------------------------------------------------------------
 
-def _git(repo, *args, **kwargs):
+def run_git(repo, *args, **kwargs):
     """stdout of one git command (bytes with raw=True); ChangeRuleError with
     git's own first line when it fails."""
     raw = kwargs.pop('raw', False)
@@ -175,7 +175,7 @@ def _git(repo, *args, **kwargs):
 def resolve_commit(repo, rev):
     """The full hash of ``rev``; ChangeRuleError naming it when it is no commit here."""
     try:
-        return _git(repo, 'rev-parse', '--verify', '--quiet', '--end-of-options', '%s^{commit}' % rev).strip()
+        return run_git(repo, 'rev-parse', '--verify', '--quiet', '--end-of-options', '%s^{commit}' % rev).strip()
     except ChangeRuleError:
         raise ChangeRuleError('%r is not a commit of the repository %s: fetch it first (CI checkouts are often '
                               'shallow: fetch the target branch, e.g. actions/checkout with fetch-depth: 0)'
@@ -187,7 +187,7 @@ def open_repository(repo):
     if not os.path.isdir(repo):
         raise ChangeRuleError('%s: no such directory (the application repository to check)' % repo)
     try:
-        return _git(repo, 'rev-parse', '--show-toplevel').strip()
+        return run_git(repo, 'rev-parse', '--show-toplevel').strip()
     except ChangeRuleError:
         raise ChangeRuleError('%s is not a git repository (or git cannot read it): point repo at the '
                               'application\'s checkout' % repo)
@@ -213,15 +213,15 @@ def git_changes(repo, base, head, staged=False):
     merge base with ``base``; with ``staged`` the index's changes on top."""
     base_commit, head_commit = resolve_commit(repo, base), resolve_commit(repo, head)
     try:
-        merge_base = _git(repo, 'merge-base', base_commit, head_commit).strip()
+        merge_base = run_git(repo, 'merge-base', base_commit, head_commit).strip()
     except ChangeRuleError:
         raise ChangeRuleError('%s and %s have no common history in %s: is base the target branch of this change?'
                               % (base, head, repo))
-    changes = parse_name_status(_git(repo, 'diff', '--name-status', '-z', '-M', '--no-ext-diff', '--no-textconv',
+    changes = parse_name_status(run_git(repo, 'diff', '--name-status', '-z', '-M', '--no-ext-diff', '--no-textconv',
                                      merge_base, head_commit, raw=True))
     if staged:
         by_path = dict((c['path'], c) for c in changes)
-        for change in parse_name_status(_git(repo, 'diff', '--cached', '--name-status', '-z', '-M', '--no-ext-diff',
+        for change in parse_name_status(run_git(repo, 'diff', '--cached', '--name-status', '-z', '-M', '--no-ext-diff',
                                              raw=True)):
             by_path[change['path']] = change
         changes = list(by_path.values())
@@ -230,7 +230,7 @@ def git_changes(repo, base, head, staged=False):
 
 def tree_has(repo, commit, path):
     try:
-        _git(repo, 'cat-file', '-e', '%s:%s' % (commit, path))
+        run_git(repo, 'cat-file', '-e', '%s:%s' % (commit, path))
         return True
     except ChangeRuleError:
         return False
@@ -238,7 +238,7 @@ def tree_has(repo, commit, path):
 
 def landed_patches(repo, commit, patch_dir):
     """The patch file names in ``patch_dir`` at ``commit``."""
-    names = _git(repo, 'ls-tree', '-z', '--name-only', commit, '--', patch_dir + '/').split('\0')
+    names = run_git(repo, 'ls-tree', '-z', '--name-only', commit, '--', patch_dir + '/').split('\0')
     return [os.path.basename(n) for n in names if n and parse_name_safe(os.path.basename(n))]
 
 

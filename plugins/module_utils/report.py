@@ -137,6 +137,7 @@ def _plan(result, checks):
     } for f in result.get('lint') or [] if isinstance(f, dict)]
     estimate = result.get('estimate') if isinstance(result.get('estimate'), dict) else {}
     budget = [c.get('summary') for c in checks if c.get('check') == 'budget']
+    deploy_window = [c.get('summary') for c in checks if c.get('check') == 'deploy_window']
     pgbouncers = [c.get('host') for c in checks if c.get('check') == 'pgbouncer' and c.get('host')]
     standbys = [c.get('host') for c in checks if c.get('check') == 'replication_lag' and c.get('host')]
     return {
@@ -144,6 +145,7 @@ def _plan(result, checks):
         'statements': statements,
         'estimate_ms': _number(estimate.get('total_ms')),
         'budget_check': budget[0] if budget else None,
+        'deploy_window_check': deploy_window[0] if deploy_window else None,
         'window': {'pgbouncers': pgbouncers, 'standbys': standbys} if checks else None,
     }
 
@@ -469,6 +471,8 @@ def render_plan(plan):
             ', '.join(window.get('standbys') or []) or 'no standby'))
     if plan.get('budget_check'):
         lines.append('  budget: %s' % plan['budget_check'])
+    if plan.get('deploy_window_check'):
+        lines.append('  deploy window: %s' % plan['deploy_window_check'])
     return lines
 
 
