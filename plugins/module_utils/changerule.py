@@ -217,12 +217,13 @@ def git_changes(repo, base, head, staged=False):
     except ChangeRuleError:
         raise ChangeRuleError('%s and %s have no common history in %s: is base the target branch of this change?'
                               % (base, head, repo))
-    changes = parse_name_status(run_git(repo, 'diff', '--name-status', '-z', '-M', '--no-ext-diff', '--no-textconv',
-                                     merge_base, head_commit, raw=True))
+    diff = run_git(repo, 'diff', '--name-status', '-z', '-M', '--no-ext-diff', '--no-textconv', merge_base,
+                   head_commit, raw=True)
+    changes = parse_name_status(diff)
     if staged:
         by_path = dict((c['path'], c) for c in changes)
-        for change in parse_name_status(run_git(repo, 'diff', '--cached', '--name-status', '-z', '-M', '--no-ext-diff',
-                                             raw=True)):
+        staged_diff = run_git(repo, 'diff', '--cached', '--name-status', '-z', '-M', '--no-ext-diff', raw=True)
+        for change in parse_name_status(staged_diff):
             by_path[change['path']] = change
         changes = list(by_path.values())
     return changes, {'base': base_commit, 'head': head_commit, 'merge_base': merge_base}

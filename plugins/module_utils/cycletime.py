@@ -147,7 +147,7 @@ def build(rows, landings=None, generated_at=None, target_hours=TARGET_HOURS, sou
         })
     weeks = {}
     for deploy in deploys:
-        year, week, _ = deploy['_started'].isocalendar()
+        year, week = deploy['_started'].isocalendar()[:2]
         entry = weeks.setdefault('%d-W%02d' % (year, week), {'deploys': [], 'aborted': 0, 'patches_live': 0})
         if deploy['outcome'] == OUTCOME_DONE:
             entry['deploys'].append(deploy)

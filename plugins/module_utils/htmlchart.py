@@ -66,7 +66,7 @@ def bar_chart(title, labels, series, unit='', target=None, target_label=None, wi
     ``target``: a dashed horizontal line at that value. Returns the SVG text."""
     left, right, top, bottom = 64, 16, 44, 100
     plot_w, plot_h = width - left - right, height - top - bottom
-    values = [v for _, vals in series for v in vals if v is not None]
+    values = [v for dummy, vals in series for v in vals if v is not None]
     top_value = nice_max(max(values + ([target] if target is not None else []) or [0]))
     groups = max(len(labels), 1)
     group_w = plot_w / groups
@@ -95,15 +95,15 @@ def bar_chart(title, labels, series, unit='', target=None, target_label=None, wi
             cx = left + group_w * (index + 0.5)
             out.append('<text x="%.1f" y="%d" text-anchor="end" transform="rotate(-40 %.1f %d)">%s</text>'
                        % (cx, top + plot_h + 14, cx, top + plot_h + 14, esc(label)))
-    out.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#8a949e"/>' % (left, width - right, top + plot_h,
-                                                                            top + plot_h))
+    axis_y = top + plot_h
+    out.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#8a949e"/>' % (left, width - right, axis_y, axis_y))
     if target is not None:
         y = top + plot_h - plot_h * target / top_value
         out.append('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#b53a3a" stroke-dasharray="6 4"/>'
                    % (left, width - right, y, y))
         out.append('<text x="%d" y="%.1f" text-anchor="end" style="fill:#b53a3a">%s</text>'
                    % (width - right, y - 4, esc(target_label or fmt(target))))
-    for number, (name, _) in enumerate(series):
+    for number, name in enumerate(name for name, dummy in series):
         x = left + number * 220
         out.append('<rect x="%d" y="24" width="10" height="10" fill="%s"/><text x="%d" y="33">%s</text>'
                    % (x, COLORS[number % len(COLORS)], x + 14, esc(name)))
@@ -116,9 +116,11 @@ def bar_chart(title, labels, series, unit='', target=None, target_label=None, wi
 def table(headers, rows):
     """An HTML table; cells are escaped, numbers formatted."""
     head = ''.join('<th>%s</th>' % esc(h) for h in headers)
-    body = ''.join('<tr>%s</tr>' % ''.join('<td>%s</td>' % esc(fmt(c) if isinstance(c, (int, float)) and
-                                                                not isinstance(c, bool) else c) for c in row)
-                   for row in rows)
+
+    def cell(value):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return '<td>%s</td>' % esc(fmt(value) if number else value)
+    body = ''.join('<tr>%s</tr>' % ''.join(cell(c) for c in row) for row in rows)
     return '<table><thead><tr>%s</tr></thead><tbody>%s</tbody></table>' % (head, body)
 
 

@@ -201,7 +201,7 @@ def fetch_running_manifest(url, key=HEALTH_KEY, timeout=HEALTH_TIMEOUT_SECONDS, 
     if not url:
         return None, 'no health URL (fastdowntime_app_health_url)'
     if opener is None:
-        from urllib.request import urlopen as opener
+        from ansible.module_utils.urls import open_url as opener
     try:
         with opener(url, timeout=timeout) as response:
             body = json.loads(response.read().decode('utf-8', 'replace'))

@@ -24,9 +24,12 @@ description:
   - Files - C(cycle-time.json), C(deploys.csv), C(patches.csv), C(weeks.csv) and C(cycle-time.html), a
     self-contained page with plots (inline SVG, no script, nothing fetched), readable offline.
   - No deploy log yet, a bad repository, branch or patch directory end in one line, never a traceback.
-version_added: 0.3.0
-author: fastdowntime.postgresql contributors
-extends_documentation_fragment: fastdowntime.postgresql.connection
+version_added: 0.1.0
+author: fastdowntime.postgresql contributors (@fastdowntime)
+extends_documentation_fragment:
+  - fastdowntime.postgresql.attributes
+  - fastdowntime.postgresql.connection
+  - fastdowntime.postgresql.connection.primary
 attributes:
   check_mode:
     support: full
@@ -34,10 +37,6 @@ attributes:
   diff_mode:
     support: none
 options:
-  primary:
-    description: The primary (an endpoint); the deploy log is read there, read-only.
-    type: dict
-    required: true
   db_name:
     description: The deploy's database.
     type: str

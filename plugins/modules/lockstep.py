@@ -23,9 +23,13 @@ description:
     revision), when an app reports nothing (no manifest, not JSON) and when a database cannot be read.
   - The second half (contract after disuse) is a pre-flight check - see M(fastdowntime.postgresql.preflight)
     option O(fastdowntime.postgresql.preflight#module:app_servers).
-version_added: 0.3.0
-author: fastdowntime.postgresql contributors
-extends_documentation_fragment: fastdowntime.postgresql.connection
+version_added: 0.1.0
+author: fastdowntime.postgresql contributors (@fastdowntime)
+extends_documentation_fragment:
+  - fastdowntime.postgresql.attributes
+  - fastdowntime.postgresql.connection
+  - fastdowntime.postgresql.connection.primary
+  - fastdowntime.postgresql.connection.standbys
 attributes:
   check_mode:
     support: full
@@ -33,15 +37,6 @@ attributes:
   diff_mode:
     support: none
 options:
-  primary:
-    description: The primary (an endpoint).
-    type: dict
-    required: true
-  standbys:
-    description: Every standby (endpoints).
-    type: list
-    elements: dict
-    default: []
   db_name:
     description: The deploy's database.
     type: str

@@ -289,7 +289,7 @@ def main():
             deploy_window_override=dict(type='str', default=''),
             operator=dict(type='str'),
             app_servers=dict(type='list', elements='dict', default=[]),
-            app_health_key=dict(type='str', default='fastdowntime'),
+            app_health_key=dict(type='str', default='fastdowntime', no_log=False),
             contract_acknowledge_reason=dict(type='str', default=''),
             fail_on_refusal=dict(type='bool', default=True),
         ),

@@ -52,9 +52,10 @@ def test_cycle_time_report_from_the_deploy_log_and_git(healthy_lab, tmp_path):
     deploy_id = json.load(open(report_path))['deploy_id']
 
     out = tmp_path / 'cycle-time'
-    proc, _ = run_playbook(lab, tmp_path, str(repo / 'db'), tags='all', playbook='fastdowntime.postgresql.cycle_time',
-                           extra={'fastdowntime_cycle_time_dir': str(out), 'fastdowntime_cycle_time_repo': str(repo),
-                                  'fastdowntime_cycle_time_patch_dir': 'db', 'fastdowntime_cycle_time_branch': 'main'})
+    extra = {'fastdowntime_cycle_time_dir': str(out), 'fastdowntime_cycle_time_repo': str(repo),
+             'fastdowntime_cycle_time_patch_dir': 'db', 'fastdowntime_cycle_time_branch': 'main'}
+    proc, dummy = run_playbook(lab, tmp_path, str(repo / 'db'), tags='all', extra=extra,
+                               playbook='fastdowntime.postgresql.cycle_time')
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert 'FASTDOWNTIME TIMELINE' not in proc.stdout  # a report is no deploy
     report = json.load(open(out / 'cycle-time.json'))
@@ -66,14 +67,14 @@ def test_cycle_time_report_from_the_deploy_log_and_git(healthy_lab, tmp_path):
                                     "jsonb_array_elements(phases) p WHERE p->'detail' ? 'maxwait_ms')) "
                                     "FROM fastdowntime.deploy_log WHERE deploy_id = %s", (deploy_id,))
     assert deploy['outcome'] == 'done' and deploy['outage_ms'] == logged['outage_ms'] > 0
-    assert deploy['max_client_wait_ms'] == logged['wait'] is not None
+    assert logged['wait'] is not None and deploy['max_client_wait_ms'] == logged['wait']
     assert deploy['patches'] == [old, new]
     live = datetime.datetime.fromisoformat(logged['started_at']) + datetime.timedelta(milliseconds=logged['outage_ms'])
     patches = {p['file']: p for p in report['patches']}
     for name, hours_ago in ((old, 30), (new, 2)):
         patch = patches[name]
-        assert patch['deploy_id'] == deploy_id and patch['landed_commit'] == git(repo, 'log', '-1', '--format=%H',
-                                                                                '--', 'db/' + name)
+        assert patch['deploy_id'] == deploy_id
+        assert patch['landed_commit'] == git(repo, 'log', '-1', '--format=%H', '--', 'db/' + name)
         assert patch['lead_time_hours'] == round((live - landed[name]).total_seconds() / 3600.0, 2)
         assert hours_ago <= patch['lead_time_hours'] < hours_ago + 0.1
     assert patches[old]['within_target'] is False and patches[new]['within_target'] is True
@@ -94,9 +95,10 @@ def test_cycle_time_report_from_the_deploy_log_and_git(healthy_lab, tmp_path):
 
 
 def test_cycle_time_bad_repository_is_one_line(healthy_lab, tmp_path):
-    proc, _ = run_playbook(healthy_lab, tmp_path, str(tmp_path), tags='all', playbook='fastdowntime.postgresql.cycle_time',
-                           extra={'fastdowntime_cycle_time_dir': str(tmp_path / 'out'),
-                                  'fastdowntime_cycle_time_repo': str(tmp_path), 'fastdowntime_cycle_time_patch_dir': 'db'})
+    extra = {'fastdowntime_cycle_time_dir': str(tmp_path / 'out'), 'fastdowntime_cycle_time_repo': str(tmp_path),
+             'fastdowntime_cycle_time_patch_dir': 'db'}
+    proc, dummy = run_playbook(healthy_lab, tmp_path, str(tmp_path), tags='all', extra=extra,
+                               playbook='fastdowntime.postgresql.cycle_time')
     assert proc.returncode != 0
     assert 'cycle time: %s is not a git repository' % tmp_path in proc.stdout, proc.stdout[-2000:]
     assert 'Traceback' not in proc.stdout + proc.stderr

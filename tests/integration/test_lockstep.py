@@ -61,7 +61,7 @@ def test_expand_before_use_code_needing_a_revision_waits_for_every_database(heal
     extra = {'fastdowntime_app_manifest_path': '{{ fastdowntime_lab_dir }}/hosts/{{ inventory_hostname }}'
                                                '/release/fastdowntime.json'}
     # The code rollout alone (--tags restart) comes first: refused, nothing restarted.
-    proc, _ = run_playbook(lab, tmp_path, patch_dir, extra=extra, tags='restart')
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, extra=extra, tags='restart')
     assert proc.returncode != 0
     refusal = [line for line in proc.stdout.splitlines() if 'lockstep refused the code rollout' in line]
     assert refusal, proc.stdout[-3000:]
@@ -70,7 +70,7 @@ def test_expand_before_use_code_needing_a_revision_waits_for_every_database(heal
     assert '): deploy the schema first (the fastdowntime playbook without --tags restart)' in refusal[0]
     assert pids(lab) == before
     # The schema deploy (pre-flight, outage) then the same rollout: every database has it now.
-    proc, _ = run_playbook(lab, tmp_path, patch_dir, extra=extra, tags='preflight,outage,restart')
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, extra=extra, tags='preflight,outage,restart')
     assert proc.returncode == 0, proc.stdout[-3000:]
     after = pids(lab)
     assert all(after[app] != before[app] for app in APPS)
@@ -78,12 +78,12 @@ def test_expand_before_use_code_needing_a_revision_waits_for_every_database(heal
         assert health(lab, app)[1]['fastdowntime']['requires_revision'] == needs
     # A release needing a revision nobody deployed is refused even right after a deploy.
     release(lab, 'app2', {'requires_revision': '%d-09-0' % major, 'uses': []})
-    proc, _ = run_playbook(lab, tmp_path, patch_dir, extra=extra, tags='restart')
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, extra=extra, tags='restart')
     assert proc.returncode != 0 and 'app2 requires schema revision %d-09-0' % major in proc.stdout
     assert 'newest there: %s' % needs in proc.stdout
     # An app whose release carries no manifest reports nothing: one line, no restart.
     release(lab, 'app2', 'not json')
-    proc, _ = run_playbook(lab, tmp_path, patch_dir, extra=extra, tags='restart')
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, extra=extra, tags='restart')
     assert proc.returncode != 0
     assert 'app2 reports nothing: app2:%s is not a valid manifest: not JSON' % manifest_path(lab, 'app2') in proc.stdout
     assert 'Traceback' not in proc.stdout + proc.stderr
@@ -104,7 +104,7 @@ def test_contract_after_disuse_drop_waits_until_no_running_code_uses_it(healthy_
     patch_dir = write_patches(tmp_path, major, [drop_a])
 
     # 1. Both app servers run code that reads old_a: the drop is refused before any pause.
-    proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage')
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage')
     assert proc.returncode != 0
     assert 'running code on app1, app2 still uses %s.old_a' % table in proc.stdout, proc.stdout[-3000:]
     assert_all_resumed(lab)
@@ -113,13 +113,13 @@ def test_contract_after_disuse_drop_waits_until_no_running_code_uses_it(healthy_
     for app in APPS:
         release(lab, app, {'requires_revision': None, 'uses': ['%s.id' % table, '%s.old_b' % table]})
     restart(lab, 'app1')
-    proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage')
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage')
     assert proc.returncode != 0 and 'running code on app2 still uses %s.old_a' % table in proc.stdout
 
     # 3. Every app server runs it: the drop goes out, on every database.
     restart(lab, 'app2')
     # -v: a passing lint finding is shown only in the module's result.
-    proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage', args=['-v'])
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage', args=['-v'])
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert 'every app server reports running code that no longer uses %s.old_a (app1, app2)' % table in proc.stdout
     column = "SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'old_a'"
