@@ -99,7 +99,8 @@ def _phases_of(result):
 
 
 def _notes(lines):
-    """What a quiet run shows of a pre-flight summary: its verdict, each warning and what to do."""
+    """What a quiet run shows of a pre-flight summary: its verdict, each warning and what to do,
+    and where now stands against the deploy windows (the deploy_window check, also when it passes)."""
     if not isinstance(lines, list) or not lines:
         return []
     notes = [str(lines[0])]
@@ -110,7 +111,7 @@ def _notes(lines):
             if keep:
                 notes[-1] += ' -> %s' % line[len('    -> '):]
             continue
-        keep = line.startswith('WARN')  # the pre-flight's WARN, the lint's WARNING
+        keep = line.startswith('WARN') or line.startswith('PASS deploy_window:')  # WARN: the pre-flight's, the lint's WARNING
         if keep:
             notes.append(line)
     return notes

@@ -90,3 +90,10 @@ def test_decide_inside_no_outage_and_no_windows():
     assert status == 'pass' and 'but no outage is pending' in summary and override is None
     status, summary, dummy, dummy, dummy = dw.decide([], at('2026-11-30 03:00'), True)
     assert status == 'pass' and summary.startswith('no deploy windows set')
+
+
+def test_quiet_output_keeps_the_deploy_window_line():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import _notes
+    lines = ['pre-flight PASSED: 0 failed, 0 warnings, 2 passed', 'PASS connection: primary: connected',
+             'PASS deploy_window: now (2026-11-30 02:20 UTC) is inside the deploy window daily 02:00 30m UTC']
+    assert _notes(lines) == [lines[0], lines[2]]
