@@ -16,7 +16,8 @@ export ANSIBLE_FORCE_COLOR ?= 0
 INVENTORY ?= inventories/lab/hosts.yml
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: help venv deps lab lab-down lab-status demo test unit lint sanity integration molecule test-faults bench build changelog clean
+# (test-core-oldest: the oldest ansible-core declared, in its own venv)
+.PHONY: test-core-oldest help venv deps lab lab-down lab-status demo test unit lint sanity integration molecule test-faults bench build changelog clean
 
 help:
 	@echo "make demo        build the venv and the lab, run the fastdowntime playbook, print the timeline"
@@ -72,6 +73,18 @@ lint: venv
 	ANSIBLE_HOME=$(CURDIR)/.ansible ansible-lint --offline --profile production
 	$(PY) tests/sanity/run_ansible_test.py sanity --python 3.11 --local
 	bash tests/sanity.sh
+
+# The oldest ansible-core meta/runtime.yml declares (2.16): unit tests and ansible-test sanity in
+# their own venv (requirements-core216.txt); make lint / make unit run the newest (2.19).
+VENV_OLDEST ?= .venv-core216
+$(VENV_OLDEST)/.installed: requirements.txt requirements-core216.txt
+	if [ ! -x $(VENV_OLDEST)/bin/python ]; then python3 -m venv $(VENV_OLDEST); fi
+	$(VENV_OLDEST)/bin/pip install -q -r requirements-core216.txt
+	touch $@
+
+test-core-oldest: $(VENV_OLDEST)/.installed $(COLLECTION_LINK)
+	PATH=$(CURDIR)/$(VENV_OLDEST)/bin:$$PATH $(VENV_OLDEST)/bin/python tests/sanity/run_ansible_test.py units --python 3.11 --local
+	PATH=$(CURDIR)/$(VENV_OLDEST)/bin:$$PATH $(VENV_OLDEST)/bin/python tests/sanity/run_ansible_test.py sanity --python 3.11 --local
 
 integration: lab
 	$(PYTEST) -q tests/integration

@@ -97,6 +97,14 @@ def loaded_as_stdout():
     return str(getattr(C, 'DEFAULT_STDOUT_CALLBACK', '') or '') in NAMES
 
 
+def result_parts(result):
+    """(task, host, result dict) of a TaskResult: public attributes from ansible-core 2.19 on, private before."""
+    task = getattr(result, 'task', None) or result._task
+    host = getattr(result, 'host', None) or result._host
+    data = getattr(result, 'result', None)
+    return task, host, (result._result if data is None else data)
+
+
 class CallbackModule(DefaultCallback):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = 'aggregate'
@@ -180,13 +188,14 @@ class CallbackModule(DefaultCallback):
     def v2_runner_on_skipped(self, result):
         if self._chatty:
             super().v2_runner_on_skipped(result)
-        self._task_started.pop((result.task._uuid, result.host.get_name()), None)
+        task, host, dummy = result_parts(result)
+        self._task_started.pop((task._uuid, host.get_name()), None)
 
     def _task_ended(self, result, failed):
-        task, host = result.task, result.host.get_name()
-        self._remember_host(result.host)
+        task, host_object, data = result_parts(result)
+        host = host_object.get_name()
+        self._remember_host(host_object)
         action = task_action(task)
-        data = result.result
         began = self._task_started.pop((task._uuid, host), None)
         ours = is_fastdowntime_result(data, action)
         if failed:
@@ -200,7 +209,7 @@ class CallbackModule(DefaultCallback):
                     {'failed': True, 'msg': data.get('msg')}, task=task.get_name(), host=host, action=action))
             return
         self._fastdowntime_ran = True
-        self._remember_report_path(result.host)
+        self._remember_report_path(host_object)
         entries = entry_from_result(data, task=task.get_name(), host=host, action=action, failed=failed)
         self._entries.extend(entries)
         phases = [(p, e) for e in entries for p in e['phases']]

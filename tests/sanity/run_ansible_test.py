@@ -19,6 +19,7 @@ Usage: run_ansible_test.py [sanity|units] [ansible-test options...]; exit status
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -68,9 +69,12 @@ def use_this_python_for_packages():
     original = sanity.create_sanity_virtualenv
     here = VirtualPythonConfig(version='%d.%d' % sys.version_info[:2], path=sys.executable)
 
+    # ansible-core 2.16's collect_requirements also takes cryptography and virtualenv (False for sanity)
+    older = dict((k, False) for k in ('cryptography', 'virtualenv') if k in inspect.signature(collect_requirements).parameters)
+
     def create_sanity_virtualenv(args, python, name, coverage=False, minimize=False):
         commands = collect_requirements(python=python, controller=True, command=None, ansible=False,
-                                        coverage=coverage, minimize=minimize, sanity=name)
+                                        coverage=coverage, minimize=minimize, sanity=name, **older)
         if any(isinstance(c, PipInstall) for c in commands):
             return here
         return original(args, python, name, coverage=coverage, minimize=minimize)
