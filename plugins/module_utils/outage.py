@@ -40,7 +40,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, load_patch_set, plan as make_plan, refuse_drift)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    SchemaError, applied_revisions, apply_cold, ensure_revision_table, procedure_source, wait_for_replay)
+    SchemaError, applied_revisions, apply_cold, ensure_revision_table, newest_revision_sql, procedure_source,
+    wait_for_replay)
 
 
 WINDOW_MODES = ('all', 'split')
@@ -50,6 +51,10 @@ WINDOW_MODES = ('all', 'split')
 # the whole budget before the primary's outage even starts.
 REPLAY_PAUSE_SECONDS = 5.0
 REPLAY_POLL_SECONDS = 0.002
+# Reading each database's revision after resume: outside the window, but the
+# module's result waits for it.
+REVISION_READ_SECONDS = 2.0
+
 # A standby connection lost mid-window is reopened to resume replay; this bounds it.
 REPLAY_RESUME_CONNECT_SECONDS = 3
 
@@ -338,6 +343,7 @@ class Outage:
 
     def _finish(self, result, error, failed_phase, resume_error, disabled, replay_errors=()):
         """Done: log and return. Aborted: log, then raise the one-line OutageError."""
+        result['revisions'] = self.revisions()
         if error is None and resume_error is None and not replay_errors:
             result['outcome'] = 'done'
             self._log(result)
@@ -489,6 +495,25 @@ class Outage:
             plan=self.plan.as_dict(),
         )
         return self._finish(result, error, failed_phase, resume_error, disabled, replay_errors)
+
+    def revisions(self, timeout=REVISION_READ_SECONDS):
+        """What the schema is now, as each database reports it: after resume
+        (never inside the window), on the connections the window used, the
+        standbys asked at once. [{'host': endpoint label, 'role': 'primary' or
+        'standby', 'revision': '2211-01-0' or None (no revision recorded),
+        'error': one line or None}], the primary first."""
+        sql = newest_revision_sql(**self._table_kwargs())
+        rows = []
+        try:
+            rows.append({'host': endpoint_label(self.primary), 'role': 'primary',
+                         'revision': query(self.observer, sql)[0]['revision'], 'error': None})
+        except Exception as exc:  # noqa: B902 - a report line, never a failed deploy
+            rows.append({'host': endpoint_label(self.primary), 'role': 'primary', 'revision': None,
+                         'error': one_line(exc)})
+        for endpoint, row, error in _on_standbys(self.standby_conns, sql, timeout):
+            rows.append({'host': endpoint_label(endpoint), 'role': 'standby',
+                         'revision': row[0] if row else None, 'error': error})
+        return rows
 
     def _terminate_killable(self):
         """Inside the window: terminate the killable users' direct connections,

@@ -74,6 +74,7 @@ def entry_from_result(result, task=None, host=None, action=None, failed=None):
         'problems': ['%s: %s%s' % (c.get('check'), c.get('summary'), ' -> %s' % c['action'] if c.get('action') else '')
                      for c in checks if c.get('status') == 'fail'],
         'plan': _plan(result, checks),
+        'revisions': [r for r in result.get('revisions') or [] if isinstance(r, dict)],
     }]
 
 
@@ -229,6 +230,8 @@ def build_report(entries, play_failed=False, check_mode=False, generated_at=None
         'problems': [line for e in entries for line in e.get('problems') or []],
         # What the deploy would do (the last plan seen: the pre-flight's, with the lint and the estimate).
         'plan': _last_plan(entries),
+        # What the schema is now: each database's newest revision, read after the window.
+        'revisions': _first(e['revisions'] for e in reversed(entries) if e.get('revisions')) or [],
     }
     return report
 
@@ -446,12 +449,34 @@ def render_text(report):
     patches = report['patches']
     if patches:
         lines.append('patches: %s' % ', '.join('%s %s' % (p['file'], format_ms(p['duration_ms'])) for p in patches))
+    lines.extend(render_revisions(report.get('revisions')))
     problems = report.get('problems') or []
     for problem in problems:
         lines.append('problem: %s' % problem)
     if report.get('error') and not problems:
         lines.append('error: %s' % report['error'])
     return lines
+
+
+def render_revisions(revisions):
+    """'schema now: 2211-01-0 on primary (...), standby1 (...)' - one group per
+    revision, in the order the databases were read; a database that could not
+    be read is named with why."""
+    if not revisions:
+        return []
+    groups = []
+    for row in revisions:
+        if row.get('error'):
+            key = 'unknown (%s)' % row['error']
+        else:
+            key = row.get('revision') or 'no revision recorded'
+        for group in groups:
+            if group[0] == key:
+                group[1].append(str(row.get('host')))
+                break
+        else:
+            groups.append((key, [str(row.get('host'))]))
+    return ['schema now: %s' % '; '.join('%s on %s' % (key, ', '.join(hosts)) for key, hosts in groups)]
 
 
 def render_plan(plan):

@@ -220,6 +220,16 @@ def applied_revisions(conn, mode=DEFAULT_REVISION_TABLE):
     return {(row['major'], row['minor'], row['patch']): row['sha256'] for row in rows}
 
 
+def newest_revision_sql(mode=DEFAULT_REVISION_TABLE):
+    """One statement that returns one row, (revision text or NULL,): the newest
+    revision recorded in the revision table, as '2211-01-0' (NULL when the
+    table is empty). Runs on a standby too (read-only), so it works on the
+    async connections of the window's standbys."""
+    table = _table(mode)
+    return ("SELECT (SELECT format('%%s-%%s-%%s', major, lpad(minor::text, 2, '0'), patch) FROM %s "
+            "ORDER BY major DESC, minor DESC, patch DESC LIMIT 1) AS revision" % table.sql_name)
+
+
 def _record_revision(cur, table, patch, started, duration_seconds, deploy_id, prefix=''):
     """Write (collection table) or verify (Launchpad) the patch's revision row,
     inside whatever transaction ``cur`` is in; ``prefix`` (SQL without ``%``,

@@ -166,6 +166,17 @@ resumed:
   type: list
   elements: dict
   returned: when an outage took place
+revisions:
+  description:
+    - What the schema is after the window, as each database reports it (read after RESUME on the window's
+      connections, never inside the window) - the primary first, then every standby. C(revision) is the newest
+      revision in the revision table (C(2211-01-0)); C(error) says why a database could not be read.
+  type: list
+  elements: dict
+  returned: when an outage took place (also when it aborted)
+  sample:
+    - {host: "primary (10.0.0.5:5432)", role: primary, revision: 2211-01-0, error: null}
+    - {host: "standby1 (10.0.0.6:5432)", role: standby, revision: 2211-01-0, error: null}
 disabled_entries:
   description: C([pgbouncer, entry]) pairs left disabled because their standby lacks the new schema.
   type: list

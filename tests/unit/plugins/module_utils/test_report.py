@@ -494,3 +494,28 @@ def test_the_plan_shows_the_phases_in_numbered_order_when_the_plan_gives_them():
     assert lines[start + 1:start + 4] == ['  cold patches: patch-1-01-0.sql',
                                           '  post-window hot patches: patch-1-02-0.sql',
                                           '  next deploy patches: patch-1-03-0.sql']
+
+
+def test_the_schema_now_as_each_database_reported_it():
+    entries = normal_run()
+    entries[-1]['revisions'] = [
+        {'host': 'primary (10.0.0.5:5432)', 'role': 'primary', 'revision': '2211-02-0', 'error': None},
+        {'host': 'standby1 (10.0.0.6:5432)', 'role': 'standby', 'revision': '2211-02-0', 'error': None},
+        {'host': 'standby2 (10.0.0.7:5432)', 'role': 'standby', 'revision': None, 'error': 'no answer within 2.0 s'},
+    ]
+    report = build_report(entries)
+    assert report['revisions'] == entries[-1]['revisions']
+    assert json.loads(to_json(report))['revisions'][2]['error'] == 'no answer within 2.0 s'
+    assert 'schema now: 2211-02-0 on primary (10.0.0.5:5432), standby1 (10.0.0.6:5432); '\
+        'unknown (no answer within 2.0 s) on standby2 (10.0.0.7:5432)' in render_text(report)
+
+
+def test_revisions_come_from_the_outage_result_and_are_left_out_when_no_window_opened():
+    rows = [{'host': 'primary (h:5432)', 'role': 'primary', 'revision': None, 'error': None}]
+    entries = entry_from_result({'changed': True, 'outcome': 'done', 'phases': [], 'revisions': rows + ['junk']},
+                                task='Outage', host='localhost', action='fastdowntime.postgresql.outage')
+    report = build_report(entries)
+    assert report['revisions'] == rows
+    assert 'schema now: no revision recorded on primary (h:5432)' in render_text(report)
+    nothing = build_report(entry_from_result({'changed': False, 'outcome': 'nothing to do', 'phases': []}))
+    assert nothing['revisions'] == [] and not any(line.startswith('schema now') for line in render_text(nothing))
