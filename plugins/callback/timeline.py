@@ -24,9 +24,11 @@ description:
     each patch, the schema revision of every database after the deploy, the plan in check mode, and the
     outcome (V(done), V(nothing to do), V(planned), V(aborted in <phase>), V(refused by pre-flight)), and
     writes the same report as JSON (schema in C(docs/report.md)).
-  - Nothing is printed or written at the end of a playbook in which no fastdowntime task ran
+  - Nothing is printed or written at the end of a playbook in which no fastdowntime deploy task ran
     (a C(fastdowntime.postgresql.*) module or a result with C(phases)), so the last deploy's report
-    is not replaced by that of an unrelated playbook.
+    is not replaced by that of an unrelated playbook. The collection's checks that are no deploy
+    (C(patch_lint), C(change_rule), C(cycle_time)) never make a timeline; in a quiet run their
+    C(summary_lines) (the lint's findings) are printed as they come.
   - Results of tasks with C(no_log) are censored by Ansible before any callback sees them, so their
     phases cannot appear in the timeline.
 extends_documentation_fragment:
@@ -40,6 +42,10 @@ options:
   report_path:
     description:
       - Where to write the JSON report. An existing file is replaced.
+      - Its picture is written next to it, with the same name ending in C(.html) (C(report.json) ->
+        C(report.html)) - a self-contained page, readable offline (no script, nothing fetched) - the
+        whole deploy and the outage window on time axes, phases per host, the budget's end, the longest
+        client wait each pgbouncer saw, the phase table and the schema revision of every database.
       - When not set, the variable C(fastdowntime_report_path) is used as the play sees it (for the
         host that ran the last fastdowntime task, templated); when that is not set either, no
         JSON is written and only the table is printed.
@@ -64,6 +70,7 @@ from ansible.template import Templar
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import one_line
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
+    NOT_DEPLOY_ACTIONS,
     build_report,
     entry_from_result,
     format_budget,
@@ -73,10 +80,13 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report imp
     render_text,
     to_json,
 )
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report_html import html_path_for, render_html
 
 REPORT_PATH_VAR = 'fastdowntime_report_path'
 ACTION_PREFIX = 'fastdowntime.postgresql.'
 PREFIX = '[timeline]'
+# Phase statuses of steps that did not run: skipped, or only planned (check mode).
+UNTIMED_STATUSES = ('skipped', 'planned')
 NAMES = ('fastdowntime.postgresql.timeline', 'timeline')
 # The events this plugin handles itself; as the aggregate callback, or as a
 # quiet stdout callback, it receives no other (the default callback's
@@ -203,6 +213,10 @@ class CallbackModule(DefaultCallback):
             where = None if getattr(task, 'run_once', False) else host
             self._failures.append((host, where, one_line(data.get('msg') or 'failed'), ours))
         if not ours:
+            if self._quiet and str(action) in NOT_DEPLOY_ACTIONS and isinstance(data.get('summary_lines'), list):
+                # A check of the collection that is no deploy (the lint): its findings are the output.
+                for line in data['summary_lines']:
+                    self._display.display('  %s' % line)
             if failed:
                 # Not ours, but it stopped the deploy: the outcome must say where.
                 self._entries.extend(entry_from_result(
@@ -238,8 +252,10 @@ class CallbackModule(DefaultCallback):
         detail = record.get('detail') if isinstance(record.get('detail'), dict) else {}
         if isinstance(detail.get('patch'), str):
             name = '%s %s' % (name, detail['patch'])
-        if record.get('status') == 'skipped':
-            return '%s %s on %s: skipped%s' % (PREFIX, name, host, ': %s' % detail['reason'] if detail.get('reason') else '')
+        if record.get('status') in UNTIMED_STATUSES:
+            # Nothing ran: no duration to show, only what would have happened or why not.
+            return '%s %s on %s: %s%s' % (PREFIX, name, host, record['status'],
+                                          ': %s' % detail['reason'] if detail.get('reason') else '')
         line = '%s end %s on %s: %s in %s, budget left %s' % (
             PREFIX, name, host, record.get('status') or 'unknown',
             format_ms(record.get('duration_ms')), format_budget(record.get('budget_left_ms')))
@@ -348,22 +364,31 @@ class CallbackModule(DefaultCallback):
         return str(value) if value else None
 
     def _write(self, path, report):
-        """Replace the report atomically, so a reader never sees half of it."""
+        """Replace the JSON report and its picture (the HTML page next to it) atomically,
+        so a reader never sees half of either."""
         path = os.path.abspath(os.path.expanduser(path))
+        page = html_path_for(path)
         try:
-            directory = os.path.dirname(path)
-            os.makedirs(directory, exist_ok=True)
-            handle, tmp = tempfile.mkstemp(prefix='.timeline-', suffix='.json', dir=directory)
-            try:
-                with os.fdopen(handle, 'w') as stream:
-                    stream.write(to_json(report))
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            _replace(path, to_json(report))
+            _replace(page, render_html(report))
         except OSError as exc:
             self._display.warning('%s cannot write the report to %s: %s: check that the directory is writable'
                                   % (PREFIX, path, exc.strerror or one_line(exc)))
             return
         self._display.display('%s report written to %s' % (PREFIX, path))
+        self._display.display('%s picture: %s' % (PREFIX, page))
+
+
+def _replace(path, text):
+    """Write ``text`` to a new file beside ``path``, then rename it over ``path``."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix='.timeline-', suffix=os.path.splitext(path)[1], dir=directory)
+    try:
+        with os.fdopen(handle, 'w') as stream:
+            stream.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -146,3 +146,83 @@ def page(title, parts, subtitle=None):
         '<title>%s</title>' % esc(title), '<style>%s</style>' % STYLE, '</head>', '<body>',
         '<h1>%s</h1>' % esc(title)] + (['<p class="sub">%s</p>' % esc(subtitle)] if subtitle else []) +
         list(parts) + ['</body>', '</html>', ''])
+
+
+def nice_step(span, ticks=8):
+    """A round tick step (1, 2, 2.5, 5 x 10^n) giving at most about ``ticks`` ticks over ``span``."""
+    return nice_max(span / float(ticks)) if span > 0 else 1.0
+
+
+def timeline_chart(title, lanes, bars, x_min, x_max, unit='ms', bands=(), lines=(), legend=(), width=960,
+                   lane_height=26):
+    """An SVG timeline (a Gantt chart): one lane per label, bars on one x axis.
+
+    ``lanes``: lane labels, top to bottom. ``bars``: dicts {lane (a label of
+    ``lanes``), start, end (x values; end None draws a thin mark), color, label
+    (text drawn in the bar when it fits), tip (hover text), hatch (bool:
+    striped, for what was observed rather than done)}. ``bands``: shaded
+    spans [(x0, x1, label, color)] behind the bars; ``lines``: dashed verticals
+    [(x, label, color)] (a budget end). ``legend``: [(name, color)]. x values
+    outside [x_min, x_max] are clipped. Returns the SVG text."""
+    left, right, top, bottom = 230, 20, 34, 64
+    plot_w = width - left - right
+    height = top + bottom + lane_height * max(len(lanes), 1)
+    span = float(x_max - x_min) or 1.0
+
+    def x_of(value):
+        return left + plot_w * (min(max(value, x_min), x_max) - x_min) / span
+
+    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" '
+           'aria-label="%s">' % (width, height, width, height, esc(title)),
+           '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+           'patternTransform="rotate(45)"><rect width="3" height="6" fill="#b53a3a" fill-opacity="0.55"/>'
+           '</pattern></defs>',
+           '<rect x="0" y="0" width="%d" height="%d" fill="#ffffff"/>' % (width, height),
+           '<text x="%d" y="18" style="font-size:13px;font-weight:600">%s</text>' % (left, esc(title))]
+    bottom_y = top + lane_height * len(lanes)
+    for x0, x1, label, color in bands:
+        out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" fill-opacity="0.18"><title>%s</title>'
+                   '</rect>' % (x_of(x0), top, max(x_of(x1) - x_of(x0), 1), bottom_y - top, color, esc(label)))
+        out.append('<text x="%.1f" y="%d" style="fill:%s">%s</text>' % (x_of(x0) + 2, top - 4, color, esc(label)))
+    step = nice_step(span)
+    tick = math.ceil(x_min / step) * step
+    while tick <= x_max + step * 1e-9:
+        x = x_of(tick)
+        out.append('<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#e3e7eb"/>' % (x, x, top, bottom_y))
+        out.append('<text x="%.1f" y="%d" text-anchor="middle">%s%s</text>'
+                   % (x, bottom_y + 14, esc(fmt(round(tick, 6), 0 if step >= 1 else 2)), esc(unit)))
+        tick += step
+    for index, lane in enumerate(lanes):
+        y = top + lane_height * index
+        if index % 2:
+            out.append('<rect x="%d" y="%d" width="%d" height="%d" fill="#f3f5f7" fill-opacity="0.6"/>'
+                       % (left, y, plot_w, lane_height))
+        out.append('<text x="%d" y="%.1f" text-anchor="end">%s</text>' % (left - 8, y + lane_height / 2 + 4, esc(lane)))
+    for item in bars:
+        if item.get('lane') not in lanes:
+            continue
+        y = top + lane_height * lanes.index(item['lane']) + 4
+        x0 = x_of(item['start'])
+        x1 = x_of(item['end']) if item.get('end') is not None else x0
+        w = max(x1 - x0, 2)
+        fill = 'url(#hatch)' if item.get('hatch') else item.get('color') or COLORS[0]
+        out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" rx="2"><title>%s</title></rect>'
+                   % (x0, y, w, lane_height - 8, fill, esc(item.get('tip') or item.get('label') or '')))
+        label = item.get('label')
+        if label and w >= 7 * len(label) + 6:
+            out.append('<text x="%.1f" y="%d" style="fill:#ffffff">%s</text>' % (x0 + 4, y + lane_height - 13, esc(label)))
+    out.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#8a949e"/>' % (left, width - right, bottom_y, bottom_y))
+    for x, label, color in lines:
+        if x_min <= x <= x_max:
+            out.append('<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="%s" stroke-width="2" stroke-dasharray="6 4"/>'
+                       % (x_of(x), x_of(x), top - 2, bottom_y, color))
+            out.append('<text x="%.1f" y="%d" text-anchor="end" style="fill:%s">%s</text>'
+                       % (x_of(x) - 3, bottom_y + 30, color, esc(label)))
+    spacing = min(150, plot_w // max(len(legend), 1))
+    for number, (name, color) in enumerate(legend):
+        x = left + number * spacing
+        fill = 'url(#hatch)' if color == 'hatch' else color
+        out.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>'
+                   % (x, height - 12, fill, x + 14, height - 3, esc(name)))
+    out.append('</svg>')
+    return '\n'.join(out)

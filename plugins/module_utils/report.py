@@ -78,9 +78,10 @@ def entry_from_result(result, task=None, host=None, action=None, failed=None):
     }]
 
 
-# Modules of the collection that are no part of a deploy (CI checks, reports):
+# Modules of the collection that are no part of a deploy (CI checks, the lint, reports):
 # a playbook running only them must not print a timeline nor replace the report.
-NOT_DEPLOY_ACTIONS = frozenset(('fastdowntime.postgresql.change_rule', 'fastdowntime.postgresql.cycle_time'))
+NOT_DEPLOY_ACTIONS = frozenset(('fastdowntime.postgresql.change_rule', 'fastdowntime.postgresql.cycle_time',
+                                'fastdowntime.postgresql.patch_lint'))
 
 
 def is_deploy_action(action):

@@ -101,7 +101,10 @@ def test_small_budget_refused_before_the_outage_naming_the_costliest(lab, big_ta
 
 
 def test_lint_playbook_reads_only_and_names_the_rewrite(lab, big_table, patch_dir, tmp_path):
-    env = dict(os.environ, FDT_REPORT_PATH=str(tmp_path / 'report.json'), ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'),
+    # The last deploy's report: a lint run prints its findings and leaves it alone.
+    report = tmp_path / 'report.json'
+    report.write_text('{"outcome": "done", "deploy_id": "the last deploy"}\n')
+    env = dict(os.environ, FDT_REPORT_PATH=str(report), ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'),
                ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'), ANSIBLE_FORCE_COLOR='0',
                PATH=os.path.dirname(sys.executable) + ':' + os.environ['PATH'])
     run = subprocess.run([ANSIBLE_PLAYBOOK, '-i', lab.inventory(), os.path.join(REPO, 'playbooks', 'lint.yml'),
@@ -113,6 +116,12 @@ def test_lint_playbook_reads_only_and_names_the_rewrite(lab, big_table, patch_di
     assert run.returncode != 0, out
     assert 'ALTER COLUMN TYPE rewrites the table' in out and 'over the 2s budget' in out, out
     assert 'Traceback' not in out and 'deploy-secret' not in out
+    # The findings, each once (the quiet run prints the lint's summary lines), then the refusal once.
+    assert sum('ALTER COLUMN TYPE rewrites the table' in line for line in run.stdout.splitlines()) == 1, out
+    assert sum(line.startswith('FAILED patch lint refused the patches: ERROR ') for line in run.stdout.splitlines()) == 1
+    for deploy_only in ('fastdowntime timeline', 'FASTDOWNTIME TIMELINE', 'no fastdowntime phases', '[timeline]'):
+        assert deploy_only not in out, out
+    assert report.read_text() == '{"outcome": "done", "deploy_id": "the last deploy"}\n'
     assert query(big_table, "SELECT count(*) AS n FROM pg_indexes WHERE tablename = '%s'" % BIG)[0]['n'] == 0
 
 

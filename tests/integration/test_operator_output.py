@@ -14,6 +14,8 @@ import psycopg2
 import pytest
 import yaml
 
+import browser
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import format_ms
 from deploy import run_playbook, unique_major, write_patches
 
 pytestmark = pytest.mark.usefixtures('scratch')
@@ -37,6 +39,24 @@ def lab_inventory(tmp_path, edit):
     edit(hosts['all']['children'])
     (target / 'hosts.yml').write_text(yaml.safe_dump(hosts))
     return str(target / 'hosts.yml')
+
+
+def assert_the_picture_shows_the_report(report_path, report, tmp_path):
+    """The deploy's HTML page, next to its JSON, as headless Chromium renders it: a screenshot
+    that is not blank (the phase colours on screen) and the report's phases and numbers in the page."""
+    page = report_path[:-len('.json')] + '.html'
+    png = browser.screenshot(page, tmp_path / 'deploy.png', width=1000, height=1250)
+    assert browser.distinct_colors(png) > 50, png
+    for kind in ('#e0802c', '#2f6db5', '#7a4fb5', '#1f9e9e'):  # drain, cold patches, replay, resume
+        rgb = tuple(int(kind[i:i + 2], 16) for i in (1, 3, 5))
+        assert browser.colored_pixels(png, rgb) > 100, (kind, png)
+    dom = browser.dump_dom(page)
+    assert '<script' not in dom
+    for row in report['phases']:
+        assert row['phase'] + (' %s' % row['patch'] if row['patch'] else '') in dom, row
+    for number in (report['outage']['outage_ms'], report['outage']['max_client_wait_ms'], report['budget_ms']):
+        assert format_ms(number) in dom, number
+    assert 'schema now: %s on primary' % report['revisions'][0]['revision'] in dom
 
 
 @contextlib.contextmanager
@@ -98,6 +118,7 @@ def test_a_deploy_reads_on_one_screen_and_a_rerun_restarts_nothing(healthy_lab, 
         assert sum(line.startswith('cold_patch patch-%d-%s-0.sql ' % (major, minor)) for line in lines) == 1, out
     assert 'fastdowntime timeline: done' in out
     assert lines[-1] == 'hosts: 7 ok (5 changed)', out
+    assert '[timeline] picture: %s' % report_path.replace('.json', '.html') in lines, out
     # What the schema is now, as each database said after the window.
     revision = '%d-03-0' % major
     assert 'schema now: %s on primary (%s:5432), standby1 (%s:5432), standby2 (%s:5432)' % (
@@ -106,6 +127,7 @@ def test_a_deploy_reads_on_one_screen_and_a_rerun_restarts_nothing(healthy_lab, 
     assert [(r['role'], r['revision'], r['error']) for r in report['revisions']] == \
         [('primary', revision, None), ('standby', revision, None), ('standby', revision, None)]
     assert [r['status'] for r in report['phases'] if r['phase'] == 'app_restart'] == ['ok', 'ok']
+    assert_the_picture_shows_the_report(report_path, report, tmp_path)
     # Rows in the order they ended: the budget left only goes down.
     budget = [r['budget_left_ms'] for r in report['phases']
               if r['budget_left_ms'] is not None and r['phase'] != 'app_restart']
@@ -156,7 +178,12 @@ def test_check_mode_shows_the_plan(healthy_lab, tmp_path):
             'wait for standby1' % (lab.addr('pgbouncer1'), lab.addr('pgbouncer2'))) in out
     assert '  budget: estimated outage ' in out
     assert proc.stdout.splitlines()[-1] == 'hosts: 7 ok [check mode: nothing was changed]', out
+    # Nothing restarted: no duration, no "ok", what would have happened.
+    for app in ('app1', 'app2'):
+        assert '[timeline] app_restart on %s: planned: check mode: would restart' % app in out, out
     report = json.load(open(report_path))
+    assert [(r['status'], r['duration_ms'], r['budget_left_ms']) for r in report['phases']
+            if r['phase'] == 'app_restart'] == [('planned', None, None)] * 2
     assert report['check_mode'] is True
     assert report['plan']['phases'] == [{'phase': 'hot', 'patches': ['patch-%d-01-0.sql' % major]},
                                         {'phase': 'cold', 'patches': ['patch-%d-02-0.sql' % major]}]

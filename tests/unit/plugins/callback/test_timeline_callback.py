@@ -225,7 +225,9 @@ def test_aborted_run_prints_the_table_and_writes_json_from_the_option(display, t
                for line in display.lines)
     assert 'outage (drain start -> last resume): 2.53 s' in display.lines
     assert 'longest client wait (pgbouncer): 2.52 s' in display.lines
-    assert display.lines[-1] == '[timeline] report written to %s' % path
+    assert display.lines[-2:] == ['[timeline] report written to %s' % path,
+                                  '[timeline] picture: %s' % path.with_suffix('.html')]
+    assert 'aborted in schema application' in path.with_suffix('.html').read_text()
 
     report = json.loads(path.read_text())
     assert report['schema_version'] == 1
@@ -235,7 +237,7 @@ def test_aborted_run_prints_the_table_and_writes_json_from_the_option(display, t
     assert [p['phase'] for p in report['phases']] == ['drain', 'schema application', 'rollback', 'resume']
     assert [p['start_offset_ms'] for p in report['phases']] == [0.0, 50.0, 2500.0, 2510.0]
     assert not (tmp_path / 'ignored.json').exists()
-    assert os.listdir(path.parent) == ['deploy.json']  # no temporary file left
+    assert sorted(os.listdir(path.parent)) == ['deploy.html', 'deploy.json']  # no temporary file left
 
 
 def test_report_path_from_the_play_variable_templated(display, tmp_path):
