@@ -48,9 +48,9 @@ def html_path_for(json_path):
 def _color(row):
     if row.get('status') == 'failed':
         return FAILED_COLOR
-    for _, phases, color in KINDS:
-        if row.get('phase') in phases:
-            return color
+    for kind in KINDS:
+        if row.get('phase') in kind[1]:
+            return kind[2]
     return '#c9a227'
 
 
@@ -88,7 +88,7 @@ def _name(row):
 
 def _lane(row):
     host = str(row.get('host') or '-')
-    return '%s (the transaction)' % host.split(' ')[0] if row['phase'] in ENCLOSING else host
+    return '%s (the transaction)' % host.split(' ', maxsplit=1)[0] if row['phase'] in ENCLOSING else host
 
 
 def _bars(placed):
@@ -116,8 +116,8 @@ def _client_waits(placed):
 
 
 def _legend(placed, waits):
-    used = set(_color(row) for row, _, _ in placed)
-    legend = [(name, color) for name, _, color in KINDS if color in used]
+    used = set(_color(item[0]) for item in placed)
+    legend = [(kind[0], kind[2]) for kind in KINDS if kind[2] in used]
     if FAILED_COLOR in used:
         legend.append(('failed', FAILED_COLOR))
     if waits:
@@ -152,8 +152,8 @@ def render_html(report):
     waits = _client_waits(placed)
     if placed:
         lanes, bars = _bars(placed)
-        ends = [end if end is not None else begin for _, begin, end in placed]
-        low, high = min(b for _, b, _ in placed), max(ends)
+        ends = [item[1] if item[2] is None else item[2] for item in placed]
+        low, high = min(item[1] for item in placed), max(ends)
         lines = [(budget_ms, 'budget ends (%s)' % format_ms(budget_ms), BUDGET_COLOR)] \
             if budget_ms is not None and outage_ms is not None else []
         if lines and low <= budget_ms <= high * 1.5:
