@@ -35,6 +35,7 @@ import time
 try:
     import pglast
     import pglast.ast
+    import pglast.enums
     HAS_PGLAST = True
 except ImportError:  # pragma: no cover - patchset reports it
     pglast = None
@@ -152,6 +153,10 @@ RULES = {
         'DROP TABLE breaks app servers still running code that uses the table',
         'drop it only once no running code uses it (the second half of the lockstep rule), and acknowledge '
         'it in fastdowntime_lint_acknowledge_contract'),
+    'rename-internal': (
+        CATALOG, None, INFO,
+        'RENAME of an object application code does not name (index, constraint, trigger, rule, policy, '
+        'statistics, a sequence owned by a column...): catalog only, not a contract change', None),
     'rename': (
         CONTRACT, 'ACCESS EXCLUSIVE', ERROR,
         'RENAME breaks app servers still running code that uses the old name',
@@ -187,6 +192,13 @@ KNOWN_VOLATILITY = {
     'uuid_generate_v1': 'v', 'uuid_generate_v1mc': 'v', 'uuid_generate_v4': 'v', 'setseed': 'v',
     'lower': 'i', 'upper': 'i', 'md5': 'i', 'concat': 's', 'coalesce': 'i', 'length': 'i',
 }
+# Objects application code does not name (it names tables, views, columns,
+# functions, types, schemas, free-standing sequences): renaming one of these is
+# no contract change (ObjectType names).
+NOT_NAMED_BY_APPLICATIONS = frozenset((
+    'OBJECT_INDEX', 'OBJECT_TABCONSTRAINT', 'OBJECT_DOMCONSTRAINT', 'OBJECT_TRIGGER', 'OBJECT_RULE',
+    'OBJECT_POLICY', 'OBJECT_STATISTIC_EXT', 'OBJECT_EVENT_TRIGGER', 'OBJECT_OPCLASS', 'OBJECT_OPFAMILY',
+    'OBJECT_PUBLICATION', 'OBJECT_SUBSCRIPTION', 'OBJECT_TABLESPACE'))
 # pg_class.relkind of a partitioned table and a partitioned index.
 PARTITIONED_RELKINDS = ('p', 'I')
 SERIAL_TYPES = ('serial', 'serial4', 'serial8', 'bigserial', 'smallserial', 'serial2')
@@ -496,6 +508,11 @@ def classify(node, catalog, scope=None, kind=COLD):
         return [_work('cluster', table_key(node.relation) if node.relation is not None else None)]
     if name == 'RenameStmt':
         key = table_key(node.relation) if node.relation is not None else None
+        renamed = pglast.enums.ObjectType(node.renameType).name
+        if renamed in NOT_NAMED_BY_APPLICATIONS or (
+                renamed == 'OBJECT_SEQUENCE' and key and (catalog.table(key) or {}).get('owned_by_column')):
+            return [_work('rename-internal', key, detail='%s %s -> %s' % (
+                renamed[7:].lower(), node.subname or (key_text(key) if key else '?'), node.newname))]
         return [_work('rename', key, detail='%s -> %s' % (node.subname or key_text(key) if key else node.subname,
                                                           node.newname))]
     if name == 'DropStmt':
@@ -570,6 +587,14 @@ def _bytes(info, *names):
     return sum(float((info or {}).get(name) or 0) for name in names)
 
 
+def is_new_table(key, new_tables):
+    """Is ``key`` one of the tables the pending patches create (a name
+    without a schema matches the same name with one)?"""
+    if not key:
+        return False
+    return any(key == new or (key[1] == new[1] and (key[0] is None or new[0] is None)) for new in new_tables)
+
+
 def cost_of(work, catalog, rows=None, new_tables=()):
     """(seconds on the primary, WAL bytes for the standbys, what it was
     priced on) for one work item, from the model in the module docstring."""
@@ -578,8 +603,9 @@ def cost_of(work, catalog, rows=None, new_tables=()):
     key = work.get('table')
     info = catalog.table(key) if key else None
     throughput = float(catalog.scan_bytes_per_second)
-    if key in new_tables or (key and info is None) or kind in (CATALOG, CONTRACT, REFUSED):
-        reason = 'created by this patch set' if key in new_tables else (
+    new = is_new_table(key, new_tables)
+    if new or (key and info is None) or kind in (CATALOG, CONTRACT, REFUSED):
+        reason = 'created by this patch set' if new else (
             'not in the database yet' if key and info is None and kind not in (CATALOG, CONTRACT, REFUSED)
             else 'catalog only')
         return 0.0, 0.0, {'model': reason}
@@ -664,6 +690,9 @@ def _finding(patch, statement, works, catalog, scope, options):
 
     def severity_of(work):
         rule = work['rule']
+        if RULES[rule][0] != REFUSED and is_new_table(work.get('table'), scope.new_tables):
+            # Created earlier in the pending set: empty, and no running code uses it.
+            return INFO
         level = options['severity'].get(rule, RULES[rule][2])
         return level
 
@@ -684,6 +713,8 @@ def _finding(patch, statement, works, catalog, scope, options):
                                       ' (%s%s)' % (where or '', (': ' + detail) if detail and where else
                                                    (detail or '')) if where or detail else '',
                                       '; estimated %.2fs' % seconds if seconds >= 0.005 else '')
+    if is_new_table(work.get('table'), scope.new_tables) and rule != 'catalog-only':
+        summary += '; on a table created earlier in the pending patches (empty, unused by running code)'
     if acknowledged:
         summary += '; acknowledged as a contract change'
     if opted_out:
@@ -751,7 +782,11 @@ SELECT c.oid, n.nspname, c.relname, c.relkind, greatest(c.reltuples, 0)::float8 
        pg_relation_size(c.oid)::float8 AS heap_bytes,
        pg_indexes_size(c.oid)::float8 AS index_bytes,
        coalesce(pg_total_relation_size(c.reltoastrelid), 0)::float8 AS toast_bytes,
-       (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)::int AS indexes
+       (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)::int AS indexes,
+       -- A sequence owned by a column (serial, identity): application code does not name it.
+       EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
+                  AND d.deptype IN ('a', 'i')) AS owned_by_column
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = to_regclass(%s)
 """
@@ -797,9 +832,12 @@ def gather_catalog(conn, patches, explain=True, lock_timeout_ms=1000):
             cur.execute("SET LOCAL lock_timeout = %s", ('%dms' % lock_timeout_ms,))
             for key in sorted(refs['tables'], key=lambda k: (k[0] or '', k[1])):
                 rows = query(conn, TABLE_SQL, (_regclass_text(key),))
-                if not rows or rows[0]['relkind'] not in ('r', 'p', 'm'):
+                if not rows or rows[0]['relkind'] not in ('r', 'p', 'm', 'I', 'S'):
                     continue
                 info = dict(rows[0], exists=True)
+                if info['relkind'] in ('I', 'S'):   # a partitioned index, a sequence: what they are is enough
+                    tables[key] = dict(info, columns={}, not_null_checks=[])
+                    continue
                 info['columns'] = dict((r['attname'], (r['type'], modifiers_of(r['type'], r['typmod'])))
                                        for r in query(conn, COLUMNS_SQL, (info['oid'],)))
                 info['not_null_checks'] = sorted(not_null_columns(

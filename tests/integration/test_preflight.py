@@ -297,3 +297,21 @@ def test_what_the_window_would_reject_is_refused_naming_file_line_and_cause(lab,
     assert_refused_by(result, 'patches', 'patch-2301-06-0.sql line 2: REINDEX SCHEMA cannot run inside a '
                                          'transaction block (the window is one); make it REINDEX SCHEMA ... '
                                          'CONCURRENTLY in a hot patch')
+
+
+def test_lint_reads_from_the_catalog_which_sequence_a_column_owns(lab, revision_table, tmp_path):
+    """A sequence owned by a column (serial, identity) is renamed without breaking app code; a
+    free-standing one may be named by it (nextval('...')); an index rename never is."""
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import lint
+    revision_table.cursor().execute(
+        'CREATE TABLE %(s)s.owner (id serial, n int GENERATED ALWAYS AS IDENTITY);'
+        'CREATE SEQUENCE %(s)s.free_seq; CREATE INDEX owner_n_idx ON %(s)s.owner (n)' % {'s': TEST_SCHEMA})
+    path = tmp_path / 'patch-2302-01-0.sql'
+    path.write_text('ALTER SEQUENCE %(s)s.owner_id_seq RENAME TO owner_id_seq2;\n'
+                    'ALTER SEQUENCE %(s)s.owner_n_seq RENAME TO owner_n_seq2;\n'
+                    'ALTER SEQUENCE %(s)s.free_seq RENAME TO free_seq2;\n'
+                    'ALTER INDEX %(s)s.owner_n_idx RENAME TO old__owner_n_idx;\n' % {'s': TEST_SCHEMA})
+    found, _, _ = lint.lint_live(revision_table, [load_patch(str(path))])
+    assert [(f['line'], f['rule'], f['severity']) for f in found] == [
+        (1, 'rename-internal', 'info'), (2, 'rename-internal', 'info'), (3, 'rename', 'error'),
+        (4, 'rename-internal', 'info')]

@@ -306,3 +306,62 @@ def test_reindex_or_cluster_of_a_partitioned_target_in_the_window_is_an_error(sq
 @pytest.mark.parametrize('sql, rule', [('REINDEX TABLE big', 'catalog-only'), ('CLUSTER big USING i', 'cluster')])
 def test_reindex_or_cluster_of_a_plain_table_is_not_that_error(sql, rule):
     assert lint_one(sql + ';')[0]['rule'] == rule
+
+
+# -- precision: what is not a contract change, what costs nothing ---------------------
+
+@pytest.mark.parametrize('sql', [
+    'ALTER INDEX foo_idx RENAME TO old__foo_idx',                 # issue 15
+    'ALTER INDEX IF EXISTS public.foo_idx RENAME TO foo_idx_old',
+    'ALTER TABLE big RENAME CONSTRAINT big_n_check TO big_n_positive',
+    'ALTER DOMAIN d RENAME CONSTRAINT d_check TO d_positive',
+    'ALTER TRIGGER big_audit ON big RENAME TO big_audit_v2',
+    'ALTER RULE r ON big RENAME TO r2',
+    'ALTER POLICY p ON big RENAME TO q',
+    'ALTER STATISTICS big_stats RENAME TO big_stats_v2',
+    'ALTER EVENT TRIGGER et RENAME TO et2',
+    'ALTER PUBLICATION pub RENAME TO pub2',
+    'ALTER SEQUENCE big_id_seq RENAME TO big_id_seq2',            # owned by big.id (catalog)
+])
+def test_renames_of_objects_application_code_does_not_name_are_info(sql):
+    owned = dict(SMALL, relname='big_id_seq', relkind='S', owned_by_column=True)
+    cat = catalog(tables={('public', 'big'): BIG, (None, 'big_id_seq'): owned})
+    [found] = lint_one(sql + ';', cat)
+    assert (found['rule'], found['severity'], found['kind']) == ('rename-internal', 'info', 'catalog only')
+    assert found['estimate_seconds'] == 0
+
+
+@pytest.mark.parametrize('sql', [
+    'ALTER TABLE big RENAME COLUMN n TO m', 'ALTER TABLE big RENAME TO huge', 'ALTER VIEW v RENAME TO w',
+    'ALTER FUNCTION f(int) RENAME TO g', 'ALTER SCHEMA s RENAME TO t', 'ALTER TYPE e RENAME TO f',
+    'ALTER SEQUENCE free_seq RENAME TO free_seq2',                # no owning column: code may call nextval on it
+])
+def test_renames_of_what_application_code_names_stay_contract_changes(sql):
+    free = dict(SMALL, relname='free_seq', relkind='S', owned_by_column=False)
+    [found] = lint_one(sql + ';', catalog(tables={('public', 'big'): BIG, (None, 'free_seq'): free}))
+    assert (found['rule'], found['severity']) == ('rename', 'error')
+
+
+@pytest.mark.parametrize('later', [
+    'CREATE INDEX users_email_idx ON users (email)',              # issue 15
+    'CREATE INDEX users_email_idx ON public.users (email)',
+    'ALTER TABLE users ADD CONSTRAINT users_email_check CHECK (email <> \'\')',
+    'ALTER TABLE users ALTER COLUMN id TYPE bigint',
+    'ALTER TABLE users ALTER COLUMN email SET NOT NULL',
+    'ALTER TABLE users ADD COLUMN age int NOT NULL',
+    'ALTER TABLE users ADD PRIMARY KEY (id)',
+    'ALTER TABLE users RENAME COLUMN email TO mail',
+    'DROP TABLE users',
+])
+def test_work_on_a_table_created_earlier_in_the_pending_patches_costs_nothing_and_warns_of_nothing(later):
+    first = patch('CREATE TABLE users (id int, email text);', 'patch-2211-01-0.sql')
+    second = patch(later + ';', 'patch-2211-02-0.sql')
+    found = lint.lint_patches([first, second], catalog(), lint.parse_options())
+    assert [f['severity'] for f in found] == ['info', 'info'], found[1]['summary']
+    assert found[1]['estimate_seconds'] == 0
+    assert lint.estimate(found)['statements_seconds'] == 0
+
+
+def test_the_same_work_on_an_existing_table_still_warns():
+    [found] = lint_one('CREATE INDEX big_n_idx ON big (n);')
+    assert (found['rule'], found['severity']) == ('create-index', 'warning') and found['estimate_seconds'] > 0
