@@ -311,7 +311,7 @@ def test_lint_reads_from_the_catalog_which_sequence_a_column_owns(lab, revision_
                     'ALTER SEQUENCE %(s)s.owner_n_seq RENAME TO owner_n_seq2;\n'
                     'ALTER SEQUENCE %(s)s.free_seq RENAME TO free_seq2;\n'
                     'ALTER INDEX %(s)s.owner_n_idx RENAME TO old__owner_n_idx;\n' % {'s': TEST_SCHEMA})
-    found, _, _ = lint.lint_live(revision_table, [load_patch(str(path))])
+    found = lint.lint_live(revision_table, [load_patch(str(path))])[0]
     assert [(f['line'], f['rule'], f['severity']) for f in found] == [
         (1, 'rename-internal', 'info'), (2, 'rename-internal', 'info'), (3, 'rename', 'error'),
         (4, 'rename-internal', 'info')]
