@@ -77,6 +77,11 @@ options:
         type: list
         elements: str
         default: []
+      standby_application_name:
+        description:
+          - For a standby, the C(application_name) its upstream's C(pg_stat_replication) shows for it; only needed
+            when its slot, its own application name and its address cannot tell it apart. Ignored for the primary.
+        type: str
 '''
 
     # standbys (ENDPOINT_SPEC)
@@ -131,6 +136,11 @@ options:
         type: list
         elements: str
         default: []
+      standby_application_name:
+        description:
+          - For a standby, the C(application_name) its upstream's C(pg_stat_replication) shows for it; only needed
+            when its slot, its own application name and its address cannot tell it apart. Ignored for the primary.
+        type: str
 '''
 
     # pgbouncers (CONSOLE_SPEC)

@@ -80,6 +80,8 @@ def endpoints(hosts, hostvars, kind='pg'):
         }
         if kind == 'pg':
             endpoint['pgbouncer_databases'] = list(hv.get('fastdowntime_standby_pgbouncer_databases') or [])
+            if hv.get('fastdowntime_standby_application_name'):
+                endpoint['standby_application_name'] = hv['fastdowntime_standby_application_name']
         result.append(endpoint)
     return result
 

@@ -39,6 +39,9 @@ ENDPOINT_SPEC = dict(
     connect_timeout=dict(type='int', default=5),
     # Standbys only: the pgbouncer entries that serve them ("entry" or "pgbouncer:entry").
     pgbouncer_databases=dict(type='list', elements='str', default=[]),
+    # Standbys only: the application_name its upstream shows for it, when the
+    # facts (slot, its own application_name, its address) cannot tell (replication.py).
+    standby_application_name=dict(type='str'),
 )
 
 # A pgbouncer admin console: an endpoint on pgbouncer's port, always database "pgbouncer".

@@ -25,7 +25,7 @@ __metaclass__ = type
 import datetime
 import time
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils import deploywindows, lint, lockstep
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import deploywindows, lint, lockstep, replication
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import DEFAULT_RESERVE_SECONDS
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import standby_entries_by_pgbouncer
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
@@ -35,9 +35,9 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, connect_action, endpoint_label, one_line, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    SchemaError, applied_revisions, match_replication_row, procedure_source)
+    SchemaError, applied_revisions, procedure_source)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
-    classify_connections, server_pids)
+    classify_connections, resolve_addresses, server_pids)
 
 try:
     import psycopg2
@@ -154,31 +154,42 @@ def decide_patches(label, the_plan=None, error=None):
     return finding('patches', PASS, '%s: pending: %s' % (label, pending_text), host=label, evidence=evidence)
 
 
-def decide_standbys(primary, standbys, replication_rows):
-    """Every inventory standby is in recovery and streaming from this primary,
-    and the primary's pg_stat_replication streams to exactly that many.
+def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
+    """Every inventory standby is in recovery, says it streams, streams from this
+    primary or (a cascade) from a standby whose chain ends at it, and its
+    upstream has its row (replication.py: identity from PostgreSQL's views);
+    no upstream streams to a standby the inventory does not list.
 
     ``primary``: {'label', 'in_recovery', 'system_identifier'} (None when the
     primary was not reached). ``standbys``: one dict per inventory standby:
     'endpoint', 'label', 'reachable', and when reachable 'in_recovery',
-    'system_identifier', 'receiver_status'. ``replication_rows``: the
-    primary's pg_stat_replication (application_name, client_addr, state).
+    'system_identifier', 'receiver' (replication.RECEIVER_SQL row),
+    'upstream' (replication.locate_upstream, None: the primary),
+    'addresses' and 'override' (as replication.identify takes them).
+    ``rows_by_upstream``: {upstream label: replication.WALSENDERS_SQL rows},
+    the primary's under its label. ``synchronous``: replication.describe_synchronous.
     """
     problems, actions = [], []
-    streaming = [row for row in replication_rows if row.get('state') == 'streaming']
+    primary_label = primary['label'] if primary else None
+    primary_rows = rows_by_upstream.get(primary_label) or []
+    streaming = [row for row in primary_rows if row.get('state') == 'streaming']
     evidence = {'expected': len(standbys), 'streaming': len(streaming),
-                'pg_stat_replication': [{k: row.get(k) for k in ('application_name', 'client_addr', 'state')}
-                                        for row in replication_rows],
-                'standbys': [{k: s.get(k) for k in ('label', 'reachable', 'in_recovery', 'receiver_status')}
-                             for s in standbys]}
+                'pg_stat_replication': dict((up, [{k: row.get(k) for k in ('application_name', 'client_addr', 'state',
+                                                                            'sync_state', 'slot_name')}
+                                                  for row in rows]) for up, rows in rows_by_upstream.items()),
+                'standbys': [{k: s.get(k) for k in ('label', 'reachable', 'in_recovery', 'upstream')}
+                             for s in standbys],
+                'synchronous': synchronous}
     if primary is None:
         return finding('standbys', WARN, 'not checked: the primary was not reached', evidence=evidence,
                        action='fix the connection to the primary first')
     if primary.get('in_recovery'):
         problems.append('%s is in recovery: it is not a primary' % primary['label'])
         actions.append('point fastdowntime_primary at the current primary')
+    candidates = []
     for standby in standbys:
         label = standby['label']
+        receiver = standby.get('receiver') or {}
         if not standby.get('reachable'):
             problems.append('%s: not reached, its recovery state is unknown' % label)
             actions.append('start %s (or remove it from fastdowntime_standbys)' % label)
@@ -193,25 +204,58 @@ def decide_standbys(primary, standbys, replication_rows):
                             % (label, standby['system_identifier'], primary['system_identifier']))
             actions.append('check fastdowntime_standbys')
             continue
-        if standby.get('receiver_status') != 'streaming':
+        if receiver.get('status') != 'streaming':
             problems.append('%s: WAL receiver is %s, not streaming'
-                            % (label, standby.get('receiver_status') or 'not running'))
+                            % (label, receiver.get('status') or 'not running'))
             actions.append('check primary_conninfo and the log of %s' % label)
-        if match_replication_row(streaming, standby['endpoint']) is None:
-            problems.append('%s: no streaming row in the primary\'s pg_stat_replication' % label)
-            actions.append('set application_name=%s in the primary_conninfo of %s so it can be matched, '
-                           'or make it stream' % (standby['endpoint'].get('name') or label, label))
-    if len(streaming) != len(standbys):
-        problems.append('the primary streams to %d standby(s), the inventory lists %d'
-                        % (len(streaming), len(standbys)))
-        if len(streaming) > len(standbys):
-            actions.append('add every streaming standby to fastdowntime_standbys: a standby the deploy does not '
-                           'watch could serve clients the old schema')
+            continue
+        candidates.append(dict(standby, upstream=standby.get('upstream') or primary_label))
+    upstreams = dict((s['label'], s['upstream']) for s in candidates)
+    for label, problem in sorted(replication.chain_problems(upstreams, primary_label).items()):
+        problems.append('%s: %s' % (label, problem))
+        actions.append('make %s stream from the primary or from a streaming standby of it' % label)
+    identities = {}
+    for upstream in sorted(set(upstreams.values())):
+        group = [s for s in candidates if s['upstream'] == upstream]
+        identities.update(replication.assign(rows_by_upstream.get(upstream) or [], group))
+    for standby in candidates:
+        label, upstream = standby['label'], standby['upstream']
+        identity = identities[label]
+        if not identity['matched'] and upstream != primary_label:
+            # the sender host named a standby, yet a relay on it may lead to the primary
+            retry = replication.assign(primary_rows, [standby])[label]
+            if retry['matched']:
+                identity, upstream = retry, primary_label
+                upstreams[label] = primary_label
+        standby_evidence = next(e for e in evidence['standbys'] if e['label'] == label)
+        standby_evidence.update(upstream=upstream, identified_by=identity['how'],
+                                sync_state=(identity['row'] or {}).get('sync_state'))
+        if not identity['matched']:
+            receiver = standby.get('receiver') or {}
+            problems.append('%s: says it streams from %s:%s, but no row of %s\'s pg_stat_replication is its (%s)'
+                            % (label, receiver.get('sender_host'), receiver.get('sender_port'), upstream,
+                               identity['how']))
+            actions.append('set fastdowntime_standby_application_name for %s to the application_name %s shows for '
+                           'it in pg_stat_replication' % (label, upstream))
+    matched = dict((up, len([l for l, u in upstreams.items() if u == up and identities[l]['matched']]))
+                   for up in rows_by_upstream)
+    unknown = sum(max(len([r for r in rows if r.get('state') == 'streaming']) - matched.get(up, 0), 0)
+                  for up, rows in rows_by_upstream.items())
+    if unknown > len(standbys) - len(candidates):
+        problems.append('%d streaming standby(s) of this primary are not in the inventory (%s)'
+                        % (unknown - (len(standbys) - len(candidates)),
+                           ', '.join('%s streams to %d' % (up, len([r for r in rows if r.get('state') == 'streaming']))
+                                     for up, rows in sorted(rows_by_upstream.items()))))
+        actions.append('add every streaming standby to fastdowntime_standbys: a standby the deploy does not '
+                       'watch could serve clients the old schema')
     if problems:
         return finding('standbys', FAIL, '; '.join(problems), host=primary['label'], evidence=evidence,
                        action='; '.join(dict.fromkeys(actions)) or 'make every standby stream')
-    return finding('standbys', PASS, '%d standby(s) in recovery and streaming, as the inventory lists'
-                   % len(standbys), host=primary['label'], evidence=evidence)
+    cascaded = ['%s via %s' % (label, up) for label, up in sorted(upstreams.items()) if up != primary_label]
+    return finding('standbys', PASS, '%d standby(s) in recovery and streaming, as the inventory lists%s; %s'
+                   % (len(standbys), ' (%s)' % ', '.join(cascaded) if cascaded else '',
+                      (synchronous or {}).get('text') or 'no synchronous standbys'),
+                   host=primary['label'], evidence=evidence)
 
 
 def decide_replay(label, state, resumed=False, error=None):
@@ -508,12 +552,6 @@ SELECT current_user AS usename, r.rolsuper AS superuser, pg_is_in_recovery() AS 
   FROM pg_roles r WHERE r.rolname = current_user
 """
 SYSTEM_ID_SQL = 'SELECT system_identifier::text AS system_identifier FROM pg_control_system()'
-RECEIVER_SQL = 'SELECT status FROM pg_stat_wal_receiver'
-REPLICATION_SQL = """
-SELECT application_name, host(client_addr) AS client_addr, state, replay_lsn::text AS replay_lsn,
-       EXTRACT(EPOCH FROM replay_lag)::float8 AS replay_lag_seconds
-  FROM pg_stat_replication
-"""
 ACTIVITY_SQL = """
 SELECT pid, usename, datname, host(client_addr) AS client_addr, application_name, state,
        EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8 AS xact_seconds,
@@ -577,6 +615,7 @@ class Preflight:
         self.killable_users = set(killable_users or [])
         self.statement_seconds = float(statement_seconds)
         self.resume_paused_replay = bool(resume_paused_replay)
+        self.synchronous = None  # replication.describe_synchronous of the primary, once checked
         self.replay_resumed = []  # standbys whose paused replay this run resumed (its only change)
         self.findings = []
         self.conns = {}       # label -> connection (autocommit)
@@ -689,9 +728,7 @@ class Preflight:
             # views show NULLs: a pass would be a guess, a failure a false alarm.
             self.findings.append(not_checked('standbys', blind))
         else:
-            replication_rows = (self._query(primary, REPLICATION_SQL, label=primary_label, check='standbys')
-                                or []) if primary else []
-            self.findings.append(decide_standbys(primary_info, standby_infos, replication_rows))
+            self.findings.append(self._check_standbys(primary, primary_info, standbys, standby_infos))
 
         paused = self._check_replay(standbys)
         # A standby whose replay stays paused cannot replay the probe: do not wait max_lag_seconds for it.
@@ -738,6 +775,34 @@ class Preflight:
             self.overrides.append(override)
         self.findings.append(finding('deploy_window', status, summary, evidence=evidence, action=action))
 
+    def _check_standbys(self, primary, primary_info, standbys, standby_infos):
+        """Gather what replication.py matches standbys with, then decide_standbys."""
+        if primary is None:
+            return decide_standbys(None, standby_infos, {})
+        primary_label = primary_info['label'] if primary_info else endpoint_label(self.primary)
+        rows_by_upstream, servers = {}, []
+        for endpoint, conn in [(self.primary, primary)] + standbys:
+            label = endpoint_label(endpoint)
+            servers.append({'label': label, 'addresses': resolve_addresses([endpoint['host']]),
+                            'port': endpoint.get('port') or 5432})
+            if conn is not None:
+                rows = self._query(conn, replication.WALSENDERS_SQL, label=label, check='standbys')
+                if rows is None:
+                    return not_checked('standbys', [label])
+                if rows or conn is primary:
+                    rows_by_upstream[label] = rows
+        synchronous = replication.describe_synchronous(
+            (self._query(primary, replication.SYNCHRONOUS_SQL, label=primary_label, check='standbys') or [{}])[0],
+            {replication.PRIMARY: rows_by_upstream.get(primary_label, [])})
+        self.synchronous = synchronous
+        for info, server in zip(standby_infos, servers[1:]):
+            receiver = info.get('receiver') or {}
+            if receiver.get('sender_host'):
+                receiver['sender_addresses'] = resolve_addresses([receiver['sender_host']])
+            info.update(addresses=server['addresses'], override=info['endpoint'].get('standby_application_name'),
+                        upstream=replication.locate_upstream(receiver, servers) if receiver else None)
+        return decide_standbys(primary_info, standby_infos, rows_by_upstream, synchronous)
+
     def _check_replay(self, standbys):
         """Find replay left paused and resume it (unless told not to); returns
         the labels of the standbys whose replay stays paused."""
@@ -774,8 +839,7 @@ class Preflight:
         except psycopg2.Error:  # pg_control_system() needs pg_monitor; the privileges check says so
             info['system_identifier'] = None
         if not is_primary:
-            receiver = self._query(conn, RECEIVER_SQL, label=label, check='standbys') or [{}]
-            info['receiver_status'] = receiver[0].get('status')
+            info['receiver'] = (self._query(conn, replication.RECEIVER_SQL, label=label, check='standbys') or [{}])[0]
         return info
 
     def _check_patches(self, primary, label):

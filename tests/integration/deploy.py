@@ -32,14 +32,17 @@ def write_patches(tmp_path, major, bodies):
 
 
 def run_playbook(lab, tmp_path, patch_dir, extra=None, tags='outage', background=False, args=(), playbook=PLAYBOOK,
-                 inventory=None):
+                 inventory=None, inventories=()):
+    """ansible-playbook on ``inventory`` (default: the lab's) plus ``inventories`` (e.g. host
+    variables a test adds), returning (process, report path)."""
     report = str(tmp_path / 'report.json')
     env = dict(os.environ, FDT_REPORT_PATH=report, ANSIBLE_CONFIG=os.path.join(lab.repo, 'ansible.cfg'),
                ANSIBLE_COLLECTIONS_PATH=os.path.join(lab.repo, '.collections'), ANSIBLE_FORCE_COLOR='0',
                PATH=os.path.join(lab.repo, '.venv', 'bin') + os.pathsep + os.environ['PATH'])
     extra_vars = dict({'fastdowntime_patch_dir': patch_dir, 'fastdowntime_revision_table': REVISION_TABLE},
                       **(extra or {}))
-    cmd = ['ansible-playbook', '-i', inventory or lab.inventory(), playbook, '--tags', tags, '-e', json.dumps(extra_vars)] + list(args)
+    cmd = (['ansible-playbook', '-i', inventory or lab.inventory()] + [a for i in inventories for a in ('-i', str(i))]
+           + [playbook, '--tags', tags, '-e', json.dumps(extra_vars)] + list(args))
     if background:
         return subprocess.Popen(cmd, cwd=lab.repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True), report

@@ -88,35 +88,38 @@ def test_broken_patch_set_fails():
 # -- standbys --------------------------------------------------------------------
 
 PRIMARY = {'label': 'primary', 'in_recovery': False, 'system_identifier': '42'}
+_PIDS = iter(range(100, 10000))
 
 
-def standby(name, **over):
+def standby(name, status='streaming', **over):
     state = {'endpoint': {'name': name, 'host': '10.0.0.%d' % (len(name) + 10)}, 'label': name, 'reachable': True,
-             'in_recovery': True, 'system_identifier': '42', 'receiver_status': 'streaming'}
+             'in_recovery': True, 'system_identifier': '42', 'addresses': set(), 'override': None,
+             'receiver': {'status': status, 'slot_name': None, 'conninfo': 'application_name=%s' % name,
+                          'cluster_name': ''}}
     state.update(over)
     return state
 
 
-def rep(name, state='streaming'):
-    return {'application_name': name, 'client_addr': None, 'state': state}
+def rep(name, state='streaming', **over):
+    return dict({'pid': next(_PIDS), 'application_name': name, 'client_addr': None, 'state': state,
+                 'slot_name': None, 'sync_state': 'async'}, **over)
 
 
 def test_every_standby_streaming_and_counted_passes():
-    found = pf.decide_standbys(PRIMARY, [standby('s1'), standby('s2')], [rep('s1'), rep('s2')])
+    found = pf.decide_standbys(PRIMARY, [standby('s1'), standby('s2')], {'primary': [rep('s1'), rep('s2')]})
     assert found['status'] == PASS
 
 
-def test_stopped_standby_fails_twice_over():
-    found = pf.decide_standbys(PRIMARY, [standby('s1', reachable=False), standby('s2')], [rep('s2')])
+def test_stopped_standby_fails():
+    found = pf.decide_standbys(PRIMARY, [standby('s1', reachable=False), standby('s2')], {'primary': [rep('s2')]})
     assert found['status'] == FAIL
     assert 's1: not reached' in found['summary']
-    assert 'streams to 1 standby(s), the inventory lists 2' in found['summary']
 
 
 def test_promoted_foreign_and_not_streaming_standbys_fail():
     found = pf.decide_standbys(PRIMARY, [standby('s1', in_recovery=False), standby('s2', system_identifier='7'),
-                                         standby('s3', receiver_status='waiting')],
-                               [rep('s1'), rep('s2'), rep('s3')])
+                                         standby('s3', status='waiting')],
+                               {'primary': [rep('s1'), rep('s2'), rep('s3')]})
     assert found['status'] == FAIL
     assert 's1 is not in recovery' in found['summary']
     assert 's2 replicates another cluster' in found['summary']
@@ -124,13 +127,64 @@ def test_promoted_foreign_and_not_streaming_standbys_fail():
 
 
 def test_unlisted_streaming_standby_fails():
-    found = pf.decide_standbys(PRIMARY, [standby('s1')], [rep('s1'), rep('s9')])
+    found = pf.decide_standbys(PRIMARY, [standby('s1')], {'primary': [rep('s1'), rep('s9')]})
     assert found['status'] == FAIL and 'add every streaming standby' in found['action']
+    assert '1 streaming standby(s) of this primary are not in the inventory' in found['summary']
 
 
 def test_primary_in_recovery_fails_and_unreached_primary_warns():
-    assert pf.decide_standbys(dict(PRIMARY, in_recovery=True), [], [])['status'] == FAIL
-    assert pf.decide_standbys(None, [standby('s1')], [])['status'] == WARN
+    assert pf.decide_standbys(dict(PRIMARY, in_recovery=True), [], {})['status'] == FAIL
+    assert pf.decide_standbys(None, [standby('s1')], {})['status'] == WARN
+
+
+def walreceiver(name, slot=None):
+    """A standby with PostgreSQL's default names: no application_name, no cluster_name."""
+    return standby(name, receiver={'status': 'streaming', 'slot_name': slot, 'conninfo': 'user=repl host=10.0.0.1',
+                                   'cluster_name': ''}, addresses={'10.0.0.%d' % (len(name) + 10)})
+
+
+def test_default_walreceiver_names_from_one_address_pass_by_slot():
+    rows = [rep('walreceiver', client_addr='10.0.0.99', slot_name='s2'),
+            rep('walreceiver', client_addr='10.0.0.99', slot_name='s1')]
+    found = pf.decide_standbys(PRIMARY, [walreceiver('s1', 's1'), walreceiver('s2', 's2')], {'primary': rows})
+    assert found['status'] == PASS, found['summary']
+    assert [s['identified_by'] for s in found['evidence']['standbys']] == ['slot s1', 'slot s2']
+
+
+def test_default_names_one_address_no_slots_pass_by_elimination():
+    rows = [rep('walreceiver', client_addr='10.0.0.99'), rep('walreceiver', client_addr='10.0.0.99')]
+    found = pf.decide_standbys(PRIMARY, [walreceiver('s1'), walreceiver('s2')], {'primary': rows})
+    assert found['status'] == PASS, found['summary']
+    assert found['evidence']['standbys'][0]['identified_by'].startswith('elimination')
+
+
+def test_a_missing_row_fails_naming_the_override():
+    rows = [rep('walreceiver', client_addr='10.0.0.99'), rep('walreceiver', client_addr='10.0.0.99', state='catchup')]
+    found = pf.decide_standbys(PRIMARY, [walreceiver('s1'), walreceiver('s2')], {'primary': rows})
+    assert found['status'] == FAIL
+    assert 'fastdowntime_standby_application_name' in found['action']
+
+
+def test_cascade_passes_when_the_chain_ends_at_the_primary():
+    s1 = standby('s1', upstream='primary')
+    s2 = standby('s2', upstream='s1')
+    found = pf.decide_standbys(PRIMARY, [s1, s2], {'primary': [rep('s1')], 's1': [rep('s2')]})
+    assert found['status'] == PASS, found['summary']
+    assert 's2 via s1' in found['summary']
+
+
+def test_cascade_loop_fails():
+    s1 = standby('s1', upstream='s2')
+    s2 = standby('s2', upstream='s1')
+    found = pf.decide_standbys(PRIMARY, [s1, s2], {'primary': [], 's1': [rep('s2')], 's2': [rep('s1')]})
+    assert found['status'] == FAIL and 'loops' in found['summary']
+
+
+def test_synchronous_setup_is_reported():
+    sync = {'text': "synchronous_standby_names = 's1', synchronous_commit = remote_apply, synchronous now: s1"}
+    found = pf.decide_standbys(PRIMARY, [standby('s1')], {'primary': [rep('s1', sync_state='sync')]}, sync)
+    assert found['status'] == PASS and 'remote_apply' in found['summary']
+    assert found['evidence']['standbys'][0]['sync_state'] == 'sync'
 
 
 # -- replication lag ---------------------------------------------------------------
