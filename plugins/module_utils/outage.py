@@ -31,6 +31,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.deploylog 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
     build_report, entry_from_result)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import drain
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import replication
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     Console, ConsoleError, in_parallel, open_consoles, resume)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
@@ -273,6 +274,14 @@ class Outage:
             self.pgbouncer_addrs = resolve_addresses([p['host'] for p in self.pgbouncers])
             if self.window_mode == 'split':
                 self._split_consoles()
+                if not check_mode:
+                    # Before any pause: the next pre-flight resumes only a pause it can prove is ours.
+                    try:
+                        replication.mark_pauses(self.observer, self.deploy_id, self.standbys)
+                    except psycopg2.Error as exc:
+                        raise OutageError('%s: cannot record the replay-pause marker in %s: %s; nothing paused'
+                                          % (endpoint_label(self.primary), replication.PAUSE_MARKER_TABLE,
+                                             one_line(exc.pgerror or exc)))
             # The PAUSE connections too: set-up must not count against the outage.
             for console in self.consoles + self.read_consoles:
                 console.open_pause_connections(console.entries)
@@ -394,6 +403,16 @@ class Outage:
         self.consoles = [c for c in self.consoles if c.entries]
         open_consoles(self.read_consoles)
 
+    def _clear_pause_marks(self, still_paused):
+        """After the window: forget the markers of the standbys whose replay runs
+        again (best effort: a marker left behind only lets the next pre-flight
+        resume that standby's pause)."""
+        try:
+            replication.clear_pauses(self.observer, [replication.marker_key(e) for e in self.standbys
+                                                     if endpoint_label(e) not in still_paused])
+        except psycopg2.Error:
+            pass
+
     def _run_split(self, result):
         """Replay paused -> read-write drained -> cold transaction -> writes back
         -> read-only drained -> replay resumed and caught up -> reads back."""
@@ -463,6 +482,7 @@ class Outage:
                     lagging = sorted(set(lagging) | set(endpoint_label(e) for e, dummy in replay_errors))
             resumed, resume_error, disabled = self._resume(lagging, self.read_consoles, phase='resume_read')
         ended = time.monotonic()
+        self._clear_pause_marks(set(endpoint_label(e) for e, _ in replay_errors))
         outage_ended = time.time()
         if write['error'] is not None:
             resume_error = write['error'] if resume_error is None else \

@@ -258,23 +258,38 @@ def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
                    host=primary['label'], evidence=evidence)
 
 
-def decide_replay(label, state, resumed=False, error=None):
+def decide_replay(label, state, resumed=False, error=None, cause='fastdowntime', below=()):
     """WAL replay on one standby. A split window pauses it for the primary's
-    outage; a run that crashed there leaves it paused, and the standby then
-    serves an ever older snapshot and would never replay the next outage's
-    commit (as Launchpad's ensure_replication_enabled, the pre-flight resumes
-    it). ``state``: pg_get_wal_replay_pause_state() before any action;
+    outage; a run that crashed there leaves it paused (and its marker), and the
+    standby then serves an ever older snapshot and would never replay the next
+    outage's commit: the pre-flight resumes that pause, and only that one.
+    ``state``: pg_get_wal_replay_pause_state() before any action; ``cause``:
+    replication.pause_cause; ``below``: replication.settings_below;
     ``resumed``: the pre-flight resumed it; ``error``: resuming failed."""
-    evidence = {'state_found': state, 'resumed': bool(resumed)}
+    evidence = {'state_found': state, 'resumed': bool(resumed), 'cause': cause,
+                'settings_below_primary': [list(b) for b in below]}
     if state == 'not paused':
         return finding('replay_paused', PASS, '%s: WAL replay running' % label, host=label, evidence=evidence)
+    if cause == 'postgresql':
+        settings = ', '.join('%s = %s (the primary has %s)' % b for b in below)
+        return finding('replay_paused', FAIL, '%s: PostgreSQL paused WAL replay: %s; resuming it would shut the '
+                       'standby down, so it was left paused' % (label, settings), host=label, evidence=evidence,
+                       action='raise %s on %s to at least the primary\'s value and restart it'
+                       % (', '.join(b[0] for b in below), label))
+    if cause == 'operator':
+        return finding('replay_paused', FAIL, '%s: WAL replay is %s, and no fastdowntime split window left that pause '
+                       '(no marker in %s): somebody paused it on purpose' % (label, state,
+                                                                             replication.PAUSE_MARKER_TABLE),
+                       host=label, evidence=evidence,
+                       action='ask who paused it; once it may run, SELECT pg_wal_replay_resume() on %s' % label)
     if resumed:
-        return finding('replay_paused', WARN, '%s: WAL replay was %s (left by an interrupted split-window deploy, or '
-                       'paused by hand): resumed it' % (label, state), host=label, evidence=evidence,
-                       action='if someone paused it on purpose, pause it again after the deploy')
+        return finding('replay_paused', WARN, '%s: WAL replay was %s, left by an interrupted split-window deploy '
+                       '(its marker is in %s): resumed it' % (label, state, replication.PAUSE_MARKER_TABLE),
+                       host=label, evidence=evidence, action='nothing: the next deploy waits for it to catch up')
     why = 'resuming failed: %s' % error if error else 'not resumed (check mode, or resume_paused_replay is off)'
-    return finding('replay_paused', FAIL, '%s: WAL replay is %s: the standby serves an old snapshot and would never '
-                   'replay the outage\'s commit; %s' % (label, state, why), host=label, evidence=evidence,
+    return finding('replay_paused', FAIL, '%s: WAL replay is %s (left by an interrupted split-window deploy): the '
+                   'standby serves an old snapshot and would never replay the outage\'s commit; %s'
+                   % (label, state, why), host=label, evidence=evidence,
                    action='run SELECT pg_wal_replay_resume() on %s (or run the pre-flight without --check: '
                           'it resumes it)' % label)
 
@@ -730,7 +745,7 @@ class Preflight:
         else:
             self.findings.append(self._check_standbys(primary, primary_info, standbys, standby_infos))
 
-        paused = self._check_replay(standbys)
+        paused = self._check_replay(primary, standbys)
         # A standby whose replay stays paused cannot replay the probe: do not wait max_lag_seconds for it.
         lag = self._measure_lag(primary, primary_label, [(e, c) for e, c in standbys
                                                          if endpoint_label(e) not in paused]) if primary else []
@@ -803,10 +818,28 @@ class Preflight:
                         upstream=replication.locate_upstream(receiver, servers) if receiver else None)
         return decide_standbys(primary_info, standby_infos, rows_by_upstream, synchronous)
 
-    def _check_replay(self, standbys):
-        """Find replay left paused and resume it (unless told not to); returns
-        the labels of the standbys whose replay stays paused."""
+    def _pause_facts(self, primary):
+        """The primary's pause markers and hot-standby settings ({}, {} when unknown)."""
+        if primary is None:
+            return {}, {}
+        label = endpoint_label(self.primary)
+        try:
+            marks = replication.read_pauses(primary)
+        except psycopg2.Error as exc:
+            self.findings.append(finding('replay_paused', FAIL, '%s: cannot read %s: %s' % (
+                label, replication.PAUSE_MARKER_TABLE, one_line(exc.pgerror or exc)), host=label,
+                action='give the deploy user read access to %s' % replication.PAUSE_MARKER_TABLE))
+            marks = {}
+        settings = self._query(primary, replication.SETTINGS_SQL, label=label, check='replay_paused') or []
+        return marks, dict((r['name'], r['value']) for r in settings)
+
+    def _check_replay(self, primary, standbys):
+        """Find replay paused; resume it only where a split window of this
+        collection left it (its marker on the primary), never a pause
+        PostgreSQL made (settings below the primary's: the standby would shut
+        down) or an operator made. Returns the labels whose replay stays paused."""
         still_paused = set()
+        marks, primary_settings = None, None
         for endpoint, conn in standbys:
             if conn is None:
                 continue
@@ -815,17 +848,27 @@ class Preflight:
             if not rows:
                 continue
             state = rows[0]['state']
+            if state == 'not paused':
+                self.findings.append(decide_replay(label, state))
+                continue
+            if marks is None:
+                marks, primary_settings = self._pause_facts(primary)
+            standby_settings = dict((r['name'], r['value']) for r in (
+                self._query(conn, replication.SETTINGS_SQL, label=label, check='replay_paused') or []))
+            below = replication.settings_below(standby_settings, primary_settings)
+            cause = replication.pause_cause(state, replication.marker_key(endpoint) in marks, below)
             resumed, error = False, None
-            if state != 'not paused' and self.resume_paused_replay:
+            if cause == 'fastdowntime' and self.resume_paused_replay:
                 try:
                     query(conn, 'SELECT pg_wal_replay_resume()')
                     resumed = True
                     self.replay_resumed.append(label)
+                    replication.clear_pauses(primary, [replication.marker_key(endpoint)])
                 except psycopg2.Error as exc:
                     error = one_line(exc.pgerror or exc)
-            if state != 'not paused' and not resumed:
+            if not resumed:
                 still_paused.add(label)
-            self.findings.append(decide_replay(label, state, resumed, error))
+            self.findings.append(decide_replay(label, state, resumed, error, cause, below))
         return still_paused
 
     def _host_info(self, conn, label, is_primary):
@@ -1002,6 +1045,17 @@ class Preflight:
         self.findings.append(decide_direct_connections(label, rows, pids, system_users, self.fragile_users,
                                                        self.killable_users))
 
+    def _rtt(self, conn, label):
+        """The round trip to one host in seconds, or None after a finding naming
+        it: a connection lost during the pre-flight is a finding, never a crash."""
+        try:
+            return _round_trip(lambda: query(conn, 'SELECT 1'))
+        except psycopg2.Error as exc:
+            self.findings.append(finding('connection', FAIL, '%s: connection lost during the pre-flight: %s'
+                                         % (label, one_line(exc.pgerror or exc)), host=label,
+                                         action='check that %s is running (its log says why it went away)' % label))
+            return None
+
     def _check_budget(self, primary, label, standbys, lag, pgbouncer_rtts, entries_counts):
         if self.plan is None:
             self.findings.append(finding('budget', WARN, 'no estimate: the plan is unknown (see the patches check)',
@@ -1010,8 +1064,11 @@ class Preflight:
         if not self.plan.pending_cold:
             self.findings.append(decide_budget(None, self.budget_seconds, self.reserve_seconds))
             return
-        primary_rtt = _round_trip(lambda: query(primary, 'SELECT 1'))
-        standby_rtts = [_round_trip(lambda c=conn: query(c, 'SELECT 1')) for dummy, conn in standbys if conn is not None]
+        primary_rtt = self._rtt(primary, label)
+        standby_rtts = [self._rtt(conn, endpoint_label(e)) for e, conn in standbys if conn is not None]
+        if primary_rtt is None:
+            return
+        standby_rtts = [rtt for rtt in standby_rtts if rtt is not None]
         # A standby that did not catch up within max_lag_seconds needs at least that long.
         replay = max([self.max_lag_seconds if m.get('catch_up_seconds') is None else m['catch_up_seconds']
                       for m in lag if not m.get('error')] or [0.0])

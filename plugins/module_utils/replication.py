@@ -205,3 +205,78 @@ def describe_synchronous(settings, rows_by_upstream):
             'synchronous_standby_names': names, 'synchronous_commit': commit, 'sync_rows': sync,
             'text': "synchronous_standby_names = '%s', synchronous_commit = %s, synchronous now: %s"
                     % (names, commit, ', '.join(sync) or 'none')}
+
+
+# -- replay paused: whose pause is it? ------------------------------------------
+# A split window leaves a marker on the primary (one row per standby) before it
+# pauses replay and removes it once replay is resumed: a pause with a marker is
+# this collection's own (a crashed run); one without is PostgreSQL's or an operator's.
+PAUSE_MARKER_TABLE = 'fastdowntime.replay_pause'
+PAUSE_MARKER_CREATE = ('CREATE SCHEMA IF NOT EXISTS fastdowntime',
+                       'CREATE TABLE IF NOT EXISTS %s (standby text PRIMARY KEY, deploy_id text NOT NULL, '
+                       'paused_at timestamptz NOT NULL DEFAULT now())' % PAUSE_MARKER_TABLE)
+# The settings a hot standby needs at least as high as the primary's: below
+# them, PostgreSQL pauses replay at the primary's parameter change, and the
+# standby shuts down once replay is resumed.
+HOT_STANDBY_SETTINGS = ('max_connections', 'max_worker_processes', 'max_wal_senders',
+                        'max_prepared_transactions', 'max_locks_per_transaction')
+SETTINGS_SQL = ('SELECT name, setting::bigint AS value FROM pg_settings WHERE name IN (%s)'
+                % ', '.join("'%s'" % name for name in HOT_STANDBY_SETTINGS))
+
+
+def marker_key(endpoint):
+    """The marker's name for a standby endpoint: its inventory name, else host:port."""
+    return endpoint.get('name') or '%s:%s' % (endpoint.get('host'), endpoint.get('port') or 5432)
+
+
+def mark_pauses(conn, deploy_id, endpoints):
+    """Record that ``deploy_id`` is about to pause replay on ``endpoints``
+    (committed before any pause). ``conn``: an autocommit connection to the primary."""
+    with conn.cursor() as cur:
+        if not _marker_table_exists(cur):
+            for statement in PAUSE_MARKER_CREATE:
+                cur.execute(statement)
+        for endpoint in endpoints:
+            cur.execute('INSERT INTO %s (standby, deploy_id) VALUES (%%s, %%s) ON CONFLICT (standby) DO UPDATE '
+                        'SET deploy_id = EXCLUDED.deploy_id, paused_at = now()' % PAUSE_MARKER_TABLE,
+                        (marker_key(endpoint), deploy_id))
+
+
+def read_pauses(conn):
+    """{standby marker key: deploy_id} of the markers on the primary (none when the table is missing)."""
+    with conn.cursor() as cur:
+        if not _marker_table_exists(cur):
+            return {}
+        cur.execute('SELECT standby, deploy_id FROM %s' % PAUSE_MARKER_TABLE)
+        return dict(cur.fetchall())
+
+
+def clear_pauses(conn, keys):
+    """Forget the markers of ``keys`` (replay resumed there)."""
+    with conn.cursor() as cur:
+        if keys and _marker_table_exists(cur):
+            cur.execute('DELETE FROM %s WHERE standby = ANY(%%s)' % PAUSE_MARKER_TABLE, (list(keys),))
+
+
+def _marker_table_exists(cur):
+    cur.execute("SELECT to_regclass('%s') IS NOT NULL" % PAUSE_MARKER_TABLE)
+    return cur.fetchone()[0]
+
+
+def settings_below(standby_settings, primary_settings):
+    """[(name, standby value, primary value)] for every hot-standby setting the
+    standby has below the primary's. Both: {name: int}."""
+    return [(name, standby_settings[name], primary_settings[name]) for name in HOT_STANDBY_SETTINGS
+            if name in standby_settings and name in primary_settings
+            and standby_settings[name] < primary_settings[name]]
+
+
+def pause_cause(state, marked, below):
+    """Why replay is paused: None (not paused), 'fastdowntime' (a marker of a
+    split run), 'postgresql' (settings below the primary's: resuming shuts the
+    standby down) or 'operator' (anything else: somebody wanted it)."""
+    if state == 'not paused':
+        return None
+    if below:
+        return 'postgresql'
+    return 'fastdowntime' if marked else 'operator'

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from deploy import assert_all_resumed, assert_nothing_lost, run_playbook, table_exists, unique_major, write_patches
+from deploy import (
+    assert_all_resumed, assert_nothing_lost, pg_one, run_playbook, table_exists, unique_major, write_patches)
 
 pytestmark = pytest.mark.usefixtures('scratch')
 
@@ -66,3 +67,40 @@ def test_cascading_standby_deploys(lab_shape, tmp_path):
     proc, table, load = deploy_under_load(lab, tmp_path)
     assert_deployed(lab, proc, table, load)
     assert re.search(r'standby2 \(\S+\) via standby1', proc.stdout), proc.stdout[-4000:]
+
+
+def replay_state(lab, host):
+    return pg_one(lab, host, 'SELECT pg_get_wal_replay_pause_state()')
+
+
+def test_replay_paused_by_postgresql_is_refused_and_never_resumed(lab_shape, tmp_path):
+    """standby1's max_connections is below the primary's: PostgreSQL paused its
+    replay, and resuming would shut it down. The pre-flight refuses, naming the
+    host, the setting and the fix, and leaves it paused and running."""
+    lab = lab_shape('standby_below_primary')
+    assert replay_state(lab, 'standby1') == 'paused'
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_p%d (id int);' % major])
+    proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and 'Traceback' not in out, out[-4000:]
+    line = [ln for ln in out.splitlines() if 'FAIL replay_paused' in ln]
+    assert line and 'standby1' in line[0] and 'max_connections = 200 (the primary has 250)' in line[0], out[-4000:]
+    assert 'raise max_connections on standby1' in out
+    assert replay_state(lab, 'standby1') == 'paused'  # still running, still paused
+    assert not table_exists(lab, 'primary', 'fdt_p%d' % major)
+
+
+def test_replay_paused_by_an_operator_is_refused_and_left_paused(healthy_lab, tmp_path):
+    lab = healthy_lab
+    pg_one(lab, 'standby2', 'SELECT pg_wal_replay_pause()::text')
+    try:
+        major = unique_major()
+        patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_o%d (id int);' % major])
+        proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight')
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, out[-4000:]
+        assert 'standby2' in out and 'somebody paused it on purpose' in out, out[-4000:]
+        assert replay_state(lab, 'standby2') == 'paused'
+    finally:
+        pg_one(lab, 'standby2', 'SELECT pg_wal_replay_resume()::text')

@@ -99,3 +99,25 @@ def test_describe_synchronous():
     on = rp.describe_synchronous({'synchronous_standby_names': 'standby1', 'synchronous_commit': 'on'},
                                  {rp.PRIMARY: [{'application_name': 'standby1', 'sync_state': 'sync'}]})
     assert not on['waits_for_replay']
+
+
+def test_settings_below_the_primary():
+    below = rp.settings_below({'max_connections': 200, 'max_wal_senders': 10, 'work_mem': 1},
+                              {'max_connections': 250, 'max_wal_senders': 10, 'work_mem': 9})
+    assert below == [('max_connections', 200, 250)]
+
+
+def test_pause_cause_never_calls_a_postgresql_or_operator_pause_ours():
+    assert rp.pause_cause('not paused', True, []) is None
+    assert rp.pause_cause('paused', True, [('max_connections', 200, 250)]) == 'postgresql'
+    assert rp.pause_cause('paused', True, []) == 'fastdowntime'
+    assert rp.pause_cause('pause requested', False, []) == 'operator'
+
+
+def test_decide_replay_by_cause():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import FAIL, decide_replay
+    pg = decide_replay('s1', 'paused', cause='postgresql', below=[('max_connections', 200, 250)])
+    assert pg['status'] == FAIL and 'max_connections = 200 (the primary has 250)' in pg['summary']
+    assert 'raise max_connections on s1' in pg['action']
+    op = decide_replay('s1', 'paused', cause='operator')
+    assert op['status'] == FAIL and 'somebody paused it on purpose' in op['summary']
