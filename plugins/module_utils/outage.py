@@ -274,6 +274,11 @@ class Outage:
             self.pgbouncer_addrs = resolve_addresses([p['host'] for p in self.pgbouncers])
             if self.window_mode == 'split':
                 self._split_consoles()
+                blocked = replication.split_blocked_by_synchronous(
+                    replication.describe_synchronous(self._client_settings(replication.SYNCHRONOUS_SQL), {}))
+                if blocked:
+                    raise OutageError('%s: the split window is refused: %s; set fastdowntime_window_mode: all '
+                                      '(nothing paused)' % (endpoint_label(self.primary), blocked))
                 if not check_mode:
                     # Before any pause: the next pre-flight resumes only a pause it can prove is ours.
                     try:
@@ -402,6 +407,15 @@ class Outage:
         # A pgbouncer that serves only standbys has no read-write entry to drain.
         self.consoles = [c for c in self.consoles if c.entries]
         open_consoles(self.read_consoles)
+
+    def _client_settings(self, sql):
+        """One row of ``sql`` on the primary as a client's session sees it (the
+        collection's own sessions commit locally: postgres.LOCAL_COMMITS)."""
+        conn = connect(self.primary, autocommit=True, application_name='fastdowntime-observer', local_commits=False)
+        try:
+            return query(conn, sql)[0]
+        finally:
+            conn.close()
 
     def _clear_pause_marks(self, still_paused):
         """After the window: forget the markers of the standbys whose replay runs

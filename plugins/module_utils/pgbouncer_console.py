@@ -203,7 +203,7 @@ class Console:
         if self.conn is not None:
             return self
         try:
-            self.conn = connect(self.endpoint, dbname=ADMIN_DB, autocommit=True,
+            self.conn = connect(self.endpoint, dbname=ADMIN_DB, local_commits=False, autocommit=True,
                                 application_name='fastdowntime-pgbouncer')
         except ConnectError as exc:
             message = str(exc)
@@ -309,7 +309,7 @@ class Console:
             if entry in self.pause_conns:
                 continue
             try:
-                self.pause_conns[entry] = connect(self.endpoint, dbname=ADMIN_DB, async_=True,
+                self.pause_conns[entry] = connect(self.endpoint, dbname=ADMIN_DB, local_commits=False, async_=True,
                                                   application_name='fastdowntime-pause')
             except ConnectError as exc:
                 raise ConsoleError(str(exc))

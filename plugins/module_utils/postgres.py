@@ -189,8 +189,19 @@ def dsn_kwargs(endpoint, dbname=None, application_name='fastdowntime'):
     return kwargs
 
 
-def connect(endpoint, dbname=None, autocommit=False, async_=False, application_name='fastdowntime'):
+# Commits of the collection's own sessions never wait for a synchronous standby:
+# with synchronous_commit = remote_apply a standby whose replay is held (a long
+# query, a pause) would hold them without a bound. The replay wait, inside the
+# budget, is what waits for the standbys.
+LOCAL_COMMITS = '-c synchronous_commit=local'
+
+
+def connect(endpoint, dbname=None, autocommit=False, async_=False, application_name='fastdowntime',
+            local_commits=True):
     """Open a psycopg2 connection to ``endpoint`` (a dict shaped like ENDPOINT_SPEC).
+
+    ``local_commits``: the session commits with synchronous_commit = local
+    (LOCAL_COMMITS); False for a pgbouncer admin console, which takes no options.
 
     ``async_=True`` gives a non-blocking connection (always autocommit) whose
     setup is finished before returning; callers use it to run commands on
@@ -200,6 +211,8 @@ def connect(endpoint, dbname=None, autocommit=False, async_=False, application_n
         raise ConnectError('psycopg2 is not installed for the Python that runs this task (%s)'
                            % PSYCOPG2_IMPORT_ERROR)
     kwargs = dsn_kwargs(endpoint, dbname=dbname, application_name=application_name)
+    if local_commits:
+        kwargs['options'] = LOCAL_COMMITS
     try:
         if async_:
             conn = psycopg2.connect(async_=1, **kwargs)

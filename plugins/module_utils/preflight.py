@@ -50,7 +50,7 @@ OUTCOME_REFUSED = 'refused by pre-flight'  # the timeline report's word (report.
 
 # Checks, in the order the summary lists them.
 CHECKS = ('connection', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
-          'direct_connections', 'pgbouncer', 'lint', 'budget', 'deploy_window')
+          'replay_blockers', 'direct_connections', 'pgbouncer', 'lint', 'budget', 'deploy_window')
 
 DEFAULT_MAX_LAG_SECONDS = 60.0
 # One WAL segment: a standby further behind replays the outage's commit late.
@@ -292,6 +292,32 @@ def decide_replay(label, state, resumed=False, error=None, cause='fastdowntime',
                    % (label, state, why), host=label, evidence=evidence,
                    action='run SELECT pg_wal_replay_resume() on %s (or run the pre-flight without --check: '
                           'it resumes it)' % label)
+
+
+def decide_replay_blockers(label, conflict, activity_rows, budget_seconds):
+    """Queries on a standby that may hold its replay of the outage's commit
+    past the budget (replication.replay_blockers): a failure naming each,
+    before any PAUSE. ``conflict``: replication.REPLAY_CONFLICT_SQL row."""
+    can_block, rows = replication.replay_blockers(conflict, activity_rows, budget_seconds)
+    evidence = {'max_standby_streaming_delay': (conflict or {}).get('max_standby_streaming_delay'),
+                'hot_standby_feedback': (conflict or {}).get('hot_standby_feedback'),
+                'threshold_seconds': replication.blocking_threshold_seconds(budget_seconds),
+                'blockers': [{k: r.get(k) for k in ('pid', 'usename', 'application_name', 'state', 'xact_seconds',
+                                                     'query')} for r in rows]}
+    if not can_block:
+        return finding('replay_blockers', PASS, '%s: max_standby_streaming_delay = %s: queries cannot hold replay past '
+                       'the budget' % (label, evidence['max_standby_streaming_delay']), host=label, evidence=evidence)
+    if not rows:
+        return finding('replay_blockers', PASS, '%s: no transaction older than %gs (max_standby_streaming_delay = %s '
+                       'lets one hold replay)' % (label, evidence['threshold_seconds'],
+                                                  evidence['max_standby_streaming_delay']),
+                       host=label, evidence=evidence)
+    return finding('replay_blockers', FAIL, '%s: %s; with max_standby_streaming_delay = %s they can hold replay of the '
+                   'outage\'s commit past the %gs budget' % (label, ', '.join(_session_text(r) for r in rows),
+                                                              evidence['max_standby_streaming_delay'], budget_seconds),
+                   host=label, evidence=evidence,
+                   action='end them (or wait for them) on %s, or set its max_standby_streaming_delay below the budget'
+                          % label)
 
 
 def decide_lag(measurements, max_lag_seconds, max_lag_bytes):
@@ -657,7 +683,8 @@ class Preflight:
     def _connect(self, endpoint):
         label = endpoint_label(endpoint)
         try:
-            conn = connect(endpoint, autocommit=True, application_name='fastdowntime-preflight')
+            # The sessions' own settings as a client gets them (the synchronous set-up).
+            conn = connect(endpoint, autocommit=True, application_name='fastdowntime-preflight', local_commits=False)
         except ConnectError as exc:
             self.findings.append(decide_connection(label, exc))
             return None
@@ -769,6 +796,10 @@ class Preflight:
                 continue
             activity[label] = rows
             self.findings.append(decide_transactions(label, rows, prepared, self.max_transaction_seconds))
+            if conn is not primary:
+                conflict = self._query(conn, replication.REPLAY_CONFLICT_SQL, label=label, check='replay_blockers')
+                if conflict:
+                    self.findings.append(decide_replay_blockers(label, conflict[0], rows, self.budget_seconds))
 
         if primary_label in blind:
             self.findings.append(not_checked('direct_connections', [primary_label]))

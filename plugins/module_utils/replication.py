@@ -48,7 +48,8 @@ SELECT r.pid, r.application_name, host(r.client_addr) AS client_addr, r.client_p
        s.slot_name
   FROM pg_stat_replication AS r LEFT JOIN pg_replication_slots AS s ON s.active_pid = r.pid
 """
-# On the primary: the synchronous replication set-up.
+# On the primary: the synchronous replication set-up, as a client gets it (on a
+# connection opened with local_commits=False: postgres.LOCAL_COMMITS overrides it).
 SYNCHRONOUS_SQL = """
 SELECT current_setting('synchronous_standby_names') AS synchronous_standby_names,
        current_setting('synchronous_commit') AS synchronous_commit
@@ -255,7 +256,10 @@ def clear_pauses(conn, keys):
     """Forget the markers of ``keys`` (replay resumed there)."""
     with conn.cursor() as cur:
         if keys and _marker_table_exists(cur):
-            cur.execute('DELETE FROM %s WHERE standby = ANY(%%s)' % PAUSE_MARKER_TABLE, (list(keys),))
+            # Its own transaction committing locally: a synchronous standby whose
+            # replay is held must not hold this commit.
+            cur.execute('BEGIN; SET LOCAL synchronous_commit = local; DELETE FROM %s WHERE standby = ANY(%%s); COMMIT'
+                        % PAUSE_MARKER_TABLE, (list(keys),))
 
 
 def _marker_table_exists(cur):
@@ -280,3 +284,48 @@ def pause_cause(state, marked, below):
     if below:
         return 'postgresql'
     return 'fastdowntime' if marked else 'operator'
+
+
+# -- what blocks replay on a standby ---------------------------------------------
+# On a standby: how long replay waits for a conflicting query before cancelling it.
+REPLAY_CONFLICT_SQL = """
+SELECT current_setting('max_standby_streaming_delay') AS max_standby_streaming_delay,
+       (SELECT setting::bigint FROM pg_settings WHERE name = 'max_standby_streaming_delay') AS delay_ms,
+       current_setting('hot_standby_feedback') AS hot_standby_feedback
+"""
+
+
+def blocking_threshold_seconds(budget_seconds):
+    """How old a transaction on a standby may be before it is called a replay
+    blocker: half the budget, at most 5 s (a read that has run that long is
+    likely to outlast the outage)."""
+    return min(5.0, float(budget_seconds) / 2)
+
+
+def replay_blockers(conflict, activity_rows, budget_seconds):
+    """The transactions on one standby that may hold its replay of the outage's
+    commit past the budget: only where max_standby_streaming_delay lets them
+    (-1: forever, or at least the budget), and only those older than
+    blocking_threshold_seconds. ``conflict``: a REPLAY_CONFLICT_SQL row;
+    ``activity_rows``: the standby's client backends (pid, usename,
+    application_name, state, xact_seconds, query). Returns (can_block, rows)."""
+    delay_ms = (conflict or {}).get('delay_ms')
+    if delay_ms is None:
+        return False, []
+    can_block = delay_ms < 0 or delay_ms >= float(budget_seconds) * 1000
+    if not can_block:
+        return False, []
+    threshold = blocking_threshold_seconds(budget_seconds)
+    return True, [row for row in activity_rows
+                  if row.get('xact_seconds') is not None and row['xact_seconds'] >= threshold]
+
+
+def split_blocked_by_synchronous(synchronous):
+    """A split window pauses replay while writes come back; a synchronous
+    standby with synchronous_commit remote_apply would then hold every
+    client's COMMIT until replay resumes (forever, if the controller dies):
+    the reason to refuse split, or None."""
+    if synchronous and synchronous.get('synchronous') and synchronous.get('synchronous_commit') == 'remote_apply':
+        return ("synchronous_commit = remote_apply with synchronous_standby_names = '%s': clients' commits would "
+                "wait for replay the split window pauses" % synchronous.get('synchronous_standby_names'))
+    return None

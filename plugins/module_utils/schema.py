@@ -427,9 +427,12 @@ def _cold_session_reset(names):
 
 # With no synchronous standbys the commit does not wait, but each standby then
 # reports replaying it at once (apply feedback), so the primary's
-# pg_stat_replication confirms it promptly. Set again after each session reset.
-SYNC_SETUP_SQL = ("SELECT set_config('synchronous_commit', 'remote_apply', true) "
-                  "WHERE current_setting('synchronous_standby_names') = ''; ")
+# pg_stat_replication confirms it promptly. With synchronous standbys the COMMIT
+# must not wait for them without a bound (remote_apply, a query holding replay):
+# it commits locally, and the replay wait, inside the budget, does the waiting.
+# Set again after each session reset.
+SYNC_SETUP_SQL = ("SELECT set_config('synchronous_commit', CASE current_setting('synchronous_standby_names') "
+                  "WHEN '' THEN 'remote_apply' ELSE 'local' END, true); ")
 
 
 def _budget_left_sql(budget_ms):

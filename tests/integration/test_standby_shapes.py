@@ -5,13 +5,16 @@ Each test asks for its shape with the ``lab_shape`` fixture (one rebuild of the
 lab, a few seconds) and checks everything about that shape in one deploy.
 """
 
+import json
 import re
 import time
 
+import psycopg2
 import pytest
 
 from deploy import (
-    assert_all_resumed, assert_nothing_lost, pg_one, run_playbook, table_exists, unique_major, write_patches)
+    assert_all_resumed, assert_nothing_lost, pg_one, pgbouncer_flags, run_playbook, table_exists, unique_major,
+    write_patches)
 
 pytestmark = pytest.mark.usefixtures('scratch')
 
@@ -27,11 +30,14 @@ def host_vars_inventory(tmp_path, per_host):
     return path
 
 
-def deploy_under_load(lab, tmp_path, inventories=(), extra=None):
-    """One new table through pre-flight + outage under load; returns (proc, table)."""
-    major = unique_major()
+def deploy_under_load(lab, tmp_path, inventories=(), extra=None, major=None, applied=()):
+    """One new table through pre-flight + outage under load, after the patches
+    ``applied`` already are (bodies, same major); returns (proc, table, load)."""
+    major = major or unique_major()
     table = 'fdt_s%d' % major
-    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE %s (id int PRIMARY KEY);' % table])
+    where = tmp_path / 'final'
+    where.mkdir()
+    patch_dir = write_patches(where, major, list(applied) + ['CREATE TABLE %s (id int PRIMARY KEY);' % table])
     with lab.load(writers=('pgbouncer1', 'pgbouncer2'), readers=('pgbouncer1', 'pgbouncer2')) as load:
         time.sleep(0.3)
         proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage', inventories=inventories,
@@ -104,3 +110,66 @@ def test_replay_paused_by_an_operator_is_refused_and_left_paused(healthy_lab, tm
         assert replay_state(lab, 'standby2') == 'paused'
     finally:
         pg_one(lab, 'standby2', 'SELECT pg_wal_replay_resume()::text')
+
+
+def test_synchronous_remote_apply_standby(lab_shape, tmp_path):
+    """standby1 synchronous, synchronous_commit = remote_apply on the primary.
+    A long read on standby1 (max_standby_streaming_delay = -1 in the lab) is
+    refused by the pre-flight; split mode is refused before any pause; with
+    standby1's replay held, the deploy's COMMIT does not wait on it (the
+    budgeted replay wait fails instead, naming it); a deploy under load succeeds."""
+    lab = lab_shape('sync_apply')
+    major = unique_major()
+
+    # A long read on standby1: a replay blocker, named before any PAUSE.
+    blocker = psycopg2.connect(lab.dsn(lab.pg('standby1')))
+    try:
+        with blocker.cursor() as cur:
+            cur.execute('SELECT count(*) FROM fdt_item')
+        time.sleep(5.5)  # older than the blocking threshold (half the lab's 10 s budget, at most 5 s)
+        held_body = 'CREATE TABLE fdt_h%d (id int);' % major
+        held = write_patches(tmp_path, major, [held_body])
+        proc, _ = run_playbook(lab, tmp_path, held, tags='preflight')
+    finally:
+        blocker.close()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-4000:]
+    line = [ln for ln in out.splitlines() if 'FAIL replay_blockers' in ln]
+    assert line and 'standby1' in line[0] and 'max_standby_streaming_delay = -1' in line[0], out[-4000:]
+    assert "synchronous_commit = remote_apply" in out
+
+    # Split mode would pause the replay client commits wait for: refused, nothing paused.
+    proc, _ = run_playbook(lab, tmp_path, held, extra={'fastdowntime_window_mode': 'split'})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and 'the split window is refused' in out and 'remote_apply' in out, out[-4000:]
+    assert [replay_state(lab, h) for h in ('standby1', 'standby2')] == ['not paused', 'not paused']
+    assert not table_exists(lab, 'primary', 'fdt_h%d' % major)
+
+    # standby1's replay held: the COMMIT is local, the replay wait (budgeted) names standby1.
+    pg_one(lab, 'standby1', 'SELECT pg_wal_replay_pause()::text')
+    try:
+        proc, report_path = run_playbook(lab, tmp_path, held, extra={'fastdowntime_budget_seconds': 3})
+    finally:
+        pg_one(lab, 'standby1', 'SELECT pg_wal_replay_resume()::text')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and 'standby standby1' in out and 'not caught up within the budget' in out, \
+        out[-4000:]
+    report = json.load(open(report_path))
+    assert [p['status'] for p in report['phases'] if p['phase'] == 'commit'] == ['ok']
+    assert report['outage']['outage_ms'] <= (3 + 0.5) * 1000, report['outage']
+    assert table_exists(lab, 'primary', 'fdt_h%d' % major)
+    # standby1 lacks the schema: its read entry is fenced, the rest resumed.
+    assert pgbouncer_flags(lab, 'pgbouncer1') == {'fdtdemo': (0, 0), 'fdtdemo_ro': (0, 1), 'pgbouncer': (0, 0)}
+    assert set(pgbouncer_flags(lab, 'pgbouncer2').values()) == {(0, 0)}
+    deadline = time.monotonic() + 10
+    while not table_exists(lab, 'standby1', 'fdt_h%d' % major):
+        assert time.monotonic() < deadline, 'standby1 did not replay the patch once resumed'
+        time.sleep(0.1)
+    console = psycopg2.connect(lab.dsn(lab.pgbouncer('pgbouncer1')))
+    console.autocommit = True
+    with console.cursor() as cur:
+        cur.execute('ENABLE fdtdemo_ro')
+    console.close()
+
+    proc, table, load = deploy_under_load(lab, tmp_path, major=major, applied=[held_body])
+    assert_deployed(lab, proc, table, load)

@@ -121,3 +121,28 @@ def test_decide_replay_by_cause():
     assert 'raise max_connections on s1' in pg['action']
     op = decide_replay('s1', 'paused', cause='operator')
     assert op['status'] == FAIL and 'somebody paused it on purpose' in op['summary']
+
+
+def test_replay_blockers_only_where_the_delay_lets_them_block():
+    rows = [{'pid': 1, 'xact_seconds': 7.0}, {'pid': 2, 'xact_seconds': 0.2}, {'pid': 3, 'xact_seconds': None}]
+    assert rp.replay_blockers({'delay_ms': 30000}, rows, 60) == (False, [])
+    assert rp.replay_blockers({'delay_ms': -1}, rows, 10) == (True, [rows[0]])
+    assert rp.replay_blockers({'delay_ms': 30000}, rows, 10) == (True, [rows[0]])
+    assert rp.blocking_threshold_seconds(4) == 2.0
+
+
+def test_decide_replay_blockers_names_the_query():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import FAIL, PASS, \
+        decide_replay_blockers
+    row = {'pid': 77, 'usename': 'dump', 'state': 'active', 'xact_seconds': 9.0, 'query': 'COPY fdt_item TO stdout'}
+    found = decide_replay_blockers('s1', {'delay_ms': -1, 'max_standby_streaming_delay': '-1'}, [row], 10)
+    assert found['status'] == FAIL and 'pid 77' in found['summary'] and 'max_standby_streaming_delay' in found['action']
+    assert decide_replay_blockers('s1', {'delay_ms': 30, 'max_standby_streaming_delay': '30ms'}, [row], 10)['status'] \
+        == PASS
+
+
+def test_split_refused_with_remote_apply_synchronous_standbys():
+    remote = rp.describe_synchronous({'synchronous_standby_names': 's1', 'synchronous_commit': 'remote_apply'}, {})
+    assert 'remote_apply' in rp.split_blocked_by_synchronous(remote)
+    on = rp.describe_synchronous({'synchronous_standby_names': 's1', 'synchronous_commit': 'on'}, {})
+    assert rp.split_blocked_by_synchronous(on) is None
