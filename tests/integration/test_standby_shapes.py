@@ -13,10 +13,26 @@ import psycopg2
 import pytest
 
 from deploy import (
-    assert_all_resumed, assert_nothing_lost, pg_one, pgbouncer_flags, run_playbook, table_exists, unique_major,
+    REVISION_TABLE, assert_all_resumed, assert_nothing_lost, pg_one, pgbouncer_flags, run_playbook, table_exists, unique_major,
     write_patches)
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import Preflight
+
 pytestmark = pytest.mark.usefixtures('scratch')
+
+
+def preflight_findings(lab, patch_dir, check, host_names=False):
+    """The pre-flight's findings of ``check`` on the lab as it is now (read-only
+    unless replay left paused by this collection must be resumed)."""
+    def pg(host):
+        endpoint = lab.pg(host)
+        return dict(endpoint, host=lab.hosts[host]['dns_name']) if host_names else endpoint
+    standbys = [dict(pg(name), pgbouncer_databases=['%s:%s_ro' % (pgb, lab.db_name)])
+                for name, pgb in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
+    result = Preflight(primary=pg('primary'), standbys=standbys,
+                       pgbouncers=[lab.pgbouncer('pgbouncer1'), lab.pgbouncer('pgbouncer2')], db_name=lab.db_name,
+                       patch_dir=patch_dir, budget_seconds=10, revision_table=REVISION_TABLE).run()
+    return [f for f in result['checks'] if f['check'] == check]
 
 
 def host_vars_inventory(tmp_path, per_host):
@@ -43,7 +59,7 @@ def deploy_under_load(lab, tmp_path, inventories=(), extra=None, major=None, app
         proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage', inventories=inventories,
                                extra=extra)
         time.sleep(0.3)
-    return proc, table, load
+    return proc, table, load, patch_dir
 
 
 def assert_deployed(lab, proc, table, load):
@@ -61,18 +77,25 @@ def test_default_names_one_address_and_dns_names_deploy(lab_shape, tmp_path):
     lab = lab_shape('walreceiver_names,one_address,dns_names')
     names = host_vars_inventory(tmp_path, dict(
         (host, {'fastdowntime_pg_host': lab.hosts[host]['dns_name']}) for host in ('primary', 'standby1', 'standby2')))
-    proc, table, load = deploy_under_load(lab, tmp_path, inventories=[names])
+    proc, table, load, patch_dir = deploy_under_load(lab, tmp_path, inventories=[names])
     assert_deployed(lab, proc, table, load)
-    assert '2 standby(s) in recovery and streaming' in proc.stdout, proc.stdout[-4000:]
+    assert 'primary.lab%d.fastdowntime.test' % lab.topology['lab_id'] in proc.stdout  # the inventory's names were used
+    found = preflight_findings(lab, patch_dir, 'standbys', host_names=True)
+    assert found[0]['status'] == 'pass', found
+    assert [s['identified_by'] for s in found[0]['evidence']['standbys']] == ['slot standby1', 'slot standby2']
+    rows = found[0]['evidence']['pg_stat_replication']
+    assert len(set(r['client_addr'] for up in rows.values() for r in up)) == 1  # one address for both
+    assert set(r['application_name'] for up in rows.values() for r in up) == {'walreceiver'}
 
 
 def test_cascading_standby_deploys(lab_shape, tmp_path):
     """standby2 streams from standby1: the pre-flight follows the chain, the
     replay wait asks standby2 itself."""
     lab = lab_shape('cascade')
-    proc, table, load = deploy_under_load(lab, tmp_path)
+    proc, table, load, patch_dir = deploy_under_load(lab, tmp_path)
     assert_deployed(lab, proc, table, load)
-    assert re.search(r'standby2 \(\S+\) via standby1', proc.stdout), proc.stdout[-4000:]
+    found = preflight_findings(lab, patch_dir, 'standbys')
+    assert found[0]['status'] == 'pass' and re.search(r'standby2 \(\S+\) via standby1', found[0]['summary']), found
 
 
 def replay_state(lab, host):
@@ -90,9 +113,9 @@ def test_replay_paused_by_postgresql_is_refused_and_never_resumed(lab_shape, tmp
     proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage')
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and 'Traceback' not in out, out[-4000:]
-    line = [ln for ln in out.splitlines() if 'FAIL replay_paused' in ln]
-    assert line and 'standby1' in line[0] and 'max_connections = 200 (the primary has 250)' in line[0], out[-4000:]
-    assert 'raise max_connections on standby1' in out
+    line = [ln for ln in out.splitlines() if 'replay_paused: standby1' in ln]
+    assert line and 'max_connections = 200 (the primary has 250)' in line[0], out[-4000:]
+    assert 'raise max_connections on standby1' in line[0]
     assert replay_state(lab, 'standby1') == 'paused'  # still running, still paused
     assert not table_exists(lab, 'primary', 'fdt_p%d' % major)
 
@@ -134,9 +157,10 @@ def test_synchronous_remote_apply_standby(lab_shape, tmp_path):
         blocker.close()
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-4000:]
-    line = [ln for ln in out.splitlines() if 'FAIL replay_blockers' in ln]
-    assert line and 'standby1' in line[0] and 'max_standby_streaming_delay = -1' in line[0], out[-4000:]
-    assert "synchronous_commit = remote_apply" in out
+    line = [ln for ln in out.splitlines() if 'replay_blockers: standby1' in ln]
+    assert line and 'max_standby_streaming_delay = -1' in line[0], out[-4000:]
+    found = preflight_findings(lab, held, 'standbys')
+    assert "synchronous_commit = remote_apply, synchronous now: standby1" in found[0]['summary'], found
 
     # Split mode would pause the replay client commits wait for: refused, nothing paused.
     proc, _ = run_playbook(lab, tmp_path, held, extra={'fastdowntime_window_mode': 'split'})
@@ -171,5 +195,5 @@ def test_synchronous_remote_apply_standby(lab_shape, tmp_path):
         cur.execute('ENABLE fdtdemo_ro')
     console.close()
 
-    proc, table, load = deploy_under_load(lab, tmp_path, major=major, applied=[held_body])
+    proc, table, load, _ = deploy_under_load(lab, tmp_path, major=major, applied=[held_body])
     assert_deployed(lab, proc, table, load)
