@@ -79,8 +79,8 @@ options:
         default: []
       standby_application_name:
         description:
-          - For a standby, the C(application_name) its upstream's C(pg_stat_replication) shows for it; only needed
-            when its slot, its own application name and its address cannot tell it apart. Ignored for the primary.
+          - For a standby, the C(application_name) its upstream's C(pg_stat_replication) shows for it; only needed when
+            its slot, its own application name and its address cannot tell it apart. Ignored for the primary.
         type: str
 '''
 
@@ -138,8 +138,8 @@ options:
         default: []
       standby_application_name:
         description:
-          - For a standby, the C(application_name) its upstream's C(pg_stat_replication) shows for it; only needed
-            when its slot, its own application name and its address cannot tell it apart. Ignored for the primary.
+          - For a standby, the C(application_name) its upstream's C(pg_stat_replication) shows for it; only needed when
+            its slot, its own application name and its address cannot tell it apart. Ignored for the primary.
         type: str
 '''
 

@@ -496,7 +496,7 @@ class Outage:
                     lagging = sorted(set(lagging) | set(endpoint_label(e) for e, dummy in replay_errors))
             resumed, resume_error, disabled = self._resume(lagging, self.read_consoles, phase='resume_read')
         ended = time.monotonic()
-        self._clear_pause_marks(set(endpoint_label(e) for e, _ in replay_errors))
+        self._clear_pause_marks(set(endpoint_label(pair[0]) for pair in replay_errors))
         outage_ended = time.time()
         if write['error'] is not None:
             resume_error = write['error'] if resume_error is None else \

@@ -46,7 +46,8 @@ ENDPOINT_SPEC = dict(
 
 # A pgbouncer admin console: an endpoint on pgbouncer's port, always database "pgbouncer".
 # Documented with ENDPOINT_SPEC in the doc fragment fastdowntime.postgresql.connection.
-CONSOLE_SPEC = dict((k, v) for k, v in ENDPOINT_SPEC.items() if k != 'pgbouncer_databases')
+CONSOLE_SPEC = dict((k, v) for k, v in ENDPOINT_SPEC.items()
+                    if k not in ('pgbouncer_databases', 'standby_application_name'))
 CONSOLE_SPEC['port'] = dict(type='int', default=6432)
 
 

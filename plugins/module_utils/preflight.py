@@ -154,6 +154,10 @@ def decide_patches(label, the_plan=None, error=None):
     return finding('patches', PASS, '%s: pending: %s' % (label, pending_text), host=label, evidence=evidence)
 
 
+def _row_evidence(row):
+    return dict((k, row.get(k)) for k in ('application_name', 'client_addr', 'state', 'sync_state', 'slot_name'))
+
+
 def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
     """Every inventory standby is in recovery, says it streams, streams from this
     primary or (a cascade) from a standby whose chain ends at it, and its
@@ -174,9 +178,8 @@ def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
     primary_rows = rows_by_upstream.get(primary_label) or []
     streaming = [row for row in primary_rows if row.get('state') == 'streaming']
     evidence = {'expected': len(standbys), 'streaming': len(streaming),
-                'pg_stat_replication': dict((up, [{k: row.get(k) for k in ('application_name', 'client_addr', 'state',
-                                                                            'sync_state', 'slot_name')}
-                                                  for row in rows]) for up, rows in rows_by_upstream.items()),
+                'pg_stat_replication': dict((up, [_row_evidence(row) for row in rows])
+                                            for up, rows in rows_by_upstream.items()),
                 'standbys': [{k: s.get(k) for k in ('label', 'reachable', 'in_recovery', 'upstream')}
                              for s in standbys],
                 'synchronous': synchronous}
@@ -302,8 +305,8 @@ def decide_replay_blockers(label, conflict, activity_rows, budget_seconds):
     evidence = {'max_standby_streaming_delay': (conflict or {}).get('max_standby_streaming_delay'),
                 'hot_standby_feedback': (conflict or {}).get('hot_standby_feedback'),
                 'threshold_seconds': replication.blocking_threshold_seconds(budget_seconds),
-                'blockers': [{k: r.get(k) for k in ('pid', 'usename', 'application_name', 'state', 'xact_seconds',
-                                                     'query')} for r in rows]}
+                'blockers': [dict((k, r.get(k)) for k in ('pid', 'usename', 'application_name', 'state',
+                                                          'xact_seconds', 'query')) for r in rows]}
     if not can_block:
         return finding('replay_blockers', PASS, '%s: max_standby_streaming_delay = %s: queries cannot hold replay past '
                        'the budget' % (label, evidence['max_standby_streaming_delay']), host=label, evidence=evidence)
@@ -312,9 +315,10 @@ def decide_replay_blockers(label, conflict, activity_rows, budget_seconds):
                        'lets one hold replay)' % (label, evidence['threshold_seconds'],
                                                   evidence['max_standby_streaming_delay']),
                        host=label, evidence=evidence)
+    sessions = ', '.join(_session_text(r) for r in rows)
     return finding('replay_blockers', FAIL, '%s: %s; with max_standby_streaming_delay = %s they can hold replay of the '
-                   'outage\'s commit past the %gs budget' % (label, ', '.join(_session_text(r) for r in rows),
-                                                              evidence['max_standby_streaming_delay'], budget_seconds),
+                   'outage\'s commit past the %gs budget'
+                   % (label, sessions, evidence['max_standby_streaming_delay'], budget_seconds),
                    host=label, evidence=evidence,
                    action='end them (or wait for them) on %s, or set its max_standby_streaming_delay below the budget'
                           % label)

@@ -140,7 +140,7 @@ def assign(rows, standbys):
                 claimed[pid] = label
                 progress = True
             else:
-                for label, _, _ in claims:
+                for label in [c[0] for c in claims]:
                     result[label]['how'] = 'the same row as %s' % ', '.join(c[0] for c in claims if c[0] != label)
     left = [s for s in standbys if not result[s['label']]['matched'] and not s.get('override')]
     rows_left = [row for row in rows if row.get('pid') not in claimed and row.get('state') == 'streaming']

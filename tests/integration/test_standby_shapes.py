@@ -13,8 +13,8 @@ import psycopg2
 import pytest
 
 from deploy import (
-    REVISION_TABLE, assert_all_resumed, assert_nothing_lost, pg_one, pgbouncer_flags, run_playbook, table_exists, unique_major,
-    write_patches)
+    REVISION_TABLE, assert_all_resumed, assert_nothing_lost, pg_one, pgbouncer_flags, run_playbook, table_exists,
+    unique_major, write_patches)
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import Preflight
 
@@ -56,8 +56,8 @@ def deploy_under_load(lab, tmp_path, inventories=(), extra=None, major=None, app
     patch_dir = write_patches(where, major, list(applied) + ['CREATE TABLE %s (id int PRIMARY KEY);' % table])
     with lab.load(writers=('pgbouncer1', 'pgbouncer2'), readers=('pgbouncer1', 'pgbouncer2')) as load:
         time.sleep(0.3)
-        proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage', inventories=inventories,
-                               extra=extra)
+        proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage', inventories=inventories,
+                                   extra=extra)
         time.sleep(0.3)
     return proc, table, load, patch_dir
 
@@ -110,7 +110,7 @@ def test_replay_paused_by_postgresql_is_refused_and_never_resumed(lab_shape, tmp
     assert replay_state(lab, 'standby1') == 'paused'
     major = unique_major()
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_p%d (id int);' % major])
-    proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage')
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage')
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and 'Traceback' not in out, out[-4000:]
     line = [ln for ln in out.splitlines() if 'replay_paused: standby1' in ln]
@@ -126,7 +126,7 @@ def test_replay_paused_by_an_operator_is_refused_and_left_paused(healthy_lab, tm
     try:
         major = unique_major()
         patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_o%d (id int);' % major])
-        proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight')
+        proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='preflight')
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0, out[-4000:]
         assert 'standby2' in out and 'somebody paused it on purpose' in out, out[-4000:]
@@ -152,7 +152,7 @@ def test_synchronous_remote_apply_standby(lab_shape, tmp_path):
         time.sleep(5.5)  # older than the blocking threshold (half the lab's 10 s budget, at most 5 s)
         held_body = 'CREATE TABLE fdt_h%d (id int);' % major
         held = write_patches(tmp_path, major, [held_body])
-        proc, _ = run_playbook(lab, tmp_path, held, tags='preflight')
+        proc, dummy = run_playbook(lab, tmp_path, held, tags='preflight')
     finally:
         blocker.close()
     out = proc.stdout + proc.stderr
@@ -163,7 +163,7 @@ def test_synchronous_remote_apply_standby(lab_shape, tmp_path):
     assert "synchronous_commit = remote_apply, synchronous now: standby1" in found[0]['summary'], found
 
     # Split mode would pause the replay client commits wait for: refused, nothing paused.
-    proc, _ = run_playbook(lab, tmp_path, held, extra={'fastdowntime_window_mode': 'split'})
+    proc, dummy = run_playbook(lab, tmp_path, held, extra={'fastdowntime_window_mode': 'split'})
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and 'the split window is refused' in out and 'remote_apply' in out, out[-4000:]
     assert [replay_state(lab, h) for h in ('standby1', 'standby2')] == ['not paused', 'not paused']
@@ -195,5 +195,5 @@ def test_synchronous_remote_apply_standby(lab_shape, tmp_path):
         cur.execute('ENABLE fdtdemo_ro')
     console.close()
 
-    proc, table, load, _ = deploy_under_load(lab, tmp_path, major=major, applied=[held_body])
+    proc, table, load, dummy = deploy_under_load(lab, tmp_path, major=major, applied=[held_body])
     assert_deployed(lab, proc, table, load)

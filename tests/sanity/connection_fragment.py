@@ -35,6 +35,9 @@ DESCRIPTIONS = {
     'connect_timeout': 'Seconds to wait for the connection.',
     'pgbouncer_databases': ['For a standby, the pgbouncer entries that serve it - C(entry) on every pgbouncer or '
                             "C(pgbouncer:entry) (C(name) of that pgbouncer's console). Ignored for the primary."],
+    'standby_application_name': ["For a standby, the C(application_name) its upstream's C(pg_stat_replication) shows "
+                                 'for it; only needed when its slot, its own application name and its address cannot '
+                                 'tell it apart. Ignored for the primary.'],
 }
 CONSOLE_DESCRIPTIONS = dict(DESCRIPTIONS, dbname='Ignored - the admin console database is always C(pgbouncer).')
 
