@@ -90,6 +90,13 @@ RELAY_PORT = 5433
 #                             (lab/delayproxy.py) on each host's controller
 #                             address (`describe`: hosts[h]['controller_addr']);
 #                             host-to-host traffic is not delayed
+#   pgbouncer_processes       {pgbouncer: N}: N pgbouncer processes sharing the port
+#                             (so_reuseport = 1), each with its own unix_socket_dir
+#                             run/pN, pidfile and log; the lab inventory declares them
+#                             (hosts/<pgbouncer>/pgbouncer-consoles.json)
+#   pgbouncer_unix_backend    True: the primary's entry reaches it over its unix socket
+#   pgbouncer_session_entry   True: one more deploy entry, fdtdemo_session, in session pooling
+#   pgbouncer_conf            {pgbouncer: {setting: value}} in its [pgbouncer] section
 SHAPES = {
     'default': {},
     'walreceiver_names': {'standby_application_name': False},
@@ -105,6 +112,11 @@ SHAPES = {
     # A controller in another zone: the benchmark's distance dimension.
     'rtt10': {'controller_rtt_ms': 10},
     'rtt40': {'controller_rtt_ms': 40},
+    # pgbouncer set-ups as production has them (issue 14)
+    'pgbouncer_reuseport': {'pgbouncer_processes': {'pgbouncer1': 2}},
+    'pgbouncer_unix_backend': {'pgbouncer_unix_backend': True},
+    'pgbouncer_session_entry': {'pgbouncer_session_entry': True},
+    'pgbouncer_low_timeouts': {'pgbouncer_conf': {'pgbouncer1': {'query_wait_timeout': 3}}},
 }
 
 
@@ -575,36 +587,60 @@ def set_dns_names(present):
 
 
 # -- pgbouncer -----------------------------------------------------------------
+def pgbouncer_socket_dirs(name):
+    """The unix_socket_dir of each pgbouncer process of a host (shape pgbouncer_processes)."""
+    count = int(SHAPE.get('pgbouncer_processes', {}).get(name, 1))
+    if count == 1:
+        return [host_dir(name, 'run')]
+    return [host_dir(name, 'run', 'p%d' % number) for number in range(1, count + 1)]
+
+
 def build_pgbouncer(name):
     hdir = host_dir(name)
     for sub in ('run', 'log'):
         os.makedirs(os.path.join(hdir, sub), exist_ok=True)
     standby = HOSTS[name]['standby']
+    primary = host_dir('primary', 'run') if SHAPE.get('pgbouncer_unix_backend') else HOSTS['primary']['addr']
     write(os.path.join(hdir, 'userlist.txt'),
           ''.join('"%s" "%s"\n' % (u, p) for u, p in USERS.items() if u != 'fdt_replication'), 0o600)
-    write(os.path.join(hdir, 'pgbouncer.ini'), '\n'.join([
+    databases = [
         '[databases]',
-        '%s = host=%s port=%d dbname=%s' % (DB_NAME, HOSTS['primary']['addr'], PG_PORT, DB_NAME),
+        '%s = host=%s port=%d dbname=%s' % (DB_NAME, primary, PG_PORT, DB_NAME),
         '%s_ro = host=%s port=%d dbname=%s' % (DB_NAME, HOSTS[standby]['addr'], PG_PORT, DB_NAME),
-        '',
-        '[pgbouncer]',
-        'listen_addr = %s' % HOSTS[name]['addr'],
-        'listen_port = %d' % PGBOUNCER_PORT,
-        'unix_socket_dir = %s' % os.path.join(hdir, 'run'),
-        'auth_type = scram-sha-256',
-        'auth_file = %s' % os.path.join(hdir, 'userlist.txt'),
-        'admin_users = fdt_admin',
-        'stats_users = fdt_admin',
-        'pool_mode = transaction',
-        'max_client_conn = 500',
-        'default_pool_size = 20',
-        'ignore_startup_parameters = extra_float_digits',
-        'pidfile = %s' % os.path.join(hdir, 'run', 'pgbouncer.pid'),
-        'logfile = %s' % os.path.join(hdir, 'log', 'pgbouncer.log'),
-        '',
-    ]))
+    ]
+    if SHAPE.get('pgbouncer_session_entry'):
+        databases.append('%s_session = host=%s port=%d dbname=%s pool_mode=session'
+                         % (DB_NAME, primary, PG_PORT, DB_NAME))
+    dirs = pgbouncer_socket_dirs(name)
+    extra = ['%s = %s' % item for item in sorted(SHAPE.get('pgbouncer_conf', {}).get(name, {}).items())]
+    for number, socket_dir in enumerate(dirs, start=1):
+        os.makedirs(socket_dir, exist_ok=True)
+        suffix = '' if len(dirs) == 1 else '-p%d' % number
+        ini = os.path.join(hdir, 'pgbouncer%s.ini' % suffix)
+        write(ini, '\n'.join(databases + [
+            '',
+            '[pgbouncer]',
+            'listen_addr = %s' % HOSTS[name]['addr'],
+            'listen_port = %d' % PGBOUNCER_PORT,
+            'unix_socket_dir = %s' % socket_dir,
+            'auth_type = scram-sha-256',
+            'auth_file = %s' % os.path.join(hdir, 'userlist.txt'),
+            'admin_users = fdt_admin',
+            'stats_users = fdt_admin',
+            'pool_mode = transaction',
+            'max_client_conn = 500',
+            'default_pool_size = 20',
+            'ignore_startup_parameters = extra_float_digits',
+            'pidfile = %s' % os.path.join(socket_dir, 'pgbouncer.pid'),
+            'logfile = %s' % os.path.join(hdir, 'log', 'pgbouncer%s.log' % suffix),
+        ] + (['so_reuseport = 1'] if len(dirs) > 1 else []) + extra + ['']))
+    # The lab inventory declares each process of a host that has several.
+    write(os.path.join(hdir, 'pgbouncer-consoles.json'),
+          json.dumps([{'unix_socket_dir': d} for d in dirs] if len(dirs) > 1 else []))
     chown_tree(hdir)
-    run(in_ns(name, ['pgbouncer', '-d', '-q', os.path.join(hdir, 'pgbouncer.ini')], as_user=RUN_AS))
+    for number in range(1, len(dirs) + 1):
+        suffix = '' if len(dirs) == 1 else '-p%d' % number
+        run(in_ns(name, ['pgbouncer', '-d', '-q', os.path.join(hdir, 'pgbouncer%s.ini' % suffix)], as_user=RUN_AS))
 
 
 # -- demo app ------------------------------------------------------------------
@@ -852,6 +888,8 @@ def describe():
             hosts[name]['upstream'] = upstream_of(name)
         if SHAPE.get('controller_rtt_ms') and name in delayed_ports():
             hosts[name]['controller_addr'] = controller_addr(name)
+        if host['role'] == 'pgbouncer':
+            hosts[name]['unix_socket_dirs'] = pgbouncer_socket_dirs(name)
     print(json.dumps({'lab_id': LAB_ID, 'lab_dir': LAB_DIR, 'netns_prefix': netns(''),
                       'ssh_key': ssh_key_path(), 'hosts': hosts, 'shape': names,
                       'db_name': DB_NAME, 'users': USERS}, indent=2))

@@ -18,6 +18,10 @@ description:
     variables. C(host) defaults to C(ansible_host), then the inventory name; C(name) is the inventory name.
   - For I(kind=pg), each endpoint also carries C(pgbouncer_databases) from
     C(fastdowntime_standby_pgbouncer_databases) (the pgbouncer entries that serve that standby).
+  - For I(kind=pgbouncer), a host with C(fastdowntime_pgbouncer_consoles) (several pgbouncer processes sharing
+    a port with C(so_reuseport)) gives one endpoint per process - C(unix_socket_dir) that process's, C(host)
+    the item's C(host) or that directory, C(port) the item's or the host's; C(fastdowntime_pgbouncer_probe_user)
+    and C(_probe_password) become C(probe_user)/C(probe_password).
 options:
   _input:
     description: Inventory host names, for example C(groups['fastdowntime_standbys']).
@@ -82,8 +86,30 @@ def endpoints(hosts, hostvars, kind='pg'):
             endpoint['pgbouncer_databases'] = list(hv.get('fastdowntime_standby_pgbouncer_databases') or [])
             if hv.get('fastdowntime_standby_application_name'):
                 endpoint['standby_application_name'] = hv['fastdowntime_standby_application_name']
-        result.append(endpoint)
+            result.append(endpoint)
+            continue
+        if var('probe_user'):
+            endpoint.update(probe_user=var('probe_user'), probe_password=var('probe_password'))
+        result.extend(pgbouncer_processes(name, endpoint, hv.get('fastdowntime_pgbouncer_consoles')))
     return result
+
+
+def pgbouncer_processes(name, endpoint, consoles):
+    """One console endpoint per pgbouncer process of a host: ``consoles`` (the
+    host's fastdowntime_pgbouncer_consoles) lists each process's
+    ``unix_socket_dir`` and optionally the ``host``/``port`` its console is
+    reached at (default: that directory, the host's port). None or empty: the
+    host's one endpoint."""
+    if not consoles:
+        return [endpoint]
+    out = []
+    for item in consoles:
+        if not isinstance(item, dict) or not item.get('unix_socket_dir'):
+            raise AnsibleFilterError('%s: each item of fastdowntime_pgbouncer_consoles needs unix_socket_dir '
+                                     '(that process\'s, as in its pgbouncer.ini), got %r' % (name, item))
+        out.append(dict(endpoint, host=item.get('host') or item['unix_socket_dir'],
+                        port=int(item.get('port') or endpoint['port']), unix_socket_dir=item['unix_socket_dir']))
+    return out
 
 
 class FilterModule(object):

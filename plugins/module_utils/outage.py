@@ -33,7 +33,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import drain
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import replication
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
-    Console, ConsoleError, in_parallel, open_consoles, resume)
+    Console, ConsoleError, budget_cap, describe_verdict, in_parallel, open_consoles, probe_consoles, probe_verdict,
+    resume, with_probe_login)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
     resolve_addresses, server_pids, terminate_killable)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
@@ -219,7 +220,7 @@ class Outage:
         self.window_mode = window_mode
         self.primary = dict(primary, dbname=db_name)
         self.standbys = [dict(s, dbname=db_name) for s in standbys]
-        self.pgbouncers = list(pgbouncers)
+        self.pgbouncers = with_probe_login(pgbouncers, primary)
         self.db_name = db_name
         self.patch_dir = patch_dir
         self.revision_table = revision_table
@@ -230,8 +231,9 @@ class Outage:
         self.lock_retry = lock_retry
         # The pre-flight's overrides (deploy window, contract change): kept in the deploy log row.
         self.overrides = list(overrides or [])
-        kwargs = {} if reserve_seconds is None else {'reserve_seconds': reserve_seconds}
-        self.clock = BudgetClock(budget_seconds, **kwargs)
+        self.reserve_kwargs = {} if reserve_seconds is None else {'reserve_seconds': reserve_seconds}
+        self.clock = BudgetClock(budget_seconds, **self.reserve_kwargs)
+        self.budget_cap = None    # pgbouncer's own timeouts, when they cap the budget
         self.plan = None
         self.conn = None          # the primary, for the one transaction
         self.observer = None      # the primary, autocommit: locks, terminate, replication
@@ -271,6 +273,7 @@ class Outage:
             self.consoles = [Console(p, db_name=self.db_name, databases=self.pgbouncer_databases)
                              for p in self.pgbouncers]
             open_consoles(self.consoles)
+            self._cap_budget()
             self.pgbouncer_addrs = resolve_addresses([p['host'] for p in self.pgbouncers])
             if self.window_mode == 'split':
                 self._split_consoles()
@@ -355,9 +358,44 @@ class Outage:
         )
         return self._finish(result, error, failed_phase, resume_error, disabled)
 
+    def _cap_budget(self):
+        """pgbouncer disconnects a client queued longer than its query_wait_timeout
+        (or query_timeout): the outage budget ends a margin before the first such
+        timeout of any pgbouncer (pgbouncer_console.budget_cap); none left ->
+        refused before anything is paused."""
+        cap = budget_cap(dict((c.label, c.config) for c in self.consoles))
+        if cap is None or cap['seconds'] >= self.clock.budget:
+            return
+        if cap['seconds'] <= 0:
+            raise OutageError('%(pgbouncer)s: %(setting)s = %(timeout_seconds)g s disconnects queued clients before '
+                              'any outage could end: raise %(setting)s in its pgbouncer.ini (and RELOAD); nothing '
+                              'paused, nothing applied' % cap)
+        self.budget_cap = dict(cap, budget_seconds=self.clock.budget)
+        self.clock = BudgetClock(cap['seconds'], **self.reserve_kwargs)
+
+    def _verify(self, result, disabled):
+        """After the window: every entry of every console asked by a client
+        (pgbouncer_console.probe_consoles); the report says what it saw."""
+        consoles = self.consoles + self.read_consoles
+        fenced = set(disabled)
+        probed = probe_consoles(consoles, lambda c: [e for e in c.entries if (c.label, e) not in fenced])
+        verdict = probe_verdict(probed, fenced)
+        ok, line = describe_verdict(verdict)
+        result['pgbouncer_state'] = {'probe': probed, 'answering_clients': ok, 'statement': line,
+                                     'disabled': ['%s on %s' % (e, b) for b, e in disabled]}
+        if isinstance(result.get('outage'), dict):
+            result['outage']['pgbouncer_state'] = line
+        if self.budget_cap:
+            result['budget_capped_by'] = self.budget_cap
+        return ok, line
+
     def _finish(self, result, error, failed_phase, resume_error, disabled, replay_errors=()):
         """Done: log and return. Aborted: log, then raise the one-line OutageError."""
         result['revisions'] = self.revisions()
+        answering, statement = self._verify(result, disabled)
+        if not answering and resume_error is None:
+            resume_error = ConsoleError(statement)
+            statement = None
         if error is None and resume_error is None and not replay_errors:
             result['outcome'] = 'done'
             self._log(result)
@@ -375,7 +413,7 @@ class Outage:
             parts.append('RESUME FAILED: %s - resume by hand: psql -h <pgbouncer> -p <port> -U <admin> pgbouncer '
                          '-c "RESUME"' % one_line(resume_error))
         else:
-            parts.append('every pgbouncer resumed')
+            parts.append(statement)
         if self.window_mode == 'split':
             if replay_errors:
                 parts.append('REPLAY LEFT PAUSED on %s - run SELECT pg_wal_replay_resume() there (the next '
@@ -386,6 +424,9 @@ class Outage:
         if disabled:
             parts.append('left DISABLED until their standby catches up: %s - then ENABLE them'
                          % ', '.join('%s on %s' % (e, b) for b, e in disabled))
+        if self.budget_cap:
+            parts.append('budget capped at %(seconds)g s by %(pgbouncer)s %(setting)s = %(timeout_seconds)g s' %
+                         self.budget_cap)
         shown = ('drain', 'drain_write', 'drain_read', 'cold_transaction', 'standby_replay', 'resume',
                  'resume_write', 'resume_read')
         timings = ', '.join('%s %s ms' % (p['phase'], p['duration_ms']) for p in self.clock.phases
@@ -396,14 +437,15 @@ class Outage:
     # -- split mode ------------------------------------------------------------
     def _split_consoles(self):
         """Keep the read-write entries on self.consoles and open one console per
-        pgbouncer for its read-only entries (before the clock starts)."""
-        found = dict((c.endpoint.get('name') or c.label, list(c.entries)) for c in self.consoles)
-        read_write, read_only = split_entries(found, self.standbys)
+        pgbouncer process for its read-only entries (before the clock starts).
+        Each console on its own: a host may have several processes (consoles)."""
+        self.read_consoles = []
         for console in self.consoles:
-            console.entries = read_write[console.endpoint.get('name') or console.label]
-        by_name = dict((c.endpoint.get('name') or c.label, c) for c in self.consoles)
-        self.read_consoles = [Console(by_name[name].endpoint, databases=entries)
-                              for name, entries in read_only.items() if entries]
+            name = console.endpoint.get('name') or console.label
+            read_write, read_only = split_entries({name: list(console.entries)}, self.standbys)
+            console.entries = read_write[name]
+            if read_only[name]:
+                self.read_consoles.append(Console(console.endpoint, databases=read_only[name]))
         # A pgbouncer that serves only standbys has no read-write entry to drain.
         self.consoles = [c for c in self.consoles if c.entries]
         open_consoles(self.read_consoles)

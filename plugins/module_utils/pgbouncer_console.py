@@ -24,6 +24,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+import select
 import threading
 import time
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
     ConnectError,
     HAS_PSYCOPG2,
     connect,
+    dsn_kwargs,
     endpoint_label,
     one_line,
     psycopg2,
@@ -166,6 +168,89 @@ def max_wait_ms(pools_rows, entries):
     return round(longest, 1)
 
 
+# pgbouncer settings (SHOW CONFIG, seconds, 0 = off) that disconnect a client
+# queued behind a PAUSE: pgbouncer's janitor (pool_client_maint) applies
+# query_timeout and query_wait_timeout to every waiting client, from the time
+# its query arrived. Other timeouts (client_idle_timeout, idle_transaction_timeout,
+# server_connect_timeout, server_login_retry...) never hit a queued client; they
+# are reported as evidence only.
+QUEUED_CLIENT_TIMEOUTS = ('query_wait_timeout', 'query_timeout')
+REPORTED_TIMEOUTS = QUEUED_CLIENT_TIMEOUTS + ('client_idle_timeout', 'idle_transaction_timeout',
+                                              'client_login_timeout', 'server_connect_timeout',
+                                              'server_login_retry', 'suspend_timeout')
+# The outage ends this long before the first timeout that would disconnect a queued client.
+TIMEOUT_MARGIN_SECONDS = 1.0
+
+
+def parse_config(rows):
+    """SHOW CONFIG rows (key, value, ...) -> {key: value as text}."""
+    return dict((str(row.get('key')), '' if row.get('value') is None else str(row.get('value'))) for row in rows
+                if row.get('key') is not None)
+
+
+def config_seconds(config, key):
+    """A time setting of SHOW CONFIG in seconds (pgbouncer shows seconds, maybe
+    with a fraction); 0.0 when off, absent or unreadable."""
+    try:
+        return max(float(str(config.get(key) or '0').strip()), 0.0)
+    except ValueError:
+        return 0.0
+
+
+def timeouts(config):
+    """{setting: seconds} of REPORTED_TIMEOUTS as SHOW CONFIG gives them."""
+    return dict((key, config_seconds(config, key)) for key in REPORTED_TIMEOUTS if key in config)
+
+
+def budget_cap(configs, margin=TIMEOUT_MARGIN_SECONDS):
+    """The longest outage no pgbouncer's own timeout cuts short.
+
+    ``configs``: {pgbouncer label: SHOW CONFIG dict}. Returns None when no
+    QUEUED_CLIENT_TIMEOUTS is set anywhere, else {'seconds': the first such
+    timeout less ``margin`` (never below 0), 'pgbouncer', 'setting', 'timeout_seconds'}.
+    """
+    first = None
+    for label in sorted(configs):
+        for key in QUEUED_CLIENT_TIMEOUTS:
+            value = config_seconds(configs[label], key)
+            if value > 0 and (first is None or value < first['timeout_seconds']):
+                first = {'pgbouncer': label, 'setting': key, 'timeout_seconds': value}
+    if first is None:
+        return None
+    first['seconds'] = round(max(first['timeout_seconds'] - margin, 0.0), 3)
+    return first
+
+
+def entry_pool_modes(databases_rows, config, entries):
+    """{entry: pool mode}: SHOW DATABASES ``pool_mode`` where the entry sets
+    one, else the global ``pool_mode`` of SHOW CONFIG (default session)."""
+    by_name = dict((row.get('name'), row) for row in databases_rows)
+    default = (config.get('pool_mode') or 'session').strip()
+    return dict((entry, (by_name.get(entry, {}).get('pool_mode') or default).strip()) for entry in entries)
+
+
+def clients_per_entry(pools_rows, entries):
+    """{entry: connected clients (cl_active + cl_waiting, every user)} from SHOW POOLS."""
+    counts = dict((entry, 0) for entry in entries)
+    for row in pools_rows:
+        if row.get('database') in counts:
+            counts[row['database']] += _as_int(row.get('cl_active')) + _as_int(row.get('cl_waiting'))
+    return counts
+
+
+def reuses_port(config):
+    """so_reuseport = 1: several pgbouncer processes may listen on this port,
+    each TCP connection (console, PAUSE, client) landing on one at random."""
+    return str(config.get('so_reuseport') or '0').strip().lower() in ('1', 'on', 'yes', 'true')
+
+
+def _same_dir(shown, declared):
+    """None when pgbouncer shows no unix_socket_dir, else whether they name one directory."""
+    if not shown:
+        return None
+    return shown.rstrip('/') == str(declared).rstrip('/')
+
+
 # -- the console ----------------------------------------------------------
 
 def quote_entry(name):
@@ -191,6 +276,7 @@ class Console:
         self.entries = []
         self.version = (0, 0, 0)
         self.version_text = ''
+        self.config = {}
         # Entries this object issued PAUSE for; pause connections still open.
         self.paused_by_us = set()
         self.pause_conns = {}
@@ -215,6 +301,24 @@ class Console:
         self.version, self.version_text = version_from_rows(self.show('VERSION'))
         self.check_admin()
         self.entries = deploy_entries(self.show('DATABASES'), self.label, self.db_name, self.explicit)
+        self.check_process()
+        return self
+
+    def check_process(self):
+        """A console declared for one pgbouncer process (endpoint ``unix_socket_dir``)
+        must reach that process: its SHOW CONFIG unix_socket_dir is the one declared."""
+        declared = self.endpoint.get('unix_socket_dir')
+        if declared and _same_dir(self.config.get('unix_socket_dir'), declared) is False:
+            raise ConsoleError('%s: this console reaches the pgbouncer process whose unix_socket_dir is %s, not %s: '
+                               'fix fastdowntime_pgbouncer_consoles' % (self.label, self.config.get('unix_socket_dir'),
+                                                                       declared))
+
+    def reopen(self):
+        """Drop the admin connection (and waiting PAUSEs) and open it again."""
+        entries = list(self.entries)
+        self.close()
+        self.open()
+        self.entries = entries or self.entries
         return self
 
     def close(self):
@@ -249,8 +353,9 @@ class Console:
         return self._run(sql)
 
     def check_admin(self):
-        """Stats users may run SHOW but not PAUSE: refuse them now, not mid-outage."""
-        config = dict((row.get('key'), row.get('value')) for row in self.show('CONFIG'))
+        """Stats users may run SHOW but not PAUSE: refuse them now, not mid-outage.
+        Keeps SHOW CONFIG as ``self.config`` (key -> value text)."""
+        config = self.config = parse_config(self.show('CONFIG'))
         admins = [name.strip() for name in str(config.get('admin_users') or '').split(',') if name.strip()]
         user = self.endpoint.get('user')
         if user != ADMIN_DB and user not in admins:
@@ -480,9 +585,17 @@ def resume(consoles, clock=None, phase='resume'):
     """
     def one(console):
         with _phase(clock, phase, console.label) as record:
-            if console.conn is None:
-                console.open()
-            result = console.resume()
+            if console.conn is None or console.conn.closed:
+                console.reopen()
+            try:
+                result = console.resume()
+            except ConsoleError:
+                if not console.conn.closed:
+                    raise
+                # pgbouncer restarted (or the link dropped) mid-window: a new
+                # process has nothing paused; reconnect and check, do not guess.
+                console.reopen()
+                result = dict(console.resume(), reconnected=True)
             if record is not None:
                 record['detail'].update(maxwait_ms=result['maxwait_ms'], resumed=result['resumed'])
             return result
@@ -501,3 +614,151 @@ def _phase(clock, name, host):
     else:
         with clock.phase(name, host=host) as record:
             yield record
+
+
+# -- the client probe -----------------------------------------------------------
+
+PROBE_SECONDS = 2.0
+
+
+def with_probe_login(pgbouncers, primary):
+    """The pgbouncer endpoints with the client probe's login: their own
+    ``probe_user``/``probe_password`` where set, else the primary's deploy user."""
+    out = []
+    for endpoint in pgbouncers:
+        if endpoint.get('probe_user'):
+            out.append(dict(endpoint))
+        else:
+            out.append(dict(endpoint, probe_user=primary.get('user'), probe_password=primary.get('password')))
+    return out
+
+
+def probe_target(console, entry):
+    """A client endpoint for ``entry`` through the pgbouncer process ``console``
+    reaches (its host/port or unix socket directory), logging in as the
+    endpoint's ``probe_user`` (else its admin user)."""
+    endpoint = dict(console.endpoint, dbname=entry)
+    if endpoint.get('probe_user'):
+        endpoint.update(user=endpoint['probe_user'], password=endpoint.get('probe_password'))
+    return endpoint
+
+
+def probe(targets, timeout=PROBE_SECONDS):
+    """Ask every target, as a client would, at once: connect and run SELECT 1
+    within ``timeout`` seconds in all.
+
+    ``targets``: [(key, endpoint)] (endpoint dbname = the pgbouncer entry).
+    Returns {key: None (answered) or one line saying what the client saw}; a
+    client left without an answer is what a paused or suspended pgbouncer
+    (or entry) does to its clients.
+    """
+    if not HAS_PSYCOPG2:
+        return dict((key, 'psycopg2 is not installed') for key, _ in targets)
+    results, live = {}, {}
+    for key, endpoint in targets:
+        try:
+            live[key] = {'conn': psycopg2.connect(async_=1, **dsn_kwargs(endpoint, application_name='fastdowntime-probe')),
+                         'cursor': None}
+        except psycopg2.Error as exc:
+            results[key] = one_line(exc)
+    deadline = time.monotonic() + timeout
+    try:
+        while live:
+            readers, writers = [], []
+            for key, item in list(live.items()):
+                try:
+                    state = item['conn'].poll()
+                except psycopg2.Error as exc:
+                    results[key] = one_line(exc)
+                    item['conn'].close()
+                    del live[key]
+                    continue
+                if state == psycopg2.extensions.POLL_OK:
+                    if item['cursor'] is None:
+                        item['cursor'] = item['conn'].cursor()
+                        item['cursor'].execute('SELECT 1')
+                        readers.append(item['conn'])
+                        continue
+                    results[key] = None
+                    item['conn'].close()
+                    del live[key]
+                elif state == psycopg2.extensions.POLL_WRITE:
+                    writers.append(item['conn'])
+                else:
+                    readers.append(item['conn'])
+            left = deadline - time.monotonic()
+            if not live or left <= 0:
+                break
+            select.select(readers, writers, [], min(left, 0.05))
+    finally:
+        for key, item in live.items():
+            stage = 'login' if item['cursor'] is None else 'SELECT 1'
+            results[key] = 'a client got no answer to its %s within %.1f s' % (stage, timeout)
+            try:
+                item['conn'].close()
+            except Exception:
+                pass
+    return results
+
+
+def probe_consoles(consoles, entries_of=None, timeout=PROBE_SECONDS):
+    """Probe every entry of every console (``entries_of(console)``, default its
+    entries) at once. Returns {console label: {entry: None or what a client saw}}."""
+    targets = []
+    for console in consoles:
+        for entry in (entries_of(console) if entries_of else console.entries):
+            targets.append(((console.label, entry), probe_target(console, entry)))
+    found = probe(targets, timeout)
+    out = {}
+    for console in consoles:
+        out.setdefault(console.label, {})
+    for (label, entry), error in found.items():
+        out[label][entry] = error
+    return out
+
+
+def not_answering(probed):
+    """[(label, entry, what a client saw)] of probe_consoles' result, sorted."""
+    return sorted((label, entry, error) for label, per in probed.items() for entry, error in per.items() if error)
+
+
+def probe_verdict(probed, fenced=()):
+    """Sort probe_consoles' result into what the report may say.
+
+    ``fenced``: (label, entry) pairs left DISABLED on purpose (they refuse
+    clients by design). Returns {'answering': [(label, entry)], 'silent':
+    [(label, entry, why)] - no answer: paused or suspended, 'refused': [...] -
+    clients get an error, 'unverified': [...] - the probe could not log in, so
+    nothing is known}.
+    """
+    verdict = {'answering': [], 'silent': [], 'refused': [], 'unverified': []}
+    fenced = set(tuple(item) for item in fenced)
+    for label in sorted(probed):
+        for entry in sorted(probed[label]):
+            error = probed[label][entry]
+            if (label, entry) in fenced:
+                continue
+            if error is None:
+                verdict['answering'].append((label, entry))
+            elif 'no answer' in error:
+                verdict['silent'].append((label, entry, error))
+            elif any(word in error for word in ('authentication', 'password', 'no such user', 'not allowed',
+                                                'SASL', 'pg_hba')):
+                verdict['unverified'].append((label, entry, error))
+            else:
+                verdict['refused'].append((label, entry, error))
+    return verdict
+
+
+def describe_verdict(verdict):
+    """(ok, one line) for the report: ok only when every entry answered a client."""
+    bad = verdict['silent'] + verdict['refused']
+    if bad:
+        return False, 'NOT ANSWERING CLIENTS after RESUME: %s - check with SHOW STATE / a client, then RESUME ' \
+                      'by hand' % '; '.join('%s on %s (%s)' % (entry, label, why) for label, entry, why in bad)
+    if verdict['unverified']:
+        return True, 'every pgbouncer resumed; NOT verified by a client on %s (%s): set ' \
+                     'fastdowntime_pgbouncer_probe_user' % (
+                         ', '.join('%s on %s' % (entry, label) for label, entry, _ in verdict['unverified']),
+                         verdict['unverified'][0][2])
+    return True, 'every pgbouncer entry resumed and answering clients (%d checked)' % len(verdict['answering'])

@@ -49,6 +49,11 @@ ENDPOINT_SPEC = dict(
 CONSOLE_SPEC = dict((k, v) for k, v in ENDPOINT_SPEC.items()
                     if k not in ('pgbouncer_databases', 'standby_application_name'))
 CONSOLE_SPEC['port'] = dict(type='int', default=6432)
+# The unix_socket_dir of the one pgbouncer process this console reaches (several
+# processes sharing a port with so_reuseport), and the client login of the
+# client probe (default: the primary's deploy user).
+CONSOLE_SPEC.update(unix_socket_dir=dict(type='str'), probe_user=dict(type='str'),
+                    probe_password=dict(type='str', no_log=True))
 
 
 def endpoint_argument_spec(required=True, list_of=False, console=False):

@@ -23,6 +23,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import math
 import time
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import deploywindows, lint, lockstep, replication
@@ -31,7 +32,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, format_revision, load_patch_set, plan as make_plan)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
-    Console, ConsoleError)
+    TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, budget_cap, clients_per_entry, entry_pool_modes, probe_consoles,
+    probe_verdict, reuses_port, timeouts, with_probe_login)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, connect_action, endpoint_label, one_line, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
@@ -50,7 +52,8 @@ OUTCOME_REFUSED = 'refused by pre-flight'  # the timeline report's word (report.
 
 # Checks, in the order the summary lists them.
 CHECKS = ('connection', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
-          'replay_blockers', 'direct_connections', 'pgbouncer', 'lint', 'budget', 'deploy_window')
+          'replay_blockers', 'direct_connections', 'pgbouncer', 'pgbouncer_processes', 'pool_mode', 'lint',
+          'pgbouncer_timeouts', 'budget', 'deploy_window')
 
 DEFAULT_MAX_LAG_SECONDS = 60.0
 # One WAL segment: a standby further behind replays the outage's commit late.
@@ -440,10 +443,15 @@ def decide_direct_connections(label, rows, pgbouncer_pids, system_users, fragile
                    host=label, evidence=evidence)
 
 
-def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standby_entries=None, error=None):
-    """One pgbouncer: the console answered as an admin and resolved the deploy's
-    entries (else ``error``); none of them is paused; the entries named for the
-    standbys exist. Disabled entries are a warning (the outage enables them)."""
+def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standby_entries=None, error=None,
+                     probe=None):
+    """One pgbouncer process: the console answered as an admin and resolved the
+    deploy's entries (else ``error``); none of them is paused - by SHOW
+    DATABASES, SHOW STATE (1.19+) or, as a client sees it, ``probe``
+    ({entry: None when a client's SELECT 1 was answered, else what the client
+    saw}: a global PAUSE or SUSPEND shows nowhere else on 1.18); the entries
+    named for the standbys exist. Disabled entries, and a probe that could not
+    log in, are warnings."""
     if error is not None:
         action = connect_action(getattr(error, 'kind', None), 'the admin console of %s' % label,
                                 'fastdowntime_pgbouncer_*') or (
@@ -454,15 +462,26 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
     flags = flags or {}
     paused = [entry for entry in entries if flags.get(entry, {}).get('paused')]
     disabled = [entry for entry in entries if flags.get(entry, {}).get('disabled')]
-    evidence = {'entries': list(entries), 'flags': flags, 'state': state,
+    verdict = probe_verdict({label: probe or {}}, [(label, e) for e in disabled])
+    silent = [entry for _, entry, _ in verdict['silent'] if entry not in paused]
+    evidence = {'entries': list(entries), 'flags': flags, 'state': state, 'probe': probe,
                 'missing_standby_entries': list(missing_standby_entries or [])}
     problems, actions = [], []
     if state and state.get('paused'):
         problems.append('the whole pgbouncer is paused (SHOW STATE)')
+    if state and state.get('suspended'):
+        problems.append('the whole pgbouncer is suspended (SHOW STATE)')
     if paused:
         problems.append('already paused: %s' % ', '.join(paused))
-    if paused or (state and state.get('paused')):
-        actions.append('another deploy is running, or one did not resume: once sure, RESUME them on %s' % label)
+    if silent:
+        problems.append('a client query through %s got no answer within %s: paused or suspended by someone (a '
+                        'global PAUSE or SUSPEND shows nowhere in SHOW DATABASES before pgbouncer 1.19)'
+                        % (', '.join(silent), verdict['silent'][0][2].rsplit(' within ', 1)[-1]))
+    if paused or silent or (state and (state.get('paused') or state.get('suspended'))):
+        actions.append('another deploy or tool paused it, or one did not resume: once sure, RESUME on %s' % label)
+    if verdict['refused']:
+        problems.append('clients are refused: %s' % '; '.join('%s (%s)' % (e, why) for _, e, why in verdict['refused']))
+        actions.append('make every deploy entry of %s accept clients (SHOW DATABASES, its log)' % label)
     if missing_standby_entries:
         problems.append('no such entry for fastdowntime_standby_pgbouncer_databases: %s'
                         % ', '.join(missing_standby_entries))
@@ -474,8 +493,90 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
         return finding('pgbouncer', WARN, '%s: disabled (left fenced by an earlier deploy?): %s'
                        % (label, ', '.join(disabled)), host=label, evidence=evidence,
                        action='the outage ENABLEs them at resume: check their standby has caught up')
-    return finding('pgbouncer', PASS, '%s: admin console answers; entries %s, none paused'
-                   % (label, ', '.join(entries)), host=label, evidence=evidence)
+    if verdict['unverified']:
+        return finding('pgbouncer', WARN, '%s: the client probe could not log in (%s): a PAUSE from another tool '
+                       'would go unseen, and the outage cannot confirm clients are served after RESUME'
+                       % (label, verdict['unverified'][0][2]), host=label, evidence=evidence,
+                       action='list the probe user in pgbouncer\'s auth_file or set fastdowntime_pgbouncer_probe_user '
+                              '(and _probe_password) to a client login of the deploy entries')
+    return finding('pgbouncer', PASS, '%s: admin console answers; entries %s, none paused%s'
+                   % (label, ', '.join(entries), ', each answered a client' if probe else ''),
+                   host=label, evidence=evidence)
+
+
+def decide_pool_mode(label, modes, clients):
+    """Entries in session pooling (``modes``: {entry: pool mode}, ``clients``:
+    {entry: connected clients}). A PAUSE waits until every session client of
+    an entry disconnects: with clients connected the drain cannot finish, and
+    every client of every pgbouncer queues for the whole drain deadline -
+    refused, whatever the drain policy (the terminate policy only ends
+    transactions, not idle sessions). Without clients: a warning."""
+    session = dict((entry, clients.get(entry, 0)) for entry, mode in sorted(modes.items()) if mode == 'session')
+    evidence = {'pool_modes': dict(modes), 'clients': dict(clients)}
+    busy = [(entry, count) for entry, count in session.items() if count]
+    if busy:
+        return finding('pool_mode', FAIL, '%s: %s in pool_mode = session with connected clients: a PAUSE waits for '
+                       'each to disconnect, so the drain cannot finish and every client of every pgbouncer would '
+                       'queue for the whole drain deadline' % (label, ', '.join('%s (%d client%s)' % (
+                           e, n, '' if n == 1 else 's') for e, n in busy)), host=label, evidence=evidence,
+                       action='set pool_mode = transaction for %s in the [databases] section of %s (and RELOAD), or '
+                              'stop its clients before the deploy' % (', '.join(e for e, _ in busy), label))
+    if session:
+        return finding('pool_mode', WARN, '%s: %s in pool_mode = session (no client now): a client connecting '
+                       'before the outage holds a server connection until it disconnects, and the drain waits for '
+                       'it' % (label, ', '.join(session)), host=label, evidence=evidence,
+                       action='prefer pool_mode = transaction for the deploy entries')
+    return finding('pool_mode', PASS, '%s: %s' % (label, ', '.join('%s %s pooling' % (e, m) for e, m in
+                                                                   sorted(modes.items()))),
+                   host=label, evidence=evidence)
+
+
+def decide_pgbouncer_processes(label, config, unix_socket_dir=None):
+    """A pgbouncer with so_reuseport = 1 (``config``: its SHOW CONFIG): several
+    processes may share its port, each console, PAUSE and client connection
+    landing on one at random. Only a console declared for one process
+    (``unix_socket_dir``, checked against that process's SHOW CONFIG when
+    the console opened) can drain it."""
+    evidence = {'so_reuseport': config.get('so_reuseport'), 'unix_socket_dir': config.get('unix_socket_dir'),
+                'declared_unix_socket_dir': unix_socket_dir}
+    if unix_socket_dir:
+        return finding('pgbouncer_processes', PASS, '%s: so_reuseport process with unix_socket_dir %s, drained '
+                       'through its own socket' % (label, unix_socket_dir), host=label, evidence=evidence)
+    return finding('pgbouncer_processes', FAIL, '%s: so_reuseport = 1: several pgbouncer processes may share this '
+                   'port, and each console, PAUSE and client connection lands on one of them at random - a drain '
+                   'through it pauses one process and leaves the others serving' % label, host=label,
+                   evidence=evidence,
+                   action='declare every process of this host in fastdowntime_pgbouncer_consoles (its '
+                          'unix_socket_dir, and host/port where the controller reaches that socket)')
+
+
+def decide_pgbouncer_timeouts(cap, budget_seconds, estimate=None, configs=None):
+    """pgbouncer's own timeouts against the budget. ``cap``:
+    pgbouncer_console.budget_cap (None: no timeout hits a queued client);
+    ``estimate``: estimate_outage's dict (None: nothing to estimate).
+    Fails when the cap leaves no budget or is below the estimate; warns
+    when it shortens the budget."""
+    evidence = {'cap': cap, 'budget_seconds': budget_seconds,
+                'timeouts': dict((label, timeouts(config)) for label, config in sorted((configs or {}).items()))}
+    if cap is None or cap['seconds'] >= budget_seconds:
+        return finding('pgbouncer_timeouts', PASS, 'no pgbouncer disconnects a queued client within the %gs budget%s'
+                       % (budget_seconds, ' (first: %(pgbouncer)s %(setting)s = %(timeout_seconds)gs)' % cap
+                          if cap else ''), evidence=evidence)
+    which = '%(pgbouncer)s: %(setting)s = %(timeout_seconds)g s' % cap
+    total = (estimate or {}).get('total_ms')
+    if cap['seconds'] <= 0 or (total is not None and total / 1000.0 > cap['seconds']):
+        return finding('pgbouncer_timeouts', FAIL, '%s disconnects clients queued that long: the outage (%s) cannot '
+                       'end before it' % (which, 'estimated %.3f s' % (total / 1000.0) if total is not None
+                                          else 'any outage'), host=cap['pgbouncer'], evidence=evidence,
+                       action='raise %s above %g s in the pgbouncer.ini of %s (and RELOAD)' % (
+                           cap['setting'], math.ceil((total or 0) / 1000.0) + TIMEOUT_MARGIN_SECONDS + 1,
+                           cap['pgbouncer']))
+    return finding('pgbouncer_timeouts', WARN, '%s: the outage budget is capped at %g s (fastdowntime_budget_seconds '
+                   '%g): a client queued longer would be disconnected by pgbouncer' % (which, cap['seconds'],
+                                                                                       budget_seconds),
+                   host=cap['pgbouncer'], evidence=evidence,
+                   action='nothing if %g s is enough; else raise %s in the pgbouncer.ini of %s (and RELOAD)'
+                          % (cap['seconds'], cap['setting'], cap['pgbouncer']))
 
 
 def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, replay_seconds, entries_per_pgbouncer,
@@ -645,7 +746,7 @@ class Preflight:
                  app_servers=None, app_health_key=lockstep.HEALTH_KEY, contract_acknowledge_reason=None):
         self.primary = dict(primary, dbname=db_name)
         self.standbys = [dict(s, dbname=db_name) for s in standbys]
-        self.pgbouncers = list(pgbouncers)
+        self.pgbouncers = with_probe_login(pgbouncers, primary)
         self.db_name = db_name
         self.patch_dir = patch_dir
         self.budget_seconds = float(budget_seconds)
@@ -666,6 +767,7 @@ class Preflight:
         self.conns = {}       # label -> connection (autocommit)
         self.consoles = []
         self.pgbouncer_pids = set()  # SHOW SERVERS remote_pid over every console
+        self.pgbouncer_configs = {}  # console label -> SHOW CONFIG
         self.plan = None
         self.estimate = None
         self.lint_options = lint_options if lint_options is not None else lint.parse_options()
@@ -1037,6 +1139,7 @@ class Preflight:
     def _check_pgbouncers(self):
         rtts, entries_counts = [], []
         mapping = standby_entries_by_pgbouncer(self.standbys, [p.get('name') for p in self.pgbouncers])
+        seen = []
         for endpoint in self.pgbouncers:
             label = endpoint_label(endpoint)
             console = Console(endpoint, db_name=self.db_name, databases=self.pgbouncer_databases)
@@ -1052,10 +1155,23 @@ class Preflight:
                 rtts.append(_round_trip(lambda: console.show('VERSION')))
                 self.pgbouncer_pids |= server_pids(console.show('SERVERS'))
                 entries_counts.append(len(console.entries))
+                modes = entry_pool_modes(databases, console.config, console.entries)
+                clients = clients_per_entry(console.show('POOLS'), console.entries)
             except ConsoleError as exc:
                 self.findings.append(decide_pgbouncer(label, error=exc))
                 continue
-            self.findings.append(decide_pgbouncer(label, console.entries, flags, state, missing))
+            seen.append((console, flags, state, missing))
+            self.pgbouncer_configs[label] = console.config
+            self.findings.append(decide_pool_mode(label, modes, clients))
+            if reuses_port(console.config):
+                self.findings.append(decide_pgbouncer_processes(label, console.config,
+                                                                endpoint.get('unix_socket_dir')))
+        # As a client sees it, every console at once: a PAUSE or SUSPEND from
+        # another tool shows nowhere else on pgbouncer 1.18.
+        probed = probe_consoles([c for c, _, _, _ in seen])
+        for console, flags, state, missing in seen:
+            self.findings.append(decide_pgbouncer(console.label, console.entries, flags, state, missing,
+                                                  probe=probed.get(console.label)))
         return rtts, entries_counts
 
     def _server_pids(self):
@@ -1116,4 +1232,8 @@ class Preflight:
                                         entries_counts, self.statement_seconds,
                                         statement_costs=lint.per_statement_seconds(self.lint_findings),
                                         lint_estimate=self.lint_estimate)
-        self.findings.append(decide_budget(self.estimate, self.budget_seconds, self.reserve_seconds, incomplete))
+        cap = budget_cap(self.pgbouncer_configs)
+        self.findings.append(decide_pgbouncer_timeouts(cap, self.budget_seconds, self.estimate,
+                                                       self.pgbouncer_configs))
+        budget = min(self.budget_seconds, cap['seconds']) if cap and cap['seconds'] > 0 else self.budget_seconds
+        self.findings.append(decide_budget(self.estimate, budget, self.reserve_seconds, incomplete))

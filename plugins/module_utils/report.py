@@ -219,6 +219,8 @@ def build_report(entries, play_failed=False, check_mode=False, generated_at=None
             'outage_ms': outage['outage_ms'],
             'max_client_wait_ms': _max_number(s.get(_WAIT_KEY) for s in sources),
             'estimate_ms': _number(_first(o.get('estimate_ms') for o in outages)),
+            # What a client saw through every pgbouncer entry after the window (outage module).
+            'pgbouncer_state': _first(o.get('pgbouncer_state') for o in outages),
             # No window was opened because no cold patch was pending.
             'nothing_pending': outage['outage_ms'] is None
             and any(e.get('outcome') == 'nothing to do' for e in entries),
@@ -438,6 +440,8 @@ def render_text(report):
         lines.append(total)
     if outage['max_client_wait_ms'] is not None:
         lines.append('longest client wait (pgbouncer): %s' % format_ms(outage['max_client_wait_ms']))
+    if outage.get('pgbouncer_state'):
+        lines.append('pgbouncer after the window: %s' % outage['pgbouncer_state'])
     split = report.get('split_window')
     if split:
         lines.append('split window: writes out %s (longest wait %s), reads out %s (longest wait %s)' % (

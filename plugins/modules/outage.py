@@ -182,6 +182,22 @@ disabled_entries:
   type: list
   elements: list
   returned: when an outage took place
+pgbouncer_state:
+  description:
+    - What a client saw after the window, asked through every deploy entry of every pgbouncer process
+      (connect and C(SELECT 1), as the probe user). C(probe) maps each console to each entry's answer
+      (null = answered, else what the client saw); C(answering_clients) is true only when every entry not
+      left disabled answered; C(statement) is the report's sentence (also C(outage.pgbouncer_state)).
+    - An entry that does not answer fails the task even when the patches are committed.
+  type: dict
+  returned: when an outage took place
+budget_capped_by:
+  description:
+    - The pgbouncer timeout that shortened the budget - C(pgbouncer), C(setting) (C(query_wait_timeout) or
+      C(query_timeout)), C(timeout_seconds), C(seconds) (the budget used, a margin below it) and
+      C(budget_seconds) (the one asked for).
+  type: dict
+  returned: when a pgbouncer timeout is shorter than the budget
 '''
 
 from ansible.module_utils.basic import AnsibleModule

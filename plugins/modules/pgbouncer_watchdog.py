@@ -71,7 +71,8 @@ options:
     default: 0.2
   state_dir:
     description:
-      - Directory of the pidfile C(fastdowntime-pgbouncer-watchdog-<port>.pid); created when missing.
+      - Directory of the pidfile C(fastdowntime-pgbouncer-watchdog-<port>.pid) (C(-<port>-<unix socket dir>.pid)
+        for one of several processes sharing a port); created when missing.
     type: path
     default: /run/fastdowntime
   log_file:
@@ -140,6 +141,7 @@ countdown_seconds:
 
 import json
 import os
+import re
 import signal
 import syslog
 import time
@@ -161,6 +163,14 @@ SYSLOG_IDENT = 'fastdowntime-watchdog'
 
 
 # -- pidfile ---------------------------------------------------------------
+def pidfile_name(endpoint):
+    """One pidfile per pgbouncer process: by port, and by unix socket
+    directory where several processes share the port (so_reuseport)."""
+    where = endpoint.get('unix_socket_dir') or (endpoint['host'] if str(endpoint['host']).startswith('/') else '')
+    suffix = '-' + re.sub(r'[^A-Za-z0-9]+', '_', where).strip('_') if where else ''
+    return 'fastdowntime-pgbouncer-watchdog-%s%s.pid' % (endpoint['port'], suffix)
+
+
 
 def process_start_time(pid):
     """Start time (clock ticks since boot) of a pid from /proc, or None when it is gone."""
@@ -339,7 +349,7 @@ def main():
     )
     params = module.params
     endpoint = params['console']
-    pid_path = os.path.join(params['state_dir'], 'fastdowntime-pgbouncer-watchdog-%s.pid' % endpoint['port'])
+    pid_path = os.path.join(params['state_dir'], pidfile_name(endpoint))
     result = dict(changed=False, pid=None, pid_file=pid_path, log_file=params['log_file'])
     record = read_pidfile(pid_path)
     alive = live_daemon(record)

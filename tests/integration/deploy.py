@@ -8,7 +8,9 @@ never make the lab database look "ahead of the patch set" to a later deploy.
 import json
 import os
 import random
+import select
 import subprocess
+import time
 
 import psycopg2
 
@@ -65,7 +67,10 @@ def table_exists(lab, host, name):
 
 
 def pgbouncer_flags(lab, host):
-    conn = psycopg2.connect(lab.dsn(lab.pgbouncer(host)))
+    """{entry: (paused, disabled)} from SHOW DATABASES of a pgbouncer host, or of
+    the one process whose unix socket directory ``host`` is."""
+    endpoint = lab.pgbouncer(host) if not host.startswith('/') else dict(lab.pgbouncer('pgbouncer1'), host=host)
+    conn = psycopg2.connect(lab.dsn(endpoint))
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
@@ -89,8 +94,80 @@ def assert_nothing_lost(lab, load):
 
 
 def assert_disarmed(lab, hosts=('pgbouncer1', 'pgbouncer2')):
-    """No dead-man switch left armed: no watchdog pidfile in any pgbouncer host's state dir."""
+    """No dead-man switch left armed: no watchdog pidfile in any pgbouncer host's state dir
+    (one per pgbouncer process)."""
     for host in hosts:
         run_dir = os.path.join(lab.lab_dir, 'hosts', host, 'run')
         left = [name for name in os.listdir(run_dir) if name.startswith('fastdowntime-pgbouncer-watchdog')]
         assert left == [], (host, left)
+
+
+SECRETS = ('deploy-secret', 'admin-secret', 'app-secret', 'repl-secret')
+
+
+def assert_clean_error(out, *words):
+    """No traceback, no secret, and every word of the expected one-line message."""
+    assert 'Traceback' not in out, out[-3000:]
+    for secret in SECRETS:
+        assert secret not in out, secret
+    for word in words:
+        assert word in out, (word, out[-4000:])
+
+
+def deploy_under_load(lab, tmp_path, patch_dir, extra=None, tags='preflight,hot,outage', writers=None):
+    """The playbook under a client load through every pgbouncer: (proc, output, load)."""
+    with lab.load(writers=writers or ('pgbouncer1', 'pgbouncer2')) as load:
+        time.sleep(0.3)
+        proc, _ = run_playbook(lab, tmp_path, patch_dir, extra, tags=tags)
+        time.sleep(0.3)
+    return proc, proc.stdout + proc.stderr, load
+
+
+def client_answers(lab, where, entry, timeout=3.0):
+    """None when a client's SELECT 1 through ``where`` (a pgbouncer host, or one
+    process's unix socket directory) and ``entry`` is answered within
+    ``timeout``, else what the client saw."""
+    host = where if where.startswith('/') else lab.addr(where)
+    try:
+        conn = psycopg2.connect(host=host, port=6432, user='fdt_app', password=lab.users['fdt_app'], dbname=entry,
+                                connect_timeout=int(timeout), async_=1)
+    except psycopg2.Error as exc:
+        return str(exc).strip()
+    deadline = time.monotonic() + timeout
+    cursor = None
+    try:
+        while time.monotonic() < deadline:
+            state = conn.poll()
+            if state == psycopg2.extensions.POLL_OK:
+                if cursor is not None:
+                    return None
+                cursor = conn.cursor()
+                cursor.execute('SELECT 1')
+                continue
+            wanted = [conn] if state == psycopg2.extensions.POLL_READ else []
+            select.select(wanted, [] if wanted else [conn], [], 0.05)
+        return 'no answer within %.1f s' % timeout
+    except psycopg2.Error as exc:
+        return str(exc).strip()
+    finally:
+        conn.close()
+
+
+def every_process_serves(lab, entries=('fdtdemo', 'fdtdemo_ro')):
+    """{(pgbouncer, socket dir, entry): problem} for every pgbouncer process of the
+    lab, asked through its own unix socket: SHOW DATABASES flags and a client
+    query. Empty when every entry of every process serves."""
+    problems = {}
+    for host, info in lab.hosts.items():
+        if info['role'] != 'pgbouncer':
+            continue
+        for socket_dir in info.get('unix_socket_dirs') or [os.path.join(lab.lab_dir, 'hosts', host, 'run')]:
+            flags = pgbouncer_flags(lab, socket_dir)
+            for entry in entries:
+                if flags.get(entry) != (0, 0):
+                    problems[(host, socket_dir, entry)] = 'paused/disabled flags %s' % (flags.get(entry),)
+                    continue
+                seen = client_answers(lab, socket_dir, entry)
+                if seen is not None:
+                    problems[(host, socket_dir, entry)] = seen
+    return problems

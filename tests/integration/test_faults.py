@@ -16,29 +16,12 @@ import psycopg2
 import pytest
 
 from deploy import (
-    assert_all_resumed, assert_disarmed, assert_nothing_lost, pgbouncer_flags, run_playbook, table_exists, unique_major,
-    write_patches)
+    assert_all_resumed, assert_clean_error, assert_disarmed, assert_nothing_lost, deploy_under_load, pgbouncer_flags,
+    run_playbook, table_exists, unique_major, write_patches)
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures('scratch')]
 
 FULL = 'preflight,hot,outage'
-SECRETS = ('deploy-secret', 'admin-secret', 'app-secret', 'repl-secret')
-
-
-def assert_clean_error(out, *words):
-    assert 'Traceback' not in out, out[-3000:]
-    for secret in SECRETS:
-        assert secret not in out, secret
-    for word in words:
-        assert word in out, (word, out[-4000:])
-
-
-def deploy_under_load(lab, tmp_path, patch_dir, extra=None, tags=FULL):
-    with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
-        time.sleep(0.3)
-        proc, report = run_playbook(lab, tmp_path, patch_dir, extra, tags=tags)
-        time.sleep(0.3)
-    return proc, proc.stdout + proc.stderr, load
 
 
 def test_client_transaction_open_past_the_drain_deadline(healthy_lab, tmp_path):

@@ -106,7 +106,7 @@ def test_failing_second_of_three_rolls_back_everything(healthy_lab, tmp_path):
     assert 'patch-%d-02-0.sql' % major in out
     assert 'line 3' in out, out[-3000:]
     assert 'does not exist' in out
-    assert 'nothing applied' in out and 'every pgbouncer resumed' in out
+    assert 'nothing applied' in out and 'every pgbouncer entry resumed and answering clients' in out
     assert 'Traceback' not in out and 'deploy-secret' not in out and 'admin-secret' not in out
     for name in ('fdt_a%d', 'fdt_b%d', 'fdt_c%d'):
         assert not table_exists(lab, 'primary', name % major)

@@ -91,7 +91,7 @@ def test_split_bad_patch_after_replay_paused_resumes_everything(healthy_lab, tmp
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert 'patch-%d-02-0.sql' % major in out and 'does not exist' in out, out[-3000:]
-    assert 'nothing applied' in out and 'every pgbouncer resumed' in out, out[-3000:]
+    assert 'nothing applied' in out and 'every pgbouncer entry resumed and answering clients' in out, out[-3000:]
     assert 'replay resumed on every standby' in out, out[-3000:]
     assert 'Traceback' not in out and 'deploy-secret' not in out and 'admin-secret' not in out
     for host in ('primary',) + STANDBYS:

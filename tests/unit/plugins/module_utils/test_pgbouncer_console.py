@@ -211,3 +211,88 @@ def test_drain_confirmation_reads_databases_and_servers_in_one_round_trip(monkey
     # A server connection still busy: not drained.
     console.pause_conns = {'db': FakeShowServers('db', log, [{'database': 'db', 'state': 'active', 'link': 'x'}])}
     assert console.drained() is False
+
+
+# -- pgbouncer's own settings (SHOW CONFIG) --------------------------------------
+
+def test_budget_cap_is_the_first_timeout_that_hits_a_queued_client_less_a_margin():
+    configs = {'pgb1': {'query_wait_timeout': '3', 'query_timeout': '0', 'client_idle_timeout': '1'},
+               'pgb2': {'query_wait_timeout': '120', 'query_timeout': '10.5'}}
+    cap = pc.budget_cap(configs)
+    assert cap == {'pgbouncer': 'pgb1', 'setting': 'query_wait_timeout', 'timeout_seconds': 3.0, 'seconds': 2.0}
+    # client_idle_timeout never hits a queued client: it does not cap anything
+    assert pc.budget_cap({'pgb': {'client_idle_timeout': '1', 'query_wait_timeout': '0'}}) is None
+    assert pc.budget_cap({'pgb': {'query_wait_timeout': '0.5'}})['seconds'] == 0.0
+
+
+def test_config_seconds_reads_what_pgbouncer_shows():
+    assert pc.config_seconds({'a': '120'}, 'a') == 120.0
+    assert pc.config_seconds({'a': '2.5'}, 'a') == 2.5
+    assert pc.config_seconds({'a': 'garbage'}, 'a') == 0.0
+    assert pc.config_seconds({}, 'a') == 0.0
+    assert pc.parse_config([{'key': 'pool_mode', 'value': 'transaction', 'changeable': 'yes'}]) == \
+        {'pool_mode': 'transaction'}
+
+
+def test_pool_mode_of_an_entry_falls_back_to_the_global_one():
+    databases = [{'name': 'a', 'pool_mode': 'session'}, {'name': 'b', 'pool_mode': None}]
+    assert pc.entry_pool_modes(databases, {'pool_mode': 'transaction'}, ['a', 'b']) == \
+        {'a': 'session', 'b': 'transaction'}
+    pools = [{'database': 'a', 'cl_active': 2, 'cl_waiting': 1}, {'database': 'a', 'cl_active': 1},
+             {'database': 'x', 'cl_active': 9}]
+    assert pc.clients_per_entry(pools, ['a', 'b']) == {'a': 4, 'b': 0}
+
+
+def test_reuses_port():
+    assert pc.reuses_port({'so_reuseport': '1'})
+    assert not pc.reuses_port({'so_reuseport': '0'})
+    assert not pc.reuses_port({})
+
+
+# -- the client probe ------------------------------------------------------------
+
+PROBED = {'pgb1 (10.0.0.21:6432)': {'db': None, 'db_ro': 'a client got no answer to its SELECT 1 within 2.0 s'},
+          'pgb2 (10.0.0.22:6432)': {'db': 'FATAL: password authentication failed for user "x"',
+                                    'db_ro': 'ERROR: database "db_ro" is disabled'}}
+
+
+def test_probe_verdict_tells_silence_refusal_and_an_unknown_login_apart():
+    verdict = pc.probe_verdict(PROBED)
+    assert verdict['answering'] == [('pgb1 (10.0.0.21:6432)', 'db')]
+    assert [e for _, e, _ in verdict['silent']] == ['db_ro']
+    assert [e for _, e, _ in verdict['refused']] == ['db_ro']
+    assert [e for _, e, _ in verdict['unverified']] == ['db']
+    ok, line = pc.describe_verdict(verdict)
+    assert not ok and line.startswith('NOT ANSWERING CLIENTS after RESUME: db_ro on pgb1') and '\n' not in line
+
+
+def test_a_fenced_entry_is_expected_to_refuse_clients():
+    fenced = [('pgb2 (10.0.0.22:6432)', 'db_ro'), ('pgb1 (10.0.0.21:6432)', 'db_ro')]
+    ok, line = pc.describe_verdict(pc.probe_verdict(PROBED, fenced))
+    assert ok and 'NOT verified by a client on db on pgb2' in line
+
+
+def test_every_entry_answering_is_the_only_way_to_say_so():
+    ok, line = pc.describe_verdict(pc.probe_verdict({'pgb1': {'db': None, 'db_ro': None}}))
+    assert ok and line == 'every pgbouncer entry resumed and answering clients (2 checked)'
+
+
+def test_probe_logs_in_as_the_probe_user_defaulting_to_the_primary_deploy_user():
+    primary = {'user': 'deploy', 'password': 'p1'}
+    own = {'host': 'h', 'port': 6432, 'user': 'admin', 'password': 'a', 'probe_user': 'app', 'probe_password': 'p2'}
+    plain = {'host': 'h', 'port': 6432, 'user': 'admin', 'password': 'a'}
+    with_login = pc.with_probe_login([own, plain], primary)
+    assert (with_login[0]['probe_user'], with_login[0]['probe_password']) == ('app', 'p2')
+    assert (with_login[1]['probe_user'], with_login[1]['probe_password']) == ('deploy', 'p1')
+    console = pc.Console(with_login[1])
+    target = pc.probe_target(console, 'db')
+    assert (target['user'], target['password'], target['dbname'], target['host']) == ('deploy', 'p1', 'db', 'h')
+
+
+def test_a_console_declared_for_one_process_must_reach_it():
+    console = pc.Console({'host': '/run/pgb/p2', 'port': 6432, 'user': 'fdt_admin', 'unix_socket_dir': '/run/pgb/p2'})
+    console.config = {'unix_socket_dir': '/run/pgb/p2/'}
+    console.check_process()
+    console.config = {'unix_socket_dir': '/run/pgb/p1'}
+    with pytest.raises(pc.ConsoleError, match='unix_socket_dir is /run/pgb/p1, not /run/pgb/p2'):
+        console.check_process()

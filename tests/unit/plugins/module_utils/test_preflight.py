@@ -326,3 +326,51 @@ def test_checks_the_deploy_user_cannot_see_are_warnings_not_guesses():
     assert not pf.sees_everything({'superuser': False, 'pg_monitor': False})
     found = pf.not_checked('transactions', ['standby1'])
     assert found['status'] == WARN and found['host'] == 'standby1' and 'privileges check' in found['summary']
+
+
+# -- pgbouncer set-ups ----------------------------------------------------------------------
+
+def test_pgbouncer_paused_by_someone_else_is_found_by_a_client_probe():
+    flags = {'db': {'paused': False, 'disabled': False}}
+    probe = {'db': 'a client got no answer to its SELECT 1 within 2.0 s'}
+    found = pf.decide_pgbouncer('pgb1', ['db'], flags, probe=probe)
+    assert found['status'] == FAIL and 'got no answer within 2.0 s' in found['summary']
+    assert 'RESUME on pgb1' in found['action']
+    answered = pf.decide_pgbouncer('pgb1', ['db'], flags, probe={'db': None})
+    assert answered['status'] == PASS and 'answered a client' in answered['summary']
+    login = pf.decide_pgbouncer('pgb1', ['db'], flags, probe={'db': 'FATAL: password authentication failed'})
+    assert login['status'] == WARN and 'fastdowntime_pgbouncer_probe_user' in login['action']
+
+
+def test_session_pool_with_clients_is_refused_without_clients_warned():
+    found = pf.decide_pool_mode('pgb1', {'db': 'transaction', 'db_s': 'session'}, {'db': 5, 'db_s': 2})
+    assert found['status'] == FAIL and 'db_s (2 clients) in pool_mode = session' in found['summary']
+    assert 'pool_mode = transaction for db_s' in found['action']
+    assert pf.decide_pool_mode('pgb1', {'db_s': 'session'}, {'db_s': 0})['status'] == WARN
+    assert pf.decide_pool_mode('pgb1', {'db': 'transaction'}, {'db': 3})['status'] == PASS
+
+
+def test_so_reuseport_without_a_console_per_process_is_refused():
+    found = pf.decide_pgbouncer_processes('pgb1 (10.0.0.21:6432)', {'so_reuseport': '1'})
+    assert found['status'] == FAIL and 'so_reuseport = 1' in found['summary']
+    assert 'fastdowntime_pgbouncer_consoles' in found['action']
+    declared = pf.decide_pgbouncer_processes('pgb1 (/run/p1:6432)', {'so_reuseport': '1'}, '/run/p1')
+    assert declared['status'] == PASS
+
+
+def test_pgbouncer_timeouts_cap_the_budget_or_refuse():
+    cap = {'pgbouncer': 'pgb1', 'setting': 'query_wait_timeout', 'timeout_seconds': 3.0, 'seconds': 2.0}
+    assert pf.decide_pgbouncer_timeouts(None, 10)['status'] == PASS
+    assert pf.decide_pgbouncer_timeouts(dict(cap, timeout_seconds=120.0, seconds=119.0), 10)['status'] == PASS
+    warned = pf.decide_pgbouncer_timeouts(cap, 10, {'total_ms': 50.0})
+    assert warned['status'] == WARN and 'capped at 2 s' in warned['summary'] and warned['host'] == 'pgb1'
+    refused = pf.decide_pgbouncer_timeouts(cap, 10, {'total_ms': 2500.0})
+    assert refused['status'] == FAIL and 'query_wait_timeout = 3 s' in refused['summary']
+    assert refused['action'].startswith('raise query_wait_timeout above 5 s in the pgbouncer.ini of pgb1')
+    assert pf.decide_pgbouncer_timeouts(dict(cap, seconds=0.0), 10)['status'] == FAIL
+
+
+def test_every_check_a_decision_can_return_is_listed():
+    made = {pf.decide_pool_mode('p', {}, {})['check'], pf.decide_pgbouncer_processes('p', {})['check'],
+            pf.decide_pgbouncer_timeouts(None, 1)['check'], pf.decide_pgbouncer('p', [], {})['check']}
+    assert made <= set(pf.CHECKS)

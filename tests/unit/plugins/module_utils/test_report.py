@@ -135,6 +135,7 @@ def test_normal_run_report():
         'outage_ms': 330.4,            # the module's own monotonic measurement
         'max_client_wait_ms': 318.2,   # longest wait any pgbouncer reported
         'estimate_ms': 400.0,
+        'pgbouncer_state': None,       # no module said what a client saw
         'nothing_pending': False,
     }
     assert report['standby_replay_ms'] == {'standby1': 30.0, 'standby2': 40.0}
@@ -519,3 +520,15 @@ def test_revisions_come_from_the_outage_result_and_are_left_out_when_no_window_o
     assert 'schema now: no revision recorded on primary (h:5432)' in render_text(report)
     nothing = build_report(entry_from_result({'changed': False, 'outcome': 'nothing to do', 'phases': []}))
     assert nothing['revisions'] == [] and not any(line.startswith('schema now') for line in render_text(nothing))
+
+
+def test_what_a_client_saw_after_the_window_is_reported_and_printed():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import report as rp
+    statement = 'NOT ANSWERING CLIENTS after RESUME: fdtdemo on pgbouncer1 (a client got no answer)'
+    entries = rp.entry_from_result({'phases': [], 'outcome': 'aborted in resume', 'failed': True,
+                                    'outage': {'started_at': 100.0, 'ended_at': 100.1, 'outage_ms': 100.0,
+                                               'pgbouncer_state': statement}},
+                                   task='outage', action='fastdowntime.postgresql.outage')
+    built = rp.build_report(entries)
+    assert built['outage']['pgbouncer_state'] == statement
+    assert 'pgbouncer after the window: ' + statement in rp.render_text(built)
