@@ -238,7 +238,7 @@ class _Drain:
     def _undo(console):
         entries = sorted(console.paused_by_us)
         if entries:
-            console.resume(entries)
+            console.resume_reconnecting(entries)
 
     def _start_phase(self, console):
         if self.clock is None:

@@ -516,6 +516,20 @@ class Console:
         return {'host': self.label, 'entries': list(entries), 'resumed': resumed, 'enabled': enabled,
                 'maxwait_ms': waited, 'duration_ms': round((time.monotonic() - began) * 1000, 1)}
 
+    def resume_reconnecting(self, entries=None):
+        """resume(), reconnecting once when the admin connection is gone: a
+        pgbouncer restarted mid-window (or a dropped link) is reconnected and
+        checked - a new process has nothing paused - not reported as failed."""
+        if self.conn is None or self.conn.closed:
+            self.reopen()
+        try:
+            return self.resume(entries)
+        except ConsoleError:
+            if not self.conn.closed:
+                raise
+            self.reopen()
+            return dict(self.resume(entries), reconnected=True)
+
     def _resume_entry(self, entry):
         try:
             self.command('RESUME', entry)
@@ -585,17 +599,7 @@ def resume(consoles, clock=None, phase='resume'):
     """
     def one(console):
         with _phase(clock, phase, console.label) as record:
-            if console.conn is None or console.conn.closed:
-                console.reopen()
-            try:
-                result = console.resume()
-            except ConsoleError:
-                if not console.conn.closed:
-                    raise
-                # pgbouncer restarted (or the link dropped) mid-window: a new
-                # process has nothing paused; reconnect and check, do not guess.
-                console.reopen()
-                result = dict(console.resume(), reconnected=True)
+            result = console.resume_reconnecting()
             if record is not None:
                 record['detail'].update(maxwait_ms=result['maxwait_ms'], resumed=result['resumed'])
             return result

@@ -479,9 +479,6 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
                         % (', '.join(silent), verdict['silent'][0][2].rsplit(' within ', 1)[-1]))
     if paused or silent or (state and (state.get('paused') or state.get('suspended'))):
         actions.append('another deploy or tool paused it, or one did not resume: once sure, RESUME on %s' % label)
-    if verdict['refused']:
-        problems.append('clients are refused: %s' % '; '.join('%s (%s)' % (e, why) for _, e, why in verdict['refused']))
-        actions.append('make every deploy entry of %s accept clients (SHOW DATABASES, its log)' % label)
     if missing_standby_entries:
         problems.append('no such entry for fastdowntime_standby_pgbouncer_databases: %s'
                         % ', '.join(missing_standby_entries))
@@ -493,6 +490,13 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
         return finding('pgbouncer', WARN, '%s: disabled (left fenced by an earlier deploy?): %s'
                        % (label, ', '.join(disabled)), host=label, evidence=evidence,
                        action='the outage ENABLEs them at resume: check their standby has caught up')
+    if verdict['refused']:
+        # Not paused: an error a client gets now (a server it cannot reach, a
+        # failing login remembered for server_login_retry) - the deploy does not
+        # make it worse, but the operator should know before the outage.
+        return finding('pgbouncer', WARN, '%s: clients are refused now: %s' % (label, '; '.join(
+            '%s (%s)' % (e, why) for _, e, why in verdict['refused'])), host=label, evidence=evidence,
+                       action='check the server each of these entries points at, and the log of %s' % label)
     if verdict['unverified']:
         return finding('pgbouncer', WARN, '%s: the client probe could not log in (%s): a PAUSE from another tool '
                        'would go unseen, and the outage cannot confirm clients are served after RESUME'
@@ -539,6 +543,9 @@ def decide_pgbouncer_processes(label, config, unix_socket_dir=None):
     the console opened) can drain it."""
     evidence = {'so_reuseport': config.get('so_reuseport'), 'unix_socket_dir': config.get('unix_socket_dir'),
                 'declared_unix_socket_dir': unix_socket_dir}
+    if not reuses_port(config):
+        return finding('pgbouncer_processes', PASS, '%s: so_reuseport off: one pgbouncer process on this port'
+                       % label, host=label, evidence=evidence)
     if unix_socket_dir:
         return finding('pgbouncer_processes', PASS, '%s: so_reuseport process with unix_socket_dir %s, drained '
                        'through its own socket' % (label, unix_socket_dir), host=label, evidence=evidence)
@@ -1163,9 +1170,7 @@ class Preflight:
             seen.append((console, flags, state, missing))
             self.pgbouncer_configs[label] = console.config
             self.findings.append(decide_pool_mode(label, modes, clients))
-            if reuses_port(console.config):
-                self.findings.append(decide_pgbouncer_processes(label, console.config,
-                                                                endpoint.get('unix_socket_dir')))
+            self.findings.append(decide_pgbouncer_processes(label, console.config, endpoint.get('unix_socket_dir')))
         # As a client sees it, every console at once: a PAUSE or SUSPEND from
         # another tool shows nowhere else on pgbouncer 1.18.
         probed = probe_consoles([c for c, _, _, _ in seen])

@@ -188,8 +188,10 @@ def test_already_paused_pgbouncer_is_refused(lab, revision_table, patch_dir):
         console.resume([entry])   # closes the waiting PAUSE first (pgbouncer issue 715)
         console.close()
     assert_refused_by(result, 'pgbouncer', 'already paused: %s' % entry)
-    assert findings(result, 'pgbouncer', 'fail')[0]['host'].startswith('pgbouncer2')
-    assert len(findings(result, 'pgbouncer', 'pass')) == 1
+    assert [f['host'].split()[0] for f in findings(result, 'pgbouncer', 'fail')] == ['pgbouncer2']
+    # pgbouncer1 is not refused (it may warn: an earlier test's stopped standby leaves its
+    # read-only entry refusing clients for server_login_retry, which its client probe sees)
+    assert len(findings(result, 'pgbouncer', 'pass') + findings(result, 'pgbouncer', 'warn')) == 1
 
 
 @pytest.mark.faults

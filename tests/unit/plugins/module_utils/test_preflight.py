@@ -338,6 +338,8 @@ def test_pgbouncer_paused_by_someone_else_is_found_by_a_client_probe():
     assert 'RESUME on pgb1' in found['action']
     answered = pf.decide_pgbouncer('pgb1', ['db'], flags, probe={'db': None})
     assert answered['status'] == PASS and 'answered a client' in answered['summary']
+    refused = pf.decide_pgbouncer('pgb1', ['db'], flags, probe={'db': 'FATAL: server login has been failing'})
+    assert refused['status'] == WARN and 'clients are refused now' in refused['summary']
     login = pf.decide_pgbouncer('pgb1', ['db'], flags, probe={'db': 'FATAL: password authentication failed'})
     assert login['status'] == WARN and 'fastdowntime_pgbouncer_probe_user' in login['action']
 
@@ -356,6 +358,7 @@ def test_so_reuseport_without_a_console_per_process_is_refused():
     assert 'fastdowntime_pgbouncer_consoles' in found['action']
     declared = pf.decide_pgbouncer_processes('pgb1 (/run/p1:6432)', {'so_reuseport': '1'}, '/run/p1')
     assert declared['status'] == PASS
+    assert pf.decide_pgbouncer_processes('pgb1', {'so_reuseport': '0'})['status'] == PASS
 
 
 def test_pgbouncer_timeouts_cap_the_budget_or_refuse():
