@@ -189,14 +189,14 @@ options:
         default: 5
       unix_socket_dir:
         description:
-          - Where several pgbouncer processes share the port (C(so_reuseport = 1)), the C(unix_socket_dir) of the
-            one process this console reaches (checked against its SHOW CONFIG); C(host) is then that directory, or
-            where its socket is forwarded. The inventory's C(fastdowntime_pgbouncer_consoles) gives one per process.
+          - Where several pgbouncer processes share the port (C(so_reuseport = 1)), the C(unix_socket_dir) of the one
+            process this console reaches (checked against its SHOW CONFIG); O(pgbouncers[].host) is then that directory,
+            or where its socket is forwarded. The inventory's C(fastdowntime_pgbouncer_consoles) gives one console per
+            process.
         type: str
       probe_user:
-        description:
-          - The client login of the client probe (C(SELECT 1) through each deploy entry, before the outage and
-            after RESUME). Default, the primary's deploy user.
+        description: The client login of the client probe (C(SELECT 1) through each deploy entry, before the outage and
+          after RESUME). Default, the primary's deploy user.
         type: str
       probe_password:
         description: Password of O(pgbouncers[].probe_user). Never logged.
@@ -248,14 +248,14 @@ options:
         default: 5
       unix_socket_dir:
         description:
-          - Where several pgbouncer processes share the port (C(so_reuseport = 1)), the C(unix_socket_dir) of the
-            one process this console reaches (checked against its SHOW CONFIG); C(host) is then that directory, or
-            where its socket is forwarded. The inventory's C(fastdowntime_pgbouncer_consoles) gives one per process.
+          - Where several pgbouncer processes share the port (C(so_reuseport = 1)), the C(unix_socket_dir) of the one
+            process this console reaches (checked against its SHOW CONFIG); O(console.host) is then that directory, or
+            where its socket is forwarded. The inventory's C(fastdowntime_pgbouncer_consoles) gives one console per
+            process.
         type: str
       probe_user:
-        description:
-          - The client login of the client probe (C(SELECT 1) through each deploy entry, before the outage and
-            after RESUME). Default, the primary's deploy user.
+        description: The client login of the client probe (C(SELECT 1) through each deploy entry, before the outage and
+          after RESUME). Default, the primary's deploy user.
         type: str
       probe_password:
         description: Password of O(console.probe_user). Never logged.

@@ -310,8 +310,8 @@ class Console:
         declared = self.endpoint.get('unix_socket_dir')
         if declared and _same_dir(self.config.get('unix_socket_dir'), declared) is False:
             raise ConsoleError('%s: this console reaches the pgbouncer process whose unix_socket_dir is %s, not %s: '
-                               'fix fastdowntime_pgbouncer_consoles' % (self.label, self.config.get('unix_socket_dir'),
-                                                                       declared))
+                               'fix fastdowntime_pgbouncer_consoles'
+                               % (self.label, self.config.get('unix_socket_dir'), declared))
 
     def reopen(self):
         """Drop the admin connection (and waiting PAUSEs) and open it again."""
@@ -657,7 +657,7 @@ def probe(targets, timeout=PROBE_SECONDS):
     (or entry) does to its clients.
     """
     if not HAS_PSYCOPG2:
-        return dict((key, 'psycopg2 is not installed') for key, _ in targets)
+        return dict((key, 'psycopg2 is not installed') for key, unused in targets)
     results, live = {}, {}
     for key, endpoint in targets:
         try:
@@ -763,6 +763,6 @@ def describe_verdict(verdict):
     if verdict['unverified']:
         return True, 'every pgbouncer resumed; NOT verified by a client on %s (%s): set ' \
                      'fastdowntime_pgbouncer_probe_user' % (
-                         ', '.join('%s on %s' % (entry, label) for label, entry, _ in verdict['unverified']),
+                         ', '.join('%s on %s' % (entry, label) for label, entry, unused in verdict['unverified']),
                          verdict['unverified'][0][2])
     return True, 'every pgbouncer entry resumed and answering clients (%d checked)' % len(verdict['answering'])

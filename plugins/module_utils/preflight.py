@@ -463,7 +463,7 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
     paused = [entry for entry in entries if flags.get(entry, {}).get('paused')]
     disabled = [entry for entry in entries if flags.get(entry, {}).get('disabled')]
     verdict = probe_verdict({label: probe or {}}, [(label, e) for e in disabled])
-    silent = [entry for _, entry, _ in verdict['silent'] if entry not in paused]
+    silent = [item[1] for item in verdict['silent'] if item[1] not in paused]
     evidence = {'entries': list(entries), 'flags': flags, 'state': state, 'probe': probe,
                 'missing_standby_entries': list(missing_standby_entries or [])}
     problems, actions = [], []
@@ -494,8 +494,9 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
         # Not paused: an error a client gets now (a server it cannot reach, a
         # failing login remembered for server_login_retry) - the deploy does not
         # make it worse, but the operator should know before the outage.
-        return finding('pgbouncer', WARN, '%s: clients are refused now: %s' % (label, '; '.join(
-            '%s (%s)' % (e, why) for _, e, why in verdict['refused'])), host=label, evidence=evidence,
+        refused = '; '.join('%s (%s)' % (item[1], item[2]) for item in verdict['refused'])
+        return finding('pgbouncer', WARN, '%s: clients are refused now: %s' % (label, refused), host=label,
+                       evidence=evidence,
                        action='check the server each of these entries points at, and the log of %s' % label)
     if verdict['unverified']:
         return finding('pgbouncer', WARN, '%s: the client probe could not log in (%s): a PAUSE from another tool '
@@ -524,7 +525,7 @@ def decide_pool_mode(label, modes, clients):
                        'queue for the whole drain deadline' % (label, ', '.join('%s (%d client%s)' % (
                            e, n, '' if n == 1 else 's') for e, n in busy)), host=label, evidence=evidence,
                        action='set pool_mode = transaction for %s in the [databases] section of %s (and RELOAD), or '
-                              'stop its clients before the deploy' % (', '.join(e for e, _ in busy), label))
+                              'stop its clients before the deploy' % (', '.join(item[0] for item in busy), label))
     if session:
         return finding('pool_mode', WARN, '%s: %s in pool_mode = session (no client now): a client connecting '
                        'before the outage holds a server connection until it disconnects, and the drain waits for '
@@ -1173,7 +1174,7 @@ class Preflight:
             self.findings.append(decide_pgbouncer_processes(label, console.config, endpoint.get('unix_socket_dir')))
         # As a client sees it, every console at once: a PAUSE or SUSPEND from
         # another tool shows nowhere else on pgbouncer 1.18.
-        probed = probe_consoles([c for c, _, _, _ in seen])
+        probed = probe_consoles([item[0] for item in seen])
         for console, flags, state, missing in seen:
             self.findings.append(decide_pgbouncer(console.label, console.entries, flags, state, missing,
                                                   probe=probed.get(console.label)))

@@ -171,7 +171,6 @@ def pidfile_name(endpoint):
     return 'fastdowntime-pgbouncer-watchdog-%s%s.pid' % (endpoint['port'], suffix)
 
 
-
 def process_start_time(pid):
     """Start time (clock ticks since boot) of a pid from /proc, or None when it is gone."""
     try:

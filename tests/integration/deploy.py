@@ -118,7 +118,7 @@ def deploy_under_load(lab, tmp_path, patch_dir, extra=None, tags='preflight,hot,
     """The playbook under a client load through every pgbouncer: (proc, output, load)."""
     with lab.load(writers=writers or ('pgbouncer1', 'pgbouncer2')) as load:
         time.sleep(0.3)
-        proc, _ = run_playbook(lab, tmp_path, patch_dir, extra, tags=tags)
+        proc = run_playbook(lab, tmp_path, patch_dir, extra, tags=tags)[0]
         time.sleep(0.3)
     return proc, proc.stdout + proc.stderr, load
 

@@ -36,7 +36,7 @@ def test_so_reuseport_pair_and_unix_socket_backend(lab_shape, tmp_path):
     major = unique_major()
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_r%d (id int);' % major])
 
-    refused, _ = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_pgbouncer_consoles': []}, tags='preflight')
+    refused = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_pgbouncer_consoles': []}, tags='preflight')[0]
     out = refused.stdout + refused.stderr
     assert refused.returncode != 0
     assert_clean_error(out, 'refused by pre-flight', 'pgbouncer1 (%s:6432): so_reuseport = 1' % lab.addr('pgbouncer1'),
@@ -124,7 +124,7 @@ def test_pgbouncer_paused_by_another_tool_is_refused_by_pre_flight(healthy_lab, 
     admin = console(lab, lab.addr('pgbouncer2'))
     try:
         admin.cursor().execute('PAUSE')
-        proc, _ = run_playbook(lab, tmp_path, patch_dir, tags='preflight')
+        proc = run_playbook(lab, tmp_path, patch_dir, tags='preflight')[0]
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0
         assert_clean_error(out, 'refused by pre-flight', 'pgbouncer: pgbouncer2 (%s:6432)' % lab.addr('pgbouncer2'),

@@ -39,7 +39,16 @@ DESCRIPTIONS = {
                                  'for it; only needed when its slot, its own application name and its address cannot '
                                  'tell it apart. Ignored for the primary.'],
 }
-CONSOLE_DESCRIPTIONS = dict(DESCRIPTIONS, dbname='Ignored - the admin console database is always C(pgbouncer).')
+CONSOLE_DESCRIPTIONS = dict(
+    DESCRIPTIONS, dbname='Ignored - the admin console database is always C(pgbouncer).',
+    unix_socket_dir=['Where several pgbouncer processes share the port (C(so_reuseport = 1)), the C(unix_socket_dir) '
+                     'of the one process this console reaches (checked against its SHOW CONFIG); O({opt}.host) is '
+                     "then that directory, or where its socket is forwarded. The inventory's "
+                     'C(fastdowntime_pgbouncer_consoles) gives one console per process.'],
+    probe_user=('The client login of the client probe (C(SELECT 1) through each deploy entry, before the outage and '
+                "after RESUME). Default, the primary's deploy user."),
+    probe_password='Password of O({opt}.probe_user). Never logged.',
+)
 
 ADMIN = "the user must be listed in pgbouncer's C(admin_users)"
 # (fragment attribute, option, spec, list of endpoints?, description, required)

@@ -259,9 +259,9 @@ PROBED = {'pgb1 (10.0.0.21:6432)': {'db': None, 'db_ro': 'a client got no answer
 def test_probe_verdict_tells_silence_refusal_and_an_unknown_login_apart():
     verdict = pc.probe_verdict(PROBED)
     assert verdict['answering'] == [('pgb1 (10.0.0.21:6432)', 'db')]
-    assert [e for _, e, _ in verdict['silent']] == ['db_ro']
-    assert [e for _, e, _ in verdict['refused']] == ['db_ro']
-    assert [e for _, e, _ in verdict['unverified']] == ['db']
+    assert [item[1] for item in verdict['silent']] == ['db_ro']
+    assert [item[1] for item in verdict['refused']] == ['db_ro']
+    assert [item[1] for item in verdict['unverified']] == ['db']
     ok, line = pc.describe_verdict(verdict)
     assert not ok and line.startswith('NOT ANSWERING CLIENTS after RESUME: db_ro on pgb1') and '\n' not in line
 
