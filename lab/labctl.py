@@ -18,6 +18,7 @@ installs its Debian packages itself, and sends traffic only inside the
 namespaces it creates.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -744,6 +745,30 @@ def shape_file():
     return os.path.join(LAB_DIR, 'shape.json')
 
 
+def build_file():
+    return os.path.join(LAB_DIR, 'build')
+
+
+def build_fingerprint():
+    """A digest of the code that builds the lab and runs on it: a lab built by other code (an
+    older checkout) is rebuilt, not kept because its ports answer."""
+    digest = hashlib.sha256()
+    for folder, dummy, files in sorted(os.walk(HERE)):
+        for name in sorted(files):
+            if name.endswith('.py'):
+                with open(os.path.join(folder, name), 'rb') as handle:
+                    digest.update(name.encode() + b'\0' + handle.read())
+    return digest.hexdigest()
+
+
+def recorded_build():
+    try:
+        with open(build_file()) as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
 def recorded_shape():
     try:
         with open(shape_file()) as handle:
@@ -792,8 +817,9 @@ def down():
                 except OSError:
                     pass
     shutil.rmtree(os.path.join(LAB_DIR, 'hosts'), ignore_errors=True)
-    if os.path.exists(shape_file()):
-        os.unlink(shape_file())
+    for path in (shape_file(), build_file()):
+        if os.path.exists(path):
+            os.unlink(path)
     set_dns_names(False)
     log('down')
 
@@ -832,7 +858,7 @@ def up(spec=None):
     SHAPE.update(merge_shapes(names))
     ensure_root()
     ensure_packages()
-    if recorded_shape() == names and healthy():
+    if recorded_shape() == names and recorded_build() == build_fingerprint() and healthy():
         log('already up and healthy, shape %s (%s)' % (','.join(names) or 'default', LAB_DIR))
         return
     down()
@@ -864,6 +890,8 @@ def up(spec=None):
         start_delay(SHAPE['controller_rtt_ms'])
     with open(shape_file(), 'w') as handle:
         json.dump(names, handle)
+    with open(build_file(), 'w') as handle:
+        handle.write(build_fingerprint() + '\n')
     log('up in %.1fs, shape %s: %s' % (time.monotonic() - started, ','.join(names) or 'default',
                                        ', '.join('%s=%s' % (n, h['addr']) for n, h in HOSTS.items())))
 
