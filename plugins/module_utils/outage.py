@@ -214,7 +214,8 @@ class Outage:
 
     def __init__(self, primary, standbys, pgbouncers, db_name, patch_dir, budget_seconds,
                  revision_table=None, deploy_id=None, drain_policy='abort', pgbouncer_databases=None,
-                 killable_users=None, reserve_seconds=None, lock_retry=None, window_mode='all', overrides=None):
+                 killable_users=None, reserve_seconds=None, lock_retry=None, window_mode='all', overrides=None,
+                 estimate_ms=None):
         if window_mode not in WINDOW_MODES:
             raise ValueError('window_mode must be one of %s, got %r' % (', '.join(WINDOW_MODES), window_mode))
         self.window_mode = window_mode
@@ -231,6 +232,8 @@ class Outage:
         self.lock_retry = lock_retry
         # The pre-flight's overrides (deploy window, contract change): kept in the deploy log row.
         self.overrides = list(overrides or [])
+        # The pre-flight's estimate (ms), kept beside the actual outage in the result and the deploy log.
+        self.estimate_ms = estimate_ms
         self.reserve_kwargs = {} if reserve_seconds is None else {'reserve_seconds': reserve_seconds}
         self.clock = BudgetClock(budget_seconds, **self.reserve_kwargs)
         self.budget_cap = None    # pgbouncer's own timeouts, when they cap the budget
@@ -392,6 +395,8 @@ class Outage:
     def _finish(self, result, error, failed_phase, resume_error, disabled, replay_errors=()):
         """Done: log and return. Aborted: log, then raise the one-line OutageError."""
         result['revisions'] = self.revisions()
+        if self.estimate_ms is not None and result.get('outage'):
+            result['outage']['estimate_ms'] = self.estimate_ms
         answering, statement = self._verify(result, disabled)
         if not answering and resume_error is None:
             resume_error = ConsoleError(statement)

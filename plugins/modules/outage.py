@@ -232,7 +232,7 @@ def main():
         patch_dir=p['patch_dir'], budget_seconds=p['budget_seconds'], revision_table=p['revision_table'],
         deploy_id=p['deploy_id'], drain_policy=p['drain_policy'], pgbouncer_databases=p['pgbouncer_databases'],
         killable_users=p['killable_users'], reserve_seconds=p['reserve_seconds'], window_mode=p['window_mode'],
-        overrides=p['overrides'])
+        overrides=p['overrides'], estimate_ms=p['estimate_ms'])
     try:
         plan = outage.prepare(check_mode=module.check_mode)
         if module.check_mode:
@@ -240,12 +240,8 @@ def main():
             module.exit_json(changed=bool(plan.pending_cold), outcome=outcome, deploy_id=outage.deploy_id,
                              plan=plan.as_dict(), phases=[])
         result = outage.run()
-        if p['estimate_ms'] is not None and result.get('outage'):
-            result['outage']['estimate_ms'] = p['estimate_ms']
     except OutageError as exc:
         result = dict(exc.result)
-        if p['estimate_ms'] is not None and result.get('outage'):
-            result['outage']['estimate_ms'] = p['estimate_ms']
         result.setdefault('deploy_id', outage.deploy_id)
         result.setdefault('outcome', 'refused before the outage')
         result.setdefault('phases', outage.clock.phases)

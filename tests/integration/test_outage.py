@@ -31,7 +31,8 @@ def test_three_patches_under_load_in_one_short_outage(healthy_lab, tmp_path):
     ])
     with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
         time.sleep(0.5)
-        proc, report_path = run_playbook(lab, tmp_path, patch_dir)
+        # With the pre-flight, whose estimate the outage carries into the report and the deploy log.
+        proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage')
         time.sleep(0.5)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert_nothing_lost(lab, load)
@@ -51,6 +52,11 @@ def test_three_patches_under_load_in_one_short_outage(healthy_lab, tmp_path):
     log = pg_one(lab, 'primary', 'SELECT outcome FROM fastdowntime.deploy_log WHERE deploy_id = %s',
                  (report['deploy_id'],))
     assert log == 'done'
+    # The pre-flight's estimate travels with the outage into the deploy log (the cycle-time report reads it).
+    logged_estimate = pg_one(lab, 'primary', 'SELECT estimate_ms FROM fastdowntime.deploy_log WHERE deploy_id = %s',
+                             (report['deploy_id'],))
+    assert report['outage']['estimate_ms'] > 0
+    assert float(logged_estimate) == report['outage']['estimate_ms']
 
 
 def test_nothing_pending_means_no_outage(healthy_lab, tmp_path):
