@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, fastdowntime.postgresql contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Endpoints from the inventory: the one place where the inventory contract
-(fastdowntime_pg_* / fastdowntime_pgbouncer_* host variables) becomes the
-endpoint dictionaries every module takes."""
+"""Endpoints from the inventory: the inventory contract (fastdowntime_pg_* /
+fastdowntime_pgbouncer_* host variables) becomes the endpoint dictionaries
+every module takes - module_utils/topology.endpoints, as a filter."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -54,62 +54,15 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-DEFAULT_PORT = {'pg': 5432, 'pgbouncer': 6432}
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import topology
 
 
 def endpoints(hosts, hostvars, kind='pg'):
-    if kind not in DEFAULT_PORT:
-        raise AnsibleFilterError('endpoints: kind must be pg or pgbouncer, not %r' % (kind,))
-    prefix = 'fastdowntime_%s_' % kind
-    result = []
-    for name in hosts or []:
-        hv = hostvars[name]
-
-        def var(key, default=None):
-            value = hv.get(prefix + key)
-            return default if value is None or value == '' else value
-
-        user = var('user')
-        if not user:
-            raise AnsibleFilterError('%s: %suser is not set (the inventory contract: see README)' % (name, prefix))
-        endpoint = {
-            'name': name,
-            'host': var('host', hv.get('ansible_host') or name),
-            'port': int(var('port', DEFAULT_PORT[kind])),
-            'user': user,
-            'password': var('password'),
-            'ssl_mode': var('ssl_mode', 'prefer'),
-            'ca_cert': var('ca_cert'),
-            'connect_timeout': int(var('connect_timeout', 5)),
-        }
-        if kind == 'pg':
-            endpoint['pgbouncer_databases'] = list(hv.get('fastdowntime_standby_pgbouncer_databases') or [])
-            if hv.get('fastdowntime_standby_application_name'):
-                endpoint['standby_application_name'] = hv['fastdowntime_standby_application_name']
-            result.append(endpoint)
-            continue
-        if var('probe_user'):
-            endpoint.update(probe_user=var('probe_user'), probe_password=var('probe_password'))
-        result.extend(pgbouncer_processes(name, endpoint, hv.get('fastdowntime_pgbouncer_consoles')))
-    return result
-
-
-def pgbouncer_processes(name, endpoint, consoles):
-    """One console endpoint per pgbouncer process of a host: ``consoles`` (the
-    host's fastdowntime_pgbouncer_consoles) lists each process's
-    ``unix_socket_dir`` and optionally the ``host``/``port`` its console is
-    reached at (default: that directory, the host's port). None or empty: the
-    host's one endpoint."""
-    if not consoles:
-        return [endpoint]
-    out = []
-    for item in consoles:
-        if not isinstance(item, dict) or not item.get('unix_socket_dir'):
-            raise AnsibleFilterError('%s: each item of fastdowntime_pgbouncer_consoles needs unix_socket_dir '
-                                     '(that process\'s, as in its pgbouncer.ini), got %r' % (name, item))
-        out.append(dict(endpoint, host=item.get('host') or item['unix_socket_dir'],
-                        port=int(item.get('port') or endpoint['port']), unix_socket_dir=item['unix_socket_dir']))
-    return out
+    """topology.endpoints, its errors as the filter's."""
+    try:
+        return topology.endpoints(hosts, hostvars, kind)
+    except topology.TopologyError as exc:
+        raise AnsibleFilterError(str(exc))
 
 
 class FilterModule(object):

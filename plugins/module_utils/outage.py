@@ -36,7 +36,9 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_
     Console, ConsoleError, budget_cap, describe_verdict, in_parallel, open_consoles, probe_consoles, probe_verdict,
     resume, with_probe_login)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
-    resolve_addresses, server_pids, terminate_killable)
+    server_pids, terminate_killable)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
+    resolve_addresses, serving_entries)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, endpoint_label, one_line, psycopg2, query, wait)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
@@ -45,8 +47,6 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema imp
     SchemaError, applied_revisions, apply_cold, ensure_revision_table, newest_revision_sql, procedure_source,
     wait_for_replay)
 
-
-WINDOW_MODES = ('all', 'split')
 
 # How long a standby may take to confirm pg_wal_replay_pause(): nothing is
 # drained yet, but a startup process stuck in a recovery conflict must not eat
@@ -67,42 +67,6 @@ class OutageError(Exception):
     def __init__(self, message, result=None):
         Exception.__init__(self, message)
         self.result = result or {}
-
-
-def standby_entries_by_pgbouncer(standbys, pgbouncer_names):
-    """{standby name: {pgbouncer name: [entries]}} from each standby's
-    ``pgbouncer_databases`` ("entry" on every pgbouncer, or "pgbouncer:entry")."""
-    mapping = {}
-    for standby in standbys:
-        per = {}
-        for item in standby.get('pgbouncer_databases') or []:
-            if ':' in item:
-                bouncer, entry = item.split(':', 1)
-                targets = [bouncer]
-            else:
-                entry, targets = item, list(pgbouncer_names)
-            for bouncer in targets:
-                per.setdefault(bouncer, []).append(entry)
-        mapping[standby.get('name') or standby['host']] = per
-    return mapping
-
-
-def split_entries(entries_by_pgbouncer, standbys):
-    """({pgbouncer: read-write entries}, {pgbouncer: read-only entries}).
-
-    ``entries_by_pgbouncer``: the deploy's entries found on each pgbouncer. An
-    entry is read-only when some standby lists it in ``pgbouncer_databases``
-    for that pgbouncer; every other deploy entry is read-write (the primary's).
-    Standby entries that are not deploy entries are ignored: they were never
-    going to be drained.
-    """
-    mapping = standby_entries_by_pgbouncer(standbys, list(entries_by_pgbouncer))
-    read_write, read_only = {}, {}
-    for bouncer, entries in entries_by_pgbouncer.items():
-        serving = {entry for per in mapping.values() for entry in per.get(bouncer, [])}
-        read_only[bouncer] = [entry for entry in entries if entry in serving]
-        read_write[bouncer] = [entry for entry in entries if entry not in serving]
-    return read_write, read_only
 
 
 def _on_standbys(standby_conns, sql, timeout):
@@ -209,16 +173,241 @@ def _resume_on_fresh_connection(endpoint, first_error):
         conn.close()
 
 
+class Window:
+    """One run of the window: what the skeleton and its mode's phases found.
+
+    ``step``: where a failure is reported ('drain', 'schema application',
+    'standby replay', ...; None once every phase passed). ``error``: the
+    expected failure that ended the phases (ConsoleError, SchemaError,
+    BudgetExceeded, ConnectError) or None; ``lagging``: endpoint labels of
+    standbys without the new schema (their entries are fenced). ``applied``:
+    apply_cold()'s result once the transaction committed, ``replay``:
+    wait_for_replay()'s. ``resumed``: every console's resume() result (dicts),
+    ``resume_error``: a ConsoleError or None, ``disabled``: the (pgbouncer
+    label, entry) pairs fenced. Split mode only: ``replay_paused`` (standby
+    endpoints whose replay this window paused and did not resume yet),
+    ``replay_errors`` ((endpoint, one line) of standbys left paused),
+    ``write_resumed``/``write_error`` (the read-write entries' resume),
+    ``read_resumed`` (the read-only entries' resume() results) and
+    ``marks`` (monotonic seconds: write_start, write_end, read_start).
+    ``started_at``/``ended_at``: epoch seconds; ``ended`` monotonic.
+    """
+
+    def __init__(self):
+        self.step = None
+        self.error = None
+        self.lagging = []
+        self.applied = None
+        self.replay = None
+        self.resumed = []
+        self.resume_error = None
+        self.disabled = []
+        self.replay_paused = []
+        self.replay_errors = []
+        self.write_resumed = None
+        self.write_error = None
+        self.read_resumed = []
+        self.marks = {}
+        self.started_at = None
+        self.ended_at = None
+        self.ended = None
+
+    @property
+    def changed(self):
+        """The cold transaction committed on the primary."""
+        return self.applied is not None
+
+
+def outage_summary(window, mode_fields=None):
+    """The result's ``outage`` dict of one window (the one result builder).
+
+    ``window``: a finished Window; ``mode_fields``: what the mode adds (split:
+    the write and read halves). Times in ms, rounded to 0.1; the longest
+    client wait is the longest SHOW POOLS maxwait over every resumed console.
+    """
+    applied = window.applied or {}
+    summary = {
+        'started_at': window.started_at,
+        'ended_at': window.ended_at,
+        'outage_ms': round((window.ended_at - window.started_at) * 1000, 1),
+        'max_client_wait_ms': _longest_wait(window.resumed),
+        'standby_replay_ms': dict((s['name'], s.get('replay_ms')) for s in (window.replay or {}).get('standbys', [])),
+        'patches': applied.get('patches', []),
+        'transaction_ms': applied.get('transaction_ms'),
+        'commit_lsn': applied.get('commit_lsn'),
+        'commit_xid': applied.get('commit_xid'),
+    }
+    summary.update(mode_fields or {})
+    return summary
+
+
+def _longest_wait(resumed):
+    return max([r.get('maxwait_ms') or 0 for r in resumed] or [0])
+
+
+class AllWindow:
+    """Mode ``all``: every deploy entry on every pgbouncer is drained for the
+    whole window: drain -> cold transaction -> standbys replayed -> resume."""
+
+    name = 'all'
+
+    @staticmethod
+    def prepare(outage, check_mode):
+        """Nothing more than the skeleton's preparation."""
+
+    @staticmethod
+    def phases(outage, window):
+        window.step = 'drain'
+        drain(outage.consoles, policy=outage.drain_policy, primary_conn=outage.observer, clock=outage.clock)
+        outage.cold_transaction(window)
+        outage.standby_replay(window)
+
+    @staticmethod
+    def resume(outage, window):
+        """Always: resume every pgbouncer; entries serving a lagging standby stay disabled."""
+        window.resumed, window.resume_error, window.disabled = outage.resume_consoles(window.lagging)
+
+    @staticmethod
+    def after(outage, window):
+        """Nothing is left to undo once every pgbouncer is resumed."""
+
+    @staticmethod
+    def summary(window):
+        return {}
+
+    @staticmethod
+    def abort_notes(window):
+        return []
+
+
+class SplitWindow:
+    """Mode ``split`` (Launchpad's last FastDowntime design): replay paused ->
+    read-write entries drained -> cold transaction -> writes back -> read-only
+    entries drained -> replay resumed and caught up -> reads back."""
+
+    name = 'split'
+
+    @staticmethod
+    def prepare(outage, check_mode):
+        """Split the consoles into read-write and read-only ones, refuse a
+        synchronous set-up that would hang the commit, record the pause marker."""
+        outage.split_consoles()
+        blocked = replication.split_blocked_by_synchronous(
+            replication.describe_synchronous(outage.client_settings(replication.SYNCHRONOUS_SQL), {}))
+        if blocked:
+            raise OutageError('%s: the split window is refused: %s; set fastdowntime_window_mode: all '
+                              '(nothing paused)' % (endpoint_label(outage.primary), blocked))
+        if not check_mode:
+            # Before any pause: the next pre-flight resumes only a pause it can prove is ours.
+            try:
+                replication.mark_pauses(outage.observer, outage.deploy_id, outage.standbys)
+            except psycopg2.Error as exc:
+                raise OutageError('%s: cannot record the replay-pause marker in %s: %s; nothing paused'
+                                  % (endpoint_label(outage.primary), replication.PAUSE_MARKER_TABLE,
+                                     one_line(exc.pgerror or exc)))
+
+    def phases(self, outage, window):
+        window.step = 'replay pause'
+        pause_replay(outage.standby_conns, outage.clock, window.replay_paused)
+        window.step = 'drain'
+        window.marks['write_start'] = time.monotonic()
+        drain(outage.consoles, policy=outage.drain_policy, primary_conn=outage.observer, clock=outage.clock,
+              phase='drain_write')
+        outage.cold_transaction(window)
+        window.step = 'read drain'
+        window.marks['read_start'] = time.monotonic()
+        drain(outage.read_consoles, policy=outage.drain_policy, clock=outage.clock, phase='drain_read',
+              after_pause_sent=lambda: self.resume_writes(outage, window))
+        window.step = 'replay resume'
+        replay_errors = [(e, err) for e, err in resume_replay(outage.standby_conns, outage.clock) if err]
+        window.replay_paused = [e for e, dummy in replay_errors]
+        if replay_errors:
+            raise SchemaError('; '.join('standby %s: pg_wal_replay_resume() failed: %s'
+                                        % (endpoint_label(e), err) for e, err in replay_errors),
+                              lagging=[endpoint_label(e) for e, dummy in replay_errors])
+        outage.standby_replay(window)
+
+    @staticmethod
+    def resume_writes(outage, window):
+        """The read-write entries back (once). Runs inside the read-only drain,
+        right after its PAUSEs are sent: a watched entry stays paused without
+        a gap, so the dead-man switch keeps guarding the read half (it stops
+        watching once nothing is paused). Never raises."""
+        if window.write_resumed is not None or window.write_error is not None:
+            return
+        try:
+            window.write_resumed = resume(outage.consoles, outage.clock, phase='resume_write')
+        except ConsoleError as exc:
+            window.write_error = exc
+        window.marks['write_end'] = time.monotonic()
+
+    def resume(self, outage, window):
+        """Always, in this order: writes back, replay running, reads back (a
+        standby that cannot have the new schema has its entries fenced)."""
+        self.resume_writes(outage, window)
+        if window.replay_paused:
+            left = [(e, c) for e, c in outage.standby_conns if e in window.replay_paused]
+            window.replay_errors = [(e, err) for e, err in resume_replay(left, outage.clock) if err]
+            if window.changed:
+                window.lagging = sorted(set(window.lagging) |
+                                        set(endpoint_label(e) for e, dummy in window.replay_errors))
+        resumed, resume_error, window.disabled = outage.resume_consoles(
+            window.lagging, outage.read_consoles, phase='resume_read')
+        if window.write_error is not None:
+            resume_error = window.write_error if resume_error is None else \
+                ConsoleError('%s; %s' % (window.write_error, resume_error))
+        window.read_resumed = resumed
+        window.resumed = (window.write_resumed or []) + resumed
+        window.resume_error = resume_error
+
+    @staticmethod
+    def after(outage, window):
+        """Forget the pause markers of the standbys whose replay runs again."""
+        outage.clear_pause_marks(set(endpoint_label(e) for e, dummy in window.replay_errors))
+
+    @staticmethod
+    def summary(window):
+        read_start = window.marks.get('read_start')
+        return {
+            'window_mode': 'split',
+            'write_outage_ms': _span_ms(window.marks.get('write_start'), window.marks.get('write_end')),
+            # Reads were drained only once the patches were committed.
+            'read_outage_ms': _span_ms(read_start, window.ended) if read_start is not None else 0.0,
+            'max_write_wait_ms': _longest_wait(window.write_resumed or []),
+            'max_read_wait_ms': _longest_wait(window.read_resumed),
+        }
+
+    @staticmethod
+    def abort_notes(window):
+        if window.replay_errors:
+            return ['REPLAY LEFT PAUSED on %s - run SELECT pg_wal_replay_resume() there (the next pre-flight also '
+                    'resumes it)' % '; '.join('%s (%s)' % (endpoint_label(e), err) for e, err in window.replay_errors)]
+        return ['replay resumed on every standby']
+
+
+MODES = {'all': AllWindow, 'split': SplitWindow}
+WINDOW_MODES = tuple(MODES)
+
+
 class Outage:
-    """Prepare (outside the window), then run the window once."""
+    """Prepare (outside the window), then run the window once.
+
+    One skeleton for both window modes (``MODES``: the mode is a strategy):
+    ``prepare`` opens every connection, resolves every address and checks
+    every input before the clock starts; ``run`` starts the clock, runs the
+    mode's phases, always runs the mode's resume (any failure inside the
+    window resumes every pgbouncer process; the schema is all or nothing: the
+    one transaction committed or rolled back), then builds the one result.
+    """
 
     def __init__(self, primary, standbys, pgbouncers, db_name, patch_dir, budget_seconds,
                  revision_table=None, deploy_id=None, drain_policy='abort', pgbouncer_databases=None,
                  killable_users=None, reserve_seconds=None, lock_retry=None, window_mode='all', overrides=None,
                  estimate_ms=None):
-        if window_mode not in WINDOW_MODES:
+        if window_mode not in MODES:
             raise ValueError('window_mode must be one of %s, got %r' % (', '.join(WINDOW_MODES), window_mode))
         self.window_mode = window_mode
+        self.mode = MODES[window_mode]()
         self.primary = dict(primary, dbname=db_name)
         self.standbys = [dict(s, dbname=db_name) for s in standbys]
         self.pgbouncers = with_probe_login(pgbouncers, primary)
@@ -249,8 +438,9 @@ class Outage:
 
     # -- before the window -------------------------------------------------
     def prepare(self, check_mode=False):
-        """Connect everywhere and compute the plan; raise OutageError on any problem.
-        Read-only in check mode (the revision table is not created)."""
+        """Connect everywhere, resolve the pgbouncer hosts' addresses and
+        compute the plan, all before the clock starts; raise OutageError on
+        any problem. Read-only in check mode (the revision table is not created)."""
         try:
             patch_set = load_patch_set(self.patch_dir)
             self.conn = connect(self.primary, application_name='fastdowntime-deploy')
@@ -277,22 +467,9 @@ class Outage:
                              for p in self.pgbouncers]
             open_consoles(self.consoles)
             self._cap_budget()
+            # DNS before the clock: terminate_killable never asks the resolver inside the window.
             self.pgbouncer_addrs = resolve_addresses([p['host'] for p in self.pgbouncers])
-            if self.window_mode == 'split':
-                self._split_consoles()
-                blocked = replication.split_blocked_by_synchronous(
-                    replication.describe_synchronous(self._client_settings(replication.SYNCHRONOUS_SQL), {}))
-                if blocked:
-                    raise OutageError('%s: the split window is refused: %s; set fastdowntime_window_mode: all '
-                                      '(nothing paused)' % (endpoint_label(self.primary), blocked))
-                if not check_mode:
-                    # Before any pause: the next pre-flight resumes only a pause it can prove is ours.
-                    try:
-                        replication.mark_pauses(self.observer, self.deploy_id, self.standbys)
-                    except psycopg2.Error as exc:
-                        raise OutageError('%s: cannot record the replay-pause marker in %s: %s; nothing paused'
-                                          % (endpoint_label(self.primary), replication.PAUSE_MARKER_TABLE,
-                                             one_line(exc.pgerror or exc)))
+            self.mode.prepare(self, check_mode)
             # The PAUSE connections too: set-up must not count against the outage.
             for console in self.consoles + self.read_consoles:
                 console.open_pause_connections(console.entries)
@@ -304,62 +481,29 @@ class Outage:
             raise
         return self.plan
 
-    # -- the window ----------------------------------------------------------
-    def run(self):
-        """The window. Returns the result dict; raises OutageError (with .result) on abort."""
-        result = {'deploy_id': self.deploy_id, 'changed': False, 'window_mode': self.window_mode}
-        if not self.plan.pending_cold:
-            result.update(outcome='nothing to do', phases=[], outage=None)
-            return result
-        if self.window_mode == 'split':
-            return self._run_split(result)
-        error = None
-        failed_phase = None
-        applied = None
-        replay = None
-        lagging = []
-        self.clock.start()
-        outage_started = time.time()
+    def split_consoles(self):
+        """Keep the read-write entries on self.consoles and open one console per
+        pgbouncer process for its read-only entries (before the clock starts).
+        Each console on its own: a host may have several processes (consoles)."""
+        self.read_consoles = []
+        for console in self.consoles:
+            name = console.endpoint.get('name') or console.label
+            read_only = serving_entries(name, console.entries, self.standbys)
+            console.entries = [entry for entry in console.entries if entry not in read_only]
+            if read_only:
+                self.read_consoles.append(Console(console.endpoint, databases=read_only))
+        # A pgbouncer that serves only standbys has no read-write entry to drain.
+        self.consoles = [c for c in self.consoles if c.entries]
+        open_consoles(self.read_consoles)
+
+    def client_settings(self, sql):
+        """One row of ``sql`` on the primary as a client's session sees it (the
+        collection's own sessions commit locally: postgres.LOCAL_COMMITS)."""
+        conn = connect(self.primary, autocommit=True, application_name='fastdowntime-observer', local_commits=False)
         try:
-            self._terminate_killable()
-            failed_phase = 'drain'
-            drain(self.consoles, policy=self.drain_policy, primary_conn=self.observer, clock=self.clock)
-            failed_phase = 'schema application'
-            applied = apply_cold(self.conn, self.plan.pending_cold, self.clock, deploy_id=self.deploy_id,
-                                 observer=self.observer, host=endpoint_label(self.primary),
-                                 **self._table_kwargs(lock_retry=True))
-            result['changed'] = True
-            failed_phase = 'standby replay'
-            replay = wait_for_replay(self.observer, self.standby_conns, applied['commit_lsn'], self.clock,
-                                     xid=applied['commit_xid'])
-            failed_phase = None
-        except (ConsoleError, SchemaError, BudgetExceeded, ConnectError) as exc:
-            error = exc
-            lagging = list(getattr(exc, 'lagging', None) or [])
+            return query(conn, sql)[0]
         finally:
-            # Always: resume every pgbouncer; entries serving a lagging standby stay disabled.
-            resumed, resume_error, disabled = self._resume(lagging)
-        outage_ended = time.time()
-        max_wait = max([r.get('maxwait_ms') or 0 for r in resumed] or [0])
-        result.update(
-            phases=self.clock.phases,
-            budget_ms=round(self.clock.budget * 1000, 1),
-            outage={
-                'started_at': outage_started,
-                'ended_at': outage_ended,
-                'outage_ms': round((outage_ended - outage_started) * 1000, 1),
-                'max_client_wait_ms': max_wait,
-                'standby_replay_ms': {s['name']: s.get('replay_ms') for s in (replay or {}).get('standbys', [])},
-                'patches': (applied or {}).get('patches', []),
-                'transaction_ms': (applied or {}).get('transaction_ms'),
-                'commit_lsn': (applied or {}).get('commit_lsn'),
-                'commit_xid': (applied or {}).get('commit_xid'),
-            },
-            resumed=resumed,
-            disabled_entries=disabled,
-            plan=self.plan.as_dict(),
-        )
-        return self._finish(result, error, failed_phase, resume_error, disabled)
+            conn.close()
 
     def _cap_budget(self):
         """pgbouncer disconnects a client queued longer than its query_wait_timeout
@@ -376,95 +520,103 @@ class Outage:
         self.budget_cap = dict(cap, budget_seconds=self.clock.budget)
         self.clock = BudgetClock(cap['seconds'], **self.reserve_kwargs)
 
-    def _verify(self, result, disabled):
-        """After the window: every entry of every console asked by a client
-        (pgbouncer_console.probe_consoles); the report says what it saw."""
-        consoles = self.consoles + self.read_consoles
-        fenced = set(disabled)
-        probed = probe_consoles(consoles, lambda c: [e for e in c.entries if (c.label, e) not in fenced])
-        verdict = probe_verdict(probed, fenced)
-        ok, line = describe_verdict(verdict)
-        result['pgbouncer_state'] = {'probe': probed, 'answering_clients': ok, 'statement': line,
-                                     'disabled': ['%s on %s' % (e, b) for b, e in disabled]}
-        if isinstance(result.get('outage'), dict):
-            result['outage']['pgbouncer_state'] = line
-        if self.budget_cap:
-            result['budget_capped_by'] = self.budget_cap
-        return ok, line
-
-    def _finish(self, result, error, failed_phase, resume_error, disabled, replay_errors=()):
-        """Done: log and return. Aborted: log, then raise the one-line OutageError."""
-        result['revisions'] = self.revisions()
-        if self.estimate_ms is not None and result.get('outage'):
-            result['outage']['estimate_ms'] = self.estimate_ms
-        answering, statement = self._verify(result, disabled)
-        if not answering and resume_error is None:
-            resume_error = ConsoleError(statement)
-            statement = None
-        if error is None and resume_error is None and not replay_errors:
-            result['outcome'] = 'done'
-            self._log(result)
+    # -- the window ----------------------------------------------------------
+    def run(self):
+        """The window. Returns the result dict; raises OutageError (with .result) on abort."""
+        result = {'deploy_id': self.deploy_id, 'changed': False, 'window_mode': self.window_mode}
+        if not self.plan.pending_cold:
+            result.update(outcome='nothing to do', phases=[], outage=None)
             return result
-        result['outcome'] = 'aborted in %s' % (failed_phase or ('replay resume' if replay_errors else 'resume'))
-        self._log(result, failed=True)
-        parts = []
-        if error is not None:
-            parts.append(one_line(error))
-            if result['changed']:
-                parts.append('the patches ARE committed on the primary')
-            elif 'nothing applied' not in parts[-1]:  # the schema engine may have said so already
-                parts.append('nothing applied')
-        if resume_error is not None:
-            parts.append('RESUME FAILED: %s - resume by hand: psql -h <pgbouncer> -p <port> -U <admin> pgbouncer '
-                         '-c "RESUME"' % one_line(resume_error))
-        else:
-            parts.append(statement)
-        if self.window_mode == 'split':
-            if replay_errors:
-                parts.append('REPLAY LEFT PAUSED on %s - run SELECT pg_wal_replay_resume() there (the next '
-                             'pre-flight also resumes it)' % '; '.join('%s (%s)' % (endpoint_label(e), err)
-                                                                       for e, err in replay_errors))
-            else:
-                parts.append('replay resumed on every standby')
-        if disabled:
-            parts.append('left DISABLED until their standby catches up: %s - then ENABLE them'
-                         % ', '.join('%s on %s' % (e, b) for b, e in disabled))
-        if self.budget_cap:
-            parts.append('budget capped at %(seconds)g s by %(pgbouncer)s %(setting)s = %(timeout_seconds)g s' %
-                         self.budget_cap)
-        shown = ('drain', 'drain_write', 'drain_read', 'cold_transaction', 'standby_replay', 'resume',
-                 'resume_write', 'resume_read')
-        timings = ', '.join('%s %s ms' % (p['phase'], p['duration_ms']) for p in self.clock.phases
-                            if p['phase'] in shown)
-        raise OutageError('outage aborted in %s: %s (%s)' % (result['outcome'][11:], '; '.join(parts), timings),
-                          result)
-
-    # -- split mode ------------------------------------------------------------
-    def _split_consoles(self):
-        """Keep the read-write entries on self.consoles and open one console per
-        pgbouncer process for its read-only entries (before the clock starts).
-        Each console on its own: a host may have several processes (consoles)."""
-        self.read_consoles = []
-        for console in self.consoles:
-            name = console.endpoint.get('name') or console.label
-            read_write, read_only = split_entries({name: list(console.entries)}, self.standbys)
-            console.entries = read_write[name]
-            if read_only[name]:
-                self.read_consoles.append(Console(console.endpoint, databases=read_only[name]))
-        # A pgbouncer that serves only standbys has no read-write entry to drain.
-        self.consoles = [c for c in self.consoles if c.entries]
-        open_consoles(self.read_consoles)
-
-    def _client_settings(self, sql):
-        """One row of ``sql`` on the primary as a client's session sees it (the
-        collection's own sessions commit locally: postgres.LOCAL_COMMITS)."""
-        conn = connect(self.primary, autocommit=True, application_name='fastdowntime-observer', local_commits=False)
+        window = Window()
+        self.clock.start()
+        window.started_at = time.time()
         try:
-            return query(conn, sql)[0]
+            self._terminate_killable()
+            self.mode.phases(self, window)
+            window.step = None
+        except (ConsoleError, SchemaError, BudgetExceeded, ConnectError) as exc:
+            window.error = exc
+            window.lagging = sorted(set(window.lagging) | set(getattr(exc, 'lagging', None) or []))
         finally:
-            conn.close()
+            # Always, whatever happened (an unexpected error too, which then goes on up).
+            self.mode.resume(self, window)
+            window.ended = time.monotonic()
+            window.ended_at = time.time()
+        self.mode.after(self, window)
+        result.update(
+            changed=window.changed,
+            phases=self.clock.phases,
+            budget_ms=round(self.clock.budget * 1000, 1),
+            outage=outage_summary(window, self.mode.summary(window)),
+            resumed=window.resumed,
+            disabled_entries=window.disabled,
+            plan=self.plan.as_dict(),
+        )
+        if self.window_mode == 'split':
+            result['replay_left_paused'] = [endpoint_label(e) for e, dummy in window.replay_errors]
+        return self._finish(result, window)
 
-    def _clear_pause_marks(self, still_paused):
+    def cold_transaction(self, window):
+        """The cold transaction (one round trip, schema.apply_cold); sets
+        ``window.applied`` once it committed."""
+        window.step = 'schema application'
+        window.applied = apply_cold(self.conn, self.plan.pending_cold, self.clock, deploy_id=self.deploy_id,
+                                    observer=self.observer, host=endpoint_label(self.primary),
+                                    **self._table_kwargs(lock_retry=True))
+
+    def standby_replay(self, window):
+        """Every standby has replayed the commit (schema.wait_for_replay)."""
+        window.step = 'standby replay'
+        window.replay = wait_for_replay(self.observer, self.standby_conns, window.applied['commit_lsn'], self.clock,
+                                        xid=window.applied['commit_xid'])
+
+    def _terminate_killable(self):
+        """Inside the window: terminate the killable users' direct connections,
+        never one of pgbouncer's server connections (SHOW SERVERS remote_pid on
+        every console, asked at once) nor one from a pgbouncer host."""
+        if not self.killable_users:
+            return
+        with self.clock.phase('terminate_killable', host=endpoint_label(self.primary)) as rec:
+            pids = set()
+            for dummy, rows, error in in_parallel(lambda c: c.show('SERVERS'), self.consoles + self.read_consoles):
+                if error is not None:
+                    raise error
+                pids |= server_pids(rows)
+            rec['detail']['terminated'] = terminate_killable(self.observer, self.killable_users, self.db_name,
+                                                             pids, self.pgbouncer_addrs)
+
+    def resume_consoles(self, lagging, consoles=None, phase='resume'):
+        """Resume every entry of ``consoles`` (default: self.consoles) except the
+        entries serving a standby in ``lagging`` (endpoint labels): those are
+        fenced - DISABLE (no new clients), KILL (the queued and connected clients
+        go, never onto the old schema), RESUME (KILL leaves an entry paused) -
+        and reported. Returns (resume() results, ConsoleError or None,
+        [(pgbouncer label, entry) fenced]); never raises ConsoleError."""
+        consoles = self.consoles if consoles is None else consoles
+        lagging = set(lagging)
+        behind = [s for s in self.standbys if endpoint_label(s) in lagging]
+        disabled, fence_errors = [], []
+        for console in consoles:
+            fenced = serving_entries(console.endpoint.get('name'), console.entries, behind) if behind else []
+            console.entries = [e for e in console.entries if e not in fenced]
+            for entry in fenced:
+                try:
+                    console.close_pause_connections()
+                    for verb in ('DISABLE', 'KILL', 'RESUME'):
+                        console.command(verb, entry)
+                    disabled.append((console.label, entry))
+                except ConsoleError as exc:
+                    fence_errors.append(str(exc))
+        try:
+            resumed = resume(consoles, self.clock, phase=phase)
+        except ConsoleError as exc:
+            return [], exc, disabled
+        if fence_errors:
+            return resumed, ConsoleError('; '.join(fence_errors)), disabled
+        return resumed, None, disabled
+
+    # -- after the window ----------------------------------------------------
+    def clear_pause_marks(self, still_paused):
         """After the window: forget the markers of the standbys whose replay runs
         again (best effort: a marker left behind only lets the next pre-flight
         resume that standby's pause)."""
@@ -473,109 +625,6 @@ class Outage:
                                                      if endpoint_label(e) not in still_paused])
         except psycopg2.Error:
             pass
-
-    def _run_split(self, result):
-        """Replay paused -> read-write drained -> cold transaction -> writes back
-        -> read-only drained -> replay resumed and caught up -> reads back."""
-        error = None
-        failed_phase = None
-        applied = None
-        replay = None
-        lagging = []
-        replay_paused = []
-        marks = {}               # monotonic times: write/read drain start and resume end
-        write = {'resumed': None, 'error': None}
-
-        def resume_writes():
-            # Runs inside the read-only drain, right after its PAUSEs are sent:
-            # a watched entry stays paused without a gap, so the dead-man switch
-            # keeps guarding the read half (it stops watching once nothing is paused).
-            if write['resumed'] is not None or write['error'] is not None:
-                return
-            try:
-                write['resumed'] = resume(self.consoles, self.clock, phase='resume_write')
-            except ConsoleError as exc:
-                write['error'] = exc
-            marks['write_end'] = time.monotonic()
-
-        self.clock.start()
-        outage_started = time.time()
-        try:
-            self._terminate_killable()
-            failed_phase = 'replay pause'
-            pause_replay(self.standby_conns, self.clock, replay_paused)
-            failed_phase = 'drain'
-            marks['write_start'] = time.monotonic()
-            drain(self.consoles, policy=self.drain_policy, primary_conn=self.observer, clock=self.clock,
-                  phase='drain_write')
-            failed_phase = 'schema application'
-            applied = apply_cold(self.conn, self.plan.pending_cold, self.clock, deploy_id=self.deploy_id,
-                                 observer=self.observer, host=endpoint_label(self.primary),
-                                 **self._table_kwargs(lock_retry=True))
-            result['changed'] = True
-            failed_phase = 'read drain'
-            marks['read_start'] = time.monotonic()
-            drain(self.read_consoles, policy=self.drain_policy, clock=self.clock, phase='drain_read',
-                  after_pause_sent=resume_writes)
-            failed_phase = 'replay resume'
-            replay_errors = [(e, err) for e, err in resume_replay(self.standby_conns, self.clock) if err]
-            replay_paused = [e for e, dummy in replay_errors]
-            if replay_errors:
-                raise SchemaError('; '.join('standby %s: pg_wal_replay_resume() failed: %s'
-                                            % (endpoint_label(e), err) for e, err in replay_errors),
-                                  lagging=[endpoint_label(e) for e, dummy in replay_errors])
-            failed_phase = 'standby replay'
-            replay = wait_for_replay(self.observer, self.standby_conns, applied['commit_lsn'], self.clock,
-                                     xid=applied['commit_xid'])
-            failed_phase = None
-        except (ConsoleError, SchemaError, BudgetExceeded, ConnectError) as exc:
-            error = exc
-            lagging = list(getattr(exc, 'lagging', None) or [])
-        finally:
-            # Always, in this order: writes back, replay running, reads back (a
-            # standby that cannot have the new schema has its entries fenced).
-            resume_writes()
-            replay_errors = []
-            if replay_paused:
-                left = [(e, c) for e, c in self.standby_conns if e in replay_paused]
-                replay_errors = [(e, err) for e, err in resume_replay(left, self.clock) if err]
-                if result['changed']:
-                    lagging = sorted(set(lagging) | set(endpoint_label(e) for e, dummy in replay_errors))
-            resumed, resume_error, disabled = self._resume(lagging, self.read_consoles, phase='resume_read')
-        ended = time.monotonic()
-        self._clear_pause_marks(set(endpoint_label(pair[0]) for pair in replay_errors))
-        outage_ended = time.time()
-        if write['error'] is not None:
-            resume_error = write['error'] if resume_error is None else \
-                ConsoleError('%s; %s' % (write['error'], resume_error))
-        write_resumed = write['resumed'] or []
-        read_start = marks.get('read_start')
-        result.update(
-            phases=self.clock.phases,
-            budget_ms=round(self.clock.budget * 1000, 1),
-            outage={
-                'started_at': outage_started,
-                'ended_at': outage_ended,
-                'outage_ms': round((outage_ended - outage_started) * 1000, 1),
-                'window_mode': 'split',
-                'write_outage_ms': _span_ms(marks.get('write_start'), marks.get('write_end')),
-                # Reads were drained only once the patches were committed.
-                'read_outage_ms': _span_ms(read_start, ended) if read_start is not None else 0.0,
-                'max_write_wait_ms': max([r.get('maxwait_ms') or 0 for r in write_resumed] or [0]),
-                'max_read_wait_ms': max([r.get('maxwait_ms') or 0 for r in resumed] or [0]),
-                'max_client_wait_ms': max([r.get('maxwait_ms') or 0 for r in write_resumed + resumed] or [0]),
-                'standby_replay_ms': {s['name']: s.get('replay_ms') for s in (replay or {}).get('standbys', [])},
-                'patches': (applied or {}).get('patches', []),
-                'transaction_ms': (applied or {}).get('transaction_ms'),
-                'commit_lsn': (applied or {}).get('commit_lsn'),
-                'commit_xid': (applied or {}).get('commit_xid'),
-            },
-            resumed=write_resumed + resumed,
-            disabled_entries=disabled,
-            replay_left_paused=[endpoint_label(e) for e, dummy in replay_errors],
-            plan=self.plan.as_dict(),
-        )
-        return self._finish(result, error, failed_phase, resume_error, disabled, replay_errors)
 
     def revisions(self, timeout=REVISION_READ_SECONDS):
         """What the schema is now, as each database reports it: after resume
@@ -596,20 +645,63 @@ class Outage:
                          'revision': row[0] if row else None, 'error': error})
         return rows
 
-    def _terminate_killable(self):
-        """Inside the window: terminate the killable users' direct connections,
-        never one of pgbouncer's server connections (SHOW SERVERS remote_pid on
-        every console, asked at once) nor one from a pgbouncer host."""
-        if not self.killable_users:
-            return
-        with self.clock.phase('terminate_killable', host=endpoint_label(self.primary)) as rec:
-            pids = set()
-            for dummy, rows, error in in_parallel(lambda c: c.show('SERVERS'), self.consoles + self.read_consoles):
-                if error is not None:
-                    raise error
-                pids |= server_pids(rows)
-            rec['detail']['terminated'] = terminate_killable(self.observer, self.killable_users, self.db_name,
-                                                             pids, self.pgbouncer_addrs)
+    def _verify(self, result, disabled):
+        """After the window: every entry of every console asked by a client
+        (pgbouncer_console.probe_consoles); the report says what it saw."""
+        consoles = self.consoles + self.read_consoles
+        fenced = set(disabled)
+        probed = probe_consoles(consoles, lambda c: [e for e in c.entries if (c.label, e) not in fenced])
+        verdict = probe_verdict(probed, fenced)
+        ok, line = describe_verdict(verdict)
+        result['pgbouncer_state'] = {'probe': probed, 'answering_clients': ok, 'statement': line,
+                                     'disabled': ['%s on %s' % (e, b) for b, e in disabled]}
+        if isinstance(result.get('outage'), dict):
+            result['outage']['pgbouncer_state'] = line
+        if self.budget_cap:
+            result['budget_capped_by'] = self.budget_cap
+        return ok, line
+
+    def _finish(self, result, window):
+        """Done: log and return. Aborted: log, then raise the one-line OutageError."""
+        result['revisions'] = self.revisions()
+        if self.estimate_ms is not None and result.get('outage'):
+            result['outage']['estimate_ms'] = self.estimate_ms
+        answering, statement = self._verify(result, window.disabled)
+        resume_error = window.resume_error
+        if not answering and resume_error is None:
+            resume_error = ConsoleError(statement)
+            statement = None
+        if window.error is None and resume_error is None and not window.replay_errors:
+            result['outcome'] = 'done'
+            self._log(result)
+            return result
+        result['outcome'] = 'aborted in %s' % (window.step or ('replay resume' if window.replay_errors else 'resume'))
+        self._log(result, failed=True)
+        parts = []
+        if window.error is not None:
+            parts.append(one_line(window.error))
+            if result['changed']:
+                parts.append('the patches ARE committed on the primary')
+            elif 'nothing applied' not in parts[-1]:  # the schema engine may have said so already
+                parts.append('nothing applied')
+        if resume_error is not None:
+            parts.append('RESUME FAILED: %s - resume by hand: psql -h <pgbouncer> -p <port> -U <admin> pgbouncer '
+                         '-c "RESUME"' % one_line(resume_error))
+        else:
+            parts.append(statement)
+        parts.extend(self.mode.abort_notes(window))
+        if window.disabled:
+            parts.append('left DISABLED until their standby catches up: %s - then ENABLE them'
+                         % ', '.join('%s on %s' % (e, b) for b, e in window.disabled))
+        if self.budget_cap:
+            parts.append('budget capped at %(seconds)g s by %(pgbouncer)s %(setting)s = %(timeout_seconds)g s' %
+                         self.budget_cap)
+        shown = ('drain', 'drain_write', 'drain_read', 'cold_transaction', 'standby_replay', 'resume',
+                 'resume_write', 'resume_read')
+        timings = ', '.join('%s %s ms' % (p['phase'], p['duration_ms']) for p in self.clock.phases
+                            if p['phase'] in shown)
+        raise OutageError('outage aborted in %s: %s (%s)' % (result['outcome'][11:], '; '.join(parts), timings),
+                          result)
 
     def _log(self, result, failed=False):
         """The deploy-log row, written after RESUME so it never lengthens the outage.
@@ -630,41 +722,6 @@ class Outage:
         if lock_retry and self.lock_retry is not None:
             kwargs['lock_retry'] = self.lock_retry
         return kwargs
-
-    def _resume(self, lagging, consoles=None, phase='resume'):
-        """Resume every entry of ``consoles`` (default: self.consoles) except the
-        entries serving a standby in ``lagging`` (endpoint labels): those are
-        fenced - DISABLE (no new clients), KILL (the queued and connected clients
-        go, never onto the old schema), RESUME (KILL leaves an entry paused) -
-        and reported."""
-        consoles = self.consoles if consoles is None else consoles
-        fenced = {}
-        lagging_names = {s.get('name') for s in self.standbys if endpoint_label(s) in set(lagging)}
-        for standby, per in standby_entries_by_pgbouncer(
-                [s for s in self.standbys if s.get('name') in lagging_names],
-                [c.endpoint.get('name') for c in consoles]).items():
-            for console in consoles:
-                for entry in per.get(console.endpoint.get('name'), []):
-                    if entry in console.entries:
-                        fenced.setdefault(console, []).append(entry)
-        disabled, fence_errors = [], []
-        for console, entries in fenced.items():
-            console.entries = [e for e in console.entries if e not in entries]
-            for entry in entries:
-                try:
-                    console.close_pause_connections()
-                    for verb in ('DISABLE', 'KILL', 'RESUME'):
-                        console.command(verb, entry)
-                    disabled.append((console.label, entry))
-                except ConsoleError as exc:
-                    fence_errors.append(str(exc))
-        try:
-            resumed = resume(consoles, self.clock, phase=phase)
-        except ConsoleError as exc:
-            return [], exc, disabled
-        if fence_errors:
-            return resumed, ConsoleError('; '.join(fence_errors)), disabled
-        return resumed, None, disabled
 
     def close(self):
         for conn in [self.conn, self.observer] + [c for dummy, c in self.standby_conns]:

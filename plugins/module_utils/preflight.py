@@ -28,7 +28,6 @@ import time
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import deploywindows, lint, lockstep, replication
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import DEFAULT_RESERVE_SECONDS
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import standby_entries_by_pgbouncer
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, format_revision, load_patch_set, plan as make_plan)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
@@ -39,7 +38,9 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     SchemaError, applied_revisions, procedure_source)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
-    classify_connections, resolve_addresses, server_pids)
+    classify_connections, server_pids)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
+    resolve_addresses, standby_entries_by_pgbouncer)
 
 try:
     import psycopg2

@@ -22,8 +22,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import socket
-
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import query
 
 # Rows of pg_stat_activity the drain matches holders against (unix-socket
@@ -130,15 +128,3 @@ def match_backends(found, activity_rows):
             backend = by_addr.get((holder.get('server_local_addr'), holder.get('server_local_port')))
         holder['backend'] = backend
     return found
-
-
-def resolve_addresses(hosts, resolver=socket.getaddrinfo):
-    """Every address the (pgbouncer) hosts resolve to; a name that does not
-    resolve stands for itself, a unix socket directory too."""
-    addresses = set()
-    for host in hosts:
-        try:
-            addresses |= {info[4][0] for info in resolver(host, None)}
-        except (socket.gaierror, UnicodeError):
-            addresses.add(host)
-    return addresses

@@ -1,57 +1,11 @@
-"""Split window: which entries are read-write and which read-only, the mode's
-validation, and how the report shows the write and read outages."""
+"""Split window: the mode's validation and how the report shows the write and
+read outages (which entries are read-only: test_topology)."""
 
 import pytest
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import (
-    Outage, split_entries, standby_entries_by_pgbouncer)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import Outage
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
     build_report, entry_from_result, render_text)
-
-LAB_STANDBYS = [
-    {'name': 'standby1', 'host': '10.0.0.11', 'pgbouncer_databases': ['pgbouncer1:app_ro']},
-    {'name': 'standby2', 'host': '10.0.0.12', 'pgbouncer_databases': ['pgbouncer2:app_ro']},
-]
-
-
-def test_lab_layout_each_pgbouncer_has_one_read_write_and_one_read_only_entry():
-    found = {'pgbouncer1': ['app', 'app_ro'], 'pgbouncer2': ['app', 'app_ro']}
-    read_write, read_only = split_entries(found, LAB_STANDBYS)
-    assert read_write == {'pgbouncer1': ['app'], 'pgbouncer2': ['app']}
-    assert read_only == {'pgbouncer1': ['app_ro'], 'pgbouncer2': ['app_ro']}
-
-
-def test_bare_entry_name_is_read_only_on_every_pgbouncer():
-    standbys = [{'name': 's1', 'host': 'h', 'pgbouncer_databases': ['app_ro']}]
-    read_write, read_only = split_entries({'b1': ['app', 'app_ro'], 'b2': ['app_ro', 'app']}, standbys)
-    assert read_only == {'b1': ['app_ro'], 'b2': ['app_ro']}
-    assert read_write == {'b1': ['app'], 'b2': ['app']}
-
-
-def test_entry_of_one_pgbouncer_stays_read_write_on_another():
-    standbys = [{'name': 's1', 'host': 'h', 'pgbouncer_databases': ['b1:reports']}]
-    read_write, read_only = split_entries({'b1': ['app', 'reports'], 'b2': ['app', 'reports']}, standbys)
-    assert read_only == {'b1': ['reports'], 'b2': []}
-    assert read_write == {'b1': ['app'], 'b2': ['app', 'reports']}
-
-
-def test_standby_entries_that_are_not_deploy_entries_are_ignored():
-    standbys = [{'name': 's1', 'host': 'h', 'pgbouncer_databases': ['otherdb_ro', 'b1:app_ro']}]
-    read_write, read_only = split_entries({'b1': ['app', 'app_ro']}, standbys)
-    assert read_only == {'b1': ['app_ro']} and read_write == {'b1': ['app']}
-
-
-def test_no_standby_mapping_means_everything_is_read_write():
-    read_write, read_only = split_entries({'b1': ['app', 'app_ro']}, [{'name': 's', 'host': 'h'}])
-    assert read_write == {'b1': ['app', 'app_ro']} and read_only == {'b1': []}
-
-
-def test_two_standbys_on_one_entry_both_count_once():
-    standbys = [{'name': 's1', 'host': 'a', 'pgbouncer_databases': ['ro']},
-                {'name': 's2', 'host': 'b', 'pgbouncer_databases': ['b1:ro']}]
-    assert standby_entries_by_pgbouncer(standbys, ['b1'])['s2'] == {'b1': ['ro']}
-    read_write, read_only = split_entries({'b1': ['ro', 'rw']}, standbys)
-    assert read_only == {'b1': ['ro']} and read_write == {'b1': ['rw']}
 
 
 def test_unknown_window_mode_is_refused():

@@ -1,6 +1,5 @@
 """Primary-side sessions (no database): pgbouncer's server connections are
 recognised by their backend pid, whatever address they come from."""
-import socket
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import drain as dr
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import sessions
@@ -59,11 +58,3 @@ def test_holder_without_a_pid_falls_back_to_the_local_address():
     found = dr.holders(servers, CLIENTS, ['fdtdemo'], LABEL)
     sessions.match_backends(found, [{'pid': 77, 'client_addr': '10.0.0.21', 'client_port': 40001}])
     assert found[0]['backend']['pid'] == 77
-
-
-def test_resolve_addresses_keeps_names_that_do_not_resolve():
-    def resolver(host, port):
-        if host == 'bad':
-            raise socket.gaierror('no')
-        return [(None, None, None, None, ('10.0.0.21', 0))]
-    assert sessions.resolve_addresses(['good', 'bad'], resolver) == {'10.0.0.21', 'bad'}

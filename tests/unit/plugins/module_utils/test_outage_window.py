@@ -1,0 +1,147 @@
+"""The window skeleton without a database: the mode is a strategy, every
+failure inside the window goes through the mode's resume, one result builder."""
+import pytest
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outage as om
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import ConsoleError
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import SchemaError
+
+
+class Plan:
+    pending_cold = ['patch-1']
+
+    @staticmethod
+    def as_dict():
+        return {'pending_cold': ['patch-1']}
+
+
+class Mode:
+    """A window mode that records what the skeleton asked of it."""
+
+    def __init__(self, failure=None):
+        self.failure = failure
+        self.calls = []
+
+    def phases(self, outage, window):
+        self.calls.append(('phases', outage.clock.started))
+        window.step = 'schema application'
+        if self.failure is not None:
+            raise self.failure
+        window.applied = {'patches': [{'name': 'patch-1'}], 'transaction_ms': 3.0, 'commit_lsn': '0/1',
+                          'commit_xid': 7}
+        window.step = 'standby replay'
+
+    def resume(self, outage, window):
+        self.calls.append(('resume', window.error))
+        window.resumed = [{'host': 'b1', 'maxwait_ms': 12.5}, {'host': 'b2', 'maxwait_ms': 30.0}]
+
+    def after(self, outage, window):
+        self.calls.append(('after', window.ended_at is not None))
+
+    @staticmethod
+    def summary(window):
+        return {'extra': True}
+
+
+def _outage(mode, mode_name='all'):
+    outage = om.Outage(primary={'host': 'p', 'name': 'p'}, standbys=[], pgbouncers=[], db_name='app',
+                       patch_dir='/nowhere', budget_seconds=10, window_mode=mode_name)
+    outage.plan = Plan()
+    outage.mode = mode
+    outage._finish = lambda result, window: (result, window)
+    return outage
+
+
+def test_the_clock_starts_in_run_and_the_mode_resumes_after_its_phases():
+    mode = Mode()
+    outage = _outage(mode)
+    assert not outage.clock.started
+    result, window = outage.run()
+    assert mode.calls == [('phases', True), ('resume', None), ('after', True)]
+    assert window.step is None and window.error is None and result['changed'] is True
+    assert result['outage']['max_client_wait_ms'] == 30.0 and result['outage']['extra'] is True
+    assert result['outage']['transaction_ms'] == 3.0 and result['outage']['commit_xid'] == 7
+    assert result['resumed'] == window.resumed and 'replay_left_paused' not in result
+
+
+def test_a_failure_inside_the_window_is_resumed_and_reported_in_its_phase():
+    mode = Mode(failure=SchemaError('primary: boom', lagging=['s1']))
+    outage = _outage(mode)
+    result, window = outage.run()
+    assert mode.calls[1][0] == 'resume' and isinstance(mode.calls[1][1], SchemaError)
+    assert window.step == 'schema application' and window.lagging == ['s1']
+    assert result['changed'] is False and result['outage']['commit_lsn'] is None
+
+
+def test_an_unexpected_error_still_resumes_every_pgbouncer_then_goes_on_up():
+    mode = Mode(failure=RuntimeError('a bug'))
+    outage = _outage(mode)
+    with pytest.raises(RuntimeError, match='a bug'):
+        outage.run()
+    assert [call[0] for call in mode.calls] == ['phases', 'resume']
+
+
+def test_nothing_pending_opens_no_window():
+    mode = Mode()
+    outage = _outage(mode)
+    outage.plan.pending_cold = []
+    result = outage.run()
+    assert result['outcome'] == 'nothing to do' and mode.calls == [] and not outage.clock.started
+
+
+def test_outage_summary_is_one_builder_for_both_modes():
+    window = om.Window()
+    window.started_at, window.ended_at = 100.0, 100.25
+    window.resumed = [{'maxwait_ms': 5.0}, {'maxwait_ms': None}]
+    window.replay = {'standbys': [{'name': 's1', 'replay_ms': 1.5}]}
+    summary = om.outage_summary(window)
+    assert summary['outage_ms'] == 250.0 and summary['max_client_wait_ms'] == 5.0
+    assert summary['standby_replay_ms'] == {'s1': 1.5} and summary['patches'] == []
+    assert om.outage_summary(window, {'window_mode': 'split'})['window_mode'] == 'split'
+
+
+def test_split_resume_brings_writes_back_then_replay_then_reads(monkeypatch):
+    order = []
+
+    def fake_resume(consoles, clock=None, phase='resume'):
+        order.append(phase)
+        return [{'host': phase, 'maxwait_ms': 1.0 if phase == 'resume_write' else 2.0}]
+
+    def fake_resume_replay(conns, clock=None):
+        order.append('replay_resume')
+        return [(endpoint, 'connection lost') for endpoint, dummy in conns]
+
+    monkeypatch.setattr(om, 'resume', fake_resume)
+    monkeypatch.setattr(om, 'resume_replay', fake_resume_replay)
+    outage = _outage(om.SplitWindow(), 'split')
+    standby = {'name': 's1', 'host': '10.0.0.11', 'port': 5432}
+    outage.standby_conns = [(standby, None)]
+    window = om.Window()
+    window.applied = {'commit_lsn': '0/1'}
+    window.replay_paused = [standby]
+    outage.mode.resume(outage, window)
+    assert order == ['resume_write', 'replay_resume', 'resume_read']
+    # Committed, and this standby's replay could not be resumed: its entries are fenced.
+    assert window.lagging == [om.endpoint_label(standby)] and window.replay_errors
+    assert [r['host'] for r in window.resumed] == ['resume_write', 'resume_read']
+    window.started_at, window.ended_at, window.ended = 1.0, 1.1, 5.0
+    window.marks = {'write_start': 4.0, 'write_end': 4.5, 'read_start': 4.75}
+    fields = om.SplitWindow.summary(window)
+    assert (fields['write_outage_ms'], fields['read_outage_ms']) == (500.0, 250.0)
+    assert (fields['max_write_wait_ms'], fields['max_read_wait_ms']) == (1.0, 2.0)
+    assert 'REPLAY LEFT PAUSED' in om.SplitWindow.abort_notes(window)[0]
+
+
+def test_split_writes_are_resumed_once_and_a_failure_is_kept(monkeypatch):
+    calls = []
+
+    def failing_resume(consoles, clock=None, phase='resume'):
+        calls.append(phase)
+        raise ConsoleError('b1: resume failed')
+
+    monkeypatch.setattr(om, 'resume', failing_resume)
+    outage = _outage(om.SplitWindow(), 'split')
+    window = om.Window()
+    om.SplitWindow.resume_writes(outage, window)
+    om.SplitWindow.resume_writes(outage, window)
+    assert calls == ['resume_write'] and 'resume failed' in str(window.write_error)
