@@ -89,7 +89,8 @@ class _Drain:
     """State of one drain across consoles (single thread, select loop)."""
 
     def __init__(self, consoles, deadline_seconds, policy, primary_conn, terminate_after_seconds,
-                 terminate_min_xact_age_seconds, clock, poll_interval, phase='drain', after_pause_sent=None):
+                 terminate_min_xact_age_seconds, clock, poll_interval, phase='drain', after_pause_sent=None,
+                 flags=None):
         if policy not in ('abort', 'terminate'):
             raise ValueError('policy must be abort or terminate, got %r' % (policy,))
         self.consoles = consoles
@@ -104,6 +105,7 @@ class _Drain:
         self.poll_interval = poll_interval
         self.phase = phase
         self.after_pause_sent = after_pause_sent
+        self.flags = dict(flags or {})
         self.terminated = []
         self.phases = {}
         self.results = {}
@@ -113,9 +115,13 @@ class _Drain:
         deadline = began + self.deadline_seconds
         pending = {}  # console -> set of entries whose PAUSE has not returned
         try:
-            # Every console is asked at once: the window must not grow with the
-            # number of pgbouncers.
-            states = checked(in_parallel(lambda c: c.flags(), self.consoles))
+            # What is paused already: read before the window when the caller
+            # did (``flags``), else now - every console at once: the window
+            # must not grow with the number of pgbouncers.
+            unread = [c for c in self.consoles if c not in self.flags]
+            states = dict(self.flags)
+            if unread:
+                states.update(checked(in_parallel(lambda c: c.flags(), unread)))
             for console in self.consoles:
                 flags = states[console]
                 to_pause = [entry for entry in console.entries if not flags[entry]['paused']]
@@ -262,7 +268,7 @@ class _Drain:
 
 def drain(consoles, deadline_seconds=None, policy='abort', primary_conn=None,
           terminate_after_seconds=None, terminate_min_xact_age_seconds=None, clock=None,
-          poll_interval=0.05, phase='drain', after_pause_sent=None):
+          poll_interval=0.05, phase='drain', after_pause_sent=None, flags=None):
     """PAUSE the deploy's entries on every (open) console at once and confirm
     the drain from SHOW DATABASES/SERVERS within ``deadline_seconds`` (default:
     the usable budget of ``clock``).
@@ -281,11 +287,19 @@ def drain(consoles, deadline_seconds=None, policy='abort', primary_conn=None,
     (no arguments; it must not raise) runs once every PAUSE has been sent and
     before the drain is confirmed: the split window resumes the read-write
     entries there, so some watched entry stays paused without a gap.
+
+    ``flags``: {console: Console.flags()} read before the window (the outage
+    reads them as the last step before its clock starts): the entries already
+    paused then are neither paused nor resumed by this drain; a console
+    missing from it is read first (one round trip). A pgbouncer-wide PAUSE
+    made since is told by the PAUSE's own reply ("already suspended/paused"):
+    DrainError, every pause undone. An entry PAUSEd since is answered like
+    ours (pgbouncer gives no sign): it is paused and resumed with the others.
     """
     if deadline_seconds is None:
         if clock is None:
             raise ValueError('drain needs deadline_seconds or a budget clock')
         deadline_seconds = clock.work_timeout('drain')
     runner = _Drain(consoles, deadline_seconds, policy, primary_conn, terminate_after_seconds,
-                    terminate_min_xact_age_seconds, clock, poll_interval, phase, after_pause_sent)
+                    terminate_min_xact_age_seconds, clock, poll_interval, phase, after_pause_sent, flags)
     return runner.run()

@@ -33,8 +33,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import drain
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import replication
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
-    Console, ConsoleError, budget_cap, describe_verdict, in_parallel, open_consoles, probe_consoles, probe_verdict,
-    resume, with_probe_login)
+    Console, ConsoleError, budget_cap, checked, describe_verdict, in_parallel, open_consoles,
+    probe_consoles, probe_verdict, resume, verify_resumed, with_probe_login)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
     server_pids, terminate_killable)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
@@ -44,8 +44,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, load_patch_set, plan as make_plan, refuse_drift)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    SchemaError, applied_revisions, apply_cold, ensure_revision_table, newest_revision_sql, procedure_source,
-    wait_for_replay)
+    SchemaError, applied_revisions, apply_cold, cross_check_replay, ensure_revision_table, newest_revision_sql,
+    procedure_source, wait_for_replay)
 
 
 # How long a standby may take to confirm pg_wal_replay_pause(): nothing is
@@ -223,7 +223,10 @@ def outage_summary(window, mode_fields=None):
 
     ``window``: a finished Window; ``mode_fields``: what the mode adds (split:
     the write and read halves). Times in ms, rounded to 0.1; the longest
-    client wait is the longest SHOW POOLS maxwait over every resumed console.
+    client wait is the longest SHOW POOLS maxwait, read with the RESUMEs, over
+    every resumed console; ``primary_confirms``: {standby: True
+    when the primary's pg_stat_replication shows it replayed the commit,
+    False when not (yet), None when it was not read}.
     """
     applied = window.applied or {}
     summary = {
@@ -232,6 +235,8 @@ def outage_summary(window, mode_fields=None):
         'outage_ms': round((window.ended_at - window.started_at) * 1000, 1),
         'max_client_wait_ms': _longest_wait(window.resumed),
         'standby_replay_ms': dict((s['name'], s.get('replay_ms')) for s in (window.replay or {}).get('standbys', [])),
+        # The primary's pg_stat_replication view, read after RESUME (a report, not a gate).
+        'primary_confirms': dict((s['name'], s.get('primary_confirms')) for s in (window.replay or {}).get('standbys', [])),
         'patches': applied.get('patches', []),
         'transaction_ms': applied.get('transaction_ms'),
         'commit_lsn': applied.get('commit_lsn'),
@@ -258,7 +263,8 @@ class AllWindow:
     @staticmethod
     def phases(outage, window):
         window.step = 'drain'
-        drain(outage.consoles, policy=outage.drain_policy, primary_conn=outage.observer, clock=outage.clock)
+        drain(outage.consoles, policy=outage.drain_policy, primary_conn=outage.observer, clock=outage.clock,
+              flags=outage.entry_flags)
         outage.cold_transaction(window)
         outage.standby_replay(window)
 
@@ -312,12 +318,12 @@ class SplitWindow:
         window.step = 'drain'
         window.marks['write_start'] = time.monotonic()
         drain(outage.consoles, policy=outage.drain_policy, primary_conn=outage.observer, clock=outage.clock,
-              phase='drain_write')
+              phase='drain_write', flags=outage.entry_flags)
         outage.cold_transaction(window)
         window.step = 'read drain'
         window.marks['read_start'] = time.monotonic()
         drain(outage.read_consoles, policy=outage.drain_policy, clock=outage.clock, phase='drain_read',
-              after_pause_sent=lambda: self.resume_writes(outage, window))
+              after_pause_sent=lambda: self.resume_writes(outage, window), flags=outage.entry_flags)
         window.step = 'replay resume'
         replay_errors = [(e, err) for e, err in resume_replay(outage.standby_conns, outage.clock) if err]
         window.replay_paused = [e for e, dummy in replay_errors]
@@ -336,7 +342,7 @@ class SplitWindow:
         if window.write_resumed is not None or window.write_error is not None:
             return
         try:
-            window.write_resumed = resume(outage.consoles, outage.clock, phase='resume_write')
+            window.write_resumed = resume(outage.consoles, outage.clock, phase='resume_write', verify=False)
         except ConsoleError as exc:
             window.write_error = exc
         window.marks['write_end'] = time.monotonic()
@@ -435,6 +441,7 @@ class Outage:
         # read-only ones live on consoles of their own (their own PAUSE connections).
         self.read_consoles = []
         self.pgbouncer_addrs = set()
+        self.entry_flags = {}     # {console: Console.flags()}, read as prepare's last step
 
     # -- before the window -------------------------------------------------
     def prepare(self, check_mode=False):
@@ -470,9 +477,15 @@ class Outage:
             # DNS before the clock: terminate_killable never asks the resolver inside the window.
             self.pgbouncer_addrs = resolve_addresses([p['host'] for p in self.pgbouncers])
             self.mode.prepare(self, check_mode)
-            # The PAUSE connections too: set-up must not count against the outage.
+            # The PAUSE connections too (and one for SHOW POOLS, sent with the
+            # RESUMEs): set-up must not count against the outage.
             for console in self.consoles + self.read_consoles:
                 console.open_pause_connections(console.entries)
+                console.open_pools_connection()
+            # Last before the clock: the entries someone else paused already
+            # (the drain neither pauses nor resumes them); a pgbouncer-wide
+            # PAUSE made since is refused by our PAUSE's own reply.
+            self.entry_flags = checked(in_parallel(lambda c: c.flags(), self.consoles + self.read_consoles))
         except (ConnectError, ConsoleError, PatchSetError, SchemaError, DeployLogError) as exc:
             self.close()
             raise OutageError(one_line(exc))
@@ -542,7 +555,9 @@ class Outage:
             self.mode.resume(self, window)
             window.ended = time.monotonic()
             window.ended_at = time.time()
+            self.verify_resumed(window)
         self.mode.after(self, window)
+        self.cross_check_replay(window)
         result.update(
             changed=window.changed,
             phases=self.clock.phases,
@@ -568,7 +583,7 @@ class Outage:
         """Every standby has replayed the commit (schema.wait_for_replay)."""
         window.step = 'standby replay'
         window.replay = wait_for_replay(self.observer, self.standby_conns, window.applied['commit_lsn'], self.clock,
-                                        xid=window.applied['commit_xid'])
+                                        xid=window.applied['commit_xid'], cross_check=False)
 
     def _terminate_killable(self):
         """Inside the window: terminate the killable users' direct connections,
@@ -584,6 +599,33 @@ class Outage:
                 pids |= server_pids(rows)
             rec['detail']['terminated'] = terminate_killable(self.observer, self.killable_users, self.db_name,
                                                              pids, self.pgbouncer_addrs)
+
+    def verify_resumed(self, window):
+        """Once the RESUMEs are answered (the clients flow again, the outage
+        has ended): SHOW DATABASES on every console at once, each entry neither
+        paused nor disabled (pgbouncer_console.verify_resumed). When it finds
+        one left to resume or enable, the outage ends only when that is done.
+        A failure joins ``window.resume_error``."""
+        try:
+            fixed = verify_resumed(self.consoles + self.read_consoles, self.clock)
+        except ConsoleError as exc:
+            window.resume_error = exc if window.resume_error is None else \
+                ConsoleError('%s; %s' % (window.resume_error, exc))
+            return
+        if any(f['resumed'] or f['enabled'] for f in fixed):
+            window.ended = time.monotonic()
+            window.ended_at = time.time()
+
+    def cross_check_replay(self, window):
+        """After the window: the primary's pg_stat_replication view of each
+        standby beside its own answer (schema.cross_check_replay) - a report,
+        never a gate, so a failure to read it is reported, not raised."""
+        if not window.replay or not window.replay.get('standbys'):
+            return
+        try:
+            cross_check_replay(self.observer, window.replay, [e for e, dummy in self.standby_conns])
+        except psycopg2.Error as exc:
+            window.replay['cross_check_error'] = one_line(exc)
 
     def resume_consoles(self, lagging, consoles=None, phase='resume'):
         """Resume every entry of ``consoles`` (default: self.consoles) except the
@@ -608,7 +650,7 @@ class Outage:
                 except ConsoleError as exc:
                     fence_errors.append(str(exc))
         try:
-            resumed = resume(consoles, self.clock, phase=phase)
+            resumed = resume(consoles, self.clock, phase=phase, verify=False)
         except ConsoleError as exc:
             return [], exc, disabled
         if fence_errors:

@@ -283,6 +283,8 @@ class Console:
         self.pause_cursors = {}
         # Entries whose PAUSE returned: their idle connections, for the RESUME.
         self.resume_conns = {}
+        # An async admin connection of its own for the SHOW POOLS sent with the RESUMEs (open_pools_connection).
+        self.pools_conn = None
 
     # -- plumbing --------------------------------------------------------
     def open(self):
@@ -443,12 +445,27 @@ class Console:
         self.pause_cursors = {}
 
     def _close_resume_connections(self):
-        for conn in self.resume_conns.values():
+        conns = list(self.resume_conns.values())
+        if self.pools_conn is not None:
+            conns.append(self.pools_conn)
+            self.pools_conn = None
+        for conn in conns:
             try:
                 conn.close()
             except Exception:
                 pass
         self.resume_conns = {}
+
+    def open_pools_connection(self):
+        """One more non-blocking admin connection (before the outage's clock):
+        resume() sends SHOW POOLS on it together with the RESUMEs, so the
+        clients' longest wait costs no round trip of its own."""
+        if self.pools_conn is None:
+            try:
+                self.pools_conn = connect(self.endpoint, dbname=ADMIN_DB, local_commits=False, async_=True,
+                                          application_name='fastdowntime-pools')
+            except ConnectError as exc:
+                raise ConsoleError(str(exc))
 
     def _resume_entries(self, entries, timeout=RESUME_TIMEOUT_SECONDS):
         """RESUME every entry of ``entries`` at once: each on its idle PAUSE
@@ -484,20 +501,73 @@ class Console:
             raise ConsoleError('%s: %s' % (self.label, '; '.join(errors)))
 
     # -- resume ----------------------------------------------------------
-    def resume(self, entries=None):
-        """Close waiting PAUSEs, read the longest client wait, RESUME the
-        entries this console paused (all at once), verify; an entry found
-        still paused or disabled then is resumed/enabled and verified again.
-        Returns what was done and measured. Round trips: SHOW POOLS, the
-        RESUMEs together, SHOW DATABASES (two more only when the verification
-        finds something left to do)."""
+    def _send_show_pools(self):
+        """SHOW POOLS sent on the pools connection, not waited for: (connection,
+        cursor), or None when there is none (or it fails: resume() reads SHOW
+        POOLS on the console before the RESUMEs instead)."""
+        conn, self.pools_conn = self.pools_conn, None
+        if conn is None:
+            return None
+        try:
+            cursor = conn.cursor()
+            cursor.execute('SHOW POOLS')
+            return conn, cursor
+        except psycopg2.Error:
+            conn.close()
+            return None
+
+    def _read_show_pools(self, sent, entries, timeout=RESUME_TIMEOUT_SECONDS):
+        """The longest client wait (ms) from _send_show_pools' answer; None when it did not come."""
+        conn, cursor = sent
+        try:
+            wait(conn, timeout)
+            return max_wait_ms(normalize_rows(rows_as_dicts(cursor)), entries)
+        except (TimeoutError, psycopg2.Error):
+            return None
+        finally:
+            conn.close()
+
+    def resume(self, entries=None, verify=True):
+        """Close waiting PAUSEs, RESUME the entries this console paused (all at
+        once), then (``verify``) verify_resumed. The longest client wait
+        (SHOW POOLS maxwait) is read with the RESUMEs: sent just before them on
+        the pools connection (open_pools_connection), so pgbouncer reads it
+        while the clients still queue and no round trip is added; without that
+        connection it is read before them. Returns what was done and measured:
+        host, entries, resumed, enabled, maxwait_ms, duration_ms. Round trips:
+        the RESUMEs together (with SHOW POOLS beside them, or one before them),
+        and with ``verify`` SHOW DATABASES (two more only when it finds
+        something left to do)."""
         began = time.monotonic()
         entries = entries or self.entries
         self.close_pause_connections()
-        waited = max_wait_ms(self.show('POOLS'), entries)
+        pools = self._send_show_pools()
+        waited = max_wait_ms(self.show('POOLS'), entries) if pools is None else None
         resumed = [entry for entry in entries if entry in self.paused_by_us]
-        self._resume_entries(resumed)
-        enabled = []
+        try:
+            self._resume_entries(resumed)
+        except ConsoleError:
+            if pools is not None:
+                pools[0].close()
+            raise
+        self.paused_by_us.difference_update(resumed)
+        if pools is not None:
+            waited = self._read_show_pools(pools, entries)
+        done = {'host': self.label, 'entries': list(entries), 'resumed': resumed, 'enabled': [],
+                'maxwait_ms': waited}
+        if verify:
+            fixed = self.verify_resumed(entries)
+            done.update(resumed=resumed + fixed['resumed'], enabled=fixed['enabled'])
+        done['duration_ms'] = round((time.monotonic() - began) * 1000, 1)
+        return done
+
+    def verify_resumed(self, entries=None):
+        """SHOW DATABASES: every entry neither paused nor disabled. An entry
+        found paused or disabled (someone's PAUSE or DISABLE, a RESUME that did
+        not land) is resumed/enabled and read again; still so -> ConsoleError.
+        Returns {'resumed': [entries], 'enabled': [entries]}: what it had to do."""
+        entries = entries or self.entries
+        resumed, enabled = [], []
         after = self.flags(entries)
         if any(after[entry]['paused'] or after[entry]['disabled'] for entry in entries):
             for entry in entries:
@@ -513,22 +583,21 @@ class Console:
             raise ConsoleError('%s: %s still paused or disabled after RESUME/ENABLE: check the pgbouncer log'
                                % (self.label, ', '.join(stuck)))
         self.paused_by_us.difference_update(entries)
-        return {'host': self.label, 'entries': list(entries), 'resumed': resumed, 'enabled': enabled,
-                'maxwait_ms': waited, 'duration_ms': round((time.monotonic() - began) * 1000, 1)}
+        return {'resumed': resumed, 'enabled': enabled}
 
-    def resume_reconnecting(self, entries=None):
+    def resume_reconnecting(self, entries=None, verify=True):
         """resume(), reconnecting once when the admin connection is gone: a
         pgbouncer restarted mid-window (or a dropped link) is reconnected and
         checked - a new process has nothing paused - not reported as failed."""
         if self.conn is None or self.conn.closed:
             self.reopen()
         try:
-            return self.resume(entries)
+            return self.resume(entries, verify=verify)
         except ConsoleError:
             if not self.conn.closed:
                 raise
             self.reopen()
-            return dict(self.resume(entries), reconnected=True)
+            return dict(self.resume(entries, verify=verify), reconnected=True)
 
     def _resume_entry(self, entry):
         try:
@@ -588,26 +657,46 @@ def open_consoles(consoles):
     return consoles
 
 
-def resume(consoles, clock=None, phase='resume'):
-    """RESUME (and ENABLE) the deploy's entries on every console in parallel;
-    each console's work is timed as ``phase`` on ``clock``.
+def resume(consoles, clock=None, phase='resume', verify=True):
+    """RESUME (and, with ``verify``, verify) the deploy's entries on every
+    console in parallel; each console's work is timed as ``phase`` on ``clock``.
 
     Returns one dict per console: host, resumed, enabled, maxwait_ms (the
-    longest client wait, read before resuming) and duration_ms. Raises
-    ConsoleError naming every console that could not be resumed, after trying
-    them all.
+    longest client wait at RESUME) and duration_ms. Raises ConsoleError naming
+    every console that could not be resumed, after trying them all. Without
+    ``verify`` the caller runs verify_resumed (the window does, once its
+    clients flow again).
     """
     def one(console):
         with _phase(clock, phase, console.label) as record:
-            result = console.resume_reconnecting()
+            result = console.resume_reconnecting(verify=verify)
             if record is not None:
                 record['detail'].update(maxwait_ms=result['maxwait_ms'], resumed=result['resumed'])
             return result
 
-    outcome = in_parallel(one, consoles)
+    return _on_every(one, consoles, 'resume failed')
+
+
+def verify_resumed(consoles, clock=None, phase='resume_verify'):
+    """Console.verify_resumed on every console in parallel, each timed as
+    ``phase`` on ``clock``. Returns [{'host', 'resumed', 'enabled'}] (what had
+    to be done, per console); ConsoleError naming every console left paused or
+    disabled, after trying them all."""
+    def one(console):
+        with _phase(clock, phase, console.label) as record:
+            fixed = dict(console.verify_resumed(), host=console.label)
+            if record is not None:
+                record['detail'].update(resumed=fixed['resumed'], enabled=fixed['enabled'])
+            return fixed
+
+    return _on_every(one, consoles, 'resume not verified')
+
+
+def _on_every(function, consoles, failure):
+    outcome = in_parallel(function, consoles)
     failed = ['%s' % error for dummy, dummy, error in outcome if error]
     if failed:
-        raise ConsoleError('resume failed: %s' % '; '.join(failed))
+        raise ConsoleError('%s: %s' % (failure, '; '.join(failed)))
     return [result for dummy, result, dummy in outcome]
 
 

@@ -594,25 +594,28 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     simple model built from measured round trips (RTT, the slowest host of
     each kind):
 
-    - drain: PAUSE, SHOW DATABASES, SHOW SERVERS (3 RTT of the slowest
-      pgbouncer) plus one drain poll interval;
+    - drain: the PAUSEs, then SHOW DATABASES + SHOW SERVERS at once (2 RTT
+      of the slowest pgbouncer) plus one drain poll interval;
     - cold patches: one RTT for the whole transaction (it travels as one
       string, schema.ColdBatch; docs/window.md), plus per statement the
       lint's estimate (``statement_costs``: (file, line) -> seconds, from
       the live table sizes, lint.py) or at least ``statement_seconds``;
     - standby replay: the slowest catch-up measured by the lag probe plus
-      2 RTT of the slowest standby;
-    - resume: SHOW POOLS, SHOW DATABASES twice and one RESUME per entry (RTT
-      of the slowest pgbouncer).
+      1 RTT (one poll) of the slowest standby;
+    - resume: every entry's RESUME at once, SHOW POOLS beside them (1 RTT of
+      the slowest pgbouncer).
+
+    The same round trips as the window's (docs/window.md); ``entries_per_pgbouncer``
+    no longer changes the estimate (the RESUMEs travel together).
     """
     statements = sum(len(p.statements) for p in cold_patches)
     pgbouncer_rtt = max(pgbouncer_rtts or [0.0])
-    drain = 3 * pgbouncer_rtt + DRAIN_POLL_SECONDS if pgbouncer_rtts else 0.0
+    drain = 2 * pgbouncer_rtt + DRAIN_POLL_SECONDS if pgbouncer_rtts else 0.0
     costs = statement_costs or {}
     server = sum(max(statement_seconds, costs.get((p.name, s.line), 0.0)) for p in cold_patches for s in p.statements)
     cold = primary_rtt + server
-    replay = (replay_seconds + 2 * max(standby_rtts)) if standby_rtts else 0.0
-    resume = (3 + max(entries_per_pgbouncer or [0])) * pgbouncer_rtt if pgbouncer_rtts else 0.0
+    replay = (replay_seconds + max(standby_rtts)) if standby_rtts else 0.0
+    resume = pgbouncer_rtt if pgbouncer_rtts else 0.0
     phases = {'drain': drain, 'cold_patches': cold, 'standby_replay': replay, 'resume': resume}
     ms = dict((name + '_ms', round(value * 1000, 1)) for name, value in phases.items())
     ms['total_ms'] = round(sum(phases.values()) * 1000, 1)

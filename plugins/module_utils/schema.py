@@ -42,6 +42,8 @@ QUERY_CANCELED = '57014'
 # One key for "a schema deploy is running on this database" (pg_advisory_lock).
 DEPLOY_LOCK_KEY = 0x46445453  # 'FDTS'
 SAVEPOINT = 'fastdowntime_statement'
+# How long the primary's view of the standbys may take to confirm the replay (a report, not a gate).
+CROSS_CHECK_GRACE_SECONDS = 0.5
 
 # What a patch may change in its session, put back to the deploy session's
 # defaults after each patch (before the next one and before its revision row
@@ -905,7 +907,8 @@ def replay_query(lsn, xid=None):
     return REPLAY_SQL, (lsn,)
 
 
-def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_poll_seconds=0.05, xid=None):
+def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_poll_seconds=0.05, xid=None,
+                    cross_check=True):
     """Wait until every standby has replayed the deploy, polling all of them
     each round (async connections are queried in parallel).
 
@@ -917,7 +920,8 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
     'standbys': [{'name', 'replay_ms', 'replay_lsn', 'primary_replay_lsn',
     ...}]}. A standby not caught up while the clock's usable budget lasts ->
     SchemaError naming it, with ``lagging`` listing every standby without the
-    schema.
+    schema. ``cross_check=False``: the caller runs cross_check_replay later
+    (the outage does, after RESUME: a report, not a gate).
     """
     sql, params = replay_query(lsn, xid)
     target = 'of transaction %s (committed after %s)' % (xid, lsn) if xid is not None else 'at %s' % lsn
@@ -965,25 +969,37 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
             if any(not s['done'] and id(s) not in in_flight for s in states):
                 time.sleep(min(interval, max(clock.usable(), 0)))
                 interval = min(interval * 2, max_poll_seconds)
-        # Cross-check: the primary's own view of each standby. Its feedback
-        # trails the standby by a message, so give it a moment (not a gate: the
-        # standby's answer above is the authority).
-        grace_until = time.monotonic() + min(max(clock.usable(), 0), 0.5)
-        while True:
-            primary_view = _primary_replication_view(primary_conn, lsn)
-            seen = [match_replication_row(primary_view, s['endpoint']) for s in states]
-            if all(row is None or row['caught_up'] for row in seen) or time.monotonic() >= grace_until:
-                break
-            time.sleep(0.005)
-        results = []
-        for state, seen in zip(states, seen):
-            results.append({'name': state['label'], 'replay_ms': state['replay_ms'],
-                            'replay_lsn': state['replay_lsn'],
-                            'primary_replay_lsn': seen['replay_lsn'] if seen else None,
-                            'primary_confirms': bool(seen and seen['caught_up']),
-                            'primary_state': seen['state'] if seen else None})
+        results = [{'name': state['label'], 'replay_ms': state['replay_ms'], 'replay_lsn': state['replay_lsn']}
+                   for state in states]
         record['detail']['standby_replay_ms'] = dict((r['name'], r['replay_ms']) for r in results)
-    return {'lsn': lsn, 'xid': xid, 'standbys': results, 'total_ms': _ms(time.monotonic() - began)}
+    replay = {'lsn': lsn, 'xid': xid, 'standbys': results, 'total_ms': _ms(time.monotonic() - began)}
+    if cross_check:
+        cross_check_replay(primary_conn, replay, [endpoint for endpoint, dummy in standbys],
+                           min(max(clock.usable(), 0), CROSS_CHECK_GRACE_SECONDS))
+    return replay
+
+
+def cross_check_replay(primary_conn, replay, endpoints, grace_seconds=None):
+    """The primary's own view of each standby (pg_stat_replication), added to
+    each of ``replay['standbys']`` (wait_for_replay's result, in the order of
+    ``endpoints``): primary_replay_lsn, primary_confirms (its replay_lsn has
+    reached ``replay['lsn']``), primary_state. Its feedback trails the standby
+    by a message, so it is read again for up to ``grace_seconds`` (default
+    CROSS_CHECK_GRACE_SECONDS) until it confirms every standby it shows. A
+    report, never a gate: the standby's own answer is the authority."""
+    grace = CROSS_CHECK_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    grace_until = time.monotonic() + grace
+    while True:
+        primary_view = _primary_replication_view(primary_conn, replay['lsn'])
+        seen = [match_replication_row(primary_view, endpoint) for endpoint in endpoints]
+        if all(row is None or row['caught_up'] for row in seen) or time.monotonic() >= grace_until:
+            break
+        time.sleep(0.005)
+    for result, row in zip(replay['standbys'], seen):
+        result.update(primary_replay_lsn=row['replay_lsn'] if row else None,
+                      primary_confirms=bool(row and row['caught_up']),
+                      primary_state=row['state'] if row else None)
+    return replay
 
 
 def _answers(asked, timeout):

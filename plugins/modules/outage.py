@@ -137,9 +137,12 @@ phases:
   returned: always
 outage:
   description:
-    - C(started_at)/C(ended_at) (epoch seconds), C(outage_ms) (drain start to last RESUME), C(max_client_wait_ms)
-      (the longest wait pgbouncer saw), C(standby_replay_ms) per standby, C(patches) (per-patch duration_ms),
-      C(transaction_ms), C(commit_xid) (the transaction the standbys confirmed), C(commit_lsn).
+    - C(started_at)/C(ended_at) (epoch seconds), C(outage_ms) (drain start to last RESUME; to the end of the
+      verification after it when that had to resume or enable an entry), C(max_client_wait_ms) (the longest wait
+      pgbouncer saw, SHOW POOLS read with the RESUMEs), C(standby_replay_ms) per standby, C(primary_confirms) per
+      standby (the primary's pg_stat_replication shows the commit replayed, read after RESUME - a report, not a
+      gate), C(patches) (per-patch duration_ms), C(transaction_ms), C(commit_xid) (the transaction the standbys
+      confirmed), C(commit_lsn).
   type: dict
   returned: when an outage took place
   sample:

@@ -51,6 +51,68 @@ def test_pause_resume_under_load_loses_nothing(healthy_lab, consoles):
     assert [p['phase'] for p in clock.phases].count('resume') == 2
 
 
+def test_the_window_reads_no_pgbouncer_state_and_still_measures_the_clients_wait(healthy_lab, consoles):
+    """As the outage does: what is paused read before the clock, SHOW POOLS sent
+    with the RESUMEs on a connection of its own, the verification once the
+    clients flow again."""
+    flags = dict((console, console.flags()) for console in consoles)
+    for console in consoles:
+        console.open_pools_connection()
+    reads = []
+    for console in consoles:
+        show = console.show
+        console.show = lambda what, show=show: reads.append(what) or show(what)
+    clock = BudgetClock(10).start()
+    with healthy_lab.load(writers=PGBOUNCERS) as load:
+        time.sleep(0.5)
+        dr.drain(consoles, clock=clock, flags=flags)
+        drain_reads, reads[:] = list(reads), []
+        time.sleep(0.3)  # the cold transaction and the replay: clients queue in pgbouncer
+        resumed = pc.resume(consoles, clock=clock, verify=False)
+        window_reads = list(reads)
+        fixed = pc.verify_resumed(consoles, clock=clock)
+        time.sleep(0.5)
+    # Inside the window only the drain's confirmation (SHOW DATABASES + SHOW SERVERS on an idle PAUSE
+    # connection): no SHOW DATABASES before the PAUSEs, no SHOW POOLS at RESUME.
+    assert drain_reads == ['DATABASES', 'DATABASES'] and window_reads == []
+    assert fixed == [{'host': c.label, 'resumed': [], 'enabled': []} for c in consoles]
+    assert all_active(consoles)
+    # The writers queued through the 0.3 s: pgbouncer read their wait as the RESUMEs came.
+    assert max(r['maxwait_ms'] for r in resumed) >= 200
+    assert load.errors == []
+    assert load.missing_commits(healthy_lab.primary_dsn()) == []
+
+
+@pytest.mark.faults
+def test_a_pgbouncer_wide_pause_made_after_the_read_is_refused_by_our_pause(healthy_lab, consoles):
+    """The entries already paused are read before the outage's clock; an operator's
+    pgbouncer-wide PAUSE made after that makes our PAUSE fail ("already
+    suspended/paused"): the drain undoes what it paused and leaves the operator's pause."""
+    flags = dict((console, console.flags()) for console in consoles)
+    operator = pc.Console(healthy_lab.pgbouncer('pgbouncer1')).open()
+    try:
+        operator.command('PAUSE')
+        with pytest.raises(dr.DrainError) as err:
+            dr.drain(consoles, deadline_seconds=2.0, flags=flags)
+        message = str(err.value)
+        assert '\n' not in message and 'already suspended/paused' in message and 'pgbouncer1' in message
+        assert 'resumed' in message
+        # pgbouncer2 is not left paused by the failed drain.
+        assert not any(flag['paused'] for flag in consoles[1].flags().values())
+        # The operator's PAUSE is theirs: a client of pgbouncer1 still waits.
+        assert client_waits(healthy_lab, 'pgbouncer1')
+    finally:
+        operator.command('RESUME')
+        operator.close()
+    assert all_active(consoles)
+
+
+def client_waits(lab, pgbouncer, timeout=1.0):
+    """True when a client of ``pgbouncer`` gets no answer to SELECT 1 within ``timeout`` seconds."""
+    outcome = pc.probe([('c', lab.pgbouncer(pgbouncer, admin=False))], timeout)
+    return 'no answer' in (outcome['c'] or '')
+
+
 @pytest.mark.faults
 def test_open_transaction_makes_the_drain_miss_its_deadline_and_resumes_all(healthy_lab, consoles, primary):
     with healthy_lab.load(writers=PGBOUNCERS) as load:

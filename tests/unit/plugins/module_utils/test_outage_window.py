@@ -103,7 +103,8 @@ def test_outage_summary_is_one_builder_for_both_modes():
 def test_split_resume_brings_writes_back_then_replay_then_reads(monkeypatch):
     order = []
 
-    def fake_resume(consoles, clock=None, phase='resume'):
+    def fake_resume(consoles, clock=None, phase='resume', verify=True):
+        assert verify is False  # verified once the outage has ended
         order.append(phase)
         return [{'host': phase, 'maxwait_ms': 1.0 if phase == 'resume_write' else 2.0}]
 
@@ -135,7 +136,7 @@ def test_split_resume_brings_writes_back_then_replay_then_reads(monkeypatch):
 def test_split_writes_are_resumed_once_and_a_failure_is_kept(monkeypatch):
     calls = []
 
-    def failing_resume(consoles, clock=None, phase='resume'):
+    def failing_resume(consoles, clock=None, phase='resume', verify=True):
         calls.append(phase)
         raise ConsoleError('b1: resume failed')
 
@@ -145,3 +146,70 @@ def test_split_writes_are_resumed_once_and_a_failure_is_kept(monkeypatch):
     om.SplitWindow.resume_writes(outage, window)
     om.SplitWindow.resume_writes(outage, window)
     assert calls == ['resume_write'] and 'resume failed' in str(window.write_error)
+
+
+def test_the_primarys_replication_view_is_read_after_the_window_as_a_report(monkeypatch):
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import schema
+    endpoints = [{'name': 'standby1', 'host': '10.0.0.11'}, {'name': 'standby2', 'host': '10.0.0.12'}]
+    replay = {'lsn': '0/5000000', 'standbys': [{'name': 'standby1 (10.0.0.11:5432)', 'replay_ms': 1.0},
+                                               {'name': 'standby2 (10.0.0.12:5432)', 'replay_ms': 2.0}]}
+    views = [[{'application_name': 'standby1', 'client_addr': '10.0.0.11', 'state': 'streaming',
+               'replay_lsn': '0/4000000', 'caught_up': False}],
+             [{'application_name': 'standby1', 'client_addr': '10.0.0.11', 'state': 'streaming',
+               'replay_lsn': '0/5000010', 'caught_up': True}]]
+    monkeypatch.setattr(schema, '_primary_replication_view', lambda conn, lsn: views.pop(0))
+    monkeypatch.setattr(schema.time, 'sleep', lambda seconds: None)
+    schema.cross_check_replay(None, replay, endpoints, grace_seconds=5)
+    # Read again until the primary's feedback confirms every standby it shows; standby2 it does not show.
+    assert views == []
+    assert [(s['primary_confirms'], s['primary_replay_lsn'], s['primary_state']) for s in replay['standbys']] == [
+        (True, '0/5000010', 'streaming'), (False, None, None)]
+
+
+def test_the_replay_wait_inside_the_window_does_not_read_the_primary(monkeypatch):
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import schema
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock
+
+    class Standby:
+        async_ = False
+
+        def cursor(self):
+            class Cursor:
+                def execute(self, sql, params=None):
+                    pass
+
+                def fetchone(self):
+                    return ('0/5000100', True)
+            return Cursor()
+
+    monkeypatch.setattr(schema, '_primary_replication_view', lambda conn, lsn: pytest.fail('read inside the window'))
+    replay = schema.wait_for_replay(None, [({'name': 's1', 'host': 'h', 'port': 5432}, Standby())], '0/5000000',
+                                    BudgetClock(10), xid='7', cross_check=False)
+    assert replay['standbys'][0]['replay_lsn'] == '0/5000100' and 'primary_confirms' not in replay['standbys'][0]
+
+
+def test_the_verification_after_the_resume_ends_the_outage_only_when_it_had_to_act(monkeypatch):
+    answers = [[{'host': 'b1', 'resumed': [], 'enabled': []}],
+               [{'host': 'b1', 'resumed': ['app'], 'enabled': []}]]
+    monkeypatch.setattr(om, 'verify_resumed', lambda consoles, clock: answers.pop(0))
+    outage = _outage(Mode())
+    window = om.Window()
+    window.ended, window.ended_at = 1.0, 2.0
+    outage.verify_resumed(window)
+    assert (window.ended, window.ended_at) == (1.0, 2.0)
+    # An entry found still paused was resumed by the verification: the outage lasted until then.
+    outage.verify_resumed(window)
+    assert window.ended > 1.0 and window.ended_at > 2.0 and window.resume_error is None
+
+
+def test_a_failed_verification_joins_the_resume_error(monkeypatch):
+    def stuck(consoles, clock):
+        raise ConsoleError('resume not verified: b1: app still paused or disabled after RESUME/ENABLE')
+
+    monkeypatch.setattr(om, 'verify_resumed', stuck)
+    outage = _outage(Mode())
+    window = om.Window()
+    window.resume_error = ConsoleError('resume failed: b2: gone')
+    outage.verify_resumed(window)
+    assert str(window.resume_error) == ('resume failed: b2: gone; resume not verified: b1: app still paused or '
+                                        'disabled after RESUME/ENABLE')

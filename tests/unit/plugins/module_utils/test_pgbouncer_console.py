@@ -176,23 +176,23 @@ def test_resumes_are_sent_all_at_once_on_the_connections_their_pauses_used():
 
 
 class FakeShowServers(FakeAsyncConsoleConn):
-    """An idle PAUSE connection that answers SHOW SERVERS with ``rows``."""
+    """An idle admin connection that answers a SHOW (SERVERS by default) with ``rows``."""
 
-    def __init__(self, name, log, rows):
+    def __init__(self, name, log, rows, columns=('database', 'state', 'link')):
         FakeAsyncConsoleConn.__init__(self, name, log)
-        self.rows = rows
+        self.rows, self.columns = rows, columns
 
     def cursor(self):
         conn = self
 
         class Cursor:
-            description = [('database',), ('state',), ('link',)]
+            description = [(column,) for column in conn.columns]
 
             def execute(self, sql):
                 conn.log.append(('send', conn.name, sql))
 
             def fetchall(self):
-                return [(r['database'], r['state'], r['link']) for r in conn.rows]
+                return [tuple(r[column] for column in conn.columns) for r in conn.rows]
         return Cursor()
 
 
@@ -296,3 +296,65 @@ def test_a_console_declared_for_one_process_must_reach_it():
     console.config = {'unix_socket_dir': '/run/pgb/p1'}
     with pytest.raises(pc.ConsoleError, match='unix_socket_dir is /run/pgb/p1, not /run/pgb/p2'):
         console.check_process()
+
+
+def test_show_pools_travels_with_the_resumes_and_costs_no_round_trip(monkeypatch):
+    log = []
+    console = pc.Console({'host': '10.0.0.21', 'port': 6432, 'user': 'admin', 'name': 'pgb1'})
+    console.entries = ['db', 'db_ro']
+    console.paused_by_us = {'db', 'db_ro'}
+    rows = [{'database': 'db', 'cl_waiting': 2, 'maxwait': 0, 'maxwait_us': 30000},
+            {'database': 'other', 'cl_waiting': 1, 'maxwait': 9, 'maxwait_us': 0}]
+    console.resume_conns = {'db': FakeAsyncConsoleConn('db', log), 'db_ro': FakeAsyncConsoleConn('db_ro', log)}
+    console.pools_conn = FakeShowServers('pools', log, rows, columns=('database', 'cl_waiting', 'maxwait', 'maxwait_us'))
+    monkeypatch.setattr(console, 'show', lambda what: pytest.fail('SHOW %s on the console: a round trip' % what))
+    done = console.resume(verify=False)
+    assert done['maxwait_ms'] == 30.0 and done['resumed'] == ['db', 'db_ro'] and done['enabled'] == []
+    sends = [i for i, item in enumerate(log) if item[0] == 'send']
+    answers = [i for i, item in enumerate(log) if item[0] == 'answer']
+    # SHOW POOLS first, then every RESUME, all before any answer is awaited: one round trip.
+    assert [log[i][2] for i in sends] == ['SHOW POOLS', 'RESUME %s' % pc.quote_entry('db'),
+                                          'RESUME %s' % pc.quote_entry('db_ro')]
+    assert max(sends) < min(answers)
+    assert console.paused_by_us == set() and console.pools_conn is None
+
+
+def test_without_a_pools_connection_show_pools_is_read_before_the_resumes(monkeypatch):
+    log = []
+    console = pc.Console({'host': '10.0.0.21', 'port': 6432, 'user': 'admin', 'name': 'pgb1'})
+    console.entries = ['db']
+    console.paused_by_us = {'db'}
+    console.resume_conns = {'db': FakeAsyncConsoleConn('db', log)}
+    monkeypatch.setattr(console, 'show', lambda what: log.append(('show', what)) or
+                        [{'database': 'db', 'cl_waiting': 1, 'maxwait': 1, 'maxwait_us': 500000}])
+    assert console.resume(verify=False)['maxwait_ms'] == 1500.0
+    assert log[0] == ('show', 'POOLS') and log[1][:2] == ('send', 'db')
+
+
+class AlreadyPausedConsole:
+    """A console whose one entry someone else paused; reading its flags now is a round trip the window must not pay."""
+    label = 'pgb1'
+    entries = ['db']
+
+    def __init__(self):
+        self.pause_conns, self.paused_by_us, self.closed = {}, set(), 0
+
+    def flags(self):
+        raise AssertionError('SHOW DATABASES inside the window')
+
+    def open_pause_connections(self, entries):
+        assert entries == []
+
+    def drained(self):
+        return True
+
+    def close_pause_connections(self):
+        self.closed += 1
+
+
+def test_drain_takes_the_entries_already_paused_from_before_the_window():
+    console = AlreadyPausedConsole()
+    flags = {console: {'db': {'paused': True, 'disabled': False}}}
+    done = dr.drain([console], deadline_seconds=1, flags=flags, poll_interval=0.001)
+    assert done['consoles'][0]['already_paused'] == ['db'] and done['consoles'][0]['paused'] == []
+    assert console.paused_by_us == set()
