@@ -51,8 +51,37 @@ PRIMARY = 'host=%s10 port=5432 dbname=fdtdemo user=fdt_deploy password=deploy-se
 CLIENT = 'host=%s%d port=6432 dbname=fdtdemo user=fdt_app password=app-secret'
 PSQL = '/usr/lib/postgresql/15/bin/psql'
 VENV_BIN = os.path.join(REPO, '.venv', 'bin')
-METHODS = ('collection', 'collection-1', 'psql-chain', 'live', 'window-all', 'window-split', 'size-1', 'size-500')
+METHODS = ('collection', 'collection-1', 'psql-chain', 'live', 'window-all', 'window-split', 'size-1', 'size-500',
+           'big-index', 'big-rewrite', 'big-validate', 'stall', 'scale')
+# Run on their own after the interleaved methods: the stall series (STALL_DEPLOYS in a row) and the scale
+# points (each run rebuilds the lab in the point's shape).
+SEPARATE = ('stall', 'scale')
 WINDOW_METHODS = ('window-all', 'window-split')
+# Scale: (pgbouncers, standbys) -> the lab shape (lab/labctl.py SHAPES), under the same client load.
+SCALES = {(2, 2): 'default', (2, 4): 'scale_2', (8, 4): 'scale_8', (16, 4): 'scale', (32, 4): 'scale_32',
+          (64, 4): 'scale_64'}
+SCALE_WRITERS = 16          # writers in all, spread evenly over the pgbouncers (2+2: 8 each, 16+4: 1 each)
+SCALE_GOAL = 1.1            # issue 20: 16+4 within 1.1x of 2+2
+SCALE_MODEL_TO = 100        # the model's reach (pgbouncers)
+# The stall series: deploys of the 500-statement set in a row on an idle primary (issue 20: 0 stalls in 50).
+STALL_DEPLOYS = 50
+# One poll of the replay wait at its longest (schema.wait_for_replay: the answers awaited up to the poll
+# interval, then a sleep of the interval, which grows to max_poll_seconds = 50 ms): a standby reported later
+# than this after it replayed the commit (seen by the bench's own observer) is a stall.
+STALL_POLL_MS = 100.0
+STALL_OBSERVER_SECONDS = 0.002
+# Big-table cases (the lint's costly statements), each one cold patch on a table of BIG_ROWS rows.
+BIG_SCHEMA = 'fdt_bench_big'
+BIG_TABLE = BIG_SCHEMA + '.big'
+BIG_ROWS = 1500000
+BIG_CASES = {
+    'big-index': ('CREATE INDEX big_n ON %s (n);\n' % BIG_TABLE, 'DROP INDEX IF EXISTS %s.big_n' % BIG_SCHEMA),
+    'big-rewrite': ('ALTER TABLE %s ALTER COLUMN id TYPE bigint;\n' % BIG_TABLE,
+                    'ALTER TABLE %s ALTER COLUMN id TYPE integer' % BIG_TABLE),
+    'big-validate': ('ALTER TABLE %s ADD CONSTRAINT big_n_check CHECK (n >= 0);\n' % BIG_TABLE,
+                     'ALTER TABLE %s DROP CONSTRAINT IF EXISTS big_n_check' % BIG_TABLE),
+}
+BIG_BUDGET_SECONDS = 300
 # Patch-set size: (files, statements per file), on an idle primary, against psql -1 of the same SQL.
 SIZES = {'size-1': (1, 1), 'size-500': (20, 25)}
 ADDED_RTT_ROUND_TRIPS = 5   # the goal: outage <= 5 RTT + the server's own time + 20 %
@@ -211,6 +240,347 @@ def run_size(tmp, tag, inventory, files, per_file, far=None):
             'rtt_ms': round(round_trip_ms(far_dsn(PRIMARY) if far else PRIMARY), 3), 'wall_s': round(wall, 2)}
 
 
+def iso_epoch(text):
+    """The report's ISO 8601 UTC time ('2026-11-30T00:01:02.345Z') as epoch seconds."""
+    moment = datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%S.%fZ')
+    return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def scale_key(pgbouncers, standbys):
+    return 'scale-%dx%d' % (pgbouncers, standbys)
+
+
+def parse_scale_key(key):
+    pgbouncers, standbys = key.split('-', 1)[1].split('x')
+    return int(pgbouncers), int(standbys)
+
+
+def shape_inventory(tmp, tag):
+    """An inventory of every database and pgbouncer of the lab as it is now
+    (any shape, from `labctl.py describe`): each standby serving the read-only
+    entry of the pgbouncers the lab points at it. No app servers."""
+    hosts = lab_describe()['hosts']
+    names = dict((role, [n for n, h in hosts.items() if h['role'] == role]) for role in ('primary', 'standby',
+                                                                                          'pgbouncer'))
+    inventory = {'all': {'children': {
+        'fastdowntime_primary': {'hosts': {'primary': {'ansible_host': hosts['primary']['addr']}}},
+        'fastdowntime_standbys': {'hosts': dict((s, {
+            'ansible_host': hosts[s]['addr'],
+            'fastdowntime_standby_pgbouncer_databases': ['%s:fdtdemo_ro' % p for p in names['pgbouncer']
+                                                          if hosts[p].get('standby') == s]})
+            for s in names['standby'])},
+        'fastdowntime_pgbouncers': {'hosts': dict((p, {'ansible_host': hosts[p]['addr']}) for p in names['pgbouncer'])},
+    }}}
+    directory = os.path.join(tmp, 'inventory-' + tag)
+    os.makedirs(directory)
+    os.symlink(os.path.join(REPO, 'inventories', 'lab', 'group_vars'), os.path.join(directory, 'group_vars'))
+    path = os.path.join(directory, 'hosts.yml')
+    with open(path, 'w') as handle:
+        json.dump(inventory, handle, indent=1)  # JSON is YAML
+    return path, [hosts[p]['addr'] for p in names['pgbouncer']], [hosts[s]['addr'] for s in names['standby']]
+
+
+def scale_load(pgbouncer_addrs):
+    """SCALE_WRITERS writers in all, spread evenly over the pgbouncers."""
+    per = max(1, SCALE_WRITERS // len(pgbouncer_addrs))
+    return ClientLoad(writers=[CLIENT % (LAB, int(a.rsplit('.', 1)[1])) for a in pgbouncer_addrs],
+                      per_dsn=per, pause=0.01)
+
+
+def _wait_all(conns, timeout=30.0):
+    """Wait until every async connection has its answer (or is connected)."""
+    deadline = time.monotonic() + timeout
+    waiting = list(conns)
+    while waiting:
+        left = []
+        for conn in waiting:
+            state = conn.poll()
+            if state == psycopg2.extensions.POLL_READ:
+                left.append((conn, 'r'))
+            elif state == psycopg2.extensions.POLL_WRITE:
+                left.append((conn, 'w'))
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError('bare window: no answer within %.0f s' % timeout)
+        import select
+        select.select([c for c, m in left if m == 'r'], [c for c, m in left if m == 'w'], [], 0.05)
+        waiting = [c for c, dummy in left]
+
+
+def bare_window(tag, pgbouncer_addrs, standby_addrs):
+    """The physical limit of one window on this lab: one process, every
+    connection open before the clock, PAUSE on every pgbouncer at once, the
+    ALTER on the primary (autocommit: one round trip), every standby polled at
+    once until it has the column, RESUME on every pgbouncer at once. Returns
+    the outage (first PAUSE sent to last RESUME answered), ms."""
+    admin = 'host=%s port=6432 dbname=pgbouncer user=fdt_admin password=admin-secret'
+    consoles = [psycopg2.connect(admin % a, async_=True) for a in pgbouncer_addrs]
+    standbys = [psycopg2.connect(PRIMARY.replace('host=%s10 ' % LAB, 'host=%s ' % a), async_=True)
+                for a in standby_addrs]
+    _wait_all(consoles + standbys)
+    primary = psycopg2.connect(PRIMARY)
+    primary.autocommit = True
+    try:
+        began = time.monotonic()
+        held = [conn.cursor() for conn in consoles]  # an async cursor must outlive its query
+        for cur in held:
+            cur.execute('PAUSE fdtdemo')
+        _wait_all(consoles)
+        with primary.cursor() as cur:
+            cur.execute(patch_sql(tag))
+        check = ("SELECT count(*) FROM pg_attribute WHERE attrelid = 'fdt_item'::regclass AND attname = 'bench_%s'"
+                 % tag)
+        waiting = list(standbys)
+        while waiting:
+            cursors = [(conn, conn.cursor()) for conn in waiting]
+            for dummy, cur in cursors:
+                cur.execute(check)
+            _wait_all(waiting)
+            waiting = [conn for conn, cur in cursors if cur.fetchone()[0] == 0]
+        held = [conn.cursor() for conn in consoles]
+        for cur in held:
+            cur.execute('RESUME fdtdemo')
+        _wait_all(consoles)
+        return round((time.monotonic() - began) * 1000, 1)
+    finally:
+        for conn in consoles + standbys + [primary]:
+            conn.close()
+
+
+def namespace_cost():
+    """The lab's processes and their resident memory, per kind of host: {role:
+    {'hosts', 'processes', 'rss_mb'}} summed over the hosts' namespaces."""
+    hosts = lab_describe()['hosts']
+    cost = {}
+    for name, host in hosts.items():
+        pids = subprocess.run(['ip', 'netns', 'pids', netns_name(name)], capture_output=True, text=True,
+                              check=False).stdout.split()
+        rss = 0
+        for pid in pids:
+            try:
+                with open('/proc/%s/status' % pid) as handle:
+                    rss += next(int(line.split()[1]) for line in handle if line.startswith('VmRSS:'))
+            except (OSError, StopIteration, ValueError):
+                pass
+        row = cost.setdefault(host['role'], {'hosts': 0, 'processes': 0, 'rss_mb': 0.0})
+        row['hosts'] += 1
+        row['processes'] += len(pids)
+        row['rss_mb'] = round(row['rss_mb'] + rss / 1024.0, 1)
+    return cost
+
+
+def run_scale(tmp, tag, pgbouncers, standbys):
+    """The collection's window (--tags outage) and the bare window, each under
+    the same client load, on the lab with ``pgbouncers`` and ``standbys``."""
+    lab_up(SCALES[(pgbouncers, standbys)])
+    inventory, pgbouncer_addrs, standby_addrs = shape_inventory(tmp, tag)
+    assert (len(pgbouncer_addrs), len(standby_addrs)) == (pgbouncers, standbys), (pgbouncer_addrs, standby_addrs)
+    result = {'pgbouncers': pgbouncers, 'standbys': standbys}
+    with scale_load(pgbouncer_addrs) as load:
+        time.sleep(1.0)
+        outage_ms, wall = run_collection(tmp, tag, inventory, report_phases=True)
+        time.sleep(1.0)
+    result.update(outage_ms=outage_ms['outage_ms'], phases_ms=outage_ms['phases_ms'], wall_s=round(wall, 2),
+                  max_client_wait_ms=round(load.max_wait() * 1000, 1),
+                  window_client_wait_ms=round(load.max_wait_during(*outage_ms['window']) * 1000, 1),
+                  client_errors=len(load.errors),
+                  commits_lost=len(load.missing_commits(PRIMARY)), writers=len(load.workers))
+    with scale_load(pgbouncer_addrs) as load:
+        time.sleep(1.0)
+        bare_began = time.time()
+        bare_ms = bare_window(tag + '_bare', pgbouncer_addrs, standby_addrs)
+        bare_ended = time.time()
+        time.sleep(1.0)
+    result.update(bare_outage_ms=bare_ms, bare_max_client_wait_ms=round(load.max_wait() * 1000, 1),
+                  bare_window_client_wait_ms=round(load.max_wait_during(bare_began, bare_ended) * 1000, 1),
+                  bare_client_errors=len(load.errors), namespaces=namespace_cost())
+    return result
+
+
+class ReplayObserver:
+    """Polls every standby (its own connections, every STALL_OBSERVER_SECONDS)
+    for a table the deploy creates; records when each first has it (time.time()):
+    when the standby replayed the commit, seen from outside the collection."""
+
+    def __init__(self, standby_addrs, table):
+        self.table = table
+        self.seen = {}
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._watch, args=(addr,), daemon=True) for addr in standby_addrs]
+
+    def _watch(self, addr):
+        conn = psycopg2.connect(PRIMARY.replace('host=%s10 ' % LAB, 'host=%s ' % addr))
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                while not self.stopping.is_set():
+                    cur.execute('SELECT to_regclass(%s) IS NOT NULL', (self.table,))
+                    if cur.fetchone()[0]:
+                        self.seen[addr] = time.time()
+                        return
+                    time.sleep(STALL_OBSERVER_SECONDS)
+        finally:
+            conn.close()
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(10)
+
+
+def lab_endpoints():
+    """The outage module's primary, standbys and pgbouncers arguments for the lab
+    as it is (what the endpoints filter makes of the lab inventory)."""
+    hosts = lab_describe()['hosts']
+
+    def pg(name):
+        return {'name': name, 'host': hosts[name]['addr'], 'port': 5432, 'user': 'fdt_deploy',
+                'password': 'deploy-secret', 'ssl_mode': 'disable'}
+    pgbouncers = [n for n, h in hosts.items() if h['role'] == 'pgbouncer']
+    return {'primary': pg('primary'),
+            'standbys': [dict(pg(n), pgbouncer_databases=['%s:fdtdemo_ro' % p for p in pgbouncers
+                                                          if hosts[p].get('standby') == n])
+                         for n, h in hosts.items() if h['role'] == 'standby'],
+            'pgbouncers': [{'name': n, 'host': hosts[n]['addr'], 'port': 6432, 'user': 'fdt_admin',
+                            'password': 'admin-secret', 'ssl_mode': 'disable'} for n in pgbouncers]}
+
+
+def run_outage_module(tmp, tag, args):
+    """The collection's outage module run once by itself (python plugins/modules/outage.py
+    ARGS, as Ansible runs it, without ansible-playbook: no plan task, no dead-man
+    switch); returns its result."""
+    path = os.path.join(tmp, 'args-%s.json' % tag)
+    with open(path, 'w') as handle:
+        json.dump({'ANSIBLE_MODULE_ARGS': dict(args, db_name='fdtdemo')}, handle)
+    proc = subprocess.run([os.path.join(VENV_BIN, 'python'), os.path.join(ENGINE, 'plugins', 'modules', 'outage.py'),
+                           path], env=dict(env(), PYTHONPATH=os.path.join(ENGINE, '.collections')),
+                          capture_output=True, text=True, check=False)
+    try:
+        result = json.loads(proc.stdout)
+    except ValueError:
+        raise RuntimeError('outage module: %s' % (proc.stdout + proc.stderr)[-2000:])
+    if result.get('failed'):
+        raise RuntimeError('outage module failed: %s' % result.get('msg'))
+    return result
+
+
+def run_stall(tmp, tag):
+    """One window (the outage module by itself) of the 500-statement set on an
+    idle primary, watched by a ReplayObserver: per standby, how long after it
+    replayed the commit the result says it had (reported = the standby_replay
+    phase's start + that standby's replay_ms)."""
+    files, per_file = SIZES['size-500']
+    patch_dir = os.path.join(tmp, 'patches-' + tag)
+    size_patch_set(patch_dir, tag, files, per_file)
+    conn = psycopg2.connect(PRIMARY)
+    with conn, conn.cursor() as cur:
+        cur.execute('DROP SCHEMA IF EXISTS fdt_bench CASCADE; CREATE SCHEMA fdt_bench')
+    conn.close()
+    endpoints = lab_endpoints()
+    standbys = dict((s['host'], s['name']) for s in endpoints['standbys'])
+    with ReplayObserver(sorted(standbys), 'fdt_bench.t_%s_%d' % (tag, files - 1)) as observer:
+        data = run_outage_module(tmp, tag, dict(endpoints, patch_dir=patch_dir, revision_table=WINDOW_REVISION_TABLE,
+                                                budget_seconds=SIZE_BUDGET_SECONDS))
+        time.sleep(0.1)
+    [phase] = [p for p in data['phases'] if p.get('phase') == 'standby_replay']
+    reported = phase['detail']['standby_replay_ms']
+    replay_ms, late = {}, {}
+    for addr, name in standbys.items():
+        [label] = [k for k in reported if k == name or k.startswith(name + ' ') or addr in k]
+        replay_ms[name] = reported[label]
+        late[name] = (round((phase['started_at'] + reported[label] / 1000.0 - observer.seen[addr]) * 1000, 1)
+                      if addr in observer.seen and reported[label] is not None else None)
+    return {'outage_ms': data['outage']['outage_ms'], 'replay_phase_ms': phase['duration_ms'],
+            'transaction_ms': data['outage'].get('transaction_ms'), 'standby_replay_ms': replay_ms,
+            'reported_after_replayed_ms': late,
+            'stall': any(v is None or v > STALL_POLL_MS for v in late.values())}
+
+
+def big_table_setup():
+    """BIG_TABLE with BIG_ROWS rows (int id, int n, a md5 pad), analyzed, on
+    every standby before the runs start."""
+    conn = psycopg2.connect(PRIMARY)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute('DROP SCHEMA IF EXISTS %s CASCADE' % BIG_SCHEMA)
+        cur.execute('CREATE SCHEMA %s' % BIG_SCHEMA)
+        cur.execute('CREATE TABLE %s AS SELECT g::integer AS id, (g %% 1000)::integer AS n, md5(g::text) AS pad '
+                    'FROM generate_series(1, %d) g' % (BIG_TABLE, BIG_ROWS))
+        cur.execute('ANALYZE %s' % BIG_TABLE)
+        cur.execute("SELECT pg_size_pretty(pg_table_size('%s'))" % BIG_TABLE)
+        size = cur.fetchone()[0]
+    conn.close()
+    wait_standbys_caught_up()
+    return size
+
+
+def wait_standbys_caught_up(timeout=300):
+    """Until every standby has replayed the primary's current WAL position."""
+    conn = psycopg2.connect(PRIMARY)
+    conn.autocommit = True
+    deadline = time.monotonic() + timeout
+    with conn.cursor() as cur:
+        cur.execute('SELECT pg_current_wal_lsn()')
+        target = cur.fetchone()[0]
+        while time.monotonic() < deadline:
+            cur.execute('SELECT count(*) FILTER (WHERE replay_lsn < %s), count(*) FROM pg_stat_replication',
+                        (target,))
+            behind, total = cur.fetchone()
+            if total and not behind:
+                break
+            time.sleep(0.2)
+    conn.close()
+
+
+def run_big(tmp, tag, inventory, case):
+    """One big-table case: the pre-flight (its estimate, from the lint's live
+    sizes) and the window for one cold patch on BIG_TABLE; the table's state is
+    restored afterwards (outside any measurement)."""
+    sql, undo = BIG_CASES[case]
+    patch_dir = os.path.join(tmp, 'patches-' + tag)
+    os.makedirs(patch_dir)
+    with open(os.path.join(patch_dir, 'patch-%d-01-0.sql' % random.randint(3000, 9999)), 'w') as handle:
+        handle.write('-- %s\n%s' % (case, sql))
+    conn = psycopg2.connect(PRIMARY)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute('DROP SCHEMA IF EXISTS fdt_bench CASCADE; CREATE SCHEMA fdt_bench')
+    report = os.path.join(tmp, 'report-%s.json' % tag)
+    extra = json.dumps({'fastdowntime_patch_dir': patch_dir, 'fastdowntime_revision_table': WINDOW_REVISION_TABLE,
+                        'fastdowntime_budget_seconds': BIG_BUDGET_SECONDS})
+    began = time.monotonic()
+    proc = subprocess.run(['ansible-playbook', '-i', inventory, 'playbooks/fastdowntime.yml', '--tags',
+                           'preflight,outage', '-e', extra], cwd=ENGINE,
+                          env=dict(env(), FASTDOWNTIME_REPORT_PATH=report), capture_output=True, text=True,
+                          check=False)
+    wall = time.monotonic() - began
+    try:
+        if proc.returncode != 0:
+            raise RuntimeError('big-table run %s failed: %s' % (case, proc.stdout[-2000:]))
+        with open(report) as handle:
+            data = json.load(handle)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(undo)
+        conn.close()
+        wait_standbys_caught_up()
+    phases = dict((p['phase'], p) for p in data.get('phases') or [] if isinstance(p, dict))
+    replay = [ms for ms in (data.get('standby_replay_ms') or {}).values() if isinstance(ms, (int, float))]
+    server = [p['duration_ms'] for p in data.get('phases') or []
+              if isinstance(p, dict) and p.get('phase') in ('cold_patch', 'commit')]
+    return {'outage_ms': data['outage']['outage_ms'], 'estimate_ms': data['outage'].get('estimate_ms'),
+            'transaction_ms': (phases.get('cold_transaction') or {}).get('duration_ms'),
+            'server_ms': round(sum(server), 1) if server else None,
+            'standby_replay_ms': max(replay) if replay else None, 'rtt_ms': round(round_trip_ms(PRIMARY), 3),
+            'wall_s': round(wall, 2)}
+
+
 def lab_describe():
     out = subprocess.run([sys.executable, os.path.join(REPO, 'lab', 'labctl.py'), 'describe'], capture_output=True,
                          text=True, check=True).stdout
@@ -239,7 +609,7 @@ def far_inventory(tmp):
     return path
 
 
-def run_collection(tmp, tag, inventory):
+def run_collection(tmp, tag, inventory, report_phases=False):
     patch_dir = os.path.join(tmp, 'patches-' + tag)
     os.mkdir(patch_dir)
     with open(os.path.join(patch_dir, 'patch-%d-00-0.sql' % random.randint(3000, 9999)), 'w') as handle:
@@ -253,8 +623,16 @@ def run_collection(tmp, tag, inventory):
     if proc.returncode != 0:
         raise RuntimeError('collection run failed: %s' % proc.stdout[-2000:])
     with open(report) as handle:
-        outage_ms = json.load(handle)['outage']['outage_ms']
-    return outage_ms, wall
+        data = json.load(handle)
+    if report_phases:
+        # The slowest host of each phase (the phases run on every host at once).
+        phases = {}
+        for phase in data.get('phases') or []:
+            if isinstance(phase, dict) and phase.get('duration_ms') is not None:
+                phases[phase['phase']] = max(phases.get(phase['phase'], 0), phase['duration_ms'])
+        return {'outage_ms': data['outage']['outage_ms'], 'phases_ms': phases,
+                'window': (iso_epoch(data['outage']['started_at']), iso_epoch(data['outage']['ended_at']))}, wall
+    return data['outage']['outage_ms'], wall
 
 
 def run_window(tmp, tag, inventory, mode):
@@ -364,8 +742,19 @@ def run_live(tmp, tag, inventory):
     return round(outage * 1000, 1), outage
 
 
+def engine_commit():
+    """The measured checkout's commit (and '+changes' when its tree differs from it)."""
+    head = subprocess.run(['git', '-C', ENGINE, 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
+                          check=False).stdout.strip()
+    dirty = subprocess.run(['git', '-C', ENGINE, 'status', '--porcelain', '--untracked-files=no'],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return head + ('+changes' if dirty else '')
+
+
 def measure(method, tmp, tag, one_inv, far=None):
     inventory = one_inv if method == 'collection-1' else os.path.join(REPO, 'inventories', 'lab', 'hosts.yml')
+    if method in BIG_CASES:
+        return run_big(tmp, tag, inventory, method)
     if method in SIZES:
         return run_size(tmp, tag, inventory, *SIZES[method], far=far)
     # The same load either way (4 writers): only the number of pgbouncers and standbys changes.
@@ -407,7 +796,7 @@ def machine():
     return '%s, %d cores, %s, Python %s' % (cpu, os.cpu_count(), platform.platform(), platform.python_version())
 
 
-def write_markdown(results, runs, path, baseline=None):
+def write_markdown(results, runs, path, baseline=None, previous=None, previous_source=None):
     now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     base = median([r['outage_ms'] for r in results.get('collection', [])])
     lines = [
@@ -431,7 +820,7 @@ def write_markdown(results, runs, path, baseline=None):
     }
     for method in METHODS:
         rows = results.get(method)
-        if not rows or method in WINDOW_METHODS or method in SIZES or '@' in method:
+        if not rows or method in WINDOW_METHODS or method in SIZES or method in BIG_CASES or method in SEPARATE:
             continue
         outage = median([r['outage_ms'] for r in rows])
         ratio = '%.1fx' % (outage / base) if base else '-'
@@ -442,6 +831,12 @@ def write_markdown(results, runs, path, baseline=None):
     lines += ['', 'Client errors and commits lost are the worst run, not the median.', '']
     lines += window_table(results, runs)
     lines += size_table(results, runs, baseline)
+    lines += estimate_table(results, runs)
+    lines += stall_table(results)
+    lines += scale_table(results, runs)
+    lines += measured_lines(results)
+    if previous:
+        lines += previous_table(results, previous, previous_source)
     lines += ['',
               'Raw runs:', '', '```json', json.dumps(results, indent=1, sort_keys=True), '```', '']
     with open(path, 'w') as handle:
@@ -513,6 +908,226 @@ def size_table(results, runs, baseline=None):
     return lines + ['']
 
 
+def _ratio(value, base):
+    return '%.2fx' % (value / base) if value is not None and base else '-'
+
+
+def estimate_table(results, runs):
+    """The pre-flight's estimate against the actual outage: the size workloads
+    (1 and 500 statements, no added RTT) and the big-table cases."""
+    keys = [k for k in ('size-1', 'size-500') + tuple(BIG_CASES) if results.get(k)]
+    if not keys:
+        return []
+    lines = [
+        '## The estimate against the actual outage',
+        '',
+        'The pre-flight\'s estimate (`preflight.estimate_outage`, with the lint\'s cost model on the live sizes) and',
+        'the outage of the same run, for the size workloads (above, no added RTT) and the lint\'s big-table cases:',
+        'one cold patch on a table of %d rows (`%s`: integer id, integer n, a md5 text) -' % (BIG_ROWS, BIG_TABLE),
+        '`CREATE INDEX` (an index build), `ALTER COLUMN id TYPE bigint` (a rewrite), `ADD CONSTRAINT ... CHECK`',
+        '(a validating scan); idle primary, budget %d s, the table restored after each run. Goal (issue 20):' % (
+            BIG_BUDGET_SECONDS),
+        'estimate within 2x of the actual on every workload, never below it on the big-table cases. Ratios',
+        'are per run (estimate / actual); medians of %d runs. *Physical limit*: the server\'s own time for the' % runs,
+        'transaction (for the sizes: psql -1 on the primary; for the big-table cases: the cold transaction as',
+        'the primary timed it) plus %d round trips.' % ADDED_RTT_ROUND_TRIPS,
+        '',
+        '| workload | outage (ms) | estimate (ms) | estimate / actual, median | lowest | highest | within 2x, '
+        'every run | never below (big tables) | cold transaction (ms) | standby replay (ms) | physical limit (ms) | '
+        'outage / limit |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    for key in keys:
+        rows = [r for r in results[key] if r.get('estimate_ms')]
+        if not rows:
+            continue
+        ratios = [r['estimate_ms'] / r['outage_ms'] for r in rows]
+        outage = median([r['outage_ms'] for r in rows])
+        if key in SIZES:
+            files, per_file = SIZES[key]
+            label = '%d statement%s' % (files * per_file, 's' if files * per_file > 1 else '')
+            limit = median([r['psql_1_on_primary_ms'] + ADDED_RTT_ROUND_TRIPS * r['rtt_ms'] for r in rows])
+            below = '-'
+        else:
+            label = key
+            limit = median([r['server_ms'] + ADDED_RTT_ROUND_TRIPS * r.get('rtt_ms', 0) for r in rows
+                            if r.get('server_ms') is not None])
+            below = 'yes' if min(ratios) >= 1 else 'NO'
+        lines.append('| %s | %s | %s | %.2f | %.2f | %.2f | %s | %s | %s | %s | %s | %s |' % (
+            label, outage, median([r['estimate_ms'] for r in rows]), statistics.median(ratios), min(ratios),
+            max(ratios), 'yes' if all(0.5 <= x <= 2 for x in ratios) else 'NO', below,
+            median([r['transaction_ms'] for r in rows if r.get('transaction_ms') is not None]),
+            median([r['standby_replay_ms'] for r in rows if r.get('standby_replay_ms') is not None]),
+            limit, _ratio(outage, limit)))
+    return lines + ['']
+
+
+def stall_table(results):
+    """The stall series: each standby's report against the observer's view."""
+    rows = results.get('stall-500')
+    if not rows:
+        return []
+    late = [v for r in rows for v in r['reported_after_replayed_ms'].values() if v is not None]
+    stalls = sum(1 for r in rows if r['stall'])
+    files, per_file = SIZES['size-500']
+    lines = [
+        '## Standby replay on an idle primary: the stall series',
+        '',
+        '%d windows in a row (the outage module run by itself, as Ansible runs it, without ansible-playbook\'s'
+        % len(rows),
+        'plan task and dead-man switch; 2 pgbouncers, 2 standbys, no client load) of %d files x %d cheap'
+        % (files, per_file),
+        'statements (the size-500 set). The bench\'s own observer polls every standby every %g ms for the last'
+        % (STALL_OBSERVER_SECONDS * 1000),
+        'table the deploy creates: the moment the standby replayed the commit. *Reported after replayed*: the',
+        'report\'s moment for that standby (the `standby_replay` phase\'s start + its `standby_replay_ms`) less the',
+        'observer\'s. A **stall** is a window where some standby is reported more than one poll (%g ms: the replay'
+        % STALL_POLL_MS,
+        'wait asks every standby, awaits the answers up to its poll interval, then sleeps the interval, which',
+        'grows to 50 ms) after it replayed the commit, or never seen by the observer. Before',
+        'issue 20, 7 of 23 such deploys waited 3.2-21 s. Goal: 0 stalls in 50.',
+        '',
+        '| deploys | stalls | reported after replayed, median (ms) | max (ms) | limit: one poll (ms) | '
+        'standby replay phase, median (ms) | max (ms) | outage, median (ms) | max (ms) |',
+        '|---|---|---|---|---|---|---|---|---|',
+        '| %d | %d | %s | %s | %g | %s | %s | %s | %s |' % (
+            len(rows), stalls, median(late), max(late) if late else '-', STALL_POLL_MS,
+            median([r['replay_phase_ms'] for r in rows]), max(r['replay_phase_ms'] for r in rows),
+            median([r['outage_ms'] for r in rows]), max(r['outage_ms'] for r in rows)),
+        '',
+    ]
+    return lines
+
+
+def fit_line(points):
+    """Least squares y = a + b x over [(x, y)]: (a, b, r2)."""
+    n = float(len(points))
+    mean_x = sum(x for x, y in points) / n
+    mean_y = sum(y for x, y in points) / n
+    sxx = sum((x - mean_x) ** 2 for x, y in points)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx if sxx else 0.0
+    intercept = mean_y - slope * mean_x
+    total = sum((y - mean_y) ** 2 for x, y in points)
+    residual = sum((y - intercept - slope * x) ** 2 for x, y in points)
+    return intercept, slope, (1 - residual / total) if total else 1.0
+
+
+def scale_table(results, runs):
+    """The scale points side by side with the bare window, 16+4 against 2+2,
+    and a linear model in the number of pgbouncers fitted to the points."""
+    keys = sorted((k for k in results if k.startswith('scale-') and results[k]), key=parse_scale_key)
+    if not keys:
+        return []
+    med = {}
+    for key in keys:
+        rows = results[key]
+        med[parse_scale_key(key)] = dict((field, median([r[field] for r in rows])) for field in (
+            'outage_ms', 'window_client_wait_ms', 'bare_outage_ms', 'bare_window_client_wait_ms'))
+    base = med.get((2, 2))
+    lines = [
+        '## Scale: pgbouncers and standbys, under the same client load',
+        '',
+        'The collection\'s window (`--tags outage`, the dead-man switch armed on every pgbouncer host) on the lab',
+        'rebuilt with that many pgbouncers (one pgbouncer process and an sshd per host, each its own namespace)',
+        'and standbys (lab shapes `default`, `scale_2`, `scale_8`, `scale`, `scale_32`, `scale_64`), under %d' % (
+            SCALE_WRITERS),
+        'writers in all spread evenly over the pgbouncers. *Clients\' longest wait*: the longest transaction that',
+        'overlapped the window. *Physical limit*: the bare window under the same load - one process, every',
+        'connection open before the clock, PAUSE on every pgbouncer at once, the ALTER, every standby polled',
+        'at once until it has the column, RESUME on every pgbouncer at once (`bare_window`). Medians of %d runs,' % runs,
+        'the points interleaved run by run.',
+        '',
+        '| pgbouncers | standbys | outage (ms) | clients\' longest wait (ms) | physical limit (ms) | outage / limit | '
+        'bare window\'s longest client wait (ms) | outage vs 2+2 | wait vs 2+2 | limit vs 2+2 | drain (ms) | '
+        'resume (ms) | client errors | commits lost |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    for key in keys:
+        point = parse_scale_key(key)
+        rows = results[key]
+        m = med[point]
+        lines.append('| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
+            point[0], point[1], m['outage_ms'], m['window_client_wait_ms'], m['bare_outage_ms'],
+            _ratio(m['outage_ms'], m['bare_outage_ms']), m['bare_window_client_wait_ms'],
+            _ratio(m['outage_ms'], base and base['outage_ms']),
+            _ratio(m['window_client_wait_ms'], base and base['window_client_wait_ms']),
+            _ratio(m['bare_outage_ms'], base and base['bare_outage_ms']),
+            median([r['phases_ms'].get('drain', 0) for r in rows]),
+            median([r['phases_ms'].get('resume', 0) for r in rows]),
+            max(r['client_errors'] + r['bare_client_errors'] for r in rows), max(r['commits_lost'] for r in rows)))
+    lines.append('')
+    goal = med.get((16, 4))
+    if base and goal:
+        outage_ratio = goal['outage_ms'] / base['outage_ms']
+        wait_ratio = goal['window_client_wait_ms'] / base['window_client_wait_ms']
+        lines += ['16 pgbouncers and 4 standbys against 2 and 2: outage %.2fx, clients\' longest wait %.2fx '
+                  '(goal: within %.1fx: %s); the physical limit itself %.2fx.' % (
+                      outage_ratio, wait_ratio, SCALE_GOAL,
+                      'met' if max(outage_ratio, wait_ratio) <= SCALE_GOAL else 'not met',
+                      goal['bare_outage_ms'] / base['bare_outage_ms']), '']
+    series = sorted((p, m) for p, m in med.items() if p[1] == 4)
+    if len(series) >= 2:
+        lines += ['**Growth to %d pgbouncers.** A line fitted (least squares) to the medians at 4 standbys '
+                  '(%s pgbouncers); *measured* where a point was run, *model* beyond:' % (
+                      SCALE_MODEL_TO, ', '.join(str(p[0]) for p, dummy in series)), '',
+                  '| | per pgbouncer (ms) | at 0 (ms) | R² | at 16 | at 32 | at 64 | at %d |' % SCALE_MODEL_TO,
+                  '|---|---|---|---|---|---|---|---|']
+        for field, label in (('outage_ms', 'outage'), ('window_client_wait_ms', 'clients\' longest wait'),
+                             ('bare_outage_ms', 'physical limit (bare window)')):
+            a, b, r2 = fit_line([(p[0], m[field]) for p, m in series])
+            cells = []
+            for n in (16, 32, 64, SCALE_MODEL_TO):
+                measured = med.get((n, 4))
+                cells.append('%s measured' % measured[field] if measured else '%.0f model' % (a + b * n))
+            lines.append('| %s | %.2f | %.1f | %.2f | %s |' % (label, b, a, r2, ' | '.join(cells)))
+        lines.append('')
+    cost = [r['namespaces'] for key in keys for r in results[key] if r.get('namespaces')]
+    widest = max(cost, key=lambda c: c.get('pgbouncer', {}).get('hosts', 0)) if cost else None
+    if widest and widest.get('pgbouncer'):
+        pgb = widest['pgbouncer']
+        per_rss = pgb['rss_mb'] / pgb['hosts']
+        lines += ['What the lab costs (measured in the widest run, %d pgbouncer hosts): per pgbouncer host %.1f '
+                  'processes, %.1f MB resident (pgbouncer, its sshd and the SSH session the run left open); %d '
+                  'pgbouncer hosts would take about %.0f MB. Standbys: %.0f MB resident each.' % (
+                      pgb['hosts'], pgb['processes'] / float(pgb['hosts']), per_rss, SCALE_MODEL_TO,
+                      per_rss * SCALE_MODEL_TO,
+                      widest['standby']['rss_mb'] / widest['standby']['hosts']), '']
+    return lines
+
+
+def measured_lines(results):
+    measured = results.get('_measured') or {}
+    if not measured:
+        return []
+    groups = {}
+    for key, info in sorted(measured.items()):
+        groups.setdefault((info.get('engine'), info.get('at', '')[:13]), []).append(key)
+    return ['Measured with: ' + '; '.join('%s at %s:xx UTC (engine %s)' % (', '.join(keys), at, engine)
+                                          for (engine, at), keys in sorted(groups.items(), key=lambda g: g[0][1])),
+            '']
+
+
+def previous_table(results, previous, source):
+    """Every key's median outage (and longest client wait) against a previous run's."""
+    lines = ['## Against the previous run (%s)' % source, '',
+             'Medians of each dimension now and in the previous docs/benchmarks.md (same script, same lab); '
+             '*before / now* above 1 is faster now.', '',
+             '| dimension | outage before (ms) | outage now (ms) | before / now | longest client wait before (ms) | '
+             'now (ms) | before / now |', '|---|---|---|---|---|---|---|']
+    for key in sorted(k for k in results if not k.startswith('_')):
+        before = previous.get(key)
+        if not before or not results[key]:
+            continue
+        wait = 'window_client_wait_ms' if key.startswith('scale-') else 'max_client_wait_ms'
+        then, now = median([r['outage_ms'] for r in before]), median([r['outage_ms'] for r in results[key]])
+        then_w = median([r[wait] for r in before if r.get(wait) is not None])
+        now_w = median([r[wait] for r in results[key] if r.get(wait) is not None])
+        lines.append('| %s | %s | %s | %s | %s | %s | %s |' % (
+            key, then, now, _ratio(then, now), then_w if then_w is not None else '-',
+            now_w if now_w is not None else '-', _ratio(then_w, now_w) if then_w and now_w else '-'))
+    return lines + ['']
+
+
 def window_table(results, runs):
     """`all` against `split`: the readers' and the writers' longest waits side by side."""
     present = [m for m in WINDOW_METHODS if results.get(m)]
@@ -561,6 +1176,13 @@ def main():
     parser.add_argument('--baseline', help="a previous run's markdown (e.g. with --engine at an older commit): "
                         'its size rows are shown beside these')
     parser.add_argument('--baseline-label', default='previous engine')
+    parser.add_argument('--scales', default='2x2,16x4',
+                        help='pgbouncers x standbys points of the scale method (%s)'
+                        % ', '.join('%dx%d' % p for p in sorted(SCALES)))
+    parser.add_argument('--stall-deploys', type=int, default=STALL_DEPLOYS)
+    parser.add_argument('--merge', action='store_true',
+                        help="keep the raw runs of the methods not measured now from --output's previous run")
+    parser.add_argument('--previous', help="a previous run's markdown: every dimension's medians side by side")
     args = parser.parse_args()
     global ENGINE
     ENGINE = os.path.abspath(args.engine)
@@ -569,34 +1191,67 @@ def main():
     if unknown:
         parser.error('unknown methods: %s' % ', '.join(sorted(unknown)))
     rtts = [int(r) for r in args.rtts.split(',') if r.strip()]
+    scales = [tuple(int(n) for n in point.split('x')) for point in args.scales.split(',') if point.strip()]
+    if set(scales) - set(SCALES):
+        parser.error('unknown scale points: %s' % ', '.join('%dx%d' % p for p in sorted(set(scales) - set(SCALES))))
     results = {}
+    measured = {}   # key -> when and with which engine it was measured
+
+    def record(key, result):
+        results.setdefault(key, []).append(result)
+        measured[key] = {'at': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+                         'engine': engine_commit()}
+        print('%-13s run %d: %s' % (key, len(results[key]), json.dumps(result)), flush=True)
+
+    def tag_for(key, run):
+        return '%s_%d_%d' % (key.replace('-', '_').replace('@', '_'), run, random.randint(0, 10 ** 6))
+
     with tempfile.TemporaryDirectory() as tmp:
         one_inv = one_inventory(tmp)
         for rtt in rtts:
             # Far from the controller: only the size methods (the others compare methods, not distance).
-            chosen = methods if rtt == 0 else [m for m in methods if m in SIZES]
+            chosen = [m for m in methods if m not in SEPARATE and (rtt == 0 or m in SIZES)]
             if not chosen:
                 continue
             lab_up('rtt%d' % rtt if rtt else 'default')
             far = far_inventory(tmp) if rtt else None
+            if any(m in BIG_CASES for m in chosen):
+                print('big table: %s' % big_table_setup(), flush=True)
             # Interleave the methods run by run, so machine noise hits them alike.
             for run in range(args.runs):
                 for method in chosen:
                     key = method if not rtt else '%s@rtt%d' % (method, rtt)
-                    tag = '%s_%d_%d' % (key.replace('-', '_').replace('@', '_'), run, random.randint(0, 10 ** 6))
-                    result = measure(method, tmp, tag, one_inv, far=far)
-                    results.setdefault(key, []).append(result)
-                    print('%-13s run %d: %s' % (key, run + 1, json.dumps(result)), flush=True)
-        if rtts != [0]:
+                    record(key, measure(method, tmp, tag_for(key, run), one_inv, far=far))
+        if 'stall' in methods:
             lab_up('default')
+            for run in range(args.stall_deploys):
+                record('stall-500', run_stall(tmp, tag_for('stall', run)))
+        if 'scale' in methods:
+            for run in range(args.runs):
+                for point in scales:
+                    key = scale_key(*point)
+                    record(key, run_scale(tmp, tag_for(key, run), *point))
+        if methods != [m for m in methods if m not in SEPARATE] or rtts != [0]:
+            lab_up('default')
+    if args.merge and os.path.exists(args.output):
+        previous = load_raw(args.output)
+        for key, rows in previous.items():
+            if key not in results:
+                results[key] = rows
+                if key in previous.get('_measured', {}):
+                    measured[key] = previous['_measured'][key]
+    results['_measured'] = dict((k, v) for k, v in measured.items() if k in results)
     baseline = None
     if args.baseline:
         baseline = {'label': args.baseline_label, 'results': load_raw(args.baseline),
                     'source': os.path.basename(args.baseline)}
-    write_markdown(results, args.runs, args.output, baseline)
+    previous = load_raw(args.previous) if args.previous else None
+    write_markdown(results, args.runs, args.output, baseline, previous,
+                   (os.path.basename(args.previous) if args.previous else None))
     # Drop the benchmark's columns again so the lab's table stays small.
     conn = psycopg2.connect(PRIMARY)
     with conn, conn.cursor() as cur:
+        cur.execute('DROP SCHEMA IF EXISTS %s CASCADE' % BIG_SCHEMA)
         cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'fdt_item'::regclass "
                     "AND attname LIKE 'bench_%' AND NOT attisdropped")
         for (name,) in cur.fetchall():

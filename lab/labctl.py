@@ -53,6 +53,7 @@ HOSTS = {
     'app1': {'addr': SUBNET_PREFIX + '31', 'role': 'app', 'pgbouncer': 'pgbouncer1'},
     'app2': {'addr': SUBNET_PREFIX + '32', 'role': 'app', 'pgbouncer': 'pgbouncer2'},
 }
+DEFAULT_HOSTS = dict((name, dict(host)) for name, host in HOSTS.items())
 PG_PORT = 5432
 PGBOUNCER_PORT = 6432
 APP_PORT = 8080
@@ -98,6 +99,10 @@ RELAY_PORT = 5433
 #   pgbouncer_unix_backend    True: the primary's entry reaches it over its unix socket
 #   pgbouncer_session_entry   True: one more deploy entry, fdtdemo_session, in session pooling
 #   pgbouncer_conf            {pgbouncer: {setting: value}} in its [pgbouncer] section
+#   standbys                  N (2-9): standby1..N streaming from the primary, standbyN at .(10+N)
+#   pgbouncers                N (2-100): pgbouncer1..N, each its own namespace with one
+#                             pgbouncer process and an sshd, the third on at .(40+N); pgbouncerN
+#                             serves standby ((N-1) mod standbys)+1 read-only (shape_hosts)
 SHAPES = {
     'default': {},
     'walreceiver_names': {'standby_application_name': False},
@@ -118,6 +123,13 @@ SHAPES = {
     'pgbouncer_unix_backend': {'pgbouncer_unix_backend': True},
     'pgbouncer_session_entry': {'pgbouncer_session_entry': True},
     'pgbouncer_low_timeouts': {'pgbouncer_conf': {'pgbouncer1': {'query_wait_timeout': 3}}},
+    # Many pgbouncers and standbys under the same client load: the benchmark's scale dimension.
+    'scale': {'pgbouncers': 16, 'standbys': 4},
+    # The benchmark's growth series beside it (pgbouncers at 4 standbys).
+    'scale_2': {'standbys': 4},
+    'scale_8': {'pgbouncers': 8, 'standbys': 4},
+    'scale_32': {'pgbouncers': 32, 'standbys': 4},
+    'scale_64': {'pgbouncers': 64, 'standbys': 4},
 }
 
 
@@ -147,6 +159,54 @@ def merge_shapes(names):
 
 
 SHAPE = {}  # the merged overrides of the shape being built or checked (set by up)
+MAX_STANDBYS = 9
+MAX_PGBOUNCERS = 100
+
+
+def shape_hosts(shape, base=None):
+    """The lab's hosts for the merged ``shape``: the default seven (``base``,
+    default HOSTS as defined above), plus standby3..N (shape ``standbys``, at
+    .(10+N)) and pgbouncer3..N (shape ``pgbouncers``, at .(40+N)), pgbouncerN
+    serving standby ((N-1) mod standbys)+1 as the first two do. Ordered
+    primary, standbys, pgbouncers, the rest. LabError for a count out of range
+    or, with controller_rtt_ms, a host address that is another's controller
+    address."""
+    base = DEFAULT_HOSTS if base is None else base
+    standbys = int(shape.get('standbys', 2))
+    pgbouncers = int(shape.get('pgbouncers', 2))
+    if not 2 <= standbys <= MAX_STANDBYS or not 2 <= pgbouncers <= MAX_PGBOUNCERS:
+        raise LabError('shape: standbys must be 2-%d and pgbouncers 2-%d, got %d and %d'
+                       % (MAX_STANDBYS, MAX_PGBOUNCERS, standbys, pgbouncers))
+    prefix = base['primary']['addr'].rsplit('.', 1)[0] + '.'
+    by_role = {}
+    for name, host in base.items():
+        by_role.setdefault(host['role'], []).append((name, dict(host)))
+    for number in range(3, standbys + 1):
+        by_role['standby'].append(('standby%d' % number, {'addr': prefix + str(10 + number), 'role': 'standby'}))
+    for number in range(3, pgbouncers + 1):
+        by_role['pgbouncer'].append(('pgbouncer%d' % number, {
+            'addr': prefix + str(40 + number), 'role': 'pgbouncer',
+            'standby': 'standby%d' % ((number - 1) % standbys + 1)}))
+    hosts = {}
+    for role in ['primary', 'standby', 'pgbouncer'] + [r for r in by_role if r not in ('primary', 'standby',
+                                                                                        'pgbouncer')]:
+        hosts.update(by_role.get(role, []))
+    if shape.get('controller_rtt_ms'):
+        octets = set(int(h['addr'].rsplit('.', 1)[1]) for h in hosts.values())
+        if set(100 + o for o in octets) & octets or max(octets) + 100 > 254:
+            raise LabError('shape: %d pgbouncers leave no controller addresses (.1xx) for controller_rtt_ms'
+                           % pgbouncers)
+    return hosts
+
+
+def set_shape(names):
+    """SHAPE, HOSTS and STANDBYS for the shape ``names`` (shape_names())."""
+    SHAPE.clear()
+    SHAPE.update(merge_shapes(names))
+    hosts = shape_hosts(SHAPE)
+    HOSTS.clear()
+    HOSTS.update(hosts)
+    STANDBYS[:] = [h for h, v in HOSTS.items() if v['role'] == 'standby']
 
 
 # -- small helpers -----------------------------------------------------------
@@ -168,7 +228,9 @@ def netns(name):
 
 
 def veth(name):
-    return 'fdv%d-%s' % (LAB_ID, name)
+    """The host's link on the bridge (an interface name: at most 15 characters)."""
+    link = 'fdv%d-%s' % (LAB_ID, name)
+    return link if len(link) <= 15 else 'fdv%d-%s' % (LAB_ID, name.replace('pgbouncer', 'pgb'))
 
 
 def in_ns(name, cmd, as_user=None):
@@ -777,6 +839,11 @@ def recorded_shape():
         return None
 
 
+def recorded_names():
+    """The recorded shape's names this lab code knows ([] when none is recorded)."""
+    return [name for name in recorded_shape() or [] if name in SHAPES]
+
+
 def namespaces():
     out = run(['ip', 'netns', 'list'], check=False).stdout
     prefix = netns('')
@@ -787,8 +854,9 @@ def down():
     ensure_root()
     fence_subnet()
     stop_delay()
+    set_shape(recorded_names())  # the hosts of the lab that is up
     # Stop PostgreSQL cleanly where it runs; everything else is killed with its namespace.
-    for name in ('standby2', 'standby1', 'primary'):
+    for name in list(reversed(STANDBYS)) + ['primary']:
         if os.path.exists(os.path.join(pg_data(name), 'postmaster.pid')) and netns(name) in namespaces():
             run(in_ns(name, [os.path.join(PG_BIN, 'pg_ctl'), '-D', pg_data(name), '-m', 'immediate',
                              '-w', '-t', '20', 'stop'], as_user=RUN_AS), check=False)
@@ -854,14 +922,14 @@ def healthy():
 
 def up(spec=None):
     names = shape_names(spec)
-    SHAPE.clear()
-    SHAPE.update(merge_shapes(names))
+    set_shape(names)
     ensure_root()
     ensure_packages()
     if recorded_shape() == names and recorded_build() == build_fingerprint() and healthy():
         log('already up and healthy, shape %s (%s)' % (','.join(names) or 'default', LAB_DIR))
         return
     down()
+    set_shape(names)
     started = time.monotonic()
     os.makedirs(os.path.join(LAB_DIR, 'hosts'), exist_ok=True)
     os.chmod(LAB_DIR, 0o755)
@@ -878,9 +946,10 @@ def up(spec=None):
     wait_for('every standby streaming', streams_as_expected, timeout=60)
     change_primary_later()
     set_dns_names(bool(SHAPE.get('dns_names')))
-    for name in ('pgbouncer1', 'pgbouncer2'):
+    pgbouncers = [h for h, v in HOSTS.items() if v['role'] == 'pgbouncer']
+    for name in pgbouncers:
         build_pgbouncer(name)
-    for name in ('pgbouncer1', 'pgbouncer2'):
+    for name in pgbouncers:
         wait_for('pgbouncer on %s' % name, lambda n=name: port_open(HOSTS[n]['addr'], PGBOUNCER_PORT))
     for name in ('app1', 'app2'):
         build_app(name)
@@ -897,6 +966,7 @@ def up(spec=None):
 
 
 def status():
+    set_shape(recorded_names())
     rows = health()
     for name, ok, what in rows:
         print('%-11s %-14s %s' % (name, HOSTS[name]['addr'], what))
@@ -905,8 +975,8 @@ def status():
 
 def describe():
     """The lab's topology as JSON, for tests and tools."""
-    names = recorded_shape() or []
-    SHAPE.update(merge_shapes(names))
+    names = recorded_names()
+    set_shape(names)
     hosts = {}
     for name, host in HOSTS.items():
         hosts[name] = dict(host)

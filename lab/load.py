@@ -23,6 +23,7 @@ class Worker(threading.Thread):
         self.confirmed = []
         self.errors = []
         self.latencies = []
+        self.started = []   # time.time() each transaction began (beside latencies)
         self.max_wait = 0.0
         self.max_wait_at = None
 
@@ -30,6 +31,7 @@ class Worker(threading.Thread):
         conn = None
         while not self.load.stopping.is_set():
             began = time.monotonic()
+            began_wall = time.time()
             try:
                 if conn is None or conn.closed:
                     conn = psycopg2.connect(self.dsn, connect_timeout=10)
@@ -55,6 +57,7 @@ class Worker(threading.Thread):
                 continue
             waited = time.monotonic() - began
             self.latencies.append(waited)
+            self.started.append(began_wall)
             if waited > self.max_wait:
                 self.max_wait = waited
                 self.max_wait_at = time.time()
@@ -113,6 +116,14 @@ class ClientLoad:
     def max_wait(self, kind=None):
         workers = self.workers if kind is None else self.of_kind(kind)
         return max([w.max_wait for w in workers] or [0.0])
+
+    def max_wait_during(self, began, ended, kind=None):
+        """The longest wait (s) of the transactions that overlap [began, ended]
+        (time.time() values, e.g. a window's start and end): what the window
+        cost the clients, apart from noise elsewhere in the run."""
+        workers = self.workers if kind is None else self.of_kind(kind)
+        return max([waited for w in workers for start, waited in zip(w.started, w.latencies)
+                    if start <= ended and start + waited >= began] or [0.0])
 
     def transactions(self, kind=None):
         workers = self.workers if kind is None else self.of_kind(kind)

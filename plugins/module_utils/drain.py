@@ -19,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import select
+import threading
 import time
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
@@ -138,24 +139,7 @@ class _Drain:
                     console.send_pause(entry)
             if self.after_pause_sent is not None:
                 self.after_pause_sent()
-            unconfirmed = set(self.consoles)
-            while unconfirmed:
-                self._collect_replies(pending, deadline)
-                answered = [c for c in unconfirmed if not pending[c]]
-                drained = checked(in_parallel(lambda c: c.drained(), answered))
-                for console in answered:
-                    if drained[console]:
-                        unconfirmed.discard(console)
-                        console.close_pause_connections()
-                        self.results[console.label]['duration_ms'] = round((time.monotonic() - began) * 1000, 1)
-                        self._end_phase(console, None)
-                if not unconfirmed:
-                    break
-                now = time.monotonic()
-                if now >= deadline:
-                    self._missed_deadline(unconfirmed)
-                if self.policy == 'terminate' and now - began >= self.terminate_after:
-                    self._terminate(unconfirmed)
+            self._confirm(pending, began, deadline)
         except DrainError as exc:
             self._rollback(exc)
         except (ConsoleError, ConnectError) as exc:
@@ -165,6 +149,70 @@ class _Drain:
         return {'duration_ms': round((time.monotonic() - began) * 1000, 1),
                 'consoles': [self.results[c.label] for c in self.consoles],
                 'terminated': self.terminated}
+
+    def _confirm(self, pending, began, deadline):
+        """Every console confirmed drained on its own, as soon as its own PAUSEs
+        have returned (one thread per console): a console is never held up by
+        another's confirmation round trip, so the drain ends one round trip
+        after the slowest PAUSE, however many pgbouncers there are. This thread
+        keeps the deadline and the terminate policy; the first console error
+        stops every console's wait and is raised."""
+        stop = threading.Event()
+        settled = threading.Condition()
+        outcome = {}  # console -> None (confirmed) or the exception that ended its wait
+
+        def settle(console):
+            error = None
+            try:
+                confirmed = self._settle(console, pending[console], began, deadline, stop)
+            except (ConsoleError, ConnectError, psycopg2.Error) as exc:
+                confirmed, error = False, exc
+            with settled:
+                if confirmed or error is not None:
+                    outcome[console] = error
+                settled.notify()
+
+        threads = [threading.Thread(target=settle, args=(console,)) for console in self.consoles]
+        for thread in threads:
+            thread.start()
+        try:
+            while True:
+                with settled:
+                    if len(outcome) < len(self.consoles) and not any(outcome.values()):
+                        settled.wait(max(0.0, min(self.poll_interval, deadline - time.monotonic())))
+                    errors = [exc for exc in outcome.values() if exc is not None]
+                    unconfirmed = [c for c in self.consoles if c not in outcome]
+                if errors:
+                    raise errors[0]
+                if not unconfirmed:
+                    return
+                now = time.monotonic()
+                if now >= deadline:
+                    stop.set()
+                    for thread in threads:
+                        thread.join()
+                    self._missed_deadline(unconfirmed)
+                if self.policy == 'terminate' and now - began >= self.terminate_after:
+                    self._terminate(unconfirmed)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+
+    def _settle(self, console, waiting, began, deadline, stop):
+        """One console: its PAUSE replies, then SHOW DATABASES/SERVERS until it is
+        drained (True) - or False once ``stop`` is set or the deadline passed."""
+        while not stop.is_set() and time.monotonic() < deadline:
+            if waiting:
+                self._collect_replies({console: waiting}, deadline)
+                continue
+            if console.drained():
+                console.close_pause_connections()
+                self.results[console.label]['duration_ms'] = round((time.monotonic() - began) * 1000, 1)
+                self._end_phase(console, None)
+                return True
+            stop.wait(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+        return False
 
     def _collect_replies(self, pending, deadline):
         waiting = {}
