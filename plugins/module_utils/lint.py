@@ -166,15 +166,20 @@ RULES = {
 CONTRACT_RULES = tuple(rule for rule, spec in RULES.items() if spec[0] == CONTRACT)
 
 # The model's factors, in units of "time to scan the table's bytes once"
-# (calibrated on the lab, see docs/lint.md).
+# (calibrated on the lab, see docs/lint.md). They err on the high side: the
+# pre-flight's estimate must not fall below the outage on big tables.
 # Lab (2 cores, 256 MB table, T about 270 MB/s): CREATE INDEX 6.2 s = 6.5 x heap/T;
 # ALTER COLUMN TYPE int -> bigint with one index 24.9 s = (18 + 6.5) x heap/T.
+# Lab under the benchmark (110 MB table, docs/benchmarks.md): CREATE INDEX 4.6-6.4 x heap/T,
+# the same rewrite without an index 12.7-17 x, ADD CONSTRAINT CHECK 1.1-1.5 x.
 REWRITE_FACTOR = 18.0       # read + write + WAL-log the heap (checkpoints included)
-INDEX_BUILD_FACTOR = 6.0    # scan + sort + write + WAL-log one index
+INDEX_BUILD_FACTOR = 7.5    # scan + sort + write + WAL-log one index
+SCAN_FACTOR = 2.0           # a validating scan: every row's tuple read and its condition checked
 WRITE_FACTOR = 18.0         # per byte of rows changed by UPDATE/DELETE/INSERT ... SELECT (incl. each index)
 # Standbys stream and replay while the primary works: after COMMIT only the
-# tail is left (measured: under 0.05 s after 24 s of rewrite).
-REPLAY_FACTOR = 0.1
+# tail is left (measured: under 0.05 s after 24 s of rewrite on a quiet lab,
+# 0.18 s after 5.6 s of rewrite under the benchmark's load).
+REPLAY_FACTOR = 0.4
 # A new index: about this many bytes per row (tuple header, key, line pointer).
 INDEX_BYTES_PER_ROW = 24
 # Scan throughput when the largest touched table is too small to sample.
@@ -628,8 +633,8 @@ def cost_of(work, catalog, rows=None, new_tables=()):
         if rule == 'add-primary-key-without-index':
             seconds += scan
     elif kind == SCAN:
-        seconds, wal = scan, 0.0
-        basis['model'] = 'scan: heap/T'
+        seconds, wal = scan * SCAN_FACTOR, 0.0
+        basis['model'] = 'scan: heap/T x %g' % SCAN_FACTOR
         referenced = catalog.table(work['referenced']) if work.get('referenced') else None
         if referenced:
             seconds += _bytes(referenced, 'heap_bytes') / throughput
@@ -778,7 +783,13 @@ def _regclass_text(key):
 
 
 TABLE_SQL = """
-SELECT c.oid, n.nspname, c.relname, c.relkind, greatest(c.reltuples, 0)::float8 AS reltuples, c.relpages,
+SELECT c.oid, n.nspname, c.relname, c.relkind,
+       -- The rows now, as the planner reckons them: the statistics' density times the pages the table has
+       -- now (a table grown or rewritten since its last ANALYZE); unknown (0) without statistics.
+       CASE WHEN c.reltuples > 0 AND c.relpages > 0
+            THEN c.reltuples / c.relpages * ceil(pg_relation_size(c.oid) / current_setting('block_size')::float8)
+            ELSE greatest(c.reltuples, 0) END::float8 AS reltuples,
+       ceil(pg_relation_size(c.oid) / current_setting('block_size')::float8)::int AS relpages,
        pg_relation_size(c.oid)::float8 AS heap_bytes,
        pg_indexes_size(c.oid)::float8 AS index_bytes,
        coalesce(pg_total_relation_size(c.reltoastrelid), 0)::float8 AS toast_bytes,
@@ -893,7 +904,9 @@ def sample_table(catalog, patches):
     return max(candidates, key=lambda c: c[0]) if candidates else None
 
 
-SAMPLE_SQL = 'SELECT count(*) FROM (SELECT 1 FROM ONLY %s LIMIT %d) AS sample'
+# The first pages of the table, by TID range (PostgreSQL 14+: a TID Range Scan reads only those pages):
+# the sample does not depend on statistics, which a table just rewritten or never analyzed lacks.
+SAMPLE_SQL = "SELECT count(*) FROM ONLY %s WHERE ctid < '(%d,0)'::tid"
 
 
 def measure_throughput(conn, catalog, patches, clock=time.monotonic):
@@ -907,11 +920,10 @@ def measure_throughput(conn, catalog, patches, clock=time.monotonic):
         return catalog.scan_bytes_per_second
     heap, key, info = target  # pylint: disable=unpacking-non-sequence  # None returned above
     pages = max(int(info.get('relpages') or 0), 1)
-    rows_per_page = max(float(info.get('reltuples') or 0) / pages, 1.0)
     sample_pages = min(pages, SAMPLE_PAGES)
-    limit = int(rows_per_page * sample_pages)
     sample_bytes = heap * sample_pages / pages
-    sql = SAMPLE_SQL % (_regclass_text((info['nspname'], info['relname'])), limit)
+    sql = SAMPLE_SQL % (_regclass_text((info['nspname'], info['relname'])), sample_pages)
+    counted = []
     with conn.cursor() as cur:
         cur.execute('BEGIN READ ONLY')
         try:
@@ -923,6 +935,7 @@ def measure_throughput(conn, catalog, patches, clock=time.monotonic):
                 try:
                     cur.execute(sql)
                     runs.append(clock() - began)
+                    counted.append(cur.fetchone()[0])
                 except psycopg2.extensions.QueryCanceledError:
                     # Slower than the bound: the bound gives an upper limit on throughput.
                     cur.execute('ROLLBACK')
@@ -931,10 +944,54 @@ def measure_throughput(conn, catalog, patches, clock=time.monotonic):
         finally:
             cur.execute('ROLLBACK')
     elapsed = min(runs)
+    if counted and not info.get('reltuples'):
+        # No statistics (never analyzed, or rewritten since): the sample's rows per page stand in.
+        info['reltuples'] = float(counted[0]) * pages / sample_pages
     source = 'measured: %d pages of %s in %.3fs (best of %d)' % (sample_pages, key_text(key), elapsed, len(runs))
     catalog.scan_bytes_per_second = sample_bytes / max(elapsed, 1e-4)
     catalog.throughput_source = source
     return catalog.scan_bytes_per_second
+
+
+# The primary's time per catalog-only statement now: typical cold DDL (CREATE TABLE with a primary key,
+# CREATE INDEX, COMMENT, ADD COLUMN, a one-row INSERT) on temporary tables, in one transaction rolled back,
+# timed by the server (no round trip in it).
+PROBE_TABLES = 4
+PROBE_STATEMENTS = ('CREATE TEMP TABLE fastdowntime_probe_{n} (id integer PRIMARY KEY, body text)',
+                    'CREATE INDEX ON fastdowntime_probe_{n} (body)',
+                    "COMMENT ON TABLE fastdowntime_probe_{n} IS 'fastdowntime statement probe'",
+                    'ALTER TABLE fastdowntime_probe_{n} ADD COLUMN probe integer',
+                    "INSERT INTO fastdowntime_probe_{n} (id, body) VALUES (1, 'probe')")
+
+
+def probe_sql():
+    """(sql, statements): the probe as one string ending in a SELECT of the seconds it took."""
+    statements = [text.format(n=n) for n in range(PROBE_TABLES) for text in PROBE_STATEMENTS]
+    sql = ("BEGIN; SELECT set_config('fastdowntime.probe_start', clock_timestamp()::text, true); %s; "
+           "SELECT extract(epoch FROM clock_timestamp() - current_setting('fastdowntime.probe_start')::timestamptz)"
+           % '; '.join(statements))
+    return sql, len(statements)
+
+
+def measure_statement_seconds(conn):
+    """Seconds per catalog-only statement on the primary now (``conn``: a
+    connection to it, idle), from one probe transaction rolled back; None when
+    the probe cannot run (no TEMP privilege, a read-only session)."""
+    sql, statements = probe_sql()
+    try:
+        with conn.cursor() as cur:
+            try:
+                cur.execute(sql)
+                elapsed = float(cur.fetchone()[0])
+            finally:
+                cur.execute('ROLLBACK')
+    except psycopg2.Error:
+        try:
+            conn.rollback()
+        except psycopg2.Error:
+            pass
+        return None
+    return elapsed / statements
 
 
 def lint_live(conn, patches, options=None, scan_bytes_per_second=None):

@@ -61,11 +61,12 @@ DEFAULT_MAX_LAG_SECONDS = 60.0
 DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_TRANSACTION_SECONDS = 60.0
 # What one cold statement is assumed to cost on the server at least (the lint
-# prices the costly ones): catalog-only DDL and small row changes run in well
-# under a millisecond each inside the one transaction (20 x 25 such statements:
-# 0.16 s on a quiet machine, 0.6-0.9 s on a loaded one); a 10 ms floor made the
-# estimate 5-10 s for them and refused modest budgets.
-DEFAULT_STATEMENT_SECONDS = 0.001
+# prices the costly ones, lint.measure_statement_seconds the catalog-only ones
+# as the primary runs them now): catalog-only DDL and small row changes run in
+# well under a millisecond each inside the one transaction (20 x 25 such
+# statements: 0.11-0.16 s on a quiet machine, 0.6-1.2 s on a loaded one), so a
+# fixed 1 ms was 3x the outage on a quiet one and a 10 ms floor 30x.
+DEFAULT_STATEMENT_SECONDS = 0.0001
 # The drain polls SHOW DATABASES/SERVERS at this interval (pgbouncer_console.drain).
 DRAIN_POLL_SECONDS = 0.05
 # The documented privileges of a deploy user that is not a superuser.
@@ -599,7 +600,9 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     - cold patches: one RTT for the whole transaction (it travels as one
       string, schema.ColdBatch; docs/window.md), plus per statement the
       lint's estimate (``statement_costs``: (file, line) -> seconds, from
-      the live table sizes, lint.py) or at least ``statement_seconds``;
+      the live table sizes, lint.py) or at least ``statement_seconds`` (the
+      pre-flight passes the primary's measured time per catalog statement,
+      lint.measure_statement_seconds, when above its floor);
     - standby replay: the slowest catch-up measured by the lag probe plus
       1 RTT (one poll) of the slowest standby;
     - resume: every entry's RESUME at once, SHOW POOLS beside them (1 RTT of
@@ -1238,10 +1241,13 @@ class Preflight:
         if len(pgbouncer_rtts) < len(self.pgbouncers):
             incomplete.append('%d pgbouncer(s)' % (len(self.pgbouncers) - len(pgbouncer_rtts)))
         replay += (self.lint_estimate or {}).get('replay_seconds', 0.0)
+        # The primary's time per catalog statement now (a busy host is slower); statement_seconds is the floor.
+        measured = lint.measure_statement_seconds(primary)
         self.estimate = estimate_outage(self.plan.pending_cold, primary_rtt, standby_rtts, pgbouncer_rtts, replay,
-                                        entries_counts, self.statement_seconds,
+                                        entries_counts, max(self.statement_seconds, measured or 0.0),
                                         statement_costs=lint.per_statement_seconds(self.lint_findings),
                                         lint_estimate=self.lint_estimate)
+        self.estimate['statement_seconds_measured'] = round(measured, 6) if measured is not None else None
         cap = budget_cap(self.pgbouncer_configs)
         self.findings.append(decide_pgbouncer_timeouts(cap, self.budget_seconds, self.estimate,
                                                        self.pgbouncer_configs))

@@ -45,7 +45,8 @@ description:
   - C(budget) - an estimate of the outage against O(budget_seconds) less the reserve the outage keeps for
     ROLLBACK and RESUME. The model is deliberately simple, from round trips measured now (the slowest host of each
     kind) - drain 3 pgbouncer round trips plus one 50 ms poll; cold patches one primary round trip for the whole
-    transaction (it travels as one string), plus O(statement_seconds) per statement; standby replay the slowest catch-up the lag probe
+    transaction (it travels as one string), plus per statement the primary's measured time per catalog statement (at
+    least O(statement_seconds)) or the lint's price; standby replay the slowest catch-up the lag probe
     measured plus 2 standby round trips; resume 3 pgbouncer round trips plus one per entry.
   - The result has one structured list (RV(checks)) and one readable summary (RV(summary_lines)); the phase record
     (RV(phases)) and RV(outcome) feed the C(fastdowntime.postgresql.timeline) callback's report.
@@ -92,10 +93,11 @@ options:
     elements: str
     default: []
   statement_seconds:
-    description: Server time assumed per cold statement in the budget estimate, when the lint prices it lower
-      (catalog-only DDL and small row changes take well under a millisecond each inside the one transaction).
+    description: The least server time assumed per cold statement in the budget estimate. The pre-flight measures the
+      primary's time per catalog-only statement now (a probe of 20 such statements on temporary tables, rolled back)
+      and uses it when higher; the lint's price replaces both when higher still.
     type: float
-    default: 0.001
+    default: 0.0001
   resume_paused_replay:
     description:
       - Resume WAL replay found paused on a standby (C(pg_wal_replay_resume()); the deploy user must be allowed to
@@ -279,7 +281,7 @@ def main():
             max_transaction_seconds=dict(type='float', default=60),
             system_users=dict(type='list', elements='str'),
             fragile_users=dict(type='list', elements='str', default=[]),
-            statement_seconds=dict(type='float', default=0.001),
+            statement_seconds=dict(type='float', default=0.0001),
             resume_paused_replay=dict(type='bool', default=True),
             lint_severity=dict(type='dict', default={}),
             lint_ignore_rules=dict(type='list', elements='str', default=[]),

@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from deploy import pg_one
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import load_patch
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console
@@ -88,6 +89,10 @@ def test_healthy_lab_passes_every_check(lab, revision_table, patch_dir):
     assert patches['evidence']['pending'][0]['kind'] == 'hot'
     assert len(findings(result, 'replication_lag', 'pass')) == 2
     assert 0 < result['estimate']['total_ms'] < 10000
+    # The primary's time per catalog statement, measured by a probe rolled back (nothing of it is left).
+    measured = result['estimate']['statement_seconds_measured']
+    assert 0 < measured < 0.1 and result['estimate']['statement_seconds'] == pytest.approx(max(measured, 0.0001), abs=1e-6)
+    assert pg_one(lab, 'primary', "SELECT count(*) FROM pg_class WHERE relname LIKE 'fastdowntime_probe%%'") == 0
     assert result['phases'][0]['status'] == 'ok' and result['phases'][0]['duration_ms'] > 0
 
 

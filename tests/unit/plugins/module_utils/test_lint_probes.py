@@ -1,0 +1,108 @@
+"""The lint's measurements of the primary (scan throughput sample, time per catalog
+statement) against fake connections, and the validating scan's price."""
+import psycopg2
+import pytest
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import lint
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
+    Patch, patch_kind, split_statements)
+
+MB = 1024.0 * 1024.0
+
+
+class FakeCursor:
+    def __init__(self, conn):
+        self.conn = conn
+        self.row = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def execute(self, sql, params=None):
+        self.conn.sent.append(sql)
+        answer = self.conn.answer(sql)
+        if isinstance(answer, Exception):
+            raise answer
+        self.row = answer
+
+    def fetchone(self):
+        return self.row
+
+
+class FakeConn:
+    def __init__(self, answer):
+        self.answer = answer
+        self.sent = []
+        self.rolled_back = False
+
+    def cursor(self):
+        return FakeCursor(self)
+
+    def rollback(self):
+        self.rolled_back = True
+
+
+def cold(sql, name='patch-2211-01-0.sql'):
+    statements = split_statements(sql, name)
+    return Patch(name=name, path='/x/' + name, revision=(2211, 1, 0), sha256='0' * 64,
+                 kind=patch_kind(statements, name), statements=statements)
+
+
+def big(**info):
+    table = {'exists': True, 'nspname': 'public', 'relname': 'big', 'reltuples': 0.0, 'relpages': 12800,
+             'heap_bytes': 100 * MB, 'index_bytes': 0.0, 'toast_bytes': 0, 'indexes': 0,
+             'columns': {'id': ('integer', ()), 'n': ('integer', ())}, 'not_null_checks': []}
+    table.update(info)
+    return lint.Catalog(tables={('public', 'big'): table})
+
+
+def test_the_scan_sample_reads_pages_by_tid_range_and_counts_rows_a_table_without_statistics_lacks():
+    catalog = big()
+    ticks = iter([0.0, 0.25, 1.0, 1.2])   # two runs: 0.25 s, then 0.2 s (the faster counts)
+    conn = FakeConn(lambda sql: (100000,) if 'count(*)' in sql else None)
+    seen = lint.measure_throughput(conn, catalog, [cold('CREATE INDEX big_n ON big (n);')], clock=lambda: next(ticks))
+    sample = [sql for sql in conn.sent if 'count(*)' in sql]
+    assert sample == ['SELECT count(*) FROM ONLY "public"."big" WHERE ctid < ' + "'(8192,0)'::tid"] * 2
+    # 8192 of 12800 pages = 64 MB read in 0.2 s.
+    assert seen == pytest.approx(64 * MB / 0.2)
+    # No statistics (reltuples 0, as after a rewrite): the sample's density stands in.
+    assert catalog.table(('public', 'big'))['reltuples'] == pytest.approx(100000 * 12800 / 8192.0)
+
+
+def test_the_scan_sample_keeps_the_statistics_rows_where_there_are_some():
+    catalog = big(reltuples=1.5e6)
+    ticks = iter([0.0, 0.2, 1.0, 1.2])
+    lint.measure_throughput(FakeConn(lambda sql: (100000,) if 'count(*)' in sql else None), catalog,
+                            [cold('CREATE INDEX big_n ON big (n);')], clock=lambda: next(ticks))
+    assert catalog.table(('public', 'big'))['reltuples'] == 1.5e6
+
+
+def test_a_validating_check_is_priced_as_a_scan_with_its_factor():
+    catalog = big(reltuples=1.5e6)
+    catalog.scan_bytes_per_second = 100 * MB
+    [found] = lint.lint_patches([cold('ALTER TABLE big ADD CONSTRAINT big_n CHECK (n >= 0);')], catalog,
+                                lint.parse_options())
+    assert found['rule'] == 'add-check-without-not-valid'
+    assert found['estimate_seconds'] == pytest.approx(lint.SCAN_FACTOR)
+
+
+def test_the_statement_probe_is_one_transaction_of_catalog_statements_timed_by_the_server_and_rolled_back():
+    sql, statements = lint.probe_sql()
+    assert statements == 20 and sql.count('CREATE TEMP TABLE') == 4
+    assert sql.startswith('BEGIN;') and 'clock_timestamp()' in sql
+    conn = FakeConn(lambda text: (0.01,) if text.startswith('BEGIN') else None)
+    assert lint.measure_statement_seconds(conn) == pytest.approx(0.0005)
+    assert conn.sent[-1] == 'ROLLBACK'
+
+
+def test_a_probe_the_primary_refuses_gives_no_measurement():
+    def refuse(text):
+        if text.startswith('BEGIN'):
+            return psycopg2.ProgrammingError('permission denied to create temporary tables in database "fdtdemo"')
+        return None
+    conn = FakeConn(refuse)
+    assert lint.measure_statement_seconds(conn) is None
+    assert conn.sent[-1] == 'ROLLBACK'
