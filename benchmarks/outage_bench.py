@@ -59,7 +59,8 @@ SEPARATE = ('stall', 'scale')
 WINDOW_METHODS = ('window-all', 'window-split')
 # Scale: (pgbouncers, standbys) -> the lab shape (lab/labctl.py SHAPES), under the same client load.
 SCALES = {(2, 2): 'default', (2, 4): 'scale_2', (8, 4): 'scale_8', (16, 4): 'scale', (32, 4): 'scale_32',
-          (64, 4): 'scale_64'}
+          (64, 4): 'scale_64', (100, 4): 'scale_100'}
+SCALE_GOAL_POINTS = ((2, 2), (16, 4))   # interleaved run by run; the other points run each in a row
 SCALE_WRITERS = 16          # writers in all, spread evenly over the pgbouncers (2+2: 8 each, 16+4: 1 each)
 SCALE_GOAL = 1.1            # issue 20: 16+4 within 1.1x of 2+2
 SCALE_MODEL_TO = 100        # the model's reach (pgbouncers)
@@ -255,31 +256,6 @@ def parse_scale_key(key):
     return int(pgbouncers), int(standbys)
 
 
-def shape_inventory(tmp, tag):
-    """An inventory of every database and pgbouncer of the lab as it is now
-    (any shape, from `labctl.py describe`): each standby serving the read-only
-    entry of the pgbouncers the lab points at it. No app servers."""
-    hosts = lab_describe()['hosts']
-    names = dict((role, [n for n, h in hosts.items() if h['role'] == role]) for role in ('primary', 'standby',
-                                                                                          'pgbouncer'))
-    inventory = {'all': {'children': {
-        'fastdowntime_primary': {'hosts': {'primary': {'ansible_host': hosts['primary']['addr']}}},
-        'fastdowntime_standbys': {'hosts': dict((s, {
-            'ansible_host': hosts[s]['addr'],
-            'fastdowntime_standby_pgbouncer_databases': ['%s:fdtdemo_ro' % p for p in names['pgbouncer']
-                                                          if hosts[p].get('standby') == s]})
-            for s in names['standby'])},
-        'fastdowntime_pgbouncers': {'hosts': dict((p, {'ansible_host': hosts[p]['addr']}) for p in names['pgbouncer'])},
-    }}}
-    directory = os.path.join(tmp, 'inventory-' + tag)
-    os.makedirs(directory)
-    os.symlink(os.path.join(REPO, 'inventories', 'lab', 'group_vars'), os.path.join(directory, 'group_vars'))
-    path = os.path.join(directory, 'hosts.yml')
-    with open(path, 'w') as handle:
-        json.dump(inventory, handle, indent=1)  # JSON is YAML
-    return path, [hosts[p]['addr'] for p in names['pgbouncer']], [hosts[s]['addr'] for s in names['standby']]
-
-
 def scale_load(pgbouncer_addrs):
     """SCALE_WRITERS writers in all, spread evenly over the pgbouncers."""
     per = max(1, SCALE_WRITERS // len(pgbouncer_addrs))
@@ -370,31 +346,57 @@ def namespace_cost():
     return cost
 
 
-def run_scale(tmp, tag, pgbouncers, standbys):
-    """The collection's window (--tags outage) and the bare window, each under
-    the same client load, on the lab with ``pgbouncers`` and ``standbys``."""
+def run_scale(tmp, tag, pgbouncers, standbys, run=0):
+    """The collection's window (the outage module by itself: run_outage_module)
+    and the bare window, one after the other (in turn first), each under the
+    same client load, on the lab rebuilt with ``pgbouncers`` and ``standbys``."""
     lab_up(SCALES[(pgbouncers, standbys)])
-    inventory, pgbouncer_addrs, standby_addrs = shape_inventory(tmp, tag)
+    endpoints = lab_endpoints()
+    pgbouncer_addrs = [p['host'] for p in endpoints['pgbouncers']]
+    standby_addrs = [s['host'] for s in endpoints['standbys']]
     assert (len(pgbouncer_addrs), len(standby_addrs)) == (pgbouncers, standbys), (pgbouncer_addrs, standby_addrs)
+    conn = psycopg2.connect(PRIMARY)
+    with conn, conn.cursor() as cur:
+        cur.execute('CREATE SCHEMA IF NOT EXISTS fdt_bench')
+    conn.close()
     result = {'pgbouncers': pgbouncers, 'standbys': standbys}
-    with scale_load(pgbouncer_addrs) as load:
-        time.sleep(1.0)
-        outage_ms, wall = run_collection(tmp, tag, inventory, report_phases=True)
-        time.sleep(1.0)
-    result.update(outage_ms=outage_ms['outage_ms'], phases_ms=outage_ms['phases_ms'], wall_s=round(wall, 2),
-                  max_client_wait_ms=round(load.max_wait() * 1000, 1),
-                  window_client_wait_ms=round(load.max_wait_during(*outage_ms['window']) * 1000, 1),
-                  client_errors=len(load.errors),
-                  commits_lost=len(load.missing_commits(PRIMARY)), writers=len(load.workers))
-    with scale_load(pgbouncer_addrs) as load:
-        time.sleep(1.0)
-        bare_began = time.time()
-        bare_ms = bare_window(tag + '_bare', pgbouncer_addrs, standby_addrs)
-        bare_ended = time.time()
-        time.sleep(1.0)
-    result.update(bare_outage_ms=bare_ms, bare_max_client_wait_ms=round(load.max_wait() * 1000, 1),
-                  bare_window_client_wait_ms=round(load.max_wait_during(bare_began, bare_ended) * 1000, 1),
-                  bare_client_errors=len(load.errors), namespaces=namespace_cost())
+
+    def collection():
+        patch_dir = os.path.join(tmp, 'patches-' + tag)
+        os.mkdir(patch_dir)
+        with open(os.path.join(patch_dir, 'patch-%d-00-0.sql' % random.randint(3000, 9999)), 'w') as handle:
+            handle.write(patch_sql(tag))
+        with scale_load(pgbouncer_addrs) as load:
+            time.sleep(1.0)
+            data = run_outage_module(tmp, tag, dict(endpoints, patch_dir=patch_dir,
+                                                    revision_table=WINDOW_REVISION_TABLE, budget_seconds=10))
+            time.sleep(1.0)
+        phases = {}
+        for phase in data.get('phases') or []:
+            if phase.get('duration_ms') is not None:  # the slowest host of each phase (run on all at once)
+                phases[phase['phase']] = max(phases.get(phase['phase'], 0), phase['duration_ms'])
+        outage = data['outage']
+        result.update(outage_ms=outage['outage_ms'], phases_ms=phases,
+                      max_client_wait_ms=round(load.max_wait() * 1000, 1),
+                      window_client_wait_ms=round(load.max_wait_during(outage['started_at'], outage['ended_at'])
+                                                  * 1000, 1),
+                      client_errors=len(load.errors), commits_lost=len(load.missing_commits(PRIMARY)),
+                      writers=len(load.workers))
+
+    def bare():
+        with scale_load(pgbouncer_addrs) as load:
+            time.sleep(1.0)
+            began = time.time()
+            bare_ms = bare_window(tag + '_bare', pgbouncer_addrs, standby_addrs)
+            ended = time.time()
+            time.sleep(1.0)
+        result.update(bare_outage_ms=bare_ms, bare_max_client_wait_ms=round(load.max_wait() * 1000, 1),
+                      bare_window_client_wait_ms=round(load.max_wait_during(began, ended) * 1000, 1),
+                      bare_client_errors=len(load.errors))
+
+    for step in ((collection, bare) if run % 2 == 0 else (bare, collection)):
+        step()
+    result['namespaces'] = namespace_cost()
     return result
 
 
@@ -609,7 +611,7 @@ def far_inventory(tmp):
     return path
 
 
-def run_collection(tmp, tag, inventory, report_phases=False):
+def run_collection(tmp, tag, inventory):
     patch_dir = os.path.join(tmp, 'patches-' + tag)
     os.mkdir(patch_dir)
     with open(os.path.join(patch_dir, 'patch-%d-00-0.sql' % random.randint(3000, 9999)), 'w') as handle:
@@ -623,16 +625,8 @@ def run_collection(tmp, tag, inventory, report_phases=False):
     if proc.returncode != 0:
         raise RuntimeError('collection run failed: %s' % proc.stdout[-2000:])
     with open(report) as handle:
-        data = json.load(handle)
-    if report_phases:
-        # The slowest host of each phase (the phases run on every host at once).
-        phases = {}
-        for phase in data.get('phases') or []:
-            if isinstance(phase, dict) and phase.get('duration_ms') is not None:
-                phases[phase['phase']] = max(phases.get(phase['phase'], 0), phase['duration_ms'])
-        return {'outage_ms': data['outage']['outage_ms'], 'phases_ms': phases,
-                'window': (iso_epoch(data['outage']['started_at']), iso_epoch(data['outage']['ended_at']))}, wall
-    return data['outage']['outage_ms'], wall
+        outage_ms = json.load(handle)['outage']['outage_ms']
+    return outage_ms, wall
 
 
 def run_window(tmp, tag, inventory, mode):
@@ -1027,15 +1021,16 @@ def scale_table(results, runs):
     lines = [
         '## Scale: pgbouncers and standbys, under the same client load',
         '',
-        'The collection\'s window (`--tags outage`, the dead-man switch armed on every pgbouncer host) on the lab',
-        'rebuilt with that many pgbouncers (one pgbouncer process and an sshd per host, each its own namespace)',
-        'and standbys (lab shapes `default`, `scale_2`, `scale_8`, `scale`, `scale_32`, `scale_64`), under %d' % (
-            SCALE_WRITERS),
-        'writers in all spread evenly over the pgbouncers. *Clients\' longest wait*: the longest transaction that',
-        'overlapped the window. *Physical limit*: the bare window under the same load - one process, every',
-        'connection open before the clock, PAUSE on every pgbouncer at once, the ALTER, every standby polled',
-        'at once until it has the column, RESUME on every pgbouncer at once (`bare_window`). Medians of %d runs,' % runs,
-        'the points interleaved run by run.',
+        'The collection\'s window for one trivial patch - the outage module run by itself, as Ansible runs it',
+        '(without ansible-playbook: no plan task, no dead-man switch, whose arming over SSH takes minutes with',
+        'many hosts on this machine) - on the lab rebuilt with that many pgbouncers (one pgbouncer process and',
+        'an sshd per host, each its own namespace) and standbys (lab shapes `default`, `scale_2`, `scale_8`,',
+        '`scale`, `scale_32`, `scale_64`, `scale_100`), under %d writers in all spread evenly over the' % SCALE_WRITERS,
+        'pgbouncers. *Clients\' longest wait*: the longest transaction that overlapped the window. *Physical',
+        'limit*: the bare window under the same load - one process, every connection open before the clock,',
+        'PAUSE on every pgbouncer at once, the ALTER, every standby polled at once until it has the column,',
+        'RESUME on every pgbouncer at once (`bare_window`); the two take turns going first. Medians of %d runs;' % runs,
+        '2+2 and 16+4 interleaved run by run, the other points run after them, each in a row.',
         '',
         '| pgbouncers | standbys | outage (ms) | clients\' longest wait (ms) | physical limit (ms) | outage / limit | '
         'bare window\'s longest client wait (ms) | outage vs 2+2 | wait vs 2+2 | limit vs 2+2 | drain (ms) | '
@@ -1227,10 +1222,16 @@ def main():
             for run in range(args.stall_deploys):
                 record('stall-500', run_stall(tmp, tag_for('stall', run)))
         if 'scale' in methods:
+            # The goal's points interleaved run by run (noise hits them alike); the growth series
+            # point after point (a lab rebuild with many hosts costs more than a run).
             for run in range(args.runs):
-                for point in scales:
+                for point in [p for p in scales if p in SCALE_GOAL_POINTS]:
                     key = scale_key(*point)
-                    record(key, run_scale(tmp, tag_for(key, run), *point))
+                    record(key, run_scale(tmp, tag_for(key, run), *point, run=run))
+            for point in [p for p in scales if p not in SCALE_GOAL_POINTS]:
+                for run in range(args.runs):
+                    key = scale_key(*point)
+                    record(key, run_scale(tmp, tag_for(key, run), *point, run=run))
         if methods != [m for m in methods if m not in SEPARATE] or rtts != [0]:
             lab_up('default')
     if args.merge and os.path.exists(args.output):

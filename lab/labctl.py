@@ -130,6 +130,7 @@ SHAPES = {
     'scale_8': {'pgbouncers': 8, 'standbys': 4},
     'scale_32': {'pgbouncers': 32, 'standbys': 4},
     'scale_64': {'pgbouncers': 64, 'standbys': 4},
+    'scale_100': {'pgbouncers': 100, 'standbys': 4},
 }
 
 
