@@ -189,8 +189,8 @@ def shape_hosts(shape, base=None):
             'addr': prefix + str(40 + number), 'role': 'pgbouncer',
             'standby': 'standby%d' % ((number - 1) % standbys + 1)}))
     hosts = {}
-    for role in ['primary', 'standby', 'pgbouncer'] + [r for r in by_role if r not in ('primary', 'standby',
-                                                                                        'pgbouncer')]:
+    first = ('primary', 'standby', 'pgbouncer')
+    for role in list(first) + [r for r in by_role if r not in first]:
         hosts.update(by_role.get(role, []))
     if shape.get('controller_rtt_ms'):
         octets = set(int(h['addr'].rsplit('.', 1)[1]) for h in hosts.values())
