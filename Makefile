@@ -108,8 +108,11 @@ test:
 test-faults: lab
 	$(PYTEST) -q tests/integration -m faults
 
+# RUNS=n runs per method (default 5); the scale growth series to 100 pgbouncers; the size rows beside the
+# engine before issue 20 (its raw runs are kept in docs/benchmarks-before-issue-20.md).
 bench: lab
-	$(PY) benchmarks/outage_bench.py --runs $${RUNS:-5}
+	$(PY) benchmarks/outage_bench.py --runs $${RUNS:-5} --scales 2x2,16x4,2x4,8x4,32x4,64x4,100x4 \
+	  --baseline docs/benchmarks-before-issue-20.md --baseline-label 'before issue 20 (e760561)'
 
 build: venv
 	mkdir -p build && ansible-galaxy collection build --force --output-path build .
