@@ -10,10 +10,17 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset i
 MB = 1024.0 * 1024.0
 
 
-class FakeCursor:
-    def __init__(self, conn):
-        self.conn = conn
+class FakeConn:
+    """A connection that is its own cursor: ``answer(sql)`` gives the row (or the exception) of each query."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sent = []
         self.row = None
+        self.rolled_back = False
+
+    def cursor(self):
+        return self
 
     def __enter__(self):
         return self
@@ -22,24 +29,13 @@ class FakeCursor:
         return False
 
     def execute(self, sql, params=None):
-        self.conn.sent.append(sql)
-        answer = self.conn.answer(sql)
-        if isinstance(answer, Exception):
-            raise answer
-        self.row = answer
+        self.sent.append(sql)
+        self.row = self.answer(sql)
+        if isinstance(self.row, Exception):
+            raise self.row
 
     def fetchone(self):
         return self.row
-
-
-class FakeConn:
-    def __init__(self, answer):
-        self.answer = answer
-        self.sent = []
-        self.rolled_back = False
-
-    def cursor(self):
-        return FakeCursor(self)
 
     def rollback(self):
         self.rolled_back = True
