@@ -40,25 +40,16 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
     resolve_addresses, serving_entries)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    ConnectError, connect, endpoint_label, one_line, psycopg2, query, wait)
+    ConnectError, connect, endpoint_label, one_line, psycopg2, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, load_patch_set, plan as make_plan, refuse_drift)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    SchemaError, applied_revisions, apply_cold, cross_check_replay, ensure_revision_table, newest_revision_sql,
-    procedure_source, wait_for_replay)
+    SchemaError, applied_revisions, apply_cold, ensure_revision_table, newest_revision_sql, procedure_source)
 
 
-# How long a standby may take to confirm pg_wal_replay_pause(): nothing is
-# drained yet, but a startup process stuck in a recovery conflict must not eat
-# the whole budget before the primary's outage even starts.
-REPLAY_PAUSE_SECONDS = 5.0
-REPLAY_POLL_SECONDS = 0.002
 # Reading each database's revision after resume: outside the window, but the
 # module's result waits for it.
 REVISION_READ_SECONDS = 2.0
-
-# A standby connection lost mid-window is reopened to resume replay; this bounds it.
-REPLAY_RESUME_CONNECT_SECONDS = 3
 
 
 class OutageError(Exception):
@@ -67,110 +58,6 @@ class OutageError(Exception):
     def __init__(self, message, result=None):
         Exception.__init__(self, message)
         self.result = result or {}
-
-
-def _on_standbys(standby_conns, sql, timeout):
-    """Run ``sql`` on every standby's async connection at once (send all, then
-    collect). Returns [(endpoint, first row or None, one-line error or None)]."""
-    sent = []
-    for endpoint, conn in standby_conns:
-        try:
-            cur = conn.cursor()
-            cur.execute(sql)
-            sent.append((endpoint, conn, cur, None))
-        except psycopg2.Error as exc:
-            sent.append((endpoint, conn, None, one_line(exc)))
-    deadline = time.monotonic() + timeout
-    results = []
-    for endpoint, conn, cur, error in sent:
-        row = None
-        if error is None:
-            try:
-                wait(conn, max(deadline - time.monotonic(), 0.001))
-                row = cur.fetchone()
-            except TimeoutError:
-                error = 'no answer within %.1f s' % timeout
-            except psycopg2.Error as exc:
-                error = one_line(exc)
-        results.append((endpoint, row, error))
-    return results
-
-
-def pause_replay(standby_conns, clock, paused, timeout=REPLAY_PAUSE_SECONDS):
-    """pg_wal_replay_pause() on every standby, confirmed by
-    pg_get_wal_replay_pause_state() = 'paused'. Every standby asked is added to
-    ``paused`` first (the caller resumes them whatever happens); a standby that
-    refuses or does not confirm within ``timeout`` -> SchemaError naming it."""
-    names = ', '.join(endpoint_label(e) for e, dummy in standby_conns)
-    with clock.phase('replay_pause', host=names or None) as record:
-        deadline = time.monotonic() + min(timeout, max(clock.usable(), 0.001))
-        paused.extend(endpoint for endpoint, dummy in standby_conns)
-        failed = [(e, err) for e, dummy, err in _on_standbys(standby_conns, 'SELECT pg_wal_replay_pause()',
-                                                             deadline - time.monotonic()) if err]
-        if failed:
-            raise SchemaError('; '.join('standby %s: pg_wal_replay_pause() failed: %s' % (endpoint_label(e), err)
-                                        for e, err in failed))
-        waiting = list(standby_conns)
-        interval = REPLAY_POLL_SECONDS
-        while waiting:
-            states = _on_standbys(waiting, 'SELECT pg_get_wal_replay_pause_state()',
-                                  max(deadline - time.monotonic(), 0.001))
-            errors = ['standby %s: %s' % (endpoint_label(e), err) for e, dummy, err in states if err]
-            if errors:
-                raise SchemaError('; '.join('%s: replay pause not confirmed' % text for text in errors))
-            record['detail']['states'] = dict((endpoint_label(e), row[0]) for e, row, dummy in states)
-            not_yet = set(endpoint_label(e) for e, row, dummy in states if row[0] != 'paused')
-            waiting = [(e, c) for e, c in waiting if endpoint_label(e) in not_yet]
-            if not waiting:
-                break
-            if time.monotonic() >= deadline:
-                raise SchemaError('standby %s: replay pause not confirmed within %.1f s (state: %s): a recovery '
-                                  'conflict may hold its startup process; check its log'
-                                  % (', '.join(sorted(not_yet)), timeout,
-                                     ', '.join(record['detail']['states'][n] for n in sorted(not_yet))))
-            time.sleep(interval)
-            interval = min(interval * 2, 0.05)
-    return record
-
-
-def resume_replay(standby_conns, clock=None):
-    """pg_wal_replay_resume() on every standby of ``standby_conns`` (endpoint,
-    async connection); a standby whose connection fails is tried once more on a
-    fresh connection. Returns [(endpoint, error or None)] - resuming replay that
-    is not paused is harmless, so this is always safe to call."""
-    def attempt():
-        outcome = []
-        for endpoint, dummy, error in _on_standbys(standby_conns, 'SELECT pg_wal_replay_resume()', 5.0):
-            if error is not None:
-                error = _resume_on_fresh_connection(endpoint, error)
-            outcome.append((endpoint, error))
-        return outcome
-
-    if clock is None or not standby_conns:
-        return attempt()
-    names = ', '.join(endpoint_label(e) for e, dummy in standby_conns)
-    with clock.phase('replay_resume', host=names) as record:
-        outcome = attempt()
-        failed = [(e, err) for e, err in outcome if err]
-        if failed:
-            record['status'] = 'failed'
-            record['detail']['error'] = '; '.join('%s: %s' % (endpoint_label(e), err) for e, err in failed)
-    return outcome
-
-
-def _resume_on_fresh_connection(endpoint, first_error):
-    try:
-        conn = connect(dict(endpoint, connect_timeout=REPLAY_RESUME_CONNECT_SECONDS), autocommit=True,
-                       application_name='fastdowntime-replay')
-    except ConnectError as exc:
-        return '%s; reconnect failed: %s' % (first_error, one_line(exc))
-    try:
-        query(conn, 'SELECT pg_wal_replay_resume()')
-        return None
-    except psycopg2.Error as exc:
-        return '%s; on a new connection: %s' % (first_error, one_line(exc))
-    finally:
-        conn.close()
 
 
 class Window:
@@ -314,7 +201,7 @@ class SplitWindow:
 
     def phases(self, outage, window):
         window.step = 'replay pause'
-        pause_replay(outage.standby_conns, outage.clock, window.replay_paused)
+        replication.pause_replay(outage.standby_conns, outage.clock, window.replay_paused)
         window.step = 'drain'
         window.marks['write_start'] = time.monotonic()
         drain(outage.consoles, policy=outage.drain_policy, primary_conn=outage.observer, clock=outage.clock,
@@ -325,7 +212,7 @@ class SplitWindow:
         drain(outage.read_consoles, policy=outage.drain_policy, clock=outage.clock, phase='drain_read',
               after_pause_sent=lambda: self.resume_writes(outage, window), flags=outage.entry_flags)
         window.step = 'replay resume'
-        replay_errors = [(e, err) for e, err in resume_replay(outage.standby_conns, outage.clock) if err]
+        replay_errors = [(e, err) for e, err in replication.resume_replay(outage.standby_conns, outage.clock) if err]
         window.replay_paused = [e for e, dummy in replay_errors]
         if replay_errors:
             raise SchemaError('; '.join('standby %s: pg_wal_replay_resume() failed: %s'
@@ -353,7 +240,7 @@ class SplitWindow:
         self.resume_writes(outage, window)
         if window.replay_paused:
             left = [(e, c) for e, c in outage.standby_conns if e in window.replay_paused]
-            window.replay_errors = [(e, err) for e, err in resume_replay(left, outage.clock) if err]
+            window.replay_errors = [(e, err) for e, err in replication.resume_replay(left, outage.clock) if err]
             if window.changed:
                 window.lagging = sorted(set(window.lagging) |
                                         set(endpoint_label(e) for e, dummy in window.replay_errors))
@@ -436,6 +323,7 @@ class Outage:
         self.conn = None          # the primary, for the one transaction
         self.observer = None      # the primary, autocommit: locks, terminate, replication
         self.standby_conns = []   # (endpoint, async connection)
+        self.standby_identities = None  # replication.check_standbys: who each standby is to the primary
         self.consoles = []
         # split mode: the read-write entries are self.consoles' entries, the
         # read-only ones live on consoles of their own (their own PAUSE connections).
@@ -470,6 +358,8 @@ class Outage:
                 return self.plan
             self.standby_conns = [(s, connect(s, async_=True, application_name='fastdowntime-replay'))
                                   for s in self.standbys]
+            # Replicas of this primary, in recovery; who each is to the primary (the replay cross-check).
+            self.standby_identities = replication.check_standbys(self.observer, self.standby_conns)
             self.consoles = [Console(p, db_name=self.db_name, databases=self.pgbouncer_databases)
                              for p in self.pgbouncers]
             open_consoles(self.consoles)
@@ -580,10 +470,10 @@ class Outage:
                                     **self._table_kwargs(lock_retry=True))
 
     def standby_replay(self, window):
-        """Every standby has replayed the commit (schema.wait_for_replay)."""
+        """Every standby has replayed the commit (replication.wait_for_replay)."""
         window.step = 'standby replay'
-        window.replay = wait_for_replay(self.observer, self.standby_conns, window.applied['commit_lsn'], self.clock,
-                                        xid=window.applied['commit_xid'], cross_check=False)
+        window.replay = replication.wait_for_replay(self.observer, self.standby_conns, window.applied['commit_lsn'],
+                                                    self.clock, xid=window.applied['commit_xid'], cross_check=False)
 
     def _terminate_killable(self):
         """Inside the window: terminate the killable users' direct connections,
@@ -618,12 +508,13 @@ class Outage:
 
     def cross_check_replay(self, window):
         """After the window: the primary's pg_stat_replication view of each
-        standby beside its own answer (schema.cross_check_replay) - a report,
-        never a gate, so a failure to read it is reported, not raised."""
+        standby beside its own answer (replication.cross_check_replay, each
+        standby's row found by the identity rules) - a report, never a gate,
+        so a failure to read it is reported, not raised."""
         if not window.replay or not window.replay.get('standbys'):
             return
         try:
-            cross_check_replay(self.observer, window.replay, [e for e, dummy in self.standby_conns])
+            replication.cross_check_replay(self.observer, window.replay, self.standby_identities)
         except psycopg2.Error as exc:
             window.replay['cross_check_error'] = one_line(exc)
 
@@ -635,11 +526,9 @@ class Outage:
         and reported. Returns (resume() results, ConsoleError or None,
         [(pgbouncer label, entry) fenced]); never raises ConsoleError."""
         consoles = self.consoles if consoles is None else consoles
-        lagging = set(lagging)
-        behind = [s for s in self.standbys if endpoint_label(s) in lagging]
         disabled, fence_errors = [], []
-        for console in consoles:
-            fenced = serving_entries(console.endpoint.get('name'), console.entries, behind) if behind else []
+        for console, fenced in zip(consoles, replication.fenced_entries(
+                lagging, self.standbys, [(c.endpoint.get('name'), c.entries) for c in consoles])):
             console.entries = [e for e in console.entries if e not in fenced]
             for entry in fenced:
                 try:
@@ -682,7 +571,7 @@ class Outage:
         except Exception as exc:  # noqa: B902 - a report line, never a failed deploy
             rows.append({'host': endpoint_label(self.primary), 'role': 'primary', 'revision': None,
                          'error': one_line(exc)})
-        for endpoint, row, error in _on_standbys(self.standby_conns, sql, timeout):
+        for endpoint, row, error in replication.on_standbys(self.standby_conns, sql, timeout):
             rows.append({'host': endpoint_label(endpoint), 'role': 'standby',
                          'revision': row[0] if row else None, 'error': error})
         return rows

@@ -25,6 +25,18 @@ inventory database host its ``sender_host``/``sender_port`` resolve to (the
 primary when none does: a relay, a NAT, a virtual address); a cascade is fine
 as long as every chain ends at the primary.
 
+The same rules serve the pre-flight (``assign`` over every upstream), the
+outage's cross-check of the primary's view after the replay wait
+(``match_replication_rows``) and the standbys' facts gathered before the
+window (``check_standbys``).
+
+Also here, everything else about standbys: whose replay pause it is (markers,
+settings below the primary's), what blocks replay (recovery conflicts,
+hot_standby_feedback, long transactions against max_standby_*_delay), pausing
+and resuming replay (the split window), the replay wait (commit-exact: the
+standby's own pg_xact_status() of the deploy's transaction) and which pgbouncer
+entries are fenced when a standby lacks the schema.
+
 Pure functions (rows in, decisions out) are unit-tested without a database;
 the SQL lives here too, so one module knows what PostgreSQL says about standbys.
 """
@@ -33,7 +45,25 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 import re
+import select
+import time
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
+    ConnectError, connect, endpoint_label, one_line, psycopg2, query, rows_as_dicts, wait)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
+    SchemaError, _end_read, _pg_message)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
+    resolve_addresses, serving_entries)
+
+
+class ReplicationError(SchemaError):
+    """A standby does not have (or cannot be shown to have) the new schema, or
+    its replay could not be paused; str() is the operator's one line and
+    ``lagging`` lists the standbys (endpoint labels) whose entries stay fenced.
+    A SchemaError, so a window has one failure path for both."""
+
 
 # On a standby: its WAL receiver (one row, NULLs when none runs) and its name.
 RECEIVER_SQL = """
@@ -76,6 +106,26 @@ def receiver_application_name(receiver):
     return (receiver or {}).get('cluster_name') or DEFAULT_RECEIVER_NAME
 
 
+def normalize_address(text):
+    """An address as PostgreSQL's host() prints it, so addresses compare: IPv6
+    compressed and lower case, a zone id (fe80::1%eth0) dropped, an IPv4-mapped
+    IPv6 address (::ffff:10.0.0.1, a dual-stack listener) as IPv4. A name, a
+    unix socket directory or None stays as it is."""
+    if not text:
+        return text
+    try:
+        address = ipaddress.ip_address(str(text).split('%', 1)[0].strip('[]'))
+    except ValueError:
+        return text
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)
+
+
+def _addresses(values):
+    return set(normalize_address(value) for value in values or () if value)
+
+
 def identify(rows, standby, claimed=()):
     """The upstream's row of one standby: (row, how) or (None, why).
 
@@ -104,8 +154,8 @@ def identify(rows, standby, claimed=()):
     if len(found) == 1:
         return found[0], 'application_name %s' % name
     tried.append('application_name %s (%s rows)' % (name, len(found)))
-    addresses = set(standby.get('addresses') or ())
-    found = [row for row in rows if row.get('client_addr') in addresses]
+    addresses = _addresses(standby.get('addresses'))
+    found = [row for row in rows if normalize_address(row.get('client_addr')) in addresses]
     if len(found) == 1:
         return found[0], 'client_addr %s' % found[0]['client_addr']
     tried.append('client_addr in %s (%s rows)' % (', '.join(sorted(addresses)) or 'nothing', len(found)))
@@ -160,10 +210,10 @@ def locate_upstream(receiver, servers):
 
     ``servers``: [{'label', 'addresses' (set, resolved), 'port'}]; the
     sender_host is given resolved too, as ``receiver['sender_addresses']``."""
-    sender = set((receiver or {}).get('sender_addresses') or ())
+    sender = _addresses((receiver or {}).get('sender_addresses'))
     if (receiver or {}).get('sender_host'):
-        sender.add(receiver['sender_host'])
-    at_host = [s for s in servers if sender & set(s.get('addresses') or ())]
+        sender.add(normalize_address(receiver['sender_host']))
+    at_host = [s for s in servers if sender & _addresses(s.get('addresses'))]
     at_port = [s for s in at_host if s.get('port') == (receiver or {}).get('sender_port')]
     if len(at_port) == 1:
         return at_port[0]['label']
@@ -275,24 +325,89 @@ def settings_below(standby_settings, primary_settings):
             and standby_settings[name] < primary_settings[name]]
 
 
-def pause_cause(state, marked, below):
-    """Why replay is paused: None (not paused), 'fastdowntime' (a marker of a
-    split run), 'postgresql' (settings below the primary's: resuming shuts the
-    standby down) or 'operator' (anything else: somebody wanted it)."""
+# A standby with a recovery target and recovery_target_action = pause stops
+# there: pg_wal_replay_resume() then ENDS recovery (it promotes).
+RECOVERY_TARGET_SQL = ("SELECT name, setting FROM pg_settings WHERE name IN ('recovery_target', "
+                       "'recovery_target_lsn', 'recovery_target_name', 'recovery_target_time', "
+                       "'recovery_target_xid', 'recovery_target_action')")
+
+
+def recovery_target(settings):
+    """The recovery target a standby pauses at, as text ('recovery_target_lsn =
+    0/5000000'), or None when it has none or does not pause there.
+    ``settings``: {name: setting} of RECOVERY_TARGET_SQL."""
+    if (settings or {}).get('recovery_target_action') != 'pause':
+        return None
+    targets = ['%s = %s' % (name, value) for name, value in sorted(settings.items())
+               if name != 'recovery_target_action' and value not in (None, '')]
+    return ', '.join(targets) or None
+
+
+# Whose pause a run may resume: its own split window's (a marker) unless told
+# not to, an operator's only when told to, PostgreSQL's never.
+PAUSE_CAUSES = ('fastdowntime', 'operator', 'postgresql', 'recovery_target')
+
+
+def pause_cause(state, marked, below, target=None):
+    """Why replay is paused: None (not paused), 'recovery_target' (``target``,
+    recovery_target() of the standby: resuming promotes it), 'postgresql'
+    (``below``, settings below the primary's: resuming shuts the standby down),
+    'fastdowntime' (``marked``, a marker of a split run) or 'operator'
+    (anything else: somebody wanted it)."""
     if state == 'not paused':
         return None
+    if target:
+        return 'recovery_target'
     if below:
         return 'postgresql'
     return 'fastdowntime' if marked else 'operator'
 
 
+def may_resume(cause, resume_ours=True, resume_operators=False):
+    """Whether the pre-flight resumes a pause of ``cause`` (pause_cause):
+    ours when ``resume_ours`` (fastdowntime_resume_paused_replay), an
+    operator's only when ``resume_operators``
+    (fastdowntime_resume_operator_replay_pause), PostgreSQL's never."""
+    if cause == 'fastdowntime':
+        return bool(resume_ours)
+    if cause == 'operator':
+        return bool(resume_operators)
+    return False
+
+
 # -- what blocks replay on a standby ---------------------------------------------
-# On a standby: how long replay waits for a conflicting query before cancelling it.
+# On a standby: how long replay waits for a conflicting query before cancelling
+# it (streaming, or restoring from the archive), whether it sends feedback, and
+# what its startup process (replay) waits for now, behind which backends.
 REPLAY_CONFLICT_SQL = """
 SELECT current_setting('max_standby_streaming_delay') AS max_standby_streaming_delay,
        (SELECT setting::bigint FROM pg_settings WHERE name = 'max_standby_streaming_delay') AS delay_ms,
-       current_setting('hot_standby_feedback') AS hot_standby_feedback
+       current_setting('max_standby_archive_delay') AS max_standby_archive_delay,
+       (SELECT setting::bigint FROM pg_settings WHERE name = 'max_standby_archive_delay') AS archive_delay_ms,
+       current_setting('hot_standby_feedback') AS hot_standby_feedback,
+       (SELECT status FROM pg_stat_wal_receiver) AS receiver_status,
+       s.wait_event_type AS startup_wait_event_type, s.wait_event AS startup_wait_event,
+       ARRAY(SELECT DISTINCT h.pid FROM pg_locks AS w JOIN pg_locks AS h
+                    ON h.locktype = w.locktype AND h.database IS NOT DISTINCT FROM w.database
+                   AND h.relation IS NOT DISTINCT FROM w.relation AND h.granted AND h.pid <> w.pid
+              WHERE w.pid = s.pid AND NOT w.granted ORDER BY h.pid) AS startup_blocked_by
+  FROM (SELECT 1) AS one LEFT JOIN pg_stat_activity AS s ON s.backend_type = 'startup'
 """
+# (pg_blocking_pids() of the startup process is empty: it waits for a lock in
+# hot standby outside the lock manager's graph; the backends holding a granted
+# lock on what it waits for are the ones holding replay.)
+# On a standby: queries its replay cancelled (recovery conflicts), per kind,
+# for the deploy's database since its statistics were reset. to_jsonb keeps
+# every confl_* column the server version has.
+RECOVERY_CONFLICTS_SQL = """
+SELECT to_jsonb(c) - 'datid' - 'datname' AS counts, d.stats_reset::text AS stats_reset
+  FROM pg_stat_database_conflicts AS c JOIN pg_stat_database AS d ON d.datid = c.datid
+ WHERE c.datname = current_database()
+"""
+# What the startup process waits on while a query holds replay (PostgreSQL's
+# wait events: a lock it must take, a buffer pin, a snapshot or tablespace conflict).
+CONFLICT_WAIT_EVENT_TYPES = ('Lock', 'BufferPin')
+CONFLICT_WAIT_EVENTS = ('RecoveryConflictSnapshot', 'RecoveryConflictTablespace')
 
 
 def blocking_threshold_seconds(budget_seconds):
@@ -302,22 +417,73 @@ def blocking_threshold_seconds(budget_seconds):
     return min(5.0, float(budget_seconds) / 2)
 
 
+def replay_delay(conflict):
+    """(setting name, setting text, milliseconds) of the max_standby_*_delay
+    that bounds how long replay waits for a conflicting query on this standby:
+    max_standby_streaming_delay while its WAL receiver streams, else
+    max_standby_archive_delay (WAL restored from the archive). ms -1: forever;
+    None: unknown. ``conflict``: a REPLAY_CONFLICT_SQL row."""
+    conflict = conflict or {}
+    if conflict.get('receiver_status') in (None, 'streaming') or conflict.get('archive_delay_ms') is None:
+        return 'max_standby_streaming_delay', conflict.get('max_standby_streaming_delay'), conflict.get('delay_ms')
+    return 'max_standby_archive_delay', conflict.get('max_standby_archive_delay'), conflict.get('archive_delay_ms')
+
+
+def held_now(conflict):
+    """Replay held right now by a recovery conflict: {'wait_event', 'blocked_by'
+    (pids)} from the startup process's wait, or None."""
+    conflict = conflict or {}
+    kind, event = conflict.get('startup_wait_event_type'), conflict.get('startup_wait_event')
+    if kind in CONFLICT_WAIT_EVENT_TYPES or event in CONFLICT_WAIT_EVENTS:
+        return {'wait_event': '%s:%s' % (kind, event), 'blocked_by': list(conflict.get('startup_blocked_by') or [])}
+    return None
+
+
 def replay_blockers(conflict, activity_rows, budget_seconds):
-    """The transactions on one standby that may hold its replay of the outage's
-    commit past the budget: only where max_standby_streaming_delay lets them
-    (-1: forever, or at least the budget), and only those older than
-    blocking_threshold_seconds. ``conflict``: a REPLAY_CONFLICT_SQL row;
-    ``activity_rows``: the standby's client backends (pid, usename,
-    application_name, state, xact_seconds, query). Returns (can_block, rows)."""
-    delay_ms = (conflict or {}).get('delay_ms')
+    """What may hold one standby's replay of the outage's commit past the
+    budget. Only where its max_standby_*_delay (replay_delay) lets a query hold
+    replay that long (-1: forever, or at least the budget) - below that,
+    replay cancels the query instead and the budget is at most that delay
+    shorter.
+
+    ``conflict``: a REPLAY_CONFLICT_SQL row; ``activity_rows``: the standby's
+    client backends (pid, usename, application_name, state, xact_seconds,
+    query). Returns (can_block, rows): the transactions older than
+    blocking_threshold_seconds plus the backends replay waits for now
+    (held_now), each once."""
+    dummy, dummy, delay_ms = replay_delay(conflict)
     if delay_ms is None:
         return False, []
     can_block = delay_ms < 0 or delay_ms >= float(budget_seconds) * 1000
     if not can_block:
         return False, []
     threshold = blocking_threshold_seconds(budget_seconds)
+    holding = set((held_now(conflict) or {}).get('blocked_by') or [])
     return True, [row for row in activity_rows
-                  if row.get('xact_seconds') is not None and row['xact_seconds'] >= threshold]
+                  if row.get('pid') in holding
+                  or (row.get('xact_seconds') is not None and row['xact_seconds'] >= threshold)]
+
+
+def feedback_effect(conflict, can_block):
+    """What hot_standby_feedback means for the outage, in one phrase, and
+    whether it is a risk: off, VACUUM on the primary conflicts with any query
+    on this standby (snapshot conflicts), which then holds replay when the
+    delay lets it (can_block); on, only queries on what the patches lock
+    conflict (the primary keeps dead rows the standby's queries still see)."""
+    if (conflict or {}).get('hot_standby_feedback') == 'off':
+        return ('hot_standby_feedback = off: a VACUUM on the primary conflicts with any query here, not only with '
+                'queries on the patched tables', bool(can_block))
+    return ('hot_standby_feedback = on: only queries on what the patches lock conflict with replay (no vacuum '
+            'conflicts)', False)
+
+
+def conflict_counts(row):
+    """{kind: count} of the queries replay cancelled on this standby (nonzero
+    only, 'confl_' dropped), and since when. ``row``: a
+    RECOVERY_CONFLICTS_SQL row (None: the database has no row)."""
+    counts = dict((name[6:] if name.startswith('confl_') else name, int(value or 0))
+                  for name, value in ((row or {}).get('counts') or {}).items())
+    return dict((k, v) for k, v in counts.items() if v), (row or {}).get('stats_reset')
 
 
 def split_blocked_by_synchronous(synchronous):
@@ -329,3 +495,392 @@ def split_blocked_by_synchronous(synchronous):
         return ("synchronous_commit = remote_apply with synchronous_standby_names = '%s': clients' commits would "
                 "wait for replay the split window pauses" % synchronous.get('synchronous_standby_names'))
     return None
+
+
+# -- the standbys before the window ----------------------------------------------
+# On each standby, in one round trip: is it a replica of this primary, in
+# recovery, and what its WAL receiver says (the facts identify() matches with).
+STANDBY_FACTS_SQL = """
+SELECT c.system_identifier::text AS system_identifier, pg_is_in_recovery() AS in_recovery,
+       r.status, r.sender_host, r.sender_port, r.slot_name, r.conninfo,
+       current_setting('cluster_name') AS cluster_name
+  FROM pg_control_system() AS c LEFT JOIN pg_stat_wal_receiver AS r ON true
+"""
+RECEIVER_COLUMNS = ('status', 'sender_host', 'sender_port', 'slot_name', 'conninfo', 'cluster_name')
+
+
+def standby_identity(endpoint, receiver, addresses):
+    """What identify()/assign() take for one standby: {'label', 'override',
+    'receiver', 'addresses'}. ``endpoint``: its connection endpoint (the
+    override is its ``standby_application_name``); ``receiver``: its
+    RECEIVER_SQL row (or the receiver columns of STANDBY_FACTS_SQL);
+    ``addresses``: its host resolved (set)."""
+    return {'label': endpoint_label(endpoint), 'override': endpoint.get('standby_application_name'),
+            'receiver': dict((k, (receiver or {}).get(k)) for k in RECEIVER_COLUMNS),
+            'addresses': set(addresses or ())}
+
+
+def check_standbys(primary_conn, standbys, resolver=resolve_addresses):
+    """Refuse standbys that are not replicas of this primary (wrong cluster or
+    promoted), and return each one's identity (standby_identity) for the replay
+    wait's cross-check. Call before the clock starts; ``standbys`` is
+    [(endpoint, conn)] (blocking or async connections). -> ReplicationError
+    naming the standby."""
+    system_id = query_rows(primary_conn, 'SELECT system_identifier::text AS id FROM pg_control_system()')[0]['id']
+    identities = []
+    for endpoint, conn in standbys:
+        label = endpoint_label(endpoint)
+        facts = _run_on(conn, STANDBY_FACTS_SQL, timeout=endpoint.get('connect_timeout') or 5, label=label)[0]
+        if facts['system_identifier'] != system_id:
+            raise ReplicationError('%s: not a standby of this primary (system identifier %s, primary %s): '
+                                   'check fastdowntime_standbys' % (label, facts['system_identifier'], system_id),
+                                   lagging=[label])
+        if not facts['in_recovery']:
+            raise ReplicationError('%s: not in recovery (promoted?): it is not a standby; check fastdowntime_standbys'
+                                   % label, lagging=[label])
+        identities.append(standby_identity(endpoint, facts, resolver([endpoint['host']])))
+    return identities
+
+
+def query_rows(conn, sql, params=None):
+    """Rows as dicts on a blocking connection, leaving no transaction open."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return rows_as_dicts(cur) if cur.description else []
+    finally:
+        _end_read(conn)
+
+
+def _run_on(conn, sql, params=None, timeout=5.0, label='?'):
+    """One query on a blocking or async connection, bounded by ``timeout``."""
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, params)
+        if conn.async_:
+            wait(conn, timeout)
+        return rows_as_dicts(cur)
+    except TimeoutError:
+        raise ReplicationError('%s: no answer within %.1fs' % (label, timeout), lagging=[label])
+    except psycopg2.Error as exc:
+        raise ReplicationError('%s: %s' % (label, _pg_message(exc)), lagging=[label])
+
+
+# -- the replay wait ---------------------------------------------------------------
+REPLAY_SQL = ('SELECT pg_last_wal_replay_lsn()::text AS replay_lsn, '
+              'coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false) AS caught_up')
+
+# A transaction is replayed on a standby when the standby itself reports it
+# committed. pg_xact_status() raises "transaction ID ... is in the future" for
+# an id the standby has not seen yet; the standby's snapshot xmax (its latest
+# completed transaction + 1) is never past its next id, so an id below it is
+# safe to ask about, and an id at or above it has not completed there.
+REPLAY_XACT_SQL = ('SELECT pg_last_wal_replay_lsn()::text AS replay_lsn, '
+                   'coalesce(CASE WHEN %(xid)s::xid8 < pg_snapshot_xmax(pg_current_snapshot()) '
+                   "THEN pg_xact_status(%(xid)s::xid8) = 'committed' END, false) AS caught_up")
+
+# On the primary after the wait: its walsenders (WALSENDERS_SQL's columns) and
+# whether each has confirmed replay of a position.
+PRIMARY_VIEW_SQL = """
+SELECT r.pid, r.application_name, host(r.client_addr) AS client_addr, r.state, r.sync_state,
+       r.replay_lsn::text AS replay_lsn, coalesce(r.replay_lsn >= %s::pg_lsn, false) AS caught_up, s.slot_name
+  FROM pg_stat_replication AS r LEFT JOIN pg_replication_slots AS s ON s.active_pid = r.pid
+"""
+
+
+def replay_query(lsn, xid=None):
+    """(sql, params) asking a standby whether it has replayed the deploy.
+
+    With ``xid`` (the committed transaction's full id, xid8 as text) the answer
+    is exact: true once the standby has replayed that transaction's commit
+    record, whatever other sessions wrote to the WAL after it (WAL inserted
+    after our commit may stay unflushed, hence unsent, for seconds on an idle
+    primary). Without it, true once the standby has replayed up to ``lsn``:
+    only for positions known to be flushed (tests, set-up)."""
+    if xid is not None:
+        return REPLAY_XACT_SQL, {'xid': xid}
+    return REPLAY_SQL, (lsn,)
+
+
+def match_replication_rows(rows, identities):
+    """{standby label: its row of the primary's ``rows`` or None}, by the
+    identity rules of assign() (slot, application name, address, override): a
+    standby of a cascade, or one matched only by elimination, has no row of its
+    own. ``identities``: standby_identity dicts."""
+    return dict((label, found['row']) for label, found in assign(rows, list(identities or [])).items())
+
+
+# How long the primary's view of the standbys may take to confirm the replay (a report, not a gate).
+CROSS_CHECK_GRACE_SECONDS = 0.5
+
+
+def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_poll_seconds=0.05, xid=None,
+                    identities=None, cross_check=True):
+    """Wait until every standby has replayed the deploy, polling all of them
+    each round (async connections are queried in parallel).
+
+    ``xid``: the deploy transaction's full id (apply_cold()'s ``commit_xid``):
+    a standby is caught up when it reports that transaction committed - exactly
+    our commit, never other sessions' WAL. ``lsn``: without ``xid``, the WAL
+    position to reach; with it, only the primary's cross-check compares its
+    view of each standby with it. ``identities``: check_standbys()'s answer,
+    for the cross-check (without it the primary's view is not matched).
+    Returns {'lsn', 'xid', 'total_ms', 'standbys': [{'name', 'replay_ms',
+    'replay_lsn'}]} (plus cross_check_replay()'s fields unless
+    ``cross_check=False``: the outage runs it after RESUME, a report, not a
+    gate). A standby not caught up while the clock's usable budget lasts ->
+    ReplicationError naming it, with ``lagging`` listing every standby without
+    the schema.
+    """
+    sql, params = replay_query(lsn, xid)
+    target = 'of transaction %s (committed after %s)' % (xid, lsn) if xid is not None else 'at %s' % lsn
+    clock.start()
+    began = time.monotonic()
+    states = [{'endpoint': endpoint, 'conn': conn, 'label': endpoint_label(endpoint), 'done': False,
+               'replay_ms': None, 'replay_lsn': None} for endpoint, conn in standbys]
+    names = ', '.join(endpoint.get('name') or endpoint['host'] for endpoint, dummy in standbys)
+    with clock.phase('standby_replay', host=names or None,
+                     detail=dict({'lsn': lsn}, **({'xid': xid} if xid is not None else {}))) as record:
+        interval = poll_seconds
+        in_flight = {}  # id(state) -> (state, cursor): asked, answer not read yet
+        while True:
+            pending = [s for s in states if not s['done']]
+            if not pending:
+                break
+            if clock.usable() <= 0:
+                silent = [st for st, dummy in in_flight.values()]
+                raise _lagging_error(states, target, 'no answer within the budget' if silent
+                                     else 'not caught up within the budget', silent[0] if silent else None)
+            # Ask every pending standby that has no question in flight, then read
+            # the answers as they come: one silent standby (cut off, hung) must
+            # not starve the others of their polls.
+            for state in pending:
+                if id(state) in in_flight:
+                    continue
+                try:
+                    cur = state['conn'].cursor()
+                    cur.execute(sql, params)
+                except psycopg2.Error as exc:
+                    raise _lagging_error(states, target, 'query failed (%s)' % _pg_message(exc), state)
+                in_flight[id(state)] = (state, cur)
+            for state, cur in _answers(list(in_flight.values()), min(interval, max(clock.usable(), 0.001))):
+                del in_flight[id(state)]
+                try:
+                    row = cur.fetchone()
+                except psycopg2.Error as exc:
+                    raise _lagging_error(states, target, 'query failed (%s)' % _pg_message(exc), state)
+                if row[0] is None:
+                    raise _lagging_error(states, target, 'not in recovery (promoted? not a standby)', state)
+                state['replay_lsn'] = row[0]
+                if row[1]:
+                    state['done'] = True
+                    state['replay_ms'] = _ms(time.monotonic() - began)
+            if any(not s['done'] and id(s) not in in_flight for s in states):
+                time.sleep(min(interval, max(clock.usable(), 0)))
+                interval = min(interval * 2, max_poll_seconds)
+        results = [{'name': state['label'], 'replay_ms': state['replay_ms'], 'replay_lsn': state['replay_lsn']}
+                   for state in states]
+        record['detail']['standby_replay_ms'] = dict((r['name'], r['replay_ms']) for r in results)
+    replay = {'lsn': lsn, 'xid': xid, 'standbys': results, 'total_ms': _ms(time.monotonic() - began)}
+    if cross_check:
+        cross_check_replay(primary_conn, replay, identities, min(max(clock.usable(), 0), CROSS_CHECK_GRACE_SECONDS))
+    return replay
+
+
+def cross_check_replay(primary_conn, replay, identities, grace_seconds=None):
+    """The primary's own view of each standby (pg_stat_replication), added to
+    each of ``replay['standbys']`` (wait_for_replay's result): primary_replay_lsn,
+    primary_confirms (its replay_lsn has reached ``replay['lsn']``),
+    primary_state. Each standby's row is found by the identity rules
+    (match_replication_rows over ``identities``, check_standbys()'s answer): a
+    cascaded standby, or one the rules cannot tell apart, has none. The
+    feedback trails the standby by a message, so the view is read again for up
+    to ``grace_seconds`` (default CROSS_CHECK_GRACE_SECONDS) until it confirms
+    every standby it shows. A report, never a gate: the standby's own answer
+    is the authority."""
+    grace = CROSS_CHECK_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    grace_until = time.monotonic() + grace
+    while True:
+        seen = match_replication_rows(query_rows(primary_conn, PRIMARY_VIEW_SQL, (replay['lsn'],)), identities)
+        if all(row is None or row['caught_up'] for row in seen.values()) or time.monotonic() >= grace_until:
+            break
+        time.sleep(0.005)
+    for result in replay['standbys']:
+        row = seen.get(result['name'])
+        result.update(primary_replay_lsn=row['replay_lsn'] if row else None,
+                      primary_confirms=bool(row and row['caught_up']),
+                      primary_state=row['state'] if row else None)
+    return replay
+
+
+def _ms(seconds):
+    return round(seconds * 1000, 1)
+
+
+def _answers(asked, timeout):
+    """The (state, cursor) pairs of ``asked`` whose answer has arrived within
+    ``timeout`` seconds. Async connections are watched together; a blocking one
+    has its answer already."""
+    ready, waiting = [], []
+    for state, cur in asked:
+        if not state['conn'].async_:
+            ready.append((state, cur))
+            continue
+        try:
+            done = state['conn'].poll() == psycopg2.extensions.POLL_OK
+        except psycopg2.Error:
+            done = True  # fetchone() reports the error
+        (ready if done else waiting).append((state, cur))
+    if ready or not waiting:
+        return ready
+    readable, dummy, dummy = select.select([st['conn'].fileno() for st, dummy in waiting], [], [], timeout)
+    for state, cur in waiting:
+        if state['conn'].fileno() in readable:
+            try:
+                if state['conn'].poll() == psycopg2.extensions.POLL_OK:
+                    ready.append((state, cur))
+            except psycopg2.Error:
+                ready.append((state, cur))
+    return ready
+
+
+def _lagging_error(states, target, why, culprit=None):
+    lagging = [s['label'] for s in states if not s['done']]
+    culprit = culprit or next(s for s in states if not s['done'])
+    others = [name for name in lagging if name != culprit['label']]
+    return ReplicationError('standby %s: %s: it has not replayed the schema change %s (last replayed %s)%s; '
+                            'clients must not be resumed onto it'
+                            % (culprit['label'], why, target, culprit['replay_lsn'] or 'unknown',
+                               '; also behind: %s' % ', '.join(others) if others else ''),
+                            lagging=lagging)
+
+
+# -- pausing and resuming replay (the split window) ----------------------------------
+# How long a standby may take to confirm pg_wal_replay_pause(): nothing is
+# drained yet, but a startup process stuck in a recovery conflict must not eat
+# the whole budget before the primary's outage even starts.
+REPLAY_PAUSE_SECONDS = 5.0
+REPLAY_POLL_SECONDS = 0.002
+# A standby connection lost mid-window is reopened to resume replay; this bounds it.
+REPLAY_RESUME_CONNECT_SECONDS = 3
+
+
+def on_standbys(standby_conns, sql, timeout):
+    """Run ``sql`` on every standby's async connection at once (send all, then
+    collect). Returns [(endpoint, first row or None, one-line error or None)]."""
+    sent = []
+    for endpoint, conn in standby_conns:
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            sent.append((endpoint, conn, cur, None))
+        except psycopg2.Error as exc:
+            sent.append((endpoint, conn, None, one_line(exc)))
+    deadline = time.monotonic() + timeout
+    results = []
+    for endpoint, conn, cur, error in sent:
+        row = None
+        if error is None:
+            try:
+                wait(conn, max(deadline - time.monotonic(), 0.001))
+                row = cur.fetchone()
+            except TimeoutError:
+                error = 'no answer within %.1f s' % timeout
+            except psycopg2.Error as exc:
+                error = one_line(exc)
+        results.append((endpoint, row, error))
+    return results
+
+
+def pause_replay(standby_conns, clock, paused, timeout=REPLAY_PAUSE_SECONDS):
+    """pg_wal_replay_pause() on every standby, confirmed by
+    pg_get_wal_replay_pause_state() = 'paused'. Every standby asked is added to
+    ``paused`` first (the caller resumes them whatever happens); a standby that
+    refuses or does not confirm within ``timeout`` -> ReplicationError naming it."""
+    names = ', '.join(endpoint_label(e) for e, dummy in standby_conns)
+    with clock.phase('replay_pause', host=names or None) as record:
+        deadline = time.monotonic() + min(timeout, max(clock.usable(), 0.001))
+        paused.extend(endpoint for endpoint, dummy in standby_conns)
+        failed = [(e, err) for e, dummy, err in on_standbys(standby_conns, 'SELECT pg_wal_replay_pause()',
+                                                            deadline - time.monotonic()) if err]
+        if failed:
+            raise ReplicationError('; '.join('standby %s: pg_wal_replay_pause() failed: %s' % (endpoint_label(e), err)
+                                             for e, err in failed))
+        waiting = list(standby_conns)
+        interval = REPLAY_POLL_SECONDS
+        while waiting:
+            states = on_standbys(waiting, 'SELECT pg_get_wal_replay_pause_state()',
+                                 max(deadline - time.monotonic(), 0.001))
+            errors = ['standby %s: %s' % (endpoint_label(e), err) for e, dummy, err in states if err]
+            if errors:
+                raise ReplicationError('; '.join('%s: replay pause not confirmed' % text for text in errors))
+            record['detail']['states'] = dict((endpoint_label(e), row[0]) for e, row, dummy in states)
+            not_yet = set(endpoint_label(e) for e, row, dummy in states if row[0] != 'paused')
+            waiting = [(e, c) for e, c in waiting if endpoint_label(e) in not_yet]
+            if not waiting:
+                break
+            if time.monotonic() >= deadline:
+                raise ReplicationError('standby %s: replay pause not confirmed within %.1f s (state: %s): a recovery '
+                                       'conflict may hold its startup process; check its log'
+                                       % (', '.join(sorted(not_yet)), timeout,
+                                          ', '.join(record['detail']['states'][n] for n in sorted(not_yet))))
+            time.sleep(interval)
+            interval = min(interval * 2, 0.05)
+    return record
+
+
+def resume_replay(standby_conns, clock=None):
+    """pg_wal_replay_resume() on every standby of ``standby_conns`` (endpoint,
+    async connection); a standby whose connection fails is tried once more on a
+    fresh connection. Returns [(endpoint, error or None)] - resuming replay that
+    is not paused is harmless, so this is always safe to call."""
+    def attempt():
+        outcome = []
+        for endpoint, dummy, error in on_standbys(standby_conns, 'SELECT pg_wal_replay_resume()', 5.0):
+            if error is not None:
+                error = _resume_on_fresh_connection(endpoint, error)
+            outcome.append((endpoint, error))
+        return outcome
+
+    if clock is None or not standby_conns:
+        return attempt()
+    names = ', '.join(endpoint_label(e) for e, dummy in standby_conns)
+    with clock.phase('replay_resume', host=names) as record:
+        outcome = attempt()
+        failed = [(e, err) for e, err in outcome if err]
+        if failed:
+            record['status'] = 'failed'
+            record['detail']['error'] = '; '.join('%s: %s' % (endpoint_label(e), err) for e, err in failed)
+    return outcome
+
+
+def _resume_on_fresh_connection(endpoint, first_error):
+    try:
+        conn = connect(dict(endpoint, connect_timeout=REPLAY_RESUME_CONNECT_SECONDS), autocommit=True,
+                       application_name='fastdowntime-replay')
+    except ConnectError as exc:
+        return '%s; reconnect failed: %s' % (first_error, one_line(exc))
+    try:
+        query(conn, 'SELECT pg_wal_replay_resume()')
+        return None
+    except psycopg2.Error as exc:
+        return '%s; on a new connection: %s' % (first_error, one_line(exc))
+    finally:
+        conn.close()
+
+
+# -- fencing: no client resumed onto a standby without the schema -----------------------
+def fenced_entries(lagging, standbys, consoles):
+    """Which entries each console keeps fenced (DISABLE, KILL, RESUME) because
+    they serve a standby without the new schema (the Launchpad rule: no client
+    is resumed onto it).
+
+    ``lagging``: endpoint labels of the standbys without the schema (a
+    ReplicationError's ``lagging``); ``standbys``: the standby endpoints;
+    ``consoles``: [(pgbouncer name, [entries this console drains])]. Returns
+    [[entries to fence] per console, in order]: only entries the console
+    drains that serve a lagging standby (topology.serving_entries), none for
+    a standby not in ``lagging``."""
+    lagging = set(lagging or ())
+    behind = [s for s in standbys if endpoint_label(s) in lagging]
+    return [serving_entries(name, entries, behind) if behind else [] for name, entries in consoles]

@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, fastdowntime.postgresql contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Schema application against PostgreSQL: revision store, hot patches, the one
-cold transaction, and the wait for every standby to replay it.
+"""Schema application against PostgreSQL: revision store, hot patches and the
+one cold transaction (the wait for every standby to replay it lives with the
+standbys, in replication.py).
 
 Built so that one process can run drain -> apply_cold -> wait_for_replay ->
 resume with nothing in between: every function takes open connections and the
@@ -18,7 +19,6 @@ __metaclass__ = type
 import datetime
 import json
 import re
-import select
 import threading
 import time
 from contextlib import contextmanager
@@ -28,7 +28,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     HOT, LAUNCHPAD_REVISION_TABLE, REVISION, format_revision)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    endpoint_label, one_line, rows_as_dicts, wait)
+    one_line, rows_as_dicts)
 
 try:
     import psycopg2
@@ -42,8 +42,6 @@ QUERY_CANCELED = '57014'
 # One key for "a schema deploy is running on this database" (pg_advisory_lock).
 DEPLOY_LOCK_KEY = 0x46445453  # 'FDTS'
 SAVEPOINT = 'fastdowntime_statement'
-# How long the primary's view of the standbys may take to confirm the replay (a report, not a gate).
-CROSS_CHECK_GRACE_SECONDS = 0.5
 
 # What a patch may change in its session, put back to the deploy session's
 # defaults after each patch (before the next one and before its revision row
@@ -844,221 +842,3 @@ def _cleanup_note(cur, stmt, dropped):
         return ''
     dropped.append(name)
     return '; dropped the INVALID index %s' % name
-
-
-# -- standbys ---------------------------------------------------------------
-
-def check_standbys(primary_conn, standbys):
-    """Refuse standbys that are not replicas of this primary (wrong cluster or
-    promoted). Call before the outage; ``standbys`` is [(endpoint, conn)]."""
-    system_id = _query(primary_conn, 'SELECT system_identifier::text AS id FROM pg_control_system()')[0]['id']
-    _end_read(primary_conn)
-    for endpoint, conn in standbys:
-        rows = _run_on(conn, 'SELECT system_identifier::text AS id, pg_is_in_recovery() AS recovery '
-                             'FROM pg_control_system()', timeout=endpoint.get('connect_timeout') or 5,
-                       label=endpoint_label(endpoint))
-        if rows[0]['id'] != system_id:
-            raise SchemaError('%s: not a standby of this primary (system identifier %s, primary %s): '
-                              'check fastdowntime_standbys' % (endpoint_label(endpoint), rows[0]['id'], system_id),
-                              lagging=[endpoint_label(endpoint)])
-        if not rows[0]['recovery']:
-            raise SchemaError('%s: not in recovery (promoted?): it is not a standby; check fastdowntime_standbys'
-                              % endpoint_label(endpoint), lagging=[endpoint_label(endpoint)])
-
-
-def _run_on(conn, sql, params=None, timeout=5.0, label='?'):
-    """One query on a blocking or async connection, bounded by ``timeout``."""
-    try:
-        cur = conn.cursor()
-        cur.execute(sql, params)
-        if conn.async_:
-            wait(conn, timeout)
-        return rows_as_dicts(cur)
-    except TimeoutError:
-        raise SchemaError('%s: no answer within %.1fs' % (label, timeout), lagging=[label])
-    except psycopg2.Error as exc:
-        raise SchemaError('%s: %s' % (label, _pg_message(exc)), lagging=[label])
-
-
-REPLAY_SQL = ('SELECT pg_last_wal_replay_lsn()::text AS replay_lsn, '
-              'coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false) AS caught_up')
-
-# A transaction is replayed on a standby when the standby itself reports it
-# committed. pg_xact_status() raises "transaction ID ... is in the future" for
-# an id the standby has not seen yet; the standby's snapshot xmax (its latest
-# completed transaction + 1) is never past its next id, so an id below it is
-# safe to ask about, and an id at or above it has not completed there.
-REPLAY_XACT_SQL = ('SELECT pg_last_wal_replay_lsn()::text AS replay_lsn, '
-                   'coalesce(CASE WHEN %(xid)s::xid8 < pg_snapshot_xmax(pg_current_snapshot()) '
-                   "THEN pg_xact_status(%(xid)s::xid8) = 'committed' END, false) AS caught_up")
-
-
-def replay_query(lsn, xid=None):
-    """(sql, params) asking a standby whether it has replayed the deploy.
-
-    With ``xid`` (the committed transaction's full id, xid8 as text) the answer
-    is exact: true once the standby has replayed that transaction's commit
-    record, whatever other sessions wrote to the WAL after it (WAL inserted
-    after our commit may stay unflushed, hence unsent, for seconds on an idle
-    primary). Without it, true once the standby has replayed up to ``lsn``:
-    only for positions known to be flushed (tests, set-up)."""
-    if xid is not None:
-        return REPLAY_XACT_SQL, {'xid': xid}
-    return REPLAY_SQL, (lsn,)
-
-
-def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_poll_seconds=0.05, xid=None,
-                    cross_check=True):
-    """Wait until every standby has replayed the deploy, polling all of them
-    each round (async connections are queried in parallel).
-
-    ``xid``: the deploy transaction's full id (apply_cold()'s ``commit_xid``):
-    a standby is caught up when it reports that transaction committed - exactly
-    our commit, never other sessions' WAL. ``lsn``: without ``xid``, the WAL
-    position to reach; with it, only the primary's cross-check compares its
-    view of each standby with it. Returns {'lsn', 'xid', 'total_ms',
-    'standbys': [{'name', 'replay_ms', 'replay_lsn', 'primary_replay_lsn',
-    ...}]}. A standby not caught up while the clock's usable budget lasts ->
-    SchemaError naming it, with ``lagging`` listing every standby without the
-    schema. ``cross_check=False``: the caller runs cross_check_replay later
-    (the outage does, after RESUME: a report, not a gate).
-    """
-    sql, params = replay_query(lsn, xid)
-    target = 'of transaction %s (committed after %s)' % (xid, lsn) if xid is not None else 'at %s' % lsn
-    clock.start()
-    began = time.monotonic()
-    states = [{'endpoint': endpoint, 'conn': conn, 'label': endpoint_label(endpoint), 'done': False,
-               'replay_ms': None, 'replay_lsn': None} for endpoint, conn in standbys]
-    names = ', '.join(endpoint.get('name') or endpoint['host'] for endpoint, dummy in standbys)
-    with clock.phase('standby_replay', host=names or None,
-                     detail=dict({'lsn': lsn}, **({'xid': xid} if xid is not None else {}))) as record:
-        interval = poll_seconds
-        in_flight = {}  # id(state) -> (state, cursor): asked, answer not read yet
-        while True:
-            pending = [s for s in states if not s['done']]
-            if not pending:
-                break
-            if clock.usable() <= 0:
-                silent = [st for st, dummy in in_flight.values()]
-                raise _lagging_error(states, target, 'no answer within the budget' if silent
-                                     else 'not caught up within the budget', silent[0] if silent else None)
-            # Ask every pending standby that has no question in flight, then read
-            # the answers as they come: one silent standby (cut off, hung) must
-            # not starve the others of their polls.
-            for state in pending:
-                if id(state) in in_flight:
-                    continue
-                try:
-                    cur = state['conn'].cursor()
-                    cur.execute(sql, params)
-                except psycopg2.Error as exc:
-                    raise _lagging_error(states, target, 'query failed (%s)' % _pg_message(exc), state)
-                in_flight[id(state)] = (state, cur)
-            for state, cur in _answers(list(in_flight.values()), min(interval, max(clock.usable(), 0.001))):
-                del in_flight[id(state)]
-                try:
-                    row = cur.fetchone()
-                except psycopg2.Error as exc:
-                    raise _lagging_error(states, target, 'query failed (%s)' % _pg_message(exc), state)
-                if row[0] is None:
-                    raise _lagging_error(states, target, 'not in recovery (promoted? not a standby)', state)
-                state['replay_lsn'] = row[0]
-                if row[1]:
-                    state['done'] = True
-                    state['replay_ms'] = _ms(time.monotonic() - began)
-            if any(not s['done'] and id(s) not in in_flight for s in states):
-                time.sleep(min(interval, max(clock.usable(), 0)))
-                interval = min(interval * 2, max_poll_seconds)
-        results = [{'name': state['label'], 'replay_ms': state['replay_ms'], 'replay_lsn': state['replay_lsn']}
-                   for state in states]
-        record['detail']['standby_replay_ms'] = dict((r['name'], r['replay_ms']) for r in results)
-    replay = {'lsn': lsn, 'xid': xid, 'standbys': results, 'total_ms': _ms(time.monotonic() - began)}
-    if cross_check:
-        cross_check_replay(primary_conn, replay, [endpoint for endpoint, dummy in standbys],
-                           min(max(clock.usable(), 0), CROSS_CHECK_GRACE_SECONDS))
-    return replay
-
-
-def cross_check_replay(primary_conn, replay, endpoints, grace_seconds=None):
-    """The primary's own view of each standby (pg_stat_replication), added to
-    each of ``replay['standbys']`` (wait_for_replay's result, in the order of
-    ``endpoints``): primary_replay_lsn, primary_confirms (its replay_lsn has
-    reached ``replay['lsn']``), primary_state. Its feedback trails the standby
-    by a message, so it is read again for up to ``grace_seconds`` (default
-    CROSS_CHECK_GRACE_SECONDS) until it confirms every standby it shows. A
-    report, never a gate: the standby's own answer is the authority."""
-    grace = CROSS_CHECK_GRACE_SECONDS if grace_seconds is None else grace_seconds
-    grace_until = time.monotonic() + grace
-    while True:
-        primary_view = _primary_replication_view(primary_conn, replay['lsn'])
-        seen = [match_replication_row(primary_view, endpoint) for endpoint in endpoints]
-        if all(row is None or row['caught_up'] for row in seen) or time.monotonic() >= grace_until:
-            break
-        time.sleep(0.005)
-    for result, row in zip(replay['standbys'], seen):
-        result.update(primary_replay_lsn=row['replay_lsn'] if row else None,
-                      primary_confirms=bool(row and row['caught_up']),
-                      primary_state=row['state'] if row else None)
-    return replay
-
-
-def _answers(asked, timeout):
-    """The (state, cursor) pairs of ``asked`` whose answer has arrived within
-    ``timeout`` seconds. Async connections are watched together; a blocking one
-    has its answer already."""
-    ready, waiting = [], []
-    for state, cur in asked:
-        if not state['conn'].async_:
-            ready.append((state, cur))
-            continue
-        try:
-            done = state['conn'].poll() == psycopg2.extensions.POLL_OK
-        except psycopg2.Error:
-            done = True  # fetchone() reports the error
-        (ready if done else waiting).append((state, cur))
-    if ready or not waiting:
-        return ready
-    readable, dummy, dummy = select.select([st['conn'].fileno() for st, dummy in waiting], [], [], timeout)
-    for state, cur in waiting:
-        if state['conn'].fileno() in readable:
-            try:
-                if state['conn'].poll() == psycopg2.extensions.POLL_OK:
-                    ready.append((state, cur))
-            except psycopg2.Error:
-                ready.append((state, cur))
-    return ready
-
-
-def _lagging_error(states, target, why, culprit=None):
-    lagging = [s['label'] for s in states if not s['done']]
-    culprit = culprit or next(s for s in states if not s['done'])
-    others = [name for name in lagging if name != culprit['label']]
-    return SchemaError('standby %s: %s: it has not replayed the schema change %s (last replayed %s)%s; '
-                       'clients must not be resumed onto it'
-                       % (culprit['label'], why, target, culprit['replay_lsn'] or 'unknown',
-                          '; also behind: %s' % ', '.join(others) if others else ''),
-                       lagging=lagging)
-
-
-def _primary_replication_view(primary_conn, lsn):
-    """The primary's pg_stat_replication rows (its own view of each standby's
-    replay position): a cross-check, reported per standby."""
-    try:
-        rows = _query(primary_conn, '''
-            SELECT application_name, host(client_addr) AS client_addr, state, replay_lsn::text AS replay_lsn,
-                   coalesce(replay_lsn >= %s::pg_lsn, false) AS caught_up
-              FROM pg_stat_replication''', (lsn,))
-    finally:
-        _end_read(primary_conn)
-    return rows
-
-
-def match_replication_row(rows, endpoint):
-    """The pg_stat_replication row of ``endpoint``: by application_name equal
-    to its name, else by a client address seen only once."""
-    name = endpoint.get('name')
-    for row in rows:
-        if name and row['application_name'] == name:
-            return row
-    by_address = [row for row in rows if row['client_addr'] == endpoint.get('host')]
-    return by_address[0] if len(by_address) == 1 else None

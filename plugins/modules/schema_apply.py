@@ -255,8 +255,10 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, endpoint_argument_spec, endpoint_label, one_line)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    LockRetry, RevisionTable, SchemaError, applied_revisions, apply_cold, apply_hot, check_standbys,
-    ensure_revision_table, procedure_source, revision_table_exists, wait_for_replay)
+    LockRetry, RevisionTable, SchemaError, applied_revisions, apply_cold, apply_hot, ensure_revision_table,
+    procedure_source, revision_table_exists)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.replication import (
+    check_standbys, wait_for_replay)
 
 try:
     from psycopg2 import Error as DriverError
@@ -363,12 +365,12 @@ class Run:
         # Standbys are opened and checked before the clock starts: a wrong or
         # unreachable standby fails the task before anything is applied.
         standbys = [(endpoint, self.connect(endpoint, async_=True)) for endpoint in self.params['standbys']]
-        check_standbys(conn, standbys)
+        identities = check_standbys(conn, standbys)
         self.clock.start()
         self.result['cold'] = apply_cold(conn, pending, self.clock, deploy_id=self.deploy_id, mode=self.table,
                                          lock_retry=self.policy, observer=self.observer, host=self.label)
         self.result['replay'] = wait_for_replay(conn, standbys, self.result['cold']['commit_lsn'], self.clock,
-                                                xid=self.result['cold']['commit_xid'])
+                                                xid=self.result['cold']['commit_xid'], identities=identities)
 
 
 def main():

@@ -24,9 +24,10 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils import pat
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, load_patch_set, plan, refuse_drift)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.replication import (
+    check_standbys, wait_for_replay)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    LockRetry, SchemaError, applied_revisions, apply_cold, apply_hot, check_standbys, ensure_revision_table,
-    wait_for_replay)
+    LockRetry, SchemaError, applied_revisions, apply_cold, apply_hot, ensure_revision_table)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -130,11 +131,12 @@ def deploy(cluster, patch_dir, budget=10, mode='fastdowntime.schema_revision', l
     the_plan = plan(load_patch_set(patch_dir), applied_revisions(conn, mode))
     refuse_drift(the_plan)
     standbys = cluster.standby_conns()
-    check_standbys(conn, standbys)
+    identities = check_standbys(conn, standbys)
     clock = BudgetClock(budget).start()
     cold = apply_cold(conn, the_plan.pending_cold, clock, deploy_id='test', mode=mode, lock_retry=lock_retry,
                       observer=lambda: cluster.conn(autocommit=True), host='primary')
-    replay = wait_for_replay(conn, standbys, cold['commit_lsn'], clock, xid=cold['commit_xid'])
+    replay = wait_for_replay(conn, standbys, cold['commit_lsn'], clock, xid=cold['commit_xid'],
+                             identities=identities)
     return the_plan, cold, replay, clock
 
 

@@ -1,6 +1,7 @@
 """Standby identity and the replication decisions (replication.py), without a database."""
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import replication as rp
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock
 
 
 def receiver(conninfo='', cluster_name='', slot=None, status='streaming', sender_host=None, sender_port=5432):
@@ -146,3 +147,209 @@ def test_split_refused_with_remote_apply_synchronous_standbys():
     assert 'remote_apply' in rp.split_blocked_by_synchronous(remote)
     on = rp.describe_synchronous({'synchronous_standby_names': 's1', 'synchronous_commit': 'on'}, {})
     assert rp.split_blocked_by_synchronous(on) is None
+
+
+# -- the replay wait ---------------------------------------------------------------
+
+def test_primary_view_matched_by_the_identity_rules_not_the_inventory_name():
+    """The cross-check after the replay wait finds each standby's row of the
+    primary's pg_stat_replication as the pre-flight does: slot, then its own
+    application name, then its address. The inventory name means nothing to
+    PostgreSQL: a row named like another standby's inventory name is not it."""
+    rows = [row(1, 'standby2', addr='10.0.0.11', slot='slot_b'),   # standby1's walsender, named 'standby2'
+            row(2, 'walreceiver', addr='10.0.0.12', slot='slot_a')]  # standby2, default name, slot slot_a
+    one = rp.standby_identity({'name': 'standby1', 'host': 'db1', 'port': 5432},
+                              receiver(conninfo='application_name=standby2', slot='slot_b'), {'10.0.0.11'})
+    two = rp.standby_identity({'name': 'standby2', 'host': 'db2', 'port': 5432}, receiver(slot='slot_a'),
+                              {'10.0.0.12'})
+    seen = rp.match_replication_rows(rows, [one, two])
+    assert seen['standby1 (db1:5432)'] is rows[0] and seen['standby2 (db2:5432)'] is rows[1]
+    # default names from one address, no slots: who is who is unknown -> no row claimed for either
+    same = [row(1), row(2)]
+    seen = rp.match_replication_rows(same, [dict(one, receiver=receiver()), dict(two, receiver=receiver())])
+    assert seen == {'standby1 (db1:5432)': None, 'standby2 (db2:5432)': None}
+    # the override is the name the primary shows
+    over = rp.standby_identity({'name': 'standby1', 'host': 'db1', 'standby_application_name': 'walreceiver'},
+                               receiver(), ())
+    assert rp.match_replication_rows([row(7), row(8, 'other')], [over])['standby1 (db1:5432)']['pid'] == 7
+    # a cascaded standby has no row on the primary
+    assert rp.match_replication_rows([], [one]) == {'standby1 (db1:5432)': None}
+
+
+def test_lagging_error_names_the_standby_and_lists_all_without_schema():
+    states = [{'label': 'standby1 (10.0.0.11:5432)', 'done': True, 'replay_lsn': '0/30'},
+              {'label': 'standby2 (10.0.0.12:5432)', 'done': False, 'replay_lsn': '0/10'},
+              {'label': 'standby3 (10.0.0.13:5432)', 'done': False, 'replay_lsn': None}]
+    error = rp._lagging_error(states, 'at 0/30', 'not caught up within the budget')
+    assert str(error) == ('standby standby2 (10.0.0.12:5432): not caught up within the budget: it has not '
+                          'replayed the schema change at 0/30 (last replayed 0/10); also behind: '
+                          'standby3 (10.0.0.13:5432); clients must not be resumed onto it')
+    assert error.lagging == ['standby2 (10.0.0.12:5432)', 'standby3 (10.0.0.13:5432)']
+
+
+def test_replay_waits_for_the_transaction_itself_when_its_id_is_known():
+    sql, params = rp.replay_query('0/3000148', xid='7412')
+    assert params == {'xid': '7412'}
+    # Exact: the standby's own word on the transaction, no WAL position compared.
+    assert "pg_xact_status(%(xid)s::xid8) = 'committed'" in sql and '%(xid)s::xid8 < pg_snapshot_xmax' in sql
+    assert 'pg_lsn' not in sql
+    # Without an id: a WAL position (only for positions known to be flushed).
+    sql, params = rp.replay_query('0/3000148')
+    assert params == ('0/3000148',) and '>= %s::pg_lsn' in sql
+
+
+class FakeStandby:
+    """A blocking standby connection answering the replay poll from a script."""
+    async_ = False
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.asked = []
+
+    def cursor(self):
+        standby = self
+
+        class Cursor:
+            def execute(self, sql, params=None):
+                standby.asked.append((sql, params))
+
+            def fetchone(self):
+                return standby.answers.pop(0)
+        return Cursor()
+
+
+def test_wait_for_replay_by_transaction_id_is_done_when_the_standby_says_committed(monkeypatch):
+    monkeypatch.setattr(rp, 'query_rows', lambda conn, sql, params=None: [])
+    monkeypatch.setattr(rp.time, 'sleep', lambda seconds: None)
+    standby = FakeStandby([('0/5000000', False), ('0/5000100', True)])
+    clock = BudgetClock(10)
+    result = rp.wait_for_replay(None, [({'name': 's1', 'host': '10.0.0.11', 'port': 5432}, standby)],
+                                '0/4FFFF00', clock, xid='7412')
+    assert [params for dummy, params in standby.asked] == [{'xid': '7412'}, {'xid': '7412'}]
+    assert result['xid'] == '7412' and result['standbys'][0]['replay_lsn'] == '0/5000100'
+    assert clock.phases[-1]['detail']['xid'] == '7412'
+
+
+# -- addresses ---------------------------------------------------------------------
+
+def test_addresses_compare_as_postgresql_prints_them():
+    assert rp.normalize_address('FD00:0:0::11') == 'fd00::11'
+    assert rp.normalize_address('fe80::1%eth0') == 'fe80::1'
+    assert rp.normalize_address('::ffff:10.0.0.11') == '10.0.0.11'   # a dual-stack listener
+    assert rp.normalize_address('[fd00::11]') == 'fd00::11'
+    assert rp.normalize_address('db1.example') == 'db1.example' and rp.normalize_address(None) is None
+    rows = [row(1, addr='fd00::11'), row(2, addr='::ffff:10.0.0.12')]
+    assert rp.identify(rows, standby('x', addresses=['fd00:0::11']))[0]['pid'] == 1
+    assert rp.identify(rows, standby('x', addresses=['10.0.0.12']))[0]['pid'] == 2
+    servers = [{'label': 'primary', 'addresses': {'fd00::10'}, 'port': 5432}]
+    assert rp.locate_upstream(receiver(sender_host='FD00::10'), servers) == 'primary'
+
+
+# -- fencing -------------------------------------------------------------------------
+
+def test_fenced_entries_only_for_standbys_without_the_schema():
+    standbys = [{'name': 's1', 'host': '10.0.0.11', 'port': 5432, 'pgbouncer_databases': ['b1:app_ro']},
+                {'name': 's2', 'host': '10.0.0.12', 'port': 5432, 'pgbouncer_databases': ['b2:app_ro', 'b1:reports']}]
+    consoles = [('b1', ['app', 'app_ro', 'reports']), ('b1', ['app', 'app_ro']), ('b2', ['app', 'app_ro'])]
+    assert rp.fenced_entries([], standbys, consoles) == [[], [], []]
+    # s1 lacks the schema: its entry on every console of b1 (two processes), nothing on b2
+    assert rp.fenced_entries(['s1 (10.0.0.11:5432)'], standbys, consoles) == [['app_ro'], ['app_ro'], []]
+    # s2: its entry on b2 and the one it serves on b1; an entry a console does not drain is not its to fence
+    assert rp.fenced_entries(['s2 (10.0.0.12:5432)'], standbys, consoles) == [['reports'], [], ['app_ro']]
+    # a label nobody has (the primary's, say) fences nothing
+    assert rp.fenced_entries(['primary (10.0.0.10:5432)'], standbys, consoles) == [[], [], []]
+
+
+# -- whose pause, and which one a run may resume -------------------------------------
+
+def test_a_recovery_target_pause_is_postgresqls_and_resuming_would_promote():
+    assert rp.recovery_target({'recovery_target_action': 'pause', 'recovery_target_lsn': '0/5000000',
+                               'recovery_target': '', 'recovery_target_time': ''}) == 'recovery_target_lsn = 0/5000000'
+    # no target, or a target that does not pause there
+    assert rp.recovery_target({'recovery_target_action': 'pause', 'recovery_target_lsn': ''}) is None
+    assert rp.recovery_target({'recovery_target_action': 'promote', 'recovery_target_lsn': '0/5'}) is None
+    assert rp.pause_cause('paused', True, [], 'recovery_target_lsn = 0/5') == 'recovery_target'
+
+
+def test_may_resume_ours_by_default_an_operators_when_told_postgresqls_never():
+    assert rp.may_resume('fastdowntime') and not rp.may_resume('fastdowntime', resume_ours=False)
+    assert not rp.may_resume('operator') and rp.may_resume('operator', resume_operators=True)
+    for cause in ('postgresql', 'recovery_target', None):
+        assert not rp.may_resume(cause, resume_ours=True, resume_operators=True)
+
+
+def test_decide_replay_operator_pause_resumed_when_told_and_recovery_target_refused():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import FAIL, WARN, decide_replay
+    resumed = decide_replay('s1', 'paused', resumed=True, cause='operator')
+    assert resumed['status'] == WARN and 'fastdowntime_resume_operator_replay_pause' in resumed['summary']
+    refused = decide_replay('s1', 'paused', cause='operator')
+    assert refused['status'] == FAIL and 'fastdowntime_resume_operator_replay_pause: true' in refused['action']
+    target = decide_replay('s1', 'paused', cause='recovery_target', target='recovery_target_lsn = 0/5')
+    assert target['status'] == FAIL and 'promote' in target['summary'] and 'recovery_target' in target['action']
+
+
+# -- what blocks replay -----------------------------------------------------------------
+
+def conflict_row(delay_ms=-1, archive_ms=30000, receiver_status='streaming', feedback='on', wait=(None, None),
+                 blocked_by=None):
+    return {'max_standby_streaming_delay': '%sms' % delay_ms if delay_ms >= 0 else '-1', 'delay_ms': delay_ms,
+            'max_standby_archive_delay': '%sms' % archive_ms, 'archive_delay_ms': archive_ms,
+            'hot_standby_feedback': feedback, 'receiver_status': receiver_status,
+            'startup_wait_event_type': wait[0], 'startup_wait_event': wait[1], 'startup_blocked_by': blocked_by}
+
+
+def test_the_delay_that_applies_streaming_or_restoring_from_the_archive():
+    assert rp.replay_delay(conflict_row(delay_ms=-1, archive_ms=100))[0] == 'max_standby_streaming_delay'
+    # no WAL receiver streaming: WAL comes from the archive, max_standby_archive_delay bounds the wait
+    archive = conflict_row(delay_ms=100, archive_ms=-1, receiver_status=None)
+    assert rp.replay_delay(dict(archive, receiver_status='waiting')) == ('max_standby_archive_delay', '-1ms', -1)
+    rows = [{'pid': 5, 'xact_seconds': 8.0}]
+    assert rp.replay_blockers(dict(archive, receiver_status='waiting'), rows, 10) == (True, rows)
+    assert rp.replay_blockers(conflict_row(delay_ms=100, archive_ms=-1), rows, 10) == (False, [])
+
+
+def test_a_backend_replay_waits_for_now_is_a_blocker_whatever_its_age():
+    held = conflict_row(wait=('Lock', 'relation'), blocked_by=[42])
+    assert rp.held_now(held) == {'wait_event': 'Lock:relation', 'blocked_by': [42]}
+    assert rp.held_now(conflict_row(wait=('Activity', 'RecoveryWalStream'))) is None
+    assert rp.held_now(conflict_row(wait=('IPC', 'RecoveryConflictSnapshot')))['wait_event'] \
+        == 'IPC:RecoveryConflictSnapshot'
+    young = [{'pid': 42, 'xact_seconds': 0.5}, {'pid': 43, 'xact_seconds': 0.5}]
+    assert rp.replay_blockers(held, young, 10) == (True, [young[0]])
+
+
+def test_hot_standby_feedback_off_is_a_risk_only_where_queries_can_hold_replay():
+    assert rp.feedback_effect(conflict_row(feedback='off'), True)[1] is True
+    assert rp.feedback_effect(conflict_row(feedback='off'), False)[1] is False
+    assert rp.feedback_effect(conflict_row(feedback='on'), True)[1] is False
+
+
+def test_decide_replay_blockers_held_now_fails_feedback_off_warns():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import (
+        FAIL, PASS, WARN, decide_replay_blockers)
+    held = decide_replay_blockers('s1', conflict_row(wait=('Lock', 'relation'), blocked_by=[42]),
+                                  [{'pid': 42, 'usename': 'rep', 'state': 'idle in transaction', 'xact_seconds': 1.0}],
+                                  10)
+    assert held['status'] == FAIL and 'pid 42' in held['summary'] and 'Lock:relation' in held['summary']
+    assert 'max_standby_streaming_delay below the budget' in held['action']
+    off = decide_replay_blockers('s1', conflict_row(feedback='off'), [], 10)
+    assert off['status'] == WARN and 'hot_standby_feedback = off' in off['summary'] \
+        and 'hot_standby_feedback = on' in off['action']
+    on = decide_replay_blockers('s1', conflict_row(feedback='on'), [], 10)
+    assert on['status'] == PASS and 'hot_standby_feedback = on' in on['summary']
+    archive = decide_replay_blockers('s1', conflict_row(delay_ms=-1, archive_ms=50, receiver_status='waiting'),
+                                     [{'pid': 1, 'xact_seconds': 99.0}], 10)
+    assert archive['status'] == PASS and 'max_standby_archive_delay = 50ms' in archive['summary']
+
+
+def test_recovery_conflicts_counted_per_kind():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import (
+        PASS, WARN, decide_recovery_conflicts)
+    row = {'counts': {'confl_lock': 3, 'confl_snapshot': 2, 'confl_bufferpin': 0, 'confl_tablespace': 0},
+           'stats_reset': '2026-11-29 10:00:00+00'}
+    assert rp.conflict_counts(row) == ({'lock': 3, 'snapshot': 2}, '2026-11-29 10:00:00+00')
+    found = decide_recovery_conflicts('s1', row, conflict_row(delay_ms=30000))
+    assert found['status'] == WARN and '5 queries cancelled' in found['summary'] and 'lock 3, snapshot 2' in \
+        found['summary'] and 'max_standby_streaming_delay = 30000ms' in found['summary']
+    assert decide_recovery_conflicts('s1', {'counts': {'confl_lock': 0}}, None)['status'] == PASS
+    assert decide_recovery_conflicts('s1', None, None)['status'] == PASS

@@ -1,6 +1,6 @@
 """Unit tests of schema.py's pure parts: revision table names, retry policy,
 error lines, the lock-retry decision against the budget clock (with a fake
-cursor standing in for PostgreSQL), standby matching and lagging messages."""
+cursor standing in for PostgreSQL)."""
 import re
 
 import psycopg2
@@ -257,69 +257,3 @@ def test_batch_step_is_found_from_the_server_marker_or_the_error_position():
     assert lock_waits([again]) == [800]
     error = batch.failure(4, SyntaxErr('column "x" does not exist', offsets[4] + 8), offsets, 'primary')
     assert str(error) == 'patch-2211-02-0.sql line 1: column "x" does not exist (SQLSTATE 42601); nothing applied'
-
-
-# -- standbys -------------------------------------------------------------------
-
-def test_replication_row_matched_by_name_then_unique_address():
-    rows = [{'application_name': 'walreceiver', 'client_addr': '10.0.0.11', 'state': 'streaming'},
-            {'application_name': 'standby2', 'client_addr': '10.0.0.12', 'state': 'streaming'},
-            {'application_name': 'walreceiver', 'client_addr': '10.0.0.13', 'state': 'streaming'},
-            {'application_name': 'walreceiver', 'client_addr': '10.0.0.13', 'state': 'streaming'}]
-    assert schema.match_replication_row(rows, {'name': 'standby2', 'host': '10.9.9.9'}) is rows[1]
-    assert schema.match_replication_row(rows, {'name': 'standby1', 'host': '10.0.0.11'}) is rows[0]
-    assert schema.match_replication_row(rows, {'name': 'x', 'host': '10.0.0.13'}) is None
-
-
-def test_lagging_error_names_the_standby_and_lists_all_without_schema():
-    states = [{'label': 'standby1 (10.0.0.11:5432)', 'done': True, 'replay_lsn': '0/30'},
-              {'label': 'standby2 (10.0.0.12:5432)', 'done': False, 'replay_lsn': '0/10'},
-              {'label': 'standby3 (10.0.0.13:5432)', 'done': False, 'replay_lsn': None}]
-    error = schema._lagging_error(states, 'at 0/30', 'not caught up within the budget')
-    assert str(error) == ('standby standby2 (10.0.0.12:5432): not caught up within the budget: it has not '
-                          'replayed the schema change at 0/30 (last replayed 0/10); also behind: '
-                          'standby3 (10.0.0.13:5432); clients must not be resumed onto it')
-    assert error.lagging == ['standby2 (10.0.0.12:5432)', 'standby3 (10.0.0.13:5432)']
-
-
-def test_replay_waits_for_the_transaction_itself_when_its_id_is_known():
-    sql, params = schema.replay_query('0/3000148', xid='7412')
-    assert params == {'xid': '7412'}
-    # Exact: the standby's own word on the transaction, no WAL position compared.
-    assert "pg_xact_status(%(xid)s::xid8) = 'committed'" in sql and '%(xid)s::xid8 < pg_snapshot_xmax' in sql
-    assert 'pg_lsn' not in sql
-    # Without an id: a WAL position (only for positions known to be flushed).
-    sql, params = schema.replay_query('0/3000148')
-    assert params == ('0/3000148',) and '>= %s::pg_lsn' in sql
-
-
-class FakeStandby:
-    """A blocking standby connection answering the replay poll from a script."""
-    async_ = False
-
-    def __init__(self, answers):
-        self.answers = list(answers)
-        self.asked = []
-
-    def cursor(self):
-        standby = self
-
-        class Cursor:
-            def execute(self, sql, params=None):
-                standby.asked.append((sql, params))
-
-            def fetchone(self):
-                return standby.answers.pop(0)
-        return Cursor()
-
-
-def test_wait_for_replay_by_transaction_id_is_done_when_the_standby_says_committed(monkeypatch):
-    monkeypatch.setattr(schema, '_primary_replication_view', lambda conn, lsn: [])
-    monkeypatch.setattr(schema.time, 'sleep', lambda seconds: None)
-    standby = FakeStandby([('0/5000000', False), ('0/5000100', True)])
-    clock = BudgetClock(10)
-    result = schema.wait_for_replay(None, [({'name': 's1', 'host': '10.0.0.11', 'port': 5432}, standby)],
-                                    '0/4FFFF00', clock, xid='7412')
-    assert [params for dummy, params in standby.asked] == [{'xid': '7412'}, {'xid': '7412'}]
-    assert result['xid'] == '7412' and result['standbys'][0]['replay_lsn'] == '0/5000100'
-    assert clock.phases[-1]['detail']['xid'] == '7412'
