@@ -53,8 +53,8 @@ OUTCOME_REFUSED = 'refused by pre-flight'  # the timeline report's word (report.
 
 # Checks, in the order the summary lists them.
 CHECKS = ('connection', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
-          'replay_blockers', 'direct_connections', 'pgbouncer', 'pgbouncer_processes', 'pool_mode', 'lint',
-          'pgbouncer_timeouts', 'budget', 'deploy_window')
+          'replay_blockers', 'recovery_conflicts', 'direct_connections', 'pgbouncer', 'pgbouncer_processes',
+          'pool_mode', 'lint', 'pgbouncer_timeouts', 'budget', 'deploy_window')
 
 DEFAULT_MAX_LAG_SECONDS = 60.0
 # One WAL segment: a standby further behind replays the outage's commit late.
@@ -266,18 +266,26 @@ def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
                    host=primary['label'], evidence=evidence)
 
 
-def decide_replay(label, state, resumed=False, error=None, cause='fastdowntime', below=()):
+def decide_replay(label, state, resumed=False, error=None, cause='fastdowntime', below=(), target=None):
     """WAL replay on one standby. A split window pauses it for the primary's
     outage; a run that crashed there leaves it paused (and its marker), and the
     standby then serves an ever older snapshot and would never replay the next
-    outage's commit: the pre-flight resumes that pause, and only that one.
-    ``state``: pg_get_wal_replay_pause_state() before any action; ``cause``:
-    replication.pause_cause; ``below``: replication.settings_below;
+    outage's commit: the pre-flight resumes that pause (and an operator's only
+    when told to: fastdowntime_resume_operator_replay_pause), never one
+    PostgreSQL made. ``state``: pg_get_wal_replay_pause_state() before any
+    action; ``cause``: replication.pause_cause; ``below``:
+    replication.settings_below; ``target``: replication.recovery_target;
     ``resumed``: the pre-flight resumed it; ``error``: resuming failed."""
     evidence = {'state_found': state, 'resumed': bool(resumed), 'cause': cause,
-                'settings_below_primary': [list(b) for b in below]}
+                'settings_below_primary': [list(b) for b in below], 'recovery_target': target}
     if state == 'not paused':
         return finding('replay_paused', PASS, '%s: WAL replay running' % label, host=label, evidence=evidence)
+    if cause == 'recovery_target':
+        return finding('replay_paused', FAIL, '%s: PostgreSQL paused WAL replay at its recovery target (%s, '
+                       'recovery_target_action = pause); resuming it would end recovery and promote the standby, '
+                       'so it was left paused' % (label, target), host=label, evidence=evidence,
+                       action='remove the recovery_target settings of %s and restart it (or take it out of '
+                              'fastdowntime_standbys while it stays at its target)' % label)
     if cause == 'postgresql':
         settings = ', '.join('%s = %s (the primary has %s)' % b for b in below)
         return finding('replay_paused', FAIL, '%s: PostgreSQL paused WAL replay: %s; resuming it would shut the '
@@ -285,11 +293,18 @@ def decide_replay(label, state, resumed=False, error=None, cause='fastdowntime',
                        action='raise %s on %s to at least the primary\'s value and restart it'
                        % (', '.join(b[0] for b in below), label))
     if cause == 'operator':
+        if resumed:
+            return finding('replay_paused', WARN, '%s: WAL replay was %s by somebody (no fastdowntime marker in %s): '
+                           'resumed it, as fastdowntime_resume_operator_replay_pause allows'
+                           % (label, state, replication.PAUSE_MARKER_TABLE), host=label, evidence=evidence,
+                           action='tell whoever paused it: the next deploy waits for it to catch up')
+        why = '; resuming failed: %s' % error if error else ''
         return finding('replay_paused', FAIL, '%s: WAL replay is %s, and no fastdowntime split window left that pause '
-                       '(no marker in %s): somebody paused it on purpose' % (label, state,
-                                                                             replication.PAUSE_MARKER_TABLE),
+                       '(no marker in %s): somebody paused it on purpose%s'
+                       % (label, state, replication.PAUSE_MARKER_TABLE, why),
                        host=label, evidence=evidence,
-                       action='ask who paused it; once it may run, SELECT pg_wal_replay_resume() on %s' % label)
+                       action='ask who paused it; once it may run, SELECT pg_wal_replay_resume() on %s, or let the '
+                              'deploy resume it: fastdowntime_resume_operator_replay_pause: true' % label)
     if resumed:
         return finding('replay_paused', WARN, '%s: WAL replay was %s, left by an interrupted split-window deploy '
                        '(its marker is in %s): resumed it' % (label, state, replication.PAUSE_MARKER_TABLE),
@@ -303,30 +318,61 @@ def decide_replay(label, state, resumed=False, error=None, cause='fastdowntime',
 
 
 def decide_replay_blockers(label, conflict, activity_rows, budget_seconds):
-    """Queries on a standby that may hold its replay of the outage's commit
-    past the budget (replication.replay_blockers): a failure naming each,
-    before any PAUSE. ``conflict``: replication.REPLAY_CONFLICT_SQL row."""
+    """What may hold a standby's replay of the outage's commit past the budget
+    (replication.replay_blockers): a failure naming each blocker and the
+    setting that lets it block, before any PAUSE; hot_standby_feedback off
+    where queries can hold replay is a warning (replication.feedback_effect).
+    ``conflict``: replication.REPLAY_CONFLICT_SQL row; ``activity_rows``: the
+    standby's ACTIVITY_SQL rows."""
     can_block, rows = replication.replay_blockers(conflict, activity_rows, budget_seconds)
-    evidence = {'max_standby_streaming_delay': (conflict or {}).get('max_standby_streaming_delay'),
+    setting, value, delay_ms = replication.replay_delay(conflict)
+    held = replication.held_now(conflict)
+    effect, risky = replication.feedback_effect(conflict, can_block)
+    evidence = {'delay_setting': setting, setting: value, 'delay_ms': delay_ms,
                 'hot_standby_feedback': (conflict or {}).get('hot_standby_feedback'),
                 'threshold_seconds': replication.blocking_threshold_seconds(budget_seconds),
+                'held_now': held,
                 'blockers': [dict((k, r.get(k)) for k in ('pid', 'usename', 'application_name', 'state',
                                                           'xact_seconds', 'query')) for r in rows]}
     if not can_block:
-        return finding('replay_blockers', PASS, '%s: max_standby_streaming_delay = %s: queries cannot hold replay past '
-                       'the budget' % (label, evidence['max_standby_streaming_delay']), host=label, evidence=evidence)
-    if not rows:
-        return finding('replay_blockers', PASS, '%s: no transaction older than %gs (max_standby_streaming_delay = %s '
-                       'lets one hold replay)' % (label, evidence['threshold_seconds'],
-                                                  evidence['max_standby_streaming_delay']),
-                       host=label, evidence=evidence)
-    sessions = ', '.join(_session_text(r) for r in rows)
-    return finding('replay_blockers', FAIL, '%s: %s; with max_standby_streaming_delay = %s they can hold replay of the '
-                   'outage\'s commit past the %gs budget'
-                   % (label, sessions, evidence['max_standby_streaming_delay'], budget_seconds),
-                   host=label, evidence=evidence,
-                   action='end them (or wait for them) on %s, or set its max_standby_streaming_delay below the budget'
-                          % label)
+        return finding('replay_blockers', PASS, '%s: %s = %s: queries cannot hold replay past the budget (replay '
+                       'cancels them after that)' % (label, setting, value), host=label, evidence=evidence)
+    if rows or held:
+        sessions = ', '.join(_session_text(r) for r in rows) or 'backends %s' % held['blocked_by']
+        now = ('; replay waits for them now (%s)' % held['wait_event']) if held else ''
+        return finding('replay_blockers', FAIL, '%s: %s%s; with %s = %s they can hold replay of the outage\'s commit '
+                       'past the %gs budget' % (label, sessions, now, setting, value, budget_seconds),
+                       host=label, evidence=evidence,
+                       action='end them (or wait for them) on %s, or set its %s below the budget' % (label, setting))
+    if risky:
+        return finding('replay_blockers', WARN, '%s: no transaction older than %gs, but %s = %s lets a query hold '
+                       'replay and %s' % (label, evidence['threshold_seconds'], setting, value, effect),
+                       host=label, evidence=evidence,
+                       action='set hot_standby_feedback = on on %s (or %s below the budget)' % (label, setting))
+    return finding('replay_blockers', PASS, '%s: no transaction older than %gs (%s = %s lets one hold replay); %s'
+                   % (label, evidence['threshold_seconds'], setting, value, effect), host=label, evidence=evidence)
+
+
+def decide_recovery_conflicts(label, row, conflict=None):
+    """Queries replay cancelled on a standby (pg_stat_database_conflicts for
+    the deploy's database): none passes; some warn - replay there does wait
+    for queries and cancels them, so during the outage a read on the patched
+    tables is cancelled (its client gets an error) or holds replay up to the
+    delay. ``row``: replication.RECOVERY_CONFLICTS_SQL row; ``conflict``: the
+    standby's REPLAY_CONFLICT_SQL row (for the delay's name and value)."""
+    counts, since = replication.conflict_counts(row)
+    setting, value, dummy = replication.replay_delay(conflict)
+    evidence = {'conflicts': counts, 'stats_reset': since, setting: value}
+    if not counts:
+        return finding('recovery_conflicts', PASS, '%s: no query cancelled by a recovery conflict%s'
+                       % (label, ' since %s' % since if since else ''), host=label, evidence=evidence)
+    text = ', '.join('%s %d' % item for item in sorted(counts.items()))
+    return finding('recovery_conflicts', WARN, '%s: %d queries cancelled by recovery conflicts (%s)%s: replay there '
+                   'waits for queries up to %s = %s, then cancels them - in the outage, reads on the patched tables '
+                   % (label, sum(counts.values()), text, ' since %s' % since if since else '', setting, value)
+                   + 'are cancelled or hold replay', host=label, evidence=evidence,
+                   action='move long reads off %s during the deploy; its log names each cancelled query '
+                          '("canceling statement due to conflict with recovery")' % label)
 
 
 def decide_lag(measurements, max_lag_seconds, max_lag_bytes):
@@ -756,7 +802,7 @@ class Preflight:
                  max_lag_seconds=DEFAULT_MAX_LAG_SECONDS, max_lag_bytes=DEFAULT_MAX_LAG_BYTES,
                  max_transaction_seconds=DEFAULT_MAX_TRANSACTION_SECONDS, system_users=None,
                  fragile_users=None, killable_users=None, statement_seconds=DEFAULT_STATEMENT_SECONDS,
-                 resume_paused_replay=True, lint_options=None, scan_bytes_per_second=None,
+                 resume_paused_replay=True, resume_operator_replay_pause=False, lint_options=None, scan_bytes_per_second=None,
                  deploy_windows=None, window_override_reason=None, operator=None, now=None,
                  app_servers=None, app_health_key=lockstep.HEALTH_KEY, contract_acknowledge_reason=None):
         self.primary = dict(primary, dbname=db_name)
@@ -776,10 +822,13 @@ class Preflight:
         self.killable_users = set(killable_users or [])
         self.statement_seconds = float(statement_seconds)
         self.resume_paused_replay = bool(resume_paused_replay)
+        # An operator's replay pause (no marker) is resumed only when told to; PostgreSQL's never.
+        self.resume_operator_replay_pause = bool(resume_operator_replay_pause)
         self.synchronous = None  # replication.describe_synchronous of the primary, once checked
         self.replay_resumed = []  # standbys whose paused replay this run resumed (its only change)
         self.findings = []
         self.conns = {}       # label -> connection (autocommit)
+        self.lost = set()     # labels whose connection went away during the run (one finding each)
         self.consoles = []
         self.pgbouncer_pids = set()  # SHOW SERVERS remote_pid over every console
         self.pgbouncer_configs = {}  # console label -> SHOW CONFIG
@@ -814,14 +863,33 @@ class Preflight:
         return conn
 
     def _query(self, conn, sql, params=None, label='?', check='?'):
-        """Rows, or None after recording a failed finding for ``check``."""
+        """Rows, or None after recording a failed finding for ``check`` (or,
+        the connection lost, one for the host: _lost)."""
+        if conn is None or label in self.lost:
+            return None
         try:
             return query(conn, sql, params)
         except psycopg2.Error as exc:
+            if self._lost(conn, label, exc):
+                return None
             self.findings.append(finding(check, FAIL, '%s: %s' % (label, one_line(exc.pgerror or exc)), host=label,
                                          action='give the deploy user the documented privileges (see the '
                                                 'privileges check) and run the pre-flight again'))
             return None
+
+    def _lost(self, conn, label, exc):
+        """True when ``exc`` means the connection to ``label`` is gone (the server
+        stopped, the backend was terminated, the network cut): one finding naming
+        the host, once; its later checks are skipped, never crash."""
+        if not conn.closed and not isinstance(exc, psycopg2.InterfaceError):
+            return False
+        if label not in self.lost:
+            self.lost.add(label)
+            self.findings.append(finding('connection', FAIL, '%s: connection lost during the pre-flight: %s'
+                                         % (label, one_line(exc.pgerror or exc)), host=label,
+                                         action='check that %s is running (its log says why it went away), then '
+                                                'run the pre-flight again' % label))
+        return True
 
     def close(self):
         for conn in self.conns.values():
@@ -921,6 +989,11 @@ class Preflight:
                 conflict = self._query(conn, replication.REPLAY_CONFLICT_SQL, label=label, check='replay_blockers')
                 if conflict:
                     self.findings.append(decide_replay_blockers(label, conflict[0], rows, self.budget_seconds))
+                counts = self._query(conn, replication.RECOVERY_CONFLICTS_SQL, label=label,
+                                     check='recovery_conflicts')
+                if counts is not None:
+                    self.findings.append(decide_recovery_conflicts(label, (counts or [None])[0],
+                                                                   (conflict or [None])[0]))
 
         if primary_label in blind:
             self.findings.append(not_checked('direct_connections', [primary_label]))
@@ -978,6 +1051,8 @@ class Preflight:
         try:
             marks = replication.read_pauses(primary)
         except psycopg2.Error as exc:
+            if self._lost(primary, label, exc):
+                return {}, {}
             self.findings.append(finding('replay_paused', FAIL, '%s: cannot read %s: %s' % (
                 label, replication.PAUSE_MARKER_TABLE, one_line(exc.pgerror or exc)), host=label,
                 action='give the deploy user read access to %s' % replication.PAUSE_MARKER_TABLE))
@@ -1007,20 +1082,24 @@ class Preflight:
                 marks, primary_settings = self._pause_facts(primary)
             standby_settings = dict((r['name'], r['value']) for r in (
                 self._query(conn, replication.SETTINGS_SQL, label=label, check='replay_paused') or []))
+            target = replication.recovery_target(dict((r['name'], r['setting']) for r in (
+                self._query(conn, replication.RECOVERY_TARGET_SQL, label=label, check='replay_paused') or [])))
             below = replication.settings_below(standby_settings, primary_settings)
-            cause = replication.pause_cause(state, replication.marker_key(endpoint) in marks, below)
+            cause = replication.pause_cause(state, replication.marker_key(endpoint) in marks, below, target)
             resumed, error = False, None
-            if cause == 'fastdowntime' and self.resume_paused_replay:
+            if replication.may_resume(cause, self.resume_paused_replay, self.resume_operator_replay_pause):
                 try:
                     query(conn, 'SELECT pg_wal_replay_resume()')
                     resumed = True
                     self.replay_resumed.append(label)
-                    replication.clear_pauses(primary, [replication.marker_key(endpoint)])
+                    if primary is not None:
+                        replication.clear_pauses(primary, [replication.marker_key(endpoint)])
                 except psycopg2.Error as exc:
                     error = one_line(exc.pgerror or exc)
+                    self._lost(conn, label, exc)
             if not resumed:
                 still_paused.add(label)
-            self.findings.append(decide_replay(label, state, resumed, error, cause, below))
+            self.findings.append(decide_replay(label, state, resumed, error, cause, below, target))
         return still_paused
 
     def _host_info(self, conn, label, is_primary):
@@ -1114,7 +1193,8 @@ class Preflight:
     def _measure_lag(self, primary, primary_label, standbys):
         """Write a probe to the WAL, then poll every standby reached until it
         has replayed it (or max_lag_seconds pass)."""
-        reachable = [(endpoint_label(e), c) for e, c in standbys if c is not None]
+        reachable = [(endpoint_label(e), c) for e, c in standbys
+                     if c is not None and endpoint_label(e) not in self.lost]
         if not reachable:
             return []
         probe = self._query(primary, PROBE_SQL, label=primary_label, check='replication_lag')
@@ -1135,6 +1215,8 @@ class Preflight:
                 except psycopg2.Error as exc:
                     state['error'] = one_line(exc.pgerror or exc)
                     del pending[label]
+                    if self._lost(conn, label, exc):
+                        del states[label]  # the connection finding names it
                     continue
                 if row['caught_up'] is None:
                     state['error'] = 'not in recovery'
@@ -1149,7 +1231,7 @@ class Preflight:
                 break
             time.sleep(interval)
             interval = min(interval * 2, 0.1)
-        return [states[label] for label, dummy in reachable]
+        return [states[label] for label, dummy in reachable if label in states]
 
     def _check_pgbouncers(self):
         rtts, entries_counts = [], []
@@ -1212,12 +1294,14 @@ class Preflight:
     def _rtt(self, conn, label):
         """The round trip to one host in seconds, or None after a finding naming
         it: a connection lost during the pre-flight is a finding, never a crash."""
+        if label in self.lost:
+            return None
         try:
             return _round_trip(lambda: query(conn, 'SELECT 1'))
         except psycopg2.Error as exc:
-            self.findings.append(finding('connection', FAIL, '%s: connection lost during the pre-flight: %s'
-                                         % (label, one_line(exc.pgerror or exc)), host=label,
-                                         action='check that %s is running (its log says why it went away)' % label))
+            if not self._lost(conn, label, exc):
+                self.findings.append(finding('connection', FAIL, '%s: %s' % (label, one_line(exc.pgerror or exc)),
+                                             host=label, action='check the log of %s' % label))
             return None
 
     def _check_budget(self, primary, label, standbys, lag, pgbouncer_rtts, entries_counts):

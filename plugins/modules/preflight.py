@@ -21,18 +21,31 @@ description:
     C(pg_monitor) on standbys (it must also own the objects the patches change; that is not checked).
   - C(patches) - the pending patches in order, each hot or cold; an applied patch whose file changed (drift),
     revisions in the database with no file (the database is ahead of the patch set) and a broken patch set fail.
-  - C(standbys) - every standby is in recovery, replicates this primary and its WAL receiver is streaming, and the
-    primary's C(pg_stat_replication) streams to exactly as many standbys as given (matched by C(application_name)
-    equal to the standby's name, else by address).
-  - C(replay_paused) - WAL replay runs on every standby. Replay left paused (a split-window deploy that crashed
-    between its replay pause and resume, or a pause by hand) is resumed, as Launchpad's C(ensure_replication_enabled)
-    did, and reported as a warning; with O(resume_paused_replay=false) or in check mode it fails instead.
+  - C(standbys) - every standby is in recovery, replicates this primary and its WAL receiver is streaming; its
+    upstream (the primary, or in a cascade a standby whose chain ends at the primary) has its
+    C(pg_stat_replication) row, found by the standby's own facts (its C(pg_stat_wal_receiver) - its slot, its
+    application name, its addresses, or by elimination; O(standbys[].standby_application_name) overrides), and no
+    upstream streams to a standby not given. Reports the synchronous set-up found.
+  - C(replay_paused) - WAL replay runs on every standby. Replay left paused by a split-window deploy that crashed
+    between its replay pause and resume (its marker in C(fastdowntime.replay_pause)) is resumed, as Launchpad's
+    C(ensure_replication_enabled) did, and reported as a warning; with O(resume_paused_replay=false) or in check
+    mode it fails instead. A pause somebody made (no marker) fails unless O(resume_operator_replay_pause=true). A
+    pause PostgreSQL made is never resumed - settings below the primary's (resuming shuts the standby down; the
+    finding names the parameter to raise) or a recovery target with C(recovery_target_action = pause) (resuming
+    promotes it).
   - C(replication_lag) - a small non-transactional WAL message is written on the primary
     (C(pg_logical_emit_message), no data changes) so an idle primary does not look lagged; each standby must replay
     it within O(max_lag_seconds) and be at most O(max_lag_bytes) behind when it is written.
   - C(transactions) - on the primary and every standby, a transaction open longer than O(max_transaction_seconds)
     or a prepared transaction older than that fails; younger prepared transactions and sessions idle in a
     transaction for over a second are warnings.
+  - C(replay_blockers) - on every standby, where its C(max_standby_streaming_delay) (or, restoring from the
+    archive, C(max_standby_archive_delay)) lets a query hold replay past the budget (C(-1), or at least the
+    budget), a transaction older than half the budget (at most 5 s), or a backend replay waits for now (its
+    startup process waiting on a recovery conflict), fails naming the pid, the setting and the fix;
+    C(hot_standby_feedback = off) there is a warning (a VACUUM on the primary then conflicts with any query).
+  - C(recovery_conflicts) - queries replay cancelled on each standby (C(pg_stat_database_conflicts) for
+    O(db_name)) are a warning naming the counts per kind.
   - C(direct_connections) - sessions on the primary's O(db_name) that do not come from a pgbouncer host's
     address - users in O(system_users) are ignored, O(fragile_users) fail (stop them first), O(killable_users)
     are listed (the outage terminates them as it starts), anyone else fails.
@@ -104,6 +117,12 @@ options:
         run it) - the only change the pre-flight makes, reported as C(changed). C(false) fails the check instead.
     type: bool
     default: true
+  resume_operator_replay_pause:
+    description:
+      - Also resume a WAL replay pause somebody made (paused, no marker of this collection), reported as a warning.
+        Never a pause PostgreSQL made (see C(replay_paused)), never in check mode.
+    type: bool
+    default: false
   lint_severity:
     description: Severity per lint rule (C(error), C(warning), C(info)) overriding its default (docs/lint.md).
     type: dict
@@ -283,6 +302,7 @@ def main():
             fragile_users=dict(type='list', elements='str', default=[]),
             statement_seconds=dict(type='float', default=0.0001),
             resume_paused_replay=dict(type='bool', default=True),
+            resume_operator_replay_pause=dict(type='bool', default=False),
             lint_severity=dict(type='dict', default={}),
             lint_ignore_rules=dict(type='list', elements='str', default=[]),
             lint_acknowledge_contract=dict(type='list', elements='str', default=[]),
@@ -320,6 +340,7 @@ def main():
         fragile_users=p['fragile_users'], killable_users=p['killable_users'],
         statement_seconds=p['statement_seconds'],
         resume_paused_replay=p['resume_paused_replay'] and not module.check_mode,
+        resume_operator_replay_pause=p['resume_operator_replay_pause'] and not module.check_mode,
         lint_options=lint_options,
         scan_bytes_per_second=p['lint_scan_mb_per_second'] * 1048576.0 if p['lint_scan_mb_per_second'] else None,
         deploy_windows=windows, window_override_reason=p['deploy_window_override'], operator=p['operator'],
