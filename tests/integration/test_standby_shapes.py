@@ -120,7 +120,10 @@ def test_replay_paused_by_postgresql_is_refused_and_never_resumed(lab_shape, tmp
     assert not table_exists(lab, 'primary', 'fdt_p%d' % major)
 
 
-def test_replay_paused_by_an_operator_is_refused_and_left_paused(healthy_lab, tmp_path):
+def test_replay_paused_by_an_operator_is_refused_unless_told_to_resume_it(healthy_lab, tmp_path):
+    """An operator's pause (no marker): refused and left paused; with
+    fastdowntime_resume_operator_replay_pause the pre-flight resumes it, warns,
+    and the deploy under load succeeds with the schema on every standby."""
     lab = healthy_lab
     pg_one(lab, 'standby2', 'SELECT pg_wal_replay_pause()::text')
     try:
@@ -128,11 +131,126 @@ def test_replay_paused_by_an_operator_is_refused_and_left_paused(healthy_lab, tm
         patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_o%d (id int);' % major])
         proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='preflight')
         out = proc.stdout + proc.stderr
-        assert proc.returncode != 0, out[-4000:]
-        assert 'standby2' in out and 'somebody paused it on purpose' in out, out[-4000:]
+        assert proc.returncode != 0 and 'Traceback' not in out, out[-4000:]
+        line = [ln for ln in out.splitlines() if 'replay_paused: standby2' in ln]
+        assert line and 'somebody paused it on purpose' in line[0], out[-4000:]
+        assert 'fastdowntime_resume_operator_replay_pause: true' in out
         assert replay_state(lab, 'standby2') == 'paused'
+
+        proc, table, load, dummy = deploy_under_load(
+            lab, tmp_path, extra={'fastdowntime_resume_operator_replay_pause': True})
+        assert 'resumed it, as fastdowntime_resume_operator_replay_pause allows' in proc.stdout, proc.stdout[-4000:]
+        assert_deployed(lab, proc, table, load)
+        assert replay_state(lab, 'standby2') == 'not paused'
     finally:
         pg_one(lab, 'standby2', 'SELECT pg_wal_replay_resume()::text')
+
+
+def test_replay_held_by_a_standby_query_is_refused_before_any_pause(healthy_lab, tmp_path):
+    """A young transaction on standby1 holds a lock replay needs (the startup
+    process waits on it; max_standby_streaming_delay = -1): the pre-flight
+    refuses, naming standby1, the blocking pid and the setting, before any
+    PAUSE. On standby2 (delay 100 ms) replay cancelled its reader instead: a
+    recovery_conflicts warning with the count."""
+    lab = healthy_lab
+    major = unique_major()
+    scratch_table = 'fdt_b%d' % major
+    primary = psycopg2.connect(lab.primary_dsn())
+    primary.autocommit = True
+    admin2 = psycopg2.connect(lab.dsn(lab.pg('standby2')))
+    admin2.autocommit = True
+    readers = []
+    try:
+        with primary.cursor() as cur:
+            cur.execute('CREATE TABLE %s (id int)' % scratch_table)
+        deadline = time.monotonic() + 10
+        while not all(table_exists(lab, h, scratch_table) for h in ('standby1', 'standby2')):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with admin2.cursor() as cur:
+            cur.execute("ALTER SYSTEM SET max_standby_streaming_delay = '100ms'")
+            cur.execute('SELECT pg_reload_conf()')
+            cur.execute('SELECT pg_stat_reset()')
+        for host in ('standby1', 'standby2'):
+            reader = psycopg2.connect(lab.dsn(lab.pg(host)))
+            with reader.cursor() as cur:
+                cur.execute('SELECT count(*) FROM %s' % scratch_table)  # its transaction stays open
+            readers.append(reader)
+        blocker_pid = readers[0].get_backend_pid()
+        with primary.cursor() as cur:  # replayed as an AccessExclusiveLock on each standby
+            cur.execute('BEGIN; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE; COMMIT' % scratch_table)
+        deadline = time.monotonic() + 10
+        while pg_one(lab, 'standby2', 'SELECT confl_lock FROM pg_stat_database_conflicts '
+                                      'WHERE datname = current_database()') == 0:
+            assert time.monotonic() < deadline, 'standby2 did not cancel its reader'
+            time.sleep(0.05)
+
+        patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_r%d (id int);' % major])
+        proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='preflight,outage')
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and 'Traceback' not in out, out[-4000:]
+        line = [ln for ln in out.splitlines() if 'replay_blockers: standby1' in ln]
+        assert line and 'pid %d' % blocker_pid in line[0] and 'Lock:relation' in line[0] \
+            and 'max_standby_streaming_delay = -1' in line[0], out[-4000:]
+        warned = [ln for ln in out.splitlines() if 'recovery_conflicts: standby2' in ln]
+        assert warned and '1 queries cancelled by recovery conflicts (lock 1)' in warned[0], out[-4000:]
+        # refused before anything was paused or applied
+        assert not table_exists(lab, 'primary', 'fdt_r%d' % major)
+        assert_all_resumed(lab)
+        assert [replay_state(lab, h) for h in ('standby1', 'standby2')] == ['not paused', 'not paused']
+    finally:
+        for reader in readers:
+            try:
+                reader.close()
+            except psycopg2.Error:
+                pass
+        with admin2.cursor() as cur:
+            cur.execute('ALTER SYSTEM RESET max_standby_streaming_delay')
+            cur.execute('SELECT pg_reload_conf()')
+            cur.execute('SELECT pg_stat_reset()')
+        admin2.close()
+        primary.close()
+
+
+def test_a_connection_lost_between_checks_is_one_finding_naming_the_host(healthy_lab, tmp_path, monkeypatch):
+    """Between the standbys check and the replay check, standby1's pre-flight
+    backend is terminated and standby2 is stopped: the pre-flight does not
+    crash; each is named once as a lost connection, and nothing else fails
+    for them."""
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_l%d (id int);' % major])
+    pg_ctl = '/usr/lib/postgresql/15/bin/pg_ctl'
+    pgdata = '%s/hosts/standby2/pgdata' % lab.lab_dir
+    original = Preflight._check_replay
+
+    def cut_then_check(self, primary, standbys):
+        pg_one(lab, 'standby1', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE application_name = 'fastdowntime-preflight'")
+        lab.ns_exec('standby2', 'runuser', '-u', 'postgres', '--', pg_ctl, '-D', pgdata, '-m', 'immediate', '-w',
+                    'stop')
+        return original(self, primary, standbys)
+
+    monkeypatch.setattr(Preflight, '_check_replay', cut_then_check)
+    try:
+        standbys = [dict(lab.pg(name), pgbouncer_databases=['%s:%s_ro' % (pgb, lab.db_name)])
+                    for name, pgb in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
+        result = Preflight(primary=lab.pg('primary'), standbys=standbys,
+                           pgbouncers=[lab.pgbouncer('pgbouncer1'), lab.pgbouncer('pgbouncer2')],
+                           db_name=lab.db_name, patch_dir=patch_dir, budget_seconds=10,
+                           revision_table=REVISION_TABLE).run()
+    finally:
+        lab.ns_exec('standby2', 'runuser', '-u', 'postgres', '--', pg_ctl, '-D', pgdata, '-l',
+                    '%s/hosts/standby2/log/postgresql.log' % lab.lab_dir, '-w', 'start')
+    assert result['passed'] is False
+    for host in ('standby1', 'standby2'):
+        lost = [f for f in result['checks'] if f['status'] == 'fail' and f['host'] and f['host'].startswith(host)]
+        assert [f['check'] for f in lost] == ['connection'], lost
+        assert 'connection lost during the pre-flight' in lost[0]['summary'] and host in lost[0]['action']
+    deadline = time.monotonic() + 30
+    while pg_one(lab, 'primary', "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") != 2:
+        assert time.monotonic() < deadline, 'standby2 did not stream again'
+        time.sleep(0.2)
 
 
 def test_synchronous_remote_apply_standby(lab_shape, tmp_path):
