@@ -39,6 +39,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BRIDGE = 'fdtlab%d' % LAB_ID
 SUBNET_PREFIX = '10.213.%d.' % (47 + LAB_ID)
 BRIDGE_ADDR = SUBNET_PREFIX + '1'
+# Shape ipv6: the same hosts on an IPv6 unique-local subnet too (.10 -> ::10).
+SUBNET6_PREFIX = 'fd13:213:%d::' % (47 + LAB_ID)
+BRIDGE_ADDR6 = SUBNET6_PREFIX + '1'
 PG_BIN = '/usr/lib/postgresql/15/bin'
 SYSTEM_PYTHON = '/usr/bin/python3'
 DEBIAN_PACKAGES = ['postgresql-15', 'pgbouncer', 'openssh-server', 'openssh-client',
@@ -103,6 +106,13 @@ RELAY_PORT = 5433
 #   pgbouncers                N (2-100): pgbouncer1..N, each its own namespace with one
 #                             pgbouncer process and an sshd, the third on at .(40+N); pgbouncerN
 #                             serves standby ((N-1) mod standbys)+1 read-only (shape_hosts)
+#   ipv6                      True: every host also has an IPv6 address (SUBNET6_PREFIX, `describe`:
+#                             hosts[h]['addr6']); PostgreSQL listens on both and every standby
+#                             streams from its upstream's IPv6 address
+#   replication_slots         False: standbys stream without replication slots
+#   tls                       True: ssl = on on every PostgreSQL (a self-signed certificate the lab
+#                             makes), replication connections only over TLS (pg_hba hostssl, others
+#                             rejected), sslmode=require in every primary_conninfo
 SHAPES = {
     'default': {},
     'walreceiver_names': {'standby_application_name': False},
@@ -131,6 +141,10 @@ SHAPES = {
     'scale_32': {'pgbouncers': 32, 'standbys': 4},
     'scale_64': {'pgbouncers': 64, 'standbys': 4},
     'scale_100': {'pgbouncers': 100, 'standbys': 4},
+    # Standbys streaming over IPv6, and over TLS (issue 13)
+    'ipv6': {'ipv6': True},
+    'no_slots': {'replication_slots': False},
+    'tls': {'tls': True},
 }
 
 
@@ -330,10 +344,17 @@ def fence_subnet():
         run(['ip', 'route', 'add', 'blackhole', SUBNET_PREFIX + '0/24', 'metric', '4000'])
 
 
+def addr6(name):
+    """The IPv6 address of a host in shape ipv6: its IPv4 host number in the IPv6 subnet."""
+    return SUBNET6_PREFIX + HOSTS[name]['addr'].rsplit('.', 1)[1]
+
+
 def build_network():
     run(['ip', 'link', 'add', BRIDGE, 'type', 'bridge'])
     run(['ip', 'addr', 'add', BRIDGE_ADDR + '/24', 'dev', BRIDGE])
     run(['ip', 'link', 'set', BRIDGE, 'up'])
+    if SHAPE.get('ipv6'):
+        run(['ip', '-6', 'addr', 'add', BRIDGE_ADDR6 + '/64', 'dev', BRIDGE, 'nodad'])
     for name, host in HOSTS.items():
         ns = netns(name)
         run(['ip', 'netns', 'add', ns])
@@ -342,6 +363,8 @@ def build_network():
         run(in_ns(name, ['ip', 'addr', 'add', host['addr'] + '/24', 'dev', 'eth0']))
         run(in_ns(name, ['ip', 'link', 'set', 'eth0', 'up']))
         run(in_ns(name, ['ip', 'link', 'set', 'lo', 'up']))
+        if SHAPE.get('ipv6'):  # nodad: usable at once, no duplicate address detection wait
+            run(in_ns(name, ['ip', '-6', 'addr', 'add', addr6(name) + '/64', 'dev', 'eth0', 'nodad']))
         # No default route: a lab host can reach nothing but the lab.
 
 
@@ -401,12 +424,14 @@ def pg_ctl(name, *args):
 def host_conf(name):
     """Settings that differ per host; included last by postgresql.conf."""
     lines = [
-        "listen_addresses = '%s'" % HOSTS[name]['addr'],
+        "listen_addresses = '%s'" % (HOSTS[name]['addr'] + (', ' + addr6(name) if SHAPE.get('ipv6') else '')),
         'port = %d' % PG_PORT,
         "unix_socket_directories = '%s'" % host_dir(name, 'run'),
     ]
     if HOSTS[name]['role'] == 'primary' or SHAPE.get('standby_application_name', True):
         lines.append("cluster_name = '%s'" % name)
+    if SHAPE.get('tls'):  # server.crt / server.key in the data directory (make_certificate)
+        lines.append('ssl = on')
     settings = SHAPE.get('primary_conf', {}) if HOSTS[name]['role'] == 'primary' \
         else SHAPE.get('standby_conf', {}).get(name, {})
     lines += ['%s = %s' % item for item in settings.items()]
@@ -448,13 +473,9 @@ def build_primary():
     with open(os.path.join(pg_data(name), 'postgresql.conf'), 'a') as handle:
         handle.write('\n# fastdowntime lab\n' + COMMON_PG_CONF)
     write(os.path.join(pg_data(name), 'host.conf'), host_conf(name))
-    write(os.path.join(pg_data(name), 'pg_hba.conf'), '\n'.join([
-        'local all all trust',
-        'local replication all trust',
-        'host replication fdt_replication %s0/24 scram-sha-256' % SUBNET_PREFIX,
-        'host all all %s0/24 scram-sha-256' % SUBNET_PREFIX,
-        '',
-    ]))
+    write(os.path.join(pg_data(name), 'pg_hba.conf'), pg_hba())
+    if SHAPE.get('tls'):
+        make_certificate(pg_data(name))
     chown_tree(pg_data(name))
     pg_ctl(name, '-l', host_dir(name, 'log', 'postgresql.log'), '-w', '-t', '60', 'start')
     psql(name, "CREATE ROLE fdt_deploy LOGIN SUPERUSER PASSWORD '%s'" % USERS['fdt_deploy'])
@@ -465,8 +486,28 @@ def build_primary():
                'created timestamptz NOT NULL DEFAULT now()); ALTER TABLE fdt_item OWNER TO fdt_app',
          db=DB_NAME)
     for standby in STANDBYS:
-        if upstream_of(standby) == name:
+        if upstream_of(standby) == name and SHAPE.get('replication_slots', True):
             psql(name, "SELECT pg_create_physical_replication_slot('%s')" % standby)
+
+
+def pg_hba():
+    """The primary's pg_hba.conf (standbys get a copy with their base backup)."""
+    subnets = ['%s0/24' % SUBNET_PREFIX] + (['%s/64' % SUBNET6_PREFIX] if SHAPE.get('ipv6') else [])
+    replication = 'hostssl' if SHAPE.get('tls') else 'host'
+    lines = ['local all all trust', 'local replication all trust']
+    lines += ['%s replication fdt_replication %s scram-sha-256' % (replication, net) for net in subnets]
+    if SHAPE.get('tls'):  # replication without TLS is refused
+        lines += ['host replication all %s reject' % net for net in subnets]
+    lines += ['host all all %s scram-sha-256' % net for net in subnets]
+    return '\n'.join(lines + [''])
+
+
+def make_certificate(directory):
+    """A self-signed server certificate (lab only) as server.crt / server.key in ``directory``."""
+    key, crt = os.path.join(directory, 'server.key'), os.path.join(directory, 'server.crt')
+    run(['openssl', 'req', '-new', '-x509', '-days', '30', '-nodes', '-newkey', 'rsa:2048', '-subj',
+         '/CN=fastdowntime-lab%d' % LAB_ID, '-keyout', key, '-out', crt], quiet=True)
+    os.chmod(key, 0o600)
 
 
 STANDBYS = [h for h, v in HOSTS.items() if v['role'] == 'standby']
@@ -482,16 +523,21 @@ def build_standby(name):
         os.makedirs(host_dir(name, sub), exist_ok=True)
     chown_tree(host_dir(name))
     upstream = upstream_of(name)
-    port = RELAY_PORT if SHAPE.get('replication_relay') and upstream == 'primary' else PG_PORT
+    relayed = SHAPE.get('replication_relay') and upstream == 'primary'  # the relay listens on IPv4
     conninfo = 'host=%s port=%d user=fdt_replication password=%s' % (
-        HOSTS[upstream]['addr'], port, USERS['fdt_replication'])
+        addr6(upstream) if SHAPE.get('ipv6') and not relayed else HOSTS[upstream]['addr'],
+        RELAY_PORT if relayed else PG_PORT, USERS['fdt_replication'])
     if SHAPE.get('standby_application_name', True):
         conninfo += ' application_name=%s' % name
+    if SHAPE.get('tls'):
+        conninfo += ' sslmode=require'
+    slots = SHAPE.get('replication_slots', True)
     if upstream != 'primary':  # a slot on the upstream standby, as on the primary
-        psql(upstream, "SELECT pg_create_physical_replication_slot('%s')" % name)
+        if slots:
+            psql(upstream, "SELECT pg_create_physical_replication_slot('%s')" % name)
         psql('primary', 'CHECKPOINT')  # a fresh restartpoint for the backup taken from a standby
-    run(in_ns(name, [os.path.join(PG_BIN, 'pg_basebackup'), '-d', conninfo, '-D', pg_data(name),
-                     '-R', '-S', name, '-X', 'stream', '-c', 'fast', '--no-sync'], as_user=RUN_AS))
+    run(in_ns(name, [os.path.join(PG_BIN, 'pg_basebackup'), '-d', conninfo, '-D', pg_data(name), '-R']
+              + (['-S', name] if slots else []) + ['-X', 'stream', '-c', 'fast', '--no-sync'], as_user=RUN_AS))
     write(os.path.join(pg_data(name), 'host.conf'), host_conf(name))
     chown_tree(pg_data(name))
     pg_ctl(name, '-l', host_dir(name, 'log', 'postgresql.log'), '-w', '-t', '60', 'start')
@@ -983,6 +1029,8 @@ def describe():
         hosts[name] = dict(host)
         if SHAPE.get('dns_names'):
             hosts[name]['dns_name'] = dns_name(name)
+        if SHAPE.get('ipv6'):
+            hosts[name]['addr6'] = addr6(name)
         if host['role'] == 'standby':
             hosts[name]['upstream'] = upstream_of(name)
         if SHAPE.get('controller_rtt_ms') and name in delayed_ports():

@@ -21,12 +21,13 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight 
 pytestmark = pytest.mark.usefixtures('scratch')
 
 
-def preflight_findings(lab, patch_dir, check, host_names=False):
+def preflight_findings(lab, patch_dir, check, host_key=None):
     """The pre-flight's findings of ``check`` on the lab as it is now (read-only
-    unless replay left paused by this collection must be resumed)."""
+    unless replay left paused by this collection must be resumed); the
+    databases addressed by ``lab.hosts[h][host_key]`` (e.g. 'dns_name') when given."""
     def pg(host):
         endpoint = lab.pg(host)
-        return dict(endpoint, host=lab.hosts[host]['dns_name']) if host_names else endpoint
+        return dict(endpoint, host=lab.hosts[host][host_key]) if host_key else endpoint
     standbys = [dict(pg(name), pgbouncer_databases=['%s:%s_ro' % (pgb, lab.db_name)])
                 for name, pgb in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
     result = Preflight(primary=pg('primary'), standbys=standbys,
@@ -80,7 +81,7 @@ def test_default_names_one_address_and_dns_names_deploy(lab_shape, tmp_path):
     proc, table, load, patch_dir = deploy_under_load(lab, tmp_path, inventories=[names])
     assert_deployed(lab, proc, table, load)
     assert 'primary.lab%d.fastdowntime.test' % lab.topology['lab_id'] in proc.stdout  # the inventory's names were used
-    found = preflight_findings(lab, patch_dir, 'standbys', host_names=True)
+    found = preflight_findings(lab, patch_dir, 'standbys', host_key='dns_name')
     assert found[0]['status'] == 'pass', found
     assert [s['identified_by'] for s in found[0]['evidence']['standbys']] == ['slot standby1', 'slot standby2']
     rows = found[0]['evidence']['pg_stat_replication']
@@ -96,6 +97,45 @@ def test_cascading_standby_deploys(lab_shape, tmp_path):
     assert_deployed(lab, proc, table, load)
     found = preflight_findings(lab, patch_dir, 'standbys')
     assert found[0]['status'] == 'pass' and re.search(r'standby2 \(\S+\) via standby1', found[0]['summary']), found
+
+
+def test_standbys_streaming_over_ipv6_are_identified_by_address(lab_shape, tmp_path):
+    """Every standby streams from its upstream's IPv6 address, as PostgreSQL's
+    default 'walreceiver' and without a slot, and the inventory names the
+    databases by IPv6 address: each standby is identified by its own IPv6
+    client_addr, and the deploy under load succeeds."""
+    lab = lab_shape('ipv6,walreceiver_names,no_slots')
+    databases = ('primary', 'standby1', 'standby2')
+    hosts6 = host_vars_inventory(tmp_path, dict((h, {'fastdowntime_pg_host': lab.hosts[h]['addr6']})
+                                                for h in databases))
+    proc, table, load, patch_dir = deploy_under_load(lab, tmp_path, inventories=[hosts6])
+    assert_deployed(lab, proc, table, load)
+    assert lab.hosts['primary']['addr6'] in proc.stdout  # the inventory's IPv6 addresses were used
+    found = preflight_findings(lab, patch_dir, 'standbys', host_key='addr6')
+    assert found[0]['status'] == 'pass', found
+    assert [s['identified_by'] for s in found[0]['evidence']['standbys']] == [
+        'client_addr %s' % lab.hosts[h]['addr6'] for h in ('standby1', 'standby2')]
+    rows = found[0]['evidence']['pg_stat_replication']
+    assert set(r['application_name'] for up in rows.values() for r in up) == {'walreceiver'}
+    assert set(r['slot_name'] for up in rows.values() for r in up) == {None}
+
+
+def test_standbys_streaming_over_tls_in_a_cascade(lab_shape, tmp_path):
+    """ssl = on everywhere, replication only over TLS (sslmode=require in
+    primary_conninfo), standby2 streaming from standby1: the deploy under load
+    succeeds and the pre-flight follows the chain."""
+    lab = lab_shape('tls,cascade')
+    proc, table, load, patch_dir = deploy_under_load(lab, tmp_path)
+    assert_deployed(lab, proc, table, load)
+    found = preflight_findings(lab, patch_dir, 'standbys')
+    assert found[0]['status'] == 'pass' and re.search(r'standby2 \(\S+\) via standby1', found[0]['summary']), found
+    encrypted = 'SELECT bool_and(s.ssl) FROM pg_stat_replication AS r JOIN pg_stat_ssl AS s USING (pid)'
+    assert pg_one(lab, 'primary', encrypted) is True and pg_one(lab, 'standby1', encrypted) is True
+    assert 'sslmode=require' in pg_one(lab, 'standby2', 'SELECT conninfo FROM pg_stat_wal_receiver')
+    with pytest.raises(psycopg2.OperationalError, match='no encryption'):
+        psycopg2.connect(host=lab.addr('primary'), port=5432, user='fdt_replication',
+                         password=lab.users['fdt_replication'], dbname='replication', replication='true',
+                         sslmode='disable')
 
 
 def replay_state(lab, host):
