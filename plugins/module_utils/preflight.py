@@ -160,7 +160,8 @@ def decide_patches(label, the_plan=None, error=None):
 
 
 def _row_evidence(row):
-    return dict((k, row.get(k)) for k in ('application_name', 'client_addr', 'state', 'sync_state', 'slot_name'))
+    return dict((k, row.get(k)) for k in ('application_name', 'client_addr', 'state', 'sync_state', 'slot_name',
+                                          'slot_type', 'replay_lsn'))
 
 
 def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
@@ -181,7 +182,7 @@ def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
     problems, actions = [], []
     primary_label = primary['label'] if primary else None
     primary_rows = rows_by_upstream.get(primary_label) or []
-    streaming = [row for row in primary_rows if row.get('state') == 'streaming']
+    streaming = [row for row in replication.standby_rows(primary_rows) if row.get('state') == 'streaming']
     evidence = {'expected': len(standbys), 'streaming': len(streaming),
                 'pg_stat_replication': dict((up, [_row_evidence(row) for row in rows])
                                             for up, rows in rows_by_upstream.items()),
@@ -247,12 +248,13 @@ def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
                            'it in pg_stat_replication' % (label, upstream))
     matched = dict((up, len([l for l, u in upstreams.items() if u == up and identities[l]['matched']]))
                    for up in rows_by_upstream)
-    unknown = sum(max(len([r for r in rows if r.get('state') == 'streaming']) - matched.get(up, 0), 0)
-                  for up, rows in rows_by_upstream.items())
+    def streaming(rows):  # standbys only: no logical decoding, base backup or WAL archiver stream
+        return [r for r in replication.standby_rows(rows) if r.get('state') == 'streaming']
+    unknown = sum(max(len(streaming(rows)) - matched.get(up, 0), 0) for up, rows in rows_by_upstream.items())
     if unknown > len(standbys) - len(candidates):
         problems.append('%d streaming standby(s) of this primary are not in the inventory (%s)'
                         % (unknown - (len(standbys) - len(candidates)),
-                           ', '.join('%s streams to %d' % (up, len([r for r in rows if r.get('state') == 'streaming']))
+                           ', '.join('%s streams to %d' % (up, len(streaming(rows)))
                                      for up, rows in sorted(rows_by_upstream.items()))))
         actions.append('add every streaming standby to fastdowntime_standbys: a standby the deploy does not '
                        'watch could serve clients the old schema')
@@ -328,12 +330,24 @@ def decide_replay_blockers(label, conflict, activity_rows, budget_seconds):
     setting, value, delay_ms = replication.replay_delay(conflict)
     held = replication.held_now(conflict)
     effect, risky = replication.feedback_effect(conflict, can_block)
+    apply_delay = (conflict or {}).get('apply_delay_ms') or 0
     evidence = {'delay_setting': setting, setting: value, 'delay_ms': delay_ms,
+                'recovery_min_apply_delay': (conflict or {}).get('recovery_min_apply_delay'),
                 'hot_standby_feedback': (conflict or {}).get('hot_standby_feedback'),
                 'threshold_seconds': replication.blocking_threshold_seconds(budget_seconds),
                 'held_now': held,
                 'blockers': [dict((k, r.get(k)) for k in ('pid', 'usename', 'application_name', 'state',
                                                           'xact_seconds', 'query')) for r in rows]}
+    if replication.apply_delay_late(conflict, budget_seconds):
+        return finding('replay_blockers', FAIL, '%s: recovery_min_apply_delay = %s: it replays every commit that late, '
+                       'past the %gs budget (a delayed standby)' % (label, evidence['recovery_min_apply_delay'],
+                                                                   budget_seconds), host=label, evidence=evidence,
+                       action='take %s out of fastdowntime_standbys (and its entries out of the deploy: it cannot '
+                              'serve the new schema in time), or set its recovery_min_apply_delay to 0' % label)
+    if apply_delay > 0:
+        return finding('replay_blockers', WARN, '%s: recovery_min_apply_delay = %s: the outage waits that long for its '
+                       'replay of the commit' % (label, evidence['recovery_min_apply_delay']), host=label,
+                       evidence=evidence, action='count it in the budget, or set its recovery_min_apply_delay to 0')
     if not can_block:
         return finding('replay_blockers', PASS, '%s: %s = %s: queries cannot hold replay past the budget (replay '
                        'cancels them after that)' % (label, setting, value), host=label, evidence=evidence)
@@ -962,9 +976,16 @@ class Preflight:
             self.findings.append(self._check_standbys(primary, primary_info, standbys, standby_infos))
 
         paused = self._check_replay(primary, standbys)
-        # A standby whose replay stays paused cannot replay the probe: do not wait max_lag_seconds for it.
+        # What may hold each standby's replay (replay_blockers), read once, before the lag probe.
+        conflicts = dict((endpoint_label(e), (self._query(c, replication.REPLAY_CONFLICT_SQL, label=endpoint_label(e),
+                                                          check='replay_blockers') or [None])[0])
+                         for e, c in standbys if c is not None)
+        # A standby whose replay stays paused, or replays every commit later than the budget
+        # (recovery_min_apply_delay), cannot replay the probe in time: do not wait max_lag_seconds for it.
+        late = set(label for label, row in conflicts.items()
+                   if replication.apply_delay_late(row, self.budget_seconds))
         lag = self._measure_lag(primary, primary_label, [(e, c) for e, c in standbys
-                                                         if endpoint_label(e) not in paused]) if primary else []
+                                                         if endpoint_label(e) not in paused | late]) if primary else []
         self.findings.extend(decide_lag(lag, self.max_lag_seconds, self.max_lag_bytes))
 
         # pgbouncer first: its SHOW SERVERS before and after the activity read
@@ -986,14 +1007,13 @@ class Preflight:
             activity[label] = rows
             self.findings.append(decide_transactions(label, rows, prepared, self.max_transaction_seconds))
             if conn is not primary:
-                conflict = self._query(conn, replication.REPLAY_CONFLICT_SQL, label=label, check='replay_blockers')
+                conflict = conflicts.get(label)
                 if conflict:
-                    self.findings.append(decide_replay_blockers(label, conflict[0], rows, self.budget_seconds))
+                    self.findings.append(decide_replay_blockers(label, conflict, rows, self.budget_seconds))
                 counts = self._query(conn, replication.RECOVERY_CONFLICTS_SQL, label=label,
                                      check='recovery_conflicts')
                 if counts is not None:
-                    self.findings.append(decide_recovery_conflicts(label, (counts or [None])[0],
-                                                                   (conflict or [None])[0]))
+                    self.findings.append(decide_recovery_conflicts(label, (counts or [None])[0], conflict))
 
         if primary_label in blind:
             self.findings.append(not_checked('direct_connections', [primary_label]))

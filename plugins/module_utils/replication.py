@@ -75,7 +75,7 @@ SELECT r.status, r.sender_host, r.sender_port, r.slot_name, r.conninfo,
 WALSENDERS_SQL = """
 SELECT r.pid, r.application_name, host(r.client_addr) AS client_addr, r.client_port, r.state, r.sync_state,
        r.replay_lsn::text AS replay_lsn, EXTRACT(EPOCH FROM r.replay_lag)::float8 AS replay_lag_seconds,
-       s.slot_name
+       s.slot_name, s.slot_type
   FROM pg_stat_replication AS r LEFT JOIN pg_replication_slots AS s ON s.active_pid = r.pid
 """
 # On the primary: the synchronous replication set-up, as a client gets it (on a
@@ -126,6 +126,15 @@ def _addresses(values):
     return set(normalize_address(value) for value in values or () if value)
 
 
+def standby_rows(rows):
+    """The walsender rows that can be a standby: not a logical decoding client
+    (a logical slot: CDC, a subscription), not a base backup (state 'backup')
+    and not a WAL stream nobody replays (replay_lsn NULL: pg_basebackup's WAL
+    stream, pg_receivewal, barman) - those stream too, but never serve a read."""
+    return [row for row in rows or () if row.get('slot_type') != 'logical' and row.get('state') != 'backup'
+            and row.get('replay_lsn') is not None]
+
+
 def identify(rows, standby, claimed=()):
     """The upstream's row of one standby: (row, how) or (None, why).
 
@@ -169,7 +178,8 @@ def assign(rows, standbys):
     ``matched`` is True when the row is this standby's (or, by elimination, when
     the standbys left and the rows left are as many). A row two standbys claim
     is given to neither; standbys matched later (slots first) free rows for the
-    others, so the rules run until nothing changes."""
+    others, so the rules run until nothing changes. Only standby_rows() count."""
+    rows = standby_rows(rows)
     result = dict((s['label'], {'row': None, 'how': '', 'matched': False}) for s in standbys)
     claimed = {}
     progress = True
@@ -385,6 +395,8 @@ SELECT current_setting('max_standby_streaming_delay') AS max_standby_streaming_d
        current_setting('max_standby_archive_delay') AS max_standby_archive_delay,
        (SELECT setting::bigint FROM pg_settings WHERE name = 'max_standby_archive_delay') AS archive_delay_ms,
        current_setting('hot_standby_feedback') AS hot_standby_feedback,
+       current_setting('recovery_min_apply_delay') AS recovery_min_apply_delay,
+       (SELECT setting::bigint FROM pg_settings WHERE name = 'recovery_min_apply_delay') AS apply_delay_ms,
        (SELECT status FROM pg_stat_wal_receiver) AS receiver_status,
        s.wait_event_type AS startup_wait_event_type, s.wait_event AS startup_wait_event,
        ARRAY(SELECT DISTINCT h.pid FROM pg_locks AS w JOIN pg_locks AS h
@@ -462,6 +474,13 @@ def replay_blockers(conflict, activity_rows, budget_seconds):
     return True, [row for row in activity_rows
                   if row.get('pid') in holding
                   or (row.get('xact_seconds') is not None and row['xact_seconds'] >= threshold)]
+
+
+def apply_delay_late(conflict, budget_seconds):
+    """A delayed standby (recovery_min_apply_delay, ms) replays every commit at
+    least that late: True when that is the budget or more - it cannot have the
+    schema inside the outage."""
+    return ((conflict or {}).get('apply_delay_ms') or 0) >= float(budget_seconds) * 1000
 
 
 def feedback_effect(conflict, can_block):
@@ -583,7 +602,8 @@ REPLAY_XACT_SQL = ('SELECT pg_last_wal_replay_lsn()::text AS replay_lsn, '
 # whether each has confirmed replay of a position.
 PRIMARY_VIEW_SQL = """
 SELECT r.pid, r.application_name, host(r.client_addr) AS client_addr, r.state, r.sync_state,
-       r.replay_lsn::text AS replay_lsn, coalesce(r.replay_lsn >= %s::pg_lsn, false) AS caught_up, s.slot_name
+       r.replay_lsn::text AS replay_lsn, coalesce(r.replay_lsn >= %s::pg_lsn, false) AS caught_up, s.slot_name,
+       s.slot_type
   FROM pg_stat_replication AS r LEFT JOIN pg_replication_slots AS s ON s.active_pid = r.pid
 """
 

@@ -6,7 +6,10 @@ lab, a few seconds) and checks everything about that shape in one deploy.
 """
 
 import json
+import os
 import re
+import shutil
+import subprocess
 import time
 
 import psycopg2
@@ -136,6 +139,38 @@ def test_standbys_streaming_over_tls_in_a_cascade(lab_shape, tmp_path):
         psycopg2.connect(host=lab.addr('primary'), port=5432, user='fdt_replication',
                          password=lab.users['fdt_replication'], dbname='replication', replication='true',
                          sslmode='disable')
+
+
+def test_a_wal_archiver_streaming_from_the_primary_is_not_a_standby(healthy_lab, tmp_path):
+    """pg_receivewal (as barman runs it) streams from the primary beside the
+    standbys - state 'streaming', nothing replayed: the standbys check still
+    passes, it is not 'a streaming standby the inventory lacks'."""
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_w%d (id int);' % major])
+    target = os.path.join(lab.lab_dir, 'hosts', 'app1', 'wal-%d' % major)  # readable by postgres, unlike tmp_path
+    os.makedirs(target)
+    shutil.chown(target, 'postgres', 'postgres')
+    receiver = subprocess.Popen(
+        ['ip', 'netns', 'exec', lab.topology['netns_prefix'] + 'app1', 'runuser', '-u', 'postgres', '--',
+         '/usr/lib/postgresql/15/bin/pg_receivewal', '-D', target, '-h', lab.addr('primary'), '-U',
+         'fdt_replication', '--no-loop'],
+        env=dict(os.environ, PGPASSWORD=lab.users['fdt_replication']), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while pg_one(lab, 'primary', "SELECT count(*) FROM pg_stat_replication "
+                                     "WHERE application_name = 'pg_receivewal' AND state = 'streaming'") != 1:
+            assert receiver.poll() is None and time.monotonic() < deadline, receiver.communicate()[0]
+            time.sleep(0.1)
+        found = preflight_findings(lab, patch_dir, 'standbys')
+        assert found[0]['status'] == 'pass', found
+        assert 'pg_receivewal' in [r['application_name'] for r in found[0]['evidence']['pg_stat_replication'][
+            'primary (%s:5432)' % lab.addr('primary')]]
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def replay_state(lab, host):

@@ -102,7 +102,7 @@ def standby(name, status='streaming', **over):
 
 def rep(name, state='streaming', **over):
     return dict({'pid': next(_PIDS), 'application_name': name, 'client_addr': None, 'state': state,
-                 'slot_name': None, 'sync_state': 'async'}, **over)
+                 'slot_name': None, 'sync_state': 'async', 'replay_lsn': '0/3000000'}, **over)
 
 
 def test_every_standby_streaming_and_counted_passes():

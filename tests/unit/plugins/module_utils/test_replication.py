@@ -9,8 +9,10 @@ def receiver(conninfo='', cluster_name='', slot=None, status='streaming', sender
             'sender_host': sender_host, 'sender_port': sender_port}
 
 
-def row(pid, name='walreceiver', addr='10.0.0.9', slot=None, state='streaming'):
-    return {'pid': pid, 'application_name': name, 'client_addr': addr, 'slot_name': slot, 'state': state}
+def row(pid, name='walreceiver', addr='10.0.0.9', slot=None, state='streaming', replay_lsn='0/3000000',
+        slot_type=None):
+    return {'pid': pid, 'application_name': name, 'client_addr': addr, 'slot_name': slot, 'state': state,
+            'replay_lsn': replay_lsn, 'slot_type': slot_type or ('physical' if slot else None)}
 
 
 def standby(label, override=None, addresses=(), **rec):
@@ -353,3 +355,57 @@ def test_recovery_conflicts_counted_per_kind():
         found['summary'] and 'max_standby_streaming_delay = 30000ms' in found['summary']
     assert decide_recovery_conflicts('s1', {'counts': {'confl_lock': 0}}, None)['status'] == PASS
     assert decide_recovery_conflicts('s1', None, None)['status'] == PASS
+
+
+# -- what others hit (public trackers) ----------------------------------------------------
+
+def test_a_foreign_walsender_with_a_standbys_application_name_is_not_that_standby():
+    """patroni#3545: a standby cluster's connection carried a member's
+    application_name and sync tracking broke. Here: a foreign walsender named
+    like standby1 never becomes standby1 - its slot, else its address tells."""
+    rows = [row(1, 'standby1', addr='10.0.0.11', slot='standby1'), row(2, 'standby1', addr='10.9.9.9')]
+    result = rp.assign(rows, [standby('standby1', conninfo='application_name=standby1', slot='standby1',
+                                      addresses=['10.0.0.11'])])
+    assert result['standby1']['row']['pid'] == 1 and result['standby1']['how'] == 'slot standby1'
+    no_slot = rp.assign(rows, [standby('standby1', conninfo='application_name=standby1', addresses=['10.0.0.11'])])
+    assert no_slot['standby1']['row']['pid'] == 1 and no_slot['standby1']['how'] == 'client_addr 10.0.0.11'
+    # neither slot nor address tells them apart: not matched (the pre-flight asks for the override)
+    blind = rp.assign([row(1, 'standby1'), row(2, 'standby1')], [standby('standby1',
+                                                                        conninfo='application_name=standby1')])
+    assert not blind['standby1']['matched']
+
+
+def test_base_backups_wal_archivers_and_logical_clients_are_not_standbys():
+    """pgcluu#11, cloudnative-pg#3011: pg_basebackup shows a 'backup' row and a
+    'streaming' WAL row; pg_receivewal/barman stream without replaying; a CDC
+    client streams through a logical slot. None of them is a standby: not
+    counted, never matched, and elimination still works beside them."""
+    others = [row(7, 'pg_basebackup', state='backup', replay_lsn=None),
+              row(8, 'pg_basebackup', replay_lsn=None),
+              row(9, 'barman_receive_wal', slot='barman', replay_lsn=None),
+              row(10, 'debezium', slot='cdc', slot_type='logical')]
+    assert rp.standby_rows(others) == []
+    result = rp.assign([row(1), row(2)] + others, [standby('a'), standby('b')])
+    assert all(r['matched'] for r in result.values())
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import PASS, decide_standbys
+    primary = {'label': 'p', 'in_recovery': False, 'system_identifier': '42'}
+    standbys = [dict(standby(n), reachable=True, in_recovery=True, system_identifier='42', endpoint={'name': n})
+                for n in ('a', 'b')]
+    found = decide_standbys(primary, standbys, {'p': [row(1), row(2)] + others})
+    assert found['status'] == PASS, found['summary']
+
+
+def test_a_delayed_standby_is_refused_before_any_pause():
+    """A standby with recovery_min_apply_delay (pgbackrest#1222: a delayed
+    standby never reaches a fresh position in time) replays the outage's commit
+    that late: refused at the budget or more, a warning below it."""
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import (
+        FAIL, WARN, decide_replay_blockers)
+    late = dict(conflict_row(), recovery_min_apply_delay='5min', apply_delay_ms=300000)
+    assert rp.apply_delay_late(late, 10) and not rp.apply_delay_late(conflict_row(), 10)
+    found = decide_replay_blockers('s1', late, [], 10)
+    assert found['status'] == FAIL and 'recovery_min_apply_delay = 5min' in found['summary'] \
+        and 'fastdowntime_standbys' in found['action']
+    short = decide_replay_blockers('s1', dict(conflict_row(), recovery_min_apply_delay='200ms', apply_delay_ms=200),
+                                   [], 10)
+    assert short['status'] == WARN
