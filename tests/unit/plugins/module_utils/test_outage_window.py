@@ -113,7 +113,7 @@ def test_split_resume_brings_writes_back_then_replay_then_reads(monkeypatch):
         return [(endpoint, 'connection lost') for endpoint, dummy in conns]
 
     monkeypatch.setattr(om, 'resume', fake_resume)
-    monkeypatch.setattr(om, 'resume_replay', fake_resume_replay)
+    monkeypatch.setattr(om.replication, 'resume_replay', fake_resume_replay)
     outage = _outage(om.SplitWindow(), 'split')
     standby = {'name': 's1', 'host': '10.0.0.11', 'port': 5432}
     outage.standby_conns = [(standby, None)]
