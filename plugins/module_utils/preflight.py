@@ -248,6 +248,7 @@ def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
                            'it in pg_stat_replication' % (label, upstream))
     matched = dict((up, len([l for l, u in upstreams.items() if u == up and identities[l]['matched']]))
                    for up in rows_by_upstream)
+
     def streaming(rows):  # standbys only: no logical decoding, base backup or WAL archiver stream
         return [r for r in replication.standby_rows(rows) if r.get('state') == 'streaming']
     unknown = sum(max(len(streaming(rows)) - matched.get(up, 0), 0) for up, rows in rows_by_upstream.items())
@@ -340,8 +341,8 @@ def decide_replay_blockers(label, conflict, activity_rows, budget_seconds):
                                                           'xact_seconds', 'query')) for r in rows]}
     if replication.apply_delay_late(conflict, budget_seconds):
         return finding('replay_blockers', FAIL, '%s: recovery_min_apply_delay = %s: it replays every commit that late, '
-                       'past the %gs budget (a delayed standby)' % (label, evidence['recovery_min_apply_delay'],
-                                                                   budget_seconds), host=label, evidence=evidence,
+                       'past the %gs budget (a delayed standby)'
+                       % (label, evidence['recovery_min_apply_delay'], budget_seconds), host=label, evidence=evidence,
                        action='take %s out of fastdowntime_standbys (and its entries out of the deploy: it cannot '
                               'serve the new schema in time), or set its recovery_min_apply_delay to 0' % label)
     if apply_delay > 0:

@@ -370,8 +370,8 @@ def test_a_foreign_walsender_with_a_standbys_application_name_is_not_that_standb
     no_slot = rp.assign(rows, [standby('standby1', conninfo='application_name=standby1', addresses=['10.0.0.11'])])
     assert no_slot['standby1']['row']['pid'] == 1 and no_slot['standby1']['how'] == 'client_addr 10.0.0.11'
     # neither slot nor address tells them apart: not matched (the pre-flight asks for the override)
-    blind = rp.assign([row(1, 'standby1'), row(2, 'standby1')], [standby('standby1',
-                                                                        conninfo='application_name=standby1')])
+    blind = rp.assign([row(1, 'standby1'), row(2, 'standby1')],
+                      [standby('standby1', conninfo='application_name=standby1')])
     assert not blind['standby1']['matched']
 
 
