@@ -451,6 +451,22 @@ def held_now(conflict):
     return None
 
 
+def queries_can_hold(conflict, budget_seconds):
+    """Whether a query on this standby can hold its replay past the budget:
+    its max_standby_*_delay (replay_delay) is -1 (forever) or at least the budget."""
+    dummy, dummy, delay_ms = replay_delay(conflict)
+    return delay_ms is not None and (delay_ms < 0 or delay_ms >= float(budget_seconds) * 1000)
+
+
+def replay_stuck(conflict, budget_seconds):
+    """Replay on this standby cannot reach a new commit inside the budget, now:
+    a delayed standby (apply_delay_late) or replay held by a query that may hold
+    it past the budget (held_now where queries_can_hold). The pre-flight does
+    not wait for such a standby to replay its lag probe."""
+    return apply_delay_late(conflict, budget_seconds) or bool(
+        held_now(conflict) and queries_can_hold(conflict, budget_seconds))
+
+
 def replay_blockers(conflict, activity_rows, budget_seconds):
     """What may hold one standby's replay of the outage's commit past the
     budget. Only where its max_standby_*_delay (replay_delay) lets a query hold
@@ -463,11 +479,7 @@ def replay_blockers(conflict, activity_rows, budget_seconds):
     query). Returns (can_block, rows): the transactions older than
     blocking_threshold_seconds plus the backends replay waits for now
     (held_now), each once."""
-    dummy, dummy, delay_ms = replay_delay(conflict)
-    if delay_ms is None:
-        return False, []
-    can_block = delay_ms < 0 or delay_ms >= float(budget_seconds) * 1000
-    if not can_block:
+    if not queries_can_hold(conflict, budget_seconds):
         return False, []
     threshold = blocking_threshold_seconds(budget_seconds)
     holding = set((held_now(conflict) or {}).get('blocked_by') or [])

@@ -409,3 +409,13 @@ def test_a_delayed_standby_is_refused_before_any_pause():
     short = decide_replay_blockers('s1', dict(conflict_row(), recovery_min_apply_delay='200ms', apply_delay_ms=200),
                                    [], 10)
     assert short['status'] == WARN
+
+
+def test_replay_stuck_where_the_lag_probe_need_not_wait():
+    assert rp.replay_stuck(conflict_row(wait=('Lock', 'relation'), blocked_by=[4]), 10)
+    # held now, but replay cancels the query after 100 ms: it will replay the probe
+    assert not rp.replay_stuck(conflict_row(delay_ms=100, wait=('Lock', 'relation'), blocked_by=[4]), 10)
+    assert rp.replay_stuck(dict(conflict_row(), apply_delay_ms=600000), 10)
+    assert not rp.replay_stuck(conflict_row(), 10)
+    assert rp.queries_can_hold(conflict_row(delay_ms=-1), 10) and rp.queries_can_hold(conflict_row(delay_ms=10000), 10)
+    assert not rp.queries_can_hold(conflict_row(delay_ms=9999), 10) and not rp.queries_can_hold({}, 10)
