@@ -66,7 +66,7 @@ SCALE_GOAL = 1.1            # issue 20: 16+4 within 1.1x of 2+2
 SCALE_MODEL_TO = 100        # the model's reach (pgbouncers)
 # The stall series: deploys of the 500-statement set in a row on an idle primary (issue 20: 0 stalls in 50).
 STALL_DEPLOYS = 50
-# One poll of the replay wait at its longest (schema.wait_for_replay: the answers awaited up to the poll
+# One poll of the replay wait at its longest (replication.wait_for_replay: the answers awaited up to the poll
 # interval, then a sleep of the interval, which grows to max_poll_seconds = 50 ms): a standby reported later
 # than this after it replayed the commit (seen by the bench's own observer) is a stall.
 STALL_POLL_MS = 100.0

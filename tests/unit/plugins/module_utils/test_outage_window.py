@@ -149,17 +149,19 @@ def test_split_writes_are_resumed_once_and_a_failure_is_kept(monkeypatch):
 
 
 def test_the_primarys_replication_view_is_read_after_the_window_as_a_report(monkeypatch):
-    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import schema
-    endpoints = [{'name': 'standby1', 'host': '10.0.0.11'}, {'name': 'standby2', 'host': '10.0.0.12'}]
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import replication
+    identities = [replication.standby_identity({'name': 'standby1', 'host': '10.0.0.11'},
+                                               {'status': 'streaming', 'slot_name': 'standby1'}, {'10.0.0.11'}),
+                  replication.standby_identity({'name': 'standby2', 'host': '10.0.0.12'},
+                                               {'status': 'streaming', 'slot_name': 'standby2'}, {'10.0.0.12'})]
     replay = {'lsn': '0/5000000', 'standbys': [{'name': 'standby1 (10.0.0.11:5432)', 'replay_ms': 1.0},
                                                {'name': 'standby2 (10.0.0.12:5432)', 'replay_ms': 2.0}]}
-    views = [[{'application_name': 'standby1', 'client_addr': '10.0.0.11', 'state': 'streaming',
-               'replay_lsn': '0/4000000', 'caught_up': False}],
-             [{'application_name': 'standby1', 'client_addr': '10.0.0.11', 'state': 'streaming',
-               'replay_lsn': '0/5000010', 'caught_up': True}]]
-    monkeypatch.setattr(schema, '_primary_replication_view', lambda conn, lsn: views.pop(0))
-    monkeypatch.setattr(schema.time, 'sleep', lambda seconds: None)
-    schema.cross_check_replay(None, replay, endpoints, grace_seconds=5)
+    row = {'pid': 7, 'application_name': 'standby1', 'client_addr': '10.0.0.11', 'state': 'streaming',
+           'slot_name': 'standby1', 'slot_type': 'physical'}
+    views = [[dict(row, replay_lsn='0/4000000', caught_up=False)], [dict(row, replay_lsn='0/5000010', caught_up=True)]]
+    monkeypatch.setattr(replication, 'query_rows', lambda conn, sql, params=None: views.pop(0))
+    monkeypatch.setattr(replication.time, 'sleep', lambda seconds: None)
+    replication.cross_check_replay(None, replay, identities, grace_seconds=5)
     # Read again until the primary's feedback confirms every standby it shows; standby2 it does not show.
     assert views == []
     assert [(s['primary_confirms'], s['primary_replay_lsn'], s['primary_state']) for s in replay['standbys']] == [
@@ -167,7 +169,7 @@ def test_the_primarys_replication_view_is_read_after_the_window_as_a_report(monk
 
 
 def test_the_replay_wait_inside_the_window_does_not_read_the_primary(monkeypatch):
-    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import schema
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import replication
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock
 
     class Standby:
@@ -182,9 +184,9 @@ def test_the_replay_wait_inside_the_window_does_not_read_the_primary(monkeypatch
                     return ('0/5000100', True)
             return Cursor()
 
-    monkeypatch.setattr(schema, '_primary_replication_view', lambda conn, lsn: pytest.fail('read inside the window'))
-    replay = schema.wait_for_replay(None, [({'name': 's1', 'host': 'h', 'port': 5432}, Standby())], '0/5000000',
-                                    BudgetClock(10), xid='7', cross_check=False)
+    monkeypatch.setattr(replication, 'query_rows', lambda *args: pytest.fail('read inside the window'))
+    replay = replication.wait_for_replay(None, [({'name': 's1', 'host': 'h', 'port': 5432}, Standby())], '0/5000000',
+                                         BudgetClock(10), xid='7', cross_check=False)
     assert replay['standbys'][0]['replay_lsn'] == '0/5000100' and 'primary_confirms' not in replay['standbys'][0]
 
 
