@@ -787,15 +787,6 @@ SELECT gid, owner, database, EXTRACT(EPOCH FROM now() - prepared)::float8 AS age
 """
 REPLAY_STATE_SQL = 'SELECT pg_get_wal_replay_pause_state() AS state'
 REPLICATION_USERS_SQL = 'SELECT rolname FROM pg_roles WHERE rolreplication AND NOT rolsuper'
-# Non-transactional: written at once, no transaction id spent, no data touched.
-# The lag probe: a transactional message, so its COMMIT flushes it and the
-# walsenders send it at once. A non-transactional one (PostgreSQL < 17 has no
-# flush argument) stays unflushed until some unrelated flush - up to
-# wal_writer_delay (200 ms) measured as "catch-up" on an idle lab, inflating
-# the outage estimate ten-fold for a one-statement patch.
-PROBE_SQL = "SELECT pg_logical_emit_message(true, 'fastdowntime', 'preflight')::text AS lsn"
-REPLAY_SQL = ('SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn AS caught_up, '
-              'pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::float8 AS bytes_behind')
 
 
 def _round_trip(run):
@@ -1218,41 +1209,12 @@ class Preflight:
                      if c is not None and endpoint_label(e) not in self.lost]
         if not reachable:
             return []
-        probe = self._query(primary, PROBE_SQL, label=primary_label, check='replication_lag')
+        probe = self._query(primary, replication.LAG_PROBE_SQL, label=primary_label, check='replication_lag')
         if not probe:
             return []
-        lsn = probe[0]['lsn']
-        began = time.monotonic()
-        deadline = began + self.max_lag_seconds
-        states = dict((label, {'label': label, 'probe_lsn': lsn, 'bytes_behind': None,
-                               'catch_up_seconds': None, 'error': None}) for label, dummy in reachable)
-        pending = dict(reachable)
-        interval = 0.002
-        while pending:
-            for label, conn in list(pending.items()):
-                state = states[label]
-                try:
-                    row = query(conn, REPLAY_SQL, (lsn, lsn))[0]
-                except psycopg2.Error as exc:
-                    state['error'] = one_line(exc.pgerror or exc)
-                    del pending[label]
-                    if self._lost(conn, label, exc):
-                        del states[label]  # the connection finding names it
-                    continue
-                if row['caught_up'] is None:
-                    state['error'] = 'not in recovery'
-                    del pending[label]
-                    continue
-                if state['bytes_behind'] is None:
-                    state['bytes_behind'] = max(int(row['bytes_behind'] or 0), 0)
-                if row['caught_up']:
-                    state['catch_up_seconds'] = round(time.monotonic() - began, 4)
-                    del pending[label]
-            if not pending or time.monotonic() >= deadline:
-                break
-            time.sleep(interval)
-            interval = min(interval * 2, 0.1)
-        return [states[label] for label, dummy in reachable if label in states]
+        # A connection lost on the way is the connection finding's, not a lag measurement.
+        return replication.measure_lag(reachable, probe[0]['lsn'], self.max_lag_seconds,
+                                       lost=lambda label, conn, exc: self._lost(conn, label, exc))
 
     def _check_pgbouncers(self):
         rtts, entries_counts = [], []

@@ -100,11 +100,11 @@ def test_lag_probe_is_flushed_so_the_standbys_get_it_at_once(lab):
     """The probe the replay estimate is measured with must not sit unflushed
     in the WAL buffers (a non-transactional message does, up to
     wal_writer_delay, and was measured as the standbys' catch-up)."""
-    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import PROBE_SQL
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.replication import LAG_PROBE_SQL
     conn = connect(lab.pg('primary'), autocommit=True)
     try:
         cur = conn.cursor()
-        cur.execute(PROBE_SQL)
+        cur.execute(LAG_PROBE_SQL)
         lsn = cur.fetchone()[0]
         cur.execute('SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn', (lsn,))
         assert cur.fetchone()[0] is True

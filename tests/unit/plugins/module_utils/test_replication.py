@@ -419,3 +419,25 @@ def test_replay_stuck_where_the_lag_probe_need_not_wait():
     assert not rp.replay_stuck(conflict_row(), 10)
     assert rp.queries_can_hold(conflict_row(delay_ms=-1), 10) and rp.queries_can_hold(conflict_row(delay_ms=10000), 10)
     assert not rp.queries_can_hold(conflict_row(delay_ms=9999), 10) and not rp.queries_can_hold({}, 10)
+
+
+def test_measure_lag_polls_until_replayed_and_leaves_a_lost_standby_to_its_caller(monkeypatch):
+    answers = {'s1': [{'caught_up': False, 'bytes_behind': 120.0}, {'caught_up': True, 'bytes_behind': 0.0}],
+               's2': [{'caught_up': None, 'bytes_behind': None}]}
+
+    class Lost(rp.psycopg2.OperationalError):
+        pass
+
+    def fake_query(conn, sql, params=None):
+        if conn == 's3':
+            raise Lost('server closed the connection unexpectedly')
+        return [answers[conn].pop(0)]
+
+    monkeypatch.setattr(rp, 'query', fake_query)
+    monkeypatch.setattr(rp.time, 'sleep', lambda seconds: None)
+    gone = []
+    found = rp.measure_lag([('s1', 's1'), ('s2', 's2'), ('s3', 's3')], '0/5000000', 10,
+                           lost=lambda label, conn, exc: gone.append(label) or True)
+    assert [(m['label'], m['bytes_behind'], m['catch_up_seconds'] is not None, m['error']) for m in found] == [
+        ('s1', 120, True, None), ('s2', None, False, 'not in recovery')]
+    assert gone == ['s3']
