@@ -21,7 +21,7 @@ PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 help:
 	@echo "make demo        build the venv and the lab, run the fastdowntime playbook, print the timeline"
-	@echo "make test        unit tests, lint + sanity, integration tests on the lab, molecule test"
+	@echo "make test        unit tests, lint + sanity (ansible-core 2.19 and 2.16), integration tests on the lab, molecule test"
 	@echo "make test-faults only the fault scenarios on the lab"
 	@echo "make bench       the outage benchmark; writes docs/benchmarks.md"
 	@echo "make lab / lab-down / lab-status   the lab alone (root)"
@@ -100,7 +100,7 @@ molecule: deps venv
 # The machine as found: the lab up or down as it was before.
 test:
 	up=0; python3 lab/labctl.py status >/dev/null 2>&1 && up=1
-	rc=0; $(MAKE) unit lint integration molecule || rc=$$?
+	rc=0; $(MAKE) unit lint test-core-oldest integration molecule || rc=$$?
 	if [ $$up = 1 ]; then $(PY) lab/labctl.py up; else $(PY) lab/labctl.py down; fi
 	exit $$rc
 

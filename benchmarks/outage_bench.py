@@ -790,13 +790,25 @@ def machine():
     return '%s, %d cores, %s, Python %s' % (cpu, os.cpu_count(), platform.platform(), platform.python_version())
 
 
+def server_version():
+    """The lab primary's PostgreSQL version, as it reports it."""
+    conn = psycopg2.connect(PRIMARY)
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SHOW server_version')
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
 def write_markdown(results, runs, path, baseline=None, previous=None, previous_source=None):
     now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     base = median([r['outage_ms'] for r in results.get('collection', [])])
     lines = [
         '# Outage benchmark',
         '',
-        'Written by `benchmarks/outage_bench.py` (never by hand). Run: %s. Machine: %s.' % (now, machine()),
+        'Written by `benchmarks/outage_bench.py` (never by hand). Run: %s. Machine: %s. PostgreSQL %s.' % (
+            now, machine(), server_version()),
         '',
         'One trivial additive patch (`ALTER TABLE fdt_item ADD COLUMN ...`) on the lab, under a constant load of',
         'psycopg2 writers (2 per pgbouncer, small insert transactions, 10 ms apart). Medians of %d runs per' % runs,
@@ -1178,6 +1190,8 @@ def main():
     parser.add_argument('--merge', action='store_true',
                         help="keep the raw runs of the methods not measured now from --output's previous run")
     parser.add_argument('--previous', help="a previous run's markdown: every dimension's medians side by side")
+    parser.add_argument('--shape', default='', help='a lab shape every run is built in besides the distance '
+                        '(lab/labctl.py SHAPES), e.g. postgresql18')
     args = parser.parse_args()
     global ENGINE
     ENGINE = os.path.abspath(args.engine)
@@ -1208,7 +1222,7 @@ def main():
             chosen = [m for m in methods if m not in SEPARATE and (rtt == 0 or m in SIZES)]
             if not chosen:
                 continue
-            lab_up('rtt%d' % rtt if rtt else 'default')
+            lab_up(','.join([s for s in (args.shape, 'rtt%d' % rtt if rtt else '') if s]) or 'default')
             far = far_inventory(tmp) if rtt else None
             if any(m in BIG_CASES for m in chosen):
                 print('big table: %s' % big_table_setup(), flush=True)
@@ -1218,7 +1232,7 @@ def main():
                     key = method if not rtt else '%s@rtt%d' % (method, rtt)
                     record(key, measure(method, tmp, tag_for(key, run), one_inv, far=far))
         if 'stall' in methods:
-            lab_up('default')
+            lab_up(args.shape or 'default')
             for run in range(args.stall_deploys):
                 record('stall-500', run_stall(tmp, tag_for('stall', run)))
         if 'scale' in methods:
@@ -1233,7 +1247,7 @@ def main():
                     key = scale_key(*point)
                     record(key, run_scale(tmp, tag_for(key, run), *point, run=run))
         if methods != [m for m in methods if m not in SEPARATE] or rtts != [0]:
-            lab_up('default')
+            lab_up(args.shape or 'default')
     if args.merge and os.path.exists(args.output):
         previous = load_raw(args.output)
         for key, rows in previous.items():

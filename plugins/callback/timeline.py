@@ -354,7 +354,10 @@ class CallbackModule(DefaultCallback):
             variables = manager.get_vars(play=self._play, host=host)
             if REPORT_PATH_VAR not in variables:
                 return None
-            value = Templar(variables=variables).template(variables[REPORT_PATH_VAR])
+            # The play's loader (its base directory for relative lookups); ansible-core 2.16's
+            # Templar takes it positionally and has no default.
+            templar = Templar(getattr(manager, '_loader', None), variables=variables)
+            value = templar.template(variables[REPORT_PATH_VAR])
         except Exception as exc:  # a broken variable must not hide the timeline
             warning = '%s cannot read %s: %s' % (PREFIX, REPORT_PATH_VAR, one_line(exc))
             if warning not in self._warned:  # once, not once per task

@@ -32,6 +32,8 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgversion import covers
+
 try:
     import pglast
     from pglast import ast as pg_ast
@@ -259,106 +261,112 @@ class NoTransactionBlock:
     matches: object    # parse tree -> bool
     live: bool
     source: str        # where PostgreSQL makes the call
-    versions: str      # server versions that have the rule
+    versions: str      # server majors that have the rule: '13+', '14-16' (pgversion.covers)
     example: str
     advice: str = None
 
 
-# Every PreventInTransactionBlock call PostgreSQL 13-17 makes for an SQL
+# Every PreventInTransactionBlock call PostgreSQL 13-18 makes for an SQL
 # statement (replication-protocol commands aside), from its source: first match
-# wins. Two more need the catalog (the target's relkind), so the lint checks
+# wins; an entry holds on the servers its versions cover (pgversion.covers; with
+# no server version, every entry: the strictest reading). Two more need the catalog (the target's relkind), so the lint checks
 # them against the live database (lint.PARTITIONED_NO_TRANSACTION_BLOCK):
 # REINDEX TABLE/INDEX of a partitioned table or index (14+) and CLUSTER of a
 # partitioned table (15+). ALTER TYPE ... ADD VALUE left this list in 12; its
 # new value is unusable until COMMIT (see window_problems).
 NO_TRANSACTION_BLOCK = (
     NoTransactionBlock('CREATE INDEX CONCURRENTLY', 'IndexStmt', lambda n: n.concurrent, True,
-                       'tcop/utility.c ProcessUtilitySlow (T_IndexStmt)', '13-17',
+                       'tcop/utility.c ProcessUtilitySlow (T_IndexStmt)', '13+',
                        'CREATE INDEX CONCURRENTLY i ON t (a)'),
     NoTransactionBlock('DROP INDEX CONCURRENTLY', 'DropStmt', lambda n: n.concurrent, True,
-                       'tcop/utility.c ExecDropStmt', '13-17', 'DROP INDEX CONCURRENTLY i'),
+                       'tcop/utility.c ExecDropStmt', '13+', 'DROP INDEX CONCURRENTLY i'),
     NoTransactionBlock('REINDEX SYSTEM', 'ReindexStmt', lambda n: _reindex_kind(n) == 'SYSTEM', False,
-                       'commands/indexcmds.c ReindexMultipleTables', '13-17', 'REINDEX SYSTEM d',
+                       'commands/indexcmds.c ReindexMultipleTables', '13+', 'REINDEX SYSTEM d',
                        'reindex system catalogs outside the patch set'),
     NoTransactionBlock('REINDEX CONCURRENTLY', 'ReindexStmt', lambda n: _has_concurrently_option(n.params), True,
-                       'commands/indexcmds.c ExecReindex (13: tcop/utility.c)', '13-17',
+                       'commands/indexcmds.c ExecReindex (13: tcop/utility.c)', '13+',
                        'REINDEX TABLE CONCURRENTLY t'),
     NoTransactionBlock('REINDEX SCHEMA', 'ReindexStmt', lambda n: _reindex_kind(n) == 'SCHEMA', False,
-                       'commands/indexcmds.c ReindexMultipleTables', '13-17', 'REINDEX SCHEMA public',
+                       'commands/indexcmds.c ReindexMultipleTables', '13+', 'REINDEX SCHEMA public',
                        'make it REINDEX SCHEMA ... CONCURRENTLY in a hot patch (or REINDEX TABLE per table)'),
     NoTransactionBlock('REINDEX DATABASE', 'ReindexStmt', lambda n: _reindex_kind(n) == 'DATABASE', False,
-                       'commands/indexcmds.c ReindexMultipleTables', '13-17', 'REINDEX DATABASE d',
+                       'commands/indexcmds.c ReindexMultipleTables', '13+', 'REINDEX DATABASE d',
                        'make it REINDEX DATABASE ... CONCURRENTLY in a hot patch (or REINDEX TABLE per table)'),
     NoTransactionBlock('VACUUM', 'VacuumStmt', lambda n: n.is_vacuumcmd, True,
-                       'commands/vacuum.c ExecVacuum -> vacuum', '13-17', 'VACUUM t'),
+                       'commands/vacuum.c ExecVacuum -> vacuum', '13+', 'VACUUM t'),
     NoTransactionBlock('CLUSTER', 'ClusterStmt', lambda n: n.relation is None, False,
-                       'commands/cluster.c cluster (no table: every clustered table)', '13-17', 'CLUSTER',
+                       'commands/cluster.c cluster (no table: every clustered table)', '13+', 'CLUSTER',
                        'name the table: CLUSTER t USING i'),
     NoTransactionBlock('ALTER TABLE ... DETACH CONCURRENTLY', 'AlterTableStmt', _detaches_concurrently, True,
-                       'tcop/utility.c ProcessUtilitySlow (T_AlterTableStmt)', '14-17',
+                       'tcop/utility.c ProcessUtilitySlow (T_AlterTableStmt)', '14+',
                        'ALTER TABLE p DETACH PARTITION c CONCURRENTLY'),
     NoTransactionBlock('CREATE DATABASE', 'CreatedbStmt', lambda n: True, False,
-                       'tcop/utility.c standard_ProcessUtility', '13-17', 'CREATE DATABASE d',
+                       'tcop/utility.c standard_ProcessUtility', '13+', 'CREATE DATABASE d',
                        'databases are not schema patches: create it outside the patch set'),
     NoTransactionBlock('DROP DATABASE', 'DropdbStmt', lambda n: True, False,
-                       'tcop/utility.c standard_ProcessUtility', '13-17', 'DROP DATABASE d',
+                       'tcop/utility.c standard_ProcessUtility', '13+', 'DROP DATABASE d',
                        'databases are not schema patches: drop it outside the patch set'),
     NoTransactionBlock('ALTER DATABASE SET TABLESPACE', 'AlterDatabaseStmt',
                        lambda n: _has_option(n.options, 'tablespace'), False,
-                       'commands/dbcommands.c AlterDatabase', '13-17', 'ALTER DATABASE d SET TABLESPACE ts',
+                       'commands/dbcommands.c AlterDatabase', '13+', 'ALTER DATABASE d SET TABLESPACE ts',
                        'move the database outside the patch set'),
     NoTransactionBlock('CREATE TABLESPACE', 'CreateTableSpaceStmt', lambda n: True, False,
-                       'tcop/utility.c standard_ProcessUtility', '13-17', "CREATE TABLESPACE ts LOCATION '/x'",
+                       'tcop/utility.c standard_ProcessUtility', '13+', "CREATE TABLESPACE ts LOCATION '/x'",
                        'create tablespaces outside the patch set'),
     NoTransactionBlock('DROP TABLESPACE', 'DropTableSpaceStmt', lambda n: True, False,
-                       'tcop/utility.c standard_ProcessUtility', '13-17', 'DROP TABLESPACE ts',
+                       'tcop/utility.c standard_ProcessUtility', '13+', 'DROP TABLESPACE ts',
                        'drop tablespaces outside the patch set'),
     NoTransactionBlock('ALTER SYSTEM', 'AlterSystemStmt', lambda n: True, False,
-                       'tcop/utility.c standard_ProcessUtility', '13-17', 'ALTER SYSTEM SET work_mem = 1',
+                       'tcop/utility.c standard_ProcessUtility', '13+', 'ALTER SYSTEM SET work_mem = 1',
                        'server settings are configuration, not schema: set them outside the patch set'),
     NoTransactionBlock('CREATE SUBSCRIPTION ... WITH (create_slot = true)', 'CreateSubscriptionStmt',
                        lambda n: not (_option_is_false(n.options, 'create_slot')
                                       or _option_is_false(n.options, 'connect')), False,
-                       'commands/subscriptioncmds.c CreateSubscription', '13-17',
+                       'commands/subscriptioncmds.c CreateSubscription', '13+',
                        "CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p",
                        'create it WITH (create_slot = false) or outside the patch set'),
     NoTransactionBlock('ALTER SUBSCRIPTION ... REFRESH', 'AlterSubscriptionStmt',
                        lambda n: _enum_name(n.kind).endswith('REFRESH'), False,
-                       'commands/subscriptioncmds.c AlterSubscription', '13-17',
+                       'commands/subscriptioncmds.c AlterSubscription', '13+',
                        'ALTER SUBSCRIPTION s REFRESH PUBLICATION', 'refresh it outside the patch set'),
     NoTransactionBlock('ALTER SUBSCRIPTION with refresh', 'AlterSubscriptionStmt',
                        lambda n: _enum_name(n.kind).endswith('PUBLICATION')
                        and not _option_is_false(n.options, 'refresh'), False,
-                       'commands/subscriptioncmds.c AlterSubscription', '13-17',
+                       'commands/subscriptioncmds.c AlterSubscription', '13+',
                        'ALTER SUBSCRIPTION s SET PUBLICATION p',
                        'add WITH (refresh = false) and refresh outside the patch set'),
     NoTransactionBlock('ALTER SUBSCRIPTION ... SET (failover)', 'AlterSubscriptionStmt',
                        lambda n: _has_option(n.options, 'failover'), False,
-                       'commands/subscriptioncmds.c AlterSubscription', '17',
+                       'commands/subscriptioncmds.c AlterSubscription', '17+',
                        'ALTER SUBSCRIPTION s SET (failover = true)', 'change it outside the patch set'),
+    NoTransactionBlock('ALTER SUBSCRIPTION ... SET (two_phase)', 'AlterSubscriptionStmt',
+                       lambda n: _has_option(n.options, 'two_phase'), False,
+                       'commands/subscriptioncmds.c AlterSubscription', '18+',
+                       'ALTER SUBSCRIPTION s SET (two_phase = false)', 'change it outside the patch set'),
     NoTransactionBlock('DROP SUBSCRIPTION', 'DropSubscriptionStmt', lambda n: True, False,
-                       'commands/subscriptioncmds.c DropSubscription (when it has a replication slot)', '13-17',
+                       'commands/subscriptioncmds.c DropSubscription (when it has a replication slot)', '13+',
                        'DROP SUBSCRIPTION s',
                        'drop it outside the patch set (a parser cannot see whether it has a slot)'),
     NoTransactionBlock('DISCARD ALL', 'DiscardStmt', lambda n: _enum_name(n.target) == 'DISCARD_ALL', False,
-                       'commands/discard.c DiscardAll', '13-17', 'DISCARD ALL',
+                       'commands/discard.c DiscardAll', '13+', 'DISCARD ALL',
                        'remove it: the tool resets the session after every patch'),
     NoTransactionBlock('COMMIT PREPARED', 'TransactionStmt',
                        lambda n: _transaction_kind(n) == 'COMMIT_PREPARED', False,
-                       'tcop/utility.c standard_ProcessUtility (T_TransactionStmt)', '13-17',
+                       'tcop/utility.c standard_ProcessUtility (T_TransactionStmt)', '13+',
                        "COMMIT PREPARED 'x'", 'prepared transactions are not schema patches'),
     NoTransactionBlock('ROLLBACK PREPARED', 'TransactionStmt',
                        lambda n: _transaction_kind(n) == 'ROLLBACK_PREPARED', False,
-                       'tcop/utility.c standard_ProcessUtility (T_TransactionStmt)', '13-17',
+                       'tcop/utility.c standard_ProcessUtility (T_TransactionStmt)', '13+',
                        "ROLLBACK PREPARED 'x'", 'prepared transactions are not schema patches'),
 )
 
 
-def no_transaction_block_rule(node):
-    """The NO_TRANSACTION_BLOCK entry a parsed statement matches, or None."""
+def no_transaction_block_rule(node, server_version_num=None):
+    """The NO_TRANSACTION_BLOCK entry a parsed statement matches on a server of
+    ``server_version_num`` (None: on any supported server), or None."""
     name = type(node).__name__
     for rule in NO_TRANSACTION_BLOCK:
-        if rule.node == name and rule.matches(node):
+        if rule.node == name and covers(rule.versions, server_version_num) and rule.matches(node):
             return rule
     return None
 

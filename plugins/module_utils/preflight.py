@@ -26,7 +26,7 @@ import datetime
 import math
 import time
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils import deploywindows, lint, lockstep, replication
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import deploywindows, lint, lockstep, pgversion, replication
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import DEFAULT_RESERVE_SECONDS
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, format_revision, load_patch_set, plan as make_plan)
@@ -52,7 +52,7 @@ OUTCOME_PASSED = 'passed'
 OUTCOME_REFUSED = 'refused by pre-flight'  # the timeline report's word (report.py)
 
 # Checks, in the order the summary lists them.
-CHECKS = ('connection', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
+CHECKS = ('connection', 'server_version', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
           'replay_blockers', 'recovery_conflicts', 'direct_connections', 'pgbouncer', 'pgbouncer_processes',
           'pool_mode', 'lint', 'pgbouncer_timeouts', 'budget', 'deploy_window')
 
@@ -91,6 +91,26 @@ def decide_connection(label, error):
         'make PostgreSQL on %s answer with the inventory\'s credentials (fastdowntime_pg_* variables)' % label)
     return finding('connection', FAIL, one_line(error), host=label, evidence={'error': one_line(error)},
                    action=action + ', then run the pre-flight again')
+
+
+def decide_server_version(label, server_version_num):
+    """A database host's PostgreSQL (``server_version_num``, e.g. 150014) against the supported
+    range (pgversion): below it a failure naming the host, the version and the range; above
+    the newest tested a warning."""
+    version = pgversion.version_text(server_version_num)
+    evidence = {'server_version_num': int(server_version_num), 'supported': pgversion.supported_range()}
+    problem = pgversion.support_problem(server_version_num)
+    if problem:
+        return finding('server_version', FAIL, '%s: %s' % (label, problem), host=label, evidence=evidence,
+                       action='upgrade PostgreSQL on %s to %d or later, or deploy with a release of this collection '
+                              'that supports %s' % (label, pgversion.OLDEST, version))
+    if pgversion.newer_than_tested(server_version_num):
+        return finding('server_version', WARN, '%s: PostgreSQL %s is newer than the newest tested (%s)'
+                       % (label, version, pgversion.supported_range()), host=label, evidence=evidence,
+                       action='run the pre-flight and a deploy on a copy first')
+    return finding('server_version', PASS, '%s: PostgreSQL %s (supported: %s)' % (label, version,
+                                                                             pgversion.supported_range()),
+                   host=label, evidence=evidence)
 
 
 def decide_privileges(label, row, is_primary, db_name):
@@ -785,7 +805,6 @@ SELECT pid, usename, datname, host(client_addr) AS client_addr, application_name
 PREPARED_SQL = """
 SELECT gid, owner, database, EXTRACT(EPOCH FROM now() - prepared)::float8 AS age_seconds FROM pg_prepared_xacts
 """
-REPLAY_STATE_SQL = 'SELECT pg_get_wal_replay_pause_state() AS state'
 REPLICATION_USERS_SQL = 'SELECT rolname FROM pg_roles WHERE rolreplication AND NOT rolsuper'
 
 
@@ -947,6 +966,11 @@ class Preflight:
         primary_label = endpoint_label(self.primary)
         primary = self._connect(self.primary)
         standbys = [(s, self._connect(s)) for s in self.standbys]
+        versions = [decide_server_version(endpoint_label(e), c.server_version)
+                    for e, c in [(self.primary, primary)] + standbys if c is not None]
+        self.findings.extend(versions)
+        if any(f['status'] == FAIL for f in versions):
+            return  # the other checks' queries may not exist there: the version is the one reason
 
         # privileges, and what the standbys check needs from each host
         primary_info = self._host_info(primary, primary_label, is_primary=True) if primary else None
@@ -1083,7 +1107,8 @@ class Preflight:
             if conn is None:
                 continue
             label = endpoint_label(endpoint)
-            rows = self._query(conn, REPLAY_STATE_SQL, label=label, check='replay_paused')
+            rows = self._query(conn, pgversion.replay_pause_state_sql(conn.server_version), label=label,
+                               check='replay_paused')
             if not rows:
                 continue
             state = rows[0]['state']

@@ -50,6 +50,7 @@ import re
 import select
 import time
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import pgversion
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, endpoint_label, one_line, psycopg2, query, rows_as_dicts, wait)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
@@ -849,13 +850,14 @@ REPLAY_RESUME_CONNECT_SECONDS = 3
 
 
 def on_standbys(standby_conns, sql, timeout):
-    """Run ``sql`` on every standby's async connection at once (send all, then
-    collect). Returns [(endpoint, first row or None, one-line error or None)]."""
+    """Run ``sql`` (text, or connection -> text: a query that depends on the server's
+    version) on every standby's async connection at once (send all, then collect).
+    Returns [(endpoint, first row or None, one-line error or None)]."""
     sent = []
     for endpoint, conn in standby_conns:
         try:
             cur = conn.cursor()
-            cur.execute(sql)
+            cur.execute(sql(conn) if callable(sql) else sql)
             sent.append((endpoint, conn, cur, None))
         except psycopg2.Error as exc:
             sent.append((endpoint, conn, None, one_line(exc)))
@@ -876,8 +878,8 @@ def on_standbys(standby_conns, sql, timeout):
 
 
 def pause_replay(standby_conns, clock, paused, timeout=REPLAY_PAUSE_SECONDS):
-    """pg_wal_replay_pause() on every standby, confirmed by
-    pg_get_wal_replay_pause_state() = 'paused'. Every standby asked is added to
+    """pg_wal_replay_pause() on every standby, confirmed by its pause state =
+    'paused' (pgversion.replay_pause_state_sql). Every standby asked is added to
     ``paused`` first (the caller resumes them whatever happens); a standby that
     refuses or does not confirm within ``timeout`` -> ReplicationError naming it."""
     names = ', '.join(endpoint_label(e) for e, dummy in standby_conns)
@@ -892,7 +894,7 @@ def pause_replay(standby_conns, clock, paused, timeout=REPLAY_PAUSE_SECONDS):
         waiting = list(standby_conns)
         interval = REPLAY_POLL_SECONDS
         while waiting:
-            states = on_standbys(waiting, 'SELECT pg_get_wal_replay_pause_state()',
+            states = on_standbys(waiting, lambda conn: pgversion.replay_pause_state_sql(conn.server_version),
                                  max(deadline - time.monotonic(), 0.001))
             errors = ['standby %s: %s' % (endpoint_label(e), err) for e, dummy, err in states if err]
             if errors:

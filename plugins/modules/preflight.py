@@ -16,6 +16,8 @@ description:
     first), each C(pass), C(warn) or C(fail) with its evidence and, for a warning or failure, what to do.
   - C(connection) - the primary, every standby and every pgbouncer console answer with the given credentials.
     An unreachable host or a wrong password is a failed finding, not an error of the task.
+  - C(server_version) - PostgreSQL on the primary and every standby is 13 or later (the supported range is 13 to 18;
+    a newer one is a warning); a host below it refuses the deploy alone, in one line naming the host and its version.
   - C(privileges) - on the primary and every standby the deploy user is a superuser, or has the documented set -
     membership in C(pg_monitor) and C(pg_signal_backend) and C(CREATE) on the database on the primary,
     C(pg_monitor) on standbys (it must also own the objects the patches change; that is not checked).
@@ -234,7 +236,7 @@ replay_resumed:
   returned: always
 checks:
   description:
-    - Every finding - C(check) (C(connection), C(privileges), C(patches), C(standbys), C(replay_paused), C(replication_lag),
+    - Every finding - C(check) (C(connection), C(server_version), C(privileges), C(patches), C(standbys), C(replay_paused), C(replication_lag),
       C(transactions), C(direct_connections), C(pgbouncer), C(lint), C(budget), C(deploy_window)), C(host), C(status) (C(pass), C(warn),
       C(fail)), C(summary) (one line), C(evidence) (what was seen) and C(action) (what to do).
   type: list

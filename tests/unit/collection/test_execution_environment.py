@@ -48,4 +48,4 @@ def test_ansible_builder_create_writes_the_build_context(tmp_path):
     assert galaxy['collections'] == [{'name': 'fastdowntime.postgresql', 'version': '>=0.1.0'}]
     with open(os.path.join(REPO, 'meta', 'runtime.yml')) as f:
         requires = yaml.safe_load(f)['requires_ansible']
-    assert 'ansible-core>=2.19,<2.20' in containerfile and requires == '>=2.19.0,<2.20'
+    assert 'ansible-core>=2.16,<2.20' in containerfile and requires == '>=2.16.0,<2.20'

@@ -210,7 +210,8 @@ def test_no_batch_starts_once_the_budget_is_spent(tmp_path, health):
     ({'fastdowntime_app_restart_method': 'upstart'},
      'value of fastdowntime_app_restart_method must be one of: systemd, command, got: upstart'),
     ({'fastdowntime_app_restart_batch_size': 0},
-     'fastdowntime_app_restart_batch_size must be a positive integer or "all", it is "0"'),
+     # single quotes: ansible-core 2.16 shows the message only inside the result's JSON, which escapes double ones
+     "fastdowntime_app_restart_batch_size must be a positive integer or 'all', it is '0'"),
     ({'fastdowntime_restart_budget_seconds': 0}, 'fastdowntime_restart_budget_seconds must be positive'),
     ({'fastdowntime_app_restart_method': 'command'},
      'fastdowntime_app_restart_command is empty, method command needs it'),
