@@ -108,9 +108,8 @@ def decide_server_version(label, server_version_num):
         return finding('server_version', WARN, '%s: PostgreSQL %s is newer than the newest tested (%s)'
                        % (label, version, pgversion.supported_range()), host=label, evidence=evidence,
                        action='run the pre-flight and a deploy on a copy first')
-    return finding('server_version', PASS, '%s: PostgreSQL %s (supported: %s)' % (label, version,
-                                                                             pgversion.supported_range()),
-                   host=label, evidence=evidence)
+    return finding('server_version', PASS, '%s: PostgreSQL %s (supported: %s)'
+                   % (label, version, pgversion.supported_range()), host=label, evidence=evidence)
 
 
 def decide_privileges(label, row, is_primary, db_name):

@@ -28,8 +28,9 @@ description:
   - With O(window_mode=split) (Launchpad's last FastDowntime design) the standbys keep serving reads while the
     primary is patched - WAL replay is paused on every standby (confirmed with C(pg_get_wal_replay_pause_state()),
     C(pg_is_wal_replay_paused()) before PostgreSQL 14); only the read-write entries are drained; the cold patches
-    are applied; the read-only entries are drained as the read-write ones are resumed (writes are back); replay is resumed, every standby replays the commit, and
-    the read-only entries are resumed. Every failure path resumes replay and every entry, within the same budget.
+    are applied; the read-only entries are drained as the read-write ones are resumed (writes are back); replay is
+    resumed, every standby replays the commit, and the read-only entries are resumed. Every failure path resumes
+    replay and every entry, within the same budget.
   - Read-only entries are those a standby lists in C(pgbouncer_databases); every other deploy entry is read-write.
   - Nothing pending means no outage at all - nothing is paused.
   - Hot patches must be applied live before (M(fastdowntime.postgresql.schema_apply) with C(state=hot));
