@@ -294,8 +294,8 @@ def decide_replay(label, state, resumed=False, error=None, cause='fastdowntime',
     standby then serves an ever older snapshot and would never replay the next
     outage's commit: the pre-flight resumes that pause (and an operator's only
     when told to: fastdowntime_resume_operator_replay_pause), never one
-    PostgreSQL made. ``state``: pg_get_wal_replay_pause_state() before any
-    action; ``cause``: replication.pause_cause; ``below``:
+    PostgreSQL made. ``state``: the replay pause state (pgversion.replay_pause_state_sql)
+    before any action; ``cause``: replication.pause_cause; ``below``:
     replication.settings_below; ``target``: replication.recovery_target;
     ``resumed``: the pre-flight resumed it; ``error``: resuming failed."""
     evidence = {'state_found': state, 'resumed': bool(resumed), 'cause': cause,
