@@ -19,7 +19,7 @@ What differs from 13 to 18, for the statements this collection sends:
   from 18; lint.PARTITIONED_NO_TRANSACTION_BLOCK: REINDEX of a partitioned table from 14,
   CLUSTER of one from 15);
 - the columns of the views the collection reads (pg_stat_replication, pg_stat_wal_receiver,
-  pg_replication_slots, pg_stat_activity): ``VIEW_COLUMNS`` lists the ones it uses, each
+  pg_replication_slots, pg_stat_activity, pg_stat_database_conflicts): ``VIEW_COLUMNS`` lists the ones it uses, each
   with the first major that has it; every one is there from ``OLDEST``, which a unit test
   checks against the queries.
 """
@@ -43,6 +43,10 @@ VIEW_COLUMNS = {
     'pg_stat_wal_receiver.sender_port': 11, 'pg_stat_wal_receiver.slot_name': 10,
     'pg_stat_wal_receiver.conninfo': 10,
     'pg_replication_slots.slot_name': 10, 'pg_replication_slots.active_pid': 10,
+    'pg_replication_slots.slot_type': 10,
+    # the confl_* counters differ (16 adds confl_active_logicalslot): read whole, as JSON
+    'pg_stat_database_conflicts.datid': 10, 'pg_stat_database_conflicts.datname': 10,
+    'pg_stat_database.datid': 10, 'pg_stat_database.stats_reset': 10,
     'pg_stat_activity.pid': 10, 'pg_stat_activity.usename': 10, 'pg_stat_activity.datname': 10,
     'pg_stat_activity.client_addr': 10, 'pg_stat_activity.client_port': 10,
     'pg_stat_activity.application_name': 10, 'pg_stat_activity.state': 10,

@@ -84,6 +84,9 @@ def test_every_entry_names_its_versions_in_the_supported_range():
 QUERIES = {
     'replication.RECEIVER_SQL': replication.RECEIVER_SQL,
     'replication.WALSENDERS_SQL': replication.WALSENDERS_SQL,
+    'replication.STANDBY_FACTS_SQL': replication.STANDBY_FACTS_SQL,
+    'replication.PRIMARY_VIEW_SQL': replication.PRIMARY_VIEW_SQL,
+    'replication.RECOVERY_CONFLICTS_SQL': replication.RECOVERY_CONFLICTS_SQL,
     'sessions.BACKENDS_SQL': sessions.BACKENDS_SQL,
     'sessions.KILLABLE_SQL': sessions.KILLABLE_SQL,
     'preflight.ACTIVITY_SQL': preflight.ACTIVITY_SQL,
