@@ -809,6 +809,8 @@ def write_markdown(results, runs, path, baseline=None, previous=None, previous_s
         '',
         'Written by `benchmarks/outage_bench.py` (never by hand). Run: %s. Machine: %s. PostgreSQL %s.' % (
             now, machine(), server_version()),
+        'Command: `%s`.' % ' '.join(['benchmarks/outage_bench.py'] + [
+            "'%s'" % a if ' ' in a else a for a in sys.argv[1:]]),
         '',
         'One trivial additive patch (`ALTER TABLE fdt_item ADD COLUMN ...`) on the lab, under a constant load of',
         'psycopg2 writers (2 per pgbouncer, small insert transactions, 10 ms apart). Medians of %d runs per' % runs,
@@ -1088,13 +1090,15 @@ def scale_table(results, runs):
                 cells.append('%s measured' % measured[field] if measured else '%.0f model' % (a + b * n))
             lines.append('| %s | %.2f | %.1f | %.2f | %s |' % (label, b, a, r2, ' | '.join(cells)))
         lines.append('')
+    for key, errors in sorted((results.get('_failed') or {}).items()):
+        lines += ['%s: %d run(s) failed, e.g. %s' % (key, len(errors), errors[0]), '']
     cost = [r['namespaces'] for key in keys for r in results[key] if r.get('namespaces')]
     widest = max(cost, key=lambda c: c.get('pgbouncer', {}).get('hosts', 0)) if cost else None
     if widest and widest.get('pgbouncer'):
         pgb = widest['pgbouncer']
         per_rss = pgb['rss_mb'] / pgb['hosts']
         lines += ['What the lab costs (measured in the widest run, %d pgbouncer hosts): per pgbouncer host %.1f '
-                  'processes, %.1f MB resident (pgbouncer, its sshd and the SSH session the run left open); %d '
+                  'processes, %.1f MB resident (its pgbouncer and sshd, and any SSH session still open); %d '
                   'pgbouncer hosts would take about %.0f MB. Standbys: %.0f MB resident each.' % (
                       pgb['hosts'], pgb['processes'] / float(pgb['hosts']), per_rss, SCALE_MODEL_TO,
                       per_rss * SCALE_MODEL_TO,
@@ -1205,12 +1209,24 @@ def main():
         parser.error('unknown scale points: %s' % ', '.join('%dx%d' % p for p in sorted(set(scales) - set(SCALES))))
     results = {}
     measured = {}   # key -> when and with which engine it was measured
+    failed = {}     # scale key -> why a run failed
 
     def record(key, result):
         results.setdefault(key, []).append(result)
         measured[key] = {'at': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
                          'engine': engine_commit()}
         print('%-13s run %d: %s' % (key, len(results[key]), json.dumps(result)), flush=True)
+        # Every run kept as it comes (a long benchmark that dies keeps what it measured).
+        with open(args.output + '.partial.json', 'w') as handle:
+            json.dump(dict(results, _measured=measured), handle)
+
+    def record_scale(point, run):
+        key = scale_key(*point)
+        try:
+            record(key, run_scale(tmp, tag_for(key, run), *point, run=run))
+        except (RuntimeError, OSError, psycopg2.Error, SystemExit) as exc:  # a point the machine cannot run
+            print('%-13s run %d FAILED: %s' % (key, run + 1, ' '.join(str(exc).split())[:500]), flush=True)
+            failed.setdefault(key, []).append(' '.join(str(exc).split())[:300])
 
     def tag_for(key, run):
         return '%s_%d_%d' % (key.replace('-', '_').replace('@', '_'), run, random.randint(0, 10 ** 6))
@@ -1240,12 +1256,10 @@ def main():
             # point after point (a lab rebuild with many hosts costs more than a run).
             for run in range(args.runs):
                 for point in [p for p in scales if p in SCALE_GOAL_POINTS]:
-                    key = scale_key(*point)
-                    record(key, run_scale(tmp, tag_for(key, run), *point, run=run))
+                    record_scale(point, run)
             for point in [p for p in scales if p not in SCALE_GOAL_POINTS]:
                 for run in range(args.runs):
-                    key = scale_key(*point)
-                    record(key, run_scale(tmp, tag_for(key, run), *point, run=run))
+                    record_scale(point, run)
         if methods != [m for m in methods if m not in SEPARATE] or rtts != [0]:
             lab_up(args.shape or 'default')
     if args.merge and os.path.exists(args.output):
@@ -1256,6 +1270,8 @@ def main():
                 if key in previous.get('_measured', {}):
                     measured[key] = previous['_measured'][key]
     results['_measured'] = dict((k, v) for k, v in measured.items() if k in results)
+    if failed:
+        results['_failed'] = failed
     baseline = None
     if args.baseline:
         baseline = {'label': args.baseline_label, 'results': load_raw(args.baseline),
