@@ -68,6 +68,7 @@ from ansible import context
 from ansible.plugins.callback.default import CallbackModule as DefaultCallback
 from ansible.template import Templar
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import one_line
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
     NOT_DEPLOY_ACTIONS,
@@ -305,7 +306,7 @@ class CallbackModule(DefaultCallback):
         """[(host or None, msg)]: each failure the timeline's outcome does not already say,
         once. A failure whose message holds the outcome's error (a role's fuller account of
         it) replaces that error in the report."""
-        covered = report is not None and report['outcome'] not in ('done', 'nothing to do', 'planned')
+        covered = report is not None and report['outcome'] not in outcomes.SUCCESSFUL
         # Hosts whose fastdowntime result failed or carries a failed phase: a later
         # failure there (a role's refusal task) restates what the outcome says.
         failed_hosts = set(e['host'] for e in self._entries

@@ -17,9 +17,97 @@ __metaclass__ = type
 import time
 from contextlib import contextmanager
 
+# The longest outage allowed when none is given, drain start -> last RESUME
+# (fastdowntime_budget_seconds, every module's budget_seconds).
+DEFAULT_BUDGET_SECONDS = 60.0
 # What ROLLBACK + RESUME of every pgbouncer need at most, kept out of the
 # budget that work may spend. Small: both are a round trip each, in parallel.
 DEFAULT_RESERVE_SECONDS = 0.5
+# The reserve never eats more than this share of a small budget.
+RESERVE_MAX_SHARE = 0.2
+
+# The keys of a phase record, in the order the report shows them.
+PHASE_FIELDS = ('phase', 'host', 'start_offset_ms', 'started_at', 'duration_ms', 'budget_left_ms', 'status',
+                'detail')
+
+
+def phase_record(phase, host=None, start_offset_ms=None, started_at=None, duration_ms=None, budget_left_ms=None,
+                 status='running', detail=None):
+    """One phase record, the shape every fastdowntime module returns in ``phases``
+    and the timeline report reads: ``phase`` (a name), ``host`` (a label or None),
+    ``start_offset_ms`` (ms from the outage clock's start, None outside the
+    outage), ``started_at`` (epoch seconds), ``duration_ms``, ``budget_left_ms``
+    (ms of the budget left when it ended, None where no budget runs), ``status``
+    (running, ok, failed, skipped, planned) and ``detail`` (a dict; ``error`` on
+    failure)."""
+    return {
+        'phase': phase,
+        'host': host,
+        'start_offset_ms': None if start_offset_ms is None else round(float(start_offset_ms), 1),
+        'started_at': started_at,
+        'duration_ms': None if duration_ms is None else round(float(duration_ms), 1),
+        'budget_left_ms': None if budget_left_ms is None else round(float(budget_left_ms), 1),
+        'status': status,
+        'detail': dict(detail or {}),
+    }
+
+
+def timed_phase_record(phase, host=None, started_at=None, ended_at=None, budget_ends_at=None, status='ok',
+                       detail=None, error=None):
+    """A phase record from epoch seconds (a phase timed outside any BudgetClock,
+    e.g. by a role): ``ended_at`` None leaves the duration unknown,
+    ``budget_ends_at`` (epoch seconds the phase's own budget ends) gives
+    ``budget_left_ms``; ``error`` goes into ``detail``."""
+    detail = dict(detail or {})
+    if error:
+        detail['error'] = error
+    timed = started_at is not None and ended_at is not None
+    return phase_record(
+        phase, host=host, started_at=started_at, status=status, detail=detail,
+        duration_ms=(float(ended_at) - float(started_at)) * 1000 if timed else None,
+        budget_left_ms=(float(budget_ends_at) - float(ended_at)) * 1000
+        if budget_ends_at is not None and ended_at is not None else None)
+
+
+class Budget:
+    """The outage's budget: ``seconds`` (drain start -> last RESUME), the
+    ``reserve`` kept back for ROLLBACK and RESUME (at most RESERVE_MAX_SHARE of
+    it) and what work may spend, ``usable``. ``capped_by`` says what shortened
+    it (pgbouncer_console.budget_cap's dict plus the ``budget_seconds`` asked
+    for), None when nothing did. Raises ValueError for a budget that is not
+    positive."""
+
+    def __init__(self, seconds=DEFAULT_BUDGET_SECONDS, reserve_seconds=DEFAULT_RESERVE_SECONDS, capped_by=None):
+        if seconds is None or seconds <= 0:
+            raise ValueError('budget_seconds must be positive, got %r' % (seconds,))
+        self.seconds = float(seconds)
+        self.reserve_seconds = float(DEFAULT_RESERVE_SECONDS if reserve_seconds is None else reserve_seconds)
+        self.reserve = min(self.reserve_seconds, self.seconds * RESERVE_MAX_SHARE)
+        self.capped_by = capped_by
+
+    @property
+    def usable(self):
+        """Seconds that work may spend: the budget less the reserve."""
+        return self.seconds - self.reserve
+
+    @property
+    def budget_ms(self):
+        return round(self.seconds * 1000, 1)
+
+    def capped(self, cap):
+        """This budget shortened to ``cap['seconds']`` (pgbouncer_console.budget_cap:
+        a pgbouncer timeout disconnects queued clients then); itself when ``cap``
+        is None or no shorter. Raises BudgetExceeded('before the outage', ...) when
+        the cap leaves nothing."""
+        if cap is None or cap['seconds'] >= self.seconds:
+            return self
+        if cap['seconds'] <= 0:
+            raise BudgetExceeded('before the outage', 0.0, 0.0)
+        return Budget(cap['seconds'], self.reserve_seconds, capped_by=dict(cap, budget_seconds=self.seconds))
+
+    def as_dict(self):
+        return {'budget_ms': self.budget_ms, 'reserve_ms': round(self.reserve * 1000, 1),
+                'usable_ms': round(self.usable * 1000, 1)}
 
 
 class BudgetExceeded(Exception):
@@ -40,18 +128,23 @@ class BudgetClock:
     ``time.monotonic`` (for arithmetic) and ``time.time`` (for the report).
     """
 
-    def __init__(self, budget_seconds, reserve_seconds=DEFAULT_RESERVE_SECONDS,
-                 clock=time.monotonic, wall=time.time):
-        if budget_seconds <= 0:
-            raise ValueError('budget_seconds must be positive, got %r' % (budget_seconds,))
-        self.budget = float(budget_seconds)
-        # The reserve never eats more than a fifth of a small budget.
-        self.reserve = min(float(reserve_seconds), self.budget / 5.0)
+    def __init__(self, budget, reserve_seconds=None, clock=time.monotonic, wall=time.time):
+        """``budget``: a Budget, or its seconds (then with ``reserve_seconds``,
+        default DEFAULT_RESERVE_SECONDS). ``clock.budget`` is the Budget."""
+        self.budget = budget if isinstance(budget, Budget) else Budget(budget, reserve_seconds)
         self._clock = clock
         self._wall = wall
         self.started_mono = None
         self.started_wall = None
         self.phases = []
+
+    def cap(self, cap):
+        """Shorten the budget before the clock starts (Budget.capped); returns
+        the Budget now in force."""
+        if self.started:
+            raise ValueError('the budget cannot change once the clock runs')
+        self.budget = self.budget.capped(cap)
+        return self.budget
 
     # -- the clock -------------------------------------------------------
     def start(self):
@@ -69,20 +162,20 @@ class BudgetClock:
 
     def remaining(self):
         """Seconds until the budget's deadline (negative once past it)."""
-        return self.budget - self.elapsed()
+        return self.budget.seconds - self.elapsed()
 
     def usable(self):
         """Seconds that work may still spend: what remains minus the reserve."""
-        return self.remaining() - self.reserve
+        return self.remaining() - self.budget.reserve
 
     def deadline_monotonic(self):
         self.start()
-        return self.started_mono + self.budget
+        return self.started_mono + self.budget.seconds
 
     def deadline_wall(self):
         """The deadline as epoch seconds (for a watchdog on another host)."""
         self.start()
-        return self.started_wall + self.budget
+        return self.started_wall + self.budget.seconds
 
     # -- decisions -------------------------------------------------------
     def require(self, phase, needed_seconds=0.0):
@@ -106,16 +199,8 @@ class BudgetClock:
     @contextmanager
     def phase(self, name, host=None, detail=None):
         """Time a phase; it is recorded whether it ends well or not."""
-        record = {
-            'phase': name,
-            'host': host,
-            'start_offset_ms': round(self.elapsed() * 1000, 1),
-            'started_at': self._wall(),
-            'duration_ms': None,
-            'budget_left_ms': None,
-            'status': 'running',
-            'detail': dict(detail or {}),
-        }
+        record = phase_record(name, host=host, start_offset_ms=self.elapsed() * 1000, started_at=self._wall(),
+                              detail=detail)
         self.phases.append(record)
         began = self._clock()
         try:
@@ -134,24 +219,14 @@ class BudgetClock:
         """Record a phase timed elsewhere (e.g. by the server, inside one round
         trip): offsets and durations in ms from the clock's start."""
         start_offset_ms = max(float(start_offset_ms), 0.0)
-        record = {
-            'phase': name,
-            'host': host,
-            'start_offset_ms': round(start_offset_ms, 1),
-            'started_at': (self.started_wall or self._wall()) + start_offset_ms / 1000.0,
-            'duration_ms': round(float(duration_ms), 1),
-            'budget_left_ms': round(self.budget * 1000 - start_offset_ms - float(duration_ms), 1),
-            'status': 'ok',
-            'detail': dict(detail or {}),
-        }
+        record = phase_record(name, host=host, start_offset_ms=start_offset_ms,
+                              started_at=(self.started_wall or self._wall()) + start_offset_ms / 1000.0,
+                              duration_ms=duration_ms,
+                              budget_left_ms=self.budget.seconds * 1000 - start_offset_ms - float(duration_ms),
+                              status='ok', detail=detail)
         self.phases.append(record)
         return record
 
     def summary(self):
-        return {
-            'budget_ms': round(self.budget * 1000, 1),
-            'reserve_ms': round(self.reserve * 1000, 1),
-            'started_at': self.started_wall,
-            'elapsed_ms': round(self.elapsed() * 1000, 1),
-            'phases': list(self.phases),
-        }
+        return dict(self.budget.as_dict(), started_at=self.started_wall, elapsed_ms=round(self.elapsed() * 1000, 1),
+                    phases=list(self.phases))

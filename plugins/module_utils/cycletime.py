@@ -31,13 +31,12 @@ import io
 import json
 import os
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils import htmlchart
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import htmlchart, outcomes
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.changerule import (
     ChangeRuleError, normalize_dir, open_repository, run_git)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import PatchSetError, parse_patch_name
 
 TARGET_HOURS = 24.0
-OUTCOME_DONE = 'done'
 UTC = datetime.timezone.utc
 
 READ_SQL = """SELECT deploy_id, started_at, outage_ms::float8 AS outage_ms, outcome, patches, phases,
@@ -128,7 +127,7 @@ def build(rows, landings=None, generated_at=None, target_hours=TARGET_HOURS, sou
     deploys = sorted((deploy_row(r) for r in rows), key=lambda d: (d['_started'], d['deploy_id']))
     live = {}
     for deploy in deploys:
-        if deploy['outcome'] != OUTCOME_DONE:
+        if deploy['outcome'] != outcomes.DONE:
             continue
         for name in deploy['patches']:
             live.setdefault(name, deploy)
@@ -149,7 +148,7 @@ def build(rows, landings=None, generated_at=None, target_hours=TARGET_HOURS, sou
     for deploy in deploys:
         year, week = deploy['_started'].isocalendar()[:2]
         entry = weeks.setdefault('%d-W%02d' % (year, week), {'deploys': [], 'aborted': 0, 'patches_live': 0})
-        if deploy['outcome'] == OUTCOME_DONE:
+        if deploy['outcome'] == outcomes.DONE:
             entry['deploys'].append(deploy)
             entry['patches_live'] += sum(1 for name in deploy['patches'] if live.get(name) is deploy)
         else:
@@ -160,7 +159,7 @@ def build(rows, landings=None, generated_at=None, target_hours=TARGET_HOURS, sou
                   'max_client_wait_ms': max([d['max_client_wait_ms'] for d in value['deploys']
                                              if d['max_client_wait_ms'] is not None] or [None]) if value['deploys']
                   else None} for key, value in sorted(weeks.items())]
-    done = [d for d in deploys if d['outcome'] == OUTCOME_DONE]
+    done = [d for d in deploys if d['outcome'] == outcomes.DONE]
     leads = [p['lead_time_hours'] for p in patches if p['lead_time_hours'] is not None]
     summary = {
         'deploys': len(deploys), 'done': len(done), 'not_done': len(deploys) - len(done),
@@ -210,7 +209,7 @@ def to_html(report):
     the target, deploys per week) and the tables behind them."""
     s = report['summary']
     deploys, patches, weeks = report['deploys'], report['patches'], report['weeks']
-    done = [d for d in deploys if d['outcome'] == OUTCOME_DONE]
+    done = [d for d in deploys if d['outcome'] == outcomes.DONE]
     hours = s['target_hours']
     parts = [htmlchart.cards([
         ('deploys done (of %d)' % s['deploys'], htmlchart.fmt(s['done'])),

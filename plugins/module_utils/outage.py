@@ -24,8 +24,9 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
-    BudgetClock, BudgetExceeded)
+    Budget, BudgetClock, BudgetExceeded)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.deploylog import (
     DeployLogError, ensure_deploy_log, new_deploy_id, write_deploy_log)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
@@ -316,9 +317,8 @@ class Outage:
         self.overrides = list(overrides or [])
         # The pre-flight's estimate (ms), kept beside the actual outage in the result and the deploy log.
         self.estimate_ms = estimate_ms
-        self.reserve_kwargs = {} if reserve_seconds is None else {'reserve_seconds': reserve_seconds}
-        self.clock = BudgetClock(budget_seconds, **self.reserve_kwargs)
-        self.budget_cap = None    # pgbouncer's own timeouts, when they cap the budget
+        # Capped by pgbouncer's own timeouts before the clock starts (its .capped_by says so).
+        self.clock = BudgetClock(Budget(budget_seconds, reserve_seconds))
         self.plan = None
         self.conn = None          # the primary, for the one transaction
         self.observer = None      # the primary, autocommit: locks, terminate, replication
@@ -414,21 +414,19 @@ class Outage:
         timeout of any pgbouncer (pgbouncer_console.budget_cap); none left ->
         refused before anything is paused."""
         cap = budget_cap(dict((c.label, c.config) for c in self.consoles))
-        if cap is None or cap['seconds'] >= self.clock.budget:
-            return
-        if cap['seconds'] <= 0:
+        try:
+            self.clock.cap(cap)
+        except BudgetExceeded:
             raise OutageError('%(pgbouncer)s: %(setting)s = %(timeout_seconds)g s disconnects queued clients before '
                               'any outage could end: raise %(setting)s in its pgbouncer.ini (and RELOAD); nothing '
                               'paused, nothing applied' % cap)
-        self.budget_cap = dict(cap, budget_seconds=self.clock.budget)
-        self.clock = BudgetClock(cap['seconds'], **self.reserve_kwargs)
 
     # -- the window ----------------------------------------------------------
     def run(self):
         """The window. Returns the result dict; raises OutageError (with .result) on abort."""
         result = {'deploy_id': self.deploy_id, 'changed': False, 'window_mode': self.window_mode}
         if not self.plan.pending_cold:
-            result.update(outcome='nothing to do', phases=[], outage=None)
+            result.update(outcome=outcomes.NOTHING_TO_DO, phases=[], outage=None)
             return result
         window = Window()
         self.clock.start()
@@ -451,7 +449,7 @@ class Outage:
         result.update(
             changed=window.changed,
             phases=self.clock.phases,
-            budget_ms=round(self.clock.budget * 1000, 1),
+            budget_ms=self.clock.budget.budget_ms,
             outage=outage_summary(window, self.mode.summary(window)),
             resumed=window.resumed,
             disabled_entries=window.disabled,
@@ -588,8 +586,8 @@ class Outage:
                                      'disabled': ['%s on %s' % (e, b) for b, e in disabled]}
         if isinstance(result.get('outage'), dict):
             result['outage']['pgbouncer_state'] = line
-        if self.budget_cap:
-            result['budget_capped_by'] = self.budget_cap
+        if self.clock.budget.capped_by:
+            result['budget_capped_by'] = self.clock.budget.capped_by
         return ok, line
 
     def _finish(self, result, window):
@@ -603,10 +601,11 @@ class Outage:
             resume_error = ConsoleError(statement)
             statement = None
         if window.error is None and resume_error is None and not window.replay_errors:
-            result['outcome'] = 'done'
+            result['outcome'] = outcomes.DONE
             self._log(result)
             return result
-        result['outcome'] = 'aborted in %s' % (window.step or ('replay resume' if window.replay_errors else 'resume'))
+        aborted_phase = window.step or ('replay resume' if window.replay_errors else 'resume')
+        result['outcome'] = outcomes.aborted_in(aborted_phase)
         self._log(result, failed=True)
         parts = []
         if window.error is not None:
@@ -624,14 +623,14 @@ class Outage:
         if window.disabled:
             parts.append('left DISABLED until their standby catches up: %s - then ENABLE them'
                          % ', '.join('%s on %s' % (e, b) for b, e in window.disabled))
-        if self.budget_cap:
+        if self.clock.budget.capped_by:
             parts.append('budget capped at %(seconds)g s by %(pgbouncer)s %(setting)s = %(timeout_seconds)g s' %
-                         self.budget_cap)
+                         self.clock.budget.capped_by)
         shown = ('drain', 'drain_write', 'drain_read', 'cold_transaction', 'standby_replay', 'resume',
                  'resume_write', 'resume_read')
         timings = ', '.join('%s %s ms' % (p['phase'], p['duration_ms']) for p in self.clock.phases
                             if p['phase'] in shown)
-        raise OutageError('outage aborted in %s: %s (%s)' % (result['outcome'][11:], '; '.join(parts), timings),
+        raise OutageError('outage aborted in %s: %s (%s)' % (aborted_phase, '; '.join(parts), timings),
                           result)
 
     def _log(self, result, failed=False):

@@ -26,8 +26,10 @@ import datetime
 import math
 import time
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils import deploywindows, lint, lockstep, pgversion, replication
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import DEFAULT_RESERVE_SECONDS
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import (
+    deploywindows, lint, lockstep, outcomes, pgversion, replication)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
+    Budget, BudgetExceeded, DEFAULT_BUDGET_SECONDS, DEFAULT_RESERVE_SECONDS, timed_phase_record)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, format_revision, load_patch_set, plan as make_plan)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
@@ -48,8 +50,6 @@ except ImportError:  # pragma: no cover - postgres.connect() reports it
     psycopg2 = None
 
 PASS, WARN, FAIL = 'pass', 'warn', 'fail'
-OUTCOME_PASSED = 'passed'
-OUTCOME_REFUSED = 'refused by pre-flight'  # the timeline report's word (report.py)
 
 # Checks, in the order the summary lists them.
 CHECKS = ('connection', 'server_version', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
@@ -640,21 +640,26 @@ def decide_pgbouncer_processes(label, config, unix_socket_dir=None):
                           'unix_socket_dir, and host/port where the controller reaches that socket)')
 
 
-def decide_pgbouncer_timeouts(cap, budget_seconds, estimate=None, configs=None):
-    """pgbouncer's own timeouts against the budget. ``cap``:
+def decide_pgbouncer_timeouts(cap, budget, estimate=None, configs=None):
+    """pgbouncer's own timeouts against the budget (a budget.Budget). ``cap``:
     pgbouncer_console.budget_cap (None: no timeout hits a queued client);
     ``estimate``: estimate_outage's dict (None: nothing to estimate).
     Fails when the cap leaves no budget or is below the estimate; warns
     when it shortens the budget."""
+    budget_seconds = budget.seconds
     evidence = {'cap': cap, 'budget_seconds': budget_seconds,
                 'timeouts': dict((label, timeouts(config)) for label, config in sorted((configs or {}).items()))}
-    if cap is None or cap['seconds'] >= budget_seconds:
+    try:
+        capped = budget.capped(cap)
+    except BudgetExceeded:  # the cap leaves nothing
+        capped = None
+    if capped is budget:
         return finding('pgbouncer_timeouts', PASS, 'no pgbouncer disconnects a queued client within the %gs budget%s'
                        % (budget_seconds, ' (first: %(pgbouncer)s %(setting)s = %(timeout_seconds)gs)' % cap
                           if cap else ''), evidence=evidence)
     which = '%(pgbouncer)s: %(setting)s = %(timeout_seconds)g s' % cap
     total = (estimate or {}).get('total_ms')
-    if cap['seconds'] <= 0 or (total is not None and total / 1000.0 > cap['seconds']):
+    if capped is None or (total is not None and total / 1000.0 > capped.seconds):
         return finding('pgbouncer_timeouts', FAIL, '%s disconnects clients queued that long: the outage (%s) cannot '
                        'end before it' % (which, 'estimated %.3f s' % (total / 1000.0) if total is not None
                                           else 'any outage'), host=cap['pgbouncer'], evidence=evidence,
@@ -711,10 +716,10 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     return ms
 
 
-def decide_budget(estimate, budget_seconds, reserve_seconds=DEFAULT_RESERVE_SECONDS, incomplete=None):
-    """The estimate against the budget less the reserve the outage keeps for
-    ROLLBACK and RESUME (budget.BudgetClock: at most a fifth of the budget)."""
-    usable = budget_seconds - min(reserve_seconds, budget_seconds / 5.0)
+def decide_budget(estimate, budget, incomplete=None):
+    """The estimate against the usable budget (a budget.Budget: the budget less
+    the reserve the outage keeps for ROLLBACK and RESUME)."""
+    budget_seconds, usable = budget.seconds, budget.usable
     evidence = dict(estimate or {}, budget_seconds=budget_seconds, usable_seconds=round(usable, 3))
     if estimate is None:
         return finding('budget', PASS, 'no cold patch pending: no outage needed', evidence=evidence)
@@ -821,7 +826,7 @@ class Preflight:
     """Gather, decide, report. ``run()`` never raises for a cluster problem:
     every problem is a finding."""
 
-    def __init__(self, primary, standbys, pgbouncers, db_name, patch_dir, budget_seconds,
+    def __init__(self, primary, standbys, pgbouncers, db_name, patch_dir, budget_seconds=DEFAULT_BUDGET_SECONDS,
                  revision_table=None, pgbouncer_databases=None, reserve_seconds=DEFAULT_RESERVE_SECONDS,
                  max_lag_seconds=DEFAULT_MAX_LAG_SECONDS, max_lag_bytes=DEFAULT_MAX_LAG_BYTES,
                  max_transaction_seconds=DEFAULT_MAX_TRANSACTION_SECONDS, system_users=None,
@@ -834,10 +839,9 @@ class Preflight:
         self.pgbouncers = with_probe_login(pgbouncers, primary)
         self.db_name = db_name
         self.patch_dir = patch_dir
-        self.budget_seconds = float(budget_seconds)
+        self.budget = Budget(budget_seconds, reserve_seconds)
         self.revision_table = revision_table
         self.pgbouncer_databases = list(pgbouncer_databases or [])
-        self.reserve_seconds = reserve_seconds
         self.max_lag_seconds = float(max_lag_seconds)
         self.max_lag_bytes = int(max_lag_bytes)
         self.max_transaction_seconds = float(max_transaction_seconds)
@@ -936,19 +940,16 @@ class Preflight:
         passed, counts = verdict(self.findings)
         lines = summary_lines(self.findings)
         failing = [f for f in self.findings if f['status'] == FAIL]
-        phase = {
-            'phase': 'preflight', 'host': endpoint_label(self.primary), 'started_at': started_at,
-            'start_offset_ms': None, 'duration_ms': round((time.monotonic() - began) * 1000, 1),
-            'budget_left_ms': None, 'status': 'ok' if passed else 'failed',
-            'detail': {'counts': counts, 'estimate_ms': (self.estimate or {}).get('total_ms')},
-        }
-        if not passed:
-            phase['detail']['error'] = '; '.join('%s: %s' % (f['check'], f['summary']) for f in failing)
+        phase = timed_phase_record(
+            'preflight', host=endpoint_label(self.primary), started_at=started_at,
+            ended_at=started_at + time.monotonic() - began, status='ok' if passed else 'failed',
+            detail={'counts': counts, 'estimate_ms': (self.estimate or {}).get('total_ms')},
+            error='; '.join('%s: %s' % (f['check'], f['summary']) for f in failing) if not passed else None)
         return {
             'changed': bool(self.replay_resumed),
             'replay_resumed': list(self.replay_resumed),
             'passed': passed,
-            'outcome': OUTCOME_PASSED if passed else OUTCOME_REFUSED,
+            'outcome': outcomes.PASSED if passed else outcomes.REFUSED_BY_PREFLIGHT,
             'counts': counts,
             'checks': self.findings,
             'failed_checks': sorted(set(f['check'] for f in failing), key=CHECKS.index),
@@ -1024,7 +1025,7 @@ class Preflight:
             if conn is not primary:
                 conflict = conflicts.get(label)
                 if conflict:
-                    self.findings.append(decide_replay_blockers(label, conflict, rows, self.budget_seconds))
+                    self.findings.append(decide_replay_blockers(label, conflict, rows, self.budget.seconds))
                 counts = self._query(conn, replication.RECOVERY_CONFLICTS_SQL, label=label,
                                      check='recovery_conflicts')
                 if counts is not None:
@@ -1317,7 +1318,7 @@ class Preflight:
                                          action='fix the patches check first'))
             return
         if not self.plan.pending_cold:
-            self.findings.append(decide_budget(None, self.budget_seconds, self.reserve_seconds))
+            self.findings.append(decide_budget(None, self.budget))
             return
         primary_rtt = self._rtt(primary, label)
         standby_rtts = [self._rtt(conn, endpoint_label(e)) for e, conn in standbys if conn is not None]
@@ -1340,7 +1341,10 @@ class Preflight:
                                         lint_estimate=self.lint_estimate)
         self.estimate['statement_seconds_measured'] = round(measured, 6) if measured is not None else None
         cap = budget_cap(self.pgbouncer_configs)
-        self.findings.append(decide_pgbouncer_timeouts(cap, self.budget_seconds, self.estimate,
+        self.findings.append(decide_pgbouncer_timeouts(cap, self.budget, self.estimate,
                                                        self.pgbouncer_configs))
-        budget = min(self.budget_seconds, cap['seconds']) if cap and cap['seconds'] > 0 else self.budget_seconds
-        self.findings.append(decide_budget(self.estimate, budget, self.reserve_seconds, incomplete))
+        try:
+            budget = self.budget.capped(cap)
+        except BudgetExceeded:  # nothing left: the pgbouncer_timeouts finding refuses
+            budget = self.budget
+        self.findings.append(decide_budget(self.estimate, budget, incomplete))

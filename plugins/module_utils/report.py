@@ -19,15 +19,11 @@ import json
 import math
 import time
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import one_line
 
 SCHEMA_VERSION = 1
 
-OUTCOME_DONE = 'done'
-OUTCOME_NOTHING = 'nothing to do'
-OUTCOME_REFUSED = 'refused by pre-flight'
-OUTCOME_PLANNED = 'planned'  # check mode: what would be done
-ABORTED_PREFIX = 'aborted in '
 
 # Keys looked for in a result's ``outage`` dict and in every phase's ``detail``.
 _WAIT_KEY = 'max_client_wait_ms'
@@ -223,7 +219,7 @@ def build_report(entries, play_failed=False, check_mode=False, generated_at=None
             'pgbouncer_state': _first(o.get('pgbouncer_state') for o in outages),
             # No window was opened because no cold patch was pending.
             'nothing_pending': outage['outage_ms'] is None
-            and any(e.get('outcome') == 'nothing to do' for e in entries),
+            and any(e.get('outcome') == outcomes.NOTHING_TO_DO for e in entries),
         },
         'split_window': _split_window(outages),
         'standby_replay_ms': _merge_replay(s.get(_REPLAY_KEY) for s in sources),
@@ -311,8 +307,8 @@ def _outcome(entries, rows, outage):
     anything changed; else nothing to do."""
     for entry in entries:
         said = entry.get('outcome') or ''
-        if said.startswith('refused') or said.startswith(ABORTED_PREFIX):
-            phase = said[len(ABORTED_PREFIX):] if said.startswith(ABORTED_PREFIX) else None
+        phase = outcomes.aborted_phase(said)
+        if outcomes.is_refusal(said) or phase is not None:
             own_errors = [r['error'] for r in rows if r['task'] == entry.get('task') and r['error']]
             return said, {'phase': phase, 'host': entry.get('host'), 'task': entry.get('task')}, \
                 entry.get('msg') or _first(own_errors)
@@ -325,8 +321,8 @@ def _outcome(entries, rows, outage):
         failed_phase = {'phase': first['phase'], 'host': first['host'], 'task': first['task']}
         error = first['error'] or _first(e.get('msg') for e in entries if e.get('failed'))
         if is_preflight(first['phase']):
-            return OUTCOME_REFUSED, failed_phase, error
-        return ABORTED_PREFIX + first['phase'], failed_phase, error
+            return outcomes.REFUSED_BY_PREFLIGHT, failed_phase, error
+        return outcomes.aborted_in(first['phase']), failed_phase, error
 
     failed_entries = [e for e in entries if e.get('failed')]
     if failed_entries:
@@ -335,17 +331,17 @@ def _outcome(entries, rows, outage):
         where = names[-1] if names else (entry.get('task') or entry.get('action') or 'an unnamed task')
         failed_phase = {'phase': where, 'host': entry.get('host'), 'task': entry.get('task')}
         if is_preflight(where) or 'preflight' in _norm(entry.get('action')).replace(' ', ''):
-            return OUTCOME_REFUSED, failed_phase, entry.get('msg')
-        return ABORTED_PREFIX + where, failed_phase, entry.get('msg')
+            return outcomes.REFUSED_BY_PREFLIGHT, failed_phase, entry.get('msg')
+        return outcomes.aborted_in(where), failed_phase, entry.get('msg')
 
     declared = [e.get('outcome') for e in entries]
-    if OUTCOME_DONE in declared or outage['_start'] is not None:
-        return OUTCOME_DONE, None, None
-    if OUTCOME_PLANNED in declared:
-        return OUTCOME_PLANNED, None, None
+    if outcomes.DONE in declared or outage['_start'] is not None:
+        return outcomes.DONE, None, None
+    if outcomes.PLANNED in declared:
+        return outcomes.PLANNED, None, None
     if any(e.get('changed') for e in entries):
-        return OUTCOME_DONE, None, None
-    return OUTCOME_NOTHING, None, None
+        return outcomes.DONE, None, None
+    return outcomes.NOTHING_TO_DO, None, None
 
 
 def _end_key(row):

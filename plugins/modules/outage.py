@@ -206,6 +206,7 @@ budget_capped_by:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     HAS_PSYCOPG2, deploy_argument_spec, one_line)
 
@@ -240,14 +241,14 @@ def main():
     try:
         plan = outage.prepare(check_mode=module.check_mode)
         if module.check_mode:
-            outcome = 'planned' if plan.pending_hot or plan.pending_cold else 'nothing to do'
+            outcome = outcomes.PLANNED if plan.pending_hot or plan.pending_cold else outcomes.NOTHING_TO_DO
             module.exit_json(changed=bool(plan.pending_cold), outcome=outcome, deploy_id=outage.deploy_id,
                              plan=plan.as_dict(), phases=[])
         result = outage.run()
     except OutageError as exc:
         result = dict(exc.result)
         result.setdefault('deploy_id', outage.deploy_id)
-        result.setdefault('outcome', 'refused before the outage')
+        result.setdefault('outcome', outcomes.REFUSED_BEFORE_OUTAGE)
         result.setdefault('phases', outage.clock.phases)
         module.fail_json(msg=str(exc), **result)
     except Exception as exc:  # a bug, not an expected failure; the window resumes in its finally
@@ -255,7 +256,7 @@ def main():
                              'fastdowntime.postgresql.pgbouncer, action info; the dead-man switch resumes any '
                              'left paused) and the schema revisions (schema_apply state=plan)'
                          % (type(exc).__name__, one_line(exc)),
-                         deploy_id=outage.deploy_id, outcome='aborted', phases=outage.clock.phases)
+                         deploy_id=outage.deploy_id, outcome=outcomes.ABORTED, phases=outage.clock.phases)
     finally:
         outage.close()
     module.exit_json(**result)

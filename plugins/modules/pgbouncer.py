@@ -139,10 +139,9 @@ phases:
   elements: dict
 '''
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import (
     DrainError,
     drain,
@@ -232,27 +231,23 @@ def main():
     if params['timeout_seconds'] <= 0:
         module.fail_json(msg='timeout_seconds must be positive, got %s' % params['timeout_seconds'])
     console = Console(params['console'], db_name=params['db_name'], databases=params['databases'])
-    began = time.monotonic()
-    result = dict(changed=False, entries=[], acted_on=[], phases=[])
-    phase = {'phase': params['action'], 'host': console.label, 'status': 'running'}
-    result['phases'].append(phase)
+    # The action is timed as one phase record (budget.phase_record), its budget the timeout.
+    clock = BudgetClock(params['timeout_seconds'])
+    result = dict(changed=False, entries=[], acted_on=[], phases=clock.phases)
     try:
-        open_consoles([console])
-        result['entries'] = list(console.entries)
-        run_action(module, console, result)
-        phase['status'] = 'ok'
+        with clock.phase(params['action'], host=console.label):
+            open_consoles([console])
+            result['entries'] = list(console.entries)
+            run_action(module, console, result)
     except DrainError as exc:
-        phase['status'] = 'failed'
-        result.update(duration_ms=round((time.monotonic() - began) * 1000, 1), holders=exc.holders)
-        phase['duration_ms'] = result['duration_ms']
+        result.update(duration_ms=clock.phases[0]['duration_ms'], holders=exc.holders)
         module.fail_json(msg=str(exc), **result)
     except ConsoleError as exc:
-        phase['status'] = 'failed'
-        result['duration_ms'] = phase['duration_ms'] = round((time.monotonic() - began) * 1000, 1)
+        result['duration_ms'] = clock.phases[0]['duration_ms']
         module.fail_json(msg=str(exc), **result)
     finally:
         console.close()
-    result['duration_ms'] = phase['duration_ms'] = round((time.monotonic() - began) * 1000, 1)
+    result['duration_ms'] = clock.phases[0]['duration_ms']
     module.exit_json(**result)
 
 

@@ -59,7 +59,7 @@ def main():
             with clock.phase(step['phase'], host=step.get('host'), detail=step.get('detail')):
                 time.sleep(float(step.get('seconds', 0)))
                 if step.get('fail'):
-                    clock.require(step['phase'], needed_seconds=clock.budget * 2)
+                    clock.require(step['phase'], needed_seconds=clock.budget.seconds * 2)
         except Exception as exc:
             failure = failure or exc
 
@@ -67,7 +67,7 @@ def main():
     if clock.started:
         resumes = [p for p in clock.phases if p['phase'] == 'resume']
         ended = max(p['started_at'] + p['duration_ms'] / 1000.0 for p in resumes) if resumes else None
-        result['outage'] = dict(started_at=clock.started_wall, ended_at=ended, budget_ms=clock.budget * 1000)
+        result['outage'] = dict(started_at=clock.started_wall, ended_at=ended, budget_ms=clock.budget.seconds * 1000)
     if failure:
         module.fail_json(msg='aborted: %s' % failure, **result)
     module.exit_json(changed=True, **result)

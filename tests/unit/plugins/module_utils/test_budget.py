@@ -2,10 +2,16 @@
 
 import pytest
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
+    PHASE_FIELDS,
+    Budget,
     BudgetClock,
     BudgetExceeded,
+    DEFAULT_BUDGET_SECONDS,
     DEFAULT_RESERVE_SECONDS,
+    phase_record,
+    timed_phase_record,
 )
 
 
@@ -97,12 +103,12 @@ def test_usable_keeps_the_reserve_back(fake):
 
 def test_default_reserve(fake):
     clock = BudgetClock(60, clock=fake.monotonic, wall=fake.wall)
-    assert clock.reserve == DEFAULT_RESERVE_SECONDS
+    assert clock.budget.reserve == DEFAULT_RESERVE_SECONDS
 
 
 def test_reserve_is_capped_at_a_fifth_of_a_small_budget(fake):
     clock = make_clock(fake, budget=1, reserve=0.5)
-    assert clock.reserve == pytest.approx(0.2)
+    assert clock.budget.reserve == pytest.approx(0.2)
     assert clock.usable() == pytest.approx(0.8)
 
 
@@ -245,3 +251,58 @@ def test_summary(fake):
     with clock.phase('resume'):
         pass
     assert len(summary['phases']) == 1
+
+
+# -- the budget as a value: reserve rule and cap in one place -------------------
+
+def test_budget_keeps_the_reserve_back_at_most_a_fifth():
+    assert Budget(10, 0.5).usable == pytest.approx(9.5)
+    assert Budget(1, 0.5).reserve == pytest.approx(0.2) and Budget(1, 0.5).usable == pytest.approx(0.8)
+    assert Budget().seconds == DEFAULT_BUDGET_SECONDS and Budget().reserve == DEFAULT_RESERVE_SECONDS
+    assert Budget(5, None).reserve == DEFAULT_RESERVE_SECONDS
+    assert Budget(10, 0.5).as_dict() == {'budget_ms': 10000.0, 'reserve_ms': 500.0, 'usable_ms': 9500.0}
+
+
+def test_a_cap_shortens_the_budget_and_says_by_what():
+    cap = {'pgbouncer': 'pgb1', 'setting': 'query_wait_timeout', 'timeout_seconds': 3.0, 'seconds': 2.0}
+    budget = Budget(10, 0.5)
+    assert budget.capped(None) is budget
+    assert budget.capped(dict(cap, seconds=12.0)) is budget
+    capped = budget.capped(cap)
+    assert capped.seconds == 2.0 and capped.reserve == pytest.approx(0.4)
+    assert capped.capped_by == dict(cap, budget_seconds=10.0)
+    with pytest.raises(BudgetExceeded):
+        budget.capped(dict(cap, seconds=0.0))
+
+
+def test_the_clock_takes_a_cap_only_before_it_starts(fake):
+    clock = make_clock(fake, budget=10)
+    cap = {'pgbouncer': 'pgb1', 'setting': 'query_timeout', 'timeout_seconds': 5.0, 'seconds': 4.0}
+    assert clock.cap(cap).seconds == 4.0
+    clock.start()
+    assert clock.remaining() == 4.0 and clock.deadline_wall() == fake.wall_now + 4.0
+    with pytest.raises(ValueError, match='once the clock runs'):
+        clock.cap(cap)
+
+
+def test_every_phase_record_has_the_same_fields(fake):
+    clock = make_clock(fake).start()
+    with clock.phase('drain'):
+        pass
+    clock.add_phase('cold_transaction', 'primary', 1.0, 2.0)
+    built = phase_record('preflight', host='primary')
+    timed = timed_phase_record('app_restart', host='app1', started_at=100.0, ended_at=100.5, budget_ends_at=160.0,
+                               status='failed', error='HTTP 500')
+    for record in clock.phases + [built, timed]:
+        assert tuple(record) == PHASE_FIELDS
+    assert (timed['duration_ms'], timed['budget_left_ms'], timed['detail']) == (500.0, 59500.0, {'error': 'HTTP 500'})
+    unfinished = timed_phase_record('app_restart', started_at=100.0, status='planned')
+    assert unfinished['duration_ms'] is None and unfinished['budget_left_ms'] is None
+
+
+def test_outcome_words_and_the_aborted_phase():
+    assert outcomes.aborted_in('drain') == 'aborted in drain'
+    assert outcomes.aborted_phase(outcomes.aborted_in('standby replay')) == 'standby replay'
+    assert outcomes.aborted_phase(outcomes.DONE) is None and outcomes.aborted_phase(None) is None
+    assert outcomes.is_refusal(outcomes.REFUSED_BY_PREFLIGHT) and outcomes.is_refusal(outcomes.REFUSED_BEFORE_OUTAGE)
+    assert not outcomes.is_refusal(outcomes.aborted_in('drain'))

@@ -4,6 +4,7 @@ import os
 import pytest
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import preflight as pf
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import Budget
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import load_patch_set, plan
 
 FAIL, WARN, PASS = pf.FAIL, pf.WARN, pf.PASS
@@ -299,12 +300,12 @@ def test_estimate_model(patch_set):
 
 def test_budget_compares_against_the_usable_budget():
     estimate = {'drain_ms': 100, 'cold_patches_ms': 100, 'standby_replay_ms': 100, 'resume_ms': 100, 'total_ms': 400}
-    assert pf.decide_budget(estimate, 10)['status'] == PASS
+    assert pf.decide_budget(estimate, Budget(10))['status'] == PASS
     # 0.45 s budget: the reserve is a fifth (0.09 s), 0.36 s usable < 0.4 s.
-    tight = pf.decide_budget(estimate, 0.45)
+    tight = pf.decide_budget(estimate, Budget(0.45))
     assert tight['status'] == FAIL and 'exceeds the usable budget 0.360s' in tight['summary']
-    assert pf.decide_budget(estimate, 10, incomplete=['standby1'])['status'] == WARN
-    assert pf.decide_budget(None, 0.001)['status'] == PASS
+    assert pf.decide_budget(estimate, Budget(10), incomplete=['standby1'])['status'] == WARN
+    assert pf.decide_budget(None, Budget(0.001))['status'] == PASS
 
 
 # -- verdict and summary ----------------------------------------------------------------------
@@ -364,17 +365,17 @@ def test_so_reuseport_without_a_console_per_process_is_refused():
 
 def test_pgbouncer_timeouts_cap_the_budget_or_refuse():
     cap = {'pgbouncer': 'pgb1', 'setting': 'query_wait_timeout', 'timeout_seconds': 3.0, 'seconds': 2.0}
-    assert pf.decide_pgbouncer_timeouts(None, 10)['status'] == PASS
-    assert pf.decide_pgbouncer_timeouts(dict(cap, timeout_seconds=120.0, seconds=119.0), 10)['status'] == PASS
-    warned = pf.decide_pgbouncer_timeouts(cap, 10, {'total_ms': 50.0})
+    assert pf.decide_pgbouncer_timeouts(None, Budget(10))['status'] == PASS
+    assert pf.decide_pgbouncer_timeouts(dict(cap, timeout_seconds=120.0, seconds=119.0), Budget(10))['status'] == PASS
+    warned = pf.decide_pgbouncer_timeouts(cap, Budget(10), {'total_ms': 50.0})
     assert warned['status'] == WARN and 'capped at 2 s' in warned['summary'] and warned['host'] == 'pgb1'
-    refused = pf.decide_pgbouncer_timeouts(cap, 10, {'total_ms': 2500.0})
+    refused = pf.decide_pgbouncer_timeouts(cap, Budget(10), {'total_ms': 2500.0})
     assert refused['status'] == FAIL and 'query_wait_timeout = 3 s' in refused['summary']
     assert refused['action'].startswith('raise query_wait_timeout above 5 s in the pgbouncer.ini of pgb1')
-    assert pf.decide_pgbouncer_timeouts(dict(cap, seconds=0.0), 10)['status'] == FAIL
+    assert pf.decide_pgbouncer_timeouts(dict(cap, seconds=0.0), Budget(10))['status'] == FAIL
 
 
 def test_every_check_a_decision_can_return_is_listed():
     made = {pf.decide_pool_mode('p', {}, {})['check'], pf.decide_pgbouncer_processes('p', {})['check'],
-            pf.decide_pgbouncer_timeouts(None, 1)['check'], pf.decide_pgbouncer('p', [], {})['check']}
+            pf.decide_pgbouncer_timeouts(None, Budget(1))['check'], pf.decide_pgbouncer('p', [], {})['check']}
     assert made <= set(pf.CHECKS)
