@@ -344,7 +344,7 @@ class Outage:
             ensure_revision_table(self.observer, check_mode=check_mode, **table)
             ensure_deploy_log(self.observer, check_mode=check_mode)
             applied = applied_revisions(self.observer, **table)
-            self.plan = make_plan(patch_set, applied, revision_table=table.get('mode'),
+            self.plan = make_plan(patch_set, applied, revision_table=table.get('revision_table'),
                                   procedure_source=procedure_source(self.observer))
             refuse_drift(self.plan)
             # In check mode the hot patches were only planned, not applied: the
@@ -648,7 +648,7 @@ class Outage:
     def _table_kwargs(self, lock_retry=False):
         kwargs = {}
         if self.revision_table:
-            kwargs['mode'] = self.revision_table
+            kwargs['revision_table'] = self.revision_table
         if lock_retry and self.lock_retry is not None:
             kwargs['lock_retry'] = self.lock_retry
         return kwargs

@@ -1164,7 +1164,7 @@ class Preflight:
                                          'reached: pending patches and drift not checked' % len(patch_set.patches),
                                          host=label, action='fix the connection to the primary first'))
             return
-        kwargs = {'mode': self.revision_table} if self.revision_table else {}
+        kwargs = {'revision_table': self.revision_table} if self.revision_table else {}
         try:
             applied = applied_revisions(primary, **kwargs)
         except (SchemaError, psycopg2.Error) as exc:

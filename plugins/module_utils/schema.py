@@ -141,8 +141,9 @@ class RevisionTable:
         return '"%s"."%s"' % (self.schema, self.table)
 
 
-def _table(mode):
-    return mode if isinstance(mode, RevisionTable) else RevisionTable.from_name(mode)
+def _table(revision_table):
+    """A RevisionTable from a RevisionTable or its name."""
+    return revision_table if isinstance(revision_table, RevisionTable) else RevisionTable.from_name(revision_table)
 
 
 def _utcnow():
@@ -155,18 +156,18 @@ def _ms(seconds):
 
 # -- revision store ---------------------------------------------------------
 
-def revision_table_exists(conn, mode):
-    table = _table(mode)
+def revision_table_exists(conn, revision_table):
+    table = _table(revision_table)
     rows = _query(conn, 'SELECT to_regclass(%s) IS NOT NULL AS present', (table.sql_name,))
     return bool(rows[0]['present'])
 
 
-def ensure_revision_table(conn, mode=DEFAULT_REVISION_TABLE, check_mode=False):
+def ensure_revision_table(conn, revision_table=DEFAULT_REVISION_TABLE, check_mode=False):
     """Create the collection's revision table if missing (call it BEFORE the
     outage: DDL on a new table is cheap but still takes locks). Returns True
     when it was (or, in check mode, would be) created. In Launchpad mode the
     table belongs to Launchpad and must exist."""
-    table = _table(mode)
+    table = _table(revision_table)
     if revision_table_exists(conn, table):
         _end_read(conn)
         return False
@@ -204,10 +205,10 @@ def ensure_revision_table(conn, mode=DEFAULT_REVISION_TABLE, check_mode=False):
     return True
 
 
-def applied_revisions(conn, mode=DEFAULT_REVISION_TABLE):
+def applied_revisions(conn, revision_table=DEFAULT_REVISION_TABLE):
     """{(major, minor, patch): sha256 or None} of the revisions in the database.
     A missing collection table means nothing applied yet."""
-    table = _table(mode)
+    table = _table(revision_table)
     if not revision_table_exists(conn, table):
         _end_read(conn)
         if table.launchpad:
@@ -220,12 +221,12 @@ def applied_revisions(conn, mode=DEFAULT_REVISION_TABLE):
     return {(row['major'], row['minor'], row['patch']): row['sha256'] for row in rows}
 
 
-def newest_revision_sql(mode=DEFAULT_REVISION_TABLE):
+def newest_revision_sql(revision_table=DEFAULT_REVISION_TABLE):
     """One statement that returns one row, (revision text or NULL,): the newest
     revision recorded in the revision table, as '2211-01-0' (NULL when the
     table is empty). Runs on a standby too (read-only), so it works on the
     async connections of the window's standbys."""
-    table = _table(mode)
+    table = _table(revision_table)
     return ("SELECT (SELECT format('%%s-%%s-%%s', major, lpad(minor::text, 2, '0'), patch) FROM %s "
             "ORDER BY major DESC, minor DESC, patch DESC LIMIT 1) AS revision" % table.sql_name)
 
@@ -580,7 +581,7 @@ class ColdBatch:
         return _statement_failure(patch, stmt, exc, offsets.get(index, 0), suffix='; nothing applied')
 
 
-def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE, lock_retry=None,
+def apply_cold(conn, patches, clock, deploy_id=None, revision_table=DEFAULT_REVISION_TABLE, lock_retry=None,
                observer=None, host=None):
     """Apply ``patches`` (cold, in order) in ONE transaction on the primary and
     COMMIT once; any failure rolls everything back and raises SchemaError.
@@ -599,7 +600,7 @@ def apply_cold(conn, patches, clock, deploy_id=None, mode=DEFAULT_REVISION_TABLE
     commit record begins at or after it), for the report and the primary's
     cross-check only.
     """
-    table = _table(mode)
+    table = _table(revision_table)
     policy = LockRetry.from_value(lock_retry)
     host = host or _conn_label(conn)
     clock.start()
@@ -741,14 +742,14 @@ def _drop_invalid_index(cur, stmt):
     return regname
 
 
-def apply_hot(conn, patch, deploy_id=None, mode=DEFAULT_REVISION_TABLE, lock_retry=None, observer=None,
+def apply_hot(conn, patch, deploy_id=None, revision_table=DEFAULT_REVISION_TABLE, lock_retry=None, observer=None,
               host=None, clock=None, phase='hot_patch'):
     """Apply one hot patch live: autocommit, statement by statement, each with
     lock_timeout retries; an INVALID index from a failed concurrent build is
     dropped and the build retried. The revision row is recorded after the last
     statement. ``clock`` (optional) only times the phase, named ``phase``
     (``post_window_hot_patch`` for the hot patches numbered after the window's)."""
-    table = _table(mode)
+    table = _table(revision_table)
     policy = LockRetry.from_value(lock_retry)
     host = host or _conn_label(conn)
     _end_read(conn)

@@ -5,7 +5,8 @@
 
 Pure: time, the console and the log are injected, so the unit tests drive it
 with a fake clock and fake SHOW DATABASES results. The daemon around it (fork,
-pidfile, syslog) lives in the ``pgbouncer_watchdog`` module.
+pidfile, syslog) is ``watchdog_daemon``; the ``pgbouncer_watchdog`` module arms
+and disarms it.
 
 Life of a watchdog: armed -> (sees the deploy's entries paused) countdown ->
 either the entries are resumed by the deploy (exit ``resumed``) or the

@@ -138,7 +138,7 @@ def read_database(endpoint, db_name, revision_table):
     except ConnectError as exc:
         return {'label': label, 'error': one_line(exc)}
     try:
-        return {'label': label, 'applied': set(applied_revisions(conn, mode=revision_table))}
+        return {'label': label, 'applied': set(applied_revisions(conn, revision_table=revision_table))}
     except (SchemaError, Exception) as exc:  # noqa: B014 - any database error is this database's answer
         return {'label': label, 'error': 'cannot read the revisions in %s: %s' % (revision_table, one_line(exc))}
     finally:

@@ -168,8 +168,7 @@ def run(params):
     label = endpoint_label(endpoint)
     conn = connect(endpoint, autocommit=True, application_name='fastdowntime-lint')
     try:
-        kwargs = {'mode': params['revision_table']} if params['revision_table'] else {}
-        the_plan = plan(patch_set, applied_revisions(conn, **kwargs), revision_table=params['revision_table'],
+        the_plan = plan(patch_set, applied_revisions(conn, params['revision_table']), revision_table=params['revision_table'],
                         procedure_source=procedure_source(conn))
         refuse_drift(the_plan)
         pending = sorted(the_plan.pending, key=lambda p: p.revision)

@@ -139,196 +139,16 @@ countdown_seconds:
   sample: 40.0
 '''
 
-import json
-import os
-import re
-import signal
-import syslog
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import watchdog, watchdog_daemon
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     Console,
     ConsoleError,
     open_consoles,
 )
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    endpoint_argument_spec,
-    one_line,
-)
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils import watchdog
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import endpoint_argument_spec
 
-SYSLOG_IDENT = 'fastdowntime-watchdog'
-
-
-# -- pidfile ---------------------------------------------------------------
-def pidfile_name(endpoint):
-    """One pidfile per pgbouncer process: by port, and by unix socket
-    directory where several processes share the port (so_reuseport)."""
-    where = endpoint.get('unix_socket_dir') or (endpoint['host'] if str(endpoint['host']).startswith('/') else '')
-    suffix = '-' + re.sub(r'[^A-Za-z0-9]+', '_', where).strip('_') if where else ''
-    return 'fastdowntime-pgbouncer-watchdog-%s%s.pid' % (endpoint['port'], suffix)
-
-
-def process_start_time(pid):
-    """Start time (clock ticks since boot) of a pid from /proc, or None when it is gone."""
-    try:
-        with open('/proc/%d/stat' % pid) as handle:
-            stat = handle.read()
-    except (IOError, OSError):
-        return None
-    # The command name may contain spaces: fields resume after its closing ')'.
-    fields = stat[stat.rindex(')') + 2:].split()
-    if fields[0] == 'Z':
-        return None
-    return fields[19]
-
-
-def read_pidfile(path):
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (IOError, OSError, ValueError):
-        return None
-
-
-def live_daemon(record):
-    """True when the pidfile's process is alive and is the one that wrote it."""
-    if not record or not record.get('pid'):
-        return False
-    return process_start_time(int(record['pid'])) == record.get('start_time')
-
-
-def stop_daemon(record, timeout=5.0):
-    pid = int(record['pid'])
-    if not live_daemon(record):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not live_daemon(record):
-            return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-
-
-def remove_file(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-# -- the daemon --------------------------------------------------------------
-
-class Logger:
-    """Writes each line to syslog and to the log file."""
-
-    def __init__(self, path, label):
-        self.path = path
-        self.label = label
-        syslog.openlog(SYSLOG_IDENT, syslog.LOG_PID, syslog.LOG_DAEMON)
-
-    def __call__(self, message):
-        line = '%s [%d] %s: %s' % (time.strftime('%Y-%m-%dT%H:%M:%S%z'), os.getpid(), self.label, message)
-        syslog.syslog(syslog.LOG_WARNING, '%s: %s' % (self.label, message))
-        try:
-            with open(self.path, 'a') as handle:
-                handle.write(line + '\n')
-        except (IOError, OSError):
-            pass
-
-
-def daemon_main(endpoint, config, pid_path, log):
-    """The watchdog process: polls, decides, resumes, cleans up."""
-    console = Console(endpoint, databases=config['entries'])
-    state = {'open': False}
-
-    def read_flags():
-        try:
-            if not state['open']:
-                console.open()
-                state['open'] = True
-            return dict((entry, flag['paused']) for entry, flag in console.flags().items())
-        except Exception:
-            console.close()
-            state['open'] = False
-            return None
-
-    def resume_entries(entries):
-        if not state['open']:
-            console.open()
-            state['open'] = True
-        console.resume(entries)
-
-    def on_term(signum, frame):
-        log('disarmed (signal %d): exiting' % signum)
-        finish()
-        os._exit(0)
-
-    def finish():
-        record = read_pidfile(pid_path)
-        if record and record.get('pid') == os.getpid():
-            remove_file(pid_path)
-        console.close()
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    dog = watchdog.Watchdog(config['entries'], config['budget_seconds'], config['grace_seconds'],
-                            config['max_lifetime_seconds'], started_at=time.monotonic())
-    log('armed: watching %s (countdown %.1f s once paused, lifetime %.0f s)'
-        % (', '.join(config['entries']), dog.budget + dog.grace, dog.max_lifetime))
-    try:
-        watchdog.run(dog, read_flags, resume_entries, log, time.monotonic, time.sleep, config['poll_seconds'])
-    except Exception as exc:  # the daemon has nobody to raise to: log it
-        log('crashed: %s' % one_line(exc))
-    finally:
-        finish()
-
-
-def spawn(endpoint, config, pid_path, log_path, label):
-    """Double fork a session leader-less daemon; return its pid once its pidfile is written."""
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(read_end)
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            os.chdir('/')
-            os.umask(0o022)
-            devnull = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(devnull, fd)
-            # Drop every inherited descriptor (the SSH session's pipes above all).
-            os.closerange(3, write_end)
-            os.closerange(write_end + 1, 65536)
-            record = {'pid': os.getpid(), 'start_time': process_start_time(os.getpid()), 'config': config}
-            tmp = pid_path + '.tmp'
-            with open(tmp, 'w') as handle:
-                json.dump(record, handle)
-            os.rename(tmp, pid_path)
-            os.write(write_end, str(os.getpid()).encode())
-            os.close(write_end)
-            daemon_main(endpoint, config, pid_path, Logger(log_path, label))
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    os.waitpid(child, 0)
-    chunks = []
-    while True:
-        chunk = os.read(read_end, 64)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(read_end)
-    text = b''.join(chunks).decode() or '0'
-    return int(text)
-
-
-# -- the module ----------------------------------------------------------------
 
 def main():
     module = AnsibleModule(
@@ -348,19 +168,15 @@ def main():
     )
     params = module.params
     endpoint = params['console']
-    pid_path = os.path.join(params['state_dir'], pidfile_name(endpoint))
+    pid_path = watchdog_daemon.pidfile_path(params['state_dir'], endpoint)
     result = dict(changed=False, pid=None, pid_file=pid_path, log_file=params['log_file'])
-    record = read_pidfile(pid_path)
-    alive = live_daemon(record)
+    record, alive = watchdog_daemon.current(pid_path)
 
     if params['state'] == 'disarmed':
         if record is not None:
-            result['changed'] = True
-            result['pid'] = record.get('pid')
+            result.update(changed=True, pid=record.get('pid'))
             if not module.check_mode:
-                if alive:
-                    stop_daemon(record)
-                remove_file(pid_path)
+                watchdog_daemon.disarm(pid_path)
         module.exit_json(**result)
 
     for name, value in (('budget_seconds', params['budget_seconds']), ('poll_seconds', params['poll_seconds'])):
@@ -383,16 +199,10 @@ def main():
     result['changed'] = True
     if module.check_mode:
         module.exit_json(**result)
-    if alive:
-        stop_daemon(record)
-    remove_file(pid_path)
     try:
-        for directory in (params['state_dir'], os.path.dirname(params['log_file'])):
-            if directory and not os.path.isdir(directory):
-                os.makedirs(directory, 0o755)
+        result['pid'] = watchdog_daemon.arm(endpoint, config, pid_path, params['log_file'], console.label)
     except OSError as exc:
         module.fail_json(msg='%s: cannot create the watchdog directories: %s' % (console.label, exc), **result)
-    result['pid'] = spawn(endpoint, config, pid_path, params['log_file'], console.label)
     if not result['pid']:
         module.fail_json(msg='%s: the watchdog daemon did not start (see %s and syslog)'
                          % (console.label, params['log_file']), **result)

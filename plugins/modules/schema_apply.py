@@ -357,7 +357,7 @@ class Run:
     def apply_hot(self, conn, pending, phase):
         self.result['hot'] = []
         for patch in pending:
-            self.result['hot'].append(apply_hot(conn, patch, deploy_id=self.deploy_id, mode=self.table,
+            self.result['hot'].append(apply_hot(conn, patch, deploy_id=self.deploy_id, revision_table=self.table,
                                                 lock_retry=self.policy, observer=self.observer,
                                                 host=self.label, clock=self.clock, phase=phase))
 
@@ -367,7 +367,7 @@ class Run:
         standbys = [(endpoint, self.connect(endpoint, async_=True)) for endpoint in self.params['standbys']]
         identities = check_standbys(conn, standbys)
         self.clock.start()
-        self.result['cold'] = apply_cold(conn, pending, self.clock, deploy_id=self.deploy_id, mode=self.table,
+        self.result['cold'] = apply_cold(conn, pending, self.clock, deploy_id=self.deploy_id, revision_table=self.table,
                                          lock_retry=self.policy, observer=self.observer, host=self.label)
         self.result['replay'] = wait_for_replay(conn, standbys, self.result['cold']['commit_lsn'], self.clock,
                                                 xid=self.result['cold']['commit_xid'], identities=identities)

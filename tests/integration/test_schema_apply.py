@@ -124,16 +124,16 @@ def write_patches(directory, patches):
     return str(directory)
 
 
-def deploy(cluster, patch_dir, budget=10, mode='fastdowntime.schema_revision', lock_retry=None):
+def deploy(cluster, patch_dir, budget=10, revision_table='fastdowntime.schema_revision', lock_retry=None):
     """What the outage does, minus pgbouncer: plan, cold transaction, replay."""
     conn = cluster.conn()
-    ensure_revision_table(conn, mode)
-    the_plan = plan(load_patch_set(patch_dir), applied_revisions(conn, mode))
+    ensure_revision_table(conn, revision_table)
+    the_plan = plan(load_patch_set(patch_dir), applied_revisions(conn, revision_table))
     refuse_drift(the_plan)
     standbys = cluster.standby_conns()
     identities = check_standbys(conn, standbys)
     clock = BudgetClock(budget).start()
-    cold = apply_cold(conn, the_plan.pending_cold, clock, deploy_id='test', mode=mode, lock_retry=lock_retry,
+    cold = apply_cold(conn, the_plan.pending_cold, clock, deploy_id='test', revision_table=revision_table, lock_retry=lock_retry,
                       observer=lambda: cluster.conn(autocommit=True), host='primary')
     replay = wait_for_replay(conn, standbys, cold['commit_lsn'], clock, xid=cold['commit_xid'],
                              identities=identities)
@@ -369,20 +369,20 @@ def test_launchpad_layout_with_self_inserted_revision_rows(cluster, tmp_path):
                                 'CREATE TABLE lp_two (id int);\n'
                                 'INSERT INTO LaunchpadDatabaseRevision VALUES (2209, 02, 0);\n'),
     })
-    mode = 'launchpaddatabaserevision'
+    revision_table = 'launchpaddatabaserevision'
     conn = cluster.conn()
-    ensure_revision_table(conn, mode)
-    the_plan = plan(load_patch_set(patch_dir), applied_revisions(conn, mode))
+    ensure_revision_table(conn, revision_table)
+    the_plan = plan(load_patch_set(patch_dir), applied_revisions(conn, revision_table))
     assert the_plan.missing_files == [(2208, 0, 0)]
     [hot_patch] = the_plan.pending_hot
-    apply_hot(conn, hot_patch, mode=mode)
-    the_plan, cold, replay, dummy = deploy(cluster, patch_dir, mode=mode)
+    apply_hot(conn, hot_patch, revision_table=revision_table)
+    the_plan, cold, replay, dummy = deploy(cluster, patch_dir, revision_table=revision_table)
     assert [p['name'] for p in cold['patches']] == ['patch-2209-01-0.sql', 'patch-2209-02-0.sql']
     assert cluster.scalar(cluster.standbys[0], 'SELECT array_agg(ARRAY[major, minor, patch] ORDER BY 1) '
                                                'FROM LaunchpadDatabaseRevision') == [
         [2208, 0, 0], [2209, 0, 1], [2209, 1, 0], [2209, 2, 0]]
     assert cluster.scalar(cluster.primary, 'SELECT to_regclass(%s) IS NULL', ('fastdowntime.schema_revision',))
-    final = plan(load_patch_set(patch_dir), applied_revisions(cluster.conn(), mode))
+    final = plan(load_patch_set(patch_dir), applied_revisions(cluster.conn(), revision_table))
     assert final.pending == [] and final.drift == []
     assert final.unverified == ['patch-2209-00-1.sql', 'patch-2209-01-0.sql', 'patch-2209-02-0.sql']
 
@@ -392,7 +392,7 @@ def test_launchpad_layout_with_self_inserted_revision_rows(cluster, tmp_path):
                                'INSERT INTO LaunchpadDatabaseRevision VALUES (2209, 03, 0);\n',
         'patch-2209-04-0.sql': 'CREATE TABLE lp_four (id int);\n'})
     with pytest.raises(SchemaError) as err:
-        deploy(cluster, patch_dir, mode=mode)
+        deploy(cluster, patch_dir, revision_table=revision_table)
     assert str(err.value).startswith('patch-2209-04-0.sql: patch 2209-04-0 did not insert its '
                                      'LaunchpadDatabaseRevision row')
     assert cluster.scalar(cluster.primary, "SELECT to_regclass('lp_three') IS NULL") is True

@@ -132,3 +132,30 @@ def test_run_retries_a_failed_resume():
     assert run_world(world) == wd.EXIT_FIRED
     assert world.resumed == [ENTRIES]
     assert sum('failed' in line for line in world.logs) == 2
+
+
+# -- the daemon's pidfile (watchdog_daemon) --------------------------------------
+
+def test_one_pidfile_per_pgbouncer_process(tmp_path):
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import watchdog_daemon as daemon
+    assert daemon.pidfile_name({'host': '10.0.0.21', 'port': 6432}) == 'fastdowntime-pgbouncer-watchdog-6432.pid'
+    assert daemon.pidfile_name({'host': '/run/p1', 'port': 6432, 'unix_socket_dir': '/run/p1'}) == \
+        'fastdowntime-pgbouncer-watchdog-6432-run_p1.pid'
+    assert daemon.pidfile_path(str(tmp_path), {'host': 'h', 'port': 1}).startswith(str(tmp_path) + '/')
+
+
+def test_a_pidfile_is_alive_only_for_the_process_that_wrote_it(tmp_path):
+    import json
+    import os
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import watchdog_daemon as daemon
+    path = str(tmp_path / 'w.pid')
+    assert daemon.current(path) == (None, False)
+    mine = {'pid': os.getpid(), 'start_time': daemon.process_start_time(os.getpid())}
+    with open(path, 'w') as handle:
+        json.dump(mine, handle)
+    assert daemon.current(path) == (mine, True)
+    recycled = dict(mine, start_time='1')  # the same pid, another process
+    with open(path, 'w') as handle:
+        json.dump(recycled, handle)
+    assert daemon.current(path) == (recycled, False)
+    assert daemon.disarm(path) == recycled and not os.path.exists(path)

@@ -1,0 +1,236 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fastdowntime.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The dead-man switch's daemon on the pgbouncer host: pidfile, double fork, syslog.
+
+The decisions and the polling loop are ``watchdog`` (pure); this is the
+process around them, on the pgbouncer host, with its system python3:
+
+- ``pidfile_path(state_dir, endpoint)``: one pidfile per pgbouncer process; it
+  holds ``{'pid', 'start_time' (clock ticks since boot, /proc), 'config'}`` so a
+  recycled pid is never signalled;
+- ``current(path)`` -> (record or None, alive); ``disarm(path)``;
+- ``arm(endpoint, config, path, log_path, label)``: a daemon (double fork, new
+  session, standard streams on /dev/null, every inherited descriptor closed,
+  so the SSH session does not wait for it) running ``watchdog.run`` until it
+  exits; returns its pid (0 when it did not start).
+
+``config``: ``entries`` (watched), ``budget_seconds``, ``grace_seconds``,
+``max_lifetime_seconds``, ``poll_seconds`` and ``console`` (user@host:port, so a
+changed console re-arms).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+import signal
+import syslog
+import time
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import one_line
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import watchdog
+
+SYSLOG_IDENT = 'fastdowntime-watchdog'
+
+
+# -- pidfile ---------------------------------------------------------------
+def pidfile_name(endpoint):
+    """One pidfile per pgbouncer process: by port, and by unix socket
+    directory where several processes share the port (so_reuseport)."""
+    where = endpoint.get('unix_socket_dir') or (endpoint['host'] if str(endpoint['host']).startswith('/') else '')
+    suffix = '-' + re.sub(r'[^A-Za-z0-9]+', '_', where).strip('_') if where else ''
+    return 'fastdowntime-pgbouncer-watchdog-%s%s.pid' % (endpoint['port'], suffix)
+
+
+def process_start_time(pid):
+    """Start time (clock ticks since boot) of a pid from /proc, or None when it is gone."""
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            stat = handle.read()
+    except (IOError, OSError):
+        return None
+    # The command name may contain spaces: fields resume after its closing ')'.
+    fields = stat[stat.rindex(')') + 2:].split()
+    if fields[0] == 'Z':
+        return None
+    return fields[19]
+
+
+def read_pidfile(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (IOError, OSError, ValueError):
+        return None
+
+
+def live_daemon(record):
+    """True when the pidfile's process is alive and is the one that wrote it."""
+    if not record or not record.get('pid'):
+        return False
+    return process_start_time(int(record['pid'])) == record.get('start_time')
+
+
+def stop_daemon(record, timeout=5.0):
+    pid = int(record['pid'])
+    if not live_daemon(record):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not live_daemon(record):
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+def remove_file(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# -- the daemon --------------------------------------------------------------
+
+class Logger:
+    """Writes each line to syslog and to the log file."""
+
+    def __init__(self, path, label):
+        self.path = path
+        self.label = label
+        syslog.openlog(SYSLOG_IDENT, syslog.LOG_PID, syslog.LOG_DAEMON)
+
+    def __call__(self, message):
+        line = '%s [%d] %s: %s' % (time.strftime('%Y-%m-%dT%H:%M:%S%z'), os.getpid(), self.label, message)
+        syslog.syslog(syslog.LOG_WARNING, '%s: %s' % (self.label, message))
+        try:
+            with open(self.path, 'a') as handle:
+                handle.write(line + '\n')
+        except (IOError, OSError):
+            pass
+
+
+def daemon_main(endpoint, config, pid_path, log):
+    """The watchdog process: polls, decides, resumes, cleans up."""
+    console = Console(endpoint, databases=config['entries'])
+    state = {'open': False}
+
+    def read_flags():
+        try:
+            if not state['open']:
+                console.open()
+                state['open'] = True
+            return dict((entry, flag['paused']) for entry, flag in console.flags().items())
+        except Exception:
+            console.close()
+            state['open'] = False
+            return None
+
+    def resume_entries(entries):
+        if not state['open']:
+            console.open()
+            state['open'] = True
+        console.resume(entries)
+
+    def on_term(signum, frame):
+        log('disarmed (signal %d): exiting' % signum)
+        finish()
+        os._exit(0)
+
+    def finish():
+        record = read_pidfile(pid_path)
+        if record and record.get('pid') == os.getpid():
+            remove_file(pid_path)
+        console.close()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    dog = watchdog.Watchdog(config['entries'], config['budget_seconds'], config['grace_seconds'],
+                            config['max_lifetime_seconds'], started_at=time.monotonic())
+    log('armed: watching %s (countdown %.1f s once paused, lifetime %.0f s)'
+        % (', '.join(config['entries']), dog.budget + dog.grace, dog.max_lifetime))
+    try:
+        watchdog.run(dog, read_flags, resume_entries, log, time.monotonic, time.sleep, config['poll_seconds'])
+    except Exception as exc:  # the daemon has nobody to raise to: log it
+        log('crashed: %s' % one_line(exc))
+    finally:
+        finish()
+
+
+def spawn(endpoint, config, pid_path, log_path, label):
+    """Double fork a session leader-less daemon; return its pid once its pidfile is written."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(read_end)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            os.chdir('/')
+            os.umask(0o022)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            # Drop every inherited descriptor (the SSH session's pipes above all).
+            os.closerange(3, write_end)
+            os.closerange(write_end + 1, 65536)
+            record = {'pid': os.getpid(), 'start_time': process_start_time(os.getpid()), 'config': config}
+            tmp = pid_path + '.tmp'
+            with open(tmp, 'w') as handle:
+                json.dump(record, handle)
+            os.rename(tmp, pid_path)
+            os.write(write_end, str(os.getpid()).encode())
+            os.close(write_end)
+            daemon_main(endpoint, config, pid_path, Logger(log_path, label))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    chunks = []
+    while True:
+        chunk = os.read(read_end, 64)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_end)
+    text = b''.join(chunks).decode() or '0'
+    return int(text)
+
+
+# -- what the module asks ---------------------------------------------------------
+
+def pidfile_path(state_dir, endpoint):
+    return os.path.join(state_dir, pidfile_name(endpoint))
+
+
+def current(path):
+    """(the pidfile's record or None, whether its daemon is alive)."""
+    record = read_pidfile(path)
+    return record, live_daemon(record)
+
+
+def disarm(path):
+    """Stop the daemon of the pidfile (if alive) and remove the pidfile; returns its record or None."""
+    record, alive = current(path)
+    if alive:
+        stop_daemon(record)
+    remove_file(path)
+    return record
+
+
+def arm(endpoint, config, path, log_path, label):
+    """Replace any daemon of the pidfile by a new one watching with ``config``;
+    creates the pidfile's and the log's directories (raises OSError). Returns
+    the new daemon's pid, 0 when it did not start."""
+    disarm(path)
+    for directory in (os.path.dirname(path), os.path.dirname(log_path)):
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+    return spawn(endpoint, config, path, log_path, label)
