@@ -9,14 +9,17 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
 
-    # check_mode and diff_mode, described once; each module states its support (and details) itself.
+    # check_mode and diff_mode, described once with the support every module of the collection has (full check
+    # mode, no diff mode); a module adds its check mode details in its own attributes.
     DOCUMENTATION = r'''
 options: {}
 attributes:
   check_mode:
     description: Can run in check mode and return the changed status it predicts without changing anything.
+    support: full
   diff_mode:
     description: Will return details on what has changed (or would change in check mode), in diff mode.
+    support: none
 '''
 
     # Modules in the action group fastdowntime.postgresql.schema (meta/runtime.yml).

@@ -8,33 +8,23 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The deploy options shared by the outage and preflight modules (plugins/module_utils/postgres.py
-    # deploy_argument_spec()); their endpoints come from fastdowntime.postgresql.connection.primary/standbys/pgbouncers.
+    # The options several modules share, as plugins/module_utils/specs.py declares them (type, default, choices,
+    # required and aliases checked against it by tests/unit/plugins/doc_fragments/test_doc_fragments.py).
+    # A module may restate an option's description in its own options (Ansible merges them over these).
+
+    # The outage and preflight modules (specs.deploy_argument_spec()), with .database, .patches and .budget;
+    # their endpoints come from fastdowntime.postgresql.connection.primary/standbys/pgbouncers.
     DOCUMENTATION = r'''
 options:
-  db_name:
-    description: The deploy's database. The pgbouncer entries of the deploy are those whose target database is this one.
-    type: str
-    required: true
-  pgbouncer_databases:
-    description: Entry names to drain explicitly instead of those found from O(db_name).
+  drain_entries:
+    description:
+      - Entry names (SHOW DATABASES C(name)) to drain explicitly instead of those found from O(db_name).
+      - The alias O(pgbouncer_databases) is deprecated (it is also what a standby's entries are called) and will be
+        removed in 1.0.0.
     type: list
     elements: str
     default: []
-  patch_dir:
-    description: The patch directory (C(patch-MMMM-mm-p.sql) files) on the host that runs the module.
-    type: path
-    required: true
-  revision_table:
-    description:
-      - C(fastdowntime.schema_revision) (the collection's own table, created before the first outage) or
-        C(launchpaddatabaserevision) (Launchpad's table; each patch inserts its own row).
-    type: str
-    default: fastdowntime.schema_revision
-  budget_seconds:
-    description: The longest outage allowed, from the start of the drain to the last RESUME.
-    type: float
-    default: 60
+    aliases: [pgbouncer_databases]
   reserve_seconds:
     description: Part of the budget kept back for ROLLBACK and RESUME (at most a fifth of the budget).
     type: float
@@ -44,4 +34,59 @@ options:
     type: list
     elements: str
     default: []
+'''
+
+    # specs.deploy_target_spec('db_name', 'revision_table')
+    DATABASE = r'''
+options:
+  db_name:
+    description: The deploy's database. The pgbouncer entries of the deploy are those whose target database is this one.
+    type: str
+    required: true
+  revision_table:
+    description:
+      - Where applied revisions are recorded.
+      - A C(schema.table) name (default C(fastdowntime.schema_revision)) is a table owned by the collection,
+        created before the first patch runs, holding major, minor, patch, file name, kind, SHA-256,
+        start and end time, duration in ms and the deploy id.
+      - C(launchpaddatabaserevision) is Launchpad's C(LaunchpadDatabaseRevision) table. Each patch inserts
+        its own row, as Launchpad patches do; after each patch the row must be there, else the deploy fails.
+        It keeps no checksum, so applied patches are listed as unverified rather than checked for drift.
+    type: str
+    default: fastdowntime.schema_revision
+'''
+
+    # specs.deploy_target_spec('patch_dir')
+    PATCHES = r'''
+options:
+  patch_dir:
+    description: The patch directory (C(patch-MMMM-mm-p.sql) files) on the host that runs the module (the controller, in the roles).
+    type: path
+    required: true
+'''
+
+    # specs.BUDGET_SPEC
+    BUDGET = r'''
+options:
+  budget_seconds:
+    description: The longest outage allowed, from the start of the drain to the last RESUME.
+    type: float
+    default: 60
+'''
+
+    # specs.ENTRIES_SPEC: the pgbouncer and pgbouncer_watchdog modules
+    ENTRIES = r'''
+options:
+  entries:
+    description:
+      - Entry names (SHOW DATABASES C(name)) to act on explicitly. Unknown names fail before anything is touched.
+      - Default, the entries whose target database is O(db_name), or every entry when O(db_name) is not given.
+      - The alias O(databases) is deprecated and will be removed in 1.0.0.
+    type: list
+    elements: str
+    default: []
+    aliases: [databases]
+  db_name:
+    description: The deploy's database; selects the entries pointing at it when O(entries) is empty.
+    type: str
 '''

@@ -295,7 +295,7 @@ class Outage:
     """
 
     def __init__(self, primary, standbys, pgbouncers, db_name, patch_dir, budget_seconds,
-                 revision_table=None, deploy_id=None, drain_policy='abort', pgbouncer_databases=None,
+                 revision_table=None, deploy_id=None, drain_policy='abort', drain_entries=None,
                  killable_users=None, reserve_seconds=None, lock_retry=None, window_mode='all', overrides=None,
                  estimate_ms=None):
         if window_mode not in MODES:
@@ -310,7 +310,7 @@ class Outage:
         self.revision_table = revision_table
         self.deploy_id = deploy_id or new_deploy_id()
         self.drain_policy = drain_policy
-        self.pgbouncer_databases = list(pgbouncer_databases or [])
+        self.drain_entries = list(drain_entries or [])
         self.killable_users = list(killable_users or [])
         self.lock_retry = lock_retry
         # The pre-flight's overrides (deploy window, contract change): kept in the deploy log row.
@@ -351,7 +351,7 @@ class Outage:
             # plan shows them; a real run refuses to open a window behind them.
             if self.plan.pending_hot and not check_mode:
                 raise OutageError('%s: hot patches are still pending (%s): apply them live first '
-                                  '(schema_apply state=hot) - they cannot run inside the outage' % (
+                                  '(schema_apply phase=hot) - they cannot run inside the outage' % (
                                       endpoint_label(self.primary),
                                       ', '.join(p.name for p in self.plan.pending_hot)))
             if not self.plan.pending_cold:
@@ -360,7 +360,7 @@ class Outage:
                                   for s in self.standbys]
             # Replicas of this primary, in recovery; who each is to the primary (the replay cross-check).
             self.standby_identities = replication.check_standbys(self.observer, self.standby_conns)
-            self.consoles = [Console(p, db_name=self.db_name, databases=self.pgbouncer_databases)
+            self.consoles = [Console(p, db_name=self.db_name, databases=self.drain_entries)
                              for p in self.pgbouncers]
             open_consoles(self.consoles)
             self._cap_budget()

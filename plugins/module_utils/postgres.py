@@ -65,25 +65,6 @@ def endpoint_argument_spec(required=True, list_of=False, console=False):
     return dict(type='dict', options=options, required=required)
 
 
-def deploy_argument_spec(**extra):
-    """The cluster and deploy options the outage and preflight modules share
-    (documented once in the doc fragment fastdowntime.postgresql.deploy)."""
-    spec = dict(
-        primary=endpoint_argument_spec(),
-        standbys=endpoint_argument_spec(list_of=True),
-        pgbouncers=endpoint_argument_spec(list_of=True, console=True),
-        db_name=dict(type='str', required=True),
-        pgbouncer_databases=dict(type='list', elements='str', default=[]),
-        patch_dir=dict(type='path', required=True),
-        revision_table=dict(type='str', default='fastdowntime.schema_revision'),
-        budget_seconds=dict(type='float', default=60),
-        reserve_seconds=dict(type='float', default=0.5),
-        killable_users=dict(type='list', elements='str', default=[], no_log=False),
-    )
-    spec.update(extra)
-    return spec
-
-
 class ConnectError(Exception):
     """A connection or query failure, already worded for the operator.
 

@@ -827,7 +827,7 @@ class Preflight:
     every problem is a finding."""
 
     def __init__(self, primary, standbys, pgbouncers, db_name, patch_dir, budget_seconds=DEFAULT_BUDGET_SECONDS,
-                 revision_table=None, pgbouncer_databases=None, reserve_seconds=DEFAULT_RESERVE_SECONDS,
+                 revision_table=None, drain_entries=None, reserve_seconds=DEFAULT_RESERVE_SECONDS,
                  max_lag_seconds=DEFAULT_MAX_LAG_SECONDS, max_lag_bytes=DEFAULT_MAX_LAG_BYTES,
                  max_transaction_seconds=DEFAULT_MAX_TRANSACTION_SECONDS, system_users=None,
                  fragile_users=None, killable_users=None, statement_seconds=DEFAULT_STATEMENT_SECONDS,
@@ -841,7 +841,7 @@ class Preflight:
         self.patch_dir = patch_dir
         self.budget = Budget(budget_seconds, reserve_seconds)
         self.revision_table = revision_table
-        self.pgbouncer_databases = list(pgbouncer_databases or [])
+        self.drain_entries = list(drain_entries or [])
         self.max_lag_seconds = float(max_lag_seconds)
         self.max_lag_bytes = int(max_lag_bytes)
         self.max_transaction_seconds = float(max_transaction_seconds)
@@ -1247,7 +1247,7 @@ class Preflight:
         seen = []
         for endpoint in self.pgbouncers:
             label = endpoint_label(endpoint)
-            console = Console(endpoint, db_name=self.db_name, databases=self.pgbouncer_databases)
+            console = Console(endpoint, db_name=self.db_name, databases=self.drain_entries)
             self.consoles.append(console)
             try:
                 console.open()

@@ -98,6 +98,14 @@ class LockRetry:
     max_pause_ms: int = 500
     max_attempts: int = 8
 
+    # The fields a module's lock_retry option sets (the others keep their defaults).
+    OPTIONS = ('timeout_ms', 'max_timeout_ms', 'pause_ms', 'max_attempts')
+
+    @classmethod
+    def argument_spec(cls):
+        """The lock_retry option's sub-options, defaults from the fields."""
+        return dict((name, dict(type='int', default=getattr(cls, name))) for name in cls.OPTIONS)
+
     def lock_timeout_ms(self, attempt):
         return int(min(self.timeout_ms * self.backoff ** attempt, self.max_timeout_ms))
 

@@ -31,10 +31,7 @@ extends_documentation_fragment:
   - fastdowntime.postgresql.attributes
 attributes:
   check_mode:
-    support: full
     details: Read-only, so it runs the same in check mode.
-  diff_mode:
-    support: none
 options:
   repo:
     description: The application repository (a git work tree) on the host that runs the module.

@@ -32,10 +32,7 @@ extends_documentation_fragment:
   - fastdowntime.postgresql.connection.primary
 attributes:
   check_mode:
-    support: full
     details: In check mode the report is built and returned but no file is written.
-  diff_mode:
-    support: none
 options:
   db_name:
     description: The deploy's database.

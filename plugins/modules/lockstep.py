@@ -30,21 +30,11 @@ extends_documentation_fragment:
   - fastdowntime.postgresql.connection
   - fastdowntime.postgresql.connection.primary
   - fastdowntime.postgresql.connection.standbys
+  - fastdowntime.postgresql.deploy.database
 attributes:
   check_mode:
-    support: full
     details: Read-only, so it runs the same in check mode.
-  diff_mode:
-    support: none
 options:
-  db_name:
-    description: The deploy's database.
-    type: str
-    required: true
-  revision_table:
-    description: C(fastdowntime.schema_revision) (the collection's table) or C(launchpaddatabaserevision).
-    type: str
-    default: fastdowntime.schema_revision
   apps:
     description:
       - One entry per app server - C(name), C(source) (where the manifest was read, for messages) and either
@@ -110,6 +100,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.lockstep import (
     ManifestError, decide_expand, parse_manifest)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import format_revision
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import (
+    FAIL_ON_REFUSAL_SPEC, deploy_target_spec)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, endpoint_argument_spec, endpoint_label, one_line)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import SchemaError, applied_revisions
@@ -145,18 +137,17 @@ def read_database(endpoint, db_name, revision_table):
         conn.close()
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            primary=endpoint_argument_spec(),
-            standbys=endpoint_argument_spec(list_of=True),
-            db_name=dict(type='str', required=True),
-            revision_table=dict(type='str', default='fastdowntime.schema_revision'),
-            apps=dict(type='list', elements='dict', required=True),
-            fail_on_refusal=dict(type='bool', default=True),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return dict(
+        primary=endpoint_argument_spec(),
+        standbys=endpoint_argument_spec(list_of=True),
+        apps=dict(type='list', elements='dict', required=True),
+        **dict(deploy_target_spec('db_name', 'revision_table'), **FAIL_ON_REFUSAL_SPEC)
     )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     apps = [read_app(app) for app in p['apps']]
     databases = [read_database(e, p['db_name'], p['revision_table']) for e in [p['primary']] + p['standbys']]

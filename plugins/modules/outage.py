@@ -33,7 +33,7 @@ description:
     replay and every entry, within the same budget.
   - Read-only entries are those a standby lists in C(pgbouncer_databases); every other deploy entry is read-write.
   - Nothing pending means no outage at all - nothing is paused.
-  - Hot patches must be applied live before (M(fastdowntime.postgresql.schema_apply) with C(state=hot));
+  - Hot patches must be applied live before (M(fastdowntime.postgresql.schema_apply) with C(phase=hot));
     the module refuses to start an outage while any is pending.
 version_added: 0.1.0
 author: fastdowntime.postgresql contributors (@fastdowntime)
@@ -45,12 +45,12 @@ extends_documentation_fragment:
   - fastdowntime.postgresql.connection.standbys
   - fastdowntime.postgresql.connection.pgbouncers
   - fastdowntime.postgresql.deploy
+  - fastdowntime.postgresql.deploy.database
+  - fastdowntime.postgresql.deploy.patches
+  - fastdowntime.postgresql.deploy.budget
 attributes:
   check_mode:
-    support: full
     details: In check mode the module connects, computes the plan and returns it; nothing is paused or applied.
-  diff_mode:
-    support: none
 options:
   drain_policy:
     description:
@@ -207,8 +207,8 @@ budget_capped_by:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2, deploy_argument_spec, one_line)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import HAS_PSYCOPG2, one_line
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import deploy_argument_spec
 
 try:
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import Outage, OutageError
@@ -217,17 +217,18 @@ except ImportError as exc:  # pglast missing on the host that runs the module
     OUTAGE_IMPORT_ERROR = exc
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=deploy_argument_spec(
-            drain_policy=dict(type='str', choices=['abort', 'terminate'], default='abort'),
-            deploy_id=dict(type='str'),
-            estimate_ms=dict(type='float'),
-            window_mode=dict(type='str', choices=['all', 'split'], default='all'),
-            overrides=dict(type='list', elements='dict', default=[]),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return deploy_argument_spec(
+        drain_policy=dict(type='str', choices=['abort', 'terminate'], default='abort'),
+        deploy_id=dict(type='str'),
+        estimate_ms=dict(type='float'),
+        window_mode=dict(type='str', choices=['all', 'split'], default='all'),
+        overrides=dict(type='list', elements='dict', default=[]),
     )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if not HAS_PSYCOPG2 or OUTAGE_IMPORT_ERROR is not None:
         module.fail_json(msg='the outage needs psycopg2 and pglast on the host that runs it (%s)'
                          % (OUTAGE_IMPORT_ERROR or 'psycopg2 missing'))
@@ -235,7 +236,7 @@ def main():
     outage = Outage(
         primary=p['primary'], standbys=p['standbys'], pgbouncers=p['pgbouncers'], db_name=p['db_name'],
         patch_dir=p['patch_dir'], budget_seconds=p['budget_seconds'], revision_table=p['revision_table'],
-        deploy_id=p['deploy_id'], drain_policy=p['drain_policy'], pgbouncer_databases=p['pgbouncer_databases'],
+        deploy_id=p['deploy_id'], drain_policy=p['drain_policy'], drain_entries=p['drain_entries'],
         killable_users=p['killable_users'], reserve_seconds=p['reserve_seconds'], window_mode=p['window_mode'],
         overrides=p['overrides'], estimate_ms=p['estimate_ms'])
     try:
@@ -254,7 +255,7 @@ def main():
     except Exception as exc:  # a bug, not an expected failure; the window resumes in its finally
         module.fail_json(msg='outage failed unexpectedly: %s: %s - check every pgbouncer (module '
                              'fastdowntime.postgresql.pgbouncer, action info; the dead-man switch resumes any '
-                             'left paused) and the schema revisions (schema_apply state=plan)'
+                             'left paused) and the schema revisions (schema_apply phase=plan)'
                          % (type(exc).__name__, one_line(exc)),
                          deploy_id=outage.deploy_id, outcome=outcomes.ABORTED, phases=outage.clock.phases)
     finally:

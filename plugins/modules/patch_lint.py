@@ -39,29 +39,15 @@ extends_documentation_fragment:
   - fastdowntime.postgresql.connection
   - fastdowntime.postgresql.attributes.schema_group
   - fastdowntime.postgresql.connection.primary
+  - fastdowntime.postgresql.deploy.database
+  - fastdowntime.postgresql.deploy.patches
+  - fastdowntime.postgresql.deploy.budget
 attributes:
   check_mode:
-    support: full
     details: Read-only (one READ ONLY transaction, rolled back), so it runs the same in check mode.
-  diff_mode:
-    support: none
 options:
-  db_name:
-    description: The deploy's database.
-    type: str
-    required: true
-  patch_dir:
-    description: The patch directory (C(patch-MMMM-mm-p.sql) files) on the host that runs the module.
-    type: path
-    required: true
-  revision_table:
-    description: C(fastdowntime.schema_revision) (the collection's table) or C(launchpaddatabaserevision).
-    type: str
-    default: fastdowntime.schema_revision
   budget_seconds:
     description: The longest outage allowed; cold statements estimated over it fail the lint.
-    type: float
-    default: 60
   severity:
     description: Severity per rule (C(error), C(warning) or C(info)), overriding the rule's default.
     type: dict
@@ -84,10 +70,14 @@ options:
     description: The scan throughput to price with (MiB/s); C(0) measures it on the primary.
     type: float
     default: 0
-  fail_on_error:
-    description: Fail the task when any finding is an error or the estimate exceeds the budget.
+  fail_on_refusal:
+    description:
+      - Fail the task when the lint refuses the patches - any finding is an error or the estimate exceeds the budget
+        (C(false) - report it in RV(passed) only), as O(fastdowntime.postgresql.preflight#module:fail_on_refusal) does.
+      - The alias O(fail_on_error) is deprecated and will be removed in 1.0.0.
     type: bool
     default: true
+    aliases: [fail_on_error]
 requirements:
   - psycopg2 and pglast on the host that runs the module (the playbook runs it on the controller)
 seealso:
@@ -144,6 +134,8 @@ pending:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import (
+    BUDGET_SPEC, FAIL_ON_REFUSAL_SPEC, deploy_target_spec, lint_options_spec, renamed)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     HAS_PSYCOPG2, ConnectError, connect, endpoint_argument_spec, endpoint_label, one_line)
 
@@ -195,22 +187,16 @@ def run(params):
     }
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            primary=endpoint_argument_spec(),
-            db_name=dict(type='str', required=True),
-            patch_dir=dict(type='path', required=True),
-            revision_table=dict(type='str', default='fastdowntime.schema_revision'),
-            budget_seconds=dict(type='float', default=60),
-            severity=dict(type='dict', default={}),
-            ignore_rules=dict(type='list', elements='str', default=[]),
-            acknowledge_contract=dict(type='list', elements='str', default=[]),
-            scan_mb_per_second=dict(type='float', default=0),
-            fail_on_error=dict(type='bool', default=True),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return dict(
+        primary=endpoint_argument_spec(),
+        fail_on_refusal=renamed(FAIL_ON_REFUSAL_SPEC['fail_on_refusal'], 'fail_on_error'),
+        **dict(deploy_target_spec(), **dict(BUDGET_SPEC, **lint_options_spec()))
     )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if not HAS_PSYCOPG2 or IMPORT_ERROR is not None:
         module.fail_json(msg='patch_lint needs psycopg2 and pglast on the host that runs it (%s)'
                          % (IMPORT_ERROR or 'psycopg2 missing'))
@@ -218,7 +204,7 @@ def main():
         result = run(module.params)
     except (ConnectError, PatchSetError, SchemaError, lint.LintError) as exc:
         module.fail_json(msg=one_line(exc))
-    if not result['passed'] and module.params['fail_on_error']:
+    if not result['passed'] and module.params['fail_on_refusal']:
         failing = [line for line in result['summary_lines'] if line.startswith('ERROR ')]
         module.fail_json(msg='patch lint refused the patches: %s' % ' | '.join(failing), **result)
     module.exit_json(**result)

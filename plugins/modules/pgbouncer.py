@@ -33,11 +33,7 @@ extends_documentation_fragment:
   - fastdowntime.postgresql.attributes.pgbouncer_group
   - fastdowntime.postgresql.connection.console
   - fastdowntime.postgresql.connection.primary
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+  - fastdowntime.postgresql.deploy.entries
 options:
   action:
     description:
@@ -47,16 +43,6 @@ options:
     type: str
     choices: [pause, resume, disable, enable, kill, reconnect, info]
     default: info
-  databases:
-    description:
-      - Entry names (SHOW DATABASES C(name)) to act on. Unknown names fail before anything is touched.
-      - Default, the entries whose target database is O(db_name), or every entry when O(db_name) is not given.
-    type: list
-    elements: str
-    default: []
-  db_name:
-    description: The deploy's database; selects the entries pointing at it when O(databases) is empty.
-    type: str
   timeout_seconds:
     description: Deadline for C(pause) to be confirmed drained.
     type: float
@@ -98,7 +84,7 @@ EXAMPLES = r'''
   fastdowntime.postgresql.pgbouncer:
     console: "{{ pgbouncer_console }}"
     action: reconnect
-    databases: [appdb]
+    entries: [appdb]
 '''
 
 RETURN = r'''
@@ -142,6 +128,7 @@ phases:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import ENTRIES_SPEC
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import (
     DrainError,
     drain,
@@ -215,22 +202,22 @@ def run_action(module, console, result):
             console.command(verb, entry)
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            console=endpoint_argument_spec(console=True),
-            action=dict(type='str', choices=ACTIONS, default='info'),
-            databases=dict(type='list', elements='str', default=[]),
-            db_name=dict(type='str'),
-            timeout_seconds=dict(type='float', default=30.0),
-            primary=endpoint_argument_spec(required=False),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return dict(
+        console=endpoint_argument_spec(console=True),
+        action=dict(type='str', choices=ACTIONS, default='info'),
+        timeout_seconds=dict(type='float', default=30.0),
+        primary=endpoint_argument_spec(required=False),
+        **ENTRIES_SPEC
     )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     if params['timeout_seconds'] <= 0:
         module.fail_json(msg='timeout_seconds must be positive, got %s' % params['timeout_seconds'])
-    console = Console(params['console'], db_name=params['db_name'], databases=params['databases'])
+    console = Console(params['console'], db_name=params['db_name'], databases=params['entries'])
     # The action is timed as one phase record (budget.phase_record), its budget the timeout.
     clock = BudgetClock(params['timeout_seconds'])
     result = dict(changed=False, entries=[], acted_on=[], phases=clock.phases)

@@ -31,32 +31,16 @@ extends_documentation_fragment:
   - fastdowntime.postgresql.connection
   - fastdowntime.postgresql.attributes.pgbouncer_group
   - fastdowntime.postgresql.connection.console
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+  - fastdowntime.postgresql.deploy.entries
+  - fastdowntime.postgresql.deploy.budget
 options:
   state:
     description: Arm (start) or disarm (stop) the watchdog.
     type: str
     choices: [armed, disarmed]
     default: armed
-  db_name:
-    description:
-      - The deploy's database; the watched entries are those whose target database is this one.
-    type: str
-  databases:
-    description:
-      - Entry names to watch explicitly (SHOW DATABASES C(name)); wins over O(db_name).
-      - With neither, every entry is watched.
-    type: list
-    elements: str
-    default: []
   budget_seconds:
     description: The deploy's outage budget; the countdown is this plus O(grace_seconds).
-    type: float
-    default: 60
   grace_seconds:
     description: Extra time after the budget before the watchdog resumes by itself.
     type: float
@@ -148,24 +132,25 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_
     open_consoles,
 )
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import endpoint_argument_spec
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import BUDGET_SPEC, ENTRIES_SPEC
+
+
+def argument_spec():
+    return dict(
+        console=endpoint_argument_spec(console=True),
+        state=dict(type='str', choices=['armed', 'disarmed'], default='armed'),
+        budget_seconds=BUDGET_SPEC['budget_seconds'],
+        grace_seconds=dict(type='float', default=watchdog.DEFAULT_GRACE_SECONDS),
+        max_lifetime_seconds=dict(type='float', default=watchdog.DEFAULT_MAX_LIFETIME_SECONDS),
+        poll_seconds=dict(type='float', default=watchdog.DEFAULT_POLL_SECONDS),
+        state_dir=dict(type='path', default='/run/fastdowntime'),
+        log_file=dict(type='path', default='/var/log/fastdowntime/watchdog.log'),
+        **ENTRIES_SPEC
+    )
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            console=endpoint_argument_spec(console=True),
-            state=dict(type='str', choices=['armed', 'disarmed'], default='armed'),
-            db_name=dict(type='str'),
-            databases=dict(type='list', elements='str', default=[]),
-            budget_seconds=dict(type='float', default=60.0),
-            grace_seconds=dict(type='float', default=watchdog.DEFAULT_GRACE_SECONDS),
-            max_lifetime_seconds=dict(type='float', default=watchdog.DEFAULT_MAX_LIFETIME_SECONDS),
-            poll_seconds=dict(type='float', default=watchdog.DEFAULT_POLL_SECONDS),
-            state_dir=dict(type='path', default='/run/fastdowntime'),
-            log_file=dict(type='path', default='/var/log/fastdowntime/watchdog.log'),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     endpoint = params['console']
     pid_path = watchdog_daemon.pidfile_path(params['state_dir'], endpoint)
@@ -182,7 +167,7 @@ def main():
     for name, value in (('budget_seconds', params['budget_seconds']), ('poll_seconds', params['poll_seconds'])):
         if value <= 0:
             module.fail_json(msg='%s must be positive, got %s' % (name, value), **result)
-    console = Console(endpoint, db_name=params['db_name'], databases=params['databases'])
+    console = Console(endpoint, db_name=params['db_name'], databases=params['entries'])
     try:
         open_consoles([console])
     except ConsoleError as exc:

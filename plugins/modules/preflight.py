@@ -75,14 +75,14 @@ extends_documentation_fragment:
   - fastdowntime.postgresql.connection.standbys
   - fastdowntime.postgresql.connection.pgbouncers
   - fastdowntime.postgresql.deploy
+  - fastdowntime.postgresql.deploy.database
+  - fastdowntime.postgresql.deploy.patches
+  - fastdowntime.postgresql.deploy.budget
 attributes:
   check_mode:
-    support: full
     details:
       - The module only reads (and writes one WAL message that changes no data), so it runs the same in check mode,
         except that in check mode a paused WAL replay is reported (a failure), not resumed.
-  diff_mode:
-    support: none
 options:
   max_lag_seconds:
     description: How long each standby may take to replay the probe written on the primary.
@@ -281,8 +281,9 @@ phases:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2, deploy_argument_spec)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import HAS_PSYCOPG2
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import (
+    FAIL_ON_REFUSAL_SPEC, deploy_argument_spec, lint_options_spec)
 
 try:
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import Preflight
@@ -294,31 +295,28 @@ except ImportError as exc:  # pglast missing on the host that runs the module
     PREFLIGHT_IMPORT_ERROR = exc
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=deploy_argument_spec(
-            max_lag_seconds=dict(type='float', default=60),
-            max_lag_bytes=dict(type='int', default=16777216),
-            max_transaction_seconds=dict(type='float', default=60),
-            system_users=dict(type='list', elements='str'),
-            fragile_users=dict(type='list', elements='str', default=[]),
-            statement_seconds=dict(type='float', default=0.0001),
-            resume_paused_replay=dict(type='bool', default=True),
-            resume_operator_replay_pause=dict(type='bool', default=False),
-            lint_severity=dict(type='dict', default={}),
-            lint_ignore_rules=dict(type='list', elements='str', default=[]),
-            lint_acknowledge_contract=dict(type='list', elements='str', default=[]),
-            lint_scan_mb_per_second=dict(type='float', default=0),
-            deploy_windows=dict(type='list', elements='raw', default=[]),
-            deploy_window_override=dict(type='str', default=''),
-            operator=dict(type='str'),
-            app_servers=dict(type='list', elements='dict', default=[]),
-            app_health_key=dict(type='str', default='fastdowntime', no_log=False),
-            contract_acknowledge_reason=dict(type='str', default=''),
-            fail_on_refusal=dict(type='bool', default=True),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return deploy_argument_spec(
+        max_lag_seconds=dict(type='float', default=60),
+        max_lag_bytes=dict(type='int', default=16777216),
+        max_transaction_seconds=dict(type='float', default=60),
+        system_users=dict(type='list', elements='str'),
+        fragile_users=dict(type='list', elements='str', default=[]),
+        statement_seconds=dict(type='float', default=0.0001),
+        resume_paused_replay=dict(type='bool', default=True),
+        resume_operator_replay_pause=dict(type='bool', default=False),
+        deploy_windows=dict(type='list', elements='raw', default=[]),
+        deploy_window_override=dict(type='str', default=''),
+        operator=dict(type='str'),
+        app_servers=dict(type='list', elements='dict', default=[]),
+        app_health_key=dict(type='str', default='fastdowntime', no_log=False),
+        contract_acknowledge_reason=dict(type='str', default=''),
+        **dict(lint_options_spec('lint_'), **FAIL_ON_REFUSAL_SPEC)
     )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if not HAS_PSYCOPG2 or PREFLIGHT_IMPORT_ERROR is not None:
         module.fail_json(msg='the pre-flight needs psycopg2 and pglast on the host that runs it (%s)'
                          % (PREFLIGHT_IMPORT_ERROR or 'psycopg2 missing'))
@@ -336,7 +334,7 @@ def main():
     preflight = Preflight(
         primary=p['primary'], standbys=p['standbys'], pgbouncers=p['pgbouncers'], db_name=p['db_name'],
         patch_dir=p['patch_dir'], budget_seconds=p['budget_seconds'], revision_table=p['revision_table'],
-        pgbouncer_databases=p['pgbouncer_databases'], reserve_seconds=p['reserve_seconds'],
+        drain_entries=p['drain_entries'], reserve_seconds=p['reserve_seconds'],
         max_lag_seconds=p['max_lag_seconds'], max_lag_bytes=p['max_lag_bytes'],
         max_transaction_seconds=p['max_transaction_seconds'], system_users=p['system_users'],
         fragile_users=p['fragile_users'], killable_users=p['killable_users'],

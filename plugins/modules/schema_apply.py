@@ -21,15 +21,15 @@ description:
     a cold patch holds anything else. A patch mixing both is an error naming the file and lines.
   - The applied revisions are read from the revision table; an applied patch whose file changed since
     (SHA-256) is refused before anything runs; revisions in the database with no file are reported.
-  - O(state=plan) only reports. O(state=hot) applies the pending hot patches live, statement by statement in
+  - O(phase=plan) only reports. O(phase=hot) applies the pending hot patches live, statement by statement in
     autocommit with C(lock_timeout) retries; an INVALID index left by a failed concurrent build is dropped and
-    the build retried. O(state=cold) applies every pending cold patch in one transaction on the primary
+    the build retried. O(phase=cold) applies every pending cold patch in one transaction on the primary
     (revision rows in the same transaction, one COMMIT), with C(statement_timeout) and C(lock_timeout) taken
     from the remaining O(budget_seconds), lock failures retried while the budget lasts, then waits until every
     standby has replayed the commit. Any error rolls the whole transaction back and names the patch file, the
     line in it and PostgreSQL's message.
   - This module does not touch pgbouncer; the outage (pause, cold patches, replay, resume) is run by the
-    collection's deploy. Use O(state=cold) directly only where a short lock on the changed tables is acceptable.
+    collection's deploy. Use O(phase=cold) directly only where a short lock on the changed tables is acceptable.
 version_added: 0.1.0
 author: fastdowntime.postgresql contributors (@fastdowntime)
 extends_documentation_fragment:
@@ -38,13 +38,13 @@ extends_documentation_fragment:
   - fastdowntime.postgresql.attributes.schema_group
   - fastdowntime.postgresql.connection.primary
   - fastdowntime.postgresql.connection.standbys
+  - fastdowntime.postgresql.deploy.database
+  - fastdowntime.postgresql.deploy.patches
+  - fastdowntime.postgresql.deploy.budget
 attributes:
   check_mode:
-    support: full
     details: Check mode runs the plan (pending hot and cold patches, checksums, revision table state) and
-      executes no patch; C(changed) tells whether the requested O(state) would apply anything.
-  diff_mode:
-    support: none
+      executes no patch; C(changed) tells whether the requested O(phase) would apply anything.
 options:
   primary:
     description: The primary PostgreSQL server; its O(primary.dbname) is replaced by O(db_name).
@@ -55,42 +55,25 @@ options:
         is applied.
   db_name:
     description: The database the patches apply to.
-    type: str
-    required: true
-  patch_dir:
-    description: Directory of patch files, on the host that runs the module (the controller, in the roles).
-    type: path
-    required: true
-  revision_table:
+  phase:
     description:
-      - Where applied revisions are recorded.
-      - A C(schema.table) name (default C(fastdowntime.schema_revision)) is a table owned by the collection,
-        created before the first patch runs, holding major, minor, patch, file name, kind, SHA-256,
-        start and end time, duration in ms and the deploy id.
-      - C(launchpaddatabaserevision) is Launchpad's C(LaunchpadDatabaseRevision) table. Each patch inserts
-        its own row, as Launchpad patches do; after each patch the row must be there, else the deploy fails.
-        It keeps no checksum, so applied patches are listed as unverified rather than checked for drift.
-    type: str
-    default: fastdowntime.schema_revision
-  state:
-    description:
-      - C(plan) reports what would be done. C(hot) applies the pending hot patches live. C(cold) applies the
-        pending cold patches in one transaction and waits for the standbys; it refuses to run while hot
-        patches are pending (apply them first with C(hot)).
+      - The phase of the deploy to run. C(plan) reports what would be done. C(hot) applies the pending hot patches
+        live. C(cold) applies the pending cold patches in one transaction and waits for the standbys; it refuses to
+        run while hot patches are pending (apply them first with C(hot)).
       - Hot and cold patches keep their numbered order. C(hot) applies the hot patches numbered before the
         first pending cold patch; C(cold) the cold patches that follow, up to the next hot one;
         C(hot_after_window) the hot patches that follow those (phase C(post_window_hot_patch)); a cold patch
         numbered after those waits for the next run. The plan lists the four (RV(plan.phases)).
+      - The alias O(state) is deprecated (this is a phase to run, not a state to reach) and will be removed in 1.0.0.
     type: str
     choices: [plan, hot, cold, hot_after_window]
     default: plan
+    aliases: [state]
   budget_seconds:
     description:
-      - Budget of O(state=cold), from the start of the transaction to the last standby having replayed it.
+      - Budget of O(phase=cold), from the start of the transaction to the last standby having replayed it.
         Statement and lock timeouts come from what is left of it; lock failures are retried only while it
         lasts.
-    type: float
-    default: 60
   deploy_id:
     description: Identifier of this deploy, stored with each revision row. Default, a timestamp.
     type: str
@@ -129,7 +112,7 @@ EXAMPLES = r'''
     primary: {host: 10.0.0.10, user: deploy, password: "{{ vault_deploy_password }}"}
     db_name: appdb
     patch_dir: "{{ playbook_dir }}/schema"
-    state: plan
+    phase: plan
   register: schema_plan
 
 - name: Build the new indexes live
@@ -137,7 +120,7 @@ EXAMPLES = r'''
     primary: "{{ primary_endpoint }}"
     db_name: appdb
     patch_dir: "{{ playbook_dir }}/schema"
-    state: hot
+    phase: hot
 
 - name: Apply the cold patches in one transaction, wait for both standbys
   fastdowntime.postgresql.schema_apply:
@@ -145,7 +128,7 @@ EXAMPLES = r'''
     standbys: "{{ standby_endpoints }}"
     db_name: appdb
     patch_dir: "{{ playbook_dir }}/schema"
-    state: cold
+    phase: cold
     budget_seconds: 10
 
 - name: A Launchpad database and its patch directory, as they are
@@ -154,7 +137,7 @@ EXAMPLES = r'''
     db_name: launchpad_prod
     patch_dir: /srv/launchpad/database/schema
     revision_table: launchpaddatabaserevision
-    state: plan
+    phase: plan
 '''
 
 RETURN = r'''
@@ -216,14 +199,14 @@ revision_table:
   sample: {name: fastdowntime.schema_revision, launchpad: false, present: true, created: false}
 hot:
   description: Per hot patch applied - name, revision, duration_ms, statements, lock_retries, dropped_invalid_indexes.
-  returned: when state is hot or hot_after_window
+  returned: when phase is hot or hot_after_window
   type: list
   elements: dict
 cold:
   description: The cold transaction - per-patch C(patches) (name, revision, duration_ms, statements, lock_retries),
     C(transaction_ms), C(commit_xid) (the transaction's id, what the standbys are asked about) and C(commit_lsn)
     (the WAL position the commit record follows).
-  returned: when state is cold and patches were applied
+  returned: when phase is cold and patches were applied
   type: dict
   sample: {patches: [{name: patch-2211-01-0.sql, duration_ms: 3.1, lock_retries: 0}], transaction_ms: 8.4,
            commit_xid: '7412', commit_lsn: 0/3000148}
@@ -231,7 +214,7 @@ replay:
   description: The standbys' replay of the commit, each done once it reports the transaction C(commit_xid)
     committed - C(standbys) (name, replay_ms, replay_lsn, primary_replay_lsn, primary_confirms, primary_state)
     and C(total_ms).
-  returned: when state is cold and patches were applied
+  returned: when phase is cold and patches were applied
   type: dict
 lagging:
   description: Standbys without the new schema when a cold run failed waiting for them.
@@ -254,6 +237,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset i
     PatchSetError, load_patch_set, plan, refuse_drift)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, endpoint_argument_spec, endpoint_label, one_line)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import (
+    BUDGET_SPEC, deploy_target_spec, renamed)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     LockRetry, RevisionTable, SchemaError, applied_revisions, apply_cold, apply_hot, ensure_revision_table,
     procedure_source, revision_table_exists)
@@ -266,26 +251,17 @@ except ImportError:  # pragma: no cover - connect() reports the missing driver
     class DriverError(Exception):
         """Stands in for psycopg2.Error where psycopg2 is missing (never raised then)."""
 
-LOCK_RETRY_SPEC = dict(
-    timeout_ms=dict(type='int', default=200),
-    max_timeout_ms=dict(type='int', default=2000),
-    pause_ms=dict(type='int', default=20),
-    max_attempts=dict(type='int', default=8),
-)
-
-
 def argument_spec():
-    return dict(
+    spec = dict(
         primary=endpoint_argument_spec(),
         standbys=endpoint_argument_spec(list_of=True),
-        db_name=dict(type='str', required=True),
-        patch_dir=dict(type='path', required=True),
-        revision_table=dict(type='str', default='fastdowntime.schema_revision'),
-        state=dict(type='str', choices=['plan', 'hot', 'cold', 'hot_after_window'], default='plan'),
-        budget_seconds=dict(type='float', default=60),
+        phase=renamed(dict(type='str', choices=['plan', 'hot', 'cold', 'hot_after_window'], default='plan'), 'state'),
         deploy_id=dict(type='str'),
-        lock_retry=dict(type='dict', default={}, options=LOCK_RETRY_SPEC),
+        lock_retry=dict(type='dict', default={}, options=LockRetry.argument_spec()),
     )
+    spec.update(deploy_target_spec())
+    spec.update(BUDGET_SPEC)
+    return spec
 
 
 class Run:
@@ -316,7 +292,7 @@ class Run:
                 pass
 
     def execute(self):
-        state = self.params['state']
+        phase = self.params['phase']
         patch_set = load_patch_set(self.params['patch_dir'])
         conn = self.connect(self.primary)
         present = revision_table_exists(conn, self.table)
@@ -327,17 +303,17 @@ class Run:
         the_plan = plan(patch_set, applied, revision_table=self.table.name, procedure_source=procedure_source(conn))
         self.result['plan'] = the_plan.as_dict()
         refuse_drift(the_plan)
-        if state == 'plan':
+        if phase == 'plan':
             return
-        if state == 'hot_after_window' and self.module.check_mode:
+        if phase == 'hot_after_window' and self.module.check_mode:
             # Nothing was applied: the hot patches after the planned window.
             pending = the_plan.post_window_hot
         else:
-            pending = the_plan.pending_cold if state == 'cold' else the_plan.pending_hot
+            pending = the_plan.pending_cold if phase == 'cold' else the_plan.pending_hot
         # In check mode the hot patches are not applied, so a cold plan after
         # them is still worth showing.
-        if state == 'cold' and the_plan.pending_hot and not self.module.check_mode:
-            raise SchemaError('%s: hot patches pending (%s): apply them first with state=hot'
+        if phase == 'cold' and the_plan.pending_hot and not self.module.check_mode:
+            raise SchemaError('%s: hot patches pending (%s): apply them first with phase=hot'
                               % (self.label, ', '.join(p.name for p in the_plan.pending_hot)))
         if not pending:
             return
@@ -345,8 +321,8 @@ class Run:
         if self.module.check_mode:
             return
         self.result['revision_table']['created'] = ensure_revision_table(conn, self.table)
-        if state in ('hot', 'hot_after_window'):
-            self.apply_hot(conn, pending, 'post_window_hot_patch' if state == 'hot_after_window' else 'hot_patch')
+        if phase in ('hot', 'hot_after_window'):
+            self.apply_hot(conn, pending, 'post_window_hot_patch' if phase == 'hot_after_window' else 'hot_patch')
         else:
             self.apply_cold(conn, pending)
 

@@ -78,3 +78,56 @@ def test_version_added_is_the_galaxy_version_or_earlier():
                         seen += 1
                         assert LooseVersion(str(added)) <= LooseVersion(version), (kind, name, added, version)
     assert seen >= 6
+
+
+def _documented_as_specified(documented, spec):
+    """The doc of each option says what its argument spec says (type, elements, default, choices, required, aliases)."""
+    assert sorted(documented) == sorted(spec)
+    for name, option in spec.items():
+        doc = documented[name]
+        for key in ('type', 'elements', 'default', 'choices', 'aliases'):
+            assert doc.get(key) == option.get(key), (name, key, doc.get(key), option.get(key))
+        assert bool(doc.get('required')) == bool(option.get('required')), name
+
+
+def test_the_deploy_fragments_document_the_shared_specs():
+    from ansible_collections.fastdowntime.postgresql.plugins.doc_fragments.deploy import ModuleDocFragment
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import specs
+    deploy = specs.deploy_argument_spec()
+    by_fragment = {
+        'DOCUMENTATION': dict((k, deploy[k]) for k in ('drain_entries', 'reserve_seconds', 'killable_users')),
+        'DATABASE': specs.deploy_target_spec('db_name', 'revision_table'),
+        'PATCHES': specs.deploy_target_spec('patch_dir'),
+        'BUDGET': specs.BUDGET_SPEC,
+        'ENTRIES': specs.ENTRIES_SPEC,
+    }
+    for attr, spec in by_fragment.items():
+        _documented_as_specified(yaml.safe_load(getattr(ModuleDocFragment, attr))['options'], spec)
+    # Every option of the outage/preflight spec is documented by a fragment.
+    documented = set()
+    for attr in ('DOCUMENTATION', 'DATABASE', 'PATCHES', 'BUDGET'):
+        documented |= set(yaml.safe_load(getattr(ModuleDocFragment, attr))['options'])
+    assert set(deploy) - documented == {'primary', 'standbys', 'pgbouncers'}  # the connection fragment's
+
+
+def test_the_budget_default_is_the_budget_modules():
+    """60 s is written once (budget.DEFAULT_BUDGET_SECONDS); the roles' defaults and argument specs, which Ansible
+    reads as YAML, must say the same."""
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import DEFAULT_BUDGET_SECONDS
+    seen = 0
+    for role in sorted(os.listdir(os.path.join(REPO, 'roles'))):
+        defaults = os.path.join(REPO, 'roles', role, 'defaults', 'main.yml')
+        if os.path.isfile(defaults):
+            with open(defaults) as f:
+                values = yaml.safe_load(f) or {}
+            if 'fastdowntime_budget_seconds' in values:
+                seen += 1
+                assert values['fastdowntime_budget_seconds'] == DEFAULT_BUDGET_SECONDS, role
+        with open(os.path.join(REPO, 'roles', role, 'meta', 'argument_specs.yml')) as f:
+            entry_points = yaml.safe_load(f)['argument_specs']
+        for name, entry in entry_points.items():
+            option = (entry.get('options') or {}).get('fastdowntime_budget_seconds')
+            if option is not None:
+                seen += 1
+                assert option.get('default') == DEFAULT_BUDGET_SECONDS, (role, name)
+    assert seen >= 5

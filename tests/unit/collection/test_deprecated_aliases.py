@@ -1,0 +1,78 @@
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Renamed options (issue 19) keep their old names as deprecated aliases: an old playbook still works and warns.
+
+Each module's own argument spec (its argument_spec()) is validated by Ansible's validator with the old spelling;
+then a real playbook run shows the deprecation warning the way an operator sees it."""
+import importlib
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+REPO = str(next(p for p in pathlib.Path(__file__).resolve().parents if (p / 'galaxy.yml').is_file()))
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+MODULES = 'ansible_collections.fastdowntime.postgresql.plugins.modules.'
+
+ENDPOINT = {'host': '127.0.0.1', 'user': 'nobody'}
+TARGET = {'primary': ENDPOINT, 'db_name': 'app', 'patch_dir': '/nonexistent'}
+# (module, required options, old name, value, new name)
+RENAMED = [
+    ('schema_apply', TARGET, 'state', 'cold', 'phase'),
+    ('patch_lint', TARGET, 'fail_on_error', False, 'fail_on_refusal'),
+    ('outage', TARGET, 'pgbouncer_databases', ['app_rw'], 'drain_entries'),
+    ('preflight', TARGET, 'pgbouncer_databases', ['app_rw'], 'drain_entries'),
+    ('pgbouncer', {'console': ENDPOINT}, 'databases', ['app_rw'], 'entries'),
+    ('pgbouncer_watchdog', {'console': ENDPOINT}, 'databases', ['app_rw'], 'entries'),
+]
+
+
+@pytest.mark.parametrize('module, required, old, value, new', RENAMED, ids=[r[0] + '.' + r[2] for r in RENAMED])
+def test_the_old_name_still_sets_the_option_and_is_deprecated(module, required, old, value, new):
+    spec = importlib.import_module(MODULES + module).argument_spec()
+    result = ArgumentSpecValidator(spec).validate(dict(required, **{old: value}))
+    assert result.error_messages == []
+    assert result.validated_parameters[new] == value
+    [deprecation] = result._deprecations
+    assert deprecation['msg'].startswith("Alias '%s' is deprecated" % old)
+    assert (deprecation['version'], deprecation['collection_name']) == ('1.0.0', 'fastdowntime.postgresql')
+    # The new name alone: no warning.
+    assert not ArgumentSpecValidator(spec).validate(dict(required, **{new: value}))._deprecations
+
+
+PLAY = '''
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: An old playbook's schema_apply task (state, not phase)
+      fastdowntime.postgresql.schema_apply:
+        primary: {host: 127.0.0.1, port: %(port)d, user: nobody, connect_timeout: 2}
+        db_name: app
+        patch_dir: %(patch_dir)s
+        state: plan
+      register: old_spelling
+      ignore_errors: true
+    - name: It ran (and failed only on the closed port)
+      ansible.builtin.assert:
+        that:
+          - "'connection refused' in old_spelling.msg"
+'''
+
+
+def test_an_old_playbook_runs_and_the_operator_sees_the_deprecation(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    (tmp_path / 'patches').mkdir()
+    (tmp_path / 'play.yml').write_text(PLAY % dict(port=port, patch_dir=tmp_path / 'patches'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
+    env.update(ANSIBLE_CONFIG=str(tmp_path / 'none.cfg'), ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'),
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'), ANSIBLE_NOCOLOR='1', ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', 'localhost,', '-c', 'local', str(tmp_path / 'play.yml')],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Alias 'state' is deprecated" in ' '.join(out.split()), out
