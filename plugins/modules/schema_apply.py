@@ -251,6 +251,7 @@ except ImportError:  # pragma: no cover - connect() reports the missing driver
     class DriverError(Exception):
         """Stands in for psycopg2.Error where psycopg2 is missing (never raised then)."""
 
+
 def argument_spec():
     spec = dict(
         primary=endpoint_argument_spec(),

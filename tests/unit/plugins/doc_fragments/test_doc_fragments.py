@@ -6,6 +6,10 @@ import pathlib
 
 import yaml
 
+from ansible_collections.fastdowntime.postgresql.plugins.doc_fragments.deploy import ModuleDocFragment
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import specs
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import DEFAULT_BUDGET_SECONDS
+
 REPO = str(next(p for p in pathlib.Path(__file__).resolve().parents if (p / 'galaxy.yml').is_file()))
 SCRIPT = os.path.join(REPO, 'tests', 'sanity', 'connection_fragment.py')
 
@@ -91,8 +95,6 @@ def _documented_as_specified(documented, spec):
 
 
 def test_the_deploy_fragments_document_the_shared_specs():
-    from ansible_collections.fastdowntime.postgresql.plugins.doc_fragments.deploy import ModuleDocFragment
-    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import specs
     deploy = specs.deploy_argument_spec()
     by_fragment = {
         'DOCUMENTATION': dict((k, deploy[k]) for k in ('drain_entries', 'reserve_seconds', 'killable_users')),
@@ -113,7 +115,6 @@ def test_the_deploy_fragments_document_the_shared_specs():
 def test_the_budget_default_is_the_budget_modules():
     """60 s is written once (budget.DEFAULT_BUDGET_SECONDS); the roles' defaults and argument specs, which Ansible
     reads as YAML, must say the same."""
-    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import DEFAULT_BUDGET_SECONDS
     seen = 0
     for role in sorted(os.listdir(os.path.join(REPO, 'roles'))):
         defaults = os.path.join(REPO, 'roles', role, 'defaults', 'main.yml')

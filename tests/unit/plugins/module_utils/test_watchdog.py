@@ -1,7 +1,11 @@
 """Dead-man switch decisions, driven by a fake clock and fake SHOW DATABASES flags."""
+import json
+import os
+
 import pytest
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import watchdog as wd
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import watchdog_daemon as daemon
 
 ENTRIES = ['fdtdemo', 'fdtdemo_ro']
 PAUSED = {'fdtdemo': True, 'fdtdemo_ro': True}
@@ -137,7 +141,6 @@ def test_run_retries_a_failed_resume():
 # -- the daemon's pidfile (watchdog_daemon) --------------------------------------
 
 def test_one_pidfile_per_pgbouncer_process(tmp_path):
-    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import watchdog_daemon as daemon
     assert daemon.pidfile_name({'host': '10.0.0.21', 'port': 6432}) == 'fastdowntime-pgbouncer-watchdog-6432.pid'
     assert daemon.pidfile_name({'host': '/run/p1', 'port': 6432, 'unix_socket_dir': '/run/p1'}) == \
         'fastdowntime-pgbouncer-watchdog-6432-run_p1.pid'
@@ -145,9 +148,6 @@ def test_one_pidfile_per_pgbouncer_process(tmp_path):
 
 
 def test_a_pidfile_is_alive_only_for_the_process_that_wrote_it(tmp_path):
-    import json
-    import os
-    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import watchdog_daemon as daemon
     path = str(tmp_path / 'w.pid')
     assert daemon.current(path) == (None, False)
     mine = {'pid': os.getpid(), 'start_time': daemon.process_start_time(os.getpid())}
