@@ -35,6 +35,12 @@ EXIT_GAVE_UP = 'gave_up'
 EXITS = (EXIT_RESUMED, EXIT_FIRED, EXIT_LIFETIME, EXIT_GAVE_UP)
 
 
+def countdown_seconds(budget_seconds, grace_seconds):
+    """How long the entries may stay paused before the switch resumes them: the
+    outage budget plus the grace."""
+    return float(budget_seconds) + float(grace_seconds)
+
+
 class Watchdog:
     """Decides, from successive observations of the entries' pause flags,
     when to start counting, when to fire and when to go away."""
@@ -60,7 +66,11 @@ class Watchdog:
         """When a pause still in place is undone (None before any pause was seen)."""
         if self.paused_since is None:
             return None
-        return self.paused_since + self.budget + self.grace
+        return self.paused_since + self.countdown
+
+    @property
+    def countdown(self):
+        return countdown_seconds(self.budget, self.grace)
 
     def paused(self, flags):
         """The watched entries ``flags`` (entry -> paused) shows paused."""
@@ -105,7 +115,7 @@ def run(dog, read_flags, resume_entries, log, now, sleep, poll_seconds=DEFAULT_P
         if action == COUNTDOWN_STARTED:
             log('entries %s paused: resuming them myself in %.1f s (budget %.1f s + grace %.1f s) '
                 'unless the deploy resumes them first'
-                % (', '.join(dog.paused(flags)), dog.budget + dog.grace, dog.budget, dog.grace))
+                % (', '.join(dog.paused(flags)), dog.countdown, dog.budget, dog.grace))
         elif action == FIRE:
             targets = dog.paused(flags) if flags is not None else list(dog.entries)
             try:

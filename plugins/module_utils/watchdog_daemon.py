@@ -154,7 +154,7 @@ def daemon_main(endpoint, config, pid_path, log):
     dog = watchdog.Watchdog(config['entries'], config['budget_seconds'], config['grace_seconds'],
                             config['max_lifetime_seconds'], started_at=time.monotonic())
     log('armed: watching %s (countdown %.1f s once paused, lifetime %.0f s)'
-        % (', '.join(config['entries']), dog.budget + dog.grace, dog.max_lifetime))
+        % (', '.join(config['entries']), dog.countdown, dog.max_lifetime))
     try:
         watchdog.run(dog, read_flags, resume_entries, log, time.monotonic, time.sleep, config['poll_seconds'])
     except Exception as exc:  # the daemon has nobody to raise to: log it
