@@ -76,3 +76,47 @@ def test_an_old_playbook_runs_and_the_operator_sees_the_deprecation(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "Alias 'state' is deprecated" in ' '.join(out.split()), out
+
+
+ROLE_PLAY = '''
+- hosts: localhost
+  gather_facts: false
+  vars:
+    fastdowntime_pgbouncer_databases: [app_rw]
+  vars_files:
+    - %(defaults)s
+  tasks:
+    - name: The inventory check of every playbook warns about the old name
+      block:
+        - name: Check the inventory
+          ansible.builtin.include_role:
+            name: fastdowntime.postgresql.preflight
+            tasks_from: inventory
+      rescue:
+        - name: This inventory has no fastdowntime groups
+          ansible.builtin.assert:
+            that: "'no group fastdowntime_primary' in ansible_failed_result.msg"
+    - name: The roles read the old name through the new one
+      ansible.builtin.copy:
+        content: "{{ fastdowntime_drain_entries | to_json }}"
+        dest: %(out)s
+        mode: '0600'
+'''
+
+
+def test_the_old_drain_entries_variable_is_still_read_and_warned_about(tmp_path):
+    out = tmp_path / 'out.json'
+    for role in ('outage', 'preflight', 'pgbouncer_drain'):
+        (tmp_path / 'play.yml').write_text(ROLE_PLAY % dict(
+            defaults=os.path.join(REPO, 'roles', role, 'defaults', 'main.yml'), out=out))
+        env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
+        env.update(ANSIBLE_CONFIG=str(tmp_path / 'none.cfg'),
+                   ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'),
+                   ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'), ANSIBLE_NOCOLOR='1',
+                   ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+        proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', 'localhost,', '-c', 'local', str(tmp_path / 'play.yml')],
+                              cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
+        output = ' '.join((proc.stdout + proc.stderr).split())
+        assert proc.returncode == 0, output
+        assert out.read_text() == '["app_rw"]', role
+        assert 'fastdowntime_pgbouncer_databases is renamed fastdowntime_drain_entries' in output, output

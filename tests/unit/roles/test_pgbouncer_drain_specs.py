@@ -14,7 +14,7 @@ SPECS = os.path.join(REPO, 'roles', 'pgbouncer_drain', 'meta', 'argument_specs.y
 CONSOLE = {'host': 'fastdowntime_pgbouncer_host', 'port': 'fastdowntime_pgbouncer_port',
            'user': 'fastdowntime_pgbouncer_user', 'password': 'fastdowntime_pgbouncer_password',
            'ssl_mode': 'fastdowntime_pgbouncer_ssl_mode', 'ca_cert': 'fastdowntime_pgbouncer_ca_cert'}
-ENTRIES = {'fastdowntime_db_name', 'fastdowntime_pgbouncer_databases'}
+ENTRIES = {'fastdowntime_db_name', 'fastdowntime_drain_entries', 'fastdowntime_pgbouncer_databases'}
 
 
 def load():
