@@ -177,8 +177,8 @@ def main():
     config = dict(entries=entries, budget_seconds=params['budget_seconds'], grace_seconds=params['grace_seconds'],
                   max_lifetime_seconds=params['max_lifetime_seconds'], poll_seconds=params['poll_seconds'],
                   console='%s@%s:%s' % (endpoint['user'], endpoint['host'], endpoint['port']))
-    result.update(entries=entries, countdown_seconds=watchdog.countdown_seconds(params['budget_seconds'],
-                                                                          params['grace_seconds']))
+    countdown = watchdog.countdown_seconds(params['budget_seconds'], params['grace_seconds'])
+    result.update(entries=entries, countdown_seconds=countdown)
     if alive and record.get('config') == config:
         result['pid'] = record['pid']
         module.exit_json(**result)
