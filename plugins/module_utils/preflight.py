@@ -999,7 +999,7 @@ class Preflight:
         # A standby whose replay stays paused, replays every commit later than the budget
         # (recovery_min_apply_delay) or is held by a query now cannot replay the probe in
         # time: do not wait max_lag_seconds for it (replay_blockers names why).
-        late = set(label for label, row in conflicts.items() if replication.replay_stuck(row, self.budget_seconds))
+        late = set(label for label, row in conflicts.items() if replication.replay_stuck(row, self.budget.seconds))
         lag = self._measure_lag(primary, primary_label, [(e, c) for e, c in standbys
                                                          if endpoint_label(e) not in paused | late]) if primary else []
         self.findings.extend(decide_lag(lag, self.max_lag_seconds, self.max_lag_bytes))
