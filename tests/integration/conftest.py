@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 
-import psycopg2
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -147,18 +146,11 @@ def healthy_lab(lab):
 
 @pytest.fixture
 def scratch(lab):
-    """Drop what a deploy test's patches created (tables fdt_<letters><4+ digits>) and its
-    revision table (deploy.REVISION_TABLE) afterwards."""
+    """Drop what a deploy test's patches created and its revision table afterwards
+    (scenarios.drop_scratch)."""
     yield
-    conn = psycopg2.connect(lab.primary_dsn())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-                    "WHERE schemaname = 'public' AND tablename ~ '^fdt_[a-z]+[0-9]{4}'")
-        for (table,) in cur.fetchall():
-            cur.execute('DROP TABLE IF EXISTS %s CASCADE' % table)
-        cur.execute('DROP SCHEMA IF EXISTS fdt_outage_test CASCADE')
-    conn.close()
+    from scenarios import drop_scratch
+    drop_scratch(lab)
 
 
 @pytest.fixture

@@ -6,10 +6,12 @@ process answers a client (asked through that process's own unix socket) and no s
 
 import json
 import os
+import time
 
 import psycopg2
 import pytest
 
+import scenarios
 from deploy import (
     assert_clean_error, assert_disarmed, assert_nothing_lost, deploy_under_load, every_process_serves, run_playbook,
     table_exists, unique_major, write_patches)
@@ -134,3 +136,127 @@ def test_pgbouncer_paused_by_another_tool_is_refused_by_pre_flight(healthy_lab, 
         admin.cursor().execute('RESUME')
         admin.close()
     assert every_process_serves(lab) == {}
+
+
+def assert_statement_is_what_clients_see(lab, run, entries=('fdtdemo', 'fdtdemo_ro')):
+    """The report's pgbouncer statement matches a client probe of every entry of every process."""
+    seen = every_process_serves(lab, entries)
+    assert seen == {}, seen
+    assert run.statement == 'every pgbouncer entry resumed and answering clients (%d checked)' % (
+        len(scenarios.pgbouncer_processes(lab)) * len(entries)), run.statement
+
+
+def test_pgbouncer_restarted_or_reloaded_inside_the_window(healthy_lab, tmp_path):
+    """pgbouncer1 restarted during the cold transaction (a crash, `systemctl restart`: its
+    clients lose their connections; an online restart is refused while paused): the resume
+    reconnects and the probe checks it - done, not "RESUME FAILED". No other client saw an
+    error. Then a RELOAD inside the window (logrotate's SIGHUP; pgbouncer issue 498: new
+    clients failing after PAUSE + RELOAD): done, 0 client errors."""
+    lab = healthy_lab
+    with lab.load() as load:
+        time.sleep(0.3)
+        run = scenarios.pgbouncer_restarted(lab, tmp_path)
+        time.sleep(0.3)
+    scenarios.check_run(lab, run)
+    assert run.facts['restarted'] is not None, 'the window closed before the restart'
+    assert 'RESUME FAILED' not in run.out
+    assert run.report['outcome'] == 'done'
+    # Only pgbouncer1's own clients, at the restart, saw an error.
+    assert scenarios.client_errors_outside(load, lab.addr('pgbouncer1'), run.facts['restarted']) == []
+    assert load.missing_commits(lab.primary_dsn()) == []
+    assert_statement_is_what_clients_see(lab, run)
+    assert_disarmed(lab)
+
+    with lab.load() as load:
+        time.sleep(0.3)
+        run = scenarios.pgbouncer_reloaded(lab, tmp_path)
+        time.sleep(0.3)
+    scenarios.check_run(lab, run)
+    assert run.facts['reloaded'] is not None, 'the window closed before the RELOAD'
+    assert_nothing_lost(lab, load)
+    assert_statement_is_what_clients_see(lab, run)
+    assert_disarmed(lab)
+
+
+def test_low_query_wait_timeout_is_named_by_the_pre_flight(lab_shape, tmp_path):
+    """pgbouncer1's query_wait_timeout = 3 s (shape pgbouncer_low_timeouts): the pre-flight
+    warns, one line naming pgbouncer1, the setting and the fix, and the deploy is done within
+    the capped budget. At 1 s nothing is left of the budget: refused before any PAUSE, naming
+    the same, under load with no client error."""
+    lab = lab_shape('pgbouncer_low_timeouts')
+    pgbouncer1 = 'pgbouncer1 (%s:6432)' % lab.addr('pgbouncer1')
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_t%d (id int);' % major])
+    proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 10})
+    assert proc.returncode == 0, out[-4000:]
+    warning = [line for line in out.splitlines() if 'query_wait_timeout' in line and 'capped at 2 s' in line]
+    assert len(warning) == 1, out[-4000:]
+    assert_clean_error(warning[0], pgbouncer1, 'query_wait_timeout = 3 s',
+                       'raise query_wait_timeout in the pgbouncer.ini of %s' % pgbouncer1)
+    assert_nothing_lost(lab, load)
+    assert table_exists(lab, 'primary', 'fdt_t%d' % major)
+    report = json.load(open(str(tmp_path / 'report.json')))
+    assert report['budget_ms'] == 2000, report['budget_ms']
+    assert every_process_serves(lab) == {}
+
+    patch_dir = write_patches(tmp_path, major + 1, ['CREATE TABLE fdt_t%d (id int);' % (major + 1)])
+    with scenarios.pgbouncer_setting(lab, 'pgbouncer1', 'query_wait_timeout', 1):
+        proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 10})
+    assert proc.returncode != 0
+    refusal = [line for line in out.splitlines() if 'query_wait_timeout' in line]
+    assert refusal, out[-4000:]
+    assert_clean_error(out, 'refused by pre-flight', '%s: query_wait_timeout = 1 s' % pgbouncer1,
+                       'raise query_wait_timeout above', 'in the pgbouncer.ini of %s' % pgbouncer1)
+    assert 'Drain, cold patches' not in out
+    assert not table_exists(lab, 'primary', 'fdt_t%d' % (major + 1))
+    assert_nothing_lost(lab, load)
+    assert every_process_serves(lab) == {}
+    assert_disarmed(lab)
+
+
+def test_so_reuseport_pair_after_refusal_abort_and_a_killed_controller(lab_shape, tmp_path):
+    """On the so_reuseport pair, under load: a refusal (budget below the estimate), an abort
+    inside the window (a failing patch) and the controller SIGKILLed inside the window each
+    leave every entry of every process answering a client, and no switch armed; after the
+    kill each process was resumed by its own switch."""
+    lab = lab_shape('pgbouncer_reuseport')
+    dirs = lab.hosts['pgbouncer1']['unix_socket_dirs']
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_v%d (id int);' % major])
+    proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 0.02})
+    assert proc.returncode != 0
+    assert_clean_error(out, 'refused by pre-flight', 'budget')
+    assert 'Drain, cold patches' not in out
+    assert_nothing_lost(lab, load)
+    assert every_process_serves(lab) == {}
+    assert_disarmed(lab)
+
+    with lab.load() as load:
+        time.sleep(0.3)
+        run = scenarios.bad_patch(lab, tmp_path)
+        time.sleep(0.3)
+    scenarios.check_run(lab, run)
+    assert_nothing_lost(lab, load)
+    assert_statement_is_what_clients_see(lab, run)
+    resumed = sorted(p['host'] for p in run.report['phases'] if p['phase'] == 'resume')
+    assert [h for h in resumed if h.startswith('pgbouncer1')] == sorted('pgbouncer1 (%s:6432)' % d for d in dirs)
+    assert_disarmed(lab)
+
+    log_path = os.path.join(lab.lab_dir, 'hosts', 'pgbouncer1', 'log', 'watchdog.log')
+    log_before = os.path.getsize(log_path)
+    with lab.load() as load:
+        time.sleep(0.3)
+        run = scenarios.controller_killed(lab, tmp_path)
+        time.sleep(0.3)
+    scenarios.check_run(lab, run)
+    assert run.facts['resumed_after'] is not None, 'a pgbouncer process stayed paused after the kill'
+    assert run.facts['resumed_after'] <= run.facts['budget'] + run.facts['grace'] + 1.5, run.facts
+    assert_nothing_lost(lab, load)
+    assert every_process_serves(lab) == {}
+    assert_disarmed(lab)
+    with open(log_path) as handle:
+        handle.seek(log_before)
+        log = handle.read()
+    # Each process's own switch resumed it.
+    for socket_dir in dirs:
+        assert 'pgbouncer1 (%s:6432): deadline passed with fdtdemo' % socket_dir in log, log[-3000:]
