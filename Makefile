@@ -17,13 +17,15 @@ INVENTORY ?= inventories/lab/hosts.yml
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 # (test-core-oldest: the oldest ansible-core declared, in its own venv)
-.PHONY: test-core-oldest help venv deps lab lab-down lab-status demo test unit lint sanity integration molecule test-faults bench build changelog clean
+.PHONY: test-core-oldest help venv deps lab lab-down lab-status demo test unit lint sanity integration molecule test-faults bench soak build changelog clean
 
 help:
 	@echo "make demo        build the venv and the lab, run the fastdowntime playbook, print the timeline"
 	@echo "make test        unit tests, lint + sanity (ansible-core 2.19 and 2.16), integration tests on the lab, molecule test"
 	@echo "make test-faults only the fault scenarios on the lab"
 	@echo "make bench       the outage benchmark; writes docs/benchmarks.md"
+	@echo "make soak        100 deploys in a row under one client load, faults drawn at random (SEED=N replays,"
+	@echo "                 ITERATIONS=N); writes docs/soak.md and docs/soak.json (not part of make test)"
 	@echo "make lab / lab-down / lab-status   the lab alone (root)"
 
 # Debian packages the venv and the lab need (root on a fresh Debian 12).
@@ -113,6 +115,10 @@ test-faults: lab
 bench: lab
 	$(PY) benchmarks/outage_bench.py --runs $${RUNS:-5} --scales 2x2,16x4,2x4,8x4,32x4,64x4,100x4 \
 	  --baseline docs/benchmarks-before-issue-20.md --baseline-label 'before issue 20 (e760561)'
+
+# Deploys in a row under one continuous client load (benchmarks/soak.py); the seed is printed.
+soak: lab
+	$(PY) benchmarks/soak.py --iterations $${ITERATIONS:-100} $(if $(SEED),--seed $(SEED))
 
 build: venv
 	mkdir -p build && ansible-galaxy collection build --force --output-path build .

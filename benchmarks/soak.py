@@ -117,7 +117,8 @@ def write_results(args, lab, records, load, lost, started, path_md, path_json):
     summary = dict(load.summary(), client_errors=len(other_errors), disconnected_by_restarts=len(restart_errors),
                    lost_commits=None if lost is None else len(lost))
     result = {'seed': args.seed, 'iterations_requested': args.iterations, 'iterations_run': len(records),
-              'iterations_failed': len(failed), 'shape': lab.shape or ['default'], 'started': started, 'written': now, 'commit': commit(),
+              'iterations_failed': len(failed), 'shape': lab.shape or ['default'], 'started': started, 'written': now,
+              'commit': commit(),
               'machine': machine(), 'load': summary, 'client_errors': [list(e) for e in other_errors[:50]],
               'lost_commits': None if lost is None else lost[:50], 'runs': records}
     with open(path_json, 'w') as handle:

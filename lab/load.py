@@ -2,9 +2,11 @@
 
 Writers run small TPC-B-like transactions (BEGIN; INSERT ... RETURNING id;
 COMMIT) and remember every id whose COMMIT was confirmed; readers run a short
-read. Every transaction's latency is measured, so the longest one is the
-longest wait a client saw. Used by the integration tests and the benchmarks;
-not part of the collection.
+read. Each worker keeps its connection, or (``connect_each``) opens a new one
+for every transaction, as applications without a pool of their own do. Every
+transaction's latency is measured, so the longest one is the longest wait a
+client saw. Used by the integration tests, the benchmarks and the soak; not
+part of the collection.
 """
 
 import threading
@@ -55,6 +57,8 @@ class Worker(threading.Thread):
                 conn = None
                 time.sleep(0.05)
                 continue
+            if self.load.connect_each:
+                conn.close()
             waited = time.monotonic() - began
             self.latencies.append(waited)
             self.started.append(began_wall)
@@ -69,9 +73,10 @@ class Worker(threading.Thread):
 class ClientLoad:
     """``with ClientLoad(writers=[dsn...], readers=[dsn...]) as load: ...``"""
 
-    def __init__(self, writers=(), readers=(), per_dsn=2, pause=0.01):
+    def __init__(self, writers=(), readers=(), per_dsn=2, pause=0.01, connect_each=False):
         self.stopping = threading.Event()
         self.pause = pause
+        self.connect_each = connect_each
         self.workers = []
         for i, dsn in enumerate(writers):
             for j in range(per_dsn):

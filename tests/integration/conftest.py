@@ -86,11 +86,12 @@ class Lab:
     def primary_dsn(self):
         return self.dsn(self.pg('primary'))
 
-    def load(self, writers=('pgbouncer1', 'pgbouncer2'), readers=(), per_dsn=2, pause=0.01):
-        """A constant client load through the given pgbouncers (start it with `with`)."""
+    def load(self, writers=('pgbouncer1', 'pgbouncer2'), readers=(), per_dsn=2, pause=0.01, connect_each=False):
+        """A constant client load through the given pgbouncers (start it with `with`);
+        ``connect_each``: a new connection for every transaction."""
         return ClientLoad(writers=[self.client_dsn(h) for h in writers],
                           readers=[self.client_dsn(h, self.db_name + '_ro') for h in readers],
-                          per_dsn=per_dsn, pause=pause)
+                          per_dsn=per_dsn, pause=pause, connect_each=connect_each)
 
     def ns_exec(self, host, *cmd, check=True):
         """Run a command inside a lab host's namespace (to stop a service, cut a link...)."""

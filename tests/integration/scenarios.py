@@ -347,14 +347,15 @@ def budget_abort(lab, tmp_path, budget=3):
                budget=budget)
 
 
-def lock_on_the_patched_table(lab, tmp_path):
-    """The deploy user holds a lock on the table the cold patch alters: aborted, nothing applied."""
+def lock_on_the_patched_table(lab, tmp_path, tags='outage'):
+    """The deploy user (a system user: the pre-flight lets it be) holds a lock on the table
+    the cold patch alters: aborted, nothing applied."""
     major = unique_major()
     table = 'fdt_l%d' % major
     patch_dir = write_patches(tmp_path, major, ['ALTER TABLE %s ADD COLUMN note text;\n'
                                                 'CREATE TABLE %s_new (id int);' % (table, table)])
     with lock_holder(lab, table) as pid:
-        proc, report = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 3}, tags='outage')
+        proc, report = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 3}, tags=tags)
     return Run('lock_holder', proc, report, 'aborted', [table + '_new'], False,
                ['aborted in schema application', str(pid), 'nothing applied'], holder_pid=pid, table=table)
 
@@ -411,15 +412,17 @@ def standby_cut_off_inside(lab, tmp_path, budget=4):
         major, (proc, report) = _deploy(lab, tmp_path, 'f', ['CREATE TABLE %(t)s (id int);\nSELECT pg_sleep(1);'],
                                         {'fastdowntime_budget_seconds': budget}, tags='outage')
         cutter.finish()
-        fenced = {host: pgbouncer_flags(lab, socket_dir).get(lab.db_name + '_ro')
-                  for host, socket_dir in pgbouncer_processes(lab)}
+        # While standby2 is still cut off: its entries fenced, every other entry back.
+        flags = dict((process, pgbouncer_flags(lab, process[1])) for process in pgbouncer_processes(lab))
+        on_standby1 = table_exists(lab, 'standby1', 'fdt_f%d' % major)
     finally:
         cutter.finish()
         lab.ns_exec('standby2', 'ip', 'link', 'set', 'eth0', 'up', check=False)
         wait_streaming(lab)
         enable_everywhere(lab, lab.db_name + '_ro')
     return Run('standby_inside', proc, report, 'aborted', ['fdt_f%d' % major], True,
-               ['aborted in standby replay', 'standby2', 'fdtdemo_ro on pgbouncer2'], fenced=fenced)
+               ['aborted in standby replay', 'standby2', 'fdtdemo_ro on pgbouncer2'], flags=flags,
+               on_standby1=on_standby1)
 
 
 def pgbouncer_restarted(lab, tmp_path, host='pgbouncer1'):

@@ -15,13 +15,14 @@ import time
 import psycopg2
 import pytest
 
+import scenarios
 from deploy import (
     assert_all_resumed, assert_clean_error, assert_disarmed, assert_nothing_lost, deploy_under_load, pgbouncer_flags,
     run_playbook, table_exists, unique_major, write_patches)
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures('scratch')]
 
-FULL = 'preflight,hot,outage'
+FULL = scenarios.FULL
 
 
 def test_client_transaction_open_past_the_drain_deadline(healthy_lab, tmp_path):
@@ -48,65 +49,28 @@ def test_client_transaction_open_past_the_drain_deadline(healthy_lab, tmp_path):
 
 def test_direct_connection_holding_a_lock_on_the_patched_table(healthy_lab, tmp_path):
     lab = healthy_lab
-    major = unique_major()
-    table = 'fdt_l%d' % major
-    setup = psycopg2.connect(lab.primary_dsn())
-    setup.autocommit = True
-    with setup.cursor() as cur:
-        cur.execute('CREATE TABLE %s (id int)' % table)
-    setup.close()
-    patch_dir = write_patches(tmp_path, major, ['ALTER TABLE %s ADD COLUMN note text;' % table])
-    # The deploy user (a system user: pre-flight lets it be) holds a lock on the table.
-    holder = psycopg2.connect(lab.primary_dsn(), application_name='report-query')
-    try:
-        with holder.cursor() as cur:
-            cur.execute('LOCK TABLE %s IN ACCESS SHARE MODE' % table)
-            holder_pid = holder.get_backend_pid()
-        proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 3})
-    finally:
-        holder.rollback()
-        holder.close()
-    assert proc.returncode != 0
-    assert_clean_error(out, 'aborted in schema application', str(holder_pid), 'nothing applied')
-    assert not table_exists(lab, 'primary', 'fdt_l%d_missing' % major)
+    with lab.load() as load:
+        time.sleep(0.3)
+        run = scenarios.lock_on_the_patched_table(lab, tmp_path, tags=FULL)
+        time.sleep(0.3)
+    scenarios.check_run(lab, run)
     check = psycopg2.connect(lab.primary_dsn())
     with check.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'note'",
-                    (table,))
+                    (run.facts['table'],))
         assert cur.fetchone()[0] == 0
     check.close()
     assert_all_resumed(lab)
     assert_nothing_lost(lab, load)
 
 
-def wait_streaming(lab, count=2, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        conn = psycopg2.connect(lab.primary_dsn())
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
-            streaming = cur.fetchone()[0]
-        conn.close()
-        if streaming >= count:
-            return
-        time.sleep(0.5)
-    pytest.fail('the standbys did not stream again within %ss' % timeout)
-
-
 def test_standby_cut_off_before_the_run_is_refused_by_pre_flight(healthy_lab, tmp_path):
     lab = healthy_lab
-    major = unique_major()
-    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_c%d (id int);' % major])
-    lab.ns_exec('standby1', 'ip', 'link', 'set', 'eth0', 'down')
-    try:
-        proc, out, load = deploy_under_load(lab, tmp_path, patch_dir)
-    finally:
-        lab.ns_exec('standby1', 'ip', 'link', 'set', 'eth0', 'up', check=False)
-        wait_streaming(lab)
-    assert proc.returncode != 0
-    assert_clean_error(out, 'refused by pre-flight', 'standby1')
-    assert 'Drain, cold patches' not in out  # refused before the outage: nothing paused
-    assert not table_exists(lab, 'primary', 'fdt_c%d' % major)
+    with lab.load() as load:
+        time.sleep(0.3)
+        run = scenarios.standby_cut_off_before(lab, tmp_path)
+        time.sleep(0.3)
+    scenarios.check_run(lab, run)  # refused by the pre-flight, naming standby1, before the outage play
     assert_all_resumed(lab)
     assert_nothing_lost(lab, load)
 

@@ -6,16 +6,14 @@ the tests can run in any order and again on the same lab.
 
 import json
 import os
-import threading
 import time
 
-import psycopg2
 import pytest
 
-from conftest import kill_tree
+import scenarios
 from deploy import (
-    REVISION_TABLE, assert_all_resumed, assert_nothing_lost, pg_one, pgbouncer_flags, run_playbook, table_exists,
-    unique_major, write_patches)
+    REVISION_TABLE, assert_all_resumed, assert_nothing_lost, pg_one, run_playbook, table_exists, unique_major,
+    write_patches)
 
 pytestmark = pytest.mark.usefixtures('scratch')
 
@@ -98,146 +96,70 @@ def test_syntax_error_is_refused_before_any_outage(healthy_lab, tmp_path):
 @pytest.mark.faults
 def test_failing_second_of_three_rolls_back_everything(healthy_lab, tmp_path):
     lab = healthy_lab
-    major = unique_major()
-    patch_dir = write_patches(tmp_path, major, [
-        'CREATE TABLE fdt_a%d (id int);' % major,
-        'CREATE TABLE fdt_b%d (id int);\n\nALTER TABLE fdt_missing%d ADD COLUMN x int;' % (major, major),
-        'CREATE TABLE fdt_c%d (id int);' % major,
-    ])
     with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
-        proc, report_path = run_playbook(lab, tmp_path, patch_dir)
+        run = scenarios.bad_patch(lab, tmp_path)
         time.sleep(0.3)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert 'patch-%d-02-0.sql' % major in out
-    assert 'line 3' in out, out[-3000:]
-    assert 'does not exist' in out
-    assert 'nothing applied' in out and 'every pgbouncer entry resumed and answering clients' in out
-    assert 'Traceback' not in out and 'deploy-secret' not in out and 'admin-secret' not in out
-    for name in ('fdt_a%d', 'fdt_b%d', 'fdt_c%d'):
-        assert not table_exists(lab, 'primary', name % major)
+    # Named file, line and cause, nothing applied anywhere, every entry answering clients.
+    scenarios.check_run(lab, run)
     assert_nothing_lost(lab, load)
     assert_all_resumed(lab)
-    report = json.load(open(report_path))
-    assert report['outcome'].startswith('aborted in schema')
+    assert run.report['outcome'].startswith('aborted in schema')
 
 
 @pytest.mark.faults
 def test_budget_spent_rolls_back_and_resumes_within_budget(healthy_lab, tmp_path):
     lab = healthy_lab
-    major = unique_major()
-    budget = 3
-    patch_dir = write_patches(tmp_path, major, [
-        'CREATE TABLE fdt_s%d (id int);\nSELECT pg_sleep(10);' % major,
-    ])
     with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
-        proc, report_path = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': budget})
+        run = scenarios.budget_abort(lab, tmp_path)
         time.sleep(0.3)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert 'aborted in schema application' in out, out[-3000:]
-    assert not table_exists(lab, 'primary', 'fdt_s%d' % major)
+    scenarios.check_run(lab, run)
     assert_nothing_lost(lab, load)
     # Clients were back within the budget plus half a second.
-    assert load.max_wait('write') < budget + 0.5, load.summary()
+    assert load.max_wait('write') < run.facts['budget'] + 0.5, load.summary()
     assert_all_resumed(lab)
-    report = json.load(open(report_path))
     log = pg_one(lab, 'primary', 'SELECT outcome FROM fastdowntime.deploy_log WHERE deploy_id = %s',
-                 (report['deploy_id'],))
+                 (run.report['deploy_id'],))
     assert log == 'aborted in schema application'
 
 
 @pytest.mark.faults
 def test_controller_killed_inside_outage_dead_man_switch_resumes(healthy_lab, tmp_path):
     lab = healthy_lab
-    major = unique_major()
-    budget, grace = 4, 2
-    patch_dir = write_patches(tmp_path, major, [
-        'CREATE TABLE fdt_k%d (id int);\nSELECT pg_sleep(60);' % major,
-    ])
+    logs = [os.path.join(lab.lab_dir, 'hosts', h, 'log', 'watchdog.log') for h in ('pgbouncer1', 'pgbouncer2')]
+    sizes = [os.path.getsize(path) if os.path.exists(path) else 0 for path in logs]
     with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
-        proc, dummy = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': budget,
-                                                              'fastdowntime_watchdog_grace_seconds': grace},
-                                   background=True)
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                if pgbouncer_flags(lab, 'pgbouncer1')['fdtdemo'][0] == 1:
-                    break
-                assert proc.poll() is None, proc.stdout.read()[-3000:]
-                time.sleep(0.05)
-            else:
-                pytest.fail('the outage never paused pgbouncer1')
-            paused_at = time.monotonic()
-            # The controller dies: ansible-playbook and everything it started,
-            # the outage module included (Ansible's workers setsid()).
-            kill_tree(proc.pid)
-            proc.wait()
-            while time.monotonic() - paused_at < budget + grace + 5:
-                if all(pgbouncer_flags(lab, h)['fdtdemo'] == (0, 0) for h in ('pgbouncer1', 'pgbouncer2')):
-                    break
-                time.sleep(0.1)
-            resumed_after = time.monotonic() - paused_at
-        finally:
-            if proc.poll() is None:
-                kill_tree(proc.pid)
+        run = scenarios.controller_killed(lab, tmp_path)
         time.sleep(0.3)
-    assert resumed_after <= budget + grace + 1.5, resumed_after
+    scenarios.check_run(lab, run)
+    assert run.facts['resumed_after'] is not None, 'still paused after the switches\' deadline'
+    assert run.facts['resumed_after'] <= run.facts['budget'] + run.facts['grace'] + 1.5, run.facts
     assert_all_resumed(lab)
     assert_nothing_lost(lab, load)
-    assert not table_exists(lab, 'primary', 'fdt_k%d' % major)
-    logs = ''.join(open(os.path.join(lab.lab_dir, 'hosts', h, 'log', 'watchdog.log')).read()
-                   for h in ('pgbouncer1', 'pgbouncer2'))
+    written = ''
+    for path, size in zip(logs, sizes):
+        with open(path) as handle:
+            handle.seek(size)
+            written += handle.read()
     # The switch itself resumed them (not a surviving module at its budget).
-    assert 'deadline passed with fdtdemo' in logs and 'sent RESUME' in logs, logs[-2000:]
+    assert 'deadline passed with fdtdemo' in written and 'sent RESUME' in written, written[-2000:]
 
 
 @pytest.mark.faults
 def test_standby_cut_off_inside_outage_is_named_and_fenced(healthy_lab, tmp_path):
     lab = healthy_lab
-    major = unique_major()
-    budget = 4
-    patch_dir = write_patches(tmp_path, major, [
-        # The sleep keeps the window open long enough to cut the standby off inside it.
-        'CREATE TABLE fdt_f%d (id int);\nSELECT pg_sleep(1);' % major,
-    ])
-
-    def cut_when_paused():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if pgbouncer_flags(lab, 'pgbouncer1')['fdtdemo'][0] == 1:
-                lab.ns_exec('standby2', 'ip', 'link', 'set', 'eth0', 'down')
-                return
-            time.sleep(0.02)
-
-    cutter = threading.Thread(target=cut_when_paused)
-    try:
-        with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
-            cutter.start()
-            proc, report_path = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': budget})
-            cutter.join()
-            time.sleep(0.3)
-        out = proc.stdout + proc.stderr
-        assert proc.returncode != 0
-        assert 'aborted in standby replay' in out, out[-3000:]
-        assert 'standby2' in out and 'fdtdemo_ro on pgbouncer2' in out, out[-3000:]
-        # The schema is committed on the primary (all of it) and on the standby still connected.
-        assert table_exists(lab, 'primary', 'fdt_f%d' % major)
-        assert table_exists(lab, 'standby1', 'fdt_f%d' % major)
-        # No client is resumed onto the standby without the schema; everything else is back.
-        assert pgbouncer_flags(lab, 'pgbouncer2')['fdtdemo_ro'] == (0, 1)
-        assert pgbouncer_flags(lab, 'pgbouncer2')['fdtdemo'] == (0, 0)
-        flags = pgbouncer_flags(lab, 'pgbouncer1')
-        assert all(f == (0, 0) for f in flags.values()), (flags, out[-3000:])
-        assert_nothing_lost(lab, load)
-    finally:
-        lab.ns_exec('standby2', 'ip', 'link', 'set', 'eth0', 'up', check=False)
-        for host in ('pgbouncer1', 'pgbouncer2'):
-            conn = psycopg2.connect(lab.dsn(lab.pgbouncer(host)))
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute('ENABLE fdtdemo_ro')
-            conn.close()
+    with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
+        run = scenarios.standby_cut_off_inside(lab, tmp_path)
+        time.sleep(0.3)
+    # Named; the schema committed on the primary, and on every standby once standby2 is back.
+    scenarios.check_run(lab, run)
+    assert run.facts['on_standby1']
+    # While standby2 was cut off no client was resumed onto it; everything else was back.
+    flags = dict((host, per) for (host, dummy), per in run.facts['flags'].items())
+    assert flags['pgbouncer2']['fdtdemo_ro'] == (0, 1), flags
+    assert flags['pgbouncer2']['fdtdemo'] == (0, 0), flags
+    assert all(f == (0, 0) for f in flags['pgbouncer1'].values()), flags
+    assert_nothing_lost(lab, load)
+    assert_all_resumed(lab)
 
 
 def test_patches_keep_their_numbered_order_and_a_comment_only_patch_needs_no_drain(healthy_lab, tmp_path):

@@ -178,6 +178,24 @@ def test_pgbouncer_restarted_or_reloaded_inside_the_window(healthy_lab, tmp_path
     assert_disarmed(lab)
 
 
+def test_clients_connecting_for_every_transaction_queue_through_the_window(healthy_lab, tmp_path):
+    """Clients without a pool of their own log in to pgbouncer for every transaction, so many
+    arrive while an entry is paused (pgbouncer PR 35: a new client of a paused entry reached
+    the server; PR 420: a PAUSE closing a server connection still logging in made the pool
+    refuse the next clients after RESUME). Through the window they queue and are served: 0
+    errors, nothing lost, and the report's statement is what the probe sees."""
+    lab = healthy_lab
+    with lab.load(connect_each=True, per_dsn=3, pause=0.005) as load:
+        time.sleep(0.3)
+        run = scenarios.clean(lab, tmp_path)
+        time.sleep(0.3)
+    scenarios.check_run(lab, run)
+    assert_nothing_lost(lab, load)
+    assert load.transactions('write') > 50, load.summary()
+    assert_statement_is_what_clients_see(lab, run)
+    assert_disarmed(lab)
+
+
 def test_low_query_wait_timeout_is_named_by_the_pre_flight(lab_shape, tmp_path):
     """pgbouncer1's query_wait_timeout = 3 s (shape pgbouncer_low_timeouts): the pre-flight
     warns, one line naming pgbouncer1, the setting and the fix, and the deploy is done within

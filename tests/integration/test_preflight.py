@@ -16,6 +16,7 @@ import time
 import pytest
 from deploy import pg_one
 
+from scenarios import wait_streaming
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import load_patch
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import connect
@@ -112,21 +113,6 @@ def test_lag_probe_is_flushed_so_the_standbys_get_it_at_once(lab):
         conn.close()
 
 
-def _wait_streaming(lab, count, timeout=60):
-    conn = connect(lab.pg('primary'), autocommit=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            cur = conn.cursor()
-            cur.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
-            if cur.fetchone()[0] >= count:
-                return
-            time.sleep(0.5)
-        raise AssertionError('the standbys did not stream again within %ss' % timeout)
-    finally:
-        conn.close()
-
-
 @pytest.mark.faults
 def test_stopped_standby_is_refused(lab, revision_table, patch_dir):
     pgdata = os.path.join(lab.lab_dir, 'hosts', 'standby1', 'pgdata')
@@ -136,7 +122,7 @@ def test_stopped_standby_is_refused(lab, revision_table, patch_dir):
         result = run(lab, patch_dir)
     finally:
         lab.ns_exec('standby1', 'runuser', '-u', 'postgres', '--', PG_CTL, '-D', pgdata, '-l', log, '-w', 'start')
-        _wait_streaming(lab, 2)
+        wait_streaming(lab, 2)
     assert_refused_by(result, 'standbys', 'standby1 (%s:5432): not reached' % lab.addr('standby1'))
     assert_refused_by(result, 'connection', 'standby1')
     assert 'connection refused' in findings(result, 'connection', 'fail')[0]['summary']
