@@ -48,6 +48,16 @@ class Run:
         return ((self.report or {}).get('outage') or {}).get('pgbouncer_state')
 
 
+def under_load(lab, scenario, tmp_path, **load):
+    """``scenario(lab, tmp_path)`` under a client load through every pgbouncer
+    (lab.load(**load)): (Run, the stopped load)."""
+    with lab.load(**load) as running:
+        time.sleep(0.3)
+        run = scenario(lab, tmp_path)
+        time.sleep(0.3)
+    return run, running
+
+
 def read_report(path):
     try:
         with open(path) as handle:
@@ -347,6 +357,14 @@ def budget_abort(lab, tmp_path, budget=3):
                budget=budget)
 
 
+def budget_below_estimate(lab, tmp_path, budget=0.02):
+    """A budget smaller than the pre-flight's estimate: refused before any PAUSE."""
+    major, (proc, report) = _deploy(lab, tmp_path, 'b', ['CREATE TABLE %(t)s (id int);'],
+                                    {'fastdowntime_budget_seconds': budget})
+    return Run('budget_refused', proc, report, 'refused', ['fdt_b%d' % major], False,
+               ['refused by pre-flight', 'budget'])
+
+
 def lock_on_the_patched_table(lab, tmp_path, tags='outage'):
     """The deploy user (a system user: the pre-flight lets it be) holds a lock on the table
     the cold patch alters: aborted, nothing applied."""
@@ -425,33 +443,56 @@ def standby_cut_off_inside(lab, tmp_path, budget=4):
                on_standby1=on_standby1)
 
 
+def _fault_in_cold_transaction(lab, tmp_path, name, letter, fault, seconds):
+    """A deploy whose cold patch sleeps ``seconds``, and ``fault()`` run while it sleeps
+    (every drain over); Run.facts['fault'] is what fault() returned (None: never ran)."""
+    when = When(lab, in_cold_transaction, fault)
+    when.start()
+    try:
+        major, (proc, report) = _deploy(lab, tmp_path, letter, ['CREATE TABLE %(t)s (id int);\nSELECT pg_sleep('
+                                                                + str(seconds) + ');'], tags='outage')
+    finally:
+        happened = when.finish()
+    return Run(name, proc, report, 'done', ['fdt_%s%d' % (letter, major)], True,
+               ['every pgbouncer entry resumed and answering clients'], fault=happened)
+
+
 def pgbouncer_restarted(lab, tmp_path, host='pgbouncer1'):
     """One pgbouncer process restarted inside the window (during the cold transaction):
-    resume reconnects, finds nothing paused, and the probe checks it; the deploy is done."""
-    restarter = When(lab, in_cold_transaction, lambda: restart_pgbouncer(lab, host))
-    restarter.start()
-    try:
-        major, (proc, report) = _deploy(lab, tmp_path, 'r', ['CREATE TABLE %(t)s (id int);\nSELECT pg_sleep(1.5);'],
-                                        tags='outage')
-    finally:
-        restarted = restarter.finish()
-    return Run('pgbouncer_restarted', proc, report, 'done', ['fdt_r%d' % major], True,
-               ['every pgbouncer entry resumed and answering clients'], restarted=restarted, host=host)
+    resume reconnects, finds nothing paused, and the probe checks it; the deploy is done.
+    facts: 'restarted' (stopped_at, started_at), 'host'."""
+    run = _fault_in_cold_transaction(lab, tmp_path, 'pgbouncer_restarted', 'r', lambda: restart_pgbouncer(lab, host),
+                                     1.5)
+    run.facts.update(restarted=run.facts['fault'], host=host)
+    return run
+
+
+def pgbouncer_restarted_in_drain(lab, tmp_path, host='pgbouncer1', budget=3):
+    """A client holds pgbouncer2's drain until the deadline while ``host``, already paused,
+    is restarted: the drain's rollback reconnects to the new process (nothing paused
+    there) and resumes the rest; aborted in drain, nothing applied, every entry answering.
+    facts: 'restarted' (stopped_at, started_at), 'host'."""
+    def paused_on_host(lab_):
+        return any(pgbouncer_flags(lab_, d).get('fdtdemo', (0, 0))[0] for dummy, d in pgbouncer_processes(lab_, host))
+
+    when = When(lab, paused_on_host, lambda: restart_pgbouncer(lab, host))
+    with held_transaction(lab, 'pgbouncer2'):
+        when.start()
+        try:
+            major, (proc, report) = _deploy(lab, tmp_path, 'd', ['CREATE TABLE %(t)s (id int);'],
+                                            {'fastdowntime_budget_seconds': budget}, tags='outage')
+        finally:
+            restarted = when.finish()
+    return Run('pgbouncer_restarted_in_drain', proc, report, 'aborted', ['fdt_d%d' % major], False,
+               ['aborted in drain', 'pgbouncer2', 'fdt_app@', 'every pgbouncer entry resumed and answering clients'],
+               restarted=restarted, host=host)
 
 
 def pgbouncer_reloaded(lab, tmp_path, host='pgbouncer1'):
     """RELOAD of one pgbouncer process inside the window (logrotate's SIGHUP, a config
     push; pgbouncer issue 498: new clients failing after PAUSE + RELOAD): the deploy is done
     and every entry answers."""
-    reloader = When(lab, in_cold_transaction, lambda: reload_pgbouncer(lab, host))
-    reloader.start()
-    try:
-        major, (proc, report) = _deploy(lab, tmp_path, 'o', ['CREATE TABLE %(t)s (id int);\nSELECT pg_sleep(1);'],
-                                        tags='outage')
-    finally:
-        reloaded = reloader.finish()
-    return Run('pgbouncer_reloaded', proc, report, 'done', ['fdt_o%d' % major], True,
-               ['every pgbouncer entry resumed and answering clients'], reloaded=reloaded)
+    return _fault_in_cold_transaction(lab, tmp_path, 'pgbouncer_reloaded', 'o', lambda: reload_pgbouncer(lab, host), 1)
 
 
 @contextmanager
@@ -493,11 +534,13 @@ SCENARIOS = {
     'clean': clean,
     'bad_patch': bad_patch,
     'budget_abort': budget_abort,
+    'budget_refused': budget_below_estimate,
     'lock_holder': lock_on_the_patched_table,
     'controller_killed': controller_killed,
     'standby_before': standby_cut_off_before,
     'standby_inside': standby_cut_off_inside,
     'pgbouncer_restarted': pgbouncer_restarted,
+    'pgbouncer_restarted_in_drain': pgbouncer_restarted_in_drain,
     'pgbouncer_reloaded': pgbouncer_reloaded,
     'low_timeouts': low_query_wait_timeout,
 }

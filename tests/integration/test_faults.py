@@ -8,6 +8,7 @@ budget spent, the controller killed, a standby cut off inside the window) and te
 (an app server failing its health check).
 """
 
+import functools
 import json
 import threading
 import time
@@ -49,10 +50,7 @@ def test_client_transaction_open_past_the_drain_deadline(healthy_lab, tmp_path):
 
 def test_direct_connection_holding_a_lock_on_the_patched_table(healthy_lab, tmp_path):
     lab = healthy_lab
-    with lab.load() as load:
-        time.sleep(0.3)
-        run = scenarios.lock_on_the_patched_table(lab, tmp_path, tags=FULL)
-        time.sleep(0.3)
+    run, load = scenarios.under_load(lab, functools.partial(scenarios.lock_on_the_patched_table, tags=FULL), tmp_path)
     scenarios.check_run(lab, run)
     check = psycopg2.connect(lab.primary_dsn())
     with check.cursor() as cur:
@@ -66,10 +64,7 @@ def test_direct_connection_holding_a_lock_on_the_patched_table(healthy_lab, tmp_
 
 def test_standby_cut_off_before_the_run_is_refused_by_pre_flight(healthy_lab, tmp_path):
     lab = healthy_lab
-    with lab.load() as load:
-        time.sleep(0.3)
-        run = scenarios.standby_cut_off_before(lab, tmp_path)
-        time.sleep(0.3)
+    run, load = scenarios.under_load(lab, scenarios.standby_cut_off_before, tmp_path)
     scenarios.check_run(lab, run)  # refused by the pre-flight, naming standby1, before the outage play
     assert_all_resumed(lab)
     assert_nothing_lost(lab, load)
@@ -77,13 +72,8 @@ def test_standby_cut_off_before_the_run_is_refused_by_pre_flight(healthy_lab, tm
 
 def test_budget_smaller_than_the_estimate_is_refused_before_the_outage(healthy_lab, tmp_path):
     lab = healthy_lab
-    major = unique_major()
-    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_b%d (id int);' % major])
-    proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 0.02})
-    assert proc.returncode != 0
-    assert_clean_error(out, 'refused by pre-flight', 'budget')
-    assert 'Drain, cold patches' not in out
-    assert not table_exists(lab, 'primary', 'fdt_b%d' % major)
+    run, load = scenarios.under_load(lab, scenarios.budget_below_estimate, tmp_path)
+    scenarios.check_run(lab, run)
     assert_all_resumed(lab)
     assert_nothing_lost(lab, load)
 

@@ -96,9 +96,7 @@ def test_syntax_error_is_refused_before_any_outage(healthy_lab, tmp_path):
 @pytest.mark.faults
 def test_failing_second_of_three_rolls_back_everything(healthy_lab, tmp_path):
     lab = healthy_lab
-    with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
-        run = scenarios.bad_patch(lab, tmp_path)
-        time.sleep(0.3)
+    run, load = scenarios.under_load(lab, scenarios.bad_patch, tmp_path)
     # Named file, line and cause, nothing applied anywhere, every entry answering clients.
     scenarios.check_run(lab, run)
     assert_nothing_lost(lab, load)
@@ -109,9 +107,7 @@ def test_failing_second_of_three_rolls_back_everything(healthy_lab, tmp_path):
 @pytest.mark.faults
 def test_budget_spent_rolls_back_and_resumes_within_budget(healthy_lab, tmp_path):
     lab = healthy_lab
-    with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
-        run = scenarios.budget_abort(lab, tmp_path)
-        time.sleep(0.3)
+    run, load = scenarios.under_load(lab, scenarios.budget_abort, tmp_path)
     scenarios.check_run(lab, run)
     assert_nothing_lost(lab, load)
     # Clients were back within the budget plus half a second.
@@ -127,9 +123,7 @@ def test_controller_killed_inside_outage_dead_man_switch_resumes(healthy_lab, tm
     lab = healthy_lab
     logs = [os.path.join(lab.lab_dir, 'hosts', h, 'log', 'watchdog.log') for h in ('pgbouncer1', 'pgbouncer2')]
     sizes = [os.path.getsize(path) if os.path.exists(path) else 0 for path in logs]
-    with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
-        run = scenarios.controller_killed(lab, tmp_path)
-        time.sleep(0.3)
+    run, load = scenarios.under_load(lab, scenarios.controller_killed, tmp_path)
     scenarios.check_run(lab, run)
     assert run.facts['resumed_after'] is not None, 'still paused after the switches\' deadline'
     assert run.facts['resumed_after'] <= run.facts['budget'] + run.facts['grace'] + 1.5, run.facts
@@ -147,9 +141,7 @@ def test_controller_killed_inside_outage_dead_man_switch_resumes(healthy_lab, tm
 @pytest.mark.faults
 def test_standby_cut_off_inside_outage_is_named_and_fenced(healthy_lab, tmp_path):
     lab = healthy_lab
-    with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
-        run = scenarios.standby_cut_off_inside(lab, tmp_path)
-        time.sleep(0.3)
+    run, load = scenarios.under_load(lab, scenarios.standby_cut_off_inside, tmp_path)
     # Named; the schema committed on the primary, and on every standby once standby2 is back.
     scenarios.check_run(lab, run)
     assert run.facts['on_standby1']

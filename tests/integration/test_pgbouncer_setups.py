@@ -6,7 +6,6 @@ process answers a client (asked through that process's own unix socket) and no s
 
 import json
 import os
-import time
 
 import psycopg2
 import pytest
@@ -38,11 +37,14 @@ def test_so_reuseport_pair_and_unix_socket_backend(lab_shape, tmp_path):
     major = unique_major()
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_r%d (id int);' % major])
 
-    refused = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_pgbouncer_consoles': []}, tags='preflight')[0]
-    out = refused.stdout + refused.stderr
+    refused, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_pgbouncer_consoles': []})
     assert refused.returncode != 0
     assert_clean_error(out, 'refused by pre-flight', 'pgbouncer1 (%s:6432): so_reuseport = 1' % lab.addr('pgbouncer1'),
                        'declare every process of this host in fastdowntime_pgbouncer_consoles')
+    assert 'Drain, cold patches' not in out  # before any PAUSE
+    assert_nothing_lost(lab, load)
+    assert every_process_serves(lab) == {}
+    assert_disarmed(lab)
 
     holder = psycopg2.connect(lab.client_dsn('pgbouncer2'), application_name='report-query')
     try:
@@ -150,13 +152,12 @@ def test_pgbouncer_restarted_or_reloaded_inside_the_window(healthy_lab, tmp_path
     """pgbouncer1 restarted during the cold transaction (a crash, `systemctl restart`: its
     clients lose their connections; an online restart is refused while paused): the resume
     reconnects and the probe checks it - done, not "RESUME FAILED". No other client saw an
-    error. Then a RELOAD inside the window (logrotate's SIGHUP; pgbouncer issue 498: new
-    clients failing after PAUSE + RELOAD): done, 0 client errors."""
+    error. Then restarted while paused with the drain held on pgbouncer2: the drain's rollback
+    reconnects and resumes; aborted in drain, not "could NOT resume". Then a RELOAD inside the
+    window (logrotate's SIGHUP; pgbouncer issue 498: new clients failing after PAUSE + RELOAD):
+    done, 0 client errors."""
     lab = healthy_lab
-    with lab.load() as load:
-        time.sleep(0.3)
-        run = scenarios.pgbouncer_restarted(lab, tmp_path)
-        time.sleep(0.3)
+    run, load = scenarios.under_load(lab, scenarios.pgbouncer_restarted, tmp_path)
     scenarios.check_run(lab, run)
     assert run.facts['restarted'] is not None, 'the window closed before the restart'
     assert 'RESUME FAILED' not in run.out
@@ -167,12 +168,19 @@ def test_pgbouncer_restarted_or_reloaded_inside_the_window(healthy_lab, tmp_path
     assert_statement_is_what_clients_see(lab, run)
     assert_disarmed(lab)
 
-    with lab.load() as load:
-        time.sleep(0.3)
-        run = scenarios.pgbouncer_reloaded(lab, tmp_path)
-        time.sleep(0.3)
+    run, load = scenarios.under_load(lab, scenarios.pgbouncer_restarted_in_drain, tmp_path)
     scenarios.check_run(lab, run)
-    assert run.facts['reloaded'] is not None, 'the window closed before the RELOAD'
+    assert run.facts['restarted'] is not None, 'pgbouncer1 was never paused'
+    assert 'could NOT resume' not in run.out and 'RESUME FAILED' not in run.out
+    assert 'every pgbouncer paused by this drain was resumed' in run.out, run.out[-3000:]
+    assert scenarios.client_errors_outside(load, lab.addr('pgbouncer1'), run.facts['restarted']) == []
+    assert load.missing_commits(lab.primary_dsn()) == []
+    assert_statement_is_what_clients_see(lab, run)
+    assert_disarmed(lab)
+
+    run, load = scenarios.under_load(lab, scenarios.pgbouncer_reloaded, tmp_path)
+    scenarios.check_run(lab, run)
+    assert run.facts['fault'] is not None, 'the window closed before the RELOAD'
     assert_nothing_lost(lab, load)
     assert_statement_is_what_clients_see(lab, run)
     assert_disarmed(lab)
@@ -185,10 +193,7 @@ def test_clients_connecting_for_every_transaction_queue_through_the_window(healt
     refuse the next clients after RESUME). Through the window they queue and are served: 0
     errors, nothing lost, and the report's statement is what the probe sees."""
     lab = healthy_lab
-    with lab.load(connect_each=True, per_dsn=3, pause=0.005) as load:
-        time.sleep(0.3)
-        run = scenarios.clean(lab, tmp_path)
-        time.sleep(0.3)
+    run, load = scenarios.under_load(lab, scenarios.clean, tmp_path, connect_each=True, per_dsn=3, pause=0.005)
     scenarios.check_run(lab, run)
     assert_nothing_lost(lab, load)
     assert load.transactions('write') > 50, load.summary()
@@ -233,26 +238,19 @@ def test_low_query_wait_timeout_is_named_by_the_pre_flight(lab_shape, tmp_path):
 
 
 def test_so_reuseport_pair_after_refusal_abort_and_a_killed_controller(lab_shape, tmp_path):
-    """On the so_reuseport pair, under load: a refusal (budget below the estimate), an abort
-    inside the window (a failing patch) and the controller SIGKILLed inside the window each
-    leave every entry of every process answering a client, and no switch armed; after the
-    kill each process was resumed by its own switch."""
-    lab = lab_shape('pgbouncer_reuseport')
+    """On the so_reuseport pair, the primary reached over its unix socket, under load: a
+    refusal (budget below the estimate), an abort inside the window (a failing patch) and the
+    controller SIGKILLed inside the window each leave every entry of every process answering a
+    client, and no switch armed; after the kill each process was resumed by its own switch."""
+    lab = lab_shape('pgbouncer_reuseport,pgbouncer_unix_backend')
     dirs = lab.hosts['pgbouncer1']['unix_socket_dirs']
-    major = unique_major()
-    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_v%d (id int);' % major])
-    proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 0.02})
-    assert proc.returncode != 0
-    assert_clean_error(out, 'refused by pre-flight', 'budget')
-    assert 'Drain, cold patches' not in out
+    run, load = scenarios.under_load(lab, scenarios.budget_below_estimate, tmp_path)
+    scenarios.check_run(lab, run)
     assert_nothing_lost(lab, load)
     assert every_process_serves(lab) == {}
     assert_disarmed(lab)
 
-    with lab.load() as load:
-        time.sleep(0.3)
-        run = scenarios.bad_patch(lab, tmp_path)
-        time.sleep(0.3)
+    run, load = scenarios.under_load(lab, scenarios.bad_patch, tmp_path)
     scenarios.check_run(lab, run)
     assert_nothing_lost(lab, load)
     assert_statement_is_what_clients_see(lab, run)
@@ -262,10 +260,7 @@ def test_so_reuseport_pair_after_refusal_abort_and_a_killed_controller(lab_shape
 
     log_path = os.path.join(lab.lab_dir, 'hosts', 'pgbouncer1', 'log', 'watchdog.log')
     log_before = os.path.getsize(log_path)
-    with lab.load() as load:
-        time.sleep(0.3)
-        run = scenarios.controller_killed(lab, tmp_path)
-        time.sleep(0.3)
+    run, load = scenarios.under_load(lab, scenarios.controller_killed, tmp_path)
     scenarios.check_run(lab, run)
     assert run.facts['resumed_after'] is not None, 'a pgbouncer process stayed paused after the kill'
     assert run.facts['resumed_after'] <= run.facts['budget'] + run.facts['grace'] + 1.5, run.facts
