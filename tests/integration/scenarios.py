@@ -423,8 +423,7 @@ def standby_cut_off_before(lab, tmp_path):
 def standby_cut_off_inside(lab, tmp_path, budget=4):
     """standby2 cut off inside the window: the primary commits, its entries stay fenced
     (DISABLED) until it catches up; it has the schema once back."""
-    cutter = When(lab, lambda lab_: paused_anywhere(lab_), lambda: lab.ns_exec('standby2', 'ip', 'link', 'set',
-                                                                               'eth0', 'down'))
+    cutter = When(lab, paused_anywhere, lambda: lab.ns_exec('standby2', 'ip', 'link', 'set', 'eth0', 'down'))
     cutter.start()
     try:
         major, (proc, report) = _deploy(lab, tmp_path, 'f', ['CREATE TABLE %(t)s (id int);\nSELECT pg_sleep(1);'],
