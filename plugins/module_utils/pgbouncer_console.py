@@ -586,18 +586,27 @@ class Console:
         return {'resumed': resumed, 'enabled': enabled}
 
     def resume_reconnecting(self, entries=None, verify=True):
-        """resume(), reconnecting once when the admin connection is gone: a
-        pgbouncer restarted mid-window (or a dropped link) is reconnected and
-        checked - a new process has nothing paused - not reported as failed."""
+        """resume(), reconnecting once when the connection to pgbouncer was lost
+        (connection_lost): a pgbouncer restarted mid-window (or a dropped link)
+        is reconnected and checked - a new process has nothing paused - not
+        reported as failed. The RESUMEs travel on the PAUSE connections, so the
+        console's own connection may look open although the process is gone."""
+        return self._reconnecting(lambda: self.resume(entries, verify=verify))
+
+    def verify_resumed_reconnecting(self, entries=None):
+        """verify_resumed(), reconnecting once when the connection was lost."""
+        return self._reconnecting(lambda: self.verify_resumed(entries))
+
+    def _reconnecting(self, action):
         if self.conn is None or self.conn.closed:
             self.reopen()
         try:
-            return self.resume(entries, verify=verify)
-        except ConsoleError:
-            if not self.conn.closed:
+            return action()
+        except ConsoleError as exc:
+            if not (self.conn.closed or connection_lost(str(exc))):
                 raise
             self.reopen()
-            return dict(self.resume(entries, verify=verify), reconnected=True)
+            return dict(action(), reconnected=True)
 
     def _resume_entry(self, entry):
         try:
@@ -606,6 +615,19 @@ class Console:
             # Someone resumed it between our look and our RESUME: that is the goal.
             if 'is not paused' not in str(exc):
                 raise
+
+
+# What libpq and pgbouncer say when the connection itself is gone (the process
+# restarted or stopped, the link dropped) - not an answer from a live pgbouncer.
+CONNECTION_LOST = ('server closed the connection unexpectedly', 'connection already closed',
+                   'no connection to the server', 'could not receive data from server',
+                   'could not send data to server', 'terminating connection', 'SSL SYSCALL error: EOF')
+
+
+def connection_lost(error_text):
+    """True when ``error_text`` (one console error, possibly several joined)
+    says a connection to pgbouncer was lost, not that pgbouncer refused."""
+    return any(marker in (error_text or '') for marker in CONNECTION_LOST)
 
 
 def _answered(conn):
@@ -690,7 +712,7 @@ def verify_resumed(consoles, clock=None, phase='resume_verify'):
     disabled, after trying them all."""
     def one(console):
         with _phase(clock, phase, console.label) as record:
-            fixed = dict(console.verify_resumed(), host=console.label)
+            fixed = dict(console.verify_resumed_reconnecting(), host=console.label)
             if record is not None:
                 record['detail'].update(resumed=fixed['resumed'], enabled=fixed['enabled'])
             return fixed

@@ -358,3 +358,49 @@ def test_drain_takes_the_entries_already_paused_from_before_the_window():
     done = dr.drain([console], deadline_seconds=1, flags=flags, poll_interval=0.001)
     assert done['consoles'][0]['already_paused'] == ['db'] and done['consoles'][0]['paused'] == []
     assert console.paused_by_us == set()
+
+
+@pytest.mark.parametrize('text, lost', [
+    ('pgbouncer1 (10.0.0.1:6432): RESUME fdtdemo failed: server closed the connection unexpectedly This probably '
+     'means the server terminated abnormally', True),
+    ('pgbouncer1: SHOW DATABASES failed: connection already closed', True),
+    ('pgbouncer1: RESUME fdtdemo failed: ERROR: no such database: fdtdemo', False),
+    ('pgbouncer1: fdtdemo still paused or disabled after RESUME/ENABLE: check the pgbouncer log', False),
+    ('pgbouncer1: RESUME fdtdemo: no answer within 5 s', False),
+    ('', False),
+])
+def test_connection_lost_tells_a_gone_process_from_a_refusal(text, lost):
+    assert pc.connection_lost(text) is lost
+
+
+class RestartedConsole(pc.Console):
+    """A console whose process restarted mid-window: the RESUMEs on the PAUSE connections
+    fail with a lost connection while the console's own connection still looks open."""
+
+    def __init__(self, error):
+        pc.Console.__init__(self, {'name': 'pgbouncer1', 'host': '10.0.0.1', 'port': 6432})
+        self.conn = type('Conn', (), {'closed': 0})()
+        self.error, self.calls, self.reopened = error, 0, 0
+
+    def reopen(self):
+        self.reopened += 1
+        return self
+
+    def resume(self, entries=None, verify=True):
+        self.calls += 1
+        if self.calls == 1:
+            raise pc.ConsoleError(self.error)
+        return {'host': self.label, 'resumed': [], 'enabled': [], 'maxwait_ms': None}
+
+
+def test_resume_reconnects_when_the_process_is_gone_though_the_console_looks_open():
+    console = RestartedConsole('pgbouncer1: RESUME fdtdemo failed: server closed the connection unexpectedly')
+    result = console.resume_reconnecting(verify=False)
+    assert result['reconnected'] is True and console.reopened == 1 and console.calls == 2
+
+
+def test_resume_does_not_retry_what_a_live_pgbouncer_refused():
+    console = RestartedConsole('pgbouncer1: fdtdemo still paused or disabled after RESUME/ENABLE')
+    with pytest.raises(pc.ConsoleError):
+        console.resume_reconnecting(verify=False)
+    assert console.reopened == 0 and console.calls == 1
