@@ -116,6 +116,16 @@ def result_parts(result):
     return task, host, (result._result if data is None else data)
 
 
+def is_routine_check(record):
+    """True for a phase that only confirmed what the one before it did: the check
+    after the resume (``resume_verify``) that found every entry resumed and
+    enabled. The quiet screen leaves its live line out; the table and the JSON
+    report keep it, and a check that had to act, or failed, is shown."""
+    detail = record.get('detail') if isinstance(record.get('detail'), dict) else {}
+    return (record.get('phase') == 'resume_verify' and record.get('status') == 'ok'
+            and not detail.get('resumed') and not detail.get('enabled'))
+
+
 class CallbackModule(DefaultCallback):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = 'aggregate'
@@ -229,6 +239,8 @@ class CallbackModule(DefaultCallback):
         self._entries.extend(entries)
         phases = [(p, e) for e in entries for p in e['phases']]
         for record, entry in phases:
+            if self._quiet and is_routine_check(record):
+                continue
             # A failed phase without its own error shows the task's message (with -v;
             # without it the error is printed once, at the end).
             fallback = entry['msg'] if entry['failed'] else None

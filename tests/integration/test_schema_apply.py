@@ -613,7 +613,7 @@ def test_role_applies_lab_patches_then_does_nothing_and_check_mode_plans_only(cl
     assert [r['changed'] for r in result['results']] == [False, False, False]
 
     (tmp_path / 'patches' / 'patch-2300-04-0.sql').write_text('ALTER TABLE fdt_item\n  ADD COLUMN x nosuchtype;\n')
-    run, dummy = run_role(cluster, tmp_path, patch_dir, '-e', 'schema_apply_state=cold')
+    run, dummy = run_role(cluster, tmp_path, patch_dir, '-e', 'schema_apply_phase=cold')
     assert run.returncode != 0
     assert 'patch-2300-04-0.sql line 2: type "nosuchtype" does not exist' in run.stdout
     assert 'Traceback' not in run.stdout + run.stderr

@@ -120,3 +120,47 @@ def test_the_old_drain_entries_variable_is_still_read_and_warned_about(tmp_path)
         assert proc.returncode == 0, output
         assert out.read_text() == '["app_rw"]', role
         assert 'fastdowntime_pgbouncer_databases is renamed fastdowntime_drain_entries' in output, output
+
+
+PHASE_PLAY = '''
+- hosts: localhost
+  gather_facts: false
+  vars:
+    schema_apply_state: cold
+    fastdowntime_db_name: app
+    fastdowntime_patch_dir: /nonexistent
+  vars_files:
+    - %(defaults)s
+  tasks:
+    - name: The role warns about the old name before it checks the inventory
+      block:
+        - name: Apply the schema patches
+          ansible.builtin.include_role:
+            name: fastdowntime.postgresql.schema_apply
+      rescue:
+        - name: This inventory has no fastdowntime groups
+          ansible.builtin.assert:
+            that: "'no group fastdowntime_primary' in ansible_failed_result.msg"
+    - name: The role reads the old name through the new one
+      ansible.builtin.copy:
+        content: "{{ schema_apply_phase }}"
+        dest: %(out)s
+        mode: '0600'
+'''
+
+
+def test_the_old_schema_apply_state_variable_is_still_read_and_warned_about(tmp_path):
+    out = tmp_path / 'out.txt'
+    (tmp_path / 'play.yml').write_text(PHASE_PLAY % dict(
+        defaults=os.path.join(REPO, 'roles', 'schema_apply', 'defaults', 'main.yml'), out=out))
+    env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
+    env.update(ANSIBLE_CONFIG=str(tmp_path / 'none.cfg'),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'),
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'), ANSIBLE_NOCOLOR='1',
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', 'localhost,', '-c', 'local', str(tmp_path / 'play.yml')],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
+    output = ' '.join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 0, output
+    assert out.read_text() == 'cold'
+    assert 'schema_apply_state is renamed schema_apply_phase' in output, output

@@ -449,3 +449,20 @@ def test_the_report_path_comes_from_the_play_that_ran_the_deploy(display, tmp_pa
     callback.v2_playbook_on_play_start(FakePlay({}))
     callback.v2_playbook_on_stats(FakeStats())
     assert json.loads((tmp_path / 'r.json').read_text())['phases'][0]['phase'] == 'drain'
+
+
+def test_quiet_run_leaves_out_a_resume_check_that_found_nothing_to_do(display):
+    callback = make_callback(display, stdout=True)
+    run_outage(callback, {'changed': True, 'phases': [
+        phase('resume', 'pgbouncer1', 0.0, 0.001, 9000),
+        phase('resume_verify', 'pgbouncer1', 0.001, 0.0002, 9000, resumed=[], enabled=[]),
+        phase('resume_verify', 'pgbouncer2', 0.001, 0.0003, 9000, resumed=['app_rw'], enabled=[]),
+    ]})
+    assert display.lines == [
+        '[timeline] end resume on pgbouncer1: ok in 1.0 ms, budget left 9.00 s',
+        '[timeline] end resume_verify on pgbouncer2: ok in 0.3 ms, budget left 9.00 s',
+    ]
+    loud = FakeDisplay()
+    run_outage(make_callback(loud), {'changed': True, 'phases': [
+        phase('resume_verify', 'pgbouncer1', 0.0, 0.0002, 9000, resumed=[], enabled=[])]})
+    assert loud.lines == ['[timeline] end resume_verify on pgbouncer1: ok in 0.2 ms, budget left 9.00 s']
