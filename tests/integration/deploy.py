@@ -93,13 +93,22 @@ def assert_nothing_lost(lab, load):
     assert load.missing_commits(lab.primary_dsn()) == []
 
 
-def assert_disarmed(lab, hosts=('pgbouncer1', 'pgbouncer2')):
+def assert_disarmed(lab, hosts=('pgbouncer1', 'pgbouncer2'), within=0.0):
     """No dead-man switch left armed: no watchdog pidfile in any pgbouncer host's state dir
-    (one per pgbouncer process)."""
-    for host in hosts:
-        run_dir = os.path.join(lab.lab_dir, 'hosts', host, 'run')
-        left = [name for name in os.listdir(run_dir) if name.startswith('fastdowntime-pgbouncer-watchdog')]
-        assert left == [], (host, left)
+    (one per pgbouncer process). ``within`` (seconds): a switch that fired by itself (the
+    controller was killed) confirms the RESUME on its next poll and only then exits and
+    removes its pidfile, so it is given that long."""
+    deadline = time.monotonic() + within
+    while True:
+        left = []
+        for host in hosts:
+            run_dir = os.path.join(lab.lab_dir, 'hosts', host, 'run')
+            left += [(host, name) for name in os.listdir(run_dir)
+                     if name.startswith('fastdowntime-pgbouncer-watchdog')]
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    assert left == [], left
 
 
 SECRETS = ('deploy-secret', 'admin-secret', 'app-secret', 'repl-secret')

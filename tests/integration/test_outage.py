@@ -12,8 +12,8 @@ import pytest
 
 import scenarios
 from deploy import (
-    REVISION_TABLE, assert_all_resumed, assert_nothing_lost, pg_one, run_playbook, table_exists, unique_major,
-    write_patches)
+    REVISION_TABLE, assert_all_resumed, assert_disarmed, assert_nothing_lost, pg_one, run_playbook, table_exists,
+    unique_major, write_patches)
 
 pytestmark = pytest.mark.usefixtures('scratch')
 
@@ -129,6 +129,8 @@ def test_controller_killed_inside_outage_dead_man_switch_resumes(healthy_lab, tm
     assert run.facts['resumed_after'] <= run.facts['budget'] + run.facts['grace'] + 1.5, run.facts
     assert_all_resumed(lab)
     assert_nothing_lost(lab, load)
+    # Each switch that fired exits by itself on its next poll: nothing is left armed.
+    assert_disarmed(lab, within=5.0)
     written = ''
     for path, size in zip(logs, sizes):
         with open(path) as handle:
