@@ -104,19 +104,25 @@ ROLE_PLAY = '''
 '''
 
 
+def run_local_play(tmp_path):
+    """ansible-playbook on tmp_path/play.yml against localhost, with this checkout's collection and
+    no ansible.cfg: (the completed process, its output on one line)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
+    env.update(ANSIBLE_CONFIG=str(tmp_path / 'none.cfg'),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'),
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'), ANSIBLE_NOCOLOR='1',
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', 'localhost,', '-c', 'local', str(tmp_path / 'play.yml')],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
+    return proc, ' '.join((proc.stdout + proc.stderr).split())
+
+
 def test_the_old_drain_entries_variable_is_still_read_and_warned_about(tmp_path):
     out = tmp_path / 'out.json'
     for role in ('outage', 'preflight', 'pgbouncer_drain'):
         (tmp_path / 'play.yml').write_text(ROLE_PLAY % dict(
             defaults=os.path.join(REPO, 'roles', role, 'defaults', 'main.yml'), out=out))
-        env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
-        env.update(ANSIBLE_CONFIG=str(tmp_path / 'none.cfg'),
-                   ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'),
-                   ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'), ANSIBLE_NOCOLOR='1',
-                   ANSIBLE_PYTHON_INTERPRETER=sys.executable)
-        proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', 'localhost,', '-c', 'local', str(tmp_path / 'play.yml')],
-                              cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
-        output = ' '.join((proc.stdout + proc.stderr).split())
+        proc, output = run_local_play(tmp_path)
         assert proc.returncode == 0, output
         assert out.read_text() == '["app_rw"]', role
         assert 'fastdowntime_pgbouncer_databases is renamed fastdowntime_drain_entries' in output, output
@@ -153,14 +159,7 @@ def test_the_old_schema_apply_state_variable_is_still_read_and_warned_about(tmp_
     out = tmp_path / 'out.txt'
     (tmp_path / 'play.yml').write_text(PHASE_PLAY % dict(
         defaults=os.path.join(REPO, 'roles', 'schema_apply', 'defaults', 'main.yml'), out=out))
-    env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
-    env.update(ANSIBLE_CONFIG=str(tmp_path / 'none.cfg'),
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'),
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_PYTHON_INTERPRETER=sys.executable)
-    proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', 'localhost,', '-c', 'local', str(tmp_path / 'play.yml')],
-                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
-    output = ' '.join((proc.stdout + proc.stderr).split())
+    proc, output = run_local_play(tmp_path)
     assert proc.returncode == 0, output
     assert out.read_text() == 'cold'
     assert 'schema_apply_state is renamed schema_apply_phase' in output, output
