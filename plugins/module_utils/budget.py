@@ -199,10 +199,12 @@ class BudgetClock:
     @contextmanager
     def phase(self, name, host=None, detail=None):
         """Time a phase; it is recorded whether it ends well or not."""
-        record = phase_record(name, host=host, start_offset_ms=self.elapsed() * 1000, started_at=self._wall(),
-                              detail=detail)
-        self.phases.append(record)
         began = self._clock()
+        started = self.started
+        record = phase_record(name, host=host, start_offset_ms=(began - self.started_mono) * 1000 if started else 0.0,
+                              detail=detail)
+        record['started_at'] = self.started_wall + record['start_offset_ms'] / 1000.0 if started else self._wall()
+        self.phases.append(record)
         try:
             yield record
         except BaseException as exc:
@@ -212,18 +214,23 @@ class BudgetClock:
         else:
             record['status'] = 'ok'
         finally:
+            # One reading of the clock for the duration and the budget left, both
+            # from the record's rounded start and duration: rows sorted by their
+            # end have their budget left going down, even when threads close
+            # phases at the same moment.
             record['duration_ms'] = round((self._clock() - began) * 1000, 1)
-            record['budget_left_ms'] = round(self.remaining() * 1000, 1) if self.started else None
+            record['budget_left_ms'] = self._left_after(record) if started else None
+
+    def _left_after(self, record):
+        return round(self.budget.seconds * 1000 - record['start_offset_ms'] - record['duration_ms'], 1)
 
     def add_phase(self, name, host, start_offset_ms, duration_ms, detail=None):
         """Record a phase timed elsewhere (e.g. by the server, inside one round
         trip): offsets and durations in ms from the clock's start."""
-        start_offset_ms = max(float(start_offset_ms), 0.0)
-        record = phase_record(name, host=host, start_offset_ms=start_offset_ms,
-                              started_at=(self.started_wall or self._wall()) + start_offset_ms / 1000.0,
-                              duration_ms=duration_ms,
-                              budget_left_ms=self.budget.seconds * 1000 - start_offset_ms - float(duration_ms),
-                              status='ok', detail=detail)
+        record = phase_record(name, host=host, start_offset_ms=max(float(start_offset_ms), 0.0),
+                              duration_ms=duration_ms, status='ok', detail=detail)
+        record['started_at'] = (self.started_wall or self._wall()) + record['start_offset_ms'] / 1000.0
+        record['budget_left_ms'] = self._left_after(record)
         self.phases.append(record)
         return record
 

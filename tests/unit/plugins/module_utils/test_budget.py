@@ -227,6 +227,38 @@ def test_phases_keep_their_order_and_offsets(fake):
     assert [p['budget_left_ms'] for p in clock.phases] == [9900.0, 9600.0, 9550.0]
 
 
+class TickingTime(FakeTime):
+    """A clock that moves 13 us at every reading, as a real one does between two reads."""
+
+    def monotonic(self):
+        self.advance(0.000013)
+        return self.mono
+
+
+def test_phases_closed_at_the_same_moment_end_in_the_order_their_budget_goes_down():
+    # Two pgbouncers' resumes close on two threads within microseconds; the
+    # report sorts rows by started_at + duration_ms, and the budget left must
+    # go down in that order (CI once saw 9984.4 before 9984.5): each record's
+    # budget left is what its own start and duration leave, to the 0.1 ms.
+    fake = TickingTime()
+    clock = make_clock(fake).start()
+    fake.advance(0.01523)
+    first = clock.phase('resume', host='pgbouncer1')
+    second = clock.phase('resume', host='pgbouncer2')
+    first.__enter__()
+    second.__enter__()
+    fake.advance(0.00231)
+    second.__exit__(None, None, None)
+    first.__exit__(None, None, None)
+    clock.add_phase('commit', 'primary', 17.56, 0.04)
+    records = sorted(clock.phases, key=lambda r: r['started_at'] + r['duration_ms'] / 1000.0)
+    for record in records:
+        assert record['budget_left_ms'] == round(10000 - record['start_offset_ms'] - record['duration_ms'], 1)
+        assert record['started_at'] == pytest.approx(clock.started_wall + record['start_offset_ms'] / 1000.0, abs=1e-6)
+    left = [r['budget_left_ms'] for r in records]
+    assert left == sorted(left, reverse=True)
+
+
 def test_phase_before_start_has_no_budget_left(fake):
     clock = make_clock(fake)
     with clock.phase('pre-flight', host='primary'):
