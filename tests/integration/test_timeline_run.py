@@ -89,10 +89,15 @@ def test_aborted_run_prints_phases_and_writes_the_report_from_the_play_variable(
     assert [(p['phase'], p['status']) for p in report['phases']] == [
         ('pre-flight', 'ok'), ('drain', 'ok'), ('schema application', 'failed'), ('rollback', 'ok'), ('resume', 'ok')]
     assert report['phases'][0]['start_offset_ms'] < 0  # before the drain started
-    assert report['phases'][1]['start_offset_ms'] == 0.0
+    # The drain opens the outage: it starts at the clock's start, before the schema application
+    # (not asserted to the 0.1 ms: a loaded host may run the module's loop in between).
+    assert 0.0 <= report['phases'][1]['start_offset_ms'] < report['phases'][2]['start_offset_ms']
     assert report['budget_ms'] == 3000.0
-    # drain start -> end of resume: the sleeps of drain, schema application, rollback, resume.
-    assert 280 <= report['outage']['outage_ms'] < 1500
+    # drain start -> end of resume: at least the sleeps of drain, schema application, rollback,
+    # resume, and what the rows say, to their rounding.
+    resume = report['phases'][4]
+    assert report['outage']['outage_ms'] >= 280
+    assert abs(report['outage']['outage_ms'] - (resume['start_offset_ms'] + resume['duration_ms'])) <= 0.3
     assert report['outage']['max_client_wait_ms'] == 290.0
     assert report['patches'] == [{'file': 'patch-2211-01-0.sql', 'duration_ms': 150.0}]
     assert report['standby_replay_ms'] == {}  # replica sync never ran
