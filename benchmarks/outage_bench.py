@@ -123,7 +123,7 @@ def one_inventory(tmp):
   children:
     fastdowntime_primary: {hosts: {primary: {ansible_host: "{{ fdt_lab_subnet }}.10"}}}
     fastdowntime_standbys:
-      hosts: {standby1: {ansible_host: "{{ fdt_lab_subnet }}.11", fastdowntime_standby_pgbouncer_databases: ["pgbouncer1:fdtdemo_ro"]}}
+      hosts: {standby1: {ansible_host: "{{ fdt_lab_subnet }}.11", fastdowntime_standby_pgbouncer_entries: ["pgbouncer1:fdtdemo_ro"]}}
     fastdowntime_pgbouncers: {hosts: {pgbouncer1: {ansible_host: "{{ fdt_lab_subnet }}.21"}}}
 ''')
     os.symlink(os.path.join(REPO, 'inventories', 'lab', 'group_vars'), os.path.join(tmp, 'group_vars'))
@@ -446,8 +446,8 @@ def lab_endpoints():
                 'password': 'deploy-secret', 'ssl_mode': 'disable'}
     pgbouncers = [n for n, h in hosts.items() if h['role'] == 'pgbouncer']
     return {'primary': pg('primary'),
-            'standbys': [dict(pg(n), pgbouncer_databases=['%s:fdtdemo_ro' % p for p in pgbouncers
-                                                          if hosts[p].get('standby') == n])
+            'standbys': [dict(pg(n), pgbouncer_entries=['%s:fdtdemo_ro' % p for p in pgbouncers
+                                                        if hosts[p].get('standby') == n])
                          for n, h in hosts.items() if h['role'] == 'standby'],
             'pgbouncers': [{'name': n, 'host': hosts[n]['addr'], 'port': 6432, 'user': 'fdt_admin',
                             'password': 'admin-secret', 'ssl_mode': 'disable'} for n in pgbouncers]}

@@ -70,12 +70,14 @@ options:
         description: Seconds to wait for the connection.
         type: int
         default: 5
-      pgbouncer_databases:
+      pgbouncer_entries:
         description:
           - For a standby, the pgbouncer entries that serve it - C(entry) on every pgbouncer or C(pgbouncer:entry)
             (C(name) of that pgbouncer's console). Ignored for the primary.
+          - The alias O(primary.pgbouncer_databases) is deprecated and will be removed in 1.0.0.
         type: list
         elements: str
+        aliases: [pgbouncer_databases]
         default: []
       standby_application_name:
         description:
@@ -129,12 +131,14 @@ options:
         description: Seconds to wait for the connection.
         type: int
         default: 5
-      pgbouncer_databases:
+      pgbouncer_entries:
         description:
           - For a standby, the pgbouncer entries that serve it - C(entry) on every pgbouncer or C(pgbouncer:entry)
             (C(name) of that pgbouncer's console). Ignored for the primary.
+          - The alias O(standbys[].pgbouncer_databases) is deprecated and will be removed in 1.0.0.
         type: list
         elements: str
+        aliases: [pgbouncer_databases]
         default: []
       standby_application_name:
         description:

@@ -16,8 +16,9 @@ description:
   - Turns a list of inventory host names into the endpoint dictionaries the collection's modules take,
     reading each host's C(fastdowntime_pg_*) (I(kind=pg)) or C(fastdowntime_pgbouncer_*) (I(kind=pgbouncer))
     variables. C(host) defaults to C(ansible_host), then the inventory name; C(name) is the inventory name.
-  - For I(kind=pg), each endpoint also carries C(pgbouncer_databases) from
-    C(fastdowntime_standby_pgbouncer_databases) (the pgbouncer entries that serve that standby).
+  - For I(kind=pg), each endpoint also carries C(pgbouncer_entries) from
+    C(fastdowntime_standby_pgbouncer_entries) (the pgbouncer entries that serve that standby), or from its deprecated
+    old name C(fastdowntime_standby_pgbouncer_databases), read until 1.0.0 when the new one is not set.
   - For I(kind=pgbouncer), a host with C(fastdowntime_pgbouncer_consoles) (several pgbouncer processes sharing
     a port with C(so_reuseport)) gives one endpoint per process - C(unix_socket_dir) that process's, C(host)
     the item's C(host) or that directory, C(port) the item's or the host's; C(fastdowntime_pgbouncer_probe_user)

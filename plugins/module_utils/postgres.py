@@ -25,6 +25,22 @@ except ImportError as exc:  # pragma: no cover - depends on the host
     HAS_PSYCOPG2 = False
     PSYCOPG2_IMPORT_ERROR = exc
 
+# Renamed options keep their old names as deprecated aliases until this version
+# (Ansible warns when one is used): specs.py's shared options and ENDPOINT_SPEC's.
+DEPRECATED_REMOVED_IN = '1.0.0'
+COLLECTION = 'fastdowntime.postgresql'
+
+
+def deprecated_alias(name):
+    """An Ansible ``deprecated_aliases`` item for an option's old name."""
+    return dict(name=name, version=DEPRECATED_REMOVED_IN, collection_name=COLLECTION)
+
+
+def renamed(spec, old_name):
+    """``spec`` (an option) that still accepts ``old_name``, with a deprecation warning."""
+    return dict(spec, aliases=[old_name], deprecated_aliases=[deprecated_alias(old_name)])
+
+
 # One endpoint: a PostgreSQL server or a pgbouncer admin console.
 ENDPOINT_SPEC = dict(
     name=dict(type='str', required=False),
@@ -38,7 +54,7 @@ ENDPOINT_SPEC = dict(
     ca_cert=dict(type='path'),
     connect_timeout=dict(type='int', default=5),
     # Standbys only: the pgbouncer entries that serve them ("entry" or "pgbouncer:entry").
-    pgbouncer_databases=dict(type='list', elements='str', default=[]),
+    pgbouncer_entries=renamed(dict(type='list', elements='str', default=[]), 'pgbouncer_databases'),
     # Standbys only: the application_name its upstream shows for it, when the
     # facts (slot, its own application_name, its address) cannot tell (replication.py).
     standby_application_name=dict(type='str'),
@@ -47,7 +63,7 @@ ENDPOINT_SPEC = dict(
 # A pgbouncer admin console: an endpoint on pgbouncer's port, always database "pgbouncer".
 # Documented with ENDPOINT_SPEC in the doc fragment fastdowntime.postgresql.connection.
 CONSOLE_SPEC = dict((k, v) for k, v in ENDPOINT_SPEC.items()
-                    if k not in ('pgbouncer_databases', 'standby_application_name'))
+                    if k not in ('pgbouncer_entries', 'standby_application_name'))
 CONSOLE_SPEC['port'] = dict(type='int', default=6432)
 # The unix_socket_dir of the one pgbouncer process this console reaches (several
 # processes sharing a port with so_reuseport), and the client login of the

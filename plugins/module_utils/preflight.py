@@ -42,7 +42,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
     classify_connections, server_pids)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
-    resolve_addresses, standby_entries_by_pgbouncer)
+    STANDBY_ENTRIES_VAR, resolve_addresses, standby_entries_by_pgbouncer)
 
 try:
     import psycopg2
@@ -562,9 +562,8 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
     if paused or silent or (state and (state.get('paused') or state.get('suspended'))):
         actions.append('another deploy or tool paused it, or one did not resume: once sure, RESUME on %s' % label)
     if missing_standby_entries:
-        problems.append('no such entry for fastdowntime_standby_pgbouncer_databases: %s'
-                        % ', '.join(missing_standby_entries))
-        actions.append('fix fastdowntime_standby_pgbouncer_databases or the pgbouncer [databases] section')
+        problems.append('no such entry for %s: %s' % (STANDBY_ENTRIES_VAR, ', '.join(missing_standby_entries)))
+        actions.append('fix %s or the pgbouncer [databases] section' % STANDBY_ENTRIES_VAR)
     if problems:
         return finding('pgbouncer', FAIL, '%s: %s' % (label, '; '.join(problems)), host=label, evidence=evidence,
                        action='; '.join(actions))

@@ -26,23 +26,9 @@ __metaclass__ = type
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
     DEFAULT_BUDGET_SECONDS, DEFAULT_RESERVE_SECONDS)
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import endpoint_argument_spec
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import endpoint_argument_spec, renamed
 
 DEFAULT_REVISION_TABLE = 'fastdowntime.schema_revision'
-
-# The deprecated spellings of renamed options are removed in this version.
-DEPRECATED_REMOVED_IN = '1.0.0'
-COLLECTION = 'fastdowntime.postgresql'
-
-
-def deprecated_alias(name):
-    """An Ansible ``deprecated_aliases`` item for an option's old name."""
-    return dict(name=name, version=DEPRECATED_REMOVED_IN, collection_name=COLLECTION)
-
-
-def renamed(spec, old_name):
-    """``spec`` (an option) that still accepts ``old_name``, with a deprecation warning."""
-    return dict(spec, aliases=[old_name], deprecated_aliases=[deprecated_alias(old_name)])
 
 
 DEPLOY_TARGET_SPEC = dict(

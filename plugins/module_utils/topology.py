@@ -16,7 +16,7 @@ one place.
 - **endpoints -> addresses**: ``resolve_addresses`` (the pgbouncer hosts'
   addresses, so a connection from one is never taken for a direct client).
 - **endpoints -> entries**: each standby endpoint lists in
-  ``pgbouncer_databases`` the pgbouncer entries (SHOW DATABASES ``name``) that
+  ``pgbouncer_entries`` the pgbouncer entries (SHOW DATABASES ``name``) that
   serve it, as ``entry`` (on every pgbouncer) or ``pgbouncer:entry``;
   ``standby_entries_by_pgbouncer`` reads that list, ``serving_entries`` /
   ``split_entries`` sort a pgbouncer's deploy entries into read-only (some
@@ -35,6 +35,11 @@ import socket
 
 DEFAULT_PORT = {'pg': 5432, 'pgbouncer': 6432}
 
+# A standby's serving entries: the inventory variable, and its old name, still
+# read (the playbooks' inventory check warns) until 1.0.0.
+STANDBY_ENTRIES_VAR = 'fastdowntime_standby_pgbouncer_entries'
+STANDBY_ENTRIES_OLD_VAR = 'fastdowntime_standby_pgbouncer_databases'
+
 
 class TopologyError(ValueError):
     """The inventory cannot be turned into endpoints; str() names the host and the fix."""
@@ -49,8 +54,8 @@ def endpoints(hosts, hostvars, kind='pg'):
     ``fastdowntime_pg_*``) or ``pgbouncer`` (admin consoles,
     ``fastdowntime_pgbouncer_*``). ``host`` defaults to ``ansible_host``, then
     the inventory name; ``name`` is the inventory name. A pg endpoint carries
-    ``pgbouncer_databases`` (``fastdowntime_standby_pgbouncer_databases``) and,
-    when set, ``standby_application_name``. Raises TopologyError.
+    ``pgbouncer_entries`` (``standby_entries_variable``) and, when set,
+    ``standby_application_name``. Raises TopologyError.
     """
     if kind not in DEFAULT_PORT:
         raise TopologyError('endpoints: kind must be pg or pgbouncer, not %r' % (kind,))
@@ -77,7 +82,7 @@ def endpoints(hosts, hostvars, kind='pg'):
             'connect_timeout': int(var('connect_timeout', 5)),
         }
         if kind == 'pg':
-            endpoint['pgbouncer_databases'] = list(hv.get('fastdowntime_standby_pgbouncer_databases') or [])
+            endpoint['pgbouncer_entries'] = standby_entries_variable(hv)
             if hv.get('fastdowntime_standby_application_name'):
                 endpoint['standby_application_name'] = hv['fastdowntime_standby_application_name']
             result.append(endpoint)
@@ -86,6 +91,16 @@ def endpoints(hosts, hostvars, kind='pg'):
             endpoint.update(probe_user=var('probe_user'), probe_password=var('probe_password'))
         result.extend(pgbouncer_processes(name, endpoint, hv.get('fastdowntime_pgbouncer_consoles')))
     return result
+
+
+def standby_entries_variable(hv):
+    """A database host's serving entries from its variables ``hv``: the list
+    ``fastdowntime_standby_pgbouncer_entries``, else its old name's (a copy; []
+    when neither is set)."""
+    value = hv.get(STANDBY_ENTRIES_VAR)
+    if value is None:
+        value = hv.get(STANDBY_ENTRIES_OLD_VAR)
+    return list(value or [])
 
 
 def pgbouncer_processes(name, endpoint, consoles):
@@ -130,12 +145,12 @@ def standby_name(standby):
 
 def standby_entries_by_pgbouncer(standbys, pgbouncer_names):
     """{standby name: {pgbouncer name: [entries]}} from each standby's
-    ``pgbouncer_databases`` ("entry" on every pgbouncer of
+    ``pgbouncer_entries`` ("entry" on every pgbouncer of
     ``pgbouncer_names``, or "pgbouncer:entry")."""
     mapping = {}
     for standby in standbys:
         per = {}
-        for item in standby.get('pgbouncer_databases') or []:
+        for item in standby.get('pgbouncer_entries') or []:
             if ':' in item:
                 bouncer, entry = item.split(':', 1)
                 targets = [bouncer]
@@ -161,7 +176,7 @@ def split_entries(entries_by_pgbouncer, standbys):
     """({pgbouncer: read-write entries}, {pgbouncer: read-only entries}).
 
     ``entries_by_pgbouncer``: the deploy's entries found on each pgbouncer. An
-    entry is read-only when some standby lists it in ``pgbouncer_databases``
+    entry is read-only when some standby lists it in ``pgbouncer_entries``
     for that pgbouncer; every other deploy entry is read-write (the primary's).
     Standby entries that are not deploy entries are ignored: they were never
     going to be drained.

@@ -52,7 +52,7 @@ description:
     address - users in O(system_users) are ignored, O(fragile_users) fail (stop them first), O(killable_users)
     are listed (the outage terminates them as it starts), anyone else fails.
   - C(pgbouncer) - every admin console answers as an admin, has the deploy's entries (and those named by the
-    standbys' C(pgbouncer_databases)), and none of them is already paused. pgbouncer 1.18 shows no global PAUSE;
+    standbys' C(pgbouncer_entries)), and none of them is already paused. pgbouncer 1.18 shows no global PAUSE;
     from 1.19 on SHOW STATE is read as well.
   - C(lint) - one finding per statement of each pending patch, classified with the PostgreSQL parser and priced
     with the primary's live table sizes (module M(fastdowntime.postgresql.patch_lint), docs/lint.md); an C(error)

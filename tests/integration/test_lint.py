@@ -59,7 +59,7 @@ def patch_dir(tmp_path):
 
 
 def endpoints(lab):
-    standbys = [dict(lab.pg(name), pgbouncer_databases=['%s:%s_ro' % (bouncer, lab.db_name)])
+    standbys = [dict(lab.pg(name), pgbouncer_entries=['%s:%s_ro' % (bouncer, lab.db_name)])
                 for name, bouncer in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
     return dict(primary=lab.pg('primary'), standbys=standbys,
                 pgbouncers=[lab.pgbouncer('pgbouncer1'), lab.pgbouncer('pgbouncer2')], db_name=lab.db_name)

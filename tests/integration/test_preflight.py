@@ -57,7 +57,7 @@ def run(lab, patch_dir, **options):
     standbys = []
     for name in ('standby1', 'standby2'):
         bouncer = 'pgbouncer1' if name == 'standby1' else 'pgbouncer2'
-        standbys.append(dict(lab.pg(name), pgbouncer_databases=['%s:%s_ro' % (bouncer, lab.db_name)]))
+        standbys.append(dict(lab.pg(name), pgbouncer_entries=['%s:%s_ro' % (bouncer, lab.db_name)]))
     kwargs = dict(primary=lab.pg('primary'), standbys=standbys,
                   pgbouncers=[lab.pgbouncer('pgbouncer1'), lab.pgbouncer('pgbouncer2')], db_name=lab.db_name,
                   patch_dir=patch_dir, budget_seconds=10, revision_table=REVISION_TABLE, max_lag_seconds=10)

@@ -31,7 +31,7 @@ def preflight_findings(lab, patch_dir, check, host_key=None):
     def pg(host):
         endpoint = lab.pg(host)
         return dict(endpoint, host=lab.hosts[host][host_key]) if host_key else endpoint
-    standbys = [dict(pg(name), pgbouncer_databases=['%s:%s_ro' % (pgb, lab.db_name)])
+    standbys = [dict(pg(name), pgbouncer_entries=['%s:%s_ro' % (pgb, lab.db_name)])
                 for name, pgb in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
     result = Preflight(primary=pg('primary'), standbys=standbys,
                        pgbouncers=[lab.pgbouncer('pgbouncer1'), lab.pgbouncer('pgbouncer2')], db_name=lab.db_name,
@@ -308,7 +308,7 @@ def test_a_connection_lost_between_checks_is_one_finding_naming_the_host(healthy
 
     monkeypatch.setattr(Preflight, '_check_replay', cut_then_check)
     try:
-        standbys = [dict(lab.pg(name), pgbouncer_databases=['%s:%s_ro' % (pgb, lab.db_name)])
+        standbys = [dict(lab.pg(name), pgbouncer_entries=['%s:%s_ro' % (pgb, lab.db_name)])
                     for name, pgb in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
         result = Preflight(primary=lab.pg('primary'), standbys=standbys,
                            pgbouncers=[lab.pgbouncer('pgbouncer1'), lab.pgbouncer('pgbouncer2')],

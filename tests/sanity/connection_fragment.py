@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write plugins/doc_fragments/connection.py from the endpoint argument specs.
 
-The endpoint options' sub-options (type, default, choices, required, elements) are read from
+The endpoint options' sub-options (type, default, choices, required, elements, aliases) are read from
 plugins/module_utils/postgres.py ENDPOINT_SPEC (PostgreSQL servers) and CONSOLE_SPEC (pgbouncer admin
 consoles); only their descriptions are written here. ansible-test wants each fragment as one string
 literal, so the fragment is generated, not composed at import time.
@@ -33,8 +33,9 @@ DESCRIPTIONS = {
     'ssl_mode': "libpq's C(sslmode).",
     'ca_cert': "CA certificate file (libpq's C(sslrootcert)) for O({opt}.ssl_mode=verify-ca) and O({opt}.ssl_mode=verify-full).",
     'connect_timeout': 'Seconds to wait for the connection.',
-    'pgbouncer_databases': ['For a standby, the pgbouncer entries that serve it - C(entry) on every pgbouncer or '
-                            "C(pgbouncer:entry) (C(name) of that pgbouncer's console). Ignored for the primary."],
+    'pgbouncer_entries': ['For a standby, the pgbouncer entries that serve it - C(entry) on every pgbouncer or '
+                          "C(pgbouncer:entry) (C(name) of that pgbouncer's console). Ignored for the primary.",
+                          'The alias O({opt}.pgbouncer_databases) is deprecated and will be removed in 1.0.0.'],
     'standby_application_name': ["For a standby, the C(application_name) its upstream's C(pg_stat_replication) shows "
                                  'for it; only needed when its slot, its own application name and its address cannot '
                                  'tell it apart. Ignored for the primary.'],
@@ -137,6 +138,8 @@ def option_yaml(name, spec, list_of, description, required, descriptions):
             lines.append('        elements: %s' % sub['elements'])
         if sub.get('required'):
             lines.append('        required: true')
+        if sub.get('aliases'):
+            lines.append('        aliases: %s' % scalar(sub['aliases']))
         if 'choices' in sub:
             lines.append('        choices: %s' % scalar(sub['choices']))
         if sub.get('default') is not None:

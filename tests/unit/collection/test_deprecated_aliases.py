@@ -43,6 +43,24 @@ def test_the_old_name_still_sets_the_option_and_is_deprecated(module, required, 
     assert not ArgumentSpecValidator(spec).validate(dict(required, **{new: value}))._deprecations
 
 
+# The modules whose standbys carry the entries serving them (a suboption renamed).
+STANDBY_MODULES = [('outage', TARGET), ('preflight', TARGET), ('schema_apply', TARGET),
+                   ('lockstep', {'primary': ENDPOINT, 'db_name': 'app', 'apps': []})]
+
+
+@pytest.mark.parametrize('module, required', STANDBY_MODULES, ids=[m[0] for m in STANDBY_MODULES])
+def test_a_standbys_old_pgbouncer_databases_still_sets_its_entries_and_is_deprecated(module, required):
+    spec = importlib.import_module(MODULES + module).argument_spec()
+    standby = dict(ENDPOINT, host='10.0.0.11')
+    result = ArgumentSpecValidator(spec).validate(dict(required, standbys=[
+        dict(standby, pgbouncer_entries=['app_ro']), dict(standby, pgbouncer_databases=['b1:app_ro'])]))
+    assert result.error_messages == []
+    assert [s['pgbouncer_entries'] for s in result.validated_parameters['standbys']] == [['app_ro'], ['b1:app_ro']]
+    [deprecation] = result._deprecations
+    assert deprecation['msg'].startswith("Alias 'standbys[1].pgbouncer_databases' is deprecated")
+    assert (deprecation['version'], deprecation['collection_name']) == ('1.0.0', 'fastdowntime.postgresql')
+
+
 PLAY = '''
 - hosts: localhost
   gather_facts: false
@@ -104,15 +122,15 @@ ROLE_PLAY = '''
 '''
 
 
-def run_local_play(tmp_path):
-    """ansible-playbook on tmp_path/play.yml against localhost, with this checkout's collection and
-    no ansible.cfg: (the completed process, its output on one line)."""
+def run_local_play(tmp_path, inventory='localhost,'):
+    """ansible-playbook on tmp_path/play.yml against localhost (or ``inventory``, every host local), with this
+    checkout's collection and no ansible.cfg: (the completed process, its output on one line)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
     env.update(ANSIBLE_CONFIG=str(tmp_path / 'none.cfg'),
                ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'),
                ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'), ANSIBLE_NOCOLOR='1',
                ANSIBLE_PYTHON_INTERPRETER=sys.executable)
-    proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', 'localhost,', '-c', 'local', str(tmp_path / 'play.yml')],
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', inventory, '-c', 'local', str(tmp_path / 'play.yml')],
                           cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
     return proc, ' '.join((proc.stdout + proc.stderr).split())
 
@@ -126,6 +144,48 @@ def test_the_old_drain_entries_variable_is_still_read_and_warned_about(tmp_path)
         assert proc.returncode == 0, output
         assert out.read_text() == '["app_rw"]', role
         assert 'fastdowntime_pgbouncer_databases is renamed fastdowntime_drain_entries' in output, output
+
+
+STANDBY_INVENTORY = '''
+all:
+  vars: {fastdowntime_db_name: app, fastdowntime_patch_dir: /nonexistent, fastdowntime_pg_user: deploy}
+  children:
+    fastdowntime_primary: {hosts: {db0: {}}}
+    fastdowntime_standbys:
+      hosts:
+        db1: {fastdowntime_standby_pgbouncer_databases: ["pgbouncer1:app_ro"]}
+        db2: {fastdowntime_standby_pgbouncer_entries: [app_ro]}
+'''
+
+STANDBY_PLAY = '''
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: The inventory check of every playbook warns about the old name, once
+      ansible.builtin.include_role:
+        name: fastdowntime.postgresql.preflight
+        tasks_from: inventory
+    - name: The standbys' endpoints read the old name as the new one
+      ansible.builtin.copy:
+        content: "{{ groups['fastdowntime_standbys'] | fastdowntime.postgresql.endpoints(hostvars)
+                     | map(attribute='pgbouncer_entries') | list | to_json }}"
+        dest: %(out)s
+        mode: '0600'
+'''
+
+
+def test_the_old_standby_entries_variable_is_still_read_and_warned_about(tmp_path):
+    """The inventory path: a standby's fastdowntime_standby_pgbouncer_databases reaches the modules as its
+    pgbouncer_entries, and the inventory check names the hosts still using it, once."""
+    out = tmp_path / 'out.json'
+    (tmp_path / 'hosts.yml').write_text(STANDBY_INVENTORY)
+    (tmp_path / 'play.yml').write_text(STANDBY_PLAY % dict(out=out))
+    proc, output = run_local_play(tmp_path, inventory=str(tmp_path / 'hosts.yml'))
+    assert proc.returncode == 0, output
+    assert out.read_text() == '[["pgbouncer1:app_ro"], ["app_ro"]]'
+    warning = ('fastdowntime_standby_pgbouncer_databases (set for db1) is renamed '
+               'fastdowntime_standby_pgbouncer_entries')
+    assert output.count(warning) == 1, output
 
 
 PHASE_PLAY = '''

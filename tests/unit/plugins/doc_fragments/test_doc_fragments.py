@@ -43,6 +43,7 @@ def test_every_endpoint_suboption_is_documented_with_the_spec_type_default_and_c
             assert doc['type'] == sub['type'] and doc.get('elements') == sub.get('elements'), (option, key)
             assert doc.get('default') == sub.get('default') and doc.get('choices') == sub.get('choices'), (option, key)
             assert bool(doc.get('required')) == bool(sub.get('required')), (option, key)
+            assert doc.get('aliases') == sub.get('aliases'), (option, key)
     assert yaml.safe_load(fragment.CONSOLE)['options']['console']['suboptions']['port']['default'] == 6432
     assert yaml.safe_load(fragment.PRIMARY)['options']['primary']['suboptions']['port']['default'] == 5432
 

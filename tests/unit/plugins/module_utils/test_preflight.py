@@ -278,7 +278,9 @@ def test_pgbouncer_global_pause_missing_standby_entry_and_console_error_fail():
     flags = {'db': {'paused': False, 'disabled': False}}
     assert pf.decide_pgbouncer('pgb1', ['db'], flags, state={'paused': True})['status'] == FAIL
     missing = pf.decide_pgbouncer('pgb1', ['db'], flags, missing_standby_entries=['db_ro'])
-    assert missing['status'] == FAIL and 'db_ro' in missing['summary']
+    assert missing['status'] == FAIL and 'no such entry for fastdowntime_standby_pgbouncer_entries: db_ro' in \
+        missing['summary']
+    assert missing['action'] == 'fix fastdowntime_standby_pgbouncer_entries or the pgbouncer [databases] section'
     error = pf.decide_pgbouncer('pgb1', error='pgb1: user x is not a pgbouncer admin')
     assert error['status'] == FAIL and 'admin' in error['summary']
 

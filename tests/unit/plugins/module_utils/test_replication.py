@@ -250,8 +250,8 @@ def test_addresses_compare_as_postgresql_prints_them():
 # -- fencing -------------------------------------------------------------------------
 
 def test_fenced_entries_only_for_standbys_without_the_schema():
-    standbys = [{'name': 's1', 'host': '10.0.0.11', 'port': 5432, 'pgbouncer_databases': ['b1:app_ro']},
-                {'name': 's2', 'host': '10.0.0.12', 'port': 5432, 'pgbouncer_databases': ['b2:app_ro', 'b1:reports']}]
+    standbys = [{'name': 's1', 'host': '10.0.0.11', 'port': 5432, 'pgbouncer_entries': ['b1:app_ro']},
+                {'name': 's2', 'host': '10.0.0.12', 'port': 5432, 'pgbouncer_entries': ['b2:app_ro', 'b1:reports']}]
     consoles = [('b1', ['app', 'app_ro', 'reports']), ('b1', ['app', 'app_ro']), ('b2', ['app', 'app_ro'])]
     assert rp.fenced_entries([], standbys, consoles) == [[], [], []]
     # s1 lacks the schema: its entry on every console of b1 (two processes), nothing on b2

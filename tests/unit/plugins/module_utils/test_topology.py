@@ -9,8 +9,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology i
     TopologyError, endpoints, resolve_addresses, serving_entries, split_entries, standby_entries_by_pgbouncer)
 
 LAB_STANDBYS = [
-    {'name': 'standby1', 'host': '10.0.0.11', 'pgbouncer_databases': ['pgbouncer1:app_ro']},
-    {'name': 'standby2', 'host': '10.0.0.12', 'pgbouncer_databases': ['pgbouncer2:app_ro']},
+    {'name': 'standby1', 'host': '10.0.0.11', 'pgbouncer_entries': ['pgbouncer1:app_ro']},
+    {'name': 'standby2', 'host': '10.0.0.12', 'pgbouncer_entries': ['pgbouncer2:app_ro']},
 ]
 
 
@@ -19,14 +19,27 @@ LAB_STANDBYS = [
 def test_pg_endpoints_take_the_contract_variables_and_defaults():
     hostvars = {'db1': {'ansible_host': '10.0.0.10', 'fastdowntime_pg_user': 'deploy'},
                 'db2': {'fastdowntime_pg_user': 'deploy', 'fastdowntime_pg_host': 'db2.example',
-                        'fastdowntime_pg_port': '5433', 'fastdowntime_standby_pgbouncer_databases': ['app_ro'],
+                        'fastdowntime_pg_port': '5433', 'fastdowntime_standby_pgbouncer_entries': ['app_ro'],
                         'fastdowntime_standby_application_name': 'walrcv2'}}
     first, second = endpoints(['db1', 'db2'], hostvars)
-    assert (first['name'], first['host'], first['port'], first['ssl_mode'], first['pgbouncer_databases']) == \
+    assert (first['name'], first['host'], first['port'], first['ssl_mode'], first['pgbouncer_entries']) == \
         ('db1', '10.0.0.10', 5432, 'prefer', [])
     assert 'standby_application_name' not in first
-    assert (second['host'], second['port'], second['pgbouncer_databases'], second['standby_application_name']) == \
+    assert (second['host'], second['port'], second['pgbouncer_entries'], second['standby_application_name']) == \
         ('db2.example', 5433, ['app_ro'], 'walrcv2')
+
+
+def test_the_old_standby_entries_variable_is_still_read_and_the_new_one_wins():
+    """fastdowntime_standby_pgbouncer_databases (deprecated until 1.0.0) gives the same endpoint; when a host sets
+    both, fastdowntime_standby_pgbouncer_entries is the one read (an empty new list included)."""
+    user = {'fastdowntime_pg_user': 'deploy'}
+    hostvars = {'old': dict(user, fastdowntime_standby_pgbouncer_databases=['b1:app_ro']),
+                'both': dict(user, fastdowntime_standby_pgbouncer_databases=['stale'],
+                             fastdowntime_standby_pgbouncer_entries=['app_ro']),
+                'cleared': dict(user, fastdowntime_standby_pgbouncer_databases=['stale'],
+                                fastdowntime_standby_pgbouncer_entries=[])}
+    assert [e['pgbouncer_entries'] for e in endpoints(['old', 'both', 'cleared'], hostvars)] == \
+        [['b1:app_ro'], ['app_ro'], []]
 
 
 def test_an_endpoint_without_its_user_names_the_host_and_the_variable():
@@ -67,21 +80,21 @@ def test_lab_layout_each_pgbouncer_has_one_read_write_and_one_read_only_entry():
 
 
 def test_bare_entry_name_is_read_only_on_every_pgbouncer():
-    standbys = [{'name': 's1', 'host': 'h', 'pgbouncer_databases': ['app_ro']}]
+    standbys = [{'name': 's1', 'host': 'h', 'pgbouncer_entries': ['app_ro']}]
     read_write, read_only = split_entries({'b1': ['app', 'app_ro'], 'b2': ['app_ro', 'app']}, standbys)
     assert read_only == {'b1': ['app_ro'], 'b2': ['app_ro']}
     assert read_write == {'b1': ['app'], 'b2': ['app']}
 
 
 def test_entry_of_one_pgbouncer_stays_read_write_on_another():
-    standbys = [{'name': 's1', 'host': 'h', 'pgbouncer_databases': ['b1:reports']}]
+    standbys = [{'name': 's1', 'host': 'h', 'pgbouncer_entries': ['b1:reports']}]
     read_write, read_only = split_entries({'b1': ['app', 'reports'], 'b2': ['app', 'reports']}, standbys)
     assert read_only == {'b1': ['reports'], 'b2': []}
     assert read_write == {'b1': ['app'], 'b2': ['app', 'reports']}
 
 
 def test_standby_entries_that_are_not_deploy_entries_are_ignored():
-    standbys = [{'name': 's1', 'host': 'h', 'pgbouncer_databases': ['otherdb_ro', 'b1:app_ro']}]
+    standbys = [{'name': 's1', 'host': 'h', 'pgbouncer_entries': ['otherdb_ro', 'b1:app_ro']}]
     read_write, read_only = split_entries({'b1': ['app', 'app_ro']}, standbys)
     assert read_only == {'b1': ['app_ro']} and read_write == {'b1': ['app']}
 
@@ -92,8 +105,8 @@ def test_no_standby_mapping_means_everything_is_read_write():
 
 
 def test_two_standbys_on_one_entry_both_count_once():
-    standbys = [{'name': 's1', 'host': 'a', 'pgbouncer_databases': ['ro']},
-                {'name': 's2', 'host': 'b', 'pgbouncer_databases': ['b1:ro']}]
+    standbys = [{'name': 's1', 'host': 'a', 'pgbouncer_entries': ['ro']},
+                {'name': 's2', 'host': 'b', 'pgbouncer_entries': ['b1:ro']}]
     assert standby_entries_by_pgbouncer(standbys, ['b1'])['s2'] == {'b1': ['ro']}
     read_write, read_only = split_entries({'b1': ['ro', 'rw']}, standbys)
     assert read_only == {'b1': ['ro']} and read_write == {'b1': ['rw']}
@@ -108,5 +121,5 @@ def test_only_the_lagging_standbys_entries_are_fenced():
 
 
 def test_a_standby_without_a_name_goes_by_its_host():
-    assert standby_entries_by_pgbouncer([{'host': '10.0.0.11', 'pgbouncer_databases': ['ro']}], ['b1']) == \
+    assert standby_entries_by_pgbouncer([{'host': '10.0.0.11', 'pgbouncer_entries': ['ro']}], ['b1']) == \
         {'10.0.0.11': {'b1': ['ro']}}
