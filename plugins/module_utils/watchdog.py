@@ -41,6 +41,27 @@ def countdown_seconds(budget_seconds, grace_seconds):
     return float(budget_seconds) + float(grace_seconds)
 
 
+# A deploy's switch is armed before the window's PAUSE: the plan, the arming of
+# every pgbouncer host and the task boundaries up to the outage task fit well
+# inside this margin.
+ARMING_MARGIN_SECONDS = 300.0
+
+
+def deploy_max_lifetime_seconds(budget_seconds, grace_seconds):
+    """The longest a deploy's switch lives (seconds), so that it never outlives
+    the deploy: the arming margin, then the whole countdown. The outage
+    module's plan returns it (``deploy_switch``) and the outage role arms the
+    switch with it."""
+    return ARMING_MARGIN_SECONDS + countdown_seconds(budget_seconds, grace_seconds)
+
+
+def deploy_switch(budget_seconds, grace_seconds):
+    """What a deploy arms its switch with (seconds): ``{'countdown_seconds',
+    'max_lifetime_seconds'}`` - the outage module's plan returns it."""
+    return dict(countdown_seconds=countdown_seconds(budget_seconds, grace_seconds),
+                max_lifetime_seconds=deploy_max_lifetime_seconds(budget_seconds, grace_seconds))
+
+
 class Watchdog:
     """Decides, from successive observations of the entries' pause flags,
     when to start counting, when to fire and when to go away."""

@@ -31,7 +31,7 @@ description:
     are applied; the read-only entries are drained as the read-write ones are resumed (writes are back); replay is
     resumed, every standby replays the commit, and the read-only entries are resumed. Every failure path resumes
     replay and every entry, within the same budget.
-  - Read-only entries are those a standby lists in C(pgbouncer_databases); every other deploy entry is read-write.
+  - Read-only entries are those a standby lists in C(pgbouncer_entries); every other deploy entry is read-write.
   - Nothing pending means no outage at all - nothing is paused.
   - Hot patches must be applied live before (M(fastdowntime.postgresql.schema_apply) with C(phase=hot));
     the module refuses to start an outage while any is pending.
@@ -71,12 +71,19 @@ options:
     description:
       - C(all) drains every deploy entry on every pgbouncer for the whole window.
       - C(split) pauses WAL replay on the standbys and drains the read-only entries (those listed in a standby's
-        C(pgbouncer_databases)) only for the standbys' catch-up after the commit, so reads wait only that long and
+        C(pgbouncer_entries)) only for the standbys' catch-up after the commit, so reads wait only that long and
         writes only for the primary's part. The deploy user needs to run C(pg_wal_replay_pause()) and
         C(pg_wal_replay_resume()) on the standbys (a superuser, or EXECUTE granted on both).
     type: str
     choices: [all, split]
     default: all
+  watchdog_grace_seconds:
+    description:
+      - The grace of the pgbouncer dead-man switch the deploy arms (M(fastdowntime.postgresql.pgbouncer_watchdog)'s
+        O(fastdowntime.postgresql.pgbouncer_watchdog#module:grace_seconds)); in check mode the plan returns the
+        switch's lifetime computed from it (RV(watchdog)). The window itself does not use it.
+    type: float
+    default: 10
   overrides:
     description:
       - What the operator overrode in the pre-flight (its RV(fastdowntime.postgresql.preflight#module:overrides) - a
@@ -108,7 +115,7 @@ EXAMPLES = r'''
 - name: The outage with the standbys serving reads while the primary is patched
   fastdowntime.postgresql.outage:
     primary: "{{ (groups['fastdowntime_primary'] | fastdowntime.postgresql.endpoints(hostvars))[0] }}"
-    # each standby carries pgbouncer_databases (from fastdowntime_standby_pgbouncer_databases): its read-only entries
+    # each standby carries pgbouncer_entries (from fastdowntime_standby_pgbouncer_entries): its read-only entries
     standbys: "{{ groups['fastdowntime_standbys'] | fastdowntime.postgresql.endpoints(hostvars) }}"
     pgbouncers: "{{ groups['fastdowntime_pgbouncers'] | fastdowntime.postgresql.endpoints(hostvars, kind='pgbouncer') }}"
     db_name: launchpad_prod
@@ -131,6 +138,17 @@ plan:
   description: The plan (pending hot and cold patches, applied, drift, files missing, ignored files).
   type: dict
   returned: always
+watchdog:
+  description:
+    - The dead-man switch of this deploy - C(countdown_seconds) (O(budget_seconds) + O(watchdog_grace_seconds), how
+      long it lets the entries stay paused) and C(max_lifetime_seconds) (how long it lives once armed - a margin of
+      300 s for the arming and the task boundaries before the window's PAUSE, then the countdown - so it never
+      outlives the deploy). The outage role arms the switch with these.
+  type: dict
+  returned: in check mode (the plan)
+  sample:
+    countdown_seconds: 70.0
+    max_lifetime_seconds: 370.0
 phases:
   description: Every phase timed against the budget (phase, host, start_offset_ms, duration_ms, budget_left_ms, status, detail).
   type: list
@@ -206,7 +224,7 @@ budget_capped_by:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes, watchdog
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import HAS_PSYCOPG2, one_line
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import deploy_argument_spec
 
@@ -224,6 +242,7 @@ def argument_spec():
         estimate_ms=dict(type='float'),
         window_mode=dict(type='str', choices=['all', 'split'], default='all'),
         overrides=dict(type='list', elements='dict', default=[]),
+        watchdog_grace_seconds=dict(type='float', default=watchdog.DEFAULT_GRACE_SECONDS),
     )
 
 
@@ -244,7 +263,8 @@ def main():
         if module.check_mode:
             outcome = outcomes.PLANNED if plan.pending_hot or plan.pending_cold else outcomes.NOTHING_TO_DO
             module.exit_json(changed=bool(plan.pending_cold), outcome=outcome, deploy_id=outage.deploy_id,
-                             plan=plan.as_dict(), phases=[])
+                             plan=plan.as_dict(), phases=[],
+                             watchdog=watchdog.deploy_switch(p['budget_seconds'], p['watchdog_grace_seconds']))
         result = outage.run()
     except OutageError as exc:
         result = dict(exc.result)

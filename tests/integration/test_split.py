@@ -152,7 +152,10 @@ def test_split_controller_killed_in_read_half_switch_resumes_and_preflight_resum
     assert_all_resumed(lab)
     assert_nothing_lost(lab, load)
     log = open(os.path.join(lab.lab_dir, 'hosts', 'pgbouncer1', 'log', 'watchdog.log')).read()
-    assert 'fdtdemo_ro' in log.split('armed: watching')[-1] and 'sent RESUME' in log.split('armed: watching')[-1]
+    armed = log.split('armed: watching')[-1]
+    assert 'fdtdemo_ro' in armed and 'sent RESUME' in armed
+    # The outage role armed it with the lifetime the plan computed (watchdog.deploy_max_lifetime_seconds).
+    assert '(countdown %.1f s once paused, lifetime %.0f s)' % (budget + grace, 300 + budget + grace) in armed, armed
     # The controller died before resuming replay: the patch is committed, the standbys do not have it.
     assert table_exists(lab, 'primary', 'fdt_spk%d' % major)
     assert replay_states(lab) == {'standby1': 'paused', 'standby2': 'paused'}

@@ -159,3 +159,20 @@ def test_a_pidfile_is_alive_only_for_the_process_that_wrote_it(tmp_path):
         json.dump(recycled, handle)
     assert daemon.current(path) == (recycled, False)
     assert daemon.disarm(path) == recycled and not os.path.exists(path)
+
+
+def test_a_deploys_switch_lives_the_arming_margin_then_a_whole_countdown():
+    """The outage role arms the switch with deploy_max_lifetime_seconds (from the outage module's plan): a
+    pause as late as the end of the arming margin still gets its whole budget + grace, and a switch whose deploy
+    never paused goes away right after."""
+    lifetime = wd.deploy_max_lifetime_seconds(budget_seconds=5, grace_seconds=2)
+    assert lifetime == wd.ARMING_MARGIN_SECONDS + 7 == 307
+    late = dog(max_lifetime_seconds=lifetime)
+    assert late.observe(wd.ARMING_MARGIN_SECONDS - 0.1, ACTIVE) == wd.WAIT
+    assert late.observe(wd.ARMING_MARGIN_SECONDS, PAUSED) == wd.COUNTDOWN_STARTED
+    assert late.observe(lifetime - 0.01, PAUSED) == wd.WAIT
+    assert late.observe(lifetime, PAUSED) == wd.FIRE
+    never_paused = dog(max_lifetime_seconds=lifetime)
+    assert never_paused.observe(lifetime - 0.01, ACTIVE) == wd.WAIT
+    assert never_paused.observe(lifetime, ACTIVE) == wd.EXIT_LIFETIME
+    assert wd.deploy_switch(60, 10) == {'countdown_seconds': 70.0, 'max_lifetime_seconds': 370.0}  # the defaults
