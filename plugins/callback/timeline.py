@@ -13,7 +13,8 @@ description:
   - Two ways to use it. As the B(stdout callback) (C(stdout_callback = fastdowntime.postgresql.timeline)), a
     quiet run - one line per play, one line per phase of a fastdowntime task, the pre-flight's verdict and its
     warnings, then the timeline, each failure once in one line, and one recap line. With C(-v) and more it
-    prints everything the C(default) callback prints as well, and the timeline.
+    prints everything the C(default) callback prints as well, and the timeline. Task warnings and deprecations
+    (and a role's C([DEPRECATION WARNING]) message, once) are shown in the quiet run too.
   - As an B(aggregate callback) next to another stdout callback
     (C(callbacks_enabled = fastdowntime.postgresql.timeline)) it prints only the phase lines and the timeline.
   - Phases are read from the C(phases) list that fastdowntime modules return, also from failed tasks; any task
@@ -86,6 +87,10 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report_htm
 REPORT_PATH_VAR = 'fastdowntime_report_path'
 ACTION_PREFIX = 'fastdowntime.postgresql.'
 PREFIX = '[timeline]'
+# A role deprecates a variable with a debug task whose message starts so (the
+# quiet run shows it, once); Ansible's own deprecations come in task results.
+DEPRECATION_PREFIX = '[DEPRECATION WARNING]'
+DEBUG_ACTIONS = ('ansible.builtin.debug', 'debug', 'ansible.legacy.debug')
 # Phase statuses of steps that did not run: skipped, or only planned (check mode).
 UNTIMED_STATUSES = ('skipped', 'planned')
 NAMES = ('fastdowntime.postgresql.timeline', 'timeline')
@@ -219,6 +224,8 @@ class CallbackModule(DefaultCallback):
         action = task_action(task)
         began = self._task_started.pop((task._uuid, host), None)
         ours = is_fastdowntime_result(data, action)
+        if self._quiet:
+            self._show_warnings(data, action)
         if failed:
             # A run_once task failed for the play, not for the host it happened to run on.
             where = None if getattr(task, 'run_once', False) else host
@@ -258,6 +265,18 @@ class CallbackModule(DefaultCallback):
             if failed and data.get('msg'):
                 line += ': %s' % one_line(data['msg'])
             self._display.display(line, color=C.COLOR_ERROR if failed else None)
+
+    def _show_warnings(self, data, action):
+        """What the default callback would warn about, in a quiet run too: the
+        task's warnings and deprecations (Ansible's own, e.g. a deprecated
+        option alias), and a role's DEPRECATION_PREFIX message (a debug task:
+        roles have no other way to deprecate a variable)."""
+        self._handle_warnings(data)
+        message = data.get('msg')
+        if str(action) in DEBUG_ACTIONS and isinstance(message, str) and message.startswith(DEPRECATION_PREFIX):
+            if message not in self._warned:  # once per playbook, though every play checks the inventory
+                self._warned.add(message)
+                self._display.display(message, color=C.COLOR_DEPRECATE, stderr=True)
 
     @staticmethod
     def _phase_line(record, host, fallback_error=None, with_error=True):

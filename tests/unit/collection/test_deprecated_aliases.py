@@ -80,20 +80,16 @@ PLAY = '''
 '''
 
 
-def test_an_old_playbook_runs_and_the_operator_sees_the_deprecation(tmp_path):
+@pytest.mark.parametrize('quiet', [False, True], ids=['default callback', 'quiet timeline'])
+def test_an_old_playbook_runs_and_the_operator_sees_the_deprecation(tmp_path, quiet):
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
     (tmp_path / 'patches').mkdir()
     (tmp_path / 'play.yml').write_text(PLAY % dict(port=port, patch_dir=tmp_path / 'patches'))
-    env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
-    env.update(ANSIBLE_CONFIG=str(tmp_path / 'none.cfg'), ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'),
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'), ANSIBLE_NOCOLOR='1', ANSIBLE_PYTHON_INTERPRETER=sys.executable)
-    proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', 'localhost,', '-c', 'local', str(tmp_path / 'play.yml')],
-                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    assert "Alias 'state' is deprecated" in ' '.join(out.split()), out
+    proc, output = run_local_play(tmp_path, quiet=quiet)
+    assert proc.returncode == 0, output
+    assert "Alias 'state' is deprecated" in output, output
 
 
 ROLE_PLAY = '''
@@ -122,14 +118,17 @@ ROLE_PLAY = '''
 '''
 
 
-def run_local_play(tmp_path, inventory='localhost,'):
+def run_local_play(tmp_path, inventory='localhost,', quiet=False):
     """ansible-playbook on tmp_path/play.yml against localhost (or ``inventory``, every host local), with this
-    checkout's collection and no ansible.cfg: (the completed process, its output on one line)."""
+    checkout's collection and no ansible.cfg (``quiet``: the timeline as the stdout callback, as the README
+    sets it up): (the completed process, its output on one line)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
     env.update(ANSIBLE_CONFIG=str(tmp_path / 'none.cfg'),
                ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'),
                ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'), ANSIBLE_NOCOLOR='1',
                ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    if quiet:
+        env.update(ANSIBLE_STDOUT_CALLBACK='fastdowntime.postgresql.timeline')
     proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', inventory, '-c', 'local', str(tmp_path / 'play.yml')],
                           cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
     return proc, ' '.join((proc.stdout + proc.stderr).split())
@@ -174,13 +173,14 @@ STANDBY_PLAY = '''
 '''
 
 
-def test_the_old_standby_entries_variable_is_still_read_and_warned_about(tmp_path):
+@pytest.mark.parametrize('quiet', [False, True], ids=['default callback', 'quiet timeline'])
+def test_the_old_standby_entries_variable_is_still_read_and_warned_about(tmp_path, quiet):
     """The inventory path: a standby's fastdowntime_standby_pgbouncer_databases reaches the modules as its
     pgbouncer_entries, and the inventory check names the hosts still using it, once."""
     out = tmp_path / 'out.json'
     (tmp_path / 'hosts.yml').write_text(STANDBY_INVENTORY)
     (tmp_path / 'play.yml').write_text(STANDBY_PLAY % dict(out=out))
-    proc, output = run_local_play(tmp_path, inventory=str(tmp_path / 'hosts.yml'))
+    proc, output = run_local_play(tmp_path, inventory=str(tmp_path / 'hosts.yml'), quiet=quiet)
     assert proc.returncode == 0, output
     assert out.read_text() == '[["pgbouncer1:app_ro"], ["app_ro"]]'
     warning = ('fastdowntime_standby_pgbouncer_databases (set for db1) is renamed '
