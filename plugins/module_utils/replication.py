@@ -698,10 +698,53 @@ def match_replication_rows(rows, identities):
 CROSS_CHECK_GRACE_SECONDS = 0.5
 
 
-def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_poll_seconds=0.05, xid=None,
+# The replay wait asks a standby again this long after its "not yet" arrived: fixed, so a standby is reported
+# at most one poll (this interval and one round trip) after it replayed the commit, however long it takes.
+REPLAY_WAIT_POLL_SECONDS = 0.002
+
+
+def next_polls(now, due, usable_seconds):
+    """The replay wait's next step: which standbys to ask now and how long to
+    wait for answers before looking again.
+
+    ``now``: monotonic seconds. ``due``: {key: monotonic seconds at which that
+    pending standby's next question is due (0 for the first), or None while a
+    question to it is in flight}. ``usable_seconds``: the clock's usable budget.
+    Returns (keys to ask now, seconds to wait): the wait lasts until the next
+    standby not asked now is due, never past the usable budget (0 when it is
+    spent). Answers in flight are read the moment they arrive (the caller waits
+    on their sockets), so no standby's answer ever waits for a sleep."""
+    ask = sorted((key for key, at in due.items() if at is not None and at <= now), key=str)
+    later = [at - now for key, at in due.items() if at is not None and at > now]
+    return ask, max(min(later + [usable_seconds]), 0.0)
+
+
+# A standby whose question has waited this much longer than its slowest answer of the wait is silent (cut off,
+# hung), not merely behind: the budget's end names it "no answer", a standby still answering "not caught up".
+SILENT_AFTER_SECONDS = 0.1
+
+
+def is_silent(state, now):
+    """Whether a standby with a question in flight since ``state['asked_at']``
+    (monotonic seconds) is silent at ``now``: it never answered during the wait
+    (``state['slowest']`` None: its slowest round trip so far), or this
+    question has waited SILENT_AFTER_SECONDS longer than its slowest answer."""
+    slowest = state.get('slowest')
+    return slowest is None or now - state['asked_at'] > slowest + SILENT_AFTER_SECONDS
+
+
+def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=REPLAY_WAIT_POLL_SECONDS, xid=None,
                     identities=None, cross_check=True):
-    """Wait until every standby has replayed the deploy, polling all of them
-    each round (async connections are queried in parallel).
+    """Wait until every standby has replayed the deploy, each standby polled on
+    its own schedule (async connections are asked in parallel).
+
+    Each standby is asked at once; its answer is read the moment it arrives
+    (the wait is on the sockets of the questions in flight); a "not yet" has it
+    asked again ``poll_seconds`` later (fixed, REPLAY_WAIT_POLL_SECONDS), while
+    the others' answers are still read as they come. A standby's ``replay_ms``
+    is when its "replayed" answer arrived, from the ``standby_replay`` phase's
+    start: at most one poll (``poll_seconds`` and a round trip) after it
+    replayed the commit.
 
     ``xid``: the deploy transaction's full id (apply_cold()'s ``commit_xid``):
     a standby is caught up when it reports that transaction committed - exactly
@@ -712,42 +755,47 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
     Returns {'lsn', 'xid', 'total_ms', 'standbys': [{'name', 'replay_ms',
     'replay_lsn'}]} (plus cross_check_replay()'s fields unless
     ``cross_check=False``: the outage runs it after RESUME, a report, not a
-    gate). A standby not caught up while the clock's usable budget lasts ->
-    ReplicationError naming it, with ``lagging`` listing every standby without
-    the schema.
+    gate). Every wait is bounded by the clock's usable budget: a standby not
+    caught up (or silent) while it lasts -> ReplicationError naming it, with
+    ``lagging`` listing every standby without the schema.
     """
     sql, params = replay_query(lsn, xid)
     target = 'of transaction %s (committed after %s)' % (xid, lsn) if xid is not None else 'at %s' % lsn
     clock.start()
-    began = time.monotonic()
     states = [{'endpoint': endpoint, 'conn': conn, 'label': endpoint_label(endpoint), 'done': False,
-               'replay_ms': None, 'replay_lsn': None} for endpoint, conn in standbys]
+               'replay_ms': None, 'replay_lsn': None, 'due': 0.0} for endpoint, conn in standbys]
     names = ', '.join(endpoint.get('name') or endpoint['host'] for endpoint, dummy in standbys)
     with clock.phase('standby_replay', host=names or None,
                      detail=dict({'lsn': lsn}, **({'xid': xid} if xid is not None else {}))) as record:
-        interval = poll_seconds
+        began = time.monotonic()
         in_flight = {}  # id(state) -> (state, cursor): asked, answer not read yet
         while True:
-            pending = [s for s in states if not s['done']]
+            pending = dict((id(s), s) for s in states if not s['done'])
             if not pending:
                 break
-            if clock.usable() <= 0:
-                silent = [st for st, dummy in in_flight.values()]
+            usable = clock.usable()
+            if usable <= 0:
+                now = time.monotonic()
+                silent = [st for st, dummy in in_flight.values() if is_silent(st, now)]
                 raise _lagging_error(states, target, 'no answer within the budget' if silent
                                      else 'not caught up within the budget', silent[0] if silent else None)
-            # Ask every pending standby that has no question in flight, then read
-            # the answers as they come: one silent standby (cut off, hung) must
-            # not starve the others of their polls.
-            for state in pending:
-                if id(state) in in_flight:
-                    continue
+            ask, wait_seconds = next_polls(time.monotonic(), dict((key, s['due']) for key, s in pending.items()),
+                                           usable)
+            for key in ask:
+                state = pending[key]
                 try:
                     cur = state['conn'].cursor()
                     cur.execute(sql, params)
                 except psycopg2.Error as exc:
                     raise _lagging_error(states, target, 'query failed (%s)' % _pg_message(exc), state)
-                in_flight[id(state)] = (state, cur)
-            for state, cur in _answers(list(in_flight.values()), min(interval, max(clock.usable(), 0.001))):
+                state['due'], state['asked_at'] = None, time.monotonic()
+                in_flight[key] = (state, cur)
+            if not in_flight:
+                time.sleep(wait_seconds)
+                continue
+            answers = _answers(list(in_flight.values()), wait_seconds)
+            arrived = time.monotonic()
+            for state, cur in answers:
                 del in_flight[id(state)]
                 try:
                     row = cur.fetchone()
@@ -756,12 +804,12 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=0.002, max_
                 if row[0] is None:
                     raise _lagging_error(states, target, 'not in recovery (promoted? not a standby)', state)
                 state['replay_lsn'] = row[0]
+                state['slowest'] = max(state.get('slowest') or 0.0, arrived - state['asked_at'])
                 if row[1]:
                     state['done'] = True
-                    state['replay_ms'] = _ms(time.monotonic() - began)
-            if any(not s['done'] and id(s) not in in_flight for s in states):
-                time.sleep(min(interval, max(clock.usable(), 0)))
-                interval = min(interval * 2, max_poll_seconds)
+                    state['replay_ms'] = _ms(arrived - began)
+                else:
+                    state['due'] = arrived + poll_seconds
         results = [{'name': state['label'], 'replay_ms': state['replay_ms'], 'replay_lsn': state['replay_lsn']}
                    for state in states]
         record['detail']['standby_replay_ms'] = dict((r['name'], r['replay_ms']) for r in results)

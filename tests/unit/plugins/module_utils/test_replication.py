@@ -441,3 +441,150 @@ def test_measure_lag_polls_until_replayed_and_leaves_a_lost_standby_to_its_calle
     assert [(m['label'], m['bytes_behind'], m['catch_up_seconds'] is not None, m['error']) for m in found] == [
         ('s1', 120, True, None), ('s2', None, False, 'not in recovery')]
     assert gone == ['s3']
+
+
+# -- the replay wait's schedule (simulated time: a clock, standbys answering after a round trip) ----
+
+def test_next_polls_asks_the_due_standbys_and_waits_until_the_next_one_is_due():
+    # a first question is due at once; one in flight (None) is never asked again
+    assert rp.next_polls(1.0, {'a': 0.0, 'b': None}, 5.0) == (['a'], 5.0)
+    # b answered "not yet": it is due one poll later; the wait ends then, not later
+    ask, wait = rp.next_polls(1.0, {'a': None, 'b': 1.002}, 5.0)
+    assert ask == [] and abs(wait - 0.002) < 1e-9
+    # never past the usable budget, never negative
+    assert rp.next_polls(1.0, {'a': 1.5}, 0.1) == ([], 0.1)
+    assert rp.next_polls(1.0, {'a': None}, -0.3) == ([], 0.0)
+
+
+class SimulatedStandbys:
+    """Time that moves only when the replay wait sleeps or waits on sockets;
+    each standby answers a question one round trip after it was sent, saying
+    whether it had replayed the commit half a round trip after it was sent."""
+    POLL_OK, POLL_READ = rp.psycopg2.extensions.POLL_OK, rp.psycopg2.extensions.POLL_READ
+
+    def __init__(self, rtt, replayed_at):
+        self.now = 100.0
+        self.rtt = rtt
+        self.sleeps = []       # (when, seconds, questions in flight then)
+        self.conns = [self.Conn(self, n, at) for n, at in enumerate(replayed_at)]
+
+    class Conn:
+        async_ = True
+
+        def __init__(self, sim, n, replayed_at):
+            self.sim, self.n, self.replayed_at = sim, n, replayed_at
+            self.question = None   # (sent, arrives)
+            self.asked = []
+            self.rtt = sim.rtt
+
+        def fileno(self):
+            return 1000 + self.n
+
+        def poll(self):
+            arrived = self.question is not None and self.question[1] is not None and self.question[1] <= self.sim.now
+            return self.sim.POLL_OK if arrived else self.sim.POLL_READ
+
+        def cursor(self):
+            conn = self
+
+            class Cursor:
+                def execute(self, sql, params=None):
+                    conn.asked.append(conn.sim.now)
+                    conn.question = (conn.sim.now, None if conn.replayed_at == 'silent'
+                                     else conn.sim.now + conn.rtt)
+
+                def fetchone(self):
+                    sent = conn.question[0]
+                    conn.question = None
+                    done = conn.replayed_at is not None and sent + conn.rtt / 2 >= conn.replayed_at
+                    return ('0/5%07d' % len(conn.asked), done)
+            return Cursor()
+
+    def time(self):
+        sim = self
+
+        class Time:
+            @staticmethod
+            def monotonic():
+                return sim.now
+
+            @staticmethod
+            def sleep(seconds):
+                sim.sleeps.append((sim.now, seconds, sum(1 for c in sim.conns if c.question)))
+                sim.now += max(seconds, 1e-6)   # as a real sleep: never shorter than a microsecond
+        return Time
+
+    def select(self):
+        sim = self
+
+        class Select:
+            @staticmethod
+            def select(readable, writable, errors, timeout):
+                arrivals = [c.question[1] for c in sim.conns
+                            if c.fileno() in readable and c.question and c.question[1] is not None]
+                first = min(arrivals) if arrivals else None
+                if first is not None and first <= sim.now + timeout:
+                    sim.now = max(sim.now, first)
+                    return [c.fileno() for c in sim.conns if c.fileno() in readable and c.poll() == sim.POLL_OK], [], []
+                sim.now += max(timeout, 1e-6)
+                return [], [], []
+        return Select
+
+    def wait(self, monkeypatch, budget=10, **kwargs):
+        monkeypatch.setattr(rp, 'time', self.time())
+        monkeypatch.setattr(rp, 'select', self.select())
+        clock = BudgetClock(budget, clock=lambda: self.now, wall=lambda: self.now)
+        standbys = [({'name': 's%d' % (c.n + 1), 'host': '10.0.0.%d' % (11 + c.n), 'port': 5432}, c)
+                    for c in self.conns]
+        began = self.now
+        try:
+            return began, clock, rp.wait_for_replay(None, standbys, '0/5000000', clock, xid='7', cross_check=False,
+                                                    **kwargs)
+        except rp.ReplicationError as exc:
+            return began, clock, exc
+
+
+def test_an_answer_is_read_when_it_arrives_not_after_a_sleep(monkeypatch):
+    # s1 answers within 1 ms and replays at 30 ms; s2 has replayed already but answers 40 ms after a question.
+    # The old wait slept (a growing interval) whenever s1 had answered "not yet", and read s2's answer, arrived
+    # meanwhile, only after the sleep.
+    sim = SimulatedStandbys(rtt=0.040, replayed_at=[100.030, 100.0])
+    sim.conns[0].rtt = 0.001
+    began, clock, replay = sim.wait(monkeypatch)
+    by_name = dict((s['name'].split()[0], s['replay_ms']) for s in replay['standbys'])
+    assert by_name['s2'] == 40.0   # its first answer, read when it arrived
+    assert 30.0 <= by_name['s1'] <= (0.030 + rp.REPLAY_WAIT_POLL_SECONDS + 0.001) * 1000 + 0.1
+    # never a sleep while a question was in flight
+    assert all(in_flight == 0 for dummy, dummy, in_flight in sim.sleeps)
+
+
+def test_a_standby_replaying_late_is_still_reported_within_one_poll(monkeypatch):
+    # the interval does not grow: a replay of 3 s is reported one poll after it, not up to 50 ms later
+    sim = SimulatedStandbys(rtt=0.0002, replayed_at=[100.0031, 103.0])
+    began, clock, replay = sim.wait(monkeypatch)
+    for result, conn in zip(replay['standbys'], sim.conns):
+        late_ms = result['replay_ms'] - (conn.replayed_at - began) * 1000
+        assert 0 <= late_ms <= (rp.REPLAY_WAIT_POLL_SECONDS + sim.rtt) * 1000 + 0.1
+        assert all(b - a >= rp.REPLAY_WAIT_POLL_SECONDS for a, b in zip(conn.asked, conn.asked[1:]))
+    assert clock.phases[-1]['detail']['standby_replay_ms'] == dict(
+        (r['name'], r['replay_ms']) for r in replay['standbys'])
+
+
+def test_a_standby_that_never_replays_or_never_answers_ends_the_wait_at_the_usable_budget(monkeypatch):
+    sim = SimulatedStandbys(rtt=0.001, replayed_at=[100.0, None])
+    began, clock, error = sim.wait(monkeypatch, budget=2)
+    assert isinstance(error, rp.ReplicationError) and error.lagging == ['s2 (10.0.0.12:5432)']
+    assert 'standby s2 (10.0.0.12:5432): not caught up within the budget' in str(error)
+    assert clock.usable() <= 0 and sim.now - began <= clock.budget.usable + rp.REPLAY_WAIT_POLL_SECONDS
+    sim = SimulatedStandbys(rtt=0.001, replayed_at=['silent', 100.0])
+    began, clock, error = sim.wait(monkeypatch, budget=2)
+    assert 'standby s1 (10.0.0.11:5432): no answer within the budget' in str(error)
+    assert error.lagging == ['s1 (10.0.0.11:5432)'] and sim.now - began <= clock.budget.usable + 1e-6
+    assert len(sim.conns[0].asked) == 1   # a question in flight is never asked again
+
+
+def test_a_standby_is_silent_when_it_never_answered_or_this_answer_is_far_slower_than_its_others():
+    assert rp.is_silent({'asked_at': 10.0}, 10.001)   # no answer yet during the wait
+    # answered before in 2 ms at most: 50 ms late is still answering, 150 ms is silent
+    assert not rp.is_silent({'asked_at': 10.0, 'slowest': 0.002}, 10.05)
+    assert rp.is_silent({'asked_at': 10.0, 'slowest': 0.002}, 10.0 + 0.002 + rp.SILENT_AFTER_SECONDS + 0.001)
