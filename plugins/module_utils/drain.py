@@ -18,12 +18,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import select
-import threading
 import time
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
-    BUSY_SERVER_STATES, ConsoleError, checked, in_parallel, servers_of)
+    BUSY_SERVER_STATES, ConsoleError, FanOutTimeout, checked, fan_out, in_parallel, servers_of)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, one_line, psycopg2)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
@@ -87,7 +85,7 @@ def describe_holder(holder):
 # -- the drain -----------------------------------------------------------
 
 class _Drain:
-    """State of one drain across consoles (single thread, select loop)."""
+    """State of one drain across consoles (one thread: pgbouncer_console.fan_out)."""
 
     def __init__(self, consoles, deadline_seconds, policy, primary_conn, terminate_after_seconds,
                  terminate_min_xact_age_seconds, clock, poll_interval, phase='drain', after_pause_sent=None,
@@ -152,86 +150,37 @@ class _Drain:
 
     def _confirm(self, pending, began, deadline):
         """Every console confirmed drained on its own, as soon as its own PAUSEs
-        have returned (one thread per console): a console is never held up by
+        have returned: one fan_out task per console (_settle), all on this
+        thread over non-blocking connections - a console is never held up by
         another's confirmation round trip, so the drain ends one round trip
-        after the slowest PAUSE, however many pgbouncers there are. This thread
-        keeps the deadline and the terminate policy; the first console error
-        stops every console's wait and is raised."""
-        stop = threading.Event()
-        settled = threading.Condition()
-        outcome = {}  # console -> None (confirmed) or the exception that ended its wait
+        after the slowest PAUSE, however many pgbouncers there are. The fan-out
+        keeps the deadline; its tick the terminate policy; the first console
+        error stops every console's wait and is raised."""
+        def tick(unconfirmed):
+            if self.policy == 'terminate' and time.monotonic() - began >= self.terminate_after:
+                self._terminate(unconfirmed)
 
-        def settle(console):
-            error = None
-            try:
-                confirmed = self._settle(console, pending[console], began, deadline, stop)
-            except (ConsoleError, ConnectError, psycopg2.Error) as exc:
-                confirmed, error = False, exc
-            with settled:
-                if confirmed or error is not None:
-                    outcome[console] = error
-                settled.notify()
+        outcome = fan_out([(console, self._settle(console, pending[console], began)) for console in self.consoles],
+                          deadline=deadline, fail_fast=True, tick=tick, tick_seconds=self.poll_interval)
+        unconfirmed = [console for console, dummy, error in outcome if isinstance(error, FanOutTimeout)]
+        if unconfirmed:
+            self._missed_deadline(unconfirmed)
 
-        threads = [threading.Thread(target=settle, args=(console,)) for console in self.consoles]
-        for thread in threads:
-            thread.start()
-        try:
-            while True:
-                with settled:
-                    if len(outcome) < len(self.consoles) and not any(outcome.values()):
-                        settled.wait(max(0.0, min(self.poll_interval, deadline - time.monotonic())))
-                    errors = [exc for exc in outcome.values() if exc is not None]
-                    unconfirmed = [c for c in self.consoles if c not in outcome]
-                if errors:
-                    raise errors[0]
-                if not unconfirmed:
-                    return
-                now = time.monotonic()
-                if now >= deadline:
-                    stop.set()
-                    for thread in threads:
-                        thread.join()
-                    self._missed_deadline(unconfirmed)
-                if self.policy == 'terminate' and now - began >= self.terminate_after:
-                    self._terminate(unconfirmed)
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
-
-    def _settle(self, console, waiting, began, deadline, stop):
-        """One console: its PAUSE replies, then SHOW DATABASES/SERVERS until it is
-        drained (True) - or False once ``stop`` is set or the deadline passed."""
-        while not stop.is_set() and time.monotonic() < deadline:
-            if waiting:
-                self._collect_replies({console: waiting}, deadline)
-                continue
-            if console.drained():
+    def _settle(self, console, waiting, began):
+        """One console (a fan_out task): its PAUSE replies, then SHOW DATABASES/SERVERS
+        (Console.drained_steps) every poll interval until it is drained."""
+        pauses = [(entry, console.pause_queries[entry]) for entry in sorted(waiting)]
+        yield [query for dummy, query in pauses]
+        for dummy, query in pauses:
+            if query.error is not None:
+                raise DrainError(str(query.error))
+        while True:
+            if (yield from console.drained_steps()):
                 console.close_pause_connections()
                 self.results[console.label]['duration_ms'] = round((time.monotonic() - began) * 1000, 1)
                 self._end_phase(console, None)
                 return True
-            stop.wait(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
-        return False
-
-    def _collect_replies(self, pending, deadline):
-        waiting = {}
-        for console, entries in pending.items():
-            for entry in entries:
-                conn = console.pause_conns[entry]
-                waiting[conn.fileno()] = (console, entry, conn)
-        left = max(0.0, min(self.poll_interval, deadline - time.monotonic()))
-        if not waiting:
-            time.sleep(left)
-            return
-        readable, dummy, dummy = select.select(list(waiting), [], [], left)
-        for fileno in readable:
-            console, entry, conn = waiting[fileno]
-            try:
-                if conn.poll() == psycopg2.extensions.POLL_OK:
-                    pending[console].discard(entry)
-            except psycopg2.Error as exc:
-                raise DrainError('%s: PAUSE %s failed: %s' % (console.label, entry, one_line(exc)))
+            yield self.poll_interval
 
     def _holders(self, consoles):
         found = []
@@ -272,11 +221,12 @@ class _Drain:
                                     'client': describe_holder(holder)})
 
     def _rollback(self, error):
-        """All or nothing: close every waiting PAUSE, resume what we paused, re-raise."""
+        """All or nothing: close every waiting PAUSE, resume what we paused (every
+        console at once: fan_out), re-raise."""
         for console in self.consoles:
             console.close_pause_connections()
         not_resumed = []
-        for console, dummy, exc in in_parallel(self._undo, self.consoles):
+        for console, dummy, exc in fan_out([(console, self._undo(console)) for console in self.consoles]):
             if exc is not None:
                 not_resumed.append(str(exc))
             self._end_phase(console, error)
@@ -290,9 +240,10 @@ class _Drain:
 
     @staticmethod
     def _undo(console):
+        """A fan_out task: resume (and verify) what this drain paused on ``console``."""
         entries = sorted(console.paused_by_us)
         if entries:
-            console.resume_reconnecting(entries)
+            yield from console.resume_reconnecting_steps(entries)
 
     def _start_phase(self, console):
         if self.clock is None:

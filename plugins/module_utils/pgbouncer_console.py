@@ -23,6 +23,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import heapq
 import re
 import select
 import threading
@@ -251,6 +252,208 @@ def _same_dir(shown, declared):
     return shown.rstrip('/') == str(declared).rstrip('/')
 
 
+# -- one thread, every pgbouncer at once ----------------------------------------
+
+class Query:
+    """One admin console command sent on an idle non-blocking (async)
+    connection, its answer read later by fan_out.
+
+    ``conn``: a psycopg2 async connection with nothing in flight; ``sql``: one
+    console command; ``label``: the pgbouncer, for the error; ``timeout``:
+    seconds from now the answer may take (None: as long as the fan-out runs).
+    Once ``settled``: ``rows`` (SHOW: normalized dicts) or ``status`` (a
+    command's tag, e.g. 'RESUME'), or ``error`` - a ConsoleError already one
+    line naming the pgbouncer, the command and the cause (a lost connection
+    says so in libpq's words: connection_lost), and ``reason``, the same
+    without the pgbouncer."""
+
+    def __init__(self, conn, sql, label, timeout=None):
+        self.conn, self.sql, self.label = conn, sql, label
+        self.rows = self.status = self.error = self.reason = None
+        self.settled = False
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.timeout = timeout
+        self.cursor = None  # psycopg2 forgets an async query whose cursor is garbage-collected
+        self.fd = None      # the connection's socket while fan_out waits on it
+        try:
+            self.cursor = conn.cursor()
+            self.cursor.execute(sql)
+        except psycopg2.Error as exc:
+            self._fail(exc)
+
+    def poll(self):
+        """Read what has arrived: the poll state still awaited (psycopg2's
+        POLL_READ or POLL_WRITE), or None once settled."""
+        if self.settled:
+            return None
+        try:
+            state = self.conn.poll()
+        except psycopg2.Error as exc:
+            self._fail(exc)
+            return None
+        if state != psycopg2.extensions.POLL_OK:
+            return state
+        if self.cursor.description is None:
+            self.status = self.cursor.statusmessage
+        else:
+            self.rows = normalize_rows(rows_as_dicts(self.cursor))
+        self.settled = True
+        return None
+
+    def expire(self):
+        """Past its timeout: settled with that error (the command stays in flight)."""
+        self._settle_with('%s: no answer within %.0f s' % (self.sql, self.timeout))
+
+    def result(self):
+        """rows or status; raises the ConsoleError when it failed."""
+        if self.error is not None:
+            raise self.error
+        return self.rows if self.rows is not None else self.status
+
+    def _fail(self, exc):
+        self._settle_with('%s failed: %s' % (self.sql, one_line(exc)))
+
+    def _settle_with(self, reason):
+        self.reason = reason
+        self.error = ConsoleError('%s: %s' % (self.label, reason))
+        self.settled = True
+
+
+class FanOutTimeout(Exception):
+    """fan_out's error for a task still running at its deadline (it was closed)."""
+
+
+def fan_out(tasks, deadline=None, fail_fast=False, tick=None, tick_seconds=0.05):
+    """Run every task at once on the calling thread, over non-blocking connections.
+
+    ``tasks``: [(key, generator)]. A task is a generator that sends its
+    commands as Query objects and yields them (a list): it is resumed once
+    each of them is settled (answered, failed or past its timeout); it may
+    yield a number instead (seconds to wait: a poll interval). Its return
+    value is its result, an exception it raises its error. Blocking work
+    inside a task (a reconnection, a rare fallback) holds every task up for
+    that long, and nothing else.
+
+    ``deadline``: monotonic seconds; the tasks still running then are closed
+    and get FanOutTimeout. ``fail_fast``: the first error closes every other
+    task and is raised. ``tick(running keys)`` runs at least every
+    ``tick_seconds`` while tasks run (it may raise: every task is closed).
+
+    Returns [(key, result, error)] in the order of ``tasks``, like
+    in_parallel. Waits with poll(2) on the connections awaited, reading only
+    those that are ready: the cost per answer does not grow with the number of
+    pgbouncers.
+    """
+    tasks = list(tasks)
+    outcome = dict((key, (None, None)) for key, dummy in tasks)
+    generators = dict(tasks)
+    waiting = {}        # key -> queries not settled yet
+    sleeping = []       # heap of (wake time, order, key)
+    timers = []         # heap of (deadline, order, query, key)
+    by_fd = {}          # fd -> (query, key)
+    poller = select.poll()
+    order = [0]
+    ready = [key for key, dummy in tasks]  # tasks to advance now
+
+    def forget(query):
+        fd = getattr(query, 'fd', None)
+        if fd is not None and by_fd.get(fd, (None,))[0] is query:
+            poller.unregister(fd)
+            del by_fd[fd]
+
+    def watch(query, key):
+        """Poll a query once; register its fd for what it waits on. True when settled."""
+        state = query.poll()
+        if state is None:
+            forget(query)
+            return True
+        events = select.POLLIN if state == psycopg2.extensions.POLL_READ else select.POLLOUT
+        fd = query.fd = query.conn.fileno()
+        if fd in by_fd:
+            poller.modify(fd, events)
+        else:
+            poller.register(fd, events)
+            if query.deadline is not None:
+                order[0] += 1
+                heapq.heappush(timers, (query.deadline, order[0], query, key))
+        by_fd[fd] = (query, key)
+        return False
+
+    def settle(key):
+        if all(query.settled for query in waiting.get(key, ())):
+            waiting.pop(key, None)
+            ready.append(key)
+
+    def advance(key):
+        try:
+            wanted = next(generators[key])
+        except StopIteration as stop:
+            outcome[key] = (stop.value, None)
+            return
+        except Exception as exc:  # reported per task, never lost
+            outcome[key] = (None, exc)
+            if fail_fast:
+                raise
+            return
+        if isinstance(wanted, (int, float)):
+            order[0] += 1
+            heapq.heappush(sleeping, (time.monotonic() + wanted, order[0], key))
+            return
+        waiting[key] = list(wanted)
+        for query in waiting[key]:
+            if not query.settled:
+                watch(query, key)
+        settle(key)
+
+    next_tick = time.monotonic() + tick_seconds
+    try:
+        while ready or waiting or sleeping:
+            while ready:
+                advance(ready.pop(0))
+            if not (waiting or sleeping):
+                break
+            now = time.monotonic()
+            if tick is not None and now >= next_tick:
+                asleep = set(k for dummy, dummy, k in sleeping)
+                tick([key for key, dummy in tasks if key in waiting or key in asleep])
+                next_tick = now + tick_seconds
+            if deadline is not None and now >= deadline:
+                break
+            while sleeping and sleeping[0][0] <= now:
+                ready.append(heapq.heappop(sleeping)[2])
+            while timers and (timers[0][2].settled or timers[0][0] <= now):
+                dummy, dummy, query, key = heapq.heappop(timers)
+                if not query.settled:
+                    query.expire()
+                    forget(query)
+                    settle(key)
+            if ready:
+                continue
+            wake = [deadline] if deadline is not None else []
+            wake += [sleeping[0][0]] if sleeping else []
+            wake += [timers[0][0]] if timers else []
+            wake += [next_tick] if tick is not None else []
+            left = max(0.0, min(wake) - now) if wake else None
+            for fd, dummy in poller.poll(None if left is None else int(left * 1000) + 1):
+                query, key = by_fd.get(fd, (None, None))
+                if query is not None and watch(query, key):
+                    settle(key)
+    finally:
+        for key in list(waiting) + [k for dummy, dummy, k in sleeping]:
+            generators[key].close()
+            if outcome[key] == (None, None):
+                outcome[key] = (None, FanOutTimeout(key))
+    return [(key, outcome[key][0], outcome[key][1]) for key, dummy in tasks]
+
+
+def run_steps(steps):
+    """A fan_out task run by itself (one console): its result, or its error raised."""
+    dummy, result, error = fan_out([(None, steps)])[0]
+    if error is not None:
+        raise error
+    return result
+
+
 # -- the console ----------------------------------------------------------
 
 def quote_entry(name):
@@ -280,11 +483,13 @@ class Console:
         # Entries this object issued PAUSE for; pause connections still open.
         self.paused_by_us = set()
         self.pause_conns = {}
-        self.pause_cursors = {}
+        self.pause_queries = {}   # entry -> its PAUSE (a Query) while the drain awaits it
         # Entries whose PAUSE returned: their idle connections, for the RESUME.
         self.resume_conns = {}
         # An async admin connection of its own for the SHOW POOLS sent with the RESUMEs (open_pools_connection).
         self.pools_conn = None
+        # One idle async admin connection kept after the RESUMEs, for resume_verify (verify_steps).
+        self.verify_conn = None
 
     # -- plumbing --------------------------------------------------------
     def open(self):
@@ -370,24 +575,38 @@ class Console:
         return entry_flags(self.show('DATABASES'), entries or self.entries)
 
     def drained(self, entries=None):
-        """SHOW DATABASES and SHOW SERVERS read at once when a PAUSE connection
-        is idle (its PAUSE returned): SHOW SERVERS goes on it while SHOW
-        DATABASES goes on the console, one round trip for both."""
+        """drained_steps() run by itself: True when every entry is drained."""
+        return run_steps(self.drained_steps(entries))
+
+    def drained_steps(self, entries=None):
+        """A fan_out task step: SHOW DATABASES and SHOW SERVERS sent at once on
+        two idle non-blocking admin connections (PAUSE connections whose PAUSE
+        returned, the pools connection) - one round trip for both; in turn when
+        the console has one such connection; on the console's own (blocking)
+        connection when it has none. Returns is_drained(); ConsoleError when
+        either fails or gets no answer within RESUME_TIMEOUT_SECONDS."""
         entries = entries or self.entries
-        spare = next((conn for conn in self.pause_conns.values() if _answered(conn)), None)
-        if spare is None:
+        idle = self._idle_connections()
+        if not idle:
             return is_drained(self.show('DATABASES'), self.show('SERVERS'), entries)
-        try:
-            cursor = spare.cursor()
-            cursor.execute('SHOW SERVERS')
-            databases = self.show('DATABASES')
-            wait(spare, RESUME_TIMEOUT_SECONDS)
-            servers = normalize_rows(rows_as_dicts(cursor))
-        except TimeoutError:
-            raise ConsoleError('%s: SHOW SERVERS: no answer within %.0f s' % (self.label, RESUME_TIMEOUT_SECONDS))
-        except psycopg2.Error as exc:
-            raise ConsoleError('%s: SHOW SERVERS failed: %s' % (self.label, one_line(exc)))
-        return is_drained(databases, servers, entries)
+        servers = Query(idle[0], 'SHOW SERVERS', self.label, RESUME_TIMEOUT_SECONDS)
+        if len(idle) > 1:
+            databases = Query(idle[1], 'SHOW DATABASES', self.label, RESUME_TIMEOUT_SECONDS)
+            yield [servers, databases]
+        else:
+            yield [servers]
+            databases = Query(idle[0], 'SHOW DATABASES', self.label, RESUME_TIMEOUT_SECONDS)
+            yield [databases]
+        return is_drained(databases.result(), servers.result(), entries)
+
+    def _idle_connections(self):
+        """The non-blocking admin connections with nothing in flight, in a fixed
+        order: PAUSE connections whose PAUSE returned (by entry), RESUME
+        connections whose RESUME returned, then the pools connection."""
+        conns = [conn for dummy, conn in sorted(self.pause_conns.items())]
+        conns += [conn for dummy, conn in sorted(self.resume_conns.items())]
+        conns += [self.pools_conn] if self.pools_conn is not None else []
+        return [conn for conn in conns if _answered(conn)]
 
     def state(self):
         """SHOW STATE as a dict where the version has it, else None."""
@@ -422,10 +641,9 @@ class Console:
                 raise ConsoleError(str(exc))
 
     def send_pause(self, entry):
-        cursor = self.pause_conns[entry].cursor()
-        cursor.execute('PAUSE %s' % quote_entry(entry))
-        # psycopg2 forgets an async query whose cursor is garbage-collected.
-        self.pause_cursors[entry] = cursor
+        """PAUSE the entry on its PAUSE connection, not waiting: the Query is
+        ``pause_queries[entry]`` (the drain awaits it with fan_out)."""
+        self.pause_queries[entry] = Query(self.pause_conns[entry], 'PAUSE %s' % quote_entry(entry), self.label)
         # pgbouncer marks the entry paused on receipt: from now on it is ours to resume.
         self.paused_by_us.add(entry)
 
@@ -442,13 +660,12 @@ class Console:
             except Exception:
                 pass
         self.pause_conns = {}
-        self.pause_cursors = {}
+        self.pause_queries = {}
 
     def _close_resume_connections(self):
         conns = list(self.resume_conns.values())
-        if self.pools_conn is not None:
-            conns.append(self.pools_conn)
-            self.pools_conn = None
+        conns += [conn for conn in (self.pools_conn, self.verify_conn) if conn is not None]
+        self.pools_conn = self.verify_conn = None
         for conn in conns:
             try:
                 conn.close()
@@ -459,7 +676,8 @@ class Console:
     def open_pools_connection(self):
         """One more non-blocking admin connection (before the outage's clock):
         resume() sends SHOW POOLS on it together with the RESUMEs, so the
-        clients' longest wait costs no round trip of its own."""
+        clients' longest wait costs no round trip of its own; the drain's
+        confirmation and resume_verify use it too, when idle."""
         if self.pools_conn is None:
             try:
                 self.pools_conn = connect(self.endpoint, dbname=ADMIN_DB, local_commits=False, async_=True,
@@ -467,117 +685,119 @@ class Console:
             except ConnectError as exc:
                 raise ConsoleError(str(exc))
 
-    def _resume_entries(self, entries, timeout=RESUME_TIMEOUT_SECONDS):
-        """RESUME every entry of ``entries`` at once: each on its idle PAUSE
-        connection, the others one by one on the console. "is not paused" is
-        the goal already reached; any other failure -> ConsoleError."""
-        sent, errors = {}, []
-        for entry in entries:
+    # -- resume ----------------------------------------------------------
+    def resume(self, entries=None, verify=True):
+        """resume_steps() run by itself (blocking): see there."""
+        return run_steps(self.resume_steps(entries, verify))
+
+    def resume_steps(self, entries=None, verify=True):
+        """A fan_out task: close waiting PAUSEs, RESUME the entries this console
+        paused (all at once: each on the connection its PAUSE used, idle once
+        that PAUSE returned; one on the console's own connection where there is
+        none), then (``verify``) verify_steps.
+
+        The longest client wait (SHOW POOLS maxwait) is read with the RESUMEs:
+        sent just before them on the pools connection (open_pools_connection),
+        so pgbouncer reads it while the clients still queue and no round trip is
+        added; without that connection it is read before them. "is not paused"
+        is the goal already reached. Round trips: the RESUMEs together (with
+        SHOW POOLS beside them, or one before them), and with ``verify`` SHOW
+        DATABASES (more only when it finds something left to do).
+
+        Returns {'host', 'entries', 'resumed', 'enabled', 'maxwait_ms' (ms, None
+        when SHOW POOLS got no answer), 'duration_ms'}; ConsoleError naming this
+        pgbouncer and every entry that failed (RESUME_TIMEOUT_SECONDS without an
+        answer is a failure)."""
+        began = time.monotonic()
+        entries = entries or self.entries
+        self.close_pause_connections()
+        conn, self.pools_conn = self.pools_conn, None
+        pools = None if conn is None else Query(conn, 'SHOW POOLS', self.label, RESUME_TIMEOUT_SECONDS)
+        if pools is not None and pools.error is not None:
+            conn.close()
+            pools = None
+        waited = max_wait_ms(self.show('POOLS'), entries) if pools is None else None
+        resumed = [entry for entry in entries if entry in self.paused_by_us]
+        sent = {}
+        for entry in resumed:
             conn = self.resume_conns.pop(entry, None)
-            if conn is None:
-                continue
-            try:
-                cursor = conn.cursor()
-                cursor.execute('RESUME %s' % quote_entry(entry))
-                sent[entry] = (conn, cursor)
-            except psycopg2.Error:
-                conn.close()
-        deadline = time.monotonic() + timeout
-        for entry, pair in sent.items():
-            conn = pair[0]  # pair[1], the cursor, stays referenced until answered (psycopg2 async)
-            try:
-                wait(conn, max(deadline - time.monotonic(), 0.001))
-            except TimeoutError:
-                errors.append('RESUME %s: no answer within %.0f s' % (entry, timeout))
-            except psycopg2.Error as exc:
-                if 'is not paused' not in str(exc):
-                    errors.append('RESUME %s failed: %s' % (entry, one_line(exc)))
-            finally:
-                conn.close()
-        for entry in entries:
+            if conn is not None:
+                sent[entry] = Query(conn, 'RESUME %s' % quote_entry(entry), self.label, RESUME_TIMEOUT_SECONDS)
+        yield [query for query in [pools] + list(sent.values()) if query is not None]
+        if pools is not None:
+            waited = max_wait_ms(pools.rows, entries) if pools.error is None else None
+            self._keep_idle(pools.conn, pools)
+        errors = []
+        for entry, query in sent.items():
+            if query.error is not None and 'is not paused' not in query.reason:
+                errors.append(query.reason)
+            self._keep_idle(query.conn, query)
+        for entry in resumed:
             if entry not in sent:
                 self._resume_entry(entry)
         if errors:
             raise ConsoleError('%s: %s' % (self.label, '; '.join(errors)))
-
-    # -- resume ----------------------------------------------------------
-    def _send_show_pools(self):
-        """SHOW POOLS sent on the pools connection, not waited for: (connection,
-        cursor), or None when there is none (or it fails: resume() reads SHOW
-        POOLS on the console before the RESUMEs instead)."""
-        conn, self.pools_conn = self.pools_conn, None
-        if conn is None:
-            return None
-        try:
-            cursor = conn.cursor()
-            cursor.execute('SHOW POOLS')
-            return conn, cursor
-        except psycopg2.Error:
-            conn.close()
-            return None
-
-    def _read_show_pools(self, sent, entries, timeout=RESUME_TIMEOUT_SECONDS):
-        """The longest client wait (ms) from _send_show_pools' answer; None when it did not come."""
-        conn, cursor = sent
-        try:
-            wait(conn, timeout)
-            return max_wait_ms(normalize_rows(rows_as_dicts(cursor)), entries)
-        except (TimeoutError, psycopg2.Error):
-            return None
-        finally:
-            conn.close()
-
-    def resume(self, entries=None, verify=True):
-        """Close waiting PAUSEs, RESUME the entries this console paused (all at
-        once), then (``verify``) verify_resumed. The longest client wait
-        (SHOW POOLS maxwait) is read with the RESUMEs: sent just before them on
-        the pools connection (open_pools_connection), so pgbouncer reads it
-        while the clients still queue and no round trip is added; without that
-        connection it is read before them. Returns what was done and measured:
-        host, entries, resumed, enabled, maxwait_ms, duration_ms. Round trips:
-        the RESUMEs together (with SHOW POOLS beside them, or one before them),
-        and with ``verify`` SHOW DATABASES (two more only when it finds
-        something left to do)."""
-        began = time.monotonic()
-        entries = entries or self.entries
-        self.close_pause_connections()
-        pools = self._send_show_pools()
-        waited = max_wait_ms(self.show('POOLS'), entries) if pools is None else None
-        resumed = [entry for entry in entries if entry in self.paused_by_us]
-        try:
-            self._resume_entries(resumed)
-        except ConsoleError:
-            if pools is not None:
-                pools[0].close()
-            raise
         self.paused_by_us.difference_update(resumed)
-        if pools is not None:
-            waited = self._read_show_pools(pools, entries)
         done = {'host': self.label, 'entries': list(entries), 'resumed': resumed, 'enabled': [],
                 'maxwait_ms': waited}
         if verify:
-            fixed = self.verify_resumed(entries)
+            fixed = yield from self.verify_steps(entries)
             done.update(resumed=resumed + fixed['resumed'], enabled=fixed['enabled'])
         done['duration_ms'] = round((time.monotonic() - began) * 1000, 1)
         return done
 
+    def _keep_idle(self, conn, query):
+        """After a Query on ``conn`` settled: keep one idle connection (answered)
+        for verify_steps as ``verify_conn``, close the others."""
+        if self.verify_conn is None and query.error is None and _answered(conn):
+            self.verify_conn = conn
+            return
+        try:
+            conn.close()
+        except Exception:
+            pass
+
     def verify_resumed(self, entries=None):
-        """SHOW DATABASES: every entry neither paused nor disabled. An entry
-        found paused or disabled (someone's PAUSE or DISABLE, a RESUME that did
-        not land) is resumed/enabled and read again; still so -> ConsoleError.
-        Returns {'resumed': [entries], 'enabled': [entries]}: what it had to do."""
+        """verify_steps() run by itself (blocking): see there."""
+        return run_steps(self.verify_steps(entries))
+
+    def verify_steps(self, entries=None):
+        """A fan_out task: SHOW DATABASES, every entry neither paused nor
+        disabled. An entry found paused or disabled (someone's PAUSE or
+        DISABLE, a RESUME that did not land) is resumed/enabled and read again;
+        still so -> ConsoleError. On the idle connection resume_steps kept
+        (``verify_conn``), non-blocking; on the console's own connection when
+        there is none. Returns {'resumed': [entries], 'enabled': [entries]}:
+        what it had to do."""
         entries = entries or self.entries
+        conn = self.verify_conn if self.verify_conn is not None and _answered(self.verify_conn) else None
+
+        def command(sql):
+            if conn is None:
+                return self._run(sql)
+            query = Query(conn, sql, self.label, RESUME_TIMEOUT_SECONDS)
+            yield [query]
+            return query.result()
+
+        def resume_entry(entry):
+            try:
+                yield from command('RESUME %s' % quote_entry(entry))
+            except ConsoleError as exc:
+                # Someone resumed it between our look and our RESUME: that is the goal.
+                if 'is not paused' not in str(exc):
+                    raise
+
         resumed, enabled = [], []
-        after = self.flags(entries)
+        after = entry_flags((yield from command('SHOW DATABASES')), entries)
         if any(after[entry]['paused'] or after[entry]['disabled'] for entry in entries):
             for entry in entries:
                 if after[entry]['paused']:
-                    self._resume_entry(entry)
+                    yield from resume_entry(entry)
                     resumed.append(entry)
                 if after[entry]['disabled']:
-                    self.command('ENABLE', entry)
+                    yield from command('ENABLE %s' % quote_entry(entry))
                     enabled.append(entry)
-            after = self.flags(entries)
+            after = entry_flags((yield from command('SHOW DATABASES')), entries)
         stuck = [entry for entry in entries if after[entry]['paused'] or after[entry]['disabled']]
         if stuck:
             raise ConsoleError('%s: %s still paused or disabled after RESUME/ENABLE: check the pgbouncer log'
@@ -586,27 +806,32 @@ class Console:
         return {'resumed': resumed, 'enabled': enabled}
 
     def resume_reconnecting(self, entries=None, verify=True):
-        """resume(), reconnecting once when the connection to pgbouncer was lost
-        (connection_lost): a pgbouncer restarted mid-window (or a dropped link)
-        is reconnected and checked - a new process has nothing paused - not
-        reported as failed. The RESUMEs travel on the PAUSE connections, so the
-        console's own connection may look open although the process is gone."""
-        return self._reconnecting(lambda: self.resume(entries, verify=verify))
+        """resume_reconnecting_steps() run by itself (blocking)."""
+        return run_steps(self.resume_reconnecting_steps(entries, verify))
 
-    def verify_resumed_reconnecting(self, entries=None):
-        """verify_resumed(), reconnecting once when the connection was lost."""
-        return self._reconnecting(lambda: self.verify_resumed(entries))
+    def resume_reconnecting_steps(self, entries=None, verify=True):
+        """resume_steps(), reconnecting once when the connection to pgbouncer was
+        lost (connection_lost): a pgbouncer restarted mid-window (or a dropped
+        link) is reconnected and checked - a new process has nothing paused -
+        not reported as failed. The RESUMEs travel on the PAUSE connections, so
+        the console's own connection may look open although the process is gone.
+        The reconnection blocks (a rare path)."""
+        return (yield from self._reconnecting(lambda: self.resume_steps(entries, verify=verify)))
 
-    def _reconnecting(self, action):
+    def verify_reconnecting_steps(self, entries=None):
+        """verify_steps(), reconnecting once when the connection was lost."""
+        return (yield from self._reconnecting(lambda: self.verify_steps(entries)))
+
+    def _reconnecting(self, steps):
         if self.conn is None or self.conn.closed:
             self.reopen()
         try:
-            return action()
+            return (yield from steps())
         except ConsoleError as exc:
             if not (self.conn.closed or connection_lost(str(exc))):
                 raise
             self.reopen()
-            return dict(action(), reconnected=True)
+            return dict((yield from steps()), reconnected=True)
 
     def _resume_entry(self, entry):
         try:
@@ -687,17 +912,21 @@ def open_consoles(consoles):
 
 def resume(consoles, clock=None, phase='resume', verify=True):
     """RESUME (and, with ``verify``, verify) the deploy's entries on every
-    console in parallel; each console's work is timed as ``phase`` on ``clock``.
+    console at once, on this thread (fan_out over each console's
+    resume_reconnecting_steps: every pgbouncer's RESUMEs are sent before any
+    answer is awaited, each answer read as it arrives); each console's work is
+    timed as ``phase`` on ``clock``, from the moment its commands are sent to
+    the moment its last answer is read.
 
     Returns one dict per console: host, resumed, enabled, maxwait_ms (the
     longest client wait at RESUME) and duration_ms. Raises ConsoleError naming
-    every console that could not be resumed, after trying them all. Without
-    ``verify`` the caller runs verify_resumed (the window does, once its
-    clients flow again).
+    every console that could not be resumed, in one line, after trying them
+    all. Without ``verify`` the caller runs verify_resumed (the window does,
+    once its clients flow again).
     """
     def one(console):
         with _phase(clock, phase, console.label) as record:
-            result = console.resume_reconnecting(verify=verify)
+            result = yield from console.resume_reconnecting_steps(verify=verify)
             if record is not None:
                 record['detail'].update(maxwait_ms=result['maxwait_ms'], resumed=result['resumed'])
             return result
@@ -706,13 +935,13 @@ def resume(consoles, clock=None, phase='resume', verify=True):
 
 
 def verify_resumed(consoles, clock=None, phase='resume_verify'):
-    """Console.verify_resumed on every console in parallel, each timed as
-    ``phase`` on ``clock``. Returns [{'host', 'resumed', 'enabled'}] (what had
-    to be done, per console); ConsoleError naming every console left paused or
-    disabled, after trying them all."""
+    """Console.verify_steps on every console at once, on this thread (fan_out),
+    each timed as ``phase`` on ``clock``. Returns [{'host', 'resumed',
+    'enabled'}] (what had to be done, per console); ConsoleError naming every
+    console left paused or disabled, in one line, after trying them all."""
     def one(console):
         with _phase(clock, phase, console.label) as record:
-            fixed = dict(console.verify_resumed_reconnecting(), host=console.label)
+            fixed = dict((yield from console.verify_reconnecting_steps()), host=console.label)
             if record is not None:
                 record['detail'].update(resumed=fixed['resumed'], enabled=fixed['enabled'])
             return fixed
@@ -720,8 +949,9 @@ def verify_resumed(consoles, clock=None, phase='resume_verify'):
     return _on_every(one, consoles, 'resume not verified')
 
 
-def _on_every(function, consoles, failure):
-    outcome = in_parallel(function, consoles)
+def _on_every(task, consoles, failure):
+    """fan_out ``task(console)`` over every console; every error in one ConsoleError."""
+    outcome = fan_out([(console, task(console)) for console in consoles])
     failed = ['%s' % error for dummy, dummy, error in outcome if error]
     if failed:
         raise ConsoleError('%s: %s' % (failure, '; '.join(failed)))
@@ -765,60 +995,89 @@ def probe_target(console, entry):
 
 
 def probe(targets, timeout=PROBE_SECONDS):
-    """Ask every target, as a client would, at once: connect and run SELECT 1
-    within ``timeout`` seconds in all.
+    """Ask every target, as a client would, at once: connect and run SELECT 1.
 
     ``targets``: [(key, endpoint)] (endpoint dbname = the pgbouncer entry).
+    ``timeout``: seconds a client waits for pgbouncer's next answer (to its
+    connection, each message of its login, its SELECT 1). The silence is
+    counted from the moment the probe last heard from that target, and a
+    target whose socket has data waiting is never silent: this controller's
+    own work - a SCRAM exchange costs it milliseconds of CPU per login, so
+    seconds for a hundred pgbouncers on a busy controller - is never counted
+    against a pgbouncer, while a paused one (its login or SELECT 1 left
+    without an answer) is reported after ``timeout``.
+
     Returns {key: None (answered) or one line saying what the client saw}; a
     client left without an answer is what a paused or suspended pgbouncer
     (or entry) does to its clients.
     """
     if not HAS_PSYCOPG2:
         return dict((key, 'psycopg2 is not installed') for key, unused in targets)
-    results, live = {}, {}
+    results, live, by_fd = {}, {}, {}
     for key, endpoint in targets:
         try:
             live[key] = {'conn': psycopg2.connect(async_=1, **dsn_kwargs(endpoint, application_name='fastdowntime-probe')),
-                         'cursor': None}
+                         'cursor': None, 'fd': None}
         except psycopg2.Error as exc:
             results[key] = one_line(exc)
-    deadline = time.monotonic() + timeout
+    poller = select.poll()
+
+    def finish(key, outcome):
+        item = live.pop(key)
+        results[key] = outcome
+        if item['fd'] is not None:
+            poller.unregister(item['fd'])
+            del by_fd[item['fd']]
+        try:
+            item['conn'].close()
+        except Exception:
+            pass
+
+    def advance(key):
+        """Drive one target as far as it goes without waiting; register what it waits for."""
+        item = live[key]
+        try:
+            state = item['conn'].poll()
+            while state == psycopg2.extensions.POLL_OK and item['cursor'] is None:
+                item['cursor'] = item['conn'].cursor()
+                item['cursor'].execute('SELECT 1')
+                state = item['conn'].poll()
+        except psycopg2.Error as exc:
+            finish(key, one_line(exc))
+            return
+        if state == psycopg2.extensions.POLL_OK:
+            finish(key, None)
+            return
+        fd = item['conn'].fileno()  # libpq may open a new socket (next address)
+        events = select.POLLIN if state == psycopg2.extensions.POLL_READ else select.POLLOUT
+        if item['fd'] not in (None, fd):
+            poller.unregister(item['fd'])
+            del by_fd[item['fd']]
+        if item['fd'] == fd:
+            poller.modify(fd, events)
+        else:
+            poller.register(fd, events)
+        item['fd'] = fd
+        by_fd[fd] = key
+        item['heard'] = time.monotonic()
+
     try:
+        for key in list(live):
+            advance(key)
         while live:
-            readers, writers = [], []
-            for key, item in list(live.items()):
-                try:
-                    state = item['conn'].poll()
-                except psycopg2.Error as exc:
-                    results[key] = one_line(exc)
-                    item['conn'].close()
-                    del live[key]
-                    continue
-                if state == psycopg2.extensions.POLL_OK:
-                    if item['cursor'] is None:
-                        item['cursor'] = item['conn'].cursor()
-                        item['cursor'].execute('SELECT 1')
-                        readers.append(item['conn'])
-                        continue
-                    results[key] = None
-                    item['conn'].close()
-                    del live[key]
-                elif state == psycopg2.extensions.POLL_WRITE:
-                    writers.append(item['conn'])
-                else:
-                    readers.append(item['conn'])
-            left = deadline - time.monotonic()
-            if not live or left <= 0:
-                break
-            select.select(readers, writers, [], min(left, 0.05))
+            wake = min(item['heard'] for item in live.values()) + timeout
+            ready = poller.poll(max(0, int((wake - time.monotonic()) * 1000)) + 1)
+            polled_at = time.monotonic()
+            ready_keys = set(by_fd[fd] for fd, dummy in ready if fd in by_fd)
+            for key in [k for k, item in live.items() if k not in ready_keys and polled_at - item['heard'] >= timeout]:
+                stage = 'login' if live[key]['cursor'] is None else 'SELECT 1'
+                finish(key, 'a client got no answer to its %s within %.1f s' % (stage, timeout))
+            for key in ready_keys:
+                if key in live:
+                    advance(key)
     finally:
-        for key, item in live.items():
-            stage = 'login' if item['cursor'] is None else 'SELECT 1'
-            results[key] = 'a client got no answer to its %s within %.1f s' % (stage, timeout)
-            try:
-                item['conn'].close()
-            except Exception:
-                pass
+        for key in list(live):
+            finish(key, 'probe interrupted')
     return results
 
 

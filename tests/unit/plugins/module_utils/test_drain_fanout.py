@@ -1,7 +1,9 @@
-"""The drain's fan-out over many pgbouncers (drain._Drain, pgbouncer_console.in_parallel),
-with fake consoles whose PAUSE connections are real sockets (select works on them)."""
+"""The fan-out over many pgbouncers on one thread (pgbouncer_console.fan_out, the drain's
+confirmation, the resume), with fake consoles whose admin connections are real sockets
+(poll(2) works on them), and pgbouncer_console.in_parallel (before the window)."""
 import socket
 import threading
+import time
 
 import psycopg2.extensions
 import pytest
@@ -22,6 +24,15 @@ class FakePauseConn:
     def fileno(self):
         return self.ours.fileno()
 
+    def cursor(self):
+        class Cursor:
+            description = None
+            statusmessage = 'OK'
+
+            def execute(self, sql):
+                pass
+        return Cursor()
+
     def answer(self):
         self.theirs.send(b'x')
 
@@ -33,6 +44,9 @@ class FakePauseConn:
                 pass
         return psycopg2.extensions.POLL_OK if self.answered else psycopg2.extensions.POLL_READ
 
+    def isexecuting(self):
+        return not self.answered
+
     def close(self):
         self.closed = True
         self.ours.close()
@@ -40,15 +54,18 @@ class FakePauseConn:
 
 
 class FakeConsole:
-    """One pgbouncer console with one entry; ``on_pause`` and ``on_drained`` script it."""
+    """One pgbouncer console with one entry; ``on_pause(conn)`` and ``on_drained(conn)``
+    script it: each gets the connection its command went on, to answer now or later;
+    ``on_drained`` returns whether the console is drained."""
 
     def __init__(self, label, on_pause=None, on_drained=None):
         self.label = label
         self.entries = ['db']
         self.paused_by_us = set()
         self.pause_conns = {}
+        self.pause_queries = {}
         self.on_pause = on_pause or (lambda conn: conn.answer())
-        self.on_drained = on_drained or (lambda: True)
+        self.on_drained = on_drained or (lambda conn: conn.answer() or True)
         self.log = []
 
     def flags(self):
@@ -61,11 +78,18 @@ class FakeConsole:
     def send_pause(self, entry):
         self.paused_by_us.add(entry)
         self.log.append('PAUSE')
+        self.pause_queries[entry] = pc.Query(self.pause_conns[entry], 'PAUSE db', self.label)
         self.on_pause(self.pause_conns[entry])
 
-    def drained(self):
+    def drained_steps(self):
         self.log.append('drained?')
-        return self.on_drained()
+        conn = FakePauseConn()
+        query = pc.Query(conn, 'SHOW SERVERS', self.label)
+        drained = self.on_drained(conn)
+        yield [query]
+        conn.close()
+        query.result()
+        return drained
 
     def close_pause_connections(self):
         for conn in self.pause_conns.values():
@@ -75,23 +99,31 @@ class FakeConsole:
     def show(self, what):
         raise pc.ConsoleError('%s: no SHOW %s in this fake' % (self.label, what))
 
-    def resume_reconnecting(self, entries=None):
+    def resume_reconnecting_steps(self, entries=None):
         self.log.append('RESUME %s' % ','.join(entries or self.entries))
         self.paused_by_us.clear()
+        yield []
 
 
 def test_each_console_is_confirmed_as_soon_as_its_own_pause_returns():
-    # pgbouncer2's PAUSE returns only while pgbouncer1's confirmation is under way, and
-    # pgbouncer1's confirmation waits for pgbouncer2 to be confirmed: a drain that
-    # confirmed consoles in batches would leave pgbouncer2 for the next batch and
-    # pgbouncer1 would give up (not drained) - so both drained proves no batch barrier.
-    second_confirmed = threading.Event()
-    second = FakeConsole('pgbouncer2', on_pause=lambda conn: None,
-                         on_drained=lambda: second_confirmed.set() or True)
+    # pgbouncer2's PAUSE returns only once pgbouncer1's confirmation has been sent, and
+    # pgbouncer1's confirmation is answered only once pgbouncer2's is sent: a drain that
+    # confirmed consoles in batches (or one after the other) would wait for pgbouncer1's
+    # confirmation before reading pgbouncer2's PAUSE and miss the deadline - both drained
+    # on one thread proves no console waits for another's round trip.
+    held = {}
 
-    def first_drained():
+    def second_drained(conn):
+        conn.answer()
+        held['first'].answer()
+        return True
+
+    second = FakeConsole('pgbouncer2', on_pause=lambda conn: None, on_drained=second_drained)
+
+    def first_drained(conn):
+        held['first'] = conn
         second.pause_conns['db'].answer()
-        return second_confirmed.wait(5)
+        return True
 
     first = FakeConsole('pgbouncer1', on_drained=first_drained)
     result = dr.drain([first, second], deadline_seconds=10)
@@ -103,7 +135,7 @@ def test_each_console_is_confirmed_as_soon_as_its_own_pause_returns():
 def test_a_console_error_stops_every_wait_and_resumes_every_pause():
     silent = FakeConsole('pgbouncer2', on_pause=lambda conn: None)
 
-    def broken():
+    def broken(conn):
         raise pc.ConsoleError('pgbouncer1: SHOW SERVERS failed: connection lost')
 
     failing = FakeConsole('pgbouncer1', on_drained=broken)
@@ -138,3 +170,106 @@ def test_in_parallel_runs_the_last_item_in_the_calling_thread_and_keeps_every_er
     assert str(outcome[1][2]) == 'b failed'
     assert seen['c'] is threading.current_thread() and seen['a'] is not threading.current_thread()
     assert pc.in_parallel(work, []) == []
+
+
+# -- fan_out: the one-thread multiplexer ------------------------------------------
+
+def command(conn, label, sql='SHOW X', timeout=None):
+    return pc.Query(conn, sql, label, timeout)
+
+
+def test_fan_out_resumes_each_task_as_its_own_answers_arrive():
+    # The slow task's answer arrives only once the fast task has been resumed with its
+    # own: a fan-out that waited for every answer before resuming any task would hang.
+    slow, fast = FakePauseConn(), FakePauseConn()
+    order = []
+
+    def task(name, conn, after=None):
+        query = command(conn, name)
+        yield [query]
+        order.append(name)
+        if after is not None:
+            after.answer()
+        yield 0.001  # a poll interval
+        order.append(name + ' again')
+        return query.result()
+
+    fast.answer()
+    outcome = pc.fan_out([('slow', task('slow', slow)), ('fast', task('fast', fast, after=slow))])
+    assert outcome == [('slow', 'OK', None), ('fast', 'OK', None)]
+    assert order[:2] == ['fast', 'slow']
+
+
+def test_fan_out_keeps_every_error_and_times_out_a_silent_query_naming_it():
+    silent, answered = FakePauseConn(), FakePauseConn()
+    answered.answer()
+
+    def waits(conn, label, timeout):
+        query = command(conn, label, 'RESUME "db"', timeout)
+        yield [query]
+        return query.result()
+
+    began = time.monotonic()
+    outcome = pc.fan_out([('a', waits(silent, 'pgbouncer1', 0.05)), ('b', waits(answered, 'pgbouncer2', 5))])
+    assert time.monotonic() - began < 4
+    assert str(outcome[0][2]) == 'pgbouncer1: RESUME "db": no answer within 0 s'
+    assert outcome[1][1:] == ('OK', None)
+
+
+def test_fan_out_closes_what_still_runs_at_its_deadline_and_fails_fast_when_asked():
+    closed = []
+
+    def forever(name):
+        try:
+            yield [command(FakePauseConn(), name)]
+        finally:
+            closed.append(name)
+
+    def broken():
+        yield 0.001
+        raise pc.ConsoleError('pgbouncer2: SHOW SERVERS failed: connection lost')
+
+    outcome = pc.fan_out([('a', forever('a'))], deadline=time.monotonic() + 0.05)
+    assert isinstance(outcome[0][2], pc.FanOutTimeout) and closed == ['a']
+    with pytest.raises(pc.ConsoleError, match='pgbouncer2: SHOW SERVERS failed'):
+        pc.fan_out([('b', forever('b')), ('c', broken())], fail_fast=True)
+    assert closed == ['a', 'b']
+    # Without fail_fast every task runs to its end and each error is kept.
+    outcome = pc.fan_out([('c', broken()), ('d', iter_result('d'))])
+    assert isinstance(outcome[0][2], pc.ConsoleError) and outcome[1][1:] == ('d', None)
+
+
+def iter_result(value):
+    yield []
+    return value
+
+
+class ResumeConsole(pc.Console):
+    """A console whose RESUME goes on a socket the test answers (or not)."""
+
+    def __init__(self, name, answer=True):
+        pc.Console.__init__(self, {'name': name, 'host': '10.0.0.1', 'port': 6432})
+        self.conn = type('Conn', (), {'closed': 0})()
+        self.entries, self.paused_by_us = ['db'], {'db'}
+        conn = FakePauseConn()
+        if answer:
+            conn.answer()
+        self.resume_conns = {'db': conn}
+        self.pools_conn = None
+
+    def show(self, what):
+        return []
+
+
+def test_resume_tries_every_pgbouncer_on_one_thread_and_names_every_failure_in_one_line(monkeypatch):
+    monkeypatch.setattr(pc, 'RESUME_TIMEOUT_SECONDS', 0.05)
+    consoles = [ResumeConsole('pgbouncer1', answer=False), ResumeConsole('pgbouncer2'),
+                ResumeConsole('pgbouncer3', answer=False)]
+    threads = threading.active_count()
+    with pytest.raises(pc.ConsoleError) as caught:
+        pc.resume(consoles, verify=False)
+    message = str(caught.value)
+    assert message.startswith('resume failed: pgbouncer1 (10.0.0.1:6432): RESUME "db": no answer within 0 s; '
+                              'pgbouncer3 (10.0.0.1:6432): RESUME "db"')
+    assert '\n' not in message and 'pgbouncer2' not in message
+    assert consoles[1].paused_by_us == set() and threading.active_count() == threads

@@ -133,22 +133,41 @@ def test_drain_refuses_an_unknown_policy_and_needs_a_deadline():
 
 
 class FakeAsyncConsoleConn:
-    """An idle async admin connection (its PAUSE returned) that logs what happens, in order."""
+    """An idle async admin connection (its PAUSE returned) that logs what happens, in order,
+    and answers at once: a SHOW with ``answers[sql]`` ((columns, rows)), a command with its tag,
+    or with the error ``fail[sql]`` (what pgbouncer or libpq said)."""
     closed = False
 
-    def __init__(self, name, log):
+    def __init__(self, name, log, answers=None, fail=None):
         self.name, self.log = name, log
+        self.answers, self.fail = dict(answers or {}), dict(fail or {})
+        self.sql = None
 
     def cursor(self):
         conn = self
 
         class Cursor:
+            @property
+            def description(self):
+                return [(c,) for c in conn.answers[conn.sql][0]] if conn.sql in conn.answers else None
+
+            @property
+            def statusmessage(self):
+                return conn.sql.split()[0]
+
             def execute(self, sql):
+                conn.sql = sql
                 conn.log.append(('send', conn.name, sql))
+
+            def fetchall(self):
+                columns, rows = conn.answers[conn.sql]
+                return [tuple(r[c] for c in columns) for r in rows]
         return Cursor()
 
     def poll(self):
         self.log.append(('answer', self.name))
+        if self.sql in self.fail:
+            raise psycopg2.OperationalError(self.fail.pop(self.sql))
         return psycopg2.extensions.POLL_OK
 
     def isexecuting(self):
@@ -158,59 +177,63 @@ class FakeAsyncConsoleConn:
         self.closed = True
 
 
-def test_resumes_are_sent_all_at_once_on_the_connections_their_pauses_used():
+def sends_then_answers(log):
+    sends = [i for i, item in enumerate(log) if item[0] == 'send']
+    answers = [i for i, item in enumerate(log) if item[0] == 'answer']
+    return [log[i][2] for i in sends], max(sends) < min(answers)
+
+
+def no_show(monkeypatch, console):
+    monkeypatch.setattr(console, 'show', lambda what: pytest.fail('SHOW %s on the console: it blocks' % what))
+    monkeypatch.setattr(console, '_run', lambda sql, conn=None: pytest.fail('%s on the console: it blocks' % sql))
+
+
+def test_resumes_are_sent_all_at_once_on_the_connections_their_pauses_used(monkeypatch):
     log = []
     console = pc.Console({'host': '10.0.0.21', 'port': 6432, 'user': 'admin', 'name': 'pgb1'})
+    console.entries = ['db', 'db_ro']
+    console.paused_by_us = {'db', 'db_ro'}
     console.pause_conns = {'db': FakeAsyncConsoleConn('db', log), 'db_ro': FakeAsyncConsoleConn('db_ro', log)}
     # The PAUSEs returned: their connections are kept for the RESUMEs, not closed.
     console.close_pause_connections()
     assert sorted(console.resume_conns) == ['db', 'db_ro'] and console.pause_conns == {}
     del log[:]
-    console._resume_entries(['db', 'db_ro'])
-    sends = [i for i, item in enumerate(log) if item[0] == 'send']
-    answers = [i for i, item in enumerate(log) if item[0] == 'answer']
-    assert [log[i][2] for i in sends] == ['RESUME %s' % pc.quote_entry(e) for e in ('db', 'db_ro')]
+    monkeypatch.setattr(console, 'show', lambda what: [])  # SHOW POOLS: no pools connection here
+    console.resume(verify=False)
+    sent, at_once = sends_then_answers(log)
+    assert sent == ['RESUME %s' % pc.quote_entry(e) for e in ('db', 'db_ro')]
     # Both sent before either answer is awaited: one round trip for every entry.
-    assert max(sends) < min(answers)
-    assert console.resume_conns == {}
+    assert at_once and console.resume_conns == {}
+    # One idle connection is kept for resume_verify, the other closed.
+    assert console.verify_conn is not None and [c.closed for c in (console.verify_conn,)] == [False]
 
 
-class FakeShowServers(FakeAsyncConsoleConn):
-    """An idle admin connection that answers a SHOW (SERVERS by default) with ``rows``."""
-
-    def __init__(self, name, log, rows, columns=('database', 'state', 'link')):
-        FakeAsyncConsoleConn.__init__(self, name, log)
-        self.rows, self.columns = rows, columns
-
-    def cursor(self):
-        conn = self
-
-        class Cursor:
-            description = [(column,) for column in conn.columns]
-
-            def execute(self, sql):
-                conn.log.append(('send', conn.name, sql))
-
-            def fetchall(self):
-                return [tuple(r[column] for column in conn.columns) for r in conn.rows]
-        return Cursor()
+DATABASES_COLUMNS = ('name', 'paused', 'disabled')
+SERVERS_COLUMNS = ('database', 'state', 'link')
 
 
-def test_drain_confirmation_reads_databases_and_servers_in_one_round_trip(monkeypatch):
+def test_drain_confirmation_reads_databases_and_servers_in_one_round_trip_without_blocking(monkeypatch):
     log = []
     console = pc.Console({'host': '10.0.0.21', 'port': 6432, 'user': 'admin', 'name': 'pgb1'})
     console.entries = ['db']
-    monkeypatch.setattr(console, 'show', lambda what: log.append(('show', what)) or
-                        [{'name': 'db', 'paused': 1, 'disabled': 0}])
-    console.pause_conns = {'db': FakeShowServers('db', log, [])}
+    no_show(monkeypatch, console)
+    databases = {'SHOW DATABASES': (DATABASES_COLUMNS, [{'name': 'db', 'paused': 1, 'disabled': 0}])}
+    console.pause_conns = {'db': FakeAsyncConsoleConn('db', log, {'SHOW SERVERS': (SERVERS_COLUMNS, [])})}
+    console.pools_conn = FakeAsyncConsoleConn('pools', log, databases)
     assert console.drained() is True
-    # SHOW SERVERS sent on the idle PAUSE connection before SHOW DATABASES runs, answer read after.
-    assert [(item[0], item[-1]) for item in log] == [('answer', 'db'),  # idle: its PAUSE returned
-                                                     ('send', 'SHOW SERVERS'), ('show', 'DATABASES'),
-                                                     ('answer', 'db')]
+    # Both idle (their PAUSE returned), both SHOWs sent before either answer is read: one round trip.
+    assert log == [('answer', 'db'), ('answer', 'pools'), ('send', 'db', 'SHOW SERVERS'),
+                   ('send', 'pools', 'SHOW DATABASES'), ('answer', 'db'), ('answer', 'pools')]
     # A server connection still busy: not drained.
-    console.pause_conns = {'db': FakeShowServers('db', log, [{'database': 'db', 'state': 'active', 'link': 'x'}])}
+    busy = {'SHOW SERVERS': (SERVERS_COLUMNS, [{'database': 'db', 'state': 'active', 'link': 'x'}])}
+    console.pause_conns = {'db': FakeAsyncConsoleConn('db', log, busy)}
     assert console.drained() is False
+    # One idle connection only (no pools connection): both SHOWs on it, in turn.
+    del log[:]
+    console.pools_conn = None
+    console.pause_conns = {'db': FakeAsyncConsoleConn('db', log, dict(databases, **{'SHOW SERVERS': busy['SHOW SERVERS']}))}
+    assert console.drained() is False
+    assert [item[2] for item in log if item[0] == 'send'] == ['SHOW SERVERS', 'SHOW DATABASES']
 
 
 # -- pgbouncer's own settings (SHOW CONFIG) --------------------------------------
@@ -306,16 +329,15 @@ def test_show_pools_travels_with_the_resumes_and_costs_no_round_trip(monkeypatch
     rows = [{'database': 'db', 'cl_waiting': 2, 'maxwait': 0, 'maxwait_us': 30000},
             {'database': 'other', 'cl_waiting': 1, 'maxwait': 9, 'maxwait_us': 0}]
     console.resume_conns = {'db': FakeAsyncConsoleConn('db', log), 'db_ro': FakeAsyncConsoleConn('db_ro', log)}
-    console.pools_conn = FakeShowServers('pools', log, rows, columns=('database', 'cl_waiting', 'maxwait', 'maxwait_us'))
-    monkeypatch.setattr(console, 'show', lambda what: pytest.fail('SHOW %s on the console: a round trip' % what))
+    console.pools_conn = FakeAsyncConsoleConn('pools', log, {'SHOW POOLS': (
+        ('database', 'cl_waiting', 'maxwait', 'maxwait_us'), rows)})
+    no_show(monkeypatch, console)
     done = console.resume(verify=False)
     assert done['maxwait_ms'] == 30.0 and done['resumed'] == ['db', 'db_ro'] and done['enabled'] == []
-    sends = [i for i, item in enumerate(log) if item[0] == 'send']
-    answers = [i for i, item in enumerate(log) if item[0] == 'answer']
+    sent, at_once = sends_then_answers(log)
     # SHOW POOLS first, then every RESUME, all before any answer is awaited: one round trip.
-    assert [log[i][2] for i in sends] == ['SHOW POOLS', 'RESUME %s' % pc.quote_entry('db'),
-                                          'RESUME %s' % pc.quote_entry('db_ro')]
-    assert max(sends) < min(answers)
+    assert sent == ['SHOW POOLS', 'RESUME %s' % pc.quote_entry('db'), 'RESUME %s' % pc.quote_entry('db_ro')]
+    assert at_once
     assert console.paused_by_us == set() and console.pools_conn is None
 
 
@@ -331,13 +353,34 @@ def test_without_a_pools_connection_show_pools_is_read_before_the_resumes(monkey
     assert log[0] == ('show', 'POOLS') and log[1][:2] == ('send', 'db')
 
 
+def test_verify_reads_on_the_connection_the_resume_kept_and_resumes_what_it_finds_paused(monkeypatch):
+    log = []
+    console = pc.Console({'host': '10.0.0.21', 'port': 6432, 'user': 'admin', 'name': 'pgb1'})
+    console.entries = ['db', 'db_ro']
+    no_show(monkeypatch, console)
+    shows = [[{'name': 'db', 'paused': 1, 'disabled': 0}, {'name': 'db_ro', 'paused': 0, 'disabled': 1}],
+             [{'name': 'db', 'paused': 0, 'disabled': 0}, {'name': 'db_ro', 'paused': 0, 'disabled': 0}]]
+
+    class Verify(FakeAsyncConsoleConn):
+        def cursor(self):
+            if self.sql == 'SHOW DATABASES' or self.sql is None:
+                self.answers['SHOW DATABASES'] = (DATABASES_COLUMNS, shows.pop(0) if shows else [])
+            return FakeAsyncConsoleConn.cursor(self)
+
+    console.verify_conn = Verify('verify', log, fail={'RESUME "db"': 'ERROR: database "db" is not paused'})
+    assert console.verify_resumed() == {'resumed': ['db'], 'enabled': ['db_ro']}
+    # Someone resumed db meanwhile ("is not paused"): the goal, not a failure.
+    assert [item[2] for item in log if item[0] == 'send'] == ['SHOW DATABASES', 'RESUME "db"', 'ENABLE "db_ro"',
+                                                              'SHOW DATABASES']
+
+
 class AlreadyPausedConsole:
     """A console whose one entry someone else paused; reading its flags now is a round trip the window must not pay."""
     label = 'pgb1'
     entries = ['db']
 
     def __init__(self):
-        self.pause_conns, self.paused_by_us, self.closed = {}, set(), 0
+        self.pause_conns, self.pause_queries, self.paused_by_us, self.closed = {}, {}, set(), 0
 
     def flags(self):
         raise AssertionError('SHOW DATABASES inside the window')
@@ -345,7 +388,8 @@ class AlreadyPausedConsole:
     def open_pause_connections(self, entries):
         assert entries == []
 
-    def drained(self):
+    def drained_steps(self):
+        yield []
         return True
 
     def close_pause_connections(self):
@@ -386,8 +430,9 @@ class RestartedConsole(pc.Console):
         self.reopened += 1
         return self
 
-    def resume(self, entries=None, verify=True):
+    def resume_steps(self, entries=None, verify=True):
         self.calls += 1
+        yield []
         if self.calls == 1:
             raise pc.ConsoleError(self.error)
         return {'host': self.label, 'resumed': [], 'enabled': [], 'maxwait_ms': None}
