@@ -1066,8 +1066,11 @@ def probe(targets, timeout=PROBE_SECONDS):
             advance(key)
         while live:
             wake = min(item['heard'] for item in live.values()) + timeout
-            ready = poller.poll(max(0, int((wake - time.monotonic()) * 1000)) + 1)
+            # A socket not ready when poll returns had nothing to read from its
+            # last answer until then: silent at least since ``heard``, up to
+            # the moment poll was called.
             polled_at = time.monotonic()
+            ready = poller.poll(max(0, int((wake - polled_at) * 1000)) + 1)
             ready_keys = set(by_fd[fd] for fd, dummy in ready if fd in by_fd)
             for key in [k for k, item in live.items() if k not in ready_keys and polled_at - item['heard'] >= timeout]:
                 stage = 'login' if live[key]['cursor'] is None else 'SELECT 1'

@@ -213,3 +213,39 @@ def test_bad_input_fails_in_one_line_before_touching_any_pool(healthy_lab):
     check = pc.open_consoles([pc.Console(good)])[0]
     assert not any(flag['paused'] for flag in check.flags().values())
     check.close()
+
+
+class BusyController(psycopg2.extensions.connection):
+    """A client connection on a busy controller: each step of its login costs
+    this process 30 ms before anything is sent (a SCRAM exchange costs a few ms
+    of CPU per login, hundreds of logins at once on a loaded host cost seconds)."""
+
+    def poll(self):
+        time.sleep(0.03)
+        return psycopg2.extensions.connection.poll(self)
+
+
+def test_the_probe_reports_a_paused_entry_never_the_controllers_own_slowness(healthy_lab, consoles, monkeypatch):
+    """pgbouncer_console.probe: the timeout is a client's wait for pgbouncer's next
+    answer, counted from when the probe last heard from it. 12 logins at 30 ms of
+    this controller's work per step take well over the 0.5 s timeout in all: none
+    is reported but the entry someone paused."""
+    connect_ = psycopg2.connect
+    monkeypatch.setattr(pc.psycopg2, 'connect', lambda *args, **kwargs: connect_(
+        *args, connection_factory=BusyController, **kwargs))
+    targets = [((console.label, entry, n), pc.probe_target(console, entry))
+               for console in consoles for entry in console.entries for n in range(3)]
+    operator = pc.Console(healthy_lab.pgbouncer('pgbouncer2')).open()
+    operator.command('PAUSE', 'fdtdemo_ro')
+    try:
+        began = time.monotonic()
+        found = pc.probe(targets, timeout=0.5)
+        took = time.monotonic() - began
+    finally:
+        operator.command('RESUME', 'fdtdemo_ro')
+        operator.close()
+    silent = sorted(key for key, error in found.items() if error is not None)
+    assert took > 1.0  # the controller's own work alone exceeds the timeout many times over
+    assert [(label.split()[0], entry) for label, entry, dummy in silent] == [('pgbouncer2', 'fdtdemo_ro')] * 3
+    assert all(found[key] == 'a client got no answer to its SELECT 1 within 0.5 s' for key in silent)
+    assert all_active(consoles)
