@@ -28,7 +28,6 @@ import re
 import select
 import threading
 import time
-from contextlib import contextmanager
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError,
@@ -39,7 +38,6 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
     one_line,
     psycopg2,
     rows_as_dicts,
-    wait,
 )
 
 ADMIN_DB = 'pgbouncer'
@@ -925,11 +923,8 @@ def resume(consoles, clock=None, phase='resume', verify=True):
     once its clients flow again).
     """
     def one(console):
-        with _phase(clock, phase, console.label) as record:
-            result = yield from console.resume_reconnecting_steps(verify=verify)
-            if record is not None:
-                record['detail'].update(maxwait_ms=result['maxwait_ms'], resumed=result['resumed'])
-            return result
+        return _timed(clock, phase, console.label, console.resume_reconnecting_steps(verify=verify),
+                      lambda result: {'maxwait_ms': result['maxwait_ms'], 'resumed': result['resumed']})
 
     return _on_every(one, consoles, 'resume failed')
 
@@ -940,11 +935,9 @@ def verify_resumed(consoles, clock=None, phase='resume_verify'):
     'enabled'}] (what had to be done, per console); ConsoleError naming every
     console left paused or disabled, in one line, after trying them all."""
     def one(console):
-        with _phase(clock, phase, console.label) as record:
-            fixed = dict((yield from console.verify_reconnecting_steps()), host=console.label)
-            if record is not None:
-                record['detail'].update(resumed=fixed['resumed'], enabled=fixed['enabled'])
-            return fixed
+        fixed = yield from _timed(clock, phase, console.label, console.verify_reconnecting_steps(),
+                                  lambda result: {'resumed': result['resumed'], 'enabled': result['enabled']})
+        return dict(fixed, host=console.label)
 
     return _on_every(one, consoles, 'resume not verified')
 
@@ -958,13 +951,22 @@ def _on_every(task, consoles, failure):
     return [result for dummy, result, dummy in outcome]
 
 
-@contextmanager
-def _phase(clock, name, host):
+def _timed(clock, name, host, steps, detail):
+    """A fan_out task (``steps``) timed as phase ``name`` of ``host`` on ``clock``
+    (None: not timed), from its first step to its end, whether it ends well or
+    not; ``detail(result)`` -> what the record's detail gains on success."""
     if clock is None:
-        yield None
-    else:
-        with clock.phase(name, host=host) as record:
-            yield record
+        return (yield from steps)
+    manager = clock.phase(name, host=host)
+    record = manager.__enter__()
+    try:
+        result = yield from steps
+    except BaseException as exc:
+        manager.__exit__(type(exc), exc, exc.__traceback__)  # the clock records the failure, never swallows it
+        raise
+    record['detail'].update(detail(result))
+    manager.__exit__(None, None, None)
+    return result
 
 
 # -- the client probe -----------------------------------------------------------

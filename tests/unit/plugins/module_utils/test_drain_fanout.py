@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import drain as dr
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import pgbouncer_console as pc
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock
 
 
 class FakePauseConn:
@@ -266,8 +267,15 @@ def test_resume_tries_every_pgbouncer_on_one_thread_and_names_every_failure_in_o
     consoles = [ResumeConsole('pgbouncer1', answer=False), ResumeConsole('pgbouncer2'),
                 ResumeConsole('pgbouncer3', answer=False)]
     threads = threading.active_count()
+    clock = BudgetClock(10).start()
     with pytest.raises(pc.ConsoleError) as caught:
-        pc.resume(consoles, verify=False)
+        pc.resume(consoles, clock=clock, verify=False)
+    # One resume record per pgbouncer, each ended by its own outcome.
+    assert [(p['phase'], p['host'].split()[0], p['status']) for p in clock.phases] == [
+        ('resume', 'pgbouncer1', 'failed'), ('resume', 'pgbouncer2', 'ok'), ('resume', 'pgbouncer3', 'failed')]
+    assert clock.phases[1]['detail'] == {'maxwait_ms': 0.0, 'resumed': ['db']}
+    assert 'no answer within' in clock.phases[0]['detail']['error']
+    assert clock.phases[1]['duration_ms'] < clock.phases[0]['duration_ms']
     message = str(caught.value)
     assert message.startswith('resume failed: pgbouncer1 (10.0.0.1:6432): RESUME "db": no answer within 0 s; '
                               'pgbouncer3 (10.0.0.1:6432): RESUME "db"')
