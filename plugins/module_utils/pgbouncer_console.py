@@ -866,8 +866,9 @@ def _answered(conn):
 def in_parallel(function, items):
     """Run function(item) for every item at once; [(item, result, error)].
     Every item but the last gets a thread; the last runs in the calling thread
-    meanwhile (a thread's start costs milliseconds on a busy host, inside the
-    window: one pgbouncer needs none, two need one)."""
+    meanwhile (a thread's start costs milliseconds on a busy host: one item
+    needs none, two need one). For blocking work before the PAUSEs (opening
+    consoles, reading flags); after them the window uses fan_out, on one thread."""
     items = list(items)
     results = [None] * len(items)
 
