@@ -23,8 +23,9 @@ description:
     from the drain start, duration, budget left), the outage total (drain start to last resume),
     the longest client wait reported by pgbouncer, the replay time of each standby, the duration of
     each patch, the schema revision of every database after the deploy, the plan in check mode, and the
-    outcome (V(done), V(nothing to do), V(planned), V(aborted in <phase>), V(refused by pre-flight)), and
-    writes the same report as JSON (schema in C(docs/report.md)).
+    outcome (V(done), V(nothing to do), V(planned), V(passed) - a pre-flight alone, V(aborted in <phase>),
+    V(refused by pre-flight)), and writes the same report as JSON (schema in C(docs/report.md)) - except after a
+    pre-flight that passed alone, which is no deploy and leaves the last deploy's report in place.
   - Nothing is printed or written at the end of a playbook in which no fastdowntime deploy task ran
     (a C(fastdowntime.postgresql.*) module or a result with C(phases)), so the last deploy's report
     is not replaced by that of an unrelated playbook. The collection's checks that are no deploy
@@ -326,7 +327,11 @@ class CallbackModule(DefaultCallback):
             for line in render_text(report):
                 self._display.display(line)
             path = self.get_option('report_path') or self._report_path or self._play_report_path()
-            if path:
+            if path and report['outcome'] == outcomes.PASSED:
+                # A pre-flight alone is no deploy: the last deploy's report stays.
+                self._display.display('%s report not written: a pre-flight alone is no deploy (%s is left as it was)'
+                                      % (PREFIX, path))
+            elif path:
                 self._write(path, report)
         if self._quiet:
             for host, msg in failures:

@@ -23,7 +23,7 @@ ABORTED_PREFIX = 'aborted in '         # + the phase that failed
 
 REFUSALS = (REFUSED_BY_PREFLIGHT, REFUSED_BEFORE_OUTAGE)
 # A run with one of these ended as it should (nothing left to report as a failure).
-SUCCESSFUL = (DONE, NOTHING_TO_DO, PLANNED)
+SUCCESSFUL = (DONE, NOTHING_TO_DO, PLANNED, PASSED)
 
 
 def aborted_in(phase):

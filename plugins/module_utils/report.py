@@ -304,7 +304,8 @@ def _outcome(entries, rows, outage):
     about its own abort or refusal; else the failed phase that ended first;
     else the first failed task; else done when a module said so or an outage
     happened; else planned (check mode) when a module said so; else done when
-    anything changed; else nothing to do."""
+    anything changed; else passed when only the pre-flight spoke; else nothing
+    to do."""
     for entry in entries:
         said = entry.get('outcome') or ''
         phase = outcomes.aborted_phase(said)
@@ -341,6 +342,9 @@ def _outcome(entries, rows, outage):
         return outcomes.PLANNED, None, None
     if any(e.get('changed') for e in entries):
         return outcomes.DONE, None, None
+    if set(d for d in declared if d) == {outcomes.PASSED}:
+        # The pre-flight alone (playbooks/preflight.yml): no window was asked for.
+        return outcomes.PASSED, None, None
     return outcomes.NOTHING_TO_DO, None, None
 
 

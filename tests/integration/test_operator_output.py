@@ -139,7 +139,7 @@ def test_a_deploy_reads_on_one_screen_and_a_rerun_restarts_nothing(healthy_lab, 
     assert_quiet(out)
     assert 'fastdowntime timeline: nothing to do' in out
     assert ('[timeline] app_restart on app1, app2: skipped: no schema change in this run and no code rollout '
-            '(--tags restart)') in out
+            '(a code rollout, or a deploy stopped before its restarts: --tags restart)') in out
     # A run with nothing pending changes nothing, on any host.
     assert again.stdout.splitlines()[-1] == 'hosts: 7 ok', out
     report = json.load(open(report_path))
@@ -241,3 +241,23 @@ def test_each_unreachable_database_is_one_clear_line(healthy_lab, tmp_path):
         assert sum(host in line and 'cannot connect' in line for line in out.splitlines()) == 1, (host, out)
     assert 'fastdowntime timeline: refused by pre-flight' in out
     assert json.load(open(report_path))['problems'] == [p[len('problem: '):] for p in problems]
+
+
+def test_a_preflight_alone_says_passed_and_keeps_the_last_deploys_report(healthy_lab, tmp_path):
+    # playbooks/preflight.yml with a cold patch pending: not "nothing to do", and the report
+    # file (the last deploy's) is left as it was.
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_pf%d (id int);' % major])
+    report_path = tmp_path / 'report.json'
+    report_path.write_text('{"outcome": "done", "deploy_id": "the-last-deploy"}')
+    proc, path = run_playbook(lab, tmp_path, patch_dir, tags='all', playbook='playbooks/preflight.yml')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert path == str(report_path)
+    assert_quiet(out)
+    assert 'fastdowntime timeline: passed' in out, out
+    assert 'nothing to do' not in out, out
+    assert ('[timeline] report not written: a pre-flight alone is no deploy (%s is left as it was)' % report_path
+            in proc.stdout.splitlines()), out
+    assert json.loads(report_path.read_text())['deploy_id'] == 'the-last-deploy'

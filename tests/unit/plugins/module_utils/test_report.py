@@ -214,6 +214,16 @@ def test_nothing_to_do():
     assert report['outage']['outage_ms'] is None
 
 
+def test_a_preflight_alone_passed_and_a_deploy_with_nothing_pending_is_nothing_to_do():
+    preflight = entry_from_result({'changed': False, 'outcome': 'passed',
+                                   'phases': [phase('pre-flight', 'primary', 0, 0.3)]})
+    assert build_report(preflight)['outcome'] == 'passed'
+    outage = entry_from_result({'changed': False, 'outcome': 'nothing to do', 'phases': []})
+    assert build_report(preflight + outage)['outcome'] == 'nothing to do'
+    done = entry_from_result({'changed': True, 'outcome': 'done', 'phases': [phase('drain', 'pgbouncer1', 0, 0.01)]})
+    assert build_report(preflight + done)['outcome'] == 'done'
+
+
 def test_no_results_at_all_is_nothing_to_do():
     assert build_report([])['outcome'] == 'nothing to do'
 
