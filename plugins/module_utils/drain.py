@@ -68,6 +68,22 @@ def holders(servers_rows, clients_rows, entries, label):
     return found
 
 
+def terminated_lines(phases):
+    """One line per backend the terminate policy ended, from the drain rows of
+    ``phases`` (phase records): what the operator must hear of, since that
+    client got an error."""
+    lines = []
+    for record in phases or []:
+        detail = record.get('detail') if isinstance(record.get('detail'), dict) else {}
+        for item in detail.get('terminated') or []:
+            age = item.get('xact_age_seconds')
+            lines.append('%s on %s: drain_policy terminate ended backend pid %s (user %s, transaction open %s) of '
+                         'client %s: that client got an error' % (
+                             record.get('phase'), record.get('host'), item.get('pid'), item.get('usename'),
+                             '%.1f s' % age if age is not None else 'n/a', item.get('client')))
+    return lines
+
+
 def describe_holder(holder):
     """One holder in words, for the one-line error."""
     text = '%s@%s:%s on %s entry %s' % (holder['client_user'], holder['client_addr'], holder['client_port'],
@@ -107,6 +123,7 @@ class _Drain:
         self.flags = dict(flags or {})
         self.terminated = []
         self.phases = {}
+        self.records = {}  # console label -> its phase record (detail gets what was terminated)
         self.results = {}
 
     def run(self):
@@ -216,9 +233,13 @@ class _Drain:
                 continue
             terminate_backend(self.primary_conn, backend['pid'])
             done.add(backend['pid'])
-            self.terminated.append({'pid': backend['pid'], 'usename': backend.get('usename'),
-                                    'xact_age_seconds': age, 'query': backend.get('query'),
-                                    'client': describe_holder(holder)})
+            item = {'pid': backend['pid'], 'usename': backend.get('usename'), 'xact_age_seconds': age,
+                    'query': backend.get('query'), 'client': describe_holder(holder)}
+            self.terminated.append(item)
+            # On the console's drain row too, so the report and the deploy log keep it.
+            record = self.records.get(holder.get('pgbouncer'))
+            if record is not None:
+                record['detail'].setdefault('terminated', []).append(item)
 
     def _rollback(self, error):
         """All or nothing: close every waiting PAUSE, resume what we paused (every
@@ -249,7 +270,7 @@ class _Drain:
         if self.clock is None:
             return
         manager = self.clock.phase(self.phase, host=console.label, detail={'entries': list(console.entries)})
-        manager.__enter__()
+        self.records[console.label] = manager.__enter__()
         self.phases[console.label] = manager
 
     def _end_phase(self, console, error):

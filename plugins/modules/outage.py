@@ -229,6 +229,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import deploy_argument_spec
 
 try:
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import terminated_lines
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import Outage, OutageError
     OUTAGE_IMPORT_ERROR = None
 except ImportError as exc:  # pglast missing on the host that runs the module
@@ -271,6 +272,7 @@ def main():
         result.setdefault('deploy_id', outage.deploy_id)
         result.setdefault('outcome', outcomes.REFUSED_BEFORE_OUTAGE)
         result.setdefault('phases', outage.clock.phases)
+        _warn_terminated(module, result['phases'])
         module.fail_json(msg=str(exc), **result)
     except Exception as exc:  # a bug, not an expected failure; the window resumes in its finally
         module.fail_json(msg='outage failed unexpectedly: %s: %s - check every pgbouncer (module '
@@ -280,7 +282,13 @@ def main():
                          deploy_id=outage.deploy_id, outcome=outcomes.ABORTED, phases=outage.clock.phases)
     finally:
         outage.close()
+    _warn_terminated(module, result.get('phases'))
     module.exit_json(**result)
+
+
+def _warn_terminated(module, phases):
+    for line in terminated_lines(phases):
+        module.warn(line)
 
 
 if __name__ == '__main__':

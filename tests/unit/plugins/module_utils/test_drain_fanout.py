@@ -281,3 +281,19 @@ def test_resume_tries_every_pgbouncer_on_one_thread_and_names_every_failure_in_o
                               'pgbouncer3 (10.0.0.1:6432): RESUME "db"')
     assert '\n' not in message and 'pgbouncer2' not in message
     assert consoles[1].paused_by_us == set() and threading.active_count() == threads
+
+
+def test_terminated_backends_are_one_line_each_from_the_drain_rows():
+    phases = [
+        {'phase': 'drain', 'host': 'pgbouncer1 (10.0.0.21:6432)', 'detail': {'entries': ['app']}},
+        {'phase': 'drain', 'host': 'pgbouncer2 (10.0.0.22:6432)', 'detail': {'terminated': [
+            {'pid': 4242, 'usename': 'app', 'xact_age_seconds': 3.14, 'client': 'app@10.0.0.5:5000 on pgbouncer2'},
+            {'pid': 4243, 'usename': 'app', 'xact_age_seconds': None, 'client': 'app@10.0.0.6:5001 on pgbouncer2'}]}},
+        {'phase': 'cold_transaction', 'host': 'primary', 'detail': {}},
+    ]
+    assert dr.terminated_lines(phases) == [
+        'drain on pgbouncer2 (10.0.0.22:6432): drain_policy terminate ended backend pid 4242 (user app, transaction '
+        'open 3.1 s) of client app@10.0.0.5:5000 on pgbouncer2: that client got an error',
+        'drain on pgbouncer2 (10.0.0.22:6432): drain_policy terminate ended backend pid 4243 (user app, transaction '
+        'open n/a) of client app@10.0.0.6:5001 on pgbouncer2: that client got an error']
+    assert dr.terminated_lines([]) == [] and dr.terminated_lines(None) == []
