@@ -578,7 +578,13 @@ def run_big(tmp, tag, inventory, case):
     replay = [ms for ms in (data.get('standby_replay_ms') or {}).values() if isinstance(ms, (int, float))]
     server = [p['duration_ms'] for p in data.get('phases') or []
               if isinstance(p, dict) and p.get('phase') in ('cold_patch', 'commit')]
+    patch_ms = [p['duration_ms'] for p in data.get('phases') or []
+                if isinstance(p, dict) and p.get('phase') == 'cold_patch']
+    lint_ms = [st['estimate_ms'] for st in (data.get('plan') or {}).get('statements') or []
+               if st.get('phase') == 'cold' and st.get('estimate_ms') is not None]
     return {'outage_ms': data['outage']['outage_ms'], 'estimate_ms': data['outage'].get('estimate_ms'),
+            'patch_ms': round(sum(patch_ms), 1) if patch_ms else None,
+            'lint_ms': round(sum(lint_ms), 1) if lint_ms else None,
             'transaction_ms': (phases.get('cold_transaction') or {}).get('duration_ms'),
             'server_ms': round(sum(server), 1) if server else None,
             'standby_replay_ms': max(replay) if replay else None, 'rtt_ms': round(round_trip_ms(PRIMARY), 3),
@@ -987,6 +993,19 @@ def estimate_table(results, runs):
             median([r['transaction_ms'] for r in rows if r.get('transaction_ms') is not None]),
             median([r['standby_replay_ms'] for r in rows if r.get('standby_replay_ms') is not None]),
             limit, _ratio(outage, limit)))
+    lint_rows = [(key, [r['patch_ms'] / r['lint_ms'] for r in results[key] if r.get('patch_ms') and r.get('lint_ms')])
+                 for key in keys if key in BIG_CASES]
+    lint_rows = [(key, q) for key, q in lint_rows if q]
+    if lint_rows:
+        lines += [
+            '',
+            'The lint\'s cost model on its own (docs/lint.md): the primary\'s time for the cold patch (its `cold_patch`',
+            'phase, timed by the server) against the lint\'s estimate of the statement (the model\'s factor x heap/T,',
+            'T sampled on the live table by the pre-flight of the same run, plus its replay term), per run:',
+            '',
+            '| workload | patch on the primary / lint estimate, median | lowest | highest |',
+            '|---|---|---|---|',
+        ] + ['| %s | %.2f | %.2f | %.2f |' % (key, statistics.median(q), min(q), max(q)) for key, q in lint_rows]
     return lines + ['']
 
 
