@@ -70,8 +70,8 @@ def test_so_reuseport_pair_and_unix_socket_backend(lab_shape, tmp_path):
     # The client whose backend was terminated got an error: the report's drain row and the run say so.
     terminated = [(p['host'], t) for p in report['phases'] if p['phase'] == 'drain'
                   for t in p['detail'].get('terminated', [])]
-    assert [(host, t['usename']) for host, t in terminated] == [('pgbouncer2 (%s:6432)' % lab.addr('pgbouncer2'),
-                                                               'fdt_app')]
+    pgbouncer2 = 'pgbouncer2 (%s:6432)' % lab.addr('pgbouncer2')
+    assert [(host, t['usename']) for host, t in terminated] == [(pgbouncer2, 'fdt_app')]
     assert ('drain on pgbouncer2 (%s:6432): drain_policy terminate ended backend pid %d (user fdt_app'
             % (lab.addr('pgbouncer2'), terminated[0][1]['pid'])) in ' '.join(out.split()), out[-4000:]
     assert every_process_serves(lab) == {}
