@@ -54,8 +54,8 @@ ERROR, WARNING, INFO = 'error', 'warning', 'info'
 SEVERITIES = (ERROR, WARNING, INFO)
 
 # Kinds of work, each priced by the model.
-REWRITE, SCAN, INDEX_BUILD, DATA, CATALOG, CONTRACT, REFUSED = (
-    'rewrite', 'scan', 'index build', 'data change', 'catalog only', 'contract change', 'refused')
+REWRITE, SCAN, INDEX_BUILD, DATA, CATALOG, CONTRACT, REFUSED, CODE = (
+    'rewrite', 'scan', 'index build', 'data change', 'catalog only', 'contract change', 'refused', 'runs code')
 
 # rule -> (kind of work, lock, default severity, what it is, suggested safe rewrite)
 RULES = {
@@ -143,6 +143,14 @@ RULES = {
         'backfill large changes in batches outside the outage'),
     'catalog-only': (
         CATALOG, None, INFO, 'catalog only', None),
+    'cost-unknown': (
+        CODE, None, ERROR,
+        'runs code (a function, a DO block, a procedure, a query) whose time the lint cannot know: cost unknown',
+        'run it outside the outage (e.g. a batched backfill before the deploy); or, once you know it is quick, '
+        'opt out naming it in fastdowntime_lint_ignore_rules: cost-unknown:FILE:LINE (the estimate still says '
+        'unknown)'),
+    'sleep': (
+        CODE, None, INFO, 'pg_sleep: the seconds it asks for', None),
     'drop-column': (
         CONTRACT, 'ACCESS EXCLUSIVE', ERROR,
         'DROP COLUMN breaks app servers still running code that reads the column',
@@ -537,7 +545,59 @@ def classify(node, catalog, scope=None, kind=COLD):
         if select is not None and not getattr(select, 'valuesLists', None):
             return [_work('data-change', table_key(node.relation), detail='INSERT ... SELECT')]
         return [_work('catalog-only', table_key(node.relation), detail='INSERT ... VALUES')]
+    if kind == COLD:
+        code = runs_code(node)
+        if code is not None:
+            return [code]
     return [_work('catalog-only', None, detail=name)]
+
+
+# Functions a SELECT with no FROM may call and stay catalog only (pg_dump's
+# preamble and sequence values: set_config, setval).
+CHEAP_FUNCTIONS = frozenset((
+    'set_config', 'current_setting', 'setval', 'nextval', 'currval', 'now', 'version', 'current_database',
+    'current_schema', 'current_user', 'format', 'concat', 'lower', 'upper', 'to_regclass'))
+
+
+def _constant_seconds(call):
+    """The seconds of ``pg_sleep(<number>)``, or None."""
+    args = call.args or ()
+    value = getattr(args[0], 'val', None) if len(args) == 1 and type(args[0]).__name__ == 'A_Const' else None
+    number = getattr(value, 'ival', None)
+    if number is None and getattr(value, 'fval', None) is not None:
+        number = float(value.fval)
+    return float(number) if isinstance(number, (int, float)) and number >= 0 else None
+
+
+def runs_code(node):
+    """The work item of a cold statement that runs code the lint cannot price
+    (rule ``cost-unknown``: DO, CALL, a SELECT that reads a table or calls a
+    function outside CHEAP_FUNCTIONS, CREATE TABLE AS / MATERIALIZED VIEW /
+    REFRESH with data), ``sleep`` for SELECT pg_sleep(<constant>)..., or None."""
+    name = type(node).__name__
+    if name == 'DoStmt':
+        return _work('cost-unknown', None, detail='DO block')
+    if name == 'CallStmt':
+        return _work('cost-unknown', None, detail='CALL %s()' % _func_name(node.funccall))
+    if name in ('CreateTableAsStmt', 'RefreshMatViewStmt'):
+        if getattr(node, 'skipData', False) or getattr(getattr(node, 'into', None), 'skipData', False):
+            return None
+        return _work('cost-unknown', None, detail='CREATE ... AS query' if name == 'CreateTableAsStmt'
+                     else 'REFRESH MATERIALIZED VIEW')
+    if name != 'SelectStmt':
+        return None
+    nodes = list(_walk(node))
+    calls = [n for n in nodes if type(n).__name__ == 'FuncCall']
+    reads = [n for n in nodes if type(n).__name__ in ('RangeVar', 'SubLink', 'RangeFunction')]
+    sleeps = [_constant_seconds(c) for c in calls if _func_name(c) == 'pg_sleep']
+    if not reads and sleeps and all(s is not None for s in sleeps) and \
+            all(_func_name(c) in CHEAP_FUNCTIONS or _func_name(c) == 'pg_sleep' for c in calls):
+        return _work('sleep', None, detail='pg_sleep', seconds=sum(sleeps))
+    unpriced = sorted(set(_func_name(c) for c in calls) - CHEAP_FUNCTIONS)
+    if reads or unpriced:
+        return _work('cost-unknown', None, detail='SELECT %s' % (', '.join('%s()' % f for f in unpriced)
+                                                                 if unpriced else 'reading tables'))
+    return None
 
 
 def references(patches, catalog=None):
@@ -614,6 +674,10 @@ def cost_of(work, catalog, rows=None, new_tables=()):
     info = catalog.table(key) if key else None
     throughput = float(catalog.scan_bytes_per_second)
     new = is_new_table(key, new_tables)
+    if kind == CODE:
+        if rule == 'sleep':
+            return float(work['seconds']), 0.0, {'model': 'pg_sleep: the seconds it asks for'}
+        return 0.0, 0.0, {'model': 'unknown: runs code'}
     if new or (key and info is None) or kind in (CATALOG, CONTRACT, REFUSED):
         reason = 'created by this patch set' if new else (
             'not in the database yet' if key and info is None and kind not in (CATALOG, CONTRACT, REFUSED)
@@ -735,17 +799,23 @@ def _finding(patch, statement, works, catalog, scope, options):
         'kind': kind, 'lock': lock, 'severity': severity, 'summary': summary,
         'suggestion': suggestion, 'table': where, 'detail': detail, 'estimate_seconds': round(seconds, 4),
         'replay_seconds': round(replay, 4), 'basis': basis, 'acknowledged': acknowledged, 'opted_out': opted_out,
+        'cost_unknown': any(p[0]['rule'] == 'cost-unknown' for p in priced),
     }
 
 
 def estimate(findings, top=3):
     """The cold statements' cost summed: seconds on the primary, seconds of
-    standby replay, and the costliest statements (file:line, rule, seconds)."""
+    standby replay, the costliest statements (file:line, rule, seconds) and
+    ``unknown``: the cold statements that run code of unknown cost
+    (file:line what), not in the sums."""
     cold = [f for f in findings if f['patch_kind'] == COLD]
     costly = sorted(cold, key=lambda f: -(f['estimate_seconds'] + f['replay_seconds']))
     return {
         'statements_seconds': round(sum(f['estimate_seconds'] for f in cold), 4),
         'replay_seconds': round(sum(f['replay_seconds'] for f in cold), 4),
+        # Cold statements whose time is not in the sums above: the estimate is a lower bound.
+        'unknown': ['%s:%d %s' % (f['file'], f['line'], f['detail'] or f['rule'])
+                    for f in cold if f.get('cost_unknown')],
         'costliest': ['%s:%d %s (%.2fs)' % (f['file'], f['line'], f['rule'], f['estimate_seconds']
                                             + f['replay_seconds'])
                       for f in costly[:top] if f['estimate_seconds'] + f['replay_seconds'] > 0],
@@ -770,8 +840,10 @@ def summary_lines(findings, total=None, budget_seconds=None):
     found = counts(findings)
     lines = ['patch lint: %d error(s), %d warning(s), %d info' % (found[ERROR], found[WARNING], found[INFO])]
     if total is not None:
-        lines[0] += '; estimated statement time %.2fs%s' % (
-            total, ' of a %gs budget' % budget_seconds if budget_seconds else '')
+        unknown = [f for f in findings if f.get('cost_unknown') and f['patch_kind'] == COLD]
+        lines[0] += '; estimated statement time %.2fs%s%s' % (
+            total, ' + unknown (%d statement(s) run code)' % len(unknown) if unknown else '',
+            ' of a %gs budget' % budget_seconds if budget_seconds else '')
     for level in SEVERITIES:
         for item in findings:
             if item['severity'] == level:

@@ -57,7 +57,13 @@ SETTING = 'setting'
 
 
 class PatchSetError(Exception):
-    """A patch directory or file the tool refuses; str() is the operator message."""
+    """A patch directory or file the tool refuses. ``problems``: every
+    'file line N: cause' found (all the files, all their lines, in one run);
+    str() is the operator message, the problems joined by '; '."""
+
+    def __init__(self, problems):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super(PatchSetError, self).__init__('; '.join(self.problems))
 
 
 @dataclass
@@ -391,6 +397,10 @@ def _classify(node):
     if _sets_transaction(node):
         return None, ('SET TRANSACTION is not allowed in a patch: the tool owns the transaction '
                       '(every cold patch runs in one, after other statements)')
+    if name == 'CopyStmt' and node.filename is None and not node.is_program:
+        return None, (('COPY FROM stdin: not supported: the tool sends SQL, not data; load it with INSERTs, or '
+                       'outside the deploy') if node.is_from else
+                      'COPY TO stdout: a deploy has nowhere to send its output; remove it')
     if name == 'InsertStmt' and node.relation is not None \
             and node.relation.relname.lower() == LAUNCHPAD_REVISION_TABLE:
         return REVISION, None
@@ -407,19 +417,190 @@ def _index_target(node):
     return (node.relation.schemaname if node.relation is not None else None, node.idxname)
 
 
-def split_statements(text, name='<patch>'):
-    """The statements of a patch as Statement objects, using the PostgreSQL
-    parser; PatchSetError naming the file and line if it does not parse."""
+# -- what a patch file may contain --------------------------------------------------
+#
+# Plain SQL only, as PostgreSQL parses it. Files written for other tools are
+# recognised by what makes them not plain SQL, each named for what it is:
+# psql meta-commands, pg_dump's COPY ... FROM stdin data, and the annotations
+# other migration tools keep in SQL comments (goose, sql-migrate, dbmate,
+# Liquibase formatted SQL). Comments are read with pglast's scanner, so a
+# marker inside a string or a function body is not one.
+
+@dataclass(frozen=True)
+class Annotation:
+    """One migration-tool annotation of a patch's comments: ``tool`` (goose,
+    sql-migrate, dbmate, liquibase), ``word`` (as written), ``effect``:
+
+    - ``accepted``: a comment here, harmless (goose Up, StatementBegin/End...);
+    - ``down``: the rollback part starts here, up to the end of the file: it
+      would run in the window's transaction, right after the up part;
+    - ``no-transaction``: the author wants the file outside a transaction:
+      true of a hot patch (live statements, autocommit), not of a cold one;
+    - ``refused``: the tool would change what runs in a way this one does not
+      (``advice`` says how to write it instead)."""
+    tool: str
+    word: str
+    effect: str
+    advice: str = None
+
+
+ACCEPTED, DOWN, NO_TRANSACTION, REFUSED_ANNOTATION = 'accepted', 'down', 'no-transaction', 'refused'
+
+_GOOSE = re.compile(r'^--\s*\+(goose|migrate)\s+(.*?)\s*$', re.I)
+_DBMATE = re.compile(r'^--\s*migrate:(up|down)\b(.*?)\s*$', re.I)
+_LIQUIBASE = re.compile(r'^--\s*(liquibase\s+formatted\s+sql|changeset|rollback|comment|preconditions?\S*|'
+                        r'validchecksum|ignorelines)\b(.*?)\s*$', re.I)
+# Liquibase changeset attributes that change whether or how the changeset runs.
+_LIQUIBASE_RUN_ATTRIBUTES = ('runalways', 'runonchange', 'context', 'contextfilter', 'labels', 'dbms',
+                             'failonerror', 'splitstatements', 'enddelimiter', 'runwith')
+_SAME_TRANSACTION = 'runs in the same transaction as the up part, undoing it'
+
+
+def migration_annotation(comment):
+    """The Annotation a ``--`` comment's text is, or None for an ordinary comment."""
+    match = _GOOSE.match(comment)
+    if match:
+        tool, words = ('goose' if match.group(1).lower() == 'goose' else 'sql-migrate'), match.group(2)
+        key = ' '.join(words.lower().split())
+        word = '+%s %s' % (match.group(1), words)
+        if key in ('up', 'statementbegin', 'statementend', 'envsub off'):
+            return Annotation(tool, word, ACCEPTED)
+        if key.startswith('down'):
+            return Annotation(tool, word, DOWN)
+        if key in ('no transaction', 'up notransaction'):
+            return Annotation(tool, word, NO_TRANSACTION)
+        if key == 'envsub on':
+            return Annotation(tool, word, REFUSED_ANNOTATION,
+                              'this tool does not substitute ${VAR}: write the values into the patch')
+        return Annotation(tool, word, REFUSED_ANNOTATION, 'not an annotation this tool knows: remove it')
+    match = _DBMATE.match(comment)
+    if match:
+        word = 'migrate:%s%s' % (match.group(1), ' ' + match.group(2).strip() if match.group(2).strip() else '')
+        if match.group(1).lower() == 'down':
+            return Annotation('dbmate', word, DOWN)
+        if 'transaction:false' in match.group(2).replace(' ', '').lower():
+            return Annotation('dbmate', word, NO_TRANSACTION)
+        return Annotation('dbmate', word, ACCEPTED)
+    match = _LIQUIBASE.match(comment)
+    if match:
+        key, rest = match.group(1).lower(), match.group(2)
+        word = ' '.join(comment[2:].split())[:60]
+        if key.startswith('precondition'):
+            return Annotation('liquibase', word, REFUSED_ANNOTATION,
+                              'this tool does not evaluate preconditions: the statements would run where Liquibase '
+                              'skips them; remove it and write only what must run')
+        if key == 'changeset':
+            attributes = dict((part.split(':', 1)[0].lower(), part.split(':', 1)[1].lower())
+                              for part in rest.split() if ':' in part)
+            if attributes.get('runintransaction') == 'false':
+                return Annotation('liquibase', word, NO_TRANSACTION)
+            changing = [a for a in _LIQUIBASE_RUN_ATTRIBUTES if a in attributes]
+            if changing:
+                return Annotation('liquibase', word, REFUSED_ANNOTATION,
+                                  'this tool runs every statement of the file, once: remove %s' % ', '.join(changing))
+        # The header, a plain --changeset, --comment, and --rollback lines: comments, never run here.
+        return Annotation('liquibase', word, ACCEPTED)
+    return None
+
+
+# psql meta-commands that need their own advice; any other: run it outside the deploy.
+_META_ADVICE = {
+    'i': 'put the included file\'s statements in the patch itself', 'ir': None, 'include': None,
+    'include_relative': None,
+    'c': 'a deploy patches one database (fastdowntime_db_name): patch another with its own deploy', 'connect': None,
+    'copy': 'load data with INSERTs in the patch, or outside the deploy',
+    'set': 'psql variables are not expanded: write the values into the patch',
+}
+_COPY_FROM_STDIN = re.compile(r'^[ \t]*COPY\b[^;\n]*\bFROM\s+stdin\b[^;\n]*;[ \t]*$', re.I | re.M)
+_COPY_END = re.compile(r'^\\\.[ \t]*$', re.M)
+
+
+def meta_command_advice(command):
+    """What to do instead of psql meta-command ``command`` (without its backslash)."""
+    for name in (command, {'ir': 'i', 'include': 'i', 'include_relative': 'i', 'connect': 'c'}.get(command)):
+        if _META_ADVICE.get(name):
+            return _META_ADVICE[name]
+    return 'run it outside the deploy'
+
+
+def _blank(text, start, end):
+    """``text`` with [start, end) made spaces (newlines kept: lines keep their numbers)."""
+    return text[:start] + re.sub(r'[^\n]', ' ', text[start:end]) + text[end:]
+
+
+def _copy_data(text, name):
+    """pg_dump's COPY ... FROM stdin blocks: (text without them, problems)."""
+    problems = []
+    for match in reversed(list(_COPY_FROM_STDIN.finditer(text))):
+        end_match = _COPY_END.search(text, match.end())
+        end = end_match.end() if end_match else len(text)
+        rows = text.count('\n', match.end(), end_match.start() if end_match else end) - 1
+        problems.insert(0, '%s line %d: COPY FROM stdin data (%d row(s) follow it): not supported: the tool sends '
+                           'SQL, not data; load it with INSERTs, or outside the deploy'
+                        % (name, _line_of(text, match.start()), max(rows, 0)))
+        text = _blank(text, match.start(), end)
+    return text, problems
+
+
+def _scan_annotations(text, name):
+    """(text with psql meta-commands and down sections blanked, problems,
+    no-transaction annotations [(line, Annotation)]), from pglast's scanner."""
+    try:
+        tokens = list(pglast.parser.scan(text))
+    except Exception:  # an unterminated string...: the parser names it below
+        return text, [], []
+    problems, no_transaction, blanks, lines_seen = [], [], [], set()
+    for token in tokens:
+        line = _line_of(text, token.start)
+        if token.name == 'SQL_COMMENT':
+            found = migration_annotation(text[token.start:token.end + 1])
+            if found is None or found.effect == ACCEPTED:
+                continue
+            if found.effect == DOWN:
+                problems.append('%s line %d: %s down section (-- %s): it %s; keep only the up part in the patch '
+                                'file: delete line %d to the end (undoing it is a later patch of its own)'
+                                % (name, line, found.tool, found.word, _SAME_TRANSACTION, line))
+                blanks.append((token.start, len(text)))
+                break
+            if found.effect == NO_TRANSACTION:
+                no_transaction.append((line, found))
+            else:
+                problems.append('%s line %d: %s annotation -- %s: %s' % (name, line, found.tool, found.word,
+                                                                          found.advice))
+        elif token.name == 'ASCII_92' and line not in lines_seen:
+            lines_seen.add(line)
+            end = text.find('\n', token.start)
+            end = len(text) if end < 0 else end
+            command = (text[token.start + 1:end].split() or [''])[0]
+            problems.append('%s line %d: psql meta-command \\%s: not SQL, run it outside the deploy (%s)'
+                            % (name, line, command, meta_command_advice(command)))
+            blanks.append((token.start, end))
+    for start, end in blanks:
+        text = _blank(text, start, end)
+    return text, problems, no_transaction
+
+
+def read_statements(text, name='<patch>'):
+    """(statements, problems, no-transaction annotations) of a patch's text:
+    every Statement PostgreSQL's parser finds, and every reason the patch
+    cannot be deployed as 'file line N: cause' (all of them: psql
+    meta-commands, COPY FROM stdin data, other tools' down sections and
+    annotations, statements a patch may not hold; a syntax error stops the
+    reading there)."""
     if not HAS_PGLAST:
         raise PatchSetError('pglast is not installed for the Python that runs this task (%s)'
                             % PGLAST_IMPORT_ERROR)
+    text, problems = _copy_data(text, name)
+    text, found, no_transaction = _scan_annotations(text, name)
+    problems.extend(found)
     try:
         raw_statements = pglast.parse_sql(text)
     except ParseError as exc:
         message = exc.args[0] if exc.args else str(exc)
         location = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
         where = ' line %d' % _line_of(text, location) if location is not None else ''
-        raise PatchSetError('%s%s: does not parse: %s' % (name, where, message))
+        problems.append('%s%s: does not parse: %s' % (name, where, message))
+        return [], problems, no_transaction
     statements = []
     for raw in raw_statements:
         start = raw.stmt_location or 0
@@ -429,10 +610,21 @@ def split_statements(text, name='<patch>'):
         line = _line_of(text, start)
         kind, refused = _classify(raw.stmt)
         if refused:
-            raise PatchSetError('%s line %d: %s' % (name, line, refused))
+            problems.append('%s line %d: %s' % (name, line, refused))
+            continue
         statements.append(Statement(sql=sql, line=line, kind=kind,
                                     command=type(raw.stmt).__name__,
                                     index=_index_target(raw.stmt), node=raw.stmt))
+    return statements, problems, no_transaction
+
+
+def split_statements(text, name='<patch>'):
+    """The statements of a patch as Statement objects, using the PostgreSQL
+    parser; PatchSetError naming the file and line of every problem
+    (read_statements)."""
+    statements, problems, dummy = read_statements(text, name)
+    if problems:
+        raise PatchSetError(problems)
     return statements
 
 
@@ -472,7 +664,8 @@ def equivalent_checksums(data):
 
 
 def load_patch(path, revision=None):
-    """Read, checksum, split and classify one patch file."""
+    """Read, checksum, split and classify one patch file; PatchSetError
+    listing every problem of the file."""
     name = os.path.basename(path)
     if revision is None:
         revision = parse_patch_name(name)
@@ -489,37 +682,108 @@ def load_patch(path, revision=None):
     except UnicodeDecodeError as exc:
         raise PatchSetError('%s line %d: not valid UTF-8 (byte offset %d)'
                             % (name, canonical.count(b'\n', 0, exc.start) + 1, exc.start))
-    statements = split_statements(text, name)
+    statements, problems, no_transaction = read_statements(text, name)
+    kind = COLD
+    try:
+        kind = patch_kind(statements, name)
+    except PatchSetError as exc:
+        problems.extend(exc.problems)
+    if kind == COLD and any(s.kind == COLD for s in statements):
+        for line, found in no_transaction:
+            problems.append('%s line %d: %s annotation -- %s asks to run the file outside a transaction, but its '
+                            'statements are transactional and run in the window\'s one transaction (all or '
+                            'nothing): remove the annotation; a statement that must run live (CREATE INDEX '
+                            'CONCURRENTLY...) goes in a hot patch of its own' % (name, line, found.tool, found.word))
+    if problems:
+        raise PatchSetError(sorted(problems, key=_problem_line))
     return Patch(name=name, path=path, revision=revision, sha256=sha256_of(canonical),
-                 kind=patch_kind(statements, name), statements=statements,
-                 equivalent_sha256=equivalent_checksums(data))
+                 kind=kind, statements=statements, equivalent_sha256=equivalent_checksums(data))
+
+
+def _problem_line(problem):
+    """The N of 'file line N: cause' (0 for a problem of the whole file)."""
+    match = re.match(r'^\S+ line (\d+):', problem)
+    return int(match.group(1)) if match else 0
+
+
+# Files named for another migration tool: each is a schema change its author
+# meant to be applied, so the patch set refuses it rather than skip it.
+OTHER_TOOL_NAMES = (
+    (re.compile(r'^V\d+([._]\d+)*__.*\.sql$'), 'a Flyway versioned migration'),
+    (re.compile(r'^U\d+([._]\d+)*__.*\.sql$'), 'a Flyway undo migration'),
+    (re.compile(r'^R__.*\.sql$'), 'a Flyway repeatable migration'),
+    (re.compile(r'^\d+_.*\.down\.sql$'), 'a golang-migrate down migration'),
+    (re.compile(r'^\d+_.*\.up\.sql$'), 'a golang-migrate up migration'),
+    (re.compile(r'^\d+_.*\.sql$'), 'a numbered migration (goose, dbmate, sql-migrate...)'),
+)
+
+
+def other_tool_name(name):
+    """What another migration tool would take file ``name`` for, or None."""
+    for pattern, what in OTHER_TOOL_NAMES:
+        if pattern.match(name):
+            return what
+    return None
+
+
+def name_problem(name):
+    """'file: cause' for a file of the patch directory that looks like a schema
+    change but is not named as a patch (a mistyped patch name, another tool's
+    migration), or None."""
+    try:
+        parse_patch_name(name)
+    except PatchSetError as exc:
+        return str(exc)
+    what = other_tool_name(name)
+    if what is None:
+        return None
+    if 'down' in what or 'undo' in what:
+        fix = 'a patch set has no down migrations: move it out of the patch directory'
+    else:
+        fix = 'rename it to the next free patch-MMMM-mm-p.sql (e.g. patch-2211-01-0.sql), or move it out'
+    return '%s: %s, not a patch: it would never be applied; %s' % (name, what, fix)
 
 
 def load_patch_set(directory):
     """Every patch of ``directory`` in revision order, plus the entries that are
-    not patches (listed with the reason, never skipped silently)."""
+    not patches (listed with the reason, never skipped silently).
+    PatchSetError listing every problem of every file at once."""
     try:
         names = sorted(os.listdir(directory))
     except OSError as exc:
         raise PatchSetError('patch directory %s: cannot list: %s' % (directory, exc.strerror or exc))
-    patches = []
-    ignored = []
-    seen = {}
+    patches, ignored, problems = [], [], []
     for name in names:
         path = os.path.join(directory, name)
         if os.path.isdir(path):
             ignored.append({'name': name, 'reason': 'directory'})
             continue
+        problem = name_problem(name)
+        if problem:
+            problems.append(problem)
+            continue
         revision = parse_patch_name(name)
         if revision is None:
             ignored.append({'name': name, 'reason': 'not named patch-MMMM-mm-p.sql'})
             continue
-        if revision in seen:  # pragma: no cover - the strict name makes this impossible
-            raise PatchSetError('%s and %s: same revision %s' % (seen[revision], name, format_revision(revision)))
-        seen[revision] = name
-        patches.append(load_patch(path, revision))
+        try:
+            patches.append(load_patch(path, revision))
+        except PatchSetError as exc:
+            problems.extend(exc.problems)
+    if 'sqitch.plan' in names:
+        problems.insert(0, 'sqitch.plan: a sqitch project, not a patch directory: its deploy/revert/verify scripts '
+                           'are not patches; copy each deploy script (without BEGIN/COMMIT) into a '
+                           'patch-MMMM-mm-p.sql file')
+    if problems:
+        raise PatchSetError(problems)
     patches.sort(key=lambda patch: patch.revision)
     return PatchSet(directory=directory, patches=patches, ignored=ignored)
+
+
+def ignored_sql_files(patch_set):
+    """Names of the .sql files the patch set ignores (not named like a patch)."""
+    return [item['name'] for item in patch_set.ignored
+            if item['reason'] != 'directory' and item['name'].lower().endswith('.sql')]
 
 
 # -- what the window would reject that the parser can see ----------------------

@@ -31,7 +31,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils import (
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
     Budget, BudgetExceeded, DEFAULT_BUDGET_SECONDS, DEFAULT_RESERVE_SECONDS, timed_phase_record)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
-    PatchSetError, format_revision, load_patch_set, plan as make_plan)
+    PatchSetError, format_revision, ignored_sql_files, load_patch_set, plan as make_plan)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, budget_cap, clients_per_entry, entry_pool_modes, probe_consoles,
     probe_verdict, reuses_port, timeouts, with_probe_login)
@@ -134,6 +134,20 @@ def decide_privileges(label, row, is_primary, db_name):
                    % (label, user, ', '.join(missing)), host=label, evidence=evidence,
                    action='%s (or make it a superuser); it must also own the objects the patches change'
                           % '; '.join(grants))
+
+
+def decide_patch_files(label, error=None, ignored_sql=()):
+    """The patch files' own findings: one failure per problem of a broken
+    patch set (``error``: a patchset.PatchSetError, every file's problems),
+    a warning naming the .sql files the patch set ignores (``ignored_sql``)."""
+    found = [decide_patches(label, error=problem) for problem in getattr(error, 'problems', None) or
+             ([error] if error is not None else [])]
+    if ignored_sql:
+        found.append(finding('patches', WARN, '%s: not named like a patch, so never applied: %s'
+                             % (label, ', '.join(ignored_sql)), host=label, evidence={'ignored_sql': list(ignored_sql)},
+                             action='a patch is named patch-MMMM-mm-p.sql (e.g. patch-2211-01-0.sql): rename a '
+                                    'file meant to be applied; leave the others (they are not deployed)'))
+    return found
 
 
 def decide_patches(label, the_plan=None, error=None):
@@ -712,6 +726,7 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     if lint_estimate:
         ms['lint'] = dict(lint_estimate)
         ms['costliest'] = list(lint_estimate.get('costliest') or [])
+        ms['unknown'] = list(lint_estimate.get('unknown') or [])
     return ms
 
 
@@ -733,6 +748,12 @@ def decide_budget(estimate, budget, incomplete=None):
                        action='make the costliest statements cheap (see the lint findings: a hot patch, NOT VALID, '
                               'a batched backfill), raise fastdowntime_budget_seconds, split the cold patches over '
                               'several deploys, or deploy when the standbys keep up')
+    if estimate.get('unknown'):
+        return finding('budget', WARN, 'estimated outage %.3fs (%s) within the usable budget %.3fs of %gs, plus '
+                       'statements of unknown cost (they run code): %s' % (total, parts, usable, budget_seconds,
+                                                                            ', '.join(estimate['unknown'])),
+                       evidence=evidence, action='the outage can be as long as the budget (then it is rolled back): '
+                       'make sure those statements are quick, or run them outside the outage')
     if incomplete:
         return finding('budget', WARN, 'estimated outage %.3fs (%s) within %gs, but not measured on: %s'
                        % (total, parts, budget_seconds, ', '.join(incomplete)), evidence=evidence,
@@ -1156,8 +1177,9 @@ class Preflight:
         try:
             patch_set = load_patch_set(self.patch_dir)
         except PatchSetError as exc:
-            self.findings.append(decide_patches(label, error=exc))
+            self.findings.extend(decide_patch_files(label, error=exc))
             return
+        self.findings.extend(decide_patch_files(label, ignored_sql=ignored_sql_files(patch_set)))
         if primary is None:
             self.findings.append(finding('patches', WARN, 'patch set read (%d patches), but the primary was not '
                                          'reached: pending patches and drift not checked' % len(patch_set.patches),

@@ -24,7 +24,10 @@ description:
     hot patch with CONCURRENTLY), C(add-primary-key-without-index), C(add-unique-without-index);
     C(concurrently-in-transaction); C(data-change) (UPDATE, DELETE, INSERT ... SELECT - rows from the planner,
     EXPLAIN without ANALYZE); contract changes C(drop-column), C(drop-table), C(rename) (the second half of the
-    lockstep rule - an error unless acknowledged in O(acknowledge_contract)); C(catalog-only) for the rest.
+    lockstep rule - an error unless acknowledged in O(acknowledge_contract)); C(cost-unknown) (an error: a cold
+    statement that runs code - C(DO), C(CALL), C(SELECT fn()), a C(SELECT) reading tables, C(CREATE TABLE AS),
+    C(REFRESH MATERIALIZED VIEW) - whose time cannot be known; not in the estimate, listed in its C(unknown));
+    C(sleep) (C(SELECT pg_sleep(N)), N seconds); C(catalog-only) for the rest.
   - The cost model - every cost is the bytes of the tables involved divided by a scan throughput T measured once on
     the primary (a bounded sequential scan, at most 8192 pages twice and 0.75 s each, of the largest table the cold
     patches work on), times a factor per kind of work - rewrite 18 + 6 per index, index build 6, scan 1, data
@@ -106,14 +109,16 @@ findings:
   description:
     - One per statement of each pending patch - C(file), C(line), C(statement), C(rule) (the statement's costliest or
       most severe), C(rules) (all of them), C(kind), C(lock), C(severity), C(summary), C(suggestion), C(table),
-      C(estimate_seconds), C(replay_seconds), C(basis) (the sizes and the formula), C(acknowledged), C(opted_out).
+      C(estimate_seconds), C(replay_seconds), C(basis) (the sizes and the formula), C(acknowledged), C(opted_out),
+      C(cost_unknown) (true when the statement runs code the estimate cannot price).
   type: list
   elements: dict
   returned: always
 estimate:
   description:
     - C(statements_seconds) and C(replay_seconds) of the cold patches, C(costliest) statements, C(scan_mb_per_second)
-      and where it came from (C(throughput_source)).
+      and where it came from (C(throughput_source)), C(unknown) (C(file:line what) of the cold statements that run
+      code of unknown cost, not in the sums).
   type: dict
   returned: always
 counts:

@@ -14,7 +14,12 @@ short_description: Plan or apply a directory of PostgreSQL schema patches, cold 
 description:
   - Reads a directory of patch files named as Launchpad names them, C(patch-MMMM-mm-p.sql), ordered by
     (major, minor, patch) as integers. Other files are listed as ignored; a file named C(patch-*.sql) that
-    does not follow the pattern (for example C(patch-2211-1-0.sql)) is an error naming it.
+    does not follow the pattern (for example C(patch-2211-1-0.sql)), a file named as another tool's migration
+    (Flyway C(V3__x.sql), golang-migrate C(1_x.up.sql), goose/dbmate C(20240101093158_x.sql)) and a sqitch
+    project are errors naming them.
+  - A patch holds plain SQL. psql meta-commands, C(COPY ... FROM stdin) data, a goose/sql-migrate/dbmate down
+    section, transaction control, and other tools' annotations that change what runs are errors naming the
+    file and line (README, "What a patch file may contain"); every problem of every file is reported at once.
   - Each patch is parsed with pglast (the PostgreSQL parser) and classified. A hot patch holds only statements
     that cannot run in a transaction block but are built to run live (C(CREATE INDEX CONCURRENTLY),
     C(DROP INDEX CONCURRENTLY), C(REINDEX ... CONCURRENTLY), C(DETACH PARTITION ... CONCURRENTLY), C(VACUUM));

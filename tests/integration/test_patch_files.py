@@ -1,0 +1,106 @@
+"""Patch files written for other tools, through the real pre-flight on the lab.
+
+A goose file with a Down section (once applied and recorded with its function dropped
+again), psql meta-commands, pg_dump COPY data, a Flyway-named file and transaction
+control: all refused in one run, before any PAUSE, each naming its file and line; the
+goose file's up part alone then deploys. A cold statement running code of unknown cost
+is refused by the lint, and a constant pg_sleep is priced at its seconds."""
+
+import json
+import os
+
+import psycopg2
+
+from deploy import REVISION_TABLE, assert_clean_error, pg_one, run_playbook, table_exists, unique_major
+from test_preflight import findings, revision_table, run  # noqa: F401 (revision_table: a fixture)
+
+GOOSE_UP = """-- +goose Up
+-- +goose StatementBegin
+CREATE FUNCTION fdt_goose%(m)d() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN 1;
+END;
+$$;
+-- +goose StatementEnd
+"""
+GOOSE_DOWN = """
+-- +goose Down
+DROP FUNCTION fdt_goose%(m)d();
+"""
+
+
+def function_exists(lab, name):
+    return pg_one(lab, 'primary', 'SELECT to_regproc(%s) IS NOT NULL', (name,))
+
+
+def test_goose_down_section_and_other_tools_files_refused_before_any_pause_all_in_one_run(healthy_lab, scratch,
+                                                                                         tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    names = {'m': major}
+    directory = tmp_path / 'patches'
+    directory.mkdir()
+    files = {
+        'patch-%d-01-0.sql' % major: (GOOSE_UP + GOOSE_DOWN) % names,
+        'patch-%d-02-0.sql' % major: '\\set ON_ERROR_STOP on\nCREATE TABLE fdt_p%(m)d (id int);\n' % names,
+        'patch-%d-03-0.sql' % major: 'CREATE TABLE fdt_c%(m)d (id int, v text);\nCOPY fdt_c%(m)d (id, v) FROM stdin;'
+                                     '\n1\tone\n2\ttwo\n\\.\n' % names,
+        'patch-%d-04-0.sql' % major: 'BEGIN;\nCREATE TABLE fdt_b%(m)d (id int);\nCOMMIT;\n' % names,
+        'V3__add_col.sql': 'ALTER TABLE fdt_p%(m)d ADD COLUMN x int;\n' % names,
+    }
+    for name, text in files.items():
+        (directory / name).write_text(text)
+
+    proc, report_path = run_playbook(lab, tmp_path, str(directory), tags='preflight,hot,outage')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert_clean_error(
+        out, 'refused by pre-flight',
+        'patch-%d-01-0.sql line 10: goose down section (-- +goose Down): it runs in the same transaction as the up '
+        'part, undoing it; keep only the up part in the patch file' % major,
+        'patch-%d-02-0.sql line 1: psql meta-command \\set: not SQL, run it outside the deploy' % major,
+        'patch-%d-03-0.sql line 2: COPY FROM stdin data (2 row(s) follow it): not supported' % major,
+        'patch-%d-04-0.sql line 1: transaction control is not allowed in a patch' % major,
+        'patch-%d-04-0.sql line 3: transaction control' % major,
+        'V3__add_col.sql: a Flyway versioned migration, not a patch: it would never be applied')
+    assert 'does not parse' not in out
+    assert 'Drain, cold patches' not in out  # refused before the outage play: nothing paused
+    assert json.load(open(report_path))['outcome'] == 'refused by pre-flight'
+    assert not function_exists(lab, 'fdt_goose%d' % major)
+    assert not any(table_exists(lab, 'primary', t % major) for t in ('fdt_p%d', 'fdt_c%d', 'fdt_b%d'))
+
+    # As the message says: only the up part kept, the other files out. The goose markers are comments.
+    for name in files:
+        os.remove(str(directory / name))
+    (directory / ('patch-%d-01-0.sql' % major)).write_text(GOOSE_UP % names)
+    proc, report_path = run_playbook(lab, tmp_path, str(directory), tags='preflight,hot,outage')
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert function_exists(lab, 'fdt_goose%d' % major)
+    assert pg_one(lab, 'primary', 'SELECT count(*) FROM %s WHERE major = %%s' % REVISION_TABLE, (major,)) == 1
+    conn = psycopg2.connect(lab.primary_dsn())
+    conn.autocommit = True
+    conn.cursor().execute('DROP FUNCTION fdt_goose%d()' % major)
+    conn.close()
+
+
+def test_cold_code_of_unknown_cost_is_refused_and_a_constant_sleep_priced(lab, revision_table, tmp_path):  # noqa: F811
+    directory = tmp_path / 'patches'
+    directory.mkdir()
+    (directory / 'patch-2303-01-0.sql').write_text(
+        "CREATE FUNCTION fdt_preflight_test.backfill() RETURNS void LANGUAGE sql AS $$ SELECT $$;\n"
+        "SELECT fdt_preflight_test.backfill();\n"
+        "DO $$ BEGIN PERFORM 1; END $$;\n")
+    result = run(lab, str(directory))
+    failed = findings(result, 'lint', 'fail')
+    assert [f['summary'].split(':')[0] for f in failed] == ['patch-2303-01-0.sql line 2', 'patch-2303-01-0.sql line 3']
+    assert all('cost unknown' in f['summary'] and 'cost-unknown:FILE:LINE' in f['action'] for f in failed)
+    assert result['estimate']['unknown'] == ['patch-2303-01-0.sql:2 SELECT backfill()',
+                                             'patch-2303-01-0.sql:3 DO block']
+    assert findings(result, 'budget', 'warn') and not result['passed']
+
+    # The tester's SELECT pg_sleep(25): now 25 s of the estimate, over a 10 s budget.
+    (directory / 'patch-2303-01-0.sql').write_text('SELECT pg_sleep(25);\n')
+    result = run(lab, str(directory))
+    assert result['estimate']['total_ms'] > 25000 and not result['estimate']['unknown']
+    [budget] = findings(result, 'budget', 'fail')
+    assert 'patch-2303-01-0.sql:1 sleep (25.00s)' in budget['summary']
