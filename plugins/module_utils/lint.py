@@ -579,13 +579,19 @@ def runs_code(node):
         return _work('cost-unknown', None, detail='DO block')
     if name == 'CallStmt':
         return _work('cost-unknown', None, detail='CALL %s()' % _func_name(node.funccall))
-    if name in ('CreateTableAsStmt', 'RefreshMatViewStmt'):
-        if getattr(node, 'skipData', False) or getattr(getattr(node, 'into', None), 'skipData', False):
+    if name == 'RefreshMatViewStmt':
+        return None if node.skipData else _work('cost-unknown', None, detail='REFRESH MATERIALIZED VIEW')
+    if name == 'CreateTableAsStmt':
+        if node.into is not None and node.into.skipData:
             return None
-        return _work('cost-unknown', None, detail='CREATE ... AS query' if name == 'CreateTableAsStmt'
-                     else 'REFRESH MATERIALIZED VIEW')
-    if name != 'SelectStmt':
-        return None
+        return _select_work(node.query, 'CREATE ... AS')
+    if name == 'SelectStmt':
+        return _select_work(node, 'SELECT')
+    return None
+
+
+def _select_work(node, what):
+    """runs_code of a query: ``what`` names the statement in the detail."""
     nodes = list(_walk(node))
     calls = [n for n in nodes if type(n).__name__ == 'FuncCall']
     reads = [n for n in nodes if type(n).__name__ in ('RangeVar', 'SubLink', 'RangeFunction')]
@@ -595,8 +601,8 @@ def runs_code(node):
         return _work('sleep', None, detail='pg_sleep', seconds=sum(sleeps))
     unpriced = sorted(set(_func_name(c) for c in calls) - CHEAP_FUNCTIONS)
     if reads or unpriced:
-        return _work('cost-unknown', None, detail='SELECT %s' % (', '.join('%s()' % f for f in unpriced)
-                                                                 if unpriced else 'reading tables'))
+        return _work('cost-unknown', None, detail='%s %s' % (what, ', '.join('%s()' % f for f in unpriced)
+                                                             if unpriced else 'reading tables'))
     return None
 
 

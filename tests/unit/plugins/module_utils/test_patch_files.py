@@ -254,8 +254,8 @@ def lint_of(sql, **options):
     ('SELECT pg_sleep(x) FROM t', 'SELECT pg_sleep()'),
     ('DO $$ BEGIN PERFORM 1; END $$', 'DO block'),
     ('CALL backfill(1000)', 'CALL backfill()'),
-    ('CREATE TABLE c AS SELECT * FROM t', 'CREATE ... AS query'),
-    ('CREATE MATERIALIZED VIEW m AS SELECT * FROM t', 'CREATE ... AS query'),
+    ('CREATE TABLE c AS SELECT * FROM t', 'CREATE ... AS reading tables'),
+    ('CREATE MATERIALIZED VIEW m AS SELECT backfill()', 'CREATE ... AS backfill()'),
     ('REFRESH MATERIALIZED VIEW m', 'REFRESH MATERIALIZED VIEW'),
 ])
 def test_statements_running_code_are_cost_unknown_errors(sql, detail):
@@ -270,6 +270,8 @@ def test_statements_running_code_are_cost_unknown_errors(sql, detail):
 @pytest.mark.parametrize('sql', ["SELECT pg_catalog.set_config('search_path', '', false)",
                                  "SELECT setval('s', 42, true)", 'SELECT 1',
                                  'CREATE MATERIALIZED VIEW m AS SELECT * FROM t WITH NO DATA',
+                                 'REFRESH MATERIALIZED VIEW m WITH NO DATA',
+                                 "CREATE TABLE dated AS SELECT '01/02/2020'::date AS d",
                                  'CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT count(*) FROM t $$'])
 def test_cheap_or_not_running_statements_stay_catalog_only(sql):
     [found] = lint_of(sql + ';\n')
