@@ -565,8 +565,8 @@ def _scan_annotations(text, name):
             if found.effect == NO_TRANSACTION:
                 no_transaction.append((line, found))
             else:
-                problems.append('%s line %d: %s annotation -- %s: %s' % (name, line, found.tool, found.word,
-                                                                          found.advice))
+                problems.append('%s line %d: %s annotation -- %s: %s'
+                                % (name, line, found.tool, found.word, found.advice))
         elif token.name == 'ASCII_92' and line not in lines_seen:
             lines_seen.add(line)
             end = text.find('\n', token.start)

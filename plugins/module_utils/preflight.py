@@ -750,8 +750,8 @@ def decide_budget(estimate, budget, incomplete=None):
                               'several deploys, or deploy when the standbys keep up')
     if estimate.get('unknown'):
         return finding('budget', WARN, 'estimated outage %.3fs (%s) within the usable budget %.3fs of %gs, plus '
-                       'statements of unknown cost (they run code): %s' % (total, parts, usable, budget_seconds,
-                                                                            ', '.join(estimate['unknown'])),
+                       'statements of unknown cost (they run code): %s'
+                       % (total, parts, usable, budget_seconds, ', '.join(estimate['unknown'])),
                        evidence=evidence, action='the outage can be as long as the budget (then it is rolled back): '
                        'make sure those statements are quick, or run them outside the outage')
     if incomplete:

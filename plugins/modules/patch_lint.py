@@ -24,9 +24,10 @@ description:
     hot patch with CONCURRENTLY), C(add-primary-key-without-index), C(add-unique-without-index);
     C(concurrently-in-transaction); C(data-change) (UPDATE, DELETE, INSERT ... SELECT - rows from the planner,
     EXPLAIN without ANALYZE); contract changes C(drop-column), C(drop-table), C(rename) (the second half of the
-    lockstep rule - an error unless acknowledged in O(acknowledge_contract)); C(cost-unknown) (an error: a cold
-    statement that runs code - C(DO), C(CALL), C(SELECT fn()), a C(SELECT) reading tables, C(CREATE TABLE AS) such a query,
-    C(REFRESH MATERIALIZED VIEW) - whose time cannot be known; not in the estimate, listed in its C(unknown));
+    lockstep rule - an error unless acknowledged in O(acknowledge_contract)); C(cost-unknown) (an error, for a cold
+    statement that runs code - C(DO), C(CALL), C(SELECT fn()), a C(SELECT) reading tables, C(CREATE TABLE AS)
+    such a query, C(REFRESH MATERIALIZED VIEW) - whose time cannot be known; not in the estimate, listed in its
+    C(unknown));
     C(sleep) (C(SELECT pg_sleep(N)), N seconds); C(catalog-only) for the rest.
   - The cost model - every cost is the bytes of the tables involved divided by a scan throughput T measured once on
     the primary (a bounded sequential scan, at most 8192 pages twice and 0.75 s each, of the largest table the cold

@@ -12,7 +12,10 @@ import os
 import psycopg2
 
 from deploy import REVISION_TABLE, assert_clean_error, pg_one, run_playbook, table_exists, unique_major
-from test_preflight import findings, revision_table, run  # noqa: F401 (revision_table: a fixture)
+import test_preflight
+from test_preflight import findings, run
+
+revision_table = test_preflight.revision_table  # the pre-flight tests' own revision table, as a fixture here
 
 GOOSE_UP = """-- +goose Up
 -- +goose StatementBegin
@@ -33,8 +36,7 @@ def function_exists(lab, name):
     return pg_one(lab, 'primary', 'SELECT to_regproc(%s) IS NOT NULL', (name,))
 
 
-def test_goose_down_section_and_other_tools_files_refused_before_any_pause_all_in_one_run(healthy_lab, scratch,
-                                                                                         tmp_path):
+def test_goose_down_and_other_tools_files_refused_before_any_pause_in_one_run(healthy_lab, scratch, tmp_path):
     lab = healthy_lab
     major = unique_major()
     names = {'m': major}
@@ -83,7 +85,7 @@ def test_goose_down_section_and_other_tools_files_refused_before_any_pause_all_i
     conn.close()
 
 
-def test_cold_code_of_unknown_cost_is_refused_and_a_constant_sleep_priced(lab, revision_table, tmp_path):  # noqa: F811
+def test_cold_code_of_unknown_cost_is_refused_and_a_constant_sleep_priced(lab, revision_table, tmp_path):
     directory = tmp_path / 'patches'
     directory.mkdir()
     (directory / 'patch-2303-01-0.sql').write_text(
