@@ -330,6 +330,7 @@ class Outage:
         self.read_consoles = []
         self.pgbouncer_addrs = set()
         self.entry_flags = {}     # {console: Console.flags()}, read as prepare's last step
+        self.fences = []          # replication.read_fences: entries an earlier window left fenced
 
     # -- before the window -------------------------------------------------
     def prepare(self, check_mode=False):
@@ -347,6 +348,7 @@ class Outage:
             self.plan = make_plan(patch_set, applied, revision_table=table.get('revision_table'),
                                   procedure_source=procedure_source(self.observer))
             refuse_drift(self.plan)
+            self.fences = replication.read_fences(self.observer)
             # In check mode the hot patches were only planned, not applied: the
             # plan shows them; a real run refuses to open a window behind them.
             if self.plan.pending_hot and not check_mode:
@@ -376,7 +378,7 @@ class Outage:
             # (the drain neither pauses nor resumes them); a pgbouncer-wide
             # PAUSE made since is refused by our PAUSE's own reply.
             self.entry_flags = checked(in_parallel(lambda c: c.flags(), self.consoles + self.read_consoles))
-        except (ConnectError, ConsoleError, PatchSetError, SchemaError, DeployLogError) as exc:
+        except (ConnectError, ConsoleError, PatchSetError, SchemaError, DeployLogError, psycopg2.Error) as exc:
             self.close()
             raise OutageError(one_line(exc))
         except OutageError:
@@ -593,6 +595,7 @@ class Outage:
     def _finish(self, result, window):
         """Done: log and return. Aborted: log, then raise the one-line OutageError."""
         result['revisions'] = self.revisions()
+        self._record_fences(result, window)
         if self.estimate_ms is not None and result.get('outage'):
             result['outage']['estimate_ms'] = self.estimate_ms
         answering, statement = self._verify(result, window.disabled)
@@ -632,6 +635,95 @@ class Outage:
                             if p['phase'] in shown)
         raise OutageError('outage aborted in %s: %s (%s)' % (aborted_phase, '; '.join(parts), timings),
                           result)
+
+    def _record_fences(self, result, window):
+        """After the window: the entries it left fenced are the fences recorded on the
+        primary (replication.mark_fenced), an earlier window's others forgotten (the
+        resume ENABLEd them: their standby replayed this commit). Best effort: a
+        failure is reported in ``result['fences_recorded']``, never a failed deploy."""
+        try:
+            names = dict((c.label, c.endpoint.get('name')) for c in self.consoles + self.read_consoles)
+            rows = replication.fence_rows(window.disabled, window.lagging, self.standbys, names)
+            now = set((row['pgbouncer'], row['entry']) for row in rows)
+            replication.clear_fences(self.observer, [(f['pgbouncer'], f['entry']) for f in self.fences
+                                                     if (f['pgbouncer'], f['entry']) not in now])
+            replication.mark_fenced(self.observer, self.deploy_id, rows)
+            result['fences_recorded'] = len(rows)
+        except psycopg2.Error as exc:
+            result['fences_recorded'] = 'not written: %s' % one_line(exc)
+
+    # -- nothing pending: entries an earlier window fenced ----------------------
+    def unfence(self, check_mode=False):
+        """ENABLE the entries an earlier window left fenced (replication.read_fences,
+        read by prepare()) whose standby has now replayed past the fence's position;
+        forget those someone ENABLEd; keep the others DISABLED, each named in one
+        line (replication.still_fenced_line). Outside any PAUSE; in check mode
+        nothing is changed. Returns {'changed', 'outcome', 'phases' (one 'unfence'
+        record per pgbouncer that ENABLEd something), 'unfenced', 'still_fenced'
+        (lines), 'fences' (the plan)}."""
+        result = {'deploy_id': self.deploy_id, 'changed': False, 'outcome': outcomes.NOTHING_TO_DO,
+                  'phases': [], 'outage': None, 'unfenced': [], 'still_fenced': [], 'fences': []}
+        if not self.fences:
+            return result
+        consoles = [Console(p, db_name=self.db_name, databases=self.drain_entries) for p in self.pgbouncers]
+        disabled = {}
+        for console, dummy, error in in_parallel(lambda c: c.open(), consoles):
+            if error is None:
+                try:
+                    rows = console.show('DATABASES')
+                    disabled[console.label] = set(row['name'] for row in rows if str(row.get('disabled')) == '1')
+                    continue
+                except ConsoleError:
+                    pass
+            disabled[console.label] = None
+        by_label = dict((endpoint_label(s), s) for s in self.standbys)
+        replayed = {}
+        for fence in self.fences:
+            for label in [s.strip() for s in fence['standby'].split(',') if s.strip()]:
+                replayed.setdefault(label, self._replayed_past(by_label.get(label), fence['lsn']))
+        plan = replication.unfence_plan(self.fences, disabled, replayed)
+        result['fences'] = plan
+        self.clock.start()
+        done = []
+        try:
+            for console in consoles:
+                enable = [step for step in plan if step['action'] == 'enable' and step['pgbouncer'] == console.label]
+                if not enable or check_mode:
+                    continue
+                with self.clock.phase('unfence', host=console.label,
+                                      detail={'entries': [s['entry'] for s in enable],
+                                              'why': [s['why'] for s in enable]}):
+                    for step in enable:
+                        console.command('ENABLE', step['entry'])
+                        done.append(step)
+                        result['unfenced'].append('%s on %s (%s)' % (step['entry'], step['pgbouncer'], step['why']))
+        except ConsoleError as exc:
+            result['still_fenced'].append('%s -> ENABLE it by hand once its standby has replayed' % one_line(exc))
+        finally:
+            for console in consoles:
+                console.close()
+            replication.clear_fences(self.observer, [(s['pgbouncer'], s['entry']) for s in plan
+                                                     if s in done or (s['action'] == 'forget' and not check_mode)])
+        result['still_fenced'].extend(replication.still_fenced_line(s) for s in plan if s['action'] == 'keep')
+        result['phases'] = self.clock.phases
+        result['changed'] = bool(done)
+        return result
+
+    def _replayed_past(self, endpoint, lsn):
+        """(True/False, its replay position or why not) for one standby of a fence."""
+        if endpoint is None:
+            return False, 'not in fastdowntime_standbys'
+        try:
+            conn = connect(endpoint, autocommit=True, application_name='fastdowntime-unfence')
+        except ConnectError as exc:
+            return False, one_line(exc)
+        try:
+            row = query(conn, replication.FENCE_REPLAYED_SQL, (lsn,))[0]
+            return bool(row['replayed']), 'replayed up to %s' % row['replay_lsn']
+        except psycopg2.Error as exc:
+            return False, one_line(exc)
+        finally:
+            conn.close()
 
     def _log(self, result, failed=False):
         """The deploy-log row, written after RESUME so it never lengthens the outage.

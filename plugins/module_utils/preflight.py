@@ -540,14 +540,16 @@ def decide_direct_connections(label, rows, pgbouncer_pids, system_users, fragile
 
 
 def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standby_entries=None, error=None,
-                     probe=None):
+                     probe=None, fences=None):
     """One pgbouncer process: the console answered as an admin and resolved the
     deploy's entries (else ``error``); none of them is paused - by SHOW
     DATABASES, SHOW STATE (1.19+) or, as a client sees it, ``probe``
     ({entry: None when a client's SELECT 1 was answered, else what the client
     saw}: a global PAUSE or SUSPEND shows nowhere else on 1.18); the entries
     named for the standbys exist. Disabled entries, and a probe that could not
-    log in, are warnings."""
+    log in, are warnings: ``fences`` ({entry: replication.read_fences row} of
+    this pgbouncer) tells an entry an earlier window fenced (the deploy ENABLEs
+    it once its standby has replayed) from one someone else DISABLEd."""
     if error is not None:
         action = connect_action(getattr(error, 'kind', None), 'the admin console of %s' % label,
                                 'fastdowntime_pgbouncer_*') or (
@@ -582,9 +584,25 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
         return finding('pgbouncer', FAIL, '%s: %s' % (label, '; '.join(problems)), host=label, evidence=evidence,
                        action='; '.join(actions))
     if disabled:
-        return finding('pgbouncer', WARN, '%s: disabled (left fenced by an earlier deploy?): %s'
-                       % (label, ', '.join(disabled)), host=label, evidence=evidence,
-                       action='the outage ENABLEs them at resume: check their standby has caught up')
+        fences = fences or {}
+        fenced = [entry for entry in disabled if entry in fences]
+        others = [entry for entry in disabled if entry not in fences]
+        parts, actions = [], []
+        if fenced:
+            parts.append('fenced by an earlier deploy: %s' % ', '.join(
+                '%s (deploy %s: %s lacked the schema)' % (e, fences[e]['deploy_id'], fences[e]['standby'])
+                for e in fenced))
+            actions.append('the deploy ENABLEs %s outside any PAUSE once %s replayed past %s (each fence\'s own '
+                           'position); until then it stays disabled' % (
+                               ', '.join(fenced), 'its standby has' if len(fenced) == 1 else 'their standby has',
+                               ', '.join(sorted(set(fences[e]['lsn'] for e in fenced)))))
+        if others:
+            parts.append('disabled, not by a deploy (no fence recorded): %s' % ', '.join(others))
+            actions.append('a window ENABLEs every entry it resumes, a run with nothing pending leaves %s disabled: '
+                           'ENABLE on %s once sure' % (', '.join(others), label))
+        evidence['fences'] = dict((e, fences[e]) for e in fenced)
+        return finding('pgbouncer', WARN, '%s: %s' % (label, '; '.join(parts)), host=label, evidence=evidence,
+                       action='; '.join(actions))
     if verdict['refused']:
         # Not paused: an error a client gets now (a server it cannot reach, a
         # failing login remembered for server_login_retry) - the deploy does not
@@ -874,6 +892,7 @@ class Preflight:
         self.resume_operator_replay_pause = bool(resume_operator_replay_pause)
         self.synchronous = None  # replication.describe_synchronous of the primary, once checked
         self.replay_resumed = []  # standbys whose paused replay this run resumed (its only change)
+        self.fences = []  # replication.read_fences: entries an earlier window fenced
         self.findings = []
         self.conns = {}       # label -> connection (autocommit)
         self.lost = set()     # labels whose connection went away during the run (one finding each)
@@ -1026,6 +1045,7 @@ class Preflight:
 
         # pgbouncer first: its SHOW SERVERS before and after the activity read
         # name every server connection the activity shows (sessions.server_pids).
+        self.fences = self._fences(primary)
         pgbouncer_rtts, entries_counts = self._check_pgbouncers()
         activity = {}
         for endpoint, conn in [(self.primary, primary)] + standbys:
@@ -1262,6 +1282,15 @@ class Preflight:
         return replication.measure_lag(reachable, probe[0]['lsn'], self.max_lag_seconds,
                                        lost=lambda label, conn, exc: self._lost(conn, label, exc))
 
+    def _fences(self, primary):
+        """The entries an earlier window fenced (replication.read_fences); none when unreadable."""
+        if primary is None:
+            return []
+        try:
+            return replication.read_fences(primary)
+        except psycopg2.Error:
+            return []
+
     def _check_pgbouncers(self):
         rtts, entries_counts = [], []
         mapping = standby_entries_by_pgbouncer(self.standbys, [p.get('name') for p in self.pgbouncers])
@@ -1295,7 +1324,9 @@ class Preflight:
         probed = probe_consoles([item[0] for item in seen])
         for console, flags, state, missing in seen:
             self.findings.append(decide_pgbouncer(console.label, console.entries, flags, state, missing,
-                                                  probe=probed.get(console.label)))
+                                                  probe=probed.get(console.label),
+                                                  fences=dict((f['entry'], f) for f in self.fences
+                                                              if f['pgbouncer'] == console.label)))
         return rtts, entries_counts
 
     def _server_pids(self):

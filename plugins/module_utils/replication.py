@@ -755,30 +755,38 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=REPLAY_WAIT
     Returns {'lsn', 'xid', 'total_ms', 'standbys': [{'name', 'replay_ms',
     'replay_lsn'}]} (plus cross_check_replay()'s fields unless
     ``cross_check=False``: the outage runs it after RESUME, a report, not a
-    gate). Every wait is bounded by the clock's usable budget: a standby not
-    caught up (or silent) while it lasts -> ReplicationError naming it, with
-    ``lagging`` listing every standby without the schema.
+    gate). Every wait is bounded by the clock's usable budget. A standby whose
+    question fails (its connection lost: stopped, crashed, cut off; or no
+    longer a standby) leaves the wait, and the others are still waited for
+    until each has replayed or the budget is spent. Then, if any standby lacks
+    the schema -> ReplicationError naming each with its own reason (lost, not
+    a standby, silent, not caught up: failure_reason), with ``lagging``
+    listing exactly those (never one that replayed: only their entries are
+    fenced). A question still in flight at the budget's end stays on its
+    connection: on_standbys() settles it before asking anything else.
     """
     sql, params = replay_query(lsn, xid)
     target = 'of transaction %s (committed after %s)' % (xid, lsn) if xid is not None else 'at %s' % lsn
     clock.start()
     states = [{'endpoint': endpoint, 'conn': conn, 'label': endpoint_label(endpoint), 'done': False,
-               'replay_ms': None, 'replay_lsn': None, 'due': 0.0} for endpoint, conn in standbys]
+               'failed': None, 'replay_ms': None, 'replay_lsn': None, 'due': 0.0} for endpoint, conn in standbys]
     names = ', '.join(endpoint.get('name') or endpoint['host'] for endpoint, dummy in standbys)
     with clock.phase('standby_replay', host=names or None,
                      detail=dict({'lsn': lsn}, **({'xid': xid} if xid is not None else {}))) as record:
         began = time.monotonic()
         in_flight = {}  # id(state) -> (state, cursor): asked, answer not read yet
         while True:
-            pending = dict((id(s), s) for s in states if not s['done'])
+            # A standby that failed (connection lost, not a standby) is out of the wait; the others are
+            # still waited for, so each is reported by its own answer.
+            pending = dict((id(s), s) for s in states if not s['done'] and not s['failed'])
             if not pending:
                 break
             usable = clock.usable()
             if usable <= 0:
                 now = time.monotonic()
-                silent = [st for st, dummy in in_flight.values() if is_silent(st, now)]
-                raise _lagging_error(states, target, 'no answer within the budget' if silent
-                                     else 'not caught up within the budget', silent[0] if silent else None)
+                for st, dummy in in_flight.values():
+                    st['failed'] = 'no answer within the budget' if is_silent(st, now) else None
+                break
             ask, wait_seconds = next_polls(time.monotonic(), dict((key, s['due']) for key, s in pending.items()),
                                            usable)
             for key in ask:
@@ -787,11 +795,13 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=REPLAY_WAIT
                     cur = state['conn'].cursor()
                     cur.execute(sql, params)
                 except psycopg2.Error as exc:
-                    raise _lagging_error(states, target, 'query failed (%s)' % _pg_message(exc), state)
+                    state['failed'] = failure_reason(state['conn'], exc)
+                    continue
                 state['due'], state['asked_at'] = None, time.monotonic()
                 in_flight[key] = (state, cur)
             if not in_flight:
-                time.sleep(wait_seconds)
+                if any(not s['done'] and not s['failed'] for s in states):
+                    time.sleep(wait_seconds)
                 continue
             answers = _answers(list(in_flight.values()), wait_seconds)
             arrived = time.monotonic()
@@ -800,9 +810,11 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=REPLAY_WAIT
                 try:
                     row = cur.fetchone()
                 except psycopg2.Error as exc:
-                    raise _lagging_error(states, target, 'query failed (%s)' % _pg_message(exc), state)
+                    state['failed'] = failure_reason(state['conn'], exc)
+                    continue
                 if row[0] is None:
-                    raise _lagging_error(states, target, 'not in recovery (promoted? not a standby)', state)
+                    state['failed'] = 'not in recovery (promoted? not a standby)'
+                    continue
                 state['replay_lsn'] = row[0]
                 state['slowest'] = max(state.get('slowest') or 0.0, arrived - state['asked_at'])
                 if row[1]:
@@ -813,6 +825,10 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=REPLAY_WAIT
         results = [{'name': state['label'], 'replay_ms': state['replay_ms'], 'replay_lsn': state['replay_lsn']}
                    for state in states]
         record['detail']['standby_replay_ms'] = dict((r['name'], r['replay_ms']) for r in results)
+        if any(not s['done'] for s in states):
+            record['detail']['failed'] = dict((s['label'], s['failed'] or 'not caught up within the budget')
+                                              for s in states if not s['done'])
+            raise _lagging_error(states, target)
     replay = {'lsn': lsn, 'xid': xid, 'standbys': results, 'total_ms': _ms(time.monotonic() - began)}
     if cross_check:
         cross_check_replay(primary_conn, replay, identities, min(max(clock.usable(), 0), CROSS_CHECK_GRACE_SECONDS))
@@ -876,15 +892,38 @@ def _answers(asked, timeout):
     return ready
 
 
-def _lagging_error(states, target, why, culprit=None):
-    lagging = [s['label'] for s in states if not s['done']]
-    culprit = culprit or next(s for s in states if not s['done'])
-    others = [name for name in lagging if name != culprit['label']]
-    return ReplicationError('standby %s: %s: it has not replayed the schema change %s (last replayed %s)%s; '
-                            'clients must not be resumed onto it'
-                            % (culprit['label'], why, target, culprit['replay_lsn'] or 'unknown',
-                               '; also behind: %s' % ', '.join(others) if others else ''),
-                            lagging=lagging)
+def failure_reason(conn, exc):
+    """Why a question to a standby failed, in a few words: 'connection lost
+    (<libpq's words>)' when its connection is gone (stopped, crashed, cut
+    off: psycopg2 then says only "cursor already closed" or "connection already
+    closed"), else 'query failed (<PostgreSQL's message>)'."""
+    message = _pg_message(exc)
+    if getattr(conn, 'closed', 0) or isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+        closed_words = ('cursor already closed', 'connection already closed')
+        return 'connection lost' if message in closed_words else 'connection lost (%s)' % message
+    return 'query failed (%s)' % message
+
+
+def _lagging_error(states, target):
+    """The replay wait's failure: every standby without the schema (``lagging``,
+    the entries fenced) named with its own reason (``state['failed']``: lost,
+    not a standby, silent; else not caught up within the budget); a standby
+    whose connection was lost is named as lost, not as behind. The standbys
+    that replayed are not in it."""
+    behind = [s for s in states if not s['done']]
+    parts = []
+    for state in sorted(behind, key=lambda s: (not s['failed'], s['label'])):
+        why = state['failed'] or 'not caught up within the budget'
+        if why.startswith('connection lost'):
+            parts.append('standby %s: %s while waiting for it to replay the schema change %s (last replayed %s): '
+                         'its entries stay DISABLED until it is back and has replayed it'
+                         % (state['label'], why, target, state['replay_lsn'] or 'unknown'))
+        else:
+            parts.append('standby %s: %s: it has not replayed the schema change %s (last replayed %s)'
+                         % (state['label'], why, target, state['replay_lsn'] or 'unknown'))
+    return ReplicationError('%s; clients must not be resumed onto %s'
+                            % ('; '.join(parts), 'it' if len(behind) == 1 else 'them'),
+                            lagging=[s['label'] for s in behind])
 
 
 # -- pausing and resuming replay (the split window) ----------------------------------
@@ -903,12 +942,18 @@ def on_standbys(standby_conns, sql, timeout):
     Returns [(endpoint, first row or None, one-line error or None)]."""
     sent = []
     for endpoint, conn in standby_conns:
+        if getattr(conn, 'closed', 0):
+            sent.append((endpoint, conn, None, 'connection lost'))
+            continue
         try:
+            _settle(conn, timeout)
             cur = conn.cursor()
             cur.execute(sql(conn) if callable(sql) else sql)
             sent.append((endpoint, conn, cur, None))
+        except TimeoutError:
+            sent.append((endpoint, conn, None, 'its replay question still unanswered after %.1f s' % timeout))
         except psycopg2.Error as exc:
-            sent.append((endpoint, conn, None, one_line(exc)))
+            sent.append((endpoint, conn, None, failure_reason(conn, exc) if conn.closed else one_line(exc)))
     deadline = time.monotonic() + timeout
     results = []
     for endpoint, conn, cur, error in sent:
@@ -920,9 +965,17 @@ def on_standbys(standby_conns, sql, timeout):
             except TimeoutError:
                 error = 'no answer within %.1f s' % timeout
             except psycopg2.Error as exc:
-                error = one_line(exc)
+                error = failure_reason(conn, exc) if conn.closed else one_line(exc)
         results.append((endpoint, row, error))
     return results
+
+
+def _settle(conn, timeout):
+    """An async connection with a question still in flight (the replay wait's,
+    cut off by the budget) has it answered and dropped first: psycopg2 refuses
+    a new query while one is underway. TimeoutError when it stays unanswered."""
+    if getattr(conn, 'async_', False) and getattr(conn, 'isexecuting', lambda: False)():
+        wait(conn, timeout)
 
 
 def pause_replay(standby_conns, clock, paused, timeout=REPLAY_PAUSE_SECONDS):
@@ -1017,3 +1070,104 @@ def fenced_entries(lagging, standbys, consoles):
     lagging = set(lagging or ())
     behind = [s for s in standbys if endpoint_label(s) in lagging]
     return [serving_entries(name, entries, behind) if behind else [] for name, entries in consoles]
+
+
+# The fence's record: the window that fences an entry records it on the primary (one row per pgbouncer
+# and entry: the standby it serves, the deploy, the primary's WAL position then), so a later run - one
+# with nothing pending too - can tell a deploy's fence from an operator's DISABLE and ENABLEs the entry
+# once that standby has replayed past the position (unfence_plan).
+FENCE_TABLE = 'fastdowntime.fenced_entry'
+FENCE_CREATE = ('CREATE SCHEMA IF NOT EXISTS fastdowntime',
+                'CREATE TABLE IF NOT EXISTS %s (pgbouncer text NOT NULL, entry text NOT NULL, standby text NOT NULL, '
+                'deploy_id text NOT NULL, lsn pg_lsn NOT NULL, fenced_at timestamptz NOT NULL DEFAULT now(), '
+                'PRIMARY KEY (pgbouncer, entry))' % FENCE_TABLE)
+# On the standby: has it replayed past the fence's position?
+FENCE_REPLAYED_SQL = ('SELECT pg_last_wal_replay_lsn()::text AS replay_lsn, '
+                      'coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false) AS replayed')
+
+
+def fence_rows(disabled, lagging, standbys, consoles):
+    """The fences to record: [{'pgbouncer', 'entry', 'standby'}] for each
+    (pgbouncer label, entry) of ``disabled`` (the window's fenced entries),
+    the standby being the one of ``lagging`` the entry serves
+    (topology.serving_entries). ``consoles``: {pgbouncer label: its name in
+    the inventory}."""
+    rows = []
+    behind = [s for s in standbys if endpoint_label(s) in set(lagging or ())]
+    for label, entry in disabled:
+        serving = [s for s in behind if serving_entries(consoles.get(label), [entry], [s])]
+        rows.append({'pgbouncer': label, 'entry': entry,
+                     'standby': ', '.join(endpoint_label(s) for s in serving) or ', '.join(lagging or ())})
+    return rows
+
+
+def mark_fenced(conn, deploy_id, rows):
+    """Record ``rows`` (fence_rows) for ``deploy_id`` at the primary's current WAL
+    position, committed locally. ``conn``: an autocommit connection to the primary."""
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('%s') IS NOT NULL" % FENCE_TABLE)
+        if not cur.fetchone()[0]:
+            for statement in FENCE_CREATE:
+                cur.execute(statement)
+        for row in rows:
+            cur.execute('INSERT INTO %s (pgbouncer, entry, standby, deploy_id, lsn) '
+                        'VALUES (%%s, %%s, %%s, %%s, pg_current_wal_lsn()) ON CONFLICT (pgbouncer, entry) DO UPDATE '
+                        'SET standby = EXCLUDED.standby, deploy_id = EXCLUDED.deploy_id, lsn = EXCLUDED.lsn, '
+                        'fenced_at = now()' % FENCE_TABLE, (row['pgbouncer'], row['entry'], row['standby'], deploy_id))
+
+
+def read_fences(conn):
+    """[{'pgbouncer', 'entry', 'standby', 'deploy_id', 'lsn'}] recorded on the primary (none without the table)."""
+    rows = query_rows(conn, "SELECT to_regclass('%s') IS NOT NULL AS present" % FENCE_TABLE)
+    if not rows[0]['present']:
+        return []
+    return query_rows(conn, 'SELECT pgbouncer, entry, standby, deploy_id, lsn::text AS lsn FROM %s '
+                            'ORDER BY pgbouncer, entry' % FENCE_TABLE)
+
+
+def clear_fences(conn, keys):
+    """Forget the fences of ``keys`` ([(pgbouncer label, entry)])."""
+    if not keys:
+        return
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('%s') IS NOT NULL" % FENCE_TABLE)
+        if cur.fetchone()[0]:
+            for pgbouncer, entry in keys:
+                cur.execute('DELETE FROM %s WHERE pgbouncer = %%s AND entry = %%s' % FENCE_TABLE, (pgbouncer, entry))
+
+
+def unfence_plan(fences, disabled, replayed):
+    """What to do with each recorded fence: [dict(fence, action=..., why=...)].
+
+    ``fences``: read_fences() rows; ``disabled``: {pgbouncer label: set of its
+    entries disabled now, or None when its console could not be read};
+    ``replayed``: {standby label: (True/False, what it said: its replay
+    position or its error)}. Actions: 'enable' (still disabled, every standby
+    it serves has replayed past the fence's position), 'forget' (no longer
+    disabled: someone ENABLEd it), 'keep' (its standby is still behind or
+    unknown, or its pgbouncer did not answer: it stays DISABLED)."""
+    plan = []
+    for fence in fences:
+        now = disabled.get(fence['pgbouncer'])
+        standbys = [s.strip() for s in fence['standby'].split(',') if s.strip()]
+        answers = [(s,) + tuple(replayed.get(s) or (False, 'not asked')) for s in standbys]
+        if now is None:
+            action, why = 'keep', 'its pgbouncer did not answer'
+        elif fence['entry'] not in now:
+            action, why = 'forget', 'no longer disabled'
+        elif answers and all(ok for dummy, ok, dummy in answers):
+            action, why = 'enable', '%s replayed past %s' % (', '.join(s for s, dummy, dummy in answers), fence['lsn'])
+        else:
+            action, why = 'keep', '; '.join('%s has not replayed past %s (%s)' % (s, fence['lsn'], said)
+                                            for s, ok, said in answers if not ok) or 'no standby recorded'
+        plan.append(dict(fence, action=action, why=why))
+    return plan
+
+
+def still_fenced_line(step):
+    """The operator's one line for a fence that stays ('keep' of unfence_plan)."""
+    return ('%s: %s stays DISABLED (fenced by deploy %s): %s -> bring %s back streaming; the next deploy ENABLEs '
+            'it once it has replayed (or ENABLE %s on that pgbouncer by hand once sure)'
+            % (step['pgbouncer'], step['entry'], step['deploy_id'], step['why'], step['standby'], step['entry']))

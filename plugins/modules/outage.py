@@ -84,6 +84,16 @@ options:
         switch's lifetime computed from it (RV(watchdog)). The window itself does not use it.
     type: float
     default: 10
+  unfence:
+    description:
+      - Instead of the window, outside any PAUSE - ENABLE the read entries an earlier window left fenced
+        (DISABLEd because their standby lacked the schema; it records each fence on the primary, table
+        C(fastdowntime.fenced_entry)) whose standby has now replayed past the fence, forget the fences someone
+        else ENABLEd, and warn in one line for each entry whose standby is still behind (it stays DISABLEd).
+        An entry DISABLEd by someone else (no fence recorded) is never touched. In check mode nothing changes
+        (RV(fences) says what would be done). The outage role runs it when the plan returns fences.
+    type: bool
+    default: false
   overrides:
     description:
       - What the operator overrode in the pre-flight (its RV(fastdowntime.postgresql.preflight#module:overrides) - a
@@ -149,6 +159,23 @@ watchdog:
   sample:
     countdown_seconds: 70.0
     max_lifetime_seconds: 370.0
+fences:
+  description:
+    - The fences an earlier window recorded (C(pgbouncer), C(entry), C(standby), C(deploy_id), C(lsn)); with
+      O(unfence), each with C(action) (C(enable), C(forget), C(keep)) and C(why).
+  type: list
+  elements: dict
+  returned: in check mode (the plan), and with O(unfence)
+unfenced:
+  description: The entries O(unfence) ENABLEd, each as C(<entry> on <pgbouncer> (<why>)).
+  type: list
+  elements: str
+  returned: with O(unfence)
+still_fenced:
+  description: One line per entry left DISABLEd (its standby still behind), naming pgbouncer, entry, standby and the fix.
+  type: list
+  elements: str
+  returned: with O(unfence)
 phases:
   description: Every phase timed against the budget (phase, host, start_offset_ms, duration_ms, budget_left_ms, status, detail).
   type: list
@@ -244,6 +271,7 @@ def argument_spec():
         window_mode=dict(type='str', choices=['all', 'split'], default='all'),
         overrides=dict(type='list', elements='dict', default=[]),
         watchdog_grace_seconds=dict(type='float', default=watchdog.DEFAULT_GRACE_SECONDS),
+        unfence=dict(type='bool', default=False),
     )
 
 
@@ -260,11 +288,17 @@ def main():
         killable_users=p['killable_users'], reserve_seconds=p['reserve_seconds'], window_mode=p['window_mode'],
         overrides=p['overrides'], estimate_ms=p['estimate_ms'])
     try:
+        if p['unfence']:
+            outage.prepare(check_mode=True)
+            result = outage.unfence(check_mode=module.check_mode)
+            for line in result['still_fenced']:
+                module.warn(line)
+            module.exit_json(**result)
         plan = outage.prepare(check_mode=module.check_mode)
         if module.check_mode:
             outcome = outcomes.PLANNED if plan.pending_hot or plan.pending_cold else outcomes.NOTHING_TO_DO
             module.exit_json(changed=bool(plan.pending_cold), outcome=outcome, deploy_id=outage.deploy_id,
-                             plan=plan.as_dict(), phases=[],
+                             plan=plan.as_dict(), phases=[], fences=outage.fences,
                              watchdog=watchdog.deploy_switch(p['budget_seconds'], p['watchdog_grace_seconds']))
         result = outage.run()
     except OutageError as exc:

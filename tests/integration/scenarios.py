@@ -23,7 +23,8 @@ import psycopg2
 
 from conftest import kill_tree
 from deploy import (
-    REVISION_TABLE, assert_clean_error, pgbouncer_flags, run_playbook, table_exists, unique_major, write_patches)
+    REVISION_TABLE, assert_clean_error, pg_one, pgbouncer_flags, run_playbook, table_exists, unique_major,
+    write_patches)
 
 FULL = 'preflight,hot,outage'
 
@@ -440,6 +441,64 @@ def standby_cut_off_inside(lab, tmp_path, budget=4):
     return Run('standby_inside', proc, report, 'aborted', ['fdt_f%d' % major], True,
                ['aborted in standby replay', 'standby2', 'fdtdemo_ro on pgbouncer2'], flags=flags,
                on_standby1=on_standby1)
+
+
+PG_CTL = '/usr/lib/postgresql/15/bin/pg_ctl'
+
+
+def pg_ctl(lab, host, *args):
+    """pg_ctl on a lab database host (``-m immediate stop``: a crash; ``start``)."""
+    pgdata = '%s/hosts/%s/pgdata' % (lab.lab_dir, host)
+    if args[-1] == 'start':
+        args = ('-l', '%s/hosts/%s/log/postgresql.log' % (lab.lab_dir, host)) + args
+    return lab.ns_exec(host, 'runuser', '-u', 'postgres', '--', PG_CTL, '-D', pgdata, '-w', *args)
+
+
+def replay_asked(lab, host):
+    """True once the outage's replay wait has asked ``host`` about the deploy's transaction."""
+    return pg_one(lab, host, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fastdowntime-replay' "
+                             "AND query LIKE '%%pg_xact_status%%'") > 0
+
+
+def standby_lost_in_replay_wait(lab, tmp_path, budget=8):
+    """standby2 stopped (-m immediate) while the replay wait has a question in flight to
+    both standbys: during the cold transaction replay is paused on both (so neither has
+    replayed the commit when the wait starts); once the wait has asked both, standby2 is
+    stopped and only then standby1's replay resumed. Only standby2's entries are fenced;
+    standby1 is waited for and reported replayed. facts: 'flags' (while standby2 is down),
+    'on_standby1', 'fault' (the steps taken, None: never ran)."""
+    def fault():
+        for host in ('standby1', 'standby2'):
+            pg_one(lab, host, 'SELECT pg_wal_replay_pause()::text')
+        deadline = time.monotonic() + 60
+        while not (replay_asked(lab, 'standby1') and replay_asked(lab, 'standby2')):
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.005)
+        pg_ctl(lab, 'standby2', '-m', 'immediate', 'stop')
+        pg_one(lab, 'standby1', 'SELECT pg_wal_replay_resume()::text')
+        return 'paused both, standby2 stopped in the wait, standby1 resumed'
+
+    when = When(lab, in_cold_transaction, fault)
+    when.start()
+    try:
+        major, (proc, report) = _deploy(lab, tmp_path, 'g', ['CREATE TABLE %(t)s (id int);\nSELECT pg_sleep(1);'],
+                                        {'fastdowntime_budget_seconds': budget}, tags='outage')
+        happened = when.finish()
+        flags = dict((process, pgbouncer_flags(lab, process[1])) for process in pgbouncer_processes(lab))
+        on_standby1 = table_exists(lab, 'standby1', 'fdt_g%d' % major)
+    finally:
+        when.finish()
+        for host in ('standby1', 'standby2'):
+            try:
+                pg_one(lab, host, 'SELECT pg_wal_replay_resume()::text')
+            except psycopg2.Error:
+                pass  # standby2 stopped
+        pg_ctl(lab, 'standby2', 'start')
+        wait_streaming(lab)
+    return Run('standby_lost_in_wait', proc, report, 'aborted', ['fdt_g%d' % major], True,
+               ['aborted in standby replay', 'standby2', 'connection lost', 'fdtdemo_ro on pgbouncer2'],
+               flags=flags, on_standby1=on_standby1, fault=happened, major=major)
 
 
 def _fault_in_cold_transaction(lab, tmp_path, name, letter, fault, seconds):

@@ -12,8 +12,8 @@ import pytest
 
 import scenarios
 from deploy import (
-    REVISION_TABLE, assert_all_resumed, assert_disarmed, assert_nothing_lost, pg_one, run_playbook, table_exists,
-    unique_major, write_patches)
+    REVISION_TABLE, assert_all_resumed, assert_clean_error, assert_disarmed, assert_nothing_lost, pg_one,
+    pgbouncer_flags, run_playbook, table_exists, unique_major, write_patches)
 
 pytestmark = pytest.mark.usefixtures('scratch')
 
@@ -187,3 +187,61 @@ def test_patches_keep_their_numbered_order_and_a_comment_only_patch_needs_no_dra
     assert report['outage']['nothing_pending'] is True and report['outage']['outage_ms'] is None
     assert not {'drain', 'resume'} & {p['phase'] for p in report['phases']}
     assert pg_one(lab, 'primary', 'SELECT count(*) FROM %s WHERE major = %%s' % REVISION_TABLE, (major,)) == 3
+
+
+def test_standby_lost_inside_the_replay_wait_fences_only_its_own_entries(healthy_lab, tmp_path):
+    """tryit defect 1: standby2 stopped while the replay wait has questions in flight to both
+    standbys (replay held on both until then). Only standby2's entries are fenced; standby1 is
+    waited for and reported replayed, and answers the "schema now" read; standby2 is named as
+    lost, not as behind. Clients of standby1's entries get no error."""
+    lab = healthy_lab
+    run, load = scenarios.under_load(lab, scenarios.standby_lost_in_replay_wait, tmp_path,
+                                     readers=('pgbouncer1', 'pgbouncer2'))
+    assert run.facts['fault'], run.out[-3000:]   # standby2 was stopped inside the wait
+    scenarios.check_run(lab, run)
+    error = [line for line in run.out.splitlines() if line.startswith('error: outage aborted in standby replay')]
+    assert len(error) == 1 and 'standby1' not in error[0].split('clients must not')[0], run.out[-3000:]
+    assert 'has not replayed' not in run.out and 'cursor already closed' not in run.out
+    assert run.facts['on_standby1']
+    flags = dict((host, per) for (host, dummy), per in run.facts['flags'].items())
+    assert flags['pgbouncer2']['fdtdemo_ro'] == (0, 1), flags
+    assert flags['pgbouncer2']['fdtdemo'] == (0, 0), flags
+    assert all(f == (0, 0) for f in flags['pgbouncer1'].values()), flags
+    replay = [p for p in run.report['phases'] if p['phase'] == 'standby_replay'][0]['detail']
+    replayed = dict((name.split()[0], ms) for name, ms in replay['standby_replay_ms'].items())
+    assert replayed['standby1'] is not None and replayed['standby2'] is None, replay
+    now = dict((r['host'].split()[0], r) for r in run.report['revisions'])
+    assert now['standby1']['revision'] == now['primary']['revision'] and now['standby1']['error'] is None, now
+    assert now['standby2']['error'] == 'connection lost', now
+    # Only the readers of standby2's entry (pgbouncer2's fdtdemo_ro: r1.*) saw errors; no commit lost.
+    assert [e for e in load.errors if not e[0].startswith('r1.')] == []
+    assert load.missing_commits(lab.primary_dsn()) == []
+    try:
+        check_unfence_on_the_next_run(lab, tmp_path, run)
+    finally:
+        scenarios.enable_everywhere(lab, lab.db_name + '_ro')
+    assert_all_resumed(lab)
+
+
+def check_unfence_on_the_next_run(lab, tmp_path, run):
+    """tryit defect 2: standby2 back and caught up, a run with nothing pending ENABLEs the
+    entry the window fenced (phase unfence, outside any PAUSE); --check changes nothing."""
+    patch_dir = str(tmp_path / ('patches-%d' % run.facts['major']))
+    checked, dummy = run_playbook(lab, tmp_path, patch_dir, tags=scenarios.FULL, args=['--check'])
+    out = checked.stdout + checked.stderr
+    assert checked.returncode == 0, out[-3000:]
+    assert 'fenced by an earlier deploy: fdtdemo_ro (deploy %s' % run.report['deploy_id'] in out, out[-3000:]
+    assert pgbouncer_flags(lab, 'pgbouncer2')['fdtdemo_ro'] == (0, 1)
+    proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags=scenarios.FULL)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert_clean_error(out, 'unfence', 'pgbouncer2')
+    assert pgbouncer_flags(lab, 'pgbouncer2')['fdtdemo_ro'] == (0, 0)
+    assert all(f == (0, 0) for f in pgbouncer_flags(lab, 'pgbouncer1').values())
+    report = json.load(open(report_path))
+    unfence = [p for p in report['phases'] if p['phase'] == 'unfence']
+    assert [p['host'].split()[0] for p in unfence] == ['pgbouncer2'] and unfence[0]['status'] == 'ok', unfence
+    assert unfence[0]['detail']['entries'] == ['fdtdemo_ro']
+    # The fence is forgotten: the next run has nothing to ENABLE.
+    again, dummy = run_playbook(lab, tmp_path, patch_dir, tags=scenarios.FULL)
+    assert again.returncode == 0 and 'fenced by an earlier deploy' not in again.stdout, again.stdout[-3000:]

@@ -265,6 +265,21 @@ def test_fragile_and_unknown_fail_killable_warns():
 
 # -- pgbouncer ---------------------------------------------------------------------------
 
+def test_a_disabled_entry_is_told_apart_by_its_recorded_fence():
+    flags = {'db_ro': {'paused': False, 'disabled': True}, 'db_ro2': {'paused': False, 'disabled': True},
+             'db': {'paused': False, 'disabled': False}}
+    fence = {'pgbouncer': 'pgb1', 'entry': 'db_ro', 'standby': 'standby2 (h2:5432)', 'deploy_id': 'fdt-1',
+             'lsn': '0/5000000'}
+    found = pf.decide_pgbouncer('pgb1', ['db', 'db_ro', 'db_ro2'], flags, fences={'db_ro': fence})
+    assert found['status'] == WARN
+    assert found['summary'] == ('pgb1: fenced by an earlier deploy: db_ro (deploy fdt-1: standby2 (h2:5432) lacked '
+                                'the schema); disabled, not by a deploy (no fence recorded): db_ro2')
+    # what the deploy does is what the WARN says: ENABLE the fenced one once replayed, leave the other
+    assert 'the deploy ENABLEs db_ro outside any PAUSE once its standby has replayed past 0/5000000' in found['action']
+    assert 'leaves db_ro2 disabled: ENABLE on pgb1 once sure' in found['action']
+    assert 'at resume' not in found['action']
+
+
 def test_pgbouncer_paused_entry_fails_disabled_warns():
     flags = {'db': {'paused': True, 'disabled': False}, 'db_ro': {'paused': False, 'disabled': False}}
     found = pf.decide_pgbouncer('pgb1', ['db', 'db_ro'], flags)

@@ -178,15 +178,32 @@ def test_primary_view_matched_by_the_identity_rules_not_the_inventory_name():
     assert rp.match_replication_rows([], [one]) == {'standby1 (db1:5432)': None}
 
 
-def test_lagging_error_names_the_standby_and_lists_all_without_schema():
-    states = [{'label': 'standby1 (10.0.0.11:5432)', 'done': True, 'replay_lsn': '0/30'},
-              {'label': 'standby2 (10.0.0.12:5432)', 'done': False, 'replay_lsn': '0/10'},
-              {'label': 'standby3 (10.0.0.13:5432)', 'done': False, 'replay_lsn': None}]
-    error = rp._lagging_error(states, 'at 0/30', 'not caught up within the budget')
-    assert str(error) == ('standby standby2 (10.0.0.12:5432): not caught up within the budget: it has not '
-                          'replayed the schema change at 0/30 (last replayed 0/10); also behind: '
-                          'standby3 (10.0.0.13:5432); clients must not be resumed onto it')
+def test_lagging_error_names_each_standby_without_the_schema_with_its_own_reason():
+    states = [{'label': 'standby1 (10.0.0.11:5432)', 'done': True, 'failed': None, 'replay_lsn': '0/30'},
+              {'label': 'standby2 (10.0.0.12:5432)', 'done': False, 'failed': None, 'replay_lsn': '0/10'},
+              {'label': 'standby3 (10.0.0.13:5432)', 'done': False, 'replay_lsn': None,
+               'failed': 'connection lost (server closed the connection unexpectedly)'}]
+    error = rp._lagging_error(states, 'at 0/30')
+    # the lost one first, named as lost; the one still answering as behind; the one that replayed not at all
+    assert str(error) == ('standby standby3 (10.0.0.13:5432): connection lost (server closed the connection '
+                          'unexpectedly) while waiting for it to replay the schema change at 0/30 (last replayed '
+                          'unknown): its entries stay DISABLED until it is back and has replayed it; '
+                          'standby standby2 (10.0.0.12:5432): not caught up within the budget: it has not '
+                          'replayed the schema change at 0/30 (last replayed 0/10); '
+                          'clients must not be resumed onto them')
     assert error.lagging == ['standby2 (10.0.0.12:5432)', 'standby3 (10.0.0.13:5432)']
+
+
+def test_a_failed_question_is_a_lost_connection_when_the_connection_is_gone():
+    class Conn:
+        closed = 0
+    gone = Conn()
+    gone.closed = 2
+    assert rp.failure_reason(gone, rp.psycopg2.InterfaceError('cursor already closed')) == 'connection lost'
+    assert rp.failure_reason(Conn(), rp.psycopg2.OperationalError('server closed the connection unexpectedly')) \
+        == 'connection lost (server closed the connection unexpectedly)'
+    assert rp.failure_reason(Conn(), rp.psycopg2.DatabaseError('canceling statement due to conflict')) \
+        == 'query failed (canceling statement due to conflict)'
 
 
 def test_replay_waits_for_the_transaction_itself_when_its_id_is_known():
@@ -480,7 +497,13 @@ class SimulatedStandbys:
         def fileno(self):
             return 1000 + self.n
 
+        lost_at = None   # simulated time its server is stopped: its connection is lost then
+        closed = 0
+
         def poll(self):
+            if self.lost_at is not None and self.sim.now >= self.lost_at:
+                self.closed = 2
+                raise rp.psycopg2.OperationalError('server closed the connection unexpectedly')
             arrived = self.question is not None and self.question[1] is not None and self.question[1] <= self.sim.now
             return self.sim.POLL_OK if arrived else self.sim.POLL_READ
 
@@ -489,11 +512,15 @@ class SimulatedStandbys:
 
             class Cursor:
                 def execute(self, sql, params=None):
+                    if conn.closed:
+                        raise rp.psycopg2.InterfaceError('connection already closed')
                     conn.asked.append(conn.sim.now)
                     conn.question = (conn.sim.now, None if conn.replayed_at == 'silent'
                                      else conn.sim.now + conn.rtt)
 
                 def fetchone(self):
+                    if conn.closed:
+                        raise rp.psycopg2.InterfaceError('cursor already closed')
                     sent = conn.question[0]
                     conn.question = None
                     done = conn.replayed_at is not None and sent + conn.rtt / 2 >= conn.replayed_at
@@ -522,10 +549,12 @@ class SimulatedStandbys:
             def select(readable, writable, errors, timeout):
                 arrivals = [c.question[1] for c in sim.conns
                             if c.fileno() in readable and c.question and c.question[1] is not None]
+                arrivals += [c.lost_at for c in sim.conns if c.fileno() in readable and c.lost_at is not None]
                 first = min(arrivals) if arrivals else None
                 if first is not None and first <= sim.now + timeout:
                     sim.now = max(sim.now, first)
-                    return [c.fileno() for c in sim.conns if c.fileno() in readable and c.poll() == sim.POLL_OK], [], []
+                    return [c.fileno() for c in sim.conns if c.fileno() in readable
+                            and (c.lost_at is not None and c.lost_at <= sim.now or c.poll() == sim.POLL_OK)], [], []
                 sim.now += max(timeout, 1e-6)
                 return [], [], []
         return Select
@@ -588,3 +617,54 @@ def test_a_standby_is_silent_when_it_never_answered_or_this_answer_is_far_slower
     # answered before in 2 ms at most: 50 ms late is still answering, 150 ms is silent
     assert not rp.is_silent({'asked_at': 10.0, 'slowest': 0.002}, 10.05)
     assert rp.is_silent({'asked_at': 10.0, 'slowest': 0.002}, 10.0 + 0.002 + rp.SILENT_AFTER_SECONDS + 0.001)
+
+
+def test_a_standby_lost_while_another_is_still_replaying_fences_only_the_lost_one(monkeypatch):
+    # s1 replays at 300 ms; s2 (never replays) is stopped at 100 ms while questions to both are in flight.
+    # Before: the first failure ended the wait at once and called s1 behind too (its entries fenced,
+    # its question left in flight); now s1 is waited for and reported by its own answer.
+    sim = SimulatedStandbys(rtt=0.001, replayed_at=[100.3, None])
+    sim.conns[1].lost_at = 100.1
+    began, clock, error = sim.wait(monkeypatch, budget=5)
+    assert isinstance(error, rp.ReplicationError)
+    assert error.lagging == ['s2 (10.0.0.12:5432)']
+    assert str(error).startswith('standby s2 (10.0.0.12:5432): connection lost')
+    assert 'while waiting for it to replay' in str(error)
+    assert 's1' not in str(error) and 'has not replayed' not in str(error)
+    replayed = clock.phases[-1]['detail']['standby_replay_ms']
+    assert 300.0 <= replayed['s1 (10.0.0.11:5432)'] <= 300.0 + (rp.REPLAY_WAIT_POLL_SECONDS + 0.001) * 1000 + 0.1
+    assert replayed['s2 (10.0.0.12:5432)'] is None
+    assert sim.conns[0].question is None   # nothing left in flight on the standby that replayed
+    assert sim.now - began < 0.31 + 0.01   # it ended when s1 replayed, not at the budget
+
+
+# -- fences: entries a window left DISABLEd, ENABLEd by a later run once their standby replayed ----
+
+def test_fence_rows_name_the_lagging_standby_each_fenced_entry_serves():
+    standbys = [{'name': 'standby1', 'host': 'h1', 'port': 5432, 'pgbouncer_entries': ['pgbouncer1:db_ro']},
+                {'name': 'standby2', 'host': 'h2', 'port': 5432, 'pgbouncer_entries': ['pgbouncer2:db_ro']}]
+    rows = rp.fence_rows([('pgbouncer2 (p2:6432)', 'db_ro')], ['standby2 (h2:5432)'], standbys,
+                         {'pgbouncer1 (p1:6432)': 'pgbouncer1', 'pgbouncer2 (p2:6432)': 'pgbouncer2'})
+    assert rows == [{'pgbouncer': 'pgbouncer2 (p2:6432)', 'entry': 'db_ro', 'standby': 'standby2 (h2:5432)'}]
+
+
+def test_unfence_plan_enables_only_a_fenced_entry_whose_standby_replayed_past_the_fence():
+    def fence(pgbouncer, entry, standby):
+        return {'pgbouncer': pgbouncer, 'entry': entry, 'standby': standby, 'deploy_id': 'fdt-1', 'lsn': '0/50'}
+    fences = [fence('p1', 'db_ro', 's1'), fence('p2', 'db_ro', 's2'), fence('p3', 'db_ro', 's1'),
+              fence('p4', 'db_ro', 's1')]
+    disabled = {'p1': {'db_ro'}, 'p2': {'db_ro'}, 'p3': set(), 'p4': None}
+    replayed = {'s1': (True, 'replayed up to 0/60'), 's2': (False, 'replayed up to 0/40')}
+    plan = dict((step['pgbouncer'], (step['action'], step['why'])) for step in
+                rp.unfence_plan(fences, disabled, replayed))
+    assert plan == {'p1': ('enable', 's1 replayed past 0/50'),
+                    'p2': ('keep', 's2 has not replayed past 0/50 (replayed up to 0/40)'),
+                    'p3': ('forget', 'no longer disabled'),      # someone ENABLEd it meanwhile
+                    'p4': ('keep', 'its pgbouncer did not answer')}
+    # a standby that cannot be asked keeps its entries fenced, and the line says what to do
+    step = rp.unfence_plan([fence('p2', 'db_ro', 's2')], {'p2': {'db_ro'}},
+                           {'s2': (False, 'connection refused')})[0]
+    assert rp.still_fenced_line(step) == (
+        'p2: db_ro stays DISABLED (fenced by deploy fdt-1): s2 has not replayed past 0/50 (connection refused) -> '
+        'bring s2 back streaming; the next deploy ENABLEs it once it has replayed (or ENABLE db_ro on that '
+        'pgbouncer by hand once sure)')
