@@ -41,7 +41,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
     resolve_addresses, serving_entries)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    ConnectError, connect, endpoint_label, one_line, psycopg2, query)
+    ConnectError, connect, connect_action, endpoint_label, one_line, psycopg2, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, load_patch_set, plan as make_plan, refuse_drift)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
@@ -358,8 +358,7 @@ class Outage:
                                       ', '.join(p.name for p in self.plan.pending_hot)))
             if not self.plan.pending_cold:
                 return self.plan
-            self.standby_conns = [(s, connect(s, async_=True, application_name='fastdowntime-replay'))
-                                  for s in self.standbys]
+            self.standby_conns = [(s, self._connect_standby(s)) for s in self.standbys]
             # Replicas of this primary, in recovery; who each is to the primary (the replay cross-check).
             self.standby_identities = replication.check_standbys(self.observer, self.standby_conns)
             self.consoles = [Console(p, db_name=self.db_name, databases=self.drain_entries)
@@ -385,6 +384,17 @@ class Outage:
             self.close()
             raise
         return self.plan
+
+    @staticmethod
+    def _connect_standby(endpoint):
+        """The replay wait's async connection to one standby, before the clock. A standby
+        lost since the pre-flight: OutageError naming it, the cause and the fix."""
+        try:
+            return connect(endpoint, async_=True, application_name='fastdowntime-replay')
+        except ConnectError as exc:
+            fix = connect_action(exc.kind, endpoint_label(endpoint)) or 'bring %s back' % endpoint_label(endpoint)
+            raise OutageError('%s -> %s (or remove it from fastdowntime_standbys); nothing paused, nothing applied'
+                              % (one_line(exc), fix))
 
     def split_consoles(self):
         """Keep the read-write entries on self.consoles and open one console per

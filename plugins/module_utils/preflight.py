@@ -247,6 +247,14 @@ def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
             actions.append('check fastdowntime_standbys')
             continue
         if receiver.get('status') != 'streaming':
+            down = down_upstream(standby, standbys)
+            if down is not None:
+                # a cascade: the standby it streams from is down, it is unreachable through it - one cause
+                problems.append('%s: WAL receiver is %s: its upstream %s %s (a cascade: %s gets no WAL through it)'
+                                % (label, receiver.get('status') or 'not running', down['label'],
+                                   'is not reached' if not down.get('reachable') else 'is not streaming', label))
+                actions.append('start %s (or remove it from fastdowntime_standbys)' % down['label'])
+                continue
             problems.append('%s: WAL receiver is %s, not streaming'
                             % (label, receiver.get('status') or 'not running'))
             actions.append('check primary_conninfo and the log of %s' % label)
@@ -300,6 +308,20 @@ def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
                    % (len(standbys), ' (%s)' % ', '.join(cascaded) if cascaded else '',
                       (synchronous or {}).get('text') or 'no synchronous standbys'),
                    host=primary['label'], evidence=evidence)
+
+
+def down_upstream(standby, standbys):
+    """The inventory standby (a decide_standbys dict) that ``standby`` is configured
+    to stream from (its ``configured_upstream``: its primary_conninfo's host, as
+    replication.locate_upstream finds it) when that one is not reached or not
+    streaming itself: the cause of ``standby`` getting no WAL. None otherwise."""
+    upstream = standby.get('configured_upstream')
+    found = [s for s in standbys if s['label'] == upstream and s['label'] != standby['label']]
+    if not found:
+        return None
+    if not found[0].get('reachable') or (found[0].get('receiver') or {}).get('status') != 'streaming':
+        return found[0]
+    return None
 
 
 def decide_replay(label, state, resumed=False, error=None, cause='fastdowntime', below=(), target=None):
@@ -1039,6 +1061,10 @@ class Preflight:
         # (recovery_min_apply_delay) or is held by a query now cannot replay the probe in
         # time: do not wait max_lag_seconds for it (replay_blockers names why).
         late = set(label for label, row in conflicts.items() if replication.replay_stuck(row, self.budget.seconds))
+        # Nor for one whose WAL receiver is not streaming (the standbys check names it and why): it gets
+        # no new WAL, so the probe would only wait max_lag_seconds and the estimate blame the patches.
+        late |= set(info['label'] for info in standby_infos
+                    if info.get('reachable') and (info.get('receiver') or {}).get('status') != 'streaming')
         lag = self._measure_lag(primary, primary_label, [(e, c) for e, c in standbys
                                                          if endpoint_label(e) not in paused | late]) if primary else []
         self.findings.extend(decide_lag(lag, self.max_lag_seconds, self.max_lag_bytes))
@@ -1117,6 +1143,10 @@ class Preflight:
                 receiver['sender_addresses'] = resolve_addresses([receiver['sender_host']])
             info.update(addresses=server['addresses'], override=info['endpoint'].get('standby_application_name'),
                         upstream=replication.locate_upstream(receiver, servers) if receiver else None)
+            if not receiver.get('sender_host') and info.get('configured'):
+                configured = dict(info['configured'],
+                                  sender_addresses=resolve_addresses([info['configured']['sender_host']]))
+                info['configured_upstream'] = replication.locate_upstream(configured, servers)
         return decide_standbys(primary_info, standby_infos, rows_by_upstream, synchronous)
 
     def _pause_facts(self, primary):
@@ -1191,6 +1221,12 @@ class Preflight:
             info['system_identifier'] = None
         if not is_primary:
             info['receiver'] = (self._query(conn, replication.RECEIVER_SQL, label=label, check='standbys') or [{}])[0]
+            if info['receiver'].get('status') != 'streaming':
+                try:  # where it should stream from: its upstream may be the one that is down
+                    rows = query(conn, replication.CONFIGURED_UPSTREAM_SQL)
+                    info['configured'] = replication.configured_sender((rows or [{}])[0].get('primary_conninfo'))
+                except psycopg2.Error:
+                    info['configured'] = None
         return info
 
     def _check_patches(self, primary, label):

@@ -107,6 +107,35 @@ def receiver_application_name(receiver):
     return (receiver or {}).get('cluster_name') or DEFAULT_RECEIVER_NAME
 
 
+# On a standby whose WAL receiver is not running (pg_stat_wal_receiver empty): the
+# upstream it is configured to stream from (a row only where the user may read it:
+# pg_read_all_settings, part of pg_monitor).
+CONFIGURED_UPSTREAM_SQL = "SELECT setting AS primary_conninfo FROM pg_settings WHERE name = 'primary_conninfo'"
+_CONNINFO_KEYWORD = r"(?:^|\s)%s\s*=\s*('(?:[^'\\]|\\.)*'|\S+)"
+_CONNINFO_URI = re.compile(r"^postgres(?:ql)?://(?:[^@/]*@)?(\[[^\]]+\]|[^:/?,]+)(?::(\d+))?")
+
+
+def configured_sender(conninfo):
+    """{'sender_host', 'sender_port'} of a ``primary_conninfo`` (keyword=value
+    or URI form; the first host of a list), as locate_upstream() takes them,
+    or None when it names no host."""
+    conninfo = (conninfo or '').strip()
+    uri = _CONNINFO_URI.match(conninfo)
+    if uri:
+        return {'sender_host': uri.group(1).strip('[]'), 'sender_port': int(uri.group(2) or 5432)}
+    values = {}
+    for key in ('host', 'hostaddr', 'port'):
+        match = re.search(_CONNINFO_KEYWORD % key, conninfo)
+        if match:
+            value = match.group(1)
+            values[key] = re.sub(r"\\(.)", r"\1", value[1:-1]) if value.startswith("'") else value
+    host = (values.get('hostaddr') or values.get('host') or '').split(',')[0]
+    if not host or host.startswith('/'):
+        return None
+    port = (values.get('port') or '5432').split(',')[0]
+    return {'sender_host': host, 'sender_port': int(port) if port.isdigit() else 5432}
+
+
 def normalize_address(text):
     """An address as PostgreSQL's host() prints it, so addresses compare: IPv6
     compressed and lower case, a zone id (fe80::1%eth0) dropped, an IPv4-mapped

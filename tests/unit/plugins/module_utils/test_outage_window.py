@@ -215,3 +215,15 @@ def test_a_failed_verification_joins_the_resume_error(monkeypatch):
     outage.verify_resumed(window)
     assert str(window.resume_error) == ('resume failed: b2: gone; resume not verified: b1: app still paused or '
                                         'disabled after RESUME/ENABLE')
+
+
+def test_a_standby_lost_just_before_the_window_is_named_with_its_fix(monkeypatch):
+    def refused(endpoint, **kwargs):
+        raise om.ConnectError('standby2 (10.0.0.12:5432): connection refused: the host is up but nothing listens on '
+                              'that port - is the server running, on that port?', kind='refused')
+    monkeypatch.setattr(om, 'connect', refused)
+    with pytest.raises(om.OutageError) as caught:
+        om.Outage._connect_standby({'name': 'standby2', 'host': '10.0.0.12', 'port': 5432})
+    assert str(caught.value).endswith(
+        '-> start the server on standby2 (10.0.0.12:5432), or fix the port in the inventory (fastdowntime_pg_* '
+        'variables) (or remove it from fastdowntime_standbys); nothing paused, nothing applied')

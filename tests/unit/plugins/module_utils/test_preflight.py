@@ -174,6 +174,31 @@ def test_cascade_passes_when_the_chain_ends_at_the_primary():
     assert 's2 via s1' in found['summary']
 
 
+def test_a_cascaded_standby_behind_a_stopped_upstream_is_named_through_it():
+    # tryit 7b: standby1 stopped, standby2 streams from it - one cause, named once, one fix
+    s1 = dict(standby('s1'), reachable=False)
+    s2 = standby('s2', status=None, configured_upstream='s1')
+    found = pf.decide_standbys(PRIMARY, [s1, s2], {'primary': []})
+    assert found['status'] == FAIL
+    assert found['summary'] == ('s1: not reached, its recovery state is unknown; s2: WAL receiver is not running: '
+                                'its upstream s1 is not reached (a cascade: s2 gets no WAL through it)')
+    assert found['action'] == 'start s1 (or remove it from fastdowntime_standbys)'
+    # its upstream streaming: the receiver's own problem, as before
+    s1 = standby('s1')
+    assert 'check primary_conninfo and the log of s2' in pf.decide_standbys(
+        PRIMARY, [s1, s2], {'primary': [rep('s1')]})['action']
+
+
+def test_the_configured_upstream_is_read_from_primary_conninfo():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import replication
+    assert replication.configured_sender('user=r password=x host=10.0.0.11 port=5433 application_name=s2') == {
+        'sender_host': '10.0.0.11', 'sender_port': 5433}
+    assert replication.configured_sender("host='db 1'") == {'sender_host': 'db 1', 'sender_port': 5432}
+    assert replication.configured_sender('postgresql://rep@[fd00::11]:5433/x') == {
+        'sender_host': 'fd00::11', 'sender_port': 5433}
+    assert replication.configured_sender('host=/run/postgresql') is None and replication.configured_sender(None) is None
+
+
 def test_cascade_loop_fails():
     s1 = standby('s1', upstream='s2')
     s2 = standby('s2', upstream='s1')
