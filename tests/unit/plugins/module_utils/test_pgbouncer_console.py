@@ -204,8 +204,11 @@ def test_resumes_are_sent_all_at_once_on_the_connections_their_pauses_used(monke
     assert sent == ['RESUME %s' % pc.quote_entry(e) for e in ('db', 'db_ro')]
     # Both sent before either answer is awaited: one round trip for every entry.
     assert at_once and console.resume_conns == {}
-    # One idle connection is kept for resume_verify, the other closed.
-    assert console.verify_conn is not None and [c.closed for c in (console.verify_conn,)] == [False]
+    # One idle connection is kept for resume_verify; the other is closed with the console, not inside the window.
+    assert console.verify_conn is not None and len(console.spent_conns) == 1
+    assert not console.verify_conn.closed and not console.spent_conns[0].closed
+    console.close()
+    assert console.spent_conns == [] and console.verify_conn is None
 
 
 DATABASES_COLUMNS = ('name', 'paused', 'disabled')
