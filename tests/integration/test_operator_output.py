@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 import browser
+import labctl
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import format_ms
 from deploy import run_playbook, unique_major, write_patches
 
@@ -261,3 +262,28 @@ def test_a_preflight_alone_says_passed_and_keeps_the_last_deploys_report(healthy
     assert ('[timeline] report not written: a pre-flight alone is no deploy (%s is left as it was)' % report_path
             in proc.stdout.splitlines()), out
     assert json.loads(report_path.read_text())['deploy_id'] == 'the-last-deploy'
+
+
+def test_no_password_at_any_verbosity(healthy_lab, tmp_path):
+    """A deploy at -vvv (the dead-man switch armed and disarmed on every pgbouncer process), then
+    a rerun in check mode with nothing pending (the disarm loop skipped): no lab password anywhere
+    in the output, though every loop item, register and module argument is shown at -vvv."""
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE INDEX CONCURRENTLY fdt_ix%d ON fdt_item (id);' % major,
+        'CREATE TABLE fdt_v%d (id int);' % major,
+    ])
+    secrets = sorted(set(labctl.USERS.values()))
+    assert {'admin-secret', 'deploy-secret', 'app-secret'} <= set(secrets)
+    deploy = run_playbook(lab, tmp_path, patch_dir, tags='all', args=('-vvv',))[0]
+    rerun = run_playbook(lab, tmp_path, patch_dir, tags='all', args=('-vvv', '--check'))[0]
+    for proc in (deploy, rerun):
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-3000:]
+        # The loops ran and were shown (the check would be empty otherwise).
+        assert '(item=' in out, out[-3000:]
+        assert [s for s in secrets if s in out] == [], [
+            line for line in out.splitlines() if any(s in line for s in secrets)][:5]
+    assert 'fastdowntime timeline: done' in deploy.stdout
+    assert 'fastdowntime timeline: nothing to do' in rerun.stdout
