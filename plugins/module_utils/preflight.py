@@ -24,6 +24,7 @@ __metaclass__ = type
 
 import datetime
 import math
+import socket
 import time
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import (
@@ -525,18 +526,65 @@ def decide_transactions(label, activity_rows, prepared_rows, max_seconds):
                    % (label, max_seconds), host=label, evidence=evidence)
 
 
+def addresses(host):
+    """The IP addresses ``host`` (a name or an address) stands for, with
+    itself; none for a unix socket directory or an empty host."""
+    if not host or str(host).startswith('/'):
+        return set()
+    found = {host}
+    try:
+        found |= set(info[4][0] for info in socket.getaddrinfo(host, None))
+    except (OSError, UnicodeError):
+        pass  # a name that does not resolve here: itself only
+    return found
+
+
+def explained_entries(databases, entries, unreachable, probe_login, refused_login):
+    """The deploy ``entries`` of one pgbouncer whose client probe answer another
+    finding already explains: the server an entry points at (SHOW DATABASES
+    ``databases`` rows' host and port) is one the pre-flight could not reach
+    (``unreachable``: a set of (address, port)); or the probe logs in as
+    ``refused_login`` ((user, password) PostgreSQL refused) - then every entry."""
+    if refused_login is not None and tuple(probe_login) == tuple(refused_login):
+        return set(entries)
+    out = set()
+    for row in databases:
+        if row.get('name') in entries and any(
+                (address, int(row.get('port') or 5432)) in unreachable for address in addresses(row.get('host'))):
+            out.add(row['name'])
+    return out
+
+
 def _who(rows):
     return ', '.join('%s@%s (pid %s)' % (r.get('usename'), r.get('client_addr') or 'local socket', r.get('pid'))
                      for r in rows)
 
 
-def decide_direct_connections(label, rows, pgbouncer_pids, system_users, fragile_users, killable_users):
+def decide_direct_connections(label, rows, pgbouncer_pids, system_users, fragile_users, killable_users,
+                              pgbouncer_hosts=None):
     """The primary's sessions of the deploy database (pg_stat_activity rows),
     sorted by sessions.classify_connections: pgbouncer's own server
     connections are those whose pid a pgbouncer's SHOW SERVERS shows
     (``pgbouncer_pids``), over TCP or a unix socket; fragile or unknown
-    direct connections fail, killable ones warn."""
+    direct connections fail, killable ones warn.
+
+    ``pgbouncer_hosts``: {client_addr: (pgbouncer host label, True when every
+    console declared on that host answered)}. An unknown connection from a
+    pgbouncer host is a pgbouncer's: when every console there answered, of a
+    process nobody declared (so_reuseport: it would never be paused) - a
+    failure pointing to fastdowntime_pgbouncer_consoles; when a console there
+    failed, of that console's process, whose failure is already its finding -
+    nothing more is said. Never advice to kill or ignore them."""
     groups = classify_connections(rows, pgbouncer_pids, system_users, fragile_users, killable_users)
+    undeclared = {}  # pgbouncer host label -> its rows
+    unknown = []
+    for row in groups['unknown']:
+        host = (pgbouncer_hosts or {}).get(row.get('client_addr'))
+        if host is None:
+            unknown.append(row)
+        elif host[1]:
+            undeclared.setdefault(host[0], []).append(row)
+    groups['unknown'] = unknown
     evidence = dict((key, [{k: r.get(k) for k in ('pid', 'usename', 'client_addr', 'application_name', 'state')}
                            for r in value]) for key, value in groups.items())
     evidence.update(system_users=sorted(system_users), fragile_users=sorted(fragile_users),
@@ -549,6 +597,11 @@ def decide_direct_connections(label, rows, pgbouncer_pids, system_users, fragile
         problems.append('unknown direct connections (not through pgbouncer): %s' % _who(groups['unknown']))
         actions.append('stop them, or list their users in fastdowntime_killable_users (terminated as the outage '
                        'starts) or fastdowntime_system_users (ignored)')
+    for host in sorted(undeclared):
+        problems.append('connections from pgbouncer host %s that none of its declared consoles shows (a pgbouncer '
+                        'process not declared, sharing the port with so_reuseport?): %s' % (host, _who(undeclared[host])))
+        actions.append('declare every pgbouncer process of %s in fastdowntime_pgbouncer_consoles (each is paused '
+                       'and resumed), then run the pre-flight again' % host.split(' (')[0])
     if problems:
         return finding('direct_connections', FAIL, '%s: %s' % (label, '; '.join(problems)), host=label,
                        evidence=evidence, action='; '.join(actions))
@@ -562,7 +615,7 @@ def decide_direct_connections(label, rows, pgbouncer_pids, system_users, fragile
 
 
 def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standby_entries=None, error=None,
-                     probe=None, fences=None):
+                     probe=None, fences=None, explained=()):
     """One pgbouncer process: the console answered as an admin and resolved the
     deploy's entries (else ``error``); none of them is paused - by SHOW
     DATABASES, SHOW STATE (1.19+) or, as a client sees it, ``probe``
@@ -571,7 +624,10 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
     named for the standbys exist. Disabled entries, and a probe that could not
     log in, are warnings: ``fences`` ({entry: replication.read_fences row} of
     this pgbouncer) tells an entry an earlier window fenced (the deploy ENABLEs
-    it once its standby has replayed) from one someone else DISABLEd."""
+    it once its standby has replayed) from one someone else DISABLEd.
+    ``explained``: entries whose probe answer another finding already explains
+    (their server could not be reached, the probe's login is the deploy login
+    PostgreSQL refused): left out, one cause one line."""
     if error is not None:
         action = connect_action(getattr(error, 'kind', None), 'the admin console of %s' % label,
                                 'fastdowntime_pgbouncer_*') or (
@@ -580,6 +636,8 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
         return finding('pgbouncer', FAIL, one_line(error), host=label, evidence={'error': one_line(error)},
                        action=action)
     flags = flags or {}
+    if probe:
+        probe = dict((entry, seen) for entry, seen in probe.items() if entry not in explained)
     paused = [entry for entry in entries if flags.get(entry, {}).get('paused')]
     disabled = [entry for entry in entries if flags.get(entry, {}).get('disabled')]
     verdict = probe_verdict({label: probe or {}}, [(label, e) for e in disabled])
@@ -919,6 +977,10 @@ class Preflight:
         self.conns = {}       # label -> connection (autocommit)
         self.lost = set()     # labels whose connection went away during the run (one finding each)
         self.consoles = []
+        self.unreachable = set()   # (address, port) of each database the pre-flight could not connect to
+        self.refused_logins = []   # (user, password) PostgreSQL refused
+        self.pgbouncer_failed = set()  # names of the pgbouncer hosts with a console that failed
+        self.pgbouncer_pids_of = {}  # pgbouncer host name -> SHOW SERVERS remote_pid of its consoles
         self.pgbouncer_pids = set()  # SHOW SERVERS remote_pid over every console
         self.pgbouncer_configs = {}  # console label -> SHOW CONFIG
         self.plan = None
@@ -946,6 +1008,10 @@ class Preflight:
             conn = connect(endpoint, autocommit=True, application_name='fastdowntime-preflight', local_commits=False)
         except ConnectError as exc:
             self.findings.append(decide_connection(label, exc))
+            port = int(endpoint.get('port') or 5432)
+            self.unreachable |= set((address, port) for address in addresses(endpoint.get('host')))
+            if exc.kind == 'authentication':
+                self.refused_logins.append((endpoint.get('user'), endpoint.get('password')))
             return None
         self.findings.append(decide_connection(label, None))
         self.conns[label] = conn
@@ -1344,23 +1410,31 @@ class Preflight:
                 flags = console.flags()
                 state = console.state()
                 rtts.append(_round_trip(lambda: console.show('VERSION')))
-                self.pgbouncer_pids |= server_pids(console.show('SERVERS'))
+                pids = server_pids(console.show('SERVERS'))
+                self.pgbouncer_pids |= pids
+                self.pgbouncer_pids_of.setdefault(endpoint.get('name') or endpoint.get('host'), set()).update(pids)
                 entries_counts.append(len(console.entries))
                 modes = entry_pool_modes(databases, console.config, console.entries)
                 clients = clients_per_entry(console.show('POOLS'), console.entries)
             except ConsoleError as exc:
                 self.findings.append(decide_pgbouncer(label, error=exc))
+                self.pgbouncer_failed.add(endpoint.get('name') or endpoint.get('host'))
                 continue
-            seen.append((console, flags, state, missing))
+            refused = [login for login in self.refused_logins
+                       if login == (endpoint.get('probe_user'), endpoint.get('probe_password'))]
+            explained = explained_entries(databases, console.entries, self.unreachable,
+                                          (endpoint.get('probe_user'), endpoint.get('probe_password')),
+                                          refused[0] if refused else None)
+            seen.append((console, flags, state, missing, explained))
             self.pgbouncer_configs[label] = console.config
             self.findings.append(decide_pool_mode(label, modes, clients))
             self.findings.append(decide_pgbouncer_processes(label, console.config, endpoint.get('unix_socket_dir')))
         # As a client sees it, every console at once: a PAUSE or SUSPEND from
         # another tool shows nowhere else on pgbouncer 1.18.
         probed = probe_consoles([item[0] for item in seen])
-        for console, flags, state, missing in seen:
+        for console, flags, state, missing, explained in seen:
             self.findings.append(decide_pgbouncer(console.label, console.entries, flags, state, missing,
-                                                  probe=probed.get(console.label),
+                                                  probe=probed.get(console.label), explained=explained,
                                                   fences=dict((f['entry'], f) for f in self.fences
                                                               if f['pgbouncer'] == console.label)))
         return rtts, entries_counts
@@ -1384,8 +1458,19 @@ class Preflight:
             system_users = set([self.primary['user']] + [row['rolname'] for row in replication or []])
         pids = self.pgbouncer_pids | self._server_pids()
         rows = [row for row in activity_rows if row.get('datname') == self.db_name]
+        # Each pgbouncer host's addresses: its declared host, and where its
+        # consoles' server connections come from (a console on a unix socket).
+        hosts = {}
+        for endpoint in self.pgbouncers:
+            name = endpoint.get('name') or endpoint.get('host')
+            found = addresses(endpoint.get('host')) | set(
+                row.get('client_addr') for row in activity_rows
+                if row.get('pid') in self.pgbouncer_pids_of.get(name, ()) and row.get('client_addr'))
+            for address in found:
+                hosts.setdefault(address, ('%s (%s)' % (name, address) if name != address else name,
+                                           name not in self.pgbouncer_failed))
         self.findings.append(decide_direct_connections(label, rows, pids, system_users, self.fragile_users,
-                                                       self.killable_users))
+                                                       self.killable_users, pgbouncer_hosts=hosts))
 
     def _rtt(self, conn, label):
         """The round trip to one host in seconds, or None after a finding naming

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import psycopg2
 import pytest
 from deploy import pg_one
 
@@ -128,6 +129,10 @@ def test_stopped_standby_is_refused(lab, revision_table, patch_dir):
     assert 'connection refused' in findings(result, 'connection', 'fail')[0]['summary']
     # The other checks still ran: every finding is collected.
     assert findings(result, 'pgbouncer', 'pass') and findings(result, 'budget')
+    # One cause, one line: pgbouncer1's standby entry gets no answer because standby1 is down,
+    # not because someone paused it.
+    assert findings(result, 'pgbouncer', 'fail') == [], result['summary']
+    assert 'got no answer' not in result['summary'], result['summary']
 
 
 @pytest.mark.faults
@@ -215,6 +220,23 @@ def test_wrong_credentials_are_findings_not_errors(lab, revision_table, patch_di
     assert 'wrong' not in result['summary']
     # Checks that need the primary say so instead of guessing.
     assert findings(result, 'standbys', 'warn') and findings(result, 'budget', 'warn')
+    # The client probe logs in as the deploy user PostgreSQL just refused: no second line about it.
+    assert 'the client probe could not log in' not in result['summary'], result['summary']
+
+    # Only pgbouncer1's password wrong, while it holds a server connection to the primary: that
+    # connection is pgbouncer's own (its console failed: one finding), never "unknown direct".
+    client = psycopg2.connect(lab.client_dsn('pgbouncer1'))
+    try:
+        with client.cursor() as cur:
+            cur.execute('SELECT 1')
+        client.commit()
+        result = run(lab, patch_dir, pgbouncers=[bad_bouncer, lab.pgbouncer('pgbouncer2')])
+    finally:
+        client.close()
+    assert [f['summary'] for f in findings(result, 'pgbouncer', 'fail')] == [
+        f['summary'] for f in result['checks'] if f['status'] == 'fail'], result['summary']
+    assert len(findings(result, 'pgbouncer', 'fail')) == 1, result['summary']
+    assert findings(result, 'direct_connections', 'pass'), result['summary']
 
 
 def playbook(lab, tmp_path, patch_dir, *extra):

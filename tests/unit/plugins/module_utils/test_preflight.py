@@ -288,6 +288,40 @@ def test_fragile_and_unknown_fail_killable_warns():
     assert killable['status'] == WARN and 'terminated' in killable['summary']
 
 
+def test_connections_from_a_pgbouncer_host_point_to_its_consoles_never_to_killable_users():
+    rows = [conn('fdt_app', '10.0.0.21', 201), conn('fdt_app', '10.0.0.22', 202), conn('stranger', '10.0.0.9', 5)]
+    hosts = {'10.0.0.21': ('pgb1 (10.0.0.21)', True), '10.0.0.22': ('pgb2 (10.0.0.22)', False)}
+    found = pf.decide_direct_connections('p', rows, BOUNCER_PIDS, {'deploy'}, set(), set(), pgbouncer_hosts=hosts)
+    # pgb1's consoles all answered: a process nobody declared; pgb2's console failed: already its own finding.
+    assert found['summary'] == (
+        'p: unknown direct connections (not through pgbouncer): stranger@10.0.0.9 (pid 5); connections from '
+        'pgbouncer host pgb1 (10.0.0.21) that none of its declared consoles shows (a pgbouncer process not '
+        'declared, sharing the port with so_reuseport?): fdt_app@10.0.0.21 (pid 201)')
+    assert found['action'] == (
+        'stop them, or list their users in fastdowntime_killable_users (terminated as the outage starts) or '
+        'fastdowntime_system_users (ignored); declare every pgbouncer process of pgb1 in '
+        'fastdowntime_pgbouncer_consoles (each is paused and resumed), then run the pre-flight again')
+    alone = pf.decide_direct_connections('p', rows[1:2], BOUNCER_PIDS, {'deploy'}, set(), set(),
+                                         pgbouncer_hosts=hosts)
+    assert alone['status'] == PASS
+
+
+def test_a_probe_answer_another_finding_explains_is_left_out():
+    databases = [{'name': 'db', 'host': '10.0.0.10', 'port': 5432}, {'name': 'db_ro', 'host': '10.0.0.12', 'port': 5432},
+                 {'name': 'other', 'host': '10.0.0.12', 'port': 5432}]
+    unreachable = {('10.0.0.12', 5432)}
+    assert pf.explained_entries(databases, ['db', 'db_ro'], unreachable, ('deploy', 'x'), None) == {'db_ro'}
+    assert pf.explained_entries(databases, ['db', 'db_ro'], set(), ('deploy', 'x'), ('deploy', 'x')) == {'db', 'db_ro'}
+    assert pf.explained_entries(databases, ['db', 'db_ro'], set(), ('probe', 'y'), ('deploy', 'x')) == set()
+    flags = {'db': {'paused': False, 'disabled': False}, 'db_ro': {'paused': False, 'disabled': False}}
+    probe = {'db': None, 'db_ro': 'a client got no answer to its SELECT 1 within 2.0 s'}
+    found = pf.decide_pgbouncer('pgb2', ['db', 'db_ro'], flags, probe=probe, explained={'db_ro'})
+    assert found['status'] == PASS, found
+    login = {'db': 'FATAL: password authentication failed', 'db_ro': 'FATAL: password authentication failed'}
+    found = pf.decide_pgbouncer('pgb2', ['db', 'db_ro'], flags, probe=login, explained={'db', 'db_ro'})
+    assert found['status'] == PASS and found['summary'] == 'pgb2: admin console answers; entries db, db_ro, none paused'
+
+
 # -- pgbouncer ---------------------------------------------------------------------------
 
 def test_a_disabled_entry_is_told_apart_by_its_recorded_fence():
