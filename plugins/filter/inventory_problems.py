@@ -46,7 +46,7 @@ _value:
 '''
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.inventory import (
-    CREDENTIALS, DEPLOY_VARS, inventory_problems as _problems)
+    CREDENTIALS, DEPLOY_VARS, NUMERIC_VARS, inventory_problems as _problems)
 
 
 class _Vars(object):
@@ -60,7 +60,7 @@ class _Vars(object):
             variables = self.hostvars[host]
         except KeyError:
             return default
-        names = [prefix + 'user' for dummy, prefix in CREDENTIALS] + list(DEPLOY_VARS)
+        names = [prefix + 'user' for dummy, prefix in CREDENTIALS] + list(DEPLOY_VARS) + list(NUMERIC_VARS)
         return dict((name, variables.get(name)) for name in names)
 
 

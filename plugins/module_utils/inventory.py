@@ -23,12 +23,31 @@ GROUPS = (PRIMARY, STANDBYS, PGBOUNCERS, APPSERVERS)
 
 # Variables every deploy needs, read on the primary (usually set in group_vars/all).
 DEPLOY_VARS = ('fastdowntime_db_name', 'fastdowntime_patch_dir')
+# Variables that must be numbers (seconds), read on the primary when set; a word
+# there would otherwise fail a module with Ansible's internal words (type names).
+NUMERIC_VARS = ('fastdowntime_budget_seconds', 'fastdowntime_reserve_seconds', 'fastdowntime_max_lag_seconds',
+                'fastdowntime_max_transaction_seconds', 'fastdowntime_pgbouncer_drain_timeout_seconds',
+                'fastdowntime_watchdog_grace_seconds', 'fastdowntime_restart_budget_seconds',
+                'fastdowntime_app_health_timeout_seconds', 'fastdowntime_app_health_interval_seconds')
 # Per-host credentials: group -> the variable prefix of the inventory contract.
 CREDENTIALS = ((PRIMARY, 'fastdowntime_pg_'), (STANDBYS, 'fastdowntime_pg_'), (PGBOUNCERS, 'fastdowntime_pgbouncer_'))
 
 
 def _unset(value):
     return value is None or (isinstance(value, str) and not value.strip())
+
+
+def not_a_number(name, value):
+    """The problem line when ``value`` (of variable ``name``) is set but no number, else None."""
+    if _unset(value):
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        float(str(value))
+    except ValueError:
+        return '%s is %r, not a number of seconds: give it as a number, e.g. 60' % (name, str(value))
+    return None
 
 
 def inventory_problems(groups, hostvars):
@@ -64,4 +83,5 @@ def inventory_problems(groups, hostvars):
         for name in DEPLOY_VARS:
             if _unset(variables.get(name)):
                 problems.append('%s is not set: set it in the inventory (group_vars/all) or with -e' % name)
+        problems.extend(line for line in (not_a_number(name, variables.get(name)) for name in NUMERIC_VARS) if line)
     return problems

@@ -213,6 +213,20 @@ def test_an_inventory_mistake_is_one_line_before_any_play(healthy_lab, tmp_path,
     assert not os.path.exists(report_path)
 
 
+def test_a_word_for_the_budget_is_one_line_naming_the_variable(healthy_lab, tmp_path):
+    proc, report_path = run_playbook(healthy_lab, tmp_path, str(tmp_path), tags='all',
+                                     extra={'fastdowntime_budget_seconds': 'ten'})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert_quiet(out)
+    assert proc.stdout.splitlines()[:2] == [
+        '== Inventory - the groups and variables of the contract',
+        "FAILED inventory: fastdowntime_budget_seconds is 'ten', not a number of seconds: give it as a number, "
+        'e.g. 60 (the contract: README "The public contract", inventories/example/)'], out
+    assert 'cannot be converted' not in out and '_AnsibleTaggedStr' not in out
+    assert not os.path.exists(report_path)
+
+
 def test_each_unreachable_database_is_one_clear_line(healthy_lab, tmp_path):
     def edit(groups):
         groups['fastdowntime_primary']['hosts']['primary']['fastdowntime_pg_password'] = 'not-the-password'

@@ -41,3 +41,10 @@ def test_a_host_in_two_roles():
     groups = {'fastdowntime_primary': ['db1'], 'fastdowntime_standbys': ['db1']}
     assert inventory_problems(groups, {'db1': DEPLOY}) == [
         'db1 is in both fastdowntime_primary and fastdowntime_standbys: a host has one role, fix the inventory']
+
+
+def test_a_word_where_seconds_are_expected_is_one_line_naming_the_variable():
+    variables = dict(DEPLOY, fastdowntime_budget_seconds='ten', fastdowntime_max_lag_seconds='30',
+                     fastdowntime_reserve_seconds=0.5, fastdowntime_pgbouncer_drain_timeout_seconds='')
+    assert inventory_problems({'fastdowntime_primary': ['db1']}, {'db1': variables}) == [
+        "fastdowntime_budget_seconds is 'ten', not a number of seconds: give it as a number, e.g. 60"]
