@@ -110,6 +110,22 @@ class Budget:
                 'usable_ms': round(self.usable * 1000, 1)}
 
 
+BUDGET_VAR = 'fastdowntime_budget_seconds'
+
+
+def raise_advice(budget):
+    """The fix for work the budget ``budget`` (a Budget, or None: unknown) cut
+    off: raise the inventory variable - or, when a pgbouncer timeout capped the
+    budget (``capped_by``), that raising it does nothing and which setting caps it."""
+    cap = getattr(budget, 'capped_by', None)
+    if cap:
+        return ('raising %s does nothing: the budget is capped at %g s by %s %s = %g s - raise that setting, or '
+                'make the patch cheaper' % (BUDGET_VAR, cap['seconds'], cap['pgbouncer'], cap['setting'],
+                                            cap['timeout_seconds']))
+    now = ' (now %g s)' % budget.seconds if budget is not None else ''
+    return 'raise %s%s or make the patch cheaper' % (BUDGET_VAR, now)
+
+
 class BudgetExceeded(Exception):
     """The budget cannot cover the step; ``phase`` names the step refused."""
 

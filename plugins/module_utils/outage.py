@@ -641,8 +641,8 @@ class Outage:
                          self.clock.budget.capped_by)
         shown = ('drain', 'drain_write', 'drain_read', 'cold_transaction', 'standby_replay', 'resume',
                  'resume_write', 'resume_read')
-        timings = ', '.join('%s %s ms' % (p['phase'], p['duration_ms']) for p in self.clock.phases
-                            if p['phase'] in shown)
+        timings = ', '.join('%s%s %s ms' % (p['phase'], ' on %s' % p['host'] if p.get('host') else '', p['duration_ms'])
+                            for p in self.clock.phases if p['phase'] in shown)
         raise OutageError('outage aborted in %s: %s (%s)' % (aborted_phase, '; '.join(parts), timings),
                           result)
 

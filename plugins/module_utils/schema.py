@@ -24,7 +24,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetExceeded
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetExceeded, raise_advice
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     HOT, LAUNCHPAD_REVISION_TABLE, REVISION, format_revision)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
@@ -298,10 +298,13 @@ def _conn_label(conn):
     return '%s:%s' % (params.get('host'), params.get('port'))
 
 
-def _pg_message(exc):
+def _pg_message(exc, detail=False):
+    """PostgreSQL's primary message, on one line; with ``detail``, its DETAIL too
+    (what a unique violation's key was, which rows a constraint saw)."""
     diag = getattr(exc, 'diag', None)
     primary = diag.message_primary if diag is not None and diag.message_primary else str(exc)
-    return one_line(primary)
+    more = getattr(diag, 'message_detail', None) if detail and diag is not None else None
+    return one_line(primary + (' (DETAIL: %s)' % more if more else ''))
 
 
 def _error_line(stmt, exc, prefix_length):
@@ -320,10 +323,11 @@ def _error_line(stmt, exc, prefix_length):
     return stmt.line + stmt.sql.count('\n', 0, offset)
 
 
-def _statement_failure(patch, stmt, exc, prefix_length=0, suffix=''):
+def _statement_failure(patch, stmt, exc, prefix_length=0, suffix='', host=None):
+    """'[host: ]file line N: PostgreSQL's message (DETAIL) (SQLSTATE)suffix'."""
     code = getattr(exc, 'pgcode', None)
-    return SchemaError('%s line %d: %s%s%s' % (
-        patch.name, _error_line(stmt, exc, prefix_length), _pg_message(exc),
+    return SchemaError('%s%s line %d: %s%s%s' % (
+        '%s: ' % host if host else '', patch.name, _error_line(stmt, exc, prefix_length), _pg_message(exc, detail=True),
         ' (SQLSTATE %s)' % code if code else '', suffix))
 
 
@@ -470,6 +474,7 @@ class ColdBatch:
             self.steps.extend(('statement', p, s) for s in range(len(patch.statements)))
             self.steps.append(('revision', p, None))
         self.reset = _cold_session_reset((PATCH_START_SETTING, PATCH_MS_SETTING))
+        self.budget = None  # the outage's Budget, for the fix of work it cut off (apply_cold sets it)
 
     def sql(self, start, attempt, budget_ms):
         """(sql, offsets) running steps ``start``.. then COMMIT. ``attempt``:
@@ -577,16 +582,18 @@ class ColdBatch:
                                    '(add: INSERT INTO LaunchpadDatabaseRevision VALUES (%d, %d, %d);)'
                                    % ((patch.name, format_revision(patch.revision)) + tuple(patch.revision)))
             if code == QUERY_CANCELED:
-                return SchemaError('%s: the budget ran out recording revision %s (%s); nothing applied: raise '
-                                   'budget_seconds' % (patch.name, format_revision(patch.revision), _pg_message(exc)))
+                return SchemaError('%s: %s: the budget ran out recording revision %s (%s); rolled back, nothing '
+                                   'applied: %s' % (host, patch.name, format_revision(patch.revision), _pg_message(exc),
+                                                    raise_advice(self.budget)))
             return SchemaError('%s: recording revision %s in %s failed: %s; nothing applied'
                                % (patch.name, format_revision(patch.revision), self.table.name, _pg_message(exc)))
         stmt = patch.statements[s]
         if code == QUERY_CANCELED:
-            return SchemaError('%s line %d: still running when the budget ran out (%s); '
-                               'nothing applied: raise budget_seconds or make the patch cheaper'
-                               % (patch.name, stmt.line, _pg_message(exc)))
-        return _statement_failure(patch, stmt, exc, offsets.get(index, 0), suffix='; nothing applied')
+            return SchemaError('%s: %s line %d: still running when the budget ran out (%s); rolled back, '
+                               'nothing applied: %s' % (host, patch.name, stmt.line, _pg_message(exc),
+                                                        raise_advice(self.budget)))
+        return _statement_failure(patch, stmt, exc, offsets.get(index, 0), suffix='; rolled back, nothing applied',
+                                  host=host)
 
 
 def apply_cold(conn, patches, clock, deploy_id=None, revision_table=DEFAULT_REVISION_TABLE, lock_retry=None,
@@ -625,6 +632,7 @@ def apply_cold(conn, patches, clock, deploy_id=None, revision_table=DEFAULT_REVI
             with conn.cursor() as cur:
                 batch = ColdBatch(patches, table, deploy_id, policy,
                                   lambda value: cur.mogrify('%s', (value,)).decode())
+                batch.budget = clock.budget
                 budget_ms = clock.timeout_ms('cold_patch')
                 sent_at = clock.elapsed()
                 start, attempt = 0, 0
@@ -653,8 +661,8 @@ def apply_cold(conn, patches, clock, deploy_id=None, revision_table=DEFAULT_REVI
                         if clock.usable() < pause + policy.timeout_ms / 1000.0:
                             stmt = patches[p].statements[batch.steps[index][2]]
                             raise SchemaError(
-                                '%s line %d: could not lock within the budget after %d attempts, %s; nothing applied'
-                                % (patches[p].name, stmt.line, attempt, watcher.describe()),
+                                '%s: %s line %d: could not lock within the budget after %d attempts, %s; rolled back, '
+                                'nothing applied' % (host, patches[p].name, stmt.line, attempt, watcher.describe()),
                                 holder=watcher.holder)
                         time.sleep(pause)
                         start = index
@@ -779,7 +787,7 @@ def apply_hot(conn, patch, deploy_id=None, revision_table=DEFAULT_REVISION_TABLE
                 # A Launchpad revision row goes in last: a build that fails
                 # must not leave the patch recorded.
                 for stmt in sorted(patch.statements, key=lambda s: s.kind == REVISION):
-                    retries += _run_hot_statement(cur, patch, stmt, policy, watcher, dropped)
+                    retries += _run_hot_statement(cur, patch, stmt, policy, watcher, dropped, host)
                 duration = time.monotonic() - began
                 _record_revision(cur, table, patch, started, duration, deploy_id, prefix=SESSION_RESET_SQL)
                 if record is not None:
@@ -807,7 +815,7 @@ def _no_phase():
     yield None
 
 
-def _run_hot_statement(cur, patch, stmt, policy, watcher, dropped):
+def _run_hot_statement(cur, patch, stmt, policy, watcher, dropped, host=None):
     attempt = 0
     while True:
         lock_ms = policy.lock_timeout_ms(attempt)
@@ -825,14 +833,15 @@ def _run_hot_statement(cur, patch, stmt, policy, watcher, dropped):
             return attempt
         except psycopg2.Error as exc:
             if getattr(exc, 'pgcode', None) != LOCK_NOT_AVAILABLE:
-                raise _statement_failure(patch, stmt, exc, suffix='; the patch is not recorded (statements '
-                                         'before this one stay applied: hot patches run live)%s'
+                raise _statement_failure(patch, stmt, exc, host=host, suffix='; the patch is not recorded (statements '
+                                         'before this one stay applied: hot patches run live)%s; fix the patch '
+                                         '(it runs again from its first statement) and deploy again'
                                          % _cleanup_note(cur, stmt, dropped))
             watcher.activate()
             attempt += 1
             if attempt >= policy.max_attempts:
-                raise SchemaError('%s line %d: could not lock after %d attempts, %s%s'
-                                  % (patch.name, stmt.line, attempt, watcher.describe(),
+                raise SchemaError('%s%s line %d: could not lock after %d attempts, %s%s'
+                                  % ('%s: ' % host if host else '', patch.name, stmt.line, attempt, watcher.describe(),
                                      _cleanup_note(cur, stmt, dropped)),
                                   holder=watcher.holder)
             time.sleep(policy.pause_seconds(attempt - 1))

@@ -345,8 +345,12 @@ def bad_patch(lab, tmp_path):
         'CREATE TABLE %(t)s_c (id int);'], tags='outage')
     table = 'fdt_a%d' % major
     return Run('bad_patch', proc, report, 'aborted', [table, table + '_b', table + '_c'], False,
-               ['patch-%d-02-0.sql' % major, 'line 3', 'does not exist', 'nothing applied',
-                'every pgbouncer entry resumed and answering clients'])
+               ['outage aborted in schema application: primary (%s:5432): patch-%d-02-0.sql line 3: relation '
+                '"%s_missing" does not exist (SQLSTATE 42P01); rolled back, nothing applied' % (
+                    lab.addr('primary'), major, table),
+                'every pgbouncer entry resumed and answering clients',
+                'drain on pgbouncer1 (%s:6432) ' % lab.addr('pgbouncer1'),
+                'cold_transaction on primary (%s:5432) ' % lab.addr('primary')])
 
 
 def budget_abort(lab, tmp_path, budget=3):
@@ -354,8 +358,9 @@ def budget_abort(lab, tmp_path, budget=3):
     major, (proc, report) = _deploy(lab, tmp_path, 's', ['CREATE TABLE %(t)s (id int);\nSELECT pg_sleep(10);'],
                                     {'fastdowntime_budget_seconds': budget}, tags='outage')
     return Run('budget_abort', proc, report, 'aborted', ['fdt_s%d' % major], False,
-               ['aborted in schema application', 'every pgbouncer entry resumed and answering clients'],
-               budget=budget)
+               ['aborted in schema application', 'every pgbouncer entry resumed and answering clients',
+                'rolled back, nothing applied: raise fastdowntime_budget_seconds (now %g s) or make the patch cheaper'
+                % budget], budget=budget)
 
 
 def budget_below_estimate(lab, tmp_path, budget=0.02):

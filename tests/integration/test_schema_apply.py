@@ -210,8 +210,8 @@ def test_error_in_second_of_three_applies_nothing_and_names_file_and_line(cluste
     patch_dir = write_patches(tmp_path / 'p', THREE_WITH_BAD_SECOND)
     with pytest.raises(SchemaError) as err:
         deploy(cluster, patch_dir)
-    assert str(err.value) == ('patch-2301-02-0.sql line 5: column "no_such_column" does not exist '
-                              '(SQLSTATE 42703); nothing applied')
+    assert str(err.value) == ('primary: patch-2301-02-0.sql line 5: column "no_such_column" does not exist '
+                              '(SQLSTATE 42703); rolled back, nothing applied')
     assert 'first_one' not in columns(cluster, cluster.primary, 'fdt_item')
     assert cluster.scalar(cluster.primary, "SELECT to_regclass('second_one') IS NULL") is True
     assert cluster.scalar(cluster.primary, 'SELECT count(*) FROM fastdowntime.schema_revision') == 0
@@ -244,7 +244,7 @@ def test_locked_table_is_retried_then_rolled_back_within_budget_naming_the_holde
     elapsed = time.monotonic() - began
     holder.rollback()
     message = str(err.value)
-    assert message.startswith('patch-2302-02-0.sql line 2: could not lock within the budget after ')
+    assert message.startswith('primary: patch-2302-02-0.sql line 2: could not lock within the budget after ')
     assert 'held by pid %d (user ' % holder_pid in message
     assert "application 'schema-test-holder'" in message and 'SELECT count(*) FROM fdt_item' in message
     assert message.endswith('nothing applied')

@@ -232,8 +232,8 @@ def test_lock_failure_gives_up_when_budget_cannot_cover_another_try(sleepless):
     patch = make_patch('\nALTER TABLE t ADD COLUMN a int;')
     with pytest.raises(SchemaError) as err:
         schema.apply_cold(conn, [patch], clock, deploy_id='d', host='primary')
-    assert str(err.value).startswith('patch-2211-01-0.sql line 2: could not lock within the budget after ')
-    assert 'nothing applied' in str(err.value)
+    assert str(err.value).startswith('primary: patch-2211-01-0.sql line 2: could not lock within the budget after ')
+    assert str(err.value).endswith('; rolled back, nothing applied')
     # It stopped inside the budget: never past the usable part of it.
     assert clock.elapsed() <= clock.budget.usable
     assert conn.status == psycopg2.extensions.TRANSACTION_STATUS_IDLE  # rolled back
@@ -256,4 +256,37 @@ def test_batch_step_is_found_from_the_server_marker_or_the_error_position():
     assert not again.startswith('BEGIN') and again_offsets[4] < len(again)
     assert lock_waits([again]) == [800]
     error = batch.failure(4, SyntaxErr('column "x" does not exist', offsets[4] + 8), offsets, 'primary')
-    assert str(error) == 'patch-2211-02-0.sql line 1: column "x" does not exist (SQLSTATE 42601); nothing applied'
+    assert str(error) == ('primary: patch-2211-02-0.sql line 1: column "x" does not exist (SQLSTATE 42601); '
+                          'rolled back, nothing applied')
+
+
+class UniqueErr(psycopg2.errors.UniqueViolation):
+    pgcode = '23505'
+
+    def __init__(self, message, detail):
+        super().__init__(message)
+        self._diag = Diag(message)
+        self._diag.message_detail = detail
+
+    @property
+    def diag(self):
+        return self._diag
+
+
+def test_a_statement_error_keeps_postgresqls_detail_and_names_the_host():
+    patch = make_patch('INSERT INTO t VALUES (1);\n')
+    error = UniqueErr('duplicate key value violates unique constraint "t_pkey"', 'Key (id)=(1) already exists.')
+    message = str(schema._statement_failure(patch, patch.statements[0], error, host='primary (10.0.0.5:5432)',
+                                            suffix='; fix it'))
+    assert message == ('primary (10.0.0.5:5432): patch-2211-01-0.sql line 1: duplicate key value violates unique '
+                       'constraint "t_pkey" (DETAIL: Key (id)=(1) already exists.) (SQLSTATE 23505); fix it')
+
+
+def test_budget_advice_names_the_variable_or_the_pgbouncer_setting_that_caps_it():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import Budget, raise_advice
+    assert raise_advice(Budget(10)) == 'raise fastdowntime_budget_seconds (now 10 s) or make the patch cheaper'
+    capped = Budget(10).capped({'seconds': 2.5, 'pgbouncer': 'pgbouncer1 (10.0.0.21:6432)',
+                                'setting': 'query_wait_timeout', 'timeout_seconds': 3})
+    assert raise_advice(capped) == (
+        'raising fastdowntime_budget_seconds does nothing: the budget is capped at 2.5 s by pgbouncer1 '
+        '(10.0.0.21:6432) query_wait_timeout = 3 s - raise that setting, or make the patch cheaper')
