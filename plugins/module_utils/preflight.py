@@ -497,10 +497,10 @@ def decide_transactions(label, activity_rows, prepared_rows, max_seconds):
     if long_rows or old_prepared:
         parts = []
         if long_rows:
-            parts.append('%d transaction(s) open longer than %gs: %s' % (
+            parts.append('%d transaction(s) open longer than fastdowntime_max_transaction_seconds (%g s): %s' % (
                 len(long_rows), max_seconds, '; '.join(_session_text(r) for r in long_rows)))
         if old_prepared:
-            parts.append('%d prepared transaction(s) older than %gs: %s' % (
+            parts.append('%d prepared transaction(s) older than fastdowntime_max_transaction_seconds (%g s): %s' % (
                 len(old_prepared), max_seconds, ', '.join('%r (owner %s, %.0fs)' % (
                     r.get('gid'), r.get('owner'), r.get('age_seconds') or 0) for r in old_prepared)))
         actions = []

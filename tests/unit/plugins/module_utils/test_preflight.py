@@ -239,6 +239,8 @@ def test_long_transaction_fails_with_the_pid_to_terminate():
     found = pf.decide_transactions('p', [session(7, 61.0), session(8, 1.0)], [], 60)
     assert found['status'] == FAIL
     assert 'pid 7' in found['summary'] and 'pid 8' not in found['summary']
+    assert found['summary'].startswith('p: 1 transaction(s) open longer than fastdowntime_max_transaction_seconds '
+                                       '(60 s): pid 7')
     assert 'pg_terminate_backend(7)' in found['action']
 
 
