@@ -1440,15 +1440,19 @@ class Preflight:
         return rtts, entries_counts
 
     def _server_pids(self):
-        """The backend pids of every open console's server connections, now."""
+        """The backend pids of every open console's server connections, now
+        (each host's kept in pgbouncer_pids_of too)."""
         pids = set()
         for console in self.consoles:
             if console.conn is None:
                 continue
             try:
-                pids |= server_pids(console.show('SERVERS'))
+                now = server_pids(console.show('SERVERS'))
             except ConsoleError:
                 continue
+            pids |= now
+            name = console.endpoint.get('name') or console.endpoint.get('host')
+            self.pgbouncer_pids_of.setdefault(name, set()).update(now)
         return pids
 
     def _check_direct_connections(self, primary, label, activity_rows):

@@ -11,6 +11,7 @@ import psycopg2
 import pytest
 
 import scenarios
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import Preflight
 from deploy import (
     assert_clean_error, assert_disarmed, assert_nothing_lost, deploy_under_load, every_process_serves, run_playbook,
     table_exists, unique_major, write_patches)
@@ -283,3 +284,37 @@ def test_so_reuseport_pair_after_refusal_abort_and_a_killed_controller(lab_shape
     # Each process's own switch resumed it.
     for socket_dir in dirs:
         assert 'pgbouncer1 (%s:6432): deadline passed with fdtdemo' % socket_dir in log, log[-3000:]
+
+
+def test_an_undeclared_so_reuseport_process_is_pointed_to_the_consoles_variable(lab_shape, tmp_path):
+    """pgbouncer1 is two processes sharing port 6432, only the first declared: the second's server
+    connections to the primary come from pgbouncer1's address and no declared console shows them.
+    The pre-flight names the host and fastdowntime_pgbouncer_consoles - never killable or system
+    users, whose advice would deploy with that process never drained."""
+    lab = lab_shape('pgbouncer_reuseport')
+    dirs = lab.hosts['pgbouncer1']['unix_socket_dirs']
+    # A server connection of the second process, held in its pool.
+    client = psycopg2.connect(host=dirs[1], port=6432, user='fdt_app', password=lab.users['fdt_app'],
+                              dbname=lab.db_name)
+    try:
+        with client.cursor() as cur:
+            cur.execute('SELECT pg_backend_pid()')
+            pid = cur.fetchone()[0]
+        client.commit()
+        first = dict(lab.pgbouncer('pgbouncer1'), host=dirs[0], unix_socket_dir=dirs[0])
+        result = Preflight(lab.pg('primary'), [lab.pg('standby1'), lab.pg('standby2')],
+                           [first, lab.pgbouncer('pgbouncer2')], lab.db_name, write_patches(tmp_path, unique_major(), [
+                               'CREATE TABLE fdt_u%d (id int);' % unique_major()]), budget_seconds=10).run()
+    finally:
+        client.close()
+    [found] = [f for f in result['checks'] if f['check'] == 'direct_connections']
+    primary = 'primary (%s:5432)' % lab.addr('primary')
+    pgbouncer1 = 'pgbouncer1 (%s)' % lab.addr('pgbouncer1')
+    assert found['status'] == 'fail', result['summary']
+    assert found['summary'] == (
+        '%s: connections from pgbouncer host %s that none of its declared consoles shows (a pgbouncer process not '
+        'declared, sharing the port with so_reuseport?): fdt_app@%s (pid %d)' % (
+            primary, pgbouncer1, lab.addr('pgbouncer1'), pid)), result['summary']
+    assert found['action'] == ('declare every pgbouncer process of pgbouncer1 in fastdowntime_pgbouncer_consoles '
+                               '(each is paused and resumed), then run the pre-flight again')
+    assert 'killable' not in result['summary'] and 'fastdowntime_system_users' not in result['summary']
