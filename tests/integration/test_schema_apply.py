@@ -352,6 +352,22 @@ def test_failed_concurrent_build_leaves_invalid_index_which_is_dropped_and_rebui
     assert applied_revisions(cluster.conn()) == {(2306, 0, 1): patch.sha256}
 
 
+def test_a_hot_patch_error_names_the_host_keeps_the_detail_and_says_the_fix(cluster, tmp_path):
+    postgres.query(cluster.conn(autocommit=True), "UPDATE fdt_item SET body = 'twin' WHERE id IN (1, 2)")
+    patch_dir = write_patches(tmp_path / 'p', {
+        'patch-2306-01-1.sql': '-- one per body\nCREATE UNIQUE INDEX CONCURRENTLY fdt_item_body_key ON fdt_item (body);\n'})
+    [patch] = load_patch_set(patch_dir).patches
+    conn = cluster.conn()
+    ensure_revision_table(conn)
+    with pytest.raises(SchemaError) as err:
+        apply_hot(conn, patch, deploy_id='test', host='primary (10.0.0.5:5432)')
+    assert str(err.value) == (
+        'primary (10.0.0.5:5432): patch-2306-01-1.sql line 2: could not create unique index "fdt_item_body_key" '
+        '(DETAIL: Key (body)=(twin) is duplicated.) (SQLSTATE 23505); the patch is not recorded (statements before '
+        'this one stay applied: hot patches run live); dropped the INVALID index "fdt_item_body_key"; '
+        'fix the patch (it runs again from its first statement) and deploy again')
+
+
 # -- Launchpad layout ------------------------------------------------------------
 
 def test_launchpad_layout_with_self_inserted_revision_rows(cluster, tmp_path):
