@@ -189,8 +189,8 @@ def open_repository(repo):
     try:
         return run_git(repo, 'rev-parse', '--show-toplevel').strip()
     except ChangeRuleError:
-        raise ChangeRuleError('%s is not a git repository (or git cannot read it): point repo at the '
-                              'application\'s checkout' % repo)
+        raise ChangeRuleError('%s is not a git repository (or git cannot read it): point --repo (the '
+                              'repo option) at the application\'s checkout' % repo)
 
 
 def parse_name_status(data):
@@ -287,15 +287,24 @@ def cli(argv, out, env=None):
 
     parser = Parser(prog='fastdowntime-change-rule',
                     description='A change carries schema patches or code, never both.')
-    parser.add_argument('--repo', default='.')
+    parser.add_argument('--repo', default='.', metavar='DIR',
+                        help="the application's git checkout to check (default: the current directory)")
     parser.add_argument('--base', default=env.get('PRE_COMMIT_FROM_REF') or env.get('FASTDOWNTIME_BASE')
-                        or 'origin/main')
-    parser.add_argument('--head', default=env.get('PRE_COMMIT_TO_REF') or 'HEAD')
-    parser.add_argument('--patch-dir', required=True)
-    parser.add_argument('--neutral', action='append', default=[], metavar='GLOB')
-    parser.add_argument('--no-default-neutral', action='store_true')
-    parser.add_argument('--staged', action='store_true')
-    parser.add_argument('--json', action='store_true')
+                        or 'origin/main', metavar='REV',
+                        help='the revision the change starts from (default: $PRE_COMMIT_FROM_REF, '
+                             '$FASTDOWNTIME_BASE, else origin/main)')
+    parser.add_argument('--head', default=env.get('PRE_COMMIT_TO_REF') or 'HEAD', metavar='REV',
+                        help='the revision the change ends at (default: $PRE_COMMIT_TO_REF, else HEAD)')
+    parser.add_argument('--patch-dir', required=True, metavar='DIR',
+                        help='the schema patches\' directory, relative to the repository (e.g. database/schema)')
+    parser.add_argument('--neutral', action='append', default=[], metavar='GLOB',
+                        help='a path glob that is neither schema nor code (repeatable; added to the defaults: '
+                             'docs, tests, changelogs...)')
+    parser.add_argument('--no-default-neutral', action='store_true',
+                        help='only the --neutral globs given are neutral')
+    parser.add_argument('--staged', action='store_true',
+                        help='check what is staged for the next commit instead of --base..--head')
+    parser.add_argument('--json', action='store_true', help='print the verdict as JSON')
     try:
         args = parser.parse_args(argv)
         globs = tuple(args.neutral) + (() if args.no_default_neutral else DEFAULT_NEUTRAL_GLOBS)

@@ -204,7 +204,21 @@ def test_no_patch_dir_is_one_line(repo):
 def test_not_a_repository_is_one_line(tmp_path):
     with pytest.raises(cr.ChangeRuleError) as info:
         cr.check(str(tmp_path), 'main', 'HEAD', PATCH_DIR)
-    assert 'is not a git repository' in str(info.value)
+    assert str(info.value) == ("%s is not a git repository (or git cannot read it): point --repo (the repo option) "
+                               "at the application's checkout" % tmp_path)
+
+
+def test_the_command_line_help_says_what_each_option_is(capsys):
+    with pytest.raises(SystemExit) as info:
+        cr.cli(['--help'], io.StringIO(), env={})
+    assert info.value.code == 0
+    shown = ' '.join(capsys.readouterr().out.split()).split('options:', 1)[1]
+    for option, words in (('--repo DIR', "the application's git checkout"), ('--base REV', 'starts from'),
+                          ('--head REV', 'ends at'), ('--patch-dir DIR', "schema patches' directory"),
+                          ('--neutral GLOB', 'neither schema nor code'), ('--staged', 'staged for the next commit'),
+                          ('--json', 'as JSON')):
+        # Each option is followed by what it is (before the next option's line).
+        assert words in shown.split(option + ' ', 1)[1][:120], (option, shown)
 
 
 def test_absolute_patch_dir_inside_the_repository(repo):
