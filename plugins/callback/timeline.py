@@ -128,7 +128,7 @@ def is_routine_check(record):
     enabled. The quiet screen leaves its live line out; the table and the JSON
     report keep it, and a check that had to act, or failed, is shown."""
     detail = record.get('detail') if isinstance(record.get('detail'), dict) else {}
-    return (record.get('phase') == 'resume_verify' and record.get('status') == 'ok'
+    return (str(record.get('phase')).startswith('resume_verify') and record.get('status') == 'ok'
             and not detail.get('resumed') and not detail.get('enabled'))
 
 

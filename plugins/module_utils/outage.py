@@ -507,7 +507,12 @@ class Outage:
         one left to resume or enable, the outage ends only when that is done.
         A failure joins ``window.resume_error``."""
         try:
-            fixed = verify_resumed(self.consoles + self.read_consoles, self.clock)
+            # A split window verifies each pgbouncer's write and read entries on two
+            # consoles: their rows say which (as resume_write/resume_read do).
+            read = set(id(console) for console in self.read_consoles)
+            fixed = verify_resumed(self.consoles + self.read_consoles, self.clock,
+                                   phase=lambda console: ('resume_verify_read' if id(console) in read
+                                                          else 'resume_verify_write' if read else 'resume_verify'))
         except ConsoleError as exc:
             window.resume_error = exc if window.resume_error is None else \
                 ConsoleError('%s; %s' % (window.resume_error, exc))

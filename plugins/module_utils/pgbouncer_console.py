@@ -934,11 +934,15 @@ def resume(consoles, clock=None, phase='resume', verify=True):
 
 def verify_resumed(consoles, clock=None, phase='resume_verify'):
     """Console.verify_steps on every console at once, on this thread (fan_out),
-    each timed as ``phase`` on ``clock``. Returns [{'host', 'resumed',
-    'enabled'}] (what had to be done, per console); ConsoleError naming every
-    console left paused or disabled, in one line, after trying them all."""
+    each timed as ``phase`` on ``clock`` (a name, or a function of the console
+    giving its name: a split window's write and read consoles of one pgbouncer
+    are told apart). Returns [{'host', 'resumed', 'enabled'}] (what had to be
+    done, per console); ConsoleError naming every console left paused or
+    disabled, in one line, after trying them all."""
+    name_of = phase if callable(phase) else (lambda console: phase)
+
     def one(console):
-        fixed = yield from _timed(clock, phase, console.label, console.verify_reconnecting_steps(),
+        fixed = yield from _timed(clock, name_of(console), console.label, console.verify_reconnecting_steps(),
                                   lambda result: {'resumed': result['resumed'], 'enabled': result['enabled']})
         return dict(fixed, host=console.label)
 

@@ -28,7 +28,8 @@ KINDS = (
     ('drain', ('drain', 'drain_write', 'drain_read', 'terminate_killable', 'replay_pause'), '#e0802c'),
     ('cold patches', ('cold_patch', 'commit', 'cold_transaction'), '#2f6db5'),
     ('standby replay', ('standby_replay', 'replay_resume'), '#7a4fb5'),
-    ('resume', ('resume', 'resume_write', 'resume_read', 'resume_verify'), '#1f9e9e'),
+    ('resume', ('resume', 'resume_write', 'resume_read', 'resume_verify', 'resume_verify_write', 'resume_verify_read'),
+     '#1f9e9e'),
     ('app restarts', ('app_restart',), '#5b6670'),
 )
 FAILED_COLOR = '#b53a3a'

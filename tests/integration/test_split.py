@@ -72,6 +72,10 @@ def test_split_readers_do_not_wait_for_the_primary(healthy_lab, tmp_path):
     assert {p['host'].split()[0] for p in phase_rows(report, 'drain_write')} == {'pgbouncer1', 'pgbouncer2'}
     assert all(p['detail']['entries'] == ['fdtdemo'] for p in phase_rows(report, 'drain_write'))
     assert all(p['detail']['entries'] == ['fdtdemo_ro'] for p in phase_rows(report, 'drain_read'))
+    # Each pgbouncer's write and read entries verified after RESUME, each row saying which.
+    for name in ('resume_verify_write', 'resume_verify_read'):
+        assert sorted(p['host'].split()[0] for p in phase_rows(report, name)) == ['pgbouncer1', 'pgbouncer2'], name
+    assert phase_rows(report, 'resume_verify') == []
     window = report['split_window']
     assert window['write_outage_ms'] >= PRIMARY_PART_SECONDS * 1000, window
     assert 0 < window['read_outage_ms'] < PRIMARY_PART_SECONDS * 1000 / 2, window

@@ -193,7 +193,7 @@ def test_the_replay_wait_inside_the_window_does_not_read_the_primary(monkeypatch
 def test_the_verification_after_the_resume_ends_the_outage_only_when_it_had_to_act(monkeypatch):
     answers = [[{'host': 'b1', 'resumed': [], 'enabled': []}],
                [{'host': 'b1', 'resumed': ['app'], 'enabled': []}]]
-    monkeypatch.setattr(om, 'verify_resumed', lambda consoles, clock: answers.pop(0))
+    monkeypatch.setattr(om, 'verify_resumed', lambda consoles, clock, phase: answers.pop(0))
     outage = _outage(Mode())
     window = om.Window()
     window.ended, window.ended_at = 1.0, 2.0
@@ -205,7 +205,7 @@ def test_the_verification_after_the_resume_ends_the_outage_only_when_it_had_to_a
 
 
 def test_a_failed_verification_joins_the_resume_error(monkeypatch):
-    def stuck(consoles, clock):
+    def stuck(consoles, clock, phase):
         raise ConsoleError('resume not verified: b1: app still paused or disabled after RESUME/ENABLE')
 
     monkeypatch.setattr(om, 'verify_resumed', stuck)
