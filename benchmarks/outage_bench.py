@@ -379,6 +379,7 @@ def run_scale(tmp, tag, pgbouncers, standbys, run=0):
                 phases[phase['phase']] = max(phases.get(phase['phase'], 0), phase['duration_ms'])
         outage = data['outage']
         result.update(outage_ms=outage['outage_ms'], phases_ms=phases,
+                      controller_cpu_ms=outage.get('controller_cpu_ms'),
                       max_client_wait_ms=round(load.max_wait() * 1000, 1),
                       window_client_wait_ms=round(load.max_wait_during(outage['started_at'], outage['ended_at'])
                                                   * 1000, 1),
@@ -1076,6 +1077,9 @@ def scale_table(results, runs):
         rows = results[key]
         med[parse_scale_key(key)] = dict((field, median([r[field] for r in rows])) for field in (
             'outage_ms', 'window_client_wait_ms', 'bare_outage_ms', 'bare_window_client_wait_ms'))
+        # Runs written before the outage returned it have no controller_cpu_ms.
+        cpu = [r['controller_cpu_ms'] for r in rows if r.get('controller_cpu_ms') is not None]
+        med[parse_scale_key(key)]['controller_cpu_ms'] = median(cpu) if cpu else None
     base = med.get((2, 2))
     lines = [
         '## Scale: pgbouncers and standbys, under the same client load',
@@ -1089,18 +1093,20 @@ def scale_table(results, runs):
         'limit*: the bare window under the same load - one process, every connection open before the clock,',
         'PAUSE on every pgbouncer at once, the ALTER, every standby polled at once until it has the column,',
         'RESUME on every pgbouncer at once (`bare_window`); the two take turns going first. Medians of %d runs;' % runs,
-        '2+2 and 16+4 interleaved run by run, the other points run after them, each in a row.',
+        '2+2 and 16+4 interleaved run by run, the other points run after them, each in a row. *Controller',
+        'CPU*: the CPU time the outage module\'s own process spent inside the outage (`controller_cpu_ms`,',
+        'every thread). *Client errors*: the collection\'s window / the bare window\'s, the worst run.',
         '',
         '| pgbouncers | standbys | outage (ms) | clients\' longest wait (ms) | physical limit (ms) | outage / limit | '
         'bare window\'s longest client wait (ms) | outage vs 2+2 | wait vs 2+2 | limit vs 2+2 | drain (ms) | '
-        'resume (ms) | client errors | commits lost |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+        'resume (ms) | controller CPU (ms) | client errors | commits lost |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ]
     for key in keys:
         point = parse_scale_key(key)
         rows = results[key]
         m = med[point]
-        lines.append('| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
+        lines.append('| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |' % (
             point[0], point[1], m['outage_ms'], m['window_client_wait_ms'], m['bare_outage_ms'],
             _ratio(m['outage_ms'], m['bare_outage_ms']), m['bare_window_client_wait_ms'],
             _ratio(m['outage_ms'], base and base['outage_ms']),
@@ -1108,7 +1114,9 @@ def scale_table(results, runs):
             _ratio(m['bare_outage_ms'], base and base['bare_outage_ms']),
             median([r['phases_ms'].get('drain', 0) for r in rows]),
             median([r['phases_ms'].get('resume', 0) for r in rows]),
-            max(r['client_errors'] + r['bare_client_errors'] for r in rows), max(r['commits_lost'] for r in rows)))
+            '-' if m['controller_cpu_ms'] is None else m['controller_cpu_ms'],
+            max(r['client_errors'] for r in rows), max(r['bare_client_errors'] for r in rows),
+            max(r['commits_lost'] for r in rows)))
     lines.append('')
     goal = med.get((16, 4))
     if base and goal:
@@ -1126,15 +1134,31 @@ def scale_table(results, runs):
                       SCALE_MODEL_TO, ', '.join(str(p[0]) for p, dummy in series)), '',
                   '| | per pgbouncer (ms) | at 0 (ms) | R² | at 16 | at 32 | at 64 | at %d |' % SCALE_MODEL_TO,
                   '|---|---|---|---|---|---|---|---|']
-        for field, label in (('outage_ms', 'outage'), ('window_client_wait_ms', 'clients\' longest wait'),
-                             ('bare_outage_ms', 'physical limit (bare window)')):
-            a, b, r2 = fit_line([(p[0], m[field]) for p, m in series])
+        cpu_series = [(p, m) for p, m in series if m['controller_cpu_ms'] is not None]
+        fields = [('outage_ms', 'outage'), ('window_client_wait_ms', 'clients\' longest wait'),
+                  ('bare_outage_ms', 'physical limit (bare window)')]
+        if len(cpu_series) >= 2:
+            fields.append(('controller_cpu_ms', 'controller CPU'))
+        for field, label in fields:
+            a, b, r2 = fit_line([(p[0], m[field]) for p, m in series if m[field] is not None])
             cells = []
             for n in (16, 32, 64, SCALE_MODEL_TO):
                 measured = med.get((n, 4))
-                cells.append('%s measured' % measured[field] if measured else '%.0f model' % (a + b * n))
+                cells.append('%s measured' % measured[field] if measured and measured[field] is not None
+                             else '%.0f model' % (a + b * n))
             lines.append('| %s | %.2f | %.1f | %.2f | %s |' % (label, b, a, r2, ' | '.join(cells)))
         lines.append('')
+        if len(cpu_series) >= 2 and base:
+            dummy, cpu_slope, dummy = fit_line([(p[0], m['controller_cpu_ms']) for p, m in cpu_series])
+            lines += ['Here every host shares the same %d cores, so the physical limit itself grows with the hosts. '
+                      'What grows with the pgbouncers on a controller with a core of its own, each pgbouncer on a '
+                      'host of its own, is the controller\'s CPU inside the window: %.3f ms per pgbouncer (the '
+                      'line above). Model for such a cluster: outage(N) = outage(2+2) + %.3f ms x (N - 2) = %.1f ms '
+                      'at 16 (%.2fx of 2+2) and %.1f ms at %d (%.2fx).' % (
+                          os.cpu_count() or 0, cpu_slope, cpu_slope,
+                          base['outage_ms'] + cpu_slope * 14, (base['outage_ms'] + cpu_slope * 14) / base['outage_ms'],
+                          base['outage_ms'] + cpu_slope * (SCALE_MODEL_TO - 2), SCALE_MODEL_TO,
+                          (base['outage_ms'] + cpu_slope * (SCALE_MODEL_TO - 2)) / base['outage_ms']), '']
     for key, errors in sorted((results.get('_failed') or {}).items()):
         lines += ['%s: %d run(s) failed, e.g. %s' % (key, len(errors), errors[0]), '']
     cost = [r['namespaces'] for key in keys for r in results[key] if r.get('namespaces')]

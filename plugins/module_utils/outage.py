@@ -78,7 +78,9 @@ class Window:
     ``write_resumed``/``write_error`` (the read-write entries' resume),
     ``read_resumed`` (the read-only entries' resume() results) and
     ``marks`` (monotonic seconds: write_start, write_end, read_start).
-    ``started_at``/``ended_at``: epoch seconds; ``ended`` monotonic.
+    ``started_at``/``ended_at``: epoch seconds; ``ended`` monotonic;
+    ``cpu_started``/``cpu_ended``: the controller process's CPU seconds
+    (time.process_time, every thread) at the same moments.
     """
 
     def __init__(self):
@@ -99,6 +101,8 @@ class Window:
         self.started_at = None
         self.ended_at = None
         self.ended = None
+        self.cpu_started = None
+        self.cpu_ended = None
 
     @property
     def changed(self):
@@ -121,6 +125,9 @@ def outage_summary(window, mode_fields=None):
         'started_at': window.started_at,
         'ended_at': window.ended_at,
         'outage_ms': round((window.ended_at - window.started_at) * 1000, 1),
+        # How much of the outage the controller itself computed: on a controller
+        # with its own cores, what grows with the number of pgbouncers (docs/benchmarks.md).
+        'controller_cpu_ms': _span_ms(window.cpu_started, window.cpu_ended),
         'max_client_wait_ms': _longest_wait(window.resumed),
         'standby_replay_ms': dict((s['name'], s.get('replay_ms')) for s in (window.replay or {}).get('standbys', [])),
         # The primary's pg_stat_replication view, read after RESUME (a report, not a gate).
@@ -443,6 +450,7 @@ class Outage:
         window = Window()
         self.clock.start()
         window.started_at = time.time()
+        window.cpu_started = time.process_time()
         try:
             self._terminate_killable()
             self.mode.phases(self, window)
@@ -455,6 +463,7 @@ class Outage:
             self.mode.resume(self, window)
             window.ended = time.monotonic()
             window.ended_at = time.time()
+            window.cpu_ended = time.process_time()
             self.verify_resumed(window)
         self.mode.after(self, window)
         self.cross_check_replay(window)
@@ -520,6 +529,7 @@ class Outage:
         if any(f['resumed'] or f['enabled'] for f in fixed):
             window.ended = time.monotonic()
             window.ended_at = time.time()
+            window.cpu_ended = time.process_time()
 
     def cross_check_replay(self, window):
         """After the window: the primary's pg_stat_replication view of each

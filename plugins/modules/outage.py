@@ -188,11 +188,14 @@ outage:
       pgbouncer saw, SHOW POOLS read with the RESUMEs), C(standby_replay_ms) per standby, C(primary_confirms) per
       standby (the primary's pg_stat_replication shows the commit replayed, read after RESUME - a report, not a
       gate), C(patches) (per-patch duration_ms), C(transaction_ms), C(commit_xid) (the transaction the standbys
-      confirmed), C(commit_lsn).
+      confirmed), C(commit_lsn), C(controller_cpu_ms) (CPU time the controller's own process spent inside the
+      outage, every thread - the part of the outage that grows with the number of pgbouncers on a controller with
+      cores of its own).
   type: dict
   returned: when an outage took place
   sample:
     outage_ms: 184.2
+    controller_cpu_ms: 9.6
     window_mode: split
     write_outage_ms: 71.3
     read_outage_ms: 64.0

@@ -227,3 +227,32 @@ def test_a_standby_lost_just_before_the_window_is_named_with_its_fix(monkeypatch
     assert str(caught.value).endswith(
         '-> start the server on standby2 (10.0.0.12:5432), or fix the port in the inventory (fastdowntime_pg_* '
         'variables) (or remove it from fastdowntime_standbys); nothing paused, nothing applied')
+
+
+class BusyMode(Mode):
+    """A mode whose phases compute for a while (the controller's own work) and
+    whose resume waits without computing (what the hosts take)."""
+
+    def phases(self, outage, window):
+        Mode.phases(self, outage, window)
+        deadline = om.time.process_time() + 0.03
+        while om.time.process_time() < deadline:
+            pass
+
+    def resume(self, outage, window):
+        Mode.resume(self, outage, window)
+        om.time.sleep(0.05)
+
+
+def test_the_controllers_cpu_inside_the_outage_is_reported_apart_from_the_wait():
+    result, window = _outage(BusyMode()).run()
+    outage = result['outage']
+    assert window.cpu_started is not None and window.cpu_ended >= window.cpu_started
+    assert 30.0 <= outage['controller_cpu_ms'] < outage['outage_ms']
+    assert outage['outage_ms'] >= 80.0  # the 50 ms the resume waited counts in the outage, not in the CPU
+
+
+def test_a_summary_without_cpu_readings_says_none_rather_than_zero():
+    window = om.Window()
+    window.started_at, window.ended_at = 100.0, 100.25
+    assert om.outage_summary(window)['controller_cpu_ms'] is None
