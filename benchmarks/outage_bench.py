@@ -1089,7 +1089,8 @@ def scale_table(results, runs):
         'many hosts on this machine) - on the lab rebuilt with that many pgbouncers (one pgbouncer process and',
         'an sshd per host, each its own namespace) and standbys (lab shapes `default`, `scale_2`, `scale_8`,',
         '`scale`, `scale_32`, `scale_64`, `scale_100`), under %d writers in all spread evenly over the' % SCALE_WRITERS,
-        'pgbouncers. *Clients\' longest wait*: the longest transaction that overlapped the window. *Physical',
+        'pgbouncers (at least one per pgbouncer: beyond %d pgbouncers, one each; *writers*).' % SCALE_WRITERS,
+        '*Clients\' longest wait*: the longest transaction that overlapped the window. *Physical',
         'limit*: the bare window under the same load - one process, every connection open before the clock,',
         'PAUSE on every pgbouncer at once, the ALTER, every standby polled at once until it has the column,',
         'RESUME on every pgbouncer at once (`bare_window`); the two take turns going first. Medians of %d runs;' % runs,
@@ -1097,17 +1098,18 @@ def scale_table(results, runs):
         'CPU*: the CPU time the outage module\'s own process spent inside the outage (`controller_cpu_ms`,',
         'every thread). *Client errors*: the collection\'s window / the bare window\'s, the worst run.',
         '',
-        '| pgbouncers | standbys | outage (ms) | clients\' longest wait (ms) | physical limit (ms) | outage / limit | '
+        '| pgbouncers | standbys | writers | outage (ms) | clients\' longest wait (ms) | physical limit (ms) | outage / limit | '
         'bare window\'s longest client wait (ms) | outage vs 2+2 | wait vs 2+2 | limit vs 2+2 | drain (ms) | '
         'resume (ms) | controller CPU (ms) | client errors | commits lost |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ]
     for key in keys:
         point = parse_scale_key(key)
         rows = results[key]
         m = med[point]
-        lines.append('| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |' % (
-            point[0], point[1], m['outage_ms'], m['window_client_wait_ms'], m['bare_outage_ms'],
+        lines.append('| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |' % (
+            point[0], point[1], '/'.join(str(w) for w in sorted(set(r.get('writers', '-') for r in rows))),
+            m['outage_ms'], m['window_client_wait_ms'], m['bare_outage_ms'],
             _ratio(m['outage_ms'], m['bare_outage_ms']), m['bare_window_client_wait_ms'],
             _ratio(m['outage_ms'], base and base['outage_ms']),
             _ratio(m['window_client_wait_ms'], base and base['window_client_wait_ms']),
