@@ -14,7 +14,7 @@ description:
     quiet run - one line per play, one line per phase of a fastdowntime task, the pre-flight's verdict and its
     warnings, then the timeline, each failure once in one line, and one recap line. With C(-v) and more it
     prints everything the C(default) callback prints as well, and the timeline. Task warnings and deprecations
-    (and a role's C([DEPRECATION WARNING]) message, once) are shown in the quiet run too.
+    (and a role's C([DEPRECATION WARNING]) or C([WARNING]) message, once) are shown in the quiet run too.
   - As an B(aggregate callback) next to another stdout callback
     (C(callbacks_enabled = fastdowntime.postgresql.timeline)) it prints only the phase lines and the timeline.
   - Phases are read from the C(phases) list that fastdowntime modules return, also from failed tasks; any task
@@ -91,6 +91,9 @@ PREFIX = '[timeline]'
 # A role deprecates a variable with a debug task whose message starts so (the
 # quiet run shows it, once); Ansible's own deprecations come in task results.
 DEPRECATION_PREFIX = '[DEPRECATION WARNING]'
+# A role warns the same way (a variable the collection does not know, when
+# fastdowntime_unknown_variables is warn).
+WARNING_PREFIX = '[WARNING]'
 DEBUG_ACTIONS = ('ansible.builtin.debug', 'debug', 'ansible.legacy.debug')
 # Phase statuses of steps that did not run: skipped, or only planned (check mode).
 UNTIMED_STATUSES = ('skipped', 'planned')
@@ -270,14 +273,17 @@ class CallbackModule(DefaultCallback):
     def _show_warnings(self, data, action):
         """What the default callback would warn about, in a quiet run too: the
         task's warnings and deprecations (Ansible's own, e.g. a deprecated
-        option alias), and a role's DEPRECATION_PREFIX message (a debug task:
-        roles have no other way to deprecate a variable)."""
+        option alias), and a role's DEPRECATION_PREFIX or WARNING_PREFIX
+        message (a debug task: roles have no other way to deprecate a
+        variable or to warn)."""
         self._handle_warnings(data)
         message = data.get('msg')
-        if str(action) in DEBUG_ACTIONS and isinstance(message, str) and message.startswith(DEPRECATION_PREFIX):
+        if str(action) in DEBUG_ACTIONS and isinstance(message, str) and message.startswith(
+                (DEPRECATION_PREFIX, WARNING_PREFIX)):
             if message not in self._warned:  # once per playbook, though every play checks the inventory
                 self._warned.add(message)
-                self._display.display(message, color=C.COLOR_DEPRECATE, stderr=True)
+                self._display.display(message, stderr=True, color=C.COLOR_DEPRECATE
+                                      if message.startswith(DEPRECATION_PREFIX) else C.COLOR_WARN)
 
     @staticmethod
     def _phase_line(record, host, fallback_error=None, with_error=True):

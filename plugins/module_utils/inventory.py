@@ -15,6 +15,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import difflib
+
 PRIMARY = 'fastdowntime_primary'
 STANDBYS = 'fastdowntime_standbys'
 PGBOUNCERS = 'fastdowntime_pgbouncers'
@@ -85,3 +87,81 @@ def inventory_problems(groups, hostvars):
                 problems.append('%s is not set: set it in the inventory (group_vars/all) or with -e' % name)
         problems.extend(line for line in (not_a_number(name, variables.get(name)) for name in NUMERIC_VARS) if line)
     return problems
+
+
+# -- variable names: a misspelled one silently gets its default ---------------
+COLLECTION = 'fastdowntime.postgresql'
+# Every variable of the collection is named so; role options named after their
+# role (schema_apply_phase) add that role's prefix (known_variables()).
+PREFIX = 'fastdowntime_'
+# fail (default): an unknown variable in the collection's namespaces refuses the
+# run before anything changes; warn: one warning, and the run goes on.
+UNKNOWN_VARIABLES_VAR = 'fastdowntime_unknown_variables'
+UNKNOWN_VARIABLES_MODES = ('fail', 'warn')
+# Results the collection's roles and playbooks register or set as facts (they
+# are host variables too, once set): never "unknown". Checked against the
+# roles' and playbooks' register:/set_fact: by tests/unit (test_inventory.py).
+FACTS = ('fastdowntime_app_restart_phases', 'fastdowntime_cycle_time', 'fastdowntime_hot_changed_before_window',
+         'fastdowntime_lint_result', 'fastdowntime_phases', 'fastdowntime_preflight_result', 'schema_apply_result')
+# Hosts named in a line before "and N more".
+HOSTS_NAMED = 3
+
+
+def known_variables(argument_specs):
+    """The variables the collection knows and the prefixes it owns.
+
+    ``argument_specs``: {role name: the ``argument_specs`` mapping of that role's
+    meta/argument_specs.yml} (entry point -> {'options': {name: spec}}). Every
+    option of every entry point is known, its ``aliases`` too (a renamed
+    variable's old name), and FACTS. Returns (frozenset of names, tuple of
+    prefixes): PREFIX, and ``<role>_`` for a role whose options are named so.
+    """
+    names = set(FACTS)
+    prefixes = [PREFIX]
+    for role, entry_points in sorted((argument_specs or {}).items()):
+        for entry in (entry_points or {}).values():
+            for name, spec in ((entry or {}).get('options') or {}).items():
+                names.add(name)
+                names.update((spec or {}).get('aliases') or [])
+                if name.startswith(role + '_') and role + '_' not in prefixes:
+                    prefixes.append(role + '_')
+    return frozenset(names), tuple(prefixes)
+
+
+def _closest(name, known, prefixes):
+    """The known name closest to ``name``, or None: compared without the prefix they
+    share (fastdowntime_lab_dir is not close to fastdowntime_patch_dir)."""
+    prefix = max((p for p in prefixes if name.startswith(p)), key=len, default='')
+    by_rest = dict((k[len(prefix):], k) for k in known if k.startswith(prefix))
+    close = difflib.get_close_matches(name[len(prefix):], sorted(by_rest), n=1, cutoff=0.75)
+    return by_rest[close[0]] if close else None
+
+
+def unknown_variables(names_by_host, known, prefixes):
+    """One line per variable named in the collection's namespaces that it does not know.
+
+    ``names_by_host``: {host: iterable of its variable names} (inventory, group_vars,
+    extra vars - every host of the inventory); ``known``/``prefixes`` from
+    known_variables().
+    Each line names the variable, the hosts it is set for ("every host" when all
+    of them: group_vars/all or -e), the closest known name (difflib) and the fix.
+    """
+    hosts_of = {}
+    for host, names in (names_by_host or {}).items():
+        for name in names:
+            if name.startswith(tuple(prefixes)) and name not in known:
+                hosts_of.setdefault(name, []).append(host)
+    lines = []
+    everywhere = len(names_by_host or {})
+    for name in sorted(hosts_of):
+        hosts = hosts_of[name]
+        if len(hosts) == everywhere and everywhere > 1:
+            where = 'set for every host: group_vars/all or -e'
+        else:
+            where = 'set for %s' % ', '.join(hosts[:HOSTS_NAMED])
+            if len(hosts) > HOSTS_NAMED:
+                where += ' and %d more' % (len(hosts) - HOSTS_NAMED)
+        close = _closest(name, known, prefixes)
+        fix = 'did you mean %s?' % close if close else 'rename or remove it (README "The public contract")'
+        lines.append('%s (%s) is not a variable of %s: %s' % (name, where, COLLECTION, fix))
+    return lines

@@ -58,7 +58,7 @@ def test_expand_before_use_code_needing_a_revision_waits_for_every_database(heal
     for app in APPS:
         release(lab, app, {'requires_revision': needs, 'uses': ['fdt_e%d.id' % major]})
     before = pids(lab)
-    extra = {'fastdowntime_app_manifest_path': '{{ fastdowntime_lab_dir }}/hosts/{{ inventory_hostname }}'
+    extra = {'fastdowntime_app_manifest_path': '{{ fdt_lab_dir }}/hosts/{{ inventory_hostname }}'
                                                '/release/fastdowntime.json'}
     # The code rollout alone (--tags restart) comes first: refused, nothing restarted.
     proc, dummy = run_playbook(lab, tmp_path, patch_dir, extra=extra, tags='restart')

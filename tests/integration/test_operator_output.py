@@ -227,6 +227,31 @@ def test_a_word_for_the_budget_is_one_line_naming_the_variable(healthy_lab, tmp_
     assert not os.path.exists(report_path)
 
 
+def test_a_misspelled_variable_is_refused_in_one_line_before_any_pause(healthy_lab, tmp_path):
+    """Defect 18: fastdowntime_pg_pasword would leave the password unset (a login failure far from its
+    cause); the run stops in the inventory check, naming the variable, where it is set and the right name."""
+    proc, report_path = run_playbook(healthy_lab, tmp_path, str(tmp_path), tags='all',
+                                     extra={'fastdowntime_pg_pasword': 'x'})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert_quiet(out)
+    assert proc.stdout.splitlines()[:2] == [
+        '== Inventory - the groups and variables of the contract',
+        'FAILED inventory: fastdowntime_pg_pasword (set for every host: group_vars/all or -e) is not a variable of '
+        'fastdowntime.postgresql: did you mean fastdowntime_pg_password? (the contract: README "The public '
+        'contract", inventories/example/; fastdowntime_unknown_variables: warn only warns about unknown names)'], out
+    assert 'PAUSE' not in out and not os.path.exists(report_path)
+    # Downgraded to a warning: shown once (every play checks the inventory), the run goes on.
+    proc, report_path = run_playbook(healthy_lab, tmp_path, str(tmp_path), tags='all', args=['--check'], extra={
+        'fastdowntime_pg_pasword': 'x', 'fastdowntime_unknown_variables': 'warn'})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert_quiet(out)
+    assert out.count('[WARNING]: fastdowntime_pg_pasword (set for every host: group_vars/all or -e) is not a '
+                     'variable of fastdowntime.postgresql: did you mean fastdowntime_pg_password? '
+                     '(fastdowntime_unknown_variables is warn: the run goes on)') == 1, out
+
+
 def test_each_unreachable_database_is_one_clear_line(healthy_lab, tmp_path):
     def edit(groups):
         groups['fastdowntime_primary']['hosts']['primary']['fastdowntime_pg_password'] = 'not-the-password'

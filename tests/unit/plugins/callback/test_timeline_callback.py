@@ -466,3 +466,15 @@ def test_quiet_run_leaves_out_a_resume_check_that_found_nothing_to_do(display):
     run_outage(make_callback(loud), {'changed': True, 'phases': [
         phase('resume_verify', 'pgbouncer1', 0.0, 0.0002, 9000, resumed=[], enabled=[])]})
     assert loud.lines == ['[timeline] end resume_verify on pgbouncer1: ok in 0.2 ms, budget left 9.00 s']
+
+
+def test_quiet_run_shows_a_roles_warning_once_though_every_play_checks_the_inventory(display):
+    callback = make_callback(display, stdout=True)
+    message = ('[WARNING]: fastdowntime_pg_pasword (set for primary) is not a variable of fastdowntime.postgresql: '
+               'did you mean fastdowntime_pg_password? (fastdowntime_unknown_variables is warn: the run goes on)')
+    for dummy in range(2):
+        task = FakeTask('Warn about variables the collection does not know', 'ansible.builtin.debug')
+        callback.v2_runner_on_ok(FakeResult(task, FakeHost('primary'), {'msg': message}))
+    # Another debug message is no warning.
+    callback.v2_runner_on_ok(FakeResult(FakeTask('Say', 'ansible.builtin.debug'), FakeHost('primary'), {'msg': 'hi'}))
+    assert display.lines == [message]

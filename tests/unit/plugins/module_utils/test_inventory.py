@@ -48,3 +48,66 @@ def test_a_word_where_seconds_are_expected_is_one_line_naming_the_variable():
                      fastdowntime_reserve_seconds=0.5, fastdowntime_pgbouncer_drain_timeout_seconds='')
     assert inventory_problems({'fastdowntime_primary': ['db1']}, {'db1': variables}) == [
         "fastdowntime_budget_seconds is 'ten', not a number of seconds: give it as a number, e.g. 60"]
+
+
+# -- variable names (defect 18: fastdowntime_pg_pasword was accepted) ------------
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.inventory import (  # noqa: E402
+    FACTS, known_variables, unknown_variables)
+
+SPECS = {
+    'preflight': {'main': {'options': {'fastdowntime_pg_password': {'type': 'str'},
+                                       'fastdowntime_budget_seconds': {'type': 'float'},
+                                       'fastdowntime_drain_entries': {'aliases': ['fastdowntime_pgbouncer_databases']}}},
+                  'inventory': {'options': {}}},
+    'schema_apply': {'main': {'options': {'schema_apply_phase': {}, 'fastdowntime_patch_dir': {}}}},
+    'empty': {'main': None},
+}
+
+
+def test_known_variables_are_every_entry_points_options_their_aliases_and_the_collections_facts():
+    known, prefixes = known_variables(SPECS)
+    assert {'fastdowntime_pg_password', 'fastdowntime_budget_seconds', 'fastdowntime_drain_entries',
+            'fastdowntime_pgbouncer_databases', 'schema_apply_phase', 'fastdowntime_patch_dir'} <= known
+    assert set(FACTS) <= known
+    # A role whose options carry its own name owns that prefix too.
+    assert prefixes == ('fastdowntime_', 'schema_apply_')
+
+
+def test_a_misspelled_variable_is_named_with_its_hosts_and_the_closest_known_name():
+    known, prefixes = known_variables(SPECS)
+    lines = unknown_variables({'primary': ['fastdowntime_pg_pasword', 'fastdowntime_budget_seconds'],
+                               'standby1': ['fastdowntime_pg_pasword'], 'app1': []}, known, prefixes)
+    assert lines == ['fastdowntime_pg_pasword (set for primary, standby1) is not a variable of '
+                     'fastdowntime.postgresql: did you mean fastdowntime_pg_password?']
+
+
+def test_a_variable_on_every_host_is_said_to_come_from_group_vars_all_or_extra_vars():
+    known, prefixes = known_variables(SPECS)
+    hosts = dict(('h%d' % i, ['fastdowntime_budget_second']) for i in range(3))
+    assert unknown_variables(hosts, known, prefixes) == [
+        'fastdowntime_budget_second (set for every host: group_vars/all or -e) is not a variable of '
+        'fastdowntime.postgresql: did you mean fastdowntime_budget_seconds?']
+
+
+def test_many_hosts_are_counted_not_listed():
+    known, prefixes = known_variables(SPECS)
+    hosts = dict(('db%d' % i, ['fastdowntime_pg_pasword']) for i in range(5))
+    hosts['app1'] = []
+    [line] = unknown_variables(hosts, known, prefixes)
+    assert line.startswith('fastdowntime_pg_pasword (set for db0, db1, db2 and 2 more) is not')
+
+
+def test_a_name_close_to_nothing_gets_no_guess_and_the_prefix_does_not_count_as_closeness():
+    known, prefixes = known_variables(SPECS)
+    # fastdowntime_lab_dir shares 'fastdowntime_' and '_dir' with fastdowntime_patch_dir: no guess.
+    assert unknown_variables({'h': ['fastdowntime_lab_dir', 'schema_apply_phse']}, known, prefixes) == [
+        'fastdowntime_lab_dir (set for h) is not a variable of fastdowntime.postgresql: rename or remove it '
+        '(README "The public contract")',
+        'schema_apply_phse (set for h) is not a variable of fastdowntime.postgresql: did you mean '
+        'schema_apply_phase?']
+
+
+def test_known_names_old_names_facts_and_other_namespaces_are_not_flagged():
+    known, prefixes = known_variables(SPECS)
+    assert unknown_variables({'h': ['fastdowntime_pgbouncer_databases', 'fastdowntime_phases', 'schema_apply_result',
+                                    '__fastdowntime_internal', 'ansible_host', 'pg_pasword']}, known, prefixes) == []
