@@ -48,11 +48,6 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema imp
     SchemaError, applied_revisions, apply_cold, ensure_revision_table, newest_revision_sql, procedure_source)
 
 
-# Reading each database's revision after resume: outside the window, but the
-# module's result waits for it.
-REVISION_READ_SECONDS = 2.0
-
-
 class OutageError(Exception):
     """The outage failed or was refused; str() is the operator's message."""
 
@@ -582,24 +577,11 @@ class Outage:
         except psycopg2.Error:
             pass
 
-    def revisions(self, timeout=REVISION_READ_SECONDS):
-        """What the schema is now, as each database reports it: after resume
-        (never inside the window), on the connections the window used, the
-        standbys asked at once. [{'host': endpoint label, 'role': 'primary' or
-        'standby', 'revision': '2211-01-0' or None (no revision recorded),
-        'error': one line or None}], the primary first."""
-        sql = newest_revision_sql(**self._table_kwargs())
-        rows = []
-        try:
-            rows.append({'host': endpoint_label(self.primary), 'role': 'primary',
-                         'revision': query(self.observer, sql)[0]['revision'], 'error': None})
-        except Exception as exc:  # noqa: B902 - a report line, never a failed deploy
-            rows.append({'host': endpoint_label(self.primary), 'role': 'primary', 'revision': None,
-                         'error': one_line(exc)})
-        for endpoint, row, error in replication.on_standbys(self.standby_conns, sql, timeout):
-            rows.append({'host': endpoint_label(endpoint), 'role': 'standby',
-                         'revision': row[0] if row else None, 'error': error})
-        return rows
+    def revisions(self, timeout=replication.REVISION_READ_SECONDS):
+        """What the schema is now, after resume (never inside the window), on the
+        connections the window used (replication.schema_now's rows)."""
+        return replication.schema_now(self.observer, endpoint_label(self.primary), self.standby_conns,
+                                      self.revision_table, timeout)
 
     def _verify(self, result, disabled):
         """After the window: every entry of every console asked by a client

@@ -54,7 +54,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils import pgv
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, endpoint_label, one_line, psycopg2, query, rows_as_dicts, wait)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    SchemaError, _end_read, _pg_message)
+    DEFAULT_REVISION_TABLE, SchemaError, _end_read, _pg_message, newest_revision_sql)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
     resolve_addresses, serving_entries)
 
@@ -997,6 +997,58 @@ def on_standbys(standby_conns, sql, timeout):
                 error = failure_reason(conn, exc) if conn.closed else one_line(exc)
         results.append((endpoint, row, error))
     return results
+
+
+# "Schema now": each database's answer (outside the window, but the module's
+# result waits for it); how long a standby may take to replay hot patches just
+# applied before it is reported behind; how often it is asked again meanwhile.
+REVISION_READ_SECONDS = 2.0
+CATCH_UP_SECONDS = 5.0
+CATCH_UP_POLL_SECONDS = 0.05
+
+
+def schema_now(primary_conn, primary_label, standby_conns, revision_table, timeout, catch_up_seconds=0.0):
+    """What the schema is now, as each database reports it, read once the last
+    change of the run is made (after RESUME; after the hot patches that follow
+    the window): [{'host': endpoint label, 'role': 'primary' or 'standby',
+    'revision': '2211-01-0' or None (no revision recorded), 'error': one line or
+    None, 'behind': True when a standby still reported an older revision than
+    the primary after ``catch_up_seconds``}], the primary first.
+
+    ``primary_conn``: a blocking autocommit connection; ``standby_conns``:
+    [(endpoint, async connection)], asked at once (``timeout`` seconds for each
+    answer). ``catch_up_seconds`` > 0 (hot patches just applied, replayed
+    asynchronously): a standby reporting another revision than the primary is
+    asked again until it reports the primary's or that many seconds passed.
+    Never raises: a database that cannot be read is a row with its error."""
+    sql = newest_revision_sql(revision_table or DEFAULT_REVISION_TABLE)
+    try:
+        primary = {'host': primary_label, 'role': 'primary', 'revision': query(primary_conn, sql)[0]['revision'],
+                   'error': None}
+    except Exception as exc:  # noqa: B902 - a report line, never a failed deploy
+        primary = {'host': primary_label, 'role': 'primary', 'revision': None, 'error': one_line(exc)}
+    deadline = time.monotonic() + catch_up_seconds
+    rows = {}
+    asking = list(standby_conns)
+    while asking:
+        for endpoint, row, error in on_standbys(asking, sql, timeout):
+            rows[endpoint_label(endpoint)] = {'host': endpoint_label(endpoint), 'role': 'standby',
+                                              'revision': row[0] if row else None, 'error': error}
+        asking = [(e, c) for e, c in asking if behind(rows[endpoint_label(e)], primary)]
+        if asking and time.monotonic() + CATCH_UP_POLL_SECONDS < deadline:
+            time.sleep(CATCH_UP_POLL_SECONDS)
+            continue
+        for endpoint, dummy in asking:
+            rows[endpoint_label(endpoint)]['behind'] = True
+        break
+    return [primary] + [rows[endpoint_label(e)] for e, dummy in standby_conns]
+
+
+def behind(standby_row, primary_row):
+    """Does a standby's "schema now" row report another revision than the primary's
+    (both read without error)? The standby has not replayed the last patch yet."""
+    return (not standby_row.get('error') and not primary_row.get('error')
+            and standby_row.get('revision') != primary_row.get('revision'))
 
 
 def _settle(conn, timeout):

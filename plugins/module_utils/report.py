@@ -229,7 +229,8 @@ def build_report(entries, play_failed=False, check_mode=False, generated_at=None
         'problems': [line for e in entries for line in e.get('problems') or []],
         # What the deploy would do (the last plan seen: the pre-flight's, with the lint and the estimate).
         'plan': _last_plan(entries),
-        # What the schema is now: each database's newest revision, read after the window.
+        # What the schema is now: each database's newest revision, as last read in the run (after the
+        # window, or after the hot patches that follow it).
         'revisions': _first(e['revisions'] for e in reversed(entries) if e.get('revisions')) or [],
     }
     return report
@@ -466,7 +467,8 @@ def render_text(report):
 def render_revisions(revisions):
     """'schema now: 2211-01-0 on primary (...), standby1 (...)' - one group per
     revision, in the order the databases were read; a database that could not
-    be read is named with why."""
+    be read is named with why, a standby that had not yet replayed the primary's
+    newest revision (hot patches just applied) says so."""
     if not revisions:
         return []
     groups = []
@@ -475,6 +477,8 @@ def render_revisions(revisions):
             key = 'unknown (%s)' % row['error']
         else:
             key = row.get('revision') or 'no revision recorded'
+            if row.get('behind'):
+                key += ' (still replaying when read)'
         for group in groups:
             if group[0] == key:
                 group[1].append(str(row.get('host')))

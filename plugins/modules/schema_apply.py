@@ -231,6 +231,20 @@ phases:
   returned: always
   type: list
   elements: dict
+revisions:
+  description:
+    - What the schema is once this phase's patches are applied (also when one failed), as each database reports it -
+      the primary first, then every standby. C(revision) is the newest revision in the revision table; C(error)
+      says why a database could not be read. After hot patches a standby is asked again until it reports the
+      primary's revision, for at most 5 s; C(behind) is true when it still did not.
+    - The timeline report's C(schema now) is the last one read in the run - after the hot patches that follow the
+      window when there are some.
+  returned: when patches were applied (not in check mode)
+  type: list
+  elements: dict
+  sample:
+    - {host: "primary (10.0.0.5:5432)", role: primary, revision: 2300-13-1, error: null}
+    - {host: "standby1 (10.0.0.6:5432)", role: standby, revision: 2300-13-1, error: null}
 '''
 
 import time
@@ -248,7 +262,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema imp
     LockRetry, RevisionTable, SchemaError, applied_revisions, apply_cold, apply_hot, ensure_revision_table,
     procedure_source, revision_table_exists)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.replication import (
-    check_standbys, wait_for_replay)
+    CATCH_UP_SECONDS, REVISION_READ_SECONDS, check_standbys, schema_now, wait_for_replay)
 
 try:
     from psycopg2 import Error as DriverError
@@ -283,6 +297,7 @@ class Run:
         self.deploy_id = module.params['deploy_id'] or time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
         self.clock = BudgetClock(module.params['budget_seconds'])
         self.connections = []
+        self.standby_conns = []   # (endpoint, async connection), once the cold phase opened them
         self.result = dict(changed=False, phases=self.clock.phases)
 
     def connect(self, endpoint, **kwargs):
@@ -327,10 +342,38 @@ class Run:
         if self.module.check_mode:
             return
         self.result['revision_table']['created'] = ensure_revision_table(conn, self.table)
-        if phase in ('hot', 'hot_after_window'):
-            self.apply_hot(conn, pending, 'post_window_hot_patch' if phase == 'hot_after_window' else 'hot_patch')
-        else:
-            self.apply_cold(conn, pending)
+        try:
+            if phase in ('hot', 'hot_after_window'):
+                self.apply_hot(conn, pending, 'post_window_hot_patch' if phase == 'hot_after_window' else 'hot_patch')
+            else:
+                self.apply_cold(conn, pending)
+        finally:
+            # Read once this phase's last change is made (also when it failed): the report's
+            # "schema now" is the last one read in the run, after the hot patches that follow the window.
+            self.result['revisions'] = self.schema_now(catch_up_seconds=0 if phase == 'cold' else CATCH_UP_SECONDS)
+
+    def schema_now(self, catch_up_seconds):
+        """What each database reports now (replication.schema_now), the standbys
+        given time to replay hot patches just applied; a database that cannot be
+        reached is a row with its error, never a failed task."""
+        label = self.label
+        try:
+            observer = self.observer()
+        except (ConnectError, DriverError) as exc:
+            return [{'host': label, 'role': 'primary', 'revision': None, 'error': one_line(exc)}]
+        self.connections.append(observer)
+        conns, unreachable = list(self.standby_conns), {}
+        if not conns:
+            for endpoint in self.params['standbys']:
+                try:
+                    conns.append((endpoint, self.connect(endpoint, async_=True)))
+                except (ConnectError, DriverError) as exc:
+                    unreachable[endpoint_label(endpoint)] = one_line(exc)
+        read = schema_now(observer, label, conns, self.table, REVISION_READ_SECONDS, catch_up_seconds=catch_up_seconds)
+        by_host = dict((row['host'], row) for row in read[1:])
+        return read[:1] + [by_host.get(endpoint_label(e)) or {'host': endpoint_label(e), 'role': 'standby',
+                                                              'revision': None, 'error': unreachable[endpoint_label(e)]}
+                           for e in self.params['standbys']]
 
     def observer(self):
         return connect(self.primary, dbname=self.params['db_name'], autocommit=True,
@@ -346,7 +389,8 @@ class Run:
     def apply_cold(self, conn, pending):
         # Standbys are opened and checked before the clock starts: a wrong or
         # unreachable standby fails the task before anything is applied.
-        standbys = [(endpoint, self.connect(endpoint, async_=True)) for endpoint in self.params['standbys']]
+        standbys = self.standby_conns = [(endpoint, self.connect(endpoint, async_=True))
+                                         for endpoint in self.params['standbys']]
         identities = check_standbys(conn, standbys)
         self.clock.start()
         self.result['cold'] = apply_cold(conn, pending, self.clock, deploy_id=self.deploy_id, revision_table=self.table,

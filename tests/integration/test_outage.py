@@ -178,6 +178,10 @@ def test_patches_keep_their_numbered_order_and_a_comment_only_patch_needs_no_dra
     assert order.index('post_window_hot_patch') > order.index('resume') > order.index('cold_transaction')
     assert report['plan']['phases'] == [{'phase': 'cold', 'patches': ['patch-%d-01-0.sql' % major]},
                                         {'phase': 'post-window hot', 'patches': ['patch-%d-02-0.sql' % major]}]
+    # Defect 12: "schema now" is read after the hot patch that followed the window, on every database.
+    assert [(r['role'], r['revision'], r['error'], r.get('behind')) for r in report['revisions']] == \
+        [('primary', '%d-02-0' % major, None, None)] + [('standby', '%d-02-0' % major, None, None)] * 2
+    assert 'schema now: %d-02-0 on primary (%s:5432), standby1' % (major, lab.addr('primary')) in proc.stdout
     assert_all_resumed(lab)
 
     (tmp_path / ('patches-%d' % major) / ('patch-%d-03-0.sql' % major)).write_text('-- reserved for later\n')

@@ -618,6 +618,10 @@ def test_role_applies_lab_patches_then_does_nothing_and_check_mode_plans_only(cl
                                                             'patch-2300-03-0.sql']
     assert [p['name'] for p in after['hot']] == ['patch-2300-03-1.sql']
     assert [p['phase'] for p in after['phases']] == ['post_window_hot_patch']
+    # Each phase says what the schema is once it is done; after the window's hot patch, every database says 03-1.
+    assert [r['revision'] for r in cold['revisions']] == ['2300-03-0'] * (1 + len(cluster.standbys))
+    assert [(r['revision'], r['error'], r.get('behind')) for r in after['revisions']] == \
+        [('2300-03-1', None, None)] * (1 + len(cluster.standbys))
     assert cluster.scalar(cluster.primary, "SELECT indisvalid FROM pg_index "
                                            "WHERE indexrelid = to_regclass('fdt_item_tag_tag_key')") is True
     assert len(cold['replay']['standbys']) == len(cluster.standbys)

@@ -542,3 +542,36 @@ def test_what_a_client_saw_after_the_window_is_reported_and_printed():
     built = rp.build_report(entries)
     assert built['outage']['pgbouncer_state'] == statement
     assert 'pgbouncer after the window: ' + statement in rp.render_text(built)
+
+
+def test_schema_now_is_read_after_the_hot_patches_that_follow_the_window():
+    """Defect 12: 2300-13-1 applied after the window, the report said 2300-12-0 (the outage's read)."""
+    def rows(primary, standby, behind=False):
+        standby_row = {'host': 'standby1 (h2:5432)', 'role': 'standby', 'revision': standby, 'error': None}
+        if behind:
+            standby_row['behind'] = True
+        return [{'host': 'primary (h1:5432)', 'role': 'primary', 'revision': primary, 'error': None}, standby_row]
+
+    outage = entry_from_result({'changed': True, 'outcome': 'done', 'phases': [], 'revisions': rows('2300-12-0',
+                                                                                                    '2300-12-0')},
+                               task='Outage', host='localhost', action='fastdowntime.postgresql.outage')
+    after = entry_from_result({'results': [{'changed': True, 'phases': [phase('post_window_hot_patch', 'primary', 1, 0.1)],
+                                            'revisions': rows('2300-13-1', '2300-13-1')}]},
+                              task='Apply', host='localhost', action='fastdowntime.postgresql.schema_apply')
+    report = build_report(outage + after)
+    assert [r['revision'] for r in report['revisions']] == ['2300-13-1', '2300-13-1']
+    assert 'schema now: 2300-13-1 on primary (h1:5432), standby1 (h2:5432)' in render_text(report)
+    # A standby that had not replayed the last hot patch when read says so.
+    after[0]['revisions'] = rows('2300-13-1', '2300-12-0', behind=True)
+    assert ('schema now: 2300-13-1 on primary (h1:5432); 2300-12-0 (still replaying when read) on standby1 (h2:5432)'
+            in render_text(build_report(outage + after)))
+
+
+def test_a_standby_is_behind_only_when_both_reads_succeeded_and_differ():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.replication import behind
+    primary = {'revision': '2300-13-1', 'error': None}
+    assert behind({'revision': '2300-12-0', 'error': None}, primary)
+    assert behind({'revision': None, 'error': None}, primary)
+    assert not behind({'revision': '2300-13-1', 'error': None}, primary)
+    assert not behind({'revision': None, 'error': 'no answer within 2.0 s'}, primary)
+    assert not behind({'revision': '2300-12-0', 'error': None}, {'revision': None, 'error': 'gone'})
