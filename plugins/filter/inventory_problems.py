@@ -17,15 +17,8 @@ description:
     C(fastdowntime_db_name) and C(fastdowntime_patch_dir).
   - Returns one line per problem naming the group or variable and the fix; an empty list when the
     inventory can run a deploy. Every playbook of the collection runs it before its first play.
-options:
-  _input:
-    description: The C(groups) magic variable.
-    type: dict
-    required: true
-  hostvars:
-    description: The C(hostvars) magic variable.
-    type: dict
-    required: true
+extends_documentation_fragment:
+  - fastdowntime.postgresql.inventory_filter
 '''
 
 EXAMPLES = r'''

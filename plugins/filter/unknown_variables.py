@@ -19,25 +19,15 @@ description:
   - Every playbook of the collection runs it before its first play (role C(preflight), entry point
     C(inventory)); C(fastdowntime_unknown_variables) decides whether such a line refuses the run (C(fail), the
     default) or only warns (C(warn)).
-options:
-  _input:
-    description: The C(groups) magic variable.
-    type: dict
-    required: true
-  hostvars:
-    description: The C(hostvars) magic variable.
-    type: dict
-    required: true
+extends_documentation_fragment:
+  - fastdowntime.postgresql.inventory_filter
 '''
 
 EXAMPLES = r'''
-- name: Refuse misspelled variables
-  ansible.builtin.assert:
-    that: __unknown | length == 0
-    fail_msg: "{{ __unknown | join('; ') }}"
-    quiet: true
-  vars:
-    __unknown: "{{ groups | fastdowntime.postgresql.unknown_variables(hostvars) }}"
+- name: Show the variables the collection does not know (misspellings), one line each
+  ansible.builtin.debug:
+    msg: "{{ groups | fastdowntime.postgresql.unknown_variables(hostvars) }}"
+  run_once: true
 '''
 
 RETURN = r'''

@@ -45,7 +45,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, load_patch_set, plan as make_plan, refuse_drift)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    SchemaError, applied_revisions, apply_cold, ensure_revision_table, newest_revision_sql, procedure_source)
+    SchemaError, applied_revisions, apply_cold, ensure_revision_table, procedure_source)
 
 
 class OutageError(Exception):

@@ -213,34 +213,35 @@ def test_an_inventory_mistake_is_one_line_before_any_play(healthy_lab, tmp_path,
     assert not os.path.exists(report_path)
 
 
-def test_a_word_for_the_budget_is_one_line_naming_the_variable(healthy_lab, tmp_path):
-    proc, report_path = run_playbook(healthy_lab, tmp_path, str(tmp_path), tags='all',
-                                     extra={'fastdowntime_budget_seconds': 'ten'})
+def refused_by_the_inventory_check(lab, tmp_path, extra, line):
+    """A deploy with ``extra`` variables stops in the inventory check, before any play reaches a
+    host, with ``line`` (the one failure line); returns the whole output."""
+    proc, report_path = run_playbook(lab, tmp_path, str(tmp_path), tags='all', extra=extra)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out
     assert_quiet(out)
-    assert proc.stdout.splitlines()[:2] == [
-        '== Inventory - the groups and variables of the contract',
-        "FAILED inventory: fastdowntime_budget_seconds is 'ten', not a number of seconds: give it as a number, "
-        'e.g. 60 (the contract: README "The public contract", inventories/example/)'], out
-    assert 'cannot be converted' not in out and '_AnsibleTaggedStr' not in out
+    assert proc.stdout.splitlines()[:2] == ['== Inventory - the groups and variables of the contract', line], out
     assert not os.path.exists(report_path)
+    return out
+
+
+def test_a_word_for_the_budget_is_one_line_naming_the_variable(healthy_lab, tmp_path):
+    out = refused_by_the_inventory_check(
+        healthy_lab, tmp_path, {'fastdowntime_budget_seconds': 'ten'},
+        "FAILED inventory: fastdowntime_budget_seconds is 'ten', not a number of seconds: give it as a number, "
+        'e.g. 60 (the contract: README "The public contract", inventories/example/)')
+    assert 'cannot be converted' not in out and '_AnsibleTaggedStr' not in out
 
 
 def test_a_misspelled_variable_is_refused_in_one_line_before_any_pause(healthy_lab, tmp_path):
     """Defect 18: fastdowntime_pg_pasword would leave the password unset (a login failure far from its
     cause); the run stops in the inventory check, naming the variable, where it is set and the right name."""
-    proc, report_path = run_playbook(healthy_lab, tmp_path, str(tmp_path), tags='all',
-                                     extra={'fastdowntime_pg_pasword': 'x'})
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 2, out
-    assert_quiet(out)
-    assert proc.stdout.splitlines()[:2] == [
-        '== Inventory - the groups and variables of the contract',
+    out = refused_by_the_inventory_check(
+        healthy_lab, tmp_path, {'fastdowntime_pg_pasword': 'x'},
         'FAILED inventory: fastdowntime_pg_pasword (set for every host: group_vars/all or -e) is not a variable of '
         'fastdowntime.postgresql: did you mean fastdowntime_pg_password? (the contract: README "The public '
-        'contract", inventories/example/; fastdowntime_unknown_variables: warn only warns about unknown names)'], out
-    assert 'PAUSE' not in out and not os.path.exists(report_path)
+        'contract", inventories/example/; fastdowntime_unknown_variables: warn only warns about unknown names)')
+    assert 'PAUSE' not in out
     # Downgraded to a warning: shown once (every play checks the inventory), the run goes on.
     proc, report_path = run_playbook(healthy_lab, tmp_path, str(tmp_path), tags='all', args=['--check'], extra={
         'fastdowntime_pg_pasword': 'x', 'fastdowntime_unknown_variables': 'warn'})
