@@ -14,7 +14,8 @@ description:
   - Looks at every host of the inventory (inventory, C(group_vars), C(host_vars), extra variables) for variables
     named C(fastdowntime_*) (or C(schema_apply_*), the options of the role C(schema_apply)) that no role of the
     collection declares in its C(meta/argument_specs.yml) (an option, or its old name while it is deprecated).
-  - Returns one line per such variable naming the hosts it is set for and the closest known name - a
+  - Returns one line per such variable naming the hosts it is set for, where (the file and line, or C(-e); from
+    ansible-core 2.19 on) and the closest known name - a
     misspelled C(fastdowntime_pg_pasword) would otherwise leave the password unset, far from its cause.
   - Every playbook of the collection runs it before its first play (role C(preflight), entry point
     C(inventory)); C(fastdowntime_unknown_variables) decides whether such a line refuses the run (C(fail), the
@@ -36,8 +37,8 @@ _value:
   type: list
   elements: str
   sample:
-    - "fastdowntime_pg_pasword (set for primary) is not a variable of fastdowntime.postgresql: did you mean
-      fastdowntime_pg_password?"
+    - "fastdowntime_pg_pasword (set for primary, from inventories/prod/host_vars/primary.yml line 3) is not a variable
+      of fastdowntime.postgresql: did you mean fastdowntime_pg_password?"
 '''
 
 import glob
@@ -46,7 +47,7 @@ import os
 import yaml
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.inventory import (
-    known_variables, unknown_variables as _unknown)
+    known_variables, origin_text, unknown_variables as _unknown)
 
 # The collection's root: plugins/filter/ -> ../..
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -61,15 +62,35 @@ def argument_specs(root=ROOT):
     return specs
 
 
+try:  # ansible-core 2.19 on: where each value was read (file and line, or -e)
+    from ansible._internal._datatag._tags import Origin
+except ImportError:  # older: the lines name the hosts only
+    Origin = None
+
+
+def _origin(value):
+    tag = Origin.get_tag(value) if Origin is not None else None
+    if tag is None:
+        return None
+    return origin_text(tag.path, tag.line_num, tag.description, cwd=os.getcwd())
+
+
 def unknown_variables(groups, hostvars):
     known, prefixes = known_variables(argument_specs())
-    names = {}
+    names, origins = {}, {}
     for host in (groups or {}).get('all') or []:
         try:
-            names[host] = [name for name in hostvars[host] if name.startswith(prefixes)]
+            # Not templated: only names, and where each value came from.
+            variables = hostvars.raw_get(host) if hasattr(hostvars, 'raw_get') else hostvars[host]
         except KeyError:
             continue
-    return _unknown(names, known, prefixes)
+        names[host] = [name for name in variables if name.startswith(prefixes)]
+        for name in names[host]:
+            if name not in known:
+                where = _origin(variables[name])
+                if where and where not in origins.setdefault(name, []):
+                    origins[name].append(where)
+    return _unknown(names, known, prefixes, origins)
 
 
 class FilterModule(object):

@@ -137,14 +137,28 @@ def _closest(name, known, prefixes):
     return by_rest[close[0]] if close else None
 
 
-def unknown_variables(names_by_host, known, prefixes):
+def origin_text(path=None, line=None, description=None, cwd=None):
+    """Where a value was set, for a line: 'inventories/prod/hosts.yml line 4'
+    (relative to ``cwd`` when under it), '-e', or None when nothing is known."""
+    if path:
+        if cwd and path.startswith(cwd.rstrip('/') + '/'):
+            path = path[len(cwd.rstrip('/')) + 1:]
+        return '%s line %d' % (path, line) if line else path
+    if description:
+        return '-e' if "'-e'" in description else description.strip('<>')
+    return None
+
+
+def unknown_variables(names_by_host, known, prefixes, origins=None):
     """One line per variable named in the collection's namespaces that it does not know.
 
     ``names_by_host``: {host: iterable of its variable names} (inventory, group_vars,
     extra vars - every host of the inventory); ``known``/``prefixes`` from
-    known_variables().
+    known_variables(); ``origins``: {name: [where it was set (origin_text), ...]},
+    when Ansible tells (ansible-core 2.19 on).
     Each line names the variable, the hosts it is set for ("every host" when all
-    of them: group_vars/all or -e), the closest known name (difflib) and the fix.
+    of them), where (the file and line, or -e; without origins, for every host:
+    "group_vars/all or -e"), the closest known name (difflib) and the fix.
     """
     hosts_of = {}
     for host, names in (names_by_host or {}).items():
@@ -155,12 +169,17 @@ def unknown_variables(names_by_host, known, prefixes):
     everywhere = len(names_by_host or {})
     for name in sorted(hosts_of):
         hosts = hosts_of[name]
+        sources = [o for o in (origins or {}).get(name) or [] if o]
         if len(hosts) == everywhere and everywhere > 1:
-            where = 'set for every host: group_vars/all or -e'
+            where = 'set for every host' + ('' if sources else ': group_vars/all or -e')
         else:
             where = 'set for %s' % ', '.join(hosts[:HOSTS_NAMED])
             if len(hosts) > HOSTS_NAMED:
                 where += ' and %d more' % (len(hosts) - HOSTS_NAMED)
+        if sources:
+            where += ', from %s' % ', '.join(sources[:HOSTS_NAMED - 1])
+            if len(sources) > HOSTS_NAMED - 1:
+                where += ' and %d more' % (len(sources) - HOSTS_NAMED + 1)
         close = _closest(name, known, prefixes)
         fix = 'did you mean %s?' % close if close else 'rename or remove it (README "The public contract")'
         lines.append('%s (%s) is not a variable of %s: %s' % (name, where, COLLECTION, fix))

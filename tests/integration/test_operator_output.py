@@ -238,19 +238,24 @@ def test_a_misspelled_variable_is_refused_in_one_line_before_any_pause(healthy_l
     cause); the run stops in the inventory check, naming the variable, where it is set and the right name."""
     out = refused_by_the_inventory_check(
         healthy_lab, tmp_path, {'fastdowntime_pg_pasword': 'x'},
-        'FAILED inventory: fastdowntime_pg_pasword (set for every host: group_vars/all or -e) is not a variable of '
+        'FAILED inventory: fastdowntime_pg_pasword (set for every host, from -e) is not a variable of '
         'fastdowntime.postgresql: did you mean fastdowntime_pg_password? (the contract: README "The public '
         'contract", inventories/example/; fastdowntime_unknown_variables: warn only warns about unknown names)')
     assert 'PAUSE' not in out
-    # Downgraded to a warning: shown once (every play checks the inventory), the run goes on.
+    # Downgraded to a warning: shown once (every play checks the inventory), the run goes on; a host
+    # variable's line names the file and line it is set in.
+    host_vars = tmp_path / 'host-vars.yml'
+    host_vars.write_text('all:\n  hosts:\n    primary:\n      fastdowntime_budget_second: 5\n')
     proc, report_path = run_playbook(healthy_lab, tmp_path, str(tmp_path), tags='all', args=['--check'], extra={
-        'fastdowntime_pg_pasword': 'x', 'fastdowntime_unknown_variables': 'warn'})
+        'fastdowntime_pg_pasword': 'x', 'fastdowntime_unknown_variables': 'warn'}, inventories=[host_vars])
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert_quiet(out)
-    assert out.count('[WARNING]: fastdowntime_pg_pasword (set for every host: group_vars/all or -e) is not a '
-                     'variable of fastdowntime.postgresql: did you mean fastdowntime_pg_password? '
-                     '(fastdowntime_unknown_variables is warn: the run goes on)') == 1, out
+    assert out.count('[WARNING]: fastdowntime_budget_second (set for primary, from %s line 4) is not a variable of '
+                     'fastdowntime.postgresql: did you mean fastdowntime_budget_seconds?; fastdowntime_pg_pasword '
+                     '(set for every host, from -e) is not a variable of fastdowntime.postgresql: did you mean '
+                     'fastdowntime_pg_password? (fastdowntime_unknown_variables is warn: the run goes on)'
+                     % host_vars) == 1, out
 
 
 def test_each_unreachable_database_is_one_clear_line(healthy_lab, tmp_path):

@@ -111,3 +111,22 @@ def test_known_names_old_names_facts_and_other_namespaces_are_not_flagged():
     known, prefixes = known_variables(SPECS)
     assert unknown_variables({'h': ['fastdowntime_pgbouncer_databases', 'fastdowntime_phases', 'schema_apply_result',
                                     '__fastdowntime_internal', 'ansible_host', 'pg_pasword']}, known, prefixes) == []
+
+
+def test_where_a_variable_was_set_is_named_when_ansible_tells():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.inventory import origin_text
+    assert origin_text('/srv/deploy/inventories/prod/hosts.yml', 4, None, cwd='/srv/deploy') == \
+        'inventories/prod/hosts.yml line 4'
+    assert origin_text('/etc/ansible/hosts.yml', None, None, cwd='/srv/deploy') == '/etc/ansible/hosts.yml'
+    assert origin_text(None, None, "<CLI option '-e'>") == '-e'
+    assert origin_text(None, None, None) is None
+    known, prefixes = known_variables(SPECS)
+    hosts = {'db1': ['fastdowntime_pg_pasword'], 'db2': ['fastdowntime_pg_pasword'], 'app1': []}
+    assert unknown_variables(hosts, known, prefixes, {'fastdowntime_pg_pasword': [
+        'inventories/prod/host_vars/db1.yml line 3', 'inventories/prod/host_vars/db2.yml line 3']}) == [
+        'fastdowntime_pg_pasword (set for db1, db2, from inventories/prod/host_vars/db1.yml line 3, '
+        'inventories/prod/host_vars/db2.yml line 3) is not a variable of fastdowntime.postgresql: did you mean '
+        'fastdowntime_pg_password?']
+    everywhere = dict(('h%d' % i, ['fastdowntime_budget_second']) for i in range(3))
+    [line] = unknown_variables(everywhere, known, prefixes, {'fastdowntime_budget_second': ['-e']})
+    assert line.startswith('fastdowntime_budget_second (set for every host, from -e) is not')
