@@ -30,6 +30,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import statistics
 import time
 
 try:
@@ -199,7 +200,9 @@ INDEX_BYTES_PER_ROW = 24
 DEFAULT_SCAN_BYTES_PER_SECOND = 200 * 1024 * 1024
 MIN_SAMPLE_BYTES = 4 * 1024 * 1024
 SAMPLE_PAGES = 8192         # at most 64 MiB read by each of the samples
-SAMPLE_RUNS = 2             # the faster run counts (the first may read from disk)
+# The median run counts: not the first alone (it may read from disk), nor the fastest (on a shared host it picks
+# the quietest moment, and the window's work then ran up to 1.25 x slower than that T priced: an under-estimate).
+SAMPLE_RUNS = 3
 SAMPLE_TIMEOUT_MS = 750     # ... and each never longer than this
 
 # Functions known without asking the database (pg_proc.provolatile).
@@ -1026,55 +1029,74 @@ def measure_throughput(conn, catalog, patches, clock=time.monotonic):
                     break
         finally:
             cur.execute('ROLLBACK')
-    elapsed = min(runs)
+    elapsed = statistics.median(runs)
     if counted and not info.get('reltuples'):
         # No statistics (never analyzed, or rewritten since): the sample's rows per page stand in.
         info['reltuples'] = float(counted[0]) * pages / sample_pages
-    source = 'measured: %d pages of %s in %.3fs (best of %d)' % (sample_pages, key_text(key), elapsed, len(runs))
+    source = 'measured: %d pages of %s in %.3fs (median of %d)' % (sample_pages, key_text(key), elapsed, len(runs))
     catalog.scan_bytes_per_second = sample_bytes / max(elapsed, 1e-4)
     catalog.throughput_source = source
     return catalog.scan_bytes_per_second
 
 
-# The primary's time per catalog-only statement now: typical cold DDL (CREATE TABLE with a primary key,
-# CREATE INDEX, COMMENT, ADD COLUMN, a one-row INSERT) on temporary tables, in one transaction rolled back,
-# timed by the server (no round trip in it).
+# The primary's cost of a cold transaction now: typical cold DDL (CREATE TABLE with a primary key, CREATE INDEX,
+# COMMENT, ADD COLUMN, a one-row INSERT) on temporary tables dropped at COMMIT, each in a savepoint as the cold
+# transaction runs its statements (schema.ColdBatch), sent as one string like it and committed like it (the
+# COMMIT's WAL flush and any synchronous standby's confirmation are the transaction's fixed cost: 10-60 ms on a
+# loaded 2-core lab, more than a 1-statement patch set's statements). The server times the statements; the
+# controller the whole, so the rest (round trip, BEGIN, COMMIT) is the fixed cost. Nothing of it is left.
 PROBE_TABLES = 4
-PROBE_STATEMENTS = ('CREATE TEMP TABLE fastdowntime_probe_{n} (id integer PRIMARY KEY, body text)',
+PROBE_STATEMENTS = ('CREATE TEMP TABLE fastdowntime_probe_{n} (id integer PRIMARY KEY, body text) ON COMMIT DROP',
                     'CREATE INDEX ON fastdowntime_probe_{n} (body)',
                     "COMMENT ON TABLE fastdowntime_probe_{n} IS 'fastdowntime statement probe'",
                     'ALTER TABLE fastdowntime_probe_{n} ADD COLUMN probe integer',
                     "INSERT INTO fastdowntime_probe_{n} (id, body) VALUES (1, 'probe')")
+PROBE_SAVEPOINT = 'fastdowntime_probe'
+# Probe transactions per measurement; each quantity is their median (one sample on a shared host is noise).
+PROBE_RUNS = 3
 
 
 def probe_sql():
-    """(sql, statements): the probe as one string ending in a SELECT of the seconds it took."""
+    """(sql, statements): the probe as one string - BEGIN, the statements each in
+    a savepoint, COMMIT - ending in a SELECT of the seconds the statements took
+    on the server (kept past the COMMIT in a session setting)."""
     statements = [text.format(n=n) for n in range(PROBE_TABLES) for text in PROBE_STATEMENTS]
-    sql = ("BEGIN; SELECT set_config('fastdowntime.probe_start', clock_timestamp()::text, true); %s; "
-           "SELECT extract(epoch FROM clock_timestamp() - current_setting('fastdowntime.probe_start')::timestamptz)"
-           % '; '.join(statements))
+    body = ' '.join('SAVEPOINT %s; %s; RELEASE SAVEPOINT %s;' % (PROBE_SAVEPOINT, text, PROBE_SAVEPOINT)
+                    for text in statements)
+    sql = ("BEGIN; SELECT set_config('fastdowntime.probe_start', clock_timestamp()::text, true); %s "
+           "SELECT set_config('fastdowntime.probe_seconds', extract(epoch FROM clock_timestamp() - "
+           "current_setting('fastdowntime.probe_start')::timestamptz)::text, false); COMMIT; "
+           "SELECT current_setting('fastdowntime.probe_seconds')::float8" % body)
     return sql, len(statements)
 
 
-def measure_statement_seconds(conn):
-    """Seconds per catalog-only statement on the primary now (``conn``: a
-    connection to it, idle), from one probe transaction rolled back; None when
-    the probe cannot run (no TEMP privilege, a read-only session)."""
+def measure_cold_transaction(conn, runs=PROBE_RUNS, clock=time.monotonic):
+    """The primary's cost of a cold transaction now, from ``runs`` probe
+    transactions (probe_sql) on ``conn`` (a connection to it, autocommit,
+    idle): {'statement_seconds': the server's seconds per catalog-only
+    statement, 'transaction_seconds': the rest of one transaction as the
+    controller waits for it - its round trip, BEGIN, COMMIT with its WAL
+    flush}, each the median of the runs. None when the probe cannot run (no
+    TEMP privilege, a read-only session); its transaction is rolled back."""
     sql, statements = probe_sql()
+    per_statement, fixed = [], []
     try:
         with conn.cursor() as cur:
-            try:
+            for dummy in range(runs):
+                began = clock()
                 cur.execute(sql)
-                elapsed = float(cur.fetchone()[0])
-            finally:
-                cur.execute('ROLLBACK')
+                server = float(cur.fetchone()[0])
+                elapsed = clock() - began
+                per_statement.append(server / statements)
+                fixed.append(max(elapsed - server, 0.0))
     except psycopg2.Error:
         try:
-            conn.rollback()
+            with conn.cursor() as cur:
+                cur.execute('ROLLBACK')  # autocommit: the failed BEGIN block is the session's
         except psycopg2.Error:
-            pass
+            conn.rollback()
         return None
-    return elapsed / statements
+    return {'statement_seconds': statistics.median(per_statement), 'transaction_seconds': statistics.median(fixed)}
 
 
 def lint_live(conn, patches, options=None, scan_bytes_per_second=None):

@@ -237,6 +237,16 @@ def clients_per_entry(pools_rows, entries):
     return counts
 
 
+def avg_xact_seconds(stats_rows, entries):
+    """How long a transaction through the entries stays open now, in seconds:
+    the largest ``avg_xact_time`` (microseconds, pgbouncer's average over its
+    last stats_period) of SHOW STATS among ``entries``; 0.0 when none ran one.
+    A drain waits for the transactions in flight at the PAUSE to end."""
+    wanted = set(entries)
+    return max([_as_int(row.get('avg_xact_time')) / 1e6 for row in stats_rows if row.get('database') in wanted]
+               or [0.0])
+
+
 def reuses_port(config):
     """so_reuseport = 1: several pgbouncer processes may listen on this port,
     each TCP connection (console, PAUSE, client) landing on one at random."""

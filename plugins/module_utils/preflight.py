@@ -34,8 +34,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, format_revision, ignored_sql_files, load_patch_set, plan as make_plan)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
-    TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, budget_cap, clients_per_entry, entry_pool_modes, probe_consoles,
-    probe_verdict, reuses_port, timeouts, with_probe_login)
+    TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, avg_xact_seconds, budget_cap, clients_per_entry, entry_pool_modes,
+    probe_consoles, probe_verdict, reuses_port, timeouts, with_probe_login)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, connect_action, endpoint_label, one_line, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
@@ -62,14 +62,12 @@ DEFAULT_MAX_LAG_SECONDS = 60.0
 DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_TRANSACTION_SECONDS = 60.0
 # What one cold statement is assumed to cost on the server at least (the lint
-# prices the costly ones, lint.measure_statement_seconds the catalog-only ones
+# prices the costly ones, lint.measure_cold_transaction the catalog-only ones
 # as the primary runs them now): catalog-only DDL and small row changes run in
 # well under a millisecond each inside the one transaction (20 x 25 such
 # statements: 0.11-0.16 s on a quiet machine, 0.6-1.2 s on a loaded one), so a
 # fixed 1 ms was 3x the outage on a quiet one and a 10 ms floor 30x.
 DEFAULT_STATEMENT_SECONDS = 0.0001
-# The drain polls SHOW DATABASES/SERVERS at this interval (pgbouncer_console.drain).
-DRAIN_POLL_SECONDS = 0.05
 # The documented privileges of a deploy user that is not a superuser.
 PRIMARY_ROLES = ('pg_monitor', 'pg_signal_backend')
 STANDBY_ROLES = ('pg_monitor',)
@@ -785,22 +783,46 @@ def decide_pgbouncer_timeouts(cap, budget, estimate=None, configs=None):
                           % (cap['seconds'], cap['setting'], cap['pgbouncer']))
 
 
+def open_xact_seconds(activity_rows, server_pids):
+    """How long the transactions on pgbouncer's server connections have been
+    open now, in seconds: the oldest of the ``activity_rows`` (ACTIVITY_SQL,
+    any host) whose pid is in ``server_pids`` (SHOW SERVERS remote_pid) and
+    that are not idle; 0.0 when none is. At a random moment a transaction's
+    time left has the same distribution as its age so far, so the oldest
+    stands for how long a PAUSE now would wait."""
+    return max([row.get('xact_seconds') or 0.0 for row in activity_rows
+                if row.get('pid') in server_pids and row.get('state') != 'idle'] or [0.0])
+
+
 def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, replay_seconds, entries_per_pgbouncer,
-                    statement_seconds=DEFAULT_STATEMENT_SECONDS, statement_costs=None, lint_estimate=None):
+                    statement_seconds=DEFAULT_STATEMENT_SECONDS, statement_costs=None, lint_estimate=None,
+                    xact_seconds=0.0, transaction_seconds=None, wal_writer_delay_seconds=0.0):
     """The outage's expected length in seconds, per phase - a deliberately
-    simple model built from measured round trips (RTT, the slowest host of
-    each kind):
+    simple model built from what the pre-flight measured on the live cluster
+    (round trips: RTT, the slowest host of each kind; the rest below), so it
+    follows the machine's load:
 
     - drain: the PAUSEs, then SHOW DATABASES + SHOW SERVERS at once (2 RTT
-      of the slowest pgbouncer) plus one drain poll interval;
-    - cold patches: one RTT for the whole transaction (it travels as one
-      string, schema.ColdBatch; docs/window.md), plus per statement the
-      lint's estimate (``statement_costs``: (file, line) -> seconds, from
-      the live table sizes, lint.py) or at least ``statement_seconds`` (the
-      pre-flight passes the primary's measured time per catalog statement,
-      lint.measure_statement_seconds, when above its floor);
+      of the slowest pgbouncer) plus ``xact_seconds``, how long a
+      transaction through the pgbouncers stays open now - what the PAUSE
+      waits for: the larger of pgbouncer's average (SHOW STATS
+      avg_xact_time, pgbouncer_console.avg_xact_seconds) and the oldest
+      open on its server connections (open_xact_seconds);
+    - cold patches: the transaction's fixed cost, ``transaction_seconds``
+      (its round trip, BEGIN and COMMIT as a probe transaction on the
+      primary took them, lint.measure_cold_transaction; at least one RTT:
+      it travels as one string, schema.ColdBatch, docs/window.md), plus
+      per statement and per revision row the lint's estimate
+      (``statement_costs``: (file, line) -> seconds, from the live table
+      sizes, lint.py) or at least ``statement_seconds`` (the pre-flight
+      passes the probe's time per catalog statement when above its floor);
     - standby replay: the slowest catch-up measured by the lag probe plus
-      1 RTT (one poll) of the slowest standby;
+      1 RTT (one poll) of the slowest standby, plus the WAL tail of the
+      statements priced per statement (not by the lint, which adds its own
+      replay): the standbys replay while the primary works, but WAL written
+      since the WAL writer's last flush reaches them at COMMIT - at most
+      ``wal_writer_delay_seconds`` (the primary's wal_writer_delay) of the
+      primary's work, replayed about as fast as it was done;
     - resume: every entry's RESUME at once, SHOW POOLS beside them (1 RTT of
       the slowest pgbouncer).
 
@@ -809,11 +831,15 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     """
     statements = sum(len(p.statements) for p in cold_patches)
     pgbouncer_rtt = max(pgbouncer_rtts or [0.0])
-    drain = 2 * pgbouncer_rtt + DRAIN_POLL_SECONDS if pgbouncer_rtts else 0.0
+    drain = 2 * pgbouncer_rtt + xact_seconds if pgbouncer_rtts else 0.0
     costs = statement_costs or {}
-    server = sum(max(statement_seconds, costs.get((p.name, s.line), 0.0)) for p in cold_patches for s in p.statements)
-    cold = primary_rtt + server
-    replay = (replay_seconds + max(standby_rtts)) if standby_rtts else 0.0
+    priced = [costs.get((p.name, s.line), 0.0) for p in cold_patches for s in p.statements]
+    # Each patch's revision row is one more catalog-sized statement.
+    plain = (sum(1 for cost in priced if cost <= statement_seconds) + len(cold_patches)) * statement_seconds
+    server = plain + sum(cost for cost in priced if cost > statement_seconds)
+    cold = max(primary_rtt, transaction_seconds or 0.0) + server
+    tail = min(plain, wal_writer_delay_seconds)
+    replay = (replay_seconds + max(standby_rtts) + tail) if standby_rtts else 0.0
     resume = pgbouncer_rtt if pgbouncer_rtts else 0.0
     phases = {'drain': drain, 'cold_patches': cold, 'standby_replay': replay, 'resume': resume}
     ms = dict((name + '_ms', round(value * 1000, 1)) for name, value in phases.items())
@@ -821,6 +847,9 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     ms['statements'] = statements
     ms['patches'] = [p.name for p in cold_patches]
     ms['statement_seconds'] = statement_seconds
+    ms['xact_seconds'] = round(xact_seconds, 6)
+    ms['transaction_seconds'] = round(transaction_seconds, 6) if transaction_seconds is not None else None
+    ms['wal_tail_ms'] = round(tail * 1000, 1)
     if lint_estimate:
         ms['lint'] = dict(lint_estimate)
         ms['costliest'] = list(lint_estimate.get('costliest') or [])
@@ -927,6 +956,7 @@ SELECT pid, usename, datname, host(client_addr) AS client_addr, application_name
 PREPARED_SQL = """
 SELECT gid, owner, database, EXTRACT(EPOCH FROM now() - prepared)::float8 AS age_seconds FROM pg_prepared_xacts
 """
+WAL_WRITER_DELAY_SQL = "SELECT setting::float8 / 1000 AS seconds FROM pg_settings WHERE name = 'wal_writer_delay'"
 REPLICATION_USERS_SQL = 'SELECT rolname FROM pg_roles WHERE rolreplication AND NOT rolsuper'
 
 
@@ -983,6 +1013,8 @@ class Preflight:
         self.pgbouncer_pids_of = {}  # pgbouncer host name -> SHOW SERVERS remote_pid of its consoles
         self.pgbouncer_pids = set()  # SHOW SERVERS remote_pid over every console
         self.pgbouncer_configs = {}  # console label -> SHOW CONFIG
+        self.xact_seconds = []  # per console: how long a transaction through its entries stays open (SHOW STATS)
+        self.activity = {}  # host label -> its pg_stat_activity rows (ACTIVITY_SQL), once read
         self.plan = None
         self.estimate = None
         self.lint_options = lint_options if lint_options is not None else lint.parse_options()
@@ -1139,7 +1171,7 @@ class Preflight:
         # name every server connection the activity shows (sessions.server_pids).
         self.fences = self._fences(primary)
         pgbouncer_rtts, entries_counts = self._check_pgbouncers()
-        activity = {}
+        activity = self.activity
         for endpoint, conn in [(self.primary, primary)] + standbys:
             if conn is None:
                 continue
@@ -1414,6 +1446,7 @@ class Preflight:
                 self.pgbouncer_pids |= pids
                 self.pgbouncer_pids_of.setdefault(endpoint.get('name') or endpoint.get('host'), set()).update(pids)
                 entries_counts.append(len(console.entries))
+                self.xact_seconds.append(avg_xact_seconds(console.show('STATS'), console.entries))
                 modes = entry_pool_modes(databases, console.config, console.entries)
                 clients = clients_per_entry(console.show('POOLS'), console.entries)
             except ConsoleError as exc:
@@ -1489,6 +1522,16 @@ class Preflight:
                                              host=label, action='check the log of %s' % label))
             return None
 
+    def _wal_writer_delay(self, primary, label):
+        """The primary's wal_writer_delay in seconds (0.0 when it cannot be read: a finding says why)."""
+        rows = self._query(primary, WAL_WRITER_DELAY_SQL, label=label, check='budget')
+        return float(rows[0]['seconds']) if rows else 0.0
+
+    def _xact_seconds(self):
+        """How long a transaction through the pgbouncers stays open now (estimate_outage's xact_seconds)."""
+        rows = [row for rows in self.activity.values() for row in rows]
+        return max(self.xact_seconds + [open_xact_seconds(rows, self.pgbouncer_pids)])
+
     def _check_budget(self, primary, label, standbys, lag, pgbouncer_rtts, entries_counts):
         if self.plan is None:
             self.findings.append(finding('budget', WARN, 'no estimate: the plan is unknown (see the patches check)',
@@ -1510,12 +1553,15 @@ class Preflight:
         if len(pgbouncer_rtts) < len(self.pgbouncers):
             incomplete.append('%d pgbouncer(s)' % (len(self.pgbouncers) - len(pgbouncer_rtts)))
         replay += (self.lint_estimate or {}).get('replay_seconds', 0.0)
-        # The primary's time per catalog statement now (a busy host is slower); statement_seconds is the floor.
-        measured = lint.measure_statement_seconds(primary)
+        # The primary's cold transaction now (a busy host is slower); statement_seconds is the floor.
+        probe = lint.measure_cold_transaction(primary) or {}
+        measured = probe.get('statement_seconds')
         self.estimate = estimate_outage(self.plan.pending_cold, primary_rtt, standby_rtts, pgbouncer_rtts, replay,
                                         entries_counts, max(self.statement_seconds, measured or 0.0),
                                         statement_costs=lint.per_statement_seconds(self.lint_findings),
-                                        lint_estimate=self.lint_estimate)
+                                        lint_estimate=self.lint_estimate, xact_seconds=self._xact_seconds(),
+                                        transaction_seconds=probe.get('transaction_seconds'),
+                                        wal_writer_delay_seconds=self._wal_writer_delay(primary, label))
         self.estimate['statement_seconds_measured'] = round(measured, 6) if measured is not None else None
         cap = budget_cap(self.pgbouncer_configs)
         self.findings.append(decide_pgbouncer_timeouts(cap, self.budget, self.estimate,

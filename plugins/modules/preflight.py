@@ -58,11 +58,15 @@ description:
     with the primary's live table sizes (module M(fastdowntime.postgresql.patch_lint), docs/lint.md); an C(error)
     fails, a C(warning) warns. Its per-statement estimate replaces O(statement_seconds) when larger.
   - C(budget) - an estimate of the outage against O(budget_seconds) less the reserve the outage keeps for
-    ROLLBACK and RESUME. The model is deliberately simple, from round trips measured now (the slowest host of each
-    kind) - drain 3 pgbouncer round trips plus one 50 ms poll; cold patches one primary round trip for the whole
-    transaction (it travels as one string), plus per statement the primary's measured time per catalog statement (at
-    least O(statement_seconds)) or the lint's price; standby replay the slowest catch-up the lag probe
-    measured plus 2 standby round trips; resume 3 pgbouncer round trips plus one per entry.
+    ROLLBACK and RESUME. The model is deliberately simple, from what the pre-flight measures on the live cluster
+    now, so it follows the machine's load (round trips: the slowest host of each kind) - drain 2 pgbouncer round trips
+    plus how long a transaction through pgbouncer stays open now (the larger of SHOW STATS C(avg_xact_time) and the
+    oldest transaction open on pgbouncer's server connections); cold patches the fixed cost of a transaction on the
+    primary (round trip, BEGIN, COMMIT with its WAL flush, as 3 probe transactions of 20 catalog statements on
+    temporary tables dropped at COMMIT took them; at least one round trip) plus per statement and per revision row
+    the probe's time per catalog statement (at least O(statement_seconds)) or the lint's price; standby replay the
+    slowest catch-up the lag probe measured plus one standby round trip plus the WAL tail of the catalog statements
+    (at most the primary's C(wal_writer_delay) of their time); resume one pgbouncer round trip (docs/window.md).
   - The result has one structured list (RV(checks)) and one readable summary (RV(summary_lines)); the phase record
     (RV(phases)) and RV(outcome) feed the C(fastdowntime.postgresql.timeline) callback's report.
 version_added: 0.1.0
@@ -109,8 +113,8 @@ options:
     default: []
   statement_seconds:
     description: The least server time assumed per cold statement in the budget estimate. The pre-flight measures the
-      primary's time per catalog-only statement now (a probe of 20 such statements on temporary tables, rolled back)
-      and uses it when higher; the lint's price replaces both when higher still.
+      primary's time per catalog-only statement now (3 probe transactions of 20 such statements on temporary tables
+      dropped at COMMIT) and uses it when higher; the lint's price replaces both when higher still.
     type: float
     default: 0.0001
   resume_paused_replay:
@@ -258,7 +262,11 @@ summary:
   type: str
   returned: always
 estimate:
-  description: The outage estimate (C(drain_ms), C(cold_patches_ms), C(standby_replay_ms), C(resume_ms), C(total_ms)).
+  description: The outage estimate (C(drain_ms), C(cold_patches_ms), C(standby_replay_ms), C(resume_ms), C(total_ms)),
+    and what it was built from - C(xact_seconds) (how long a transaction through pgbouncer stays open now),
+    C(transaction_seconds) (the probe transaction's fixed cost, null when the probe could not run),
+    C(statement_seconds) and C(statement_seconds_measured) (per catalog statement), C(wal_tail_ms), C(statements),
+    C(patches), and the lint's C(lint), C(costliest) and C(unknown) when it priced statements.
   type: dict
   returned: when cold patches are pending and the primary was reached
 plan:

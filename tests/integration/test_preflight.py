@@ -11,6 +11,7 @@ import select
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import psycopg2
@@ -95,7 +96,28 @@ def test_healthy_lab_passes_every_check(lab, revision_table, patch_dir):
     measured = result['estimate']['statement_seconds_measured']
     assert 0 < measured < 0.1 and result['estimate']['statement_seconds'] == pytest.approx(max(measured, 0.0001), abs=1e-6)
     assert pg_one(lab, 'primary', "SELECT count(*) FROM pg_class WHERE relname LIKE 'fastdowntime_probe%%'") == 0
+    # The cold transaction's fixed cost (round trip, BEGIN, COMMIT and its WAL flush), as the probe took it.
+    assert 0 < result['estimate']['transaction_seconds'] < 1
+    assert result['estimate']['cold_patches_ms'] >= result['estimate']['transaction_seconds'] * 1000 - 0.1
     assert result['phases'][0]['status'] == 'ok' and result['phases'][0]['duration_ms'] > 0
+
+
+def test_the_estimated_drain_waits_for_a_transaction_open_through_pgbouncer(lab, revision_table, patch_dir):
+    """A query running through pgbouncer1 when the pre-flight looks: a PAUSE then would wait for it,
+    so the estimate's drain counts it (pg_stat_activity on pgbouncer's server connection)."""
+    client = psycopg2.connect(lab.client_dsn('pgbouncer1'))
+    client.autocommit = True
+    sleeper = threading.Thread(target=lambda: client.cursor().execute('SELECT pg_sleep(5)'))
+    sleeper.start()
+    try:
+        time.sleep(1)
+        result = run(lab, patch_dir)
+    finally:
+        sleeper.join()
+        client.close()
+    estimate = result['estimate']
+    assert 1.0 <= estimate['xact_seconds'] < 5.5, estimate
+    assert estimate['drain_ms'] >= estimate['xact_seconds'] * 1000
 
 
 def test_lag_probe_is_flushed_so_the_standbys_get_it_at_once(lab):

@@ -452,3 +452,14 @@ def test_resume_does_not_retry_what_a_live_pgbouncer_refused():
     with pytest.raises(pc.ConsoleError):
         console.resume_reconnecting(verify=False)
     assert console.reopened == 0 and console.calls == 1
+
+
+def test_a_drain_waits_as_long_as_the_slowest_entrys_average_transaction():
+    stats = [{'database': 'app', 'avg_xact_time': 1500, 'avg_query_time': 700},
+             {'database': 'app_ro', 'avg_xact_time': 42000},
+             {'database': 'other', 'avg_xact_time': 9000000},   # not drained: not waited for
+             {'database': 'pgbouncer', 'avg_xact_time': 0}]
+    assert pc.avg_xact_seconds(stats, ['app', 'app_ro']) == pytest.approx(0.042)
+    # No transaction in pgbouncer's last stats period (an idle entry) or no such row: nothing to wait for.
+    assert pc.avg_xact_seconds(stats, ['pgbouncer']) == 0.0
+    assert pc.avg_xact_seconds([], ['app']) == 0.0

@@ -369,11 +369,60 @@ def test_estimate_model(patch_set):
                                   replay_seconds=0.1, entries_per_pgbouncer=[2, 1], statement_seconds=0.01)
     # The window's round trips (docs/window.md): PAUSE + confirmation, one for the whole cold
     # transaction whatever its size, one replay poll, the RESUMEs at once whatever the entries.
-    assert estimate['drain_ms'] == pytest.approx(2 * 3 + 50)
-    assert estimate['cold_patches_ms'] == pytest.approx(1 + 3 * 10)
+    # Nothing measured besides the round trips: no fixed drain or transaction term is added.
+    assert estimate['drain_ms'] == pytest.approx(2 * 3)
+    # 3 statements and 2 revision rows at 10 ms each.
+    assert estimate['cold_patches_ms'] == pytest.approx(1 + 5 * 10)
     assert estimate['standby_replay_ms'] == pytest.approx(100 + 4)
     assert estimate['resume_ms'] == pytest.approx(3)
-    assert estimate['total_ms'] == pytest.approx(56 + 31 + 104 + 3)
+    assert estimate['total_ms'] == pytest.approx(6 + 51 + 104 + 3)
+
+
+def test_the_drain_waits_for_the_transactions_pgbouncer_sees_open_now(patch_set):
+    cold = [p for p in patch_set.patches if p.kind == 'cold']
+    busy = pf.estimate_outage(cold, 0.001, [0.002], [0.001, 0.003], 0.0, [1, 1], statement_seconds=0.01,
+                              xact_seconds=0.25)
+    assert busy['drain_ms'] == pytest.approx(2 * 3 + 250) and busy['xact_seconds'] == 0.25
+    # No pgbouncer measured: no drain at all, whatever the transactions.
+    assert pf.estimate_outage(cold, 0.001, [0.002], [], 0.0, [], xact_seconds=0.25)['drain_ms'] == 0
+
+
+def test_the_standbys_replay_the_wal_tail_of_the_catalog_statements_after_commit(patch_set):
+    cold = [p for p in patch_set.patches if p.kind == 'cold']   # 3 statements, 2 patches: 5 steps
+    # 5 x 10 ms of catalog work: all of it written since the WAL writer's last flush (200 ms apart).
+    short = pf.estimate_outage(cold, 0.001, [0.004], [], 0.1, [], statement_seconds=0.01, wal_writer_delay_seconds=0.2)
+    assert short['standby_replay_ms'] == pytest.approx(100 + 4 + 50) and short['wal_tail_ms'] == pytest.approx(50)
+    # 5 x 100 ms: only the last 200 ms are left to replay at COMMIT.
+    long = pf.estimate_outage(cold, 0.001, [0.004], [], 0.1, [], statement_seconds=0.1, wal_writer_delay_seconds=0.2)
+    assert long['standby_replay_ms'] == pytest.approx(100 + 4 + 200)
+    # A statement the lint prices (its own replay term is in replay_seconds) adds no tail.
+    costs = dict(((p.name, s.line), 5.0) for p in cold for s in p.statements)
+    priced = pf.estimate_outage(cold, 0.001, [0.004], [], 0.1, [], statement_seconds=0.01, statement_costs=costs,
+                                wal_writer_delay_seconds=0.2)
+    assert priced['cold_patches_ms'] == pytest.approx(1 + 3 * 5000 + 2 * 10)
+    assert priced['wal_tail_ms'] == pytest.approx(20)   # the two revision rows
+    # No standby: no replay at all.
+    assert pf.estimate_outage(cold, 0.001, [], [], 0.1, [], wal_writer_delay_seconds=0.2)['standby_replay_ms'] == 0
+
+
+def test_the_oldest_transaction_open_on_a_pgbouncer_server_connection_is_what_a_pause_now_waits_for():
+    rows = [{'pid': 11, 'state': 'active', 'xact_seconds': 0.4},
+            {'pid': 12, 'state': 'idle in transaction', 'xact_seconds': 0.7},
+            {'pid': 13, 'state': 'idle', 'xact_seconds': None},          # between transactions: nothing to wait for
+            {'pid': 99, 'state': 'active', 'xact_seconds': 30.0}]        # not pgbouncer's (a direct connection)
+    assert pf.open_xact_seconds(rows, {11, 12, 13}) == pytest.approx(0.7)
+    assert pf.open_xact_seconds(rows, {13}) == 0.0 and pf.open_xact_seconds([], {11}) == 0.0
+
+
+def test_the_cold_transaction_costs_what_the_probe_transaction_took_and_at_least_one_round_trip(patch_set):
+    cold = [p for p in patch_set.patches if p.kind == 'cold']
+    loaded = pf.estimate_outage(cold, 0.001, [], [], 0.0, [], statement_seconds=0.001, transaction_seconds=0.06)
+    assert loaded['cold_patches_ms'] == pytest.approx(60 + 5 * 1) and loaded['transaction_seconds'] == 0.06
+    # A probe faster than the round trip measured beside it: the round trip is the floor.
+    far = pf.estimate_outage(cold, 0.04, [], [], 0.0, [], statement_seconds=0.001, transaction_seconds=0.01)
+    assert far['cold_patches_ms'] == pytest.approx(40 + 5 * 1)
+    # No probe (no TEMP privilege): the round trip alone, as before.
+    assert pf.estimate_outage(cold, 0.04, [], [], 0.0, [], statement_seconds=0.001)['transaction_seconds'] is None
 
 
 def test_budget_compares_against_the_usable_budget():
