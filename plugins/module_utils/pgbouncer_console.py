@@ -237,14 +237,22 @@ def clients_per_entry(pools_rows, entries):
     return counts
 
 
-def avg_xact_seconds(stats_rows, entries):
-    """How long a transaction through the entries stays open now, in seconds:
-    the largest ``avg_xact_time`` (microseconds, pgbouncer's average over its
-    last stats_period) of SHOW STATS among ``entries``; 0.0 when none ran one.
-    A drain waits for the transactions in flight at the PAUSE to end."""
+def xact_wait_seconds(stats_rows, entries):
+    """How long a PAUSE of the entries now is expected to wait for the
+    transactions in flight, in seconds, from SHOW STATS (pgbouncer's averages
+    over its last stats_period): a transaction's length (``avg_xact_time``,
+    microseconds) times the chance one is in flight (Little's law: the
+    transactions in flight on average are ``avg_xact_count`` per second x
+    that length; at most 1). The largest among ``entries``; 0.0 when none ran
+    one. An idle entry's occasional probe costs nothing; a busy one's drain
+    waits about one transaction."""
     wanted = set(entries)
-    return max([_as_int(row.get('avg_xact_time')) / 1e6 for row in stats_rows if row.get('database') in wanted]
-               or [0.0])
+    waits = []
+    for row in stats_rows:
+        if row.get('database') in wanted:
+            length = _as_int(row.get('avg_xact_time')) / 1e6
+            waits.append(length * min(1.0, _as_int(row.get('avg_xact_count')) * length))
+    return max(waits or [0.0])
 
 
 def reuses_port(config):

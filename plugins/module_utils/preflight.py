@@ -34,8 +34,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, format_revision, ignored_sql_files, load_patch_set, plan as make_plan)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
-    TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, avg_xact_seconds, budget_cap, clients_per_entry, entry_pool_modes,
-    probe_consoles, probe_verdict, reuses_port, timeouts, with_probe_login)
+    TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, budget_cap, clients_per_entry, entry_pool_modes,
+    probe_consoles, probe_verdict, reuses_port, timeouts, with_probe_login, xact_wait_seconds)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, connect_action, endpoint_label, one_line, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
@@ -803,11 +803,11 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     follows the machine's load:
 
     - drain: the PAUSEs, then SHOW DATABASES + SHOW SERVERS at once (2 RTT
-      of the slowest pgbouncer) plus ``xact_seconds``, how long a
-      transaction through the pgbouncers stays open now - what the PAUSE
-      waits for: the larger of pgbouncer's average (SHOW STATS
-      avg_xact_time, pgbouncer_console.avg_xact_seconds) and the oldest
-      open on its server connections (open_xact_seconds);
+      of the slowest pgbouncer) plus ``xact_seconds``, how long the PAUSE
+      is expected to wait for the transactions in flight through the
+      pgbouncers now: the larger of what pgbouncer's averages say
+      (pgbouncer_console.xact_wait_seconds) and the oldest transaction open
+      on its server connections (open_xact_seconds);
     - cold patches: the transaction's fixed cost, ``transaction_seconds``
       (its round trip, BEGIN and COMMIT as a probe transaction on the
       primary took them, lint.measure_cold_transaction; at least one RTT:
@@ -1013,7 +1013,7 @@ class Preflight:
         self.pgbouncer_pids_of = {}  # pgbouncer host name -> SHOW SERVERS remote_pid of its consoles
         self.pgbouncer_pids = set()  # SHOW SERVERS remote_pid over every console
         self.pgbouncer_configs = {}  # console label -> SHOW CONFIG
-        self.xact_seconds = []  # per console: how long a transaction through its entries stays open (SHOW STATS)
+        self.xact_seconds = []  # per console: how long a PAUSE of its entries would wait now (SHOW STATS)
         self.activity = {}  # host label -> its pg_stat_activity rows (ACTIVITY_SQL), once read
         self.plan = None
         self.estimate = None
@@ -1446,7 +1446,7 @@ class Preflight:
                 self.pgbouncer_pids |= pids
                 self.pgbouncer_pids_of.setdefault(endpoint.get('name') or endpoint.get('host'), set()).update(pids)
                 entries_counts.append(len(console.entries))
-                self.xact_seconds.append(avg_xact_seconds(console.show('STATS'), console.entries))
+                self.xact_seconds.append(xact_wait_seconds(console.show('STATS'), console.entries))
                 modes = entry_pool_modes(databases, console.config, console.entries)
                 clients = clients_per_entry(console.show('POOLS'), console.entries)
             except ConsoleError as exc:
@@ -1528,7 +1528,7 @@ class Preflight:
         return float(rows[0]['seconds']) if rows else 0.0
 
     def _xact_seconds(self):
-        """How long a transaction through the pgbouncers stays open now (estimate_outage's xact_seconds)."""
+        """How long a PAUSE now would wait for transactions in flight (estimate_outage's xact_seconds)."""
         rows = [row for rows in self.activity.values() for row in rows]
         return max(self.xact_seconds + [open_xact_seconds(rows, self.pgbouncer_pids)])
 

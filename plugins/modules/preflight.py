@@ -60,8 +60,8 @@ description:
   - C(budget) - an estimate of the outage against O(budget_seconds) less the reserve the outage keeps for
     ROLLBACK and RESUME. The model is deliberately simple, from what the pre-flight measures on the live cluster
     now, so it follows the machine's load (round trips: the slowest host of each kind) - drain 2 pgbouncer round trips
-    plus how long a transaction through pgbouncer stays open now (the larger of SHOW STATS C(avg_xact_time) and the
-    oldest transaction open on pgbouncer's server connections); cold patches the fixed cost of a transaction on the
+    plus how long the PAUSE would wait for transactions in flight now (the larger of SHOW STATS C(avg_xact_time) times
+    the chance one is in flight, and the oldest transaction open on pgbouncer's server connections); cold patches the fixed cost of a transaction on the
     primary (round trip, BEGIN, COMMIT with its WAL flush, as 3 probe transactions of 20 catalog statements on
     temporary tables dropped at COMMIT took them; at least one round trip) plus per statement and per revision row
     the probe's time per catalog statement (at least O(statement_seconds)) or the lint's price; standby replay the
@@ -263,7 +263,7 @@ summary:
   returned: always
 estimate:
   description: The outage estimate (C(drain_ms), C(cold_patches_ms), C(standby_replay_ms), C(resume_ms), C(total_ms)),
-    and what it was built from - C(xact_seconds) (how long a transaction through pgbouncer stays open now),
+    and what it was built from - C(xact_seconds) (how long the drain would wait for transactions in flight now),
     C(transaction_seconds) (the probe transaction's fixed cost, null when the probe could not run),
     C(statement_seconds) and C(statement_seconds_measured) (per catalog statement), C(wal_tail_ms), C(statements),
     C(patches), and the lint's C(lint), C(costliest) and C(unknown) when it priced statements.

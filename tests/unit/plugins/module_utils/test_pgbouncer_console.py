@@ -454,12 +454,15 @@ def test_resume_does_not_retry_what_a_live_pgbouncer_refused():
     assert console.reopened == 0 and console.calls == 1
 
 
-def test_a_drain_waits_as_long_as_the_slowest_entrys_average_transaction():
-    stats = [{'database': 'app', 'avg_xact_time': 1500, 'avg_query_time': 700},
-             {'database': 'app_ro', 'avg_xact_time': 42000},
-             {'database': 'other', 'avg_xact_time': 9000000},   # not drained: not waited for
-             {'database': 'pgbouncer', 'avg_xact_time': 0}]
-    assert pc.avg_xact_seconds(stats, ['app', 'app_ro']) == pytest.approx(0.042)
-    # No transaction in pgbouncer's last stats period (an idle entry) or no such row: nothing to wait for.
-    assert pc.avg_xact_seconds(stats, ['pgbouncer']) == 0.0
-    assert pc.avg_xact_seconds([], ['app']) == 0.0
+def test_a_pause_waits_for_a_transaction_as_often_as_one_is_in_flight():
+    stats = [{'database': 'app', 'avg_xact_count': 200, 'avg_xact_time': 20000},     # 200/s x 20 ms: 4 in flight
+             {'database': 'app_ro', 'avg_xact_count': 10, 'avg_xact_time': 5000},    # 10/s x 5 ms: in flight 5 %
+             {'database': 'other', 'avg_xact_count': 500, 'avg_xact_time': 9000000},  # not drained: not waited for
+             {'database': 'pgbouncer', 'avg_xact_count': 3, 'avg_xact_time': 0}]
+    # Busy: about one transaction's length; nearly idle: that length as often as one is in flight.
+    assert pc.xact_wait_seconds(stats, ['app']) == pytest.approx(0.02)
+    assert pc.xact_wait_seconds(stats, ['app_ro']) == pytest.approx(0.005 * 0.05)
+    assert pc.xact_wait_seconds(stats, ['app', 'app_ro']) == pytest.approx(0.02)
+    # No transaction in pgbouncer's last stats period, or no such row: nothing to wait for.
+    assert pc.xact_wait_seconds(stats, ['pgbouncer']) == 0.0
+    assert pc.xact_wait_seconds([], ['app']) == 0.0
