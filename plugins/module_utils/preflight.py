@@ -794,6 +794,19 @@ def open_xact_seconds(activity_rows, server_pids):
                 if row.get('pid') in server_pids and row.get('state') != 'idle'] or [0.0])
 
 
+def wal_tail_seconds(work_seconds, wal_writer_delay_seconds):
+    """The primary's work whose WAL is still unsent at COMMIT, in seconds,
+    expected: the WAL writer flushes every ``wal_writer_delay_seconds``, so
+    the COMMIT comes a uniformly random time U after its last flush, and what
+    was written since is min(``work_seconds``, U) of the work - replayed by the
+    standbys about as fast as it was done. Its mean: d/2 for work of d or
+    more, w - w^2/(2d) for less (0.0 without a delay)."""
+    work, delay = max(work_seconds, 0.0), wal_writer_delay_seconds
+    if delay <= 0:
+        return 0.0
+    return delay / 2.0 if work >= delay else work - work * work / (2.0 * delay)
+
+
 def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, replay_seconds, entries_per_pgbouncer,
                     statement_seconds=DEFAULT_STATEMENT_SECONDS, statement_costs=None, lint_estimate=None,
                     xact_seconds=0.0, transaction_seconds=None, wal_writer_delay_seconds=0.0):
@@ -820,9 +833,9 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
       1 RTT (one poll) of the slowest standby, plus the WAL tail of the
       statements priced per statement (not by the lint, which adds its own
       replay): the standbys replay while the primary works, but WAL written
-      since the WAL writer's last flush reaches them at COMMIT - at most
-      ``wal_writer_delay_seconds`` (the primary's wal_writer_delay) of the
-      primary's work, replayed about as fast as it was done;
+      since the WAL writer's last flush reaches them at COMMIT
+      (wal_tail_seconds, from ``wal_writer_delay_seconds``: the primary's
+      wal_writer_delay);
     - resume: every entry's RESUME at once, SHOW POOLS beside them (1 RTT of
       the slowest pgbouncer).
 
@@ -838,7 +851,7 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     plain = (sum(1 for cost in priced if cost <= statement_seconds) + len(cold_patches)) * statement_seconds
     server = plain + sum(cost for cost in priced if cost > statement_seconds)
     cold = max(primary_rtt, transaction_seconds or 0.0) + server
-    tail = min(plain, wal_writer_delay_seconds)
+    tail = wal_tail_seconds(plain, wal_writer_delay_seconds)
     replay = (replay_seconds + max(standby_rtts) + tail) if standby_rtts else 0.0
     resume = pgbouncer_rtt if pgbouncer_rtts else 0.0
     phases = {'drain': drain, 'cold_patches': cold, 'standby_replay': replay, 'resume': resume}

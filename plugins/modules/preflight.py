@@ -66,7 +66,8 @@ description:
     temporary tables dropped at COMMIT took them; at least one round trip) plus per statement and per revision row
     the probe's time per catalog statement (at least O(statement_seconds)) or the lint's price; standby replay the
     slowest catch-up the lag probe measured plus one standby round trip plus the WAL tail of the catalog statements
-    (at most the primary's C(wal_writer_delay) of their time); resume one pgbouncer round trip (docs/window.md).
+    (the part of their time written since the WAL writer's last flush, on average half of C(wal_writer_delay) at
+    most); resume one pgbouncer round trip (docs/window.md).
   - The result has one structured list (RV(checks)) and one readable summary (RV(summary_lines)); the phase record
     (RV(phases)) and RV(outcome) feed the C(fastdowntime.postgresql.timeline) callback's report.
 version_added: 0.1.0

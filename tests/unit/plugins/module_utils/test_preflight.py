@@ -389,20 +389,28 @@ def test_the_drain_waits_for_the_transactions_pgbouncer_sees_open_now(patch_set)
 
 def test_the_standbys_replay_the_wal_tail_of_the_catalog_statements_after_commit(patch_set):
     cold = [p for p in patch_set.patches if p.kind == 'cold']   # 3 statements, 2 patches: 5 steps
-    # 5 x 10 ms of catalog work: all of it written since the WAL writer's last flush (200 ms apart).
+    # 5 x 10 ms of catalog work, the WAL writer flushing every 200 ms: the COMMIT comes 0-200 ms after
+    # its last flush, so on average 50 - 50^2 / 400 ms of that work is left to replay.
     short = pf.estimate_outage(cold, 0.001, [0.004], [], 0.1, [], statement_seconds=0.01, wal_writer_delay_seconds=0.2)
-    assert short['standby_replay_ms'] == pytest.approx(100 + 4 + 50) and short['wal_tail_ms'] == pytest.approx(50)
-    # 5 x 100 ms: only the last 200 ms are left to replay at COMMIT.
+    assert short['standby_replay_ms'] == pytest.approx(100 + 4 + 43.8) and short['wal_tail_ms'] == pytest.approx(43.8)
+    # 5 x 100 ms: whatever the work, half a flush interval on average.
     long = pf.estimate_outage(cold, 0.001, [0.004], [], 0.1, [], statement_seconds=0.1, wal_writer_delay_seconds=0.2)
-    assert long['standby_replay_ms'] == pytest.approx(100 + 4 + 200)
+    assert long['standby_replay_ms'] == pytest.approx(100 + 4 + 100)
     # A statement the lint prices (its own replay term is in replay_seconds) adds no tail.
     costs = dict(((p.name, s.line), 5.0) for p in cold for s in p.statements)
     priced = pf.estimate_outage(cold, 0.001, [0.004], [], 0.1, [], statement_seconds=0.01, statement_costs=costs,
                                 wal_writer_delay_seconds=0.2)
     assert priced['cold_patches_ms'] == pytest.approx(1 + 3 * 5000 + 2 * 10)
-    assert priced['wal_tail_ms'] == pytest.approx(20)   # the two revision rows
+    assert priced['wal_tail_ms'] == pytest.approx(20 - 1)   # the two revision rows: 20 - 20^2 / 400 ms
     # No standby: no replay at all.
     assert pf.estimate_outage(cold, 0.001, [], [], 0.1, [], wal_writer_delay_seconds=0.2)['standby_replay_ms'] == 0
+
+
+def test_the_wal_tail_is_the_work_since_a_uniformly_random_last_flush():
+    assert pf.wal_tail_seconds(0.0, 0.2) == 0.0
+    assert pf.wal_tail_seconds(0.1, 0.2) == pytest.approx(0.1 - 0.01 / 0.4)
+    assert pf.wal_tail_seconds(0.2, 0.2) == pytest.approx(0.1) == pf.wal_tail_seconds(30.0, 0.2)
+    assert pf.wal_tail_seconds(0.5, 0.0) == 0.0   # no WAL writer delay known: nothing added
 
 
 def test_the_oldest_transaction_open_on_a_pgbouncer_server_connection_is_what_a_pause_now_waits_for():
