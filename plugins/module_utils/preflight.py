@@ -816,7 +816,8 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     follows the machine's load:
 
     - drain: the PAUSEs, then SHOW DATABASES + SHOW SERVERS at once (2 RTT
-      of the slowest pgbouncer) plus ``xact_seconds``, how long the PAUSE
+      of the slowest pgbouncer, each measured as half a SHOW DATABASES +
+      SHOW SERVERS exchange: the rows read count) plus ``xact_seconds``, how long the PAUSE
       is expected to wait for the transactions in flight through the
       pgbouncers now: the larger of what pgbouncer's averages say
       (pgbouncer_console.xact_wait_seconds) and the oldest transaction open
@@ -1454,7 +1455,8 @@ class Preflight:
                 missing = [entry for entry in wanted if entry not in known]
                 flags = console.flags()
                 state = console.state()
-                rtts.append(_round_trip(lambda: console.show('VERSION')))
+                # One exchange as the drain's confirmation makes it (rows to read, not a bare round trip).
+                rtts.append(_round_trip(lambda: (console.show('DATABASES'), console.show('SERVERS'))) / 2)
                 pids = server_pids(console.show('SERVERS'))
                 self.pgbouncer_pids |= pids
                 self.pgbouncer_pids_of.setdefault(endpoint.get('name') or endpoint.get('host'), set()).update(pids)
