@@ -29,6 +29,7 @@ docs/benchmarks.md, written by this script only.
 
 import argparse
 import datetime
+import glob
 import json
 import os
 import platform
@@ -43,8 +44,12 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'lab'))
 
+sys.path.insert(0, os.path.join(REPO, '.collections'))  # make venv links the checkout there
+
 import psycopg2  # noqa: E402
 from load import ClientLoad  # noqa: E402
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (  # noqa: E402
+    LOGIN_SETTLE_SECONDS, logins_in_flight)
 
 LAB = '10.213.%d.' % (47 + int(os.environ.get('FDT_LAB_ID') or 0))  # as lab/labctl.py
 PRIMARY = 'host=%s10 port=5432 dbname=fdtdemo user=fdt_deploy password=deploy-secret' % LAB
@@ -286,13 +291,46 @@ def _wait_all(conns, timeout=30.0):
         waiting = [c for c, dummy in left]
 
 
+ADMIN = 'host=%s port=6432 dbname=pgbouncer user=fdt_admin password=admin-secret'
+
+
+def settle_logins(pgbouncer_addrs, timeout=LOGIN_SETTLE_SECONDS):
+    """Before the bare window's clock, as the collection before its own
+    (pgbouncer_console.wait_logins_settled): wait until no fdtdemo pool has a
+    server login in flight - pgbouncer takes a PAUSE closing one for a failed
+    login and fails clients for server_login_retry (15 s). Returns the seconds
+    waited; RuntimeError past ``timeout``."""
+    consoles = [psycopg2.connect(ADMIN % a) for a in pgbouncer_addrs]
+    began = time.monotonic()
+    try:
+        for conn in consoles:
+            conn.autocommit = True
+        while True:
+            in_flight = []
+            for conn in consoles:
+                with conn.cursor() as cur:
+                    cur.execute('SHOW POOLS')
+                    names = [c[0] for c in cur.description]
+                    in_flight += logins_in_flight([dict(zip(names, row)) for row in cur.fetchall()], ['fdtdemo'])
+            waited = time.monotonic() - began
+            if not in_flight:
+                return waited
+            if waited > timeout:
+                raise RuntimeError('bare window: server logins in flight for %.1f s: %s' % (waited, in_flight))
+            time.sleep(0.01)
+    finally:
+        for conn in consoles:
+            conn.close()
+
+
 def bare_window(tag, pgbouncer_addrs, standby_addrs):
     """The physical limit of one window on this lab: one process, every
     connection open before the clock, PAUSE on every pgbouncer at once, the
     ALTER on the primary (autocommit: one round trip), every standby polled at
     once until it has the column, RESUME on every pgbouncer at once. Returns
-    the outage (first PAUSE sent to last RESUME answered), ms."""
-    admin = 'host=%s port=6432 dbname=pgbouncer user=fdt_admin password=admin-secret'
+    (the outage: first PAUSE sent to last RESUME answered, ms; the wait for
+    server logins in flight before it, settle_logins, ms)."""
+    admin = ADMIN
     consoles = [psycopg2.connect(admin % a, async_=True) for a in pgbouncer_addrs]
     standbys = [psycopg2.connect(PRIMARY.replace('host=%s10 ' % LAB, 'host=%s ' % a), async_=True)
                 for a in standby_addrs]
@@ -300,6 +338,7 @@ def bare_window(tag, pgbouncer_addrs, standby_addrs):
     primary = psycopg2.connect(PRIMARY)
     primary.autocommit = True
     try:
+        settled_ms = round(settle_logins(pgbouncer_addrs) * 1000, 1)
         began = time.monotonic()
         held = [conn.cursor() for conn in consoles]  # an async cursor must outlive its query
         for cur in held:
@@ -320,7 +359,7 @@ def bare_window(tag, pgbouncer_addrs, standby_addrs):
         for cur in held:
             cur.execute('RESUME fdtdemo')
         _wait_all(consoles)
-        return round((time.monotonic() - began) * 1000, 1)
+        return round((time.monotonic() - began) * 1000, 1), settled_ms
     finally:
         for conn in consoles + standbys + [primary]:
             conn.close()
@@ -348,6 +387,55 @@ def namespace_cost():
     return cost
 
 
+# A scale window whose clients errored or waited this long keeps the lab's logs of it (LabLogs).
+SCALE_SLOW_WAIT_MS = 5000.0
+# Where those logs go: <--output>.logs/<tag>-<window>/ (set by main).
+LOG_DIR = None
+
+
+class LabLogs:
+    """The lab's logs (pgbouncers, PostgreSQL, apps) of a window: ``logs =
+    LabLogs()`` before the window's load starts; ``logs.save(name)`` copies
+    each log whole (since the lab came up: what led to the window matters as
+    much) into LOG_DIR/name/<host>-<file>, with a line marking where the window's
+    load began, and returns that directory."""
+
+    MARK = b'---- fastdowntime bench: the window\'s client load starts here ----\n'
+
+    def __init__(self):
+        self.paths = sorted(glob.glob(os.path.join(lab_describe()['lab_dir'], 'hosts', '*', 'log', '*.log')))
+        self.offsets = dict((path, os.path.getsize(path)) for path in self.paths)
+
+    def save(self, name):
+        target = os.path.join(LOG_DIR, name)
+        os.makedirs(target, exist_ok=True)
+        for path in self.paths:
+            with open(path, 'rb') as source:
+                text = source.read()
+            host = os.path.basename(os.path.dirname(os.path.dirname(path)))
+            with open(os.path.join(target, '%s-%s' % (host, os.path.basename(path))), 'wb') as handle:
+                handle.write(text[:self.offsets[path]] + self.MARK + text[self.offsets[path]:])
+        return target
+
+
+def client_errors(load, began, logs, name):
+    """A window's client errors, for the result: their texts counted, when the
+    first and last came (s after ``began``, the window's start, time.time()),
+    and where the lab's logs of the window were kept (only when clients
+    errored or waited SCALE_SLOW_WAIT_MS or more)."""
+    errors = load.errors
+    out = {'texts': load.error_texts()}
+    if errors:
+        out.update(first_s=round(min(e[1] for e in errors) - began, 3), last_s=round(max(e[1] for e in errors) - began, 3),
+                   workers=len(set(e[0] for e in errors)))
+    if errors or load.max_wait() * 1000 >= SCALE_SLOW_WAIT_MS:
+        slowest = max(load.workers, key=lambda w: w.max_wait)
+        out.update(slowest_ended_s=round(slowest.max_wait_at - began, 3), slowest_worker=slowest.label)
+        if LOG_DIR:
+            out['logs'] = logs.save(name)
+    return out
+
+
 def run_scale(tmp, tag, pgbouncers, standbys, run=0):
     """The collection's window (the outage module by itself: run_outage_module)
     and the bare window, one after the other (in turn first), each under the
@@ -368,8 +456,10 @@ def run_scale(tmp, tag, pgbouncers, standbys, run=0):
         os.mkdir(patch_dir)
         with open(os.path.join(patch_dir, 'patch-%d-00-0.sql' % random.randint(3000, 9999)), 'w') as handle:
             handle.write(patch_sql(tag))
+        logs = LabLogs()
         with scale_load(pgbouncer_addrs) as load:
             time.sleep(1.0)
+            began = time.time()
             data = run_outage_module(tmp, tag, dict(endpoints, patch_dir=patch_dir,
                                                     revision_table=WINDOW_REVISION_TABLE, budget_seconds=10))
             time.sleep(1.0)
@@ -385,17 +475,24 @@ def run_scale(tmp, tag, pgbouncers, standbys, run=0):
                                                   * 1000, 1),
                       client_errors=len(load.errors), commits_lost=len(load.missing_commits(PRIMARY)),
                       writers=len(load.workers))
+        errors = client_errors(load, began, logs, tag + '-collection')
+        if errors['texts'] or 'logs' in errors:
+            result['client_error_detail'] = errors
 
     def bare():
+        logs = LabLogs()
         with scale_load(pgbouncer_addrs) as load:
             time.sleep(1.0)
             began = time.time()
-            bare_ms = bare_window(tag + '_bare', pgbouncer_addrs, standby_addrs)
+            bare_ms, settled_ms = bare_window(tag + '_bare', pgbouncer_addrs, standby_addrs)
             ended = time.time()
             time.sleep(1.0)
         result.update(bare_outage_ms=bare_ms, bare_max_client_wait_ms=round(load.max_wait() * 1000, 1),
                       bare_window_client_wait_ms=round(load.max_wait_during(began, ended) * 1000, 1),
-                      bare_client_errors=len(load.errors))
+                      bare_client_errors=len(load.errors), bare_login_settle_ms=settled_ms)
+        errors = client_errors(load, began, logs, tag + '-bare')
+        if errors['texts'] or 'logs' in errors:
+            result['bare_client_error_detail'] = errors
 
     for step in ((collection, bare) if run % 2 == 0 else (bare, collection)):
         step()
@@ -1268,8 +1365,9 @@ def main():
     parser.add_argument('--shape', default='', help='a lab shape every run is built in besides the distance '
                         '(lab/labctl.py SHAPES), e.g. postgresql18')
     args = parser.parse_args()
-    global ENGINE
+    global ENGINE, LOG_DIR
     ENGINE = os.path.abspath(args.engine)
+    LOG_DIR = args.output + '.logs'
     methods = [m for m in args.methods.split(',') if m]
     unknown = set(methods) - set(METHODS)
     if unknown:

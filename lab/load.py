@@ -118,6 +118,13 @@ class ClientLoad:
     def errors(self):
         return [(w.label, when, msg) for w in self.workers for when, msg in w.errors]
 
+    def error_texts(self):
+        """{message: count} of the client errors (psycopg2's text, whitespace folded)."""
+        texts = {}
+        for dummy, dummy, msg in self.errors:
+            texts[msg] = texts.get(msg, 0) + 1
+        return texts
+
     def max_wait(self, kind=None):
         workers = self.workers if kind is None else self.of_kind(kind)
         return max([w.max_wait for w in workers] or [0.0])
