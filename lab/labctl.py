@@ -664,40 +664,61 @@ def stop_delay():
         os.unlink(delay_paths()['pid'])
 
 
-def relay(listen_addr, listen_port, target_addr, target_port):
-    """Run the relay (in the foreground): one thread pair per connection."""
+def pump(src, dst):
+    """Copy src -> dst (sockets) until either side closes, then shut both down."""
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def relay_connections(server, target_addr, target_port, released=None):
+    """Accept on ``server`` (a listening socket) until it is closed, relaying
+    each connection to the target with a thread pair. ``released`` (a
+    threading.Event): each connection first waits for it, accepted but not
+    forwarded - a server login through the relay stays in flight (a test's)."""
     import threading
 
-    def pump(src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((listen_addr, int(listen_port)))
-    server.listen(64)
-    while True:
-        client, dummy = server.accept()
+    def forward(client):
+        if released is not None:
+            released.wait(60)
         try:
             upstream = socket.create_connection((target_addr, int(target_port)), timeout=5)
             upstream.settimeout(None)
         except OSError:
             client.close()
-            continue
+            return
         for src, dst in ((client, upstream), (upstream, client)):
             threading.Thread(target=pump, args=(src, dst), daemon=True).start()
+
+    while True:
+        try:
+            client, dummy = server.accept()
+        except OSError:  # closed
+            return
+        if released is None:
+            forward(client)
+        else:
+            threading.Thread(target=forward, args=(client,), daemon=True).start()
+
+
+def relay(listen_addr, listen_port, target_addr, target_port):
+    """Run the relay (in the foreground): one thread pair per connection."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((listen_addr, int(listen_port)))
+    server.listen(64)
+    relay_connections(server, target_addr, target_port)
 
 
 # -- host names (shape dns_names) -----------------------------------------------

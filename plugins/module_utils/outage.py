@@ -35,7 +35,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain impo
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import replication
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     Console, ConsoleError, budget_cap, checked, describe_verdict, in_parallel, open_consoles,
-    probe_consoles, probe_verdict, resume, verify_resumed, with_probe_login)
+    probe_consoles, probe_verdict, resume, verify_resumed, wait_logins_settled, with_probe_login)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
     server_pids, terminate_killable)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
@@ -331,7 +331,8 @@ class Outage:
         # read-only ones live on consoles of their own (their own PAUSE connections).
         self.read_consoles = []
         self.pgbouncer_addrs = set()
-        self.entry_flags = {}     # {console: Console.flags()}, read as prepare's last step
+        self.entry_flags = {}     # {console: Console.flags()}, read just before the clock
+        self.login_settle_seconds = None  # how long prepare waited for server logins in flight
         self.fences = []          # replication.read_fences: entries an earlier window left fenced
 
     # -- before the window -------------------------------------------------
@@ -375,10 +376,13 @@ class Outage:
             for console in self.consoles + self.read_consoles:
                 console.open_pause_connections(console.entries)
                 console.open_pools_connection()
-            # Last before the clock: the entries someone else paused already
+            # Just before the clock: the entries someone else paused already
             # (the drain neither pauses nor resumes them); a pgbouncer-wide
             # PAUSE made since is refused by our PAUSE's own reply.
             self.entry_flags = checked(in_parallel(lambda c: c.flags(), self.consoles + self.read_consoles))
+            # No PAUSE on a pool with a server login in flight: pgbouncer would take
+            # its closing for a failed login and fail clients for server_login_retry.
+            self.login_settle_seconds = wait_logins_settled(self.consoles + self.read_consoles)
         except (ConnectError, ConsoleError, PatchSetError, SchemaError, DeployLogError, psycopg2.Error) as exc:
             self.close()
             raise OutageError(one_line(exc))

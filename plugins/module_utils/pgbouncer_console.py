@@ -45,6 +45,9 @@ ADMIN_DB = 'pgbouncer'
 SHOW_STATE_SINCE = (1, 19, 0)
 # How long the RESUMEs sent together may take to be answered.
 RESUME_TIMEOUT_SECONDS = 10.0
+# How long the outage waits, before its clock, for server logins in flight on the
+# deploy's pools to finish (wait_logins_settled) before refusing the window.
+LOGIN_SETTLE_SECONDS = 5.0
 # Server connection states that still hold a backend for a client.
 BUSY_SERVER_STATES = ('active', 'active_cancel', 'being_canceled')
 
@@ -154,6 +157,53 @@ def is_drained(databases_rows, servers_rows, entries):
     """Paused and no server connection left, for every entry."""
     flags = entry_flags(databases_rows, entries)
     return all(flag['paused'] for flag in flags.values()) and not servers_of(servers_rows, entries)
+
+
+def logins_in_flight(pools_rows, entries):
+    """[(entry, user, sv_login)] of the entries' pools (SHOW POOLS rows, whose
+    ``database`` is the entry name) with a server connection still logging in,
+    sorted: what a PAUSE of those entries must not find (LOGIN_SETTLE_SECONDS)."""
+    return sorted((row.get('database'), row.get('user'), _as_int(row.get('sv_login'))) for row in pools_rows
+                  if row.get('database') in entries and _as_int(row.get('sv_login')) > 0)
+
+
+def describe_logins_in_flight(label, in_flight, waited_seconds):
+    """The one line refusing a window whose pgbouncer ``label`` kept server
+    logins in flight (logins_in_flight) for ``waited_seconds``."""
+    pools = ', '.join('%s (user %s, sv_login %d)' % item for item in in_flight)
+    return ('%s: a server login has been in flight for %.1f s on %s: a PAUSE now would close it and pgbouncer would '
+            'then open no server connection for server_login_retry and fail the clients it finds without one: find '
+            'why its server logins hang (the database server\'s log, max_connections, the network) and deploy again; '
+            'nothing paused, nothing applied' % (label, waited_seconds, pools))
+
+
+def wait_logins_settled(consoles, timeout=None, interval=0.01):
+    """Before any PAUSE: wait until no pool of any console's entries has a
+    server login in flight (SHOW POOLS sv_login, every console at once, every
+    ``interval`` s), for up to ``timeout`` s (default LOGIN_SETTLE_SECONDS).
+
+    pgbouncer (1.18 to this day: janitor.c per_loop_pause; its PR 420 was not
+    merged) closes a server connection still logging in when its entry is
+    paused and counts that as a failed login: the pool then opens no server
+    connection for server_login_retry (15 s by default), and clients finding
+    it without one get "server login has been failing, try again later
+    (server_login_retry)" - or, queued, wait those 15 s.
+
+    Returns the seconds waited; ConsoleError (describe_logins_in_flight, the
+    first console still waiting) when a login is still in flight at the end.
+    """
+    timeout = LOGIN_SETTLE_SECONDS if timeout is None else timeout
+    began = time.monotonic()
+    while True:
+        pools = checked(in_parallel(lambda c: c.show('POOLS'), consoles))
+        waiting = [(c.label, logins_in_flight(pools[c], c.entries)) for c in consoles]
+        waiting = [(label, in_flight) for label, in_flight in waiting if in_flight]
+        waited = time.monotonic() - began
+        if not waiting:
+            return waited
+        if waited >= timeout:
+            raise ConsoleError(describe_logins_in_flight(waiting[0][0], waiting[0][1], waited))
+        time.sleep(interval)
 
 
 def max_wait_ms(pools_rows, entries):
@@ -997,6 +1047,27 @@ def _timed(clock, name, host, steps, detail):
 # -- the client probe -----------------------------------------------------------
 
 PROBE_SECONDS = 2.0
+# A target refusing the connection (nothing listening yet) is asked again this often, within PROBE_SECONDS.
+PROBE_RETRY_SECONDS = 0.05
+
+
+def nothing_listening(error_text):
+    """True when a client's connection was refused at the socket - nothing
+    listens on the pgbouncer's address (libpq: "Connection refused") or its
+    unix socket file is missing ("No such file or directory"), as while a
+    pgbouncer restarts; False for anything pgbouncer itself answered."""
+    text = error_text or ''
+    return 'Connection refused' in text or ('socket' in text and 'No such file or directory' in text)
+
+
+def probe_again(error_text, refused_since, now, timeout=PROBE_SECONDS):
+    """Whether the probe asks a target again after ``error_text``: only when
+    nothing listens (nothing_listening) and its first such refusal
+    (``refused_since``, monotonic seconds) is less than ``timeout`` before
+    ``now``. A pgbouncer restarting (systemd restart: the new process not yet
+    listening) is so reported answering once it listens within the probe's
+    time; one refusing for ``timeout`` is reported refusing."""
+    return nothing_listening(error_text) and now - refused_since < timeout
 
 
 def with_probe_login(pgbouncers, primary):
@@ -1034,6 +1105,10 @@ def probe(targets, timeout=PROBE_SECONDS):
     against a pgbouncer, while a paused one (its login or SELECT 1 left
     without an answer) is reported after ``timeout``.
 
+    A connection refused at the socket (probe_again: nothing listening, as
+    while a pgbouncer restarts) is tried again every PROBE_RETRY_SECONDS for
+    up to ``timeout`` after the first refusal.
+
     Returns {key: None (answered) or one line saying what the client saw}; a
     client left without an answer is what a paused or suspended pgbouncer
     (or entry) does to its clients.
@@ -1041,17 +1116,22 @@ def probe(targets, timeout=PROBE_SECONDS):
     if not HAS_PSYCOPG2:
         return dict((key, 'psycopg2 is not installed') for key, unused in targets)
     results, live, by_fd = {}, {}, {}
-    for key, endpoint in targets:
-        try:
-            live[key] = {'conn': psycopg2.connect(async_=1, **dsn_kwargs(endpoint, application_name='fastdowntime-probe')),
-                         'cursor': None, 'fd': None}
-        except psycopg2.Error as exc:
-            results[key] = one_line(exc)
+    endpoints = dict(targets)
+    refused = {}   # key -> [first refusal (monotonic s), when to ask again, what the client saw]
     poller = select.poll()
+
+    def start(key):
+        """Connect (again) and drive it as far as it goes."""
+        try:
+            conn = psycopg2.connect(async_=1, **dsn_kwargs(endpoints[key], application_name='fastdowntime-probe'))
+        except psycopg2.Error as exc:
+            settle(key, one_line(exc))
+            return
+        live[key] = {'conn': conn, 'cursor': None, 'fd': None, 'heard': time.monotonic()}
+        advance(key)
 
     def finish(key, outcome):
         item = live.pop(key)
-        results[key] = outcome
         if item['fd'] is not None:
             poller.unregister(item['fd'])
             del by_fd[item['fd']]
@@ -1059,6 +1139,17 @@ def probe(targets, timeout=PROBE_SECONDS):
             item['conn'].close()
         except Exception:
             pass
+        settle(key, outcome)
+
+    def settle(key, outcome):
+        """The outcome, unless it is a refusal to ask again (probe_again)."""
+        now = time.monotonic()
+        first = refused[key][0] if key in refused else now
+        if outcome is not None and probe_again(outcome, first, now, timeout):
+            refused[key] = [first, now + PROBE_RETRY_SECONDS, outcome]
+            return
+        refused.pop(key, None)
+        results[key] = outcome
 
     def advance(key):
         """Drive one target as far as it goes without waiting; register what it waits for."""
@@ -1089,15 +1180,20 @@ def probe(targets, timeout=PROBE_SECONDS):
         item['heard'] = time.monotonic()
 
     try:
-        for key in list(live):
-            advance(key)
-        while live:
-            wake = min(item['heard'] for item in live.values()) + timeout
+        for key, dummy in targets:
+            start(key)
+        while live or refused:
+            wake = min([item['heard'] + timeout for item in live.values()] +
+                       [again for dummy, again, dummy in refused.values()])
             # A socket not ready when poll returns had nothing to read from its
             # last answer until then: silent at least since ``heard``, up to
             # the moment poll was called.
             polled_at = time.monotonic()
-            ready = poller.poll(max(0, int((wake - polled_at) * 1000)) + 1)
+            if live:
+                ready = poller.poll(max(0, int((wake - polled_at) * 1000)) + 1)
+            else:
+                time.sleep(max(0.0, wake - polled_at))
+                ready = []
             ready_keys = set(by_fd[fd] for fd, dummy in ready if fd in by_fd)
             for key in [k for k, item in live.items() if k not in ready_keys and polled_at - item['heard'] >= timeout]:
                 stage = 'login' if live[key]['cursor'] is None else 'SELECT 1'
@@ -1105,9 +1201,14 @@ def probe(targets, timeout=PROBE_SECONDS):
             for key in ready_keys:
                 if key in live:
                     advance(key)
+            now = time.monotonic()
+            for key in [k for k, (dummy, again, dummy) in refused.items() if again <= now]:
+                start(key)
     finally:
         for key in list(live):
             finish(key, 'probe interrupted')
+        for key, (dummy, dummy, seen) in list(refused.items()):
+            results[key] = seen
     return results
 
 

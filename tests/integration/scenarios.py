@@ -122,10 +122,11 @@ def _pid_alive(pid):
         return False
 
 
-def restart_pgbouncer(lab, host, socket_dir=None):
+def restart_pgbouncer(lab, host, socket_dir=None, down_seconds=0.0):
     """Stop one pgbouncer process at once (SIGTERM: pgbouncer 1.18's immediate shutdown, as
     a crash or `systemctl restart` does; its clients lose their connections) and start it
-    again with its own ini. An online restart (-R) is refused while an entry is paused
+    again with its own ini, ``down_seconds`` later (a slow restart: nothing listens
+    meanwhile). An online restart (-R) is refused while an entry is paused
     ("cannot suspend with paused databases"), so inside the window this is the restart there
     is. Returns (stopped_at, started_at) wall-clock times."""
     dirs = lab.hosts[host]['unix_socket_dirs']
@@ -139,6 +140,7 @@ def restart_pgbouncer(lab, host, socket_dir=None):
     deadline = time.monotonic() + 10
     while _pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
+    time.sleep(down_seconds)
     lab.ns_exec(host, 'runuser', '-u', 'postgres', '--', 'pgbouncer', '-d', '-q', ini)
     while not os.path.exists(os.path.join(socket_dir, '.s.PGSQL.6432')) and time.monotonic() < deadline:
         time.sleep(0.01)

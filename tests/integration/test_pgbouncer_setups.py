@@ -6,15 +6,22 @@ process answers a client (asked through that process's own unix socket) and no s
 
 import json
 import os
+import socket
+import threading
+import time
 
 import psycopg2
 import pytest
 
+import labctl
 import scenarios
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import Outage
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
+    PROBE_SECONDS, Console, probe, probe_target, with_probe_login)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import Preflight
 from deploy import (
-    assert_clean_error, assert_disarmed, assert_nothing_lost, deploy_under_load, every_process_serves, run_playbook,
-    table_exists, unique_major, write_patches)
+    REVISION_TABLE, assert_clean_error, assert_disarmed, assert_nothing_lost, client_answers, deploy_under_load,
+    every_process_serves, run_playbook, table_exists, unique_major, write_patches)
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures('scratch')]
 
@@ -318,3 +325,159 @@ def test_an_undeclared_so_reuseport_process_is_pointed_to_the_consoles_variable(
     assert found['action'] == ('declare every pgbouncer process of pgbouncer1 in fastdowntime_pgbouncer_consoles '
                                '(each is paused and resumed), then run the pre-flight again')
     assert 'killable' not in result['summary'] and 'fastdowntime_system_users' not in result['summary']
+
+
+class HeldRelay:
+    """A TCP relay on the lab's bridge address to the primary (labctl.relay_connections)
+    holding every new connection (accepted, nothing forwarded) until ``release()``: a
+    pgbouncer server login through it stays in flight (SHOW POOLS sv_login)."""
+
+    def __init__(self, lab):
+        self.released = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind((lab.addr('primary').rsplit('.', 1)[0] + '.1', 0))
+        self.listener.listen(16)
+        self.addr, self.port = self.listener.getsockname()
+        threading.Thread(target=labctl.relay_connections, args=(self.listener, lab.addr('primary'), 5432,
+                                                                 self.released), daemon=True).start()
+
+    def release(self):
+        self.released.set()
+
+    def close(self):
+        self.released.set()
+        self.listener.close()
+
+
+def test_a_server_login_in_flight_is_waited_out_before_the_pause(healthy_lab, tmp_path):
+    """pgbouncer closes a server connection still logging in when its entry is PAUSEd and takes it for
+    a failed login (pgbouncer PR 420, never merged): for server_login_retry (15 s) the pool opens no
+    server connection and fails the clients that find it without one - the ~15 s waits and errors of
+    the benchmark's scale runs. pgbouncer1 gets one more entry, fdtdemo_held, whose server logins go
+    through a relay holding them; a client's first login through it leaves a server login in flight
+    while the outage prepares. The outage waits for it before its clock (released 0.5 s into that
+    wait): the window runs, the client is served, no client of the load errs, and every entry,
+    fdtdemo_held too, answers a client after RESUME. Had prepare not waited, the window would have
+    run with the login held (released only after it), as the benchmark's windows did."""
+    lab = healthy_lab
+    ini = os.path.join(lab.lab_dir, 'hosts', 'pgbouncer1', 'pgbouncer.ini')
+    with open(ini) as handle:
+        original = handle.read()
+    relay = HeldRelay(lab)
+    admin = console(lab, lab.addr('pgbouncer1'))
+    held_client, prepared = {}, {}
+    major = unique_major()
+    standbys = [dict(lab.pg(name), pgbouncer_entries=['%s:%s_ro' % (bouncer, lab.db_name)])
+                for name, bouncer in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
+    outage = Outage(primary=lab.pg('primary'), standbys=standbys, db_name=lab.db_name,
+                    pgbouncers=[lab.pgbouncer('pgbouncer1'), lab.pgbouncer('pgbouncer2')], budget_seconds=10,
+                    patch_dir=write_patches(tmp_path, major, ['CREATE TABLE fdt_h%d (id int);' % major]),
+                    revision_table=REVISION_TABLE)
+
+    def first_client():
+        began = time.monotonic()
+        try:
+            conn = psycopg2.connect(lab.client_dsn('pgbouncer1', 'fdtdemo_held'), connect_timeout=10)
+            with conn.cursor() as cur:
+                cur.execute('SELECT 1')
+                held_client['answer'] = cur.fetchone()[0]
+            conn.close()
+        except psycopg2.Error as exc:
+            held_client['error'] = str(exc).strip()
+        held_client['waited'] = time.monotonic() - began
+
+    def prepare():
+        try:
+            outage.prepare()
+        except Exception as exc:  # reported by the test's thread below
+            prepared['error'] = exc
+
+    def wait_for(what, predicate, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, 'no %s within %.0f s' % (what, timeout)
+            time.sleep(0.01)
+
+    def login_in_flight():
+        with admin.cursor() as cur:
+            cur.execute('SHOW POOLS')
+            names = [c[0] for c in cur.description]
+            return [row for row in cur.fetchall() if dict(zip(names, row))['database'] == 'fdtdemo_held'
+                    and dict(zip(names, row))['sv_login']]
+
+    try:
+        with open(ini, 'w') as handle:
+            handle.write(original.replace('[databases]\n', '[databases]\nfdtdemo_held = host=%s port=%d dbname=%s\n'
+                                          % (relay.addr, relay.port, lab.db_name), 1))
+        admin.cursor().execute('RELOAD')
+        with lab.load() as load:
+            client = threading.Thread(target=first_client, daemon=True)
+            client.start()
+            wait_for('server login in flight', login_in_flight)
+            preparing = threading.Thread(target=prepare, daemon=True)
+            preparing.start()
+            # entry_flags are read just before the wait for logins in flight
+            wait_for('the flags read', lambda: outage.entry_flags or not preparing.is_alive())
+            preparing.join(0.5)
+            if preparing.is_alive():
+                relay.release()
+                preparing.join(30)
+            assert 'error' not in prepared, prepared
+            try:
+                result = outage.run()
+            finally:
+                relay.release()
+                outage.close()
+            client.join(30)
+            time.sleep(0.3)
+        assert outage.login_settle_seconds >= 0.5, outage.login_settle_seconds
+        assert result['outcome'] == 'done', result
+        assert held_client.get('answer') == 1, held_client
+        assert held_client['waited'] < 10, held_client
+        assert load.errors == [], load.errors[:5]
+        assert_nothing_lost(lab, load)
+        assert result['outage']['pgbouncer_state'] == \
+            'every pgbouncer entry resumed and answering clients (5 checked)', result['outage']
+        assert client_answers(lab, 'pgbouncer1', 'fdtdemo_held') is None
+    finally:
+        relay.close()
+        with open(ini, 'w') as handle:
+            handle.write(original)
+        admin.cursor().execute('RELOAD')
+        admin.close()
+    assert every_process_serves(lab) == {}
+
+
+def test_the_probe_waits_for_a_pgbouncer_restarting_within_its_time(healthy_lab):
+    """pgbouncer1 stopped, started again 0.5 s later (a slow `systemctl restart`: nothing listens
+    meanwhile). The client probe that says whether every entry answers after RESUME starts while
+    pgbouncer1 refuses connections: it asks again until the new process listens, within its 2 s,
+    and reports every entry answering - not "refused" at its first try (soak deploy 80)."""
+    lab = healthy_lab
+    endpoint = with_probe_login([lab.pgbouncer('pgbouncer1')], lab.pg('primary'))[0]
+    probed = Console(endpoint, db_name=lab.db_name).open()
+    try:
+        entries = list(probed.entries)
+        targets = [(entry, probe_target(probed, entry)) for entry in entries]
+    finally:
+        probed.close()
+    restarted = {}
+    restart = threading.Thread(target=lambda: restarted.update(
+        at=scenarios.restart_pgbouncer(lab, 'pgbouncer1', down_seconds=0.5)), daemon=True)
+    restart.start()
+
+    def refusing():
+        try:
+            socket.create_connection((lab.addr('pgbouncer1'), 6432), timeout=1).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+    deadline = time.monotonic() + 10
+    while not refusing():
+        assert time.monotonic() < deadline, 'pgbouncer1 never stopped'
+        time.sleep(0.005)
+    found = probe(targets, timeout=PROBE_SECONDS)
+    restart.join(15)
+    assert restarted.get('at'), 'pgbouncer1 was not started again'
+    assert found == dict((entry, None) for entry in entries), found
+    assert every_process_serves(lab) == {}

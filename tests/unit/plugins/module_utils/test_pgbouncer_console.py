@@ -466,3 +466,101 @@ def test_a_pause_waits_for_a_transaction_as_often_as_one_is_in_flight():
     # No transaction in pgbouncer's last stats period, or no such row: nothing to wait for.
     assert pc.xact_wait_seconds(stats, ['pgbouncer']) == 0.0
     assert pc.xact_wait_seconds([], ['app']) == 0.0
+
+
+# SHOW POOLS as pgbouncer 1.18 returns it (columns trimmed to those used).
+POOLS = [
+    {'database': 'fdtdemo', 'user': 'fdt_app', 'cl_active': 8, 'cl_waiting': 2, 'sv_idle': 3, 'sv_login': 1},
+    {'database': 'fdtdemo', 'user': 'fdt_deploy', 'cl_active': 0, 'cl_waiting': 0, 'sv_idle': 0, 'sv_login': 0},
+    {'database': 'fdtdemo_ro', 'user': 'fdt_app', 'cl_active': 1, 'cl_waiting': 0, 'sv_idle': 1, 'sv_login': '2'},
+    {'database': 'other', 'user': 'fdt_app', 'cl_active': 0, 'cl_waiting': 1, 'sv_idle': 0, 'sv_login': 1},
+    {'database': 'pgbouncer', 'user': 'pgbouncer', 'cl_active': 1, 'cl_waiting': 0, 'sv_idle': 0, 'sv_login': 0},
+]
+
+
+def test_logins_in_flight_are_those_of_the_entries_pools():
+    assert pc.logins_in_flight(POOLS, ['fdtdemo', 'fdtdemo_ro']) == [('fdtdemo', 'fdt_app', 1),
+                                                                     ('fdtdemo_ro', 'fdt_app', 2)]
+    # another entry's login is not ours to wait for; a settled pool is empty
+    assert pc.logins_in_flight(POOLS, ['fdtdemo_x']) == []
+    assert pc.logins_in_flight([dict(row, sv_login=0) for row in POOLS], ['fdtdemo', 'other']) == []
+
+
+class FakeConsole:
+    """show('POOLS') answers the next of ``answers`` (the last one for ever)."""
+
+    def __init__(self, label, entries, answers):
+        self.label, self.entries, self.answers, self.asked = label, entries, list(answers), 0
+
+    def show(self, what):
+        assert what == 'POOLS'
+        self.asked += 1
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def test_wait_logins_settled_waits_for_every_console_then_goes_on():
+    settled = [dict(row, sv_login=0) for row in POOLS]
+    first = FakeConsole('pgbouncer1', ['fdtdemo'], [POOLS, POOLS, settled])
+    second = FakeConsole('pgbouncer2', ['fdtdemo_ro'], [settled])
+    assert pc.wait_logins_settled([first, second], timeout=5, interval=0) < 5
+    assert first.asked == 3 and second.asked == 3  # asked together, until the last one settled
+    quiet = FakeConsole('pgbouncer1', ['fdtdemo'], [settled])
+    pc.wait_logins_settled([quiet], timeout=5, interval=0)
+    assert quiet.asked == 1  # nothing in flight: one round trip
+
+
+def test_a_login_in_flight_past_the_wait_refuses_in_one_line_naming_host_pool_and_fix():
+    stuck = FakeConsole(LABEL, ['fdtdemo', 'fdtdemo_ro'], [POOLS])
+    with pytest.raises(pc.ConsoleError) as err:
+        pc.wait_logins_settled([stuck], timeout=0.05, interval=0.01)
+    message = str(err.value)
+    assert '\n' not in message
+    assert message.startswith(LABEL + ': a server login has been in flight for ')
+    assert 'fdtdemo (user fdt_app, sv_login 1), fdtdemo_ro (user fdt_app, sv_login 2)' in message
+    assert 'server_login_retry' in message and 'nothing paused, nothing applied' in message
+    assert 'other' not in message
+
+
+# What libpq says (one_line) when nothing listens, and what pgbouncer answers itself.
+REFUSED_TCP = ('connection to server at "10.0.0.21", port 6432 failed: Connection refused Is the server running on '
+               'that host and accepting TCP/IP connections?')
+REFUSED_UNIX = ('connection to server on socket "/run/pgbouncer/.s.PGSQL.6432" failed: No such file or directory Is '
+                'the server running locally and accepting connections on that socket?')
+
+
+def test_nothing_listening_is_a_refusal_at_the_socket_only():
+    assert pc.nothing_listening(REFUSED_TCP)
+    assert pc.nothing_listening(REFUSED_UNIX)
+    for answered in ('ERROR: server login has been failing, try again later (server_login_retry)',
+                     'server closed the connection unexpectedly This probably means the server terminated abnormally',
+                     'FATAL: password authentication failed for user "fdt_deploy"',
+                     'ERROR: database "db_ro" is disabled',
+                     'a client got no answer to its login within 2.0 s', None, ''):
+        assert not pc.nothing_listening(answered), answered
+
+
+def test_a_refused_probe_is_asked_again_only_within_the_probe_time():
+    assert pc.probe_again(REFUSED_TCP, refused_since=10.0, now=10.0, timeout=2.0)
+    assert pc.probe_again(REFUSED_UNIX, refused_since=10.0, now=11.9, timeout=2.0)
+    assert not pc.probe_again(REFUSED_TCP, refused_since=10.0, now=12.0, timeout=2.0)
+    assert not pc.probe_again('ERROR: server login has been failing, try again later (server_login_retry)',
+                              refused_since=10.0, now=10.0, timeout=2.0)
+
+
+def test_probe_asks_a_refusing_target_again_until_its_time_is_up(monkeypatch):
+    import socket
+    free = socket.socket()
+    free.bind(('127.0.0.1', 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there now
+    connects = []
+    real_connect = pc.psycopg2.connect
+
+    def counting(*args, **kwargs):
+        connects.append(kwargs.get('port'))
+        return real_connect(*args, **kwargs)
+    monkeypatch.setattr(pc.psycopg2, 'connect', counting)
+    endpoint = {'host': '127.0.0.1', 'port': port, 'user': 'u', 'password': 'p', 'dbname': 'db', 'ssl_mode': 'disable'}
+    found = pc.probe([('key', endpoint)], timeout=0.3)
+    assert pc.nothing_listening(found['key']), found
+    assert len(connects) > 2, connects  # asked again every PROBE_RETRY_SECONDS, then reported refusing
