@@ -1117,7 +1117,9 @@ def probe(targets, timeout=PROBE_SECONDS):
         return dict((key, 'psycopg2 is not installed') for key, unused in targets)
     results, live, by_fd = {}, {}, {}
     endpoints = dict(targets)
-    refused = {}   # key -> [first refusal (monotonic s), when to ask again, what the client saw]
+    # key -> [first refusal (monotonic s), when to ask again, what the client saw]; kept
+    # while it is asked again (then also in live), until its outcome is settled
+    refused = {}
     poller = select.poll()
 
     def start(key):
@@ -1183,8 +1185,8 @@ def probe(targets, timeout=PROBE_SECONDS):
         for key, dummy in targets:
             start(key)
         while live or refused:
-            wake = min([item['heard'] + timeout for item in live.values()] +
-                       [again for dummy, again, dummy in refused.values()])
+            asking = [key for key in refused if key not in live]  # refused, to be asked again
+            wake = min([item['heard'] + timeout for item in live.values()] + [refused[key][1] for key in asking])
             # A socket not ready when poll returns had nothing to read from its
             # last answer until then: silent at least since ``heard``, up to
             # the moment poll was called.
@@ -1202,7 +1204,7 @@ def probe(targets, timeout=PROBE_SECONDS):
                 if key in live:
                     advance(key)
             now = time.monotonic()
-            for key in [k for k, (dummy, again, dummy) in refused.items() if again <= now]:
+            for key in [k for k in asking if k in refused and refused[k][1] <= now and k not in live]:
                 start(key)
     finally:
         for key in list(live):

@@ -122,17 +122,27 @@ def _pid_alive(pid):
         return False
 
 
-def restart_pgbouncer(lab, host, socket_dir=None, down_seconds=0.0):
+def restart_pgbouncer(lab, host, socket_dir=None):
     """Stop one pgbouncer process at once (SIGTERM: pgbouncer 1.18's immediate shutdown, as
     a crash or `systemctl restart` does; its clients lose their connections) and start it
-    again with its own ini, ``down_seconds`` later (a slow restart: nothing listens
-    meanwhile). An online restart (-R) is refused while an entry is paused
+    again with its own ini. An online restart (-R) is refused while an entry is paused
     ("cannot suspend with paused databases"), so inside the window this is the restart there
     is. Returns (stopped_at, started_at) wall-clock times."""
+    stopped_at = stop_pgbouncer(lab, host, socket_dir)
+    return stopped_at, start_pgbouncer(lab, host, socket_dir)
+
+
+def _pgbouncer_process(lab, host, socket_dir=None):
+    """(its ini, its unix socket dir) of one pgbouncer process of ``host`` (default its first)."""
     dirs = lab.hosts[host]['unix_socket_dirs']
     socket_dir = socket_dir or dirs[0]
     suffix = '' if len(dirs) == 1 else '-p%d' % (dirs.index(socket_dir) + 1)
-    ini = os.path.join(lab.lab_dir, 'hosts', host, 'pgbouncer%s.ini' % suffix)
+    return os.path.join(lab.lab_dir, 'hosts', host, 'pgbouncer%s.ini' % suffix), socket_dir
+
+
+def stop_pgbouncer(lab, host, socket_dir=None):
+    """SIGTERM one pgbouncer process and wait until it is gone; returns when (wall clock)."""
+    dummy, socket_dir = _pgbouncer_process(lab, host, socket_dir)
     with open(os.path.join(socket_dir, 'pgbouncer.pid')) as handle:
         pid = int(handle.read().split()[0])
     stopped_at = time.time()
@@ -140,11 +150,17 @@ def restart_pgbouncer(lab, host, socket_dir=None, down_seconds=0.0):
     deadline = time.monotonic() + 10
     while _pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(down_seconds)
+    return stopped_at
+
+
+def start_pgbouncer(lab, host, socket_dir=None):
+    """Start one pgbouncer process with its own ini, wait for its unix socket; returns when (wall clock)."""
+    ini, socket_dir = _pgbouncer_process(lab, host, socket_dir)
     lab.ns_exec(host, 'runuser', '-u', 'postgres', '--', 'pgbouncer', '-d', '-q', ini)
+    deadline = time.monotonic() + 10
     while not os.path.exists(os.path.join(socket_dir, '.s.PGSQL.6432')) and time.monotonic() < deadline:
         time.sleep(0.01)
-    return stopped_at, time.time()
+    return time.time()
 
 
 def reload_pgbouncer(lab, host, socket_dir=None):
