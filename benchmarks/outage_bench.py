@@ -426,8 +426,9 @@ def client_errors(load, began, logs, name):
     errors = load.errors
     out = {'texts': load.error_texts()}
     if errors:
-        out.update(first_s=round(min(e[1] for e in errors) - began, 3), last_s=round(max(e[1] for e in errors) - began, 3),
-                   workers=len(set(e[0] for e in errors)))
+        times = [when for dummy, when, dummy in errors]
+        out.update(first_s=round(min(times) - began, 3), last_s=round(max(times) - began, 3),
+                   workers=len(set(label for label, dummy, dummy in errors)))
     if errors or load.max_wait() * 1000 >= SCALE_SLOW_WAIT_MS:
         slowest = max(load.workers, key=lambda w: w.max_wait)
         out.update(slowest_ended_s=round(slowest.max_wait_at - began, 3), slowest_worker=slowest.label)
