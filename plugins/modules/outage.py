@@ -35,6 +35,9 @@ description:
   - Nothing pending means no outage at all - nothing is paused.
   - Hot patches must be applied live before (M(fastdowntime.postgresql.schema_apply) with C(phase=hot));
     the module refuses to start an outage while any is pending.
+  - Before the clock starts, the module waits (up to 5 s) until no pool of the deploy's entries has a server login
+    in flight (C(SHOW POOLS) C(sv_login)) - pgbouncer takes a PAUSE closing one for a failed login and then fails
+    or holds that pool's clients for C(server_login_retry) - and refuses, nothing paused, if one still is.
 version_added: 0.1.0
 author: fastdowntime.postgresql contributors (@fastdowntime)
 extends_documentation_fragment:

@@ -338,8 +338,8 @@ class HeldRelay:
         self.listener.bind((lab.addr('primary').rsplit('.', 1)[0] + '.1', 0))
         self.listener.listen(16)
         self.addr, self.port = self.listener.getsockname()
-        threading.Thread(target=labctl.relay_connections, args=(self.listener, lab.addr('primary'), 5432,
-                                                                 self.released), daemon=True).start()
+        relayed = (self.listener, lab.addr('primary'), 5432, self.released)
+        threading.Thread(target=labctl.relay_connections, args=relayed, daemon=True).start()
 
     def release(self):
         self.released.set()
