@@ -547,12 +547,13 @@ def test_a_refused_probe_is_asked_again_only_within_the_probe_time():
                               refused_since=10.0, now=10.0, timeout=2.0)
 
 
-def test_probe_asks_a_refusing_target_again_until_its_time_is_up(monkeypatch):
+@pytest.fixture
+def local_port(monkeypatch):
+    """(a socket bound to a free 127.0.0.1 port, not listening: connections are refused; the
+    endpoint a probe asks there; the list of the probe's connection attempts)."""
     import socket
-    free = socket.socket()
-    free.bind(('127.0.0.1', 0))
-    port = free.getsockname()[1]
-    free.close()  # nothing listens there now
+    bound = socket.socket()
+    bound.bind(('127.0.0.1', 0))
     connects = []
     real_connect = pc.psycopg2.connect
 
@@ -560,35 +561,29 @@ def test_probe_asks_a_refusing_target_again_until_its_time_is_up(monkeypatch):
         connects.append(kwargs.get('port'))
         return real_connect(*args, **kwargs)
     monkeypatch.setattr(pc.psycopg2, 'connect', counting)
-    endpoint = {'host': '127.0.0.1', 'port': port, 'user': 'u', 'password': 'p', 'dbname': 'db', 'ssl_mode': 'disable'}
+    endpoint = {'host': '127.0.0.1', 'port': bound.getsockname()[1], 'user': 'u', 'password': 'p', 'dbname': 'db',
+                'ssl_mode': 'disable'}
+    yield bound, endpoint, connects
+    bound.close()
+
+
+def test_probe_asks_a_refusing_target_again_until_its_time_is_up(local_port):
+    dummy, endpoint, connects = local_port
     found = pc.probe([('key', endpoint)], timeout=0.3)
     assert pc.nothing_listening(found['key']), found
     assert len(connects) > 2, connects  # asked again every PROBE_RETRY_SECONDS, then reported refusing
 
 
-def test_a_target_that_starts_listening_is_asked_once_more_then_judged_on_its_answer(monkeypatch):
+def test_a_target_that_starts_listening_is_asked_once_more_then_judged_on_its_answer(local_port):
     """Refused, then a listener that accepts and never answers (as a paused pgbouncer): the probe
     connects once more, stops asking again, and reports the login left without an answer."""
-    import socket
     import threading
-    listener = socket.socket()
-    listener.bind(('127.0.0.1', 0))
-    port = listener.getsockname()[1]  # bound, not listening yet: connections are refused
-    connects = []
-    real_connect = pc.psycopg2.connect
-
-    def counting(*args, **kwargs):
-        connects.append(kwargs.get('port'))
-        return real_connect(*args, **kwargs)
-    monkeypatch.setattr(pc.psycopg2, 'connect', counting)
-    timer = threading.Timer(0.15, listener.listen)
+    bound, endpoint, connects = local_port
+    timer = threading.Timer(0.15, bound.listen)
     timer.start()
     try:
-        endpoint = {'host': '127.0.0.1', 'port': port, 'user': 'u', 'password': 'p', 'dbname': 'db',
-                    'ssl_mode': 'disable'}
         found = pc.probe([('key', endpoint)], timeout=0.5)
     finally:
         timer.join()
-        listener.close()
     assert found == {'key': 'a client got no answer to its login within 0.5 s'}, found
     assert 2 <= len(connects) <= 0.15 / pc.PROBE_RETRY_SECONDS + 2, connects
