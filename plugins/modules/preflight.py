@@ -57,17 +57,17 @@ description:
   - C(lint) - one finding per statement of each pending patch, classified with the PostgreSQL parser and priced
     with the primary's live table sizes (module M(fastdowntime.postgresql.patch_lint), docs/lint.md); an C(error)
     fails, a C(warning) warns. Its per-statement estimate replaces O(statement_seconds) when larger.
-  - C(budget) - an estimate of the outage against O(budget_seconds) less the reserve the outage keeps for
-    ROLLBACK and RESUME. The model is deliberately simple, from what the pre-flight measures on the live cluster
-    now, so it follows the machine's load (round trips of the slowest host of each kind) - drain 2 pgbouncer round trips
-    plus how long the PAUSE would wait for transactions in flight now (the larger of SHOW STATS C(avg_xact_time) times
-    the chance one is in flight, and the oldest transaction open on pgbouncer's server connections); cold patches the fixed cost of a transaction on the
-    primary (round trip, BEGIN, COMMIT with its WAL flush, as 3 probe transactions of 20 catalog statements on
-    temporary tables dropped at COMMIT took them; at least one round trip) plus per statement and per revision row
-    the probe's time per catalog statement (at least O(statement_seconds)) or the lint's price; standby replay the
-    slowest catch-up the lag probe measured plus one standby round trip plus the WAL tail of the catalog statements
-    (the part of their time written since the WAL writer's last flush, on average half of C(wal_writer_delay) at
-    most); resume one pgbouncer round trip (docs/window.md).
+  - C(budget) - an estimate of the outage against O(budget_seconds) less the reserve the outage keeps for ROLLBACK and
+    RESUME. The model is deliberately simple, from what the pre-flight measures on the live cluster now, so it follows
+    the machine's load (round trips of the slowest host of each kind) - drain 2 pgbouncer round trips plus how long
+    the PAUSE would wait for transactions in flight now (the larger of SHOW STATS C(avg_xact_time) times the chance
+    one is in flight, and the oldest transaction open on pgbouncer's server connections); cold patches the fixed cost
+    of a transaction on the primary (round trip, BEGIN, COMMIT with its WAL flush, as 3 probe transactions of 20
+    catalog statements on temporary tables dropped at COMMIT took them at the slowest; at least one round trip) plus
+    per statement and per revision row the probe's time per catalog statement (at least O(statement_seconds)) or the
+    lint's price; standby replay the slowest catch-up the lag probe measured plus one standby round trip plus the WAL
+    tail of the catalog statements (the part of their time written since the WAL writer's last flush, on average half
+    of C(wal_writer_delay) at most); resume one pgbouncer round trip (docs/window.md).
   - The result has one structured list (RV(checks)) and one readable summary (RV(summary_lines)); the phase record
     (RV(phases)) and RV(outcome) feed the C(fastdowntime.postgresql.timeline) callback's report.
 version_added: 0.1.0
