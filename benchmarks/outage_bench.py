@@ -1260,7 +1260,9 @@ def scale_table(results, runs):
                           base['outage_ms'] + cpu_slope * (SCALE_MODEL_TO - 2), SCALE_MODEL_TO,
                           (base['outage_ms'] + cpu_slope * (SCALE_MODEL_TO - 2)) / base['outage_ms']), '']
     for key, errors in sorted((results.get('_failed') or {}).items()):
-        lines += ['%s: %d run(s) failed, e.g. %s' % (key, len(errors), errors[0]), '']
+        # Failures recorded before they named their engine came from an earlier engine.
+        lines += ['%s: %d run(s) failed, e.g. %s%s' % (key, len(errors), errors[0],
+                                                      '' if '(engine ' in errors[0] else ' (an earlier engine)'), '']
     cost = [r['namespaces'] for key in keys for r in results[key] if r.get('namespaces')]
     widest = max(cost, key=lambda c: c.get('pgbouncer', {}).get('hosts', 0)) if cost else None
     if widest and widest.get('pgbouncer'):
@@ -1396,7 +1398,9 @@ def main():
             record(key, run_scale(tmp, tag_for(key, run), *point, run=run))
         except (RuntimeError, OSError, psycopg2.Error, SystemExit) as exc:  # a point the machine cannot run
             print('%-13s run %d FAILED: %s' % (key, run + 1, ' '.join(str(exc).split())[:500]), flush=True)
-            failed.setdefault(key, []).append(' '.join(str(exc).split())[:300])
+            failed.setdefault(key, []).append('%s (engine %s, %s)' % (
+                ' '.join(str(exc).split())[:300], engine_commit(),
+                datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')))
 
     def tag_for(key, run):
         return '%s_%d_%d' % (key.replace('-', '_').replace('@', '_'), run, random.randint(0, 10 ** 6))
@@ -1434,7 +1438,12 @@ def main():
             lab_up(args.shape or 'default')
     if args.merge and os.path.exists(args.output):
         previous = load_raw(args.output)
+        # A point measured now keeps only today's failures; the others keep theirs (each names its engine).
+        failed = dict([(k, v) for k, v in (previous.get('_failed') or {}).items() if k not in results
+                       and k not in failed] + list(failed.items()))
         for key, rows in previous.items():
+            if key == '_failed':
+                continue
             if key not in results:
                 results[key] = rows
                 if key in previous.get('_measured', {}):
