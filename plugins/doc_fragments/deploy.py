@@ -34,6 +34,15 @@ options:
     type: list
     elements: str
     default: []
+  drain_policy:
+    description:
+      - What to do when a client holds a server connection at the drain deadline. C(abort) resumes everything and fails
+        naming the client; C(terminate) terminates its backend on the primary and confirms the drain.
+      - The pre-flight's C(blocking_sessions) check refuses a client through a pgbouncer that would hold the drain
+        the whole budget when this is C(abort); with C(terminate) it warns that the drain will terminate it.
+    type: str
+    choices: [abort, terminate]
+    default: abort
 '''
 
     # specs.deploy_target_spec('db_name', 'revision_table')

@@ -28,7 +28,7 @@ import socket
 import time
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import (
-    deploywindows, lint, lockstep, outcomes, pgversion, replication)
+    deploywindows, lint, locks, lockstep, outcomes, pgversion, replication)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
     Budget, BudgetExceeded, DEFAULT_BUDGET_SECONDS, DEFAULT_RESERVE_SECONDS, timed_phase_record)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
@@ -54,8 +54,8 @@ PASS, WARN, FAIL = 'pass', 'warn', 'fail'
 
 # Checks, in the order the summary lists them.
 CHECKS = ('connection', 'server_version', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
-          'replay_blockers', 'recovery_conflicts', 'direct_connections', 'pgbouncer', 'pgbouncer_processes',
-          'pool_mode', 'lint', 'pgbouncer_timeouts', 'budget', 'deploy_window')
+          'replay_blockers', 'recovery_conflicts', 'direct_connections', 'blocking_sessions', 'pgbouncer',
+          'pgbouncer_processes', 'pool_mode', 'lint', 'pgbouncer_timeouts', 'budget', 'deploy_window')
 
 DEFAULT_MAX_LAG_SECONDS = 60.0
 # One WAL segment: a standby further behind replays the outage's commit late.
@@ -73,6 +73,8 @@ PRIMARY_ROLES = ('pg_monitor', 'pg_signal_backend')
 STANDBY_ROLES = ('pg_monitor',)
 RTT_SAMPLES = 3
 IDLE_IN_TRANSACTION_SECONDS = 1.0
+# What the blocking_sessions check does with a session that would hold the outage its whole budget.
+BLOCKING_POLICIES = ('refuse', 'warn')
 
 
 def finding(check, status, summary, host=None, evidence=None, action=None):
@@ -612,6 +614,126 @@ def decide_direct_connections(label, rows, pgbouncer_pids, system_users, fragile
                    host=label, evidence=evidence)
 
 
+def will_outlast_window(row, wait_seconds):
+    """Will this session's transaction (a pg_stat_activity row: state,
+    xact_seconds, state_seconds) still be open when the window has waited
+    ``wait_seconds`` for it? Yes when it has been idle in transaction for over
+    IDLE_IN_TRANSACTION_SECONDS (its client sends nothing; only the client ends
+    it - a shorter pause between two statements is ordinary traffic) or open
+    longer than ``wait_seconds`` already. A session not in a transaction: no."""
+    if row.get('xact_seconds') is None:
+        return False
+    idle = (row.get('state') or '').startswith('idle in transaction') \
+        and (row.get('state_seconds') or 0) > IDLE_IN_TRANSACTION_SECONDS
+    return idle or row['xact_seconds'] > wait_seconds
+
+
+def _blocker_text(row, through=None):
+    state = row.get('state') or 'unknown state'
+    how = '%s for %.1f s' % (state, row.get('state_seconds') or 0) if state.startswith('idle in transaction') \
+        else state
+    return 'pid %s (user %s, application %r, from %s%s, %s, transaction open %.1f s)' % (
+        row.get('pid'), row.get('usename'), row.get('application_name') or '', row.get('client_addr') or 'local socket',
+        ' through %s' % through if through else '', how, row.get('xact_seconds') or 0)
+
+
+def _lock_text(rows):
+    """What one session's conflicting lock rows (locks.conflicting) hold or wait for."""
+    parts = []
+    for row in rows:
+        wanted = row['wanted']
+        parts.append('%s %s on %s, which %s line %s needs in %s' % (
+            'holds' if row.get('granted') else 'waits for', row['mode'], row.get('relation'), wanted['patch'],
+            wanted['line'], wanted['mode']))
+    return '; '.join(parts)
+
+
+def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbouncer_of, killable_users, pgbouncer_addrs,
+                             wait_seconds, drain_policy='abort', policy='refuse', cold_pending=True):
+    """Sessions that would hold the outage for its whole budget and then abort
+    it: refused before any PAUSE (``policy`` 'warn': warned, the outage waits
+    for them as before).
+
+    - Through a pgbouncer (``pgbouncer_of``: {backend pid: pgbouncer name}, from
+      SHOW SERVERS): a server connection in a transaction holds the drain
+      (PAUSE waits for its transaction to end). One that will_outlast_window
+      fails with drain_policy 'abort'; with 'terminate' the drain ends it:
+      a warning saying so.
+    - Any other session holding or waiting for a lock that conflicts with the
+      one a cold statement needs (``lock_rows``: locks.conflicting rows) and
+      that will_outlast_window: the cold transaction waits for it the whole
+      budget. A user of ``killable_users`` connected from no pgbouncer host
+      (``pgbouncer_addrs``) is terminated as the outage starts: a warning.
+
+    ``activity_rows``: the primary's ACTIVITY_SQL rows of the deploy database;
+    ``required``: locks.required_locks of the pending cold patches;
+    ``wait_seconds``: what the window can wait (the usable budget, capped by
+    pgbouncer's timeouts); ``cold_pending``: False when no outage is due."""
+    evidence = {'wait_seconds': round(wait_seconds, 3), 'drain_policy': drain_policy, 'policy': policy,
+                'idle_in_transaction_seconds': IDLE_IN_TRANSACTION_SECONDS,
+                'required_locks': [{'relation': locks.relation_text(r['relation']), 'mode': r['mode'], 'patch': r['patch'],
+                                    'line': r['line']} for r in required],
+                'drain_holders': [], 'lock_holders': []}
+    if not cold_pending:
+        return finding('blocking_sessions', PASS, '%s: no cold patch pending: nothing to drain, no lock to wait for'
+                       % label, host=label, evidence=evidence)
+    refused, warned, pids = [], [], []
+    for row in activity_rows:
+        through = pgbouncer_of.get(row.get('pid'))
+        if through is None or not will_outlast_window(row, wait_seconds):
+            continue
+        evidence['drain_holders'].append(dict((k, row.get(k)) for k in (
+            'pid', 'usename', 'application_name', 'client_addr', 'state', 'xact_seconds', 'state_seconds', 'query')))
+        text = '%s holds its server connection in a transaction: the drain waits for it' % _blocker_text(row, through)
+        if drain_policy == 'terminate':
+            warned.append(text + ' and, with drain_policy terminate, terminates it')
+        else:
+            refused.append(text)
+            pids.append(row.get('pid'))
+    by_pid = {}
+    for row in lock_rows:
+        if row.get('pid') in pgbouncer_of:
+            continue  # a pgbouncer client's transaction: the drain waits for it first (above)
+        by_pid.setdefault(row.get('pid'), []).append(row)
+    for pid, rows in sorted(by_pid.items()):
+        row = rows[0]
+        if not will_outlast_window(row, wait_seconds):
+            continue
+        evidence['lock_holders'].append(dict(
+            dict((k, row.get(k)) for k in ('pid', 'usename', 'application_name', 'client_addr', 'state',
+                                           'xact_seconds', 'state_seconds', 'query')),
+            locks=[{'relation': r.get('relation'), 'mode': r['mode'], 'granted': r.get('granted'),
+                    'needed': r['wanted']['mode']} for r in rows]))
+        text = '%s %s' % (_blocker_text(row), _lock_text(rows))
+        if row.get('usename') in killable_users and row.get('client_addr') not in pgbouncer_addrs:
+            warned.append(text + ' (a killable user: terminated as the outage starts)')
+        else:
+            refused.append(text)
+            pids.append(pid)
+    budget_text = 'the outage would wait for them its whole %.1f s and then abort' % wait_seconds
+    if refused and policy != 'warn':
+        return finding('blocking_sessions', FAIL, '%s: %s; %s: end them (SELECT pg_terminate_backend(pid) for pid %s) '
+                       'or let them commit, then deploy again' % (label, '; '.join(refused), budget_text,
+                                                                   ', '.join(str(p) for p in pids)),
+                       host=label, evidence=evidence,
+                       action='on %s: SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN (%s) - or '
+                              'let them commit; for clients through pgbouncer, fastdowntime_drain_policy: terminate '
+                              'ends them at the drain; for direct ones, fastdowntime_killable_users terminates them '
+                              'as the outage starts; fastdowntime_blocking_sessions: warn deploys anyway (the outage '
+                              'waits for them up to the budget, then aborts)'
+                              % (label, ', '.join(str(p) for p in pids)))
+    if refused or warned:
+        both = refused + warned
+        return finding('blocking_sessions', WARN, '%s: %s%s' % (
+            label, '; '.join(both), ('; %s (fastdowntime_blocking_sessions: warn)' % budget_text) if refused else ''),
+            host=label, evidence=evidence,
+            action='nothing, unless they must not be cut off: then end them yourself first' if not refused else
+            'end them before the outage, or the outage aborts at its budget')
+    return finding('blocking_sessions', PASS, '%s: no session holds the drain or a lock the cold patches need (%d '
+                   'relation(s) checked, waits up to %.1f s)' % (label, len(required), wait_seconds),
+                   host=label, evidence=evidence)
+
+
 def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standby_entries=None, error=None,
                      probe=None, fences=None, explained=()):
     """One pgbouncer process: the console answered as an admin and resolved the
@@ -995,7 +1117,8 @@ class Preflight:
                  fragile_users=None, killable_users=None, statement_seconds=DEFAULT_STATEMENT_SECONDS,
                  resume_paused_replay=True, resume_operator_replay_pause=False, lint_options=None, scan_bytes_per_second=None,
                  deploy_windows=None, window_override_reason=None, operator=None, now=None,
-                 app_servers=None, app_health_key=lockstep.HEALTH_KEY, contract_acknowledge_reason=None):
+                 app_servers=None, app_health_key=lockstep.HEALTH_KEY, contract_acknowledge_reason=None,
+                 drain_policy='abort', blocking_sessions='refuse'):
         self.primary = dict(primary, dbname=db_name)
         self.standbys = [dict(s, dbname=db_name) for s in standbys]
         self.pgbouncers = with_probe_login(pgbouncers, primary)
@@ -1045,6 +1168,8 @@ class Preflight:
         self.app_servers = list(app_servers or [])
         self.app_health_key = app_health_key
         self.contract_acknowledge_reason = contract_acknowledge_reason
+        self.drain_policy = drain_policy
+        self.blocking_sessions = blocking_sessions
 
     # -- plumbing --------------------------------------------------------------
     def _connect(self, endpoint):
@@ -1213,6 +1338,10 @@ class Preflight:
             self.findings.append(not_checked('direct_connections', [primary_label]))
         elif primary is not None and primary_label in activity:
             self._check_direct_connections(primary, primary_label, activity[primary_label])
+        if primary_label in blind:
+            self.findings.append(not_checked('blocking_sessions', [primary_label]))
+        elif primary is not None and primary_label in activity and self.plan is not None:
+            self._check_blocking_sessions(primary, primary_label, activity[primary_label])
 
         self._check_budget(primary, primary_label, standbys, lag, pgbouncer_rtts, entries_counts)
         self._check_deploy_window()
@@ -1523,6 +1652,32 @@ class Preflight:
                                            name not in self.pgbouncer_failed))
         self.findings.append(decide_direct_connections(label, rows, pids, system_users, self.fragile_users,
                                                        self.killable_users, pgbouncer_hosts=hosts))
+
+    def _check_blocking_sessions(self, primary, label, activity_rows):
+        """The sessions that would hold the outage its whole budget
+        (decide_blocking_sessions): pgbouncer clients in a transaction, and
+        holders of locks the pending cold patches need (locks.HOLDERS_SQL)."""
+        required = locks.required_locks(self.plan.pending_cold)
+        rows = []
+        if required:
+            rows = self._query(primary, locks.HOLDERS_SQL, ([locks.quoted(r['relation']) for r in required],),
+                               label=label, check='blocking_sessions')
+            if rows is None:
+                return
+        self._server_pids()  # the server connections opened since the pgbouncer check
+        pgbouncer_of = dict((pid, name) for name, pids in self.pgbouncer_pids_of.items() for pid in pids)
+        pgbouncer_addrs = set()
+        for endpoint in self.pgbouncers:
+            pgbouncer_addrs |= addresses(endpoint.get('host'))
+        try:
+            wait = self.budget.capped(budget_cap(self.pgbouncer_configs)).usable
+        except BudgetExceeded:  # nothing left: the pgbouncer_timeouts finding refuses
+            wait = self.budget.usable
+        db_rows = [row for row in activity_rows if row.get('datname') == self.db_name]
+        self.findings.append(decide_blocking_sessions(
+            label, db_rows, locks.conflicting(rows, required), required, pgbouncer_of, self.killable_users,
+            pgbouncer_addrs, wait, drain_policy=self.drain_policy, policy=self.blocking_sessions,
+            cold_pending=bool(self.plan.pending_cold)))
 
     def _rtt(self, conn, label):
         """The round trip to one host in seconds, or None after a finding naming

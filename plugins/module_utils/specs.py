@@ -10,7 +10,7 @@
 - ``BUDGET_SPEC``: ``budget_seconds`` (default budget.DEFAULT_BUDGET_SECONDS).
 - ``deploy_argument_spec()``: what the outage and preflight modules take -
   the endpoints (primary, standbys, pgbouncers), the deploy target, the budget
-  and its reserve, the entries to drain, the killable users; documented once in
+  and its reserve, the entries to drain, the killable users, the drain policy; documented once in
   the doc fragment ``fastdowntime.postgresql.deploy``.
 - ``lint_options_spec(prefix)``: the patch lint's options (``patch_lint`` takes
   them as they are, ``preflight`` with the prefix ``lint_``).
@@ -83,6 +83,7 @@ def deploy_argument_spec(**extra):
         pgbouncers=endpoint_argument_spec(list_of=True, console=True),
         reserve_seconds=dict(type='float', default=DEFAULT_RESERVE_SECONDS),
         killable_users=dict(type='list', elements='str', default=[], no_log=False),
+        drain_policy=dict(type='str', choices=['abort', 'terminate'], default='abort'),
     )
     spec.update(deploy_target_spec())
     spec.update(_copy(BUDGET_SPEC))

@@ -55,13 +55,6 @@ attributes:
   check_mode:
     details: In check mode the module connects, computes the plan and returns it; nothing is paused or applied.
 options:
-  drain_policy:
-    description:
-      - What to do when a client holds a server connection at the drain deadline. C(abort) resumes everything and fails
-        naming the client; C(terminate) terminates its backend on the primary and confirms the drain.
-    type: str
-    choices: [abort, terminate]
-    default: abort
   estimate_ms:
     description:
       - The pre-flight's estimate of this outage (its RV(fastdowntime.postgresql.preflight#module:estimate.total_ms)),
@@ -271,7 +264,6 @@ except ImportError as exc:  # pglast missing on the host that runs the module
 
 def argument_spec():
     return deploy_argument_spec(
-        drain_policy=dict(type='str', choices=['abort', 'terminate'], default='abort'),
         deploy_id=dict(type='str'),
         estimate_ms=dict(type='float'),
         window_mode=dict(type='str', choices=['all', 'split'], default='all'),

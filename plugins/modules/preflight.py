@@ -51,6 +51,18 @@ description:
   - C(direct_connections) - sessions on the primary's O(db_name) that do not come from a pgbouncer host's
     address - users in O(system_users) are ignored, O(fragile_users) fail (stop them first), O(killable_users)
     are listed (the outage terminates them as it starts), anyone else fails.
+  - C(blocking_sessions) - sessions on the primary that would hold the outage for its whole budget and then abort it
+    (the drain, or the cold transaction's lock wait, waits for them up to the usable budget, capped by pgbouncer's
+    timeouts). One counts when its transaction will outlast the window - idle in transaction for over a second (its
+    client sends nothing; only the client ends it) or open longer than the usable budget already. A client through
+    a pgbouncer in such a transaction holds the drain - it fails with O(drain_policy=abort), and is a warning with
+    C(terminate) (the drain terminates it). Any other session holding or waiting for a table-level lock that
+    conflicts with the lock a pending cold statement takes on a relation it touches (PostgreSQL's conflict table;
+    C(ACCESS EXCLUSIVE) for most C(ALTER TABLE), C(SHARE ROW EXCLUSIVE) on a table a new foreign key references,
+    C(SHARE UPDATE EXCLUSIVE) for C(COMMENT ON); an index's table and every inheritance child are checked too)
+    fails, naming its pid, user, application name, client address, how long, the relation, both lock modes and
+    the patch - unless its user is in O(killable_users) (terminated as the outage starts, so a warning). The
+    pre-flight's own session is left out. O(blocking_sessions=warn) reports them as warnings instead.
   - C(pgbouncer) - every admin console answers as an admin, has the deploy's entries (and those named by the
     standbys' C(pgbouncer_entries)), and none of them is already paused. pgbouncer 1.18 shows no global PAUSE;
     from 1.19 on SHOW STATE is read as well.
@@ -130,6 +142,14 @@ options:
         Never a pause PostgreSQL made (see C(replay_paused)), never in check mode.
     type: bool
     default: false
+  blocking_sessions:
+    description:
+      - What the C(blocking_sessions) check does with a session that would hold the outage for its whole budget -
+        C(refuse) the deploy (before any PAUSE), or C(warn) and deploy anyway (the outage then waits for it up to
+        the budget and aborts if it has not ended).
+    type: str
+    choices: [refuse, warn]
+    default: refuse
   lint_severity:
     description: Severity per lint rule (C(error), C(warning), C(info)) overriding its default (docs/lint.md).
     type: dict
@@ -320,6 +340,7 @@ def argument_spec():
         app_servers=dict(type='list', elements='dict', default=[]),
         app_health_key=dict(type='str', default='fastdowntime', no_log=False),
         contract_acknowledge_reason=dict(type='str', default=''),
+        blocking_sessions=dict(type='str', choices=['refuse', 'warn'], default='refuse'),
         **dict(lint_options_spec('lint_'), **FAIL_ON_REFUSAL_SPEC)
     )
 
@@ -354,7 +375,8 @@ def main():
         scan_bytes_per_second=p['lint_scan_mb_per_second'] * 1048576.0 if p['lint_scan_mb_per_second'] else None,
         deploy_windows=windows, window_override_reason=p['deploy_window_override'], operator=p['operator'],
         app_servers=p['app_servers'], app_health_key=p['app_health_key'],
-        contract_acknowledge_reason=p['contract_acknowledge_reason'])
+        contract_acknowledge_reason=p['contract_acknowledge_reason'], drain_policy=p['drain_policy'],
+        blocking_sessions=p['blocking_sessions'])
     result = preflight.run()
     if not result['passed'] and p['fail_on_refusal']:
         failing = [line for line in result['summary_lines'] if line.startswith('FAIL ')]

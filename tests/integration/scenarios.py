@@ -389,15 +389,18 @@ def budget_below_estimate(lab, tmp_path, budget=0.02):
                ['refused by pre-flight', 'budget'])
 
 
-def lock_on_the_patched_table(lab, tmp_path, tags='outage'):
-    """The deploy user (a system user: the pre-flight lets it be) holds a lock on the table
-    the cold patch alters: aborted, nothing applied."""
+def lock_on_the_patched_table(lab, tmp_path, tags='outage', extra=None):
+    """The deploy user (a system user: the direct_connections check lets it be) holds a lock
+    on the table the cold patch alters, past the pre-flight (its blocking_sessions check
+    refuses it unless told to warn, ``extra``, or skipped with ``tags``): aborted, nothing
+    applied."""
     major = unique_major()
     table = 'fdt_l%d' % major
     patch_dir = write_patches(tmp_path, major, ['ALTER TABLE %s ADD COLUMN note text;\n'
                                                 'CREATE TABLE %s_new (id int);' % (table, table)])
     with lock_holder(lab, table) as pid:
-        proc, report = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 3}, tags=tags)
+        proc, report = run_playbook(lab, tmp_path, patch_dir, dict({'fastdowntime_budget_seconds': 3}, **(extra or {})),
+                                    tags=tags)
     return Run('lock_holder', proc, report, 'aborted', [table + '_new'], False,
                ['aborted in schema application', str(pid), 'nothing applied'], holder_pid=pid, table=table)
 

@@ -30,17 +30,20 @@ def test_client_transaction_open_past_the_drain_deadline(healthy_lab, tmp_path):
     lab = healthy_lab
     major = unique_major()
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_d%d (id int);' % major])
-    # A client through pgbouncer1 holds its server connection in an open transaction.
+    # A client through pgbouncer1 holds its server connection in an open transaction. The
+    # pre-flight is told to warn (fastdowntime_blocking_sessions: warn), so the drain meets it.
     holder = psycopg2.connect(lab.client_dsn('pgbouncer1'), application_name='stuck-client')
     try:
         with holder.cursor() as cur:
             cur.execute("INSERT INTO fdt_item (body) VALUES ('held open')")
-        proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 3})
+        proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 3,
+                                                                       'fastdowntime_blocking_sessions': 'warn'})
     finally:
         holder.rollback()
         holder.close()
     assert proc.returncode != 0
-    assert_clean_error(out, 'aborted in drain', 'pgbouncer1', 'fdt_app@')
+    assert_clean_error(out, 'WARN blocking_sessions: primary', "application 'stuck-client'", 'aborted in drain',
+                       'pgbouncer1', 'fdt_app@')
     assert not table_exists(lab, 'primary', 'fdt_d%d' % major)
     assert_all_resumed(lab)
     # The failed outage task did not stop the disarm: nothing is left armed.
@@ -50,14 +53,56 @@ def test_client_transaction_open_past_the_drain_deadline(healthy_lab, tmp_path):
 
 def test_direct_connection_holding_a_lock_on_the_patched_table(healthy_lab, tmp_path):
     lab = healthy_lab
-    run, load = scenarios.under_load(lab, functools.partial(scenarios.lock_on_the_patched_table, tags=FULL), tmp_path)
+    run, load = scenarios.under_load(lab, functools.partial(scenarios.lock_on_the_patched_table, tags=FULL, extra={
+        'fastdowntime_blocking_sessions': 'warn'}), tmp_path)
     scenarios.check_run(lab, run)
+    assert_clean_error(run.out, 'WARN blocking_sessions: primary', 'pid %d' % run.facts['holder_pid'])
     check = psycopg2.connect(lab.primary_dsn())
     with check.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'note'",
                     (run.facts['table'],))
         assert cur.fetchone()[0] == 0
     check.close()
+    assert_all_resumed(lab)
+    assert_nothing_lost(lab, load)
+
+
+def test_sessions_that_would_hold_the_outage_are_refused_before_any_pause(healthy_lab, tmp_path):
+    """Defect 5 of a new user's try: (a) a client through pgbouncer1 idle in a transaction (the drain
+    would wait for it the whole budget) and (b) the deploy user's direct session idle in a transaction
+    holding a lock on the table a cold patch alters (the cold transaction would wait for it). Both are
+    refused by the pre-flight in one line naming each, before any PAUSE: the load never waits."""
+    lab = healthy_lab
+    major = unique_major()
+    table = 'fdt_k%d' % major
+    patch_dir = write_patches(tmp_path, major, ['ALTER TABLE %s ADD COLUMN note text;\n'
+                                                'CREATE TABLE %s_new (id int);' % (table, table)])
+    through = psycopg2.connect(lab.client_dsn('pgbouncer1'), application_name='stuck-client')
+    try:
+        with through.cursor() as cur:
+            cur.execute("INSERT INTO fdt_item (body) VALUES ('held open') RETURNING pg_backend_pid()")
+            through_pid = cur.fetchone()[0]
+        with scenarios.lock_holder(lab, table) as direct_pid:
+            proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 3})
+    finally:
+        through.rollback()
+        through.close()
+    assert proc.returncode != 0
+    # The one line of the refusal (the quiet output names each failed check once).
+    refusal = [line for line in out.splitlines() if 'blocking_sessions: primary' in line]
+    assert len(refusal) == 1, out[-4000:]
+    for word in ('pid %d (user fdt_app, application \'stuck-client\'' % through_pid, 'through pgbouncer1',
+                 'holds its server connection in a transaction', "pid %d (user fdt_deploy, application 'report-query'"
+                 % direct_pid, 'holds ACCESS SHARE on %s, which patch-%d-01-0.sql line 1 needs in ACCESS EXCLUSIVE'
+                 % (table, major), 'idle in transaction for', 'pg_terminate_backend(pid) for pid'):
+        assert word in refusal[0], (word, refusal[0])
+    assert refusal[0].startswith('problem: blocking_sessions: primary (%s:5432): ' % lab.addr('primary'))
+    assert_clean_error(out, 'refused by pre-flight')
+    assert 'Drain, cold patches' not in out  # refused before the outage play: nothing was paused
+    report = scenarios.read_report(str(tmp_path / 'report.json')) or {}
+    assert [p['phase'] for p in report['phases']] == ['preflight'], report['phases']
+    assert report['outage']['ended_at'] is None and report['outage']['max_client_wait_ms'] is None
+    assert not table_exists(lab, 'primary', table + '_new')
     assert_all_resumed(lab)
     assert_nothing_lost(lab, load)
 

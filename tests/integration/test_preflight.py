@@ -175,6 +175,49 @@ def test_transaction_open_past_the_threshold_is_refused(lab, revision_table, pat
 
 
 @pytest.mark.faults
+def test_sessions_that_would_hold_the_outage_are_refused_and_the_knobs_warn(lab, revision_table, patch_dir):
+    """The lab's cold patches ALTER fdt_item (ACCESS EXCLUSIVE): a direct session idle in a
+    transaction that read it (ACCESS SHARE) and a client through pgbouncer1 idle in a
+    transaction are refused, each named; drain_policy terminate and blocking_sessions warn
+    turn them into warnings. A client that ends its transaction at once is ordinary traffic."""
+    direct = connect(lab.pg('primary'), application_name='dba_psql')
+    through = psycopg2.connect(lab.client_dsn('pgbouncer1'), application_name='stuck-client')
+    quick = psycopg2.connect(lab.client_dsn('pgbouncer2'), application_name='quick-client')
+    try:
+        cur = direct.cursor()
+        cur.execute('SELECT pg_backend_pid(), count(*) FROM fdt_item')
+        direct_pid = cur.fetchone()[0]
+        with through.cursor() as cur:
+            cur.execute('SELECT pg_backend_pid(), count(*) FROM fdt_item')
+            through_pid = cur.fetchone()[0]
+        time.sleep(1.2)  # idle in transaction for longer than a pause between two statements
+        with quick.cursor() as cur:
+            cur.execute('SELECT count(*) FROM fdt_item')
+        refused = run(lab, patch_dir)
+        quick.commit()
+        terminate = run(lab, patch_dir, drain_policy='terminate', blocking_sessions='warn')
+    finally:
+        direct.close()
+        through.close()
+        quick.close()
+    assert_refused_by(refused, 'blocking_sessions', 'pid %d (user fdt_deploy, application \'dba_psql\', from '
+                      % direct_pid)
+    failed = findings(refused, 'blocking_sessions', 'fail')
+    assert len(failed) == 1 and failed[0]['host'].startswith('primary'), refused['summary']
+    summary = failed[0]['summary']
+    assert 'holds ACCESS SHARE on fdt_item, which patch-2300-01-0.sql line 3 needs in ACCESS EXCLUSIVE' in summary
+    assert 'pid %d (user fdt_app, application \'stuck-client\'' % through_pid in summary
+    assert 'through pgbouncer1, idle in transaction for' in summary
+    assert 'quick-client' not in summary
+    assert [line for line in refused['summary_lines'] if line.startswith('FAIL blocking_sessions:')] == [
+        'FAIL blocking_sessions: ' + summary]
+    warned = findings(terminate, 'blocking_sessions', 'warn')
+    assert len(warned) == 1 and not findings(terminate, 'blocking_sessions', 'fail'), terminate['summary']
+    assert 'with drain_policy terminate, terminates it' in warned[0]['summary']
+    assert '(fastdowntime_blocking_sessions: warn)' in warned[0]['summary']
+
+
+@pytest.mark.faults
 def test_direct_connection_by_a_fragile_user_is_refused(lab, revision_table, patch_dir):
     direct = connect(lab.pg('primary', user='fdt_app'), autocommit=True)
     try:

@@ -98,7 +98,7 @@ def _documented_as_specified(documented, spec):
 def test_the_deploy_fragments_document_the_shared_specs():
     deploy = specs.deploy_argument_spec()
     by_fragment = {
-        'DOCUMENTATION': dict((k, deploy[k]) for k in ('drain_entries', 'reserve_seconds', 'killable_users')),
+        'DOCUMENTATION': dict((k, deploy[k]) for k in ('drain_entries', 'reserve_seconds', 'killable_users', 'drain_policy')),
         'DATABASE': specs.deploy_target_spec('db_name', 'revision_table'),
         'PATCHES': specs.deploy_target_spec('patch_dir'),
         'BUDGET': specs.BUDGET_SPEC,

@@ -514,3 +514,96 @@ def test_every_check_a_decision_can_return_is_listed():
     made = {pf.decide_pool_mode('p', {}, {})['check'], pf.decide_pgbouncer_processes('p', {})['check'],
             pf.decide_pgbouncer_timeouts(None, Budget(1))['check'], pf.decide_pgbouncer('p', [], {})['check']}
     assert made <= set(pf.CHECKS)
+
+
+# -- blocking sessions: the drain and the cold patches' locks ----------------------------
+
+REQUIRED = [{'relation': (None, 'fdt_item'), 'mode': 'ACCESS EXCLUSIVE', 'patch': 'patch-2300-01-0.sql', 'line': 3}]
+
+
+def backend(pid, state='idle in transaction', state_seconds=3.0, xact_seconds=4.0, user='deploy', app='dba_psql',
+            addr='10.0.0.5'):
+    return {'pid': pid, 'usename': user, 'application_name': app, 'client_addr': addr, 'state': state,
+            'state_seconds': state_seconds, 'xact_seconds': xact_seconds, 'query': 'SELECT count(*) FROM fdt_item',
+            'datname': 'db'}
+
+
+def holding(row, mode='ACCESS SHARE', granted=True, relation='fdt_item'):
+    return dict(row, mode=mode, granted=granted, relation=relation, wanted=REQUIRED[0])
+
+
+def blocking(activity=(), lock_rows=(), pgbouncer_of=None, killable=(), wait=9.5, **kwargs):
+    return pf.decide_blocking_sessions('primary (10.0.0.10:5432)', list(activity), list(lock_rows), REQUIRED,
+                                       pgbouncer_of or {}, set(killable), {'10.0.0.21'}, wait, **kwargs)
+
+
+def test_direct_idle_lock_holder_is_refused_in_one_line_naming_it():
+    row = backend(24064)
+    found = blocking([row], [holding(row)])
+    assert found['status'] == FAIL and found['check'] == 'blocking_sessions'
+    summary = found['summary']
+    assert '\n' not in summary and summary.startswith('primary (10.0.0.10:5432): pid 24064')
+    for word in ("user deploy", "application 'dba_psql'", 'from 10.0.0.5', 'idle in transaction for 3.0 s',
+                 'transaction open 4.0 s', 'holds ACCESS SHARE on fdt_item', 'patch-2300-01-0.sql line 3',
+                 'needs in ACCESS EXCLUSIVE', 'pg_terminate_backend(pid) for pid 24064', 'its whole 9.5 s'):
+        assert word in summary, (word, summary)
+    assert 'WHERE pid IN (24064)' in found['action'] and 'fastdowntime_blocking_sessions: warn' in found['action']
+    assert found['evidence']['lock_holders'][0]['locks'] == [
+        {'relation': 'fdt_item', 'mode': 'ACCESS SHARE', 'granted': True, 'needed': 'ACCESS EXCLUSIVE'}]
+
+
+def test_short_lived_lock_holders_are_ordinary_traffic():
+    between_statements = backend(1, state_seconds=0.2, xact_seconds=0.3)
+    running = backend(2, state='active', state_seconds=2.0, xact_seconds=2.0)
+    found = blocking([between_statements, running], [holding(between_statements), holding(running)])
+    assert found['status'] == PASS, found['summary']
+    assert '1 relation(s) checked' in found['summary']
+
+
+def test_a_running_transaction_older_than_the_budget_and_a_waiter_are_refused():
+    old = backend(3, state='active', state_seconds=20.0, xact_seconds=20.0)
+    waiter = backend(4, state='active', state_seconds=12.0, xact_seconds=12.0)
+    found = blocking([old, waiter], [holding(old), holding(waiter, mode='SHARE', granted=False)])
+    assert found['status'] == FAIL
+    assert 'pid 3' in found['summary'] and 'waits for SHARE on fdt_item' in found['summary']
+    assert 'for pid 3, 4' in found['summary']
+
+
+def test_pgbouncer_client_idle_in_transaction_holds_the_drain():
+    row = backend(501, user='fdt_app', app='stuck-client', addr='10.0.0.21', state_seconds=2.5)
+    refused = blocking([row], pgbouncer_of={501: 'pgbouncer1'})
+    assert refused['status'] == FAIL
+    assert 'pid 501' in refused['summary'] and 'through pgbouncer1' in refused['summary']
+    assert 'holds its server connection in a transaction: the drain waits for it' in refused['summary']
+    assert 'fastdowntime_drain_policy: terminate' in refused['action']
+    # Its locks are the drain's business: no second reason for the same pid.
+    assert blocking([row], [holding(row)], pgbouncer_of={501: 'pgbouncer1'})['summary'].count('pid 501 (') == 1
+    terminated = blocking([row], pgbouncer_of={501: 'pgbouncer1'}, drain_policy='terminate')
+    assert terminated['status'] == WARN and 'with drain_policy terminate, terminates it' in terminated['summary']
+    # Between two statements, or not in a transaction at all: ordinary traffic.
+    assert blocking([dict(row, state_seconds=0.1)], pgbouncer_of={501: 'pgbouncer1'})['status'] == PASS
+    assert blocking([dict(row, state='idle', xact_seconds=None)], pgbouncer_of={501: 'pgbouncer1'})['status'] == PASS
+
+
+def test_killable_direct_holder_warns_and_the_opt_out_turns_a_refusal_into_a_warning():
+    row = backend(7, user='cron')
+    killable = blocking([row], [holding(row)], killable=['cron'])
+    assert killable['status'] == WARN and 'terminated as the outage starts' in killable['summary']
+    # A killable user's connection from a pgbouncer host is never terminated: still refused.
+    assert blocking([row], [holding(dict(row, client_addr='10.0.0.21'))], killable=['cron'])['status'] == FAIL
+    warned = blocking([row], [holding(row)], policy='warn')
+    assert warned['status'] == WARN and '(fastdowntime_blocking_sessions: warn)' in warned['summary']
+
+
+def test_no_cold_patch_pending_means_nothing_blocks():
+    row = backend(8, state_seconds=100, xact_seconds=100)
+    found = blocking([row], [holding(row)], pgbouncer_of={8: 'pgbouncer1'}, cold_pending=False)
+    assert found['status'] == PASS and 'no cold patch pending' in found['summary']
+
+
+def test_will_outlast_window():
+    assert pf.will_outlast_window(backend(1, state_seconds=1.5), 10)
+    assert not pf.will_outlast_window(backend(1, state_seconds=0.5, xact_seconds=9), 10)
+    assert pf.will_outlast_window(backend(1, state='active', state_seconds=11, xact_seconds=11), 10)
+    assert pf.will_outlast_window(backend(1, state='idle in transaction (aborted)', state_seconds=2), 10)
+    assert not pf.will_outlast_window(backend(1, state='idle', xact_seconds=None), 10)

@@ -1,0 +1,276 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fastdowntime.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Table-level locks: the ones the cold patches take, on which relations, and
+which of the locks other sessions hold (or wait for) conflict with them.
+
+- ``MODES`` and ``conflicts(a, b)``: PostgreSQL's eight table-level lock modes
+  and their conflict table (the documentation's "Table-level Lock Modes",
+  table "Conflicting Lock Modes"), by the documentation's names (``ACCESS
+  EXCLUSIVE``); ``mode_name`` turns pg_locks' ``AccessExclusiveLock`` into it.
+- ``statement_locks(node)``: the (relation, mode) pairs one parsed statement
+  (a pglast node, as patchset.py keeps it) takes, as PostgreSQL's
+  AlterTableGetLockLevel and the other commands take them; a relation is a key
+  (schema or None, name) as the parser case-folded it. Statements whose locks
+  are not modelled (GRANT, CREATE FUNCTION...) take none here.
+- ``required_locks(patches)``: per relation the strongest mode the patches'
+  cold statements take, and the first patch that takes it.
+- ``HOLDERS_SQL``: the sessions that hold or wait for a lock on those relations
+  (an index's table and every inheritance/partition child too), read on the
+  primary; ``conflicting(rows, required)`` keeps those whose mode conflicts.
+
+Pure except for the SQL text: no database here; unit-tested without one.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+try:
+    import pglast.enums
+except ImportError:  # pragma: no cover - patchset reports it
+    pglast = None
+
+ACCESS_SHARE, ROW_SHARE, ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, EXCLUSIVE, \
+    ACCESS_EXCLUSIVE = MODES = ('ACCESS SHARE', 'ROW SHARE', 'ROW EXCLUSIVE', 'SHARE UPDATE EXCLUSIVE', 'SHARE',
+                                'SHARE ROW EXCLUSIVE', 'EXCLUSIVE', 'ACCESS EXCLUSIVE')
+
+# The documentation's table: each mode -> the modes it conflicts with.
+CONFLICTS = {
+    ACCESS_SHARE: frozenset((ACCESS_EXCLUSIVE,)),
+    ROW_SHARE: frozenset((EXCLUSIVE, ACCESS_EXCLUSIVE)),
+    ROW_EXCLUSIVE: frozenset((SHARE, SHARE_ROW_EXCLUSIVE, EXCLUSIVE, ACCESS_EXCLUSIVE)),
+    SHARE_UPDATE_EXCLUSIVE: frozenset((SHARE_UPDATE_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, EXCLUSIVE,
+                                       ACCESS_EXCLUSIVE)),
+    SHARE: frozenset((ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE_ROW_EXCLUSIVE, EXCLUSIVE, ACCESS_EXCLUSIVE)),
+    SHARE_ROW_EXCLUSIVE: frozenset((ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, EXCLUSIVE,
+                                    ACCESS_EXCLUSIVE)),
+    EXCLUSIVE: frozenset((ROW_SHARE, ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, EXCLUSIVE,
+                          ACCESS_EXCLUSIVE)),
+    ACCESS_EXCLUSIVE: frozenset(MODES),
+}
+
+# ALTER TABLE subcommands that take less than ACCESS EXCLUSIVE (tablecmds.c, AlterTableGetLockLevel).
+ALTER_TABLE_LEVELS = {
+    'AT_SetStatistics': SHARE_UPDATE_EXCLUSIVE, 'AT_ClusterOn': SHARE_UPDATE_EXCLUSIVE,
+    'AT_DropCluster': SHARE_UPDATE_EXCLUSIVE, 'AT_SetRelOptions': SHARE_UPDATE_EXCLUSIVE,
+    'AT_ResetRelOptions': SHARE_UPDATE_EXCLUSIVE, 'AT_ValidateConstraint': SHARE_UPDATE_EXCLUSIVE,
+    'AT_AttachPartition': SHARE_UPDATE_EXCLUSIVE, 'AT_DetachPartitionFinalize': SHARE_UPDATE_EXCLUSIVE,
+    'AT_EnableTrig': SHARE_ROW_EXCLUSIVE, 'AT_EnableAlwaysTrig': SHARE_ROW_EXCLUSIVE,
+    'AT_EnableReplicaTrig': SHARE_ROW_EXCLUSIVE, 'AT_EnableTrigAll': SHARE_ROW_EXCLUSIVE,
+    'AT_EnableTrigUser': SHARE_ROW_EXCLUSIVE, 'AT_DisableTrig': SHARE_ROW_EXCLUSIVE,
+    'AT_DisableTrigAll': SHARE_ROW_EXCLUSIVE, 'AT_DisableTrigUser': SHARE_ROW_EXCLUSIVE,
+}
+# LOCK TABLE's mode (LockStmt.mode: lockdefs.h numbers 1..8) -> its name.
+LOCK_STMT_MODES = dict(enumerate(MODES, start=1))
+
+
+def mode_name(pg_locks_mode):
+    """pg_locks.mode (``AccessExclusiveLock``) -> the documentation's name
+    (``ACCESS EXCLUSIVE``); a name already in MODES is returned as it is; any
+    other (a row lock's mode) -> None."""
+    if pg_locks_mode in CONFLICTS:
+        return pg_locks_mode
+    text = str(pg_locks_mode or '')
+    if not text.endswith('Lock'):
+        return None
+    words = []
+    for char in text[:-4]:
+        if char.isupper() and words:
+            words.append(' ')
+        words.append(char.upper())
+    name = ''.join(words)
+    return name if name in CONFLICTS else None
+
+
+def conflicts(held, wanted):
+    """Does a lock in mode ``held`` conflict with one in mode ``wanted`` (the
+    relation conflict table is symmetric)?"""
+    return wanted in CONFLICTS.get(held, ())
+
+
+def strongest(modes):
+    """The strongest of ``modes`` (MODES order), None for none."""
+    ranked = [MODES.index(m) for m in modes if m in CONFLICTS]
+    return MODES[max(ranked)] if ranked else None
+
+
+def _name(value):
+    return getattr(value, 'name', str(value))
+
+
+def _key(relation):
+    return (relation.schemaname or None, relation.relname)
+
+
+def _names_key(names):
+    """(schema or None, name) from a dotted name's String nodes (the last is the
+    relation; a catalog name in front is dropped)."""
+    strings = [getattr(n, 'sval', None) for n in names or ()]
+    return (strings[-2] if len(strings) > 1 else None, strings[-1]) if strings else None
+
+
+def _foreign_keys(elements):
+    """The referenced tables of FOREIGN KEY constraints among ``elements``
+    (CreateStmt tableElts, ColumnDef constraints, ALTER TABLE definitions)."""
+    found = []
+    for element in elements or ():
+        kind = type(element).__name__
+        if kind == 'Constraint' and _name(element.contype) == 'CONSTR_FOREIGN' and element.pktable is not None:
+            found.append(_key(element.pktable))
+        elif kind == 'ColumnDef':
+            found.extend(_foreign_keys(element.constraints))
+    return found
+
+
+def _alter_table_locks(node):
+    key = _key(node.relation)
+    modes, referenced = [], []
+    for cmd in node.cmds or ():
+        sub = _name(cmd.subtype)
+        definition = cmd.def_
+        fks = _foreign_keys([definition]) if definition is not None else []
+        if sub == 'AT_AddConstraint' and fks:
+            modes.append(SHARE_ROW_EXCLUSIVE)  # ADD FOREIGN KEY: both tables, SHARE ROW EXCLUSIVE
+        else:
+            modes.append(ALTER_TABLE_LEVELS.get(sub, ACCESS_EXCLUSIVE))
+        referenced.extend(fks)
+    locks = [(key, strongest(modes) or ACCESS_EXCLUSIVE)]
+    return locks + [(ref, SHARE_ROW_EXCLUSIVE) for ref in referenced]
+
+
+def _comment_locks(node):
+    kind = _name(node.objtype)
+    names = node.object if isinstance(node.object, (list, tuple)) else ()
+    if kind in ('OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE', 'OBJECT_SEQUENCE',
+                'OBJECT_INDEX'):
+        key = _names_key(names)
+    elif kind == 'OBJECT_COLUMN':
+        key = _names_key(names[:-1])
+    else:
+        return []
+    return [(key, SHARE_UPDATE_EXCLUSIVE)] if key else []
+
+
+def statement_locks(node):
+    """[(relation key, mode)] the parsed statement ``node`` takes on existing
+    relations (see the module docstring); [] when not modelled."""
+    name = type(node).__name__
+    if name == 'AlterTableStmt':
+        return _alter_table_locks(node)
+    if name == 'IndexStmt':
+        return [(_key(node.relation), SHARE_UPDATE_EXCLUSIVE if node.concurrent else SHARE)]
+    if name == 'CreateStmt':
+        parents = [(_key(r), ACCESS_EXCLUSIVE) for r in node.inhRelations or ()]
+        return parents + [(ref, SHARE_ROW_EXCLUSIVE) for ref in _foreign_keys(node.tableElts)]
+    if name == 'DropStmt':
+        if _name(node.removeType) not in ('OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_INDEX',
+                                          'OBJECT_SEQUENCE', 'OBJECT_FOREIGN_TABLE'):
+            return []
+        return [(_names_key(names), ACCESS_EXCLUSIVE) for names in node.objects or ()]
+    if name == 'RenameStmt':
+        if node.relation is None:
+            return []
+        renamed = _name(pglast.enums.ObjectType(node.renameType))
+        return [(_key(node.relation), SHARE_UPDATE_EXCLUSIVE if renamed == 'OBJECT_INDEX' else ACCESS_EXCLUSIVE)]
+    if name == 'TruncateStmt':
+        return [(_key(r), ACCESS_EXCLUSIVE) for r in node.relations or ()]
+    if name == 'LockStmt':
+        mode = LOCK_STMT_MODES.get(int(node.mode), ACCESS_EXCLUSIVE)
+        return [(_key(r), mode) for r in node.relations or ()]
+    if name == 'VacuumStmt':
+        full = 'full' in set(getattr(o, 'defname', None) for o in node.options or ())
+        return [(_key(r.relation), ACCESS_EXCLUSIVE if full else SHARE_UPDATE_EXCLUSIVE)
+                for r in node.rels or () if r.relation is not None]
+    if name == 'ClusterStmt' and node.relation is not None:
+        return [(_key(node.relation), ACCESS_EXCLUSIVE)]
+    if name == 'ReindexStmt' and node.relation is not None:
+        return [(_key(node.relation), SHARE)]
+    if name == 'CreateTrigStmt':
+        return [(_key(node.relation), SHARE_ROW_EXCLUSIVE)]
+    if name in ('CreatePolicyStmt', 'AlterPolicyStmt') and node.table is not None:
+        return [(_key(node.table), ACCESS_EXCLUSIVE)]
+    if name == 'RuleStmt':
+        return [(_key(node.relation), ACCESS_EXCLUSIVE)]
+    if name == 'ViewStmt' and node.replace:
+        return [(_key(node.view), ACCESS_EXCLUSIVE)]
+    if name == 'CommentStmt':
+        return _comment_locks(node)
+    if name in ('UpdateStmt', 'DeleteStmt', 'InsertStmt') and node.relation is not None:
+        return [(_key(node.relation), ROW_EXCLUSIVE)]
+    return []
+
+
+def required_locks(patches):
+    """[{'relation': key, 'mode', 'patch', 'line'}]: per relation the strongest
+    mode the cold statements of ``patches`` (patchset.Patch, in order) take and
+    where it is first taken, in the order first named."""
+    found = {}
+    for patch in patches:
+        for statement in patch.statements:
+            if statement.kind != 'cold' or statement.node is None:
+                continue
+            for key, mode in statement_locks(statement.node):
+                if key is None or mode is None:
+                    continue
+                known = found.get(key)
+                if known is None or MODES.index(mode) > MODES.index(known['mode']):
+                    found[key] = {'relation': key, 'mode': mode, 'patch': patch.name, 'line': statement.line}
+    return list(found.values())
+
+
+def relation_text(key):
+    """A key as the patches name it: ``schema.name`` or ``name``."""
+    return '%s.%s' % key if key[0] else key[1]
+
+
+def quoted(key):
+    """A key as to_regclass() reads it exactly (quoted identifiers)."""
+    return '.'.join('"%s"' % part.replace('"', '""') for part in key if part)
+
+
+# The sessions holding or waiting for a table-level lock on the relations named
+# (%s: quoted names, as quoted() gives them), on each index's table and on every
+# inheritance or partition child (ALTER TABLE recurses to them): ``target`` is the
+# position of the name in the list. Prepared transactions (no pid) are the
+# transactions check's. The pre-flight's own session is left out.
+HOLDERS_SQL = """
+WITH RECURSIVE named AS (
+    SELECT t.ord, to_regclass(t.name)::oid AS relid
+      FROM unnest(%s::text[]) WITH ORDINALITY AS t(name, ord)
+), base AS (
+    SELECT ord, relid FROM named WHERE relid IS NOT NULL
+    UNION SELECT n.ord, i.indrelid FROM named n JOIN pg_index i ON i.indexrelid = n.relid
+), tree AS (
+    SELECT ord, relid FROM base
+    UNION SELECT t.ord, h.inhrelid FROM tree t JOIN pg_inherits h ON h.inhparent = t.relid
+)
+SELECT tree.ord - 1 AS target, tree.relid::regclass::text AS relation, l.mode, l.granted, l.pid,
+       a.usename, host(a.client_addr) AS client_addr, a.application_name, a.state,
+       EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start)::float8 AS xact_seconds,
+       EXTRACT(EPOCH FROM clock_timestamp() - a.state_change)::float8 AS state_seconds,
+       left(a.query, 200) AS query
+  FROM tree
+  JOIN pg_locks l ON l.locktype = 'relation' AND l.relation = tree.relid
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.pid <> pg_backend_pid()
+ ORDER BY l.pid, tree.ord
+"""
+
+
+def conflicting(rows, required):
+    """The HOLDERS_SQL ``rows`` whose lock conflicts with the mode ``required``
+    (required_locks' list; a row's ``target`` indexes it) needs, each with
+    ``mode`` in the documentation's name, ``wanted`` (that required entry) and
+    ``granted``."""
+    out = []
+    for row in rows:
+        try:
+            wanted = required[int(row.get('target'))]
+        except (TypeError, ValueError, IndexError):
+            continue
+        mode = mode_name(row.get('mode'))
+        if mode is not None and conflicts(mode, wanted['mode']):
+            out.append(dict(row, mode=mode, wanted=wanted))
+    return out
