@@ -712,16 +712,15 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
             pids.append(pid)
     budget_text = 'the outage would wait for them its whole %.1f s and then abort' % wait_seconds
     if refused and policy != 'warn':
+        pid_list = ', '.join(str(p) for p in pids)
         return finding('blocking_sessions', FAIL, '%s: %s; %s: end them (SELECT pg_terminate_backend(pid) for pid %s) '
-                       'or let them commit, then deploy again' % (label, '; '.join(refused), budget_text,
-                                                                   ', '.join(str(p) for p in pids)),
+                       'or let them commit, then deploy again' % (label, '; '.join(refused), budget_text, pid_list),
                        host=label, evidence=evidence,
                        action='on %s: SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN (%s) - or '
                               'let them commit; for clients through pgbouncer, fastdowntime_drain_policy: terminate '
                               'ends them at the drain; for direct ones, fastdowntime_killable_users terminates them '
                               'as the outage starts; fastdowntime_blocking_sessions: warn deploys anyway (the outage '
-                              'waits for them up to the budget, then aborts)'
-                              % (label, ', '.join(str(p) for p in pids)))
+                              'waits for them up to the budget, then aborts)' % (label, pid_list))
     if refused or warned:
         both = refused + warned
         return finding('blocking_sessions', WARN, '%s: %s%s' % (

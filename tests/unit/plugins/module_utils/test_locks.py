@@ -54,9 +54,9 @@ def test_conflict_table_is_postgresqls_and_symmetric():
     assert not locks.conflicts(locks.SHARE, locks.SHARE) and locks.conflicts(SRE, SRE)
     assert not locks.conflicts(locks.ROW_SHARE, SRE) and locks.conflicts(locks.ROW_SHARE, locks.EXCLUSIVE)
     assert all(locks.conflicts(mode, AE) for mode in locks.MODES)
-    for held in locks.MODES:
-        for wanted in locks.MODES:
-            assert locks.conflicts(held, wanted) == locks.conflicts(wanted, held), (held, wanted)
+    for first in locks.MODES:
+        for second in locks.MODES:
+            assert locks.conflicts(first, second) == locks.conflicts(second, first), (first, second)
 
 
 def test_pg_locks_mode_names_become_the_documentations():
@@ -93,6 +93,5 @@ def test_only_conflicting_holders_are_kept():
             {'target': 1, 'pid': 3, 'mode': 'ShareLock', 'granted': False},
             {'target': 7, 'pid': 4, 'mode': 'AccessExclusiveLock', 'granted': True}]
     kept = locks.conflicting(rows, required)
-    assert [(r['pid'], r['mode'], r['wanted']['mode']) for r in kept] == [(1, locks.ACCESS_SHARE, AE),
-                                                                        (3, locks.SHARE, SUE)]
-
+    assert [(r['pid'], r['mode'], r['wanted']['mode']) for r in kept] == [
+        (1, locks.ACCESS_SHARE, AE), (3, locks.SHARE, SUE)]
