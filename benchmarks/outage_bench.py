@@ -1261,8 +1261,8 @@ def scale_table(results, runs):
                           (base['outage_ms'] + cpu_slope * (SCALE_MODEL_TO - 2)) / base['outage_ms']), '']
     for key, errors in sorted((results.get('_failed') or {}).items()):
         # Failures recorded before they named their engine came from an earlier engine.
-        lines += ['%s: %d run(s) failed, e.g. %s%s' % (key, len(errors), errors[0],
-                                                      '' if '(engine ' in errors[0] else ' (an earlier engine)'), '']
+        earlier = '' if '(engine ' in errors[0] else ' (an earlier engine)'
+        lines += ['%s: %d run(s) failed, e.g. %s%s' % (key, len(errors), errors[0], earlier), '']
     cost = [r['namespaces'] for key in keys for r in results[key] if r.get('namespaces')]
     widest = max(cost, key=lambda c: c.get('pgbouncer', {}).get('hosts', 0)) if cost else None
     if widest and widest.get('pgbouncer'):
