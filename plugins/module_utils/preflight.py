@@ -43,7 +43,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
     classify_connections, server_pids)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
-    STANDBY_ENTRIES_VAR, resolve_addresses, standby_entries_by_pgbouncer)
+    STANDBY_ENTRIES_VAR, resolve_addresses, standby_entries_by_pgbouncer, standby_name)
 
 try:
     import psycopg2
@@ -55,7 +55,8 @@ PASS, WARN, FAIL = 'pass', 'warn', 'fail'
 # Checks, in the order the summary lists them.
 CHECKS = ('connection', 'server_version', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
           'replay_blockers', 'recovery_conflicts', 'direct_connections', 'blocking_sessions', 'pgbouncer',
-          'pgbouncer_processes', 'pool_mode', 'lint', 'pgbouncer_timeouts', 'budget', 'deploy_window')
+          'pgbouncer_processes', 'pool_mode', 'connection_slots', 'lint', 'pgbouncer_timeouts', 'budget',
+          'deploy_window')
 
 DEFAULT_MAX_LAG_SECONDS = 60.0
 # One WAL segment: a standby further behind replays the outage's commit late.
@@ -870,6 +871,45 @@ def decide_pgbouncer_processes(label, config, unix_socket_dir=None):
                           'unix_socket_dir, and host/port where the controller reaches that socket)')
 
 
+# A server's connection slots: max_connections less the reserved ones (superuser, and PostgreSQL
+# 16's reserved_connections) less the client backends open now.
+CONNECTION_SLOTS_SQL = """SELECT current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int
+         + COALESCE(NULLIF(current_setting('reserved_connections', true), '')::int, 0) AS reserved,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS used"""
+
+
+def decide_connection_slots(label, row, logins):
+    """Room on one server for what follows RESUME.
+
+    PAUSE closes each paused pool's server connections (pgbouncer), so after
+    RESUME every pgbouncer logs in again for its queued clients, and the
+    client probe adds one login per entry: ``logins`` (int) is the number of
+    deploy entries, over every pgbouncer, whose server this is. ``row``:
+    CONNECTION_SLOTS_SQL's (max_connections, reserved, used) or None (not
+    read). With fewer free slots than that, a login gets "sorry, too many
+    clients already", and pgbouncer then refuses that pool's clients for its
+    server_login_retry (15 s by default): refused here, before any PAUSE.
+    """
+    if row is None or not logins:
+        return finding('connection_slots', PASS, '%s: not needed (no pgbouncer entry on it)' % label
+                       if not logins else '%s: connection slots not read' % label, host=label)
+    free = row['max_connections'] - row['reserved'] - row['used']
+    evidence = dict(row, free=free, logins_after_resume=logins)
+    if free >= logins:
+        return finding('connection_slots', PASS, '%s: %d connection slots free, %d logins after RESUME'
+                       % (label, free, logins), host=label, evidence=evidence)
+    return finding('connection_slots', FAIL,
+                   '%s: %d of max_connections %d free (%d in use, %d reserved), but after RESUME pgbouncer logs in '
+                   'again (PAUSE closed its server connections) and the client probe logs in through each of the '
+                   '%d entries on it: "too many clients" would make pgbouncer refuse those clients for '
+                   'server_login_retry' % (label, max(free, 0), row['max_connections'], row['used'],
+                                           row['reserved'], logins),
+                   host=label, evidence=evidence,
+                   action='raise max_connections on %s (a restart; a standby needs it at least as high as its '
+                          'primary) or close idle sessions, so that at least %d slots are free' % (label, logins))
+
+
 def decide_pgbouncer_timeouts(cap, budget, estimate=None, configs=None):
     """pgbouncer's own timeouts against the budget (a budget.Budget). ``cap``:
     pgbouncer_console.budget_cap (None: no timeout hits a queued client);
@@ -1333,6 +1373,8 @@ class Preflight:
                 if counts is not None:
                     self.findings.append(decide_recovery_conflicts(label, (counts or [None])[0], conflict))
 
+        self._check_connection_slots([(self.primary, primary)] + standbys)
+
         if primary_label in blind:
             self.findings.append(not_checked('direct_connections', [primary_label]))
         elif primary is not None and primary_label in activity:
@@ -1614,6 +1656,34 @@ class Preflight:
                                                   fences=dict((f['entry'], f) for f in self.fences
                                                               if f['pgbouncer'] == console.label)))
         return rtts, entries_counts
+
+    def _check_connection_slots(self, servers):
+        """decide_connection_slots on the primary and every standby: the logins
+        after RESUME are the deploy entries of every pgbouncer read, each on the
+        server it points at (a standby's own entries, the others the primary's)."""
+        names = [p.get('name') for p in self.pgbouncers]
+        on_standby = standby_entries_by_pgbouncer(self.standbys, names)
+        read = dict((c.endpoint.get('name'), c.entries) for c in self.consoles if c.conn is not None)
+        logins = {}
+        for endpoint, dummy in servers:
+            if endpoint is self.primary:
+                taken = set()
+                for per in on_standby.values():
+                    taken |= set((bouncer, entry) for bouncer, entries in per.items() for entry in entries)
+                logins[id(endpoint)] = sum(1 for bouncer, entries in read.items() for entry in entries
+                                           if (bouncer, entry) not in taken)
+            else:
+                per = on_standby.get(standby_name(endpoint)) or {}
+                logins[id(endpoint)] = sum(1 for bouncer, entries in per.items() for entry in entries
+                                           if entry in read.get(bouncer, ()))
+        for endpoint, conn in servers:
+            if conn is None:
+                continue
+            label = endpoint_label(endpoint)
+            rows = self._query(conn, CONNECTION_SLOTS_SQL, label=label, check='connection_slots')
+            if rows is None:
+                continue
+            self.findings.append(decide_connection_slots(label, rows[0], logins[id(endpoint)]))
 
     def _server_pids(self):
         """The backend pids of every open console's server connections, now

@@ -22,7 +22,7 @@ from scenarios import wait_streaming
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import load_patch
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import connect
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import CHECKS, Preflight
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import CHECKS, CONNECTION_SLOTS_SQL, Preflight
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import ensure_revision_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -395,3 +395,34 @@ def test_lint_reads_from_the_catalog_which_sequence_a_column_owns(lab, revision_
     assert [(f['line'], f['rule'], f['severity']) for f in found] == [
         (1, 'rename-internal', 'info'), (2, 'rename-internal', 'info'), (3, 'rename', 'error'),
         (4, 'rename-internal', 'info')]
+
+
+def test_a_primary_without_room_for_the_logins_after_resume_is_refused(lab, revision_table, patch_dir):
+    """PAUSE closes the pools' server connections; after RESUME every pgbouncer logs in again and the
+    client probe logs in through each entry: on a primary with fewer free slots than that, a login gets
+    "too many clients" and pgbouncer refuses that pool's clients for server_login_retry (seen with 100
+    pgbouncers on the lab). Sessions held open here leave one free slot on the primary, fewer than its 2
+    entries (one per pgbouncer): refused before any PAUSE, in one line, the standbys untouched."""
+    watcher = psycopg2.connect(lab.primary_dsn())
+    watcher.autocommit = True
+    held = []
+    try:
+        with watcher.cursor() as cur:
+            cur.execute(CONNECTION_SLOTS_SQL)
+            max_connections, reserved, used = cur.fetchone()
+        # The pre-flight's own connection to the primary takes one more: one slot is left.
+        for dummy in range(max_connections - reserved - used - 2):
+            held.append(psycopg2.connect(lab.primary_dsn()))
+        result = run(lab, patch_dir)
+        assert_refused_by(result, 'connection_slots', 'too many clients')
+        [refused] = findings(result, 'connection_slots', 'fail')
+        assert refused['host'].startswith('primary') and 'max_connections' in refused['action']
+        assert refused['evidence']['logins_after_resume'] == 2 and refused['evidence']['free'] < 2
+        assert [f['host'] for f in findings(result, 'connection_slots', 'pass')] == [
+            f['host'] for f in findings(result, 'connection_slots') if f['host'].startswith('standby')]
+        assert not findings(result, 'connection', 'fail'), result['summary']
+    finally:
+        for conn in held:
+            conn.close()
+        watcher.close()
+    assert findings(run(lab, patch_dir), 'connection_slots', 'fail') == []

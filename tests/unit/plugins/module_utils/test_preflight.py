@@ -607,3 +607,19 @@ def test_will_outlast_window():
     assert pf.will_outlast_window(backend(1, state='active', state_seconds=11, xact_seconds=11), 10)
     assert pf.will_outlast_window(backend(1, state='idle in transaction (aborted)', state_seconds=2), 10)
     assert not pf.will_outlast_window(backend(1, state='idle', xact_seconds=None), 10)
+
+
+def test_connection_slots_must_hold_the_logins_after_resume():
+    row = {'max_connections': 100, 'reserved': 3, 'used': 90}
+    passed = pf.decide_connection_slots('primary (10.0.0.5:5432)', row, 7)
+    assert passed['status'] == PASS and passed['evidence']['free'] == 7
+    refused = pf.decide_connection_slots('primary (10.0.0.5:5432)', row, 8)
+    assert refused['status'] == FAIL and refused['host'] == 'primary (10.0.0.5:5432)'
+    assert '7 of max_connections 100 free (90 in use, 3 reserved)' in refused['summary']
+    assert 'through each of the 8 entries' in refused['summary'] and 'server_login_retry' in refused['summary']
+    assert 'raise max_connections on primary (10.0.0.5:5432)' in refused['action'] and '8 slots' in refused['action']
+    # Over-full (superusers in the reserved slots) says 0 free, never a negative count.
+    assert '0 of max_connections' in pf.decide_connection_slots('p', dict(row, used=99), 1)['summary']
+    # A server no pgbouncer entry points at needs no room; slots not read are not a finding of their own.
+    assert pf.decide_connection_slots('s', row, 0)['status'] == PASS
+    assert pf.decide_connection_slots('s', None, 3)['status'] == PASS
