@@ -145,7 +145,10 @@ SHAPES = {
     'scale_8': {'pgbouncers': 8, 'standbys': 4},
     'scale_32': {'pgbouncers': 32, 'standbys': 4},
     'scale_64': {'pgbouncers': 64, 'standbys': 4},
-    'scale_100': {'pgbouncers': 100, 'standbys': 4},
+    # Room for 100 pools' server logins and the client probe's after RESUME (the pre-flight's
+    # connection_slots refuses max_connections 200 with 100 pgbouncers); standbys at least as high.
+    'scale_100': {'pgbouncers': 100, 'standbys': 4, 'primary_conf': {'max_connections': 400},
+                  'standby_conf': dict(('standby%d' % n, {'max_connections': 400}) for n in range(1, 5))},
     # Standbys streaming over IPv6, and over TLS (issue 13)
     'ipv6': {'ipv6': True},
     'no_slots': {'replication_slots': False},
