@@ -381,8 +381,9 @@ def budget_abort(lab, tmp_path, budget=3):
                 % budget], budget=budget)
 
 
-def budget_below_estimate(lab, tmp_path, budget=0.02):
-    """A budget smaller than the pre-flight's estimate: refused before any PAUSE."""
+def budget_below_estimate(lab, tmp_path, budget=0.001):
+    """A budget smaller than the pre-flight's estimate: refused before any PAUSE. 1 ms: the
+    estimate of a 1-statement window on the lab is a few ms (its terms are measured, lint.py)."""
     major, (proc, report) = _deploy(lab, tmp_path, 'b', ['CREATE TABLE %(t)s (id int);'],
                                     {'fastdowntime_budget_seconds': budget})
     return Run('budget_refused', proc, report, 'refused', ['fdt_b%d' % major], False,
