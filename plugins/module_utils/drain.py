@@ -2,12 +2,19 @@
 # Copyright: (c) 2026, fastdowntime.postgresql contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The all-or-nothing drain: PAUSE the deploy's entries on every pgbouncer
-console at once, confirm from SHOW DATABASES/SERVERS, and undo every pause on
-any failure or at the deadline.
+console at once, wait for the PAUSE replies, and undo every pause on any
+failure or at the deadline.
 
-pgbouncer 1.18 sets an entry's ``paused`` flag as soon as a PAUSE is *issued*,
-not when it is done: "drained" is therefore confirmed from SHOW SERVERS (the
-entry is paused and no server connection of it is left).
+pgbouncer sets an entry's ``paused`` flag as soon as a PAUSE is *issued*, but
+answers the PAUSE only when it is done (pgbouncer 1.x up to its newest commit):
+admin.c ``admin_cmd_pause`` replies at once only when the entry has no server
+connection at all (``count_db_active``); otherwise janitor.c ``per_loop_maint``
+replies (``admin_pause_done``) once ``per_loop_pause`` has closed the entry's
+idle, used and logging-in server connections and none is active or tested -
+for every paused entry of that process. So a PAUSE's reply is the drain, and
+the window reads nothing more. An entry someone else paused before the window
+has no reply of ours: its drain is confirmed from SHOW DATABASES + SHOW
+SERVERS (the entry is paused and no server connection of it is left).
 
 The pure parts - who holds a server connection (``holders``) and how it is
 said (``describe_holder``) - are unit-tested without a database; the primary
@@ -166,11 +173,11 @@ class _Drain:
                 'terminated': self.terminated}
 
     def _confirm(self, pending, began, deadline):
-        """Every console confirmed drained on its own, as soon as its own PAUSEs
-        have returned: one fan_out task per console (_settle), all on this
-        thread over non-blocking connections - a console is never held up by
-        another's confirmation round trip, so the drain ends one round trip
-        after the slowest PAUSE, however many pgbouncers there are. The fan-out
+        """Every console drained on its own, as soon as its own PAUSEs have
+        replied: one fan_out task per console (_settle), all on this thread
+        over non-blocking connections - a console is never held up by
+        another's, so the drain ends with the slowest PAUSE's reply, however
+        many pgbouncers there are. The fan-out
         keeps the deadline; its tick the terminate policy; the first console
         error stops every console's wait and is raised."""
         def tick(unconfirmed):
@@ -184,20 +191,23 @@ class _Drain:
             self._missed_deadline(unconfirmed)
 
     def _settle(self, console, waiting, began):
-        """One console (a fan_out task): its PAUSE replies, then SHOW DATABASES/SERVERS
-        (Console.drained_steps) every poll interval until it is drained."""
+        """One console (a fan_out task): drained once its PAUSEs have replied
+        (see the module's doc); an entry paused before the window (someone
+        else's PAUSE, which may still be waiting) is confirmed from SHOW
+        DATABASES + SHOW SERVERS (Console.drained_steps) every poll interval."""
         pauses = [(entry, console.pause_queries[entry]) for entry in sorted(waiting)]
-        yield [query for dummy, query in pauses]
+        if pauses:
+            yield [query for dummy, query in pauses]
         for dummy, query in pauses:
             if query.error is not None:
                 raise DrainError(str(query.error))
-        while True:
-            if (yield from console.drained_steps()):
-                console.close_pause_connections()
-                self.results[console.label]['duration_ms'] = round((time.monotonic() - began) * 1000, 1)
-                self._end_phase(console, None)
-                return True
+        already_paused = self.results[console.label]['already_paused']
+        while already_paused and not (yield from console.drained_steps(already_paused)):
             yield self.poll_interval
+        console.close_pause_connections()
+        self.results[console.label]['duration_ms'] = round((time.monotonic() - began) * 1000, 1)
+        self._end_phase(console, None)
+        return True
 
     def _holders(self, consoles):
         found = []
@@ -215,7 +225,7 @@ class _Drain:
         if found:
             who = 'still holding a server connection: %s' % '; '.join(describe_holder(h) for h in found)
         else:
-            who = 'no client holds a server connection any more (pgbouncer did not confirm in time)'
+            who = 'no client holds a server connection any more (pgbouncer did not answer the PAUSE in time)'
         raise DrainError('drain missed its %.1f s deadline on %s; %s' % (self.deadline_seconds, hosts, who),
                          holders=found)
 
@@ -289,9 +299,9 @@ class _Drain:
 def drain(consoles, deadline_seconds=None, policy='abort', primary_conn=None,
           terminate_after_seconds=None, terminate_min_xact_age_seconds=None, clock=None,
           poll_interval=0.05, phase='drain', after_pause_sent=None, flags=None):
-    """PAUSE the deploy's entries on every (open) console at once and confirm
-    the drain from SHOW DATABASES/SERVERS within ``deadline_seconds`` (default:
-    the usable budget of ``clock``).
+    """PAUSE the deploy's entries on every (open) console at once and wait for
+    the PAUSE replies (the drain: see the module's doc) within
+    ``deadline_seconds`` (default: the usable budget of ``clock``).
 
     All or nothing: on any failure or at the deadline, every waiting PAUSE is
     closed and every entry this drain paused is resumed before DrainError is
@@ -305,7 +315,7 @@ def drain(consoles, deadline_seconds=None, policy='abort', primary_conn=None,
 
     ``phase`` names the per-console phase on ``clock``. ``after_pause_sent``
     (no arguments; it must not raise) runs once every PAUSE has been sent and
-    before the drain is confirmed: the split window resumes the read-write
+    before the PAUSE replies are awaited: the split window resumes the read-write
     entries there, so some watched entry stays paused without a gap.
 
     ``flags``: {console: Console.flags()} read before the window (the outage

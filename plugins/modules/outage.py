@@ -18,7 +18,7 @@ description:
     pgbouncer admin console, checks the pgbouncer users are admins and resolves the deploy's entries;
     any problem there fails the task with nothing paused.
   - The window, timed against one budget (O(budget_seconds)) - terminate the direct connections of
-    O(killable_users); PAUSE the deploy's entries on every pgbouncer in parallel and confirm the drain;
+    O(killable_users); PAUSE the deploy's entries on every pgbouncer in parallel (their replies are the drain);
     apply every pending cold patch in ONE transaction on the primary (revision rows in the same
     transaction); wait until every standby has replayed the commit; RESUME every pgbouncer.
   - Any failure inside the window (bad patch, lock not granted, budget spent, standby behind, pgbouncer

@@ -14,9 +14,10 @@ short_description: Pause, resume, disable, enable, kill, reconnect or inspect pg
 description:
   - Talks to a pgbouncer admin console (database C(pgbouncer)) with psycopg2, autocommit and the simple
     query protocol only.
-  - C(pause) issues PAUSE for the selected entries and confirms the drain from SHOW DATABASES and
-    SHOW SERVERS (paused and no server connection left), not from the reply text. If the drain is not
-    confirmed within O(timeout_seconds), the waiting PAUSE connections are closed (pgbouncer issue 715),
+  - C(pause) issues PAUSE for the selected entries and waits for the replies - pgbouncer answers a PAUSE
+    only once no server connection of a paused entry is in use (janitor.c); an entry someone else paused
+    before is confirmed from SHOW DATABASES and SHOW SERVERS instead. If the drain is not
+    done within O(timeout_seconds), the waiting PAUSE connections are closed (pgbouncer issue 715),
     every entry this task paused is resumed, and the task fails naming each client still holding a server
     connection (and, given O(primary), its backend's query, user and transaction age).
   - C(resume) reads the longest client wait (SHOW POOLS C(maxwait)/C(maxwait_us)) first, then sends RESUME

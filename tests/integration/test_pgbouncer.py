@@ -51,6 +51,36 @@ def test_pause_resume_under_load_loses_nothing(healthy_lab, consoles):
     assert [p['phase'] for p in clock.phases].count('resume') == 2
 
 
+def test_a_pause_reply_comes_only_once_the_held_transaction_ended_and_is_the_drain(healthy_lab, consoles):
+    """The window reads nothing after the PAUSE replies: pgbouncer answers a PAUSE only
+    once no server connection of a paused entry is in use (janitor.c per_loop_maint).
+    A transaction held open through pgbouncer1 keeps its PAUSE unanswered; the moment
+    it commits the reply comes, and SHOW DATABASES/SERVERS then find every entry
+    paused with no server connection left."""
+    holder = psycopg2.connect(healthy_lab.client_dsn('pgbouncer1'))
+    done = {}
+    try:
+        holder.cursor().execute("INSERT INTO fdt_item (body) VALUES ('held over the PAUSE') RETURNING id")
+        drainer = threading.Thread(target=lambda: done.update(result=dr.drain(consoles, deadline_seconds=10)))
+        drainer.start()
+        time.sleep(0.5)
+        assert drainer.is_alive(), 'the drain ended while a transaction held a server connection'
+        committed = time.monotonic()
+        holder.commit()
+        drainer.join(10)
+        ended = time.monotonic()
+        assert not drainer.is_alive() and 'result' in done
+        assert all(c.drained() for c in consoles)
+        rows = dict((r['host'].split()[0], r) for r in done['result']['consoles'])
+        # pgbouncer1 answered after the commit; pgbouncer2, with nothing held, long before.
+        assert rows['pgbouncer1']['duration_ms'] >= 500 and rows['pgbouncer2']['duration_ms'] < 500
+        assert ended - committed < 5
+    finally:
+        holder.close()
+        pc.resume(consoles)
+    assert all_active(consoles)
+
+
 def test_the_window_reads_no_pgbouncer_state_and_still_measures_the_clients_wait(healthy_lab, consoles):
     """As the outage does: what is paused read before the clock, SHOW POOLS sent
     with the RESUMEs on a connection of its own, the verification once the

@@ -1,5 +1,5 @@
 """The fan-out over many pgbouncers on one thread (pgbouncer_console.fan_out, the drain's
-confirmation, the resume), with fake consoles whose admin connections are real sockets
+PAUSE replies, the resume), with fake consoles whose admin connections are real sockets
 (poll(2) works on them), and pgbouncer_console.in_parallel (before the window)."""
 import socket
 import threading
@@ -17,10 +17,11 @@ class FakePauseConn:
     """An async PAUSE connection: its reply arrives when answer() is called."""
     closed = False
 
-    def __init__(self):
+    def __init__(self, error=None):
         self.ours, self.theirs = socket.socketpair()
         self.ours.setblocking(False)
         self.answered = False
+        self.error = error  # what pgbouncer answers instead of the command's tag
 
     def fileno(self):
         return self.ours.fileno()
@@ -43,6 +44,8 @@ class FakePauseConn:
                 self.answered = bool(self.ours.recv(1))
             except BlockingIOError:
                 pass
+        if self.answered and self.error:
+            raise psycopg2.OperationalError(self.error)
         return psycopg2.extensions.POLL_OK if self.answered else psycopg2.extensions.POLL_READ
 
     def isexecuting(self):
@@ -57,9 +60,11 @@ class FakePauseConn:
 class FakeConsole:
     """One pgbouncer console with one entry; ``on_pause(conn)`` and ``on_drained(conn)``
     script it: each gets the connection its command went on, to answer now or later;
-    ``on_drained`` returns whether the console is drained."""
+    ``on_drained`` returns whether the console is drained. ``paused``: the entry was
+    paused before the window (someone else's PAUSE); ``pause_error``: what pgbouncer
+    answers the PAUSE with instead of its tag."""
 
-    def __init__(self, label, on_pause=None, on_drained=None):
+    def __init__(self, label, on_pause=None, on_drained=None, paused=False, pause_error=None):
         self.label = label
         self.entries = ['db']
         self.paused_by_us = set()
@@ -67,14 +72,15 @@ class FakeConsole:
         self.pause_queries = {}
         self.on_pause = on_pause or (lambda conn: conn.answer())
         self.on_drained = on_drained or (lambda conn: conn.answer() or True)
+        self.paused, self.pause_error = paused, pause_error
         self.log = []
 
     def flags(self):
-        return {'db': {'paused': False, 'disabled': False}}
+        return {'db': {'paused': self.paused, 'disabled': False}}
 
     def open_pause_connections(self, entries):
         for entry in entries:
-            self.pause_conns[entry] = FakePauseConn()
+            self.pause_conns[entry] = FakePauseConn(self.pause_error)
 
     def send_pause(self, entry):
         self.paused_by_us.add(entry)
@@ -82,8 +88,8 @@ class FakeConsole:
         self.pause_queries[entry] = pc.Query(self.pause_conns[entry], 'PAUSE db', self.label)
         self.on_pause(self.pause_conns[entry])
 
-    def drained_steps(self):
-        self.log.append('drained?')
+    def drained_steps(self, entries=None):
+        self.log.append('drained? %s' % ','.join(entries or self.entries))
         conn = FakePauseConn()
         query = pc.Query(conn, 'SHOW SERVERS', self.label)
         drained = self.on_drained(conn)
@@ -106,43 +112,36 @@ class FakeConsole:
         yield []
 
 
-def test_each_console_is_confirmed_as_soon_as_its_own_pause_returns():
-    # pgbouncer2's PAUSE returns only once pgbouncer1's confirmation has been sent, and
-    # pgbouncer1's confirmation is answered only once pgbouncer2's is sent: a drain that
-    # confirmed consoles in batches (or one after the other) would wait for pgbouncer1's
-    # confirmation before reading pgbouncer2's PAUSE and miss the deadline - both drained
-    # on one thread proves no console waits for another's round trip.
-    held = {}
-
-    def second_drained(conn):
-        conn.answer()
-        held['first'].answer()
-        return True
-
-    second = FakeConsole('pgbouncer2', on_pause=lambda conn: None, on_drained=second_drained)
-
-    def first_drained(conn):
-        held['first'] = conn
-        second.pause_conns['db'].answer()
-        return True
-
-    first = FakeConsole('pgbouncer1', on_drained=first_drained)
-    result = dr.drain([first, second], deadline_seconds=10)
+def test_each_console_is_drained_by_its_own_pause_reply_and_nothing_more_is_read():
+    # pgbouncer answers a PAUSE only once the entry has no server connection in use
+    # (janitor.c per_loop_maint): the reply is the drain. pgbouncer2's PAUSE replies only
+    # after pgbouncer1's console is done: each console ends on its own reply.
+    second = FakeConsole('pgbouncer2', on_pause=lambda conn: None)
+    first = FakeConsole('pgbouncer1')
+    result = dr.drain([first, second], deadline_seconds=10, after_pause_sent=lambda: second.pause_conns['db'].answer())
     assert [c['host'] for c in result['consoles']] == ['pgbouncer1', 'pgbouncer2']
     assert all(c['duration_ms'] is not None for c in result['consoles'])
-    assert first.log == second.log == ['PAUSE', 'drained?']
+    # No SHOW inside the window: one round trip per pgbouncer, the PAUSE.
+    assert first.log == second.log == ['PAUSE']
 
 
-def test_a_console_error_stops_every_wait_and_resumes_every_pause():
+def test_an_entry_paused_before_the_window_is_confirmed_until_drained():
+    # Someone else's PAUSE, still waiting for a transaction: no reply of ours says when it is drained.
+    answers = [False, False, True]
+    before = FakeConsole('pgbouncer1', paused=True, on_drained=lambda conn: conn.answer() or answers.pop(0))
+    ours = FakeConsole('pgbouncer2')
+    result = dr.drain([before, ours], deadline_seconds=10, poll_interval=0.001)
+    assert before.log == ['drained? db'] * 3 and ours.log == ['PAUSE']
+    assert result['consoles'][0]['already_paused'] == ['db'] and result['consoles'][0]['paused'] == []
+    assert before.paused_by_us == set()  # not ours to resume
+
+
+def test_a_pause_refused_stops_every_wait_and_resumes_every_pause():
     silent = FakeConsole('pgbouncer2', on_pause=lambda conn: None)
-
-    def broken(conn):
-        raise pc.ConsoleError('pgbouncer1: SHOW SERVERS failed: connection lost')
-
-    failing = FakeConsole('pgbouncer1', on_drained=broken)
+    failing = FakeConsole('pgbouncer1', pause_error='ERROR: already suspended/paused')
     with pytest.raises(dr.DrainError) as caught:
         dr.drain([failing, silent], deadline_seconds=30)
-    assert 'pgbouncer1: SHOW SERVERS failed' in str(caught.value)
+    assert 'pgbouncer1: PAUSE db failed: ERROR: already suspended/paused' in str(caught.value)
     assert 'every pgbouncer paused by this drain was resumed' in str(caught.value)
     # The silent console's wait was stopped, not left to the 30 s deadline, and both resumed.
     assert failing.log[-1] == silent.log[-1] == 'RESUME db'
@@ -154,7 +153,7 @@ def test_the_deadline_names_the_console_not_drained_and_resumes_every_pause():
     with pytest.raises(dr.DrainError) as caught:
         dr.drain([answered, silent], deadline_seconds=0.2, poll_interval=0.01)
     assert 'drain missed its 0.2 s deadline on pgbouncer2;' in str(caught.value)
-    assert answered.log == ['PAUSE', 'drained?', 'RESUME db'] and silent.log == ['PAUSE', 'RESUME db']
+    assert answered.log == ['PAUSE', 'RESUME db'] and silent.log == ['PAUSE', 'RESUME db']
 
 
 def test_in_parallel_runs_the_last_item_in_the_calling_thread_and_keeps_every_error():

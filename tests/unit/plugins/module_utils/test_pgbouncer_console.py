@@ -391,7 +391,8 @@ class AlreadyPausedConsole:
     def open_pause_connections(self, entries):
         assert entries == []
 
-    def drained_steps(self):
+    def drained_steps(self, entries=None):
+        assert entries == ['db']
         yield []
         return True
 
