@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -245,7 +246,29 @@ def run_size(tmp, tag, inventory, files, per_file, far=None):
             'replay_phase_ms': (phases.get('standby_replay') or {}).get('duration_ms'),
             'round_trips': ((phases.get('cold_transaction') or {}).get('detail') or {}).get('round_trips'),
             'psql_1_on_primary_ms': round(psql_on_primary_ms(sql), 1),
-            'rtt_ms': round(round_trip_ms(far_dsn(PRIMARY) if far else PRIMARY), 3), 'wall_s': round(wall, 2)}
+            'rtt_ms': round(round_trip_ms(far_dsn(PRIMARY) if far else PRIMARY), 3), 'wall_s': round(wall, 2),
+            'phases': phase_breakdown(data)}
+
+
+# The estimate's terms as the pre-flight's budget finding states them (decide_budget), for the per-phase table.
+ESTIMATE_TERMS = (('drain', 'drain'), ('cold_transaction', 'cold patches'), ('standby_replay', 'replay'),
+                  ('resume', 'resume'))
+
+
+def phase_breakdown(data):
+    """{phase: {'actual_ms', 'estimate_ms'}} for the outage's phases the estimate prices: a phase's span on the
+    timeline (first start to last end over its hosts) against the pre-flight's term for it."""
+    text = (data.get('plan') or {}).get('budget_check') or ''
+    phases = [p for p in data.get('phases') or [] if isinstance(p, dict)]
+    found = {}
+    for phase, said in ESTIMATE_TERMS:
+        term = re.search(r'%s ([0-9.]+) ms' % said, text)
+        rows = [p for p in phases if p.get('phase') == phase and p.get('duration_ms') is not None]
+        actual = (max(p['start_offset_ms'] + p['duration_ms'] for p in rows) - min(p['start_offset_ms'] for p in rows)
+                  if rows else None)
+        found[phase] = {'actual_ms': round(actual, 1) if actual is not None else None,
+                        'estimate_ms': float(term.group(1)) if term else None}
+    return found
 
 
 def iso_epoch(text):
@@ -687,7 +710,7 @@ def run_big(tmp, tag, inventory, case):
             'transaction_ms': (phases.get('cold_transaction') or {}).get('duration_ms'),
             'server_ms': round(sum(server), 1) if server else None,
             'standby_replay_ms': max(replay) if replay else None, 'rtt_ms': round(round_trip_ms(PRIMARY), 3),
-            'wall_s': round(wall, 2)}
+            'wall_s': round(wall, 2), 'phases': phase_breakdown(data)}
 
 
 def lab_describe():
