@@ -49,7 +49,8 @@ except ImportError:  # pragma: no cover - postgres.connect() reports it
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import COLD, HOT
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import walk as _walk
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import one_line, query
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import ConnectError, one_line, query
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import cold_overhead_sql
 
 ERROR, WARNING, INFO = 'error', 'warning', 'info'
 SEVERITIES = (ERROR, WARNING, INFO)
@@ -200,9 +201,12 @@ INDEX_BYTES_PER_ROW = 24
 DEFAULT_SCAN_BYTES_PER_SECOND = 200 * 1024 * 1024
 MIN_SAMPLE_BYTES = 4 * 1024 * 1024
 SAMPLE_PAGES = 8192         # at most 64 MiB read by each of the samples
-# The median run counts: not the first alone (it may read from disk), nor the fastest (on a shared host it picks
-# the quietest moment, and the window's work then ran up to 1.25 x slower than that T priced: an under-estimate).
-SAMPLE_RUNS = 3
+# The slowest run counts: the window's work is one more draw from the host's load, and the estimate must not be below
+# it on big tables. With the median of 3 the window's work on the 2-core lab under others' load ran up to 2.4 x slower
+# than T priced (a validating scan: 371 ms against 157 ms priced) and a rewrite's outage 1.18 x its estimate; the
+# fastest picks the quietest moment. A first run reading from disk counts too: the window's work reads the rest of a
+# big table from disk as well. 5 runs: the window's work is no slower than the slowest in 5 cases of 6.
+SAMPLE_RUNS = 5
 SAMPLE_TIMEOUT_MS = 750     # ... and each never longer than this
 
 # Functions known without asking the database (pg_proc.provolatile).
@@ -996,10 +1000,11 @@ SAMPLE_SQL = "SELECT count(*) FROM ONLY %s WHERE ctid < '(%d,0)'::tid"
 
 
 def measure_throughput(conn, catalog, patches, clock=time.monotonic):
-    """Sets catalog.scan_bytes_per_second from one bounded sequential scan
-    (at most SAMPLE_PAGES pages, SAMPLE_TIMEOUT_MS, no parallel workers - a
-    rewrite is one process) of the largest table the cold statements work on.
-    Too small a table (< MIN_SAMPLE_BYTES) keeps the documented default."""
+    """Sets catalog.scan_bytes_per_second from SAMPLE_RUNS bounded sequential
+    scans (each at most SAMPLE_PAGES pages, SAMPLE_TIMEOUT_MS, no parallel
+    workers - a rewrite is one process) of the largest table the cold
+    statements work on, at the slowest run's rate (see SAMPLE_RUNS). Too
+    small a table (< MIN_SAMPLE_BYTES) keeps the documented default."""
     target = sample_table(catalog, patches)
     if target is None or target[0] < MIN_SAMPLE_BYTES:
         catalog.throughput_source = 'default (no table of %d MiB or more to sample)' % (MIN_SAMPLE_BYTES >> 20)
@@ -1029,11 +1034,12 @@ def measure_throughput(conn, catalog, patches, clock=time.monotonic):
                     break
         finally:
             cur.execute('ROLLBACK')
-    elapsed = statistics.median(runs)
+    elapsed = max(runs)
     if counted and not info.get('reltuples'):
         # No statistics (never analyzed, or rewritten since): the sample's rows per page stand in.
         info['reltuples'] = float(counted[0]) * pages / sample_pages
-    source = 'measured: %d pages of %s in %.3fs (median of %d)' % (sample_pages, key_text(key), elapsed, len(runs))
+    source = 'measured: %d pages of %s in %.3fs (slowest of %d; median %.3fs)' % (
+        sample_pages, key_text(key), elapsed, len(runs), statistics.median(runs))
     catalog.scan_bytes_per_second = sample_bytes / max(elapsed, 1e-4)
     catalog.throughput_source = source
     return catalog.scan_bytes_per_second
@@ -1041,10 +1047,15 @@ def measure_throughput(conn, catalog, patches, clock=time.monotonic):
 
 # The primary's cost of a cold transaction now: typical cold DDL (CREATE TABLE with a primary key, CREATE INDEX,
 # COMMENT, ADD COLUMN, a one-row INSERT) on temporary tables dropped at COMMIT, each in a savepoint as the cold
-# transaction runs its statements (schema.ColdBatch), sent as one string like it and committed like it (the
-# COMMIT's WAL flush and any synchronous standby's confirmation are the transaction's fixed cost: 10-60 ms on a
-# loaded 2-core lab, more than a 1-statement patch set's statements). The server times the statements; the
-# controller the whole, so the rest (round trip, BEGIN, COMMIT) is the fixed cost. Nothing of it is left.
+# transaction runs its statements (schema.ColdBatch), between the window's own steps (its lock step and a patch's
+# session reset and revision-row lookup: schema.cold_overhead_sql), sent as one string and committed like it (the
+# COMMIT's WAL flush and any synchronous standby's confirmation are the transaction's fixed cost). The server times
+# the statements; the controller the whole, so the rest is the fixed cost. The window runs its transaction as the
+# first one of a connection opened for it, so each probe run is too: a fresh connection's first transaction pays
+# what a warm session has cached (the catalog entries, PL/pgSQL for the DO blocks, the revision table and its key:
+# measured on the lab, the window's 1-statement transaction took 8.8 ms as a connection's first transaction, 4.2 ms
+# as its second, while the probe then run on a warm connection put the fixed cost at 4.6 ms). A second probe on the
+# same connection prices the statements as the rest of a long patch set runs them, warm. Nothing of it is left.
 PROBE_TABLES = 4
 PROBE_STATEMENTS = ('CREATE TEMP TABLE fastdowntime_probe_{n} (id integer PRIMARY KEY, body text) ON COMMIT DROP',
                     'CREATE INDEX ON fastdowntime_probe_{n} (body)',
@@ -1052,54 +1063,102 @@ PROBE_STATEMENTS = ('CREATE TEMP TABLE fastdowntime_probe_{n} (id integer PRIMAR
                     'ALTER TABLE fastdowntime_probe_{n} ADD COLUMN probe integer',
                     "INSERT INTO fastdowntime_probe_{n} (id, body) VALUES (1, 'probe')")
 PROBE_SAVEPOINT = 'fastdowntime_probe'
-# Probe transactions per measurement (one sample on a shared host is noise): measure_cold_transaction says which counts.
+PROBE_SECONDS_SETTING = 'fastdowntime.probe_seconds'
+# Probe connections per measurement (one sample on a shared host is noise): measure_cold_transaction says which counts.
 PROBE_RUNS = 3
 
 
-def probe_sql():
-    """(sql, statements): the probe as one string - BEGIN, the statements each in
-    a savepoint, COMMIT - ending in a SELECT of the seconds the statements took
-    on the server (kept past the COMMIT in a session setting)."""
+def probe_sql(revision_table=None):
+    """(sql, statements): the probe as one string - BEGIN, the window's lock
+    step, the statements each in a savepoint, a patch's session reset and
+    revision-row lookup in ``revision_table`` (schema.cold_overhead_sql; None:
+    not created yet), COMMIT - ending in a SELECT of the seconds the
+    statements took on the server (kept past the COMMIT in a session
+    setting)."""
     statements = [text.format(n=n) for n in range(PROBE_TABLES) for text in PROBE_STATEMENTS]
     body = ' '.join('SAVEPOINT %s; %s; RELEASE SAVEPOINT %s;' % (PROBE_SAVEPOINT, text, PROBE_SAVEPOINT)
                     for text in statements)
-    sql = ("BEGIN; SELECT set_config('fastdowntime.probe_start', clock_timestamp()::text, true); %s "
-           "SELECT set_config('fastdowntime.probe_seconds', extract(epoch FROM clock_timestamp() - "
-           "current_setting('fastdowntime.probe_start')::timestamptz)::text, false); COMMIT; "
-           "SELECT current_setting('fastdowntime.probe_seconds')::float8" % body)
+    before, after = cold_overhead_sql(revision_table, keep=(PROBE_SECONDS_SETTING,))
+    sql = ("BEGIN; %sSELECT set_config('fastdowntime.probe_start', clock_timestamp()::text, true); %s "
+           "SELECT set_config('%s', extract(epoch FROM clock_timestamp() - "
+           "current_setting('fastdowntime.probe_start')::timestamptz)::text, false); %sCOMMIT; "
+           "SELECT current_setting('%s')::float8"
+           % (before, body, PROBE_SECONDS_SETTING, after, PROBE_SECONDS_SETTING))
     return sql, len(statements)
 
 
-def measure_cold_transaction(conn, runs=PROBE_RUNS, clock=time.monotonic):
-    """The primary's cost of a cold transaction now, from ``runs`` probe
-    transactions (probe_sql) on ``conn`` (a connection to it, autocommit,
-    idle): {'statement_seconds': the server's seconds per catalog-only
-    statement, the median of the runs (a sum over many statements),
-    'transaction_seconds': the rest of one transaction as the controller
-    waits for it - its round trip, BEGIN, COMMIT with its WAL flush - the
-    slowest of the runs (the window's one transaction is one more draw: it is
-    no slower than the slowest of 3 in 3 cases of 4; an under-estimate is the
-    worse error)}. None when the probe cannot run (no TEMP privilege, a
-    read-only session); its transaction is rolled back."""
-    sql, statements = probe_sql()
-    per_statement, fixed = [], []
+# A probe connection's backend, once closed, is gone from pg_stat_activity after this long: what a PAUSE costs the
+# hosts per server connection it closes (its backend exits), asked every EXIT_POLL_SECONDS, given up after
+# EXIT_WAIT_SECONDS (then counted as that long).
+EXIT_SQL = 'SELECT EXISTS (SELECT 1 FROM pg_stat_get_activity(%s)) AS present'
+EXIT_POLL_SECONDS = 0.0005
+EXIT_WAIT_SECONDS = 0.1
+
+
+def backend_exit_seconds(observer, pid, closed_at, clock=time.monotonic, sleep=time.sleep):
+    """Seconds from ``closed_at`` (``clock`` time the client closed its
+    connection) until backend ``pid`` is gone from pg_stat_activity, asked on
+    ``observer`` (an autocommit connection to the same server); at most
+    EXIT_WAIT_SECONDS."""
+    while clock() - closed_at < EXIT_WAIT_SECONDS:
+        if not query(observer, EXIT_SQL, (pid,))[0]['present']:
+            return clock() - closed_at
+        sleep(EXIT_POLL_SECONDS)
+    return EXIT_WAIT_SECONDS
+
+
+def measure_cold_transaction(connect, runs=PROBE_RUNS, clock=time.monotonic, revision_table=None, observer=None):
+    """The primary's cost of a cold transaction now, from ``runs`` fresh
+    connections (``connect``: no arguments, a new autocommit connection to
+    the primary, as the window's; closed here), each running the probe
+    (probe_sql) twice: {'statement_seconds': the server's seconds per
+    catalog-only statement, the median of the second runs (warm, as most of
+    a long patch set runs; a sum over many statements), 'transaction_seconds':
+    the rest of the window's transaction as the controller waits for it - its
+    round trip, BEGIN, the lock step, a patch's reset and revision row, COMMIT
+    with its WAL flush, and what a fresh session pays first - each first run's
+    time less its statements at that per-statement time, the slowest of the
+    runs (the window's one transaction is one more draw: it is no slower than
+    the slowest of 3 in 3 cases of 4; an under-estimate is the worse error),
+    'backend_exit_seconds': given ``observer`` (an autocommit connection to the
+    primary), the median time a probe connection's backend took to exit once
+    closed (backend_exit_seconds), else None}. None when the probe cannot run
+    (no connection, no TEMP privilege, a read-only session); a failed
+    transaction is rolled back."""
+    sql, statements = probe_sql(revision_table)
+    firsts, warm, exits = [], [], []
     try:
-        with conn.cursor() as cur:
-            for dummy in range(runs):
-                began = clock()
-                cur.execute(sql)
-                server = float(cur.fetchone()[0])
-                elapsed = clock() - began
-                per_statement.append(server / statements)
-                fixed.append(max(elapsed - server, 0.0))
-    except psycopg2.Error:
-        try:
-            with conn.cursor() as cur:
-                cur.execute('ROLLBACK')  # autocommit: the failed BEGIN block is the session's
-        except psycopg2.Error:
-            conn.rollback()
+        for dummy in range(runs):
+            conn = connect()
+            pid = conn.get_backend_pid()
+            try:
+                with conn.cursor() as cur:
+                    for timings in (firsts, warm):
+                        began = clock()
+                        cur.execute(sql)
+                        server = float(cur.fetchone()[0])
+                        timings.append((clock() - began, server))
+            except psycopg2.Error:
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute('ROLLBACK')  # autocommit: the failed BEGIN block is the session's
+                except psycopg2.Error:
+                    pass
+                raise
+            finally:
+                closed_at = clock() if observer is not None else None
+                conn.close()
+            if observer is not None:
+                try:
+                    exits.append(backend_exit_seconds(observer, pid, closed_at, clock=clock))
+                except psycopg2.Error:
+                    observer = None  # the exit is not measured; the probe still counts
+    except (psycopg2.Error, ConnectError):
         return None
-    return {'statement_seconds': statistics.median(per_statement), 'transaction_seconds': max(fixed)}
+    per_statement = statistics.median(server / statements for dummy, server in warm)
+    fixed = [max(elapsed - statements * per_statement, 0.0) for elapsed, dummy in firsts]
+    return {'statement_seconds': per_statement, 'transaction_seconds': max(fixed),
+            'backend_exit_seconds': statistics.median(exits) if exits else None}
 
 
 def lint_live(conn, patches, options=None, scan_bytes_per_second=None):

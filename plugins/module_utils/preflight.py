@@ -35,11 +35,11 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset i
     PatchSetError, format_revision, ignored_sql_files, load_patch_set, plan as make_plan)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, budget_cap, clients_per_entry, entry_pool_modes,
-    probe_consoles, probe_verdict, reuses_port, timeouts, with_probe_login, xact_wait_seconds)
+    probe_consoles, probe_verdict, reuses_port, servers_of, timeouts, with_probe_login, xact_wait_seconds)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, connect_action, endpoint_label, one_line, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    SchemaError, applied_revisions, procedure_source)
+    DEFAULT_REVISION_TABLE, SchemaError, applied_revisions, procedure_source, revision_table_exists)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
     classify_connections, server_pids)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
@@ -968,26 +968,47 @@ def wal_tail_seconds(work_seconds, wal_writer_delay_seconds):
     return delay / 2.0 if work >= delay else work - work * work / (2.0 * delay)
 
 
+# The drain's round trips: the PAUSEs, then SHOW DATABASES + SHOW SERVERS confirming it (docs/window.md).
+DRAIN_ROUND_TRIPS = 2
+
+
+def server_closes(servers_rows, entries):
+    """How many server connections a PAUSE of ``entries`` closes on one
+    pgbouncer (SHOW SERVERS rows): each entry's now, and at least one - the
+    pre-flight's own client probe logs in through every entry after this
+    read, and pgbouncer keeps that server connection until the PAUSE closes
+    it."""
+    return sum(max(1, len(servers_of(servers_rows, [entry]))) for entry in entries)
+
+
 def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, replay_seconds, entries_per_pgbouncer,
                     statement_seconds=DEFAULT_STATEMENT_SECONDS, statement_costs=None, lint_estimate=None,
-                    xact_seconds=0.0, transaction_seconds=None, wal_writer_delay_seconds=0.0):
+                    xact_seconds=0.0, transaction_seconds=None, wal_writer_delay_seconds=0.0, server_closes=0,
+                    close_seconds=0.0):
     """The outage's expected length in seconds, per phase - a deliberately
     simple model built from what the pre-flight measured on the live cluster
     (round trips: RTT, the slowest host of each kind; the rest below), so it
     follows the machine's load:
 
-    - drain: the PAUSEs, then SHOW DATABASES + SHOW SERVERS at once (2 RTT
-      of the slowest pgbouncer, each measured as half a SHOW DATABASES +
-      SHOW SERVERS exchange: the rows read count) plus ``xact_seconds``, how long the PAUSE
-      is expected to wait for the transactions in flight through the
-      pgbouncers now: the larger of what pgbouncer's averages say
-      (pgbouncer_console.xact_wait_seconds) and the oldest transaction open
-      on its server connections (open_xact_seconds);
+    - drain: DRAIN_ROUND_TRIPS of the slowest pgbouncer (each measured as half
+      a SHOW DATABASES + SHOW SERVERS exchange: the rows read count), plus
+      ``xact_seconds``, how long the PAUSE is expected to wait for the
+      transactions in flight through the pgbouncers now: the larger of what
+      pgbouncer's averages say (pgbouncer_console.xact_wait_seconds) and the
+      oldest transaction open on its server connections (open_xact_seconds);
+      plus the server connections the PAUSEs close (``server_closes``, every
+      pgbouncer's: server_closes) times ``close_seconds``, how long a backend
+      of the primary took to exit once its client closed
+      (lint.backend_exit_seconds): each close ends a backend, and a PAUSE's
+      reply was measured to wait behind those exits where they share CPU with
+      pgbouncer and the controller (the lab: 0.4 ms with no server connection,
+      5.0 ms with 4 to close) - on hosts of their own this errs high;
     - cold patches: the transaction's fixed cost, ``transaction_seconds``
-      (its round trip, BEGIN and COMMIT as a probe transaction on the
-      primary took them, lint.measure_cold_transaction; at least one RTT:
-      it travels as one string, schema.ColdBatch, docs/window.md), plus
-      per statement and per revision row the lint's estimate
+      (its round trip, BEGIN, the lock step, a patch's reset and revision row
+      and COMMIT, as a probe transaction took them as the first of a fresh
+      connection, like the window's: lint.measure_cold_transaction; at least
+      one RTT: it travels as one string, schema.ColdBatch, docs/window.md),
+      plus per statement and per revision row the lint's estimate
       (``statement_costs``: (file, line) -> seconds, from the live table
       sizes, lint.py) or at least ``statement_seconds`` (the pre-flight
       passes the probe's time per catalog statement when above its floor);
@@ -1006,7 +1027,8 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     """
     statements = sum(len(p.statements) for p in cold_patches)
     pgbouncer_rtt = max(pgbouncer_rtts or [0.0])
-    drain = 2 * pgbouncer_rtt + xact_seconds if pgbouncer_rtts else 0.0
+    closing = server_closes * close_seconds
+    drain = DRAIN_ROUND_TRIPS * pgbouncer_rtt + xact_seconds + closing if pgbouncer_rtts else 0.0
     costs = statement_costs or {}
     priced = [costs.get((p.name, s.line), 0.0) for p in cold_patches for s in p.statements]
     # Each patch's revision row is one more catalog-sized statement.
@@ -1025,6 +1047,8 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     ms['xact_seconds'] = round(xact_seconds, 6)
     ms['transaction_seconds'] = round(transaction_seconds, 6) if transaction_seconds is not None else None
     ms['wal_tail_ms'] = round(tail * 1000, 1)
+    ms['server_closes'] = server_closes
+    ms['close_seconds'] = round(close_seconds, 6)
     if lint_estimate:
         ms['lint'] = dict(lint_estimate)
         ms['costliest'] = list(lint_estimate.get('costliest') or [])
@@ -1190,6 +1214,7 @@ class Preflight:
         self.pgbouncer_pids = set()  # SHOW SERVERS remote_pid over every console
         self.pgbouncer_configs = {}  # console label -> SHOW CONFIG
         self.xact_seconds = []  # per console: how long a PAUSE of its entries would wait now (SHOW STATS)
+        self.server_closes = 0  # the server connections the PAUSEs would close (server_closes), every console
         self.activity = {}  # host label -> its pg_stat_activity rows (ACTIVITY_SQL), once read
         self.plan = None
         self.estimate = None
@@ -1627,7 +1652,9 @@ class Preflight:
                 state = console.state()
                 # One exchange as the drain's confirmation makes it (rows to read, not a bare round trip).
                 rtts.append(_round_trip(lambda: (console.show('DATABASES'), console.show('SERVERS'))) / 2)
-                pids = server_pids(console.show('SERVERS'))
+                servers = console.show('SERVERS')
+                pids = server_pids(servers)
+                self.server_closes += server_closes(servers, console.entries)
                 self.pgbouncer_pids |= pids
                 self.pgbouncer_pids_of.setdefault(endpoint.get('name') or endpoint.get('host'), set()).update(pids)
                 entries_counts.append(len(console.entries))
@@ -1766,6 +1793,14 @@ class Preflight:
         rows = self._query(primary, WAL_WRITER_DELAY_SQL, label=label, check='budget')
         return float(rows[0]['seconds']) if rows else 0.0
 
+    def _existing_revision_table(self, primary):
+        """The revision table the window writes to, when it exists already (else None: the probe has none to read)."""
+        table = self.revision_table or DEFAULT_REVISION_TABLE
+        try:
+            return table if revision_table_exists(primary, table) else None
+        except (SchemaError, psycopg2.Error):
+            return None
+
     def _xact_seconds(self):
         """How long a PAUSE now would wait for transactions in flight (estimate_outage's xact_seconds)."""
         rows = [row for rows in self.activity.values() for row in rows]
@@ -1792,14 +1827,19 @@ class Preflight:
         if len(pgbouncer_rtts) < len(self.pgbouncers):
             incomplete.append('%d pgbouncer(s)' % (len(self.pgbouncers) - len(pgbouncer_rtts)))
         replay += (self.lint_estimate or {}).get('replay_seconds', 0.0)
-        # The primary's cold transaction now (a busy host is slower); statement_seconds is the floor.
-        probe = lint.measure_cold_transaction(primary) or {}
+        # The primary's cold transaction now (a busy host is slower), on fresh connections as the window's;
+        # statement_seconds is the floor.
+        probe = lint.measure_cold_transaction(
+            lambda: connect(self.primary, autocommit=True, application_name='fastdowntime-preflight-probe'),
+            revision_table=self._existing_revision_table(primary), observer=primary) or {}
         measured = probe.get('statement_seconds')
         self.estimate = estimate_outage(self.plan.pending_cold, primary_rtt, standby_rtts, pgbouncer_rtts, replay,
                                         entries_counts, max(self.statement_seconds, measured or 0.0),
                                         statement_costs=lint.per_statement_seconds(self.lint_findings),
                                         lint_estimate=self.lint_estimate, xact_seconds=self._xact_seconds(),
                                         transaction_seconds=probe.get('transaction_seconds'),
+                                        server_closes=self.server_closes,
+                                        close_seconds=probe.get('backend_exit_seconds') or 0.0,
                                         wal_writer_delay_seconds=self._wal_writer_delay(primary, label))
         self.estimate['statement_seconds_measured'] = round(measured, 6) if measured is not None else None
         cap = budget_cap(self.pgbouncer_configs)

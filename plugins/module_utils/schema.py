@@ -448,6 +448,28 @@ SYNC_SETUP_SQL = ("SELECT set_config('synchronous_commit', CASE current_setting(
                   "WHEN '' THEN 'remote_apply' ELSE 'local' END, true); ")
 
 
+# The pre-flight's probe transaction takes its own advisory key, never the deploy's.
+PROBE_LOCK_KEY = DEPLOY_LOCK_KEY + 1
+
+
+def cold_overhead_sql(revision_table=None, keep=()):
+    """(before, after): the cold transaction's own steps around its
+    statements, as ColdBatch writes them, for a probe that writes nothing
+    (lint.measure_cold_transaction). ``before``: the deploy-lock step (its DO
+    block, here on PROBE_LOCK_KEY and never failing) and the synchronous
+    set-up; ``after``: one patch's session reset (keeping the settings named
+    in ``keep``) and its revision row's key looked up in ``revision_table``
+    (a RevisionTable or its name; None when it does not exist yet): read,
+    not inserted, but its first use in a fresh session opens the table and
+    its primary key as the INSERT does."""
+    before = ("SELECT set_config('%s', '0', true); DO $fdt_probe_lock$ BEGIN PERFORM pg_try_advisory_xact_lock(%d); "
+              "END $fdt_probe_lock$; %s" % (STEP_SETTING, PROBE_LOCK_KEY, SYNC_SETUP_SQL))
+    after = _cold_session_reset(tuple(keep)) + SYNC_SETUP_SQL
+    if revision_table is not None:
+        after += 'SELECT 1 FROM %s WHERE major = 0 AND minor = 0 AND patch = 0; ' % _table(revision_table).sql_name
+    return before, after
+
+
 def _budget_left_sql(budget_ms):
     """SQL: ms left of the budget as the statement starts, by the server's
     clock (now() is the transaction's start; never below 1)."""

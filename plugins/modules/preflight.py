@@ -73,11 +73,13 @@ description:
     RESUME. The model is deliberately simple, from what the pre-flight measures on the live cluster now, so it follows
     the machine's load (round trips of the slowest host of each kind) - drain 2 pgbouncer round trips plus how long
     the PAUSE would wait for transactions in flight now (the larger of SHOW STATS C(avg_xact_time) times the chance
-    one is in flight, and the oldest transaction open on pgbouncer's server connections); cold patches the fixed cost
-    of a transaction on the primary (round trip, BEGIN, COMMIT with its WAL flush, as 3 probe transactions of 20
-    catalog statements on temporary tables dropped at COMMIT took them at the slowest; at least one round trip) plus
-    per statement and per revision row the probe's time per catalog statement (at least O(statement_seconds)) or the
-    lint's price; standby replay the slowest catch-up the lag probe measured plus one standby round trip plus the WAL
+    one is in flight, and the oldest transaction open on pgbouncer's server connections) plus, per server connection
+    the PAUSEs close, how long a backend of the primary took to exit once closed; cold patches the fixed cost of the
+    window's transaction on the primary (round trip, BEGIN, its lock step, a patch's reset and revision row, COMMIT
+    with its WAL flush, and what a fresh session pays first: probe transactions of 20 catalog statements on temporary
+    tables dropped at COMMIT, each the first on one of 3 fresh connections, at the slowest; at least one round trip)
+    plus per statement and per revision row the probe's time per catalog statement, warm (at least
+    O(statement_seconds)), or the lint's price; standby replay the slowest catch-up the lag probe measured plus one standby round trip plus the WAL
     tail of the catalog statements (the part of their time written since the WAL writer's last flush, on average half
     of C(wal_writer_delay) at most); resume one pgbouncer round trip (docs/window.md).
   - The result has one structured list (RV(checks)) and one readable summary (RV(summary_lines)); the phase record
@@ -286,7 +288,8 @@ estimate:
   description: The outage estimate (C(drain_ms), C(cold_patches_ms), C(standby_replay_ms), C(resume_ms), C(total_ms)),
     and what it was built from - C(xact_seconds) (how long the drain would wait for transactions in flight now),
     C(transaction_seconds) (the probe transaction's fixed cost, null when the probe could not run),
-    C(statement_seconds) and C(statement_seconds_measured) (per catalog statement), C(wal_tail_ms), C(statements),
+    C(statement_seconds) and C(statement_seconds_measured) (per catalog statement), C(wal_tail_ms), C(server_closes)
+    (the server connections the PAUSEs close) and C(close_seconds) (a backend's exit, each), C(statements),
     C(patches), and the lint's C(lint), C(costliest) and C(unknown) when it priced statements.
   type: dict
   returned: when cold patches are pending and the primary was reached

@@ -370,21 +370,42 @@ def test_estimate_model(patch_set):
     # The window's round trips (docs/window.md): PAUSE + confirmation, one for the whole cold
     # transaction whatever its size, one replay poll, the RESUMEs at once whatever the entries.
     # Nothing measured besides the round trips: no fixed drain or transaction term is added.
-    assert estimate['drain_ms'] == pytest.approx(2 * 3)
+    assert estimate['drain_ms'] == pytest.approx(pf.DRAIN_ROUND_TRIPS * 3)
     # 3 statements and 2 revision rows at 10 ms each.
     assert estimate['cold_patches_ms'] == pytest.approx(1 + 5 * 10)
     assert estimate['standby_replay_ms'] == pytest.approx(100 + 4)
     assert estimate['resume_ms'] == pytest.approx(3)
-    assert estimate['total_ms'] == pytest.approx(6 + 51 + 104 + 3)
+    assert estimate['total_ms'] == pytest.approx(pf.DRAIN_ROUND_TRIPS * 3 + 51 + 104 + 3)
 
 
 def test_the_drain_waits_for_the_transactions_pgbouncer_sees_open_now(patch_set):
     cold = [p for p in patch_set.patches if p.kind == 'cold']
     busy = pf.estimate_outage(cold, 0.001, [0.002], [0.001, 0.003], 0.0, [1, 1], statement_seconds=0.01,
                               xact_seconds=0.25)
-    assert busy['drain_ms'] == pytest.approx(2 * 3 + 250) and busy['xact_seconds'] == 0.25
+    assert busy['drain_ms'] == pytest.approx(pf.DRAIN_ROUND_TRIPS * 3 + 250) and busy['xact_seconds'] == 0.25
     # No pgbouncer measured: no drain at all, whatever the transactions.
     assert pf.estimate_outage(cold, 0.001, [0.002], [], 0.0, [], xact_seconds=0.25)['drain_ms'] == 0
+
+
+def test_the_drain_pays_for_the_server_connections_its_pauses_close(patch_set):
+    cold = [p for p in patch_set.patches if p.kind == 'cold']
+    # 4 server connections to close (2 pgbouncers x 2 entries), a backend taking 1.5 ms to exit once closed:
+    # measured on the lab, the PAUSEs' replies wait behind those exits (0.4 ms with none to close, 5 ms with 4).
+    closing = pf.estimate_outage(cold, 0.001, [0.002], [0.001, 0.003], 0.0, [2, 2], statement_seconds=0.01,
+                                 server_closes=4, close_seconds=0.0015)
+    assert closing['drain_ms'] == pytest.approx(pf.DRAIN_ROUND_TRIPS * 3 + 4 * 1.5)
+    assert closing['server_closes'] == 4 and closing['close_seconds'] == 0.0015
+    # Not measured (no observer, the probe refused): the round trips alone, as before.
+    assert pf.estimate_outage(cold, 0.001, [0.002], [0.001, 0.003], 0.0, [2, 2], statement_seconds=0.01,
+                              server_closes=4)['drain_ms'] == pytest.approx(pf.DRAIN_ROUND_TRIPS * 3)
+
+
+def test_a_pause_closes_each_entrys_server_connections_and_at_least_the_one_the_client_probe_leaves():
+    rows = [{'database': 'fdtdemo', 'remote_pid': 11}, {'database': 'fdtdemo', 'remote_pid': 12},
+            {'database': 'other', 'remote_pid': 13}]
+    # fdtdemo: its 2; fdtdemo_ro: none now, but the pre-flight's client probe logs in through it after this read.
+    assert pf.server_closes(rows, ['fdtdemo', 'fdtdemo_ro']) == 3
+    assert pf.server_closes([], ['fdtdemo']) == 1 and pf.server_closes(rows, []) == 0
 
 
 def test_the_standbys_replay_the_wal_tail_of_the_catalog_statements_after_commit(patch_set):
