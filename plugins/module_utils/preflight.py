@@ -968,8 +968,9 @@ def wal_tail_seconds(work_seconds, wal_writer_delay_seconds):
     return delay / 2.0 if work >= delay else work - work * work / (2.0 * delay)
 
 
-# The drain's round trips: the PAUSEs, then SHOW DATABASES + SHOW SERVERS confirming it (docs/window.md).
-DRAIN_ROUND_TRIPS = 2
+# The drain's round trips: the PAUSEs, whose replies are the drain (docs/window.md). An entry someone else paused
+# before the window is confirmed from SHOW DATABASES + SHOW SERVERS as well: the pgbouncer check refuses such an entry.
+DRAIN_ROUND_TRIPS = 1
 
 
 def server_closes(servers_rows, entries):
@@ -990,8 +991,8 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     (round trips: RTT, the slowest host of each kind; the rest below), so it
     follows the machine's load:
 
-    - drain: DRAIN_ROUND_TRIPS of the slowest pgbouncer (each measured as half
-      a SHOW DATABASES + SHOW SERVERS exchange: the rows read count), plus
+    - drain: DRAIN_ROUND_TRIPS of the slowest pgbouncer (the PAUSEs; each
+      measured as half a SHOW DATABASES + SHOW SERVERS exchange), plus
       ``xact_seconds``, how long the PAUSE is expected to wait for the
       transactions in flight through the pgbouncers now: the larger of what
       pgbouncer's averages say (pgbouncer_console.xact_wait_seconds) and the
@@ -1650,7 +1651,7 @@ class Preflight:
                 missing = [entry for entry in wanted if entry not in known]
                 flags = console.flags()
                 state = console.state()
-                # One exchange as the drain's confirmation makes it (rows to read, not a bare round trip).
+                # A console round trip with rows to read (the PAUSE's and RESUME's), half of a two-command exchange.
                 rtts.append(_round_trip(lambda: (console.show('DATABASES'), console.show('SERVERS'))) / 2)
                 servers = console.show('SERVERS')
                 pids = server_pids(servers)

@@ -71,7 +71,7 @@ description:
     fails, a C(warning) warns. Its per-statement estimate replaces O(statement_seconds) when larger.
   - C(budget) - an estimate of the outage against O(budget_seconds) less the reserve the outage keeps for ROLLBACK and
     RESUME. The model is deliberately simple, from what the pre-flight measures on the live cluster now, so it follows
-    the machine's load (round trips of the slowest host of each kind) - drain 2 pgbouncer round trips plus how long
+    the machine's load (round trips of the slowest host of each kind) - drain 1 pgbouncer round trip plus how long
     the PAUSE would wait for transactions in flight now (the larger of SHOW STATS C(avg_xact_time) times the chance
     one is in flight, and the oldest transaction open on pgbouncer's server connections) plus, per server connection
     the PAUSEs close, how long a backend of the primary took to exit once closed; cold patches the fixed cost of the
