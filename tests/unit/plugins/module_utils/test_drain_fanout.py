@@ -118,7 +118,9 @@ def test_each_console_is_drained_by_its_own_pause_reply_and_nothing_more_is_read
     # after pgbouncer1's console is done: each console ends on its own reply.
     second = FakeConsole('pgbouncer2', on_pause=lambda conn: None)
     first = FakeConsole('pgbouncer1')
-    result = dr.drain([first, second], deadline_seconds=10, after_pause_sent=lambda: second.pause_conns['db'].answer())
+    # The lambda defers the lookup: the drain opens the PAUSE connections.
+    result = dr.drain([first, second], deadline_seconds=10,
+                      after_pause_sent=lambda: second.pause_conns['db'].answer())  # pylint: disable=unnecessary-lambda
     assert [c['host'] for c in result['consoles']] == ['pgbouncer1', 'pgbouncer2']
     assert all(c['duration_ms'] is not None for c in result['consoles'])
     # No SHOW inside the window: one round trip per pgbouncer, the PAUSE.
