@@ -1128,7 +1128,31 @@ def estimate_table(results, runs):
             '| workload | patch on the primary / lint estimate, median | lowest | highest |',
             '|---|---|---|---|',
         ] + ['| %s | %.2f | %.2f | %.2f |' % (key, statistics.median(q), min(q), max(q)) for key, q in lint_rows]
-    return lines + ['']
+    return lines + [''] + estimate_phase_lines(results, keys)
+
+
+def estimate_phase_lines(results, keys):
+    """Where the estimate misses, per phase: each phase's span on the timeline against the pre-flight's term for
+    it (phase_breakdown), medians over the runs that recorded them."""
+    rows = []
+    for key in keys:
+        runs = [r['phases'] for r in results[key] if r.get('phases')]
+        cells = []
+        for phase, dummy in ESTIMATE_TERMS:
+            actual = [p[phase]['actual_ms'] for p in runs if p[phase]['actual_ms'] is not None]
+            estimate = [p[phase]['estimate_ms'] for p in runs if p[phase]['estimate_ms'] is not None]
+            cells.append('%s / %s' % (median(actual), median(estimate)) if actual and estimate else '-')
+        if runs:
+            rows.append('| %s | %s |' % (key, ' | '.join(cells)))
+    if not rows:
+        return []
+    return [
+        'The estimate per phase (the outage module\'s phases on the timeline against the pre-flight\'s terms for',
+        'them, as its `budget` finding states them), actual / estimated, ms, medians:',
+        '',
+        '| workload | %s |' % ' | '.join(phase for phase, dummy in ESTIMATE_TERMS),
+        '|---|%s' % ('---|' * len(ESTIMATE_TERMS)),
+    ] + rows + ['']
 
 
 def stall_table(results):
