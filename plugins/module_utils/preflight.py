@@ -114,24 +114,30 @@ def decide_server_version(label, server_version_num):
                    % (label, version, pgversion.supported_range()), host=label, evidence=evidence)
 
 
-def decide_privileges(label, row, is_primary, db_name):
-    """``row``: superuser, in_recovery, create_on_database and one boolean per
-    role of PRIMARY_ROLES/STANDBY_ROLES (pg_has_role ... USAGE)."""
+def decide_privileges(label, row, is_primary, db_name, server_version_num=None):
+    """``row``: usename, superuser, inherit (rolinherit), in_recovery, create_on_database and, per
+    role of PRIMARY_ROLES/STANDBY_ROLES, whether the user has its privileges (``pg_monitor``:
+    pg_has_role ... USAGE) and is its member (``pg_monitor_member``: ... MEMBER). A member without
+    the privileges (NOINHERIT, or from 16 a membership granted WITH INHERIT FALSE) is named as such;
+    the fix (evidence ``fix_sql``) is for the server's version (pgversion.grant_roles_sql)."""
     user = row.get('usename')
     evidence = dict(row)
     if row.get('superuser'):
         return finding('privileges', PASS, '%s: %s is a superuser' % (label, user), host=label, evidence=evidence)
     needed = PRIMARY_ROLES if is_primary else STANDBY_ROLES
-    missing = ['member of %s' % role for role in needed if not row.get(role)]
+    lacking = [r for r in needed if not row.get(r)]
+    member_of = [r for r in lacking if row.get(r + '_member')]
+    missing = ['the privileges of %s (a member without INHERIT)' % r if r in member_of else 'member of %s' % r
+               for r in lacking]
     if is_primary and not row.get('create_on_database'):
         missing.append('CREATE on database %s' % db_name)
     if not missing:
         return finding('privileges', PASS, '%s: %s has the documented privileges (%s)'
                        % (label, user, ', '.join(needed)), host=label, evidence=evidence)
-    grants = ['GRANT %s TO %s' % (', '.join(r for r in needed if not row.get(r)), user)] \
-        if any(not row.get(r) for r in needed) else []
+    grants = pgversion.grant_roles_sql(lacking, user, server_version_num or 0, row.get('inherit', True), member_of)
     if is_primary and not row.get('create_on_database'):
         grants.append('GRANT CREATE ON DATABASE %s TO %s' % (db_name, user))
+    evidence['fix_sql'] = grants
     return finding('privileges', FAIL, '%s: deploy user %s is not a superuser and lacks: %s'
                    % (label, user, ', '.join(missing)), host=label, evidence=evidence,
                    action='%s (or make it a superuser); it must also own the objects the patches change'
@@ -1138,10 +1144,12 @@ def summary_lines(findings):
 # -- gathering -----------------------------------------------------------------
 
 PRIVILEGES_SQL = """
-SELECT current_user AS usename, r.rolsuper AS superuser, pg_is_in_recovery() AS in_recovery,
+SELECT current_user AS usename, r.rolsuper AS superuser, r.rolinherit AS inherit, pg_is_in_recovery() AS in_recovery,
        has_database_privilege(current_database(), 'CREATE') AS create_on_database,
        pg_has_role(current_user, 'pg_monitor', 'USAGE') AS pg_monitor,
-       pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS pg_signal_backend
+       pg_has_role(current_user, 'pg_monitor', 'MEMBER') AS pg_monitor_member,
+       pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS pg_signal_backend,
+       pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') AS pg_signal_backend_member
   FROM pg_roles r WHERE r.rolname = current_user
 """
 SYSTEM_ID_SQL = 'SELECT system_identifier::text AS system_identifier FROM pg_control_system()'
@@ -1522,7 +1530,7 @@ class Preflight:
         if not rows:
             return None
         info = dict(rows[0], label=label)
-        self.findings.append(decide_privileges(label, info, is_primary, self.db_name))
+        self.findings.append(decide_privileges(label, info, is_primary, self.db_name, conn.server_version))
         try:
             info['system_identifier'] = query(conn, SYSTEM_ID_SQL)[0]['system_identifier']
         except psycopg2.Error:  # pg_control_system() needs pg_monitor; the privileges check says so

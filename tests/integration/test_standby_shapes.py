@@ -26,12 +26,13 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight 
 pytestmark = pytest.mark.usefixtures('scratch')
 
 
-def preflight_findings(lab, patch_dir, check, host_key=None):
+def preflight_findings(lab, patch_dir, check, host_key=None, **overrides):
     """The pre-flight's findings of ``check`` on the lab as it is now (read-only
     unless replay left paused by this collection must be resumed); the
-    databases addressed by ``lab.hosts[h][host_key]`` (e.g. 'dns_name') when given."""
+    databases addressed by ``lab.hosts[h][host_key]`` (e.g. 'dns_name') when given;
+    ``overrides`` of every database endpoint (e.g. user, password)."""
     def pg(host):
-        endpoint = lab.pg(host)
+        endpoint = dict(lab.pg(host), **overrides)
         return dict(endpoint, host=lab.hosts[host][host_key]) if host_key else endpoint
     standbys = [dict(pg(name), pgbouncer_entries=['%s:%s_ro' % (pgb, lab.db_name)])
                 for name, pgb in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]

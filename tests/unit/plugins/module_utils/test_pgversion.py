@@ -41,6 +41,42 @@ def test_the_replay_pause_state_query_exists_on_each_version(num, function):
         assert "'paused'" in sql and "'not paused'" in sql
 
 
+@pytest.mark.parametrize('num, inherit, member_of, fix', [
+    # A member role with INHERIT (the default): a plain GRANT on every version.
+    (V15, True, [], ['GRANT pg_monitor, pg_signal_backend TO u']),
+    (V16, True, [], ['GRANT pg_monitor, pg_signal_backend TO u']),
+    # NOINHERIT: from 16 a plain GRANT takes rolinherit (a membership without the privileges) and a
+    # GRANT of a membership that exists changes nothing: the option says it. Before 16 the role is fixed.
+    (V16, False, [], ['GRANT pg_monitor, pg_signal_backend TO u WITH INHERIT TRUE']),
+    (V18, True, ['pg_monitor'], ['GRANT pg_monitor, pg_signal_backend TO u WITH INHERIT TRUE']),
+    (V15, False, [], ['GRANT pg_monitor, pg_signal_backend TO u', 'ALTER ROLE u INHERIT']),
+    (V13, False, ['pg_monitor', 'pg_signal_backend'], ['ALTER ROLE u INHERIT']),
+    (V14, False, ['pg_monitor'], ['GRANT pg_signal_backend TO u', 'ALTER ROLE u INHERIT']),
+    # Before 16 a member through a NOINHERIT role in between, with INHERIT itself: a direct GRANT.
+    (V15, True, ['pg_monitor'], ['GRANT pg_monitor, pg_signal_backend TO u']),
+])
+def test_the_grant_that_gives_a_role_s_privileges_is_the_server_s(num, inherit, member_of, fix):
+    assert pgversion.grant_roles_sql(['pg_monitor', 'pg_signal_backend'], 'u', num, inherit, member_of) == fix
+    assert pgversion.grant_roles_sql([], 'u', num, inherit) == []
+
+
+def test_preflight_names_a_member_without_inherit_and_its_fix_for_the_version():
+    row = {'usename': 'deploy', 'superuser': False, 'inherit': False, 'create_on_database': True,
+           'pg_monitor': False, 'pg_monitor_member': True, 'pg_signal_backend': False,
+           'pg_signal_backend_member': True}
+    on16 = preflight.decide_privileges('primary (10.0.0.10:5432)', row, True, 'db', V16)
+    assert on16['status'] == 'fail'
+    assert on16['summary'] == (
+        'primary (10.0.0.10:5432): deploy user deploy is not a superuser and lacks: the privileges of pg_monitor '
+        '(a member without INHERIT), the privileges of pg_signal_backend (a member without INHERIT)')
+    assert on16['evidence']['fix_sql'] == ['GRANT pg_monitor, pg_signal_backend TO deploy WITH INHERIT TRUE']
+    assert on16['action'].startswith('GRANT pg_monitor, pg_signal_backend TO deploy WITH INHERIT TRUE (or make')
+    on15 = preflight.decide_privileges('primary (10.0.0.10:5432)', row, True, 'db', V15)
+    assert on15['evidence']['fix_sql'] == ['ALTER ROLE deploy INHERIT']
+    standby = preflight.decide_privileges('standby1', dict(row, in_recovery=True), False, 'db', V18)
+    assert standby['evidence']['fix_sql'] == ['GRANT pg_monitor TO deploy WITH INHERIT TRUE']
+
+
 @pytest.mark.parametrize('versions, covered', [
     ('13+', [13, 14, 15, 16, 17, 18]), ('14+', [14, 15, 16, 17, 18]), ('17+', [17, 18]), ('18+', [18]),
     ('13-16', [13, 14, 15, 16]), ('15', [15]),
