@@ -21,7 +21,7 @@ description:
   - C(privileges) - on the primary and every standby the deploy user is a superuser, or has the documented set -
     membership in C(pg_monitor) and C(pg_signal_backend) and C(CREATE) on the database on the primary,
     C(pg_monitor) on standbys (it must also own the objects the patches change; that is not checked). Membership means
-    the roles' privileges (C(pg_has_role(..., 'USAGE'))): a member without them (a NOINHERIT user, or from
+    the roles' privileges (C(pg_has_role) with C(USAGE)); a member without them (a NOINHERIT user, or from
     PostgreSQL 16 a grant C(WITH INHERIT FALSE)) is named so, with the fix for that server's version.
   - C(patches) - the pending patches in order, each hot or cold; an applied patch whose file changed (drift),
     revisions in the database with no file (the database is ahead of the patch set) and a broken patch set fail.
