@@ -94,7 +94,7 @@ def test_whole_playbook_under_load(pg_lab, tmp_path):
     for host in DATABASES:
         assert table_exists(pg_lab, host, 'fdt_n%d' % major), host
         assert pg_one(pg_lab, host, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'fdt_n%d'::regclass "
-                                  "AND attname = 'note'" % major) == 1, host
+                                    "AND attname = 'note'" % major) == 1, host
         assert table_exists(pg_lab, host, 'fdt_n%d_body' % major), host
     assert_all_resumed(pg_lab)
     assert_nothing_lost(pg_lab, load)
