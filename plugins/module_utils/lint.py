@@ -1122,8 +1122,10 @@ def measure_cold_transaction(connect, runs=PROBE_RUNS, clock=time.monotonic, rev
     1-statement window's cold transaction at 2.5 x the actual (100 ms against 40 ms) on the loaded lab; a
     cold patch set's safety margin is the big-table price's, SAMPLE_RUNS),
     'backend_exit_seconds': given ``observer`` (an autocommit connection to the
-    primary), the median time a probe connection's backend took to exit once
-    closed (backend_exit_seconds), else None}. None when the probe cannot run
+    primary), the shortest time a probe connection's backend took to exit once
+    closed (backend_exit_seconds: each sample is the exit plus the poll's own
+    latency, which on a loaded host is several ms; the shortest carries the
+    least of it), else None}. None when the probe cannot run
     (no connection, no TEMP privilege, a read-only session); a failed
     transaction is rolled back."""
     sql, statements = probe_sql(revision_table)
@@ -1159,7 +1161,7 @@ def measure_cold_transaction(connect, runs=PROBE_RUNS, clock=time.monotonic, rev
     per_statement = statistics.median(server / statements for dummy, server in warm)
     fixed = [max(elapsed - statements * per_statement, 0.0) for elapsed, dummy in firsts]
     return {'statement_seconds': per_statement, 'transaction_seconds': statistics.median(fixed),
-            'backend_exit_seconds': statistics.median(exits) if exits else None}
+            'backend_exit_seconds': min(exits) if exits else None}
 
 
 def lint_live(conn, patches, options=None, scan_bytes_per_second=None):

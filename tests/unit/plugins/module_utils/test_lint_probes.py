@@ -143,6 +143,18 @@ def test_the_probe_prices_the_windows_first_transaction_on_a_fresh_connection_an
     assert measured['statement_seconds'] == pytest.approx(0.0005)
     assert measured['transaction_seconds'] == pytest.approx(0.02)
     assert measured['backend_exit_seconds'] is None   # no observer: not measured
+    # With an observer: each closed connection's backend timed until it leaves pg_stat_activity
+    # (gone 4, 2 and 3 ms after its close), the shortest counting - each sample also holds the poll's latency.
+    observer = FakeConn(lambda sql: (False,))
+    clock = iter([0.0, 0.03, 1.0, 1.012, 10.0, 10.001, 10.004,
+                  2.0, 2.07, 3.0, 3.014, 20.0, 20.001, 20.002,
+                  4.0, 4.02, 5.0, 5.011, 30.0, 30.001, 30.003])
+    server = iter([0.012, 0.01, 0.02, 0.012, 0.011, 0.009])
+    connect = fresh_connections(lambda text: (next(server),) if text.startswith('BEGIN') else None)
+    timed = lint.measure_cold_transaction(connect, clock=lambda: next(clock), observer=observer)
+    assert timed['backend_exit_seconds'] == pytest.approx(0.002)
+    assert timed['transaction_seconds'] == pytest.approx(0.02)
+    assert observer.sent == [lint.EXIT_SQL] * 3
     assert len(connect.made) == 3 and all(c.closed and len(c.sent) == 2 for c in connect.made)
     assert not any('ROLLBACK' in c.sent for c in connect.made)   # committed: ON COMMIT DROP leaves nothing
 
