@@ -494,6 +494,9 @@ COMMON_PG_CONF = '\n'.join([
     'max_standby_streaming_delay = -1',
     'wal_receiver_status_interval = 1s',
     'max_connections = 200',
+    # Two-phase commit (PREPARE TRANSACTION) for the pre-flight's prepared-transaction
+    # tests; a hot-standby setting, so every standby has the primary's (COMMON).
+    'max_prepared_transactions = 4',
     'shared_buffers = 64MB',
     # Lab only: the shared disk is slow and noisy, and the lab is disposable.
     'fsync = off',

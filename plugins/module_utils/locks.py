@@ -15,8 +15,9 @@ which of the locks other sessions hold (or wait for) conflict with them.
   are not modelled (GRANT, CREATE FUNCTION...) take none here.
 - ``required_locks(patches)``: per relation the strongest mode the patches'
   cold statements take, and the first patch that takes it.
-- ``HOLDERS_SQL``: the sessions that hold or wait for a lock on those relations
-  (an index's table and every inheritance/partition child too), read on the
+- ``HOLDERS_SQL``: the sessions and the prepared transactions (two-phase
+  commit: no session) that hold or wait for a lock on those relations (an
+  index's table and every inheritance/partition child too), read on the
   primary; ``conflicting(rows, required)`` keeps those whose mode conflicts.
 
 Pure except for the SQL text: no database here; unit-tested without one.
@@ -232,8 +233,17 @@ def quoted(key):
 # The sessions holding or waiting for a table-level lock on the relations named
 # (%s: quoted names, as quoted() gives them), on each index's table and on every
 # inheritance or partition child (ALTER TABLE recurses to them): ``target`` is the
-# position of the name in the list. Prepared transactions (no pid) are the
-# transactions check's. The pre-flight's own session is left out.
+# position of the name in the list. The pre-flight's own session is left out.
+#
+# Prepared transactions (PREPARE TRANSACTION, two-phase commit) too: they hold
+# their locks with no session (pg_locks.pid NULL) until COMMIT PREPARED or
+# ROLLBACK PREPARED; ``gid``, ``owner``, ``prepared_database`` and
+# ``prepared_seconds`` name them (NULL for a session). pg_locks' row is tied to
+# pg_prepared_xacts through the transaction's own transactionid lock, which has
+# the same virtualtransaction: since the 2024 minor releases (13.14, 14.11,
+# 15.6, 16.2) a prepared transaction keeps the virtual transaction id of the
+# backend that prepared it ('5/12'); '-1/<xid>' only after a restart recovered
+# it. pg_locks is read once (one snapshot of the lock table).
 HOLDERS_SQL = """
 WITH RECURSIVE named AS (
     SELECT t.ord, to_regclass(t.name)::oid AS relid
@@ -244,18 +254,25 @@ WITH RECURSIVE named AS (
 ), tree AS (
     SELECT ord, relid FROM base
     UNION SELECT t.ord, h.inhrelid FROM tree t JOIN pg_inherits h ON h.inhparent = t.relid
+), lk AS MATERIALIZED (
+    SELECT locktype, database, relation, transactionid, virtualtransaction, pid, mode, granted FROM pg_locks
 )
 SELECT tree.ord - 1 AS target, tree.relid::regclass::text AS relation, l.mode, l.granted, l.pid,
        a.usename, host(a.client_addr) AS client_addr, a.application_name, a.state,
        EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start)::float8 AS xact_seconds,
        EXTRACT(EPOCH FROM clock_timestamp() - a.state_change)::float8 AS state_seconds,
-       left(a.query, 200) AS query
+       left(a.query, 200) AS query,
+       p.gid, p.owner, p.database AS prepared_database,
+       EXTRACT(EPOCH FROM clock_timestamp() - p.prepared)::float8 AS prepared_seconds
   FROM tree
-  JOIN pg_locks l ON l.locktype = 'relation' AND l.relation = tree.relid
-                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  JOIN pg_stat_activity a ON a.pid = l.pid
- WHERE l.pid <> pg_backend_pid()
- ORDER BY l.pid, tree.ord
+  JOIN lk l ON l.locktype = 'relation' AND l.relation = tree.relid
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+  LEFT JOIN lk x ON l.pid IS NULL AND x.pid IS NULL AND x.locktype = 'transactionid'
+                AND x.virtualtransaction = l.virtualtransaction
+  LEFT JOIN pg_prepared_xacts p ON p.transaction = x.transactionid
+ WHERE (a.pid IS NOT NULL OR p.gid IS NOT NULL) AND l.pid IS DISTINCT FROM pg_backend_pid()
+ ORDER BY l.pid, p.gid, tree.ord
 """
 
 

@@ -644,6 +644,28 @@ def _blocker_text(row, through=None):
         ' through %s' % through if through else '', how, row.get('xact_seconds') or 0)
 
 
+def _sql_literal(text):
+    return "'%s'" % str(text).replace("'", "''")
+
+
+def _prepared_text(row):
+    return 'prepared transaction %s (owner %s, database %s, prepared %.1f s ago: no session, it holds its locks ' \
+        'until COMMIT PREPARED or ROLLBACK PREPARED)' % (
+            _sql_literal(row.get('gid')), row.get('owner'), row.get('prepared_database'),
+            row.get('prepared_seconds') or 0)
+
+
+def _prepared_fix(label, rows):
+    """How to end prepared transactions (HOLDERS_SQL rows with a gid): by
+    whoever prepared them, or by hand once their coordinator is known."""
+    return 'once the coordinator that prepared them (the transaction manager of user %s) is known, let it finish ' \
+        'them or, on %s connected to database %s, %s' % (
+            ', '.join(sorted(set(str(r.get('owner')) for r in rows))), label,
+            ', '.join(sorted(set(str(r.get('prepared_database')) for r in rows))),
+            ', '.join('COMMIT PREPARED %s / ROLLBACK PREPARED %s' % (_sql_literal(r.get('gid')),
+                                                                      _sql_literal(r.get('gid'))) for r in rows))
+
+
 def _lock_text(rows):
     """What one session's conflicting lock rows (locks.conflicting) hold or wait for."""
     parts = []
@@ -671,6 +693,10 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
       that will_outlast_window: the cold transaction waits for it the whole
       budget. A user of ``killable_users`` connected from no pgbouncer host
       (``pgbouncer_addrs``) is terminated as the outage starts: a warning.
+    - A prepared transaction (two-phase commit: a ``lock_rows`` row with a
+      ``gid``) holding such a lock, whatever its age: it has no session, so
+      nothing ends it but COMMIT PREPARED or ROLLBACK PREPARED from whoever
+      prepared it; the cold transaction would wait for it the whole budget.
 
     ``activity_rows``: the primary's ACTIVITY_SQL rows of the deploy database;
     ``required``: locks.required_locks of the pending cold patches;
@@ -697,11 +723,14 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
         else:
             refused.append(text)
             pids.append(row.get('pid'))
-    by_pid = {}
+    by_pid, by_gid = {}, {}
     for row in lock_rows:
-        if row.get('pid') in pgbouncer_of:
+        if row.get('gid') is not None:
+            by_gid.setdefault(row['gid'], []).append(row)
+        elif row.get('pid') in pgbouncer_of:
             continue  # a pgbouncer client's transaction: the drain waits for it first (above)
-        by_pid.setdefault(row.get('pid'), []).append(row)
+        else:
+            by_pid.setdefault(row.get('pid'), []).append(row)
     for pid, rows in sorted(by_pid.items()):
         row = rows[0]
         if not will_outlast_window(row, wait_seconds):
@@ -717,17 +746,35 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
         else:
             refused.append(text)
             pids.append(pid)
+    evidence['prepared_holders'] = []
+    for gid, rows in sorted(by_gid.items()):
+        row = rows[0]
+        evidence['prepared_holders'].append(dict(
+            dict((k, row.get(k)) for k in ('gid', 'owner', 'prepared_database', 'prepared_seconds')),
+            locks=[{'relation': r.get('relation'), 'mode': r['mode'], 'granted': r.get('granted'),
+                    'needed': r['wanted']['mode']} for r in rows]))
+        refused.append('%s %s' % (_prepared_text(row), _lock_text(rows)))
+    gids = sorted(by_gid)
     budget_text = 'the outage would wait for them its whole %.1f s and then abort' % wait_seconds
     if refused and policy != 'warn':
         pid_list = ', '.join(str(p) for p in pids)
-        return finding('blocking_sessions', FAIL, '%s: %s; %s: end them (SELECT pg_terminate_backend(pid) for pid %s) '
-                       'or let them commit, then deploy again' % (label, '; '.join(refused), budget_text, pid_list),
-                       host=label, evidence=evidence,
-                       action='on %s: SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN (%s) - or '
-                              'let them commit; for clients through pgbouncer, fastdowntime_drain_policy: terminate '
-                              'ends them at the drain; for direct ones, fastdowntime_killable_users terminates them '
-                              'as the outage starts; fastdowntime_blocking_sessions: warn deploys anyway (the outage '
-                              'waits for them up to the budget, then aborts)' % (label, pid_list))
+        fixes, actions = [], []
+        if pids:
+            fixes.append('end them (SELECT pg_terminate_backend(pid) for pid %s) or let them commit' % pid_list)
+            actions.append('on %s: SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN (%s) - or '
+                           'let them commit; for clients through pgbouncer, fastdowntime_drain_policy: terminate '
+                           'ends them at the drain; for direct ones, fastdowntime_killable_users terminates them '
+                           'as the outage starts' % (label, pid_list))
+        if gids:
+            fixes.append(_prepared_fix(label, [by_gid[g][0] for g in gids]))
+            actions.append(_prepared_fix(label, [by_gid[g][0] for g in gids]) + ' (a prepared transaction has no '
+                           'session to terminate; resolving one its coordinator still tracks breaks the coordinator\'s '
+                           'atomicity: ask its owner first)')
+        actions.append('fastdowntime_blocking_sessions: warn deploys anyway (the outage waits for them up to the '
+                       'budget, then aborts)')
+        return finding('blocking_sessions', FAIL, '%s: %s; %s: %s, then deploy again' % (
+            label, '; '.join(refused), budget_text, '; '.join(fixes)), host=label, evidence=evidence,
+            action='; '.join(actions))
     if refused or warned:
         both = refused + warned
         return finding('blocking_sessions', WARN, '%s: %s%s' % (

@@ -219,6 +219,46 @@ def test_sessions_that_would_hold_the_outage_are_refused_and_the_knobs_warn(lab,
 
 
 @pytest.mark.faults
+def test_a_prepared_transaction_holding_a_lock_the_cold_patches_need_is_refused(lab, revision_table, patch_dir,
+                                                                               consoles):
+    """Two-phase commit: an application's transaction manager PREPAREd a transaction that wrote
+    fdt_item (ROW EXCLUSIVE), which the lab's cold patches ALTER (ACCESS EXCLUSIVE). It has no
+    session: the cold transaction would wait for it the whole budget. Refused in one line naming the
+    gid, owner, database, age, lock and patch line and how to end it, however young; nothing paused
+    (the clients' load through pgbouncer1 runs on, every entry unpaused)."""
+    gid = "fdt-preflight-test:xa'1"
+    coordinator = psycopg2.connect(lab.dsn(lab.pg('primary', user='fdt_app')))
+    cleanup = connect(lab.pg('primary'), autocommit=True)
+    try:
+        with coordinator.cursor() as cur:
+            cur.execute("UPDATE fdt_item SET body = body WHERE false")
+        with coordinator.cursor() as cur:
+            cur.execute('PREPARE TRANSACTION %s', (gid,))
+        with lab.load(writers=('pgbouncer1',)) as load:
+            result = run(lab, patch_dir)
+        assert load.transactions() > 0 and not load.errors
+        assert all(not flags['paused'] for console in consoles for flags in console.flags().values())
+    finally:
+        coordinator.close()
+        with cleanup.cursor() as cur:
+            cur.execute('SELECT gid FROM pg_prepared_xacts WHERE gid = %s', (gid,))
+            if cur.fetchone():
+                cur.execute('ROLLBACK PREPARED %s', (gid,))
+        cleanup.close()
+    quoted = "'fdt-preflight-test:xa''1'"
+    assert_refused_by(result, 'blocking_sessions', 'prepared transaction %s (owner fdt_app, database %s, prepared '
+                      % (quoted, lab.db_name))
+    [failed] = findings(result, 'blocking_sessions', 'fail')
+    summary = failed['summary']
+    assert failed['host'].startswith('primary') and summary.startswith(failed['host'] + ': prepared transaction')
+    assert 'holds ROW EXCLUSIVE on fdt_item, which patch-2300-01-0.sql line 3 needs in ACCESS EXCLUSIVE' in summary
+    assert 'COMMIT PREPARED %s / ROLLBACK PREPARED %s' % (quoted, quoted) in summary
+    assert 'connected to database %s' % lab.db_name in summary and 'pg_terminate_backend' not in summary
+    assert [line for line in result['summary_lines'] if line.startswith('FAIL blocking_sessions:')] == [
+        'FAIL blocking_sessions: ' + summary]
+
+
+@pytest.mark.faults
 def test_direct_connection_by_a_fragile_user_is_refused(lab, revision_table, patch_dir):
     direct = connect(lab.pg('primary', user='fdt_app'), autocommit=True)
     try:

@@ -644,3 +644,32 @@ def test_connection_slots_must_hold_the_logins_after_resume():
     # A server no pgbouncer entry points at needs no room; slots not read are not a finding of their own.
     assert pf.decide_connection_slots('s', row, 0)['status'] == PASS
     assert pf.decide_connection_slots('s', None, 3)['status'] == PASS
+
+
+def prepared(gid="xa'1", mode='ROW EXCLUSIVE', seconds=3.25, owner='fdt_app'):
+    """A locks.HOLDERS_SQL row of a prepared transaction (no session), as locks.conflicting keeps it."""
+    return {'pid': None, 'usename': None, 'client_addr': None, 'state': None, 'xact_seconds': None,
+            'state_seconds': None, 'gid': gid, 'owner': owner, 'prepared_database': 'db',
+            'prepared_seconds': seconds, 'mode': mode, 'granted': True, 'relation': 'fdt_item', 'wanted': REQUIRED[0]}
+
+
+def test_a_prepared_transaction_holding_a_needed_lock_is_refused_whatever_its_age():
+    found = blocking([], [prepared(seconds=0.2)])
+    assert found['status'] == FAIL and '\n' not in found['summary']
+    summary = found['summary']
+    for word in ("primary (10.0.0.10:5432): prepared transaction 'xa''1' (owner fdt_app, database db, prepared 0.2 s "
+                 "ago: no session", 'holds ROW EXCLUSIVE on fdt_item, which patch-2300-01-0.sql line 3 needs in '
+                 'ACCESS EXCLUSIVE', 'its whole 9.5 s', 'coordinator', "COMMIT PREPARED 'xa''1' / ROLLBACK PREPARED "
+                 "'xa''1'", 'connected to database db', 'then deploy again'):
+        assert word in summary, (word, summary)
+    assert 'pg_terminate_backend' not in summary and 'pg_terminate_backend' not in found['action']
+    assert found['evidence']['prepared_holders'] == [
+        {'gid': "xa'1", 'owner': 'fdt_app', 'prepared_database': 'db', 'prepared_seconds': 0.2,
+         'locks': [{'relation': 'fdt_item', 'mode': 'ROW EXCLUSIVE', 'granted': True, 'needed': 'ACCESS EXCLUSIVE'}]}]
+    # Beside a session: both named, each with its own fix; the opt-out warns for both.
+    row = backend(24064)
+    both = blocking([row], [holding(row), prepared()])
+    assert both['status'] == FAIL and 'for pid 24064' in both['summary'] and "ROLLBACK PREPARED 'xa''1'" in both['summary']
+    assert blocking([], [prepared()], policy='warn')['status'] == WARN
+    # Neither drain_policy terminate nor killable_users reach it: it has no session.
+    assert blocking([], [prepared(owner='cron')], killable=['cron'], drain_policy='terminate')['status'] == FAIL
