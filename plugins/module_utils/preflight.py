@@ -41,7 +41,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     DEFAULT_REVISION_TABLE, SchemaError, applied_revisions, procedure_source, revision_table_exists)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
-    classify_connections, server_pids)
+    classify_connections, server_pids_by_server)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
     STANDBY_ENTRIES_VAR, resolve_addresses, standby_entries_by_pgbouncer, standby_name)
 
@@ -678,7 +678,7 @@ def _lock_text(rows):
 
 
 def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbouncer_of, killable_users, pgbouncer_addrs,
-                             wait_seconds, drain_policy='abort', policy='refuse', cold_pending=True):
+                             wait_seconds, drain_policy='abort', policy='refuse', cold_pending=True, standby=False):
     """Sessions that would hold the outage for its whole budget and then abort
     it: refused before any PAUSE (``policy`` 'warn': warned, the outage waits
     for them as before).
@@ -701,7 +701,14 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
     ``activity_rows``: the primary's ACTIVITY_SQL rows of the deploy database;
     ``required``: locks.required_locks of the pending cold patches;
     ``wait_seconds``: what the window can wait (the usable budget, capped by
-    pgbouncer's timeouts); ``cold_pending``: False when no outage is due."""
+    pgbouncer's timeouts); ``cold_pending``: False when no outage is due.
+
+    ``standby``: True for a standby (``label``): its rows, no lock rows (its
+    locks are replay_blockers' business), ``pgbouncer_of`` the server
+    connections of the entries serving it - every deploy entry is drained,
+    the read entries too (mode ``all`` with the others, ``split`` once the
+    patches are committed). The drain's terminate policy ends only primary
+    backends: a standby's holder is refused with either policy."""
     evidence = {'wait_seconds': round(wait_seconds, 3), 'drain_policy': drain_policy, 'policy': policy,
                 'idle_in_transaction_seconds': IDLE_IN_TRANSACTION_SECONDS,
                 'required_locks': [{'relation': locks.relation_text(r['relation']), 'mode': r['mode'], 'patch': r['patch'],
@@ -718,7 +725,7 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
         evidence['drain_holders'].append(dict((k, row.get(k)) for k in (
             'pid', 'usename', 'application_name', 'client_addr', 'state', 'xact_seconds', 'state_seconds', 'query')))
         text = '%s holds its server connection in a transaction: the drain waits for it' % _blocker_text(row, through)
-        if drain_policy == 'terminate':
+        if drain_policy == 'terminate' and not standby:
             warned.append(text + ' and, with drain_policy terminate, terminates it')
         else:
             refused.append(text)
@@ -760,11 +767,13 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
         pid_list = ', '.join(str(p) for p in pids)
         fixes, actions = [], []
         if pids:
-            fixes.append('end them (SELECT pg_terminate_backend(pid) for pid %s) or let them commit' % pid_list)
-            actions.append('on %s: SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN (%s) - or '
-                           'let them commit; for clients through pgbouncer, fastdowntime_drain_policy: terminate '
-                           'ends them at the drain; for direct ones, fastdowntime_killable_users terminates them '
-                           'as the outage starts' % (label, pid_list))
+            fixes.append('end them (SELECT pg_terminate_backend(pid) for pid %s%s) or let them commit'
+                         % (pid_list, ' on %s' % label.split(' (')[0] if standby else ''))
+            actions.append(('on %s: SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN (%s) - or '
+                            'let them commit' % (label, pid_list)) + (
+                '; fastdowntime_drain_policy: terminate ends only the primary\'s backends, not a standby\'s'
+                if standby else '; for clients through pgbouncer, fastdowntime_drain_policy: terminate ends them '
+                'at the drain; for direct ones, fastdowntime_killable_users terminates them as the outage starts'))
         if gids:
             fixes.append(_prepared_fix(label, [by_gid[g][0] for g in gids]))
             actions.append(_prepared_fix(label, [by_gid[g][0] for g in gids]) + ' (a prepared transaction has no '
@@ -782,6 +791,9 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
             host=label, evidence=evidence,
             action='nothing, unless they must not be cut off: then end them yourself first' if not refused else
             'end them before the outage, or the outage aborts at its budget')
+    if standby:
+        return finding('blocking_sessions', PASS, '%s: no client through the pgbouncer entries serving it holds the '
+                       'drain (waits up to %.1f s)' % (label, wait_seconds), host=label, evidence=evidence)
     return finding('blocking_sessions', PASS, '%s: no session holds the drain or a lock the cold patches need (%d '
                    'relation(s) checked, waits up to %.1f s)' % (label, len(required), wait_seconds),
                    host=label, evidence=evidence)
@@ -1266,8 +1278,11 @@ class Preflight:
         self.unreachable = set()   # (address, port) of each database the pre-flight could not connect to
         self.refused_logins = []   # (user, password) PostgreSQL refused
         self.pgbouncer_failed = set()  # names of the pgbouncer hosts with a console that failed
-        self.pgbouncer_pids_of = {}  # pgbouncer host name -> SHOW SERVERS remote_pid of its consoles
-        self.pgbouncer_pids = set()  # SHOW SERVERS remote_pid over every console
+        self.pgbouncer_pids_of = {}  # pgbouncer host name -> its consoles' SHOW SERVERS remote_pid on the primary
+        self.pgbouncer_pids = set()  # SHOW SERVERS remote_pid on the primary over every console
+        # database host label -> {backend pid: pgbouncer host name}: each console's server
+        # connections on the server they are to (sessions.server_pids_by_server).
+        self.server_pids_on = {}
         self.pgbouncer_configs = {}  # console label -> SHOW CONFIG
         self.xact_seconds = []  # per console: how long a PAUSE of its entries would wait now (SHOW STATS)
         self.server_closes = 0  # the server connections the PAUSEs would close (server_closes), every console
@@ -1464,6 +1479,12 @@ class Preflight:
             self.findings.append(not_checked('blocking_sessions', [primary_label]))
         elif primary is not None and primary_label in activity and self.plan is not None:
             self._check_blocking_sessions(primary, primary_label, activity[primary_label])
+        for endpoint, conn in standbys:  # the read entries are drained too
+            label = endpoint_label(endpoint)
+            if label in blind:
+                self.findings.append(not_checked('blocking_sessions', [label]))
+            elif conn is not None and label in activity and self.plan is not None:
+                self._check_read_drain(label, activity[label])
 
         self._check_budget(primary, primary_label, standbys, lag, pgbouncer_rtts, entries_counts)
         self._check_deploy_window()
@@ -1709,10 +1730,8 @@ class Preflight:
                 # A console round trip with rows to read (the PAUSE's and RESUME's), half of a two-command exchange.
                 rtts.append(_round_trip(lambda: (console.show('DATABASES'), console.show('SERVERS'))) / 2)
                 servers = console.show('SERVERS')
-                pids = server_pids(servers)
                 self.server_closes += server_closes(servers, console.entries)
-                self.pgbouncer_pids |= pids
-                self.pgbouncer_pids_of.setdefault(endpoint.get('name') or endpoint.get('host'), set()).update(pids)
+                self._note_servers(console, servers)
                 entries_counts.append(len(console.entries))
                 self.xact_seconds.append(xact_wait_seconds(console.show('STATS'), console.entries))
                 modes = entry_pool_modes(databases, console.config, console.entries)
@@ -1768,21 +1787,34 @@ class Preflight:
                 continue
             self.findings.append(decide_connection_slots(label, rows[0], logins[id(endpoint)]))
 
+    def _note_servers(self, console, servers_rows):
+        """Record one console's SHOW SERVERS rows: each backend pid on the
+        server it is on (server_pids_on; the entries serving a standby, from
+        its pgbouncer_entries, are that standby's, the others the primary's),
+        the primary's also in pgbouncer_pids and pgbouncer_pids_of."""
+        name = console.endpoint.get('name') or console.endpoint.get('host')
+        entry_servers = {}
+        for standby in self.standbys:
+            per = standby_entries_by_pgbouncer([standby], [name]).get(standby_name(standby), {})
+            entry_servers.update((entry, endpoint_label(standby)) for entry in per.get(name, []))
+        primary = endpoint_label(self.primary)
+        for label, pids in server_pids_by_server(servers_rows, entry_servers, primary).items():
+            self.server_pids_on.setdefault(label, {}).update((pid, name) for pid in pids)
+            if label == primary:
+                self.pgbouncer_pids |= pids
+                self.pgbouncer_pids_of.setdefault(name, set()).update(pids)
+
     def _server_pids(self):
-        """The backend pids of every open console's server connections, now
-        (each host's kept in pgbouncer_pids_of too)."""
-        pids = set()
+        """Read every open console's server connections again (_note_servers):
+        those opened since the pgbouncer check. Returns the primary's pids."""
         for console in self.consoles:
             if console.conn is None:
                 continue
             try:
-                now = server_pids(console.show('SERVERS'))
+                self._note_servers(console, console.show('SERVERS'))
             except ConsoleError:
                 continue
-            pids |= now
-            name = console.endpoint.get('name') or console.endpoint.get('host')
-            self.pgbouncer_pids_of.setdefault(name, set()).update(now)
-        return pids
+        return set(self.pgbouncer_pids)
 
     def _check_direct_connections(self, primary, label, activity_rows):
         system_users = self.system_users
@@ -1817,19 +1849,33 @@ class Preflight:
             if rows is None:
                 return
         self._server_pids()  # the server connections opened since the pgbouncer check
-        pgbouncer_of = dict((pid, name) for name, pids in self.pgbouncer_pids_of.items() for pid in pids)
+        pgbouncer_of = self.server_pids_on.get(label, {})
         pgbouncer_addrs = set()
         for endpoint in self.pgbouncers:
             pgbouncer_addrs |= addresses(endpoint.get('host'))
-        try:
-            wait = self.budget.capped(budget_cap(self.pgbouncer_configs)).usable
-        except BudgetExceeded:  # nothing left: the pgbouncer_timeouts finding refuses
-            wait = self.budget.usable
         db_rows = [row for row in activity_rows if row.get('datname') == self.db_name]
         self.findings.append(decide_blocking_sessions(
             label, db_rows, locks.conflicting(rows, required), required, pgbouncer_of, self.killable_users,
-            pgbouncer_addrs, wait, drain_policy=self.drain_policy, policy=self.blocking_sessions,
+            pgbouncer_addrs, self._drain_wait(), drain_policy=self.drain_policy, policy=self.blocking_sessions,
             cold_pending=bool(self.plan.pending_cold)))
+
+    def _check_read_drain(self, label, activity_rows):
+        """decide_blocking_sessions on a standby: the clients through the
+        entries serving it (drained too) in a transaction that will outlast the
+        window."""
+        self._server_pids()
+        db_rows = [row for row in activity_rows if row.get('datname') == self.db_name]
+        self.findings.append(decide_blocking_sessions(
+            label, db_rows, [], [], self.server_pids_on.get(label, {}), self.killable_users, set(),
+            self._drain_wait(), drain_policy=self.drain_policy, policy=self.blocking_sessions,
+            cold_pending=bool(self.plan.pending_cold), standby=True))
+
+    def _drain_wait(self):
+        """What the window can wait for a session: the usable budget, capped by pgbouncer's timeouts."""
+        try:
+            return self.budget.capped(budget_cap(self.pgbouncer_configs)).usable
+        except BudgetExceeded:  # nothing left: the pgbouncer_timeouts finding refuses
+            return self.budget.usable
 
     def _rtt(self, conn, label):
         """The round trip to one host in seconds, or None after a finding naming
@@ -1859,8 +1905,8 @@ class Preflight:
 
     def _xact_seconds(self):
         """How long a PAUSE now would wait for transactions in flight (estimate_outage's xact_seconds)."""
-        rows = [row for rows in self.activity.values() for row in rows]
-        return max(self.xact_seconds + [open_xact_seconds(rows, self.pgbouncer_pids)])
+        return max(self.xact_seconds + [open_xact_seconds(rows, self.server_pids_on.get(label, {}))
+                                        for label, rows in self.activity.items()])
 
     def _check_budget(self, primary, label, standbys, lag, pgbouncer_rtts, entries_counts):
         if self.plan is None:

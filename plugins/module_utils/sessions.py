@@ -58,6 +58,22 @@ def server_pids(servers_rows):
     return pids
 
 
+def server_pids_by_server(servers_rows, entry_servers, default=None):
+    """{server: set of backend pids}: the SHOW SERVERS rows of one pgbouncer
+    process sorted by the database server each connection is to, since a pid
+    names a backend only on its own server (the primary's pid 4711 and a
+    standby's are two backends). ``entry_servers``: {entry: server} for the
+    entries serving a standby (the row's ``database`` column is the entry);
+    every other entry's connections are ``default``'s (the primary's). A
+    connection still logging in (remote_pid 0) is none."""
+    found = {}
+    for row in servers_rows:
+        pids = server_pids([row])
+        if pids:
+            found.setdefault(entry_servers.get(row.get('database'), default), set()).update(pids)
+    return found
+
+
 def classify_connections(rows, pgbouncer_pids, system_users, fragile_users, killable_users):
     """Sort the primary's client sessions (pg_stat_activity rows: pid, usename,
     client_addr...) into GROUPS: ``pgbouncer`` - its pid is a pgbouncer server

@@ -259,6 +259,33 @@ def test_a_prepared_transaction_holding_a_lock_the_cold_patches_need_is_refused(
 
 
 @pytest.mark.faults
+def test_a_client_idle_in_transaction_through_a_read_entry_is_refused_on_its_standby(lab, revision_table,
+                                                                                     patch_dir):
+    """The window drains every deploy entry, the read entries (fdtdemo_ro, serving standby1 on
+    pgbouncer1) too: a client of one idle in a transaction holds that pgbouncer's drain the whole
+    budget. Refused on standby1, naming the client and pgbouncer1, with either drain policy (the
+    drain's terminate ends only the primary's backends); the primary's own check passes."""
+    reader = psycopg2.connect(lab.client_dsn('pgbouncer1', lab.db_name + '_ro'), application_name='report-tool')
+    try:
+        with reader.cursor() as cur:
+            cur.execute('SELECT pg_backend_pid(), count(*) FROM fdt_item')
+            pid = cur.fetchone()[0]
+        time.sleep(1.2)  # idle in transaction for longer than a pause between two statements
+        refused = run(lab, patch_dir)
+        terminate = run(lab, patch_dir, drain_policy='terminate')
+    finally:
+        reader.close()
+    text = "pid %d (user fdt_app, application 'report-tool', from %s through pgbouncer1, idle in transaction for " % (
+        pid, lab.addr('pgbouncer1'))
+    for result in (refused, terminate):
+        assert_refused_by(result, 'blocking_sessions', text)
+        [failed] = findings(result, 'blocking_sessions', 'fail')
+        assert failed['host'].startswith('standby1 (') and failed['summary'].startswith(failed['host'] + ': ' + text)
+        assert 'for pid %d on standby1)' % pid in failed['summary']
+    assert [f['host'].split(' ')[0] for f in findings(refused, 'blocking_sessions', 'pass')] == ['primary', 'standby2']
+
+
+@pytest.mark.faults
 def test_direct_connection_by_a_fragile_user_is_refused(lab, revision_table, patch_dir):
     direct = connect(lab.pg('primary', user='fdt_app'), autocommit=True)
     try:

@@ -673,3 +673,23 @@ def test_a_prepared_transaction_holding_a_needed_lock_is_refused_whatever_its_ag
     assert blocking([], [prepared()], policy='warn')['status'] == WARN
     # Neither drain_policy terminate nor killable_users reach it: it has no session.
     assert blocking([], [prepared(owner='cron')], killable=['cron'], drain_policy='terminate')['status'] == FAIL
+
+
+def test_a_client_idle_in_transaction_through_a_read_entry_holds_the_drain_on_its_standby():
+    """Every deploy entry is drained, the read entries serving a standby too: a client of one idle in a
+    transaction holds that pgbouncer's drain. drain_policy terminate ends only primary backends."""
+    row = backend(88, user='fdt_app', app='report', addr='10.0.0.21', state_seconds=2.0)
+
+    def standby(**kwargs):
+        return pf.decide_blocking_sessions('standby1 (10.0.0.11:5432)', [row], [], [], {88: 'pgbouncer1'}, set(),
+                                           set(), 9.5, standby=True, **kwargs)
+    for refused in (standby(), standby(drain_policy='terminate')):
+        assert refused['status'] == FAIL and '\n' not in refused['summary']
+        assert refused['summary'].startswith('standby1 (10.0.0.11:5432): pid 88 (user fdt_app')
+        assert 'through pgbouncer1' in refused['summary'] and 'the drain waits for it' in refused['summary']
+        assert 'for pid 88 on standby1)' in refused['summary']
+        assert 'ends only the primary\'s backends' in refused['action']
+    assert standby(policy='warn')['status'] == WARN
+    passed = pf.decide_blocking_sessions('standby1 (10.0.0.11:5432)', [dict(row, state_seconds=0.1)], [], [],
+                                         {88: 'pgbouncer1'}, set(), set(), 9.5, standby=True)
+    assert passed['status'] == PASS and 'entries serving it' in passed['summary']

@@ -58,3 +58,13 @@ def test_holder_without_a_pid_falls_back_to_the_local_address():
     found = dr.holders(servers, CLIENTS, ['fdtdemo'], LABEL)
     sessions.match_backends(found, [{'pid': 77, 'client_addr': '10.0.0.21', 'client_port': 40001}])
     assert found[0]['backend']['pid'] == 77
+
+
+def test_server_pids_are_sorted_by_the_server_each_connection_is_to():
+    """A pid names a backend on one server only: a read entry's connections are its standby's."""
+    servers = [{'database': 'fdtdemo', 'remote_pid': 501}, {'database': 'fdtdemo_ro', 'remote_pid': 501},
+               {'database': 'fdtdemo_ro', 'remote_pid': 777}, {'database': 'fdtdemo', 'remote_pid': 0},
+               {'database': 'other', 'remote_pid': 9}]
+    found = sessions.server_pids_by_server(servers, {'fdtdemo_ro': 'standby1'}, 'primary')
+    assert found == {'primary': {501, 9}, 'standby1': {501, 777}}
+    assert sessions.server_pids_by_server([], {}, 'primary') == {}
