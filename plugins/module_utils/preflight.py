@@ -41,9 +41,9 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     DEFAULT_REVISION_TABLE, SchemaError, applied_revisions, procedure_source, revision_table_exists)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
-    classify_connections, server_pids_by_server)
+    classify_connections, server_clients, server_pids_by_server, unix_socket_backends)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
-    STANDBY_ENTRIES_VAR, resolve_addresses, standby_entries_by_pgbouncer, standby_name)
+    STANDBY_ENTRIES_VAR, resolve_addresses, serving_entries, standby_entries_by_pgbouncer, standby_name)
 
 try:
     import psycopg2
@@ -482,18 +482,25 @@ def decide_lag(measurements, max_lag_seconds, max_lag_bytes):
     return found
 
 
-def _session_text(row):
+def _session_text(row, through=None, client=None):
+    """One session; ``through``/``client``: the pgbouncer it comes through and that pgbouncer's client."""
+    where = client or row.get('client_addr') or 'local socket'
     return 'pid %s (user %s, from %s, %s, application %r, transaction open %.0fs, query: %s)' % (
-        row.get('pid'), row.get('usename'), row.get('client_addr') or 'local socket', row.get('state'),
+        row.get('pid'), row.get('usename'), '%s through %s' % (where, through) if through else where, row.get('state'),
         row.get('application_name') or '', row.get('xact_seconds') or 0, one_line(row.get('query') or '')[:80])
 
 
-def decide_transactions(label, activity_rows, prepared_rows, max_seconds):
+def decide_transactions(label, activity_rows, prepared_rows, max_seconds, through=None, clients=None):
     """Transactions older than ``max_seconds`` and prepared transactions older
     than it fail (the cold patches would wait for their locks, a standby's
     replay for its queries); younger prepared transactions and sessions idle in
     a transaction for over IDLE_IN_TRANSACTION_SECONDS are warnings (a shorter
-    pause between two statements of a transaction is ordinary traffic)."""
+    pause between two statements of a transaction is ordinary traffic).
+    ``through``: {backend pid: the pgbouncer it is a server connection of};
+    ``clients``: {backend pid: that pgbouncer client's 'addr:port'} - named so."""
+    def text(row):
+        return _session_text(row, (through or {}).get(row.get('pid')), (clients or {}).get(row.get('pid')))
+
     long_rows = [r for r in activity_rows if (r.get('xact_seconds') or 0) > max_seconds]
     idle = [r for r in activity_rows if (r.get('state') or '').startswith('idle in transaction')
             and (r.get('state_seconds') or 0) > IDLE_IN_TRANSACTION_SECONDS and r not in long_rows]
@@ -505,7 +512,7 @@ def decide_transactions(label, activity_rows, prepared_rows, max_seconds):
         parts = []
         if long_rows:
             parts.append('%d transaction(s) open longer than fastdowntime_max_transaction_seconds (%g s): %s' % (
-                len(long_rows), max_seconds, '; '.join(_session_text(r) for r in long_rows)))
+                len(long_rows), max_seconds, '; '.join(text(r) for r in long_rows)))
         if old_prepared:
             parts.append('%d prepared transaction(s) older than fastdowntime_max_transaction_seconds (%g s): %s' % (
                 len(old_prepared), max_seconds, ', '.join('%r (owner %s, %.0fs)' % (
@@ -523,7 +530,7 @@ def decide_transactions(label, activity_rows, prepared_rows, max_seconds):
         parts = []
         if idle:
             parts.append('%d idle-in-transaction session(s): %s'
-                         % (len(idle), '; '.join(_session_text(r) for r in idle)))
+                         % (len(idle), '; '.join(text(r) for r in idle)))
         if young_prepared:
             parts.append('%d prepared transaction(s): %s' % (len(young_prepared), ', '.join(
                 repr(r.get('gid')) for r in young_prepared)))
@@ -581,7 +588,12 @@ def decide_direct_connections(label, rows, pgbouncer_pids, system_users, fragile
     process nobody declared (so_reuseport: it would never be paused) - a
     failure pointing to fastdowntime_pgbouncer_consoles; when a console there
     failed, of that console's process, whose failure is already its finding -
-    nothing more is said. Never advice to kill or ignore them."""
+    nothing more is said. Never advice to kill or ignore them.
+
+    Key None: the primary's local socket (client_addr NULL), when pgbouncers
+    reach the primary through it (the label names them): a local-socket
+    connection no declared console shows is an undeclared pgbouncer process's
+    or a local client's - the address cannot tell; the failure names both."""
     groups = classify_connections(rows, pgbouncer_pids, system_users, fragile_users, killable_users)
     undeclared = {}  # pgbouncer host label -> its rows
     unknown = []
@@ -604,7 +616,17 @@ def decide_direct_connections(label, rows, pgbouncer_pids, system_users, fragile
         problems.append('unknown direct connections (not through pgbouncer): %s' % _who(groups['unknown']))
         actions.append('stop them, or list their users in fastdowntime_killable_users (terminated as the outage '
                        'starts) or fastdowntime_system_users (ignored)')
+    local_labels = set(host[0] for addr, host in (pgbouncer_hosts or {}).items() if addr is None)
     for host in sorted(undeclared):
+        if host in local_labels:
+            problems.append('connections over the primary\'s local socket, which %s reach%s it through, that none of '
+                            'their declared consoles shows (a pgbouncer process not declared, sharing the port with '
+                            'so_reuseport, or a local client: its address cannot tell): %s' % (
+                                host, 'es' if ',' not in host else '', _who(undeclared[host])))
+            actions.append('declare every pgbouncer process of %s in fastdowntime_pgbouncer_consoles (each is paused '
+                           'and resumed), or stop the local client (or list its user in fastdowntime_system_users), '
+                           'then run the pre-flight again' % host)
+            continue
         problems.append('connections from pgbouncer host %s that none of its declared consoles shows (a pgbouncer '
                         'process not declared, sharing the port with so_reuseport?): %s' % (host, _who(undeclared[host])))
         actions.append('declare every pgbouncer process of %s in fastdowntime_pgbouncer_consoles (each is paused '
@@ -635,13 +657,17 @@ def will_outlast_window(row, wait_seconds):
     return idle or row['xact_seconds'] > wait_seconds
 
 
-def _blocker_text(row, through=None):
+def _blocker_text(row, through=None, client=None):
+    """One session: ``through`` the pgbouncer it comes through, ``client``
+    that pgbouncer's client (its address: the backend shows pgbouncer's, or
+    none over a unix socket)."""
     state = row.get('state') or 'unknown state'
     how = '%s for %.1f s' % (state, row.get('state_seconds') or 0) if state.startswith('idle in transaction') \
         else state
     return 'pid %s (user %s, application %r, from %s%s, %s, transaction open %.1f s)' % (
-        row.get('pid'), row.get('usename'), row.get('application_name') or '', row.get('client_addr') or 'local socket',
-        ' through %s' % through if through else '', how, row.get('xact_seconds') or 0)
+        row.get('pid'), row.get('usename'), row.get('application_name') or '',
+        client or row.get('client_addr') or 'local socket', ' through %s' % through if through else '', how,
+        row.get('xact_seconds') or 0)
 
 
 def _sql_literal(text):
@@ -662,8 +688,7 @@ def _prepared_fix(label, rows):
         'them or, on %s connected to database %s, %s' % (
             ', '.join(sorted(set(str(r.get('owner')) for r in rows))), label,
             ', '.join(sorted(set(str(r.get('prepared_database')) for r in rows))),
-            ', '.join('COMMIT PREPARED %s / ROLLBACK PREPARED %s' % (_sql_literal(r.get('gid')),
-                                                                      _sql_literal(r.get('gid'))) for r in rows))
+            ', '.join('COMMIT PREPARED {0} / ROLLBACK PREPARED {0}'.format(_sql_literal(r.get('gid'))) for r in rows))
 
 
 def _lock_text(rows):
@@ -678,13 +703,16 @@ def _lock_text(rows):
 
 
 def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbouncer_of, killable_users, pgbouncer_addrs,
-                             wait_seconds, drain_policy='abort', policy='refuse', cold_pending=True, standby=False):
+                             wait_seconds, drain_policy='abort', policy='refuse', cold_pending=True, standby=False,
+                             pgbouncer_clients=None):
     """Sessions that would hold the outage for its whole budget and then abort
     it: refused before any PAUSE (``policy`` 'warn': warned, the outage waits
     for them as before).
 
     - Through a pgbouncer (``pgbouncer_of``: {backend pid: pgbouncer name}, from
-      SHOW SERVERS): a server connection in a transaction holds the drain
+      SHOW SERVERS; ``pgbouncer_clients``: {backend pid: the pgbouncer client's
+      'addr:port'}, named instead of the backend's own client address, which is
+      pgbouncer's or none): a server connection in a transaction holds the drain
       (PAUSE waits for its transaction to end). One that will_outlast_window
       fails with drain_policy 'abort'; with 'terminate' the drain ends it:
       a warning saying so.
@@ -722,9 +750,12 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
         through = pgbouncer_of.get(row.get('pid'))
         if through is None or not will_outlast_window(row, wait_seconds):
             continue
-        evidence['drain_holders'].append(dict((k, row.get(k)) for k in (
-            'pid', 'usename', 'application_name', 'client_addr', 'state', 'xact_seconds', 'state_seconds', 'query')))
-        text = '%s holds its server connection in a transaction: the drain waits for it' % _blocker_text(row, through)
+        client = (pgbouncer_clients or {}).get(row.get('pid'))
+        evidence['drain_holders'].append(dict(dict((k, row.get(k)) for k in (
+            'pid', 'usename', 'application_name', 'client_addr', 'state', 'xact_seconds', 'state_seconds', 'query')),
+            pgbouncer=through, pgbouncer_client=client))
+        text = '%s holds its server connection in a transaction: the drain waits for it' % _blocker_text(
+            row, through, client)
         if drain_policy == 'terminate' and not standby:
             warned.append(text + ' and, with drain_policy terminate, terminates it')
         else:
@@ -1283,6 +1314,8 @@ class Preflight:
         # database host label -> {backend pid: pgbouncer host name}: each console's server
         # connections on the server they are to (sessions.server_pids_by_server).
         self.server_pids_on = {}
+        self.clients_on = {}  # database host label -> {backend pid: its pgbouncer client's 'addr:port'}
+        self.unix_backends = []  # pgbouncer host names with an entry reaching the primary over a unix socket
         self.pgbouncer_configs = {}  # console label -> SHOW CONFIG
         self.xact_seconds = []  # per console: how long a PAUSE of its entries would wait now (SHOW STATS)
         self.server_closes = 0  # the server connections the PAUSEs would close (server_closes), every console
@@ -1459,7 +1492,9 @@ class Preflight:
             if rows is None or prepared is None:
                 continue
             activity[label] = rows
-            self.findings.append(decide_transactions(label, rows, prepared, self.max_transaction_seconds))
+            self.findings.append(decide_transactions(
+                label, rows, prepared, self.max_transaction_seconds,
+                through=self.server_pids_on.get(label), clients=self.clients_on.get(label)))
             if conn is not primary:
                 conflict = conflicts.get(label)
                 if conflict:
@@ -1731,7 +1766,12 @@ class Preflight:
                 rtts.append(_round_trip(lambda: (console.show('DATABASES'), console.show('SERVERS'))) / 2)
                 servers = console.show('SERVERS')
                 self.server_closes += server_closes(servers, console.entries)
-                self._note_servers(console, servers)
+                self._note_servers(console, servers, console.show('CLIENTS'))
+                name = endpoint.get('name') or endpoint.get('host')
+                read_only = serving_entries(name, console.entries, self.standbys)
+                if unix_socket_backends(databases, [e for e in console.entries if e not in read_only]) \
+                        and name not in self.unix_backends:
+                    self.unix_backends.append(name)
                 entries_counts.append(len(console.entries))
                 self.xact_seconds.append(xact_wait_seconds(console.show('STATS'), console.entries))
                 modes = entry_pool_modes(databases, console.config, console.entries)
@@ -1787,19 +1827,22 @@ class Preflight:
                 continue
             self.findings.append(decide_connection_slots(label, rows[0], logins[id(endpoint)]))
 
-    def _note_servers(self, console, servers_rows):
+    def _note_servers(self, console, servers_rows, clients_rows=()):
         """Record one console's SHOW SERVERS rows: each backend pid on the
         server it is on (server_pids_on; the entries serving a standby, from
         its pgbouncer_entries, are that standby's, the others the primary's),
-        the primary's also in pgbouncer_pids and pgbouncer_pids_of."""
+        the primary's also in pgbouncer_pids and pgbouncer_pids_of; with its
+        SHOW CLIENTS rows, the client each is linked to (clients_on)."""
         name = console.endpoint.get('name') or console.endpoint.get('host')
         entry_servers = {}
         for standby in self.standbys:
             per = standby_entries_by_pgbouncer([standby], [name]).get(standby_name(standby), {})
             entry_servers.update((entry, endpoint_label(standby)) for entry in per.get(name, []))
         primary = endpoint_label(self.primary)
+        clients = server_clients(servers_rows, clients_rows)
         for label, pids in server_pids_by_server(servers_rows, entry_servers, primary).items():
             self.server_pids_on.setdefault(label, {}).update((pid, name) for pid in pids)
+            self.clients_on.setdefault(label, {}).update((pid, clients[pid]) for pid in pids if pid in clients)
             if label == primary:
                 self.pgbouncer_pids |= pids
                 self.pgbouncer_pids_of.setdefault(name, set()).update(pids)
@@ -1811,7 +1854,7 @@ class Preflight:
             if console.conn is None:
                 continue
             try:
-                self._note_servers(console, console.show('SERVERS'))
+                self._note_servers(console, console.show('SERVERS'), console.show('CLIENTS'))
             except ConsoleError:
                 continue
         return set(self.pgbouncer_pids)
@@ -1834,6 +1877,9 @@ class Preflight:
             for address in found:
                 hosts.setdefault(address, ('%s (%s)' % (name, address) if name != address else name,
                                            name not in self.pgbouncer_failed))
+        if self.unix_backends:  # their server connections come over the primary's local socket: no address
+            hosts[None] = (', '.join(self.unix_backends),
+                           not any(name in self.pgbouncer_failed for name in self.unix_backends))
         self.findings.append(decide_direct_connections(label, rows, pids, system_users, self.fragile_users,
                                                        self.killable_users, pgbouncer_hosts=hosts))
 
@@ -1857,7 +1903,7 @@ class Preflight:
         self.findings.append(decide_blocking_sessions(
             label, db_rows, locks.conflicting(rows, required), required, pgbouncer_of, self.killable_users,
             pgbouncer_addrs, self._drain_wait(), drain_policy=self.drain_policy, policy=self.blocking_sessions,
-            cold_pending=bool(self.plan.pending_cold)))
+            cold_pending=bool(self.plan.pending_cold), pgbouncer_clients=self.clients_on.get(label)))
 
     def _check_read_drain(self, label, activity_rows):
         """decide_blocking_sessions on a standby: the clients through the
@@ -1868,7 +1914,7 @@ class Preflight:
         self.findings.append(decide_blocking_sessions(
             label, db_rows, [], [], self.server_pids_on.get(label, {}), self.killable_users, set(),
             self._drain_wait(), drain_policy=self.drain_policy, policy=self.blocking_sessions,
-            cold_pending=bool(self.plan.pending_cold), standby=True))
+            cold_pending=bool(self.plan.pending_cold), standby=True, pgbouncer_clients=self.clients_on.get(label)))
 
     def _drain_wait(self):
         """What the window can wait for a session: the usable budget, capped by pgbouncer's timeouts."""

@@ -74,6 +74,33 @@ def server_pids_by_server(servers_rows, entry_servers, default=None):
     return found
 
 
+def server_clients(servers_rows, clients_rows):
+    """{backend pid: 'addr:port'}: the pgbouncer client each server connection
+    is linked to now (SHOW SERVERS ``link`` = SHOW CLIENTS ``ptr``), the address
+    the backend itself cannot show (pgbouncer's own, or none over a unix
+    socket); a unix-socket client is its socket (``unix``). Server
+    connections without a client or a pid are left out."""
+    clients = dict((row.get('ptr'), row) for row in clients_rows if row.get('ptr'))
+    found = {}
+    for row in servers_rows:
+        client = clients.get(row.get('link') or None)
+        pids = server_pids([row])
+        if client and pids:
+            addr = client.get('addr') or 'unix'
+            found[pids.pop()] = addr if client.get('port') in (None, '') or addr == 'unix' \
+                else '%s:%s' % (addr, client.get('port'))
+    return found
+
+
+def unix_socket_backends(databases_rows, entries):
+    """Do any of ``entries`` (SHOW DATABASES ``name``) reach their server over
+    a unix socket (``host`` a directory, or none: pgbouncer's default socket)?
+    Their server connections then show no client address there
+    (pg_stat_activity.client_addr NULL, like any local client's)."""
+    return any(not row.get('host') or str(row.get('host')).startswith('/')
+               for row in databases_rows if row.get('name') in entries)
+
+
 def classify_connections(rows, pgbouncer_pids, system_users, fragile_users, killable_users):
     """Sort the primary's client sessions (pg_stat_activity rows: pid, usename,
     client_addr...) into GROUPS: ``pgbouncer`` - its pid is a pgbouncer server

@@ -6,6 +6,7 @@ process answers a client (asked through that process's own unix socket) and no s
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -327,6 +328,57 @@ def test_an_undeclared_so_reuseport_process_is_pointed_to_the_consoles_variable(
     assert found['action'] == ('declare every pgbouncer process of pgbouncer1 in fastdowntime_pgbouncer_consoles '
                                '(each is paused and resumed), then run the pre-flight again')
     assert 'killable' not in result['summary'] and 'fastdowntime_system_users' not in result['summary']
+
+
+def test_on_a_unix_socket_backend_sessions_are_attributed_by_pgbouncer_not_by_address(lab_shape, tmp_path):
+    """Every pgbouncer reaches the primary over its unix socket: their server connections have no
+    client address there (pg_stat_activity.client_addr NULL), like a local client's. Under load, a
+    client idle in a transaction through pgbouncer2 is named by its own address (SHOW CLIENTS, linked
+    to the server connection whose remote_pid is its backend), not 'local socket'; a server connection
+    of pgbouncer1's undeclared second process (so_reuseport) is named as such a process or a local
+    client, pointing to fastdowntime_pgbouncer_consoles - not as an unknown direct connection to
+    terminate or ignore. Refused before any PAUSE: every entry of every process serves after."""
+    lab = lab_shape('pgbouncer_reuseport,pgbouncer_unix_backend')
+    dirs = lab.hosts['pgbouncer1']['unix_socket_dirs']
+    undeclared = psycopg2.connect(host=dirs[1], port=6432, user='fdt_app', password=lab.users['fdt_app'],
+                                  dbname=lab.db_name)
+    stuck = psycopg2.connect(lab.client_dsn('pgbouncer2'), application_name='stuck-client')
+    try:
+        with undeclared.cursor() as cur:
+            cur.execute('SELECT pg_backend_pid()')
+            undeclared_pid = cur.fetchone()[0]
+        undeclared.commit()  # its server connection stays in the second process's pool
+        with stuck.cursor() as cur:
+            cur.execute('SELECT pg_backend_pid(), count(*) FROM fdt_item')
+            stuck_pid = cur.fetchone()[0]
+        time.sleep(1.2)  # idle in transaction for longer than a pause between two statements
+        first = dict(lab.pgbouncer('pgbouncer1'), host=dirs[0], unix_socket_dir=dirs[0])
+        standbys = [dict(lab.pg('standby%d' % n), pgbouncer_entries=['pgbouncer%d:%s_ro' % (n, lab.db_name)])
+                    for n in (1, 2)]
+        with lab.load(writers=('pgbouncer2',)) as load:
+            result = Preflight(lab.pg('primary'), standbys, [first, lab.pgbouncer('pgbouncer2')], lab.db_name,
+                               write_patches(tmp_path, unique_major(), ['ALTER TABLE fdt_item ADD COLUMN fdt_u int;']),
+                               budget_seconds=10).run()
+        assert load.transactions() > 0 and not load.errors
+    finally:
+        undeclared.close()
+        stuck.close()
+    assert not result['passed']
+    primary = 'primary (%s:5432)' % lab.addr('primary')
+    [direct] = [f for f in result['checks'] if f['check'] == 'direct_connections']
+    assert direct['status'] == 'fail' and direct['summary'] == (
+        "%s: connections over the primary's local socket, which pgbouncer1, pgbouncer2 reach it through, that none "
+        'of their declared consoles shows (a pgbouncer process not declared, sharing the port with so_reuseport, or '
+        'a local client: its address cannot tell): fdt_app@local socket (pid %d)' % (primary, undeclared_pid)), \
+        result['summary']
+    assert 'fastdowntime_pgbouncer_consoles' in direct['action'] and 'killable' not in direct['action']
+    [blocking] = [f for f in result['checks'] if f['check'] == 'blocking_sessions' and f['status'] == 'fail']
+    controller = lab.addr('primary').rsplit('.', 1)[0] + '.1'
+    assert blocking['host'] == primary and re.search(
+        r"pid %d \(user fdt_app, application 'stuck-client', from %s:\d+ through pgbouncer2, idle in transaction "
+        % (stuck_pid, re.escape(controller)), blocking['summary']), blocking['summary']
+    assert 'local socket' not in blocking['summary'] and str(undeclared_pid) not in blocking['summary']
+    assert every_process_serves(lab) == {}
 
 
 class HeldRelay:

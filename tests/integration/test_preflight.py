@@ -219,8 +219,8 @@ def test_sessions_that_would_hold_the_outage_are_refused_and_the_knobs_warn(lab,
 
 
 @pytest.mark.faults
-def test_a_prepared_transaction_holding_a_lock_the_cold_patches_need_is_refused(lab, revision_table, patch_dir,
-                                                                               consoles):
+def test_a_prepared_transaction_holding_a_lock_the_cold_patches_need_is_refused(
+        lab, revision_table, patch_dir, consoles):
     """Two-phase commit: an application's transaction manager PREPAREd a transaction that wrote
     fdt_item (ROW EXCLUSIVE), which the lab's cold patches ALTER (ACCESS EXCLUSIVE). It has no
     session: the cold transaction would wait for it the whole budget. Refused in one line naming the

@@ -308,6 +308,33 @@ def test_connections_from_a_pgbouncer_host_point_to_its_consoles_never_to_killab
     assert alone['status'] == PASS
 
 
+def test_local_socket_connections_no_console_shows_name_the_unix_socket_pgbouncers_and_a_local_client():
+    """pgbouncers reaching the primary over its unix socket: their server connections have no client
+    address, like a local client's. One their consoles do not show is named as either, never as
+    killable or ignorable only."""
+    rows = [conn('fdt_app', None, 101), conn('fdt_app', None, 301), conn('deploy', None, 7)]
+    hosts = {'10.0.0.21': ('pgb1 (10.0.0.21)', True), None: ('pgb1, pgb2', True)}
+    found = pf.decide_direct_connections('p', rows, BOUNCER_PIDS, {'deploy'}, set(), set(), pgbouncer_hosts=hosts)
+    assert found['status'] == FAIL and '\n' not in found['summary']
+    assert found['summary'] == (
+        "p: connections over the primary's local socket, which pgb1, pgb2 reach it through, that none of their "
+        'declared consoles shows (a pgbouncer process not declared, sharing the port with so_reuseport, or a local '
+        'client: its address cannot tell): fdt_app@local socket (pid 301)')
+    assert 'fastdowntime_pgbouncer_consoles' in found['action'] and 'killable' not in found['action']
+    # Without a unix-socket pgbouncer a local-socket connection is an unknown direct one, as before.
+    del hosts[None]
+    assert 'unknown direct connections' in pf.decide_direct_connections(
+        'p', rows, BOUNCER_PIDS, {'deploy'}, set(), set(), pgbouncer_hosts=hosts)['summary']
+
+
+def test_a_client_through_pgbouncer_is_named_by_its_own_address_not_the_backend_s():
+    row = backend(501, user='fdt_app', app='stuck-client', addr=None, state_seconds=2.5)
+    refused = blocking([row], pgbouncer_of={501: 'pgbouncer1'}, pgbouncer_clients={501: '10.0.0.31:51234'})
+    assert 'from 10.0.0.31:51234 through pgbouncer1, idle in transaction' in refused['summary']
+    assert refused['evidence']['drain_holders'][0]['pgbouncer_client'] == '10.0.0.31:51234'
+    assert 'from local socket through pgbouncer1' in blocking([row], pgbouncer_of={501: 'pgbouncer1'})['summary']
+
+
 def test_a_probe_answer_another_finding_explains_is_left_out():
     databases = [{'name': 'db', 'host': '10.0.0.10', 'port': 5432}, {'name': 'db_ro', 'host': '10.0.0.12', 'port': 5432},
                  {'name': 'other', 'host': '10.0.0.12', 'port': 5432}]
@@ -693,3 +720,11 @@ def test_a_client_idle_in_transaction_through_a_read_entry_holds_the_drain_on_it
     passed = pf.decide_blocking_sessions('standby1 (10.0.0.11:5432)', [dict(row, state_seconds=0.1)], [], [],
                                          {88: 'pgbouncer1'}, set(), set(), 9.5, standby=True)
     assert passed['status'] == PASS and 'entries serving it' in passed['summary']
+
+
+def test_an_idle_transaction_through_pgbouncer_is_named_with_its_pgbouncer_and_client():
+    row = backend(501, user='fdt_app', app='stuck-client', addr=None, state_seconds=2.5)
+    found = pf.decide_transactions('primary (10.0.0.10:5432)', [row], [], 60, through={501: 'pgbouncer1'},
+                                   clients={501: '10.0.0.31:51234'})
+    assert found['status'] == WARN and 'pid 501 (user fdt_app, from 10.0.0.31:51234 through pgbouncer1,' in found['summary']
+    assert 'from local socket,' in pf.decide_transactions('p', [row], [], 60)['summary']

@@ -68,3 +68,20 @@ def test_server_pids_are_sorted_by_the_server_each_connection_is_to():
     found = sessions.server_pids_by_server(servers, {'fdtdemo_ro': 'standby1'}, 'primary')
     assert found == {'primary': {501, 9}, 'standby1': {501, 777}}
     assert sessions.server_pids_by_server([], {}, 'primary') == {}
+
+
+def test_a_server_connection_names_the_pgbouncer_client_linked_to_it():
+    servers = [dict(SERVERS[0]), {'database': 'fdtdemo', 'link': '', 'remote_pid': 4243},
+               {'database': 'fdtdemo', 'link': '0xc2', 'remote_pid': 0},
+               {'database': 'fdtdemo', 'link': '0xc3', 'remote_pid': 4244}]
+    clients = CLIENTS + [{'ptr': '0xc2', 'addr': '10.0.0.32', 'port': 1}, {'ptr': '0xc3', 'addr': 'unix', 'port': 6432}]
+    assert sessions.server_clients(servers, clients) == {4242: '10.0.0.31:51234', 4244: 'unix'}
+
+
+def test_entries_reaching_their_server_over_a_unix_socket():
+    databases = [{'name': 'fdtdemo', 'host': '/run/postgresql'}, {'name': 'fdtdemo_ro', 'host': '10.0.0.11'},
+                 {'name': 'local', 'host': None}, {'name': 'pgbouncer', 'host': None}]
+    assert sessions.unix_socket_backends(databases, ['fdtdemo'])
+    assert sessions.unix_socket_backends(databases, ['local'])
+    assert not sessions.unix_socket_backends(databases, ['fdtdemo_ro'])
+    assert not sessions.unix_socket_backends(databases, [])
