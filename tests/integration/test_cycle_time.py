@@ -103,3 +103,18 @@ def test_cycle_time_bad_repository_is_one_line(healthy_lab, tmp_path):
     assert 'cycle time: %s is not a git repository' % tmp_path in proc.stdout, proc.stdout[-2000:]
     assert 'Traceback' not in proc.stdout + proc.stderr
     assert not (tmp_path / 'out').exists()
+
+
+def test_a_misspelled_variable_is_refused_before_the_report(healthy_lab, tmp_path):
+    """As every playbook of the collection: the inventory check first, so a misspelled fastdowntime_*
+    name (here the report's directory, which would silently default to ./cycle-time) refuses the run in
+    one line naming it, where it was set and the closest known name, before any report is written."""
+    extra = {'fastdowntime_cycle_time_dirr': str(tmp_path / 'out')}
+    proc, dummy = run_playbook(healthy_lab, tmp_path, str(tmp_path), tags='all', extra=extra,
+                               playbook='fastdowntime.postgresql.cycle_time')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-2000:]
+    assert out.count('FAILED inventory: fastdowntime_cycle_time_dirr (set for every host, from -e) is not a variable '
+                     'of fastdowntime.postgresql: did you mean fastdowntime_cycle_time_dir?') == 1, out[-2000:]
+    assert 'Build the cycle-time report' not in out and 'Traceback' not in out
+    assert not (tmp_path / 'out').exists() and not os.path.exists(os.path.join(healthy_lab.repo, 'cycle-time'))
