@@ -19,7 +19,7 @@ import psycopg2
 import pytest
 from deploy import pg_one
 
-from scenarios import wait_streaming
+from scenarios import pg_ctl, wait_streaming
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import load_patch
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import connect
@@ -44,7 +44,11 @@ def revision_table(lab):
         ensure_revision_table(conn, REVISION_TABLE)
         yield conn
     finally:
-        conn.cursor().execute('DROP SCHEMA IF EXISTS %s CASCADE' % TEST_SCHEMA)
+        try:
+            conn.cursor().execute('DROP SCHEMA IF EXISTS %s CASCADE' % TEST_SCHEMA)
+        except psycopg2.OperationalError:  # the test restarted the primary
+            conn = connect(lab.pg('primary'), autocommit=True)
+            conn.cursor().execute('DROP SCHEMA IF EXISTS %s CASCADE' % TEST_SCHEMA)
         conn.close()
 
 
@@ -238,13 +242,25 @@ def test_a_prepared_transaction_holding_a_lock_the_cold_patches_need_is_refused(
             result = run(lab, patch_dir)
         assert load.transactions() > 0 and not load.errors
         assert all(not flags['paused'] for console in consoles for flags in console.flags().values())
+        # Forgotten across a restart: recovered, it holds the same locks under virtual transaction -1/<xid>.
+        cleanup.close()
+        assert pg_ctl(lab, 'primary', '-m', 'fast', 'stop').returncode == 0
+        assert pg_ctl(lab, 'primary', 'start').returncode == 0
+        cleanup = connect(lab.pg('primary'), autocommit=True)
+        with cleanup.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_locks WHERE pid IS NULL AND virtualtransaction LIKE '-1/%%'")
+            assert cur.fetchone()[0] > 0
+        recovered = run(lab, patch_dir)
     finally:
         coordinator.close()
+        if cleanup.closed:
+            cleanup = connect(lab.pg('primary'), autocommit=True)
         with cleanup.cursor() as cur:
             cur.execute('SELECT gid FROM pg_prepared_xacts WHERE gid = %s', (gid,))
             if cur.fetchone():
                 cur.execute('ROLLBACK PREPARED %s', (gid,))
         cleanup.close()
+        wait_streaming(lab)
     quoted = "'fdt-preflight-test:xa''1'"
     assert_refused_by(result, 'blocking_sessions', 'prepared transaction %s (owner fdt_app, database %s, prepared '
                       % (quoted, lab.db_name))
@@ -256,6 +272,8 @@ def test_a_prepared_transaction_holding_a_lock_the_cold_patches_need_is_refused(
     assert 'connected to database %s' % lab.db_name in summary and 'pg_terminate_backend' not in summary
     assert [line for line in result['summary_lines'] if line.startswith('FAIL blocking_sessions:')] == [
         'FAIL blocking_sessions: ' + summary]
+    assert_refused_by(recovered, 'blocking_sessions', 'prepared transaction %s (owner fdt_app, database %s, '
+                      % (quoted, lab.db_name))
 
 
 @pytest.mark.faults
