@@ -293,12 +293,14 @@ def test_a_client_idle_in_transaction_through_a_read_entry_is_refused_on_its_sta
         terminate = run(lab, patch_dir, drain_policy='terminate')
     finally:
         reader.close()
-    text = "pid %d (user fdt_app, application 'report-tool', from %s through pgbouncer1, idle in transaction for " % (
-        pid, lab.addr('pgbouncer1'))
+    # The client by its own address (SHOW CLIENTS): the controller's, on the lab's bridge.
+    text = "pid %d (user fdt_app, application 'report-tool', from %s:" % (
+        pid, lab.addr('primary').rsplit('.', 1)[0] + '.1')
     for result in (refused, terminate):
         assert_refused_by(result, 'blocking_sessions', text)
         [failed] = findings(result, 'blocking_sessions', 'fail')
         assert failed['host'].startswith('standby1 (') and failed['summary'].startswith(failed['host'] + ': ' + text)
+        assert ' through pgbouncer1, idle in transaction for ' in failed['summary']
         assert 'for pid %d on standby1)' % pid in failed['summary']
     assert [f['host'].split(' ')[0] for f in findings(refused, 'blocking_sessions', 'pass')] == ['primary', 'standby2']
 
