@@ -515,12 +515,19 @@ _COPY_FROM_STDIN = re.compile(r'^[ \t]*COPY\b[^;\n]*\bFROM\s+stdin\b[^;\n]*;[ \t
 _COPY_END = re.compile(r'^\\\.[ \t]*$', re.M)
 
 
+_META_DEFAULT = 'run it outside the deploy'
+# pg_dump's \\restrict KEY ... \\unrestrict KEY around a plain dump (15.14, 16.10, 17.6 on): they
+# only stop psql from running meta-commands a malicious server slipped into the dump, and this
+# tool runs none (every other one is refused): nothing to run, nothing to refuse.
+PG_DUMP_GUARDS = ('restrict', 'unrestrict')
+
+
 def meta_command_advice(command):
     """What to do instead of psql meta-command ``command`` (without its backslash)."""
     for name in (command, {'ir': 'i', 'include': 'i', 'include_relative': 'i', 'connect': 'c'}.get(command)):
         if _META_ADVICE.get(name):
             return _META_ADVICE[name]
-    return 'run it outside the deploy'
+    return _META_DEFAULT
 
 
 def _blank(text, start, end):
@@ -572,9 +579,12 @@ def _scan_annotations(text, name):
             end = text.find('\n', token.start)
             end = len(text) if end < 0 else end
             command = (text[token.start + 1:end].split() or [''])[0]
-            problems.append('%s line %d: psql meta-command \\%s: not SQL, run it outside the deploy (%s)'
-                            % (name, line, command, meta_command_advice(command)))
             blanks.append((token.start, end))
+            if command in PG_DUMP_GUARDS:
+                continue
+            advice = meta_command_advice(command)
+            problems.append('%s line %d: psql meta-command \\%s: not SQL, run it outside the deploy%s'
+                            % (name, line, command, '' if advice == _META_DEFAULT else ' (%s)' % advice))
     for start, end in blanks:
         text = _blank(text, start, end)
     return text, problems, no_transaction

@@ -155,6 +155,22 @@ def test_meta_command_advice(command, words):
     assert words in meta_command_advice(command)
 
 
+def test_pg_dump_restrict_guard_lines_are_neither_run_nor_refused():
+    # pg_dump --schema-only of 15.14/16.10/17.6 on wraps its output in \\restrict KEY / \\unrestrict KEY.
+    text = ("--\n-- PostgreSQL database dump\n--\n\n\\restrict EV4ed1xlDOdEGK8KF2KvbhXfSafbpYrj\n\n"
+            "SET statement_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n"
+            "CREATE TABLE public.t (id bigint NOT NULL);\n\n\\unrestrict EV4ed1xlDOdEGK8KF2KvbhXfSafbpYrj\n\n")
+    statements = split_statements(text, 'dump.sql')
+    assert [(s.line, s.command) for s in statements] == [
+        (7, 'VariableSetStmt'), (8, 'SelectStmt'), (9, 'CreateStmt')]
+
+
+def test_a_meta_command_without_advice_of_its_own_says_the_fix_once():
+    with pytest.raises(PatchSetError) as err:
+        split_statements('\\timing on\nCREATE TABLE t (id int);\n', 'p.sql')
+    assert err.value.problems == ['p.sql line 1: psql meta-command \\timing: not SQL, run it outside the deploy']
+
+
 def test_pg_dump_copy_from_stdin_data_is_named_at_its_copy_line():
     text = ("SELECT pg_catalog.set_config('search_path', '', false);\nCREATE TABLE public.t (id int, v text);\n"
             "COPY public.t (id, v) FROM stdin;\n1\tit's\n2\tx\n\\.\n\nCREATE INDEX t_id ON public.t (id);\n")
