@@ -270,20 +270,41 @@ def budget_cap(configs, margin=TIMEOUT_MARGIN_SECONDS):
     return first
 
 
-def entry_pool_modes(databases_rows, config, entries):
+def entry_pool_modes(databases_rows, config, entries, pools_rows=()):
     """{entry: pool mode}: SHOW DATABASES ``pool_mode`` where the entry sets
-    one, else the global ``pool_mode`` of SHOW CONFIG (default session)."""
+    one, else the global ``pool_mode`` of SHOW CONFIG (default session). A
+    pool of an entry in a mode of its own (SHOW POOLS ``pool_mode``: a user's
+    ``pool_mode`` in [users] wins over the entry's) is a key of its own,
+    'entry (user U)' (pool_key)."""
     by_name = dict((row.get('name'), row) for row in databases_rows)
     default = (config.get('pool_mode') or 'session').strip()
-    return dict((entry, (by_name.get(entry, {}).get('pool_mode') or default).strip()) for entry in entries)
+    modes = dict((entry, (by_name.get(entry, {}).get('pool_mode') or default).strip()) for entry in entries)
+    for row in pools_rows or ():
+        key = pool_key(row, modes)
+        if key not in modes and key is not None:
+            modes[key] = str(row.get('pool_mode')).strip()
+    return modes
 
 
-def clients_per_entry(pools_rows, entries):
-    """{entry: connected clients (cl_active + cl_waiting, every user)} from SHOW POOLS."""
-    counts = dict((entry, 0) for entry in entries)
+def pool_key(row, modes):
+    """A SHOW POOLS row's key in ``modes`` (entry_pool_modes): its entry, or
+    'entry (user U)' when the pool's own mode is another; None for a pool of
+    no entry of ``modes``."""
+    entry = row.get('database')
+    if entry not in modes:
+        return None
+    mode = str(row.get('pool_mode') or '').strip()
+    return '%s (user %s)' % (entry, row.get('user')) if mode and mode != modes[entry] else entry
+
+
+def clients_per_entry(pools_rows, entries, modes=None):
+    """{entry: connected clients (cl_active + cl_waiting, every user)} from SHOW POOLS;
+    with ``modes`` (entry_pool_modes), a pool in a mode of its own counts under its own key."""
+    counts = dict((key, 0) for key in (modes or entries))
     for row in pools_rows:
-        if row.get('database') in counts:
-            counts[row['database']] += _as_int(row.get('cl_active')) + _as_int(row.get('cl_waiting'))
+        key = pool_key(row, modes) if modes else row.get('database')
+        if key in counts:
+            counts[key] += _as_int(row.get('cl_active')) + _as_int(row.get('cl_waiting'))
     return counts
 
 

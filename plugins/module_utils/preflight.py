@@ -933,8 +933,9 @@ def decide_pool_mode(label, modes, clients):
                        'each to disconnect, so the drain cannot finish and every client of every pgbouncer would '
                        'queue for the whole drain deadline' % (label, ', '.join('%s (%d client%s)' % (
                            e, n, '' if n == 1 else 's') for e, n in busy)), host=label, evidence=evidence,
-                       action='set pool_mode = transaction for %s in the [databases] section of %s (and RELOAD), or '
-                              'stop its clients before the deploy' % (', '.join(item[0] for item in busy), label))
+                       action='set pool_mode = transaction for %s in the [databases] section (a user\'s pool: its '
+                              '[users] line) of %s (and RELOAD), or stop its clients before the deploy'
+                              % (', '.join(item[0] for item in busy), label))
     if session:
         return finding('pool_mode', WARN, '%s: %s in pool_mode = session (no client now): a client connecting '
                        'before the outage holds a server connection until it disconnects, and the drain waits for '
@@ -1774,8 +1775,9 @@ class Preflight:
                     self.unix_backends.append(name)
                 entries_counts.append(len(console.entries))
                 self.xact_seconds.append(xact_wait_seconds(console.show('STATS'), console.entries))
-                modes = entry_pool_modes(databases, console.config, console.entries)
-                clients = clients_per_entry(console.show('POOLS'), console.entries)
+                pools = console.show('POOLS')
+                modes = entry_pool_modes(databases, console.config, console.entries, pools)
+                clients = clients_per_entry(pools, console.entries, modes)
             except ConsoleError as exc:
                 self.findings.append(decide_pgbouncer(label, error=exc))
                 self.pgbouncer_failed.add(endpoint.get('name') or endpoint.get('host'))

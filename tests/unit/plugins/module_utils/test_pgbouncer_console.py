@@ -269,6 +269,19 @@ def test_pool_mode_of_an_entry_falls_back_to_the_global_one():
     assert pc.clients_per_entry(pools, ['a', 'b']) == {'a': 4, 'b': 0}
 
 
+def test_a_users_own_session_pool_mode_is_an_entry_of_its_own():
+    # [users] fdt_app = pool_mode=session wins over the entry's transaction pooling: SHOW DATABASES
+    # and SHOW CONFIG say transaction, only SHOW POOLS tells (a new user's try: the drain stalled 9.5 s).
+    databases = [{'name': 'a', 'pool_mode': 'transaction'}, {'name': 'b', 'pool_mode': None}]
+    pools = [{'database': 'a', 'user': 'app', 'cl_active': 3, 'cl_waiting': 1, 'pool_mode': 'session'},
+             {'database': 'a', 'user': 'deploy', 'cl_active': 2, 'pool_mode': 'transaction'},
+             {'database': 'b', 'user': 'app', 'cl_active': 1, 'pool_mode': 'session'},
+             {'database': 'x', 'user': 'app', 'cl_active': 9, 'pool_mode': 'session'}]
+    modes = pc.entry_pool_modes(databases, {'pool_mode': 'transaction'}, ['a', 'b'], pools)
+    assert modes == {'a': 'transaction', 'a (user app)': 'session', 'b': 'transaction', 'b (user app)': 'session'}
+    assert pc.clients_per_entry(pools, ['a', 'b'], modes) == {'a': 2, 'a (user app)': 4, 'b': 0, 'b (user app)': 1}
+
+
 def test_reuses_port():
     assert pc.reuses_port({'so_reuseport': '1'})
     assert not pc.reuses_port({'so_reuseport': '0'})
