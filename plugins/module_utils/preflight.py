@@ -1052,6 +1052,13 @@ def open_xact_seconds(activity_rows, server_pids):
                 if row.get('pid') in server_pids and row.get('state') != 'idle'] or [0.0])
 
 
+def drain_xact_seconds(seconds, drain_policy, deadline_seconds):
+    """The drain's wait for transactions in flight (``seconds``, open_xact_seconds
+    or SHOW STATS), bounded by the drain policy: with 'terminate' the drain ends
+    what still holds it at half its ``deadline_seconds``, so at most that."""
+    return min(seconds, deadline_seconds / 2.0) if drain_policy == 'terminate' else seconds
+
+
 def wal_tail_seconds(work_seconds, wal_writer_delay_seconds):
     """The primary's work whose WAL is still unsent at COMMIT, in seconds,
     expected: the WAL writer flushes every ``wal_writer_delay_seconds``, so
@@ -1952,9 +1959,16 @@ class Preflight:
             return None
 
     def _xact_seconds(self):
-        """How long a PAUSE now would wait for transactions in flight (estimate_outage's xact_seconds)."""
-        return max(self.xact_seconds + [open_xact_seconds(rows, self.server_pids_on.get(label, {}))
-                                        for label, rows in self.activity.items()])
+        """How long a PAUSE now would wait for transactions in flight (estimate_outage's xact_seconds);
+        with drain_policy terminate at most half the drain's deadline (the usable budget, capped by
+        pgbouncer's timeouts), when the drain terminates what still holds it."""
+        try:
+            deadline = self.budget.capped(budget_cap(self.pgbouncer_configs)).usable
+        except BudgetExceeded:  # nothing left: the pgbouncer_timeouts finding refuses
+            deadline = self.budget.usable
+        return drain_xact_seconds(max(self.xact_seconds + [open_xact_seconds(rows, self.server_pids_on.get(label, {}))
+                                                           for label, rows in self.activity.items()]),
+                                  self.drain_policy, deadline)
 
     def _check_budget(self, primary, label, standbys, lag, pgbouncer_rtts, entries_counts):
         if self.plan is None:

@@ -470,6 +470,14 @@ def test_the_oldest_transaction_open_on_a_pgbouncer_server_connection_is_what_a_
     assert pf.open_xact_seconds(rows, {13}) == 0.0 and pf.open_xact_seconds([], {11}) == 0.0
 
 
+def test_drain_policy_terminate_bounds_the_drain_wait_at_half_its_deadline():
+    # A client idle in transaction through pgbouncer for 20 s: with terminate the drain ends it at half
+    # its 9.5 s deadline, so the estimate must not refuse the deploy the check told to go on (try 6, defect 3).
+    assert pf.drain_xact_seconds(20.0, 'terminate', 9.5) == pytest.approx(4.75)
+    assert pf.drain_xact_seconds(0.2, 'terminate', 9.5) == pytest.approx(0.2)
+    assert pf.drain_xact_seconds(20.0, 'abort', 9.5) == pytest.approx(20.0)
+
+
 def test_the_cold_transaction_costs_what_the_probe_transaction_took_and_at_least_one_round_trip(patch_set):
     cold = [p for p in patch_set.patches if p.kind == 'cold']
     loaded = pf.estimate_outage(cold, 0.001, [], [], 0.0, [], statement_seconds=0.001, transaction_seconds=0.06)
