@@ -17,7 +17,7 @@ import yaml
 import browser
 import labctl
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import format_ms
-from deploy import run_playbook, unique_major, write_patches
+from deploy import assert_all_resumed, run_playbook, table_exists, unique_major, write_patches
 
 pytestmark = pytest.mark.usefixtures('scratch')
 
@@ -256,6 +256,24 @@ def test_a_misspelled_variable_is_refused_in_one_line_before_any_pause(healthy_l
                      '(set for every host, from -e) is not a variable of fastdowntime.postgresql: did you mean '
                      'fastdowntime_pg_password? (fastdowntime_unknown_variables is warn: the run goes on)'
                      % host_vars) == 1, out
+
+
+def test_a_limit_leaving_out_the_primary_or_a_pgbouncer_is_refused_before_anything(healthy_lab, tmp_path):
+    """A new user's try 6: --limit pgbouncer1 skipped the pre-flight and the hot patches (plays on the
+    primary), armed no dead-man switch on pgbouncer2, and still drained both pgbouncers and applied the
+    cold patches (the outage task runs once for the whole topology): refused in one line, nothing done."""
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_limit%d (id int);' % major])
+    proc, report_path = run_playbook(healthy_lab, tmp_path, patch_dir, tags='all', args=['--limit', 'pgbouncer1'])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert_quiet(out)
+    assert ('FAILED --limit pgbouncer1 leaves out primary, pgbouncer2: the outage would still drain every pgbouncer '
+            'and patch the primary, but without the pre-flight (it runs on the primary) and without a dead-man switch '
+            'on a pgbouncer host left out; nothing paused, nothing applied: deploy without --limit (--tags restart '
+            '--limit HOSTS restarts app servers alone)') in proc.stdout.splitlines(), out
+    assert not table_exists(healthy_lab, 'primary', 'fdt_limit%d' % major)
+    assert_all_resumed(healthy_lab)
 
 
 def test_each_unreachable_database_is_one_clear_line(healthy_lab, tmp_path):
