@@ -34,7 +34,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, format_revision, ignored_sql_files, load_patch_set, plan as make_plan)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
-    TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, budget_cap, clients_per_entry, entry_pool_modes,
+    TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, budget_cap, clients_per_entry, entry_pool_modes, logins_in_flight,
     probe_consoles, probe_verdict, reuses_port, servers_of, timeouts, with_probe_login, xact_wait_seconds)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, connect_action, endpoint_label, one_line, query)
@@ -831,7 +831,7 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
 
 
 def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standby_entries=None, error=None,
-                     probe=None, fences=None, explained=()):
+                     probe=None, fences=None, explained=(), logging_in=()):
     """One pgbouncer process: the console answered as an admin and resolved the
     deploy's entries (else ``error``); none of them is paused - by SHOW
     DATABASES, SHOW STATE (1.19+) or, as a client sees it, ``probe``
@@ -843,7 +843,9 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
     it once its standby has replayed) from one someone else DISABLEd.
     ``explained``: entries whose probe answer another finding already explains
     (their server could not be reached, the probe's login is the deploy login
-    PostgreSQL refused): left out, one cause one line."""
+    PostgreSQL refused): left out, one cause one line. ``logging_in``: entries
+    with a server login still in flight after the probe (SHOW POOLS sv_login):
+    a silent one waits for its server, not for a PAUSE."""
     if error is not None:
         action = connect_action(getattr(error, 'kind', None), 'the admin console of %s' % label,
                                 'fastdowntime_pgbouncer_*') or (
@@ -858,6 +860,8 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
     disabled = [entry for entry in entries if flags.get(entry, {}).get('disabled')]
     verdict = probe_verdict({label: probe or {}}, [(label, e) for e in disabled])
     silent = [item[1] for item in verdict['silent'] if item[1] not in paused]
+    hung = [entry for entry in silent if entry in logging_in]
+    silent = [entry for entry in silent if entry not in logging_in]
     evidence = {'entries': list(entries), 'flags': flags, 'state': state, 'probe': probe,
                 'missing_standby_entries': list(missing_standby_entries or [])}
     problems, actions = [], []
@@ -873,6 +877,12 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
                         % (', '.join(silent), verdict['silent'][0][2].rsplit(' within ', 1)[-1]))
     if paused or silent or (state and (state.get('paused') or state.get('suspended'))):
         actions.append('another deploy or tool paused it, or one did not resume: once sure, RESUME on %s' % label)
+    if hung:
+        problems.append('a client query through %s got no answer within %s: its server login is still in flight '
+                        '(SHOW POOLS sv_login), the server it points at does not answer' % (
+                            ', '.join(hung), verdict['silent'][0][2].rsplit(' within ', 1)[-1]))
+        actions.append('make that server answer, or fix the host/port of %s in the [databases] section of %s (and '
+                       'RELOAD)' % (', '.join(hung), label))
     if missing_standby_entries:
         problems.append('no such entry for %s: %s' % (STANDBY_ENTRIES_VAR, ', '.join(missing_standby_entries)))
         actions.append('fix %s or the pgbouncer [databases] section' % STANDBY_ENTRIES_VAR)
@@ -1802,8 +1812,13 @@ class Preflight:
         # another tool shows nowhere else on pgbouncer 1.18.
         probed = probe_consoles([item[0] for item in seen])
         for console, flags, state, missing, explained in seen:
+            try:  # a silent entry whose server login is still in flight waits for its server
+                logging_in = [item[0] for item in logins_in_flight(console.show('POOLS'), console.entries)]
+            except ConsoleError:
+                logging_in = []
             self.findings.append(decide_pgbouncer(console.label, console.entries, flags, state, missing,
                                                   probe=probed.get(console.label), explained=explained,
+                                                  logging_in=logging_in,
                                                   fences=dict((f['entry'], f) for f in self.fences
                                                               if f['pgbouncer'] == console.label)))
         return rtts, entries_counts

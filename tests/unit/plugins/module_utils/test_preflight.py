@@ -523,6 +523,19 @@ def test_checks_the_deploy_user_cannot_see_are_warnings_not_guesses():
 
 # -- pgbouncer set-ups ----------------------------------------------------------------------
 
+def test_a_silent_entry_with_its_server_login_in_flight_names_its_server_not_a_pause():
+    # An entry left pointing at a black-holed host (try 6, defect 6): no answer, SHOW POOLS sv_login 1 -
+    # not "paused or suspended by someone ... RESUME".
+    flags = {'db': {'paused': False, 'disabled': False}, 'db_old': {'paused': False, 'disabled': False}}
+    probe = {'db': None, 'db_old': 'a client got no answer to its SELECT 1 within 2.0 s'}
+    found = pf.decide_pgbouncer('pgb1', ['db', 'db_old'], flags, probe=probe, logging_in=['db_old'])
+    assert found['status'] == FAIL
+    assert found['summary'] == ('pgb1: a client query through db_old got no answer within 2.0 s: its server login is '
+                                'still in flight (SHOW POOLS sv_login), the server it points at does not answer')
+    assert found['action'] == ('make that server answer, or fix the host/port of db_old in the [databases] section '
+                               'of pgb1 (and RELOAD)')
+
+
 def test_pgbouncer_paused_by_someone_else_is_found_by_a_client_probe():
     flags = {'db': {'paused': False, 'disabled': False}}
     probe = {'db': 'a client got no answer to its SELECT 1 within 2.0 s'}
