@@ -77,12 +77,18 @@ def holders(servers_rows, clients_rows, entries, label):
 
 def terminated_lines(phases):
     """One line per backend the terminate policy ended, from the drain rows of
-    ``phases`` (phase records): what the operator must hear of, since that
+    ``phases`` (phase records), and per direct connection of a killable user
+    (the terminate_killable row): what the operator must hear of, since that
     client got an error."""
     lines = []
     for record in phases or []:
         detail = record.get('detail') if isinstance(record.get('detail'), dict) else {}
         for item in detail.get('terminated') or []:
+            if record.get('phase') == 'terminate_killable':  # sessions.terminate_killable rows: direct connections
+                lines.append('%s on %s: fastdowntime_killable_users ended the direct connection pid %s (user %s, from '
+                             '%s): that client got an error' % (record.get('phase'), record.get('host'), item.get('pid'),
+                                                                item.get('usename'), item.get('addr') or 'local socket'))
+                continue
             age = item.get('xact_age_seconds')
             lines.append('%s on %s: drain_policy terminate ended backend pid %s (user %s, transaction open %s) of '
                          'client %s: that client got an error' % (

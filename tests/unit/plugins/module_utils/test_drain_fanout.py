@@ -298,3 +298,14 @@ def test_terminated_backends_are_one_line_each_from_the_drain_rows():
         'drain on pgbouncer2 (10.0.0.22:6432): drain_policy terminate ended backend pid 4243 (user app, transaction '
         'open n/a) of client app@10.0.0.6:5001 on pgbouncer2: that client got an error']
     assert dr.terminated_lines([]) == [] and dr.terminated_lines(None) == []
+
+
+def test_a_killable_users_terminated_connection_is_named_so_not_as_the_drain_policys():
+    # try 6: '... drain_policy terminate ended backend pid 25467 (user fdt_app, transaction open n/a) of client None'
+    phases = [{'phase': 'terminate_killable', 'host': 'primary (10.0.0.10:5432)', 'detail': {'terminated': [
+        {'pid': 25467, 'usename': 'fdt_app', 'addr': '10.0.0.1'}, {'pid': 25468, 'usename': 'ops', 'addr': None}]}}]
+    assert dr.terminated_lines(phases) == [
+        'terminate_killable on primary (10.0.0.10:5432): fastdowntime_killable_users ended the direct connection pid '
+        '25467 (user fdt_app, from 10.0.0.1): that client got an error',
+        'terminate_killable on primary (10.0.0.10:5432): fastdowntime_killable_users ended the direct connection pid '
+        '25468 (user ops, from local socket): that client got an error']
