@@ -736,10 +736,11 @@ def other_tool_name(name):
     return None
 
 
-def name_problem(name):
+def name_problem(name, next_name='patch-2211-01-0.sql'):
     """'file: cause' for a file of the patch directory that looks like a schema
     change but is not named as a patch (a mistyped patch name, another tool's
-    migration), or None."""
+    migration), or None. ``next_name``: the name a rename should take (the
+    directory's next free patch name: next_patch_name)."""
     try:
         parse_patch_name(name)
     except PatchSetError as exc:
@@ -750,8 +751,24 @@ def name_problem(name):
     if 'down' in what or 'undo' in what:
         fix = 'a patch set has no down migrations: move it out of the patch directory'
     else:
-        fix = 'rename it to the next free patch-MMMM-mm-p.sql (e.g. patch-2211-01-0.sql), or move it out'
+        fix = 'rename it to the next free patch-MMMM-mm-p.sql (e.g. %s), or move it out' % next_name
     return '%s: %s, not a patch: it would never be applied; %s' % (name, what, fix)
+
+
+def next_patch_name(names):
+    """The patch name after the newest patch among ``names`` (its minor + 1), or
+    the README's example when there is none: what a file to rename should take."""
+    revisions = []
+    for name in names:
+        try:
+            revisions.append(parse_patch_name(name))
+        except PatchSetError:  # a mistyped patch name: its own problem
+            continue
+    revisions = [r for r in revisions if r]
+    if not revisions:
+        return 'patch-2211-01-0.sql'
+    major, minor, dummy = max(revisions)
+    return 'patch-%s.sql' % format_revision((major, minor + 1, 0) if minor < 99 else (major + 1, 0, 0))
 
 
 def load_patch_set(directory):
@@ -763,12 +780,13 @@ def load_patch_set(directory):
     except OSError as exc:
         raise PatchSetError('patch directory %s: cannot list: %s' % (directory, exc.strerror or exc))
     patches, ignored, problems = [], [], []
+    next_name = next_patch_name(names)
     for name in names:
         path = os.path.join(directory, name)
         if os.path.isdir(path):
             ignored.append({'name': name, 'reason': 'directory'})
             continue
-        problem = name_problem(name)
+        problem = name_problem(name, next_name)
         if problem:
             problems.append(problem)
             continue

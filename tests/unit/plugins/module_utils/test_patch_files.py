@@ -209,6 +209,19 @@ def test_other_tools_migration_names_are_refused_naming_the_pattern(name, what):
     assert problem.startswith(name + ': ') and 'never be applied' in problem
 
 
+def test_a_rename_is_suggested_after_the_newest_patch_not_before_it(tmp_path):
+    # try 6: 'rename it to the next free patch-MMMM-mm-p.sql (e.g. patch-2211-01-0.sql)' beside patch-2301-20-0.sql:
+    # a patch so named would be refused as numbered before the patches already applied.
+    write(tmp_path, 'patch-2301-20-0.sql', 'CREATE TABLE t (id int);\n')
+    write(tmp_path, 'patch-2301-03-0.sql', 'CREATE TABLE u (id int);\n')
+    write(tmp_path, 'V3__add_col.sql', 'ALTER TABLE t ADD COLUMN c int;\n')
+    with pytest.raises(PatchSetError) as err:
+        load_patch_set(str(tmp_path))
+    assert err.value.problems == ['V3__add_col.sql: a Flyway versioned migration, not a patch: it would never be '
+                                  'applied; rename it to the next free patch-MMMM-mm-p.sql (e.g. patch-2301-21-0.sql), '
+                                  'or move it out']
+
+
 @pytest.mark.parametrize('name', ['comments.sql', 'trusted.sql', 'launchpad-2209-00-0.sql', 'structure.sql',
                                   'README', 'patch-2211-01-0.sql'])
 def test_other_files_are_no_name_problem(name):
