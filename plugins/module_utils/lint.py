@@ -1050,12 +1050,12 @@ def measure_throughput(conn, catalog, patches, clock=time.monotonic):
 # transaction runs its statements (schema.ColdBatch), between the window's own steps (its lock step and a patch's
 # session reset and revision-row lookup: schema.cold_overhead_sql), sent as one string and committed like it (the
 # COMMIT's WAL flush and any synchronous standby's confirmation are the transaction's fixed cost). The server times
-# the statements; the controller the whole, so the rest is the fixed cost. The window runs its transaction as the
-# first one of a connection opened for it, so each probe run is too: a fresh connection's first transaction pays
-# what a warm session has cached (the catalog entries, PL/pgSQL for the DO blocks, the revision table and its key:
-# measured on the lab, the window's 1-statement transaction took 8.8 ms as a connection's first transaction, 4.2 ms
-# as its second, while the probe then run on a warm connection put the fixed cost at 4.6 ms). A second probe on the
-# same connection prices the statements as the rest of a long patch set runs them, warm. Nothing of it is left.
+# the statements; the controller the whole, so the rest is the fixed cost. A fresh connection's first transaction
+# pays what a warm session has cached (the catalog entries, PL/pgSQL for the DO blocks, the revision table and its
+# key: measured on the lab, the window's 1-statement transaction took 8.8 ms as a connection's first transaction,
+# 4.2 ms as its second). The window warms its connection before its clock (schema.warm_session), so its transaction
+# is like each probe connection's second run: that run prices both the fixed cost and the statements, warm; the
+# first run is the warm-up. Nothing of it is left.
 PROBE_TABLES = 4
 PROBE_STATEMENTS = ('CREATE TEMP TABLE fastdowntime_probe_{n} (id integer PRIMARY KEY, body text) ON COMMIT DROP',
                     'CREATE INDEX ON fastdowntime_probe_{n} (body)',
@@ -1111,12 +1111,13 @@ def measure_cold_transaction(connect, runs=PROBE_RUNS, clock=time.monotonic, rev
     """The primary's cost of a cold transaction now, from ``runs`` fresh
     connections (``connect``: no arguments, a new autocommit connection to
     the primary, as the window's; closed here), each running the probe
-    (probe_sql) twice: {'statement_seconds': the server's seconds per
-    catalog-only statement, the median of the second runs (warm, as most of
-    a long patch set runs; a sum over many statements), 'transaction_seconds':
-    the rest of the window's transaction as the controller waits for it - its
-    round trip, BEGIN, the lock step, a patch's reset and revision row, COMMIT
-    with its WAL flush, and what a fresh session pays first - each first run's
+    (probe_sql) twice - the first run warms the session as schema.warm_session
+    warms the window's before its clock, the second is measured:
+    {'statement_seconds': the server's seconds per catalog-only statement,
+    the median of the second runs (a sum over many statements),
+    'transaction_seconds': the rest of the window's transaction as the
+    controller waits for it - its round trip, BEGIN, the lock step, a patch's
+    reset and revision row, COMMIT with its WAL flush - each second run's
     time less its statements at that per-statement time, the median of the
     runs (right in expectation: the slowest of 3, as before, put a
     1-statement window's cold transaction at 2.5 x the actual (100 ms against 40 ms) on the loaded lab; a
@@ -1159,7 +1160,7 @@ def measure_cold_transaction(connect, runs=PROBE_RUNS, clock=time.monotonic, rev
     except (psycopg2.Error, ConnectError):
         return None
     per_statement = statistics.median(server / statements for dummy, server in warm)
-    fixed = [max(elapsed - statements * per_statement, 0.0) for elapsed, dummy in firsts]
+    fixed = [max(elapsed - statements * per_statement, 0.0) for elapsed, dummy in warm]
     return {'statement_seconds': per_statement, 'transaction_seconds': statistics.median(fixed),
             'backend_exit_seconds': min(exits) if exits else None}
 

@@ -45,7 +45,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, load_patch_set, plan as make_plan, refuse_drift)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    SchemaError, applied_revisions, apply_cold, ensure_revision_table, procedure_source)
+    SchemaError, applied_revisions, apply_cold, ensure_revision_table, procedure_source, warm_session)
 
 
 class OutageError(Exception):
@@ -376,6 +376,10 @@ class Outage:
             for console in self.consoles + self.read_consoles:
                 console.open_pause_connections(console.entries)
                 console.open_pools_connection()
+            if not check_mode:
+                # The window's transaction must not be its backend's first: PL/pgSQL,
+                # the catalog and the revision table cached now, not inside the outage.
+                warm_session(self.conn, table.get('revision_table'))
             # Just before the clock: the entries someone else paused already
             # (the drain neither pauses nor resumes them); a pgbouncer-wide
             # PAUSE made since is refused by our PAUSE's own reply.

@@ -1120,8 +1120,8 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
       5.0 ms with 4 to close) - on hosts of their own this errs high;
     - cold patches: the transaction's fixed cost, ``transaction_seconds``
       (its round trip, BEGIN, the lock step, a patch's reset and revision row
-      and COMMIT, as a probe transaction took them as the first of a fresh
-      connection, like the window's: lint.measure_cold_transaction; at least
+      and COMMIT, as a probe transaction took them on a fresh connection
+      warmed as the window's is (schema.warm_session): lint.measure_cold_transaction; at least
       one RTT: it travels as one string, schema.ColdBatch, docs/window.md),
       plus per statement and per revision row the lint's estimate
       (``statement_costs``: (file, line) -> seconds, from the live table
@@ -2006,7 +2006,7 @@ class Preflight:
         if len(pgbouncer_rtts) < len(self.pgbouncers):
             incomplete.append('%d pgbouncer(s)' % (len(self.pgbouncers) - len(pgbouncer_rtts)))
         replay += (self.lint_estimate or {}).get('replay_seconds', 0.0)
-        # The primary's cold transaction now (a busy host is slower), on fresh connections as the window's;
+        # The primary's cold transaction now (a busy host is slower), on fresh connections warmed as the window's;
         # statement_seconds is the floor.
         probe = lint.measure_cold_transaction(
             lambda: connect(self.primary, autocommit=True, application_name='fastdowntime-preflight-probe'),

@@ -78,8 +78,8 @@ description:
     one is in flight, and the oldest transaction open on pgbouncer's server connections) plus, per server connection
     the PAUSEs close, how long a backend of the primary took to exit once closed; cold patches the fixed cost of the
     window's transaction on the primary (round trip, BEGIN, its lock step, a patch's reset and revision row, COMMIT
-    with its WAL flush, and what a fresh session pays first - probe transactions of 20 catalog statements on temporary
-    tables dropped at COMMIT, each the first on one of 3 fresh connections, the median; at least one round trip)
+    with its WAL flush - probe transactions of 20 catalog statements on temporary tables dropped at COMMIT, each the
+    second on one of 3 fresh connections, warmed as the window warms its own, the median; at least one round trip)
     plus per statement and per revision row the probe's time per catalog statement, warm (at least
     O(statement_seconds)), or the lint's price; standby replay the slowest catch-up the lag probe measured plus one standby round trip plus the WAL
     tail of the catalog statements (the part of their time written since the WAL writer's last flush, on average half
