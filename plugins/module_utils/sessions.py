@@ -156,17 +156,34 @@ def backend_activity(primary_conn):
         return []
 
 
+def same_connection(holder, row):
+    """Whether pg_stat_activity ``row`` can be the server end of ``holder``'s
+    connection (drain.holders): a pid names a backend only on its own server,
+    and a holder's server may be a standby while ``row`` is the primary's -
+    so a server connection over a unix socket (pgbouncer shows its local
+    address as ``unix``) is a local backend's (no client address), and one
+    over TCP has the backend's client port for its local port."""
+    if holder.get('server_local_addr') == 'unix':
+        return not row.get('client_addr')
+    port = holder.get('server_local_port')
+    return not port or row.get('client_port') == int(port)
+
+
 def match_backends(found, activity_rows):
     """Attach to each drain holder (drain.holders) the pg_stat_activity row of
     its server connection: the backend whose pid is the server connection's
-    ``remote_pid`` (TCP or unix socket alike); failing that (no pid shown),
-    the backend whose client address and port are the server connection's
-    local end. ``backend`` stays None when neither matches."""
+    ``remote_pid`` (TCP or unix socket alike) and whose client end is that
+    connection's (same_connection: the pid may be another server's); failing
+    that (no pid shown), the backend whose client address and port are the
+    server connection's local end. ``backend`` stays None when neither
+    matches: nothing is terminated for it."""
     by_pid = dict((row.get('pid'), row) for row in activity_rows)
     by_addr = dict(((row.get('client_addr'), row.get('client_port')), row) for row in activity_rows
                    if row.get('client_addr'))
     for holder in found:
         backend = by_pid.get(holder.get('backend_pid')) if holder.get('backend_pid') else None
+        if backend is not None and not same_connection(holder, backend):
+            backend = None
         if backend is None:
             backend = by_addr.get((holder.get('server_local_addr'), holder.get('server_local_port')))
         holder['backend'] = backend

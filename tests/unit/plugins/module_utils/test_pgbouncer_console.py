@@ -114,6 +114,22 @@ def test_match_backends_by_server_local_address_and_port():
     assert 'transaction open 12.3 s' in text and 'UPDATE t SET x = 1' in text and '\n' not in text
 
 
+def test_a_pid_of_another_server_is_not_the_holders_backend():
+    # pgbouncer's server connection to a standby has remote_pid 777; the primary's pid 777 is
+    # another backend (another client port, or a local socket): never matched, never terminated.
+    for other in ({'pid': 777, 'client_addr': '10.213.47.21', 'client_port': 40002, 'usename': 'someone'},
+                  {'pid': 777, 'client_addr': None, 'client_port': -1, 'usename': 'local psql'}):
+        found = sessions.match_backends(dr.holders(SERVERS, CLIENTS, ['fdtdemo'], LABEL), [other])
+        assert found[0]['backend'] is None
+    # A server connection over a unix socket (pgbouncer shows "unix" and the server's port) is a local backend's.
+    unix = [dict(row, local_addr='unix', local_port=5432) for row in SERVERS]
+    local = {'pid': 777, 'client_addr': None, 'client_port': -1, 'usename': 'fdt_app'}
+    found = sessions.match_backends(dr.holders(unix, CLIENTS, ['fdtdemo'], LABEL), [local])
+    assert found[0]['backend'] is local
+    tcp = {'pid': 777, 'client_addr': '10.213.47.21', 'client_port': 40001, 'usename': 'elsewhere'}
+    assert sessions.match_backends(dr.holders(unix, CLIENTS, ['fdtdemo'], LABEL), [tcp])[0]['backend'] is None
+
+
 def test_match_backends_leaves_unknown_holders_without_backend():
     found = sessions.match_backends(dr.holders(SERVERS, CLIENTS, ['fdtdemo'], LABEL), [])
     assert found[0]['backend'] is None
