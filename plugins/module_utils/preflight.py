@@ -986,15 +986,19 @@ CONNECTION_SLOTS_SQL = """SELECT current_setting('max_connections')::int AS max_
        (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS used"""
 
 
-def decide_connection_slots(label, row, logins):
+def decide_connection_slots(label, row, logins, closing=0, relogins=0):
     """Room on one server for what follows RESUME.
 
-    PAUSE closes each paused pool's server connections (pgbouncer), so after
-    RESUME every pgbouncer logs in again for its queued clients, and the
-    client probe adds one login per entry: ``logins`` (int) is the number of
-    deploy entries, over every pgbouncer, whose server this is. ``row``:
-    CONNECTION_SLOTS_SQL's (max_connections, reserved, used) or None (not
-    read). With fewer free slots than that, a login gets "sorry, too many
+    PAUSE closes each paused pool's server connections (pgbouncer):
+    ``closing`` (int) is how many the deploy entries hold on this server now
+    (SHOW SERVERS), slots the PAUSE frees. After RESUME pgbouncer logs in
+    again for the clients it serves - ``relogins`` (int): per entry the
+    fewer of its server connections and its connected clients, for an idle
+    pool keeps connections a past peak opened - and the client probe once
+    per entry: ``logins`` (int) is the number of deploy entries, over every
+    pgbouncer, whose server this is. ``row``: CONNECTION_SLOTS_SQL's
+    (max_connections, reserved, used) or None (not read). With fewer slots
+    free after the PAUSE than those logins, a login gets "sorry, too many
     clients already", and pgbouncer then refuses that pool's clients for its
     server_login_retry (15 s by default): refused here, before any PAUSE.
     """
@@ -1002,19 +1006,23 @@ def decide_connection_slots(label, row, logins):
         return finding('connection_slots', PASS, '%s: not needed (no pgbouncer entry on it)' % label
                        if not logins else '%s: connection slots not read' % label, host=label)
     free = row['max_connections'] - row['reserved'] - row['used']
-    evidence = dict(row, free=free, logins_after_resume=logins)
-    if free >= logins:
-        return finding('connection_slots', PASS, '%s: %d connection slots free, %d logins after RESUME'
-                       % (label, free, logins), host=label, evidence=evidence)
+    needed = logins + relogins
+    evidence = dict(row, free=free, closed_by_pause=closing, logins_after_resume=needed, probe_logins=logins)
+    if free + closing >= needed:
+        return finding('connection_slots', PASS, '%s: %d connection slots free, %d more once the PAUSE closes the '
+                       'deploy entries\' server connections; %d logins after RESUME'
+                       % (label, max(free, 0), closing, needed), host=label, evidence=evidence)
     return finding('connection_slots', FAIL,
-                   '%s: %d of max_connections %d free (%d in use, %d reserved), but after RESUME pgbouncer logs in '
-                   'again (PAUSE closed its server connections) and the client probe logs in through each of the '
-                   '%d entries on it: "too many clients" would make pgbouncer refuse those clients for '
-                   'server_login_retry' % (label, max(free, 0), row['max_connections'], row['used'],
-                                           row['reserved'], logins),
+                   '%s: %d of max_connections %d free (%d in use, %d reserved), %d more once the PAUSE closes the '
+                   'deploy entries\' server connections, but after RESUME pgbouncer logs in again for its clients '
+                   '(%d) and the client probe through each of the %d entries on it: "too many clients" would make '
+                   'pgbouncer refuse those clients for server_login_retry'
+                   % (label, max(free, 0), row['max_connections'], row['used'], row['reserved'], closing, relogins,
+                      logins),
                    host=label, evidence=evidence,
                    action='raise max_connections on %s (a restart; a standby needs it at least as high as its '
-                          'primary) or close idle sessions, so that at least %d slots are free' % (label, logins))
+                          'primary) or close idle sessions, so that at least %d slots are free'
+                          % (label, needed - closing))
 
 
 def decide_pgbouncer_timeouts(cap, budget, estimate=None, configs=None):
@@ -1337,6 +1345,8 @@ class Preflight:
         self.pgbouncer_configs = {}  # console label -> SHOW CONFIG
         self.xact_seconds = []  # per console: how long a PAUSE of its entries would wait now (SHOW STATS)
         self.server_closes = 0  # the server connections the PAUSEs would close (server_closes), every console
+        # {(pgbouncer name, entry): (its server connections now, of them for connected clients)}
+        self.entry_server_connections = {}
         self.activity = {}  # host label -> its pg_stat_activity rows (ACTIVITY_SQL), once read
         self.plan = None
         self.estimate = None
@@ -1795,6 +1805,13 @@ class Preflight:
                 pools = console.show('POOLS')
                 modes = entry_pool_modes(databases, console.config, console.entries, pools)
                 clients = clients_per_entry(pools, console.entries, modes)
+                for entry, connected in clients_per_entry(pools, console.entries).items():
+                    # (server connections, of them logged in again after RESUME) per (pgbouncer, entry).
+                    held = len(servers_of(servers, [entry]))
+                    key = (endpoint.get('name'), entry)  # as _check_connection_slots reads the consoles
+                    before = self.entry_server_connections.get(key, (0, 0))
+                    self.entry_server_connections[key] = (before[0] + held,
+                                                                    before[1] + min(held, connected))
             except ConsoleError as exc:
                 self.findings.append(decide_pgbouncer(label, error=exc))
                 self.pgbouncer_failed.add(endpoint.get('name') or endpoint.get('host'))
@@ -1830,18 +1847,18 @@ class Preflight:
         names = [p.get('name') for p in self.pgbouncers]
         on_standby = standby_entries_by_pgbouncer(self.standbys, names)
         read = dict((c.endpoint.get('name'), c.entries) for c in self.consoles if c.conn is not None)
-        logins = {}
+        pairs = {}  # id(server endpoint) -> [(pgbouncer, entry)] pointing at it
         for endpoint, dummy in servers:
             if endpoint is self.primary:
                 taken = set()
                 for per in on_standby.values():
                     taken |= set((bouncer, entry) for bouncer, entries in per.items() for entry in entries)
-                logins[id(endpoint)] = sum(1 for bouncer, entries in read.items() for entry in entries
-                                           if (bouncer, entry) not in taken)
+                pairs[id(endpoint)] = [(bouncer, entry) for bouncer, entries in read.items() for entry in entries
+                                       if (bouncer, entry) not in taken]
             else:
                 per = on_standby.get(standby_name(endpoint)) or {}
-                logins[id(endpoint)] = sum(1 for bouncer, entries in per.items() for entry in entries
-                                           if entry in read.get(bouncer, ()))
+                pairs[id(endpoint)] = [(bouncer, entry) for bouncer, entries in per.items() for entry in entries
+                                       if entry in read.get(bouncer, ())]
         for endpoint, conn in servers:
             if conn is None:
                 continue
@@ -1849,7 +1866,10 @@ class Preflight:
             rows = self._query(conn, CONNECTION_SLOTS_SQL, label=label, check='connection_slots')
             if rows is None:
                 continue
-            self.findings.append(decide_connection_slots(label, rows[0], logins[id(endpoint)]))
+            on_it = pairs[id(endpoint)]
+            held = [self.entry_server_connections.get(pair, (0, 0)) for pair in on_it]
+            self.findings.append(decide_connection_slots(label, rows[0], len(on_it), closing=sum(h[0] for h in held),
+                                                         relogins=sum(h[1] for h in held)))
 
     def _note_servers(self, console, servers_rows, clients_rows=()):
         """Record one console's SHOW SERVERS rows: each backend pid on the

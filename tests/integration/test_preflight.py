@@ -489,12 +489,22 @@ def test_a_primary_without_room_for_the_logins_after_resume_is_refused(lab, revi
     """PAUSE closes the pools' server connections; after RESUME every pgbouncer logs in again and the
     client probe logs in through each entry: on a primary with fewer free slots than that, a login gets
     "too many clients" and pgbouncer refuses that pool's clients for server_login_retry (seen with 100
-    pgbouncers on the lab). Sessions held open here leave one free slot on the primary, fewer than its 2
-    entries (one per pgbouncer): refused before any PAUSE, in one line, the standbys untouched."""
+    pgbouncers on the lab). The PAUSE frees the slots of the server connections it closes, but pgbouncer
+    logs in again for its connected clients: idle clients here, as many as each pgbouncer's server
+    connections to the primary, make every one of those a login after RESUME. Sessions held open leave
+    one free slot on the primary, fewer than its 2 entries (one per pgbouncer) need beyond those: refused
+    before any PAUSE, in one line, the standbys untouched."""
     watcher = psycopg2.connect(lab.primary_dsn())
     watcher.autocommit = True
-    held = []
+    held, clients = [], []
     try:
+        for name in ('pgbouncer1', 'pgbouncer2'):
+            console = Console(lab.pgbouncer(name), db_name=lab.db_name).open()
+            try:
+                on_primary = [r for r in console.show('SERVERS') if r.get('database') == lab.db_name]
+            finally:
+                console.close()
+            clients += [psycopg2.connect(lab.client_dsn(name)) for dummy in range(len(on_primary) + 1)]
         with watcher.cursor() as cur:
             cur.execute(CONNECTION_SLOTS_SQL)
             max_connections, reserved, used = cur.fetchone()
@@ -505,12 +515,25 @@ def test_a_primary_without_room_for_the_logins_after_resume_is_refused(lab, revi
         assert_refused_by(result, 'connection_slots', 'too many clients')
         [refused] = findings(result, 'connection_slots', 'fail')
         assert refused['host'].startswith('primary') and 'max_connections' in refused['action']
-        assert refused['evidence']['logins_after_resume'] == 2 and refused['evidence']['free'] < 2
+        evidence = refused['evidence']
+        assert evidence['probe_logins'] == 2 and evidence['free'] < 2
+        # Every server connection the PAUSE would close is one pgbouncer logs in again for a client.
+        assert evidence['logins_after_resume'] == 2 + evidence['closed_by_pause']
+        assert evidence['closed_by_pause'] >= 2, evidence  # the probe's own logins at least (one per pgbouncer)
+        # The same server connections with no client left to serve (idle, kept from a past peak): the PAUSE
+        # frees their slots and nothing logs in again for them - room enough (a new user's false refusal).
+        for conn in clients:
+            conn.close()
+        clients = []
+        [primary] = [f for f in findings(run(lab, patch_dir), 'connection_slots', 'pass')
+                     if f['host'].startswith('primary')]
+        evidence = primary['evidence']
+        assert evidence['free'] < 2 and evidence['logins_after_resume'] == 2, evidence
         assert [f['host'] for f in findings(result, 'connection_slots', 'pass')] == [
             f['host'] for f in findings(result, 'connection_slots') if f['host'].startswith('standby')]
         assert not findings(result, 'connection', 'fail'), result['summary']
     finally:
-        for conn in held:
+        for conn in held + clients:
             conn.close()
         watcher.close()
     assert findings(run(lab, patch_dir), 'connection_slots', 'fail') == []

@@ -684,7 +684,7 @@ def test_connection_slots_must_hold_the_logins_after_resume():
     assert passed['status'] == PASS and passed['evidence']['free'] == 7
     refused = pf.decide_connection_slots('primary (10.0.0.5:5432)', row, 8)
     assert refused['status'] == FAIL and refused['host'] == 'primary (10.0.0.5:5432)'
-    assert '7 of max_connections 100 free (90 in use, 3 reserved)' in refused['summary']
+    assert '7 of max_connections 100 free (90 in use, 3 reserved), 0 more once the PAUSE' in refused['summary']
     assert 'through each of the 8 entries' in refused['summary'] and 'server_login_retry' in refused['summary']
     assert 'raise max_connections on primary (10.0.0.5:5432)' in refused['action'] and '8 slots' in refused['action']
     # Over-full (superusers in the reserved slots) says 0 free, never a negative count.
@@ -692,6 +692,22 @@ def test_connection_slots_must_hold_the_logins_after_resume():
     # A server no pgbouncer entry points at needs no room; slots not read are not a finding of their own.
     assert pf.decide_connection_slots('s', row, 0)['status'] == PASS
     assert pf.decide_connection_slots('s', None, 3)['status'] == PASS
+
+
+def test_the_server_connections_the_pause_closes_make_room_for_the_logins_after_resume():
+    # Nearly full, mostly of pgbouncer's own idle server connections to the deploy entries, kept from a past
+    # peak: the PAUSE closes them; after RESUME pgbouncer logs in again only for its 8 connected clients, and
+    # the probe once per entry (a new user's try: 1 of 200 free, 196 in use, refused before).
+    row = {'max_connections': 200, 'reserved': 3, 'used': 196}
+    passed = pf.decide_connection_slots('primary (10.0.0.5:5432)', row, 4, closing=150, relogins=8)
+    assert passed['status'] == PASS and passed['evidence']['closed_by_pause'] == 150
+    assert passed['evidence']['logins_after_resume'] == 12
+    assert '1 connection slots free, 150 more once the PAUSE closes' in passed['summary']
+    # Full of other sessions: refused, and the fix asks only for what the PAUSE does not free.
+    refused = pf.decide_connection_slots('primary (10.0.0.5:5432)', row, 4, closing=6, relogins=6)
+    assert refused['status'] == FAIL and '6 more once the PAUSE closes' in refused['summary']
+    assert 'for its clients (6) and the client probe through each of the 4 entries' in refused['summary']
+    assert 'at least 4 slots are free' in refused['action']
 
 
 def prepared(gid="xa'1", mode='ROW EXCLUSIVE', seconds=3.25, owner='fdt_app'):
