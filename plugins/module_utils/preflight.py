@@ -1810,8 +1810,7 @@ class Preflight:
                     held = len(servers_of(servers, [entry]))
                     key = (endpoint.get('name'), entry)  # as _check_connection_slots reads the consoles
                     before = self.entry_server_connections.get(key, (0, 0))
-                    self.entry_server_connections[key] = (before[0] + held,
-                                                                    before[1] + min(held, connected))
+                    self.entry_server_connections[key] = (before[0] + held, before[1] + min(held, connected))
             except ConsoleError as exc:
                 self.findings.append(decide_pgbouncer(label, error=exc))
                 self.pgbouncer_failed.add(endpoint.get('name') or endpoint.get('host'))
