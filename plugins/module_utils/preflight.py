@@ -1104,6 +1104,17 @@ def server_closes(servers_rows, entries):
     return sum(max(1, len(servers_of(servers_rows, [entry]))) for entry in entries)
 
 
+def backend_close_seconds(backend_exit_seconds, primary_rtt):
+    """A backend's exit once closed, as the drain pays it per server
+    connection a PAUSE closes (estimate_outage's ``close_seconds``), in
+    seconds: lint.backend_exit_seconds times it from the controller, so each
+    sample also holds the round trip of the poll that found the backend gone
+    - one ``primary_rtt`` (seconds) less, never below 0 (measured with 40 ms
+    between the controller and the hosts, the drain's term was 4 x 44 ms
+    against a 46 ms drain). None (not measured): 0."""
+    return max((backend_exit_seconds or 0.0) - primary_rtt, 0.0)
+
+
 def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, replay_seconds, entries_per_pgbouncer,
                     statement_seconds=DEFAULT_STATEMENT_SECONDS, statement_costs=None, lint_estimate=None,
                     xact_seconds=0.0, transaction_seconds=None, wal_writer_delay_seconds=0.0, server_closes=0,
@@ -2037,7 +2048,7 @@ class Preflight:
                                         lint_estimate=self.lint_estimate, xact_seconds=self._xact_seconds(),
                                         transaction_seconds=probe.get('transaction_seconds'),
                                         server_closes=self.server_closes,
-                                        close_seconds=probe.get('backend_exit_seconds') or 0.0,
+                                        close_seconds=backend_close_seconds(probe.get('backend_exit_seconds'), primary_rtt),
                                         wal_writer_delay_seconds=self._wal_writer_delay(primary, label))
         self.estimate['statement_seconds_measured'] = round(measured, 6) if measured is not None else None
         cap = budget_cap(self.pgbouncer_configs)

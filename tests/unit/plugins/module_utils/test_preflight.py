@@ -678,6 +678,13 @@ def test_will_outlast_window():
     assert not pf.will_outlast_window(backend(1, state='idle', xact_seconds=None), 10)
 
 
+def test_a_backend_exit_timed_from_a_distant_controller_is_counted_without_the_polls_round_trip():
+    # 44 ms seen from a controller 41 ms away: 3 ms of exit; nearer than its round trip or not measured: 0.
+    assert pf.backend_close_seconds(0.044, 0.041) == pytest.approx(0.003)
+    assert pf.backend_close_seconds(0.0005, 0.001) == 0.0
+    assert pf.backend_close_seconds(None, 0.01) == 0.0
+
+
 def test_connection_slots_must_hold_the_logins_after_resume():
     row = {'max_connections': 100, 'reserved': 3, 'used': 90}
     passed = pf.decide_connection_slots('primary (10.0.0.5:5432)', row, 7)
