@@ -20,6 +20,15 @@ def primary(healthy_lab):
     conn.close()
 
 
+def drain(consoles, **kwargs):
+    """drain.drain as the outage calls it: once no server login is in flight on the
+    entries' pools (Outage.prepare waits so before its clock). A PAUSE closing a login
+    in flight makes pgbouncer refuse that pool's clients for server_login_retry (its
+    PR 420, unmerged): 15 s by default, long enough to spoil the tests after this one."""
+    pc.wait_logins_settled(consoles)
+    return dr.drain(consoles, **kwargs)
+
+
 def all_active(consoles):
     return all(not flag['paused'] and not flag['disabled']
                for console in consoles for flag in console.flags().values())
@@ -34,7 +43,7 @@ def test_pause_resume_under_load_loses_nothing(healthy_lab, consoles):
     clock = BudgetClock(10).start()
     with healthy_lab.load(writers=PGBOUNCERS, readers=PGBOUNCERS) as load:
         time.sleep(0.5)
-        drained = dr.drain(consoles, clock=clock)
+        drained = drain(consoles, clock=clock)
         assert all(c.drained() for c in consoles)
         time.sleep(0.3)  # the outage: clients queue in pgbouncer
         resumed = pc.resume(consoles, clock=clock)
@@ -61,7 +70,7 @@ def test_a_pause_reply_comes_only_once_the_held_transaction_ended_and_is_the_dra
     done = {}
     try:
         holder.cursor().execute("INSERT INTO fdt_item (body) VALUES ('held over the PAUSE') RETURNING id")
-        drainer = threading.Thread(target=lambda: done.update(result=dr.drain(consoles, deadline_seconds=10)))
+        drainer = threading.Thread(target=lambda: done.update(result=drain(consoles, deadline_seconds=10)))
         drainer.start()
         time.sleep(0.5)
         assert drainer.is_alive(), 'the drain ended while a transaction held a server connection'
@@ -95,6 +104,8 @@ def test_the_window_reads_no_pgbouncer_state_and_still_measures_the_clients_wait
     clock = BudgetClock(10).start()
     with healthy_lab.load(writers=PGBOUNCERS) as load:
         time.sleep(0.5)
+        pc.wait_logins_settled(consoles)
+        del reads[:]  # the outage reads SHOW POOLS for logins in flight before its clock
         dr.drain(consoles, clock=clock, flags=flags)
         drain_reads, reads[:] = list(reads), []
         time.sleep(0.3)  # the cold transaction and the replay: clients queue in pgbouncer
@@ -102,9 +113,8 @@ def test_the_window_reads_no_pgbouncer_state_and_still_measures_the_clients_wait
         window_reads = list(reads)
         fixed = pc.verify_resumed(consoles, clock=clock)
         time.sleep(0.5)
-    # Nothing on the consoles' own (blocking) connections inside the window: the drain's confirmation
-    # (SHOW DATABASES + SHOW SERVERS) goes on idle PAUSE connections, SHOW POOLS beside the RESUMEs,
-    # and no SHOW DATABASES before the PAUSEs.
+    # Nothing on the consoles' own (blocking) connections inside the window: the PAUSE replies are the
+    # drain, SHOW POOLS goes beside the RESUMEs, and no SHOW DATABASES before the PAUSEs.
     assert drain_reads == [] and window_reads == []
     assert fixed == [{'host': c.label, 'resumed': [], 'enabled': []} for c in consoles]
     assert all_active(consoles)
@@ -124,7 +134,7 @@ def test_a_pgbouncer_wide_pause_made_after_the_read_is_refused_by_our_pause(heal
     try:
         operator.command('PAUSE')
         with pytest.raises(dr.DrainError) as err:
-            dr.drain(consoles, deadline_seconds=2.0, flags=flags)
+            drain(consoles, deadline_seconds=2.0, flags=flags)
         message = str(err.value)
         assert '\n' not in message and 'already suspended/paused' in message and 'pgbouncer1' in message
         assert 'resumed' in message
@@ -153,7 +163,7 @@ def test_open_transaction_makes_the_drain_miss_its_deadline_and_resumes_all(heal
             cur.execute("INSERT INTO fdt_item (body) VALUES ('held open') RETURNING id")
             began = time.monotonic()
             with pytest.raises(dr.DrainError) as err:
-                dr.drain(consoles, deadline_seconds=1.0, primary_conn=primary)
+                drain(consoles, deadline_seconds=1.0, primary_conn=primary)
             took = time.monotonic() - began
             assert all_active(consoles)
             holder.commit()  # the held transaction still commits: nothing was killed
@@ -176,7 +186,7 @@ def test_terminate_policy_ends_the_old_transaction_and_drains(healthy_lab, conso
     cur = holder.cursor()
     cur.execute("INSERT INTO fdt_item (body) VALUES ('to be terminated') RETURNING id")
     time.sleep(0.5)
-    outcome = dr.drain(consoles, deadline_seconds=5.0, policy='terminate', primary_conn=primary,
+    outcome = drain(consoles, deadline_seconds=5.0, policy='terminate', primary_conn=primary,
                        terminate_after_seconds=0.3, terminate_min_xact_age_seconds=0.2)
     assert all(c.drained() for c in consoles)
     assert len(outcome['terminated']) == 1 and outcome['terminated'][0]['usename'] == 'fdt_app'
@@ -200,7 +210,7 @@ def test_timeout_then_resume_never_hangs(healthy_lab, consoles, primary):
 
             def attempt():
                 try:
-                    dr.drain(consoles, deadline_seconds=0.3, primary_conn=primary)
+                    drain(consoles, deadline_seconds=0.3, primary_conn=primary)
                 except dr.DrainError as exc:
                     outcome['error'] = exc
 
@@ -216,7 +226,7 @@ def test_timeout_then_resume_never_hangs(healthy_lab, consoles, primary):
         holder.rollback()
         holder.close()
     began = time.monotonic()
-    dr.drain(consoles, deadline_seconds=2.0)
+    drain(consoles, deadline_seconds=2.0)
     pc.resume(consoles)
     assert time.monotonic() - began < 2.0
     assert all_active(consoles)
@@ -267,6 +277,7 @@ def test_the_probe_reports_a_paused_entry_never_the_controllers_own_slowness(hea
     targets = [((name, entry, n), healthy_lab.pgbouncer(name, admin=False, entry=entry))
                for name in PGBOUNCERS for entry in ('fdtdemo', 'fdtdemo_ro') for n in range(3)]
     operator = pc.Console(healthy_lab.pgbouncer('pgbouncer2')).open()
+    pc.wait_logins_settled(consoles)  # as the outage: no PAUSE on a login in flight (see drain above)
     operator.command('PAUSE', 'fdtdemo_ro')
     try:
         began = time.monotonic()
