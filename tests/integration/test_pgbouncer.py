@@ -187,7 +187,7 @@ def test_terminate_policy_ends_the_old_transaction_and_drains(healthy_lab, conso
     cur.execute("INSERT INTO fdt_item (body) VALUES ('to be terminated') RETURNING id")
     time.sleep(0.5)
     outcome = drain(consoles, deadline_seconds=5.0, policy='terminate', primary_conn=primary,
-                       terminate_after_seconds=0.3, terminate_min_xact_age_seconds=0.2)
+                    terminate_after_seconds=0.3, terminate_min_xact_age_seconds=0.2)
     assert all(c.drained() for c in consoles)
     assert len(outcome['terminated']) == 1 and outcome['terminated'][0]['usename'] == 'fdt_app'
     pc.resume(consoles)
