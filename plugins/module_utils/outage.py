@@ -45,7 +45,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, load_patch_set, plan as make_plan, refuse_drift)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    SchemaError, applied_revisions, apply_cold, ensure_revision_table, procedure_source, warm_session)
+    SchemaError, another_window_message, applied_revisions, apply_cold, ensure_revision_table, procedure_source,
+    warm_session, window_lock)
 
 
 class OutageError(Exception):
@@ -344,6 +345,12 @@ class Outage:
             patch_set = load_patch_set(self.patch_dir)
             self.conn = connect(self.primary, application_name='fastdowntime-deploy')
             self.observer = connect(self.primary, autocommit=True, application_name='fastdowntime-observer')
+            # Before the plan reads the applied revisions and long before any PAUSE: one deploy's
+            # outage at a time (held until close(); in check mode only looked for).
+            holder = window_lock(self.observer, take=not check_mode)
+            if holder is not None:
+                raise OutageError(another_window_message(endpoint_label(self.primary), self.db_name, holder),
+                                  result={'another_deploy': True})
             table = self._table_kwargs()
             ensure_revision_table(self.observer, check_mode=check_mode, **table)
             ensure_deploy_log(self.observer, check_mode=check_mode)

@@ -42,6 +42,12 @@ QUERY_CANCELED = '57014'
 # One key for "a schema deploy is running on this database" (pg_advisory_lock).
 DEPLOY_LOCK_KEY = 0x46445453  # 'FDTS'
 SAVEPOINT = 'fastdowntime_statement'
+# One key for "a deploy's outage is running on this database": held at session level on the
+# outage's observer connection from before anything is paused until the outage module ends
+# (window_lock), so a second deploy's outage is refused before its first PAUSE: its drain would
+# take the first one's paused entries for its own, or for someone else's, and its failure path
+# would RESUME them in the middle of the first one's window.
+WINDOW_LOCK_KEY = DEPLOY_LOCK_KEY + 2
 
 # What a patch may change in its session, put back to the deploy session's
 # defaults after each patch (before the next one and before its revision row
@@ -842,6 +848,52 @@ def apply_hot(conn, patch, deploy_id=None, revision_table=DEFAULT_REVISION_TABLE
     return {'name': patch.name, 'revision': format_revision(patch.revision),
             'duration_ms': _ms(time.monotonic() - began), 'statements': len(patch.statements),
             'lock_retries': retries, 'dropped_invalid_indexes': dropped}
+
+
+WINDOW_HOLDER_SQL = """
+SELECT a.pid, a.usename, host(a.client_addr) AS client_addr, a.application_name,
+       EXTRACT(EPOCH FROM clock_timestamp() - a.backend_start)::float8 AS connected_seconds
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.classid = 0 AND l.objid = %s
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.pid <> pg_backend_pid()
+"""
+
+
+def window_lock(conn, take=True):
+    """The window lock (WINDOW_LOCK_KEY) on ``conn``, an autocommit connection
+    to the primary kept open for the whole outage: taken (``take``) or only
+    looked for. Returns None when it was free (and is now held, with ``take``),
+    else who holds it: a WINDOW_HOLDER_SQL row (pid, usename, client_addr,
+    application_name, connected_seconds), {} when the holder ended meanwhile.
+    psycopg2.Error goes up."""
+    if take and _query(conn, 'SELECT pg_try_advisory_lock(%s) AS taken', (WINDOW_LOCK_KEY,))[0]['taken']:
+        return None
+    rows = _query(conn, WINDOW_HOLDER_SQL, (WINDOW_LOCK_KEY,))
+    if not take and not rows:
+        return None
+    return rows[0] if rows else {}
+
+
+def another_window_message(host, db_name, holder):
+    """The one line refusing an outage while ``holder`` (window_lock's row, or
+    {}) holds another deploy's window on ``host`` (its label)."""
+    holder = holder or {}
+    who = []
+    if holder.get('pid') is not None:
+        who.append('pid %s' % holder['pid'])
+    if holder.get('usename'):
+        who.append('user %s' % holder['usename'])
+    if holder.get('application_name'):
+        who.append("application '%s'" % holder['application_name'])
+    if holder.get('client_addr'):
+        who.append('from %s' % holder['client_addr'])
+    if holder.get('connected_seconds') is not None:
+        who.append('connected %.0f s ago' % holder['connected_seconds'])
+    dead = (' (no deploy running? its controller died: SELECT pg_terminate_backend(%s) on %s)'
+            % (holder['pid'], host)) if holder.get('pid') is not None else ''
+    return ("%s: another deploy's outage is running on database %s%s: refused before any PAUSE, nothing paused or "
+            "applied; wait for it to finish%s, then deploy again"
+            % (host, db_name, ' (%s)' % ', '.join(who) if who else '', dead))
 
 
 def _release_session_lock(conn):

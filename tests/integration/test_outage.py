@@ -11,6 +11,7 @@ import time
 import pytest
 
 import scenarios
+from conftest import kill_tree
 from deploy import (
     REVISION_TABLE, assert_all_resumed, assert_clean_error, assert_disarmed, assert_nothing_lost, pg_one,
     pgbouncer_flags, run_playbook, table_exists, unique_major, write_patches)
@@ -138,6 +139,51 @@ def test_controller_killed_inside_outage_dead_man_switch_resumes(healthy_lab, tm
             written += handle.read()
     # The switch itself resumed them (not a surviving module at its budget).
     assert 'deadline passed with fdtdemo' in written and 'sent RESUME' in written, written[-2000:]
+
+
+@pytest.mark.faults
+def test_a_second_deploy_while_a_window_is_open_is_refused_before_any_pause(healthy_lab, tmp_path):
+    """Two deploys at once (two operators, a CI job run again): the second's outage is refused
+    before its first PAUSE, in one line naming the first one's session - it neither drains nor
+    RESUMEs the first one's paused entries (before, it took them for someone else's, and when
+    both read the entries before either paused, its failure path resumed them mid-window) -
+    and leaves the first one's dead-man switch armed; the first window ends as its own."""
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_w%d (id int);\nSELECT pg_sleep(15);' % major])
+    extra = {'fastdowntime_budget_seconds': 25}
+    first, dummy = run_playbook(lab, tmp_path, patch_dir, extra, tags='outage', background=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not scenarios.in_cold_transaction(lab):
+            assert first.poll() is None and time.monotonic() < deadline, 'the first deploy never reached its window'
+            time.sleep(0.05)
+        second_tmp = tmp_path / 'second'
+        second_tmp.mkdir()
+        # The same deploy again (the same patches, pending for both).
+        second, second_report = run_playbook(lab, second_tmp, patch_dir, extra, tags='outage')
+        # Still the first one's window: paused, its transaction running, its switches armed.
+        assert scenarios.in_cold_transaction(lab), 'the first window ended before the second deploy did'
+        assert scenarios.paused_anywhere(lab) and scenarios.paused_anywhere(lab, lab.db_name + '_ro')
+        armed = [name for host in ('pgbouncer1', 'pgbouncer2')
+                 for name in os.listdir(os.path.join(lab.lab_dir, 'hosts', host, 'run'))
+                 if name.startswith('fastdowntime-pgbouncer-watchdog')]
+        assert len(armed) == 2, armed
+        out = second.stdout + second.stderr
+        assert second.returncode != 0, out[-3000:]
+        assert_clean_error(out, "primary (%s:5432): another deploy's outage is running on database %s (pid "
+                           % (lab.addr('primary'), lab.db_name), 'refused before any PAUSE, nothing paused or applied')
+        report = scenarios.read_report(second_report)
+        assert report['outcome'] == 'refused before the outage', report['outcome']
+        assert not [p for p in report['phases'] if p['phase'] in ('drain', 'resume')], report['phases']
+        first_out = first.communicate(timeout=120)[0]
+    finally:
+        if first.poll() is None:
+            kill_tree(first.pid)
+    assert first.returncode == 0, first_out[-3000:]
+    assert table_exists(lab, 'primary', 'fdt_w%d' % major)
+    assert_all_resumed(lab)
+    assert_disarmed(lab)
 
 
 @pytest.mark.faults

@@ -290,3 +290,23 @@ def test_budget_advice_names_the_variable_or_the_pgbouncer_setting_that_caps_it(
     assert raise_advice(capped) == (
         'raising fastdowntime_budget_seconds does nothing: the budget is capped at 2.5 s by pgbouncer1 '
         '(10.0.0.21:6432) query_wait_timeout = 3 s - raise that setting, or make the patch cheaper')
+
+
+def test_another_deploys_window_is_refused_naming_its_session_and_the_fix_for_a_dead_one():
+    line = schema.another_window_message('primary (10.0.0.10:5432)', 'fdtdemo', {
+        'pid': 4242, 'usename': 'deploy', 'application_name': 'fastdowntime-observer', 'client_addr': '10.0.0.5',
+        'connected_seconds': 12.4})
+    assert line == ("primary (10.0.0.10:5432): another deploy's outage is running on database fdtdemo (pid 4242, "
+                    "user deploy, application 'fastdowntime-observer', from 10.0.0.5, connected 12 s ago): refused "
+                    "before any PAUSE, nothing paused or applied; wait for it to finish (no deploy running? its "
+                    "controller died: SELECT pg_terminate_backend(4242) on primary (10.0.0.10:5432)), then deploy "
+                    "again")
+    # The holder ended between the failed try and the look-up: no pid to name, no terminate advice.
+    assert schema.another_window_message('primary (10.0.0.10:5432)', 'fdtdemo', {}) == (
+        "primary (10.0.0.10:5432): another deploy's outage is running on database fdtdemo: refused before any PAUSE, "
+        "nothing paused or applied; wait for it to finish, then deploy again")
+
+
+def test_the_window_lock_is_a_key_of_its_own():
+    # The cold transaction's deploy lock, the pre-flight's probe and the window each have their own key.
+    assert len({schema.DEPLOY_LOCK_KEY, schema.PROBE_LOCK_KEY, schema.WINDOW_LOCK_KEY}) == 3
