@@ -41,6 +41,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 )
 
 ADMIN_DB = 'pgbouncer'
+# A console takes no server options (postgres.connect's synchronous_commit and isolation).
+CONSOLE_SESSION = dict(dbname=ADMIN_DB, local_commits=False, read_committed=False)
 # SHOW STATE appeared in pgbouncer 1.19; 1.18 answers "invalid command".
 SHOW_STATE_SINCE = (1, 19, 0)
 # How long the RESUMEs sent together may take to be answered.
@@ -585,8 +587,8 @@ class Console:
         if self.conn is not None:
             return self
         try:
-            self.conn = connect(self.endpoint, dbname=ADMIN_DB, local_commits=False, autocommit=True,
-                                application_name='fastdowntime-pgbouncer')
+            self.conn = connect(self.endpoint, autocommit=True, application_name='fastdowntime-pgbouncer',
+                                **CONSOLE_SESSION)
         except ConnectError as exc:
             message = str(exc)
             if 'not allowed' in message:
@@ -724,8 +726,8 @@ class Console:
             if entry in self.pause_conns:
                 continue
             try:
-                self.pause_conns[entry] = connect(self.endpoint, dbname=ADMIN_DB, local_commits=False, async_=True,
-                                                  application_name='fastdowntime-pause')
+                self.pause_conns[entry] = connect(self.endpoint, async_=True, application_name='fastdowntime-pause',
+                                                  **CONSOLE_SESSION)
             except ConnectError as exc:
                 raise ConsoleError(str(exc))
 
@@ -770,8 +772,8 @@ class Console:
         confirmation and resume_verify use it too, when idle."""
         if self.pools_conn is None:
             try:
-                self.pools_conn = connect(self.endpoint, dbname=ADMIN_DB, local_commits=False, async_=True,
-                                          application_name='fastdowntime-pools')
+                self.pools_conn = connect(self.endpoint, async_=True, application_name='fastdowntime-pools',
+                                          **CONSOLE_SESSION)
             except ConnectError as exc:
                 raise ConsoleError(str(exc))
 
@@ -1113,6 +1115,12 @@ def probe_target(console, entry):
     return endpoint
 
 
+# The probe's SELECT 1, in a transaction of its own isolation: a probe user whose default is
+# serializable gets "cannot use serializable mode in a hot standby" through a read entry -
+# an answer, but one the verdict would count as the entry refusing clients.
+PROBE_SQL = 'BEGIN ISOLATION LEVEL READ COMMITTED; SELECT 1; COMMIT'
+
+
 def probe(targets, timeout=PROBE_SECONDS):
     """Ask every target, as a client would, at once: connect and run SELECT 1.
 
@@ -1181,7 +1189,7 @@ def probe(targets, timeout=PROBE_SECONDS):
             state = item['conn'].poll()
             while state == psycopg2.extensions.POLL_OK and item['cursor'] is None:
                 item['cursor'] = item['conn'].cursor()
-                item['cursor'].execute('SELECT 1')
+                item['cursor'].execute(PROBE_SQL)
                 state = item['conn'].poll()
         except psycopg2.Error as exc:
             finish(key, one_line(exc))

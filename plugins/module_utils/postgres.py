@@ -197,14 +197,22 @@ def dsn_kwargs(endpoint, dbname=None, application_name='fastdowntime'):
 # query, a pause) would hold them without a bound. The replay wait, inside the
 # budget, is what waits for the standbys.
 LOCAL_COMMITS = '-c synchronous_commit=local'
+# Every transaction of the collection's sessions is READ COMMITTED, whatever the deploy user's or
+# database's default_transaction_isolation: a hot standby refuses every query of a session whose
+# default is serializable ("cannot use serializable mode in a hot standby"), and the collection's
+# reads and its one transaction are written for READ COMMITTED. (libpq's options: a backslash
+# keeps the space.)
+READ_COMMITTED = '-c default_transaction_isolation=read\\ committed'
 
 
 def connect(endpoint, dbname=None, autocommit=False, async_=False, application_name='fastdowntime',
-            local_commits=True):
+            local_commits=True, read_committed=True):
     """Open a psycopg2 connection to ``endpoint`` (a dict shaped like ENDPOINT_SPEC).
 
     ``local_commits``: the session commits with synchronous_commit = local
-    (LOCAL_COMMITS); False for a pgbouncer admin console, which takes no options.
+    (LOCAL_COMMITS); False for a session that reads the settings a client gets.
+    ``read_committed``: its transactions are READ COMMITTED (READ_COMMITTED).
+    Both False for a pgbouncer admin console, which takes no options.
 
     ``async_=True`` gives a non-blocking connection (always autocommit) whose
     setup is finished before returning; callers use it to run commands on
@@ -214,8 +222,10 @@ def connect(endpoint, dbname=None, autocommit=False, async_=False, application_n
         raise ConnectError('psycopg2 is not installed for the Python that runs this task (%s)'
                            % PSYCOPG2_IMPORT_ERROR)
     kwargs = dsn_kwargs(endpoint, dbname=dbname, application_name=application_name)
-    if local_commits:
-        kwargs['options'] = LOCAL_COMMITS
+    options = [option for option, wanted in ((LOCAL_COMMITS, local_commits), (READ_COMMITTED, read_committed))
+               if wanted]
+    if options:
+        kwargs['options'] = ' '.join(options)
     try:
         if async_:
             conn = psycopg2.connect(async_=1, **kwargs)

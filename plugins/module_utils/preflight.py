@@ -144,6 +144,39 @@ def decide_privileges(label, row, is_primary, db_name, server_version_num=None):
                           % '; '.join(grants))
 
 
+# Where a default_transaction_read_only = on of the deploy's session comes from (pg_settings.source)
+# -> the statement that undoes it (format keys: user, db). The session that runs it is read-only
+# too, hence the SET first.
+READ_ONLY_FIXES = {
+    'user': 'ALTER ROLE {user} RESET default_transaction_read_only',
+    'database': 'ALTER DATABASE {db} RESET default_transaction_read_only',
+    'database user': 'ALTER ROLE {user} IN DATABASE {db} RESET default_transaction_read_only',
+}
+
+
+def decide_read_only(label, row, db_name):
+    """The primary's deploy session read-only by default (``row``: the PRIVILEGES_SQL row,
+    ``read_only`` and ``read_only_source`` - pg_settings.source of default_transaction_read_only,
+    e.g. 'user', 'database', 'configuration file'): a failure naming where it is set and the
+    statement that undoes it - every cold patch would fail inside the window ("cannot execute ...
+    in a read-only transaction"). None when the session may write."""
+    if not row.get('read_only'):
+        return None
+    user, source = row.get('usename'), row.get('read_only_source') or 'unknown'
+    fix = READ_ONLY_FIXES.get(source)
+    if fix:
+        action = ('if the database is not read-only on purpose (a freeze), run as %s on %s: SET '
+                  'default_transaction_read_only = off; %s' % (user, label, fix.format(user=user, db=db_name)))
+    elif source == 'configuration file':
+        action = ('if the database is not read-only on purpose (a freeze), set default_transaction_read_only = off '
+                  'in the configuration of %s and reload it' % label)
+    else:
+        action = 'if the database is not read-only on purpose (a freeze), unset it where it is set (%s)' % source
+    return finding('privileges', FAIL, '%s: the deploy user %s\'s sessions are read-only (default_transaction_read_only '
+                   '= on, pg_settings source: %s): every cold patch would fail inside the window' % (label, user, source),
+                   host=label, evidence={'read_only_source': source}, action=action)
+
+
 def decide_patch_files(label, error=None, ignored_sql=()):
     """The patch files' own findings: one failure per problem of a broken
     patch set (``error``: a patchset.PatchSetError, every file's problems),
@@ -1276,7 +1309,9 @@ SELECT current_user AS usename, r.rolsuper AS superuser, r.rolinherit AS inherit
        pg_has_role(current_user, 'pg_monitor', 'USAGE') AS pg_monitor,
        pg_has_role(current_user, 'pg_monitor', 'MEMBER') AS pg_monitor_member,
        pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS pg_signal_backend,
-       pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') AS pg_signal_backend_member
+       pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') AS pg_signal_backend_member,
+       current_setting('default_transaction_read_only')::bool AS read_only,
+       (SELECT source FROM pg_settings WHERE name = 'default_transaction_read_only') AS read_only_source
   FROM pg_roles r WHERE r.rolname = current_user
 """
 SYSTEM_ID_SQL = 'SELECT system_identifier::text AS system_identifier FROM pg_control_system()'
@@ -1673,6 +1708,9 @@ class Preflight:
             return None
         info = dict(rows[0], label=label)
         self.findings.append(decide_privileges(label, info, is_primary, self.db_name, conn.server_version))
+        read_only = decide_read_only(label, info, self.db_name) if is_primary else None
+        if read_only:
+            self.findings.append(read_only)
         try:
             info['system_identifier'] = query(conn, SYSTEM_ID_SQL)[0]['system_identifier']
         except psycopg2.Error:  # pg_control_system() needs pg_monitor; the privileges check says so

@@ -21,7 +21,7 @@ from deploy import pg_one
 
 from scenarios import pg_ctl, wait_streaming
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import load_patch
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console, probe
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import connect
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import CHECKS, CONNECTION_SLOTS_SQL, Preflight
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import ensure_revision_table
@@ -428,6 +428,63 @@ def test_deploy_user_without_privileges_is_refused_naming_the_grants(lab, revisi
     # Without pg_monitor the session and replication views are blind: not checked, never a false pass.
     assert findings(result, 'standbys', 'warn') and not findings(result, 'transactions', 'pass')
     assert findings(result, 'direct_connections', 'warn')
+
+
+def _role_setting_everywhere(lab, admin, user, sql, expected):
+    """ALTER ROLE ``user`` ``sql`` on the primary (``admin``: a session that may write), then
+    until every standby has its pg_db_role_setting row as ``expected`` (a setting, or None)."""
+    admin.cursor().execute('ALTER ROLE %s %s' % (user, sql))
+    for host in ('standby1', 'standby2'):
+        deadline = time.monotonic() + 30
+        while True:
+            # Read committed, whatever the role's default: a hot standby refuses serializable.
+            conn = psycopg2.connect(lab.dsn(lab.pg(host)), options='-c default_transaction_isolation=read\\ committed')
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT coalesce(array_to_string(setconfig, ','), '') FROM pg_db_role_setting "
+                                "WHERE setrole = %s::regrole AND setdatabase = 0", (user,))
+                    row = cur.fetchone()
+            finally:
+                conn.close()
+            if (expected is None and not (row and row[0])) or (expected and row and expected in row[0]):
+                break
+            assert time.monotonic() < deadline, (host, row)
+            time.sleep(0.1)
+
+
+def test_deploy_user_defaults_serializable_and_read_only(lab, revision_table, patch_dir):
+    """Settings of the deploy user's role (replicated to every standby). default_transaction_isolation =
+    serializable: a hot standby refused every query of its sessions (15 pre-flight lines with wrong fixes),
+    and the client probe through a read entry, after RESUME, reported the entry NOT ANSWERING; the
+    collection's sessions and the probe run READ COMMITTED whatever the default. default_transaction_read_only
+    = on passed the pre-flight and made the window fail: refused in one line naming where it is set."""
+    user = lab.pg('primary')['user']
+    admin = psycopg2.connect(lab.primary_dsn(), options='-c default_transaction_read_only=off')
+    admin.autocommit = True
+    try:
+        _role_setting_everywhere(lab, admin, user, 'SET default_transaction_isolation = serializable',
+                                 'default_transaction_isolation=serializable')
+        result = run(lab, patch_dir)
+        assert result['passed'], result['summary']
+        read_entry = dict(lab.pgbouncer('pgbouncer1'), dbname=lab.db_name + '_ro', user=user,
+                          password=lab.pg('primary')['password'])
+        assert probe([('ro', read_entry)]) == {'ro': None}
+
+        _role_setting_everywhere(lab, admin, user, 'RESET default_transaction_isolation', None)
+        _role_setting_everywhere(lab, admin, user, 'SET default_transaction_read_only = on',
+                                 'default_transaction_read_only=on')
+        result = run(lab, patch_dir)
+        assert_refused_by(result, 'privileges', "the deploy user %s's sessions are read-only "
+                                                "(default_transaction_read_only = on, pg_settings source: user)" % user)
+        failed = findings(result, 'privileges', 'fail')
+        assert len(failed) == 1 and failed[0]['host'].startswith('primary'), result['summary']
+        assert failed[0]['action'].endswith(
+            'SET default_transaction_read_only = off; ALTER ROLE %s RESET default_transaction_read_only' % user)
+        assert result['counts']['fail'] == 1, result['summary']
+    finally:
+        admin.cursor().execute('ALTER ROLE %s RESET default_transaction_isolation' % user)
+        admin.cursor().execute('ALTER ROLE %s RESET default_transaction_read_only' % user)
+        admin.close()
 
 
 def test_what_the_window_would_reject_is_refused_naming_file_line_and_cause(lab, revision_table, patch_dir):

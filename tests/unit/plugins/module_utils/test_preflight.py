@@ -32,6 +32,26 @@ def test_connection_failure_is_a_failed_finding_naming_the_host():
     assert pf.decide_connection('standby1', None)['status'] == PASS
 
 
+def test_a_read_only_deploy_session_is_refused_naming_where_it_is_set_and_the_statement_undoing_it():
+    label = 'primary (10.0.0.10:5432)'
+    assert pf.decide_read_only(label, {'usename': 'deploy', 'read_only': False}, 'app') is None
+    fixes = {
+        'user': 'SET default_transaction_read_only = off; ALTER ROLE deploy RESET default_transaction_read_only',
+        'database': 'SET default_transaction_read_only = off; ALTER DATABASE app RESET default_transaction_read_only',
+        'database user': 'SET default_transaction_read_only = off; ALTER ROLE deploy IN DATABASE app RESET '
+                         'default_transaction_read_only',
+        'configuration file': 'set default_transaction_read_only = off in the configuration of %s and reload it'
+                              % label,
+    }
+    for source, fix in fixes.items():
+        found = pf.decide_read_only(label, {'usename': 'deploy', 'read_only': True, 'read_only_source': source}, 'app')
+        assert found['status'] == FAIL and found['check'] == 'privileges' and found['host'] == label
+        assert found['summary'] == ("%s: the deploy user deploy's sessions are read-only (default_transaction_read_only "
+                                    "= on, pg_settings source: %s): every cold patch would fail inside the window"
+                                    % (label, source))
+        assert found['action'].endswith(fix), found['action']
+
+
 def test_superuser_passes_without_roles():
     assert pf.decide_privileges('p', {'usename': 'u', 'superuser': True}, True, 'db')['status'] == PASS
 
