@@ -1264,6 +1264,21 @@ def not_answering(probed):
     return sorted((label, entry, error) for label, per in probed.items() for entry, error in per.items() if error)
 
 
+# What pgbouncer says to a client connecting while max_client_conn clients are connected:
+# "no more connections allowed (max_client_conn)".
+FULL = 'max_client_conn'
+
+
+FULL_FIX = 'raise max_client_conn there (SET max_client_conn = N on its console, and in pgbouncer.ini)'
+
+
+def full_advice(full):
+    """The words for probe_verdict's 'full' items: which pgbouncers, what clients get (FULL_FIX: the fix)."""
+    labels = sorted(set(item[0] for item in full))
+    return ('%s %s full (%s): new clients are refused, the connected ones served'
+            % (', '.join(labels), 'is' if len(labels) == 1 else 'are', full[0][2]))
+
+
 def probe_verdict(probed, fenced=()):
     """Sort probe_consoles' result into what the report may say.
 
@@ -1271,9 +1286,11 @@ def probe_verdict(probed, fenced=()):
     clients by design). Returns {'answering': [(label, entry)], 'silent':
     [(label, entry, why)] - no answer: paused or suspended, 'refused': [...] -
     clients get an error, 'unverified': [...] - the probe could not log in, so
-    nothing is known}.
+    nothing is known, 'full': [...] - pgbouncer refused the probe's connection
+    because max_client_conn is reached (FULL): its clients are served, new ones
+    refused, whatever a PAUSE or RESUME did}.
     """
-    verdict = {'answering': [], 'silent': [], 'refused': [], 'unverified': []}
+    verdict = {'answering': [], 'silent': [], 'refused': [], 'unverified': [], 'full': []}
     fenced = set(tuple(item) for item in fenced)
     for label in sorted(probed):
         for entry in sorted(probed[label]):
@@ -1284,6 +1301,8 @@ def probe_verdict(probed, fenced=()):
                 verdict['answering'].append((label, entry))
             elif 'no answer' in error:
                 verdict['silent'].append((label, entry, error))
+            elif FULL in error:
+                verdict['full'].append((label, entry, error))
             elif any(word in error for word in ('authentication', 'password', 'no such user', 'not allowed',
                                                 'SASL', 'pg_hba')):
                 verdict['unverified'].append((label, entry, error))
@@ -1298,9 +1317,15 @@ def describe_verdict(verdict):
     if bad:
         return False, 'NOT ANSWERING CLIENTS after RESUME: %s - check with SHOW STATE / a client, then RESUME ' \
                       'by hand' % '; '.join('%s on %s (%s)' % (entry, label, why) for label, entry, why in bad)
+    notes = []
+    if verdict.get('full'):
+        notes.append('NOT verified by a client on %s: %s - %s' % (
+            ', '.join('%s on %s' % (entry, label) for label, entry, unused in verdict['full']),
+            full_advice(verdict['full']), FULL_FIX))
     if verdict['unverified']:
-        return True, 'every pgbouncer resumed; NOT verified by a client on %s (%s): set ' \
-                     'fastdowntime_pgbouncer_probe_user' % (
-                         ', '.join('%s on %s' % (entry, label) for label, entry, unused in verdict['unverified']),
-                         verdict['unverified'][0][2])
+        notes.append('NOT verified by a client on %s (%s): set fastdowntime_pgbouncer_probe_user' % (
+            ', '.join('%s on %s' % (entry, label) for label, entry, unused in verdict['unverified']),
+            verdict['unverified'][0][2]))
+    if notes:
+        return True, 'every pgbouncer resumed; %s' % '; '.join(notes)
     return True, 'every pgbouncer entry resumed and answering clients (%d checked)' % len(verdict['answering'])

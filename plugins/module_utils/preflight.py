@@ -34,8 +34,9 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, format_revision, ignored_sql_files, load_patch_set, plan as make_plan)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
-    TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, budget_cap, clients_per_entry, entry_pool_modes, logins_in_flight,
-    probe_consoles, probe_verdict, reuses_port, servers_of, timeouts, with_probe_login, xact_wait_seconds)
+    FULL_FIX, TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, budget_cap, clients_per_entry, entry_pool_modes,
+    full_advice, logins_in_flight, probe_consoles, probe_verdict, reuses_port, servers_of, timeouts, with_probe_login,
+    xact_wait_seconds)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, connect_action, endpoint_label, one_line, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
@@ -942,6 +943,10 @@ def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standb
         evidence['fences'] = dict((e, fences[e]) for e in fenced)
         return finding('pgbouncer', WARN, '%s: %s' % (label, '; '.join(parts)), host=label, evidence=evidence,
                        action='; '.join(actions))
+    if verdict['full']:
+        return finding('pgbouncer', WARN, '%s: the client probe could not connect: %s; the outage cannot confirm '
+                       'clients are served after RESUME' % (label, full_advice(verdict['full'])), host=label,
+                       evidence=evidence, action=FULL_FIX.replace('there', 'on %s' % label, 1))
     if verdict['refused']:
         # Not paused: an error a client gets now (a server it cannot reach, a
         # failing login remembered for server_login_retry) - the deploy does not

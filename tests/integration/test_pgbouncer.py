@@ -293,3 +293,23 @@ def test_the_probe_reports_a_paused_entry_never_the_controllers_own_slowness(hea
     assert all(found[key].startswith('a client got no answer to its ') and found[key].endswith(' within 0.5 s')
                for key in silent)
     assert all_active(consoles)
+
+
+def test_a_full_pgbouncer_refuses_the_probe_and_is_not_said_to_be_not_answering(healthy_lab):
+    """A pgbouncer at max_client_conn refuses new connections, the probe's too, while it serves the
+    clients it has: after RESUME the outage said "RESUME FAILED: NOT ANSWERING CLIENTS ... RESUME by
+    hand" and failed the deploy (a new user's try at a traffic peak). Now: not verified, and why."""
+    operator = pc.Console(healthy_lab.pgbouncer('pgbouncer1')).open()
+    limit = dict((row['key'], row['value']) for row in operator.show('CONFIG'))['max_client_conn']
+    try:
+        # Every client connection it has now (this console's among them): full.
+        operator.command('SET max_client_conn = %d' % len(operator.show('CLIENTS')))
+        found = pc.probe([('db', healthy_lab.pgbouncer('pgbouncer1', admin=False))])
+    finally:
+        operator.command('SET max_client_conn = %s' % limit)
+        operator.close()
+    assert 'no more connections allowed (max_client_conn)' in found['db'], found
+    verdict = pc.probe_verdict({'pgbouncer1': found})
+    ok, line = pc.describe_verdict(verdict)
+    assert ok and line.startswith('every pgbouncer resumed; NOT verified by a client on db on pgbouncer1: '
+                                  'pgbouncer1 is full'), line

@@ -617,3 +617,18 @@ def test_a_target_that_starts_listening_is_asked_once_more_then_judged_on_its_an
         timer.join()
     assert found == {'key': 'a client got no answer to its login within 0.5 s'}, found
     assert 2 <= len(connects) <= 0.15 / pc.PROBE_RETRY_SECONDS + 2, connects
+
+
+def test_a_full_pgbouncer_is_not_verified_never_not_answering():
+    # pgbouncer at max_client_conn refuses the probe's connection, not the clients it serves: after RESUME
+    # the deploy said "RESUME FAILED: NOT ANSWERING CLIENTS ... RESUME by hand" and failed (a new user's try).
+    full = 'FATAL: no more connections allowed (max_client_conn)'
+    verdict = pc.probe_verdict({'pgb1 (10.0.0.21:6432)': {'db': full, 'db_ro': full},
+                                'pgb2 (10.0.0.22:6432)': {'db': None, 'db_ro': None}})
+    assert verdict['refused'] == [] and [item[1] for item in verdict['full']] == ['db', 'db_ro']
+    ok, line = pc.describe_verdict(verdict)
+    assert ok, line
+    assert line == ('every pgbouncer resumed; NOT verified by a client on db on pgb1 (10.0.0.21:6432), db_ro on pgb1 '
+                    '(10.0.0.21:6432): pgb1 (10.0.0.21:6432) is full (FATAL: no more connections allowed '
+                    '(max_client_conn)): new clients are refused, the connected ones served - raise max_client_conn '
+                    'there (SET max_client_conn = N on its console, and in pgbouncer.ini)')

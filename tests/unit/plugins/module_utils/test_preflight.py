@@ -568,6 +568,13 @@ def test_pgbouncer_paused_by_someone_else_is_found_by_a_client_probe():
     assert refused['status'] == WARN and 'clients are refused now' in refused['summary']
     login = pf.decide_pgbouncer('pgb1', ['db'], flags, probe={'db': 'FATAL: password authentication failed'})
     assert login['status'] == WARN and 'fastdowntime_pgbouncer_probe_user' in login['action']
+    # At max_client_conn: the pgbouncer is full, not the server its entry points at (the fix said so).
+    full = pf.decide_pgbouncer('pgb1', ['db'], flags,
+                               probe={'db': 'FATAL: no more connections allowed (max_client_conn)'})
+    assert full['status'] == WARN and full['action'] == ('raise max_client_conn on pgb1 (SET max_client_conn = N on '
+                                                         'its console, and in pgbouncer.ini)')
+    assert full['summary'].startswith('pgb1: the client probe could not connect: pgb1 is full (FATAL: no more '
+                                      'connections allowed (max_client_conn)): new clients are refused')
 
 
 def test_session_pool_with_clients_is_refused_without_clients_warned():
