@@ -32,7 +32,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.deploylog 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
     build_report, entry_from_result)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import drain
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils import replication
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import logins, replication
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     Console, ConsoleError, budget_cap, checked, describe_verdict, in_parallel, open_consoles,
     probe_consoles, probe_verdict, resume, verify_resumed, wait_logins_settled, with_probe_login)
@@ -606,13 +606,21 @@ class Outage:
         probed = probe_consoles(consoles, lambda c: [e for e in c.entries if (c.label, e) not in fenced])
         verdict = probe_verdict(probed, fenced)
         ok, line = describe_verdict(verdict)
+        # The probe logs in as one user; every other pool's clients need pgbouncer's own login again.
+        unserved, unread = logins.unserved_after_resume(consoles)
+        if unserved and ok:
+            ok, line = False, logins.describe_unserved(unserved)
         result['pgbouncer_state'] = {'probe': probed, 'answering_clients': ok, 'statement': line,
-                                     'disabled': ['%s on %s' % (e, b) for b, e in disabled]}
+                                     'disabled': ['%s on %s' % (e, b) for b, e in disabled],
+                                     'waiting_without_server': dict(
+                                         (label, [{'entry': e, 'user': u, 'waiting': n, 'maxwait_s': round(w, 1)}
+                                                  for e, u, n, w in pools]) for label, pools in unserved.items()),
+                                     'pools_not_read': unread}
         if isinstance(result.get('outage'), dict):
             result['outage']['pgbouncer_state'] = line
         if self.clock.budget.capped_by:
             result['budget_capped_by'] = self.clock.budget.capped_by
-        return ok, line
+        return ok, line, bool(unserved)
 
     def _finish(self, result, window):
         """Done: log and return. Aborted: log, then raise the one-line OutageError."""
@@ -620,16 +628,18 @@ class Outage:
         self._record_fences(result, window)
         if self.estimate_ms is not None and result.get('outage'):
             result['outage']['estimate_ms'] = self.estimate_ms
-        answering, statement = self._verify(result, window.disabled)
+        answering, statement, unserved = self._verify(result, window.disabled)
         resume_error = window.resume_error
-        if not answering and resume_error is None:
+        logins_failed = not answering and unserved and resume_error is None
+        if not answering and resume_error is None and not logins_failed:
             resume_error = ConsoleError(statement)
             statement = None
-        if window.error is None and resume_error is None and not window.replay_errors:
+        if window.error is None and resume_error is None and not window.replay_errors and not logins_failed:
             result['outcome'] = outcomes.DONE
             self._log(result)
             return result
-        aborted_phase = window.step or ('replay resume' if window.replay_errors else 'resume')
+        aborted_phase = window.step or ('replay resume' if window.replay_errors else
+                                        'server logins' if logins_failed else 'resume')
         result['outcome'] = outcomes.aborted_in(aborted_phase)
         self._log(result, failed=True)
         parts = []
@@ -639,6 +649,8 @@ class Outage:
                 parts.append('the patches ARE committed on the primary')
             elif 'nothing applied' not in parts[-1]:  # the schema engine may have said so already
                 parts.append('nothing applied')
+        elif logins_failed and result['changed']:
+            parts.append('the patches ARE committed on the primary and every pgbouncer resumed')
         if resume_error is not None:
             parts.append('RESUME FAILED: %s - resume by hand: psql -h <pgbouncer> -p <port> -U <admin> pgbouncer '
                          '-c "RESUME"' % one_line(resume_error))
@@ -655,8 +667,9 @@ class Outage:
                  'resume_write', 'resume_read')
         timings = ', '.join('%s%s %s ms' % (p['phase'], ' on %s' % p['host'] if p.get('host') else '', p['duration_ms'])
                             for p in self.clock.phases if p['phase'] in shown)
-        raise OutageError('outage aborted in %s: %s (%s)' % (aborted_phase, '; '.join(parts), timings),
-                          result)
+        after = logins_failed and window.error is None and not window.replay_errors
+        raise OutageError('%s in %s: %s (%s)' % ('deploy failed after the outage' if after else 'outage aborted',
+                                                 aborted_phase, '; '.join(parts), timings), result)
 
     def _record_fences(self, result, window):
         """After the window: the entries it left fenced are the fences recorded on the

@@ -690,6 +690,18 @@ class Console:
             yield [databases]
         return is_drained(databases.result(), servers.result(), entries)
 
+    def show_steps(self, what):
+        """A fan_out task step: SHOW ``what`` on the idle non-blocking
+        connection the RESUMEs left (``verify_conn``), else on the console's
+        own (blocking). Returns the normalized rows; ConsoleError when it fails
+        or gets no answer within RESUME_TIMEOUT_SECONDS."""
+        conn = self.verify_conn if self.verify_conn is not None and _answered(self.verify_conn) else None
+        if conn is None:
+            return self.show(what)
+        query = Query(conn, 'SHOW %s' % what, self.label, RESUME_TIMEOUT_SECONDS)
+        yield [query]
+        return query.result()
+
     def _idle_connections(self):
         """The non-blocking admin connections with nothing in flight, in a fixed
         order: PAUSE connections whose PAUSE returned (by entry), RESUME

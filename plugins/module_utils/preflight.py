@@ -28,7 +28,7 @@ import socket
 import time
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import (
-    deploywindows, lint, locks, lockstep, outcomes, pgversion, replication)
+    deploywindows, lint, locks, lockstep, logins, outcomes, pgversion, replication)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
     Budget, BudgetExceeded, DEFAULT_BUDGET_SECONDS, DEFAULT_RESERVE_SECONDS, timed_phase_record)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
@@ -56,7 +56,7 @@ PASS, WARN, FAIL = 'pass', 'warn', 'fail'
 # Checks, in the order the summary lists them.
 CHECKS = ('connection', 'server_version', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
           'replay_blockers', 'recovery_conflicts', 'direct_connections', 'blocking_sessions', 'pgbouncer',
-          'pgbouncer_processes', 'pool_mode', 'connection_slots', 'lint', 'pgbouncer_timeouts', 'budget',
+          'pgbouncer_processes', 'pool_mode', 'connection_slots', 'server_logins', 'lint', 'pgbouncer_timeouts', 'budget',
           'deploy_window')
 
 DEFAULT_MAX_LAG_SECONDS = 60.0
@@ -1063,6 +1063,32 @@ def decide_connection_slots(label, row, logins, closing=0, relogins=0):
                           % (label, needed - closing))
 
 
+# A password valid until less than this from the pre-flight (hot patches may run that long before the window)
+# is refused as expiring.
+LOGIN_EXPIRY_MARGIN_SECONDS = 3600
+
+
+def decide_server_logins(label, pools, role_rows, database_rows, probe_logins=None):
+    """pgbouncer's logins after RESUME on one server (logins.login_problems):
+    ``pools``: the deploy entries' pools pointing at it (logins.pools_at_stake),
+    ``role_rows``/``database_rows``: logins.LOGIN_ROLES_SQL/LOGIN_DATABASES_SQL
+    rows, or None (not read). A finding: fail with every cause and fix in one
+    line, before any PAUSE."""
+    if not pools:
+        return finding('server_logins', PASS, '%s: no pgbouncer server connection or client to log in again' % label,
+                       host=label)
+    if role_rows is None or database_rows is None:
+        return finding('server_logins', WARN, '%s: the roles pgbouncer logs in as were not read' % label, host=label)
+    problems = logins.login_problems(pools, role_rows, database_rows, probe_logins)
+    users = sorted(set(p['user'] for p in pools))
+    evidence = {'pools': pools}
+    if not problems:
+        return finding('server_logins', PASS, '%s: the roles pgbouncer logs in again as after RESUME (%s) can log in'
+                       % (label, ', '.join(users)), host=label, evidence=evidence)
+    return finding('server_logins', FAIL, '%s: %s' % (label, '; '.join(cause for cause, dummy in problems)),
+                   host=label, evidence=evidence, action='; '.join(fix for dummy, fix in problems))
+
+
 def decide_pgbouncer_timeouts(cap, budget, estimate=None, configs=None):
     """pgbouncer's own timeouts against the budget (a budget.Budget). ``cap``:
     pgbouncer_console.budget_cap (None: no timeout hits a queued client);
@@ -1398,6 +1424,7 @@ class Preflight:
         self.server_closes = 0  # the server connections the PAUSEs would close (server_closes), every console
         # {(pgbouncer name, entry): (its server connections now, of them for connected clients)}
         self.entry_server_connections = {}
+        self.pools_at_stake = []  # logins.pools_at_stake over every console
         self.activity = {}  # host label -> its pg_stat_activity rows (ACTIVITY_SQL), once read
         self.plan = None
         self.estimate = None
@@ -1857,6 +1884,8 @@ class Preflight:
                 entries_counts.append(len(console.entries))
                 self.xact_seconds.append(xact_wait_seconds(console.show('STATS'), console.entries))
                 pools = console.show('POOLS')
+                self.pools_at_stake.extend(logins.pools_at_stake(databases, servers, pools, console.entries,
+                                                                 endpoint.get('name')))
                 modes = entry_pool_modes(databases, console.config, console.entries, pools)
                 clients = clients_per_entry(pools, console.entries, modes)
                 for entry, connected in clients_per_entry(pools, console.entries).items():
@@ -1923,6 +1952,24 @@ class Preflight:
             held = [self.entry_server_connections.get(pair, (0, 0)) for pair in on_it]
             self.findings.append(decide_connection_slots(label, rows[0], len(on_it), closing=sum(h[0] for h in held),
                                                          relogins=sum(h[1] for h in held)))
+            self._check_server_logins(label, conn, on_it)
+
+    def _check_server_logins(self, label, conn, on_it):
+        """decide_server_logins on one server: ``on_it``, the (pgbouncer name, entry) pairs pointing at it."""
+        pools = [p for p in self.pools_at_stake if (p['pgbouncer'], p['entry']) in set(on_it)]
+        probe_users = dict((p.get('name'), p.get('probe_user')) for p in self.pgbouncers)
+        probe_logins = {}
+        for bouncer, dummy in on_it:
+            user = probe_users.get(bouncer)
+            probe_logins[user] = probe_logins.get(user, 0) + 1
+        roles = databases = None
+        if pools:
+            roles = self._query(conn, logins.LOGIN_ROLES_SQL, {
+                'roles': sorted(set(p['user'] for p in pools) | set(u for u in probe_logins if u)),
+                'margin': LOGIN_EXPIRY_MARGIN_SECONDS}, label=label, check='server_logins')
+            databases = self._query(conn, logins.LOGIN_DATABASES_SQL, {
+                'databases': sorted(set(p['database'] for p in pools))}, label=label, check='server_logins')
+        self.findings.append(decide_server_logins(label, pools, roles, databases, probe_logins))
 
     def _note_servers(self, console, servers_rows, clients_rows=()):
         """Record one console's SHOW SERVERS rows: each backend pid on the

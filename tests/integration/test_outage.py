@@ -8,9 +8,11 @@ import json
 import os
 import time
 
+import psycopg2
 import pytest
 
 import scenarios
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console
 from conftest import kill_tree
 from deploy import (
     REVISION_TABLE, assert_all_resumed, assert_clean_error, assert_disarmed, assert_nothing_lost, pg_one,
@@ -295,3 +297,51 @@ def check_unfence_on_the_next_run(lab, tmp_path, run):
     # The fence is forgotten: the next run has nothing to ENABLE.
     again, dummy = run_playbook(lab, tmp_path, patch_dir, tags=scenarios.FULL)
     assert again.returncode == 0 and 'fenced by an earlier deploy' not in again.stdout, again.stdout[-3000:]
+
+
+def test_a_pool_whose_login_fails_after_resume_fails_the_deploy(healthy_lab, tmp_path):
+    """The application's password rotated in PostgreSQL but not in pgbouncer's auth_file (a new user's
+    find): its server connections, logged in before, work until the PAUSE closes them; after RESUME
+    pgbouncer's login as fdt_app fails and its clients queue. No catalog shows that, and the client probe
+    logs in as the deploy user: the outage reads SHOW POOLS after RESUME and fails the deploy in one line
+    naming the entry, the user and the pgbouncer, the patches committed and every pgbouncer resumed. With
+    the password back, the same clients are served again."""
+    lab = healthy_lab
+    major = unique_major()
+    name = 'fdt_login%d' % major
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE %s (id int);' % name])
+    admin = psycopg2.connect(lab.primary_dsn())
+    admin.autocommit = True
+    consoles = [Console(lab.pgbouncer(host), db_name=lab.db_name).open() for host in ('pgbouncer1', 'pgbouncer2')]
+    try:
+        for console in consoles:  # pgbouncer tries the login again within 1 s once the password is back
+            console.command('SET server_login_retry = 1')
+        with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
+            time.sleep(0.5)  # the load's server connections log in with the password pgbouncer has
+            admin.cursor().execute("ALTER ROLE fdt_app PASSWORD 'rotated-%d'" % major)
+            try:
+                proc, report_path = run_playbook(lab, tmp_path, patch_dir)
+            finally:
+                admin.cursor().execute("ALTER ROLE fdt_app PASSWORD '%s'" % lab.users['fdt_app'])
+            served = len(load.confirmed_ids)
+            deadline = time.monotonic() + 10
+            while len(load.confirmed_ids) <= served + 20 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(load.confirmed_ids) > served + 20, 'the clients were not served again'
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, proc.stdout[-3000:]
+        assert_clean_error(out, 'deploy failed after the outage in server logins', 'the patches ARE committed',
+                           'NO SERVER LOGIN after RESUME', 'user fdt_app on pgbouncer1', 'auth_file')
+        assert 'RESUME FAILED' not in out
+        report = json.load(open(report_path))
+        assert report['outcome'] == 'aborted in server logins'
+        assert report['outage']['pgbouncer_state'].startswith('NO SERVER LOGIN after RESUME')
+        for host in ('primary', 'standby1', 'standby2'):
+            assert table_exists(lab, host, name), host
+        assert_all_resumed(lab)
+        assert load.missing_commits(lab.primary_dsn()) == []
+    finally:
+        for console in consoles:
+            console.command('SET server_login_retry = 15')
+            console.close()
+        admin.close()

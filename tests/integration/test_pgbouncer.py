@@ -40,9 +40,9 @@ def test_entries_found_from_the_deploy_db(consoles):
 
 
 def test_pause_resume_under_load_loses_nothing(healthy_lab, consoles):
-    clock = BudgetClock(10).start()
     with healthy_lab.load(writers=PGBOUNCERS, readers=PGBOUNCERS) as load:
         time.sleep(0.5)
+        clock = BudgetClock(10).start()  # the window's clock: the load's start on a busy machine is not in it
         drained = drain(consoles, clock=clock)
         assert all(c.drained() for c in consoles)
         time.sleep(0.3)  # the outage: clients queue in pgbouncer

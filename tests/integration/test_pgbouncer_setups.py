@@ -18,7 +18,7 @@ import labctl
 import scenarios
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import Outage
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
-    PROBE_SECONDS, Console, probe, probe_target, with_probe_login)
+    PROBE_SECONDS, Console, probe, probe_target, wait_logins_settled, with_probe_login)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import Preflight
 from deploy import (
     REVISION_TABLE, assert_clean_error, assert_disarmed, assert_nothing_lost, client_answers, deploy_under_load,
@@ -143,6 +143,11 @@ def test_pgbouncer_paused_by_another_tool_is_refused_by_pre_flight(healthy_lab, 
     client probe sees it and refuses, naming pgbouncer2; nothing else is touched."""
     lab = healthy_lab
     patch_dir = write_patches(tmp_path, unique_major(), ['CREATE TABLE fdt_g%d (id int);' % unique_major()])
+    settled = Console(lab.pgbouncer('pgbouncer2'), db_name=lab.db_name).open()
+    try:  # as the outage does: a PAUSE closing a server login in flight spoils that pool for 15 s
+        wait_logins_settled([settled])
+    finally:
+        settled.close()
     admin = console(lab, lab.addr('pgbouncer2'))
     try:
         admin.cursor().execute('PAUSE')

@@ -91,6 +91,7 @@ DRAINER = textwrap.dedent('''\
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils import pgbouncer_console as pc
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import drain
     consoles = pc.open_consoles([pc.Console(e, db_name=%(db)r) for e in json.loads(sys.argv[1])])
+    pc.wait_logins_settled(consoles)  # as the outage does: a PAUSE closing a login in flight spoils the pool 15 s
     drain(consoles, deadline_seconds=5)
     print('paused', flush=True)
     time.sleep(600)  # the controller "hangs" holding the pause until it is killed

@@ -594,3 +594,47 @@ def test_a_primary_without_room_for_the_logins_after_resume_is_refused(lab, revi
             conn.close()
         watcher.close()
     assert findings(run(lab, patch_dir), 'connection_slots', 'fail') == []
+
+
+def test_a_pool_user_that_could_not_log_in_again_after_the_pause_is_refused(lab, revision_table, patch_dir):
+    """The application's server connections logged in long ago; the PAUSE closes them and after RESUME
+    pgbouncer logs in again as their user. A role made NOLOGIN, a password past its VALID UNTIL or a
+    CONNECTION LIMIT below what is open now leaves the sessions open working, and would fail those logins:
+    each is refused before any PAUSE, in one line naming the server, the role, the entries and the fix;
+    fixed as it says, the pre-flight passes. (What no catalog shows - a password rotated in PostgreSQL but
+    not in pgbouncer - test_outage.py's test_a_pool_whose_login_fails_after_resume_fails_the_deploy.)"""
+    admin = psycopg2.connect(lab.primary_dsn())
+    admin.autocommit = True
+    cur = admin.cursor()
+    clients = [psycopg2.connect(lab.client_dsn(name)) for name in ('pgbouncer1', 'pgbouncer1', 'pgbouncer2')]
+    try:
+        for conn in clients:  # each holds a server connection as fdt_app, then idles on it
+            conn.autocommit = True
+            conn.cursor().execute('SELECT 1')
+        passed = findings(run(lab, patch_dir), 'server_logins')
+        assert [f['status'] for f in passed] == ['pass'] * len(passed) and passed, passed
+        [primary] = [f for f in passed if f['host'].startswith('primary')]
+        assert 'fdt_app' in primary['summary'], primary
+        assert {(p['pgbouncer'], p['user']) for p in primary['evidence']['pools']} >= {
+            ('pgbouncer1', 'fdt_app'), ('pgbouncer2', 'fdt_app')}
+        cases = [
+            ("ALTER ROLE fdt_app VALID UNTIL '2000-01-01'", 'the password of role fdt_app is valid until 2000-01-01',
+             "ALTER ROLE fdt_app VALID UNTIL 'infinity'"),
+            ('ALTER ROLE fdt_app NOLOGIN', 'role fdt_app is NOLOGIN now', 'ALTER ROLE fdt_app LOGIN'),
+            ('ALTER ROLE fdt_app CONNECTION LIMIT 0', 'role fdt_app has CONNECTION LIMIT 0', None),
+        ]
+        for change, cause, fix in cases:
+            cur.execute(change)
+            result = run(lab, patch_dir)
+            assert_refused_by(result, 'server_logins', cause)
+            [refused] = findings(result, 'server_logins', 'fail')
+            assert refused['host'].startswith('primary') and 'on pgbouncer1' in refused['summary'], refused
+            fix = fix or refused['action'].split(' (or')[0]
+            assert refused['action'].startswith(fix), refused
+            cur.execute(fix)
+            assert [f for f in findings(run(lab, patch_dir), 'server_logins') if f['status'] != 'pass'] == []
+    finally:
+        cur.execute("ALTER ROLE fdt_app LOGIN VALID UNTIL 'infinity' CONNECTION LIMIT -1")
+        for conn in clients:
+            conn.close()
+        admin.close()
