@@ -173,26 +173,41 @@ def login_problems(pools, role_rows, database_rows, probe_logins=None):
     return problems
 
 
-def waiting_without_server(pools_rows, entries):
-    """The pools of ``entries`` whose clients wait with no server connection
-    at all (SHOW POOLS: cl_waiting > 0, sv_active + sv_idle + sv_used +
-    sv_tested = 0; a login in flight, sv_login, is not a server yet).
-    Returns [(entry, user, clients waiting, maxwait seconds)], sorted."""
+def waiting_without_server(pools_rows, entries, queued_at_resume=()):
+    """The pools of ``entries`` with clients to serve and no server connection
+    at all (SHOW POOLS sv_active + sv_idle + sv_used + sv_tested = 0; a login
+    in flight, sv_login, is not a server yet). Clients to serve: waiting now
+    (cl_waiting), or queued at RESUME (``queued_at_resume``: (entry, user)
+    pairs). A login that succeeds leaves its server connection in the pool
+    (idle until server_idle_timeout), so a pool that had queued clients and has
+    no server now could not log in: pgbouncer 1.18 keeps such clients queued,
+    from 1.22 it disconnects them with the login's error (server.c
+    ``kill_pool_logins``, pgbouncer PR 998). Returns [(entry, user, clients
+    waiting now, maxwait seconds)], sorted."""
+    queued = set(tuple(pair) for pair in queued_at_resume)
     out = []
     for row in pools_rows:
         if row.get('database') not in entries:
             continue
         waiting = _count(row, 'cl_waiting')
-        if waiting and not _count(row, 'sv_active', 'sv_idle', 'sv_used', 'sv_tested'):
+        if (waiting or (row['database'], row.get('user')) in queued) \
+                and not _count(row, 'sv_active', 'sv_idle', 'sv_used', 'sv_tested'):
             seconds = _count(row, 'maxwait') + _count(row, 'maxwait_us') / 1e6
             out.append((row['database'], row.get('user'), waiting, seconds))
     return sorted(out)
 
 
+def queued_pools(pools_rows, entries):
+    """(entry, user) of ``entries``' pools with clients queued (cl_waiting) in SHOW POOLS rows."""
+    return sorted((row['database'], row.get('user')) for row in pools_rows or ()
+                  if row.get('database') in entries and _count(row, 'cl_waiting'))
+
+
 def unserved_after_resume(consoles, timeout=PROBE_SECONDS, interval=0.05):
     """After RESUME: SHOW POOLS on every console at once (fan_out), again every
-    ``interval`` seconds while some deploy entry's clients wait with no server
-    connection (waiting_without_server), for ``timeout`` seconds at most.
+    ``interval`` seconds while some deploy entry's pool has clients to serve -
+    waiting now or queued at RESUME (the console's ``pools_at_resume``) - and no
+    server connection (waiting_without_server), for ``timeout`` seconds at most.
     A healthy pgbouncer has logged in again within milliseconds of its RESUME,
     so this is one round trip; a pool whose logins fail keeps its clients
     queued for server_login_retry.
@@ -203,9 +218,10 @@ def unserved_after_resume(consoles, timeout=PROBE_SECONDS, interval=0.05):
     deadline = time.monotonic() + timeout
 
     def task(console):
+        queued = queued_pools(console.pools_at_resume, console.entries)
         while True:
             rows = yield from console.show_steps('POOLS')
-            left = waiting_without_server(rows, console.entries)
+            left = waiting_without_server(rows, console.entries, queued)
             if not left or time.monotonic() + interval >= deadline:
                 return left
             yield interval
@@ -225,7 +241,9 @@ def describe_unserved(unserved):
     parts = []
     for label in sorted(unserved):
         for entry, user, waiting, seconds in unserved[label]:
-            parts.append('%s user %s on %s: %d client(s) waiting %.1f s' % (entry, user, label, waiting, seconds))
+            parts.append('%s user %s on %s: %s' % (
+                entry, user, label, '%d client(s) waiting %.1f s' % (waiting, seconds) if waiting
+                else 'its clients queued at RESUME were disconnected'))
     return ('NO SERVER LOGIN after RESUME: %s, with no server connection - pgbouncer cannot log in as that user: '
             'its log says why ("login failed"); fix the login (the password in pgbouncer\'s auth_file against '
             'PostgreSQL\'s, pg_hba.conf, the role\'s LOGIN, VALID UNTIL or CONNECTION LIMIT), then RECONNECT or wait '

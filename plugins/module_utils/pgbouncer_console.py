@@ -581,6 +581,8 @@ class Console:
         # the others the RESUMEs used, closed with the console.
         self.verify_conn = None
         self.spent_conns = []
+        # SHOW POOLS rows read with the RESUMEs (the clients queued then), or None.
+        self.pools_at_resume = None
 
     # -- plumbing --------------------------------------------------------
     def open(self):
@@ -820,7 +822,9 @@ class Console:
         if pools is not None and pools.error is not None:
             conn.close()
             pools = None
-        waited = max_wait_ms(self.show('POOLS'), entries) if pools is None else None
+        if pools is None:
+            self.pools_at_resume = self.show('POOLS')
+            waited = max_wait_ms(self.pools_at_resume, entries)
         resumed = [entry for entry in entries if entry in self.paused_by_us]
         sent = {}
         for entry in resumed:
@@ -830,6 +834,7 @@ class Console:
         yield [query for query in [pools] + list(sent.values()) if query is not None]
         if pools is not None:
             waited = max_wait_ms(pools.rows, entries) if pools.error is None else None
+            self.pools_at_resume = pools.rows
             self._keep_idle(pools.conn, pools)
         errors = []
         for entry, query in sent.items():

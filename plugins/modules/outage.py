@@ -236,9 +236,10 @@ pgbouncer_state:
       (connect and C(SELECT 1), as the probe user). C(probe) maps each console to each entry's answer
       (null = answered, else what the client saw); C(answering_clients) is true only when every entry not
       left disabled answered; C(statement) is the report's sentence (also C(outage.pgbouncer_state)).
-    - C(waiting_without_server) maps each console to the pools of its deploy entries whose clients still waited
-      with no server connection up to 2 s after RESUME (C(entry), C(user), C(waiting), C(maxwait_s)): pgbouncer
-      could not log in again as that user (a password rotated in PostgreSQL but not in its auth_file, pg_hba.conf).
+    - C(waiting_without_server) maps each console to the pools of its deploy entries with clients to serve
+      (waiting, or queued at RESUME) and still no server connection 2 s after RESUME (C(entry), C(user),
+      C(waiting) - clients waiting now, C(maxwait_s)): pgbouncer could not log in again as that user (a password
+      rotated in PostgreSQL but not in its auth_file, pg_hba.conf).
       C(pools_not_read) maps a console whose SHOW POOLS failed to the error.
     - An entry that does not answer, or a pool waiting without a server, fails the task even when the patches
       are committed.

@@ -129,3 +129,22 @@ def test_after_resume_only_waiting_clients_without_any_server_connection_count()
     assert line.startswith('NO SERVER LOGIN after RESUME: app user web on pgbouncer1 (10.0.0.7:6432): '
                            '4 client(s) waiting 2.5 s, with no server connection')
     assert "auth_file" in line and '\n' not in line
+
+
+def test_a_pool_whose_queued_clients_were_disconnected_with_no_server_counts_too():
+    """From pgbouncer 1.22 a failed login disconnects the pool's waiting clients (kill_pool_logins): no client
+    waits any more, but the pool that had clients queued at RESUME still has no server connection."""
+    at_resume = [{'database': 'app', 'user': 'web', 'cl_waiting': 3}, {'database': 'app', 'user': 'batch',
+                                                                        'cl_waiting': 2},
+                 {'database': 'app', 'user': 'quiet', 'cl_waiting': 0}, {'database': 'other', 'user': 'web',
+                                                                         'cl_waiting': 1}]
+    queued = logins.queued_pools(at_resume, ['app'])
+    assert queued == [('app', 'batch'), ('app', 'web')]
+    now = [{'database': 'app', 'user': 'web', 'cl_waiting': 0, 'cl_active': 0},
+           # served: its new server connection stays in the pool
+           {'database': 'app', 'user': 'batch', 'cl_waiting': 0, 'sv_idle': 1},
+           {'database': 'app', 'user': 'quiet', 'cl_waiting': 0}]
+    assert logins.waiting_without_server(now, ['app'], queued) == [('app', 'web', 0, 0.0)]
+    line = logins.describe_unserved({'pgbouncer1': [('app', 'web', 0, 0.0)]})
+    assert 'app user web on pgbouncer1: its clients queued at RESUME were disconnected' in line
+    assert logins.queued_pools(None, ['app']) == []
