@@ -238,7 +238,7 @@ pgbouncer_state:
       left disabled answered; C(statement) is the report's sentence (also C(outage.pgbouncer_state)).
     - C(waiting_without_server) maps each console to the pools of its deploy entries with clients to serve
       (waiting, or queued at RESUME) and still no server connection 2 s after RESUME (C(entry), C(user),
-      C(waiting) - clients waiting now, C(maxwait_s)): pgbouncer could not log in again as that user (a password
+      C(waiting) - clients waiting now, C(maxwait_s)), so pgbouncer could not log in again as that user (a password
       rotated in PostgreSQL but not in its auth_file, pg_hba.conf).
       C(pools_not_read) maps a console whose SHOW POOLS failed to the error.
     - An entry that does not answer, or a pool waiting without a server, fails the task even when the patches

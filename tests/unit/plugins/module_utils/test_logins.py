@@ -134,10 +134,10 @@ def test_after_resume_only_waiting_clients_without_any_server_connection_count()
 def test_a_pool_whose_queued_clients_were_disconnected_with_no_server_counts_too():
     """From pgbouncer 1.22 a failed login disconnects the pool's waiting clients (kill_pool_logins): no client
     waits any more, but the pool that had clients queued at RESUME still has no server connection."""
-    at_resume = [{'database': 'app', 'user': 'web', 'cl_waiting': 3}, {'database': 'app', 'user': 'batch',
-                                                                        'cl_waiting': 2},
-                 {'database': 'app', 'user': 'quiet', 'cl_waiting': 0}, {'database': 'other', 'user': 'web',
-                                                                         'cl_waiting': 1}]
+    at_resume = [{'database': 'app', 'user': 'web', 'cl_waiting': 3},
+                 {'database': 'app', 'user': 'batch', 'cl_waiting': 2},
+                 {'database': 'app', 'user': 'quiet', 'cl_waiting': 0},
+                 {'database': 'other', 'user': 'web', 'cl_waiting': 1}]
     queued = logins.queued_pools(at_resume, ['app'])
     assert queued == [('app', 'batch'), ('app', 'web')]
     now = [{'database': 'app', 'user': 'web', 'cl_waiting': 0, 'cl_active': 0},
