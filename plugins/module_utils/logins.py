@@ -95,6 +95,22 @@ def _where(pools):
     return ', '.join(sorted(set('%s on %s' % (p['entry'], p['pgbouncer']) for p in pools)))
 
 
+def _over_limit(kind, name, limit, row, closing, relogins, where):
+    """[(cause, fix)] when a CONNECTION LIMIT (``kind`` ROLE or DATABASE) is
+    passed by the connections open now (``row['connections']``), less the
+    ``closing`` the PAUSE closes, plus the ``relogins`` after RESUME."""
+    if limit is None or int(limit) < 0:
+        return []
+    now = int(row.get('connections') or 0)
+    after = now - closing + relogins
+    if after <= int(limit):
+        return []
+    return [('%s %s has CONNECTION LIMIT %d and %d connection(s) now: after the PAUSE closes %d (%s), pgbouncer and '
+             'the client probe log in again %d time(s) - %d, over the limit'
+             % (kind.lower(), name, int(limit), now, closing, where, relogins, after),
+             'ALTER %s %s CONNECTION LIMIT %d (or -1), or close some of its sessions' % (kind, name, after))]
+
+
 def login_problems(pools, role_rows, database_rows, probe_logins=None):
     """What makes pgbouncer's logins after RESUME fail, read in one server's
     catalog before the PAUSE.
@@ -136,16 +152,8 @@ def login_problems(pools, role_rows, database_rows, probe_logins=None):
                              '(%s) close at the PAUSE and a password login after RESUME fails'
                              % (user, row.get('rolvaliduntil'), closing, where),
                              "ALTER ROLE %s VALID UNTIL 'infinity' (or a later date), then deploy" % user))
-        limit = row.get('rolconnlimit')
-        if limit is not None and int(limit) >= 0 and not row.get('rolsuper'):
-            after = int(row.get('connections') or 0) - closing + relogins
-            if after > int(limit):
-                problems.append(('role %s has CONNECTION LIMIT %d and %d connection(s) now: after the PAUSE closes '
-                                 '%d (%s), pgbouncer and the client probe log in again %d time(s) - %d, over the '
-                                 'limit' % (user, int(limit), int(row.get('connections') or 0), closing, where,
-                                            relogins, after),
-                                 'ALTER ROLE %s CONNECTION LIMIT %d (or -1), or close some of its sessions'
-                                 % (user, after)))
+        if not row.get('rolsuper'):
+            problems += _over_limit('ROLE', user, row.get('rolconnlimit'), row, closing, relogins, where)
     for name in sorted(by_database):
         row = databases.get(name)
         if row is None:
@@ -156,20 +164,11 @@ def login_problems(pools, role_rows, database_rows, probe_logins=None):
             problems.append(('database %s does not allow connections (ALLOW_CONNECTIONS false): pgbouncer\'s server '
                              'connections to it (%s) close at the PAUSE and cannot log in again' % (name, where),
                              'ALTER DATABASE %s ALLOW_CONNECTIONS true, then deploy' % name))
-        limit = row.get('datconnlimit')
-        if limit is not None and int(limit) >= 0:
-            exempt = set(user for user, role in roles.items() if role.get('rolsuper'))
-            closing = sum(p['servers'] for p in at_stake if p['user'] not in exempt)
-            relogins = sum(p['relogins'] for p in at_stake if p['user'] not in exempt)
-            relogins += sum(n for user, n in probe_logins.items() if user not in exempt)
-            after = int(row.get('connections') or 0) - closing + relogins
-            if after > int(limit):
-                problems.append(('database %s has CONNECTION LIMIT %d and %d connection(s) now: after the PAUSE '
-                                 'closes %d (%s), pgbouncer and the client probe log in again %d time(s) - %d, over '
-                                 'the limit' % (name, int(limit), int(row.get('connections') or 0), closing, where,
-                                                relogins, after),
-                                 'ALTER DATABASE %s CONNECTION LIMIT %d (or -1), or close some of its sessions'
-                                 % (name, after)))
+        exempt = set(user for user, role in roles.items() if role.get('rolsuper'))
+        closing = sum(p['servers'] for p in at_stake if p['user'] not in exempt)
+        relogins = sum(p['relogins'] for p in at_stake if p['user'] not in exempt)
+        relogins += sum(n for user, n in probe_logins.items() if user not in exempt)
+        problems += _over_limit('DATABASE', name, row.get('datconnlimit'), row, closing, relogins, where)
     return problems
 
 
