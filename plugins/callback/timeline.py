@@ -67,6 +67,7 @@ import time
 
 from ansible import constants as C
 from ansible import context
+from ansible.plugins.callback import CallbackBase
 from ansible.plugins.callback.default import CallbackModule as DefaultCallback
 from ansible.template import Templar
 
@@ -156,6 +157,21 @@ class CallbackModule(DefaultCallback):
         self._report_path = None   # fastdowntime_report_path as a play that ran a fastdowntime task saw it
         self._failures = []        # (host, host to name or None, msg, ours) of failed tasks, in order
         self._warned = set()
+        # ansible-core before 2.19 sends a callback every event it has a method for (2.19 only those
+        # _init_callback_methods keeps): the default callback's own methods inherited here (task
+        # banners, loop items, includes, handlers...) answer only in the chatty mode, as with 2.19.
+        # (Only those the default callback defines: CallbackBase's are no-ops, some deprecated.)
+        for name in dir(DefaultCallback):
+            if name.startswith('v2_') and name not in OWN_EVENTS and \
+                    getattr(DefaultCallback, name) is not getattr(CallbackBase, name, None):
+                setattr(self, name, self._only_chatty(getattr(self, name)))
+
+    def _only_chatty(self, method):
+        def when_chatty(*args, **kwargs):
+            if self._chatty:
+                return method(*args, **kwargs)
+            return None
+        return when_chatty
 
     # -- modes --------------------------------------------------------------
     @property

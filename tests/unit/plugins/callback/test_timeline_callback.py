@@ -478,3 +478,18 @@ def test_quiet_run_shows_a_roles_warning_once_though_every_play_checks_the_inven
     # Another debug message is no warning.
     callback.v2_runner_on_ok(FakeResult(FakeTask('Say', 'ansible.builtin.debug'), FakeHost('primary'), {'msg': 'hi'}))
     assert display.lines == [message]
+
+
+def test_the_default_callbacks_own_events_print_only_with_v_on_any_ansible_core(display, monkeypatch):
+    """ansible-core 2.16 (the oldest declared) sends every event a callback has a method for: the
+    quiet stdout callback printed all 87 task banners of a deploy, and as an aggregate callback it
+    would print them beside the run's own stdout callback."""
+    seen = []
+    monkeypatch.setattr(timeline.DefaultCallback, 'v2_playbook_on_task_start',
+                        lambda self, task, is_conditional: seen.append(task.get_name()))
+    for stdout in (True, False):
+        make_callback(display, stdout=stdout).v2_playbook_on_task_start(OUTAGE_TASK, False)
+    assert seen == [] and display.lines == []
+    monkeypatch.setattr(display, 'verbosity', 1)
+    CallbackModule(display=display, stdout=True).v2_playbook_on_task_start(OUTAGE_TASK, False)
+    assert seen == ['Run the outage']
