@@ -836,9 +836,16 @@ def estimate(findings, top=3):
 
 
 def per_statement_seconds(findings):
-    """(file, line) -> primary seconds + replay seconds of each cold statement."""
-    return dict(((f['file'], f['line']), f['estimate_seconds'] + f['replay_seconds'])
-                for f in findings if f['patch_kind'] == COLD)
+    """(file, line) -> primary seconds + replay seconds of the cold statements starting on that
+    line, summed: several statements may share a line (``SELECT pg_sleep(12); COMMENT ON ...;``),
+    and keeping one finding per line priced the line as its last statement - a 12 s line
+    estimated at 0."""
+    seconds = {}
+    for f in findings:
+        if f['patch_kind'] == COLD:
+            key = (f['file'], f['line'])
+            seconds[key] = seconds.get(key, 0.0) + f['estimate_seconds'] + f['replay_seconds']
+    return seconds
 
 
 def counts(findings):

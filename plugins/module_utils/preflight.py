@@ -1207,8 +1207,8 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
       warmed as the window's is (schema.warm_session): lint.measure_cold_transaction; at least
       one RTT: it travels as one string, schema.ColdBatch, docs/window.md),
       plus per statement and per revision row the lint's estimate
-      (``statement_costs``: (file, line) -> seconds, from the live table
-      sizes, lint.py) or at least ``statement_seconds`` (the pre-flight
+      (``statement_costs``: (file, line) -> seconds of the statements on that
+      line, from the live table sizes, lint.py) or at least ``statement_seconds`` (the pre-flight
       passes the probe's time per catalog statement when above its floor);
     - standby replay: the slowest catch-up measured by the lag probe plus
       1 RTT (one poll) of the slowest standby, plus the WAL tail of the
@@ -1228,7 +1228,13 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     closing = server_closes * close_seconds
     drain = DRAIN_ROUND_TRIPS * pgbouncer_rtt + xact_seconds + closing if pgbouncer_rtts else 0.0
     costs = statement_costs or {}
-    priced = [costs.get((p.name, s.line), 0.0) for p in cold_patches for s in p.statements]
+    # A line's cost once, on its first statement (``statement_costs`` sums the statements of a line).
+    priced, seen = [], set()
+    for p in cold_patches:
+        for s in p.statements:
+            key = (p.name, s.line)
+            priced.append(0.0 if key in seen else costs.get(key, 0.0))
+            seen.add(key)
     # Each patch's revision row is one more catalog-sized statement.
     plain = (sum(1 for cost in priced if cost <= statement_seconds) + len(cold_patches)) * statement_seconds
     server = plain + sum(cost for cost in priced if cost > statement_seconds)

@@ -251,6 +251,24 @@ def test_estimate_sums_cold_statements_and_names_the_costliest():
     assert per[('patch-2211-01-0.sql', 3)] == pytest.approx(found[2]['estimate_seconds'] + found[2]['replay_seconds'])
 
 
+def test_statements_sharing_a_line_are_each_priced_once_in_the_outage_estimate():
+    """A new user's try: `SELECT pg_sleep(12); COMMENT ON TABLE ...;` on one line was estimated at
+    18 ms (the line priced as its last statement, the COMMENT), the pre-flight passed and the window
+    ran its 9.5 s out; the reverse order was priced 24 s (the sleep on both statements)."""
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import preflight
+    for sql in ("SELECT pg_sleep(12); COMMENT ON TABLE big IS 'x';", "COMMENT ON TABLE big IS 'x'; SELECT pg_sleep(12);",
+                "ALTER TABLE big ALTER COLUMN n TYPE bigint; COMMENT ON TABLE big IS 'x';"):
+        one_line = patch(sql)
+        found = lint.lint_patches([one_line], catalog())
+        line_cost = sum(f['estimate_seconds'] + f['replay_seconds'] for f in found)
+        assert line_cost > 1, found
+        assert lint.per_statement_seconds(found) == {(one_line.name, 1): pytest.approx(line_cost)}
+        estimate = preflight.estimate_outage([one_line], 0.0, [], [], 0.0, [], statement_seconds=0.0001,
+                                             statement_costs=lint.per_statement_seconds(found))
+        # The line's cost once, plus the floor for the cheap statement and the revision row.
+        assert estimate['cold_patches_ms'] == pytest.approx(line_cost * 1000 + 0.2, abs=0.01), sql
+
+
 def test_vacuum_full_in_a_hot_patch_is_an_error_but_not_outage_time():
     hot = patch('VACUUM FULL big')
     [finding] = lint.lint_patches([hot], catalog())

@@ -464,12 +464,15 @@ def test_the_standbys_replay_the_wal_tail_of_the_catalog_statements_after_commit
     # 5 x 100 ms: whatever the work, half a flush interval on average.
     long = pf.estimate_outage(cold, 0.001, [0.004], [], 0.1, [], statement_seconds=0.1, wal_writer_delay_seconds=0.2)
     assert long['standby_replay_ms'] == pytest.approx(100 + 4 + 100)
-    # A statement the lint prices (its own replay term is in replay_seconds) adds no tail.
+    # A statement the lint prices (its own replay term is in replay_seconds) adds no tail. The lint's
+    # cost is per line (lint.per_statement_seconds: its statements summed), counted once: the second
+    # statement of patch-0001-02-0.sql's one line is a plain one.
     costs = dict(((p.name, s.line), 5.0) for p in cold for s in p.statements)
     priced = pf.estimate_outage(cold, 0.001, [0.004], [], 0.1, [], statement_seconds=0.01, statement_costs=costs,
                                 wal_writer_delay_seconds=0.2)
-    assert priced['cold_patches_ms'] == pytest.approx(1 + 3 * 5000 + 2 * 10)
-    assert priced['wal_tail_ms'] == pytest.approx(20 - 1)   # the two revision rows: 20 - 20^2 / 400 ms
+    assert priced['cold_patches_ms'] == pytest.approx(1 + 2 * 5000 + 3 * 10)
+    # The two revision rows and that statement: 30 - 30^2 / 400 ms.
+    assert priced['wal_tail_ms'] == pytest.approx(round(30 - 2.25, 1))  # 27.75, shown to 0.1 ms
     # No standby: no replay at all.
     assert pf.estimate_outage(cold, 0.001, [], [], 0.1, [], wal_writer_delay_seconds=0.2)['standby_replay_ms'] == 0
 
