@@ -13,8 +13,17 @@ which of the locks other sessions hold (or wait for) conflict with them.
   AlterTableGetLockLevel and the other commands take them; a relation is a key
   (schema or None, name) as the parser case-folded it. Statements whose locks
   are not modelled (GRANT, CREATE FUNCTION...) take none here.
+- ``search_paths(statements)``: the search_path each statement of one patch
+  runs under, as the window runs it: every patch starts with the deploy
+  session's own search_path (the window resets the session after each patch:
+  schema.SESSION_RESET_SQL's RESET ALL), and ``SET [LOCAL] search_path``,
+  ``RESET``/``SET ... TO DEFAULT``, ``RESET ALL`` and
+  ``set_config('search_path', ...)`` of the patch change it from there.
 - ``required_locks(patches)``: per relation the strongest mode the patches'
-  cold statements take, and the first patch that takes it.
+  cold statements take, and the first patch that takes it; an unqualified
+  name under a patch's own search_path is a key of three: (None, name, path).
+- ``lookup(required, user)``: the arrays HOLDERS_SQL resolves those keys
+  with, each name in the search_path the window resolves it in.
 - ``HOLDERS_SQL``: the sessions and the prepared transactions (two-phase
   commit: no session) that hold or wait for a lock on those relations (an
   index's table and every inheritance/partition child too), read on the
@@ -26,6 +35,8 @@ Pure except for the SQL text: no database here; unit-tested without one.
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+import re
 
 try:
     import pglast.enums
@@ -98,6 +109,109 @@ def strongest(modes):
 
 def _name(value):
     return getattr(value, 'name', str(value))
+
+
+# -- search_path: the schemas an unqualified name is looked up in ---------------
+#
+# A path is None (the deploy session's own search_path: its role's, its
+# database's or the server's setting, which the pre-flight's connection, as
+# the same user to the same database, has too), a tuple of schema names in
+# order ('$user' kept as written: the deploy user or the role the patch SET),
+# or ANY_SCHEMA: set from an expression the patch computes, so every schema.
+DEFAULT_PATH = None
+ANY_SCHEMA = ('*',)
+USER_SCHEMA = '$user'
+
+
+def split_identifiers(text):
+    """A search_path value as PostgreSQL's SplitIdentifierString reads it:
+    'tryit, "My Schema", $user' -> ('tryit', 'My Schema', '$user'): commas
+    between, blanks around, double quotes keep case (a doubled one is one),
+    an unquoted name is down-cased. None when it is not such a list."""
+    names, rest = [], (text or '').strip()
+    if not rest:
+        return ()
+    while True:
+        if rest.startswith('"'):
+            match = re.match(r'"((?:[^"]|"")*)"', rest)
+            if not match:
+                return None
+            names.append(match.group(1).replace('""', '"'))
+        else:
+            match = re.match(r'[^\s,"]+', rest)
+            if not match:
+                return None
+            names.append(match.group(0).lower())
+        rest = rest[match.end():].lstrip()
+        if not rest:
+            return tuple(names)
+        if not rest.startswith(','):
+            return None
+        rest = rest[1:].lstrip()
+
+
+def _const_text(node):
+    """The text of a string constant (A_Const, or one cast: 'x'::text), else None."""
+    kind = type(node).__name__
+    if kind == 'TypeCast':
+        return _const_text(node.arg)
+    if kind == 'A_Const' and not node.isnull:
+        return getattr(node.val, 'sval', None)
+    return None
+
+
+def _set_config_paths(node):
+    """The search_path values set_config('search_path', value, ...) calls in
+    ``node`` set, in order: a tuple, or ANY_SCHEMA for a value not written
+    as a constant."""
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import walk
+    found = []
+    for sub in walk(node):
+        if type(sub).__name__ != 'FuncCall':
+            continue
+        name = [getattr(n, 'sval', '') for n in sub.funcname or ()]
+        args = list(sub.args or ())
+        if not name or name[-1].lower() != 'set_config' or len(args) < 2:
+            continue
+        setting = _const_text(args[0])
+        if setting is None or setting.lower() == 'search_path':
+            value = _const_text(args[1])
+            path = split_identifiers(value) if value is not None else None
+            found.append(path if path is not None and setting is not None else ANY_SCHEMA)
+    return found
+
+
+def _with_role(path, role):
+    if role is None or path in (DEFAULT_PATH, ANY_SCHEMA):
+        return path
+    return tuple(role if schema == USER_SCHEMA else schema for schema in path)
+
+
+def search_paths(statements):
+    """[path] the search_path each of ``statements`` (one patch's
+    patchset.Statement, in order) runs under in the window; see DEFAULT_PATH.
+    SET ROLE / SET SESSION AUTHORIZATION in the patch make '$user' that role."""
+    path, role, out = DEFAULT_PATH, None, []
+    for statement in statements:
+        out.append(_with_role(path, role))
+        node = statement.node
+        kind = type(node).__name__
+        if kind == 'VariableSetStmt':
+            name, how = (node.name or '').lower(), _name(node.kind)
+            if how == 'VAR_RESET_ALL':
+                path, role = DEFAULT_PATH, None
+            elif name == 'search_path' and how in ('VAR_SET_DEFAULT', 'VAR_RESET'):
+                path = DEFAULT_PATH
+            elif name == 'search_path' and how == 'VAR_SET_VALUE':
+                values = [_const_text(arg) for arg in node.args or ()]
+                path = tuple(values) if None not in values else ANY_SCHEMA
+            elif name in ('role', 'session_authorization'):
+                value = _const_text((node.args or (None,))[0]) if how == 'VAR_SET_VALUE' else None
+                role = None if value is None or value.lower() == 'none' else value
+        elif node is not None:
+            for found in _set_config_paths(node):
+                path = found
+    return out
 
 
 def _key(relation):
@@ -208,12 +322,14 @@ def required_locks(patches):
     where it is first taken, in the order first named."""
     found = {}
     for patch in patches:
-        for statement in patch.statements:
+        for statement, path in zip(patch.statements, search_paths(patch.statements)):
             if statement.kind != 'cold' or statement.node is None:
                 continue
             for key, mode in statement_locks(statement.node):
                 if key is None or mode is None:
                     continue
+                if key[0] is None and path is not DEFAULT_PATH:
+                    key = (None, key[1], path)
                 known = found.get(key)
                 if known is None or MODES.index(mode) > MODES.index(known['mode']):
                     found[key] = {'relation': key, 'mode': mode, 'patch': patch.name, 'line': statement.line}
@@ -221,19 +337,53 @@ def required_locks(patches):
 
 
 def relation_text(key):
-    """A key as the patches name it: ``schema.name`` or ``name``."""
-    return '%s.%s' % key if key[0] else key[1]
+    """A key as the patches name it: ``schema.name`` or ``name``, with the
+    patch's own search_path when it set one: ``t (search_path tryit, public)``."""
+    if key[0]:
+        return '%s.%s' % key[:2]
+    if len(key) > 2 and key[2] is not DEFAULT_PATH:
+        return '%s (search_path %s)' % (key[1], 'set by an expression: any schema' if key[2] == ANY_SCHEMA
+                                        else ', '.join(key[2]) or "''")
+    return key[1]
 
 
 def quoted(key):
-    """A key as to_regclass() reads it exactly (quoted identifiers)."""
-    return '.'.join('"%s"' % part.replace('"', '""') for part in key if part)
+    """A key's schema and name as to_regclass() reads them exactly (quoted identifiers)."""
+    return '.'.join('"%s"' % part.replace('"', '""') for part in key[:2] if part)
+
+
+def lookup(required, user):
+    """(targets, schemas, names): the arrays HOLDERS_SQL takes for
+    ``required`` (required_locks' list), one row per place a name may be:
+    target is the 1-based position in ``required``; schema None means the
+    session's own search_path (the name then comes quoted, for to_regclass),
+    '' any schema, else the schema, in the order PostgreSQL looks (pg_catalog
+    first unless the path lists it; '$user' is ``user``, the deploy user)."""
+    targets, schemas, names = [], [], []
+    for target, entry in enumerate(required, start=1):
+        key = entry['relation']
+        path = key[2] if len(key) > 2 else DEFAULT_PATH
+        if key[0]:
+            rows = [(key[0], key[1])]
+        elif path is DEFAULT_PATH:
+            rows = [(None, quoted(key))]
+        elif path == ANY_SCHEMA:
+            rows = [('', key[1])]
+        else:
+            order = path if 'pg_catalog' in path else ('pg_catalog',) + tuple(path)
+            rows = [(user if schema == USER_SCHEMA else schema, key[1]) for schema in order]
+        for schema, name in rows:
+            targets.append(target)
+            schemas.append(schema)
+            names.append(name)
+    return targets, schemas, names
 
 
 # The sessions holding or waiting for a table-level lock on the relations named
-# (%s: quoted names, as quoted() gives them), on each index's table and on every
-# inheritance or partition child (ALTER TABLE recurses to them): ``target`` is the
-# position of the name in the list. The pre-flight's own session is left out.
+# (the three arrays lookup() gives: per target the first place its name is
+# found, or with any schema every one), on each index's table and on every
+# inheritance or partition child (ALTER TABLE recurses to them): ``target`` is
+# the position in required_locks' list. The pre-flight's own session is left out.
 #
 # Prepared transactions (PREPARE TRANSACTION, two-phase commit) too: they hold
 # their locks with no session (pg_locks.pid NULL) until COMMIT PREPARED or
@@ -245,11 +395,21 @@ def quoted(key):
 # backend that prepared it ('5/12'); '-1/<xid>' only after a restart recovered
 # it. pg_locks is read once (one snapshot of the lock table).
 HOLDERS_SQL = """
-WITH RECURSIVE named AS (
-    SELECT t.ord, to_regclass(t.name)::oid AS relid
-      FROM unnest(%s::text[]) WITH ORDINALITY AS t(name, ord)
+WITH RECURSIVE place AS (
+    SELECT t.ord, t.schema, t.name, t.rank
+      FROM unnest(%s::int[], %s::text[], %s::text[]) WITH ORDINALITY AS t(ord, schema, name, rank)
+), found AS (
+    SELECT p.ord, p.rank, CASE WHEN p.schema IS NULL THEN to_regclass(p.name)::oid ELSE c.oid END AS relid
+      FROM place p
+      LEFT JOIN pg_namespace s ON p.schema IS NOT NULL AND (p.schema = '' OR s.nspname = p.schema)
+      LEFT JOIN pg_class c ON c.relnamespace = s.oid AND c.relname = p.name
+), named AS (
+    SELECT ord, relid FROM found f
+     WHERE relid IS NOT NULL
+       AND rank = (SELECT min(g.rank) FROM found g WHERE g.ord = f.ord AND g.relid IS NOT NULL)
+        OR relid IS NOT NULL AND EXISTS (SELECT 1 FROM place p WHERE p.rank = f.rank AND p.schema = '')
 ), base AS (
-    SELECT ord, relid FROM named WHERE relid IS NOT NULL
+    SELECT ord, relid FROM named
     UNION SELECT n.ord, i.indrelid FROM named n JOIN pg_index i ON i.indexrelid = n.relid
 ), tree AS (
     SELECT ord, relid FROM base

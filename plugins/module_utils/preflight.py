@@ -2040,7 +2040,7 @@ class Preflight:
         required = locks.required_locks(self.plan.pending_cold)
         rows = []
         if required:
-            rows = self._query(primary, locks.HOLDERS_SQL, ([locks.quoted(r['relation']) for r in required],),
+            rows = self._query(primary, locks.HOLDERS_SQL, locks.lookup(required, self.primary.get('user')),
                                label=label, check='blocking_sessions')
             if rows is None:
                 return

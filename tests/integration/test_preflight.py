@@ -222,6 +222,59 @@ def test_sessions_that_would_hold_the_outage_are_refused_and_the_knobs_warn(lab,
     assert '(fastdowntime_blocking_sessions: warn)' in warned[0]['summary']
 
 
+# tryit6 defect 4 and its kind: the window resolves a cold statement's unqualified name in the search_path
+# its patch set (each patch starts from the deploy session's own: the window's RESET ALL between patches).
+SEARCH_PATH_PATCHES = {
+    'set': ['SET search_path = fdt_sp, public;\nALTER TABLE t_sp ADD COLUMN z int;'],
+    'set_config': ["SELECT set_config('search_path', 'fdt_sp, public', false);\nALTER TABLE t_sp ADD COLUMN z int;"],
+    'set_local': ['SET LOCAL search_path = fdt_sp;\nALTER TABLE t_sp ADD COLUMN z int;'],
+    'role_setting': ['ALTER TABLE t_sp ADD COLUMN z int;'],
+    # Not the held table: public.t_sp after RESET, and after the patch that SET the path.
+    'reset': ['SET search_path = fdt_sp;\nRESET search_path;\nALTER TABLE t_sp ADD COLUMN z int;'],
+    'next_patch': ['SET search_path = fdt_sp;\nSELECT 1;', 'ALTER TABLE t_sp ADD COLUMN z int;'],
+}
+
+
+@pytest.mark.parametrize('case', sorted(SEARCH_PATH_PATCHES))
+def test_a_lock_holder_is_found_in_the_search_path_the_patch_sets(lab, revision_table, patch_dir, case):
+    """fdt_sp.t_sp is held (ACCESS SHARE) by a forgotten psql; public.t_sp is not. A cold patch
+    ALTERs t_sp under a search_path of its own (SET, set_config, SET LOCAL, or the deploy user's
+    role setting in the database): refused naming the holder and the table; RESET search_path, or
+    the next patch (the window resets the session between patches), resolve t_sp in public: passed."""
+    admin = connect(lab.pg('primary'), autocommit=True)
+    holder = connect(lab.pg('primary'), application_name='dba_psql')
+    try:
+        admin.cursor().execute('DROP SCHEMA IF EXISTS fdt_sp CASCADE; DROP TABLE IF EXISTS public.t_sp; '
+                               'CREATE SCHEMA fdt_sp; CREATE TABLE fdt_sp.t_sp (id int); CREATE TABLE public.t_sp (id int)')
+        if case == 'role_setting':
+            admin.cursor().execute('ALTER ROLE fdt_deploy IN DATABASE %s SET search_path = fdt_sp, public' % lab.db_name)
+        for number, text in enumerate(SEARCH_PATH_PATCHES[case], start=1):
+            with open(os.path.join(patch_dir, 'patch-2300-%02d-0.sql' % (8 + number)), 'w') as out:
+                out.write(text + '\n')
+        cur = holder.cursor()
+        cur.execute('SELECT pg_backend_pid(), count(*) FROM fdt_sp.t_sp')
+        pid = cur.fetchone()[0]
+        time.sleep(1.2)  # idle in transaction for longer than a pause between two statements
+        result = run(lab, patch_dir)
+    finally:
+        holder.close()
+        admin.cursor().execute('ALTER ROLE fdt_deploy IN DATABASE %s RESET search_path; DROP SCHEMA IF EXISTS fdt_sp '
+                               'CASCADE; DROP TABLE IF EXISTS public.t_sp' % lab.db_name)
+        admin.close()
+    if case in ('reset', 'next_patch'):
+        assert findings(result, 'blocking_sessions', 'pass'), result['summary']
+        assert not findings(result, 'blocking_sessions', 'fail'), result['summary']
+        return
+    assert_refused_by(result, 'blocking_sessions', "pid %d (user fdt_deploy, application 'dba_psql'" % pid)
+    [failed] = findings(result, 'blocking_sessions', 'fail')
+    # Named as the deploy user's own search_path shows it (with the role setting: t_sp is fdt_sp's).
+    assert 'holds ACCESS SHARE on %s, which patch-2300-09-0.sql line %d needs in ACCESS EXCLUSIVE' % (
+        ('t_sp', 1) if case == 'role_setting' else ('fdt_sp.t_sp', 2)) in failed['summary'], failed['summary']
+    needed = [r['relation'] for r in failed['evidence']['required_locks'] if r['patch'] == 'patch-2300-09-0.sql']
+    assert needed == [{'set': 't_sp (search_path fdt_sp, public)', 'set_config': 't_sp (search_path fdt_sp, public)',
+                       'set_local': 't_sp (search_path fdt_sp)', 'role_setting': 't_sp'}[case]]
+
+
 @pytest.mark.faults
 def test_a_prepared_transaction_holding_a_lock_the_cold_patches_need_is_refused(
         lab, revision_table, patch_dir, consoles):

@@ -95,3 +95,57 @@ def test_only_conflicting_holders_are_kept():
     kept = locks.conflicting(rows, required)
     assert [(r['pid'], r['mode'], r['wanted']['mode']) for r in kept] == [
         (1, locks.ACCESS_SHARE, AE), (3, locks.SHARE, SUE)]
+
+
+def patch_paths(sql, tmp_path):
+    (tmp_path / 'patch-0001-01-0.sql').write_text(sql)
+    patch = load_patch_set(str(tmp_path)).patches[0]
+    return locks.search_paths(patch.statements)
+
+
+@pytest.mark.parametrize('sql, expected', [
+    # tryit6 defect 4: the patch's own SET, then an unqualified name.
+    ('SET search_path = tryit, public;\nALTER TABLE t ADD COLUMN z int;', [None, ('tryit', 'public')]),
+    ('SET LOCAL search_path TO "My S", "$user";\nALTER TABLE t ADD z int;', [None, ('My S', '$user')]),
+    # One quoted string is ONE schema name (GUC_LIST_QUOTE), however many commas it has.
+    ("SET search_path TO 'a,b';\nALTER TABLE t ADD z int;", [None, ('a,b',)]),
+    ("SELECT set_config('search_path', 'tryit, \"Pub\"', false);\nALTER TABLE t ADD z int;",
+     [None, ('tryit', 'Pub')]),
+    ("SELECT pg_catalog.set_config('search_path', 'Tryit', true);\nALTER TABLE t ADD z int;", [None, ('tryit',)]),
+    # A value the patch computes: any schema.
+    ("SELECT set_config('search_path', current_setting('x.y'), false);\nALTER TABLE t ADD z int;",
+     [None, locks.ANY_SCHEMA]),
+    ('SET search_path = tryit;\nRESET search_path;\nALTER TABLE t ADD z int;', [None, ('tryit',), None]),
+    ('SET search_path = tryit;\nSET search_path TO DEFAULT;\nALTER TABLE t ADD z int;', [None, ('tryit',), None]),
+    ('SET search_path = tryit;\nRESET ALL;\nALTER TABLE t ADD z int;', [None, ('tryit',), None]),
+    ("SELECT set_config('application_name', 'x', false);\nALTER TABLE t ADD z int;", [None, None]),
+    # SET ROLE makes "$user" that role's schema.
+    ('SET ROLE owner;\nSET search_path = "$user", public;\nALTER TABLE t ADD z int;\nRESET ROLE;\nALTER TABLE t ADD y int;',
+     [None, None, ('owner', 'public'), ('owner', 'public'), ('$user', 'public')]),
+])
+def test_each_statement_runs_under_the_search_path_its_patch_set(sql, expected, tmp_path):
+    assert patch_paths(sql, tmp_path) == expected
+
+
+def test_search_path_values_split_as_postgresql_splits_them():
+    assert locks.split_identifiers(' a ,"B c", $user,"x""y"') == ('a', 'B c', '$user', 'x"y')
+    assert locks.split_identifiers('') == ()
+    assert locks.split_identifiers('a b') is None and locks.split_identifiers('"a') is None
+
+
+def test_every_patch_starts_with_the_deploy_sessions_search_path(tmp_path):
+    """The window resets the session after each patch (RESET ALL): a SET of one patch does not
+    reach the next; unqualified names under a patch's path are keys of their own."""
+    (tmp_path / 'patch-0001-01-0.sql').write_text('SET search_path = tryit, public;\nALTER TABLE t ADD z int;')
+    (tmp_path / 'patch-0001-02-0.sql').write_text('ALTER TABLE t ADD y int;\nALTER TABLE s.t ADD y int;')
+    required = locks.required_locks(load_patch_set(str(tmp_path)).patches)
+    assert [r['relation'] for r in required] == [(None, 't', ('tryit', 'public')), (None, 't'), ('s', 't')]
+    assert [locks.relation_text(r['relation']) for r in required] == [
+        't (search_path tryit, public)', 't', 's.t']
+    targets, schemas, names = locks.lookup(required, 'fdt_deploy')
+    assert list(zip(targets, schemas, names)) == [
+        (1, 'pg_catalog', 't'), (1, 'tryit', 't'), (1, 'public', 't'), (2, None, '"t"'), (3, 's', 't')]
+    any_schema = [{'relation': (None, 't', locks.ANY_SCHEMA), 'mode': AE},
+                  {'relation': (None, 't', ('$user', 'pg_catalog')), 'mode': AE}]
+    assert list(zip(*locks.lookup(any_schema, 'fdt_deploy'))) == [
+        (1, '', 't'), (2, 'fdt_deploy', 't'), (2, 'pg_catalog', 't')]
