@@ -1159,13 +1159,20 @@ def wal_tail_seconds(work_seconds, wal_writer_delay_seconds):
 DRAIN_ROUND_TRIPS = 1
 
 
-def server_closes(servers_rows, entries):
-    """How many server connections a PAUSE of ``entries`` closes on one
-    pgbouncer (SHOW SERVERS rows): each entry's now, and at least one - the
-    pre-flight's own client probe logs in through every entry after this
-    read, and pgbouncer keeps that server connection until the PAUSE closes
-    it."""
-    return sum(max(1, len(servers_of(servers_rows, [entry]))) for entry in entries)
+def entry_servers(servers_rows, entries):
+    """{entry: its server connections now} on one pgbouncer (SHOW SERVERS
+    rows), for each of ``entries``: one count for the estimate's closes
+    (server_closes) and the logins after RESUME (connection_slots)."""
+    return dict((entry, len(servers_of(servers_rows, [entry]))) for entry in entries)
+
+
+def server_closes(held):
+    """How many server connections a PAUSE of the entries closes on one
+    pgbouncer (``held``: entry_servers' counts): each entry's now, and at
+    least one - the pre-flight's own client probe logs in through every entry
+    after this read, and pgbouncer keeps that server connection until the
+    PAUSE closes it."""
+    return sum(max(1, n) for n in held.values())
 
 
 def backend_close_seconds(backend_exit_seconds, primary_rtt):
@@ -1880,7 +1887,8 @@ class Preflight:
                 # A console round trip with rows to read (the PAUSE's and RESUME's), half of a two-command exchange.
                 rtts.append(_round_trip(lambda: (console.show('DATABASES'), console.show('SERVERS'))) / 2)
                 servers = console.show('SERVERS')
-                self.server_closes += server_closes(servers, console.entries)
+                held = entry_servers(servers, console.entries)
+                self.server_closes += server_closes(held)
                 self._note_servers(console, servers, console.show('CLIENTS'))
                 name = endpoint.get('name') or endpoint.get('host')
                 read_only = serving_entries(name, console.entries, self.standbys)
@@ -1896,10 +1904,10 @@ class Preflight:
                 clients = clients_per_entry(pools, console.entries, modes)
                 for entry, connected in clients_per_entry(pools, console.entries).items():
                     # (server connections, of them logged in again after RESUME) per (pgbouncer, entry).
-                    held = len(servers_of(servers, [entry]))
                     key = (endpoint.get('name'), entry)  # as _check_connection_slots reads the consoles
                     before = self.entry_server_connections.get(key, (0, 0))
-                    self.entry_server_connections[key] = (before[0] + held, before[1] + min(held, connected))
+                    self.entry_server_connections[key] = (before[0] + held[entry],
+                                                          before[1] + min(held[entry], connected))
             except ConsoleError as exc:
                 self.findings.append(decide_pgbouncer(label, error=exc))
                 self.pgbouncer_failed.add(endpoint.get('name') or endpoint.get('host'))

@@ -451,8 +451,10 @@ def test_a_pause_closes_each_entrys_server_connections_and_at_least_the_one_the_
     rows = [{'database': 'fdtdemo', 'remote_pid': 11}, {'database': 'fdtdemo', 'remote_pid': 12},
             {'database': 'other', 'remote_pid': 13}]
     # fdtdemo: its 2; fdtdemo_ro: none now, but the pre-flight's client probe logs in through it after this read.
-    assert pf.server_closes(rows, ['fdtdemo', 'fdtdemo_ro']) == 3
-    assert pf.server_closes([], ['fdtdemo']) == 1 and pf.server_closes(rows, []) == 0
+    held = pf.entry_servers(rows, ['fdtdemo', 'fdtdemo_ro'])
+    assert held == {'fdtdemo': 2, 'fdtdemo_ro': 0}  # the same count connection_slots reads
+    assert pf.server_closes(held) == 3
+    assert pf.server_closes(pf.entry_servers([], ['fdtdemo'])) == 1 and pf.server_closes(pf.entry_servers(rows, [])) == 0
 
 
 def test_the_standbys_replay_the_wal_tail_of_the_catalog_statements_after_commit(patch_set):
