@@ -1267,9 +1267,48 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     return ms
 
 
+def budget_cause(estimate):
+    """(cause, fix) of an estimate over the budget, by its largest term: the
+    phase (drain, cold patches, replay, resume) and, for the drain, whether
+    the transactions open through pgbouncer (``xact_seconds``) or the server
+    connections the PAUSEs close make it. One clause each, for decide_budget."""
+    phases = [('drain', 'drain_ms'), ('cold patches', 'cold_patches_ms'), ('replay', 'standby_replay_ms'),
+              ('resume', 'resume_ms')]
+    phase, key = max(phases, key=lambda item: estimate.get(item[1]) or 0.0)
+    ms = estimate.get(key) or 0.0
+    raise_it = 'or raise fastdowntime_budget_seconds'
+    if phase == 'drain':
+        xact_ms = (estimate.get('xact_seconds') or 0.0) * 1000
+        closes_ms = (estimate.get('server_closes') or 0) * (estimate.get('close_seconds') or 0.0) * 1000
+        if xact_ms >= closes_ms:
+            return ('the drain dominates: the PAUSE waits %.1f s for the transactions open through pgbouncer'
+                    % (xact_ms / 1000),
+                    'end the transactions open through pgbouncer (the blocking_sessions and transactions checks name '
+                    'them) or deploy when they are short; fastdowntime_drain_policy: terminate ends them at half the '
+                    "drain's deadline; %s" % raise_it)
+        return ('the drain dominates: the PAUSEs close %d server connections (%.1f ms each)'
+                % (estimate.get('server_closes') or 0, (estimate.get('close_seconds') or 0.0) * 1000),
+                "close pgbouncer's idle server connections before the deploy (RECONNECT on its console, or a shorter "
+                'server_idle_timeout) %s' % raise_it)
+    if phase == 'replay':
+        return ('the standbys\' replay dominates (%.1f ms)' % ms,
+                'deploy when the standbys keep up (the replication_lag and replay_blockers checks name the slowest) '
+                '%s' % raise_it)
+    if phase == 'resume':
+        return ('the RESUME round trip dominates (%.1f ms)' % ms,
+                'run the deploy from a host nearer the pgbouncers %s' % raise_it)
+    costliest = estimate.get('costliest') or []
+    return ('the cold patches dominate%s' % ('; costliest: %s' % ', '.join(costliest) if costliest else ''),
+            'make the costliest statements cheap (see the lint findings: a hot patch, NOT VALID, a batched '
+            'backfill), split the cold patches over several deploys, %s' % raise_it)
+
+
 def decide_budget(estimate, budget, incomplete=None):
     """The estimate against the usable budget (a budget.Budget: the budget less
-    the reserve the outage keeps for ROLLBACK and RESUME)."""
+    the reserve the outage keeps for ROLLBACK and RESUME). Over it: a failure
+    naming the estimate's largest term and its fix (budget_cause). The
+    sessions ``fastdowntime_blocking_sessions: warn`` vouched for
+    (estimate['vouched']) are named as left out of the drain."""
     budget_seconds, usable = budget.seconds, budget.usable
     evidence = dict(estimate or {}, budget_seconds=budget_seconds, usable_seconds=round(usable, 3))
     if estimate is None:
@@ -1277,14 +1316,13 @@ def decide_budget(estimate, budget, incomplete=None):
     total = estimate['total_ms'] / 1000.0
     parts = 'drain %(drain_ms)s ms + cold patches %(cold_patches_ms)s ms + replay %(standby_replay_ms)s ms ' \
             '+ resume %(resume_ms)s ms' % estimate
+    if estimate.get('vouched'):
+        parts += '; the drain leaves out %s, which fastdowntime_blocking_sessions: warn vouches for' % ', '.join(
+            estimate['vouched'])
     if total > usable:
-        costliest = estimate.get('costliest') or []
-        return finding('budget', FAIL, 'estimated outage %.3fs (%s) exceeds the usable budget %.3fs of %gs%s'
-                       % (total, parts, usable, budget_seconds,
-                          '; costliest: %s' % ', '.join(costliest) if costliest else ''), evidence=evidence,
-                       action='make the costliest statements cheap (see the lint findings: a hot patch, NOT VALID, '
-                              'a batched backfill), raise fastdowntime_budget_seconds, split the cold patches over '
-                              'several deploys, or deploy when the standbys keep up')
+        cause, fix = budget_cause(estimate)
+        return finding('budget', FAIL, 'estimated outage %.3fs (%s) exceeds the usable budget %.3fs of %gs: %s'
+                       % (total, parts, usable, budget_seconds, cause), evidence=evidence, action=fix)
     if estimate.get('unknown'):
         return finding('budget', WARN, 'estimated outage %.3fs (%s) within the usable budget %.3fs of %gs, plus '
                        'statements of unknown cost (they run code): %s'
@@ -2107,17 +2145,36 @@ class Preflight:
         except (SchemaError, psycopg2.Error):
             return None
 
-    def _xact_seconds(self):
-        """How long a PAUSE now would wait for transactions in flight (estimate_outage's xact_seconds);
-        with drain_policy terminate at most half the drain's deadline (the usable budget, capped by
-        pgbouncer's timeouts), when the drain terminates what still holds it."""
+    def _vouched(self):
+        """{host label: backend pids} of the clients through pgbouncer that
+        blocking_sessions would have refused but fastdowntime_blocking_sessions:
+        warn let through (drain_policy abort): the operator vouches that they end
+        in time, so the drain's estimate leaves them out - their age says
+        nothing of when an idle transaction ends. With drain_policy terminate
+        they stay in, capped by drain_xact_seconds."""
+        if self.blocking_sessions != 'warn' or self.drain_policy == 'terminate':
+            return {}
+        found = {}
+        for item in self.findings:
+            if item['check'] == 'blocking_sessions' and item['status'] == WARN and item.get('host'):
+                pids = [row.get('pid') for row in (item.get('evidence') or {}).get('drain_holders') or ()]
+                if pids:
+                    found.setdefault(item['host'], set()).update(pids)
+        return found
+
+    def _xact_seconds(self, vouched=None):
+        """How long a PAUSE now would wait for transactions in flight (estimate_outage's xact_seconds),
+        leaving out the backends ``vouched`` ({host label: pids}, _vouched); with drain_policy terminate
+        at most half the drain's deadline (the usable budget, capped by pgbouncer's timeouts), when the
+        drain terminates what still holds it."""
         try:
             deadline = self.budget.capped(budget_cap(self.pgbouncer_configs)).usable
         except BudgetExceeded:  # nothing left: the pgbouncer_timeouts finding refuses
             deadline = self.budget.usable
-        return drain_xact_seconds(max(self.xact_seconds + [open_xact_seconds(rows, self.server_pids_on.get(label, {}))
-                                                           for label, rows in self.activity.items()]),
-                                  self.drain_policy, deadline)
+        vouched = vouched or {}
+        return drain_xact_seconds(max(self.xact_seconds + [
+            open_xact_seconds(rows, set(self.server_pids_on.get(label, {})) - vouched.get(label, set()))
+            for label, rows in self.activity.items()]), self.drain_policy, deadline)
 
     def _check_budget(self, primary, label, standbys, lag, pgbouncer_rtts, entries_counts):
         if self.plan is None:
@@ -2146,15 +2203,18 @@ class Preflight:
             lambda: connect(self.primary, autocommit=True, application_name='fastdowntime-preflight-probe'),
             revision_table=self._existing_revision_table(primary), observer=primary) or {}
         measured = probe.get('statement_seconds')
+        vouched = self._vouched()
         self.estimate = estimate_outage(self.plan.pending_cold, primary_rtt, standby_rtts, pgbouncer_rtts, replay,
                                         entries_counts, max(self.statement_seconds, measured or 0.0),
                                         statement_costs=lint.per_statement_seconds(self.lint_findings),
-                                        lint_estimate=self.lint_estimate, xact_seconds=self._xact_seconds(),
+                                        lint_estimate=self.lint_estimate, xact_seconds=self._xact_seconds(vouched),
                                         transaction_seconds=probe.get('transaction_seconds'),
                                         server_closes=self.server_closes,
                                         close_seconds=backend_close_seconds(probe.get('backend_exit_seconds'), primary_rtt),
                                         wal_writer_delay_seconds=self._wal_writer_delay(primary, label))
         self.estimate['statement_seconds_measured'] = round(measured, 6) if measured is not None else None
+        self.estimate['vouched'] = ['pid %s on %s' % (pid, label.split(' (')[0])
+                                    for label, pids in sorted(vouched.items()) for pid in sorted(pids)]
         cap = budget_cap(self.pgbouncer_configs)
         self.findings.append(decide_pgbouncer_timeouts(cap, self.budget, self.estimate,
                                                        self.pgbouncer_configs))

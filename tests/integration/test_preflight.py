@@ -222,6 +222,35 @@ def test_sessions_that_would_hold_the_outage_are_refused_and_the_knobs_warn(lab,
     assert '(fastdowntime_blocking_sessions: warn)' in warned[0]['summary']
 
 
+def test_blocking_sessions_warn_vouches_for_a_client_the_drain_estimate_then_leaves_out(lab, revision_table,
+                                                                                         patch_dir):
+    """try 6, defect 3b: a client idle in a transaction through pgbouncer1 for longer than the
+    usable budget (2 s budget: 1.6 s). Refused by blocking_sessions, and the budget's refusal names
+    the drain, not the statements. With fastdowntime_blocking_sessions: warn (the operator knows it
+    ends in time) the budget prices the drain without it and says so: no refusal left."""
+    through = psycopg2.connect(lab.client_dsn('pgbouncer1'), application_name='stuck-client')
+    try:
+        with through.cursor() as cur:
+            cur.execute('SELECT pg_backend_pid(), count(*) FROM fdt_item')
+            pid = cur.fetchone()[0]
+        time.sleep(2.2)  # open longer than the usable budget
+        refused = run(lab, patch_dir, budget_seconds=2)
+        warned = run(lab, patch_dir, budget_seconds=2, blocking_sessions='warn')
+    finally:
+        through.close()
+    assert_refused_by(refused, 'blocking_sessions', 'pid %d (user fdt_app' % pid)
+    [budget] = findings(refused, 'budget', 'fail')
+    assert 'the drain dominates: the PAUSE waits' in budget['summary'], budget['summary']
+    assert budget['action'].startswith('end the transactions open through pgbouncer'), budget['action']
+    assert warned['passed'], warned['summary']
+    assert findings(warned, 'blocking_sessions', 'warn'), warned['summary']
+    [budget] = findings(warned, 'budget')
+    assert budget['status'] != 'fail', budget['summary']
+    assert 'the drain leaves out pid %d on primary, which fastdowntime_blocking_sessions: warn vouches for' % pid \
+        in budget['summary'], budget['summary']
+    assert warned['estimate']['xact_seconds'] < 1.6, warned['estimate']
+
+
 # tryit6 defect 4 and its kind: the window resolves a cold statement's unqualified name in the search_path
 # its patch set (each patch starts from the deploy session's own: the window's RESET ALL between patches).
 SEARCH_PATH_PATCHES = {

@@ -524,6 +524,35 @@ def test_budget_compares_against_the_usable_budget():
     assert pf.decide_budget(None, Budget(0.001))['status'] == PASS
 
 
+def test_a_budget_refusal_names_its_largest_term_and_that_terms_fix():
+    """try 6, defect 3: the drain's wait for a transaction open through pgbouncer made the estimate
+    13 s, and the fix said "make the costliest statements cheap"."""
+    base = {'drain_ms': 1.0, 'cold_patches_ms': 5.0, 'standby_replay_ms': 2.0, 'resume_ms': 1.0, 'xact_seconds': 0.0,
+            'server_closes': 2, 'close_seconds': 0.001, 'costliest': ['patch-2300-01-0.sql line 3 (2.1 s)']}
+
+    def refused(**terms):
+        estimate = dict(base, **terms)
+        estimate['total_ms'] = sum(estimate[k] for k in ('drain_ms', 'cold_patches_ms', 'standby_replay_ms',
+                                                          'resume_ms'))
+        found = pf.decide_budget(estimate, Budget(1))
+        assert found['status'] == FAIL
+        return found['summary'], found['action']
+
+    summary, action = refused(drain_ms=13096.3, xact_seconds=13.09)
+    assert summary.endswith('the drain dominates: the PAUSE waits 13.1 s for the transactions open through pgbouncer')
+    assert action.startswith('end the transactions open through pgbouncer') and 'costliest' not in action
+    assert 'fastdowntime_drain_policy: terminate' in action
+    summary, action = refused(drain_ms=1200.0, server_closes=400, close_seconds=0.003)
+    assert summary.endswith('the PAUSEs close 400 server connections (3.0 ms each)') and 'RECONNECT' in action
+    summary, action = refused(cold_patches_ms=3000.0)
+    assert summary.endswith('the cold patches dominate; costliest: patch-2300-01-0.sql line 3 (2.1 s)')
+    assert action.startswith('make the costliest statements cheap')
+    summary, action = refused(standby_replay_ms=4000.0)
+    assert "the standbys' replay dominates (4000.0 ms)" in summary and 'replication_lag' in action
+    for text in (summary, action):
+        assert '\n' not in text
+
+
 # -- verdict and summary ----------------------------------------------------------------------
 
 def test_verdict_and_summary_list_failures_first_with_actions():
