@@ -64,7 +64,9 @@ description:
     C(SHARE UPDATE EXCLUSIVE) for C(COMMENT ON); an index's table and every inheritance child are checked too)
     fails, naming its pid, user, application name, client address, how long, the relation, both lock modes and
     the patch - unless its user is in O(killable_users) (terminated as the outage starts, so a warning). The
-    pre-flight's own session is left out. O(blocking_sessions=warn) reports them as warnings instead.
+    pre-flight's own session is left out. O(blocking_sessions=warn) reports them as warnings instead. A cold
+    statement's unqualified names are resolved in the search_path it runs under in the window (the deploy
+    user's own at each patch's start; the patch's C(SET [LOCAL] search_path), C(set_config), C(RESET) after).
   - C(pgbouncer) - every admin console answers as an admin, has the deploy's entries (and those named by the
     standbys' C(pgbouncer_entries)), and none of them is already paused. pgbouncer 1.18 shows no global PAUSE;
     from 1.19 on SHOW STATE is read as well.
@@ -150,7 +152,9 @@ options:
     description:
       - What the C(blocking_sessions) check does with a session that would hold the outage for its whole budget -
         C(refuse) the deploy (before any PAUSE), or C(warn) and deploy anyway (the outage then waits for it up to
-        the budget and aborts if it has not ended).
+        the budget and aborts if it has not ended). With C(warn) and O(drain_policy=abort) the C(budget) check's
+        drain estimate leaves out the clients through pgbouncer it warned about (you vouch that they end in time),
+        naming them.
     type: str
     choices: [refuse, warn]
     default: refuse
