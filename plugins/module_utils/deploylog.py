@@ -17,7 +17,7 @@ import datetime
 import json
 import os
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import one_line, psycopg2
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import host_port, one_line, psycopg2
 
 SCHEMA = 'fastdowntime'
 TABLE = 'fastdowntime.deploy_log'
@@ -214,4 +214,4 @@ def _advice(exc):
 def _where(conn):
     info = getattr(conn, 'info', None)
     host, port = getattr(info, 'host', None), getattr(info, 'port', None)
-    return '%s:%s' % (host, port) if host else 'primary'
+    return host_port(host, port) if host else 'primary'

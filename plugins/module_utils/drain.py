@@ -30,7 +30,7 @@ import time
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     BUSY_SERVER_STATES, ConsoleError, FanOutTimeout, checked, fan_out, in_parallel, servers_of)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    ConnectError, one_line, psycopg2)
+    ConnectError, host_port, one_line, psycopg2)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
     backend_activity, match_backends, terminate_backend)
 
@@ -99,8 +99,8 @@ def terminated_lines(phases):
 
 def describe_holder(holder):
     """One holder in words, for the one-line error."""
-    text = '%s@%s:%s on %s entry %s' % (holder['client_user'], holder['client_addr'], holder['client_port'],
-                                        holder['pgbouncer'], holder['entry'])
+    text = '%s@%s on %s entry %s' % (holder['client_user'], host_port(holder['client_addr'], holder['client_port']),
+                                     holder['pgbouncer'], holder['entry'])
     backend = holder.get('backend')
     if backend:
         age = backend.get('xact_age_seconds')

@@ -16,6 +16,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import difflib
+import math
+
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import consoles_problem
 
 PRIMARY = 'fastdowntime_primary'
 STANDBYS = 'fastdowntime_standbys'
@@ -31,6 +34,10 @@ NUMERIC_VARS = ('fastdowntime_budget_seconds', 'fastdowntime_reserve_seconds', '
                 'fastdowntime_max_transaction_seconds', 'fastdowntime_pgbouncer_drain_timeout_seconds',
                 'fastdowntime_watchdog_grace_seconds', 'fastdowntime_restart_budget_seconds',
                 'fastdowntime_app_health_timeout_seconds', 'fastdowntime_app_health_interval_seconds')
+# Of NUMERIC_VARS, those that must be above zero; the others may be zero, never below.
+POSITIVE_VARS = ('fastdowntime_budget_seconds', 'fastdowntime_max_lag_seconds',
+                 'fastdowntime_pgbouncer_drain_timeout_seconds', 'fastdowntime_restart_budget_seconds',
+                 'fastdowntime_app_health_timeout_seconds', 'fastdowntime_app_health_interval_seconds')
 # Per-host credentials: group -> the variable prefix of the inventory contract.
 CREDENTIALS = ((PRIMARY, 'fastdowntime_pg_'), (STANDBYS, 'fastdowntime_pg_'), (PGBOUNCERS, 'fastdowntime_pgbouncer_'))
 
@@ -40,15 +47,23 @@ def _unset(value):
 
 
 def not_a_number(name, value):
-    """The problem line when ``value`` (of variable ``name``) is set but no number, else None."""
+    """The problem line when ``value`` (of variable ``name``) is set but no
+    number of seconds - a word, not finite, below zero, or zero for one of
+    POSITIVE_VARS - else None."""
     if _unset(value):
         return None
     try:
         if isinstance(value, bool):
             raise ValueError(value)
-        float(str(value))
+        seconds = float(str(value))
     except ValueError:
         return '%s is %r, not a number of seconds: give it as a number, e.g. 60' % (name, str(value))
+    if not math.isfinite(seconds):
+        return '%s is %r, not a number of seconds: give it as a number, e.g. 60' % (name, str(value))
+    if name in POSITIVE_VARS and seconds <= 0:
+        return '%s is %s: it must be above zero seconds: give it as a positive number, e.g. 10' % (name, value)
+    if seconds < 0:
+        return '%s is %s: it must not be below zero seconds: give it as 0 or more' % (name, value)
     return None
 
 
@@ -80,6 +95,9 @@ def inventory_problems(groups, hostvars):
             if _unset((hostvars.get(host) or {}).get(prefix + 'user')):
                 problems.append('%s (group %s): %suser is not set: set the %s* variables for the hosts of %s'
                                 % (host, group, prefix, prefix, group))
+            if group == PGBOUNCERS:
+                problems.extend(line for line in [consoles_problem(
+                    host, (hostvars.get(host) or {}).get('fastdowntime_pgbouncer_consoles'))] if line)
     if primary and len(primary) == 1:
         variables = hostvars.get(primary[0]) or {}
         for name in DEPLOY_VARS:

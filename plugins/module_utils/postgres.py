@@ -93,9 +93,17 @@ class ConnectError(Exception):
         self.kind = kind
 
 
+def host_port(host, port):
+    """'host:port', an IPv6 address in brackets ('[fd13::10]:5432', as URLs
+    and PostgreSQL's own messages write it: the port otherwise reads as part
+    of the address) - how every message names an address and port."""
+    host = '%s' % (host,)
+    return '[%s]:%s' % (host, port) if ':' in host and not host.startswith('[') else '%s:%s' % (host, port)
+
+
 def endpoint_label(endpoint):
-    """'name (host:port)' or 'host:port' - how every message names an endpoint."""
-    where = '%s:%s' % (endpoint.get('host'), endpoint.get('port') or 5432)
+    """'name (host:port)' or 'host:port' (host_port) - how every message names an endpoint."""
+    where = host_port(endpoint.get('host'), endpoint.get('port') or 5432)
     name = endpoint.get('name')
     return '%s (%s)' % (name, where) if name and name != endpoint.get('host') else where
 

@@ -38,7 +38,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_
     full_advice, logins_in_flight, probe_consoles, probe_verdict, reuses_port, servers_of, timeouts, with_probe_login,
     xact_wait_seconds)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    ConnectError, connect, connect_action, endpoint_label, one_line, query)
+    ConnectError, connect, connect_action, endpoint_label, host_port, one_line, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     DEFAULT_REVISION_TABLE, SchemaError, applied_revisions, procedure_source, revision_table_exists)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
@@ -324,8 +324,8 @@ def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
                                 sync_state=(identity['row'] or {}).get('sync_state'))
         if not identity['matched']:
             receiver = standby.get('receiver') or {}
-            problems.append('%s: says it streams from %s:%s, but no row of %s\'s pg_stat_replication is its (%s)'
-                            % (label, receiver.get('sender_host'), receiver.get('sender_port'), upstream,
+            problems.append('%s: says it streams from %s, but no row of %s\'s pg_stat_replication is its (%s)'
+                            % (label, host_port(receiver.get('sender_host'), receiver.get('sender_port')), upstream,
                                identity['how']))
             actions.append('set fastdowntime_standby_application_name for %s to the application_name %s shows for '
                            'it in pg_stat_replication' % (label, upstream))

@@ -28,7 +28,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     HOT, LAUNCHPAD_REVISION_TABLE, REVISION, format_revision)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
-    one_line, rows_as_dicts)
+    host_port, one_line, rows_as_dicts)
 
 try:
     import psycopg2
@@ -301,7 +301,7 @@ def _dbname(conn):
 
 def _conn_label(conn):
     params = conn.get_dsn_parameters()
-    return '%s:%s' % (params.get('host'), params.get('port'))
+    return host_port(params.get('host'), params.get('port'))
 
 
 def _pg_message(exc, detail=False):

@@ -22,7 +22,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import query
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import host_port, query
 
 # Rows of pg_stat_activity the drain matches holders against (unix-socket
 # clients have client_port -1, background workers NULL).
@@ -88,7 +88,7 @@ def server_clients(servers_rows, clients_rows):
         if client and pids:
             addr = client.get('addr') or 'unix'
             found[pids.pop()] = addr if client.get('port') in (None, '') or addr == 'unix' \
-                else '%s:%s' % (addr, client.get('port'))
+                else host_port(addr, client.get('port'))
     return found
 
 

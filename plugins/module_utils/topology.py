@@ -31,6 +31,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import difflib
 import socket
 
 DEFAULT_PORT = {'pg': 5432, 'pgbouncer': 6432}
@@ -103,19 +104,50 @@ def standby_entries_variable(hv):
     return list(value or [])
 
 
+CONSOLES_VAR = 'fastdowntime_pgbouncer_consoles'
+# The keys of one item of CONSOLES_VAR: unix_socket_dir required, the others optional.
+CONSOLE_KEYS = ('unix_socket_dir', 'host', 'port')
+
+
+def consoles_problem(name, consoles):
+    """The one line wrong with host ``name``'s fastdowntime_pgbouncer_consoles
+    (a list of {unix_socket_dir, host?, port?}; None or empty: none), or None:
+    an item that is no mapping, a key that is none of CONSOLE_KEYS (with the
+    closest one), no unix_socket_dir, a port that is no number."""
+    if not consoles:
+        return None
+    fix = 'each item has unix_socket_dir (that process\'s, as in its pgbouncer.ini) and optionally host and port'
+    if not isinstance(consoles, (list, tuple)):
+        return '%s: %s is %r, not a list: %s' % (name, CONSOLES_VAR, consoles, fix)
+    for number, item in enumerate(consoles, start=1):
+        if not isinstance(item, dict):
+            return '%s: %s item %d is %r, not a mapping: %s' % (name, CONSOLES_VAR, number, item, fix)
+        for key in sorted(set(item) - set(CONSOLE_KEYS)):
+            close = difflib.get_close_matches(str(key), CONSOLE_KEYS, n=1, cutoff=0.6)
+            return '%s: %s item %d has %s, which is not one of its keys%s: %s' % (
+                name, CONSOLES_VAR, number, key, ' (did you mean %s?)' % close[0] if close else '', fix)
+        if not item.get('unix_socket_dir'):
+            return '%s: %s item %d has no unix_socket_dir: %s' % (name, CONSOLES_VAR, number, fix)
+        port = item.get('port')
+        if port not in (None, '') and (isinstance(port, bool) or not str(port).strip().isdigit()):
+            return '%s: %s item %d has port %r, not a port number: %s' % (name, CONSOLES_VAR, number, port, fix)
+    return None
+
+
 def pgbouncer_processes(name, endpoint, consoles):
     """One console endpoint per pgbouncer process of a host: ``consoles`` (the
     host's fastdowntime_pgbouncer_consoles) lists each process's
     ``unix_socket_dir`` and optionally the ``host``/``port`` its console is
     reached at (default: that directory, the host's port). None or empty: the
-    host's one endpoint. Raises TopologyError for an item without its directory."""
+    host's one endpoint. Raises TopologyError (consoles_problem's line) for a
+    list that is not so."""
     if not consoles:
         return [endpoint]
+    problem = consoles_problem(name, consoles)
+    if problem:
+        raise TopologyError(problem)
     out = []
     for item in consoles:
-        if not isinstance(item, dict) or not item.get('unix_socket_dir'):
-            raise TopologyError('%s: each item of fastdowntime_pgbouncer_consoles needs unix_socket_dir '
-                                '(that process\'s, as in its pgbouncer.ini), got %r' % (name, item))
         out.append(dict(endpoint, host=item.get('host') or item['unix_socket_dir'],
                         port=int(item.get('port') or endpoint['port']), unix_socket_dir=item['unix_socket_dir']))
     return out

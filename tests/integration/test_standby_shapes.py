@@ -138,6 +138,10 @@ def test_standbys_streaming_over_ipv6_are_identified_by_address(lab_shape, tmp_p
     assert lab.hosts['primary']['addr6'] in proc.stdout  # the inventory's IPv6 addresses were used
     found = preflight_findings(lab, patch_dir, 'standbys', host_key='addr6')
     assert found[0]['status'] == 'pass', found
+    # An IPv6 address is bracketed before its port (try 6, defect 11a).
+    assert [s['label'] for s in found[0]['evidence']['standbys']] == [
+        '%s ([%s]:5432)' % (h, lab.hosts[h]['addr6']) for h in ('standby1', 'standby2')]
+    assert 'primary ([%s]:5432)' % lab.hosts['primary']['addr6'] in found[0]['evidence']['pg_stat_replication']
     assert [s['identified_by'] for s in found[0]['evidence']['standbys']] == [
         'client_addr %s' % lab.hosts[h]['addr6'] for h in ('standby1', 'standby2')]
     rows = found[0]['evidence']['pg_stat_replication']

@@ -44,3 +44,21 @@ def test_the_cause_is_kept_without_the_libpq_boilerplate():
     assert text.startswith('authentication failed (password authentication failed for user "u"): ')
     assert classify_connect_failure(SERVER + 'FATAL:  database "nope" does not exist') == (
         'other', 'database "nope" does not exist')
+
+
+def test_an_ipv6_address_is_bracketed_wherever_a_port_follows_it():
+    """try 6, defect 11a: 'primary (fd13:213:51::10:5432)' read the port as part of the address."""
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import drain, sessions
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import endpoint_label, host_port
+    assert endpoint_label({'name': 'primary', 'host': 'fd13:213:51::10', 'port': 5432}) == \
+        'primary ([fd13:213:51::10]:5432)'
+    assert endpoint_label({'host': 'fd13:213:51::10'}) == '[fd13:213:51::10]:5432'
+    assert endpoint_label({'name': 'primary', 'host': '10.0.0.1', 'port': 5433}) == 'primary (10.0.0.1:5433)'
+    assert endpoint_label({'host': '/var/run/postgresql', 'port': 5432}) == '/var/run/postgresql:5432'
+    assert host_port('db1.example', 6432) == 'db1.example:6432' and host_port('[::1]', 1) == '[::1]:1'
+    # A pgbouncer client's address (SHOW CLIENTS addr/port), in blocking_sessions and the drain's error.
+    assert sessions.server_clients([{'link': '0x1', 'remote_pid': 7}],
+                                   [{'ptr': '0x1', 'addr': 'fd13::1', 'port': 40000}]) == {7: '[fd13::1]:40000'}
+    holder = {'client_user': 'fdt_app', 'client_addr': 'fd13::1', 'client_port': 40000, 'pgbouncer': 'pgbouncer1',
+              'entry': 'fdtdemo'}
+    assert drain.describe_holder(holder).startswith('fdt_app@[fd13::1]:40000 on pgbouncer1 entry fdtdemo')

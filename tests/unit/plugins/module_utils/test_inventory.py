@@ -130,3 +130,37 @@ def test_where_a_variable_was_set_is_named_when_ansible_tells():
     everywhere = dict(('h%d' % i, ['fastdowntime_budget_second']) for i in range(3))
     [line] = unknown_variables(everywhere, known, prefixes, {'fastdowntime_budget_second': ['-e']})
     assert line.startswith('fastdowntime_budget_second (set for every host, from -e) is not')
+
+
+def test_a_number_of_seconds_out_of_range_is_one_line_naming_the_variable():
+    """try 6, defect 11b: -e fastdowntime_budget_seconds=-5 reached the module ("budget_seconds must be
+    positive"), naming its option, not the variable."""
+    variables = dict(DEPLOY, fastdowntime_budget_seconds='-5', fastdowntime_max_lag_seconds=0,
+                     fastdowntime_reserve_seconds=-0.5, fastdowntime_max_transaction_seconds=0,
+                     fastdowntime_watchdog_grace_seconds='nan')
+    assert inventory_problems({'fastdowntime_primary': ['db1']}, {'db1': variables}) == [
+        'fastdowntime_budget_seconds is -5: it must be above zero seconds: give it as a positive number, e.g. 10',
+        'fastdowntime_reserve_seconds is -0.5: it must not be below zero seconds: give it as 0 or more',
+        'fastdowntime_max_lag_seconds is 0: it must be above zero seconds: give it as a positive number, e.g. 10',
+        "fastdowntime_watchdog_grace_seconds is 'nan', not a number of seconds: give it as a number, e.g. 60"]
+
+
+def test_a_misspelled_key_of_a_pgbouncer_console_is_one_line_from_the_inventory_check():
+    """try 6, defect 11c: unix_socket_directory came wrapped in Ansible's "Finalization of task args ...
+    filter plugin failed"."""
+    groups = {'fastdowntime_primary': ['db1'], 'fastdowntime_pgbouncers': ['pgb1']}
+
+    def problems(consoles):
+        return inventory_problems(groups, {'db1': DEPLOY, 'pgb1': {'fastdowntime_pgbouncer_user': 'admin',
+                                                                   'fastdowntime_pgbouncer_consoles': consoles}})
+    fix = "each item has unix_socket_dir (that process's, as in its pgbouncer.ini) and optionally host and port"
+    assert problems([{'unix_socket_dir': '/run/a'}, {'unix_socket_directory': '/run/b'}]) == [
+        'pgb1: fastdowntime_pgbouncer_consoles item 2 has unix_socket_directory, which is not one of its keys '
+        '(did you mean unix_socket_dir?): ' + fix]
+    assert problems([{'host': '10.0.0.1'}]) == ['pgb1: fastdowntime_pgbouncer_consoles item 1 has no '
+                                                'unix_socket_dir: ' + fix]
+    assert problems([{'unix_socket_dir': '/run/a', 'port': 'six'}])[0].startswith(
+        "pgb1: fastdowntime_pgbouncer_consoles item 1 has port 'six', not a port number")
+    assert problems('/run/a')[0].startswith("pgb1: fastdowntime_pgbouncer_consoles is '/run/a', not a list")
+    assert problems([{'unix_socket_dir': '/run/a', 'port': 6432}, {'unix_socket_dir': '/run/b', 'host': 'x'}]) == []
+    assert problems(None) == []

@@ -56,7 +56,7 @@ def test_pgbouncer_host_with_processes_gives_one_console_each():
     found = endpoints(['pgb1'], hostvars, kind='pgbouncer')
     assert [(e['host'], e['port'], e['unix_socket_dir']) for e in found] == [
         ('/run/p1', 6432, '/run/p1'), ('/run/p2', 16432, '/run/p2')]
-    with pytest.raises(TopologyError, match='needs unix_socket_dir'):
+    with pytest.raises(TopologyError, match='item 1 has no unix_socket_dir'):
         topology.pgbouncer_processes('pgb1', found[0], [{'host': '/x'}])
 
 
