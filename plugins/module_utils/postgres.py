@@ -127,6 +127,8 @@ CONNECT_FAILURES = (
                         'password is required', 'role "'),
      'authentication failed (%(cause)s): check the user and password (vault, .pgpass or PGPASSFILE) '
      'and pg_hba.conf'),
+    # After the role's 'role "x" does not exist': the database of that name is missing on that server.
+    ('database', ('does not exist',), '%(cause)s: check fastdowntime_db_name'),
     ('timeout', ('timeout expired', 'timed out'),
      'no answer within the connect timeout: the host is down or a firewall drops the port'),
     ('refused', ('connection refused',),
@@ -147,6 +149,7 @@ CONNECT_ACTIONS = {
     'refused': 'start the server on %(label)s, or fix the port in the inventory (%(vars)s variables)',
     'timeout': 'bring %(label)s up or open its port; check its address in the inventory (%(vars)s variables)',
     'unreachable': 'bring %(label)s up or fix its address in the inventory (%(vars)s variables)',
+    'database': 'set fastdowntime_db_name to the deploy\'s database (%(label)s has none of that name)',
 }
 
 

@@ -92,8 +92,20 @@ def decide_connection(label, error):
         return finding('connection', PASS, '%s: connected' % label, host=label)
     action = connect_action(getattr(error, 'kind', None), label) or (
         'make PostgreSQL on %s answer with the inventory\'s credentials (fastdowntime_pg_* variables)' % label)
-    return finding('connection', FAIL, one_line(error), host=label, evidence={'error': one_line(error)},
+    return finding('connection', FAIL, one_line(error), host=label,
+                   evidence={'error': one_line(error), 'kind': getattr(error, 'kind', None)},
                    action=action + ', then run the pre-flight again')
+
+
+def decide_missing_database(db_name, labels):
+    """The one line for a fastdowntime_db_name no database host has (``labels``:
+    the hosts that said so, the primary first): every other check would only
+    repeat it."""
+    return finding('connection', FAIL, '%s: database "%s" does not exist%s: fastdowntime_db_name names no database '
+                   'there' % (labels[0], db_name, ' (nor on %s)' % ', '.join(l.split(' (')[0] for l in labels[1:])
+                              if labels[1:] else ''), host=labels[0], evidence={'db_name': db_name, 'hosts': labels},
+                   action='set fastdowntime_db_name to the deploy\'s database (it is %s now), then run the pre-flight '
+                          'again' % db_name)
 
 
 def decide_server_version(label, server_version_num):
@@ -1589,6 +1601,13 @@ class Preflight:
         primary_label = endpoint_label(self.primary)
         primary = self._connect(self.primary)
         standbys = [(s, self._connect(s)) for s in self.standbys]
+        missing = [f for f in self.findings
+                   if f['check'] == 'connection' and (f.get('evidence') or {}).get('kind') == 'database']
+        if primary is None and missing and missing[0]['host'] == primary_label:
+            # A wrong fastdowntime_db_name: one line, not one per host and per pgbouncer.
+            self.findings = [f for f in self.findings if f not in missing]
+            self.findings.append(decide_missing_database(self.db_name, [f['host'] for f in missing]))
+            return
         versions = [decide_server_version(endpoint_label(e), c.server_version)
                     for e, c in [(self.primary, primary)] + standbys if c is not None]
         self.findings.extend(versions)

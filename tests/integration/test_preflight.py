@@ -474,6 +474,17 @@ def test_wrong_credentials_are_findings_not_errors(lab, revision_table, patch_di
     assert findings(result, 'direct_connections', 'pass'), result['summary']
 
 
+def test_a_database_name_no_host_has_is_one_line_naming_fastdowntime_db_name(lab, patch_dir):
+    """try 6, defect 11d: -e fastdowntime_db_name=fdtdemox gave five lines, three of them telling the
+    user to fix the credentials."""
+    result = run(lab, patch_dir, db_name='fdtdemox', revision_table=None)
+    assert_refused_by(result, 'connection', 'database "fdtdemox" does not exist (nor on standby1, standby2)')
+    assert [line for line in result['summary_lines'] if not line.startswith('pre-flight REFUSED')] == [
+        'FAIL connection: primary (%s:5432): database "fdtdemox" does not exist (nor on standby1, standby2): '
+        'fastdowntime_db_name names no database there' % lab.addr('primary'),
+        "    -> set fastdowntime_db_name to the deploy's database (it is fdtdemox now), then run the pre-flight again"]
+
+
 def playbook(lab, tmp_path, patch_dir, *extra):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'), ANSIBLE_FORCE_COLOR='0',
                FDT_REPORT_PATH=str(tmp_path / 'report.json'),

@@ -23,7 +23,8 @@ HINT = '\n\tIs the server running on that host and accepting TCP/IP connections?
      'authentication'),
     (SERVER + 'server does not support SSL, but SSL was required', 'tls'),
     (SERVER + 'SSL error: certificate verify failed', 'tls'),
-    (SERVER + 'FATAL:  database "nope" does not exist', 'other'),
+    (SERVER + 'FATAL:  database "nope" does not exist', 'database'),
+    (SERVER + 'FATAL:  role "nope" does not exist', 'authentication'),
 ])
 def test_each_failure_has_its_kind(message, kind):
     assert classify_connect_failure(message)[0] == kind
@@ -43,7 +44,10 @@ def test_the_cause_is_kept_without_the_libpq_boilerplate():
     kind, text = classify_connect_failure(SERVER + 'FATAL:  password authentication failed for user "u"')
     assert text.startswith('authentication failed (password authentication failed for user "u"): ')
     assert classify_connect_failure(SERVER + 'FATAL:  database "nope" does not exist') == (
-        'other', 'database "nope" does not exist')
+        'database', 'database "nope" does not exist: check fastdowntime_db_name')
+    # try 6, defect 11d: not "answer with the inventory's credentials".
+    assert connect_action('database', 'standby1') == ("set fastdowntime_db_name to the deploy's database "
+                                                      '(standby1 has none of that name)')
 
 
 def test_an_ipv6_address_is_bracketed_wherever_a_port_follows_it():
