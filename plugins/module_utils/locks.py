@@ -336,6 +336,61 @@ def required_locks(patches):
     return list(found.values())
 
 
+# What a live (hot) statement waits out before it finishes (PostgreSQL's
+# indexcmds.c / index.c): the lockers of its table whose locks conflict with
+# the mode named (WaitForLockers) and, with SNAPSHOTS, every transaction of
+# the database whose snapshot is older than its own (WaitForOlderSnapshots: a
+# session idle in a REPEATABLE READ transaction, an open cursor, a long query;
+# a prepared transaction holds none). A prepared transaction or a session idle
+# in its transaction holding such a lock makes it wait without end.
+SNAPSHOTS = 'snapshots'
+HOT_WAITS = {
+    'CREATE INDEX CONCURRENTLY': (SHARE, True),
+    'REINDEX CONCURRENTLY': (ACCESS_EXCLUSIVE, True),   # its swap waits out every locker
+    'DROP INDEX CONCURRENTLY': (ACCESS_EXCLUSIVE, False),
+}
+
+
+def _hot_wait(node):
+    """(words, [relation keys], mode, waits for snapshots) of a live statement
+    that waits out other transactions (HOT_WAITS), else None."""
+    kind = type(node).__name__
+    if kind == 'IndexStmt' and node.concurrent:
+        words, keys = 'CREATE INDEX CONCURRENTLY', [_key(node.relation)]
+    elif kind == 'DropStmt' and node.concurrent:
+        words, keys = 'DROP INDEX CONCURRENTLY', [_names_key(names) for names in node.objects or ()]
+    elif kind == 'ReindexStmt' and node.relation is not None \
+            and 'concurrently' in set(getattr(o, 'defname', None) for o in node.params or ()):
+        words, keys = 'REINDEX CONCURRENTLY', [_key(node.relation)]
+    else:
+        return None
+    mode, snapshots = HOT_WAITS[words]
+    return words, [k for k in keys if k], mode, snapshots
+
+
+def hot_waits(patches):
+    """What the live statements of ``patches`` (hot patchset.Patch, in order)
+    wait out: ([{'relation', 'mode', 'patch', 'line', 'words'}] - the lockers
+    each waits for, keyed and resolved as required_locks' list, for
+    HOLDERS_SQL and conflicting() - and [{'patch', 'line', 'words'}] of the
+    statements that also wait for every older snapshot of the database)."""
+    lockers, snapshots = [], []
+    for patch in patches:
+        for statement, path in zip(patch.statements, search_paths(patch.statements)):
+            found = _hot_wait(statement.node) if statement.node is not None else None
+            if found is None:
+                continue
+            words, keys, mode, older = found
+            where = {'patch': patch.name, 'line': statement.line, 'words': words}
+            for key in keys:
+                if key[0] is None and path is not DEFAULT_PATH:
+                    key = (None, key[1], path)
+                lockers.append(dict(where, relation=key, mode=mode))
+            if older:
+                snapshots.append(where)
+    return lockers, snapshots
+
+
 def relation_text(key):
     """A key as the patches name it: ``schema.name`` or ``name``, with the
     patch's own search_path when it set one: ``t (search_path tryit, public)``."""

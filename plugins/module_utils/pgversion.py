@@ -58,7 +58,7 @@ VIEW_COLUMNS = {
     'pg_stat_activity.application_name': 10, 'pg_stat_activity.state': 10,
     'pg_stat_activity.xact_start': 10, 'pg_stat_activity.state_change': 10,
     'pg_stat_activity.query_start': 10, 'pg_stat_activity.query': 10,
-    'pg_stat_activity.backend_type': 10,
+    'pg_stat_activity.backend_type': 10, 'pg_stat_activity.backend_xmin': 10,
 }
 
 

@@ -40,7 +40,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, connect_action, endpoint_label, host_port, one_line, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    DEFAULT_REVISION_TABLE, SchemaError, applied_revisions, procedure_source, revision_table_exists)
+    DEFAULT_REVISION_TABLE, LockRetry, SchemaError, applied_revisions, procedure_source, revision_table_exists)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
     classify_connections, server_clients, server_pids_by_server, unix_socket_backends)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
@@ -55,8 +55,9 @@ PASS, WARN, FAIL = 'pass', 'warn', 'fail'
 
 # Checks, in the order the summary lists them.
 CHECKS = ('connection', 'server_version', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
-          'replay_blockers', 'recovery_conflicts', 'direct_connections', 'blocking_sessions', 'pgbouncer',
-          'pgbouncer_processes', 'pool_mode', 'connection_slots', 'server_logins', 'lint', 'pgbouncer_timeouts', 'budget',
+          'replay_blockers', 'recovery_conflicts', 'direct_connections', 'blocking_sessions', 'hot_patch_waits',
+          'pgbouncer', 'pgbouncer_processes', 'pool_mode', 'connection_slots', 'server_logins', 'lint',
+          'pgbouncer_timeouts', 'budget',
           'deploy_window')
 
 DEFAULT_MAX_LAG_SECONDS = 60.0
@@ -876,6 +877,84 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
                    host=label, evidence=evidence)
 
 
+def decide_hot_patch_waits(label, db_name, activity_rows, lock_rows, lockers, snapshots, wait_seconds,
+                           policy='refuse'):
+    """What the pending live (hot) statements would wait out on the primary
+    ``label`` before anything runs (locks.hot_waits: ``lockers``, the lockers
+    each waits for, ``snapshots``, the statements that wait for every older
+    snapshot of database ``db_name``). The hot phase retries its lock for
+    ``wait_seconds`` (schema.LockRetry.hot_wait_seconds), then fails with its
+    patch unrecorded - so it refuses (``policy`` 'warn': warns):
+
+    - a session of ``activity_rows`` (ACTIVITY_SQL of the deploy database)
+      holding a snapshot (``holds_snapshot``: backend_xmin) whose transaction
+      will_outlast_window, when a statement waits for older snapshots;
+    - a session holding a lock one waits out (``lock_rows``: locks.conflicting
+      rows against ``lockers``) that will_outlast_window;
+    - a prepared transaction holding such a lock, whatever its age.
+    Sessions and prepared transactions that hold nothing it waits for pass."""
+    statements = sorted(set('%s line %s (%s)' % (w['patch'], w['line'], w['words']) for w in lockers + snapshots))
+    evidence = {'statements': statements, 'wait_seconds': round(wait_seconds, 3), 'policy': policy,
+                'snapshot_holders': [], 'lock_holders': [], 'prepared_holders': []}
+    if not statements:
+        return finding('hot_patch_waits', PASS, '%s: no pending hot statement waits out other transactions' % label,
+                       host=label, evidence=evidence)
+    held, pids = [], []
+    by_pid, by_gid = {}, {}
+    for row in lock_rows:
+        (by_gid.setdefault(row['gid'], []) if row.get('gid') is not None
+         else by_pid.setdefault(row.get('pid'), [])).append(row)
+    older = ['%s line %s (%s)' % (w['patch'], w['line'], w['words']) for w in snapshots]
+    for row in activity_rows:
+        pid = row.get('pid')
+        snapshot = bool(older) and row.get('holds_snapshot') and will_outlast_window(row, wait_seconds)
+        locked = pid in by_pid and will_outlast_window(row, wait_seconds)
+        if not snapshot and not locked:
+            continue
+        parts = []
+        if snapshot:
+            parts.append('holds a snapshot, which %s waits out (every transaction of database %s with an older '
+                         'snapshot)' % (older[0], db_name))
+            evidence['snapshot_holders'].append(dict((k, row.get(k)) for k in (
+                'pid', 'usename', 'application_name', 'client_addr', 'state', 'xact_seconds', 'state_seconds')))
+        if locked:
+            parts.append(_hot_lock_text(by_pid[pid]))
+            evidence['lock_holders'].append({'pid': pid, 'locks': [
+                {'relation': r.get('relation'), 'mode': r['mode'], 'granted': r.get('granted')} for r in by_pid[pid]]})
+        held.append('%s %s' % (_blocker_text(row), ' and '.join(parts)))
+        pids.append(pid)
+    for gid, rows in sorted(by_gid.items()):
+        evidence['prepared_holders'].append(dict((k, rows[0].get(k)) for k in (
+            'gid', 'owner', 'prepared_database', 'prepared_seconds')))
+        held.append('%s %s' % (_prepared_text(rows[0]), _hot_lock_text(rows)))
+    if not held:
+        return finding('hot_patch_waits', PASS, '%s: nothing holds what %s wait%s out' % (
+            label, ', '.join(statements), 's' if len(statements) == 1 else ''), host=label, evidence=evidence)
+    fixes = []
+    if pids:
+        fixes.append('end them (SELECT pg_terminate_backend(pid) for pid %s) or let them commit'
+                     % ', '.join(str(p) for p in pids))
+    if by_gid:
+        fixes.append(_prepared_fix(label, [by_gid[g][0] for g in sorted(by_gid)]))
+    cost = 'the hot phase would wait for them %.0f s, then fail with its patch unrecorded' % wait_seconds
+    if policy == 'warn':
+        return finding('hot_patch_waits', WARN, '%s: %s; %s (fastdowntime_blocking_sessions: warn)' % (
+            label, '; '.join(held), cost), host=label, evidence=evidence,
+            action='end them before the deploy, or its hot phase fails')
+    return finding('hot_patch_waits', FAIL, '%s: %s; %s: %s, then deploy again' % (
+        label, '; '.join(held), cost, '; '.join(fixes)), host=label, evidence=evidence,
+        action='%s; fastdowntime_blocking_sessions: warn deploys anyway (the hot phase then fails if they have '
+               'not ended)' % '; '.join(fixes))
+
+
+def _hot_lock_text(rows):
+    """What a holder's conflicting lock rows (locks.conflicting against
+    locks.hot_waits' lockers) make a live statement wait out."""
+    return '; '.join('%s %s on %s, which %s line %s (%s) waits out' % (
+        'holds' if row.get('granted') else 'waits for', row['mode'], row.get('relation'), row['wanted']['patch'],
+        row['wanted']['line'], row['wanted']['words']) for row in rows)
+
+
 def decide_pgbouncer(label, entries=None, flags=None, state=None, missing_standby_entries=None, error=None,
                      probe=None, fences=None, explained=(), logging_in=()):
     """One pgbouncer process: the console answered as an admin and resolved the
@@ -1413,7 +1492,7 @@ ACTIVITY_SQL = """
 SELECT pid, usename, datname, host(client_addr) AS client_addr, application_name, state,
        EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8 AS xact_seconds,
        EXTRACT(EPOCH FROM clock_timestamp() - state_change)::float8 AS state_seconds,
-       left(query, 200) AS query
+       left(query, 200) AS query, backend_xmin IS NOT NULL AS holds_snapshot
   FROM pg_stat_activity
  WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
 """
@@ -1690,6 +1769,10 @@ class Preflight:
             self.findings.append(not_checked('blocking_sessions', [primary_label]))
         elif primary is not None and primary_label in activity and self.plan is not None:
             self._check_blocking_sessions(primary, primary_label, activity[primary_label])
+        if primary_label in blind:
+            self.findings.append(not_checked('hot_patch_waits', [primary_label]))
+        elif primary is not None and primary_label in activity and self.plan is not None:
+            self._check_hot_patch_waits(primary, primary_label, activity[primary_label])
         for endpoint, conn in standbys:  # the read entries are drained too
             label = endpoint_label(endpoint)
             if label in blind:
@@ -2119,6 +2202,21 @@ class Preflight:
             label, db_rows, locks.conflicting(rows, required), required, pgbouncer_of, self.killable_users,
             pgbouncer_addrs, self._drain_wait(), drain_policy=self.drain_policy, policy=self.blocking_sessions,
             cold_pending=bool(self.plan.pending_cold), pgbouncer_clients=self.clients_on.get(label)))
+
+    def _check_hot_patch_waits(self, primary, label, activity_rows):
+        """decide_hot_patch_waits: what the pending hot patches (before and after
+        the window) would wait out, read on the primary (locks.HOLDERS_SQL)."""
+        lockers, snapshots = locks.hot_waits(self.plan.pending_hot + self.plan.post_window_hot)
+        rows = []
+        if lockers:
+            rows = self._query(primary, locks.HOLDERS_SQL, locks.lookup(lockers, self.primary.get('user')),
+                               label=label, check='hot_patch_waits')
+            if rows is None:
+                return
+        db_rows = [row for row in activity_rows if row.get('datname') == self.db_name]
+        self.findings.append(decide_hot_patch_waits(
+            label, self.db_name, db_rows, locks.conflicting(rows, lockers), lockers, snapshots,
+            LockRetry().hot_wait_seconds(), policy=self.blocking_sessions))
 
     def _check_read_drain(self, label, activity_rows):
         """decide_blocking_sessions on a standby: the clients through the

@@ -118,6 +118,11 @@ class LockRetry:
     def pause_seconds(self, attempt):
         return min(self.pause_ms * self.backoff ** attempt, self.max_pause_ms) / 1000.0
 
+    def hot_wait_seconds(self):
+        """How long a live (hot) statement waits for its locks over all its
+        max_attempts before the patch fails: every lock timeout and pause."""
+        return sum(self.lock_timeout_ms(a) / 1000.0 + self.pause_seconds(a) for a in range(self.max_attempts))
+
     @classmethod
     def from_value(cls, value):
         if value is None:

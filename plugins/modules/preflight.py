@@ -67,6 +67,13 @@ description:
     pre-flight's own session is left out. O(blocking_sessions=warn) reports them as warnings instead. A cold
     statement's unqualified names are resolved in the search_path it runs under in the window (the deploy
     user's own at each patch's start; the patch's C(SET [LOCAL] search_path), C(set_config), C(RESET) after).
+  - C(hot_patch_waits) - what the pending hot patches (before and after the window) would wait out on the primary:
+    a live C(CREATE INDEX CONCURRENTLY) or C(REINDEX CONCURRENTLY) waits for every transaction of the database with
+    an older snapshot (a session idle in a C(REPEATABLE READ) transaction, an open cursor) and, like C(DROP INDEX
+    CONCURRENTLY), for the lockers of its table (a prepared transaction that wrote it). Such a session that will
+    outlast the hot phase's lock retries, or such a prepared transaction at any age, fails in one line naming its
+    pid or gid, age and the fix (O(blocking_sessions=warn) warns). A C(READ COMMITTED) session idle in a transaction
+    holds no snapshot and passes.
   - C(pgbouncer) - every admin console answers as an admin, has the deploy's entries (and those named by the
     standbys' C(pgbouncer_entries)), and none of them is already paused. pgbouncer 1.18 shows no global PAUSE;
     from 1.19 on SHOW STATE is read as well.

@@ -24,7 +24,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console, probe
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import connect
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import CHECKS, CONNECTION_SLOTS_SQL, Preflight
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import ensure_revision_table
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
+    SchemaError, apply_hot, ensure_revision_table)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -249,6 +250,68 @@ def test_blocking_sessions_warn_vouches_for_a_client_the_drain_estimate_then_lea
     assert 'the drain leaves out pid %d on primary, which fastdowntime_blocking_sessions: warn vouches for' % pid \
         in budget['summary'], budget['summary']
     assert warned['estimate']['xact_seconds'] < 1.6, warned['estimate']
+
+
+@pytest.mark.faults
+def test_what_a_hot_create_index_concurrently_would_wait_out_is_named_before_anything_runs(lab, revision_table,
+                                                                                         patch_dir):
+    """A hot CREATE INDEX CONCURRENTLY waits for every transaction of the database with an older
+    snapshot (a session idle in a REPEATABLE READ transaction, whatever it read) and for the lockers
+    of its table (a prepared transaction that wrote it). Today's hot phase retries its lock and fails
+    after its attempts (apply_hot, shown with 2); the pre-flight names both, in one line, before
+    anything runs. A READ COMMITTED session idle in a transaction holds no snapshot: not named."""
+    gid = 'fdt-hot-wait-test'
+    reader = connect(lab.pg('primary', user='fdt_app'), application_name='report-rr')
+    plain = connect(lab.pg('primary', user='fdt_app'), application_name='idle-rc')
+    coordinator = psycopg2.connect(lab.dsn(lab.pg('primary', user='fdt_app')))
+    admin = connect(lab.pg('primary'), autocommit=True)
+    hot_dir = os.path.join(os.path.dirname(patch_dir), 'hot')
+    os.makedirs(hot_dir)
+    with open(os.path.join(hot_dir, 'patch-2300-00-1.sql'), 'w') as out:
+        out.write('CREATE INDEX CONCURRENTLY fdt_hot_wait_idx ON fdt_item (id);\n')
+    try:
+        reader.set_session(isolation_level='REPEATABLE READ')
+        with reader.cursor() as cur:
+            cur.execute('SELECT pg_backend_pid()')
+            reader_pid = cur.fetchone()[0]
+        with plain.cursor() as cur:
+            cur.execute('SELECT pg_backend_pid()')
+            plain_pid = cur.fetchone()[0]
+        time.sleep(1.2)  # idle in transaction for longer than a pause between two statements
+        hot = load_patch(os.path.join(hot_dir, 'patch-2300-00-1.sql'))
+        with pytest.raises(SchemaError) as failed_hot:
+            apply_hot(admin, hot, revision_table=REVISION_TABLE, lock_retry={'max_attempts': 2})
+        with coordinator.cursor() as cur:
+            cur.execute('UPDATE fdt_item SET body = body WHERE false')
+            cur.execute('PREPARE TRANSACTION %s', (gid,))
+        result = run(lab, patch_dir)
+    finally:
+        for conn in (reader, plain, coordinator):
+            conn.close()
+        with admin.cursor() as cur:
+            cur.execute('SELECT gid FROM pg_prepared_xacts WHERE gid = %s', (gid,))
+            if cur.fetchone():
+                cur.execute('ROLLBACK PREPARED %s', (gid,))
+            cur.execute('DROP INDEX IF EXISTS fdt_hot_wait_idx')
+        admin.close()
+    # Today's hot phase: no hang - its lock attempts run out, the INVALID index is dropped.
+    message = str(failed_hot.value)
+    assert 'patch-2300-00-1.sql line 1: could not lock after 2 attempts' in message, message
+    assert 'dropped the INVALID index' in message, message
+    assert_refused_by(result, 'hot_patch_waits', "pid %d (user fdt_app, application 'report-rr'" % reader_pid)
+    [failed] = findings(result, 'hot_patch_waits', 'fail')
+    summary = failed['summary']
+    assert failed['host'].startswith('primary (') and summary.startswith(failed['host'] + ': pid %d' % reader_pid)
+    assert ('holds a snapshot, which patch-2300-00-1.sql line 4 (CREATE INDEX CONCURRENTLY) waits out (every '
+            'transaction of database %s with an older snapshot)' % lab.db_name) in summary, summary
+    assert ("prepared transaction 'fdt-hot-wait-test' (owner fdt_app, database %s, prepared " % lab.db_name) in summary
+    assert 'holds ROW EXCLUSIVE on fdt_item, which patch-2300-00-1.sql line 4 (CREATE INDEX CONCURRENTLY) waits out' \
+        in summary, summary
+    assert 'pid %d ' % plain_pid not in summary, summary
+    assert 'SELECT pg_terminate_backend(pid) for pid %d' % reader_pid in summary
+    assert "ROLLBACK PREPARED 'fdt-hot-wait-test'" in summary
+    assert [line for line in result['summary_lines'] if line.startswith('FAIL hot_patch_waits:')] == [
+        'FAIL hot_patch_waits: ' + summary]
 
 
 # tryit6 defect 4 and its kind: the window resolves a cold statement's unqualified name in the search_path

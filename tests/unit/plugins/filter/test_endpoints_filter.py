@@ -26,5 +26,5 @@ def test_one_console_per_declared_process_else_one_per_host():
 
 def test_a_process_without_its_socket_dir_is_an_inventory_error():
     hostvars = {'pgb1': dict(HOSTVARS['pgb1'], fastdowntime_pgbouncer_consoles=[{'host': '/x'}])}
-    with pytest.raises(AnsibleFilterError, match='pgb1: each item of fastdowntime_pgbouncer_consoles needs'):
+    with pytest.raises(AnsibleFilterError, match='pgb1: fastdowntime_pgbouncer_consoles item 1 has no unix_socket_dir'):
         endpoints(['pgb1'], hostvars, kind='pgbouncer')

@@ -149,3 +149,22 @@ def test_every_patch_starts_with_the_deploy_sessions_search_path(tmp_path):
                   {'relation': (None, 't', ('$user', 'pg_catalog')), 'mode': AE}]
     assert list(zip(*locks.lookup(any_schema, 'fdt_deploy'))) == [
         (1, '', 't'), (2, 'fdt_deploy', 't'), (2, 'pg_catalog', 't')]
+
+
+def test_what_each_live_statement_waits_out(tmp_path):
+    """CREATE INDEX CONCURRENTLY waits for its table's lockers conflicting with SHARE and for every
+    older snapshot; REINDEX CONCURRENTLY's swap for every locker and the snapshots; DROP INDEX
+    CONCURRENTLY for every locker only. Other live statements (VACUUM) are not modelled here."""
+    (tmp_path / 'patch-0001-01-1.sql').write_text(
+        'SET search_path = s1;\nCREATE INDEX CONCURRENTLY i ON t (id);\nREINDEX INDEX CONCURRENTLY j;\n'
+        'DROP INDEX CONCURRENTLY s.k;\nVACUUM t;')
+    lockers, snapshots = locks.hot_waits(load_patch_set(str(tmp_path)).patches)
+    assert [(w['relation'], w['mode'], w['line'], w['words']) for w in lockers] == [
+        ((None, 't', ('s1',)), locks.SHARE, 2, 'CREATE INDEX CONCURRENTLY'),
+        ((None, 'j', ('s1',)), AE, 3, 'REINDEX CONCURRENTLY'),
+        (('s', 'k'), AE, 4, 'DROP INDEX CONCURRENTLY')]
+    assert [(w['line'], w['words']) for w in snapshots] == [(2, 'CREATE INDEX CONCURRENTLY'),
+                                                            (3, 'REINDEX CONCURRENTLY')]
+    # A writer (ROW EXCLUSIVE) holds a CREATE INDEX CONCURRENTLY up; a reader (ACCESS SHARE) does not.
+    rows = [{'target': 0, 'mode': 'RowExclusiveLock', 'pid': 1}, {'target': 0, 'mode': 'AccessShareLock', 'pid': 2}]
+    assert [r['pid'] for r in locks.conflicting(rows, lockers)] == [1]

@@ -553,6 +553,34 @@ def test_a_budget_refusal_names_its_largest_term_and_that_terms_fix():
         assert '\n' not in text
 
 
+def test_hot_patch_waits_names_snapshot_holders_and_prepared_lockers_not_plain_idle_sessions():
+    lockers = [{'relation': (None, 'fdt_item'), 'mode': 'SHARE', 'patch': 'patch-1-00-1.sql', 'line': 4,
+                'words': 'CREATE INDEX CONCURRENTLY'}]
+    snapshots = [dict(lockers[0])]
+    idle = {'state': 'idle in transaction', 'state_seconds': 5.0, 'xact_seconds': 5.0, 'usename': 'app',
+            'application_name': 'x', 'client_addr': '10.0.0.5'}
+    rows = [dict(idle, pid=11, holds_snapshot=True), dict(idle, pid=12, holds_snapshot=False),
+            dict(idle, pid=13, holds_snapshot=True, state='active', state_seconds=0.1, xact_seconds=0.2)]
+    prepared = {'gid': 'xa1', 'owner': 'app', 'prepared_database': 'db', 'prepared_seconds': 0.5, 'granted': True,
+                'mode': 'ROW EXCLUSIVE', 'relation': 'fdt_item', 'wanted': lockers[0]}
+    found = pf.decide_hot_patch_waits('primary (10.0.0.10:5432)', 'db', rows, [prepared], lockers, snapshots, 13.1)
+    assert found['status'] == FAIL and '\n' not in found['summary']
+    summary = found['summary']
+    assert summary.startswith("primary (10.0.0.10:5432): pid 11 (user app, application 'x', from 10.0.0.5, idle in "
+                              'transaction for 5.0 s, transaction open 5.0 s) holds a snapshot, which '
+                              'patch-1-00-1.sql line 4 (CREATE INDEX CONCURRENTLY) waits out')
+    assert 'pid 12 ' not in summary and 'pid 13 ' not in summary  # no snapshot; a short transaction
+    assert "prepared transaction 'xa1' (owner app, database db, prepared 0.5 s ago" in summary
+    assert 'holds ROW EXCLUSIVE on fdt_item, which patch-1-00-1.sql line 4 (CREATE INDEX CONCURRENTLY) waits out' \
+        in summary
+    assert 'the hot phase would wait for them 13 s, then fail with its patch unrecorded' in summary
+    assert 'pg_terminate_backend(pid) for pid 11)' in summary and "ROLLBACK PREPARED 'xa1'" in summary
+    assert pf.decide_hot_patch_waits('p', 'db', rows, [prepared], lockers, snapshots, 13.1,
+                                     policy='warn')['status'] == WARN
+    assert pf.decide_hot_patch_waits('p', 'db', rows[1:], [], lockers, snapshots, 13.1)['status'] == PASS
+    assert pf.decide_hot_patch_waits('p', 'db', rows, [], [], [], 13.1)['status'] == PASS
+
+
 # -- verdict and summary ----------------------------------------------------------------------
 
 def test_verdict_and_summary_list_failures_first_with_actions():
