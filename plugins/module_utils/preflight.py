@@ -2181,17 +2181,23 @@ class Preflight:
         self.findings.append(decide_direct_connections(label, rows, pids, system_users, self.fragile_users,
                                                        self.killable_users, pgbouncer_hosts=hosts))
 
+    def _lock_holders(self, primary, label, wanted, check):
+        """The locks.HOLDERS_SQL rows on the primary for ``wanted`` (required_locks'
+        or hot_waits' list; names resolved as the deploy user's session does), []
+        for none wanted, None after a failed finding of ``check``."""
+        if not wanted:
+            return []
+        return self._query(primary, locks.HOLDERS_SQL, locks.lookup(wanted, self.primary.get('user')),
+                           label=label, check=check)
+
     def _check_blocking_sessions(self, primary, label, activity_rows):
         """The sessions that would hold the outage its whole budget
         (decide_blocking_sessions): pgbouncer clients in a transaction, and
         holders of locks the pending cold patches need (locks.HOLDERS_SQL)."""
         required = locks.required_locks(self.plan.pending_cold)
-        rows = []
-        if required:
-            rows = self._query(primary, locks.HOLDERS_SQL, locks.lookup(required, self.primary.get('user')),
-                               label=label, check='blocking_sessions')
-            if rows is None:
-                return
+        rows = self._lock_holders(primary, label, required, 'blocking_sessions')
+        if rows is None:
+            return
         self._server_pids()  # the server connections opened since the pgbouncer check
         pgbouncer_of = self.server_pids_on.get(label, {})
         pgbouncer_addrs = set()
@@ -2207,12 +2213,9 @@ class Preflight:
         """decide_hot_patch_waits: what the pending hot patches (before and after
         the window) would wait out, read on the primary (locks.HOLDERS_SQL)."""
         lockers, snapshots = locks.hot_waits(self.plan.pending_hot + self.plan.post_window_hot)
-        rows = []
-        if lockers:
-            rows = self._query(primary, locks.HOLDERS_SQL, locks.lookup(lockers, self.primary.get('user')),
-                               label=label, check='hot_patch_waits')
-            if rows is None:
-                return
+        rows = self._lock_holders(primary, label, lockers, 'hot_patch_waits')
+        if rows is None:
+            return
         db_rows = [row for row in activity_rows if row.get('datname') == self.db_name]
         self.findings.append(decide_hot_patch_waits(
             label, self.db_name, db_rows, locks.conflicting(rows, lockers), lockers, snapshots,
