@@ -67,7 +67,7 @@ description:
     pre-flight's own session is left out. O(blocking_sessions=warn) reports them as warnings instead. A cold
     statement's unqualified names are resolved in the search_path it runs under in the window (the deploy
     user's own at each patch's start; the patch's C(SET [LOCAL] search_path), C(set_config), C(RESET) after).
-  - C(hot_patch_waits) - what the pending hot patches (before and after the window) would wait out on the primary:
+  - C(hot_patch_waits) - what the pending hot patches (before and after the window) would wait out on the primary -
     a live C(CREATE INDEX CONCURRENTLY) or C(REINDEX CONCURRENTLY) waits for every transaction of the database with
     an older snapshot (a session idle in a C(REPEATABLE READ) transaction, an open cursor) and, like C(DROP INDEX
     CONCURRENTLY), for the lockers of its table (a prepared transaction that wrote it). Such a session that will
