@@ -223,8 +223,8 @@ def test_sessions_that_would_hold_the_outage_are_refused_and_the_knobs_warn(lab,
     assert '(fastdowntime_blocking_sessions: warn)' in warned[0]['summary']
 
 
-def test_blocking_sessions_warn_vouches_for_a_client_the_drain_estimate_then_leaves_out(lab, revision_table,
-                                                                                         patch_dir):
+def test_blocking_sessions_warn_vouches_for_a_client_the_drain_estimate_then_leaves_out(
+        lab, revision_table, patch_dir):
     """try 6, defect 3b: a client idle in a transaction through pgbouncer1 for longer than the
     usable budget (2 s budget: 1.6 s). Refused by blocking_sessions, and the budget's refusal names
     the drain, not the statements. With fastdowntime_blocking_sessions: warn (the operator knows it
@@ -253,8 +253,8 @@ def test_blocking_sessions_warn_vouches_for_a_client_the_drain_estimate_then_lea
 
 
 @pytest.mark.faults
-def test_what_a_hot_create_index_concurrently_would_wait_out_is_named_before_anything_runs(lab, revision_table,
-                                                                                         patch_dir):
+def test_what_a_hot_create_index_concurrently_would_wait_out_is_named_before_anything_runs(
+        lab, revision_table, patch_dir):
     """A hot CREATE INDEX CONCURRENTLY waits for every transaction of the database with an older
     snapshot (a session idle in a REPEATABLE READ transaction, whatever it read) and for the lockers
     of its table (a prepared transaction that wrote it). Today's hot phase retries its lock and fails
@@ -321,6 +321,7 @@ SEARCH_PATH_PATCHES = {
     'set_config': ["SELECT set_config('search_path', 'fdt_sp, public', false);\nALTER TABLE t_sp ADD COLUMN z int;"],
     'set_local': ['SET LOCAL search_path = fdt_sp;\nALTER TABLE t_sp ADD COLUMN z int;'],
     'role_setting': ['ALTER TABLE t_sp ADD COLUMN z int;'],
+    'database_setting': ['ALTER TABLE t_sp ADD COLUMN z int;'],
     # Not the held table: public.t_sp after RESET, and after the patch that SET the path.
     'reset': ['SET search_path = fdt_sp;\nRESET search_path;\nALTER TABLE t_sp ADD COLUMN z int;'],
     'next_patch': ['SET search_path = fdt_sp;\nSELECT 1;', 'ALTER TABLE t_sp ADD COLUMN z int;'],
@@ -330,7 +331,7 @@ SEARCH_PATH_PATCHES = {
 @pytest.mark.parametrize('case', sorted(SEARCH_PATH_PATCHES))
 def test_a_lock_holder_is_found_in_the_search_path_the_patch_sets(lab, revision_table, patch_dir, case):
     """fdt_sp.t_sp is held (ACCESS SHARE) by a forgotten psql; public.t_sp is not. A cold patch
-    ALTERs t_sp under a search_path of its own (SET, set_config, SET LOCAL, or the deploy user's
+    ALTERs t_sp under a search_path of its own (SET, set_config, SET LOCAL, the database's or the deploy user's
     role setting in the database): refused naming the holder and the table; RESET search_path, or
     the next patch (the window resets the session between patches), resolve t_sp in public: passed."""
     admin = connect(lab.pg('primary'), autocommit=True)
@@ -340,6 +341,8 @@ def test_a_lock_holder_is_found_in_the_search_path_the_patch_sets(lab, revision_
                                'CREATE SCHEMA fdt_sp; CREATE TABLE fdt_sp.t_sp (id int); CREATE TABLE public.t_sp (id int)')
         if case == 'role_setting':
             admin.cursor().execute('ALTER ROLE fdt_deploy IN DATABASE %s SET search_path = fdt_sp, public' % lab.db_name)
+        if case == 'database_setting':
+            admin.cursor().execute('ALTER DATABASE %s SET search_path = fdt_sp, public' % lab.db_name)
         for number, text in enumerate(SEARCH_PATH_PATCHES[case], start=1):
             with open(os.path.join(patch_dir, 'patch-2300-%02d-0.sql' % (8 + number)), 'w') as out:
                 out.write(text + '\n')
@@ -350,8 +353,9 @@ def test_a_lock_holder_is_found_in_the_search_path_the_patch_sets(lab, revision_
         result = run(lab, patch_dir)
     finally:
         holder.close()
-        admin.cursor().execute('ALTER ROLE fdt_deploy IN DATABASE %s RESET search_path; DROP SCHEMA IF EXISTS fdt_sp '
-                               'CASCADE; DROP TABLE IF EXISTS public.t_sp' % lab.db_name)
+        admin.cursor().execute('ALTER ROLE fdt_deploy IN DATABASE {0} RESET search_path; ALTER DATABASE {0} RESET '
+                               'search_path; DROP SCHEMA IF EXISTS fdt_sp CASCADE; DROP TABLE IF EXISTS public.t_sp'
+                               .format(lab.db_name))
         admin.close()
     if case in ('reset', 'next_patch'):
         assert findings(result, 'blocking_sessions', 'pass'), result['summary']
@@ -359,12 +363,13 @@ def test_a_lock_holder_is_found_in_the_search_path_the_patch_sets(lab, revision_
         return
     assert_refused_by(result, 'blocking_sessions', "pid %d (user fdt_deploy, application 'dba_psql'" % pid)
     [failed] = findings(result, 'blocking_sessions', 'fail')
-    # Named as the deploy user's own search_path shows it (with the role setting: t_sp is fdt_sp's).
+    # Named as the deploy user's own search_path shows it (with a role or database setting: t_sp is fdt_sp's).
+    setting = case.endswith('_setting')
     assert 'holds ACCESS SHARE on %s, which patch-2300-09-0.sql line %d needs in ACCESS EXCLUSIVE' % (
-        ('t_sp', 1) if case == 'role_setting' else ('fdt_sp.t_sp', 2)) in failed['summary'], failed['summary']
+        ('t_sp', 1) if setting else ('fdt_sp.t_sp', 2)) in failed['summary'], failed['summary']
     needed = [r['relation'] for r in failed['evidence']['required_locks'] if r['patch'] == 'patch-2300-09-0.sql']
     assert needed == [{'set': 't_sp (search_path fdt_sp, public)', 'set_config': 't_sp (search_path fdt_sp, public)',
-                       'set_local': 't_sp (search_path fdt_sp)', 'role_setting': 't_sp'}[case]]
+                       'set_local': 't_sp (search_path fdt_sp)', 'role_setting': 't_sp', 'database_setting': 't_sp'}[case]]
 
 
 @pytest.mark.faults

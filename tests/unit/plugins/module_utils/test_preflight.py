@@ -532,8 +532,8 @@ def test_a_budget_refusal_names_its_largest_term_and_that_terms_fix():
 
     def refused(**terms):
         estimate = dict(base, **terms)
-        estimate['total_ms'] = sum(estimate[k] for k in ('drain_ms', 'cold_patches_ms', 'standby_replay_ms',
-                                                          'resume_ms'))
+        phases = ('drain_ms', 'cold_patches_ms', 'standby_replay_ms', 'resume_ms')
+        estimate['total_ms'] = sum(estimate[k] for k in phases)
         found = pf.decide_budget(estimate, Budget(1))
         assert found['status'] == FAIL
         return found['summary'], found['action']
