@@ -1308,13 +1308,17 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
       (``statement_costs``: (file, line) -> seconds of the statements on that
       line, from the live table sizes, lint.py) or at least ``statement_seconds`` (the pre-flight
       passes the probe's time per catalog statement when above its floor);
-    - standby replay: the slowest catch-up measured by the lag probe plus
-      1 RTT (one poll) of the slowest standby, plus the WAL tail of the
-      statements priced per statement (not by the lint, which adds its own
-      replay): the standbys replay while the primary works, but WAL written
-      since the WAL writer's last flush reaches them at COMMIT
-      (wal_tail_seconds, from ``wal_writer_delay_seconds``: the primary's
-      wal_writer_delay);
+    - standby replay: ``replay_seconds``, the slowest standby's wait as the
+      window's replay wait would have made it for the lag probe
+      (replication.measure_lag's replay_wait_seconds: every standby asked at
+      once, its answer one round trip later - the round trip is in it, and
+      it is counted once) plus the lint's replay, at least 1 RTT of the
+      slowest standby (the window asks every standby at least once), plus
+      the WAL tail of the statements priced per statement (not by the lint,
+      which adds its own replay): the standbys replay while the primary
+      works, but WAL written since the WAL writer's last flush reaches them
+      at COMMIT (wal_tail_seconds, from ``wal_writer_delay_seconds``: the
+      primary's wal_writer_delay);
     - resume: every entry's RESUME at once, SHOW POOLS beside them (1 RTT of
       the slowest pgbouncer).
 
@@ -1338,7 +1342,7 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     server = plain + sum(cost for cost in priced if cost > statement_seconds)
     cold = max(primary_rtt, transaction_seconds or 0.0) + server
     tail = wal_tail_seconds(plain, wal_writer_delay_seconds)
-    replay = (replay_seconds + max(standby_rtts) + tail) if standby_rtts else 0.0
+    replay = (max(replay_seconds, max(standby_rtts)) + tail) if standby_rtts else 0.0
     resume = pgbouncer_rtt if pgbouncer_rtts else 0.0
     phases = {'drain': drain, 'cold_patches': cold, 'standby_replay': replay, 'resume': resume}
     ms = dict((name + '_ms', round(value * 1000, 1)) for name, value in phases.items())
@@ -2310,8 +2314,10 @@ class Preflight:
             return
         standby_rtts = [rtt for rtt in standby_rtts if rtt is not None]
         # A standby that did not catch up within max_lag_seconds needs at least that long.
-        replay = max([self.max_lag_seconds if m.get('catch_up_seconds') is None else m['catch_up_seconds']
-                      for m in lag if not m.get('error')] or [0.0])
+        # What the window's replay wait would have waited for the probe (its round trip included; a standby asked
+        # after another in the probe's sweep does not wait for that one's answer in the window).
+        replay = max([self.max_lag_seconds if m.get('catch_up_seconds') is None else
+                      m.get('replay_wait_seconds', m['catch_up_seconds']) for m in lag if not m.get('error')] or [0.0])
         measured = set(m['label'] for m in lag if not m.get('error'))
         incomplete = [endpoint_label(e) for e, dummy in standbys if endpoint_label(e) not in measured]
         if len(pgbouncer_rtts) < len(self.pgbouncers):

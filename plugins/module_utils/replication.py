@@ -569,22 +569,35 @@ LAG_SQL = ('SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn AS caught_up, '
            'pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::float8 AS bytes_behind')
 
 
-def measure_lag(standbys, lsn, max_seconds, lost=None):
+def measure_lag(standbys, lsn, max_seconds, lost=None, clock=None, sleep=None):
     """Poll every standby until it has replayed ``lsn`` (LAG_PROBE_SQL's, just
     written on the primary) or ``max_seconds`` pass. ``standbys``: [(label,
     blocking connection)]; ``lost(label, conn, exc)``: True when a failed query
     means the connection is gone (that standby is then left out: the caller
     reports it). Returns [{'label', 'probe_lsn', 'bytes_behind' (when the probe
-    was written), 'catch_up_seconds' (None: not within max_seconds), 'error'}]."""
-    began = time.monotonic()
+    was written), 'catch_up_seconds' (None: not within max_seconds),
+    'replay_wait_seconds', 'error'}].
+
+    The standbys are asked one after the other (blocking connections), so a
+    standby's ``catch_up_seconds`` also holds the round trips of the standbys
+    asked before it in the same sweep. ``replay_wait_seconds`` leaves them
+    out: it is the sweep's start plus that standby's own question - what the
+    window's replay wait (wait_for_replay), which asks every standby at once,
+    would have waited for it (one round trip when the standby had replayed
+    the probe by the first question), in seconds; None when not caught up.
+    ``clock``, ``sleep``: time.monotonic, time.sleep unless given (tests)."""
+    clock, sleep = clock or time.monotonic, sleep or time.sleep
+    began = clock()
     deadline = began + max_seconds
-    states = dict((label, {'label': label, 'probe_lsn': lsn, 'bytes_behind': None,
-                           'catch_up_seconds': None, 'error': None}) for label, dummy in standbys)
+    states = dict((label, {'label': label, 'probe_lsn': lsn, 'bytes_behind': None, 'catch_up_seconds': None,
+                           'replay_wait_seconds': None, 'error': None}) for label, dummy in standbys)
     pending = dict(standbys)
     interval = 0.002
     while pending:
+        sweep = clock()
         for label, conn in list(pending.items()):
             state = states[label]
+            asked = clock()
             try:
                 row = query(conn, LAG_SQL, (lsn, lsn))[0]
             except psycopg2.Error as exc:
@@ -600,11 +613,13 @@ def measure_lag(standbys, lsn, max_seconds, lost=None):
             if state['bytes_behind'] is None:
                 state['bytes_behind'] = max(int(row['bytes_behind'] or 0), 0)
             if row['caught_up']:
-                state['catch_up_seconds'] = round(time.monotonic() - began, 4)
+                answered = clock()
+                state['catch_up_seconds'] = round(answered - began, 4)
+                state['replay_wait_seconds'] = round(sweep - began + answered - asked, 4)
                 del pending[label]
-        if not pending or time.monotonic() >= deadline:
+        if not pending or clock() >= deadline:
             break
-        time.sleep(interval)
+        sleep(interval)
         interval = min(interval * 2, 0.1)
     return [states[label] for label, dummy in standbys if label in states]
 

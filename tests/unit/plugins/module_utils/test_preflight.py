@@ -420,9 +420,25 @@ def test_estimate_model(patch_set):
     assert estimate['drain_ms'] == pytest.approx(pf.DRAIN_ROUND_TRIPS * 3)
     # 3 statements and 2 revision rows at 10 ms each.
     assert estimate['cold_patches_ms'] == pytest.approx(1 + 5 * 10)
-    assert estimate['standby_replay_ms'] == pytest.approx(100 + 4)
+    # The lag probe's replay wait holds its round trip already: counted once, not once more.
+    assert estimate['standby_replay_ms'] == pytest.approx(100)
     assert estimate['resume_ms'] == pytest.approx(3)
-    assert estimate['total_ms'] == pytest.approx(pf.DRAIN_ROUND_TRIPS * 3 + 51 + 104 + 3)
+    assert estimate['total_ms'] == pytest.approx(pf.DRAIN_ROUND_TRIPS * 3 + 51 + 100 + 3)
+
+
+def test_the_replay_term_is_the_window_s_wait_for_the_probe_and_at_least_one_round_trip(patch_set):
+    cold = [p for p in patch_set.patches if p.kind == 'cold']
+    # 40 ms to each standby (the rtt40 lab shape), both had replayed the probe when first asked: the window asks
+    # both at once and waits one round trip (measure_lag's replay_wait_seconds: 0.04). Before, the term was the
+    # probe's sequential catch-up (0.08 for the second standby asked) plus one more round trip: 120 ms.
+    far = pf.estimate_outage(cold, 0.04, [0.04, 0.04], [], 0.04, [], statement_seconds=0.001)
+    assert far['standby_replay_ms'] == pytest.approx(40)
+    # A probe that did not measure (an error on every standby): still the one round trip the window makes.
+    assert pf.estimate_outage(cold, 0.04, [0.04, 0.03], [], 0.0, [], statement_seconds=0.001)[
+        'standby_replay_ms'] == pytest.approx(40)
+    # A standby 300 ms behind: its wait, round trip included.
+    assert pf.estimate_outage(cold, 0.04, [0.04], [], 0.34, [], statement_seconds=0.001)[
+        'standby_replay_ms'] == pytest.approx(340)
 
 
 def test_the_drain_waits_for_the_transactions_pgbouncer_sees_open_now(patch_set):
@@ -462,10 +478,10 @@ def test_the_standbys_replay_the_wal_tail_of_the_catalog_statements_after_commit
     # 5 x 10 ms of catalog work, the WAL writer flushing every 200 ms: the COMMIT comes 0-200 ms after
     # its last flush, so on average 50 - 50^2 / 400 ms of that work is left to replay.
     short = pf.estimate_outage(cold, 0.001, [0.004], [], 0.1, [], statement_seconds=0.01, wal_writer_delay_seconds=0.2)
-    assert short['standby_replay_ms'] == pytest.approx(100 + 4 + 43.8) and short['wal_tail_ms'] == pytest.approx(43.8)
+    assert short['standby_replay_ms'] == pytest.approx(100 + 43.8) and short['wal_tail_ms'] == pytest.approx(43.8)
     # 5 x 100 ms: whatever the work, half a flush interval on average.
     long = pf.estimate_outage(cold, 0.001, [0.004], [], 0.1, [], statement_seconds=0.1, wal_writer_delay_seconds=0.2)
-    assert long['standby_replay_ms'] == pytest.approx(100 + 4 + 100)
+    assert long['standby_replay_ms'] == pytest.approx(100 + 100)
     # A statement the lint prices (its own replay term is in replay_seconds) adds no tail. The lint's
     # cost is per line (lint.per_statement_seconds: its statements summed), counted once: the second
     # statement of patch-0001-02-0.sql's one line is a plain one.

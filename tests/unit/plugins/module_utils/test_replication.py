@@ -1,5 +1,7 @@
 """Standby identity and the replication decisions (replication.py), without a database."""
 
+import pytest
+
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import replication as rp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock
 
@@ -458,6 +460,31 @@ def test_measure_lag_polls_until_replayed_and_leaves_a_lost_standby_to_its_calle
     assert [(m['label'], m['bytes_behind'], m['catch_up_seconds'] is not None, m['error']) for m in found] == [
         ('s1', 120, True, None), ('s2', None, False, 'not in recovery')]
     assert gone == ['s3']
+
+
+def test_measure_lag_counts_what_the_window_would_wait_without_the_probes_sequential_round_trips(monkeypatch):
+    # Simulated time: each question takes one 40 ms round trip (the rtt40 lab shape). s1 and s2 had replayed the
+    # probe when first asked; s3 answers "not yet" once. The probe asks them one after the other, so s2's answer
+    # comes 80 ms after the start; the window asks every standby at once: 40 ms for s1 and s2.
+    now = [100.0]
+    answers = {'s1': [True], 's2': [True], 's3': [False, True]}
+
+    def fake_query(conn, sql, params=None):
+        now[0] += 0.04
+        return [{'caught_up': answers[conn].pop(0), 'bytes_behind': 0.0}]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    monkeypatch.setattr(rp, 'query', fake_query)
+    found = dict((m['label'], m) for m in rp.measure_lag([('s1', 's1'), ('s2', 's2'), ('s3', 's3')], '0/5000000',
+                                                         10, clock=lambda: now[0], sleep=sleep))
+    assert found['s1']['catch_up_seconds'] == pytest.approx(0.04) == found['s1']['replay_wait_seconds']
+    assert found['s2']['catch_up_seconds'] == pytest.approx(0.08)
+    assert found['s2']['replay_wait_seconds'] == pytest.approx(0.04)
+    # s3: the first sweep (3 questions, 120 ms), the 2 ms pause, then its own question alone.
+    assert found['s3']['catch_up_seconds'] == pytest.approx(0.12 + 0.002 + 0.04)
+    assert found['s3']['replay_wait_seconds'] == pytest.approx(0.12 + 0.002 + 0.04)
 
 
 # -- the replay wait's schedule (simulated time: a clock, standbys answering after a round trip) ----
