@@ -1342,7 +1342,7 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     server = plain + sum(cost for cost in priced if cost > statement_seconds)
     cold = max(primary_rtt, transaction_seconds or 0.0) + server
     tail = wal_tail_seconds(plain, wal_writer_delay_seconds)
-    replay = (max(replay_seconds, max(standby_rtts)) + tail) if standby_rtts else 0.0
+    replay = (max([replay_seconds] + list(standby_rtts)) + tail) if standby_rtts else 0.0
     resume = pgbouncer_rtt if pgbouncer_rtts else 0.0
     phases = {'drain': drain, 'cold_patches': cold, 'standby_replay': replay, 'resume': resume}
     ms = dict((name + '_ms', round(value * 1000, 1)) for name, value in phases.items())
