@@ -49,6 +49,7 @@ try:
 except ImportError:  # pragma: no cover - postgres.connect() reports it
     psycopg2 = None
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import locks
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import COLD, HOT
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import walk as _walk
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import ConnectError, one_line, query
@@ -901,8 +902,40 @@ def summary_lines(findings, total=None, budget_seconds=None):
 
 # -- the live database (read-only) ------------------------------------------------
 
-def _regclass_text(key):
-    return '.'.join('"%s"' % part.replace('"', '""') for part in key if part)
+def patch_search_paths(patches):
+    """{(None, name): path}: each unqualified table name a statement of
+    ``patches`` names under a search_path its patch set (locks.search_paths:
+    the window resolves it there, not in the reading session's), with the
+    first such path; names under a computed path (locks.ANY_SCHEMA) are left
+    to the session's."""
+    found = {}
+    for patch in patches:
+        for statement, path in zip(patch.statements, locks.search_paths(patch.statements)):
+            if path is locks.DEFAULT_PATH or path == locks.ANY_SCHEMA or statement.node is None:
+                continue
+            for node in _walk(statement.node):
+                if type(node).__name__ == 'RangeVar' and not node.schemaname:
+                    found.setdefault(table_key(node), path)
+    return found
+
+
+# The first schema of a search_path (in order) that has a relation of that name.
+FIRST_IN_PATH_SQL = """
+SELECT n.nspname FROM unnest(%s::text[]) WITH ORDINALITY AS p(schema, ord)
+  JOIN pg_namespace n ON n.nspname = p.schema
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = %s
+ ORDER BY p.ord LIMIT 1
+"""
+
+
+def _resolved(conn, key, path):
+    """``key`` as the window resolves it under ``path`` (patch_search_paths):
+    (schema, name) of the first schema of the path that has it, else ``key``."""
+    if path is None:
+        return key
+    dummy, schemas, dummy = locks.lookup([{'relation': (None, key[1], path)}], conn.info.user)
+    rows = query(conn, FIRST_IN_PATH_SQL, (schemas, key[1]))
+    return (rows[0]['nspname'], key[1]) if rows else key
 
 
 TABLE_SQL = """
@@ -959,13 +992,14 @@ def gather_catalog(conn, patches, explain=True, lock_timeout_ms=1000):
     that cannot be planned yet (it needs an earlier pending patch) keeps
     reltuples as its row count."""
     refs = references(patches)
+    paths = patch_search_paths(patches)
     tables, functions, plan_rows = {}, {}, {}
     with conn.cursor() as cur:
         cur.execute('BEGIN READ ONLY')
         try:
             cur.execute("SET LOCAL lock_timeout = %s", ('%dms' % lock_timeout_ms,))
             for key in sorted(refs['tables'], key=lambda k: (k[0] or '', k[1])):
-                rows = query(conn, TABLE_SQL, (_regclass_text(key),))
+                rows = query(conn, TABLE_SQL, (locks.quoted(_resolved(conn, key, paths.get(key))),))
                 if not rows or rows[0]['relkind'] not in ('r', 'p', 'm', 'I', 'S'):
                     continue
                 info = dict(rows[0], exists=True)
@@ -1046,7 +1080,7 @@ def measure_throughput(conn, catalog, patches, clock=time.monotonic):
     pages = max(int(info.get('relpages') or 0), 1)
     sample_pages = min(pages, SAMPLE_PAGES)
     sample_bytes = heap * sample_pages / pages
-    sql = SAMPLE_SQL % (_regclass_text((info['nspname'], info['relname'])), sample_pages)
+    sql = SAMPLE_SQL % (locks.quoted((info['nspname'], info['relname'])), sample_pages)
     counted = []
     with conn.cursor() as cur:
         cur.execute('BEGIN READ ONLY')

@@ -13,7 +13,9 @@ import sys
 
 import pytest
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import lint
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import Outage
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import load_patch_set
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import connect, query
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import Preflight
@@ -141,3 +143,30 @@ def test_large_budget_passes_and_the_estimate_is_within_3x_of_the_actual(lab, bi
     assert query(big_table, "SELECT format_type(atttypid, NULL) AS t FROM pg_attribute WHERE attrelid = '%s'::regclass "
                             "AND attname = 'id'" % BIG)[0]['t'] == 'bigint'
     assert paused_entries(lab) == []
+
+
+def test_a_table_named_under_the_patchs_own_search_path_is_priced_as_the_window_finds_it(lab, tmp_path):
+    """The lint reads the table a statement names where the window finds it: after the patch's
+    SET search_path, an unqualified ALTER COLUMN TYPE rewrites fdt_lint_sp.big - priced from its size,
+    as the schema-qualified statement is (it was "unknown type", no estimate: the budget blind to it)."""
+    conn = connect(lab.pg('primary'), autocommit=True)
+    try:
+        conn.cursor().execute('DROP SCHEMA IF EXISTS fdt_lint_sp CASCADE; CREATE SCHEMA fdt_lint_sp; '
+                              'CREATE TABLE fdt_lint_sp.big AS SELECT g AS id, md5(g::text) AS pad '
+                              'FROM generate_series(1, 100000) g; ANALYZE fdt_lint_sp.big')
+        found = {}
+        for case, text in (('own path', 'SET search_path = fdt_lint_sp, public;\nALTER TABLE big ALTER COLUMN id '
+                                        'TYPE bigint;\n'),
+                           ('qualified', 'ALTER TABLE fdt_lint_sp.big ALTER COLUMN id TYPE bigint;\n')):
+            directory = tmp_path / case.replace(' ', '_')
+            directory.mkdir()
+            (directory / 'patch-2400-01-0.sql').write_text(text)
+            findings, dummy, dummy = lint.lint_live(conn, load_patch_set(str(directory)).patches)
+            [found[case]] = [f for f in findings if f['rule'] == 'alter-type-rewrite']
+    finally:
+        conn.cursor().execute('DROP SCHEMA IF EXISTS fdt_lint_sp CASCADE')
+        conn.close()
+    assert 'id: integer -> bigint' in found['own path']['summary'], found['own path']['summary']
+    assert found['own path']['estimate_seconds'] and not found['own path']['cost_unknown'], found['own path']
+    # The same table's size: the same model, the same basis (estimates differ only by the throughput sample).
+    assert dict(found['own path']['basis'], table=None) == dict(found['qualified']['basis'], table=None), found
