@@ -39,7 +39,7 @@ _value:
 '''
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.inventory import (
-    CREDENTIALS, DEPLOY_VARS, NUMERIC_VARS, inventory_problems as _problems)
+    CHECKED_VARS, inventory_problems as _problems)
 
 
 class _Vars(object):
@@ -53,8 +53,7 @@ class _Vars(object):
             variables = self.hostvars[host]
         except KeyError:
             return default
-        names = [prefix + 'user' for dummy, prefix in CREDENTIALS] + list(DEPLOY_VARS) + list(NUMERIC_VARS)
-        return dict((name, variables.get(name)) for name in names)
+        return dict((name, variables.get(name)) for name in CHECKED_VARS)
 
 
 def inventory_problems(groups, hostvars):

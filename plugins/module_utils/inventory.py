@@ -18,7 +18,7 @@ __metaclass__ = type
 import difflib
 import math
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import consoles_problem
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import CONSOLES_VAR, consoles_problem
 
 PRIMARY = 'fastdowntime_primary'
 STANDBYS = 'fastdowntime_standbys'
@@ -40,6 +40,8 @@ POSITIVE_VARS = ('fastdowntime_budget_seconds', 'fastdowntime_max_lag_seconds',
                  'fastdowntime_app_health_timeout_seconds', 'fastdowntime_app_health_interval_seconds')
 # Per-host credentials: group -> the variable prefix of the inventory contract.
 CREDENTIALS = ((PRIMARY, 'fastdowntime_pg_'), (STANDBYS, 'fastdowntime_pg_'), (PGBOUNCERS, 'fastdowntime_pgbouncer_'))
+# Every variable inventory_problems reads (the filter hands it these from Ansible's hostvars).
+CHECKED_VARS = tuple(prefix + 'user' for dummy, prefix in CREDENTIALS) + DEPLOY_VARS + NUMERIC_VARS + (CONSOLES_VAR,)
 
 
 def _unset(value):
@@ -97,7 +99,7 @@ def inventory_problems(groups, hostvars):
                                 % (host, group, prefix, prefix, group))
             if group == PGBOUNCERS:
                 problems.extend(line for line in [consoles_problem(
-                    host, (hostvars.get(host) or {}).get('fastdowntime_pgbouncer_consoles'))] if line)
+                    host, (hostvars.get(host) or {}).get(CONSOLES_VAR))] if line)
     if primary and len(primary) == 1:
         variables = hostvars.get(primary[0]) or {}
         for name in DEPLOY_VARS:

@@ -233,6 +233,24 @@ def test_a_word_for_the_budget_is_one_line_naming_the_variable(healthy_lab, tmp_
     assert 'cannot be converted' not in out and '_AnsibleTaggedStr' not in out
 
 
+def test_a_negative_budget_and_a_misspelled_console_key_are_one_line_from_the_inventory_check(healthy_lab, tmp_path):
+    """try 6, defect 11b/c: -5 reached the module ("budget_seconds must be positive", its option's name,
+    no host); unix_socket_directory came wrapped in Ansible's "Finalization of task args ... filter
+    plugin failed"."""
+    contract = ' (the contract: README "The public contract", inventories/example/)'
+    refused_by_the_inventory_check(
+        healthy_lab, tmp_path, {'fastdowntime_budget_seconds': -5},
+        'FAILED inventory: fastdowntime_budget_seconds is -5: it must be above zero seconds: give it as a positive '
+        'number, e.g. 10' + contract)
+    key = ('fastdowntime_pgbouncer_consoles item 1 has unix_socket_directory, which is not one of its keys (did you '
+           "mean unix_socket_dir?): each item has unix_socket_dir (that process's, as in its pgbouncer.ini) and "
+           'optionally host and port')
+    out = refused_by_the_inventory_check(
+        healthy_lab, tmp_path, {'fastdowntime_pgbouncer_consoles': [{'unix_socket_directory': '/tmp'}]},
+        'FAILED inventory: pgbouncer1: %s; pgbouncer2: %s%s' % (key, key, contract))
+    assert 'Finalization of task args' not in out and 'filter plugin' not in out
+
+
 def test_a_misspelled_variable_is_refused_in_one_line_before_any_pause(healthy_lab, tmp_path):
     """Defect 18: fastdowntime_pg_pasword would leave the password unset (a login failure far from its
     cause); the run stops in the inventory check, naming the variable, where it is set and the right name."""
