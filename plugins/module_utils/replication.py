@@ -81,9 +81,19 @@ SELECT r.pid, r.application_name, host(r.client_addr) AS client_addr, r.client_p
 """
 # On the primary: the synchronous replication set-up, as a client gets it (on a
 # connection opened with local_commits=False: postgres.LOCAL_COMMITS overrides it).
+# ``remote_apply_by``: the roles and databases whose own setting (ALTER ROLE / ALTER DATABASE ...
+# SET synchronous_commit = remote_apply) makes their clients' commits wait for replay in this
+# database, whatever the server's and the deploy user's setting.
 SYNCHRONOUS_SQL = """
 SELECT current_setting('synchronous_standby_names') AS synchronous_standby_names,
-       current_setting('synchronous_commit') AS synchronous_commit
+       current_setting('synchronous_commit') AS synchronous_commit,
+       ARRAY(SELECT concat_ws(' ', 'role ' || quote_ident(r.rolname), CASE WHEN s.setrole = 0 THEN 'database '
+                              ELSE 'in database ' END || quote_ident(d.datname))
+               FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole
+                    LEFT JOIN pg_database d ON d.oid = s.setdatabase
+              WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+                AND 'synchronous_commit=remote_apply' = ANY (s.setconfig)
+              ORDER BY 1) AS remote_apply_by
 """
 
 DEFAULT_RECEIVER_NAME = 'walreceiver'
@@ -294,6 +304,7 @@ def describe_synchronous(settings, rows_by_upstream):
         return {'synchronous': False, 'waits_for_replay': False, 'text': 'no synchronous standbys'}
     return {'synchronous': True, 'waits_for_replay': commit == 'remote_apply' and bool(sync),
             'synchronous_standby_names': names, 'synchronous_commit': commit, 'sync_rows': sync,
+            'remote_apply_by': list((settings or {}).get('remote_apply_by') or []),
             'text': "synchronous_standby_names = '%s', synchronous_commit = %s, synchronous now: %s"
                     % (names, commit, ', '.join(sync) or 'none')}
 
@@ -552,9 +563,16 @@ def split_blocked_by_synchronous(synchronous):
     standby with synchronous_commit remote_apply would then hold every
     client's COMMIT until replay resumes (forever, if the controller dies):
     the reason to refuse split, or None."""
-    if synchronous and synchronous.get('synchronous') and synchronous.get('synchronous_commit') == 'remote_apply':
+    if not synchronous or not synchronous.get('synchronous'):
+        return None
+    if synchronous.get('synchronous_commit') == 'remote_apply':
         return ("synchronous_commit = remote_apply with synchronous_standby_names = '%s': clients' commits would "
                 "wait for replay the split window pauses" % synchronous.get('synchronous_standby_names'))
+    if synchronous.get('remote_apply_by'):
+        # The server's setting is not remote_apply, but these roles' or databases' own is.
+        return ("synchronous_commit = remote_apply set for %s, with synchronous_standby_names = '%s': those clients' "
+                "commits would wait for replay the split window pauses, and the drain for those commits"
+                % (', '.join(synchronous['remote_apply_by']), synchronous.get('synchronous_standby_names')))
     return None
 
 

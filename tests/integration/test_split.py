@@ -173,3 +173,33 @@ def test_split_controller_killed_in_read_half_switch_resumes_and_preflight_resum
     while not all(table_exists(lab, h, 'fdt_spk%d' % major) for h in STANDBYS):
         assert time.monotonic() < deadline, 'the standbys did not replay the patch after replay was resumed'
         time.sleep(0.1)
+
+
+def test_a_roles_own_remote_apply_refuses_the_split_window_before_any_pause(healthy_lab):
+    """synchronous_commit = remote_apply set for an app role (or a database), the server's own setting
+    left at on: a new user's try under load passed the pre-flight, then the split window's drain waited
+    its whole budget for that role's COMMIT (waiting for the replay the window had paused) and aborted.
+    The primary's synchronous set-up, as the window reads it, names such roles; with synchronous
+    standbys the split window is refused."""
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import replication
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import connect, query
+    lab = healthy_lab
+    admin = connect(lab.pg('primary'), autocommit=True)
+    try:
+        query(admin, 'ALTER ROLE fdt_app SET synchronous_commit = remote_apply')
+        query(admin, 'ALTER ROLE fdt_app IN DATABASE %s SET synchronous_commit = remote_apply' % lab.db_name)
+        settings = query(admin, replication.SYNCHRONOUS_SQL)[0]
+    finally:
+        query(admin, 'ALTER ROLE fdt_app RESET synchronous_commit')
+        query(admin, 'ALTER ROLE fdt_app IN DATABASE %s RESET synchronous_commit' % lab.db_name)
+        admin.close()
+    assert settings['synchronous_commit'] != 'remote_apply', settings
+    assert settings['remote_apply_by'] == ['role fdt_app', 'role fdt_app in database %s' % lab.db_name], settings
+    blocked = replication.split_blocked_by_synchronous(replication.describe_synchronous(
+        dict(settings, synchronous_standby_names='standby1'), {}))
+    assert blocked == ("synchronous_commit = remote_apply set for role fdt_app, role fdt_app in database %s, with "
+                       "synchronous_standby_names = 'standby1': those clients' commits would wait for replay the split "
+                       "window pauses, and the drain for those commits" % lab.db_name)
+    # Without synchronous standbys no commit waits: no refusal.
+    assert replication.split_blocked_by_synchronous(replication.describe_synchronous(
+        dict(settings, synchronous_standby_names=''), {})) is None

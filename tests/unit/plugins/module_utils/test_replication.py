@@ -106,6 +106,17 @@ def test_describe_synchronous():
     assert not on['waits_for_replay']
 
 
+def test_a_roles_own_remote_apply_blocks_the_split_window_only_with_synchronous_standbys():
+    settings = {'synchronous_standby_names': 'standby1', 'synchronous_commit': 'on',
+                'remote_apply_by': ['database app', 'role web']}
+    blocked = rp.split_blocked_by_synchronous(rp.describe_synchronous(settings, {}))
+    assert blocked.startswith("synchronous_commit = remote_apply set for database app, role web, with "
+                              "synchronous_standby_names = 'standby1': those clients' commits would wait")
+    assert rp.split_blocked_by_synchronous(rp.describe_synchronous(dict(settings, remote_apply_by=[]), {})) is None
+    assert rp.split_blocked_by_synchronous(rp.describe_synchronous(
+        dict(settings, synchronous_standby_names=''), {})) is None
+
+
 def test_settings_below_the_primary():
     below = rp.settings_below({'max_connections': 200, 'max_wal_senders': 10, 'work_mem': 1},
                               {'max_connections': 250, 'max_wal_senders': 10, 'work_mem': 9})
