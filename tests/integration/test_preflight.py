@@ -73,6 +73,18 @@ def run(lab, patch_dir, **options):
     return Preflight(**kwargs).run()
 
 
+# What a session forgotten in a transaction read: ACCESS SHARE on the table the lab's cold patches ALTER.
+READ_ITEMS = 'SELECT pg_backend_pid(), count(*) FROM fdt_item'
+
+
+def open_transaction(conn, sql='SELECT pg_backend_pid()'):
+    """Run ``sql`` (first column: the backend's pid) on ``conn`` and leave its
+    transaction open (idle in transaction); returns the pid."""
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchone()[0]
+
+
 def findings(result, check, status=None):
     return [f for f in result['checks'] if f['check'] == check and (status is None or f['status'] == status)]
 
@@ -189,12 +201,8 @@ def test_sessions_that_would_hold_the_outage_are_refused_and_the_knobs_warn(lab,
     direct = connect(lab.pg('primary'), application_name='dba_psql')
     through = psycopg2.connect(lab.client_dsn('pgbouncer1'), application_name='stuck-client')
     try:
-        cur = direct.cursor()
-        cur.execute('SELECT pg_backend_pid(), count(*) FROM fdt_item')
-        direct_pid = cur.fetchone()[0]
-        with through.cursor() as cur:
-            cur.execute('SELECT pg_backend_pid(), count(*) FROM fdt_item')
-            through_pid = cur.fetchone()[0]
+        direct_pid = open_transaction(direct, READ_ITEMS)
+        through_pid = open_transaction(through, READ_ITEMS)
         time.sleep(1.2)  # idle in transaction for longer than a pause between two statements
         # Ordinary traffic meanwhile: short transactions on the same table through pgbouncer2, never
         # named (a client left idle in a transaction for a fixed time before the pre-flight was: the
@@ -231,9 +239,7 @@ def test_blocking_sessions_warn_vouches_for_a_client_the_drain_estimate_then_lea
     ends in time) the budget prices the drain without it and says so: no refusal left."""
     through = psycopg2.connect(lab.client_dsn('pgbouncer1'), application_name='stuck-client')
     try:
-        with through.cursor() as cur:
-            cur.execute('SELECT pg_backend_pid(), count(*) FROM fdt_item')
-            pid = cur.fetchone()[0]
+        pid = open_transaction(through, READ_ITEMS)
         time.sleep(2.2)  # open longer than the usable budget
         refused = run(lab, patch_dir, budget_seconds=2)
         warned = run(lab, patch_dir, budget_seconds=2, blocking_sessions='warn')
@@ -271,12 +277,8 @@ def test_what_a_hot_create_index_concurrently_would_wait_out_is_named_before_any
         out.write('CREATE INDEX CONCURRENTLY fdt_hot_wait_idx ON fdt_item (id);\n')
     try:
         reader.set_session(isolation_level='REPEATABLE READ')
-        with reader.cursor() as cur:
-            cur.execute('SELECT pg_backend_pid()')
-            reader_pid = cur.fetchone()[0]
-        with plain.cursor() as cur:
-            cur.execute('SELECT pg_backend_pid()')
-            plain_pid = cur.fetchone()[0]
+        reader_pid = open_transaction(reader)
+        plain_pid = open_transaction(plain)
         time.sleep(1.2)  # idle in transaction for longer than a pause between two statements
         hot = load_patch(os.path.join(hot_dir, 'patch-2300-00-1.sql'))
         with pytest.raises(SchemaError) as failed_hot:
@@ -346,9 +348,7 @@ def test_a_lock_holder_is_found_in_the_search_path_the_patch_sets(lab, revision_
         for number, text in enumerate(SEARCH_PATH_PATCHES[case], start=1):
             with open(os.path.join(patch_dir, 'patch-2300-%02d-0.sql' % (8 + number)), 'w') as out:
                 out.write(text + '\n')
-        cur = holder.cursor()
-        cur.execute('SELECT pg_backend_pid(), count(*) FROM fdt_sp.t_sp')
-        pid = cur.fetchone()[0]
+        pid = open_transaction(holder, 'SELECT pg_backend_pid(), count(*) FROM fdt_sp.t_sp')
         time.sleep(1.2)  # idle in transaction for longer than a pause between two statements
         result = run(lab, patch_dir)
     finally:
@@ -435,9 +435,7 @@ def test_a_client_idle_in_transaction_through_a_read_entry_is_refused_on_its_sta
     drain's terminate ends only the primary's backends); the primary's own check passes."""
     reader = psycopg2.connect(lab.client_dsn('pgbouncer1', lab.db_name + '_ro'), application_name='report-tool')
     try:
-        with reader.cursor() as cur:
-            cur.execute('SELECT pg_backend_pid(), count(*) FROM fdt_item')
-            pid = cur.fetchone()[0]
+        pid = open_transaction(reader, READ_ITEMS)
         time.sleep(1.2)  # idle in transaction for longer than a pause between two statements
         refused = run(lab, patch_dir)
         terminate = run(lab, patch_dir, drain_policy='terminate')
