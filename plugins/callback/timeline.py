@@ -61,6 +61,7 @@ options:
         key: report_path
 """
 
+import atexit
 import os
 import tempfile
 import time
@@ -96,6 +97,7 @@ DEPRECATION_PREFIX = '[DEPRECATION WARNING]'
 # fastdowntime_unknown_variables is warn).
 WARNING_PREFIX = '[WARNING]'
 DEBUG_ACTIONS = ('ansible.builtin.debug', 'debug', 'ansible.legacy.debug')
+OUTAGE_ACTIONS = (ACTION_PREFIX + 'outage', 'outage')
 # Phase statuses of steps that did not run: skipped, or only planned (check mode).
 UNTIMED_STATUSES = ('skipped', 'planned')
 NAMES = ('fastdowntime.postgresql.timeline', 'timeline')
@@ -111,6 +113,25 @@ OWN_EVENTS = frozenset((
 def task_action(task):
     """The FQCN of the module a task runs, when Ansible has resolved it."""
     return getattr(task, 'resolved_action', None) or getattr(task, 'action', None) or ''
+
+
+def is_window_task(task):
+    """Is this the task that opens the outage window (the outage module, not its
+    read-only plan in check mode nor the unfence of an earlier deploy's read entries)?"""
+    args = getattr(task, 'args', None) or {}
+    return (task_action(task) in OUTAGE_ACTIONS and getattr(task, 'check_mode', None) is not True
+            and not args.get('unfence') and not context.CLIARGS.get('check', False))
+
+
+def interrupted_in_window_line(host, seconds_in):
+    """The one line an operator reads when ansible-playbook ends (Ctrl-C, a crash)
+    while the window task is still running: what goes on without it and what to do."""
+    return ('%s INTERRUPTED INSIDE THE OUTAGE WINDOW (the outage task for %s, %.1f s in): the window was not '
+            'stopped: its module runs on, on the controller, and commits the cold patches or rolls them back, waits '
+            'for the standbys and resumes every pgbouncer within its budget (the dead-man switch on each pgbouncer '
+            'host resumes it otherwise) -> do not RESUME by hand (a standby may not have replayed yet): once the '
+            'budget has passed, run the deploy again (it says what is applied), then restart the app servers '
+            '(--tags restart) if the patches are committed' % (PREFIX, host, seconds_in))
 
 
 def loaded_as_stdout():
@@ -157,6 +178,10 @@ class CallbackModule(DefaultCallback):
         self._report_path = None   # fastdowntime_report_path as a play that ran a fastdowntime task saw it
         self._failures = []        # (host, host to name or None, msg, ours) of failed tasks, in order
         self._warned = set()
+        self._window = None        # (host name, time.monotonic()) while the window task runs
+        # Ctrl-C (ansible-playbook exits at once, its workers' modules run on) or a crash
+        # while the window task runs: the last thing the operator reads says so.
+        atexit.register(self._exit_inside_the_window)
         # ansible-core before 2.19 sends a callback every event it has a method for (2.19 only those
         # _init_callback_methods keeps): the default callback's own methods inherited here (task
         # banners, loop items, includes, handlers...) answer only in the chatty mode, as with 2.19.
@@ -212,6 +237,8 @@ class CallbackModule(DefaultCallback):
             return
         self._fastdowntime_ran = True
         self._task_started[(task._uuid, host.get_name())] = time.monotonic()
+        if is_window_task(task):
+            self._window = (host.get_name(), time.monotonic())
         if self._verbose:
             self._display.display('%s start %s (%s) on %s' % (
                 PREFIX, task.get_name(), task_action(task), host.get_name()))
@@ -236,6 +263,8 @@ class CallbackModule(DefaultCallback):
             super().v2_runner_on_skipped(result)
         task, host, dummy = result_parts(result)
         self._task_started.pop((task._uuid, host.get_name()), None)
+        if is_window_task(task):
+            self._window = None
 
     def _task_ended(self, result, failed):
         task, host_object, data = result_parts(result)
@@ -243,6 +272,8 @@ class CallbackModule(DefaultCallback):
         self._remember_host(host_object)
         action = task_action(task)
         began = self._task_started.pop((task._uuid, host), None)
+        if is_window_task(task):
+            self._window = None
         ours = is_fastdowntime_result(data, action)
         if self._quiet:
             self._show_warnings(data, action)
@@ -285,6 +316,13 @@ class CallbackModule(DefaultCallback):
             if failed and data.get('msg'):
                 line += ': %s' % one_line(data['msg'])
             self._display.display(line, color=C.COLOR_ERROR if failed else None)
+
+    def _exit_inside_the_window(self):
+        if self._window is not None:
+            host, began = self._window
+            self._window = None
+            self._display.display(interrupted_in_window_line(host, time.monotonic() - began),
+                                  color=C.COLOR_ERROR, stderr=True)
 
     def _show_warnings(self, data, action):
         """What the default callback would warn about, in a quiet run too: the

@@ -9,6 +9,8 @@ import contextlib
 import json
 import os
 import shutil
+import signal
+import time
 
 import psycopg2
 import pytest
@@ -17,7 +19,10 @@ import yaml
 import browser
 import labctl
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import format_ms
-from deploy import assert_all_resumed, run_playbook, table_exists, unique_major, write_patches
+from conftest import kill_tree
+from deploy import (assert_all_resumed, assert_disarmed, assert_nothing_lost, run_playbook, table_exists, unique_major,
+                    write_patches)
+from scenarios import paused_anywhere
 
 pytestmark = pytest.mark.usefixtures('scratch')
 
@@ -368,3 +373,45 @@ def test_no_password_at_any_verbosity(healthy_lab, tmp_path):
             line for line in out.splitlines() if any(s in line for s in secrets)][:5]
     assert 'fastdowntime timeline: done' in deploy.stdout
     assert 'fastdowntime timeline: nothing to do' in rerun.stdout
+
+
+def test_ctrl_c_inside_the_window_says_the_window_runs_on_and_what_to_do(healthy_lab, tmp_path):
+    """Ctrl-C (SIGINT to ansible-playbook's process group) 0.5 s after the PAUSE, under load:
+    ansible-playbook ends at once ("User interrupted execution", rc 99), but the window's module runs
+    on, commits and resumes every pgbouncer; the operator's last line says so and what to do - not a
+    silent prompt while every pgbouncer is still paused."""
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_c%d (id int);\nSELECT pg_sleep(3);' % major])
+    with lab.load() as load:
+        proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='all', args=('--skip-tags', 'restart'),
+                                   background=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not paused_anywhere(lab):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+                time.sleep(0.05)
+            time.sleep(0.5)
+            os.killpg(proc.pid, signal.SIGINT)
+            out = proc.communicate(timeout=60)[0]
+            still_paused = paused_anywhere(lab)
+        finally:
+            if proc.poll() is None:
+                kill_tree(proc.pid)
+        deadline = time.monotonic() + 15
+        while paused_anywhere(lab) or paused_anywhere(lab, lab.db_name + '_ro'):
+            assert time.monotonic() < deadline, 'still paused 15 s after the Ctrl-C'
+            time.sleep(0.1)
+    assert proc.returncode == 99, out[-3000:]
+    # The window had not ended when the operator got the prompt back.
+    assert still_paused
+    last = out.splitlines()[-1]
+    assert last.startswith('[timeline] INTERRUPTED INSIDE THE OUTAGE WINDOW (the outage task for primary, '), out
+    for words in ('its module runs on', 'do not RESUME by hand', 'run the deploy again', '--tags restart'):
+        assert words in last, last
+    assert 'Traceback' not in out
+    # What the line says happened: committed, every entry resumed, no client lost anything.
+    assert table_exists(lab, 'primary', 'fdt_c%d' % major)
+    assert_all_resumed(lab)
+    assert_nothing_lost(lab, load)
+    assert_disarmed(lab, within=15)

@@ -493,3 +493,30 @@ def test_the_default_callbacks_own_events_print_only_with_v_on_any_ansible_core(
     monkeypatch.setattr(display, 'verbosity', 1)
     CallbackModule(display=display, stdout=True).v2_playbook_on_task_start(OUTAGE_TASK, False)
     assert seen == ['Run the outage']
+
+
+def test_an_exit_inside_the_window_says_it_runs_on_only_while_the_window_task_runs(display):
+    """ansible-playbook ending (Ctrl-C) while the window task runs: one line at exit saying the window
+    goes on and what to do; never for the outage's read-only plan or its unfence, nor once the
+    window task has answered."""
+    callback = make_callback(display, stdout=True)
+    plan = FakeTask('Plan the outage', 'fastdowntime.postgresql.outage')
+    plan.check_mode = True
+    unfence = FakeTask('Re-enable', 'fastdowntime.postgresql.outage')
+    unfence.args = {'unfence': True}
+    for task in (plan, unfence):
+        callback.v2_runner_on_start(LOCALHOST, task)
+        callback._exit_inside_the_window()
+        callback.v2_runner_on_ok(FakeResult(task, LOCALHOST, {'changed': False}))
+    run_outage(callback, ABORTED_OUTAGE, failed=True)
+    callback._exit_inside_the_window()
+    assert not [line for line in display.lines if 'INTERRUPTED' in line]
+    callback.v2_runner_on_start(LOCALHOST, OUTAGE_TASK)
+    callback._exit_inside_the_window()
+    interrupted = [line for line in display.lines if 'INTERRUPTED' in line]
+    assert len(interrupted) == 1
+    assert interrupted[0].startswith('[timeline] INTERRUPTED INSIDE THE OUTAGE WINDOW (the outage task for localhost, ')
+    assert 'do not RESUME by hand' in interrupted[0]
+    # Said once, though the hook may be called again.
+    callback._exit_inside_the_window()
+    assert len([line for line in display.lines if 'INTERRUPTED' in line]) == 1
