@@ -147,6 +147,15 @@ def result_parts(result):
     return task, host, (result._result if data is None else data)
 
 
+def warning_text(warning):
+    """A task warning's message: a string before ansible-core 2.19, a WarningSummary
+    (its event's msg) from 2.19 on, or that summary as a dict."""
+    if isinstance(warning, dict):
+        return str((warning.get('event') or {}).get('msg') or warning.get('msg') or '')
+    event = getattr(warning, 'event', None)
+    return str(getattr(event, 'msg', None) or warning)
+
+
 def is_routine_check(record):
     """True for a phase that only confirmed what the one before it did: the check
     after the resume (``resume_verify``) that found every entry resumed and
@@ -330,6 +339,16 @@ class CallbackModule(DefaultCallback):
         option alias), and a role's DEPRECATION_PREFIX or WARNING_PREFIX
         message (a debug task: roles have no other way to deprecate a
         variable or to warn)."""
+        outage = data.get('outage') if isinstance(data.get('outage'), dict) else {}
+        own = set(outage.get('warnings') or [])
+        if own and data.get('warnings'):
+            # The timeline report prints the outage's own warnings once, at the end: the others now.
+            current = getattr(self, '_current_task_result', None)  # ansible-core 2.19: the warnings as sent
+            sent = list(getattr(current, 'warnings', None) or data['warnings'])
+            data['warnings'] = None
+            for message in [warning_text(w) for w in sent]:
+                if message not in own:
+                    self._display.warning(message)
         self._handle_warnings(data)
         message = data.get('msg')
         if str(action) in DEBUG_ACTIONS and isinstance(message, str) and message.startswith(

@@ -133,8 +133,43 @@ def outage_summary(window, mode_fields=None):
         'commit_lsn': applied.get('commit_lsn'),
         'commit_xid': applied.get('commit_xid'),
     }
+    others = resumed_by_others(window.resumed)
+    summary['resumed_by_others'] = others
+    # One line each for the operator's output and the report (report.build_report reads them).
+    summary['warnings'] = [resumed_by_others_line(others)] if others else []
     summary.update(mode_fields or {})
     return summary
+
+
+def resumed_by_others(resumed):
+    """The entries resumed by someone else inside the window, from the
+    resume() results (dicts with 'host', 'not_paused', optional
+    'reconnected'): [{'pgbouncer': label, 'entry': name, 'restarted': bool}],
+    one per entry whose own RESUME was answered "is not paused" - someone (an
+    operator, another tool, a process manager) resumed it before the deploy
+    did, or (``restarted``, the console had to reconnect) the pgbouncer process
+    restarted and its new one had nothing paused. Either way clients flowed
+    before the window ended. An entry the verification resumes after the
+    window (someone's PAUSE) is not one of them."""
+    found = []
+    for result in resumed or []:
+        for entry in result.get('not_paused') or []:
+            found.append({'pgbouncer': result.get('host'), 'entry': entry,
+                          'restarted': bool(result.get('reconnected'))})
+    return found
+
+
+def resumed_by_others_line(others):
+    """One line for the operator and the report: each (pgbouncer, entry) of
+    resumed_by_others(), what it means and what to do. It never fails a
+    deploy: a window that committed and replayed stays done (nothing is lost)."""
+    names = ', '.join('%s on %s%s' % (o['entry'], o['pgbouncer'], ' (that pgbouncer restarted inside the window)'
+                                      if o['restarted'] else '') for o in others)
+    return ('RESUMED BY SOMEONE ELSE inside the window: %s - its RESUME found it not paused, so clients may have '
+            'reached the primary inside the window (they queued on the cold transaction\'s locks) or a standby '
+            'before its replay -> find who resumes pgbouncer during '
+            'deploys (a process manager, a health script, an operator) and check the application for errors at '
+            'that time' % names)
 
 
 def _longest_wait(resumed):

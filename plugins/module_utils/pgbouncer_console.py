@@ -805,13 +805,17 @@ class Console:
         The longest client wait (SHOW POOLS maxwait) is read with the RESUMEs:
         sent just before them on the pools connection (open_pools_connection),
         so pgbouncer reads it while the clients still queue and no round trip is
-        added; without that connection it is read before them. "is not paused"
-        is the goal already reached. Round trips: the RESUMEs together (with
+        added; without that connection it is read before them. A RESUME
+        answered "is not paused" is no failure (the entry is resumed) but it is
+        news: someone else resumed an entry this console paused before this
+        RESUME - it is named in ``not_paused``. Round trips: the RESUMEs together (with
         SHOW POOLS beside them, or one before them), and with ``verify`` SHOW
         DATABASES (more only when it finds something left to do).
 
-        Returns {'host', 'entries', 'resumed', 'enabled', 'maxwait_ms' (ms, None
-        when SHOW POOLS got no answer), 'duration_ms'}; ConsoleError naming this
+        Returns {'host', 'entries', 'resumed', 'not_paused' (the entries of
+        ``resumed`` whose RESUME was answered "is not paused"), 'enabled',
+        'maxwait_ms' (ms, None when SHOW POOLS got no answer), 'duration_ms'};
+        ConsoleError naming this
         pgbouncer and every entry that failed (RESUME_TIMEOUT_SECONDS without an
         answer is a failure)."""
         began = time.monotonic()
@@ -836,19 +840,22 @@ class Console:
             waited = max_wait_ms(pools.rows, entries) if pools.error is None else None
             self.pools_at_resume = pools.rows
             self._keep_idle(pools.conn, pools)
-        errors = []
+        errors, not_paused = [], []
         for entry, query in sent.items():
-            if query.error is not None and 'is not paused' not in query.reason:
-                errors.append(query.reason)
+            if query.error is not None:
+                if is_not_paused(query.reason):
+                    not_paused.append(entry)
+                else:
+                    errors.append(query.reason)
             self._keep_idle(query.conn, query)
         for entry in resumed:
-            if entry not in sent:
-                self._resume_entry(entry)
+            if entry not in sent and self._resume_entry(entry):
+                not_paused.append(entry)
         if errors:
             raise ConsoleError('%s: %s' % (self.label, '; '.join(errors)))
         self.paused_by_us.difference_update(resumed)
         done = {'host': self.label, 'entries': list(entries), 'resumed': resumed, 'enabled': [],
-                'maxwait_ms': waited}
+                'not_paused': sorted(not_paused), 'maxwait_ms': waited}
         if verify:
             fixed = yield from self.verify_steps(entries)
             done.update(resumed=resumed + fixed['resumed'], enabled=fixed['enabled'])
@@ -892,7 +899,7 @@ class Console:
                 yield from command('RESUME %s' % quote_entry(entry))
             except ConsoleError as exc:
                 # Someone resumed it between our look and our RESUME: that is the goal.
-                if 'is not paused' not in str(exc):
+                if not is_not_paused(str(exc)):
                     raise
 
         resumed, enabled = [], []
@@ -942,12 +949,21 @@ class Console:
             return dict((yield from steps()), reconnected=True)
 
     def _resume_entry(self, entry):
+        """RESUME one entry on the console's own connection; True when pgbouncer
+        answered that it "is not paused" (the goal, reached by someone else)."""
         try:
             self.command('RESUME', entry)
         except ConsoleError as exc:
-            # Someone resumed it between our look and our RESUME: that is the goal.
-            if 'is not paused' not in str(exc):
+            if not is_not_paused(str(exc)):
                 raise
+            return True
+        return False
+
+
+def is_not_paused(error_text):
+    """True when a RESUME's error is pgbouncer's "database X is not paused":
+    the entry is resumed already (by someone else)."""
+    return 'is not paused' in (error_text or '')
 
 
 # What libpq and pgbouncer say when the connection itself is gone (the process
@@ -1027,15 +1043,18 @@ def resume(consoles, clock=None, phase='resume', verify=True):
     timed as ``phase`` on ``clock``, from the moment its commands are sent to
     the moment its last answer is read.
 
-    Returns one dict per console: host, resumed, enabled, maxwait_ms (the
-    longest client wait at RESUME) and duration_ms. Raises ConsoleError naming
+    Returns one dict per console: host, resumed, not_paused (entries someone
+    else resumed first: Console.resume_steps), enabled, maxwait_ms (the
+    longest client wait at RESUME), duration_ms and, when the console had to
+    reconnect (a pgbouncer restarted inside the window), reconnected: True. Raises ConsoleError naming
     every console that could not be resumed, in one line, after trying them
     all. Without ``verify`` the caller runs verify_resumed (the window does,
     once its clients flow again).
     """
     def one(console):
         return _timed(clock, phase, console.label, console.resume_reconnecting_steps(verify=verify),
-                      lambda result: {'maxwait_ms': result['maxwait_ms'], 'resumed': result['resumed']})
+                      lambda result: {'maxwait_ms': result['maxwait_ms'], 'resumed': result['resumed'],
+                                      'not_paused': result['not_paused']})
 
     return _on_every(one, consoles, 'resume failed')
 

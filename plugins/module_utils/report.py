@@ -217,10 +217,14 @@ def build_report(entries, play_failed=False, check_mode=False, generated_at=None
             'estimate_ms': _number(_first(o.get('estimate_ms') for o in outages)),
             # What a client saw through every pgbouncer entry after the window (outage module).
             'pgbouncer_state': _first(o.get('pgbouncer_state') for o in outages),
+            # Entries someone else resumed inside the window (outage module: pgbouncer, entry, restarted).
+            'resumed_by_others': [item for o in outages for item in o.get('resumed_by_others') or []],
             # No window was opened because no cold patch was pending.
             'nothing_pending': outage['outage_ms'] is None
             and any(e.get('outcome') == outcomes.NOTHING_TO_DO for e in entries),
         },
+        # One line each: what the outage module warns of (entries resumed by someone else inside the window).
+        'warnings': [line for o in outages for line in o.get('warnings') or [] if isinstance(line, str)],
         'split_window': _split_window(outages),
         'standby_replay_ms': _merge_replay(s.get(_REPLAY_KEY) for s in sources),
         'patches': _merge_patches(s.get(_PATCHES_KEY) for s in sources),
@@ -443,6 +447,7 @@ def render_text(report):
         lines.append('longest client wait (pgbouncer): %s' % format_ms(outage['max_client_wait_ms']))
     if outage.get('pgbouncer_state'):
         lines.append('pgbouncer after the window: %s' % outage['pgbouncer_state'])
+    lines.extend('WARNING: %s' % warning for warning in report.get('warnings') or [])
     split = report.get('split_window')
     if split:
         lines.append('split window: writes out %s (longest wait %s), reads out %s (longest wait %s)' % (

@@ -187,6 +187,12 @@ outage:
       confirmed), C(commit_lsn), C(controller_cpu_ms) (CPU time the controller's own process spent inside the
       outage, every thread - the part of the outage that grows with the number of pgbouncers on a controller with
       cores of its own).
+    - C(resumed_by_others) - C(pgbouncer), C(entry), C(restarted) for each entry whose own RESUME was answered
+      C(is not paused) (someone else - an operator, a process manager, a health script - resumed it inside the
+      window, or with C(restarted) that pgbouncer restarted): clients may have reached the primary inside the window
+      or a standby before its replay. The outcome stays C(done) (the patches are committed and replayed);
+      C(warnings) holds one line naming them, what it means and what to do, also given as the task's warning and
+      printed by the timeline report.
   type: dict
   returned: when an outage took place
   sample:
@@ -310,7 +316,7 @@ def main():
         result.setdefault('deploy_id', outage.deploy_id)
         result.setdefault('outcome', outcomes.REFUSED_BEFORE_OUTAGE)
         result.setdefault('phases', outage.clock.phases)
-        _warn_terminated(module, result['phases'])
+        _warn(module, result)
         module.fail_json(msg=str(exc), **result)
     except Exception as exc:  # a bug, not an expected failure; the window resumes in its finally
         module.fail_json(msg='outage failed unexpectedly: %s: %s - check every pgbouncer (module '
@@ -320,12 +326,15 @@ def main():
                          deploy_id=outage.deploy_id, outcome=outcomes.ABORTED, phases=outage.clock.phases)
     finally:
         outage.close()
-    _warn_terminated(module, result.get('phases'))
+    _warn(module, result)
     module.exit_json(**result)
 
 
-def _warn_terminated(module, phases):
-    for line in terminated_lines(phases):
+def _warn(module, result):
+    """One warning per client the drain's terminate policy ended and per line of the
+    outage's own warnings (entries resumed by someone else inside the window)."""
+    outage = result.get('outage') if isinstance(result.get('outage'), dict) else {}
+    for line in terminated_lines(result.get('phases')) + list(outage.get('warnings') or []):
         module.warn(line)
 
 

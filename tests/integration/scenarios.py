@@ -554,6 +554,29 @@ def pgbouncer_restarted(lab, tmp_path, host='pgbouncer1'):
     return run
 
 
+def resume_entry(lab, host, entry):
+    """RESUME ``entry`` on every pgbouncer process of ``host`` from an admin connection of
+    its own (an operator, a health script): the time it was sent (epoch s)."""
+    for dummy, socket_dir in pgbouncer_processes(lab, host):
+        conn = psycopg2.connect(lab.dsn(dict(lab.pgbouncer(host), host=socket_dir)))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute('RESUME %s' % entry)
+        conn.close()
+    return time.time()
+
+
+def resumed_by_someone_else(lab, tmp_path, host='pgbouncer1', entry='fdtdemo'):
+    """Someone else RESUMEs ``entry`` on ``host`` inside the window (during the cold
+    transaction): the deploy is done and says so in one warning naming pgbouncer and entry.
+    facts: 'fault' (when it was resumed), 'host', 'entry'."""
+    run = _fault_in_cold_transaction(lab, tmp_path, 'resumed_by_someone_else', 'o',
+                                     lambda: resume_entry(lab, host, entry), 2)
+    run.words.append('RESUMED BY SOMEONE ELSE inside the window: %s on %s (' % (entry, host))
+    run.facts.update(host=host, entry=entry)
+    return run
+
+
 def pgbouncer_restarted_in_drain(lab, tmp_path, host='pgbouncer1', budget=3):
     """A client holds pgbouncer2's drain until the deadline while ``host``, already paused,
     is restarted: the drain's rollback reconnects to the new process (nothing paused
@@ -637,5 +660,6 @@ SCENARIOS = {
     'pgbouncer_restarted': pgbouncer_restarted,
     'pgbouncer_restarted_in_drain': pgbouncer_restarted_in_drain,
     'pgbouncer_reloaded': pgbouncer_reloaded,
+    'resumed_by_someone_else': resumed_by_someone_else,
     'low_timeouts': low_query_wait_timeout,
 }

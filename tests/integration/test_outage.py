@@ -189,6 +189,33 @@ def test_a_second_deploy_while_a_window_is_open_is_refused_before_any_pause(heal
 
 
 @pytest.mark.faults
+def test_an_entry_resumed_by_someone_else_inside_the_window_is_named_in_one_warning(healthy_lab, tmp_path):
+    """Someone else (an operator, a process manager, a health script) RESUMEs fdtdemo on
+    pgbouncer1 while the cold transaction runs: the deploy's own RESUME is answered "is not
+    paused". The deploy stays done (committed, replayed, nothing lost), but it is no longer
+    "every entry resumed" in silence: the module result names (pgbouncer1, fdtdemo), and the
+    operator's output and the report carry one warning line saying what it means and what
+    to do; the entries it did resume itself are not named."""
+    lab = healthy_lab
+    run, load = scenarios.under_load(lab, scenarios.resumed_by_someone_else, tmp_path)
+    scenarios.check_run(lab, run)
+    assert run.facts['fault'] is not None, 'the window closed before the other RESUME'
+    assert run.report['outcome'] == 'done', run.report['outcome']
+    label = '%s (%s:%s)' % ('pgbouncer1', lab.addr('pgbouncer1'), lab.pgbouncer('pgbouncer1')['port'])
+    assert run.report['outage']['resumed_by_others'] == [
+        {'pgbouncer': label, 'entry': lab.db_name, 'restarted': False}], run.report['outage']
+    [warning] = run.report['warnings']
+    for words in ('RESUMED BY SOMEONE ELSE inside the window: %s on %s -' % (lab.db_name, label),
+                  'clients may have reached the primary inside the window', 'a standby before its replay',
+                  'find who resumes pgbouncer during deploys'):
+        assert words in warning, warning
+    # Once on the operator's screen (the timeline prints it; the task's own warning is not repeated).
+    assert run.out.count('RESUMED BY SOMEONE ELSE') == 1, run.out[-3000:]
+    assert_nothing_lost(lab, load)
+    assert_all_resumed(lab)
+
+
+@pytest.mark.faults
 def test_standby_cut_off_inside_outage_is_named_and_fenced(healthy_lab, tmp_path):
     lab = healthy_lab
     run, load = scenarios.under_load(lab, scenarios.standby_cut_off_inside, tmp_path)

@@ -434,6 +434,23 @@ def test_quiet_run_shows_the_pre_flight_verdict_and_warnings(display):
                                  '  WARN pgbouncer: pgb1: entry fdtdemo disabled -> it is enabled by the outage']
 
 
+def test_quiet_run_prints_the_outages_own_warning_once_in_the_timeline_and_other_warnings_live(display):
+    """The outage module warns (module.warn) and puts the same line in its outage's
+    ``warnings``: the quiet screen shows it once, under the timeline; the task's other
+    warnings stay where they were."""
+    callback = make_callback(display, stdout=True)
+    line = 'RESUMED BY SOMEONE ELSE inside the window: fdtdemo on pgbouncer1 - find who resumes pgbouncer'
+    other = 'drain on pgbouncer1: drain_policy terminate ended backend pid 42'
+    result = {'changed': True, 'outcome': 'done', 'deploy_id': 'fdt-2', 'warnings': [other, line],
+              'phases': [phase('drain', 'pgbouncer1', 0.0, 0.05, 2950), phase('resume', 'pgbouncer1', 0.1, 0.01)],
+              'outage': {'started_at': T0, 'ended_at': T0 + 0.11, 'outage_ms': 110.0, 'warnings': [line]}}
+    run_outage(callback, result)
+    assert display.warnings == [other]
+    callback.v2_playbook_on_stats(RecapStats(['localhost']))
+    assert [t for t in display.lines if 'RESUMED BY SOMEONE ELSE' in t] == ['WARNING: %s' % line]
+    assert timeline.warning_text({'event': {'msg': line}}) == line and timeline.warning_text(other) == other
+
+
 def test_a_set_fact_with_fastdowntime_phases_is_a_timeline_row(display):
     callback = make_callback(display)
     task = FakeTask('Skip the restarts', 'ansible.builtin.set_fact')

@@ -64,6 +64,37 @@ def test_the_clock_starts_in_run_and_the_mode_resumes_after_its_phases():
     assert result['resumed'] == window.resumed and 'replay_left_paused' not in result
 
 
+def test_an_entry_someone_else_resumed_inside_the_window_is_one_warning_and_the_window_stays_done():
+    """A RESUME answered "is not paused" (Console.resume_steps' ``not_paused``): each such
+    (pgbouncer, entry) named in the result's outage, one line saying what it means and what
+    to do; a console that reconnected (its pgbouncer restarted) says so. Nothing else changes:
+    the window committed, so it is not an error."""
+    mode = Mode()
+    outage = _outage(mode)
+
+    def resume(outage_, window):
+        window.resumed = [{'host': 'b1 (10.0.0.21:6432)', 'maxwait_ms': 12.5, 'not_paused': ['app']},
+                          {'host': 'b2 (10.0.0.22:6432)', 'maxwait_ms': 3.0, 'not_paused': []}]
+    mode.resume = resume
+    result, window = outage.run()
+    assert window.error is None and result['changed'] is True
+    others = result['outage']['resumed_by_others']
+    assert others == [{'pgbouncer': 'b1 (10.0.0.21:6432)', 'entry': 'app', 'restarted': False}]
+    [line] = result['outage']['warnings']
+    assert line.startswith('RESUMED BY SOMEONE ELSE inside the window: app on b1 (10.0.0.21:6432) - its RESUME found '
+                           'it not paused, so clients may have reached the primary inside the window')
+    assert 'a standby before its replay' in line and '-> find who resumes pgbouncer during deploys' in line
+    assert 'b2' not in line and '\n' not in line
+
+    restarted = om.resumed_by_others([{'host': 'b1', 'not_paused': ['app', 'app_ro'], 'reconnected': True}, {}])
+    assert [o['restarted'] for o in restarted] == [True, True]
+    assert 'app_ro on b1 (that pgbouncer restarted inside the window)' in om.resumed_by_others_line(restarted)
+    # Nobody else resumed anything: no warning at all.
+    assert om.resumed_by_others([{'host': 'b1', 'resumed': ['app'], 'not_paused': []}]) == []
+    mode.resume = Mode().resume
+    assert _outage(mode).run()[0]['outage']['warnings'] == []
+
+
 def test_a_failure_inside_the_window_is_resumed_and_reported_in_its_phase():
     mode = Mode(failure=SchemaError('primary: boom', lagging=['s1']))
     outage = _outage(mode)

@@ -227,6 +227,37 @@ def test_resumes_are_sent_all_at_once_on_the_connections_their_pauses_used(monke
     assert console.spent_conns == [] and console.verify_conn is None
 
 
+def test_a_resume_answered_not_paused_is_resumed_and_named_as_someone_elses(monkeypatch):
+    """The RESUME of an entry someone else resumed first: no failure, but named in
+    ``not_paused`` - on the PAUSE's connection and on the console's own alike; the
+    verification's RESUME of an entry someone else left paused is not named."""
+    log = []
+    console = pc.Console({'host': '10.0.0.21', 'port': 6432, 'user': 'admin', 'name': 'pgb1'})
+    console.entries = ['db', 'db_ro', 'db_rw']
+    console.paused_by_us = {'db', 'db_ro', 'db_rw'}
+    console.resume_conns = {
+        'db': FakeAsyncConsoleConn('db', log, fail={'RESUME "db"': 'ERROR:  database db is not paused'}),
+        'db_ro': FakeAsyncConsoleConn('db_ro', log)}
+    own = []
+
+    def run(sql, conn=None):
+        own.append(sql)
+        if sql == 'RESUME "db_rw"':
+            raise pc.ConsoleError('pgb1: RESUME "db_rw" failed: ERROR:  database db_rw is not paused')
+        return 'RESUME'
+    monkeypatch.setattr(console, 'show', lambda what: [])
+    monkeypatch.setattr(console, '_run', run)
+    done = console.resume(verify=False)
+    assert sorted(done['resumed']) == ['db', 'db_ro', 'db_rw'] and done['not_paused'] == ['db', 'db_rw']
+    assert own == ['RESUME "db_rw"'] and console.paused_by_us == set()
+    # Any other answer is still a failure naming the pgbouncer.
+    console.paused_by_us = {'db'}
+    console.resume_conns = {'db': FakeAsyncConsoleConn('db', log, fail={'RESUME "db"': 'ERROR:  no such database'})}
+    with pytest.raises(pc.ConsoleError, match='no such database'):
+        console.resume(verify=False)
+    assert pc.is_not_paused('ERROR:  database db is not paused') and not pc.is_not_paused(None)
+
+
 DATABASES_COLUMNS = ('name', 'paused', 'disabled')
 SERVERS_COLUMNS = ('database', 'state', 'link')
 

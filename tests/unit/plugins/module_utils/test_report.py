@@ -136,11 +136,25 @@ def test_normal_run_report():
         'max_client_wait_ms': 318.2,   # longest wait any pgbouncer reported
         'estimate_ms': 400.0,
         'pgbouncer_state': None,       # no module said what a client saw
+        'resumed_by_others': [],
         'nothing_pending': False,
     }
+    assert report['warnings'] == []
     assert report['standby_replay_ms'] == {'standby1': 30.0, 'standby2': 40.0}
     assert report['patches'] == [{'file': 'patch-2211-01-0.sql', 'duration_ms': 120.0},
                                  {'file': 'patch-2211-02-0.sql', 'duration_ms': 80.0}]
+
+
+def test_an_entry_resumed_by_someone_else_is_kept_and_printed_once_as_a_warning():
+    entries = normal_run()
+    line = 'RESUMED BY SOMEONE ELSE inside the window: fdtdemo on pgbouncer1 (10.0.0.21:6432) - ...'
+    entries[-1]['outage'] = dict(entries[-1]['outage'], warnings=[line], resumed_by_others=[
+        {'pgbouncer': 'pgbouncer1 (10.0.0.21:6432)', 'entry': 'fdtdemo', 'restarted': False}])
+    report = build_report(entries, generated_at=T0 + 1)
+    assert report['outcome'] == 'done' and report['warnings'] == [line]
+    assert report['outage']['resumed_by_others'][0]['entry'] == 'fdtdemo'
+    text = render_text(report)
+    assert [t for t in text if 'RESUMED BY SOMEONE ELSE' in t] == ['WARNING: %s' % line]
 
 
 def test_rows_are_chronological_with_offsets_from_the_drain_start():
