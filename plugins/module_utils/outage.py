@@ -160,16 +160,24 @@ def resumed_by_others(resumed):
 
 
 def resumed_by_others_line(others):
-    """One line for the operator and the report: each (pgbouncer, entry) of
-    resumed_by_others(), what it means and what to do. It never fails a
-    deploy: a window that committed and replayed stays done (nothing is lost)."""
-    names = ', '.join('%s on %s%s' % (o['entry'], o['pgbouncer'], ' (that pgbouncer restarted inside the window)'
-                                      if o['restarted'] else '') for o in others)
-    return ('RESUMED BY SOMEONE ELSE inside the window: %s - its RESUME found it not paused, so clients may have '
-            'reached the primary inside the window (they queued on the cold transaction\'s locks) or a standby '
-            'before its replay -> find who resumes pgbouncer during '
-            'deploys (a process manager, a health script, an operator) and check the application for errors at '
-            'that time' % names)
+    """One line for the operator and the report: the entries of
+    resumed_by_others(), grouped by pgbouncer, what it means and what to do. It
+    never fails a deploy: a window that committed and replayed stays done
+    (nothing is lost)."""
+    groups = []
+    for item in others:
+        key = (item['pgbouncer'], item['restarted'])
+        if not groups or groups[-1][0] != key:
+            groups.append((key, []))
+        groups[-1][1].append(item['entry'])
+    names = '; '.join('%s on %s%s' % (', '.join(entries), pgbouncer, ' (restarted inside the window: its new process '
+                                                                      'had nothing paused)' if restarted else '')
+                      for (pgbouncer, restarted), entries in groups)
+    return ('RESUMED BY SOMEONE ELSE inside the window: %s - the deploy\'s own RESUME found %s not paused, so clients '
+            'may have reached the primary inside the window (they queued on the cold transaction\'s locks) or a '
+            'standby before its replay -> find who resumes pgbouncer during deploys (a process manager, a health '
+            'script, an operator) and check the application for errors at that time'
+            % (names, 'it' if len(others) == 1 else 'them'))
 
 
 def _longest_wait(resumed):

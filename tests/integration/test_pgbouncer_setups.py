@@ -194,6 +194,9 @@ def test_pgbouncer_restarted_or_reloaded_inside_the_window(healthy_lab, tmp_path
     assert run.facts['restarted'] is not None, 'the window closed before the restart'
     assert 'RESUME FAILED' not in run.out
     assert run.report['outcome'] == 'done'
+    # Its clients flowed again before the window ended (the new process has nothing paused): said once.
+    assert [o['entry'] for o in run.report['outage']['resumed_by_others'] if o['restarted']], run.report['outage']
+    assert run.out.count('(restarted inside the window: its new process had nothing paused)') == 1, run.out[-3000:]
     assert_only_its_own_clients_lost_their_connection(lab, run, load)
 
     run, load = scenarios.under_load(lab, scenarios.pgbouncer_restarted_in_drain, tmp_path)

@@ -81,14 +81,16 @@ def test_an_entry_someone_else_resumed_inside_the_window_is_one_warning_and_the_
     others = result['outage']['resumed_by_others']
     assert others == [{'pgbouncer': 'b1 (10.0.0.21:6432)', 'entry': 'app', 'restarted': False}]
     [line] = result['outage']['warnings']
-    assert line.startswith('RESUMED BY SOMEONE ELSE inside the window: app on b1 (10.0.0.21:6432) - its RESUME found '
-                           'it not paused, so clients may have reached the primary inside the window')
+    assert line.startswith("RESUMED BY SOMEONE ELSE inside the window: app on b1 (10.0.0.21:6432) - the deploy's own "
+                           'RESUME found it not paused, so clients may have reached the primary inside the window')
     assert 'a standby before its replay' in line and '-> find who resumes pgbouncer during deploys' in line
     assert 'b2' not in line and '\n' not in line
 
     restarted = om.resumed_by_others([{'host': 'b1', 'not_paused': ['app', 'app_ro'], 'reconnected': True}, {}])
     assert [o['restarted'] for o in restarted] == [True, True]
-    assert 'app_ro on b1 (that pgbouncer restarted inside the window)' in om.resumed_by_others_line(restarted)
+    assert om.resumed_by_others_line(restarted).startswith(
+        'RESUMED BY SOMEONE ELSE inside the window: app, app_ro on b1 (restarted inside the window: its new process '
+        "had nothing paused) - the deploy's own RESUME found them not paused")
     # Nobody else resumed anything: no warning at all.
     assert om.resumed_by_others([{'host': 'b1', 'resumed': ['app'], 'not_paused': []}]) == []
     mode.resume = Mode().resume
