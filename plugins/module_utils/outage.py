@@ -170,8 +170,8 @@ def resumed_by_others_line(others):
         if not groups or groups[-1][0] != key:
             groups.append((key, []))
         groups[-1][1].append(item['entry'])
-    names = '; '.join('%s on %s%s' % (', '.join(entries), pgbouncer, ' (restarted inside the window: its new process '
-                                                                      'had nothing paused)' if restarted else '')
+    restart = ' (restarted inside the window: its new process had nothing paused)'
+    names = '; '.join('%s on %s%s' % (', '.join(entries), pgbouncer, restart if restarted else '')
                       for (pgbouncer, restarted), entries in groups)
     return ('RESUMED BY SOMEONE ELSE inside the window: %s - the deploy\'s own RESUME found %s not paused, so clients '
             'may have reached the primary inside the window (they queued on the cold transaction\'s locks) or a '

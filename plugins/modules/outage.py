@@ -189,8 +189,8 @@ outage:
       cores of its own).
     - C(resumed_by_others) - C(pgbouncer), C(entry), C(restarted) for each entry whose own RESUME was answered
       C(is not paused) (someone else - an operator, a process manager, a health script - resumed it inside the
-      window, or with C(restarted) that pgbouncer restarted): clients may have reached the primary inside the window
-      or a standby before its replay. The outcome stays C(done) (the patches are committed and replayed);
+      window, or with C(restarted) that pgbouncer restarted), so clients may have reached the primary inside the
+      window or a standby before its replay. The outcome stays C(done) (the patches are committed and replayed);
       C(warnings) holds one line naming them, what it means and what to do, also given as the task's warning and
       printed by the timeline report.
   type: dict

@@ -274,7 +274,7 @@ def test_resume_tries_every_pgbouncer_on_one_thread_and_names_every_failure_in_o
     # One resume record per pgbouncer, each ended by its own outcome.
     assert [(p['phase'], p['host'].split()[0], p['status']) for p in clock.phases] == [
         ('resume', 'pgbouncer1', 'failed'), ('resume', 'pgbouncer2', 'ok'), ('resume', 'pgbouncer3', 'failed')]
-    assert clock.phases[1]['detail'] == {'maxwait_ms': 0.0, 'resumed': ['db']}
+    assert clock.phases[1]['detail'] == {'maxwait_ms': 0.0, 'resumed': ['db'], 'not_paused': []}
     assert 'no answer within' in clock.phases[0]['detail']['error']
     assert clock.phases[1]['duration_ms'] < clock.phases[0]['duration_ms']
     message = str(caught.value)
