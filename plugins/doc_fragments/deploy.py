@@ -83,6 +83,35 @@ options:
     default: 60
 '''
 
+    # specs.LOCK_RETRY_SPEC: schema_apply applies it, preflight prices the hot statements' waits with it
+    LOCK_RETRY = r'''
+options:
+  lock_retry:
+    description:
+      - How a statement that cannot get its locks is retried (the roles pass C(schema_apply_lock_retry)). A hot
+        statement fails after its O(lock_retry.max_attempts) tries, each waiting up to its C(lock_timeout), then
+        pausing; the pre-flight's C(hot_patch_waits) check prices that wait with these same values.
+    type: dict
+    default: {}
+    suboptions:
+      timeout_ms:
+        description: C(lock_timeout) of the first try, in ms; doubled at every try.
+        type: int
+        default: 200
+      max_timeout_ms:
+        description: Largest C(lock_timeout) of a try, in ms.
+        type: int
+        default: 2000
+      pause_ms:
+        description: Pause after the first failed try, in ms; doubled at every try (at most 500 ms).
+        type: int
+        default: 20
+      max_attempts:
+        description: Tries per statement of a hot patch (cold patches are bounded by O(budget_seconds)).
+        type: int
+        default: 8
+'''
+
     # specs.ENTRIES_SPEC: the pgbouncer and pgbouncer_watchdog modules
     ENTRIES = r'''
 options:

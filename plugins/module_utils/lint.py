@@ -156,6 +156,13 @@ RULES = {
         'unknown)'),
     'sleep': (
         CODE, None, INFO, 'pg_sleep: the seconds it asks for', None),
+    'search-path-unknown': (
+        CATALOG, None, WARNING,
+        'sets search_path where the pre-flight cannot follow it (only running it would tell): an unqualified name '
+        'after it in the patch is looked for in every schema (the locks named may be more than the window takes) '
+        'and priced as the deploy session resolves it',
+        'schema-qualify the names after it (ALTER TABLE app.t ...), or SET search_path to constant names at the '
+        'top level of the patch'),
     'drop-column': (
         CONTRACT, 'ACCESS EXCLUSIVE', ERROR,
         'DROP COLUMN breaks app servers still running code that reads the column',
@@ -774,10 +781,13 @@ def lint_patches(patches, catalog, options=None):
     scope = _Scope()
     found = []
     for patch in patches:
-        for statement in patch.statements:
+        states = locks.path_states(patch.statements, live=patch.kind == HOT)
+        for statement, (dummy, unknown) in zip(patch.statements, states):
             if statement.node is None:  # pragma: no cover - patchset always keeps it
                 continue
             works = classify(statement.node, catalog, scope, kind=patch.kind)
+            if unknown:
+                works.append(_work('search-path-unknown', None, detail=unknown))
             found.append(_finding(patch, statement, works, catalog, scope, options))
     return found
 
@@ -833,6 +843,10 @@ def _finding(patch, statement, works, catalog, scope, options):
         summary += '; acknowledged as a contract change'
     if opted_out:
         summary += '; opted out (fastdowntime_lint_ignore_rules)'
+    unknown = [p[0] for p in priced if p[0]['rule'] == 'search-path-unknown' and p[0] is not work]
+    if unknown:   # a second rule of the statement (a DO block's cost-unknown comes first): said too
+        summary += '; it also %s (%s): %s' % (RULES['search-path-unknown'][3], unknown[0]['detail'],
+                                               RULES['search-path-unknown'][4])
     return {
         'file': patch.name, 'line': statement.line, 'statement': _statement_text(statement.sql),
         'patch_kind': patch.kind, 'rule': rule, 'rules': sorted(set(p[0]['rule'] for p in priced)),
@@ -910,7 +924,7 @@ def patch_search_paths(patches):
     to the session's."""
     found = {}
     for patch in patches:
-        for statement, path in zip(patch.statements, locks.search_paths(patch.statements)):
+        for statement, path in zip(patch.statements, locks.search_paths(patch.statements, live=patch.kind == HOT)):
             if path is locks.DEFAULT_PATH or path == locks.ANY_SCHEMA or statement.node is None:
                 continue
             for node in _walk(statement.node):
@@ -933,7 +947,7 @@ def _resolved(conn, key, path):
     (schema, name) of the first schema of the path that has it, else ``key``."""
     if path is None:
         return key
-    dummy, schemas, dummy = locks.lookup([{'relation': (None, key[1], path)}], conn.info.user)
+    schemas = locks.lookup([{'relation': (None, key[1], path)}], conn.info.user)[1]
     rows = query(conn, FIRST_IN_PATH_SQL, (schemas, key[1]))
     return (rows[0]['nspname'], key[1]) if rows else key
 
@@ -1021,26 +1035,39 @@ def gather_catalog(conn, patches, explain=True, lock_timeout_ms=1000):
     return Catalog(tables=tables, functions=functions, plan_rows=plan_rows)
 
 
+def path_setting(path):
+    """A locks.search_paths path as set_config('search_path', ...) takes it
+    (each name quoted: '"app", "$user"'); None for the session's own path or
+    one only running the patch would tell (ANY_SCHEMA)."""
+    if path is locks.DEFAULT_PATH or path == locks.ANY_SCHEMA:
+        return None
+    return ', '.join('"%s"' % schema.replace('"', '""') for schema in path)
+
+
 def _explain_data_changes(conn, cur, patches):
     """(file, line) -> rows the planner expects an UPDATE/DELETE/INSERT ...
-    SELECT to touch (the row estimate of the node under ModifyTable)."""
+    SELECT to touch (the row estimate of the node under ModifyTable), planned
+    under the search_path its patch sets at that point (locks.search_paths),
+    as the window runs it."""
     found = {}
     for patch in patches:
         if patch.kind != COLD:
             continue
-        for statement in patch.statements:
+        for statement, path in zip(patch.statements, locks.search_paths(patch.statements)):
             name = type(statement.node).__name__
             if name not in ('UpdateStmt', 'DeleteStmt', 'InsertStmt'):
                 continue
             cur.execute('SAVEPOINT fastdowntime_lint')
             try:
+                if path_setting(path) is not None:   # undone by the ROLLBACK TO SAVEPOINT below
+                    cur.execute("SELECT set_config('search_path', %s, true)", (path_setting(path),))
                 cur.execute('EXPLAIN (FORMAT JSON) ' + statement.sql)
                 plan = cur.fetchone()[0][0]['Plan']
                 inner = (plan.get('Plans') or [plan])[0]
                 found[(patch.name, statement.line)] = float(inner.get('Plan Rows') or 0)
-                cur.execute('RELEASE SAVEPOINT fastdowntime_lint')
             except psycopg2.Error:
-                cur.execute('ROLLBACK TO SAVEPOINT fastdowntime_lint')
+                pass
+            cur.execute('ROLLBACK TO SAVEPOINT fastdowntime_lint; RELEASE SAVEPOINT fastdowntime_lint')
     return found
 
 

@@ -160,25 +160,172 @@ def _const_text(node):
     return None
 
 
-def _set_config_paths(node):
-    """The search_path values set_config('search_path', value, ...) calls in
-    ``node`` set, in order: a tuple, or ANY_SCHEMA for a value not written
-    as a constant."""
+def _const_bool(node):
+    """A boolean constant (true, 'on', 1...) as PostgreSQL reads it, else None."""
+    kind = type(node).__name__
+    if kind == 'TypeCast':
+        return _const_bool(node.arg)
+    if kind != 'A_Const' or node.isnull:
+        return None
+    value = node.val
+    if hasattr(value, 'boolval'):
+        return bool(value.boolval)
+    if hasattr(value, 'ival'):
+        return bool(value.ival)
+    text = str(getattr(value, 'sval', '')).strip().lower()
+    if text in ('t', 'true', 'on', 'yes', 'y', '1'):
+        return True
+    if text in ('f', 'false', 'off', 'no', 'n', '0'):
+        return False
+    return None
+
+
+def _func_name(call):
+    names = [getattr(n, 'sval', '') for n in call.funcname or ()]
+    return names[-1].lower() if names else ''
+
+
+# Statements that evaluate their expressions when they run (a set_config() call
+# in them changes the session). Elsewhere an expression is only stored: a
+# function's body or its own SET clause (in force only while it runs), a view,
+# a rule, a trigger, a default, ALTER ROLE/DATABASE ... SET (for new sessions):
+# none of them changes the window's session.
+EXECUTING = frozenset(('SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'CallStmt',
+                       'CreateTableAsStmt', 'ExecuteStmt'))
+# A change of the search_path: (what, value, local): what is 'path' (value: a
+# path, DEFAULT_PATH for RESET), 'role' (value: the role or None), 'reset_all',
+# or 'unknown' (value: why only running it would tell; the path becomes
+# ANY_SCHEMA). ``local``: SET LOCAL / set_config(..., true), which ends with
+# its transaction (a hot patch's statement is one, autocommit).
+UNKNOWN = 'unknown'
+
+
+def _set_config_changes(node):
+    """The set_config('search_path', value, is_local) calls of ``node``, in order."""
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import walk
     found = []
     for sub in walk(node):
-        if type(sub).__name__ != 'FuncCall':
+        if type(sub).__name__ != 'FuncCall' or _func_name(sub) != 'set_config' or len(sub.args or ()) < 2:
             continue
-        name = [getattr(n, 'sval', '') for n in sub.funcname or ()]
-        args = list(sub.args or ())
-        if not name or name[-1].lower() != 'set_config' or len(args) < 2:
-            continue
+        args = list(sub.args)
         setting = _const_text(args[0])
-        if setting is None or setting.lower() == 'search_path':
-            value = _const_text(args[1])
-            path = split_identifiers(value) if value is not None else None
-            found.append(path if path is not None and setting is not None else ANY_SCHEMA)
+        if setting is not None and setting.lower() != 'search_path':
+            continue
+        value = _const_text(args[1])
+        path = split_identifiers(value) if value is not None else None
+        local = _const_bool(args[2]) if len(args) > 2 else False
+        if setting is None or path is None or local is None:
+            found.append((UNKNOWN, 'set_config() whose %s is computed when it runs' % (
+                'setting name' if setting is None else 'value' if path is None else 'is_local'), False))
+        else:
+            found.append(('path', path, local))
     return found
+
+
+def _variable_set_changes(node):
+    """SET / RESET of the search_path, the role, or RESET ALL."""
+    name, how, local = (node.name or '').lower(), _name(node.kind), bool(node.is_local)
+    if how == 'VAR_RESET_ALL':
+        return [('reset_all', None, local)]
+    if name == 'search_path' and how in ('VAR_SET_DEFAULT', 'VAR_RESET'):
+        return [('path', DEFAULT_PATH, local)]
+    if name == 'search_path' and how == 'VAR_SET_VALUE':
+        values = [_const_text(arg) for arg in node.args or ()]
+        return [('path', tuple(values), local) if None not in values else
+                (UNKNOWN, 'SET search_path to a value that is not a list of names', local)]
+    if name in ('role', 'session_authorization'):
+        value = _const_text((node.args or (None,))[0]) if how == 'VAR_SET_VALUE' else None
+        return [('role', None if value is None or value.lower() == 'none' else value, local)]
+    return []
+
+
+def _mentions_accounted(nodes):
+    """How many times ``nodes`` name search_path where changes() reads it: a
+    SET/RESET of it, set_config/current_setting('search_path', ...)."""
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import walk
+    count = 0
+    for sub in walk(nodes):
+        kind = type(sub).__name__
+        if kind == 'VariableSetStmt' and (sub.name or '').lower() == 'search_path':
+            count += 1
+        elif kind == 'FuncCall' and _func_name(sub) in ('set_config', 'current_setting') and sub.args \
+                and (_const_text(sub.args[0]) or '').lower() == 'search_path':
+            count += 1
+    return count
+
+
+def _plpgsql_exprs(value, stmt=None, top=False, top_ids=()):
+    """(statement kind, at the body's top level, SQL text, parseMode) of every
+    PLpgSQL_expr in parse_plpgsql's JSON, in the body's order."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _plpgsql_exprs(item, stmt, top, top_ids)
+    elif isinstance(value, dict):
+        for key, sub in value.items():
+            if key == 'PLpgSQL_expr':
+                yield stmt, top, sub.get('query') or '', sub.get('parseMode')
+            elif key.startswith('PLpgSQL_stmt_'):
+                yield from _plpgsql_exprs(sub, key, id(value) in top_ids, top_ids)
+            else:
+                yield from _plpgsql_exprs(sub, stmt, top, top_ids)
+
+
+def _do_block_changes(node):
+    """How a DO block changes the search_path: its SET / set_config() of
+    constants at the top level of a PL/pgSQL body without an EXCEPTION clause
+    (statements PL/pgSQL runs in order, once); 'unknown' when it names
+    search_path anywhere else - inside IF/LOOP/EXCEPTION, in SQL it builds and
+    EXECUTEs, in another language - or cannot be parsed. A block that does not
+    name search_path changes nothing here (code it calls is not followed)."""
+    body, language = '', 'plpgsql'
+    for arg in node.args or ():
+        if arg.defname == 'as':
+            body = getattr(arg.arg, 'sval', '') or ''
+        elif arg.defname == 'language':
+            language = (getattr(arg.arg, 'sval', '') or '').lower()
+    if 'search_path' not in body.lower():
+        return []
+    if language != 'plpgsql':
+        return [(UNKNOWN, 'a DO block in %s naming search_path' % language, False)]
+    try:
+        tree = pglast.parse_plpgsql('CREATE FUNCTION pg_temp.fdt_do() RETURNS void LANGUAGE plpgsql AS '
+                                    '$fdt_do$%s$fdt_do$' % body)
+        block = tree[0]['PLpgSQL_function']['action']['PLpgSQL_stmt_block']
+    except Exception:  # pylint: disable=broad-except  # any parser failure: only running it would tell
+        return [(UNKNOWN, 'a DO block the parser cannot read, naming search_path', False)]
+    top = [] if block.get('exceptions') else block.get('body') or []
+    changes = []
+    # The whole function: its DECLARE initializers too (SQL text kept in a variable, EXECUTEd later).
+    for stmt, at_top, text, mode in _plpgsql_exprs(tree, top_ids=set(id(s) for s in top)):
+        named = text.lower().count('search_path')
+        if not named:
+            continue
+        try:
+            nodes = [raw.stmt for raw in pglast.parse_sql(text if mode == 0 else 'SELECT ' + text)]
+        except Exception:  # pylint: disable=broad-except
+            nodes = None
+        if nodes is None or named > _mentions_accounted(nodes):
+            changes.append((UNKNOWN, 'a DO block building SQL that names search_path (dynamic SQL: EXECUTE)', False))
+            continue
+        found = [change for sub in nodes for change in changes_of(sub)]
+        if found and not (at_top and stmt in ('PLpgSQL_stmt_execsql', 'PLpgSQL_stmt_perform')):
+            changes.append((UNKNOWN, 'a DO block setting search_path inside IF, LOOP or an EXCEPTION block', False))
+        else:
+            changes.extend(found)
+    return changes
+
+
+def changes_of(node):
+    """[(what, value, local)] the search_path changes running the parsed
+    statement ``node`` makes, in order (see UNKNOWN)."""
+    kind = type(node).__name__
+    if kind == 'VariableSetStmt':
+        return _variable_set_changes(node)
+    if kind == 'DoStmt':
+        return _do_block_changes(node)
+    if kind in EXECUTING:
+        return _set_config_changes(node)
+    return []
 
 
 def _with_role(path, role):
@@ -187,31 +334,35 @@ def _with_role(path, role):
     return tuple(role if schema == USER_SCHEMA else schema for schema in path)
 
 
-def search_paths(statements):
-    """[path] the search_path each of ``statements`` (one patch's
-    patchset.Statement, in order) runs under in the window; see DEFAULT_PATH.
-    SET ROLE / SET SESSION AUTHORIZATION in the patch make '$user' that role."""
+def path_states(statements, live=False):
+    """[(path, why)] for one patch's ``statements`` (patchset.Statement, in
+    order): the search_path each runs under in its session (see DEFAULT_PATH),
+    and why the path after it cannot be known (None when it can: then the
+    path after it is ANY_SCHEMA). ``live``: a hot patch, whose statements run
+    one by one in autocommit, so SET LOCAL and set_config(..., true) end with
+    their own statement. SET ROLE / SET SESSION AUTHORIZATION in the patch make
+    '$user' that role."""
     path, role, out = DEFAULT_PATH, None, []
     for statement in statements:
-        out.append(_with_role(path, role))
-        node = statement.node
-        kind = type(node).__name__
-        if kind == 'VariableSetStmt':
-            name, how = (node.name or '').lower(), _name(node.kind)
-            if how == 'VAR_RESET_ALL':
+        before, why = _with_role(path, role), None
+        for what, value, local in changes_of(statement.node) if statement.node is not None else ():
+            if local and live:
+                continue
+            if what == 'reset_all':
                 path, role = DEFAULT_PATH, None
-            elif name == 'search_path' and how in ('VAR_SET_DEFAULT', 'VAR_RESET'):
-                path = DEFAULT_PATH
-            elif name == 'search_path' and how == 'VAR_SET_VALUE':
-                values = [_const_text(arg) for arg in node.args or ()]
-                path = tuple(values) if None not in values else ANY_SCHEMA
-            elif name in ('role', 'session_authorization'):
-                value = _const_text((node.args or (None,))[0]) if how == 'VAR_SET_VALUE' else None
-                role = None if value is None or value.lower() == 'none' else value
-        elif node is not None:
-            for found in _set_config_paths(node):
-                path = found
+            elif what == 'path':
+                path = value
+            elif what == 'role':
+                role = value
+            else:
+                path, why = ANY_SCHEMA, value
+        out.append((before, why))
     return out
+
+
+def search_paths(statements, live=False):
+    """[path] the search_path each of ``statements`` runs under (path_states)."""
+    return [path for path, dummy in path_states(statements, live)]
 
 
 def _key(relation):
@@ -309,6 +460,8 @@ def statement_locks(node):
         return [(_key(node.relation), ACCESS_EXCLUSIVE)]
     if name == 'ViewStmt' and node.replace:
         return [(_key(node.view), ACCESS_EXCLUSIVE)]
+    if name == 'RefreshMatViewStmt':   # CONCURRENTLY: readers go on, allowed in a transaction block
+        return [(_key(node.relation), EXCLUSIVE if node.concurrent else ACCESS_EXCLUSIVE)]
     if name == 'CommentStmt':
         return _comment_locks(node)
     if name in ('UpdateStmt', 'DeleteStmt', 'InsertStmt') and node.relation is not None:
@@ -337,56 +490,85 @@ def required_locks(patches):
 
 
 # What a live (hot) statement waits out before it finishes (PostgreSQL's
-# indexcmds.c / index.c): the lockers of its table whose locks conflict with
-# the mode named (WaitForLockers) and, with SNAPSHOTS, every transaction of
-# the database whose snapshot is older than its own (WaitForOlderSnapshots: a
-# session idle in a REPEATABLE READ transaction, an open cursor, a long query;
-# a prepared transaction holds none). A prepared transaction or a session idle
-# in its transaction holding such a lock makes it wait without end.
-SNAPSHOTS = 'snapshots'
+# indexcmds.c / index.c, tablecmds.c): the lockers of its table whose locks
+# conflict with the mode named (WaitForLockers) and, with snapshots, every
+# transaction of the database whose snapshot is older than its own
+# (WaitForOlderSnapshots: a session idle in a REPEATABLE READ transaction, an
+# open cursor, a long query; a prepared transaction holds none). A prepared
+# transaction or a session idle in its transaction holding such a lock makes it
+# wait without end. One row per kind: words -> (mode, snapshots, only the
+# named relation's own lockers - not its partitions' or inheritance children's).
+# DETACH PARTITION ... CONCURRENTLY (14+) commits the detach as pending, then
+# waits for every locker of the partitioned table itself (a session that
+# locked only another partition does not hold it) and takes the partition in
+# ACCESS EXCLUSIVE; canceled there (lock_timeout), the partition stays pending
+# detach until ALTER TABLE ... DETACH PARTITION ... FINALIZE (schema.apply_hot
+# runs it on its next try). REFRESH MATERIALIZED VIEW CONCURRENTLY is allowed in
+# a transaction block: a cold statement (statement_locks, EXCLUSIVE).
 HOT_WAITS = {
-    'CREATE INDEX CONCURRENTLY': (SHARE, True),
-    'REINDEX CONCURRENTLY': (ACCESS_EXCLUSIVE, True),   # its swap waits out every locker
-    'DROP INDEX CONCURRENTLY': (ACCESS_EXCLUSIVE, False),
+    'CREATE INDEX CONCURRENTLY': (SHARE, True, False),
+    'REINDEX CONCURRENTLY': (ACCESS_EXCLUSIVE, True, False),   # its swap waits out every locker
+    'DROP INDEX CONCURRENTLY': (ACCESS_EXCLUSIVE, False, False),
+    'DETACH PARTITION CONCURRENTLY (partitioned table)': (ACCESS_EXCLUSIVE, False, True),
+    'DETACH PARTITION CONCURRENTLY': (ACCESS_EXCLUSIVE, False, False),
 }
+DETACH_WORDS = 'ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY'
+
+
+def detached_concurrently(node):
+    """[(partitioned table key, partition key)] an ALTER TABLE ... DETACH
+    PARTITION ... CONCURRENTLY detaches, [] for any other statement."""
+    if type(node).__name__ != 'AlterTableStmt':
+        return []
+    return [(_key(node.relation), _key(cmd.def_.name)) for cmd in node.cmds or ()
+            if _name(cmd.subtype) == 'AT_DetachPartition' and getattr(cmd.def_, 'concurrent', False)]
 
 
 def _hot_wait(node):
-    """(words, [relation keys], mode, waits for snapshots) of a live statement
-    that waits out other transactions (HOT_WAITS), else None."""
+    """(words, [(relation key, HOT_WAITS row)]) of a live statement that waits
+    out other transactions, else None."""
     kind = type(node).__name__
     if kind == 'IndexStmt' and node.concurrent:
-        words, keys = 'CREATE INDEX CONCURRENTLY', [_key(node.relation)]
+        words = 'CREATE INDEX CONCURRENTLY'
+        keys = [(_key(node.relation), words)]
     elif kind == 'DropStmt' and node.concurrent:
-        words, keys = 'DROP INDEX CONCURRENTLY', [_names_key(names) for names in node.objects or ()]
+        words = 'DROP INDEX CONCURRENTLY'
+        keys = [(_names_key(names), words) for names in node.objects or ()]
     elif kind == 'ReindexStmt' and node.relation is not None \
             and 'concurrently' in set(getattr(o, 'defname', None) for o in node.params or ()):
-        words, keys = 'REINDEX CONCURRENTLY', [_key(node.relation)]
+        words = 'REINDEX CONCURRENTLY'
+        keys = [(_key(node.relation), words)]
+    elif detached_concurrently(node):
+        words, keys = DETACH_WORDS, []
+        for parent, partition in detached_concurrently(node):
+            keys += [(parent, 'DETACH PARTITION CONCURRENTLY (partitioned table)'),
+                     (partition, 'DETACH PARTITION CONCURRENTLY')]
     else:
         return None
-    mode, snapshots = HOT_WAITS[words]
-    return words, [k for k in keys if k], mode, snapshots
+    return words, [(key, HOT_WAITS[row]) for key, row in keys if key]
 
 
 def hot_waits(patches):
     """What the live statements of ``patches`` (hot patchset.Patch, in order)
     wait out: ([{'relation', 'mode', 'patch', 'line', 'words'}] - the lockers
     each waits for, keyed and resolved as required_locks' list, for
-    HOLDERS_SQL and conflicting() - and [{'patch', 'line', 'words'}] of the
-    statements that also wait for every older snapshot of the database)."""
+    HOLDERS_SQL and conflicting(); ``only``: the relation's own lockers, not
+    its children's - and [{'patch', 'line', 'words'}] of the statements that
+    also wait for every older snapshot of the database). A hot patch's
+    statements run in autocommit: search_paths(live=True)."""
     lockers, snapshots = [], []
     for patch in patches:
-        for statement, path in zip(patch.statements, search_paths(patch.statements)):
+        for statement, path in zip(patch.statements, search_paths(patch.statements, live=True)):
             found = _hot_wait(statement.node) if statement.node is not None else None
             if found is None:
                 continue
-            words, keys, mode, older = found
+            words, keys = found
             where = {'patch': patch.name, 'line': statement.line, 'words': words}
-            for key in keys:
+            for key, (mode, older, only) in keys:
                 if key[0] is None and path is not DEFAULT_PATH:
                     key = (None, key[1], path)
-                lockers.append(dict(where, relation=key, mode=mode))
-            if older:
+                lockers.append(dict(where, relation=key, mode=mode, only=only))
+            if any(row[1] for dummy, row in keys) and where not in snapshots:
                 snapshots.append(where)
     return lockers, snapshots
 
@@ -397,7 +579,7 @@ def relation_text(key):
     if key[0]:
         return '%s.%s' % key[:2]
     if len(key) > 2 and key[2] is not DEFAULT_PATH:
-        return '%s (search_path %s)' % (key[1], 'set by an expression: any schema' if key[2] == ANY_SCHEMA
+        return '%s (search_path %s)' % (key[1], 'unknown until the patch runs: any schema' if key[2] == ANY_SCHEMA
                                         else ', '.join(key[2]) or "''")
     return key[1]
 
@@ -408,13 +590,15 @@ def quoted(key):
 
 
 def lookup(required, user):
-    """(targets, schemas, names): the arrays HOLDERS_SQL takes for
-    ``required`` (required_locks' list), one row per place a name may be:
+    """(targets, schemas, names, recurse): the arrays HOLDERS_SQL takes for
+    ``required`` (required_locks' or hot_waits' list; an entry's ``only``
+    leaves its inheritance/partition children out: recurse false), one row
+    per place a name may be:
     target is the 1-based position in ``required``; schema None means the
     session's own search_path (the name then comes quoted, for to_regclass),
     '' any schema, else the schema, in the order PostgreSQL looks (pg_catalog
     first unless the path lists it; '$user' is ``user``, the deploy user)."""
-    targets, schemas, names = [], [], []
+    targets, schemas, names, recurse = [], [], [], []
     for target, entry in enumerate(required, start=1):
         key = entry['relation']
         path = key[2] if len(key) > 2 else DEFAULT_PATH
@@ -431,13 +615,15 @@ def lookup(required, user):
             targets.append(target)
             schemas.append(schema)
             names.append(name)
-    return targets, schemas, names
+            recurse.append(not entry.get('only'))
+    return targets, schemas, names, recurse
 
 
 # The sessions holding or waiting for a table-level lock on the relations named
-# (the three arrays lookup() gives: per target the first place its name is
-# found, or with any schema every one), on each index's table and on every
-# inheritance or partition child (ALTER TABLE recurses to them): ``target`` is
+# (the four arrays lookup() gives: per target the first place its name is
+# found, or with any schema every one), on each index's table and, unless the
+# target says not to recurse, on every inheritance or partition child (ALTER
+# TABLE recurses to them): ``target`` is
 # the position in required_locks' list. The pre-flight's own session is left out.
 #
 # Prepared transactions (PREPARE TRANSACTION, two-phase commit) too: they hold
@@ -451,8 +637,8 @@ def lookup(required, user):
 # it. pg_locks is read once (one snapshot of the lock table).
 HOLDERS_SQL = """
 WITH RECURSIVE place AS (
-    SELECT t.ord, t.schema, t.name, t.rank
-      FROM unnest(%s::int[], %s::text[], %s::text[]) WITH ORDINALITY AS t(ord, schema, name, rank)
+    SELECT t.ord, t.schema, t.name, t.recurse, t.rank
+      FROM unnest(%s::int[], %s::text[], %s::text[], %s::bool[]) WITH ORDINALITY AS t(ord, schema, name, recurse, rank)
 ), found AS (
     SELECT p.ord, p.rank, CASE WHEN p.schema IS NULL THEN to_regclass(p.name)::oid ELSE c.oid END AS relid
       FROM place p
@@ -469,6 +655,7 @@ WITH RECURSIVE place AS (
 ), tree AS (
     SELECT ord, relid FROM base
     UNION SELECT t.ord, h.inhrelid FROM tree t JOIN pg_inherits h ON h.inhparent = t.relid
+     WHERE EXISTS (SELECT 1 FROM place p WHERE p.ord = t.ord AND p.recurse)
 ), lk AS MATERIALIZED (
     SELECT locktype, database, relation, transactionid, virtualtransaction, pid, mode, granted FROM pg_locks
 )

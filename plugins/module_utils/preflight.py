@@ -1529,7 +1529,7 @@ class Preflight:
                  resume_paused_replay=True, resume_operator_replay_pause=False, lint_options=None, scan_bytes_per_second=None,
                  deploy_windows=None, window_override_reason=None, operator=None, now=None,
                  app_servers=None, app_health_key=lockstep.HEALTH_KEY, contract_acknowledge_reason=None,
-                 drain_policy='abort', blocking_sessions='refuse'):
+                 drain_policy='abort', blocking_sessions='refuse', lock_retry=None):
         self.primary = dict(primary, dbname=db_name)
         self.standbys = [dict(s, dbname=db_name) for s in standbys]
         self.pgbouncers = with_probe_login(pgbouncers, primary)
@@ -1590,6 +1590,8 @@ class Preflight:
         self.contract_acknowledge_reason = contract_acknowledge_reason
         self.drain_policy = drain_policy
         self.blocking_sessions = blocking_sessions
+        # The deploy's own lock retries (schema_apply_lock_retry): how long its hot phase waits for a lock.
+        self.lock_retry = LockRetry.from_value(lock_retry)
 
     # -- plumbing --------------------------------------------------------------
     def _connect(self, endpoint):
@@ -2223,7 +2225,7 @@ class Preflight:
         db_rows = [row for row in activity_rows if row.get('datname') == self.db_name]
         self.findings.append(decide_hot_patch_waits(
             label, self.db_name, db_rows, locks.conflicting(rows, lockers), lockers, snapshots,
-            LockRetry().hot_wait_seconds(), policy=self.blocking_sessions))
+            self.lock_retry.hot_wait_seconds(), policy=self.blocking_sessions))
 
     def _check_read_drain(self, label, activity_rows):
         """decide_blocking_sessions on a standby: the clients through the

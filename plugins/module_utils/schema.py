@@ -24,6 +24,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import locks
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetExceeded, raise_advice
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     HOT, LAUNCHPAD_REVISION_TABLE, REVISION, format_revision)
@@ -810,11 +811,32 @@ def _drop_invalid_index(cur, stmt):
     return regname
 
 
+# A DETACH PARTITION ... CONCURRENTLY (14+) canceled in its second transaction - lock_timeout while it waits out
+# the partitioned table's lockers - leaves the partition pending detach, and the statement run again fails
+# ("already pending detach"): ALTER TABLE ... DETACH PARTITION ... FINALIZE completes it.
+PENDING_DETACH_SQL = """
+SELECT i.inhparent::regclass::text, i.inhrelid::regclass::text
+  FROM pg_inherits i WHERE i.inhrelid = to_regclass(%s) AND i.inhdetachpending
+"""
+
+
+def _pending_detach(cur, stmt):
+    """The FINALIZE that completes the DETACH PARTITION ... CONCURRENTLY of
+    ``stmt`` an earlier try (or run) left pending, else None."""
+    pairs = locks.detached_concurrently(stmt.node) if stmt.node is not None else []
+    if len(pairs) != 1:
+        return None
+    cur.execute(PENDING_DETACH_SQL, (locks.quoted(pairs[0][1]),))
+    row = cur.fetchone()
+    return 'ALTER TABLE %s DETACH PARTITION %s FINALIZE' % tuple(row) if row else None
+
+
 def apply_hot(conn, patch, deploy_id=None, revision_table=DEFAULT_REVISION_TABLE, lock_retry=None, observer=None,
               host=None, clock=None, phase='hot_patch'):
     """Apply one hot patch live: autocommit, statement by statement, each with
     lock_timeout retries; an INVALID index from a failed concurrent build is
-    dropped and the build retried. The revision row is recorded after the last
+    dropped and the build retried, a partition a canceled DETACH PARTITION ...
+    CONCURRENTLY left pending detach is detached with FINALIZE. The revision row is recorded after the last
     statement. ``clock`` (optional) only times the phase, named ``phase``
     (``post_window_hot_patch`` for the hot patches numbered after the window's)."""
     table = _table(revision_table)
@@ -922,12 +944,14 @@ def _run_hot_statement(cur, patch, stmt, policy, watcher, dropped, host=None):
         cur.execute('SET lock_timeout = %d' % lock_ms)
         try:
             with watcher.watching(lock_ms):
+                sql = stmt.sql
                 if stmt.kind == HOT:
                     # Left by an earlier try or run; dropping it waits for locks too.
                     name = _drop_invalid_index(cur, stmt)
                     if name:
                         dropped.append(name)
-                cur.execute(stmt.sql)
+                    sql = _pending_detach(cur, stmt) or sql
+                cur.execute(sql)
             return attempt
         except psycopg2.Error as exc:
             if getattr(exc, 'pgcode', None) != LOCK_NOT_AVAILABLE:
@@ -948,6 +972,12 @@ def _run_hot_statement(cur, patch, stmt, policy, watcher, dropped, host=None):
 def _cleanup_note(cur, stmt, dropped):
     """Drop the INVALID index a failed build left, if it can be done now; the
     words saying what happened, for the error message."""
+    if stmt.kind == HOT and not stmt.index:
+        try:
+            finalize = _pending_detach(cur, stmt)
+        except psycopg2.Error:
+            finalize = None
+        return '; its partition is left pending detach: the next run completes it (%s)' % finalize if finalize else ''
     if stmt.kind != HOT or not stmt.index or not stmt.index[1]:
         return ''
     try:

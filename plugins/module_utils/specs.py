@@ -14,6 +14,10 @@
   the doc fragment ``fastdowntime.postgresql.deploy``.
 - ``lint_options_spec(prefix)``: the patch lint's options (``patch_lint`` takes
   them as they are, ``preflight`` with the prefix ``lint_``).
+- ``LOCK_RETRY_SPEC``: ``lock_retry`` (schema.LockRetry's options): how the hot
+  phase retries a statement that cannot get its locks; ``schema_apply`` applies
+  it, ``preflight`` prices the hot statements' waits with it. Documented once in
+  ``fastdowntime.postgresql.deploy.lock_retry``.
 
 tests/unit/plugins/doc_fragments/test_doc_fragments.py checks that the doc
 fragments document each option with the type, default, choices, required
@@ -27,6 +31,7 @@ __metaclass__ = type
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
     DEFAULT_BUDGET_SECONDS, DEFAULT_RESERVE_SECONDS)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import endpoint_argument_spec, renamed
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import LockRetry
 
 DEFAULT_REVISION_TABLE = 'fastdowntime.schema_revision'
 
@@ -38,6 +43,8 @@ DEPLOY_TARGET_SPEC = dict(
 )
 
 BUDGET_SPEC = dict(budget_seconds=dict(type='float', default=DEFAULT_BUDGET_SECONDS))
+
+LOCK_RETRY_SPEC = dict(lock_retry=dict(type='dict', default={}, options=LockRetry.argument_spec()))
 
 # The entries to drain: named explicitly, instead of those found from db_name.
 DRAIN_ENTRIES_SPEC = dict(drain_entries=renamed(dict(type='list', elements='str', default=[]),

@@ -66,14 +66,20 @@ description:
     the patch - unless its user is in O(killable_users) (terminated as the outage starts, so a warning). The
     pre-flight's own session is left out. O(blocking_sessions=warn) reports them as warnings instead. A cold
     statement's unqualified names are resolved in the search_path it runs under in the window (the deploy
-    user's own at each patch's start; the patch's C(SET [LOCAL] search_path), C(set_config), C(RESET) after).
+    user's own at each patch's start; the patch's C(SET [LOCAL] search_path), C(set_config), C(RESET) after, and
+    those at the top level of a C(DO) block; not a function's own C(SET) clause, nor C(ALTER ROLE/DATABASE ... SET),
+    which only new sessions get). Where only running the patch would tell (dynamic SQL in a C(DO) block, a computed
+    C(set_config) value, a C(SET) inside C(IF)/C(LOOP)/C(EXCEPTION)) every schema's relation of that name counts
+    (never fewer locks than the window takes) and the lint warns (C(search-path-unknown)); schema-qualify them.
   - C(hot_patch_waits) - what the pending hot patches (before and after the window) would wait out on the primary -
     a live C(CREATE INDEX CONCURRENTLY) or C(REINDEX CONCURRENTLY) waits for every transaction of the database with
     an older snapshot (a session idle in a C(REPEATABLE READ) transaction, an open cursor) and, like C(DROP INDEX
-    CONCURRENTLY), for the lockers of its table (a prepared transaction that wrote it). Such a session that will
-    outlast the hot phase's lock retries, or such a prepared transaction at any age, fails in one line naming its
-    pid or gid, age and the fix (O(blocking_sessions=warn) warns). A C(READ COMMITTED) session idle in a transaction
-    holds no snapshot and passes.
+    CONCURRENTLY), for the lockers of its table (a prepared transaction that wrote it); a live C(ALTER TABLE ...
+    DETACH PARTITION ... CONCURRENTLY) (14+) for every locker of the partitioned table itself (not of its other
+    partitions) and of the partition. Such a session that will outlast the hot phase's lock retries (O(lock_retry),
+    the deploy's C(schema_apply_lock_retry), every try's C(lock_timeout) and pause), or such a prepared transaction
+    at any age, fails in one line naming its pid or gid, age and the fix (O(blocking_sessions=warn) warns). A
+    C(READ COMMITTED) session idle in a transaction holds no snapshot and passes.
   - C(pgbouncer) - every admin console answers as an admin, has the deploy's entries (and those named by the
     standbys' C(pgbouncer_entries)), and none of them is already paused. pgbouncer 1.18 shows no global PAUSE;
     from 1.19 on SHOW STATE is read as well.
@@ -106,6 +112,7 @@ extends_documentation_fragment:
   - fastdowntime.postgresql.connection.pgbouncers
   - fastdowntime.postgresql.deploy
   - fastdowntime.postgresql.deploy.database
+  - fastdowntime.postgresql.deploy.lock_retry
   - fastdowntime.postgresql.deploy.patches
   - fastdowntime.postgresql.deploy.budget
 attributes:
@@ -328,7 +335,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import HAS_PSYCOPG2
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import (
-    FAIL_ON_REFUSAL_SPEC, deploy_argument_spec, lint_options_spec)
+    FAIL_ON_REFUSAL_SPEC, LOCK_RETRY_SPEC, deploy_argument_spec, lint_options_spec)
 
 try:
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import Preflight
@@ -357,7 +364,7 @@ def argument_spec():
         app_health_key=dict(type='str', default='fastdowntime', no_log=False),
         contract_acknowledge_reason=dict(type='str', default=''),
         blocking_sessions=dict(type='str', choices=['refuse', 'warn'], default='refuse'),
-        **dict(lint_options_spec('lint_'), **FAIL_ON_REFUSAL_SPEC)
+        **dict(lint_options_spec('lint_'), **dict(FAIL_ON_REFUSAL_SPEC, **LOCK_RETRY_SPEC))
     )
 
 
@@ -392,7 +399,7 @@ def main():
         deploy_windows=windows, window_override_reason=p['deploy_window_override'], operator=p['operator'],
         app_servers=p['app_servers'], app_health_key=p['app_health_key'],
         contract_acknowledge_reason=p['contract_acknowledge_reason'], drain_policy=p['drain_policy'],
-        blocking_sessions=p['blocking_sessions'])
+        blocking_sessions=p['blocking_sessions'], lock_retry=p['lock_retry'])
     result = preflight.run()
     if not result['passed'] and p['fail_on_refusal']:
         failing = [line for line in result['summary_lines'] if line.startswith('FAIL ')]

@@ -46,6 +46,7 @@ extends_documentation_fragment:
   - fastdowntime.postgresql.deploy.database
   - fastdowntime.postgresql.deploy.patches
   - fastdowntime.postgresql.deploy.budget
+  - fastdowntime.postgresql.deploy.lock_retry
 attributes:
   check_mode:
     details: Check mode runs the plan (pending hot and cold patches, checksums, revision table state) and
@@ -82,27 +83,6 @@ options:
   deploy_id:
     description: Identifier of this deploy, stored with each revision row. Default, a timestamp.
     type: str
-  lock_retry:
-    description: How a statement that cannot get its locks is retried.
-    type: dict
-    default: {}
-    suboptions:
-      timeout_ms:
-        description: C(lock_timeout) of the first try, in ms; doubled at every try.
-        type: int
-        default: 200
-      max_timeout_ms:
-        description: Largest C(lock_timeout) of a try, in ms.
-        type: int
-        default: 2000
-      pause_ms:
-        description: Pause after the first failed try, in ms; doubled at every try (at most 500 ms).
-        type: int
-        default: 20
-      max_attempts:
-        description: Tries per statement of a hot patch (cold patches are bounded by O(budget_seconds)).
-        type: int
-        default: 8
 notes:
   - Needs pglast and psycopg2 on the host that runs it; the role runs it on the controller.
 seealso:
@@ -257,7 +237,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, endpoint_argument_spec, endpoint_label, one_line)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import (
-    BUDGET_SPEC, deploy_target_spec, renamed)
+    BUDGET_SPEC, LOCK_RETRY_SPEC, deploy_target_spec, renamed)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     LockRetry, RevisionTable, SchemaError, applied_revisions, apply_cold, apply_hot, ensure_revision_table,
     procedure_source, revision_table_exists)
@@ -277,10 +257,10 @@ def argument_spec():
         standbys=endpoint_argument_spec(list_of=True),
         phase=renamed(dict(type='str', choices=['plan', 'hot', 'cold', 'hot_after_window'], default='plan'), 'state'),
         deploy_id=dict(type='str'),
-        lock_retry=dict(type='dict', default={}, options=LockRetry.argument_spec()),
     )
     spec.update(deploy_target_spec())
     spec.update(BUDGET_SPEC)
+    spec.update(LOCK_RETRY_SPEC)
     return spec
 
 

@@ -20,12 +20,12 @@ import pytest
 from deploy import pg_one
 
 from scenarios import pg_ctl, wait_streaming
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import load_patch
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import load_patch, split_statements
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console, probe
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import connect
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import CHECKS, CONNECTION_SLOTS_SQL, Preflight
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
-    SchemaError, apply_hot, ensure_revision_table)
+    SESSION_RESET_SQL, SchemaError, apply_hot, ensure_revision_table)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -316,6 +316,81 @@ def test_what_a_hot_create_index_concurrently_would_wait_out_is_named_before_any
         'FAIL hot_patch_waits: ' + summary]
 
 
+def run_until_canceled(conn, sql):
+    """Run ``sql`` on ``conn`` until pg_cancel_backend ends it (the test's own cancel)."""
+    try:
+        conn.cursor().execute(sql)
+    except psycopg2.errors.QueryCanceled:
+        pass
+
+
+# The deploy's own lock retries (role schema_apply's schema_apply_lock_retry): 3 tries of 1 s, no pause - 3 s.
+THREE_SECONDS_OF_RETRIES = {'timeout_ms': 1000, 'max_timeout_ms': 1000, 'pause_ms': 0, 'max_attempts': 3}
+
+
+@pytest.mark.faults
+def test_a_hot_detach_partition_concurrently_is_priced_with_the_deploy_s_own_lock_retries(
+        lab, revision_table, patch_dir):
+    """A hot ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY waits out every locker of the partitioned table
+    itself: a report reading fdt_dp for 4 s (active) outlasts the deploy's 3 s of lock retries (named before
+    anything runs), not the default 13 s (passed); a session that read only the other partition holds nothing it
+    waits for (never named). The hot phase, canceled by lock_timeout after the detach's first transaction,
+    leaves the partition pending detach; its next run completes it with FINALIZE (the statement again failed:
+    'already pending detach')."""
+    admin = connect(lab.pg('primary'), autocommit=True)
+    report = connect(lab.pg('primary', user='fdt_app'), application_name='report-parent')
+    sibling = connect(lab.pg('primary', user='fdt_app'), application_name='report-sibling')
+    admin.cursor().execute(
+        'DROP TABLE IF EXISTS fdt_dp, fdt_dp2; CREATE TABLE fdt_dp (id int) PARTITION BY LIST (id); '
+        'CREATE TABLE fdt_dp1 PARTITION OF fdt_dp FOR VALUES IN (1); '
+        'CREATE TABLE fdt_dp2 PARTITION OF fdt_dp FOR VALUES IN (2); GRANT SELECT ON fdt_dp, fdt_dp1 TO fdt_app')
+    path = os.path.join(patch_dir, 'patch-2300-04-1.sql')
+    with open(path, 'w') as out:
+        out.write('ALTER TABLE fdt_dp DETACH PARTITION fdt_dp2 CONCURRENTLY;\n')
+    sleeping = None
+    try:
+        report_pid = open_transaction(report, 'SELECT pg_backend_pid(), count(*) FROM fdt_dp')
+        sibling_pid = open_transaction(sibling, 'SELECT pg_backend_pid(), count(*) FROM fdt_dp1')
+        sleeping = threading.Thread(target=run_until_canceled, args=(report, 'SELECT pg_sleep(60)'), daemon=True)
+        sleeping.start()   # the report's transaction stays active
+        time.sleep(4)
+        own = run(lab, patch_dir, lock_retry=THREE_SECONDS_OF_RETRIES)
+        default = run(lab, patch_dir)
+        hot = load_patch(path)
+        with pytest.raises(SchemaError) as canceled:
+            apply_hot(admin, hot, revision_table=REVISION_TABLE, lock_retry={'timeout_ms': 300, 'max_attempts': 2})
+        with admin.cursor() as cur:
+            cur.execute("SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = 'fdt_dp2'::regclass")
+            pending = cur.fetchall()
+            cur.execute('SELECT pg_cancel_backend(%s)', (report_pid,))
+        sleeping.join(10)
+        report.rollback()
+        applied = apply_hot(admin, hot, revision_table=REVISION_TABLE, lock_retry=THREE_SECONDS_OF_RETRIES)
+        with admin.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_inherits WHERE inhrelid = 'fdt_dp2'::regclass")
+            still_partition = cur.fetchone()[0]
+    finally:
+        for conn in (report, sibling):
+            conn.close()
+        admin.cursor().execute('DROP TABLE IF EXISTS fdt_dp, fdt_dp2')
+        admin.close()
+    assert_refused_by(own, 'hot_patch_waits', "pid %d (user fdt_app, application 'report-parent'" % report_pid)
+    [failed] = findings(own, 'hot_patch_waits', 'fail')
+    assert ('holds ACCESS SHARE on fdt_dp, which patch-2300-04-1.sql line 1 (ALTER TABLE ... DETACH PARTITION ... '
+            'CONCURRENTLY) waits out') in failed['summary'], failed['summary']
+    assert 'the hot phase would wait for them 3 s, then fail' in failed['summary'], failed['summary']
+    assert failed['evidence']['wait_seconds'] == 3.0
+    assert 'pid %d ' % sibling_pid not in failed['summary'], failed['summary']
+    [passed] = findings(default, 'hot_patch_waits', 'pass')
+    assert passed['evidence']['wait_seconds'] > 13, passed['evidence']
+    message = str(canceled.value)
+    assert 'patch-2300-04-1.sql line 1: could not lock after 2 attempts' in message, message
+    assert ('its partition is left pending detach: the next run completes it (ALTER TABLE fdt_dp DETACH PARTITION '
+            'fdt_dp2 FINALIZE)') in message, message
+    assert pending == [(True,)]
+    assert applied['name'] == 'patch-2300-04-1.sql' and still_partition == 0
+
+
 # tryit6 defect 4 and its kind: the window resolves a cold statement's unqualified name in the search_path
 # its patch set (each patch starts from the deploy session's own: the window's RESET ALL between patches).
 SEARCH_PATH_PATCHES = {
@@ -324,10 +399,41 @@ SEARCH_PATH_PATCHES = {
     'set_local': ['SET LOCAL search_path = fdt_sp;\nALTER TABLE t_sp ADD COLUMN z int;'],
     'role_setting': ['ALTER TABLE t_sp ADD COLUMN z int;'],
     'database_setting': ['ALTER TABLE t_sp ADD COLUMN z int;'],
+    # A DO block's own SET at the top of its body: followed.
+    'do_block': ['DO $$ BEGIN SET search_path = fdt_sp, public; END $$;\nALTER TABLE t_sp ADD COLUMN z int;'],
+    # Dynamic SQL in a DO block: only running it would tell, so every schema's t_sp counts (and the lint warns).
+    'do_execute': ["DO $$ BEGIN EXECUTE format('SET search_path = %I, public', 'fdt_sp'); END $$;\n"
+                   'ALTER TABLE t_sp ADD COLUMN z int;'],
     # Not the held table: public.t_sp after RESET, and after the patch that SET the path.
     'reset': ['SET search_path = fdt_sp;\nRESET search_path;\nALTER TABLE t_sp ADD COLUMN z int;'],
     'next_patch': ['SET search_path = fdt_sp;\nSELECT 1;', 'ALTER TABLE t_sp ADD COLUMN z int;'],
+    # ... nor under a function's own SET clause (in force while it runs), nor after ALTER ROLE ... SET (new
+    # sessions only: the window's keeps the path it logged in with, RESET ALL included).
+    'function_set': ["CREATE FUNCTION fdt_sp_f() RETURNS int LANGUAGE sql SET search_path = fdt_sp AS 'SELECT 1';\n"
+                     'SELECT fdt_sp_f();\nALTER TABLE t_sp ADD COLUMN z int;'],
+    'alter_role': ['ALTER ROLE CURRENT_USER SET search_path = fdt_sp, public;\nRESET ALL;\n'
+                   'ALTER TABLE t_sp ADD COLUMN z int;'],
 }
+PASSED_SEARCH_PATH_CASES = ('reset', 'next_patch', 'function_set', 'alter_role')
+
+
+def altered_by_the_patches(lab, texts):
+    """Which t_sp the patches ALTER when PostgreSQL runs them as the window does (the deploy user's
+    session, one transaction, the session reset between patches), rolled back: its schema."""
+    conn = connect(lab.pg('primary'))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL lock_timeout = '5s'")
+            for text in texts:
+                for statement in split_statements(text):
+                    cur.execute(statement.sql)
+                cur.execute(SESSION_RESET_SQL)
+            cur.execute("SELECT c.relnamespace::regnamespace::text FROM pg_attribute a JOIN pg_class c "
+                        "ON c.oid = a.attrelid WHERE a.attname = 'z' AND c.relname = 't_sp'")
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.rollback()
+        conn.close()
 
 
 @pytest.mark.parametrize('case', sorted(SEARCH_PATH_PATCHES))
@@ -348,6 +454,8 @@ def test_a_lock_holder_is_found_in_the_search_path_the_patch_sets(lab, revision_
         for number, text in enumerate(SEARCH_PATH_PATCHES[case], start=1):
             with open(os.path.join(patch_dir, 'patch-2300-%02d-0.sql' % (8 + number)), 'w') as out:
                 out.write(text + '\n')
+        # What PostgreSQL itself does with the patches: the table the model must name.
+        altered = altered_by_the_patches(lab, SEARCH_PATH_PATCHES[case])
         pid = open_transaction(holder, 'SELECT pg_backend_pid(), count(*) FROM fdt_sp.t_sp')
         time.sleep(1.2)  # idle in transaction for longer than a pause between two statements
         result = run(lab, patch_dir)
@@ -357,7 +465,8 @@ def test_a_lock_holder_is_found_in_the_search_path_the_patch_sets(lab, revision_
                                'search_path; DROP SCHEMA IF EXISTS fdt_sp CASCADE; DROP TABLE IF EXISTS public.t_sp'
                                .format(lab.db_name))
         admin.close()
-    if case in ('reset', 'next_patch'):
+    assert altered == (['public'] if case in PASSED_SEARCH_PATH_CASES else ['fdt_sp']), altered
+    if case in PASSED_SEARCH_PATH_CASES:
         assert findings(result, 'blocking_sessions', 'pass'), result['summary']
         assert not findings(result, 'blocking_sessions', 'fail'), result['summary']
         return
@@ -365,11 +474,16 @@ def test_a_lock_holder_is_found_in_the_search_path_the_patch_sets(lab, revision_
     [failed] = findings(result, 'blocking_sessions', 'fail')
     # Named as the deploy user's own search_path shows it (with a role or database setting: t_sp is fdt_sp's).
     setting = case.endswith('_setting')
+    unknown = [f for f in result['lint'] if 'search-path-unknown' in f['rules']]
+    assert [(f['file'], f['line']) for f in unknown] == ([('patch-2300-09-0.sql', 1)] if case == 'do_execute' else [])
+    assert all('dynamic SQL' in f['summary'] and 'looked for in every schema' in f['summary'] for f in unknown)
     assert 'holds ACCESS SHARE on %s, which patch-2300-09-0.sql line %d needs in ACCESS EXCLUSIVE' % (
         ('t_sp', 1) if setting else ('fdt_sp.t_sp', 2)) in failed['summary'], failed['summary']
     needed = [r['relation'] for r in failed['evidence']['required_locks'] if r['patch'] == 'patch-2300-09-0.sql']
     assert needed == [{'set': 't_sp (search_path fdt_sp, public)', 'set_config': 't_sp (search_path fdt_sp, public)',
-                       'set_local': 't_sp (search_path fdt_sp)', 'role_setting': 't_sp', 'database_setting': 't_sp'}[case]]
+                       'set_local': 't_sp (search_path fdt_sp)', 'role_setting': 't_sp', 'database_setting': 't_sp',
+                       'do_block': 't_sp (search_path fdt_sp, public)',
+                       'do_execute': 't_sp (search_path unknown until the patch runs: any schema)'}[case]]
 
 
 @pytest.mark.faults

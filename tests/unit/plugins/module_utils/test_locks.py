@@ -38,6 +38,9 @@ def statement_locks(sql, tmp_path):
     ('COMMENT ON TABLE fdt_item IS $$x$$;', [((None, 'fdt_item'), SUE)]),
     ('COMMENT ON COLUMN s.fdt_item.author IS $$x$$;', [(('s', 'fdt_item'), SUE)]),
     ('COMMENT ON FUNCTION f() IS $$x$$;', []),
+    # REFRESH MATERIALIZED VIEW CONCURRENTLY runs in a transaction block (a cold statement): EXCLUSIVE, readers go on.
+    ('REFRESH MATERIALIZED VIEW s.mv;', [(('s', 'mv'), AE)]),
+    ('REFRESH MATERIALIZED VIEW CONCURRENTLY mv;', [((None, 'mv'), locks.EXCLUSIVE)]),
     ('CREATE TRIGGER t AFTER INSERT ON a FOR EACH ROW EXECUTE FUNCTION f();', [((None, 'a'), SRE)]),
     ('UPDATE a SET x = 1;', [((None, 'a'), locks.ROW_EXCLUSIVE)]),
     ('GRANT SELECT ON a TO b;', []),
@@ -142,13 +145,14 @@ def test_every_patch_starts_with_the_deploy_sessions_search_path(tmp_path):
     assert [r['relation'] for r in required] == [(None, 't', ('tryit', 'public')), (None, 't'), ('s', 't')]
     assert [locks.relation_text(r['relation']) for r in required] == [
         't (search_path tryit, public)', 't', 's.t']
-    targets, schemas, names = locks.lookup(required, 'fdt_deploy')
+    targets, schemas, names, recurse = locks.lookup(required, 'fdt_deploy')
     assert list(zip(targets, schemas, names)) == [
         (1, 'pg_catalog', 't'), (1, 'tryit', 't'), (1, 'public', 't'), (2, None, '"t"'), (3, 's', 't')]
+    assert all(recurse)
     any_schema = [{'relation': (None, 't', locks.ANY_SCHEMA), 'mode': AE},
-                  {'relation': (None, 't', ('$user', 'pg_catalog')), 'mode': AE}]
+                  {'relation': (None, 't', ('$user', 'pg_catalog')), 'mode': AE, 'only': True}]
     assert list(zip(*locks.lookup(any_schema, 'fdt_deploy'))) == [
-        (1, '', 't'), (2, 'fdt_deploy', 't'), (2, 'pg_catalog', 't')]
+        (1, '', 't', True), (2, 'fdt_deploy', 't', False), (2, 'pg_catalog', 't', False)]
 
 
 def test_what_each_live_statement_waits_out(tmp_path):
@@ -168,3 +172,92 @@ def test_what_each_live_statement_waits_out(tmp_path):
     # A writer (ROW EXCLUSIVE) holds a CREATE INDEX CONCURRENTLY up; a reader (ACCESS SHARE) does not.
     rows = [{'target': 0, 'mode': 'RowExclusiveLock', 'pid': 1}, {'target': 0, 'mode': 'AccessShareLock', 'pid': 2}]
     assert [r['pid'] for r in locks.conflicting(rows, lockers)] == [1]
+
+
+# Field gaps: where a patch sets the search_path and where it only seems to. Each case: the patch, then the
+# path of each statement in the window (cold) and why the path after a statement cannot be known.
+UNKNOWN_DYNAMIC = 'a DO block building SQL that names search_path (dynamic SQL: EXECUTE)'
+UNKNOWN_NESTED = 'a DO block setting search_path inside IF, LOOP or an EXCEPTION block'
+
+
+@pytest.mark.parametrize('sql, paths, unknown', [
+    # A DO block's own SET / set_config at the top level of its body: followed, like the patch's own.
+    ("DO $$ BEGIN PERFORM set_config('search_path', 'app', true); END $$;\nALTER TABLE t ADD z int;",
+     [None, ('app',)], [None, None]),
+    ('DO $$ BEGIN SET search_path = app, public; END $$;\nALTER TABLE t ADD z int;',
+     [None, ('app', 'public')], [None, None]),
+    # ... reading it is no change; a DO block not naming it changes nothing (code it calls is not followed).
+    ("DO $$ BEGIN RAISE NOTICE '%', current_setting('search_path'); END $$;\nALTER TABLE t ADD z int;",
+     [None, None], [None, None]),
+    # Dynamic SQL (EXECUTE, SQL text kept in a variable), a SET in IF or in a block with EXCEPTION (undone when
+    # it raises), another language: only running it would tell - every schema.
+    ("DO $$ BEGIN EXECUTE 'SET search_path TO app'; END $$;\nALTER TABLE t ADD z int;",
+     [None, locks.ANY_SCHEMA], [UNKNOWN_DYNAMIC, None]),
+    ("DO $$ DECLARE s text := 'SET search_path = app'; BEGIN EXECUTE s; END $$;\nALTER TABLE t ADD z int;",
+     [None, locks.ANY_SCHEMA], [UNKNOWN_DYNAMIC, None]),
+    ("DO $$ BEGIN EXECUTE format('SET search_path = %I', 'app'); END $$;\nALTER TABLE t ADD z int;",
+     [None, locks.ANY_SCHEMA], [UNKNOWN_DYNAMIC, None]),
+    ('DO $$ BEGIN IF now() > now() THEN SET search_path = app; END IF; END $$;\nALTER TABLE t ADD z int;',
+     [None, locks.ANY_SCHEMA], [UNKNOWN_NESTED, None]),
+    ('DO $$ BEGIN SET search_path = app; EXCEPTION WHEN others THEN NULL; END $$;\nALTER TABLE t ADD z int;',
+     [None, locks.ANY_SCHEMA], [UNKNOWN_NESTED, None]),
+    ("DO LANGUAGE plpython3u $$ plpy.execute('SET search_path = app') $$;\nALTER TABLE t ADD z int;",
+     [None, locks.ANY_SCHEMA], ['a DO block in plpython3u naming search_path', None]),
+    # A constant path after an unknown one is known again.
+    ("DO $$ BEGIN EXECUTE 'SET search_path TO app'; END $$;\nSET search_path = b;\nALTER TABLE t ADD z int;",
+     [None, locks.ANY_SCHEMA, ('b',)], [UNKNOWN_DYNAMIC, None, None]),
+    # A function's own SET clause is in force only while it runs; a body (BEGIN ATOMIC), a view are stored, not run.
+    ("CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = app AS 'SELECT 1';\nSELECT f();\n"
+     "ALTER TABLE t ADD z int;", [None, None, None], [None, None, None]),
+    ("CREATE FUNCTION g() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT set_config('search_path', 'app', false); "
+     "END;\nALTER TABLE t ADD z int;", [None, None], [None, None]),
+    ("CREATE VIEW v AS SELECT set_config('search_path', 'app', false);\nALTER TABLE t ADD z int;",
+     [None, None], [None, None]),
+    # ALTER ROLE / DATABASE ... SET: for new sessions only; the window's keeps its own, and RESET ALL goes back
+    # to what it logged in with.
+    ('ALTER ROLE fdt_deploy SET search_path = app;\nALTER DATABASE d SET search_path = app;\nRESET ALL;\n'
+     'ALTER TABLE t ADD z int;', [None, None, None, None], [None, None, None, None]),
+    ("SELECT set_config('search_path', 'app', current_setting('x.local')::bool);\nALTER TABLE t ADD z int;",
+     [None, locks.ANY_SCHEMA], ['set_config() whose is_local is computed when it runs', None]),
+    ("SELECT set_config('search_path', current_setting('x.y'), false);\nALTER TABLE t ADD z int;",
+     [None, locks.ANY_SCHEMA], ['set_config() whose value is computed when it runs', None]),
+    # pg_catalog and "$user" are kept as written (lookup puts pg_catalog first unless listed, "$user" the user).
+    ('SET search_path = pg_catalog, "$user";\nALTER TABLE t ADD z int;', [None, ('pg_catalog', '$user')], [None, None]),
+])
+def test_where_a_patch_sets_the_search_path_and_where_only_running_it_would_tell(sql, paths, unknown, tmp_path):
+    (tmp_path / 'patch-0001-01-0.sql').write_text(sql)
+    patch = load_patch_set(str(tmp_path)).patches[0]
+    states = locks.path_states(patch.statements)
+    assert [state[0] for state in states] == paths
+    assert [state[1] for state in states] == unknown
+
+
+@pytest.mark.parametrize('sql, path', [
+    # A hot patch runs each statement in autocommit: SET LOCAL ends with its own statement (PostgreSQL warns
+    # 'SET LOCAL can only be used in transaction blocks'). A hot patch holds no SELECT or DO (patchset refuses it).
+    ('SET LOCAL search_path = app;\nCREATE INDEX CONCURRENTLY i ON t (a);', None),
+    ('SET search_path = app;\nCREATE INDEX CONCURRENTLY i ON t (a);', ('app',)),
+])
+def test_a_hot_patch_s_local_settings_end_with_their_statement(sql, path, tmp_path):
+    (tmp_path / 'patch-0001-01-1.sql').write_text(sql)
+    [patch] = load_patch_set(str(tmp_path)).patches
+    assert locks.search_paths(patch.statements, live=True)[-1] == path
+    lockers, dummy = locks.hot_waits([patch])
+    assert [w['relation'] for w in lockers] == [(None, 't', path) if path else (None, 't')]
+
+
+def test_detach_partition_concurrently_waits_out_the_partitioned_table_s_own_lockers(tmp_path):
+    """ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY (14+): every locker of the partitioned table itself
+    (ACCESS EXCLUSIVE conflicts with every mode; its other partitions' lockers not: only) and the partition's;
+    no snapshot wait. One row per kind in locks.HOT_WAITS."""
+    (tmp_path / 'patch-0001-01-1.sql').write_text('ALTER TABLE s.p DETACH PARTITION p2 CONCURRENTLY;')
+    lockers, snapshots = locks.hot_waits(load_patch_set(str(tmp_path)).patches)
+    assert [(w['relation'], w['mode'], w['only'], w['words']) for w in lockers] == [
+        (('s', 'p'), AE, True, locks.DETACH_WORDS), ((None, 'p2'), AE, False, locks.DETACH_WORDS)]
+    assert snapshots == []
+    rows = [{'target': 0, 'mode': 'AccessShareLock', 'pid': 1}, {'target': 1, 'mode': 'AccessShareLock', 'pid': 2}]
+    assert [r['pid'] for r in locks.conflicting(rows, lockers)] == [1, 2]
+    assert list(zip(*locks.lookup(lockers, 'u'))) == [(1, 's', 'p', False), (2, None, '"p2"', True)]
+    # Every live statement that waits out others is a row of the one table.
+    assert set(locks.HOT_WAITS) >= {'CREATE INDEX CONCURRENTLY', 'REINDEX CONCURRENTLY', 'DROP INDEX CONCURRENTLY',
+                                    'DETACH PARTITION CONCURRENTLY'}
