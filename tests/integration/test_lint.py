@@ -145,6 +145,35 @@ def test_large_budget_passes_and_the_estimate_is_within_3x_of_the_actual(lab, bi
     assert paused_entries(lab) == []
 
 
+def test_a_data_change_is_planned_under_the_search_path_its_patch_sets(lab, tmp_path):
+    """The lint's EXPLAIN of an UPDATE runs under the search_path the patch set before it, as the window runs
+    it: fdt_lint_sp.big's 100000 rows, 5000 of them touched, where the deploy session finds only public.big
+    (10 rows). It planned under the session's own path: public.big's estimate."""
+    conn = connect(lab.pg('primary'), autocommit=True)
+    try:
+        conn.cursor().execute('DROP SCHEMA IF EXISTS fdt_lint_sp CASCADE; DROP TABLE IF EXISTS public.big; '
+                              'CREATE SCHEMA fdt_lint_sp; '
+                              'CREATE TABLE fdt_lint_sp.big AS SELECT g AS id, md5(g::text) AS pad '
+                              'FROM generate_series(1, 100000) g; ANALYZE fdt_lint_sp.big; '
+                              'CREATE TABLE public.big AS SELECT g AS id, md5(g::text) AS pad '
+                              'FROM generate_series(1, 10) g; ANALYZE public.big')
+        (tmp_path / 'patch-2400-01-0.sql').write_text(
+            "SELECT set_config('search_path', 'fdt_lint_sp, public', false);\n"
+            'UPDATE big SET pad = pad WHERE id <= 5000;\n')
+        findings, dummy, dummy = lint.lint_live(conn, load_patch_set(str(tmp_path)).patches)
+        with conn.cursor() as cur:
+            cur.execute('SHOW search_path')
+            session_path = cur.fetchone()[0]
+    finally:
+        conn.cursor().execute('DROP SCHEMA IF EXISTS fdt_lint_sp CASCADE; DROP TABLE IF EXISTS public.big')
+        conn.close()
+    [update] = [f for f in findings if f['rule'] == 'data-change']
+    assert update['basis']['rows_source'] == 'planner', update['basis']
+    assert 2500 <= update['basis']['rows'] <= 10000, update['basis']   # the planner's estimate of 5000
+    assert update['basis']['reltuples'] == 100000, update['basis']   # fdt_lint_sp.big's size
+    assert 'fdt_lint_sp' not in session_path   # the path was the EXPLAIN's alone, rolled back
+
+
 def test_a_table_named_under_the_patchs_own_search_path_is_priced_as_the_window_finds_it(lab, tmp_path):
     """The lint reads the table a statement names where the window finds it: after the patch's
     SET search_path, an unqualified ALTER COLUMN TYPE rewrites fdt_lint_sp.big - priced from its size,
