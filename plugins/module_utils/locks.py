@@ -389,9 +389,15 @@ def _foreign_keys(elements):
     return found
 
 
+# The partition an ATTACH / DETACH PARTITION (... FINALIZE) names is taken in ACCESS EXCLUSIVE
+# (tablecmds.c ATExecAttachPartition, ATExecDetachPartition(Finalize)): a table being attached is no
+# partition yet, so the partitioned table's lock reaches it through no pg_inherits row.
+PARTITION_COMMANDS = ('AT_AttachPartition', 'AT_DetachPartition', 'AT_DetachPartitionFinalize')
+
+
 def _alter_table_locks(node):
     key = _key(node.relation)
-    modes, referenced = [], []
+    modes, referenced, partitions = [], [], []
     for cmd in node.cmds or ():
         sub = _name(cmd.subtype)
         definition = cmd.def_
@@ -400,9 +406,11 @@ def _alter_table_locks(node):
             modes.append(SHARE_ROW_EXCLUSIVE)  # ADD FOREIGN KEY: both tables, SHARE ROW EXCLUSIVE
         else:
             modes.append(ALTER_TABLE_LEVELS.get(sub, ACCESS_EXCLUSIVE))
+        if sub in PARTITION_COMMANDS and getattr(definition, 'name', None) is not None:
+            partitions.append(_key(definition.name))
         referenced.extend(fks)
     locks = [(key, strongest(modes) or ACCESS_EXCLUSIVE)]
-    return locks + [(ref, SHARE_ROW_EXCLUSIVE) for ref in referenced]
+    return locks + [(ref, SHARE_ROW_EXCLUSIVE) for ref in referenced] + [(p, ACCESS_EXCLUSIVE) for p in partitions]
 
 
 def _comment_locks(node):

@@ -391,6 +391,30 @@ def test_a_hot_detach_partition_concurrently_is_priced_with_the_deploy_s_own_loc
     assert applied['name'] == 'patch-2300-04-1.sql' and still_partition == 0
 
 
+def test_a_holder_of_the_table_a_cold_patch_attaches_as_a_partition_is_refused(lab, revision_table, patch_dir):
+    """ATTACH PARTITION takes the partitioned table in SHARE UPDATE EXCLUSIVE and the table it attaches in
+    ACCESS EXCLUSIVE; that table is no partition yet, so no pg_inherits row leads from the one to the other. A
+    session idle in a transaction that read it held the window its whole budget; refused naming it."""
+    admin = connect(lab.pg('primary'), autocommit=True)
+    holder = connect(lab.pg('primary'), application_name='loader')
+    try:
+        admin.cursor().execute('DROP TABLE IF EXISTS fdt_ap, fdt_ap2; CREATE TABLE fdt_ap (id int) PARTITION BY LIST '
+                               '(id); CREATE TABLE fdt_ap2 (id int)')
+        with open(os.path.join(patch_dir, 'patch-2300-09-0.sql'), 'w') as out:
+            out.write('ALTER TABLE fdt_ap ATTACH PARTITION fdt_ap2 FOR VALUES IN (2);\n')
+        pid = open_transaction(holder, 'SELECT pg_backend_pid(), count(*) FROM fdt_ap2')
+        time.sleep(1.2)  # idle in transaction for longer than a pause between two statements
+        result = run(lab, patch_dir)
+    finally:
+        holder.close()
+        admin.cursor().execute('DROP TABLE IF EXISTS fdt_ap, fdt_ap2')
+        admin.close()
+    assert_refused_by(result, 'blocking_sessions', "pid %d (user fdt_deploy, application 'loader'" % pid)
+    [failed] = findings(result, 'blocking_sessions', 'fail')
+    assert 'holds ACCESS SHARE on fdt_ap2, which patch-2300-09-0.sql line 1 needs in ACCESS EXCLUSIVE' \
+        in failed['summary'], failed['summary']
+
+
 # tryit6 defect 4 and its kind: the window resolves a cold statement's unqualified name in the search_path
 # its patch set (each patch starts from the deploy session's own: the window's RESET ALL between patches).
 SEARCH_PATH_PATCHES = {

@@ -38,6 +38,10 @@ def statement_locks(sql, tmp_path):
     ('COMMENT ON TABLE fdt_item IS $$x$$;', [((None, 'fdt_item'), SUE)]),
     ('COMMENT ON COLUMN s.fdt_item.author IS $$x$$;', [(('s', 'fdt_item'), SUE)]),
     ('COMMENT ON FUNCTION f() IS $$x$$;', []),
+    # The partition attached or detached: ACCESS EXCLUSIVE (a table being attached is no partition yet).
+    ('ALTER TABLE p ATTACH PARTITION s.p2 FOR VALUES IN (2);', [((None, 'p'), SUE), (('s', 'p2'), AE)]),
+    ('ALTER TABLE p DETACH PARTITION p1;', [((None, 'p'), AE), ((None, 'p1'), AE)]),
+    ('ALTER TABLE p DETACH PARTITION p1 FINALIZE;', [((None, 'p'), SUE), ((None, 'p1'), AE)]),
     # REFRESH MATERIALIZED VIEW CONCURRENTLY runs in a transaction block (a cold statement): EXCLUSIVE, readers go on.
     ('REFRESH MATERIALIZED VIEW s.mv;', [(('s', 'mv'), AE)]),
     ('REFRESH MATERIALIZED VIEW CONCURRENTLY mv;', [((None, 'mv'), locks.EXCLUSIVE)]),
