@@ -270,6 +270,46 @@ def _plpgsql_exprs(value, stmt=None, top=False, top_ids=()):
                 yield from _plpgsql_exprs(sub, stmt, top, top_ids)
 
 
+def do_block_sql(node):
+    """(the PL/pgSQL function parse_plpgsql makes of a DO block ``node``, its
+    top-level statements) - or (None, []) for a body in another language or
+    one the parser cannot read; ('', []) for a body that names nothing."""
+    body, language = '', 'plpgsql'
+    for arg in node.args or ():
+        if arg.defname == 'as':
+            body = getattr(arg.arg, 'sval', '') or ''
+        elif arg.defname == 'language':
+            language = (getattr(arg.arg, 'sval', '') or '').lower()
+    if language != 'plpgsql':
+        return None, []
+    try:
+        tree = pglast.parse_plpgsql('CREATE FUNCTION pg_temp.fdt_do() RETURNS void LANGUAGE plpgsql AS '
+                                    '$fdt_do$%s$fdt_do$' % body)
+        block = tree[0]['PLpgSQL_function']['action']['PLpgSQL_stmt_block']
+    except Exception:  # pylint: disable=broad-except  # any parser failure: only running it would tell
+        return None, []
+    return tree, ([] if block.get('exceptions') else block.get('body') or [])
+
+
+def do_block_statements(node):
+    """The parsed SQL statements a DO block ``node`` runs as written: its
+    static SQL anywhere in its PL/pgSQL body, and an EXECUTE of one string
+    constant; not SQL it builds."""
+    tree, dummy = do_block_sql(node)
+    found = []
+    for stmt, dummy, text, mode in _plpgsql_exprs(tree or []):
+        try:
+            if stmt == 'PLpgSQL_stmt_execsql' and mode == 0:
+                found.extend(raw.stmt for raw in pglast.parse_sql(text))
+            elif stmt == 'PLpgSQL_stmt_dynexecute':
+                [raw] = pglast.parse_sql('SELECT ' + text)
+                constant = _const_text(raw.stmt.targetList[0].val) if len(raw.stmt.targetList) == 1 else None
+                found.extend(raw.stmt for raw in pglast.parse_sql(constant) if constant)
+        except Exception:  # pylint: disable=broad-except  # PL/pgSQL's own syntax (INTO...), no SQL: not ours
+            continue
+    return found
+
+
 def _do_block_changes(node):
     """How a DO block changes the search_path: its SET / set_config() of
     constants at the top level of a PL/pgSQL body without an EXCEPTION clause
@@ -277,23 +317,13 @@ def _do_block_changes(node):
     search_path anywhere else - inside IF/LOOP/EXCEPTION, in SQL it builds and
     EXECUTEs, in another language - or cannot be parsed. A block that does not
     name search_path changes nothing here (code it calls is not followed)."""
-    body, language = '', 'plpgsql'
-    for arg in node.args or ():
-        if arg.defname == 'as':
-            body = getattr(arg.arg, 'sval', '') or ''
-        elif arg.defname == 'language':
-            language = (getattr(arg.arg, 'sval', '') or '').lower()
+    body = ''.join(getattr(arg.arg, 'sval', '') or '' for arg in node.args or () if arg.defname == 'as')
     if 'search_path' not in body.lower():
         return []
-    if language != 'plpgsql':
-        return [(UNKNOWN, 'a DO block in %s naming search_path' % language, False)]
-    try:
-        tree = pglast.parse_plpgsql('CREATE FUNCTION pg_temp.fdt_do() RETURNS void LANGUAGE plpgsql AS '
-                                    '$fdt_do$%s$fdt_do$' % body)
-        block = tree[0]['PLpgSQL_function']['action']['PLpgSQL_stmt_block']
-    except Exception:  # pylint: disable=broad-except  # any parser failure: only running it would tell
-        return [(UNKNOWN, 'a DO block the parser cannot read, naming search_path', False)]
-    top = [] if block.get('exceptions') else block.get('body') or []
+    tree, top = do_block_sql(node)
+    if tree is None:
+        return [(UNKNOWN, 'a DO block in another language, or one the parser cannot read, naming search_path',
+                 False)]
     changes = []
     # The whole function: its DECLARE initializers too (SQL text kept in a variable, EXECUTEd later).
     for stmt, at_top, text, mode in _plpgsql_exprs(tree, top_ids=set(id(s) for s in top)):

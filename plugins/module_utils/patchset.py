@@ -392,6 +392,16 @@ def _classify(node):
         if rule.live:
             return HOT, None
         return None, '%s cannot run inside a transaction block (the window is one); %s' % (rule.words, rule.advice)
+    if name == 'DoStmt':
+        # PL/pgSQL runs every statement inside a transaction (pg_partman issue 387: DETACH CONCURRENTLY from a
+        # function): such a statement in a DO block fails wherever it runs.
+        from ansible_collections.fastdowntime.postgresql.plugins.module_utils.locks import do_block_statements
+        for sub in do_block_statements(node):
+            rule = no_transaction_block_rule(sub)
+            if rule is not None:
+                return None, ('a DO block runs %s, which cannot run inside a transaction block, and a DO block is '
+                              'one wherever it runs; %s' % (rule.words, 'make it a statement of its own in a hot '
+                                                            'patch' if rule.live else rule.advice))
     if name == 'TransactionStmt':
         return None, 'transaction control is not allowed in a patch: the tool runs every cold patch in one transaction'
     if _sets_transaction(node):

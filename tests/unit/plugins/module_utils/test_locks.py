@@ -206,7 +206,8 @@ UNKNOWN_NESTED = 'a DO block setting search_path inside IF, LOOP or an EXCEPTION
     ('DO $$ BEGIN SET search_path = app; EXCEPTION WHEN others THEN NULL; END $$;\nALTER TABLE t ADD z int;',
      [None, locks.ANY_SCHEMA], [UNKNOWN_NESTED, None]),
     ("DO LANGUAGE plpython3u $$ plpy.execute('SET search_path = app') $$;\nALTER TABLE t ADD z int;",
-     [None, locks.ANY_SCHEMA], ['a DO block in plpython3u naming search_path', None]),
+     [None, locks.ANY_SCHEMA], ['a DO block in another language, or one the parser cannot read, naming search_path',
+                                None]),
     # A constant path after an unknown one is known again.
     ("DO $$ BEGIN EXECUTE 'SET search_path TO app'; END $$;\nSET search_path = b;\nALTER TABLE t ADD z int;",
      [None, locks.ANY_SCHEMA, ('b',)], [UNKNOWN_DYNAMIC, None, None]),

@@ -520,3 +520,29 @@ def test_a_patch_with_no_schema_statement_between_cold_patches_stays_in_the_wind
         ('cold', ['patch-2211-01-0.sql', 'patch-2211-02-0.sql', 'patch-2211-03-0.sql',
                   'patch-2211-04-0.sql', 'patch-2211-05-1.sql'])]
     assert [p.kind for p in the_plan.pending_cold] == [COLD] * 5
+
+
+@pytest.mark.parametrize('sql, words', [
+    ('DO $$ BEGIN CREATE INDEX CONCURRENTLY i ON t (a); END $$;', 'CREATE INDEX CONCURRENTLY'),
+    ('DO $$ BEGIN IF true THEN ALTER TABLE p DETACH PARTITION c CONCURRENTLY; END IF; END $$;',
+     'ALTER TABLE ... DETACH CONCURRENTLY'),
+    ("DO $$ BEGIN EXECUTE 'VACUUM t'; END $$;", 'VACUUM'),
+])
+def test_a_do_block_running_what_cannot_run_in_a_transaction_block_is_refused(sql, words):
+    """PL/pgSQL runs every statement inside a transaction (pg_partman issue 387: DETACH PARTITION CONCURRENTLY
+    from a function): it fails wherever the DO block runs - refused in one line, naming it, before anything runs."""
+    with pytest.raises(patchset.PatchSetError) as refused:
+        patchset.split_statements(sql)
+    assert str(refused.value) == ('<patch> line 1: a DO block runs %s, which cannot run inside a transaction block, '
+                                  'and a DO block is one wherever it runs; make it a statement of its own in a hot '
+                                  'patch' % words)
+
+
+@pytest.mark.parametrize('sql', [
+    'DO $$ BEGIN PERFORM 1; END $$;',
+    # SQL it builds is not followed; FINALIZE (completing a canceled DETACH CONCURRENTLY) runs in a transaction block.
+    "DO $$ BEGIN EXECUTE format('VACUUM %I', 't'); END $$;",
+    'ALTER TABLE p DETACH PARTITION c FINALIZE;',
+])
+def test_what_runs_in_a_transaction_block_stays_a_cold_statement(sql):
+    assert patchset.split_statements(sql)[0].kind == patchset.COLD
