@@ -137,6 +137,12 @@ RULES = {
         REFUSED, None, ERROR,
         'CONCURRENTLY cannot run inside the outage\'s transaction',
         'move it to a hot patch of its own (applied live, before the outage)'),
+    'detach-concurrently-default-partition': (
+        REFUSED, None, ERROR,
+        'DETACH PARTITION ... CONCURRENTLY of a partitioned table that has a DEFAULT partition: PostgreSQL refuses '
+        'it ("cannot detach partitions concurrently when a default partition exists"), so the hot phase would fail',
+        'detach it without CONCURRENTLY in a cold patch (ACCESS EXCLUSIVE on the partitioned table for the '
+        'window), or detach the DEFAULT partition first'),
     'partitioned-no-transaction-block': (
         REFUSED, None, ERROR,
         'REINDEX TABLE/INDEX (PostgreSQL 14+) or CLUSTER (15+) of a partitioned table cannot run inside a '
@@ -426,7 +432,7 @@ def _work(rule, key, **extra):
     return item
 
 
-def _alter_table_work(node, catalog, scope):
+def _alter_table_work(node, catalog, scope, kind=COLD):
     key = table_key(node.relation)
     works = []
     for cmd in node.cmds or ():
@@ -457,8 +463,11 @@ def _alter_table_work(node, catalog, scope):
             works.append(_work('rewrite-storage', key, detail=sub[3:]))
         elif sub == 'AT_AddIdentity':
             works.append(_work('add-column-volatile-default', key, detail='%s identity' % cmd.name))
-        elif getattr(definition, 'concurrent', False) or sub == 'AT_DetachPartitionFinalize':
+        elif getattr(definition, 'concurrent', False) and kind == COLD:
             works.append(_work('concurrently-in-transaction', key))
+        elif getattr(definition, 'concurrent', False) and (catalog.table(key) or {}).get('default_partition'):
+            works.append(_work('detach-concurrently-default-partition', key,
+                               detail='DEFAULT partition %s' % catalog.table(key)['default_partition']))
         else:
             works.append(_work('catalog-only', key, detail=sub[3:]))
     return works
@@ -535,7 +544,7 @@ def classify(node, catalog, scope=None, kind=COLD):
     scope = scope or _Scope()
     name = type(node).__name__
     if name == 'AlterTableStmt' and _name(node.objtype) == 'OBJECT_TABLE':
-        return _alter_table_work(node, catalog, scope)
+        return _alter_table_work(node, catalog, scope, kind)
     if name == 'IndexStmt':
         key = table_key(node.relation)
         if node.concurrent:
@@ -964,6 +973,9 @@ SELECT c.oid, n.nspname, c.relname, c.relkind,
        pg_indexes_size(c.oid)::float8 AS index_bytes,
        coalesce(pg_total_relation_size(c.reltoastrelid), 0)::float8 AS toast_bytes,
        (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)::int AS indexes,
+       -- A partitioned table's DEFAULT partition (DETACH ... CONCURRENTLY is refused while it has one).
+       (SELECT p.partdefid::regclass::text FROM pg_partitioned_table p
+         WHERE p.partrelid = c.oid AND p.partdefid <> 0) AS default_partition,
        -- A sequence owned by a column (serial, identity): application code does not name it.
        EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                   AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0

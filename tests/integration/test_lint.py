@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import psycopg2
 import pytest
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import lint
@@ -143,6 +144,30 @@ def test_large_budget_passes_and_the_estimate_is_within_3x_of_the_actual(lab, bi
     assert query(big_table, "SELECT format_type(atttypid, NULL) AS t FROM pg_attribute WHERE attrelid = '%s'::regclass "
                             "AND attname = 'id'" % BIG)[0]['t'] == 'bigint'
     assert paused_entries(lab) == []
+
+
+def test_a_hot_detach_concurrently_beside_a_default_partition_is_refused_as_postgresql_refuses_it(lab, tmp_path):
+    """koku PR 4850: DETACH PARTITION ... CONCURRENTLY is refused while the partitioned table has a DEFAULT
+    partition - the hot phase would fail. The lint reads pg_partitioned_table and says so before anything runs;
+    without a DEFAULT partition the hot statement is no error."""
+    conn = connect(lab.pg('primary'), autocommit=True)
+    try:
+        conn.cursor().execute('DROP TABLE IF EXISTS fdt_lint_dp; CREATE TABLE fdt_lint_dp (id int) PARTITION BY LIST '
+                              '(id); CREATE TABLE fdt_lint_dp1 PARTITION OF fdt_lint_dp FOR VALUES IN (1)')
+        (tmp_path / 'patch-2400-01-1.sql').write_text('ALTER TABLE fdt_lint_dp DETACH PARTITION fdt_lint_dp1 '
+                                                      'CONCURRENTLY;\n')
+        [plain], dummy, dummy = lint.lint_live(conn, load_patch_set(str(tmp_path)).patches)
+        conn.cursor().execute('CREATE TABLE fdt_lint_dpd PARTITION OF fdt_lint_dp DEFAULT')
+        [beside], dummy, dummy = lint.lint_live(conn, load_patch_set(str(tmp_path)).patches)
+        with pytest.raises(psycopg2.Error) as refused:
+            conn.cursor().execute('ALTER TABLE fdt_lint_dp DETACH PARTITION fdt_lint_dp1 CONCURRENTLY')
+    finally:
+        conn.cursor().execute('DROP TABLE IF EXISTS fdt_lint_dp')
+        conn.close()
+    assert plain['severity'] != lint.ERROR, plain
+    assert beside['rule'] == 'detach-concurrently-default-partition' and beside['severity'] == lint.ERROR, beside
+    assert 'DEFAULT partition fdt_lint_dpd' in beside['summary'], beside['summary']
+    assert 'cannot detach partitions concurrently when a default partition exists' in str(refused.value)
 
 
 def test_a_data_change_is_planned_under_the_search_path_its_patch_sets(lab, tmp_path):

@@ -134,6 +134,41 @@ def test_concurrently_cannot_be_in_a_cold_patch():
     assert lint.RULES['concurrently-in-transaction'][2] == lint.ERROR
 
 
+def test_detach_partition_concurrently_is_a_hot_statement_refused_only_beside_a_default_partition():
+    """A hot DETACH PARTITION ... CONCURRENTLY was the error 'CONCURRENTLY cannot run inside the outage's
+    transaction' (every such deploy refused); its FINALIZE runs in a transaction block (a cold statement).
+    PostgreSQL refuses DETACH ... CONCURRENTLY while the partitioned table has a DEFAULT partition: an error."""
+    hot = patch('ALTER TABLE big DETACH PARTITION big_2020 CONCURRENTLY', name='patch-2211-01-1.sql')
+    [finding] = lint.lint_patches([hot], catalog())
+    assert hot.kind == 'hot' and finding['rule'] == 'catalog-only' and finding['severity'] == lint.INFO, finding
+    with_default = catalog(tables={('public', 'big'): dict(BIG, default_partition='big_default')})
+    [finding] = lint.lint_patches([hot], with_default)
+    assert finding['rule'] == 'detach-concurrently-default-partition' and finding['severity'] == lint.ERROR
+    assert 'DEFAULT partition big_default' in finding['summary'] and '\n' not in finding['summary'], finding
+    [finding] = lint_one('ALTER TABLE big DETACH PARTITION big_2020 FINALIZE')
+    assert finding['rule'] == 'catalog-only', finding
+    assert [w['rule'] for w in lint.classify(hot.statements[0].node, catalog(), kind='cold')] == [
+        'concurrently-in-transaction']
+
+
+def test_a_search_path_the_pre_flight_cannot_follow_is_a_warning_naming_file_and_line():
+    """Dynamic SQL naming search_path in a DO block: its cost-unknown error says it too, in the same line; a
+    set_config of an expression alone is the warning."""
+    [do_block, alter] = lint_one("DO $$ BEGIN EXECUTE 'SET search_path = ' || 'app'; END $$;\n"
+                                 'ALTER TABLE big ADD COLUMN x int;')
+    assert do_block['rule'] == 'cost-unknown' and 'search-path-unknown' in do_block['rules'], do_block
+    assert ('it also sets search_path where the pre-flight cannot follow it' in do_block['summary']
+            and 'dynamic SQL' in do_block['summary'] and 'schema-qualify the names after it' in do_block['summary'])
+    assert 'search-path-unknown' not in alter['rules']
+    [computed, dummy] = lint_one("SELECT set_config('search_path', current_setting('app.schema'), false);\n"
+                                 'ALTER TABLE big ADD COLUMN x int;')
+    assert computed['rule'] == 'search-path-unknown' and computed['severity'] == lint.WARNING, computed
+    assert computed['summary'].startswith('patch-2211-01-0.sql line 1: sets search_path where the pre-flight '
+                                          'cannot follow it'), computed['summary']
+    assert lint.path_setting(('app', '$user', 'My "S"')) == '"app", "$user", "My ""S"""'
+    assert lint.path_setting(None) is None and lint.path_setting(('*',)) is None
+
+
 def test_each_finding_names_file_line_lock_severity_and_a_rewrite():
     found = lint.lint_patches([patch('ALTER TABLE big ADD COLUMN note text;\n\nCREATE INDEX big_n ON big (n);\n')],
                               catalog())
