@@ -254,62 +254,6 @@ def _mentions_accounted(nodes):
     return count
 
 
-def _plpgsql_exprs(value, stmt=None, top=False, top_ids=()):
-    """(statement kind, at the body's top level, SQL text, parseMode) of every
-    PLpgSQL_expr in parse_plpgsql's JSON, in the body's order."""
-    if isinstance(value, list):
-        for item in value:
-            yield from _plpgsql_exprs(item, stmt, top, top_ids)
-    elif isinstance(value, dict):
-        for key, sub in value.items():
-            if key == 'PLpgSQL_expr':
-                yield stmt, top, sub.get('query') or '', sub.get('parseMode')
-            elif key.startswith('PLpgSQL_stmt_'):
-                yield from _plpgsql_exprs(sub, key, id(value) in top_ids, top_ids)
-            else:
-                yield from _plpgsql_exprs(sub, stmt, top, top_ids)
-
-
-def do_block_sql(node):
-    """(the PL/pgSQL function parse_plpgsql makes of a DO block ``node``, its
-    top-level statements) - or (None, []) for a body in another language or
-    one the parser cannot read; ('', []) for a body that names nothing."""
-    body, language = '', 'plpgsql'
-    for arg in node.args or ():
-        if arg.defname == 'as':
-            body = getattr(arg.arg, 'sval', '') or ''
-        elif arg.defname == 'language':
-            language = (getattr(arg.arg, 'sval', '') or '').lower()
-    if language != 'plpgsql':
-        return None, []
-    try:
-        tree = pglast.parse_plpgsql('CREATE FUNCTION pg_temp.fdt_do() RETURNS void LANGUAGE plpgsql AS '
-                                    '$fdt_do$%s$fdt_do$' % body)
-        block = tree[0]['PLpgSQL_function']['action']['PLpgSQL_stmt_block']
-    except Exception:  # pylint: disable=broad-except  # any parser failure: only running it would tell
-        return None, []
-    return tree, ([] if block.get('exceptions') else block.get('body') or [])
-
-
-def do_block_statements(node):
-    """The parsed SQL statements a DO block ``node`` runs as written: its
-    static SQL anywhere in its PL/pgSQL body, and an EXECUTE of one string
-    constant; not SQL it builds."""
-    tree, dummy = do_block_sql(node)
-    found = []
-    for stmt, dummy, text, mode in _plpgsql_exprs(tree or []):
-        try:
-            if stmt == 'PLpgSQL_stmt_execsql' and mode == 0:
-                found.extend(raw.stmt for raw in pglast.parse_sql(text))
-            elif stmt == 'PLpgSQL_stmt_dynexecute':
-                [raw] = pglast.parse_sql('SELECT ' + text)
-                constant = _const_text(raw.stmt.targetList[0].val) if len(raw.stmt.targetList) == 1 else None
-                found.extend(raw.stmt for raw in pglast.parse_sql(constant) if constant)
-        except Exception:  # pylint: disable=broad-except  # PL/pgSQL's own syntax (INTO...), no SQL: not ours
-            continue
-    return found
-
-
 def _do_block_changes(node):
     """How a DO block changes the search_path: its SET / set_config() of
     constants at the top level of a PL/pgSQL body without an EXCEPTION clause
@@ -320,13 +264,14 @@ def _do_block_changes(node):
     body = ''.join(getattr(arg.arg, 'sval', '') or '' for arg in node.args or () if arg.defname == 'as')
     if 'search_path' not in body.lower():
         return []
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import do_block_sql, plpgsql_exprs
     tree, top = do_block_sql(node)
     if tree is None:
         return [(UNKNOWN, 'a DO block in another language, or one the parser cannot read, naming search_path',
                  False)]
     changes = []
     # The whole function: its DECLARE initializers too (SQL text kept in a variable, EXECUTEd later).
-    for stmt, at_top, text, mode in _plpgsql_exprs(tree, top_ids=set(id(s) for s in top)):
+    for stmt, at_top, text, mode in plpgsql_exprs(tree, top_ids=set(id(s) for s in top)):
         named = text.lower().count('search_path')
         if not named:
             continue
@@ -553,18 +498,10 @@ HOT_WAITS = {
 DETACH_WORDS = 'ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY'
 
 
-def detached_concurrently(node):
-    """[(partitioned table key, partition key)] an ALTER TABLE ... DETACH
-    PARTITION ... CONCURRENTLY detaches, [] for any other statement."""
-    if type(node).__name__ != 'AlterTableStmt':
-        return []
-    return [(_key(node.relation), _key(cmd.def_.name)) for cmd in node.cmds or ()
-            if _name(cmd.subtype) == 'AT_DetachPartition' and getattr(cmd.def_, 'concurrent', False)]
-
-
 def _hot_wait(node):
     """(words, [(relation key, HOT_WAITS row)]) of a live statement that waits
     out other transactions, else None."""
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import detached_concurrently
     kind = type(node).__name__
     if kind == 'IndexStmt' and node.concurrent:
         words = 'CREATE INDEX CONCURRENTLY'

@@ -247,6 +247,79 @@ def _detaches_concurrently(node):
     return any(getattr(getattr(cmd, 'def_', None), 'concurrent', False) for cmd in node.cmds or ())
 
 
+def _relation_key(relation):
+    return (relation.schemaname or None, relation.relname)
+
+
+def detached_concurrently(node):
+    """[(partitioned table key, partition key)] an ALTER TABLE ... DETACH
+    PARTITION ... CONCURRENTLY detaches, [] for any other statement."""
+    if type(node).__name__ != 'AlterTableStmt':
+        return []
+    return [(_relation_key(node.relation), _relation_key(cmd.def_.name)) for cmd in node.cmds or ()
+            if _enum_name(cmd.subtype) == 'AT_DetachPartition' and getattr(cmd.def_, 'concurrent', False)]
+
+
+# -- DO blocks: the SQL their PL/pgSQL body runs (pglast.parse_plpgsql) ----------------
+
+def plpgsql_exprs(value, stmt=None, top=False, top_ids=()):
+    """(statement kind, at the body's top level, SQL text, parseMode) of every
+    PLpgSQL_expr in parse_plpgsql's JSON, in the body's order."""
+    if isinstance(value, list):
+        for item in value:
+            yield from plpgsql_exprs(item, stmt, top, top_ids)
+    elif isinstance(value, dict):
+        for key, sub in value.items():
+            if key == 'PLpgSQL_expr':
+                yield stmt, top, sub.get('query') or '', sub.get('parseMode')
+            elif key.startswith('PLpgSQL_stmt_'):
+                yield from plpgsql_exprs(sub, key, id(value) in top_ids, top_ids)
+            else:
+                yield from plpgsql_exprs(sub, stmt, top, top_ids)
+
+
+def do_block_sql(node):
+    """(the PL/pgSQL function parse_plpgsql makes of a DO block ``node``, its
+    top-level statements: none when the body has an EXCEPTION clause) - or
+    (None, []) for a body in another language or one the parser cannot read."""
+    body, language = '', 'plpgsql'
+    for arg in node.args or ():
+        if arg.defname == 'as':
+            body = getattr(arg.arg, 'sval', '') or ''
+        elif arg.defname == 'language':
+            language = (getattr(arg.arg, 'sval', '') or '').lower()
+    if language != 'plpgsql':
+        return None, []
+    try:
+        tree = pglast.parse_plpgsql('CREATE FUNCTION pg_temp.fdt_do() RETURNS void LANGUAGE plpgsql AS '
+                                    '$fdt_do$%s$fdt_do$' % body)
+        block = tree[0]['PLpgSQL_function']['action']['PLpgSQL_stmt_block']
+    except Exception:  # pylint: disable=broad-except  # any parser failure: only running it would tell
+        return None, []
+    return tree, ([] if block.get('exceptions') else block.get('body') or [])
+
+
+def do_block_statements(node):
+    """The parsed SQL statements a DO block ``node`` runs as written: its
+    static SQL anywhere in its PL/pgSQL body, and an EXECUTE of one string
+    constant; not SQL it builds."""
+    tree, dummy = do_block_sql(node)
+    found = []
+    for stmt, dummy, text, mode in plpgsql_exprs(tree or []):
+        try:
+            if stmt == 'PLpgSQL_stmt_execsql' and mode == 0:
+                found.extend(raw.stmt for raw in pglast.parse_sql(text))
+            elif stmt == 'PLpgSQL_stmt_dynexecute':
+                [raw] = pglast.parse_sql('SELECT ' + text)
+                value = raw.stmt.targetList[0].val if len(raw.stmt.targetList) == 1 else None
+                constant = getattr(getattr(value, 'val', None), 'sval', None) if type(value).__name__ == 'A_Const' \
+                    else None
+                found.extend(raw.stmt for raw in pglast.parse_sql(constant) if constant)
+        except Exception:  # pylint: disable=broad-except  # PL/pgSQL's own syntax (INTO...), no SQL: not ours
+            continue
+    return found
+
+
 def _transaction_kind(node):
     return _enum_name(node.kind).replace('TRANS_STMT_', '')
 
@@ -395,7 +468,6 @@ def _classify(node):
     if name == 'DoStmt':
         # PL/pgSQL runs every statement inside a transaction (pg_partman issue 387: DETACH CONCURRENTLY from a
         # function): such a statement in a DO block fails wherever it runs.
-        from ansible_collections.fastdowntime.postgresql.plugins.module_utils.locks import do_block_statements
         for sub in do_block_statements(node):
             rule = no_transaction_block_rule(sub)
             if rule is not None:

@@ -24,10 +24,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils import locks
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetExceeded, raise_advice
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
-    HOT, LAUNCHPAD_REVISION_TABLE, REVISION, format_revision)
+    HOT, LAUNCHPAD_REVISION_TABLE, REVISION, detached_concurrently, format_revision)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     host_port, one_line, rows_as_dicts)
 
@@ -823,10 +822,10 @@ SELECT i.inhparent::regclass::text, i.inhrelid::regclass::text
 def _pending_detach(cur, stmt):
     """The FINALIZE that completes the DETACH PARTITION ... CONCURRENTLY of
     ``stmt`` an earlier try (or run) left pending, else None."""
-    pairs = locks.detached_concurrently(stmt.node) if stmt.node is not None else []
+    pairs = detached_concurrently(stmt.node) if stmt.node is not None else []
     if len(pairs) != 1:
         return None
-    cur.execute(PENDING_DETACH_SQL, (locks.quoted(pairs[0][1]),))
+    cur.execute(PENDING_DETACH_SQL, (_index_regclass_name(pairs[0][1]),))
     row = cur.fetchone()
     return 'ALTER TABLE %s DETACH PARTITION %s FINALIZE' % tuple(row) if row else None
 
