@@ -854,8 +854,8 @@ def _finding(patch, statement, works, catalog, scope, options):
         summary += '; opted out (fastdowntime_lint_ignore_rules)'
     unknown = [p[0] for p in priced if p[0]['rule'] == 'search-path-unknown' and p[0] is not work]
     if unknown:   # a second rule of the statement (a DO block's cost-unknown comes first): said too
-        summary += '; it also %s (%s): %s' % (RULES['search-path-unknown'][3], unknown[0]['detail'],
-                                               RULES['search-path-unknown'][4])
+        summary += '; it also %s (%s): %s' % (
+            RULES['search-path-unknown'][3], unknown[0]['detail'], RULES['search-path-unknown'][4])
     return {
         'file': patch.name, 'line': statement.line, 'statement': _statement_text(statement.sql),
         'patch_kind': patch.kind, 'rule': rule, 'rules': sorted(set(p[0]['rule'] for p in priced)),
