@@ -122,7 +122,8 @@ UNKNOWN_VARIABLES_MODES = ('fail', 'warn')
 # are host variables too, once set): never "unknown". Checked against the
 # roles' and playbooks' register:/set_fact: by tests/unit (test_inventory.py).
 FACTS = ('fastdowntime_app_restart_phases', 'fastdowntime_cycle_time', 'fastdowntime_hot_changed_before_window',
-         'fastdowntime_lint_result', 'fastdowntime_phases', 'fastdowntime_preflight_result', 'schema_apply_result')
+         'fastdowntime_lint_result', 'fastdowntime_phases', 'fastdowntime_preflight_passed',
+         'fastdowntime_preflight_result', 'schema_apply_result')
 # Hosts named in a line before "and N more".
 HOSTS_NAMED = 3
 

@@ -33,11 +33,26 @@ def write_patches(tmp_path, major, bodies):
     return str(directory)
 
 
+SKIPPED_ON_PURPOSE = 'fastdowntime_preflight_skipped_on_purpose'
+
+
+def skips_preflight(tags, args=()):
+    """True when --tags ``tags`` (and ``args``' --skip-tags) leave the pre-flight's play out."""
+    names = [t.strip() for t in (tags or 'all').split(',')]
+    args = list(args)
+    skipped = args[args.index('--skip-tags') + 1].split(',') if '--skip-tags' in args else []
+    return 'preflight' in skipped or not ('all' in names or 'preflight' in names)
+
+
 def run_playbook(lab, tmp_path, patch_dir, extra=None, tags='outage', background=False, args=(), playbook=PLAYBOOK,
                  inventory=None, inventories=()):
     """ansible-playbook on ``inventory`` (default: the lab's) plus ``inventories`` (e.g. host
-    variables a test adds), returning (process, report path)."""
+    variables a test adds), returning (process, report path). ``tags`` without ``preflight`` (the
+    fault tests set up faults a pre-flight would refuse, and skip it to stay short) set
+    fastdowntime_preflight_skipped_on_purpose, unless ``extra`` says otherwise."""
     report = str(tmp_path / 'report.json')
+    if skips_preflight(tags, args):
+        extra = dict({SKIPPED_ON_PURPOSE: True}, **(extra or {}))
     env = dict(os.environ, FDT_REPORT_PATH=report, ANSIBLE_CONFIG=os.path.join(lab.repo, 'ansible.cfg'),
                ANSIBLE_COLLECTIONS_PATH=os.path.join(lab.repo, '.collections'), ANSIBLE_FORCE_COLOR='0',
                PATH=os.path.join(lab.repo, '.venv', 'bin') + os.pathsep + os.environ['PATH'])

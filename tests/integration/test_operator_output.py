@@ -299,6 +299,39 @@ def test_a_limit_leaving_out_the_primary_or_a_pgbouncer_is_refused_before_anythi
     assert_all_resumed(healthy_lab)
 
 
+def test_tags_leaving_out_the_pre_flight_are_refused_before_any_pause_unless_on_purpose(healthy_lab, tmp_path):
+    """A new user's try 7: --tags outage (or --skip-tags preflight) ran the window with no pre-flight
+    at all, silently. Refused in one line naming the primary, the tags and the fix, before anything
+    is paused or armed; --check with the same tags still shows the plan."""
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_tags%d (id int);' % major])
+    fix = ('nothing checked that this window can finish (standbys, sessions, locks, budget); refused before any PAUSE, '
+           'nothing paused or applied: run the whole playbook (no --tags/--skip-tags leaving out preflight), or set '
+           'fastdowntime_preflight_skipped_on_purpose: true to open the window without a pre-flight')
+    not_on_purpose = {'fastdowntime_preflight_skipped_on_purpose': False}
+    for tags, args, how in (('outage', [], '--tags outage left its play (tag preflight) out'),
+                            ('all', ['--skip-tags', 'preflight'], '--skip-tags preflight left its play out')):
+        proc, report_path = run_playbook(lab, tmp_path, patch_dir, extra=not_on_purpose, tags=tags, args=args)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 2, out
+        assert_quiet(out)
+        line = 'primary (%s:5432): the pre-flight did not run in this play (%s): %s' % (lab.addr('primary'), how, fix)
+        assert out.count(line) == 1 and 'error: %s' % line in proc.stdout.splitlines(), out
+        report = json.load(open(report_path))
+        assert report['outcome'] == 'refused before the outage' and report['error'] == line, report['outcome']
+        assert not [p for p in report['phases'] if p['phase'].startswith(('drain', 'resume'))], report['phases']
+        assert not table_exists(lab, 'primary', 'fdt_tags%d' % major)
+        assert not [name for host in ('pgbouncer1', 'pgbouncer2')
+                    for name in os.listdir(os.path.join(lab.lab_dir, 'hosts', host, 'run'))
+                    if name.startswith('fastdowntime-pgbouncer-watchdog')], 'a dead-man switch was armed'
+    assert_all_resumed(lab)
+    # Check mode only plans: never refused.
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, extra=not_on_purpose, tags='outage', args=['--check'])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert 'pre-flight did not run' not in proc.stdout
+
+
 def test_each_unreachable_database_is_one_clear_line(healthy_lab, tmp_path):
     def edit(groups):
         groups['fastdowntime_primary']['hosts']['primary']['fastdowntime_pg_password'] = 'not-the-password'
