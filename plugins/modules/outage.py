@@ -95,12 +95,12 @@ options:
       - The outage role's guard against a window no pre-flight checked (C(--tags outage), C(--skip-tags preflight)).
         Given, with cold patches pending, the module fails before anything is paused - in check mode too, so the
         role's plan refuses before the dead-man switch is armed - with outcome C(refused before the outage) and one
-        line naming the primary, how the pre-flight was left out and the fix, unless C(passed) covers every pending
+        line naming the primary, how the pre-flight was left out and the fix, unless C(evidence) covers every pending
         cold patch (this database, this patch directory, each patch's name and checksum).
       - Not given (the default), nothing is checked (the module run on its own).
     type: dict
     suboptions:
-      passed:
+      evidence:
         description:
           - The pre-flight's evidence of this run - the fact C(fastdowntime_preflight_passed) the C(preflight) role sets
             on the primary when every check passed (C(db_name), C(patch_dir), C(pending_cold)); empty when it did not
@@ -312,7 +312,7 @@ def argument_spec():
         watchdog_grace_seconds=dict(type='float', default=watchdog.DEFAULT_GRACE_SECONDS),
         unfence=dict(type='bool', default=False),
         preflight_check=dict(type='dict', options=dict(
-            passed=dict(type='dict', default={}),
+            evidence=dict(type='dict', default={}),
             run_tags=dict(type='list', elements='str', default=[]),
             skip_tags=dict(type='list', elements='str', default=[]))),
     )
@@ -339,7 +339,7 @@ def main():
             module.exit_json(**result)
         plan = outage.prepare(check_mode=module.check_mode)
         check = p['preflight_check']
-        refused = check and preflight_missing(check['passed'], plan.as_dict(), endpoint_label(p['primary']),
+        refused = check and preflight_missing(check['evidence'], plan.as_dict(), endpoint_label(p['primary']),
                                               p['db_name'], p['patch_dir'], check['run_tags'], check['skip_tags'])
         if refused:
             raise OutageError(refused)

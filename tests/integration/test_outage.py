@@ -6,6 +6,7 @@ the tests can run in any order and again on the same lab.
 
 import json
 import os
+import signal
 import time
 
 import psycopg2
@@ -213,6 +214,43 @@ def test_an_entry_resumed_by_someone_else_inside_the_window_is_named_in_one_warn
     assert run.out.count('RESUMED BY SOMEONE ELSE') == 1, run.out[-3000:]
     assert_nothing_lost(lab, load)
     assert_all_resumed(lab)
+
+
+@pytest.mark.faults
+def test_a_dropped_terminal_inside_the_window_leaves_the_runs_outcome_in_the_deploy_log(healthy_lab, tmp_path):
+    """tryit7 8c: ansible-playbook's process group SIGKILLed inside the window (what a dropped SSH
+    session does): the module runs on in a session of its own, commits and resumes, and the
+    operator's terminal shows nothing of it - no timeline report is written either. The deploy
+    log row on the primary, written by the module after its RESUME, holds that run's outcome."""
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_d%d (id int);\nSELECT pg_sleep(2);' % major])
+    proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='outage', background=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not scenarios.in_cold_transaction(lab):
+            assert proc.poll() is None and time.monotonic() < deadline, 'the deploy never reached its window'
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group is ansible-playbook's
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc.pid)
+    # The module goes on by itself: its row appears once it has resumed (within its budget).
+    deadline = time.monotonic() + 60
+    while True:
+        row = pg_one(lab, 'primary', "SELECT (SELECT row_to_json(l) FROM fastdowntime.deploy_log l "
+                                     "WHERE patches::text LIKE %s ORDER BY started_at DESC LIMIT 1)",
+                     ('%%patch-%d-01-0.sql%%' % major,))
+        if row is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert row is not None and row['outcome'] == 'done', row
+    assert row['outage_ms'] >= 2000, row['outage_ms']
+    assert table_exists(lab, 'primary', 'fdt_d%d' % major)
+    assert not os.path.exists(report_path), 'the killed controller wrote its report'
+    assert_all_resumed(lab)
+    assert_disarmed(lab, within=15)
 
 
 @pytest.mark.faults

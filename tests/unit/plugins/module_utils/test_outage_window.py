@@ -313,12 +313,12 @@ def test_tags_leaving_the_pre_flight_out_refuse_the_window_in_one_line_naming_th
                     'budget); refused before any PAUSE, nothing paused or applied: run the whole playbook (no '
                     '--tags/--skip-tags leaving out preflight), or set fastdowntime_preflight_skipped_on_purpose: true '
                     'to open the window without a pre-flight')
-    assert '(--skip-tags preflight left its play out)' in om.preflight_missing(None, run_tags=['all'],
-                                                                                skip_tags=['preflight'], **DEPLOY)
+    skipped = om.preflight_missing(None, run_tags=['all'], skip_tags=['preflight'], **DEPLOY)
+    assert '(--skip-tags preflight left its play out)' in skipped
     assert '(--tags hot,outage left its play' in om.preflight_missing({}, run_tags=['hot', 'outage'], **DEPLOY)
     # Every tag, yet no evidence: the outage role was used without the pre-flight before it.
-    assert 'the role fastdowntime.postgresql.preflight must run first' in om.preflight_missing({}, run_tags=['all'],
-                                                                                                **DEPLOY)
+    alone = om.preflight_missing({}, run_tags=['all'], **DEPLOY)
+    assert 'the role fastdowntime.postgresql.preflight must run first' in alone
 
 
 def test_evidence_of_another_deploy_or_of_other_patches_is_no_evidence_and_nothing_pending_needs_none():
@@ -326,5 +326,7 @@ def test_evidence_of_another_deploy_or_of_other_patches_is_no_evidence_and_nothi
     assert 'checked database other, patches /srv/patches - not this deploy (database app' in other
     changed = dict(PASSED, pending_cold=[PENDING['pending_cold'][0], dict(PENDING['pending_cold'][1], sha256='old')])
     assert 'did not check patch-2300-02-0.sql (new or changed since)' in om.preflight_missing(changed, **DEPLOY)
-    assert om.preflight_missing({}, run_tags=['outage'], **dict(DEPLOY, plan={'pending_cold': []})) == ''
-    assert om.preflight_missing({}, run_tags=['outage'], **dict(DEPLOY, plan=None)) == ''
+    for nothing_pending in ({'pending_cold': []}, None):
+        deploy = dict(DEPLOY)
+        deploy['plan'] = nothing_pending
+        assert om.preflight_missing({}, run_tags=['outage'], **deploy) == ''
