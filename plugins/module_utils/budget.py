@@ -169,6 +169,10 @@ class BudgetClock:
             self.started_wall = self._wall()
         return self
 
+    def now(self):
+        """This clock's time source now (seconds; phase(began=...) takes it)."""
+        return self._clock()
+
     @property
     def started(self):
         return self.started_mono is not None
@@ -213,9 +217,10 @@ class BudgetClock:
 
     # -- phases ----------------------------------------------------------
     @contextmanager
-    def phase(self, name, host=None, detail=None):
-        """Time a phase; it is recorded whether it ends well or not."""
-        began = self._clock()
+    def phase(self, name, host=None, detail=None, began=None):
+        """Time a phase; it is recorded whether it ends well or not. ``began``:
+        when it started, if before now (seconds of this clock's time source)."""
+        began = self._clock() if began is None else began
         started = self.started
         record = phase_record(name, host=host, start_offset_ms=(began - self.started_mono) * 1000 if started else 0.0,
                               detail=detail)

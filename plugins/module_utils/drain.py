@@ -160,11 +160,15 @@ class _Drain:
                     'duration_ms': None}
                 console.open_pause_connections(to_pause)
                 pending[console] = set(to_pause)
-            # Everything is connected: now touch the pools, all at once.
+            # Everything is connected: now touch the pools, all at once - every PAUSE
+            # sent before any record is written, so the last pgbouncer's waits for no bookkeeping.
+            sent_at = {}
             for console in self.consoles:
-                self._start_phase(console)
+                sent_at[console] = self.clock.now() if self.clock is not None else None
                 for entry in sorted(pending[console]):
                     console.send_pause(entry)
+            for console in self.consoles:
+                self._start_phase(console, sent_at[console])
             if self.after_pause_sent is not None:
                 self.after_pause_sent()
             self._confirm(pending, began, deadline)
@@ -282,10 +286,11 @@ class _Drain:
         if entries:
             yield from console.resume_reconnecting_steps(entries)
 
-    def _start_phase(self, console):
+    def _start_phase(self, console, began):
         if self.clock is None:
             return
-        manager = self.clock.phase(self.phase, host=console.label, detail={'entries': list(console.entries)})
+        manager = self.clock.phase(self.phase, host=console.label, detail={'entries': list(console.entries)},
+                                   began=began)
         self.records[console.label] = manager.__enter__()
         self.phases[console.label] = manager
 

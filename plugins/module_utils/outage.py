@@ -106,6 +106,19 @@ class Window:
         """The cold transaction committed on the primary."""
         return self.applied is not None
 
+    def end(self, now=False):
+        """Stamp the end: when the last RESUME was answered (the resume results'
+        answered_at/answered_cpu) - the clients flow from then on, and what the
+        controller does next (reading SHOW POOLS, closing its records) is not
+        outage; now when ``now``, a resume failed or nothing was resumed."""
+        now_mono, wall = time.monotonic(), time.time()
+        answers = [(r['answered_at'], r['answered_cpu']) for r in self.resumed if r.get('answered_at') is not None]
+        if answers and self.resume_error is None and not now:
+            self.ended, self.cpu_ended = max(answers)
+        else:
+            self.ended, self.cpu_ended = now_mono, time.process_time()
+        self.ended_at = wall - (now_mono - self.ended)
+
 
 def outage_summary(window, mode_fields=None):
     """The result's ``outage`` dict of one window (the one result builder).
@@ -515,9 +528,7 @@ class Outage:
         finally:
             # Always, whatever happened (an unexpected error too, which then goes on up).
             self.mode.resume(self, window)
-            window.ended = time.monotonic()
-            window.ended_at = time.time()
-            window.cpu_ended = time.process_time()
+            window.end()
             self.verify_resumed(window)
         self.mode.after(self, window)
         self.cross_check_replay(window)
@@ -526,7 +537,8 @@ class Outage:
             phases=self.clock.phases,
             budget_ms=self.clock.budget.budget_ms,
             outage=outage_summary(window, self.mode.summary(window)),
-            resumed=window.resumed,
+            resumed=[dict((k, v) for k, v in r.items() if k not in ('answered_at', 'answered_cpu'))
+                     for r in window.resumed],  # this process's clock readings mean nothing to the caller
             disabled_entries=window.disabled,
             plan=self.plan.as_dict(),
         )
@@ -581,9 +593,7 @@ class Outage:
                 ConsoleError('%s; %s' % (window.resume_error, exc))
             return
         if any(f['resumed'] or f['enabled'] for f in fixed):
-            window.ended = time.monotonic()
-            window.ended_at = time.time()
-            window.cpu_ended = time.process_time()
+            window.end(now=True)  # what verify fixed ends the outage, not the first RESUMEs
 
     def cross_check_replay(self, window):
         """After the window: the primary's pg_stat_replication view of each

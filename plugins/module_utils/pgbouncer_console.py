@@ -354,11 +354,18 @@ class Query:
     command's tag, e.g. 'RESUME'), or ``error`` - a ConsoleError already one
     line naming the pgbouncer, the command and the cause (a lost connection
     says so in libpq's words: connection_lost), and ``reason``, the same
-    without the pgbouncer."""
+    without the pgbouncer; ``answered_at`` and ``answered_cpu``: the moment it
+    settled (time.monotonic and time.process_time seconds). A SHOW's rows are
+    converted on first use, not as the answer arrives: inside the window the
+    other pgbouncers' answers come first (16 SHOW POOLS converted between
+    the RESUME answers were a third of the controller's CPU in the window)."""
 
     def __init__(self, conn, sql, label, timeout=None):
         self.conn, self.sql, self.label = conn, sql, label
-        self.rows = self.status = self.error = self.reason = None
+        self.status = self.error = self.reason = None
+        self._rows = None
+        self._has_rows = False
+        self.answered_at = self.answered_cpu = None
         self.settled = False
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.timeout = timeout
@@ -385,9 +392,21 @@ class Query:
         if self.cursor.description is None:
             self.status = self.cursor.statusmessage
         else:
-            self.rows = normalize_rows(rows_as_dicts(self.cursor))
-        self.settled = True
+            self._has_rows = True
+        self._answered()
         return None
+
+    @property
+    def rows(self):
+        """A SHOW's rows (normalized dicts), converted now if not yet; None for a command or a failure."""
+        if self._has_rows and self._rows is None:
+            self._rows = normalize_rows(rows_as_dicts(self.cursor))
+        return self._rows
+
+    def _answered(self):
+        self.settled = True
+        self.answered_at = time.monotonic()
+        self.answered_cpu = time.process_time()
 
     def expire(self):
         """Past its timeout: settled with that error (the command stays in flight)."""
@@ -397,7 +416,7 @@ class Query:
         """rows or status; raises the ConsoleError when it failed."""
         if self.error is not None:
             raise self.error
-        return self.rows if self.rows is not None else self.status
+        return self.rows if self._has_rows else self.status
 
     def _fail(self, exc):
         self._settle_with('%s failed: %s' % (self.sql, one_line(exc)))
@@ -405,7 +424,7 @@ class Query:
     def _settle_with(self, reason):
         self.reason = reason
         self.error = ConsoleError('%s: %s' % (self.label, reason))
-        self.settled = True
+        self._answered()
 
 
 class FanOutTimeout(Exception):
@@ -581,8 +600,9 @@ class Console:
         # the others the RESUMEs used, closed with the console.
         self.verify_conn = None
         self.spent_conns = []
-        # SHOW POOLS rows read with the RESUMEs (the clients queued then), or None.
-        self.pools_at_resume = None
+        # SHOW POOLS read with the RESUMEs: its Query until its rows are first used (pools_at_resume).
+        self._pools_query = None
+        self._pools_at_resume = None
 
     # -- plumbing --------------------------------------------------------
     def open(self):
@@ -768,6 +788,7 @@ class Console:
         self.pause_queries = {}
 
     def _close_resume_connections(self):
+        dummy = self.pools_at_resume  # its rows are read from the connection: before it closes
         conns = list(self.resume_conns.values()) + self.spent_conns
         conns += [conn for conn in (self.pools_conn, self.verify_conn) if conn is not None]
         self.pools_conn = self.verify_conn = None
@@ -793,8 +814,8 @@ class Console:
 
     # -- resume ----------------------------------------------------------
     def resume(self, entries=None, verify=True):
-        """resume_steps() run by itself (blocking): see there."""
-        return run_steps(self.resume_steps(entries, verify))
+        """resume_steps() run by itself (blocking), with its 'maxwait_ms': see there."""
+        return self.with_maxwait(run_steps(self.resume_steps(entries, verify)))
 
     def resume_steps(self, entries=None, verify=True):
         """A fan_out task: close waiting PAUSEs, RESUME the entries this console
@@ -814,10 +835,12 @@ class Console:
 
         Returns {'host', 'entries', 'resumed', 'not_paused' (the entries of
         ``resumed`` whose RESUME was answered "is not paused"), 'enabled',
-        'maxwait_ms' (ms, None when SHOW POOLS got no answer), 'duration_ms'};
-        ConsoleError naming this
+        'answered_at' and 'answered_cpu' (time.monotonic and time.process_time
+        seconds when the last RESUME was answered), 'duration_ms'}; ConsoleError naming this
         pgbouncer and every entry that failed (RESUME_TIMEOUT_SECONDS without an
-        answer is a failure)."""
+        answer is a failure). The longest client wait is read from the SHOW
+        POOLS answer afterwards (maxwait_at_resume, with_maxwait), once every
+        pgbouncer's RESUME is answered."""
         began = time.monotonic()
         entries = entries or self.entries
         self.close_pause_connections()
@@ -826,9 +849,8 @@ class Console:
         if pools is not None and pools.error is not None:
             conn.close()
             pools = None
-        if pools is None:
-            self.pools_at_resume = self.show('POOLS')
-            waited = max_wait_ms(self.pools_at_resume, entries)
+        self._pools_query = None
+        self._pools_at_resume = self.show('POOLS') if pools is None else None
         resumed = [entry for entry in entries if entry in self.paused_by_us]
         sent = {}
         for entry in resumed:
@@ -836,9 +858,10 @@ class Console:
             if conn is not None:
                 sent[entry] = Query(conn, 'RESUME %s' % quote_entry(entry), self.label, RESUME_TIMEOUT_SECONDS)
         yield [query for query in [pools] + list(sent.values()) if query is not None]
+        answers = [(query.answered_at, query.answered_cpu) for query in sent.values()]
+        answered = max(answers) if answers else (time.monotonic(), time.process_time())
         if pools is not None:
-            waited = max_wait_ms(pools.rows, entries) if pools.error is None else None
-            self.pools_at_resume = pools.rows
+            self._pools_query = pools
             self._keep_idle(pools.conn, pools)
         errors, not_paused = [], []
         for entry, query in sent.items():
@@ -855,11 +878,31 @@ class Console:
             raise ConsoleError('%s: %s' % (self.label, '; '.join(errors)))
         self.paused_by_us.difference_update(resumed)
         done = {'host': self.label, 'entries': list(entries), 'resumed': resumed, 'enabled': [],
-                'not_paused': sorted(not_paused), 'maxwait_ms': waited}
+                'not_paused': sorted(not_paused), 'answered_at': answered[0], 'answered_cpu': answered[1]}
         if verify:
             fixed = yield from self.verify_steps(entries)
             done.update(resumed=resumed + fixed['resumed'], enabled=fixed['enabled'])
         done['duration_ms'] = round((time.monotonic() - began) * 1000, 1)
+        return done
+
+    @property
+    def pools_at_resume(self):
+        """SHOW POOLS rows read with the RESUMEs (the clients queued then), or
+        None (no answer, no resume yet); converted on first use."""
+        if self._pools_query is not None:
+            query, self._pools_query = self._pools_query, None
+            self._pools_at_resume = query.rows if query.error is None else None
+        return self._pools_at_resume
+
+    def maxwait_at_resume(self, entries=None):
+        """The longest client wait (ms) over the entries' pools at the RESUMEs
+        (SHOW POOLS maxwait), None when SHOW POOLS got no answer."""
+        rows = self.pools_at_resume
+        return None if rows is None else max_wait_ms(rows, entries or self.entries)
+
+    def with_maxwait(self, done):
+        """A resume_steps result with its 'maxwait_ms' (maxwait_at_resume)."""
+        done['maxwait_ms'] = self.maxwait_at_resume(done.get('entries'))
         return done
 
     def _keep_idle(self, conn, query):
@@ -921,8 +964,8 @@ class Console:
         return {'resumed': resumed, 'enabled': enabled}
 
     def resume_reconnecting(self, entries=None, verify=True):
-        """resume_reconnecting_steps() run by itself (blocking)."""
-        return run_steps(self.resume_reconnecting_steps(entries, verify))
+        """resume_reconnecting_steps() run by itself (blocking), with its 'maxwait_ms'."""
+        return self.with_maxwait(run_steps(self.resume_reconnecting_steps(entries, verify)))
 
     def resume_reconnecting_steps(self, entries=None, verify=True):
         """resume_steps(), reconnecting once when the connection to pgbouncer was
@@ -1045,18 +1088,28 @@ def resume(consoles, clock=None, phase='resume', verify=True):
 
     Returns one dict per console: host, resumed, not_paused (entries someone
     else resumed first: Console.resume_steps), enabled, maxwait_ms (the
-    longest client wait at RESUME), duration_ms and, when the console had to
-    reconnect (a pgbouncer restarted inside the window), reconnected: True. Raises ConsoleError naming
-    every console that could not be resumed, in one line, after trying them
-    all. Without ``verify`` the caller runs verify_resumed (the window does,
-    once its clients flow again).
+    longest client wait at RESUME), answered_at/answered_cpu (see
+    resume_steps), duration_ms and, when the console had to reconnect (a
+    pgbouncer restarted inside the window), reconnected: True. Raises
+    ConsoleError naming every console that could not be resumed, in one line,
+    after trying them all. Without ``verify`` the caller runs verify_resumed
+    (the window does, once its clients flow again). The SHOW POOLS answers
+    are read once every RESUME is answered: between the answers they would
+    hold up the next pgbouncer's.
     """
+    records = {}
+
     def one(console):
         return _timed(clock, phase, console.label, console.resume_reconnecting_steps(verify=verify),
-                      lambda result: {'maxwait_ms': result['maxwait_ms'], 'resumed': result['resumed'],
-                                      'not_paused': result['not_paused']})
+                      lambda result: {'resumed': result['resumed'], 'not_paused': result['not_paused']},
+                      records, console)
 
-    return _on_every(one, consoles, 'resume failed')
+    def settle(console, done):
+        console.with_maxwait(done)
+        if console in records:
+            records[console]['detail']['maxwait_ms'] = done['maxwait_ms']
+
+    return _on_every(one, consoles, 'resume failed', settle)
 
 
 def verify_resumed(consoles, clock=None, phase='resume_verify'):
@@ -1076,23 +1129,31 @@ def verify_resumed(consoles, clock=None, phase='resume_verify'):
     return _on_every(one, consoles, 'resume not verified')
 
 
-def _on_every(task, consoles, failure):
-    """fan_out ``task(console)`` over every console; every error in one ConsoleError."""
+def _on_every(task, consoles, failure, settle=None):
+    """fan_out ``task(console)`` over every console; every error in one
+    ConsoleError; ``settle(console, result)`` runs for each console that
+    succeeded, once every one has ended."""
     outcome = fan_out([(console, task(console)) for console in consoles])
+    for console, result, error in outcome:
+        if settle is not None and error is None:
+            settle(console, result)
     failed = ['%s' % error for dummy, dummy, error in outcome if error]
     if failed:
         raise ConsoleError('%s: %s' % (failure, '; '.join(failed)))
     return [result for dummy, result, dummy in outcome]
 
 
-def _timed(clock, name, host, steps, detail):
+def _timed(clock, name, host, steps, detail, records=None, key=None):
     """A fan_out task (``steps``) timed as phase ``name`` of ``host`` on ``clock``
     (None: not timed), from its first step to its end, whether it ends well or
-    not; ``detail(result)`` -> what the record's detail gains on success."""
+    not; ``detail(result)`` -> what the record's detail gains on success;
+    ``records`` (a dict) gets the record under ``key``."""
     if clock is None:
         return (yield from steps)
     manager = clock.phase(name, host=host)
     record = manager.__enter__()
+    if records is not None:
+        records[key] = record
     try:
         result = yield from steps
     except BaseException as exc:

@@ -330,3 +330,24 @@ def test_evidence_of_another_deploy_or_of_other_patches_is_no_evidence_and_nothi
         deploy = dict(DEPLOY)
         deploy['plan'] = nothing_pending
         assert om.preflight_missing({}, run_tags=['outage'], **deploy) == ''
+
+
+def test_the_window_ends_when_the_last_resume_was_answered_not_when_the_bookkeeping_after_it_is_done():
+    window = om.Window()
+    # Two pgbouncers' RESUMEs answered at 10.002 and 10.005 s (monotonic) and 3.1 / 3.2 s of CPU: the clients
+    # flow from then on; what the controller reads after (SHOW POOLS, its records) is not outage.
+    window.resumed = [{'host': 'b1', 'answered_at': 10.002, 'answered_cpu': 3.1},
+                      {'host': 'b2', 'answered_at': 10.005, 'answered_cpu': 3.2}]
+    window.end()
+    assert (window.ended, window.cpu_ended) == (10.005, 3.2)
+    # A resume that failed, or a fix the verification had to make: the outage ends now.
+    window.resume_error = ConsoleError('b2: RESUME failed')
+    window.end()
+    assert window.ended > 10.005 and window.cpu_ended != 3.2
+    window.resume_error = None
+    window.end(now=True)
+    assert window.ended > 10.005
+    # Nothing resumed (a drain that failed before any PAUSE answered): now.
+    window.resumed = []
+    window.end()
+    assert window.ended > 10.005 and window.ended_at is not None

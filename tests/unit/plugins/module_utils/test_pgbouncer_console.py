@@ -163,20 +163,24 @@ class FakeAsyncConsoleConn:
         conn = self
 
         class Cursor:
+            # Like psycopg2's, each cursor keeps its own answer: rows may be fetched after the
+            # connection has sent another command.
+            sql = None
+
             @property
             def description(self):
-                return [(c,) for c in conn.answers[conn.sql][0]] if conn.sql in conn.answers else None
+                return [(c,) for c in conn.answers[self.sql][0]] if self.sql in conn.answers else None
 
             @property
             def statusmessage(self):
-                return conn.sql.split()[0]
+                return self.sql.split()[0]
 
             def execute(self, sql):
-                conn.sql = sql
+                conn.sql = self.sql = sql
                 conn.log.append(('send', conn.name, sql))
 
             def fetchall(self):
-                columns, rows = conn.answers[conn.sql]
+                columns, rows = conn.answers[self.sql]
                 return [tuple(r[c] for c in columns) for r in rows]
         return Cursor()
 
@@ -256,6 +260,36 @@ def test_a_resume_answered_not_paused_is_resumed_and_named_as_someone_elses(monk
     with pytest.raises(pc.ConsoleError, match='no such database'):
         console.resume(verify=False)
     assert pc.is_not_paused('ERROR:  database db is not paused') and not pc.is_not_paused(None)
+
+
+POOLS_COLUMNS = ('database', 'user', 'cl_waiting', 'maxwait', 'maxwait_us')
+
+
+def test_a_show_answer_is_converted_when_first_used_not_as_it_arrives(monkeypatch):
+    # Inside the window the other pgbouncers' RESUME answers come first: a SHOW POOLS is read
+    # from the wire as it arrives, its rows converted only when the controller asks for them.
+    converted = []
+    real = pc.rows_as_dicts
+    monkeypatch.setattr(pc, 'rows_as_dicts', lambda cursor: converted.append(1) or real(cursor))
+    log = []
+    row = {'database': 'db', 'user': 'app', 'cl_waiting': 3, 'maxwait': 1, 'maxwait_us': 250000}
+    pools = {'SHOW POOLS': (POOLS_COLUMNS, [row])}
+    conn = FakeAsyncConsoleConn('pools', log, pools)
+    query = pc.Query(conn, 'SHOW POOLS', 'pgb1')
+    assert query.poll() is None and query.settled and query.answered_at is not None
+    assert converted == []
+    # Another command on the same connection before the rows are used: each cursor keeps its answer.
+    other = pc.Query(conn, 'RESUME "db"', 'pgb1')
+    assert other.poll() is None and other.result() == 'RESUME'
+    assert query.rows[0]['maxwait_us'] == 250000 and query.result() == query.rows
+    assert converted == [1]   # once
+    # The console's longest wait at the RESUMEs, from that answer, once asked.
+    console = pc.Console({'host': '10.0.0.21', 'port': 6432, 'user': 'admin', 'name': 'pgb1'})
+    console.entries = ['db']
+    console._pools_query = pc.Query(FakeAsyncConsoleConn('pools', log, pools), 'SHOW POOLS', 'pgb1')
+    console._pools_query.poll()
+    assert console.with_maxwait({'entries': ['db']})['maxwait_ms'] == 1250.0
+    assert console.pools_at_resume[0]['cl_waiting'] == 3
 
 
 DATABASES_COLUMNS = ('name', 'paused', 'disabled')
