@@ -1170,27 +1170,47 @@ PROBE_STATEMENTS = ('CREATE TEMP TABLE fastdowntime_probe_{n} (id integer PRIMAR
                     "INSERT INTO fastdowntime_probe_{n} (id, body) VALUES (1, 'probe')")
 PROBE_SAVEPOINT = 'fastdowntime_probe'
 PROBE_SECONDS_SETTING = 'fastdowntime.probe_seconds'
+# Of those seconds, the CREATE TABLE statements': a table with a primary key and a TOASTable column makes four
+# relations (heap, TOAST table and its index, the key's index), several times the others' work (lab: 1.9 ms against
+# 0.1-0.5 ms each for the other four kinds, temporary tables; 2.9 ms for a permanent one). Priced apart, so a patch
+# creating tables is not priced at the mix's average (a 1-statement CREATE TABLE window was estimated at 0.35-0.89 x
+# its outage on a quiet lab).
+PROBE_TABLE_SECONDS_SETTING = 'fastdowntime.probe_table_seconds'
+# What the cold transaction's statements of these parser nodes cost each: the probe's CREATE TABLE time.
+CREATES_TABLE = ('CreateStmt',)
 # Probe connections per measurement (one sample on a shared host is noise): measure_cold_transaction says which counts.
 PROBE_RUNS = 3
 
 
 def probe_sql(revision_table=None):
-    """(sql, statements): the probe as one string - BEGIN, the window's lock
-    step, the statements each in a savepoint, a patch's session reset and
-    revision-row lookup in ``revision_table`` (schema.cold_overhead_sql; None:
-    not created yet), COMMIT - ending in a SELECT of the seconds the
-    statements took on the server (kept past the COMMIT in a session
-    setting)."""
+    """(sql, statements, tables): the probe as one string - BEGIN, the
+    window's lock step, the statements each in a savepoint, a patch's session
+    reset and revision-row lookup in ``revision_table``
+    (schema.cold_overhead_sql; None: not created yet), COMMIT - ending in a
+    SELECT of the seconds the statements took on the server and, of those,
+    the ``tables`` CREATE TABLE statements' (both kept past the COMMIT in
+    session settings)."""
     statements = [text.format(n=n) for n in range(PROBE_TABLES) for text in PROBE_STATEMENTS]
-    body = ' '.join('SAVEPOINT %s; %s; RELEASE SAVEPOINT %s;' % (PROBE_SAVEPOINT, text, PROBE_SAVEPOINT)
-                    for text in statements)
-    before, after = cold_overhead_sql(revision_table, keep=(PROBE_SECONDS_SETTING,))
-    sql = ("BEGIN; %sSELECT set_config('fastdowntime.probe_start', clock_timestamp()::text, true); %s "
+
+    def step(text):
+        run = 'SAVEPOINT %s; %s; RELEASE SAVEPOINT %s;' % (PROBE_SAVEPOINT, text, PROBE_SAVEPOINT)
+        if not text.startswith('CREATE TEMP TABLE'):
+            return run
+        return ("SELECT set_config('fastdowntime.probe_table_start', clock_timestamp()::text, true); %s "
+                "SELECT set_config('%s', (current_setting('%s')::float8 + extract(epoch FROM clock_timestamp() - "
+                "current_setting('fastdowntime.probe_table_start')::timestamptz))::text, false);"
+                % (run, PROBE_TABLE_SECONDS_SETTING, PROBE_TABLE_SECONDS_SETTING))
+
+    body = ' '.join(step(text) for text in statements)
+    before, after = cold_overhead_sql(revision_table, keep=(PROBE_SECONDS_SETTING, PROBE_TABLE_SECONDS_SETTING))
+    sql = ("BEGIN; %sSELECT set_config('%s', '0', false); "
+           "SELECT set_config('fastdowntime.probe_start', clock_timestamp()::text, true); %s "
            "SELECT set_config('%s', extract(epoch FROM clock_timestamp() - "
            "current_setting('fastdowntime.probe_start')::timestamptz)::text, false); %sCOMMIT; "
-           "SELECT current_setting('%s')::float8"
-           % (before, body, PROBE_SECONDS_SETTING, after, PROBE_SECONDS_SETTING))
-    return sql, len(statements)
+           "SELECT current_setting('%s')::float8, current_setting('%s')::float8"
+           % (before, PROBE_TABLE_SECONDS_SETTING, body, PROBE_SECONDS_SETTING, after, PROBE_SECONDS_SETTING,
+              PROBE_TABLE_SECONDS_SETTING))
+    return sql, len(statements), PROBE_TABLES
 
 
 # A probe connection's backend, once closed, is gone from pg_stat_activity after this long: what a PAUSE costs the
@@ -1219,12 +1239,14 @@ def measure_cold_transaction(connect, runs=PROBE_RUNS, clock=time.monotonic, rev
     the primary, as the window's; closed here), each running the probe
     (probe_sql) twice - the first run warms the session as schema.warm_session
     warms the window's before its clock, the second is measured:
-    {'statement_seconds': the server's seconds per catalog-only statement,
-    the median of the second runs (a sum over many statements),
+    {'statement_seconds': the server's seconds per catalog-only statement
+    other than CREATE TABLE, the median of the second runs (a sum over many
+    statements), 'table_seconds': the same for a CREATE TABLE (with a
+    primary key and a TOASTable column: CREATES_TABLE),
     'transaction_seconds': the rest of the window's transaction as the
     controller waits for it - its round trip, BEGIN, the lock step, a patch's
     reset and revision row, COMMIT with its WAL flush - each second run's
-    time less its statements at that per-statement time, the median of the
+    time less its statements' server time, the median of the
     runs (right in expectation: the slowest of 3, as before, put a
     1-statement window's cold transaction at 2.5 x the actual (100 ms against 40 ms) on the loaded lab; a
     cold patch set's safety margin is the big-table price's, SAMPLE_RUNS),
@@ -1235,7 +1257,7 @@ def measure_cold_transaction(connect, runs=PROBE_RUNS, clock=time.monotonic, rev
     least of it), else None}. None when the probe cannot run
     (no connection, no TEMP privilege, a read-only session); a failed
     transaction is rolled back."""
-    sql, statements = probe_sql(revision_table)
+    sql, statements, tables = probe_sql(revision_table)
     firsts, warm, exits = [], [], []
     try:
         for dummy in range(runs):
@@ -1246,8 +1268,8 @@ def measure_cold_transaction(connect, runs=PROBE_RUNS, clock=time.monotonic, rev
                     for timings in (firsts, warm):
                         began = clock()
                         cur.execute(sql)
-                        server = float(cur.fetchone()[0])
-                        timings.append((clock() - began, server))
+                        server, table_server = (float(value) for value in cur.fetchone())
+                        timings.append((clock() - began, server, table_server))
             except psycopg2.Error:
                 try:
                     with conn.cursor() as cur:
@@ -1265,9 +1287,10 @@ def measure_cold_transaction(connect, runs=PROBE_RUNS, clock=time.monotonic, rev
                     observer = None  # the exit is not measured; the probe still counts
     except (psycopg2.Error, ConnectError):
         return None
-    per_statement = statistics.median(server / statements for dummy, server in warm)
-    fixed = [max(elapsed - statements * per_statement, 0.0) for elapsed, dummy in warm]
+    per_statement = statistics.median((server - table) / (statements - tables) for dummy, server, table in warm)
+    fixed = [max(elapsed - server, 0.0) for elapsed, server, dummy in warm]
     return {'statement_seconds': per_statement, 'transaction_seconds': statistics.median(fixed),
+            'table_seconds': statistics.median(table / tables for dummy, dummy, table in warm),
             'backend_exit_seconds': min(exits) if exits else None}
 
 

@@ -1280,7 +1280,7 @@ def backend_close_seconds(backend_exit_seconds, primary_rtt):
 def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, replay_seconds, entries_per_pgbouncer,
                     statement_seconds=DEFAULT_STATEMENT_SECONDS, statement_costs=None, lint_estimate=None,
                     xact_seconds=0.0, transaction_seconds=None, wal_writer_delay_seconds=0.0, server_closes=0,
-                    close_seconds=0.0):
+                    close_seconds=0.0, table_seconds=None):
     """The outage's expected length in seconds, per phase - a deliberately
     simple model built from what the pre-flight measured on the live cluster
     (round trips: RTT, the slowest host of each kind; the rest below), so it
@@ -1307,7 +1307,8 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
       plus per statement and per revision row the lint's estimate
       (``statement_costs``: (file, line) -> seconds of the statements on that
       line, from the live table sizes, lint.py) or at least ``statement_seconds`` (the pre-flight
-      passes the probe's time per catalog statement when above its floor);
+      passes the probe's time per catalog statement when above its floor), a
+      CREATE TABLE at least ``table_seconds`` (the probe's, lint.CREATES_TABLE);
     - standby replay: ``replay_seconds``, the slowest standby's wait as the
       window's replay wait would have made it for the lag probe
       (replication.measure_lag's replay_wait_seconds: every standby asked at
@@ -1335,7 +1336,10 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     for p in cold_patches:
         for s in p.statements:
             key = (p.name, s.line)
-            priced.append(0.0 if key in seen else costs.get(key, 0.0))
+            cost = 0.0 if key in seen else costs.get(key, 0.0)
+            if s.command in lint.CREATES_TABLE and table_seconds:
+                cost += max(table_seconds, statement_seconds)
+            priced.append(cost)
             seen.add(key)
     # Each patch's revision row is one more catalog-sized statement.
     plain = (sum(1 for cost in priced if cost <= statement_seconds) + len(cold_patches)) * statement_seconds
@@ -1350,6 +1354,7 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
     ms['statements'] = statements
     ms['patches'] = [p.name for p in cold_patches]
     ms['statement_seconds'] = statement_seconds
+    ms['table_seconds'] = round(table_seconds, 6) if table_seconds is not None else None
     ms['xact_seconds'] = round(xact_seconds, 6)
     ms['transaction_seconds'] = round(transaction_seconds, 6) if transaction_seconds is not None else None
     ms['wal_tail_ms'] = round(tail * 1000, 1)
@@ -2337,6 +2342,7 @@ class Preflight:
                                         statement_costs=lint.per_statement_seconds(self.lint_findings),
                                         lint_estimate=self.lint_estimate, xact_seconds=self._xact_seconds(vouched),
                                         transaction_seconds=probe.get('transaction_seconds'),
+                                        table_seconds=probe.get('table_seconds'),
                                         server_closes=self.server_closes,
                                         close_seconds=backend_close_seconds(probe.get('backend_exit_seconds'), primary_rtt),
                                         wal_writer_delay_seconds=self._wal_writer_delay(primary, label))

@@ -101,8 +101,13 @@ def test_a_validating_check_is_priced_as_a_scan_with_its_factor():
 
 
 def test_the_probe_is_the_windows_transaction_shape_with_catalog_statements_in_savepoints_timed_by_the_server():
-    sql, statements = lint.probe_sql('fastdowntime.schema_revision')
-    assert statements == 20 and sql.count('CREATE TEMP TABLE') == 4 and sql.count('ON COMMIT DROP') == 4
+    sql, statements, tables = lint.probe_sql('fastdowntime.schema_revision')
+    assert statements == 20 and tables == 4 and sql.count('CREATE TEMP TABLE') == 4 and sql.count('ON COMMIT DROP') == 4
+    # Each CREATE TABLE timed apart too (set around it, summed in a setting of its own), inside the timed part.
+    assert sql.count("set_config('fastdowntime.probe_table_start'") == 4
+    assert "current_setting('fastdowntime.probe_table_seconds', true)" in sql   # kept across RESET ALL
+    assert sql.endswith("SELECT current_setting('fastdowntime.probe_seconds')::float8, "
+                        "current_setting('fastdowntime.probe_table_seconds')::float8")
     assert sql.count('SAVEPOINT fastdowntime_probe;') == 2 * 20   # as schema.ColdBatch runs each statement
     assert sql.startswith('BEGIN;') and 'clock_timestamp()' in sql and '; COMMIT; SELECT current_setting' in sql
     # The window's own steps around the statements, outside the server-timed part: the lock step's DO block
@@ -135,13 +140,16 @@ def test_the_probe_prices_the_windows_warmed_transaction_from_the_second_run_of_
     # before the window's clock), the second (0.012, 0.014, 0.011 s) warm, as the window's transaction;
     # the server's time for the 20 statements 0.012, 0.02, 0.011 s, then 0.01, 0.012, 0.009 s.
     ticks = iter([0.0, 0.03, 1.0, 1.012, 2.0, 2.07, 3.0, 3.014, 4.0, 4.02, 5.0, 5.011])
-    server = iter([0.012, 0.01, 0.02, 0.012, 0.011, 0.009])
-    connect = fresh_connections(lambda text: (next(server),) if text.startswith('BEGIN') else None)
+    # (all 20 statements, of which the 4 CREATE TABLEs) as the server timed them.
+    server = iter([(0.012, 0.004), (0.01, 0.0036), (0.02, 0.008), (0.012, 0.004), (0.011, 0.004), (0.009, 0.0042)])
+    connect = fresh_connections(lambda text: next(server) if text.startswith('BEGIN') else None)
     measured = lint.measure_cold_transaction(connect, clock=lambda: next(ticks))
-    # Per statement: the warm runs' 0.0005, 0.0006, 0.00045 s - the median. The fixed cost: each second
-    # transaction less 20 statements at that rate (0.002, 0.004, 0.001 s) - the median; what a fresh
-    # session pays first (0.02-0.06 s here) is not the window's: it warms its connection first.
-    assert measured['statement_seconds'] == pytest.approx(0.0005)
+    # Per statement other than CREATE TABLE: the warm runs' (0.01 - 0.0036) / 16, (0.012 - 0.004) / 16,
+    # (0.009 - 0.0042) / 16 s - the median, 0.0004. Per CREATE TABLE: 0.0009, 0.001, 0.00105 s - the median.
+    # The fixed cost: each second transaction less its statements' server time (0.002, 0.002, 0.002 s) - the
+    # median; what a fresh session pays first (0.02-0.06 s here) is not the window's: it warms its connection first.
+    assert measured['statement_seconds'] == pytest.approx(0.0004)
+    assert measured['table_seconds'] == pytest.approx(0.001)
     assert measured['transaction_seconds'] == pytest.approx(0.002)
     assert measured['backend_exit_seconds'] is None   # no observer: not measured
     # With an observer: each closed connection's backend timed until it leaves pg_stat_activity
@@ -150,8 +158,8 @@ def test_the_probe_prices_the_windows_warmed_transaction_from_the_second_run_of_
     clock = iter([0.0, 0.03, 1.0, 1.012, 10.0, 10.001, 10.004,
                   2.0, 2.07, 3.0, 3.014, 20.0, 20.001, 20.002,
                   4.0, 4.02, 5.0, 5.011, 30.0, 30.001, 30.003])
-    server = iter([0.012, 0.01, 0.02, 0.012, 0.011, 0.009])
-    connect = fresh_connections(lambda text: (next(server),) if text.startswith('BEGIN') else None)
+    server = iter([(0.012, 0.004), (0.01, 0.0036), (0.02, 0.008), (0.012, 0.004), (0.011, 0.004), (0.009, 0.0042)])
+    connect = fresh_connections(lambda text: next(server) if text.startswith('BEGIN') else None)
     timed = lint.measure_cold_transaction(connect, clock=lambda: next(clock), observer=observer)
     assert timed['backend_exit_seconds'] == pytest.approx(0.002)
     assert timed['transaction_seconds'] == pytest.approx(0.002)

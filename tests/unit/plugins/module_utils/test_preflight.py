@@ -426,6 +426,21 @@ def test_estimate_model(patch_set):
     assert estimate['total_ms'] == pytest.approx(pf.DRAIN_ROUND_TRIPS * 3 + 51 + 100 + 3)
 
 
+def test_a_create_table_is_priced_at_the_probes_create_table_time_not_the_mix_s_average(tmp_path):
+    (tmp_path / 'patch-2300-01-0.sql').write_text(
+        "CREATE TABLE t (id integer PRIMARY KEY, body text);\nCOMMENT ON TABLE t IS 'x';\n")
+    cold = [p for p in load_patch_set(str(tmp_path)).patches if p.kind == 'cold']
+    # The probe: 3 ms per CREATE TABLE (four relations: heap, TOAST table and index, the key's index),
+    # 0.5 ms per other catalog statement.
+    priced = pf.estimate_outage(cold, 0.001, [], [], 0.0, [], statement_seconds=0.0005, table_seconds=0.003)
+    # Round trip + the CREATE TABLE + the COMMENT + the revision row.
+    assert priced['cold_patches_ms'] == pytest.approx(1 + 3 + 0.5 + 0.5)
+    assert priced['table_seconds'] == 0.003
+    # Not measured (an older probe, no TEMP privilege): every statement at the average, as before.
+    assert pf.estimate_outage(cold, 0.001, [], [], 0.0, [], statement_seconds=0.0005)[
+        'cold_patches_ms'] == pytest.approx(1 + 3 * 0.5)
+
+
 def test_the_replay_term_is_the_window_s_wait_for_the_probe_and_at_least_one_round_trip(patch_set):
     cold = [p for p in patch_set.patches if p.kind == 'cold']
     # 40 ms to each standby (the rtt40 lab shape), both had replayed the probe when first asked: the window asks
