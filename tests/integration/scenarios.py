@@ -187,9 +187,27 @@ def client_errors_outside(load, host_addr, interval, margin=1.0):
 
 # -- the window -------------------------------------------------------------------
 
+# A cold patch line that keeps the window open until the test lets it go: it sleeps until it can take this
+# advisory lock, which hold_window() holds (a pg_sleep's length is a guess a loaded machine outruns; a lock wait
+# would meet the window's lock_timeout).
+HOLD_WINDOW_KEY = 7700011
+HOLD_WINDOW_SQL = ('DO $hold$ BEGIN WHILE NOT pg_try_advisory_xact_lock(%d) LOOP PERFORM pg_sleep(0.05); END LOOP; '
+                   'END $hold$;' % HOLD_WINDOW_KEY)
+
+
+def hold_window(lab):
+    """A connection to the primary holding HOLD_WINDOW_KEY: a window whose cold patch runs
+    HOLD_WINDOW_SQL stays open until this connection is closed."""
+    conn = psycopg2.connect(lab.primary_dsn())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute('SELECT pg_advisory_lock(%s)', (HOLD_WINDOW_KEY,))
+    return conn
+
+
 def in_cold_transaction(lab):
-    """True while the outage's transaction sleeps in a cold patch's pg_sleep on the
-    primary (so every drain is over)."""
+    """True while the outage's transaction sleeps in a cold patch's pg_sleep (or
+    HOLD_WINDOW_SQL's) on the primary (so every drain is over)."""
     conn = psycopg2.connect(lab.primary_dsn())
     try:
         with conn.cursor() as cur:

@@ -153,8 +153,10 @@ def test_a_second_deploy_while_a_window_is_open_is_refused_before_any_pause(heal
     and leaves the first one's dead-man switch armed; the first window ends as its own."""
     lab = healthy_lab
     major = unique_major()
-    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_w%d (id int);\nSELECT pg_sleep(15);' % major])
-    extra = {'fastdowntime_budget_seconds': 25}
+    # The first window stays open until the second deploy has ended, however long a loaded machine takes.
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_w%d (id int);\n%s' % (major, scenarios.HOLD_WINDOW_SQL)])
+    extra = {'fastdowntime_budget_seconds': 60}
+    holder = scenarios.hold_window(lab)
     first, dummy = run_playbook(lab, tmp_path, patch_dir, extra, tags='outage', background=True)
     try:
         deadline = time.monotonic() + 90
@@ -179,8 +181,10 @@ def test_a_second_deploy_while_a_window_is_open_is_refused_before_any_pause(heal
         report = scenarios.read_report(second_report)
         assert report['outcome'] == 'refused before the outage', report['outcome']
         assert not [p for p in report['phases'] if p['phase'] in ('drain', 'resume')], report['phases']
+        holder.close()
         first_out = first.communicate(timeout=120)[0]
     finally:
+        holder.close()
         if first.poll() is None:
             kill_tree(first.pid)
     assert first.returncode == 0, first_out[-3000:]
