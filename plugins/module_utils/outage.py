@@ -22,7 +22,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import os
+import signal
 import time
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes
@@ -48,6 +50,32 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     SchemaError, another_window_message, applied_revisions, apply_cold, ensure_revision_table, procedure_source,
     warm_session, window_lock)
+
+
+# What ends ansible-playbook also reaches the window's module: Ansible (2.19) sends the
+# SIGINT of a Ctrl-C and the SIGTERM of a `kill`, a CI timeout or a job cancel on to each
+# worker's process group, the module's too. Raised inside the window, a KeyboardInterrupt
+# resumed every pgbouncer before the standbys had replayed and lost the deploy log; a SIGTERM
+# killed the module with every pgbouncer paused until the dead-man switch (budget + grace).
+WINDOW_SIGNALS = ('SIGINT', 'SIGTERM', 'SIGHUP')
+
+
+@contextlib.contextmanager
+def signals_deferred(names=WINDOW_SIGNALS):
+    """Ignore ``names`` (signal names) while the window runs: it then ends as it would have
+    (commit or roll back, standbys replayed, every pgbouncer resumed, deploy log written),
+    within its budget; the previous handlers come back afterwards. SIGKILL cannot be
+    ignored: the dead-man switches are for that. Main thread only (signal.signal)."""
+    previous = []
+    for name in names:
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous.append((number, signal.signal(number, signal.SIG_IGN)))
+    try:
+        yield
+    finally:
+        for number, handler in previous:
+            signal.signal(number, handler)
 
 
 class OutageError(Exception):

@@ -38,6 +38,9 @@ description:
   - Before the clock starts, the module waits (up to 5 s) until no pool of the deploy's entries has a server login
     in flight (C(SHOW POOLS) C(sv_login)) - pgbouncer takes a PAUSE closing one for a failed login and then fails
     or holds that pool's clients for C(server_login_retry) - and refuses, nothing paused, if one still is.
+  - While the window runs the module ignores SIGINT, SIGTERM and SIGHUP (Ansible sends the Ctrl-C or kill of
+    ansible-playbook on to it), so the window ends as planned, within its budget, and writes its deploy-log row.
+    A SIGKILL leaves the pgbouncers to the dead-man switch.
 version_added: 0.1.0
 author: fastdowntime.postgresql contributors (@fastdowntime)
 extends_documentation_fragment:
@@ -297,7 +300,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs impo
 try:
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import terminated_lines
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import (
-        Outage, OutageError, preflight_missing)
+        Outage, OutageError, preflight_missing, signals_deferred)
     OUTAGE_IMPORT_ERROR = None
 except ImportError as exc:  # pglast missing on the host that runs the module
     OUTAGE_IMPORT_ERROR = exc
@@ -348,7 +351,8 @@ def main():
             module.exit_json(changed=bool(plan.pending_cold), outcome=outcome, deploy_id=outage.deploy_id,
                              plan=plan.as_dict(), phases=[], fences=outage.fences,
                              watchdog=watchdog.deploy_switch(p['budget_seconds'], p['watchdog_grace_seconds']))
-        result = outage.run()
+        with signals_deferred():  # a Ctrl-C or kill of ansible-playbook reaches this process too
+            result = outage.run()
     except OutageError as exc:
         result = dict(exc.result)
         result.setdefault('deploy_id', outage.deploy_id)

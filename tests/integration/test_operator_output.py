@@ -20,9 +20,9 @@ import browser
 import labctl
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import format_ms
 from conftest import kill_tree
-from deploy import (assert_all_resumed, assert_disarmed, assert_nothing_lost, run_playbook, table_exists, unique_major,
-                    write_patches)
-from scenarios import paused_anywhere
+from deploy import (assert_all_resumed, assert_disarmed, assert_nothing_lost, pg_one, run_playbook, table_exists,
+                    unique_major, write_patches)
+import scenarios
 
 pytestmark = pytest.mark.usefixtures('scratch')
 
@@ -408,43 +408,59 @@ def test_no_password_at_any_verbosity(healthy_lab, tmp_path):
     assert 'fastdowntime timeline: nothing to do' in rerun.stdout
 
 
-def test_ctrl_c_inside_the_window_says_the_window_runs_on_and_what_to_do(healthy_lab, tmp_path):
-    """Ctrl-C (SIGINT to ansible-playbook's process group) 0.5 s after the PAUSE, under load:
-    ansible-playbook ends at once ("User interrupted execution", rc 99), but the window's module runs
-    on, commits and resumes every pgbouncer; the operator's last line says so and what to do - not a
+@pytest.mark.parametrize('signum, group', [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=['ctrl-c', 'kill'])
+def test_ansible_playbook_ended_inside_the_window_leaves_the_window_to_end_as_planned(
+        healthy_lab, tmp_path, signum, group):
+    """ansible-playbook ended 0.5 s after the PAUSE, under load: Ctrl-C (SIGINT to its process group; it
+    ends at once, "User interrupted execution", rc 99) or a `kill`, a CI timeout, a job cancel (SIGTERM to
+    its pid). Ansible sends the signal on to the window's module too; the window goes on as planned:
+    committed, every pgbouncer resumed by the deploy (not by the dead-man switch, budget + grace later),
+    its deploy-log row written. After Ctrl-C the operator's last line says so and what to do - not a
     silent prompt while every pgbouncer is still paused."""
     lab = healthy_lab
     major = unique_major()
+    deploy_id = 'fdt-signal-%d' % major
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_c%d (id int);\nSELECT pg_sleep(3);' % major])
     with lab.load() as load:
         proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='all', args=('--skip-tags', 'restart'),
-                                   background=True)
+                                   extra={'fastdowntime_deploy_id': deploy_id}, background=True)
         try:
             deadline = time.monotonic() + 120
-            while not paused_anywhere(lab):
+            while not scenarios.paused_anywhere(lab):
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
                 time.sleep(0.05)
             time.sleep(0.5)
-            os.killpg(proc.pid, signal.SIGINT)
+            if group:
+                os.killpg(proc.pid, signum)
+            else:
+                os.kill(proc.pid, signum)
             out = proc.communicate(timeout=60)[0]
-            still_paused = paused_anywhere(lab)
+            still_paused = scenarios.paused_anywhere(lab)
         finally:
             if proc.poll() is None:
                 kill_tree(proc.pid)
-        deadline = time.monotonic() + 15
-        while paused_anywhere(lab) or paused_anywhere(lab, lab.db_name + '_ro'):
-            assert time.monotonic() < deadline, 'still paused 15 s after the Ctrl-C'
+        # The window's own end (its 3 s statement, then commit, replay, resume) or the dead-man switch's.
+        deadline = time.monotonic() + 30
+        while scenarios.paused_anywhere(lab) or scenarios.paused_anywhere(lab, lab.db_name + '_ro'):
+            assert time.monotonic() < deadline, 'still paused 30 s after the signal'
             time.sleep(0.1)
-    assert proc.returncode == 99, out[-3000:]
-    # The window had not ended when the operator got the prompt back.
+        # The module writes its deploy-log row after the resume, then ends.
+        logged = "SELECT coalesce((SELECT outcome FROM fastdowntime.deploy_log WHERE deploy_id = %s), 'no row')"
+        while pg_one(lab, 'primary', logged, (deploy_id,)) == 'no row' and time.monotonic() < deadline:
+            time.sleep(0.1)
+    # The window had not ended when ansible-playbook did.
     assert still_paused
-    last = out.splitlines()[-1]
-    assert last.startswith('[timeline] INTERRUPTED INSIDE THE OUTAGE WINDOW (the outage task for primary, '), out
-    for words in ('its module runs on', 'do not RESUME by hand', 'run the deploy again', '--tags restart'):
-        assert words in last, last
     assert 'Traceback' not in out
-    # What the line says happened: committed, every entry resumed, no client lost anything.
+    # What the window does when nothing stops it: committed, every entry resumed, the deploy log
+    # written after the resume (a module killed or interrupted inside the window writes none).
+    assert pg_one(lab, 'primary', logged, (deploy_id,)) == 'done'
     assert table_exists(lab, 'primary', 'fdt_c%d' % major)
     assert_all_resumed(lab)
     assert_nothing_lost(lab, load)
     assert_disarmed(lab, within=15)
+    if signum == signal.SIGINT:
+        assert proc.returncode == 99, out[-3000:]
+        last = out.splitlines()[-1]
+        assert last.startswith('[timeline] INTERRUPTED INSIDE THE OUTAGE WINDOW (the outage task for primary, '), out
+        for words in ('its module runs on', 'do not RESUME by hand', 'run the deploy again', '--tags restart'):
+            assert words in last, last

@@ -351,3 +351,28 @@ def test_the_window_ends_when_the_last_resume_was_answered_not_when_the_bookkeep
     window.resumed = []
     window.end()
     assert window.ended > 10.005 and window.ended_at is not None
+
+
+def test_the_window_ignores_the_signals_ansible_sends_on_and_restores_the_handlers_after():
+    """Ctrl-C / kill of ansible-playbook reach the module (Ansible sends them on to its workers'
+    process groups): inside signals_deferred they are ignored, the window ends as planned; the
+    handlers in place before come back after it, also when the window raised."""
+    import os
+    import signal
+
+    seen = []
+    term_before = signal.getsignal(signal.SIGTERM)
+    before = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    try:
+        with pytest.raises(RuntimeError):
+            with om.signals_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+                assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+                raise RuntimeError('the window failed')
+        assert seen == []
+        os.kill(os.getpid(), signal.SIGINT)
+        assert seen == [signal.SIGINT]
+        assert signal.getsignal(signal.SIGTERM) == term_before
+    finally:
+        signal.signal(signal.SIGINT, before)
