@@ -880,6 +880,7 @@ class Console:
         done = {'host': self.label, 'entries': list(entries), 'resumed': resumed, 'enabled': [],
                 'not_paused': sorted(not_paused), 'answered_at': answered[0], 'answered_cpu': answered[1]}
         if verify:
+            dummy = self.pools_at_resume  # read before verify_steps uses (and may lose) its connection
             fixed = yield from self.verify_steps(entries)
             done.update(resumed=resumed + fixed['resumed'], enabled=fixed['enabled'])
         done['duration_ms'] = round((time.monotonic() - began) * 1000, 1)
@@ -891,7 +892,12 @@ class Console:
         None (no answer, no resume yet); converted on first use."""
         if self._pools_query is not None:
             query, self._pools_query = self._pools_query, None
-            self._pools_at_resume = query.rows if query.error is None else None
+            try:
+                self._pools_at_resume = query.rows if query.error is None else None
+            except psycopg2.Error:
+                # psycopg2 will not read a cursor whose connection it saw lost since (a pgbouncer
+                # restarted): the wait is then not measured, as when SHOW POOLS got no answer.
+                self._pools_at_resume = None
         return self._pools_at_resume
 
     def maxwait_at_resume(self, entries=None):

@@ -290,6 +290,15 @@ def test_a_show_answer_is_converted_when_first_used_not_as_it_arrives(monkeypatc
     console._pools_query.poll()
     assert console.with_maxwait({'entries': ['db']})['maxwait_ms'] == 1250.0
     assert console.pools_at_resume[0]['cl_waiting'] == 3
+    # Its connection seen lost before the rows are used (a pgbouncer restarted): psycopg2 refuses to
+    # read the cursor; the wait is not measured - no traceback.
+    console._pools_query = pc.Query(FakeAsyncConsoleConn('pools', log, pools), 'SHOW POOLS', 'pgb1')
+    console._pools_query.poll()
+
+    def lost(cursor):
+        raise psycopg2.InterfaceError('cursor already closed')
+    monkeypatch.setattr(pc, 'rows_as_dicts', lost)
+    assert console.with_maxwait({'entries': ['db']})['maxwait_ms'] is None and console.pools_at_resume is None
 
 
 DATABASES_COLUMNS = ('name', 'paused', 'disabled')
