@@ -32,6 +32,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+import socket
 import statistics
 import time
 
@@ -1211,27 +1213,49 @@ def probe_sql(revision_table=None):
     return sql, len(statements), PROBE_TABLES
 
 
-# A probe connection's backend, once closed, is gone from pg_stat_activity after this long: what a PAUSE costs the
-# hosts per server connection it closes (its backend exits), asked every EXIT_POLL_SECONDS, given up after
-# EXIT_WAIT_SECONDS (then counted as that long).
-EXIT_SQL = 'SELECT EXISTS (SELECT 1 FROM pg_stat_get_activity(%s)) AS present'
-EXIT_POLL_SECONDS = 0.0005
-EXIT_WAIT_SECONDS = 0.1
+# A PAUSE closes each server connection of its entries and answers once every one of them is closed at both ends:
+# pgbouncer waits for the server to close its end, which PostgreSQL does only at the end of the backend's exit
+# (lab, PostgreSQL 15: 1.8-2.6 ms after the client's close, a PAUSE of an entry with one idle server connection
+# 2.2-2.7 ms against 0.2-0.3 ms with none; the backend leaves pg_stat_activity within 0.3 ms, early in its exit, so
+# that is not the cost). Timed on the probe's connections by the socket's end-of-file, given up after
+# CLOSE_WAIT_SECONDS (then counted as that long).
+CLOSE_WAIT_SECONDS = 0.1
 
 
-def backend_exit_seconds(observer, pid, closed_at, clock=time.monotonic, sleep=time.sleep):
-    """Seconds from ``closed_at`` (``clock`` time the client closed its
-    connection) until backend ``pid`` is gone from pg_stat_activity, asked on
-    ``observer`` (an autocommit connection to the same server); at most
-    EXIT_WAIT_SECONDS."""
-    while clock() - closed_at < EXIT_WAIT_SECONDS:
-        if not query(observer, EXIT_SQL, (pid,))[0]['present']:
-            return clock() - closed_at
-        sleep(EXIT_POLL_SECONDS)
-    return EXIT_WAIT_SECONDS
+def watch_close(conn):
+    """A socket sharing psycopg2 connection ``conn``'s, kept open across
+    conn.close() so that server_close_seconds can see the server close its
+    end; None when the socket cannot be had (then the close is not timed)."""
+    try:
+        return socket.socket(fileno=os.dup(conn.fileno()))
+    except (OSError, ValueError, AttributeError, psycopg2.Error):
+        return None
 
 
-def measure_cold_transaction(connect, runs=PROBE_RUNS, clock=time.monotonic, revision_table=None, observer=None):
+def server_close_seconds(sock, closed_at, clock=time.monotonic):
+    """Seconds from ``closed_at`` (``clock`` time the client closed the
+    connection: libpq's Terminate sent) until the server closed its end of
+    ``sock`` (watch_close's: end-of-file or a reset, after any bytes it sent
+    on the way, such as TLS's close_notify), at most CLOSE_WAIT_SECONDS.
+    ``sock`` is closed here."""
+    try:
+        while True:
+            left = CLOSE_WAIT_SECONDS - (clock() - closed_at)
+            if left <= 0:
+                return CLOSE_WAIT_SECONDS
+            sock.settimeout(left)
+            try:
+                if not sock.recv(65536):
+                    return clock() - closed_at
+            except socket.timeout:
+                return CLOSE_WAIT_SECONDS
+            except OSError:  # reset: closed too
+                return clock() - closed_at
+    finally:
+        sock.close()
+
+
+def measure_cold_transaction(connect, runs=PROBE_RUNS, clock=time.monotonic, revision_table=None):
     """The primary's cost of a cold transaction now, from ``runs`` fresh
     connections (``connect``: no arguments, a new autocommit connection to
     the primary, as the window's; closed here), each running the probe
@@ -1248,19 +1272,17 @@ def measure_cold_transaction(connect, runs=PROBE_RUNS, clock=time.monotonic, rev
     runs (right in expectation: the slowest of 3, as before, put a
     1-statement window's cold transaction at 2.5 x the actual (100 ms against 40 ms) on the loaded lab; a
     cold patch set's safety margin is the big-table price's, SAMPLE_RUNS),
-    'backend_exit_seconds': given ``observer`` (an autocommit connection to the
-    primary), the shortest time a probe connection's backend took to exit once
-    closed (backend_exit_seconds: each sample is the exit plus the poll's own
-    latency, which on a loaded host is several ms; the shortest carries the
-    least of it), else None}. None when the probe cannot run
+    'close_seconds': the median of the times the server took to close its end
+    of a probe connection once the probe closed it (server_close_seconds: the
+    backend's whole exit, what a PAUSE waits for per server connection it
+    closes, plus one round trip), None when not timed}. None when the probe cannot run
     (no connection, no TEMP privilege, a read-only session); a failed
     transaction is rolled back."""
     sql, statements, tables = probe_sql(revision_table)
-    firsts, warm, exits = [], [], []
+    firsts, warm, closes = [], [], []
     try:
         for dummy in range(runs):
             conn = connect()
-            pid = conn.get_backend_pid()
             try:
                 with conn.cursor() as cur:
                     for timings in (firsts, warm):
@@ -1276,20 +1298,18 @@ def measure_cold_transaction(connect, runs=PROBE_RUNS, clock=time.monotonic, rev
                     pass
                 raise
             finally:
-                closed_at = clock() if observer is not None else None
+                sock = watch_close(conn)
+                closed_at = clock() if sock is not None else None
                 conn.close()
-            if observer is not None:
-                try:
-                    exits.append(backend_exit_seconds(observer, pid, closed_at, clock=clock))
-                except psycopg2.Error:
-                    observer = None  # the exit is not measured; the probe still counts
+            if sock is not None:
+                closes.append(server_close_seconds(sock, closed_at, clock=clock))
     except (psycopg2.Error, ConnectError):
         return None
     per_statement = statistics.median((server - table) / (statements - tables) for dummy, server, table in warm)
     fixed = [max(elapsed - server, 0.0) for elapsed, server, dummy in warm]
     return {'statement_seconds': per_statement, 'transaction_seconds': statistics.median(fixed),
             'table_seconds': statistics.median(table / tables for dummy, dummy, table in warm),
-            'backend_exit_seconds': min(exits) if exits else None}
+            'close_seconds': statistics.median(closes) if closes else None}
 
 
 def lint_live(conn, patches, options=None, scan_bytes_per_second=None):

@@ -1266,15 +1266,16 @@ def server_closes(held):
     return sum(max(1, n) for n in held.values())
 
 
-def backend_close_seconds(backend_exit_seconds, primary_rtt):
+def backend_close_seconds(server_close_seconds, primary_rtt):
     """A backend's exit once closed, as the drain pays it per server
     connection a PAUSE closes (estimate_outage's ``close_seconds``), in
-    seconds: lint.backend_exit_seconds times it from the controller, so each
-    sample also holds the round trip of the poll that found the backend gone
-    - one ``primary_rtt`` (seconds) less, never below 0 (measured with 40 ms
-    between the controller and the hosts, the drain's term was 4 x 44 ms
-    against a 46 ms drain). None (not measured): 0."""
-    return max((backend_exit_seconds or 0.0) - primary_rtt, 0.0)
+    seconds: lint.measure_cold_transaction times it from the controller
+    (``server_close_seconds``: until the server closed its end), so each
+    sample also holds the round trip of the Terminate and the server's close
+    - one ``primary_rtt`` (seconds) less, never below 0 (pgbouncer is near
+    its servers; with 40 ms between the controller and the hosts the drain's
+    term was 4 x 44 ms against a 46 ms drain). None (not measured): 0."""
+    return max((server_close_seconds or 0.0) - primary_rtt, 0.0)
 
 
 def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, replay_seconds, entries_per_pgbouncer,
@@ -1292,13 +1293,15 @@ def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, rep
       transactions in flight through the pgbouncers now: the larger of what
       pgbouncer's averages say (pgbouncer_console.xact_wait_seconds) and the
       oldest transaction open on its server connections (open_xact_seconds);
-      plus the server connections the PAUSEs close (``server_closes``, every
-      pgbouncer's: server_closes) times ``close_seconds``, how long a backend
-      of the primary took to exit once its client closed
-      (lint.backend_exit_seconds): each close ends a backend, and a PAUSE's
-      reply was measured to wait behind those exits where they share CPU with
-      pgbouncer and the controller (the lab: 0.4 ms with no server connection,
-      5.0 ms with 4 to close) - on hosts of their own this errs high;
+      plus ``server_closes``, the most server connections one pgbouncer's
+      PAUSEs close (server_closes; the pgbouncers pause at once), times
+      ``close_seconds``, how long a backend of the primary took to exit once
+      its client closed (backend_close_seconds): a PAUSE answers once the
+      server has closed its end of each, at the end of the backend's exit;
+      one pgbouncer's closes are counted one after the other, as they run
+      where backends share cores (the lab, 2 cores for every host: 1 exit 2.0
+      ms, 2 at once 2.2 ms, 4 at once 3.9 ms) - on hosts with cores to spare
+      this errs high;
     - cold patches: the transaction's fixed cost, ``transaction_seconds``
       (its round trip, BEGIN, the lock step, a patch's reset and revision row
       and COMMIT, as a probe transaction took them on a fresh connection
@@ -1386,7 +1389,7 @@ def budget_cause(estimate):
                     'end the transactions open through pgbouncer (the blocking_sessions and transactions checks name '
                     'them) or deploy when they are short; fastdowntime_drain_policy: terminate ends them at half the '
                     "drain's deadline; %s" % raise_it)
-        return ('the drain dominates: the PAUSEs close %d server connections (%.1f ms each)'
+        return ('the drain dominates: a pgbouncer\'s PAUSEs close %d server connections (%.1f ms each)'
                 % (estimate.get('server_closes') or 0, (estimate.get('close_seconds') or 0.0) * 1000),
                 "close pgbouncer's idle server connections before the deploy (RECONNECT on its console, or a shorter "
                 'server_idle_timeout) %s' % raise_it)
@@ -1572,7 +1575,7 @@ class Preflight:
         self.unix_backends = []  # pgbouncer host names with an entry reaching the primary over a unix socket
         self.pgbouncer_configs = {}  # console label -> SHOW CONFIG
         self.xact_seconds = []  # per console: how long a PAUSE of its entries would wait now (SHOW STATS)
-        self.server_closes = 0  # the server connections the PAUSEs would close (server_closes), every console
+        self.server_closes = 0  # the most server connections one pgbouncer's PAUSEs would close (server_closes)
         # {(pgbouncer name, entry): (its server connections now, of them for connected clients)}
         self.entry_server_connections = {}
         self.pools_at_stake = []  # logins.pools_at_stake over every console
@@ -2039,7 +2042,7 @@ class Preflight:
                 rtts.append(_round_trip(lambda: (console.show('DATABASES'), console.show('SERVERS'))) / 2)
                 servers = console.show('SERVERS')
                 held = entry_servers(servers, console.entries)
-                self.server_closes += server_closes(held)
+                self.server_closes = max(self.server_closes, server_closes(held))
                 self._note_servers(console, servers, console.show('CLIENTS'))
                 name = endpoint.get('name') or endpoint.get('host')
                 read_only = serving_entries(name, console.entries, self.standbys)
@@ -2334,7 +2337,7 @@ class Preflight:
         # statement_seconds is the floor.
         probe = lint.measure_cold_transaction(
             lambda: connect(self.primary, autocommit=True, application_name='fastdowntime-preflight-probe'),
-            revision_table=self._existing_revision_table(primary), observer=primary) or {}
+            revision_table=self._existing_revision_table(primary)) or {}
         measured = probe.get('statement_seconds')
         vouched = self._vouched()
         self.estimate = estimate_outage(self.plan.pending_cold, primary_rtt, standby_rtts, pgbouncer_rtts, replay,
@@ -2344,7 +2347,7 @@ class Preflight:
                                         transaction_seconds=probe.get('transaction_seconds'),
                                         table_seconds=probe.get('table_seconds'),
                                         server_closes=self.server_closes,
-                                        close_seconds=backend_close_seconds(probe.get('backend_exit_seconds'), primary_rtt),
+                                        close_seconds=backend_close_seconds(probe.get('close_seconds'), primary_rtt),
                                         wal_writer_delay_seconds=self._wal_writer_delay(primary, label))
         self.estimate['statement_seconds_measured'] = round(measured, 6) if measured is not None else None
         self.estimate['vouched'] = ['pid %s on %s' % (pid, label.split(' (')[0])

@@ -1,5 +1,7 @@
 """The lint's measurements of the primary (scan throughput sample, time per catalog
 statement) against fake connections, and the validating scan's price."""
+import socket
+
 import psycopg2
 import pytest
 
@@ -124,10 +126,10 @@ def test_the_probe_is_the_windows_transaction_shape_with_catalog_statements_in_s
     assert 'schema_revision' not in lint.probe_sql(None)[0]
 
 
-def fresh_connections(answer):
-    """A connect() giving a new FakeConn each call (kept in .made), each answering with ``answer``."""
+def fresh_connections(answer, kind=None):
+    """A connect() giving a new FakeConn (or ``kind``) each call (kept in .made), each answering with ``answer``."""
     def connect():
-        conn = FakeConn(answer)
+        conn = (kind or FakeConn)(answer)
         connect.made.append(conn)
         return conn
     connect.made = []
@@ -151,37 +153,56 @@ def test_the_probe_prices_the_windows_warmed_transaction_from_the_second_run_of_
     assert measured['statement_seconds'] == pytest.approx(0.0004)
     assert measured['table_seconds'] == pytest.approx(0.001)
     assert measured['transaction_seconds'] == pytest.approx(0.002)
-    assert measured['backend_exit_seconds'] is None   # no observer: not measured
-    # With an observer: each closed connection's backend timed until it leaves pg_stat_activity
-    # (gone 4, 2 and 3 ms after its close), the shortest counting - each sample also holds the poll's latency.
-    observer = FakeConn(lambda sql: (False,))
-    clock = iter([0.0, 0.03, 1.0, 1.012, 10.0, 10.001, 10.004,
-                  2.0, 2.07, 3.0, 3.014, 20.0, 20.001, 20.002,
-                  4.0, 4.02, 5.0, 5.011, 30.0, 30.001, 30.003])
+    assert measured['close_seconds'] is None   # no socket to watch: not timed
+    # Over real sockets: each closed connection timed until the server's end closes
+    # (4, 2 and 3 ms after its close), the median counting.
+    clock = iter([0.0, 0.03, 1.0, 1.012, 10.0, 10.0, 10.004,
+                  2.0, 2.07, 3.0, 3.014, 20.0, 20.0, 20.002,
+                  4.0, 4.02, 5.0, 5.011, 30.0, 30.0, 30.003])
     server = iter([(0.012, 0.004), (0.01, 0.0036), (0.02, 0.008), (0.012, 0.004), (0.011, 0.004), (0.009, 0.0042)])
-    connect = fresh_connections(lambda text: next(server) if text.startswith('BEGIN') else None)
-    timed = lint.measure_cold_transaction(connect, clock=lambda: next(clock), observer=observer)
-    assert timed['backend_exit_seconds'] == pytest.approx(0.002)
+    connect = fresh_connections(lambda text: next(server) if text.startswith('BEGIN') else None, SocketConn)
+    timed = lint.measure_cold_transaction(connect, clock=lambda: next(clock))
+    assert timed['close_seconds'] == pytest.approx(0.003)
     assert timed['transaction_seconds'] == pytest.approx(0.002)
-    assert observer.sent == [lint.EXIT_SQL] * 3
     assert len(connect.made) == 3 and all(c.closed and len(c.sent) == 2 for c in connect.made)
     assert not any('ROLLBACK' in c.sent for c in connect.made)   # committed: ON COMMIT DROP leaves nothing
 
 
-def test_a_closed_probe_connections_backend_exit_is_timed_until_it_leaves_pg_stat_activity():
-    # Present at 0.0004 s and 0.0009 s after the close, gone at 0.0015 s.
-    answers = iter([(True,), (True,), (False,)])
-    observer = FakeConn(lambda sql: next(answers))
-    ticks = iter([0.0004, 0.0009, 0.0015, 0.0015])
-    slept = []
-    seconds = lint.backend_exit_seconds(observer, 4242, 0.0, clock=lambda: next(ticks), sleep=slept.append)
-    assert seconds == pytest.approx(0.0015) and slept == [lint.EXIT_POLL_SECONDS] * 2
-    assert observer.sent == [lint.EXIT_SQL] * 3
-    # Never gone within EXIT_WAIT_SECONDS: counted as that long.
-    stuck = FakeConn(lambda sql: (True,))
-    late = iter([0.01, 0.2])
-    assert lint.backend_exit_seconds(stuck, 1, 0.0, clock=lambda: next(late), sleep=slept.append) \
-        == lint.EXIT_WAIT_SECONDS
+class SocketConn(FakeConn):
+    """FakeConn over one end of a real socket pair: its close() closes the other end too, as the server closes
+    its end once its backend has exited; ``farewell`` is sent first (TLS's close_notify)."""
+
+    def __init__(self, answer, farewell=b''):
+        super().__init__(answer)
+        self.client, self.server = socket.socketpair()
+        self.farewell = farewell
+
+    def fileno(self):
+        return self.client.fileno()
+
+    def close(self):
+        super().close()
+        self.client.close()
+        if self.farewell:
+            self.server.sendall(self.farewell)
+        self.server.close()
+
+
+def test_a_closed_connection_is_timed_until_the_server_closes_its_end_not_before():
+    # The server's close_notify arrives first, its end-of-file 1.5 ms after the client's close.
+    conn = SocketConn(None, farewell=b'\x15\x03\x03\x00\x02\x01\x00')
+    sock = lint.watch_close(conn)
+    conn.close()
+    ticks = iter([0.0004, 0.0009, 0.0015])
+    assert lint.server_close_seconds(sock, 0.0, clock=lambda: next(ticks)) == pytest.approx(0.0015)
+    assert sock.fileno() == -1   # closed here
+    # A server that never closes its end is counted as CLOSE_WAIT_SECONDS, waited for no longer.
+    client, server = socket.socketpair()
+    late = iter([0.09, 0.2])
+    assert lint.server_close_seconds(client, 0.0, clock=lambda: next(late)) == lint.CLOSE_WAIT_SECONDS
+    server.close()
+    # A connection with no socket to watch is not timed.
+    assert lint.watch_close(FakeConn(None)) is None
 
 
 def test_a_probe_the_primary_refuses_gives_no_measurement():

@@ -574,7 +574,7 @@ def test_a_budget_refusal_names_its_largest_term_and_that_terms_fix():
     assert action.startswith('end the transactions open through pgbouncer') and 'costliest' not in action
     assert 'fastdowntime_drain_policy: terminate' in action
     summary, action = refused(drain_ms=1200.0, server_closes=400, close_seconds=0.003)
-    assert summary.endswith('the PAUSEs close 400 server connections (3.0 ms each)') and 'RECONNECT' in action
+    assert summary.endswith("a pgbouncer's PAUSEs close 400 server connections (3.0 ms each)") and 'RECONNECT' in action
     summary, action = refused(cold_patches_ms=3000.0)
     assert summary.endswith('the cold patches dominate; costliest: patch-2300-01-0.sql line 3 (2.1 s)')
     assert action.startswith('make the costliest statements cheap')
@@ -804,7 +804,7 @@ def test_will_outlast_window():
     assert not pf.will_outlast_window(backend(1, state='idle', xact_seconds=None), 10)
 
 
-def test_a_backend_exit_timed_from_a_distant_controller_is_counted_without_the_polls_round_trip():
+def test_a_server_close_timed_from_a_distant_controller_is_counted_without_its_round_trip():
     # 44 ms seen from a controller 41 ms away: 3 ms of exit; nearer than its round trip or not measured: 0.
     assert pf.backend_close_seconds(0.044, 0.041) == pytest.approx(0.003)
     assert pf.backend_close_seconds(0.0005, 0.001) == 0.0
