@@ -493,9 +493,32 @@ def test_measure_lag_counts_what_the_window_would_wait_without_the_probes_sequen
     assert found['s1']['catch_up_seconds'] == pytest.approx(0.04) == found['s1']['replay_wait_seconds']
     assert found['s2']['catch_up_seconds'] == pytest.approx(0.08)
     assert found['s2']['replay_wait_seconds'] == pytest.approx(0.04)
-    # s3: the first sweep (3 questions, 120 ms), the 2 ms pause, then its own question alone.
-    assert found['s3']['catch_up_seconds'] == pytest.approx(0.12 + 0.002 + 0.04)
-    assert found['s3']['replay_wait_seconds'] == pytest.approx(0.12 + 0.002 + 0.04)
+    # s3: the first sweep (3 questions, 120 ms), the window's poll, then its own question alone.
+    poll = rp.REPLAY_WAIT_POLL_SECONDS
+    assert found['s3']['catch_up_seconds'] == pytest.approx(0.12 + poll + 0.04)
+    assert found['s3']['replay_wait_seconds'] == pytest.approx(0.12 + poll + 0.04)
+
+
+def test_measure_lag_polls_as_the_window_at_first_then_less_and_less_often(monkeypatch):
+    # A standby behind for 0.3 s (simulated; answers take no time): asked every REPLAY_WAIT_POLL_SECONDS for the
+    # first LAG_PROBE_FIXED_POLL_SECONDS, as the window's replay wait asks, then at a pause doubling up to 0.1 s.
+    now = [0.0]
+    slept = []
+
+    def fake_query(conn, sql, params=None):
+        return [{'caught_up': now[0] >= 0.3, 'bytes_behind': 0.0}]
+
+    def sleep(seconds):
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(rp, 'query', fake_query)
+    [found] = rp.measure_lag([('s1', 's1')], '0/5000000', 10, clock=lambda: now[0], sleep=sleep)
+    fixed = int(round(rp.LAG_PROBE_FIXED_POLL_SECONDS / rp.REPLAY_WAIT_POLL_SECONDS))
+    assert slept[:fixed] == [rp.REPLAY_WAIT_POLL_SECONDS] * fixed
+    assert slept[fixed:fixed + 3] == [2 * rp.REPLAY_WAIT_POLL_SECONDS, 4 * rp.REPLAY_WAIT_POLL_SECONDS,
+                                      8 * rp.REPLAY_WAIT_POLL_SECONDS]
+    assert max(slept) == 0.1 and found['catch_up_seconds'] >= 0.3
 
 
 # -- the replay wait's schedule (simulated time: a clock, standbys answering after a round trip) ----
