@@ -788,7 +788,7 @@ class Console:
         self.pause_queries = {}
 
     def _close_resume_connections(self):
-        dummy = self.pools_at_resume  # its rows are read from the connection: before it closes
+        self._read_pools_at_resume()  # before its connection closes
         conns = list(self.resume_conns.values()) + self.spent_conns
         conns += [conn for conn in (self.pools_conn, self.verify_conn) if conn is not None]
         self.pools_conn = self.verify_conn = None
@@ -880,7 +880,7 @@ class Console:
         done = {'host': self.label, 'entries': list(entries), 'resumed': resumed, 'enabled': [],
                 'not_paused': sorted(not_paused), 'answered_at': answered[0], 'answered_cpu': answered[1]}
         if verify:
-            dummy = self.pools_at_resume  # read before verify_steps uses (and may lose) its connection
+            self._read_pools_at_resume()  # before verify_steps uses (and may lose) its connection
             fixed = yield from self.verify_steps(entries)
             done.update(resumed=resumed + fixed['resumed'], enabled=fixed['enabled'])
         done['duration_ms'] = round((time.monotonic() - began) * 1000, 1)
@@ -890,6 +890,13 @@ class Console:
     def pools_at_resume(self):
         """SHOW POOLS rows read with the RESUMEs (the clients queued then), or
         None (no answer, no resume yet); converted on first use."""
+        self._read_pools_at_resume()
+        return self._pools_at_resume
+
+    def _read_pools_at_resume(self):
+        """Convert the SHOW POOLS answer read with the RESUMEs, once: its rows
+        live in the connection's cursor, so this must happen before that
+        connection is closed or used again."""
         if self._pools_query is not None:
             query, self._pools_query = self._pools_query, None
             try:
@@ -898,7 +905,6 @@ class Console:
                 # psycopg2 will not read a cursor whose connection it saw lost since (a pgbouncer
                 # restarted): the wait is then not measured, as when SHOW POOLS got no answer.
                 self._pools_at_resume = None
-        return self._pools_at_resume
 
     def maxwait_at_resume(self, entries=None):
         """The longest client wait (ms) over the entries' pools at the RESUMEs
