@@ -721,7 +721,8 @@ def run_big(tmp, tag, inventory, case):
             'transaction_ms': (phases.get('cold_transaction') or {}).get('duration_ms'),
             'server_ms': round(sum(server), 1) if server else None,
             'standby_replay_ms': max(replay) if replay else None, 'rtt_ms': round(round_trip_ms(PRIMARY), 3),
-            'wall_s': round(wall, 2), 'phases': phase_breakdown(data)}
+            'wall_s': round(wall, 2), 'phases': phase_breakdown(data),
+            'throughput': (data.get('plan') or {}).get('scan_throughput')}
 
 
 def lab_describe():

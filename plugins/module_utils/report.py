@@ -143,6 +143,9 @@ def _plan(result, checks):
         'phases': phases,
         'statements': statements,
         'estimate_ms': _number(estimate.get('total_ms')),
+        # What the lint's big-table prices rest on (its scan throughput sample, or the default and why).
+        'scan_throughput': (estimate.get('lint') or {}).get('throughput_source') if isinstance(estimate.get('lint'), dict)
+        else None,
         'budget_check': budget[0] if budget else None,
         'deploy_window_check': deploy_window[0] if deploy_window else None,
         'window': {'pgbouncers': pgbouncers, 'standbys': standbys} if checks else None,

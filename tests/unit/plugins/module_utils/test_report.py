@@ -475,7 +475,7 @@ def test_check_mode_shows_the_plan():
                  'applied': ['patch-1-00-0.sql']},
         'lint': [{'file': 'patch-1-02-0.sql', 'line': 3, 'patch_kind': 'COLD', 'kind': 'table rewrite',
                   'estimate_seconds': 0.25, 'replay_seconds': 0.05}],
-        'estimate': {'total_ms': 420.0},
+        'estimate': {'total_ms': 420.0, 'lint': {'throughput_source': 'measured: 2048 pages of public.t in 0.010s'}},
         'checks': [{'check': 'budget', 'status': 'pass', 'summary': 'estimated outage 0.420s within 9.5s'},
                    {'check': 'pgbouncer', 'status': 'pass', 'host': 'pgb1', 'summary': 'ok'},
                    {'check': 'replication_lag', 'status': 'pass', 'host': 'db2', 'summary': 'ok'}],
@@ -485,6 +485,7 @@ def test_check_mode_shows_the_plan():
     assert report['plan']['phases'] == [{'phase': 'hot', 'patches': ['patch-1-01-0.sql']},
                                         {'phase': 'cold', 'patches': ['patch-1-02-0.sql']}]
     assert report['plan']['statements'][0]['estimate_ms'] == 300.0
+    assert report['plan']['scan_throughput'] == 'measured: 2048 pages of public.t in 0.010s'
     lines = render_text(report)
     start = lines.index('plan:')
     assert lines[start + 1:start + 6] == [
