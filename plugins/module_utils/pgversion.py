@@ -42,7 +42,8 @@ GRANT_INHERIT_OPTION = 16   # GRANT role TO member WITH INHERIT TRUE|FALSE (per 
 # view.column -> the first major that has it, for every column the collection's queries read.
 VIEW_COLUMNS = {
     'pg_stat_replication.pid': 10, 'pg_stat_replication.application_name': 10,
-    'pg_stat_replication.client_addr': 10, 'pg_stat_replication.client_port': 10,
+    'pg_stat_replication.client_addr': 10, 'pg_stat_replication.client_hostname': 10,
+    'pg_stat_replication.client_port': 10,
     'pg_stat_replication.state': 10, 'pg_stat_replication.sync_state': 10,
     'pg_stat_replication.replay_lsn': 10, 'pg_stat_replication.replay_lag': 10,
     'pg_stat_wal_receiver.status': 10, 'pg_stat_wal_receiver.sender_host': 11,

@@ -248,8 +248,8 @@ def decide_patches(label, the_plan=None, error=None):
 
 
 def _row_evidence(row):
-    return dict((k, row.get(k)) for k in ('application_name', 'client_addr', 'state', 'sync_state', 'slot_name',
-                                          'slot_type', 'replay_lsn'))
+    return dict((k, row.get(k)) for k in ('application_name', 'client_addr', 'client_hostname', 'state', 'sync_state',
+                                          'slot_name', 'slot_type', 'replay_lsn'))
 
 
 def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
@@ -332,6 +332,7 @@ def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
             if retry['matched']:
                 identity, upstream = retry, primary_label
                 upstreams[label] = primary_label
+        identities[label] = identity
         standby_evidence = next(e for e in evidence['standbys'] if e['label'] == label)
         standby_evidence.update(upstream=upstream, identified_by=identity['how'],
                                 sync_state=(identity['row'] or {}).get('sync_state'))
@@ -342,19 +343,29 @@ def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
                                identity['how']))
             actions.append('set fastdowntime_standby_application_name for %s to the application_name %s shows for '
                            'it in pg_stat_replication' % (label, upstream))
-    matched = dict((up, len([l for l, u in upstreams.items() if u == up and identities[l]['matched']]))
-                   for up in rows_by_upstream)
-
-    def streaming(rows):  # standbys only: no logical decoding, base backup or WAL archiver stream
-        return [r for r in replication.standby_rows(rows) if r.get('state') == 'streaming']
-    unknown = sum(max(len(streaming(rows)) - matched.get(up, 0), 0) for up, rows in rows_by_upstream.items())
-    if unknown > len(standbys) - len(candidates):
-        problems.append('%d streaming standby(s) of this primary are not in the inventory (%s)'
-                        % (unknown - (len(standbys) - len(candidates)),
-                           ', '.join('%s streams to %d' % (up, len(streaming(rows)))
-                                     for up, rows in sorted(rows_by_upstream.items()))))
-        actions.append('add every streaming standby to fastdowntime_standbys: a standby the deploy does not '
-                       'watch could serve clients the old schema')
+    missing = unlisted_standbys(rows_by_upstream, upstreams, identities, primary_label)
+    # inventory standbys that may stream without being matched: not reached, or no row found theirs
+    owners = [s['label'] for s in standbys if not s.get('reachable')] + [
+        s['label'] for s in candidates if not identities[s['label']]['matched']]
+    evidence['not_in_inventory'] = [dict(_row_evidence(row), upstream=up) for up, row in missing]
+    count = len(missing) - len(owners)
+    if count > 0:
+        described = '; '.join(replication.describe_row(row, up, primary_label, rows_by_upstream.get(up))
+                              for up, row in missing)
+        if owners:
+            problems.append('%d streaming standby(s) of this primary are not in the inventory: %d of the %d rows of '
+                            'pg_stat_replication no inventory standby matches (%s) are not %s\'s - which ones cannot '
+                            'be told from these rows' % (count, count, len(missing), described, ' or '.join(owners)))
+        else:
+            problems.append('%d streaming standby(s) of this primary are not in the inventory (the rows of '
+                            'pg_stat_replication no inventory standby matches: %s)' % (count, described))
+        actions.append('add %s to fastdowntime_standbys (fastdowntime_pg_host: its own address, on its host: SELECT '
+                       'sender_host, slot_name FROM pg_stat_wal_receiver shows which streams) or stop it: a standby '
+                       'the deploy does not watch could serve clients the old schema'
+                       % ('it' if len(missing) == 1 else 'each'))
+        if owners or any(' without a slot' in line for line in described.split('; ')):
+            actions.append('to tell such rows apart give each standby a replication slot (primary_slot_name) or an '
+                           'application_name in its primary_conninfo')
     if problems:
         return finding('standbys', FAIL, '; '.join(problems), host=primary['label'], evidence=evidence,
                        action='; '.join(dict.fromkeys(actions)) or 'make every standby stream')
@@ -363,6 +374,18 @@ def decide_standbys(primary, standbys, rows_by_upstream, synchronous=None):
                    % (len(standbys), ' (%s)' % ', '.join(cascaded) if cascaded else '',
                       (synchronous or {}).get('text') or 'no synchronous standbys'),
                    host=primary['label'], evidence=evidence)
+
+
+def unlisted_standbys(rows_by_upstream, upstreams, identities, primary_label):
+    """The streaming standbys no inventory standby was matched to: [(upstream label, row)],
+    the rows replication.unmatched_rows() leaves on each upstream, the primary's first.
+
+    ``rows_by_upstream``: {upstream label: WALSENDERS_SQL rows}; ``upstreams``:
+    {standby label: its upstream label}; ``identities``: {standby label:
+    replication.assign() value}."""
+    order = sorted(rows_by_upstream, key=lambda up: (up != primary_label, up))
+    return [(up, row) for up in order for row in replication.unmatched_rows(
+        rows_by_upstream[up], [identities[label] for label, u in upstreams.items() if u == up])]
 
 
 def down_upstream(standby, standbys):

@@ -74,8 +74,8 @@ SELECT r.status, r.sender_host, r.sender_port, r.slot_name, r.conninfo,
 """
 # On any upstream (the primary, or a standby feeding a cascade): its walsenders.
 WALSENDERS_SQL = """
-SELECT r.pid, r.application_name, host(r.client_addr) AS client_addr, r.client_port, r.state, r.sync_state,
-       r.replay_lsn::text AS replay_lsn, EXTRACT(EPOCH FROM r.replay_lag)::float8 AS replay_lag_seconds,
+SELECT r.pid, r.application_name, host(r.client_addr) AS client_addr, r.client_hostname, r.client_port, r.state,
+       r.sync_state, r.replay_lsn::text AS replay_lsn, EXTRACT(EPOCH FROM r.replay_lag)::float8 AS replay_lag_seconds,
        s.slot_name, s.slot_type
   FROM pg_stat_replication AS r LEFT JOIN pg_replication_slots AS s ON s.active_pid = r.pid
 """
@@ -251,6 +251,48 @@ def assign(rows, standbys):
                                         'how': 'elimination (%d unnamed rows for %d standbys)'
                                                % (len(rows_left), len(left))}
     return result
+
+
+def unmatched_rows(rows, identities):
+    """The rows of one upstream's pg_stat_replication (WALSENDERS_SQL) that
+    stream to a standby (standby_rows(), state 'streaming') and that no
+    inventory standby was matched to: what assign() did not match.
+
+    ``identities``: assign()'s values for every standby matched against these
+    rows (a standby matched by elimination took every row left: then none is
+    unmatched). Returns the rows, in the upstream's order."""
+    identities = list(identities or ())
+    if any(found.get('matched') and found.get('row') is None for found in identities):
+        return []
+    taken = set(found['row'].get('pid') for found in identities if found.get('matched') and found.get('row'))
+    return [row for row in standby_rows(rows) if row.get('state') == 'streaming' and row.get('pid') not in taken]
+
+
+def _alike(row):
+    """What tells a walsender row apart for an operator, slot aside."""
+    return (row.get('application_name'), normalize_address(row.get('client_addr')), row.get('client_hostname'))
+
+
+def describe_row(row, upstream, primary_label, rows=()):
+    """One pg_stat_replication row as the operator finds it again, e.g.
+    ``application_name 'standby2' from 10.0.0.12 (slot standby2, streaming,
+    async) on primary (10.0.0.10:5432)``; on a standby of the inventory, ``a
+    cascade: it streams from standby1 (...)``. ``rows``: every row of that
+    upstream, to say when others look the same (same application_name and
+    address, no slot: which standby it is cannot be told from the upstream)."""
+    source = row.get('client_addr')
+    if source and row.get('client_hostname'):
+        source = '%s (%s)' % (source, row['client_hostname'])
+    text = "application_name '%s' from %s (%s%s, %s) on %s" % (
+        row.get('application_name') or '', source or 'a local socket',
+        'slot %s, ' % row['slot_name'] if row.get('slot_name') else '', row.get('state'),
+        row.get('sync_state') or 'async', upstream)
+    if upstream != primary_label:
+        text += ' (a cascade: it streams from %s, not from the primary)' % upstream
+    alike = [r for r in rows or () if r is not row and r.get('pid') != row.get('pid') and _alike(r) == _alike(row)]
+    if alike and not row.get('slot_name'):
+        text += ' - like %d other row(s) there, without a slot' % len(alike)
+    return text
 
 
 def locate_upstream(receiver, servers):

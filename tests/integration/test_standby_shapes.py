@@ -26,16 +26,16 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight 
 pytestmark = pytest.mark.usefixtures('scratch')
 
 
-def preflight_findings(lab, patch_dir, check, host_key=None, **overrides):
+def preflight_findings(lab, patch_dir, check, host_key=None, inventory_standbys=('standby1', 'standby2'), **overrides):
     """The pre-flight's findings of ``check`` on the lab as it is now (read-only
     unless replay left paused by this collection must be resumed); the
     databases addressed by ``lab.hosts[h][host_key]`` (e.g. 'dns_name') when given;
-    ``overrides`` of every database endpoint (e.g. user, password)."""
+    only ``inventory_standbys`` listed; ``overrides`` of every database endpoint (e.g. user, password)."""
     def pg(host):
         endpoint = dict(lab.pg(host), **overrides)
         return dict(endpoint, host=lab.hosts[host][host_key]) if host_key else endpoint
     standbys = [dict(pg(name), pgbouncer_entries=['%s:%s_ro' % (pgb, lab.db_name)])
-                for name, pgb in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
+                for name, pgb in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2')) if name in inventory_standbys]
     result = Preflight(primary=pg('primary'), standbys=standbys,
                        pgbouncers=[lab.pgbouncer('pgbouncer1'), lab.pgbouncer('pgbouncer2')], db_name=lab.db_name,
                        patch_dir=patch_dir, budget_seconds=10, revision_table=REVISION_TABLE).run()
@@ -165,6 +165,38 @@ def test_standbys_streaming_over_tls_in_a_cascade(lab_shape, tmp_path):
         psycopg2.connect(host=lab.addr('primary'), port=5432, user='fdt_replication',
                          password=lab.users['fdt_replication'], dbname='replication', replication='true',
                          sslmode='disable')
+
+
+@pytest.mark.parametrize('shape', ['walreceiver_names,one_address,no_slots', 'cascade'])
+def test_a_streaming_standby_left_out_of_the_inventory_is_named(lab_shape, tmp_path, shape):
+    """tryit8 #3: standby2 streams but the inventory lists standby1 alone: the pre-flight
+    names the pg_stat_replication row no inventory standby matches, where it is (a
+    cascade: on standby1's), or says the rows cannot be told apart (PostgreSQL's default
+    name for every standby, one address for all through a relay, no slots). The default
+    shape: test_operator_output.py::test_a_standby_left_out_of_the_inventory_is_named_in_one_line."""
+    lab = lab_shape(shape)
+    found = preflight_findings(lab, str(tmp_path), 'standbys', inventory_standbys=('standby1',))[0]
+    assert found['status'] == 'fail', found
+
+    def label(host):
+        return '%s (%s:5432)' % (host, lab.addr(host))
+
+    if shape == 'cascade':
+        assert re.search(r"1 streaming standby\(s\) of this primary are not in the inventory \(the rows of "
+                         r"pg_stat_replication no inventory standby matches: application_name 'standby2' from %s "
+                         r"\((slot \S+, )?streaming, async\) on %s \(a cascade: it streams from %s, not from the "
+                         r"primary\)\)" % (re.escape(lab.addr('standby2')), re.escape(label('standby1')),
+                                           re.escape(label('standby1'))), found['summary']), found['summary']
+        assert [r['upstream'] for r in found['evidence']['not_in_inventory']] == [label('standby1')]
+        return
+    relay = set(r['client_addr'] for r in found['evidence']['not_in_inventory'])
+    assert len(relay) == 1 and len(found['evidence']['not_in_inventory']) == 2, found['evidence']
+    row = ("application_name 'walreceiver' from %s (streaming, async) on %s - like 1 other row(s) there, without a "
+           "slot" % (relay.pop(), label('primary')))
+    assert ("1 streaming standby(s) of this primary are not in the inventory: 1 of the 2 rows of pg_stat_replication "
+            "no inventory standby matches (%s; %s) are not %s's - which ones cannot be told from these rows"
+            % (row, row, label('standby1'))) in found['summary'], found['summary']
+    assert 'give each standby a replication slot (primary_slot_name)' in found['action'], found['action']
 
 
 def test_a_wal_archiver_streaming_from_the_primary_is_not_a_standby(healthy_lab, tmp_path):

@@ -147,10 +147,84 @@ def test_promoted_foreign_and_not_streaming_standbys_fail():
     assert 's3: WAL receiver is waiting' in found['summary']
 
 
-def test_unlisted_streaming_standby_fails():
-    found = pf.decide_standbys(PRIMARY, [standby('s1')], {'primary': [rep('s1'), rep('s9')]})
-    assert found['status'] == FAIL and 'add every streaming standby' in found['action']
-    assert '1 streaming standby(s) of this primary are not in the inventory' in found['summary']
+def test_unlisted_streaming_standby_fails_naming_its_row():
+    # tryit8 #3: the row no inventory standby matches is named, where the operator finds it again
+    found = pf.decide_standbys(PRIMARY, [standby('s1')], {'primary': [
+        rep('s1', client_addr='10.0.0.12'), rep('s9', client_addr='10.0.0.19', slot_name='s9', sync_state='sync')]})
+    assert found['status'] == FAIL
+    assert found['summary'] == ("1 streaming standby(s) of this primary are not in the inventory (the rows of "
+                                "pg_stat_replication no inventory standby matches: application_name 's9' from "
+                                "10.0.0.19 (slot s9, streaming, sync) on primary)")
+    assert found['action'].startswith('add it to fastdowntime_standbys (fastdowntime_pg_host: its own address')
+    assert [r['application_name'] for r in found['evidence']['not_in_inventory']] == ['s9']
+
+
+def test_an_unlisted_standby_with_the_default_name_is_named_by_its_address():
+    rows = [rep('walreceiver', client_addr='10.0.0.12'), rep('walreceiver', client_addr='10.0.0.13')]
+    found = pf.decide_standbys(PRIMARY, [walreceiver('s1')], {'primary': rows})  # s1 at 10.0.0.12
+    assert found['status'] == FAIL
+    assert found['evidence']['standbys'][0]['identified_by'] == 'client_addr 10.0.0.12'
+    assert "matches: application_name 'walreceiver' from 10.0.0.13 (streaming, async) on primary)" in found['summary']
+    assert 'give each standby' not in found['action']  # told apart by their addresses
+
+
+def test_rows_that_cannot_be_told_apart_are_all_named_and_said_so():
+    # one_address, default names, no slots: two rows alike, one inventory standby
+    rows = [rep('walreceiver', client_addr='10.0.0.99'), rep('walreceiver', client_addr='10.0.0.99')]
+    found = pf.decide_standbys(PRIMARY, [walreceiver('s1')], {'primary': rows})
+    assert found['status'] == FAIL
+    assert ("1 streaming standby(s) of this primary are not in the inventory: 1 of the 2 rows of pg_stat_replication "
+            "no inventory standby matches (application_name 'walreceiver' from 10.0.0.99 (streaming, async) on "
+            "primary - like 1 other row(s) there, without a slot; application_name 'walreceiver' from 10.0.0.99 "
+            "(streaming, async) on primary - like 1 other row(s) there, without a slot) are not s1's - which ones "
+            "cannot be told from these rows") in found['summary']
+    assert 'give each standby a replication slot (primary_slot_name)' in found['action']
+    # with slots, the one left is named by its slot
+    rows = [rep('walreceiver', client_addr='10.0.0.99', slot_name='s1'),
+            rep('walreceiver', client_addr='10.0.0.99', slot_name='s2')]
+    found = pf.decide_standbys(PRIMARY, [walreceiver('s1', 's1')], {'primary': rows})
+    assert "matches: application_name 'walreceiver' from 10.0.0.99 (slot s2, streaming, async) on primary)" in \
+        found['summary'] and 'give each standby' not in found['action']
+
+
+def test_an_unlisted_cascaded_standby_is_named_on_its_upstream_standby():
+    s1 = standby('s1', upstream='primary')
+    found = pf.decide_standbys(PRIMARY, [s1], {'primary': [rep('s1')], 's1': [
+        rep('s2', client_addr='10.0.0.12', client_hostname='s2.example')]})
+    assert found['status'] == FAIL
+    assert ("matches: application_name 's2' from 10.0.0.12 (s2.example) (streaming, async) on s1 (a cascade: it "
+            "streams from s1, not from the primary))") in found['summary']
+    assert found['evidence']['not_in_inventory'][0]['upstream'] == 's1'
+
+
+def test_an_unlisted_standby_with_an_inventory_standbys_name_is_told_by_its_address():
+    # patroni #3545's kind: another cluster's leader streams with the application_name of a member
+    rows = [rep('s1', client_addr='10.0.0.12', slot_name='s1'), rep('s1', client_addr='10.0.0.77')]
+    found = pf.decide_standbys(PRIMARY, [standby('s1', receiver={'status': 'streaming', 'slot_name': 's1',
+                                                                 'conninfo': 'application_name=s1'})],
+                               {'primary': rows})
+    assert found['evidence']['standbys'][0]['identified_by'] == 'slot s1'
+    assert "matches: application_name 's1' from 10.0.0.77 (streaming, async) on primary)" in found['summary']
+
+
+def test_walsenders_that_are_no_standby_are_not_called_missing_standbys():
+    # a subscription or CDC (logical slot), pg_basebackup (backup, and its WAL stream), pg_receivewal
+    others = [rep('sub1', slot_type='logical', slot_name='sub1'), rep('pg_basebackup', state='backup'),
+              rep('pg_basebackup', replay_lsn=None), rep('pg_receivewal', replay_lsn=None)]
+    found = pf.decide_standbys(PRIMARY, [standby('s1')], {'primary': [rep('s1')] + others})
+    assert found['status'] == PASS, found['summary']
+    assert found['evidence']['not_in_inventory'] == []
+
+
+def test_an_unreached_inventory_standby_may_own_an_unmatched_row():
+    # s1 not reached, one row streaming: it may be s1's - no missing standby claimed
+    found = pf.decide_standbys(PRIMARY, [standby('s1', reachable=False), standby('s2')],
+                               {'primary': [rep('s1'), rep('s2')]})
+    assert 'not in the inventory' not in found['summary'] and 's1: not reached' in found['summary']
+    found = pf.decide_standbys(PRIMARY, [standby('s1', reachable=False), standby('s2')],
+                               {'primary': [rep('s1'), rep('s2'), rep('s3')]})
+    assert "1 of the 2 rows of pg_stat_replication no inventory standby matches (application_name 's1'" in \
+        found['summary'] and "are not s1's" in found['summary']
 
 
 def test_primary_in_recovery_fails_and_unreached_primary_warns():

@@ -76,6 +76,22 @@ def test_elimination_with_default_names_from_one_address():
     assert not any(r['matched'] for r in result.values())
 
 
+def test_unmatched_rows_are_the_streaming_standbys_assign_gave_no_one():
+    rows = [row(1, slot='a'), row(2, 'b'), row(3, 'x'), row(4, 'y', state='catchup'), row(5, 'sub', slot='sub',
+            slot_type='logical'), row(6, 'pg_receivewal', replay_lsn=None), row(7, 'pg_basebackup', state='backup')]
+    standbys = [standby('a', slot='a'), standby('b', conninfo='application_name=b')]
+    assert [r['pid'] for r in rp.unmatched_rows(rows, rp.assign(rows, standbys).values())] == [3]
+    # no standby: every streaming standby row; elimination took the rows left: none
+    assert [r['pid'] for r in rp.unmatched_rows(rows, [])] == [1, 2, 3]
+    rows = [row(1), row(2)]
+    found = rp.assign(rows, [standby('a', addresses=['10.0.0.11']), standby('b', addresses=['10.0.0.12'])])
+    assert rp.unmatched_rows(rows, found.values()) == []
+    # one standby of two rows alike: neither is its own, both are left
+    found = rp.assign(rows, [standby('a', addresses=['10.0.0.9'])])
+    assert not found['a']['matched'] and len(rp.unmatched_rows(rows, found.values())) == 2
+    assert rp.describe_row(rows[0], 'p', 'p', rows).endswith('on p - like 1 other row(s) there, without a slot')
+
+
 def test_locate_upstream_by_resolved_sender():
     servers = [{'label': 'primary', 'addresses': {'10.0.0.10'}, 'port': 5432},
                {'label': 's1', 'addresses': {'10.0.0.11'}, 'port': 5432},
