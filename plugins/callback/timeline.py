@@ -26,6 +26,9 @@ description:
     outcome (V(done), V(nothing to do), V(planned), V(passed) - a pre-flight alone, V(aborted in <phase>),
     V(refused by pre-flight)), and writes the same report as JSON (schema in C(docs/report.md)) - except after a
     pre-flight that passed alone, which is no deploy and leaves the last deploy's report in place.
+  - In check mode (C(--check)) the report (the plan) is written beside the report path, C(.check) before its
+    extension (C(report.json) -> C(report.check.json), its picture C(report.check.html)) - check mode changes
+    nothing, so the last deploy's report is left as it was.
   - Nothing is printed or written at the end of a playbook in which no fastdowntime deploy task ran
     (a C(fastdowntime.postgresql.*) module or a result with C(phases)), so the last deploy's report
     is not replaced by that of an unrelated playbook. The collection's checks that are no deploy
@@ -43,7 +46,8 @@ requirements:
 options:
   report_path:
     description:
-      - Where to write the JSON report. An existing file is replaced.
+      - Where to write the JSON report. An existing file is replaced. A C(--check) run writes its plan beside it
+        instead (C(report.json) -> C(report.check.json)).
       - Its picture is written next to it, with the same name ending in C(.html) (C(report.json) ->
         C(report.html)) - a self-contained page, readable offline (no script, nothing fetched) - the
         whole deploy and the outage window on time axes, phases per host, the budget's end, the longest
@@ -77,6 +81,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
     NOT_DEPLOY_ACTIONS,
     build_report,
+    check_report_path,
     entry_from_result,
     format_budget,
     format_ms,
@@ -410,6 +415,11 @@ class CallbackModule(DefaultCallback):
                 # A pre-flight alone is no deploy: the last deploy's report stays.
                 self._display.display('%s report not written: a pre-flight alone is no deploy (%s is left as it was)'
                                       % (PREFIX, path))
+            elif path and report.get('check_mode'):
+                # Check mode changes nothing: the plan goes beside the last deploy's report.
+                if self._write(check_report_path(path), report):
+                    self._display.display("%s check mode: the last deploy's report %s is left as it was"
+                                          % (PREFIX, os.path.abspath(os.path.expanduser(path))))
             elif path:
                 self._write(path, report)
         if self._quiet:
@@ -484,7 +494,7 @@ class CallbackModule(DefaultCallback):
 
     def _write(self, path, report):
         """Replace the JSON report and its picture (the HTML page next to it) atomically,
-        so a reader never sees half of either."""
+        so a reader never sees half of either. True when both were written."""
         path = os.path.abspath(os.path.expanduser(path))
         page = html_path_for(path)
         try:
@@ -493,9 +503,10 @@ class CallbackModule(DefaultCallback):
         except OSError as exc:
             self._display.warning('%s cannot write the report to %s: %s: check that the directory is writable'
                                   % (PREFIX, path, exc.strerror or one_line(exc)))
-            return
+            return False
         self._display.display('%s report written to %s' % (PREFIX, path))
         self._display.display('%s picture: %s' % (PREFIX, page))
+        return True
 
 
 def _replace(path, text):

@@ -17,6 +17,7 @@ __metaclass__ = type
 import datetime
 import json
 import math
+import os
 import time
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes
@@ -397,6 +398,15 @@ def _merge_patches(values):
 
 
 # -- rendering -------------------------------------------------------------------
+
+def check_report_path(path):
+    """Where a check-mode run writes its report (the plan), ``path`` being the deploy's
+    report (fastdowntime_report_path): beside it, ``.check`` before its extension
+    (``report.json`` -> ``report.check.json``; no extension: ``.check`` appended), so a
+    look at the plan never replaces the last deploy's report (check mode changes nothing)."""
+    stem, extension = os.path.splitext(path)
+    return stem + '.check' + extension
+
 
 def to_json(report):
     return json.dumps(report, indent=2, sort_keys=True, default=str) + '\n'

@@ -20,6 +20,7 @@ import scenarios
 from deploy import (
     assert_all_resumed, assert_clean_error, assert_disarmed, assert_nothing_lost, deploy_under_load, pgbouncer_flags,
     run_playbook, table_exists, unique_major, write_patches)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import check_report_path
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures('scratch')]
 
@@ -191,7 +192,7 @@ def test_check_mode_from_a_site_playbook_plans_and_changes_nothing(healthy_lab, 
     assert paused == []
     assert not table_exists(lab, 'primary', 'fdt_p%d' % major)
     assert not table_exists(lab, 'primary', 'fdt_item_p%d_idx' % major)
-    assert json.load(open(report_path))['outcome'] == 'planned'
+    assert json.load(open(check_report_path(report_path)))['outcome'] == 'planned'  # beside the deploy's
 
 
 def test_outage_failing_before_any_pause_leaves_no_switch_armed(healthy_lab, tmp_path):

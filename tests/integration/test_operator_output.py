@@ -8,6 +8,7 @@ any order and again.
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -18,7 +19,7 @@ import yaml
 
 import browser
 import labctl
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import format_ms
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import check_report_path, format_ms
 from conftest import kill_tree
 from deploy import (assert_all_resumed, assert_disarmed, assert_nothing_lost, pg_one, run_playbook, table_exists,
                     unique_major, write_patches)
@@ -166,15 +167,28 @@ def test_a_deploy_without_the_restarts_still_writes_its_report(healthy_lab, tmp_
 
 
 def test_check_mode_shows_the_plan(healthy_lab, tmp_path):
+    """The plan on screen and in its own report beside the deploy's: check mode changes
+    nothing, the last deploy's report included (tryit8 #4)."""
     lab = healthy_lab
     major = unique_major()
     patch_dir = write_patches(tmp_path, major, [
         'CREATE INDEX CONCURRENTLY fdt_ix%d ON fdt_item (id);' % major,
         'CREATE TABLE fdt_c%d (id int);' % major,
     ])
-    proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='all', args=('--check',))
+    last = {'outcome': 'done', 'deploy_id': 'the last deploy'}
+    (tmp_path / 'report.json').write_text(json.dumps(last))
+    (tmp_path / 'report.html').write_text('<p>the last deploy</p>')
+    proc, deploys_report = run_playbook(lab, tmp_path, patch_dir, tags='all', args=('--check',))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
+    assert json.load(open(deploys_report)) == last and (tmp_path / 'report.html').read_text() == '<p>the last deploy</p>'
+    report_path = check_report_path(deploys_report)
+    assert report_path == str(tmp_path / 'report.check.json')
+    said = [line for line in proc.stdout.splitlines()
+            if line.startswith(('[timeline] report', '[timeline] picture', '[timeline] check mode'))]
+    assert said == ['[timeline] report written to %s' % report_path,
+                    '[timeline] picture: %s' % str(tmp_path / 'report.check.html'),
+                    "[timeline] check mode: the last deploy's report %s is left as it was" % deploys_report], out
     assert_quiet(out)
     assert 'fastdowntime timeline: planned' in out
     assert '  hot patches: patch-%d-01-0.sql' % major in out
@@ -361,6 +375,28 @@ def test_each_unreachable_database_is_one_clear_line(healthy_lab, tmp_path):
         assert sum(host in line and 'cannot connect' in line for line in out.splitlines()) == 1, (host, out)
     assert 'fastdowntime timeline: refused by pre-flight' in out
     assert json.load(open(report_path))['problems'] == [p[len('problem: '):] for p in problems]
+
+
+def test_a_standby_left_out_of_the_inventory_is_named_in_one_line(healthy_lab, tmp_path):
+    """tryit8 #3: standby2 streams but is not in the inventory: refused (check mode too), and the
+    one problem line names its row of the primary's pg_stat_replication, with the fix."""
+    lab = healthy_lab
+
+    def edit(groups):
+        del groups['fastdowntime_standbys']['hosts']['standby2']
+
+    inventory = lab_inventory(tmp_path, edit)
+    proc, dummy = run_playbook(lab, tmp_path, str(tmp_path), tags='all', inventory=inventory, args=['--check'])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert_quiet(out)
+    line = [line for line in proc.stdout.splitlines() if line.startswith('problem: standbys: ')]
+    assert len(line) == 1 and out.count("application_name 'standby2'") == 1, out
+    assert re.match(r"problem: standbys: 1 streaming standby\(s\) of this primary are not in the inventory \(the rows "
+                    r"of pg_stat_replication no inventory standby matches: application_name 'standby2' from %s "
+                    r"\((slot \S+, )?streaming, async\) on primary \(%s:5432\)\) -> add it to fastdowntime_standbys "
+                    r"\(fastdowntime_pg_host: its own address"
+                    % (re.escape(lab.addr('standby2')), re.escape(lab.addr('primary'))), line[0]), line[0]
 
 
 def test_a_preflight_alone_says_passed_and_keeps_the_last_deploys_report(healthy_lab, tmp_path):

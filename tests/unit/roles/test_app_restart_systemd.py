@@ -125,7 +125,7 @@ def run_role(tmp_path, health, units=None, extra_vars=None, check=False, slow_se
         command.append('--check')
     proc = subprocess.run(command, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
     calls = [(float(line.split()[0]), line.split()[1:]) for line in log.read_text().splitlines()]
-    report_path = tmp_path / 'report.json'
+    report_path = tmp_path / ('report.check.json' if check else 'report.json')  # check mode: beside the deploy's
     report = json.loads(report_path.read_text()) if report_path.exists() else None
     return proc, calls, report
 

@@ -364,8 +364,39 @@ def test_check_mode_is_reported(display, monkeypatch, tmp_path):
     callback = make_callback(display, report_path=str(tmp_path / 'r.json'))
     run_outage(callback, {'changed': True, 'phases': [phase('plan', 'primary', 0, 0.01)]})
     callback.v2_playbook_on_stats(FakeStats())
-    assert json.loads((tmp_path / 'r.json').read_text())['check_mode'] is True
+    assert json.loads((tmp_path / 'r.check.json').read_text())['check_mode'] is True
     assert 'fastdowntime timeline: done  [check mode]' in display.lines
+
+
+def test_check_mode_leaves_the_last_deploys_report_and_writes_the_plan_beside_it(display, monkeypatch, tmp_path):
+    # tryit8 #4: a look at the plan replaced the last real deploy's report
+    last = tmp_path / 'r.json'
+    last.write_text('{"outcome": "done", "deploy_id": "the last deploy"}')
+    (tmp_path / 'r.html').write_text('<p>the last deploy</p>')
+    monkeypatch.setattr(timeline.context, 'CLIARGS', {'check': True})
+    callback = make_callback(display, report_path=str(last))
+    run_outage(callback, {'changed': True, 'phases': [phase('plan', 'primary', 0, 0.01)]})
+    callback.v2_playbook_on_stats(FakeStats())
+    assert last.read_text() == '{"outcome": "done", "deploy_id": "the last deploy"}'
+    assert (tmp_path / 'r.html').read_text() == '<p>the last deploy</p>'
+    assert json.loads((tmp_path / 'r.check.json').read_text())['check_mode'] is True
+    assert (tmp_path / 'r.check.html').exists()
+    assert display.lines[-3:] == ['[timeline] report written to %s' % (tmp_path / 'r.check.json'),
+                                  '[timeline] picture: %s' % (tmp_path / 'r.check.html'),
+                                  "[timeline] check mode: the last deploy's report %s is left as it was" % last]
+    # a real run replaces it
+    monkeypatch.setattr(timeline.context, 'CLIARGS', {'check': False})
+    callback = make_callback(display, report_path=str(last))
+    run_outage(callback, {'changed': True, 'phases': [phase('drain', 'pgbouncer1', 0, 0.1)]})
+    callback.v2_playbook_on_stats(FakeStats())
+    assert json.loads(last.read_text())['check_mode'] is False
+
+
+def test_the_check_mode_report_path_is_beside_the_deploys():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import check_report_path
+    assert check_report_path('/r/fastdowntime-report.json') == '/r/fastdowntime-report.check.json'
+    assert check_report_path('/r/report') == '/r/report.check'
+    assert check_report_path('reports/a.b/report.json') == 'reports/a.b/report.check.json'
 
 
 # -- the quiet stdout callback ------------------------------------------------------
