@@ -112,6 +112,39 @@ options:
         default: 8
 '''
 
+    # specs.PREFLIGHT_CHECK_SPEC: the outage (its window) and schema_apply (hot patches) modules
+    PREFLIGHT_CHECK = r'''
+options:
+  preflight_check:
+    description:
+      - The roles' guard against a change to the database no pre-flight of this run checked (C(--tags outage),
+        C(--tags hot), C(--skip-tags preflight), a role used without the C(preflight) role before it). Given, with
+        patches pending that this module would apply (the outage - its cold patches, in check mode too, so the role's
+        plan refuses before the dead-man switch is armed; schema_apply - its hot patches), the module fails before it
+        changes anything with one line naming the primary, how the pre-flight was left out and the fix, unless
+        C(evidence) covers every one of them (this database, this patch directory, each patch's name and checksum).
+      - Not given (the default), nothing is checked (the module run on its own).
+    type: dict
+    suboptions:
+      evidence:
+        description:
+          - The pre-flight's evidence of this run - the fact C(fastdowntime_preflight_passed) the C(preflight) role sets
+            on the primary when every check passed (C(db_name), C(patch_dir), C(pending_hot), C(pending_cold),
+            C(post_window_hot)); empty when it did not pass in this run.
+        type: dict
+        default: {}
+      run_tags:
+        description: C(ansible_run_tags), to name the tags that left the pre-flight out.
+        type: list
+        elements: str
+        default: []
+      skip_tags:
+        description: C(ansible_skip_tags), likewise.
+        type: list
+        elements: str
+        default: []
+'''
+
     # specs.ENTRIES_SPEC: the pgbouncer and pgbouncer_watchdog modules
     ENTRIES = r'''
 options:

@@ -23,7 +23,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
-import os
 import signal
 import time
 
@@ -877,56 +876,3 @@ def _span_ms(began, ended):
     if began is None or ended is None:
         return None
     return round((ended - began) * 1000, 1)
-
-
-# -- no window without its pre-flight ------------------------------------------------
-
-# The role option that opens a window no pre-flight of this run checked (outage role).
-PREFLIGHT_OPT_IN = 'fastdowntime_preflight_skipped_on_purpose'
-
-
-def _patch_keys(patches):
-    return [(p.get('name'), p.get('sha256')) for p in patches or [] if isinstance(p, dict)]
-
-
-def preflight_left_out_by(run_tags, skip_tags):
-    """How the pre-flight's play (tag ``preflight``) was left out, in the operator's words."""
-    run_tags, skip_tags = list(run_tags or []), list(skip_tags or [])
-    if 'preflight' in skip_tags or 'all' in skip_tags:
-        return '--skip-tags %s left its play out' % ','.join(skip_tags)
-    if run_tags and 'all' not in run_tags and 'preflight' not in run_tags:
-        return '--tags %s left its play (tag preflight) out' % ','.join(run_tags)
-    return 'no pre-flight ran before the outage: the role fastdowntime.postgresql.preflight must run first'
-
-
-def _same_path(path):
-    return os.path.normpath(os.path.expanduser(str(path))) if path else path
-
-
-def preflight_missing(passed, plan, primary, db_name, patch_dir, run_tags=None, skip_tags=None):
-    """Why the window may not open without the pre-flight: '' when it may, else one line.
-
-    ``passed``: the pre-flight's evidence of this run (the fact fastdowntime_preflight_passed
-    the preflight role sets on the primary when every check passed: {'db_name', 'patch_dir',
-    'pending_cold': [{'name', 'sha256', ...}]}), empty when it did not pass in this run;
-    ``plan``: this outage's plan (Plan.as_dict(): 'pending_cold' read). The window may open
-    when no cold patch is pending, or when the evidence is of this database and patch
-    directory and covers every pending cold patch (name and checksum)."""
-    pending = _patch_keys((plan or {}).get('pending_cold'))
-    if not pending:
-        return ''
-    passed = passed if isinstance(passed, dict) else {}
-    if not passed:
-        why = 'the pre-flight did not run in this play (%s)' % preflight_left_out_by(run_tags, skip_tags)
-    elif passed.get('db_name') != db_name or _same_path(passed.get('patch_dir')) != _same_path(patch_dir):
-        why = ('the pre-flight that passed in this run checked database %s, patches %s - not this deploy (database %s, '
-               'patches %s)' % (passed.get('db_name'), passed.get('patch_dir'), db_name, patch_dir))
-    else:
-        checked = set(_patch_keys(passed.get('pending_cold')))
-        unchecked = [name for name, sha256 in pending if (name, sha256) not in checked]
-        if not unchecked:
-            return ''
-        why = 'the pre-flight that passed in this run did not check %s (new or changed since)' % ', '.join(unchecked)
-    return ('%s: %s: nothing checked that this window can finish (standbys, sessions, locks, budget); refused before '
-            'any PAUSE, nothing paused or applied: run the whole playbook (no --tags/--skip-tags leaving out '
-            'preflight), or set %s: true to open the window without a pre-flight' % (primary, why, PREFLIGHT_OPT_IN))

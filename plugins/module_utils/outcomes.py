@@ -18,10 +18,11 @@ PLANNED = 'planned'                    # check mode: what would be done
 PASSED = 'passed'                      # the pre-flight found nothing refusing the deploy
 REFUSED_BY_PREFLIGHT = 'refused by pre-flight'
 REFUSED_BEFORE_OUTAGE = 'refused before the outage'   # the outage module, before anything is paused
+REFUSED_BEFORE_PATCHES = 'refused before any patch'     # the schema_apply module, before any is applied
 ABORTED = 'aborted'                    # an unexpected failure, phase unknown
 ABORTED_PREFIX = 'aborted in '         # + the phase that failed
 
-REFUSALS = (REFUSED_BY_PREFLIGHT, REFUSED_BEFORE_OUTAGE)
+REFUSALS = (REFUSED_BY_PREFLIGHT, REFUSED_BEFORE_OUTAGE, REFUSED_BEFORE_PATCHES)
 # A run with one of these ended as it should (nothing left to report as a failure).
 SUCCESSFUL = (DONE, NOTHING_TO_DO, PLANNED, PASSED)
 
@@ -39,5 +40,5 @@ def aborted_phase(outcome):
 
 
 def is_refusal(outcome):
-    """A refusal (pre-flight, or the outage before anything was paused)."""
+    """A refusal (pre-flight, the outage before anything was paused, the patches before any was applied)."""
     return outcome in REFUSALS

@@ -77,6 +77,19 @@ def lint_options_spec(prefix=''):
     return dict((prefix + name, dict(option)) for name, option in LINT_OPTIONS_SPEC.items())
 
 
+# The roles' guard against a change no pre-flight of this run checked (preflight_evidence.preflight_missing):
+# the outage module (its window) and the schema_apply module (hot patches).
+PREFLIGHT_CHECK_SPEC = dict(preflight_check=dict(type='dict', options=dict(
+    evidence=dict(type='dict', default={}),
+    run_tags=dict(type='list', elements='str', default=[]),
+    skip_tags=dict(type='list', elements='str', default=[]))))
+
+
+def preflight_check_spec():
+    """PREFLIGHT_CHECK_SPEC, a copy for one module's argument spec."""
+    return _copy(PREFLIGHT_CHECK_SPEC)
+
+
 # A module that refuses (a finding that is an error) fails its task unless told otherwise.
 FAIL_ON_REFUSAL_SPEC = dict(fail_on_refusal=dict(type='bool', default=True))
 

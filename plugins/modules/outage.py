@@ -54,6 +54,7 @@ extends_documentation_fragment:
   - fastdowntime.postgresql.deploy.database
   - fastdowntime.postgresql.deploy.patches
   - fastdowntime.postgresql.deploy.budget
+  - fastdowntime.postgresql.deploy.preflight_check
 attributes:
   check_mode:
     details: In check mode the module connects, computes the plan and returns it; nothing is paused or applied.
@@ -93,33 +94,6 @@ options:
         (RV(fences) says what would be done). The outage role runs it when the plan returns fences.
     type: bool
     default: false
-  preflight_check:
-    description:
-      - The outage role's guard against a window no pre-flight checked (C(--tags outage), C(--skip-tags preflight)).
-        Given, with cold patches pending, the module fails before anything is paused - in check mode too, so the
-        role's plan refuses before the dead-man switch is armed - with outcome C(refused before the outage) and one
-        line naming the primary, how the pre-flight was left out and the fix, unless C(evidence) covers every pending
-        cold patch (this database, this patch directory, each patch's name and checksum).
-      - Not given (the default), nothing is checked (the module run on its own).
-    type: dict
-    suboptions:
-      evidence:
-        description:
-          - The pre-flight's evidence of this run - the fact C(fastdowntime_preflight_passed) the C(preflight) role sets
-            on the primary when every check passed (C(db_name), C(patch_dir), C(pending_cold)); empty when it did not
-            pass in this run.
-        type: dict
-        default: {}
-      run_tags:
-        description: C(ansible_run_tags), to name the tags that left the pre-flight out.
-        type: list
-        elements: str
-        default: []
-      skip_tags:
-        description: C(ansible_skip_tags), likewise.
-        type: list
-        elements: str
-        default: []
   overrides:
     description:
       - What the operator overrode in the pre-flight (its RV(fastdowntime.postgresql.preflight#module:overrides) - a
@@ -295,12 +269,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes, watchdog
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     HAS_PSYCOPG2, endpoint_label, one_line)
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import deploy_argument_spec
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight_evidence import preflight_missing
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import (
+    deploy_argument_spec, preflight_check_spec)
 
 try:
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import terminated_lines
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import (
-        Outage, OutageError, preflight_missing, signals_deferred)
+        Outage, OutageError, signals_deferred)
     OUTAGE_IMPORT_ERROR = None
 except ImportError as exc:  # pglast missing on the host that runs the module
     OUTAGE_IMPORT_ERROR = exc
@@ -314,10 +290,7 @@ def argument_spec():
         overrides=dict(type='list', elements='dict', default=[]),
         watchdog_grace_seconds=dict(type='float', default=watchdog.DEFAULT_GRACE_SECONDS),
         unfence=dict(type='bool', default=False),
-        preflight_check=dict(type='dict', options=dict(
-            evidence=dict(type='dict', default={}),
-            run_tags=dict(type='list', elements='str', default=[]),
-            skip_tags=dict(type='list', elements='str', default=[]))),
+        **preflight_check_spec()
     )
 
 

@@ -47,6 +47,7 @@ extends_documentation_fragment:
   - fastdowntime.postgresql.deploy.patches
   - fastdowntime.postgresql.deploy.budget
   - fastdowntime.postgresql.deploy.lock_retry
+  - fastdowntime.postgresql.deploy.preflight_check
 attributes:
   check_mode:
     details: Check mode runs the plan (pending hot and cold patches, checksums, revision table state) and
@@ -201,6 +202,13 @@ replay:
     and C(total_ms).
   returned: when phase is cold and patches were applied
   type: dict
+outcome:
+  description:
+    - C(refused before any patch) when O(preflight_check) refused the patches (this run's pre-flight did not check
+      them), before any was applied.
+  returned: when refused by O(preflight_check)
+  type: str
+  sample: refused before any patch
 lagging:
   description: Standbys without the new schema when a cold run failed waiting for them.
   returned: on failure
@@ -231,13 +239,15 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import BudgetClock, BudgetExceeded
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight_evidence import preflight_missing
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, load_patch_set, plan, refuse_drift)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, endpoint_argument_spec, endpoint_label, one_line)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.specs import (
-    BUDGET_SPEC, LOCK_RETRY_SPEC, deploy_target_spec, renamed)
+    BUDGET_SPEC, LOCK_RETRY_SPEC, deploy_target_spec, preflight_check_spec, renamed)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     LockRetry, RevisionTable, SchemaError, applied_revisions, apply_cold, apply_hot, ensure_revision_table,
     procedure_source, revision_table_exists)
@@ -261,6 +271,7 @@ def argument_spec():
     spec.update(deploy_target_spec())
     spec.update(BUDGET_SPEC)
     spec.update(LOCK_RETRY_SPEC)
+    spec.update(preflight_check_spec())
     return spec
 
 
@@ -321,6 +332,14 @@ class Run:
         self.result['changed'] = True
         if self.module.check_mode:
             return
+        check = self.params['preflight_check']
+        refused = check and preflight_missing(
+            check['evidence'], {'pending_cold' if phase == 'cold' else 'pending_hot': [p.as_dict() for p in pending]},
+            self.label, self.params['db_name'], self.params['patch_dir'], check['run_tags'], check['skip_tags'],
+            step='cold' if phase == 'cold' else 'hot')
+        if refused:
+            self.result.update(changed=False, outcome=outcomes.REFUSED_BEFORE_PATCHES)
+            raise SchemaError(refused)
         self.result['revision_table']['created'] = ensure_revision_table(conn, self.table)
         try:
             if phase in ('hot', 'hot_after_window'):

@@ -346,6 +346,52 @@ def test_tags_leaving_out_the_pre_flight_are_refused_before_any_pause_unless_on_
     assert 'pre-flight did not run' not in proc.stdout
 
 
+def test_hot_patches_without_the_pre_flight_are_refused_unless_on_purpose(healthy_lab, tmp_path):
+    """--tags hot applied hot patches live with no pre-flight at all (tryit7 8b, by tag like --tags
+    outage): refused in one line before any is applied; --check is not refused; the opt-in applies
+    them; a whole run's pre-flight covers the hot patches before and after the window."""
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, [
+        'CREATE INDEX CONCURRENTLY fdt_hx%d ON fdt_item (id);' % major,
+        'CREATE TABLE fdt_h%d (id int);' % major,
+        'CREATE INDEX CONCURRENTLY fdt_hy%d ON fdt_h%d (id);' % (major, major),
+    ])
+    not_on_purpose = {'fastdowntime_preflight_skipped_on_purpose': False}
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, extra=not_on_purpose, tags='hot')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert_quiet(out)
+    line = ('primary (%s:5432): the pre-flight did not run in this play (--tags hot left its play (tag preflight) '
+            'out): nothing checked these hot patches (their statements, the sessions and locks they would wait on, '
+            'the standbys); refused before any was applied, nothing applied: run the whole playbook (no '
+            '--tags/--skip-tags leaving out preflight), or set fastdowntime_preflight_skipped_on_purpose: true to '
+            'apply them without a pre-flight' % lab.addr('primary'))
+    assert out.count(line) == 1 and 'error: %s' % line in proc.stdout.splitlines(), out
+    assert 'fastdowntime timeline: refused before any patch' in proc.stdout.splitlines(), out
+    assert not table_exists(lab, 'primary', 'fdt_hx%d' % major)
+    # check mode only plans
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, extra=not_on_purpose, tags='hot', args=['--check'])
+    assert proc.returncode == 0 and 'pre-flight did not run' not in proc.stdout, proc.stdout[-3000:]
+    # the whole deploy: its pre-flight saw every patch, the hot ones after the window too
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, extra=not_on_purpose, tags='preflight,hot,outage')
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for name in ('fdt_hx%d' % major, 'fdt_h%d' % major, 'fdt_hy%d' % major):
+        assert table_exists(lab, 'primary', name), name
+    # on purpose: applied without a pre-flight
+    (tmp_path / 'more').mkdir()
+    more = write_patches(tmp_path / 'more', major, [
+        'CREATE INDEX CONCURRENTLY fdt_hx%d ON fdt_item (id);' % major,
+        'CREATE TABLE fdt_h%d (id int);' % major,
+        'CREATE INDEX CONCURRENTLY fdt_hy%d ON fdt_h%d (id);' % (major, major),
+        'CREATE INDEX CONCURRENTLY fdt_hz%d ON fdt_h%d (id);' % (major, major),
+    ])
+    proc, dummy = run_playbook(lab, tmp_path, more, extra={'fastdowntime_preflight_skipped_on_purpose': True},
+                               tags='hot')
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert table_exists(lab, 'primary', 'fdt_hz%d' % major)
+
+
 def test_each_unreachable_database_is_one_clear_line(healthy_lab, tmp_path):
     def edit(groups):
         groups['fastdowntime_primary']['hosts']['primary']['fastdowntime_pg_password'] = 'not-the-password'

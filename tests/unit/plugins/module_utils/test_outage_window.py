@@ -291,47 +291,6 @@ def test_a_summary_without_cpu_readings_says_none_rather_than_zero():
     assert om.outage_summary(window)['controller_cpu_ms'] is None
 
 
-# -- no window without its pre-flight (outage.preflight_missing, pure) ---------------------------
-
-PENDING = {'pending_cold': [{'name': 'patch-2300-01-0.sql', 'sha256': 'aa', 'kind': 'cold'},
-                            {'name': 'patch-2300-02-0.sql', 'sha256': 'bb', 'kind': 'cold'}]}
-PASSED = {'db_name': 'app', 'patch_dir': '/srv/patches', 'pending_cold': PENDING['pending_cold']}
-DEPLOY = dict(plan=PENDING, primary='primary (10.0.0.10:5432)', db_name='app', patch_dir='/srv/patches')
-
-
-def test_the_pre_flight_of_these_patches_in_this_run_opens_the_window():
-    assert om.preflight_missing(PASSED, run_tags=['all'], skip_tags=[], **DEPLOY) == ''
-    # The hot patches it saw are applied since; the cold ones are the same: still these patches.
-    more = dict(PASSED, pending_cold=PENDING['pending_cold'] + [{'name': 'h', 'sha256': 'cc'}])
-    assert om.preflight_missing(more, run_tags=['preflight', 'outage'], **DEPLOY) == ''
-
-
-def test_tags_leaving_the_pre_flight_out_refuse_the_window_in_one_line_naming_them_and_the_fix():
-    line = om.preflight_missing({}, run_tags=['outage'], skip_tags=[], **DEPLOY)
-    assert line == ('primary (10.0.0.10:5432): the pre-flight did not run in this play (--tags outage left its play '
-                    '(tag preflight) out): nothing checked that this window can finish (standbys, sessions, locks, '
-                    'budget); refused before any PAUSE, nothing paused or applied: run the whole playbook (no '
-                    '--tags/--skip-tags leaving out preflight), or set fastdowntime_preflight_skipped_on_purpose: true '
-                    'to open the window without a pre-flight')
-    skipped = om.preflight_missing(None, run_tags=['all'], skip_tags=['preflight'], **DEPLOY)
-    assert '(--skip-tags preflight left its play out)' in skipped
-    assert '(--tags hot,outage left its play' in om.preflight_missing({}, run_tags=['hot', 'outage'], **DEPLOY)
-    # Every tag, yet no evidence: the outage role was used without the pre-flight before it.
-    alone = om.preflight_missing({}, run_tags=['all'], **DEPLOY)
-    assert 'the role fastdowntime.postgresql.preflight must run first' in alone
-
-
-def test_evidence_of_another_deploy_or_of_other_patches_is_no_evidence_and_nothing_pending_needs_none():
-    other = om.preflight_missing(dict(PASSED, db_name='other'), **DEPLOY)
-    assert 'checked database other, patches /srv/patches - not this deploy (database app' in other
-    changed = dict(PASSED, pending_cold=[PENDING['pending_cold'][0], dict(PENDING['pending_cold'][1], sha256='old')])
-    assert 'did not check patch-2300-02-0.sql (new or changed since)' in om.preflight_missing(changed, **DEPLOY)
-    for nothing_pending in ({'pending_cold': []}, None):
-        deploy = dict(DEPLOY)
-        deploy['plan'] = nothing_pending
-        assert om.preflight_missing({}, run_tags=['outage'], **deploy) == ''
-
-
 def test_the_window_ends_when_the_last_resume_was_answered_not_when_the_bookkeeping_after_it_is_done():
     window = om.Window()
     # Two pgbouncers' RESUMEs answered at 10.002 and 10.005 s (monotonic) and 3.1 / 3.2 s of CPU: the clients
