@@ -67,6 +67,7 @@ options:
 
 import atexit
 import os
+import signal
 import tempfile
 import time
 
@@ -128,15 +129,22 @@ def is_window_task(task):
             and not args.get('unfence') and not context.CLIARGS.get('check', False))
 
 
-def interrupted_in_window_line(host, seconds_in):
-    """The one line an operator reads when ansible-playbook ends (Ctrl-C, a crash)
-    while the window task is still running: what goes on without it and what to do."""
+def interrupted_in_window_line(host, seconds_in, deploy_id=None, db_name=None):
+    """The one line an operator reads when ansible-playbook ends (Ctrl-C, a kill, a crash)
+    while the window task is still running: what goes on without it, what to do and, this
+    run writing no report, where its outcome and timeline are (``deploy_id``: the window's,
+    ``db_name``: the deploy's database, when known)."""
+    where = ('its outcome and timeline are then in the deploy log on the primary%s: SELECT outcome, outage_ms, phases '
+             'FROM fastdowntime.deploy_log %s'
+             % (', database %s' % db_name if db_name else '',
+                "WHERE deploy_id = '%s'" % deploy_id if deploy_id else 'ORDER BY started_at DESC LIMIT 1'))
     return ('%s INTERRUPTED INSIDE THE OUTAGE WINDOW (the outage task for %s, %.1f s in): the window was not '
             'stopped: its module runs on, on the controller, and commits the cold patches or rolls them back, waits '
             'for the standbys and resumes every pgbouncer within its budget (the dead-man switch on each pgbouncer '
-            'host resumes it otherwise) -> do not RESUME by hand (a standby may not have replayed yet): once the '
-            'budget has passed, run the deploy again (it says what is applied), then restart the app servers '
-            '(--tags restart) if the patches are committed' % (PREFIX, host, seconds_in))
+            'host resumes it otherwise); no timeline report is written for this run: %s -> do not RESUME by hand (a '
+            'standby may not have replayed yet): once the budget has passed, run the deploy again (it says what is '
+            'applied), then restart the app servers (--tags restart) if the patches are committed'
+            % (PREFIX, host, seconds_in, where))
 
 
 def loaded_as_stdout():
@@ -192,7 +200,9 @@ class CallbackModule(DefaultCallback):
         self._report_path = None   # fastdowntime_report_path as a play that ran a fastdowntime task saw it
         self._failures = []        # (host, host to name or None, msg, ours) of failed tasks, in order
         self._warned = set()
-        self._window = None        # (host name, time.monotonic()) while the window task runs
+        self._window = None        # (host name, time.monotonic(), deploy id, database) while the window task runs
+        self._planned_id = None    # the deploy id the outage's plan generated (the window's, unless set)
+        self._sigterm = None       # the SIGTERM handler this one stands in front of, while the window task runs
         # Ctrl-C (ansible-playbook exits at once, its workers' modules run on) or a crash
         # while the window task runs: the last thing the operator reads says so.
         atexit.register(self._exit_inside_the_window)
@@ -252,7 +262,10 @@ class CallbackModule(DefaultCallback):
         self._fastdowntime_ran = True
         self._task_started[(task._uuid, host.get_name())] = time.monotonic()
         if is_window_task(task):
-            self._window = (host.get_name(), time.monotonic())
+            name = host.get_name()
+            self._window = (name, time.monotonic(), self._play_var('fastdowntime_deploy_id', host) or self._planned_id,
+                            self._play_var('fastdowntime_db_name', host))
+            self._say_so_on_sigterm()
         if self._verbose:
             self._display.display('%s start %s (%s) on %s' % (
                 PREFIX, task.get_name(), task_action(task), host.get_name()))
@@ -278,7 +291,7 @@ class CallbackModule(DefaultCallback):
         task, host, dummy = result_parts(result)
         self._task_started.pop((task._uuid, host.get_name()), None)
         if is_window_task(task):
-            self._window = None
+            self._window_ended()
 
     def _task_ended(self, result, failed):
         task, host_object, data = result_parts(result)
@@ -287,7 +300,9 @@ class CallbackModule(DefaultCallback):
         action = task_action(task)
         began = self._task_started.pop((task._uuid, host), None)
         if is_window_task(task):
-            self._window = None
+            self._window_ended()
+        elif action in OUTAGE_ACTIONS and data.get('deploy_id'):
+            self._planned_id = data['deploy_id']
         ours = is_fastdowntime_result(data, action)
         if self._quiet:
             self._show_warnings(data, action)
@@ -333,10 +348,43 @@ class CallbackModule(DefaultCallback):
 
     def _exit_inside_the_window(self):
         if self._window is not None:
-            host, began = self._window
+            host, began, deploy_id, db_name = self._window
             self._window = None
-            self._display.display(interrupted_in_window_line(host, time.monotonic() - began),
+            self._display.display(interrupted_in_window_line(host, time.monotonic() - began, deploy_id, db_name),
                                   color=C.COLOR_ERROR, stderr=True)
+
+    def _say_so_on_sigterm(self):
+        """A kill of ansible-playbook (SIGTERM: a CI timeout, a job cancel) ends it by the signal's
+        default action once Ansible has sent it on to its workers - no atexit: while the window task
+        runs, this handler stands in front of Ansible's, says the line, then hands the signal on."""
+        try:
+            previous = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        except ValueError:  # not the main thread: the atexit line still covers Ctrl-C
+            return
+        self._sigterm = (previous,)
+
+    def _on_sigterm(self, signum, frame):
+        self._exit_inside_the_window()
+        previous = self._restore_sigterm()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            os.kill(os.getpid(), signum)  # the default action, as without this handler
+
+    def _restore_sigterm(self):
+        if self._sigterm is None:
+            return signal.SIG_DFL
+        previous, self._sigterm = self._sigterm[0], None
+        try:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        except ValueError:
+            pass
+        return previous
+
+    def _window_ended(self):
+        self._window = None
+        self._restore_sigterm()
 
     def _show_warnings(self, data, action):
         """What the default callback would warn about, in a quiet run too: the
@@ -472,20 +520,24 @@ class CallbackModule(DefaultCallback):
 
     def _play_report_path(self, host=None):
         """``fastdowntime_report_path`` as the current play sees it for ``host``, templated."""
+        return self._play_var(REPORT_PATH_VAR, host)
+
+    def _play_var(self, name, host=None):
+        """Variable ``name`` as the current play sees it for ``host``, templated (a string), or None."""
         if self._play is None:
             return None
         try:
             manager = self._play.get_variable_manager()
             host = host or (self._play_hosts[0] if self._play_hosts else None)
             variables = manager.get_vars(play=self._play, host=host)
-            if REPORT_PATH_VAR not in variables:
+            if name not in variables:
                 return None
             # The play's loader (its base directory for relative lookups); ansible-core 2.16's
             # Templar takes it positionally and has no default.
             templar = Templar(getattr(manager, '_loader', None), variables=variables)
-            value = templar.template(variables[REPORT_PATH_VAR])
+            value = templar.template(variables[name])
         except Exception as exc:  # a broken variable must not hide the timeline
-            warning = '%s cannot read %s: %s' % (PREFIX, REPORT_PATH_VAR, one_line(exc))
+            warning = '%s cannot read %s: %s' % (PREFIX, name, one_line(exc))
             if warning not in self._warned:  # once, not once per task
                 self._warned.add(warning)
                 self._display.warning(warning)

@@ -250,8 +250,9 @@ def test_report_path_from_the_play_variable_templated(display, tmp_path):
     report = json.loads((tmp_path / 'timeline.json').read_text())
     assert report['outcome'] == 'done'
     assert report['outage']['outage_ms'] == 300.0
-    # The variable is read as the first host that ran a task of the play sees it.
-    assert callback._play.manager.asked == [LOCALHOST]
+    # The variable is read as the first host that ran a task of the play sees it (so are the deploy id
+    # and database the window task's interrupted line would name).
+    assert set(callback._play.manager.asked) == {LOCALHOST}
 
 
 def test_no_path_prints_only_the_table(display):
@@ -568,3 +569,41 @@ def test_an_exit_inside_the_window_says_it_runs_on_only_while_the_window_task_ru
     # Said once, though the hook may be called again.
     callback._exit_inside_the_window()
     assert len([line for line in display.lines if 'INTERRUPTED' in line]) == 1
+
+
+def test_a_kill_inside_the_window_says_so_then_hands_the_signal_on_and_names_where_the_outcome_is(display):
+    """SIGTERM (a CI timeout, a job cancel) ends ansible-playbook by the default action after Ansible sends
+    it on: no atexit. While the window task runs the callback's handler stands in front of the one it
+    found, says the line - naming the deploy log row of this run, which writes no report - and hands the
+    signal on; the handler is restored when the window task ends."""
+    import signal
+    handed = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: handed.append(signum))
+    try:
+        callback = make_callback(display, stdout=True, play_vars={'fastdowntime_db_name': 'fdtdemo'})
+        plan = FakeTask('Plan the outage', 'fastdowntime.postgresql.outage')
+        plan.check_mode = True
+        callback.v2_runner_on_start(LOCALHOST, plan)
+        callback.v2_runner_on_ok(FakeResult(plan, LOCALHOST, {'changed': False, 'deploy_id': '20261130T181500Z'}))
+        callback.v2_runner_on_start(LOCALHOST, OUTAGE_TASK)
+        assert signal.getsignal(signal.SIGTERM) == callback._on_sigterm
+        signal.raise_signal(signal.SIGTERM)
+        assert handed == [signal.SIGTERM]
+        interrupted = [line for line in display.lines if 'INTERRUPTED' in line]
+        assert len(interrupted) == 1 and (
+            'no timeline report is written for this run: its outcome and timeline are then in the deploy log on the '
+            "primary, database fdtdemo: SELECT outcome, outage_ms, phases FROM fastdowntime.deploy_log WHERE "
+            "deploy_id = '20261130T181500Z' -> do not RESUME by hand") in interrupted[0], interrupted
+        assert signal.getsignal(signal.SIGTERM) != callback._on_sigterm  # handed back
+        # the window task answering restores the handler it found
+        callback.v2_runner_on_start(LOCALHOST, OUTAGE_TASK)
+        callback.v2_runner_on_ok(FakeResult(OUTAGE_TASK, LOCALHOST, {'changed': True, 'phases': []}))
+        assert signal.getsignal(signal.SIGTERM) != callback._on_sigterm
+        # fastdowntime_deploy_id set: the window's id is that one
+        callback = make_callback(display, stdout=True, play_vars={'fastdowntime_deploy_id': 'release-42'})
+        callback.v2_runner_on_start(LOCALHOST, OUTAGE_TASK)
+        callback._exit_inside_the_window()
+        callback._window_ended()
+        assert "WHERE deploy_id = 'release-42' ->" in display.lines[-1]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
