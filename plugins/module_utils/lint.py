@@ -33,6 +33,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import socket
 import statistics
 import time
@@ -123,6 +124,19 @@ RULES = {
         SCAN, 'SHARE UPDATE EXCLUSIVE', WARNING,
         'VALIDATE CONSTRAINT inside the outage scans the whole table while clients wait',
         'run VALIDATE CONSTRAINT outside the outage: it takes a lock that lets reads and writes go on'),
+    'attach-partition-scan': (
+        SCAN, 'ACCESS EXCLUSIVE (the table attached; SHARE UPDATE EXCLUSIVE on the partitioned table)', WARNING,
+        'ATTACH PARTITION scans the table attached (every partition of it) for rows outside the bound: no valid '
+        'CHECK constraint of it implies the bound',
+        'before the deploy, add to the table a CHECK constraint matching the bound (NOT VALID, then VALIDATE '
+        'CONSTRAINT outside the outage; e.g. CHECK (k IS NOT NULL AND k >= lower AND k < upper)): PostgreSQL then '
+        'skips the scan; drop the constraint after the attach'),
+    'default-partition-scan': (
+        SCAN, 'ACCESS EXCLUSIVE (the DEFAULT partition)', WARNING,
+        'a new partition beside a DEFAULT partition: PostgreSQL scans the DEFAULT partition (every partition of '
+        'it) for rows of the new bound, under ACCESS EXCLUSIVE',
+        'keep the DEFAULT partition empty (move its rows to their partitions in batches before the deploy), or '
+        'create each partition before rows of its range arrive'),
     'create-index': (
         INDEX_BUILD, 'SHARE', WARNING,
         'CREATE INDEX without CONCURRENTLY builds the index while writes wait',
@@ -256,8 +270,9 @@ NOT_NAMED_BY_APPLICATIONS = frozenset((
     'OBJECT_INDEX', 'OBJECT_TABCONSTRAINT', 'OBJECT_DOMCONSTRAINT', 'OBJECT_TRIGGER', 'OBJECT_RULE',
     'OBJECT_POLICY', 'OBJECT_STATISTIC_EXT', 'OBJECT_EVENT_TRIGGER', 'OBJECT_OPCLASS', 'OBJECT_OPFAMILY',
     'OBJECT_PUBLICATION', 'OBJECT_SUBSCRIPTION', 'OBJECT_TABLESPACE'))
-# pg_class.relkind of a partitioned table and a partitioned index.
+# pg_class.relkind of a partitioned table and a partitioned index; of a foreign table (never scanned as a partition).
 PARTITIONED_RELKINDS = ('p', 'I')
+FOREIGN_TABLE = 'f'
 SERIAL_TYPES = ('serial', 'serial4', 'serial8', 'bigserial', 'smallserial', 'serial2')
 
 # pglast's type names -> format_type()'s, so the catalog's types compare.
@@ -386,14 +401,21 @@ def volatility(expr, catalog):
 class Catalog:
     """What the lint knows about the live database. ``tables``: key -> dict
     (exists, reltuples, relpages, heap_bytes, index_bytes, toast_bytes,
-    indexes, columns {name: (type, modifiers)}, not_null_checks [columns]);
+    indexes, columns {name: (type, modifiers)}, not_null_checks [columns];
+    a partitioned table's sizes are its leaf partitions' summed; partition_key
+    (pg_get_partkeydef), default_partition_key (the DEFAULT partition's key,
+    itself a table entry), check_constraints (valid CHECKs' texts),
+    not_null_columns); ``canonical``: partitioned table key -> {a partition
+    bound's constant: the text PostgreSQL prints for it in the table's
+    partition key type} (bound_implied);
     ``functions``: name -> provolatile; ``plan_rows``: (file, line) -> rows
     from EXPLAIN; ``scan_bytes_per_second``: the measured throughput.
     Pure data: unit tests build it by hand, ``gather_catalog`` from the primary."""
 
     def __init__(self, tables=None, functions=None, plan_rows=None, scan_bytes_per_second=None,
-                 throughput_source='default'):
+                 throughput_source='default', canonical=None):
         self.tables = dict(tables or {})
+        self.canonical = dict(canonical or {})
         self.functions = dict(functions or {})
         self.plan_rows = dict(plan_rows or {})
         self.scan_bytes_per_second = scan_bytes_per_second or DEFAULT_SCAN_BYTES_PER_SECOND
@@ -466,6 +488,8 @@ def _alter_table_work(node, catalog, scope, kind=COLD):
             works.append(_work('rewrite-storage', key, detail=sub[3:]))
         elif sub == 'AT_AddIdentity':
             works.append(_work('add-column-volatile-default', key, detail='%s identity' % cmd.name))
+        elif sub == 'AT_AttachPartition':
+            works.extend(_attach_work(key, definition, catalog))
         elif getattr(definition, 'concurrent', False) and kind == COLD:
             works.append(_work('concurrently-in-transaction', key))
         elif getattr(definition, 'concurrent', False) and (catalog.table(key) or {}).get('default_partition'):
@@ -474,6 +498,144 @@ def _alter_table_work(node, catalog, scope, kind=COLD):
         else:
             works.append(_work('catalog-only', key, detail=sub[3:]))
     return works
+
+
+def _default_partition_work(parent, bound, catalog):
+    """The scan of ``parent``'s DEFAULT partition a new partition of ``bound``
+    makes (ATTACH PARTITION, CREATE TABLE ... PARTITION OF), [] without one."""
+    default = (catalog.table(parent) or {}).get('default_partition_key')
+    if default is None or getattr(bound, 'is_default', False) \
+            or (catalog.table(default) or {}).get('relkind') == FOREIGN_TABLE:   # a foreign table is not scanned
+        return []
+    return [_work('default-partition-scan', default, detail='the DEFAULT partition of %s' % key_text(parent))]
+
+
+def _attach_work(parent, command, catalog):
+    """ALTER TABLE parent ATTACH PARTITION child FOR VALUES ... (tablecmds.c
+    ATExecAttachPartition, QueuePartitionConstraintValidation): the child
+    scanned unless its valid CHECK constraints imply the bound
+    (bound_implied), and the DEFAULT partition scanned."""
+    child = table_key(command.name)
+    info = catalog.table(child) or {}
+    parent_info = catalog.table(parent) or {}
+    works = []
+    if info.get('relkind') != FOREIGN_TABLE and not bound_implied(parent_info.get('partition_key'), command.bound, info.get('check_constraints') or (),
+                         info.get('not_null_columns') or (), catalog.canonical.get(parent)):
+        works.append(_work('attach-partition-scan', child, detail='to %s' % key_text(parent)))
+    works.extend(_default_partition_work(parent, command.bound, catalog))
+    return works or [_work('catalog-only', child, detail='ATTACH PARTITION: a valid CHECK constraint implies '
+                                                         'the bound')]
+
+
+# -- ATTACH PARTITION: does a CHECK constraint of the table imply its bound? ------------
+#
+# PostgreSQL skips the scan of a table attached when its valid CHECK constraints
+# (and NOT NULL columns) imply the partition constraint (predicate_implied_by).
+# Recognised here, soundly and not completely: a single-column RANGE or LIST key;
+# the bound's conjuncts each found among the constraints' AND-ed conjuncts - the
+# key IS NOT NULL (or a NOT NULL column, or any comparison of it: a strict
+# operator), key >= lower and key < upper with the same constants (RANGE), key =
+# ANY (ARRAY[...]) or key = v with values among the bound's (LIST). Constants
+# compare as PostgreSQL prints them (``canonical``: (type, literal) -> text, read
+# from the primary by gather_catalog); anything else is priced as a scan.
+PARTITION_KEY = re.compile(r'^(RANGE|LIST) \((\w+|"(?:[^"]|"")+")\)$')
+
+
+def _const_value(node):
+    """A constant's text ('2027-01-01', '10'; a cast's argument), None for
+    anything else (MINVALUE, NULL, an expression)."""
+    if type(node).__name__ == 'TypeCast':
+        return _const_value(node.arg)
+    if type(node).__name__ != 'A_Const' or node.isnull:
+        return None
+    value = node.val
+    for slot in ('sval', 'ival', 'fval', 'boolval'):
+        if hasattr(value, slot):
+            return str(getattr(value, slot))
+    return None
+
+
+def _column_of(node):
+    if type(node).__name__ != 'ColumnRef':
+        return None
+    names = _strings(node.fields)
+    return names[-1] if names and names[-1] is not None else None
+
+
+def _conjuncts(expression_text):
+    """The AND-ed conjuncts of one CHECK constraint's pg_get_expr text (parsed
+    with pglast); [] when it cannot be read."""
+    try:
+        node = pglast.parse_sql('SELECT %s' % expression_text)[0].stmt.targetList[0].val
+    except Exception:  # pylint: disable=broad-except  # an expression pglast cannot read implies nothing here
+        return []
+    out, todo = [], [node]
+    while todo:
+        node = todo.pop(0)
+        if type(node).__name__ == 'BoolExpr' and _name(node.boolop) == 'AND_EXPR':
+            todo.extend(node.args)
+        else:
+            out.append(node)
+    return out
+
+
+def _facts(column, check_constraints):
+    """(not null, {operator: set of constant texts}, [sets of = ANY values])
+    the conjuncts of ``check_constraints`` state about ``column``."""
+    not_null, compared, any_of = False, {}, []
+    for text in check_constraints:
+        for node in _conjuncts(text):
+            kind = type(node).__name__
+            if kind == 'NullTest' and _column_of(node.arg) == column and _name(node.nulltesttype) == 'IS_NOT_NULL':
+                not_null = True
+            elif kind == 'A_Expr' and _column_of(node.lexpr) == column:
+                operator, how = _strings(node.name)[-1], _name(node.kind)
+                if how == 'AEXPR_OP' and _const_value(node.rexpr) is not None:
+                    compared.setdefault(operator, set()).add(_const_value(node.rexpr))
+                    not_null = True   # a strict operator: no NULL passes it
+                elif how == 'AEXPR_OP_ANY' and operator == '=' and type(node.rexpr).__name__ == 'A_ArrayExpr':
+                    values = [_const_value(e) for e in node.rexpr.elements or ()]
+                    if None not in values:
+                        any_of.append(set(values))
+                        not_null = True
+    return not_null, compared, any_of
+
+
+def bound_implied(partition_key, bound, check_constraints, not_null_columns=(), canonical=None):
+    """Do ``check_constraints`` (pg_get_expr texts of the table's valid CHECK
+    constraints) with ``not_null_columns`` imply the partition constraint of
+    ``bound`` (a PartitionBoundSpec) under ``partition_key``
+    (pg_get_partkeydef: 'RANGE (created)')? False when not proven (see above);
+    ``canonical``: {literal: text} - a bound constant as PostgreSQL prints it
+    in the key's type (gather_catalog reads it: '2027-01-01' -> '2027-01-01
+    00:00:00' for a timestamp key)."""
+    match = PARTITION_KEY.match(partition_key or '')
+    if not match or bound is None or bound.is_default:
+        return False
+    column = match.group(2)
+    column = column[1:-1].replace('""', '"') if column.startswith('"') else column.lower()
+    canonical = canonical or {}
+
+    def text(datum):
+        value = _const_value(datum)
+        return canonical.get(value, value) if value is not None else None
+
+    not_null, compared, any_of = _facts(column, check_constraints)
+    not_null = not_null or column in not_null_columns
+    if match.group(1) == 'RANGE':
+        lower, upper = (list(bound.lowerdatums or ()), list(bound.upperdatums or ()))
+        if len(lower) != 1 or len(upper) != 1:
+            return False
+        needed = [(op, text(datum)) for op, datum in (('>=', lower[0]), ('<', upper[0]))
+                  if _column_of(datum) not in ('minvalue', 'maxvalue')]
+        if any(value is None for op, value in needed):
+            return False
+        return (not_null or bool(needed)) and all(value in compared.get(op, ()) for op, value in needed)
+    values = [text(datum) for datum in bound.listdatums or ()]
+    if None in values:   # NULL (or an expression) in the list: its constraint lets NULL in - not recognised
+        return False
+    allowed = set(values)
+    return not_null and (any(found <= allowed for found in any_of) or bool(compared.get('=', set()) & allowed))
 
 
 def _type_text(type_and_mods):
@@ -578,8 +740,14 @@ def classify(node, catalog, scope=None, kind=COLD):
     if name == 'DropStmt':
         return _drop_work(node)
     if name == 'CreateStmt':
-        scope.new_tables.add(table_key(node.relation))
-        return [_work('catalog-only', table_key(node.relation), detail='CREATE TABLE')]
+        temporary = locks.temp_created(node) is not None   # its patch's own (lint_patches)
+        key = (locks.TEMP_SCHEMA, node.relation.relname) if temporary else table_key(node.relation)
+        scope.new_tables.add(key)
+        works = [_work('catalog-only', key, detail='CREATE TABLE')]
+        if node.partbound is not None:
+            for parent in node.inhRelations or ():
+                works.extend(_default_partition_work(table_key(parent), node.partbound, catalog))
+        return works
     if name in ('UpdateStmt', 'DeleteStmt'):
         return [_work('data-change', table_key(node.relation), detail=name[:-4].upper())]
     if name == 'InsertStmt':
@@ -710,7 +878,9 @@ def is_new_table(key, new_tables):
     without a schema matches the same name with one)?"""
     if not key:
         return False
-    return any(key == new or (key[1] == new[1] and (key[0] is None or new[0] is None)) for new in new_tables)
+    # A temporary table (schema pg_temp: lint_patches names it so) is its patch's own: only that key.
+    return any(key == new or (key[1] == new[1] and (key[0] is None or new[0] is None) and locks.TEMP_SCHEMA not in
+                              (key[0], new[0])) for new in new_tables)
 
 
 def drop_seconds(dropped_bytes, throughput):
@@ -794,10 +964,15 @@ def lint_patches(patches, catalog, options=None):
     found = []
     for patch in patches:
         states = locks.path_states(patch.statements, live=patch.kind == HOT)
-        for statement, (dummy, unknown) in zip(patch.statements, states):
+        temps = locks.temp_states(patch.statements, live=patch.kind == HOT)
+        for statement, (path, unknown), own in zip(patch.statements, states, temps):
             if statement.node is None:  # pragma: no cover - patchset always keeps it
                 continue
             works = classify(statement.node, catalog, scope, kind=patch.kind)
+            for work in works:   # the patch's own temporary table, not a permanent one of its name: new, empty
+                if work.get('table') and locks.resolved_key(work['table'], path, own) is None:
+                    work['table'] = (locks.TEMP_SCHEMA, work['table'][1])
+                    scope.new_tables.add(work['table'])
             if unknown:
                 works.append(_work('search-path-unknown', None, detail=unknown))
             found.append(_finding(patch, statement, works, catalog, scope, options))
@@ -967,27 +1142,35 @@ def _resolved(conn, key, path):
 TABLE_SQL = """
 SELECT c.oid, n.nspname, c.relname, c.relkind,
        -- The rows now, as the planner reckons them: the statistics' density times the pages the table has
-       -- now (a table grown or rewritten since its last ANALYZE); unknown (0) without statistics.
-       CASE WHEN c.reltuples > 0 AND c.relpages > 0
-            THEN c.reltuples / c.relpages * ceil(pg_relation_size(c.oid) / current_setting('block_size')::float8)
-            ELSE greatest(c.reltuples, 0) END::float8 AS reltuples,
-       ceil(pg_relation_size(c.oid) / current_setting('block_size')::float8)::int AS relpages,
-       pg_relation_size(c.oid)::float8 AS heap_bytes,
-       pg_indexes_size(c.oid)::float8 AS index_bytes,
-       coalesce(pg_total_relation_size(c.reltoastrelid), 0)::float8 AS toast_bytes,
+       -- now (a table grown or rewritten since its last ANALYZE); unknown (0) without statistics. A partitioned
+       -- table (no storage of its own): its leaf partitions' rows and sizes summed (its statements work on them).
+       coalesce(sum(CASE WHEN l.reltuples > 0 AND l.relpages > 0
+            THEN l.reltuples / l.relpages * ceil(pg_relation_size(l.oid) / current_setting('block_size')::float8)
+            ELSE greatest(l.reltuples, 0) END), 0)::float8 AS reltuples,
+       coalesce(sum(ceil(pg_relation_size(l.oid) / current_setting('block_size')::float8)), 0)::int AS relpages,
+       coalesce(sum(pg_relation_size(l.oid)), 0)::float8 AS heap_bytes,
+       coalesce(sum(pg_indexes_size(l.oid)), 0)::float8 AS index_bytes,
+       coalesce(sum(coalesce(pg_total_relation_size(l.reltoastrelid), 0)), 0)::float8 AS toast_bytes,
        (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)::int AS indexes,
-       -- A partitioned table's DEFAULT partition (DETACH ... CONCURRENTLY is refused while it has one).
+       -- A partitioned table's DEFAULT partition (DETACH ... CONCURRENTLY is refused while it has one; a new
+       -- partition makes PostgreSQL scan it) and its partition key.
        (SELECT p.partdefid::regclass::text FROM pg_partitioned_table p
          WHERE p.partrelid = c.oid AND p.partdefid <> 0) AS default_partition,
+       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partition_key,
        -- A sequence owned by a column (serial, identity): application code does not name it.
        EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                   AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
                   AND d.deptype IN ('a', 'i')) AS owned_by_column
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN LATERAL (SELECT c.oid AS relid WHERE c.relkind <> 'p'
+                     UNION ALL SELECT t.relid FROM pg_partition_tree(c.oid) t WHERE c.relkind = 'p' AND t.isleaf) m
+         ON true
+  LEFT JOIN pg_class l ON l.oid = m.relid
  WHERE c.oid = to_regclass(%s)
+ GROUP BY c.oid, n.nspname, c.relname, c.relkind
 """
 COLUMNS_SQL = """
-SELECT a.attname, format_type(a.atttypid, NULL) AS type, a.atttypmod AS typmod
+SELECT a.attname, format_type(a.atttypid, NULL) AS type, a.atttypmod AS typmod, a.attnotnull
   FROM pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
 """
 CHECKS_SQL = """
@@ -1022,24 +1205,28 @@ def gather_catalog(conn, patches, explain=True, lock_timeout_ms=1000):
     reltuples as its row count."""
     refs = references(patches)
     paths = patch_search_paths(patches)
-    tables, functions, plan_rows = {}, {}, {}
+    tables, functions, plan_rows, canonical = {}, {}, {}, {}
     with conn.cursor() as cur:
         cur.execute('BEGIN READ ONLY')
         try:
             cur.execute("SET LOCAL lock_timeout = %s", ('%dms' % lock_timeout_ms,))
             for key in sorted(refs['tables'], key=lambda k: (k[0] or '', k[1])):
                 rows = query(conn, TABLE_SQL, (locks.quoted(_resolved(conn, key, paths.get(key))),))
-                if not rows or rows[0]['relkind'] not in ('r', 'p', 'm', 'I', 'S'):
+                if not rows or rows[0]['relkind'] not in ('r', 'p', 'm', 'I', 'S', FOREIGN_TABLE):
                     continue
                 info = dict(rows[0], exists=True)
                 if info['relkind'] in ('I', 'S'):   # a partitioned index, a sequence: what they are is enough
                     tables[key] = dict(info, columns={}, not_null_checks=[])
                     continue
+                columns = query(conn, COLUMNS_SQL, (info['oid'],))
                 info['columns'] = dict((r['attname'], (r['type'], modifiers_of(r['type'], r['typmod'])))
-                                       for r in query(conn, COLUMNS_SQL, (info['oid'],)))
-                info['not_null_checks'] = sorted(not_null_columns(
-                    r['expr'] for r in query(conn, CHECKS_SQL, (info['oid'],))))
+                                       for r in columns)
+                checks = [r['expr'] for r in query(conn, CHECKS_SQL, (info['oid'],))]
+                info['not_null_checks'] = sorted(not_null_columns(checks))
+                info['check_constraints'] = checks
+                info['not_null_columns'] = sorted(r['attname'] for r in columns if r['attnotnull'])
                 tables[key] = info
+            _partition_facts(conn, cur, patches, tables, canonical)
             if refs['functions']:
                 for row in query(conn, FUNCTIONS_SQL, (sorted(refs['functions']),)):
                     functions[row['proname']] = 'isv'[row['worst']]
@@ -1047,7 +1234,59 @@ def gather_catalog(conn, patches, explain=True, lock_timeout_ms=1000):
                 plan_rows = _explain_data_changes(conn, cur, patches)
         finally:
             cur.execute('ROLLBACK')
-    return Catalog(tables=tables, functions=functions, plan_rows=plan_rows)
+    return Catalog(tables=tables, functions=functions, plan_rows=plan_rows, canonical=canonical)
+
+
+def _new_partitions(patches):
+    """(partitioned table key, PartitionBoundSpec) of each ATTACH PARTITION and
+    CREATE TABLE ... PARTITION OF of ``patches``' cold statements."""
+    for patch in patches:
+        if patch.kind != COLD:
+            continue
+        for statement in patch.statements:
+            node = statement.node
+            if type(node).__name__ == 'AlterTableStmt':
+                for cmd in node.cmds or ():
+                    if _name(cmd.subtype) == 'AT_AttachPartition':
+                        yield table_key(node.relation), cmd.def_.bound
+            elif type(node).__name__ == 'CreateStmt' and node.partbound is not None:
+                for parent in node.inhRelations or ():
+                    yield table_key(parent), node.partbound
+
+
+def _partition_facts(conn, cur, patches, tables, canonical):
+    """For each partitioned table ``patches`` add a partition to: its DEFAULT
+    partition's entry in ``tables`` (default_partition_key, the partition's
+    sizes), and in ``canonical`` the text PostgreSQL prints for each constant
+    of the bounds in the table's partition key type (a constant that type
+    cannot read is left as written)."""
+    for parent, bound in _new_partitions(patches):
+        info = tables.get(parent)
+        if info is None:
+            continue
+        if info.get('default_partition') and 'default_partition_key' not in info:
+            rows = query(conn, TABLE_SQL, (info['default_partition'],))
+            if rows:
+                key = (rows[0]['nspname'], rows[0]['relname'])
+                tables.setdefault(key, dict(rows[0], exists=True, columns={}, not_null_checks=[]))
+                info['default_partition_key'] = key
+        match = PARTITION_KEY.match(info.get('partition_key') or '')
+        column = match and match.group(2)
+        column = column and (column[1:-1].replace('""', '"') if column.startswith('"') else column.lower())
+        type_name = ((info.get('columns') or {}).get(column) or (None,))[0]
+        if type_name is None or bound is None:
+            continue
+        datums = list(bound.lowerdatums or ()) + list(bound.upperdatums or ()) + list(bound.listdatums or ())
+        for value in (_const_value(datum) for datum in datums):
+            if value is None or value in canonical.get(parent, {}):
+                continue
+            cur.execute('SAVEPOINT fastdowntime_bound')
+            try:
+                cur.execute('SELECT CAST(%%s AS %s)::text' % type_name, (value,))
+                canonical.setdefault(parent, {})[value] = cur.fetchone()[0]
+            except psycopg2.Error:
+                pass
+            cur.execute('ROLLBACK TO SAVEPOINT fastdowntime_bound; RELEASE SAVEPOINT fastdowntime_bound')
 
 
 def path_setting(path):

@@ -340,6 +340,89 @@ def search_paths(statements, live=False):
     return [path for path, dummy in path_states(statements, live)]
 
 
+# -- temporary tables: an unqualified name a patch's own TEMP table shadows ---------
+#
+# The session's temporary schema (pg_temp_N, named pg_temp in a search_path) is
+# searched for relations first, before pg_catalog, unless the path lists
+# pg_temp elsewhere (never for functions or types). A patch that creates a
+# TEMP table and then names it unqualified means that table, not a permanent
+# one of the same name; the window's session drops its temporary tables after
+# each patch (schema.SESSION_RESET_SQL's DISCARD TEMP), so a temporary table is
+# its patch's own.
+TEMP_SCHEMA = 'pg_temp'
+TEMP_RELATIONS = {'CreateStmt': 'relation', 'ViewStmt': 'view', 'CreateSeqStmt': 'sequence'}
+
+
+def temp_created(node):
+    """The name of the temporary relation ``node`` creates (CREATE TEMP TABLE
+    [AS], SELECT ... INTO TEMP, CREATE TEMP VIEW/SEQUENCE, or one created in
+    schema pg_temp), else None."""
+    kind = type(node).__name__
+    if kind in TEMP_RELATIONS:
+        relation = getattr(node, TEMP_RELATIONS[kind])
+    elif kind == 'CreateTableAsStmt' and node.into is not None:
+        relation = node.into.rel
+    elif kind == 'SelectStmt' and node.intoClause is not None:
+        relation = node.intoClause.rel
+    else:
+        return None
+    if relation is not None and (relation.relpersistence == 't' or relation.schemaname == TEMP_SCHEMA):
+        return relation.relname
+    return None
+
+
+def temp_first(path):
+    """Is a temporary relation found before any other of its name under
+    ``path`` (pg_temp unlisted - searched first - or listed first)? None when
+    it depends on the schemas before pg_temp, False for ANY_SCHEMA."""
+    if path == ANY_SCHEMA:
+        return False
+    listed = tuple(path or ())
+    if TEMP_SCHEMA not in listed or listed.index(TEMP_SCHEMA) == 0:
+        return True
+    return None
+
+
+def temp_states(statements, live=False):
+    """[frozenset of names] the temporary relations one patch's ``statements``
+    (in order) created before each statement and have not dropped (DROP of
+    the name where pg_temp comes first, DISCARD TEMP/ALL)."""
+    temps, out = set(), []
+    for statement, path in zip(statements, search_paths(statements, live)):
+        out.append(frozenset(temps))
+        node = statement.node
+        kind = type(node).__name__
+        if kind == 'DiscardStmt' and _name(node.target) in ('DISCARD_TEMP', 'DISCARD_ALL'):
+            temps.clear()
+        elif kind == 'DropStmt':
+            for names in node.objects or ():
+                key = _names_key(names) if isinstance(names, (list, tuple)) else None
+                if key and (key[0] == TEMP_SCHEMA or key[0] is None and temp_first(path)):
+                    temps.discard(key[1])
+        created = temp_created(node) if node is not None else None
+        if created is not None:
+            temps.add(created)
+    return out
+
+
+def resolved_key(key, path, temps=()):
+    """The key an unqualified relation name of a statement is looked up by:
+    (None, name) under the deploy session's own path, (None, name, path) under
+    one its patch set; None for a temporary relation (schema pg_temp, or a
+    name of ``temps`` - temp_states - found in pg_temp first): no permanent
+    relation, no other session's lock. A name of ``temps`` with pg_temp listed
+    after other schemas: those schemas only ((None, name, schemas before
+    pg_temp)); past them the name is the temporary one."""
+    if key is None or key[0] == TEMP_SCHEMA:
+        return None
+    if key[0] is not None:
+        return key
+    if key[1] in temps and temp_first(path) is not False:
+        before = () if temp_first(path) else path[:path.index(TEMP_SCHEMA)]
+        return (None, key[1], before) if before else None
+    return key if path is DEFAULT_PATH else (None, key[1], path)
+
+
 def _key(relation):
     return (relation.schemaname or None, relation.relname)
 
@@ -364,28 +447,69 @@ def _foreign_keys(elements):
     return found
 
 
+# How far a lock reaches from the relation named (HOLDERS_SQL looks there):
+# TREE - the relation, an index's table and every inheritance/partition child
+# (ALTER TABLE recurses to them); ONLY - the relation itself (and an index's
+# table); DEFAULT_PARTITION - the DEFAULT partition of the partitioned table
+# named, and every partition of it, found in the catalog (no name for it in
+# the patch).
+TREE, ONLY, DEFAULT_PARTITION = 'tree', 'only', 'default partition'
+
 # The partition an ATTACH / DETACH PARTITION (... FINALIZE) names is taken in ACCESS EXCLUSIVE
 # (tablecmds.c ATExecAttachPartition, ATExecDetachPartition(Finalize)): a table being attached is no
-# partition yet, so the partitioned table's lock reaches it through no pg_inherits row.
+# partition yet, so the partitioned table's lock reaches it through no pg_inherits row; ATTACH takes every
+# partition of a partitioned table it attaches in ACCESS EXCLUSIVE too (find_all_inheritors). The
+# partitioned table itself is locked alone (ATTACH: SHARE UPDATE EXCLUSIVE; DETACH: ACCESS EXCLUSIVE;
+# no recursion to its other partitions), and its DEFAULT partition, if it has one, in ACCESS EXCLUSIVE
+# (ATTACH of a non-default partition and DETACH change its partition constraint; ATTACH scans it to check
+# its rows, each of its own partitions taken in ACCESS EXCLUSIVE).
 PARTITION_COMMANDS = ('AT_AttachPartition', 'AT_DetachPartition', 'AT_DetachPartitionFinalize')
+
+
+def _partition_locks(node, cmd):
+    """[(key, mode, reach)] of an ATTACH/DETACH PARTITION command ``cmd`` of ALTER TABLE ``node``
+    (one such command is the whole statement: the grammar allows no other beside it)."""
+    sub, definition = _name(cmd.subtype), cmd.def_
+    parent = _key(node.relation)
+    found = [(parent, ALTER_TABLE_LEVELS.get(sub, ACCESS_EXCLUSIVE), ONLY)]
+    if getattr(definition, 'name', None) is not None:
+        found.append((_key(definition.name), ACCESS_EXCLUSIVE, TREE))
+    bound = getattr(definition, 'bound', None)
+    if (sub == 'AT_AttachPartition' and not getattr(bound, 'is_default', False)) \
+            or (sub == 'AT_DetachPartition' and not getattr(definition, 'concurrent', False)):
+        found.append((parent, ACCESS_EXCLUSIVE, DEFAULT_PARTITION))
+    return found
 
 
 def _alter_table_locks(node):
     key = _key(node.relation)
-    modes, referenced, partitions = [], [], []
+    modes, referenced = [], []
     for cmd in node.cmds or ():
         sub = _name(cmd.subtype)
+        if sub in PARTITION_COMMANDS:
+            return _partition_locks(node, cmd)
         definition = cmd.def_
         fks = _foreign_keys([definition]) if definition is not None else []
         if sub == 'AT_AddConstraint' and fks:
             modes.append(SHARE_ROW_EXCLUSIVE)  # ADD FOREIGN KEY: both tables, SHARE ROW EXCLUSIVE
         else:
             modes.append(ALTER_TABLE_LEVELS.get(sub, ACCESS_EXCLUSIVE))
-        if sub in PARTITION_COMMANDS and getattr(definition, 'name', None) is not None:
-            partitions.append(_key(definition.name))
         referenced.extend(fks)
-    locks = [(key, strongest(modes) or ACCESS_EXCLUSIVE)]
-    return locks + [(ref, SHARE_ROW_EXCLUSIVE) for ref in referenced] + [(p, ACCESS_EXCLUSIVE) for p in partitions]
+    return [(key, strongest(modes) or ACCESS_EXCLUSIVE, TREE)] + [(ref, SHARE_ROW_EXCLUSIVE, TREE) for ref in referenced]
+
+
+def _create_locks(node):
+    """CREATE TABLE (tablecmds.c DefineRelation): each INHERITS parent alone in SHARE UPDATE
+    EXCLUSIVE; a PARTITION OF parent alone in ACCESS EXCLUSIVE (its partition descriptor changes)
+    and, for a partition other than the DEFAULT one, the parent's DEFAULT partition (its constraint
+    changes: its rows are scanned, check_default_partition_contents); each referenced table of a
+    FOREIGN KEY in SHARE ROW EXCLUSIVE."""
+    partition = node.partbound is not None
+    found = [(_key(r), ACCESS_EXCLUSIVE if partition else SHARE_UPDATE_EXCLUSIVE, ONLY)
+             for r in node.inhRelations or ()]
+    if partition and not node.partbound.is_default:
+        found += [(_key(r), ACCESS_EXCLUSIVE, DEFAULT_PARTITION) for r in node.inhRelations or ()]
+    return found + [(ref, SHARE_ROW_EXCLUSIVE, TREE) for ref in _foreign_keys(node.tableElts)]
 
 
 def _comment_locks(node):
@@ -402,16 +526,28 @@ def _comment_locks(node):
 
 
 def statement_locks(node):
-    """[(relation key, mode)] the parsed statement ``node`` takes on existing
-    relations (see the module docstring); [] when not modelled."""
+    """[(relation key, mode)] the parsed statement ``node`` takes on the
+    existing relations it names (see the module docstring); [] when not
+    modelled. What a DEFAULT partition takes is in lock_targets only."""
+    return [(key, mode) for key, mode, reach in lock_targets(node) if reach != DEFAULT_PARTITION]
+
+
+def lock_targets(node):
+    """[(relation key, mode, reach)] the parsed statement ``node`` takes (reach:
+    TREE, ONLY or DEFAULT_PARTITION - where HOLDERS_SQL looks from the
+    relation named); [] when not modelled."""
     name = type(node).__name__
     if name == 'AlterTableStmt':
         return _alter_table_locks(node)
+    if name == 'CreateStmt':
+        return _create_locks(node)
+    return [(key, mode, TREE) for key, mode in _named_locks(node, name)]
+
+
+def _named_locks(node, name):
+    """statement_locks of the statements whose locks reach the TREE of each relation named."""
     if name == 'IndexStmt':
         return [(_key(node.relation), SHARE_UPDATE_EXCLUSIVE if node.concurrent else SHARE)]
-    if name == 'CreateStmt':
-        parents = [(_key(r), ACCESS_EXCLUSIVE) for r in node.inhRelations or ()]
-        return parents + [(ref, SHARE_ROW_EXCLUSIVE) for ref in _foreign_keys(node.tableElts)]
     if name == 'DropStmt':
         if _name(node.removeType) not in ('OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_INDEX',
                                           'OBJECT_SEQUENCE', 'OBJECT_FOREIGN_TABLE'):
@@ -452,23 +588,36 @@ def statement_locks(node):
     return []
 
 
+def _entry(key, mode, reach, **where):
+    """A required_locks / hot_waits entry: ``only`` and ``default_partition``
+    say where HOLDERS_SQL looks from the relation (see TREE)."""
+    entry = dict(relation=key, mode=mode, **where)
+    if reach == ONLY:
+        entry['only'] = True
+    elif reach == DEFAULT_PARTITION:
+        entry['default_partition'] = True
+    return entry
+
+
 def required_locks(patches):
-    """[{'relation': key, 'mode', 'patch', 'line'}]: per relation the strongest
-    mode the cold statements of ``patches`` (patchset.Patch, in order) take and
-    where it is first taken, in the order first named."""
+    """[{'relation': key, 'mode', 'patch', 'line'} (+ ``only`` or
+    ``default_partition``)]: per relation and reach the strongest mode the
+    cold statements of ``patches`` (patchset.Patch, in order) take and where
+    it is first taken, in the order first named. A relation of the patch's
+    own temporary table is left out (resolved_key)."""
     found = {}
     for patch in patches:
-        for statement, path in zip(patch.statements, search_paths(patch.statements)):
+        states = zip(patch.statements, search_paths(patch.statements), temp_states(patch.statements))
+        for statement, path, temps in states:
             if statement.kind != 'cold' or statement.node is None:
                 continue
-            for key, mode in statement_locks(statement.node):
+            for key, mode, reach in lock_targets(statement.node):
+                key = resolved_key(key, path, temps)
                 if key is None or mode is None:
                     continue
-                if key[0] is None and path is not DEFAULT_PATH:
-                    key = (None, key[1], path)
-                known = found.get(key)
+                known = found.get((key, reach))
                 if known is None or MODES.index(mode) > MODES.index(known['mode']):
-                    found[key] = {'relation': key, 'mode': mode, 'patch': patch.name, 'line': statement.line}
+                    found[(key, reach)] = _entry(key, mode, reach, patch=patch.name, line=statement.line)
     return list(found.values())
 
 
@@ -533,15 +682,17 @@ def hot_waits(patches):
     statements run in autocommit: search_paths(live=True)."""
     lockers, snapshots = [], []
     for patch in patches:
-        for statement, path in zip(patch.statements, search_paths(patch.statements, live=True)):
+        states = zip(patch.statements, search_paths(patch.statements, live=True),
+                     temp_states(patch.statements, live=True))
+        for statement, path, temps in states:
             found = _hot_wait(statement.node) if statement.node is not None else None
             if found is None:
                 continue
             words, keys = found
             where = {'patch': patch.name, 'line': statement.line, 'words': words}
+            keys = [(resolved_key(key, path, temps), row) for key, row in keys]
+            keys = [(key, row) for key, row in keys if key is not None]
             for key, (mode, older, only) in keys:
-                if key[0] is None and path is not DEFAULT_PATH:
-                    key = (None, key[1], path)
                 lockers.append(dict(where, relation=key, mode=mode, only=only))
             if any(row[1] for dummy, row in keys) and where not in snapshots:
                 snapshots.append(where)
@@ -559,21 +710,29 @@ def relation_text(key):
     return key[1]
 
 
+def entry_text(entry):
+    """A required_locks / hot_waits entry's relation as an operator reads it:
+    relation_text, or 'the DEFAULT partition of p' for a default_partition one."""
+    text = relation_text(entry['relation'])
+    return 'the DEFAULT partition of %s' % text if entry.get('default_partition') else text
+
+
 def quoted(key):
     """A key's schema and name as to_regclass() reads them exactly (quoted identifiers)."""
     return '.'.join('"%s"' % part.replace('"', '""') for part in key[:2] if part)
 
 
 def lookup(required, user):
-    """(targets, schemas, names, recurse): the arrays HOLDERS_SQL takes for
-    ``required`` (required_locks' or hot_waits' list; an entry's ``only``
-    leaves its inheritance/partition children out: recurse false), one row
-    per place a name may be:
+    """(targets, schemas, names, recurse, defaults): the arrays HOLDERS_SQL
+    takes for ``required`` (required_locks' or hot_waits' list; an entry's
+    ``only`` leaves its inheritance/partition children out: recurse false; its
+    ``default_partition`` looks at the DEFAULT partition of the table found
+    instead, and its partitions: defaults true), one row per place a name may be:
     target is the 1-based position in ``required``; schema None means the
     session's own search_path (the name then comes quoted, for to_regclass),
     '' any schema, else the schema, in the order PostgreSQL looks (pg_catalog
     first unless the path lists it; '$user' is ``user``, the deploy user)."""
-    targets, schemas, names, recurse = [], [], [], []
+    targets, schemas, names, recurse, defaults = [], [], [], [], []
     for target, entry in enumerate(required, start=1):
         key = entry['relation']
         path = key[2] if len(key) > 2 else DEFAULT_PATH
@@ -591,14 +750,17 @@ def lookup(required, user):
             schemas.append(schema)
             names.append(name)
             recurse.append(not entry.get('only'))
-    return targets, schemas, names, recurse
+            defaults.append(bool(entry.get('default_partition')))
+    return targets, schemas, names, recurse, defaults
 
 
 # The sessions holding or waiting for a table-level lock on the relations named
-# (the four arrays lookup() gives: per target the first place its name is
-# found, or with any schema every one), on each index's table and, unless the
-# target says not to recurse, on every inheritance or partition child (ALTER
-# TABLE recurses to them): ``target`` is
+# (the five arrays lookup() gives: per target the first place its name is
+# found, or with any schema every one; or, for a target of defaults true, that
+# partitioned table's DEFAULT partition: pg_partitioned_table.partdefid, none
+# without one), on each index's table and, unless the target says not to
+# recurse, on every inheritance or partition child (ALTER TABLE recurses to
+# them): ``target`` is
 # the position in required_locks' list. The pre-flight's own session is left out.
 #
 # Prepared transactions (PREPARE TRANSACTION, two-phase commit) too: they hold
@@ -612,18 +774,23 @@ def lookup(required, user):
 # it. pg_locks is read once (one snapshot of the lock table).
 HOLDERS_SQL = """
 WITH RECURSIVE place AS (
-    SELECT t.ord, t.schema, t.name, t.recurse, t.rank
-      FROM unnest(%s::int[], %s::text[], %s::text[], %s::bool[]) WITH ORDINALITY AS t(ord, schema, name, recurse, rank)
+    SELECT t.ord, t.schema, t.name, t.recurse, t.dflt, t.rank
+      FROM unnest(%s::int[], %s::text[], %s::text[], %s::bool[], %s::bool[])
+           WITH ORDINALITY AS t(ord, schema, name, recurse, dflt, rank)
 ), found AS (
     SELECT p.ord, p.rank, CASE WHEN p.schema IS NULL THEN to_regclass(p.name)::oid ELSE c.oid END AS relid
       FROM place p
       LEFT JOIN pg_namespace s ON p.schema IS NOT NULL AND (p.schema = '' OR s.nspname = p.schema)
       LEFT JOIN pg_class c ON c.relnamespace = s.oid AND c.relname = p.name
-), named AS (
+), hit AS (
     SELECT ord, relid FROM found f
      WHERE relid IS NOT NULL
        AND rank = (SELECT min(g.rank) FROM found g WHERE g.ord = f.ord AND g.relid IS NOT NULL)
         OR relid IS NOT NULL AND EXISTS (SELECT 1 FROM place p WHERE p.rank = f.rank AND p.schema = '')
+), named AS (
+    SELECT f.ord, f.relid FROM hit f WHERE NOT EXISTS (SELECT 1 FROM place p WHERE p.ord = f.ord AND p.dflt)
+    UNION SELECT f.ord, d.partdefid FROM hit f JOIN pg_partitioned_table d ON d.partrelid = f.relid
+     WHERE d.partdefid <> 0 AND EXISTS (SELECT 1 FROM place p WHERE p.ord = f.ord AND p.dflt)
 ), base AS (
     SELECT ord, relid FROM named
     UNION SELECT n.ord, i.indrelid FROM named n JOIN pg_index i ON i.indexrelid = n.relid

@@ -766,9 +766,10 @@ def _lock_text(rows):
     parts = []
     for row in rows:
         wanted = row['wanted']
-        parts.append('%s %s on %s, which %s line %s needs in %s' % (
+        parts.append('%s %s on %s, which %s line %s needs in %s%s' % (
             'holds' if row.get('granted') else 'waits for', row['mode'], row.get('relation'), wanted['patch'],
-            wanted['line'], wanted['mode']))
+            wanted['line'], wanted['mode'], ' (as %s)' % locks.entry_text(wanted)
+            if wanted.get('default_partition') else ''))
     return '; '.join(parts)
 
 
@@ -809,7 +810,7 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
     backends: a standby's holder is refused with either policy."""
     evidence = {'wait_seconds': round(wait_seconds, 3), 'drain_policy': drain_policy, 'policy': policy,
                 'idle_in_transaction_seconds': IDLE_IN_TRANSACTION_SECONDS,
-                'required_locks': [{'relation': locks.relation_text(r['relation']), 'mode': r['mode'], 'patch': r['patch'],
+                'required_locks': [{'relation': locks.entry_text(r), 'mode': r['mode'], 'patch': r['patch'],
                                     'line': r['line']} for r in required],
                 'drain_holders': [], 'lock_holders': []}
     if not cold_pending:

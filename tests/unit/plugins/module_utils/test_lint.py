@@ -444,3 +444,114 @@ def test_work_on_a_table_created_earlier_in_the_pending_patches_costs_nothing_an
 def test_the_same_work_on_an_existing_table_still_warns():
     [found] = lint_one('CREATE INDEX big_n_idx ON big (n);')
     assert (found['rule'], found['severity']) == ('create-index', 'warning') and found['estimate_seconds'] > 0
+
+
+# A range-partitioned table with a big DEFAULT partition, a table to attach, a list-partitioned one.
+EV = dict(BIG, relname='ev', relkind='p', partition_key='RANGE (created)', default_partition='ev_default',
+          default_partition_key=('public', 'ev_default'), columns={'created': ('date', ())})
+EV_DEFAULT = dict(BIG, relname='ev_default', relkind='r', heap_bytes=400 * MB)
+EV_2027 = dict(SMALL, relname='ev_2027', relkind='r', heap_bytes=100 * MB, check_constraints=[], not_null_columns=[])
+CHECKED = ["((created IS NOT NULL) AND (created >= '2027-01-01'::date) AND (created < '2027-02-01'::date))"]
+
+
+def partitioned(**child):
+    return catalog(tables={('public', 'ev'): EV, ('public', 'ev_default'): EV_DEFAULT,
+                           ('public', 'ev_2027'): dict(EV_2027, **child)})
+
+
+def test_attach_partition_scans_the_table_attached_and_the_default_partition():
+    """ATTACH PARTITION (tablecmds.c): PostgreSQL scans the table attached for rows outside the bound, and
+    the DEFAULT partition for rows of it - both priced with the scan kind, the DEFAULT partition's rule first
+    (the costlier); the finding names the DEFAULT partition."""
+    [finding] = lint_one("ALTER TABLE ev ATTACH PARTITION ev_2027 FOR VALUES FROM ('2027-01-01') TO ('2027-02-01')",
+                         partitioned())
+    assert finding['rules'] == ['attach-partition-scan', 'default-partition-scan']
+    assert finding['rule'] == 'default-partition-scan' and finding['table'] == 'public.ev_default'
+    assert 'the DEFAULT partition of ev' in finding['summary']
+    one_scan = 400 * MB / (500 * MB) * lint.SCAN_FACTOR
+    assert finding['estimate_seconds'] == pytest.approx(one_scan + one_scan / 4, abs=1e-3)
+
+
+@pytest.mark.parametrize('checks, not_null, bound, scanned', [
+    # The CHECK PostgreSQL's documentation advises: the table attached is not scanned.
+    (CHECKED, [], "FROM ('2027-01-01') TO ('2027-02-01')", False),
+    (["(created >= '2027-01-01'::date)", "(created < '2027-02-01'::date)"], [], "FROM ('2027-01-01') TO ('2027-02-01')",
+     False),
+    # Another range, an open side the CHECK leaves open, no CHECK: scanned.
+    (CHECKED, [], "FROM ('2027-01-01') TO ('2027-03-01')", True),
+    (["(created >= '2027-01-01'::date)"], [], "FROM ('2027-01-01') TO ('2027-02-01')", True),
+    ([], [], "FROM ('2027-01-01') TO ('2027-02-01')", True),
+    # MINVALUE/MAXVALUE: that side needs nothing; both open: only NOT NULL.
+    (["(created < '2027-02-01'::date)"], [], "FROM (MINVALUE) TO ('2027-02-01')", False),
+    ([], ['created'], 'FROM (MINVALUE) TO (MAXVALUE)', False),
+    ([], [], 'FROM (MINVALUE) TO (MAXVALUE)', True),
+    # An OR is no conjunct: not recognised, priced as a scan (never less than PostgreSQL does).
+    (["((created >= '2027-01-01'::date) OR (created < '2027-02-01'::date))"], [],
+     "FROM ('2027-01-01') TO ('2027-02-01')", True),
+])
+def test_a_check_constraint_implying_the_bound_spares_the_scan_of_the_table_attached(checks, not_null, bound, scanned):
+    [finding] = lint_one('ALTER TABLE ev ATTACH PARTITION ev_2027 FOR VALUES %s' % bound,
+                         partitioned(check_constraints=checks, not_null_columns=not_null))
+    assert ('attach-partition-scan' in finding['rules']) == scanned, finding['rules']
+
+
+def test_list_bounds_and_constants_as_postgresql_prints_them():
+    list_key = dict(EV, partition_key='LIST (region)', default_partition_key=None)
+    tables = {('public', 'ev'): list_key, ('public', 'ev_2027'): dict(EV_2027)}
+
+    def rules(bound, checks, canonical=None):
+        tables[('public', 'ev_2027')]['check_constraints'] = checks
+        cat = catalog(tables=tables, canonical={(None, 'ev'): canonical or {}})
+        return lint_one('ALTER TABLE ev ATTACH PARTITION ev_2027 FOR VALUES %s' % bound, cat)[0]['rules']
+
+    assert rules("IN ('eu', 'us')", ["(region = ANY (ARRAY['eu'::text, 'us'::text]))"]) == ['catalog-only']
+    assert rules("IN ('eu', 'us')", ["(region = 'eu'::text)"]) == ['catalog-only']
+    assert rules("IN ('eu')", ["(region = ANY (ARRAY['eu'::text, 'us'::text]))"]) == ['attach-partition-scan']
+    assert rules("IN ('eu', NULL)", ["(region = 'eu'::text)"]) == ['attach-partition-scan']
+    # A timestamp key: the CHECK's constant is PostgreSQL's text of it, the bound's as written.
+    at_key = dict(list_key, partition_key='RANGE (at)')
+    tables[('public', 'ev')] = at_key
+    stored = ["((at >= '2027-01-01 00:00:00'::timestamp without time zone) AND "
+              "(at < '2027-02-01 00:00:00'::timestamp without time zone))"]
+    bound = "FROM ('2027-01-01') TO ('2027-02-01')"
+    assert rules(bound, stored) == ['attach-partition-scan']
+    assert rules(bound, stored, {'2027-01-01': '2027-01-01 00:00:00', '2027-02-01': '2027-02-01 00:00:00'}) == [
+        'catalog-only']
+
+
+def test_bound_implied_is_false_for_what_it_does_not_read():
+    import pglast
+    bound = pglast.parse_sql('ALTER TABLE p ATTACH PARTITION c FOR VALUES FROM (1, 2) TO (3, 4)')[0].stmt.cmds[0].def_.bound
+    assert not lint.bound_implied('RANGE (a, b)', bound, ['((a >= 1) AND (a < 3))'])
+    hashed = pglast.parse_sql('ALTER TABLE p ATTACH PARTITION c FOR VALUES WITH (MODULUS 2, REMAINDER 0)')[0]
+    assert not lint.bound_implied('HASH (a)', hashed.stmt.cmds[0].def_.bound, [])
+    default = pglast.parse_sql('ALTER TABLE p ATTACH PARTITION c DEFAULT')[0].stmt.cmds[0].def_.bound
+    assert not lint.bound_implied('LIST (a)', default, ['(a = 1)'])
+
+
+def test_create_partition_of_scans_the_default_partition_and_detach_scans_nothing():
+    [created] = lint_one("CREATE TABLE ev_2028 PARTITION OF ev FOR VALUES FROM ('2028-01-01') TO ('2028-02-01')",
+                         partitioned())
+    assert created['rule'] == 'default-partition-scan' and created['estimate_seconds'] > 0
+    [default] = lint_one('CREATE TABLE ev_other PARTITION OF ev DEFAULT', partitioned())
+    assert default['rules'] == ['catalog-only']
+    [detached] = lint_one('ALTER TABLE ev DETACH PARTITION ev_2027', partitioned())
+    assert detached['rules'] == ['catalog-only'] and detached['estimate_seconds'] == 0
+    # A foreign DEFAULT partition or foreign table attached: PostgreSQL scans neither.
+    foreign = catalog(tables={('public', 'ev'): EV, ('public', 'ev_default'): dict(EV_DEFAULT, relkind='f'),
+                              ('public', 'ev_2027'): dict(EV_2027, relkind='f')})
+    [attached] = lint_one("ALTER TABLE ev ATTACH PARTITION ev_2027 FOR VALUES FROM ('2027-01-01') TO ('2027-02-01')",
+                          foreign)
+    assert attached['rules'] == ['catalog-only']
+
+
+def test_a_patch_s_own_temporary_table_is_not_priced_as_the_permanent_one():
+    """CREATE TEMP TABLE big ... then work on 'big': pg_temp is searched first - the patch's own empty table,
+    not public.big (250 MB); the next patch's 'big' is public.big again (the window's DISCARD TEMP)."""
+    first = patch('CREATE TEMP TABLE big (id int, n int);\nALTER TABLE big ALTER COLUMN n TYPE bigint;\n'
+                  'ALTER TABLE big ADD CONSTRAINT pos CHECK (n > 0);')
+    second = patch('ALTER TABLE big ADD CONSTRAINT pos CHECK (n > 0);', name='patch-2211-02-0.sql')
+    found = lint.lint_patches([first, second], catalog(), lint.parse_options())
+    assert [(f['line'], f['table'], f['estimate_seconds'], f['severity']) for f in found[:3]] == [
+        (1, 'pg_temp.big', 0.0, 'info'), (2, 'pg_temp.big', 0.0, 'info'), (3, 'pg_temp.big', 0.0, 'info')]
+    assert found[3]['table'] == 'big' and found[3]['estimate_seconds'] > 0 and found[3]['severity'] == 'warning'

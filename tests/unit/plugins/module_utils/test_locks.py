@@ -26,6 +26,7 @@ def statement_locks(sql, tmp_path):
     ('CREATE TABLE t (id int REFERENCES fdt_item (id), b int, FOREIGN KEY (b) REFERENCES other (id));',
      [((None, 'fdt_item'), SRE), ((None, 'other'), SRE)]),
     ('CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1);', [((None, 'p'), AE)]),
+    ('CREATE TABLE c () INHERITS (s.p, q);', [(('s', 'p'), SUE), ((None, 'q'), SUE)]),
     ('CREATE INDEX i ON a (id);', [((None, 'a'), locks.SHARE)]),
     ('DROP TABLE a, s.b;', [((None, 'a'), AE), (('s', 'b'), AE)]),
     ('DROP INDEX s.i;', [(('s', 'i'), AE)]),
@@ -149,14 +150,14 @@ def test_every_patch_starts_with_the_deploy_sessions_search_path(tmp_path):
     assert [r['relation'] for r in required] == [(None, 't', ('tryit', 'public')), (None, 't'), ('s', 't')]
     assert [locks.relation_text(r['relation']) for r in required] == [
         't (search_path tryit, public)', 't', 's.t']
-    targets, schemas, names, recurse = locks.lookup(required, 'fdt_deploy')
+    targets, schemas, names, recurse, defaults = locks.lookup(required, 'fdt_deploy')
     assert list(zip(targets, schemas, names)) == [
         (1, 'pg_catalog', 't'), (1, 'tryit', 't'), (1, 'public', 't'), (2, None, '"t"'), (3, 's', 't')]
-    assert all(recurse)
+    assert all(recurse) and not any(defaults)
     any_schema = [{'relation': (None, 't', locks.ANY_SCHEMA), 'mode': AE},
                   {'relation': (None, 't', ('$user', 'pg_catalog')), 'mode': AE, 'only': True}]
     assert list(zip(*locks.lookup(any_schema, 'fdt_deploy'))) == [
-        (1, '', 't', True), (2, 'fdt_deploy', 't', False), (2, 'pg_catalog', 't', False)]
+        (1, '', 't', True, False), (2, 'fdt_deploy', 't', False, False), (2, 'pg_catalog', 't', False, False)]
 
 
 def test_what_each_live_statement_waits_out(tmp_path):
@@ -262,7 +263,102 @@ def test_detach_partition_concurrently_waits_out_the_partitioned_table_s_own_loc
     assert snapshots == []
     rows = [{'target': 0, 'mode': 'AccessShareLock', 'pid': 1}, {'target': 1, 'mode': 'AccessShareLock', 'pid': 2}]
     assert [r['pid'] for r in locks.conflicting(rows, lockers)] == [1, 2]
-    assert list(zip(*locks.lookup(lockers, 'u'))) == [(1, 's', 'p', False), (2, None, '"p2"', True)]
+    assert list(zip(*locks.lookup(lockers, 'u'))) == [(1, 's', 'p', False, False), (2, None, '"p2"', True, False)]
     # Every live statement that waits out others is a row of the one table.
     assert set(locks.HOT_WAITS) >= {'CREATE INDEX CONCURRENTLY', 'REINDEX CONCURRENTLY', 'DROP INDEX CONCURRENTLY',
                                     'DETACH PARTITION CONCURRENTLY'}
+
+
+def lock_targets(sql, tmp_path):
+    (tmp_path / 'patch-0001-01-0.sql').write_text(sql)
+    patch = load_patch_set(str(tmp_path)).patches[0]
+    return [lock for statement in patch.statements for lock in locks.lock_targets(statement.node)]
+
+
+@pytest.mark.parametrize('sql, expected', [
+    # ATTACH (tablecmds.c ATExecAttachPartition): the partitioned table alone in SHARE UPDATE EXCLUSIVE, the
+    # table attached and every partition of it in ACCESS EXCLUSIVE, the DEFAULT partition (and its partitions)
+    # in ACCESS EXCLUSIVE - its constraint changes and its rows are scanned.
+    ('ALTER TABLE p ATTACH PARTITION s.p2 FOR VALUES IN (2);',
+     [((None, 'p'), SUE, locks.ONLY), (('s', 'p2'), AE, locks.TREE), ((None, 'p'), AE, locks.DEFAULT_PARTITION)]),
+    # Attached as the DEFAULT partition: there is no other DEFAULT partition to lock.
+    ('ALTER TABLE p ATTACH PARTITION p9 DEFAULT;', [((None, 'p'), SUE, locks.ONLY), ((None, 'p9'), AE, locks.TREE)]),
+    # DETACH: the partitioned table alone, the partition, the DEFAULT partition (its constraint changes; no scan).
+    ('ALTER TABLE p DETACH PARTITION p1;',
+     [((None, 'p'), AE, locks.ONLY), ((None, 'p1'), AE, locks.TREE), ((None, 'p'), AE, locks.DEFAULT_PARTITION)]),
+    ('ALTER TABLE p DETACH PARTITION p1 FINALIZE;', [((None, 'p'), SUE, locks.ONLY), ((None, 'p1'), AE, locks.TREE)]),
+    # CREATE TABLE ... PARTITION OF (DefineRelation): the parent alone in ACCESS EXCLUSIVE, its DEFAULT partition.
+    ('CREATE TABLE p1 PARTITION OF s.p FOR VALUES FROM (1) TO (2);',
+     [(('s', 'p'), AE, locks.ONLY), (('s', 'p'), AE, locks.DEFAULT_PARTITION)]),
+    ('CREATE TABLE p0 PARTITION OF p DEFAULT;', [((None, 'p'), AE, locks.ONLY)]),
+    ('ALTER TABLE p ADD COLUMN x int;', [((None, 'p'), AE, locks.TREE)]),
+])
+def test_partition_commands_lock_the_partitioned_table_alone_and_its_default_partition(sql, expected, tmp_path):
+    assert lock_targets(sql, tmp_path) == expected
+    assert statement_locks(sql, tmp_path) == [(k, m) for k, m, reach in expected if reach != locks.DEFAULT_PARTITION]
+
+
+def test_the_default_partition_is_looked_up_through_its_partitioned_table(tmp_path):
+    """required_locks keeps the DEFAULT partition's entry apart from the partitioned table's own (another
+    reach, another mode); lookup asks HOLDERS_SQL for the DEFAULT partition of the table it finds
+    (defaults), with its partitions (recurse); the operator reads which DEFAULT partition it is."""
+    (tmp_path / 'patch-0001-01-0.sql').write_text(
+        'ALTER TABLE ev ATTACH PARTITION ev_2027 FOR VALUES FROM (1) TO (2);\nCOMMENT ON TABLE ev IS $$x$$;')
+    required = locks.required_locks(load_patch_set(str(tmp_path)).patches)
+    assert [(r['relation'], r['mode'], r.get('only'), r.get('default_partition'), r['line']) for r in required] == [
+        ((None, 'ev'), SUE, True, None, 1), ((None, 'ev_2027'), AE, None, None, 1),
+        ((None, 'ev'), AE, None, True, 1), ((None, 'ev'), SUE, None, None, 2)]
+    assert list(zip(*locks.lookup(required, 'u'))) == [
+        (1, None, '"ev"', False, False), (2, None, '"ev_2027"', True, False), (3, None, '"ev"', True, True),
+        (4, None, '"ev"', True, False)]
+    assert [locks.entry_text(r) for r in required] == ['ev', 'ev_2027', 'the DEFAULT partition of ev', 'ev']
+    # A reader of the DEFAULT partition only (ACCESS SHARE) conflicts with its ACCESS EXCLUSIVE.
+    rows = [{'target': 2, 'pid': 7, 'mode': 'AccessShareLock', 'granted': True, 'relation': 'ev_default'},
+            {'target': 0, 'pid': 8, 'mode': 'RowExclusiveLock', 'granted': True, 'relation': 'ev'}]
+    assert [(r['pid'], r['wanted']['mode']) for r in locks.conflicting(rows, required)] == [(7, AE)]
+
+
+def required_of(sql, tmp_path, kind='0'):
+    (tmp_path / ('patch-0001-01-%s.sql' % kind)).write_text(sql)
+    return [r['relation'] for r in locks.required_locks(load_patch_set(str(tmp_path)).patches)]
+
+
+@pytest.mark.parametrize('sql, expected', [
+    # The patch's own TEMP table of a permanent table's name: pg_temp is searched first - no permanent relation.
+    ('CREATE TEMP TABLE fdt_item (id int);\nALTER TABLE fdt_item ADD COLUMN x int;\nALTER TABLE t ADD y int;',
+     [(None, 't')]),
+    ('CREATE TEMPORARY TABLE stage AS SELECT 1 AS id;\nUPDATE stage SET id = 2;\nLOCK TABLE stage;', []),
+    ('SELECT 1 AS id INTO TEMP stage;\nTRUNCATE stage;', []),
+    ('CREATE TABLE pg_temp.stage (id int);\nDELETE FROM stage;\nDELETE FROM pg_temp.other;', []),
+    # Before it is created, and after it is dropped (or DISCARD TEMP), the name is the permanent table's.
+    ('UPDATE stage SET id = 1;\nCREATE TEMP TABLE stage (id int);\nDROP TABLE stage;\nUPDATE stage SET id = 2;',
+     [(None, 'stage')]),
+    ('CREATE TEMP TABLE stage (id int);\nDISCARD TEMP;\nUPDATE stage SET id = 2;', [(None, 'stage')]),
+    # Under the patch's own path: pg_temp unlisted is searched first; listed later, the schemas before it first.
+    ('SET search_path = app;\nCREATE TEMP TABLE stage (id int);\nUPDATE stage SET id = 2;', []),
+    ('SET search_path = pg_temp, app;\nCREATE TEMP TABLE stage (id int);\nUPDATE stage SET id = 2;', []),
+    ('SET search_path = app, pg_temp;\nCREATE TEMP TABLE stage (id int);\nUPDATE stage SET id = 2;\n'
+     'UPDATE other SET id = 2;', [(None, 'stage', ('app',)), (None, 'other', ('app', 'pg_temp'))]),
+    # A path only running the patch would tell: any schema, as before.
+    ("SELECT set_config('search_path', current_setting('x.y'), false);\nCREATE TEMP TABLE stage (id int);\n"
+     "UPDATE stage SET id = 2;", [(None, 'stage', locks.ANY_SCHEMA)]),
+])
+def test_a_patch_s_own_temporary_table_is_not_the_permanent_one(sql, expected, tmp_path):
+    assert required_of(sql, tmp_path) == expected
+
+
+def test_a_temporary_table_is_its_own_patch_s(tmp_path):
+    """The window's DISCARD TEMP after each patch: the next patch's name is the permanent table again."""
+    (tmp_path / 'patch-0001-01-0.sql').write_text('CREATE TEMP TABLE stage (id int);\nUPDATE stage SET id = 1;')
+    (tmp_path / 'patch-0001-02-0.sql').write_text('UPDATE stage SET id = 2;')
+    required = locks.required_locks(load_patch_set(str(tmp_path)).patches)
+    assert [(r['relation'], r['patch']) for r in required] == [((None, 'stage'), 'patch-0001-02-0.sql')]
+
+
+def test_a_hot_patch_waits_for_no_lock_on_a_temporary_table(tmp_path):
+    """A live statement on a table of schema pg_temp (the session's own: PostgreSQL builds such an index
+    without CONCURRENTLY) waits for no other session's lock."""
+    (tmp_path / 'patch-0001-01-1.sql').write_text(
+        'CREATE INDEX CONCURRENTLY stage_id ON pg_temp.stage (id);\nCREATE INDEX CONCURRENTLY t_id ON t (id);')
+    lockers, dummy = locks.hot_waits(load_patch_set(str(tmp_path)).patches)
+    assert [(w['relation'], w['line']) for w in lockers] == [((None, 't'), 2)]
