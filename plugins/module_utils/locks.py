@@ -13,15 +13,22 @@ which of the locks other sessions hold (or wait for) conflict with them.
   AlterTableGetLockLevel and the other commands take them; a relation is a key
   (schema or None, name) as the parser case-folded it. Statements whose locks
   are not modelled (GRANT, CREATE FUNCTION...) take none here.
+  ``lock_targets(node)`` adds each lock's reach (TREE, ONLY, or the
+  DEFAULT_PARTITION of a partitioned table: ATTACH/DETACH PARTITION, CREATE
+  TABLE ... PARTITION OF).
+- ``temp_states(statements)`` / ``resolved_key(key, path, temps)``: the
+  patch's own temporary tables, which an unqualified name means from their
+  creation on (pg_temp is searched first unless the path lists it later).
 - ``search_paths(statements)``: the search_path each statement of one patch
   runs under, as the window runs it: every patch starts with the deploy
   session's own search_path (the window resets the session after each patch:
   schema.SESSION_RESET_SQL's RESET ALL), and ``SET [LOCAL] search_path``,
   ``RESET``/``SET ... TO DEFAULT``, ``RESET ALL`` and
   ``set_config('search_path', ...)`` of the patch change it from there.
-- ``required_locks(patches)``: per relation the strongest mode the patches'
-  cold statements take, and the first patch that takes it; an unqualified
-  name under a patch's own search_path is a key of three: (None, name, path).
+- ``required_locks(patches)``: per relation and reach the strongest mode the
+  patches' cold statements take, and the first patch that takes it; an
+  unqualified name under a patch's own search_path is a key of three: (None,
+  name, path).
 - ``lookup(required, user)``: the arrays HOLDERS_SQL resolves those keys
   with, each name in the search_path the window resolves it in.
 - ``HOLDERS_SQL``: the sessions and the prepared transactions (two-phase

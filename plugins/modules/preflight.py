@@ -61,7 +61,9 @@ description:
     C(terminate) (the drain terminates it). Any other session holding or waiting for a table-level lock that
     conflicts with the lock a pending cold statement takes on a relation it touches (PostgreSQL's conflict table;
     C(ACCESS EXCLUSIVE) for most C(ALTER TABLE), C(SHARE ROW EXCLUSIVE) on a table a new foreign key references,
-    C(SHARE UPDATE EXCLUSIVE) for C(COMMENT ON); an index's table and every inheritance child are checked too)
+    C(SHARE UPDATE EXCLUSIVE) for C(COMMENT ON); an index's table and every inheritance child are checked too;
+    C(ATTACH PARTITION), C(DETACH PARTITION) and C(CREATE TABLE ... PARTITION OF) take the partitioned table alone
+    and its DEFAULT partition, with each partition of it, in C(ACCESS EXCLUSIVE), named as such)
     fails, naming its pid, user, application name, client address, how long, the relation, both lock modes and
     the patch - unless its user is in O(killable_users) (terminated as the outage starts, so a warning). The
     pre-flight's own session is left out. O(blocking_sessions=warn) reports them as warnings instead. A cold
@@ -71,6 +73,8 @@ description:
     which only new sessions get). Where only running the patch would tell (dynamic SQL in a C(DO) block, a computed
     C(set_config) value, a C(SET) inside C(IF)/C(LOOP)/C(EXCEPTION)) every schema's relation of that name counts
     (never fewer locks than the window takes) and the lint warns (C(search-path-unknown)); schema-qualify them.
+    A name the patch's own temporary table has (C(CREATE TEMP TABLE), C(pg_temp.x)) is that table, found first
+    unless the path lists C(pg_temp) after other schemas: no permanent table's holders.
   - C(hot_patch_waits) - what the pending hot patches (before and after the window) would wait out on the primary -
     a live C(CREATE INDEX CONCURRENTLY) or C(REINDEX CONCURRENTLY) waits for every transaction of the database with
     an older snapshot (a session idle in a C(REPEATABLE READ) transaction, an open cursor) and, like C(DROP INDEX

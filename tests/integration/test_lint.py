@@ -224,3 +224,62 @@ def test_a_table_named_under_the_patchs_own_search_path_is_priced_as_the_window_
     assert found['own path']['estimate_seconds'] and not found['own path']['cost_unknown'], found['own path']
     # The same table's size: the same model, the same basis (estimates differ only by the throughput sample).
     assert dict(found['own path']['basis'], table=None) == dict(found['qualified']['basis'], table=None), found
+
+
+# ATTACH PARTITION (PostgreSQL's ATExecAttachPartition): the DEFAULT partition is scanned for rows of the new
+# bound, and the table attached for rows outside it unless a valid CHECK constraint implies the bound - what
+# PostgreSQL itself says at DEBUG1 ("... is implied by existing constraints") is the truth the lint must match.
+PARTITIONS_SETUP = """
+CREATE TABLE fdt_lint_ev (id int, created timestamp, pad text) PARTITION BY RANGE (created);
+CREATE TABLE fdt_lint_ev_2026 PARTITION OF fdt_lint_ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE fdt_lint_ev_default PARTITION OF fdt_lint_ev DEFAULT;
+INSERT INTO fdt_lint_ev_default SELECT g, '2025-01-01'::timestamp + g * interval '1 second', md5(g::text)
+  FROM generate_series(1, 200000) g;
+CREATE TABLE fdt_lint_ev_2027 (id int, created timestamp, pad text);
+INSERT INTO fdt_lint_ev_2027 SELECT g, '2027-01-01'::timestamp + g * interval '1 second', md5(g::text)
+  FROM generate_series(1, 50000) g;
+CREATE TABLE fdt_lint_ev_2027c (LIKE fdt_lint_ev_2027);
+ALTER TABLE fdt_lint_ev_2027c ADD CONSTRAINT bound CHECK (created IS NOT NULL AND created >= '2027-01-01'
+  AND created < '2028-01-01');
+"""
+ATTACH = "ALTER TABLE fdt_lint_ev ATTACH PARTITION %s FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')"
+
+
+def postgresql_scans(conn, table):
+    """Does PostgreSQL scan ``table`` to attach it (its DEBUG1 message says when it does not)? Run and
+    rolled back: the partitions unchanged."""
+    conn.notices.clear()
+    with conn.cursor() as cur:
+        cur.execute('BEGIN; SET LOCAL client_min_messages = debug1')
+        try:
+            cur.execute(ATTACH % table)
+        finally:
+            cur.execute('ROLLBACK')
+    return not any('is implied by existing constraints' in notice and '"%s"' % table in notice for notice in conn.notices)
+
+
+def test_attach_partition_prices_the_default_partition_s_scan_and_the_table_attached_as_postgresql_scans(
+        lab, tmp_path):
+    conn = connect(lab.pg('primary'), autocommit=True)
+    try:
+        conn.cursor().execute('DROP TABLE IF EXISTS fdt_lint_ev, fdt_lint_ev_2027, fdt_lint_ev_2027c; '
+                              + PARTITIONS_SETUP + '; VACUUM ANALYZE fdt_lint_ev_default')
+        found = {}
+        for table in ('fdt_lint_ev_2027', 'fdt_lint_ev_2027c'):
+            directory = tmp_path / table
+            directory.mkdir()
+            (directory / 'patch-2400-01-0.sql').write_text(ATTACH % table + ';\n')
+            [found[table]], dummy, dummy = lint.lint_live(conn, load_patch_set(str(directory)).patches)
+            found[table]['postgresql_scans'] = postgresql_scans(conn, table)
+        default_bytes = query(conn, "SELECT pg_relation_size('fdt_lint_ev_default')::float8 AS b")[0]['b']
+    finally:
+        conn.cursor().execute('DROP TABLE IF EXISTS fdt_lint_ev, fdt_lint_ev_2027, fdt_lint_ev_2027c')
+        conn.close()
+    for table, finding in found.items():
+        # The DEFAULT partition's scan, priced on its own size with the scan kind: the costliest work.
+        assert finding['rule'] == 'default-partition-scan' and finding['table'] == 'public.fdt_lint_ev_default', finding
+        assert finding['basis']['heap_bytes'] == default_bytes > 0 and finding['estimate_seconds'] > 0, finding
+        assert 'the DEFAULT partition of fdt_lint_ev' in finding['summary'], finding['summary']
+        # The table attached: scanned (and priced) exactly where PostgreSQL scans it.
+        assert ('attach-partition-scan' in finding['rules']) == finding['postgresql_scans'], (table, finding)
+    assert found['fdt_lint_ev_2027']['postgresql_scans'] and not found['fdt_lint_ev_2027c']['postgresql_scans']

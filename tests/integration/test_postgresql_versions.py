@@ -167,6 +167,7 @@ ALTER TABLE t ADD CONSTRAINT c CHECK (id > 0) NOT VALID;
 CREATE TABLE p (id int) PARTITION BY LIST (id);
 CREATE TABLE p2 (id int);
 CREATE TABLE p3 PARTITION OF p FOR VALUES IN (3);
+CREATE TABLE p0 PARTITION OF p DEFAULT;
 CREATE MATERIALIZED VIEW mv AS SELECT 1 AS a;
 CREATE UNIQUE INDEX mv_a ON mv (a);
 CREATE VIEW v AS SELECT 1 AS a;
@@ -185,13 +186,14 @@ LOCK_STATEMENTS = (
     'CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION trg()', "UPDATE t SET body = 'x'",
     'CREATE POLICY pol ON t USING (true)', 'CREATE OR REPLACE VIEW v AS SELECT 1 AS a', 'CLUSTER t USING t_pkey',
     'REINDEX TABLE t', 'DROP TABLE r CASCADE', 'ALTER TABLE p DETACH PARTITION p3', 'REFRESH MATERIALIZED VIEW mv',
-    'REFRESH MATERIALIZED VIEW CONCURRENTLY mv',
+    'REFRESH MATERIALIZED VIEW CONCURRENTLY mv', 'CREATE TABLE i2 () INHERITS (t)',
 )
 
 
 def test_each_cold_statement_takes_the_lock_the_pre_flight_models_on_this_version(pg_lab):
-    """locks.statement_locks against the server: each statement run in a transaction, the strongest
-    mode its backend then holds on each relation it names (pg_locks) is the one modelled."""
+    """locks.lock_targets against the server: each statement run in a transaction, the strongest
+    mode its backend then holds on each relation it names (pg_locks) is the one modelled - and on the
+    DEFAULT partition (p0) of the table a partition is attached to, detached from or created in."""
     topology = {'primary': pg_lab.pg('primary'), 'standbys': [pg_lab.pg('standby1'), pg_lab.pg('standby2')]}
     with fresh_cluster(topology) as cluster:
         conn = cluster.conn()
@@ -201,12 +203,15 @@ def test_each_cold_statement_takes_the_lock_the_pre_flight_models_on_this_versio
         wrong = []
         for sql in LOCK_STATEMENTS:
             [statement] = patchset.split_statements(sql + ';')
-            modelled = locks.statement_locks(statement.node)
+            modelled = locks.lock_targets(statement.node)
             assert modelled, sql
             with conn.cursor() as cur:
                 oids = []   # by oid: a relation the statement drops has no name left in pg_locks
-                for (schema, name), mode in modelled:
+                for (schema, name), mode, reach in modelled:
                     cur.execute('SELECT to_regclass(%s)::oid', ('.'.join(filter(None, (schema, name))),))
+                    if reach == locks.DEFAULT_PARTITION:
+                        cur.execute('SELECT partdefid FROM pg_partitioned_table WHERE partrelid = %s', cur.fetchone())
+                        name = 'the DEFAULT partition of %s' % name
                     oids.append((name, cur.fetchone()[0], mode))
                 cur.execute(sql)
                 cur.execute("SELECT relation, mode FROM pg_locks "

@@ -514,6 +514,96 @@ def test_a_lock_holder_is_found_in_the_search_path_the_patch_sets(lab, revision_
                        'do_execute': 't_sp (search_path unknown until the patch runs: any schema)'}[case]]
 
 
+# ATTACH/DETACH PARTITION and CREATE TABLE ... PARTITION OF take the partitioned table alone and its DEFAULT
+# partition in ACCESS EXCLUSIVE; a patch's own TEMP table shadows a permanent one of its name (pg_temp is
+# searched first unless the path lists it later). case -> (the patch, what a forgotten psql holds), each
+# checked against PostgreSQL itself: does the patch, run as the window runs it, wait for that session?
+PARTITION_SETUP = (
+    'DROP TABLE IF EXISTS fdt_pf_ev, fdt_pf_new, fdt_stage; '
+    'CREATE TABLE fdt_pf_ev (id int, k int) PARTITION BY RANGE (k); '
+    'CREATE TABLE fdt_pf_ev_1 PARTITION OF fdt_pf_ev FOR VALUES FROM (0) TO (100); '
+    'CREATE TABLE fdt_pf_ev_default PARTITION OF fdt_pf_ev DEFAULT; '
+    'CREATE TABLE fdt_pf_new (id int, k int); CREATE TABLE fdt_stage (id int)')
+ATTACH_NEW = 'ALTER TABLE fdt_pf_ev ATTACH PARTITION fdt_pf_new FOR VALUES FROM (100) TO (200);'
+FIELD_LOCK_CASES = {
+    'attach_default_reader': (ATTACH_NEW, 'SELECT pg_backend_pid(), count(*) FROM fdt_pf_ev_default'),
+    'attach_sibling_reader': (ATTACH_NEW, 'SELECT pg_backend_pid(), count(*) FROM fdt_pf_ev_1'),
+    'create_partition_default_writer': (
+        'CREATE TABLE fdt_pf_ev_2 PARTITION OF fdt_pf_ev FOR VALUES FROM (200) TO (300);',
+        'INSERT INTO fdt_pf_ev_default VALUES (1, 1000) RETURNING pg_backend_pid()'),
+    'detach_default_reader': ('ALTER TABLE fdt_pf_ev DETACH PARTITION fdt_pf_ev_1;',
+                              'SELECT pg_backend_pid(), count(*) FROM fdt_pf_ev_default'),
+    # sqlc issue 181's and atlas issue 3574's patches: a scratch TEMP table, the same name in two patches.
+    'temp_table': ('CREATE TEMP TABLE fdt_stage (id int);\nALTER TABLE fdt_stage ADD COLUMN z int;\n'
+                   'INSERT INTO pg_temp.fdt_stage SELECT 1;\nUPDATE fdt_stage SET z = 1;\n\n'
+                   'CREATE TEMP TABLE fdt_stage (id int);\nLOCK TABLE fdt_stage;',
+                   'SELECT pg_backend_pid(), count(*) FROM fdt_stage'),
+    # timescaledb PR 4288's placement: pg_temp listed last - the permanent table is found first.
+    'temp_table_listed_last': ('SET search_path = public, pg_temp;\nCREATE TEMP TABLE fdt_stage (id int);\n'
+                               'ALTER TABLE fdt_stage ADD COLUMN z int;',
+                               'SELECT pg_backend_pid(), count(*) FROM fdt_stage'),
+}
+
+
+def waits_for_the_holder(lab, text):
+    """Does PostgreSQL, running ``text`` as the window does (the deploy user's session, one transaction,
+    the session reset between patches - a blank line splits two here), wait for a lock? Rolled back."""
+    conn = connect(lab.pg('primary'))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL lock_timeout = '1s'")
+            for patch_text in text.split('\n\n'):
+                for statement in split_statements(patch_text):
+                    cur.execute(statement.sql)
+                cur.execute(SESSION_RESET_SQL)
+        return False
+    except psycopg2.errors.LockNotAvailable:
+        return True
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+@pytest.mark.parametrize('case', sorted(FIELD_LOCK_CASES))
+def test_a_partition_s_default_partition_and_a_temporary_table_are_resolved_as_postgresql_locks_them(
+        lab, revision_table, patch_dir, case):
+    """A forgotten psql idle in its transaction: refused before any PAUSE exactly when PostgreSQL would make the
+    cold patches wait for it - a reader or writer of the DEFAULT partition of a table a patch attaches to,
+    detaches from or creates a partition of (named as that DEFAULT partition); not a reader of another
+    partition (the partitioned table is locked alone), nor of a permanent table a patch's own TEMP table
+    shadows."""
+    admin = connect(lab.pg('primary'), autocommit=True)
+    holder = connect(lab.pg('primary'), application_name='dba_psql')
+    text, held = FIELD_LOCK_CASES[case]
+    try:
+        admin.cursor().execute(PARTITION_SETUP)
+        for number, patch_text in enumerate(text.split('\n\n'), start=1):
+            with open(os.path.join(patch_dir, 'patch-2300-%02d-0.sql' % (8 + number)), 'w') as out:
+                out.write(patch_text + '\n')
+        pid = open_transaction(holder, held)
+        time.sleep(1.2)  # idle in transaction for longer than a pause between two statements
+        waits = waits_for_the_holder(lab, text)
+        result = run(lab, patch_dir)
+    finally:
+        holder.close()
+        admin.cursor().execute('DROP TABLE IF EXISTS fdt_pf_ev, fdt_pf_new, fdt_stage')
+        admin.close()
+    assert waits == (case in ('attach_default_reader', 'create_partition_default_writer', 'detach_default_reader',
+                              'temp_table_listed_last')), (case, waits)
+    if not waits:
+        assert findings(result, 'blocking_sessions', 'pass'), result['summary']
+        return
+    assert_refused_by(result, 'blocking_sessions', "pid %d (user fdt_deploy, application 'dba_psql'" % pid)
+    [failed] = findings(result, 'blocking_sessions', 'fail')
+    if case != 'temp_table_listed_last':
+        assert 'on fdt_pf_ev_default, which patch-2300-09-0.sql line 1 needs in ACCESS EXCLUSIVE (as the DEFAULT ' \
+               'partition of fdt_pf_ev)' in failed['summary'], failed['summary']
+        assert 'the DEFAULT partition of fdt_pf_ev' in [r['relation'] for r in failed['evidence']['required_locks']]
+    else:
+        assert 'holds ACCESS SHARE on fdt_stage, which patch-2300-09-0.sql line 3 needs in ACCESS EXCLUSIVE' \
+            in failed['summary'], failed['summary']
+
+
 @pytest.mark.faults
 def test_a_prepared_transaction_holding_a_lock_the_cold_patches_need_is_refused(
         lab, revision_table, patch_dir, consoles):
