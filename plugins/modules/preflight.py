@@ -74,7 +74,7 @@ description:
     C(set_config) value, a C(SET) inside C(IF)/C(LOOP)/C(EXCEPTION)) every schema's relation of that name counts
     (never fewer locks than the window takes) and the lint warns (C(search-path-unknown)); schema-qualify them.
     A name the patch's own temporary table has (C(CREATE TEMP TABLE), C(pg_temp.x)) is that table, found first
-    unless the path lists C(pg_temp) after other schemas: no permanent table's holders.
+    unless the path lists C(pg_temp) after other schemas - no permanent table's holders.
   - C(hot_patch_waits) - what the pending hot patches (before and after the window) would wait out on the primary -
     a live C(CREATE INDEX CONCURRENTLY) or C(REINDEX CONCURRENTLY) waits for every transaction of the database with
     an older snapshot (a session idle in a C(REPEATABLE READ) transaction, an open cursor) and, like C(DROP INDEX
