@@ -10,6 +10,7 @@ the ones of test_faults.py, test_split.py and test_schema_apply.py, run here unc
 """
 
 import json
+import shutil
 import time
 
 import pglast.parser
@@ -29,6 +30,9 @@ from test_schema_apply import fresh_cluster, no_transaction_block_entries_refuse
 from scenarios import wait_replayed
 from test_split import test_split_bad_patch_after_replay_paused_resumes_everything as split_bad_patch_fault
 from test_standby_shapes import preflight_findings
+from test_lint import test_attach_partition_prices_the_default_partition_s_scan_and_the_table_attached_as_postgresql_scans \
+    as attach_partition_priced
+from test_preflight import LAB_PATCHES, field_lock_case, own_revision_table
 
 pytestmark = pytest.mark.usefixtures('scratch')
 
@@ -223,6 +227,19 @@ def test_each_cold_statement_takes_the_lock_the_pre_flight_models_on_this_versio
                 if taken != mode:
                     wrong.append('%s: %s takes %s, modelled %s' % (sql, name, taken, mode))
     assert not wrong, '\n'.join(wrong)
+
+
+def test_partitions_and_temporary_tables_read_from_this_version_s_catalog(pg_lab, tmp_path):
+    """The pre-flight's lock check (pg_partitioned_table's DEFAULT partition, a patch's own TEMP table) and the
+    lint's partition reads (pg_partition_tree, pg_get_partkeydef, the bound's constants cast to the key's type)
+    on this version: a reader of the DEFAULT partition refused, the TEMP table's namesake not; the DEFAULT
+    partition's scan priced, the table attached priced exactly when PostgreSQL says it scans it."""
+    patch_dir = str(tmp_path / 'patches')
+    shutil.copytree(LAB_PATCHES, patch_dir)
+    with own_revision_table(pg_lab):
+        for case in ('attach_default_reader', 'temp_table'):
+            field_lock_case(pg_lab, patch_dir, case)
+    attach_partition_priced(pg_lab, tmp_path)
 
 
 def test_the_server_refuses_in_a_transaction_block_what_the_table_lists_for_its_version(pg_lab):

@@ -6,6 +6,7 @@ patches check reads a revision table of its own (``fdt_preflight_test``), so
 other tests' revision rows in fastdowntime.schema_revision do not matter.
 """
 
+import contextlib
 import os
 import re
 import select
@@ -39,6 +40,13 @@ PG_CTL = '/usr/lib/postgresql/15/bin/pg_ctl'
 @pytest.fixture
 def revision_table(lab):
     """An empty revision table of this test's own on the primary, dropped afterwards."""
+    with own_revision_table(lab) as conn:
+        yield conn
+
+
+@contextlib.contextmanager
+def own_revision_table(lab):
+    """revision_table's body, for a lab of another shape (test_postgresql_versions)."""
     conn = connect(lab.pg('primary'), autocommit=True)
     try:
         conn.cursor().execute('DROP SCHEMA IF EXISTS %s CASCADE' % TEST_SCHEMA)
@@ -572,6 +580,11 @@ def test_a_partition_s_default_partition_and_a_temporary_table_are_resolved_as_p
     detaches from or creates a partition of (named as that DEFAULT partition); not a reader of another
     partition (the partitioned table is locked alone), nor of a permanent table a patch's own TEMP table
     shadows."""
+    field_lock_case(lab, patch_dir, case)
+
+
+def field_lock_case(lab, patch_dir, case):
+    """FIELD_LOCK_CASES[case] on ``lab`` (test_postgresql_versions runs it on each version's shape)."""
     admin = connect(lab.pg('primary'), autocommit=True)
     holder = connect(lab.pg('primary'), application_name='dba_psql')
     text, held = FIELD_LOCK_CASES[case]
