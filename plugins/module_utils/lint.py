@@ -1327,7 +1327,9 @@ def _explain_data_changes(conn, cur, patches):
 
 def sample_table(catalog, patches):
     """The largest table the cold statements rewrite, scan or index: the one
-    whose sample says most about their cost."""
+    whose sample says most about their cost - one with storage of its own
+    (SAMPLE_SQL reads it ONLY: a partitioned table's sizes are its
+    partitions', its own relation is empty)."""
     scope = _Scope()
     candidates = []
     for patch in patches:
@@ -1337,7 +1339,7 @@ def sample_table(catalog, patches):
             for work in classify(statement.node, catalog, scope, kind=patch.kind):
                 if work.get('table') and RULES[work['rule']][0] in (REWRITE, SCAN, INDEX_BUILD, DATA):
                     info = catalog.table(work['table'])
-                    if info:
+                    if info and info.get('relkind') not in PARTITIONED_RELKINDS:
                         candidates.append((float(info.get('heap_bytes') or 0), work['table'], info))
     return max(candidates, key=lambda c: c[0]) if candidates else None
 

@@ -555,3 +555,15 @@ def test_a_patch_s_own_temporary_table_is_not_priced_as_the_permanent_one():
     assert [(f['line'], f['table'], f['estimate_seconds'], f['severity']) for f in found[:3]] == [
         (1, 'pg_temp.big', 0.0, 'info'), (2, 'pg_temp.big', 0.0, 'info'), (3, 'pg_temp.big', 0.0, 'info')]
     assert found[3]['table'] == 'big' and found[3]['estimate_seconds'] > 0 and found[3]['severity'] == 'warning'
+
+
+def test_the_scan_sample_is_never_a_partitioned_table():
+    """A partitioned table's sizes are its leaf partitions' summed, but its own relation has no storage: a
+    sample of it (SAMPLE_SQL reads ONLY it) would take no time and price every statement at nothing. The
+    DEFAULT partition a new partition makes PostgreSQL scan is sampled instead."""
+    cold = patch("CREATE TABLE ev_2028 PARTITION OF ev FOR VALUES FROM ('2028-01-01') TO ('2028-02-01');\n"
+                 'ALTER TABLE ev ADD CONSTRAINT c CHECK (created IS NOT NULL);')
+    cat = partitioned()
+    cat.tables[('public', 'ev')] = dict(EV, heap_bytes=900 * MB)   # its partitions' 900 MB, the DEFAULT's 400
+    heap, key, info = lint.sample_table(cat, [cold])
+    assert key == ('public', 'ev_default') and info['relkind'] == 'r'
