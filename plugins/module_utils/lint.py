@@ -519,8 +519,9 @@ def _attach_work(parent, command, catalog):
     info = catalog.table(child) or {}
     parent_info = catalog.table(parent) or {}
     works = []
-    if info.get('relkind') != FOREIGN_TABLE and not bound_implied(parent_info.get('partition_key'), command.bound, info.get('check_constraints') or (),
-                         info.get('not_null_columns') or (), catalog.canonical.get(parent)):
+    implied = bound_implied(parent_info.get('partition_key'), command.bound, info.get('check_constraints') or (),
+                            info.get('not_null_columns') or (), catalog.canonical.get(parent))
+    if info.get('relkind') != FOREIGN_TABLE and not implied:
         works.append(_work('attach-partition-scan', child, detail='to %s' % key_text(parent)))
     works.extend(_default_partition_work(parent, command.bound, catalog))
     return works or [_work('catalog-only', child, detail='ATTACH PARTITION: a valid CHECK constraint implies '
