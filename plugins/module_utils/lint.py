@@ -42,6 +42,7 @@ try:
     import pglast
     import pglast.ast
     import pglast.enums
+    from pglast.stream import RawStream
     HAS_PGLAST = True
 except ImportError:  # pragma: no cover - patchset reports it
     pglast = None
@@ -137,6 +138,13 @@ RULES = {
         'it) for rows of the new bound, under ACCESS EXCLUSIVE',
         'keep the DEFAULT partition empty (move its rows to their partitions in batches before the deploy), or '
         'create each partition before rows of its range arrive'),
+    'partition-bound-violated': (
+        REFUSED, None, ERROR,
+        'rows already there do not fit the new partition: PostgreSQL would refuse the statement inside the window '
+        '("updated partition constraint for default partition ... would be violated by some row" / "partition '
+        'constraint of relation ... is violated by some row") and the window would roll back',
+        'before the deploy, move those rows: out of the DEFAULT partition (into the table you then attach, or '
+        'delete them), or out of the table attached; then deploy again'),
     'create-index': (
         INDEX_BUILD, 'SHARE', WARNING,
         'CREATE INDEX without CONCURRENTLY builds the index while writes wait',
@@ -407,15 +415,18 @@ class Catalog:
     itself a table entry), check_constraints (valid CHECKs' texts),
     not_null_columns); ``canonical``: partitioned table key -> {a partition
     bound's constant: the text PostgreSQL prints for it in the table's
-    partition key type} (bound_implied);
+    partition key type} (bound_implied); ``bound_rows``: (partitioned table key,
+    bound_text, the table attached's key or DEFAULT_ROWS) -> does it hold a row
+    PostgreSQL would refuse (True, False, None: not known in time);
     ``functions``: name -> provolatile; ``plan_rows``: (file, line) -> rows
     from EXPLAIN; ``scan_bytes_per_second``: the measured throughput.
     Pure data: unit tests build it by hand, ``gather_catalog`` from the primary."""
 
     def __init__(self, tables=None, functions=None, plan_rows=None, scan_bytes_per_second=None,
-                 throughput_source='default', canonical=None):
+                 throughput_source='default', canonical=None, bound_rows=None):
         self.tables = dict(tables or {})
         self.canonical = dict(canonical or {})
+        self.bound_rows = dict(bound_rows or {})
         self.functions = dict(functions or {})
         self.plan_rows = dict(plan_rows or {})
         self.scan_bytes_per_second = scan_bytes_per_second or DEFAULT_SCAN_BYTES_PER_SECOND
@@ -507,7 +518,11 @@ def _default_partition_work(parent, bound, catalog):
     if default is None or getattr(bound, 'is_default', False) \
             or (catalog.table(default) or {}).get('relkind') == FOREIGN_TABLE:   # a foreign table is not scanned
         return []
-    return [_work('default-partition-scan', default, detail='the DEFAULT partition of %s' % key_text(parent))]
+    works = [_work('default-partition-scan', default, detail='the DEFAULT partition of %s' % key_text(parent))]
+    if catalog.bound_rows.get((parent, bound_text(bound), DEFAULT_ROWS)):
+        works.append(_work('partition-bound-violated', default, detail='the DEFAULT partition of %s has rows of '
+                                                                       'the new bound' % key_text(parent)))
+    return works
 
 
 def _attach_work(parent, command, catalog):
@@ -523,6 +538,9 @@ def _attach_work(parent, command, catalog):
                             info.get('not_null_columns') or (), catalog.canonical.get(parent))
     if info.get('relkind') != FOREIGN_TABLE and not implied:
         works.append(_work('attach-partition-scan', child, detail='to %s' % key_text(parent)))
+    if catalog.bound_rows.get((parent, bound_text(command.bound), child)):
+        works.append(_work('partition-bound-violated', child, detail='%s has rows outside the bound'
+                                                                     % key_text(child)))
     works.extend(_default_partition_work(parent, command.bound, catalog))
     return works or [_work('catalog-only', child, detail='ATTACH PARTITION: a valid CHECK constraint implies '
                                                          'the bound')]
@@ -637,6 +655,80 @@ def bound_implied(partition_key, bound, check_constraints, not_null_columns=(), 
         return False
     allowed = set(values)
     return not_null and (any(found <= allowed for found in any_of) or bool(compared.get('=', set()) & allowed))
+
+
+# -- a new partition's bound and the rows already there ---------------------------------
+#
+# PostgreSQL refuses ATTACH PARTITION when the table attached has a row outside the
+# bound, and ATTACH or CREATE TABLE ... PARTITION OF when the DEFAULT partition has a
+# row of the new bound - inside the window, after its scan (pg_partman issues 247,
+# 707: rows that arrived in the DEFAULT partition before their partition existed).
+# gather_catalog asks the primary first (bound_condition: the partition constraint
+# over the key's columns or expressions; an EXISTS, read-only, at most
+# BOUND_ROWS_TIMEOUT_MS: unknown after that).
+DEFAULT_ROWS = 'DEFAULT'
+BOUND_ROWS_TIMEOUT_MS = 5000
+
+
+def _sql(node):
+    """A parse tree node as SQL text (a stream of its own each time: a stream keeps what it wrote)."""
+    return RawStream()(node)
+
+
+def bound_text(bound):
+    """A PartitionBoundSpec as SQL (a key for Catalog.bound_rows)."""
+    return _sql(bound) if bound is not None else None
+
+
+def partition_keys(partition_key):
+    """(strategy, [key column or expression as SQL]) of pg_get_partkeydef's
+    text ('RANGE (a, lower(b))'), None when it cannot be read."""
+    match = re.match(r'^(RANGE|LIST|HASH) \((.*)\)$', partition_key or '', re.S)
+    if not match:
+        return None
+    try:
+        targets = pglast.parse_sql('SELECT %s' % match.group(2))[0].stmt.targetList
+    except Exception:  # pylint: disable=broad-except  # a key pglast cannot read: not checked
+        return None
+    return match.group(1), [_sql(target.val) for target in targets]
+
+
+def bound_condition(partition_key, bound, parent_oid=None):
+    """A SQL condition over the partition key (``partition_key``:
+    pg_get_partkeydef's text) true for a row inside ``bound`` (a
+    PartitionBoundSpec), false or NULL outside - PostgreSQL's partition
+    constraint: RANGE keys not NULL and (keys) >= (lower) and < (upper), a
+    MINVALUE/MAXVALUE ending the compared prefix; LIST key IN (values) or IS
+    NULL; HASH satisfies_hash_partition(``parent_oid``, ...). None for a
+    DEFAULT bound or a key or bound it cannot read."""
+    keys = partition_keys(partition_key)
+    if keys is None or bound is None or bound.is_default:
+        return None
+    strategy, exprs = keys
+    text = _sql
+    if strategy == 'HASH':
+        if parent_oid is None:
+            return None
+        return 'satisfies_hash_partition(%d::oid, %d, %d, %s)' % (int(parent_oid), bound.modulus, bound.remainder,
+                                                                   ', '.join(exprs))
+    if strategy == 'LIST':
+        values = [text(datum) for datum in bound.listdatums or ()]
+        plain = [value for value in values if value.upper() != 'NULL']
+        parts = (['%s IN (%s)' % (exprs[0], ', '.join(plain))] if plain else []) + (
+            ['%s IS NULL' % exprs[0]] if len(plain) < len(values) else [])
+        return '(%s)' % ' OR '.join(parts) if parts else None
+    parts = ['%s IS NOT NULL' % expr for expr in exprs]
+    for datums, closed, open_ended in ((bound.lowerdatums, '>=', {'minvalue': '>=', 'maxvalue': '>'}),
+                                       (bound.upperdatums, '<', {'maxvalue': '<=', 'minvalue': '<'})):
+        values = [text(datum) for datum in datums or ()]
+        operator, compared = closed, len(values)
+        for position, value in enumerate(values):
+            if value.lower() in open_ended:
+                operator, compared = open_ended[value.lower()], position
+                break
+        if compared:
+            parts.append('(%s) %s (%s)' % (', '.join(exprs[:compared]), operator, ', '.join(values[:compared])))
+    return '(%s)' % ' AND '.join(parts)
 
 
 def _type_text(type_and_mods):
@@ -1206,7 +1298,7 @@ def gather_catalog(conn, patches, explain=True, lock_timeout_ms=1000):
     reltuples as its row count."""
     refs = references(patches)
     paths = patch_search_paths(patches)
-    tables, functions, plan_rows, canonical = {}, {}, {}, {}
+    tables, functions, plan_rows, canonical, bound_rows = {}, {}, {}, {}, {}
     with conn.cursor() as cur:
         cur.execute('BEGIN READ ONLY')
         try:
@@ -1227,7 +1319,7 @@ def gather_catalog(conn, patches, explain=True, lock_timeout_ms=1000):
                 info['check_constraints'] = checks
                 info['not_null_columns'] = sorted(r['attname'] for r in columns if r['attnotnull'])
                 tables[key] = info
-            _partition_facts(conn, cur, patches, tables, canonical)
+            _partition_facts(conn, cur, patches, tables, canonical, bound_rows)
             if refs['functions']:
                 for row in query(conn, FUNCTIONS_SQL, (sorted(refs['functions']),)):
                     functions[row['proname']] = 'isv'[row['worst']]
@@ -1235,12 +1327,14 @@ def gather_catalog(conn, patches, explain=True, lock_timeout_ms=1000):
                 plan_rows = _explain_data_changes(conn, cur, patches)
         finally:
             cur.execute('ROLLBACK')
-    return Catalog(tables=tables, functions=functions, plan_rows=plan_rows, canonical=canonical)
+    return Catalog(tables=tables, functions=functions, plan_rows=plan_rows, canonical=canonical,
+                   bound_rows=bound_rows)
 
 
 def _new_partitions(patches):
-    """(partitioned table key, PartitionBoundSpec) of each ATTACH PARTITION and
-    CREATE TABLE ... PARTITION OF of ``patches``' cold statements."""
+    """(partitioned table key, PartitionBoundSpec, the table attached's key or
+    None) of each ATTACH PARTITION and CREATE TABLE ... PARTITION OF of
+    ``patches``' cold statements."""
     for patch in patches:
         if patch.kind != COLD:
             continue
@@ -1249,21 +1343,60 @@ def _new_partitions(patches):
             if type(node).__name__ == 'AlterTableStmt':
                 for cmd in node.cmds or ():
                     if _name(cmd.subtype) == 'AT_AttachPartition':
-                        yield table_key(node.relation), cmd.def_.bound
+                        yield table_key(node.relation), cmd.def_.bound, table_key(cmd.def_.name)
             elif type(node).__name__ == 'CreateStmt' and node.partbound is not None:
                 for parent in node.inhRelations or ():
-                    yield table_key(parent), node.partbound
+                    yield table_key(parent), node.partbound, None
 
 
-def _partition_facts(conn, cur, patches, tables, canonical):
+def _savepoint_value(cur, sql, params=(), timeout_ms=None):
+    """The first column of ``sql``'s first row, run in a savepoint (under
+    ``timeout_ms`` of statement_timeout); None when it fails."""
+    cur.execute('SAVEPOINT fastdowntime_lint_read')
+    try:
+        if timeout_ms:
+            cur.execute("SET LOCAL statement_timeout = %s", ('%dms' % timeout_ms,))
+        cur.execute(sql, params)
+        return cur.fetchone()[0]
+    except psycopg2.Error:
+        return None
+    finally:
+        cur.execute('ROLLBACK TO SAVEPOINT fastdowntime_lint_read; RELEASE SAVEPOINT fastdowntime_lint_read')
+
+
+def _bound_rows(cur, parent, bound, child, tables, canonical, bound_rows):
+    """bound_rows' entries for one new partition: the DEFAULT partition's rows
+    of the bound, the table attached's rows outside it (not asked when its
+    CHECK constraints imply the bound - there are none - or it is a foreign
+    table, which PostgreSQL does not check)."""
+    info = tables[parent]
+    condition = bound_condition(info.get('partition_key'), bound, info.get('oid'))
+    if condition is None:
+        return
+    where = []
+    if info.get('default_partition_key') and not bound.is_default:
+        where.append((DEFAULT_ROWS, info['default_partition_key'], condition))
+    attached = tables.get(child) if child else None
+    if attached and attached.get('relkind') != FOREIGN_TABLE and not bound_implied(
+            info.get('partition_key'), bound, attached.get('check_constraints') or (),
+            attached.get('not_null_columns') or (), canonical.get(parent)):
+        where.append((child, (attached['nspname'], attached['relname']), 'NOT coalesce(%s, false)' % condition))
+    for what, key, test in where:
+        bound_rows[(parent, bound_text(bound), what)] = _savepoint_value(
+            cur, 'SELECT EXISTS (SELECT 1 FROM %s WHERE %s)' % (locks.quoted(key), test),
+            timeout_ms=BOUND_ROWS_TIMEOUT_MS)
+
+
+def _partition_facts(conn, cur, patches, tables, canonical, bound_rows):
     """For each partitioned table ``patches`` add a partition to: its DEFAULT
     partition's entry in ``tables`` (default_partition_key, the partition's
-    sizes), and in ``canonical`` the text PostgreSQL prints for each constant
-    of the bounds in the table's partition key type (a constant that type
-    cannot read is left as written)."""
-    for parent, bound in _new_partitions(patches):
+    sizes), in ``canonical`` the text PostgreSQL prints for each constant of
+    the bounds in the table's partition key type (a constant that type cannot
+    read is left as written), and in ``bound_rows`` the rows PostgreSQL would
+    refuse (_bound_rows)."""
+    for parent, bound, child in _new_partitions(patches):
         info = tables.get(parent)
-        if info is None:
+        if info is None or bound is None:
             continue
         if info.get('default_partition') and 'default_partition_key' not in info:
             rows = query(conn, TABLE_SQL, (info['default_partition'],))
@@ -1275,19 +1408,13 @@ def _partition_facts(conn, cur, patches, tables, canonical):
         column = match and match.group(2)
         column = column and (column[1:-1].replace('""', '"') if column.startswith('"') else column.lower())
         type_name = ((info.get('columns') or {}).get(column) or (None,))[0]
-        if type_name is None or bound is None:
-            continue
         datums = list(bound.lowerdatums or ()) + list(bound.upperdatums or ()) + list(bound.listdatums or ())
-        for value in (_const_value(datum) for datum in datums):
-            if value is None or value in canonical.get(parent, {}):
-                continue
-            cur.execute('SAVEPOINT fastdowntime_bound')
-            try:
-                cur.execute('SELECT CAST(%%s AS %s)::text' % type_name, (value,))
-                canonical.setdefault(parent, {})[value] = cur.fetchone()[0]
-            except psycopg2.Error:
-                pass
-            cur.execute('ROLLBACK TO SAVEPOINT fastdowntime_bound; RELEASE SAVEPOINT fastdowntime_bound')
+        for value in (_const_value(datum) for datum in datums) if type_name else ():
+            if value is not None and value not in canonical.get(parent, {}):
+                text = _savepoint_value(cur, 'SELECT CAST(%%s AS %s)::text' % type_name, (value,))
+                if text is not None:
+                    canonical.setdefault(parent, {})[value] = text
+        _bound_rows(cur, parent, bound, child, tables, canonical, bound_rows)
 
 
 def path_setting(path):

@@ -22,7 +22,8 @@ description:
     C(add-check-without-not-valid), C(add-foreign-key-without-not-valid), C(validate-constraint),
     C(add-column-constraint), C(add-column-not-null-without-default), C(attach-partition-scan) (the table an
     C(ATTACH PARTITION) attaches, unless its valid CHECK constraints imply the bound), C(default-partition-scan)
-    (the DEFAULT partition beside a partition attached or created); index builds C(create-index) (suggests a
+    (the DEFAULT partition beside a partition attached or created), C(partition-bound-violated) (an error - rows
+    already there that PostgreSQL would refuse, read from the primary); index builds C(create-index) (suggests a
     hot patch with CONCURRENTLY), C(add-primary-key-without-index), C(add-unique-without-index);
     C(concurrently-in-transaction); C(data-change) (UPDATE, DELETE, INSERT ... SELECT - rows from the planner,
     EXPLAIN without ANALYZE); contract changes C(drop-column), C(drop-table), C(rename) (the second half of the

@@ -285,3 +285,56 @@ def test_attach_partition_prices_the_default_partition_s_scan_and_the_table_atta
         # The table attached: scanned (and priced) exactly where PostgreSQL scans it.
         assert ('attach-partition-scan' in finding['rules']) == finding['postgresql_scans'], (table, finding)
     assert found['fdt_lint_ev_2027']['postgresql_scans'] and not found['fdt_lint_ev_2027c']['postgresql_scans']
+
+
+def postgresql_refuses(conn, sql):
+    """PostgreSQL's own error for ``sql`` (run and rolled back), None when it runs."""
+    with conn.cursor() as cur:
+        cur.execute('BEGIN')
+        try:
+            cur.execute(sql)
+            return None
+        except psycopg2.Error as exc:
+            return exc.pgerror
+        finally:
+            cur.execute('ROLLBACK')
+
+
+def test_rows_that_do_not_fit_a_new_partition_are_refused_before_the_window_as_postgresql_refuses_them(
+        lab, tmp_path):
+    """pg_partman issues 247 and 707: a row of the new bound already in the DEFAULT partition, a row of the table
+    attached outside its bound - PostgreSQL refuses ATTACH PARTITION / CREATE TABLE ... PARTITION OF inside the
+    window, after its scan, and the window rolls back. The lint asks the primary first: an error (the pre-flight
+    refuses before any PAUSE) exactly where PostgreSQL refuses."""
+    cases = {   # case -> (the patch, the row put there before it, id 0; deleted after)
+        'clean': (ATTACH % 'fdt_lint_ev_2027', None),
+        'default_has_rows': (ATTACH % 'fdt_lint_ev_2027', "fdt_lint_ev_default VALUES (0, '2027-06-01', 'early')"),
+        'attached_has_rows_outside': (ATTACH % 'fdt_lint_ev_2027', "fdt_lint_ev_2027 VALUES (0, '2029-06-01', 'late')"),
+        'created_beside_rows': ("CREATE TABLE fdt_lint_ev_2028 PARTITION OF fdt_lint_ev FOR VALUES FROM "
+                                "('2028-01-01') TO ('2029-01-01')", "fdt_lint_ev_default VALUES (0, '2028-06-01', 'x')"),
+    }
+    conn = connect(lab.pg('primary'), autocommit=True)
+    found = {}
+    try:
+        conn.cursor().execute('DROP TABLE IF EXISTS fdt_lint_ev, fdt_lint_ev_2027, fdt_lint_ev_2027c; '
+                              + PARTITIONS_SETUP)
+        for case, (statement, row) in sorted(cases.items()):
+            if row:
+                conn.cursor().execute('INSERT INTO ' + row)
+            directory = tmp_path / case
+            directory.mkdir()
+            (directory / 'patch-2400-01-0.sql').write_text(statement + ';\n')
+            [finding], dummy, dummy = lint.lint_live(conn, load_patch_set(str(directory)).patches)
+            found[case] = (finding, postgresql_refuses(conn, statement))
+            if row:
+                conn.cursor().execute('DELETE FROM %s WHERE id = 0' % row.split()[0])
+    finally:
+        conn.cursor().execute('DROP TABLE IF EXISTS fdt_lint_ev, fdt_lint_ev_2027, fdt_lint_ev_2027c')
+        conn.close()
+    for case, (finding, refused) in found.items():
+        assert (finding['rule'] == 'partition-bound-violated') == (refused is not None), (case, finding, refused)
+        assert (refused is None) == (case == 'clean'), (case, refused)
+    assert 'would be violated by some row' in found['default_has_rows'][1]
+    assert 'the DEFAULT partition of fdt_lint_ev has rows of the new bound' in found['default_has_rows'][0]['summary']
+    assert 'fdt_lint_ev_2027 has rows outside the bound' in found['attached_has_rows_outside'][0]['summary']
+    assert found['default_has_rows'][0]['severity'] == lint.ERROR

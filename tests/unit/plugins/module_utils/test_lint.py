@@ -567,3 +567,53 @@ def test_the_scan_sample_is_never_a_partitioned_table():
     cat.tables[('public', 'ev')] = dict(EV, heap_bytes=900 * MB)   # its partitions' 900 MB, the DEFAULT's 400
     heap, key, info = lint.sample_table(cat, [cold])
     assert key == ('public', 'ev_default') and info['relkind'] == 'r'
+
+
+def bound_of(sql):
+    import pglast
+    node = pglast.parse_sql(sql)[0].stmt
+    return node.partbound if type(node).__name__ == 'CreateStmt' else node.cmds[0].def_.bound
+
+
+@pytest.mark.parametrize('key, sql, expected', [
+    ('RANGE (created)', "CREATE TABLE c PARTITION OF p FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')",
+     "(created IS NOT NULL AND (created) >= ('2027-01-01') AND (created) < ('2028-01-01'))"),
+    ('RANGE (a, b)', 'CREATE TABLE c PARTITION OF p FOR VALUES FROM (1, MINVALUE) TO (5, MAXVALUE)',
+     '(a IS NOT NULL AND b IS NOT NULL AND (a) >= (1) AND (a) <= (5))'),
+    ('RANGE (a, b)', 'CREATE TABLE c PARTITION OF p FOR VALUES FROM (1, MAXVALUE) TO (5, 2)',
+     '(a IS NOT NULL AND b IS NOT NULL AND (a) > (1) AND (a, b) < (5, 2))'),
+    ('RANGE (k)', 'CREATE TABLE c PARTITION OF p FOR VALUES FROM (MINVALUE) TO (-10)',
+     '(k IS NOT NULL AND (k) < (-10))'),
+    ('RANGE ((lower(name)))', "CREATE TABLE c PARTITION OF p FOR VALUES FROM ('a') TO ('m')",
+     "(lower(name) IS NOT NULL AND (lower(name)) >= ('a') AND (lower(name)) < ('m'))"),
+    ('LIST (region)', "ALTER TABLE p ATTACH PARTITION c FOR VALUES IN ('eu', NULL)",
+     "(region IN ('eu') OR region IS NULL)"),
+    ('LIST ("Region")', "ALTER TABLE p ATTACH PARTITION c FOR VALUES IN ('eu', 'us')", "(\"Region\" IN ('eu', 'us'))"),
+    ('HASH (id)', 'ALTER TABLE p ATTACH PARTITION c FOR VALUES WITH (MODULUS 4, REMAINDER 1)',
+     'satisfies_hash_partition(16384::oid, 4, 1, id)'),
+    ('LIST (region)', 'ALTER TABLE p ATTACH PARTITION c DEFAULT', None),
+    ('', "ALTER TABLE p ATTACH PARTITION c FOR VALUES IN ('eu')", None),
+])
+def test_a_new_partition_s_bound_as_postgresql_s_partition_constraint(key, sql, expected):
+    assert lint.bound_condition(key, bound_of(sql), 16384) == expected
+
+
+def test_rows_postgresql_would_refuse_are_an_error_before_the_window():
+    """pg_partman issues 247 and 707: rows of the new bound already in the DEFAULT partition (they arrived before
+    their partition existed), or rows of the table attached outside its bound: PostgreSQL refuses the statement
+    inside the window, after its scan. gather_catalog asked the primary (bound_rows): an error naming them."""
+    attach = "ALTER TABLE ev ATTACH PARTITION ev_2027 FOR VALUES FROM ('2027-01-01') TO ('2027-02-01')"
+    bound = lint.bound_text(bound_of(attach))
+    for where, table, detail in ((lint.DEFAULT_ROWS, 'public.ev_default', 'the DEFAULT partition of ev has rows of '
+                                  'the new bound'), ((None, 'ev_2027'), 'ev_2027', 'ev_2027 has rows outside the bound')):
+        cat = partitioned()
+        cat.bound_rows = {((None, 'ev'), bound, where): True}
+        [finding] = lint_one(attach, cat)
+        assert finding['rule'] == 'partition-bound-violated' and finding['severity'] == lint.ERROR, finding
+        assert finding['table'] == table and detail in finding['summary'], finding['summary']
+    cat = partitioned()
+    cat.bound_rows = {((None, 'ev'), bound, lint.DEFAULT_ROWS): False, ((None, 'ev'), bound, (None, 'ev_2027')): None}
+    assert lint_one(attach, cat)[0]['rule'] == 'default-partition-scan'
+    create = "CREATE TABLE ev_2028 PARTITION OF ev FOR VALUES FROM ('2028-01-01') TO ('2028-02-01')"
+    cat.bound_rows = {((None, 'ev'), lint.bound_text(bound_of(create)), lint.DEFAULT_ROWS): True}
+    assert lint_one(create, cat)[0]['rule'] == 'partition-bound-violated'
