@@ -565,8 +565,8 @@ def test_the_scan_sample_is_never_a_partitioned_table():
                  'ALTER TABLE ev ADD CONSTRAINT c CHECK (created IS NOT NULL);')
     cat = partitioned()
     cat.tables[('public', 'ev')] = dict(EV, heap_bytes=900 * MB)   # its partitions' 900 MB, the DEFAULT's 400
-    heap, key, info = lint.sample_table(cat, [cold])
-    assert key == ('public', 'ev_default') and info['relkind'] == 'r'
+    sampled = lint.sample_table(cat, [cold])
+    assert sampled[1] == ('public', 'ev_default') and sampled[2]['relkind'] == 'r'
 
 
 def bound_of(sql):
