@@ -709,8 +709,8 @@ def bound_condition(partition_key, bound, parent_oid=None):
     if strategy == 'HASH':
         if parent_oid is None:
             return None
-        return 'satisfies_hash_partition(%d::oid, %d, %d, %s)' % (int(parent_oid), bound.modulus, bound.remainder,
-                                                                   ', '.join(exprs))
+        return 'satisfies_hash_partition(%d::oid, %d, %d, %s)' % (
+            int(parent_oid), bound.modulus, bound.remainder, ', '.join(exprs))
     if strategy == 'LIST':
         values = [text(datum) for datum in bound.listdatums or ()]
         plain = [value for value in values if value.upper() != 'NULL']
