@@ -465,7 +465,7 @@ class CallbackModule(DefaultCallback):
                                       % (PREFIX, path))
             elif path and report.get('check_mode'):
                 # Check mode changes nothing: the plan goes beside the last deploy's report.
-                if self._write(check_report_path(path), report):
+                if self._write(check_report_path(path), report) and os.path.exists(os.path.expanduser(path)):
                     self._display.display("%s check mode: the last deploy's report %s is left as it was"
                                           % (PREFIX, os.path.abspath(os.path.expanduser(path))))
             elif path:

@@ -367,6 +367,8 @@ def test_check_mode_is_reported(display, monkeypatch, tmp_path):
     callback.v2_playbook_on_stats(FakeStats())
     assert json.loads((tmp_path / 'r.check.json').read_text())['check_mode'] is True
     assert 'fastdowntime timeline: done  [check mode]' in display.lines
+    # no deploy's report there yet: nothing said to be left as it was
+    assert not (tmp_path / 'r.json').exists() and not [line for line in display.lines if 'left as it was' in line]
 
 
 def test_check_mode_leaves_the_last_deploys_report_and_writes_the_plan_beside_it(display, monkeypatch, tmp_path):
