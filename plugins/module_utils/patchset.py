@@ -1022,10 +1022,32 @@ def _transaction_control(patches, procedure_source=None):
     return problems
 
 
+def _body_string_constants(node):
+    """The string constants of the body PostgreSQL runs or checks when the
+    statement ``node`` runs: a DO block's, and a LANGUAGE sql function's or
+    procedure's (its validator parses the body at creation, casting its
+    constants); a PL/pgSQL function's body is not run at creation. Found by
+    the SQL scanner; a body it cannot scan gives none."""
+    name = type(node).__name__
+    if name == 'DoStmt':
+        body = _definition(node.args, 'as')
+    elif name == 'CreateFunctionStmt' and (_definition(node.options, 'language') or '').lower() == 'sql':
+        body = _definition(node.options, 'as')
+    else:
+        return set()
+    try:
+        tokens = list(pglast.parser.scan(body or ''))
+    except Exception:  # another language's body (plpython...): the server judges it
+        return set()
+    return set(body[t.start + 1:t.end].replace("''", "'") for t in tokens if t.name == 'SCONST')
+
+
 def _enum_values_used_too_soon(patches):
     """'file line N: cause' for a value an ALTER TYPE ... ADD VALUE adds that
-    a later statement of the same transaction names: PostgreSQL refuses it
-    ("unsafe use of new value") unless the type itself is new in it."""
+    a later statement of the same transaction names - in the statement, or in
+    the body a DO block runs or a LANGUAGE sql function's creation checks
+    (_body_string_constants): PostgreSQL refuses it ("unsafe use of new
+    value") unless the type itself is new in it."""
     new_types = set()
     added = {}   # value -> (type, file, line)
     problems = []
@@ -1043,9 +1065,9 @@ def _enum_values_used_too_soon(patches):
                 continue
             if not added:
                 continue
-            for item in walk(node):
-                value = getattr(getattr(item, 'val', None), 'sval', None) \
-                    if type(item).__name__ == 'A_Const' else None
+            values = [getattr(getattr(item, 'val', None), 'sval', None)
+                      for item in walk(node) if type(item).__name__ == 'A_Const']
+            for value in values + sorted(_body_string_constants(node)):
                 if value in added:
                     type_name, where, line = added[value]
                     problems.append(

@@ -362,6 +362,10 @@ def test_enum_value_added_and_used_in_the_same_window_is_refused_naming_both_lin
     "INSERT INTO clients (status) VALUES ('four')",
     "SELECT 'four'::status",
     "CREATE INDEX clients_four ON clients (id) WHERE status = 'four'",
+    # A LANGUAGE sql body is parsed and its constants cast when the function is created; a DO block runs.
+    "CREATE FUNCTION is_four(s status) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT s = 'four' $$",
+    "CREATE PROCEDURE set_four() LANGUAGE sql AS $$ UPDATE clients SET status = 'four' $$",
+    "DO $$ BEGIN UPDATE clients SET status = 'four' WHERE id = 1; END $$",
 ])
 def test_every_later_use_of_a_new_enum_value_in_the_window_is_refused(tmp_path, use):
     the_plan = pending_plan(tmp_path, {'patch-2211-01-0.sql': "ALTER TYPE status ADD VALUE 'four';\n%s;\n" % use})
@@ -377,6 +381,9 @@ def test_every_later_use_of_a_new_enum_value_in_the_window_is_refused(tmp_path, 
     {'patch-2211-01-0.sql': "ALTER TYPE status ADD VALUE 'four';\nALTER TABLE c ADD COLUMN note text;\n"},
     # A rename is not an added value.
     {'patch-2211-01-0.sql': "ALTER TYPE status RENAME VALUE 'four' TO 'five';\nUPDATE c SET n = 'four';\n"},
+    # A PL/pgSQL function's body is not run (nor its constants cast) when it is created.
+    {'patch-2211-01-0.sql': "ALTER TYPE status ADD VALUE 'four';\nCREATE FUNCTION is_four(s status) RETURNS boolean "
+                            "LANGUAGE plpgsql AS $$ BEGIN RETURN s = 'four'; END $$;\n"},
 ])
 def test_enum_changes_the_window_accepts_pass(tmp_path, patches):
     assert pending_plan(tmp_path, patches).refused == []
