@@ -6,7 +6,8 @@
 The decisions and the polling loop are ``watchdog`` (pure); this is the
 process around them, on the pgbouncer host, with its system python3:
 
-- ``pidfile_path(state_dir, endpoint)``: one pidfile per pgbouncer process; it
+- ``pidfile_path(state_dir, endpoint, watched)``: one pidfile per pgbouncer process and
+  database (or entries) watched, ``pidfile_paths`` all of a process's; it
   holds ``{'pid', 'start_time' (clock ticks since boot, /proc), 'config'}`` so a
   recycled pid is never signalled;
 - ``current(path)`` -> (record or None, alive); ``disarm(path)``;
@@ -24,6 +25,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import json
 import os
 import re
@@ -39,12 +41,25 @@ SYSLOG_IDENT = 'fastdowntime-watchdog'
 
 
 # -- pidfile ---------------------------------------------------------------
-def pidfile_name(endpoint):
-    """One pidfile per pgbouncer process: by port, and by unix socket
-    directory where several processes share the port (so_reuseport)."""
+def _pidfile_base(endpoint):
+    """The pidfile name of one pgbouncer process, without what it watches nor '.pid'."""
     where = endpoint.get('unix_socket_dir') or (endpoint['host'] if str(endpoint['host']).startswith('/') else '')
     suffix = '-' + re.sub(r'[^A-Za-z0-9]+', '_', where).strip('_') if where else ''
-    return 'fastdowntime-pgbouncer-watchdog-%s%s.pid' % (endpoint['port'], suffix)
+    return 'fastdowntime-pgbouncer-watchdog-%s%s' % (endpoint['port'], suffix)
+
+
+def pidfile_name(endpoint, watched=()):
+    """One pidfile per pgbouncer process and what its switch watches: by port,
+    by unix socket directory where several processes share the port
+    (so_reuseport), and by ``watched`` - the entries the deploy names, else
+    its database ([name, ...]; () for none: ``<base>.pid``) - so the deploys
+    of two databases of one cluster keep a switch each (one replaced the
+    other's when they shared the pidfile). A key over 48 characters is cut,
+    with a hash of the whole."""
+    key = re.sub(r'[^A-Za-z0-9]+', '_', '_'.join(sorted(watched))).strip('_')
+    if len(key) > 48:
+        key = '%s_%s' % (key[:39], hashlib.sha1(','.join(sorted(watched)).encode('utf-8')).hexdigest()[:8])
+    return '%s%s.pid' % (_pidfile_base(endpoint), '.' + key if key else '')
 
 
 def process_start_time(pid):
@@ -206,8 +221,20 @@ def spawn(endpoint, config, pid_path, log_path, label):
 
 # -- what the module asks ---------------------------------------------------------
 
-def pidfile_path(state_dir, endpoint):
-    return os.path.join(state_dir, pidfile_name(endpoint))
+def pidfile_path(state_dir, endpoint, watched=()):
+    return os.path.join(state_dir, pidfile_name(endpoint, watched))
+
+
+def pidfile_paths(state_dir, endpoint):
+    """Every pidfile of the pgbouncer process ``endpoint`` in ``state_dir``,
+    whatever its switch watches (sorted; [] when the directory is missing)."""
+    base = _pidfile_base(endpoint)
+    try:
+        names = os.listdir(state_dir)
+    except OSError:
+        return []
+    return [os.path.join(state_dir, name) for name in sorted(names)
+            if name == base + '.pid' or name.startswith(base + '.') and name.endswith('.pid')]
 
 
 def current(path):

@@ -21,8 +21,11 @@ description:
     resumed first (the normal end of the outage) it exits. Armed and never seeing a pause, it exits
     after O(max_lifetime_seconds).
   - It survives the death of the controller (SIGKILL of ansible-playbook, a dropped SSH connection).
-  - C(state=disarmed) stops the daemon through its pidfile and removes the pidfile.
+  - C(state=disarmed) stops the daemon through its pidfile and removes the pidfile (the switch of the
+    O(entries) given, else of O(db_name), else every switch of that pgbouncer process).
     Nothing is left behind once it is disarmed or has exited (pidfile, process).
+  - Each pgbouncer process has one switch per O(entries) (else O(db_name)) watched, so the deploys of
+    two databases of one cluster, at the same time, each keep their own.
   - Every decision is logged to syslog (ident C(fastdowntime-watchdog), facility daemon) and to O(log_file).
 version_added: 0.1.0
 author: fastdowntime.postgresql contributors (@fastdowntime)
@@ -55,8 +58,9 @@ options:
     default: 0.2
   state_dir:
     description:
-      - Directory of the pidfile C(fastdowntime-pgbouncer-watchdog-<port>.pid) (C(-<port>-<unix socket dir>.pid)
-        for one of several processes sharing a port); created when missing.
+      - Directory of the pidfile C(fastdowntime-pgbouncer-watchdog-<port>.<db_name or entries>.pid)
+        (C(-<port>-<unix socket dir>.<db_name or entries>.pid) for one of several processes sharing a port);
+        created when missing.
     type: path
     default: /run/fastdowntime
   log_file:
@@ -105,7 +109,7 @@ pid_file:
   description: The pidfile path.
   returned: always
   type: str
-  sample: /run/fastdowntime/fastdowntime-pgbouncer-watchdog-6432.pid
+  sample: /run/fastdowntime/fastdowntime-pgbouncer-watchdog-6432.appdb.pid
 log_file:
   description: Where the daemon logs.
   returned: always
@@ -153,15 +157,21 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     endpoint = params['console']
-    pid_path = watchdog_daemon.pidfile_path(params['state_dir'], endpoint)
+    # What the switch watches names its pidfile: the deploys of two databases keep one each.
+    watched = params['entries'] or ([params['db_name']] if params['db_name'] else [])
+    pid_path = watchdog_daemon.pidfile_path(params['state_dir'], endpoint, watched)
     result = dict(changed=False, pid=None, pid_file=pid_path, log_file=params['log_file'])
     record, alive = watchdog_daemon.current(pid_path)
 
     if params['state'] == 'disarmed':
-        if record is not None:
-            result.update(changed=True, pid=record.get('pid'))
-            if not module.check_mode:
-                watchdog_daemon.disarm(pid_path)
+        # Neither entries nor db_name: every switch of this pgbouncer process.
+        paths = [pid_path] if watched else watchdog_daemon.pidfile_paths(params['state_dir'], endpoint)
+        for path in paths:
+            found = watchdog_daemon.current(path)[0]
+            if found is not None:
+                result.update(changed=True, pid=found.get('pid'), pid_file=path)
+                if not module.check_mode:
+                    watchdog_daemon.disarm(path)
         module.exit_json(**result)
 
     for name, value in (('budget_seconds', params['budget_seconds']), ('poll_seconds', params['poll_seconds'])):

@@ -85,6 +85,23 @@ def test_arm_is_idempotent_and_disarm_leaves_nothing(healthy_lab, consoles):
     assert not any(alive(pid) for pid in pids)
 
 
+def test_a_deploy_of_other_entries_keeps_its_own_switch_beside_this_ones(healthy_lab, consoles):
+    """Two deploys at once to two databases of one cluster (here: the deploy entries, and another set named
+    with fastdowntime_drain_entries): each arm leaves the other's switch running, each disarm stops its own."""
+    run_role(healthy_lab, 'arm')
+    mine = watchdog_pids(healthy_lab)
+    other = ['-e', '{"fastdowntime_drain_entries": ["%s_ro"]}' % healthy_lab.db_name]
+    run_role(healthy_lab, 'arm', other)
+    both = watchdog_pids(healthy_lab)
+    assert len(mine) == 2 and len(both) == 4 and set(mine) < set(both)
+    assert all(alive(pid) for pid in both), 'the second arm stopped the first deploy\'s switch'
+    run_role(healthy_lab, 'disarm', other)
+    assert sorted(watchdog_pids(healthy_lab)) == sorted(mine) and all(alive(pid) for pid in mine)
+    assert not any(alive(pid) for pid in set(both) - set(mine))
+    run_role(healthy_lab, 'disarm')
+    assert watchdog_pids(healthy_lab) == []
+
+
 DRAINER = textwrap.dedent('''\
     import json, sys, time
     sys.path.insert(0, %(collections)r)

@@ -147,6 +147,29 @@ def test_one_pidfile_per_pgbouncer_process(tmp_path):
     assert daemon.pidfile_path(str(tmp_path), {'host': 'h', 'port': 1}).startswith(str(tmp_path) + '/')
 
 
+def test_each_database_watched_has_its_own_pidfile_on_a_pgbouncer_process(tmp_path):
+    """Two deploys to two databases of one cluster at once: the second's arm replaced the first's switch
+    (one pidfile per process) while the first's window ran, and the second's disarm left it unguarded."""
+    process = {'host': '10.0.0.21', 'port': 6432}
+    shared = {'host': '/run/p1', 'port': 6432, 'unix_socket_dir': '/run/p1'}
+    assert daemon.pidfile_name(process, ['appdb']) == 'fastdowntime-pgbouncer-watchdog-6432.appdb.pid'
+    assert daemon.pidfile_name(shared, ['appdb']) == 'fastdowntime-pgbouncer-watchdog-6432-run_p1.appdb.pid'
+    assert daemon.pidfile_name(process, ['appdb']) != daemon.pidfile_name(process, ['sessiondb'])
+    assert daemon.pidfile_name(process, ['b_ro', 'a']) == daemon.pidfile_name(process, ['a', 'b_ro']) == \
+        'fastdowntime-pgbouncer-watchdog-6432.a_b_ro.pid'
+    long_names = ['entry_%02d' % n for n in range(20)]
+    name = daemon.pidfile_name(process, long_names)
+    assert len(name) < 110 and name != daemon.pidfile_name(process, long_names[:-1])
+    for watched in ([], ['appdb'], ['sessiondb']):
+        (tmp_path / daemon.pidfile_name(process, watched)).write_text('{}')
+    (tmp_path / daemon.pidfile_name(shared, ['appdb'])).write_text('{}')
+    (tmp_path / 'fastdowntime-pgbouncer-watchdog-64320.appdb.pid').write_text('{}')
+    assert [os.path.basename(p) for p in daemon.pidfile_paths(str(tmp_path), process)] == [
+        'fastdowntime-pgbouncer-watchdog-6432.appdb.pid', 'fastdowntime-pgbouncer-watchdog-6432.pid',
+        'fastdowntime-pgbouncer-watchdog-6432.sessiondb.pid']
+    assert daemon.pidfile_paths(str(tmp_path / 'missing'), process) == []
+
+
 def test_a_pidfile_is_alive_only_for_the_process_that_wrote_it(tmp_path):
     path = str(tmp_path / 'w.pid')
     assert daemon.current(path) == (None, False)
