@@ -158,6 +158,69 @@ def decide_privileges(label, row, is_primary, db_name, server_version_num=None):
                           % '; '.join(grants))
 
 
+# The pending statements PostgreSQL lets only the relation's owner (or a member of the owner role) run:
+# every ALTER TABLE/INDEX/VIEW/SEQUENCE, CREATE INDEX, COMMENT ON, DROP, RENAME, a new partition's or
+# child's parent, CLUSTER, REINDEX, policies, rules, CREATE OR REPLACE VIEW, REFRESH MATERIALIZED VIEW.
+# Not these: data changes, TRUNCATE, LOCK and CREATE TRIGGER need grantable privileges, a foreign key's
+# referenced table REFERENCES (locks.statement_locks gives it, and a trigger's table, in SHARE ROW
+# EXCLUSIVE), and VACUUM skips what it may not process.
+GRANTABLE_STATEMENTS = ('InsertStmt', 'UpdateStmt', 'DeleteStmt', 'TruncateStmt', 'LockStmt', 'CreateTrigStmt',
+                        'VacuumStmt')
+
+
+def owned_relations(patches):
+    """[{'relation': the name quoted for to_regclass, 'text': as the patch names it, 'patch', 'line',
+    'statement': its first words}]: each relation that the statements of ``patches`` (patchset.Patch, in
+    order) change and that PostgreSQL lets only its owner change, where it is first named. A name left
+    unqualified after a patch changed its own search_path is left out (the window resolves it there; the
+    pre-flight's session could find another relation)."""
+    found = {}
+    for patch in patches:
+        for statement, path in zip(patch.statements, locks.search_paths(patch.statements)):
+            node = statement.node
+            name = type(node).__name__
+            if node is None or name in GRANTABLE_STATEMENTS:
+                continue
+            if name == 'AlterTableStmt':
+                keys = [(node.relation.schemaname or None, node.relation.relname)]
+            else:
+                keys = [key for key, mode in locks.statement_locks(node) if mode != locks.SHARE_ROW_EXCLUSIVE]
+            for key in keys:
+                if not key or key in found or key[0] is None and path is not locks.DEFAULT_PATH:
+                    continue
+                found[key] = {'relation': locks.quoted(key), 'text': locks.relation_text(key), 'patch': patch.name,
+                              'line': statement.line, 'statement': ' '.join(statement.sql.split()[:3])}
+    return list(found.values())
+
+
+def decide_ownership(label, row, not_owned, server_version_num):
+    """The relations the deploy user may not change (``not_owned``: OWNERS_SQL rows, ``target`` the
+    position in owned_relations' list or None for this collection's own tables; ``row``: the
+    PRIVILEGES_SQL row), one failure per owner role: the window would roll back inside the outage
+    ("must be owner of table"), or the deploy log not be written. The fix grants the owner role to
+    the deploy user (pgversion.grant_roles_sql). [] when there are none."""
+    user = row.get('usename')
+    by_owner = {}
+    for item in not_owned:
+        by_owner.setdefault(item['owner'], []).append(item)
+    found = []
+    for owner in sorted(by_owner):
+        named = ['%s (%s line %d: %s)' % (i['relation'], i['patch'], i['line'], i['statement'])
+                 for i in by_owner[owner] if i.get('patch')]
+        own = [i['relation'] for i in by_owner[owner] if not i.get('patch')]
+        if own:
+            named.append("%s (this collection's own table%s, which a deploy alters and writes)"
+                         % (', '.join(own), 's' if len(own) > 1 else ''))
+        grants = pgversion.grant_roles_sql([owner], user, server_version_num or 0, row.get('inherit', True))
+        found.append(finding(
+            'privileges', FAIL, '%s: the deploy user %s is neither the owner %s of %s nor a member of it: PostgreSQL '
+            'lets only the owner change a table ("must be owner of table"): the deploy would fail there, a cold '
+            'patch inside the outage (the window rolls back)' % (label, user, owner, ', '.join(named)), host=label,
+            evidence={'owner': owner, 'relations': [i['relation'] for i in by_owner[owner]], 'fix_sql': grants},
+            action='%s on %s (or deploy as %s), then run the pre-flight again' % ('; '.join(grants), label, owner)))
+    return found
+
+
 # Where a default_transaction_read_only = on of the deploy's session comes from (pg_settings.source)
 # -> the statement that undoes it (format keys: user, db). The session that runs it is read-only
 # too, hence the SET first.
@@ -1523,6 +1586,22 @@ SELECT current_user AS usename, r.rolsuper AS superuser, r.rolinherit AS inherit
        (SELECT source FROM pg_settings WHERE name = 'default_transaction_read_only') AS read_only_source
   FROM pg_roles r WHERE r.rolname = current_user
 """
+# The relations of owned_relations (quoted names) and this collection's own tables (schema fastdowntime,
+# the revision table: the window and the deploy log write and ALTER them) whose owner the deploy user has
+# not the privileges of; ``target`` is the 0-based position in the names, NULL for an own table.
+OWNERS_SQL = """
+SELECT t.ord - 1 AS target, c.oid::regclass::text AS relation, pg_get_userbyid(c.relowner) AS owner
+  FROM unnest(%(names)s::text[]) WITH ORDINALITY AS t(name, ord)
+  JOIN pg_class c ON c.oid = to_regclass(t.name)
+ WHERE NOT pg_has_role(current_user, c.relowner, 'USAGE')
+UNION ALL
+SELECT NULL, c.oid::regclass::text, pg_get_userbyid(c.relowner)
+  FROM pg_class c
+ WHERE (c.relnamespace = to_regnamespace('fastdowntime') AND c.relkind IN ('r', 'p')
+        OR c.oid = to_regclass(%(revision_table)s))
+   AND NOT pg_has_role(current_user, c.relowner, 'USAGE')
+ ORDER BY 1 NULLS LAST, 2
+"""
 SYSTEM_ID_SQL = 'SELECT system_identifier::text AS system_identifier FROM pg_control_system()'
 ACTIVITY_SQL = """
 SELECT pid, usename, datname, host(client_addr) AS client_addr, application_name, state,
@@ -1740,6 +1819,8 @@ class Preflight:
             standby_infos.append(dict(info or {}, endpoint=endpoint, label=label, reachable=info is not None))
 
         self._check_patches(primary, primary_label)
+        if primary_info and not primary_info.get('superuser') and self.plan is not None:
+            self._check_ownership(primary, primary_label, primary_info)
         self._check_lint(primary, primary_label)
         blind = [info['label'] for info in [primary_info] + standby_infos
                  if info and info.get('reachable', True) and not sees_everything(info)]
@@ -1947,6 +2028,18 @@ class Preflight:
                 except psycopg2.Error:
                     info['configured'] = None
         return info
+
+    def _check_ownership(self, primary, label, info):
+        """The relations the pending patches change, and this collection's own tables, that the deploy
+        user (not a superuser) may not change: decide_ownership."""
+        plan = self.plan
+        targets = owned_relations(plan.pending_hot + plan.pending_cold + plan.post_window_hot)
+        rows = self._query(primary, OWNERS_SQL, {'names': [t['relation'] for t in targets],
+                                                 'revision_table': self.revision_table or DEFAULT_REVISION_TABLE},
+                           label=label, check='privileges')
+        not_owned = [dict(targets[r['target']], relation=r['relation'], owner=r['owner']) if r['target'] is not None
+                     else dict(r) for r in rows or ()]
+        self.findings.extend(decide_ownership(label, info, not_owned, primary.server_version))
 
     def _check_patches(self, primary, label):
         try:

@@ -20,7 +20,11 @@ description:
     a newer one is a warning); a host below it refuses the deploy alone, in one line naming the host and its version.
   - C(privileges) - on the primary and every standby the deploy user is a superuser, or has the documented set -
     membership in C(pg_monitor) and C(pg_signal_backend) and C(CREATE) on the database on the primary,
-    C(pg_monitor) on standbys (it must also own the objects the patches change; that is not checked). Membership means
+    C(pg_monitor) on standbys. A deploy user that is not a superuser must also own (or be a member of the owner of)
+    each relation the pending patches ALTER, index, comment, drop, rename or attach a partition to, and this
+    collection's own tables (schema C(fastdowntime), the revision table), one failure per owner role, naming the
+    relations, the patch and line, and the C(GRANT owner TO user). Data changes, C(TRUNCATE), C(LOCK) and triggers
+    need grantable table privileges, which are not checked. Membership means
     the roles' privileges (C(pg_has_role) with C(USAGE)); a member without them (a NOINHERIT user, or from
     PostgreSQL 16 a grant C(WITH INHERIT FALSE)) is named so, with the fix for that server's version.
   - C(patches) - the pending patches in order, each hot or cold; an applied patch whose file changed (drift),

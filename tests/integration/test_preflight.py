@@ -828,10 +828,53 @@ def test_deploy_user_without_privileges_is_refused_naming_the_grants(lab, revisi
     assert_refused_by(result, 'privileges', 'deploy user fdt_app is not a superuser and lacks: member of pg_monitor')
     primary = [f for f in findings(result, 'privileges', 'fail') if f['host'].startswith('primary')][0]
     assert 'GRANT pg_monitor, pg_signal_backend TO fdt_app' in primary['action']
-    assert len(findings(result, 'privileges', 'fail')) == 3
+    # ... and the revision table, which another role owns (test_a_deploy_user_not_owning_what_the_patches_change...)
+    assert_refused_by(result, 'privileges', 'the deploy user fdt_app is neither the owner fdt_deploy of ')
+    assert REVISION_TABLE in findings(result, 'privileges', 'fail')[-1]['evidence']['relations']
+    assert len(findings(result, 'privileges', 'fail')) == 4
     # Without pg_monitor the session and replication views are blind: not checked, never a false pass.
     assert findings(result, 'standbys', 'warn') and not findings(result, 'transactions', 'pass')
     assert findings(result, 'direct_connections', 'warn')
+
+
+def test_a_deploy_user_not_owning_what_the_patches_change_is_refused_before_the_window(lab, revision_table,
+                                                                                       patch_dir):
+    """A deploy user with the documented privileges (pg_monitor, pg_signal_backend, CREATE on the database) that
+    is not the owner of fdt_item (the app's role owns it) passed the pre-flight; the window then rolled back:
+    'must be owner of table fdt_item' - and the deploy log, another role's table, went unwritten. Refused now,
+    one line per owner role with the GRANT; once granted, it passes."""
+    user, password = 'fdt_tryit_deploy', 'tryit-secret'
+    admin = revision_table
+    admin.cursor().execute("DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN PASSWORD '%s'; GRANT pg_monitor, "
+                           'pg_signal_backend TO %s; GRANT CREATE ON DATABASE %s TO %s'
+                           % (user, user, password, user, lab.db_name, user))
+    try:
+        def as_user(endpoint):
+            return dict(endpoint, user=user, password=password)
+        pgbouncers = [dict(lab.pgbouncer(name), probe_user='fdt_app', probe_password=lab.users['fdt_app'])
+                      for name in ('pgbouncer1', 'pgbouncer2')]
+        standbys = [dict(as_user(lab.pg(name)), pgbouncer_entries=['%s:%s_ro' % (bouncer, lab.db_name)])
+                    for name, bouncer in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
+        # This test's own admin session (the lab's deploy user) is a known direct connection.
+        kwargs = dict(primary=as_user(lab.pg('primary')), standbys=standbys, pgbouncers=pgbouncers,
+                      system_users=[lab.pg('primary')['user']])
+        result = run(lab, patch_dir, **kwargs)
+        assert_refused_by(result, 'privileges', 'the deploy user %s is neither the owner fdt_app of fdt_item '
+                                                '(patch-2300-00-1.sql line 4: CREATE INDEX CONCURRENTLY) nor a member of it'
+                          % user)
+        assert_refused_by(result, 'privileges', 'the deploy user %s is neither the owner fdt_deploy of ' % user)
+        owners = sorted(f['evidence']['owner'] for f in findings(result, 'privileges', 'fail'))
+        assert owners == ['fdt_app', 'fdt_deploy'], result['summary']
+        assert REVISION_TABLE in findings(result, 'privileges', 'fail')[1]['evidence']['relations']
+        assert [f['action'].split(' on ')[0] for f in findings(result, 'privileges', 'fail')] == [
+            'GRANT fdt_app TO %s' % user, 'GRANT fdt_deploy TO %s' % user]
+
+        admin.cursor().execute('GRANT fdt_app, fdt_deploy TO %s' % user)
+        result = run(lab, patch_dir, **kwargs)
+        assert not findings(result, 'privileges', 'fail'), result['summary']
+        assert result['passed'], result['summary']
+    finally:
+        admin.cursor().execute('REVOKE CREATE ON DATABASE %s FROM %s; DROP ROLE %s' % (lab.db_name, user, user))
 
 
 def _role_setting_everywhere(lab, admin, user, sql, expected):

@@ -972,3 +972,53 @@ def test_an_idle_transaction_through_pgbouncer_is_named_with_its_pgbouncer_and_c
                                    clients={501: '10.0.0.31:51234'})
     assert found['status'] == WARN and 'pid 501 (user fdt_app, from 10.0.0.31:51234 through pgbouncer1,' in found['summary']
     assert 'from local socket,' in pf.decide_transactions('p', [row], [], 60)['summary']
+
+
+def test_the_relations_only_their_owner_may_change_are_named_where_first_changed(tmp_path):
+    write(tmp_path, 'patch-0001-01-0.sql',
+          'ALTER TABLE app.item ADD COLUMN b text;\n'
+          'ALTER TABLE item ADD CONSTRAINT item_user_fk FOREIGN KEY (u) REFERENCES users (id);\n'
+          'COMMENT ON TABLE tag IS $$t$$;\n'
+          'CREATE INDEX item_b ON item (b);\n'
+          'CREATE TABLE item_2026 PARTITION OF parted FOR VALUES IN (2026);\n'
+          # grantable privileges, not ownership: data changes, TRUNCATE, LOCK, a trigger, VACUUM
+          'UPDATE counts SET n = 0;\nTRUNCATE scratch;\nLOCK TABLE locked;\n'
+          'CREATE TRIGGER t AFTER INSERT ON audited FOR EACH ROW EXECUTE FUNCTION f();\n'
+          # a name after the patch's own search_path: the window resolves it, not the pre-flight
+          'SET search_path = other;\nALTER TABLE elsewhere ADD COLUMN c int;\n')
+    write(tmp_path, 'patch-0001-02-1.sql', 'CREATE INDEX CONCURRENTLY item_c ON item (c);\n')
+    write(tmp_path, 'patch-0001-03-0.sql', 'DROP INDEX old_idx;\n')
+    found = pf.owned_relations(load_patch_set(str(tmp_path)).patches)
+    assert [(f['relation'], f['text'], f['patch'], f['line'], f['statement']) for f in found] == [
+        ('"app"."item"', 'app.item', 'patch-0001-01-0.sql', 1, 'ALTER TABLE app.item'),
+        ('"item"', 'item', 'patch-0001-01-0.sql', 2, 'ALTER TABLE item'),
+        ('"tag"', 'tag', 'patch-0001-01-0.sql', 3, 'COMMENT ON TABLE'),
+        ('"parted"', 'parted', 'patch-0001-01-0.sql', 5, 'CREATE TABLE item_2026'),
+        ('"old_idx"', 'old_idx', 'patch-0001-03-0.sql', 1, 'DROP INDEX old_idx'),
+    ]
+
+
+def test_a_deploy_user_not_owning_a_changed_table_is_refused_per_owner_with_the_grant():
+    row = {'usename': 'deploy', 'superuser': False, 'inherit': True}
+    not_owned = [
+        {'relation': 'fdt_item', 'owner': 'app', 'patch': 'patch-2301-14-0.sql', 'line': 1,
+         'statement': 'ALTER TABLE fdt_item'},
+        {'relation': 'fastdowntime.deploy_log', 'owner': 'dba', 'target': None},
+        {'relation': 'fastdowntime.schema_revision', 'owner': 'dba', 'target': None},
+    ]
+    found = pf.decide_ownership('primary (10.0.0.10:5432)', row, not_owned, 160004)
+    assert [(f['check'], f['status']) for f in found] == [('privileges', pf.FAIL)] * 2
+    assert found[0]['summary'] == (
+        'primary (10.0.0.10:5432): the deploy user deploy is neither the owner app of fdt_item (patch-2301-14-0.sql '
+        'line 1: ALTER TABLE fdt_item) nor a member of it: PostgreSQL lets only the owner change a table ("must be '
+        'owner of table"): the deploy would fail there, a cold patch inside the outage (the window rolls back)')
+    assert found[0]['action'] == ('GRANT app TO deploy on primary (10.0.0.10:5432) (or deploy as app), then run the '
+                                  'pre-flight again')
+    assert "fastdowntime.deploy_log, fastdowntime.schema_revision (this collection's own tables" in found[1]['summary']
+    # A NOINHERIT deploy user needs the option on 16 and later, ALTER ROLE ... INHERIT before.
+    noinherit = dict(row, inherit=False)
+    assert pf.decide_ownership('p', noinherit, not_owned[:1], 160004)[0]['evidence']['fix_sql'] == [
+        'GRANT app TO deploy WITH INHERIT TRUE']
+    assert pf.decide_ownership('p', noinherit, not_owned[:1], 150010)[0]['evidence']['fix_sql'] == [
+        'GRANT app TO deploy', 'ALTER ROLE deploy INHERIT']
+    assert pf.decide_ownership('p', row, [], 160004) == []
