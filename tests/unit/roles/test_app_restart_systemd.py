@@ -222,3 +222,15 @@ def test_bad_settings_refuse_before_any_restart(tmp_path, health, extra_vars, er
     assert error in proc.stdout, proc.stdout[-3000:]
     assert changes(calls) == []
     assert 'Traceback' not in proc.stdout + proc.stderr
+
+
+def test_a_failed_restart_of_a_later_host_is_counted_against_that_host(tmp_path, health):
+    """The roll's stop ran once, on the first host: its recap (and the timeline's 'hosts:' line) named web1
+    failed when web2's restart failed."""
+    proc, calls, report = run_role(tmp_path, health, units={'web1': 'web1.service', 'web2': 'broken.service'})
+    assert proc.returncode != 0
+    assert changes(calls) == [['restart', 'web1.service'], ['restart', 'broken.service']]
+    recap = dict((line.split()[0], line) for line in proc.stdout.split('PLAY RECAP')[-1].splitlines() if ' : ' in line)
+    assert 'failed=1' in recap['web2'] and 'failed=0' in recap['web1'], proc.stdout[-2000:]
+    assert 'app restart stopped at web2: web2 failed after' in proc.stdout
+    assert 'then restart them again (--tags restart: the restarts alone)' in proc.stdout
