@@ -418,13 +418,16 @@ class Catalog:
     partition key type} (bound_implied); ``bound_rows``: (partitioned table key,
     bound_text, the table attached's key or DEFAULT_ROWS) -> does it hold a row
     PostgreSQL would refuse (True, False, None: not known in time);
+    ``session_path``: the deploy session's own search_path (a tuple), where a
+    patch sets none (locks.resolved_key: where it lists pg_temp);
     ``functions``: name -> provolatile; ``plan_rows``: (file, line) -> rows
     from EXPLAIN; ``scan_bytes_per_second``: the measured throughput.
     Pure data: unit tests build it by hand, ``gather_catalog`` from the primary."""
 
     def __init__(self, tables=None, functions=None, plan_rows=None, scan_bytes_per_second=None,
-                 throughput_source='default', canonical=None, bound_rows=None):
+                 throughput_source='default', canonical=None, bound_rows=None, session_path=None):
         self.tables = dict(tables or {})
+        self.session_path = session_path
         self.canonical = dict(canonical or {})
         self.bound_rows = dict(bound_rows or {})
         self.functions = dict(functions or {})
@@ -1063,7 +1066,7 @@ def lint_patches(patches, catalog, options=None):
                 continue
             works = classify(statement.node, catalog, scope, kind=patch.kind)
             for work in works:   # the patch's own temporary table, not a permanent one of its name: new, empty
-                if work.get('table') and locks.resolved_key(work['table'], path, own) is None:
+                if work.get('table') and locks.resolved_key(work['table'], path, own, catalog.session_path) is None:
                     work['table'] = (locks.TEMP_SCHEMA, work['table'][1])
                     scope.new_tables.add(work['table'])
             if unknown:
@@ -1299,6 +1302,7 @@ def gather_catalog(conn, patches, explain=True, lock_timeout_ms=1000):
     refs = references(patches)
     paths = patch_search_paths(patches)
     tables, functions, plan_rows, canonical, bound_rows = {}, {}, {}, {}, {}
+    session_path = None
     with conn.cursor() as cur:
         cur.execute('BEGIN READ ONLY')
         try:
@@ -1320,6 +1324,8 @@ def gather_catalog(conn, patches, explain=True, lock_timeout_ms=1000):
                 info['not_null_columns'] = sorted(r['attname'] for r in columns if r['attnotnull'])
                 tables[key] = info
             _partition_facts(conn, cur, patches, tables, canonical, bound_rows)
+            setting = _savepoint_value(cur, "SELECT current_setting('search_path')")
+            session_path = locks.split_identifiers(setting) if setting is not None else None
             if refs['functions']:
                 for row in query(conn, FUNCTIONS_SQL, (sorted(refs['functions']),)):
                     functions[row['proname']] = 'isv'[row['worst']]
@@ -1328,7 +1334,7 @@ def gather_catalog(conn, patches, explain=True, lock_timeout_ms=1000):
         finally:
             cur.execute('ROLLBACK')
     return Catalog(tables=tables, functions=functions, plan_rows=plan_rows, canonical=canonical,
-                   bound_rows=bound_rows)
+                   bound_rows=bound_rows, session_path=session_path)
 
 
 def _new_partitions(patches):

@@ -412,20 +412,23 @@ def temp_states(statements, live=False):
     return out
 
 
-def resolved_key(key, path, temps=()):
+def resolved_key(key, path, temps=(), session_path=None):
     """The key an unqualified relation name of a statement is looked up by:
     (None, name) under the deploy session's own path, (None, name, path) under
     one its patch set; None for a temporary relation (schema pg_temp, or a
     name of ``temps`` - temp_states - found in pg_temp first): no permanent
     relation, no other session's lock. A name of ``temps`` with pg_temp listed
     after other schemas: those schemas only ((None, name, schemas before
-    pg_temp)); past them the name is the temporary one."""
+    pg_temp)); past them the name is the temporary one. ``session_path``: the
+    deploy session's own search_path (a tuple, split_identifiers), where the
+    patch set none; None when not known (pg_temp then counts as first)."""
     if key is None or key[0] == TEMP_SCHEMA:
         return None
     if key[0] is not None:
         return key
-    if key[1] in temps and temp_first(path) is not False:
-        before = () if temp_first(path) else path[:path.index(TEMP_SCHEMA)]
+    listed = session_path if path is DEFAULT_PATH else path
+    if key[1] in temps and temp_first(listed) is not False:
+        before = () if temp_first(listed) else listed[:listed.index(TEMP_SCHEMA)]
         return (None, key[1], before) if before else None
     return key if path is DEFAULT_PATH else (None, key[1], path)
 
@@ -606,12 +609,13 @@ def _entry(key, mode, reach, **where):
     return entry
 
 
-def required_locks(patches):
+def required_locks(patches, session_path=None):
     """[{'relation': key, 'mode', 'patch', 'line'} (+ ``only`` or
     ``default_partition``)]: per relation and reach the strongest mode the
     cold statements of ``patches`` (patchset.Patch, in order) take and where
     it is first taken, in the order first named. A relation of the patch's
-    own temporary table is left out (resolved_key)."""
+    own temporary table is left out (resolved_key; ``session_path``: the
+    deploy session's own search_path, where it lists pg_temp)."""
     found = {}
     for patch in patches:
         states = zip(patch.statements, search_paths(patch.statements), temp_states(patch.statements))
@@ -619,7 +623,7 @@ def required_locks(patches):
             if statement.kind != 'cold' or statement.node is None:
                 continue
             for key, mode, reach in lock_targets(statement.node):
-                key = resolved_key(key, path, temps)
+                key = resolved_key(key, path, temps, session_path)
                 if key is None or mode is None:
                     continue
                 known = found.get((key, reach))

@@ -2321,11 +2321,20 @@ class Preflight:
         return self._query(primary, locks.HOLDERS_SQL, locks.lookup(wanted, self.primary.get('user')),
                            label=label, check=check)
 
+    def _session_path(self, primary, label):
+        """The deploy session's own search_path (its role's, its database's or
+        the server's setting: the pre-flight's session is the deploy user's in
+        the deploy database), as locks.split_identifiers reads it; None when
+        unreadable."""
+        rows = self._query(primary, "SELECT current_setting('search_path') AS path", label=label,
+                           check='blocking_sessions')
+        return locks.split_identifiers(rows[0]['path']) if rows else None
+
     def _check_blocking_sessions(self, primary, label, activity_rows):
         """The sessions that would hold the outage its whole budget
         (decide_blocking_sessions): pgbouncer clients in a transaction, and
         holders of locks the pending cold patches need (locks.HOLDERS_SQL)."""
-        required = locks.required_locks(self.plan.pending_cold)
+        required = locks.required_locks(self.plan.pending_cold, self._session_path(primary, label))
         rows = self._lock_holders(primary, label, required, 'blocking_sessions')
         if rows is None:
             return

@@ -550,7 +550,11 @@ FIELD_LOCK_CASES = {
     'temp_table_listed_last': ('SET search_path = public, pg_temp;\nCREATE TEMP TABLE fdt_stage (id int);\n'
                                'ALTER TABLE fdt_stage ADD COLUMN z int;',
                                'SELECT pg_backend_pid(), count(*) FROM fdt_stage'),
+    # ... and where the deploy user's own search_path (a role setting, ROLE_PATHS) lists it last.
+    'temp_table_role_path_last': ('CREATE TEMP TABLE fdt_stage (id int);\nALTER TABLE fdt_stage ADD COLUMN z int;',
+                                  'SELECT pg_backend_pid(), count(*) FROM fdt_stage'),
 }
+ROLE_PATHS = {'temp_table_role_path_last': 'public, pg_temp'}
 
 
 def waits_for_the_holder(lab, text):
@@ -590,6 +594,9 @@ def field_lock_case(lab, patch_dir, case):
     text, held = FIELD_LOCK_CASES[case]
     try:
         admin.cursor().execute(PARTITION_SETUP)
+        if case in ROLE_PATHS:
+            admin.cursor().execute('ALTER ROLE fdt_deploy IN DATABASE %s SET search_path = %s' % (
+                lab.db_name, ROLE_PATHS[case]))
         for number, patch_text in enumerate(text.split('\n\n'), start=1):
             with open(os.path.join(patch_dir, 'patch-2300-%02d-0.sql' % (8 + number)), 'w') as out:
                 out.write(patch_text + '\n')
@@ -599,22 +606,23 @@ def field_lock_case(lab, patch_dir, case):
         result = run(lab, patch_dir)
     finally:
         holder.close()
-        admin.cursor().execute('DROP TABLE IF EXISTS fdt_pf_ev, fdt_pf_new, fdt_stage')
+        admin.cursor().execute('ALTER ROLE fdt_deploy IN DATABASE %s RESET search_path; '
+                               'DROP TABLE IF EXISTS fdt_pf_ev, fdt_pf_new, fdt_stage' % lab.db_name)
         admin.close()
     assert waits == (case in ('attach_default_reader', 'create_partition_default_writer', 'detach_default_reader',
-                              'temp_table_listed_last')), (case, waits)
+                              'temp_table_listed_last', 'temp_table_role_path_last')), (case, waits)
     if not waits:
         assert findings(result, 'blocking_sessions', 'pass'), result['summary']
         return
     assert_refused_by(result, 'blocking_sessions', "pid %d (user fdt_deploy, application 'dba_psql'" % pid)
     [failed] = findings(result, 'blocking_sessions', 'fail')
-    if case != 'temp_table_listed_last':
+    if not case.startswith('temp_table'):
         assert 'on fdt_pf_ev_default, which patch-2300-09-0.sql line 1 needs in ACCESS EXCLUSIVE (as the DEFAULT ' \
                'partition of fdt_pf_ev)' in failed['summary'], failed['summary']
         assert 'the DEFAULT partition of fdt_pf_ev' in [r['relation'] for r in failed['evidence']['required_locks']]
     else:
-        assert 'holds ACCESS SHARE on fdt_stage, which patch-2300-09-0.sql line 3 needs in ACCESS EXCLUSIVE' \
-            in failed['summary'], failed['summary']
+        assert 'holds ACCESS SHARE on fdt_stage, which patch-2300-09-0.sql line %d needs in ACCESS EXCLUSIVE' % (
+            2 if case in ROLE_PATHS else 3) in failed['summary'], failed['summary']
 
 
 @pytest.mark.faults

@@ -617,3 +617,12 @@ def test_rows_postgresql_would_refuse_are_an_error_before_the_window():
     create = "CREATE TABLE ev_2028 PARTITION OF ev FOR VALUES FROM ('2028-01-01') TO ('2028-02-01')"
     cat.bound_rows = {((None, 'ev'), lint.bound_text(bound_of(create)), lint.DEFAULT_ROWS): True}
     assert lint_one(create, cat)[0]['rule'] == 'partition-bound-violated'
+
+
+def test_a_temporary_table_behind_the_session_s_own_path_is_priced_as_the_permanent_one():
+    """The deploy session's own search_path lists pg_temp after public: 'big' is public.big, priced."""
+    sql = 'CREATE TEMP TABLE big (id int, n int);\nALTER TABLE big ADD CONSTRAINT pos CHECK (n > 0);'
+    [dummy, found] = lint_one(sql, catalog(session_path=('public', 'pg_temp')))
+    assert found['table'] == 'big' and found['estimate_seconds'] > 0, found
+    [dummy, found] = lint_one(sql, catalog(session_path=('public',)))
+    assert found['table'] == 'pg_temp.big' and found['estimate_seconds'] == 0, found

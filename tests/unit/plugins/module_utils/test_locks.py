@@ -362,3 +362,13 @@ def test_a_hot_patch_waits_for_no_lock_on_a_temporary_table(tmp_path):
         'CREATE INDEX CONCURRENTLY stage_id ON pg_temp.stage (id);\nCREATE INDEX CONCURRENTLY t_id ON t (id);')
     lockers, dummy = locks.hot_waits(load_patch_set(str(tmp_path)).patches)
     assert [(w['relation'], w['line']) for w in lockers] == [((None, 't'), 2)]
+
+
+def test_the_deploy_session_s_own_path_places_pg_temp_where_the_patch_sets_none(tmp_path):
+    """A role or database setting 'public, pg_temp' (timescaledb PR 4288's placement) as the deploy session's
+    own search_path: public.stage is found before the patch's TEMP stage; unknown (None) or unlisted: the TEMP one."""
+    (tmp_path / 'patch-0001-01-0.sql').write_text('CREATE TEMP TABLE stage (id int);\nUPDATE stage SET id = 2;')
+    patches = load_patch_set(str(tmp_path)).patches
+    assert [r['relation'] for r in locks.required_locks(patches, ('public', 'pg_temp'))] == [(None, 'stage', ('public',))]
+    assert locks.required_locks(patches, ('"$user"', 'public')) == locks.required_locks(patches) == []
+    assert locks.required_locks(patches, ('pg_temp', 'public')) == []
