@@ -173,20 +173,24 @@ def owned_relations(patches):
     'statement': its first words}]: each relation that the statements of ``patches`` (patchset.Patch, in
     order) change and that PostgreSQL lets only its owner change, where it is first named. A name left
     unqualified after a patch changed its own search_path is left out (the window resolves it there; the
-    pre-flight's session could find another relation)."""
+    pre-flight's session could find another relation), and so is the patch's own temporary table."""
     found = {}
     for patch in patches:
-        for statement, path in zip(patch.statements, locks.search_paths(patch.statements)):
+        states = zip(patch.statements, locks.search_paths(patch.statements), locks.temp_states(patch.statements))
+        for statement, path, temps in states:
             node = statement.node
             name = type(node).__name__
             if node is None or name in GRANTABLE_STATEMENTS:
                 continue
-            if name == 'AlterTableStmt':
-                keys = [(node.relation.schemaname or None, node.relation.relname)]
+            if name == 'AlterTableStmt':   # ATTACH PARTITION: the table attached is its owner's too
+                keys = [(node.relation.schemaname or None, node.relation.relname)] + [
+                    (cmd.def_.name.schemaname or None, cmd.def_.name.relname) for cmd in node.cmds or ()
+                    if getattr(cmd.subtype, 'name', None) == 'AT_AttachPartition']
             else:
                 keys = [key for key, mode in locks.statement_locks(node) if mode != locks.SHARE_ROW_EXCLUSIVE]
             for key in keys:
-                if not key or key in found or key[0] is None and path is not locks.DEFAULT_PATH:
+                if not key or key in found or key[0] is None and path is not locks.DEFAULT_PATH \
+                        or locks.resolved_key(key, path, temps) is None:   # the patch's own temporary table
                     continue
                 found[key] = {'relation': locks.quoted(key), 'text': locks.relation_text(key), 'patch': patch.name,
                               'line': statement.line, 'statement': ' '.join(statement.sql.split()[:3])}

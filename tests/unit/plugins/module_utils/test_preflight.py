@@ -1022,3 +1022,14 @@ def test_a_deploy_user_not_owning_a_changed_table_is_refused_per_owner_with_the_
     assert pf.decide_ownership('p', noinherit, not_owned[:1], 150010)[0]['evidence']['fix_sql'] == [
         'GRANT app TO deploy', 'ALTER ROLE deploy INHERIT']
     assert pf.decide_ownership('p', row, [], 160004) == []
+
+
+def test_the_owner_check_names_a_table_attached_and_not_the_patch_s_own_temporary_table(tmp_path):
+    """ATTACH PARTITION needs the owner of the table attached too (tablecmds.c: ATSimplePermissions on it); a
+    patch's own TEMP table (found first) is no permanent table whose owner must deploy it."""
+    write(tmp_path, 'patch-0001-01-0.sql',
+          'ALTER TABLE ev ATTACH PARTITION s.ev_2027 FOR VALUES FROM (1) TO (2);\n'
+          'CREATE TEMP TABLE stage (id int);\nALTER TABLE stage ADD COLUMN z int;\nDROP TABLE pg_temp.stage;\n'
+          'ALTER TABLE stage ADD COLUMN y int;\n')
+    found = pf.owned_relations(load_patch_set(str(tmp_path)).patches)
+    assert [(f['text'], f['line']) for f in found] == [('ev', 1), ('s.ev_2027', 1), ('stage', 5)]
