@@ -550,6 +550,19 @@ def decide_replay_blockers(label, conflict, activity_rows, budget_seconds):
                        'replay of the commit' % (label, evidence['recovery_min_apply_delay']), host=label,
                        evidence=evidence, action='count it in the budget, or set its recovery_min_apply_delay to 0')
     if not can_block:
+        # Below the budget replay cancels such a query after the delay: not a refusal, but the outage
+        # may wait that delay and the query's client gets an error.
+        threshold = replication.blocking_threshold_seconds(budget_seconds)
+        running = [r for r in activity_rows or () if (r.get('xact_seconds') or 0) >= threshold]
+        if running:
+            evidence['blockers'] = [dict((k, r.get(k)) for k in ('pid', 'usename', 'application_name', 'state',
+                                                                  'xact_seconds', 'query')) for r in running]
+            return finding('replay_blockers', WARN, '%s: %s: if it holds a lock on a table a cold patch changes, '
+                           'replay of the outage\'s commit waits up to %s = %s for it (every client of the window '
+                           'waits too) and then PostgreSQL cancels it ("canceling statement due to conflict with '
+                           'recovery")' % (label, ', '.join(_session_text(r) for r in running), setting, value),
+                           host=label, evidence=evidence,
+                           action='let it finish (or end it) on %s before the deploy' % label)
         return finding('replay_blockers', PASS, '%s: %s = %s: queries cannot hold replay past the budget (replay '
                        'cancels them after that)' % (label, setting, value), host=label, evidence=evidence)
     if rows or held:

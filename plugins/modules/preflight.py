@@ -52,6 +52,8 @@ description:
     budget), a transaction older than half the budget (at most 5 s), or a backend replay waits for now (its
     startup process waiting on a recovery conflict), fails naming the pid, the setting and the fix;
     C(hot_standby_feedback = off) there is a warning (a VACUUM on the primary then conflicts with any query).
+    Where the delay is below the budget such a transaction is a warning (replay waits up to the delay for it,
+    then cancels it).
   - C(recovery_conflicts) - queries replay cancelled on each standby (C(pg_stat_database_conflicts) for
     O(db_name)) are a warning naming the counts per kind.
   - C(direct_connections) - sessions on the primary's O(db_name) that do not come from a pgbouncer host's

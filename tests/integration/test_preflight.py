@@ -1096,3 +1096,28 @@ def test_a_pool_user_that_could_not_log_in_again_after_the_pause_is_refused(lab,
         for conn in clients:
             conn.close()
         admin.close()
+
+
+def test_a_long_read_on_a_standby_whose_replay_cancels_queries_within_the_budget_is_named(lab, revision_table,
+                                                                                         patch_dir):
+    """standby1 with max_standby_streaming_delay = 2s (below the budget) and a read open on it: the pre-flight
+    passed it silently; the window then waited those 2 s for its replay (every client with it) and PostgreSQL
+    cancelled the read ("conflict with recovery"). Now a warning names the read, the wait and the cancel."""
+    admin = connect(lab.pg('standby1'), autocommit=True)
+    reader = psycopg2.connect(lab.dsn(lab.pg('standby1')))
+    try:
+        admin.cursor().execute("ALTER SYSTEM SET max_standby_streaming_delay = '2s'")
+        admin.cursor().execute('SELECT pg_reload_conf()')
+        pid = open_transaction(reader, READ_ITEMS)
+        time.sleep(2.2)   # older than the threshold of a 4 s budget (half of it)
+        result = run(lab, patch_dir, budget_seconds=4)
+        [warned] = [f for f in findings(result, 'replay_blockers', 'warn') if f['host'].startswith('standby1')]
+        assert 'pid %d' % pid in warned['summary'], result['summary']
+        assert 'waits up to max_standby_streaming_delay = 2s for it' in warned['summary']
+        assert 'PostgreSQL cancels it ("canceling statement due to conflict with recovery")' in warned['summary']
+        assert warned['action'].startswith('let it finish (or end it) on standby1')
+    finally:
+        reader.close()
+        admin.cursor().execute('ALTER SYSTEM RESET max_standby_streaming_delay')
+        admin.cursor().execute('SELECT pg_reload_conf()')
+        admin.close()

@@ -164,13 +164,18 @@ def test_replay_blockers_only_where_the_delay_lets_them_block():
 
 
 def test_decide_replay_blockers_names_the_query():
-    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import FAIL, PASS, \
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import FAIL, PASS, WARN, \
         decide_replay_blockers
     row = {'pid': 77, 'usename': 'dump', 'state': 'active', 'xact_seconds': 9.0, 'query': 'COPY fdt_item TO stdout'}
     found = decide_replay_blockers('s1', {'delay_ms': -1, 'max_standby_streaming_delay': '-1'}, [row], 10)
     assert found['status'] == FAIL and 'pid 77' in found['summary'] and 'max_standby_streaming_delay' in found['action']
-    assert decide_replay_blockers('s1', {'delay_ms': 30, 'max_standby_streaming_delay': '30ms'}, [row], 10)['status'] \
-        == PASS
+    # Below the budget replay cancels it after the delay: a warning naming it and the cancel, not a refusal.
+    cancelled = decide_replay_blockers('s1', {'delay_ms': 2000, 'max_standby_streaming_delay': '2s'}, [row], 10)
+    assert cancelled['status'] == WARN and cancelled['summary'].startswith('s1: pid 77 (user dump')
+    assert 'waits up to max_standby_streaming_delay = 2s for it' in cancelled['summary']
+    assert 'PostgreSQL cancels it ("canceling statement due to conflict with recovery")' in cancelled['summary']
+    assert decide_replay_blockers('s1', {'delay_ms': 2000, 'max_standby_streaming_delay': '2s'},
+                                  [dict(row, xact_seconds=1.0)], 10)['status'] == PASS
 
 
 def test_split_refused_with_remote_apply_synchronous_standbys():
@@ -387,7 +392,10 @@ def test_decide_replay_blockers_held_now_fails_feedback_off_warns():
     assert on['status'] == PASS and 'hot_standby_feedback = on' in on['summary']
     archive = decide_replay_blockers('s1', conflict_row(delay_ms=-1, archive_ms=50, receiver_status='waiting'),
                                      [{'pid': 1, 'xact_seconds': 99.0}], 10)
-    assert archive['status'] == PASS and 'max_standby_archive_delay = 50ms' in archive['summary']
+    # replay cancels that 99 s query after 50 ms: named, a warning
+    assert archive['status'] == WARN and 'max_standby_archive_delay = 50ms' in archive['summary']
+    quiet = decide_replay_blockers('s1', conflict_row(delay_ms=-1, archive_ms=50, receiver_status='waiting'), [], 10)
+    assert quiet['status'] == PASS and 'max_standby_archive_delay = 50ms' in quiet['summary']
 
 
 def test_recovery_conflicts_counted_per_kind():
