@@ -202,7 +202,8 @@ def decide_ownership(label, row, not_owned, server_version_num):
     position in owned_relations' list or None for this collection's own tables; ``row``: the
     PRIVILEGES_SQL row), one failure per owner role: the window would roll back inside the outage
     ("must be owner of table"), or the deploy log not be written. The fix grants the owner role to
-    the deploy user (pgversion.grant_roles_sql). [] when there are none."""
+    the deploy user (pgversion.grant_roles_sql; ``member``: already a member without its privileges -
+    NOINHERIT, or from 16 a grant WITH INHERIT FALSE). [] when there are none."""
     user = row.get('usename')
     by_owner = {}
     for item in not_owned:
@@ -215,11 +216,13 @@ def decide_ownership(label, row, not_owned, server_version_num):
         if own:
             named.append("%s (this collection's own table%s, which a deploy alters and writes)"
                          % (', '.join(own), 's' if len(own) > 1 else ''))
-        grants = pgversion.grant_roles_sql([owner], user, server_version_num or 0, row.get('inherit', True))
+        member_of = [owner] if any(i.get('member') for i in by_owner[owner]) else []
+        grants = pgversion.grant_roles_sql([owner], user, server_version_num or 0, row.get('inherit', True), member_of)
         found.append(finding(
-            'privileges', FAIL, '%s: the deploy user %s is neither the owner %s of %s nor a member of it: PostgreSQL '
-            'lets only the owner change a table ("must be owner of table"): the deploy would fail there, a cold '
-            'patch inside the outage (the window rolls back)' % (label, user, owner, ', '.join(named)), host=label,
+            'privileges', FAIL, '%s: the deploy user %s is neither the owner %s of %s nor %s: PostgreSQL lets only '
+            'the owner change a table ("must be owner of table"): the deploy would fail there, a cold patch inside the '
+            'outage (the window rolls back)' % (label, user, owner, ', '.join(named), 'has its privileges (a member '
+                                                'without INHERIT)' if member_of else 'a member of it'), host=label,
             evidence={'owner': owner, 'relations': [i['relation'] for i in by_owner[owner]], 'fix_sql': grants},
             action='%s on %s (or deploy as %s), then run the pre-flight again' % ('; '.join(grants), label, owner)))
     return found
@@ -555,8 +558,8 @@ def decide_replay_blockers(label, conflict, activity_rows, budget_seconds):
         threshold = replication.blocking_threshold_seconds(budget_seconds)
         running = [r for r in activity_rows or () if (r.get('xact_seconds') or 0) >= threshold]
         if running:
-            evidence['blockers'] = [dict((k, r.get(k)) for k in ('pid', 'usename', 'application_name', 'state',
-                                                                  'xact_seconds', 'query')) for r in running]
+            fields = ('pid', 'usename', 'application_name', 'state', 'xact_seconds', 'query')
+            evidence['blockers'] = [dict((k, r.get(k)) for k in fields) for r in running]
             return finding('replay_blockers', WARN, '%s: %s: if it holds a lock on a table a cold patch changes, '
                            'replay of the outage\'s commit waits up to %s = %s for it (every client of the window '
                            'waits too) and then PostgreSQL cancels it ("canceling statement due to conflict with '
@@ -1607,12 +1610,13 @@ SELECT current_user AS usename, r.rolsuper AS superuser, r.rolinherit AS inherit
 # the revision table: the window and the deploy log write and ALTER them) whose owner the deploy user has
 # not the privileges of; ``target`` is the 0-based position in the names, NULL for an own table.
 OWNERS_SQL = """
-SELECT t.ord - 1 AS target, c.oid::regclass::text AS relation, pg_get_userbyid(c.relowner) AS owner
+SELECT t.ord - 1 AS target, c.oid::regclass::text AS relation, pg_get_userbyid(c.relowner) AS owner,
+       pg_has_role(current_user, c.relowner, 'MEMBER') AS member
   FROM unnest(%(names)s::text[]) WITH ORDINALITY AS t(name, ord)
   JOIN pg_class c ON c.oid = to_regclass(t.name)
  WHERE NOT pg_has_role(current_user, c.relowner, 'USAGE')
 UNION ALL
-SELECT NULL, c.oid::regclass::text, pg_get_userbyid(c.relowner)
+SELECT NULL, c.oid::regclass::text, pg_get_userbyid(c.relowner), pg_has_role(current_user, c.relowner, 'MEMBER')
   FROM pg_class c
  WHERE (c.relnamespace = to_regnamespace('fastdowntime') AND c.relkind IN ('r', 'p')
         OR c.oid = to_regclass(%(revision_table)s))
@@ -2054,8 +2058,8 @@ class Preflight:
         rows = self._query(primary, OWNERS_SQL, {'names': [t['relation'] for t in targets],
                                                  'revision_table': self.revision_table or DEFAULT_REVISION_TABLE},
                            label=label, check='privileges')
-        not_owned = [dict(targets[r['target']], relation=r['relation'], owner=r['owner']) if r['target'] is not None
-                     else dict(r) for r in rows or ()]
+        not_owned = [dict(targets[r['target']], relation=r['relation'], owner=r['owner'], member=r['member'])
+                     if r['target'] is not None else dict(r) for r in rows or ()]
         self.findings.extend(decide_ownership(label, info, not_owned, primary.server_version))
 
     def _check_patches(self, primary, label):

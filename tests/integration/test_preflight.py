@@ -1098,8 +1098,8 @@ def test_a_pool_user_that_could_not_log_in_again_after_the_pause_is_refused(lab,
         admin.close()
 
 
-def test_a_long_read_on_a_standby_whose_replay_cancels_queries_within_the_budget_is_named(lab, revision_table,
-                                                                                         patch_dir):
+def test_a_long_read_on_a_standby_whose_replay_cancels_queries_within_the_budget_is_named(
+        lab, revision_table, patch_dir):
     """standby1 with max_standby_streaming_delay = 2s (below the budget) and a read open on it: the pre-flight
     passed it silently; the window then waited those 2 s for its replay (every client with it) and PostgreSQL
     cancelled the read ("conflict with recovery"). Now a warning names the read, the wait and the cancel."""

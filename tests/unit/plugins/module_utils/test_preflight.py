@@ -1021,6 +1021,11 @@ def test_a_deploy_user_not_owning_a_changed_table_is_refused_per_owner_with_the_
         'GRANT app TO deploy WITH INHERIT TRUE']
     assert pf.decide_ownership('p', noinherit, not_owned[:1], 150010)[0]['evidence']['fix_sql'] == [
         'GRANT app TO deploy', 'ALTER ROLE deploy INHERIT']
+    # A member without the owner's privileges (from 16: granted WITH INHERIT FALSE): a plain GRANT changes nothing.
+    member = dict(not_owned[0], member=True)
+    inherit_false = pf.decide_ownership('p', row, [member], 160004)[0]
+    assert inherit_false['evidence']['fix_sql'] == ['GRANT app TO deploy WITH INHERIT TRUE']
+    assert 'nor has its privileges (a member without INHERIT)' in inherit_false['summary']
     assert pf.decide_ownership('p', row, [], 160004) == []
 
 
