@@ -587,12 +587,21 @@ def migration_annotation(comment):
 
 # psql meta-commands that need their own advice; any other: run it outside the deploy.
 _META_ADVICE = {
-    'i': 'put the included file\'s statements in the patch itself', 'ir': None, 'include': None,
-    'include_relative': None,
-    'c': 'a deploy patches one database (fastdowntime_db_name): patch another with its own deploy', 'connect': None,
+    'i': 'put the included file\'s statements in the patch itself',
+    'c': 'a deploy patches one database (fastdowntime_db_name): patch another with its own deploy',
     'copy': 'load data with INSERTs in the patch, or outside the deploy',
     'set': 'psql variables are not expanded: write the values into the patch',
+    'gexec': 'it runs the statements its query generates: run that query once and write the statements it '
+             'returns into the patch',
+    'g': 'end the statement with ; instead',
+    'if': 'every statement of the file runs here: write only what must run (a DO block decides at run time)',
+    'echo': 'psql output only: delete the line',
 }
+# Meta-commands with another one's advice.
+_META_SAME = {'ir': 'i', 'include': 'i', 'include_relative': 'i', 'connect': 'c', 'unset': 'set', 'gset': 'set',
+              'elif': 'if', 'else': 'if', 'endif': 'if', 'qecho': 'echo', 'warn': 'echo', 'timing': 'echo',
+              'pset': 'echo', 'x': 'echo', 'o': 'echo', 'out': 'echo'}
+_META_SENDS_QUERY = ('g', 'gx', 'gexec', 'gset', 'gdesc')
 _COPY_FROM_STDIN = re.compile(r'^[ \t]*COPY\b[^;\n]*\bFROM\s+stdin\b[^;\n]*;[ \t]*$', re.I | re.M)
 _COPY_END = re.compile(r'^\\\.[ \t]*$', re.M)
 
@@ -606,10 +615,7 @@ PG_DUMP_GUARDS = ('restrict', 'unrestrict')
 
 def meta_command_advice(command):
     """What to do instead of psql meta-command ``command`` (without its backslash)."""
-    for name in (command, {'ir': 'i', 'include': 'i', 'include_relative': 'i', 'connect': 'c'}.get(command)):
-        if _META_ADVICE.get(name):
-            return _META_ADVICE[name]
-    return _META_DEFAULT
+    return _META_ADVICE.get(_META_SAME.get(command, command), _META_DEFAULT)
 
 
 def _blank(text, start, end):
@@ -661,7 +667,10 @@ def _scan_annotations(text, name):
             end = text.find('\n', token.start)
             end = len(text) if end < 0 else end
             command = (text[token.start + 1:end].split() or [''])[0]
-            blanks.append((token.start, end))
+            # \\g, \\gexec, \\gset... send the query before them, as ';' does: the next statement parses.
+            blanks.append((token.start + (command in _META_SENDS_QUERY), end))
+            if command in _META_SENDS_QUERY:
+                text = text[:token.start] + ';' + text[token.start + 1:]
             if command in PG_DUMP_GUARDS:
                 continue
             advice = meta_command_advice(command)

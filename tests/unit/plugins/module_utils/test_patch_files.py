@@ -150,7 +150,10 @@ def test_psql_meta_commands_are_named_each_with_its_line():
 
 @pytest.mark.parametrize('command, words', [('i', 'included file'), ('ir', 'included file'),
                                             ('connect', 'own deploy'), ('c', 'own deploy'), ('copy', 'INSERTs'),
-                                            ('timing', 'run it outside the deploy')])
+                                            ('gexec', 'write the statements it returns into the patch'),
+                                            ('gset', 'not expanded'), ('g', 'with ; instead'),
+                                            ('endif', 'a DO block'), ('timing', 'delete the line'),
+                                            ('lo_import', 'run it outside the deploy')])
 def test_meta_command_advice(command, words):
     assert words in meta_command_advice(command)
 
@@ -167,8 +170,18 @@ def test_pg_dump_restrict_guard_lines_are_neither_run_nor_refused():
 
 def test_a_meta_command_without_advice_of_its_own_says_the_fix_once():
     with pytest.raises(PatchSetError) as err:
-        split_statements('\\timing on\nCREATE TABLE t (id int);\n', 'p.sql')
-    assert err.value.problems == ['p.sql line 1: psql meta-command \\timing: not SQL, run it outside the deploy']
+        split_statements('\\lo_import /tmp/x\nCREATE TABLE t (id int);\n', 'p.sql')
+    assert err.value.problems == ['p.sql line 1: psql meta-command \\lo_import: not SQL, run it outside the deploy']
+
+
+def test_gexec_is_named_with_what_to_write_instead():
+    text = ("SELECT format('ALTER TABLE %I ADD COLUMN c int', relname) FROM pg_class WHERE relname LIKE 't%' \\gexec\n"
+            "CREATE TABLE u (id int);\n")
+    with pytest.raises(PatchSetError) as err:
+        split_statements(text, 'p.sql')
+    assert err.value.problems == [
+        'p.sql line 1: psql meta-command \\gexec: not SQL, run it outside the deploy (it runs the statements its '
+        'query generates: run that query once and write the statements it returns into the patch)']
 
 
 def test_pg_dump_copy_from_stdin_data_is_named_at_its_copy_line():
