@@ -601,7 +601,7 @@ _META_ADVICE = {
 _META_SAME = {'ir': 'i', 'include': 'i', 'include_relative': 'i', 'connect': 'c', 'unset': 'set', 'gset': 'set',
               'elif': 'if', 'else': 'if', 'endif': 'if', 'qecho': 'echo', 'warn': 'echo', 'timing': 'echo',
               'pset': 'echo', 'x': 'echo', 'o': 'echo', 'out': 'echo'}
-_META_SENDS_QUERY = ('g', 'gx', 'gexec', 'gset', 'gdesc')
+_META_SENDS_QUERY = ('g', 'gx', 'gexec', 'gset', 'gdesc', 'watch', 'crosstabview')
 _COPY_FROM_STDIN = re.compile(r'^[ \t]*COPY\b[^;\n]*\bFROM\s+stdin\b[^;\n]*;[ \t]*$', re.I | re.M)
 _COPY_END = re.compile(r'^\\\.[ \t]*$', re.M)
 

@@ -184,6 +184,17 @@ def test_gexec_is_named_with_what_to_write_instead():
         'query generates: run that query once and write the statements it returns into the patch)']
 
 
+@pytest.mark.parametrize('sql', [
+    # node-postgres #3209: \\gexec right after the query's closing parenthesis.
+    "SELECT 'CREATE TABLE v (id int)'\nWHERE NOT EXISTS (SELECT FROM pg_class WHERE relname = 'v')\\gexec\n",
+    # pgFormatter #26: \\gx and \\watch send the query as ; does.
+    'SELECT 1 \\gx\n', 'SELECT 1 \\watch 5\n'])
+def test_a_meta_command_sending_the_query_ends_its_statement(sql):
+    with pytest.raises(PatchSetError) as err:
+        split_statements(sql + 'CREATE TABLE u (id int);\n', 'p.sql')
+    assert len(err.value.problems) == 1 and 'psql meta-command' in err.value.problems[0]
+
+
 def test_pg_dump_copy_from_stdin_data_is_named_at_its_copy_line():
     text = ("SELECT pg_catalog.set_config('search_path', '', false);\nCREATE TABLE public.t (id int, v text);\n"
             "COPY public.t (id, v) FROM stdin;\n1\tit's\n2\tx\n\\.\n\nCREATE INDEX t_id ON public.t (id);\n")
