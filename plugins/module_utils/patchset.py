@@ -142,6 +142,9 @@ class Plan:
     refused: list = field(default_factory=list)  # window_problems(): 'file line N: cause'
     post_window_hot: list = field(default_factory=list)
     deferred: list = field(default_factory=list)
+    # [{'name': pending file, 'applied_revision': 'MMMM-mm-p', 'applied_name'}]: a revision with no file whose recorded
+    # sha256 is a pending file's (the applied patch renamed, or moved to another number).
+    renamed: list = field(default_factory=list)
 
     @property
     def pending(self):
@@ -167,6 +170,7 @@ class Plan:
             'unverified': list(self.unverified),
             'ignored': list(self.ignored),
             'refused': list(self.refused),
+            'renamed': list(self.renamed),
         }
 
 
@@ -1196,7 +1200,24 @@ def plan(patch_set, applied, revision_table=None, procedure_source=None):
     return Plan(pending_hot=phases[0], pending_cold=phases[1], post_window_hot=phases[2], deferred=phases[3],
                 applied=applied_names, drift=drift, missing_files=missing, unverified=unverified,
                 ignored=list(patch_set.ignored),
-                refused=window_problems(pending, launchpad, procedure_source, window=phases[1]))
+                refused=window_problems(pending, launchpad, procedure_source, window=phases[1]),
+                renamed=renamed_patches(missing, applied, pending))
+
+
+def renamed_patches(missing, applied, pending):
+    """[{'name', 'applied_revision', 'applied_name'}]: each pending patch whose checksum is
+    the one recorded for a revision with no file (``missing``: revisions,
+    ``applied``: revision -> sha256 or None, ``pending``: Patch list) - the
+    applied patch's file renamed (or renumbered) since, not a new patch."""
+    found = []
+    for revision in missing:
+        recorded = applied.get(revision)
+        for patch in pending if recorded else ():
+            if recorded in (patch.equivalent_sha256 or {patch.sha256}):
+                found.append({'name': patch.name, 'applied_revision': format_revision(revision),
+                              'applied_name': 'patch-%04d-%02d-%d.sql' % tuple(revision)})
+                break
+    return found
 
 
 def _in_order(pending):

@@ -290,6 +290,7 @@ def decide_patches(label, the_plan=None, error=None):
         'unverified': list(the_plan.unverified),
         'ignored': list(the_plan.ignored),
         'refused': list(the_plan.refused),
+        'renamed': list(the_plan.renamed),
         'phases': [{'phase': phase, 'patches': names} for phase, names in the_plan.phases()],
     }
     problems, actions = [], []
@@ -304,7 +305,12 @@ def decide_patches(label, the_plan=None, error=None):
     if the_plan.missing_files:
         problems.append('the database has revisions with no file (it is ahead of the patch set): %s'
                         % ', '.join(evidence['missing_files']))
-        actions.append('deploy from the tree whose patch directory holds those revisions')
+        for renamed in the_plan.renamed:
+            problems.append('%s has the checksum of the applied %s: renamed?' % (renamed['name'],
+                                                                                renamed['applied_revision']))
+            actions.append('restore its name (%s)' % renamed['applied_name'])
+        if len(the_plan.renamed) < len(the_plan.missing_files):
+            actions.append('deploy from the tree whose patch directory holds those revisions')
     kinds = dict((p.name, p.kind) for p in pending)
     pending_text = '; '.join('%s: %s' % (phase, ', '.join('%s (%s)' % (name, kinds[name]) for name in names))
                              for phase, names in the_plan.phases()) or 'nothing pending'

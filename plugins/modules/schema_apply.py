@@ -170,6 +170,11 @@ plan:
       description: Revisions recorded in the database with no patch file, as C(MMMM-mm-p).
       type: list
       elements: str
+    renamed:
+      description: Pending patch files whose SHA-256 is the one recorded for a revision with no file (the applied
+        patch renamed since), each C(name), C(applied_revision) (C(MMMM-mm-p)) and C(applied_name).
+      type: list
+      elements: dict
     unverified:
       description: Applied patches whose revision row holds no checksum (Launchpad's table).
       type: list

@@ -758,6 +758,22 @@ def test_drifted_patch_is_refused(lab, revision_table, patch_dir):
 
 
 @pytest.mark.faults
+def test_a_patch_renamed_after_it_was_applied_is_named_with_the_applied_revision(lab, revision_table, patch_dir):
+    # tryit9 c03: 2300-01-0 applied, then its file renamed to 2300-04-0 (0-level, after the others).
+    applied = load_patch(os.path.join(patch_dir, 'patch-2300-01-0.sql'))
+    revision_table.cursor().execute(
+        'INSERT INTO %s VALUES (2300, 1, 0, %%s, %%s, %%s, now(), now(), 1, %%s)' % REVISION_TABLE,
+        (applied.name, applied.kind, applied.sha256, 'preflight-test'))
+    os.rename(applied.path, os.path.join(patch_dir, 'patch-2300-04-0.sql'))
+    result = run(lab, patch_dir)
+    assert_refused_by(result, 'patches', 'the database has revisions with no file (it is ahead of the patch set): '
+                      '2300-01-0; patch-2300-04-0.sql has the checksum of the applied 2300-01-0: renamed?; pending:')
+    lines = result['summary_lines']
+    [at] = [i for i, line in enumerate(lines) if line.startswith('FAIL patches:')]
+    assert lines[at + 1] == '    -> restore its name (patch-2300-01-0.sql)', lines
+
+
+@pytest.mark.faults
 def test_tiny_budget_is_refused(lab, revision_table, patch_dir):
     result = run(lab, patch_dir, budget_seconds=0.001)
     assert_refused_by(result, 'budget', 'exceeds the usable budget')

@@ -272,6 +272,19 @@ def test_plan_reports_revisions_without_a_file(three_patches):
     assert [p.name for p in result.pending] == ['patch-2211-01-0.sql', 'patch-2211-02-0.sql']
 
 
+def test_a_pending_file_with_the_checksum_of_a_revision_with_no_file_is_named_renamed(three_patches):
+    # tryit9 c03: patch-2211-01-0.sql applied as 2210-09-0, then renamed; 2210-05-0's checksum is no file's.
+    applied = {(2210, 9, 0): sha_of(three_patches, 'patch-2211-01-0.sql'), (2210, 5, 0): 'a' * 64,
+               (2211, 0, 1): sha_of(three_patches, 'patch-2211-00-1.sql')}
+    result = plan(three_patches, applied)
+    assert result.missing_files == [(2210, 5, 0), (2210, 9, 0)]
+    assert result.renamed == [{'name': 'patch-2211-01-0.sql', 'applied_revision': '2210-09-0',
+                              'applied_name': 'patch-2210-09-0.sql'}]
+    assert result.as_dict()['renamed'] == result.renamed
+    # A Launchpad row keeps no checksum: nothing to compare, nothing said.
+    assert plan(three_patches, {(2210, 9, 0): None}).renamed == []
+
+
 def test_plan_launchpad_rows_without_checksum_are_unverified_not_drift(three_patches):
     applied = {p.revision: None for p in three_patches.patches}
     result = plan(three_patches, applied)

@@ -95,6 +95,20 @@ def test_drift_and_revisions_without_file_both_fail_in_one_finding(patch_set):
     assert 'new patch' in found['action'] and 'tree' in found['action']
 
 
+def test_a_renamed_applied_patch_is_named_with_its_applied_revision_in_the_one_line(patch_set):
+    moved = next(p for p in patch_set.patches if p.name == 'patch-0001-02-0.sql')
+    applied = dict((p.revision, p.sha256) for p in patch_set.patches if p is not moved)
+    applied[(1, 1, 9)] = moved.sha256
+    found = pf.decide_patches('p', plan(patch_set, applied))
+    assert found['status'] == FAIL
+    assert found['summary'] == ('p: the database has revisions with no file (it is ahead of the patch set): 1-01-9; '
+                                'patch-0001-02-0.sql has the checksum of the applied 1-01-9: renamed?; '
+                                'pending: cold: patch-0001-02-0.sql (cold)')
+    assert found['action'] == 'restore its name (patch-0001-01-9.sql)'
+    assert found['evidence']['renamed'] == [{'name': 'patch-0001-02-0.sql', 'applied_revision': '1-01-9',
+                                             'applied_name': 'patch-0001-01-9.sql'}]
+
+
 def test_nothing_pending_passes_and_says_no_outage(patch_set):
     applied = dict((p.revision, p.sha256) for p in patch_set.patches)
     found = pf.decide_patches('p', plan(patch_set, applied))
