@@ -306,8 +306,8 @@ def decide_patches(label, the_plan=None, error=None):
         problems.append('the database has revisions with no file (it is ahead of the patch set): %s'
                         % ', '.join(evidence['missing_files']))
         for renamed in the_plan.renamed:
-            problems.append('%s has the checksum of the applied %s: renamed?' % (renamed['name'],
-                                                                                renamed['applied_revision']))
+            problems.append('%s has the checksum of the applied %s: renamed?'
+                            % (renamed['name'], renamed['applied_revision']))
             actions.append('restore its name (%s)' % renamed['applied_name'])
         if len(the_plan.renamed) < len(the_plan.missing_files):
             actions.append('deploy from the tree whose patch directory holds those revisions')
