@@ -529,6 +529,66 @@ def decide_replay(label, state, resumed=False, error=None, cause='fastdowntime',
                           'it resumes it)' % label)
 
 
+# Where a finding's evidence lists the sessions (backend rows with 'pid') it names.
+_SESSION_EVIDENCE = ('long_transactions', 'idle_in_transaction', 'blockers', 'drain_holders', 'lock_holders')
+_STRENGTH = {PASS: 0, WARN: 1, FAIL: 2}
+
+
+def _named_pids(found):
+    """The backend pids a finding names (none when it passes)."""
+    if found['status'] == PASS:
+        return set()
+    evidence = found.get('evidence') or {}
+    return set(r.get('pid') for key in _SESSION_EVIDENCE for r in evidence.get(key) or ()
+               if isinstance(r, dict) and r.get('pid') is not None)
+
+
+def sessions_named_elsewhere(findings, transactions):
+    """{pid: check} of the sessions the ``transactions`` finding names that
+    another finding on its host names too, as a failure or (where transactions
+    only warns) a warning: the cause is said there - with what it holds and
+    the fix - so transactions leaves them out (one cause, one line)."""
+    mine = _named_pids(transactions)
+    found = {}
+    for other in findings:
+        if other is transactions or other['check'] == 'transactions' or other.get('host') != transactions['host'] \
+                or _STRENGTH[other['status']] < _STRENGTH[transactions['status']]:
+            continue
+        for pid in _named_pids(other) & mine:
+            found.setdefault(pid, other['check'])
+    return found
+
+
+def elsewhere_note(named):
+    """' (apart from pid 1: named under replay_blockers)' for {pid: check}."""
+    checks = sorted(set(named.values()))
+    return ' (apart from %s)' % '; '.join('pid %s: named under %s' % (
+        ', '.join(str(p) for p in sorted(pid for pid in named if named[pid] == check)), check) for check in checks)
+
+
+def decide_standby_sessions(label, activity_rows, conflict, max_seconds, budget_seconds, through=None,
+                            clients=None):
+    """A standby's ``transactions`` and ``replay_blockers`` findings (in that
+    order), one line per cause: a session both would name (same pid, this
+    host) is named only by the stronger one (a failure over a warning;
+    replay_blockers, which says what it holds and both fixes, where they are
+    equal); the other says where it is named. Arguments as decide_transactions
+    and decide_replay_blockers."""
+    transactions = decide_transactions(label, activity_rows, [], max_seconds, through=through, clients=clients)
+    blockers = decide_replay_blockers(label, conflict, activity_rows, budget_seconds)
+    both = _named_pids(transactions) & _named_pids(blockers)
+    if not both:
+        return [transactions, blockers]
+    rest = [r for r in activity_rows if r.get('pid') not in both]
+    if transactions['status'] == FAIL and blockers['status'] == WARN:
+        blockers = decide_replay_blockers(label, conflict, rest, budget_seconds)
+        blockers['summary'] += elsewhere_note(dict.fromkeys(both, 'transactions'))
+    else:
+        transactions = decide_transactions(label, rest, [], max_seconds, through=through, clients=clients)
+        transactions['summary'] += elsewhere_note(dict.fromkeys(both, 'replay_blockers'))
+    return [transactions, blockers]
+
+
 def decide_replay_blockers(label, conflict, activity_rows, budget_seconds):
     """What may hold a standby's replay of the outage's commit past the budget
     (replication.replay_blockers): a failure naming each blocker and the
@@ -1702,6 +1762,7 @@ class Preflight:
         # connections on the server they are to (sessions.server_pids_by_server).
         self.server_pids_on = {}
         self.clients_on = {}  # database host label -> {backend pid: its pgbouncer client's 'addr:port'}
+        self._transaction_inputs = {}  # host label -> (activity rows, prepared rows, through, clients)
         self.unix_backends = []  # pgbouncer host names with an entry reaching the primary over a unix socket
         self.pgbouncer_configs = {}  # console label -> SHOW CONFIG
         self.xact_seconds = []  # per console: how long a PAUSE of its entries would wait now (SHOW STATS)
@@ -1893,13 +1954,16 @@ class Preflight:
             if rows is None or prepared is None:
                 continue
             activity[label] = rows
-            self.findings.append(decide_transactions(
-                label, rows, prepared, self.max_transaction_seconds,
-                through=self.server_pids_on.get(label), clients=self.clients_on.get(label)))
+            through, clients = self.server_pids_on.get(label), self.clients_on.get(label)
+            self._transaction_inputs[label] = (rows, prepared, through, clients)
+            conflict = conflicts.get(label) if conn is not primary else None
+            if conflict:
+                self.findings.extend(decide_standby_sessions(label, rows, conflict, self.max_transaction_seconds,
+                                                             self.budget.seconds, through=through, clients=clients))
+            else:
+                self.findings.append(decide_transactions(label, rows, prepared, self.max_transaction_seconds,
+                                                         through=through, clients=clients))
             if conn is not primary:
-                conflict = conflicts.get(label)
-                if conflict:
-                    self.findings.append(decide_replay_blockers(label, conflict, rows, self.budget.seconds))
                 counts = self._query(conn, replication.RECOVERY_CONFLICTS_SQL, label=label,
                                      check='recovery_conflicts')
                 if counts is not None:
@@ -1928,6 +1992,25 @@ class Preflight:
 
         self._check_budget(primary, primary_label, standbys, lag, pgbouncer_rtts, entries_counts)
         self._check_deploy_window()
+        self._one_line_per_session()
+
+    def _one_line_per_session(self):
+        """A session another finding of its host names (a client holding the
+        drain, a reader holding replay) is left out of that host's transactions
+        finding, which says where it is named (sessions_named_elsewhere)."""
+        for index, found in enumerate(self.findings):
+            if found['check'] != 'transactions' or found.get('host') not in self._transaction_inputs:
+                continue
+            rows, prepared, through, clients = self._transaction_inputs[found['host']]
+            # From every session it would name (decide_standby_sessions may have left some out already).
+            named = sessions_named_elsewhere(self.findings, decide_transactions(
+                found['host'], rows, prepared, self.max_transaction_seconds, through=through, clients=clients))
+            if not named:
+                continue
+            again = decide_transactions(found['host'], [r for r in rows if r.get('pid') not in named], prepared,
+                                        self.max_transaction_seconds, through=through, clients=clients)
+            again['summary'] += elsewhere_note(named)
+            self.findings[index] = again
 
     def _check_deploy_window(self):
         """Is now inside a deploy window? Refuses an outage outside every one

@@ -704,6 +704,10 @@ def test_a_client_idle_in_transaction_through_a_read_entry_is_refused_on_its_sta
         assert ' through pgbouncer1, idle in transaction for ' in failed['summary']
         assert 'for pid %d on standby1)' % pid in failed['summary']
     assert [f['host'].split(' ')[0] for f in findings(refused, 'blocking_sessions', 'pass')] == ['primary', 'standby2']
+    # One cause, one line: the transactions warning of standby1 leaves the client to blocking_sessions.
+    [standby1] = [f for f in findings(refused, 'transactions') if f['host'].startswith('standby1')]
+    assert standby1['summary'].endswith('(apart from pid %d: named under blocking_sessions)' % pid), standby1
+    assert len([line for line in refused['summary_lines'] if 'pid %d (' % pid in line]) == 1, refused['summary_lines']
 
 
 @pytest.mark.faults
@@ -1137,3 +1141,21 @@ def test_a_long_read_on_a_standby_whose_replay_cancels_queries_within_the_budget
         admin.cursor().execute('ALTER SYSTEM RESET max_standby_streaming_delay')
         admin.cursor().execute('SELECT pg_reload_conf()')
         admin.close()
+
+
+def test_a_standby_reader_idle_in_transaction_is_one_line_the_replay_refusal(lab, revision_table, patch_dir):
+    """tryit9 r14: a direct client on standby1 idle in a transaction on the patched table, the lab's
+    max_standby_streaming_delay = -1: refused by replay_blockers naming it, and no second line
+    (transactions' idle-in-transaction warning) for the same session."""
+    reader = psycopg2.connect(lab.dsn(lab.pg('standby1')), application_name='r14-reader')
+    try:
+        pid = open_transaction(reader, READ_ITEMS)
+        time.sleep(2.2)  # idle in transaction, and older than the threshold of a 4 s budget (half of it)
+        result = run(lab, patch_dir, budget_seconds=4)
+    finally:
+        reader.close()
+    assert_refused_by(result, 'replay_blockers', 'pid %d (' % pid)
+    named = [line for line in result['summary_lines'] if 'pid %d (' % pid in line]
+    assert len(named) == 1 and named[0].startswith('FAIL replay_blockers: standby1'), result['summary_lines']
+    [standby1] = [f for f in findings(result, 'transactions') if f['host'].startswith('standby1')]
+    assert standby1['summary'].endswith('(apart from pid %d: named under replay_blockers)' % pid), standby1

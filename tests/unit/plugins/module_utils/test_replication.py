@@ -178,6 +178,56 @@ def test_decide_replay_blockers_names_the_query():
                                   [dict(row, xact_seconds=1.0)], 10)['status'] == PASS
 
 
+def test_one_standby_session_is_one_line_the_stronger_finding_naming_it():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import FAIL, PASS, WARN, \
+        decide_standby_sessions
+    # tryit9 r14: a reader idle in transaction on a standby replay waits for without limit.
+    idle = {'pid': 25122, 'usename': 'fdt_app', 'state': 'idle in transaction', 'xact_seconds': 9.0,
+            'state_seconds': 9.0, 'query': 'SELECT count(*) FROM fdt_item'}
+    other = {'pid': 31, 'usename': 'report', 'state': 'idle in transaction', 'xact_seconds': 3.0,
+             'state_seconds': 3.0, 'query': 'SELECT 1'}
+    forever = {'delay_ms': -1, 'max_standby_streaming_delay': '-1'}
+    transactions, blockers = decide_standby_sessions('s1', [idle, other], forever, 60, 10)
+    assert blockers['status'] == FAIL and 'pid 25122' in blockers['summary']
+    # The transactions warning keeps the other session only and says where pid 25122 is named.
+    assert transactions['status'] == WARN and 'pid 25122 (' not in transactions['summary']
+    assert 'pid 31 (' in transactions['summary']
+    assert transactions['summary'].endswith('(apart from pid 25122: named under replay_blockers)')
+    transactions, blockers = decide_standby_sessions('s1', [idle], forever, 60, 10)
+    assert transactions['status'] == PASS and 'pid 25122 (' not in transactions['summary']
+    # A transaction past fastdowntime_max_transaction_seconds (a failure) against replay's warning
+    # (its delay below the budget): the failure names it, the warning leaves it out.
+    transactions, blockers = decide_standby_sessions(
+        's1', [idle], {'delay_ms': 2000, 'max_standby_streaming_delay': '2s'}, 5, 10)
+    assert transactions['status'] == FAIL and 'pid 25122 (' in transactions['summary']
+    assert blockers['status'] == PASS and blockers['summary'].endswith('(apart from pid 25122: named under '
+                                                                       'transactions)')
+    # Different sessions: both findings as they are.
+    transactions, blockers = decide_standby_sessions('s1', [dict(idle, xact_seconds=3.0, state_seconds=3.0),
+                                                            dict(other, pid=32, state='active', xact_seconds=9.0)],
+                                                     forever, 60, 10)
+    assert transactions['status'] == WARN and blockers['status'] == FAIL
+    assert 'apart from' not in transactions['summary'] + blockers['summary']
+
+
+def test_a_session_another_finding_of_its_host_names_is_left_to_it():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import WARN, FAIL, \
+        finding, elsewhere_note, sessions_named_elsewhere
+    transactions = finding('transactions', WARN, 's1: 2 idle', host='s1',
+                           evidence={'long_transactions': [], 'idle_in_transaction': [{'pid': 7}, {'pid': 8}]})
+    drain = finding('blocking_sessions', FAIL, 's1: pid 7', host='s1', evidence={'drain_holders': [{'pid': 7}]})
+    elsewhere = finding('blocking_sessions', FAIL, 's2: pid 8', host='s2', evidence={'drain_holders': [{'pid': 8}]})
+    weaker = finding('replay_blockers', WARN, 's1: pid 8', host='s1', evidence={'blockers': [{'pid': 8}]})
+    assert sessions_named_elsewhere([transactions, drain, elsewhere], transactions) == {7: 'blocking_sessions'}
+    assert sessions_named_elsewhere([transactions, drain, weaker], transactions) == {
+        7: 'blocking_sessions', 8: 'replay_blockers'}
+    # A failing transactions finding keeps what only a warning names too.
+    failing = dict(transactions, status=FAIL)
+    assert sessions_named_elsewhere([failing, weaker], failing) == {}
+    assert elsewhere_note({7: 'blocking_sessions', 8: 'replay_blockers', 9: 'blocking_sessions'}) == (
+        ' (apart from pid 7, 9: named under blocking_sessions; pid 8: named under replay_blockers)')
+
+
 def test_split_refused_with_remote_apply_synchronous_standbys():
     remote = rp.describe_synchronous({'synchronous_standby_names': 's1', 'synchronous_commit': 'remote_apply'}, {})
     assert 'remote_apply' in rp.split_blocked_by_synchronous(remote)
