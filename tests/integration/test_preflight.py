@@ -748,12 +748,18 @@ def test_already_paused_pgbouncer_is_refused(lab, revision_table, patch_dir):
     assert len(findings(result, 'pgbouncer', 'pass') + findings(result, 'pgbouncer', 'warn')) == 1
 
 
-@pytest.mark.faults
-def test_drifted_patch_is_refused(lab, revision_table, patch_dir):
+def recorded_applied(revision_table, patch_dir):
+    """patch-2300-01-0.sql of ``patch_dir``, recorded as applied in the test's revision table."""
     applied = load_patch(os.path.join(patch_dir, 'patch-2300-01-0.sql'))
     revision_table.cursor().execute(
         'INSERT INTO %s VALUES (2300, 1, 0, %%s, %%s, %%s, now(), now(), 1, %%s)' % REVISION_TABLE,
         (applied.name, applied.kind, applied.sha256, 'preflight-test'))
+    return applied
+
+
+@pytest.mark.faults
+def test_drifted_patch_is_refused(lab, revision_table, patch_dir):
+    applied = recorded_applied(revision_table, patch_dir)
     with open(applied.path, 'a') as handle:
         handle.write('\nCOMMENT ON COLUMN fdt_item.author IS $$changed after it was applied$$;\n')
     result = run(lab, patch_dir)
@@ -764,10 +770,7 @@ def test_drifted_patch_is_refused(lab, revision_table, patch_dir):
 @pytest.mark.faults
 def test_a_patch_renamed_after_it_was_applied_is_named_with_the_applied_revision(lab, revision_table, patch_dir):
     # tryit9 c03: 2300-01-0 applied, then its file renamed to 2300-04-0 (0-level, after the others).
-    applied = load_patch(os.path.join(patch_dir, 'patch-2300-01-0.sql'))
-    revision_table.cursor().execute(
-        'INSERT INTO %s VALUES (2300, 1, 0, %%s, %%s, %%s, now(), now(), 1, %%s)' % REVISION_TABLE,
-        (applied.name, applied.kind, applied.sha256, 'preflight-test'))
+    applied = recorded_applied(revision_table, patch_dir)
     os.rename(applied.path, os.path.join(patch_dir, 'patch-2300-04-0.sql'))
     result = run(lab, patch_dir)
     assert_refused_by(result, 'patches', 'the database has revisions with no file (it is ahead of the patch set): '

@@ -174,12 +174,16 @@ def test_a_meta_command_without_advice_of_its_own_says_the_fix_once():
     assert err.value.problems == ['p.sql line 1: psql meta-command \\lo_import: not SQL, run it outside the deploy']
 
 
-def test_gexec_is_named_with_what_to_write_instead():
-    text = ("SELECT format('ALTER TABLE %I ADD COLUMN c int', relname) FROM pg_class WHERE relname LIKE 't%' \\gexec\n"
-            "CREATE TABLE u (id int);\n")
+def refusals(text):
+    """The problems split_statements refuses ``text`` (as p.sql) with."""
     with pytest.raises(PatchSetError) as err:
         split_statements(text, 'p.sql')
-    assert err.value.problems == [
+    return err.value.problems
+
+
+def test_gexec_is_named_with_what_to_write_instead():
+    assert refusals("SELECT format('ALTER TABLE %I ADD COLUMN c int', relname) FROM pg_class WHERE relname LIKE 't%' "
+                    "\\gexec\nCREATE TABLE u (id int);\n") == [
         'p.sql line 1: psql meta-command \\gexec: not SQL, run it outside the deploy (it runs the statements its '
         'query generates: run that query once and write the statements it returns into the patch)']
 
@@ -190,9 +194,8 @@ def test_gexec_is_named_with_what_to_write_instead():
     # pgFormatter #26: \\gx and \\watch send the query as ; does.
     'SELECT 1 \\gx\n', 'SELECT 1 \\watch 5\n'])
 def test_a_meta_command_sending_the_query_ends_its_statement(sql):
-    with pytest.raises(PatchSetError) as err:
-        split_statements(sql + 'CREATE TABLE u (id int);\n', 'p.sql')
-    assert len(err.value.problems) == 1 and 'psql meta-command' in err.value.problems[0]
+    [problem] = refusals(sql + 'CREATE TABLE u (id int);\n')
+    assert 'psql meta-command' in problem
 
 
 def test_pg_dump_copy_from_stdin_data_is_named_at_its_copy_line():
