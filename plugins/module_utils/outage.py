@@ -36,8 +36,9 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import drain
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import logins, replication
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
-    Console, ConsoleError, budget_cap, checked, describe_verdict, in_parallel, open_consoles,
-    probe_consoles, probe_verdict, resume, verify_resumed, wait_logins_settled, with_probe_login)
+    LOGIN_RETRY_IN_WINDOW, Console, ConsoleError, budget_cap, checked, describe_verdict, in_parallel,
+    lower_login_retry, open_consoles, probe_consoles, probe_verdict, restore_login_retry, resume, verify_resumed,
+    wait_logins_settled, with_probe_login)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
     server_pids, terminate_killable)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
@@ -418,6 +419,7 @@ class Outage:
         self.pgbouncer_addrs = set()
         self.entry_flags = {}     # {console: Console.flags()}, read just before the clock
         self.login_settle_seconds = None  # how long prepare waited for server logins in flight
+        self.login_retry_lowered = {}  # {pgbouncer label: its server_login_retry} set to 0 for the window
         self.fences = []          # replication.read_fences: entries an earlier window left fenced
 
     # -- before the window -------------------------------------------------
@@ -474,6 +476,10 @@ class Outage:
             # Just before the clock: the entries someone else paused already
             # (the drain neither pauses nor resumes them); a pgbouncer-wide
             # PAUSE made since is refused by our PAUSE's own reply.
+            if not check_mode:
+                # A server login the PAUSE closes anyway (the race wait_logins_settled narrows) is
+                # logged in again at RESUME, not refused for server_login_retry: restored in _finish.
+                self.login_retry_lowered = lower_login_retry(self.consoles + self.read_consoles)
             self.entry_flags = checked(in_parallel(lambda c: c.flags(), self.consoles + self.read_consoles))
             # No PAUSE on a pool with a server login in flight: pgbouncer would take
             # its closing for a failed login and fail clients for server_login_retry.
@@ -710,6 +716,7 @@ class Outage:
         if self.estimate_ms is not None and result.get('outage'):
             result['outage']['estimate_ms'] = self.estimate_ms
         answering, statement, unserved = self._verify(result, window.disabled)
+        self._restore_login_retry(result)
         resume_error = window.resume_error
         logins_failed = not answering and unserved and resume_error is None
         if not answering and resume_error is None and not logins_failed:
@@ -751,6 +758,24 @@ class Outage:
         after = logins_failed and window.error is None and not window.replay_errors
         raise OutageError('%s in %s: %s (%s)' % ('deploy failed after the outage' if after else 'outage aborted',
                                                  aborted_phase, '; '.join(parts), timings), result)
+
+    def _restore_login_retry(self, result):
+        """After the verification: server_login_retry back on every pgbouncer
+        process prepare lowered it on (pgbouncer_console.lower_login_retry);
+        one warning line per process left lowered, naming the command that
+        restores it. ``result['server_login_retry']``: {'lowered_to',
+        'restored' ({pgbouncer: value}), 'not_restored' (lines)}."""
+        if not self.login_retry_lowered:
+            return
+        left = restore_login_retry(self.consoles + self.read_consoles)
+        not_restored = set(line.split(':', 1)[0] for line in left)
+        result['server_login_retry'] = {
+            'lowered_to': LOGIN_RETRY_IN_WINDOW,
+            'restored': dict((label, value) for label, value in self.login_retry_lowered.items()
+                             if label not in not_restored),
+            'not_restored': left}
+        if left and isinstance(result.get('outage'), dict):
+            result['outage'].setdefault('warnings', []).extend(left)
 
     def _record_fences(self, result, window):
         """After the window: the entries it left fenced are the fences recorded on the

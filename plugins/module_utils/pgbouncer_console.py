@@ -50,6 +50,10 @@ RESUME_TIMEOUT_SECONDS = 10.0
 # How long the outage waits, before its clock, for server logins in flight on the
 # deploy's pools to finish (wait_logins_settled) before refusing the window.
 LOGIN_SETTLE_SECONDS = 5.0
+# server_login_retry while the outage runs (lower_login_retry): pgbouncer logs in
+# again at once where a PAUSE closed a server login in flight.
+LOGIN_RETRY_SETTING = 'server_login_retry'
+LOGIN_RETRY_IN_WINDOW = '0'
 # Server connection states that still hold a backend for a client.
 BUSY_SERVER_STATES = ('active', 'active_cancel', 'being_canceled')
 
@@ -246,6 +250,17 @@ def config_seconds(config, key):
         return max(float(str(config.get(key) or '0').strip()), 0.0)
     except ValueError:
         return 0.0
+
+
+def login_retry_to_lower(config):
+    """The server_login_retry value (SHOW CONFIG text, seconds) the outage
+    lowers to LOGIN_RETRY_IN_WINDOW and restores afterwards, or None: already
+    0, absent (pgbouncer too old to have it) or not a plain number (never
+    written back in a form pgbouncer might read otherwise)."""
+    value = str(config.get(LOGIN_RETRY_SETTING) or '').strip()
+    if not re.match(r'^[0-9]+(\.[0-9]+)?$', value) or float(value) == 0:
+        return None
+    return value
 
 
 def timeouts(config):
@@ -603,6 +618,8 @@ class Console:
         # SHOW POOLS read with the RESUMEs: its Query until its rows are first used (pools_at_resume).
         self._pools_query = None
         self._pools_at_resume = None
+        # server_login_retry as it was before lower_login_retry, until restored.
+        self.login_retry_lowered_from = None
 
     # -- plumbing --------------------------------------------------------
     def open(self):
@@ -644,6 +661,11 @@ class Console:
     def close(self):
         self.close_pause_connections()
         self._close_resume_connections()
+        if self.login_retry_lowered_from is not None:
+            try:  # an error path after lower_login_retry: never leave the setting lowered if it can be helped
+                self.restore_login_retry()
+            except ConsoleError:
+                pass
         if self.conn is not None:
             try:
                 self.conn.close()
@@ -682,6 +704,40 @@ class Console:
             raise ConsoleError('%s: user %s is not a pgbouncer admin (admin_users = %s): '
                                'use an admin user to pause and resume'
                                % (self.label, user, ', '.join(admins) or 'empty'))
+
+    # -- server_login_retry around the window -----------------------------
+    def lower_login_retry(self):
+        """SET server_login_retry = 0 on this pgbouncer process, before the
+        PAUSE; the value it had is kept (``login_retry_lowered_from``) for
+        restore_login_retry. Why: see lower_login_retry (module function).
+        Returns that value, or None when there was nothing to lower
+        (login_retry_to_lower). ConsoleError when pgbouncer refuses the SET."""
+        value = login_retry_to_lower(self.config)
+        if value is None or self.login_retry_lowered_from is not None:
+            return None
+        self._run('SET %s = %s' % (LOGIN_RETRY_SETTING, LOGIN_RETRY_IN_WINDOW))
+        self.login_retry_lowered_from = value
+        return value
+
+    def restore_login_retry(self):
+        """SET server_login_retry back to the value lower_login_retry found
+        (on the console's own connection, reopened if it was lost). Returns that
+        value, or None when nothing was lowered; ConsoleError naming this
+        pgbouncer, the setting and the command to run by hand."""
+        value = self.login_retry_lowered_from
+        if value is None:
+            return None
+        sql = 'SET %s = %s' % (LOGIN_RETRY_SETTING, value)
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn = connect(self.endpoint, autocommit=True, application_name='fastdowntime-pgbouncer',
+                                    **CONSOLE_SESSION)
+            self._run(sql)
+        except (ConsoleError, ConnectError) as exc:
+            raise ConsoleError('%s: %s left at %s (%s): run "%s" on its console (or RELOAD it)'
+                               % (self.label, LOGIN_RETRY_SETTING, LOGIN_RETRY_IN_WINDOW, one_line(exc), sql))
+        self.login_retry_lowered_from = None
+        return value
 
     # -- observations ----------------------------------------------------
     def flags(self, entries=None):
@@ -1088,6 +1144,43 @@ def open_consoles(consoles):
             console.close()
         raise ConsoleError('; '.join(failed))
     return consoles
+
+
+def lower_login_retry(consoles):
+    """Before the PAUSEs (not timed): server_login_retry = 0 on every console's
+    pgbouncer process (Console.lower_login_retry), every console at once.
+
+    pgbouncer (1.18 to this day: janitor.c per_loop_pause closes
+    new_server_list; objects.c disconnect_server marks the pool
+    last_login_failed; its PR 420 was not merged) takes a server login its
+    PAUSE closed for a failed login: after RESUME that pool opens no server
+    connection for server_login_retry (15 s by default) and
+    check_fast_fail refuses every client that finds it without one ("server
+    login has been failing, try again later"). wait_logins_settled narrows
+    that race; it cannot close it (a login may start between its read and the
+    PAUSE: one round trip). With server_login_retry at 0 the clients queued at
+    RESUME make pgbouncer log in again at once, as if nothing had failed (lab:
+    a queued client served 76 ms after the stall instead of 15 s, a new one
+    served instead of refused). Restored by restore_login_retry after the
+    window's verification, by Console.close on any error path, and by the
+    dead-man switch if this controller dies.
+
+    Returns {console label: the value lowered}; ConsoleError naming every
+    console that refused (the ones lowered are restored first)."""
+    outcome = in_parallel(lambda c: c.lower_login_retry(), consoles)
+    failed = [str(error) for dummy, dummy, error in outcome if error is not None]
+    if failed:
+        restore_login_retry(consoles)
+        raise ConsoleError('; '.join(failed))
+    return dict((console.label, value) for console, value, dummy in outcome if value is not None)
+
+
+def restore_login_retry(consoles):
+    """After the window: server_login_retry back where lower_login_retry found
+    it on every console (at once). Returns the error lines (one per console
+    left lowered, naming the command that restores it), [] when all went back."""
+    outcome = in_parallel(lambda c: c.restore_login_retry(), consoles)
+    return [str(error) for dummy, dummy, error in outcome if error is not None]
 
 
 def resume(consoles, clock=None, phase='resume', verify=True):

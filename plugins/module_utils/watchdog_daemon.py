@@ -33,7 +33,8 @@ import signal
 import syslog
 import time
 
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
+    LOGIN_RETRY_IN_WINDOW, LOGIN_RETRY_SETTING, Console, login_retry_to_lower, parse_config)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import one_line
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import watchdog
 
@@ -134,13 +135,19 @@ class Logger:
 def daemon_main(endpoint, config, pid_path, log):
     """The watchdog process: polls, decides, resumes, cleans up."""
     console = Console(endpoint, databases=config['entries'])
-    state = {'open': False}
+    # 'retry': server_login_retry as first read (before the outage lowers it to 0 for its window).
+    state = {'open': False, 'retry': None}
+
+    def open_console():
+        if not state['open']:
+            console.open()
+            state['open'] = True
+            if state['retry'] is None:
+                state['retry'] = login_retry_to_lower(console.config)
 
     def read_flags():
         try:
-            if not state['open']:
-                console.open()
-                state['open'] = True
+            open_console()
             return dict((entry, flag['paused']) for entry, flag in console.flags().items())
         except Exception:
             console.close()
@@ -148,10 +155,24 @@ def daemon_main(endpoint, config, pid_path, log):
             return None
 
     def resume_entries(entries):
-        if not state['open']:
-            console.open()
-            state['open'] = True
+        open_console()
         console.resume(entries)
+
+    def restore_login_retry():
+        """A controller that died after lowering server_login_retry
+        (pgbouncer_console.lower_login_retry) left it at 0: set it back to the
+        value first read. Best effort, logged; never when someone set another value."""
+        if state['retry'] is None:
+            return
+        try:
+            open_console()
+            now = parse_config(console.show('CONFIG')).get(LOGIN_RETRY_SETTING, '').strip()
+            if now == LOGIN_RETRY_IN_WINDOW:
+                console.command('SET %s = %s' % (LOGIN_RETRY_SETTING, state['retry']))
+                log('%s was left at %s (its deploy did not set it back): set back to %s'
+                    % (LOGIN_RETRY_SETTING, now, state['retry']))
+        except Exception as exc:
+            log('%s not set back to %s: %s' % (LOGIN_RETRY_SETTING, state['retry'], one_line(exc)))
 
     def on_term(signum, frame):
         log('disarmed (signal %d): exiting' % signum)
@@ -159,6 +180,7 @@ def daemon_main(endpoint, config, pid_path, log):
         os._exit(0)
 
     def finish():
+        restore_login_retry()
         record = read_pidfile(pid_path)
         if record and record.get('pid') == os.getpid():
             remove_file(pid_path)

@@ -38,6 +38,12 @@ description:
   - Before the clock starts, the module waits (up to 5 s) until no pool of the deploy's entries has a server login
     in flight (C(SHOW POOLS) C(sv_login)) - pgbouncer takes a PAUSE closing one for a failed login and then fails
     or holds that pool's clients for C(server_login_retry) - and refuses, nothing paused, if one still is.
+  - A login may still start in the round trip between that read and the PAUSE, so the module also sets
+    C(server_login_retry) to 0 on every pgbouncer process (C(SET) on its console) before the clock starts -
+    a login the PAUSE closes is then made again at RESUME for the clients queued, instead of
+    C(server_login_retry) later. The value it had is set back after the window's verification (on any error
+    path too, and by the dead-man switch if the controller dies); a process it cannot be set back on is a
+    warning naming the command to run. Check mode changes nothing.
   - While the window runs the module ignores SIGINT, SIGTERM and SIGHUP (Ansible sends the Ctrl-C or kill of
     ansible-playbook on to it), so the window ends as planned, within its budget, and writes its deploy-log row.
     A SIGKILL leaves the pgbouncers to the dead-man switch.
@@ -255,6 +261,13 @@ pgbouncer_state:
       are committed.
   type: dict
   returned: when an outage took place
+server_login_retry:
+  description:
+    - C(server_login_retry) lowered for the window - C(lowered_to) (C(0)), C(restored) (each pgbouncer process
+      and the value set back) and C(not_restored) (one line per process left lowered, with the command that
+      sets it back; also in C(outage.warnings)).
+  type: dict
+  returned: when an outage took place on a pgbouncer whose server_login_retry was above 0
 budget_capped_by:
   description:
     - The pgbouncer timeout that shortened the budget - C(pgbouncer), C(setting) (C(query_wait_timeout) or

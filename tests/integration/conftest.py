@@ -165,4 +165,4 @@ def consoles(healthy_lab):
         try:
             console.resume()
         finally:
-            console.close()
+            console.close()  # restores server_login_retry too, where a test's drain lowered it

@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 
 import scenarios
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import Console, parse_config
 from conftest import kill_tree
 from deploy import (
     REVISION_TABLE, assert_all_resumed, assert_clean_error, assert_disarmed, assert_nothing_lost, pg_one,
@@ -47,6 +47,8 @@ def test_three_patches_under_load_in_one_short_outage(healthy_lab, tmp_path):
     assert {'drain', 'cold_transaction', 'standby_replay', 'resume'} <= phases
     assert 0 < report['outage']['outage_ms'] < report['budget_ms']
     assert [p['file'] for p in report['patches']][-3:] == sorted(os.listdir(patch_dir))
+    # server_login_retry, 0 while the window ran (pgbouncer_console.lower_login_retry), is back.
+    assert [server_login_retry(lab, host) for host in ('pgbouncer1', 'pgbouncer2')] == ['15', '15']
     # The dead-man switch was disarmed and left nothing behind.
     for host in ('pgbouncer1', 'pgbouncer2'):
         run_dir = os.path.join(lab.lab_dir, 'hosts', host, 'run')
@@ -142,6 +144,18 @@ def test_controller_killed_inside_outage_dead_man_switch_resumes(healthy_lab, tm
             written += handle.read()
     # The switch itself resumed them (not a surviving module at its budget).
     assert 'deadline passed with fdtdemo' in written and 'sent RESUME' in written, written[-2000:]
+    # The killed module had lowered server_login_retry for its window (pgbouncer_console.lower_login_retry):
+    # each switch set it back to what it had read when armed.
+    assert written.count('server_login_retry was left at 0 (its deploy did not set it back): set back to 15') == 2
+    assert [server_login_retry(lab, host) for host in ('pgbouncer1', 'pgbouncer2')] == ['15', '15']
+
+
+def server_login_retry(lab, host):
+    console = Console(lab.pgbouncer(host)).open()
+    try:
+        return parse_config(console.show('CONFIG'))['server_login_retry']
+    finally:
+        console.close()
 
 
 @pytest.mark.faults

@@ -1,4 +1,6 @@
 """The pgbouncer drain against the real lab: real pgbouncers, real clients, real primary."""
+import os
+import signal
 import threading
 import time
 
@@ -21,10 +23,13 @@ def primary(healthy_lab):
 
 
 def drain(consoles, **kwargs):
-    """drain.drain as the outage calls it: once no server login is in flight on the
-    entries' pools (Outage.prepare waits so before its clock). A PAUSE closing a login
-    in flight makes pgbouncer refuse that pool's clients for server_login_retry (its
-    PR 420, unmerged): 15 s by default, long enough to spoil the tests after this one."""
+    """drain.drain as the outage calls it: server_login_retry lowered (restored by
+    the consoles fixture), then once no server login is in flight on the entries'
+    pools (Outage.prepare does both before its clock). A PAUSE closing a login in
+    flight made pgbouncer refuse that pool's clients for server_login_retry (its PR
+    420, unmerged): 15 s by default - what spoiled the tests after one whose load
+    was still logging in (test_a_server_login_the_pause_closes_...)."""
+    pc.lower_login_retry(consoles)
     pc.wait_logins_settled(consoles)
     return dr.drain(consoles, **kwargs)
 
@@ -317,3 +322,81 @@ def test_a_full_pgbouncer_refuses_the_probe_and_is_not_said_to_be_not_answering(
     ok, line = pc.describe_verdict(verdict)
     assert ok and line.startswith('every pgbouncer resumed; NOT verified by a client on db on pgbouncer1: '
                                   'pgbouncer1 is full'), line
+
+
+def pool_row(console, entry, user='fdt_app'):
+    return [row for row in console.show('POOLS') if row['database'] == entry and row['user'] == user][0]
+
+
+def test_a_server_login_the_pause_closes_is_logged_in_again_at_resume_not_refused_for_server_login_retry(
+        healthy_lab, consoles):
+    """The race wait_logins_settled narrows but cannot close (the CI failure of stop
+    27: a load still logging in while the drain paused): a server login in flight
+    at the PAUSE. Made certain here - the primary's postmaster stopped (SIGSTOP),
+    so pgbouncer1's login for a queued client hangs - then PAUSE, the postmaster
+    continued, RESUME. pgbouncer counts the closed login as failed: with
+    server_login_retry as configured the queued client waits it out and a new
+    client is refused ("server login has been failing"). With the outage's
+    lower_login_retry the queued client is served at RESUME, a new one too, and
+    restore_login_retry puts the setting back."""
+    console = consoles[0]
+    pid_file = os.path.join(healthy_lab.lab_dir, 'hosts', 'primary', 'pgdata', 'postmaster.pid')
+    with open(pid_file) as handle:
+        postmaster = int(handle.readline())
+
+    def queued_over_a_closed_login(lower):
+        console.command('PAUSE', 'fdtdemo')  # no idle server left: the client's query needs a login
+        console.command('RESUME', 'fdtdemo')
+        client = psycopg2.connect(healthy_lab.client_dsn('pgbouncer1'))
+        client.autocommit = True
+        served = {}
+
+        def query():
+            try:
+                client.cursor().execute('SELECT 1')
+                served['at'] = time.monotonic()
+            except psycopg2.Error as exc:
+                served['error'] = str(exc).strip()
+        os.kill(postmaster, signal.SIGSTOP)
+        try:
+            worker = threading.Thread(target=query, daemon=True)
+            worker.start()
+            deadline = time.monotonic() + 5
+            while pool_row(console, 'fdtdemo')['sv_login'] == 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert pool_row(console, 'fdtdemo')['sv_login'] == 1
+            if lower:
+                assert pc.lower_login_retry([console]) == {console.label: '3'}
+            console.command('PAUSE', 'fdtdemo')  # closes the login in flight
+        finally:
+            os.kill(postmaster, signal.SIGCONT)
+        resumed = time.monotonic()
+        console.command('RESUME', 'fdtdemo')
+        worker.join(1.5)
+        newcomer = None
+        try:
+            other = psycopg2.connect(healthy_lab.client_dsn('pgbouncer1'))
+            other.cursor().execute('SELECT 1')
+            other.close()
+        except psycopg2.Error as exc:
+            newcomer = str(exc).strip()
+        waited = None if 'at' not in served else served['at'] - resumed
+        worker.join(10)  # pgbouncer logs in again after server_login_retry (3 s) at the latest
+        client.close()
+        return waited, newcomer, served
+
+    console.command('SET server_login_retry = 3')  # pgbouncer's default is 15 s; 3 s keeps the test short
+    console.config['server_login_retry'] = '3'
+    try:
+        waited, newcomer, served = queued_over_a_closed_login(lower=False)
+        assert waited is None and 'error' not in served, served  # still queued 1.5 s after RESUME
+        assert newcomer is not None, 'a new client was served in a pool pgbouncer holds failed'
+        assert 'at' in served, served  # served once server_login_retry ran out: the pool is sound again
+        waited, newcomer, served = queued_over_a_closed_login(lower=True)
+        assert waited is not None and newcomer is None, (served, newcomer)
+        assert pc.restore_login_retry([console]) == []
+        assert pc.parse_config(console.show('CONFIG'))['server_login_retry'] == '3'
+    finally:
+        console.command('SET server_login_retry = 15')
+        console.config['server_login_retry'] = '15'
+    assert all_active(consoles)

@@ -335,3 +335,36 @@ def test_the_window_ignores_the_signals_ansible_sends_on_and_restores_the_handle
         assert signal.getsignal(signal.SIGTERM) == term_before
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+class RetryConsole:
+    """What Outage._restore_login_retry needs of a console: its label and restore_login_retry."""
+
+    def __init__(self, label, left=None):
+        self.label, self.left, self.restored = label, left, False
+
+    def restore_login_retry(self):
+        if self.left:
+            raise ConsoleError('%s: server_login_retry left at 0 (%s): run "SET server_login_retry = 15" on its '
+                                  'console (or RELOAD it)' % (self.label, self.left))
+        self.restored = True
+        return '15'
+
+
+def test_server_login_retry_is_set_back_after_the_window_and_a_failure_is_a_warning():
+    outage = _outage(Mode())
+    outage.consoles = [RetryConsole('pgb1'), RetryConsole('pgb2', left='connection lost')]
+    outage.login_retry_lowered = {'pgb1': '15', 'pgb2': '15'}
+    result = {'outage': {'warnings': []}}
+    outage._restore_login_retry(result)
+    assert outage.consoles[0].restored
+    assert result['server_login_retry']['restored'] == {'pgb1': '15'}
+    assert result['server_login_retry']['lowered_to'] == '0'
+    assert result['outage']['warnings'] == result['server_login_retry']['not_restored']
+    assert result['outage']['warnings'][0].startswith('pgb2: server_login_retry left at 0 (connection lost)')
+    # Nothing lowered (check mode, nothing pending, a pgbouncer at 0 already): nothing said.
+    quiet = _outage(Mode())
+    quiet.login_retry_lowered = {}
+    result = {}
+    quiet._restore_login_retry(result)
+    assert result == {}

@@ -706,3 +706,54 @@ def test_a_full_pgbouncer_is_not_verified_never_not_answering():
                     '(10.0.0.21:6432): pgb1 (10.0.0.21:6432) is full (FATAL: no more connections allowed '
                     '(max_client_conn)): new clients are refused, the connected ones served - raise max_client_conn '
                     'there (SET max_client_conn = N on its console, and in pgbouncer.ini)')
+
+
+def test_server_login_retry_is_lowered_only_from_a_plain_number_above_zero():
+    assert pc.login_retry_to_lower({'server_login_retry': '15'}) == '15'
+    assert pc.login_retry_to_lower({'server_login_retry': ' 2.5 '}) == '2.5'
+    # Already 0, absent (an old pgbouncer), or not a number pgbouncer would read back as shown: left alone.
+    for config in ({'server_login_retry': '0'}, {'server_login_retry': '0.0'}, {}, {'server_login_retry': '15s'},
+                   {'server_login_retry': "1'; PAUSE"}):
+        assert pc.login_retry_to_lower(config) is None, config
+
+
+class SettingConsole(pc.Console):
+    """A console whose SETs are recorded, or refused once ``refuse`` is set (no pgbouncer)."""
+
+    def __init__(self, label, retry, refuse=None):
+        pc.Console.__init__(self, {'host': label, 'port': 6432, 'user': 'a', 'password': 'x'})
+        self.config = {'server_login_retry': retry}
+        self.sent, self.refuse = [], refuse
+        self.conn = type('Open', (), {'closed': False, 'close': lambda self: None})()
+
+    def _run(self, sql, conn=None):
+        if self.refuse:
+            raise pc.ConsoleError('%s: %s failed: %s' % (self.label, sql, self.refuse))
+        self.sent.append(sql)
+        return 'SET'
+
+
+def test_login_retry_is_lowered_on_each_console_and_set_back_to_what_each_had():
+    one, two, off = SettingConsole('a', '15'), SettingConsole('b', '1.5'), SettingConsole('c', '0')
+    lowered = pc.lower_login_retry([one, two, off])
+    assert lowered == {one.label: '15', two.label: '1.5'}
+    assert one.sent == ['SET server_login_retry = 0'] and off.sent == []
+    assert pc.restore_login_retry([one, two, off]) == []
+    assert one.sent[-1] == 'SET server_login_retry = 15' and two.sent[-1] == 'SET server_login_retry = 1.5'
+    assert pc.restore_login_retry([one]) == [] and len(one.sent) == 2  # nothing left to restore
+
+
+def test_a_login_retry_left_lowered_is_named_with_the_command_that_restores_it():
+    one = SettingConsole('a', '15')
+    pc.lower_login_retry([one])
+    one.refuse = 'server closed the connection unexpectedly'
+    left = pc.restore_login_retry([one])
+    assert len(left) == 1 and left[0].startswith(one.label + ': server_login_retry left at 0 (')
+    assert left[0].endswith('run "SET server_login_retry = 15" on its console (or RELOAD it)')
+
+
+def test_a_console_refusing_the_lowering_refuses_the_window_and_the_others_are_set_back():
+    one, two = SettingConsole('a', '15'), SettingConsole('b', '15', refuse='not allowed')
+    with pytest.raises(pc.ConsoleError, match='not allowed'):
+        pc.lower_login_retry([one, two])
+    assert one.sent == ['SET server_login_retry = 0', 'SET server_login_retry = 15']
