@@ -245,5 +245,6 @@ def describe_unserved(unserved):
                 else 'its clients queued at RESUME were disconnected'))
     return ('NO SERVER LOGIN after RESUME: %s, with no server connection - pgbouncer cannot log in as that user: '
             'its log says why ("login failed"); fix the login (the password in pgbouncer\'s auth_file against '
-            'PostgreSQL\'s, pg_hba.conf, the role\'s LOGIN, VALID UNTIL or CONNECTION LIMIT), then RECONNECT or wait '
-            'server_login_retry' % '; '.join(parts))
+            'PostgreSQL\'s, pg_hba.conf, the role\'s LOGIN, VALID UNTIL or CONNECTION LIMIT), then wait '
+            'server_login_retry: pgbouncer logs in again by itself (not RECONNECT: it drops the logins in flight, '
+            'which pgbouncer counts as failed)' % '; '.join(parts))

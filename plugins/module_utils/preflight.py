@@ -1564,8 +1564,9 @@ def budget_cause(estimate):
                     "drain's deadline; %s" % raise_it)
         return ('the drain dominates: a pgbouncer\'s PAUSEs close %d server connections (%.1f ms each)'
                 % (estimate.get('server_closes') or 0, (estimate.get('close_seconds') or 0.0) * 1000),
-                "close pgbouncer's idle server connections before the deploy (RECONNECT on its console, or a shorter "
-                'server_idle_timeout) %s' % raise_it)
+                "keep fewer idle server connections open (a shorter server_idle_timeout, a smaller min_pool_size) - "
+                'not RECONNECT just before the deploy: it drops the server logins in flight, which pgbouncer takes for '
+                'failed logins (its PR 420) and refuses those pools\' clients for server_login_retry %s' % raise_it)
     if phase == 'replay':
         return ('the standbys\' replay dominates (%.1f ms)' % ms,
                 'deploy when the standbys keep up (the replication_lag and replay_blockers checks name the slowest) '
