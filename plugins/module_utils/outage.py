@@ -23,6 +23,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import re
 import signal
 import time
 
@@ -123,6 +124,7 @@ class Window:
         self.write_error = None
         self.read_resumed = []
         self.marks = {}
+        self.marks_left = None  # split: the psycopg2 error that kept the replay-pause markers (after the window)
         self.started_at = None
         self.ended_at = None
         self.ended = None
@@ -345,7 +347,7 @@ class SplitWindow:
     @staticmethod
     def after(outage, window):
         """Forget the pause markers of the standbys whose replay runs again."""
-        outage.clear_pause_marks(set(endpoint_label(e) for e, dummy in window.replay_errors))
+        window.marks_left = outage.clear_pause_marks(set(endpoint_label(e) for e, dummy in window.replay_errors))
 
     @staticmethod
     def summary(window):
@@ -672,12 +674,27 @@ class Outage:
     def clear_pause_marks(self, still_paused):
         """After the window: forget the markers of the standbys whose replay runs
         again (best effort: a marker left behind only lets the next pre-flight
-        resume that standby's pause)."""
+        resume that standby's pause). Returns the psycopg2 error, None when done."""
         try:
             replication.clear_pauses(self.observer, [replication.marker_key(e) for e in self.standbys
                                                      if endpoint_label(e) not in still_paused])
-        except psycopg2.Error:
-            pass
+        except psycopg2.Error as exc:
+            return exc
+        return None
+
+    def not_recorded(self, result, what, exc, fix):
+        """A record after the window that could not be written (it never fails
+        the deploy): one line in the outage's warnings - printed once under the
+        timeline, kept in report.json/html - '``what`` on <primary>: <cause> ->
+        ``fix``'. Returns 'not written: <cause>' for the result's own field."""
+        # A DeployLogError names the address already: the line names the primary once.
+        cause = re.sub(r'^\[?[\w.:-]+\]?:\d+: ', '', one_line(exc))
+        line = '%s on %s: %s -> %s' % (what, endpoint_label(self.primary), cause, fix)
+        if isinstance(result.get('outage'), dict):
+            result['outage'].setdefault('warnings', []).append(line)
+        else:
+            result.setdefault('warnings', []).append(line)
+        return 'not written: %s' % cause
 
     def revisions(self, timeout=replication.REVISION_READ_SECONDS):
         """What the schema is now, after resume (never inside the window), on the
@@ -713,6 +730,11 @@ class Outage:
         """Done: log and return. Aborted: log, then raise the one-line OutageError."""
         result['revisions'] = self.revisions()
         self._record_fences(result, window)
+        if window.marks_left is not None:
+            result['pause_marks'] = self.not_recorded(
+                result, 'replay-pause markers not removed (%s)' % replication.PAUSE_MARKER_TABLE, window.marks_left,
+                'the next pre-flight takes a replay pause of those standbys for this deploy\'s and resumes it: '
+                'DELETE FROM %s on the primary' % replication.PAUSE_MARKER_TABLE)
         if self.estimate_ms is not None and result.get('outage'):
             result['outage']['estimate_ms'] = self.estimate_ms
         answering, statement, unserved = self._verify(result, window.disabled)
@@ -791,7 +813,12 @@ class Outage:
             replication.mark_fenced(self.observer, self.deploy_id, rows)
             result['fences_recorded'] = len(rows)
         except psycopg2.Error as exc:
-            result['fences_recorded'] = 'not written: %s' % one_line(exc)
+            fenced = ', '.join('%s on %s' % (e, b) for b, e in window.disabled)
+            result['fences_recorded'] = self.not_recorded(
+                result, 'fence records not written (%s)' % replication.FENCE_TABLE, exc,
+                'no later deploy ENABLEs %s: ENABLE them by hand once their standby has replayed this commit'
+                % fenced if fenced else 'nothing is fenced now (an earlier fence record may stay: the next deploy '
+                'checks it again)')
 
     # -- nothing pending: entries an earlier window fenced ----------------------
     def unfence(self, check_mode=False):
@@ -876,7 +903,12 @@ class Outage:
             write_deploy_log(self.observer, report, deploy_id=self.deploy_id)
             result['deploy_log'] = 'written'
         except (DeployLogError, Exception) as exc:  # noqa: B014 - logging must never fail the deploy
-            result['deploy_log'] = 'not written: %s' % one_line(exc)
+            result['deploy_log'] = self.not_recorded(
+                result, 'deploy log row not written', exc,
+                'this deploy is missing from the log (cycle_time, the audit); its report.json holds the run: '
+                'fix that on the primary before the next deploy')
+        if isinstance(result.get('outage'), dict):
+            result['outage']['deploy_log'] = result['deploy_log']
 
     def _table_kwargs(self, lock_retry=False):
         kwargs = {}

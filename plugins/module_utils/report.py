@@ -229,6 +229,11 @@ def build_report(entries, play_failed=False, check_mode=False, generated_at=None
         },
         # One line each: what the outage module warns of (entries resumed by someone else inside the window).
         'warnings': [line for o in outages for line in o.get('warnings') or [] if isinstance(line, str)],
+        # Whether the outage module wrote this run's row of fastdowntime.deploy_log ('written',
+        # 'not written: <cause>' - then also one of the warnings), None where no window ran.
+        'deploy_log': _first(o.get('deploy_log') for o in outages),
+        # The window committed the cold patches (its module said it changed the schema), whatever failed after.
+        'schema_committed': any(e.get('outage') and e.get('changed') for e in entries),
         'split_window': _split_window(outages),
         'standby_replay_ms': _merge_replay(s.get(_REPLAY_KEY) for s in sources),
         'patches': _merge_patches(s.get(_PATCHES_KEY) for s in sources),
@@ -431,7 +436,7 @@ def render_text(report):
     def line(cells):
         return '  '.join('%s' % format(cell, a + str(w)) for cell, a, w in zip(cells, align, widths)).rstrip()
 
-    title = 'fastdowntime timeline: %s' % report['outcome']
+    title = 'fastdowntime timeline: %s' % heading(report)
     if report.get('deploy_id'):
         title += '  (deploy %s)' % report['deploy_id']
     if report.get('check_mode'):
@@ -480,6 +485,29 @@ def render_text(report):
     if report.get('error') and not problems:
         lines.append('error: %s' % report['error'])
     return lines
+
+
+def heading(report):
+    """What the run came to, in the words that head the timeline: the
+    outcome; where the window committed the schema and a later step failed
+    (an app restart, the resume, the logins after it), that - the schema
+    committed (and on which standbys replayed), the step and host that
+    failed, and what to do - never a bare 'aborted in ...' that reads as if
+    the deploy were undone."""
+    outcome = report['outcome']
+    if not report.get('schema_committed') or outcome in outcomes.SUCCESSFUL or outcomes.is_refusal(outcome):
+        return outcome
+    failed = report.get('failed_phase') or {}
+    phase = failed.get('phase') or outcomes.aborted_phase(outcome) or 'a later step'
+    host = ' on %s' % failed['host'] if failed.get('host') else ''
+    replayed = sorted(host.split(' (')[0] for host in report.get('standby_replay_ms') or {})
+    schema = 'schema committed%s' % (' and replayed (%s)' % ', '.join(replayed) if replayed else ' on the primary')
+    if 'restart' in _norm(phase):
+        fix = 'fix the app%s (see its log), then restart the apps again: --tags restart (the schema needs no ' \
+              'deploy again)' % host
+    else:
+        fix = 'do what the error says; the schema stays committed (a deploy again applies only what is pending)'
+    return '%s, then %s failed%s -> %s' % (schema, phase, host, fix)
 
 
 def render_revisions(revisions):

@@ -19,7 +19,7 @@ import datetime
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import htmlchart as chart
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
-    format_budget, format_ms, format_offset, render_revisions)
+    format_budget, format_ms, format_offset, heading, render_revisions)
 
 # Phase kinds and their colours: what the time went to.
 KINDS = (
@@ -190,10 +190,11 @@ def render_html(report):
     replay = report.get('standby_replay_ms') or {}
     if replay:
         facts.append('standby replay: %s' % ', '.join('%s %s' % (h, format_ms(ms)) for h, ms in sorted(replay.items())))
+    facts += ['WARNING: %s' % w for w in report.get('warnings') or []]
     facts += ['problem: %s' % p for p in report.get('problems') or []]
     if report.get('error'):
         facts.append('error: %s' % report['error'])
     parts += [chart.note(line) for line in facts]
-    title = 'fastdowntime deploy %s: %s' % (report.get('deploy_id') or '-', report['outcome'])
+    title = 'fastdowntime deploy %s: %s' % (report.get('deploy_id') or '-', heading(report))
     subtitle = 'generated %s%s' % (report.get('generated_at'), ' - check mode' if report.get('check_mode') else '')
     return chart.page(title, parts, subtitle=subtitle)

@@ -182,6 +182,25 @@ still_fenced:
   type: list
   elements: str
   returned: with O(unfence)
+deploy_log:
+  description:
+    - "C(written), or C(not written: <cause>) when this run's row of C(fastdowntime.deploy_log) could not be
+      written after the window (never a failed deploy); then C(outage.warnings) also has a line naming the primary,
+      the cause and the fix (printed under the timeline, kept in the report)."
+  type: str
+  returned: when a window ran
+fences_recorded:
+  description:
+    - "How many fence records (entries left DISABLEd) were written, or C(not written: <cause>) (then also a line
+      in C(outage.warnings) naming the entries to ENABLE by hand)."
+  type: raw
+  returned: when a window ran
+pause_marks:
+  description:
+    - "C(not written: <cause>) when the split window's replay-pause markers could not be removed after it (then
+      also a line in C(outage.warnings))."
+  type: str
+  returned: when the markers could not be removed
 phases:
   description: Every phase timed against the budget (phase, host, start_offset_ms, duration_ms, budget_left_ms, status, detail).
   type: list

@@ -19,6 +19,7 @@ import yaml
 
 import browser
 import labctl
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.deploylog import ensure_deploy_log
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import check_report_path, format_ms
 from conftest import kill_tree
 from deploy import (assert_all_resumed, assert_disarmed, assert_nothing_lost, pg_one, run_playbook, table_exists,
@@ -152,6 +153,62 @@ def test_a_deploy_reads_on_one_screen_and_a_rerun_restarts_nothing(healthy_lab, 
     report = json.load(open(report_path))
     assert report['outcome'] == 'nothing to do'
     assert [r['status'] for r in report['phases'] if r['phase'] == 'app_restart'] == ['skipped']
+
+
+@contextlib.contextmanager
+def deploy_log_refusing_rows(lab):
+    """fastdowntime.deploy_log with a trigger refusing every new row (an audit's read-only table, a
+    full tablespace: any cause the pre-flight cannot see), as it was afterwards."""
+    conn = psycopg2.connect(lab.primary_dsn())
+    conn.autocommit = True
+    ensure_deploy_log(conn)
+    with conn.cursor() as cur:
+        cur.execute("CREATE OR REPLACE FUNCTION fastdowntime.fdt_refuse_row() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$BEGIN RAISE EXCEPTION 'the audit keeps this table read-only'; END$$")
+        cur.execute('CREATE TRIGGER fdt_refuse_row BEFORE INSERT ON fastdowntime.deploy_log '
+                    'FOR EACH ROW EXECUTE FUNCTION fastdowntime.fdt_refuse_row()')
+    try:
+        yield
+    finally:
+        with conn.cursor() as cur:
+            cur.execute('DROP TRIGGER IF EXISTS fdt_refuse_row ON fastdowntime.deploy_log')
+            cur.execute('DROP FUNCTION IF EXISTS fastdowntime.fdt_refuse_row()')
+        conn.close()
+
+
+def test_what_failed_after_the_commit_is_said_as_such_and_an_unwritten_deploy_log_is_one_line(healthy_lab,
+                                                                                                  tmp_path):
+    """tryit9 6a/6c: app2's restart fails after a committed, replayed window, and the deploy log
+    refuses the run's row. The timeline's heading says the schema is committed and replayed and the
+    restart failed on app2, with what to do (not a bare 'aborted in app_restart'); the unwritten row
+    is one WARNING line naming the primary, the cause and the fix, and the report's deploy_log field."""
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_c%d (id int);' % major])
+    host_vars = tmp_path / 'app2-fails.yml'
+    host_vars.write_text('all:\n  hosts:\n    app2:\n      fastdowntime_app_restart_command: /bin/false\n')
+    with deploy_log_refusing_rows(lab):
+        proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='all', inventories=[host_vars])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and 'Traceback' not in out, out
+    heading = [line for line in proc.stdout.splitlines() if line.startswith('fastdowntime timeline: ')]
+    assert heading == ['fastdowntime timeline: schema committed and replayed (standby1, standby2), then app_restart '
+                       'failed on app2 -> fix the app on app2 (see its log), then restart the apps again: --tags '
+                       'restart (the schema needs no deploy again)  (deploy %s)' % heading[0].rsplit(' ', 1)[-1][:-1]
+                       ], out
+    warned = [line for line in out.splitlines() if 'deploy log row not written' in line]
+    assert len(warned) == 1 and warned[0].startswith(
+        'WARNING: deploy log row not written on primary (%s:5432): cannot write the deploy log '
+        'fastdowntime.deploy_log: the audit keeps this table read-only' % lab.addr('primary')), out
+    assert warned[0].endswith('-> this deploy is missing from the log (cycle_time, the audit); its report.json holds '
+                              'the run: fix that on the primary before the next deploy'), out
+    report = json.load(open(report_path))
+    assert report['schema_committed'] is True and report['outcome'] == 'aborted in app_restart'
+    assert report['deploy_log'].startswith('not written: cannot write the deploy log fastdowntime.deploy_log: the '
+                                           'audit keeps this table read-only')
+    assert warned[0][len('WARNING: '):] in report['warnings']
+    page = open(report_path[:-len('.json')] + '.html').read()
+    assert 'schema committed and replayed' in page and 'deploy log row not written' in page
 
 
 def test_a_deploy_without_the_restarts_still_writes_its_report(healthy_lab, tmp_path):

@@ -10,6 +10,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report imp
     build_report,
     entry_from_result,
     format_ms,
+    heading,
     format_offset,
     is_fastdowntime_result,
     render_text,
@@ -347,6 +348,33 @@ def test_patches_named_by_name_as_apply_cold_returns_them():
     entries = entry_from_result({'outage': {'started_at': T0, 'patches': [
         {'name': 'patch-2211-01-0.sql', 'revision': '2211-01-0', 'duration_ms': 3.25}]}})
     assert build_report(entries)['patches'] == [{'file': 'patch-2211-01-0.sql', 'duration_ms': 3.2}]
+
+
+def test_a_step_failing_after_the_window_committed_heads_the_timeline_with_the_schema_committed():
+    # tryit9 r12/r13: app2's restart failed after a committed, replayed window.
+    window = entry_from_result({'changed': True, 'outcome': 'done', 'deploy_id': 'fdt-1',
+                                'phases': [phase('drain', 'pgbouncer1', 0, 0.01), phase('resume', 'pgbouncer1', 0.05, 0.01)],
+                                'outage': {'started_at': T0, 'ended_at': T0 + 0.06, 'outage_ms': 60.0,
+                                           'standby_replay_ms': {'standby1': 2.0, 'standby2': 3.0}}},
+                               task='Outage', host='localhost', action='fastdowntime.postgresql.outage')
+    restart = entry_from_result({'failed': True, 'msg': 'app2: restart failed (exit 3)',
+                                 'phases': [phase('app_restart', 'app2', 1.0, 0.5, status='failed')]},
+                                task='Restart', host='app2')
+    report = build_report(window + restart)
+    assert report['outcome'] == 'aborted in app_restart' and report['schema_committed'] is True
+    assert render_text(report)[0] == (
+        'fastdowntime timeline: schema committed and replayed (standby1, standby2), then app_restart failed on app2 '
+        '-> fix the app on app2 (see its log), then restart the apps again: --tags restart (the schema needs no '
+        'deploy again)  (deploy fdt-1)')
+    # The window's own abort after its commit (the resume): committed on the primary, no replay to name.
+    aborted = entry_from_result({'changed': True, 'failed': True, 'outcome': 'aborted in resume', 'msg': 'RESUME FAILED',
+                                 'phases': [], 'outage': {'started_at': T0, 'ended_at': T0 + 0.06}},
+                                task='Outage', host='localhost')
+    assert heading(build_report(aborted)) == (
+        'schema committed on the primary, then resume failed on localhost -> do what the error says; the schema stays '
+        'committed (a deploy again applies only what is pending)')
+    # Nothing committed: the outcome as it was.
+    assert heading(build_report(restart)) == 'aborted in app_restart'
 
 
 def test_failed_task_without_failed_phases():
