@@ -373,6 +373,14 @@ def test_a_step_failing_after_the_window_committed_heads_the_timeline_with_the_s
     assert heading(build_report(aborted)) == (
         'schema committed on the primary, then resume failed on localhost -> do what the error says; the schema stays '
         'committed (a deploy again applies only what is pending)')
+    # A post-window hot patch failing (apache/devlake #3113, migtools/mig-controller #790: a migration that
+    # succeeded shown as failed): the window's schema stays committed.
+    hot = entry_from_result({'failed': True, 'msg': 'patch-2211-03-1.sql line 1: lock timeout',
+                             'phases': [phase('hot_patch', 'primary', 0.2, 0.1, status='failed')]},
+                            task='Hot patches after the window', host='primary')
+    assert heading(build_report(window + hot)).startswith(
+        'schema committed and replayed (standby1, standby2), then hot_patch failed on primary -> do what the error '
+        'says; the schema stays committed')
     # Nothing committed: the outcome as it was.
     assert heading(build_report(restart)) == 'aborted in app_restart'
 
