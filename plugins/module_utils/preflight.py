@@ -566,8 +566,31 @@ def elsewhere_note(named):
         ', '.join(str(p) for p in sorted(pid for pid in named if named[pid] == check)), check) for check in checks)
 
 
+def _locks_by_pid(lock_holders):
+    """{pid: 'a lock on fdt_item (ACCESS SHARE), which patch-x.sql line 1 locks ACCESS EXCLUSIVE'} from
+    standby_lock_holders rows (locks.conflicting's, with ``wanted``)."""
+    found = {}
+    for row in lock_holders:
+        wanted = row.get('wanted') or {}
+        text = 'a lock on %s (%s), which %s line %s locks %s' % (row.get('relation'), row.get('mode'),
+                                                                 wanted.get('patch'), wanted.get('line'),
+                                                                 wanted.get('mode'))
+        if row.get('pid') is not None and row['pid'] not in found:
+            found[row['pid']] = text
+    return found
+
+
+def standby_lock_holders(holders_rows, required):
+    """The HOLDERS_SQL rows read on a standby that replay of the outage's
+    commit conflicts with: on a standby only ACCESS EXCLUSIVE locks are
+    replayed (PostgreSQL WAL-logs no other), so the locks its sessions hold on
+    the relations ``required`` (locks.required_locks) names ACCESS EXCLUSIVE,
+    whatever their mode (every mode conflicts with it)."""
+    return locks.conflicting(holders_rows, required)
+
+
 def decide_standby_sessions(label, activity_rows, conflict, max_seconds, budget_seconds, through=None,
-                            clients=None):
+                            clients=None, lock_holders=None):
     """A standby's ``transactions`` and ``replay_blockers`` findings (in that
     order), one line per cause: a session both would name (same pid, this
     host) is named only by the stronger one (a failure over a warning;
@@ -575,13 +598,13 @@ def decide_standby_sessions(label, activity_rows, conflict, max_seconds, budget_
     equal); the other says where it is named. Arguments as decide_transactions
     and decide_replay_blockers."""
     transactions = decide_transactions(label, activity_rows, [], max_seconds, through=through, clients=clients)
-    blockers = decide_replay_blockers(label, conflict, activity_rows, budget_seconds)
+    blockers = decide_replay_blockers(label, conflict, activity_rows, budget_seconds, lock_holders)
     both = _named_pids(transactions) & _named_pids(blockers)
     if not both:
         return [transactions, blockers]
     rest = [r for r in activity_rows if r.get('pid') not in both]
     if transactions['status'] == FAIL and blockers['status'] == WARN:
-        blockers = decide_replay_blockers(label, conflict, rest, budget_seconds)
+        blockers = decide_replay_blockers(label, conflict, rest, budget_seconds, lock_holders)
         blockers['summary'] += elsewhere_note(dict.fromkeys(both, 'transactions'))
     else:
         transactions = decide_transactions(label, rest, [], max_seconds, through=through, clients=clients)
@@ -589,13 +612,19 @@ def decide_standby_sessions(label, activity_rows, conflict, max_seconds, budget_
     return [transactions, blockers]
 
 
-def decide_replay_blockers(label, conflict, activity_rows, budget_seconds):
+def decide_replay_blockers(label, conflict, activity_rows, budget_seconds, lock_holders=None):
     """What may hold a standby's replay of the outage's commit past the budget
     (replication.replay_blockers): a failure naming each blocker and the
     setting that lets it block, before any PAUSE; hot_standby_feedback off
     where queries can hold replay is a warning (replication.feedback_effect).
     ``conflict``: replication.REPLAY_CONFLICT_SQL row; ``activity_rows``: the
-    standby's ACTIVITY_SQL rows."""
+    standby's ACTIVITY_SQL rows; ``lock_holders``: the standby's
+    standby_lock_holders rows (its sessions' locks on the relations the cold
+    patches lock ACCESS EXCLUSIVE), None when not read. Where the delay is
+    below the budget a transaction older than the threshold is a warning only
+    where it holds such a lock (replay waits for it, then cancels it); with
+    ``lock_holders`` None or hot_standby_feedback off, every such transaction
+    is named, as a possibility."""
     can_block, rows = replication.replay_blockers(conflict, activity_rows, budget_seconds)
     setting, value, delay_ms = replication.replay_delay(conflict)
     held = replication.held_now(conflict)
@@ -623,17 +652,29 @@ def decide_replay_blockers(label, conflict, activity_rows, budget_seconds):
         # may wait that delay and the query's client gets an error.
         threshold = replication.blocking_threshold_seconds(budget_seconds)
         running = [r for r in activity_rows or () if (r.get('xact_seconds') or 0) >= threshold]
+        # With hot_standby_feedback off a VACUUM on the primary conflicts with any query there, whatever it locks.
+        feedback_off = (conflict or {}).get('hot_standby_feedback') == 'off'
+        held = None if lock_holders is None or feedback_off else _locks_by_pid(lock_holders)
+        if held is not None:
+            evidence['lock_holders_read'] = True
+            running = [r for r in running if r.get('pid') in held]
         if running:
             fields = ('pid', 'usename', 'application_name', 'state', 'xact_seconds', 'query')
             evidence['blockers'] = [dict((k, r.get(k)) for k in fields) for r in running]
-            return finding('replay_blockers', WARN, '%s: %s: if it holds a lock on a table a cold patch changes, '
-                           'replay of the outage\'s commit waits up to %s = %s for it (every client of the window '
-                           'waits too) and then PostgreSQL cancels it ("canceling statement due to conflict with '
-                           'recovery")' % (label, ', '.join(_session_text(r) for r in running), setting, value),
+            if held is None:
+                sessions, holds = ', '.join(_session_text(r) for r in running), \
+                    'if it holds a lock on a table a cold patch changes, '
+            else:
+                sessions, holds = ', '.join('%s holds %s' % (_session_text(r), held[r['pid']]) for r in running), ''
+            return finding('replay_blockers', WARN, '%s: %s: %sreplay of the outage\'s commit waits up to %s = %s '
+                           'for it (every client of the window waits too) and then PostgreSQL cancels it ("canceling '
+                           'statement due to conflict with recovery")' % (label, sessions, holds, setting, value),
                            host=label, evidence=evidence,
                            action='let it finish (or end it) on %s before the deploy' % label)
         return finding('replay_blockers', PASS, '%s: %s = %s: queries cannot hold replay past the budget (replay '
-                       'cancels them after that)' % (label, setting, value), host=label, evidence=evidence)
+                       'cancels them after that)%s' % (
+                           label, setting, value, '; none holds a lock on what the cold patches lock ACCESS EXCLUSIVE'
+                           if held is not None else ''), host=label, evidence=evidence)
     if rows or held:
         sessions = ', '.join(_session_text(r) for r in rows) or 'backends %s' % held['blocked_by']
         now = ('; replay waits for them now (%s)' % held['wait_event']) if held else ''
@@ -1764,6 +1805,8 @@ class Preflight:
         self.server_pids_on = {}
         self.clients_on = {}  # database host label -> {backend pid: its pgbouncer client's 'addr:port'}
         self._transaction_inputs = {}  # host label -> (activity rows, prepared rows, through, clients)
+        self._required_cold = None  # the cold patches' ACCESS EXCLUSIVE locks (_standby_lock_holders)
+        self._primary_conn = None
         self.unix_backends = []  # pgbouncer host names with an entry reaching the primary over a unix socket
         self.pgbouncer_configs = {}  # console label -> SHOW CONFIG
         self.xact_seconds = []  # per console: how long a PAUSE of its entries would wait now (SHOW STATS)
@@ -1884,7 +1927,7 @@ class Preflight:
 
     def _run_checks(self):
         primary_label = endpoint_label(self.primary)
-        primary = self._connect(self.primary)
+        primary = self._primary_conn = self._connect(self.primary)
         standbys = [(s, self._connect(s)) for s in self.standbys]
         missing = [f for f in self.findings
                    if f['check'] == 'connection' and (f.get('evidence') or {}).get('kind') == 'database']
@@ -1959,8 +2002,9 @@ class Preflight:
             self._transaction_inputs[label] = (rows, prepared, through, clients)
             conflict = conflicts.get(label) if conn is not primary else None
             if conflict:
-                self.findings.extend(decide_standby_sessions(label, rows, conflict, self.max_transaction_seconds,
-                                                             self.budget.seconds, through=through, clients=clients))
+                self.findings.extend(decide_standby_sessions(
+                    label, rows, conflict, self.max_transaction_seconds, self.budget.seconds, through=through,
+                    clients=clients, lock_holders=self._standby_lock_holders(conn, label, conflict)))
             else:
                 self.findings.append(decide_transactions(label, rows, prepared, self.max_transaction_seconds,
                                                          through=through, clients=clients))
@@ -2431,6 +2475,21 @@ class Preflight:
             return []
         return self._query(primary, locks.HOLDERS_SQL, locks.lookup(wanted, self.primary.get('user')),
                            label=label, check=check)
+
+    def _standby_lock_holders(self, conn, label, conflict):
+        """standby_lock_holders read on one standby whose replay cancels queries
+        within the budget (the replay_blockers warning names only those); None
+        where not needed or not read (the plan unknown, its delay lets queries
+        hold replay: a refusal names every old transaction)."""
+        if self.plan is None or replication.queries_can_hold(conflict, self.budget.seconds):
+            return None
+        if self._required_cold is None:
+            primary = self._primary_conn
+            path = self._session_path(primary, endpoint_label(self.primary)) if primary is not None else None
+            self._required_cold = [r for r in locks.required_locks(self.plan.pending_cold, path)
+                                   if r['mode'] == locks.ACCESS_EXCLUSIVE]
+        rows = self._lock_holders(conn, label, self._required_cold, 'replay_blockers')
+        return None if rows is None else standby_lock_holders(rows, self._required_cold)
 
     def _session_path(self, primary, label):
         """The deploy session's own search_path (its role's, its database's or

@@ -85,6 +85,12 @@ def run(lab, patch_dir, **options):
 READ_ITEMS = 'SELECT pg_backend_pid(), count(*) FROM fdt_item'
 
 
+def admin_scalar(conn, sql, params=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()[0]
+
+
 def open_transaction(conn, sql='SELECT pg_backend_pid()'):
     """Run ``sql`` (first column: the backend's pid) on ``conn`` and leave its
     transaction open (idle in transaction); returns the pid."""
@@ -1125,22 +1131,34 @@ def test_a_long_read_on_a_standby_whose_replay_cancels_queries_within_the_budget
         lab, revision_table, patch_dir):
     """standby1 with max_standby_streaming_delay = 2s (below the budget) and a read open on it: the pre-flight
     passed it silently; the window then waited those 2 s for its replay (every client with it) and PostgreSQL
-    cancelled the read ("conflict with recovery"). Now a warning names the read, the wait and the cancel."""
+    cancelled the read ("conflict with recovery"). Now a warning names the read, the lock it holds on the
+    patched table, the wait and the cancel; a read as old of another table (the test's revision table: replay
+    of the commit does not wait for it) is not named."""
     admin = connect(lab.pg('standby1'), autocommit=True)
     reader = psycopg2.connect(lab.dsn(lab.pg('standby1')))
+    other = psycopg2.connect(lab.dsn(lab.pg('standby1')))
     try:
         admin.cursor().execute("ALTER SYSTEM SET max_standby_streaming_delay = '2s'")
         admin.cursor().execute('SELECT pg_reload_conf()')
+        deadline = time.monotonic() + 10
+        while not admin_scalar(admin, 'SELECT to_regclass(%s) IS NOT NULL', (REVISION_TABLE,)):
+            assert time.monotonic() < deadline, 'standby1 did not replay the revision table'
+            time.sleep(0.05)
         pid = open_transaction(reader, READ_ITEMS)
+        other_pid = open_transaction(other, 'SELECT pg_backend_pid(), count(*) FROM %s' % REVISION_TABLE)
         time.sleep(2.2)   # older than the threshold of a 4 s budget (half of it)
         result = run(lab, patch_dir, budget_seconds=4)
         [warned] = [f for f in findings(result, 'replay_blockers', 'warn') if f['host'].startswith('standby1')]
         assert 'pid %d' % pid in warned['summary'], result['summary']
+        assert 'pid %d (' % other_pid not in warned['summary'], warned['summary']
+        assert ('holds a lock on fdt_item (ACCESS SHARE), which patch-2300-01-0.sql line 3 locks ACCESS EXCLUSIVE: '
+                'replay') in warned['summary'], warned['summary']
         assert 'waits up to max_standby_streaming_delay = 2s for it' in warned['summary']
         assert 'PostgreSQL cancels it ("canceling statement due to conflict with recovery")' in warned['summary']
         assert warned['action'].startswith('let it finish (or end it) on standby1')
     finally:
         reader.close()
+        other.close()
         admin.cursor().execute('ALTER SYSTEM RESET max_standby_streaming_delay')
         admin.cursor().execute('SELECT pg_reload_conf()')
         admin.close()

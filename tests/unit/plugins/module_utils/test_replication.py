@@ -178,6 +178,31 @@ def test_decide_replay_blockers_names_the_query():
                                   [dict(row, xact_seconds=1.0)], 10)['status'] == PASS
 
 
+def test_the_within_delay_warning_names_only_a_holder_of_a_lock_on_what_the_cold_patches_lock():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import PASS, WARN, \
+        decide_replay_blockers, standby_lock_holders
+    required = [{'relation': ('', 'fdt_item'), 'mode': 'ACCESS EXCLUSIVE', 'patch': 'patch-1-01-0.sql', 'line': 1}]
+    patched = {'pid': 41, 'usename': 'app', 'state': 'active', 'xact_seconds': 9.0, 'query': 'SELECT * FROM fdt_item'}
+    other = {'pid': 42, 'usename': 'app', 'state': 'active', 'xact_seconds': 9.0, 'query': 'SELECT * FROM fdt_other'}
+    holders = standby_lock_holders([{'target': 0, 'relation': 'fdt_item', 'mode': 'AccessShareLock', 'pid': 41,
+                                     'granted': True}], required)
+    delay = {'delay_ms': 2000, 'max_standby_streaming_delay': '2s'}
+    found = decide_replay_blockers('s1', delay, [patched, other], 10, holders)
+    assert found['status'] == WARN and 'pid 41 (' in found['summary'] and 'pid 42 (' not in found['summary']
+    assert ('holds a lock on fdt_item (ACCESS SHARE), which patch-1-01-0.sql line 1 locks ACCESS EXCLUSIVE: replay of '
+            "the outage's commit waits up to max_standby_streaming_delay = 2s for it") in found['summary']
+    assert [b['pid'] for b in found['evidence']['blockers']] == [41]
+    # The reader of another table alone: nothing named.
+    quiet = decide_replay_blockers('s1', delay, [other], 10, [])
+    assert quiet['status'] == PASS and quiet['summary'].endswith(
+        'none holds a lock on what the cold patches lock ACCESS EXCLUSIVE')
+    # Locks not read (the plan unknown), or hot_standby_feedback off (a VACUUM conflicts with any query):
+    # every old transaction, as a possibility.
+    assert 'pid 42 (' in decide_replay_blockers('s1', delay, [patched, other], 10)['summary']
+    assert 'pid 42 (' in decide_replay_blockers('s1', dict(delay, hot_standby_feedback='off'), [patched, other], 10,
+                                                holders)['summary']
+
+
 def test_one_standby_session_is_one_line_the_stronger_finding_naming_it():
     from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import FAIL, PASS, WARN, \
         decide_standby_sessions
