@@ -176,8 +176,8 @@ def deploy_log_refusing_rows(lab):
         conn.close()
 
 
-def test_what_failed_after_the_commit_is_said_as_such_and_an_unwritten_deploy_log_is_one_line(healthy_lab,
-                                                                                                  tmp_path):
+def test_what_failed_after_the_commit_is_said_as_such_and_an_unwritten_deploy_log_is_one_line(
+        healthy_lab, tmp_path):
     """tryit9 6a/6c: app2's restart fails after a committed, replayed window, and the deploy log
     refuses the run's row. The timeline's heading says the schema is committed and replayed and the
     restart failed on app2, with what to do (not a bare 'aborted in app_restart'); the unwritten row
