@@ -346,7 +346,7 @@ class RetryConsole:
     def restore_login_retry(self):
         if self.left:
             raise ConsoleError('%s: server_login_retry left at 0 (%s): run "SET server_login_retry = 15" on its '
-                                  'console (or RELOAD it)' % (self.label, self.left))
+                               'console (or RELOAD it)' % (self.label, self.left))
         self.restored = True
         return '15'
 
