@@ -661,6 +661,8 @@ def decide_replay_blockers(label, conflict, activity_rows, budget_seconds, lock_
         if running:
             fields = ('pid', 'usename', 'application_name', 'state', 'xact_seconds', 'query')
             evidence['blockers'] = [dict((k, r.get(k)) for k in fields) for r in running]
+            # What the estimate adds to its replay term (replay_conflict_seconds).
+            evidence['replay_waits_up_to_ms'] = delay_ms
             if held is None:
                 sessions, holds = ', '.join(_session_text(r) for r in running), \
                     'if it holds a lock on a table a cold patch changes, '
@@ -1490,6 +1492,19 @@ def backend_close_seconds(server_close_seconds, primary_rtt):
     its servers; with 40 ms between the controller and the hosts the drain's
     term was 4 x 44 ms against a 46 ms drain). None (not measured): 0."""
     return max((server_close_seconds or 0.0) - primary_rtt, 0.0)
+
+
+def replay_conflict_seconds(findings):
+    """The longest wait a replay_blockers warning announces for the outage's
+    commit: a standby query older than the threshold (holding a lock a cold
+    patch takes, where pg_locks was read) that replay waits for up to that
+    standby's max_standby_*_delay - below the budget, so replay then cancels
+    it (evidence ``replay_waits_up_to_ms``). Seconds; 0.0 when no warning
+    says so. The estimate adds it to its replay term (try 9: a 2 s delay
+    left out gave 33 ms estimated for a 2.03 s outage)."""
+    waits = [(f.get('evidence') or {}).get('replay_waits_up_to_ms') or 0 for f in findings
+             if f.get('check') == 'replay_blockers' and f.get('status') == WARN]
+    return max([w for w in waits if w > 0] or [0]) / 1000.0
 
 
 def estimate_outage(cold_patches, primary_rtt, standby_rtts, pgbouncer_rtts, replay_seconds, entries_per_pgbouncer,
@@ -2629,6 +2644,9 @@ class Preflight:
         if len(pgbouncer_rtts) < len(self.pgbouncers):
             incomplete.append('%d pgbouncer(s)' % (len(self.pgbouncers) - len(pgbouncer_rtts)))
         replay += (self.lint_estimate or {}).get('replay_seconds', 0.0)
+        # A standby query the replay_blockers check warned of: replay waits for it up to its delay.
+        conflict = replay_conflict_seconds(self.findings)
+        replay += conflict
         # The primary's cold transaction now (a busy host is slower), on fresh connections warmed as the window's;
         # statement_seconds is the floor.
         probe = lint.measure_cold_transaction(
@@ -2646,6 +2664,7 @@ class Preflight:
                                         close_seconds=backend_close_seconds(probe.get('close_seconds'), primary_rtt),
                                         wal_writer_delay_seconds=self._wal_writer_delay(primary, label))
         self.estimate['statement_seconds_measured'] = round(measured, 6) if measured is not None else None
+        self.estimate['replay_conflict_seconds'] = round(conflict, 3)
         self.estimate['vouched'] = ['pid %s on %s' % (pid, label.split(' (')[0])
                                     for label, pids in sorted(vouched.items()) for pid in sorted(pids)]
         cap = budget_cap(self.pgbouncer_configs)

@@ -1156,6 +1156,9 @@ def test_a_long_read_on_a_standby_whose_replay_cancels_queries_within_the_budget
         assert 'waits up to max_standby_streaming_delay = 2s for it' in warned['summary']
         assert 'PostgreSQL cancels it ("canceling statement due to conflict with recovery")' in warned['summary']
         assert warned['action'].startswith('let it finish (or end it) on standby1')
+        # The estimate waits for it too (try 9 r18: 33 ms estimated, 2.03 s outage).
+        assert result['estimate']['replay_conflict_seconds'] == 2.0
+        assert result['estimate']['standby_replay_ms'] >= 2000 and result['estimate']['total_ms'] > 2000
     finally:
         reader.close()
         other.close()

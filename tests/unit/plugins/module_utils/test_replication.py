@@ -828,3 +828,17 @@ def test_unfence_plan_enables_only_a_fenced_entry_whose_standby_replayed_past_th
         'p2: db_ro stays DISABLED (fenced by deploy fdt-1): s2 has not replayed past 0/50 (connection refused) -> '
         'bring s2 back streaming; the next deploy ENABLEs it once it has replayed (or ENABLE db_ro on that '
         'pgbouncer by hand once sure)')
+
+
+def test_the_estimate_adds_the_delay_a_replay_blockers_warning_announces():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.preflight import decide_replay_blockers, \
+        replay_conflict_seconds
+    row = {'pid': 77, 'usename': 'dump', 'state': 'active', 'xact_seconds': 9.0, 'query': 'COPY fdt_item TO stdout'}
+    delay = {'delay_ms': 2000, 'max_standby_streaming_delay': '2s'}
+    warned = decide_replay_blockers('s1', delay, [row], 10)
+    assert warned['evidence']['replay_waits_up_to_ms'] == 2000
+    quiet = decide_replay_blockers('s2', delay, [dict(row, xact_seconds=1.0)], 10)
+    refused = decide_replay_blockers('s3', {'delay_ms': -1, 'max_standby_streaming_delay': '-1'}, [row], 10)
+    assert replay_conflict_seconds([quiet, refused]) == 0.0  # a refusal opens no outage to estimate
+    assert replay_conflict_seconds([quiet, warned, dict(warned, host='s4', evidence={'replay_waits_up_to_ms': 500})]) \
+        == 2.0
