@@ -113,6 +113,7 @@ def test_the_window_reads_no_pgbouncer_state_and_still_measures_the_clients_wait
     clock = BudgetClock(10).start()
     with healthy_lab.load(writers=PGBOUNCERS) as load:
         time.sleep(0.5)
+        pc.lower_login_retry(consoles)  # as the outage (see drain above)
         pc.wait_logins_settled(consoles)
         del reads[:]  # the outage reads SHOW POOLS for logins in flight before its clock
         dr.drain(consoles, clock=clock, flags=flags)
@@ -286,7 +287,8 @@ def test_the_probe_reports_a_paused_entry_never_the_controllers_own_slowness(hea
     targets = [((name, entry, n), healthy_lab.pgbouncer(name, admin=False, entry=entry))
                for name in PGBOUNCERS for entry in ('fdtdemo', 'fdtdemo_ro') for n in range(3)]
     operator = pc.Console(healthy_lab.pgbouncer('pgbouncer2')).open()
-    pc.wait_logins_settled(consoles)  # as the outage: no PAUSE on a login in flight (see drain above)
+    pc.lower_login_retry(consoles)  # as the outage: see drain above
+    pc.wait_logins_settled(consoles)
     operator.command('PAUSE', 'fdtdemo_ro')
     try:
         began = time.monotonic()
