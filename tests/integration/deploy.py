@@ -45,17 +45,18 @@ def skips_preflight(tags, args=()):
 
 
 def run_playbook(lab, tmp_path, patch_dir, extra=None, tags='outage', background=False, args=(), playbook=PLAYBOOK,
-                 inventory=None, inventories=()):
+                 inventory=None, inventories=(), env=None):
     """ansible-playbook on ``inventory`` (default: the lab's) plus ``inventories`` (e.g. host
     variables a test adds), returning (process, report path). ``tags`` without ``preflight`` (the
     fault tests set up faults a pre-flight would refuse, and skip it to stay short) set
-    fastdowntime_preflight_skipped_on_purpose, unless ``extra`` says otherwise."""
+    fastdowntime_preflight_skipped_on_purpose, unless ``extra`` says otherwise. ``env``: variables
+    added to ansible-playbook's environment (e.g. ANSIBLE_STRATEGY, as an operator's shell has it)."""
     report = str(tmp_path / 'report.json')
     if skips_preflight(tags, args):
         extra = dict({SKIPPED_ON_PURPOSE: True}, **(extra or {}))
     env = dict(os.environ, FDT_REPORT_PATH=report, ANSIBLE_CONFIG=os.path.join(lab.repo, 'ansible.cfg'),
                ANSIBLE_COLLECTIONS_PATH=os.path.join(lab.repo, '.collections'), ANSIBLE_FORCE_COLOR='0',
-               PATH=os.path.join(lab.repo, '.venv', 'bin') + os.pathsep + os.environ['PATH'])
+               PATH=os.path.join(lab.repo, '.venv', 'bin') + os.pathsep + os.environ['PATH'], **(env or {}))
     extra_vars = dict({'fastdowntime_patch_dir': patch_dir, 'fastdowntime_revision_table': REVISION_TABLE},
                       **(extra or {}))
     cmd = (['ansible-playbook', '-i', inventory or lab.inventory()] + [a for i in inventories for a in ('-i', str(i))]

@@ -370,6 +370,40 @@ def test_a_limit_leaving_out_the_primary_or_a_pgbouncer_is_refused_before_anythi
     assert_all_resumed(healthy_lab)
 
 
+def test_an_operators_free_strategy_keeps_the_switch_armed_before_the_window_and_the_restarts(healthy_lab, tmp_path):
+    """A new user's try 10: `strategy = free` in the operator's ansible.cfg (ANSIBLE_STRATEGY=free) ran
+    every run_once task once per host: the primary reached the window before the pgbouncer hosts had
+    armed their dead-man switch (the window ran unguarded), each pgbouncer host ran the outage again
+    ("nothing to do"), whose result, applied to every host, hid the committed change from the restart
+    play: the app servers were never restarted for the new schema. The playbook's plays pin the linear
+    strategy the roles are written for."""
+    lab = healthy_lab
+    major = unique_major()
+    # A second inside the window: long enough for each switch's poll to see the PAUSE.
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_free%d (id int);\nSELECT pg_sleep(1);' % major])
+    logs = {host: os.path.join(lab.lab_dir, 'hosts', host, 'log', 'watchdog.log') for host in ('pgbouncer1', 'pgbouncer2')}
+    seen = {host: os.path.getsize(path) if os.path.exists(path) else 0 for host, path in logs.items()}
+    proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='all', env={'ANSIBLE_STRATEGY': 'free'})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert_quiet(out)
+    assert 'run_once with the free strategy' not in out, out
+    report = json.load(open(report_path))
+    assert report['outcome'] == 'done'
+    # The window ran once: one drain per pgbouncer.
+    assert sorted(r['host'] for r in report['phases'] if r['phase'] == 'drain') == [
+        'pgbouncer%d (%s:6432)' % (n, lab.addr('pgbouncer%d' % n)) for n in (1, 2)], report['phases']
+    assert [r['status'] for r in report['phases'] if r['phase'] == 'app_restart'] == ['ok', 'ok'], report['phases']
+    for host, path in logs.items():
+        with open(path) as log:
+            log.seek(seen[host])
+            # The switch saw the window's PAUSE: it was armed before the drain.
+            assert ' paused: resuming them myself in ' in log.read(), host
+    assert table_exists(lab, 'primary', 'fdt_free%d' % major)
+    assert_all_resumed(lab)
+    assert_disarmed(lab)
+
+
 def test_tags_leaving_out_the_pre_flight_are_refused_before_any_pause_unless_on_purpose(healthy_lab, tmp_path):
     """A new user's try 7: --tags outage (or --skip-tags preflight) ran the window with no pre-flight
     at all, silently. Refused in one line naming the primary, the tags and the fix, before anything
