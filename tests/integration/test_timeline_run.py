@@ -142,3 +142,45 @@ def test_a_playbook_without_fastdowntime_tasks_reports_nothing(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert '[timeline]' not in proc.stdout and 'FASTDOWNTIME TIMELINE' not in proc.stdout
     assert not (tmp_path / 'r.json').exists()
+
+
+def test_a_report_path_no_loaded_callback_writes_is_a_warning_naming_the_setting(tmp_path):
+    """A new user's try 10: under the operator's own ansible.cfg (stdout_callback default, no
+    callbacks_enabled) fastdowntime_report_path was silently never written - only the timeline
+    callback writes it - and the window's numbers showed only at -v. The inventory check says so
+    in one line naming the setting; with the callback loaded it says nothing."""
+    (tmp_path / 'check.yml').write_text(textwrap.dedent("""\
+        - name: The inventory check of every playbook
+          hosts: localhost
+          gather_facts: false
+          vars:
+            __fastdowntime_inventory_contract: false
+            fastdowntime_report_path: /srv/deploys/report.json
+          tasks:
+            - name: Check the inventory
+              ansible.builtin.import_role:
+                name: fastdowntime.postgresql.preflight
+                tasks_from: inventory
+        """))
+    (tmp_path / 'none.cfg').write_text('')
+    warning = ('[WARNING]: fastdowntime_report_path is /srv/deploys/report.json, but the callback that writes it, '
+               'fastdowntime.postgresql.timeline, is not loaded (stdout_callback = %s, callbacks_enabled = none): no '
+               'report will be written and the outage\'s numbers show only with -v -> add it to ansible.cfg, '
+               '[defaults] callbacks_enabled = fastdowntime.postgresql.timeline (or '
+               'ANSIBLE_CALLBACKS_ENABLED=fastdowntime.postgresql.timeline)')
+    outputs = {}
+    for stdout_callback, enabled in (('default', ''), ('minimal', ''), ('default', 'fastdowntime.postgresql.timeline'),
+                                     ('fastdowntime.postgresql.timeline', '')):
+        env = {name: value for name, value in os.environ.items() if not name.startswith('ANSIBLE_')}
+        env.update({'ANSIBLE_CALLBACKS_ENABLED': enabled} if enabled else {})
+        env.update(ANSIBLE_CONFIG=str(tmp_path / 'none.cfg'), ANSIBLE_STDOUT_CALLBACK=stdout_callback,
+                   ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'),
+                   ANSIBLE_LOCALHOST_WARNING='false', ANSIBLE_NOCOLOR='1')
+        proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', 'localhost,', '-c', 'local', str(tmp_path / 'check.yml')],
+                              cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        outputs[stdout_callback, enabled] = proc.stdout
+    for stdout_callback in ('default', 'minimal'):
+        assert outputs[stdout_callback, ''].count(warning % stdout_callback) == 1, outputs[stdout_callback, '']
+    for key in (('default', 'fastdowntime.postgresql.timeline'), ('fastdowntime.postgresql.timeline', '')):
+        assert 'fastdowntime_report_path is' not in outputs[key], outputs[key]
