@@ -76,6 +76,9 @@ PRIMARY_ROLES = ('pg_monitor', 'pg_signal_backend')
 STANDBY_ROLES = ('pg_monitor',)
 RTT_SAMPLES = 3
 IDLE_IN_TRANSACTION_SECONDS = 1.0
+# How long after a failed direct_connections read its unshown connections are read again: a
+# pgbouncer server connection that came and went between two SHOW SERVERS (churn) is gone by then.
+SERVER_CHURN_SECONDS = 0.3
 # What the blocking_sessions check does with a session that would hold the outage its whole budget.
 BLOCKING_POLICIES = ('refuse', 'warn')
 
@@ -2479,8 +2482,34 @@ class Preflight:
         if self.unix_backends:  # their server connections come over the primary's local socket: no address
             hosts[None] = (', '.join(self.unix_backends),
                            not any(name in self.pgbouncer_failed for name in self.unix_backends))
-        self.findings.append(decide_direct_connections(label, rows, pids, system_users, self.fragile_users,
-                                                       self.killable_users, pgbouncer_hosts=hosts))
+        found = decide_direct_connections(label, rows, pids, system_users, self.fragile_users, self.killable_users,
+                                          pgbouncer_hosts=hosts)
+        if found['status'] == FAIL:
+            # pgbouncer opens and closes server connections all the time (a small server_lifetime,
+            # max_user_connections or max_db_connections moving the user's connections between its
+            # pools, a login in flight): one read of pg_stat_activity between two SHOW SERVERS catches
+            # connections of a few milliseconds that no console showed. Only a connection still open a
+            # moment later, and shown by no console then either, is one the outage would not drain.
+            rows = self._still_unshown(primary, label, rows, pids)
+            if rows is not None:
+                found = decide_direct_connections(label, rows, pids | self._server_pids(), system_users,
+                                                  self.fragile_users, self.killable_users, pgbouncer_hosts=hosts)
+        self.findings.append(found)
+
+    def _still_unshown(self, primary, label, rows, pids):
+        """``rows`` (pg_stat_activity) less the connections no console showed
+        (pid not in ``pids``) that ended within SERVER_CHURN_SECONDS: read again
+        after that pause, between two reads of every console's SHOW SERVERS.
+        None when the primary could not be read (its finding is recorded)."""
+        unshown = [row.get('pid') for row in rows if row.get('pid') not in pids]
+        time.sleep(SERVER_CHURN_SECONDS)
+        self._server_pids()
+        alive = self._query(primary, 'SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)', (unshown,),
+                            label=label, check='direct_connections')
+        if alive is None:
+            return None
+        alive = set(row['pid'] for row in alive)
+        return [row for row in rows if row.get('pid') in pids or row.get('pid') in alive]
 
     def _lock_holders(self, primary, label, wanted, check):
         """The locks.HOLDERS_SQL rows on the primary for ``wanted`` (required_locks'
