@@ -904,9 +904,23 @@ def load_patch_set(directory):
 
 
 def ignored_sql_files(patch_set):
-    """Names of the .sql files the patch set ignores (not named like a patch)."""
-    return [item['name'] for item in patch_set.ignored
-            if item['reason'] != 'directory' and item['name'].lower().endswith('.sql')]
+    """Names of the .sql files the patch set ignores: not named like a patch, and
+    every .sql file under a subdirectory (never read: per-release folders, a
+    sqitch deploy/ folder), as 'dir/file.sql' (hidden directories skipped)."""
+    found = []
+    for item in patch_set.ignored:
+        if item['reason'] != 'directory':
+            if item['name'].lower().endswith('.sql'):
+                found.append(item['name'])
+            continue
+        if item['name'].startswith('.'):
+            continue
+        top = os.path.join(patch_set.directory, item['name'])
+        for root, dirs, files in os.walk(top):
+            dirs[:] = sorted(name for name in dirs if not name.startswith('.'))
+            found.extend(os.path.relpath(os.path.join(root, name), patch_set.directory)
+                         for name in sorted(files) if name.lower().endswith('.sql'))
+    return found
 
 
 # -- what the window would reject that the parser can see ----------------------

@@ -267,14 +267,24 @@ def decide_read_only(label, row, db_name):
 def decide_patch_files(label, error=None, ignored_sql=()):
     """The patch files' own findings: one failure per problem of a broken
     patch set (``error``: a patchset.PatchSetError, every file's problems),
-    a warning naming the .sql files the patch set ignores (``ignored_sql``)."""
+    a warning naming the .sql files the patch set ignores (``ignored_sql``,
+    patchset.ignored_sql_files: 'dir/file.sql' for one under a subdirectory,
+    which is never read - a warning of its own)."""
     found = [decide_patches(label, error=problem) for problem in getattr(error, 'problems', None) or
              ([error] if error is not None else [])]
-    if ignored_sql:
+    misnamed = [name for name in ignored_sql if '/' not in name]
+    nested = [name for name in ignored_sql if '/' in name]
+    if misnamed:
         found.append(finding('patches', WARN, '%s: not named like a patch, so never applied: %s'
-                             % (label, ', '.join(ignored_sql)), host=label, evidence={'ignored_sql': list(ignored_sql)},
+                             % (label, ', '.join(misnamed)), host=label, evidence={'ignored_sql': misnamed},
                              action='a patch is named patch-MMMM-mm-p.sql (e.g. patch-2211-01-0.sql): rename a '
                                     'file meant to be applied; leave the others (they are not deployed)'))
+    if nested:
+        found.append(finding('patches', WARN, '%s: in a subdirectory of the patch directory, which is not read, so '
+                             'never applied: %s' % (label, ', '.join(nested)), host=label,
+                             evidence={'ignored_sql': nested},
+                             action='move a file meant to be applied into the patch directory itself, named '
+                                    'patch-MMMM-mm-p.sql; leave the others (they are not deployed)'))
     return found
 
 

@@ -290,6 +290,29 @@ def test_other_sql_files_are_ignored_and_the_preflight_warns_naming_them(tmp_pat
     assert pf.decide_patch_files('primary') == []
 
 
+def test_sql_files_in_subdirectories_are_named_as_never_applied(tmp_path):
+    """A new user's try 10: patches in per-release folders (2302/patch-2302-01-0.sql) or a sqitch
+    deploy/ folder copied without its sqitch.plan were silently never read: "nothing to do"."""
+    write(tmp_path, 'patch-2300-00-0.sql', 'CREATE TABLE a (id int);\n')
+    write(tmp_path, 'comments.sql', "COMMENT ON TABLE a IS 'x';\n")
+    for folder in ('2302', 'deploy', 'deploy/more', '.git'):
+        (tmp_path / folder).mkdir()
+    write(tmp_path, '2302/patch-2302-01-0.sql', 'CREATE TABLE b (id int);\n')
+    write(tmp_path, 'deploy/add_c.sql', 'ALTER TABLE a ADD COLUMN c int;\n')
+    write(tmp_path, 'deploy/more/add_d.sql', 'ALTER TABLE a ADD COLUMN d int;\n')
+    write(tmp_path, 'deploy/README', 'x\n')
+    write(tmp_path, '.git/x.sql', 'SELECT 1;\n')
+    patch_set = load_patch_set(str(tmp_path))
+    assert ignored_sql_files(patch_set) == ['2302/patch-2302-01-0.sql', 'comments.sql', 'deploy/add_c.sql',
+                                            'deploy/more/add_d.sql']
+    misnamed, nested = pf.decide_patch_files('primary', ignored_sql=ignored_sql_files(patch_set))
+    assert misnamed['summary'] == 'primary: not named like a patch, so never applied: comments.sql'
+    assert nested['status'] == pf.WARN
+    assert nested['summary'] == ('primary: in a subdirectory of the patch directory, which is not read, so never '
+                                 'applied: 2302/patch-2302-01-0.sql, deploy/add_c.sql, deploy/more/add_d.sql')
+    assert nested['action'].startswith('move a file meant to be applied into the patch directory itself')
+
+
 # -- statements that run code: cost unknown --------------------------------------------------------
 
 def cold_patch(sql, name='patch-2300-01-0.sql'):
