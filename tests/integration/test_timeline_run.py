@@ -161,6 +161,11 @@ def test_a_report_path_no_loaded_callback_writes_is_a_warning_naming_the_setting
               ansible.builtin.import_role:
                 name: fastdowntime.postgresql.preflight
                 tasks_from: inventory
+            # As every role reading the groups does again, later in the run.
+            - name: Check the inventory again
+              ansible.builtin.import_role:
+                name: fastdowntime.postgresql.preflight
+                tasks_from: inventory
         """))
     (tmp_path / 'none.cfg').write_text('')
     warning = ('[WARNING]: fastdowntime_report_path is /srv/deploys/report.json, but the callback that writes it, '
