@@ -404,6 +404,27 @@ def test_an_operators_free_strategy_keeps_the_switch_armed_before_the_window_and
     assert_disarmed(lab)
 
 
+def test_an_app_server_a_limit_leaves_out_is_named_as_not_restarted(healthy_lab, tmp_path):
+    """A new user's try 10: `--limit 'all:!app2'` (app2 in maintenance) deployed and restarted app1
+    only; nothing said that app2 still ran without a restart for the new schema. A timeline row and
+    line name it, with the command that restarts it."""
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_lim%d (id int);' % major])
+    proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='all', args=['--limit', 'all:!app2'])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert_quiet(out)
+    reason = ("left out by --limit all:!app2: not restarted for this run's schema change -> restart it once it can "
+              "(--tags restart --limit app2)")
+    assert out.count('[timeline] app_restart on app2: skipped: %s' % reason) == 1, out
+    report = json.load(open(report_path))
+    assert report['outcome'] == 'done'
+    assert sorted((r['host'], r['status']) for r in report['phases'] if r['phase'] == 'app_restart') == [
+        ('app1', 'ok'), ('app2', 'skipped')], report['phases']
+    assert table_exists(lab, 'primary', 'fdt_lim%d' % major)
+
+
 def test_tags_leaving_out_the_pre_flight_are_refused_before_any_pause_unless_on_purpose(healthy_lab, tmp_path):
     """A new user's try 7: --tags outage (or --skip-tags preflight) ran the window with no pre-flight
     at all, silently. Refused in one line naming the primary, the tags and the fix, before anything
