@@ -352,21 +352,29 @@ def test_a_misspelled_variable_is_refused_in_one_line_before_any_pause(healthy_l
                      % host_vars) == 1, out
 
 
+def deploy_limited(lab, tmp_path, limit, returncode):
+    """A deploy of one new table with ``--limit limit``, its return code and quiet output asserted:
+    (process, report path, the table's name)."""
+    major = unique_major()
+    table = 'fdt_limit%d' % major
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE %s (id int);' % table])
+    proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='all', args=['--limit', limit])
+    assert proc.returncode == returncode, proc.stdout + proc.stderr
+    assert_quiet(proc.stdout + proc.stderr)
+    return proc, report_path, table
+
+
 def test_a_limit_leaving_out_the_primary_or_a_pgbouncer_is_refused_before_anything(healthy_lab, tmp_path):
     """A new user's try 6: --limit pgbouncer1 skipped the pre-flight and the hot patches (plays on the
     primary), armed no dead-man switch on pgbouncer2, and still drained both pgbouncers and applied the
     cold patches (the outage task runs once for the whole topology): refused in one line, nothing done."""
-    major = unique_major()
-    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_limit%d (id int);' % major])
-    proc, report_path = run_playbook(healthy_lab, tmp_path, patch_dir, tags='all', args=['--limit', 'pgbouncer1'])
+    proc, dummy, table = deploy_limited(healthy_lab, tmp_path, 'pgbouncer1', returncode=2)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 2, out
-    assert_quiet(out)
     assert ('FAILED --limit pgbouncer1 leaves out primary, pgbouncer2: the outage would still drain every pgbouncer '
             'and patch the primary, but without the pre-flight (it runs on the primary) and without a dead-man switch '
             'on a pgbouncer host left out; nothing paused, nothing applied: deploy without --limit (--tags restart '
             '--limit HOSTS restarts app servers alone)') in proc.stdout.splitlines(), out
-    assert not table_exists(healthy_lab, 'primary', 'fdt_limit%d' % major)
+    assert not table_exists(healthy_lab, 'primary', table)
     assert_all_resumed(healthy_lab)
 
 
@@ -408,13 +416,8 @@ def test_an_app_server_a_limit_leaves_out_is_named_as_not_restarted(healthy_lab,
     """A new user's try 10: `--limit 'all:!app2'` (app2 in maintenance) deployed and restarted app1
     only; nothing said that app2 still ran without a restart for the new schema. A timeline row and
     line name it, with the command that restarts it."""
-    lab = healthy_lab
-    major = unique_major()
-    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_lim%d (id int);' % major])
-    proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='all', args=['--limit', 'all:!app2'])
+    proc, report_path, table = deploy_limited(healthy_lab, tmp_path, 'all:!app2', returncode=0)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    assert_quiet(out)
     reason = ("left out by --limit all:!app2: not restarted for this run's schema change -> restart it once it can "
               "(--tags restart --limit app2)")
     assert out.count('[timeline] app_restart on app2: skipped: %s' % reason) == 1, out
@@ -422,7 +425,7 @@ def test_an_app_server_a_limit_leaves_out_is_named_as_not_restarted(healthy_lab,
     assert report['outcome'] == 'done'
     assert sorted((r['host'], r['status']) for r in report['phases'] if r['phase'] == 'app_restart') == [
         ('app1', 'ok'), ('app2', 'skipped')], report['phases']
-    assert table_exists(lab, 'primary', 'fdt_lim%d' % major)
+    assert table_exists(healthy_lab, 'primary', table)
 
 
 def test_tags_leaving_out_the_pre_flight_are_refused_before_any_pause_unless_on_purpose(healthy_lab, tmp_path):
