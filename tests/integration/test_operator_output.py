@@ -428,6 +428,28 @@ def test_an_app_server_a_limit_leaves_out_is_named_as_not_restarted(healthy_lab,
     assert table_exists(healthy_lab, 'primary', table)
 
 
+@pytest.mark.parametrize('task', ['Drain, cold patches in one transaction, standbys replayed, resume',
+                                  'Re-enable the read entries an earlier deploy fenced, once their standby has replayed'])
+def test_a_start_past_the_outages_plan_is_one_line_and_changes_nothing(healthy_lab, tmp_path, task):
+    """A new user's try 10: --start-at-task at the window's own task failed with "Error while
+    evaluating conditional: 'outage_plan' is undefined" (no host, no fix). Nothing is armed, paused
+    or applied, and one line says why and what to run."""
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_start%d (id int);' % major])
+    proc, dummy = run_playbook(lab, tmp_path, patch_dir, tags='all', args=['--start-at-task', task])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert_quiet(out)
+    assert 'is undefined' not in out, out
+    assert out.count('--start-at-task began past the outage\'s plan (task "Plan the outage (read-only, nothing is '
+                     'paused)"): the window cannot open without it; nothing paused, nothing applied: run the whole '
+                     'playbook (no --start-at-task past the pre-flight)') == 1, out
+    assert not table_exists(lab, 'primary', 'fdt_start%d' % major)
+    assert_all_resumed(lab)
+    assert_disarmed(lab)
+
+
 def test_tags_leaving_out_the_pre_flight_are_refused_before_any_pause_unless_on_purpose(healthy_lab, tmp_path):
     """A new user's try 7: --tags outage (or --skip-tags preflight) ran the window with no pre-flight
     at all, silently. Refused in one line naming the primary, the tags and the fix, before anything
