@@ -97,10 +97,14 @@ def endpoints(hosts, hostvars, kind='pg'):
 def standby_entries_variable(hv):
     """A database host's serving entries from its variables ``hv``: the list
     ``fastdowntime_standby_pgbouncer_entries``, else its old name's (a copy; []
-    when neither is set)."""
+    when neither is set). One string (an INI host line's
+    ``...=pgbouncer1:app_ro,pgbouncer2:app_ro``, or YAML without brackets) is
+    read as Ansible's list type reads one: comma-separated, never per character."""
     value = hv.get(STANDBY_ENTRIES_VAR)
     if value is None:
         value = hv.get(STANDBY_ENTRIES_OLD_VAR)
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(',') if item.strip()]
     return list(value or [])
 
 

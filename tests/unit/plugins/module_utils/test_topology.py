@@ -42,6 +42,17 @@ def test_the_old_standby_entries_variable_is_still_read_and_the_new_one_wins():
         [['b1:app_ro'], ['app_ro'], []]
 
 
+def test_standby_entries_given_as_one_string_are_comma_separated_not_characters():
+    """A new user's try 10: an INI host line `standby1 ... fastdowntime_standby_pgbouncer_entries=pgbouncer1:app_ro`
+    gives a string; it was read per character ("no such entry ...: p, g, b, o, u, ...")."""
+    user = {'fastdowntime_pg_user': 'deploy'}
+    hostvars = {'one': dict(user, fastdowntime_standby_pgbouncer_entries='pgbouncer1:app_ro'),
+                'two': dict(user, fastdowntime_standby_pgbouncer_entries='pgbouncer2:app_ro, pgbouncer1:app_ro2,'),
+                'old': dict(user, fastdowntime_standby_pgbouncer_databases='app_ro')}
+    assert [e['pgbouncer_entries'] for e in endpoints(['one', 'two', 'old'], hostvars)] == \
+        [['pgbouncer1:app_ro'], ['pgbouncer2:app_ro', 'pgbouncer1:app_ro2'], ['app_ro']]
+
+
 def test_an_endpoint_without_its_user_names_the_host_and_the_variable():
     with pytest.raises(TopologyError, match='db1: fastdowntime_pg_user is not set'):
         endpoints(['db1'], {'db1': {'fastdowntime_pg_user': ''}})
