@@ -368,3 +368,42 @@ def test_server_login_retry_is_set_back_after_the_window_and_a_failure_is_a_warn
     result = {}
     quiet._restore_login_retry(result)
     assert result == {}
+
+
+def test_a_record_after_the_window_that_could_not_be_written_is_one_warning_naming_primary_cause_and_fix(
+        monkeypatch):
+    """tryit9 6a: the deploy-log row (and the fence records, the replay-pause markers' removal) not
+    written was in the module result only; now also one line in the outage's warnings (the timeline
+    prints them once, the report keeps them) - never a failed deploy."""
+    import psycopg2
+    outage = om.Outage(primary={'host': '10.0.0.10', 'port': 5432, 'name': 'primary'}, standbys=[], pgbouncers=[],
+                       db_name='app', patch_dir='/nowhere', budget_seconds=10)
+    result = {'deploy_id': 'fdt-1', 'outage': {'warnings': []}}
+
+    def refuse(*args, **kwargs):
+        raise om.DeployLogError('10.0.0.10:5432: cannot write the deploy log fastdowntime.deploy_log: permission '
+                                'denied for table deploy_log (SQLSTATE 42501)')
+    monkeypatch.setattr(om, 'write_deploy_log', refuse)
+    outage._log(result)
+    assert result['deploy_log'] == result['outage']['deploy_log'] == (
+        'not written: cannot write the deploy log fastdowntime.deploy_log: permission denied for table deploy_log '
+        '(SQLSTATE 42501)')
+    [line] = result['outage']['warnings']
+    assert line == ('deploy log row not written on primary (10.0.0.10:5432): cannot write the deploy log '
+                    'fastdowntime.deploy_log: permission denied for table deploy_log (SQLSTATE 42501) -> this deploy '
+                    'is missing from the log (cycle_time, the audit); its report.json holds the run: fix that on the '
+                    'primary before the next deploy')
+
+    def fail(*args, **kwargs):
+        raise psycopg2.OperationalError('server closed the connection unexpectedly')
+    monkeypatch.setattr(om.replication, 'clear_fences', fail)
+    window = om.Window()
+    window.disabled = [('b1 (10.0.0.21:6432)', 'app_ro')]
+    outage._record_fences(result, window)
+    assert result['fences_recorded'] == 'not written: server closed the connection unexpectedly'
+    assert result['outage']['warnings'][1] == (
+        'fence records not written (fastdowntime.fenced_entry) on primary (10.0.0.10:5432): server closed the '
+        'connection unexpectedly -> no later deploy ENABLEs app_ro on b1 (10.0.0.21:6432): ENABLE them by hand once '
+        'their standby has replayed this commit')
+    monkeypatch.setattr(om.replication, 'clear_pauses', fail)
+    assert str(outage.clear_pause_marks(set())) == 'server closed the connection unexpectedly'
