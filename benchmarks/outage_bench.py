@@ -51,6 +51,8 @@ import psycopg2  # noqa: E402
 from load import ClientLoad  # noqa: E402
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (  # noqa: E402
     LOGIN_SETTLE_SECONDS, logins_in_flight)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (  # noqa: E402
+    DEFAULT_REVISION_TABLE)
 
 LAB = '10.213.%d.' % (47 + int(os.environ.get('FDT_LAB_ID') or 0))  # as lab/labctl.py
 PRIMARY = 'host=%s10 port=5432 dbname=fdtdemo user=fdt_deploy password=deploy-secret' % LAB
@@ -110,6 +112,29 @@ def env():
     return dict(os.environ, ANSIBLE_CONFIG=os.path.join(ENGINE, 'ansible.cfg'),
                 ANSIBLE_COLLECTIONS_PATH=os.path.join(ENGINE, '.collections'), ANSIBLE_FORCE_COLOR='0',
                 PATH=VENV_BIN + os.pathsep + os.environ['PATH'])
+
+
+def unused_major():
+    """A patch major (four digits: patchset.PATCH_NAME_RE) that neither revision
+    table the benchmark writes has applied. Drawn at random alone it met an
+    applied one once the tables had filled over many runs (a stop-10 A/B run:
+    "patch-7437-00-0.sql: changed since it was applied")."""
+    conn = psycopg2.connect(PRIMARY)
+    conn.autocommit = True
+    used = set()
+    try:
+        with conn.cursor() as cur:
+            for table in (DEFAULT_REVISION_TABLE, WINDOW_REVISION_TABLE):
+                cur.execute('SELECT to_regclass(%s) IS NOT NULL', (table,))
+                if cur.fetchone()[0]:
+                    cur.execute('SELECT DISTINCT major FROM %s' % table)
+                    used.update(row[0] for row in cur.fetchall())
+    finally:
+        conn.close()
+    free = sorted(set(range(3000, 10000)) - used)
+    if not free:
+        raise RuntimeError('benchmark: every patch major 3000-9999 is applied on the lab: rebuild it (labctl down, up)')
+    return random.choice(free)
 
 
 def patch_sql(tag):
@@ -478,7 +503,7 @@ def run_scale(tmp, tag, pgbouncers, standbys, run=0):
     def collection():
         patch_dir = os.path.join(tmp, 'patches-' + tag)
         os.mkdir(patch_dir)
-        with open(os.path.join(patch_dir, 'patch-%d-00-0.sql' % random.randint(3000, 9999)), 'w') as handle:
+        with open(os.path.join(patch_dir, 'patch-%d-00-0.sql' % unused_major()), 'w') as handle:
             handle.write(patch_sql(tag))
         logs = LabLogs()
         with scale_load(pgbouncer_addrs) as load:
@@ -681,7 +706,7 @@ def run_big(tmp, tag, inventory, case):
     sql, undo = BIG_CASES[case]
     patch_dir = os.path.join(tmp, 'patches-' + tag)
     os.makedirs(patch_dir)
-    with open(os.path.join(patch_dir, 'patch-%d-01-0.sql' % random.randint(3000, 9999)), 'w') as handle:
+    with open(os.path.join(patch_dir, 'patch-%d-01-0.sql' % unused_major()), 'w') as handle:
         handle.write('-- %s\n%s' % (case, sql))
     conn = psycopg2.connect(PRIMARY)
     conn.autocommit = True
@@ -756,7 +781,7 @@ def far_inventory(tmp):
 def run_collection(tmp, tag, inventory):
     patch_dir = os.path.join(tmp, 'patches-' + tag)
     os.mkdir(patch_dir)
-    with open(os.path.join(patch_dir, 'patch-%d-00-0.sql' % random.randint(3000, 9999)), 'w') as handle:
+    with open(os.path.join(patch_dir, 'patch-%d-00-0.sql' % unused_major()), 'w') as handle:
         handle.write(patch_sql(tag))
     report = os.path.join(tmp, 'report-%s.json' % tag)
     began = time.monotonic()
@@ -777,7 +802,7 @@ def run_window(tmp, tag, inventory, mode):
     """The collection's window in ``mode`` (all or split); returns (outage_ms, wall, split_window or None)."""
     patch_dir = os.path.join(tmp, 'patches-' + tag)
     os.mkdir(patch_dir)
-    with open(os.path.join(patch_dir, 'patch-%d-00-0.sql' % random.randint(3000, 9999)), 'w') as handle:
+    with open(os.path.join(patch_dir, 'patch-%d-00-0.sql' % unused_major()), 'w') as handle:
         handle.write(patch_sql(tag) + 'SELECT pg_sleep(%s);\n' % WINDOW_PATCH_SECONDS)
     report = os.path.join(tmp, 'report-%s.json' % tag)
     began = time.monotonic()
