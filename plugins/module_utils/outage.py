@@ -789,12 +789,14 @@ class Outage:
         'restored' ({pgbouncer: value}), 'not_restored' (lines)}."""
         if not self.login_retry_lowered:
             return
-        left = restore_login_retry(self.consoles + self.read_consoles)
-        not_restored = set(line.split(':', 1)[0] for line in left)
+        consoles = self.consoles + self.read_consoles
+        left = restore_login_retry(consoles)
+        # A console keeps the value it lowered from until it is set back (Console.restore_login_retry).
+        still_lowered = set(c.label for c in consoles if c.login_retry_lowered_from is not None)
         result['server_login_retry'] = {
             'lowered_to': LOGIN_RETRY_IN_WINDOW,
             'restored': dict((label, value) for label, value in self.login_retry_lowered.items()
-                             if label not in not_restored),
+                             if label not in still_lowered),
             'not_restored': left}
         if left and isinstance(result.get('outage'), dict):
             result['outage'].setdefault('warnings', []).extend(left)

@@ -342,12 +342,14 @@ class RetryConsole:
 
     def __init__(self, label, left=None):
         self.label, self.left, self.restored = label, left, False
+        self.login_retry_lowered_from = '15'
 
     def restore_login_retry(self):
         if self.left:
             raise ConsoleError('%s: server_login_retry left at 0 (%s): run "SET server_login_retry = 15" on its '
                                'console (or RELOAD it)' % (self.label, self.left))
         self.restored = True
+        self.login_retry_lowered_from = None
         return '15'
 
 
