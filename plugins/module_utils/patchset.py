@@ -455,9 +455,11 @@ def no_transaction_block_rule(node, server_version_num=None):
 
 
 def _sets_transaction(node):
-    """SET TRANSACTION ... / SET SESSION CHARACTERISTICS is not this: the
-    window's transaction belongs to the tool."""
-    return type(node).__name__ == 'VariableSetStmt' and (node.name or '').upper() == 'TRANSACTION'
+    """SET TRANSACTION ... and SET TRANSACTION SNAPSHOT (which PostgreSQL takes only before the
+    transaction's first query: in the window it always failed) - the window's transaction belongs to the
+    tool. SET SESSION CHARACTERISTICS is not this: it sets the session's defaults (reset after the patch)."""
+    return type(node).__name__ == 'VariableSetStmt' and \
+        (node.name or '').upper() in ('TRANSACTION', 'TRANSACTION SNAPSHOT')
 
 
 def _classify(node):
@@ -493,6 +495,43 @@ def _classify(node):
     if name == 'VariableSetStmt':
         return SETTING, None
     return COLD, None
+
+
+def _only_sets_config(node):
+    """A SELECT whose every output is a set_config() of constants and that reads nothing
+    (pg_dump's ``SELECT pg_catalog.set_config('search_path', '', false);``)."""
+    if type(node).__name__ != 'SelectStmt' or not node.targetList or _enum_name(node.op) != 'SETOP_NONE' \
+            or any(getattr(node, part, None) for part in ('fromClause', 'whereClause', 'withClause', 'intoClause',
+                                                          'groupClause', 'havingClause', 'lockingClause')):
+        return False
+    for target in node.targetList:
+        call = getattr(target, 'val', None)
+        if type(call).__name__ != 'FuncCall' or _func_last_name(call.funcname) != 'set_config' \
+                or not call.args or any(type(arg).__name__ not in ('A_Const', 'TypeCast') for arg in call.args):
+            return False
+    return True
+
+
+def setting_statements(patches):
+    """[(patch, statement)] of the pending ``patches`` (in order) whose statement only changes a
+    setting of the session: SET / RESET (not SET TRANSACTION, refused), and a SELECT of set_config() calls with constant arguments. The server decides
+    whether it knows the setting, accepts the value and lets the deploy user set it - pg_dump 17 on
+    writes ``SET transaction_timeout = 0``, which a server before 17 does not know: the pre-flight
+    tries each on the primary, rolled back, so the window never fails on one (preflight
+    ``patch_settings``)."""
+    found = []
+    for patch in patches:
+        for statement in patch.statements:
+            node = statement.node
+            if node is None:
+                continue
+            if type(node).__name__ == 'VariableSetStmt':
+                if _sets_transaction(node):
+                    continue
+                found.append((patch, statement))
+            elif _only_sets_config(node):
+                found.append((patch, statement))
+    return found
 
 
 def _index_target(node):

@@ -24,6 +24,7 @@ __metaclass__ = type
 
 import datetime
 import math
+import re
 import socket
 import time
 
@@ -32,7 +33,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils import (
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
     Budget, BudgetExceeded, DEFAULT_BUDGET_SECONDS, DEFAULT_RESERVE_SECONDS, timed_phase_record)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
-    PatchSetError, format_revision, ignored_sql_files, load_patch_set, plan as make_plan)
+    PatchSetError, format_revision, ignored_sql_files, load_patch_set, plan as make_plan, setting_statements)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     FULL_FIX, TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, budget_cap, clients_per_entry, entry_pool_modes,
     full_advice, logins_in_flight, probe_consoles, probe_verdict, reuses_port, servers_of, timeouts, with_probe_login,
@@ -54,7 +55,7 @@ except ImportError:  # pragma: no cover - postgres.connect() reports it
 PASS, WARN, FAIL = 'pass', 'warn', 'fail'
 
 # Checks, in the order the summary lists them.
-CHECKS = ('connection', 'server_version', 'privileges', 'patches', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
+CHECKS = ('connection', 'server_version', 'privileges', 'patches', 'patch_settings', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
           'replay_blockers', 'recovery_conflicts', 'direct_connections', 'blocking_sessions', 'hot_patch_waits',
           'pgbouncer', 'pgbouncer_processes', 'pool_mode', 'connection_slots', 'server_logins', 'lint',
           'pgbouncer_timeouts', 'budget',
@@ -334,6 +335,43 @@ def decide_patches(label, the_plan=None, error=None):
         return finding('patches', PASS, '%s: every patch is applied: no outage needed' % label,
                        host=label, evidence=evidence)
     return finding('patches', PASS, '%s: pending: %s' % (label, pending_text), host=label, evidence=evidence)
+
+
+# What to do about a patch's setting the primary refuses, by SQLSTATE (the rest: SETTING_FIX_DEFAULT).
+SETTING_FIXES = {
+    '42704': 'this server has no such setting (pg_dump 17 and later write SET transaction_timeout = 0, which '
+             'PostgreSQL before 17 does not know): delete the line, or spell the setting as this server does',
+    '22023': 'give it a value this server accepts (SHOW the setting, or see pg_settings.enumvals), or delete the line',
+    '42501': 'the deploy user may not set it: delete the line, or let the deploy user set it (GRANT SET ON '
+             'PARAMETER name TO user, from PostgreSQL 15; a superuser before)',
+    '55P02': 'it cannot be set in a session (it is a server setting: postgresql.conf or ALTER SYSTEM, outside '
+             'the deploy): delete the line',
+}
+SETTING_FIX_DEFAULT = 'correct or delete the line'
+
+
+def decide_patch_settings(label, failures):
+    """The pending patches' settings the primary refused when the pre-flight tried them (rolled back):
+    one failed finding per statement - the window would have failed on it, and rolled back - naming file,
+    line, the statement, PostgreSQL's words and what to do (SETTING_FIXES); a warning instead for a
+    value that names something an earlier pending statement creates (a role, a schema...), which only
+    the window can tell. ``failures``: [{'file', 'line', 'sql', 'code', 'message', 'created_earlier'}]."""
+    found = []
+    for item in failures:
+        statement = ' '.join(item['sql'].split())
+        statement = statement if len(statement) <= 80 else statement[:77] + '...'
+        text = '%s: %s line %d: %s: %s (SQLSTATE %s)' % (
+            label, item['file'], item['line'], statement, item['message'], item['code'])
+        evidence = dict((k, item[k]) for k in ('file', 'line', 'code', 'message'))
+        if item.get('created_earlier'):
+            found.append(finding('patch_settings', WARN, '%s - an earlier pending statement creates %s, so '
+                                 'only the window can tell' % (text, item['created_earlier']), host=label,
+                                 evidence=evidence, action='check the patch runs on a copy of the database'))
+            continue
+        found.append(finding('patch_settings', FAIL, '%s: the window would fail on it and roll back' % text,
+                             host=label, evidence=evidence,
+                             action=SETTING_FIXES.get(item['code'], SETTING_FIX_DEFAULT)))
+    return found
 
 
 def _row_evidence(row):
@@ -1979,6 +2017,7 @@ class Preflight:
             standby_infos.append(dict(info or {}, endpoint=endpoint, label=label, reachable=info is not None))
 
         self._check_patches(primary, primary_label)
+        self._check_patch_settings(primary, primary_label)
         if primary_info and not primary_info.get('superuser') and self.plan is not None:
             self._check_ownership(primary, primary_label, primary_info)
         self._check_lint(primary, primary_label)
@@ -2246,6 +2285,67 @@ class Preflight:
         self.plan = make_plan(patch_set, applied, revision_table=self.revision_table,
                               procedure_source=procedure_source(primary))
         self.findings.append(decide_patches(label, self.plan))
+
+    def _check_patch_settings(self, primary, label):
+        """Every SET / RESET / set_config() of a constant in the pending patches
+        (patchset.setting_statements), tried on the primary in one transaction that
+        is rolled back - each patch's in a savepoint of its own, each statement in
+        one, in order, as the window runs them: a setting the server does not know,
+        a value it refuses, one the deploy user may not set fails here
+        (decide_patch_settings), never inside the window."""
+        if primary is None or self.plan is None or label in self.lost:
+            return
+        pending = sorted(self.plan.pending, key=lambda p: p.revision)
+        settings = setting_statements(pending)
+        if not settings:
+            return
+        failures, earlier = [], []
+        try:
+            with primary.cursor() as cur:
+                cur.execute('BEGIN')
+                try:
+                    cur.execute("SET LOCAL statement_timeout = '5s'; SET LOCAL lock_timeout = '1s'")
+                    for patch in pending:
+                        cur.execute('SAVEPOINT fastdowntime_patch')
+                        for owner, statement in settings:
+                            if owner is not patch:
+                                continue
+                            cur.execute('SAVEPOINT fastdowntime_setting')
+                            try:
+                                cur.execute(statement.sql)
+                                cur.execute('RELEASE SAVEPOINT fastdowntime_setting')
+                            except psycopg2.Error as exc:
+                                if primary.closed:
+                                    raise
+                                cur.execute('ROLLBACK TO SAVEPOINT fastdowntime_setting')
+                                failures.append(self._setting_failure(patch, statement, exc, earlier))
+                        cur.execute('ROLLBACK TO SAVEPOINT fastdowntime_patch')
+                        earlier.extend(s.sql for s in patch.statements)
+                finally:
+                    if not primary.closed:
+                        cur.execute('ROLLBACK')
+        except psycopg2.Error as exc:
+            if not self._lost(primary, label, exc):
+                self.findings.append(finding('patch_settings', WARN, '%s: the patches\' settings were not tried: %s'
+                                             % (label, one_line(exc.pgerror or exc)), host=label,
+                                             action='the window may still fail on a setting: check the SET lines'))
+            return
+        self.findings.extend(decide_patch_settings(label, failures))
+
+    @staticmethod
+    def _setting_failure(patch, statement, exc, earlier):
+        diag = getattr(exc, 'diag', None)
+        message = one_line((diag.message_primary if diag is not None and diag.message_primary else None)
+                           or exc.pgerror or exc)
+        node = statement.node
+        values = [getattr(getattr(arg, 'val', None), 'sval', None) for arg in getattr(node, 'args', None) or ()]
+        # The value names something an earlier statement of this deploy creates (SET ROLE to a role
+        # CREATE ROLE makes): only the window, after that statement, can tell.
+        before = earlier + [s.sql for s in patch.statements[:patch.statements.index(statement)]]
+        created = next((v for v in values if v and any(
+            re.search(r'\bCREATE\b[^;]*?\b%s\b' % re.escape(v), sql, re.I | re.S) for sql in before)), None)
+        return {'file': patch.name, 'line': statement.line, 'sql': statement.sql,
+                'code': getattr(exc, 'pgcode', None) or '?', 'message': message, 'created_earlier': created}
 
     def _check_lint(self, primary, label):
         """One finding per pending statement (lint.py): error fails, warning

@@ -29,6 +29,12 @@ description:
     PostgreSQL 16 a grant C(WITH INHERIT FALSE)) is named so, with the fix for that server's version.
   - C(patches) - the pending patches in order, each hot or cold; an applied patch whose file changed (drift),
     revisions in the database with no file (the database is ahead of the patch set) and a broken patch set fail.
+  - C(patch_settings) - every C(SET), C(RESET) and C(set_config) of constants in the pending patches, tried on the
+    primary in one transaction that is rolled back (each patch's in its own savepoint, in order, as the window runs
+    them). A setting the server does not know (pg_dump 17 and later write C(SET transaction_timeout = 0), unknown
+    before PostgreSQL 17), a value it refuses or one the deploy user may not set fails, naming file, line, statement
+    and fix - the window would fail on it and roll back. A value naming what an earlier pending statement creates
+    (C(SET ROLE) to a role the deploy creates) is a warning.
   - C(standbys) - every standby is in recovery, replicates this primary and its WAL receiver is streaming; its
     upstream (the primary, or in a cascade a standby whose chain ends at the primary) has its
     C(pg_stat_replication) row, found by the standby's own facts (its C(pg_stat_wal_receiver) - its slot, its

@@ -11,7 +11,8 @@ import os
 
 import psycopg2
 
-from deploy import REVISION_TABLE, assert_clean_error, pg_one, run_playbook, table_exists, unique_major
+from deploy import (REVISION_TABLE, assert_clean_error, deploy_under_load, pg_one, run_playbook, table_exists,
+                    unique_major)
 import test_preflight
 from test_preflight import findings, run
 
@@ -106,3 +107,83 @@ def test_cold_code_of_unknown_cost_is_refused_and_a_constant_sleep_priced(lab, r
     assert result['estimate']['total_ms'] > 25000 and not result['estimate']['unknown']
     [budget] = findings(result, 'budget', 'fail')
     assert 'patch-2303-01-0.sql:1 sleep (25.00s)' in budget['summary']
+
+
+PG_DUMP_17_HEADER = """--
+-- PostgreSQL database dump
+--
+
+-- Dumped from database version 17.2
+-- Dumped by pg_dump version 17.2
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET transaction_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+"""
+
+
+def test_a_patchs_settings_the_primary_refuses_are_refused_before_any_pause(healthy_lab, scratch, tmp_path):
+    """pg_dump 17 and later write SET transaction_timeout = 0 (the public discourse #41632,
+    databasement #590: restores into 16 and older fail on it): as a cold patch it passed the
+    pre-flight and failed inside the window (rolled back, every client paused for nothing). Now
+    every SET / set_config of the pending patches is tried on the primary, rolled back: a setting it
+    does not know, a value it refuses, a server-only setting fail the pre-flight in one line each,
+    naming file, line and fix; a SET ROLE to a role an earlier pending statement creates is only a
+    warning. With the lines the pre-flight named removed, the same dump deploys under load."""
+    lab = healthy_lab
+    major = unique_major()
+    names = {'m': major}
+    pg17 = pg_one(lab, 'primary', 'SELECT current_setting(\'server_version_num\')::int') >= 170000
+    table = 'CREATE TABLE public.fdt_dump%(m)d (\n    id integer NOT NULL,\n    name text\n);\n' % names
+    directory = tmp_path / 'patches'
+    directory.mkdir()
+    dump = directory / ('patch-%d-01-0.sql' % major)
+    dump.write_text(PG_DUMP_17_HEADER + 'SET default_table_access_method = fdt_no_such_am;\n' + table)
+    (directory / ('patch-%d-02-0.sql' % major)).write_text(
+        'CREATE ROLE fdt_role%(m)d;\nSET ROLE fdt_role%(m)d;\nRESET ROLE;\nSET wal_level = logical;\n'
+        'DROP ROLE fdt_role%(m)d;\n' % names)
+
+    proc, report_path = run_playbook(lab, tmp_path, str(directory), tags='preflight,hot,outage')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    name = 'patch-%d-01-0.sql' % major
+    expected = [
+        '%s line 24: SET default_table_access_method = fdt_no_such_am: invalid value for parameter '
+        '"default_table_access_method"' % name,
+        'patch-%d-02-0.sql line 4: SET wal_level = logical: parameter "wal_level" cannot be changed without '
+        'restarting the server (SQLSTATE 55P02): the window would fail on it and roll back' % major,
+        'patch-%d-02-0.sql line 2: SET ROLE fdt_role%d: role "fdt_role%d" does not exist (SQLSTATE 22023) - an '
+        'earlier pending statement creates fdt_role%d, so only the window can tell' % (major, major, major, major)]
+    if not pg17:
+        expected.append('%s line 11: SET transaction_timeout = 0: unrecognized configuration parameter '
+                        '"transaction_timeout" (SQLSTATE 42704): the window would fail on it and roll back -> this '
+                        'server has no such setting (pg_dump 17 and later write SET transaction_timeout = 0' % name)
+    assert_clean_error(out, 'refused by pre-flight', *expected)
+    report = json.load(open(report_path))
+    assert report['outcome'] == 'refused by pre-flight'
+    assert not [p for p in report['phases'] if p['phase'] in ('drain', 'cold_transaction', 'resume')], report['phases']
+    assert len([p for p in report['problems'] if p.startswith('patch_settings: ')]) == 3 - pg17, report['problems']
+    assert not table_exists(lab, 'primary', 'fdt_dump%d' % major)
+    assert not pg_one(lab, 'primary', 'SELECT count(*) FROM pg_roles WHERE rolname = %s', ('fdt_role%d' % major,))
+
+    # As the messages say: the lines named deleted; the rest of pg_dump's header runs in the window.
+    os.remove(str(directory / ('patch-%d-02-0.sql' % major)))
+    dump.write_text((PG_DUMP_17_HEADER + table).replace('SET transaction_timeout = 0;\n', '-- (deleted)\n'))
+    proc, out, load = deploy_under_load(lab, tmp_path, str(directory))
+    assert proc.returncode == 0, out[-3000:]
+    assert 'patch_settings' not in out
+    assert table_exists(lab, 'primary', 'fdt_dump%d' % major)
+    assert not load.errors, load.error_texts()

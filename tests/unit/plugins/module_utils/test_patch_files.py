@@ -11,7 +11,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     ACCEPTED, COLD, DOWN, HOT, NO_TRANSACTION, REFUSED_ANNOTATION, Patch, PatchSetError, ignored_sql_files,
     load_patch_set, meta_command_advice, migration_annotation, name_problem, other_tool_name, patch_kind,
-    split_statements)
+    read_statements, setting_statements, split_statements)
 
 GOOSE = """-- +goose Up
 -- +goose StatementBegin
@@ -381,3 +381,60 @@ def test_budget_warns_when_statements_of_unknown_cost_are_pending():
                                lint_estimate={'statements_seconds': 0.0, 'replay_seconds': 0.0, 'costliest': [],
                                               'unknown': ['patch-2300-01-0.sql:1 SELECT backfill()']})
     assert model['unknown'] == ['patch-2300-01-0.sql:1 SELECT backfill()']
+
+
+# -- settings the server decides on (the pre-flight's patch_settings) ------------------------------
+
+PG_DUMP_17 = """SET statement_timeout = 0;
+SET transaction_timeout = 0;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET LOCAL work_mem = '4MB';
+RESET ALL;
+SET TIME ZONE 'UTC';
+SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;
+SELECT set_config('a.b', '1', false), 1;
+SELECT set_config('a.b', v, false) FROM fdt_t;
+SELECT set_config('a.b', current_user, false);
+CREATE TABLE fdt_t (v text);
+"""
+
+
+def test_setting_statements_are_every_set_reset_and_constant_set_config_in_order():
+    statements, problems, dummy = read_statements(PG_DUMP_17, 'patch-2300-01-0.sql')
+    assert problems == []
+    patch = Patch(name='patch-2300-01-0.sql', path='', revision=(2300, 1, 0), sha256='', kind=COLD,
+                  statements=statements)
+    # transaction_timeout is a setting (not SET TRANSACTION); a SELECT reading a table, computing a value
+    # or returning anything else is not tried.
+    assert [s.line for p, s in setting_statements([patch])] == [1, 2, 3, 4, 5, 6, 7]
+    assert all(p is patch for p, s in setting_statements([patch]))
+
+
+def test_set_transaction_snapshot_is_refused_as_set_transaction():
+    statements, problems, dummy = read_statements("SET TRANSACTION SNAPSHOT '00000003-0000001B-1';\n", 'p.sql')
+    assert statements == [] and problems == [
+        'p.sql line 1: SET TRANSACTION is not allowed in a patch: the tool owns the transaction (every cold patch '
+        'runs in one, after other statements)']
+
+
+def test_decide_patch_settings_one_line_each_with_the_fix_of_its_sqlstate():
+    failures = [
+        {'file': 'patch-2300-01-0.sql', 'line': 11, 'sql': 'SET transaction_timeout = 0', 'code': '42704',
+         'message': 'unrecognized configuration parameter "transaction_timeout"', 'created_earlier': None},
+        {'file': 'patch-2300-01-0.sql', 'line': 12, 'sql': 'SET session_replication_role = replica',
+         'code': '42501', 'message': 'permission denied to set parameter "session_replication_role"',
+         'created_earlier': None},
+        {'file': 'patch-2300-02-0.sql', 'line': 2, 'sql': 'SET ROLE fdt_new', 'code': '22023',
+         'message': 'role "fdt_new" does not exist', 'created_earlier': 'fdt_new'},
+    ]
+    found = pf.decide_patch_settings('primary (10.0.0.10:5432)', failures)
+    assert [(f['check'], f['status']) for f in found] == [('patch_settings', pf.FAIL), ('patch_settings', pf.FAIL),
+                                                          ('patch_settings', pf.WARN)]
+    assert found[0]['summary'] == (
+        'primary (10.0.0.10:5432): patch-2300-01-0.sql line 11: SET transaction_timeout = 0: unrecognized '
+        'configuration parameter "transaction_timeout" (SQLSTATE 42704): the window would fail on it and roll back')
+    assert 'pg_dump 17 and later' in found[0]['action'] and 'delete the line' in found[0]['action']
+    assert 'GRANT SET ON PARAMETER' in found[1]['action']
+    assert 'an earlier pending statement creates fdt_new, so only the window can tell' in found[2]['summary']
+    assert pf.decide_patch_settings('primary', []) == []
+
