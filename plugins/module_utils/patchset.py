@@ -481,7 +481,9 @@ def _classify(node):
                               'one wherever it runs; %s' % (rule.words, 'make it a statement of its own in a hot '
                                                             'patch' if rule.live else rule.advice))
     if name == 'TransactionStmt':
-        return None, 'transaction control is not allowed in a patch: the tool runs every cold patch in one transaction'
+        return None, ('transaction control is not allowed in a patch: the tool runs every cold patch in one '
+                      'transaction; delete the line (sqitch, golang-migrate and Django sqlmigrate files carry their '
+                      'own BEGIN/COMMIT); what must be committed first goes in an earlier patch')
     if _sets_transaction(node):
         return None, ('SET TRANSACTION is not allowed in a patch: the tool owns the transaction '
                       '(every cold patch runs in one, after other statements)')
@@ -514,11 +516,11 @@ def _only_sets_config(node):
 
 def setting_statements(patches):
     """[(patch, statement)] of the pending ``patches`` (in order) whose statement only changes a
-    setting of the session: SET / RESET (not SET TRANSACTION, refused), and a SELECT of set_config() calls with constant arguments. The server decides
-    whether it knows the setting, accepts the value and lets the deploy user set it - pg_dump 17 on
-    writes ``SET transaction_timeout = 0``, which a server before 17 does not know: the pre-flight
-    tries each on the primary, rolled back, so the window never fails on one (preflight
-    ``patch_settings``)."""
+    setting of the session: SET / RESET (not SET TRANSACTION, refused), and a SELECT of set_config()
+    calls with constant arguments. The server decides whether it knows the setting, accepts the value
+    and lets the deploy user set it - pg_dump 17 on writes ``SET transaction_timeout = 0``, which a
+    server before 17 does not know: the pre-flight tries each on the primary, rolled back, so the
+    window never fails on one (preflight ``patch_settings``)."""
     found = []
     for patch in patches:
         for statement in patch.statements:
@@ -554,7 +556,7 @@ def _index_target(node):
 @dataclass(frozen=True)
 class Annotation:
     """One migration-tool annotation of a patch's comments: ``tool`` (goose,
-    sql-migrate, dbmate, liquibase), ``word`` (as written), ``effect``:
+    sql-migrate, dbmate, liquibase, flyway), ``word`` (as written), ``effect``:
 
     - ``accepted``: a comment here, harmless (goose Up, StatementBegin/End...);
     - ``down``: the rollback part starts here, up to the end of the file: it
@@ -576,6 +578,9 @@ _DBMATE = re.compile(r'^--\s*migrate:(up|down)\b(.*?)\s*$', re.I)
 _LIQUIBASE = re.compile(r'^--\s*(liquibase\s+formatted\s+sql|changeset|rollback|comment|preconditions?\S*|'
                         r'validchecksum|ignorelines)\b(.*?)\s*$', re.I)
 # Liquibase changeset attributes that change whether or how the changeset runs.
+# Flyway's script configuration written in the script itself (``-- flyway:executeInTransaction=false``;
+# the same keys as a ``V1__x.sql.conf`` file beside it).
+_FLYWAY = re.compile(r'^--\s*flyway:\s*(\w+)\s*=\s*(\S*)\s*$', re.I)
 _LIQUIBASE_RUN_ATTRIBUTES = ('runalways', 'runonchange', 'context', 'contextfilter', 'labels', 'dbms',
                              'failonerror', 'splitstatements', 'enddelimiter', 'runwith')
 _SAME_TRANSACTION = 'runs in the same transaction as the up part, undoing it'
@@ -606,6 +611,21 @@ def migration_annotation(comment):
         if 'transaction:false' in match.group(2).replace(' ', '').lower():
             return Annotation('dbmate', word, NO_TRANSACTION)
         return Annotation('dbmate', word, ACCEPTED)
+    match = _FLYWAY.match(comment)
+    if match:
+        key, value = match.group(1).lower(), match.group(2).lower()
+        word = 'flyway:%s=%s' % (match.group(1), match.group(2))
+        if key == 'executeintransaction':
+            return Annotation('flyway', word, NO_TRANSACTION if value == 'false' else ACCEPTED)
+        if key == 'shouldexecute':
+            return Annotation('flyway', word, REFUSED_ANNOTATION,
+                              'this tool does not evaluate it: every statement of the file runs here; remove it '
+                              'and write only what must run')
+        if key == 'placeholderreplacement' and value == 'true':
+            return Annotation('flyway', word, REFUSED_ANNOTATION,
+                              'this tool does not substitute ${placeholders}: write the values into the patch')
+        # encoding, placeholderReplacement=false: nothing this tool does differently.
+        return Annotation('flyway', word, ACCEPTED)
     match = _LIQUIBASE.match(comment)
     if match:
         key, rest = match.group(1).lower(), match.group(2)
@@ -853,6 +873,7 @@ def _problem_line(problem):
 # Files named for another migration tool: each is a schema change its author
 # meant to be applied, so the patch set refuses it rather than skip it.
 OTHER_TOOL_NAMES = (
+    (re.compile(r'^.+\.sql\.conf$', re.I), 'a Flyway script configuration file'),
     (re.compile(r'^V\d+([._]\d+)*__.*\.sql$'), 'a Flyway versioned migration'),
     (re.compile(r'^U\d+([._]\d+)*__.*\.sql$'), 'a Flyway undo migration'),
     (re.compile(r'^R__.*\.sql$'), 'a Flyway repeatable migration'),
@@ -882,6 +903,10 @@ def name_problem(name, next_name='patch-2211-01-0.sql'):
     what = other_tool_name(name)
     if what is None:
         return None
+    if 'configuration' in what:
+        return ('%s: %s: this tool does not read it, so what it says (executeInTransaction=false...) would silently '
+                'not apply; a hot patch (CREATE INDEX CONCURRENTLY...) runs live, outside a transaction, anyway, '
+                'every cold patch in the window\'s one transaction: delete it or move it out' % (name, what))
     if 'down' in what or 'undo' in what:
         fix = 'a patch set has no down migrations: move it out of the patch directory'
     else:

@@ -2,7 +2,8 @@
 
 A goose file with a Down section (once applied and recorded with its function dropped
 again), psql meta-commands, pg_dump COPY data, a Flyway-named file and transaction
-control: all refused in one run, before any PAUSE, each naming its file and line; the
+control, Flyway's script configuration (inline, and a .sql.conf file): all refused in one run,
+before any PAUSE, each naming its file and line; the
 goose file's up part alone then deploys. A cold statement running code of unknown cost
 is refused by the lint, and a constant pg_sleep is priced at its seconds."""
 
@@ -50,6 +51,8 @@ def test_goose_down_and_other_tools_files_refused_before_any_pause_in_one_run(he
                                      '\n1\tone\n2\ttwo\n\\.\n' % names,
         'patch-%d-04-0.sql' % major: 'BEGIN;\nCREATE TABLE fdt_b%(m)d (id int);\nCOMMIT;\n' % names,
         'V3__add_col.sql': 'ALTER TABLE fdt_p%(m)d ADD COLUMN x int;\n' % names,
+        'patch-%d-05-0.sql' % major: '-- flyway:executeInTransaction=false\nCREATE TABLE fdt_f%(m)d (id int);\n' % names,
+        'patch-%d-05-0.sql.conf' % major: 'executeInTransaction=false\n',
     }
     for name, text in files.items():
         (directory / name).write_text(text)
@@ -65,12 +68,15 @@ def test_goose_down_and_other_tools_files_refused_before_any_pause_in_one_run(he
         'patch-%d-03-0.sql line 2: COPY FROM stdin data (2 row(s) follow it): not supported' % major,
         'patch-%d-04-0.sql line 1: transaction control is not allowed in a patch' % major,
         'patch-%d-04-0.sql line 3: transaction control' % major,
-        'V3__add_col.sql: a Flyway versioned migration, not a patch: it would never be applied')
+        'V3__add_col.sql: a Flyway versioned migration, not a patch: it would never be applied',
+        'patch-%d-05-0.sql line 1: flyway annotation -- flyway:executeInTransaction=false asks to run the file '
+        'outside a transaction' % major,
+        'patch-%d-05-0.sql.conf: a Flyway script configuration file: this tool does not read it' % major)
     assert 'does not parse' not in out
     assert 'Drain, cold patches' not in out  # refused before the outage play: nothing paused
     assert json.load(open(report_path))['outcome'] == 'refused by pre-flight'
     assert not function_exists(lab, 'fdt_goose%d' % major)
-    assert not any(table_exists(lab, 'primary', t % major) for t in ('fdt_p%d', 'fdt_c%d', 'fdt_b%d'))
+    assert not any(table_exists(lab, 'primary', t % major) for t in ('fdt_p%d', 'fdt_c%d', 'fdt_b%d', 'fdt_f%d'))
 
     # As the message says: only the up part kept, the other files out. The goose markers are comments.
     for name in files:

@@ -438,3 +438,31 @@ def test_decide_patch_settings_one_line_each_with_the_fix_of_its_sqlstate():
     assert 'an earlier pending statement creates fdt_new, so only the window can tell' in found[2]['summary']
     assert pf.decide_patch_settings('primary', []) == []
 
+
+def test_flyway_inline_script_configuration_is_read_as_the_others_annotations(tmp_path):
+    assert migration_annotation('-- flyway:executeInTransaction=false').effect == NO_TRANSACTION
+    assert migration_annotation('--flyway:executeInTransaction=true').effect == ACCEPTED
+    assert migration_annotation('-- flyway:encoding=UTF-8').effect == ACCEPTED
+    assert migration_annotation('-- flyway:shouldExecute=false').effect == REFUSED_ANNOTATION
+    assert migration_annotation('-- flyway:placeholderReplacement=true').effect == REFUSED_ANNOTATION
+    write(tmp_path, 'patch-2400-01-0.sql', '-- flyway:executeInTransaction=false\nCREATE TABLE fdt_fly (id int);\n')
+    write(tmp_path, 'patch-2400-02-0.sql', '-- flyway:executeInTransaction=false\n'
+                                           'CREATE INDEX CONCURRENTLY fdt_fly_idx ON fdt_fly (id);\n')
+    write(tmp_path, 'patch-2400-02-0.sql.conf', 'executeInTransaction=false\n')
+    assert problems_of(tmp_path) == [
+        'patch-2400-01-0.sql line 1: flyway annotation -- flyway:executeInTransaction=false asks to run the file '
+        'outside a transaction, but its statements are transactional and run in the window\'s one transaction (all '
+        'or nothing): remove the annotation; a statement that must run live (CREATE INDEX CONCURRENTLY...) goes in a '
+        'hot patch of its own',
+        'patch-2400-02-0.sql.conf: a Flyway script configuration file: this tool does not read it, so what it says '
+        '(executeInTransaction=false...) would silently not apply; a hot patch (CREATE INDEX CONCURRENTLY...) runs '
+        'live, outside a transaction, anyway, every cold patch in the window\'s one transaction: delete it or move '
+        'it out']
+
+
+def test_transaction_control_says_to_delete_the_line():
+    statements, problems, dummy = read_statements('BEGIN;\nCREATE TABLE fdt_t (id int);\nCOMMIT;\n', 'p.sql')
+    assert [p.split(': ', 1)[0] for p in problems] == ['p.sql line 1', 'p.sql line 3']
+    assert all(p.endswith('transaction; delete the line (sqitch, golang-migrate and Django sqlmigrate files carry '
+                          'their own BEGIN/COMMIT); what must be committed first goes in an earlier patch')
+               for p in problems)
