@@ -491,6 +491,15 @@ def _classify(node):
         return None, (('COPY FROM stdin: not supported: the tool sends SQL, not data; load it with INSERTs, or '
                        'outside the deploy') if node.is_from else
                       'COPY TO stdout: a deploy has nowhere to send its output; remove it')
+    if name == 'CopyStmt':
+        # A file or program on the database server: nothing the pre-flight can see or price (a missing
+        # file failed inside the window), and a file written is not undone by the window's ROLLBACK.
+        source = 'PROGRAM' if node.is_program else 'a file on the database server'
+        return None, (('COPY FROM %s: the pre-flight can neither check nor price what it reads, and the window '
+                       'fails if it is missing; load the data with INSERTs, or outside the deploy' % source)
+                      if node.is_from else
+                      ('COPY TO %s: a side effect the window\'s ROLLBACK does not undo; run it outside the deploy'
+                       % source))
     if name == 'InsertStmt' and node.relation is not None \
             and node.relation.relname.lower() == LAUNCHPAD_REVISION_TABLE:
         return REVISION, None

@@ -2,9 +2,9 @@
 
 A goose file with a Down section (once applied and recorded with its function dropped
 again), psql meta-commands, pg_dump COPY data, a Flyway-named file and transaction
-control, Flyway's script configuration (inline, and a .sql.conf file): all refused in one run,
-before any PAUSE, each naming its file and line; the
-goose file's up part alone then deploys. A cold statement running code of unknown cost
+control, Flyway's script configuration (inline, and a .sql.conf file), COPY from a server file:
+all refused in one run, before any PAUSE, each naming its file and line; the goose file's up
+part alone then deploys. A cold statement running code of unknown cost
 is refused by the lint, and a constant pg_sleep is priced at its seconds."""
 
 import json
@@ -53,6 +53,8 @@ def test_goose_down_and_other_tools_files_refused_before_any_pause_in_one_run(he
         'V3__add_col.sql': 'ALTER TABLE fdt_p%(m)d ADD COLUMN x int;\n' % names,
         'patch-%d-05-0.sql' % major: '-- flyway:executeInTransaction=false\nCREATE TABLE fdt_f%(m)d (id int);\n' % names,
         'patch-%d-05-0.sql.conf' % major: 'executeInTransaction=false\n',
+        'patch-%d-06-0.sql' % major: "CREATE TABLE fdt_y%(m)d (id int);\nCOPY fdt_y%(m)d FROM '/tmp/fdt-no-such.csv';\n"
+                                     % names,
     }
     for name, text in files.items():
         (directory / name).write_text(text)
@@ -71,12 +73,14 @@ def test_goose_down_and_other_tools_files_refused_before_any_pause_in_one_run(he
         'V3__add_col.sql: a Flyway versioned migration, not a patch: it would never be applied',
         'patch-%d-05-0.sql line 1: flyway annotation -- flyway:executeInTransaction=false asks to run the file '
         'outside a transaction' % major,
-        'patch-%d-05-0.sql.conf: a Flyway script configuration file: this tool does not read it' % major)
+        'patch-%d-05-0.sql.conf: a Flyway script configuration file: this tool does not read it' % major,
+        'patch-%d-06-0.sql line 2: COPY FROM a file on the database server: the pre-flight can neither check nor '
+        'price what it reads, and the window fails if it is missing' % major)
     assert 'does not parse' not in out
     assert 'Drain, cold patches' not in out  # refused before the outage play: nothing paused
     assert json.load(open(report_path))['outcome'] == 'refused by pre-flight'
     assert not function_exists(lab, 'fdt_goose%d' % major)
-    assert not any(table_exists(lab, 'primary', t % major) for t in ('fdt_p%d', 'fdt_c%d', 'fdt_b%d', 'fdt_f%d'))
+    assert not any(table_exists(lab, 'primary', t % major) for t in ('fdt_p%d', 'fdt_c%d', 'fdt_b%d', 'fdt_f%d', 'fdt_y%d'))
 
     # As the message says: only the up part kept, the other files out. The goose markers are comments.
     for name in files:

@@ -466,3 +466,20 @@ def test_transaction_control_says_to_delete_the_line():
     assert all(p.endswith('transaction; delete the line (sqitch, golang-migrate and Django sqlmigrate files carry '
                           'their own BEGIN/COMMIT); what must be committed first goes in an earlier patch')
                for p in problems)
+
+
+def test_copy_from_or_to_a_server_file_or_program_is_refused():
+    statements, problems, dummy = read_statements(
+        "COPY fdt_t (id) FROM '/tmp/fdt-data.csv' WITH (FORMAT csv);\n"
+        "COPY fdt_t FROM PROGRAM 'zcat /tmp/d.gz';\n"
+        "COPY fdt_t TO '/tmp/out.csv';\n"
+        "COPY (SELECT 1) TO PROGRAM 'cat';\n", 'p.sql')
+    assert statements == []
+    assert problems == [
+        'p.sql line 1: COPY FROM a file on the database server: the pre-flight can neither check nor price what it '
+        'reads, and the window fails if it is missing; load the data with INSERTs, or outside the deploy',
+        'p.sql line 2: COPY FROM PROGRAM: the pre-flight can neither check nor price what it reads, and the window '
+        'fails if it is missing; load the data with INSERTs, or outside the deploy',
+        'p.sql line 3: COPY TO a file on the database server: a side effect the window\'s ROLLBACK does not undo; '
+        'run it outside the deploy',
+        'p.sql line 4: COPY TO PROGRAM: a side effect the window\'s ROLLBACK does not undo; run it outside the deploy']
