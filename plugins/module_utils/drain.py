@@ -32,7 +32,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, host_port, one_line, psycopg2)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
-    backend_activity, match_backends, terminate_backend)
+    backend_activity, describe_session, end_session_fix, match_backends, query_summary, terminate_backend)
 
 
 class DrainError(ConsoleError):
@@ -97,17 +97,26 @@ def terminated_lines(phases):
     return lines
 
 
-def describe_holder(holder):
-    """One holder in words, for the one-line error."""
-    text = '%s@%s on %s entry %s' % (holder['client_user'], host_port(holder['client_addr'], holder['client_port']),
+def holder_client(holder):
+    """'user@addr:port on <pgbouncer> entry <entry>': the pgbouncer client of one holder."""
+    return '%s@%s on %s entry %s' % (holder['client_user'], host_port(holder['client_addr'], holder['client_port']),
                                      holder['pgbouncer'], holder['entry'])
+
+
+def describe_holder(holder):
+    """One holder in words, for the one-line error: the pgbouncer client, the
+    entry, and - its backend found (``backend``, on ``server``: the primary's
+    label unless the entry serves a standby) - the backend's pid, user,
+    application, how long its query has run and its transaction been open,
+    what its query is (sessions.query_summary: never the text) and how to end
+    it there (sessions.end_session_fix)."""
+    text = holder_client(holder)
     backend = holder.get('backend')
     if backend:
-        age = backend.get('xact_age_seconds')
-        text += ' (backend pid %s, user %s, %s, transaction open %s, query: %s)' % (
-            backend.get('pid'), backend.get('usename'), backend.get('state'),
-            '%.1f s' % age if age is not None else 'n/a',
-            one_line(backend.get('query') or '')[:120])
+        server = holder.get('server')
+        text += ': backend %s%s - wait for it to finish, or end it (%s)' % (
+            describe_session(backend, with_query=True), ' on %s' % server if server else '',
+            end_session_fix(backend, server or 'the primary'))
     return text
 
 
@@ -118,7 +127,7 @@ class _Drain:
 
     def __init__(self, consoles, deadline_seconds, policy, primary_conn, terminate_after_seconds,
                  terminate_min_xact_age_seconds, clock, poll_interval, phase='drain', after_pause_sent=None,
-                 flags=None):
+                 flags=None, backends=None):
         if policy not in ('abort', 'terminate'):
             raise ValueError('policy must be abort or terminate, got %r' % (policy,))
         self.consoles = consoles
@@ -134,6 +143,8 @@ class _Drain:
         self.phase = phase
         self.after_pause_sent = after_pause_sent
         self.flags = dict(flags or {})
+        self.backends = backends
+        self.missed = None  # (deadline_seconds, hosts, holders) once the deadline passed: said after the resume
         self.terminated = []
         self.phases = {}
         self.records = {}  # console label -> its phase record (detail gets what was terminated)
@@ -220,6 +231,7 @@ class _Drain:
         return True
 
     def _holders(self, consoles):
+        """The holders (``holders``) on ``consoles``, their backends not looked up."""
         found = []
         for console in consoles:
             try:
@@ -227,24 +239,47 @@ class _Drain:
                                      console.label))
             except ConsoleError:
                 continue
+        return found
+
+    def _match(self, found):
+        """Each holder's backend, once every pause is undone: ``backends``
+        (the caller's: on the server each entry points at), else on the
+        primary."""
+        if not found:
+            return found
+        if self.backends is not None:
+            try:
+                return self.backends(found)
+            except Exception:  # naming the backend must never hide the drain's own error
+                return found
         return match_backends(found, backend_activity(self.primary_conn))
 
     def _missed_deadline(self, unconfirmed):
+        """Who still holds a server connection, read from the consoles while
+        the entries are paused; their backends are looked up only once every
+        pause is undone (_rollback): the clients must not wait for it."""
         found = self._holders(sorted(unconfirmed, key=lambda c: c.label))
-        hosts = ', '.join(sorted(c.label for c in unconfirmed))
+        self.missed = (self.deadline_seconds, ', '.join(sorted(c.label for c in unconfirmed)), found)
+        raise DrainError('drain missed its %.1f s deadline' % self.deadline_seconds, holders=found)
+
+    def _missed_message(self):
+        """The missed deadline in one line, backends named (after the resume)."""
+        deadline, hosts, found = self.missed
+        self._match(found)
         if found:
             who = 'still holding a server connection: %s' % '; '.join(describe_holder(h) for h in found)
         else:
             who = 'no client holds a server connection any more (pgbouncer did not answer the PAUSE in time)'
-        raise DrainError('drain missed its %.1f s deadline on %s; %s' % (self.deadline_seconds, hosts, who),
-                         holders=found)
+        return 'drain missed its %.1f s deadline on %s; %s' % (deadline, hosts, who)
 
     def _terminate(self, unconfirmed):
         """pg_terminate_backend for primary backends held in a transaction older than the threshold."""
         if self.primary_conn is None:
             return
         done = set(item['pid'] for item in self.terminated)
-        for holder in self._holders(unconfirmed):
+        # The primary's backends only, matched as they always were (never the caller's ``backends``: a standby's
+        # pid is another backend on the primary; and no round trip to a standby inside the window).
+        for holder in match_backends(self._holders(unconfirmed), backend_activity(self.primary_conn)):
             backend = holder.get('backend')
             if not backend or backend.get('pid') in done:
                 continue
@@ -254,7 +289,7 @@ class _Drain:
             terminate_backend(self.primary_conn, backend['pid'])
             done.add(backend['pid'])
             item = {'pid': backend['pid'], 'usename': backend.get('usename'), 'xact_age_seconds': age,
-                    'query': backend.get('query'), 'client': describe_holder(holder)}
+                    'query': query_summary(backend.get('query')), 'client': holder_client(holder)}
             self.terminated.append(item)
             # On the console's drain row too, so the report and the deploy log keep it.
             record = self.records.get(holder.get('pgbouncer'))
@@ -272,6 +307,12 @@ class _Drain:
                 not_resumed.append(str(exc))
             self._end_phase(console, error)
         message = str(error)
+        if self.missed is not None:
+            # Every pause undone: now the holders' backends (a round trip to each server they are on).
+            message = self._missed_message()
+            for record in self.records.values():
+                if (record.get('detail') or {}).get('error') == str(error):
+                    record['detail']['error'] = message
         if not_resumed:
             message += '; could NOT resume: %s (the watchdog resumes it at its deadline, or run the ' \
                        'pgbouncer_drain role resume entry point)' % '; '.join(not_resumed)
@@ -309,7 +350,7 @@ class _Drain:
 
 def drain(consoles, deadline_seconds=None, policy='abort', primary_conn=None,
           terminate_after_seconds=None, terminate_min_xact_age_seconds=None, clock=None,
-          poll_interval=0.05, phase='drain', after_pause_sent=None, flags=None):
+          poll_interval=0.05, phase='drain', after_pause_sent=None, flags=None, backends=None):
     """PAUSE the deploy's entries on every (open) console at once and wait for
     the PAUSE replies (the drain: see the module's doc) within
     ``deadline_seconds`` (default: the usable budget of ``clock``).
@@ -336,11 +377,18 @@ def drain(consoles, deadline_seconds=None, policy='abort', primary_conn=None,
     made since is told by the PAUSE's own reply ("already suspended/paused"):
     DrainError, every pause undone. An entry PAUSEd since is answered like
     ours (pgbouncer gives no sign): it is paused and resumed with the others.
+
+    ``backends``: a function given the holders (``holders``' dicts) that sets
+    each one's ``backend`` (its pg_stat_activity row, sessions.match_backends)
+    and ``server`` (the label of the server it is on) and returns them - the
+    outage's looks on the server each entry points at, a standby's too;
+    default: the primary's (``primary_conn``). At a missed deadline it runs
+    after every pause is undone.
     """
     if deadline_seconds is None:
         if clock is None:
             raise ValueError('drain needs deadline_seconds or a budget clock')
         deadline_seconds = clock.work_timeout('drain')
     runner = _Drain(consoles, deadline_seconds, policy, primary_conn, terminate_after_seconds,
-                    terminate_min_xact_age_seconds, clock, poll_interval, phase, after_pause_sent, flags)
+                    terminate_min_xact_age_seconds, clock, poll_interval, phase, after_pause_sent, flags, backends)
     return runner.run()

@@ -38,12 +38,13 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain impo
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import logins, replication
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     LOGIN_RETRY_IN_WINDOW, Console, ConsoleError, budget_cap, checked, describe_verdict, in_parallel,
-    lower_login_retry, open_consoles, probe_consoles, probe_verdict, restore_login_retry, resume, verify_resumed,
-    wait_logins_settled, with_probe_login)
+    lower_login_retry, open_consoles, probe_consoles, probe_verdict, restore_login_retry, resume, servers_of,
+    verify_resumed, wait_logins_settled, with_probe_login)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
+    ACTIVITY_SQL, BACKENDS_SQL, describe_session, drain_holders, end_session_fix, match_backends, server_clients,
     server_pids, terminate_killable)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
-    resolve_addresses, serving_entries)
+    resolve_addresses, serving_entries, standby_of_entries)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     ConnectError, connect, connect_action, endpoint_label, one_line, psycopg2, query)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
@@ -242,7 +243,7 @@ class AllWindow:
     def phases(outage, window):
         window.step = 'drain'
         drain(outage.consoles, policy=outage.drain_policy, primary_conn=outage.observer, clock=outage.clock,
-              flags=outage.entry_flags)
+              flags=outage.entry_flags, backends=outage.holder_backends)
         outage.cold_transaction(window)
         outage.standby_replay(window)
 
@@ -296,12 +297,13 @@ class SplitWindow:
         window.step = 'drain'
         window.marks['write_start'] = time.monotonic()
         drain(outage.consoles, policy=outage.drain_policy, primary_conn=outage.observer, clock=outage.clock,
-              phase='drain_write', flags=outage.entry_flags)
+              phase='drain_write', flags=outage.entry_flags, backends=outage.holder_backends)
         outage.cold_transaction(window)
         window.step = 'read drain'
         window.marks['read_start'] = time.monotonic()
         drain(outage.read_consoles, policy=outage.drain_policy, clock=outage.clock, phase='drain_read',
-              after_pause_sent=lambda: self.resume_writes(outage, window), flags=outage.entry_flags)
+              after_pause_sent=lambda: self.resume_writes(outage, window), flags=outage.entry_flags,
+              backends=outage.holder_backends)
         window.step = 'replay resume'
         replay_errors = [(e, err) for e, err in replication.resume_replay(outage.standby_conns, outage.clock) if err]
         window.replay_paused = [e for e, dummy in replay_errors]
@@ -387,7 +389,7 @@ class Outage:
     def __init__(self, primary, standbys, pgbouncers, db_name, patch_dir, budget_seconds,
                  revision_table=None, deploy_id=None, drain_policy='abort', drain_entries=None,
                  killable_users=None, reserve_seconds=None, lock_retry=None, window_mode='all', overrides=None,
-                 estimate_ms=None):
+                 estimate_ms=None, blocking_sessions='refuse'):
         if window_mode not in MODES:
             raise ValueError('window_mode must be one of %s, got %r' % (', '.join(WINDOW_MODES), window_mode))
         self.window_mode = window_mode
@@ -400,6 +402,9 @@ class Outage:
         self.revision_table = revision_table
         self.deploy_id = deploy_id or new_deploy_id()
         self.drain_policy = drain_policy
+        # The pre-flight's fastdowntime_blocking_sessions: 'warn' (the operator vouched for such sessions)
+        # lets the window open with a session that would hold the drain (refuse_drain_holders).
+        self.blocking_sessions = blocking_sessions
         self.drain_entries = list(drain_entries or [])
         self.killable_users = list(killable_users or [])
         self.lock_retry = lock_retry
@@ -478,6 +483,9 @@ class Outage:
             # Just before the clock: the entries someone else paused already
             # (the drain neither pauses nor resumes them); a pgbouncer-wide
             # PAUSE made since is refused by our PAUSE's own reply.
+            # The last look before the clock: a session that began after the pre-flight passed (a
+            # report through a read-only entry during the hot patches) and would hold the drain.
+            self.refuse_drain_holders()
             if not check_mode:
                 # A server login the PAUSE closes anyway (the race wait_logins_settled narrows) is
                 # logged in again at RESUME, not refused for server_login_retry: restored in _finish.
@@ -493,6 +501,93 @@ class Outage:
             self.close()
             raise
         return self.plan
+
+    def _server_connections(self):
+        """{server label: (its connection, its endpoint or None for the primary)} of the window's own connections."""
+        found = {endpoint_label(self.primary): (self.observer, None)}
+        found.update((endpoint_label(e), (c, e)) for e, c in self.standby_conns)
+        return found
+
+    def _standby_of(self, console):
+        """{entry: standby endpoint} of ``console``'s entries that point at a standby."""
+        return standby_of_entries(console.endpoint.get('name') or console.endpoint.get('host'), self.standbys)
+
+    def _server_rows(self, label, sql):
+        """``sql``'s rows on the server ``label`` (the primary or a standby), on the window's own connection."""
+        conn, endpoint = self._server_connections()[label]
+        if endpoint is None:
+            return query(conn, sql)
+        return replication.run_on(conn, sql, timeout=endpoint.get('connect_timeout') or 5, label=label)
+
+    def refuse_drain_holders(self):
+        """Just before the clock (prepare; nothing paused yet, nothing added to the
+        outage): the pre-flight's drain-holder rule (sessions.drain_holders, as its
+        blocking_sessions check applies it) again, on every server an entry to be
+        paused points at - the primary, and the standby behind each read-only
+        entry - for the sessions that began since the pre-flight: a pgbouncer
+        server connection in a transaction that will outlast the drain's
+        deadline (open longer than it already, or idle in it) would hold every
+        client the whole deadline and then abort the window. OutageError: one
+        line naming each (host, entry, pid, user, application, how long, the
+        fix). Left to the drain: a primary backend with drain_policy terminate
+        (the drain ends it), and every one with fastdowntime_blocking_sessions:
+        warn (the operator vouched). Costs SHOW SERVERS and SHOW CLIENTS on every
+        console (at once) and one pg_stat_activity read per server with a
+        server connection."""
+        if self.blocking_sessions == 'warn':
+            return
+        consoles = self.consoles + self.read_consoles
+        primary = endpoint_label(self.primary)
+        through, clients = {}, {}  # {server label: {backend pid: 'entry E on P'}}, {...: {pid: client addr:port}}
+        for console, (servers_rows, clients_rows) in checked(in_parallel(
+                lambda c: (c.show('SERVERS'), c.show('CLIENTS')), consoles)).items():
+            standby_of = self._standby_of(console)
+            addrs = server_clients(servers_rows, clients_rows)
+            for row in servers_of(servers_rows, console.entries):
+                standby = standby_of.get(row.get('database'))
+                server = endpoint_label(standby) if standby else primary
+                for pid in server_pids([row]):
+                    through.setdefault(server, {})[pid] = 'entry %s on %s' % (row.get('database'), console.label)
+                    if pid in addrs:
+                        clients.setdefault(server, {})[pid] = addrs[pid]
+        wait = self.clock.work_timeout('drain')
+        refused = []
+        for server in sorted(through):
+            if server == primary and self.drain_policy == 'terminate':
+                continue  # the drain terminates it (the pre-flight warned)
+            for row in drain_holders(self._server_rows(server, ACTIVITY_SQL), through[server], wait):
+                pid = row.get('pid')
+                refused.append('%s: %s holds its server connection in a transaction: wait for it to finish, or end '
+                               'it (%s)' % (server, describe_session(row, through[server][pid],
+                                                                     clients.get(server, {}).get(pid)),
+                                            end_session_fix(row, server)))
+        if refused:
+            raise OutageError('%s; the drain would wait for %s its whole %.1f s deadline, holding every client, and '
+                              'then abort: refused just before the window, nothing paused or applied - deploy again '
+                              'once %s ended (fastdowntime_blocking_sessions: warn opens the window anyway)'
+                              % ('; '.join(refused), 'it' if len(refused) == 1 else 'them', wait,
+                                 'it has' if len(refused) == 1 else 'they have'))
+
+    def holder_backends(self, found):
+        """For the drain (its ``backends``): each holder's backend found on the
+        server its entry points at - the primary's or the standby behind a
+        read-only entry - (sessions.match_backends on that server's
+        BACKENDS_SQL rows) and that server's label as ``server``. Runs after
+        every pause is undone (a missed deadline), or inside the drain for the
+        terminate policy (the primary's only: it ends only those)."""
+        by_console = dict((c.label, c) for c in self.consoles + self.read_consoles)
+        groups = {}
+        for holder in found:
+            console = by_console.get(holder.get('pgbouncer'))
+            standby = self._standby_of(console).get(holder.get('entry')) if console is not None else None
+            holder['server'] = endpoint_label(standby) if standby else endpoint_label(self.primary)
+            groups.setdefault(holder['server'], []).append(holder)
+        for server, holders in groups.items():
+            try:
+                match_backends(holders, self._server_rows(server, BACKENDS_SQL))
+            except (psycopg2.Error, SchemaError):
+                continue  # unread: the holder is named without its backend
+        return found
 
     @staticmethod
     def _connect_standby(endpoint):

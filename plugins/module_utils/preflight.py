@@ -43,9 +43,11 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres i
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.schema import (
     DEFAULT_REVISION_TABLE, LockRetry, SchemaError, applied_revisions, procedure_source, revision_table_exists)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import (
-    classify_connections, server_clients, server_pids_by_server, unix_socket_backends)
+    ACTIVITY_SQL, IDLE_IN_TRANSACTION_SECONDS, classify_connections, describe_session, drain_holders, query_summary,
+    server_clients, server_pids_by_server, unix_socket_backends, will_outlast_window)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.topology import (
-    STANDBY_ENTRIES_VAR, resolve_addresses, serving_entries, standby_entries_by_pgbouncer, standby_name)
+    STANDBY_ENTRIES_VAR, resolve_addresses, serving_entries, standby_entries_by_pgbouncer, standby_name,
+    standby_of_entries)
 
 try:
     import psycopg2
@@ -76,7 +78,6 @@ DEFAULT_STATEMENT_SECONDS = 0.0001
 PRIMARY_ROLES = ('pg_monitor', 'pg_signal_backend')
 STANDBY_ROLES = ('pg_monitor',)
 RTT_SAMPLES = 3
-IDLE_IN_TRANSACTION_SECONDS = 1.0
 # How long after a failed direct_connections read its unshown connections are read again: a
 # pgbouncer server connection that came and went between two SHOW SERVERS (churn) is gone by then.
 SERVER_CHURN_SECONDS = 0.3
@@ -800,7 +801,7 @@ def _session_text(row, through=None, client=None):
     where = client or row.get('client_addr') or 'local socket'
     return 'pid %s (user %s, from %s, %s, application %r, transaction open %.0fs, query: %s)' % (
         row.get('pid'), row.get('usename'), '%s through %s' % (where, through) if through else where, row.get('state'),
-        row.get('application_name') or '', row.get('xact_seconds') or 0, one_line(row.get('query') or '')[:80])
+        row.get('application_name') or '', row.get('xact_seconds') or 0, query_summary(row.get('query')))
 
 
 def decide_transactions(label, activity_rows, prepared_rows, max_seconds, through=None, clients=None):
@@ -956,33 +957,6 @@ def decide_direct_connections(label, rows, pgbouncer_pids, system_users, fragile
                    host=label, evidence=evidence)
 
 
-def will_outlast_window(row, wait_seconds):
-    """Will this session's transaction (a pg_stat_activity row: state,
-    xact_seconds, state_seconds) still be open when the window has waited
-    ``wait_seconds`` for it? Yes when it has been idle in transaction for over
-    IDLE_IN_TRANSACTION_SECONDS (its client sends nothing; only the client ends
-    it - a shorter pause between two statements is ordinary traffic) or open
-    longer than ``wait_seconds`` already. A session not in a transaction: no."""
-    if row.get('xact_seconds') is None:
-        return False
-    idle = (row.get('state') or '').startswith('idle in transaction') \
-        and (row.get('state_seconds') or 0) > IDLE_IN_TRANSACTION_SECONDS
-    return idle or row['xact_seconds'] > wait_seconds
-
-
-def _blocker_text(row, through=None, client=None):
-    """One session: ``through`` the pgbouncer it comes through, ``client``
-    that pgbouncer's client (its address: the backend shows pgbouncer's, or
-    none over a unix socket)."""
-    state = row.get('state') or 'unknown state'
-    how = '%s for %.1f s' % (state, row.get('state_seconds') or 0) if state.startswith('idle in transaction') \
-        else state
-    return 'pid %s (user %s, application %r, from %s%s, %s, transaction open %.1f s)' % (
-        row.get('pid'), row.get('usename'), row.get('application_name') or '',
-        client or row.get('client_addr') or 'local socket', ' through %s' % through if through else '', how,
-        row.get('xact_seconds') or 0)
-
-
 def _sql_literal(text):
     return "'%s'" % str(text).replace("'", "''")
 
@@ -1060,15 +1034,13 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
         return finding('blocking_sessions', PASS, '%s: no cold patch pending: nothing to drain, no lock to wait for'
                        % label, host=label, evidence=evidence)
     refused, warned, pids = [], [], []
-    for row in activity_rows:
+    for row in drain_holders(activity_rows, pgbouncer_of, wait_seconds):
         through = pgbouncer_of.get(row.get('pid'))
-        if through is None or not will_outlast_window(row, wait_seconds):
-            continue
         client = (pgbouncer_clients or {}).get(row.get('pid'))
         evidence['drain_holders'].append(dict(dict((k, row.get(k)) for k in (
             'pid', 'usename', 'application_name', 'client_addr', 'state', 'xact_seconds', 'state_seconds', 'query')),
             pgbouncer=through, pgbouncer_client=client))
-        text = '%s holds its server connection in a transaction: the drain waits for it' % _blocker_text(
+        text = '%s holds its server connection in a transaction: the drain waits for it' % describe_session(
             row, through, client)
         if drain_policy == 'terminate' and not standby:
             warned.append(text + ' and, with drain_policy terminate, terminates it')
@@ -1092,7 +1064,7 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
                                            'xact_seconds', 'state_seconds', 'query')),
             locks=[{'relation': r.get('relation'), 'mode': r['mode'], 'granted': r.get('granted'),
                     'needed': r['wanted']['mode']} for r in rows]))
-        text = '%s %s' % (_blocker_text(row), _lock_text(rows))
+        text = '%s %s' % (describe_session(row), _lock_text(rows))
         if row.get('usename') in killable_users and row.get('client_addr') not in pgbouncer_addrs:
             warned.append(text + ' (a killable user: terminated as the outage starts)')
         else:
@@ -1188,7 +1160,7 @@ def decide_hot_patch_waits(label, db_name, activity_rows, lock_rows, lockers, sn
             parts.append(_hot_lock_text(by_pid[pid]))
             evidence['lock_holders'].append({'pid': pid, 'locks': [
                 {'relation': r.get('relation'), 'mode': r['mode'], 'granted': r.get('granted')} for r in by_pid[pid]]})
-        held.append('%s %s' % (_blocker_text(row), ' and '.join(parts)))
+        held.append('%s %s' % (describe_session(row), ' and '.join(parts)))
         pids.append(pid)
     for gid, rows in sorted(by_gid.items()):
         evidence['prepared_holders'].append(dict((k, rows[0].get(k)) for k in (
@@ -1798,14 +1770,6 @@ SELECT NULL, c.oid::regclass::text, pg_get_userbyid(c.relowner), pg_has_role(cur
  ORDER BY 1 NULLS LAST, 2
 """
 SYSTEM_ID_SQL = 'SELECT system_identifier::text AS system_identifier FROM pg_control_system()'
-ACTIVITY_SQL = """
-SELECT pid, usename, datname, host(client_addr) AS client_addr, application_name, state,
-       EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8 AS xact_seconds,
-       EXTRACT(EPOCH FROM clock_timestamp() - state_change)::float8 AS state_seconds,
-       left(query, 200) AS query, backend_xmin IS NOT NULL AS holds_snapshot
-  FROM pg_stat_activity
- WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-"""
 PREPARED_SQL = """
 SELECT gid, owner, database, EXTRACT(EPOCH FROM now() - prepared)::float8 AS age_seconds FROM pg_prepared_xacts
 """
@@ -2546,10 +2510,8 @@ class Preflight:
         the primary's also in pgbouncer_pids and pgbouncer_pids_of; with its
         SHOW CLIENTS rows, the client each is linked to (clients_on)."""
         name = console.endpoint.get('name') or console.endpoint.get('host')
-        entry_servers = {}
-        for standby in self.standbys:
-            per = standby_entries_by_pgbouncer([standby], [name]).get(standby_name(standby), {})
-            entry_servers.update((entry, endpoint_label(standby)) for entry in per.get(name, []))
+        entry_servers = dict((entry, endpoint_label(standby))
+                             for entry, standby in standby_of_entries(name, self.standbys).items())
         primary = endpoint_label(self.primary)
         clients = server_clients(servers_rows, clients_rows)
         for label, pids in server_pids_by_server(servers_rows, entry_servers, primary).items():

@@ -723,7 +723,7 @@ def check_standbys(primary_conn, standbys, resolver=resolve_addresses):
     identities = []
     for endpoint, conn in standbys:
         label = endpoint_label(endpoint)
-        facts = _run_on(conn, STANDBY_FACTS_SQL, timeout=endpoint.get('connect_timeout') or 5, label=label)[0]
+        facts = run_on(conn, STANDBY_FACTS_SQL, timeout=endpoint.get('connect_timeout') or 5, label=label)[0]
         if facts['system_identifier'] != system_id:
             raise ReplicationError('%s: not a standby of this primary (system identifier %s, primary %s): '
                                    'check fastdowntime_standbys' % (label, facts['system_identifier'], system_id),
@@ -745,7 +745,7 @@ def query_rows(conn, sql, params=None):
         _end_read(conn)
 
 
-def _run_on(conn, sql, params=None, timeout=5.0, label='?'):
+def run_on(conn, sql, params=None, timeout=5.0, label='?'):
     """One query on a blocking or async connection, bounded by ``timeout``."""
     try:
         cur = conn.cursor()

@@ -29,6 +29,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset i
     HOT, LAUNCHPAD_REVISION_TABLE, REVISION, detached_concurrently, format_revision)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import (
     host_port, one_line, rows_as_dicts)
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import query_summary
 
 try:
     import psycopg2
@@ -398,9 +399,7 @@ class _LockWatcher:
         holder = self.holder
         if not holder:
             return 'the lock holder could not be identified'
-        query = one_line(holder.get('query') or '')
-        if len(query) > 120:
-            query = query[:117] + '...'
+        query = query_summary(holder.get('query'))  # never the text: its literals may carry secrets
         return ('held by pid %s (user %s, application %r, %s for %ss, query: %s); end it with '
                 'SELECT pg_terminate_backend(%s) or deploy when it is done'
                 % (holder['pid'], holder['usename'], holder.get('application_name') or '',

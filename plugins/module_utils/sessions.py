@@ -22,17 +22,37 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import host_port, query
 
 # Rows of pg_stat_activity the drain matches holders against (unix-socket
-# clients have client_port -1, background workers NULL).
+# clients have client_port -1, background workers NULL); the columns
+# describe_session names too.
 BACKENDS_SQL = """
-SELECT pid, usename, host(client_addr) AS client_addr, client_port, state,
+SELECT pid, usename, host(client_addr) AS client_addr, client_port, application_name, state,
        left(query, 500) AS query,
-       EXTRACT(EPOCH FROM (clock_timestamp() - xact_start))::float8 AS xact_age_seconds
+       EXTRACT(EPOCH FROM (clock_timestamp() - xact_start))::float8 AS xact_age_seconds,
+       EXTRACT(EPOCH FROM (clock_timestamp() - xact_start))::float8 AS xact_seconds,
+       EXTRACT(EPOCH FROM (clock_timestamp() - state_change))::float8 AS state_seconds
   FROM pg_stat_activity
  WHERE client_port IS NOT NULL
 """
+
+# Every client session of a server, as the pre-flight reads it and the outage
+# reads it again just before its clock (will_outlast_window, describe_session).
+ACTIVITY_SQL = """
+SELECT pid, usename, datname, host(client_addr) AS client_addr, application_name, state,
+       EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8 AS xact_seconds,
+       EXTRACT(EPOCH FROM clock_timestamp() - state_change)::float8 AS state_seconds,
+       left(query, 200) AS query, backend_xmin IS NOT NULL AS holds_snapshot
+  FROM pg_stat_activity
+ WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+"""
+
+# A session idle in its transaction longer than this is waiting for its client
+# (only the client ends it); a shorter pause between two statements is ordinary.
+IDLE_IN_TRANSACTION_SECONDS = 1.0
 
 KILLABLE_SQL = """
 SELECT pid, usename, host(client_addr) AS addr
@@ -99,6 +119,80 @@ def unix_socket_backends(databases_rows, entries):
     (pg_stat_activity.client_addr NULL, like any local client's)."""
     return any(not row.get('host') or str(row.get('host')).startswith('/')
                for row in databases_rows if row.get('name') in entries)
+
+
+def will_outlast_window(row, wait_seconds):
+    """Will this session's transaction (a pg_stat_activity row: state,
+    xact_seconds, state_seconds) still be open when the window has waited
+    ``wait_seconds`` for it? Yes when it has been idle in transaction for over
+    IDLE_IN_TRANSACTION_SECONDS (its client sends nothing; only the client ends
+    it - a shorter pause between two statements is ordinary traffic) or open
+    longer than ``wait_seconds`` already. A session not in a transaction: no."""
+    if row.get('xact_seconds') is None:
+        return False
+    idle = (row.get('state') or '').startswith('idle in transaction') \
+        and (row.get('state_seconds') or 0) > IDLE_IN_TRANSACTION_SECONDS
+    return idle or row['xact_seconds'] > wait_seconds
+
+
+def drain_holders(activity_rows, through, wait_seconds):
+    """The rows of ``activity_rows`` (ACTIVITY_SQL, one server's) that are a
+    pgbouncer server connection (their pid in ``through``: {backend pid: the
+    pgbouncer, or entry on a pgbouncer, it belongs to}) in a transaction that
+    will_outlast_window: a PAUSE of that entry waits for it."""
+    return [row for row in activity_rows
+            if through.get(row.get('pid')) is not None and will_outlast_window(row, wait_seconds)]
+
+
+# The first word of a statement: what it does (SELECT, UPDATE, COPY, WITH ...).
+_FIRST_KEYWORD = re.compile(r'^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*\(*\s*([A-Za-z]+)', re.S)
+
+
+def query_summary(text):
+    """What a session's query is, safe to print: its first keyword and its
+    length ('SELECT, 812 characters'), never the text itself. A statement's
+    text may carry secrets in its literals (ALTER ROLE ... PASSWORD '...',
+    pgp_sym_encrypt(data, 'key'), a token in a WHERE clause) and the lines
+    this goes into end up in CI logs, the timeline report and the deploy log.
+    The keyword says whether it reads or writes, the length whether it is the
+    report someone runs; relation names are left out too, as
+    pg_stat_activity's text is cut at track_activity_query_size (and here at
+    a few hundred characters), so no parser can tell a name from a literal in
+    what is left. The full text is on the server, for whoever may read it."""
+    text = text or ''
+    if not text.strip():
+        return 'no query text'
+    match = _FIRST_KEYWORD.match(text)
+    keyword = match.group(1).upper() if match else 'statement'
+    return '%s, %d characters%s' % (keyword, len(text), ' or more' if len(text) >= 200 else '')
+
+
+def describe_session(row, through=None, client=None, with_query=False):
+    """One session (an ACTIVITY_SQL or BACKENDS_SQL row) in words:
+    ``through`` the pgbouncer (or entry) it comes through, ``client`` that
+    pgbouncer's client (its address: the backend shows pgbouncer's, or none
+    over a unix socket). How long it has been in its state (an active query:
+    how long it has run), how long its transaction is open and, ``with_query``,
+    what its query is (query_summary: never the text)."""
+    state = row.get('state') or 'unknown state'
+    if row.get('state_seconds') is not None and (state.startswith('idle in transaction') or state == 'active'):
+        state = '%s for %.1f s' % (state, row.get('state_seconds') or 0)
+    xact = row.get('xact_seconds', row.get('xact_age_seconds'))  # ACTIVITY_SQL's name, or BACKENDS_SQL's
+    return 'pid %s (user %s, application %r, from %s%s, %s, transaction open %s%s)' % (
+        row.get('pid'), row.get('usename'), row.get('application_name') or '',
+        client or row.get('client_addr') or 'local socket', ' through %s' % through if through else '', state,
+        '%.1f s' % xact if xact is not None else 'n/a',
+        ', query: %s' % query_summary(row.get('query')) if with_query else '')
+
+
+def end_session_fix(row, host):
+    """How to end one session on ``host`` (a label) now: a running query is
+    canceled (pg_cancel_backend: the client gets an error for that query, its
+    session stays), a session idle in its transaction is terminated (a cancel
+    does nothing there: only its client, or pg_terminate_backend, ends it)."""
+    verb = 'pg_terminate_backend' if (row.get('state') or '').startswith('idle in transaction') \
+        else 'pg_cancel_backend'
+    return 'SELECT %s(%s) on %s' % (verb, row.get('pid'), host)
 
 
 def classify_connections(rows, pgbouncer_pids, system_users, fragile_users, killable_users):

@@ -198,6 +198,18 @@ def standby_entries_by_pgbouncer(standbys, pgbouncer_names):
     return mapping
 
 
+def standby_of_entries(pgbouncer_name, standbys):
+    """{entry: standby endpoint} of the entries on pgbouncer ``pgbouncer_name``
+    that serve one of ``standbys`` (its ``pgbouncer_entries``): a server
+    connection of such an entry is a backend on that standby; every other
+    entry's is on the primary."""
+    found = {}
+    for standby in standbys:
+        per = standby_entries_by_pgbouncer([standby], [pgbouncer_name]).get(standby_name(standby), {})
+        found.update((entry, standby) for entry in per.get(pgbouncer_name, []))
+    return found
+
+
 def serving_entries(pgbouncer_name, entries, standbys):
     """The entries of ``entries`` (one pgbouncer's deploy entries, in their
     order, each once) that serve one of ``standbys`` on that pgbouncer:

@@ -65,6 +65,18 @@ attributes:
   check_mode:
     details: In check mode the module connects, computes the plan and returns it; nothing is paused or applied.
 options:
+  blocking_sessions:
+    description:
+      - Just before the window's clock (nothing paused yet) the outage looks again, on every server an entry to be
+        paused points at (the primary and the standby behind each read-only entry), for a client through pgbouncer
+        in a transaction that will outlast the drain's deadline (open longer than it, or idle in it) - one that
+        began after the pre-flight passed - and C(refuse)s to open the window, in one line naming the host, entry,
+        backend pid, user, application, how long it has run and the fix. C(warn), as the pre-flight's
+        O(fastdowntime.postgresql.preflight#module:blocking_sessions=warn) (you vouch that such sessions end in
+        time), opens the window anyway. A primary backend with O(drain_policy=terminate) is left to the drain.
+    type: str
+    choices: [refuse, warn]
+    default: refuse
   estimate_ms:
     description:
       - The pre-flight's estimate of this outage (its RV(fastdowntime.postgresql.preflight#module:estimate.total_ms)),
@@ -318,6 +330,7 @@ def argument_spec():
     return deploy_argument_spec(
         deploy_id=dict(type='str'),
         estimate_ms=dict(type='float'),
+        blocking_sessions=dict(type='str', choices=['refuse', 'warn'], default='refuse'),
         window_mode=dict(type='str', choices=['all', 'split'], default='all'),
         overrides=dict(type='list', elements='dict', default=[]),
         watchdog_grace_seconds=dict(type='float', default=watchdog.DEFAULT_GRACE_SECONDS),
@@ -337,7 +350,7 @@ def main():
         patch_dir=p['patch_dir'], budget_seconds=p['budget_seconds'], revision_table=p['revision_table'],
         deploy_id=p['deploy_id'], drain_policy=p['drain_policy'], drain_entries=p['drain_entries'],
         killable_users=p['killable_users'], reserve_seconds=p['reserve_seconds'], window_mode=p['window_mode'],
-        overrides=p['overrides'], estimate_ms=p['estimate_ms'])
+        overrides=p['overrides'], estimate_ms=p['estimate_ms'], blocking_sessions=p['blocking_sessions'])
     try:
         if p['unfence']:
             outage.prepare(check_mode=True)

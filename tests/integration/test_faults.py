@@ -32,13 +32,15 @@ def test_client_transaction_open_past_the_drain_deadline(healthy_lab, tmp_path):
     major = unique_major()
     patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_d%d (id int);' % major])
     # A client through pgbouncer1 holds its server connection in an open transaction. The pre-flight
-    # refuses it (blocking_sessions, and the budget's drain term counts it): the outage alone meets it,
-    # as it does a transaction opened after the pre-flight.
+    # refuses it (blocking_sessions, and the budget's drain term counts it), and so does the outage's
+    # last look before its clock (test_long_query.py): with fastdowntime_blocking_sessions: warn the
+    # drain meets it, as it meets a transaction opened after that last look.
     holder = psycopg2.connect(lab.client_dsn('pgbouncer1'), application_name='stuck-client')
     try:
         with holder.cursor() as cur:
             cur.execute("INSERT INTO fdt_item (body) VALUES ('held open')")
-        proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 3},
+        proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 3,
+                                                                       'fastdowntime_blocking_sessions': 'warn'},
                                             tags='outage')
     finally:
         holder.rollback()

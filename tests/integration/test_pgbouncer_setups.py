@@ -117,13 +117,15 @@ def test_session_entry_and_a_short_query_wait_timeout(lab_shape, tmp_path):
     assert every_process_serves(lab, entries) == {}
 
     # A report transaction through pgbouncer2 holds its server connection for the whole deploy. The
-    # pre-flight now refuses that (blocking_sessions, test_preflight.py): the outage runs alone here, so
+    # pre-flight now refuses that (blocking_sessions, test_preflight.py), and so does the outage's last look
+    # before its clock unless fastdowntime_blocking_sessions is warn: the outage runs alone here, with warn, so
     # that a drain held past the capped budget is still tested.
     reporter = psycopg2.connect(lab.client_dsn('pgbouncer2'), application_name='report-query')
     try:
         with reporter.cursor() as cur:
             cur.execute('SELECT count(*) FROM fdt_item')
-        proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, tags='outage')
+        proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_blocking_sessions': 'warn'},
+                                            tags='outage')
     finally:
         reporter.rollback()
         reporter.close()

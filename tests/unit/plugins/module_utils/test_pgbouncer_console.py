@@ -111,7 +111,16 @@ def test_match_backends_by_server_local_address_and_port():
     assert found[0]['backend']['pid'] == 777
     text = dr.describe_holder(found[0])
     assert 'fdt_app@10.213.47.31:51234' in text and 'entry fdtdemo' in text
-    assert 'transaction open 12.3 s' in text and 'UPDATE t SET x = 1' in text and '\n' not in text
+    assert 'transaction open 12.3 s' in text and '\n' not in text
+    # The query's first keyword and length, never its text (its literals may carry secrets).
+    assert 'query: UPDATE, 19 characters' in text and 'SET x' not in text
+    assert text.endswith('wait for it to finish, or end it (SELECT pg_terminate_backend(777) on the primary)')
+    found[0]['server'] = 'standby1 (10.213.47.11:5432)'
+    found[0]['backend'] = dict(found[0]['backend'], state='active', state_seconds=9.5)
+    text = dr.describe_holder(found[0])
+    assert 'backend pid 777 (user fdt_app' in text and 'active for 9.5 s' in text
+    assert text.endswith(') on standby1 (10.213.47.11:5432) - wait for it to finish, or end it '
+                         '(SELECT pg_cancel_backend(777) on standby1 (10.213.47.11:5432))')
 
 
 def test_a_pid_of_another_server_is_not_the_holders_backend():

@@ -700,7 +700,7 @@ def test_hot_patch_waits_names_snapshot_holders_and_prepared_lockers_not_plain_i
     backfill = dict(idle, pid=14, holds_snapshot=True, state='active', state_seconds=368.5, xact_seconds=368.5)
     named = pf.decide_hot_patch_waits('p', 'db', [backfill], [], lockers, snapshots, 13.1)
     assert named['status'] == FAIL and named['summary'].startswith("p: pid 14 (user app, application 'x', from "
-                                                                   '10.0.0.5, active, transaction open 368.5 s) holds')
+                                                                   '10.0.0.5, active for 368.5 s, transaction open 368.5 s) holds')
     assert pf.decide_hot_patch_waits('p', 'db', rows, [prepared], lockers, snapshots, 13.1,
                                      policy='warn')['status'] == WARN
     assert pf.decide_hot_patch_waits('p', 'db', rows[1:], [], lockers, snapshots, 13.1)['status'] == PASS

@@ -85,3 +85,29 @@ def test_entries_reaching_their_server_over_a_unix_socket():
     assert sessions.unix_socket_backends(databases, ['local'])
     assert not sessions.unix_socket_backends(databases, ['fdtdemo_ro'])
     assert not sessions.unix_socket_backends(databases, [])
+
+
+def test_query_summary_is_the_first_keyword_and_the_length_never_the_text():
+    secret = "ALTER ROLE app PASSWORD 'hunter2'"
+    assert sessions.query_summary(secret) == 'ALTER, %d characters' % len(secret)
+    assert 'hunter2' not in sessions.query_summary(secret)
+    assert sessions.query_summary('/* report */ -- monthly\n (select 1)').startswith('SELECT, ')
+    assert sessions.query_summary('x' * 200).endswith('200 characters or more')
+    assert sessions.query_summary('') == 'no query text' and sessions.query_summary(None) == 'no query text'
+
+
+def test_drain_holders_and_how_to_end_each():
+    rows = [{'pid': 1, 'state': 'active', 'xact_seconds': 12.0, 'state_seconds': 12.0},
+            {'pid': 2, 'state': 'active', 'xact_seconds': 12.0, 'state_seconds': 12.0},
+            {'pid': 3, 'state': 'active', 'xact_seconds': 2.0, 'state_seconds': 2.0},
+            {'pid': 4, 'state': 'idle in transaction', 'xact_seconds': 2.0, 'state_seconds': 1.5},
+            {'pid': 5, 'state': 'idle', 'xact_seconds': None, 'state_seconds': 99.0}]
+    through = dict((pid, 'entry fdtdemo_ro on pgbouncer2') for pid in (1, 3, 4, 5))
+    # pid 2 is no pgbouncer server connection; 3 is younger than the wait; 5 is in no transaction.
+    assert [r['pid'] for r in sessions.drain_holders(rows, through, 9.5)] == [1, 4]
+    assert sessions.end_session_fix(rows[0], 'standby2') == 'SELECT pg_cancel_backend(1) on standby2'
+    assert sessions.end_session_fix(rows[3], 'standby2') == 'SELECT pg_terminate_backend(4) on standby2'
+    text = sessions.describe_session(dict(rows[0], usename='app', application_name='report', query='SELECT 1'),
+                                     through[1], '10.0.0.5:4444', with_query=True)
+    assert text == ("pid 1 (user app, application 'report', from 10.0.0.5:4444 through entry fdtdemo_ro on pgbouncer2, "
+                    "active for 12.0 s, transaction open 12.0 s, query: SELECT, 8 characters)")
