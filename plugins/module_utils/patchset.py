@@ -545,6 +545,37 @@ def setting_statements(patches):
     return found
 
 
+def named_roles(patches):
+    """[(patch, statement, role)] of every role the pending ``patches`` (in order) name that must exist
+    when the statement runs: OWNER TO, GRANT/REVOKE ... TO/FROM, GRANT role, AUTHORIZATION, a policy's
+    roles, ALTER DEFAULT PRIVILEGES FOR ROLE, ALTER ROLE, REASSIGN/DROP OWNED BY... - not CURRENT_USER,
+    PUBLIC..., not DROP ROLE (IF EXISTS), not a role an earlier pending statement creates (CREATE ROLE,
+    ALTER ROLE ... RENAME TO). A pg_dump taken where other roles exist writes OWNER TO and GRANT lines for
+    them: the pre-flight looks each up on the primary (preflight ``patch_roles``), so the window never
+    fails on "role ... does not exist"."""
+    found, created = [], set()
+    for patch in patches:
+        for statement in patch.statements:
+            node = statement.node
+            if node is None:
+                continue
+            kind = type(node).__name__
+            if kind == 'DropRoleStmt':
+                continue
+            names = [sub.rolename for sub in walk(node) if type(sub).__name__ == 'RoleSpec'
+                     and _enum_name(sub.roletype) == 'ROLESPEC_CSTRING' and sub.rolename]
+            if kind == 'GrantRoleStmt':
+                names.extend(priv.priv_name for priv in node.granted_roles or () if getattr(priv, 'priv_name', None))
+            if kind == 'CreateRoleStmt':
+                created.add(node.role)
+            elif kind == 'RenameStmt' and _enum_name(node.renameType) == 'OBJECT_ROLE':
+                created.add(node.newname)
+            for name in dict.fromkeys(names):
+                if name not in created:
+                    found.append((patch, statement, name))
+    return found
+
+
 def _index_target(node):
     """(schema, index name) a CREATE INDEX CONCURRENTLY builds, for recovery
     from a failed build; the index lives in the table's schema."""

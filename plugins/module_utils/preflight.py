@@ -33,7 +33,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils import (
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
     Budget, BudgetExceeded, DEFAULT_BUDGET_SECONDS, DEFAULT_RESERVE_SECONDS, timed_phase_record)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
-    PatchSetError, format_revision, ignored_sql_files, load_patch_set, plan as make_plan, setting_statements)
+    PatchSetError, format_revision, ignored_sql_files, load_patch_set, named_roles, plan as make_plan, setting_statements)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     FULL_FIX, TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, budget_cap, clients_per_entry, entry_pool_modes,
     full_advice, logins_in_flight, probe_consoles, probe_verdict, reuses_port, servers_of, timeouts, with_probe_login,
@@ -57,7 +57,7 @@ except ImportError:  # pragma: no cover - postgres.connect() reports it
 PASS, WARN, FAIL = 'pass', 'warn', 'fail'
 
 # Checks, in the order the summary lists them.
-CHECKS = ('connection', 'server_version', 'privileges', 'patches', 'patch_settings', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
+CHECKS = ('connection', 'server_version', 'privileges', 'patches', 'patch_settings', 'patch_roles', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
           'replay_blockers', 'recovery_conflicts', 'direct_connections', 'blocking_sessions', 'hot_patch_waits',
           'pgbouncer', 'pgbouncer_processes', 'pool_mode', 'connection_slots', 'server_logins', 'lint',
           'pgbouncer_timeouts', 'budget',
@@ -373,6 +373,18 @@ def decide_patch_settings(label, failures):
                              host=label, evidence=evidence,
                              action=SETTING_FIXES.get(item['code'], SETTING_FIX_DEFAULT)))
     return found
+
+
+def decide_patch_roles(label, missing):
+    """The roles the pending patches name that the primary does not have (patchset.named_roles, less
+    pg_roles): one failed finding per statement and role - the window would fail on "role ... does not
+    exist" and roll back. ``missing``: [(file, line, role)]."""
+    return [finding('patch_roles', FAIL, '%s: %s line %d: role "%s" does not exist on this server: the window '
+                    'would fail on it and roll back' % (label, name, line, role), host=label,
+                    evidence={'file': name, 'line': line, 'role': role},
+                    action='create the role first (CREATE ROLE in an earlier patch, or outside the deploy), or '
+                           'delete the statement (a pg_dump --no-owner --no-privileges writes no OWNER TO or GRANT)')
+            for name, line, role in missing]
 
 
 def _row_evidence(row):
@@ -1982,6 +1994,7 @@ class Preflight:
 
         self._check_patches(primary, primary_label)
         self._check_patch_settings(primary, primary_label)
+        self._check_patch_roles(primary, primary_label)
         if primary_info and not primary_info.get('superuser') and self.plan is not None:
             self._check_ownership(primary, primary_label, primary_info)
         self._check_lint(primary, primary_label)
@@ -2295,6 +2308,23 @@ class Preflight:
                                              action='the window may still fail on a setting: check the SET lines'))
             return
         self.findings.extend(decide_patch_settings(label, failures))
+
+    def _check_patch_roles(self, primary, label):
+        """decide_patch_roles: every role the pending patches name (patchset.named_roles) looked up in the
+        primary's pg_roles."""
+        if primary is None or self.plan is None or label in self.lost:
+            return
+        named = named_roles(sorted(self.plan.pending, key=lambda p: p.revision))
+        if not named:
+            return
+        rows = self._query(primary, 'SELECT rolname FROM pg_roles WHERE rolname = ANY(%(names)s)',
+                           {'names': sorted(set(role for dummy, dummy2, role in named))}, label=label,
+                           check='patch_roles')
+        if rows is None:
+            return
+        known = set(row['rolname'] for row in rows)
+        self.findings.extend(decide_patch_roles(label, [(patch.name, statement.line, role)
+                                                        for patch, statement, role in named if role not in known]))
 
     @staticmethod
     def _setting_failure(patch, statement, exc, earlier):

@@ -35,6 +35,10 @@ description:
     before PostgreSQL 17), a value it refuses or one the deploy user may not set fails, naming file, line, statement
     and fix - the window would fail on it and roll back. A value naming what an earlier pending statement creates
     (C(SET ROLE) to a role the deploy creates) is a warning.
+  - C(patch_roles) - every role the pending patches name (C(OWNER TO), C(GRANT)/C(REVOKE), C(AUTHORIZATION), a
+    policy's roles, C(ALTER DEFAULT PRIVILEGES FOR ROLE)...; not C(PUBLIC), C(CURRENT_USER), C(DROP ROLE)) is looked
+    up in the primary's C(pg_roles); one it lacks that no earlier pending C(CREATE ROLE) makes fails, naming file,
+    line and role - the window would fail on it and roll back.
   - C(standbys) - every standby is in recovery, replicates this primary and its WAL receiver is streaming; its
     upstream (the primary, or in a cascade a standby whose chain ends at the primary) has its
     C(pg_stat_replication) row, found by the standby's own facts (its C(pg_stat_wal_receiver) - its slot, its

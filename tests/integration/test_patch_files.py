@@ -197,3 +197,39 @@ def test_a_patchs_settings_the_primary_refuses_are_refused_before_any_pause(heal
     assert 'patch_settings' not in out
     assert table_exists(lab, 'primary', 'fdt_dump%d' % major)
     assert not load.errors, load.error_texts()
+
+
+def test_roles_a_patch_names_that_the_primary_lacks_are_refused_before_any_pause(healthy_lab, scratch, tmp_path):
+    """A pg_dump taken where other roles exist writes OWNER TO and GRANT lines for them: as a cold
+    patch it passed the pre-flight and failed inside the window on 'role ... does not exist' (rolled
+    back, clients paused for nothing). Now every role the pending patches name is looked up on the
+    primary: each missing one refused before any PAUSE, naming file, line and role - not PUBLIC, not a
+    role an earlier pending statement creates."""
+    lab = healthy_lab
+    major = unique_major()
+    names = {'m': major}
+    directory = tmp_path / 'patches'
+    directory.mkdir()
+    (directory / ('patch-%d-01-0.sql' % major)).write_text(
+        'CREATE TABLE public.fdt_own%(m)d (id integer);\n'
+        'ALTER TABLE public.fdt_own%(m)d OWNER TO fdt_no_such_owner%(m)d;\n'
+        'GRANT SELECT ON TABLE public.fdt_own%(m)d TO fdt_no_such_reader%(m)d, PUBLIC;\n'
+        'CREATE ROLE fdt_role%(m)d;\n'
+        'GRANT SELECT ON TABLE public.fdt_own%(m)d TO fdt_role%(m)d, fdt_deploy;\n' % names)
+
+    proc, report_path = run_playbook(lab, tmp_path, str(directory), tags='preflight,hot,outage')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    name = 'patch-%d-01-0.sql' % major
+    assert_clean_error(
+        out, 'refused by pre-flight',
+        '%s line 2: role "fdt_no_such_owner%d" does not exist on this server: the window would fail on it and roll '
+        'back -> create the role first (CREATE ROLE in an earlier patch, or outside the deploy), or delete the '
+        'statement' % (name, major),
+        '%s line 3: role "fdt_no_such_reader%d" does not exist on this server' % (name, major))
+    report = json.load(open(report_path))
+    assert [p for p in report['problems'] if p.startswith('patch_roles: ')] and \
+        len([p for p in report['problems'] if p.startswith('patch_roles: ')]) == 2, report['problems']
+    assert not [p for p in report['phases'] if p['phase'] in ('drain', 'cold_transaction', 'resume')], report['phases']
+    assert not table_exists(lab, 'primary', 'fdt_own%d' % major)
+    assert not pg_one(lab, 'primary', 'SELECT count(*) FROM pg_roles WHERE rolname = %s', ('fdt_role%d' % major,))

@@ -11,7 +11,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     ACCEPTED, COLD, DOWN, HOT, NO_TRANSACTION, REFUSED_ANNOTATION, Patch, PatchSetError, ignored_sql_files,
     load_patch_set, meta_command_advice, migration_annotation, name_problem, other_tool_name, patch_kind,
-    read_statements, setting_statements, split_statements)
+    named_roles, read_statements, setting_statements, split_statements)
 
 GOOSE = """-- +goose Up
 -- +goose StatementBegin
@@ -483,3 +483,31 @@ def test_copy_from_or_to_a_server_file_or_program_is_refused():
         'p.sql line 3: COPY TO a file on the database server: a side effect the window\'s ROLLBACK does not undo; '
         'run it outside the deploy',
         'p.sql line 4: COPY TO PROGRAM: a side effect the window\'s ROLLBACK does not undo; run it outside the deploy']
+
+
+def test_named_roles_are_the_roles_a_statement_needs_less_those_the_deploy_creates():
+    statements, problems, dummy = read_statements(
+        'ALTER TABLE public.x OWNER TO appuser;\n'
+        'GRANT SELECT ON TABLE public.x TO readonly, PUBLIC;\n'
+        'GRANT app_role TO bob;\n'
+        'ALTER DEFAULT PRIVILEGES FOR ROLE owner1 IN SCHEMA public GRANT SELECT ON TABLES TO reader;\n'
+        'CREATE ROLE newr IN ROLE parent;\n'
+        'GRANT SELECT ON x TO newr;\n'
+        'ALTER ROLE newr RENAME TO newr2;\n'
+        'ALTER FUNCTION f() OWNER TO newr2;\n'
+        'REVOKE ALL ON x FROM CURRENT_USER;\n'
+        'DROP ROLE IF EXISTS gone;\n'
+        'ALTER TABLE x OWNER TO "MixedCase";\n', 'p.sql')
+    patch = Patch(name='p.sql', path='', revision=(2300, 1, 0), sha256='', kind=COLD, statements=statements)
+    assert [(s.line, role) for p, s, role in named_roles([patch])] == [
+        (1, 'appuser'), (2, 'readonly'), (3, 'bob'), (3, 'app_role'), (4, 'owner1'), (4, 'reader'), (5, 'parent'),
+        (11, 'MixedCase')]
+
+
+def test_decide_patch_roles_one_failure_per_statement_and_role():
+    found = pf.decide_patch_roles('primary (10.0.0.10:5432)', [('patch-2300-01-0.sql', 2, 'app_owner')])
+    assert [(f['check'], f['status']) for f in found] == [('patch_roles', pf.FAIL)]
+    assert found[0]['summary'] == ('primary (10.0.0.10:5432): patch-2300-01-0.sql line 2: role "app_owner" does not '
+                                   'exist on this server: the window would fail on it and roll back')
+    assert 'CREATE ROLE in an earlier patch' in found[0]['action'] and '--no-owner' in found[0]['action']
+    assert pf.decide_patch_roles('primary', []) == []
