@@ -576,6 +576,24 @@ def named_roles(patches):
     return found
 
 
+def created_extensions(patches):
+    """[(patch, statement, extension, version or None)] of every CREATE EXTENSION in the pending
+    ``patches``: the server needs the extension's files (its .control and scripts, a package of the
+    operating system) - a pg_dump of a database with postgis, pg_trgm... writes CREATE EXTENSION for
+    each; the pre-flight looks them up in the primary's pg_available_extension_versions (preflight
+    ``patch_extensions``), so the window never fails on "extension ... is not available"."""
+    found = []
+    for patch in patches:
+        for statement in patch.statements:
+            node = statement.node
+            if type(node).__name__ != 'CreateExtensionStmt':
+                continue
+            version = next((getattr(option.arg, 'sval', None) for option in node.options or ()
+                            if option.defname == 'new_version'), None)
+            found.append((patch, statement, node.extname, version))
+    return found
+
+
 def _index_target(node):
     """(schema, index name) a CREATE INDEX CONCURRENTLY builds, for recovery
     from a failed build; the index lives in the table's schema."""

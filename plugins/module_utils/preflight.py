@@ -33,7 +33,8 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils import (
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
     Budget, BudgetExceeded, DEFAULT_BUDGET_SECONDS, DEFAULT_RESERVE_SECONDS, timed_phase_record)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
-    PatchSetError, format_revision, ignored_sql_files, load_patch_set, named_roles, plan as make_plan, setting_statements)
+    PatchSetError, created_extensions, format_revision, ignored_sql_files, load_patch_set, named_roles, plan as make_plan,
+    setting_statements)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     FULL_FIX, TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, budget_cap, clients_per_entry, entry_pool_modes,
     full_advice, logins_in_flight, probe_consoles, probe_verdict, reuses_port, servers_of, timeouts, with_probe_login,
@@ -57,7 +58,8 @@ except ImportError:  # pragma: no cover - postgres.connect() reports it
 PASS, WARN, FAIL = 'pass', 'warn', 'fail'
 
 # Checks, in the order the summary lists them.
-CHECKS = ('connection', 'server_version', 'privileges', 'patches', 'patch_settings', 'patch_roles', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
+CHECKS = ('connection', 'server_version', 'privileges', 'patches', 'patch_settings', 'patch_roles',
+          'patch_extensions', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
           'replay_blockers', 'recovery_conflicts', 'direct_connections', 'blocking_sessions', 'hot_patch_waits',
           'pgbouncer', 'pgbouncer_processes', 'pool_mode', 'connection_slots', 'server_logins', 'lint',
           'pgbouncer_timeouts', 'budget',
@@ -385,6 +387,26 @@ def decide_patch_roles(label, missing):
                     action='create the role first (CREATE ROLE in an earlier patch, or outside the deploy), or '
                            'delete the statement (a pg_dump --no-owner --no-privileges writes no OWNER TO or GRANT)')
             for name, line, role in missing]
+
+
+def decide_patch_extensions(label, missing):
+    """The extensions the pending patches create that the primary cannot (patchset.created_extensions,
+    against pg_available_extension_versions): one failed finding each - the window would fail on it and
+    roll back. ``missing``: [(file, line, extension, version or None, [versions available])]."""
+    found = []
+    for name, line, extension, version, available in missing:
+        if available:
+            cause = 'extension "%s" version %s is not available on this server (it has %s)' % (
+                extension, version, ', '.join(available))
+        else:
+            cause = 'extension "%s" is not available on this server (no %s.control in its extension directory)' % (
+                extension, extension)
+        found.append(finding('patch_extensions', FAIL, '%s: %s line %d: %s: the window would fail on it and roll '
+                             'back' % (label, name, line, cause), host=label,
+                             evidence={'file': name, 'line': line, 'extension': extension, 'version': version},
+                             action='install the extension (its package for this PostgreSQL major) on the primary '
+                                    'and every standby first, or delete the statement'))
+    return found
 
 
 def _row_evidence(row):
@@ -1995,6 +2017,7 @@ class Preflight:
         self._check_patches(primary, primary_label)
         self._check_patch_settings(primary, primary_label)
         self._check_patch_roles(primary, primary_label)
+        self._check_patch_extensions(primary, primary_label)
         if primary_info and not primary_info.get('superuser') and self.plan is not None:
             self._check_ownership(primary, primary_label, primary_info)
         self._check_lint(primary, primary_label)
@@ -2325,6 +2348,31 @@ class Preflight:
         known = set(row['rolname'] for row in rows)
         self.findings.extend(decide_patch_roles(label, [(patch.name, statement.line, role)
                                                         for patch, statement, role in named if role not in known]))
+
+    def _check_patch_extensions(self, primary, label):
+        """decide_patch_extensions: every CREATE EXTENSION of the pending patches looked up in the
+        primary's pg_available_extension_versions (an IF NOT EXISTS of one already installed passes)."""
+        if primary is None or self.plan is None or label in self.lost:
+            return
+        created = created_extensions(sorted(self.plan.pending, key=lambda p: p.revision))
+        if not created:
+            return
+        rows = self._query(primary, 'SELECT name, array_agg(version::text ORDER BY version) AS versions, '
+                                    'bool_or(installed) AS installed FROM pg_available_extension_versions '
+                                    'WHERE name = ANY(%(names)s) GROUP BY name',
+                           {'names': sorted(set(c[2] for c in created))}, label=label, check='patch_extensions')
+        if rows is None:
+            return
+        by_name = dict((row['name'], row) for row in rows)
+        missing = []
+        for patch, statement, extension, version in created:
+            row = by_name.get(extension)
+            if row is None:
+                missing.append((patch.name, statement.line, extension, version, []))
+            elif version is not None and version not in row['versions'] and \
+                    not (statement.node.if_not_exists and row['installed']):
+                missing.append((patch.name, statement.line, extension, version, list(row['versions'])))
+        self.findings.extend(decide_patch_extensions(label, missing))
 
     @staticmethod
     def _setting_failure(patch, statement, exc, earlier):

@@ -39,6 +39,9 @@ description:
     policy's roles, C(ALTER DEFAULT PRIVILEGES FOR ROLE)...; not C(PUBLIC), C(CURRENT_USER), C(DROP ROLE)) is looked
     up in the primary's C(pg_roles); one it lacks that no earlier pending C(CREATE ROLE) makes fails, naming file,
     line and role - the window would fail on it and roll back.
+  - C(patch_extensions) - every C(CREATE EXTENSION) of the pending patches is looked up in the primary's
+    C(pg_available_extension_versions); one the server has no files for, or a C(VERSION) it does not ship, fails,
+    naming file, line and what the server has - the window would fail on it and roll back.
   - C(standbys) - every standby is in recovery, replicates this primary and its WAL receiver is streaming; its
     upstream (the primary, or in a cascade a standby whose chain ends at the primary) has its
     C(pg_stat_replication) row, found by the standby's own facts (its C(pg_stat_wal_receiver) - its slot, its

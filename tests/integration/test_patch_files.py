@@ -233,3 +233,32 @@ def test_roles_a_patch_names_that_the_primary_lacks_are_refused_before_any_pause
     assert not [p for p in report['phases'] if p['phase'] in ('drain', 'cold_transaction', 'resume')], report['phases']
     assert not table_exists(lab, 'primary', 'fdt_own%d' % major)
     assert not pg_one(lab, 'primary', 'SELECT count(*) FROM pg_roles WHERE rolname = %s', ('fdt_role%d' % major,))
+
+
+def test_an_extension_the_primary_cannot_create_is_refused_before_any_pause(healthy_lab, scratch, tmp_path):
+    """A pg_dump of a database with an extension writes CREATE EXTENSION for it: one whose files the
+    primary lacks (or a version it does not ship) passed the pre-flight and failed inside the window
+    ('extension ... is not available', rolled back). Now each is looked up in the primary's
+    pg_available_extension_versions and refused before any PAUSE; IF NOT EXISTS of one installed passes."""
+    lab = healthy_lab
+    major = unique_major()
+    directory = tmp_path / 'patches'
+    directory.mkdir()
+    (directory / ('patch-%d-01-0.sql' % major)).write_text(
+        'CREATE TABLE public.fdt_ext%d (id integer);\n'
+        'CREATE EXTENSION IF NOT EXISTS fdt_no_such_ext WITH SCHEMA public;\n'
+        "CREATE EXTENSION IF NOT EXISTS plpgsql VERSION '99.0';\n"
+        "CREATE EXTENSION plpgsql_fdt VERSION '1.0';\n" % major)
+    proc, report_path = run_playbook(lab, tmp_path, str(directory), tags='preflight,hot,outage')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    name = 'patch-%d-01-0.sql' % major
+    assert_clean_error(
+        out, 'refused by pre-flight',
+        '%s line 2: extension "fdt_no_such_ext" is not available on this server (no fdt_no_such_ext.control in its '
+        'extension directory): the window would fail on it and roll back -> install the extension' % name,
+        '%s line 4: extension "plpgsql_fdt" is not available' % name)
+    report = json.load(open(report_path))
+    assert len([p for p in report['problems'] if p.startswith('patch_extensions: ')]) == 2, report['problems']
+    assert not [p for p in report['phases'] if p['phase'] in ('drain', 'cold_transaction', 'resume')], report['phases']
+    assert not table_exists(lab, 'primary', 'fdt_ext%d' % major)

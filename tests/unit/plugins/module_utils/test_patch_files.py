@@ -11,7 +11,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget imp
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     ACCEPTED, COLD, DOWN, HOT, NO_TRANSACTION, REFUSED_ANNOTATION, Patch, PatchSetError, ignored_sql_files,
     load_patch_set, meta_command_advice, migration_annotation, name_problem, other_tool_name, patch_kind,
-    named_roles, read_statements, setting_statements, split_statements)
+    created_extensions, named_roles, read_statements, setting_statements, split_statements)
 
 GOOSE = """-- +goose Up
 -- +goose StatementBegin
@@ -511,3 +511,24 @@ def test_decide_patch_roles_one_failure_per_statement_and_role():
                                    'exist on this server: the window would fail on it and roll back')
     assert 'CREATE ROLE in an earlier patch' in found[0]['action'] and '--no-owner' in found[0]['action']
     assert pf.decide_patch_roles('primary', []) == []
+
+
+def test_created_extensions_and_their_versions():
+    statements, problems, dummy = read_statements(
+        "CREATE EXTENSION IF NOT EXISTS postgis WITH SCHEMA public VERSION '3.4';\n"
+        "CREATE EXTENSION pg_trgm;\nCOMMENT ON EXTENSION pg_trgm IS 'x';\n", 'p.sql')
+    patch = Patch(name='p.sql', path='', revision=(2300, 1, 0), sha256='', kind=COLD, statements=statements)
+    assert [(s.line, name, version) for p, s, name, version in created_extensions([patch])] == [
+        (1, 'postgis', '3.4'), (2, 'pg_trgm', None)]
+
+
+def test_decide_patch_extensions_names_what_is_missing_and_what_there_is():
+    found = pf.decide_patch_extensions('primary (10.0.0.10:5432)', [
+        ('patch-2300-01-0.sql', 12, 'postgis', None, []),
+        ('patch-2300-01-0.sql', 13, 'pg_trgm', '9.9', ['1.5', '1.6'])])
+    assert [(f['check'], f['status']) for f in found] == [('patch_extensions', pf.FAIL)] * 2
+    assert found[0]['summary'] == (
+        'primary (10.0.0.10:5432): patch-2300-01-0.sql line 12: extension "postgis" is not available on this server '
+        '(no postgis.control in its extension directory): the window would fail on it and roll back')
+    assert 'version 9.9 is not available on this server (it has 1.5, 1.6)' in found[1]['summary']
+    assert 'on the primary and every standby first' in found[0]['action']
