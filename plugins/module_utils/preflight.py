@@ -204,6 +204,99 @@ def owned_relations(patches):
     return list(found.values())
 
 
+# Table privileges a statement needs when the deploy user does not own the table (PostgreSQL lets the
+# owner - or a role with the owner's privileges - do everything): {statement node: privilege}. A GRANT
+# or REVOKE needs each privilege it names WITH GRANT OPTION; without it PostgreSQL does not fail, it
+# grants (or revokes) nothing, with only a WARNING - the deploy would go on without the grant.
+DATA_PRIVILEGES = {'InsertStmt': 'INSERT', 'UpdateStmt': 'UPDATE', 'DeleteStmt': 'DELETE', 'TruncateStmt': 'TRUNCATE',
+                   'CreateTrigStmt': 'TRIGGER'}
+# What GRANT ALL ON TABLE names (PostgreSQL 13-16; 17 adds MAINTAIN, which a server of 17 and later checks).
+TABLE_PRIVILEGES = ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER')
+
+
+def _grant_targets(node):
+    """[(relation key, [privilege as has_table_privilege reads it])] of a GRANT/REVOKE ON TABLE node."""
+    if getattr(node.objtype, 'name', None) != 'OBJECT_TABLE' or getattr(node.targtype, 'name', None) != \
+            'ACL_TARGET_OBJECT':
+        return []
+    names = [p.priv_name.upper() for p in node.privileges or ()] or list(TABLE_PRIVILEGES)
+    privileges = ['%s WITH GRANT OPTION' % name for name in dict.fromkeys(names) if name in TABLE_PRIVILEGES]
+    return [((rel.schemaname or None, rel.relname), privileges) for rel in node.objects or ()]
+
+
+def privileged_relations(patches):
+    """[{'relation', 'text', 'patch', 'line', 'statement', 'privilege'}]: each (relation, privilege) the
+    statements of ``patches`` need where the deploy user is not the owner - a data change's INSERT,
+    UPDATE, DELETE or TRUNCATE, CREATE TRIGGER's TRIGGER, a GRANT's or REVOKE's each privilege WITH
+    GRANT OPTION - where it is first needed; names resolved as owned_relations does. Not modelled: the
+    SELECT an UPDATE's or DELETE's WHERE needs, column privileges, LOCK TABLE's (by mode and version)."""
+    found = {}
+    for patch in patches:
+        states = zip(patch.statements, locks.search_paths(patch.statements), locks.temp_states(patch.statements))
+        for statement, path, temps in states:
+            node = statement.node
+            name = type(node).__name__
+            if name in DATA_PRIVILEGES:
+                relations = node.relations if name == 'TruncateStmt' else [node.relation]
+                wanted = [((r.schemaname or None, r.relname), [DATA_PRIVILEGES[name]]) for r in relations or ()]
+            elif name == 'GrantStmt':
+                wanted = _grant_targets(node)
+            else:
+                continue
+            for key, privileges in wanted:
+                if key[0] is None and path is not locks.DEFAULT_PATH or locks.resolved_key(key, path, temps) is None:
+                    continue
+                for privilege in privileges:
+                    found.setdefault((key, privilege), {
+                        'relation': locks.quoted(key), 'text': locks.relation_text(key), 'patch': patch.name,
+                        'line': statement.line, 'statement': ' '.join(statement.sql.split()[:3]),
+                        'privilege': privilege})
+    return list(found.values())
+
+
+def decide_table_privileges(label, row, missing):
+    """One failure per relation the deploy user lacks privileges on (``missing``: PRIVILEGED_SQL rows
+    joined to privileged_relations' items: relation, owner, privilege, member, patch, line, statement;
+    ``row``: the PRIVILEGES_SQL row). A data change would fail inside the outage ("permission denied",
+    the window rolls back); a GRANT or REVOKE without the grant option would do nothing (PostgreSQL
+    only warns) and the deploy go on without it. [] when there are none."""
+    user = row.get('usename')
+    by_relation = {}
+    for item in missing:
+        by_relation.setdefault(item['relation'], []).append(item)
+    found = []
+    for relation in sorted(by_relation):
+        items = by_relation[relation]
+        owner = items[0]['owner']
+        data = [i for i in items if 'GRANT OPTION' not in i['privilege']]
+        grants = [i for i in items if 'GRANT OPTION' in i['privilege']]
+        what = []
+        if data:
+            what.append('%s (%s), which would fail inside the outage ("permission denied for table"; the window '
+                        'rolls back)' % (', '.join(i['privilege'] for i in data), '; '.join(
+                            '%s line %d: %s' % (i['patch'], i['line'], i['statement']) for i in data)))
+        if grants:
+            what.append('%s (%s), without which PostgreSQL grants or revokes nothing - only a WARNING - and the '
+                        'deploy goes on without it' % (', '.join(i['privilege'] for i in grants), '; '.join(
+                            '%s line %d: %s' % (i['patch'], i['line'], i['statement']) for i in grants)))
+        fix = []
+        if data:
+            fix.append('GRANT %s ON %s TO %s' % (', '.join(i['privilege'] for i in data), relation, user))
+        if grants:
+            fix.append('GRANT %s ON %s TO %s WITH GRANT OPTION' % (
+                ', '.join(i['privilege'].split()[0] for i in grants), relation, user))
+        member = any(i.get('member') for i in items)
+        found.append(finding(
+            'privileges', FAIL, '%s: the deploy user %s is not the owner %s of %s, %s, and lacks %s' % (
+                label, user, owner, relation, 'a member of it without its privileges (NOINHERIT, or a grant WITH '
+                'INHERIT FALSE)' if member else 'nor a member of it', '; and '.join(what)),
+            host=label, evidence={'owner': owner, 'relation': relation,
+                                  'privileges': [i['privilege'] for i in items], 'fix_sql': fix},
+            action='as %s (or a superuser): %s on %s - or GRANT %s TO %s (its owner\'s privileges) - then run the '
+                   'pre-flight again' % (owner, '; '.join(fix), label, owner, user)))
+    return found
+
+
 def decide_ownership(label, row, not_owned, server_version_num):
     """The relations the deploy user may not change (``not_owned``: OWNERS_SQL rows, ``target`` the
     position in owned_relations' list or None for this collection's own tables; ``row``: the
@@ -1803,6 +1896,17 @@ SELECT NULL, c.oid::regclass::text, pg_get_userbyid(c.relowner), pg_has_role(cur
    AND NOT pg_has_role(current_user, c.relowner, 'USAGE')
  ORDER BY 1 NULLS LAST, 2
 """
+# The (relation, privilege) pairs of privileged_relations the deploy user has neither as the owner (or with
+# its privileges) nor granted (has_table_privilege: directly, through PUBLIC or a role it inherits from);
+# ``target`` the 0-based position in the lists.
+PRIVILEGED_SQL = """
+SELECT t.ord - 1 AS target, c.oid::regclass::text AS relation, pg_get_userbyid(c.relowner) AS owner,
+       pg_has_role(current_user, c.relowner, 'MEMBER') AS member
+  FROM unnest(%(names)s::text[], %(privileges)s::text[]) WITH ORDINALITY AS t(name, privilege, ord)
+  JOIN pg_class c ON c.oid = to_regclass(t.name)
+ WHERE NOT pg_has_role(current_user, c.relowner, 'USAGE') AND NOT has_table_privilege(c.oid, t.privilege)
+ ORDER BY 1
+"""
 SYSTEM_ID_SQL = 'SELECT system_identifier::text AS system_identifier FROM pg_control_system()'
 PREPARED_SQL = """
 SELECT gid, owner, database, EXTRACT(EPOCH FROM now() - prepared)::float8 AS age_seconds FROM pg_prepared_xacts
@@ -2253,7 +2357,8 @@ class Preflight:
 
     def _check_ownership(self, primary, label, info):
         """The relations the pending patches change, and this collection's own tables, that the deploy
-        user (not a superuser) may not change: decide_ownership."""
+        user (not a superuser) may not change: decide_ownership; the privileges it lacks on tables it
+        does not own: decide_table_privileges."""
         plan = self.plan
         targets = owned_relations(plan.pending_hot + plan.pending_cold + plan.post_window_hot)
         rows = self._query(primary, OWNERS_SQL, {'names': [t['relation'] for t in targets],
@@ -2262,6 +2367,14 @@ class Preflight:
         not_owned = [dict(targets[r['target']], relation=r['relation'], owner=r['owner'], member=r['member'])
                      if r['target'] is not None else dict(r) for r in rows or ()]
         self.findings.extend(decide_ownership(label, info, not_owned, primary.server_version))
+        # What a non-owner needs granted: the data changes' privileges, a GRANT's or REVOKE's grant option.
+        wanted = privileged_relations(plan.pending_hot + plan.pending_cold + plan.post_window_hot)
+        rows = self._query(primary, PRIVILEGED_SQL, {'names': [w['relation'] for w in wanted],
+                                                     'privileges': [w['privilege'] for w in wanted]},
+                           label=label, check='privileges') if wanted else []
+        self.findings.extend(decide_table_privileges(label, info, [
+            dict(wanted[r['target']], relation=r['relation'], owner=r['owner'], member=r['member'])
+            for r in rows or ()]))
 
     def _check_patches(self, primary, label):
         try:

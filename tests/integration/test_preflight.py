@@ -914,6 +914,64 @@ def test_a_deploy_user_not_owning_what_the_patches_change_is_refused_before_the_
         admin.cursor().execute('REVOKE CREATE ON DATABASE %s FROM %s; DROP ROLE %s' % (lab.db_name, user, user))
 
 
+def test_a_deploy_user_lacking_a_tables_privileges_or_their_grant_option_is_refused(lab, revision_table, tmp_path):
+    """Real roles. A deploy user that does not own fdt_item (the app's role does): a cold UPDATE of it fails
+    inside the window ("permission denied for table"); a GRANT on it, without the grant option, grants nothing
+    (PostgreSQL only warns) and the deploy goes on without it. Refused before the window, one line per table
+    with the GRANTs; the privilege alone passes the UPDATE, not the GRANT; the grant option passes it; the owner
+    role inherited passes everything, and the same membership without INHERIT is named as such."""
+    user, password = 'fdt_tryit_grants', 'tryit-secret'
+    admin = revision_table
+    admin.cursor().execute("DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN PASSWORD '%s'; GRANT pg_monitor, "
+                           'pg_signal_backend, fdt_deploy TO %s; GRANT CREATE ON DATABASE %s TO %s'
+                           % (user, user, password, user, lab.db_name, user))
+    directory = tmp_path / 'grants'
+    directory.mkdir()
+    patch = 'UPDATE fdt_item SET body = body WHERE false;\nGRANT SELECT ON fdt_item TO pg_monitor;\n'
+    (directory / 'patch-2390-01-0.sql').write_text(patch)
+
+    def as_user(endpoint):
+        return dict(endpoint, user=user, password=password)
+
+    def privileges():
+        pgbouncers = [dict(lab.pgbouncer(name), probe_user='fdt_app', probe_password=lab.users['fdt_app'])
+                      for name in ('pgbouncer1', 'pgbouncer2')]
+        standbys = [dict(as_user(lab.pg(name)), pgbouncer_entries=['%s:%s_ro' % (bouncer, lab.db_name)])
+                    for name, bouncer in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
+        result = run(lab, str(directory), primary=as_user(lab.pg('primary')), standbys=standbys,
+                     pgbouncers=pgbouncers, system_users=[lab.pg('primary')['user']])
+        return findings(result, 'privileges', 'fail')
+
+    try:
+        [found] = privileges()
+        assert found['summary'].startswith('primary (%s:5432): the deploy user %s is not the owner fdt_app of '
+                                           'fdt_item, nor a member of it, and lacks UPDATE (patch-2390-01-0.sql line '
+                                           '1: UPDATE fdt_item SET), which would fail inside the outage'
+                                           % (lab.addr('primary'), user)), found['summary']
+        assert 'and SELECT WITH GRANT OPTION (patch-2390-01-0.sql line 2: GRANT SELECT ON), without which ' \
+            'PostgreSQL grants or revokes nothing' in found['summary'], found['summary']
+        assert found['evidence']['fix_sql'] == ['GRANT UPDATE ON fdt_item TO %s' % user,
+                                                'GRANT SELECT ON fdt_item TO %s WITH GRANT OPTION' % user]
+
+        admin.cursor().execute('GRANT UPDATE, SELECT ON fdt_item TO %s' % user)  # no grant option
+        [found] = privileges()
+        assert 'lacks SELECT WITH GRANT OPTION' in found['summary'] and 'UPDATE (' not in found['summary']
+
+        admin.cursor().execute('GRANT SELECT ON fdt_item TO %s WITH GRANT OPTION' % user)
+        assert privileges() == []
+
+        # The owner's role, inherited: the owner's privileges (grant options included). Without INHERIT: none.
+        admin.cursor().execute('REVOKE ALL ON fdt_item FROM %s CASCADE; GRANT fdt_app TO %s' % (user, user))
+        assert privileges() == []
+        admin.cursor().execute('ALTER ROLE %s NOINHERIT' % user)
+        found = privileges()
+        assert any('is not the owner fdt_app of fdt_item, a member of it without its privileges' in f['summary']
+                   for f in found), [f['summary'] for f in found]
+    finally:
+        admin.cursor().execute('REVOKE ALL ON fdt_item FROM %s CASCADE; REVOKE CREATE ON DATABASE %s FROM %s; '
+                               'DROP ROLE %s' % (user, lab.db_name, user, user))
+
+
 def _role_setting_everywhere(lab, admin, user, sql, expected):
     """ALTER ROLE ``user`` ``sql`` on the primary (``admin``: a session that may write), then
     until every standby has its pg_db_role_setting row as ``expected`` (a setting, or None)."""

@@ -1053,3 +1053,49 @@ def test_the_owner_check_names_a_table_attached_and_not_the_patch_s_own_temporar
           'ALTER TABLE stage ADD COLUMN y int;\n')
     found = pf.owned_relations(load_patch_set(str(tmp_path)).patches)
     assert [(f['text'], f['line']) for f in found] == [('ev', 1), ('s.ev_2027', 1), ('stage', 5)]
+
+
+def test_the_privileges_a_non_owner_needs_are_named_where_first_needed(tmp_path):
+    write(tmp_path, 'patch-0001-01-0.sql',
+          'UPDATE counts SET n = 0;\nINSERT INTO app.log VALUES (1);\nDELETE FROM counts;\nTRUNCATE scratch, other;\n'
+          'UPDATE counts SET n = 1;\n'
+          'GRANT SELECT, UPDATE (n) ON counts TO reader;\nREVOKE ALL ON app.log FROM PUBLIC;\n'
+          'GRANT USAGE ON SCHEMA app TO reader;\nGRANT SELECT ON ALL TABLES IN SCHEMA app TO reader;\n'
+          'CREATE TRIGGER t AFTER INSERT ON audited FOR EACH ROW EXECUTE FUNCTION f();\n'
+          'ALTER TABLE counts ADD COLUMN m int;\n'
+          'SET search_path = other;\nUPDATE elsewhere SET x = 1;\n')
+    found = pf.privileged_relations(load_patch_set(str(tmp_path)).patches)
+    assert [(f['relation'], f['privilege'], f['line'], f['statement']) for f in found] == [
+        ('"counts"', 'UPDATE', 1, 'UPDATE counts SET'),
+        ('"app"."log"', 'INSERT', 2, 'INSERT INTO app.log'),
+        ('"counts"', 'DELETE', 3, 'DELETE FROM counts'),
+        ('"scratch"', 'TRUNCATE', 4, 'TRUNCATE scratch, other'),
+        ('"other"', 'TRUNCATE', 4, 'TRUNCATE scratch, other'),
+        ('"counts"', 'SELECT WITH GRANT OPTION', 6, 'GRANT SELECT, UPDATE'),
+        ('"counts"', 'UPDATE WITH GRANT OPTION', 6, 'GRANT SELECT, UPDATE'),
+    ] + [('"app"."log"', '%s WITH GRANT OPTION' % p, 7, 'REVOKE ALL ON') for p in pf.TABLE_PRIVILEGES] + [
+        ('"audited"', 'TRIGGER', 10, 'CREATE TRIGGER t'),
+    ]
+
+
+def test_a_non_owner_without_a_privilege_or_its_grant_option_is_refused_per_relation():
+    row = {'usename': 'deploy', 'superuser': False, 'inherit': True}
+    missing = [
+        {'relation': 'fdt_item', 'owner': 'app', 'member': False, 'privilege': 'UPDATE', 'patch': 'p-1.sql',
+         'line': 1, 'statement': 'UPDATE fdt_item SET'},
+        {'relation': 'fdt_item', 'owner': 'app', 'member': False, 'privilege': 'SELECT WITH GRANT OPTION',
+         'patch': 'p-1.sql', 'line': 2, 'statement': 'GRANT SELECT ON'},
+    ]
+    [found] = pf.decide_table_privileges('primary (10.0.0.10:5432)', row, missing)
+    assert found['status'] == FAIL and '\n' not in found['summary']
+    assert found['summary'] == (
+        'primary (10.0.0.10:5432): the deploy user deploy is not the owner app of fdt_item, nor a member of it, and '
+        'lacks UPDATE (p-1.sql line 1: UPDATE fdt_item SET), which would fail inside the outage ("permission denied '
+        'for table"; the window rolls back); and SELECT WITH GRANT OPTION (p-1.sql line 2: GRANT SELECT ON), without '
+        'which PostgreSQL grants or revokes nothing - only a WARNING - and the deploy goes on without it')
+    assert found['evidence']['fix_sql'] == ['GRANT UPDATE ON fdt_item TO deploy',
+                                            'GRANT SELECT ON fdt_item TO deploy WITH GRANT OPTION']
+    assert found['action'].startswith('as app (or a superuser): GRANT UPDATE ON fdt_item TO deploy; ')
+    member = pf.decide_table_privileges('p', row, [dict(missing[0], member=True)])[0]
+    assert 'a member of it without its privileges (NOINHERIT' in member['summary']
+    assert pf.decide_table_privileges('p', row, []) == []
