@@ -180,8 +180,12 @@ def outage_summary(window, mode_fields=None):
     }
     others = resumed_by_others(window.resumed)
     summary['resumed_by_others'] = others
-    # One line each for the operator's output and the report (report.build_report reads them).
-    summary['warnings'] = [resumed_by_others_line(others)] if others else []
+    # One line each for the operator's output and the report (report.build_report reads them):
+    # entries resumed by someone else, a replay cross-check that could not be read.
+    summary['warnings'] = ([resumed_by_others_line(others)] if others else []) + \
+        list((window.replay or {}).get('warnings') or [])
+    if (window.replay or {}).get('cross_check_error'):
+        summary['cross_check_error'] = window.replay['cross_check_error']
     summary.update(mode_fields or {})
     return summary
 
@@ -729,13 +733,13 @@ class Outage:
         """After the window: the primary's pg_stat_replication view of each
         standby beside its own answer (replication.cross_check_replay, each
         standby's row found by the identity rules) - a report, never a gate,
-        so a failure to read it is reported, not raised."""
+        so a failure to read it is a warning (the result's and the timeline's),
+        not raised."""
         if not window.replay or not window.replay.get('standbys'):
             return
-        try:
-            replication.cross_check_replay(self.observer, window.replay, self.standby_identities)
-        except psycopg2.Error as exc:
-            window.replay['cross_check_error'] = one_line(exc)
+        # A failure to read it is one warning in window.replay['warnings'] (outage_summary's).
+        replication.cross_check_replay(self.observer, window.replay, self.standby_identities,
+                                       label=endpoint_label(self.primary))
 
     def resume_consoles(self, lagging, consoles=None, phase='resume'):
         """Resume every entry of ``consoles`` (default: self.consoles) except the

@@ -846,7 +846,7 @@ def is_silent(state, now):
 
 
 def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=REPLAY_WAIT_POLL_SECONDS, xid=None,
-                    identities=None, cross_check=True):
+                    identities=None, cross_check=True, label=None):
     """Wait until every standby has replayed the deploy, each standby polled on
     its own schedule (async connections are asked in parallel).
 
@@ -943,11 +943,21 @@ def wait_for_replay(primary_conn, standbys, lsn, clock, poll_seconds=REPLAY_WAIT
             raise _lagging_error(states, target)
     replay = {'lsn': lsn, 'xid': xid, 'standbys': results, 'total_ms': _ms(time.monotonic() - began)}
     if cross_check:
-        cross_check_replay(primary_conn, replay, identities, min(max(clock.usable(), 0), CROSS_CHECK_GRACE_SECONDS))
+        cross_check_replay(primary_conn, replay, identities, min(max(clock.usable(), 0), CROSS_CHECK_GRACE_SECONDS),
+                           label=label)
     return replay
 
 
-def cross_check_replay(primary_conn, replay, identities, grace_seconds=None):
+def cross_check_warning(primary_label, standbys, cause):
+    """The one warning line of a replay cross-check that could not be read:
+    the standbys (labels) it was for, the cause and what it means."""
+    return ('replay cross-check not read on %s: %s -> the primary\'s own view (pg_stat_replication) of %s is unknown '
+            '(primary_confirms: null); each standby\'s own answer, which the window waited for, confirmed its replay, '
+            'so nothing is lost - if it repeats, check the deploy user\'s pg_monitor membership and the primary\'s '
+            'log at that time' % (primary_label or 'the primary', cause, ', '.join(standbys) or 'no standby'))
+
+
+def cross_check_replay(primary_conn, replay, identities, grace_seconds=None, label=None):
     """The primary's own view of each standby (pg_stat_replication), added to
     each of ``replay['standbys']`` (wait_for_replay's result): primary_replay_lsn,
     primary_confirms (its replay_lsn has reached ``replay['lsn']``),
@@ -957,14 +967,26 @@ def cross_check_replay(primary_conn, replay, identities, grace_seconds=None):
     feedback trails the standby by a message, so the view is read again for up
     to ``grace_seconds`` (default CROSS_CHECK_GRACE_SECONDS) until it confirms
     every standby it shows. A report, never a gate: the standby's own answer
-    is the authority."""
+    is the authority: a failure to read the view (a psycopg2 error) leaves
+    each standby's primary_confirms None, the cause in
+    ``replay['cross_check_error']`` and one line (cross_check_warning, naming
+    the primary ``label`` and every standby) in ``replay['warnings']``."""
     grace = CROSS_CHECK_GRACE_SECONDS if grace_seconds is None else grace_seconds
     grace_until = time.monotonic() + grace
-    while True:
-        seen = match_replication_rows(query_rows(primary_conn, PRIMARY_VIEW_SQL, (replay['lsn'],)), identities)
-        if all(row is None or row['caught_up'] for row in seen.values()) or time.monotonic() >= grace_until:
-            break
-        time.sleep(0.005)
+    try:
+        while True:
+            seen = match_replication_rows(query_rows(primary_conn, PRIMARY_VIEW_SQL, (replay['lsn'],)), identities)
+            if all(row is None or row['caught_up'] for row in seen.values()) or time.monotonic() >= grace_until:
+                break
+            time.sleep(0.005)
+    except psycopg2.Error as exc:
+        cause = _pg_message(exc)
+        for result in replay['standbys']:
+            result.update(primary_replay_lsn=None, primary_confirms=None, primary_state=None)
+        replay['cross_check_error'] = cause
+        replay.setdefault('warnings', []).append(cross_check_warning(label, [r['name'] for r in replay['standbys']],
+                                                                     cause))
+        return replay
     for result in replay['standbys']:
         row = seen.get(result['name'])
         result.update(primary_replay_lsn=row['replay_lsn'] if row else None,

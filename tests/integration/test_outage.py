@@ -428,3 +428,45 @@ def test_a_pool_whose_login_fails_after_resume_fails_the_deploy(healthy_lab, tmp
             console.command('SET server_login_retry = 15')
             console.close()
         admin.close()
+
+
+def test_a_replay_cross_check_not_read_is_a_warning_naming_the_standbys(healthy_lab, tmp_path):
+    """The primary's view of the standbys is read after the window, a report, never a gate: its
+    connection terminated just before (an operator's pg_terminate_backend, a restart) the window is
+    still done, and the failure is one warning in the result and the timeline's lines."""
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import Outage
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import connect
+    lab = healthy_lab
+    major = unique_major()
+
+    class ObserverLost(Outage):
+        def cross_check_replay(self, window):
+            pg_one(lab, 'primary', 'SELECT pg_terminate_backend(%s)', (self.observer.get_backend_pid(),))
+            Outage.cross_check_replay(self, window)
+            self.observer = connect(self.primary, autocommit=True, application_name='fastdowntime-observer')
+
+    standbys = [dict(lab.pg(name), pgbouncer_entries=['%s:%s_ro' % (bouncer, lab.db_name)])
+                for name, bouncer in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
+    outage = ObserverLost(primary=lab.pg('primary'), standbys=standbys, db_name=lab.db_name,
+                          pgbouncers=[lab.pgbouncer('pgbouncer1'), lab.pgbouncer('pgbouncer2')], budget_seconds=10,
+                          patch_dir=write_patches(tmp_path, major, ['CREATE TABLE fdt_x%d (id int);' % major]),
+                          revision_table=REVISION_TABLE)
+    try:
+        outage.prepare()
+        result = outage.run()
+    finally:
+        outage.close()
+    assert result['outcome'] == 'done'
+    confirms = {'standby1 (%s:5432)' % lab.addr('standby1'): None, 'standby2 (%s:5432)' % lab.addr('standby2'): None}
+    assert result['outage']['primary_confirms'] == confirms
+    [line] = [w for w in result['outage']['warnings'] if 'cross-check' in w]
+    assert line.startswith('replay cross-check not read on primary (%s:5432): ' % lab.addr('primary')), line
+    assert 'of standby1 (%s:5432), standby2 (%s:5432) is unknown' % (lab.addr('standby1'), lab.addr('standby2')) \
+        in line and 'terminat' in line and '\n' not in line, line
+    # The timeline (report.render_text) shows it as one WARNING line.
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
+        build_report, entry_from_result, render_text)
+    report = build_report(entry_from_result(result, task='outage', action='fastdowntime.postgresql.outage'))
+    assert 'WARNING: %s' % line in render_text(report)
+    assert_all_resumed(lab)
+    assert table_exists(lab, 'standby2', 'fdt_x%d' % major)

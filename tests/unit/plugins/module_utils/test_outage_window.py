@@ -409,3 +409,28 @@ def test_a_record_after_the_window_that_could_not_be_written_is_one_warning_nami
         'their standby has replayed this commit')
     monkeypatch.setattr(om.replication, 'clear_pauses', fail)
     assert str(outage.clear_pause_marks(set())) == 'server closed the connection unexpectedly'
+
+
+def test_a_replay_cross_check_not_read_is_one_warning_naming_the_standbys(monkeypatch):
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import replication
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import psycopg2
+
+    def lost(conn, sql, params=None):
+        raise psycopg2.OperationalError('server closed the connection unexpectedly')
+
+    monkeypatch.setattr(replication, 'query_rows', lost)
+    replay = {'lsn': '0/5000000', 'standbys': [{'name': 'standby1 (10.0.0.11:5432)', 'replay_ms': 1.0},
+                                               {'name': 'standby2 (10.0.0.12:5432)', 'replay_ms': 2.0}]}
+    replication.cross_check_replay(None, replay, [], grace_seconds=5, label='primary (10.0.0.10:5432)')
+    assert [s['primary_confirms'] for s in replay['standbys']] == [None, None]
+    assert replay['cross_check_error'] == 'server closed the connection unexpectedly'
+    [line] = replay['warnings']
+    assert line.startswith('replay cross-check not read on primary (10.0.0.10:5432): server closed the connection '
+                           'unexpectedly -> the primary\'s own view (pg_stat_replication) of standby1 (10.0.0.11:5432), '
+                           'standby2 (10.0.0.12:5432) is unknown') and 'nothing is lost' in line
+    window = om.Window()
+    window.started_at = window.ended_at = 1.0
+    window.replay = replay
+    summary = om.outage_summary(window)
+    assert summary['warnings'] == [line] and summary['cross_check_error'] == replay['cross_check_error']
+    assert summary['primary_confirms'] == {'standby1 (10.0.0.11:5432)': None, 'standby2 (10.0.0.12:5432)': None}
