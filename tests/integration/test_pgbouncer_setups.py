@@ -33,6 +33,36 @@ def console(lab, where):
     return conn
 
 
+def login_retry_by_process(lab, setting=None):
+    """{(pgbouncer host, socket dir): server_login_retry} of every pgbouncer process, each asked on
+    its own unix socket console (over TCP a so_reuseport pair answers from either process);
+    ``setting`` ({(host, dir): seconds}) SETs them first: a value of each process's own, so a
+    restore that set one process's value on another, or missed one, shows."""
+    found = {}
+    for host, socket_dir in scenarios.pgbouncer_processes(lab):
+        conn = psycopg2.connect(lab.dsn(dict(lab.pgbouncer(host), host=socket_dir)))
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                if setting:
+                    cur.execute('SET server_login_retry = %d' % setting[(host, socket_dir)])
+                cur.execute('SHOW CONFIG')
+                found[(host, socket_dir)] = dict((row[0], row[1]) for row in cur.fetchall())['server_login_retry']
+        finally:
+            conn.close()
+    return found
+
+
+def distinct_login_retries(lab):
+    """server_login_retry set to a value of its own on each pgbouncer process (15 + n s): the values
+    the outage must set back on each, having lowered them to 0 for its window."""
+    processes = scenarios.pgbouncer_processes(lab)
+    assert len(processes) >= 3, processes  # the so_reuseport pair and pgbouncer2
+    setting = dict((process, 15 + number) for number, process in enumerate(processes, start=1))
+    assert login_retry_by_process(lab, setting) == dict((p, str(v)) for p, v in setting.items())
+    return dict((p, str(v)) for p, v in setting.items())
+
+
 def test_so_reuseport_pair_and_unix_socket_backend(lab_shape, tmp_path):
     """pgbouncer1 is two processes sharing port 6432 (so_reuseport), and every pgbouncer reaches the
     primary over its unix socket. Undeclared, the pair is refused by the pre-flight; declared (the lab
@@ -55,6 +85,7 @@ def test_so_reuseport_pair_and_unix_socket_backend(lab_shape, tmp_path):
     assert every_process_serves(lab) == {}
     assert_disarmed(lab)
 
+    configured = distinct_login_retries(lab)
     holder = psycopg2.connect(lab.client_dsn('pgbouncer2'), application_name='report-query')
     try:
         with holder.cursor() as cur:
@@ -72,6 +103,8 @@ def test_so_reuseport_pair_and_unix_socket_backend(lab_shape, tmp_path):
     assert_nothing_lost(lab, load)
     report = json.load(open(str(tmp_path / 'report.json')))
     assert report['outcome'] == 'done'
+    # server_login_retry, 0 inside the window, is back to its own value on each process (its own console).
+    assert login_retry_by_process(lab) == configured
     # 2 entries on each of the 3 pgbouncer processes, each asked by a client after RESUME
     assert report['outage']['pgbouncer_state'] == 'every pgbouncer entry resumed and answering clients (6 checked)'
     drained = sorted(p['host'] for p in report['phases'] if p['phase'] == 'drain')
@@ -274,16 +307,20 @@ def test_so_reuseport_pair_after_refusal_abort_and_a_killed_controller(lab_shape
     client, and no switch armed; after the kill each process was resumed by its own switch."""
     lab = lab_shape('pgbouncer_reuseport,pgbouncer_unix_backend')
     dirs = lab.hosts['pgbouncer1']['unix_socket_dirs']
+    configured = distinct_login_retries(lab)
     run, load = scenarios.under_load(lab, scenarios.budget_below_estimate, tmp_path)
     scenarios.check_run(lab, run)
     assert_nothing_lost(lab, load)
     assert every_process_serves(lab) == {}
     assert_disarmed(lab)
+    assert login_retry_by_process(lab) == configured  # refused: never lowered
 
     run, load = scenarios.under_load(lab, scenarios.bad_patch, tmp_path)
     scenarios.check_run(lab, run)
     assert_nothing_lost(lab, load)
     assert_statement_is_what_clients_see(lab, run)
+    # Aborted inside the window: each process's own value is back, set on its own console.
+    assert login_retry_by_process(lab) == configured
     resumed = sorted(p['host'] for p in run.report['phases'] if p['phase'] == 'resume')
     assert [h for h in resumed if h.startswith('pgbouncer1')] == sorted('pgbouncer1 (%s:6432)' % d for d in dirs)
     assert_disarmed(lab)
@@ -301,9 +338,10 @@ def test_so_reuseport_pair_after_refusal_abort_and_a_killed_controller(lab_shape
     with open(log_path) as handle:
         handle.seek(log_before)
         log = handle.read()
-    # Each process's own switch resumed it.
+    # Each process's own switch resumed it, and set its own server_login_retry back.
     for socket_dir in dirs:
         assert 'pgbouncer1 (%s:6432): deadline passed with fdtdemo' % socket_dir in log, log[-3000:]
+    assert login_retry_by_process(lab) == configured
 
 
 def test_an_undeclared_so_reuseport_process_is_pointed_to_the_consoles_variable(lab_shape, tmp_path):
