@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import host_port, one_line, psycopg2
 
 SCHEMA = 'fastdowntime'
@@ -98,7 +99,8 @@ def log_params(report, deploy_id=None):
         'deploy_id': str(deploy_id),
         'started_at': started_at,
         'outage_ms': outage.get('outage_ms'),
-        'outcome': report.get('outcome') or 'unknown',
+        # The report's own word (outcomes: the timeline, report.json and this column say the same).
+        'outcome': report.get('outcome') or outcomes.UNKNOWN,
         'patches': json.dumps(report.get('patches') or [], sort_keys=True, default=str),
         'phases': json.dumps(phases, sort_keys=True, default=str),
         'estimate_ms': outage.get('estimate_ms'),

@@ -21,6 +21,7 @@ REFUSED_BEFORE_OUTAGE = 'refused before the outage'   # the outage module, befor
 REFUSED_BEFORE_PATCHES = 'refused before any patch'     # the schema_apply module, before any is applied
 ABORTED = 'aborted'                    # an unexpected failure, phase unknown
 ABORTED_PREFIX = 'aborted in '         # + the phase that failed
+UNKNOWN = 'unknown'                    # a deploy-log row whose report said no outcome
 
 REFUSALS = (REFUSED_BY_PREFLIGHT, REFUSED_BEFORE_OUTAGE, REFUSED_BEFORE_PATCHES)
 # A run with one of these ended as it should (nothing left to report as a failure).

@@ -120,6 +120,13 @@ def test_params_from_an_aborted_report():
     assert json.loads(params['overrides']) == []
 
 
+def test_the_outcome_column_speaks_the_reports_words():
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils import outcomes
+    assert log_params(aborted_report())['outcome'] == outcomes.aborted_in('schema application')
+    assert log_params({'deploy_id': 'd', 'outcome': outcomes.DONE})['outcome'] == outcomes.DONE
+    assert log_params({'deploy_id': 'd'})['outcome'] == outcomes.UNKNOWN
+
+
 def test_every_param_is_used_by_the_query_and_nothing_is_interpolated():
     params = log_params(aborted_report())
     for name in params:
