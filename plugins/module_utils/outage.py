@@ -430,6 +430,7 @@ class Outage:
         self.pgbouncer_addrs = set()
         self.entry_flags = {}     # {console: Console.flags()}, read just before the clock
         self.login_settle_seconds = None  # how long prepare waited for server logins in flight
+        self.standby_catch_up = []  # replication.catch_up: each standby's replay of a fresh WAL record, before the clock
         self.login_retry_lowered = {}  # {pgbouncer label: its server_login_retry} set to 0 for the window
         self.fences = []          # replication.read_fences: entries an earlier window left fenced
 
@@ -484,6 +485,12 @@ class Outage:
                 # The window's transaction must not be its backend's first: PL/pgSQL,
                 # the catalog and the revision table cached now, not inside the outage.
                 warm_session(self.conn, table.get('revision_table'))
+                # A standby fallen behind since the pre-flight is waited for now, nothing paused;
+                # one still behind refuses the window (replication.catch_up: why).
+                self.standby_catch_up = replication.catch_up(self.observer, self.standby_conns)
+                refusal = replication.catch_up_refusal(self.standby_catch_up)
+                if refusal:
+                    raise OutageError(refusal, result={'standby_catch_up': self.standby_catch_up})
             # Just before the clock: the entries someone else paused already
             # (the drain neither pauses nor resumes them); a pgbouncer-wide
             # PAUSE made since is refused by our PAUSE's own reply.
@@ -676,6 +683,9 @@ class Outage:
             disabled_entries=window.disabled,
             plan=self.plan.as_dict(),
         )
+        # Before the clock: how far behind each standby was and how long it took to catch up.
+        result['outage']['standby_catch_up'] = [dict((k, s.get(k)) for k in ('label', 'bytes_behind', 'catch_up_seconds'))
+                                                for s in self.standby_catch_up]
         if self.window_mode == 'split':
             result['replay_left_paused'] = [endpoint_label(e) for e, dummy in window.replay_errors]
         return self._finish(result, window)

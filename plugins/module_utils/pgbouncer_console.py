@@ -1488,16 +1488,17 @@ def probe_verdict(probed, fenced=()):
     clients by design). Returns {'answering': [(label, entry)], 'silent':
     [(label, entry, why)] - no answer: paused or suspended, 'refused': [...] -
     clients get an error, 'unverified': [...] - the probe could not log in, so
-    nothing is known, 'full': [...] - pgbouncer refused the probe's connection
+    nothing is known, 'fenced': [(label, entry)] - not probed, left DISABLED, 'full': [...] - pgbouncer refused the probe's connection
     because max_client_conn is reached (FULL): its clients are served, new ones
     refused, whatever a PAUSE or RESUME did}.
     """
-    verdict = {'answering': [], 'silent': [], 'refused': [], 'unverified': [], 'full': []}
+    verdict = {'answering': [], 'silent': [], 'refused': [], 'unverified': [], 'full': [], 'fenced': []}
     fenced = set(tuple(item) for item in fenced)
     for label in sorted(probed):
         for entry in sorted(probed[label]):
             error = probed[label][entry]
             if (label, entry) in fenced:
+                verdict['fenced'].append((label, entry))
                 continue
             if error is None:
                 verdict['answering'].append((label, entry))
@@ -1528,6 +1529,10 @@ def describe_verdict(verdict):
         notes.append('NOT verified by a client on %s (%s): set fastdowntime_pgbouncer_probe_user' % (
             ', '.join('%s on %s' % (entry, label) for label, entry, unused in verdict['unverified']),
             verdict['unverified'][0][2]))
+    if verdict.get('fenced'):
+        # Said, not left out: "every entry answering" must never hide an entry left refusing clients.
+        notes.append('left DISABLED (fenced) until its standby catches up: %s'
+                     % ', '.join('%s on %s' % (entry, label) for label, entry in verdict['fenced']))
     if notes:
         return True, 'every pgbouncer resumed; %s' % '; '.join(notes)
     return True, 'every pgbouncer entry resumed and answering clients (%d checked)' % len(verdict['answering'])

@@ -629,7 +629,10 @@ def split_blocked_by_synchronous(synchronous):
 LAG_PROBE_FIXED_POLL_SECONDS = 0.05
 LAG_PROBE_SQL = "SELECT pg_logical_emit_message(true, 'fastdowntime', 'preflight')::text AS lsn"
 LAG_SQL = ('SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn AS caught_up, '
-           'pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::float8 AS bytes_behind')
+           'pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::float8 AS bytes_behind, '
+           'CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END AS replay_paused')
+# measure_lag's answer for a standby whose replay is paused: it cannot catch up, so it is not waited for.
+REPLAY_PAUSED_TEXT = 'its WAL replay is paused (pg_wal_replay_resume() on it, unless it was paused on purpose)'
 
 
 def measure_lag(standbys, lsn, max_seconds, lost=None, clock=None, sleep=None):
@@ -662,7 +665,11 @@ def measure_lag(standbys, lsn, max_seconds, lost=None, clock=None, sleep=None):
             state = states[label]
             asked = clock()
             try:
-                row = query(conn, LAG_SQL, (lsn, lsn))[0]
+                row = _rows_within(conn, LAG_SQL, (lsn, lsn), max(deadline - asked, LAG_ANSWER_SECONDS))[0]
+            except TimeoutError:
+                state['error'] = 'no answer within %.1f s' % max(deadline - asked, LAG_ANSWER_SECONDS)
+                del pending[label]
+                continue
             except psycopg2.Error as exc:
                 state['error'] = one_line(exc.pgerror or exc)
                 del pending[label]
@@ -675,6 +682,10 @@ def measure_lag(standbys, lsn, max_seconds, lost=None, clock=None, sleep=None):
                 continue
             if state['bytes_behind'] is None:
                 state['bytes_behind'] = max(int(row['bytes_behind'] or 0), 0)
+            if row.get('replay_paused') and not row['caught_up']:
+                state['error'] = REPLAY_PAUSED_TEXT
+                del pending[label]
+                continue
             if row['caught_up']:
                 answered = clock()
                 state['catch_up_seconds'] = round(answered - began, 4)
@@ -688,6 +699,76 @@ def measure_lag(standbys, lsn, max_seconds, lost=None, clock=None, sleep=None):
         if clock() - began >= LAG_PROBE_FIXED_POLL_SECONDS:
             interval = min(interval * 2, 0.1)
     return [states[label] for label, dummy in standbys if label in states]
+
+
+# The least a lag question on a non-blocking connection is given to be answered (seconds).
+LAG_ANSWER_SECONDS = 1.0
+
+
+def _rows_within(conn, sql, params, timeout):
+    """Rows (dicts) of ``sql`` on a blocking or a non-blocking connection;
+    TimeoutError after ``timeout`` seconds on a non-blocking one (the question
+    is left in flight: that connection is of no more use)."""
+    if not getattr(conn, 'async_', False):
+        return query(conn, sql, params)
+    cur = conn.cursor()
+    cur.execute(sql, params)
+    wait(conn, timeout)
+    return rows_as_dicts(cur)
+
+
+# -- a standby fallen behind since the pre-flight --------------------------------------
+# The pre-flight measured the lag (measure_lag), but the window opens later: after the hot
+# patches (an index built CONCURRENTLY sends its whole size through the WAL), a network blip
+# (TCP's retransmission back-off keeps a standby behind for seconds after its link is back)
+# or a replay conflict started since. The window would then wait for that standby after
+# COMMIT - with every client queued - and fence it when the budget is spent: an outage
+# opened that could not finish. So the outage waits before its clock, nothing paused, until
+# every standby has replayed a fresh WAL record (the lag probe), at most this long (seconds;
+# well inside the dead-man switch's arming margin, watchdog.ARMING_MARGIN_SECONDS), and
+# refuses otherwise.
+CATCH_UP_SECONDS = 30.0
+
+
+def catch_up(primary_conn, standbys, max_seconds=CATCH_UP_SECONDS, clock=None, sleep=None):
+    """Write the lag probe (LAG_PROBE_SQL) on the primary (``primary_conn``,
+    autocommit: its COMMIT flushes it) and wait until every standby has replayed
+    it, at most ``max_seconds``. ``standbys``: [(endpoint, connection)],
+    blocking or non-blocking. Returns measure_lag's states, one per standby
+    ('label', 'bytes_behind', 'catch_up_seconds' - None when not caught up -,
+    'error'); catch_up_refusal reads them. psycopg2.Error from the primary."""
+    lsn = query(primary_conn, LAG_PROBE_SQL)[0]['lsn']
+    return measure_lag([(endpoint_label(endpoint), conn) for endpoint, conn in standbys], lsn, max_seconds,
+                       clock=clock, sleep=sleep)
+
+
+def catch_up_refusal(states, max_seconds=CATCH_UP_SECONDS):
+    """The outage's one-line refusal (nothing paused yet) naming every standby
+    of ``states`` (catch_up's) that did not replay the probe within
+    ``max_seconds``, how far behind it was and what to do; None when every one did."""
+    behind = []
+    for state in states:
+        if state.get('error'):
+            behind.append('%s: %s' % (state['label'], state['error']))
+        elif state.get('catch_up_seconds') is None:
+            behind.append('%s: %s behind the primary and not caught up within %g s'
+                          % (state['label'], _bytes_text(state.get('bytes_behind')), max_seconds))
+    if not behind:
+        return None
+    return ('refused before any PAUSE: %s. The window would hold every client while it waits for that standby '
+            'after COMMIT, then fence it. Wait until it has caught up (pg_stat_replication.replay_lsn on the '
+            'primary; on the standby pg_stat_wal_receiver, pg_get_wal_replay_pause_state() and the queries '
+            'holding its replay) and run the deploy again' % '; '.join(behind))
+
+
+def _bytes_text(count):
+    """'2.1 MB', '512 bytes'; 'an unknown amount' for None."""
+    if count is None:
+        return 'an unknown amount'
+    for unit, size in (('GB', 1 << 30), ('MB', 1 << 20), ('kB', 1 << 10)):
+        if count >= size:
+            return '%.1f %s' % (count / float(size), unit)
+    return '%d bytes' % count
 
 
 # -- the standbys before the window ----------------------------------------------

@@ -221,6 +221,9 @@ def build_report(entries, play_failed=False, check_mode=False, generated_at=None
             'estimate_ms': _number(_first(o.get('estimate_ms') for o in outages)),
             # What a client saw through every pgbouncer entry after the window (outage module).
             'pgbouncer_state': _first(o.get('pgbouncer_state') for o in outages),
+            # Before the clock, nothing paused: each standby's lag and the wait for it to catch up (outage
+            # module: replication.catch_up; label, bytes_behind, catch_up_seconds).
+            'standby_catch_up': _first(o.get('standby_catch_up') for o in outages) or [],
             # Entries someone else resumed inside the window (outage module: pgbouncer, entry, restarted).
             'resumed_by_others': [item for o in outages for item in o.get('resumed_by_others') or []],
             # No window was opened because no cold patch was pending.

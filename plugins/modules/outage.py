@@ -227,7 +227,10 @@ outage:
       gate), C(patches) (per-patch duration_ms), C(transaction_ms), C(commit_xid) (the transaction the standbys
       confirmed), C(commit_lsn), C(controller_cpu_ms) (CPU time the controller's own process spent inside the
       outage, every thread - the part of the outage that grows with the number of pgbouncers on a controller with
-      cores of its own).
+      cores of its own), C(standby_catch_up) (before the clock, nothing paused, C(label), C(bytes_behind) and
+      C(catch_up_seconds) per standby - how far behind it was and how long it took to replay a fresh WAL record;
+      the outage waits up to 30 s for that and refuses the window, before any PAUSE, for a standby still behind
+      or whose replay is paused).
     - C(resumed_by_others) - C(pgbouncer), C(entry), C(restarted) for each entry whose own RESUME was answered
       C(is not paused) (someone else - an operator, a process manager, a health script - resumed it inside the
       window, or with C(restarted) that pgbouncer restarted), so clients may have reached the primary inside the

@@ -8,6 +8,7 @@ budget spent, the controller killed, a standby cut off inside the window) and te
 (an app server failing its health check).
 """
 
+import datetime
 import functools
 import json
 import threading
@@ -213,4 +214,112 @@ def test_outage_failing_before_any_pause_leaves_no_switch_armed(healthy_lab, tmp
     assert_disarmed(lab)
     assert not table_exists(lab, 'primary', 'fdt_q%d' % major)
     assert_all_resumed(lab)
+    assert_nothing_lost(lab, load)
+
+
+def _autocommit(dsn):
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    return conn
+
+
+def _lag_questions(conn):
+    """The outage's connections to a standby whose last query is its catch-up question (replication.LAG_SQL)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'fastdowntime-replay' "
+                    "AND query LIKE %s", ('%AS replay_paused%',))
+        return set(row[0] for row in cur.fetchall())
+
+
+def test_a_standby_fallen_behind_since_the_pre_flight_is_waited_for_before_the_window_opens(healthy_lab, tmp_path):
+    # A soak met standby1 2.1 MB behind as a window opened (a link blip just before: TCP's back-off): the window
+    # held every client while it waited for it after COMMIT, then fenced it. Here a reader on standby1 holds
+    # its replay (a conflict with a DROP, max_standby_streaming_delay = -1) until the outage asks standby1 about
+    # its replay before the clock: only then is the reader let go. The window must open after that moment.
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_cu%d (id int);' % major])
+    held_table = 'fdt_cu_held%d' % major
+    primary, standby = _autocommit(lab.primary_dsn()), _autocommit(lab.dsn(lab.pg('standby1')))
+    reader = psycopg2.connect(lab.dsn(lab.pg('standby1')), application_name='report-reader')
+    released = {}
+    try:
+        with standby.cursor() as cur:
+            cur.execute('ALTER SYSTEM SET max_standby_streaming_delay = -1')
+            cur.execute('SELECT pg_reload_conf()')
+        with primary.cursor() as cur:
+            cur.execute('CREATE TABLE %s (id int)' % held_table)
+        scenarios.wait_replayed(lab)
+        with reader.cursor() as cur:
+            cur.execute('SELECT count(*) FROM %s' % held_table)  # its transaction holds the table's lock
+        with primary.cursor() as cur:
+            cur.execute('DROP TABLE %s' % held_table)  # standby1's replay now waits for the reader
+        before = _lag_questions(standby)
+        watcher_conn = _autocommit(lab.dsn(lab.pg('standby1')))
+
+        def release_when_asked():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not _lag_questions(watcher_conn) - before:
+                time.sleep(0.01)
+            released['at'] = time.time()
+            reader.rollback()
+
+        watcher = threading.Thread(target=release_when_asked, daemon=True)
+        with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
+            watcher.start()
+            proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='outage')
+            watcher.join(5)
+            time.sleep(0.3)
+        watcher_conn.close()
+    finally:
+        reader.close()
+        with standby.cursor() as cur:
+            cur.execute('ALTER SYSTEM RESET max_standby_streaming_delay')
+            cur.execute('SELECT pg_reload_conf()')
+        with primary.cursor() as cur:
+            cur.execute('DROP TABLE IF EXISTS %s' % held_table)
+        primary.close()
+        standby.close()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert 'at' in released, 'the outage never asked standby1 about its replay'
+    report = json.load(open(report_path))
+    catch_up = dict((s['label'].split()[0], s) for s in report['outage']['standby_catch_up'])
+    # standby1 was behind when asked, and caught up once its reader let go - before the clock started.
+    assert catch_up['standby1']['bytes_behind'] > 0 and catch_up['standby1']['catch_up_seconds'] is not None
+    started = datetime.datetime.strptime(report['outage']['started_at'], '%Y-%m-%dT%H:%M:%S.%fZ').replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+    assert started >= released['at'] - 0.001, (report['outage']['started_at'], released['at'])
+    for host in ('primary', 'standby1', 'standby2'):
+        assert table_exists(lab, host, 'fdt_cu%d' % major), host
+    assert_all_resumed(lab)
+    assert_nothing_lost(lab, load)
+
+
+def test_a_standby_whose_replay_was_paused_since_the_pre_flight_refuses_the_window_before_any_pause(
+        healthy_lab, tmp_path):
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_cp%d (id int);' % major])
+    standby = _autocommit(lab.dsn(lab.pg('standby1')))
+    try:
+        with standby.cursor() as cur:
+            cur.execute('SELECT pg_wal_replay_pause()')
+        with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
+            time.sleep(0.3)
+            proc, report_path = run_playbook(lab, tmp_path, patch_dir, tags='outage')
+            time.sleep(0.3)
+    finally:
+        with standby.cursor() as cur:
+            cur.execute('SELECT pg_wal_replay_resume()')
+        standby.close()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert_clean_error(out, 'refused before any PAUSE: standby1', 'its WAL replay is paused', 'pg_wal_replay_resume()')
+    report = json.load(open(report_path))
+    assert report['outcome'].startswith('refused'), report['outcome']
+    assert not [p for p in report['phases'] if p['phase'] == 'drain'], report['phases']
+    assert not table_exists(lab, 'primary', 'fdt_cp%d' % major)
+    assert_all_resumed(lab)
+    assert_disarmed(lab)
     assert_nothing_lost(lab, load)

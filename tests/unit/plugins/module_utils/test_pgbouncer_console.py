@@ -408,6 +408,11 @@ def test_a_fenced_entry_is_expected_to_refuse_clients():
     fenced = [('pgb2 (10.0.0.22:6432)', 'db_ro'), ('pgb1 (10.0.0.21:6432)', 'db_ro')]
     ok, line = pc.describe_verdict(pc.probe_verdict(PROBED, fenced))
     assert ok and 'NOT verified by a client on db on pgb2' in line
+    assert 'left DISABLED (fenced) until its standby catches up: db_ro on pgb1 (10.0.0.21:6432), db_ro on pgb2' in line
+    # Every other entry answering: the fenced one is still named, never hidden behind "every entry answering".
+    ok, line = pc.describe_verdict(pc.probe_verdict({'pgb1': {'db': None, 'db_ro': 'ERROR: database "db_ro" is '
+                                                                                   'disabled'}}, [('pgb1', 'db_ro')]))
+    assert ok and line == 'every pgbouncer resumed; left DISABLED (fenced) until its standby catches up: db_ro on pgb1'
 
 
 def test_every_entry_answering_is_the_only_way_to_say_so():

@@ -620,6 +620,83 @@ def test_measure_lag_polls_as_the_window_at_first_then_less_and_less_often(monke
     assert max(slept) == 0.1 and found['catch_up_seconds'] >= 0.3
 
 
+def test_catch_up_writes_the_probe_then_waits_for_every_standby_and_refuses_one_behind_in_one_line(monkeypatch):
+    # Before the window's clock: standby1 fell 2.1 MB behind since the pre-flight (a network blip in a soak)
+    # and never replays the probe within the wait; standby2 is caught up at once.
+    asked = []
+
+    def fake_query(conn, sql, params=None):
+        asked.append((conn, sql))
+        if conn == 'primary':
+            return [{'lsn': '0/692C360'}]
+        return [{'caught_up': conn == 'standby2', 'bytes_behind': 2 * 1024 * 1024 + 100000 if conn == 'standby1'
+                 else 0.0}]
+
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    monkeypatch.setattr(rp, 'query', fake_query)
+    standbys = [({'name': 'standby1', 'host': '10.0.0.11', 'port': 5432}, 'standby1'),
+                ({'name': 'standby2', 'host': '10.0.0.12', 'port': 5432}, 'standby2')]
+    states = rp.catch_up('primary', standbys, max_seconds=2, clock=lambda: now[0], sleep=sleep)
+    assert asked[0] == ('primary', rp.LAG_PROBE_SQL)
+    assert [(s['label'], s['catch_up_seconds'] is None) for s in states] == [
+        ('standby1 (10.0.0.11:5432)', True), ('standby2 (10.0.0.12:5432)', False)]
+    refusal = rp.catch_up_refusal(states, 2)
+    assert '\n' not in refusal
+    assert refusal.startswith('refused before any PAUSE: standby1 (10.0.0.11:5432): 2.1 MB behind the primary and '
+                              'not caught up within 2 s.')
+    assert 'standby2' not in refusal and 'run the deploy again' in refusal
+    assert rp.catch_up_refusal([dict(states[1])], 2) is None
+
+
+def test_catch_up_refusal_names_a_standby_whose_lag_could_not_be_measured():
+    states = [{'label': 'standby1 (a:5432)', 'bytes_behind': None, 'catch_up_seconds': None,
+               'error': 'no answer within 30.0 s'}]
+    assert 'standby1 (a:5432): no answer within 30.0 s.' in rp.catch_up_refusal(states)
+
+
+def test_measure_lag_does_not_wait_for_a_standby_whose_replay_is_paused(monkeypatch):
+    # It cannot replay the probe: named at its first answer, not after the whole wait.
+    asked = []
+
+    def fake_query(conn, sql, params=None):
+        asked.append(conn)
+        return [{'caught_up': False, 'bytes_behind': 4096.0, 'replay_paused': True}]
+
+    monkeypatch.setattr(rp, 'query', fake_query)
+    [found] = rp.measure_lag([('standby1 (a:5432)', 's1')], '0/5000000', 30)
+    assert asked == ['s1'] and found['error'] == rp.REPLAY_PAUSED_TEXT and found['bytes_behind'] == 4096
+    assert 'standby1 (a:5432): its WAL replay is paused (pg_wal_replay_resume() on it' in rp.catch_up_refusal([found])
+
+
+def test_bytes_text():
+    assert [rp._bytes_text(n) for n in (None, 0, 1023, 1024, 5 << 20, 3 << 30)] == [
+        'an unknown amount', '0 bytes', '1023 bytes', '1.0 kB', '5.0 MB', '3.0 GB']
+
+
+def test_measure_lag_on_a_non_blocking_connection_gives_up_on_a_silent_standby(monkeypatch):
+    # The outage's standby connections are non-blocking: a standby that never answers is an error, not a hang.
+    class Silent:
+        async_ = True
+
+        def cursor(self):
+            return self
+
+        def execute(self, sql, params=None):
+            pass
+
+    def no_answer(conn, timeout):
+        raise TimeoutError()
+
+    monkeypatch.setattr(rp, 'wait', no_answer)
+    [found] = rp.measure_lag([('s1', Silent())], '0/5000000', 0.2)
+    assert found['catch_up_seconds'] is None and found['error'].startswith('no answer within')
+    assert 'not caught up' not in rp.catch_up_refusal([found])
+
+
 # -- the replay wait's schedule (simulated time: a clock, standbys answering after a round trip) ----
 
 def test_next_polls_asks_the_due_standbys_and_waits_until_the_next_one_is_due():

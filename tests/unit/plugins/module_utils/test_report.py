@@ -137,6 +137,7 @@ def test_normal_run_report():
         'max_client_wait_ms': 318.2,   # longest wait any pgbouncer reported
         'estimate_ms': 400.0,
         'pgbouncer_state': None,       # no module said what a client saw
+        'standby_catch_up': [],        # no module said how far behind the standbys were before the clock
         'resumed_by_others': [],
         'nothing_pending': False,
     }
