@@ -491,9 +491,6 @@ class Outage:
                 refusal = replication.catch_up_refusal(self.standby_catch_up)
                 if refusal:
                     raise OutageError(refusal, result={'standby_catch_up': self.standby_catch_up})
-            # Just before the clock: the entries someone else paused already
-            # (the drain neither pauses nor resumes them); a pgbouncer-wide
-            # PAUSE made since is refused by our PAUSE's own reply.
             # The last look before the clock: a session that began after the pre-flight passed (a
             # report through a read-only entry during the hot patches) and would hold the drain.
             self.refuse_drain_holders()
@@ -501,6 +498,9 @@ class Outage:
                 # A server login the PAUSE closes anyway (the race wait_logins_settled narrows) is
                 # logged in again at RESUME, not refused for server_login_retry: restored in _finish.
                 self.login_retry_lowered = lower_login_retry(self.consoles + self.read_consoles)
+            # Just before the clock: the entries someone else paused already
+            # (the drain neither pauses nor resumes them); a pgbouncer-wide
+            # PAUSE made since is refused by our PAUSE's own reply.
             self.entry_flags = checked(in_parallel(lambda c: c.flags(), self.consoles + self.read_consoles))
             # No PAUSE on a pool with a server login in flight: pgbouncer would take
             # its closing for a failed login and fail clients for server_login_retry.
