@@ -814,8 +814,8 @@ def decide_replay_blockers(label, conflict, activity_rows, budget_seconds, lock_
                 'hot_standby_feedback': (conflict or {}).get('hot_standby_feedback'),
                 'threshold_seconds': replication.blocking_threshold_seconds(budget_seconds),
                 'held_now': held,
-                'blockers': [dict((k, r.get(k)) for k in ('pid', 'usename', 'application_name', 'state',
-                                                          'xact_seconds', 'query')) for r in rows]}
+                'blockers': [shown(r, ('pid', 'usename', 'application_name', 'state', 'xact_seconds', 'query'))
+                             for r in rows]}
     if replication.apply_delay_late(conflict, budget_seconds):
         return finding('replay_blockers', FAIL, '%s: recovery_min_apply_delay = %s: it replays every commit that late, '
                        'past the %gs budget (a delayed standby)'
@@ -839,7 +839,7 @@ def decide_replay_blockers(label, conflict, activity_rows, budget_seconds, lock_
             running = [r for r in running if r.get('pid') in held]
         if running:
             fields = ('pid', 'usename', 'application_name', 'state', 'xact_seconds', 'query')
-            evidence['blockers'] = [dict((k, r.get(k)) for k in fields) for r in running]
+            evidence['blockers'] = [shown(r, fields) for r in running]
             # What the estimate adds to its replay term (replay_conflict_seconds).
             evidence['replay_waits_up_to_ms'] = delay_ms
             if held is None:
@@ -931,6 +931,15 @@ def _session_text(row, through=None, client=None):
         row.get('application_name') or '', row.get('xact_seconds') or 0, query_summary(row.get('query')))
 
 
+def shown(row, keys):
+    """The ``keys`` of a session's row for a finding's evidence (the module result, report.json), its
+    ``query`` as sessions.query_summary says it: never the text (its literals may carry secrets)."""
+    found = dict((k, row.get(k)) for k in keys)
+    if 'query' in found:
+        found['query'] = query_summary(found['query'])
+    return found
+
+
 def decide_transactions(label, activity_rows, prepared_rows, max_seconds, through=None, clients=None):
     """Transactions older than ``max_seconds`` and prepared transactions older
     than it fail (the cold patches would wait for their locks, a standby's
@@ -947,7 +956,8 @@ def decide_transactions(label, activity_rows, prepared_rows, max_seconds, throug
             and (r.get('state_seconds') or 0) > IDLE_IN_TRANSACTION_SECONDS and r not in long_rows]
     old_prepared = [r for r in prepared_rows if (r.get('age_seconds') or 0) > max_seconds]
     young_prepared = [r for r in prepared_rows if r not in old_prepared]
-    evidence = {'long_transactions': long_rows, 'idle_in_transaction': idle, 'prepared': list(prepared_rows),
+    evidence = {'long_transactions': [shown(r, r) for r in long_rows], 'idle_in_transaction': [shown(r, r) for r in idle],
+                'prepared': list(prepared_rows),
                 'max_transaction_seconds': max_seconds}
     if long_rows or old_prepared:
         parts = []
@@ -1164,7 +1174,7 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
     for row in drain_holders(activity_rows, pgbouncer_of, wait_seconds):
         through = pgbouncer_of.get(row.get('pid'))
         client = (pgbouncer_clients or {}).get(row.get('pid'))
-        evidence['drain_holders'].append(dict(dict((k, row.get(k)) for k in (
+        evidence['drain_holders'].append(dict(shown(row, (
             'pid', 'usename', 'application_name', 'client_addr', 'state', 'xact_seconds', 'state_seconds', 'query')),
             pgbouncer=through, pgbouncer_client=client))
         text = '%s holds its server connection in a transaction: the drain waits for it' % describe_session(
@@ -1187,8 +1197,8 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
         if not will_outlast_window(row, wait_seconds):
             continue
         evidence['lock_holders'].append(dict(
-            dict((k, row.get(k)) for k in ('pid', 'usename', 'application_name', 'client_addr', 'state',
-                                           'xact_seconds', 'state_seconds', 'query')),
+            shown(row, ('pid', 'usename', 'application_name', 'client_addr', 'state', 'xact_seconds', 'state_seconds',
+                        'query')),
             locks=[{'relation': r.get('relation'), 'mode': r['mode'], 'granted': r.get('granted'),
                     'needed': r['wanted']['mode']} for r in rows]))
         text = '%s %s' % (describe_session(row), _lock_text(rows))

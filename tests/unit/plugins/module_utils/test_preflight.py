@@ -1099,3 +1099,15 @@ def test_a_non_owner_without_a_privilege_or_its_grant_option_is_refused_per_rela
     member = pf.decide_table_privileges('p', row, [dict(missing[0], member=True)])[0]
     assert 'a member of it without its privileges (NOINHERIT' in member['summary']
     assert pf.decide_table_privileges('p', row, []) == []
+
+
+def test_a_findings_evidence_keeps_a_sessions_query_as_its_summary_never_its_text():
+    secret = "UPDATE accounts SET token = 'hunter2' WHERE id = 1"
+    row = {'pid': 7, 'usename': 'app', 'state': 'idle in transaction', 'xact_seconds': 120.0, 'state_seconds': 119.0,
+           'application_name': 'x', 'query': secret}
+    found = pf.decide_transactions('p', [row], [], 60)
+    assert found['status'] == FAIL and 'hunter2' not in repr(found)
+    assert found['evidence']['long_transactions'][0]['query'] == 'UPDATE, %d characters' % len(secret)
+    blocking = pf.decide_blocking_sessions('p', [row], [], [], {7: 'pgbouncer1'}, [], set(), 9.5)
+    assert blocking['status'] == FAIL and 'hunter2' not in repr(blocking)
+    assert blocking['evidence']['drain_holders'][0]['pid'] == 7
