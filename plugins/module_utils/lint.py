@@ -121,6 +121,12 @@ RULES = {
         SCAN, 'SHARE ROW EXCLUSIVE (both tables)', WARNING,
         'ADD CONSTRAINT ... FOREIGN KEY without NOT VALID scans the table and probes the referenced one',
         'add it NOT VALID in the outage and VALIDATE CONSTRAINT outside it'),
+    'analyze': (
+        SCAN, 'SHARE UPDATE EXCLUSIVE', WARNING,
+        'ANALYZE inside the outage reads a sample of the table (up to 300 x default_statistics_target pages) '
+        'while clients wait',
+        'leave it out of the patch: the window commits without fresh statistics; autovacuum analyzes the table, '
+        'or run ANALYZE after the deploy'),
     'validate-constraint': (
         SCAN, 'SHARE UPDATE EXCLUSIVE', WARNING,
         'VALIDATE CONSTRAINT inside the outage scans the whole table while clients wait',
@@ -252,6 +258,8 @@ DROP_FACTOR = 0.6
 REPLAY_FACTOR = 0.4
 # A new index: about this many bytes per row (tuple header, key, line pointer).
 INDEX_BYTES_PER_ROW = 24
+# ANALYZE reads at most 300 x default_statistics_target (100) pages of 8 KiB of a table.
+ANALYZE_SAMPLE_BYTES = 300 * 100 * 8192
 # Scan throughput when the largest touched table is too small to sample.
 DEFAULT_SCAN_BYTES_PER_SECOND = 200 * 1024 * 1024
 MIN_SAMPLE_BYTES = 4 * 1024 * 1024
@@ -817,6 +825,10 @@ def classify(node, catalog, scope=None, kind=COLD):
         if 'full' in options:
             return [_work('vacuum-full', table_key(r.relation)) for r in node.rels or ()] or \
                 [_work('vacuum-full', None, detail='every table')]
+        if kind == COLD and not node.is_vacuumcmd:
+            # ANALYZE runs in a transaction block: in the window it reads each table's sample while clients wait.
+            return [_work('analyze', table_key(r.relation)) for r in node.rels or () if r.relation is not None] or \
+                [_work('cost-unknown', None, detail='ANALYZE of every table of the database')]
         return [_work('catalog-only', None, detail='VACUUM' if node.is_vacuumcmd else 'ANALYZE')]
     if name in ('ReindexStmt', 'ClusterStmt') and kind == COLD and node.relation is not None \
             and (catalog.table(table_key(node.relation)) or {}).get('relkind') in PARTITIONED_RELKINDS:
@@ -1024,6 +1036,11 @@ def cost_of(work, catalog, rows=None, new_tables=()):
         basis['model'] = 'index build: heap/T x %g' % INDEX_BUILD_FACTOR
         if rule == 'add-primary-key-without-index':
             seconds += scan
+    elif rule == 'analyze':
+        sample = min(heap, ANALYZE_SAMPLE_BYTES)
+        seconds, wal = sample / throughput * SCAN_FACTOR, 0.0
+        basis['model'] = 'analyze: min(heap, %d MiB sample)/T x %g' % (
+            ANALYZE_SAMPLE_BYTES // (1024 * 1024), SCAN_FACTOR)
     elif kind == SCAN:
         seconds, wal = scan * SCAN_FACTOR, 0.0
         basis['model'] = 'scan: heap/T x %g' % SCAN_FACTOR

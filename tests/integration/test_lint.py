@@ -338,3 +338,19 @@ def test_rows_that_do_not_fit_a_new_partition_are_refused_before_the_window_as_p
     assert 'the DEFAULT partition of fdt_lint_ev has rows of the new bound' in found['default_has_rows'][0]['summary']
     assert 'fdt_lint_ev_2027 has rows outside the bound' in found['attached_has_rows_outside'][0]['summary']
     assert found['default_has_rows'][0]['severity'] == lint.ERROR
+
+
+def test_analyze_in_a_cold_patch_is_priced_as_the_sample_it_reads(lab, big_table, tmp_path):
+    """ANALYZE runs in a transaction block, so a cold patch's ANALYZE of the 250 MB table ran inside
+    the window - priced 0 ms, 'catalog only'. It is priced as the sample it reads (up to 300 x
+    default_statistics_target pages), a warning naming it."""
+    directory = tmp_path / 'analyze'
+    directory.mkdir()
+    (directory / 'patch-2400-01-0.sql').write_text('ANALYZE %s;\n' % BIG)
+    result = preflight(lab, str(directory), budget=10)
+    [found] = [f for f in result['checks'] if f['check'] == 'lint']
+    assert found['evidence']['rule'] == 'analyze', found
+    assert found['status'] == 'warn' and 'autovacuum' in found['action'], found
+    assert found['evidence']['estimate_seconds'] > 0, found['evidence']
+    assert found['evidence']['basis']['heap_bytes'] > 200 * 1024 * 1024
+    assert found['evidence']['basis']['model'].startswith('analyze: min(heap, 234 MiB sample)')

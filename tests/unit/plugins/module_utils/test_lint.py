@@ -80,6 +80,8 @@ CLASSIFICATION = [
     ('ALTER TABLE big ADD CONSTRAINT fk FOREIGN KEY (n) REFERENCES small (id)', 'add-foreign-key-without-not-valid'),
     ('ALTER TABLE big ADD CONSTRAINT fk FOREIGN KEY (n) REFERENCES small (id) NOT VALID', 'catalog-only'),
     ('ALTER TABLE big VALIDATE CONSTRAINT pos', 'validate-constraint'),
+    ('ANALYZE big', 'analyze'),
+    ('ANALYZE', 'cost-unknown'),
     ('CREATE INDEX big_n ON big (n)', 'create-index'),
     ('CREATE UNIQUE INDEX big_n ON big (n)', 'create-index'),
     ('ALTER TABLE big ADD PRIMARY KEY (id)', 'add-primary-key-without-index'),
@@ -626,3 +628,15 @@ def test_a_temporary_table_behind_the_session_s_own_path_is_priced_as_the_perman
     assert found['table'] == 'big' and found['estimate_seconds'] > 0, found
     [dummy, found] = lint_one(sql, catalog(session_path=('public',)))
     assert found['table'] == 'pg_temp.big' and found['estimate_seconds'] == 0, found
+
+
+def test_analyze_in_the_window_is_priced_as_its_sample_not_catalog_only():
+    """ANALYZE runs in a transaction block, so it ran in the window, priced 0 ms as catalog only."""
+    [small] = lint_one('ANALYZE small')
+    [big] = lint_one('ANALYZE big')
+    assert small['rule'] == big['rule'] == 'analyze' and small['severity'] == 'warning'
+    assert big['basis']['model'].startswith('analyze: min(heap, 234 MiB sample)/T')
+    sample = min(BIG['heap_bytes'], lint.ANALYZE_SAMPLE_BYTES)
+    assert big['estimate_seconds'] == pytest.approx(sample / (500 * MB) * lint.SCAN_FACTOR, rel=0.01)
+    assert small['estimate_seconds'] < big['estimate_seconds']
+    assert 'autovacuum' in big['suggestion']
