@@ -491,6 +491,9 @@ def _classify(node):
         return None, (('COPY FROM stdin: not supported: the tool sends SQL, not data; load it with INSERTs, or '
                        'outside the deploy') if node.is_from else
                       'COPY TO stdout: a deploy has nowhere to send its output; remove it')
+    if name == 'CheckPointStmt':
+        return None, ('CHECKPOINT: it writes every dirty buffer of the server to disk, while every client waits '
+                      'in the window (or the hot phase stalls), and a schema patch needs none; remove it')
     if name == 'CopyStmt':
         # A file or program on the database server: nothing the pre-flight can see or price (a missing
         # file failed inside the window), and a file written is not undone by the window's ROLLBACK.

@@ -2,8 +2,8 @@
 
 A goose file with a Down section (once applied and recorded with its function dropped
 again), psql meta-commands, pg_dump COPY data, a Flyway-named file and transaction
-control, Flyway's script configuration (inline, and a .sql.conf file), COPY from a server file:
-all refused in one run, before any PAUSE, each naming its file and line; the goose file's up
+control, Flyway's script configuration (inline, and a .sql.conf file), COPY from a server file,
+CHECKPOINT: all refused in one run, before any PAUSE, each naming its file and line; the goose file's up
 part alone then deploys. A cold statement running code of unknown cost
 is refused by the lint, and a constant pg_sleep is priced at its seconds."""
 
@@ -55,6 +55,7 @@ def test_goose_down_and_other_tools_files_refused_before_any_pause_in_one_run(he
         'patch-%d-05-0.sql.conf' % major: 'executeInTransaction=false\n',
         'patch-%d-06-0.sql' % major: "CREATE TABLE fdt_y%(m)d (id int);\nCOPY fdt_y%(m)d FROM '/tmp/fdt-no-such.csv';\n"
                                      % names,
+        'patch-%d-07-0.sql' % major: 'CHECKPOINT;\nCREATE TABLE fdt_k%(m)d (id int);\n' % names,
     }
     for name, text in files.items():
         (directory / name).write_text(text)
@@ -75,12 +76,15 @@ def test_goose_down_and_other_tools_files_refused_before_any_pause_in_one_run(he
         'outside a transaction' % major,
         'patch-%d-05-0.sql.conf: a Flyway script configuration file: this tool does not read it' % major,
         'patch-%d-06-0.sql line 2: COPY FROM a file on the database server: the pre-flight can neither check nor '
-        'price what it reads, and the window fails if it is missing' % major)
+        'price what it reads, and the window fails if it is missing' % major,
+        'patch-%d-07-0.sql line 1: CHECKPOINT: it writes every dirty buffer of the server to disk, while every client '
+        'waits in the window' % major)
     assert 'does not parse' not in out
     assert 'Drain, cold patches' not in out  # refused before the outage play: nothing paused
     assert json.load(open(report_path))['outcome'] == 'refused by pre-flight'
     assert not function_exists(lab, 'fdt_goose%d' % major)
-    assert not any(table_exists(lab, 'primary', t % major) for t in ('fdt_p%d', 'fdt_c%d', 'fdt_b%d', 'fdt_f%d', 'fdt_y%d'))
+    created = ('fdt_p%d', 'fdt_c%d', 'fdt_b%d', 'fdt_f%d', 'fdt_y%d', 'fdt_k%d')
+    assert not any(table_exists(lab, 'primary', t % major) for t in created)
 
     # As the message says: only the up part kept, the other files out. The goose markers are comments.
     for name in files:

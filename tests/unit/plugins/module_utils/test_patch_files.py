@@ -532,3 +532,11 @@ def test_decide_patch_extensions_names_what_is_missing_and_what_there_is():
         '(no postgis.control in its extension directory): the window would fail on it and roll back')
     assert 'version 9.9 is not available on this server (it has 1.5, 1.6)' in found[1]['summary']
     assert 'on the primary and every standby first' in found[0]['action']
+
+
+def test_checkpoint_is_refused():
+    statements, problems, dummy = read_statements('CHECKPOINT;\nCREATE TABLE fdt_t (id int);\n', 'p.sql')
+    assert [s.line for s in statements] == [2]
+    assert problems == ['p.sql line 1: CHECKPOINT: it writes every dirty buffer of the server to disk, while every '
+                        'client waits in the window (or the hot phase stalls), and a schema patch needs none; '
+                        'remove it']
