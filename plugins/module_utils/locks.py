@@ -846,3 +846,70 @@ def conflicting(rows, required):
         if mode is not None and conflicts(mode, wanted['mode']):
             out.append(dict(row, mode=mode, wanted=wanted))
     return out
+
+
+# -- the sessions holding what the cold transaction needs ------------------------------------
+# One rule for the pre-flight (preflight.decide_blocking_sessions) and the outage's last look
+# before its clock (outage.Outage.refuse_lock_holders).
+
+def outlasting_holders(lock_rows, pgbouncer_of, wait_seconds, killable_users, pgbouncer_addrs):
+    """Which holders of a lock a cold statement needs (``lock_rows``: conflicting's
+    rows) the window would wait for its whole ``wait_seconds``. Returns
+    (refused, killable, prepared): {pid: rows} of the sessions in a transaction
+    that will outlast the window (sessions.will_outlast_window), {pid: rows} of
+    those among them a killable user connected from no pgbouncer host
+    (``pgbouncer_addrs``) holds - terminated as the outage starts - and {gid:
+    rows} of the prepared transactions holding one, whatever their age. The
+    server connections of pgbouncer (``pgbouncer_of``: {pid: ...}) are left to
+    the drain."""
+    from ansible_collections.fastdowntime.postgresql.plugins.module_utils.sessions import will_outlast_window
+    by_pid, prepared = {}, {}
+    for row in lock_rows:
+        if row.get('gid') is not None:
+            prepared.setdefault(row['gid'], []).append(row)
+        elif row.get('pid') not in pgbouncer_of:
+            by_pid.setdefault(row.get('pid'), []).append(row)
+    refused, killable = {}, {}
+    for pid, rows in by_pid.items():
+        if not will_outlast_window(rows[0], wait_seconds):
+            continue
+        if rows[0].get('usename') in killable_users and rows[0].get('client_addr') not in pgbouncer_addrs:
+            killable[pid] = rows
+        else:
+            refused[pid] = rows
+    return refused, killable, prepared
+
+
+def held_text(rows):
+    """What one session's conflicting lock rows (conflicting's) hold or wait for."""
+    parts = []
+    for row in rows:
+        wanted = row['wanted']
+        parts.append('%s %s on %s, which %s line %s needs in %s%s' % (
+            'holds' if row.get('granted') else 'waits for', row['mode'], row.get('relation'), wanted['patch'],
+            wanted['line'], wanted['mode'], ' (as %s)' % entry_text(wanted)
+            if wanted.get('default_partition') else ''))
+    return '; '.join(parts)
+
+
+def sql_literal(text):
+    """``text`` as an SQL string literal."""
+    return "'%s'" % str(text).replace("'", "''")
+
+
+def prepared_text(row):
+    """One prepared transaction (a HOLDERS_SQL row with a gid), in words."""
+    return 'prepared transaction %s (owner %s, database %s, prepared %.1f s ago: no session, it holds its locks ' \
+        'until COMMIT PREPARED or ROLLBACK PREPARED)' % (
+            sql_literal(row.get('gid')), row.get('owner'), row.get('prepared_database'),
+            row.get('prepared_seconds') or 0)
+
+
+def prepared_fix(label, rows):
+    """How to end prepared transactions (HOLDERS_SQL rows with a gid): by
+    whoever prepared them, or by hand once their coordinator is known."""
+    return 'once the coordinator that prepared them (the transaction manager of user %s) is known, let it finish ' \
+        'them or, on %s connected to database %s, %s' % (
+            ', '.join(sorted(set(str(r.get('owner')) for r in rows))), label,
+            ', '.join(sorted(set(str(r.get('prepared_database')) for r in rows))),
+            ', '.join('COMMIT PREPARED {0} / ROLLBACK PREPARED {0}'.format(sql_literal(r.get('gid'))) for r in rows))

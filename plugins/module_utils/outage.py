@@ -35,7 +35,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.deploylog 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.report import (
     build_report, entry_from_result)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.drain import drain
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils import logins, replication
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils import locks, logins, replication
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     LOGIN_RETRY_IN_WINDOW, Console, ConsoleError, budget_cap, checked, describe_verdict, in_parallel,
     lower_login_retry, open_consoles, probe_consoles, probe_verdict, restore_login_retry, resume, servers_of,
@@ -562,6 +562,8 @@ class Outage:
                     if pid in addrs:
                         clients.setdefault(server, {})[pid] = addrs[pid]
         wait = self.clock.work_timeout('drain')
+        # The cold transaction's locks first: one line of the pre-flight's own words, or nothing.
+        self.refuse_lock_holders(through.get(primary, {}), wait)
         refused = []
         for server in sorted(through):
             if server == primary and self.drain_policy == 'terminate':
@@ -578,6 +580,40 @@ class Outage:
                               'once %s ended (fastdowntime_blocking_sessions: warn opens the window anyway)'
                               % ('; '.join(refused), 'it' if len(refused) == 1 else 'them', wait,
                                  'it has' if len(refused) == 1 else 'they have'))
+
+    def refuse_lock_holders(self, pgbouncer_of, wait):
+        """Just before the clock, nothing paused: the pre-flight's lock-holder rule
+        (locks.outlasting_holders, as its blocking_sessions check applies it) again
+        on the primary, for what began since the pre-flight - a pg_dump (ACCESS
+        SHARE on every table it dumps), an analyst's open transaction, a prepared
+        transaction: the cold transaction would wait for it the whole budget,
+        every client queued, then abort. OutageError: one line naming each
+        holder, what it holds and the fix. pgbouncer's server connections
+        (``pgbouncer_of``: {backend pid: entry on pgbouncer}) are the drain's
+        (refuse_drain_holders); a killable user's session is terminated as the
+        outage starts. One search_path read and one locks.HOLDERS_SQL."""
+        required = locks.required_locks(self.plan.pending_cold, locks.split_identifiers(
+            query(self.observer, "SELECT current_setting('search_path') AS path")[0]['path']))
+        if not required:
+            return
+        rows = locks.conflicting(query(self.observer, locks.HOLDERS_SQL, locks.lookup(required, self.primary.get('user'))),
+                                 required)
+        outlasting, dummy, prepared = locks.outlasting_holders(rows, pgbouncer_of, wait, self.killable_users,
+                                                               self.pgbouncer_addrs)
+        if not (outlasting or prepared):
+            return
+        label = endpoint_label(self.primary)
+        held = ['%s %s' % (describe_session(rows[0]), locks.held_text(rows)) for dummy, rows in sorted(outlasting.items())]
+        held += ['%s %s' % (locks.prepared_text(rows[0]), locks.held_text(rows)) for dummy, rows in sorted(prepared.items())]
+        fixes = ['end %s (SELECT pg_terminate_backend(pid) for pid %s on %s) or let %s commit' % (
+            'it' if len(outlasting) == 1 else 'them', ', '.join(str(pid) for pid in sorted(outlasting)), label,
+            'it' if len(outlasting) == 1 else 'them')] if outlasting else []
+        fixes += [locks.prepared_fix(label, [rows[0] for dummy, rows in sorted(prepared.items())])] if prepared else []
+        raise OutageError('%s: %s; the cold transaction would wait for %s its whole %.1f s, every client queued, and '
+                          'then abort: refused just before the window, nothing paused or applied (the lock was taken '
+                          'since the pre-flight) - %s, then deploy again (fastdowntime_blocking_sessions: warn opens '
+                          'the window anyway)' % (label, '; '.join(held), 'it' if len(held) == 1 else 'them', wait,
+                                                  '; '.join(fixes)))
 
     def holder_backends(self, found):
         """For the drain (its ``backends``): each holder's backend found on the

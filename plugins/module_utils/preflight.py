@@ -1094,39 +1094,6 @@ def decide_direct_connections(label, rows, pgbouncer_pids, system_users, fragile
                    host=label, evidence=evidence)
 
 
-def _sql_literal(text):
-    return "'%s'" % str(text).replace("'", "''")
-
-
-def _prepared_text(row):
-    return 'prepared transaction %s (owner %s, database %s, prepared %.1f s ago: no session, it holds its locks ' \
-        'until COMMIT PREPARED or ROLLBACK PREPARED)' % (
-            _sql_literal(row.get('gid')), row.get('owner'), row.get('prepared_database'),
-            row.get('prepared_seconds') or 0)
-
-
-def _prepared_fix(label, rows):
-    """How to end prepared transactions (HOLDERS_SQL rows with a gid): by
-    whoever prepared them, or by hand once their coordinator is known."""
-    return 'once the coordinator that prepared them (the transaction manager of user %s) is known, let it finish ' \
-        'them or, on %s connected to database %s, %s' % (
-            ', '.join(sorted(set(str(r.get('owner')) for r in rows))), label,
-            ', '.join(sorted(set(str(r.get('prepared_database')) for r in rows))),
-            ', '.join('COMMIT PREPARED {0} / ROLLBACK PREPARED {0}'.format(_sql_literal(r.get('gid'))) for r in rows))
-
-
-def _lock_text(rows):
-    """What one session's conflicting lock rows (locks.conflicting) hold or wait for."""
-    parts = []
-    for row in rows:
-        wanted = row['wanted']
-        parts.append('%s %s on %s, which %s line %s needs in %s%s' % (
-            'holds' if row.get('granted') else 'waits for', row['mode'], row.get('relation'), wanted['patch'],
-            wanted['line'], wanted['mode'], ' (as %s)' % locks.entry_text(wanted)
-            if wanted.get('default_partition') else ''))
-    return '; '.join(parts)
-
-
 def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbouncer_of, killable_users, pgbouncer_addrs,
                              wait_seconds, drain_policy='abort', policy='refuse', cold_pending=True, standby=False,
                              pgbouncer_clients=None):
@@ -1184,25 +1151,18 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
         else:
             refused.append(text)
             pids.append(row.get('pid'))
-    by_pid, by_gid = {}, {}
-    for row in lock_rows:
-        if row.get('gid') is not None:
-            by_gid.setdefault(row['gid'], []).append(row)
-        elif row.get('pid') in pgbouncer_of:
-            continue  # a pgbouncer client's transaction: the drain waits for it first (above)
-        else:
-            by_pid.setdefault(row.get('pid'), []).append(row)
-    for pid, rows in sorted(by_pid.items()):
+    # A pgbouncer client's transaction is the drain's (above): it waits for it first.
+    outlasting, killable, by_gid = locks.outlasting_holders(lock_rows, pgbouncer_of, wait_seconds, killable_users,
+                                                            pgbouncer_addrs)
+    for pid, rows in sorted(list(outlasting.items()) + list(killable.items())):
         row = rows[0]
-        if not will_outlast_window(row, wait_seconds):
-            continue
         evidence['lock_holders'].append(dict(
             shown(row, ('pid', 'usename', 'application_name', 'client_addr', 'state', 'xact_seconds', 'state_seconds',
                         'query')),
             locks=[{'relation': r.get('relation'), 'mode': r['mode'], 'granted': r.get('granted'),
                     'needed': r['wanted']['mode']} for r in rows]))
-        text = '%s %s' % (describe_session(row), _lock_text(rows))
-        if row.get('usename') in killable_users and row.get('client_addr') not in pgbouncer_addrs:
+        text = '%s %s' % (describe_session(row), locks.held_text(rows))
+        if pid in killable:
             warned.append(text + ' (a killable user: terminated as the outage starts)')
         else:
             refused.append(text)
@@ -1214,7 +1174,7 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
             dict((k, row.get(k)) for k in ('gid', 'owner', 'prepared_database', 'prepared_seconds')),
             locks=[{'relation': r.get('relation'), 'mode': r['mode'], 'granted': r.get('granted'),
                     'needed': r['wanted']['mode']} for r in rows]))
-        refused.append('%s %s' % (_prepared_text(row), _lock_text(rows)))
+        refused.append('%s %s' % (locks.prepared_text(row), locks.held_text(rows)))
     gids = sorted(by_gid)
     budget_text = 'the outage would wait for them its whole %.1f s and then abort' % wait_seconds
     if refused and policy != 'warn':
@@ -1229,8 +1189,8 @@ def decide_blocking_sessions(label, activity_rows, lock_rows, required, pgbounce
                 if standby else '; for clients through pgbouncer, fastdowntime_drain_policy: terminate ends them '
                 'at the drain; for direct ones, fastdowntime_killable_users terminates them as the outage starts'))
         if gids:
-            fixes.append(_prepared_fix(label, [by_gid[g][0] for g in gids]))
-            actions.append(_prepared_fix(label, [by_gid[g][0] for g in gids]) + ' (a prepared transaction has no '
+            fixes.append(locks.prepared_fix(label, [by_gid[g][0] for g in gids]))
+            actions.append(locks.prepared_fix(label, [by_gid[g][0] for g in gids]) + ' (a prepared transaction has no '
                            'session to terminate; resolving one its coordinator still tracks breaks the coordinator\'s '
                            'atomicity: ask its owner first)')
         actions.append('fastdowntime_blocking_sessions: warn deploys anyway (the outage waits for them up to the '
@@ -1302,7 +1262,7 @@ def decide_hot_patch_waits(label, db_name, activity_rows, lock_rows, lockers, sn
     for gid, rows in sorted(by_gid.items()):
         evidence['prepared_holders'].append(dict((k, rows[0].get(k)) for k in (
             'gid', 'owner', 'prepared_database', 'prepared_seconds')))
-        held.append('%s %s' % (_prepared_text(rows[0]), _hot_lock_text(rows)))
+        held.append('%s %s' % (locks.prepared_text(rows[0]), _hot_lock_text(rows)))
     if not held:
         return finding('hot_patch_waits', PASS, '%s: nothing holds what %s wait%s out' % (
             label, ', '.join(statements), 's' if len(statements) == 1 else ''), host=label, evidence=evidence)
@@ -1311,7 +1271,7 @@ def decide_hot_patch_waits(label, db_name, activity_rows, lock_rows, lockers, sn
         fixes.append('end them (SELECT pg_terminate_backend(pid) for pid %s) or let them commit'
                      % ', '.join(str(p) for p in pids))
     if by_gid:
-        fixes.append(_prepared_fix(label, [by_gid[g][0] for g in sorted(by_gid)]))
+        fixes.append(locks.prepared_fix(label, [by_gid[g][0] for g in sorted(by_gid)]))
     cost = 'the hot phase would wait for them %.0f s, then fail with its patch unrecorded' % wait_seconds
     if policy == 'warn':
         return finding('hot_patch_waits', WARN, '%s: %s; %s (fastdowntime_blocking_sessions: warn)' % (

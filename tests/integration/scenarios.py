@@ -410,16 +410,17 @@ def budget_below_estimate(lab, tmp_path, budget=0.001):
 
 def lock_on_the_patched_table(lab, tmp_path, tags='outage', extra=None):
     """The deploy user (a system user: the direct_connections check lets it be) holds a lock
-    on the table the cold patch alters, past the pre-flight (its blocking_sessions check
-    refuses it unless told to warn, ``extra``, or skipped with ``tags``): aborted, nothing
-    applied."""
+    on the table the cold patch alters, and the window opens anyway (the pre-flight's
+    blocking_sessions check, and the outage's own look just before its clock, refuse it
+    unless told to warn: fastdowntime_blocking_sessions warn, unless ``extra`` says
+    otherwise): aborted, nothing applied."""
     major = unique_major()
     table = 'fdt_l%d' % major
     patch_dir = write_patches(tmp_path, major, ['ALTER TABLE %s ADD COLUMN note text;\n'
                                                 'CREATE TABLE %s_new (id int);' % (table, table)])
     with lock_holder(lab, table) as pid:
-        proc, report = run_playbook(lab, tmp_path, patch_dir, dict({'fastdowntime_budget_seconds': 3}, **(extra or {})),
-                                    tags=tags)
+        settings = dict({'fastdowntime_budget_seconds': 3, 'fastdowntime_blocking_sessions': 'warn'}, **(extra or {}))
+        proc, report = run_playbook(lab, tmp_path, patch_dir, settings, tags=tags)
     return Run('lock_holder', proc, report, 'aborted', [table + '_new'], False,
                ['aborted in schema application', str(pid), 'nothing applied'], holder_pid=pid, table=table)
 

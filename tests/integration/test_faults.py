@@ -323,3 +323,32 @@ def test_a_standby_whose_replay_was_paused_since_the_pre_flight_refuses_the_wind
     assert_all_resumed(lab)
     assert_disarmed(lab)
     assert_nothing_lost(lab, load)
+
+
+def test_a_lock_taken_on_the_patched_table_after_the_pre_flight_refuses_the_window_before_any_pause(
+        healthy_lab, tmp_path):
+    # A session that took a lock the cold patch needs after the pre-flight passed (a pg_dump begun during the hot
+    # patches holds ACCESS SHARE on every table): the window would wait for it its whole budget, every client
+    # queued, then abort. The outage's last look before its clock applies the pre-flight's rule again.
+    lab = healthy_lab
+    major = unique_major()
+    table = 'fdt_lk%d' % major
+    patch_dir = write_patches(tmp_path, major, ['ALTER TABLE %s ADD COLUMN note text;\nCREATE TABLE %s_new (id int);'
+                                                % (table, table)])
+    with scenarios.lock_holder(lab, table) as pid:
+        with lab.load(writers=('pgbouncer1', 'pgbouncer2')) as load:
+            time.sleep(0.3)
+            proc, report_path = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 3},
+                                             tags='outage')
+            time.sleep(0.3)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert_clean_error(out, 'refused just before the window, nothing paused or applied', 'pid %d' % pid,
+                       'report-query', 'pg_terminate_backend')
+    report = json.load(open(report_path))
+    assert report['outcome'].startswith('refused'), report['outcome']
+    assert not [p for p in report['phases'] if p['phase'] == 'drain'], report['phases']
+    assert not table_exists(lab, 'primary', table + '_new')
+    assert_all_resumed(lab)
+    assert_disarmed(lab)
+    assert_nothing_lost(lab, load)
