@@ -446,12 +446,18 @@ SETTING_FIXES = {
 SETTING_FIX_DEFAULT = 'correct or delete the line'
 
 
-def decide_patch_settings(label, failures):
+def decide_patch_settings(label, failures, tried=0):
     """The pending patches' settings the primary refused when the pre-flight tried them (rolled back):
     one failed finding per statement - the window would have failed on it, and rolled back - naming file,
     line, the statement, PostgreSQL's words and what to do (SETTING_FIXES); a warning instead for a
     value that names something an earlier pending statement creates (a role, a schema...), which only
-    the window can tell. ``failures``: [{'file', 'line', 'sql', 'code', 'message', 'created_earlier'}]."""
+    the window can tell. ``failures``: [{'file', 'line', 'sql', 'code', 'message', 'created_earlier'}];
+    ``tried``: how many statements were tried. None failed: one passed finding saying so."""
+    if not failures:
+        return [finding('patch_settings', PASS, '%s: %s' % (label, '%d setting statement(s) of the pending patches '
+                                                            'accepted by the server (tried, rolled back)' % tried
+                                                            if tried else 'no setting in the pending patches'),
+                        host=label, evidence={'tried': tried})]
     found = []
     for item in failures:
         statement = ' '.join(item['sql'].split())
@@ -470,10 +476,16 @@ def decide_patch_settings(label, failures):
     return found
 
 
-def decide_patch_roles(label, missing):
+def decide_patch_roles(label, missing, named=0):
     """The roles the pending patches name that the primary does not have (patchset.named_roles, less
     pg_roles): one failed finding per statement and role - the window would fail on "role ... does not
-    exist" and roll back. ``missing``: [(file, line, role)]."""
+    exist" and roll back. ``missing``: [(file, line, role)]; ``named``: how many roles the patches name.
+    None missing: one passed finding saying so."""
+    if not missing:
+        return [finding('patch_roles', PASS, '%s: %s' % (label, 'every role the pending patches name (%d) exists on '
+                                                         'this server' % named if named else
+                                                         'the pending patches name no role'),
+                        host=label, evidence={'named': named})]
     return [finding('patch_roles', FAIL, '%s: %s line %d: role "%s" does not exist on this server: the window '
                     'would fail on it and roll back' % (label, name, line, role), host=label,
                     evidence={'file': name, 'line': line, 'role': role},
@@ -482,10 +494,16 @@ def decide_patch_roles(label, missing):
             for name, line, role in missing]
 
 
-def decide_patch_extensions(label, missing):
+def decide_patch_extensions(label, missing, created=0):
     """The extensions the pending patches create that the primary cannot (patchset.created_extensions,
     against pg_available_extension_versions): one failed finding each - the window would fail on it and
-    roll back. ``missing``: [(file, line, extension, version or None, [versions available])]."""
+    roll back. ``missing``: [(file, line, extension, version or None, [versions available])];
+    ``created``: how many CREATE EXTENSION the patches hold. None missing: one passed finding saying so."""
+    if not missing:
+        return [finding('patch_extensions', PASS, '%s: %s' % (label, 'every extension the pending patches create (%d) '
+                                                              'is available on this server' % created if created else
+                                                              'the pending patches create no extension'),
+                        host=label, evidence={'created': created})]
     found = []
     for name, line, extension, version, available in missing:
         if available:
@@ -2381,6 +2399,7 @@ class Preflight:
         pending = sorted(self.plan.pending, key=lambda p: p.revision)
         settings = setting_statements(pending)
         if not settings:
+            self.findings.extend(decide_patch_settings(label, []))
             return
         failures, earlier = [], []
         try:
@@ -2413,7 +2432,7 @@ class Preflight:
                                              % (label, one_line(exc.pgerror or exc)), host=label,
                                              action='the window may still fail on a setting: check the SET lines'))
             return
-        self.findings.extend(decide_patch_settings(label, failures))
+        self.findings.extend(decide_patch_settings(label, failures, tried=len(settings)))
 
     def _check_patch_roles(self, primary, label):
         """decide_patch_roles: every role the pending patches name (patchset.named_roles) looked up in the
@@ -2422,6 +2441,7 @@ class Preflight:
             return
         named = named_roles(sorted(self.plan.pending, key=lambda p: p.revision))
         if not named:
+            self.findings.extend(decide_patch_roles(label, []))
             return
         rows = self._query(primary, 'SELECT rolname FROM pg_roles WHERE rolname = ANY(%(names)s)',
                            {'names': sorted(set(role for dummy, dummy2, role in named))}, label=label,
@@ -2429,8 +2449,8 @@ class Preflight:
         if rows is None:
             return
         known = set(row['rolname'] for row in rows)
-        self.findings.extend(decide_patch_roles(label, [(patch.name, statement.line, role)
-                                                        for patch, statement, role in named if role not in known]))
+        missing = [(patch.name, statement.line, role) for patch, statement, role in named if role not in known]
+        self.findings.extend(decide_patch_roles(label, missing, named=len(set(role for dummy, dummy2, role in named))))
 
     def _check_patch_extensions(self, primary, label):
         """decide_patch_extensions: every CREATE EXTENSION of the pending patches looked up in the
@@ -2439,6 +2459,7 @@ class Preflight:
             return
         created = created_extensions(sorted(self.plan.pending, key=lambda p: p.revision))
         if not created:
+            self.findings.extend(decide_patch_extensions(label, []))
             return
         rows = self._query(primary, 'SELECT name, array_agg(version::text ORDER BY version) AS versions, '
                                     'bool_or(installed) AS installed FROM pg_available_extension_versions '
@@ -2455,7 +2476,7 @@ class Preflight:
             elif version is not None and version not in row['versions'] and \
                     not (statement.node.if_not_exists and row['installed']):
                 missing.append((patch.name, statement.line, extension, version, list(row['versions'])))
-        self.findings.extend(decide_patch_extensions(label, missing))
+        self.findings.extend(decide_patch_extensions(label, missing, created=len(created)))
 
     @staticmethod
     def _setting_failure(patch, statement, exc, earlier):

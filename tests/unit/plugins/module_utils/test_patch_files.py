@@ -436,7 +436,11 @@ def test_decide_patch_settings_one_line_each_with_the_fix_of_its_sqlstate():
     assert 'pg_dump 17 and later' in found[0]['action'] and 'delete the line' in found[0]['action']
     assert 'GRANT SET ON PARAMETER' in found[1]['action']
     assert 'an earlier pending statement creates fdt_new, so only the window can tell' in found[2]['summary']
-    assert pf.decide_patch_settings('primary', []) == []
+    # Nothing refused: one passed finding, as every check gives (the pre-flight lists every check it ran).
+    [passed] = pf.decide_patch_settings('primary', [], tried=3)
+    assert passed['status'] == 'pass' and passed['summary'] == ('primary: 3 setting statement(s) of the pending '
+                                                                'patches accepted by the server (tried, rolled back)')
+    assert pf.decide_patch_settings('primary', [])[0]['summary'] == 'primary: no setting in the pending patches'
 
 
 def test_flyway_inline_script_configuration_is_read_as_the_others_annotations(tmp_path):
@@ -510,7 +514,10 @@ def test_decide_patch_roles_one_failure_per_statement_and_role():
     assert found[0]['summary'] == ('primary (10.0.0.10:5432): patch-2300-01-0.sql line 2: role "app_owner" does not '
                                    'exist on this server: the window would fail on it and roll back')
     assert 'CREATE ROLE in an earlier patch' in found[0]['action'] and '--no-owner' in found[0]['action']
-    assert pf.decide_patch_roles('primary', []) == []
+    [passed] = pf.decide_patch_roles('primary', [], named=2)
+    assert passed['status'] == 'pass' and passed['summary'] == ('primary: every role the pending patches name (2) '
+                                                                'exists on this server')
+    assert pf.decide_patch_roles('primary', [])[0]['summary'] == 'primary: the pending patches name no role'
 
 
 def test_created_extensions_and_their_versions():
@@ -532,6 +539,9 @@ def test_decide_patch_extensions_names_what_is_missing_and_what_there_is():
         '(no postgis.control in its extension directory): the window would fail on it and roll back')
     assert 'version 9.9 is not available on this server (it has 1.5, 1.6)' in found[1]['summary']
     assert 'on the primary and every standby first' in found[0]['action']
+    [passed] = pf.decide_patch_extensions('primary', [], created=1)
+    assert passed['status'] == pf.PASS and passed['summary'] == ('primary: every extension the pending patches '
+                                                                 'create (1) is available on this server')
 
 
 def test_checkpoint_is_refused():
