@@ -175,6 +175,18 @@ GRANTABLE_STATEMENTS = ('InsertStmt', 'UpdateStmt', 'DeleteStmt', 'TruncateStmt'
                         'VacuumStmt')
 
 
+def _statements_in_place(patches):
+    """(patch, statement, resolvable) for each statement of ``patches`` in order; ``resolvable(key)``:
+    False for a relation name the pre-flight's session cannot resolve as the window will - unqualified
+    after the patch changed its own search_path (the window resolves it there; the pre-flight's session
+    could find another relation) - or the patch's own temporary table."""
+    for patch in patches:
+        for statement, path, temps in zip(patch.statements, locks.search_paths(patch.statements),
+                                          locks.temp_states(patch.statements)):
+            yield patch, statement, (lambda key, path=path, temps=temps: not (
+                key[0] is None and path is not locks.DEFAULT_PATH or locks.resolved_key(key, path, temps) is None))
+
+
 def owned_relations(patches):
     """[{'relation': the name quoted for to_regclass, 'text': as the patch names it, 'patch', 'line',
     'statement': its first words}]: each relation that the statements of ``patches`` (patchset.Patch, in
@@ -182,25 +194,22 @@ def owned_relations(patches):
     unqualified after a patch changed its own search_path is left out (the window resolves it there; the
     pre-flight's session could find another relation), and so is the patch's own temporary table."""
     found = {}
-    for patch in patches:
-        states = zip(patch.statements, locks.search_paths(patch.statements), locks.temp_states(patch.statements))
-        for statement, path, temps in states:
-            node = statement.node
-            name = type(node).__name__
-            if node is None or name in GRANTABLE_STATEMENTS:
+    for patch, statement, resolvable in _statements_in_place(patches):
+        node = statement.node
+        name = type(node).__name__
+        if node is None or name in GRANTABLE_STATEMENTS:
+            continue
+        if name == 'AlterTableStmt':   # ATTACH PARTITION: the table attached is its owner's too
+            keys = [(node.relation.schemaname or None, node.relation.relname)] + [
+                (cmd.def_.name.schemaname or None, cmd.def_.name.relname) for cmd in node.cmds or ()
+                if getattr(cmd.subtype, 'name', None) == 'AT_AttachPartition']
+        else:
+            keys = [key for key, mode in locks.statement_locks(node) if mode != locks.SHARE_ROW_EXCLUSIVE]
+        for key in keys:
+            if not key or key in found or not resolvable(key):
                 continue
-            if name == 'AlterTableStmt':   # ATTACH PARTITION: the table attached is its owner's too
-                keys = [(node.relation.schemaname or None, node.relation.relname)] + [
-                    (cmd.def_.name.schemaname or None, cmd.def_.name.relname) for cmd in node.cmds or ()
-                    if getattr(cmd.subtype, 'name', None) == 'AT_AttachPartition']
-            else:
-                keys = [key for key, mode in locks.statement_locks(node) if mode != locks.SHARE_ROW_EXCLUSIVE]
-            for key in keys:
-                if not key or key in found or key[0] is None and path is not locks.DEFAULT_PATH \
-                        or locks.resolved_key(key, path, temps) is None:   # the patch's own temporary table
-                    continue
-                found[key] = {'relation': locks.quoted(key), 'text': locks.relation_text(key), 'patch': patch.name,
-                              'line': statement.line, 'statement': ' '.join(statement.sql.split()[:3])}
+            found[key] = {'relation': locks.quoted(key), 'text': locks.relation_text(key), 'patch': patch.name,
+                          'line': statement.line, 'statement': ' '.join(statement.sql.split()[:3])}
     return list(found.values())
 
 
@@ -231,26 +240,24 @@ def privileged_relations(patches):
     GRANT OPTION - where it is first needed; names resolved as owned_relations does. Not modelled: the
     SELECT an UPDATE's or DELETE's WHERE needs, column privileges, LOCK TABLE's (by mode and version)."""
     found = {}
-    for patch in patches:
-        states = zip(patch.statements, locks.search_paths(patch.statements), locks.temp_states(patch.statements))
-        for statement, path, temps in states:
-            node = statement.node
-            name = type(node).__name__
-            if name in DATA_PRIVILEGES:
-                relations = node.relations if name == 'TruncateStmt' else [node.relation]
-                wanted = [((r.schemaname or None, r.relname), [DATA_PRIVILEGES[name]]) for r in relations or ()]
-            elif name == 'GrantStmt':
-                wanted = _grant_targets(node)
-            else:
+    for patch, statement, resolvable in _statements_in_place(patches):
+        node = statement.node
+        name = type(node).__name__
+        if name in DATA_PRIVILEGES:
+            relations = node.relations if name == 'TruncateStmt' else [node.relation]
+            wanted = [((r.schemaname or None, r.relname), [DATA_PRIVILEGES[name]]) for r in relations or ()]
+        elif name == 'GrantStmt':
+            wanted = _grant_targets(node)
+        else:
+            continue
+        for key, privileges in wanted:
+            if not resolvable(key):
                 continue
-            for key, privileges in wanted:
-                if key[0] is None and path is not locks.DEFAULT_PATH or locks.resolved_key(key, path, temps) is None:
-                    continue
-                for privilege in privileges:
-                    found.setdefault((key, privilege), {
-                        'relation': locks.quoted(key), 'text': locks.relation_text(key), 'patch': patch.name,
-                        'line': statement.line, 'statement': ' '.join(statement.sql.split()[:3]),
-                        'privilege': privilege})
+            for privilege in privileges:
+                found.setdefault((key, privilege), {
+                    'relation': locks.quoted(key), 'text': locks.relation_text(key), 'patch': patch.name,
+                    'line': statement.line, 'statement': ' '.join(statement.sql.split()[:3]),
+                    'privilege': privilege})
     return list(found.values())
 
 
