@@ -125,8 +125,10 @@ def test_split_controller_killed_in_read_half_switch_resumes_and_preflight_resum
         cur.execute('SELECT 1')
     try:
         with lab.load(writers=('pgbouncer1', 'pgbouncer2'), readers=('pgbouncer2',)) as load:
+            # The holder is there on purpose (the outage's last look before its clock would refuse it).
             proc, dummy = run_playbook(lab, tmp_path, patch_dir, dict(SPLIT, fastdowntime_budget_seconds=budget,
-                                                                      fastdowntime_watchdog_grace_seconds=grace),
+                                                                      fastdowntime_watchdog_grace_seconds=grace,
+                                                                      fastdowntime_blocking_sessions='warn'),
                                        background=True)
             try:
                 deadline = time.monotonic() + 120
