@@ -296,6 +296,20 @@ def test_a_standby_fallen_behind_since_the_pre_flight_is_waited_for_before_the_w
     assert_nothing_lost(lab, load)
 
 
+def assert_refused_before_any_pause(lab, proc, report_path, load, table, *words):
+    """The outage refused its window just before the clock: one clean line with ``words``, no drain in the report,
+    ``table`` nowhere, every pgbouncer entry answering, no switch armed, no commit lost."""
+    assert proc.returncode != 0
+    assert_clean_error(proc.stdout + proc.stderr, *words)
+    report = json.load(open(report_path))
+    assert report['outcome'].startswith('refused'), report['outcome']
+    assert not [p for p in report['phases'] if p['phase'] == 'drain'], report['phases']
+    assert not table_exists(lab, 'primary', table)
+    assert_all_resumed(lab)
+    assert_disarmed(lab)
+    assert_nothing_lost(lab, load)
+
+
 def test_a_standby_whose_replay_was_paused_since_the_pre_flight_refuses_the_window_before_any_pause(
         healthy_lab, tmp_path):
     lab = healthy_lab
@@ -313,16 +327,8 @@ def test_a_standby_whose_replay_was_paused_since_the_pre_flight_refuses_the_wind
         with standby.cursor() as cur:
             cur.execute('SELECT pg_wal_replay_resume()')
         standby.close()
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert_clean_error(out, 'refused before any PAUSE: standby1', 'its WAL replay is paused', 'pg_wal_replay_resume()')
-    report = json.load(open(report_path))
-    assert report['outcome'].startswith('refused'), report['outcome']
-    assert not [p for p in report['phases'] if p['phase'] == 'drain'], report['phases']
-    assert not table_exists(lab, 'primary', 'fdt_cp%d' % major)
-    assert_all_resumed(lab)
-    assert_disarmed(lab)
-    assert_nothing_lost(lab, load)
+    assert_refused_before_any_pause(lab, proc, report_path, load, 'fdt_cp%d' % major, 'refused before any PAUSE: standby1',
+                                    'its WAL replay is paused', 'pg_wal_replay_resume()')
 
 
 def test_a_lock_taken_on_the_patched_table_after_the_pre_flight_refuses_the_window_before_any_pause(
@@ -341,14 +347,6 @@ def test_a_lock_taken_on_the_patched_table_after_the_pre_flight_refuses_the_wind
             proc, report_path = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 3},
                                              tags='outage')
             time.sleep(0.3)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert_clean_error(out, 'refused just before the window, nothing paused or applied', 'pid %d' % pid,
-                       'report-query', 'pg_terminate_backend')
-    report = json.load(open(report_path))
-    assert report['outcome'].startswith('refused'), report['outcome']
-    assert not [p for p in report['phases'] if p['phase'] == 'drain'], report['phases']
-    assert not table_exists(lab, 'primary', table + '_new')
-    assert_all_resumed(lab)
-    assert_disarmed(lab)
-    assert_nothing_lost(lab, load)
+    assert_refused_before_any_pause(lab, proc, report_path, load, table + '_new',
+                                    'refused just before the window, nothing paused or applied', 'pid %d' % pid,
+                                    'report-query', 'pg_terminate_backend')
