@@ -38,6 +38,26 @@ def function_exists(lab, name):
     return pg_one(lab, 'primary', 'SELECT to_regproc(%s) IS NOT NULL', (name,))
 
 
+def refused_before_any_pause(lab, tmp_path, files, check, count, *lines):
+    """Write ``files`` ({name: text}) into the patch directory and run the playbook (pre-flight, hot
+    patches, outage): it must be refused by the pre-flight in one line each naming ``lines``, with
+    ``count`` problems of ``check`` in the report and no drain, cold transaction or resume (nothing
+    paused). Returns (the patch directory, the playbook's output, the report)."""
+    directory = tmp_path / 'patches'
+    directory.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    proc, report_path = run_playbook(lab, tmp_path, str(directory), tags='preflight,hot,outage')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert_clean_error(out, 'refused by pre-flight', *lines)
+    report = json.load(open(report_path))
+    assert report['outcome'] == 'refused by pre-flight'
+    assert len([p for p in report['problems'] if p.startswith(check + ': ')]) == count, report['problems']
+    assert not [p for p in report['phases'] if p['phase'] in ('drain', 'cold_transaction', 'resume')], report['phases']
+    return directory, out, report
+
+
 def test_goose_down_and_other_tools_files_refused_before_any_pause_in_one_run(healthy_lab, scratch, tmp_path):
     lab = healthy_lab
     major = unique_major()
@@ -162,17 +182,6 @@ def test_a_patchs_settings_the_primary_refuses_are_refused_before_any_pause(heal
     names = {'m': major}
     pg17 = pg_one(lab, 'primary', 'SELECT current_setting(\'server_version_num\')::int') >= 170000
     table = 'CREATE TABLE public.fdt_dump%(m)d (\n    id integer NOT NULL,\n    name text\n);\n' % names
-    directory = tmp_path / 'patches'
-    directory.mkdir()
-    dump = directory / ('patch-%d-01-0.sql' % major)
-    dump.write_text(PG_DUMP_17_HEADER + 'SET default_table_access_method = fdt_no_such_am;\n' + table)
-    (directory / ('patch-%d-02-0.sql' % major)).write_text(
-        'CREATE ROLE fdt_role%(m)d;\nSET ROLE fdt_role%(m)d;\nRESET ROLE;\nSET wal_level = logical;\n'
-        'DROP ROLE fdt_role%(m)d;\n' % names)
-
-    proc, report_path = run_playbook(lab, tmp_path, str(directory), tags='preflight,hot,outage')
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out[-3000:]
     name = 'patch-%d-01-0.sql' % major
     expected = [
         '%s line 24: SET default_table_access_method = fdt_no_such_am: invalid value for parameter '
@@ -185,11 +194,12 @@ def test_a_patchs_settings_the_primary_refuses_are_refused_before_any_pause(heal
         expected.append('%s line 11: SET transaction_timeout = 0: unrecognized configuration parameter '
                         '"transaction_timeout" (SQLSTATE 42704): the window would fail on it and roll back -> this '
                         'server has no such setting (pg_dump 17 and later write SET transaction_timeout = 0' % name)
-    assert_clean_error(out, 'refused by pre-flight', *expected)
-    report = json.load(open(report_path))
-    assert report['outcome'] == 'refused by pre-flight'
-    assert not [p for p in report['phases'] if p['phase'] in ('drain', 'cold_transaction', 'resume')], report['phases']
-    assert len([p for p in report['problems'] if p.startswith('patch_settings: ')]) == 3 - pg17, report['problems']
+    directory = refused_before_any_pause(lab, tmp_path, {
+        name: PG_DUMP_17_HEADER + 'SET default_table_access_method = fdt_no_such_am;\n' + table,
+        'patch-%d-02-0.sql' % major: 'CREATE ROLE fdt_role%(m)d;\nSET ROLE fdt_role%(m)d;\nRESET ROLE;\n'
+                                     'SET wal_level = logical;\nDROP ROLE fdt_role%(m)d;\n' % names},
+        'patch_settings', 3 - pg17, *expected)[0]
+    dump = directory / name
     assert not table_exists(lab, 'primary', 'fdt_dump%d' % major)
     assert not pg_one(lab, 'primary', 'SELECT count(*) FROM pg_roles WHERE rolname = %s', ('fdt_role%d' % major,))
 
@@ -212,29 +222,17 @@ def test_roles_a_patch_names_that_the_primary_lacks_are_refused_before_any_pause
     lab = healthy_lab
     major = unique_major()
     names = {'m': major}
-    directory = tmp_path / 'patches'
-    directory.mkdir()
-    (directory / ('patch-%d-01-0.sql' % major)).write_text(
+    name = 'patch-%d-01-0.sql' % major
+    refused_before_any_pause(lab, tmp_path, {name: (
         'CREATE TABLE public.fdt_own%(m)d (id integer);\n'
         'ALTER TABLE public.fdt_own%(m)d OWNER TO fdt_no_such_owner%(m)d;\n'
         'GRANT SELECT ON TABLE public.fdt_own%(m)d TO fdt_no_such_reader%(m)d, PUBLIC;\n'
         'CREATE ROLE fdt_role%(m)d;\n'
-        'GRANT SELECT ON TABLE public.fdt_own%(m)d TO fdt_role%(m)d, fdt_deploy;\n' % names)
-
-    proc, report_path = run_playbook(lab, tmp_path, str(directory), tags='preflight,hot,outage')
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out[-3000:]
-    name = 'patch-%d-01-0.sql' % major
-    assert_clean_error(
-        out, 'refused by pre-flight',
+        'GRANT SELECT ON TABLE public.fdt_own%(m)d TO fdt_role%(m)d, fdt_deploy;\n' % names)}, 'patch_roles', 2,
         '%s line 2: role "fdt_no_such_owner%d" does not exist on this server: the window would fail on it and roll '
         'back -> create the role first (CREATE ROLE in an earlier patch, or outside the deploy), or delete the '
         'statement' % (name, major),
         '%s line 3: role "fdt_no_such_reader%d" does not exist on this server' % (name, major))
-    report = json.load(open(report_path))
-    assert [p for p in report['problems'] if p.startswith('patch_roles: ')] and \
-        len([p for p in report['problems'] if p.startswith('patch_roles: ')]) == 2, report['problems']
-    assert not [p for p in report['phases'] if p['phase'] in ('drain', 'cold_transaction', 'resume')], report['phases']
     assert not table_exists(lab, 'primary', 'fdt_own%d' % major)
     assert not pg_one(lab, 'primary', 'SELECT count(*) FROM pg_roles WHERE rolname = %s', ('fdt_role%d' % major,))
 
@@ -246,23 +244,14 @@ def test_an_extension_the_primary_cannot_create_is_refused_before_any_pause(heal
     pg_available_extension_versions and refused before any PAUSE; IF NOT EXISTS of one installed passes."""
     lab = healthy_lab
     major = unique_major()
-    directory = tmp_path / 'patches'
-    directory.mkdir()
-    (directory / ('patch-%d-01-0.sql' % major)).write_text(
+    name = 'patch-%d-01-0.sql' % major
+    refused_before_any_pause(lab, tmp_path, {name: (
         'CREATE TABLE public.fdt_ext%d (id integer);\n'
         'CREATE EXTENSION IF NOT EXISTS fdt_no_such_ext WITH SCHEMA public;\n'
         "CREATE EXTENSION IF NOT EXISTS plpgsql VERSION '99.0';\n"
-        "CREATE EXTENSION plpgsql_fdt VERSION '1.0';\n" % major)
-    proc, report_path = run_playbook(lab, tmp_path, str(directory), tags='preflight,hot,outage')
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out[-3000:]
-    name = 'patch-%d-01-0.sql' % major
-    assert_clean_error(
-        out, 'refused by pre-flight',
+        "CREATE EXTENSION plpgsql_fdt VERSION '1.0';\n" % major)}, 'patch_extensions', 2,
         '%s line 2: extension "fdt_no_such_ext" is not available on this server (no fdt_no_such_ext.control in its '
         'extension directory): the window would fail on it and roll back -> install the extension' % name,
         '%s line 4: extension "plpgsql_fdt" is not available' % name)
-    report = json.load(open(report_path))
-    assert len([p for p in report['problems'] if p.startswith('patch_extensions: ')]) == 2, report['problems']
-    assert not [p for p in report['phases'] if p['phase'] in ('drain', 'cold_transaction', 'resume')], report['phases']
     assert not table_exists(lab, 'primary', 'fdt_ext%d' % major)
+
