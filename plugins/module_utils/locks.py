@@ -157,11 +157,11 @@ def split_identifiers(text):
         rest = rest[1:].lstrip()
 
 
-def _const_text(node):
+def const_text(node):
     """The text of a string constant (A_Const, or one cast: 'x'::text), else None."""
     kind = type(node).__name__
     if kind == 'TypeCast':
-        return _const_text(node.arg)
+        return const_text(node.arg)
     if kind == 'A_Const' and not node.isnull:
         return getattr(node.val, 'sval', None)
     return None
@@ -215,10 +215,10 @@ def _set_config_changes(node):
         if type(sub).__name__ != 'FuncCall' or _func_name(sub) != 'set_config' or len(sub.args or ()) < 2:
             continue
         args = list(sub.args)
-        setting = _const_text(args[0])
+        setting = const_text(args[0])
         if setting is not None and setting.lower() != 'search_path':
             continue
-        value = _const_text(args[1])
+        value = const_text(args[1])
         path = split_identifiers(value) if value is not None else None
         local = _const_bool(args[2]) if len(args) > 2 else False
         if setting is None or path is None or local is None:
@@ -237,11 +237,11 @@ def _variable_set_changes(node):
     if name == 'search_path' and how in ('VAR_SET_DEFAULT', 'VAR_RESET'):
         return [('path', DEFAULT_PATH, local)]
     if name == 'search_path' and how == 'VAR_SET_VALUE':
-        values = [_const_text(arg) for arg in node.args or ()]
+        values = [const_text(arg) for arg in node.args or ()]
         return [('path', tuple(values), local) if None not in values else
                 (UNKNOWN, 'SET search_path to a value that is not a list of names', local)]
     if name in ('role', 'session_authorization'):
-        value = _const_text((node.args or (None,))[0]) if how == 'VAR_SET_VALUE' else None
+        value = const_text((node.args or (None,))[0]) if how == 'VAR_SET_VALUE' else None
         return [('role', None if value is None or value.lower() == 'none' else value, local)]
     return []
 
@@ -256,7 +256,7 @@ def _mentions_accounted(nodes):
         if kind == 'VariableSetStmt' and (sub.name or '').lower() == 'search_path':
             count += 1
         elif kind == 'FuncCall' and _func_name(sub) in ('set_config', 'current_setting') and sub.args \
-                and (_const_text(sub.args[0]) or '').lower() == 'search_path':
+                and (const_text(sub.args[0]) or '').lower() == 'search_path':
             count += 1
     return count
 

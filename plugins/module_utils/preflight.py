@@ -29,7 +29,7 @@ import socket
 import time
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import (
-    deploywindows, lint, locks, lockstep, logins, outcomes, pgversion, replication)
+    deploywindows, lint, locks, lockstep, logins, objects, outcomes, pgversion, replication)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget import (
     Budget, BudgetExceeded, DEFAULT_BUDGET_SECONDS, DEFAULT_RESERVE_SECONDS, timed_phase_record)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
@@ -59,7 +59,7 @@ PASS, WARN, FAIL = 'pass', 'warn', 'fail'
 
 # Checks, in the order the summary lists them.
 CHECKS = ('connection', 'server_version', 'privileges', 'patches', 'patch_settings', 'patch_roles',
-          'patch_extensions', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
+          'patch_extensions', 'patch_objects', 'standbys', 'replay_paused', 'replication_lag', 'transactions',
           'replay_blockers', 'recovery_conflicts', 'direct_connections', 'blocking_sessions', 'hot_patch_waits',
           'pgbouncer', 'pgbouncer_processes', 'pool_mode', 'connection_slots', 'server_logins', 'lint',
           'pgbouncer_timeouts', 'budget',
@@ -524,6 +524,73 @@ def decide_patch_extensions(label, missing, created=0):
                              evidence={'file': name, 'line': line, 'extension': extension, 'version': version},
                              action='install the extension (its package for this PostgreSQL major) on the primary '
                                     'and every standby first, or delete the statement'))
+    return found
+
+
+# What to do about a name the primary lacks, by kind (objects.KINDS); the rest: OBJECT_FIX_DEFAULT.
+OBJECT_FIXES = {
+    objects.SCHEMA: 'create the schema first (CREATE SCHEMA in an earlier statement or patch), or name one this '
+                    'server has',
+    objects.TABLESPACE: 'create the tablespace on the primary outside the deploy (CREATE TABLESPACE cannot run in a '
+                        'transaction, and its directory must exist on every standby), or delete the TABLESPACE clause '
+                        '(pg_dump --no-tablespaces writes none)',
+    objects.COLLATION: 'create the collation first (CREATE COLLATION in an earlier patch), or name one this server has '
+                       '(pg_collation)',
+    objects.TYPE: 'create the type first (CREATE TYPE in an earlier patch, or CREATE EXTENSION of the extension that '
+                  'makes it), or name one this server has',
+    objects.SERVER: 'create the foreign server first (CREATE SERVER in an earlier patch: a pg_dump -n of a schema '
+                    'leaves servers and user mappings out), or delete the statement',
+    objects.FDW: 'create the foreign-data wrapper first (CREATE EXTENSION postgres_fdw, for one), or delete the '
+                 'statement',
+    objects.SEARCH_PATH: 'create the schema first, or qualify the name (schema.name), or SET search_path to a schema '
+                         'this server has',
+}
+OBJECT_FIX_DEFAULT = 'create it first (in an earlier patch), or correct the name'
+# ... and one a patch CREATEs that the primary already has.
+EXISTS_FIXES = {
+    objects.RELATION: 'it is already there (applied outside the deploy?): delete the statement, or write CREATE ... IF '
+                      'NOT EXISTS (CREATE OR REPLACE VIEW for a view)',
+    objects.TYPE: 'it is already there (applied outside the deploy?): delete the statement (CREATE TYPE has no IF NOT '
+                  'EXISTS), or DROP it in the patch first if it must change',
+    objects.ROLE: 'it is already there: delete the statement (CREATE ROLE has no IF NOT EXISTS)',
+}
+EXISTS_FIX_DEFAULT = 'it is already there (applied outside the deploy?): delete the statement, or write CREATE ... IF ' \
+                     'NOT EXISTS'
+
+
+def decide_patch_objects(label, failed, looked_up=0, setvals=()):
+    """The names the pending patches need that the primary lacks, and the ones they CREATE that it already
+    has (objects.failures: [(Lookup, cause, maybe)]): one failed finding each - the window would fail on
+    it and roll back - naming file, line, the statement's first words, PostgreSQL's words and the fix; a
+    warning instead where an earlier pending CREATE EXTENSION may create the name. ``setvals``: [(file,
+    line, sequence)] of setval() on an existing sequence, one warning each: the window's rollback does not
+    undo it. ``looked_up``: how many names were looked up. Nothing wrong: one passed finding."""
+    found = []
+    for lookup, cause, maybe in failed:
+        text = '%s: %s line %d: %s ...: %s on this server' % (label, lookup.patch, lookup.line, lookup.statement, cause)
+        evidence = {'file': lookup.patch, 'line': lookup.line, 'kind': lookup.kind, 'cause': cause}
+        if maybe:
+            found.append(finding('patch_objects', WARN, '%s - an earlier pending CREATE EXTENSION (%s) may create it, '
+                                 'so only the window can tell' % (text, ', '.join(lookup.extensions)), host=label,
+                                 evidence=evidence, action='check the patch runs on a copy of the database'))
+            continue
+        action = (OBJECT_FIXES.get(lookup.kind, OBJECT_FIX_DEFAULT) if lookup.expect != objects.CREATES
+                  else EXISTS_FIXES.get(lookup.kind, EXISTS_FIX_DEFAULT))
+        found.append(finding('patch_objects', FAIL, '%s: the window would fail on it and roll back' % text,
+                             host=label, evidence=evidence, action=action))
+    for name, line, sequence in setvals:
+        found.append(finding(
+            'patch_objects', WARN, '%s: %s line %d: setval() of the existing sequence %s: a sequence\'s value is not '
+            'transactional - if the window rolls back, the sequence keeps the value this patch sets' % (
+                label, name, line, sequence), host=label, evidence={'file': name, 'line': line, 'sequence': sequence},
+            action='if the window rolls back, set it back by hand (SELECT setval(...) with its value before the deploy: '
+                   'SELECT last_value FROM %s)' % sequence))
+    if not found:
+        found.append(finding('patch_objects', PASS, '%s: %s' % (label, 'every object the pending patches name exists '
+                                                                'and none they create does (%d looked up)' % looked_up
+                                                                if looked_up else 'the pending patches name no object '
+                                                                'to look up'), host=label,
+                             evidence={'looked_up': looked_up}))
     return found
 
 
@@ -2117,6 +2184,7 @@ class Preflight:
         self._check_patch_settings(primary, primary_label)
         self._check_patch_roles(primary, primary_label)
         self._check_patch_extensions(primary, primary_label)
+        self._check_patch_objects(primary, primary_label)
         if primary_info and not primary_info.get('superuser') and self.plan is not None:
             self._check_ownership(primary, primary_label, primary_info)
         self._check_lint(primary, primary_label)
@@ -2484,6 +2552,28 @@ class Preflight:
                     not (statement.node.if_not_exists and row['installed']):
                 missing.append((patch.name, statement.line, extension, version, list(row['versions'])))
         self.findings.extend(decide_patch_extensions(label, missing, created=len(created)))
+
+    def _check_patch_objects(self, primary, label):
+        """decide_patch_objects: every name the pending patches need or create (objects.pending_lookups)
+        looked up in the primary's catalog in one read (objects.OBJECTS_SQL: to_reg* functions and
+        catalogs, no lock), and every setval() of an existing sequence."""
+        if primary is None or self.plan is None or label in self.lost:
+            return
+        pending = sorted(self.plan.pending, key=lambda p: p.revision)
+        lookups = objects.pending_lookups(pending)
+        setvals = objects.setval_sequences(pending)
+        rows = objects.probe_rows(lookups) + [(objects.RELATION, key[0], key[1], False) for dummy, dummy2, key
+                                              in setvals]
+        rows = list(dict.fromkeys(rows))
+        answers = self._query(primary, objects.OBJECTS_SQL, objects.probe_params(rows), label=label,
+                              check='patch_objects') if rows else []
+        if answers is None:
+            return
+        found = dict((rows[a['target']], a['found']) for a in answers)
+        existing = [(patch.name, statement.line, '.'.join(k for k in key if k)) for patch, statement, key in setvals
+                    if found.get((objects.RELATION, key[0], key[1], False))]
+        self.findings.extend(decide_patch_objects(label, objects.failures(lookups, found), looked_up=len(rows),
+                                                  setvals=existing))
 
     @staticmethod
     def _setting_failure(patch, statement, exc, earlier):

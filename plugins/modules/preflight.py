@@ -42,6 +42,14 @@ description:
   - C(patch_extensions) - every C(CREATE EXTENSION) of the pending patches is looked up in the primary's
     C(pg_available_extension_versions); one the server has no files for, or a C(VERSION) it does not ship, fails,
     naming file, line and what the server has - the window would fail on it and roll back.
+  - C(patch_objects) - every object the pending patches name (a schema, relation, type, collation, tablespace,
+    foreign server or foreign-data wrapper) and every one they CREATE without C(IF NOT EXISTS) is looked up in the
+    primary's catalog (C(to_regclass), C(to_regtype), C(to_regcollation), C(to_regnamespace), the global catalogs;
+    no lock), each statement seeing what the earlier pending statements create and drop; one missing, one that
+    already exists, or an unqualified C(CREATE) under a C(search_path) of no existing schema fails, naming file,
+    line and the statement - the window would fail on it and roll back. A name an earlier pending C(CREATE
+    EXTENSION) may create, and a C(setval()) of an existing sequence (not undone when the window rolls back),
+    are warnings.
   - C(standbys) - every standby is in recovery, replicates this primary and its WAL receiver is streaming; its
     upstream (the primary, or in a cascade a standby whose chain ends at the primary) has its
     C(pg_stat_replication) row, found by the standby's own facts (its C(pg_stat_wal_receiver) - its slot, its

@@ -5,10 +5,13 @@ again), psql meta-commands, pg_dump COPY data, a Flyway-named file and transacti
 control, Flyway's script configuration (inline, and a .sql.conf file), COPY from a server file,
 CHECKPOINT: all refused in one run, before any PAUSE, each naming its file and line; the goose file's up
 part alone then deploys. A cold statement running code of unknown cost
-is refused by the lint, and a constant pg_sleep is priced at its seconds."""
+is refused by the lint, and a constant pg_sleep is priced at its seconds. A pg_dump's settings, roles,
+extensions and the objects it names or creates that the primary lacks or has: refused before any PAUSE."""
 
 import json
 import os
+import re
+import subprocess
 
 import psycopg2
 
@@ -255,3 +258,100 @@ def test_an_extension_the_primary_cannot_create_is_refused_before_any_pause(heal
         '%s line 4: extension "plpgsql_fdt" is not available' % name)
     assert not table_exists(lab, 'primary', 'fdt_ext%d' % major)
 
+
+def pg_dump_of(lab, database, *options):
+    """The lab's own pg_dump (plain format) of ``database`` with ``options``, less its COPY ... FROM stdin
+    data (refused in a patch: data is loaded with INSERTs): what a user keeps of it as a cold patch."""
+    proc = subprocess.run([os.path.join(lab.topology['pg_bin'], 'pg_dump'), '-h', lab.addr('primary'), '-U',
+                           'fdt_deploy', '-d', database] + list(options), capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PGPASSWORD=lab.users['fdt_deploy']), check=False)
+    assert proc.returncode == 0, proc.stderr
+    return re.sub(r'^COPY .*? FROM stdin;\n.*?^\\\.\n', '', proc.stdout, flags=re.M | re.S)
+
+
+def test_objects_a_pg_dump_names_that_the_primary_lacks_or_has_are_refused_before_any_pause(healthy_lab, scratch,
+                                                                                            tmp_path):
+    """A real pg_dump -n of a schema (with a collation, an enum type, a sequence and its setval, a table
+    in a tablespace, a foreign table) as a cold patch: the foreign server it names (a schema's dump leaves
+    servers out) and the tablespace the target lacks passed the pre-flight and failed inside the window
+    ("server ... does not exist", rolled back, clients paused for nothing); so did a hand-written patch's
+    TABLESPACE clause, CREATE of a table that exists, COMMENT ON a schema that does not, a collation that
+    does not, and a CREATE under a search_path of no existing schema. Now each is refused before any PAUSE,
+    one line each. Dumped again as the lines say (--no-tablespaces, the foreign table left out), it
+    deploys under load; the same dump once more is refused: its schema already exists."""
+    lab = healthy_lab
+    major = unique_major()
+    names = {'m': major}
+    schema, source, space = 'fdt_app%d' % major, 'fdt_src%d' % major, 'fdt_ts%d' % major
+    admin = psycopg2.connect(lab.primary_dsn())
+    admin.autocommit = True
+    try:
+        admin.cursor().execute('CREATE DATABASE %s' % source)
+        conn = psycopg2.connect(lab.primary_dsn().replace('dbname=%s' % lab.db_name, 'dbname=%s' % source))
+        conn.autocommit = True
+        conn.cursor().execute('SET allow_in_place_tablespaces = on')   # inside the data directory: no
+        conn.cursor().execute("CREATE TABLESPACE %s LOCATION ''" % space)  # directory shared by the lab's hosts
+        conn.cursor().execute(
+            "CREATE SCHEMA %(s)s; COMMENT ON SCHEMA %(s)s IS 'the app';"
+            "CREATE COLLATION %(s)s.c_bytes (locale = 'C');"
+            "CREATE TYPE %(s)s.mood AS ENUM ('sad', 'ok', 'happy');"
+            "CREATE SEQUENCE %(s)s.ticket_seq START 1000; SELECT nextval('%(s)s.ticket_seq');"
+            "CREATE TABLE %(s)s.customer (id bigserial PRIMARY KEY, name text COLLATE %(s)s.c_bytes, "
+            "  mood %(s)s.mood DEFAULT 'ok', ticket int DEFAULT nextval('%(s)s.ticket_seq'));"
+            "INSERT INTO %(s)s.customer (name) VALUES ('Ann');"
+            "CREATE TABLE %(s)s.archive (id int, note text) TABLESPACE %(ts)s;"
+            "CREATE EXTENSION postgres_fdw;"
+            "CREATE SERVER fdt_srv%(m)d FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', dbname 'x');"
+            "CREATE FOREIGN TABLE %(s)s.remote (id int) SERVER fdt_srv%(m)d OPTIONS (table_name 'orders');"
+            % dict(names, s=schema, ts=space))
+        conn.close()
+        dump = pg_dump_of(lab, source, '-n', schema)
+        again = pg_dump_of(lab, source, '-n', schema, '--no-tablespaces', '--exclude-table=%s.remote' % schema)
+        assert 'CREATE FOREIGN TABLE' in dump and 'SET default_tablespace = %s;' % space in dump
+        assert "SELECT pg_catalog.setval('%s.ticket_seq', 1001, true);" % schema in dump   # Ann's ticket
+        admin.cursor().execute('DROP DATABASE %s WITH (FORCE)' % source)
+        admin.cursor().execute('DROP TABLESPACE %s' % space)   # the target's server has none of that name
+
+        dumped, written = 'patch-%d-01-0.sql' % major, 'patch-%d-02-0.sql' % major
+        directory = refused_before_any_pause(lab, tmp_path, {
+            dumped: dump,
+            written: ('CREATE INDEX fdt_ix%(m)d ON public.fdt_item (created) TABLESPACE fdt_ts%(m)d;\n'
+                      'CREATE TABLE public.fdt_item (id bigint);\n'
+                      "COMMENT ON SCHEMA fdt_nowhere%(m)d IS 'x';\n"
+                      'CREATE TABLE public.fdt_coll%(m)d (n text COLLATE public.fdt_nocoll%(m)d);\n'
+                      'SET search_path TO fdt_nowhere%(m)d;\n'
+                      'CREATE TABLE fdt_sp%(m)d (id int);\n' % names)},
+            'patch_objects', 6,
+            'SET default_tablespace = %s: invalid value for parameter "default_tablespace"' % space,
+            'CREATE FOREIGN TABLE ...: server "fdt_srv%d" does not exist on this server: the window would fail on it '
+            'and roll back -> create the foreign server first' % major,
+            '%s line 1: CREATE INDEX fdt_ix%d ...: tablespace "%s" does not exist on this server' % (
+                written, major, space),
+            '%s line 2: CREATE TABLE public.fdt_item ...: relation "public.fdt_item" already exists on this server: '
+            'the window would fail on it and roll back -> it is already there' % written,
+            '%s line 3: COMMENT ON SCHEMA ...: schema "fdt_nowhere%d" does not exist on this server' % (written, major),
+            '%s line 4: CREATE TABLE public.fdt_coll%d ...: collation "public.fdt_nocoll%d" does not exist' % (
+                written, major, major),
+            '%s line 6: CREATE TABLE fdt_sp%d ...: no schema has been selected to create in (search_path fdt_nowhere%d: '
+            'none of them exists)' % (written, major, major))[0]
+        assert not pg_one(lab, 'primary', 'SELECT to_regnamespace(%s) IS NOT NULL', (schema,))
+
+        # As the lines say: dumped again without tablespaces and the foreign table, the patch written left out.
+        os.remove(str(directory / written))
+        (directory / dumped).write_text(again)
+        proc, out, load = deploy_under_load(lab, tmp_path, str(directory))
+        assert proc.returncode == 0, out[-3000:]
+        assert 'patch_objects' not in out
+        assert pg_one(lab, 'primary', "SELECT last_value FROM %s.ticket_seq" % schema) == 1001
+        assert not load.errors, load.error_texts()
+
+        # The same dump once more (a new revision): everything in it is there already.
+        refused_before_any_pause(lab, tmp_path, {'patch-%d-02-0.sql' % major: again}, 'patch_objects', 1,
+                                 'patch-%d-02-0.sql line ' % major,
+                                 'CREATE SCHEMA %s ...: schema "%s" already exists on this server: the window would fail '
+                                 'on it and roll back' % (schema, schema))
+    finally:
+        admin.cursor().execute('DROP SCHEMA IF EXISTS %s CASCADE' % schema)
+        admin.cursor().execute('DROP DATABASE IF EXISTS %s WITH (FORCE)' % source)
+        admin.cursor().execute('DROP TABLESPACE IF EXISTS %s' % space)
+        admin.close()
