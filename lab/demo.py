@@ -10,6 +10,7 @@ lost a commit). Not part of the collection.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -26,12 +27,33 @@ def lab_topology():
     return json.loads(described.stdout)
 
 
+def ansible_playbook():
+    """The ansible-playbook to run: the one on PATH, else the one beside this Python (the venv's, when
+    run as .venv/bin/python lab/demo.py); None when there is neither."""
+    found = shutil.which('ansible-playbook')
+    if found:
+        return found
+    beside = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+    return beside if os.access(beside, os.X_OK) else None
+
+
 def dsn(host, port, user, password, dbname):
     return 'host=%s port=%s user=%s password=%s dbname=%s' % (host, port, user, password, dbname)
 
 
 def main(argv):
-    lab = lab_topology()
+    playbook = ansible_playbook()
+    if playbook is None:   # one line, before any client starts (it was a traceback after they had)
+        print('demo: ansible-playbook is neither on PATH nor beside %s: run `make demo` (it builds the venv and '
+              'runs this with it), or put the venv on PATH: PATH=$PWD/.venv/bin:$PATH' % sys.executable,
+              file=sys.stderr)
+        return 2
+    try:
+        lab = lab_topology()
+    except (subprocess.CalledProcessError, ValueError) as exc:
+        print('demo: the lab is not described (lab/labctl.py describe: %s): bring it up with `make lab`'
+              % ' '.join(str(getattr(exc, 'stderr', None) or exc).split())[:200], file=sys.stderr)
+        return 2
     users, db = lab['users'], lab['db_name']
     pgbouncers = [h['addr'] for h in lab['hosts'].values() if h['role'] == 'pgbouncer']
     primary = [h['addr'] for h in lab['hosts'].values() if h['role'] == 'primary'][0]
@@ -41,7 +63,7 @@ def main(argv):
           % (len(load.of_kind('write')), len(load.of_kind('read')), len(pgbouncers)), flush=True)
     with load:
         time.sleep(0.5)
-        status = subprocess.call(['ansible-playbook'] + argv)
+        status = subprocess.call([playbook] + argv)
         time.sleep(0.5)
     summary = load.summary()
     lost = load.missing_commits(dsn(primary, 5432, 'fdt_deploy', users['fdt_deploy'], db))
