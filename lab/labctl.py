@@ -63,6 +63,8 @@ PG_PORT = 5432
 PGBOUNCER_PORT = 6432
 APP_PORT = 8080
 DB_NAME = 'fdtdemo'
+# Another application's database (shape other_database), on the same primary and pgbouncers.
+OTHER_DB_NAME = 'fdtother'
 # Lab-only credentials; the lab inventory carries the same values.
 USERS = {
     'fdt_deploy': 'deploy-secret',
@@ -103,6 +105,10 @@ RELAY_PORT = 5433
 #                             (hosts/<pgbouncer>/pgbouncer-consoles.json)
 #   pgbouncer_unix_backend    True: the primary's entry reaches it over its unix socket
 #   pgbouncer_session_entry   True: one more deploy entry, fdtdemo_session, in session pooling
+#   other_database            True: another application's database on the primary, fdtother (its own
+#                             fdt_item table), with an entry of its own on every pgbouncer: a
+#                             pgbouncer shared with other applications, whose entries the deploy
+#                             must neither pause nor hold up (OTHER_DB_NAME)
 #   pgbouncer_conf            {pgbouncer: {setting: value}} in its [pgbouncer] section
 #   standbys                  N (2-9): standby1..N streaming from the primary, standbyN at .(10+N)
 #   pgbouncers                N (2-100): pgbouncer1..N, each its own namespace with one
@@ -138,6 +144,7 @@ SHAPES = {
     'pgbouncer_unix_backend': {'pgbouncer_unix_backend': True},
     'pgbouncer_session_entry': {'pgbouncer_session_entry': True},
     'pgbouncer_low_timeouts': {'pgbouncer_conf': {'pgbouncer1': {'query_wait_timeout': 3}}},
+    'pgbouncer_other_database': {'other_database': True},
     # Many pgbouncers and standbys under the same client load: the benchmark's scale dimension.
     'scale': {'pgbouncers': 16, 'standbys': 4},
     # The benchmark's growth series beside it (pgbouncers at 4 standbys).
@@ -529,10 +536,11 @@ def build_primary():
     psql(name, "CREATE ROLE fdt_deploy LOGIN SUPERUSER PASSWORD '%s'" % USERS['fdt_deploy'])
     psql(name, "CREATE ROLE fdt_replication LOGIN REPLICATION PASSWORD '%s'" % USERS['fdt_replication'])
     psql(name, "CREATE ROLE fdt_app LOGIN PASSWORD '%s'" % USERS['fdt_app'])
-    psql(name, 'CREATE DATABASE %s OWNER fdt_app' % DB_NAME)
-    psql(name, 'CREATE TABLE fdt_item (id bigserial PRIMARY KEY, body text NOT NULL, '
-               'created timestamptz NOT NULL DEFAULT now()); ALTER TABLE fdt_item OWNER TO fdt_app',
-         db=DB_NAME)
+    for db in [DB_NAME] + ([OTHER_DB_NAME] if SHAPE.get('other_database') else []):
+        psql(name, 'CREATE DATABASE %s OWNER fdt_app' % db)
+        psql(name, 'CREATE TABLE fdt_item (id bigserial PRIMARY KEY, body text NOT NULL, '
+                   'created timestamptz NOT NULL DEFAULT now()); ALTER TABLE fdt_item OWNER TO fdt_app',
+             db=db)
     for standby in STANDBYS:
         if upstream_of(standby) == name and SHAPE.get('replication_slots', True):
             psql(name, "SELECT pg_create_physical_replication_slot('%s')" % standby)
@@ -790,6 +798,8 @@ def build_pgbouncer(name):
     if SHAPE.get('pgbouncer_session_entry'):
         databases.append('%s_session = host=%s port=%d dbname=%s pool_mode=session'
                          % (DB_NAME, primary, PG_PORT, DB_NAME))
+    if SHAPE.get('other_database'):
+        databases.append('%s = host=%s port=%d dbname=%s' % (OTHER_DB_NAME, primary, PG_PORT, OTHER_DB_NAME))
     dirs = pgbouncer_socket_dirs(name)
     extra = ['%s = %s' % item for item in sorted(SHAPE.get('pgbouncer_conf', {}).get(name, {}).items())]
     for number, socket_dir in enumerate(dirs, start=1):

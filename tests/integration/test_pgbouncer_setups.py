@@ -16,6 +16,7 @@ import pytest
 
 import labctl
 import scenarios
+from load import ClientLoad
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.outage import Outage
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     PROBE_SECONDS, Console, probe, probe_target, wait_logins_settled, with_probe_login)
@@ -615,3 +616,73 @@ def test_the_probe_waits_for_a_pgbouncer_restarting_within_its_time(healthy_lab)
     assert restarted.get('at'), 'pgbouncer1 was not started again'
     assert found == dict((entry, None) for entry in entries), found
     assert every_process_serves(lab) == {}
+
+
+def paused_entries(lab, host):
+    """{entry: paused (bool)} of every entry of pgbouncer ``host`` (SHOW DATABASES on its console)."""
+    conn = psycopg2.connect(lab.dsn(lab.pgbouncer(host)))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SHOW DATABASES')
+            names = [c[0] for c in cur.description]
+            rows = [dict(zip(names, row)) for row in cur.fetchall()]
+            return dict((row['name'], bool(int(row['paused']))) for row in rows)
+    finally:
+        conn.close()
+
+
+def test_another_applications_entry_is_never_paused_and_serves_inside_the_window(lab_shape, tmp_path):
+    """A pgbouncer shared with another application (pgbouncer#1145: clients queued on a database the
+    PAUSE did not name). The deploy pauses its own database's entries only: while its window is held
+    open (a cold patch waits for a lock the test holds), the other application's entry is not paused on
+    any pgbouncer and its clients keep committing through it, while a client of the deploy's entry
+    queues. Afterwards nothing is lost on either database and no client of either saw an error."""
+    lab = lab_shape('pgbouncer_other_database')
+    other = labctl.OTHER_DB_NAME
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_oth%d (id int);\n%s'
+                                                % (major, scenarios.HOLD_WINDOW_SQL)])
+    pgbouncers = ('pgbouncer1', 'pgbouncer2')
+    other_load = ClientLoad(writers=[lab.client_dsn(h, other) for h in pgbouncers])
+    holder = scenarios.hold_window(lab)
+    seen = {}
+
+    def inside():
+        """The window is open (the outage's transaction waits in its cold patch): look, then let it go."""
+        try:
+            seen['paused'] = dict((h, paused_entries(lab, h)) for h in pgbouncers)
+            seen['ours'] = client_answers(lab, 'pgbouncer1', lab.db_name, timeout=1.0)
+            before = other_load.transactions()
+            seen['other'] = [client_answers(lab, h, other) for h in pgbouncers]
+            time.sleep(0.5)
+            seen['other_committed_inside'] = other_load.transactions() - before
+            seen['still_open'] = scenarios.in_cold_transaction(lab)
+        finally:
+            holder.close()
+
+    when = scenarios.When(lab, scenarios.in_cold_transaction, inside)
+    try:
+        with other_load:
+            when.start()
+            # The window alone (the pre-flight rightly refuses a DO block of unknown cost in a cold patch).
+            proc, out, load = deploy_under_load(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 60},
+                                                tags='outage')
+            when.finish()
+    finally:
+        holder.close()
+    assert proc.returncode == 0, out[-4000:]
+    assert when.fired, 'the window never waited in its cold patch'
+    assert seen['still_open'], 'the window closed while the test looked: what it saw proves nothing'
+    for host in pgbouncers:
+        assert seen['paused'][host][lab.db_name] and seen['paused'][host][lab.db_name + '_ro'], seen['paused']
+        assert seen['paused'][host][other] is False, seen['paused']
+    assert seen['ours'] and 'no answer' in seen['ours'], seen['ours']
+    assert seen['other'] == [None, None], seen['other']
+    assert seen['other_committed_inside'] > 0, seen
+    assert table_exists(lab, 'primary', 'fdt_oth%d' % major)
+    assert_nothing_lost(lab, load)
+    assert other_load.errors == [], other_load.errors[:5]
+    assert other_load.missing_commits(lab.primary_dsn().replace('dbname=%s' % lab.db_name, 'dbname=%s' % other)) == []
+    assert every_process_serves(lab, (lab.db_name, lab.db_name + '_ro', other)) == {}
+    assert_disarmed(lab)
