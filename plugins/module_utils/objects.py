@@ -41,11 +41,13 @@ __metaclass__ = type
 import re
 
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils import locks
-from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import walk
+from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import HOT, walk
 
 SCHEMA, RELATION, TYPE, COLLATION, TABLESPACE, SERVER, FDW, EXTENSION, ROLE = KINDS = (
     'schema', 'relation', 'type', 'collation', 'tablespace', 'server', 'foreign-data wrapper', 'extension', 'role')
-QUALIFIED = (RELATION, TYPE, COLLATION)
+# A CREATE INDEX CONCURRENTLY's name: a relation, but one that is an INVALID index does not count.
+VALID_INDEX = 'valid index'
+QUALIFIED = (RELATION, TYPE, COLLATION, VALID_INDEX)
 NEEDS, CREATES, DROPS = 'needs', 'creates', 'drops'
 # The search_path check: an unqualified CREATE under a path the patch set, with no schema of it existing.
 SEARCH_PATH = 'search_path'
@@ -138,7 +140,10 @@ def _created(node, kind):
     if kind == 'CreateTableAsStmt' and node.into is not None:
         return [(RELATION, _relation(node.into.rel), CREATES, bool(node.if_not_exists))]
     if kind == 'IndexStmt' and node.idxname and node.relation is not None:
-        return [(RELATION, (node.relation.schemaname or None, node.idxname), CREATES, bool(node.if_not_exists))]
+        # CONCURRENTLY (a hot patch): an INVALID index of the name, left by a failed build, is dropped by the hot
+        # phase before it runs the statement again (schema._drop_invalid_index): only a valid one is in the way
+        return [(VALID_INDEX if node.concurrent else RELATION, (node.relation.schemaname or None, node.idxname),
+                 CREATES, bool(node.if_not_exists))]
     if kind == 'CreateSchemaStmt' and node.schemaname:
         return [(SCHEMA, (None, node.schemaname), CREATES, bool(node.if_not_exists))]
     if kind in ('CreateEnumStmt', 'CreateRangeStmt'):
@@ -286,13 +291,14 @@ class Lookup:
     """One name of one statement to look up: ``kind``, ``key``, ``expect`` (NEEDS: it must exist;
     CREATES: it must not; SEARCH_PATH: one schema of ``key[1]``, a tuple, must exist), where (``patch``,
     ``line``, ``statement``: its first words), and ``extensions``: the extensions earlier pending
-    statements create (a name they may create is only a warning when missing)."""
+    statements create (a name they may create is only a warning when missing); ``hot``: of a hot patch."""
 
-    __slots__ = ('patch', 'line', 'statement', 'kind', 'key', 'expect', 'extensions')
+    __slots__ = ('patch', 'line', 'statement', 'kind', 'key', 'expect', 'extensions', 'hot')
 
-    def __init__(self, patch, line, statement, kind, key, expect, extensions=()):
+    def __init__(self, patch, line, statement, kind, key, expect, extensions=(), hot=False):
         self.patch, self.line, self.statement = patch, line, statement
         self.kind, self.key, self.expect, self.extensions = kind, key, expect, tuple(extensions)
+        self.hot = hot   # a hot patch's: it runs live, before (or after) the window, not in it
 
     def __repr__(self):
         return 'Lookup(%r, %r, %r, %r, %r)' % (self.patch, self.line, self.kind, self.key, self.expect)
@@ -323,7 +329,7 @@ def pending_lookups(patches):
                             if item not in asked:
                                 asked.add(item)
                                 out.append(Lookup(patch.name, statement.line, words, SEARCH_PATH, (None, schemas),
-                                                  SEARCH_PATH))
+                                                  SEARCH_PATH, hot=patch.kind == HOT))
                         continue
                     if kind == RELATION and (key[1] in temps or key[1] == temp):
                         continue
@@ -346,6 +352,8 @@ def pending_lookups(patches):
                 state[(kind, key)] = CREATES
                 if kind == RELATION:   # a table, view, sequence is a type of its name too
                     state[(TYPE, key)] = CREATES
+                if kind == VALID_INDEX:
+                    state[(RELATION, key)] = CREATES
                 if kind == EXTENSION:
                     extensions.append(key[1])
     return out
@@ -356,7 +364,7 @@ def _ask(out, asked, statement, patch, words, kind, key, expect, extensions):
     if item in asked:
         return
     asked.add(item)
-    out.append(Lookup(patch.name, statement.line, words, kind, key, expect, extensions))
+    out.append(Lookup(patch.name, statement.line, words, kind, key, expect, extensions, hot=patch.kind == HOT))
 
 
 def probe_rows(lookups):
@@ -378,6 +386,9 @@ OBJECTS_SQL = """
 SELECT t.ord - 1 AS target, CASE t.kind
          WHEN 'schema' THEN to_regnamespace(quote_ident(t.name)) IS NOT NULL
          WHEN 'relation' THEN to_regclass(q.name) IS NOT NULL
+         WHEN 'valid index' THEN to_regclass(q.name) IS NOT NULL
+                                 AND NOT EXISTS (SELECT FROM pg_index i
+                                                  WHERE i.indexrelid = to_regclass(q.name) AND NOT i.indisvalid)
          WHEN 'type' THEN to_regtype(q.name) IS NOT NULL
          WHEN 'collation' THEN to_regcollation(q.name) IS NOT NULL
          WHEN 'tablespace' THEN EXISTS (SELECT FROM pg_tablespace WHERE spcname = t.name)
@@ -434,7 +445,7 @@ def failures(lookups, found):
 def object_text(kind, key):
     """'relation "s.t"', 'schema "s"' - as PostgreSQL's messages name them."""
     name = '.'.join(k for k in key if k)
-    return '%s "%s"' % (kind, name)
+    return '%s "%s"' % (RELATION if kind == VALID_INDEX else kind, name)
 
 
 def setval_sequences(patches):

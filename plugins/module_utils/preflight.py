@@ -576,7 +576,9 @@ def decide_patch_objects(label, failed, looked_up=0, setvals=()):
             continue
         action = (OBJECT_FIXES.get(lookup.kind, OBJECT_FIX_DEFAULT) if lookup.expect != objects.CREATES
                   else EXISTS_FIXES.get(lookup.kind, EXISTS_FIX_DEFAULT))
-        found.append(finding('patch_objects', FAIL, '%s: the window would fail on it and roll back' % text,
+        found.append(finding('patch_objects', FAIL, '%s: %s' % (text, 'the hot patch would fail on it, live, before '
+                                                                'the outage' if lookup.hot else 'the window would fail '
+                                                                'on it and roll back'),
                              host=label, evidence=evidence, action=action))
     for name, line, sequence in setvals:
         found.append(finding(

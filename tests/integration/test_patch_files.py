@@ -355,3 +355,31 @@ def test_objects_a_pg_dump_names_that_the_primary_lacks_or_has_are_refused_befor
         admin.cursor().execute('DROP DATABASE IF EXISTS %s WITH (FORCE)' % source)
         admin.cursor().execute('DROP TABLESPACE IF EXISTS %s' % space)
         admin.close()
+
+
+def test_a_hot_index_build_is_refused_for_a_valid_index_of_its_name_not_for_an_invalid_one(lab, revision_table,
+                                                                                           tmp_path):
+    """A failed CREATE INDEX CONCURRENTLY leaves an INVALID index of its name, which the hot phase drops
+    before it runs the statement again: patch_objects lets that run be; a valid index of the name would
+    fail the hot phase ("relation ... already exists"), refused before anything runs."""
+    admin = revision_table
+    directory = tmp_path / 'patches'
+    directory.mkdir()
+    (directory / 'patch-2304-01-1.sql').write_text(
+        'CREATE UNIQUE INDEX CONCURRENTLY fdt_dup_key ON fdt_preflight_test.dup (v);\n')
+    admin.cursor().execute('CREATE TABLE fdt_preflight_test.dup (v int); INSERT INTO fdt_preflight_test.dup '
+                           'VALUES (1), (1)')
+    try:
+        admin.cursor().execute('CREATE UNIQUE INDEX CONCURRENTLY fdt_dup_key ON fdt_preflight_test.dup (v)')
+    except psycopg2.Error:
+        pass   # the duplicate: the build fails, its INVALID index stays
+    assert pg_one(lab, 'primary', "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = "
+                                  "'fdt_preflight_test.fdt_dup_key'::regclass")
+    assert findings(run(lab, str(directory)), 'patch_objects', 'fail') == []
+
+    admin.cursor().execute('DROP INDEX fdt_preflight_test.fdt_dup_key; DELETE FROM fdt_preflight_test.dup; '
+                           'CREATE UNIQUE INDEX fdt_dup_key ON fdt_preflight_test.dup (v)')
+    [failed] = findings(run(lab, str(directory)), 'patch_objects', 'fail')
+    assert failed['summary'].endswith('patch-2304-01-1.sql line 1: CREATE UNIQUE INDEX ...: relation '
+                                      '"fdt_preflight_test.fdt_dup_key" already exists on this server: the hot '
+                                      'patch would fail on it, live, before the outage'), failed['summary']

@@ -140,3 +140,15 @@ def test_decide_patch_objects_one_line_each_with_the_fix_of_its_kind():
     assert 'SELECT last_value FROM public.s' in found[3]['action']
     [passed] = pf.decide_patch_objects('primary', [], looked_up=3)
     assert passed['status'] == pf.PASS and '(3 looked up)' in passed['summary']
+
+
+def test_a_hot_create_index_concurrently_is_in_the_way_only_of_a_valid_index_of_its_name():
+    """A failed CREATE INDEX CONCURRENTLY leaves an INVALID index, which the hot phase drops before it runs the
+    statement again: the lookup asks for a valid index; a later statement naming it needs no lookup."""
+    lookups = objects.pending_lookups([patch_of('CREATE INDEX CONCURRENTLY fdt_ix ON public.t (a);\n'
+                                                "COMMENT ON INDEX public.fdt_ix IS 'x';\n")])
+    assert [(l.line, l.kind, l.key, l.expect) for l in lookups if l.kind != 'schema'] == [
+        (1, 'relation', ('public', 't'), 'needs'), (1, 'valid index', ('public', 'fdt_ix'), 'creates')]
+    assert 'indisvalid' in objects.OBJECTS_SQL
+    failed = objects.failures(lookups, found_for(lookups, existing=('fdt_ix',)))
+    assert [cause for dummy, cause, dummy2 in failed] == ['relation "public.fdt_ix" already exists']
