@@ -624,10 +624,16 @@ def split_blocked_by_synchronous(synchronous):
 # flush argument) stays unflushed until some unrelated flush - up to
 # wal_writer_delay (200 ms) measured as "catch-up" on an idle lab, inflating
 # the outage estimate ten-fold for a one-statement patch. No data touched.
+# Its COMMIT is local (set_config ... true: this statement's transaction only), whatever the session's
+# synchronous_commit: the pre-flight's and the outage observer's sessions keep a client's settings to read
+# them, and with a synchronous standby unreachable (or its replay held, remote_apply) the probe's COMMIT
+# waited for it without a bound - the pre-flight hung instead of naming the standby. measure_lag's polls,
+# within their deadline, are what wait for the standbys.
 # The lag probe polls a standby behind it every REPLAY_WAIT_POLL_SECONDS (as the window's replay wait) for this
 # long, then at a pause that doubles up to 0.1 s.
 LAG_PROBE_FIXED_POLL_SECONDS = 0.05
-LAG_PROBE_SQL = "SELECT pg_logical_emit_message(true, 'fastdowntime', 'preflight')::text AS lsn"
+LAG_PROBE_SQL = ("SELECT pg_logical_emit_message(true, 'fastdowntime', 'preflight')::text AS lsn, "
+                 "set_config('synchronous_commit', 'local', true) AS probe_commit")
 LAG_SQL = ('SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn AS caught_up, '
            'pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::float8 AS bytes_behind, '
            'CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END AS replay_paused')

@@ -391,7 +391,8 @@ def test_synchronous_remote_apply_standby(lab_shape, tmp_path):
     A long read on standby1 (max_standby_streaming_delay = -1 in the lab) is
     refused by the pre-flight; split mode is refused before any pause; with
     standby1's replay held, the deploy's COMMIT does not wait on it (the
-    budgeted replay wait fails instead, naming it); a deploy under load succeeds."""
+    budgeted replay wait fails instead, naming it); standby1 unreachable is refused by
+    the pre-flight (which hung on it); a deploy under load succeeds."""
     lab = lab_shape('sync_apply')
     major = unique_major()
 
@@ -435,6 +436,15 @@ def test_synchronous_remote_apply_standby(lab_shape, tmp_path):
     assert not table_exists(lab, 'primary', 'fdt_h%d' % major)
     assert set(pgbouncer_flags(lab, 'pgbouncer1').values()) == {(0, 0)}
     assert set(pgbouncer_flags(lab, 'pgbouncer2').values()) == {(0, 0)}
+
+    # standby1, the synchronous standby, cut off before the run (the soak's standby_before on this shape): the
+    # pre-flight refuses in one line naming it. Its lag probe (replication.LAG_PROBE_SQL, on a session with a
+    # client's settings) committed with remote_apply and waited for standby1 with no bound: the pre-flight hung
+    # until the link came back (run_playbook gives up after 300 s). Scenario standby_before, whole: the same
+    # outcome check the soak applies.
+    run = scenarios.standby_cut_off_before(lab, tmp_path)
+    scenarios.check_run(lab, run)
+    assert 'refused by pre-flight' in run.out and 'standby1 (%s:5432)' % lab.addr('standby1') in run.out, run.out[-4000:]
 
     proc, table, load, dummy = deploy_under_load(lab, tmp_path, major=major, applied=[held_body])
     assert_deployed(lab, proc, table, load)

@@ -919,3 +919,31 @@ def test_the_estimate_adds_the_delay_a_replay_blockers_warning_announces():
     assert replay_conflict_seconds([quiet, refused]) == 0.0  # a refusal opens no outage to estimate
     assert replay_conflict_seconds([quiet, warned, dict(warned, host='s4', evidence={'replay_waits_up_to_ms': 500})]) \
         == 2.0
+
+
+def test_the_lag_probe_commits_locally_whatever_the_sessions_synchronous_commit():
+    """The pre-flight's session keeps a client's settings (local_commits=False): the probe's own
+    statement must make its COMMIT local, or it waits for an unreachable synchronous standby with no
+    bound (the soak's standby_before on the sync_apply shape hung the pre-flight)."""
+    import pglast
+    statements = pglast.parse_sql(rp.LAG_PROBE_SQL)
+    assert len(statements) == 1  # one statement: autocommit makes it its own transaction, set_config's scope
+    calls = [(node.funcname[-1].sval, [getattr(arg, 'val', None) for arg in node.args])
+             for node in _nodes(statements[0]) if isinstance(node, pglast.ast.FuncCall)]
+    names = [name for name, dummy in calls]
+    assert 'pg_logical_emit_message' in names, calls
+    args = [[getattr(v, 'sval', getattr(v, 'boolval', None)) for v in a] for n, a in calls if n == 'set_config']
+    assert args == [['synchronous_commit', 'local', True]], calls
+
+
+def _nodes(node):
+    """Every pglast AST node under ``node``."""
+    import pglast
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        if isinstance(current, pglast.ast.Node):
+            yield current
+            todo.extend(getattr(current, name) for name in current)
+        elif isinstance(current, tuple):
+            todo.extend(current)
