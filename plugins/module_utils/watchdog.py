@@ -35,10 +35,25 @@ EXIT_GAVE_UP = 'gave_up'
 EXITS = (EXIT_RESUMED, EXIT_FIRED, EXIT_LIFETIME, EXIT_GAVE_UP)
 
 
-def countdown_seconds(budget_seconds, grace_seconds):
+# pgbouncer disconnects a client queued longer than its query_wait_timeout or query_timeout
+# (pgbouncer_console.QUEUED_CLIENT_TIMEOUTS), and the outage caps its budget a second
+# (pgbouncer_console.TIMEOUT_MARGIN_SECONDS) before the first such timeout. A switch whose budget + grace
+# would outlast its own process's timeout fires this long before that timeout instead: after the
+# outage's capped budget, before pgbouncer drops the clients. It used to wait budget + grace whatever
+# the timeout: with query_wait_timeout = 3 s and the controller killed inside the window, pgbouncer
+# disconnected every queued client at 3 s and the switch resumed at 6 s (soak, pgbouncer_low_timeouts).
+QUEUE_TIMEOUT_MARGIN_SECONDS = 0.5
+
+
+def countdown_seconds(budget_seconds, grace_seconds, queue_timeout_seconds=None):
     """How long the entries may stay paused before the switch resumes them: the
-    outage budget plus the grace."""
-    return float(budget_seconds) + float(grace_seconds)
+    outage budget plus the grace, or less when ``queue_timeout_seconds`` (the
+    process's first queued-client timeout, None or 0: none) would cut it:
+    QUEUE_TIMEOUT_MARGIN_SECONDS before that timeout."""
+    countdown = float(budget_seconds) + float(grace_seconds)
+    if queue_timeout_seconds and float(queue_timeout_seconds) > 0:
+        countdown = min(countdown, max(float(queue_timeout_seconds) - QUEUE_TIMEOUT_MARGIN_SECONDS, 0.0))
+    return countdown
 
 
 # A deploy's switch is armed before the window's PAUSE: the plan, the arming of
@@ -68,7 +83,7 @@ class Watchdog:
 
     def __init__(self, entries, budget_seconds, grace_seconds=DEFAULT_GRACE_SECONDS,
                  max_lifetime_seconds=DEFAULT_MAX_LIFETIME_SECONDS, started_at=0.0,
-                 fire_retry_seconds=FIRE_RETRY_SECONDS):
+                 fire_retry_seconds=FIRE_RETRY_SECONDS, queue_timeout_seconds=None):
         if not entries:
             raise ValueError('a watchdog needs at least one entry to watch')
         if budget_seconds <= 0 or grace_seconds < 0:
@@ -79,6 +94,7 @@ class Watchdog:
         self.max_lifetime = float(max_lifetime_seconds)
         self.started_at = float(started_at)
         self.fire_retry = float(fire_retry_seconds)
+        self.queue_timeout = queue_timeout_seconds  # countdown_seconds' cap
         self.paused_since = None
         self.fired_at = None
 
@@ -91,7 +107,15 @@ class Watchdog:
 
     @property
     def countdown(self):
-        return countdown_seconds(self.budget, self.grace)
+        return countdown_seconds(self.budget, self.grace, self.queue_timeout)
+
+    def countdown_text(self):
+        """What the countdown is made of, for the log."""
+        text = 'budget %.1f s + grace %.1f s' % (self.budget, self.grace)
+        if self.countdown < self.budget + self.grace:
+            text += ', cut to %.1f s before this pgbouncer\'s queued-client timeout of %g s' % (
+                QUEUE_TIMEOUT_MARGIN_SECONDS, float(self.queue_timeout))
+        return text
 
     def paused(self, flags):
         """The watched entries ``flags`` (entry -> paused) shows paused."""
@@ -134,9 +158,9 @@ def run(dog, read_flags, resume_entries, log, now, sleep, poll_seconds=DEFAULT_P
         unreachable_logged = flags is None
         action = dog.observe(now(), flags)
         if action == COUNTDOWN_STARTED:
-            log('entries %s paused: resuming them myself in %.1f s (budget %.1f s + grace %.1f s) '
+            log('entries %s paused: resuming them myself in %.1f s (%s) '
                 'unless the deploy resumes them first'
-                % (', '.join(dog.paused(flags)), dog.countdown, dog.budget, dog.grace))
+                % (', '.join(dog.paused(flags)), dog.countdown, dog.countdown_text()))
         elif action == FIRE:
             targets = dog.paused(flags) if flags is not None else list(dog.entries)
             try:

@@ -17,8 +17,9 @@ process around them, on the pgbouncer host, with its system python3:
   exits; returns its pid (0 when it did not start).
 
 ``config``: ``entries`` (watched), ``budget_seconds``, ``grace_seconds``,
-``max_lifetime_seconds``, ``poll_seconds`` and ``console`` (user@host:port, so a
-changed console re-arms).
+``max_lifetime_seconds``, ``poll_seconds``, ``console`` (user@host:port, so a
+changed console re-arms) and ``queue_timeout_seconds`` (the process's first
+queued-client timeout when it was armed, or None: watchdog.countdown_seconds).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -189,7 +190,8 @@ def daemon_main(endpoint, config, pid_path, log):
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     dog = watchdog.Watchdog(config['entries'], config['budget_seconds'], config['grace_seconds'],
-                            config['max_lifetime_seconds'], started_at=time.monotonic())
+                            config['max_lifetime_seconds'], started_at=time.monotonic(),
+                            queue_timeout_seconds=config.get('queue_timeout_seconds'))
     log('armed: watching %s (countdown %.1f s once paused, lifetime %.0f s)'
         % (', '.join(config['entries']), dog.countdown, dog.max_lifetime))
     try:

@@ -16,8 +16,10 @@ description:
   - C(state=armed) starts a small daemon (double fork, new session, no terminal, standard streams
     on /dev/null, so the SSH session does not wait for it) that polls the local admin console
     (SHOW DATABASES, every O(poll_seconds)).
-  - Once it sees the deploy's entries paused, it counts down O(budget_seconds) + O(grace_seconds).
-    If they are still paused at the end, it sends RESUME for them itself and exits. If it sees them
+  - Once it sees the deploy's entries paused, it counts down O(budget_seconds) + O(grace_seconds),
+    or less when that pgbouncer process's C(query_wait_timeout) or C(query_timeout) (SHOW CONFIG when
+    armed) would disconnect the queued clients first - half a second before that timeout, still after
+    the outage's own budget (capped a second before it). If they are still paused at the end, it sends RESUME for them itself and exits. If it sees them
     resumed first (the normal end of the outage) it exits. Armed and never seeing a pause, it exits
     after O(max_lifetime_seconds).
   - It survives the death of the controller (SIGKILL of ansible-playbook, a dropped SSH connection).
@@ -121,7 +123,10 @@ entries:
   elements: str
   sample: [appdb, appdb_ro]
 countdown_seconds:
-  description: Budget plus grace, counted from the moment the entries are seen paused.
+  description:
+    - Budget plus grace, counted from the moment the entries are seen paused.
+    - Less when this pgbouncer process's C(query_wait_timeout) or C(query_timeout) (read when armed) would
+      disconnect the queued clients first - half a second before that timeout.
   returned: when armed
   type: float
   sample: 40.0
@@ -133,6 +138,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils import wat
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     Console,
     ConsoleError,
+    budget_cap,
     open_consoles,
 )
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.postgres import endpoint_argument_spec
@@ -183,11 +189,15 @@ def main():
     except ConsoleError as exc:
         module.fail_json(msg='cannot arm the watchdog: %s' % exc, **result)
     entries = list(console.entries)
+    # This process's first queued-client timeout (query_wait_timeout, query_timeout): the countdown ends before it.
+    cap = budget_cap({console.label: console.config}, margin=0)
     console.close()
     config = dict(entries=entries, budget_seconds=params['budget_seconds'], grace_seconds=params['grace_seconds'],
                   max_lifetime_seconds=params['max_lifetime_seconds'], poll_seconds=params['poll_seconds'],
-                  console='%s@%s:%s' % (endpoint['user'], endpoint['host'], endpoint['port']))
-    countdown = watchdog.countdown_seconds(params['budget_seconds'], params['grace_seconds'])
+                  console='%s@%s:%s' % (endpoint['user'], endpoint['host'], endpoint['port']),
+                  queue_timeout_seconds=cap['timeout_seconds'] if cap else None)
+    countdown = watchdog.countdown_seconds(params['budget_seconds'], params['grace_seconds'],
+                                           config['queue_timeout_seconds'])
     result.update(entries=entries, countdown_seconds=countdown)
     if alive and record.get('config') == config:
         result['pid'] = record['pid']

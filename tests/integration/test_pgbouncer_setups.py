@@ -269,7 +269,8 @@ def test_low_query_wait_timeout_is_named_by_the_pre_flight(lab_shape, tmp_path):
     """pgbouncer1's query_wait_timeout = 3 s (shape pgbouncer_low_timeouts): the pre-flight
     warns, one line naming pgbouncer1, the setting and the fix, and the deploy is done within
     the capped budget. At 1 s nothing is left of the budget: refused before any PAUSE, naming
-    the same, under load with no client error."""
+    the same, under load with no client error. The controller killed inside the window: the
+    dead-man switch of pgbouncer1 resumes before its query_wait_timeout, no client error."""
     lab = lab_shape('pgbouncer_low_timeouts')
     pgbouncer1 = 'pgbouncer1 (%s:6432)' % lab.addr('pgbouncer1')
     major = unique_major()
@@ -299,6 +300,18 @@ def test_low_query_wait_timeout_is_named_by_the_pre_flight(lab_shape, tmp_path):
     assert_nothing_lost(lab, load)
     assert every_process_serves(lab) == {}
     assert_disarmed(lab)
+
+    # The controller killed inside the window (budget 4 s + grace 2 s): pgbouncer1's dead-man switch resumes its
+    # entries before its query_wait_timeout disconnects the clients queued there (it counted budget + grace, and
+    # pgbouncer1 dropped every queued client at 3 s: the soak's controller_killed on this shape); pgbouncer2's,
+    # without that timeout, counts budget + grace. No client error, no commit lost.
+    run, load = scenarios.under_load(lab, scenarios.controller_killed, tmp_path)
+    scenarios.check_run(lab, run)
+    assert run.facts['resumed_after'] is not None, 'the switches never resumed the entries'
+    assert load.errors == [], load.error_texts()
+    assert_nothing_lost(lab, load)
+    assert every_process_serves(lab) == {}
+    assert_disarmed(lab, within=5.0)
 
 
 def test_so_reuseport_pair_after_refusal_abort_and_a_killed_controller(lab_shape, tmp_path):

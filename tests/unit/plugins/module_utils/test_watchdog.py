@@ -199,3 +199,18 @@ def test_a_deploys_switch_lives_the_arming_margin_then_a_whole_countdown():
     assert never_paused.observe(lifetime - 0.01, ACTIVE) == wd.WAIT
     assert never_paused.observe(lifetime, ACTIVE) == wd.EXIT_LIFETIME
     assert wd.deploy_switch(60, 10) == {'countdown_seconds': 70.0, 'max_lifetime_seconds': 370.0}  # the defaults
+
+
+def test_a_queued_client_timeout_shorter_than_budget_plus_grace_cuts_the_countdown():
+    """pgbouncer disconnects a client queued past its query_wait_timeout: a switch whose budget + grace
+    outlasts its process's timeout fires half a second before it (after the outage's budget, capped a
+    second before it); a longer timeout, or none, leaves budget + grace."""
+    assert wd.countdown_seconds(4, 2, 3) == 2.5
+    assert wd.countdown_seconds(4, 2, 120) == 6.0
+    assert wd.countdown_seconds(4, 2, None) == wd.countdown_seconds(4, 2, 0) == 6.0
+    d = dog(budget_seconds=4, grace_seconds=2, queue_timeout_seconds=3)
+    assert d.observe(1, PAUSED) == wd.COUNTDOWN_STARTED
+    assert d.observe(3.49, PAUSED) == wd.WAIT
+    assert d.observe(3.5, PAUSED) == wd.FIRE
+    assert 'cut to 0.5 s before' in d.countdown_text() and "queued-client timeout of 3 s" in d.countdown_text()
+    assert dog().countdown_text() == 'budget 5.0 s + grace 2.0 s'
