@@ -24,8 +24,10 @@ help:
 	@echo "make test        unit tests, lint + sanity (ansible-core 2.19 and 2.16), integration tests on the lab, molecule test"
 	@echo "make test-faults only the fault scenarios on the lab"
 	@echo "make bench       the outage benchmark; writes docs/benchmarks.md"
-	@echo "make soak        100 deploys in a row under one client load, faults drawn at random (SEED=N replays,"
-	@echo "                 ITERATIONS=N); writes docs/soak.md and docs/soak.json (not part of make test)"
+	@echo "make soak        100 deploys in a row, faults drawn at random, in 4 segments of lab shapes (the default"
+	@echo "                 shape, then every field shape in 3 combinations: a rebuild and one client load each;"
+	@echo "                 SEED=N replays, ITERATIONS=N, SHAPES='a b,c' other segments); writes docs/soak.md and"
+	@echo "                 docs/soak.json (other SHAPES: a file under /tmp) (not part of make test)"
 	@echo "make lab / lab-down / lab-status   the lab alone (root)"
 
 # Debian packages the venv and the lab need (root on a fresh Debian 12).
@@ -116,9 +118,11 @@ bench: lab
 	$(PY) benchmarks/outage_bench.py --runs $${RUNS:-5} --scales 2x2,16x4,2x4,8x4,32x4,64x4,100x4 \
 	  --baseline docs/benchmarks-before-issue-20.md --baseline-label 'before issue 20 (e760561)'
 
-# Deploys in a row under one continuous client load (benchmarks/soak.py); the seed is printed.
+# Deploys in a row (benchmarks/soak.py), in segments of lab shapes (soak.py SEGMENTS: the default shape and
+# every field shape; SHAPES='default cascade,tls' others), one continuous client load per segment; the seed is
+# printed.
 soak: lab
-	$(PY) benchmarks/soak.py --iterations $${ITERATIONS:-100} $(if $(SEED),--seed $(SEED))
+	$(PY) benchmarks/soak.py --iterations $${ITERATIONS:-100} $(if $(SEED),--seed $(SEED)) $(if $(SHAPES),--shapes $(SHAPES))
 
 build: venv
 	mkdir -p build && ansible-galaxy collection build --force --output-path build .

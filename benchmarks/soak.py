@@ -16,10 +16,18 @@ window, a short query_wait_timeout set on one pgbouncer. After each deploy it ch
 
 and at the end: 0 client errors and 0 lost commits over the whole load. The clients
 a restarted pgbouncer itself disconnects (at the restart, on that pgbouncer only) are
-counted apart: a restart drops them whatever the deploy does. Results go to
-docs/soak.md and docs/soak.json, written by this script only.
+counted apart: a restart drops them whatever the deploy does.
 
-    python3 benchmarks/soak.py [--iterations 100] [--seed N] [--scenarios a,b] [--shape NAME]
+The deploys run in segments of lab shapes, in order (SEGMENTS: the default shape, then
+every field shape of lab/labctl.py SHAPES in three combinations; --shapes others), the
+iterations split evenly: the lab is rebuilt in each segment's shape and runs one client
+load per segment, whose lost commits are counted before the next rebuild. A scenario
+that cannot mean on a shape what it tests (scenarios.NOT_ON_SHAPE) is not drawn there,
+and the results say why. Results go to docs/soak.md and docs/soak.json for SEGMENTS,
+written by this script only; other segments to a file under /tmp unless --output says.
+
+    python3 benchmarks/soak.py [--iterations 100] [--seed N] [--scenarios a,b] [--shapes A B,C | --shape A]
+                               [--output PATH.md] [--every]
 """
 
 import argparse
@@ -58,7 +66,11 @@ def check(lab, run, probe_entries):
     try:
         scenarios.check_run(lab, run)
     except AssertionError as exc:
-        problems.append('outcome: %s' % ' '.join(str(exc).split())[:400])
+        # check_run's assertions carry the run's output: the short parts, then the lines that say what happened.
+        parts = exc.args[0] if exc.args and isinstance(exc.args[0], tuple) else exc.args
+        short = [str(p) for p in parts if not (isinstance(p, str) and len(p) > 300)]
+        problems.append('outcome (expected %s, rc %s): %s; the run said: %s' % (
+            run.expect, run.returncode, ' '.join(' '.join(short).split())[:300], ' | '.join(said(run.out))[:1500]))
     seen = every_process_serves(lab, probe_entries)
     if seen:
         problems.append('not answering a client: %s' % seen)
@@ -72,6 +84,13 @@ def check(lab, run, probe_entries):
     except AssertionError as exc:
         problems.append('switch left armed: %s' % exc)
     return problems
+
+
+def said(out, limit=5):
+    """The last ``limit`` lines of a playbook's output that say what happened (a refusal, an abort, a failed
+    task, a warning), whitespace folded."""
+    marks = ('refused', 'aborted', 'FAILED', 'fatal:', 'NOT ANSWERING', 'WARNING', 'ERROR', 'msg')
+    return [' '.join(line.split()) for line in out.splitlines() if any(m in line for m in marks)][-limit:]
 
 
 def one(lab, name, tmp):
@@ -88,7 +107,7 @@ def one(lab, name, tmp):
             record['restarted'] = [run.facts['host'], run.facts['restarted']]
         if run.facts.get('resumed_after') is not None:
             record['resumed_by_switch_after_s'] = round(run.facts['resumed_after'], 2)
-        record['problems'] = check(lab, run, PROBE_ENTRIES)
+        record['problems'] = check(lab, run, probe_entries(lab))
     except Exception as exc:  # a scenario that could not even run is a failed iteration, not the end
         record['problems'] = ['scenario raised: %s' % ''.join(traceback.format_exception_only(type(exc), exc)).strip()]
     finally:
@@ -100,7 +119,9 @@ def one(lab, name, tmp):
     return record
 
 
-PROBE_ENTRIES = ('fdtdemo', 'fdtdemo_ro')
+def probe_entries(lab):
+    """The entries a client asks after each deploy: every deploy entry of the lab's shape."""
+    return ('fdtdemo', 'fdtdemo_ro') + (('fdtdemo_session',) if 'pgbouncer_session_entry' in lab.shape else ())
 
 
 def commit():
@@ -110,65 +131,132 @@ def commit():
     return os.environ.get('SOAK_COMMIT') or found or 'unknown'
 
 
-def write_results(args, lab, records, load, lost, started, path_md, path_json):
-    """docs/soak.md and .json; ``lost``: the lost commits, None while the load still runs.
-    Returns split_errors()."""
-    restart_errors, other_errors = split_errors(lab, records, load)
+# `make soak`'s segments, in order: the default shape, then every field shape of lab/labctl.py SHAPES in three
+# combinations (a lab rebuild each, about a minute). The deploys are split evenly across them.
+SEGMENTS = (
+    'default',
+    'cascade,walreceiver_names,pgbouncer_reuseport,pgbouncer_unix_backend',
+    'sync_apply,one_address,dns_names,pgbouncer_session_entry,pgbouncer_other_database',
+    'tls,ipv6,no_slots,pgbouncer_low_timeouts',
+)
+
+
+def plan(seed, iterations, segments, chosen):
+    """[(segment, scenario)] of the whole run: the deploys split evenly across ``segments`` in
+    order, each drawn (random.Random(seed), one draw after the other) from the ``chosen`` scenarios
+    that apply to its segment's shape. One segment where every scenario applies draws as the soak
+    always did, so an older seed replays its sequence."""
+    draw = random.Random(seed)
+    sequence = []
+    for index, segment in enumerate(segments):
+        count = iterations * (index + 1) // len(segments) - iterations * index // len(segments)
+        names = [n for n in chosen if scenarios.not_on_shape(n, segment.split(',')) is None]
+        sequence += [(segment, draw.choice(names)) for dummy in range(count)] if names else []
+    return sequence
+
+
+def write_results(args, segments, records, started, path_md, path_json):
+    """The run's .md and .json; ``segments``: one dict per segment begun (shape, its load's summary,
+    client errors, errors of clients a restart itself disconnected, lost commits: None while its load
+    still runs)."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     failed = [r for r in records if r['problems']]
-    summary = dict(load.summary(), client_errors=len(other_errors), disconnected_by_restarts=len(restart_errors),
-                   lost_commits=None if lost is None else len(lost))
+    total = {
+        'transactions': sum(s['load']['transactions'] for s in segments),
+        'confirmed_commits': sum(s['load']['confirmed_commits'] for s in segments),
+        'client_errors': sum(len(s['client_errors']) for s in segments),
+        'disconnected_by_restarts': sum(s['disconnected_by_restarts'] for s in segments),
+        'lost_commits': (None if any(s['lost'] is None for s in segments)
+                         else sum(len(s['lost']) for s in segments)),
+        'max_wait_ms': max([s['load']['max_wait_ms'] for s in segments] or [0]),
+    }
+    shapes = [s['shape'] for s in segments]
     result = {'seed': args.seed, 'iterations_requested': args.iterations, 'iterations_run': len(records),
-              'iterations_failed': len(failed), 'shape': lab.shape or ['default'], 'started': started, 'written': now,
-              'commit': commit(),
-              'machine': machine(), 'load': summary, 'client_errors': [list(e) for e in other_errors[:50]],
-              'lost_commits': None if lost is None else lost[:50], 'runs': records}
+              'iterations_failed': len(failed), 'segments_requested': list(args.shapes), 'started': started,
+              'written': now, 'commit': commit(), 'machine': machine(), 'load': total,
+              'segments': [dict(s, client_errors=[list(e) for e in s['client_errors'][:50]],
+                                lost=None if s['lost'] is None else s['lost'][:50]) for s in segments],
+              'runs': records}
     with open(path_json, 'w') as handle:
         json.dump(result, handle, indent=1, sort_keys=True)
+    if args.every:
+        replay = '`benchmarks/soak.py --every --seed %d --shapes %s`' % (args.seed, ' '.join(args.shapes))
+    else:
+        replay = '`make soak SEED=%d%s%s`' % (
+            args.seed, '' if args.iterations == 100 else ' ITERATIONS=%d' % args.iterations,
+            '' if tuple(args.shapes) == SEGMENTS else " SHAPES='%s'" % ' '.join(args.shapes))
     lines = [
         '# Soak',
         '',
         'Written by `benchmarks/soak.py` (never by hand). Run: %s to %s, commit %s. Machine: %s.' % (
             started, now, commit(), machine()),
         '',
-        '%d deploys in a row (of %d asked) on the lab (shape %s), seed %d (`make soak SEED=%d` replays the sequence), '
-        'under one continuous client load: 2 psycopg2 writers per pgbouncer, small insert transactions 10 ms apart. '
-        'Each deploy drawn from the scenarios of `tests/integration/scenarios.py`; after each: the expected outcome, '
-        'the schema all-or-nothing on the primary and both standbys, every entry of every pgbouncer process '
+        '%d deploys in a row (of %d asked) on the lab in %d segment%s of lab shapes (`lab/labctl.py` SHAPES; a lab '
+        'rebuild between segments), seed %d (%s replays the sequence). Each segment under one continuous client '
+        'load: 2 psycopg2 writers per pgbouncer, small insert transactions 10 ms apart; its lost commits are '
+        'counted when its load stops, before the next rebuild. Each deploy drawn from the scenarios of '
+        '`tests/integration/scenarios.py` that apply to its segment\'s shape; after each: the expected outcome, '
+        'the schema all-or-nothing on the primary and every standby, every entry of every pgbouncer process '
         'answering a client (and the report saying so), no dead-man switch armed.'
-        % (len(records), args.iterations, ','.join(lab.shape or ['default']), args.seed, args.seed),
+        % (len(records), args.iterations, len(args.shapes), '' if len(args.shapes) == 1 else 's', args.seed, replay),
         '',
         '| | |', '|---|---|',
         '| deploys run | %d |' % len(records),
         '| deploys with a failed check | %d |' % len(failed),
-        '| client transactions | %d |' % summary['transactions'],
-        '| confirmed commits | %d |' % summary['confirmed_commits'],
-        '| **client errors** | **%d** |' % len(other_errors),
-        '| **commits lost** | **%s** |' % ('checked when the load stops' if lost is None else len(lost)),
+        '| client transactions | %d |' % total['transactions'],
+        '| confirmed commits | %d |' % total['confirmed_commits'],
+        '| **client errors** | **%d** |' % total['client_errors'],
+        '| **commits lost** | **%s** |' % (
+            'checked when the load stops' if total['lost_commits'] is None else total['lost_commits']),
         '| clients disconnected by a pgbouncer restart itself (its own clients, at the restart) | %d |'
-        % len(restart_errors),
-        '| longest client wait (ms) | %s |' % summary['max_wait_ms'],
+        % total['disconnected_by_restarts'],
+        '| longest client wait (ms) | %s |' % total['max_wait_ms'],
         '',
-        '| scenario | deploys | checks failed | expected | median outage (ms) | median wall (s) |',
-        '|---|---|---|---|---|---|',
+        '| segment | lab shape | deploys | failed checks | client transactions | client errors | commits lost '
+        '| disconnected by restarts | longest wait (ms) |',
+        '|---|---|---|---|---|---|---|---|---|',
     ]
+    for number, segment in enumerate(segments, start=1):
+        rows = [r for r in records if r['segment'] == number]
+        lines.append('| %d | %s | %d | %d | %d | %d | %s | %d | %s |' % (
+            number, segment['shape'], len(rows), len([r for r in rows if r['problems']]),
+            segment['load']['transactions'], len(segment['client_errors']),
+            'when its load stops' if segment['lost'] is None else len(segment['lost']),
+            segment['disconnected_by_restarts'], segment['load']['max_wait_ms']))
+    lines += ['', '| scenario | deploys | per segment | checks failed | expected | median outage (ms) '
+              '| median wall (s) |', '|---|---|---|---|---|---|---|']
     for name in sorted({r['scenario'] for r in records}):
         rows = [r for r in records if r['scenario'] == name]
         outages = [r['outage_ms'] for r in rows if r.get('outage_ms') is not None]
-        lines.append('| %s | %d | %d | %s | %s | %s |' % (
-            name, len(rows), len([r for r in rows if r['problems']]), rows[0].get('expect', '-'),
+        lines.append('| %s | %d | %s | %d | %s | %s | %s |' % (
+            name, len(rows), ' / '.join(str(len([r for r in rows if r['segment'] == n]))
+                                        for n in range(1, len(segments) + 1)),
+            len([r for r in rows if r['problems']]), rows[0].get('expect', '-'),
             round(statistics.median(outages), 1) if outages else '-',
             round(statistics.median(r['wall_s'] for r in rows), 1)))
     lines += ['']
+    left_out = [(shape, name, scenarios.not_on_shape(name, shape.split(',')))
+                for shape in shapes for name in sorted(scenarios.SCENARIOS)
+                if scenarios.not_on_shape(name, shape.split(','))]
+    if left_out:
+        lines += ['Scenarios not drawn on a shape, and why:', '']
+        lines += ['- %s on %s: %s' % (name, shape, why) for shape, name, why in left_out]
+        lines += ['']
     if failed:
         lines += ['Failed checks:', '']
-        lines += ['- deploy %d (%s): %s' % (records.index(r) + 1, r['scenario'], '; '.join(r['problems']))
-                  for r in failed]
+        lines += ['- deploy %d (%s, segment %d): %s' % (records.index(r) + 1, r['scenario'], r['segment'],
+                                                        '; '.join(r['problems'])) for r in failed]
         lines += ['']
-    lines += ['Every deploy, in order, is in `docs/soak.json`.', '']
+    lines += ['Every deploy, in order, is in `%s`.' % os.path.basename(path_json), '']
     with open(path_md, 'w') as handle:
         handle.write('\n'.join(lines))
-    return restart_errors, other_errors
+
+
+def segment_result(lab, shape, records, load, lost):
+    """One segment's entry of write_results' ``segments``."""
+    restart_errors, other_errors = split_errors(lab, records, load)
+    return {'shape': shape, 'load': load.summary(), 'client_errors': other_errors,
+            'disconnected_by_restarts': len(restart_errors), 'lost': lost}
 
 
 def main():
@@ -176,9 +264,23 @@ def main():
     parser.add_argument('--iterations', type=int, default=100)
     parser.add_argument('--seed', type=int, default=None, help='replay a sequence (default: a new seed, printed)')
     parser.add_argument('--scenarios', default=','.join(sorted(scenarios.SCENARIOS)))
-    parser.add_argument('--shape', default='default', help='the lab shape to soak on (lab/labctl.py SHAPES)')
-    parser.add_argument('--output', default=os.path.join(REPO, 'docs', 'soak.md'))
+    parser.add_argument('--shapes', nargs='+', default=None, metavar='SHAPE',
+                        help='segments in order, each a lab shape (a,b combines shapes); default: '
+                             + ' '.join(SEGMENTS))
+    parser.add_argument('--shape', default=None, help='one segment: --shapes SHAPE')
+    parser.add_argument('--output', default=None,
+                        help='the .md (the .json beside it); default docs/soak.md for the default segments, '
+                             'else a file under %s' % tempfile.gettempdir())
+    parser.add_argument('--every', action='store_true',
+                        help='each chosen scenario once per segment, in a seeded order (a quick look at shapes)')
     args = parser.parse_args()
+    if args.shape and args.shapes:
+        parser.error('--shape and --shapes: give one')
+    args.shapes = tuple([args.shape] if args.shape else args.shapes or SEGMENTS)
+    if args.output is None:
+        args.output = (os.path.join(REPO, 'docs', 'soak.md') if args.shapes == SEGMENTS else
+                       os.path.join(tempfile.gettempdir(), 'fastdowntime-soak-lab%s.md'
+                                    % os.environ.get('FDT_LAB_ID', '')))
     if args.seed is None:
         args.seed = random.SystemRandom().randint(1, 10 ** 6)
     chosen = [s for s in args.scenarios.split(',') if s]
@@ -186,37 +288,58 @@ def main():
     if unknown:
         parser.error('unknown scenarios: %s (known: %s)' % (', '.join(sorted(unknown)),
                                                             ', '.join(sorted(scenarios.SCENARIOS))))
-    print('soak: seed %d (replay: --seed %d)' % (args.seed, args.seed), flush=True)
-    draw = random.Random(args.seed)
-    sequence = [draw.choice(chosen) for dummy in range(args.iterations)]
+    print('soak: seed %d (replay: --seed %d); segments: %s; results: %s' % (
+        args.seed, args.seed, ' '.join(args.shapes), args.output), flush=True)
+    if args.every:
+        draw = random.Random(args.seed)
+        sequence = [(shape, name) for shape in args.shapes
+                    for name in draw.sample(chosen, len(chosen))
+                    if scenarios.not_on_shape(name, shape.split(',')) is None]
+        args.iterations = len(sequence)
+    else:
+        sequence = plan(args.seed, args.iterations, args.shapes, chosen)
     # The scenarios' own patch majors come from the module random: seeded too, so a replay is the same run.
     random.seed(args.seed)
-    lab = lab_up(args.shape)
-    scenarios.drop_scratch(lab)
     started = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     path_json = os.path.splitext(args.output)[0] + '.json'
-    records = []
-    with lab.load() as load:
-        try:
-            for number, name in enumerate(sequence, start=1):
-                with tempfile.TemporaryDirectory(prefix='fdt-soak-') as tmp:
-                    record = one(lab, name, tmp)
-                records.append(record)
-                print('soak %3d/%d %-20s %5.1f s  %s' % (number, len(sequence), name, record['wall_s'],
-                                                         'ok' if not record['problems'] else
-                                                         'FAILED: ' + '; '.join(record['problems'])), flush=True)
-                # After every deploy, so a run cut short still leaves its results (lost commits: at the end).
-                write_results(args, lab, records, load, None, started, args.output, path_json)
-        except KeyboardInterrupt:
-            print('soak: interrupted after %d deploys; writing what ran' % len(records), flush=True)
-        time.sleep(0.5)
-    lost = load.missing_commits(lab.primary_dsn())
-    restart_errors, other = write_results(args, lab, records, load, lost, started, args.output, path_json)
+    records, segments, interrupted = [], [], False
+    for shape in args.shapes:
+        todo = [name for segment, name in sequence if segment == shape]
+        if interrupted or not todo:
+            continue
+        lab = lab_up(shape)
+        scenarios.drop_scratch(lab)
+        own = []
+        segments.append(None)
+        with lab.load() as load:
+            try:
+                for name in todo:
+                    with tempfile.TemporaryDirectory(prefix='fdt-soak-') as tmp:
+                        record = one(lab, name, tmp)
+                    record['segment'] = len(segments)
+                    records.append(record)
+                    own.append(record)
+                    print('soak %3d/%d %-28s %5.1f s  %s' % (
+                        len(records), len(sequence), '%d:%s' % (len(segments), name), record['wall_s'],
+                        'ok' if not record['problems'] else 'FAILED: ' + '; '.join(record['problems'])), flush=True)
+                    # After every deploy, so a run cut short still leaves its results (lost commits: at the end).
+                    segments[-1] = segment_result(lab, shape, own, load, None)
+                    write_results(args, segments, records, started, args.output, path_json)
+            except KeyboardInterrupt:
+                print('soak: interrupted after %d deploys; writing what ran' % len(records), flush=True)
+                interrupted = True
+            time.sleep(0.5)
+        # Before the next segment's rebuild: this segment's confirmed commits on its primary.
+        segments[-1] = segment_result(lab, shape, own, load, load.missing_commits(lab.primary_dsn()))
+        write_results(args, segments, records, started, args.output, path_json)
     failed = len([r for r in records if r['problems']])
-    print('soak: %d deploys, %d with a failed check, %d client errors, %d commits lost (%d clients disconnected by '
-          'pgbouncer restarts); results in %s' % (len(records), failed, len(other), len(lost), len(restart_errors),
-                                                  args.output))
-    return 1 if failed or other or lost else 0
+    errors = sum(len(s['client_errors']) for s in segments)
+    lost = sum(len(s['lost']) for s in segments)
+    print('soak: %d deploys in %d segment(s), %d with a failed check, %d client errors, %d commits lost (%d clients '
+          'disconnected by pgbouncer restarts); results in %s' % (
+              len(records), len(segments), failed, errors, lost,
+              sum(s['disconnected_by_restarts'] for s in segments), args.output))
+    return 1 if failed or errors or lost else 0
 
 
 def split_errors(lab, records, load):
