@@ -38,6 +38,8 @@ OLDEST = 13
 NEWEST = 18          # the newest major tested (the lab's postgresql18 shape; postgresql16, 17 beside it)
 PAUSE_STATE_FUNCTION = 14   # pg_get_wal_replay_pause_state()
 GRANT_INHERIT_OPTION = 16   # GRANT role TO member WITH INHERIT TRUE|FALSE (per membership)
+LOCK_PRIVILEGES_ANY_MODE = 16   # LOCK TABLE: UPDATE/DELETE/TRUNCATE permit any mode (lockcmds.c LockTableAclCheck)
+MAINTAIN_PRIVILEGE = 17     # the MAINTAIN table privilege; it permits any LOCK TABLE mode
 
 # view.column -> the first major that has it, for every column the collection's queries read.
 VIEW_COLUMNS = {
@@ -137,3 +139,22 @@ def covers(versions, server_version_num=None):
         return high is None or high >= OLDEST
     server = major(server_version_num)
     return low <= server and (high is None or server <= high)
+
+
+def lock_table_privileges(mode, server_version_num):
+    """The table privileges any one of which lets a non-owner LOCK TABLE ... IN ``mode`` (locks.MODES'
+    words), as lockcmds.c LockTableAclCheck checks them: before 16, ACCESS SHARE needs SELECT, ROW EXCLUSIVE
+    one of INSERT, UPDATE, DELETE, TRUNCATE and every other mode one of UPDATE, DELETE, TRUNCATE; from 16,
+    UPDATE, DELETE, TRUNCATE (and from 17 MAINTAIN) permit any mode, INSERT also ROW EXCLUSIVE and weaker,
+    SELECT also ACCESS SHARE."""
+    order = ('ACCESS SHARE', 'ROW SHARE', 'ROW EXCLUSIVE')
+    weak = order.index(mode) if mode in order else len(order)
+    if (server_version_num or 0) < LOCK_PRIVILEGES_ANY_MODE * 10000:
+        if weak == 0:
+            return ['SELECT']
+        return (['INSERT'] if weak == 2 else []) + ['UPDATE', 'DELETE', 'TRUNCATE']
+    found = ['SELECT'] if weak == 0 else []
+    found += ['INSERT'] if weak <= 2 else []
+    found += ['UPDATE', 'DELETE', 'TRUNCATE'] + (['MAINTAIN'] if server_version_num >= MAINTAIN_PRIVILEGE * 10000
+                                                 else [])
+    return found

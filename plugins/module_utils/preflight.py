@@ -34,7 +34,7 @@ from ansible_collections.fastdowntime.postgresql.plugins.module_utils.budget imp
     Budget, BudgetExceeded, DEFAULT_BUDGET_SECONDS, DEFAULT_RESERVE_SECONDS, timed_phase_record)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.patchset import (
     PatchSetError, created_extensions, format_revision, ignored_sql_files, load_patch_set, named_roles, plan as make_plan,
-    setting_statements)
+    setting_statements, walk)
 from ansible_collections.fastdowntime.postgresql.plugins.module_utils.pgbouncer_console import (
     FULL_FIX, TIMEOUT_MARGIN_SECONDS, Console, ConsoleError, budget_cap, clients_per_entry, entry_pool_modes,
     full_advice, logins_in_flight, probe_consoles, probe_verdict, reuses_port, servers_of, timeouts, with_probe_login,
@@ -214,13 +214,20 @@ def owned_relations(patches):
 
 
 # Table privileges a statement needs when the deploy user does not own the table (PostgreSQL lets the
-# owner - or a role with the owner's privileges - do everything): {statement node: privilege}. A GRANT
-# or REVOKE needs each privilege it names WITH GRANT OPTION; without it PostgreSQL does not fail, it
-# grants (or revokes) nothing, with only a WARNING - the deploy would go on without the grant.
+# owner - or a role with the owner's privileges - do everything), as the documentation's "Privileges" and
+# each command's page give them: INSERT/UPDATE on each column the statement writes (a column privilege, or
+# the table's); SELECT on each column of the table that an UPDATE's or DELETE's WHERE, SET expressions or
+# RETURNING read (none for an UPDATE/DELETE that reads no column); DELETE, TRUNCATE, TRIGGER on the table;
+# REFERENCES on the referenced columns of a FOREIGN KEY (any column of the table when the key names none:
+# its primary key's); LOCK TABLE's by mode and version (pgversion.lock_table_privileges). A GRANT or
+# REVOKE needs each privilege it names WITH GRANT OPTION; without it PostgreSQL does not fail, it grants
+# (or revokes) nothing, with only a WARNING - the deploy would go on without the grant.
 DATA_PRIVILEGES = {'InsertStmt': 'INSERT', 'UpdateStmt': 'UPDATE', 'DeleteStmt': 'DELETE', 'TruncateStmt': 'TRUNCATE',
                    'CreateTrigStmt': 'TRIGGER'}
 # What GRANT ALL ON TABLE names (PostgreSQL 13-16; 17 adds MAINTAIN, which a server of 17 and later checks).
 TABLE_PRIVILEGES = ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER')
+# A privilege on any column of the table (has_any_column_privilege): a FOREIGN KEY naming no column.
+ANY_COLUMN = '*'
 
 
 def _grant_targets(node):
@@ -233,31 +240,109 @@ def _grant_targets(node):
     return [((rel.schemaname or None, rel.relname), privileges) for rel in node.objects or ()]
 
 
-def privileged_relations(patches):
-    """[{'relation', 'text', 'patch', 'line', 'statement', 'privilege'}]: each (relation, privilege) the
-    statements of ``patches`` need where the deploy user is not the owner - a data change's INSERT,
-    UPDATE, DELETE or TRUNCATE, CREATE TRIGGER's TRIGGER, a GRANT's or REVOKE's each privilege WITH
-    GRANT OPTION - where it is first needed; names resolved as owned_relations does. Not modelled: the
-    SELECT an UPDATE's or DELETE's WHERE needs, column privileges, LOCK TABLE's (by mode and version)."""
+def _columns_read(node, relation, own=True):
+    """The columns of ``relation`` (a RangeVar) that ``node``'s expressions read - a ColumnRef unqualified
+    (``own``: no other table in the statement could have it) or qualified by the table's name or alias -
+    not inside a sub-select (its own tables); None for a whole-row reference (t.*, the table's name)."""
+    names = set([relation.relname] + ([relation.alias.aliasname] if relation.alias is not None else []))
+    found = []
+
+    def visit(sub):   # False: a whole-row reference seen
+        if isinstance(sub, (list, tuple)):
+            return all(visit(item) for item in sub)
+        kind = type(sub).__name__
+        if kind == 'SubLink':   # x IN (SELECT ...): x is the statement's, the sub-select's names are its own
+            return visit(sub.testexpr)
+        if type(sub).__module__ != 'pglast.ast' or kind in ('RangeSubselect', 'SelectStmt'):
+            return True
+        if kind == 'ColumnRef':
+            fields = list(sub.fields or ())
+            strings = [getattr(f, 'sval', None) for f in fields]
+            if type(fields[-1]).__name__ == 'A_Star':
+                return not (len(fields) == 1 or strings[-2] in names)
+            if len(fields) == 1 and strings[0] in names:   # the table's (or alias's) name: the whole row
+                return False
+            if len(fields) == 1 and own:
+                found.append(strings[0])
+            elif len(fields) == 2 and strings[0] in names:
+                found.append(strings[1])
+            return True
+        return all(visit(getattr(sub, slot, None)) for slot in type(sub).__slots__)
+
+    return list(dict.fromkeys(found)) if visit(node) else None
+
+
+def _statement_privileges(node, server_version_num):
+    """[(relation key, privilege, column or None or ANY_COLUMN, what the fix grants)] one statement needs
+    (see DATA_PRIVILEGES)."""
+    name = type(node).__name__
+    wanted = []
+    if name in ('InsertStmt', 'UpdateStmt', 'DeleteStmt'):
+        rel = node.relation
+        key = (rel.schemaname or None, rel.relname)
+        written = [t.name for t in (node.cols if name == 'InsertStmt' else node.targetList if name == 'UpdateStmt'
+                                    else ()) or () if getattr(t, 'name', None)]
+        if name == 'DeleteStmt' or not written:
+            wanted.append((key, DATA_PRIVILEGES[name], None))
+        wanted += [(key, DATA_PRIVILEGES[name], column) for column in dict.fromkeys(written)]
+        own = not (getattr(node, 'fromClause', None) or getattr(node, 'usingClause', None))
+        read = [getattr(node, 'whereClause', None), getattr(node, 'returningClause', None)]
+        if name == 'UpdateStmt':
+            read.append([t.val for t in node.targetList or ()])
+        columns = _columns_read([r for r in read if r], rel, own)
+        if columns is None:
+            wanted.append((key, 'SELECT', None))
+        else:
+            wanted += [(key, 'SELECT', column) for column in columns]
+    elif name in ('TruncateStmt', 'CreateTrigStmt'):
+        relations = node.relations if name == 'TruncateStmt' else [node.relation]
+        wanted = [((r.schemaname or None, r.relname), DATA_PRIVILEGES[name], None) for r in relations or ()]
+    elif name == 'LockStmt':
+        privileges = pgversion.lock_table_privileges(locks.LOCK_STMT_MODES.get(int(node.mode), locks.ACCESS_EXCLUSIVE),
+                                                     server_version_num)
+        wanted = [((r.schemaname or None, r.relname), ', '.join(privileges), None) for r in node.relations or ()]
+    elif name == 'GrantStmt':
+        wanted = [(key, privilege, None) for key, privileges in _grant_targets(node) for privilege in privileges]
+    for sub in walk(node) if name in ('CreateStmt', 'AlterTableStmt') else ():
+        if type(sub).__name__ == 'Constraint' and getattr(sub.contype, 'name', None) == 'CONSTR_FOREIGN' \
+                and sub.pktable is not None:
+            key = (sub.pktable.schemaname or None, sub.pktable.relname)
+            columns = [getattr(c, 'sval', None) for c in sub.pk_attrs or ()]
+            wanted += [(key, 'REFERENCES', column) for column in columns] if columns else \
+                [(key, 'REFERENCES', ANY_COLUMN)]
+    return wanted
+
+
+def privilege_text(privilege, column):
+    """How a (privilege, column) reads, in a GRANT's own words: 'UPDATE (body)', 'SELECT', 'one of UPDATE,
+    DELETE, TRUNCATE' (LOCK TABLE's alternatives), 'REFERENCES (on any column)'."""
+    if ', ' in privilege:
+        return 'one of %s' % privilege
+    if column == ANY_COLUMN:
+        return '%s (on any column)' % privilege
+    return '%s (%s)' % (privilege, column) if column else privilege
+
+
+def privileged_relations(patches, server_version_num=None):
+    """[{'relation', 'text', 'patch', 'line', 'statement', 'privilege', 'column', 'grant'}]: each (relation,
+    privilege, column) the statements of ``patches`` need where the deploy user is not the owner (see
+    DATA_PRIVILEGES; ``column`` None for the table's privilege, ANY_COLUMN for one on any column;
+    ``grant``: what the fix grants, in a GRANT's words), where it is first needed; names resolved as
+    owned_relations does. Not modelled: what a sub-select, an UPDATE's FROM or a DELETE's USING reads,
+    INSERT ... ON CONFLICT DO UPDATE, USAGE on schemas, sequences and types."""
     found = {}
     for patch, statement, resolvable in _statements_in_place(patches):
-        node = statement.node
-        name = type(node).__name__
-        if name in DATA_PRIVILEGES:
-            relations = node.relations if name == 'TruncateStmt' else [node.relation]
-            wanted = [((r.schemaname or None, r.relname), [DATA_PRIVILEGES[name]]) for r in relations or ()]
-        elif name == 'GrantStmt':
-            wanted = _grant_targets(node)
-        else:
+        if statement.node is None:
             continue
-        for key, privileges in wanted:
+        for key, privilege, column in _statement_privileges(statement.node, server_version_num):
             if not resolvable(key):
                 continue
-            for privilege in privileges:
-                found.setdefault((key, privilege), {
-                    'relation': locks.quoted(key), 'text': locks.relation_text(key), 'patch': patch.name,
-                    'line': statement.line, 'statement': ' '.join(statement.sql.split()[:3]),
-                    'privilege': privilege})
+            grant = privilege.split(', ')[0] if ', ' in privilege else privilege
+            found.setdefault((key, privilege, column), {
+                'relation': locks.quoted(key), 'text': locks.relation_text(key), 'patch': patch.name,
+                'line': statement.line, 'statement': ' '.join(statement.sql.split()[:3]),
+                'privilege': privilege, 'column': column,
+                'grant': '%s (%s)' % (grant, column) if column and column != ANY_COLUMN else grant})
     return list(found.values())
 
 
@@ -279,16 +364,18 @@ def decide_table_privileges(label, row, missing):
         grants = [i for i in items if 'GRANT OPTION' in i['privilege']]
         what = []
         if data:
+            where = dict.fromkeys('%s line %d: %s' % (i['patch'], i['line'], i['statement']) for i in data)
             what.append('%s (%s), which would fail inside the outage ("permission denied for table"; the window '
-                        'rolls back)' % (', '.join(i['privilege'] for i in data), '; '.join(
-                            '%s line %d: %s' % (i['patch'], i['line'], i['statement']) for i in data)))
+                        'rolls back)' % (', '.join(privilege_text(i['privilege'], i.get('column')) for i in data),
+                                         '; '.join(where)))
         if grants:
             what.append('%s (%s), without which PostgreSQL grants or revokes nothing - only a WARNING - and the '
                         'deploy goes on without it' % (', '.join(i['privilege'] for i in grants), '; '.join(
                             '%s line %d: %s' % (i['patch'], i['line'], i['statement']) for i in grants)))
         fix = []
         if data:
-            fix.append('GRANT %s ON %s TO %s' % (', '.join(i['privilege'] for i in data), relation, user))
+            fix.append('GRANT %s ON %s TO %s' % (', '.join(dict.fromkeys(i.get('grant') or i['privilege']
+                                                                         for i in data)), relation, user))
         if grants:
             fix.append('GRANT %s ON %s TO %s WITH GRANT OPTION' % (
                 ', '.join(i['privilege'].split()[0] for i in grants), relation, user))
@@ -1960,15 +2047,23 @@ SELECT NULL, c.oid::regclass::text, pg_get_userbyid(c.relowner), pg_has_role(cur
    AND NOT pg_has_role(current_user, c.relowner, 'USAGE')
  ORDER BY 1 NULLS LAST, 2
 """
-# The (relation, privilege) pairs of privileged_relations the deploy user has neither as the owner (or with
-# its privileges) nor granted (has_table_privilege: directly, through PUBLIC or a role it inherits from);
-# ``target`` the 0-based position in the lists.
+# The (relation, privilege, column) of privileged_relations the deploy user has neither as the owner (or
+# with its privileges) nor granted (has_table_privilege, has_column_privilege - the column's privilege or
+# the table's -, has_any_column_privilege: directly, through PUBLIC or a role it inherits from; a list of
+# privileges is any one of them); ``target`` the 0-based position in the lists.
 PRIVILEGED_SQL = """
 SELECT t.ord - 1 AS target, c.oid::regclass::text AS relation, pg_get_userbyid(c.relowner) AS owner,
        pg_has_role(current_user, c.relowner, 'MEMBER') AS member
-  FROM unnest(%(names)s::text[], %(privileges)s::text[]) WITH ORDINALITY AS t(name, privilege, ord)
+  FROM unnest(%(names)s::text[], %(privileges)s::text[], %(columns)s::text[])
+       WITH ORDINALITY AS t(name, privilege, col, ord)
   JOIN pg_class c ON c.oid = to_regclass(t.name)
- WHERE NOT pg_has_role(current_user, c.relowner, 'USAGE') AND NOT has_table_privilege(c.oid, t.privilege)
+ WHERE NOT pg_has_role(current_user, c.relowner, 'USAGE') AND NOT CASE
+         WHEN t.col IS NULL THEN has_table_privilege(c.oid, t.privilege)
+         WHEN t.col = '*' THEN has_any_column_privilege(c.oid, t.privilege)
+         WHEN EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = t.col AND a.attnum > 0
+                                                   AND NOT a.attisdropped)
+           THEN has_column_privilege(c.oid, t.col, t.privilege)
+         ELSE has_table_privilege(c.oid, t.privilege) END   -- a column an earlier pending statement adds
  ORDER BY 1
 """
 SYSTEM_ID_SQL = 'SELECT system_identifier::text AS system_identifier FROM pg_control_system()'
@@ -2433,9 +2528,11 @@ class Preflight:
                      if r['target'] is not None else dict(r) for r in rows or ()]
         self.findings.extend(decide_ownership(label, info, not_owned, primary.server_version))
         # What a non-owner needs granted: the data changes' privileges, a GRANT's or REVOKE's grant option.
-        wanted = privileged_relations(plan.pending_hot + plan.pending_cold + plan.post_window_hot)
+        wanted = privileged_relations(plan.pending_hot + plan.pending_cold + plan.post_window_hot,
+                                      primary.server_version)
         rows = self._query(primary, PRIVILEGED_SQL, {'names': [w['relation'] for w in wanted],
-                                                     'privileges': [w['privilege'] for w in wanted]},
+                                                     'privileges': [w['privilege'] for w in wanted],
+                                                     'columns': [w['column'] for w in wanted]},
                            label=label, check='privileges') if wanted else []
         self.findings.extend(decide_table_privileges(label, info, [
             dict(wanted[r['target']], relation=r['relation'], owner=r['owner'], member=r['member'])

@@ -945,12 +945,12 @@ def test_a_deploy_user_lacking_a_tables_privileges_or_their_grant_option_is_refu
     try:
         [found] = privileges()
         assert found['summary'].startswith('primary (%s:5432): the deploy user %s is not the owner fdt_app of '
-                                           'fdt_item, nor a member of it, and lacks UPDATE (patch-2390-01-0.sql line '
-                                           '1: UPDATE fdt_item SET), which would fail inside the outage'
-                                           % (lab.addr('primary'), user)), found['summary']
+                                           'fdt_item, nor a member of it, and lacks UPDATE (body), SELECT (body) '
+                                           '(patch-2390-01-0.sql line 1: UPDATE fdt_item SET), which would fail inside '
+                                           'the outage' % (lab.addr('primary'), user)), found['summary']
         assert 'and SELECT WITH GRANT OPTION (patch-2390-01-0.sql line 2: GRANT SELECT ON), without which ' \
             'PostgreSQL grants or revokes nothing' in found['summary'], found['summary']
-        assert found['evidence']['fix_sql'] == ['GRANT UPDATE ON fdt_item TO %s' % user,
+        assert found['evidence']['fix_sql'] == ['GRANT UPDATE (body), SELECT (body) ON fdt_item TO %s' % user,
                                                 'GRANT SELECT ON fdt_item TO %s WITH GRANT OPTION' % user]
 
         admin.cursor().execute('GRANT UPDATE, SELECT ON fdt_item TO %s' % user)  # no grant option
@@ -970,6 +970,80 @@ def test_a_deploy_user_lacking_a_tables_privileges_or_their_grant_option_is_refu
     finally:
         admin.cursor().execute('REVOKE ALL ON fdt_item FROM %s CASCADE; REVOKE CREATE ON DATABASE %s FROM %s; '
                                'DROP ROLE %s' % (user, lab.db_name, user, user))
+
+
+def test_column_privileges_the_select_a_where_reads_lock_table_and_references_are_checked(lab, revision_table, tmp_path):
+    """Real roles, PostgreSQL's own rules. A deploy user that does not own fdt_item: a cold UPDATE of one column
+    with a WHERE needs UPDATE on that column and SELECT on the column the WHERE reads, a DELETE ... WHERE
+    needs SELECT too, LOCK TABLE ... IN SHARE MODE one of UPDATE, DELETE, TRUNCATE (before 16), a FOREIGN KEY
+    to fdt_item REFERENCES on its column. Without them each failed inside the window ("permission denied");
+    now the pre-flight names them, one line, with the GRANT; the column privileges alone (no table-wide
+    UPDATE) pass - and the same statements, run as that user in a transaction rolled back, agree each time."""
+    user, password = 'fdt_tryit_columns', 'tryit-secret'
+    admin = revision_table
+    admin.cursor().execute("DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN PASSWORD '%s'; GRANT pg_monitor, "
+                           'pg_signal_backend, fdt_deploy TO %s; GRANT CREATE ON DATABASE %s TO %s; '
+                           'GRANT USAGE, CREATE ON SCHEMA %s TO %s'
+                           % (user, user, password, user, lab.db_name, user, TEST_SCHEMA, user))
+    directory = tmp_path / 'columns'
+    directory.mkdir()
+    patch = ("UPDATE fdt_item SET body = 'x' WHERE id = -1;\nDELETE FROM fdt_item WHERE id = -1;\n"
+             'LOCK TABLE fdt_item IN SHARE MODE;\n'
+             'CREATE TABLE %s.fdt_ref (item_id bigint REFERENCES fdt_item (id));\n' % TEST_SCHEMA)
+    (directory / 'patch-2391-01-0.sql').write_text(patch)
+    version = pg_one(lab, 'primary', "SELECT current_setting('server_version_num')::int")
+    endpoint = dict(lab.pg('primary'), user=user, password=password)
+
+    def privileges():
+        pgbouncers = [dict(lab.pgbouncer(name), probe_user='fdt_app', probe_password=lab.users['fdt_app'])
+                      for name in ('pgbouncer1', 'pgbouncer2')]
+        standbys = [dict(lab.pg(name), user=user, password=password,
+                         pgbouncer_entries=['%s:%s_ro' % (bouncer, lab.db_name)])
+                    for name, bouncer in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
+        result = run(lab, str(directory), primary=endpoint, standbys=standbys, pgbouncers=pgbouncers,
+                     system_users=[lab.pg('primary')['user']])
+        return findings(result, 'privileges', 'fail')
+
+    def server_says():
+        """The patch as the window runs it, as the user, rolled back: None, or PostgreSQL's error."""
+        conn = psycopg2.connect(lab.dsn(endpoint))
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET lock_timeout = '2s'")
+                cur.execute(patch)
+            return None
+        except psycopg2.Error as exc:
+            return exc.diag.message_primary
+        finally:
+            conn.rollback()
+            conn.close()
+
+    try:
+        [found] = privileges()
+        lock = 'one of UPDATE, DELETE, TRUNCATE' if version < 160000 else None
+        assert ('lacks UPDATE (body), SELECT (id), DELETE, %sREFERENCES (id) (patch-2391-01-0.sql line 1: UPDATE '
+                'fdt_item SET; patch-2391-01-0.sql line 2: DELETE FROM fdt_item; %spatch-2391-01-0.sql line 4: CREATE '
+                'TABLE fdt_preflight_test.fdt_ref), which would fail inside the outage' % (
+                    lock + ', ' if lock else '', 'patch-2391-01-0.sql line 3: LOCK TABLE fdt_item; ' if lock else '')
+                in found['summary']), found['summary']
+        assert found['evidence']['fix_sql'] == ['GRANT UPDATE (body), SELECT (id), DELETE, %sREFERENCES (id) ON '
+                                                'fdt_item TO %s' % ('UPDATE, ' if lock else '', user)]
+        assert server_says() == 'permission denied for table fdt_item'
+
+        # Column privileges, not the table's UPDATE: the UPDATE passes; DELETE lets the LOCK pass too.
+        admin.cursor().execute('GRANT UPDATE (body), SELECT (id), DELETE ON fdt_item TO %s' % user)
+        [found] = privileges()
+        assert 'lacks REFERENCES (id) (patch-2391-01-0.sql line 4' in found['summary'], found['summary']
+        assert 'UPDATE' not in found['summary'].split('lacks')[1] and 'SELECT' not in found['summary']
+        assert server_says() == 'permission denied for table fdt_item'
+
+        admin.cursor().execute('GRANT REFERENCES (id) ON fdt_item TO %s' % user)
+        assert privileges() == []
+        assert server_says() is None
+    finally:
+        admin.cursor().execute('REVOKE ALL ON fdt_item FROM %s CASCADE; REVOKE CREATE ON DATABASE %s FROM %s; '
+                               'REVOKE ALL ON SCHEMA %s FROM %s; DROP ROLE %s'
+                               % (user, lab.db_name, user, TEST_SCHEMA, user, user))
 
 
 def _role_setting_everywhere(lab, admin, user, sql, expected):

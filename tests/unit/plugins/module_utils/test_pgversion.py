@@ -184,3 +184,17 @@ def test_preflight_refuses_a_server_below_the_range_in_one_line_naming_host_and_
         'primary (10.0.0.5:5432): PostgreSQL 18.6 (supported: 13 to 18)')
     assert preflight.decide_server_version('p', V13)['status'] == preflight.PASS
     assert preflight.decide_server_version('p', V19)['status'] == preflight.WARN
+
+
+def test_lock_table_privileges_by_mode_and_version():
+    """lockcmds.c LockTableAclCheck: before 16, ACCESS SHARE needs SELECT, ROW EXCLUSIVE one of INSERT, UPDATE,
+    DELETE, TRUNCATE, the rest one of UPDATE, DELETE, TRUNCATE; from 16 those three permit any mode, INSERT up to
+    ROW EXCLUSIVE, SELECT ACCESS SHARE; 17 adds MAINTAIN to the three."""
+    assert pgversion.lock_table_privileges('ACCESS SHARE', 150000) == ['SELECT']
+    assert pgversion.lock_table_privileges('ROW SHARE', 150000) == ['UPDATE', 'DELETE', 'TRUNCATE']
+    assert pgversion.lock_table_privileges('ROW EXCLUSIVE', 130000) == ['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']
+    assert pgversion.lock_table_privileges('ACCESS EXCLUSIVE', 150000) == ['UPDATE', 'DELETE', 'TRUNCATE']
+    assert pgversion.lock_table_privileges('ACCESS SHARE', 160000) == ['SELECT', 'INSERT', 'UPDATE', 'DELETE',
+                                                                       'TRUNCATE']
+    assert pgversion.lock_table_privileges('ROW SHARE', 160000) == ['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']
+    assert pgversion.lock_table_privileges('SHARE', 180000) == ['UPDATE', 'DELETE', 'TRUNCATE', 'MAINTAIN']

@@ -1065,17 +1065,57 @@ def test_the_privileges_a_non_owner_needs_are_named_where_first_needed(tmp_path)
           'ALTER TABLE counts ADD COLUMN m int;\n'
           'SET search_path = other;\nUPDATE elsewhere SET x = 1;\n')
     found = pf.privileged_relations(load_patch_set(str(tmp_path)).patches)
-    assert [(f['relation'], f['privilege'], f['line'], f['statement']) for f in found] == [
-        ('"counts"', 'UPDATE', 1, 'UPDATE counts SET'),
-        ('"app"."log"', 'INSERT', 2, 'INSERT INTO app.log'),
-        ('"counts"', 'DELETE', 3, 'DELETE FROM counts'),
-        ('"scratch"', 'TRUNCATE', 4, 'TRUNCATE scratch, other'),
-        ('"other"', 'TRUNCATE', 4, 'TRUNCATE scratch, other'),
-        ('"counts"', 'SELECT WITH GRANT OPTION', 6, 'GRANT SELECT, UPDATE'),
-        ('"counts"', 'UPDATE WITH GRANT OPTION', 6, 'GRANT SELECT, UPDATE'),
-    ] + [('"app"."log"', '%s WITH GRANT OPTION' % p, 7, 'REVOKE ALL ON') for p in pf.TABLE_PRIVILEGES] + [
-        ('"audited"', 'TRIGGER', 10, 'CREATE TRIGGER t'),
+    assert [(f['relation'], f['privilege'], f['column'], f['line'], f['statement']) for f in found] == [
+        ('"counts"', 'UPDATE', 'n', 1, 'UPDATE counts SET'),       # the column's privilege, or the table's
+        ('"app"."log"', 'INSERT', None, 2, 'INSERT INTO app.log'),
+        ('"counts"', 'DELETE', None, 3, 'DELETE FROM counts'),
+        ('"scratch"', 'TRUNCATE', None, 4, 'TRUNCATE scratch, other'),
+        ('"other"', 'TRUNCATE', None, 4, 'TRUNCATE scratch, other'),
+        ('"counts"', 'SELECT WITH GRANT OPTION', None, 6, 'GRANT SELECT, UPDATE'),
+        ('"counts"', 'UPDATE WITH GRANT OPTION', None, 6, 'GRANT SELECT, UPDATE'),
+    ] + [('"app"."log"', '%s WITH GRANT OPTION' % p, None, 7, 'REVOKE ALL ON') for p in pf.TABLE_PRIVILEGES] + [
+        ('"audited"', 'TRIGGER', None, 10, 'CREATE TRIGGER t'),
     ]
+
+
+def test_the_columns_a_statement_writes_and_reads_lock_table_and_a_foreign_keys_references(tmp_path):
+    """PostgreSQL's rules: INSERT/UPDATE on each column written; SELECT on each column of the table a WHERE,
+    a SET expression or RETURNING reads (not a sub-select's, not an unqualified name beside a FROM/USING
+    table); a whole-row reference needs the table's SELECT; REFERENCES on the referenced columns (any column
+    when the key names none); LOCK TABLE by mode and version."""
+    write(tmp_path, 'patch-0001-01-0.sql',
+          "UPDATE counts SET n = n + 1 WHERE k = 'a' RETURNING m;\nINSERT INTO counts (k, n) VALUES ('b', 0);\n"
+          'DELETE FROM log WHERE at < now() AND id IN (SELECT id FROM old WHERE flag);\n'
+          'UPDATE items i SET v = 0 FROM other WHERE i.k = other.k AND z;\nDELETE FROM gone g WHERE g IS NULL;\n'
+          'CREATE TABLE child (p int REFERENCES parent (id), q int REFERENCES keyed);\nLOCK TABLE locked IN SHARE MODE;\n'
+          'LOCK TABLE read_locked IN ACCESS SHARE MODE;\nUPDATE plain SET v = 0;\n')
+    patches = load_patch_set(str(tmp_path)).patches
+    found = pf.privileged_relations(patches, 150000)
+    assert [(f['relation'], pf.privilege_text(f['privilege'], f['column']), f['grant'], f['line']) for f in found] \
+        == [('"counts"', 'UPDATE (n)', 'UPDATE (n)', 1), ('"counts"', 'SELECT (k)', 'SELECT (k)', 1),
+            ('"counts"', 'SELECT (m)', 'SELECT (m)', 1), ('"counts"', 'SELECT (n)', 'SELECT (n)', 1),
+            ('"counts"', 'INSERT (k)', 'INSERT (k)', 2), ('"counts"', 'INSERT (n)', 'INSERT (n)', 2),
+            ('"log"', 'DELETE', 'DELETE', 3), ('"log"', 'SELECT (at)', 'SELECT (at)', 3),
+            ('"log"', 'SELECT (id)', 'SELECT (id)', 3),
+            ('"items"', 'UPDATE (v)', 'UPDATE (v)', 4), ('"items"', 'SELECT (k)', 'SELECT (k)', 4),
+            ('"gone"', 'DELETE', 'DELETE', 5), ('"gone"', 'SELECT', 'SELECT', 5),
+            ('"parent"', 'REFERENCES (id)', 'REFERENCES (id)', 6),
+            ('"keyed"', 'REFERENCES (on any column)', 'REFERENCES', 6),
+            ('"locked"', 'one of UPDATE, DELETE, TRUNCATE', 'UPDATE', 7),
+            ('"read_locked"', 'SELECT', 'SELECT', 8),
+            ('"plain"', 'UPDATE (v)', 'UPDATE (v)', 9)]
+    by_version = dict((v, [pf.privilege_text(f['privilege'], f['column']) for f in pf.privileged_relations(patches, v)
+                           if f['line'] in (7, 8)]) for v in (160000, 170000))
+    assert by_version == {160000: ['one of UPDATE, DELETE, TRUNCATE', 'one of SELECT, INSERT, UPDATE, DELETE, TRUNCATE'],
+                          170000: ['one of UPDATE, DELETE, TRUNCATE, MAINTAIN',
+                                   'one of SELECT, INSERT, UPDATE, DELETE, TRUNCATE, MAINTAIN']}
+    # the fix names what to grant, once per statement
+    [refused] = pf.decide_table_privileges('p', {'usename': 'deploy'}, [
+        dict(f, owner='app', member=False) for f in found if f['relation'] == '"counts"'])
+    assert refused['evidence']['fix_sql'] == [
+        'GRANT UPDATE (n), SELECT (k), SELECT (m), SELECT (n), INSERT (k), INSERT (n) ON "counts" TO deploy']
+    assert 'lacks UPDATE (n), SELECT (k), SELECT (m), SELECT (n), INSERT (k), INSERT (n) (patch-0001-01-0.sql line 1: ' \
+        'UPDATE counts SET; patch-0001-01-0.sql line 2: INSERT INTO counts)' in refused['summary']
 
 
 def test_a_non_owner_without_a_privilege_or_its_grant_option_is_refused_per_relation():
