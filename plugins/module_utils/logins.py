@@ -202,6 +202,53 @@ def queued_pools(pools_rows, entries):
                   if row.get('database') in entries and _count(row, 'cl_waiting'))
 
 
+# After RESUME the client probe waits at most this long (seconds) for the clients queued in the window to be
+# served first (wait_queued_served).
+QUEUE_SERVED_SECONDS = 0.5
+
+
+def queued_before(pools_rows, entries, waited_seconds):
+    """(entry, user) of ``entries``' pools (SHOW POOLS rows) whose longest-queued
+    client (cl_waiting; maxwait + maxwait_us, seconds) has waited
+    ``waited_seconds`` or longer: a client queued that long ago and not served
+    yet, sorted."""
+    return sorted((row['database'], row.get('user')) for row in pools_rows or ()
+                  if row.get('database') in entries and _count(row, 'cl_waiting')
+                  and _count(row, 'maxwait') + _count(row, 'maxwait_us') / 1e6 >= waited_seconds)
+
+
+def wait_queued_served(consoles, since, timeout=QUEUE_SERVED_SECONDS, interval=0.005):
+    """After RESUME, before the client probe: SHOW POOLS on every console at
+    once (fan_out), again every ``interval`` seconds while some deploy entry's
+    pool still has a client queued before ``since`` (time.monotonic seconds:
+    the last RESUME answered) - for ``timeout`` seconds at most.
+
+    Why: PAUSE closed the pools' server connections, so every queued client
+    needs a server login after RESUME, and pgbouncer does that work on one
+    thread. The probe's own logins (a client login and a server login per
+    entry, each a SCRAM exchange where passwords are SCRAM) would be served
+    between theirs: on the lab they made the window's clients wait 45-50 %
+    longer (docs/window.md). A healthy pool serves its queue within
+    milliseconds, so this costs one or a few round trips after the outage.
+
+    Returns the seconds waited. Never raises: a console that does not answer,
+    or a queue still there at the end, is the probe's and
+    unserved_after_resume's to report."""
+    began = time.monotonic()
+    deadline = began + timeout
+
+    def task(console):
+        while True:
+            sent = time.monotonic()  # pgbouncer measures maxwait after this: a client queued before ``since`` shows
+            rows = yield from console.show_steps('POOLS')
+            if not queued_before(rows, console.entries, sent - since) or time.monotonic() + interval >= deadline:
+                return
+            yield interval
+
+    fan_out([(console, task(console)) for console in consoles], deadline=deadline)
+    return time.monotonic() - began
+
+
 def unserved_after_resume(consoles, timeout=PROBE_SECONDS, interval=0.05):
     """After RESUME: SHOW POOLS on every console at once (fan_out), again every
     ``interval`` seconds while some deploy entry's pool has clients to serve -

@@ -847,11 +847,14 @@ class Outage:
         return replication.schema_now(self.observer, endpoint_label(self.primary), self.standby_conns,
                                       self.revision_table, timeout)
 
-    def _verify(self, result, disabled):
-        """After the window: every entry of every console asked by a client
-        (pgbouncer_console.probe_consoles); the report says what it saw."""
+    def _verify(self, result, window):
+        """After the window, once the clients it queued are served
+        (logins.wait_queued_served): every entry of every console asked by a
+        client (pgbouncer_console.probe_consoles); the report says what it saw."""
         consoles = self.consoles + self.read_consoles
+        disabled = window.disabled
         fenced = set(disabled)
+        queue_served_s = logins.wait_queued_served(consoles, window.ended) if window.ended is not None else None
         probed = probe_consoles(consoles, lambda c: [e for e in c.entries if (c.label, e) not in fenced])
         verdict = probe_verdict(probed, fenced)
         ok, line = describe_verdict(verdict)
@@ -864,7 +867,9 @@ class Outage:
                                      'waiting_without_server': dict(
                                          (label, [{'entry': e, 'user': u, 'waiting': n, 'maxwait_s': round(w, 1)}
                                                   for e, u, n, w in pools]) for label, pools in unserved.items()),
-                                     'pools_not_read': unread}
+                                     'pools_not_read': unread,
+                                     'probe_waited_for_queue_ms': None if queue_served_s is None
+                                     else round(queue_served_s * 1000, 1)}
         if isinstance(result.get('outage'), dict):
             result['outage']['pgbouncer_state'] = line
         if self.clock.budget.capped_by:
@@ -882,7 +887,7 @@ class Outage:
                 'DELETE FROM %s on the primary' % replication.PAUSE_MARKER_TABLE)
         if self.estimate_ms is not None and result.get('outage'):
             result['outage']['estimate_ms'] = self.estimate_ms
-        answering, statement, unserved = self._verify(result, window.disabled)
+        answering, statement, unserved = self._verify(result, window)
         self._restore_login_retry(result)
         resume_error = window.resume_error
         logins_failed = not answering and unserved and resume_error is None

@@ -291,6 +291,8 @@ pgbouncer_state:
       C(waiting) - clients waiting now, C(maxwait_s)), so pgbouncer could not log in again as that user (a password
       rotated in PostgreSQL but not in its auth_file, pg_hba.conf).
       C(pools_not_read) maps a console whose SHOW POOLS failed to the error.
+    - C(probe_waited_for_queue_ms) is how long the probe waited, after the last RESUME, for the clients queued in
+      the window to be served first (at most 500 ms; its logins would be served between theirs).
     - An entry that does not answer, or a pool waiting without a server, fails the task even when the patches
       are committed.
   type: dict

@@ -4,6 +4,7 @@ Each test writes its own patch directory with revisions no other test uses, so
 the tests can run in any order and again on the same lab.
 """
 
+import datetime
 import json
 import os
 import signal
@@ -470,3 +471,54 @@ def test_a_replay_cross_check_not_read_is_a_warning_naming_the_standbys(healthy_
     assert 'WARNING: %s' % line in render_text(report)
     assert_all_resumed(lab)
     assert table_exists(lab, 'standby2', 'fdt_x%d' % major)
+
+
+def test_the_client_probe_logs_in_only_once_the_clients_queued_in_the_window_are_served(healthy_lab, tmp_path):
+    """The PAUSE closes every server connection of the deploy's entries, so each client queued in the window
+    needs a server after RESUME, and pgbouncer logs in again on its one thread. The client probe logs in as
+    another user (the deploy user: a pool of its own): its logins must come after the queued clients are
+    served, not between their logins. Seen from both ends: every transaction the load began inside the
+    (held-open) window had its answer before the probe's server connection to the primary began
+    (pg_stat_activity backend_start of user fdt_deploy from each pgbouncer)."""
+    lab = healthy_lab
+    major = unique_major()
+    patch_dir = write_patches(tmp_path, major, ['CREATE TABLE fdt_q%d (id int);\n%s' % (major, scenarios.HOLD_WINDOW_SQL)])
+    holder = scenarios.hold_window(lab)
+    # Clients queue while the window is held open: 4 writers per pgbouncer.
+    let_go = scenarios.When(lab, scenarios.in_cold_transaction, lambda: (time.sleep(0.5), holder.close()))
+    try:
+        with lab.load(per_dsn=4) as load:
+            let_go.start()
+            proc, report_path = run_playbook(lab, tmp_path, patch_dir, {'fastdowntime_budget_seconds': 60},
+                                             tags='outage')
+            let_go.finish()
+            time.sleep(0.3)
+    finally:
+        holder.close()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert let_go.fired, 'the window never waited in its cold patch'
+    report = scenarios.read_report(report_path)
+    started, ended = [datetime.datetime.strptime(report['outage'][k], '%Y-%m-%dT%H:%M:%S.%fZ').replace(
+        tzinfo=datetime.timezone.utc).timestamp() for k in ('started_at', 'ended_at')]
+    conn = psycopg2.connect(lab.primary_dsn())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT host(client_addr), extract(epoch FROM backend_start)::float8 FROM pg_stat_activity "
+                        "WHERE datname = %s AND usename = 'fdt_deploy' AND backend_type = 'client backend'",
+                        (lab.db_name,))
+            backends = cur.fetchall()
+    finally:
+        conn.close()
+    for index, host in enumerate(('pgbouncer1', 'pgbouncer2')):
+        probe = [at for where, at in backends if where == lab.addr(host) and at >= ended]
+        assert probe, (host, backends)
+        # The load's workers through this pgbouncer (lab.load: 4 per pgbouncer, in order).
+        workers = load.workers[index * 4:(index + 1) * 4]
+        queued = [begun + waited for w in workers for begun, waited in zip(w.started, w.latencies)
+                  if started <= begun <= ended]
+        assert queued, (host, 'no transaction of the load began inside the window')
+        assert max(queued) <= min(probe), (host, 'the probe logged in %.1f ms before a client queued in the window '
+                                           'had its answer' % ((max(queued) - min(probe)) * 1000))
+    assert_nothing_lost(lab, load)
+    assert_disarmed(lab)

@@ -148,3 +148,53 @@ def test_a_pool_whose_queued_clients_were_disconnected_with_no_server_counts_too
     line = logins.describe_unserved({'pgbouncer1': [('app', 'web', 0, 0.0)]})
     assert 'app user web on pgbouncer1: its clients queued at RESUME were disconnected' in line
     assert logins.queued_pools(None, ['app']) == []
+
+
+def test_a_client_queued_before_the_moment_and_not_served_yet_is_found_one_queued_since_is_not():
+    rows = [{'database': 'app', 'user': 'web', 'cl_waiting': 3, 'maxwait': 0, 'maxwait_us': 120000},
+            {'database': 'app', 'user': 'batch', 'cl_waiting': 1, 'maxwait': 0, 'maxwait_us': 40000},
+            {'database': 'app_ro', 'user': 'web', 'cl_waiting': 0, 'maxwait': 0, 'maxwait_us': 0},
+            {'database': 'other', 'user': 'web', 'cl_waiting': 9, 'maxwait': 5, 'maxwait_us': 0}]
+    # 100 ms since the RESUME: web's oldest client waited 120 ms (queued in the window), batch's 40 ms (after it).
+    assert logins.queued_before(rows, ['app', 'app_ro'], 0.1) == [('app', 'web')]
+    assert logins.queued_before(rows, ['app', 'app_ro'], 0.01) == [('app', 'batch'), ('app', 'web')]
+    assert logins.queued_before(None, ['app'], 0.1) == []
+
+
+class QueueConsole:
+    """A console whose SHOW POOLS answers come from a list, the last repeated (show_steps as fan_out runs it)."""
+
+    def __init__(self, label, answers):
+        self.label, self.entries, self.answers, self.asked = label, ['app'], list(answers), 0
+
+    def show_steps(self, what):
+        assert what == 'POOLS'
+        self.asked += 1
+        # A generator (a fan_out task step) that answers without waiting.
+        return self.answers[min(self.asked, len(self.answers)) - 1]
+        yield  # pylint: disable=unreachable
+
+
+def queued(seconds):
+    return [{'database': 'app', 'user': 'web', 'cl_waiting': 2, 'maxwait': int(seconds),
+             'maxwait_us': int((seconds % 1) * 1e6)}]
+
+
+def test_the_probe_waits_until_the_clients_queued_in_the_window_are_served_on_every_console():
+    import time
+    since = time.monotonic() - 0.05  # the last RESUME, 50 ms ago
+    served_at_once = QueueConsole('pgbouncer1', [[]])
+    served_later = QueueConsole('pgbouncer2', [queued(0.3), queued(0.3), []])
+    waited = logins.wait_queued_served([served_at_once, served_later], since, timeout=5.0, interval=0.001)
+    assert (served_at_once.asked, served_later.asked) == (1, 3)
+    assert 0 < waited < 5.0
+
+
+def test_clients_queued_after_the_resume_do_not_hold_the_probe_and_an_unserved_queue_holds_it_only_so_long():
+    import time
+    since = time.monotonic() - 1.0
+    busy = QueueConsole('pgbouncer1', [queued(0.2)])  # a busy pool's own queue, begun after the RESUME
+    assert logins.wait_queued_served([busy], since, timeout=5.0, interval=0.001) < 5.0 and busy.asked == 1
+    stuck = QueueConsole('pgbouncer1', [queued(30.0)])  # logins failing: pgbouncer keeps them queued
+    waited = logins.wait_queued_served([stuck], since, timeout=0.05, interval=0.001)
+    assert stuck.asked > 1 and waited >= 0.04
