@@ -466,3 +466,56 @@ def setval_sequences(patches):
                 if kind == RELATION and action == CREATES:
                     created.add(key)
     return out
+
+
+# The schema privileges a statement needs (PostgreSQL's "Privileges"): CREATE on the schema a new relation,
+# type, domain or collation goes in, USAGE on the schema of every qualified name it looks up.
+CREATE_ON_SCHEMA, USAGE_ON_SCHEMA = 'CREATE', 'USAGE'
+
+
+def schema_privileges(patches):
+    """[(patch, statement, schema or None, privilege)] of the pending ``patches``, each (schema, privilege)
+    where first needed: CREATE on the schema each CREATE TABLE/VIEW/SEQUENCE/TYPE/DOMAIN/COLLATION... puts its
+    object in (None: the deploy session's creation schema, current_schema(), for an unqualified name under
+    its own search_path), USAGE on the schema of each qualified name looked up; not a schema an earlier
+    pending statement creates (the deploy user owns it), nor pg_catalog's; an unqualified name under a
+    search_path the patch sets is left to the window. A CREATE INDEX needs the table's ownership, not CREATE
+    on its schema."""
+    created, out, seen = set(), [], set()
+    for patch in patches:
+        for statement, path in zip(patch.statements, locks.search_paths(patch.statements)):
+            node = statement.node
+            if node is None:
+                continue
+            kind = type(node).__name__
+            temp = locks.temp_created(node)
+            wanted = []
+            for what, key, action, dummy in statement_objects(node):
+                if what == SCHEMA and action == CREATES:
+                    created.add(key[1])
+                if what not in (RELATION, TYPE, COLLATION) or action == DROPS:
+                    continue
+                if action == CREATES and kind not in ('IndexStmt', 'RenameStmt') and temp is None:
+                    if key[0] is not None or path is locks.DEFAULT_PATH:
+                        wanted.append((key[0], CREATE_ON_SCHEMA))
+                elif action == NEEDS and key[0] is not None:
+                    wanted.append((key[0], USAGE_ON_SCHEMA))
+            for schema, privilege in wanted:
+                if schema in created or schema in BUILTIN_SCHEMAS or (schema, privilege) in seen:
+                    continue
+                seen.add((schema, privilege))
+                out.append((patch, statement, schema, privilege))
+    return out
+
+
+# The schemas of schema_privileges the deploy user lacks the privilege on (has_schema_privilege: owned, granted
+# directly, to PUBLIC or to a role it inherits from); ``target`` the 0-based position in the lists. A NULL
+# schema is the session's creation schema (current_schema(): the first schema of its search_path that exists
+# and it may use).
+SCHEMA_PRIVILEGES_SQL = """
+SELECT t.ord - 1 AS target, n.nspname AS schema, pg_get_userbyid(n.nspowner) AS owner
+  FROM unnest(%(schemas)s::text[], %(privileges)s::text[]) WITH ORDINALITY AS t(name, privilege, ord)
+  JOIN pg_namespace n ON n.oid = to_regnamespace(quote_ident(coalesce(t.name, current_schema())))
+ WHERE NOT has_schema_privilege(n.oid, t.privilege)
+ ORDER BY 1
+"""

@@ -391,6 +391,30 @@ def decide_table_privileges(label, row, missing):
     return found
 
 
+def decide_schema_privileges(label, row, missing):
+    """One failure per schema the deploy user lacks a privilege on that the pending patches need
+    (objects.schema_privileges joined to SCHEMA_PRIVILEGES_SQL: [(file, line, statement, schema, owner,
+    privilege)]): CREATE where a new object goes, USAGE where a name is looked up - each failed inside the
+    window ("permission denied for schema", rolled back). [] when there are none."""
+    user = row.get('usename')
+    by_schema = {}
+    for item in missing:
+        by_schema.setdefault(item[3], []).append(item)
+    found = []
+    for schema in sorted(by_schema):
+        items = by_schema[schema]
+        privileges = list(dict.fromkeys(i[5] for i in items))
+        fix = 'GRANT %s ON SCHEMA %s TO %s' % (', '.join(privileges), schema, user)
+        found.append(finding(
+            'privileges', FAIL, '%s: the deploy user %s lacks %s on schema %s (owner %s) for %s, which would fail '
+            'inside the outage ("permission denied for schema %s"; the window rolls back)' % (
+                label, user, ' and '.join(privileges), schema, items[0][4],
+                '; '.join('%s line %d: %s' % (i[0], i[1], i[2]) for i in items), schema),
+            host=label, evidence={'schema': schema, 'owner': items[0][4], 'privileges': privileges, 'fix_sql': [fix]},
+            action='as %s (or a superuser): %s on %s, then run the pre-flight again' % (items[0][4], fix, label)))
+    return found
+
+
 def decide_ownership(label, row, not_owned, server_version_num):
     """The relations the deploy user may not change (``not_owned``: OWNERS_SQL rows, ``target`` the
     position in owned_relations' list or None for this collection's own tables; ``row``: the
@@ -2537,6 +2561,14 @@ class Preflight:
         self.findings.extend(decide_table_privileges(label, info, [
             dict(wanted[r['target']], relation=r['relation'], owner=r['owner'], member=r['member'])
             for r in rows or ()]))
+        # CREATE on the schemas new objects go in, USAGE on those of the names looked up.
+        uses = objects.schema_privileges(sorted(plan.pending, key=lambda p: p.revision))
+        rows = self._query(primary, objects.SCHEMA_PRIVILEGES_SQL, {'schemas': [u[2] for u in uses],
+                                                                    'privileges': [u[3] for u in uses]},
+                           label=label, check='privileges') if uses else []
+        self.findings.extend(decide_schema_privileges(label, info, [
+            (uses[r['target']][0].name, uses[r['target']][1].line, ' '.join(uses[r['target']][1].sql.split()[:3]),
+             r['schema'], r['owner'], uses[r['target']][3]) for r in rows or ()]))
 
     def _check_patches(self, primary, label):
         try:

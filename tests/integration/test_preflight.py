@@ -1046,6 +1046,73 @@ def test_column_privileges_the_select_a_where_reads_lock_table_and_references_ar
                                % (user, lab.db_name, user, TEST_SCHEMA, user, user))
 
 
+def test_create_and_usage_on_the_schemas_a_patch_uses_are_checked(lab, revision_table, tmp_path):
+    """Real roles. From PostgreSQL 15 schema public grants CREATE to its database's owner only: a deploy user
+    that is not the owner created a table there inside the window and failed ("permission denied for schema
+    public", rolled back); so did one lacking USAGE on the schema of a name it looks up. The pre-flight names
+    each schema, one line, with the GRANT; granted, it passes - and the patch run as that user (rolled back)
+    agrees each time."""
+    user, password = 'fdt_tryit_schemas', 'tryit-secret'
+    admin = revision_table
+    hidden = 'fdt_preflight_hidden'
+    admin.cursor().execute("DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN PASSWORD '%s'; GRANT pg_monitor, "
+                           'pg_signal_backend TO %s; GRANT USAGE ON SCHEMA %s TO %s; GRANT SELECT ON %s TO %s; '
+                           "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s; CREATE TYPE %s.kind AS ENUM ('a')"
+                           % (user, user, password, user, TEST_SCHEMA, user, REVISION_TABLE, user, hidden, hidden,
+                              hidden))
+    directory = tmp_path / 'schemas'
+    directory.mkdir()
+    patch = 'CREATE TABLE fdt_schema_t (id int);\nCREATE TABLE fdt_schema_u (k %s.kind);\n' % hidden
+    (directory / 'patch-2392-01-0.sql').write_text(patch)
+    endpoint = dict(lab.pg('primary'), user=user, password=password)
+
+    def privileges():
+        pgbouncers = [dict(lab.pgbouncer(name), probe_user='fdt_app', probe_password=lab.users['fdt_app'])
+                      for name in ('pgbouncer1', 'pgbouncer2')]
+        standbys = [dict(lab.pg(name), user=user, password=password,
+                         pgbouncer_entries=['%s:%s_ro' % (bouncer, lab.db_name)])
+                    for name, bouncer in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
+        result = run(lab, str(directory), primary=endpoint, standbys=standbys, pgbouncers=pgbouncers,
+                     system_users=[lab.pg('primary')['user']])
+        return [f for f in findings(result, 'privileges', 'fail') if 'on schema' in f['summary']]
+
+    def server_says():
+        conn = psycopg2.connect(lab.dsn(endpoint))
+        try:
+            with conn.cursor() as cur:
+                cur.execute(patch)
+            return None
+        except psycopg2.Error as exc:
+            return exc.diag.message_primary
+        finally:
+            conn.rollback()
+            conn.close()
+
+    try:
+        found = privileges()
+        assert [f['summary'].split(': ', 1)[1] for f in found] == [
+            'the deploy user %s lacks USAGE on schema %s (owner fdt_deploy) for patch-2392-01-0.sql line 2: CREATE '
+            'TABLE fdt_schema_u, which would fail inside the outage ("permission denied for schema %s"; the window '
+            'rolls back)' % (user, hidden, hidden),
+            'the deploy user %s lacks CREATE on schema public (owner pg_database_owner) for patch-2392-01-0.sql line '
+            '1: CREATE TABLE fdt_schema_t, which would fail inside the outage ("permission denied for schema public"; '
+            'the window rolls back)' % user], [f['summary'] for f in found]
+        assert found[1]['evidence']['fix_sql'] == ['GRANT CREATE ON SCHEMA public TO %s' % user]
+        assert server_says() == 'permission denied for schema public'
+
+        admin.cursor().execute('GRANT CREATE ON SCHEMA public TO %s' % user)
+        assert [f['evidence']['schema'] for f in privileges()] == [hidden]
+        assert server_says() == 'permission denied for schema %s' % hidden
+
+        admin.cursor().execute('GRANT USAGE ON SCHEMA %s TO %s' % (hidden, user))
+        assert privileges() == []
+        assert server_says() is None
+    finally:
+        admin.cursor().execute('DROP SCHEMA %s CASCADE; REVOKE ALL ON SCHEMA public FROM %s; REVOKE ALL ON %s FROM %s; '
+                               'REVOKE ALL ON SCHEMA %s FROM %s; DROP ROLE %s'
+                               % (hidden, user, REVISION_TABLE, user, TEST_SCHEMA, user, user))
+
+
 def _role_setting_everywhere(lab, admin, user, sql, expected):
     """ALTER ROLE ``user`` ``sql`` on the primary (``admin``: a session that may write), then
     until every standby has its pg_db_role_setting row as ``expected`` (a setting, or None)."""

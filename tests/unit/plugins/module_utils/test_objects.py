@@ -152,3 +152,25 @@ def test_a_hot_create_index_concurrently_is_in_the_way_only_of_a_valid_index_of_
     assert 'indisvalid' in objects.OBJECTS_SQL
     failed = objects.failures(lookups, found_for(lookups, existing=('fdt_ix',)))
     assert [cause for dummy, cause, dummy2 in failed] == ['relation "public.fdt_ix" already exists']
+
+
+def test_schema_privileges_create_where_objects_go_usage_where_names_are_looked_up():
+    patch = patch_of('CREATE TABLE t (id int);\nCREATE TABLE app.u (id int, k app.kind);\nCREATE INDEX ON app.u (id);\n'
+                     'CREATE SCHEMA mine;\nCREATE TABLE mine.x (id pg_catalog.int4);\nCREATE TEMP TABLE tt (id int);\n'
+                     'ALTER TABLE other.v ADD COLUMN z int;\nSET search_path = elsewhere;\nCREATE TABLE w (id int);\n')
+    assert [(s.line, schema, privilege) for p, s, schema, privilege in objects.schema_privileges([patch])] == [
+        (1, None, 'CREATE'),           # the session's creation schema: current_schema()
+        (2, 'app', 'USAGE'), (2, 'app', 'CREATE'),
+        (7, 'other', 'USAGE')]         # not the index's schema, the schema the patch makes, a temp table, pg_catalog
+
+
+def test_decide_schema_privileges_one_line_per_schema_with_the_grant():
+    [found] = pf.decide_schema_privileges('primary (10.0.0.10:5432)', {'usename': 'deploy'}, [
+        ('patch-2300-01-0.sql', 1, 'CREATE TABLE t', 'public', 'pg_database_owner', 'CREATE'),
+        ('patch-2300-01-0.sql', 4, 'ALTER TABLE public.v', 'public', 'pg_database_owner', 'USAGE')])
+    assert found['summary'] == (
+        'primary (10.0.0.10:5432): the deploy user deploy lacks CREATE and USAGE on schema public (owner '
+        'pg_database_owner) for patch-2300-01-0.sql line 1: CREATE TABLE t; patch-2300-01-0.sql line 4: ALTER TABLE '
+        'public.v, which would fail inside the outage ("permission denied for schema public"; the window rolls back)')
+    assert found['evidence']['fix_sql'] == ['GRANT CREATE, USAGE ON SCHEMA public TO deploy']
+    assert pf.decide_schema_privileges('p', {'usename': 'deploy'}, []) == []
