@@ -900,11 +900,17 @@ def test_a_deploy_user_not_owning_what_the_patches_change_is_refused_before_the_
                                                 '(patch-2300-00-1.sql line 4: CREATE INDEX CONCURRENTLY) nor a member of it'
                           % user)
         assert_refused_by(result, 'privileges', 'the deploy user %s is neither the owner fdt_deploy of ' % user)
-        owners = sorted(f['evidence']['owner'] for f in findings(result, 'privileges', 'fail'))
-        assert owners == ['fdt_app', 'fdt_deploy'], result['summary']
-        assert REVISION_TABLE in findings(result, 'privileges', 'fail')[1]['evidence']['relations']
-        assert [f['action'].split(' on ')[0] for f in findings(result, 'privileges', 'fail')] == [
-            'GRANT fdt_app TO %s' % user, 'GRANT fdt_deploy TO %s' % user]
+        owned = [f for f in findings(result, 'privileges', 'fail') if 'neither the owner' in f['summary']]
+        assert sorted(f['evidence']['owner'] for f in owned) == ['fdt_app', 'fdt_deploy'], result['summary']
+        assert REVISION_TABLE in owned[1]['evidence']['relations']
+        assert [f['action'].split(' on ')[0] for f in owned] == ['GRANT fdt_app TO %s' % user,
+                                                                 'GRANT fdt_deploy TO %s' % user]
+        # The lab's patch-2300-02-0 creates fdt_item_tag in public with a FOREIGN KEY to fdt_item: without the
+        # owner's role, REFERENCES on fdt_item.id and CREATE on public (the database owner's, from 15) fail too.
+        assert_refused_by(result, 'privileges', 'lacks REFERENCES (id) (patch-2300-02-0.sql line 2: CREATE TABLE '
+                                                'fdt_item_tag)')
+        assert_refused_by(result, 'privileges', 'lacks CREATE on schema public (owner pg_database_owner) for '
+                                                'patch-2300-02-0.sql line 2: CREATE TABLE fdt_item_tag')
 
         admin.cursor().execute('GRANT fdt_app, fdt_deploy TO %s' % user)
         result = run(lab, patch_dir, **kwargs)
