@@ -139,6 +139,17 @@ SEGMENTS = (
     'sync_apply,one_address,dns_names,pgbouncer_session_entry,pgbouncer_other_database',
     'tls,ipv6,no_slots,pgbouncer_low_timeouts',
 )
+# The shapes of lab/labctl.py SHAPES no segment soaks, and why (a unit test checks that every other shape is in
+# SEGMENTS: a field shape that lands is soaked or named here).
+NOT_SOAKED = {
+    'standby_below_primary': 'PostgreSQL pauses that standby\'s replay: every deploy is refused before any PAUSE',
+    'rtt10': 'the benchmark\'s distance dimension (docs/benchmarks.md)',
+    'rtt40': 'the benchmark\'s distance dimension (docs/benchmarks.md)',
+    'scale': 'the benchmark\'s scale dimension (docs/benchmarks.md)',
+    'postgresql16': 'a server version: tests/integration/test_postgresql_versions.py',
+    'postgresql17': 'a server version: tests/integration/test_postgresql_versions.py',
+    'postgresql18': 'a server version: tests/integration/test_postgresql_versions.py',
+}
 
 
 def plan(seed, iterations, segments, chosen):
