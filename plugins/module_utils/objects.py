@@ -47,7 +47,13 @@ SCHEMA, RELATION, TYPE, COLLATION, TABLESPACE, SERVER, FDW, EXTENSION, ROLE = KI
     'schema', 'relation', 'type', 'collation', 'tablespace', 'server', 'foreign-data wrapper', 'extension', 'role')
 # A CREATE INDEX CONCURRENTLY's name: a relation, but one that is an INVALID index does not count.
 VALID_INDEX = 'valid index'
-QUALIFIED = (RELATION, TYPE, COLLATION, VALID_INDEX)
+# A table's column and constraint: key (schema or None, table, name).
+COLUMN, CONSTRAINT = 'column', 'constraint'
+TABLE_PARTS = (COLUMN, CONSTRAINT)
+QUALIFIED = (RELATION, TYPE, COLLATION, VALID_INDEX, COLUMN, CONSTRAINT)
+# ALTER TABLE commands that name an existing column (cmd.name).
+COLUMN_COMMANDS = ('AT_ColumnDefault', 'AT_DropNotNull', 'AT_SetNotNull', 'AT_AlterColumnType', 'AT_SetStatistics',
+                   'AT_SetStorage', 'AT_SetCompression', 'AT_DropExpression', 'AT_AddIdentity', 'AT_DropIdentity')
 NEEDS, CREATES, DROPS = 'needs', 'creates', 'drops'
 # The search_path check: an unqualified CREATE under a path the patch set, with no schema of it existing.
 SEARCH_PATH = 'search_path'
@@ -241,6 +247,36 @@ def _needed(node, kind):
     return out
 
 
+def _table_parts(node, kind):
+    """[(COLUMN or CONSTRAINT, (schema, table, name), action, optional)] of ALTER TABLE's ADD/DROP COLUMN, ADD/DROP
+    CONSTRAINT, the columns its ALTER COLUMN commands name, and RENAME COLUMN/CONSTRAINT: ADD COLUMN of a column the
+    table has ("column ... already exists") and DROP of one it lacks fail, unless IF [NOT] EXISTS."""
+    renamed = _name(node.renameType) if kind == 'RenameStmt' else None
+    if renamed in ('OBJECT_COLUMN', 'OBJECT_TABCONSTRAINT') and node.relation is not None:
+        what = COLUMN if renamed == 'OBJECT_COLUMN' else CONSTRAINT
+        table = _relation(node.relation)
+        return [(what, table + (node.subname,), DROPS, bool(node.missing_ok)),
+                (what, table + (node.newname,), CREATES, False)]
+    if kind != 'AlterTableStmt' or node.relation is None or node.missing_ok or \
+            _name(node.objtype) not in ('OBJECT_TABLE', 'OBJECT_FOREIGN_TABLE'):
+        return []
+    table, out = _relation(node.relation), []
+    for cmd in node.cmds or ():
+        sub = _name(cmd.subtype)
+        definition = cmd.def_
+        if sub == 'AT_AddColumn' and getattr(definition, 'colname', None):
+            out.append((COLUMN, table + (definition.colname,), CREATES, bool(cmd.missing_ok)))
+        elif sub == 'AT_AddConstraint' and getattr(definition, 'conname', None):
+            out.append((CONSTRAINT, table + (definition.conname,), CREATES, False))
+        elif sub == 'AT_DropColumn' and cmd.name:
+            out.append((COLUMN, table + (cmd.name,), DROPS, bool(cmd.missing_ok)))
+        elif sub == 'AT_DropConstraint' and cmd.name:
+            out.append((CONSTRAINT, table + (cmd.name,), DROPS, bool(cmd.missing_ok)))
+        elif sub in COLUMN_COMMANDS and cmd.name:
+            out.append((COLUMN, table + (cmd.name,), NEEDS, False))
+    return out
+
+
 def _setval_target(node):
     """The sequence key of ``SELECT [pg_catalog.]setval('name', ...)`` (a constant name), else None."""
     if type(node).__name__ != 'SelectStmt' or node.fromClause or not node.targetList:
@@ -276,7 +312,7 @@ def statement_objects(node):
     if sequence is not None:
         needed.append((RELATION, sequence, NEEDS, False))
     out, seen = [], set()
-    for item in needed + _created(node, kind) + _dropped(node, kind):
+    for item in needed + _created(node, kind) + _dropped(node, kind) + _table_parts(node, kind):
         if item[1] is None or not item[1][1] or (item[0], item[1], item[2]) in seen:
             continue
         seen.add((item[0], item[1], item[2]))
@@ -331,11 +367,15 @@ def pending_lookups(patches):
                                 out.append(Lookup(patch.name, statement.line, words, SEARCH_PATH, (None, schemas),
                                                   SEARCH_PATH, hot=patch.kind == HOT))
                         continue
-                    if kind == RELATION and (key[1] in temps or key[1] == temp):
+                    if kind in (RELATION,) + TABLE_PARTS and (key[1] in temps or key[1] == temp):
                         continue
-                if kind == RELATION and (key[0] == 'pg_temp' or temp is not None and key[1] == temp):
+                if kind in (RELATION,) + TABLE_PARTS and (key[0] == 'pg_temp' or temp is not None and key[1] == temp):
                     continue
                 known = state.get((kind, key))
+                if kind in TABLE_PARTS and known is None and state.get((RELATION, key[:2])) == CREATES:
+                    if action == CREATES:   # a table the patches create: the catalog has none of its parts
+                        state[(kind, key)] = CREATES
+                    continue
                 if action == DROPS:
                     if known is None and not optional:
                         _ask(out, asked, statement, patch, words, kind, key, NEEDS, extensions)
@@ -367,14 +407,26 @@ def _ask(out, asked, statement, patch, words, kind, key, expect, extensions):
     out.append(Lookup(patch.name, statement.line, words, kind, key, expect, extensions, hot=patch.kind == HOT))
 
 
+def probe_row(kind, key, creates=False):
+    """The (kind, schema, name, creates, part) row OBJECTS_SQL answers for one name: ``creates`` qualifies an
+    unqualified name with the creation schema (not a column's or constraint's table: it is looked up)."""
+    if kind in TABLE_PARTS:
+        return (kind, key[0], key[1], False, key[2])
+    return (kind, key[0], key[1], bool(creates), None)
+
+
+def _row(lookup):
+    return probe_row(lookup.kind, lookup.key, lookup.expect == CREATES)
+
+
 def probe_rows(lookups):
-    """The (kind, schema, name, creates) rows OBJECTS_SQL answers for ``lookups``, in order, each once."""
+    """The rows (probe_row) OBJECTS_SQL answers for ``lookups``, in order, each once."""
     rows = []
     for lookup in lookups:
         if lookup.kind == SEARCH_PATH:
-            rows += [(SCHEMA, None, s, False) for s in lookup.key[1]]
+            rows += [probe_row(SCHEMA, (None, s)) for s in lookup.key[1]]
         else:
-            rows.append((lookup.kind, lookup.key[0], lookup.key[1], lookup.expect == CREATES))
+            rows.append(_row(lookup))
     return list(dict.fromkeys(rows))
 
 
@@ -396,9 +448,14 @@ SELECT t.ord - 1 AS target, CASE t.kind
          WHEN 'foreign-data wrapper' THEN EXISTS (SELECT FROM pg_foreign_data_wrapper WHERE fdwname = t.name)
          WHEN 'extension' THEN EXISTS (SELECT FROM pg_extension WHERE extname = t.name)
          WHEN 'role' THEN EXISTS (SELECT FROM pg_roles WHERE rolname = t.name)
+         WHEN 'column' THEN EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = to_regclass(q.name)
+                                                                 AND a.attname = t.part AND a.attnum > 0
+                                                                 AND NOT a.attisdropped)
+         WHEN 'constraint' THEN EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = to_regclass(q.name)
+                                                                      AND c.conname = t.part)
        END AS found
-  FROM unnest(%(kinds)s::text[], %(schemas)s::text[], %(names)s::text[], %(creates)s::bool[])
-       WITH ORDINALITY AS t(kind, schema, name, creates, ord)
+  FROM unnest(%(kinds)s::text[], %(schemas)s::text[], %(names)s::text[], %(creates)s::bool[], %(parts)s::text[])
+       WITH ORDINALITY AS t(kind, schema, name, creates, part, ord)
  CROSS JOIN LATERAL (SELECT CASE WHEN coalesce(t.schema, CASE WHEN t.creates THEN current_schema() END) IS NULL
                                  THEN quote_ident(t.name)
                                  ELSE quote_ident(coalesce(t.schema, current_schema())) || '.' || quote_ident(t.name)
@@ -410,7 +467,7 @@ SELECT t.ord - 1 AS target, CASE t.kind
 def probe_params(rows):
     """OBJECTS_SQL's parameters for probe_rows' ``rows``."""
     return {'kinds': [r[0] for r in rows], 'schemas': [r[1] for r in rows], 'names': [r[2] for r in rows],
-            'creates': [r[3] for r in rows]}
+            'creates': [r[3] for r in rows], 'parts': [r[4] for r in rows]}
 
 
 def failures(lookups, found):
@@ -420,21 +477,24 @@ def failures(lookups, found):
     was missing but an earlier pending CREATE EXTENSION may create it (a warning). A missing schema
     hides the missing objects in it (one cause, not one per object); rows not answered are not judged."""
     missing_schemas = set(l.key[1] for l in lookups if l.kind == SCHEMA and l.expect == NEEDS
-                          and found.get((SCHEMA, None, l.key[1], False)) is False)
+                          and found.get(_row(l)) is False)
+    missing_tables = set(l.key for l in lookups if l.kind == RELATION and l.expect == NEEDS
+                         and found.get(_row(l)) is False)
     out = []
     for lookup in lookups:
         if lookup.kind == SEARCH_PATH:
-            answers = [found.get((SCHEMA, None, s, False)) for s in lookup.key[1]]
+            answers = [found.get(probe_row(SCHEMA, (None, s))) for s in lookup.key[1]]
             if answers and None not in answers and not any(answers) or not lookup.key[1]:
                 out.append((lookup, 'no schema has been selected to create in (search_path %s: %s)' % (
                     ', '.join(lookup.key[1]) or "''", 'none of them exists' if lookup.key[1] else 'empty'), False))
             continue
-        exists = found.get((lookup.kind, lookup.key[0], lookup.key[1], lookup.expect == CREATES))
+        exists = found.get(_row(lookup))
         if exists is None:
             continue
         if lookup.expect == NEEDS and not exists:
-            if lookup.kind in QUALIFIED and lookup.key[0] in missing_schemas or lookup.key[1] in lookup.extensions:
-                continue   # one cause per missing schema; the extension's own name (postgres_fdw, citext...)
+            if lookup.kind in QUALIFIED and lookup.key[0] in missing_schemas or lookup.key[1] in lookup.extensions \
+                    or lookup.kind in TABLE_PARTS and lookup.key[:2] in missing_tables:
+                continue   # one cause per missing schema or table; the extension's own name (postgres_fdw, citext...)
             out.append((lookup, '%s does not exist' % object_text(lookup.kind, lookup.key),
                         bool(lookup.extensions) and lookup.kind in (TYPE, FDW, COLLATION, RELATION)))
         elif lookup.expect == CREATES and exists:
@@ -444,6 +504,8 @@ def failures(lookups, found):
 
 def object_text(kind, key):
     """'relation "s.t"', 'schema "s"' - as PostgreSQL's messages name them."""
+    if kind in TABLE_PARTS:
+        return '%s "%s" of relation "%s"' % (kind, key[2], '.'.join(k for k in key[:2] if k))
     name = '.'.join(k for k in key if k)
     return '%s "%s"' % (RELATION if kind == VALID_INDEX else kind, name)
 

@@ -656,6 +656,7 @@ OBJECT_FIXES = {
     objects.SEARCH_PATH: 'create the schema first, or qualify the name (schema.name), or SET search_path to a schema '
                          'this server has',
 }
+OBJECT_FIXES[objects.COLUMN] = 'correct the column name, or add the column first (an earlier patch)'
 OBJECT_FIX_DEFAULT = 'create it first (in an earlier patch), or correct the name'
 # ... and one a patch CREATEs that the primary already has.
 EXISTS_FIXES = {
@@ -664,6 +665,10 @@ EXISTS_FIXES = {
     objects.TYPE: 'it is already there (applied outside the deploy?): delete the statement (CREATE TYPE has no IF NOT '
                   'EXISTS), or DROP it in the patch first if it must change',
     objects.ROLE: 'it is already there: delete the statement (CREATE ROLE has no IF NOT EXISTS)',
+    objects.COLUMN: 'it is already there (applied outside the deploy?): delete the command, or write ADD COLUMN IF '
+                    'NOT EXISTS',
+    objects.CONSTRAINT: 'it is already there (applied outside the deploy?): delete the command, or DROP CONSTRAINT IF '
+                        'EXISTS before it if it must change',
 }
 EXISTS_FIX_DEFAULT = 'it is already there (applied outside the deploy?): delete the statement, or write CREATE ... IF ' \
                      'NOT EXISTS'
@@ -2693,7 +2698,7 @@ class Preflight:
         pending = sorted(self.plan.pending, key=lambda p: p.revision)
         lookups = objects.pending_lookups(pending)
         setvals = objects.setval_sequences(pending)
-        rows = objects.probe_rows(lookups) + [(objects.RELATION, key[0], key[1], False) for dummy, dummy2, key
+        rows = objects.probe_rows(lookups) + [objects.probe_row(objects.RELATION, key) for dummy, dummy2, key
                                               in setvals]
         rows = list(dict.fromkeys(rows))
         answers = self._query(primary, objects.OBJECTS_SQL, objects.probe_params(rows), label=label,
@@ -2702,7 +2707,7 @@ class Preflight:
             return
         found = dict((rows[a['target']], a['found']) for a in answers)
         existing = [(patch.name, statement.line, '.'.join(k for k in key if k)) for patch, statement, key in setvals
-                    if found.get((objects.RELATION, key[0], key[1], False))]
+                    if found.get(objects.probe_row(objects.RELATION, key))]
         self.findings.extend(decide_patch_objects(label, objects.failures(lookups, found), looked_up=len(rows),
                                                   setvals=existing))
 

@@ -383,3 +383,27 @@ def test_a_hot_index_build_is_refused_for_a_valid_index_of_its_name_not_for_an_i
     assert failed['summary'].endswith('patch-2304-01-1.sql line 1: CREATE UNIQUE INDEX ...: relation '
                                       '"fdt_preflight_test.fdt_dup_key" already exists on this server: the hot '
                                       'patch would fail on it, live, before the outage'), failed['summary']
+
+
+def test_add_column_of_a_column_the_table_has_is_refused_and_if_not_exists_passes(lab, revision_table, tmp_path):
+    """A patch applied once by hand, then deployed (the public immich #20676, hasura preview-apps #102 kind:
+    "already exists" mid-migration): ALTER TABLE ... ADD COLUMN of a column the table has, ADD CONSTRAINT of a
+    name it has, ALTER COLUMN of one it lacks passed the pre-flight and failed inside the window. Refused,
+    one line each; ADD COLUMN IF NOT EXISTS passes."""
+    directory = tmp_path / 'patches'
+    directory.mkdir()
+    patch = directory / 'patch-2305-01-0.sql'
+    patch.write_text('ALTER TABLE public.fdt_item ADD COLUMN body text;\n'
+                     'ALTER TABLE public.fdt_item ADD CONSTRAINT fdt_item_pkey PRIMARY KEY (id);\n'
+                     'ALTER TABLE public.fdt_item ALTER COLUMN fdt_no_such_column SET NOT NULL;\n')
+    failed = findings(run(lab, str(directory)), 'patch_objects', 'fail')
+    assert [f['summary'].split(': ', 1)[1] for f in failed] == [
+        'patch-2305-01-0.sql line 1: ALTER TABLE public.fdt_item ...: column "body" of relation "public.fdt_item" '
+        'already exists on this server: the window would fail on it and roll back',
+        'patch-2305-01-0.sql line 2: ALTER TABLE public.fdt_item ...: constraint "fdt_item_pkey" of relation '
+        '"public.fdt_item" already exists on this server: the window would fail on it and roll back',
+        'patch-2305-01-0.sql line 3: ALTER TABLE public.fdt_item ...: column "fdt_no_such_column" of relation '
+        '"public.fdt_item" does not exist on this server: the window would fail on it and roll back']
+    assert 'ADD COLUMN IF NOT EXISTS' in failed[0]['action']
+    patch.write_text('ALTER TABLE public.fdt_item ADD COLUMN IF NOT EXISTS body text;\n')
+    assert findings(run(lab, str(directory)), 'patch_objects', 'fail') == []

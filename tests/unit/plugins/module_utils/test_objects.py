@@ -83,8 +83,9 @@ def found_for(lookups, missing=(), existing=()):
     is missing unless it is in ``existing``."""
     answers = {}
     for row in objects.probe_rows(lookups):
-        kind, schema, name, creates = row
-        answers[row] = name in existing if creates else name not in missing
+        kind, schema, name, creates, part = row
+        name = part or name
+        answers[row] = name in existing if creates or kind in objects.TABLE_PARTS else name not in missing
     return answers
 
 
@@ -174,3 +175,29 @@ def test_decide_schema_privileges_one_line_per_schema_with_the_grant():
         'public.v, which would fail inside the outage ("permission denied for schema public"; the window rolls back)')
     assert found['evidence']['fix_sql'] == ['GRANT CREATE, USAGE ON SCHEMA public TO deploy']
     assert pf.decide_schema_privileges('p', {'usename': 'deploy'}, []) == []
+
+
+def test_add_column_or_constraint_of_a_name_the_table_has_and_a_column_it_lacks():
+    """ALTER TABLE ... ADD COLUMN of a column the table has ("column ... already exists" - a patch applied by hand
+    before), ADD CONSTRAINT of a name it has, ALTER COLUMN / DROP COLUMN of one it lacks: the window failed;
+    IF [NOT] EXISTS, and the columns of a table the patches create, are not looked up."""
+    lookups = objects.pending_lookups([patch_of(
+        'ALTER TABLE public.fdt_item ADD COLUMN body text, ADD COLUMN IF NOT EXISTS created int;\n'
+        'ALTER TABLE public.fdt_item ADD CONSTRAINT fdt_item_pkey PRIMARY KEY (id);\n'
+        'ALTER TABLE public.fdt_item ALTER COLUMN nope SET NOT NULL, DROP COLUMN IF EXISTS gone;\n'
+        'CREATE TABLE public.n (id int);\nALTER TABLE public.n ADD COLUMN id2 int, ALTER COLUMN id SET NOT NULL;\n'
+        'ALTER TABLE public.fdt_item RENAME COLUMN body TO body2;\nALTER TABLE public.fdt_item DROP COLUMN body2;\n'
+        'ALTER TABLE public.missing ADD COLUMN x int;\n')])
+    assert [(l.line, l.kind, l.key, l.expect) for l in lookups if l.kind in objects.TABLE_PARTS] == [
+        (1, 'column', ('public', 'fdt_item', 'body'), 'creates'),
+        (2, 'constraint', ('public', 'fdt_item', 'fdt_item_pkey'), 'creates'),
+        (3, 'column', ('public', 'fdt_item', 'nope'), 'needs'),
+        (6, 'column', ('public', 'fdt_item', 'body2'), 'creates'),
+        (8, 'column', ('public', 'missing', 'x'), 'creates')]
+    failed = objects.failures(lookups, found_for(lookups, missing=('nope', 'missing'),
+                                                 existing=('body', 'fdt_item_pkey')))
+    assert [(l.line, cause) for l, cause, dummy in failed] == [
+        (1, 'column "body" of relation "public.fdt_item" already exists'),
+        (2, 'constraint "fdt_item_pkey" of relation "public.fdt_item" already exists'),
+        (3, 'column "nope" of relation "public.fdt_item" does not exist'),
+        (8, 'relation "public.missing" does not exist')]     # not its column too
