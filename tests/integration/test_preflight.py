@@ -978,6 +978,33 @@ def test_a_deploy_user_lacking_a_tables_privileges_or_their_grant_option_is_refu
                                'DROP ROLE %s' % (user, lab.db_name, user, user))
 
 
+def privileges_refused_as(lab, directory, user, password):
+    """The pre-flight on ``directory``'s patches as ``user`` (the lab's pgbouncers probed as fdt_app): its
+    failed privileges findings."""
+    pgbouncers = [dict(lab.pgbouncer(name), probe_user='fdt_app', probe_password=lab.users['fdt_app'])
+                  for name in ('pgbouncer1', 'pgbouncer2')]
+    standbys = [dict(lab.pg(name), user=user, password=password, pgbouncer_entries=['%s:%s_ro' % (bouncer, lab.db_name)])
+                for name, bouncer in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
+    result = run(lab, str(directory), primary=dict(lab.pg('primary'), user=user, password=password),
+                 standbys=standbys, pgbouncers=pgbouncers, system_users=[lab.pg('primary')['user']])
+    return findings(result, 'privileges', 'fail')
+
+
+def server_says_as(lab, user, password, sql):
+    """``sql`` as the window runs it, as ``user``, rolled back: None, or PostgreSQL's error."""
+    conn = psycopg2.connect(lab.dsn(dict(lab.pg('primary'), user=user, password=password)))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET lock_timeout = '2s'")
+            cur.execute(sql)
+        return None
+    except psycopg2.Error as exc:
+        return exc.diag.message_primary
+    finally:
+        conn.rollback()
+        conn.close()
+
+
 def test_column_privileges_the_select_a_where_reads_lock_table_and_references_are_checked(lab, revision_table, tmp_path):
     """Real roles, PostgreSQL's own rules. A deploy user that does not own fdt_item: a cold UPDATE of one column
     with a WHERE needs UPDATE on that column and SELECT on the column the WHERE reads, a DELETE ... WHERE
@@ -998,31 +1025,12 @@ def test_column_privileges_the_select_a_where_reads_lock_table_and_references_ar
              'CREATE TABLE %s.fdt_ref (item_id bigint REFERENCES fdt_item (id));\n' % TEST_SCHEMA)
     (directory / 'patch-2391-01-0.sql').write_text(patch)
     version = pg_one(lab, 'primary', "SELECT current_setting('server_version_num')::int")
-    endpoint = dict(lab.pg('primary'), user=user, password=password)
 
     def privileges():
-        pgbouncers = [dict(lab.pgbouncer(name), probe_user='fdt_app', probe_password=lab.users['fdt_app'])
-                      for name in ('pgbouncer1', 'pgbouncer2')]
-        standbys = [dict(lab.pg(name), user=user, password=password,
-                         pgbouncer_entries=['%s:%s_ro' % (bouncer, lab.db_name)])
-                    for name, bouncer in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
-        result = run(lab, str(directory), primary=endpoint, standbys=standbys, pgbouncers=pgbouncers,
-                     system_users=[lab.pg('primary')['user']])
-        return findings(result, 'privileges', 'fail')
+        return privileges_refused_as(lab, directory, user, password)
 
     def server_says():
-        """The patch as the window runs it, as the user, rolled back: None, or PostgreSQL's error."""
-        conn = psycopg2.connect(lab.dsn(endpoint))
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SET lock_timeout = '2s'")
-                cur.execute(patch)
-            return None
-        except psycopg2.Error as exc:
-            return exc.diag.message_primary
-        finally:
-            conn.rollback()
-            conn.close()
+        return server_says_as(lab, user, password, patch)
 
     try:
         [found] = privileges()
@@ -1070,29 +1078,12 @@ def test_create_and_usage_on_the_schemas_a_patch_uses_are_checked(lab, revision_
     directory.mkdir()
     patch = 'CREATE TABLE fdt_schema_t (id int);\nCREATE TABLE fdt_schema_u (k %s.kind);\n' % hidden
     (directory / 'patch-2392-01-0.sql').write_text(patch)
-    endpoint = dict(lab.pg('primary'), user=user, password=password)
 
     def privileges():
-        pgbouncers = [dict(lab.pgbouncer(name), probe_user='fdt_app', probe_password=lab.users['fdt_app'])
-                      for name in ('pgbouncer1', 'pgbouncer2')]
-        standbys = [dict(lab.pg(name), user=user, password=password,
-                         pgbouncer_entries=['%s:%s_ro' % (bouncer, lab.db_name)])
-                    for name, bouncer in (('standby1', 'pgbouncer1'), ('standby2', 'pgbouncer2'))]
-        result = run(lab, str(directory), primary=endpoint, standbys=standbys, pgbouncers=pgbouncers,
-                     system_users=[lab.pg('primary')['user']])
-        return [f for f in findings(result, 'privileges', 'fail') if 'on schema' in f['summary']]
+        return [f for f in privileges_refused_as(lab, directory, user, password) if 'on schema' in f['summary']]
 
     def server_says():
-        conn = psycopg2.connect(lab.dsn(endpoint))
-        try:
-            with conn.cursor() as cur:
-                cur.execute(patch)
-            return None
-        except psycopg2.Error as exc:
-            return exc.diag.message_primary
-        finally:
-            conn.rollback()
-            conn.close()
+        return server_says_as(lab, user, password, patch)
 
     try:
         found = privileges()
